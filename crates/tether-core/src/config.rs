@@ -1,0 +1,674 @@
+//! Configuration: every knob the core has, its default, and validation.
+//!
+//! A [`Config`] is made with [`Config::builder`]; [`ConfigBuilder::build`] checks every
+//! value and names the offending field in a [`ConfigError`]. Nothing here panics.
+
+use core::fmt;
+
+use crate::close::CloseRule;
+use crate::payload::Payload;
+use crate::time::Duration;
+
+/// How the delay before the next attempt is randomised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// Uniform in `[0, cap]` where `cap = min(max_delay, initial_delay × factor^n)`.
+    /// Spreads a herd of clients the most (the default).
+    Full,
+    /// `min(max_delay, uniform(initial_delay, previous × 3))` (AWS "decorrelated jitter").
+    Decorrelated,
+    /// No randomness: exactly `cap`. For tests and single clients that want predictability.
+    None,
+}
+
+/// Exponential backoff between connection attempts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackoffConfig {
+    /// Cap of the first delay.
+    pub initial_delay: Duration,
+    /// Growth per failed attempt (≥ 1.0).
+    pub factor: f64,
+    /// No delay is longer than this.
+    pub max_delay: Duration,
+    /// Randomisation of each delay.
+    pub jitter: Jitter,
+    /// Stop with [`crate::TerminalReason::GaveUp`] after this many consecutive failed
+    /// attempts (`None`: never give up).
+    pub max_attempts: Option<u32>,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> Self {
+        BackoffConfig {
+            initial_delay: Duration::from_millis(500),
+            factor: 1.5,
+            max_delay: Duration::from_secs(10),
+            jitter: Jitter::Full,
+            max_attempts: None,
+        }
+    }
+}
+
+/// Application-level ping/pong (browsers cannot send WebSocket ping frames).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatConfig {
+    /// Time between pings.
+    pub interval: Duration,
+    /// A ping with no pong (and no other inbound frame) within this time is missed.
+    pub timeout: Duration,
+    /// This many missed pings in a row declare the socket dead (half-open detection).
+    pub max_missed: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: Duration::from_secs(4),
+            timeout: Duration::from_secs(3),
+            max_missed: 2,
+        }
+    }
+}
+
+/// Upper bounds of one quality level: round-trip time and loss fraction (0.0–1.0).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QualityBound {
+    /// Mean RTT must be below this.
+    pub rtt: Duration,
+    /// Loss fraction must be below this.
+    pub loss: f64,
+}
+
+/// How latency and loss map to a [`crate::Quality`] level.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityConfig {
+    /// Bounds of Excellent, Good, Fair and Poor, in that order; worse is Critical.
+    pub levels: [QualityBound; 4],
+    /// Number of recent pings the figures are computed over.
+    pub window: usize,
+    /// A new level must be seen this many times in a row before it is reported.
+    pub hysteresis: u32,
+}
+
+impl Default for QualityConfig {
+    fn default() -> Self {
+        let b = |ms, loss| QualityBound {
+            rtt: Duration::from_millis(ms),
+            loss,
+        };
+        QualityConfig {
+            levels: [b(50, 0.005), b(100, 0.02), b(200, 0.05), b(500, 0.10)],
+            window: 20,
+            hysteresis: 2,
+        }
+    }
+}
+
+/// What to do when a send would exceed the queue's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// Refuse the new message (`send` returns [`crate::SendError::QueueFull`]).
+    RejectNew,
+    /// Drop the oldest message not yet written to a transport, reported as
+    /// [`crate::Event::Dropped`]; if every retained message is already in flight, the new
+    /// one is refused.
+    DropOldest,
+}
+
+/// Bounds of what the client retains: messages waiting for a connection and, in protocol
+/// mode, messages sent but not yet acknowledged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueConfig {
+    /// Most messages retained.
+    pub max_messages: usize,
+    /// Most payload bytes retained.
+    pub max_bytes: usize,
+    /// Messages waiting longer than this for a connection are dropped and reported.
+    pub max_age: Option<Duration>,
+    /// What a send that does not fit does.
+    pub overflow: OverflowPolicy,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            max_messages: 1000,
+            max_bytes: 1 << 20,
+            max_age: None,
+            overflow: OverflowPolicy::RejectNew,
+        }
+    }
+}
+
+/// HTTP polling fallback (Tether protocol mode only).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FallbackConfig {
+    /// The polling endpoint, `http://` or `https://`.
+    pub poll_url: String,
+    /// Switch to polling after this many consecutive WebSocket failures.
+    pub after_failures: u32,
+    /// Poll interval while messages flow.
+    pub min_interval: Duration,
+    /// Poll interval when idle or failing.
+    pub max_interval: Duration,
+    /// While polling, try the WebSocket again this often (upgrade back).
+    pub probe_interval: Duration,
+    /// An HTTP request with no answer within this time has failed.
+    pub request_timeout: Duration,
+}
+
+impl FallbackConfig {
+    /// Defaults for the given polling URL.
+    #[must_use]
+    pub fn new(poll_url: impl Into<String>) -> Self {
+        FallbackConfig {
+            poll_url: poll_url.into(),
+            after_failures: 3,
+            min_interval: Duration::from_millis(100),
+            max_interval: Duration::from_secs(2),
+            probe_interval: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where the driver puts the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenPlacement {
+    /// `Authorization: Bearer <token>` (native clients).
+    Header,
+    /// A query parameter of this name (browsers cannot set headers on a WebSocket).
+    Query(String),
+}
+
+/// Token-based authentication: the driver is asked for a token before each attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuthConfig {
+    /// Refresh this long before the token expires, without dropping the connection.
+    pub refresh_lead: Duration,
+    /// How the token travels.
+    pub placement: TokenPlacement,
+    /// A token request with no answer within this time has failed.
+    pub fetch_timeout: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            refresh_lead: Duration::from_secs(60),
+            placement: TokenPlacement::Header,
+            fetch_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What travels on the wire.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum WireMode {
+    /// Any WebSocket server: payloads pass through untouched. The heartbeat sends `ping`
+    /// and takes an inbound frame equal to `pong` as its answer; without it the heartbeat
+    /// is off.
+    Plain {
+        /// `(ping, pong)` payloads of the application-level heartbeat.
+        heartbeat: Option<(Payload, Payload)>,
+    },
+    /// The Tether protocol (PROTOCOL.md): ids, acks, resend, dedup and resume.
+    Protocol,
+}
+
+/// Everything the core needs to run one logical connection.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// WebSocket subprotocols to offer.
+    pub protocols: Vec<String>,
+    /// Plain or Tether protocol.
+    pub wire: WireMode,
+    /// An attempt that has not opened within this time has failed.
+    pub connect_timeout: Duration,
+    /// Delays between attempts.
+    pub backoff: BackoffConfig,
+    /// Ping/pong; `None` turns it off.
+    pub heartbeat: Option<HeartbeatConfig>,
+    /// Quality levels.
+    pub quality: QualityConfig,
+    /// Outbound retention.
+    pub queue: QueueConfig,
+    /// HTTP polling fallback.
+    pub fallback: Option<FallbackConfig>,
+    /// Token provider; `None` connects without a token.
+    pub auth: Option<AuthConfig>,
+    /// The user's close-code rules, checked before the defaults.
+    pub close_rules: Vec<CloseRule>,
+    /// A timer that fires this much later than scheduled is treated as a resume from
+    /// sleep or a throttled background tab.
+    pub resume_gap: Duration,
+    /// After a resume, visibility or online hint: the socket must show life within this.
+    pub liveness_timeout: Duration,
+    /// `close()` waits this long for outstanding acknowledgements.
+    pub close_linger: Duration,
+    /// Largest message accepted, in and out.
+    pub max_message_bytes: usize,
+    /// Protocol mode: acknowledge after this many inbound messages...
+    pub ack_every: u32,
+    /// ...or this long after the first unacknowledged one.
+    pub ack_delay: Duration,
+    /// Seed of the jitter RNG: the same seed replays the same delays.
+    pub seed: u64,
+}
+
+impl Config {
+    /// A builder with the defaults for `url`.
+    ///
+    /// ```
+    /// use tether_core::Config;
+    /// let config = Config::builder("wss://example.com/ws").protocol().build()?;
+    /// assert_eq!(config.url, "wss://example.com/ws");
+    /// # Ok::<(), tether_core::ConfigError>(())
+    /// ```
+    pub fn builder(url: impl Into<String>) -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                url: url.into(),
+                protocols: Vec::new(),
+                wire: WireMode::Plain { heartbeat: None },
+                connect_timeout: Duration::from_secs(10),
+                backoff: BackoffConfig::default(),
+                heartbeat: Some(HeartbeatConfig::default()),
+                quality: QualityConfig::default(),
+                queue: QueueConfig::default(),
+                fallback: None,
+                auth: None,
+                close_rules: Vec::new(),
+                resume_gap: Duration::from_secs(5),
+                liveness_timeout: Duration::from_secs(2),
+                close_linger: Duration::from_secs(2),
+                max_message_bytes: 16 << 20,
+                ack_every: 32,
+                ack_delay: Duration::from_millis(20),
+                seed: 0x7e7_4e7,
+            },
+        }
+    }
+
+    /// True in Tether protocol mode.
+    #[must_use]
+    pub fn is_protocol(&self) -> bool {
+        matches!(self.wire, WireMode::Protocol)
+    }
+
+    /// Checks every value; the first problem found is returned, naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use ConfigProblem::*;
+        let err = |field, problem| Err(ConfigError { field, problem });
+        check_url(&self.url, "url", &["ws://", "wss://"], NotWebSocketUrl)?;
+        if self.protocols.iter().any(|p| !is_token(p)) {
+            return err("protocols", InvalidSubprotocol);
+        }
+        nonzero(self.connect_timeout, "connect_timeout")?;
+        let b = &self.backoff;
+        nonzero(b.initial_delay, "backoff.initial_delay")?;
+        nonzero(b.max_delay, "backoff.max_delay")?;
+        if b.initial_delay > b.max_delay {
+            return err(
+                "backoff.initial_delay",
+                MustNotExceed {
+                    other: "backoff.max_delay",
+                },
+            );
+        }
+        if !(b.factor.is_finite() && (1.0..=100.0).contains(&b.factor)) {
+            return err(
+                "backoff.factor",
+                OutOfRange {
+                    expected: "a number from 1.0 to 100.0",
+                },
+            );
+        }
+        if b.max_attempts == Some(0) {
+            return err("backoff.max_attempts", Zero);
+        }
+        if let Some(h) = &self.heartbeat {
+            nonzero(h.interval, "heartbeat.interval")?;
+            nonzero(h.timeout, "heartbeat.timeout")?;
+            if h.timeout > h.interval {
+                return err(
+                    "heartbeat.timeout",
+                    MustNotExceed {
+                        other: "heartbeat.interval",
+                    },
+                );
+            }
+            if h.max_missed == 0 {
+                return err("heartbeat.max_missed", Zero);
+            }
+        }
+        if let WireMode::Plain {
+            heartbeat: Some((ping, pong)),
+        } = &self.wire
+        {
+            if ping.is_empty() || pong.is_empty() {
+                return err("wire.heartbeat", Empty);
+            }
+        }
+        let q = &self.quality;
+        if q.window == 0 {
+            return err("quality.window", Zero);
+        }
+        if q.hysteresis == 0 {
+            return err("quality.hysteresis", Zero);
+        }
+        for (i, level) in q.levels.iter().enumerate() {
+            if level.rtt.is_zero() || !(level.loss > 0.0 && level.loss <= 1.0) {
+                return err(
+                    "quality.levels",
+                    OutOfRange {
+                        expected: "each level a positive RTT and a loss in (0, 1]",
+                    },
+                );
+            }
+            if i > 0 {
+                let prev = q.levels[i - 1];
+                if level.rtt <= prev.rtt || level.loss <= prev.loss {
+                    return err("quality.levels", OutOfOrder);
+                }
+            }
+        }
+        let qu = &self.queue;
+        if qu.max_messages == 0 {
+            return err("queue.max_messages", Zero);
+        }
+        if qu.max_bytes == 0 {
+            return err("queue.max_bytes", Zero);
+        }
+        if let Some(age) = qu.max_age {
+            nonzero(age, "queue.max_age")?;
+        }
+        if let Some(f) = &self.fallback {
+            if !self.is_protocol() {
+                return err("fallback", NeedsProtocol);
+            }
+            check_url(
+                &f.poll_url,
+                "fallback.poll_url",
+                &["http://", "https://"],
+                NotHttpUrl,
+            )?;
+            if f.after_failures == 0 {
+                return err("fallback.after_failures", Zero);
+            }
+            nonzero(f.min_interval, "fallback.min_interval")?;
+            nonzero(f.max_interval, "fallback.max_interval")?;
+            if f.min_interval > f.max_interval {
+                return err(
+                    "fallback.min_interval",
+                    MustNotExceed {
+                        other: "fallback.max_interval",
+                    },
+                );
+            }
+            nonzero(f.probe_interval, "fallback.probe_interval")?;
+            nonzero(f.request_timeout, "fallback.request_timeout")?;
+        }
+        if let Some(a) = &self.auth {
+            nonzero(a.fetch_timeout, "auth.fetch_timeout")?;
+            if let TokenPlacement::Query(name) = &a.placement {
+                if !is_token(name) {
+                    return err("auth.placement", InvalidQueryName);
+                }
+            }
+        }
+        for rule in &self.close_rules {
+            if rule.first > rule.last {
+                return err("close_rules", OutOfOrder);
+            }
+        }
+        nonzero(self.resume_gap, "resume_gap")?;
+        nonzero(self.liveness_timeout, "liveness_timeout")?;
+        nonzero(self.close_linger, "close_linger")?;
+        if self.max_message_bytes == 0 {
+            return err("max_message_bytes", Zero);
+        }
+        if self.ack_every == 0 {
+            return err("ack_every", Zero);
+        }
+        nonzero(self.ack_delay, "ack_delay")?;
+        Ok(())
+    }
+}
+
+fn nonzero(d: Duration, field: &'static str) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        Err(ConfigError {
+            field,
+            problem: ConfigProblem::Zero,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// An RFC 7230 token: what a subprotocol or a query parameter name may be.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+fn check_url(
+    url: &str,
+    field: &'static str,
+    schemes: &[&str],
+    wrong_scheme: ConfigProblem,
+) -> Result<(), ConfigError> {
+    let lower = url.to_ascii_lowercase();
+    let Some(scheme) = schemes.iter().find(|s| lower.starts_with(**s)) else {
+        return Err(ConfigError {
+            field,
+            problem: wrong_scheme,
+        });
+    };
+    let rest = &url[scheme.len()..];
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') || url.chars().any(|c| c.is_whitespace()) {
+        return Err(ConfigError {
+            field,
+            problem: ConfigProblem::MalformedUrl,
+        });
+    }
+    Ok(())
+}
+
+/// A configuration value that makes no sense, and which one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field, as a dotted path (`backoff.initial_delay`).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a configuration value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigProblem {
+    /// Zero where a positive value is needed.
+    Zero,
+    /// Empty where a value is needed.
+    Empty,
+    /// Larger than another field that bounds it.
+    MustNotExceed {
+        /// The bounding field.
+        other: &'static str,
+    },
+    /// Outside its range.
+    OutOfRange {
+        /// The allowed range, in words.
+        expected: &'static str,
+    },
+    /// Values that must rise (or be ordered) do not.
+    OutOfOrder,
+    /// Not a `ws://` or `wss://` URL.
+    NotWebSocketUrl,
+    /// Not an `http://` or `https://` URL.
+    NotHttpUrl,
+    /// The right scheme but no host, or white space.
+    MalformedUrl,
+    /// A subprotocol that is not an HTTP token.
+    InvalidSubprotocol,
+    /// A query parameter name that is not an HTTP token.
+    InvalidQueryName,
+    /// Only the Tether protocol can do this (HTTP polling needs its envelopes).
+    NeedsProtocol,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config `{}`: ", self.field)?;
+        match &self.problem {
+            ConfigProblem::Zero => f.write_str("must not be zero"),
+            ConfigProblem::Empty => f.write_str("must not be empty"),
+            ConfigProblem::MustNotExceed { other } => write!(f, "must not exceed `{other}`"),
+            ConfigProblem::OutOfRange { expected } => write!(f, "expected {expected}"),
+            ConfigProblem::OutOfOrder => f.write_str("values out of order"),
+            ConfigProblem::NotWebSocketUrl => f.write_str("must be a ws:// or wss:// URL"),
+            ConfigProblem::NotHttpUrl => f.write_str("must be an http:// or https:// URL"),
+            ConfigProblem::MalformedUrl => f.write_str("malformed URL (no host, or white space)"),
+            ConfigProblem::InvalidSubprotocol => f.write_str("not a valid subprotocol name"),
+            ConfigProblem::InvalidQueryName => f.write_str("not a valid query parameter name"),
+            ConfigProblem::NeedsProtocol => f.write_str("needs the Tether protocol wire mode"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Builds a [`Config`]; see [`Config::builder`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Speak the Tether protocol (acks, resend, resume; needed for polling fallback).
+    pub fn protocol(mut self) -> Self {
+        self.config.wire = WireMode::Protocol;
+        self
+    }
+
+    /// Plain mode with an application-level heartbeat: send `ping`, expect `pong`.
+    pub fn plain_heartbeat(mut self, ping: impl Into<Payload>, pong: impl Into<Payload>) -> Self {
+        self.config.wire = WireMode::Plain {
+            heartbeat: Some((ping.into(), pong.into())),
+        };
+        self
+    }
+
+    /// Subprotocols to offer.
+    pub fn protocols<I, S>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Connect timeout of each attempt.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Backoff between attempts.
+    pub fn backoff(mut self, backoff: BackoffConfig) -> Self {
+        self.config.backoff = backoff;
+        self
+    }
+
+    /// Heartbeat timing; `None` turns it off.
+    pub fn heartbeat(mut self, heartbeat: Option<HeartbeatConfig>) -> Self {
+        self.config.heartbeat = heartbeat;
+        self
+    }
+
+    /// Quality thresholds, window and hysteresis.
+    pub fn quality(mut self, quality: QualityConfig) -> Self {
+        self.config.quality = quality;
+        self
+    }
+
+    /// Outbound queue bounds and overflow policy.
+    pub fn queue(mut self, queue: QueueConfig) -> Self {
+        self.config.queue = queue;
+        self
+    }
+
+    /// HTTP polling fallback.
+    pub fn fallback(mut self, fallback: FallbackConfig) -> Self {
+        self.config.fallback = Some(fallback);
+        self
+    }
+
+    /// Ask for a token before every attempt.
+    pub fn auth(mut self, auth: AuthConfig) -> Self {
+        self.config.auth = Some(auth);
+        self
+    }
+
+    /// Add a close-code rule, checked before the defaults and earlier rules.
+    pub fn close_rule(mut self, rule: CloseRule) -> Self {
+        self.config.close_rules.insert(0, rule);
+        self
+    }
+
+    /// Resume detection and liveness check after platform hints.
+    pub fn resume_gap(mut self, gap: Duration) -> Self {
+        self.config.resume_gap = gap;
+        self
+    }
+
+    /// Deadline of the liveness check after a resume, visibility or online hint.
+    pub fn liveness_timeout(mut self, timeout: Duration) -> Self {
+        self.config.liveness_timeout = timeout;
+        self
+    }
+
+    /// How long `close()` waits for acknowledgements.
+    pub fn close_linger(mut self, linger: Duration) -> Self {
+        self.config.close_linger = linger;
+        self
+    }
+
+    /// Largest message in or out.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_message_bytes = bytes;
+        self
+    }
+
+    /// Protocol acknowledgement batching.
+    pub fn ack(mut self, every: u32, delay: Duration) -> Self {
+        self.config.ack_every = every;
+        self.config.ack_delay = delay;
+        self
+    }
+
+    /// Seed of the jitter RNG.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        self.config.validate()?;
+        Ok(self.config)
+    }
+}
