@@ -1,18 +1,80 @@
 //! # tether-core
 //!
-//! The sans-IO heart of Tether. (Crate docs are being written.)
+//! The sans-IO heart of Tether, a reconnecting WebSocket client: one state machine that
+//! decides when to connect, back off, ping, declare a socket dead, fall back to HTTP
+//! polling, resend and acknowledge, and never touches a socket or a clock itself.
+//! Drivers (tokio, the browser, Node) do the I/O and feed the outcomes back.
+//!
+//! ## The driver loop
+//!
+//! After any input, drain the outputs until empty, then sleep until
+//! [`Connection::poll_timeout`] (or the next input, whichever comes first) and call
+//! [`Connection::handle_timeout`]. Every `handle_*` call and every user call takes `now`.
+//!
+//! ```
+//! use tether_core::{Action, Config, Connection, Event, Instant, Payload, State};
+//!
+//! let config = Config::builder("ws://127.0.0.1:9/ws").protocol().build()?;
+//! let mut now = Instant::now();
+//! let mut conn = Connection::new(config, now)?;
+//! conn.connect(now);
+//! conn.send(now, "hello")?; // queued until connected
+//!
+//! // A toy "network": the socket opens at once and the server welcomes the client.
+//! let mut written = Vec::new();
+//! for _ in 0..10 {
+//!     while let Some(action) = conn.poll_action() {
+//!         match action {
+//!             Action::Open { id, .. } => {
+//!                 conn.handle_opened(now, id);
+//!                 conn.handle_frame(now, id, Payload::Text("W 1 0 0".into()));
+//!             }
+//!             Action::Send { frame, .. } => written.push(frame),
+//!             _ => {}
+//!         }
+//!     }
+//!     while let Some(event) = conn.poll_event() {
+//!         if let Event::StateChanged { to, .. } = event {
+//!             println!("state: {to}");
+//!         }
+//!     }
+//!     match conn.poll_timeout() {
+//!         Some(deadline) => {
+//!             now = deadline; // a real driver sleeps until then, or until an input
+//!             conn.handle_timeout(now);
+//!         }
+//!         None => break,
+//!     }
+//! }
+//! assert_eq!(conn.state(), State::Connected);
+//! assert!(written.contains(&Payload::Text("M 1 hello".into())));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What lives where
+//! - [`Config`] and its builder: every knob, validated into a typed [`ConfigError`].
+//! - [`Connection`]: the state machine ([`State`] has the diagram).
+//! - [`Action`] (for the driver), [`Event`] (for the user), [`Metrics`] (a snapshot).
+//! - [`protocol`]: the Tether wire format and the server's side of a session.
+//! - [`backoff`], [`quality`], [`stats`], [`close`]: the policies, each testable alone.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backoff;
 pub mod close;
 pub mod config;
+mod connection;
+mod io;
+mod metrics;
 mod payload;
 pub mod protocol;
 pub mod quality;
+mod queue;
 pub mod rng;
+mod state;
 pub mod stats;
 pub mod time;
+mod timer;
 
 pub use close::{CloseClass, CloseRule};
 pub use config::{
@@ -20,6 +82,14 @@ pub use config::{
     HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig, QueueConfig,
     TokenPlacement, WireMode,
 };
+pub use connection::Connection;
+pub use io::{
+    Action, Cause, DropReason, Event, Hint, MessageId, PollKind, RequestId, SendError,
+    TerminalReason, TetherError, Token, TransportFailure, TransportId,
+};
+pub use metrics::Metrics;
 pub use payload::Payload;
 pub use quality::Quality;
+pub use state::State;
 pub use time::{Duration, Instant};
+pub use timer::Timer;

@@ -1,0 +1,142 @@
+//! Heartbeat: pings at an interval, round-trip times, missed pongs, liveness checks.
+
+use super::Connection;
+use crate::config::{Config, HeartbeatConfig, WireMode};
+use crate::payload::Payload;
+use crate::protocol::Envelope;
+use crate::time::Instant;
+use crate::timer::{Timer, TimerTable};
+
+#[derive(Debug, Default)]
+pub(super) struct Heartbeat {
+    /// The ping in flight: its id and when it went.
+    ping: Option<(u64, Instant)>,
+    /// Any frame arrived since that ping (the socket is alive, whatever the pong does).
+    inbound_since_ping: bool,
+    /// Pings in a row with no sign of life.
+    missed: u32,
+    next_id: u64,
+}
+
+/// The heartbeat settings, when the wire mode can carry a ping.
+fn settings(config: &Config) -> Option<&HeartbeatConfig> {
+    match &config.wire {
+        WireMode::Plain { heartbeat: None } => None,
+        _ => config.heartbeat.as_ref(),
+    }
+}
+
+impl Heartbeat {
+    pub(super) fn start(&mut self, now: Instant, config: &Config, timers: &mut TimerTable) {
+        self.reset();
+        if let Some(h) = settings(config) {
+            timers.set(Timer::Heartbeat, now + h.interval);
+        }
+    }
+
+    pub(super) fn reset(&mut self) {
+        self.ping = None;
+        self.inbound_since_ping = false;
+        self.missed = 0;
+    }
+
+    /// After a sleep the ping in flight proves nothing either way.
+    pub(super) fn forget_ping(&mut self, timers: &mut TimerTable) {
+        self.ping = None;
+        self.missed = 0;
+        timers.stop(Timer::PongDeadline);
+    }
+
+    pub(super) fn is_plain_pong(&self, config: &Config, frame: &Payload) -> bool {
+        matches!(&config.wire, WireMode::Plain { heartbeat: Some((_, pong)) } if pong == frame)
+    }
+}
+
+impl Connection {
+    pub(super) fn on_inbound_activity(&mut self) {
+        self.heartbeat.inbound_since_ping = true;
+        self.heartbeat.missed = 0;
+        self.timers.stop(Timer::Liveness);
+    }
+
+    pub(super) fn send_ping(&mut self, now: Instant) {
+        let Some(h) = settings(&self.config).cloned() else {
+            return;
+        };
+        if !(self.link.is_ws() && self.link.is_ready()) {
+            return;
+        }
+        self.timers.set(Timer::Heartbeat, now + h.interval);
+        if self.heartbeat.ping.is_some() {
+            return;
+        }
+        self.heartbeat.next_id += 1;
+        let id = self.heartbeat.next_id;
+        self.heartbeat.ping = Some((id, now));
+        self.heartbeat.inbound_since_ping = false;
+        self.timers.set(Timer::PongDeadline, now + h.timeout);
+        let frame = match &self.config.wire {
+            WireMode::Plain {
+                heartbeat: Some((ping, _)),
+            } => ping.clone(),
+            _ => Envelope::Ping { id }.encode(),
+        };
+        self.transmit(now, frame);
+    }
+
+    /// A pong (`id` is `None` in plain mode, where pongs carry no id).
+    pub(super) fn on_pong(&mut self, now: Instant, id: Option<u64>) {
+        let Some((pending, sent)) = self.heartbeat.ping else {
+            return;
+        };
+        if id.is_some_and(|id| id != pending) {
+            return;
+        }
+        self.heartbeat.ping = None;
+        self.heartbeat.missed = 0;
+        self.timers.stop(Timer::PongDeadline);
+        self.stats.record_rtt(now.saturating_duration_since(sent));
+        self.update_quality(now);
+    }
+
+    pub(super) fn on_pong_deadline(&mut self, now: Instant) {
+        if self.heartbeat.ping.take().is_none() {
+            return;
+        }
+        self.stats.record_loss();
+        self.update_quality(now);
+        if self.heartbeat.inbound_since_ping {
+            return;
+        }
+        self.heartbeat.missed += 1;
+        let max = settings(&self.config).map_or(1, |h| h.max_missed);
+        if self.heartbeat.missed >= max {
+            self.fail_link_with(
+                now,
+                crate::io::Cause {
+                    reason: format!("no answer to {max} pings (half-open)"),
+                    ..crate::io::Cause::default()
+                },
+                crate::close::CloseClass::Retry,
+                1000,
+            );
+        }
+    }
+
+    /// The socket must show life within `liveness_timeout`, or it is replaced.
+    pub(super) fn check_liveness(&mut self, now: Instant) {
+        if self.link.is_poll() {
+            // A receive poll at once proves (or disproves) the session.
+            self.timers.set(Timer::PollReceive, now);
+            return;
+        }
+        if settings(&self.config).is_none() || !self.link.is_ready() {
+            return;
+        }
+        if !self.timers.is_set(Timer::Liveness) {
+            self.timers
+                .set(Timer::Liveness, now + self.config.liveness_timeout);
+        }
+        self.send_ping(now);
+    }
+}

@@ -1,0 +1,1050 @@
+//! The state machine: one logical connection, driven by a driver that does the I/O.
+//!
+//! See the crate docs for the driver loop. Inputs are the `connect`/`send`/`close` calls,
+//! the `handle_*` calls and `handle_timeout`; outputs are drained with `poll_action`,
+//! `poll_event` and `poll_timeout`.
+
+mod heartbeat;
+mod link;
+mod protocol;
+
+use std::collections::VecDeque;
+
+use crate::backoff::Backoff;
+use crate::close::{classify_close, classify_http_status, CloseClass};
+use crate::config::{Config, ConfigError};
+use crate::io::{
+    Action, Cause, DropReason, Event, Hint, MessageId, RequestId, SendError, TerminalReason,
+    TetherError, Token, TransportFailure, TransportId,
+};
+use crate::metrics::Metrics;
+use crate::payload::Payload;
+use crate::quality::{reliability_score, Quality, QualityTracker};
+use crate::queue::{Outbox, Retained};
+use crate::rng::Rng;
+use crate::state::State;
+use crate::stats::RttStats;
+use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable};
+
+use link::{Link, LinkKind};
+
+/// After this long connected, past failures are forgotten (backoff and the one auth
+/// retry reset). Resetting at once would let a server that accepts and then drops every
+/// connection cause a reconnect storm.
+const STABLE_AFTER: Duration = Duration::from_secs(3);
+
+/// Connection drops within this window lower the reliability score.
+const DROP_WINDOW: Duration = Duration::from_secs(300);
+
+/// While polling, the WebSocket probe interval doubles after each failed probe up to this.
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// One logical connection: every decision Tether makes, none of the I/O.
+///
+/// ```
+/// use tether_core::{Action, Config, Connection, Instant, State};
+///
+/// let now = Instant::now();
+/// let config = Config::builder("ws://127.0.0.1:9/ws").build()?;
+/// let mut conn = Connection::new(config, now)?;
+/// conn.connect(now);
+/// assert_eq!(conn.state(), State::Connecting);
+/// assert!(matches!(conn.poll_action(), Some(Action::Open { .. })));
+/// # Ok::<(), tether_core::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    config: Config,
+    rng: Rng,
+    state: State,
+    terminal: Option<TerminalReason>,
+    backoff: Backoff,
+    timers: TimerTable,
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+    next_id: u64,
+
+    /// The one transport that is open or being opened.
+    link: Link,
+    /// `connect()` was called (a Disconnected connection that was never started waits for it).
+    started: bool,
+    online: bool,
+    ever_connected: bool,
+    /// `close()` while messages were unacknowledged: wait for acks, then close.
+    closing: Option<(u16, String)>,
+    retry_hint: Option<Duration>,
+
+    token: Option<Token>,
+    /// A token fetch is in flight.
+    token_fetch: bool,
+    /// An attempt waits for that fetch.
+    attempt_waits_for_token: bool,
+    auth_retry_used: bool,
+
+    heartbeat: heartbeat::Heartbeat,
+    stats: RttStats,
+    quality: QualityTracker,
+    drops: VecDeque<Instant>,
+
+    outbox: Outbox,
+    next_message: u64,
+    proto: protocol::Reliable,
+
+    fallback_active: bool,
+    ws_failures: u32,
+    poll_interval: Duration,
+    probe_interval: Duration,
+    probe_due: bool,
+
+    connected_at: Option<Instant>,
+    total_uptime: Duration,
+    reconnects: u32,
+    last_cause: Option<Cause>,
+    messages_in: u64,
+    messages_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl Connection {
+    /// A connection that will use `config`; nothing happens until [`Connection::connect`].
+    ///
+    /// The configuration is validated again here, so a hand-edited `Config` cannot slip
+    /// through.
+    pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+        let _ = now;
+        config.validate()?;
+        let mut rng = Rng::new(config.seed);
+        let client_id = rng.next_u64() | 1;
+        let probe_interval = config
+            .fallback
+            .as_ref()
+            .map_or(Duration::from_secs(5), |f| f.probe_interval);
+        let poll_interval = config
+            .fallback
+            .as_ref()
+            .map_or(Duration::from_millis(100), |f| f.min_interval);
+        Ok(Connection {
+            backoff: Backoff::new(config.backoff.clone()),
+            stats: RttStats::new(config.quality.window),
+            quality: QualityTracker::new(config.quality.hysteresis),
+            rng,
+            state: State::Disconnected,
+            terminal: None,
+            timers: TimerTable::default(),
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 0,
+            link: Link::None,
+            started: false,
+            online: true,
+            ever_connected: false,
+            closing: None,
+            retry_hint: None,
+            token: None,
+            token_fetch: false,
+            attempt_waits_for_token: false,
+            auth_retry_used: false,
+            heartbeat: heartbeat::Heartbeat::default(),
+            drops: VecDeque::new(),
+            outbox: Outbox::default(),
+            next_message: 0,
+            proto: protocol::Reliable::new(client_id),
+            fallback_active: false,
+            ws_failures: 0,
+            poll_interval,
+            probe_interval,
+            probe_due: false,
+            connected_at: None,
+            total_uptime: Duration::ZERO,
+            reconnects: 0,
+            last_cause: None,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            config,
+        })
+    }
+
+    // ----- outputs -------------------------------------------------------------------
+
+    /// The next piece of work for the driver. Call after every input until `None`.
+    #[must_use = "the driver must perform every action"]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event for the user. Call after every input until `None`.
+    #[must_use = "events are lost if not drained"]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Connection::handle_timeout`] next (`None`: no timer is armed).
+    /// Read it again after every input.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The current state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The reported quality level, once measured.
+    #[must_use]
+    pub fn quality(&self) -> Option<Quality> {
+        self.quality.current()
+    }
+
+    /// Why the connection stopped, when it has.
+    #[must_use]
+    pub fn terminal_reason(&self) -> Option<&TerminalReason> {
+        self.terminal.as_ref()
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The stable id this client presents to a Tether server.
+    #[must_use]
+    pub fn client_id(&self) -> u64 {
+        self.proto.client_id
+    }
+
+    /// Which timer is due first, and when (for logs).
+    #[must_use]
+    pub fn next_timer(&self) -> Option<(Timer, Instant)> {
+        Timer::ALL
+            .iter()
+            .filter_map(|t| self.timers.get(*t).map(|at| (*t, at)))
+            .min_by_key(|(_, at)| *at)
+    }
+
+    /// A snapshot of every figure.
+    #[must_use]
+    pub fn metrics(&self, now: Instant) -> Metrics {
+        let uptime = self
+            .connected_at
+            .map(|at| now.saturating_duration_since(at));
+        Metrics {
+            state: self.state,
+            attempt: if self.state == State::Connected {
+                0
+            } else {
+                self.backoff.failures()
+            },
+            reconnects: self.reconnects,
+            uptime,
+            total_uptime: self.total_uptime + uptime.unwrap_or_default(),
+            last_close_code: self.last_cause.as_ref().and_then(|c| c.code),
+            last_close_reason: self.last_cause.as_ref().map(|c| c.reason.clone()),
+            rtt: self.stats.last(),
+            rtt_mean: self.stats.mean(),
+            rtt_p50: self.stats.percentile(50.0),
+            rtt_p99: self.stats.percentile(99.0),
+            jitter: self.stats.jitter(),
+            loss: self.stats.loss(),
+            quality: self.quality.current(),
+            reliability: self.reliability(now),
+            messages_in: self.messages_in,
+            messages_out: self.messages_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            queue_depth: self.outbox.len(),
+            queue_bytes: self.outbox.bytes(),
+            fallback_active: self.fallback_active,
+            terminal_reason: self.terminal.clone(),
+        }
+    }
+
+    // ----- user inputs ---------------------------------------------------------------
+
+    /// Start connecting. From `Error` or `Closed` this is [`Connection::reconnect`].
+    pub fn connect(&mut self, now: Instant) {
+        self.reconnect(now);
+    }
+
+    /// Connect now, from any state that is not connected or already attempting: restarts
+    /// after `Error` or `Closed` (forgetting past failures), ends a backoff wait early,
+    /// and attempts even while the platform says it is offline.
+    pub fn reconnect(&mut self, now: Instant) {
+        self.started = true;
+        match self.state {
+            State::Error | State::Closed => {
+                self.abandon_link();
+                self.closing = None;
+                self.timers.stop(Timer::CloseLinger);
+                self.terminal = None;
+                self.backoff.reset();
+                self.auth_retry_used = false;
+                self.set_state(State::Connecting);
+                self.start_attempt(now);
+            }
+            State::Disconnected if self.idle() => {
+                self.set_state(if self.ever_connected {
+                    State::Reconnecting
+                } else {
+                    State::Connecting
+                });
+                self.start_attempt(now);
+            }
+            State::Reconnecting | State::Connecting if self.idle() => {
+                self.timers.stop(Timer::Backoff);
+                self.start_attempt(now);
+            }
+            _ => {}
+        }
+    }
+
+    /// Send a message: written at once when connected, queued otherwise (flushed in order
+    /// on connect). Returns its id, reported again by `Delivered` (protocol mode) or
+    /// `Dropped`.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        payload: impl Into<Payload>,
+    ) -> Result<MessageId, SendError> {
+        let payload = payload.into();
+        if self.state.is_stopped() {
+            return Err(SendError::Stopped(self.state));
+        }
+        let size = payload.len();
+        if size > self.config.max_message_bytes {
+            return Err(SendError::TooLarge {
+                size,
+                max: self.config.max_message_bytes,
+            });
+        }
+        let protocol = self.config.is_protocol();
+        if !protocol && self.link.is_ready() {
+            self.next_message += 1;
+            self.count_out(size);
+            let id = self.link.id().expect("ready link has an id");
+            self.actions.push_back(Action::Send { id, frame: payload });
+            return Ok(MessageId(self.next_message));
+        }
+        let dropped = self.outbox.admit(size, &self.config.queue)?;
+        for r in dropped {
+            self.events.push_back(Event::Dropped {
+                id: r.id,
+                reason: DropReason::Overflow,
+            });
+        }
+        self.next_message += 1;
+        let id = MessageId(self.next_message);
+        let retained = Retained {
+            id,
+            payload,
+            enqueued: now,
+            seq: 0,
+        };
+        if protocol && self.link.is_ready() && self.outbox.pending_len() == 0 {
+            self.write_message(now, retained);
+        } else {
+            self.outbox.push_pending(retained);
+            self.arm_queue_expiry();
+        }
+        Ok(id)
+    }
+
+    /// Close with `code` and `reason`. In protocol mode, messages already written are
+    /// given `close_linger` to be acknowledged; everything else still retained is
+    /// reported `Dropped`. Ends in `Closed`.
+    pub fn close(&mut self, now: Instant, code: u16, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        let linger =
+            self.config.is_protocol() && self.link.is_ready() && self.outbox.inflight_len() > 0;
+        for t in [
+            Timer::Backoff,
+            Timer::ConnectTimeout,
+            Timer::TokenFetch,
+            Timer::TokenRefresh,
+            Timer::Heartbeat,
+            Timer::PongDeadline,
+            Timer::Liveness,
+            Timer::PollReceive,
+            Timer::UpgradeProbe,
+            Timer::Stable,
+            Timer::QueueExpiry,
+        ] {
+            self.timers.stop(t);
+        }
+        self.attempt_waits_for_token = false;
+        self.token_fetch = false;
+        self.end_uptime(now);
+        if linger {
+            self.closing = Some((code, reason.to_owned()));
+            self.timers
+                .set(Timer::CloseLinger, now + self.config.close_linger);
+            self.flush_ack(now);
+        } else {
+            self.close_link(code, reason);
+            self.drop_retained();
+        }
+        self.stop(
+            State::Closed,
+            TerminalReason::UserClosed {
+                code,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    // ----- driver inputs -------------------------------------------------------------
+
+    /// The token provider answered (after [`Action::FetchToken`]).
+    pub fn handle_token(&mut self, now: Instant, result: Result<Token, String>) {
+        if !self.token_fetch {
+            return;
+        }
+        self.token_fetch = false;
+        self.timers.stop(Timer::TokenFetch);
+        match result {
+            Ok(token) => {
+                if let Some(expires) = token.expires_at {
+                    let lead = self
+                        .config
+                        .auth
+                        .as_ref()
+                        .map_or(Duration::ZERO, |a| a.refresh_lead);
+                    let halfway = now + expires.saturating_duration_since(now) / 2;
+                    let at = expires
+                        .checked_sub(lead)
+                        .map_or(halfway, |t| t.max(halfway));
+                    self.timers.set(Timer::TokenRefresh, at);
+                } else {
+                    self.timers.stop(Timer::TokenRefresh);
+                }
+                let value = token.value.clone();
+                self.token = Some(token);
+                if self.attempt_waits_for_token {
+                    self.attempt_waits_for_token = false;
+                    if !self.state.is_stopped() && self.link.is_none() {
+                        self.open_link(now, false);
+                    }
+                } else {
+                    if self.config.is_protocol() && self.link.is_ready() {
+                        self.transmit_envelope(
+                            now,
+                            crate::protocol::Envelope::Auth { token: value },
+                        );
+                    }
+                    self.events.push_back(Event::TokenRefreshed);
+                }
+            }
+            Err(e) => {
+                self.events
+                    .push_back(Event::Error(TetherError::TokenUnavailable(e.clone())));
+                if self.attempt_waits_for_token {
+                    self.attempt_waits_for_token = false;
+                    self.token = None;
+                    let cause = Cause {
+                        reason: format!("token unavailable: {e}"),
+                        ..Cause::default()
+                    };
+                    self.attempt_failed(now, cause, CloseClass::Retry, false);
+                } else {
+                    // A failed refresh: try again soon, well before the old token expires.
+                    self.timers
+                        .set(Timer::TokenRefresh, now + Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The WebSocket `id` is open.
+    pub fn handle_opened(&mut self, now: Instant, id: TransportId) {
+        if !self.link.is_opening_ws(id) {
+            return;
+        }
+        if self.config.is_protocol() {
+            self.link.set_ws_welcoming();
+            let hello = self.proto.hello();
+            self.transmit_envelope(now, hello);
+        } else {
+            self.link.set_ws_open();
+            self.on_connected(now);
+        }
+    }
+
+    /// A frame arrived on the WebSocket `id`.
+    pub fn handle_frame(&mut self, now: Instant, id: TransportId, frame: Payload) {
+        if !self.link.is_live_ws(id) {
+            return;
+        }
+        self.on_inbound_activity();
+        if self.config.is_protocol() {
+            match crate::protocol::Envelope::decode(frame) {
+                Ok(envelope) => self.on_envelope(now, envelope),
+                Err(e) => {
+                    self.events
+                        .push_back(Event::Error(TetherError::Protocol(e)));
+                    self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, "invalid frame");
+                }
+            }
+        } else if self.heartbeat.is_plain_pong(&self.config, &frame) {
+            self.on_pong(now, None);
+        } else {
+            self.deliver(frame);
+        }
+    }
+
+    /// The WebSocket `id` closed (by the server, or it broke).
+    pub fn handle_closed(
+        &mut self,
+        now: Instant,
+        id: TransportId,
+        code: Option<u16>,
+        reason: String,
+    ) {
+        if self.link.id() != Some(id) || !self.link.is_ws() {
+            return;
+        }
+        let class = classify_close(code, &self.config.close_rules);
+        let cause = Cause {
+            code,
+            status: None,
+            reason,
+        };
+        let kind = self.link.take();
+        self.link_lost(now, kind, cause, class);
+    }
+
+    /// Opening the WebSocket `id` failed, or it broke with an error.
+    pub fn handle_failed(&mut self, now: Instant, id: TransportId, failure: TransportFailure) {
+        if self.link.id() != Some(id) || !self.link.is_ws() {
+            return;
+        }
+        let kind = self.link.take();
+        self.on_failure(now, kind, failure);
+    }
+
+    /// The answer to [`Action::Poll`] `request`: the response body, or why there is none.
+    pub fn handle_poll_response(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        result: Result<Vec<u8>, TransportFailure>,
+    ) {
+        self.on_poll_response(now, request, result);
+    }
+
+    /// A platform hint.
+    pub fn handle_hint(&mut self, now: Instant, hint: Hint) {
+        match hint {
+            Hint::Offline => {
+                self.online = false;
+                match self.state {
+                    State::Connecting | State::Reconnecting if self.idle() => {
+                        self.timers.stop(Timer::Backoff);
+                        self.set_state(State::Disconnected);
+                    }
+                    State::Connected => self.check_liveness(now),
+                    _ => {}
+                }
+            }
+            Hint::Online => {
+                self.online = true;
+                match self.state {
+                    State::Disconnected if self.started && self.idle() => {
+                        self.backoff.reset();
+                        self.reconnect(now);
+                    }
+                    State::Connecting | State::Reconnecting if self.idle() => {
+                        self.backoff.reset();
+                        self.reconnect(now);
+                    }
+                    State::Connected => self.check_liveness(now),
+                    _ => {}
+                }
+            }
+            Hint::Visible | Hint::Resumed => match self.state {
+                State::Connecting | State::Reconnecting if self.idle() && self.online => {
+                    self.reconnect(now);
+                }
+                State::Connected => self.check_liveness(now),
+                _ => {}
+            },
+            Hint::Hidden => {}
+        }
+    }
+
+    /// Call when [`Connection::poll_timeout`] is reached (calling early or late is safe).
+    ///
+    /// A timer served much later than its deadline (`resume_gap`) means the process was
+    /// asleep or throttled: pings in flight then prove nothing, so they are forgotten and
+    /// the socket gets a quick liveness check instead.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let resumed = self.timers.next().is_some_and(|first| {
+            first <= now && now.saturating_duration_since(first) >= self.config.resume_gap
+        });
+        if resumed {
+            self.heartbeat.forget_ping(&mut self.timers);
+        }
+        let mut due: Vec<(Timer, Instant)> = Timer::ALL
+            .iter()
+            .filter_map(|t| self.timers.get(*t).map(|at| (*t, at)))
+            .filter(|(_, at)| *at <= now)
+            .collect();
+        due.sort_by_key(|(_, at)| *at);
+        for (timer, at) in due {
+            // An earlier timer may have re-armed or stopped this one.
+            if self.timers.get(timer) != Some(at) {
+                continue;
+            }
+            self.timers.stop(timer);
+            self.on_timer(now, timer);
+        }
+        if resumed {
+            self.handle_hint(now, Hint::Resumed);
+        }
+    }
+
+    // ----- internals -----------------------------------------------------------------
+
+    fn on_timer(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Backoff => {
+                if matches!(self.state, State::Connecting | State::Reconnecting) && self.idle() {
+                    self.start_attempt(now);
+                }
+            }
+            Timer::ConnectTimeout => {
+                if !self.link.is_none() {
+                    self.fail_link_with(
+                        now,
+                        Cause {
+                            reason: "connect timeout".into(),
+                            ..Cause::default()
+                        },
+                        CloseClass::Retry,
+                        1000,
+                    );
+                }
+            }
+            Timer::TokenFetch => self.handle_token(now, Err("token provider timed out".into())),
+            Timer::TokenRefresh => {
+                if self.state == State::Connected && !self.token_fetch {
+                    self.request_token(now);
+                }
+            }
+            Timer::Heartbeat => self.send_ping(now),
+            Timer::PongDeadline => self.on_pong_deadline(now),
+            Timer::Liveness => {
+                self.fail_link_with(
+                    now,
+                    Cause {
+                        reason: "no sign of life after resume".into(),
+                        ..Cause::default()
+                    },
+                    CloseClass::Retry,
+                    1000,
+                );
+            }
+            Timer::Ack => self.flush_ack(now),
+            Timer::PollReceive => self.issue_poll_receive(now),
+            Timer::PollRequest => {
+                if self.link.is_poll() {
+                    self.fail_link_with(
+                        now,
+                        Cause {
+                            reason: "poll request timed out".into(),
+                            ..Cause::default()
+                        },
+                        CloseClass::Retry,
+                        1000,
+                    );
+                }
+            }
+            Timer::UpgradeProbe => {
+                self.probe_due = true;
+                self.try_probe(now);
+            }
+            Timer::CloseLinger => self.finish_close(),
+            Timer::QueueExpiry => {
+                if let Some(age) = self.config.queue.max_age {
+                    for r in self.outbox.expire(now, age) {
+                        self.events.push_back(Event::Dropped {
+                            id: r.id,
+                            reason: DropReason::Expired,
+                        });
+                    }
+                }
+                self.arm_queue_expiry();
+            }
+            Timer::Stable => {
+                self.backoff.reset();
+                self.auth_retry_used = false;
+            }
+        }
+    }
+
+    /// No transport and no token fetch: nothing is under way.
+    fn idle(&self) -> bool {
+        self.link.is_none() && !self.attempt_waits_for_token
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn set_state(&mut self, to: State) {
+        let from = self.state;
+        if from == to {
+            return;
+        }
+        debug_assert!(from.can_become(to), "illegal transition {from} -> {to}");
+        self.state = to;
+        self.events.push_back(Event::StateChanged { from, to });
+    }
+
+    fn stop(&mut self, to: State, reason: TerminalReason) {
+        self.set_state(to);
+        self.terminal = Some(reason.clone());
+        self.events.push_back(Event::Stopped(reason));
+    }
+
+    fn start_attempt(&mut self, now: Instant) {
+        if self.config.auth.is_some() {
+            self.attempt_waits_for_token = true;
+            if !self.token_fetch {
+                self.request_token(now);
+            }
+        } else {
+            self.open_link(now, false);
+        }
+    }
+
+    fn request_token(&mut self, now: Instant) {
+        let Some(auth) = &self.config.auth else {
+            return;
+        };
+        self.token_fetch = true;
+        self.timers.set(Timer::TokenFetch, now + auth.fetch_timeout);
+        self.actions.push_back(Action::FetchToken);
+    }
+
+    fn on_connected(&mut self, now: Instant) {
+        self.timers.stop(Timer::ConnectTimeout);
+        if self.link.is_ws() {
+            self.ws_failures = 0;
+            self.probe_interval = self
+                .config
+                .fallback
+                .as_ref()
+                .map_or(self.probe_interval, |f| f.probe_interval);
+            if self.fallback_active {
+                self.fallback_active = false;
+                self.timers.stop(Timer::PollReceive);
+                self.timers.stop(Timer::UpgradeProbe);
+                self.events
+                    .push_back(Event::FallbackChanged { active: false });
+            }
+            self.heartbeat.start(now, &self.config, &mut self.timers);
+        } else {
+            self.poll_interval = self
+                .config
+                .fallback
+                .as_ref()
+                .map_or(self.poll_interval, |f| f.min_interval);
+            self.timers.set(Timer::PollReceive, now);
+            self.timers
+                .set(Timer::UpgradeProbe, now + self.probe_interval);
+        }
+        if self.state != State::Connected {
+            if self.ever_connected {
+                self.reconnects += 1;
+            }
+            self.ever_connected = true;
+            self.connected_at = Some(now);
+            self.timers.set(Timer::Stable, now + STABLE_AFTER);
+            self.set_state(State::Connected);
+        }
+        self.flush_pending(now);
+    }
+
+    /// The transport is gone (its closing was reported or decided); what next.
+    fn link_lost(&mut self, now: Instant, kind: LinkKind, cause: Cause, class: CloseClass) {
+        self.clear_link_timers();
+        self.heartbeat.reset();
+        if self.closing.is_some() {
+            self.finish_close();
+            return;
+        }
+        if self.state.is_stopped() {
+            return;
+        }
+        if kind == LinkKind::WsProbe {
+            // The WebSocket probe failed: polling goes on.
+            self.probe_interval = (self.probe_interval * 2).min(MAX_PROBE_INTERVAL);
+            self.open_link(now, false);
+            return;
+        }
+        self.last_cause = Some(cause.clone());
+        if self.state == State::Connected {
+            let connected_for = self
+                .connected_at
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+            self.end_uptime(now);
+            self.drops.push_back(now);
+            self.events.push_back(Event::Disconnected {
+                cause: cause.clone(),
+                connected_for,
+            });
+            self.set_state(State::Disconnected);
+        }
+        self.attempt_failed(now, cause, class, kind == LinkKind::Ws);
+    }
+
+    /// An attempt (or a connection) failed with `class`: retry, fall back, or stop.
+    fn attempt_failed(&mut self, now: Instant, cause: Cause, class: CloseClass, was_ws: bool) {
+        match class {
+            CloseClass::Replaced => return self.stop_with_error(TerminalReason::Replaced(cause)),
+            CloseClass::Fatal => return self.stop_with_error(TerminalReason::Fatal(cause)),
+            CloseClass::AuthRejected => {
+                if self.config.auth.is_some() && !self.auth_retry_used {
+                    self.auth_retry_used = true;
+                    self.token = None;
+                    self.enter_retrying();
+                    self.start_attempt(now);
+                } else {
+                    self.stop_with_error(TerminalReason::AuthRejected(cause));
+                }
+                return;
+            }
+            _ => {}
+        }
+        if was_ws {
+            self.ws_failures += 1;
+        }
+        let blocked = cause.reason == BLOCKED_REASON;
+        if let Some(fallback) = &self.config.fallback {
+            if !self.fallback_active && (blocked || self.ws_failures >= fallback.after_failures) {
+                self.fallback_active = true;
+                self.events
+                    .push_back(Event::FallbackChanged { active: true });
+                self.enter_retrying();
+                self.open_link(now, false);
+                return;
+            }
+        } else if blocked {
+            return self.stop_with_error(TerminalReason::Fatal(cause));
+        }
+        if !self.online {
+            self.set_state(State::Disconnected);
+            return;
+        }
+        let jittered = self.backoff.next_delay(&mut self.rng);
+        if self.backoff.exhausted() {
+            let attempts = self.backoff.failures();
+            return self.stop_with_error(TerminalReason::GaveUp {
+                attempts,
+                last: cause,
+            });
+        }
+        let (delay, hinted) = match self.retry_hint.take() {
+            Some(hint) => (hint, true),
+            None => (jittered, false),
+        };
+        self.enter_retrying();
+        self.timers.set(Timer::Backoff, now + delay);
+        self.events.push_back(Event::ReconnectScheduled {
+            attempt: self.backoff.failures(),
+            delay,
+            hinted,
+        });
+    }
+
+    fn enter_retrying(&mut self) {
+        if self.state == State::Connected {
+            self.set_state(State::Disconnected);
+        }
+        self.set_state(State::Reconnecting);
+    }
+
+    fn stop_with_error(&mut self, reason: TerminalReason) {
+        self.abandon_link();
+        for t in Timer::ALL {
+            if t != Timer::QueueExpiry {
+                self.timers.stop(t);
+            }
+        }
+        self.token_fetch = false;
+        self.attempt_waits_for_token = false;
+        self.stop(State::Error, reason);
+    }
+
+    fn on_failure(&mut self, now: Instant, kind: LinkKind, failure: TransportFailure) {
+        let (status, class) = match &failure {
+            TransportFailure::Http {
+                status,
+                retry_after,
+            } => {
+                if retry_after.is_some() {
+                    self.retry_hint = *retry_after;
+                }
+                (Some(*status), classify_http_status(*status))
+            }
+            _ => (None, CloseClass::Retry),
+        };
+        let reason = if failure == TransportFailure::Blocked {
+            BLOCKED_REASON.to_owned()
+        } else {
+            failure.to_string()
+        };
+        if self.state != State::Connected {
+            self.events
+                .push_back(Event::Error(TetherError::AttemptFailed(failure)));
+        }
+        self.link_lost(
+            now,
+            kind,
+            Cause {
+                code: None,
+                status,
+                reason,
+            },
+            class,
+        );
+    }
+
+    /// Close the transport ourselves and treat it as lost.
+    fn fail_link(&mut self, now: Instant, code: u16, reason: &str) {
+        self.fail_link_with(
+            now,
+            Cause {
+                code: Some(code),
+                status: None,
+                reason: reason.to_owned(),
+            },
+            CloseClass::Retry,
+            code,
+        );
+    }
+
+    fn fail_link_with(&mut self, now: Instant, cause: Cause, class: CloseClass, code: u16) {
+        let kind = self.close_link(code, &cause.reason);
+        self.link_lost(now, kind, cause, class);
+    }
+
+    fn finish_close(&mut self) {
+        let Some((code, reason)) = self.closing.take() else {
+            return;
+        };
+        self.timers.stop(Timer::CloseLinger);
+        self.close_link(code, &reason);
+        self.clear_link_timers();
+        self.drop_retained();
+    }
+
+    fn drop_retained(&mut self) {
+        for r in self.outbox.drain_all() {
+            self.events.push_back(Event::Dropped {
+                id: r.id,
+                reason: DropReason::Stopped,
+            });
+        }
+    }
+
+    fn end_uptime(&mut self, now: Instant) {
+        if let Some(at) = self.connected_at.take() {
+            self.total_uptime += now.saturating_duration_since(at);
+        }
+    }
+
+    fn arm_queue_expiry(&mut self) {
+        match (self.config.queue.max_age, self.outbox.oldest_pending()) {
+            (Some(age), Some(oldest)) => self.timers.set(Timer::QueueExpiry, oldest + age),
+            _ => self.timers.stop(Timer::QueueExpiry),
+        }
+    }
+
+    fn flush_pending(&mut self, now: Instant) {
+        while self.link.is_ready() {
+            let Some(r) = self.outbox.pop_pending() else {
+                break;
+            };
+            if self.config.is_protocol() {
+                self.write_message(now, r);
+            } else {
+                let id = self.link.id().expect("ready link has an id");
+                self.count_out(r.payload.len());
+                self.actions.push_back(Action::Send {
+                    id,
+                    frame: r.payload,
+                });
+            }
+        }
+        self.arm_queue_expiry();
+    }
+
+    fn count_out(&mut self, size: usize) {
+        self.messages_out += 1;
+        self.bytes_out += size as u64;
+    }
+
+    fn deliver(&mut self, payload: Payload) {
+        let size = payload.len();
+        if size > self.config.max_message_bytes {
+            self.events
+                .push_back(Event::Error(TetherError::MessageTooLarge { size }));
+            return;
+        }
+        self.messages_in += 1;
+        self.bytes_in += size as u64;
+        self.events.push_back(Event::Message(payload));
+    }
+
+    fn reliability(&self, now: Instant) -> u8 {
+        let recent = self
+            .drops
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
+            .count();
+        reliability_score(
+            self.stats.loss(),
+            self.stats.mean(),
+            self.stats.jitter(),
+            u32::try_from(recent).unwrap_or(u32::MAX),
+        )
+    }
+
+    fn update_quality(&mut self, now: Instant) {
+        while self
+            .drops
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= DROP_WINDOW)
+        {
+            self.drops.pop_front();
+        }
+        if self.stats.samples() == 0 {
+            return;
+        }
+        let rtt = self.stats.mean().unwrap_or(Duration::MAX);
+        let level = crate::quality::classify(rtt, self.stats.loss(), &self.config.quality);
+        if let Some(quality) = self.quality.observe(level) {
+            let reliability = self.reliability(now);
+            self.events.push_back(Event::QualityChanged {
+                quality,
+                reliability,
+            });
+        }
+    }
+}
+
+/// The cause text of a blocked WebSocket (it switches to polling at once).
+const BLOCKED_REASON: &str = "WebSockets are blocked here";
+
+#[cfg(test)]
+mod tests;

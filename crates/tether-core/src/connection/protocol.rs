@@ -1,0 +1,179 @@
+//! Protocol mode: numbering, acknowledgements, resend and resume (PROTOCOL.md).
+
+use super::Connection;
+use crate::io::{Event, TetherError};
+use crate::protocol::Envelope;
+use crate::queue::Retained;
+use crate::time::{Duration, Instant};
+use crate::timer::Timer;
+
+/// This client's side of the session.
+#[derive(Debug)]
+pub(super) struct Reliable {
+    pub(super) client_id: u64,
+    /// The server's session id, once welcomed.
+    session: Option<u64>,
+    /// Last sequence number written.
+    send_seq: u64,
+    /// Highest sequence number the server acknowledged.
+    peer_acked: u64,
+    /// Highest contiguous server sequence number received.
+    recv_seq: u64,
+    /// Messages received (or repeated) since the last Ack.
+    unacked_in: u32,
+}
+
+impl Reliable {
+    pub(super) fn new(client_id: u64) -> Self {
+        Reliable {
+            client_id,
+            session: None,
+            send_seq: 0,
+            peer_acked: 0,
+            recv_seq: 0,
+            unacked_in: 0,
+        }
+    }
+
+    pub(super) fn hello(&self) -> Envelope {
+        Envelope::Hello {
+            client_id: self.client_id,
+            recv_seq: self.recv_seq,
+        }
+    }
+
+    pub(super) fn on_link_lost(&mut self) {
+        // The next Hello tells the server what arrived; no Ack is owed on a new link.
+        self.unacked_in = 0;
+    }
+}
+
+impl Connection {
+    /// One inbound envelope from either transport.
+    pub(super) fn on_envelope(&mut self, now: Instant, envelope: Envelope) {
+        if let Envelope::Welcome {
+            session,
+            recv_seq,
+            resumed,
+        } = envelope
+        {
+            if !self.link.is_handshaking() {
+                return self.violation(now, "Welcome outside the handshake");
+            }
+            return self.on_welcome(now, session, recv_seq, resumed);
+        }
+        if self.link.is_handshaking() {
+            return self.violation(now, "message before Welcome");
+        }
+        match envelope {
+            Envelope::Msg { seq, payload } => {
+                let expected = self.proto.recv_seq + 1;
+                if seq == expected {
+                    self.proto.recv_seq = seq;
+                    self.deliver(payload);
+                } else if seq > expected {
+                    return self.violation(now, "sequence gap");
+                }
+                self.ack_soon(now);
+            }
+            Envelope::Ack { seq } => {
+                if seq > self.proto.send_seq {
+                    return self.violation(now, "ack of a message never sent");
+                }
+                self.proto.peer_acked = self.proto.peer_acked.max(seq);
+                let events = &mut self.events;
+                self.outbox
+                    .ack(seq, |id| events.push_back(Event::Delivered { id }));
+                if self.closing.is_some() && self.outbox.inflight_len() == 0 {
+                    self.finish_close();
+                }
+            }
+            Envelope::Ping { id } => self.transmit_envelope(now, Envelope::Pong { id }),
+            Envelope::Pong { id } => self.on_pong(now, Some(id)),
+            Envelope::Retry { after_ms } => {
+                self.retry_hint = Some(Duration::from_millis(after_ms));
+            }
+            _ => self.violation(now, "client-only envelope from the server"),
+        }
+    }
+
+    fn violation(&mut self, now: Instant, what: &'static str) {
+        self.events
+            .push_back(Event::Error(TetherError::ProtocolViolation(what)));
+        self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, what);
+    }
+
+    fn on_welcome(&mut self, now: Instant, session: u64, recv_seq: u64, resumed: bool) {
+        let continues = self.proto.session == Some(session)
+            && resumed
+            && recv_seq >= self.proto.peer_acked
+            && recv_seq <= self.proto.send_seq;
+        if continues {
+            let events = &mut self.events;
+            self.outbox
+                .ack(recv_seq, |id| events.push_back(Event::Delivered { id }));
+            self.proto.peer_acked = recv_seq;
+            self.link.set_ws_open();
+            let resend: Vec<Envelope> = self
+                .outbox
+                .inflight()
+                .map(|r| Envelope::Msg {
+                    seq: r.seq,
+                    payload: r.payload.clone(),
+                })
+                .collect();
+            for envelope in resend {
+                self.transmit_envelope(now, envelope);
+            }
+        } else {
+            // A new session: the server knows nothing of ours (first connect, or it lost
+            // our state). Unacknowledged messages go again under new numbers.
+            let had_session = self.proto.session.is_some();
+            let resent = self.outbox.unsend_inflight();
+            self.proto.send_seq = 0;
+            self.proto.peer_acked = 0;
+            self.proto.recv_seq = 0;
+            if had_session {
+                self.events.push_back(Event::SessionReset { resent });
+            }
+            self.link.set_ws_open();
+        }
+        self.proto.session = Some(session);
+        self.on_connected(now);
+    }
+
+    /// Numbers and writes a message, keeping it until acknowledged.
+    pub(super) fn write_message(&mut self, now: Instant, mut r: Retained) {
+        self.proto.send_seq += 1;
+        r.seq = self.proto.send_seq;
+        self.count_out(r.payload.len());
+        let frame = Envelope::Msg {
+            seq: r.seq,
+            payload: r.payload.clone(),
+        };
+        self.outbox.push_inflight(r);
+        self.transmit_envelope(now, frame);
+    }
+
+    fn ack_soon(&mut self, now: Instant) {
+        self.proto.unacked_in += 1;
+        if self.proto.unacked_in >= self.config.ack_every {
+            self.flush_ack(now);
+        } else if !self.timers.is_set(Timer::Ack) {
+            self.timers.set(Timer::Ack, now + self.config.ack_delay);
+        }
+    }
+
+    /// Sends the owed acknowledgement, if any.
+    pub(super) fn flush_ack(&mut self, now: Instant) {
+        self.timers.stop(Timer::Ack);
+        if self.proto.unacked_in == 0 || !self.link.is_ready() {
+            return;
+        }
+        self.proto.unacked_in = 0;
+        let ack = Envelope::Ack {
+            seq: self.proto.recv_seq,
+        };
+        self.transmit_envelope(now, ack);
+    }
+}

@@ -1,0 +1,395 @@
+//! What goes in and out of the core: driver inputs, actions for the driver, events for
+//! the user, and their error types.
+
+use core::fmt;
+
+use crate::payload::Payload;
+use crate::protocol::DecodeError;
+use crate::quality::Quality;
+use crate::state::State;
+use crate::time::{Duration, Instant};
+
+/// Names one WebSocket or one HTTP polling session the core asked the driver to open.
+/// Inputs naming an old transport are ignored, so a late event from a replaced socket
+/// can never confuse the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TransportId(pub u64);
+
+/// Names one HTTP polling request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+/// Names one message the user sent; reported again in `Delivered` or `Dropped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MessageId(pub u64);
+
+/// A token from the user's provider.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    /// The secret. Never logged.
+    pub value: String,
+    /// When it stops being valid, if known: the core refreshes ahead of it.
+    pub expires_at: Option<Instant>,
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Token")
+            .field("value", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why opening a transport (or one polling request) failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportFailure {
+    /// Nothing listens there, or the host is unreachable.
+    Refused,
+    /// Another network or I/O error.
+    Network(String),
+    /// The server answered the upgrade or the poll with this HTTP status.
+    Http {
+        /// The status.
+        status: u16,
+        /// Its `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// TLS failed.
+    Tls(String),
+    /// WebSockets cannot be used here (no constructor, a proxy or a policy blocks them).
+    Blocked,
+    /// The driver gave up waiting.
+    Timeout,
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportFailure::Refused => f.write_str("connection refused"),
+            TransportFailure::Network(e) => write!(f, "network error: {e}"),
+            TransportFailure::Http { status, .. } => write!(f, "HTTP {status}"),
+            TransportFailure::Tls(e) => write!(f, "TLS error: {e}"),
+            TransportFailure::Blocked => f.write_str("WebSockets are blocked here"),
+            TransportFailure::Timeout => f.write_str("timed out"),
+        }
+    }
+}
+
+/// Something the platform knows and the core cannot see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Hint {
+    /// The network is back: attempt now.
+    Online,
+    /// The network is gone: stop burning attempts until `Online`.
+    Offline,
+    /// The page became visible: check the socket's liveness at once.
+    Visible,
+    /// The page was hidden: its timers may be throttled.
+    Hidden,
+    /// Resumed from freeze or sleep: check the socket's liveness at once.
+    Resumed,
+}
+
+/// How a transport ended, as far as anyone said.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cause {
+    /// WebSocket close code.
+    pub code: Option<u16>,
+    /// HTTP status of a failed upgrade or poll.
+    pub status: Option<u16>,
+    /// Close reason or error text.
+    pub reason: String,
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.code, self.status) {
+            (Some(c), _) => write!(f, "close {c}")?,
+            (None, Some(s)) => write!(f, "HTTP {s}")?,
+            (None, None) => f.write_str("no code")?,
+        }
+        if !self.reason.is_empty() {
+            write!(f, " ({})", self.reason)?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the connection stopped (state `Error` or `Closed`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TerminalReason {
+    /// The user called `close`.
+    UserClosed {
+        /// The code sent.
+        code: u16,
+        /// The reason sent.
+        reason: String,
+    },
+    /// The server rejected the credentials, again after one refreshed token.
+    AuthRejected(Cause),
+    /// A newer connection of the same user replaced this one.
+    Replaced(Cause),
+    /// A close code or HTTP status that retrying will not fix.
+    Fatal(Cause),
+    /// `backoff.max_attempts` consecutive attempts failed.
+    GaveUp {
+        /// How many.
+        attempts: u32,
+        /// How the last one ended.
+        last: Cause,
+    },
+}
+
+impl fmt::Display for TerminalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TerminalReason::UserClosed { code, reason } => {
+                write!(f, "closed by the user (code {code}, {reason:?})")
+            }
+            TerminalReason::AuthRejected(c) => write!(f, "authentication rejected: {c}"),
+            TerminalReason::Replaced(c) => {
+                write!(f, "replaced by a newer connection of the same user: {c}")
+            }
+            TerminalReason::Fatal(c) => write!(f, "fatal: {c}"),
+            TerminalReason::GaveUp { attempts, last } => {
+                write!(f, "gave up after {attempts} failed attempts; last: {last}")
+            }
+        }
+    }
+}
+
+/// Why `send` refused a message. Nothing was queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The queue is at its message or byte limit.
+    QueueFull {
+        /// Messages retained.
+        messages: usize,
+        /// Bytes retained.
+        bytes: usize,
+    },
+    /// Larger than `max_message_bytes`.
+    TooLarge {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The connection is closed or stopped; call `reconnect()` first.
+    Stopped(State),
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::QueueFull { messages, bytes } => {
+                write!(f, "queue full ({messages} messages, {bytes} bytes)")
+            }
+            SendError::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds the limit of {max}")
+            }
+            SendError::Stopped(s) => write!(f, "connection is {s}"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// Why a message the user sent will never be delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// Pushed out by a newer message under [`crate::OverflowPolicy::DropOldest`].
+    Overflow,
+    /// Waited longer than `queue.max_age`.
+    Expired,
+    /// The connection was closed or stopped before it could be delivered.
+    Stopped,
+}
+
+/// A problem worth reporting that the core handles itself (the connection goes on or is
+/// replaced). Terminal problems are [`TerminalReason`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TetherError {
+    /// A frame that is not a valid Tether envelope; the socket is replaced.
+    Protocol(DecodeError),
+    /// The server broke the protocol's rules (a sequence gap, an ack of something never
+    /// sent, a message before Welcome); the socket is replaced.
+    ProtocolViolation(&'static str),
+    /// An inbound message larger than `max_message_bytes` was discarded.
+    MessageTooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// The token provider failed or did not answer in time.
+    TokenUnavailable(String),
+    /// An attempt failed.
+    AttemptFailed(TransportFailure),
+    /// A polling body that could not be parsed.
+    PollBody(DecodeError),
+}
+
+impl fmt::Display for TetherError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TetherError::Protocol(e) => write!(f, "invalid frame from the server: {e}"),
+            TetherError::ProtocolViolation(what) => write!(f, "protocol violation: {what}"),
+            TetherError::MessageTooLarge { size } => {
+                write!(f, "discarded an inbound message of {size} bytes")
+            }
+            TetherError::TokenUnavailable(e) => write!(f, "token provider failed: {e}"),
+            TetherError::AttemptFailed(e) => write!(f, "connection attempt failed: {e}"),
+            TetherError::PollBody(e) => write!(f, "invalid polling body: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TetherError {}
+
+/// Which polling request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PollKind {
+    /// Carries outbound frames (and gets any waiting inbound ones back).
+    Send,
+    /// Fetches inbound frames.
+    Receive,
+}
+
+impl PollKind {
+    /// The `op` query value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollKind::Send => "send",
+            PollKind::Receive => "recv",
+        }
+    }
+}
+
+/// Work for the driver. Perform it, then feed the outcome back with the matching
+/// `handle_*` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Action {
+    /// Ask the token provider; answer with `handle_token`.
+    FetchToken,
+    /// Open a WebSocket; answer with `handle_opened` or `handle_failed`.
+    Open {
+        /// Name of this socket in later calls.
+        id: TransportId,
+        /// The URL (with the token as a query parameter if so configured).
+        url: String,
+        /// Subprotocols to offer.
+        protocols: Vec<String>,
+        /// Extra request headers (`Authorization`); a browser cannot send them and gets
+        /// none unless configured so.
+        headers: Vec<(String, String)>,
+    },
+    /// Write one frame to the socket.
+    Send {
+        /// Which socket.
+        id: TransportId,
+        /// The frame.
+        frame: Payload,
+    },
+    /// Close (or abandon, while opening) the socket. No event for it is expected back.
+    Close {
+        /// Which socket.
+        id: TransportId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// POST `body` to `url`; answer with `handle_poll_response`.
+    Poll {
+        /// The polling session.
+        id: TransportId,
+        /// This request.
+        request: RequestId,
+        /// Send or receive.
+        kind: PollKind,
+        /// The URL, with `client` and `op` query parameters (and the token if so
+        /// configured).
+        url: String,
+        /// Extra request headers.
+        headers: Vec<(String, String)>,
+        /// A poll batch (see PROTOCOL.md).
+        body: Vec<u8>,
+    },
+}
+
+/// What happened, for the user.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The state changed.
+    StateChanged {
+        /// Before.
+        from: State,
+        /// After.
+        to: State,
+    },
+    /// A message from the server, in order (and exactly once in protocol mode).
+    Message(Payload),
+    /// An open connection was lost.
+    Disconnected {
+        /// How it ended.
+        cause: Cause,
+        /// How long it had been connected.
+        connected_for: Duration,
+    },
+    /// The next attempt is scheduled.
+    ReconnectScheduled {
+        /// Consecutive failed attempts so far (1 for the first retry).
+        attempt: u32,
+        /// The wait.
+        delay: Duration,
+        /// True when the server's retry hint chose the delay.
+        hinted: bool,
+    },
+    /// The quality level changed.
+    QualityChanged {
+        /// The new level.
+        quality: Quality,
+        /// Reliability score, 0–100.
+        reliability: u8,
+    },
+    /// The HTTP polling fallback took over (`true`) or the WebSocket is back (`false`).
+    FallbackChanged {
+        /// Whether polling now carries the session.
+        active: bool,
+    },
+    /// The server acknowledged this message (protocol mode).
+    Delivered {
+        /// The message.
+        id: MessageId,
+    },
+    /// This message will never be delivered.
+    Dropped {
+        /// The message.
+        id: MessageId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// The server had lost this client's session: messages in flight were resent under
+    /// a new one (the server may see them twice) and server messages not yet received
+    /// are gone.
+    SessionReset {
+        /// How many unacknowledged messages were resent.
+        resent: usize,
+    },
+    /// A new token was installed on the open connection (protocol mode) or for the next
+    /// attempt.
+    TokenRefreshed,
+    /// A problem the core handled itself.
+    Error(TetherError),
+    /// The connection stopped; nothing more happens until `reconnect()`.
+    Stopped(TerminalReason),
+}

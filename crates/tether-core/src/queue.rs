@@ -1,0 +1,153 @@
+//! What the client retains: messages waiting for a connection (`pending`) and, in
+//! protocol mode, messages written but not yet acknowledged (`inflight`). Both count
+//! against one set of limits, so memory stays bounded whatever the network does.
+
+use std::collections::VecDeque;
+
+use crate::config::{OverflowPolicy, QueueConfig};
+use crate::io::{MessageId, SendError};
+use crate::payload::Payload;
+use crate::time::{Duration, Instant};
+
+/// One retained message.
+#[derive(Clone, Debug)]
+pub(crate) struct Retained {
+    pub(crate) id: MessageId,
+    pub(crate) payload: Payload,
+    pub(crate) enqueued: Instant,
+    /// Wire sequence number once written in protocol mode.
+    pub(crate) seq: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    pending: VecDeque<Retained>,
+    inflight: VecDeque<Retained>,
+    bytes: usize,
+}
+
+impl Outbox {
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len() + self.inflight.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub(crate) fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Makes room for a message of `size` bytes. Returns the messages dropped to make it
+    /// (oldest first), or the refusal.
+    pub(crate) fn admit(
+        &mut self,
+        size: usize,
+        limits: &QueueConfig,
+    ) -> Result<Vec<Retained>, SendError> {
+        let fits = |o: &Outbox| o.len() < limits.max_messages && o.bytes + size <= limits.max_bytes;
+        let full = |o: &Outbox| SendError::QueueFull {
+            messages: o.len(),
+            bytes: o.bytes,
+        };
+        if fits(self) {
+            return Ok(Vec::new());
+        }
+        if limits.overflow == OverflowPolicy::RejectNew || size > limits.max_bytes {
+            return Err(full(self));
+        }
+        // DropOldest: only messages not yet written may go; first check it can work.
+        let mut count = self.len();
+        let mut bytes = self.bytes;
+        let mut needed = 0;
+        for r in &self.pending {
+            if count < limits.max_messages && bytes + size <= limits.max_bytes {
+                break;
+            }
+            count -= 1;
+            bytes -= r.payload.len();
+            needed += 1;
+        }
+        if !(count < limits.max_messages && bytes + size <= limits.max_bytes) {
+            return Err(full(self));
+        }
+        let dropped: Vec<Retained> = self.pending.drain(..needed).collect();
+        self.bytes = bytes;
+        Ok(dropped)
+    }
+
+    pub(crate) fn push_pending(&mut self, r: Retained) {
+        self.bytes += r.payload.len();
+        self.pending.push_back(r);
+    }
+
+    pub(crate) fn pop_pending(&mut self) -> Option<Retained> {
+        let r = self.pending.pop_front()?;
+        self.bytes -= r.payload.len();
+        Some(r)
+    }
+
+    /// Retains a written message until it is acknowledged.
+    pub(crate) fn push_inflight(&mut self, r: Retained) {
+        self.bytes += r.payload.len();
+        self.inflight.push_back(r);
+    }
+
+    pub(crate) fn inflight(&self) -> impl Iterator<Item = &Retained> {
+        self.inflight.iter()
+    }
+
+    /// Releases every in-flight message with `seq <= acked`, calling `f` with each id.
+    pub(crate) fn ack(&mut self, acked: u64, mut f: impl FnMut(MessageId)) {
+        while let Some(front) = self.inflight.front() {
+            if front.seq > acked {
+                break;
+            }
+            let r = self.inflight.pop_front().expect("front exists");
+            self.bytes -= r.payload.len();
+            f(r.id);
+        }
+    }
+
+    /// Moves every in-flight message back in front of the pending ones, unnumbered
+    /// (the server lost them: they will be sent again under new numbers).
+    pub(crate) fn unsend_inflight(&mut self) -> usize {
+        let n = self.inflight.len();
+        while let Some(mut r) = self.inflight.pop_back() {
+            r.seq = 0;
+            self.pending.push_front(r);
+        }
+        n
+    }
+
+    /// Removes pending messages enqueued before `now - max_age`.
+    pub(crate) fn expire(&mut self, now: Instant, max_age: Duration) -> Vec<Retained> {
+        let mut out = Vec::new();
+        while let Some(front) = self.pending.front() {
+            if now.saturating_duration_since(front.enqueued) < max_age {
+                break;
+            }
+            out.extend(self.pop_pending());
+        }
+        out
+    }
+
+    /// When the oldest pending message was enqueued.
+    pub(crate) fn oldest_pending(&self) -> Option<Instant> {
+        self.pending.front().map(|r| r.enqueued)
+    }
+
+    /// Empties everything, oldest first.
+    pub(crate) fn drain_all(&mut self) -> Vec<Retained> {
+        self.bytes = 0;
+        self.inflight
+            .drain(..)
+            .chain(self.pending.drain(..))
+            .collect()
+    }
+}
