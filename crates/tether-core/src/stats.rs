@@ -1,56 +1,321 @@
 //! Round-trip time, jitter and loss over a window of heartbeat samples.
-//! (Being written: see the helper's brief.)
+//!
+//! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
+//! last `window` samples count; older ones fall out. Figures are computed on demand
+//! (at metrics time), so recording is O(1).
+
+use std::collections::VecDeque;
+
 use crate::time::Duration;
 
 /// Heartbeat samples over a sliding window.
+///
+/// ```
+/// use tether_core::stats::RttStats;
+/// use tether_core::Duration;
+///
+/// let ms = Duration::from_millis;
+/// let mut stats = RttStats::new(4);
+/// stats.record_rtt(ms(10));
+/// stats.record_rtt(ms(30));
+/// stats.record_loss();
+/// stats.record_rtt(ms(20));
+/// assert_eq!(stats.samples(), 4);
+/// assert_eq!(stats.mean(), Some(ms(20)));
+/// assert_eq!(stats.percentile(50.0), Some(ms(20)));
+/// assert_eq!(stats.percentile(99.0), Some(ms(30)));
+/// assert_eq!(stats.jitter(), Some(ms(15))); // |30-10| and |20-30|
+/// assert_eq!(stats.loss(), 0.25);
+/// assert_eq!(stats.last(), Some(ms(20)));
+///
+/// stats.record_rtt(ms(40)); // the 10 ms sample falls out of the window
+/// assert_eq!(stats.mean(), Some(ms(30)));
+/// ```
 #[derive(Clone, Debug)]
 pub struct RttStats {
     window: usize,
+    /// Oldest first; `None` is a loss.
+    samples: VecDeque<Option<Duration>>,
+    last: Option<Duration>,
 }
 
 impl RttStats {
-    /// An empty window holding at most `window` samples.
+    /// An empty window holding at most `window` samples (a window of 0 holds 1).
     #[must_use]
     pub fn new(window: usize) -> Self {
-        RttStats { window }
+        RttStats {
+            window: window.max(1),
+            samples: VecDeque::new(),
+            last: None,
+        }
     }
+
     /// A pong came back after `rtt`.
     pub fn record_rtt(&mut self, rtt: Duration) {
-        let _ = (rtt, self.window);
+        self.push(Some(rtt));
+        self.last = Some(rtt);
     }
+
     /// A ping got no pong in time.
-    pub fn record_loss(&mut self) {}
+    pub fn record_loss(&mut self) {
+        self.push(None);
+    }
+
+    fn push(&mut self, sample: Option<Duration>) {
+        while self.samples.len() >= self.window {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(sample);
+    }
+
+    fn answered(&self) -> impl Iterator<Item = Duration> + '_ {
+        self.samples.iter().flatten().copied()
+    }
+
     /// Number of samples (answered and lost) in the window.
     #[must_use]
     pub fn samples(&self) -> usize {
-        0
+        self.samples.len()
     }
-    /// Mean RTT of the answered samples.
+
+    /// Mean RTT of the answered samples in the window; `None` when there are none.
     #[must_use]
     pub fn mean(&self) -> Option<Duration> {
-        None
+        let (count, sum) = self.answered().fold((0u128, 0u128), |(n, s), d| {
+            (n + 1, s.saturating_add(d.as_nanos()))
+        });
+        (count > 0).then(|| duration_from_nanos(sum / count))
     }
-    /// RTT percentile (`p` in 0..=100) of the answered samples, nearest-rank.
+
+    /// RTT percentile of the answered samples in the window, nearest-rank: the smallest
+    /// sample with at least `p` % of the samples at or below it. `p` is clamped to
+    /// 0..=100 (NaN counts as 0); `None` when no sample was answered.
     #[must_use]
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        let _ = p;
-        None
+        let mut sorted: Vec<Duration> = self.answered().collect();
+        if sorted.is_empty() {
+            return None;
+        }
+        sorted.sort_unstable();
+        let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 100.0) };
+        let n = sorted.len();
+        // `as` saturates; the clamp keeps p = 0 on the smallest sample.
+        let rank = ((p * n as f64 / 100.0).ceil() as usize).clamp(1, n);
+        sorted.get(rank - 1).copied()
     }
-    /// Mean absolute difference of consecutive RTTs (RFC 3550 style, unsmoothed).
+
+    /// Mean absolute difference of consecutive answered RTTs in the window (RFC 3550
+    /// style, unsmoothed; losses in between are skipped). `None` with fewer than two
+    /// answered samples.
     #[must_use]
     pub fn jitter(&self) -> Option<Duration> {
-        None
+        let mut prev: Option<Duration> = None;
+        let (mut count, mut sum) = (0u128, 0u128);
+        for rtt in self.answered() {
+            if let Some(p) = prev {
+                count += 1;
+                sum = sum.saturating_add(rtt.abs_diff(p).as_nanos());
+            }
+            prev = Some(rtt);
+        }
+        (count > 0).then(|| duration_from_nanos(sum / count))
     }
-    /// Fraction of the window's samples that were lost, 0.0–1.0.
+
+    /// Fraction of the window's samples that were lost, 0.0–1.0 (0.0 when empty).
     #[must_use]
     pub fn loss(&self) -> f64 {
-        0.0
+        if self.samples.is_empty() {
+            return 0.0;
+        }
+        let lost = self.samples.iter().filter(|s| s.is_none()).count();
+        lost as f64 / self.samples.len() as f64
     }
-    /// The latest RTT.
+
+    /// The latest RTT recorded since the last [`RttStats::clear`], even if losses have
+    /// since pushed it out of the window.
     #[must_use]
     pub fn last(&self) -> Option<Duration> {
-        None
+        self.last
     }
-    /// Forget everything.
-    pub fn clear(&mut self) {}
+
+    /// Forget everything (the window size stays).
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.last = None;
+    }
+}
+
+/// A duration of `nanos` nanoseconds, saturating at [`Duration::MAX`].
+pub(crate) fn duration_from_nanos(nanos: u128) -> Duration {
+    const NANOS_PER_SEC: u128 = 1_000_000_000;
+    match u64::try_from(nanos / NANOS_PER_SEC) {
+        // The remainder is below 10^9, so it fits a u32 and never carries.
+        Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32),
+        Err(_) => Duration::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn empty() {
+        let s = RttStats::new(10);
+        assert_eq!(s.samples(), 0);
+        assert_eq!(s.mean(), None);
+        assert_eq!(s.percentile(50.0), None);
+        assert_eq!(s.jitter(), None);
+        assert_eq!(s.loss(), 0.0);
+        assert_eq!(s.last(), None);
+    }
+
+    #[test]
+    fn window_evicts_oldest() {
+        let mut s = RttStats::new(3);
+        for n in [10, 20, 30, 40] {
+            s.record_rtt(ms(n));
+        }
+        assert_eq!(s.samples(), 3);
+        assert_eq!(s.mean(), Some(ms(30)));
+        assert_eq!(s.percentile(0.0), Some(ms(20)));
+        s.record_loss();
+        s.record_loss();
+        s.record_loss();
+        assert_eq!(s.samples(), 3);
+        assert_eq!(s.loss(), 1.0);
+        assert_eq!(s.mean(), None);
+        assert_eq!(s.last(), Some(ms(40)));
+    }
+
+    #[test]
+    fn zero_window_holds_one() {
+        let mut s = RttStats::new(0);
+        s.record_rtt(ms(5));
+        s.record_rtt(ms(7));
+        assert_eq!(s.samples(), 1);
+        assert_eq!(s.mean(), Some(ms(7)));
+        s.record_loss();
+        assert_eq!(s.samples(), 1);
+        assert_eq!(s.loss(), 1.0);
+    }
+
+    #[test]
+    fn percentiles_nearest_rank() {
+        let mut s = RttStats::new(100);
+        for n in (1..=100).rev() {
+            s.record_rtt(ms(n));
+        }
+        assert_eq!(s.percentile(50.0), Some(ms(50)));
+        assert_eq!(s.percentile(99.0), Some(ms(99)));
+        assert_eq!(s.percentile(100.0), Some(ms(100)));
+        assert_eq!(s.percentile(0.0), Some(ms(1)));
+        assert_eq!(s.percentile(1.5), Some(ms(2)));
+        assert_eq!(s.percentile(-5.0), Some(ms(1)));
+        assert_eq!(s.percentile(500.0), Some(ms(100)));
+        assert_eq!(s.percentile(f64::NAN), Some(ms(1)));
+        assert_eq!(s.percentile(f64::INFINITY), Some(ms(100)));
+
+        let mut two = RttStats::new(10);
+        two.record_rtt(ms(10));
+        two.record_rtt(ms(20));
+        assert_eq!(two.percentile(50.0), Some(ms(10)));
+        assert_eq!(two.percentile(50.1), Some(ms(20)));
+    }
+
+    #[test]
+    fn jitter_skips_losses() {
+        let mut s = RttStats::new(10);
+        s.record_rtt(ms(10));
+        assert_eq!(s.jitter(), None);
+        s.record_loss();
+        s.record_rtt(ms(50));
+        s.record_rtt(ms(30));
+        assert_eq!(s.jitter(), Some(ms(30))); // (40 + 20) / 2
+    }
+
+    #[test]
+    fn clear_forgets_but_keeps_window() {
+        let mut s = RttStats::new(2);
+        s.record_rtt(ms(1));
+        s.record_loss();
+        s.clear();
+        assert_eq!(s.samples(), 0);
+        assert_eq!(s.last(), None);
+        assert_eq!(s.loss(), 0.0);
+        for _ in 0..5 {
+            s.record_rtt(ms(1));
+        }
+        assert_eq!(s.samples(), 2);
+    }
+
+    #[test]
+    fn huge_values_saturate() {
+        let mut s = RttStats::new(usize::MAX);
+        s.record_rtt(Duration::MAX);
+        s.record_rtt(Duration::MAX);
+        s.record_rtt(Duration::ZERO);
+        assert!(s.mean().is_some());
+        assert_eq!(s.percentile(99.0), Some(Duration::MAX));
+        assert!(s.jitter().is_some());
+        assert_eq!(duration_from_nanos(u128::MAX), Duration::MAX);
+        assert_eq!(duration_from_nanos(Duration::MAX.as_nanos()), Duration::MAX);
+        assert_eq!(
+            duration_from_nanos(1_500_000_001),
+            Duration::new(1, 500_000_001)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn invariants_match_a_model(
+            window in 0usize..40,
+            ops in prop::collection::vec(prop::option::weighted(0.8, 0u64..10_000_000_000), 0..200),
+        ) {
+            let mut s = RttStats::new(window);
+            for (i, op) in ops.iter().enumerate() {
+                match op {
+                    Some(nanos) => s.record_rtt(Duration::from_nanos(*nanos)),
+                    None => s.record_loss(),
+                }
+                let model = &ops[(i + 1).saturating_sub(window.max(1))..=i];
+                prop_assert_eq!(s.samples(), model.len());
+                prop_assert!(s.samples() <= window.max(1));
+
+                let loss = s.loss();
+                prop_assert!((0.0..=1.0).contains(&loss));
+                let lost = model.iter().filter(|o| o.is_none()).count();
+                prop_assert_eq!(loss, lost as f64 / model.len() as f64);
+
+                let answered: Vec<u64> = model.iter().flatten().copied().collect();
+                let last_rtt = ops[..=i].iter().rev().flatten().next().copied();
+                prop_assert_eq!(s.last(), last_rtt.map(Duration::from_nanos));
+                match (answered.iter().min(), answered.iter().max()) {
+                    (Some(&lo), Some(&hi)) => {
+                        let (lo, hi) = (Duration::from_nanos(lo), Duration::from_nanos(hi));
+                        let mean = s.mean().unwrap_or_default();
+                        prop_assert!(lo <= mean && mean <= hi);
+                        let (p50, p99) = (s.percentile(50.0), s.percentile(99.0));
+                        prop_assert!(p50 <= p99);
+                        prop_assert_eq!(s.percentile(0.0), Some(lo));
+                        prop_assert_eq!(s.percentile(100.0), Some(hi));
+                        prop_assert!(p50.is_some_and(|p| lo <= p && p <= hi));
+                        let jitter = s.jitter();
+                        prop_assert_eq!(jitter.is_some(), answered.len() >= 2);
+                        prop_assert!(jitter.unwrap_or_default() <= hi - lo);
+                    }
+                    _ => {
+                        prop_assert_eq!(s.mean(), None);
+                        prop_assert_eq!(s.percentile(50.0), None);
+                        prop_assert_eq!(s.jitter(), None);
+                    }
+                }
+            }
+        }
+    }
 }
