@@ -74,6 +74,7 @@ pub mod rng;
 mod state;
 pub mod stats;
 pub mod time;
+pub mod transport;
 mod timer;
 
 pub use close::{CloseClass, CloseRule};
