@@ -151,3 +151,90 @@ impl Outbox {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Send(usize),
+        Write,
+        Ack(u8),
+        Unsend,
+        Expire(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..40).prop_map(Op::Send),
+            2 => Just(Op::Write),
+            1 => any::<u8>().prop_map(Op::Ack),
+            1 => Just(Op::Unsend),
+            1 => any::<u8>().prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, the outbox stays within its limits, its byte count is the
+        /// sum of what it holds, and every message is accounted for exactly once:
+        /// retained, acknowledged or dropped.
+        #[test]
+        fn accounting(
+            max_messages in 1usize..12,
+            max_bytes in 1usize..120,
+            drop_oldest in any::<bool>(),
+            ops in proptest::collection::vec(op(), 0..200),
+        ) {
+            let limits = QueueConfig {
+                max_messages,
+                max_bytes,
+                max_age: None,
+                overflow: if drop_oldest { OverflowPolicy::DropOldest } else { OverflowPolicy::RejectNew },
+            };
+            let start = Instant::now();
+            let mut o = Outbox::default();
+            let (mut accepted, mut acked, mut dropped) = (0usize, 0usize, 0usize);
+            let mut seq = 0u64;
+            for (i, op) in ops.into_iter().enumerate() {
+                let now = start + Duration::from_millis(i as u64);
+                match op {
+                    Op::Send(size) => {
+                        let before = (o.len(), o.bytes());
+                        match o.admit(size, &limits) {
+                            Ok(gone) => {
+                                dropped += gone.len();
+                                accepted += 1;
+                                o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::Binary(vec![0; size]), enqueued: now, seq: 0 });
+                            }
+                            Err(SendError::QueueFull { messages, bytes }) => {
+                                prop_assert_eq!((messages, bytes), before);
+                                prop_assert_eq!((o.len(), o.bytes()), before, "a refusal changes nothing");
+                            }
+                            Err(e) => prop_assert!(false, "unexpected {:?}", e),
+                        }
+                    }
+                    Op::Write => {
+                        if let Some(mut r) = o.pop_pending() {
+                            seq += 1;
+                            r.seq = seq;
+                            o.push_inflight(r);
+                        }
+                    }
+                    Op::Ack(n) => {
+                        let upto = seq.saturating_sub(u64::from(n % 4));
+                        o.ack(upto, |_| acked += 1);
+                    }
+                    Op::Unsend => { o.unsend_inflight(); }
+                    Op::Expire(age) => dropped += o.expire(now, Duration::from_millis(u64::from(age))).len(),
+                }
+                prop_assert!(o.len() <= max_messages);
+                prop_assert!(o.bytes() <= max_bytes);
+                let sum: usize = o.pending.iter().chain(o.inflight.iter()).map(|r| r.payload.len()).sum();
+                prop_assert_eq!(sum, o.bytes());
+                prop_assert_eq!(accepted, o.len() + acked + dropped);
+            }
+        }
+    }
+}

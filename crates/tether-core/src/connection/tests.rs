@@ -1,1 +1,632 @@
+//! Unit tests of the state machine, driven by hand on a virtual clock.
 
+use super::*;
+use crate::close::codes;
+use crate::config::{AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig};
+use crate::io::PollKind;
+
+struct Harness {
+    conn: Connection,
+    now: Instant,
+    actions: Vec<Action>,
+    events: Vec<Event>,
+}
+
+impl Harness {
+    fn new(builder: ConfigBuilder) -> Self {
+        let now = Instant::now();
+        let conn = Connection::new(builder.build().expect("valid config"), now).expect("new");
+        Harness {
+            conn,
+            now,
+            actions: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(a) = self.conn.poll_action() {
+            self.actions.push(a);
+        }
+        while let Some(e) = self.conn.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    /// Moves the clock by `d`, serving every timer due on the way, in order.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        while let Some(at) = self.conn.poll_timeout() {
+            if at > end {
+                break;
+            }
+            self.now = self.now.max(at);
+            self.conn.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    fn connect(&mut self) {
+        self.conn.connect(self.now);
+        self.drain();
+    }
+
+    fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// The id of the last `Open`, which must be among the pending actions.
+    fn last_open(&mut self) -> TransportId {
+        self.take_actions()
+            .into_iter()
+            .rev()
+            .find_map(|a| match a {
+                Action::Open { id, .. } => Some(id),
+                _ => None,
+            })
+            .expect("an Open action")
+    }
+
+    fn open(&mut self, id: TransportId) {
+        self.conn.handle_opened(self.now, id);
+        self.drain();
+    }
+
+    fn frame(&mut self, id: TransportId, text: &str) {
+        self.conn.handle_frame(self.now, id, Payload::Text(text.into()));
+        self.drain();
+    }
+
+    fn closed(&mut self, id: TransportId, code: Option<u16>) {
+        self.conn.handle_closed(self.now, id, code, String::new());
+        self.drain();
+    }
+
+    fn failed(&mut self, id: TransportId, failure: TransportFailure) {
+        self.conn.handle_failed(self.now, id, failure);
+        self.drain();
+    }
+
+    fn sent_frames(&mut self) -> Vec<Payload> {
+        self.take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Send { frame, .. } => Some(frame),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn states(&self) -> Vec<State> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::StateChanged { to, .. } => Some(*to),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn scheduled(&self) -> Vec<(u32, Duration, bool)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ReconnectScheduled {
+                    attempt,
+                    delay,
+                    hinted,
+                } => Some((*attempt, *delay, *hinted)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn plain() -> ConfigBuilder {
+    Config::builder("ws://127.0.0.1:1/ws")
+        .plain_heartbeat("ping", "pong")
+        .backoff(BackoffConfig {
+            jitter: Jitter::None,
+            ..BackoffConfig::default()
+        })
+}
+
+fn text(s: &str) -> Payload {
+    Payload::Text(s.into())
+}
+
+#[test]
+fn sends_queue_until_connected_then_flush_in_order() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    assert_eq!(h.conn.state(), State::Connecting);
+    let a = h.conn.send(h.now, "a").unwrap();
+    let b = h.conn.send(h.now, "b").unwrap();
+    assert!(b > a);
+    let id = h.last_open();
+    assert_eq!(h.conn.metrics(h.now).queue_depth, 2);
+    h.open(id);
+    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!(h.sent_frames(), vec![text("a"), text("b")]);
+    h.conn.send(h.now, "c").unwrap();
+    h.drain();
+    assert_eq!(h.sent_frames(), vec![text("c")]);
+    assert_eq!(h.conn.metrics(h.now).queue_depth, 0);
+    h.frame(id, "hello");
+    assert!(h.events.contains(&Event::Message(text("hello"))));
+    assert_eq!(h.states(), vec![State::Connecting, State::Connected]);
+}
+
+#[test]
+fn refused_first_attempt_is_retried_with_growing_backoff() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    for attempt in 1..=4u32 {
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Refused);
+        assert_eq!(h.conn.state(), State::Reconnecting);
+        let (n, delay, hinted) = *h.scheduled().last().unwrap();
+        assert_eq!((n, hinted), (attempt, false));
+        // Jitter::None: exactly initial × 1.5^(n-1).
+        let want = Duration::from_millis(500).mul_f64(1.5f64.powi(attempt as i32 - 1));
+        assert!(delay.abs_diff(want) < Duration::from_millis(1), "{delay:?} vs {want:?}");
+        h.advance(delay - Duration::from_millis(1));
+        assert!(h.take_actions().is_empty(), "no attempt before the delay");
+        h.advance(Duration::from_millis(1));
+    }
+    let id = h.last_open();
+    h.open(id);
+    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!(
+        h.states(),
+        vec![State::Connecting, State::Reconnecting, State::Connected]
+    );
+}
+
+#[test]
+fn a_lost_connection_passes_disconnected_and_reconnects() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(10));
+    h.take_events();
+    h.closed(id, Some(1006));
+    assert_eq!(h.states(), vec![State::Disconnected, State::Reconnecting]);
+    assert!(matches!(
+        h.events[0],
+        Event::Disconnected { ref cause, connected_for } if cause.code == Some(1006) && connected_for == Duration::from_secs(10)
+    ));
+    // Past failures were forgotten after a stable connection: the first delay again.
+    assert_eq!(h.scheduled()[0].1, Duration::from_millis(500));
+    h.advance(Duration::from_millis(500));
+    let id2 = h.last_open();
+    assert_ne!(id, id2);
+    h.open(id2);
+    assert_eq!(h.conn.metrics(h.now).reconnects, 1);
+}
+
+#[test]
+fn events_from_a_replaced_socket_are_ignored() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let old = h.last_open();
+    h.failed(old, TransportFailure::Refused);
+    h.advance(Duration::from_secs(1));
+    let new = h.last_open();
+    h.take_events();
+    h.open(old);
+    h.frame(old, "stale");
+    h.closed(old, Some(1000));
+    assert!(h.take_events().is_empty());
+    assert!(h.take_actions().is_empty());
+    h.open(new);
+    assert_eq!(h.conn.state(), State::Connected);
+}
+
+#[test]
+fn user_close_ends_closed_and_reports_queued_messages_dropped() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    let m = h.conn.send(h.now, "queued").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(h.actions.contains(&Action::Close {
+        id,
+        code: 1000,
+        reason: "bye".into()
+    }));
+    assert!(h.events.contains(&Event::Dropped {
+        id: m,
+        reason: DropReason::Stopped
+    }));
+    assert_eq!(h.conn.poll_timeout(), None, "no timer after close");
+    assert_eq!(
+        h.conn.send(h.now, "late"),
+        Err(SendError::Stopped(State::Closed))
+    );
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connecting);
+}
+
+#[test]
+fn fatal_and_replaced_codes_stop_with_their_reason() {
+    for (code, want) in [
+        (1009, "fatal"),
+        (codes::REPLACED, "replaced"),
+        (1008, "auth"),
+    ] {
+        let mut h = Harness::new(plain());
+        h.connect();
+        let id = h.last_open();
+        h.open(id);
+        h.closed(id, Some(code));
+        assert_eq!(h.conn.state(), State::Error, "code {code}");
+        let reason = h.conn.terminal_reason().unwrap().clone();
+        let ok = match want {
+            "fatal" => matches!(reason, TerminalReason::Fatal(_)),
+            "replaced" => matches!(reason, TerminalReason::Replaced(_)),
+            _ => matches!(reason, TerminalReason::AuthRejected(_)),
+        };
+        assert!(ok, "code {code}: {reason}");
+        assert_eq!(h.conn.poll_timeout(), None);
+    }
+}
+
+#[test]
+fn auth_fetches_a_token_before_every_attempt_and_stops_after_one_refresh() {
+    let mut h = Harness::new(plain().auth(AuthConfig::default()));
+    h.connect();
+    assert_eq!(h.take_actions(), vec![Action::FetchToken]);
+    let token = |v: &str| Token {
+        value: v.into(),
+        expires_at: None,
+    };
+    h.conn.handle_token(h.now, Ok(token("t1")));
+    h.drain();
+    let actions = h.take_actions();
+    let Some(Action::Open { id, headers, .. }) = actions.first() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        headers,
+        &vec![("Authorization".to_string(), "Bearer t1".to_string())]
+    );
+    // Rejected: one fresh token, at once.
+    h.failed(
+        *id,
+        TransportFailure::Http {
+            status: 401,
+            retry_after: None,
+        },
+    );
+    assert_eq!(h.take_actions(), vec![Action::FetchToken]);
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.conn.handle_token(h.now, Ok(token("t2")));
+    h.drain();
+    let id = h.last_open();
+    h.closed(id, Some(codes::UNAUTHORIZED));
+    assert_eq!(h.conn.state(), State::Error);
+    assert!(matches!(
+        h.conn.terminal_reason(),
+        Some(TerminalReason::AuthRejected(c)) if c.code == Some(codes::UNAUTHORIZED)
+    ));
+}
+
+#[test]
+fn token_in_query_is_percent_encoded() {
+    let mut h = Harness::new(plain().auth(AuthConfig {
+        placement: crate::config::TokenPlacement::Query("access_token".into()),
+        ..AuthConfig::default()
+    }));
+    h.connect();
+    h.take_actions();
+    h.conn.handle_token(
+        h.now,
+        Ok(Token {
+            value: "a b/c".into(),
+            expires_at: None,
+        }),
+    );
+    h.drain();
+    let Some(Action::Open { url, headers, .. }) = h.take_actions().pop() else {
+        panic!()
+    };
+    assert_eq!(url, "ws://127.0.0.1:1/ws?access_token=a%20b%2Fc");
+    assert!(headers.is_empty());
+}
+
+#[test]
+fn token_failure_counts_as_a_failed_attempt() {
+    let mut h = Harness::new(plain().auth(AuthConfig::default()));
+    h.connect();
+    h.take_actions();
+    h.conn.handle_token(h.now, Err("provider down".into()));
+    h.drain();
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Error(TetherError::TokenUnavailable(_)))));
+    assert_eq!(h.scheduled().len(), 1);
+    // A provider that never answers times out the same way.
+    h.advance(h.scheduled()[0].1);
+    assert_eq!(h.take_actions(), vec![Action::FetchToken]);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.scheduled().len(), 2);
+}
+
+#[test]
+fn half_open_socket_is_declared_dead_after_missed_pongs() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.take_events();
+    // Interval 4 s, timeout 3 s, 2 missed: ping at 4 s, missed at 7 s; ping at 8 s,
+    // missed at 11 s → dead.
+    h.advance(Duration::from_secs(4));
+    assert_eq!(h.sent_frames(), vec![text("ping")]);
+    h.advance(Duration::from_millis(6_999));
+    assert_eq!(h.conn.state(), State::Connected);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert!(h.actions.iter().any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
+    assert!(h.events.iter().any(
+        |e| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("half-open"))
+    ));
+}
+
+#[test]
+fn any_inbound_frame_counts_as_liveness_and_pongs_measure_rtt() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    for _ in 0..10 {
+        h.advance(Duration::from_secs(4));
+        h.frame(id, "data, not a pong");
+    }
+    assert_eq!(h.conn.state(), State::Connected, "inbound data keeps it alive");
+    let m = h.conn.metrics(h.now);
+    assert!(m.loss > 0.9, "pings without pongs are lost: {}", m.loss);
+    h.advance(Duration::from_secs(4));
+    h.advance(Duration::from_millis(40));
+    h.frame(id, "pong");
+    let m = h.conn.metrics(h.now);
+    assert_eq!(m.rtt, Some(Duration::from_millis(40)));
+    assert!(
+        !h.events.iter().any(|e| *e == Event::Message(text("pong"))),
+        "pongs are not messages"
+    );
+}
+
+#[test]
+fn quality_is_reported_with_hysteresis() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    let mut qualities = Vec::new();
+    h.advance(Duration::from_secs(4)); // the first ping
+    for rtt in [20, 20, 20, 300, 20, 300, 300, 300] {
+        let rtt = Duration::from_millis(rtt);
+        h.advance(rtt);
+        h.frame(id, "pong");
+        h.advance(Duration::from_secs(4) - rtt); // the next ping
+        for e in h.take_events() {
+            if let Event::QualityChanged { quality, .. } = e {
+                qualities.push(quality);
+            }
+        }
+    }
+    assert_eq!(qualities.first(), Some(&Quality::Excellent));
+    assert!(qualities.len() >= 2, "{qualities:?}");
+    assert!(qualities.windows(2).all(|w| w[0] != w[1]));
+    // A single 300 ms sample between good ones must not flip the level.
+    assert!(qualities[1] > Quality::Excellent);
+}
+
+#[test]
+fn gives_up_after_max_attempts() {
+    let mut h = Harness::new(plain().backoff(BackoffConfig {
+        max_attempts: Some(3),
+        ..BackoffConfig::default()
+    }));
+    h.connect();
+    for _ in 0..3 {
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Refused);
+        h.advance(Duration::from_secs(2));
+    }
+    assert_eq!(h.conn.state(), State::Error);
+    assert!(matches!(
+        h.conn.terminal_reason(),
+        Some(TerminalReason::GaveUp { attempts: 3, .. })
+    ));
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert!(matches!(h.take_actions().last(), Some(Action::Open { .. })));
+}
+
+#[test]
+fn server_retry_hint_wins() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(
+        id,
+        TransportFailure::Http {
+            status: 503,
+            retry_after: Some(Duration::from_secs(7)),
+        },
+    );
+    assert_eq!(h.scheduled(), vec![(1, Duration::from_secs(7), true)]);
+}
+
+#[test]
+fn offline_stops_attempts_and_online_attempts_at_once() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Refused);
+    h.conn.handle_hint(h.now, Hint::Offline);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Disconnected);
+    assert_eq!(h.conn.poll_timeout(), None);
+    h.advance(Duration::from_secs(600));
+    assert!(h.take_actions().is_empty(), "no attempt while offline");
+    h.conn.handle_hint(h.now, Hint::Online);
+    h.drain();
+    assert!(matches!(h.take_actions().last(), Some(Action::Open { .. })));
+    assert_eq!(h.conn.state(), State::Connecting);
+}
+
+#[test]
+fn a_late_timer_means_resume_and_triggers_a_liveness_check() {
+    let mut h = Harness::new(plain().liveness_timeout(Duration::from_secs(2)));
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(4));
+    assert_eq!(h.sent_frames(), vec![text("ping")]);
+    // The machine sleeps for a minute: the pong deadline is served 57 s late.
+    h.now += Duration::from_secs(60);
+    h.conn.handle_timeout(h.now);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connected, "no false timeout");
+    assert_eq!(h.sent_frames(), vec![text("ping")], "a liveness ping at once");
+    h.advance(Duration::from_millis(1_999));
+    assert_eq!(h.conn.state(), State::Connected);
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.conn.state(), State::Reconnecting, "no sign of life in 2 s");
+}
+
+#[test]
+fn liveness_check_passes_when_the_socket_answers() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.conn.handle_hint(h.now, Hint::Visible);
+    h.drain();
+    assert_eq!(h.sent_frames(), vec![text("ping")]);
+    h.advance(Duration::from_millis(30));
+    h.frame(id, "pong");
+    assert_eq!(h.conn.metrics(h.now).rtt, Some(Duration::from_millis(30)));
+    // Past the liveness deadline (2 s), before the next ping (4 s).
+    h.advance(Duration::from_secs(3));
+    assert_eq!(h.conn.state(), State::Connected);
+}
+
+#[test]
+fn queue_limits_and_overflow_policies() {
+    let limits = QueueConfig {
+        max_messages: 3,
+        max_bytes: 10,
+        ..QueueConfig::default()
+    };
+    let mut h = Harness::new(plain().queue(limits.clone()).max_message_bytes(8));
+    h.connect();
+    assert_eq!(
+        h.conn.send(h.now, "123456789"),
+        Err(SendError::TooLarge { size: 9, max: 8 })
+    );
+    for m in ["a", "b", "c"] {
+        h.conn.send(h.now, m).unwrap();
+    }
+    assert_eq!(
+        h.conn.send(h.now, "d"),
+        Err(SendError::QueueFull {
+            messages: 3,
+            bytes: 3
+        })
+    );
+
+    let mut h = Harness::new(plain().queue(QueueConfig {
+        overflow: OverflowPolicy::DropOldest,
+        ..limits
+    }));
+    h.connect();
+    let ids: Vec<_> = ["a", "b", "c", "d", "eeeeeeee"]
+        .iter()
+        .map(|m| h.conn.send(h.now, *m).unwrap())
+        .collect();
+    h.drain();
+    let dropped: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Dropped { id, reason } => Some((*id, *reason)),
+            _ => None,
+        })
+        .collect();
+    // "d" pushed out "a"; the 8-byte message needed the room of "b" (10 bytes at most).
+    assert_eq!(
+        dropped,
+        vec![(ids[0], DropReason::Overflow), (ids[1], DropReason::Overflow)]
+    );
+    let m = h.conn.metrics(h.now);
+    assert_eq!((m.queue_depth, m.queue_bytes), (3, 10));
+    let id = h.last_open();
+    h.open(id);
+    assert_eq!(
+        h.sent_frames(),
+        vec![text("c"), text("d"), text("eeeeeeee")]
+    );
+}
+
+#[test]
+fn queued_messages_expire_after_max_age() {
+    let mut h = Harness::new(plain().queue(QueueConfig {
+        max_age: Some(Duration::from_secs(5)),
+        ..QueueConfig::default()
+    }));
+    h.connect();
+    let a = h.conn.send(h.now, "a").unwrap();
+    h.advance(Duration::from_secs(3));
+    let b = h.conn.send(h.now, "b").unwrap();
+    h.advance(Duration::from_secs(2));
+    assert!(h.events.contains(&Event::Dropped {
+        id: a,
+        reason: DropReason::Expired
+    }));
+    assert!(!h.events.iter().any(|e| matches!(e, Event::Dropped { id, .. } if *id == b)));
+    assert_eq!(h.conn.metrics(h.now).queue_depth, 1);
+}
+
+#[test]
+fn blocked_without_fallback_is_fatal() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    assert!(matches!(
+        h.conn.terminal_reason(),
+        Some(TerminalReason::Fatal(_))
+    ));
+}
+
+#[test]
+fn connect_timeout_abandons_the_socket_and_retries() {
+    let mut h = Harness::new(plain().connect_timeout(Duration::from_secs(2)));
+    h.connect();
+    let id = h.last_open();
+    h.advance(Duration::from_secs(2));
+    assert!(h.actions.iter().any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
+    assert_eq!(h.conn.state(), State::Reconnecting);
+}
+
+#[test]
+fn poll_kind_names() {
+    assert_eq!(PollKind::Send.as_str(), "send");
+    assert_eq!(PollKind::Receive.as_str(), "recv");
+}

@@ -1,0 +1,346 @@
+//! Every configuration mistake is a typed error naming its field, never a panic.
+
+use tether_core::{
+    AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
+    ConfigProblem, Connection, Duration, FallbackConfig, HeartbeatConfig, Instant, QualityBound,
+    QualityConfig, QueueConfig, TokenPlacement,
+};
+
+fn base() -> ConfigBuilder {
+    Config::builder("wss://example.com/ws")
+}
+
+fn err(builder: ConfigBuilder) -> ConfigError {
+    builder.build().expect_err("must be rejected")
+}
+
+fn check(builder: ConfigBuilder, field: &str, problem: ConfigProblem) {
+    let e = err(builder);
+    assert_eq!((e.field, &e.problem), (field, &problem), "{e}");
+    assert!(e.to_string().contains(field), "message names the field: {e}");
+}
+
+#[test]
+fn defaults_are_valid() {
+    base().build().unwrap();
+    base().protocol().build().unwrap();
+    base()
+        .protocol()
+        .fallback(FallbackConfig::new("https://example.com/poll"))
+        .auth(AuthConfig::default())
+        .build()
+        .unwrap();
+    Config::builder("WS://LOCALHOST:8080").build().unwrap();
+}
+
+#[test]
+fn urls() {
+    for bad in ["http://example.com", "example.com", "", "wss//x", "ftp://x"] {
+        check(
+            Config::builder(bad),
+            "url",
+            ConfigProblem::NotWebSocketUrl,
+        );
+    }
+    for bad in ["ws://", "ws:///path", "ws://:80/", "ws://exa mple.com"] {
+        check(Config::builder(bad), "url", ConfigProblem::MalformedUrl);
+    }
+    check(
+        base()
+            .protocol()
+            .fallback(FallbackConfig::new("ws://example.com/poll")),
+        "fallback.poll_url",
+        ConfigProblem::NotHttpUrl,
+    );
+    check(
+        base().protocol().fallback(FallbackConfig::new("https://")),
+        "fallback.poll_url",
+        ConfigProblem::MalformedUrl,
+    );
+}
+
+#[test]
+fn subprotocols_and_query_names() {
+    check(
+        base().protocols(["chat v2"]),
+        "protocols",
+        ConfigProblem::InvalidSubprotocol,
+    );
+    check(
+        base().protocols([""]),
+        "protocols",
+        ConfigProblem::InvalidSubprotocol,
+    );
+    check(
+        base().auth(AuthConfig {
+            placement: TokenPlacement::Query("a=b".into()),
+            ..AuthConfig::default()
+        }),
+        "auth.placement",
+        ConfigProblem::InvalidQueryName,
+    );
+}
+
+#[test]
+fn backoff() {
+    let b = BackoffConfig::default;
+    check(
+        base().backoff(BackoffConfig {
+            initial_delay: Duration::ZERO,
+            ..b()
+        }),
+        "backoff.initial_delay",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().backoff(BackoffConfig {
+            max_delay: Duration::ZERO,
+            ..b()
+        }),
+        "backoff.max_delay",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().backoff(BackoffConfig {
+            initial_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(10),
+            ..b()
+        }),
+        "backoff.initial_delay",
+        ConfigProblem::MustNotExceed {
+            other: "backoff.max_delay",
+        },
+    );
+    for factor in [0.5, f64::NAN, f64::INFINITY, 1000.0] {
+        let e = err(base().backoff(BackoffConfig { factor, ..b() }));
+        assert_eq!(e.field, "backoff.factor");
+        assert!(matches!(e.problem, ConfigProblem::OutOfRange { .. }));
+    }
+    check(
+        base().backoff(BackoffConfig {
+            max_attempts: Some(0),
+            ..b()
+        }),
+        "backoff.max_attempts",
+        ConfigProblem::Zero,
+    );
+}
+
+#[test]
+fn timeouts() {
+    check(
+        base().connect_timeout(Duration::ZERO),
+        "connect_timeout",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().resume_gap(Duration::ZERO),
+        "resume_gap",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().liveness_timeout(Duration::ZERO),
+        "liveness_timeout",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().close_linger(Duration::ZERO),
+        "close_linger",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().ack(0, Duration::from_millis(5)),
+        "ack_every",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().ack(8, Duration::ZERO),
+        "ack_delay",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().max_message_bytes(0),
+        "max_message_bytes",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().auth(AuthConfig {
+            fetch_timeout: Duration::ZERO,
+            ..AuthConfig::default()
+        }),
+        "auth.fetch_timeout",
+        ConfigProblem::Zero,
+    );
+}
+
+#[test]
+fn heartbeat() {
+    let h = HeartbeatConfig::default;
+    check(
+        base().heartbeat(Some(HeartbeatConfig {
+            interval: Duration::ZERO,
+            ..h()
+        })),
+        "heartbeat.interval",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().heartbeat(Some(HeartbeatConfig {
+            timeout: Duration::ZERO,
+            ..h()
+        })),
+        "heartbeat.timeout",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().heartbeat(Some(HeartbeatConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            ..h()
+        })),
+        "heartbeat.timeout",
+        ConfigProblem::MustNotExceed {
+            other: "heartbeat.interval",
+        },
+    );
+    check(
+        base().heartbeat(Some(HeartbeatConfig {
+            max_missed: 0,
+            ..h()
+        })),
+        "heartbeat.max_missed",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().plain_heartbeat("", "pong"),
+        "wire.heartbeat",
+        ConfigProblem::Empty,
+    );
+    base().heartbeat(None).build().unwrap();
+}
+
+#[test]
+fn quality() {
+    let q = QualityConfig::default;
+    check(
+        base().quality(QualityConfig { window: 0, ..q() }),
+        "quality.window",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().quality(QualityConfig {
+            hysteresis: 0,
+            ..q()
+        }),
+        "quality.hysteresis",
+        ConfigProblem::Zero,
+    );
+    let mut swapped = q();
+    swapped.levels.swap(1, 2);
+    check(
+        base().quality(swapped),
+        "quality.levels",
+        ConfigProblem::OutOfOrder,
+    );
+    let mut bad = q();
+    bad.levels[0] = QualityBound {
+        rtt: Duration::from_millis(10),
+        loss: 1.5,
+    };
+    let e = err(base().quality(bad));
+    assert_eq!(e.field, "quality.levels");
+    assert!(matches!(e.problem, ConfigProblem::OutOfRange { .. }));
+    let mut nan = q();
+    nan.levels[3].loss = f64::NAN;
+    assert_eq!(err(base().quality(nan)).field, "quality.levels");
+}
+
+#[test]
+fn queue() {
+    let q = QueueConfig::default;
+    check(
+        base().queue(QueueConfig {
+            max_messages: 0,
+            ..q()
+        }),
+        "queue.max_messages",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().queue(QueueConfig {
+            max_bytes: 0,
+            ..q()
+        }),
+        "queue.max_bytes",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().queue(QueueConfig {
+            max_age: Some(Duration::ZERO),
+            ..q()
+        }),
+        "queue.max_age",
+        ConfigProblem::Zero,
+    );
+}
+
+#[test]
+fn fallback() {
+    let f = || FallbackConfig::new("https://example.com/poll");
+    check(
+        base().fallback(f()),
+        "fallback",
+        ConfigProblem::NeedsProtocol,
+    );
+    let p = || base().protocol();
+    check(
+        p().fallback(FallbackConfig {
+            after_failures: 0,
+            ..f()
+        }),
+        "fallback.after_failures",
+        ConfigProblem::Zero,
+    );
+    check(
+        p().fallback(FallbackConfig {
+            min_interval: Duration::from_secs(5),
+            max_interval: Duration::from_secs(1),
+            ..f()
+        }),
+        "fallback.min_interval",
+        ConfigProblem::MustNotExceed {
+            other: "fallback.max_interval",
+        },
+    );
+    for (field, mut cfg) in [
+        ("fallback.min_interval", f()),
+        ("fallback.max_interval", f()),
+        ("fallback.probe_interval", f()),
+        ("fallback.request_timeout", f()),
+    ] {
+        match field {
+            "fallback.min_interval" => cfg.min_interval = Duration::ZERO,
+            "fallback.max_interval" => cfg.max_interval = Duration::ZERO,
+            "fallback.probe_interval" => cfg.probe_interval = Duration::ZERO,
+            _ => cfg.request_timeout = Duration::ZERO,
+        }
+        check(p().fallback(cfg), field, ConfigProblem::Zero);
+    }
+}
+
+#[test]
+fn close_rules() {
+    check(
+        base().close_rule(CloseRule::range(4100, 4000, CloseClass::Fatal)),
+        "close_rules",
+        ConfigProblem::OutOfOrder,
+    );
+}
+
+#[test]
+fn connection_new_validates_a_hand_edited_config() {
+    let mut config = base().build().unwrap();
+    config.queue.max_messages = 0;
+    let e = Connection::new(config, Instant::now()).expect_err("rejected");
+    assert_eq!(e.field, "queue.max_messages");
+}
