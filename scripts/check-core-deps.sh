@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# tether-core must not depend on any I/O, runtime, browser or clock crate. On
+# wasm32-unknown-unknown its only dependency is web-time (the Instant type), which
+# reaches js-sys solely to implement Instant::now() — a call the core never makes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+banned='^(tokio|mio|socket2|tungstenite|tokio-tungstenite|async-tungstenite|hyper|reqwest|ureq|web-sys|gloo[a-z-]*|wasm-bindgen-futures|instant|chrono|time|async-std|smol|futures-timer) '
+fail=0
+for target in x86_64-unknown-linux-gnu wasm32-unknown-unknown; do
+  tree=$(cargo tree -p tether-core -e normal --target "$target" --prefix none --format '{p}' --locked | sort -u)
+  echo "tether-core normal dependencies on $target:"
+  echo "$tree" | sed 's/^/  /'
+  if echo "$tree" | grep -Eq "$banned"; then
+    echo "error: tether-core depends on an I/O, runtime or clock crate on $target" >&2
+    fail=1
+  fi
+  direct=$(cargo tree -p tether-core -e normal --target "$target" --depth 1 --prefix none --format '{p}' --locked | sed 1d | awk '{print $1}' | sort -u | tr '\n' ' ')
+  case "$target" in
+    wasm32-*) want="web-time " ;;
+    *) want="" ;;
+  esac
+  if [ "$direct" != "$want" ]; then
+    echo "error: tether-core's direct dependencies on $target are '$direct', expected '$want'" >&2
+    fail=1
+  fi
+done
+exit $fail

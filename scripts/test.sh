@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test suite of Tether. Installs what it needs first, skipping what is there.
+# Usage: bash scripts/test.sh        (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
+
+step "the core stays free of I/O crates"
+bash scripts/check-core-deps.sh
+
+step "unit, property, integration and doc tests"
+cargo test --workspace --locked --exclude tether-sim
+
+step "deterministic simulation (release mode; TETHER_SIM_SEEDS=${TETHER_SIM_SEEDS:-10000}, TETHER_SIM_SEED=${TETHER_SIM_SEED:-0})"
+cargo test --release --locked -p tether-sim -- --nocapture
