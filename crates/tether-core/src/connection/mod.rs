@@ -737,6 +737,8 @@ impl Connection {
 
     fn on_connected(&mut self, now: Instant) {
         self.timers.stop(Timer::ConnectTimeout);
+        // A hint belongs to the close that follows it, not to some later failure.
+        self.retry_hint = None;
         if self.link.is_ws() {
             self.ws_failures = 0;
             self.probe_interval = self
