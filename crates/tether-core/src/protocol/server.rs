@@ -1,5 +1,10 @@
-//! The server's side of one client's session. (Being written.)
-use super::Envelope;
+//! The server's side of one client's session: numbering, acks, dedup, the resume buffer.
+
+use std::collections::VecDeque;
+
+use core::fmt;
+
+use super::{Envelope, EnvelopeKind};
 use crate::payload::Payload;
 use crate::time::{Duration, Instant};
 
@@ -12,46 +17,883 @@ pub struct ResumeLimits {
     pub max_age: Duration,
 }
 
-/// What one inbound envelope produced.
+impl Default for ResumeLimits {
+    /// 1024 messages, two minutes.
+    fn default() -> Self {
+        ResumeLimits {
+            max_messages: 1024,
+            max_age: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How a client broke the protocol. The server should close the transport with
+/// [`crate::close::codes::PROTOCOL_ERROR`] (4400); the session itself stays usable.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// An envelope arrived before the session's first Hello.
+    HelloExpected,
+    /// An envelope a client never sends to a server after Hello: Hello (a new transport
+    /// goes through [`ServerSession::hello`]), Welcome or Retry.
+    Unexpected(EnvelopeKind),
+    /// A message skipped ahead: `expected` is the next seq in order, `got` came instead.
+    /// It is not delivered.
+    Gap {
+        /// The seq that would have been in order.
+        expected: u64,
+        /// The seq that arrived.
+        got: u64,
+    },
+    /// A message with seq 0 (they start at 1).
+    ZeroSeq,
+    /// An Ack for a message this session never sent.
+    AckAhead {
+        /// The seq acknowledged.
+        acked: u64,
+        /// The last seq sent.
+        last_sent: u64,
+    },
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::HelloExpected => f.write_str("envelope before Hello"),
+            ProtocolError::Unexpected(kind) => write!(f, "unexpected {kind} from a client"),
+            ProtocolError::Gap { expected, got } => {
+                write!(f, "message gap: expected seq {expected}, got {got}")
+            }
+            ProtocolError::ZeroSeq => f.write_str("message sequence number 0"),
+            ProtocolError::AckAhead { acked, last_sent } => {
+                write!(f, "ack of seq {acked} but last sent is {last_sent}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// What one inbound envelope produced. Every field may be empty (an Ack, a Pong).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerReceive {
     /// An application message to deliver (new, in order).
     pub deliver: Option<Payload>,
     /// A frame to send back at once (a Pong).
     pub reply: Option<Envelope>,
+    /// A fresh token from an Auth envelope, for the server to validate. On a bad token
+    /// the server closes with [`crate::close::codes::UNAUTHORIZED`] (4401).
+    pub token: Option<String>,
+    /// The message was a duplicate of one already delivered (dropped; an Ack is due).
+    pub duplicate: bool,
+    /// The client broke the protocol (see [`ProtocolError`]).
+    pub error: Option<ProtocolError>,
+}
+
+/// One sent, unacknowledged message.
+#[derive(Clone, Debug)]
+struct Buffered {
+    seq: u64,
+    payload: Payload,
+    sent_at: Instant,
 }
 
 /// Server-side protocol state of one client (keyed by its client id).
+///
+/// A server keeps one [`ServerSession`] per client id and feeds it what arrives on
+/// whichever transport (WebSocket or HTTP polling) the client currently uses. It never
+/// reads the clock or does I/O: every call that depends on time takes `now`.
+///
+/// ```text
+///            new()
+///              │
+///              ▼
+///        ┌───────────┐  hello(r)       ┌──────────┐
+///        │ no Hello  │ ──────────────► │ attached │ ◄─┐ hello(r), r continuous:
+///        │ yet       │  resumed=false  │          │ ──┘ Welcome resumed=true,
+///        └───────────┘                 └──────────┘     resend seq > r
+///          receive(_) → HelloExpected     │    ▲
+///                                         │    │ Welcome resumed=false,
+///                         hello(r), r not │    │ numbering restarts at 1
+///                         continuous      ▼    │ both ways, buffer emptied
+///                                       ( reset )
+/// ```
+///
+/// `r` (the client's `recv_seq`) is continuous when the session can bring the client up
+/// to date: `r` is at most the last seq sent, and every message after `r` is still in
+/// the resume buffer.
+///
+/// ```
+/// use tether_core::Instant;
+/// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+/// use tether_core::Payload;
+///
+/// let now = Instant::now();
+/// let mut s = ServerSession::new(7, ResumeLimits::default());
+/// let welcome = s.hello(now, 0);
+/// assert_eq!(welcome, [Envelope::Welcome { session: 7, recv_seq: 0, resumed: false }]);
+///
+/// let out = s.send(now, Payload::from("hi"));
+/// assert_eq!(out, Envelope::Msg { seq: 1, payload: Payload::from("hi") });
+///
+/// let got = s.receive(now, Envelope::Msg { seq: 1, payload: Payload::from("yo") });
+/// assert_eq!(got.deliver, Some(Payload::from("yo")));
+/// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
+///
+/// // The client reconnects having seen nothing: seq 1 is sent again.
+/// let again = s.hello(now, 0);
+/// assert_eq!(again[1], Envelope::Msg { seq: 1, payload: Payload::from("hi") });
+/// ```
+///
+/// Counters ([`duplicates`](Self::duplicates), [`trimmed`](Self::trimmed),
+/// [`lost`](Self::lost)) run for the life of the value, across resets.
 #[derive(Debug)]
 pub struct ServerSession {
-    _limits: ResumeLimits,
+    session: u64,
+    limits: ResumeLimits,
+    /// Seq of the next outbound message.
+    next_seq: u64,
+    /// Highest contiguous client seq delivered.
+    recv_seq: u64,
+    /// Sent, unacknowledged messages in seq order, contiguous.
+    buffer: VecDeque<Buffered>,
+    greeted: bool,
+    ack_pending: bool,
+    duplicates: u64,
+    trimmed: u64,
+    lost: u64,
 }
 
 impl ServerSession {
-    /// A fresh session.
+    /// A fresh session: the first message each way is seq 1, nothing received, nothing
+    /// buffered.
+    ///
+    /// ```
+    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    /// let s = ServerSession::new(1, ResumeLimits::default());
+    /// assert_eq!((s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered()), (1, 0, 0, 0));
+    /// ```
     #[must_use]
     pub fn new(session: u64, limits: ResumeLimits) -> Self {
-        let _ = session;
-        ServerSession { _limits: limits }
+        ServerSession {
+            session,
+            limits,
+            next_seq: 1,
+            recv_seq: 0,
+            buffer: VecDeque::new(),
+            greeted: false,
+            ack_pending: false,
+            duplicates: 0,
+            trimmed: 0,
+            lost: 0,
+        }
     }
+
     /// The client said Hello on a new transport: Welcome, then every buffered message after
-    /// the client's `recv_seq`.
+    /// the client's `recv_seq`, oldest first. Send them in this order.
+    ///
+    /// `recv_seq` also acknowledges every message up to it. On the session's first Hello
+    /// it is ignored (the client's numbers belong to an older session): the Welcome says
+    /// `resumed: false` and every message sent so far follows, from seq 1.
+    ///
+    /// When the session cannot bring
+    /// the client up to date (`recv_seq` is beyond the last message sent, or messages
+    /// after it have been trimmed from the buffer), it resets: numbering restarts at 1
+    /// both ways, the buffer is emptied and the Welcome says `resumed: false`; the
+    /// messages the client will never get are added to [`lost`](Self::lost). Messages
+    /// older than the age limit are dropped first.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    ///
+    /// let now = Instant::now();
+    /// let mut s = ServerSession::new(3, ResumeLimits::default());
+    /// s.hello(now, 0);
+    /// for text in ["a", "b", "c"] {
+    ///     s.send(now, text.into());
+    /// }
+    /// let out = s.hello(now, 2); // the client has 1 and 2
+    /// assert_eq!(out.len(), 2);
+    /// assert_eq!(out[0], Envelope::Welcome { session: 3, recv_seq: 0, resumed: true });
+    /// assert_eq!(out[1], Envelope::Msg { seq: 3, payload: "c".into() });
+    /// ```
     pub fn hello(&mut self, now: Instant, recv_seq: u64) -> Vec<Envelope> {
-        let _ = (now, recv_seq);
-        todo!()
+        self.expire(now);
+        // Before the first Hello the client cannot hold any of this session's messages:
+        // its `recv_seq` belongs to an older session (the server lost it).
+        let recv_seq = if self.greeted { recv_seq } else { 0 };
+        let last_sent = self.last_sent_seq();
+        // The oldest message the client could still need; everything before it is gone.
+        let first_kept = self.buffer.front().map_or(self.next_seq, |m| m.seq);
+        let continuous = recv_seq <= last_sent && recv_seq.saturating_add(1) >= first_kept;
+        let resumed = self.greeted && continuous;
+        self.greeted = true;
+        self.ack_pending = false;
+        if !continuous {
+            self.lost += if recv_seq > last_sent {
+                // Another numbering (the server lost the session): none of the unacked
+                // messages reached the client under this one.
+                self.buffer.len() as u64
+            } else {
+                last_sent - recv_seq
+            };
+            self.buffer.clear();
+            self.next_seq = 1;
+            self.recv_seq = 0;
+        } else {
+            self.drop_acked(recv_seq);
+        }
+        let mut out = Vec::with_capacity(1 + self.buffer.len());
+        out.push(Envelope::Welcome {
+            session: self.session,
+            recv_seq: self.recv_seq,
+            resumed,
+        });
+        out.extend(self.buffer.iter().map(|m| Envelope::Msg {
+            seq: m.seq,
+            payload: m.payload.clone(),
+        }));
+        out
     }
+
     /// An inbound envelope after Hello.
+    ///
+    /// - Msg: the next in order is delivered; an old seq is a duplicate (dropped, counted,
+    ///   acked again); a seq further ahead is a [`ProtocolError::Gap`].
+    /// - Ack: drops acknowledged messages from the resume buffer.
+    /// - Ping: replies with a Pong of the same id.
+    /// - Auth: hands the token over in [`ServerReceive::token`].
+    /// - Pong: ignored (any frame is liveness; the server sends no pings of its own).
+    /// - Hello, Welcome, Retry, or anything before the first Hello: an error.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession};
+    ///
+    /// let now = Instant::now();
+    /// let mut s = ServerSession::new(1, ResumeLimits::default());
+    /// s.hello(now, 0);
+    /// let r = s.receive(now, Envelope::Ping { id: 5 });
+    /// assert_eq!(r.reply, Some(Envelope::Pong { id: 5 }));
+    /// let r = s.receive(now, Envelope::Msg { seq: 2, payload: "x".into() });
+    /// assert_eq!(r.error, Some(ProtocolError::Gap { expected: 1, got: 2 }));
+    /// ```
     pub fn receive(&mut self, now: Instant, envelope: Envelope) -> ServerReceive {
-        let _ = (now, envelope);
-        todo!()
+        let mut out = ServerReceive::default();
+        if !self.greeted {
+            out.error = Some(ProtocolError::HelloExpected);
+            return out;
+        }
+        match envelope {
+            Envelope::Msg { seq: 0, .. } => out.error = Some(ProtocolError::ZeroSeq),
+            Envelope::Msg { seq, payload } => {
+                if seq <= self.recv_seq {
+                    self.duplicates += 1;
+                    self.ack_pending = true;
+                    out.duplicate = true;
+                } else if Some(seq) == self.recv_seq.checked_add(1) {
+                    self.recv_seq = seq;
+                    self.ack_pending = true;
+                    out.deliver = Some(payload);
+                } else {
+                    out.error = Some(ProtocolError::Gap {
+                        expected: self.recv_seq.saturating_add(1),
+                        got: seq,
+                    });
+                }
+            }
+            Envelope::Ack { seq } => {
+                let last_sent = self.last_sent_seq();
+                if seq > last_sent {
+                    out.error = Some(ProtocolError::AckAhead {
+                        acked: seq,
+                        last_sent,
+                    });
+                } else {
+                    self.drop_acked(seq);
+                }
+            }
+            Envelope::Ping { id } => out.reply = Some(Envelope::Pong { id }),
+            Envelope::Auth { token } => out.token = Some(token),
+            Envelope::Pong { .. } => {}
+            other
+            @ (Envelope::Hello { .. } | Envelope::Welcome { .. } | Envelope::Retry { .. }) => {
+                out.error = Some(ProtocolError::Unexpected(other.kind()));
+            }
+        }
+        self.expire(now);
+        out
     }
+
     /// Numbers and buffers an application message; returns the envelope to send.
+    ///
+    /// Past [`ResumeLimits::max_messages`] the oldest unacknowledged message is dropped
+    /// from the buffer (counted in [`trimmed`](Self::trimmed)); messages older than
+    /// [`ResumeLimits::max_age`] are dropped too.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    ///
+    /// let now = Instant::now();
+    /// let mut s = ServerSession::new(1, ResumeLimits::default());
+    /// assert_eq!(s.send(now, "a".into()), Envelope::Msg { seq: 1, payload: "a".into() });
+    /// assert_eq!(s.send(now, "b".into()), Envelope::Msg { seq: 2, payload: "b".into() });
+    /// assert_eq!(s.buffered(), 2);
+    /// ```
     pub fn send(&mut self, now: Instant, payload: Payload) -> Envelope {
-        let _ = (now, payload);
-        todo!()
+        self.expire(now);
+        let seq = self.next_seq;
+        // Unreachable in practice (2^64 messages); saturating keeps it panic-free.
+        self.next_seq = self.next_seq.saturating_add(1);
+        self.buffer.push_back(Buffered {
+            seq,
+            payload: payload.clone(),
+            sent_at: now,
+        });
+        while self.buffer.len() > self.limits.max_messages {
+            self.buffer.pop_front();
+            self.trimmed += 1;
+        }
+        Envelope::Msg { seq, payload }
     }
-    /// An Ack to send, if anything arrived since the last one.
+
+    /// An Ack to send, if anything (new or duplicate) arrived since the last one (or
+    /// since the Welcome, which carries the same information).
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    ///
+    /// let now = Instant::now();
+    /// let mut s = ServerSession::new(1, ResumeLimits::default());
+    /// s.hello(now, 0);
+    /// assert_eq!(s.take_ack(), None);
+    /// s.receive(now, Envelope::Msg { seq: 1, payload: "x".into() });
+    /// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
+    /// assert_eq!(s.take_ack(), None);
+    /// ```
     pub fn take_ack(&mut self) -> Option<Envelope> {
-        todo!()
+        if !self.ack_pending {
+            return None;
+        }
+        self.ack_pending = false;
+        Some(Envelope::Ack { seq: self.recv_seq })
+    }
+
+    /// Drops buffered messages sent more than [`ResumeLimits::max_age`] before `now`,
+    /// counting them in [`trimmed`](Self::trimmed). [`hello`](Self::hello),
+    /// [`receive`](Self::receive) and [`send`](Self::send) call it; call it from a timer
+    /// at [`next_expiry`](Self::next_expiry) to free memory of idle sessions.
+    ///
+    /// ```
+    /// use tether_core::{Duration, Instant};
+    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    ///
+    /// let t0 = Instant::now();
+    /// let limits = ResumeLimits { max_messages: 10, max_age: Duration::from_secs(5) };
+    /// let mut s = ServerSession::new(1, limits);
+    /// s.send(t0, "a".into());
+    /// s.expire(t0 + Duration::from_secs(6));
+    /// assert_eq!((s.buffered(), s.trimmed()), (0, 1));
+    /// ```
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(front) = self.buffer.front() {
+            if now.saturating_duration_since(front.sent_at) <= self.limits.max_age {
+                break;
+            }
+            self.buffer.pop_front();
+            self.trimmed += 1;
+        }
+    }
+
+    /// When the oldest buffered message will expire, if any is buffered.
+    #[must_use]
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let front = self.buffer.front()?;
+        front.sent_at.checked_add(self.limits.max_age)
+    }
+
+    /// The session id sent in every Welcome.
+    #[must_use]
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// Highest contiguous client seq delivered (0 before the first message).
+    #[must_use]
+    pub fn recv_seq(&self) -> u64 {
+        self.recv_seq
+    }
+
+    /// Seq of the last message sent in the current numbering (0 before the first).
+    #[must_use]
+    pub fn last_sent_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Messages sent and kept for resend, not yet acknowledged.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Whether a Hello has been seen (the next one will be a resume).
+    #[must_use]
+    pub fn greeted(&self) -> bool {
+        self.greeted
+    }
+
+    /// Duplicate client messages dropped.
+    #[must_use]
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Unacknowledged messages dropped from the resume buffer by the count or age
+    /// limit. The client may have received them; they are lost only if it had not,
+    /// which the next Hello reveals (see [`lost`](Self::lost)).
+    #[must_use]
+    pub fn trimmed(&self) -> u64 {
+        self.trimmed
+    }
+
+    /// Messages the client is known never to get: counted when a Hello forces a reset,
+    /// as the messages after the client's `recv_seq` (or, when the client is ahead of
+    /// this session's numbering, the unacknowledged ones).
+    #[must_use]
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Drops buffered messages up to and including `seq` (acknowledged by the client).
+    fn drop_acked(&mut self, seq: u64) {
+        while self.buffer.front().is_some_and(|m| m.seq <= seq) {
+            self.buffer.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limits(max_messages: usize) -> ResumeLimits {
+        ResumeLimits {
+            max_messages,
+            max_age: Duration::from_secs(60),
+        }
+    }
+
+    fn msg(seq: u64, text: &str) -> Envelope {
+        Envelope::Msg {
+            seq,
+            payload: Payload::from(text),
+        }
+    }
+
+    fn welcome(session: u64, recv_seq: u64, resumed: bool) -> Envelope {
+        Envelope::Welcome {
+            session,
+            recv_seq,
+            resumed,
+        }
+    }
+
+    /// A greeted session that has sent `n` messages "m1".."mn".
+    fn with_sent(now: Instant, n: u64, max: usize) -> ServerSession {
+        let mut s = ServerSession::new(5, limits(max));
+        assert_eq!(s.hello(now, 0), [welcome(5, 0, false)]);
+        for i in 1..=n {
+            assert_eq!(
+                s.send(now, Payload::from(format!("m{i}"))),
+                msg(i, &format!("m{i}"))
+            );
+        }
+        s
+    }
+
+    #[test]
+    fn first_hello_is_not_a_resume() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(9, limits(8));
+        assert!(!s.greeted());
+        assert_eq!(s.hello(now, 0), [welcome(9, 0, false)]);
+        assert!(s.greeted());
+        assert_eq!(s.hello(now, 0), [welcome(9, 0, true)]);
+        assert_eq!(s.lost(), 0);
+    }
+
+    #[test]
+    fn delivers_in_order_and_acks() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 0, 8);
+        assert_eq!(s.take_ack(), None);
+        for i in 1..=3 {
+            let r = s.receive(now, msg(i, &i.to_string()));
+            assert_eq!(r.deliver, Some(Payload::from(i.to_string())));
+            assert_eq!((r.duplicate, r.error, r.reply), (false, None, None));
+        }
+        assert_eq!(s.recv_seq(), 3);
+        assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 3 }));
+        assert_eq!(s.take_ack(), None);
+    }
+
+    #[test]
+    fn binary_messages_are_delivered_too() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 0, 8);
+        let r = s.receive(
+            now,
+            Envelope::Msg {
+                seq: 1,
+                payload: Payload::Binary(vec![1, 2]),
+            },
+        );
+        assert_eq!(r.deliver, Some(Payload::Binary(vec![1, 2])));
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_acked() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 0, 8);
+        s.receive(now, msg(1, "a"));
+        s.receive(now, msg(2, "b"));
+        assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 2 }));
+        for seq in [1, 2, 1] {
+            let r = s.receive(now, msg(seq, "again"));
+            assert_eq!(r.deliver, None);
+            assert!(r.duplicate);
+            assert_eq!(r.error, None);
+        }
+        assert_eq!(s.duplicates(), 3);
+        assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 2 }));
+        assert_eq!(s.recv_seq(), 2);
+    }
+
+    #[test]
+    fn gap_is_an_error_and_not_delivered() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 0, 8);
+        s.receive(now, msg(1, "a"));
+        let r = s.receive(now, msg(3, "c"));
+        assert_eq!(r.deliver, None);
+        assert_eq!(
+            r.error,
+            Some(ProtocolError::Gap {
+                expected: 2,
+                got: 3
+            })
+        );
+        assert_eq!(s.recv_seq(), 1);
+        // The session is still usable: the right message goes through.
+        assert_eq!(s.receive(now, msg(2, "b")).deliver, Some("b".into()));
+        assert_eq!(
+            s.receive(now, msg(0, "z")).error,
+            Some(ProtocolError::ZeroSeq)
+        );
+    }
+
+    #[test]
+    fn envelopes_before_hello_are_errors() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(1, limits(8));
+        for env in [
+            msg(1, "a"),
+            Envelope::Ping { id: 1 },
+            Envelope::Ack { seq: 0 },
+        ] {
+            let r = s.receive(now, env);
+            assert_eq!(r.error, Some(ProtocolError::HelloExpected));
+            assert_eq!((r.deliver, r.reply), (None, None));
+        }
+        assert_eq!(s.recv_seq(), 0);
+    }
+
+    #[test]
+    fn control_envelopes() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 0, 8);
+        assert_eq!(
+            s.receive(now, Envelope::Ping { id: u64::MAX }).reply,
+            Some(Envelope::Pong { id: u64::MAX })
+        );
+        assert_eq!(
+            s.receive(now, Envelope::Pong { id: 3 }),
+            ServerReceive::default()
+        );
+        let r = s.receive(
+            now,
+            Envelope::Auth {
+                token: "fresh".into(),
+            },
+        );
+        assert_eq!(r.token.as_deref(), Some("fresh"));
+        assert_eq!(r.error, None);
+        for (env, kind) in [
+            (
+                Envelope::Hello {
+                    client_id: 1,
+                    recv_seq: 0,
+                },
+                EnvelopeKind::Hello,
+            ),
+            (welcome(1, 0, false), EnvelopeKind::Welcome),
+            (Envelope::Retry { after_ms: 5 }, EnvelopeKind::Retry),
+        ] {
+            assert_eq!(
+                s.receive(now, env).error,
+                Some(ProtocolError::Unexpected(kind))
+            );
+        }
+        assert_eq!(s.take_ack(), None);
+    }
+
+    #[test]
+    fn acks_trim_the_buffer() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 4, 8);
+        assert_eq!(s.buffered(), 4);
+        assert_eq!(s.receive(now, Envelope::Ack { seq: 2 }).error, None);
+        assert_eq!(s.buffered(), 2);
+        // A stale ack changes nothing.
+        assert_eq!(s.receive(now, Envelope::Ack { seq: 1 }).error, None);
+        assert_eq!(s.buffered(), 2);
+        assert_eq!(
+            s.receive(now, Envelope::Ack { seq: 5 }).error,
+            Some(ProtocolError::AckAhead {
+                acked: 5,
+                last_sent: 4
+            })
+        );
+        assert_eq!(s.buffered(), 2);
+        s.receive(now, Envelope::Ack { seq: 4 });
+        assert_eq!(s.buffered(), 0);
+        assert_eq!(s.last_sent_seq(), 4);
+    }
+
+    #[test]
+    fn resend_after_hello_with_partial_ack() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 5, 8);
+        s.receive(now, Envelope::Ack { seq: 1 });
+        s.receive(now, msg(1, "up"));
+        let out = s.hello(now, 3);
+        assert_eq!(
+            out,
+            [welcome(5, 1, true), msg(4, "m4"), msg(5, "m5")],
+            "Welcome then 4 and 5"
+        );
+        // The Welcome carried recv_seq: no separate Ack is due.
+        assert_eq!(s.take_ack(), None);
+        assert_eq!(s.buffered(), 2);
+        // Numbering continues.
+        assert_eq!(s.send(now, "m6".into()), msg(6, "m6"));
+        // The client re-attaches again, having received everything.
+        assert_eq!(s.hello(now, 6), [welcome(5, 1, true)]);
+        assert_eq!(s.buffered(), 0);
+        assert_eq!((s.lost(), s.trimmed()), (0, 0));
+    }
+
+    #[test]
+    fn hello_with_everything_acked_resumes() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 3, 8);
+        s.receive(now, Envelope::Ack { seq: 3 });
+        assert_eq!(s.hello(now, 3), [welcome(5, 0, true)]);
+    }
+
+    #[test]
+    fn reset_when_client_is_ahead() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 2, 8);
+        s.receive(now, msg(1, "a"));
+        let out = s.hello(now, 7);
+        assert_eq!(out, [welcome(5, 0, false)]);
+        assert_eq!((s.recv_seq(), s.last_sent_seq(), s.buffered()), (0, 0, 0));
+        assert_eq!(s.lost(), 2);
+        // Fresh numbering both ways.
+        assert_eq!(s.send(now, "x".into()), msg(1, "x"));
+        assert_eq!(s.receive(now, msg(1, "y")).deliver, Some("y".into()));
+    }
+
+    #[test]
+    fn reset_on_first_hello_after_server_lost_state() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(2, limits(8));
+        assert_eq!(s.hello(now, 40), [welcome(2, 0, false)]);
+        assert_eq!(s.lost(), 0);
+        assert_eq!(s.hello(now, 0), [welcome(2, 0, true)]);
+    }
+
+    #[test]
+    fn messages_sent_before_the_first_hello_are_kept() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(4, limits(8));
+        s.send(now, "early".into());
+        assert_eq!(s.hello(now, 13), [welcome(4, 0, false), msg(1, "early")]);
+        assert_eq!(s.lost(), 0);
+        // Unless some were already trimmed: the client could not start at seq 1.
+        let mut s = ServerSession::new(4, limits(1));
+        s.send(now, "a".into());
+        s.send(now, "b".into());
+        assert_eq!(s.hello(now, 0), [welcome(4, 0, false)]);
+        assert_eq!((s.trimmed(), s.lost()), (1, 2));
+    }
+
+    #[test]
+    fn reset_when_client_is_behind_the_buffer() {
+        let now = Instant::now();
+        // Buffer holds 3: sending 5 trims 1 and 2.
+        let mut s = with_sent(now, 5, 3);
+        assert_eq!((s.buffered(), s.trimmed()), (3, 2));
+        // recv_seq 2 is still continuous: 3, 4, 5 are resent.
+        let out = s.hello(now, 2);
+        assert_eq!(out.len(), 4);
+        assert_eq!(out[0], welcome(5, 0, true));
+        assert_eq!(out[1], msg(3, "m3"));
+        // recv_seq 1: message 2 is gone, so is continuity.
+        let out = s.hello(now, 1);
+        assert_eq!(out, [welcome(5, 0, false)]);
+        assert_eq!(s.lost(), 4, "2, 3, 4 and 5 never reach the client");
+        assert_eq!(s.send(now, "n".into()), msg(1, "n"));
+    }
+
+    #[test]
+    fn reset_when_client_goes_back_after_acking() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 3, 8);
+        s.receive(now, Envelope::Ack { seq: 3 });
+        assert_eq!(s.hello(now, 1), [welcome(5, 0, false)]);
+        assert_eq!(s.lost(), 2);
+    }
+
+    #[test]
+    fn count_limit_trims_oldest() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 10, 4);
+        assert_eq!((s.buffered(), s.trimmed(), s.lost()), (4, 6, 0));
+        let out = s.hello(now, 6);
+        assert_eq!(
+            out[1..],
+            [msg(7, "m7"), msg(8, "m8"), msg(9, "m9"), msg(10, "m10")]
+        );
+
+        let mut none = with_sent(now, 2, 0);
+        assert_eq!((none.buffered(), none.trimmed()), (0, 2));
+        assert_eq!(none.hello(now, 2), [welcome(5, 0, true)]);
+        assert_eq!(none.hello(now, 1), [welcome(5, 0, false)]);
+    }
+
+    #[test]
+    fn age_limit_expires_oldest() {
+        let t0 = Instant::now();
+        let mut s = with_sent(t0, 2, 8);
+        let t1 = t0 + Duration::from_secs(30);
+        s.send(t1, "m3".into());
+        assert_eq!(s.next_expiry(), Some(t0 + Duration::from_secs(60)));
+        s.expire(t0 + Duration::from_secs(60));
+        assert_eq!(s.buffered(), 3, "exactly max_age old is kept");
+        s.expire(t0 + Duration::from_secs(61));
+        assert_eq!((s.buffered(), s.trimmed()), (1, 2));
+        assert_eq!(s.next_expiry(), Some(t1 + Duration::from_secs(60)));
+        // A Hello after more time has passed expires the rest first, then resets.
+        let out = s.hello(t1 + Duration::from_secs(61), 0);
+        assert_eq!(out, [welcome(5, 0, false)]);
+        assert_eq!((s.trimmed(), s.lost()), (3, 3));
+        assert_eq!(s.next_expiry(), None);
+        // A clock that goes backwards expires nothing.
+        s.send(t1, "x".into());
+        s.expire(t0);
+        assert_eq!(s.buffered(), 1);
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(
+            ProtocolError::Gap {
+                expected: 2,
+                got: 5
+            }
+            .to_string(),
+            "message gap: expected seq 2, got 5"
+        );
+        assert_eq!(
+            ProtocolError::Unexpected(EnvelopeKind::Welcome).to_string(),
+            "unexpected Welcome from a client"
+        );
+    }
+
+    /// What a test client does to a server session.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Send,
+        ClientMsg(u64),
+        Ack(u64),
+        Hello(u64),
+        Expire(u64),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Send),
+            (0..12u64).prop_map(Op::ClientMsg),
+            (0..12u64).prop_map(Op::Ack),
+            (0..12u64).prop_map(Op::Hello),
+            (0..90u64).prop_map(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence of calls keeps the session's invariants and never panics.
+        #[test]
+        fn invariants_hold(ops in proptest::collection::vec(arb_op(), 0..64), max in 0..6usize) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut s = ServerSession::new(1, limits(max));
+            s.hello(now, 0);
+            for op in ops {
+                match op {
+                    Op::Send => {
+                        s.send(now, "x".into());
+                    }
+                    Op::ClientMsg(seq) => {
+                        let before = s.recv_seq();
+                        let r = s.receive(now, msg(seq, "y"));
+                        prop_assert_eq!(r.deliver.is_some(), seq == before + 1 && seq > 0);
+                    }
+                    Op::Ack(seq) => {
+                        s.receive(now, Envelope::Ack { seq });
+                    }
+                    Op::Hello(r) => {
+                        let out = s.hello(now, r);
+                        let Envelope::Welcome { resumed, .. } = out[0] else {
+                            panic!("hello must start with Welcome");
+                        };
+                        // Resent messages are contiguous and follow the client's position.
+                        let seqs: Vec<u64> = out[1..].iter().map(|e| match e {
+                            Envelope::Msg { seq, .. } => *seq,
+                            _ => 0,
+                        }).collect();
+                        if resumed {
+                            let expected: Vec<u64> = (r + 1..=s.last_sent_seq()).collect();
+                            prop_assert_eq!(seqs, expected);
+                        } else {
+                            prop_assert!(seqs.is_empty());
+                            prop_assert_eq!(s.last_sent_seq(), 0);
+                        }
+                    }
+                    Op::Expire(secs) => {
+                        now += Duration::from_secs(secs);
+                        s.expire(now);
+                    }
+                }
+                prop_assert!(s.buffered() <= max);
+                prop_assert!(s.buffered() as u64 <= s.last_sent_seq());
+            }
+        }
     }
 }
