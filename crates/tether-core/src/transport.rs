@@ -1,6 +1,88 @@
 //! The transport traits every driver implements (WebSocket and HTTP polling), shared by
 //! the native and the browser drivers. Futures are `Send` on native targets and need not
 //! be in the browser ([`MaybeSend`]).
+//!
+//! ## The contract
+//!
+//! A driver turns the core's [`Action`](crate::Action)s into calls on a [`Transport`]
+//! and feeds the outcomes back:
+//!
+//! | action | transport call | fed back with |
+//! |---|---|---|
+//! | `Open { id, url, protocols, headers }` | [`Transport::connect`] | `handle_opened(id)` on `Ok`, `handle_failed(id, _)` on `Err` |
+//! | `Send { id, frame }` | [`SocketWriter::send`] | nothing (an `Err` is reported as [`SocketEvent::Failed`]) |
+//! | `Close { id, code, reason }` | [`SocketWriter::close`], or drop the `connect` future | nothing: the core forgot `id` |
+//! | `Poll { request, url, headers, body, .. }` | [`Transport::poll`] | `handle_poll_response(request, _)` |
+//! | — | [`SocketReader::next`], in a loop | [`SocketEvent::apply`] |
+//!
+//! - **One socket, two halves.** `connect` resolves to a writer and a reader so that a
+//!   write blocked by a slow network never stops the driver from reading, or from
+//!   serving its timers. Read from one task; write from one task.
+//! - **No timeouts here.** The core owns every deadline (connect timeout, poll request
+//!   timeout, pong deadline) and says `Close` when one passes; the driver then drops the
+//!   future or the socket. Implementations need not time anything out themselves.
+//! - **Failures are faithful.** Nothing listening → [`TransportFailure::Refused`]; an HTTP
+//!   answer to the upgrade or a non-2xx poll → [`TransportFailure::Http`] with the status
+//!   and its `Retry-After`; TLS → [`TransportFailure::Tls`]; WebSockets unavailable →
+//!   [`TransportFailure::Blocked`]; anything else → [`TransportFailure::Network`]. The core
+//!   classifies them (retry, refresh the token, stop, fall back); a transport never
+//!   decides.
+//! - **Never log or echo a secret.** URLs may carry a token in the query and headers an
+//!   `Authorization`; failure texts must not include either.
+//! - **Dropping is abandoning.** Dropping the `connect` future, or both halves of a socket,
+//!   ends the attempt or the socket without a close frame and without further reports.
+//!
+//! ```
+//! use std::future::{ready, Future};
+//! use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
+//! use tether_core::{Payload, TransportFailure};
+//!
+//! /// A transport that cannot reach anything: every attempt is refused.
+//! struct Unreachable;
+//! struct NoWriter;
+//! struct NoReader;
+//!
+//! impl Transport for Unreachable {
+//!     type Writer = NoWriter;
+//!     type Reader = NoReader;
+//!     fn connect(
+//!         &self,
+//!         _url: String,
+//!         _protocols: Vec<String>,
+//!         _headers: Vec<(String, String)>,
+//!     ) -> impl Future<Output = Result<(NoWriter, NoReader), TransportFailure>> + MaybeSend {
+//!         ready(Err(TransportFailure::Refused))
+//!     }
+//!     fn poll(
+//!         &self,
+//!         _url: String,
+//!         _headers: Vec<(String, String)>,
+//!         _body: Vec<u8>,
+//!     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
+//!         ready(Err(TransportFailure::Refused))
+//!     }
+//! }
+//! impl SocketWriter for NoWriter {
+//!     fn send(&mut self, _: Payload) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+//!         ready(Ok(()))
+//!     }
+//!     fn close(&mut self, _: u16, _: String) -> impl Future<Output = ()> + MaybeSend {
+//!         ready(())
+//!     }
+//! }
+//! impl SocketReader for NoReader {
+//!     fn next(&mut self) -> impl Future<Output = SocketEvent> + MaybeSend {
+//!         ready(SocketEvent::Closed { code: None, reason: String::new() })
+//!     }
+//! }
+//! ```
+
+use core::future::Future;
+
+use crate::connection::Connection;
+use crate::io::{TransportFailure, TransportId};
+use crate::payload::Payload;
+use crate::time::Instant;
 
 /// `Send` on native targets; nothing on `wasm32-unknown-unknown`, where JavaScript
 /// values cannot cross threads.
@@ -15,3 +97,110 @@ impl<T: Send + ?Sized> MaybeSend for T {}
 pub trait MaybeSend {}
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 impl<T: ?Sized> MaybeSend for T {}
+
+/// Opens WebSockets and makes HTTP polling requests: all the network a driver needs.
+///
+/// The arguments are the fields of [`Action::Open`](crate::Action::Open) and
+/// [`Action::Poll`](crate::Action::Poll), moved in as they are.
+pub trait Transport {
+    /// The sending half of an open WebSocket.
+    type Writer: SocketWriter;
+    /// The receiving half of an open WebSocket.
+    type Reader: SocketReader;
+
+    /// Opens a WebSocket to `url` (`ws://` or `wss://`), offering `protocols` in
+    /// `Sec-WebSocket-Protocol` and sending `headers` with the upgrade request (a browser
+    /// cannot send headers and ignores them). Resolves once the socket is open.
+    fn connect(
+        &self,
+        url: String,
+        protocols: Vec<String>,
+        headers: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<(Self::Writer, Self::Reader), TransportFailure>> + MaybeSend;
+
+    /// POSTs `body` to `url` (`http://` or `https://`) with `headers`; resolves to the body
+    /// of a 2xx response. Any other status is [`TransportFailure::Http`].
+    fn poll(
+        &self,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend;
+}
+
+/// The sending half of an open WebSocket.
+pub trait SocketWriter {
+    /// Writes one frame (text or binary, as the payload is). Resolves once it is handed
+    /// to the operating system or the browser. An `Err` means the socket is broken; the
+    /// reader reports the end too, so a driver may ignore it.
+    fn send(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend;
+
+    /// Starts the closing handshake with `code` and `reason` (a reason longer than the
+    /// protocol's 123 bytes is cut at a character boundary; a code that may not be sent
+    /// becomes 1000). Resolves once the close frame is written or the socket is already
+    /// gone; the reader then ends with [`SocketEvent::Closed`] when the peer answers.
+    /// Never fails: a socket that cannot close cleanly is dropped.
+    fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend;
+}
+
+/// The receiving half of an open WebSocket.
+pub trait SocketReader {
+    /// The next thing that happened on the socket: a frame, or its end. The end is
+    /// reported once, as [`SocketEvent::Closed`] or [`SocketEvent::Failed`]; do not call
+    /// `next` after it. Control frames (WebSocket ping and pong) are handled inside and
+    /// never reported.
+    fn next(&mut self) -> impl Future<Output = SocketEvent> + MaybeSend;
+}
+
+/// What [`SocketReader::next`] saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SocketEvent {
+    /// A text or binary message.
+    Frame(Payload),
+    /// The socket closed.
+    Closed {
+        /// The peer's close code; `None` when it sent none, or the connection ended
+        /// without a close frame (a browser's 1005 and 1006).
+        code: Option<u16>,
+        /// The peer's close reason, or what ended the connection.
+        reason: String,
+    },
+    /// The socket broke with an error.
+    Failed(TransportFailure),
+}
+
+impl SocketEvent {
+    /// Feeds this event, seen on socket `id`, to `connection`: the one mapping of reader
+    /// events to `handle_frame`, `handle_closed` and `handle_failed` every driver uses.
+    ///
+    /// ```
+    /// use tether_core::transport::SocketEvent;
+    /// use tether_core::{Action, Config, Connection, Instant, State};
+    ///
+    /// let now = Instant::now();
+    /// let mut conn = Connection::new(Config::builder("ws://127.0.0.1:9/").build()?, now)?;
+    /// conn.connect(now);
+    /// let Some(Action::Open { id, .. }) = conn.poll_action() else { unreachable!() };
+    /// conn.handle_opened(now, id);
+    /// SocketEvent::Closed { code: Some(1001), reason: "bye".into() }.apply(&mut conn, now, id);
+    /// assert_eq!(conn.state(), State::Reconnecting);
+    /// # Ok::<(), tether_core::ConfigError>(())
+    /// ```
+    pub fn apply(self, connection: &mut Connection, now: Instant, id: TransportId) {
+        match self {
+            SocketEvent::Frame(frame) => connection.handle_frame(now, id, frame),
+            SocketEvent::Closed { code, reason } => connection.handle_closed(now, id, code, reason),
+            SocketEvent::Failed(failure) => connection.handle_failed(now, id, failure),
+        }
+    }
+
+    /// True for the end of the socket (`Closed` or `Failed`).
+    #[must_use]
+    pub fn is_end(&self) -> bool {
+        !matches!(self, SocketEvent::Frame(_))
+    }
+}
