@@ -13,7 +13,11 @@ const ROUNDS: usize = 5;
 fn connected(protocol: bool) -> (Connection, TransportId, Instant) {
     let now = Instant::now();
     let builder = Config::builder("ws://127.0.0.1:1/ws").heartbeat(None);
-    let builder = if protocol { builder.protocol() } else { builder };
+    let builder = if protocol {
+        builder.protocol()
+    } else {
+        builder
+    };
     let mut conn = Connection::new(builder.build().unwrap(), now).unwrap();
     conn.connect(now);
     let id = loop {

@@ -91,12 +91,14 @@ pub fn classify_close(code: Option<u16>, rules: &[CloseRule]) -> CloseClass {
 
 /// Classifies an HTTP status answering the WebSocket upgrade or a poll request.
 ///
-/// 401 and 403 are auth rejections; 408, 425, 429 and 5xx retry; any other 4xx is fatal
-/// (the request itself is wrong); anything else retries.
+/// 401 and 403 are auth rejections; 409 means another connection of the same user took
+/// over (the polling form of close code 4409); 408, 425, 429 and 5xx retry; any other 4xx
+/// is fatal (the request itself is wrong); anything else retries.
 #[must_use]
 pub fn classify_http_status(status: u16) -> CloseClass {
     match status {
         401 | 403 => CloseClass::AuthRejected,
+        409 => CloseClass::Replaced,
         408 | 425 | 429 => CloseClass::Retry,
         400..=499 => CloseClass::Fatal,
         _ => CloseClass::Retry,

@@ -74,8 +74,8 @@ pub mod rng;
 mod state;
 pub mod stats;
 pub mod time;
-pub mod transport;
 mod timer;
+pub mod transport;
 
 pub use close::{CloseClass, CloseRule};
 pub use config::{

@@ -17,7 +17,10 @@ fn err(builder: ConfigBuilder) -> ConfigError {
 fn check(builder: ConfigBuilder, field: &str, problem: ConfigProblem) {
     let e = err(builder);
     assert_eq!((e.field, &e.problem), (field, &problem), "{e}");
-    assert!(e.to_string().contains(field), "message names the field: {e}");
+    assert!(
+        e.to_string().contains(field),
+        "message names the field: {e}"
+    );
 }
 
 #[test]
@@ -36,11 +39,7 @@ fn defaults_are_valid() {
 #[test]
 fn urls() {
     for bad in ["http://example.com", "example.com", "", "wss//x", "ftp://x"] {
-        check(
-            Config::builder(bad),
-            "url",
-            ConfigProblem::NotWebSocketUrl,
-        );
+        check(Config::builder(bad), "url", ConfigProblem::NotWebSocketUrl);
     }
     for bad in ["ws://", "ws:///path", "ws://:80/", "ws://exa mple.com"] {
         check(Config::builder(bad), "url", ConfigProblem::MalformedUrl);

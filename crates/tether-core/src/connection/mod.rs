@@ -760,9 +760,9 @@ impl Connection {
                 .fallback
                 .as_ref()
                 .map_or(self.poll_interval, |f| f.min_interval);
-            self.timers.set(Timer::PollReceive, now);
             self.timers
                 .set(Timer::UpgradeProbe, now + self.probe_interval);
+            self.issue_poll_receive(now);
         }
         if self.state != State::Connected {
             if self.ever_connected {

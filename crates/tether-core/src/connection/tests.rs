@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::close::codes;
-use crate::config::{AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig};
+use crate::config::{
+    AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
+};
 use crate::io::PollKind;
 
 struct Harness {
@@ -78,7 +80,8 @@ impl Harness {
     }
 
     fn frame(&mut self, id: TransportId, text: &str) {
-        self.conn.handle_frame(self.now, id, Payload::Text(text.into()));
+        self.conn
+            .handle_frame(self.now, id, Payload::Text(text.into()));
         self.drain();
     }
 
@@ -174,7 +177,10 @@ fn refused_first_attempt_is_retried_with_growing_backoff() {
         assert_eq!((n, hinted), (attempt, false));
         // Jitter::None: exactly initial × 1.5^(n-1).
         let want = Duration::from_millis(500).mul_f64(1.5f64.powi(attempt as i32 - 1));
-        assert!(delay.abs_diff(want) < Duration::from_millis(1), "{delay:?} vs {want:?}");
+        assert!(
+            delay.abs_diff(want) < Duration::from_millis(1),
+            "{delay:?} vs {want:?}"
+        );
         h.advance(delay - Duration::from_millis(1));
         assert!(h.take_actions().is_empty(), "no attempt before the delay");
         h.advance(Duration::from_millis(1));
@@ -379,7 +385,10 @@ fn half_open_socket_is_declared_dead_after_missed_pongs() {
     assert_eq!(h.conn.state(), State::Connected);
     h.advance(Duration::from_millis(1));
     assert_eq!(h.conn.state(), State::Reconnecting);
-    assert!(h.actions.iter().any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
+    assert!(h
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
     assert!(h.events.iter().any(
         |e| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("half-open"))
     ));
@@ -395,7 +404,11 @@ fn any_inbound_frame_counts_as_liveness_and_pongs_measure_rtt() {
         h.advance(Duration::from_secs(4));
         h.frame(id, "data, not a pong");
     }
-    assert_eq!(h.conn.state(), State::Connected, "inbound data keeps it alive");
+    assert_eq!(
+        h.conn.state(),
+        State::Connected,
+        "inbound data keeps it alive"
+    );
     let m = h.conn.metrics(h.now);
     assert!(m.loss > 0.9, "pings without pongs are lost: {}", m.loss);
     h.advance(Duration::from_secs(4));
@@ -503,11 +516,19 @@ fn a_late_timer_means_resume_and_triggers_a_liveness_check() {
     h.conn.handle_timeout(h.now);
     h.drain();
     assert_eq!(h.conn.state(), State::Connected, "no false timeout");
-    assert_eq!(h.sent_frames(), vec![text("ping")], "a liveness ping at once");
+    assert_eq!(
+        h.sent_frames(),
+        vec![text("ping")],
+        "a liveness ping at once"
+    );
     h.advance(Duration::from_millis(1_999));
     assert_eq!(h.conn.state(), State::Connected);
     h.advance(Duration::from_millis(1));
-    assert_eq!(h.conn.state(), State::Reconnecting, "no sign of life in 2 s");
+    assert_eq!(
+        h.conn.state(),
+        State::Reconnecting,
+        "no sign of life in 2 s"
+    );
 }
 
 #[test]
@@ -572,7 +593,10 @@ fn queue_limits_and_overflow_policies() {
     // "d" pushed out "a"; the 8-byte message needed the room of "b" (10 bytes at most).
     assert_eq!(
         dropped,
-        vec![(ids[0], DropReason::Overflow), (ids[1], DropReason::Overflow)]
+        vec![
+            (ids[0], DropReason::Overflow),
+            (ids[1], DropReason::Overflow)
+        ]
     );
     let m = h.conn.metrics(h.now);
     assert_eq!((m.queue_depth, m.queue_bytes), (3, 10));
@@ -599,7 +623,10 @@ fn queued_messages_expire_after_max_age() {
         id: a,
         reason: DropReason::Expired
     }));
-    assert!(!h.events.iter().any(|e| matches!(e, Event::Dropped { id, .. } if *id == b)));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Dropped { id, .. } if *id == b)));
     assert_eq!(h.conn.metrics(h.now).queue_depth, 1);
 }
 
@@ -621,7 +648,10 @@ fn connect_timeout_abandons_the_socket_and_retries() {
     h.connect();
     let id = h.last_open();
     h.advance(Duration::from_secs(2));
-    assert!(h.actions.iter().any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
+    assert!(h
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
     assert_eq!(h.conn.state(), State::Reconnecting);
 }
 
@@ -629,4 +659,442 @@ fn connect_timeout_abandons_the_socket_and_retries() {
 fn poll_kind_names() {
     assert_eq!(PollKind::Send.as_str(), "send");
     assert_eq!(PollKind::Receive.as_str(), "recv");
+}
+
+// ----- protocol mode ----------------------------------------------------------------
+
+use crate::config::FallbackConfig;
+use crate::protocol::{decode_batch, encode_batch, Envelope};
+
+fn protocol() -> ConfigBuilder {
+    Config::builder("ws://127.0.0.1:1/ws")
+        .protocol()
+        .ack(2, Duration::from_millis(20))
+        .backoff(BackoffConfig {
+            jitter: Jitter::None,
+            ..BackoffConfig::default()
+        })
+}
+
+fn env(frame: &Payload) -> Envelope {
+    Envelope::decode(frame.clone()).expect("a valid envelope")
+}
+
+impl Harness {
+    /// Opens the pending socket and answers its Hello with `welcome`; returns the id and
+    /// the frames the client wrote (Hello first).
+    fn welcome(
+        &mut self,
+        session: u64,
+        recv_seq: u64,
+        resumed: bool,
+    ) -> (TransportId, Vec<Envelope>) {
+        let id = self.last_open();
+        self.open(id);
+        let w = Envelope::Welcome {
+            session,
+            recv_seq,
+            resumed,
+        };
+        self.conn.handle_frame(self.now, id, w.encode());
+        self.drain();
+        let frames = self.sent_frames().iter().map(env).collect();
+        (id, frames)
+    }
+
+    fn envelope(&mut self, id: TransportId, e: Envelope) {
+        self.conn.handle_frame(self.now, id, e.encode());
+        self.drain();
+    }
+
+    fn delivered(&self) -> Vec<MessageId> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Delivered { id } => Some(*id),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn msg(seq: u64, s: &str) -> Envelope {
+    Envelope::Msg {
+        seq,
+        payload: text(s),
+    }
+}
+
+#[test]
+fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let a = h.conn.send(h.now, "a").unwrap();
+    let (id, frames) = h.welcome(7, 0, false);
+    let client_id = h.conn.client_id();
+    assert_eq!(
+        frames,
+        vec![
+            Envelope::Hello {
+                client_id,
+                recv_seq: 0
+            },
+            msg(1, "a")
+        ]
+    );
+    let b = h.conn.send(h.now, "b").unwrap();
+    let c = h.conn.send(h.now, "c").unwrap();
+    h.drain();
+    assert_eq!(
+        h.sent_frames().iter().map(env).collect::<Vec<_>>(),
+        vec![msg(2, "b"), msg(3, "c")]
+    );
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert_eq!(h.delivered(), vec![a]);
+    // Two server messages: acknowledged after `ack_every` = 2.
+    h.envelope(id, msg(1, "x"));
+    h.envelope(id, msg(2, "y"));
+    assert_eq!(
+        h.sent_frames().iter().map(env).collect::<Vec<_>>(),
+        vec![Envelope::Ack { seq: 2 }]
+    );
+    // A repeat is not delivered again.
+    h.envelope(id, msg(2, "y"));
+    let messages: Vec<_> = h
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        messages,
+        vec![Event::Message(text("x")), Event::Message(text("y"))]
+    );
+
+    // The socket drops; the server had received "b" but not "c".
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_millis(500));
+    let (_, frames) = h.welcome(7, 2, true);
+    assert_eq!(
+        frames,
+        vec![
+            Envelope::Hello {
+                client_id,
+                recv_seq: 2
+            },
+            msg(3, "c")
+        ]
+    );
+    assert_eq!(h.delivered(), vec![a, b]);
+    assert!(!h.delivered().contains(&c));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::SessionReset { .. })));
+}
+
+#[test]
+fn a_lost_server_session_renumbers_and_reports_a_reset() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    h.conn.send(h.now, "a").unwrap();
+    h.conn.send(h.now, "b").unwrap();
+    h.envelope(id, msg(1, "x"));
+    h.closed(id, None);
+    h.advance(Duration::from_millis(500));
+    h.take_events();
+    let (id, frames) = h.welcome(2, 0, false);
+    assert_eq!(frames[1..], [msg(1, "a"), msg(2, "b")]);
+    assert!(h.events.contains(&Event::SessionReset { resent: 2 }));
+    // The new session's numbering starts again for inbound messages too.
+    h.envelope(id, msg(1, "fresh"));
+    assert!(h.events.contains(&Event::Message(text("fresh"))));
+}
+
+#[test]
+fn garbage_gaps_and_bogus_acks_replace_the_socket() {
+    for bad in [
+        Payload::Text("Z nonsense".into()),
+        msg(5, "gap").encode(),
+        Envelope::Ack { seq: 9 }.encode(),
+        Payload::Binary(vec![1, 2]),
+    ] {
+        let mut h = Harness::new(protocol());
+        h.connect();
+        let (id, _) = h.welcome(1, 0, false);
+        h.take_events();
+        h.conn.handle_frame(h.now, id, bad.clone());
+        h.drain();
+        assert!(
+            h.events.iter().any(|e| matches!(
+                e,
+                Event::Error(TetherError::Protocol(_) | TetherError::ProtocolViolation(_))
+            )),
+            "{bad:?}: {:?}",
+            h.events
+        );
+        assert!(h.actions.iter().any(|a| matches!(
+            a,
+            Action::Close {
+                code: codes::PROTOCOL_ERROR,
+                ..
+            }
+        )));
+        assert_eq!(h.conn.state(), State::Reconnecting, "{bad:?}");
+    }
+}
+
+#[test]
+fn a_message_before_welcome_is_a_violation() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.envelope(id, msg(1, "early"));
+    assert!(h
+        .events
+        .contains(&Event::Error(TetherError::ProtocolViolation(
+            "message before Welcome"
+        ))));
+    assert!(!h.events.iter().any(|e| matches!(e, Event::Message(_))));
+}
+
+#[test]
+fn oversize_inbound_messages_are_reported_and_skipped() {
+    let mut h = Harness::new(protocol().max_message_bytes(4));
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    h.envelope(id, msg(1, "toolong"));
+    h.envelope(id, msg(2, "ok"));
+    assert!(h
+        .events
+        .contains(&Event::Error(TetherError::MessageTooLarge { size: 7 })));
+    assert!(h.events.contains(&Event::Message(text("ok"))));
+    assert_eq!(h.conn.state(), State::Connected);
+}
+
+#[test]
+fn close_lingers_for_acks_then_closes() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let a = h.conn.send(h.now, "a").unwrap();
+    let b = h.conn.send(h.now, "b").unwrap();
+    h.drain();
+    h.take_actions();
+    h.conn.close(h.now, 1000, "done");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(
+        !h.actions.iter().any(|x| matches!(x, Action::Close { .. })),
+        "lingers"
+    );
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert!(!h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    h.envelope(id, Envelope::Ack { seq: 2 });
+    assert!(h.actions.contains(&Action::Close {
+        id,
+        code: 1000,
+        reason: "done".into()
+    }));
+    assert_eq!(h.delivered(), vec![a, b]);
+
+    // Without acks, the linger runs out and the rest is reported dropped.
+    let mut h = Harness::new(protocol());
+    h.connect();
+    h.welcome(1, 0, false);
+    let a = h.conn.send(h.now, "a").unwrap();
+    h.conn.close(h.now, 1000, "done");
+    h.drain();
+    h.advance(Duration::from_secs(2));
+    assert!(h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    assert!(h.events.contains(&Event::Dropped {
+        id: a,
+        reason: DropReason::Stopped
+    }));
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
+fn token_refresh_ahead_of_expiry_goes_on_the_open_connection() {
+    let mut h = Harness::new(protocol().auth(AuthConfig::default()));
+    h.connect();
+    assert_eq!(h.take_actions(), vec![Action::FetchToken]);
+    let expires = h.now + Duration::from_secs(300);
+    h.conn.handle_token(
+        h.now,
+        Ok(Token {
+            value: "t1".into(),
+            expires_at: Some(expires),
+        }),
+    );
+    h.drain();
+    let (id, _) = h.welcome(1, 0, false);
+    // Keep the heartbeat answered; the refresh is due 60 s before expiry.
+    let mut refreshed_at = None;
+    while h.now < expires && refreshed_at.is_none() {
+        h.advance(Duration::from_secs(1));
+        for a in h.take_actions() {
+            match a {
+                Action::Send { frame, .. } => {
+                    if let Envelope::Ping { id: ping } = env(&frame) {
+                        h.envelope(id, Envelope::Pong { id: ping });
+                    }
+                }
+                Action::FetchToken => {
+                    refreshed_at = Some(h.now);
+                    h.conn.handle_token(
+                        h.now,
+                        Ok(Token {
+                            value: "t2".into(),
+                            expires_at: Some(h.now + Duration::from_secs(300)),
+                        }),
+                    );
+                    h.drain();
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(refreshed_at, Some(expires - Duration::from_secs(60)));
+    assert!(h
+        .sent_frames()
+        .iter()
+        .any(|f| env(f) == Envelope::Auth { token: "t2".into() }));
+    assert!(h.events.contains(&Event::TokenRefreshed));
+    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!(h.states(), vec![State::Connecting, State::Connected]);
+}
+
+#[test]
+fn polling_fallback_after_failures_and_upgrade_back() {
+    let fallback = FallbackConfig {
+        after_failures: 2,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    let early = h.conn.send(h.now, "early").unwrap();
+    for _ in 0..2 {
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Refused);
+        h.advance(Duration::from_millis(800));
+    }
+    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
+    let polls: Vec<Action> = h.take_actions();
+    let Some(Action::Poll {
+        request,
+        kind: PollKind::Send,
+        url,
+        body,
+        ..
+    }) = polls.last().cloned()
+    else {
+        panic!("{polls:?}")
+    };
+    assert!(url.starts_with("http://127.0.0.1:1/poll?client="));
+    assert!(url.ends_with("&op=send"));
+    let frames: Vec<Envelope> = decode_batch(&body).unwrap().iter().map(env).collect();
+    assert!(matches!(frames[..], [Envelope::Hello { .. }]));
+    let answer = encode_batch(&[Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+    }
+    .encode()]);
+    h.conn.handle_poll_response(h.now, request, Ok(answer));
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    // The queued message went out in a send poll; a receive poll starts at once.
+    let actions = h.take_actions();
+    let (mut send, mut recv) = (None, None);
+    for a in actions {
+        if let Action::Poll {
+            request,
+            kind,
+            body,
+            ..
+        } = a
+        {
+            match kind {
+                PollKind::Send => send = Some((request, body)),
+                PollKind::Receive => recv = Some(request),
+            }
+        }
+    }
+    let (send, body) = send.expect("a send poll");
+    let sent: Vec<Envelope> = decode_batch(&body).unwrap().iter().map(env).collect();
+    assert_eq!(sent, vec![msg(1, "early")]);
+    h.conn.handle_poll_response(
+        h.now,
+        send,
+        Ok(encode_batch(&[Envelope::Ack { seq: 1 }.encode()])),
+    );
+    h.drain();
+    assert_eq!(h.delivered(), vec![early]);
+    let recv = recv.unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
+    h.conn
+        .handle_poll_response(h.now, recv, Ok(encode_batch(&[msg(1, "polled").encode()])));
+    h.drain();
+    assert!(h.events.contains(&Event::Message(text("polled"))));
+    // Answer polls until the probe (5 s) opens a WebSocket again.
+    let mut probe = None;
+    for _ in 0..200 {
+        h.advance(Duration::from_millis(100));
+        for a in h.take_actions() {
+            match a {
+                Action::Poll { request, .. } => {
+                    h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+                    h.drain();
+                }
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+    }
+    let probe = probe.expect("a WebSocket probe");
+    assert_eq!(
+        h.conn.state(),
+        State::Connected,
+        "a probe is not a disconnect"
+    );
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 1,
+            resumed: true,
+        },
+    );
+    assert!(h.events.contains(&Event::FallbackChanged { active: false }));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    let hello = h.sent_frames().iter().map(env).next();
+    assert!(matches!(hello, Some(Envelope::Hello { recv_seq: 1, .. })));
+    assert_eq!(
+        h.states(),
+        vec![State::Connecting, State::Reconnecting, State::Connected]
+    );
+}
+
+#[test]
+fn blocked_websockets_switch_to_polling_at_once() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
+    assert!(matches!(
+        h.take_actions().last(),
+        Some(Action::Poll {
+            kind: PollKind::Send,
+            ..
+        })
+    ));
+    assert!(h.scheduled().is_empty(), "no backoff wait");
 }
