@@ -1,0 +1,161 @@
+//! # tether-sim
+//!
+//! A deterministic simulation of the Tether core ([`tether_core::Connection`]): virtual
+//! time, a seeded network and server, seeded fault schedules, and an invariant checker
+//! run after every step. In the spirit of quinn-proto's test utilities and str0m's
+//! netem: no sockets, no threads, no sleeping, and every run replays from its seed.
+//!
+//! - [`clock`]: the virtual clock and the agenda of things due.
+//! - [`net`]: links with latency and ordering, and the network's faults.
+//! - [`server`]: both wire modes, sessions ([`tether_core::protocol::ServerSession`]),
+//!   tokens, and an application that sends and records numbered messages.
+//! - [`schedule`]: a configuration and a script of faults and traffic from a seed.
+//! - [`check`]: the invariants.
+//! - [`sim`]: the harness that drives the core like a real driver.
+//!
+//! ```
+//! let outcome = tether_sim::run_seed(7, false);
+//! assert!(outcome.is_ok(), "{:?}", outcome.err());
+//! ```
+//!
+//! Replay a failing seed with its trace:
+//! `TETHER_SIM_SEED=<seed> TETHER_SIM_SEEDS=1 cargo test -p tether-sim --test simulation -- --nocapture`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod check;
+pub mod clock;
+pub mod net;
+mod rand;
+pub mod schedule;
+pub mod server;
+pub mod sim;
+pub mod trace;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use tether_core::Duration;
+
+pub use check::Violation;
+pub use rand::Draw;
+pub use schedule::Plan;
+pub use sim::{Fault, Params, Sim, SimEvent, TokenMode, UserAction};
+
+/// After healing, everything must be delivered within this much virtual time.
+pub const QUIESCE_WITHIN: Duration = Duration::from_secs(600);
+
+/// What one schedule did.
+#[derive(Clone, Debug)]
+pub struct Summary {
+    /// Its seed.
+    pub seed: u64,
+    /// Protocol (not plain) mode.
+    pub protocol: bool,
+    /// Messages `send` accepted.
+    pub client_messages: usize,
+    /// Messages the server application sent.
+    pub server_messages: usize,
+    /// Virtual time simulated.
+    pub virtual_time: Duration,
+    /// Steps taken.
+    pub steps: u64,
+}
+
+/// Why a schedule failed.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// Its seed.
+    pub seed: u64,
+    /// The broken invariant, or the panic.
+    pub violation: Violation,
+    /// Virtual time of the failure.
+    pub at: Duration,
+    /// The last trace lines (when run with a trace).
+    pub trace: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "seed {} failed at {:.3}s: {}",
+            self.seed,
+            self.at.as_secs_f64(),
+            self.violation
+        )?;
+        writeln!(
+            f,
+            "replay: TETHER_SIM_SEED={} TETHER_SIM_SEEDS=1 cargo test -p tether-sim --test simulation -- --nocapture",
+            self.seed
+        )?;
+        f.write_str(&self.trace)
+    }
+}
+
+/// Runs the schedule of `seed` (with a trace of the last lines when `trace`), under
+/// `catch_unwind`: a panic in the core is a failure like any other.
+pub fn run_seed(seed: u64, trace: bool) -> Result<Summary, Failure> {
+    let mut plan = Plan::new(seed);
+    plan.params.trace = trace;
+    let mut sim = match Sim::new(plan.config.clone(), plan.params.clone()) {
+        Ok(sim) => sim,
+        Err(e) => {
+            return Err(Failure {
+                seed,
+                violation: Violation {
+                    invariant: "valid schedule",
+                    detail: e.to_string(),
+                },
+                at: Duration::ZERO,
+                trace: String::new(),
+            })
+        }
+    };
+    let result = catch_unwind(AssertUnwindSafe(|| drive(&mut sim, &plan)));
+    let violation = match result {
+        Ok(Ok(())) => {
+            let (client_messages, server_messages, _) = sim.check.figures();
+            return Ok(Summary {
+                seed,
+                protocol: plan.config.is_protocol(),
+                client_messages,
+                server_messages,
+                virtual_time: sim.now(),
+                steps: sim.counters.steps,
+            });
+        }
+        Ok(Err(v)) => v,
+        Err(panic) => Violation {
+            invariant: "no panic",
+            detail: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "panic".into()),
+        },
+    };
+    Err(Failure {
+        seed,
+        violation,
+        at: sim.now(),
+        trace: if trace {
+            sim.trace.tail(200)
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// The whole life of one schedule: connect, the script, heal, quiesce, final checks.
+fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
+    for (at, event) in &plan.script {
+        sim.schedule(*at, event.clone());
+    }
+    sim.connect()?;
+    sim.run_until(plan.duration)?;
+    sim.heal()?;
+    sim.run_until_true(QUIESCE_WITHIN, "quiescent after healing", |s| s.quiescent())?;
+    // Let acknowledgements and pings settle, then account for everything.
+    sim.run_for(Duration::from_secs(5))?;
+    sim.check.finish()
+}

@@ -1,0 +1,630 @@
+//! The simulated server: both wire modes, token checks, and a small application that
+//! records what the client sends and sends numbered messages of its own.
+//!
+//! In protocol mode it keeps one [`ServerSession`] per client id (the reference
+//! implementation of the server's side) and follows PROTOCOL.md: the transport whose
+//! `Hello` arrived last is attached, a detached WebSocket is closed with 1000, requests of
+//! a detached polling transport get 503, and envelopes from detached transports are
+//! ignored. Like a real server it cannot tell two polling transports of one client apart
+//! (requests carry no transport id), only a new `Hello` re-attaches.
+//!
+//! The server never talks to the network itself: every call returns [`ServerOut`]s that
+//! the harness turns into deliveries on the simulated network.
+
+use std::collections::{BTreeMap, HashMap};
+
+use tether_core::protocol::{decode_batch, encode_batch, Envelope, ResumeLimits, ServerSession};
+use tether_core::{Duration, Instant, Payload, TransportFailure, TransportId};
+
+/// What the server asks the network to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerOut {
+    /// Write a frame on a WebSocket.
+    Send(TransportId, Payload),
+    /// Close a WebSocket (`None`: abnormal close, no code).
+    Close(TransportId, Option<u16>, String),
+    /// Check this WebSocket's token again at virtual time `at` (its expiry).
+    WatchToken(TransportId, Duration),
+}
+
+/// A protocol rule the client broke, as the server saw it: always a core bug.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientFault(pub String);
+
+/// Which wire the server speaks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerWire {
+    /// Pass-through: answers `ping` with `pong` when the heartbeat is configured.
+    Plain {
+        /// `(ping, pong)`.
+        heartbeat: Option<(Payload, Payload)>,
+    },
+    /// The Tether protocol.
+    Protocol,
+}
+
+/// A client message's number, or a server message's, from its payload (`c42`, `s17`,
+/// or the binary forms `C`/`S` + u64 big-endian), with padding after a space.
+#[must_use]
+pub fn message_number(payload: &Payload, tag: u8) -> Option<u64> {
+    match payload {
+        Payload::Text(s) => {
+            let rest = s.strip_prefix(char::from(tag))?;
+            let digits = rest.split(' ').next()?;
+            digits.parse().ok()
+        }
+        Payload::Binary(b) => {
+            if b.len() < 9 || b[0] != tag.to_ascii_uppercase() {
+                return None;
+            }
+            Some(u64::from_be_bytes(b[1..9].try_into().ok()?))
+        }
+    }
+}
+
+/// The payload of message `number` with `pad` filler bytes, text or binary.
+#[must_use]
+pub fn numbered_payload(tag: u8, number: u64, pad: usize, binary: bool) -> Payload {
+    if binary {
+        let mut b = Vec::with_capacity(9 + pad);
+        b.push(tag.to_ascii_uppercase());
+        b.extend_from_slice(&number.to_be_bytes());
+        b.extend((0..pad).map(|i| (i as u8).wrapping_mul(31)));
+        Payload::Binary(b)
+    } else {
+        let mut s = format!("{}{number}", char::from(tag));
+        if pad > 0 {
+            s.push(' ');
+            s.extend(std::iter::repeat_n('x', pad - 1));
+        }
+        Payload::Text(s)
+    }
+}
+
+/// A token as the simulated provider makes it: `t<serial>e<expiry ms>`.
+#[must_use]
+pub fn make_token(serial: u64, expires_at: Duration) -> String {
+    format!("t{serial}e{}", expires_at.as_millis())
+}
+
+fn token_expiry(token: &str) -> Option<Duration> {
+    let rest = token.strip_prefix('t')?;
+    let (_, ms) = rest.split_once('e')?;
+    ms.parse().ok().map(Duration::from_millis)
+}
+
+/// The server application: what it received and what it sent.
+#[derive(Debug, Default)]
+pub struct App {
+    /// Numbers of the client messages received, in arrival order (duplicates included).
+    pub received: Vec<u64>,
+    /// Numbers of the server messages sent (handed to the session or written).
+    pub sent: Vec<u64>,
+    next: u64,
+}
+
+#[derive(Debug)]
+enum Attached {
+    Ws(TransportId),
+    Poll,
+}
+
+#[derive(Debug)]
+struct Session {
+    proto: ServerSession,
+    attached: Option<Attached>,
+    /// Frames waiting for the attached polling transport's next response.
+    poll_outbox: Vec<Payload>,
+    /// Our own view of the highest client seq delivered, to catch gaps and check the
+    /// session's dedup.
+    recv_seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct Conn {
+    client_id: Option<u64>,
+    token_expiry: Option<Duration>,
+}
+
+/// The simulated server.
+#[derive(Debug)]
+pub struct Server {
+    wire: ServerWire,
+    auth: bool,
+    /// Accepting connections (false while restarting).
+    pub up: bool,
+    /// Every token is rejected (an injected auth outage or revocation).
+    pub reject_tokens: bool,
+    limits: ResumeLimits,
+    sessions: HashMap<u64, Session>,
+    next_session: u64,
+    conns: BTreeMap<TransportId, Conn>,
+    /// The application.
+    pub app: App,
+    /// Protocol rules the client broke.
+    pub faults: Vec<ClientFault>,
+    /// Padding of the next server messages is drawn by the caller; this picks binary.
+    pub resets: u64,
+}
+
+impl Server {
+    /// A server speaking `wire`, checking tokens when `auth` is true.
+    #[must_use]
+    pub fn new(wire: ServerWire, auth: bool) -> Self {
+        Server {
+            wire,
+            auth,
+            up: true,
+            reject_tokens: false,
+            // Large enough that only a lost session resets the numbering.
+            limits: ResumeLimits {
+                max_messages: 1 << 20,
+                max_age: Duration::from_secs(24 * 3600),
+            },
+            sessions: HashMap::new(),
+            next_session: 1,
+            conns: BTreeMap::new(),
+            app: App::default(),
+            faults: Vec::new(),
+            resets: 0,
+        }
+    }
+
+    fn protocol(&self) -> bool {
+        self.wire == ServerWire::Protocol
+    }
+
+    /// The expiry of `token` if the server accepts it at virtual time `at`.
+    #[must_use]
+    pub fn check_token(&self, token: Option<&str>, at: Duration) -> Result<Option<Duration>, ()> {
+        if !self.auth {
+            return Ok(None);
+        }
+        let expiry = token.and_then(token_expiry).ok_or(())?;
+        if self.reject_tokens || expiry <= at {
+            return Err(());
+        }
+        Ok(Some(expiry))
+    }
+
+    /// A WebSocket upgrade with `token`: accepted (`Ok`) or answered with an HTTP status.
+    pub fn accept_ws(
+        &mut self,
+        tid: TransportId,
+        token: Option<&str>,
+        at: Duration,
+    ) -> Result<Vec<ServerOut>, TransportFailure> {
+        let expiry = self
+            .check_token(token, at)
+            .map_err(|()| TransportFailure::Http {
+                status: 401,
+                retry_after: None,
+            })?;
+        self.conns.insert(
+            tid,
+            Conn {
+                client_id: None,
+                token_expiry: expiry,
+            },
+        );
+        Ok(expiry
+            .map(|e| vec![ServerOut::WatchToken(tid, e)])
+            .unwrap_or_default())
+    }
+
+    /// The WebSocket `tid` is gone (the client closed it, or the network broke it).
+    pub fn ws_closed(&mut self, tid: TransportId) {
+        if let Some(conn) = self.conns.remove(&tid) {
+            if let Some(s) = conn.client_id.and_then(|c| self.sessions.get_mut(&c)) {
+                if matches!(s.attached, Some(Attached::Ws(t)) if t == tid) {
+                    s.attached = None;
+                }
+            }
+        }
+    }
+
+    /// True while the server holds `tid` open.
+    #[must_use]
+    pub fn has_ws(&self, tid: TransportId) -> bool {
+        self.conns.contains_key(&tid)
+    }
+
+    /// The token-expiry timer of `tid` fired at `at`.
+    pub fn token_due(&mut self, tid: TransportId, at: Duration) -> Vec<ServerOut> {
+        match self.conns.get(&tid).and_then(|c| c.token_expiry) {
+            Some(expiry) if expiry <= at => {
+                self.ws_closed(tid);
+                vec![ServerOut::Close(tid, Some(4401), "token expired".into())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A frame from the client on the WebSocket `tid`.
+    pub fn ws_frame(
+        &mut self,
+        now: Instant,
+        at: Duration,
+        tid: TransportId,
+        frame: Payload,
+    ) -> Vec<ServerOut> {
+        if !self.conns.contains_key(&tid) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match self.wire.clone() {
+            ServerWire::Plain { heartbeat } => {
+                if heartbeat.as_ref().is_some_and(|(ping, _)| *ping == frame) {
+                    let pong = heartbeat.map(|(_, pong)| pong).expect("checked");
+                    out.push(ServerOut::Send(tid, pong));
+                } else if let Some(n) = message_number(&frame, b'c') {
+                    self.app.received.push(n);
+                } else {
+                    self.fault(format!("plain frame the app cannot read: {frame:?}"));
+                }
+            }
+            ServerWire::Protocol => {
+                let envelope = match Envelope::decode(frame) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        self.fault(format!("invalid frame from the client: {e}"));
+                        self.ws_closed(tid);
+                        out.push(ServerOut::Close(tid, Some(4400), "invalid frame".into()));
+                        return out;
+                    }
+                };
+                let mut replies = Vec::new();
+                if let Err(reason) = self.envelope(
+                    now,
+                    at,
+                    Transport::Ws(tid),
+                    envelope,
+                    &mut replies,
+                    &mut out,
+                ) {
+                    self.ws_closed(tid);
+                    out.push(ServerOut::Close(tid, Some(reason.0), reason.1));
+                    return out;
+                }
+                out.extend(replies.into_iter().map(|f| ServerOut::Send(tid, f)));
+            }
+        }
+        out
+    }
+
+    /// An HTTP polling request from `client_id` with `token`: the response body, or its
+    /// failure; plus anything to do elsewhere (closing a WebSocket it detached).
+    pub fn poll(
+        &mut self,
+        now: Instant,
+        at: Duration,
+        client_id: Option<u64>,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> (Result<Vec<u8>, TransportFailure>, Vec<ServerOut>) {
+        let status = |status| {
+            Err(TransportFailure::Http {
+                status,
+                retry_after: None,
+            })
+        };
+        let mut out = Vec::new();
+        if self.check_token(token, at).is_err() {
+            return (status(401), out);
+        }
+        let Some(client_id) = client_id else {
+            self.fault("poll request without a client id".into());
+            return (status(400), out);
+        };
+        let frames = match decode_batch(body) {
+            Ok(f) => f,
+            Err(e) => {
+                self.fault(format!("invalid poll batch: {e}"));
+                return (status(400), out);
+            }
+        };
+        let mut replies = Vec::new();
+        let mut first = true;
+        for frame in frames {
+            let envelope = match Envelope::decode(frame) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.fault(format!("invalid frame in a poll batch: {e}"));
+                    return (status(400), out);
+                }
+            };
+            let is_hello = matches!(envelope, Envelope::Hello { .. });
+            if first && !is_hello {
+                let attached = self
+                    .sessions
+                    .get(&client_id)
+                    .is_some_and(|s| matches!(s.attached, Some(Attached::Poll)));
+                if !attached {
+                    return (status(503), out);
+                }
+            }
+            first = false;
+            if let Err((code, _)) = self.envelope(
+                now,
+                at,
+                Transport::Poll(client_id),
+                envelope,
+                &mut replies,
+                &mut out,
+            ) {
+                return (status(if code == 4401 { 401 } else { 400 }), out);
+            }
+        }
+        if first {
+            // An empty receive poll: still only on an attached transport.
+            let attached = self
+                .sessions
+                .get(&client_id)
+                .is_some_and(|s| matches!(s.attached, Some(Attached::Poll)));
+            if !attached {
+                return (status(503), out);
+            }
+        }
+        let s = self.sessions.get_mut(&client_id).expect("attached session");
+        let mut body = std::mem::take(&mut s.poll_outbox);
+        body.extend(replies);
+        (Ok(encode_batch(&body)), out)
+    }
+
+    /// One envelope from a transport. `replies` get the frames for that transport;
+    /// `Err` closes it with a code and reason.
+    fn envelope(
+        &mut self,
+        now: Instant,
+        at: Duration,
+        from: Transport,
+        envelope: Envelope,
+        replies: &mut Vec<Payload>,
+        out: &mut Vec<ServerOut>,
+    ) -> Result<(), (u16, String)> {
+        if let Envelope::Hello {
+            client_id,
+            recv_seq,
+        } = envelope
+        {
+            return self.hello(now, from, client_id, recv_seq, replies, out);
+        }
+        let client_id = match from {
+            Transport::Ws(tid) => match self.conns.get(&tid).and_then(|c| c.client_id) {
+                Some(c) => c,
+                None => {
+                    self.fault(format!("{envelope:?} before Hello"));
+                    return Err((4400, "envelope before Hello".into()));
+                }
+            },
+            Transport::Poll(c) => c,
+        };
+        let Some(s) = self.sessions.get_mut(&client_id) else {
+            return Ok(()); // the session is gone (restart): the transport is stale
+        };
+        let attached = match (&s.attached, from) {
+            (Some(Attached::Ws(a)), Transport::Ws(t)) => *a == t,
+            (Some(Attached::Poll), Transport::Poll(_)) => true,
+            _ => false,
+        };
+        if !attached {
+            return Ok(()); // a detached transport: ignored (PROTOCOL.md 3.4)
+        }
+        match envelope {
+            Envelope::Auth { token } => {
+                match self.check_token(Some(&token), at) {
+                    Ok(expiry) => {
+                        if let Transport::Ws(tid) = from {
+                            if let Some(c) = self.conns.get_mut(&tid) {
+                                c.token_expiry = expiry;
+                            }
+                            if let Some(e) = expiry {
+                                out.push(ServerOut::WatchToken(tid, e));
+                            }
+                        }
+                    }
+                    Err(()) => return Err((4401, "token rejected".into())),
+                }
+                return Ok(());
+            }
+            Envelope::Msg { seq, .. } => {
+                let expected = s.recv_seq + 1;
+                let got = s.proto.receive(now, envelope);
+                match (seq.cmp(&expected), &got.deliver) {
+                    (std::cmp::Ordering::Equal, Some(p)) => {
+                        s.recv_seq = seq;
+                        let n = message_number(p, b'c');
+                        match n {
+                            Some(n) => self.app.received.push(n),
+                            None => self.fault(format!("message the app cannot read: {p:?}")),
+                        }
+                    }
+                    (std::cmp::Ordering::Less, None) => {}
+                    (std::cmp::Ordering::Greater, _) => {
+                        self.fault(format!("sequence gap: expected {expected}, got {seq}"));
+                        return Err((4400, "sequence gap".into()));
+                    }
+                    (_, d) => self.fault(format!(
+                        "ServerSession disagrees on seq {seq} (expected {expected}): delivered {d:?}"
+                    )),
+                }
+            }
+            other => {
+                let got = s.proto.receive(now, other);
+                if let Some(reply) = got.reply {
+                    replies.push(reply.encode());
+                }
+            }
+        }
+        let s = self.sessions.get_mut(&client_id).expect("session");
+        if let Some(ack) = s.proto.take_ack() {
+            replies.push(ack.encode());
+        }
+        Ok(())
+    }
+
+    fn hello(
+        &mut self,
+        now: Instant,
+        from: Transport,
+        client_id: u64,
+        recv_seq: u64,
+        replies: &mut Vec<Payload>,
+        out: &mut Vec<ServerOut>,
+    ) -> Result<(), (u16, String)> {
+        if let Transport::Ws(tid) = from {
+            let conn = self.conns.get_mut(&tid).expect("open");
+            if conn.client_id.is_some() {
+                self.fault("a second Hello on one WebSocket".into());
+                return Err((4400, "second Hello".into()));
+            }
+            conn.client_id = Some(client_id);
+        }
+        let limits = self.limits;
+        let next_session = &mut self.next_session;
+        let s = self.sessions.entry(client_id).or_insert_with(|| {
+            *next_session += 1;
+            Session {
+                proto: ServerSession::new(*next_session - 1, limits),
+                attached: None,
+                poll_outbox: Vec::new(),
+                recv_seq: 0,
+            }
+        });
+        if let Some(Attached::Ws(old)) = s.attached {
+            if Transport::Ws(old) != from {
+                out.push(ServerOut::Close(old, Some(1000), "detached".into()));
+                self.conns.remove(&old);
+            }
+        }
+        s.poll_outbox.clear();
+        s.attached = Some(match from {
+            Transport::Ws(tid) => Attached::Ws(tid),
+            Transport::Poll(_) => Attached::Poll,
+        });
+        for envelope in s.proto.hello(now, recv_seq) {
+            if let Envelope::Welcome {
+                recv_seq, resumed, ..
+            } = envelope
+            {
+                s.recv_seq = recv_seq;
+                if !resumed {
+                    self.resets += 1;
+                }
+            }
+            replies.push(envelope.encode());
+        }
+        Ok(())
+    }
+
+    /// The application sends its next numbered message to `client_id` (protocol mode:
+    /// through the session, which buffers it while no transport is attached) or on the
+    /// newest open WebSocket (plain mode: lost if none). Returns the number, if sent.
+    pub fn app_send(
+        &mut self,
+        now: Instant,
+        client_id: u64,
+        pad: usize,
+        binary: bool,
+    ) -> (Option<u64>, Vec<ServerOut>) {
+        let number = self.app.next + 1;
+        let payload = numbered_payload(b's', number, pad, binary);
+        let mut out = Vec::new();
+        if self.protocol() {
+            let limits = self.limits;
+            let next_session = &mut self.next_session;
+            let s = self.sessions.entry(client_id).or_insert_with(|| {
+                *next_session += 1;
+                Session {
+                    proto: ServerSession::new(*next_session - 1, limits),
+                    attached: None,
+                    poll_outbox: Vec::new(),
+                    recv_seq: 0,
+                }
+            });
+            let frame = s.proto.send(now, payload).encode();
+            match s.attached {
+                Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
+                Some(Attached::Poll) => s.poll_outbox.push(frame),
+                None => {}
+            }
+        } else {
+            let Some(tid) = self.conns.keys().next_back().copied() else {
+                return (None, out);
+            };
+            out.push(ServerOut::Send(tid, payload));
+        }
+        self.app.next = number;
+        self.app.sent.push(number);
+        (Some(number), out)
+    }
+
+    /// The server process stops: every WebSocket is dropped; with `lose_state` every
+    /// session is forgotten too. Returns the WebSockets it had open.
+    pub fn crash(&mut self, lose_state: bool) -> Vec<TransportId> {
+        self.up = false;
+        let open: Vec<TransportId> = self.conns.keys().copied().collect();
+        self.conns.clear();
+        if lose_state {
+            self.sessions.clear();
+        } else {
+            for s in self.sessions.values_mut() {
+                s.attached = None;
+                s.poll_outbox.clear();
+            }
+        }
+        open
+    }
+
+    /// Forgets which transport `client_id` has (a polling transport's next request gets
+    /// 503), as a server does when it drops a connection.
+    pub fn detach(&mut self, client_id: u64) {
+        if let Some(s) = self.sessions.get_mut(&client_id) {
+            if matches!(s.attached, Some(Attached::Poll)) {
+                s.attached = None;
+                s.poll_outbox.clear();
+            }
+        }
+    }
+
+    /// Sessions held.
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The WebSockets the server holds open, oldest first.
+    pub fn open_ws(&self) -> impl Iterator<Item = TransportId> + '_ {
+        self.conns.keys().copied()
+    }
+
+    fn fault(&mut self, what: String) {
+        self.faults.push(ClientFault(what));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Ws(TransportId),
+    Poll(u64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip() {
+        for binary in [false, true] {
+            for pad in [0, 1, 7] {
+                let p = numbered_payload(b'c', 42, pad, binary);
+                assert_eq!(message_number(&p, b'c'), Some(42));
+                assert_eq!(message_number(&p, b's'), None);
+            }
+        }
+        assert_eq!(
+            token_expiry(&make_token(3, Duration::from_millis(1234))),
+            Some(Duration::from_millis(1234))
+        );
+    }
+}

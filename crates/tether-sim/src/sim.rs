@@ -1,0 +1,1251 @@
+//! The harness: one [`Connection`] driven the way a real driver drives it, on virtual
+//! time, against the simulated network and server.
+//!
+//! Each step jumps the clock to the earliest of the core's `poll_timeout()` and the
+//! agenda (network deliveries, scheduled faults, user actions, server messages), feeds
+//! that one input to the core, drains `poll_action()` and `poll_event()` until empty,
+//! performs each action as a driver would, and checks every invariant. The drive loop is
+//! bounded: a cap on steps, and a livelock detector that fails the run when too many
+//! steps pass without virtual time moving.
+
+use tether_core::rng::Rng;
+use tether_core::{
+    Action, Config, Connection, Duration, Event, Hint, Payload, RequestId, State, Token,
+    TokenPlacement, TransportFailure, TransportId,
+};
+
+use crate::check::{Checker, Violation};
+use crate::clock::{Agenda, Clock};
+use crate::net::{LinkKind, Net};
+use crate::rand::Draw;
+use crate::server::{make_token, numbered_payload, Server, ServerOut, ServerWire};
+use crate::trace::Trace;
+
+/// How the token provider behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenMode {
+    /// Answers with a fresh token after a short delay.
+    Normal,
+    /// Answers with an error.
+    Fail,
+    /// Never answers (the core's fetch timeout must fire).
+    Hang,
+}
+
+/// A fault, injected now or at a scheduled time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// Connects and polls are refused (or no longer).
+    Refuse(bool),
+    /// Connects get no answer (or do again).
+    Hang(bool),
+    /// WebSocket upgrades fail like this while polls work; `None` lifts it.
+    Blocked(Option<TransportFailure>),
+    /// Extra one-way latency from now on (zero ends a spike).
+    Latency(Duration),
+    /// The server closes the current transport with this code (`None`: abnormally),
+    /// after a retry hint of this many ms (protocol mode).
+    ServerDrop {
+        /// Close code.
+        code: Option<u16>,
+        /// `R` envelope sent first.
+        retry_ms: Option<u64>,
+    },
+    /// The network resets the current transport: both ends see an error.
+    NetReset,
+    /// The current transport goes half-open: nothing gets through, nobody is told (until
+    /// the OS gives up on it much later).
+    Stall,
+    /// The server restarts: its sockets die, it refuses connections for `downtime`, and
+    /// with `lose_state` it forgets every session.
+    Restart {
+        /// How long it is down.
+        downtime: Duration,
+        /// Sessions are lost.
+        lose_state: bool,
+        /// Going away (1001, frames in flight still arrive) rather than a crash.
+        graceful: bool,
+    },
+    /// The server rejects every token (or stops doing so).
+    AuthOutage(bool),
+    /// The server closes the current WebSocket with 4401.
+    Revoke,
+    /// The token provider changes behaviour.
+    Tokens(TokenMode),
+    /// The network goes away (`handle_hint(Offline)`), stalling or resetting the current
+    /// transport.
+    Offline {
+        /// Reset (the OS noticed) rather than stall.
+        reset: bool,
+    },
+    /// The network is back (`handle_hint(Online)`).
+    Online,
+    /// A platform hint alone.
+    Hint(Hint),
+    /// The client process sleeps this long: no timer fires, nothing reaches it, then
+    /// everything it missed arrives at once.
+    Sleep {
+        /// How long.
+        duration: Duration,
+        /// The socket died meanwhile (a NAT forgot it): it is half-open on wake.
+        stall: bool,
+    },
+}
+
+/// Something the user does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserAction {
+    /// `send` this many messages at once.
+    Send(u32),
+    /// `close(1000, "bye")`.
+    Close,
+    /// `reconnect()`.
+    Reconnect,
+}
+
+/// Everything that can be due at a virtual time.
+#[derive(Clone, Debug)]
+pub enum SimEvent {
+    /// The WebSocket handshake of this transport completes (or fails) now.
+    ConnectDone(TransportId),
+    /// A frame reaches the server.
+    ToServer(TransportId, Payload),
+    /// The server learns the WebSocket closed.
+    ServerSeesClose(TransportId),
+    /// A frame reaches the client.
+    ToClient(TransportId, Payload),
+    /// The client learns its WebSocket closed.
+    ClientSeesClose(TransportId, Option<u16>, String),
+    /// The client's WebSocket failed.
+    ClientSeesFailure(TransportId, TransportFailure),
+    /// A polling request reaches the server.
+    PollArrives {
+        /// The polling session (not visible to the server).
+        tid: TransportId,
+        /// The client's id from the URL.
+        client_id: Option<u64>,
+        /// The token presented.
+        token: Option<String>,
+        /// The request.
+        request: RequestId,
+        /// Its batch.
+        body: Vec<u8>,
+    },
+    /// A polling response reaches the client.
+    PollAnswer(TransportId, RequestId, Result<Vec<u8>, TransportFailure>),
+    /// The token provider answers.
+    TokenAnswer(Result<Token, String>),
+    /// The server checks a WebSocket's token against its expiry.
+    TokenDue(TransportId),
+    /// The operating system gives up on a half-open socket.
+    OsReset(TransportId),
+    /// The server accepts connections again.
+    ServerUp,
+    /// The client process wakes from a sleep.
+    Wake,
+    /// A fault.
+    Fault(Fault),
+    /// A user action.
+    User(UserAction),
+    /// The server application sends a message.
+    ServerApp,
+}
+
+impl SimEvent {
+    /// Events the client must be awake for.
+    fn needs_client(&self) -> bool {
+        match self {
+            SimEvent::ConnectDone(_)
+            | SimEvent::ToClient(..)
+            | SimEvent::ClientSeesClose(..)
+            | SimEvent::ClientSeesFailure(..)
+            | SimEvent::PollAnswer(..)
+            | SimEvent::TokenAnswer(_)
+            | SimEvent::User(_) => true,
+            SimEvent::Fault(f) => matches!(
+                f,
+                Fault::Hint(_) | Fault::Offline { .. } | Fault::Online | Fault::Sleep { .. }
+            ),
+            _ => false,
+        }
+    }
+
+    /// Scheduled faults, user actions and server messages: none after healing.
+    fn is_scripted(&self) -> bool {
+        matches!(
+            self,
+            SimEvent::Fault(_) | SimEvent::User(_) | SimEvent::ServerApp
+        )
+    }
+}
+
+/// Knobs of the harness that are not the core's configuration.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Fixed part of the one-way latency.
+    pub base_latency: Duration,
+    /// Random part of the one-way latency.
+    pub jitter: Duration,
+    /// Lifetime of each token the provider hands out.
+    pub token_ttl: Duration,
+    /// Largest padding of a message, in bytes.
+    pub pad_max: usize,
+    /// Share of binary messages.
+    pub binary_share: f64,
+    /// A half-open socket is reset by the OS after this long.
+    pub os_reset_after: Duration,
+    /// Most steps in one run.
+    pub max_steps: u64,
+    /// Most steps without virtual time moving.
+    pub livelock_steps: u64,
+    /// Record a trace (for failures).
+    pub trace: bool,
+    /// Keep every event and action with its time (for scenario tests).
+    pub record: bool,
+    /// Seed of the network, the provider and the payloads.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            base_latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(10),
+            token_ttl: Duration::from_secs(60),
+            pad_max: 16,
+            binary_share: 0.2,
+            os_reset_after: Duration::from_secs(90),
+            max_steps: 2_000_000,
+            livelock_steps: 20_000,
+            trace: false,
+            record: false,
+            seed: 1,
+        }
+    }
+}
+
+/// Counts of what happened, for scenario tests and the summary.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    /// `Open` actions.
+    pub opens: u32,
+    /// `Poll` actions.
+    pub polls: u32,
+    /// `FetchToken` actions.
+    pub fetches: u32,
+    /// `Close` actions.
+    pub closes: u32,
+    /// Frames written by the client (`Send` actions).
+    pub frames_out: u64,
+    /// Steps taken.
+    pub steps: u64,
+}
+
+/// One simulated world: a client connection, the network, the server, the checker.
+pub struct Sim {
+    /// Virtual time.
+    pub clock: Clock,
+    agenda: Agenda<SimEvent>,
+    /// The connection under test.
+    pub conn: Connection,
+    config: Config,
+    /// The network.
+    pub net: Net,
+    /// The server.
+    pub server: Server,
+    /// The invariant checker.
+    pub check: Checker,
+    /// The trace.
+    pub trace: Trace,
+    params: Params,
+    rng: Rng,
+    token_serial: u64,
+    /// How the token provider behaves now.
+    pub token_mode: TokenMode,
+    asleep_until: Option<Duration>,
+    next_number: u64,
+    still_steps: u64,
+    last_time: Duration,
+    /// What happened, counted.
+    pub counters: Counters,
+    /// Every event with its virtual time (when `Params::record`).
+    pub events: Vec<(Duration, Event)>,
+    /// Every action with its virtual time (when `Params::record`).
+    pub actions: Vec<(Duration, Action)>,
+}
+
+macro_rules! trace {
+    ($sim:expr, $kind:expr, $($arg:tt)*) => {
+        if $sim.trace.enabled() {
+            let at = $sim.clock.elapsed();
+            $sim.trace.line(at, $kind, format_args!($($arg)*));
+        }
+    };
+}
+
+impl Sim {
+    /// A world around a connection made with `config`.
+    pub fn new(config: Config, params: Params) -> Result<Self, tether_core::ConfigError> {
+        let clock = Clock::new();
+        let conn = Connection::new(config.clone(), clock.now())?;
+        let wire = match &config.wire {
+            tether_core::WireMode::Protocol => ServerWire::Protocol,
+            tether_core::WireMode::Plain { heartbeat } => ServerWire::Plain {
+                heartbeat: heartbeat.clone(),
+            },
+            _ => ServerWire::Plain { heartbeat: None },
+        };
+        Ok(Sim {
+            agenda: Agenda::new(),
+            net: Net::new(
+                params.seed ^ 0x6e65_7477,
+                params.base_latency,
+                params.jitter,
+            ),
+            server: Server::new(wire, config.auth.is_some()),
+            check: Checker::new(&config),
+            trace: Trace::new(params.trace, 400),
+            rng: Rng::new(params.seed ^ 0x7573_6572),
+            token_serial: 0,
+            token_mode: TokenMode::Normal,
+            asleep_until: None,
+            next_number: 0,
+            still_steps: 0,
+            last_time: Duration::ZERO,
+            counters: Counters::default(),
+            events: Vec::new(),
+            actions: Vec::new(),
+            clock,
+            conn,
+            config,
+            params,
+        })
+    }
+
+    /// The configuration of the connection.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Virtual time since the start.
+    #[must_use]
+    pub fn now(&self) -> Duration {
+        self.clock.elapsed()
+    }
+
+    /// Schedules `event` at virtual time `at` (now, if `at` has passed).
+    pub fn schedule(&mut self, at: Duration, event: SimEvent) {
+        let at = at.max(self.clock.elapsed());
+        self.agenda.push(at, event);
+    }
+
+    /// Schedules `event` `after` from now.
+    pub fn schedule_in(&mut self, after: Duration, event: SimEvent) {
+        self.schedule(self.clock.elapsed() + after, event);
+    }
+
+    /// The user calls `connect()`.
+    pub fn connect(&mut self) -> Result<(), Violation> {
+        trace!(self, "user", "connect()");
+        self.conn.connect(self.clock.now());
+        self.settle()
+    }
+
+    /// The user does `action` now.
+    pub fn user(&mut self, action: UserAction) -> Result<(), Violation> {
+        self.apply(SimEvent::User(action))?;
+        self.settle()
+    }
+
+    /// Injects `fault` now.
+    pub fn inject(&mut self, fault: Fault) -> Result<(), Violation> {
+        self.apply(SimEvent::Fault(fault))?;
+        self.settle()
+    }
+
+    /// The server application sends one message now.
+    pub fn server_send(&mut self) -> Result<(), Violation> {
+        self.apply(SimEvent::ServerApp)?;
+        self.settle()
+    }
+
+    // ----- the drive loop --------------------------------------------------------------
+
+    /// Serves the next input (a core timer or an agenda item). `Ok(false)` when nothing
+    /// at all is pending.
+    pub fn step(&mut self) -> Result<bool, Violation> {
+        let now = self.clock.elapsed();
+        let timer = match self.asleep_until {
+            Some(_) => None,
+            None => self
+                .conn
+                .poll_timeout()
+                .map(|t| self.clock.offset_of(t).max(now)),
+        };
+        let event = self.agenda.next_at();
+        let use_timer = match (timer, event) {
+            (None, None) => return Ok(false),
+            (Some(t), Some(e)) => t < e,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+        };
+        if use_timer {
+            let at = timer.expect("timer");
+            self.clock.advance_to(at);
+            if self.trace.enabled() {
+                let which = self.conn.next_timer().map(|(t, _)| t);
+                trace!(self, "timer", "{which:?}");
+            }
+            self.conn.handle_timeout(self.clock.now());
+        } else {
+            let (at, ev) = self.agenda.pop().expect("event");
+            if let Some(wake) = self.asleep_until {
+                if ev.needs_client() && at < wake {
+                    self.agenda.push(wake, ev);
+                    return Ok(true);
+                }
+            }
+            self.clock.advance_to(at);
+            self.apply(ev)?;
+        }
+        self.settle()?;
+        self.counters.steps += 1;
+        if self.counters.steps > self.params.max_steps {
+            return Err(Violation {
+                invariant: "bounded run",
+                detail: format!("more than {} steps", self.params.max_steps),
+            });
+        }
+        if self.clock.elapsed() == self.last_time {
+            self.still_steps += 1;
+            if self.still_steps > self.params.livelock_steps {
+                return Err(Violation {
+                    invariant: "no livelock",
+                    detail: format!(
+                        "{} steps without virtual time moving (next timer {:?})",
+                        self.still_steps,
+                        self.conn.next_timer().map(|(t, _)| t)
+                    ),
+                });
+            }
+        } else {
+            self.still_steps = 0;
+            self.last_time = self.clock.elapsed();
+        }
+        Ok(true)
+    }
+
+    /// Runs every input due up to virtual time `until`, then moves the clock there.
+    pub fn run_until(&mut self, until: Duration) -> Result<(), Violation> {
+        loop {
+            let timer = match self.asleep_until {
+                Some(_) => None,
+                None => self.conn.poll_timeout().map(|t| self.clock.offset_of(t)),
+            };
+            let next = match (timer, self.agenda.next_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
+                Some(at) if at <= until => {
+                    self.step()?;
+                }
+                _ => break,
+            }
+        }
+        self.clock.advance_to(until);
+        Ok(())
+    }
+
+    /// Runs for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) -> Result<(), Violation> {
+        self.run_until(self.clock.elapsed() + d)
+    }
+
+    /// Runs until `done` holds (checked after every step), failing after `limit` of
+    /// virtual time or when nothing is left to do.
+    pub fn run_until_true(
+        &mut self,
+        limit: Duration,
+        what: &'static str,
+        mut done: impl FnMut(&mut Sim) -> bool,
+    ) -> Result<(), Violation> {
+        let deadline = self.clock.elapsed() + limit;
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            if self.clock.elapsed() > deadline {
+                return Err(Violation {
+                    invariant: what,
+                    detail: format!("not reached within {limit:?}; {}", self.describe()),
+                });
+            }
+            if !self.step()? {
+                return Err(Violation {
+                    invariant: what,
+                    detail: format!("nothing left to do; {}", self.describe()),
+                });
+            }
+        }
+    }
+
+    /// A one-line picture of the world, for failure messages.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let m = self.conn.metrics(self.clock.now());
+        format!(
+            "state {}, queue {}, fallback {}, terminal {:?}, next timer {:?}, agenda {}, net {:?}, server up {}",
+            m.state,
+            m.queue_depth,
+            m.fallback_active,
+            m.terminal_reason,
+            self.conn.next_timer().map(|(t, _)| t),
+            self.agenda.len(),
+            self.net.conditions,
+            self.server.up,
+        )
+    }
+
+    /// After an input: drain the core's outputs until empty, acting on each, then check.
+    fn settle(&mut self) -> Result<(), Violation> {
+        loop {
+            let mut progressed = false;
+            while let Some(action) = self.conn.poll_action() {
+                progressed = true;
+                self.perform(action)?;
+            }
+            while let Some(event) = self.conn.poll_event() {
+                progressed = true;
+                self.observe(event)?;
+            }
+            if !progressed {
+                break;
+            }
+        }
+        self.after_step()
+    }
+
+    fn after_step(&mut self) -> Result<(), Violation> {
+        if let Some(fault) = self.server.faults.first() {
+            return Err(Violation {
+                invariant: "the client follows the protocol",
+                detail: fault.0.clone(),
+            });
+        }
+        self.check.server_received(&self.server.app.received)?;
+        if self.conn.state() != self.check.state {
+            return Err(Violation {
+                invariant: "state changes chain",
+                detail: format!(
+                    "state() is {} but the events say {}",
+                    self.conn.state(),
+                    self.check.state
+                ),
+            });
+        }
+        let m = self.conn.metrics(self.clock.now());
+        self.check.queue(m.queue_depth, m.queue_bytes)
+    }
+
+    // ----- the driver: actions ---------------------------------------------------------
+
+    fn perform(&mut self, action: Action) -> Result<(), Violation> {
+        let now = self.clock.elapsed();
+        trace!(self, "action", "{}", brief_action(&action));
+        if self.params.record {
+            self.actions.push((now, action.clone()));
+        }
+        match action {
+            Action::FetchToken => {
+                self.counters.fetches += 1;
+                let delay = self.rng.millis(5, 150);
+                match self.token_mode {
+                    TokenMode::Normal => {
+                        self.token_serial += 1;
+                        let expiry = now + delay + self.params.token_ttl;
+                        let token = Token {
+                            value: make_token(self.token_serial, expiry),
+                            expires_at: Some(self.clock.at(expiry)),
+                        };
+                        self.schedule_in(delay, SimEvent::TokenAnswer(Ok(token)));
+                    }
+                    TokenMode::Fail => self.schedule_in(
+                        delay,
+                        SimEvent::TokenAnswer(Err("token service unavailable".into())),
+                    ),
+                    TokenMode::Hang => {}
+                }
+            }
+            Action::Open {
+                id, url, headers, ..
+            } => {
+                self.counters.opens += 1;
+                self.check.opening(id)?;
+                let token = self.token_of(&url, &headers);
+                self.net.add(id, LinkKind::Ws, token, None);
+                let handshake = self.net.latency() + self.net.latency();
+                self.schedule_in(handshake, SimEvent::ConnectDone(id));
+            }
+            Action::Send { id, frame } => {
+                self.counters.frames_out += 1;
+                self.check.frame_out(id)?;
+                let Some(link) = self.net.link(id) else {
+                    return Ok(());
+                };
+                if link.stalled || self.net.conditions.offline {
+                    return Ok(());
+                }
+                let at = self.net.up_arrival(id, now);
+                self.schedule(at, SimEvent::ToServer(id, frame));
+            }
+            Action::Close { id, .. } => {
+                self.counters.closes += 1;
+                self.check.closed_by_core(id)?;
+                if let Some(link) = self.net.link_mut(id) {
+                    link.client_open = false;
+                    if link.kind == LinkKind::Ws && !link.stalled {
+                        // The close frame follows the frames already written.
+                        let at = self.net.up_arrival(id, now);
+                        self.schedule(at, SimEvent::ServerSeesClose(id));
+                    }
+                }
+            }
+            Action::Poll {
+                id,
+                request,
+                url,
+                headers,
+                body,
+                ..
+            } => {
+                self.counters.polls += 1;
+                self.check.poll(id)?;
+                if self.net.link(id).is_none() {
+                    let token = self.token_of(&url, &headers);
+                    let client =
+                        query(&url, "client").and_then(|c| u64::from_str_radix(&c, 16).ok());
+                    self.net.add(id, LinkKind::Poll, token, client);
+                    if let Some(l) = self.net.link_mut(id) {
+                        l.established = true;
+                    }
+                }
+                let token = self.token_of(&url, &headers);
+                let link = self.net.link_mut(id).expect("added");
+                link.requests.push(request);
+                let client_id = link.client_id;
+                if link.stalled || self.net.conditions.hang {
+                    return Ok(());
+                }
+                if self.net.conditions.offline {
+                    let d = self.rng.millis(1, 50);
+                    self.schedule_in(
+                        d,
+                        SimEvent::PollAnswer(
+                            id,
+                            request,
+                            Err(TransportFailure::Network("network unreachable".into())),
+                        ),
+                    );
+                    return Ok(());
+                }
+                let lat = self.net.latency();
+                self.schedule_in(
+                    lat,
+                    SimEvent::PollArrives {
+                        tid: id,
+                        client_id,
+                        token,
+                        request,
+                        body,
+                    },
+                );
+            }
+            other => {
+                return Err(Violation {
+                    invariant: "known actions",
+                    detail: format!("the harness does not know {other:?}"),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    fn token_of(&self, url: &str, headers: &[(String, String)]) -> Option<String> {
+        match &self.config.auth.as_ref()?.placement {
+            TokenPlacement::Header => headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .and_then(|(_, v)| v.strip_prefix("Bearer "))
+                .map(str::to_owned),
+            TokenPlacement::Query(name) => query(url, name),
+            _ => None,
+        }
+    }
+
+    // ----- the user ----------------------------------------------------------------------
+
+    fn observe(&mut self, event: Event) -> Result<(), Violation> {
+        trace!(self, "event", "{}", brief_event(&event));
+        self.check.event(&event)?;
+        if self.params.record {
+            self.events.push((self.clock.elapsed(), event));
+        }
+        Ok(())
+    }
+
+    // ----- the world: agenda items -----------------------------------------------------
+
+    fn apply(&mut self, event: SimEvent) -> Result<(), Violation> {
+        let now = self.clock.now();
+        let at = self.clock.elapsed();
+        match event {
+            SimEvent::ConnectDone(tid) => {
+                let Some(link) = self.net.link(tid) else {
+                    return Ok(());
+                };
+                if !link.client_open {
+                    return Ok(()); // abandoned by the client
+                }
+                let token = link.token.clone();
+                let c = self.net.conditions.clone();
+                let failure = if c.offline {
+                    if self.rng.chance(0.5) {
+                        return Ok(()); // no route: the SYN goes nowhere
+                    }
+                    Some(TransportFailure::Network("network unreachable".into()))
+                } else if c.hang {
+                    return Ok(());
+                } else if let Some(f) = c.ws_blocked {
+                    Some(f)
+                } else if c.refuse || !self.server.up {
+                    Some(TransportFailure::Refused)
+                } else {
+                    match self.server.accept_ws(tid, token.as_deref(), at) {
+                        Ok(outs) => {
+                            trace!(self, "net", "{tid:?} open");
+                            self.net.link_mut(tid).expect("link").established = true;
+                            self.check.established(tid);
+                            self.conn.handle_opened(now, tid);
+                            self.server_outs(outs);
+                            None
+                        }
+                        Err(f) => Some(f),
+                    }
+                };
+                if let Some(f) = failure {
+                    trace!(self, "net", "{tid:?} connect failed: {f}");
+                    self.client_failure(tid, f);
+                }
+            }
+            SimEvent::ToServer(tid, frame) => {
+                if self.net.link(tid).is_some_and(|l| l.stalled) || !self.server.has_ws(tid) {
+                    return Ok(());
+                }
+                trace!(self, "server", "{tid:?} <- {}", brief_payload(&frame));
+                let outs = self.server.ws_frame(now, at, tid, frame);
+                self.server_outs(outs);
+            }
+            SimEvent::ServerSeesClose(tid) => {
+                trace!(self, "server", "{tid:?} closed");
+                self.server.ws_closed(tid);
+            }
+            SimEvent::ToClient(tid, frame) => {
+                let Some(link) = self.net.link(tid) else {
+                    return Ok(());
+                };
+                if !link.client_open || link.stalled {
+                    return Ok(());
+                }
+                trace!(self, "input", "frame {tid:?} {}", brief_payload(&frame));
+                self.conn.handle_frame(now, tid, frame);
+            }
+            SimEvent::ClientSeesClose(tid, code, reason) => {
+                let Some(link) = self.net.link_mut(tid) else {
+                    return Ok(());
+                };
+                if !link.client_open {
+                    return Ok(());
+                }
+                link.client_open = false;
+                self.check.ended(tid);
+                trace!(self, "input", "closed {tid:?} {code:?} {reason:?}");
+                self.conn.handle_closed(now, tid, code, reason);
+            }
+            SimEvent::ClientSeesFailure(tid, failure) => {
+                let open = self.net.link(tid).is_some_and(|l| l.client_open);
+                if open {
+                    self.client_failure(tid, failure);
+                }
+            }
+            SimEvent::PollArrives {
+                tid,
+                client_id,
+                token,
+                request,
+                body,
+            } => {
+                let result = if !self.server.up || self.net.conditions.refuse {
+                    Err(TransportFailure::Refused)
+                } else {
+                    let (result, outs) =
+                        self.server
+                            .poll(now, at, client_id, token.as_deref(), &body);
+                    self.server_outs(outs);
+                    result
+                };
+                if self.trace.enabled() {
+                    let shown = match &result {
+                        Ok(b) => format!("{} bytes", b.len()),
+                        Err(e) => e.to_string(),
+                    };
+                    trace!(
+                        self,
+                        "server",
+                        "poll {tid:?} {request:?} ({} bytes) -> {shown}",
+                        body.len()
+                    );
+                }
+                let lat = self.net.latency();
+                self.schedule_in(lat, SimEvent::PollAnswer(tid, request, result));
+            }
+            SimEvent::PollAnswer(tid, request, result) => {
+                let Some(link) = self.net.link_mut(tid) else {
+                    return Ok(());
+                };
+                if link.stalled && result.is_ok() {
+                    return Ok(());
+                }
+                link.requests.retain(|r| *r != request);
+                trace!(
+                    self,
+                    "input",
+                    "poll response {request:?} {}",
+                    match &result {
+                        Ok(b) => format!("ok {} bytes", b.len()),
+                        Err(e) => format!("error {e}"),
+                    }
+                );
+                self.conn.handle_poll_response(now, request, result);
+            }
+            SimEvent::TokenAnswer(result) => {
+                trace!(
+                    self,
+                    "input",
+                    "token {}",
+                    if result.is_ok() { "ok" } else { "error" }
+                );
+                self.conn.handle_token(now, result);
+            }
+            SimEvent::TokenDue(tid) => {
+                let outs = self.server.token_due(tid, at);
+                if !outs.is_empty() {
+                    trace!(self, "server", "{tid:?} token expired");
+                }
+                self.server_outs(outs);
+            }
+            SimEvent::OsReset(tid) => {
+                let stalled_and_open = self
+                    .net
+                    .link(tid)
+                    .is_some_and(|l| l.stalled && l.client_open);
+                if stalled_and_open {
+                    self.server.ws_closed(tid);
+                    self.client_failure(
+                        tid,
+                        TransportFailure::Network("connection timed out".into()),
+                    );
+                }
+            }
+            SimEvent::ServerUp => {
+                trace!(self, "server", "up");
+                self.server.up = true;
+            }
+            SimEvent::Wake => {
+                if self.asleep_until.is_some_and(|w| w <= at) {
+                    trace!(self, "input", "wake");
+                    self.asleep_until = None;
+                }
+            }
+            SimEvent::Fault(fault) => self.fault(fault)?,
+            SimEvent::User(action) => self.user_action(action)?,
+            SimEvent::ServerApp => {
+                let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
+                let binary = self.rng.chance(self.params.binary_share);
+                let (number, outs) = self
+                    .server
+                    .app_send(now, self.conn.client_id(), pad, binary);
+                if let Some(n) = number {
+                    trace!(self, "server", "app sends s{n}");
+                    self.check.server_sent(n);
+                }
+                self.server_outs(outs);
+            }
+        }
+        Ok(())
+    }
+
+    /// The client's transport `tid` failed (told now).
+    fn client_failure(&mut self, tid: TransportId, failure: TransportFailure) {
+        if let Some(link) = self.net.link_mut(tid) {
+            if !link.client_open {
+                return;
+            }
+            link.client_open = false;
+        }
+        self.check.ended(tid);
+        trace!(self, "input", "failed {tid:?} {failure}");
+        self.conn.handle_failed(self.clock.now(), tid, failure);
+    }
+
+    fn server_outs(&mut self, outs: Vec<ServerOut>) {
+        let now = self.clock.elapsed();
+        for out in outs {
+            match out {
+                ServerOut::Send(tid, frame) => {
+                    if self.net.link(tid).is_some_and(|l| !l.stalled) {
+                        let at = self.net.down_arrival(tid, now);
+                        self.schedule(at, SimEvent::ToClient(tid, frame));
+                    }
+                }
+                ServerOut::Close(tid, code, reason) => {
+                    trace!(self, "server", "closes {tid:?} {code:?} {reason}");
+                    if self.net.link(tid).is_some_and(|l| !l.stalled) {
+                        let at = self.net.down_arrival(tid, now);
+                        self.schedule(at, SimEvent::ClientSeesClose(tid, code, reason));
+                    }
+                }
+                ServerOut::WatchToken(tid, at) => self.schedule(at, SimEvent::TokenDue(tid)),
+            }
+        }
+    }
+
+    // ----- faults and the user -----------------------------------------------------------
+
+    fn fault(&mut self, fault: Fault) -> Result<(), Violation> {
+        trace!(self, "fault", "{fault:?}");
+        let now = self.clock.now();
+        let current = self.net.current();
+        match fault {
+            Fault::Refuse(on) => self.net.conditions.refuse = on,
+            Fault::Hang(on) => self.net.conditions.hang = on,
+            Fault::Blocked(f) => {
+                if f == Some(TransportFailure::Blocked) && self.config.fallback.is_none() {
+                    self.check.excuses.blocked_without_fallback = true;
+                }
+                self.net.conditions.ws_blocked = f;
+            }
+            Fault::Latency(d) => self.net.conditions.extra_latency = d,
+            Fault::ServerDrop { code, retry_ms } => {
+                let Some(tid) = current else { return Ok(()) };
+                let link = self.net.link(tid).expect("current");
+                if link.kind == LinkKind::Poll {
+                    if let Some(c) = link.client_id {
+                        self.server.detach(c);
+                    }
+                } else if self.server.has_ws(tid) {
+                    let mut outs = Vec::new();
+                    if let (Some(ms), true) = (retry_ms, self.config.is_protocol()) {
+                        outs.push(ServerOut::Send(
+                            tid,
+                            tether_core::protocol::Envelope::Retry { after_ms: ms }.encode(),
+                        ));
+                    }
+                    self.server.ws_closed(tid);
+                    outs.push(ServerOut::Close(tid, code, "server dropped it".into()));
+                    self.server_outs(outs);
+                }
+            }
+            Fault::NetReset => {
+                if let Some(tid) = current {
+                    self.reset_link(tid);
+                }
+            }
+            Fault::Stall => {
+                if let Some(tid) = current {
+                    self.stall_link(tid);
+                }
+            }
+            Fault::Restart {
+                downtime,
+                lose_state,
+                graceful,
+            } => {
+                let open = self.server.crash(lose_state);
+                for tid in open {
+                    let Some(link) = self.net.link_mut(tid) else {
+                        continue;
+                    };
+                    if graceful {
+                        let at = self.net.down_arrival(tid, self.clock.elapsed());
+                        self.schedule(
+                            at,
+                            SimEvent::ClientSeesClose(tid, Some(1001), "going away".into()),
+                        );
+                    } else {
+                        link.stalled = true;
+                        let lat = self.net.latency();
+                        self.schedule_in(
+                            lat,
+                            SimEvent::ClientSeesClose(tid, None, "connection reset".into()),
+                        );
+                    }
+                }
+                if lose_state {
+                    self.check.lossy_restart();
+                }
+                self.schedule_in(downtime, SimEvent::ServerUp);
+            }
+            Fault::AuthOutage(on) => {
+                if on {
+                    self.check.excuses.auth_outage = true;
+                }
+                self.server.reject_tokens = on;
+            }
+            Fault::Revoke => {
+                if self.config.auth.is_some() {
+                    if let Some(tid) = current.filter(|t| self.server.has_ws(*t)) {
+                        self.check.excuses.auth_outage = true;
+                        self.server.ws_closed(tid);
+                        self.server_outs(vec![ServerOut::Close(
+                            tid,
+                            Some(4401),
+                            "token revoked".into(),
+                        )]);
+                    }
+                }
+            }
+            Fault::Tokens(mode) => self.token_mode = mode,
+            Fault::Offline { reset } => {
+                self.net.conditions.offline = true;
+                if let Some(tid) = current {
+                    if reset {
+                        self.reset_link(tid);
+                    } else {
+                        self.stall_link(tid);
+                    }
+                }
+                self.conn.handle_hint(now, Hint::Offline);
+            }
+            Fault::Online => {
+                self.net.conditions.offline = false;
+                self.conn.handle_hint(now, Hint::Online);
+            }
+            Fault::Hint(h) => self.conn.handle_hint(now, h),
+            Fault::Sleep { duration, stall } => {
+                if stall {
+                    if let Some(tid) = current {
+                        self.stall_link(tid);
+                    }
+                }
+                let wake = self.clock.elapsed() + duration;
+                self.asleep_until = Some(wake);
+                self.schedule(wake, SimEvent::Wake);
+            }
+        }
+        Ok(())
+    }
+
+    /// Both ends of `tid` see an error; what was in flight is gone.
+    fn reset_link(&mut self, tid: TransportId) {
+        let Some(link) = self.net.link_mut(tid) else {
+            return;
+        };
+        if link.stalled {
+            return;
+        }
+        link.stalled = true;
+        let kind = link.kind;
+        let requests = std::mem::take(&mut link.requests);
+        let d = self.rng.millis(0, 20);
+        match kind {
+            LinkKind::Ws => {
+                self.schedule_in(
+                    d,
+                    SimEvent::ClientSeesFailure(
+                        tid,
+                        TransportFailure::Network("connection reset".into()),
+                    ),
+                );
+                let lat = self.net.latency();
+                self.schedule_in(lat, SimEvent::ServerSeesClose(tid));
+            }
+            LinkKind::Poll => {
+                for r in requests {
+                    self.schedule_in(
+                        d,
+                        SimEvent::PollAnswer(
+                            tid,
+                            r,
+                            Err(TransportFailure::Network("connection reset".into())),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `tid` goes half-open; the OS resets a WebSocket much later.
+    fn stall_link(&mut self, tid: TransportId) {
+        let Some(link) = self.net.link_mut(tid) else {
+            return;
+        };
+        if link.stalled {
+            return;
+        }
+        link.stalled = true;
+        if link.kind == LinkKind::Ws {
+            let after = self.params.os_reset_after;
+            self.schedule_in(after, SimEvent::OsReset(tid));
+        }
+    }
+
+    fn user_action(&mut self, action: UserAction) -> Result<(), Violation> {
+        trace!(self, "user", "{action:?}");
+        let now = self.clock.now();
+        match action {
+            UserAction::Send(count) => {
+                for _ in 0..count {
+                    self.next_number += 1;
+                    let n = self.next_number;
+                    let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
+                    let binary = self.rng.chance(self.params.binary_share);
+                    let payload = numbered_payload(b'c', n, pad, binary);
+                    match self.conn.send(now, payload) {
+                        Ok(id) => {
+                            trace!(self, "user", "send c{n} -> {id:?}");
+                            self.check.sent(id, n)?;
+                        }
+                        Err(e) => {
+                            trace!(self, "user", "send c{n} refused: {e}");
+                        }
+                    }
+                    self.settle()?;
+                }
+            }
+            UserAction::Close => {
+                self.check.excuses.user_closed = true;
+                self.conn.close(now, 1000, "bye");
+            }
+            UserAction::Reconnect => self.conn.reconnect(now),
+        }
+        Ok(())
+    }
+
+    // ----- the end -----------------------------------------------------------------------
+
+    /// Ends every fault: the network is healthy and online, the server up and accepting
+    /// tokens, the provider answering, the client awake; half-open sockets are reset (as
+    /// the OS eventually does); scripted faults, user actions and server messages still
+    /// scheduled are cancelled; a stopped connection is restarted with `reconnect()`.
+    pub fn heal(&mut self) -> Result<(), Violation> {
+        trace!(self, "heal", "the network heals");
+        let was_offline = self.net.conditions.offline;
+        self.net.conditions = Default::default();
+        self.server.up = true;
+        self.server.reject_tokens = false;
+        self.token_mode = TokenMode::Normal;
+        self.asleep_until = None;
+        self.agenda.retain(|e| !e.is_scripted());
+        let stalled: Vec<TransportId> = self
+            .net
+            .current()
+            .into_iter()
+            .filter(|t| self.net.link(*t).is_some_and(|l| l.stalled))
+            .collect();
+        for tid in stalled {
+            self.server.ws_closed(tid);
+            let link = self.net.link_mut(tid).expect("link");
+            let requests = std::mem::take(&mut link.requests);
+            if link.kind == LinkKind::Ws {
+                self.schedule_in(
+                    Duration::from_millis(1),
+                    SimEvent::ClientSeesFailure(
+                        tid,
+                        TransportFailure::Network("connection timed out".into()),
+                    ),
+                );
+            }
+            for r in requests {
+                self.schedule_in(
+                    Duration::from_millis(1),
+                    SimEvent::PollAnswer(tid, r, Err(TransportFailure::Timeout)),
+                );
+            }
+        }
+        let now = self.clock.now();
+        if was_offline {
+            self.conn.handle_hint(now, Hint::Online);
+        }
+        if self.conn.state().is_stopped() {
+            trace!(
+                self,
+                "user",
+                "reconnect() after {:?}",
+                self.conn.terminal_reason()
+            );
+            self.conn.reconnect(now);
+        }
+        self.settle()
+    }
+
+    /// Protocol mode: connected, nothing retained, every message accounted for both
+    /// ways. Plain mode: connected with an empty queue.
+    #[must_use]
+    pub fn quiescent(&self) -> bool {
+        if self.conn.state() != State::Connected {
+            return false;
+        }
+        if self.conn.metrics(self.clock.now()).queue_depth != 0 {
+            return false;
+        }
+        !self.config.is_protocol()
+            || (self.check.server_messages_done() && self.check.client_messages_done())
+    }
+}
+
+/// The value of query parameter `name` in `url` (no percent-decoding needed for the
+/// values the simulation makes).
+fn query(url: &str, name: &str) -> Option<String> {
+    let (_, q) = url.split_once('?')?;
+    q.split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn brief_payload(p: &Payload) -> String {
+    match p {
+        Payload::Text(s) if s.len() > 40 => format!("{:?}…", &s[..40]),
+        Payload::Text(s) => format!("{s:?}"),
+        Payload::Binary(b) => format!("<{} bytes {:02x?}…>", b.len(), &b[..b.len().min(9)]),
+    }
+}
+
+fn brief_action(a: &Action) -> String {
+    match a {
+        Action::Send { id, frame } => format!("Send {id:?} {}", brief_payload(frame)),
+        Action::Poll {
+            id,
+            request,
+            kind,
+            body,
+            ..
+        } => {
+            let frames = tether_core::protocol::decode_batch(body)
+                .map(|f| f.iter().map(brief_payload).collect::<Vec<_>>().join(", "))
+                .unwrap_or_else(|e| format!("bad batch {e}"));
+            format!("Poll {id:?} {request:?} {kind:?} [{frames}]")
+        }
+        Action::Open { id, .. } => format!("Open {id:?}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn brief_event(e: &Event) -> String {
+    match e {
+        Event::Message(p) => format!("Message {}", brief_payload(p)),
+        other => format!("{other:?}"),
+    }
+}
