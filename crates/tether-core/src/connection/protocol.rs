@@ -113,6 +113,12 @@ impl Connection {
             self.outbox
                 .ack(recv_seq, |id| events.push_back(Event::Delivered { id }));
             self.proto.peer_acked = recv_seq;
+            if self.outbox.inflight_len() == 0 {
+                // Whatever was numbered after `recv_seq` was dropped (close() gave up on
+                // it) and the server has none of it: number on from what it has, or the
+                // next message leaves a gap the server must refuse, forever.
+                self.proto.send_seq = recv_seq;
+            }
             self.link.set_ws_open();
             let resend: Vec<Envelope> = self
                 .outbox
