@@ -173,6 +173,30 @@ pub enum SocketEvent {
     Failed(TransportFailure),
 }
 
+/// `url` without what may be secret, for logs: its user info, query (a token may be
+/// there) and fragment. Every driver logs URLs through this.
+///
+/// ```
+/// use tether_core::transport::redact;
+/// assert_eq!(redact("wss://h:1/ws?access_token=s3cr3t"), "wss://h:1/ws");
+/// assert_eq!(redact("ws://user:pw@h/ws#frag"), "ws://h/ws");
+/// ```
+#[must_use]
+pub fn redact(url: &str) -> String {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    let url = &url[..end];
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 impl SocketEvent {
     /// Feeds this event, seen on socket `id`, to `connection`: the one mapping of reader
     /// events to `handle_frame`, `handle_closed` and `handle_failed` every driver uses.
@@ -202,5 +226,20 @@ impl SocketEvent {
     #[must_use]
     pub fn is_end(&self) -> bool {
         !matches!(self, SocketEvent::Frame(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_secrets_from_urls() {
+        assert_eq!(redact("wss://h:1/ws?access_token=s3cr3t"), "wss://h:1/ws");
+        assert_eq!(redact("ws://user:pw@h/ws#frag"), "ws://h/ws");
+        assert_eq!(redact("https://h/poll?client=ab&op=recv"), "https://h/poll");
+        assert_eq!(redact("ws://h"), "ws://h");
+        assert_eq!(redact("ws://h/a@b"), "ws://h/a@b");
+        assert_eq!(redact("garbage?x"), "garbage");
     }
 }

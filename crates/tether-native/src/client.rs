@@ -1,0 +1,421 @@
+//! [`Client`]: the handle applications hold, and its builder.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tether_core::transport::Transport;
+use tether_core::{
+    Config, Connection, Hint, Instant, MessageId, Metrics, Payload, SendError, State,
+};
+use tokio::runtime::Handle;
+use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tracing::Instrument;
+
+use crate::driver;
+use crate::error::{BuildError, DeliveryError};
+use crate::events::Events;
+use crate::token::TokenProvider;
+use crate::transport::NativeTransport;
+
+/// Events each [`Events`] reader may fall behind by, unless set with
+/// [`ClientBuilder::event_buffer`].
+pub const DEFAULT_EVENT_BUFFER: usize = 256;
+
+/// A reconnecting WebSocket client: a cheap, cloneable handle (`Send + Sync`) over a
+/// tokio task that owns the connection and does its I/O.
+///
+/// Every decision (backoff, heartbeats, queueing, fallback) is made by
+/// [`tether_core::Connection`]; the client feeds it what the network does and performs
+/// what it asks. The task ends once every handle is dropped (after closing the
+/// connection, with `close_linger` for acknowledgements in protocol mode), or when the
+/// connection has stopped with nothing left to do; `reconnect()` starts it again.
+///
+/// ```no_run
+/// use tether_core::{Config, Event};
+/// use tether_native::Client;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = Client::connect(Config::builder("wss://example.com/ws").build()?)?;
+/// let mut events = client.events();
+/// client.send("hello")?; // queued until connected
+/// while let Some(event) = events.recv().await {
+///     if let Event::Message(payload) = event {
+///         println!("got {payload:?}");
+///     }
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    /// Dropped with the last handle: tells the task to close and end.
+    _handle: Arc<HandleGuard>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &*self.shared.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the handles and the task share.
+pub(crate) struct Shared {
+    core: Mutex<Core>,
+    /// Wakes the task after a user call changed the core.
+    pub(crate) wake: Notify,
+    pub(crate) events: broadcast::Sender<tether_core::Event>,
+    /// The first reader, made with the channel so it misses nothing before `events()`.
+    first_events: Mutex<Option<broadcast::Receiver<tether_core::Event>>>,
+    pub(crate) state: watch::Sender<State>,
+    /// Starts the task (again).
+    start: Box<dyn Fn(Arc<Shared>) + Send + Sync>,
+}
+
+/// The connection and what waits on it, behind one short-held lock.
+pub(crate) struct Core {
+    pub(crate) conn: Connection,
+    /// The task is running (or about to).
+    pub(crate) running: bool,
+    /// Every handle is gone.
+    pub(crate) handles_gone: bool,
+    /// `send_confirmed` calls waiting for their message's fate.
+    pub(crate) confirmations: HashMap<MessageId, oneshot::Sender<Result<MessageId, DeliveryError>>>,
+    /// `close` calls waiting for the sockets to be closed.
+    pub(crate) closers: Vec<oneshot::Sender<()>>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock is a bug already reported; the core's state is
+        // still consistent between calls, so carry on.
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Has the task act on what the caller changed in `core`: wakes it, or starts it
+    /// again if it had ended.
+    fn kick(self: &Arc<Self>, mut core: MutexGuard<'_, Core>) {
+        let start = !core.running && !core.handles_gone;
+        core.running |= start;
+        drop(core);
+        if start {
+            (self.start)(self.clone());
+        } else {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Lives as long as any [`Client`] handle.
+struct HandleGuard(Arc<Shared>);
+
+impl Drop for HandleGuard {
+    fn drop(&mut self) {
+        self.0.lock().handles_gone = true;
+        self.0.wake.notify_one();
+    }
+}
+
+impl Client {
+    /// Starts a client with the [`NativeTransport`] and connects: shorthand for
+    /// `Client::builder(config).spawn()`. Must be called inside a tokio runtime.
+    ///
+    /// ```
+    /// use tether_core::{Config, State};
+    /// use tether_native::Client;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Client::connect(Config::builder("ws://127.0.0.1:9/ws").build()?)?;
+    /// assert_eq!(*client.state().borrow(), State::Connecting);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect(config: Config) -> Result<Client, BuildError> {
+        Client::builder(config).spawn()
+    }
+
+    /// A builder, to add a token provider, another transport or a larger event buffer.
+    ///
+    /// ```
+    /// use tether_core::{AuthConfig, Config, Token};
+    /// use tether_native::{Client, NativeTransport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = Config::builder("wss://example.com/ws")
+    ///     .auth(AuthConfig::default())
+    ///     .build()?;
+    /// let client = Client::builder(config)
+    ///     .token_provider(|| async {
+    ///         Ok::<_, String>(Token { value: "secret".into(), expires_at: None })
+    ///     })
+    ///     .transport(NativeTransport::new().read_buffer_size(8 * 1024))
+    ///     .event_buffer(1024)
+    ///     .spawn()?;
+    /// # drop(client);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder(config: Config) -> ClientBuilder {
+        ClientBuilder {
+            transport: NativeTransport::for_config(&config),
+            config,
+            tokens: None,
+            event_buffer: DEFAULT_EVENT_BUFFER,
+        }
+    }
+
+    /// Sends a message: written at once when connected, queued otherwise (flushed in
+    /// order on connect). Never waits; the core's answer comes back at once.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// match client.send("hello") {
+    ///     Ok(id) => println!("message {id:?} is on its way"),
+    ///     Err(e) => println!("refused: {e}"), // queue full, too large, stopped
+    /// }
+    /// # }
+    /// ```
+    pub fn send(&self, payload: impl Into<Payload>) -> Result<MessageId, SendError> {
+        let mut core = self.shared.lock();
+        let id = core.conn.send(Instant::now(), payload)?;
+        self.shared.kick(core);
+        Ok(id)
+    }
+
+    /// Sends a message and waits until the server acknowledges it (protocol mode).
+    ///
+    /// Fails with the core's refusal, when the message is dropped (queue overflow or age,
+    /// a user close), or when the connection stops with an error first. In plain mode
+    /// nothing is ever acknowledged: [`DeliveryError::Unconfirmable`] at once.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_native::Client) {
+    /// match client.send_confirmed("order #42").await {
+    ///     Ok(id) => println!("the server has {id:?}"),
+    ///     Err(e) => println!("not delivered: {e}"),
+    /// }
+    /// # }
+    /// ```
+    pub async fn send_confirmed(
+        &self,
+        payload: impl Into<Payload>,
+    ) -> Result<MessageId, DeliveryError> {
+        let outcome = self.send_watched(payload.into())?;
+        outcome.await.unwrap_or(Err(DeliveryError::ClientGone))
+    }
+
+    /// `send`, with a waiter for the message's fate.
+    fn send_watched(
+        &self,
+        payload: Payload,
+    ) -> Result<oneshot::Receiver<Result<MessageId, DeliveryError>>, DeliveryError> {
+        let mut core = self.shared.lock();
+        if !core.conn.config().is_protocol() {
+            return Err(DeliveryError::Unconfirmable);
+        }
+        let id = core.conn.send(Instant::now(), payload)?;
+        let (tx, rx) = oneshot::channel();
+        core.confirmations.insert(id, tx);
+        self.shared.kick(core);
+        Ok(rx)
+    }
+
+    /// Every event from now on (the first call since the client was made gets every event
+    /// since then). See [`Events`].
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt; // or tokio_stream::StreamExt
+    /// use tether_core::Event;
+    ///
+    /// # async fn run(client: tether_native::Client) {
+    /// let mut events = client.events();
+    /// while let Some(event) = events.next().await {
+    ///     match event {
+    ///         Event::Message(payload) => println!("message: {payload:?}"),
+    ///         Event::StateChanged { to, .. } => println!("now {to}"),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn events(&self) -> Events {
+        let first = self
+            .shared
+            .first_events
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        Events::new(first.unwrap_or_else(|| self.shared.events.subscribe()))
+    }
+
+    /// The state, as a watch: read it now or wait for a change.
+    ///
+    /// ```no_run
+    /// use tether_core::State;
+    ///
+    /// # async fn run(client: tether_native::Client) {
+    /// let mut state = client.state();
+    /// state.wait_for(|s| *s == State::Connected).await.ok();
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.shared.state.subscribe()
+    }
+
+    /// A snapshot of every figure: state, attempts, RTT, quality, counts, queue.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// let m = client.metrics();
+    /// println!("{} messages out, rtt {:?}, quality {:?}", m.messages_out, m.rtt_mean, m.quality);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        self.shared.lock().conn.metrics(Instant::now())
+    }
+
+    /// Connect now: restarts after `Error` or `Closed`, or ends a backoff wait early.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// client.reconnect();
+    /// # }
+    /// ```
+    pub fn reconnect(&self) {
+        let mut core = self.shared.lock();
+        core.conn.reconnect(Instant::now());
+        self.shared.kick(core);
+    }
+
+    /// Tell the core something the platform knows (the network is back, the machine
+    /// resumed from sleep). See [`Hint`].
+    ///
+    /// ```no_run
+    /// use tether_core::Hint;
+    /// # fn run(client: tether_native::Client) {
+    /// client.hint(Hint::Resumed); // check the socket's liveness now
+    /// # }
+    /// ```
+    pub fn hint(&self, hint: Hint) {
+        let mut core = self.shared.lock();
+        core.conn.handle_hint(Instant::now(), hint);
+        self.shared.kick(core);
+    }
+
+    /// Closes with `code` and `reason`, and resolves once the socket is closed. In
+    /// protocol mode the core first waits up to `close_linger` for acknowledgements of
+    /// messages already written; anything else still queued is reported `Dropped`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_native::Client) {
+    /// client.close(1000, "bye").await;
+    /// # }
+    /// ```
+    pub async fn close(&self, code: u16, reason: &str) {
+        let (tx, done) = oneshot::channel();
+        {
+            let mut core = self.shared.lock();
+            core.conn.close(Instant::now(), code, reason);
+            core.closers.push(tx);
+            self.shared.kick(core);
+        }
+        // An error means the task is gone, and with it every socket.
+        let _ = done.await;
+    }
+}
+
+/// Builds a [`Client`]; from [`Client::builder`].
+#[must_use]
+pub struct ClientBuilder<T = NativeTransport> {
+    config: Config,
+    transport: T,
+    tokens: Option<Arc<dyn TokenProvider>>,
+    event_buffer: usize,
+}
+
+impl<T> std::fmt::Debug for ClientBuilder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("config", &self.config)
+            .field("token_provider", &self.tokens.is_some())
+            .field("event_buffer", &self.event_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> ClientBuilder<T> {
+    /// The async token provider, asked before each attempt when `config.auth` is set.
+    pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
+        self.tokens = Some(Arc::new(provider));
+        self
+    }
+
+    /// Another transport: a [`NativeTransport`] with other settings, or a test double.
+    pub fn transport<U>(self, transport: U) -> ClientBuilder<U> {
+        ClientBuilder {
+            config: self.config,
+            transport,
+            tokens: self.tokens,
+            event_buffer: self.event_buffer,
+        }
+    }
+
+    /// How many events each [`Events`] reader may fall behind by (1 to 65 536); the
+    /// buffer is allocated up front.
+    pub fn event_buffer(mut self, events: usize) -> Self {
+        self.event_buffer = events.clamp(1, 1 << 16);
+        self
+    }
+
+    /// Starts the client's task on the current tokio runtime and connects.
+    pub fn spawn(self) -> Result<Client, BuildError>
+    where
+        T: Transport + Send + Sync + 'static,
+        T::Writer: Send + 'static,
+        T::Reader: Send + 'static,
+    {
+        let runtime = Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
+        if self.config.auth.is_some() && self.tokens.is_none() {
+            return Err(BuildError::NoTokenProvider);
+        }
+        let now = Instant::now();
+        let mut conn = Connection::new(self.config, now)?;
+        let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
+        conn.connect(now);
+
+        let (events, first) = broadcast::channel(self.event_buffer);
+        let (state, _) = watch::channel(conn.state());
+        let transport = Arc::new(self.transport);
+        let tokens = self.tokens;
+        let start = move |shared: Arc<Shared>| {
+            let task = driver::run(shared, transport.clone(), tokens.clone());
+            drop(runtime.spawn(task.instrument(span.clone())));
+        };
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                conn,
+                running: true,
+                handles_gone: false,
+                confirmations: HashMap::new(),
+                closers: Vec::new(),
+            }),
+            wake: Notify::new(),
+            events,
+            first_events: Mutex::new(Some(first)),
+            state,
+            start: Box::new(start),
+        });
+        (shared.start)(shared.clone());
+        Ok(Client {
+            _handle: Arc::new(HandleGuard(shared.clone())),
+            shared,
+        })
+    }
+}

@@ -1,0 +1,536 @@
+//! The client's task: feed inputs, perform actions, arm the timer, re-read the clock.
+//!
+//! ```text
+//!   user calls ──(lock, Notify)──┐
+//!   socket readers ──────────────┤            ┌─► Open: spawn connect        ─┐
+//!   connect / poll / token tasks ┼─► Connection ─► Send: the socket's writer  │ outcomes come
+//!   sleep_until(poll_timeout) ───┘     │      ├─► Close: close / abort        │ back as inputs
+//!                                      │      ├─► Poll: spawn the request    ─┤
+//!                                      │      └─► FetchToken: spawn provider ─┘
+//!                                      └─► events: broadcast, state watch, waiters
+//! ```
+//!
+//! No decision about the connection is made here: every `if` is about which socket an
+//! action names, or whether the task has anything left to do.
+
+use std::collections::HashMap;
+use std::future::{pending, Future};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tether_core::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
+use tether_core::{
+    Action, Event, Instant, Metrics, Payload, RequestId, State, Token, TransportFailure,
+    TransportId,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::{debug, info, trace, warn, Instrument, Span};
+
+use crate::client::{Core, Shared};
+use crate::error::DeliveryError;
+use crate::token::TokenProvider;
+
+/// Inputs queued for the task; a full queue holds back the socket readers (and so the
+/// server, through TCP) rather than growing.
+const INPUT_QUEUE: usize = 64;
+
+/// After the core closes a socket: how long its last frames, the close frame and the
+/// server's answer may take before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Something that happened outside the task.
+enum Input<W, R> {
+    /// A `connect` finished.
+    Opened(TransportId, Result<(W, R), TransportFailure>),
+    /// A socket's reader saw this.
+    Socket(TransportId, SocketEvent),
+    /// A socket's writer task ended: the socket is gone.
+    SocketGone(TransportId),
+    /// A poll request finished.
+    Polled(RequestId, Result<Vec<u8>, TransportFailure>),
+    /// The token provider answered request number `.0`.
+    Token(u64, Result<Token, String>),
+}
+
+/// What a socket's writer task is told.
+enum Write {
+    Frame(Payload),
+    Close(u16, String),
+}
+
+/// One WebSocket the task is responsible for.
+enum Slot {
+    /// `connect` is running.
+    Connecting(AbortHandle),
+    /// Open: frames go to its writer task.
+    Open {
+        frames: mpsc::UnboundedSender<Write>,
+        /// Starts the writer's close deadline.
+        closing: oneshot::Sender<()>,
+        opened: std::time::Instant,
+    },
+    /// Closing or closed; its writer task has not ended yet.
+    Closing,
+}
+
+struct Driver<T: Transport> {
+    shared: Arc<Shared>,
+    transport: Arc<T>,
+    tokens: Option<Arc<dyn TokenProvider>>,
+    inputs: mpsc::Sender<Input<T::Writer, T::Reader>>,
+    sockets: HashMap<TransportId, Slot>,
+    polls: HashMap<RequestId, (TransportId, AbortHandle)>,
+    token_fetch: Option<(u64, AbortHandle)>,
+    token_requests: u64,
+    /// The connection was closed because every handle is gone.
+    closed_for_drop: bool,
+}
+
+/// The task of one client. Ends when the connection has stopped and nothing is left to do.
+pub(crate) async fn run<T>(
+    shared: Arc<Shared>,
+    transport: Arc<T>,
+    tokens: Option<Arc<dyn TokenProvider>>,
+) where
+    T: Transport + Send + Sync + 'static,
+    T::Writer: Send + 'static,
+    T::Reader: Send + 'static,
+{
+    let (inputs, mut received) = mpsc::channel(INPUT_QUEUE);
+    let mut driver = Driver {
+        shared,
+        transport,
+        tokens,
+        inputs,
+        sockets: HashMap::new(),
+        polls: HashMap::new(),
+        token_fetch: None,
+        token_requests: 0,
+        closed_for_drop: false,
+    };
+    debug!("client task started");
+    while let Some(deadline) = driver.step() {
+        let shared = driver.shared.clone();
+        tokio::select! {
+            biased;
+            () = shared.wake.notified() => {}
+            Some(input) = received.recv() => driver.feed(input),
+            () = sleep_until(deadline) => driver.timeout(),
+        }
+    }
+    if let Some((_, task)) = driver.token_fetch.take() {
+        task.abort();
+    }
+    debug!("client task ended");
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => pending().await,
+    }
+}
+
+impl<T> Driver<T>
+where
+    T: Transport + Send + Sync + 'static,
+    T::Writer: Send + 'static,
+    T::Reader: Send + 'static,
+{
+    /// Drains the core until it is quiet; the deadline to sleep until, or `None` to end.
+    fn step(&mut self) -> Option<Option<Instant>> {
+        loop {
+            let (actions, events, metrics) = {
+                let mut core = self.shared.lock();
+                if core.handles_gone && !self.closed_for_drop {
+                    self.closed_for_drop = true;
+                    if core.conn.state() != State::Closed {
+                        info!("every handle dropped: closing");
+                        core.conn.close(Instant::now(), 1000, "client dropped");
+                    }
+                }
+                let actions: Vec<Action> = std::iter::from_fn(|| core.conn.poll_action()).collect();
+                let events: Vec<Event> = std::iter::from_fn(|| core.conn.poll_event()).collect();
+                if actions.is_empty() && events.is_empty() {
+                    return self.settle(&mut core);
+                }
+                let closes = actions.iter().any(|a| matches!(a, Action::Close { .. }))
+                    || events.iter().any(|e| matches!(e, Event::Stopped(_)));
+                let metrics = closes.then(|| core.conn.metrics(Instant::now()));
+                resolve_confirmations(&mut core, &events);
+                (actions, events, metrics)
+            };
+            for action in actions {
+                self.perform(action, metrics.as_ref());
+            }
+            for event in events {
+                self.publish(event, metrics.as_ref());
+            }
+        }
+    }
+
+    /// The core is quiet: answer `close()` callers, and decide whether to sleep or end.
+    fn settle(&self, core: &mut Core) -> Option<Option<Instant>> {
+        let state = core.conn.state();
+        let idle = self.sockets.is_empty() && self.polls.is_empty();
+        if !core.closers.is_empty() && (state != State::Closed || idle) {
+            for closer in core.closers.drain(..) {
+                let _ = closer.send(());
+            }
+        }
+        let deadline = core.conn.poll_timeout();
+        if state.is_stopped() && idle && deadline.is_none() {
+            core.running = false;
+            return None;
+        }
+        Some(deadline)
+    }
+
+    fn timeout(&mut self) {
+        let mut core = self.shared.lock();
+        let now = Instant::now();
+        if let Some((timer, _)) = core.conn.next_timer() {
+            trace!(%timer, "timer fired");
+        }
+        core.conn.handle_timeout(now);
+    }
+
+    fn feed(&mut self, input: Input<T::Writer, T::Reader>) {
+        match input {
+            Input::Opened(id, result) => {
+                if !matches!(self.sockets.get(&id), Some(Slot::Connecting(_))) {
+                    return; // abandoned: dropping the socket closes it
+                }
+                match result {
+                    Ok((writer, reader)) => {
+                        info!(transport = id.0, "socket open");
+                        let slot = self.start_socket(id, writer, reader);
+                        self.sockets.insert(id, slot);
+                        self.shared.lock().conn.handle_opened(Instant::now(), id);
+                    }
+                    Err(failure) => {
+                        self.sockets.remove(&id);
+                        debug!(transport = id.0, error = %failure, "connect failed");
+                        self.shared
+                            .lock()
+                            .conn
+                            .handle_failed(Instant::now(), id, failure);
+                    }
+                }
+            }
+            Input::Socket(id, event) => {
+                let Some(Slot::Open { opened, .. }) = self.sockets.get(&id) else {
+                    return; // closed by us: the core has forgotten it
+                };
+                let opened = *opened;
+                if event.is_end() {
+                    // Dropping the writer's channel ends its task, and with it the socket.
+                    self.sockets.insert(id, Slot::Closing);
+                }
+                let mut core = self.shared.lock();
+                let now = Instant::now();
+                match &event {
+                    SocketEvent::Frame(frame) => {
+                        trace!(transport = id.0, bytes = frame.len(), "frame")
+                    }
+                    SocketEvent::Closed { code, reason } => {
+                        let m = core.conn.metrics(now);
+                        info!(
+                            transport = id.0,
+                            code = ?code,
+                            reason = %reason,
+                            connected_for = ?now.saturating_duration_since(opened),
+                            messages_in = m.messages_in,
+                            messages_out = m.messages_out,
+                            "socket closed by the server"
+                        );
+                    }
+                    SocketEvent::Failed(failure) => {
+                        warn!(
+                            transport = id.0,
+                            error = %failure,
+                            connected_for = ?now.saturating_duration_since(opened),
+                            "socket failed"
+                        );
+                    }
+                    _ => {}
+                }
+                event.apply(&mut core.conn, now, id);
+            }
+            Input::SocketGone(id) => {
+                if matches!(self.sockets.get(&id), Some(Slot::Closing)) {
+                    self.sockets.remove(&id);
+                }
+            }
+            Input::Polled(request, result) => {
+                if self.polls.remove(&request).is_none() {
+                    return;
+                }
+                if let Err(failure) = &result {
+                    debug!(request = request.0, error = %failure, "poll failed");
+                }
+                self.shared
+                    .lock()
+                    .conn
+                    .handle_poll_response(Instant::now(), request, result);
+            }
+            Input::Token(number, result) => {
+                if !matches!(self.token_fetch, Some((n, _)) if n == number) {
+                    return;
+                }
+                self.token_fetch = None;
+                self.shared.lock().conn.handle_token(Instant::now(), result);
+            }
+        }
+    }
+
+    fn perform(&mut self, action: Action, metrics: Option<&Metrics>) {
+        match action {
+            Action::FetchToken => {
+                if let Some((_, previous)) = self.token_fetch.take() {
+                    previous.abort();
+                }
+                self.token_requests += 1;
+                let number = self.token_requests;
+                let tokens = self.tokens.clone();
+                let inputs = self.inputs.clone();
+                debug!("fetching a token");
+                let task = spawn(async move {
+                    let result = match tokens {
+                        Some(provider) => AssertUnwindSafe(provider.token())
+                            .catch_unwind()
+                            .await
+                            .unwrap_or_else(|_| Err("the token provider panicked".to_owned())),
+                        None => Err("no token provider".to_owned()),
+                    };
+                    let _ = inputs.send(Input::Token(number, result)).await;
+                });
+                self.token_fetch = Some((number, task));
+            }
+            Action::Open {
+                id,
+                url,
+                protocols,
+                headers,
+            } => {
+                info!(transport = id.0, url = %redact(&url), ?protocols, "connecting");
+                let transport = self.transport.clone();
+                let inputs = self.inputs.clone();
+                let task = spawn(async move {
+                    let result = transport.connect(url, protocols, headers).await;
+                    let _ = inputs.send(Input::Opened(id, result)).await;
+                });
+                self.sockets.insert(id, Slot::Connecting(task));
+            }
+            Action::Send { id, frame } => match self.sockets.get(&id) {
+                Some(Slot::Open { frames, .. }) => {
+                    let _ = frames.send(Write::Frame(frame));
+                }
+                _ => debug!(transport = id.0, "a frame for a socket that is gone"),
+            },
+            Action::Close { id, code, reason } => match self.sockets.remove(&id) {
+                Some(Slot::Connecting(task)) => {
+                    debug!(transport = id.0, %reason, "attempt abandoned");
+                    task.abort();
+                }
+                Some(Slot::Open {
+                    frames,
+                    closing,
+                    opened,
+                }) => {
+                    info!(
+                        transport = id.0,
+                        code,
+                        %reason,
+                        connected_for = ?opened.elapsed(),
+                        messages_in = metrics.map(|m| m.messages_in),
+                        messages_out = metrics.map(|m| m.messages_out),
+                        "closing socket"
+                    );
+                    let _ = frames.send(Write::Close(code, reason));
+                    let _ = closing.send(());
+                    self.sockets.insert(id, Slot::Closing);
+                }
+                Some(Slot::Closing) => {
+                    self.sockets.insert(id, Slot::Closing);
+                }
+                None => {
+                    // A polling session: abandon its requests.
+                    self.polls.retain(|_, (session, task)| {
+                        let keep = *session != id;
+                        if !keep {
+                            task.abort();
+                        }
+                        keep
+                    });
+                    debug!(transport = id.0, code, %reason, "polling session ended");
+                }
+            },
+            Action::Poll {
+                id,
+                request,
+                kind,
+                url,
+                headers,
+                body,
+            } => {
+                trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
+                let transport = self.transport.clone();
+                let inputs = self.inputs.clone();
+                let task = spawn(async move {
+                    let result = transport.poll(url, headers, body).await;
+                    let _ = inputs.send(Input::Polled(request, result)).await;
+                });
+                self.polls.insert(request, (id, task));
+            }
+            other => warn!(action = ?other, "an action this driver does not know"),
+        }
+    }
+
+    /// Starts the reader and writer tasks of a socket that just opened.
+    fn start_socket(&self, id: TransportId, mut writer: T::Writer, mut reader: T::Reader) -> Slot {
+        let inputs = self.inputs.clone();
+        let read = spawn_join(async move {
+            loop {
+                let event = reader.next().await;
+                let end = event.is_end();
+                if inputs.send(Input::Socket(id, event)).await.is_err() || end {
+                    break;
+                }
+            }
+        });
+        let (frames, mut queue) = mpsc::unbounded_channel();
+        let (closing, close_started) = oneshot::channel::<()>();
+        let inputs = self.inputs.clone();
+        spawn(async move {
+            let mut read = read;
+            let work = async {
+                while let Some(write) = queue.recv().await {
+                    match write {
+                        Write::Frame(frame) => {
+                            if let Err(failure) = writer.send(frame).await {
+                                let _ = inputs
+                                    .send(Input::Socket(id, SocketEvent::Failed(failure)))
+                                    .await;
+                                return;
+                            }
+                        }
+                        Write::Close(code, reason) => {
+                            writer.close(code, reason).await;
+                            let _ = (&mut read).await; // the server's answer ends the reader
+                            return;
+                        }
+                    }
+                }
+            };
+            let deadline = async {
+                if close_started.await.is_ok() {
+                    tokio::time::sleep(CLOSE_GRACE).await;
+                } else {
+                    pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = work => {}
+                () = deadline => debug!(transport = id.0, "close took too long: socket dropped"),
+            }
+            read.abort();
+            drop(writer);
+            let _ = inputs.send(Input::SocketGone(id)).await;
+        });
+        Slot::Open {
+            frames,
+            closing,
+            opened: std::time::Instant::now(),
+        }
+    }
+
+    fn publish(&mut self, event: Event, metrics: Option<&Metrics>) {
+        match &event {
+            Event::StateChanged { from, to } => {
+                debug!(%from, %to, "state changed");
+                self.shared.state.send_if_modified(|s| {
+                    let changed = s != to;
+                    *s = *to;
+                    changed
+                });
+            }
+            Event::Message(payload) => trace!(bytes = payload.len(), "message"),
+            Event::Disconnected {
+                cause,
+                connected_for,
+            } => {
+                info!(%cause, ?connected_for, "disconnected");
+            }
+            Event::ReconnectScheduled {
+                attempt,
+                delay,
+                hinted,
+            } => info!(attempt, ?delay, hinted, "reconnect scheduled"),
+            Event::FallbackChanged { active: true } => {
+                warn!("WebSocket unavailable: switched to HTTP polling")
+            }
+            Event::FallbackChanged { active: false } => info!("WebSocket back: HTTP polling ended"),
+            Event::QualityChanged {
+                quality,
+                reliability,
+            } => debug!(?quality, reliability, "quality changed"),
+            Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
+            Event::Error(e) => warn!(error = %e, "connection problem"),
+            Event::Stopped(reason) => info!(
+                %reason,
+                messages_in = metrics.map(|m| m.messages_in),
+                messages_out = metrics.map(|m| m.messages_out),
+                reconnects = metrics.map(|m| m.reconnects),
+                "connection stopped"
+            ),
+            Event::TokenRefreshed => debug!("token refreshed"),
+            Event::Delivered { id } => trace!(message = id.0, "delivered"),
+            Event::Dropped { id, reason } => debug!(message = id.0, ?reason, "message dropped"),
+            _ => {}
+        }
+        // No receiver is not an error: nobody listens.
+        let _ = self.shared.events.send(event);
+    }
+}
+
+/// Answers `send_confirmed` callers whose message's fate is now known.
+fn resolve_confirmations(core: &mut Core, events: &[Event]) {
+    if core.confirmations.is_empty() {
+        return;
+    }
+    for event in events {
+        match event {
+            Event::Delivered { id } => {
+                if let Some(waiter) = core.confirmations.remove(id) {
+                    let _ = waiter.send(Ok(*id));
+                }
+            }
+            Event::Dropped { id, reason } => {
+                if let Some(waiter) = core.confirmations.remove(id) {
+                    let _ = waiter.send(Err(DeliveryError::Dropped(*reason)));
+                }
+            }
+            // After a user close every retained message is reported Delivered or Dropped;
+            // after an error they stay retained, with no answer until a reconnect.
+            Event::Stopped(reason) if core.conn.state() == State::Error => {
+                for (_, waiter) in core.confirmations.drain() {
+                    let _ = waiter.send(Err(DeliveryError::Stopped(reason.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Spawns `task` in the client's span.
+fn spawn(task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
+    spawn_join(task).abort_handle()
+}
+
+fn spawn_join(task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(task.instrument(Span::current()))
+}

@@ -1,0 +1,260 @@
+//! The WebSocket: tokio-tungstenite over TCP, with rustls for `wss://`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use rustls::pki_types::ServerName;
+use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
+use tether_core::{Payload, TransportFailure};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::http::header::{
+    HeaderName, HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use super::failure;
+
+type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The longest close reason a close frame can carry (125 bytes of payload less the code).
+const MAX_CLOSE_REASON: usize = 123;
+
+/// Opens one WebSocket: TCP, then TLS for `wss://`, then the upgrade.
+pub(crate) async fn connect(
+    config: WebSocketConfig,
+    tls: Result<Arc<rustls::ClientConfig>, TransportFailure>,
+    url: String,
+    protocols: Vec<String>,
+    headers: Vec<(String, String)>,
+) -> Result<(WsWriter, WsReader), TransportFailure> {
+    let request = request(&url, &protocols, headers)?;
+    let uri = request.uri();
+    let secure = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("wss") => true,
+        Some(s) if s.eq_ignore_ascii_case("ws") => false,
+        _ => return Err(invalid("not a ws:// or wss:// URL")),
+    };
+    let host = uri.host().ok_or_else(|| invalid("no host in the URL"))?;
+    // `http::Uri` keeps the brackets of an IPv6 literal.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| failure::from_io(&e))?;
+    // Frames are small and latency matters more than packet count (pings measure RTT).
+    let _ = tcp.set_nodelay(true);
+    let stream = if secure {
+        let name = ServerName::try_from(host)
+            .map_err(|_| TransportFailure::Tls("invalid server name".into()))?;
+        let tls = TlsConnector::from(tls?)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| failure::from_io(&e))?;
+        MaybeTlsStream::Rustls(tls)
+    } else {
+        MaybeTlsStream::Plain(tcp)
+    };
+    let (socket, _response) =
+        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+            .await
+            .map_err(failure::from_ws)?;
+    let (sink, stream) = socket.split();
+    Ok((
+        WsWriter { sink },
+        WsReader {
+            stream,
+            ended: false,
+        },
+    ))
+}
+
+/// The upgrade request. Errors name the header, never its value (it may be a token).
+fn request(
+    url: &str,
+    protocols: &[String],
+    headers: Vec<(String, String)>,
+) -> Result<Request, TransportFailure> {
+    let mut request = url
+        .into_client_request()
+        .map_err(|_| invalid("malformed WebSocket URL"))?;
+    let map = request.headers_mut();
+    if !protocols.is_empty() {
+        let value = HeaderValue::from_str(&protocols.join(", "))
+            .map_err(|_| invalid("invalid subprotocol"))?;
+        map.insert(SEC_WEBSOCKET_PROTOCOL, value);
+    }
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid("invalid request header name"))?;
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(|_| TransportFailure::Network(format!("invalid value of header {name}")))?;
+        if name == AUTHORIZATION {
+            value.set_sensitive(true);
+        }
+        map.append(name, value);
+    }
+    Ok(request)
+}
+
+fn invalid(what: &str) -> TransportFailure {
+    TransportFailure::Network(what.to_owned())
+}
+
+/// The sending half of a native WebSocket.
+#[derive(Debug)]
+pub struct WsWriter {
+    sink: SplitSink<Stream, Message>,
+}
+
+impl SocketWriter for WsWriter {
+    fn send(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        let message = match frame {
+            Payload::Text(text) => Message::Text(text.into()),
+            Payload::Binary(bytes) => Message::Binary(bytes.into()),
+        };
+        async move { self.sink.send(message).await.map_err(failure::from_ws) }
+    }
+
+    fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
+        let frame = CloseFrame {
+            code: CloseCode::from(sendable_code(code)),
+            reason: truncate(reason, MAX_CLOSE_REASON).into(),
+        };
+        async move {
+            // An error means the socket is already gone: nothing left to close.
+            let _ = self.sink.send(Message::Close(Some(frame))).await;
+        }
+    }
+}
+
+/// The receiving half of a native WebSocket.
+#[derive(Debug)]
+pub struct WsReader {
+    stream: SplitStream<Stream>,
+    ended: bool,
+}
+
+impl SocketReader for WsReader {
+    async fn next(&mut self) -> SocketEvent {
+        {
+            if self.ended {
+                return closed(None, "the socket had already ended");
+            }
+            let event = loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        break SocketEvent::Frame(Payload::Text(text.as_str().to_owned()))
+                    }
+                    Some(Ok(Message::Binary(bytes))) => {
+                        break SocketEvent::Frame(Payload::Binary(Vec::from(bytes)))
+                    }
+                    // Pings are answered inside tungstenite.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(frame))) => {
+                        break match frame {
+                            Some(f) => SocketEvent::Closed {
+                                code: Some(u16::from(f.code)),
+                                reason: f.reason.as_str().to_owned(),
+                            },
+                            None => closed(None, ""),
+                        }
+                    }
+                    Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed)) | None => {
+                        break closed(None, "connection ended")
+                    }
+                    Some(Err(WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake))) => {
+                        break closed(None, "connection ended without a close frame")
+                    }
+                    Some(Err(e)) => break SocketEvent::Failed(failure::from_ws(e)),
+                }
+            };
+            self.ended = event.is_end();
+            event
+        }
+    }
+}
+
+fn closed(code: Option<u16>, reason: &str) -> SocketEvent {
+    SocketEvent::Closed {
+        code,
+        reason: reason.to_owned(),
+    }
+}
+
+/// Codes an endpoint may put in a close frame (RFC 6455 §7.4); others become 1000.
+fn sendable_code(code: u16) -> u16 {
+    match code {
+        1000..=1003 | 1007..=1014 | 3000..=4999 => code,
+        _ => 1000,
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_frames_are_valid() {
+        assert_eq!(sendable_code(1000), 1000);
+        assert_eq!(sendable_code(4400), 4400);
+        assert_eq!(sendable_code(1005), 1000);
+        assert_eq!(sendable_code(1006), 1000);
+        assert_eq!(sendable_code(0), 1000);
+        assert_eq!(sendable_code(5000), 1000);
+        let long = "é".repeat(100);
+        let cut = truncate(long, MAX_CLOSE_REASON);
+        assert!(cut.len() <= MAX_CLOSE_REASON && cut.chars().all(|c| c == 'é'));
+        assert_eq!(truncate("bye".into(), MAX_CLOSE_REASON), "bye");
+    }
+
+    #[test]
+    fn request_errors_never_show_values() {
+        let secret = "Bearer s3cr3t\n".to_owned();
+        let err = request("ws://h/", &[], vec![("Authorization".to_owned(), secret)]).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+        let err = request("ws://h/?access_token=s3cr3t x", &[], Vec::new()).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn request_carries_protocols_and_headers() {
+        let r = request(
+            "ws://h:1/p",
+            &["a".into(), "b".into()],
+            vec![("Authorization".into(), "Bearer t".into())],
+        )
+        .unwrap();
+        assert_eq!(r.headers()[SEC_WEBSOCKET_PROTOCOL], "a, b");
+        assert_eq!(r.headers()[AUTHORIZATION], "Bearer t");
+        assert!(r.headers()[AUTHORIZATION].is_sensitive());
+    }
+}
