@@ -208,8 +208,11 @@ pub enum DropReason {
     Overflow,
     /// Waited longer than `queue.max_age`.
     Expired,
-    /// The connection was closed or stopped before it could be delivered.
+    /// The connection was closed before the message was written.
     Stopped,
+    /// The connection was closed after the message was written but before the server
+    /// acknowledged it: it may or may not have arrived.
+    Unconfirmed,
 }
 
 /// A problem worth reporting that the core handles itself (the connection goes on or is

@@ -952,10 +952,12 @@ impl Connection {
 
     fn drop_retained(&mut self) {
         for r in self.outbox.drain_all() {
-            self.events.push_back(Event::Dropped {
-                id: r.id,
-                reason: DropReason::Stopped,
-            });
+            let reason = if r.seq == 0 {
+                DropReason::Stopped
+            } else {
+                DropReason::Unconfirmed
+            };
+            self.events.push_back(Event::Dropped { id: r.id, reason });
         }
     }
 

@@ -911,7 +911,7 @@ fn close_lingers_for_acks_then_closes() {
     assert!(h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
     assert!(h.events.contains(&Event::Dropped {
         id: a,
-        reason: DropReason::Stopped
+        reason: DropReason::Unconfirmed
     }));
     assert_eq!(h.conn.poll_timeout(), None);
 }
