@@ -409,6 +409,12 @@ impl Connection {
         }
         self.token_fetch = false;
         self.timers.stop(Timer::TokenFetch);
+        // A token that expired before it arrived (the process slept while the provider
+        // answered) would only be rejected: treat it as a failed fetch.
+        let result = result.and_then(|token| match token.expires_at {
+            Some(expires) if expires <= now => Err("the token had already expired".to_owned()),
+            _ => Ok(token),
+        });
         match result {
             Ok(token) => {
                 if let Some(expires) = token.expires_at {
