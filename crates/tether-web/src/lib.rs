@@ -1,0 +1,85 @@
+//! # tether-web
+//!
+//! The browser and Node driver of Tether, a reconnecting WebSocket client, for
+//! `wasm32-unknown-unknown`. [`Client`] runs one [`tether_core::Connection`] on the
+//! JavaScript event loop and does its I/O: WebSockets through the platform's
+//! `WebSocket` (or an injected constructor, such as the `ws` package's in Node 20),
+//! HTTP polling through `fetch`, timers through `setTimeout`, time through
+//! `web_time::Instant`, and the page's online, visibility, pagehide/pageshow and
+//! freeze/resume events as hints. Every decision (when to connect, back off, ping, give
+//! up on a dead socket, fall back to polling, resend) is the core's, exactly as with the
+//! native driver.
+//!
+//! ```no_run
+//! # #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tether_core::{Config, Event};
+//! use tether_web::Client;
+//!
+//! let config = Config::builder("wss://example.com/ws").protocol().build()?;
+//! let client = Client::connect(config)?;
+//! let mut events = client.events();
+//! client.send("hello")?;
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(reply) = event {
+//!         let _ = reply;
+//!         break;
+//!     }
+//! }
+//! client.close(1000, "done").await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## What lives where
+//! - [`Client`] and [`ClientBuilder`]: the handle and how to make one; [`Events`] and
+//!   [`Subscription`]: its events, as a stream or through a listener.
+//! - [`TokenProvider`]: the application's async token source.
+//! - [`WebTransport`]: the [`tether_core::transport::Transport`] of this target.
+//! - [`log`]: forwards the driver's `tracing` logs to the console.
+//! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is the
+//!   core's ([`tether_core::SendError`], [`tether_core::TerminalReason`]).
+//!
+//! On other targets this crate holds only its platform-independent parts (errors and
+//! the token provider trait), so that a workspace build on any target succeeds.
+//!
+//! ## Why a JavaScript shim
+//! A Rust closure handed to a socket as an event handler crashes the process ("closure
+//! invoked recursively or after being dropped") when the socket fires after the closure
+//! was dropped, which Node's `ws` sockets do. Here no Rust closure is ever given to a
+//! socket, a request or the page: their handlers are plain JavaScript in `shim.js`, and
+//! the driver awaits promises they resolve, which never reject.
+#![warn(missing_docs)]
+
+// Platform-independent helpers of the wasm32 driver, built and unit-tested everywhere.
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_os = "unknown")),
+    allow(dead_code)
+)]
+mod close;
+mod error;
+#[cfg_attr(
+    not(all(target_arch = "wasm32", target_os = "unknown")),
+    allow(dead_code)
+)]
+mod local;
+mod token;
+
+pub use error::{BuildError, DeliveryError};
+pub use token::{TokenFuture, TokenProvider};
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod client;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod driver;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub mod log;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod sys;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod transport;
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use client::{Client, ClientBuilder, Events, Subscription};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use transport::{WebSocketReader, WebSocketWriter, WebTransport};

@@ -1,0 +1,97 @@
+//! Logs to the JavaScript console: a tiny `tracing` subscriber.
+//!
+//! The driver logs attempts (URLs without their query), sockets opened and closed,
+//! reconnects, fallback switches and stops; tokens, headers and query strings never.
+
+use std::fmt::{self, Write};
+
+use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = debug)]
+    fn console_debug(line: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = info)]
+    fn console_info(line: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = warn)]
+    fn console_warn(line: &str);
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(line: &str);
+}
+
+/// Forwards Tether's logs at `level` and above to the console (`console.debug`, `.info`,
+/// `.warn`, `.error`). False when a `tracing` subscriber was installed already (it then
+/// gets the logs).
+///
+/// ```no_run
+/// tether_web::log::init(tracing::Level::INFO);
+/// ```
+pub fn init(level: Level) -> bool {
+    tracing::subscriber::set_global_default(Console { max: level }).is_ok()
+}
+
+struct Console {
+    max: Level,
+}
+
+#[derive(Default)]
+struct Line {
+    message: String,
+    fields: String,
+}
+
+impl Visit for Line {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={}", field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={:?}", field.name(), value);
+        }
+    }
+}
+
+impl Subscriber for Console {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        *metadata.level() <= self.max && metadata.target().starts_with("tether")
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::from_level(self.max))
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut line = Line::default();
+        event.record(&mut line);
+        let text = format!("tether: {}{}", line.message, line.fields);
+        match *event.metadata().level() {
+            Level::ERROR => console_error(&text),
+            Level::WARN => console_warn(&text),
+            Level::INFO => console_info(&text),
+            _ => console_debug(&text),
+        }
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}

@@ -1,0 +1,304 @@
+// The JavaScript half of the browser and Node driver.
+//
+// Every event handler a WebSocket, a fetch or the page can call lives here, as a plain
+// JavaScript function. Rust never hands a closure to a socket: it awaits promises that
+// these objects resolve, and promises here never reject. So a socket that fires after
+// Rust dropped it (Node's `ws` does, and has no `dispatchEvent` to detach from) only
+// reaches a handler that ignores it, and no rejection goes unhandled.
+
+const OPEN = 1;
+// How long a closing socket may take before it is dropped (the native driver's grace).
+const CLOSE_GRACE_MS = 2000;
+
+// Why a connection attempt or a request failed: { kind, message?, status?, retryAfterMs? },
+// kind one of refused | network | http | tls | blocked.
+function failure(error) {
+  const cause = error && error.cause;
+  const code = (cause && cause.code) || (error && error.code);
+  if (code === 'ECONNREFUSED') return { kind: 'refused' };
+  if (typeof code === 'string' && /CERT|TLS|SSL/.test(code)) {
+    return { kind: 'tls', message: String(code) };
+  }
+  const message = error && error.message ? String(error.message) : 'network error';
+  const http = /Unexpected server response: (\d+)/.exec(message);
+  if (http) return { kind: 'http', status: Number(http[1]) };
+  return { kind: 'network', message };
+}
+
+function retryAfterMs(value) {
+  if (value == null || value === '') return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const at = Date.parse(value);
+  return Number.isFinite(at) ? Math.max(0, at - Date.now()) : undefined;
+}
+
+function binary(data) {
+  if (Object.prototype.toString.call(data) === '[object ArrayBuffer]') {
+    return new Uint8Array(data);
+  }
+  if (ArrayBuffer.isView(data)) {
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  }
+  if (Array.isArray(data)) {
+    // `ws` with binaryType 'fragments'.
+    const parts = data.map(binary);
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+  return new Uint8Array(0);
+}
+
+/// One WebSocket. `opened()` resolves with null once open, or with a failure;
+/// `next()` resolves with the events seen since the last call: a string (text frame),
+/// a Uint8Array (binary frame) or { end: true, code, reason } (the end, reported once).
+export class Sock {
+  constructor(ctor, url, protocols, headers) {
+    this.q = [];
+    this.wake = null;
+    this.done = false;
+    this.error = null;
+    this.grace = null;
+    // undefined while opening, null once open, else why it failed.
+    this.outcome = undefined;
+    this.waiter = null;
+    const WebSocket = ctor == null ? globalThis.WebSocket : ctor;
+    if (typeof WebSocket !== 'function') {
+      this.outcome = { kind: 'blocked' };
+      this.done = true;
+      return;
+    }
+    let ws;
+    try {
+      ws =
+        headers.length > 0
+          ? new WebSocket(url, protocols, { headers: Object.fromEntries(headers) })
+          : new WebSocket(url, protocols);
+    } catch (e) {
+      this.outcome =
+        e && e.name === 'SecurityError'
+          ? { kind: 'blocked' }
+          : { kind: 'network', message: String(e && e.message) };
+      this.done = true;
+      return;
+    }
+    this.ws = ws;
+    ws.binaryType = 'arraybuffer';
+    ws.onopen = () => this.settle(null);
+    ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
+    ws.onerror = (e) => {
+      if (!this.error) this.error = failure(e && e.error);
+    };
+    ws.onclose = (e) => this.closed(e.code, e.reason);
+    if (typeof ws.on === 'function') {
+      // Node's `ws` tells the status of a refused upgrade, and its Retry-After.
+      ws.on('unexpected-response', (req, res) => {
+        this.error = {
+          kind: 'http',
+          status: res.statusCode,
+          retryAfterMs: retryAfterMs(res.headers['retry-after']),
+        };
+        res.resume();
+        ws.terminate();
+      });
+    }
+  }
+
+  opened() {
+    if (this.outcome !== undefined) return Promise.resolve(this.outcome);
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  settle(outcome) {
+    if (this.outcome !== undefined) return;
+    this.outcome = outcome;
+    const waiter = this.waiter;
+    this.waiter = null;
+    if (waiter) waiter(outcome);
+  }
+
+  next() {
+    if (this.q.length > 0 || this.done) {
+      const q = this.q;
+      this.q = [];
+      return Promise.resolve(q);
+    }
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  push(event) {
+    if (this.done) return;
+    this.q.push(event);
+    const wake = this.wake;
+    if (wake) {
+      this.wake = null;
+      const q = this.q;
+      this.q = [];
+      wake(q);
+    }
+  }
+
+  closed(code, reason) {
+    clearTimeout(this.grace);
+    if (this.outcome === undefined) {
+      // It never opened.
+      this.settle(this.error || { kind: 'network', message: `connection failed (${code})` });
+      this.done = true;
+      return;
+    }
+    const known = code !== 1005 && code !== 1006 && typeof code === 'number';
+    const text = reason || (this.error && this.error.message) || '';
+    this.push({ end: true, code: known ? code : undefined, reason: text });
+    this.done = true;
+  }
+
+  // False when the socket is not open: nothing was sent.
+  send(data) {
+    if (this.done || this.ws.readyState !== OPEN) return false;
+    try {
+      this.ws.send(data);
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  close(code, reason) {
+    if (this.done || this.ws === undefined) return;
+    try {
+      this.ws.close(code, reason);
+    } catch (e) {
+      this.abandon();
+      return;
+    }
+    this.grace = setTimeout(() => this.abandon(), CLOSE_GRACE_MS);
+  }
+
+  // Ends the socket without waiting; its handlers stay attached and ignore everything.
+  abandon() {
+    clearTimeout(this.grace);
+    const ws = this.ws;
+    if (ws !== undefined) {
+      try {
+        if (typeof ws.terminate === 'function') ws.terminate();
+        else if (ws.readyState < 2) ws.close();
+      } catch (e) {
+        // Already gone.
+      }
+    }
+    this.settle({ kind: 'network', message: 'abandoned' });
+    this.push({ end: true, code: undefined, reason: 'abandoned' });
+    this.done = true;
+  }
+}
+
+/// One HTTP polling request. `done()` resolves with the body (Uint8Array) of a 2xx
+/// answer, or with a failure.
+export class Req {
+  constructor(fetchFn, url, headers, body) {
+    const f = fetchFn == null ? globalThis.fetch : fetchFn;
+    this.ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    this.promise = this.run(f, url, headers, body);
+  }
+
+  async run(f, url, headers, body) {
+    if (typeof f !== 'function') return { kind: 'blocked' };
+    try {
+      const res = await f(url, {
+        method: 'POST',
+        headers: Object.fromEntries([['content-type', 'application/octet-stream'], ...headers]),
+        body,
+        signal: this.ctl ? this.ctl.signal : undefined,
+      });
+      if (!res.ok) {
+        const retry = retryAfterMs(res.headers.get('retry-after'));
+        if (res.body && typeof res.body.cancel === 'function') res.body.cancel().catch(() => {});
+        return { kind: 'http', status: res.status, retryAfterMs: retry };
+      }
+      return new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      return failure(e);
+    }
+  }
+
+  done() {
+    return this.promise;
+  }
+
+  abort() {
+    if (this.ctl) this.ctl.abort();
+  }
+}
+
+/// Page events as Tether hints. `next()` resolves with the hints seen since the last
+/// call ('online', 'offline', 'visible', 'hidden', 'resumed'), or null once stopped.
+/// Outside a page (Node, workers) there are none.
+export class Hints {
+  constructor() {
+    this.q = [];
+    this.wake = null;
+    this.off = [];
+    this.stopped = false;
+    const w = globalThis.window;
+    const d = globalThis.document;
+    if (!w || !d || typeof w.addEventListener !== 'function') return;
+    const on = (target, type, hint) => {
+      const handler = (e) => {
+        const h = hint(e);
+        if (h) this.push(h);
+      };
+      target.addEventListener(type, handler);
+      this.off.push(() => target.removeEventListener(type, handler));
+    };
+    on(w, 'online', () => 'online');
+    on(w, 'offline', () => 'offline');
+    on(d, 'visibilitychange', () => (d.visibilityState === 'visible' ? 'visible' : 'hidden'));
+    on(w, 'pagehide', () => 'hidden');
+    on(w, 'pageshow', (e) => (e.persisted ? 'resumed' : null));
+    on(d, 'freeze', () => 'hidden');
+    on(d, 'resume', () => 'resumed');
+    if (globalThis.navigator && globalThis.navigator.onLine === false) this.q.push('offline');
+  }
+
+  next() {
+    if (this.stopped) return Promise.resolve(null);
+    if (this.q.length > 0) {
+      const q = this.q;
+      this.q = [];
+      return Promise.resolve(q);
+    }
+    return new Promise((resolve) => {
+      this.wake = resolve;
+    });
+  }
+
+  push(hint) {
+    if (this.stopped) return;
+    this.q.push(hint);
+    const wake = this.wake;
+    if (wake) {
+      this.wake = null;
+      const q = this.q;
+      this.q = [];
+      wake(q);
+    }
+  }
+
+  stop() {
+    this.stopped = true;
+    for (const off of this.off) off();
+    this.off = [];
+    const wake = this.wake;
+    this.wake = null;
+    if (wake) wake(null);
+  }
+}

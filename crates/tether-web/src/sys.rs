@@ -1,0 +1,85 @@
+//! Bindings to `shim.js` (the handlers of sockets, requests and page events) and to the
+//! JavaScript timers, and what their answers mean.
+
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use tether_core::{Duration, TransportFailure};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(module = "/src/shim.js")]
+extern "C" {
+    /// One WebSocket and its handlers.
+    pub(crate) type Sock;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new(ctor: &JsValue, url: &str, protocols: Array, headers: Array) -> Sock;
+    /// Resolves with null once open, or with a failure.
+    #[wasm_bindgen(method)]
+    pub(crate) fn opened(this: &Sock) -> Promise;
+    /// Resolves with the frames and the end seen since the last call.
+    #[wasm_bindgen(method)]
+    pub(crate) fn next(this: &Sock) -> Promise;
+    /// False when the socket is not open.
+    #[wasm_bindgen(method)]
+    pub(crate) fn send(this: &Sock, data: &JsValue) -> bool;
+    #[wasm_bindgen(method)]
+    pub(crate) fn close(this: &Sock, code: u16, reason: &str);
+    #[wasm_bindgen(method)]
+    pub(crate) fn abandon(this: &Sock);
+
+    /// One HTTP polling request.
+    pub(crate) type Req;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new(fetch: &JsValue, url: &str, headers: Array, body: Uint8Array) -> Req;
+    /// Resolves with the body of a 2xx answer (a Uint8Array), or with a failure.
+    #[wasm_bindgen(method)]
+    pub(crate) fn done(this: &Req) -> Promise;
+    #[wasm_bindgen(method)]
+    pub(crate) fn abort(this: &Req);
+
+    /// The page's online, visibility, pagehide/pageshow and freeze/resume events.
+    #[derive(Clone)]
+    pub(crate) type Hints;
+    #[wasm_bindgen(constructor)]
+    pub(crate) fn new() -> Hints;
+    /// Resolves with the hints seen since the last call, or null once stopped.
+    #[wasm_bindgen(method)]
+    pub(crate) fn next(this: &Hints) -> Promise;
+    #[wasm_bindgen(method)]
+    pub(crate) fn stop(this: &Hints);
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    pub(crate) fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    pub(crate) fn clear_timeout(handle: &JsValue);
+}
+
+/// A property of a plain object (`undefined` when missing or not an object).
+pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// A failure object from the shim (`{ kind, message?, status?, retryAfterMs? }`).
+pub(crate) fn failure(value: &JsValue) -> TransportFailure {
+    let message = || {
+        field(value, "message")
+            .as_string()
+            .unwrap_or_else(|| "network error".to_owned())
+    };
+    match field(value, "kind").as_string().as_deref() {
+        Some("refused") => TransportFailure::Refused,
+        Some("blocked") => TransportFailure::Blocked,
+        Some("tls") => TransportFailure::Tls(message()),
+        Some("http") => TransportFailure::Http {
+            status: field(value, "status")
+                .as_f64()
+                .map_or(0, |s| s.clamp(0.0, 999.0) as u16),
+            retry_after: field(value, "retryAfterMs")
+                .as_f64()
+                .filter(|ms| ms.is_finite())
+                .map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+        },
+        _ => TransportFailure::Network(message()),
+    }
+}

@@ -1,0 +1,231 @@
+//! [`WebTransport`]: the [`Transport`] of `wasm32-unknown-unknown`, over the platform's
+//! `WebSocket` (the browser's, Node 22's, or an injected constructor such as the `ws`
+//! package's) and `fetch`.
+//!
+//! The sockets' event handlers are plain JavaScript functions in `shim.js`; this side
+//! only awaits the promises they resolve. So a socket that fires after being dropped
+//! reaches nothing of Rust's, and a send on a socket that is not open fails instead of
+//! vanishing.
+
+use std::collections::VecDeque;
+use std::future::{ready, Future};
+use std::rc::Rc;
+
+use js_sys::{Array, Uint8Array};
+use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
+use tether_core::{Payload, TransportFailure};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::close::close_args;
+use crate::sys::{self, field};
+
+/// WebSockets through a `WebSocket` constructor, HTTP polling through `fetch`.
+///
+/// By default both are the global ones (`globalThis.WebSocket`, `globalThis.fetch`).
+/// Node 20 has no global `WebSocket`: pass the `ws` package's.
+///
+/// ```no_run
+/// use tether_web::WebTransport;
+/// # fn run(ws_constructor: wasm_bindgen::JsValue) {
+/// let transport = WebTransport::new().websocket_constructor(ws_constructor);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct WebTransport {
+    websocket: JsValue,
+    fetch: JsValue,
+}
+
+impl Default for WebTransport {
+    fn default() -> Self {
+        WebTransport::new()
+    }
+}
+
+impl WebTransport {
+    /// The global `WebSocket` and `fetch`.
+    #[must_use]
+    pub fn new() -> Self {
+        WebTransport {
+            websocket: JsValue::UNDEFINED,
+            fetch: JsValue::UNDEFINED,
+        }
+    }
+
+    /// Opens sockets with this constructor (`new ctor(url, protocols)`); `undefined` or
+    /// `null` means `globalThis.WebSocket`. Without any, every attempt fails as
+    /// [`TransportFailure::Blocked`].
+    #[must_use]
+    pub fn websocket_constructor(mut self, ctor: JsValue) -> Self {
+        self.websocket = ctor;
+        self
+    }
+
+    /// Makes polling requests with this `fetch` function; `undefined` or `null` means
+    /// `globalThis.fetch`.
+    #[must_use]
+    pub fn fetch(mut self, fetch: JsValue) -> Self {
+        self.fetch = fetch;
+        self
+    }
+}
+
+/// The shim's socket; dropping the last half abandons it.
+struct Socket(sys::Sock);
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.0.abandon();
+    }
+}
+
+/// The sending half of a socket from [`WebTransport`].
+pub struct WebSocketWriter {
+    socket: Rc<Socket>,
+}
+
+/// The receiving half of a socket from [`WebTransport`].
+pub struct WebSocketReader {
+    socket: Rc<Socket>,
+    pending: VecDeque<SocketEvent>,
+}
+
+/// A polling request; dropping it aborts the request if it is still under way.
+struct Request(sys::Req);
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn strings<'a>(items: impl Iterator<Item = &'a str>) -> Array {
+    items.map(JsValue::from_str).collect()
+}
+
+fn pairs(headers: &[(String, String)]) -> Array {
+    headers
+        .iter()
+        .map(|(k, v)| Array::of2(&JsValue::from_str(k), &JsValue::from_str(v)))
+        .collect()
+}
+
+impl Transport for WebTransport {
+    type Writer = WebSocketWriter;
+    type Reader = WebSocketReader;
+
+    fn connect(
+        &self,
+        url: String,
+        protocols: Vec<String>,
+        headers: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<(WebSocketWriter, WebSocketReader), TransportFailure>> + MaybeSend
+    {
+        let ctor = self.websocket.clone();
+        async move {
+            let sock = sys::Sock::new(
+                &ctor,
+                &url,
+                strings(protocols.iter().map(String::as_str)),
+                pairs(&headers),
+            );
+            let socket = Rc::new(Socket(sock));
+            let outcome = JsFuture::from(socket.0.opened())
+                .await
+                .unwrap_or_else(|e| e);
+            if !outcome.is_null() {
+                return Err(sys::failure(&outcome));
+            }
+            let writer = WebSocketWriter {
+                socket: socket.clone(),
+            };
+            let reader = WebSocketReader {
+                socket,
+                pending: VecDeque::new(),
+            };
+            Ok((writer, reader))
+        }
+    }
+
+    fn poll(
+        &self,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
+        let fetch = self.fetch.clone();
+        async move {
+            let body = Uint8Array::from(body.as_slice());
+            let request = Request(sys::Req::new(&fetch, &url, pairs(&headers), body));
+            let outcome = JsFuture::from(request.0.done()).await.unwrap_or_else(|e| e);
+            match outcome.dyn_into::<Uint8Array>() {
+                Ok(bytes) => Ok(bytes.to_vec()),
+                Err(other) => Err(sys::failure(&other)),
+            }
+        }
+    }
+}
+
+impl SocketWriter for WebSocketWriter {
+    fn send(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        // Binary frames are copied out of wasm memory: a socket may keep what it is given
+        // until it is written, and wasm memory moves.
+        let data = match frame {
+            Payload::Text(text) => JsValue::from_str(&text),
+            Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+        };
+        ready(if self.socket.0.send(&data) {
+            Ok(())
+        } else {
+            Err(TransportFailure::Network(
+                "the socket is not open".to_owned(),
+            ))
+        })
+    }
+
+    fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
+        let (code, reason) = close_args(code, &reason);
+        self.socket.0.close(code, reason);
+        ready(())
+    }
+}
+
+impl SocketReader for WebSocketReader {
+    async fn next(&mut self) -> SocketEvent {
+        if self.pending.is_empty() {
+            let batch = JsFuture::from(self.socket.0.next())
+                .await
+                .unwrap_or(JsValue::UNDEFINED);
+            if let Some(batch) = batch.dyn_ref::<Array>() {
+                self.pending
+                    .extend(batch.iter().map(|item| socket_event(&item)));
+            }
+        }
+        // An empty batch: the end was reported already, or the socket was abandoned.
+        self.pending.pop_front().unwrap_or(SocketEvent::Closed {
+            code: None,
+            reason: "the socket ended".to_owned(),
+        })
+    }
+}
+
+/// One item of the shim's batch: a string, a Uint8Array, or `{ end, code, reason }`.
+fn socket_event(item: &JsValue) -> SocketEvent {
+    if let Some(text) = item.as_string() {
+        return SocketEvent::Frame(Payload::Text(text));
+    }
+    if let Some(bytes) = item.dyn_ref::<Uint8Array>() {
+        return SocketEvent::Frame(Payload::Binary(bytes.to_vec()));
+    }
+    SocketEvent::Closed {
+        code: field(item, "code")
+            .as_f64()
+            .filter(|c| (0.0..=65535.0).contains(c))
+            .map(|c| c as u16),
+        reason: field(item, "reason").as_string().unwrap_or_default(),
+    }
+}
