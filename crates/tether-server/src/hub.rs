@@ -1,0 +1,1060 @@
+//! All shared state: sessions, transports, users, rooms and metrics.
+//!
+//! One [`Hub`] can outlive the servers that use it: kill a server and start a new one
+//! with the same `Arc<Hub>` and every session is still there ("restart keeping state").
+//!
+//! The rules are on [`Hub`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use tether_core::close::codes;
+use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession};
+use tether_core::Payload;
+use tokio::sync::{mpsc, Notify};
+use tracing::{debug, info};
+
+use crate::metrics::{ConnectionInfo, Metrics, MetricsSnapshot, Outcome};
+use crate::token::{unix_now, Claims};
+
+/// Identifies one connection in the hub, the logs and the metrics.
+pub(crate) type ConnId = u64;
+
+/// The session's key: (user, client id); `user` is empty for anonymous clients.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct SessionKey {
+    pub(crate) user: String,
+    pub(crate) client_id: u64,
+}
+
+/// Which endpoint a connection came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `GET /ws`, the Tether protocol.
+    Ws,
+    /// `GET /echo`, plain echo.
+    Echo,
+    /// `POST /poll`.
+    Poll,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Ws => "/ws",
+            Endpoint::Echo => "/echo",
+            Endpoint::Poll => "/poll",
+        }
+    }
+
+    fn transport(self) -> &'static str {
+        match self {
+            Endpoint::Ws | Endpoint::Echo => "ws",
+            Endpoint::Poll => "poll",
+        }
+    }
+}
+
+/// Who is connecting.
+#[derive(Clone, Debug)]
+pub(crate) struct Principal {
+    /// The user: from the token, or `dev-temp-<id>` for an anonymous dev-mode client.
+    pub(crate) user: String,
+    /// The token's claims; `None` for an anonymous client.
+    pub(crate) claims: Option<Claims>,
+}
+
+impl Principal {
+    /// The user part of session keys.
+    fn session_user(&self) -> String {
+        if self.claims.is_some() {
+            self.user.clone()
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// A frame for a WebSocket's writer.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// An application message (counted as sent).
+    Msg(Payload),
+    /// Anything else: Welcome, Ack, Pong, or a plain echo's `pong`.
+    Control(Payload),
+    /// A WebSocket ping control frame (latency probe).
+    Ping(Vec<u8>),
+    /// Send a close frame and stop.
+    Close(u16, String),
+}
+
+/// A request from the hub to a WebSocket's task to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CloseRequest {
+    pub(crate) code: u16,
+    pub(crate) reason: &'static str,
+}
+
+/// Per-connection counters, shared with the connection's tasks.
+#[derive(Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    /// Last probe round trip in microseconds; 0 = unknown.
+    pub(crate) latency_us: AtomicU64,
+}
+
+/// Where frames for one WebSocket go; the hub and the socket's task each hold one.
+#[derive(Clone, Debug)]
+pub(crate) struct SocketLink {
+    pub(crate) out: mpsc::UnboundedSender<Outbound>,
+    pub(crate) ctl: mpsc::UnboundedSender<CloseRequest>,
+    /// Frames in `out` not yet written.
+    pub(crate) queued: Arc<AtomicUsize>,
+    pub(crate) max_queued: usize,
+}
+
+impl SocketLink {
+    /// Queues a frame; asks the socket to close (1013) when the client reads too slowly.
+    pub(crate) fn push(&self, frame: Outbound) {
+        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.out.send(frame).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        if queued == self.max_queued + 1 {
+            let _ = self.ctl.send(CloseRequest {
+                code: 1013,
+                reason: "client too slow",
+            });
+        }
+    }
+
+    pub(crate) fn close(&self, code: u16, reason: &'static str) {
+        let _ = self.ctl.send(CloseRequest { code, reason });
+    }
+}
+
+/// A polling transport's outbox.
+#[derive(Debug)]
+struct PollLink {
+    /// Messages numbered for the client and not yet handed to an `op=recv`.
+    pending: VecDeque<Payload>,
+    /// Wakes a held `op=recv`.
+    notify: Arc<Notify>,
+    last_seen: Instant,
+    /// Requests being served (a held `op=recv` keeps the transport alive).
+    in_flight: usize,
+}
+
+#[derive(Debug)]
+enum Link {
+    Socket(SocketLink),
+    Poll(PollLink),
+}
+
+#[derive(Debug)]
+struct Conn {
+    user: String,
+    endpoint: Endpoint,
+    session: Option<SessionKey>,
+    room: Option<String>,
+    opened: Instant,
+    connected_at_ms: u64,
+    /// Past its handshake (a Welcome sent; always true on `/echo`).
+    established: bool,
+    stats: Arc<ConnStats>,
+    link: Link,
+}
+
+#[derive(Debug)]
+struct SessionEntry {
+    session: ServerSession,
+    room: Option<String>,
+    attached: Option<ConnId>,
+    /// Since when the session has had no transport.
+    detached_since: Instant,
+    /// Its last transport was replaced by another client of the same user.
+    replaced: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_conn: ConnId,
+    sessions: HashMap<SessionKey, SessionEntry>,
+    conns: HashMap<ConnId, Conn>,
+    /// Each user's current connection.
+    users: HashMap<String, ConnId>,
+    rooms: HashMap<String, HashSet<SessionKey>>,
+}
+
+/// Shared state of the reference server: sessions keyed by (user, client id) holding a
+/// [`ServerSession`] each, rooms, each user's current connection, and the metrics.
+///
+/// One hub can outlive the servers that use it: kill a server and start a new one with
+/// the same `Arc<Hub>` and every session is still there ("restart keeping state").
+///
+/// ## Sessions and transports
+///
+/// A session is the [`ServerSession`] of one client, keyed by (user, client id); for
+/// anonymous dev-mode clients the user part is one shared anonymous namespace, so a dev
+/// client still resumes after a reconnect. A *transport* is one WebSocket or one polling
+/// sequence (from a polling Hello until it is detached). A session is attached to at
+/// most one transport, the one whose Hello came last (PROTOCOL.md 3.4): a newer Hello
+/// of the same client detaches the older transport (a WebSocket is closed with 1000, a
+/// polling transport answers 503).
+///
+/// ## One connection per user
+///
+/// Each user has one current connection. When a transport of *another* client of the
+/// same user attaches (its Hello on `/ws` or polling), or any `/echo` socket of the user
+/// opens, the older connection is **replaced**: a WebSocket is closed with 4409, a
+/// polling transport answers its next request with 409. Each anonymous dev-mode
+/// connection is its own `dev-temp-…` user, so anonymous clients never replace each
+/// other.
+///
+/// ## Application behaviour
+///
+/// A session without a room echoes: each message from the client comes back as a new
+/// server message. A session in a room broadcasts each message to every session in the
+/// room, the sender's included. Membership belongs to the session, so a member that is
+/// reconnecting still gets the room's messages when it resumes.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tether_server::Hub;
+///
+/// let hub = Arc::new(Hub::new());
+/// assert_eq!(hub.sessions(), 0);
+/// // Server messages for a user who is offline wait in the session's resume buffer.
+/// assert_eq!(hub.send_to_user("alice", "hello"), 0); // alice has no session yet
+/// ```
+#[derive(Debug)]
+pub struct Hub {
+    state: Mutex<State>,
+    pub(crate) metrics: Metrics,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+/// Why a poll request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PollError {
+    /// 503: no polling transport is attached for this client.
+    NoTransport,
+    /// 409: replaced by another client of the same user.
+    Replaced,
+    /// 400: the client broke the protocol; the transport is detached.
+    Protocol(String),
+    /// 401: a refreshed token was bad; the transport is detached.
+    Unauthorized,
+    /// 403: a refreshed token names another user; the transport is detached.
+    Forbidden,
+}
+
+/// What one poll request produced.
+#[derive(Debug)]
+pub(crate) struct PollExchange {
+    pub(crate) conn: ConnId,
+    pub(crate) key: SessionKey,
+    /// Frames for the response: Welcome and resent messages after a Hello, Pongs, Acks.
+    pub(crate) frames: Vec<Payload>,
+    pub(crate) notify: Arc<Notify>,
+}
+
+/// What an envelope on an attached WebSocket produced.
+#[derive(Debug, Default)]
+pub(crate) struct Received {
+    /// A frame to send back (a Pong).
+    pub(crate) reply: Option<Envelope>,
+    /// A refreshed token to check.
+    pub(crate) token: Option<String>,
+}
+
+impl Hub {
+    /// An empty hub.
+    #[must_use]
+    pub fn new() -> Self {
+        Hub {
+            state: Mutex::new(State::default()),
+            metrics: Metrics::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update below keeps the state consistent before anything that could
+        // panic, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sessions kept (attached or waiting for their client to come back).
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Open connections (WebSockets and polling transports).
+    #[must_use]
+    pub fn connections(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Sends a server message to every session of `user` (not to anonymous clients);
+    /// returns how many sessions got it. A session whose client is offline keeps it for
+    /// resend (within its resume limits).
+    ///
+    /// ```
+    /// # use tether_server::Hub;
+    /// let hub = Hub::new();
+    /// assert_eq!(hub.send_to_user("bob", "news"), 0);
+    /// ```
+    pub fn send_to_user(&self, user: &str, payload: impl Into<Payload>) -> usize {
+        if user.is_empty() {
+            return 0;
+        }
+        let payload = payload.into();
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut count = 0;
+        for (_, entry) in st.sessions.iter_mut().filter(|(k, _)| k.user == user) {
+            let envelope = entry.session.send(now, payload.clone());
+            transmit(&mut st.conns, entry.attached, envelope);
+            count += 1;
+        }
+        count
+    }
+
+    /// Sends a server message to every session in `room`; returns how many.
+    ///
+    /// ```
+    /// # use tether_server::Hub;
+    /// let hub = Hub::new();
+    /// assert_eq!(hub.broadcast("lobby", "server says hi"), 0);
+    /// ```
+    pub fn broadcast(&self, room: &str, payload: impl Into<Payload>) -> usize {
+        let now = Instant::now();
+        let mut st = self.lock();
+        broadcast(&mut st, room, payload.into(), now)
+    }
+
+    /// The current metrics (the `GET /api/websocket/metrics` body).
+    ///
+    /// ```
+    /// # use tether_server::Hub;
+    /// let m = Hub::new().metrics();
+    /// assert_eq!((m.clients, m.total_connections), (0, 0));
+    /// assert_eq!(m.connection_reliability, 100.0);
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let now = Instant::now();
+        let totals = self.metrics.totals(now);
+        let st = self.lock();
+        let mut connections: Vec<ConnectionInfo> = st
+            .conns
+            .iter()
+            .map(|(id, c)| {
+                let latency_us = c.stats.latency_us.load(Ordering::Relaxed);
+                ConnectionInfo {
+                    id: *id,
+                    user: c.user.clone(),
+                    client_id: c.session.as_ref().map(|k| format!("{:x}", k.client_id)),
+                    transport: c.endpoint.transport(),
+                    endpoint: c.endpoint.path(),
+                    room: c.room.clone(),
+                    connected_at: c.connected_at_ms,
+                    uptime_secs: now.saturating_duration_since(c.opened).as_secs_f64(),
+                    messages_in: c.stats.messages_in.load(Ordering::Relaxed),
+                    messages_out: c.stats.messages_out.load(Ordering::Relaxed),
+                    latency_ms: (latency_us > 0).then(|| latency_us as f64 / 1000.0),
+                }
+            })
+            .collect();
+        connections.sort_by_key(|c| c.id);
+        let established: Vec<&ConnectionInfo> = connections
+            .iter()
+            .filter(|c| st.conns.get(&c.id).is_some_and(|c| c.established))
+            .collect();
+        let uptime_count = totals.ended as f64 + established.len() as f64;
+        let uptime_sum = totals.ended_uptime.as_secs_f64()
+            + established.iter().map(|c| c.uptime_secs).sum::<f64>();
+        let percent = |part: u64| {
+            if totals.total == 0 {
+                0.0
+            } else {
+                (part as f64 * 100.0 / totals.total as f64).min(100.0)
+            }
+        };
+        MetricsSnapshot {
+            clients: connections.len(),
+            total_connections: totals.total,
+            active_connections: connections.len(),
+            failed_connections: totals.failed,
+            connection_reliability: 100.0 - percent(totals.failed),
+            error_rate: percent(totals.failed + totals.ended_errors),
+            average_latency_ms: totals.latency_ms,
+            latency_samples: totals.latency_samples,
+            average_uptime_secs: if uptime_count > 0.0 {
+                uptime_sum / uptime_count
+            } else {
+                0.0
+            },
+            messages_in_total: totals.messages_in,
+            messages_out_total: totals.messages_out,
+            messages_in_per_sec: totals.in_per_sec,
+            messages_out_per_sec: totals.out_per_sec,
+            sessions: st.sessions.len(),
+            connections,
+        }
+    }
+
+    /// Registers a WebSocket that passed authentication. A plain `/echo` socket claims
+    /// its user at once (replacing the user's older connection); a `/ws` socket does at
+    /// its Hello.
+    pub(crate) fn open_socket(
+        &self,
+        principal: &Principal,
+        endpoint: Endpoint,
+        link: SocketLink,
+    ) -> (ConnId, Arc<ConnStats>) {
+        let now = Instant::now();
+        let stats = Arc::new(ConnStats::default());
+        let mut st = self.lock();
+        st.next_conn += 1;
+        let id = st.next_conn;
+        st.conns.insert(
+            id,
+            Conn {
+                user: principal.user.clone(),
+                endpoint,
+                session: None,
+                room: None,
+                opened: now,
+                connected_at_ms: unix_ms(),
+                established: endpoint == Endpoint::Echo,
+                stats: Arc::clone(&stats),
+                link: Link::Socket(link),
+            },
+        );
+        if endpoint == Endpoint::Echo {
+            claim_user(&mut st, &self.metrics, &principal.user, id, None, now);
+        }
+        drop(st);
+        info!(conn = id, user = %principal.user, endpoint = endpoint.path(), "connection opened");
+        (id, stats)
+    }
+
+    /// A `/ws` socket's Hello: attaches it to its session and queues Welcome and the
+    /// resend on it (under the lock, so no newer message can overtake them).
+    pub(crate) fn hello_socket(
+        &self,
+        conn: ConnId,
+        principal: &Principal,
+        client_id: u64,
+        recv_seq: u64,
+        room: Option<String>,
+        limits: ResumeLimits,
+    ) {
+        let now = Instant::now();
+        let key = SessionKey {
+            user: principal.session_user(),
+            client_id,
+        };
+        let mut st = self.lock();
+        let st = &mut *st;
+        let out = attach(st, &self.metrics, conn, &key, recv_seq, room, limits, now);
+        if let Some(Conn {
+            link: Link::Socket(link),
+            ..
+        }) = st.conns.get(&conn)
+        {
+            for envelope in out {
+                push_envelope(link, envelope);
+            }
+        }
+    }
+
+    /// An envelope (not a Hello) on an attached `/ws` socket.
+    pub(crate) fn receive_socket(
+        &self,
+        conn: ConnId,
+        envelope: Envelope,
+    ) -> Result<Received, ProtocolError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let Some(key) = attached_session(&st, conn) else {
+            // Detached by a newer transport: ignore what still arrives (PROTOCOL.md 3.4).
+            return Ok(Received::default());
+        };
+        let r = on_envelope(&mut st, &self.metrics, conn, &key, envelope, now)?;
+        Ok(r)
+    }
+
+    /// The Ack owed to the client of an attached `/ws` socket, queued on it.
+    pub(crate) fn flush_ack(&self, conn: ConnId) {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let Some(key) = attached_session(st, conn) else {
+            return;
+        };
+        let ack = st.sessions.get_mut(&key).and_then(|e| e.session.take_ack());
+        if let (
+            Some(ack),
+            Some(Conn {
+                link: Link::Socket(link),
+                ..
+            }),
+        ) = (ack, st.conns.get(&conn))
+        {
+            push_envelope(link, ack);
+        }
+    }
+
+    /// Counts plain `/echo` traffic.
+    pub(crate) fn count_plain(&self, stats: &ConnStats, inbound: u64, outbound: u64) {
+        stats.messages_in.fetch_add(inbound, Ordering::Relaxed);
+        stats.messages_out.fetch_add(outbound, Ordering::Relaxed);
+        self.metrics.messages(Instant::now(), inbound, outbound);
+    }
+
+    /// A WebSocket's task ended with `code` (`None`: no close frame either way).
+    pub(crate) fn close_socket(&self, conn: ConnId, code: Option<u16>, reason: &str) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        remove_conn(&mut st, &self.metrics, conn, code, reason, now);
+    }
+
+    /// One poll request: its frames (the first may be a Hello that starts a new polling
+    /// transport) are processed; the answer's frames and the transport come back.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn poll_exchange(
+        &self,
+        principal: &Principal,
+        client_id: u64,
+        room: Option<String>,
+        envelopes: Vec<Envelope>,
+        limits: ResumeLimits,
+        check_token: &dyn Fn(&str) -> Result<Claims, crate::token::TokenError>,
+    ) -> Result<PollExchange, PollError> {
+        let now = Instant::now();
+        let key = SessionKey {
+            user: principal.session_user(),
+            client_id,
+        };
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut frames = Vec::new();
+        let mut rest = envelopes.into_iter().peekable();
+        let conn = if let Some(&Envelope::Hello { recv_seq, .. }) = rest.peek() {
+            rest.next();
+            self.metrics.attempt();
+            st.next_conn += 1;
+            let id = st.next_conn;
+            let user = if principal.claims.is_some() {
+                principal.user.clone()
+            } else {
+                crate::dev_user()
+            };
+            info!(conn = id, user = %user, endpoint = "/poll", "connection opened");
+            st.conns.insert(
+                id,
+                Conn {
+                    user,
+                    endpoint: Endpoint::Poll,
+                    session: None,
+                    room: None,
+                    opened: now,
+                    connected_at_ms: unix_ms(),
+                    established: false,
+                    stats: Arc::new(ConnStats::default()),
+                    link: Link::Poll(PollLink {
+                        pending: VecDeque::new(),
+                        notify: Arc::new(Notify::new()),
+                        last_seen: now,
+                        in_flight: 0,
+                    }),
+                },
+            );
+            let out = attach(st, &self.metrics, id, &key, recv_seq, room, limits, now);
+            frames.extend(out.iter().map(Envelope::encode));
+            id
+        } else {
+            poll_transport(st, &key)?
+        };
+        for envelope in rest {
+            let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
+                remove_conn(st, &self.metrics, conn, Some(code), reason, now);
+                Err(err)
+            };
+            if matches!(envelope, Envelope::Hello { .. }) {
+                return fail(
+                    st,
+                    PollError::Protocol("Hello after the first record".into()),
+                    codes::PROTOCOL_ERROR,
+                    "Hello after the first record",
+                );
+            }
+            match on_envelope(st, &self.metrics, conn, &key, envelope, now) {
+                Err(e) => {
+                    let reason = e.to_string();
+                    return fail(
+                        st,
+                        PollError::Protocol(reason.clone()),
+                        codes::PROTOCOL_ERROR,
+                        &reason,
+                    );
+                }
+                Ok(r) => {
+                    frames.extend(r.reply.map(|e| e.encode()));
+                    if let Some(token) = r.token {
+                        match check_token(&token) {
+                            Ok(claims)
+                                if principal.claims.is_none() || claims.user == principal.user => {}
+                            Ok(_) => {
+                                return fail(
+                                    st,
+                                    PollError::Forbidden,
+                                    codes::FORBIDDEN,
+                                    "refreshed token names another user",
+                                )
+                            }
+                            Err(_) => {
+                                return fail(
+                                    st,
+                                    PollError::Unauthorized,
+                                    codes::UNAUTHORIZED,
+                                    "refreshed token rejected",
+                                )
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(ack) = st.sessions.get_mut(&key).and_then(|e| e.session.take_ack()) {
+            frames.push(ack.encode());
+        }
+        let Some(Conn {
+            link: Link::Poll(link),
+            ..
+        }) = st.conns.get_mut(&conn)
+        else {
+            return Err(PollError::NoTransport);
+        };
+        link.last_seen = now;
+        Ok(PollExchange {
+            conn,
+            key,
+            frames,
+            notify: Arc::clone(&link.notify),
+        })
+    }
+
+    /// Marks a request on a polling transport as started (`true`) or finished.
+    pub(crate) fn poll_in_flight(&self, conn: ConnId, started: bool) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if let Some(Conn {
+            link: Link::Poll(link),
+            ..
+        }) = st.conns.get_mut(&conn)
+        {
+            link.last_seen = now;
+            if started {
+                link.in_flight += 1;
+            } else {
+                link.in_flight = link.in_flight.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Takes the messages waiting for a polling transport; an error if it was detached.
+    pub(crate) fn take_pending(
+        &self,
+        conn: ConnId,
+        key: &SessionKey,
+    ) -> Result<Vec<Payload>, PollError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        match st.conns.get_mut(&conn) {
+            Some(Conn {
+                link: Link::Poll(link),
+                stats,
+                ..
+            }) => {
+                let out: Vec<Payload> = link.pending.drain(..).collect();
+                let n = out.len() as u64;
+                if n > 0 {
+                    stats.messages_out.fetch_add(n, Ordering::Relaxed);
+                    self.metrics.messages(now, 0, n);
+                }
+                Ok(out)
+            }
+            _ => Err(detached_error(st, key)),
+        }
+    }
+
+    /// The sweeper's round: detaches polling transports idle past `idle_limit`, drops
+    /// expired resume buffer entries, and forgets sessions without a transport for
+    /// `session_ttl`.
+    pub(crate) fn sweep(&self, idle_limit: Duration, session_ttl: Duration) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let st = &mut *st;
+        let idle: Vec<ConnId> = st
+            .conns
+            .iter()
+            .filter_map(|(id, c)| match &c.link {
+                Link::Poll(p)
+                    if p.in_flight == 0
+                        && now.saturating_duration_since(p.last_seen) > idle_limit =>
+                {
+                    Some(*id)
+                }
+                _ => None,
+            })
+            .collect();
+        for id in idle {
+            remove_conn(
+                st,
+                &self.metrics,
+                id,
+                Some(codes::IDLE_TIMEOUT),
+                "idle timeout",
+                now,
+            );
+        }
+        let mut forgotten = Vec::new();
+        for (key, entry) in &mut st.sessions {
+            entry.session.expire(now);
+            if entry.attached.is_none()
+                && now.saturating_duration_since(entry.detached_since) > session_ttl
+            {
+                forgotten.push(key.clone());
+            }
+        }
+        for key in forgotten {
+            if let Some(entry) = st.sessions.remove(&key) {
+                leave_room(&mut st.rooms, &key, entry.room.as_deref());
+                debug!(
+                    session = entry.session.session(),
+                    client_id = %format_args!("{:x}", key.client_id),
+                    unacked = entry.session.buffered(),
+                    "session forgotten after being unused"
+                );
+            }
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX)
+}
+
+fn push_envelope(link: &SocketLink, envelope: Envelope) {
+    let frame = envelope.encode();
+    link.push(if matches!(envelope, Envelope::Msg { .. }) {
+        Outbound::Msg(frame)
+    } else {
+        Outbound::Control(frame)
+    });
+}
+
+/// Hands a numbered server message to the session's transport, if any; without one it
+/// waits in the session's resume buffer for the next Hello.
+fn transmit(conns: &mut HashMap<ConnId, Conn>, to: Option<ConnId>, envelope: Envelope) {
+    match to.and_then(|id| conns.get_mut(&id)).map(|c| &mut c.link) {
+        Some(Link::Socket(link)) => push_envelope(link, envelope),
+        Some(Link::Poll(link)) => {
+            link.pending.push_back(envelope.encode());
+            link.notify.notify_one();
+        }
+        None => {}
+    }
+}
+
+fn broadcast(st: &mut State, room: &str, payload: Payload, now: Instant) -> usize {
+    let Some(members) = st.rooms.get(room) else {
+        return 0;
+    };
+    let mut count = 0;
+    for key in members {
+        if let Some(entry) = st.sessions.get_mut(key) {
+            let envelope = entry.session.send(now, payload.clone());
+            transmit(&mut st.conns, entry.attached, envelope);
+            count += 1;
+        }
+    }
+    count
+}
+
+fn leave_room(
+    rooms: &mut HashMap<String, HashSet<SessionKey>>,
+    key: &SessionKey,
+    room: Option<&str>,
+) {
+    if let Some(room) = room {
+        if let Some(members) = rooms.get_mut(room) {
+            members.remove(key);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+}
+
+/// The session `conn` is attached to, if it still is.
+fn attached_session(st: &State, conn: ConnId) -> Option<SessionKey> {
+    let key = st.conns.get(&conn)?.session.clone()?;
+    (st.sessions.get(&key)?.attached == Some(conn)).then_some(key)
+}
+
+/// The polling transport attached to `key`'s session.
+fn poll_transport(st: &State, key: &SessionKey) -> Result<ConnId, PollError> {
+    let entry = st.sessions.get(key).ok_or(PollError::NoTransport)?;
+    match entry
+        .attached
+        .and_then(|id| st.conns.get(&id).map(|c| (id, c)))
+    {
+        Some((
+            id,
+            Conn {
+                link: Link::Poll(_),
+                ..
+            },
+        )) => Ok(id),
+        _ => Err(detached_error(st, key)),
+    }
+}
+
+fn detached_error(st: &State, key: &SessionKey) -> PollError {
+    if st.sessions.get(key).is_some_and(|e| e.replaced) {
+        PollError::Replaced
+    } else {
+        PollError::NoTransport
+    }
+}
+
+/// Makes `conn` its user's current connection, replacing (4409) the user's older
+/// connection of another client, or detaching (1000) an older one of the same client.
+fn claim_user(
+    st: &mut State,
+    metrics: &Metrics,
+    user: &str,
+    conn: ConnId,
+    client_id: Option<u64>,
+    now: Instant,
+) {
+    let Some(old) = st.users.insert(user.to_owned(), conn) else {
+        return;
+    };
+    if old == conn {
+        return;
+    }
+    let Some(old_conn) = st.conns.get(&old) else {
+        return;
+    };
+    let old_client = old_conn.session.as_ref().map(|k| k.client_id);
+    if client_id.is_some() && old_client == client_id {
+        detach(
+            st,
+            metrics,
+            old,
+            codes::NORMAL,
+            "a newer transport of this client took over",
+            now,
+        );
+        return;
+    }
+    if let Some(entry) = old_conn
+        .session
+        .as_ref()
+        .and_then(|k| st.sessions.get_mut(k))
+    {
+        if entry.attached == Some(old) {
+            entry.replaced = true;
+        }
+    }
+    info!(conn = old, by = conn, user = %user, "connection replaced by a newer one of the same user");
+    detach(
+        st,
+        metrics,
+        old,
+        codes::REPLACED,
+        "replaced by a newer connection",
+        now,
+    );
+}
+
+/// Takes a transport off its session: a WebSocket is asked to close with `code`, a
+/// polling transport is dropped.
+fn detach(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    code: u16,
+    reason: &'static str,
+    now: Instant,
+) {
+    match st.conns.get(&conn).map(|c| &c.link) {
+        Some(Link::Socket(link)) => link.close(code, reason),
+        Some(Link::Poll(_)) => remove_conn(st, metrics, conn, Some(code), reason, now),
+        None => {}
+    }
+}
+
+/// Forgets a connection: off its session and its user, counted and logged.
+fn remove_conn(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    code: Option<u16>,
+    reason: &str,
+    now: Instant,
+) {
+    let Some(c) = st.conns.remove(&conn) else {
+        return;
+    };
+    if let Some(entry) = c.session.as_ref().and_then(|k| st.sessions.get_mut(k)) {
+        if entry.attached == Some(conn) {
+            entry.attached = None;
+            entry.detached_since = now;
+        }
+    }
+    if st.users.get(&c.user) == Some(&conn) {
+        st.users.remove(&c.user);
+    }
+    if let Link::Poll(link) = &c.link {
+        link.notify.notify_one();
+    }
+    let uptime = now.saturating_duration_since(c.opened);
+    let outcome = if c.established {
+        Outcome::of_code(code)
+    } else {
+        Outcome::Failed
+    };
+    metrics.ended(outcome, uptime);
+    info!(
+        conn,
+        user = %c.user,
+        endpoint = c.endpoint.path(),
+        code = code.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+        reason,
+        duration_ms = u64::try_from(uptime.as_millis()).unwrap_or(u64::MAX),
+        messages_in = c.stats.messages_in.load(Ordering::Relaxed),
+        messages_out = c.stats.messages_out.load(Ordering::Relaxed),
+        "connection closed"
+    );
+}
+
+/// A Hello on transport `conn`: it becomes the session's transport and its user's
+/// current connection. Returns Welcome and the resend.
+#[allow(clippy::too_many_arguments)]
+fn attach(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    key: &SessionKey,
+    recv_seq: u64,
+    room: Option<String>,
+    limits: ResumeLimits,
+    now: Instant,
+) -> Vec<Envelope> {
+    let Some(user) = st.conns.get(&conn).map(|c| c.user.clone()) else {
+        return Vec::new();
+    };
+    claim_user(st, metrics, &user, conn, Some(key.client_id), now);
+    let entry = st
+        .sessions
+        .entry(key.clone())
+        .or_insert_with(|| SessionEntry {
+            session: ServerSession::new(crate::rand::u64() >> 11, limits),
+            room: None,
+            attached: None,
+            detached_since: now,
+            replaced: false,
+        });
+    let previous = entry.attached.replace(conn);
+    entry.replaced = false;
+    let old_room = std::mem::replace(&mut entry.room, room.clone());
+    let out = entry.session.hello(now, recv_seq);
+    let session_id = entry.session.session();
+    if old_room != room {
+        leave_room(&mut st.rooms, key, old_room.as_deref());
+    }
+    if let Some(r) = &room {
+        st.rooms.entry(r.clone()).or_default().insert(key.clone());
+    }
+    if let Some(prev) = previous.filter(|p| *p != conn) {
+        detach(
+            st,
+            metrics,
+            prev,
+            codes::NORMAL,
+            "a newer transport of this client took over",
+            now,
+        );
+    }
+    if let Some(c) = st.conns.get_mut(&conn) {
+        c.session = Some(key.clone());
+        c.room = room;
+        c.established = true;
+    }
+    let resumed = matches!(out.first(), Some(Envelope::Welcome { resumed: true, .. }));
+    info!(
+        conn,
+        user = %user,
+        client_id = %format_args!("{:x}", key.client_id),
+        session = session_id,
+        resumed,
+        resent = out.len().saturating_sub(1),
+        "session attached"
+    );
+    out
+}
+
+/// One envelope from the client of `key`, on its attached transport `conn`.
+fn on_envelope(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    key: &SessionKey,
+    envelope: Envelope,
+    now: Instant,
+) -> Result<Received, ProtocolError> {
+    let Some(entry) = st.sessions.get_mut(key) else {
+        return Ok(Received::default());
+    };
+    let r = entry.session.receive(now, envelope);
+    if let Some(e) = r.error {
+        return Err(e);
+    }
+    if let Some(payload) = r.deliver {
+        if let Some(c) = st.conns.get(&conn) {
+            c.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        }
+        metrics.messages(now, 1, 0);
+        match entry.room.clone() {
+            Some(room) => {
+                broadcast(st, &room, payload, now);
+            }
+            None => {
+                let envelope = entry.session.send(now, payload);
+                let to = entry.attached;
+                transmit(&mut st.conns, to, envelope);
+            }
+        }
+    }
+    Ok(Received {
+        reply: r.reply,
+        token: r.token,
+    })
+}

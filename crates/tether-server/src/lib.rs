@@ -1,0 +1,79 @@
+//! # tether-server
+//!
+//! The reference server of Tether: the other end of the protocol (PROTOCOL.md at the
+//! repository root), for tests, examples and harnesses. It reuses
+//! [`tether_core::protocol::ServerSession`] for every session, so it speaks exactly what
+//! the client expects.
+//!
+//! ## Endpoints
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /ws` | the Tether protocol over WebSocket; `?room=NAME` joins a chat room, otherwise each message is echoed back as a new server message |
+//! | `GET /echo` | plain WebSocket echo; a text `ping` is answered with `pong` |
+//! | `POST /poll?client=HEX&op=send\|recv` | HTTP polling, same sessions as `/ws` (`wait_ms` shortens the hold of `op=recv`; `room` as on `/ws`) |
+//! | `POST /api/token` | `{"user":"alice","ttl_secs":60}` → `{"token":"…","expires_in":60}` |
+//! | `GET /api/health` | `{"status":"ok","uptime_secs":12}` |
+//! | `GET /api/websocket/metrics` | [`MetricsSnapshot`] as JSON |
+//!
+//! Every route but the token, health and metrics ones needs a token
+//! (`Authorization: Bearer …` or `?access_token=…`); without one the answer is HTTP
+//! 401 before any upgrade, unless [`ServerConfig::dev_mode`] accepts the client as an
+//! anonymous `dev-temp-<id>` user (a token that is present but bad is refused even
+//! then). On an open WebSocket:
+//!
+//! - the first frame must be Hello, and every frame must decode, else close 4400;
+//! - a message above [`ServerConfig::max_frame_bytes`] closes with 1009;
+//! - `T <token>` refreshes the token: bad → 4401, another user's → 4403; a token that
+//!   expires without a refresh closes with 4401;
+//! - silence longer than [`ServerConfig::idle_limit`] closes with 4408;
+//! - another client of the same user connecting closes the older connection with 4409
+//!   (see [`Hub`]); a newer transport of the same client closes it with 1000;
+//! - [`RunningServer::shutdown`] closes with 1001.
+//!
+//! ## Running one
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tether_server::{Hub, Server, ServerConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = ServerConfig::default();
+//! config.bind = "127.0.0.1:0".parse()?;
+//! let server = Server::start(config, Arc::new(Hub::new())).await?;
+//! println!("listening on {}", server.addr());
+//! // ... clients connect to ws://{addr}/ws ...
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The binary does the same from the command line: `tether-server --bind 127.0.0.1:0`
+//! prints `listening on 127.0.0.1:PORT` as soon as it listens.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod config;
+mod http;
+mod hub;
+mod metrics;
+mod rand;
+mod server;
+pub mod token;
+mod ws;
+
+pub use config::{ConfigError, Secret, ServerConfig};
+pub use hub::Hub;
+pub use metrics::{ConnectionInfo, MetricsSnapshot};
+pub use server::{RunningServer, Server, ServerError};
+pub use token::{Claims, TokenAuthority, TokenError};
+
+/// A fresh anonymous user name for dev mode.
+fn dev_user() -> String {
+    format!(
+        "{}{:012x}",
+        token::DEV_USER_PREFIX,
+        rand::u64() & 0xffff_ffff_ffff
+    )
+}

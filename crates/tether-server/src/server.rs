@@ -1,0 +1,359 @@
+//! Listening, serving, and the server's life: start, freeze/thaw, shutdown, kill.
+
+use core::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::config::{ConfigError, ServerConfig};
+use crate::hub::Hub;
+use crate::token::TokenAuthority;
+
+/// Why the server did not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// The address could not be bound (in use, no permission, …).
+    Bind(std::io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Config(e) => write!(f, "invalid configuration: {e}"),
+            ServerError::Bind(e) => write!(f, "cannot listen: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServerError::Config(e) => Some(e),
+            ServerError::Bind(e) => Some(e),
+        }
+    }
+}
+
+impl From<ConfigError> for ServerError {
+    fn from(e: ConfigError) -> Self {
+        ServerError::Config(e)
+    }
+}
+
+/// A one-way flag tasks can wait on.
+#[derive(Debug)]
+pub(crate) struct Flag(watch::Sender<bool>);
+
+impl Flag {
+    fn new() -> Self {
+        Flag(watch::Sender::new(false))
+    }
+
+    pub(crate) fn set(&self, value: bool) {
+        self.0.send_replace(value);
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once the flag is `value`.
+    pub(crate) async fn wait(&self, value: bool) {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`, so this only ends when the value matches.
+        let _ = rx.wait_for(|v| *v == value).await;
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+}
+
+/// Counts the tasks of one server so `shutdown` and `kill` can wait for them.
+#[derive(Debug, Default)]
+pub(crate) struct Tracker {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a tracked task; dropping it (even when the task is aborted) checks out.
+pub(crate) struct TaskGuard(Arc<App>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        if self.0.tracker.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.tracker.idle.notify_waiters();
+        }
+    }
+}
+
+impl Tracker {
+    async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Everything a request handler or connection task of one running server shares.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) config: ServerConfig,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) tokens: TokenAuthority,
+    pub(crate) started: Instant,
+    /// Graceful shutdown requested.
+    pub(crate) shutdown: Flag,
+    /// Kill requested: drop everything now.
+    pub(crate) killed: Flag,
+    /// Frozen: read and answer nothing.
+    pub(crate) frozen: Flag,
+    tracker: Tracker,
+}
+
+impl App {
+    /// Registers a task until the guard drops.
+    pub(crate) fn track(self: &Arc<Self>) -> TaskGuard {
+        self.tracker.count.fetch_add(1, Ordering::AcqRel);
+        TaskGuard(Arc::clone(self))
+    }
+
+    /// Resolves when the server is not frozen.
+    pub(crate) async fn thawed(&self) {
+        self.frozen.wait(false).await;
+    }
+}
+
+/// The reference server. See [`Server::start`].
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Validates `config`, binds `config.bind` and starts serving with `hub`'s state.
+    /// Returns once the listener is bound, so [`RunningServer::addr`] is usable at once.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use tether_server::{Hub, Server, ServerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tether_server::ServerError> {
+    /// let mut config = ServerConfig::default();
+    /// config.bind = "127.0.0.1:0".parse().expect("an address");
+    /// let hub = Arc::new(Hub::new());
+    ///
+    /// let server = Server::start(config.clone(), Arc::clone(&hub)).await?;
+    /// let addr = server.addr();
+    /// server.kill().await; // as if the process died
+    ///
+    /// // Same port, same hub: clients resume their sessions.
+    /// config.bind = addr;
+    /// let server = Server::start(config, hub).await?;
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start(config: ServerConfig, hub: Arc<Hub>) -> Result<RunningServer, ServerError> {
+        config.validate()?;
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(ServerError::Bind)?;
+        let addr = listener.local_addr().map_err(ServerError::Bind)?;
+        if config.dev_mode {
+            warn!(
+                "DEV MODE: clients without a token are ACCEPTED as anonymous dev-temp-<id> \
+                 users; never run this in production"
+            );
+        }
+        let app = Arc::new(App {
+            tokens: TokenAuthority::new(config.secret.clone()),
+            config,
+            hub,
+            started: Instant::now(),
+            shutdown: Flag::new(),
+            killed: Flag::new(),
+            frozen: Flag::new(),
+            tracker: Tracker::default(),
+        });
+        let router = crate::http::router(Arc::clone(&app));
+        let accept = tokio::spawn(accept_loop(Arc::clone(&app), listener, router));
+        let sweeper = tokio::spawn(sweep_loop(Arc::clone(&app)));
+        info!(%addr, "listening");
+        Ok(RunningServer {
+            addr,
+            app,
+            accept,
+            sweeper,
+        })
+    }
+}
+
+/// A started server. Stop it with [`shutdown`](Self::shutdown) or
+/// [`kill`](Self::kill); dropping it kills it.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    app: Arc<App>,
+    accept: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (with the real port when bound to port 0).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub the server serves from.
+    #[must_use]
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.app.hub
+    }
+
+    /// Stops reading and answering anything while keeping every TCP connection open
+    /// (a half-open connection, as seen by clients). New requests are accepted by the
+    /// kernel and left waiting. Timers on the server's side stop too.
+    pub fn freeze(&self) {
+        info!("frozen: reading and answering nothing");
+        self.app.frozen.set(true);
+    }
+
+    /// Ends [`freeze`](Self::freeze): buffered frames and waiting requests are served.
+    pub fn thaw(&self) {
+        info!("thawed");
+        self.app.frozen.set(false);
+    }
+
+    /// Whether the server is frozen.
+    #[must_use]
+    pub fn is_frozen(&self) -> bool {
+        self.app.frozen.get()
+    }
+
+    /// Graceful stop: the listener closes, every WebSocket is closed with 1001, held
+    /// polls answer, and connections get [`ServerConfig::close_grace`] to finish before
+    /// the rest is dropped. Sessions stay in the hub.
+    pub async fn shutdown(mut self) {
+        info!(addr = %self.addr, "shutting down");
+        self.app.frozen.set(false);
+        self.app.shutdown.set(true);
+        let grace = self.app.config.close_grace;
+        if tokio::time::timeout(
+            grace + Duration::from_millis(500),
+            self.app.tracker.wait_idle(),
+        )
+        .await
+        .is_err()
+        {
+            warn!("connections still open after the grace period: dropping them");
+        }
+        self.stop_now().await;
+    }
+
+    /// Abrupt stop, as if the process died: the listener and every socket are dropped
+    /// at once, without close frames or answers. Sessions stay in the hub.
+    pub async fn kill(mut self) {
+        info!(addr = %self.addr, "killed");
+        self.stop_now().await;
+    }
+
+    async fn stop_now(&mut self) {
+        self.app.killed.set(true);
+        self.accept.abort();
+        self.sweeper.abort();
+        // Awaiting the aborted task makes sure the listener is closed on return.
+        let _ = (&mut self.accept).await;
+        if tokio::time::timeout(Duration::from_secs(5), self.app.tracker.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("some connection tasks did not stop");
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.app.killed.set(true);
+        self.accept.abort();
+        self.sweeper.abort();
+    }
+}
+
+async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = app.killed.wait(true) => break,
+            () = app.shutdown.wait(true) => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let guard = app.track();
+        let app = Arc::clone(&app);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let _guard = guard;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                biased;
+                () = app.killed.wait(true) => return,
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "http connection ended with an error");
+                    }
+                    return;
+                }
+                () = app.shutdown.wait(true) => conn.as_mut().graceful_shutdown(),
+            }
+            tokio::select! {
+                biased;
+                () = app.killed.wait(true) => {}
+                _ = conn.as_mut() => {}
+            }
+        });
+    }
+    debug!("listener closed");
+}
+
+async fn sweep_loop(app: Arc<App>) {
+    let mut tick = tokio::time::interval(app.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.frozen.get() {
+            continue;
+        }
+        app.hub.sweep(app.config.idle_limit, app.config.session_ttl);
+    }
+}

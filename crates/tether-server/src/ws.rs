@@ -1,0 +1,501 @@
+//! One WebSocket connection: `/ws` (the Tether protocol) or `/echo` (plain echo).
+//!
+//! Two tasks per socket: this one reads, runs the timers (idle limit, token expiry,
+//! latency probes) and decides when to close; a writer drains the socket's queue, so a
+//! client that stops reading cannot stall the reader or its timers.
+
+use std::future::pending;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
+use tether_core::close::codes;
+use tether_core::protocol::Envelope;
+use tether_core::Payload;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Interval};
+use tracing::debug;
+
+use crate::hub::{CloseRequest, ConnId, ConnStats, Endpoint, Outbound, Principal, SocketLink};
+use crate::server::App;
+
+/// Most frames handled in one go before the timers get a look in.
+const DRAIN_BATCH: usize = 64;
+/// Longest close reason a close frame can carry.
+const MAX_REASON: usize = 123;
+
+/// What a socket speaks.
+#[derive(Clone, Debug)]
+pub(crate) enum Mode {
+    /// The Tether protocol; `room` from the `room` query parameter.
+    Protocol { room: Option<String> },
+    /// Verbatim echo, `ping` → `pong`.
+    Plain,
+}
+
+/// What handling one read did.
+enum Step {
+    Continue,
+    /// Close with this code and reason.
+    Close(u16, String),
+    /// The client sent a close frame (with this code).
+    PeerClosed(Option<u16>),
+    /// The connection is gone without a close frame.
+    Lost(&'static str),
+}
+
+/// How the connection ended, for the logs and metrics.
+struct End {
+    code: Option<u16>,
+    reason: String,
+}
+
+/// Serves one upgraded socket until it closes or the server is killed.
+pub(crate) async fn run(app: Arc<App>, socket: WebSocket, principal: Principal, mode: Mode) {
+    let _guard = app.track();
+    if app.killed.get() {
+        return;
+    }
+    let endpoint = match mode {
+        Mode::Protocol { .. } => Endpoint::Ws,
+        Mode::Plain => Endpoint::Echo,
+    };
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+    let link = SocketLink {
+        out: out_tx,
+        ctl: ctl_tx,
+        queued: Arc::new(AtomicUsize::new(0)),
+        max_queued: app.config.max_queued_frames,
+    };
+    let (id, stats) = app.hub.open_socket(&principal, endpoint, link.clone());
+    let (sink, stream) = socket.split();
+    let writer = tokio::spawn(write_loop(
+        Arc::clone(&app),
+        sink,
+        out_rx,
+        Arc::clone(&link.queued),
+        Arc::clone(&stats),
+    ));
+    let token_deadline = principal.claims.as_ref().map(deadline_of);
+    let mut conn = Socket {
+        app: Arc::clone(&app),
+        id,
+        principal,
+        mode,
+        greeted: false,
+        stream,
+        link,
+        ctl: ctl_rx,
+        stats,
+        last_seen: Instant::now(),
+        token_deadline,
+        probe_sent: None,
+        probe_counter: 0,
+    };
+    let end = tokio::select! {
+        biased;
+        () = app.killed.wait(true) => None,
+        end = conn.drive() => Some(end),
+    };
+    match end {
+        None => {
+            writer.abort();
+            app.hub.close_socket(id, None, "server killed");
+        }
+        Some(end) => {
+            app.hub.close_socket(id, end.code, &end.reason);
+            drop(conn);
+            let mut writer = writer;
+            if tokio::time::timeout(app.config.close_grace, &mut writer)
+                .await
+                .is_err()
+            {
+                writer.abort();
+            }
+        }
+    }
+}
+
+/// When a token's claims run out, on the monotonic clock.
+fn deadline_of(claims: &crate::token::Claims) -> Instant {
+    Instant::now() + claims.remaining(SystemTime::now())
+}
+
+async fn write_loop(
+    app: Arc<App>,
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    queued: Arc<AtomicUsize>,
+    stats: Arc<ConnStats>,
+) {
+    let _guard = app.track();
+    while let Some(item) = rx.recv().await {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        if app.frozen.get() {
+            tokio::select! {
+                () = app.thawed() => {}
+                () = app.killed.wait(true) => return,
+            }
+        }
+        let (message, counted, last) = match item {
+            Outbound::Msg(p) => (to_message(p), true, false),
+            Outbound::Control(p) => (to_message(p), false, false),
+            Outbound::Ping(data) => (Message::Ping(data.into()), false, false),
+            Outbound::Close(code, reason) => (
+                Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                })),
+                false,
+                true,
+            ),
+        };
+        // Batch writes: flush only when nothing else is queued.
+        let written = if rx.is_empty() || last {
+            sink.send(message).await
+        } else {
+            sink.feed(message).await
+        };
+        if written.is_err() {
+            return;
+        }
+        if counted {
+            stats.messages_out.fetch_add(1, Ordering::Relaxed);
+            app.hub.metrics.messages(Instant::now(), 0, 1);
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn to_message(payload: Payload) -> Message {
+    match payload {
+        Payload::Text(s) => Message::Text(s.into()),
+        Payload::Binary(b) => Message::Binary(b.into()),
+    }
+}
+
+fn to_payload(message: Message) -> Option<Payload> {
+    match message {
+        Message::Text(t) => Some(Payload::Text(t.as_str().to_owned())),
+        Message::Binary(b) => Some(Payload::Binary(b.to_vec())),
+        _ => None,
+    }
+}
+
+/// Whether a read error is the size limit (tungstenite's capacity error).
+fn is_too_big(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+fn clip(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
+struct Socket {
+    app: Arc<App>,
+    id: ConnId,
+    principal: Principal,
+    mode: Mode,
+    /// A Hello arrived (protocol mode).
+    greeted: bool,
+    stream: SplitStream<WebSocket>,
+    link: SocketLink,
+    ctl: mpsc::UnboundedReceiver<CloseRequest>,
+    stats: Arc<ConnStats>,
+    /// Last frame from the client.
+    last_seen: Instant,
+    token_deadline: Option<Instant>,
+    /// The latency probe in flight: its payload and when it left.
+    probe_sent: Option<([u8; 8], Instant)>,
+    probe_counter: u64,
+}
+
+impl Socket {
+    async fn drive(&mut self) -> End {
+        let app = Arc::clone(&self.app);
+        let idle_limit = app.config.idle_limit;
+        let mut probe: Option<Interval> = app.config.latency_probe_interval.map(|every| {
+            let mut i = tokio::time::interval_at((Instant::now() + every).into(), every);
+            i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            i
+        });
+        let mut frozen = app.frozen.subscribe();
+        loop {
+            if app.frozen.get() {
+                tokio::select! {
+                    () = app.shutdown.wait(true) => {
+                        return self.close(codes::GOING_AWAY, "server shutting down").await;
+                    }
+                    () = app.thawed() => {}
+                }
+                // The server was not listening: the client's silence does not count.
+                self.last_seen = Instant::now();
+                self.probe_sent = None;
+                if let Some(p) = probe.as_mut() {
+                    p.reset();
+                }
+                continue;
+            }
+            let idle_at = self.last_seen + idle_limit;
+            let token_at = self.token_deadline;
+            let step = tokio::select! {
+                biased;
+                _ = frozen.changed() => continue,
+                () = app.shutdown.wait(true) => {
+                    return self.close(codes::GOING_AWAY, "server shutting down").await;
+                }
+                Some(req) = self.ctl.recv() => {
+                    return self.close(req.code, req.reason).await;
+                }
+                next = self.stream.next() => self.on_read(next),
+                () = sleep_until(idle_at.into()) => {
+                    return self.close(codes::IDLE_TIMEOUT, "idle timeout").await;
+                }
+                () = async {
+                    match token_at {
+                        Some(at) => sleep_until(at.into()).await,
+                        None => pending().await,
+                    }
+                } => {
+                    return self.close(codes::UNAUTHORIZED, "token expired").await;
+                }
+                () = async {
+                    match probe.as_mut() {
+                        Some(p) => { p.tick().await; }
+                        None => pending().await,
+                    }
+                } => {
+                    self.send_probe();
+                    Step::Continue
+                }
+            };
+            let mut step = step;
+            // Handle what else is already readable, then acknowledge once.
+            for _ in 0..DRAIN_BATCH {
+                if !matches!(step, Step::Continue) {
+                    break;
+                }
+                match self.stream.next().now_or_never() {
+                    Some(next) => step = self.on_read(next),
+                    None => break,
+                }
+            }
+            match step {
+                Step::Continue => {
+                    if self.greeted {
+                        self.app.hub.flush_ack(self.id);
+                    }
+                }
+                Step::Close(code, reason) => {
+                    if self.greeted {
+                        self.app.hub.flush_ack(self.id);
+                    }
+                    return self.close(code, &reason).await;
+                }
+                Step::PeerClosed(code) => {
+                    self.drain().await;
+                    return End {
+                        code,
+                        reason: "closed by the client".into(),
+                    };
+                }
+                Step::Lost(reason) => {
+                    return End {
+                        code: None,
+                        reason: reason.into(),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Sends a close frame and waits (bounded) for the client's.
+    async fn close(&mut self, code: u16, reason: &str) -> End {
+        let reason = clip(reason);
+        self.link.push(Outbound::Close(code, reason.clone()));
+        self.drain().await;
+        End {
+            code: Some(code),
+            reason,
+        }
+    }
+
+    /// Reads until the connection ends, for at most the close grace period; reading is
+    /// also what flushes tungstenite's automatic reply to a client's close frame.
+    async fn drain(&mut self) {
+        let grace = self.app.config.close_grace;
+        let _ = tokio::time::timeout(grace, async {
+            while let Some(Ok(_)) = self.stream.next().await {}
+        })
+        .await;
+    }
+
+    fn send_probe(&mut self) {
+        self.probe_counter += 1;
+        let data = self.probe_counter.to_be_bytes();
+        self.probe_sent = Some((data, Instant::now()));
+        self.link.push(Outbound::Ping(data.to_vec()));
+    }
+
+    fn on_read(&mut self, next: Option<Result<Message, axum::Error>>) -> Step {
+        let message = match next {
+            None => return Step::Lost("connection lost"),
+            Some(Err(e)) if is_too_big(&e) => {
+                return Step::Close(codes::MESSAGE_TOO_BIG, "message too big".into())
+            }
+            Some(Err(e)) => {
+                debug!(conn = self.id, error = %e, "read failed");
+                return Step::Lost("read error");
+            }
+            Some(Ok(m)) => m,
+        };
+        let now = Instant::now();
+        match message {
+            Message::Close(frame) => Step::PeerClosed(frame.map(|f| f.code)),
+            Message::Pong(data) => {
+                // Answers to our probes measure latency but are not the client's own
+                // traffic, so they do not count against the idle limit.
+                if let Some((sent, at)) = self.probe_sent {
+                    if data.as_ref() == sent {
+                        self.probe_sent = None;
+                        let rtt = now.saturating_duration_since(at);
+                        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+                        self.stats.latency_us.store(us, Ordering::Relaxed);
+                        self.app.hub.metrics.latency(now, rtt);
+                    }
+                }
+                Step::Continue
+            }
+            Message::Ping(_) => {
+                self.last_seen = now;
+                Step::Continue
+            }
+            data => {
+                self.last_seen = now;
+                let Some(payload) = to_payload(data) else {
+                    return Step::Continue;
+                };
+                match self.mode {
+                    Mode::Plain => self.on_plain(payload),
+                    Mode::Protocol { .. } => self.on_envelope(payload),
+                }
+            }
+        }
+    }
+
+    fn on_plain(&mut self, payload: Payload) -> Step {
+        self.app.hub.count_plain(&self.stats, 1, 0);
+        if payload == Payload::Text("ping".into()) {
+            self.link
+                .push(Outbound::Control(Payload::Text("pong".into())));
+        } else {
+            self.link.push(Outbound::Msg(payload));
+        }
+        Step::Continue
+    }
+
+    fn on_envelope(&mut self, frame: Payload) -> Step {
+        let envelope = match Envelope::decode(frame) {
+            Ok(e) => e,
+            Err(e) => return Step::Close(codes::PROTOCOL_ERROR, format!("invalid frame: {e}")),
+        };
+        if !self.greeted {
+            let Envelope::Hello {
+                client_id,
+                recv_seq,
+            } = envelope
+            else {
+                return Step::Close(
+                    codes::PROTOCOL_ERROR,
+                    "the first frame must be Hello".into(),
+                );
+            };
+            let room = match &self.mode {
+                Mode::Protocol { room } => room.clone(),
+                Mode::Plain => None,
+            };
+            self.app.hub.hello_socket(
+                self.id,
+                &self.principal,
+                client_id,
+                recv_seq,
+                room,
+                self.app.config.resume_limits,
+            );
+            self.greeted = true;
+            return Step::Continue;
+        }
+        if matches!(envelope, Envelope::Hello { .. }) {
+            return Step::Close(
+                codes::PROTOCOL_ERROR,
+                "a second Hello on one connection".into(),
+            );
+        }
+        match self.app.hub.receive_socket(self.id, envelope) {
+            Err(e) => Step::Close(codes::PROTOCOL_ERROR, e.to_string()),
+            Ok(r) => {
+                if let Some(reply) = r.reply {
+                    self.link.push(Outbound::Control(reply.encode()));
+                }
+                match r.token {
+                    Some(token) => self.refresh(&token),
+                    None => Step::Continue,
+                }
+            }
+        }
+    }
+
+    /// A `T <token>` on the open connection.
+    fn refresh(&mut self, token: &str) -> Step {
+        match self.app.tokens.verify(token) {
+            Err(e) => Step::Close(
+                codes::UNAUTHORIZED,
+                format!("refreshed token rejected: {e}"),
+            ),
+            Ok(claims) => match &self.principal.claims {
+                // An anonymous dev-mode client keeps its identity and has no expiry.
+                None => Step::Continue,
+                Some(current) if current.user != claims.user => Step::Close(
+                    codes::FORBIDDEN,
+                    "refreshed token names another user".into(),
+                ),
+                Some(_) => {
+                    self.token_deadline = Some(deadline_of(&claims));
+                    self.principal.claims = Some(claims);
+                    Step::Continue
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_clipped_on_a_char_boundary() {
+        assert_eq!(clip("short"), "short");
+        let long = "é".repeat(100);
+        let clipped = clip(&long);
+        assert!(clipped.len() <= MAX_REASON);
+        assert!(clipped.chars().all(|c| c == 'é'));
+    }
+}
