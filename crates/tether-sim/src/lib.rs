@@ -92,11 +92,56 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// Switches for what the seeded schedules model beyond the defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Model frames and polling requests that reach the server after the client moved
+    /// to a newer transport (`TETHER_SIM_LATE_FRAMES=1`). See "Known issues".
+    pub late_frames: bool,
+    /// No reset-window allowance (`TETHER_SIM_STRICT=1`). See "Known issues".
+    pub strict: bool,
+    /// Trace lines shown for a failure (`TETHER_SIM_TRACE_LINES`, default 200).
+    pub trace_lines: usize,
+}
+
+impl Options {
+    /// From `TETHER_SIM_LATE_FRAMES` and `TETHER_SIM_STRICT` (`1` turns each on).
+    #[must_use]
+    pub fn from_env() -> Self {
+        let on = |name| std::env::var(name).is_ok_and(|v| v.trim() == "1");
+        Options {
+            late_frames: on("TETHER_SIM_LATE_FRAMES"),
+            strict: on("TETHER_SIM_STRICT"),
+            trace_lines: std::env::var("TETHER_SIM_TRACE_LINES")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(200),
+        }
+    }
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            late_frames: false,
+            strict: false,
+            trace_lines: 200,
+        }
+    }
+}
+
 /// Runs the schedule of `seed` (with a trace of the last lines when `trace`), under
 /// `catch_unwind`: a panic in the core is a failure like any other.
 pub fn run_seed(seed: u64, trace: bool) -> Result<Summary, Failure> {
+    run_seed_with(seed, trace, Options::default())
+}
+
+/// [`run_seed`] with [`Options`].
+pub fn run_seed_with(seed: u64, trace: bool, options: Options) -> Result<Summary, Failure> {
     let mut plan = Plan::new(seed);
     plan.params.trace = trace;
+    plan.params.late_frames = options.late_frames;
+    plan.params.trace_lines = options.trace_lines;
     let mut sim = match Sim::new(plan.config.clone(), plan.params.clone()) {
         Ok(sim) => sim,
         Err(e) => {
@@ -111,6 +156,9 @@ pub fn run_seed(seed: u64, trace: bool) -> Result<Summary, Failure> {
             })
         }
     };
+    if options.strict {
+        sim.check.strict();
+    }
     let result = catch_unwind(AssertUnwindSafe(|| drive(&mut sim, &plan)));
     let violation = match result {
         Ok(Ok(())) => {
@@ -139,7 +187,7 @@ pub fn run_seed(seed: u64, trace: bool) -> Result<Summary, Failure> {
         violation,
         at: sim.now(),
         trace: if trace {
-            sim.trace.tail(200)
+            sim.trace.tail(options.trace_lines)
         } else {
             String::new()
         },
@@ -154,7 +202,21 @@ fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
     sim.connect()?;
     sim.run_until(plan.duration)?;
     sim.heal()?;
-    sim.run_until_true(QUIESCE_WITHIN, "quiescent after healing", |s| s.quiescent())?;
+    // A user restarts a connection that stops after healing (an attempt that was already
+    // failing may still exhaust `max_attempts`), at most a few times.
+    let deadline = sim.now() + QUIESCE_WITHIN;
+    for _ in 0..3 {
+        let left = deadline.saturating_sub(sim.now());
+        sim.run_until_true(left, "quiescent after healing", |s| {
+            s.quiescent() || s.conn.state().is_stopped()
+        })?;
+        if !sim.conn.state().is_stopped() {
+            break;
+        }
+        sim.user(UserAction::Reconnect)?;
+    }
+    let left = deadline.saturating_sub(sim.now());
+    sim.run_until_true(left, "quiescent after healing", Sim::quiescent)?;
     // Let acknowledgements and pings settle, then account for everything.
     sim.run_for(Duration::from_secs(5))?;
     sim.check.finish()

@@ -200,6 +200,9 @@ impl Server {
                 status: 401,
                 retry_after: None,
             })?;
+        // Only the protocol can refresh a token in-band (`T`); a plain server checks it at
+        // the upgrade alone.
+        let expiry = expiry.filter(|_| self.protocol());
         self.conns.insert(
             tid,
             Conn {

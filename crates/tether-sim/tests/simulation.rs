@@ -21,6 +21,7 @@ fn env(name: &str, default: u64) -> u64 {
 fn seeded_schedules() {
     let count = env("TETHER_SIM_SEEDS", 10_000);
     let first = env("TETHER_SIM_SEED", 0);
+    let options = tether_sim::Options::from_env();
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
     let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, 0f64));
@@ -34,7 +35,7 @@ fn seeded_schedules() {
                     break;
                 }
                 let seed = first + i;
-                match tether_sim::run_seed(seed, false) {
+                match tether_sim::run_seed_with(seed, false, options) {
                     Ok(summary) => {
                         let mut t = totals.lock().unwrap();
                         t.0 += u64::from(summary.protocol);
@@ -45,7 +46,7 @@ fn seeded_schedules() {
                     }
                     Err(_) => {
                         // Deterministic: the replay with a trace fails the same way.
-                        let failure = tether_sim::run_seed(seed, true)
+                        let failure = tether_sim::run_seed_with(seed, true, options)
                             .err()
                             .map(|f| f.to_string())
                             .unwrap_or_else(|| {
