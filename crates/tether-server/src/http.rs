@@ -316,7 +316,7 @@ async fn hold_for_messages(
     notify: &tokio::sync::Notify,
     hold: Duration,
 ) -> Result<Vec<tether_core::Payload>, PollError> {
-    let deadline = Instant::now() + hold;
+    let deadline = crate::after(Instant::now(), hold);
     loop {
         let pending = app.hub.take_pending(conn, key)?;
         if !pending.is_empty() || Instant::now() >= deadline || app.shutdown.get() {

@@ -702,6 +702,17 @@ impl Hub {
         }
     }
 
+    /// Restarts the idle clock of every polling transport: after a freeze the server
+    /// was not listening, so the clients' silence does not count.
+    pub(crate) fn touch_polls(&self) {
+        let now = Instant::now();
+        for conn in self.lock().conns.values_mut() {
+            if let Link::Poll(link) = &mut conn.link {
+                link.last_seen = now;
+            }
+        }
+    }
+
     /// The sweeper's round: detaches polling transports idle past `idle_limit`, drops
     /// expired resume buffer entries, and forgets sessions without a transport for
     /// `session_ttl`.

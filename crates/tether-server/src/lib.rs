@@ -69,6 +69,15 @@ pub use metrics::{ConnectionInfo, MetricsSnapshot};
 pub use server::{RunningServer, Server, ServerError};
 pub use token::{Claims, TokenAuthority, TokenError};
 
+/// `now + d`, or a time too far away to matter when that does not fit (a huge
+/// configured limit or token lifetime must not panic).
+fn after(now: std::time::Instant, d: std::time::Duration) -> std::time::Instant {
+    const CENTURY: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+    now.checked_add(d.min(CENTURY))
+        .or_else(|| now.checked_add(std::time::Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
 /// A fresh anonymous user name for dev mode.
 fn dev_user() -> String {
     format!(

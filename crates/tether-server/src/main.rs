@@ -3,7 +3,7 @@
 //! Prints `listening on ADDR` on stdout (one line, flushed) as soon as it listens; logs
 //! go to stderr. Ctrl-C or SIGTERM stops it gracefully (WebSockets closed with 1001).
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -61,6 +61,7 @@ async fn main() -> ExitCode {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_filter(filter),
         )
         .init();

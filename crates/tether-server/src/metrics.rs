@@ -229,7 +229,7 @@ impl Metrics {
             Outcome::Failed => c.failed += 1,
             Outcome::Normal | Outcome::Error => {
                 c.ended += 1;
-                c.ended_uptime += uptime;
+                c.ended_uptime = c.ended_uptime.saturating_add(uptime);
                 if outcome == Outcome::Error {
                     c.ended_errors += 1;
                 }

@@ -239,6 +239,7 @@ impl RunningServer {
     /// Ends [`freeze`](Self::freeze): buffered frames and waiting requests are served.
     pub fn thaw(&self) {
         info!("thawed");
+        self.app.hub.touch_polls();
         self.app.frozen.set(false);
     }
 

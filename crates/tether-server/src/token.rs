@@ -37,8 +37,10 @@ impl Claims {
     /// Time left before expiry, seen from `now` (zero once expired).
     #[must_use]
     pub fn remaining(&self, now: SystemTime) -> Duration {
-        let exp = UNIX_EPOCH + Duration::from_secs(self.expires_at);
-        exp.duration_since(now).unwrap_or(Duration::ZERO)
+        match UNIX_EPOCH.checked_add(Duration::from_secs(self.expires_at)) {
+            Some(exp) => exp.duration_since(now).unwrap_or(Duration::ZERO),
+            None => Duration::MAX,
+        }
     }
 }
 
@@ -219,6 +221,8 @@ mod tests {
         assert_eq!(t.verify_at(&token, later), Err(TokenError::Expired));
         let past = t.issue_until("bob", 1).unwrap();
         assert_eq!(t.verify(&past), Err(TokenError::Expired));
+        let forever = t.issue_until("bob", u64::MAX).unwrap();
+        assert_eq!(t.verify(&forever).unwrap().expires_at, u64::MAX);
     }
 
     #[test]

@@ -122,7 +122,7 @@ pub(crate) async fn run(app: Arc<App>, socket: WebSocket, principal: Principal, 
 
 /// When a token's claims run out, on the monotonic clock.
 fn deadline_of(claims: &crate::token::Claims) -> Instant {
-    Instant::now() + claims.remaining(SystemTime::now())
+    crate::after(Instant::now(), claims.remaining(SystemTime::now()))
 }
 
 async fn write_loop(
@@ -232,7 +232,7 @@ impl Socket {
         let app = Arc::clone(&self.app);
         let idle_limit = app.config.idle_limit;
         let mut probe: Option<Interval> = app.config.latency_probe_interval.map(|every| {
-            let mut i = tokio::time::interval_at((Instant::now() + every).into(), every);
+            let mut i = tokio::time::interval_at(crate::after(Instant::now(), every).into(), every);
             i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             i
         });
@@ -253,7 +253,7 @@ impl Socket {
                 }
                 continue;
             }
-            let idle_at = self.last_seen + idle_limit;
+            let idle_at = crate::after(self.last_seen, idle_limit);
             let token_at = self.token_deadline;
             let step = tokio::select! {
                 biased;
