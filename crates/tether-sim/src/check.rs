@@ -106,6 +106,8 @@ pub struct Checker {
     /// When the client last became connected (since a lossy restart).
     connected_since: Option<Duration>,
     saw_connect: bool,
+    /// A server message arrived in order since then (the numbering is agreed).
+    got_since_connect: bool,
 }
 
 /// How long the client must stay connected after a lossy restart before the reset
@@ -144,6 +146,7 @@ impl Checker {
             reset_window: true,
             connected_since: None,
             saw_connect: false,
+            got_since_connect: false,
         }
     }
 
@@ -428,7 +431,10 @@ impl Checker {
                     return violation("backoff within bounds", "attempt 0 scheduled".into());
                 }
             }
-            Event::Message(payload) => self.client_message(payload)?,
+            Event::Message(payload) => {
+                self.client_message(payload)?;
+                self.got_since_connect = true;
+            }
             Event::Delivered { id } => {
                 let Some(&n) = self.numbers.get(id) else {
                     return violation(
@@ -486,10 +492,9 @@ impl Checker {
             }
             Event::SessionReset { .. } => {
                 self.session_resets += 1;
-                if self.session_resets > self.lossy_restarts && self.reset_pending && self.reset_window {
-                    // The same restart, reset again (see `strict`).
-                    self.grant_reset_allowances();
-                } else if self.session_resets > self.lossy_restarts {
+                let excused = self.session_resets <= self.lossy_restarts
+                    || (self.reset_pending && self.reset_window);
+                if !excused {
                     return violation(
                         "sessions reset only when the server lost them",
                         format!(
@@ -498,6 +503,9 @@ impl Checker {
                         ),
                     );
                 }
+                // The client renumbers and resends what is unacknowledged: whatever of it
+                // the server already delivered comes again.
+                self.grant_reset_allowances();
             }
             Event::Stopped(reason) => {
                 let excused = match reason {
@@ -520,7 +528,8 @@ impl Checker {
     }
 
     /// After every step: the reset window closes once the client has been connected
-    /// for [`RESET_WINDOW_SETTLES`] after a lossy restart.
+    /// for [`RESET_WINDOW_SETTLES`] after a lossy restart and has received a server
+    /// message in order since it connected (both sides then agree on the numbering).
     pub fn tick(&mut self, now: Duration) {
         if self.state != State::Connected {
             self.connected_since = None;
@@ -529,8 +538,10 @@ impl Checker {
         }
         if std::mem::take(&mut self.saw_connect) {
             self.connected_since = Some(now);
+            self.got_since_connect = false;
         }
         if self.reset_pending
+            && self.got_since_connect
             && self
                 .connected_since
                 .is_some_and(|since| now.saturating_sub(since) >= RESET_WINDOW_SETTLES)
@@ -558,15 +569,20 @@ impl Checker {
     /// Every server message received (or allowed lost).
     #[must_use]
     pub fn server_messages_done(&self) -> bool {
-        self.server_sent
+        // Both sets hold only numbers the server sent.
+        let lost = self
+            .may_lose
             .iter()
-            .all(|n| self.client_got.contains(n) || self.may_lose.contains(n))
+            .filter(|n| !self.client_got.contains(n))
+            .count();
+        self.client_got.len() + lost == self.server_sent.len()
     }
 
     /// Every accepted message has its outcome.
     #[must_use]
     pub fn client_messages_done(&self) -> bool {
-        self.numbers.keys().all(|id| self.outcome.contains_key(id))
+        // `outcome` holds only ids `send` accepted.
+        self.outcome.len() == self.numbers.len()
     }
 
     /// The final accounting (protocol mode): nothing lost, nothing unexplained.

@@ -133,8 +133,8 @@ impl Plan {
 
         // Traffic: both sides send at random (Poisson) times.
         for (mean, event) in [
-            (rng.range(200, 4_000), SimEvent::User(UserAction::Send(1))),
-            (rng.range(200, 4_000), SimEvent::ServerApp),
+            (rng.range(500, 5_000), SimEvent::User(UserAction::Send(1))),
+            (rng.range(500, 5_000), SimEvent::ServerApp),
         ] {
             let mut t = Duration::ZERO;
             loop {
