@@ -2,8 +2,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use tether_core::{
     AuthConfig, ConfigProblem, Event, Payload, SendError, State, TerminalReason, Token,
 };
@@ -353,5 +351,12 @@ async fn an_oversized_send_is_refused_at_once() {
         client.send("123456789"),
         Err(SendError::TooLarge { size: 9, max: 8 })
     );
-    let _ = Duration::ZERO;
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Client>();
+    fn send<T: Send>() {}
+    send::<tether_native::Events>();
 }

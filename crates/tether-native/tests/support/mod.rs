@@ -201,3 +201,149 @@ impl EchoServer {
         self.handshakes.lock().unwrap().len()
     }
 }
+
+/// A Tether protocol server built on the core's `ServerSession`: welcomes, echoes every
+/// message back (numbered), answers pings, and acknowledges after `ack_delay` (never,
+/// with `None`). Sessions outlive connections, keyed by client id.
+pub struct ProtocolServer {
+    pub addr: SocketAddr,
+    tasks: JoinSet<()>,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    drop_all: broadcast::Sender<()>,
+}
+
+impl ProtocolServer {
+    pub async fn start(ack_delay: Option<Duration>) -> ProtocolServer {
+        use std::collections::HashMap;
+        use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+        use tether_core::{Instant, Payload};
+
+        fn frame(e: Envelope) -> Message {
+            match e.encode() {
+                Payload::Text(t) => Message::Text(t.into()),
+                Payload::Binary(b) => Message::Binary(b.into()),
+            }
+        }
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let sessions: Arc<Mutex<HashMap<u64, ServerSession>>> = Arc::default();
+        let (seen_tx, seen) = mpsc::unbounded_channel();
+        let (drop_all, _) = broadcast::channel(4);
+        let mut tasks = JoinSet::new();
+        let dropper = drop_all.clone();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            let mut next_session = 1;
+            while let Ok((stream, _)) = listener.accept().await {
+                let (sessions, seen) = (sessions.clone(), seen_tx.clone());
+                let mut dropped = dropper.subscribe();
+                next_session += 1;
+                let session_id = next_session;
+                connections.spawn(async move {
+                    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    let (mut sink, mut stream) = ws.split();
+                    let (out_tx, mut out) = mpsc::unbounded_channel::<Message>();
+                    let writer = tokio::spawn(async move {
+                        while let Some(m) = out.recv().await {
+                            if sink.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                    let mut client = None;
+                    loop {
+                        let msg = tokio::select! {
+                            msg = stream.next() => match msg {
+                                Some(Ok(msg)) => msg,
+                                _ => break,
+                            },
+                            _ = dropped.recv() => {
+                                writer.abort();
+                                return; // dropped without a close frame
+                            }
+                        };
+                        let payload = match msg {
+                            Message::Text(t) => Payload::Text(t.as_str().to_owned()),
+                            Message::Binary(b) => Payload::Binary(b.to_vec()),
+                            Message::Close(f) => {
+                                let _ =
+                                    seen.send(Seen::Close(f.map(|f| {
+                                        (u16::from(f.code), f.reason.as_str().to_owned())
+                                    })));
+                                break;
+                            }
+                            _ => continue,
+                        };
+                        let Ok(envelope) = Envelope::decode(payload) else {
+                            break;
+                        };
+                        let now = Instant::now();
+                        let mut sessions = sessions.lock().unwrap();
+                        if let Envelope::Hello {
+                            client_id,
+                            recv_seq,
+                        } = envelope
+                        {
+                            client = Some(client_id);
+                            let s = sessions.entry(client_id).or_insert_with(|| {
+                                ServerSession::new(session_id, ResumeLimits::default())
+                            });
+                            for e in s.hello(now, recv_seq) {
+                                let _ = out_tx.send(frame(e));
+                            }
+                            continue;
+                        }
+                        let Some(s) = client.and_then(|c| sessions.get_mut(&c)) else {
+                            break;
+                        };
+                        let r = s.receive(now, envelope);
+                        if let Some(reply) = r.reply {
+                            let _ = out_tx.send(frame(reply));
+                        }
+                        if let Some(p) = r.deliver {
+                            let _ = seen.send(match &p {
+                                Payload::Text(t) => Seen::Text(t.clone()),
+                                Payload::Binary(b) => Seen::Binary(b.clone()),
+                            });
+                            let _ = out_tx.send(frame(s.send(now, p)));
+                        }
+                        if let (Some(delay), Some(ack)) = (ack_delay, s.take_ack()) {
+                            let out_tx = out_tx.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                let _ = out_tx.send(frame(ack));
+                            });
+                        }
+                    }
+                    drop(out_tx);
+                    let _ = writer.await;
+                });
+            }
+        });
+        ProtocolServer {
+            addr,
+            tasks,
+            seen,
+            drop_all,
+        }
+    }
+
+    /// Drops every connection without a close frame; sessions are kept.
+    pub fn drop_connections(&self) {
+        let _ = self.drop_all.send(());
+    }
+
+    /// The next thing that arrived.
+    pub async fn seen(&mut self) -> Seen {
+        within("the server to receive", self.seen.recv())
+            .await
+            .expect("server gone")
+    }
+
+    pub async fn stop(mut self) {
+        self.tasks.shutdown().await;
+    }
+}
