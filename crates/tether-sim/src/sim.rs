@@ -10,8 +10,8 @@
 
 use tether_core::rng::Rng;
 use tether_core::{
-    Action, Config, Connection, Duration, Event, Hint, Payload, RequestId, State, Token,
-    TokenPlacement, TransportFailure, TransportId,
+    Action, Config, Connection, Duration, Event, Hint, MessageId, Payload, RequestId, SendError,
+    State, Token, TokenPlacement, TransportFailure, TransportId,
 };
 
 use crate::check::{Checker, Violation};
@@ -1140,22 +1140,7 @@ impl Sim {
         match action {
             UserAction::Send(count) => {
                 for _ in 0..count {
-                    self.next_number += 1;
-                    let n = self.next_number;
-                    let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
-                    let binary = self.rng.chance(self.params.binary_share);
-                    let payload = numbered_payload(b'c', n, pad, binary);
-                    self.sent_this_step = true;
-                    match self.conn.send(now, payload) {
-                        Ok(id) => {
-                            trace!(self, "user", "send c{n} -> {id:?}");
-                            self.check.sent(id, n)?;
-                        }
-                        Err(e) => {
-                            trace!(self, "user", "send c{n} refused: {e}");
-                        }
-                    }
-                    self.settle()?;
+                    let _ = self.send_one()?;
                 }
             }
             UserAction::Close => {
@@ -1165,6 +1150,29 @@ impl Sim {
             UserAction::Reconnect => self.conn.reconnect(now),
         }
         Ok(())
+    }
+
+    /// The user sends the next numbered message now: `send`'s answer, with the message
+    /// tracked by the checker when accepted.
+    pub fn send_one(&mut self) -> Result<Result<MessageId, SendError>, Violation> {
+        self.next_number += 1;
+        let n = self.next_number;
+        let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
+        let binary = self.rng.chance(self.params.binary_share);
+        let payload = numbered_payload(b'c', n, pad, binary);
+        self.sent_this_step = true;
+        let result = self.conn.send(self.clock.now(), payload);
+        match &result {
+            Ok(id) => {
+                trace!(self, "user", "send c{n} -> {id:?}");
+                self.check.sent(*id, n)?;
+            }
+            Err(e) => {
+                trace!(self, "user", "send c{n} refused: {e}");
+            }
+        }
+        self.settle()?;
+        Ok(result)
     }
 
     // ----- the end -----------------------------------------------------------------------
