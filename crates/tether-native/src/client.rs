@@ -18,8 +18,8 @@ use crate::token::TokenProvider;
 use crate::transport::NativeTransport;
 
 /// Events each [`Events`] reader may fall behind by, unless set with
-/// [`ClientBuilder::event_buffer`].
-pub const DEFAULT_EVENT_BUFFER: usize = 256;
+/// [`ClientBuilder::event_buffer`]. About 80 bytes each, allocated with the client.
+pub const DEFAULT_EVENT_BUFFER: usize = 64;
 
 /// A reconnecting WebSocket client: a cheap, cloneable handle (`Send + Sync`) over a
 /// tokio task that owns the connection and does its I/O.
@@ -367,8 +367,10 @@ impl<T> ClientBuilder<T> {
         }
     }
 
-    /// How many events each [`Events`] reader may fall behind by (1 to 65 536); the
-    /// buffer is allocated up front.
+    /// How many events each [`Events`] reader may fall behind by before it skips the
+    /// oldest (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). The buffer is allocated up
+    /// front, about 80 bytes an event: the largest part of an idle client's memory after
+    /// the socket's read buffer.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events.clamp(1, 1 << 16);
         self
@@ -395,7 +397,7 @@ impl<T> ClientBuilder<T> {
         let transport = Arc::new(self.transport);
         let tokens = self.tokens;
         let start = move |shared: Arc<Shared>| {
-            let task = driver::run(shared, transport.clone(), tokens.clone());
+            let task = driver::run(driver::Task::new(shared), transport.clone(), tokens.clone());
             drop(runtime.spawn(task.instrument(span.clone())));
         };
         let shared = Arc::new(Shared {

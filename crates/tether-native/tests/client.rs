@@ -360,3 +360,26 @@ fn handles_are_send_and_sync() {
     fn send<T: Send>() {}
     send::<tether_native::Events>();
 }
+
+#[test]
+fn a_client_outliving_its_runtime_never_hangs() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let addr = "127.0.0.1:9".parse().unwrap();
+    let client = first
+        .block_on(async { Client::connect(config(addr).protocol().build().unwrap()) })
+        .unwrap();
+    drop(first);
+    runtime().block_on(async {
+        assert_eq!(
+            within("a confirmation", client.send_confirmed("x")).await,
+            Err(DeliveryError::ClientGone)
+        );
+        within("close", client.close(1000, "bye")).await;
+    });
+}
