@@ -274,17 +274,14 @@ async fn poll(
         }
     };
     let check = |token: &str| app.tokens.verify(token);
-    let exchange = match app.hub.poll_exchange(
-        &principal,
-        client_id,
-        room,
-        envelopes,
-        app.config.resume_limits,
-        &check,
-    ) {
-        Ok(x) => x,
-        Err(e) => return poll_error(e),
-    };
+    let exchange =
+        match app
+            .hub
+            .poll_exchange(&principal, client_id, room, envelopes, &app.config, &check)
+        {
+            Ok(x) => x,
+            Err(e) => return poll_error(e),
+        };
     let mut frames = exchange.frames;
     if receive {
         let hold = q.wait_ms.map_or(app.config.poll_hold, |ms| {

@@ -16,6 +16,7 @@ use tether_core::Payload;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
 
+use crate::config::ServerConfig;
 use crate::metrics::{ConnectionInfo, Metrics, MetricsSnapshot, Outcome};
 use crate::token::{unix_now, Claims};
 
@@ -147,6 +148,10 @@ struct PollLink {
     last_seen: Instant,
     /// Requests being served (a held `op=recv` keeps the transport alive).
     in_flight: usize,
+    /// Most messages `pending` may hold; past it the client is too slow and the
+    /// transport is detached (it resumes from the session's buffer after a new Hello).
+    max_pending: usize,
+    overflowed: bool,
 }
 
 #[derive(Debug)]
@@ -460,7 +465,7 @@ impl Hub {
         client_id: u64,
         recv_seq: u64,
         room: Option<String>,
-        limits: ResumeLimits,
+        config: &ServerConfig,
     ) {
         let now = Instant::now();
         let key = SessionKey {
@@ -469,7 +474,16 @@ impl Hub {
         };
         let mut st = self.lock();
         let st = &mut *st;
-        let out = attach(st, &self.metrics, conn, &key, recv_seq, room, limits, now);
+        let out = attach(
+            st,
+            &self.metrics,
+            conn,
+            &key,
+            recv_seq,
+            room,
+            config.resume_limits,
+            now,
+        );
         if let Some(Conn {
             link: Link::Socket(link),
             ..
@@ -540,7 +554,7 @@ impl Hub {
         client_id: u64,
         room: Option<String>,
         envelopes: Vec<Envelope>,
-        limits: ResumeLimits,
+        config: &ServerConfig,
         check_token: &dyn Fn(&str) -> Result<Claims, crate::token::TokenError>,
     ) -> Result<PollExchange, PollError> {
         let now = Instant::now();
@@ -579,14 +593,25 @@ impl Hub {
                         notify: Arc::new(Notify::new()),
                         last_seen: now,
                         in_flight: 0,
+                        max_pending: config.max_queued_frames,
+                        overflowed: false,
                     }),
                 },
             );
-            let out = attach(st, &self.metrics, id, &key, recv_seq, room, limits, now);
+            let out = attach(
+                st,
+                &self.metrics,
+                id,
+                &key,
+                recv_seq,
+                room,
+                config.resume_limits,
+                now,
+            );
             frames.extend(out.iter().map(Envelope::encode));
             id
         } else {
-            poll_transport(st, &key)?
+            poll_transport(st, &self.metrics, &key, now)?
         };
         for envelope in rest {
             let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
@@ -684,6 +709,7 @@ impl Hub {
         let now = Instant::now();
         let mut st = self.lock();
         let st = &mut *st;
+        drop_if_overflowed(st, &self.metrics, conn, now);
         match st.conns.get_mut(&conn) {
             Some(Conn {
                 link: Link::Poll(link),
@@ -733,6 +759,15 @@ impl Hub {
                 _ => None,
             })
             .collect();
+        let overflowed: Vec<ConnId> = st
+            .conns
+            .iter()
+            .filter(|(_, c)| matches!(&c.link, Link::Poll(p) if p.overflowed))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in overflowed {
+            drop_if_overflowed(st, &self.metrics, id, now);
+        }
         for id in idle {
             remove_conn(
                 st,
@@ -785,7 +820,12 @@ fn transmit(conns: &mut HashMap<ConnId, Conn>, to: Option<ConnId>, envelope: Env
     match to.and_then(|id| conns.get_mut(&id)).map(|c| &mut c.link) {
         Some(Link::Socket(link)) => push_envelope(link, envelope),
         Some(Link::Poll(link)) => {
-            link.pending.push_back(envelope.encode());
+            if link.pending.len() >= link.max_pending {
+                link.pending.clear();
+                link.overflowed = true;
+            } else if !link.overflowed {
+                link.pending.push_back(envelope.encode());
+            }
             link.notify.notify_one();
         }
         None => {}
@@ -828,8 +868,30 @@ fn attached_session(st: &State, conn: ConnId) -> Option<SessionKey> {
     (st.sessions.get(&key)?.attached == Some(conn)).then_some(key)
 }
 
+/// Detaches a polling transport whose client fell too far behind.
+fn drop_if_overflowed(st: &mut State, metrics: &Metrics, conn: ConnId, now: Instant) {
+    let overflowed = matches!(
+        st.conns.get(&conn).map(|c| &c.link),
+        Some(Link::Poll(PollLink {
+            overflowed: true,
+            ..
+        }))
+    );
+    if overflowed {
+        remove_conn(st, metrics, conn, Some(1013), "client too slow", now);
+    }
+}
+
 /// The polling transport attached to `key`'s session.
-fn poll_transport(st: &State, key: &SessionKey) -> Result<ConnId, PollError> {
+fn poll_transport(
+    st: &mut State,
+    metrics: &Metrics,
+    key: &SessionKey,
+    now: Instant,
+) -> Result<ConnId, PollError> {
+    if let Some(id) = st.sessions.get(key).and_then(|e| e.attached) {
+        drop_if_overflowed(st, metrics, id, now);
+    }
     let entry = st.sessions.get(key).ok_or(PollError::NoTransport)?;
     match entry
         .attached

@@ -437,7 +437,7 @@ impl Socket {
                 client_id,
                 recv_seq,
                 room,
-                self.app.config.resume_limits,
+                &self.app.config,
             );
             self.greeted = true;
             return Step::Continue;

@@ -181,3 +181,42 @@ async fn health_and_metrics_json() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn unused_sessions_are_forgotten_after_session_ttl() {
+    bounded(20, async {
+        let mut cfg = config();
+        cfg.session_ttl = Duration::from_millis(300);
+        cfg.sweep_interval = Duration::from_millis(50);
+        let server = start(cfg).await;
+        let addr = server.addr();
+        let token = token("xena");
+        let mut c = Client::new(9);
+        let (mut ws, _) = c.open(addr, "", Some(&token)).await;
+        let m = c.msg("kept for a while");
+        send(&mut ws, m).await;
+        c.wait_ack(&mut ws, 1).await;
+        close(ws).await;
+        assert_eq!(server.hub().sessions(), 1);
+
+        // Within the TTL the session resumes...
+        let (ws, welcome) = c.open(addr, "", Some(&token)).await;
+        assert!(matches!(welcome, Envelope::Welcome { resumed: true, .. }));
+        close(ws).await;
+        // ...after it, it is gone and the client gets a reset.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert_eq!(server.hub().sessions(), 0);
+        let (ws, welcome) = c.open(addr, "", Some(&token)).await;
+        assert!(matches!(
+            welcome,
+            Envelope::Welcome {
+                recv_seq: 0,
+                resumed: false,
+                ..
+            }
+        ));
+        close(ws).await;
+        server.shutdown().await;
+    })
+    .await;
+}

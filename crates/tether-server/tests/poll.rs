@@ -216,3 +216,28 @@ async fn idle_polling_transport_is_detached() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_poller_that_falls_behind_is_detached_and_resumes_everything() {
+    bounded(20, async {
+        let mut cfg = config();
+        cfg.max_queued_frames = 3;
+        let server = start(cfg).await;
+        let addr = server.addr();
+        let token = token("slow");
+        let mut c = Client::new(4);
+        let (status, _) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        assert_eq!(status, StatusCode::OK);
+        for i in 1..=5 {
+            server.hub().send_to_user("slow", format!("n{i}"));
+        }
+        let (status, _) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (_, answer) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        assert!(matches!(answer[0], Envelope::Welcome { resumed: true, .. }));
+        let (msgs, _) = take_all(&mut c, &answer[1..]);
+        assert_eq!(texts(&msgs), ["n1", "n2", "n3", "n4", "n5"]);
+        server.shutdown().await;
+    })
+    .await;
+}
