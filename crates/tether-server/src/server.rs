@@ -207,6 +207,27 @@ impl Server {
 
 /// A started server. Stop it with [`shutdown`](Self::shutdown) or
 /// [`kill`](Self::kill); dropping it kills it.
+///
+/// ```
+/// use std::sync::Arc;
+/// use tether_server::{Hub, Server, ServerConfig};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tether_server::ServerError> {
+/// let mut config = ServerConfig::default();
+/// config.bind = "127.0.0.1:0".parse().expect("an address");
+/// let server = Server::start(config, Arc::new(Hub::new())).await?;
+///
+/// // Half-open, as a client sees it: connections stay up, nothing is answered, and a
+/// // client's heartbeat should declare the socket dead.
+/// server.freeze();
+/// assert!(server.is_frozen());
+/// server.thaw();
+///
+/// server.shutdown().await; // WebSockets get 1001
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,

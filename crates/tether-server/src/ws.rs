@@ -1,5 +1,22 @@
 //! One WebSocket connection: `/ws` (the Tether protocol) or `/echo` (plain echo).
 //!
+//! ```text
+//!   upgrade (token checked)
+//!        │
+//!        ▼            first frame not Hello,
+//!   ┌─────────┐       undecodable frame        ┌─────────┐
+//!   │ awaiting│ ─────────────────────────────► │ closing │ ── close frame sent, the
+//!   │  Hello  │       idle limit (4408),       │ (code)  │    client's awaited for
+//!   └─────────┘       token expiry (4401), …   └─────────┘    `close_grace`, then gone
+//!        │ Hello: attached to its session           ▲
+//!        ▼ (Welcome + resend queued)                │ 4400 4401 4403 4408 4409
+//!   ┌─────────┐ ────────────────────────────────────┘ 1000 (detached) 1001 (shutdown)
+//!   │  open   │                                       1009 (too big) 1013 (too slow)
+//!   └─────────┘ ── client's close frame or lost connection ──► gone
+//! ```
+//!
+//! `/echo` sockets start in `open`. A kill drops a socket in any state at once.
+//!
 //! Two tasks per socket: this one reads, runs the timers (idle limit, token expiry,
 //! latency probes) and decides when to close; a writer drains the socket's queue, so a
 //! client that stops reading cannot stall the reader or its timers.

@@ -63,7 +63,7 @@ async fn token_expiring_on_an_open_connection_closes_4401() {
             close_code_within(&mut ws, Duration::from_secs(4)).await,
             Some(4401)
         );
-        assert!(started.elapsed() <= Duration::from_millis(2100));
+        assert!(started.elapsed() <= Duration::from_secs(3));
         server.shutdown().await;
     })
     .await;
