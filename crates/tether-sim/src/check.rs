@@ -451,7 +451,7 @@ impl Checker {
                 if !self.protocol {
                     return violation("one outcome per message", "Delivered in plain mode".into());
                 }
-                if self.server_count.get(&n).is_none() {
+                if !self.server_count.contains_key(&n) {
                     return violation(
                         "acknowledged means delivered",
                         format!("Delivered {id:?} (c{n}) but the server never got it"),

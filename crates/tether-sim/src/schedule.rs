@@ -1,5 +1,5 @@
 //! Seeded schedules: a configuration drawn from sane ranges, and a script of faults,
-//! user actions and server messages over 50–300 virtual seconds. The same seed always
+//! user actions and server messages over 40–240 virtual seconds. The same seed always
 //! makes the same schedule.
 
 use tether_core::rng::Rng;
@@ -117,7 +117,7 @@ impl Plan {
     pub fn new(seed: u64) -> Plan {
         let mut rng = Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5eed);
         let config = random_config(&mut rng, seed);
-        let duration = Duration::from_secs(rng.range(50, 300));
+        let duration = Duration::from_secs(rng.range(40, 240));
         let params = Params {
             base_latency: ms(rng.range(1, 80)),
             jitter: ms(rng.range(0, 60)),

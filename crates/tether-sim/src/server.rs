@@ -27,6 +27,10 @@ pub enum ServerOut {
     WatchToken(TransportId, Duration),
 }
 
+/// The server refuses a token (missing, malformed, expired, or an injected outage).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRejected;
+
 /// A protocol rule the client broke, as the server saw it: always a core bug.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientFault(pub String);
@@ -143,7 +147,7 @@ pub struct Server {
     pub app: App,
     /// Protocol rules the client broke.
     pub faults: Vec<ClientFault>,
-    /// Padding of the next server messages is drawn by the caller; this picks binary.
+    /// Welcomes that restarted the numbering (`resumed: false`).
     pub resets: u64,
 }
 
@@ -175,14 +179,17 @@ impl Server {
     }
 
     /// The expiry of `token` if the server accepts it at virtual time `at`.
-    #[must_use]
-    pub fn check_token(&self, token: Option<&str>, at: Duration) -> Result<Option<Duration>, ()> {
+    pub fn check_token(
+        &self,
+        token: Option<&str>,
+        at: Duration,
+    ) -> Result<Option<Duration>, TokenRejected> {
         if !self.auth {
             return Ok(None);
         }
-        let expiry = token.and_then(token_expiry).ok_or(())?;
+        let expiry = token.and_then(token_expiry).ok_or(TokenRejected)?;
         if self.reject_tokens || expiry <= at {
-            return Err(());
+            return Err(TokenRejected);
         }
         Ok(Some(expiry))
     }
@@ -194,12 +201,12 @@ impl Server {
         token: Option<&str>,
         at: Duration,
     ) -> Result<Vec<ServerOut>, TransportFailure> {
-        let expiry = self
-            .check_token(token, at)
-            .map_err(|()| TransportFailure::Http {
-                status: 401,
-                retry_after: None,
-            })?;
+        let expiry =
+            self.check_token(token, at)
+                .map_err(|TokenRejected| TransportFailure::Http {
+                    status: 401,
+                    retry_after: None,
+                })?;
         // Only the protocol can refresh a token in-band (`T`); a plain server checks it at
         // the upgrade alone.
         let expiry = expiry.filter(|_| self.protocol());
@@ -426,7 +433,7 @@ impl Server {
                             }
                         }
                     }
-                    Err(()) => return Err((4401, "token rejected".into())),
+                    Err(TokenRejected) => return Err((4401, "token rejected".into())),
                 }
                 return Ok(());
             }

@@ -899,6 +899,8 @@ impl Sim {
                 if self.asleep_until.is_some_and(|w| w <= at) {
                     trace!(self, "input", "wake");
                     self.asleep_until = None;
+                    // The driver's overdue timer fires first; what arrived meanwhile follows.
+                    self.conn.handle_timeout(now);
                 }
             }
             SimEvent::Fault(fault) => self.fault(fault)?,
