@@ -71,6 +71,9 @@ impl fmt::Display for DeliveryError {
                 let why = match reason {
                     DropReason::Overflow => "pushed out of the full queue",
                     DropReason::Expired => "waited longer than queue.max_age",
+                    DropReason::Unconfirmed => {
+                        "closed before the server acknowledged it (it may have arrived)"
+                    }
                     _ => "the connection was closed first",
                 };
                 write!(f, "message dropped: {why}")

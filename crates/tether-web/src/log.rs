@@ -4,6 +4,7 @@
 //! reconnects, fallback switches and stops; tokens, headers and query strings never.
 
 use std::fmt::{self, Write};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
@@ -23,20 +24,35 @@ extern "C" {
     fn console_error(line: &str);
 }
 
-/// Forwards Tether's logs at `level` and above to the console (`console.debug`, `.info`,
-/// `.warn`, `.error`). False when a `tracing` subscriber was installed already (it then
-/// gets the logs).
-///
-/// ```no_run
-/// tether_web::log::init(tracing::Level::INFO);
-/// ```
-pub fn init(level: Level) -> bool {
-    tracing::subscriber::set_global_default(Console { max: level }).is_ok()
+/// The level in force: 0 off, 1 error … 5 trace.
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+
+fn rank(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 1,
+        Level::WARN => 2,
+        Level::INFO => 3,
+        Level::DEBUG => 4,
+        Level::TRACE => 5,
+    }
 }
 
-struct Console {
-    max: Level,
+/// Forwards Tether's logs at `level` and above to the console (`console.debug`, `.info`,
+/// `.warn`, `.error`); `None` turns them off. May be called again to change the level.
+/// False when another `tracing` subscriber was installed already (it gets the logs).
+///
+/// ```no_run
+/// tether_web::log::set_level(Some(tracing::Level::INFO));
+/// ```
+pub fn set_level(level: Option<Level>) -> bool {
+    LEVEL.store(level.map_or(0, rank), Ordering::Relaxed);
+    let ours = tracing::subscriber::set_global_default(Console).is_ok()
+        || tracing::dispatcher::get_default(|d| d.is::<Console>());
+    tracing::callsite::rebuild_interest_cache();
+    ours
 }
+
+struct Console;
 
 #[derive(Default)]
 struct Line {
@@ -64,11 +80,19 @@ impl Visit for Line {
 
 impl Subscriber for Console {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        *metadata.level() <= self.max && metadata.target().starts_with("tether")
+        rank(*metadata.level()) <= LEVEL.load(Ordering::Relaxed)
+            && metadata.target().starts_with("tether")
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
-        Some(LevelFilter::from_level(self.max))
+        Some(match LEVEL.load(Ordering::Relaxed) {
+            0 => LevelFilter::OFF,
+            1 => LevelFilter::ERROR,
+            2 => LevelFilter::WARN,
+            3 => LevelFilter::INFO,
+            4 => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        })
     }
 
     fn new_span(&self, _: &Attributes<'_>) -> Id {

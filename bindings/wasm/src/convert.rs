@@ -1,0 +1,197 @@
+//! Rust values as JavaScript ones: payloads, events, metrics. Plain objects, camelCase
+//! keys, durations as milliseconds, `null` for "not known".
+
+use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
+use tether_core::{Cause, Duration, Event, Metrics, Payload, TerminalReason};
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::errors::{drop_reason, tether_error};
+
+/// A plain object under construction.
+pub(crate) struct Obj(Object);
+
+impl Obj {
+    pub(crate) fn new() -> Obj {
+        Obj(Object::new())
+    }
+
+    pub(crate) fn set(self, key: &str, value: impl Into<JsValue>) -> Obj {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
+        self
+    }
+
+    pub(crate) fn js(self) -> JsValue {
+        self.0.into()
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn opt_ms(d: Option<Duration>) -> JsValue {
+    d.map_or(JsValue::NULL, |d| ms(d).into())
+}
+
+fn opt<T: Into<JsValue>>(v: Option<T>) -> JsValue {
+    v.map_or(JsValue::NULL, Into::into)
+}
+
+/// A string (text), or bytes from a Uint8Array, an ArrayBuffer or another view (binary).
+pub(crate) fn payload_of(value: &JsValue) -> Option<Payload> {
+    if let Some(text) = value.as_string() {
+        return Some(Payload::Text(text));
+    }
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Some(Payload::Binary(bytes.to_vec()));
+    }
+    if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
+        return Some(Payload::Binary(Uint8Array::new(buffer).to_vec()));
+    }
+    if ArrayBuffer::is_view(value) {
+        let buffer = Reflect::get(value, &"buffer".into()).ok()?;
+        let offset = Reflect::get(value, &"byteOffset".into()).ok()?.as_f64()?;
+        let length = Reflect::get(value, &"byteLength".into()).ok()?.as_f64()?;
+        let view =
+            Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32);
+        return Some(Payload::Binary(view.to_vec()));
+    }
+    None
+}
+
+/// A message as JavaScript sees it: a string, or a Uint8Array of its own.
+pub(crate) fn payload(p: &Payload) -> JsValue {
+    match p {
+        Payload::Text(text) => JsValue::from_str(text),
+        Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+    }
+}
+
+fn cause(c: &Cause) -> Obj {
+    Obj::new()
+        .set("code", opt(c.code))
+        .set("status", opt(c.status))
+        .set("reason", c.reason.as_str())
+}
+
+/// `{ reason, message, code, status, attempts }`; `reason` one of `user-closed`,
+/// `auth-rejected`, `replaced`, `fatal`, `gave-up`.
+pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
+    let (kind, obj) = match reason {
+        TerminalReason::UserClosed { code, reason } => (
+            "user-closed",
+            Obj::new()
+                .set("code", *code)
+                .set("status", JsValue::NULL)
+                .set("closeReason", reason.as_str()),
+        ),
+        TerminalReason::AuthRejected(c) => ("auth-rejected", cause(c)),
+        TerminalReason::Replaced(c) => ("replaced", cause(c)),
+        TerminalReason::Fatal(c) => ("fatal", cause(c)),
+        TerminalReason::GaveUp { attempts, last } => {
+            ("gave-up", cause(last).set("attempts", *attempts))
+        }
+        _ => ("other", Obj::new()),
+    };
+    obj.set("reason", kind)
+        .set("message", reason.to_string())
+        .js()
+}
+
+/// A property of an object (`undefined` when missing or not an object).
+pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {
+    Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The event's name for `on()`, or `None` for events not exported.
+pub(crate) fn event_name(e: &Event) -> Option<&'static str> {
+    Some(match e {
+        Event::StateChanged { .. } => "state",
+        Event::Message(_) => "message",
+        Event::QualityChanged { .. } => "quality",
+        Event::ReconnectScheduled { .. } => "reconnecting",
+        Event::FallbackChanged { .. } => "fallback",
+        Event::Error(_) => "error",
+        Event::Delivered { .. } => "delivered",
+        Event::Dropped { .. } => "dropped",
+        Event::Stopped(_) => "stopped",
+        Event::Disconnected { .. } => "disconnected",
+        Event::SessionReset { .. } => "sessionReset",
+        Event::TokenRefreshed => "tokenRefreshed",
+        _ => return None,
+    })
+}
+
+/// The event's value for its handlers (see `TetherEventMap`).
+pub(crate) fn event_value(e: &Event) -> JsValue {
+    match e {
+        Event::StateChanged { from, to } => Obj::new()
+            .set("from", from.as_str())
+            .set("to", to.as_str())
+            .js(),
+        Event::Message(p) => payload(p),
+        Event::QualityChanged {
+            quality,
+            reliability,
+        } => Obj::new()
+            .set("quality", quality.as_str())
+            .set("reliability", *reliability)
+            .js(),
+        Event::ReconnectScheduled {
+            attempt,
+            delay,
+            hinted,
+        } => Obj::new()
+            .set("attempt", *attempt)
+            .set("delayMs", ms(*delay))
+            .set("hinted", *hinted)
+            .js(),
+        Event::FallbackChanged { active } => Obj::new().set("active", *active).js(),
+        Event::Error(err) => tether_error(err),
+        Event::Delivered { id } => Obj::new().set("id", id.0 as f64).js(),
+        Event::Dropped { id, reason } => Obj::new()
+            .set("id", id.0 as f64)
+            .set("reason", drop_reason(*reason))
+            .js(),
+        Event::Stopped(reason) => terminal(reason),
+        Event::Disconnected {
+            cause: c,
+            connected_for,
+        } => cause(c).set("connectedForMs", ms(*connected_for)).js(),
+        Event::SessionReset { resent } => Obj::new().set("resent", *resent as f64).js(),
+        Event::TokenRefreshed => Obj::new().js(),
+        _ => JsValue::UNDEFINED,
+    }
+}
+
+/// `metrics()`: every figure, camelCase, milliseconds as numbers, `null` when unknown.
+pub(crate) fn metrics(m: &Metrics) -> JsValue {
+    Obj::new()
+        .set("state", m.state.as_str())
+        .set("attempt", m.attempt)
+        .set("reconnects", m.reconnects)
+        .set("uptimeMs", opt_ms(m.uptime))
+        .set("totalUptimeMs", ms(m.total_uptime))
+        .set("lastCloseCode", opt(m.last_close_code))
+        .set("lastCloseReason", opt(m.last_close_reason.clone()))
+        .set("rttMs", opt_ms(m.rtt))
+        .set("rttMeanMs", opt_ms(m.rtt_mean))
+        .set("rttP50Ms", opt_ms(m.rtt_p50))
+        .set("rttP99Ms", opt_ms(m.rtt_p99))
+        .set("jitterMs", opt_ms(m.jitter))
+        .set("loss", m.loss)
+        .set("quality", opt(m.quality.map(|q| q.as_str())))
+        .set("reliability", m.reliability)
+        .set("messagesIn", m.messages_in as f64)
+        .set("messagesOut", m.messages_out as f64)
+        .set("bytesIn", m.bytes_in as f64)
+        .set("bytesOut", m.bytes_out as f64)
+        .set("queueDepth", m.queue_depth as f64)
+        .set("queueBytes", m.queue_bytes as f64)
+        .set("fallbackActive", m.fallback_active)
+        .set(
+            "terminalReason",
+            m.terminal_reason.as_ref().map_or(JsValue::NULL, terminal),
+        )
+        .js()
+}

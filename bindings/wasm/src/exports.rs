@@ -1,0 +1,335 @@
+//! The exported class and functions.
+
+use js_sys::{Date, Function, Promise, JSON};
+use tether_core::{Duration, Instant, Payload, Token};
+use tether_web::{Client, Subscription, WebTransport};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+
+use crate::convert;
+use crate::errors::{delivery_error, range_error, send_error, type_error};
+use crate::options;
+
+#[wasm_bindgen(module = "/src/emitter.js")]
+extern "C" {
+    #[derive(Clone)]
+    type Emitter;
+    #[wasm_bindgen(constructor)]
+    fn new() -> Emitter;
+    #[wasm_bindgen(method, catch)]
+    fn on(this: &Emitter, event: &JsValue, handler: &JsValue) -> Result<Function, JsValue>;
+    #[wasm_bindgen(method)]
+    fn has(this: &Emitter, event: &str) -> bool;
+    #[wasm_bindgen(method)]
+    fn emit(this: &Emitter, event: &str, value: &JsValue);
+}
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = include_str!("types.d.ts");
+
+/// A reconnecting WebSocket client.
+///
+/// It connects at once and keeps connecting: exponential backoff with jitter, heartbeats
+/// that catch dead sockets and measure latency, a bounded queue for messages sent while
+/// disconnected (flushed in order), and with `protocol: true` acknowledgements, resend
+/// and resume (no loss, no duplicates), an HTTP polling fallback and token refresh.
+///
+/// ```js
+/// const client = new TetherClient('wss://example.com/ws', { protocol: true });
+/// const off = client.on('message', (data) => console.log(data));
+/// client.send({ hello: 'world' });   // JSON text; queued until connected
+/// await client.sendConfirmed('important'); // resolves on the server's ack
+/// await client.close();
+/// ```
+///
+/// Call `free()` on a client you no longer need (after `close()`): listeners that refer
+/// to the client keep it from being garbage-collected.
+#[wasm_bindgen]
+pub struct TetherClient {
+    client: Client,
+    emitter: Emitter,
+    _listener: Subscription,
+}
+
+#[wasm_bindgen]
+impl TetherClient {
+    /// Makes a client for `url` (`ws://` or `wss://`) and starts connecting.
+    ///
+    /// Throws a `TypeError` when an option has the wrong type (or is unknown), and a
+    /// `RangeError` when its value is unacceptable; the message names the option.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "TetherOptions")] options: JsValue,
+    ) -> Result<TetherClient, JsValue> {
+        let o = options::read(&url, options)?;
+        let transport = WebTransport::new()
+            .websocket_constructor(o.websocket)
+            .fetch(o.fetch);
+        let mut builder = Client::builder(o.config)
+            .transport(transport)
+            .page_hints(o.page_hints);
+        if let Some(provider) = o.token_provider {
+            builder = builder.token_provider(move || token_from(provider.clone()));
+        }
+        let client = builder.spawn().map_err(|e| type_error(&e.to_string()))?;
+        let emitter = Emitter::new();
+        let sink = emitter.clone();
+        let listener = client.on_event(move |event| {
+            let Some(name) = convert::event_name(event) else {
+                return;
+            };
+            // Nothing is converted for events nobody listens to.
+            if sink.has(name) {
+                sink.emit(name, &convert::event_value(event));
+            }
+        });
+        Ok(TetherClient {
+            client,
+            emitter,
+            _listener: listener,
+        })
+    }
+
+    /// Sends a message and returns its id. A string is sent as text, a `Uint8Array`,
+    /// `ArrayBuffer` or other view as binary, anything else as its `JSON.stringify` text.
+    /// Written at once when connected, queued otherwise (flushed in order on connect).
+    ///
+    /// Throws a `TypeError` for data that cannot be sent, and an `Error` whose `kind` is
+    /// `queue-full`, `too-large` or `stopped` when the message is refused.
+    #[wasm_bindgen(unchecked_return_type = "number")]
+    pub fn send(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean"
+        )]
+        data: JsValue,
+    ) -> Result<f64, JsValue> {
+        let payload = payload_from(&data, "send(data)")?;
+        self.client
+            .send(payload)
+            .map(|id| id.0 as f64)
+            .map_err(|e| send_error(&e))
+    }
+
+    /// Sends a message and resolves with its id once the server acknowledges it
+    /// (`protocol: true`). Rejects with an `Error` whose `kind` is `rejected` (refused
+    /// at once), `unconfirmable` (plain mode), `dropped` (with a `reason`: overflow,
+    /// expired, stopped, unconfirmed) or `stopped` (the connection stopped with an error).
+    /// Throws a `TypeError` for data that cannot be sent.
+    #[wasm_bindgen(js_name = sendConfirmed, unchecked_return_type = "Promise<number>")]
+    pub fn send_confirmed(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean"
+        )]
+        data: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let payload = payload_from(&data, "sendConfirmed(data)")?;
+        let confirmed = self.client.send_confirmed(payload);
+        Ok(future_to_promise(async move {
+            confirmed
+                .await
+                .map(|id| JsValue::from(id.0 as f64))
+                .map_err(|e| delivery_error(&e))
+        }))
+    }
+
+    /// Closes the connection (default code 1000, reason "") and resolves once the socket
+    /// is closed. With `protocol: true`, messages already written first get
+    /// `closeLingerMs` to be acknowledged; anything else still queued is `dropped`.
+    ///
+    /// Throws a `TypeError` for a code that is not a number or a reason that is not a
+    /// string, and a `RangeError` for a code other than 1000 or 3000–4999, or a reason
+    /// longer than 123 UTF-8 bytes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let code = if code.is_undefined() {
+            1000
+        } else {
+            let n = code
+                .as_f64()
+                .ok_or_else(|| type_error("close(code, reason): code must be a number"))?;
+            if n != 1000.0 && !(n.fract() == 0.0 && (3000.0..=4999.0).contains(&n)) {
+                return Err(range_error(
+                    "close(code, reason): code must be 1000 or a whole number from 3000 to 4999",
+                ));
+            }
+            n as u16
+        };
+        let reason = if reason.is_undefined() {
+            String::new()
+        } else {
+            reason
+                .as_string()
+                .ok_or_else(|| type_error("close(code, reason): reason must be a string"))?
+        };
+        if reason.len() > 123 {
+            return Err(range_error(
+                "close(code, reason): reason must be at most 123 UTF-8 bytes",
+            ));
+        }
+        let closed = self.client.close(code, &reason);
+        Ok(future_to_promise(async move {
+            closed.await;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Calls `handler` with each event of this kind until the returned function is
+    /// called. Events: `state`, `message`, `quality`, `reconnecting`, `fallback`,
+    /// `error`, `delivered`, `dropped`, `stopped`, `disconnected`, `sessionReset`,
+    /// `tokenRefreshed` (see `TetherEventMap`). Throws a `TypeError` for another name or
+    /// a handler that is not a function. A handler that throws does not stop the others;
+    /// its exception is reported as uncaught.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: JsValue, handler: JsValue) -> Result<Function, JsValue> {
+        self.emitter.on(&event, &handler)
+    }
+
+    /// The state: `disconnected`, `connecting`, `connected`, `reconnecting`, `error` or
+    /// `closed`.
+    #[wasm_bindgen(getter, unchecked_return_type = "TetherState")]
+    pub fn state(&self) -> String {
+        self.client.state().as_str().to_owned()
+    }
+
+    /// The quality level (`excellent`, `good`, `fair`, `poor`, `critical`), or `null`
+    /// before it is measured.
+    #[wasm_bindgen(getter, unchecked_return_type = "TetherQuality | null")]
+    pub fn quality(&self) -> JsValue {
+        self.client
+            .quality()
+            .map_or(JsValue::NULL, |q| JsValue::from_str(q.as_str()))
+    }
+
+    /// The id this client presents to a Tether server, in hexadecimal (for logs).
+    #[wasm_bindgen(getter, js_name = clientId)]
+    pub fn client_id(&self) -> String {
+        format!("{:x}", self.client.client_id())
+    }
+
+    /// A snapshot of every figure (see `TetherMetrics`): state, attempts, reconnects,
+    /// RTT (last, mean, p50, p99) and jitter in milliseconds, loss, quality, reliability,
+    /// message and byte counts, queue depth, fallback, and why it stopped.
+    #[wasm_bindgen(unchecked_return_type = "TetherMetrics")]
+    pub fn metrics(&self) -> JsValue {
+        convert::metrics(&self.client.metrics())
+    }
+
+    /// Connects now: restarts after `error` or `closed` (forgetting past failures), or
+    /// ends a backoff wait early.
+    pub fn reconnect(&self) {
+        self.client.reconnect();
+    }
+}
+
+/// Forwards the client's logs at `level` and above to the console: `off` (the default),
+/// `error`, `warn`, `info`, `debug` or `trace`. Tokens are never logged. Throws a
+/// `RangeError` for another level.
+#[wasm_bindgen(js_name = setLogLevel)]
+pub fn set_log_level(
+    #[wasm_bindgen(unchecked_param_type = "'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'")]
+    level: JsValue,
+) -> Result<(), JsValue> {
+    use tracing::Level;
+    let level = match level.as_string().as_deref() {
+        Some("off") => None,
+        Some("error") => Some(Level::ERROR),
+        Some("warn") => Some(Level::WARN),
+        Some("info") => Some(Level::INFO),
+        Some("debug") => Some(Level::DEBUG),
+        Some("trace") => Some(Level::TRACE),
+        _ => {
+            return Err(range_error(
+                "setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'",
+            ))
+        }
+    };
+    tether_web::log::set_level(level);
+    Ok(())
+}
+
+/// What `send` sends for `data`.
+fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
+    if let Some(p) = convert::payload_of(data) {
+        return Ok(p);
+    }
+    let wrong = || {
+        type_error(&format!(
+            "{what}: data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value"
+        ))
+    };
+    if data.is_undefined()
+        || data.is_null()
+        || data.is_function()
+        || data.is_symbol()
+        || data.is_bigint()
+    {
+        return Err(wrong());
+    }
+    match JSON::stringify(data) {
+        Ok(text) => text.as_string().map(Payload::Text).ok_or_else(wrong),
+        Err(e) => Err(type_error(&format!(
+            "{what}: data is not JSON-serialisable: {}",
+            error_text(&e)
+        ))),
+    }
+}
+
+/// The message of a thrown value.
+fn error_text(e: &JsValue) -> String {
+    if let Some(text) = e.as_string() {
+        return text;
+    }
+    crate::convert::field(e, "message")
+        .as_string()
+        .unwrap_or_else(|| "unknown error".to_owned())
+}
+
+/// Asks the JavaScript provider for a token: `{ token, expiresAt? }` (ms since the epoch,
+/// or a Date) or a plain string, returned or resolved.
+async fn token_from(provider: Function) -> Result<Token, String> {
+    const SHAPE: &str =
+        "tokenProvider must resolve to { token: string, expiresAt?: number | Date } or a string";
+    let value = provider
+        .call0(&JsValue::UNDEFINED)
+        .map_err(|e| error_text(&e))?;
+    let value = JsFuture::from(Promise::resolve(&value))
+        .await
+        .map_err(|e| error_text(&e))?;
+    if let Some(token) = value.as_string() {
+        return Ok(Token {
+            value: token,
+            expires_at: None,
+        });
+    }
+    let token = crate::convert::field(&value, "token")
+        .as_string()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| SHAPE.to_owned())?;
+    let expires = crate::convert::field(&value, "expiresAt");
+    let expires_ms = if expires.is_undefined() || expires.is_null() {
+        None
+    } else if let Some(date) = expires.dyn_ref::<Date>() {
+        Some(date.get_time())
+    } else {
+        Some(expires.as_f64().ok_or_else(|| SHAPE.to_owned())?)
+    };
+    let expires_at = match expires_ms {
+        Some(ms) if ms.is_finite() => {
+            let left = (ms - Date::now()).max(0.0);
+            Some(Instant::now() + Duration::from_millis(left as u64))
+        }
+        Some(_) => return Err(SHAPE.to_owned()),
+        None => None,
+    };
+    Ok(Token {
+        value: token,
+        expires_at,
+    })
+}

@@ -1,0 +1,26 @@
+//! # tether-wasm
+//!
+//! The wasm-bindgen exports of Tether for JavaScript (browsers and Node): the
+//! `TetherClient` class over [`tether_web::Client`], and `setLogLevel`. Options are read
+//! into a [`tether_core::Config`] and checked; a wrong type throws a `TypeError`, an
+//! unacceptable value a `RangeError`, each naming the option. Nothing here unwraps:
+//! every export returns a `Result`, so no input reaches a panic.
+//!
+//! The TypeScript declarations (`TetherOptions`, `TetherEventMap`, `TetherMetrics`, ...)
+//! are in this crate's `typescript_custom_section`, and the generated `.d.ts` carries
+//! every method's documentation.
+#![warn(missing_docs)]
+
+pub mod names;
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod convert;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod errors;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod exports;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod options;
+
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use exports::{set_log_level, TetherClient};

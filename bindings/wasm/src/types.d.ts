@@ -1,0 +1,219 @@
+/** Where the connection is. */
+export type TetherState =
+  | 'disconnected'
+  | 'connecting'
+  | 'connected'
+  | 'reconnecting'
+  | 'error'
+  | 'closed';
+
+/** How good the connection is, from latency and loss (best first). */
+export type TetherQuality = 'excellent' | 'good' | 'fair' | 'poor' | 'critical';
+
+/** What a token provider gives: the token, and when it expires (ms since the epoch, or a Date). */
+export interface TetherToken {
+  token: string;
+  expiresAt?: number | Date | null;
+}
+
+/**
+ * Options of `new TetherClient(url, options)`. Every one is optional; durations are in
+ * milliseconds. A wrong type throws a `TypeError`, an unacceptable value a `RangeError`,
+ * naming the option; so does an unknown option.
+ */
+export interface TetherOptions {
+  /** Speak the Tether protocol: acks, resend, resume, `sendConfirmed`, polling fallback. Default false (plain WebSocket). */
+  protocol?: boolean;
+  /** WebSocket subprotocols to offer. */
+  protocols?: string[];
+  /** An attempt that has not opened within this time has failed. Default 10000. */
+  connectTimeoutMs?: number;
+  /** HTTP polling endpoint (`http://` or `https://`): enables the fallback. Needs `protocol: true`. */
+  pollUrl?: string;
+  /** Polling fallback tuning (needs `pollUrl`). */
+  fallback?: {
+    /** Switch to polling after this many consecutive WebSocket failures. Default 3. */
+    afterFailures?: number;
+    /** Poll interval while messages flow. Default 100. */
+    minIntervalMs?: number;
+    /** Poll interval when idle or failing. Default 2000. */
+    maxIntervalMs?: number;
+    /** While polling, try the WebSocket again this often. Default 5000. */
+    probeIntervalMs?: number;
+    /** A request with no answer within this time has failed. Default 10000. */
+    requestTimeoutMs?: number;
+  };
+  /**
+   * Application-level ping/pong, or `false` to turn it off. In plain mode it needs `ping`
+   * and `pong` payloads (for example `'ping'` and `'pong'`); without them it is off.
+   */
+  heartbeat?:
+    | false
+    | {
+        /** Time between pings. Default 4000. */
+        intervalMs?: number;
+        /** A ping with no answer (and no other frame) within this time is missed. Default 3000. */
+        timeoutMs?: number;
+        /** This many missed pings in a row declare the socket dead. Default 2. */
+        maxMissed?: number;
+        /** Plain mode: the payload to send as a ping. */
+        ping?: string | Uint8Array;
+        /** Plain mode: the payload that answers it. */
+        pong?: string | Uint8Array;
+      };
+  /** Delays between attempts. */
+  backoff?: {
+    /** Cap of the first delay. Default 500. */
+    initialDelayMs?: number;
+    /** Growth per failed attempt, 1 to 100. Default 1.5. */
+    factor?: number;
+    /** No delay is longer. Default 10000. */
+    maxDelayMs?: number;
+    /** Randomisation of each delay. Default 'full'. */
+    jitter?: 'full' | 'decorrelated' | 'none';
+    /** Stop (`stopped` with reason `gave-up`) after this many failed attempts; null or Infinity: never. */
+    maxAttempts?: number | null;
+  };
+  /** Bounds of the messages retained while disconnected (and unacknowledged ones). */
+  queue?: {
+    /** Default 1000. */
+    maxMessages?: number;
+    /** Default 1048576. */
+    maxBytes?: number;
+    /** Messages waiting longer are `dropped` with reason `expired`. Default: no limit. */
+    maxAgeMs?: number | null;
+    /** What a send that does not fit does. Default 'reject-new'. */
+    overflow?: 'reject-new' | 'drop-oldest';
+  };
+  /** Quality thresholds. */
+  quality?: {
+    /** Bounds of excellent, good, fair and poor (4 levels, rising). */
+    levels?: { rttMs?: number; loss?: number }[];
+    /** Number of recent pings the figures are computed over. Default 20. */
+    window?: number;
+    /** A new level must be seen this many times in a row. Default 2. */
+    hysteresis?: number;
+  };
+  /** Called before every attempt (and before the token expires) when given. */
+  tokenProvider?: () => TetherToken | string | Promise<TetherToken | string>;
+  /** Token tuning (needs `tokenProvider`). */
+  auth?: {
+    /** Refresh this long before expiry. Default 60000. */
+    refreshLeadMs?: number;
+    /** A provider that has not answered within this time has failed. Default 10000. */
+    fetchTimeoutMs?: number;
+    /** The query parameter carrying the token (default 'access_token'); null: an Authorization header (not possible on a browser WebSocket). */
+    queryParam?: string | null;
+  };
+  /** Close codes with a meaning of your own, checked in order before the defaults. */
+  closeRules?: (
+    | { code: number; action: 'retry' | 'auth-rejected' | 'replaced' | 'fatal' }
+    | { first: number; last: number; action: 'retry' | 'auth-rejected' | 'replaced' | 'fatal' }
+  )[];
+  /** A timer this much later than due means the page was asleep or throttled. Default 5000. */
+  resumeGapMs?: number;
+  /** After a resume, visibility or online event the socket must show life within this. Default 2000. */
+  livenessTimeoutMs?: number;
+  /** `close()` waits this long for acknowledgements. Default 2000. */
+  closeLingerMs?: number;
+  /** Largest message in or out. Default 16777216. */
+  maxMessageBytes?: number;
+  /** Protocol acknowledgements: after this many messages, or this long after the first. */
+  ack?: { every?: number; delayMs?: number };
+  /** Seed of the backoff jitter: the same seed gives the same delays. */
+  seed?: number | bigint;
+  /** The WebSocket constructor (for example the `ws` package's in Node 20). Default `globalThis.WebSocket`. */
+  WebSocket?: unknown;
+  /** The fetch function for polling. Default `globalThis.fetch`. */
+  fetch?: (input: string, init?: unknown) => Promise<unknown>;
+  /** React to the page's online, visibility, pagehide/pageshow and freeze/resume events. Default true. */
+  pageHints?: boolean;
+}
+
+/** Why the connection stopped. */
+export interface TetherStopReason {
+  reason: 'user-closed' | 'auth-rejected' | 'replaced' | 'fatal' | 'gave-up';
+  /** In words. */
+  message: string;
+  /** The close code (sent, for `user-closed`). */
+  code: number | null;
+  /** The HTTP status of a refused upgrade or poll. */
+  status: number | null;
+  /** `gave-up`: how many attempts failed. */
+  attempts?: number;
+}
+
+/** An error with a stable `kind`. */
+export interface TetherError extends Error {
+  kind: string;
+}
+
+/** Each event's value. */
+export interface TetherEventMap {
+  /** The state changed. */
+  state: { from: TetherState; to: TetherState };
+  /** A message from the server: a string (text) or a Uint8Array (binary). */
+  message: string | Uint8Array;
+  /** The quality level changed. */
+  quality: { quality: TetherQuality; reliability: number };
+  /** The next attempt is scheduled. */
+  reconnecting: { attempt: number; delayMs: number; hinted: boolean };
+  /** HTTP polling took over (`true`) or the WebSocket is back (`false`). */
+  fallback: { active: boolean };
+  /** A problem the client handles itself; kind: protocol, protocol-violation, message-too-large, token-unavailable, attempt-failed, poll-body. */
+  error: TetherError;
+  /** The server acknowledged this message (protocol mode). */
+  delivered: { id: number };
+  /** This message will never be delivered (or, `unconfirmed`, may not have been). */
+  dropped: { id: number; reason: 'overflow' | 'expired' | 'stopped' | 'unconfirmed' };
+  /** The connection stopped; nothing happens until `reconnect()`. */
+  stopped: TetherStopReason;
+  /** An open connection was lost. */
+  disconnected: { code: number | null; status: number | null; reason: string; connectedForMs: number };
+  /** The server had lost the session: in-flight messages were resent, missed ones are gone. */
+  sessionReset: { resent: number };
+  /** A new token was installed. */
+  tokenRefreshed: Record<string, never>;
+}
+
+/** `metrics()`: a snapshot. Durations in milliseconds; null when not known. */
+export interface TetherMetrics {
+  state: TetherState;
+  /** Consecutive failed attempts (0 while connected). */
+  attempt: number;
+  /** Connections re-established after the first. */
+  reconnects: number;
+  uptimeMs: number | null;
+  totalUptimeMs: number;
+  lastCloseCode: number | null;
+  lastCloseReason: string | null;
+  rttMs: number | null;
+  rttMeanMs: number | null;
+  rttP50Ms: number | null;
+  rttP99Ms: number | null;
+  jitterMs: number | null;
+  /** Fraction of pings lost, 0 to 1. */
+  loss: number;
+  quality: TetherQuality | null;
+  /** 0 to 100. */
+  reliability: number;
+  messagesIn: number;
+  messagesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Messages retained: waiting, or unacknowledged. */
+  queueDepth: number;
+  queueBytes: number;
+  /** HTTP polling carries the session. */
+  fallbackActive: boolean;
+  terminalReason: TetherStopReason | null;
+}
+
+export interface TetherClient {
+  /**
+   * Calls `handler` with each `event` until the returned function is called. Throws a
+   * `TypeError` for an unknown event or a handler that is not a function. A handler that
+   * throws does not stop the others; its exception is reported as uncaught.
+   */
+  on<K extends keyof TetherEventMap>(event: K, handler: (value: TetherEventMap[K]) => void): () => void;
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds the npm package of the wasm bindings into bindings/wasm/pkg: cargo, then
+# wasm-bindgen (--target web), then (release) wasm-opt -Oz from the npm package
+# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output), then the wrapper.
+# Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci` for release)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-release}
+target_dir=${CARGO_TARGET_DIR:-target}
+out=bindings/wasm/pkg
+
+case "$mode" in
+release)
+    # Profiles live in the root manifest only, and its release profile keeps debug info
+    # for benchmarks: the size profile is defined here.
+    cargo build --locked -p tether-wasm --target wasm32-unknown-unknown --profile wasm-release \
+        --config 'profile.wasm-release.inherits="release"' \
+        --config 'profile.wasm-release.opt-level="z"' \
+        --config 'profile.wasm-release.lto=true' \
+        --config 'profile.wasm-release.codegen-units=1' \
+        --config 'profile.wasm-release.debug=0' \
+        --config 'profile.wasm-release.strip=true' \
+        --config 'profile.wasm-release.panic="abort"'
+    wasm=$target_dir/wasm32-unknown-unknown/wasm-release/tether_wasm.wasm
+    ;;
+dev)
+    cargo build --locked -p tether-wasm --target wasm32-unknown-unknown
+    wasm=$target_dir/wasm32-unknown-unknown/debug/tether_wasm.wasm
+    ;;
+*)
+    echo "usage: $0 [release|dev]" >&2
+    exit 2
+    ;;
+esac
+
+rm -rf "$out"
+wasm-bindgen --target web --out-dir "$out" --out-name tether_wasm "$wasm"
+if [ "$mode" = release ]; then
+    node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-reference-types --enable-multivalue \
+        "$out/tether_wasm_bg.wasm" -o "$out/tether_wasm_bg.wasm"
+fi
+cp bindings/wasm/js/index.js bindings/wasm/js/index.d.ts "$out/"
+echo "built $out ($mode)"
