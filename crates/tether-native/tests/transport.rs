@@ -352,3 +352,20 @@ async fn writer_sends_frames_and_a_valid_close() {
     assert_eq!((u16::from(frame.code), frame.reason.len()), (1000, 123));
     assert!(within("the reader's end", r.next()).await.is_end());
 }
+
+/// Stricter than browsers: tungstenite fails the handshake when subprotocols were offered
+/// and the server chose none (a browser opens the socket with protocol ""). Reported as
+/// a network failure, which the core retries.
+#[tokio::test]
+async fn a_server_choosing_no_offered_subprotocol_fails_the_attempt() {
+    let url = ws_once(|ws| async move { drop(ws) }).await;
+    let r = within(
+        "connect",
+        NativeTransport::new().connect(url, vec!["tether.v1".into()], vec![]),
+    )
+    .await;
+    let Err(TransportFailure::Network(text)) = r else {
+        panic!("{:?}", r.err())
+    };
+    assert!(text.contains("ubprotocol"), "{text}");
+}
