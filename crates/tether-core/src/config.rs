@@ -155,6 +155,8 @@ pub struct FallbackConfig {
     pub max_interval: Duration,
     /// While polling, try the WebSocket again this often (upgrade back).
     pub probe_interval: Duration,
+    /// A probe must open (and be welcomed) within this; polling waits meanwhile.
+    pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,
 }
@@ -169,6 +171,7 @@ impl FallbackConfig {
             min_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(2),
             probe_interval: Duration::from_secs(5),
+            probe_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -414,6 +417,7 @@ impl Config {
                 );
             }
             nonzero(f.probe_interval, "fallback.probe_interval")?;
+            nonzero(f.probe_timeout, "fallback.probe_timeout")?;
             nonzero(f.request_timeout, "fallback.request_timeout")?;
         }
         if let Some(a) = &self.auth {
@@ -476,11 +480,23 @@ fn check_url(
     };
     let rest = &url[scheme.len()..];
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let malformed = Err(ConfigError {
+        field,
+        problem: ConfigProblem::MalformedUrl,
+    });
     if host.is_empty() || host.starts_with(':') || url.chars().any(|c| c.is_whitespace()) {
-        return Err(ConfigError {
-            field,
-            problem: ConfigProblem::MalformedUrl,
-        });
+        return malformed;
+    }
+    // An explicit port must be a number from 1 to 65535 (`[::1]:80` keeps its colons).
+    let authority = host.rsplit('@').next().unwrap_or(host);
+    let port = match authority.rfind(']') {
+        Some(end) => authority[end + 1..].strip_prefix(':'),
+        None => authority.rsplit_once(':').map(|(_, p)| p),
+    };
+    if let Some(port) = port {
+        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+            return malformed;
+        }
     }
     Ok(())
 }

@@ -41,7 +41,20 @@ fn urls() {
     for bad in ["http://example.com", "example.com", "", "wss//x", "ftp://x"] {
         check(Config::builder(bad), "url", ConfigProblem::NotWebSocketUrl);
     }
-    for bad in ["ws://", "ws:///path", "ws://:80/", "ws://exa mple.com"] {
+    Config::builder("ws://[::1]:8080/ws").build().unwrap();
+    Config::builder("wss://user@example.com/ws")
+        .build()
+        .unwrap();
+    for bad in [
+        "ws://",
+        "ws:///path",
+        "ws://:80/",
+        "ws://exa mple.com",
+        "ws://host:99999/",
+        "ws://host:0/",
+        "ws://host:http/",
+        "ws://[::1]:x/",
+    ] {
         check(Config::builder(bad), "url", ConfigProblem::MalformedUrl);
     }
     check(
@@ -315,12 +328,14 @@ fn fallback() {
         ("fallback.min_interval", f()),
         ("fallback.max_interval", f()),
         ("fallback.probe_interval", f()),
+        ("fallback.probe_timeout", f()),
         ("fallback.request_timeout", f()),
     ] {
         match field {
             "fallback.min_interval" => cfg.min_interval = Duration::ZERO,
             "fallback.max_interval" => cfg.max_interval = Duration::ZERO,
             "fallback.probe_interval" => cfg.probe_interval = Duration::ZERO,
+            "fallback.probe_timeout" => cfg.probe_timeout = Duration::ZERO,
             _ => cfg.request_timeout = Duration::ZERO,
         }
         check(p().fallback(cfg), field, ConfigProblem::Zero);

@@ -89,6 +89,7 @@ pub fn random_config(rng: &mut Rng, seed: u64) -> Config {
             min_interval: ms(min),
             max_interval: ms(rng.range(min, 5_000)),
             probe_interval: ms(rng.range(1_000, 20_000)),
+            probe_timeout: ms(rng.range(200, 5_000)),
             request_timeout: ms(rng.range(1_000, 10_000)),
         });
     }

@@ -164,8 +164,12 @@ impl Connection {
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
         let id = TransportId(self.next_id());
-        self.timers
-            .set(Timer::ConnectTimeout, now + self.config.connect_timeout);
+        // A probe pauses polling (one transport at a time), so it gets little time.
+        let timeout = match (&self.config.fallback, probe) {
+            (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
+            _ => self.config.connect_timeout,
+        };
+        self.timers.set(Timer::ConnectTimeout, now + timeout);
         if self.fallback_active && !probe {
             self.link = Link::Poll(PollLink {
                 id,
@@ -359,6 +363,7 @@ impl Connection {
                         ..Cause::default()
                     },
                     CloseClass::Retry,
+                    None,
                 );
             }
         };

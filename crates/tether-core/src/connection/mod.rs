@@ -458,7 +458,7 @@ impl Connection {
                         reason: format!("token unavailable: {e}"),
                         ..Cause::default()
                     };
-                    self.attempt_failed(now, cause, CloseClass::Retry, false);
+                    self.attempt_failed(now, cause, CloseClass::Retry, WsVerdict::NotWs);
                 } else {
                     // A failed refresh: try again soon, well before the old token expires.
                     self.timers
@@ -523,7 +523,7 @@ impl Connection {
             reason,
         };
         let kind = self.link.take();
-        self.link_lost(now, kind, cause, class);
+        self.link_lost(now, kind, cause, class, None);
     }
 
     /// Opening the WebSocket `id` failed, or it broke with an error.
@@ -688,10 +688,7 @@ impl Connection {
                 }
                 self.arm_queue_expiry();
             }
-            Timer::Stable => {
-                self.backoff.reset();
-                self.auth_retry_used = false;
-            }
+            Timer::Stable => self.forget_failures(),
         }
     }
 
@@ -783,7 +780,14 @@ impl Connection {
     }
 
     /// The transport is gone (its closing was reported or decided); what next.
-    fn link_lost(&mut self, now: Instant, kind: LinkKind, cause: Cause, class: CloseClass) {
+    fn link_lost(
+        &mut self,
+        now: Instant,
+        kind: LinkKind,
+        cause: Cause,
+        class: CloseClass,
+        failure: Option<&TransportFailure>,
+    ) {
         self.clear_link_timers();
         self.heartbeat.reset();
         if self.closing.is_some() {
@@ -804,6 +808,10 @@ impl Connection {
             let connected_for = self
                 .connected_at
                 .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+            if connected_for >= STABLE_AFTER {
+                // The Stable timer may not have been served (the process slept).
+                self.forget_failures();
+            }
             self.end_uptime(now);
             self.drops.push_back(now);
             self.events.push_back(Event::Disconnected {
@@ -812,11 +820,23 @@ impl Connection {
             });
             self.set_state(State::Disconnected);
         }
-        self.attempt_failed(now, cause, class, kind == LinkKind::Ws);
+        let verdict = match (kind, failure) {
+            (LinkKind::Ws, Some(TransportFailure::Blocked)) => WsVerdict::Blocked,
+            // Nothing listens: the server is down, not the WebSocket blocked.
+            (LinkKind::Ws, Some(TransportFailure::Refused)) => WsVerdict::Refused,
+            (LinkKind::Ws, _) => WsVerdict::Failed,
+            _ => WsVerdict::NotWs,
+        };
+        self.attempt_failed(now, cause, class, verdict);
+    }
+
+    fn forget_failures(&mut self) {
+        self.backoff.reset();
+        self.auth_retry_used = false;
     }
 
     /// An attempt (or a connection) failed with `class`: retry, fall back, or stop.
-    fn attempt_failed(&mut self, now: Instant, cause: Cause, class: CloseClass, was_ws: bool) {
+    fn attempt_failed(&mut self, now: Instant, cause: Cause, class: CloseClass, ws: WsVerdict) {
         match class {
             CloseClass::Replaced => return self.stop_with_error(TerminalReason::Replaced(cause)),
             CloseClass::Fatal => return self.stop_with_error(TerminalReason::Fatal(cause)),
@@ -833,10 +853,10 @@ impl Connection {
             }
             _ => {}
         }
-        if was_ws {
+        if matches!(ws, WsVerdict::Failed | WsVerdict::Blocked) {
             self.ws_failures += 1;
         }
-        let blocked = cause.reason == BLOCKED_REASON;
+        let blocked = ws == WsVerdict::Blocked;
         if let Some(fallback) = &self.config.fallback {
             if !self.fallback_active && (blocked || self.ws_failures >= fallback.after_failures) {
                 self.fallback_active = true;
@@ -906,14 +926,9 @@ impl Connection {
             }
             _ => (None, CloseClass::Retry),
         };
-        let reason = if failure == TransportFailure::Blocked {
-            BLOCKED_REASON.to_owned()
-        } else {
-            failure.to_string()
-        };
         if self.state != State::Connected {
             self.events
-                .push_back(Event::Error(TetherError::AttemptFailed(failure)));
+                .push_back(Event::Error(TetherError::AttemptFailed(failure.clone())));
         }
         self.link_lost(
             now,
@@ -921,9 +936,10 @@ impl Connection {
             Cause {
                 code: None,
                 status,
-                reason,
+                reason: failure.to_string(),
             },
             class,
+            Some(&failure),
         );
     }
 
@@ -943,7 +959,7 @@ impl Connection {
 
     fn fail_link_with(&mut self, now: Instant, cause: Cause, class: CloseClass, code: u16) {
         let kind = self.close_link(code, &cause.reason);
-        self.link_lost(now, kind, cause, class);
+        self.link_lost(now, kind, cause, class, None);
     }
 
     fn finish_close(&mut self) {
@@ -1053,8 +1069,18 @@ impl Connection {
     }
 }
 
-/// The cause text of a blocked WebSocket (it switches to polling at once).
-const BLOCKED_REASON: &str = "WebSockets are blocked here";
+/// What a failed attempt says about the WebSocket itself, for the fallback decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WsVerdict {
+    /// Not a WebSocket attempt (polling, or no transport yet).
+    NotWs,
+    /// The WebSocket failed after reaching something: counts toward the fallback.
+    Failed,
+    /// Nothing listens at all: polling would fail the same way, so it does not count.
+    Refused,
+    /// WebSockets cannot be used here: fall back at once.
+    Blocked,
+}
 
 #[cfg(test)]
 mod tests;

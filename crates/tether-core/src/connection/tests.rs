@@ -978,7 +978,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     let early = h.conn.send(h.now, "early").unwrap();
     for _ in 0..2 {
         let id = h.last_open();
-        h.failed(id, TransportFailure::Refused);
+        h.failed(id, TransportFailure::Network("reset by a proxy".into()));
         h.advance(Duration::from_millis(800));
     }
     assert!(h.events.contains(&Event::FallbackChanged { active: true }));
@@ -1097,4 +1097,50 @@ fn blocked_websockets_switch_to_polling_at_once() {
         })
     ));
     assert!(h.scheduled().is_empty(), "no backoff wait");
+}
+
+#[test]
+fn refused_connections_do_not_count_toward_the_fallback() {
+    // Nothing listening means the server is down: polling would fail the same way.
+    let fallback = FallbackConfig {
+        after_failures: 2,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    for _ in 0..5 {
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Refused);
+        h.advance(Duration::from_secs(3));
+    }
+    assert!(!h.events.iter().any(|e| matches!(e, Event::FallbackChanged { .. })));
+}
+
+#[test]
+fn a_connection_up_long_enough_forgets_failures_even_if_its_timer_slept() {
+    let mut h = Harness::new(plain().auth(AuthConfig::default()));
+    h.connect();
+    let token = || {
+        Ok(Token {
+            value: "t".into(),
+            expires_at: None,
+        })
+    };
+    h.take_actions();
+    h.conn.handle_token(h.now, token());
+    h.drain();
+    // One auth rejection uses the one retry...
+    let id = h.last_open();
+    h.closed(id, Some(codes::UNAUTHORIZED));
+    h.take_actions();
+    h.conn.handle_token(h.now, token());
+    h.drain();
+    let id = h.last_open();
+    h.open(id);
+    // ...the process sleeps for a minute (no timer served), and the token is rejected
+    // again at wake: this is a new failure, not the same one.
+    h.now += Duration::from_secs(60);
+    h.closed(id, Some(codes::UNAUTHORIZED));
+    assert_eq!(h.take_actions(), vec![Action::FetchToken]);
+    assert_eq!(h.conn.state(), State::Reconnecting);
 }
