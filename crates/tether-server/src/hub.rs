@@ -193,6 +193,20 @@ struct State {
     /// Each user's current connection.
     users: HashMap<String, ConnId>,
     rooms: HashMap<String, HashSet<SessionKey>>,
+    /// Listeners to every delivered client message ([`Hub::tap`]).
+    taps: Vec<tokio::sync::mpsc::UnboundedSender<Delivered>>,
+}
+
+/// One client message the server delivered to its application, in delivery order:
+/// exactly once per message the client sent, unless the session was lost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivered {
+    /// Whose.
+    pub user: String,
+    /// From which client instance.
+    pub client_id: u64,
+    /// The message.
+    pub payload: Payload,
 }
 
 /// Shared state of the reference server: sessions keyed by (user, client id) holding a
@@ -290,6 +304,20 @@ impl Hub {
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
         }
+    }
+
+    /// Every client message delivered from now on, as it is delivered (before it is
+    /// echoed or broadcast). For tests and demos that count what arrived.
+    ///
+    /// ```
+    /// let hub = tether_server::Hub::new();
+    /// let mut delivered = hub.tap();
+    /// assert!(delivered.try_recv().is_err()); // nothing yet
+    /// ```
+    pub fn tap(&self) -> tokio::sync::mpsc::UnboundedReceiver<Delivered> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.lock().taps.push(tx);
+        rx
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -1115,6 +1143,14 @@ fn on_envelope(
             c.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         }
         metrics.messages(now, 1, 0);
+        if !st.taps.is_empty() {
+            let delivered = Delivered {
+                user: key.user.clone(),
+                client_id: key.client_id,
+                payload: payload.clone(),
+            };
+            st.taps.retain(|tap| tap.send(delivered.clone()).is_ok());
+        }
         match entry.room.clone() {
             Some(room) => {
                 broadcast(st, &room, payload, now);

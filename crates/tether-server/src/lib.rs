@@ -64,7 +64,7 @@ pub mod token;
 mod ws;
 
 pub use config::{ConfigError, Secret, ServerConfig};
-pub use hub::Hub;
+pub use hub::{Delivered, Hub};
 pub use metrics::{ConnectionInfo, MetricsSnapshot};
 pub use server::{RunningServer, Server, ServerError};
 pub use token::{Claims, TokenAuthority, TokenError};
