@@ -15,6 +15,7 @@
 //   POST /__harness/restart          kill the server (SIGKILL) and start a new one:
 //                                    every session is lost; resolves once it listens
 //   GET  /__harness/stats?tag=T      { upgrades, open, blocked, restarts }
+//   GET  /__harness/idle?tag=T       answers once the tag has no open WebSocket (10 s at most)
 //
 // It stops on SIGTERM or SIGINT, killing the server.
 import { spawn } from 'node:child_process';
@@ -34,8 +35,13 @@ const tags = new Map(); // tag -> { sockets: Set<[client, upstream]>, blocked, u
 
 function tagState(tag) {
   let t = tags.get(tag);
-  if (!t) tags.set(tag, (t = { sockets: new Set(), blocked: false, upgrades: 0 }));
+  if (!t) tags.set(tag, (t = { sockets: new Set(), blocked: false, upgrades: 0, idle: [] }));
   return t;
+}
+
+function forget(t, pair) {
+  t.sockets.delete(pair);
+  if (t.sockets.size === 0) t.idle.splice(0).forEach((wake) => wake());
 }
 
 function startServer() {
@@ -67,8 +73,10 @@ async function restartServer() {
     await exited;
   }
   for (const t of tags.values()) {
-    for (const pair of t.sockets) pair.forEach((s) => s.destroy());
-    t.sockets.clear();
+    for (const pair of [...t.sockets]) {
+      pair.forEach((s) => s.destroy());
+      forget(t, pair);
+    }
   }
   server = await startServer();
   restarts += 1;
@@ -90,8 +98,10 @@ function control(req, res, url) {
   switch (url.pathname) {
     case '/__harness/drop': {
       const n = t.sockets.size;
-      for (const pair of t.sockets) pair.forEach((s) => s.destroy());
-      t.sockets.clear();
+      for (const pair of [...t.sockets]) {
+        pair.forEach((s) => s.destroy());
+        forget(t, pair);
+      }
       return reply(200, { dropped: n });
     }
     case '/__harness/block':
@@ -114,6 +124,15 @@ function control(req, res, url) {
         () => reply(200, { restarts }),
         (e) => reply(500, { error: String(e) }),
       );
+    case '/__harness/idle': {
+      if (t.sockets.size === 0) return reply(200, { open: 0 });
+      const timer = setTimeout(() => reply(504, { open: t.sockets.size }), 10_000);
+      t.idle.push(() => {
+        clearTimeout(timer);
+        reply(200, { open: 0 });
+      });
+      return undefined;
+    }
     case '/__harness/stats':
       return reply(200, { upgrades: t.upgrades, open: t.sockets.size, blocked: t.blocked, restarts });
     default:
@@ -166,7 +185,7 @@ proxy.on('upgrade', (req, client, head) => {
   const pair = [client, upstream];
   t.sockets.add(pair);
   const end = () => {
-    t.sockets.delete(pair);
+    forget(t, pair);
     client.destroy();
     upstream.destroy();
   };

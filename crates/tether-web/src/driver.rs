@@ -172,7 +172,7 @@ where
                     callback,
                     handle: None,
                 }),
-                hints: page_hints.then(sys::Hints::new),
+                hints: page_hints.then(sys::Hints::new).filter(sys::Hints::active),
             }
         });
         if let Some(hints) = &inner.hints {

@@ -250,7 +250,9 @@ export class Hints {
     this.stopped = false;
     const w = globalThis.window;
     const d = globalThis.document;
-    if (!w || !d || typeof w.addEventListener !== 'function') return;
+    // Outside a page (Node, workers) there is nothing to listen to.
+    this.active = Boolean(w && d && typeof w.addEventListener === 'function');
+    if (!this.active) return;
     const on = (target, type, hint) => {
       const handler = (e) => {
         const h = hint(e);

@@ -40,6 +40,9 @@ extern "C" {
     pub(crate) type Hints;
     #[wasm_bindgen(constructor)]
     pub(crate) fn new() -> Hints;
+    /// False outside a page: no events will come.
+    #[wasm_bindgen(method, getter)]
+    pub(crate) fn active(this: &Hints) -> bool;
     /// Resolves with the hints seen since the last call, or null once stopped.
     #[wasm_bindgen(method)]
     pub(crate) fn next(this: &Hints) -> Promise;

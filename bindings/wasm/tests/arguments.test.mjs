@@ -1,0 +1,205 @@
+// Bad arguments: a clear TypeError (wrong type) or RangeError (unacceptable value) that
+// names the option, never a panic ("RuntimeError: unreachable").
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { TetherClient, setLogLevel } from 'tether-wasm';
+import { WebSocket } from './helpers.mjs';
+
+const URL = 'ws://127.0.0.1:1/';
+
+function throwsWith(fn, Type, pattern) {
+  assert.throws(fn, (e) => {
+    assert.equal(e.constructor, Type, `${e.constructor.name}: ${e.message}`);
+    assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+function make(options) {
+  const client = new TetherClient(URL, { WebSocket, ...options });
+  client.free();
+}
+
+test('the URL', () => {
+  throwsWith(() => new TetherClient(), TypeError, /^url must be a string/);
+  throwsWith(() => new TetherClient(42), TypeError, /^url must be a string/);
+  throwsWith(() => new TetherClient('http://example.com/'), RangeError, /^url must be a ws:\/\/ or wss:\/\/ URL/);
+  throwsWith(() => new TetherClient('ws://'), RangeError, /^url is not a valid URL/);
+});
+
+test('options of the wrong type are TypeErrors naming the option', () => {
+  const cases = [
+    ['not an object', 'options must be an object'],
+    [{ protocol: 'yes' }, 'options.protocol must be a boolean'],
+    [{ protocols: 'chat' }, 'options.protocols must be an array'],
+    [{ protocols: [1] }, 'options.protocols must be an array of strings'],
+    [{ connectTimeoutMs: '10' }, 'options.connectTimeoutMs must be a number'],
+    [{ backoff: 5 }, 'options.backoff must be an object'],
+    [{ backoff: { initialDelayMs: '1s' } }, 'options.backoff.initialDelayMs must be a number'],
+    [{ backoff: { jitter: 1 } }, "options.backoff.jitter must be one of 'full', 'decorrelated', 'none'"],
+    [{ heartbeat: { intervalMs: null } }, 'options.heartbeat.intervalMs must be a number'],
+    [{ heartbeat: { ping: 'ping' } }, 'options.heartbeat.ping and options.heartbeat.pong go together'],
+    [{ heartbeat: { ping: 1, pong: 2 } }, 'options.heartbeat.ping must be a string or a Uint8Array'],
+    [{ queue: { overflow: true } }, 'options.queue.overflow must be one of'],
+    [{ pollUrl: 5 }, 'options.pollUrl must be a string'],
+    [{ fallback: { afterFailures: 1 } }, 'options.fallback needs options.pollUrl'],
+    [{ tokenProvider: 'secret' }, 'options.tokenProvider must be a function'],
+    [{ auth: { refreshLeadMs: 1 } }, 'options.auth needs options.tokenProvider'],
+    [{ WebSocket: {} }, 'options.WebSocket must be a WebSocket constructor'],
+    [{ fetch: 'fetch' }, 'options.fetch must be a function'],
+    [{ seed: 'abc' }, 'options.seed must be a whole number'],
+    [{ closeRules: [{ code: 4000 }] }, 'options.closeRules[0].action is required'],
+    [{ closeRules: [{ action: 'fatal' }] }, 'options.closeRules[0] needs either code, or first and last'],
+    [{ quality: { levels: [{}, {}, {}, 'x'] } }, 'options.quality.levels[3] must be an object'],
+    [{ heartBeat: {} }, 'options.heartBeat is not an option; known: protocol, protocols'],
+    [{ backoff: { initialDelay: 1 } }, 'options.backoff.initialDelay is not an option'],
+  ];
+  for (const [options, message] of cases) {
+    throwsWith(() => new TetherClient(URL, options), TypeError, new RegExp(`^${escape(message)}`));
+  }
+});
+
+test('options out of range are RangeErrors naming the option', () => {
+  const cases = [
+    [{ connectTimeoutMs: 0 }, 'options.connectTimeoutMs must be greater than zero'],
+    [{ connectTimeoutMs: -1 }, 'options.connectTimeoutMs must be a number of milliseconds'],
+    [{ connectTimeoutMs: NaN }, 'options.connectTimeoutMs must not be NaN'],
+    [{ connectTimeoutMs: Infinity }, 'options.connectTimeoutMs must be a number of milliseconds'],
+    [{ backoff: { initialDelayMs: 20000 } }, 'options.backoff.initialDelayMs must not exceed options.backoff.maxDelayMs'],
+    [{ backoff: { factor: 0.5 } }, 'options.backoff.factor must be a number from 1.0 to 100.0'],
+    [{ backoff: { jitter: 'lots' } }, "options.backoff.jitter must be one of 'full'"],
+    [{ backoff: { maxAttempts: 0 } }, 'options.backoff.maxAttempts must be greater than zero'],
+    [{ backoff: { maxAttempts: 1.5 } }, 'options.backoff.maxAttempts must be a whole number'],
+    [{ heartbeat: { intervalMs: 1000, timeoutMs: 2000 } }, 'options.heartbeat.timeoutMs must not exceed options.heartbeat.intervalMs'],
+    [{ heartbeat: { maxMissed: 0 } }, 'options.heartbeat.maxMissed must be greater than zero'],
+    [{ heartbeat: { ping: '', pong: 'pong' } }, 'options.heartbeat.ping must not be empty'],
+    [{ queue: { maxMessages: 0 } }, 'options.queue.maxMessages must be greater than zero'],
+    [{ queue: { maxBytes: -5 } }, 'options.queue.maxBytes must be a whole number'],
+    [{ queue: { overflow: 'drop-newest' } }, "options.queue.overflow must be one of 'reject-new', 'drop-oldest'"],
+    [{ protocols: ['not a token'] }, 'options.protocols must hold valid subprotocol names'],
+    [{ pollUrl: 'http://127.0.0.1:1/poll' }, 'options.pollUrl needs protocol: true'],
+    [{ protocol: true, pollUrl: 'ws://127.0.0.1:1/poll' }, 'options.pollUrl must be an http:// or https:// URL'],
+    [{ protocol: true, pollUrl: 'http://x/p', fallback: { minIntervalMs: 5000 } }, 'options.fallback.minIntervalMs must not exceed options.fallback.maxIntervalMs'],
+    [{ quality: { levels: [{}, {}] } }, 'options.quality.levels must hold 4 levels'],
+    [{ quality: { levels: [{ rttMs: 300 }, {}, {}, {}] } }, 'options.quality.levels must be in increasing order'],
+    [{ tokenProvider: () => 't', auth: { queryParam: 'bad name' } }, 'options.auth.queryParam must be a valid query parameter name'],
+    [{ ack: { every: 0 } }, 'options.ack.every must be greater than zero'],
+    [{ maxMessageBytes: 0 }, 'options.maxMessageBytes must be greater than zero'],
+    [{ seed: -1 }, 'options.seed must be a whole number'],
+    [{ seed: 2n ** 64n }, 'options.seed must be a whole number'],
+    [{ closeRules: [{ code: 70000, action: 'fatal' }] }, 'options.closeRules[0].code must be a whole number from 0 to 65535'],
+    [{ closeRules: [{ first: 4001, last: 4000, action: 'fatal' }] }, 'options.closeRules must be in increasing order'],
+    [{ closeRules: [{ code: 4000, action: 'explode' }] }, "options.closeRules[0].action must be one of 'retry'"],
+  ];
+  for (const [options, message] of cases) {
+    throwsWith(() => new TetherClient(URL, options), RangeError, new RegExp(`^${escape(message)}`));
+  }
+});
+
+test('every documented option is accepted', () => {
+  make({
+    protocol: true,
+    protocols: ['tether.v1'],
+    connectTimeoutMs: 5000,
+    pollUrl: 'http://127.0.0.1:1/poll',
+    fallback: { afterFailures: 2, minIntervalMs: 50, maxIntervalMs: 1000, probeIntervalMs: 2000, requestTimeoutMs: 3000 },
+    heartbeat: { intervalMs: 2000, timeoutMs: 1000, maxMissed: 3 },
+    backoff: { initialDelayMs: 100, factor: 2, maxDelayMs: 5000, jitter: 'decorrelated', maxAttempts: 10 },
+    queue: { maxMessages: 10, maxBytes: 1000, maxAgeMs: 60000, overflow: 'drop-oldest' },
+    quality: {
+      levels: [
+        { rttMs: 10, loss: 0.01 },
+        { rttMs: 20, loss: 0.02 },
+        { rttMs: 30, loss: 0.03 },
+        { rttMs: 40, loss: 0.04 },
+      ],
+      window: 10,
+      hysteresis: 1,
+    },
+    tokenProvider: async () => ({ token: 't', expiresAt: Date.now() + 60000 }),
+    auth: { refreshLeadMs: 1000, fetchTimeoutMs: 2000, queryParam: 'token' },
+    closeRules: [
+      { code: 4000, action: 'fatal' },
+      { first: 4100, last: 4199, action: 'retry' },
+    ],
+    resumeGapMs: 3000,
+    livenessTimeoutMs: 1000,
+    closeLingerMs: 500,
+    maxMessageBytes: 65536,
+    ack: { every: 8, delayMs: 10 },
+    seed: 42,
+    fetch: globalThis.fetch,
+    pageHints: false,
+  });
+  make({ heartbeat: false, backoff: { maxAttempts: null }, queue: { maxAgeMs: null }, seed: 2n ** 63n });
+  make({ heartbeat: { ping: 'ping', pong: new Uint8Array([1]) }, backoff: { maxAttempts: Infinity } });
+  make(undefined);
+  make(null);
+});
+
+test('send, sendConfirmed and close check their arguments', async () => {
+  const client = new TetherClient(URL, { WebSocket, protocol: true, queue: { maxMessages: 1 }, maxMessageBytes: 8 });
+  for (const bad of [undefined, null, () => 1, Symbol('s'), 1n]) {
+    throwsWith(() => client.send(bad), TypeError, /^send\(data\): data must be a string, a Uint8Array/);
+    throwsWith(() => client.sendConfirmed(bad), TypeError, /^sendConfirmed\(data\): data must be/);
+  }
+  const cyclic = {};
+  cyclic.self = cyclic;
+  throwsWith(() => client.send(cyclic), TypeError, /^send\(data\): data is not JSON-serialisable/);
+  assert.throws(() => client.send('123456789'), (e) => e.kind === 'too-large' && /exceeds the limit of 8/.test(e.message));
+  assert.equal(client.send(new ArrayBuffer(2)), 1);
+  assert.throws(() => client.send(new DataView(new ArrayBuffer(2))), (e) => e.kind === 'queue-full');
+  await assert.rejects(client.sendConfirmed('x'), (e) => e.kind === 'rejected' && e.cause.kind === 'queue-full');
+
+  throwsWith(() => client.close('1000'), TypeError, /^close\(code, reason\): code must be a number/);
+  throwsWith(() => client.close(1001), RangeError, /^close\(code, reason\): code must be 1000 or a whole number from 3000 to 4999/);
+  throwsWith(() => client.close(3000.5), RangeError, /code must be 1000 or/);
+  throwsWith(() => client.close(1000, 42), TypeError, /reason must be a string/);
+  throwsWith(() => client.close(1000, 'é'.repeat(62)), RangeError, /reason must be at most 123 UTF-8 bytes/);
+  await client.close(4000, 'é'.repeat(61));
+  assert.throws(() => client.send('x'), (e) => e.kind === 'stopped' && /closed/.test(e.message));
+
+  const plain = new TetherClient(URL, { WebSocket });
+  await assert.rejects(plain.sendConfirmed('x'), (e) => e.kind === 'unconfirmable');
+  await plain.close();
+  plain.free();
+  client.free();
+});
+
+test('on() and setLogLevel() check their arguments', () => {
+  const client = new TetherClient(URL, { WebSocket });
+  throwsWith(() => client.on('messages', () => {}), TypeError, /^on\(event, handler\): event must be one of 'state', 'message'/);
+  throwsWith(() => client.on(1, () => {}), TypeError, /got number/);
+  throwsWith(() => client.on('message'), TypeError, /^on\('message', handler\): handler must be a function/);
+  throwsWith(() => setLogLevel('loud'), RangeError, /^setLogLevel\(level\): level must be one of 'off'/);
+  setLogLevel('off');
+  client.free();
+});
+
+test('random options never panic', () => {
+  const values = [undefined, null, true, 0, -1, 0.5, 1e300, NaN, '', 'x', [], {}, () => {}, 1n, Symbol('s')];
+  const keys = ['protocol', 'protocols', 'connectTimeoutMs', 'pollUrl', 'heartbeat', 'backoff', 'queue', 'quality', 'seed', 'ack', 'closeRules', 'maxMessageBytes'];
+  let seed = 7;
+  const pick = (list) => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return list[seed % list.length];
+  };
+  for (let i = 0; i < 2000; i++) {
+    const options = {};
+    for (let k = 0; k < 3; k++) {
+      const key = pick(keys);
+      const nested = pick([false, true]);
+      options[key] = nested ? { [pick(['intervalMs', 'initialDelayMs', 'maxMessages', 'every', 'levels'])]: pick(values) } : pick(values);
+    }
+    try {
+      make(options);
+    } catch (e) {
+      assert.ok(e instanceof TypeError || e instanceof RangeError, `${e.constructor.name}: ${e.message}`);
+    }
+  }
+});
+
+function escape(text) {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

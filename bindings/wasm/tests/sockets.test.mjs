@@ -1,0 +1,43 @@
+// Node 20 and the `ws` package: sockets that fire after they were dropped.
+//
+// A Rust closure handed to a socket as its handler crashes Node ("closure invoked
+// recursively or after being dropped") when the socket fires after the closure was
+// dropped: `ws` emits error and close after terminate(), and has no dispatchEvent to
+// detach from. Here every handler is JavaScript, so the churn below must end with a
+// process that exits by itself, cleanly: no crash, no uncaught error, nothing left open.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+
+import { tag } from './helpers.mjs';
+
+function run(fixture, args) {
+  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path, ...args], {
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${fixture} did not exit by itself within 30 s\n${stdout}\n${stderr}`));
+    }, 30_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+test('dropping sockets in every state never crashes Node', { timeout: 40_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('churn.mjs', [tag('churn')]);
+  assert.doesNotMatch(stderr, /closure invoked|RuntimeError|unreachable|Uncaught|Unhandled/i);
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /churned 4 ways/);
+});
