@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tether_core::{
     AuthConfig, Config, Event, FallbackConfig, Instant, Metrics, Payload, SendError, State, Token,
@@ -38,6 +38,7 @@ type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Resu
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
         )
@@ -84,6 +85,8 @@ async fn main() -> Result<()> {
                     })
                 }
             })
+            // The demo counts every echo from the event stream: let no burst overflow it.
+            .event_buffer(1 << 16)
             .spawn()?
     };
 
@@ -121,8 +124,11 @@ async fn main() -> Result<()> {
 
     phase(start, "the server is killed, and back after 1 s");
     server.kill().await;
+    // A dead server refuses connections; the proxy in front of it does the same.
+    proxy.set_mode(Mode::Refuse).await?;
     sleep(Duration::from_secs(1)).await;
     let server = restart(&server_config, server_addr, &hub).await?;
+    proxy.set_mode(Mode::Pass).await?;
     wait_state(&mut state, State::Connected, Duration::from_secs(10)).await?;
     sleep(Duration::from_secs(1)).await;
 
@@ -132,7 +138,13 @@ async fn main() -> Result<()> {
     );
     proxy.set_mode(Mode::Stall).await?;
     let stalled = tokio::time::Instant::now();
-    wait_state(&mut state, State::Disconnected, Duration::from_secs(20)).await?;
+    // Disconnected passes at once into Reconnecting: wait for leaving Connected.
+    timeout(
+        Duration::from_secs(20),
+        state.wait_for(|s| *s != State::Connected),
+    )
+    .await
+    .map_err(|_| "the stalled socket was never declared dead")??;
     println!(
         "demo: half-open socket declared dead after {:.1} s",
         stalled.elapsed().as_secs_f64()
@@ -149,7 +161,8 @@ async fn main() -> Result<()> {
     sleep(Duration::from_secs(1)).await;
 
     phase(start, "WebSockets blocked: HTTP polling takes over");
-    proxy.set_mode(Mode::Refuse).await?;
+    // A middlebox that kills every WebSocket it sees: connections are accepted, then reset.
+    proxy.set_mode(Mode::Reset).await?;
     timeout(Duration::from_secs(15), seen.wait_for(|s| s.fallback_used))
         .await
         .map_err(|_| "no fallback")??;
@@ -157,19 +170,9 @@ async fn main() -> Result<()> {
     sleep(Duration::from_secs(3)).await;
     phase(start, "WebSockets allowed again: upgrade back");
     proxy.set_mode(Mode::Pass).await?;
-    timeout(Duration::from_secs(30), async {
-        loop {
-            if !client.metrics().fallback_active && *state.borrow() == State::Connected {
-                break;
-            }
-            state.changed().await.ok();
-            if client.metrics().fallback_active {
-                let _ = seen.changed().await;
-            }
-        }
-    })
-    .await
-    .map_err(|_| "no upgrade back")?;
+    timeout(Duration::from_secs(30), seen.wait_for(|s| s.upgraded_back))
+        .await
+        .map_err(|_| "no upgrade back")??;
     sleep(Duration::from_secs(2)).await;
 
     phase(start, "draining: every message acknowledged and echoed");
@@ -240,6 +243,7 @@ struct Seen {
     echoes: HashMap<u64, u32>,
     token_refreshes: u32,
     fallback_used: bool,
+    upgraded_back: bool,
 }
 
 fn number(payload: &Payload) -> Option<u64> {
@@ -287,7 +291,7 @@ async fn watch_events(client: Client, start: tokio::time::Instant, seen: watch::
                 connected_for,
             } => format!("lost after {:.1} s: {cause}", connected_for.as_secs_f64()),
             Event::ReconnectScheduled { attempt, delay, .. } => {
-                format!("attempt {attempt} failed, next in {} ms", delay.as_millis())
+                format!("retry {attempt} in {} ms", delay.as_millis())
             }
             Event::QualityChanged {
                 quality,
@@ -298,7 +302,7 @@ async fn watch_events(client: Client, start: tokio::time::Instant, seen: watch::
                     seen.send_modify(|s| s.fallback_used = true);
                     "HTTP polling fallback on".into()
                 } else {
-                    seen.send_modify(|_| {});
+                    seen.send_modify(|s| s.upgraded_back = true);
                     "back on the WebSocket".into()
                 }
             }
@@ -321,7 +325,6 @@ fn live_line(start: tokio::time::Instant, m: &Metrics) -> String {
         format!("{:.1}ms", r.as_secs_f64() * 1000.0)
     });
     let quality = m.quality.map_or("-".to_string(), |q| q.to_string());
-    let _ = SystemTime::now().duration_since(UNIX_EPOCH);
     format!(
         "[{:>5.1}s] state={:<12} attempt={} rtt={:<7} quality={:<9} queue={:<3}{}",
         start.elapsed().as_secs_f64(),

@@ -42,6 +42,10 @@ pub(crate) async fn run(
             return reset(&client);
         }
     };
+    // Forward small frames at once: Nagle's algorithm would add up to a delayed-ACK
+    // timeout (40 ms) to every ping, and the proxy would measure itself.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let mut to_server = Pipe::default();
     let mut to_client = Pipe::default();
     let mut buf = vec![0; READ_CHUNK];
