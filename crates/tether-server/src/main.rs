@@ -2,15 +2,32 @@
 //!
 //! Prints `listening on ADDR` on stdout (one line, flushed) as soon as it listens; logs
 //! go to stderr. Ctrl-C or SIGTERM stops it gracefully (WebSockets closed with 1001).
+//!
+//! With `--admin ADDR` (a loopback address; for tests and demos only) it also prints
+//! `admin listening on ADDR` and serves there:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /restart?down_ms=N` | kill the server as if the process died (listener and every socket dropped, no close frames), wait N ms (default 1000), listen again on the same address with the same sessions; answers once listening |
+//! | `POST /stop`, `POST /start` | the two halves of a restart, for a test that acts while the server is down |
+//! | `GET /delivered` | `{"total":N,"texts":{"text":count,…}}`: every client message delivered to the application (exactly once per message sent, unless a session was lost), counted since the start |
 
+use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use clap::Parser;
-use tether_server::{Hub, Secret, Server, ServerConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tether_core::Payload;
+use tether_server::{Hub, RunningServer, Secret, Server, ServerConfig, ServerError};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -45,6 +62,11 @@ struct Args {
     /// Log filter, e.g. `info` or `tether_server=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
+    /// Serve the admin routes (restart keeping sessions, delivered counts) on this
+    /// loopback address, e.g. 127.0.0.1:0. For tests and demos only: whoever reaches it
+    /// can cut every connection.
+    #[arg(long, value_name = "ADDR")]
+    admin: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -82,21 +104,157 @@ async fn main() -> ExitCode {
     config.poll_hold = Duration::from_millis(args.poll_hold_ms);
     config.max_frame_bytes = args.max_frame_bytes;
 
-    let server = match Server::start(config, Arc::new(Hub::new())).await {
+    if args.admin.is_some_and(|a| !a.ip().is_loopback()) {
+        eprintln!("tether-server: --admin must be a loopback address");
+        return ExitCode::from(2);
+    }
+    let hub = Arc::new(Hub::new());
+    let server = match Server::start(config.clone(), Arc::clone(&hub)).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("tether-server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = writeln!(stdout, "listening on {}", server.addr());
-    let _ = stdout.flush();
-    drop(stdout);
+    announce(&format!("listening on {}", server.addr()));
 
-    stop_signal().await;
-    server.shutdown().await;
+    let Some(admin_addr) = args.admin else {
+        stop_signal().await;
+        server.shutdown().await;
+        return ExitCode::SUCCESS;
+    };
+    // A restart listens on the port the first start got.
+    config.bind = server.addr();
+    let admin = Arc::new(Admin::new(config, hub, server));
+    let listener = match tokio::net::TcpListener::bind(admin_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("tether-server: cannot listen on --admin {admin_addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Ok(addr) = listener.local_addr() {
+        announce(&format!("admin listening on {addr}"));
+    }
+    let routes = Router::new()
+        .route("/restart", post(restart))
+        .route("/stop", post(stop))
+        .route("/start", post(start))
+        .route("/delivered", get(delivered))
+        .with_state(Arc::clone(&admin));
+    tokio::select! {
+        () = stop_signal() => {}
+        r = axum::serve(listener, routes) => {
+            if let Err(e) = r {
+                eprintln!("tether-server: admin listener failed: {e}");
+            }
+        }
+    }
+    if let Some(server) = admin.server.lock().await.take() {
+        server.shutdown().await;
+    }
     ExitCode::SUCCESS
+}
+
+/// One line on stdout, flushed at once: scripts wait for it.
+fn announce(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// What the admin routes act on.
+struct Admin {
+    config: ServerConfig,
+    hub: Arc<Hub>,
+    /// `None` while stopped.
+    server: tokio::sync::Mutex<Option<RunningServer>>,
+    delivered: Arc<Mutex<Delivered>>,
+}
+
+#[derive(Default)]
+struct Delivered {
+    total: u64,
+    texts: HashMap<String, u64>,
+}
+
+impl Admin {
+    fn new(config: ServerConfig, hub: Arc<Hub>, server: RunningServer) -> Self {
+        let delivered = Arc::new(Mutex::new(Delivered::default()));
+        let mut tap = hub.tap();
+        let counts = Arc::clone(&delivered);
+        tokio::spawn(async move {
+            while let Some(d) = tap.recv().await {
+                let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
+                c.total += 1;
+                if let Payload::Text(text) = d.payload {
+                    *c.texts.entry(text).or_default() += 1;
+                }
+            }
+        });
+        Admin {
+            config,
+            hub,
+            server: tokio::sync::Mutex::new(Some(server)),
+            delivered,
+        }
+    }
+
+    /// Drops the listener and every socket at once; sessions stay in the hub.
+    async fn stop(&self) {
+        if let Some(server) = self.server.lock().await.take() {
+            server.kill().await;
+        }
+    }
+
+    /// Listens again on the same address with the same hub (if stopped).
+    async fn start(&self) -> Result<(), ServerError> {
+        let mut server = self.server.lock().await;
+        if server.is_none() {
+            *server = Some(Server::start(self.config.clone(), Arc::clone(&self.hub)).await?);
+        }
+        Ok(())
+    }
+
+    fn answer(&self, started: Result<(), ServerError>) -> Answer {
+        started.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        Ok(Json(
+            json!({ "listening": true, "addr": self.config.bind.to_string() }),
+        ))
+    }
+}
+
+type AdminState = State<Arc<Admin>>;
+type Answer = Result<Json<Value>, (StatusCode, String)>;
+
+async fn stop(State(admin): AdminState) -> Json<Value> {
+    admin.stop().await;
+    Json(json!({ "listening": false }))
+}
+
+async fn start(State(admin): AdminState) -> Answer {
+    admin.answer(admin.start().await)
+}
+
+#[derive(Deserialize)]
+struct RestartQuery {
+    down_ms: Option<u64>,
+}
+
+async fn restart(State(admin): AdminState, Query(q): Query<RestartQuery>) -> Answer {
+    let down_ms = q.down_ms.unwrap_or(1000).min(60_000);
+    tracing::info!(down_ms, "admin: restart");
+    admin.stop().await;
+    tokio::time::sleep(Duration::from_millis(down_ms)).await;
+    admin.answer(admin.start().await)
+}
+
+async fn delivered(State(admin): AdminState) -> Json<Value> {
+    let d = admin
+        .delivered
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    Json(json!({ "total": d.total, "texts": d.texts }))
 }
 
 /// Ctrl-C, or SIGTERM on Unix.
