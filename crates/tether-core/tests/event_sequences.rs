@@ -48,9 +48,11 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         n.clone().prop_map(|id| Envelope::Ping { id }),
         n.clone().prop_map(|id| Envelope::Pong { id }),
         (0u64..5000).prop_map(|after_ms| Envelope::Retry { after_ms }),
-        n.prop_map(|recv_seq| Envelope::Hello {
+        (n.clone(), n.clone(), n).prop_map(|(recv_seq, session, attempt)| Envelope::Hello {
             client_id: 1,
-            recv_seq
+            recv_seq,
+            session,
+            attempt,
         }),
     ]
 }

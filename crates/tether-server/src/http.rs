@@ -222,12 +222,14 @@ fn upgrade_socket(
 struct PollQuery {
     client: Option<String>,
     op: Option<String>,
+    /// The polling transport's number (its Hello's `attempt`).
+    t: Option<u64>,
     wait_ms: Option<u64>,
     room: Option<String>,
     access_token: Option<String>,
 }
 
-/// `POST /poll?client=<hex>&op=send|recv`: see PROTOCOL.md 3.2.
+/// `POST /poll?client=<hex>&op=send|recv&t=<transport>`: see PROTOCOL.md 3.2.
 ///
 /// Numbered messages only ever travel in `op=recv` answers (and after a Hello, in the
 /// Hello's own answer): a client may have a send and a recv in flight at once, and
@@ -249,6 +251,12 @@ async fn poll(
         Some("send") => false,
         Some("recv") => true,
         _ => return error(StatusCode::BAD_REQUEST, "op must be send or recv"),
+    };
+    let Some(attempt) = q.t else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "t must be the polling transport's number",
+        );
     };
     let room = match room_of(q.room) {
         Ok(r) => r,
@@ -274,14 +282,18 @@ async fn poll(
         }
     };
     let check = |token: &str| app.tokens.verify(token);
-    let exchange =
-        match app
-            .hub
-            .poll_exchange(&principal, client_id, room, envelopes, &app.config, &check)
-        {
-            Ok(x) => x,
-            Err(e) => return poll_error(e),
-        };
+    let exchange = match app.hub.poll_exchange(
+        &principal,
+        client_id,
+        attempt,
+        room,
+        envelopes,
+        &app.config,
+        &check,
+    ) {
+        Ok(x) => x,
+        Err(e) => return poll_error(e),
+    };
     let mut frames = exchange.frames;
     if receive {
         let hold = q.wait_ms.map_or(app.config.poll_hold, |ms| {
@@ -336,6 +348,10 @@ fn poll_error(e: PollError) -> Response {
         PollError::Replaced => error(
             StatusCode::CONFLICT,
             "replaced by a newer connection of the same user",
+        ),
+        PollError::Stale => error(
+            StatusCode::GONE,
+            "stale transport: the client has started a newer one",
         ),
         PollError::Protocol(reason) => error(
             StatusCode::BAD_REQUEST,

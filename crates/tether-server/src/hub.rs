@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tether_core::close::codes;
-use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession};
+use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession, StaleTransport};
 use tether_core::Payload;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
@@ -56,6 +56,18 @@ impl Endpoint {
             Endpoint::Poll => "poll",
         }
     }
+}
+
+/// What a Hello says.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Greeting {
+    pub(crate) client_id: u64,
+    /// The highest server seq the client has, in the numbering of `session`.
+    pub(crate) recv_seq: u64,
+    /// The session the client believes it is in (0: none).
+    pub(crate) session: u64,
+    /// The transport's number: a lower one than the session has seen is stale.
+    pub(crate) attempt: u64,
 }
 
 /// Who is connecting.
@@ -141,6 +153,8 @@ impl SocketLink {
 /// A polling transport's outbox.
 #[derive(Debug)]
 struct PollLink {
+    /// The transport's number (its Hello's `attempt`, every request's `t`).
+    attempt: u64,
     /// Messages numbered for the client and not yet handed to an `op=recv`.
     pending: VecDeque<Payload>,
     /// Wakes a held `op=recv`.
@@ -221,9 +235,12 @@ pub struct Delivered {
 /// anonymous dev-mode clients the user part is one shared anonymous namespace, so a dev
 /// client still resumes after a reconnect. A *transport* is one WebSocket or one polling
 /// sequence (from a polling Hello until it is detached). A session is attached to at
-/// most one transport, the one whose Hello came last (PROTOCOL.md 3.4): a newer Hello
-/// of the same client detaches the older transport (a WebSocket is closed with 1000, a
-/// polling transport answers 503).
+/// most one transport, the newest (PROTOCOL.md 3.4): a Hello of the same client on a
+/// newer transport detaches the older one (a WebSocket is closed with 1000, a polling
+/// transport answers 503). A Hello or a poll request of a transport older than one the
+/// session has seen (by its number, `attempt` or `t`) is stale: the client abandoned it
+/// and its frames arrived late. It changes nothing: the WebSocket is closed with 1000,
+/// the request answered with 410.
 ///
 /// ## One connection per user
 ///
@@ -269,6 +286,9 @@ pub(crate) enum PollError {
     NoTransport,
     /// 409: replaced by another client of the same user.
     Replaced,
+    /// 410: a request of a transport older than one the session has seen (the client
+    /// abandoned it); nothing changed.
+    Stale,
     /// 400: the client broke the protocol; the transport is detached.
     Protocol(String),
     /// 401: a refreshed token was bad; the transport is detached.
@@ -485,20 +505,20 @@ impl Hub {
     }
 
     /// A `/ws` socket's Hello: attaches it to its session and queues Welcome and the
-    /// resend on it (under the lock, so no newer message can overtake them).
+    /// resend on it (under the lock, so no newer message can overtake them). A stale
+    /// Hello changes nothing; the socket is to be closed.
     pub(crate) fn hello_socket(
         &self,
         conn: ConnId,
         principal: &Principal,
-        client_id: u64,
-        recv_seq: u64,
+        hello: Greeting,
         room: Option<String>,
         config: &ServerConfig,
-    ) {
+    ) -> Result<(), StaleTransport> {
         let now = Instant::now();
         let key = SessionKey {
             user: principal.session_user(),
-            client_id,
+            client_id: hello.client_id,
         };
         let mut st = self.lock();
         let st = &mut *st;
@@ -507,11 +527,11 @@ impl Hub {
             &self.metrics,
             conn,
             &key,
-            recv_seq,
+            hello,
             room,
             config.resume_limits,
             now,
-        );
+        )?;
         if let Some(Conn {
             link: Link::Socket(link),
             ..
@@ -521,6 +541,7 @@ impl Hub {
                 push_envelope(link, envelope);
             }
         }
+        Ok(())
     }
 
     /// An envelope (not a Hello) on an attached `/ws` socket.
@@ -573,13 +594,15 @@ impl Hub {
         remove_conn(&mut st, &self.metrics, conn, code, reason, now);
     }
 
-    /// One poll request: its frames (the first may be a Hello that starts a new polling
-    /// transport) are processed; the answer's frames and the transport come back.
+    /// One poll request of transport `attempt`: its frames (the first may be a Hello
+    /// that starts a new polling transport) are processed; the answer's frames and the
+    /// transport come back.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn poll_exchange(
         &self,
         principal: &Principal,
         client_id: u64,
+        attempt: u64,
         room: Option<String>,
         envelopes: Vec<Envelope>,
         config: &ServerConfig,
@@ -594,8 +617,27 @@ impl Hub {
         let st = &mut *st;
         let mut frames = Vec::new();
         let mut rest = envelopes.into_iter().peekable();
-        let conn = if let Some(&Envelope::Hello { recv_seq, .. }) = rest.peek() {
+        let conn = if let Some(&Envelope::Hello {
+            recv_seq,
+            session,
+            attempt: hello_attempt,
+            ..
+        }) = rest.peek()
+        {
             rest.next();
+            if hello_attempt != attempt {
+                return Err(PollError::Protocol(
+                    "the Hello's attempt is not the query's t".into(),
+                ));
+            }
+            if st
+                .sessions
+                .get(&key)
+                .is_some_and(|e| e.session.is_stale(attempt))
+            {
+                debug!(client_id = %format_args!("{client_id:x}"), attempt, "stale polling Hello");
+                return Err(PollError::Stale);
+            }
             self.metrics.attempt();
             st.next_conn += 1;
             let id = st.next_conn;
@@ -617,6 +659,7 @@ impl Hub {
                     established: false,
                     stats: Arc::new(ConnStats::default()),
                     link: Link::Poll(PollLink {
+                        attempt,
                         pending: VecDeque::new(),
                         notify: Arc::new(Notify::new()),
                         last_seen: now,
@@ -626,20 +669,32 @@ impl Hub {
                     }),
                 },
             );
-            let out = attach(
+            let hello = Greeting {
+                client_id,
+                recv_seq,
+                session,
+                attempt,
+            };
+            match attach(
                 st,
                 &self.metrics,
                 id,
                 &key,
-                recv_seq,
+                hello,
                 room,
                 config.resume_limits,
                 now,
-            );
-            frames.extend(out.iter().map(Envelope::encode));
+            ) {
+                Ok(out) => frames.extend(out.iter().map(Envelope::encode)),
+                Err(_) => {
+                    // Checked above, under the same lock: not reached.
+                    remove_conn(st, &self.metrics, id, None, "stale transport", now);
+                    return Err(PollError::Stale);
+                }
+            }
             id
         } else {
-            poll_transport(st, &self.metrics, &key, now)?
+            poll_transport(st, &self.metrics, &key, attempt, now)?
         };
         for envelope in rest {
             let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
@@ -910,14 +965,21 @@ fn drop_if_overflowed(st: &mut State, metrics: &Metrics, conn: ConnId, now: Inst
     }
 }
 
-/// The polling transport attached to `key`'s session.
+/// The polling transport numbered `attempt`, if it is the one attached to `key`'s
+/// session.
 fn poll_transport(
     st: &mut State,
     metrics: &Metrics,
     key: &SessionKey,
+    attempt: u64,
     now: Instant,
 ) -> Result<ConnId, PollError> {
-    if let Some(id) = st.sessions.get(key).and_then(|e| e.attached) {
+    let entry = st.sessions.get(key).ok_or(PollError::NoTransport)?;
+    if entry.session.is_stale(attempt) {
+        // Leaves the current transport alone, whatever state it is in.
+        return Err(PollError::Stale);
+    }
+    if let Some(id) = entry.attached {
         drop_if_overflowed(st, metrics, id, now);
     }
     let entry = st.sessions.get(key).ok_or(PollError::NoTransport)?;
@@ -928,10 +990,10 @@ fn poll_transport(
         Some((
             id,
             Conn {
-                link: Link::Poll(_),
+                link: Link::Poll(p),
                 ..
             },
-        )) => Ok(id),
+        )) if p.attempt == attempt => Ok(id),
         _ => Err(detached_error(st, key)),
     }
 }
@@ -1057,36 +1119,46 @@ fn remove_conn(
 }
 
 /// A Hello on transport `conn`: it becomes the session's transport and its user's
-/// current connection. Returns Welcome and the resend.
+/// current connection. Returns Welcome and the resend; a stale Hello changes nothing.
 #[allow(clippy::too_many_arguments)]
 fn attach(
     st: &mut State,
     metrics: &Metrics,
     conn: ConnId,
     key: &SessionKey,
-    recv_seq: u64,
+    hello: Greeting,
     room: Option<String>,
     limits: ResumeLimits,
     now: Instant,
-) -> Vec<Envelope> {
+) -> Result<Vec<Envelope>, StaleTransport> {
     let Some(user) = st.conns.get(&conn).map(|c| c.user.clone()) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    claim_user(st, metrics, &user, conn, Some(key.client_id), now);
     let entry = st
         .sessions
         .entry(key.clone())
         .or_insert_with(|| SessionEntry {
+            // Random (below 2^53, for JavaScript clients): an id the client cannot
+            // have seen, even from this server before a restart.
             session: ServerSession::new(crate::rand::u64() >> 11, limits),
             room: None,
             attached: None,
             detached_since: now,
             replaced: false,
         });
+    let out = entry
+        .session
+        .hello(now, hello.recv_seq, hello.session, hello.attempt)
+        .inspect_err(|stale| {
+            debug!(conn, client_id = %format_args!("{:x}", key.client_id), %stale, "stale Hello refused");
+        })?;
+    claim_user(st, metrics, &user, conn, Some(key.client_id), now);
+    let Some(entry) = st.sessions.get_mut(key) else {
+        return Ok(Vec::new());
+    };
     let previous = entry.attached.replace(conn);
     entry.replaced = false;
     let old_room = std::mem::replace(&mut entry.room, room.clone());
-    let out = entry.session.hello(now, recv_seq);
     let session_id = entry.session.session();
     if old_room != room {
         leave_room(&mut st.rooms, key, old_room.as_deref());
@@ -1119,7 +1191,7 @@ fn attach(
         resent = out.len().saturating_sub(1),
         "session attached"
     );
-    out
+    Ok(out)
 }
 
 /// One envelope from the client of `key`, on its attached transport `conn`.

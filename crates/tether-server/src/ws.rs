@@ -36,7 +36,9 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Interval};
 use tracing::debug;
 
-use crate::hub::{CloseRequest, ConnId, ConnStats, Endpoint, Outbound, Principal, SocketLink};
+use crate::hub::{
+    CloseRequest, ConnId, ConnStats, Endpoint, Greeting, Outbound, Principal, SocketLink,
+};
 use crate::server::App;
 
 /// Most frames handled in one go before the timers get a look in.
@@ -437,6 +439,8 @@ impl Socket {
             let Envelope::Hello {
                 client_id,
                 recv_seq,
+                session,
+                attempt,
             } = envelope
             else {
                 return Step::Close(
@@ -448,14 +452,22 @@ impl Socket {
                 Mode::Protocol { room } => room.clone(),
                 Mode::Plain => None,
             };
-            self.app.hub.hello_socket(
-                self.id,
-                &self.principal,
+            let hello = Greeting {
                 client_id,
                 recv_seq,
-                room,
-                &self.app.config,
-            );
+                session,
+                attempt,
+            };
+            if let Err(stale) =
+                self.app
+                    .hub
+                    .hello_socket(self.id, &self.principal, hello, room, &self.app.config)
+            {
+                // The client abandoned this socket before its Hello got here; the
+                // session and its current transport are left alone.
+                debug!(conn = self.id, %stale, "stale Hello");
+                return Step::Close(codes::NORMAL, "stale transport".into());
+            }
             self.greeted = true;
             return Step::Continue;
         }

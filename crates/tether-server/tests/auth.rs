@@ -44,7 +44,7 @@ async fn bad_missing_or_expired_token_is_401_before_upgrade() {
         assert_eq!(next_data(&mut ws).await, Some("pong".into()));
 
         // Polling follows the same rules.
-        let (status, _) = poll(addr, 1, "send", "", "garbage", &[]).await;
+        let (status, _) = poll(addr, 1, "send", "&t=1", "garbage", &[]).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         server.shutdown().await;
     })

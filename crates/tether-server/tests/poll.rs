@@ -32,7 +32,7 @@ async fn send_and_recv_round_trip() {
         let token = token("polly");
         let mut c = Client::new(0xfeed);
 
-        let (status, answer) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (status, answer) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert_eq!(status, StatusCode::OK);
         assert!(matches!(
             answer.as_slice(),
@@ -44,35 +44,35 @@ async fn send_and_recv_round_trip() {
         ));
 
         let (m1, m2) = (c.msg("a"), c.msg("b"));
-        let (status, answer) = poll(
-            addr,
-            c.client_id,
-            "send",
-            "",
-            &token,
-            &[m1, m2, Envelope::Ping { id: 3 }],
-        )
-        .await;
+        let (status, answer) = c
+            .poll(
+                addr,
+                "send",
+                "",
+                &token,
+                &[m1, m2, Envelope::Ping { id: 3 }],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
         // Control frames only: the echoes wait for op=recv.
         assert_eq!(answer, [Envelope::Pong { id: 3 }, Envelope::Ack { seq: 2 }]);
 
-        let (status, answer) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        let (status, answer) = c.poll(addr, "recv", "", &token, &[]).await;
         assert_eq!(status, StatusCode::OK);
         let (msgs, _) = take_all(&mut c, &answer);
         assert_eq!(texts(&msgs), ["a", "b"]);
 
         // Nothing pending: the request is held, up to wait_ms.
         let started = Instant::now();
-        let (status, answer) = poll(
-            addr,
-            c.client_id,
-            "recv",
-            "&wait_ms=300",
-            &token,
-            &[Envelope::Ack { seq: 2 }],
-        )
-        .await;
+        let (status, answer) = c
+            .poll(
+                addr,
+                "recv",
+                "&wait_ms=300",
+                &token,
+                &[Envelope::Ack { seq: 2 }],
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
         assert!(answer.is_empty(), "{answer:?}");
         assert!(started.elapsed() >= Duration::from_millis(250));
@@ -84,16 +84,16 @@ async fn send_and_recv_round_trip() {
             hub.send_to_user("polly", "pushed")
         });
         let started = Instant::now();
-        let (_, answer) = poll(addr, c.client_id, "recv", "&wait_ms=3000", &token, &[]).await;
+        let (_, answer) = c.poll(addr, "recv", "&wait_ms=3000", &token, &[]).await;
         assert!(started.elapsed() < Duration::from_millis(2000));
         assert_eq!(pusher.await.unwrap(), 1);
         let (msgs, _) = take_all(&mut c, &answer);
         assert_eq!(texts(&msgs), ["pushed"]);
 
         // Unknown client: 503 (start a transport with Hello); bad query: 400.
-        let (status, _) = poll(addr, 0x999, "recv", "", &token, &[]).await;
+        let (status, _) = poll(addr, 0x999, "recv", "&t=1", &token, &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        let (status, _) = poll(addr, 0x999, "dance", "", &token, &[]).await;
+        let (status, _) = poll(addr, 0x999, "dance", "&t=1", &token, &[]).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         server.shutdown().await;
     })
@@ -129,7 +129,7 @@ async fn session_moves_from_websocket_to_polling_and_back_without_loss() {
         assert_eq!(server.hub().send_to_user("mover", "while away"), 1);
 
         // Polling: Hello resumes; the unacked echo and the push come in the answer.
-        let (status, answer) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (status, answer) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             answer[0],
@@ -143,9 +143,9 @@ async fn session_moves_from_websocket_to_polling_and_back_without_loss() {
         assert_eq!(texts(&msgs), ["b", "while away"]);
 
         let m = c.msg("c");
-        let (_, answer) = poll(addr, c.client_id, "send", "", &token, &[m]).await;
+        let (_, answer) = c.poll(addr, "send", "", &token, &[m]).await;
         assert_eq!(answer, [Envelope::Ack { seq: 3 }]);
-        let (_, answer) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        let (_, answer) = c.poll(addr, "recv", "", &token, &[]).await;
         let (msgs, _) = take_all(&mut c, &answer);
         assert_eq!(texts(&msgs), ["c"]);
         // The client does not ack "c" before switching back.
@@ -168,7 +168,7 @@ async fn session_moves_from_websocket_to_polling_and_back_without_loss() {
         assert_eq!(c.recv_seq, unacked_seq + 1);
 
         // The polling transport was detached by the WebSocket's Hello.
-        let (status, _) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        let (status, _) = c.poll(addr, "recv", "", &token, &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         close(ws).await;
         server.shutdown().await;
@@ -183,11 +183,11 @@ async fn replaced_polling_client_gets_409() {
         let addr = server.addr();
         let token = token("quinn");
         let old = Client::new(1);
-        let (status, _) = poll(addr, old.client_id, "send", "", &token, &[old.hello()]).await;
+        let (status, _) = old.poll(addr, "send", "", &token, &[old.hello()]).await;
         assert_eq!(status, StatusCode::OK);
         let newer = Client::new(2);
         let (_ws, _) = newer.open(addr, "", Some(&token)).await;
-        let (status, _) = poll(addr, old.client_id, "recv", "", &token, &[]).await;
+        let (status, _) = old.poll(addr, "recv", "", &token, &[]).await;
         assert_eq!(status, StatusCode::CONFLICT);
         server.shutdown().await;
     })
@@ -204,13 +204,13 @@ async fn idle_polling_transport_is_detached() {
         let addr = server.addr();
         let token = token("rita");
         let c = Client::new(3);
-        let (status, _) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (status, _) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(600)).await;
-        let (status, _) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        let (status, _) = c.poll(addr, "recv", "", &token, &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         // A new Hello resumes the session.
-        let (_, answer) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (_, answer) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert!(matches!(answer[0], Envelope::Welcome { resumed: true, .. }));
         server.shutdown().await;
     })
@@ -226,17 +226,73 @@ async fn a_poller_that_falls_behind_is_detached_and_resumes_everything() {
         let addr = server.addr();
         let token = token("slow");
         let mut c = Client::new(4);
-        let (status, _) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (status, _) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert_eq!(status, StatusCode::OK);
         for i in 1..=5 {
             server.hub().send_to_user("slow", format!("n{i}"));
         }
-        let (status, _) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        let (status, _) = c.poll(addr, "recv", "", &token, &[]).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        let (_, answer) = poll(addr, c.client_id, "send", "", &token, &[c.hello()]).await;
+        let (_, answer) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
         assert!(matches!(answer[0], Envelope::Welcome { resumed: true, .. }));
         let (msgs, _) = take_all(&mut c, &answer[1..]);
         assert_eq!(texts(&msgs), ["n1", "n2", "n3", "n4", "n5"]);
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn requests_of_an_abandoned_polling_transport_get_410() {
+    bounded(20, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let token = token("sam");
+        let mut c = Client::new(0x5a);
+        let (status, _) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
+        assert_eq!(status, StatusCode::OK);
+        let old = c.attempt.get();
+        // The client gives up on that transport and starts another.
+        let (status, answer) = c.poll(addr, "send", "", &token, &[c.hello()]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(matches!(answer[0], Envelope::Welcome { resumed: true, .. }));
+
+        // Requests of the old transport arrive late: 410, and nothing changes.
+        let t_old = format!("&t={old}");
+        let ping = [Envelope::Ping { id: 1 }];
+        let (status, _) = poll(addr, c.client_id, "send", &t_old, &token, &ping).await;
+        assert_eq!(status, StatusCode::GONE);
+        let late_hello = Envelope::Hello {
+            client_id: c.client_id,
+            recv_seq: 0,
+            session: 0,
+            attempt: old,
+        };
+        let (status, _) = poll(addr, c.client_id, "send", &t_old, &token, &[late_hello]).await;
+        assert_eq!(status, StatusCode::GONE);
+
+        // The current transport goes on.
+        let m = c.msg("y");
+        let (status, answer) = c.poll(addr, "send", "", &token, &[m]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(answer, [Envelope::Ack { seq: 1 }]);
+        let (_, answer) = c.poll(addr, "recv", "", &token, &[]).await;
+        let (msgs, _) = take_all(&mut c, &answer);
+        assert_eq!(texts(&msgs), ["y"]);
+
+        // Every request names its transport, and a Hello's is the request's.
+        let (status, _) = poll(addr, c.client_id, "recv", "", &token, &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let hello = c.hello();
+        let t_other = format!("&t={}", c.attempt.get() + 1);
+        let (status, _) = poll(addr, c.client_id, "send", &t_other, &token, &[hello]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = c.poll(addr, "recv", "", &token, &[]).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "that Hello attached nothing"
+        );
         server.shutdown().await;
     })
     .await;

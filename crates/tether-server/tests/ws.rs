@@ -303,3 +303,68 @@ async fn plain_echo_and_ping_pong() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_late_hello_from_an_abandoned_socket_changes_nothing() {
+    bounded(20, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let token = token("lena");
+        let mut c = Client::new(0x1a7e);
+        // The client writes Hello on a socket, gives up on it, and opens another.
+        let mut abandoned = connect(addr, "/ws", Some(&token)).await;
+        let late_hello = c.hello();
+        let (mut ws, _) = c.open(addr, "", Some(&token)).await;
+        let m = c.msg("one");
+        send(&mut ws, m).await;
+        let (got, _) = c.collect(&mut ws, 1).await;
+        assert_eq!(texts(&got), ["one"]);
+        // The abandoned socket's Hello arrives last: refused with 1000.
+        send(&mut abandoned, late_hello).await;
+        assert_eq!(close_code(&mut abandoned).await, Some(1000));
+        // The current socket carries on in the same numbering.
+        let m = c.msg("two");
+        send(&mut ws, m).await;
+        let (got, _) = c.collect(&mut ws, 1).await;
+        assert_eq!(texts(&got), ["two"]);
+        close(ws).await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_that_missed_the_welcome_gets_everything_from_seq_1() {
+    bounded(20, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let token = token("mia");
+        let mut c = Client::new(0x3155);
+        let (ws, welcome) = c.open(addr, "", Some(&token)).await;
+        let Envelope::Welcome { session, .. } = welcome else {
+            unreachable!()
+        };
+        drop(ws);
+        assert_eq!(server.hub().send_to_user("mia", "a"), 1);
+        assert_eq!(server.hub().send_to_user("mia", "b"), 1);
+        // As if that Welcome had never arrived: the client names no session, and its
+        // recv_seq is from some older numbering. It is not read as acknowledgements.
+        c.session.set(0);
+        c.recv_seq = 7;
+        let (mut ws, welcome) = c.open(addr, "", Some(&token)).await;
+        assert_eq!(
+            welcome,
+            Envelope::Welcome {
+                session,
+                recv_seq: 0,
+                resumed: false
+            }
+        );
+        c.recv_seq = 0;
+        let (got, _) = c.collect(&mut ws, 2).await;
+        assert_eq!(texts(&got), ["a", "b"]);
+        close(ws).await;
+        server.shutdown().await;
+    })
+    .await;
+}

@@ -2,11 +2,12 @@
 //! records what the client sends and sends numbered messages of its own.
 //!
 //! In protocol mode it keeps one [`ServerSession`] per client id (the reference
-//! implementation of the server's side) and follows PROTOCOL.md: the transport whose
-//! `Hello` arrived last is attached, a detached WebSocket is closed with 1000, requests of
-//! a detached polling transport get 503, and envelopes from detached transports are
-//! ignored. Like a real server it cannot tell two polling transports of one client apart
-//! (requests carry no transport id), only a new `Hello` re-attaches.
+//! implementation of the server's side) and follows PROTOCOL.md: the newest transport
+//! that said `Hello` is attached, a detached WebSocket is closed with 1000, requests of a
+//! detached polling transport get 503, and envelopes from detached transports are
+//! ignored. A `Hello` or a polling request from a transport older than one the session
+//! has seen (by its number: the `Hello`'s `attempt`, a request's `t`) is stale: the
+//! WebSocket is closed with 1000, the request answered with 410, and nothing changes.
 //!
 //! The server never talks to the network itself: every call returns [`ServerOut`]s that
 //! the harness turns into deliveries on the simulated network.
@@ -110,7 +111,8 @@ pub struct App {
 #[derive(Debug)]
 enum Attached {
     Ws(TransportId),
-    Poll,
+    /// A polling transport, by its number.
+    Poll(u64),
 }
 
 #[derive(Debug)]
@@ -302,13 +304,15 @@ impl Server {
         out
     }
 
-    /// An HTTP polling request from `client_id` with `token`: the response body, or its
-    /// failure; plus anything to do elsewhere (closing a WebSocket it detached).
+    /// An HTTP polling request from `client_id`'s transport `attempt` (the URL's `client`
+    /// and `t`) with `token`: the response body, or its failure; plus anything to do
+    /// elsewhere (closing a WebSocket it detached).
     pub fn poll(
         &mut self,
         now: Instant,
         at: Duration,
         client_id: Option<u64>,
+        attempt: Option<u64>,
         token: Option<&str>,
         body: &[u8],
     ) -> (Result<Vec<u8>, TransportFailure>, Vec<ServerOut>) {
@@ -322,8 +326,8 @@ impl Server {
         if self.check_token(token, at).is_err() {
             return (status(401), out);
         }
-        let Some(client_id) = client_id else {
-            self.fault("poll request without a client id".into());
+        let (Some(client_id), Some(attempt)) = (client_id, attempt) else {
+            self.fault("poll request without a client id or transport number".into());
             return (status(400), out);
         };
         let frames = match decode_batch(body) {
@@ -345,34 +349,39 @@ impl Server {
             };
             let is_hello = matches!(envelope, Envelope::Hello { .. });
             if first && !is_hello {
-                let attached = self
-                    .sessions
-                    .get(&client_id)
-                    .is_some_and(|s| matches!(s.attached, Some(Attached::Poll)));
-                if !attached {
-                    return (status(503), out);
+                if let Err(code) = self.poll_attached(client_id, attempt) {
+                    return (status(code), out);
+                }
+            }
+            if let Envelope::Hello { attempt: a, .. } = envelope {
+                if a != attempt {
+                    self.fault(format!("Hello of transport {a} in a request of {attempt}"));
+                    return (status(400), out);
                 }
             }
             first = false;
             if let Err((code, _)) = self.envelope(
                 now,
                 at,
-                Transport::Poll(client_id),
+                Transport::Poll(client_id, attempt),
                 envelope,
                 &mut replies,
                 &mut out,
             ) {
-                return (status(if code == 4401 { 401 } else { 400 }), out);
+                return (
+                    status(match code {
+                        4401 => 401,
+                        STALE => 410,
+                        _ => 400,
+                    }),
+                    out,
+                );
             }
         }
         if first {
             // An empty receive poll: still only on an attached transport.
-            let attached = self
-                .sessions
-                .get(&client_id)
-                .is_some_and(|s| matches!(s.attached, Some(Attached::Poll)));
-            if !attached {
-                return (status(503), out);
+            if let Err(code) = self.poll_attached(client_id, attempt) {
+                return (status(code), out);
             }
         }
         let s = self.sessions.get_mut(&client_id).expect("attached session");
@@ -381,8 +390,23 @@ impl Server {
         (Ok(encode_batch(&body)), out)
     }
 
+    /// Whether polling transport `attempt` is the one attached to `client_id`'s session;
+    /// if not, the status to answer: 410 for a stale transport, 503 otherwise.
+    fn poll_attached(&self, client_id: u64, attempt: u64) -> Result<(), u16> {
+        let Some(s) = self.sessions.get(&client_id) else {
+            return Err(503);
+        };
+        if s.proto.is_stale(attempt) {
+            return Err(410);
+        }
+        match s.attached {
+            Some(Attached::Poll(a)) if a == attempt => Ok(()),
+            _ => Err(503),
+        }
+    }
+
     /// One envelope from a transport. `replies` get the frames for that transport;
-    /// `Err` closes it with a code and reason.
+    /// `Err` closes it with a code and reason ([`STALE`]: a stale transport's Hello).
     fn envelope(
         &mut self,
         now: Instant,
@@ -395,9 +419,18 @@ impl Server {
         if let Envelope::Hello {
             client_id,
             recv_seq,
+            session,
+            attempt,
         } = envelope
         {
-            return self.hello(now, from, client_id, recv_seq, replies, out);
+            return self.hello(
+                now,
+                from,
+                client_id,
+                (recv_seq, session, attempt),
+                replies,
+                out,
+            );
         }
         let client_id = match from {
             Transport::Ws(tid) => match self.conns.get(&tid).and_then(|c| c.client_id) {
@@ -407,14 +440,14 @@ impl Server {
                     return Err((4400, "envelope before Hello".into()));
                 }
             },
-            Transport::Poll(c) => c,
+            Transport::Poll(c, _) => c,
         };
         let Some(s) = self.sessions.get_mut(&client_id) else {
             return Ok(()); // the session is gone (restart): the transport is stale
         };
         let attached = match (&s.attached, from) {
             (Some(Attached::Ws(a)), Transport::Ws(t)) => *a == t,
-            (Some(Attached::Poll), Transport::Poll(_)) => true,
+            (Some(Attached::Poll(a)), Transport::Poll(_, t)) => *a == t,
             _ => false,
         };
         if !attached {
@@ -473,12 +506,13 @@ impl Server {
         Ok(())
     }
 
+    /// A Hello: `(recv_seq, session, attempt)` as it says.
     fn hello(
         &mut self,
         now: Instant,
         from: Transport,
         client_id: u64,
-        recv_seq: u64,
+        (recv_seq, session, attempt): (u64, u64, u64),
         replies: &mut Vec<Payload>,
         out: &mut Vec<ServerOut>,
     ) -> Result<(), (u16, String)> {
@@ -501,6 +535,11 @@ impl Server {
                 recv_seq: 0,
             }
         });
+        let welcome = match s.proto.hello(now, recv_seq, session, attempt) {
+            Ok(w) => w,
+            // A transport the client abandoned: nothing changes.
+            Err(stale) => return Err((STALE, stale.to_string())),
+        };
         if let Some(Attached::Ws(old)) = s.attached {
             if Transport::Ws(old) != from {
                 out.push(ServerOut::Close(old, Some(1000), "detached".into()));
@@ -510,9 +549,9 @@ impl Server {
         s.poll_outbox.clear();
         s.attached = Some(match from {
             Transport::Ws(tid) => Attached::Ws(tid),
-            Transport::Poll(_) => Attached::Poll,
+            Transport::Poll(_, a) => Attached::Poll(a),
         });
-        for envelope in s.proto.hello(now, recv_seq) {
+        for envelope in welcome {
             if let Envelope::Welcome {
                 recv_seq, resumed, ..
             } = envelope
@@ -555,7 +594,7 @@ impl Server {
             let frame = s.proto.send(now, payload).encode();
             match s.attached {
                 Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
-                Some(Attached::Poll) => s.poll_outbox.push(frame),
+                Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
                 None => {}
             }
         } else {
@@ -590,7 +629,7 @@ impl Server {
     /// 503), as a server does when it drops a connection.
     pub fn detach(&mut self, client_id: u64) {
         if let Some(s) = self.sessions.get_mut(&client_id) {
-            if matches!(s.attached, Some(Attached::Poll)) {
+            if matches!(s.attached, Some(Attached::Poll(_))) {
                 s.attached = None;
                 s.poll_outbox.clear();
             }
@@ -616,8 +655,13 @@ impl Server {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Transport {
     Ws(TransportId),
-    Poll(u64),
+    /// A polling transport: client id and transport number.
+    Poll(u64, u64),
 }
+
+/// The close code for a stale transport's Hello (a WebSocket is closed with it; a poll
+/// request is answered with 410).
+const STALE: u16 = 1000;
 
 #[cfg(test)]
 mod tests {

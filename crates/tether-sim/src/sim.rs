@@ -124,6 +124,8 @@ pub enum SimEvent {
         tid: TransportId,
         /// The client's id from the URL.
         client_id: Option<u64>,
+        /// The transport's number from the URL (`t`).
+        attempt: Option<u64>,
         /// The token presented.
         token: Option<String>,
         /// The request.
@@ -653,6 +655,7 @@ impl Sim {
                     }
                 }
                 let token = self.token_of(&url, &headers);
+                let attempt = query(&url, "t").and_then(|t| t.parse().ok());
                 let link = self.net.link_mut(id).expect("added");
                 link.requests.push(request);
                 let client_id = link.client_id;
@@ -677,6 +680,7 @@ impl Sim {
                     SimEvent::PollArrives {
                         tid: id,
                         client_id,
+                        attempt,
                         token,
                         request,
                         body,
@@ -815,6 +819,7 @@ impl Sim {
             SimEvent::PollArrives {
                 tid,
                 client_id,
+                attempt,
                 token,
                 request,
                 body,
@@ -824,7 +829,7 @@ impl Sim {
                 } else {
                     let (result, outs) =
                         self.server
-                            .poll(now, at, client_id, token.as_deref(), &body);
+                            .poll(now, at, client_id, attempt, token.as_deref(), &body);
                     self.server_outs(outs);
                     result
                 };

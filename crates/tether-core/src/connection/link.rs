@@ -178,7 +178,7 @@ impl Connection {
                 recv: None,
                 outbox: Vec::new(),
             });
-            let hello = self.proto.hello();
+            let hello = self.proto.hello(id);
             self.transmit_envelope(now, hello);
             return;
         }
@@ -256,11 +256,14 @@ impl Connection {
 
     fn poll_request(&mut self, kind: PollKind, body: Vec<u8>) -> Option<Action> {
         let fallback = self.config.fallback.as_ref()?;
+        let id = self.link.id()?;
         let mut url = fallback.poll_url.clone();
         push_query(&mut url, "client", &format!("{:x}", self.proto.client_id));
         push_query(&mut url, "op", kind.as_str());
+        // The transport's number, as in its Hello: the server tells a request of an
+        // abandoned polling transport from one of the current one.
+        push_query(&mut url, "t", &id.0.to_string());
         let headers = self.authorize(&mut url);
-        let id = self.link.id()?;
         let request = RequestId(self.next_id());
         Some(Action::Poll {
             id,

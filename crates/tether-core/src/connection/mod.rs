@@ -475,7 +475,7 @@ impl Connection {
         }
         if self.config.is_protocol() {
             self.link.set_ws_welcoming();
-            let hello = self.proto.hello();
+            let hello = self.proto.hello(id);
             self.transmit_envelope(now, hello);
         } else {
             self.link.set_ws_open();

@@ -1,7 +1,7 @@
 //! Protocol mode: numbering, acknowledgements, resend and resume (PROTOCOL.md).
 
 use super::Connection;
-use crate::io::{Event, TetherError};
+use crate::io::{Event, TetherError, TransportId};
 use crate::protocol::Envelope;
 use crate::queue::Retained;
 use crate::time::{Duration, Instant};
@@ -35,10 +35,17 @@ impl Reliable {
         }
     }
 
-    pub(super) fn hello(&self) -> Envelope {
+    /// The first frame on transport `id`. Transport ids only grow, so they number the
+    /// client's transports for the server, which refuses a Hello from one older than
+    /// the newest it has seen (it arrived late, from a transport abandoned since).
+    pub(super) fn hello(&self, id: TransportId) -> Envelope {
         Envelope::Hello {
             client_id: self.client_id,
             recv_seq: self.recv_seq,
+            // `recv_seq` counts in this session's numbering: the server reads it only if
+            // it is still the session it has.
+            session: self.session.unwrap_or(0),
+            attempt: id.0,
         }
     }
 

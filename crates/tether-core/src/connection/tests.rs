@@ -737,7 +737,9 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
         vec![
             Envelope::Hello {
                 client_id,
-                recv_seq: 0
+                recv_seq: 0,
+                session: 0,
+                attempt: id.0,
             },
             msg(1, "a")
         ]
@@ -774,13 +776,16 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
     // The socket drops; the server had received "b" but not "c".
     h.closed(id, Some(1006));
     h.advance(Duration::from_millis(500));
-    let (_, frames) = h.welcome(7, 2, true);
+    let (again, frames) = h.welcome(7, 2, true);
+    assert!(again.0 > id.0, "transport numbers only grow");
     assert_eq!(
         frames,
         vec![
             Envelope::Hello {
                 client_id,
-                recv_seq: 2
+                recv_seq: 2,
+                session: 7,
+                attempt: again.0,
             },
             msg(3, "c")
         ]
@@ -984,6 +989,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     assert!(h.events.contains(&Event::FallbackChanged { active: true }));
     let polls: Vec<Action> = h.take_actions();
     let Some(Action::Poll {
+        id: poller,
         request,
         kind: PollKind::Send,
         url,
@@ -994,9 +1000,13 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         panic!("{polls:?}")
     };
     assert!(url.starts_with("http://127.0.0.1:1/poll?client="));
-    assert!(url.ends_with("&op=send"));
+    // Every request names its transport, as the Hello does.
+    assert!(url.ends_with(&format!("&op=send&t={}", poller.0)), "{url}");
     let frames: Vec<Envelope> = decode_batch(&body).unwrap().iter().map(env).collect();
-    assert!(matches!(frames[..], [Envelope::Hello { .. }]));
+    assert!(
+        matches!(frames[..], [Envelope::Hello { session: 0, attempt, .. }] if attempt == poller.0),
+        "{frames:?}"
+    );
     let answer = encode_batch(&[Envelope::Welcome {
         session: 3,
         recv_seq: 0,
@@ -1012,12 +1022,17 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     let (mut send, mut recv) = (None, None);
     for a in actions {
         if let Action::Poll {
+            id,
             request,
             kind,
+            url,
             body,
             ..
         } = a
         {
+            // Later requests of the transport carry its number too.
+            assert_eq!(id, poller);
+            assert!(url.ends_with(&format!("&t={}", poller.0)), "{url}");
             match kind {
                 PollKind::Send => send = Some((request, body)),
                 PollKind::Receive => recv = Some(request),
@@ -1113,7 +1128,10 @@ fn refused_connections_do_not_count_toward_the_fallback() {
         h.failed(id, TransportFailure::Refused);
         h.advance(Duration::from_secs(3));
     }
-    assert!(!h.events.iter().any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
 }
 
 #[test]

@@ -11,9 +11,9 @@
 //! use tether_core::protocol::{decode_batch, encode_batch, Envelope};
 //! use tether_core::Payload;
 //!
-//! let hello = Envelope::Hello { client_id: 0xbeef, recv_seq: 0 };
+//! let hello = Envelope::Hello { client_id: 0xbeef, recv_seq: 0, session: 0, attempt: 1 };
 //! let frame = hello.encode();
-//! assert_eq!(frame, Payload::Text("H beef 0".into()));
+//! assert_eq!(frame, Payload::Text("H beef 0 0 1".into()));
 //!
 //! let body = encode_batch(&[frame]);
 //! let frames = decode_batch(&body)?;
@@ -26,7 +26,7 @@
 
 mod server;
 
-pub use server::{ProtocolError, ResumeLimits, ServerReceive, ServerSession};
+pub use server::{ProtocolError, ResumeLimits, ServerReceive, ServerSession, StaleTransport};
 
 use core::fmt;
 
@@ -40,8 +40,17 @@ pub enum Envelope {
     Hello {
         /// Stable id of the client instance.
         client_id: u64,
-        /// Highest contiguous server sequence number the client has received.
+        /// Highest contiguous server sequence number the client has received, counted
+        /// in the numbering of `session`.
         recv_seq: u64,
+        /// The session (a Welcome's `session`) the client believes it is in; 0 before
+        /// its first Welcome. The server reads `recv_seq` only if this names its
+        /// current session.
+        session: u64,
+        /// Number of this transport, strictly increasing over the client's life: a
+        /// Hello with a lower number than one the server already saw comes from a
+        /// transport the client abandoned, and is refused.
+        attempt: u64,
     },
     /// Server → client, answer to Hello.
     Welcome {
@@ -277,12 +286,16 @@ impl Envelope {
             Envelope::Hello {
                 client_id,
                 recv_seq,
+                session,
+                attempt,
             } => {
-                let mut frame = String::with_capacity(4 + MAX_HEX_DIGITS + MAX_DEC_DIGITS);
+                let mut frame = String::with_capacity(5 + MAX_HEX_DIGITS + 3 * MAX_DEC_DIGITS);
                 frame.push_str("H ");
                 push_hex(&mut frame, *client_id);
-                frame.push(' ');
-                push_dec(&mut frame, *recv_seq);
+                for n in [recv_seq, session, attempt] {
+                    frame.push(' ');
+                    push_dec(&mut frame, *n);
+                }
                 Payload::Text(frame)
             }
             Envelope::Welcome {
@@ -388,6 +401,8 @@ fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
         EnvelopeKind::Hello => Envelope::Hello {
             client_id: fields.hex("client_id")?,
             recv_seq: fields.dec("recv_seq")?,
+            session: fields.dec("session")?,
+            attempt: fields.dec("attempt")?,
         },
         EnvelopeKind::Welcome => Envelope::Welcome {
             session: fields.dec("session")?,
@@ -623,8 +638,10 @@ mod tests {
                 Envelope::Hello {
                     client_id: 0xdead_beef,
                     recv_seq: 12,
+                    session: 42,
+                    attempt: 3,
                 },
-                "H deadbeef 12",
+                "H deadbeef 12 42 3",
             ),
             (
                 Envelope::Welcome {
@@ -672,6 +689,8 @@ mod tests {
             round_trip(Envelope::Hello {
                 client_id: n,
                 recv_seq: n,
+                session: n,
+                attempt: n,
             });
             for resumed in [false, true] {
                 round_trip(Envelope::Welcome {
@@ -688,10 +707,12 @@ mod tests {
         assert_eq!(
             Envelope::Hello {
                 client_id: u64::MAX,
-                recv_seq: u64::MAX
+                recv_seq: u64::MAX,
+                session: 0,
+                attempt: u64::MAX,
             }
             .encode(),
-            text("H ffffffffffffffff 18446744073709551615")
+            text("H ffffffffffffffff 18446744073709551615 0 18446744073709551615")
         );
     }
 
@@ -745,10 +766,12 @@ mod tests {
     #[test]
     fn decode_is_lenient_on_number_spelling_only() {
         assert_eq!(
-            Envelope::decode(text("H 00DEADbeef 007")),
+            Envelope::decode(text("H 00DEADbeef 007 00 01")),
             Ok(Envelope::Hello {
                 client_id: 0xdead_beef,
-                recv_seq: 7
+                recv_seq: 7,
+                session: 0,
+                attempt: 1,
             })
         );
         assert_eq!(
@@ -770,11 +793,17 @@ mod tests {
             ("H ", MissingField("client_id")),
             ("H ab", MissingField("recv_seq")),
             ("H ab ", MissingField("recv_seq")),
-            ("H xyz 1", BadNumber("client_id")),
-            ("H 1ffffffffffffffff 1", BadNumber("client_id")),
-            ("H ab -1", BadNumber("recv_seq")),
-            ("H ab 1 2", TrailingData),
-            ("Hab 1", TrailingData),
+            ("H ab 1", MissingField("session")),
+            ("H ab 1 2", MissingField("attempt")),
+            ("H ab 1 2 ", MissingField("attempt")),
+            ("H xyz 1 2 3", BadNumber("client_id")),
+            ("H 1ffffffffffffffff 1 2 3", BadNumber("client_id")),
+            ("H ab -1 2 3", BadNumber("recv_seq")),
+            ("H ab 1 f 3", BadNumber("session")),
+            ("H ab 1 2 3x", BadNumber("attempt")),
+            ("H ab 1 2 3 4", TrailingData),
+            ("H ab 1 2 3 ", TrailingData),
+            ("Hab 1 2 3", TrailingData),
             ("W", MissingField("session")),
             ("W 1", MissingField("recv_seq")),
             ("W 1 2", MissingField("resumed")),
@@ -878,7 +907,7 @@ mod tests {
     #[test]
     fn batch_round_trip() {
         let frames = vec![
-            text("H 1 0"),
+            text("H 1 0 0 1"),
             text(""),
             Payload::Binary(vec![]),
             Payload::Binary(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 0]),
@@ -955,10 +984,14 @@ mod tests {
 
     fn arb_envelope() -> impl Strategy<Value = Envelope> {
         prop_oneof![
-            (any::<u64>(), any::<u64>()).prop_map(|(client_id, recv_seq)| Envelope::Hello {
-                client_id,
-                recv_seq
-            }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(client_id, recv_seq, session, attempt)| Envelope::Hello {
+                    client_id,
+                    recv_seq,
+                    session,
+                    attempt,
+                }
+            ),
             (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(session, recv_seq, resumed)| {
                 Envelope::Welcome {
                     session,

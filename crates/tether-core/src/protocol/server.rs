@@ -74,6 +74,31 @@ impl fmt::Display for ProtocolError {
 
 impl std::error::Error for ProtocolError {}
 
+/// A Hello from a transport older than one the session has already seen: the client
+/// abandoned it, and its Hello arrived late. Nothing in the session changed. The server
+/// closes such a WebSocket with 1000 and answers such a poll request with 410; the
+/// client is no longer listening either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StaleTransport {
+    /// The Hello's `attempt`.
+    pub attempt: u64,
+    /// The highest `attempt` the session has seen.
+    pub latest: u64,
+}
+
+impl fmt::Display for StaleTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stale transport: attempt {} after attempt {}",
+            self.attempt, self.latest
+        )
+    }
+}
+
+impl std::error::Error for StaleTransport {}
+
 /// What one inbound envelope produced. Every field may be empty (an Ack, a Pong).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -106,23 +131,34 @@ struct Buffered {
 /// reads the clock or does I/O: every call that depends on time takes `now`.
 ///
 /// ```text
-///            new()
+///            new(id)
 ///              │
 ///              ▼
-///        ┌───────────┐  hello(r)       ┌──────────┐
-///        │ no Hello  │ ──────────────► │ attached │ ◄─┐ hello(r), r continuous:
-///        │ yet       │  resumed=false  │          │ ──┘ Welcome resumed=true,
-///        └───────────┘                 └──────────┘     resend seq > r
-///          receive(_) → HelloExpected     │    ▲
-///                                         │    │ Welcome resumed=false,
-///                         hello(r), r not │    │ numbering restarts at 1
-///                         continuous      ▼    │ both ways, buffer emptied
-///                                       ( reset )
+///        ┌───────────┐  hello          ┌──────────┐ ◄─┐ hello naming id, r continuous:
+///        │ no Hello  │ ──────────────► │ attached │ ──┘ Welcome resumed=true, resend > r
+///        │ yet       │  resumed=false, │          │ ◄─┐ hello naming another id, seq 1
+///        └───────────┘  resend from 1  └──────────┘ ──┘ still buffered: resumed=false,
+///          receive(_) → HelloExpected     │    ▲        resend from seq 1
+///                                         │    │
+///                  hello naming id, r not │    │ Welcome resumed=false under a new id,
+///                  continuous; hello      │    │ numbering restarts at 1 both ways,
+///                  naming another id,     ▼    │ buffer emptied
+///                  seq 1 gone           ( reset )
+///
+///   in any state: hello with an attempt below the latest → StaleTransport, no change
 /// ```
 ///
-/// `r` (the client's `recv_seq`) is continuous when the session can bring the client up
-/// to date: `r` is at most the last seq sent, and every message after `r` is still in
-/// the resume buffer.
+/// Every Hello names the session the client believes it is in. Only a Hello that names
+/// this session's current id says anything about what the client received: its `r`
+/// (`recv_seq`) is continuous when the session can bring the client up to date (`r` is
+/// at most the last seq sent, and every message after `r` is still in the resume
+/// buffer). A Hello naming anything else (0, an id from before a reset, a session the
+/// server lost) comes from a client that never saw this numbering's Welcome: it counts
+/// as `r = 0`. A reset gives the numbering a new id, so a client that missed the reset
+/// Welcome cannot be mistaken for one that saw it.
+///
+/// A Hello with a lower `attempt` than one already seen comes from a transport the
+/// client abandoned: it is refused ([`StaleTransport`]) and changes nothing.
 ///
 /// ```
 /// use tether_core::Instant;
@@ -131,7 +167,8 @@ struct Buffered {
 ///
 /// let now = Instant::now();
 /// let mut s = ServerSession::new(7, ResumeLimits::default());
-/// let welcome = s.hello(now, 0);
+/// // The client's first transport; it knows no session yet.
+/// let welcome = s.hello(now, 0, 0, 1)?;
 /// assert_eq!(welcome, [Envelope::Welcome { session: 7, recv_seq: 0, resumed: false }]);
 ///
 /// let out = s.send(now, Payload::from("hi"));
@@ -142,8 +179,9 @@ struct Buffered {
 /// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
 ///
 /// // The client reconnects having seen nothing: seq 1 is sent again.
-/// let again = s.hello(now, 0);
+/// let again = s.hello(now, 0, 7, 2)?;
 /// assert_eq!(again[1], Envelope::Msg { seq: 1, payload: Payload::from("hi") });
+/// # Ok::<(), tether_core::protocol::StaleTransport>(())
 /// ```
 ///
 /// Counters ([`duplicates`](Self::duplicates), [`trimmed`](Self::trimmed),
@@ -152,6 +190,8 @@ struct Buffered {
 pub struct ServerSession {
     session: u64,
     limits: ResumeLimits,
+    /// Highest transport number seen in a Hello.
+    latest_attempt: u64,
     /// Seq of the next outbound message.
     next_seq: u64,
     /// Highest contiguous client seq delivered.
@@ -169,6 +209,10 @@ impl ServerSession {
     /// A fresh session: the first message each way is seq 1, nothing received, nothing
     /// buffered.
     ///
+    /// `session` is its id, sent in every Welcome. It must not repeat an id this client
+    /// may have seen (a random id per session does it; below 2^53 if JavaScript clients
+    /// should read it exactly). 0 means "no session" in a Hello, so it becomes 1.
+    ///
     /// ```
     /// use tether_core::protocol::{ResumeLimits, ServerSession};
     /// let s = ServerSession::new(1, ResumeLimits::default());
@@ -177,8 +221,9 @@ impl ServerSession {
     #[must_use]
     pub fn new(session: u64, limits: ResumeLimits) -> Self {
         ServerSession {
-            session,
+            session: session.max(1),
             limits,
+            latest_attempt: 0,
             next_seq: 1,
             recv_seq: 0,
             buffer: VecDeque::new(),
@@ -193,42 +238,70 @@ impl ServerSession {
     /// The client said Hello on a new transport: Welcome, then every buffered message after
     /// the client's `recv_seq`, oldest first. Send them in this order.
     ///
-    /// `recv_seq` also acknowledges every message up to it. On the session's first Hello
-    /// it is ignored (the client's numbers belong to an older session): the Welcome says
-    /// `resumed: false` and every message sent so far follows, from seq 1.
+    /// `session` is the session the client believes it is in, `attempt` the number of
+    /// its transport (both from the Hello).
     ///
-    /// When the session cannot bring
-    /// the client up to date (`recv_seq` is beyond the last message sent, or messages
-    /// after it have been trimmed from the buffer), it resets: numbering restarts at 1
-    /// both ways, the buffer is emptied and the Welcome says `resumed: false`; the
-    /// messages the client will never get are added to [`lost`](Self::lost). Messages
-    /// older than the age limit are dropped first.
+    /// - `attempt` lower than one already seen: the transport is stale (the client has
+    ///   moved on to a newer one); [`StaleTransport`], and nothing changes.
+    /// - `session` is this session's [`session`](Self::session): `recv_seq` counts in
+    ///   this numbering and acknowledges every message up to it. If the session can
+    ///   bring the client up to date, the Welcome says `resumed: true` and the messages
+    ///   after `recv_seq` follow.
+    /// - Any other `session` (0, an older one, or one the server lost): the client never
+    ///   saw this numbering's Welcome, so it holds none of its messages and will number
+    ///   its own from 1 again. Its `recv_seq` is ignored: the Welcome says
+    ///   `resumed: false` and every buffered message follows, from seq 1. This is always
+    ///   the case for the session's first Hello.
+    ///
+    /// When the session cannot bring the client up to date (`recv_seq` is beyond the
+    /// last message sent, or messages after it have been trimmed from the buffer), it
+    /// resets: numbering restarts at 1 both ways under a new session id, the buffer is
+    /// emptied and the Welcome says `resumed: false`; the messages the client will never
+    /// get are added to [`lost`](Self::lost). Messages older than the age limit are
+    /// dropped first.
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, StaleTransport};
     ///
     /// let now = Instant::now();
     /// let mut s = ServerSession::new(3, ResumeLimits::default());
-    /// s.hello(now, 0);
+    /// s.hello(now, 0, 0, 1)?;
     /// for text in ["a", "b", "c"] {
     ///     s.send(now, text.into());
     /// }
-    /// let out = s.hello(now, 2); // the client has 1 and 2
+    /// let out = s.hello(now, 2, 3, 4)?; // transport 4: the client has 1 and 2 of session 3
     /// assert_eq!(out.len(), 2);
     /// assert_eq!(out[0], Envelope::Welcome { session: 3, recv_seq: 0, resumed: true });
     /// assert_eq!(out[1], Envelope::Msg { seq: 3, payload: "c".into() });
+    ///
+    /// // Transport 2's Hello arrives late: the client left it for transport 4.
+    /// let stale = s.hello(now, 0, 0, 2);
+    /// assert!(matches!(stale, Err(StaleTransport { attempt: 2, latest: 4, .. })));
+    /// # Ok::<(), StaleTransport>(())
     /// ```
-    pub fn hello(&mut self, now: Instant, recv_seq: u64) -> Vec<Envelope> {
+    pub fn hello(
+        &mut self,
+        now: Instant,
+        recv_seq: u64,
+        session: u64,
+        attempt: u64,
+    ) -> Result<Vec<Envelope>, StaleTransport> {
+        if self.is_stale(attempt) {
+            return Err(StaleTransport {
+                attempt,
+                latest: self.latest_attempt,
+            });
+        }
+        self.latest_attempt = attempt;
         self.expire(now);
-        // Before the first Hello the client cannot hold any of this session's messages:
-        // its `recv_seq` belongs to an older session (the server lost it).
-        let recv_seq = if self.greeted { recv_seq } else { 0 };
+        // Only a client that saw this numbering's Welcome can hold any of its messages.
+        let knows = self.greeted && session == self.session;
+        let recv_seq = if knows { recv_seq } else { 0 };
         let last_sent = self.last_sent_seq();
         // The oldest message the client could still need; everything before it is gone.
         let first_kept = self.buffer.front().map_or(self.next_seq, |m| m.seq);
         let continuous = recv_seq <= last_sent && recv_seq.saturating_add(1) >= first_kept;
-        let resumed = self.greeted && continuous;
         self.greeted = true;
         self.ack_pending = false;
         if !continuous {
@@ -242,20 +315,45 @@ impl ServerSession {
             self.buffer.clear();
             self.next_seq = 1;
             self.recv_seq = 0;
-        } else {
+            // A new numbering, a new id: should this Welcome be lost, the client's next
+            // Hello still names the old id, and its `recv_seq` is not misread.
+            self.session = next_session_id(self.session);
+        } else if knows {
             self.drop_acked(recv_seq);
+        } else {
+            // The client starts over (Welcome resumed=false): it numbers from 1 again.
+            self.recv_seq = 0;
         }
         let mut out = Vec::with_capacity(1 + self.buffer.len());
         out.push(Envelope::Welcome {
             session: self.session,
             recv_seq: self.recv_seq,
-            resumed,
+            resumed: knows && continuous,
         });
         out.extend(self.buffer.iter().map(|m| Envelope::Msg {
             seq: m.seq,
             payload: m.payload.clone(),
         }));
-        out
+        Ok(out)
+    }
+
+    /// Whether transport number `attempt` is older than one this session has seen in a
+    /// Hello: a server refuses its Hello (see [`hello`](Self::hello)) and its poll
+    /// requests (HTTP 410), since the client has abandoned it.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    ///
+    /// let mut s = ServerSession::new(1, ResumeLimits::default());
+    /// s.hello(Instant::now(), 0, 0, 5)?;
+    /// assert!(s.is_stale(4));
+    /// assert!(!s.is_stale(5));
+    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
+    /// ```
+    #[must_use]
+    pub fn is_stale(&self, attempt: u64) -> bool {
+        attempt < self.latest_attempt
     }
 
     /// An inbound envelope after Hello.
@@ -274,11 +372,12 @@ impl ServerSession {
     ///
     /// let now = Instant::now();
     /// let mut s = ServerSession::new(1, ResumeLimits::default());
-    /// s.hello(now, 0);
+    /// s.hello(now, 0, 0, 1)?;
     /// let r = s.receive(now, Envelope::Ping { id: 5 });
     /// assert_eq!(r.reply, Some(Envelope::Pong { id: 5 }));
     /// let r = s.receive(now, Envelope::Msg { seq: 2, payload: "x".into() });
     /// assert_eq!(r.error, Some(ProtocolError::Gap { expected: 1, got: 2 }));
+    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
     /// ```
     pub fn receive(&mut self, now: Instant, envelope: Envelope) -> ServerReceive {
         let mut out = ServerReceive::default();
@@ -369,11 +468,12 @@ impl ServerSession {
     ///
     /// let now = Instant::now();
     /// let mut s = ServerSession::new(1, ResumeLimits::default());
-    /// s.hello(now, 0);
+    /// s.hello(now, 0, 0, 1)?;
     /// assert_eq!(s.take_ack(), None);
     /// s.receive(now, Envelope::Msg { seq: 1, payload: "x".into() });
     /// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
     /// assert_eq!(s.take_ack(), None);
+    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
     /// ```
     pub fn take_ack(&mut self) -> Option<Envelope> {
         if !self.ack_pending {
@@ -416,10 +516,17 @@ impl ServerSession {
         front.sent_at.checked_add(self.limits.max_age)
     }
 
-    /// The session id sent in every Welcome.
+    /// The session id sent in every Welcome: the one given to [`new`](Self::new) until
+    /// a reset picks another.
     #[must_use]
     pub fn session(&self) -> u64 {
         self.session
+    }
+
+    /// The highest transport number (`attempt`) seen in a Hello; 0 before the first.
+    #[must_use]
+    pub fn latest_attempt(&self) -> u64 {
+        self.latest_attempt
     }
 
     /// Highest contiguous client seq delivered (0 before the first message).
@@ -440,7 +547,7 @@ impl ServerSession {
         self.buffer.len()
     }
 
-    /// Whether a Hello has been seen (the next one will be a resume).
+    /// Whether a Hello has been seen (envelopes other than Hello are accepted).
     #[must_use]
     pub fn greeted(&self) -> bool {
         self.greeted
@@ -476,6 +583,18 @@ impl ServerSession {
     }
 }
 
+/// The id of the numbering that follows `id` after a reset: never 0 or `id`, and below
+/// 2^53 (as JavaScript clients need) like the ids a server picks at random. A hash
+/// rather than `id + 1`, so it cannot meet the next id of a server that counts.
+fn next_session_id(id: u64) -> u64 {
+    let next = (crate::rng::Rng::new(id).next_u64() >> 11).max(1);
+    if next == id {
+        next % (1 << 52) + 1
+    } else {
+        next
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,10 +622,25 @@ mod tests {
         }
     }
 
+    /// A Hello on the client's next transport, from a client that knows the session's
+    /// current id (as a client does once the Welcome reached it).
+    fn hello(s: &mut ServerSession, now: Instant, recv_seq: u64) -> Vec<Envelope> {
+        let (session, attempt) = (s.session(), s.latest_attempt() + 1);
+        s.hello(now, recv_seq, session, attempt)
+            .expect("a newer transport is never stale")
+    }
+
+    /// A Hello on the client's next transport naming `session`.
+    fn hello_in(s: &mut ServerSession, now: Instant, recv_seq: u64, session: u64) -> Vec<Envelope> {
+        let attempt = s.latest_attempt() + 1;
+        s.hello(now, recv_seq, session, attempt)
+            .expect("a newer transport is never stale")
+    }
+
     /// A greeted session that has sent `n` messages "m1".."mn".
     fn with_sent(now: Instant, n: u64, max: usize) -> ServerSession {
         let mut s = ServerSession::new(5, limits(max));
-        assert_eq!(s.hello(now, 0), [welcome(5, 0, false)]);
+        assert_eq!(hello_in(&mut s, now, 0, 0), [welcome(5, 0, false)]);
         for i in 1..=n {
             assert_eq!(
                 s.send(now, Payload::from(format!("m{i}"))),
@@ -521,9 +655,9 @@ mod tests {
         let now = Instant::now();
         let mut s = ServerSession::new(9, limits(8));
         assert!(!s.greeted());
-        assert_eq!(s.hello(now, 0), [welcome(9, 0, false)]);
+        assert_eq!(hello(&mut s, now, 0), [welcome(9, 0, false)]);
         assert!(s.greeted());
-        assert_eq!(s.hello(now, 0), [welcome(9, 0, true)]);
+        assert_eq!(hello(&mut s, now, 0), [welcome(9, 0, true)]);
         assert_eq!(s.lost(), 0);
     }
 
@@ -638,6 +772,8 @@ mod tests {
                 Envelope::Hello {
                     client_id: 1,
                     recv_seq: 0,
+                    session: 5,
+                    attempt: 2,
                 },
                 EnvelopeKind::Hello,
             ),
@@ -681,7 +817,7 @@ mod tests {
         let mut s = with_sent(now, 5, 8);
         s.receive(now, Envelope::Ack { seq: 1 });
         s.receive(now, msg(1, "up"));
-        let out = s.hello(now, 3);
+        let out = hello(&mut s, now, 3);
         assert_eq!(
             out,
             [welcome(5, 1, true), msg(4, "m4"), msg(5, "m5")],
@@ -693,7 +829,7 @@ mod tests {
         // Numbering continues.
         assert_eq!(s.send(now, "m6".into()), msg(6, "m6"));
         // The client re-attaches again, having received everything.
-        assert_eq!(s.hello(now, 6), [welcome(5, 1, true)]);
+        assert_eq!(hello(&mut s, now, 6), [welcome(5, 1, true)]);
         assert_eq!(s.buffered(), 0);
         assert_eq!((s.lost(), s.trimmed()), (0, 0));
     }
@@ -703,7 +839,7 @@ mod tests {
         let now = Instant::now();
         let mut s = with_sent(now, 3, 8);
         s.receive(now, Envelope::Ack { seq: 3 });
-        assert_eq!(s.hello(now, 3), [welcome(5, 0, true)]);
+        assert_eq!(hello(&mut s, now, 3), [welcome(5, 0, true)]);
     }
 
     #[test]
@@ -711,8 +847,8 @@ mod tests {
         let now = Instant::now();
         let mut s = with_sent(now, 2, 8);
         s.receive(now, msg(1, "a"));
-        let out = s.hello(now, 7);
-        assert_eq!(out, [welcome(5, 0, false)]);
+        let out = hello(&mut s, now, 7);
+        assert_eq!(out, [welcome(next_session_id(5), 0, false)]);
         assert_eq!((s.recv_seq(), s.last_sent_seq(), s.buffered()), (0, 0, 0));
         assert_eq!(s.lost(), 2);
         // Fresh numbering both ways.
@@ -724,9 +860,13 @@ mod tests {
     fn reset_on_first_hello_after_server_lost_state() {
         let now = Instant::now();
         let mut s = ServerSession::new(2, limits(8));
-        assert_eq!(s.hello(now, 40), [welcome(2, 0, false)]);
+        // The client was in session 77, which the server lost.
+        assert_eq!(hello_in(&mut s, now, 40, 77), [welcome(2, 0, false)]);
         assert_eq!(s.lost(), 0);
-        assert_eq!(s.hello(now, 0), [welcome(2, 0, true)]);
+        assert_eq!(hello(&mut s, now, 0), [welcome(2, 0, true)]);
+        // Even a first Hello that happens to name the id does not resume.
+        let mut s = ServerSession::new(3, limits(8));
+        assert_eq!(hello(&mut s, now, 40), [welcome(3, 0, false)]);
     }
 
     #[test]
@@ -734,13 +874,19 @@ mod tests {
         let now = Instant::now();
         let mut s = ServerSession::new(4, limits(8));
         s.send(now, "early".into());
-        assert_eq!(s.hello(now, 13), [welcome(4, 0, false), msg(1, "early")]);
+        assert_eq!(
+            hello(&mut s, now, 13),
+            [welcome(4, 0, false), msg(1, "early")]
+        );
         assert_eq!(s.lost(), 0);
         // Unless some were already trimmed: the client could not start at seq 1.
         let mut s = ServerSession::new(4, limits(1));
         s.send(now, "a".into());
         s.send(now, "b".into());
-        assert_eq!(s.hello(now, 0), [welcome(4, 0, false)]);
+        assert_eq!(
+            hello(&mut s, now, 0),
+            [welcome(next_session_id(4), 0, false)]
+        );
         assert_eq!((s.trimmed(), s.lost()), (1, 2));
     }
 
@@ -751,13 +897,13 @@ mod tests {
         let mut s = with_sent(now, 5, 3);
         assert_eq!((s.buffered(), s.trimmed()), (3, 2));
         // recv_seq 2 is still continuous: 3, 4, 5 are resent.
-        let out = s.hello(now, 2);
+        let out = hello(&mut s, now, 2);
         assert_eq!(out.len(), 4);
         assert_eq!(out[0], welcome(5, 0, true));
         assert_eq!(out[1], msg(3, "m3"));
         // recv_seq 1: message 2 is gone, so is continuity.
-        let out = s.hello(now, 1);
-        assert_eq!(out, [welcome(5, 0, false)]);
+        let out = hello(&mut s, now, 1);
+        assert_eq!(out, [welcome(next_session_id(5), 0, false)]);
         assert_eq!(s.lost(), 4, "2, 3, 4 and 5 never reach the client");
         assert_eq!(s.send(now, "n".into()), msg(1, "n"));
     }
@@ -767,7 +913,10 @@ mod tests {
         let now = Instant::now();
         let mut s = with_sent(now, 3, 8);
         s.receive(now, Envelope::Ack { seq: 3 });
-        assert_eq!(s.hello(now, 1), [welcome(5, 0, false)]);
+        assert_eq!(
+            hello(&mut s, now, 1),
+            [welcome(next_session_id(5), 0, false)]
+        );
         assert_eq!(s.lost(), 2);
     }
 
@@ -776,7 +925,7 @@ mod tests {
         let now = Instant::now();
         let mut s = with_sent(now, 10, 4);
         assert_eq!((s.buffered(), s.trimmed(), s.lost()), (4, 6, 0));
-        let out = s.hello(now, 6);
+        let out = hello(&mut s, now, 6);
         assert_eq!(
             out[1..],
             [msg(7, "m7"), msg(8, "m8"), msg(9, "m9"), msg(10, "m10")]
@@ -784,8 +933,11 @@ mod tests {
 
         let mut none = with_sent(now, 2, 0);
         assert_eq!((none.buffered(), none.trimmed()), (0, 2));
-        assert_eq!(none.hello(now, 2), [welcome(5, 0, true)]);
-        assert_eq!(none.hello(now, 1), [welcome(5, 0, false)]);
+        assert_eq!(hello(&mut none, now, 2), [welcome(5, 0, true)]);
+        assert_eq!(
+            hello(&mut none, now, 1),
+            [welcome(next_session_id(5), 0, false)]
+        );
     }
 
     #[test]
@@ -801,14 +953,125 @@ mod tests {
         assert_eq!((s.buffered(), s.trimmed()), (1, 2));
         assert_eq!(s.next_expiry(), Some(t1 + Duration::from_secs(60)));
         // A Hello after more time has passed expires the rest first, then resets.
-        let out = s.hello(t1 + Duration::from_secs(61), 0);
-        assert_eq!(out, [welcome(5, 0, false)]);
+        let out = hello(&mut s, t1 + Duration::from_secs(61), 0);
+        assert_eq!(out, [welcome(next_session_id(5), 0, false)]);
         assert_eq!((s.trimmed(), s.lost()), (3, 3));
         assert_eq!(s.next_expiry(), None);
         // A clock that goes backwards expires nothing.
         s.send(t1, "x".into());
         s.expire(t0);
         assert_eq!(s.buffered(), 1);
+    }
+
+    #[test]
+    fn stale_transport_changes_nothing() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(5, limits(8));
+        s.hello(now, 0, 0, 4).expect("first");
+        s.send(now, "a".into());
+        s.receive(now, msg(1, "x"));
+        // Transport 3 was abandoned before 4 opened; its Hello arrives now.
+        assert_eq!(
+            s.hello(now, 0, 0, 3),
+            Err(StaleTransport {
+                attempt: 3,
+                latest: 4
+            })
+        );
+        assert_eq!(
+            s.hello(now, 9, 5, 2).map(|_| ()),
+            Err(StaleTransport {
+                attempt: 2,
+                latest: 4
+            })
+        );
+        assert_eq!(
+            (
+                s.session(),
+                s.recv_seq(),
+                s.last_sent_seq(),
+                s.buffered(),
+                s.lost()
+            ),
+            (5, 1, 1, 1, 0)
+        );
+        assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
+        assert!(s.is_stale(3) && !s.is_stale(4) && !s.is_stale(5));
+        // The same transport number again is not stale (nor is a newer one).
+        assert_eq!(s.hello(now, 1, 5, 4).expect("same")[0], welcome(5, 1, true));
+        assert_eq!(s.latest_attempt(), 4);
+        assert_eq!(
+            StaleTransport {
+                attempt: 3,
+                latest: 4
+            }
+            .to_string(),
+            "stale transport: attempt 3 after attempt 4"
+        );
+    }
+
+    #[test]
+    fn hello_naming_another_session_starts_over_from_seq_1() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 3, 8);
+        s.receive(now, msg(1, "up"));
+        // The client never saw session 5 (its Welcome was lost): its recv_seq of 2
+        // counts in another numbering. Everything is resent from 1 and it starts over.
+        let out = hello_in(&mut s, now, 2, 0);
+        assert_eq!(
+            out,
+            [
+                welcome(5, 0, false),
+                msg(1, "m1"),
+                msg(2, "m2"),
+                msg(3, "m3")
+            ]
+        );
+        assert_eq!((s.recv_seq(), s.buffered(), s.lost()), (0, 3, 0));
+        // The client numbers from 1 again.
+        assert_eq!(
+            s.receive(now, msg(1, "again")).deliver,
+            Some("again".into())
+        );
+        // Once it knows the session, it resumes.
+        assert_eq!(hello(&mut s, now, 3), [welcome(5, 1, true)]);
+    }
+
+    #[test]
+    fn a_missed_reset_welcome_does_not_cost_messages() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 3, 8);
+        s.receive(now, Envelope::Ack { seq: 3 });
+        // The client comes back having gone back in time: a reset, under a new id.
+        let out = hello(&mut s, now, 1);
+        let new_id = next_session_id(5);
+        assert_eq!(out, [welcome(new_id, 0, false)]);
+        assert_ne!(new_id, 5);
+        assert_eq!(s.lost(), 2);
+        // That Welcome never reaches the client; the server sends on.
+        s.send(now, "n1".into());
+        s.send(now, "n2".into());
+        // The client's next Hello still names session 5, with 3 from the old numbering:
+        // not an acknowledgement of n1 and n2, not a reason to reset again.
+        let out = hello_in(&mut s, now, 3, 5);
+        assert_eq!(out, [welcome(new_id, 0, false), msg(1, "n1"), msg(2, "n2")]);
+        assert_eq!(s.lost(), 2, "nothing more");
+        assert_eq!(s.session(), new_id);
+    }
+
+    #[test]
+    fn reset_ids_are_new_nonzero_and_exact_in_javascript() {
+        let mut id = 1;
+        let mut seen = std::collections::HashSet::from([id]);
+        for _ in 0..10_000 {
+            id = next_session_id(id);
+            assert!(id > 0 && id <= 1 << 53);
+            assert!(seen.insert(id), "id {id} repeated");
+        }
+        for id in [0, 1, 2, u64::MAX, (1 << 53) - 1] {
+            assert_ne!(next_session_id(id), id);
+        }
+        assert_eq!(ServerSession::new(0, limits(1)).session(), 1);
     }
 
     #[test]
@@ -833,7 +1096,12 @@ mod tests {
         Send,
         ClientMsg(u64),
         Ack(u64),
+        /// A Hello naming the current session.
         Hello(u64),
+        /// A Hello naming another session (none, or an older one).
+        Foreign(u64, u64),
+        /// A Hello from an abandoned transport.
+        Stale(u64),
         Expire(u64),
     }
 
@@ -843,6 +1111,8 @@ mod tests {
             (0..12u64).prop_map(Op::ClientMsg),
             (0..12u64).prop_map(Op::Ack),
             (0..12u64).prop_map(Op::Hello),
+            (0..12u64, 0..3u64).prop_map(|(r, s)| Op::Foreign(r, s)),
+            (0..12u64).prop_map(Op::Stale),
             (0..90u64).prop_map(Op::Expire),
         ]
     }
@@ -854,7 +1124,7 @@ mod tests {
             let t0 = Instant::now();
             let mut now = t0;
             let mut s = ServerSession::new(1, limits(max));
-            s.hello(now, 0);
+            hello(&mut s, now, 0);
             for op in ops {
                 match op {
                     Op::Send => {
@@ -868,23 +1138,45 @@ mod tests {
                     Op::Ack(seq) => {
                         s.receive(now, Envelope::Ack { seq });
                     }
-                    Op::Hello(r) => {
-                        let out = s.hello(now, r);
-                        let Envelope::Welcome { resumed, .. } = out[0] else {
+                    Op::Hello(_) | Op::Foreign(..) => {
+                        let before = s.session();
+                        let (out, r) = match op {
+                            Op::Hello(r) => (hello(&mut s, now, r), r),
+                            // Never a session id: 0 is "none", ids stay below 2^53.
+                            Op::Foreign(r, other) => {
+                                let other = if other == 0 { 0 } else { u64::MAX - other };
+                                (hello_in(&mut s, now, r, other), 0)
+                            }
+                            _ => unreachable!(),
+                        };
+                        let Envelope::Welcome { session, recv_seq, resumed } = out[0] else {
                             panic!("hello must start with Welcome");
                         };
-                        // Resent messages are contiguous and follow the client's position.
+                        prop_assert_eq!(session, s.session());
+                        // Resent messages are contiguous and follow the client's position:
+                        // after `r` on a resume, from 1 when the client starts over.
                         let seqs: Vec<u64> = out[1..].iter().map(|e| match e {
                             Envelope::Msg { seq, .. } => *seq,
                             _ => 0,
                         }).collect();
-                        if resumed {
-                            let expected: Vec<u64> = (r + 1..=s.last_sent_seq()).collect();
-                            prop_assert_eq!(seqs, expected);
-                        } else {
-                            prop_assert!(seqs.is_empty());
-                            prop_assert_eq!(s.last_sent_seq(), 0);
+                        let from = if resumed { r + 1 } else { 1 };
+                        let expected: Vec<u64> = (from..=s.last_sent_seq()).collect();
+                        prop_assert_eq!(seqs, expected);
+                        if !resumed {
+                            prop_assert_eq!((recv_seq, s.recv_seq()), (0, 0));
                         }
+                        // Only a numbering that restarts has a new id.
+                        if session != before {
+                            prop_assert!(!resumed);
+                            prop_assert_eq!((s.last_sent_seq(), s.buffered()), (0, 0));
+                        }
+                    }
+                    Op::Stale(r) => {
+                        let before = (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost());
+                        let stale = s.latest_attempt().saturating_sub(1);
+                        let session = s.session();
+                        prop_assert!(s.hello(now, r, session, stale).is_err());
+                        prop_assert_eq!(before, (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost()));
                     }
                     Op::Expire(secs) => {
                         now += Duration::from_secs(secs);

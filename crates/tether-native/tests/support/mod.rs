@@ -285,13 +285,19 @@ impl ProtocolServer {
                         if let Envelope::Hello {
                             client_id,
                             recv_seq,
+                            session,
+                            attempt,
                         } = envelope
                         {
                             client = Some(client_id);
                             let s = sessions.entry(client_id).or_insert_with(|| {
                                 ServerSession::new(session_id, ResumeLimits::default())
                             });
-                            for e in s.hello(now, recv_seq) {
+                            // A stale transport (the client moved on): just close it.
+                            let Ok(welcome) = s.hello(now, recv_seq, session, attempt) else {
+                                break;
+                            };
+                            for e in welcome {
                                 let _ = out_tx.send(frame(e));
                             }
                             continue;

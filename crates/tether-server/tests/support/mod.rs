@@ -3,6 +3,7 @@
 //! client that keeps its `recv_seq`.
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -153,11 +154,16 @@ pub async fn close(mut ws: Ws) {
         .await;
 }
 
-/// A protocol client: says Hello, keeps `recv_seq`, numbers its messages.
+/// A protocol client: says Hello (naming the session of the last Welcome, on a new
+/// transport number each time), keeps `recv_seq`, numbers its messages.
 pub struct Client {
     pub client_id: u64,
     pub recv_seq: u64,
     pub send_seq: u64,
+    /// The session of the last Welcome (0: none yet).
+    pub session: Cell<u64>,
+    /// The transport number of the last Hello.
+    pub attempt: Cell<u64>,
 }
 
 impl Client {
@@ -166,14 +172,45 @@ impl Client {
             client_id,
             recv_seq: 0,
             send_seq: 0,
+            session: Cell::new(0),
+            attempt: Cell::new(0),
         }
     }
 
+    /// The Hello of a new transport.
     pub fn hello(&self) -> Envelope {
+        self.attempt.set(self.attempt.get() + 1);
         Envelope::Hello {
             client_id: self.client_id,
             recv_seq: self.recv_seq,
+            session: self.session.get(),
+            attempt: self.attempt.get(),
         }
+    }
+
+    /// Remembers the session a Welcome names.
+    pub fn welcomed(&self, welcome: &Envelope) {
+        if let Envelope::Welcome { session, .. } = welcome {
+            self.session.set(*session);
+        }
+    }
+
+    /// One poll request on the transport of the last Hello (`t` is its number); a
+    /// Welcome in the answer is remembered.
+    pub async fn poll(
+        &self,
+        addr: SocketAddr,
+        op: &str,
+        extra_query: &str,
+        token: &str,
+        envelopes: &[Envelope],
+    ) -> (StatusCode, Vec<Envelope>) {
+        let query = format!("&t={}{extra_query}", self.attempt.get());
+        let answer = poll(addr, self.client_id, op, &query, token, envelopes).await;
+        if let Some(w) = answer.1.first() {
+            self.welcomed(w);
+        }
+        answer
     }
 
     pub fn msg(&mut self, text: &str) -> Envelope {
@@ -198,6 +235,7 @@ impl Client {
             matches!(welcome, Envelope::Welcome { .. }),
             "expected Welcome, got {welcome:?}"
         );
+        self.welcomed(&welcome);
         (ws, welcome)
     }
 
