@@ -3,7 +3,7 @@
 // dist/wasm, then the TypeScript sources compiled by tsc.
 // Usage: node scripts/build.mjs [--no-wasm]   (--no-wasm: take bindings/wasm/pkg as it is)
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,14 +11,13 @@ const here = dirname(dirname(fileURLToPath(import.meta.url)));
 const root = join(here, '..', '..');
 const pkg = join(root, 'bindings', 'wasm', 'pkg');
 const dist = join(here, 'dist');
-// What the wasm package ships: its entry (glue and loader in one module), the
-// declarations, and the WebAssembly.
-const FILES = ['index.js', 'index.d.ts', 'tether_wasm.d.ts', 'tether_wasm_bg.wasm'];
+// The wasm package's entry (which loads the WebAssembly on import) and its declarations.
+const NEEDED = ['index.js', 'index.d.ts', 'tether_wasm_bg.wasm'];
 
 if (!process.argv.includes('--no-wasm')) {
   execFileSync('bash', [join(root, 'scripts', 'build-wasm.sh'), 'release'], { stdio: 'inherit' });
 }
-for (const file of FILES) {
+for (const file of NEEDED) {
   if (!existsSync(join(pkg, file))) {
     console.error(`${join(pkg, file)} is missing: build the wasm package (run without --no-wasm)`);
     process.exit(1);
@@ -26,8 +25,7 @@ for (const file of FILES) {
 }
 
 rmSync(dist, { recursive: true, force: true });
-mkdirSync(join(dist, 'wasm'), { recursive: true });
-for (const file of FILES) copyFileSync(join(pkg, file), join(dist, 'wasm', file));
+cpSync(pkg, join(dist, 'wasm'), { recursive: true });
 
 // The loader reads the .wasm with `import('node:fs/promises')` in Node only. A literal
 // specifier there makes browser bundlers fail (esbuild: "Could not resolve", webpack:
