@@ -26,3 +26,8 @@ cargo test --workspace --locked --exclude tether-sim
 
 step "deterministic simulation (release mode; TETHER_SIM_SEEDS=${TETHER_SIM_SEEDS:-10000}, TETHER_SIM_SEED=${TETHER_SIM_SEED:-0})"
 cargo test --release --locked -p tether-sim -- --nocapture
+
+# Browser and Node: wasm-bindgen tests in Node and headless Chromium, the package size,
+# the JavaScript API tests. Installs the wasm target, wasm-bindgen-cli, chromium and the
+# npm packages when missing.
+bash scripts/test-wasm.sh
