@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the npm package of the wasm bindings into bindings/wasm/pkg: cargo, then
 # wasm-bindgen (--target web), then (release) wasm-opt -Oz from the npm package
-# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output), then the wrapper.
-# Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci` for release)
+# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output), then the wrapper
+# (js/index.js), bundled with wasm-bindgen's glue and snippets into one ES module by
+# esbuild, minified in release.
+# Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +22,7 @@ release)
         --config 'profile.wasm-release.lto=true' \
         --config 'profile.wasm-release.codegen-units=1' \
         --config 'profile.wasm-release.debug=0' \
-        --config 'profile.wasm-release.strip=true' \
+        --config 'profile.wasm-release.strip=false' \
         --config 'profile.wasm-release.panic="abort"'
     wasm=$target_dir/wasm32-unknown-unknown/wasm-release/tether_wasm.wasm
     ;;
@@ -37,10 +39,20 @@ esac
 rm -rf "$out"
 wasm-bindgen --target web --out-dir "$out" --out-name tether_wasm "$wasm"
 if [ "$mode" = release ]; then
-    node_modules/.bin/wasm-opt -Oz --strip-debug --strip-producers \
+    # wasm-opt strips the names and debug info (strip=true above would drop the
+    # target_features section wasm-bindgen reads).
+    node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         "$out/tether_wasm_bg.wasm" -o "$out/tether_wasm_bg.wasm"
 fi
-cp bindings/wasm/js/index.js bindings/wasm/js/index.d.ts "$out/"
+minify=()
+[ "$mode" = release ] && minify=(--minify)
+cp bindings/wasm/js/index.js "$out/wrapper.js"
+node_modules/.bin/esbuild "$out/wrapper.js" --bundle --format=esm --target=es2022 \
+    --platform=neutral --external:'node:*' --log-level=warning "${minify[@]}" \
+    --outfile="$out/index.js"
+# What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
+rm -rf "$out/wrapper.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
+cp bindings/wasm/js/index.d.ts "$out/"
 echo "built $out ($mode)"

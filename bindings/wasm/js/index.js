@@ -5,7 +5,10 @@ import init, { initSync, TetherClient, setLogLevel } from './tether_wasm.js';
 
 const wasm = new URL('./tether_wasm_bg.wasm', import.meta.url);
 if (wasm.protocol === 'file:' && typeof process === 'object' && process.versions?.node) {
-  const { readFile } = await import(/* webpackIgnore: true */ /* @vite-ignore */ 'node:fs/promises');
+  // Not a literal: browser bundlers must not try to resolve a Node module (comments
+  // telling them so do not survive minification).
+  const fs = ['node:fs', 'promises'].join('/');
+  const { readFile } = await import(fs);
   initSync({ module: await readFile(wasm) });
 } else {
   await init({ module_or_path: wasm });

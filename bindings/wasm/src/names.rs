@@ -84,7 +84,7 @@ pub fn config_message(error: &ConfigError) -> String {
             "must be a valid query parameter name (an HTTP token)".to_owned()
         }
         ConfigProblem::NeedsProtocol => "needs protocol: true (the Tether protocol)".to_owned(),
-        other => format!("is invalid ({other:?})"),
+        _ => "is invalid".to_owned(),
     };
     format!("{name} {problem}")
 }

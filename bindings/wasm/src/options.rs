@@ -22,6 +22,30 @@ pub(crate) struct Options {
     pub(crate) page_hints: bool,
 }
 
+/// Which error a wrong option is.
+#[derive(Clone, Copy)]
+enum Wrong {
+    /// Of the wrong type.
+    Type,
+    /// Of the right type, but unacceptable.
+    Range,
+}
+
+/// `<name> <what>`, as a `TypeError` or a `RangeError`. One builder for every message
+/// keeps the wasm small: a `format!` per message costs more than the message.
+fn wrong(kind: Wrong, name: &str, what: &str) -> JsValue {
+    let mut message = String::with_capacity(name.len() + 1 + what.len());
+    message.push_str(name);
+    message.push(' ');
+    message.push_str(what);
+    match kind {
+        Wrong::Type => type_error(&message),
+        Wrong::Range => range_error(&message),
+    }
+}
+
+const WHOLE_U32: &str = "must be a whole number from 0 to 4294967295";
+
 /// One level of the options object, and its path for messages.
 struct Reader {
     object: JsValue,
@@ -31,22 +55,21 @@ struct Reader {
 impl Reader {
     fn new(object: JsValue, path: String, allowed: &[&str]) -> Result<Reader, JsValue> {
         if !object.is_object() || object.is_function() || Array::is_array(&object) {
-            return Err(type_error(&format!("{path} must be an object")));
+            return Err(wrong(Wrong::Type, &path, "must be an object"));
         }
         for key in js_sys::Object::keys(object.unchecked_ref::<js_sys::Object>()).iter() {
             let key = key.as_string().unwrap_or_default();
             if !allowed.contains(&key.as_str()) {
-                return Err(type_error(&format!(
-                    "{path}.{key} is not an option; known: {}",
-                    allowed.join(", ")
-                )));
+                let mut known = String::from("is not an option; known: ");
+                known.push_str(&allowed.join(", "));
+                return Err(wrong(Wrong::Type, &join(&path, &key), &known));
             }
         }
         Ok(Reader { object, path })
     }
 
-    fn name(&self, key: &str) -> String {
-        format!("{}.{key}", self.path)
+    fn fail(&self, kind: Wrong, key: &str, what: &str) -> JsValue {
+        wrong(kind, &join(&self.path, key), what)
     }
 
     /// The value, or `None` when it is `undefined`.
@@ -58,7 +81,7 @@ impl Reader {
     fn nested(&self, key: &str, allowed: &[&str]) -> Result<Option<Reader>, JsValue> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => Reader::new(v, self.name(key), allowed).map(Some),
+            Some(v) => Reader::new(v, join(&self.path, key), allowed).map(Some),
         }
     }
 
@@ -68,7 +91,7 @@ impl Reader {
             Some(v) => v
                 .as_bool()
                 .map(Some)
-                .ok_or_else(|| type_error(&format!("{} must be a boolean", self.name(key)))),
+                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a boolean")),
         }
     }
 
@@ -76,41 +99,39 @@ impl Reader {
         match self.get(key) {
             None => Ok(None),
             Some(v) => match v.as_f64() {
-                Some(n) if n.is_nan() => {
-                    Err(range_error(&format!("{} must not be NaN", self.name(key))))
-                }
+                Some(n) if n.is_nan() => Err(self.fail(Wrong::Range, key, "must not be NaN")),
                 Some(n) => Ok(Some(n)),
-                None => Err(type_error(&format!("{} must be a number", self.name(key)))),
+                None => Err(self.fail(Wrong::Type, key, "must be a number")),
             },
         }
     }
 
-    /// A whole number from `min` to `max`.
-    fn integer(&self, key: &str, min: f64, max: f64) -> Result<Option<f64>, JsValue> {
+    /// A whole number from 0 to `max`; `range` says so in words.
+    fn integer(&self, key: &str, max: u32, range: &str) -> Result<Option<f64>, JsValue> {
         match self.number(key)? {
-            Some(n) if n.fract() != 0.0 || n < min || n > max => Err(range_error(&format!(
-                "{} must be a whole number from {min} to {max}",
-                self.name(key)
-            ))),
+            Some(n) if n.fract() != 0.0 || n < 0.0 || n > f64::from(max) => {
+                Err(self.fail(Wrong::Range, key, range))
+            }
             other => Ok(other),
         }
     }
 
     fn count(&self, key: &str) -> Result<Option<usize>, JsValue> {
-        Ok(self.integer(key, 0.0, 4_294_967_295.0)?.map(|n| n as usize))
+        Ok(self.integer(key, u32::MAX, WHOLE_U32)?.map(|n| n as usize))
     }
 
     fn count_u32(&self, key: &str) -> Result<Option<u32>, JsValue> {
-        Ok(self.integer(key, 0.0, 4_294_967_295.0)?.map(|n| n as u32))
+        Ok(self.integer(key, u32::MAX, WHOLE_U32)?.map(|n| n as u32))
     }
 
     /// Milliseconds: a finite number ≥ 0.
     fn ms(&self, key: &str) -> Result<Option<Duration>, JsValue> {
         match self.number(key)? {
-            Some(n) if !(0.0..=1e15).contains(&n) => Err(range_error(&format!(
-                "{} must be a number of milliseconds from 0 to 1e15",
-                self.name(key)
-            ))),
+            Some(n) if !(0.0..=1e15).contains(&n) => Err(self.fail(
+                Wrong::Range,
+                key,
+                "must be a number of milliseconds from 0 to 1e15",
+            )),
             Some(n) => Ok(Some(Duration::from_micros((n * 1000.0).round() as u64))),
             None => Ok(None),
         }
@@ -122,22 +143,23 @@ impl Reader {
             Some(v) => v
                 .as_string()
                 .map(Some)
-                .ok_or_else(|| type_error(&format!("{} must be a string", self.name(key)))),
+                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a string")),
         }
     }
 
-    fn one_of<T: Copy>(&self, key: &str, choices: &[(&str, T)]) -> Result<Option<T>, JsValue> {
+    /// The index in `names` of the value; `listed` is "must be one of …".
+    fn choice(&self, key: &str, names: &[&str], listed: &str) -> Result<Option<usize>, JsValue> {
         let Some(value) = self.get(key) else {
             return Ok(None);
         };
-        let names: Vec<String> = choices.iter().map(|(n, _)| format!("'{n}'")).collect();
-        let wrong = || format!("{} must be one of {}", self.name(key), names.join(", "));
-        let text = value.as_string().ok_or_else(|| type_error(&wrong()))?;
-        choices
+        let text = value
+            .as_string()
+            .ok_or_else(|| self.fail(Wrong::Type, key, listed))?;
+        names
             .iter()
-            .find(|(n, _)| *n == text)
-            .map(|(_, v)| Some(*v))
-            .ok_or_else(|| range_error(&wrong()))
+            .position(|n| *n == text)
+            .map(Some)
+            .ok_or_else(|| self.fail(Wrong::Range, key, listed))
     }
 
     fn function(&self, key: &str) -> Result<Option<Function>, JsValue> {
@@ -147,7 +169,7 @@ impl Reader {
             Some(v) => v
                 .dyn_into::<Function>()
                 .map(Some)
-                .map_err(|_| type_error(&format!("{} must be a function", self.name(key)))),
+                .map_err(|_| self.fail(Wrong::Type, key, "must be a function")),
         }
     }
 
@@ -155,7 +177,7 @@ impl Reader {
         match self.get(key) {
             None => Ok(None),
             Some(v) if Array::is_array(&v) => Ok(Some(v.unchecked_into())),
-            Some(_) => Err(type_error(&format!("{} must be an array", self.name(key)))),
+            Some(_) => Err(self.fail(Wrong::Type, key, "must be an array")),
         }
     }
 
@@ -163,15 +185,19 @@ impl Reader {
     fn payload(&self, key: &str) -> Result<Option<Payload>, JsValue> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => match crate::convert::payload_of(&v) {
-                Some(p) => Ok(Some(p)),
-                None => Err(type_error(&format!(
-                    "{} must be a string or a Uint8Array",
-                    self.name(key)
-                ))),
-            },
+            Some(v) => crate::convert::payload_of(&v)
+                .map(Some)
+                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a string or a Uint8Array")),
         }
     }
+}
+
+fn join(path: &str, key: &str) -> String {
+    let mut name = String::with_capacity(path.len() + 1 + key.len());
+    name.push_str(path);
+    name.push('.');
+    name.push_str(key);
+    name
 }
 
 const TOP: &[&str] = &[
@@ -413,15 +439,12 @@ fn backoff(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
     if let Some(d) = k.ms("maxDelayMs")? {
         c.max_delay = d;
     }
-    if let Some(j) = k.one_of(
+    if let Some(i) = k.choice(
         "jitter",
-        &[
-            ("full", Jitter::Full),
-            ("decorrelated", Jitter::Decorrelated),
-            ("none", Jitter::None),
-        ],
+        &["full", "decorrelated", "none"],
+        "must be one of 'full', 'decorrelated', 'none'",
     )? {
-        c.jitter = j;
+        c.jitter = [Jitter::Full, Jitter::Decorrelated, Jitter::None][i];
     }
     match k.get("maxAttempts") {
         None => {}
@@ -450,14 +473,12 @@ fn queue(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
         Some(v) if v.is_null() => c.max_age = None,
         _ => c.max_age = k.ms("maxAgeMs")?,
     }
-    if let Some(p) = k.one_of(
+    if let Some(i) = k.choice(
         "overflow",
-        &[
-            ("reject-new", OverflowPolicy::RejectNew),
-            ("drop-oldest", OverflowPolicy::DropOldest),
-        ],
+        &["reject-new", "drop-oldest"],
+        "must be one of 'reject-new', 'drop-oldest'",
     )? {
-        c.overflow = p;
+        c.overflow = [OverflowPolicy::RejectNew, OverflowPolicy::DropOldest][i];
     }
     Ok(b.queue(c))
 }
@@ -539,24 +560,33 @@ fn close_rules(o: &Reader, mut b: ConfigBuilder) -> Result<ConfigBuilder, JsValu
             &["code", "first", "last", "action"],
         )?;
         let class = r
-            .one_of(
+            .choice(
                 "action",
-                &[
-                    ("retry", CloseClass::Retry),
-                    ("auth-rejected", CloseClass::AuthRejected),
-                    ("replaced", CloseClass::Replaced),
-                    ("fatal", CloseClass::Fatal),
-                ],
+                &["retry", "auth-rejected", "replaced", "fatal"],
+                "must be one of 'retry', 'auth-rejected', 'replaced', 'fatal'",
             )?
-            .ok_or_else(|| type_error(&format!("options.closeRules[{i}].action is required")))?;
-        let code = |key| r.integer(key, 0.0, 65535.0).map(|n| n.map(|n| n as u16));
+            .map(|i| {
+                [
+                    CloseClass::Retry,
+                    CloseClass::AuthRejected,
+                    CloseClass::Replaced,
+                    CloseClass::Fatal,
+                ][i]
+            })
+            .ok_or_else(|| r.fail(Wrong::Type, "action", "is required"))?;
+        let code = |key| {
+            r.integer(key, 65535, "must be a whole number from 0 to 65535")
+                .map(|n| n.map(|n| n as u16))
+        };
         let rule = match (code("code")?, code("first")?, code("last")?) {
             (Some(c), None, None) => CloseRule::code(c, class),
             (None, Some(first), Some(last)) => CloseRule::range(first, last, class),
             _ => {
-                return Err(type_error(&format!(
-                    "options.closeRules[{i}] needs either code, or first and last"
-                )))
+                return Err(wrong(
+                    Wrong::Type,
+                    &r.path,
+                    "needs either code, or first and last",
+                ))
             }
         };
         parsed.push(rule);

@@ -17,7 +17,6 @@
 //! connection is made here: every `if` is about which socket an action names.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use js_sys::Array;
@@ -32,7 +31,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::error::DeliveryError;
-use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender};
+use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, VecMap};
 use crate::sys;
 use crate::token::TokenProvider;
 
@@ -61,12 +60,12 @@ enum Slot {
 /// The connection and everything waiting on it.
 pub(crate) struct Core {
     pub(crate) conn: Connection,
-    sockets: HashMap<TransportId, Slot>,
-    polls: HashMap<RequestId, (TransportId, AbortHandle)>,
+    sockets: VecMap<TransportId, Slot>,
+    polls: VecMap<RequestId, (TransportId, AbortHandle)>,
     token_fetch: Option<(u64, AbortHandle)>,
     token_requests: u64,
     /// Confirmed sends waiting for their message's fate.
-    pub(crate) confirmations: HashMap<MessageId, Answer<Result<MessageId, DeliveryError>>>,
+    pub(crate) confirmations: VecMap<MessageId, Answer<Result<MessageId, DeliveryError>>>,
     /// `close` calls waiting for the sockets to be closed.
     pub(crate) closers: Vec<Answer<()>>,
     /// Every handle is gone: close, and let the tasks wind down.
@@ -125,6 +124,11 @@ impl<T: Transport> Drop for Inner<T> {
     }
 }
 
+/// A duration as whole milliseconds, for logs (no float or `Debug` formatting in wasm).
+fn millis(d: tether_core::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn ms_between(now: Instant, deadline: Instant) -> f64 {
     let wait = deadline.saturating_duration_since(now);
     // Round up: a timer that fires a hair early finds nothing due and re-arms.
@@ -153,11 +157,11 @@ where
             Inner {
                 core: RefCell::new(Core {
                     conn,
-                    sockets: HashMap::new(),
-                    polls: HashMap::new(),
+                    sockets: VecMap::default(),
+                    polls: VecMap::default(),
                     token_fetch: None,
                     token_requests: 0,
-                    confirmations: HashMap::new(),
+                    confirmations: VecMap::default(),
                     closers: Vec::new(),
                     handles_gone: false,
                     closed_for_drop: false,
@@ -297,19 +301,26 @@ where
             Event::Disconnected {
                 cause,
                 connected_for,
-            } => info!(%cause, ?connected_for, "disconnected"),
+            } => info!(%cause, connected_ms = millis(*connected_for), "disconnected"),
             Event::ReconnectScheduled {
                 attempt,
                 delay,
                 hinted,
-            } => info!(attempt, ?delay, hinted, "reconnect scheduled"),
+            } => info!(
+                attempt,
+                delay_ms = millis(*delay),
+                hinted,
+                "reconnect scheduled"
+            ),
             Event::FallbackChanged { active: true } => {
                 warn!("WebSocket unavailable: switched to HTTP polling");
             }
             Event::FallbackChanged { active: false } => info!("WebSocket back: HTTP polling ended"),
             Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
             Event::Error(e) => warn!(error = %e, "connection problem"),
-            Event::Stopped(reason) => info!(%reason, "connection stopped"),
+            Event::Stopped(reason) => {
+                info!(reason = %crate::stop::describe(reason), "connection stopped")
+            }
             _ => {}
         }
         let listeners: Vec<Listener> = self
@@ -336,7 +347,7 @@ where
                 protocols,
                 headers,
             } => {
-                info!(transport = id.0, url = %tether_core::transport::redact(&url), ?protocols, "connecting");
+                info!(transport = id.0, url = %tether_core::transport::redact(&url), "connecting");
                 let inner = self.clone();
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.connect(url, protocols, headers).await;
@@ -364,7 +375,7 @@ where
                             transport = id.0,
                             code,
                             %reason,
-                            connected_for = ?opened.elapsed(),
+                            connected_ms = millis(opened.elapsed()),
                             "closing socket"
                         );
                         writes.send(Write::Close(code, reason));
@@ -403,7 +414,7 @@ where
                 self.core.borrow_mut().polls.insert(request, (id, abort));
                 spawn_local(task);
             }
-            other => warn!(action = ?other, "an action this driver does not know"),
+            _ => warn!("an action this driver does not know"),
         }
     }
 
@@ -529,15 +540,15 @@ where
                 }
                 SocketEvent::Closed { code, reason } => info!(
                     transport = id.0,
-                    code = ?code,
+                    code = code.unwrap_or(0),
                     %reason,
-                    connected_for = ?now.saturating_duration_since(opened),
+                    connected_ms = millis(now.saturating_duration_since(opened)),
                     "socket closed by the server"
                 ),
                 SocketEvent::Failed(failure) => warn!(
                     transport = id.0,
                     error = %failure,
-                    connected_for = ?now.saturating_duration_since(opened),
+                    connected_ms = millis(now.saturating_duration_since(opened)),
                     "socket failed"
                 ),
                 _ => {}

@@ -78,7 +78,9 @@ impl fmt::Display for DeliveryError {
                 };
                 write!(f, "message dropped: {why}")
             }
-            DeliveryError::Stopped(reason) => write!(f, "connection stopped: {reason}"),
+            DeliveryError::Stopped(reason) => {
+                write!(f, "connection stopped: {}", crate::stop::describe(reason))
+            }
             DeliveryError::ClientGone => f.write_str("the client was dropped"),
         }
     }

@@ -50,6 +50,11 @@
 //! socket, a request or the page: their handlers are plain JavaScript in `shim.js`, and
 //! the driver awaits promises they resolve, which never reject.
 #![warn(missing_docs)]
+// The docs link to items of the browser build; on other targets those do not exist.
+#![cfg_attr(
+    not(all(target_arch = "wasm32", target_os = "unknown")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
 
 // Platform-independent helpers of the wasm32 driver, built and unit-tested everywhere.
 #[cfg_attr(
@@ -63,6 +68,7 @@ mod error;
     allow(dead_code)
 )]
 mod local;
+pub mod stop;
 mod token;
 
 pub use error::{BuildError, DeliveryError};

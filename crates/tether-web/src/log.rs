@@ -69,6 +69,23 @@ impl Visit for Line {
         }
     }
 
+    // Integers only: float formatting is large in wasm, and the driver logs none.
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.record_i64(field, value as i64);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let _ = write!(self.fields, " {}={}", field.name(), value);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let _ = write!(self.fields, " {}={}", field.name(), value);
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        let _ = write!(self.fields, " {}={}", field.name(), value);
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
