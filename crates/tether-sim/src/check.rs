@@ -99,20 +99,7 @@ pub struct Checker {
     may_lose: HashSet<u64>,
     lossy_restarts: u32,
     session_resets: u32,
-    /// A lossy restart happened and the client has not yet taken the reset Welcome.
-    reset_pending: bool,
-    /// Grant the reset-window allowance (see [`Checker::strict`]).
-    reset_window: bool,
-    /// When the client last became connected (since a lossy restart).
-    connected_since: Option<Duration>,
-    saw_connect: bool,
-    /// A server message arrived in order since then (the numbering is agreed).
-    got_since_connect: bool,
 }
-
-/// How long the client must stay connected after a lossy restart before the reset
-/// window closes.
-pub const RESET_WINDOW_SETTLES: Duration = Duration::from_secs(3);
 
 impl Checker {
     /// A checker for a connection made with `config`.
@@ -142,22 +129,7 @@ impl Checker {
             may_lose: HashSet::new(),
             lossy_restarts: 0,
             session_resets: 0,
-            reset_pending: false,
-            reset_window: true,
-            connected_since: None,
-            saw_connect: false,
-            got_since_connect: false,
         }
-    }
-
-    /// Strict mode: no reset-window allowance. By default, from a lossy restart until
-    /// the client has been connected for [`RESET_WINDOW_SETTLES`], a second reset counts
-    /// as part of the first (its allowances are granted again) and server messages sent
-    /// meanwhile may be lost: if the new session's first Welcome never reaches the
-    /// client, its next Hello still carries the old numbering's `recv_seq`, which
-    /// `ServerSession::hello` takes at face value (see the crate docs, "Known issues").
-    pub fn strict(&mut self) {
-        self.reset_window = false;
     }
 
     // ----- transports ------------------------------------------------------------------
@@ -251,16 +223,11 @@ impl Checker {
     /// The server application sent message `number`.
     pub fn server_sent(&mut self, number: u64) {
         self.server_sent.insert(number);
-        if self.reset_pending && self.reset_window {
-            self.may_lose.insert(number);
-        }
     }
 
     /// The server restarted and lost its sessions: grant the documented allowances.
     pub fn lossy_restart(&mut self) {
         self.lossy_restarts += 1;
-        self.reset_pending = true;
-        self.connected_since = None;
         self.grant_reset_allowances();
     }
 
@@ -407,7 +374,6 @@ impl Checker {
                 if !from.can_become(*to) {
                     return violation("legal transitions", format!("{from} -> {to}"));
                 }
-                self.saw_connect |= *to == State::Connected;
                 self.state = *to;
             }
             Event::ReconnectScheduled {
@@ -431,10 +397,7 @@ impl Checker {
                     return violation("backoff within bounds", "attempt 0 scheduled".into());
                 }
             }
-            Event::Message(payload) => {
-                self.client_message(payload)?;
-                self.got_since_connect = true;
-            }
+            Event::Message(payload) => self.client_message(payload)?,
             Event::Delivered { id } => {
                 let Some(&n) = self.numbers.get(id) else {
                     return violation(
@@ -492,9 +455,9 @@ impl Checker {
             }
             Event::SessionReset { .. } => {
                 self.session_resets += 1;
-                let excused = self.session_resets <= self.lossy_restarts
-                    || (self.reset_pending && self.reset_window);
-                if !excused {
+                // One reset per lost session at most: a server that resets again (a
+                // reset Welcome that never arrived misread) loses messages.
+                if self.session_resets > self.lossy_restarts {
                     return violation(
                         "sessions reset only when the server lost them",
                         format!(
@@ -525,29 +488,6 @@ impl Checker {
             _ => {}
         }
         Ok(())
-    }
-
-    /// After every step: the reset window closes once the client has been connected
-    /// for [`RESET_WINDOW_SETTLES`] after a lossy restart and has received a server
-    /// message in order since it connected (both sides then agree on the numbering).
-    pub fn tick(&mut self, now: Duration) {
-        if self.state != State::Connected {
-            self.connected_since = None;
-            self.saw_connect = false;
-            return;
-        }
-        if std::mem::take(&mut self.saw_connect) {
-            self.connected_since = Some(now);
-            self.got_since_connect = false;
-        }
-        if self.reset_pending
-            && self.got_since_connect
-            && self
-                .connected_since
-                .is_some_and(|since| now.saturating_sub(since) >= RESET_WINDOW_SETTLES)
-        {
-            self.reset_pending = false;
-        }
     }
 
     /// The queue figures after a step.

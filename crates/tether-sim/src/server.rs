@@ -151,6 +151,9 @@ pub struct Server {
     pub faults: Vec<ClientFault>,
     /// Welcomes that restarted the numbering (`resumed: false`).
     pub resets: u64,
+    /// Hellos and polling requests refused as stale (from a transport the client had
+    /// abandoned, arriving after a newer one's Hello).
+    pub stale: u64,
 }
 
 impl Server {
@@ -173,6 +176,7 @@ impl Server {
             app: App::default(),
             faults: Vec::new(),
             resets: 0,
+            stale: 0,
         }
     }
 
@@ -392,11 +396,12 @@ impl Server {
 
     /// Whether polling transport `attempt` is the one attached to `client_id`'s session;
     /// if not, the status to answer: 410 for a stale transport, 503 otherwise.
-    fn poll_attached(&self, client_id: u64, attempt: u64) -> Result<(), u16> {
+    fn poll_attached(&mut self, client_id: u64, attempt: u64) -> Result<(), u16> {
         let Some(s) = self.sessions.get(&client_id) else {
             return Err(503);
         };
         if s.proto.is_stale(attempt) {
+            self.stale += 1;
             return Err(410);
         }
         match s.attached {
@@ -538,7 +543,10 @@ impl Server {
         let welcome = match s.proto.hello(now, recv_seq, session, attempt) {
             Ok(w) => w,
             // A transport the client abandoned: nothing changes.
-            Err(stale) => return Err((STALE, stale.to_string())),
+            Err(stale) => {
+                self.stale += 1;
+                return Err((STALE, stale.to_string()));
+            }
         };
         if let Some(Attached::Ws(old)) = s.attached {
             if Transport::Ws(old) != from {

@@ -200,10 +200,6 @@ pub struct Params {
     pub max_steps: u64,
     /// Most steps without virtual time moving.
     pub livelock_steps: u64,
-    /// Frames and polling requests the client wrote on a transport it has since
-    /// replaced may still reach the server after the new transport's `Hello` (off: they
-    /// are lost when the client moves on). See the crate docs, "Known issues".
-    pub late_frames: bool,
     /// Record a trace (for failures).
     pub trace: bool,
     /// Lines of trace kept.
@@ -225,7 +221,6 @@ impl Default for Params {
             os_reset_after: Duration::from_secs(90),
             max_steps: 2_000_000,
             livelock_steps: 20_000,
-            late_frames: false,
             trace: false,
             trace_lines: 200,
             record: false,
@@ -549,7 +544,6 @@ impl Sim {
             });
         }
         self.check.server_received(&self.server.app.received)?;
-        self.check.tick(self.clock.elapsed());
         if self.conn.state() != self.check.state {
             return Err(Violation {
                 invariant: "state changes chain",
@@ -604,7 +598,6 @@ impl Sim {
             } => {
                 self.counters.opens += 1;
                 self.check.opening(id)?;
-                self.moved_on(id);
                 let token = self.token_of(&url, &headers);
                 self.net.add(id, LinkKind::Ws, token, None);
                 let handshake = self.net.latency() + self.net.latency();
@@ -645,7 +638,6 @@ impl Sim {
                 self.counters.polls += 1;
                 self.check.poll(id)?;
                 if self.net.link(id).is_none() {
-                    self.moved_on(id);
                     let token = self.token_of(&url, &headers);
                     let client =
                         query(&url, "client").and_then(|c| u64::from_str_radix(&c, 16).ok());
@@ -695,18 +687,6 @@ impl Sim {
             }
         }
         Ok(())
-    }
-
-    /// The client opened `new`: unless late frames are modelled, what it wrote on older
-    /// transports and is still on its way to the server is lost.
-    fn moved_on(&mut self, new: TransportId) {
-        if self.params.late_frames {
-            return;
-        }
-        self.agenda.retain(|e| match e {
-            SimEvent::ToServer(t, _) | SimEvent::PollArrives { tid: t, .. } => *t >= new,
-            _ => true,
-        });
     }
 
     fn token_of(&self, url: &str, headers: &[(String, String)]) -> Option<String> {
