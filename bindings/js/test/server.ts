@@ -35,7 +35,7 @@ export async function startServer(): Promise<Server> {
       stdio: 'inherit',
     });
   }
-  const child = spawn(binary, ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'warn'], {
+  const child = spawn(binary, ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'error'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
