@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `GET /ws` | the Tether protocol over WebSocket; `?room=NAME` joins a chat room, otherwise each message is echoed back as a new server message |
 //! | `GET /echo` | plain WebSocket echo; a text `ping` is answered with `pong` |
-//! | `POST /poll?client=HEX&op=send\|recv` | HTTP polling, same sessions as `/ws` (`wait_ms` shortens the hold of `op=recv`; `room` as on `/ws`) |
+//! | `POST /poll?client=HEX&op=send\|recv&t=N` | HTTP polling, same sessions as `/ws`; `t` is the polling transport's number, its Hello's `attempt` (`wait_ms` shortens the hold of `op=recv`; `room` as on `/ws`). A request of a stale transport gets 410 |
 //! | `POST /api/token` | `{"user":"alice","ttl_secs":60}` → `{"token":"…","expires_in":60}` |
 //! | `GET /api/health` | `{"status":"ok","uptime_secs":12}` |
 //! | `GET /api/websocket/metrics` | [`MetricsSnapshot`] as JSON |
@@ -29,6 +29,8 @@
 //! - silence longer than [`ServerConfig::idle_limit`] closes with 4408;
 //! - another client of the same user connecting closes the older connection with 4409
 //!   (see [`Hub`]); a newer transport of the same client closes it with 1000;
+//! - a Hello from a transport older than one the session has seen (a lower `attempt`:
+//!   the client abandoned it) closes with 1000 `stale transport`, changing nothing;
 //! - [`RunningServer::shutdown`] closes with 1001.
 //!
 //! ## Running one
