@@ -24,6 +24,21 @@ extern "C" {
     fn emit(this: &Emitter, event: &str, value: &JsValue);
 }
 
+#[cfg(debug_assertions)]
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error(message: &str);
+}
+
+/// Dev builds only: a panic (always a bug: no input may cause one) is printed to the
+/// console before its `RuntimeError: unreachable`. Release builds leave it out for size.
+#[cfg(debug_assertions)]
+#[wasm_bindgen(start)]
+fn start() {
+    std::panic::set_hook(Box::new(|info| console_error(&info.to_string())));
+}
+
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = include_str!("types.d.ts");
 
