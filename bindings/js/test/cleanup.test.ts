@@ -37,6 +37,9 @@ test('after unmounting, no socket, timer or interval keeps Node running', async 
   expect(code, stderr).toBe(0);
   expect(stdout).toContain('unmounted after 10 messages');
   // Exits as soon as it returns: nothing was left waiting (no 4 s heartbeat, no interval).
-  expect(Date.now() - printedAt, `exit took ${Date.now() - printedAt} ms (run took ${printedAt - started} ms)`).toBeLessThan(1000);
+  expect(
+    Date.now() - printedAt,
+    `exit took ${Date.now() - printedAt} ms (run took ${printedAt - started} ms)`,
+  ).toBeLessThan(1000);
   await server.drained();
 });

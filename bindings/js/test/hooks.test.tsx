@@ -38,7 +38,10 @@ test('a burst of 1,000 messages in one tick reaches the handler, every one, in o
       got.push(m);
       setCount((n) => n + 1);
     });
-    useTetherMessages((m) => odd.push(m), (m) => Number(m) % 2 === 1);
+    useTetherMessages(
+      (m) => odd.push(m),
+      (m) => Number(m) % 2 === 1,
+    );
     return <span data-testid="count">{count}</span>;
   }
   const view = await render(
@@ -281,9 +284,9 @@ test('ConnectionHealthDashboard shows the figures, sparklines and recent events'
   expect(client.listeners()).toBe(0);
 });
 
-test('useTetherSend sends through the provider\'s client', async () => {
+test("useTetherSend sends through the provider's client", async () => {
   const client = new FakeClient();
-  let send: ((d: unknown) => number) | undefined;
+  let send: ((d: object) => number) | undefined;
   function Sender() {
     send = useTetherSend();
     return null;

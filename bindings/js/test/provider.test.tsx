@@ -134,5 +134,7 @@ test('a client handed to the provider is shared and never closed by it', async (
 });
 
 test('hooks outside a provider say so', () => {
-  expect(() => renderToString(<Probe seen={() => {}} />)).toThrow('useTetherClient must be used inside <TetherProvider>');
+  expect(() => renderToString(<Probe seen={() => {}} />)).toThrow(
+    'useTetherClient must be used inside <TetherProvider>',
+  );
 });

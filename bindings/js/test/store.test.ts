@@ -97,7 +97,8 @@ test('the lifecycle log keeps the last entries and notifies subscribers', () => 
   store.acquire('a', () => client.asClient);
   let notified = 0;
   const off = store.subscribe(() => (notified += 1));
-  for (let i = 0; i < LIFECYCLE_LOG_SIZE + 10; i++) client.emit('reconnecting', { attempt: i, delayMs: 1, hinted: false });
+  for (let i = 0; i < LIFECYCLE_LOG_SIZE + 10; i++)
+    client.emit('reconnecting', { attempt: i, delayMs: 1, hinted: false });
   expect(notified).toBe(LIFECYCLE_LOG_SIZE + 10);
   expect(store.log).toHaveLength(LIFECYCLE_LOG_SIZE);
   expect(store.log[0]).toMatchObject({ type: 'reconnecting', value: { attempt: 10 } });

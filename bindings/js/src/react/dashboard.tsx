@@ -54,7 +54,14 @@ export function ConnectionHealthDashboard({
         {m?.terminalReason && <span className="tether-dashboard__reason"> · {m.terminalReason.message}</span>}
       </div>
       <div style={{ display: 'grid', gap: '0.75em', gridTemplateColumns: 'repeat(auto-fit, minmax(9em, 1fr))' }}>
-        <Trend testId="dashboard-rtt" label="RTT" value={m?.rttMs ?? null} text={ms(m?.rttMs)} points={history.rtt} capacity={samples} />
+        <Trend
+          testId="dashboard-rtt"
+          label="RTT"
+          value={m?.rttMs ?? null}
+          text={ms(m?.rttMs)}
+          points={history.rtt}
+          capacity={samples}
+        />
         <Trend
           testId="dashboard-jitter"
           label="Jitter"
@@ -83,7 +90,12 @@ export function ConnectionHealthDashboard({
           value={m ? m.reliability : null}
           text={m ? `${Math.round(m.reliability)} / 100` : '–'}
         />
-        <Figure label="Reconnects" testId="dashboard-reconnects" value={m?.reconnects ?? null} text={String(m?.reconnects ?? '–')} />
+        <Figure
+          label="Reconnects"
+          testId="dashboard-reconnects"
+          value={m?.reconnects ?? null}
+          text={String(m?.reconnects ?? '–')}
+        />
         <Figure
           label="Queue"
           testId="dashboard-queue"
@@ -155,7 +167,15 @@ function Figure(props: { label: string; testId: string; value: number | string |
 const SPARK: CSSProperties = { display: 'block', width: '100%', height: '2em', overflow: 'visible' };
 
 /** A line through the points (newest at the right end); a gap where a point is null. */
-export function Sparkline({ points, label, capacity }: { points: (number | null)[]; label: string; capacity?: number }) {
+export function Sparkline({
+  points,
+  label,
+  capacity,
+}: {
+  points: (number | null)[];
+  label: string;
+  capacity?: number;
+}) {
   const width = 100;
   const height = 24;
   const slots = Math.max(2, capacity ?? points.length);

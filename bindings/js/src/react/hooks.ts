@@ -143,10 +143,7 @@ export function useTetherSend(): (data: TetherData) => number {
  */
 export function useSendConfirmed(): (data: TetherData) => Promise<number> {
   const store = useStore('useSendConfirmed');
-  return useCallback(
-    (data: TetherData) => opened(store, 'sendConfirmed').sendConfirmed(data),
-    [store],
-  );
+  return useCallback((data: TetherData) => opened(store, 'sendConfirmed').sendConfirmed(data), [store]);
 }
 
 /**

@@ -1,11 +1,5 @@
 import { STATE_COLOURS, ms } from './format.js';
-import {
-  useConnectionState,
-  useMetrics,
-  useQuality,
-  useReconnectCountdown,
-  useTetherClient,
-} from './hooks.js';
+import { useConnectionState, useMetrics, useQuality, useReconnectCountdown, useTetherClient } from './hooks.js';
 
 /** Props of `<ConnectionStatus>`. */
 export interface ConnectionStatusProps {
@@ -63,11 +57,18 @@ export function ConnectionStatus({ className, intervalMs = 1000 }: ConnectionSta
       )}
       {countdown && (
         <span className="tether-status__countdown" data-testid="connection-countdown">
-          {countdown.seconds > 0 ? `retry ${countdown.attempt} in ${countdown.seconds} s` : `retry ${countdown.attempt}…`}
+          {countdown.seconds > 0
+            ? `retry ${countdown.attempt} in ${countdown.seconds} s`
+            : `retry ${countdown.attempt}…`}
         </span>
       )}
       {stopped && client && (
-        <button type="button" className="tether-status__retry" data-testid="retry-now" onClick={() => client.reconnect()}>
+        <button
+          type="button"
+          className="tether-status__retry"
+          data-testid="retry-now"
+          onClick={() => client.reconnect()}
+        >
           Retry now
         </button>
       )}

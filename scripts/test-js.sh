@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Tests of the npm package @tether/client (bindings/js): builds it (the wasm package in
+# release mode, copied in, then the TypeScript), checks its formatting and types, runs its
+# Vitest suite (jsdom and Node, against the reference server on 127.0.0.1, started and
+# stopped by the tests themselves), and prints its size.
+# Needs `npm ci` first; installs the wasm32 target and wasm-bindgen-cli when missing.
+# Usage: bash scripts/test-js.sh            (scripts/test.sh calls it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "wasm toolchain"
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    rustup target add wasm32-unknown-unknown
+fi
+bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$bindgen" ]; then
+    # No --locked: wasm-bindgen-cli's own lock file does not build with this toolchain.
+    cargo install wasm-bindgen-cli --version "$bindgen"
+fi
+
+step "reference server"
+cargo build --locked -q -p tether-server --bin tether-server
+
+step "build @tether/client"
+node bindings/js/scripts/build.mjs
+
+step "format (prettier) and types (tsc)"
+(cd bindings/js && ../../node_modules/.bin/prettier --check .)
+node_modules/.bin/tsc -p bindings/js/test/tsconfig.json
+
+step "tests (vitest)"
+(cd bindings/js && ../../node_modules/.bin/vitest run)
+
+step "size (min+gz)"
+node bindings/js/scripts/size.mjs
