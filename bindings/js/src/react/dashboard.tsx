@@ -166,16 +166,11 @@ function Figure(props: { label: string; testId: string; value: number | string |
 
 const SPARK: CSSProperties = { display: 'block', width: '100%', height: '2em', overflow: 'visible' };
 
-/** A line through the points (newest at the right end); a gap where a point is null. */
-export function Sparkline({
-  points,
-  label,
-  capacity,
-}: {
-  points: (number | null)[];
-  label: string;
-  capacity?: number;
-}) {
+/**
+ * A line through the points over a faint baseline, filling from the left, then scrolling
+ * once `capacity` are drawn; a gap where a point is null.
+ */
+function Sparkline({ points, label, capacity }: { points: (number | null)[]; label: string; capacity?: number }) {
   const width = 100;
   const height = 24;
   const slots = Math.max(2, capacity ?? points.length);
@@ -188,7 +183,7 @@ export function Sparkline({
       drawing = false;
       return;
     }
-    const x = width - (points.length - 1 - i) * step;
+    const x = i * step;
     const y = height - (p / top) * height;
     d += `${drawing ? 'L' : 'M'}${x.toFixed(1)} ${y.toFixed(1)}`;
     drawing = true;
@@ -202,6 +197,15 @@ export function Sparkline({
       aria-label={label}
       style={SPARK}
     >
+      <line
+        x1={0}
+        y1={height}
+        x2={width}
+        y2={height}
+        stroke="currentColor"
+        opacity={0.2}
+        vectorEffect="non-scaling-stroke"
+      />
       <path d={d} fill="none" stroke="currentColor" strokeWidth={1.5} vectorEffect="non-scaling-stroke" />
     </svg>
   );
