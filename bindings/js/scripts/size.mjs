@@ -1,5 +1,5 @@
 // Prints the shipped size of the package, min+gz: each entry bundled by esbuild
-// (--minify, browser, ES2022) and compressed with gzip -9, as an app would ship it.
+// (--minify, browser, ES2022) and compressed with `gzip -9`, as an app would ship it.
 //   core:  `@tether/client` (wrapper, wasm-bindgen glue, loader) and the .wasm
 //   react: `@tether/client/react` alone (react and the core left out), and its provider
 //          and hooks without the two components
@@ -8,10 +8,11 @@ import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipSync } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 
 const dist = join(dirname(dirname(fileURLToPath(import.meta.url))), 'dist');
-const gz = (bytes) => gzipSync(bytes, { level: 9 }).length;
+// GNU gzip, as the wasm package's size is measured (zlib's level 9 comes out ~3 % larger).
+const gz = (bytes) => execFileSync('gzip', ['-9c'], { input: bytes, maxBuffer: 1 << 26 }).length;
 
 async function bundle(entry, external = []) {
   const result = await build({
