@@ -223,6 +223,9 @@ pub enum WireMode {
     Protocol,
 }
 
+/// The seed the core uses when none is set and no driver chose one.
+pub const DEFAULT_SEED: u64 = 0x7e7_4e7;
+
 /// Everything the core needs to run one logical connection.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -262,8 +265,10 @@ pub struct Config {
     pub ack_every: u32,
     /// ...or this long after the first unacknowledged one.
     pub ack_delay: Duration,
-    /// Seed of the jitter RNG: the same seed replays the same delays.
-    pub seed: u64,
+    /// Seed of the RNG behind the jitter and the client id: the same seed replays the same
+    /// delays. `None` (the default): drivers pick a random seed, so every client has its
+    /// own id and its own schedule; the core alone falls back to [`DEFAULT_SEED`].
+    pub seed: Option<u64>,
 }
 
 impl Config {
@@ -295,7 +300,7 @@ impl Config {
                 max_message_bytes: 16 << 20,
                 ack_every: 32,
                 ack_delay: Duration::from_millis(20),
-                seed: 0x7e7_4e7,
+                seed: None,
             },
         }
     }
@@ -678,7 +683,7 @@ impl ConfigBuilder {
 
     /// Seed of the jitter RNG.
     pub fn seed(mut self, seed: u64) -> Self {
-        self.config.seed = seed;
+        self.config.seed = Some(seed);
         self
     }
 

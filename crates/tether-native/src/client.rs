@@ -388,7 +388,10 @@ impl<T> ClientBuilder<T> {
             return Err(BuildError::NoTokenProvider);
         }
         let now = Instant::now();
-        let mut conn = Connection::new(self.config, now)?;
+        let mut config = self.config;
+        // Each client its own id and jitter schedule, unless the user asked to replay one.
+        config.seed.get_or_insert_with(random_seed);
+        let mut conn = Connection::new(config, now)?;
         let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
         conn.connect(now);
 
@@ -420,4 +423,18 @@ impl<T> ClientBuilder<T> {
             shared,
         })
     }
+}
+
+/// 64 random bits from the standard library's per-process hash keys and the clock: no
+/// dependency, and different for every client of every process.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(t.as_nanos());
+    }
+    h.finish()
 }

@@ -120,12 +120,16 @@ async fn a_bad_token_stops_with_auth_rejected() {
 #[tokio::test]
 async fn falls_back_to_http_polling_when_websockets_fail() {
     let server = start_server("127.0.0.1:0".parse().unwrap(), Arc::new(Hub::new())).await;
-    // WebSockets go to a port where nothing listens; polling reaches the server.
-    let nowhere = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // WebSockets go to a middlebox that accepts and drops every connection (a port where
+    // nothing listens would be an outage, which does not count toward the fallback);
+    // polling reaches the server.
+    let middlebox = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let nowhere = middlebox.local_addr().unwrap();
+    let dropper = tokio::spawn(async move {
+        while let Ok((stream, _)) = middlebox.accept().await {
+            drop(stream);
+        }
+    });
     let mut fallback = FallbackConfig::new(format!("http://{}/poll", server.addr()));
     fallback.after_failures = 1;
     let config = config(nowhere)
@@ -153,5 +157,6 @@ async fn falls_back_to_http_polling_when_websockets_fail() {
     assert_eq!(echo, Event::Message(Payload::Text("polled".into())));
 
     within("close", client.close(1000, "done")).await;
+    dropper.abort();
     server.shutdown().await;
 }

@@ -115,7 +115,7 @@ impl Connection {
     pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
         let _ = now;
         config.validate()?;
-        let mut rng = Rng::new(config.seed);
+        let mut rng = Rng::new(config.seed.unwrap_or(crate::config::DEFAULT_SEED));
         let client_id = rng.next_u64() | 1;
         let probe_interval = config
             .fallback
