@@ -31,3 +31,6 @@ cargo test --release --locked -p tether-sim -- --nocapture
 # the JavaScript API tests. Installs the wasm target, wasm-bindgen-cli, chromium and the
 # npm packages when missing.
 bash scripts/test-wasm.sh
+
+# The npm package @tether/client and its React layer (Vitest against the reference server).
+bash scripts/test-js.sh

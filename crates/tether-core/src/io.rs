@@ -148,7 +148,7 @@ impl fmt::Display for TerminalReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TerminalReason::UserClosed { code, reason } => {
-                write!(f, "closed by the user (code {code}, {reason:?})")
+                write!(f, "closed by the user (code {code}, \"{reason}\")")
             }
             TerminalReason::AuthRejected(c) => write!(f, "authentication rejected: {c}"),
             TerminalReason::Replaced(c) => {
