@@ -34,3 +34,7 @@ bash scripts/test-wasm.sh
 
 # The npm package @tether/client and its React layer (Vitest against the reference server).
 bash scripts/test-js.sh
+
+# End to end: the React example in headless Chromium (Playwright) against the reference
+# server through a restart and offline/online, and the Node harness with 200 clients.
+bash scripts/test-e2e.sh
