@@ -1,8 +1,11 @@
-//! Test helpers: a small tokio-tungstenite echo server on 127.0.0.1, and bounded waits.
-//!
-//! Stands in for the reference server (crates/tether-server) until the native tests run
-//! against it.
+//! Test helpers: bounded waits, and small tokio-tungstenite servers on 127.0.0.1 (an echo
+//! server, and a protocol server on the core's `ServerSession`). [`reference`] runs the
+//! reference server (crates/tether-server) and counts what arrives; [`rogue`] is a server
+//! that breaks the protocol on purpose.
 #![allow(dead_code, clippy::result_large_err)]
+
+pub mod reference;
+pub mod rogue;
 
 use std::future::Future;
 use std::net::SocketAddr;

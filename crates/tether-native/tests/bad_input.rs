@@ -1,0 +1,365 @@
+//! Bad input from the user and from the server: a configuration that makes no sense is
+//! a typed error naming its field; a server that sends garbage, breaks the protocol's
+//! rules or sends a message over the size limit gets a typed error event, and the client
+//! replaces the socket (or discards the message) and carries on, exactly once. The
+//! misbehaving servers are `support::rogue`; a message far over the limit is tried on
+//! the reference server too.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_core::protocol::DecodeError;
+use tether_core::{
+    AuthConfig, Config, ConfigError, ConfigProblem, Event, FallbackConfig, HeartbeatConfig,
+    TetherError, Token, TokenPlacement,
+};
+use tether_native::{BuildError, Client};
+use tether_server::Hub;
+use tokio_tungstenite::tungstenite::Message;
+
+use support::reference::{self, Recorder, Tokens};
+use support::rogue::{Fault, RogueServer};
+use support::{config, within, Seen};
+
+/// A valid protocol-mode config, to break one field of.
+fn valid() -> Config {
+    config("127.0.0.1:9".parse().unwrap())
+        .protocol()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
+    use ConfigProblem::*;
+    type Break = Box<dyn Fn(&mut Config)>;
+    let cases: Vec<(Break, &str, ConfigProblem)> = vec![
+        (
+            Box::new(|c| c.url = "ws://127.0.0.1:99999/ws".into()),
+            "url",
+            MalformedUrl,
+        ),
+        (
+            Box::new(|c| c.url = "ws://127.0.0.1:0/ws".into()),
+            "url",
+            MalformedUrl,
+        ),
+        (
+            Box::new(|c| c.url = "ws://exa mple.com/ws".into()),
+            "url",
+            MalformedUrl,
+        ),
+        (Box::new(|c| c.url = String::new()), "url", NotWebSocketUrl),
+        (
+            Box::new(|c| c.protocols = vec!["two words".into()]),
+            "protocols",
+            InvalidSubprotocol,
+        ),
+        (
+            Box::new(|c| c.connect_timeout = Duration::ZERO),
+            "connect_timeout",
+            Zero,
+        ),
+        (
+            Box::new(|c| c.backoff.factor = f64::NAN),
+            "backoff.factor",
+            OutOfRange {
+                expected: "a number from 1.0 to 100.0",
+            },
+        ),
+        (
+            Box::new(|c| c.backoff.initial_delay = c.backoff.max_delay * 2),
+            "backoff.initial_delay",
+            MustNotExceed {
+                other: "backoff.max_delay",
+            },
+        ),
+        (
+            Box::new(|c| c.backoff.max_attempts = Some(0)),
+            "backoff.max_attempts",
+            Zero,
+        ),
+        (
+            Box::new(|c| {
+                c.heartbeat = Some(HeartbeatConfig {
+                    interval: Duration::from_secs(1),
+                    timeout: Duration::from_secs(2),
+                    max_missed: 2,
+                })
+            }),
+            "heartbeat.timeout",
+            MustNotExceed {
+                other: "heartbeat.interval",
+            },
+        ),
+        (
+            Box::new(|c| c.queue.max_messages = 0),
+            "queue.max_messages",
+            Zero,
+        ),
+        (
+            Box::new(|c| c.fallback = Some(FallbackConfig::new("ws://127.0.0.1:9/poll"))),
+            "fallback.poll_url",
+            NotHttpUrl,
+        ),
+        (
+            Box::new(|c| {
+                c.wire = tether_core::WireMode::Plain { heartbeat: None };
+                c.fallback = Some(FallbackConfig::new("http://127.0.0.1:9/poll"));
+            }),
+            "fallback",
+            NeedsProtocol,
+        ),
+        (
+            Box::new(|c| {
+                c.auth = Some(AuthConfig {
+                    placement: TokenPlacement::Query("access token".into()),
+                    ..AuthConfig::default()
+                })
+            }),
+            "auth.placement",
+            InvalidQueryName,
+        ),
+        (Box::new(|c| c.ack_every = 0), "ack_every", Zero),
+    ];
+    for (break_it, field, problem) in cases {
+        let mut config = valid();
+        break_it(&mut config);
+        let expected = ConfigError { field, problem };
+        // Edited after `build()`: the client validates again.
+        let err = Client::builder(config)
+            .token_provider(|| async { Err::<Token, _>("unused".to_owned()) })
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err, BuildError::Config(expected.clone()), "{field}");
+        assert!(err.to_string().contains(field), "{err}");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source, Some(expected.to_string()));
+    }
+}
+
+/// A protocol-mode client of `server` with fast retries, that has already queued
+/// `before`.
+fn client_of(server: &RogueServer, max_message_bytes: usize) -> (Client, Recorder) {
+    let config = config(server.addr)
+        .protocol()
+        .max_message_bytes(max_message_bytes)
+        .build()
+        .unwrap();
+    let client = Client::builder(config).event_buffer(1024).spawn().unwrap();
+    let events = Recorder::new(client.events());
+    client.send("before").unwrap();
+    (client, events)
+}
+
+/// After a fault on the first connection: the client is connected again, and both
+/// `before` and `after` made the round trip exactly once each.
+async fn carries_on(client: &Client, server: &mut RogueServer, events: &mut Recorder) {
+    within("an ack", client.send_confirmed("after"))
+        .await
+        .unwrap();
+    events.until_message("after").await;
+    events
+        .messages
+        .assert_exactly_once("echoes", ["before", "after"]);
+    let mut delivered = Vec::new();
+    while delivered.last() != Some(&"after".to_owned()) {
+        if let Seen::Text(text) = server.seen().await {
+            delivered.push(text);
+        }
+    }
+    assert_eq!(delivered, ["before", "after"]);
+    assert_eq!(client.metrics().queue_depth, 0);
+    assert!(events.logged(|e| matches!(e, Event::Stopped(_))).is_empty());
+}
+
+#[tokio::test]
+async fn garbage_from_the_server_is_a_protocol_error_and_the_socket_is_replaced() {
+    let cases = [
+        (
+            Message::text("this is not tether"),
+            DecodeError::UnknownTag(b't'),
+        ),
+        (Message::text(""), DecodeError::Empty),
+        (Message::text("M 0 zero"), DecodeError::ZeroSeq),
+        (Message::text("A 1 2"), DecodeError::TrailingData),
+        (Message::text("O x"), DecodeError::BadNumber("id")),
+        (
+            Message::binary(vec![0xff, 1, 2]),
+            DecodeError::UnknownTag(0xff),
+        ),
+        (
+            Message::binary(b"A 1".to_vec()),
+            DecodeError::WrongFrameType,
+        ),
+        (Message::binary(vec![b'M', 0, 1]), DecodeError::Truncated),
+    ];
+    for (frame, expected) in cases {
+        let mut server = RogueServer::start(vec![Fault::Garbage(frame.clone())]).await;
+        let (client, mut events) = client_of(&server, 1 << 20);
+        let error = events
+            .until("the error", |e| matches!(e, Event::Error(_)))
+            .await;
+        assert_eq!(
+            error,
+            Event::Error(TetherError::Protocol(expected.clone())),
+            "{frame:?}"
+        );
+        let lost = events
+            .until("the disconnect", |e| {
+                matches!(e, Event::Disconnected { .. })
+            })
+            .await;
+        let Event::Disconnected { cause, .. } = lost else {
+            unreachable!()
+        };
+        assert_eq!(cause.code, Some(4400), "{frame:?}: {cause}");
+        events.until_connected().await;
+        carries_on(&client, &mut server, &mut events).await;
+        assert_eq!(server.connections(), 2, "{frame:?}");
+        within("close", client.close(1000, "done")).await;
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_valid_envelope_out_of_place_is_a_protocol_violation_and_the_socket_is_replaced() {
+    let cases = [
+        (Fault::SecondWelcome, "Welcome outside the handshake"),
+        (Fault::AckOfTheUnsent, "ack of a message never sent"),
+        (Fault::Gap, "sequence gap"),
+        (Fault::MessageBeforeWelcome, "message before Welcome"),
+    ];
+    for (fault, expected) in cases {
+        let mut server = RogueServer::start(vec![fault.clone()]).await;
+        let (client, mut events) = client_of(&server, 1 << 20);
+        let error = events
+            .until("the error", |e| matches!(e, Event::Error(_)))
+            .await;
+        assert_eq!(
+            error,
+            Event::Error(TetherError::ProtocolViolation(expected)),
+            "{fault:?}"
+        );
+        // The client says why as it closes.
+        loop {
+            match server.seen().await {
+                Seen::Close(close) => {
+                    assert_eq!(close, Some((4400, expected.to_owned())), "{fault:?}");
+                    break;
+                }
+                Seen::Text(text) => assert_eq!(text, "before", "{fault:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        events.until_connected().await;
+        within("an ack", client.send_confirmed("after"))
+            .await
+            .unwrap();
+        events.until_message("after").await;
+        events
+            .messages
+            .assert_exactly_once("echoes", ["before", "after"]);
+        assert_eq!(client.metrics().queue_depth, 0);
+        assert_eq!(server.connections(), 2, "{fault:?}");
+        within("close", client.close(1000, "done")).await;
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_discarded_with_a_typed_error() {
+    const MAX: usize = 1000;
+    // Just over the limit: the frame fits the transport's envelope allowance, so the
+    // core sees it, discards it and says so.
+    let mut server = RogueServer::start(vec![Fault::LargeMessage(MAX + 10)]).await;
+    let (client, mut events) = client_of(&server, MAX);
+    let error = events
+        .until("the error", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert_eq!(
+        error,
+        Event::Error(TetherError::MessageTooLarge { size: MAX + 10 })
+    );
+    carries_on(&client, &mut server, &mut events).await;
+    // On the same socket all along.
+    assert_eq!(server.connections(), 1);
+    assert!(events
+        .logged(|e| matches!(e, Event::Disconnected { .. }))
+        .is_empty());
+    let m = client.metrics();
+    assert_eq!((m.messages_in, m.reconnects), (2, 0));
+    within("close", client.close(1000, "done")).await;
+    server.stop().await;
+}
+
+/// Far over the limit, the transport refuses the frame and the socket fails. Today that
+/// is reported only by the `Disconnected`'s text (see the ignored test below for the
+/// typed error it should be).
+#[tokio::test]
+async fn a_frame_far_over_the_size_limit_fails_the_socket_and_the_client_carries_on() {
+    const MAX: usize = 1000;
+    let mut server = RogueServer::start(vec![Fault::LargeFrame(64 * MAX)]).await;
+    let (client, mut events) = client_of(&server, MAX);
+    let lost = events
+        .until("the disconnect", |e| {
+            matches!(e, Event::Disconnected { .. })
+        })
+        .await;
+    let Event::Disconnected { cause, .. } = lost else {
+        unreachable!()
+    };
+    assert!(cause.reason.contains("too long"), "{cause}");
+    events.until_connected().await;
+    carries_on(&client, &mut server, &mut events).await;
+    assert_eq!(server.connections(), 2);
+    within("close", client.close(1000, "done")).await;
+    server.stop().await;
+}
+
+/// Bug: a server message larger than the transport's limit (`max_message_bytes` plus
+/// the envelope) fails the socket with nothing but a `Disconnected` whose reason is
+/// text, and the server, which never got an Ack for it, resends it after every Hello:
+/// the client reconnects in a loop (66 times in 4 s with these backoff settings) and no
+/// later server message gets through until the server's resume buffer lets the message
+/// go (`ResumeLimits::max_age`, 2 min by default), which is a session reset.
+#[tokio::test]
+#[ignore = "bug: an oversize server message is resent forever and wedges the session"]
+async fn a_server_message_over_the_transport_limit_does_not_wedge_the_session() {
+    const MAX: usize = 1000;
+    let hub = Arc::new(Hub::new());
+    let server = reference::start(&reference::server_config(), &hub).await;
+    let tokens = Tokens::new("erin", Duration::from_secs(3600));
+    let config = config(server.addr())
+        .protocol()
+        .auth(AuthConfig::default())
+        .max_message_bytes(MAX)
+        .build()
+        .unwrap();
+    let client = Client::builder(config)
+        .token_provider(tokens.provider())
+        .event_buffer(1 << 14)
+        .spawn()
+        .unwrap();
+    let mut events = Recorder::new(client.events());
+    within("an ack", client.send_confirmed("hello"))
+        .await
+        .unwrap();
+
+    assert_eq!(hub.send_to_user("erin", "x".repeat(5 * MAX)), 1);
+    assert_eq!(hub.send_to_user("erin", "after"), 1);
+    // A typed error for the message that could not be taken, and the session goes on.
+    let error = events
+        .until("the error", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert_eq!(
+        error,
+        Event::Error(TetherError::MessageTooLarge { size: 5 * MAX })
+    );
+    events.until_message("after").await;
+    assert!(client.metrics().reconnects <= 1);
+    within("close", client.close(1000, "done")).await;
+    server.shutdown().await;
+}
