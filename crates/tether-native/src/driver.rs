@@ -13,6 +13,7 @@
 //! No decision about the connection is made here: every `if` is about which socket an
 //! action names, or whether the task has anything left to do.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::{pending, Future};
 use std::panic::AssertUnwindSafe;
@@ -32,10 +33,15 @@ use tracing::{debug, info, trace, warn, Instrument, Span};
 use crate::client::{Core, Shared};
 use crate::error::DeliveryError;
 use crate::token::TokenProvider;
+use crate::transport::WsWriter;
 
 /// Inputs queued for the task; a full queue holds back the socket readers (and so the
 /// server, through TCP) rather than growing.
 const INPUT_QUEUE: usize = 64;
+
+/// Most frames written with one flush; the write buffer goes out by itself whenever it
+/// fills, so this only bounds how long a flush can be put off.
+const MAX_BURST: usize = 1024;
 
 /// After the core closes a socket: how long its last frames, the close frame and the
 /// server's answer may take before the socket is dropped.
@@ -442,10 +448,15 @@ where
         spawn(async move {
             let mut read = read;
             let work = async {
-                while let Some(write) = queue.recv().await {
+                let mut next = queue.recv().await;
+                while let Some(write) = next.take() {
                     match write {
                         Write::Frame(frame) => {
-                            if let Err(failure) = writer.send(frame).await {
+                            let written = match as_ws(&mut writer) {
+                                Some(ws) => write_burst(ws, frame, &mut queue, &mut next).await,
+                                None => writer.send(frame).await,
+                            };
+                            if let Err(failure) = written {
                                 let _ = inputs
                                     .send(Input::Socket(id, SocketEvent::Failed(failure)))
                                     .await;
@@ -457,6 +468,9 @@ where
                             let _ = (&mut read).await; // the server's answer ends the reader
                             return;
                         }
+                    }
+                    if next.is_none() {
+                        next = queue.recv().await;
                     }
                 }
             };
@@ -529,6 +543,34 @@ where
         // No receiver is not an error: nobody listens.
         let _ = self.shared.events.send(event);
     }
+}
+
+/// The native WebSocket writer behind a generic one, to write bursts in one go (the
+/// core's `SocketWriter` has no feed and flush of its own).
+fn as_ws<W: 'static>(writer: &mut W) -> Option<&mut WsWriter> {
+    (writer as &mut dyn Any).downcast_mut()
+}
+
+/// Writes `first` and the frames queued behind it (at most `MAX_BURST`) with one flush,
+/// instead of a system call each; a close found in the queue is left in `next`.
+async fn write_burst(
+    ws: &mut WsWriter,
+    first: Payload,
+    queue: &mut mpsc::UnboundedReceiver<Write>,
+    next: &mut Option<Write>,
+) -> Result<(), TransportFailure> {
+    ws.feed(first).await?;
+    for _ in 1..MAX_BURST {
+        match queue.try_recv() {
+            Ok(Write::Frame(frame)) => ws.feed(frame).await?,
+            Ok(close) => {
+                *next = Some(close);
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    ws.flush().await
 }
 
 /// Answers `send_confirmed` callers whose message's fate is now known.

@@ -19,6 +19,11 @@ pub use ws::{WsReader, WsWriter};
 /// idle client); larger messages still arrive, in more reads.
 pub const DEFAULT_READ_BUFFER: usize = 4 * 1024;
 
+/// Bytes of frames buffered before they are written, when the driver writes a burst (its
+/// frames are flushed together once the burst is written; a single frame is flushed at
+/// once). The buffer grows only as far as a burst needs.
+pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
+
 /// Room for the Tether envelope around a payload of `max_message_bytes` (`M <seq> `).
 const ENVELOPE_ROOM: usize = 64;
 
@@ -47,8 +52,7 @@ impl Default for NativeTransport {
         NativeTransport {
             ws: WebSocketConfig::default()
                 .read_buffer_size(DEFAULT_READ_BUFFER)
-                // Every frame is flushed at once: nothing waits in a buffer.
-                .write_buffer_size(0),
+                .write_buffer_size(WRITE_BUFFER),
             tls: None,
             max_poll_body: 0,
             http: Arc::default(),

@@ -120,15 +120,36 @@ pub struct WsWriter {
     sink: SplitSink<Stream, Message>,
 }
 
+impl WsWriter {
+    /// Puts a frame in the write buffer, which goes out once it holds
+    /// [`WRITE_BUFFER`](super::WRITE_BUFFER) bytes or on [`flush`](Self::flush): a burst
+    /// of frames costs one system call rather than one each.
+    pub(crate) async fn feed(&mut self, frame: Payload) -> Result<(), TransportFailure> {
+        self.sink
+            .feed(message(frame))
+            .await
+            .map_err(failure::from_ws)
+    }
+
+    /// Writes whatever [`feed`](Self::feed) left in the buffer.
+    pub(crate) async fn flush(&mut self) -> Result<(), TransportFailure> {
+        self.sink.flush().await.map_err(failure::from_ws)
+    }
+}
+
+fn message(frame: Payload) -> Message {
+    match frame {
+        Payload::Text(text) => Message::Text(text.into()),
+        Payload::Binary(bytes) => Message::Binary(bytes.into()),
+    }
+}
+
 impl SocketWriter for WsWriter {
     fn send(
         &mut self,
         frame: Payload,
     ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
-        let message = match frame {
-            Payload::Text(text) => Message::Text(text.into()),
-            Payload::Binary(bytes) => Message::Binary(bytes.into()),
-        };
+        let message = message(frame);
         async move { self.sink.send(message).await.map_err(failure::from_ws) }
     }
 
