@@ -150,13 +150,36 @@ pub(crate) async fn run<T>(
         closed_for_drop: false,
     };
     debug!("client task started");
+    let shared = driver.shared.clone();
+    // One timer, moved when the core's deadline moves: registering a fresh one on every
+    // pass costs a lock on tokio's timer wheel, twice.
+    let timer = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(timer);
+    let mut armed = None;
     while let Some(deadline) = driver.step() {
-        let shared = driver.shared.clone();
+        if deadline != armed {
+            if let Some(at) = deadline {
+                timer.as_mut().reset(tokio::time::Instant::from_std(at));
+            }
+            armed = deadline;
+        }
         tokio::select! {
             biased;
             () = shared.wake.notified() => {}
-            Some(input) = received.recv() => driver.feed(input),
-            () = sleep_until(deadline) => driver.timeout(),
+            Some(input) = received.recv() => {
+                driver.feed(input);
+                // Whatever else has arrived goes in before the core is drained again.
+                for _ in 1..INPUT_QUEUE {
+                    match received.try_recv() {
+                        Ok(input) => driver.feed(input),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = &mut timer, if armed.is_some() => {
+                armed = None;
+                driver.timeout();
+            }
         }
     }
     task.ended = true;
@@ -164,13 +187,6 @@ pub(crate) async fn run<T>(
         fetch.abort();
     }
     debug!("client task ended");
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => pending().await,
-    }
 }
 
 impl<T> Driver<T>
@@ -610,3 +626,4 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
 fn spawn_join(task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
     tokio::spawn(task.instrument(Span::current()))
 }
+
