@@ -49,8 +49,9 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Something that happened outside the task.
 enum Input<W, R> {
-    /// A `connect` finished.
-    Opened(TransportId, Result<(W, R), TransportFailure>),
+    /// A `connect` finished. The halves are boxed: they are the largest input, and every
+    /// slot of the input queue is as large as the largest input.
+    Opened(TransportId, Result<Box<(W, R)>, TransportFailure>),
     /// A socket's reader saw this.
     Socket(TransportId, SocketEvent),
     /// A socket's writer task ended: the socket is gone.
@@ -260,7 +261,8 @@ where
                     return; // abandoned: dropping the socket closes it
                 }
                 match result {
-                    Ok((writer, reader)) => {
+                    Ok(halves) => {
+                        let (writer, reader) = *halves;
                         info!(transport = id.0, "socket open");
                         let slot = self.start_socket(id, writer, reader);
                         self.sockets.insert(id, slot);
@@ -376,7 +378,7 @@ where
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
                     let result = transport.connect(url, protocols, headers).await;
-                    let _ = inputs.send(Input::Opened(id, result)).await;
+                    let _ = inputs.send(Input::Opened(id, result.map(Box::new))).await;
                 });
                 self.sockets.insert(id, Slot::Connecting(task));
             }
@@ -626,4 +628,3 @@ fn spawn(task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
 fn spawn_join(task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
     tokio::spawn(task.instrument(Span::current()))
 }
-
