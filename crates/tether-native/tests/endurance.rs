@@ -107,9 +107,23 @@ async fn read_events(
 
 /// Sends `c1..=MESSAGES` as fast as the queue takes them; on a full queue, waits for
 /// an acknowledgement and tries again. Answers how often the queue was full.
-async fn send_all(client: Client, delivered: Arc<Notify>) -> u64 {
+/// How far each side may run once `faults` faults are done: a little past the next
+/// fault's due point, and never to the end before the last fault, however fast the
+/// machine is (the faults must land in the traffic, not after it).
+fn allowance(faults: u64) -> u64 {
+    if faults >= FAULTS {
+        MESSAGES
+    } else {
+        (faults + 1) * 3 * MESSAGES / (4 * FAULTS) + MESSAGES / (8 * FAULTS)
+    }
+}
+
+async fn send_all(client: Client, delivered: Arc<Notify>, mut gate: watch::Receiver<u64>) -> u64 {
     let mut full = 0;
     for n in 1..=MESSAGES {
+        gate.wait_for(|f| n <= allowance(*f))
+            .await
+            .expect("the fault loop is alive");
         loop {
             match client.send(format!("c{n}")) {
                 Ok(_) => break,
@@ -128,8 +142,15 @@ async fn send_all(client: Client, delivered: Arc<Notify>) -> u64 {
 
 /// Pushes `s1..=MESSAGES` to the user from the server side, at most `PUSH_WINDOW` ahead
 /// of what the client has received.
-async fn push_all(hub: Arc<Hub>, mut progress: watch::Receiver<Progress>) {
+async fn push_all(
+    hub: Arc<Hub>,
+    mut progress: watch::Receiver<Progress>,
+    mut gate: watch::Receiver<u64>,
+) {
     for n in 1..=MESSAGES {
+        gate.wait_for(|f| n <= allowance(*f))
+            .await
+            .expect("the fault loop is alive");
         progress
             .wait_for(|p| n <= p.pushes + PUSH_WINDOW)
             .await
@@ -188,8 +209,9 @@ async fn ten_thousand_messages_each_way_survive_thirty_two_forced_disconnects() 
     let reader = tokio::spawn(read_events(client.events(), progress_tx, delivered.clone()));
     let mut watch = progress.clone();
     until(&mut watch, "the first connection", |p| p.connected).await;
-    let sender = tokio::spawn(send_all(client.clone(), delivered));
-    let pusher = tokio::spawn(push_all(hub.clone(), progress.clone()));
+    let (gate, faults_done) = watch::channel(0u64);
+    let sender = tokio::spawn(send_all(client.clone(), delivered, faults_done.clone()));
+    let pusher = tokio::spawn(push_all(hub.clone(), progress.clone(), faults_done));
 
     // Fault k once the traffic is k/FAULTS of the way through its first three quarters
     // (bursts after a reconnect must not outrun the faults), and only on a connected
@@ -223,6 +245,7 @@ async fn ten_thousand_messages_each_way_survive_thirty_two_forced_disconnects() 
             _ => proxy.reset_all(),
         }
         until(&mut watch, "the disconnect", disconnected).await;
+        gate.send_replace(k);
     }
 
     let full = tokio::time::timeout(BUDGET, sender)
