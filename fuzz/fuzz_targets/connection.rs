@@ -58,8 +58,9 @@ fuzz_target!(|data: &[u8]| {
                 conn.handle_frame(now, id, e.encode());
             }
             8 => conn.handle_closed(now, id, (arg != 0).then(|| 1000 + u16::from(arg) * 13), String::new()),
-            9 => conn.handle_failed(now, id, match arg % 4 {
+            9 => conn.handle_failed(now, id, match arg % 5 {
                 0 => TransportFailure::Refused,
+                3 => TransportFailure::MessageTooLarge { size: usize::from(arg) * 1000 },
                 1 => TransportFailure::Blocked,
                 2 => TransportFailure::Http { status: 400 + u16::from(arg % 110), retry_after: None },
                 _ => TransportFailure::Timeout,

@@ -62,6 +62,15 @@ pub enum TransportFailure {
     Blocked,
     /// The driver gave up waiting.
     Timeout,
+    /// The open socket refused an inbound message of `size` bytes, over the transport's
+    /// limit, and failed. The core reports [`TetherError::MessageTooLarge`] and
+    /// reconnects; in protocol mode, refused again at the same point of the session (the
+    /// server resent it), the message is given up: the next Hello acknowledges it, so the
+    /// server does not resend it on every new socket.
+    MessageTooLarge {
+        /// Its size, as the transport saw it (the frame, envelope included).
+        size: usize,
+    },
 }
 
 impl fmt::Display for TransportFailure {
@@ -73,6 +82,9 @@ impl fmt::Display for TransportFailure {
             TransportFailure::Tls(e) => write!(f, "TLS error: {e}"),
             TransportFailure::Blocked => f.write_str("WebSockets are blocked here"),
             TransportFailure::Timeout => f.write_str("timed out"),
+            TransportFailure::MessageTooLarge { size } => {
+                write!(f, "an inbound message of {size} bytes is over the limit")
+            }
         }
     }
 }
@@ -225,7 +237,9 @@ pub enum TetherError {
     /// The server broke the protocol's rules (a sequence gap, an ack of something never
     /// sent, a message before Welcome); the socket is replaced.
     ProtocolViolation(&'static str),
-    /// An inbound message larger than `max_message_bytes` was discarded.
+    /// An inbound message larger than `max_message_bytes` was discarded (by the core,
+    /// or by the transport, which then failed the socket: see
+    /// [`TransportFailure::MessageTooLarge`]).
     MessageTooLarge {
         /// Its size.
         size: usize,

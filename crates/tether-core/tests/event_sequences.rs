@@ -279,8 +279,9 @@ proptest! {
                 Input::Failed(i, f) => {
                     let id = w.pick(i);
                     w.live.remove(&id);
-                    let failure = match f % 6 {
+                    let failure = match f % 7 {
                         0 => TransportFailure::Refused,
+                        6 => TransportFailure::MessageTooLarge { size: usize::from(f) * 1000 },
                         1 => TransportFailure::Timeout,
                         2 => TransportFailure::Blocked,
                         3 => TransportFailure::Tls("x".into()),

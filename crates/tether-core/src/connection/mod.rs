@@ -929,6 +929,14 @@ impl Connection {
         if self.state != State::Connected {
             self.events
                 .push_back(Event::Error(TetherError::AttemptFailed(failure.clone())));
+        } else if let TransportFailure::MessageTooLarge { size } = failure {
+            self.events
+                .push_back(Event::Error(TetherError::MessageTooLarge { size }));
+            if kind == LinkKind::Ws && self.config.is_protocol() {
+                // Refused twice at the same point: the server's resend of the message due
+                // next, given up so that the server does not resend it forever.
+                self.proto.refused_inbound();
+            }
         }
         self.link_lost(
             now,

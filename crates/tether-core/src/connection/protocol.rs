@@ -21,6 +21,8 @@ pub(super) struct Reliable {
     recv_seq: u64,
     /// Messages received (or repeated) since the last Ack.
     unacked_in: u32,
+    /// `recv_seq` when the transport last refused an inbound frame as too large.
+    refused_at: Option<u64>,
 }
 
 impl Reliable {
@@ -32,6 +34,7 @@ impl Reliable {
             peer_acked: 0,
             recv_seq: 0,
             unacked_in: 0,
+            refused_at: None,
         }
     }
 
@@ -46,6 +49,23 @@ impl Reliable {
             // it is still the session it has.
             session: self.session.unwrap_or(0),
             attempt: id.0,
+        }
+    }
+
+    /// The transport refused an inbound frame as too large. If it did so before at this
+    /// very point of the session, the server resent the message due next (it resends in
+    /// order after the Hello) and it is that message: it is given up, so the next Hello
+    /// acknowledges it and the server stops resending it. A first refusal gives up
+    /// nothing: the frame may have been something else (a server breaking the protocol).
+    pub(super) fn refused_inbound(&mut self) {
+        if self.session.is_none() {
+            return;
+        }
+        if self.refused_at == Some(self.recv_seq) {
+            self.recv_seq += 1;
+            self.refused_at = None;
+        } else {
+            self.refused_at = Some(self.recv_seq);
         }
     }
 
@@ -146,6 +166,7 @@ impl Connection {
             self.proto.send_seq = 0;
             self.proto.peer_acked = 0;
             self.proto.recv_seq = 0;
+            self.proto.refused_at = None;
             if had_session {
                 self.events.push_back(Event::SessionReset { resent });
             }

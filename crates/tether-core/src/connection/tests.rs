@@ -133,10 +133,19 @@ impl Harness {
 fn plain() -> ConfigBuilder {
     Config::builder("ws://127.0.0.1:1/ws")
         .plain_heartbeat("ping", "pong")
-        .backoff(BackoffConfig {
-            jitter: Jitter::None,
-            ..BackoffConfig::default()
-        })
+        .backoff(fixed_backoff())
+}
+
+/// 500 ms × 1.5 up to 10 s without jitter, whatever the defaults: the tests below
+/// count on these delays.
+fn fixed_backoff() -> BackoffConfig {
+    BackoffConfig {
+        initial_delay: Duration::from_millis(500),
+        factor: 1.5,
+        max_delay: Duration::from_secs(10),
+        jitter: Jitter::None,
+        max_attempts: None,
+    }
 }
 
 fn text(s: &str) -> Payload {
@@ -452,7 +461,7 @@ fn quality_is_reported_with_hysteresis() {
 fn gives_up_after_max_attempts() {
     let mut h = Harness::new(plain().backoff(BackoffConfig {
         max_attempts: Some(3),
-        ..BackoffConfig::default()
+        ..fixed_backoff()
     }));
     h.connect();
     for _ in 0..3 {
@@ -670,10 +679,7 @@ fn protocol() -> ConfigBuilder {
     Config::builder("ws://127.0.0.1:1/ws")
         .protocol()
         .ack(2, Duration::from_millis(20))
-        .backoff(BackoffConfig {
-            jitter: Jitter::None,
-            ..BackoffConfig::default()
-        })
+        .backoff(fixed_backoff())
 }
 
 fn env(frame: &Payload) -> Envelope {
@@ -815,6 +821,60 @@ fn a_lost_server_session_renumbers_and_reports_a_reset() {
     // The new session's numbering starts again for inbound messages too.
     h.envelope(id, msg(1, "fresh"));
     assert!(h.events.contains(&Event::Message(text("fresh"))));
+}
+
+#[test]
+fn a_server_message_the_transport_refuses_twice_is_reported_and_given_up() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(4, 0, false);
+    h.envelope(id, msg(1, "x"));
+    h.take_events();
+    // Message 2 is over the transport's limit: the socket fails while reading it.
+    let too_large = TransportFailure::MessageTooLarge { size: 9000 };
+    h.failed(id, too_large.clone());
+    let error = Event::Error(TetherError::MessageTooLarge { size: 9000 });
+    assert!(h.events.contains(&error));
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    // Refused once, nothing is given up: the frame may have been anything.
+    h.advance(Duration::from_millis(500));
+    let (again, frames) = h.welcome(4, 0, true);
+    assert!(matches!(frames[0], Envelope::Hello { recv_seq: 1, .. }));
+    // The server resends message 2 first; refused again at the same point, it is the
+    // message, and the next Hello acknowledges it.
+    h.take_events();
+    h.failed(again, too_large);
+    assert!(h.events.contains(&error));
+    h.advance(Duration::from_secs(1));
+    let (third, frames) = h.welcome(4, 0, true);
+    assert!(matches!(
+        frames[0],
+        Envelope::Hello {
+            recv_seq: 2,
+            session: 4,
+            ..
+        }
+    ));
+    h.envelope(third, msg(3, "after"));
+    assert!(h.events.contains(&Event::Message(text("after"))));
+    assert_eq!(h.conn.state(), State::Connected);
+}
+
+#[test]
+fn a_refused_frame_gives_up_nothing_when_messages_came_since() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(4, 0, false);
+    let too_large = TransportFailure::MessageTooLarge { size: 9000 };
+    h.failed(id, too_large.clone());
+    h.advance(Duration::from_millis(500));
+    let (again, _) = h.welcome(4, 0, true);
+    h.envelope(again, msg(1, "x"));
+    h.failed(again, too_large);
+    h.advance(Duration::from_secs(1));
+    let (_, frames) = h.welcome(4, 0, true);
+    assert!(matches!(frames[0], Envelope::Hello { recv_seq: 1, .. }));
+    assert!(h.events.contains(&Event::Message(text("x"))));
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::io;
 use std::time::SystemTime;
 
 use tether_core::{Duration, TransportFailure};
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::http::HeaderMap;
 use tokio_tungstenite::tungstenite::Error as WsError;
 
@@ -35,6 +36,9 @@ pub(crate) fn from_ws(e: WsError) -> TransportFailure {
         },
         WsError::Io(e) => from_io(&e),
         WsError::Tls(e) => TransportFailure::Tls(e.to_string()),
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => {
+            TransportFailure::MessageTooLarge { size }
+        }
         other => TransportFailure::Network(other.to_string()),
     }
 }
