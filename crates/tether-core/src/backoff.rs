@@ -110,10 +110,11 @@ impl Backoff {
     /// use tether_core::backoff::Backoff;
     /// use tether_core::{BackoffConfig, Duration};
     ///
-    /// let backoff = Backoff::new(BackoffConfig::default()); // 500 ms × 1.5^n, ≤ 10 s, full
-    /// assert_eq!(backoff.bounds(1), (Duration::ZERO, Duration::from_millis(500)));
-    /// assert_eq!(backoff.bounds(3), (Duration::ZERO, Duration::from_millis(1125)));
-    /// assert_eq!(backoff.bounds(u32::MAX), (Duration::ZERO, Duration::from_secs(10)));
+    /// let backoff = Backoff::new(BackoffConfig::default()); // 1 s × 1.5^n, ≤ 2 s, full
+    /// assert_eq!(backoff.bounds(1), (Duration::ZERO, Duration::from_secs(1)));
+    /// assert_eq!(backoff.bounds(2), (Duration::ZERO, Duration::from_millis(1500)));
+    /// assert_eq!(backoff.bounds(3), (Duration::ZERO, Duration::from_secs(2)));
+    /// assert_eq!(backoff.bounds(u32::MAX), (Duration::ZERO, Duration::from_secs(2)));
     /// ```
     #[must_use]
     pub fn bounds(&self, failures: u32) -> (Duration, Duration) {

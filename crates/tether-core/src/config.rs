@@ -41,9 +41,9 @@ pub struct BackoffConfig {
 impl Default for BackoffConfig {
     fn default() -> Self {
         BackoffConfig {
-            initial_delay: Duration::from_millis(500),
+            initial_delay: Duration::from_secs(1),
             factor: 1.5,
-            max_delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(2),
             jitter: Jitter::Full,
             max_attempts: None,
         }

@@ -60,10 +60,13 @@ fn settings() -> Vec<(&'static str, BackoffConfig)> {
         max_attempts: None,
     };
     vec![
-        ("default 500ms x1.5 max 10s", BackoffConfig::default()),
+        ("default 1s x1.5 max 2s", BackoffConfig::default()),
+        (
+            "500ms x1.5 max 10s (the former default)",
+            full(500, 1.5, 10_000),
+        ),
         ("500ms x1.5 max 2s", full(500, 1.5, 2_000)),
-        ("750ms x1.5 max 2s", full(750, 1.5, 2_000)),
-        ("1s x1.5 max 2s", full(1_000, 1.5, 2_000)),
+        ("900ms x1.5 max 2s", full(900, 1.5, 2_000)),
     ]
 }
 
