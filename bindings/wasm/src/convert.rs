@@ -94,7 +94,7 @@ pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
         _ => ("other", Obj::new()),
     };
     obj.set("reason", kind)
-        .set("message", tether_web::stop::describe(reason))
+        .set("message", reason.to_string())
         .js()
 }
 

@@ -227,6 +227,67 @@ pub enum DropReason {
     Unconfirmed,
 }
 
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DropReason::Overflow => "pushed out of the full queue",
+            DropReason::Expired => "waited longer than queue.max_age",
+            DropReason::Stopped => "the connection was closed first",
+            DropReason::Unconfirmed => {
+                "closed before the server acknowledged it (it may have arrived)"
+            }
+        })
+    }
+}
+
+/// Why a confirmed send (the drivers' `send_confirmed`) did not see its message
+/// acknowledged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The core refused the message; nothing was queued.
+    Rejected(SendError),
+    /// Plain mode: a server that does not speak the Tether protocol acknowledges nothing.
+    Unconfirmable,
+    /// The message will never be delivered.
+    Dropped(DropReason),
+    /// The connection stopped with an error before the acknowledgement. The message is
+    /// still retained and goes out if the connection is restarted with `reconnect()`.
+    Stopped(TerminalReason),
+    /// The client went away (dropped, or its task ended with its runtime) before the
+    /// message's fate was known.
+    ClientGone,
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::Rejected(e) => write!(f, "message refused: {e}"),
+            DeliveryError::Unconfirmable => {
+                f.write_str("plain mode: the server acknowledges nothing")
+            }
+            DeliveryError::Dropped(reason) => write!(f, "message dropped: {reason}"),
+            DeliveryError::Stopped(reason) => write!(f, "connection stopped: {reason}"),
+            DeliveryError::ClientGone => f.write_str("the client is gone"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DeliveryError::Rejected(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SendError> for DeliveryError {
+    fn from(e: SendError) -> Self {
+        DeliveryError::Rejected(e)
+    }
+}
+
 /// A problem worth reporting that the core handles itself (the connection goes on or is
 /// replaced). Terminal problems are [`TerminalReason`]s.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -85,8 +85,8 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use io::{
-    Action, Cause, DropReason, Event, Hint, MessageId, PollKind, RequestId, SendError,
-    TerminalReason, TetherError, Token, TransportFailure, TransportId,
+    Action, Cause, DeliveryError, DropReason, Event, Hint, MessageId, PollKind, RequestId,
+    SendError, TerminalReason, TetherError, Token, TransportFailure, TransportId,
 };
 pub use metrics::Metrics;
 pub use payload::Payload;

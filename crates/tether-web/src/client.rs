@@ -13,10 +13,11 @@ use tether_core::{
 };
 
 use crate::driver::{Inner, Listener};
-use crate::error::{BuildError, DeliveryError};
+use crate::error::BuildError;
 use crate::local::answer;
 use crate::token::TokenProvider;
 use crate::transport::WebTransport;
+use tether_core::DeliveryError;
 
 /// A reconnecting WebSocket client on the JavaScript event loop (a page, a worker or
 /// Node): a cheap, cloneable handle over the connection and its I/O.

@@ -30,10 +30,10 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 
-use crate::error::DeliveryError;
 use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, VecMap};
 use crate::sys;
 use crate::token::TokenProvider;
+use tether_core::DeliveryError;
 
 /// A listener of every event.
 pub(crate) type Listener = Rc<RefCell<dyn FnMut(&Event)>>;
@@ -319,7 +319,7 @@ where
             Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
             Event::Error(e) => warn!(error = %e, "connection problem"),
             Event::Stopped(reason) => {
-                info!(reason = %crate::stop::describe(reason), "connection stopped")
+                info!(%reason, "connection stopped")
             }
             _ => {}
         }

@@ -68,10 +68,10 @@ mod error;
     allow(dead_code)
 )]
 mod local;
-pub mod stop;
 mod token;
 
-pub use error::{BuildError, DeliveryError};
+pub use error::BuildError;
+pub use tether_core::DeliveryError;
 pub use token::{TokenFuture, TokenProvider};
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
