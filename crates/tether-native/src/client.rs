@@ -8,17 +8,18 @@ use tether_core::{
     Config, Connection, Hint, Instant, MessageId, Metrics, Payload, SendError, State,
 };
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, oneshot, watch, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::driver;
 use crate::error::{BuildError, DeliveryError};
-use crate::events::Events;
+use crate::events::{Events, Readers};
 use crate::token::TokenProvider;
 use crate::transport::NativeTransport;
 
 /// Events each [`Events`] reader may fall behind by, unless set with
-/// [`ClientBuilder::event_buffer`]. About 80 bytes each, allocated with the client.
+/// [`ClientBuilder::event_buffer`]. About 80 bytes each, allocated only while events
+/// wait for their reader.
 pub const DEFAULT_EVENT_BUFFER: usize = 64;
 
 /// A reconnecting WebSocket client: a cheap, cloneable handle (`Send + Sync`) over a
@@ -66,9 +67,9 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     /// Wakes the task after a user call changed the core.
     pub(crate) wake: Notify,
-    pub(crate) events: broadcast::Sender<tether_core::Event>,
-    /// The first reader, made with the channel so it misses nothing before `events()`.
-    first_events: Mutex<Option<broadcast::Receiver<tether_core::Event>>>,
+    pub(crate) events: Readers,
+    /// The first reader, made with the client so it misses nothing before `events()`.
+    first_events: Mutex<Option<Events>>,
     pub(crate) state: watch::Sender<State>,
     /// Starts the task (again).
     start: Box<dyn Fn(Arc<Shared>) + Send + Sync>,
@@ -250,7 +251,7 @@ impl Client {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        Events::new(first.unwrap_or_else(|| self.shared.events.subscribe()))
+        first.unwrap_or_else(|| self.shared.events.subscribe())
     }
 
     /// The state, as a watch: read it now or wait for a change.
@@ -368,9 +369,10 @@ impl<T> ClientBuilder<T> {
     }
 
     /// How many events each [`Events`] reader may fall behind by before it skips the
-    /// oldest (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). The buffer is allocated up
-    /// front, about 80 bytes an event: the largest part of an idle client's memory after
-    /// the socket's read buffer.
+    /// oldest (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). Nothing is allocated up
+    /// front: a reader's queue grows as it falls behind, about 80 bytes an event, up to
+    /// this bound, and gives the room back once it has caught up. The first reader's
+    /// queue holds every event from the start until [`Client::events`] is called.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events.clamp(1, 1 << 16);
         self
@@ -395,7 +397,8 @@ impl<T> ClientBuilder<T> {
         let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
         conn.connect(now);
 
-        let (events, first) = broadcast::channel(self.event_buffer);
+        let events = Readers::new(self.event_buffer);
+        let first = events.subscribe();
         let (state, _) = watch::channel(conn.state());
         let transport = Arc::new(self.transport);
         let tokens = self.tokens;

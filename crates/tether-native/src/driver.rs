@@ -7,7 +7,7 @@
 //!   sleep_until(poll_timeout) ───┘     │      ├─► Close: close / abort        │ back as inputs
 //!                                      │      ├─► Poll: spawn the request    ─┤
 //!                                      │      └─► FetchToken: spawn provider ─┘
-//!                                      └─► events: broadcast, state watch, waiters
+//!                                      └─► events: readers' queues, state watch, waiters
 //! ```
 //!
 //! No decision about the connection is made here: every `if` is about which socket an
@@ -222,9 +222,10 @@ where
             for action in actions {
                 self.perform(action, metrics.as_ref());
             }
-            for event in events {
-                self.publish(event, metrics.as_ref());
+            for event in &events {
+                self.observe(event, metrics.as_ref());
             }
+            self.shared.events.publish(events);
         }
     }
 
@@ -514,8 +515,9 @@ where
         }
     }
 
-    fn publish(&mut self, event: Event, metrics: Option<&Metrics>) {
-        match &event {
+    /// Logs `event`, and moves the state watch on a change of state.
+    fn observe(&self, event: &Event, metrics: Option<&Metrics>) {
+        match event {
             Event::StateChanged { from, to } => {
                 debug!(%from, %to, "state changed");
                 self.shared.state.send_if_modified(|s| {
@@ -558,8 +560,6 @@ where
             Event::Dropped { id, reason } => debug!(message = id.0, ?reason, "message dropped"),
             _ => {}
         }
-        // No receiver is not an error: nobody listens.
-        let _ = self.shared.events.send(event);
     }
 }
 
