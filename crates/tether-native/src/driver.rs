@@ -26,12 +26,13 @@ use tether_core::{
     Action, Event, Instant, Metrics, Payload, RequestId, State, Token, TransportFailure,
     TransportId,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, trace, warn, Instrument, Span};
 
 use crate::client::{Core, Shared};
 use crate::error::DeliveryError;
+use crate::queue::Queue;
 use crate::token::TokenProvider;
 use crate::transport::WsWriter;
 
@@ -68,13 +69,30 @@ enum Write {
     Close(u16, String),
 }
 
+/// A socket's queue of writes, as its slot holds it: dropping it closes the queue, and
+/// the writer task ends once it has written what is queued.
+struct Frames(Arc<Queue<Write>>);
+
+impl Frames {
+    fn push(&self, write: Write) {
+        // Never closed while the slot holds it.
+        let _ = self.0.push(write);
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// One WebSocket the task is responsible for.
 enum Slot {
     /// `connect` is running.
     Connecting(AbortHandle),
     /// Open: frames go to its writer task.
     Open {
-        frames: mpsc::UnboundedSender<Write>,
+        frames: Frames,
         /// Starts the writer's close deadline.
         closing: oneshot::Sender<()>,
         opened: std::time::Instant,
@@ -87,13 +105,21 @@ struct Driver<T: Transport> {
     shared: Arc<Shared>,
     transport: Arc<T>,
     tokens: Option<Arc<dyn TokenProvider>>,
-    inputs: mpsc::Sender<Input<T::Writer, T::Reader>>,
+    inputs: Arc<Queue<Input<T::Writer, T::Reader>>>,
     sockets: HashMap<TransportId, Slot>,
     polls: HashMap<RequestId, (TransportId, AbortHandle)>,
     token_fetch: Option<(u64, AbortHandle)>,
     token_requests: u64,
     /// The connection was closed because every handle is gone.
     closed_for_drop: bool,
+}
+
+impl<T: Transport> Drop for Driver<T> {
+    /// Tasks still running learn that nobody reads their inputs; sockets opened too late
+    /// are closed now rather than when the last such task ends.
+    fn drop(&mut self) {
+        self.inputs.close_and_clear();
+    }
 }
 
 /// The task's claim on the client. Dropped without [`Task::ended`] (the runtime shut
@@ -138,12 +164,12 @@ pub(crate) async fn run<T>(
     T::Writer: Send + 'static,
     T::Reader: Send + 'static,
 {
-    let (inputs, mut received) = mpsc::channel(INPUT_QUEUE);
+    let inputs = Arc::new(Queue::bounded(INPUT_QUEUE));
     let mut driver = Driver {
         shared: task.shared.clone(),
         transport,
         tokens,
-        inputs,
+        inputs: inputs.clone(),
         sockets: HashMap::new(),
         polls: HashMap::new(),
         token_fetch: None,
@@ -167,13 +193,13 @@ pub(crate) async fn run<T>(
         tokio::select! {
             biased;
             () = shared.wake.notified() => {}
-            Some(input) = received.recv() => {
+            Some(input) = inputs.recv() => {
                 driver.feed(input);
                 // Whatever else has arrived goes in before the core is drained again.
                 for _ in 1..INPUT_QUEUE {
-                    match received.try_recv() {
-                        Ok(input) => driver.feed(input),
-                        Err(_) => break,
+                    match inputs.try_recv() {
+                        Some(input) => driver.feed(input),
+                        None => break,
                     }
                 }
             }
@@ -385,7 +411,7 @@ where
             }
             Action::Send { id, frame } => match self.sockets.get(&id) {
                 Some(Slot::Open { frames, .. }) => {
-                    let _ = frames.send(Write::Frame(frame));
+                    frames.push(Write::Frame(frame));
                 }
                 _ => debug!(transport = id.0, "a frame for a socket that is gone"),
             },
@@ -408,7 +434,7 @@ where
                         messages_out = metrics.map(|m| m.messages_out),
                         "closing socket"
                     );
-                    let _ = frames.send(Write::Close(code, reason));
+                    frames.push(Write::Close(code, reason));
                     let _ = closing.send(());
                     self.sockets.insert(id, Slot::Closing);
                 }
@@ -461,7 +487,8 @@ where
                 }
             }
         });
-        let (frames, mut queue) = mpsc::unbounded_channel();
+        let queue = Arc::new(Queue::unbounded());
+        let frames = Frames(queue.clone());
         let (closing, close_started) = oneshot::channel::<()>();
         let inputs = self.inputs.clone();
         spawn(async move {
@@ -472,7 +499,7 @@ where
                     match write {
                         Write::Frame(frame) => {
                             let written = match as_ws(&mut writer) {
-                                Some(ws) => write_burst(ws, frame, &mut queue, &mut next).await,
+                                Some(ws) => write_burst(ws, frame, &queue, &mut next).await,
                                 None => writer.send(frame).await,
                             };
                             if let Err(failure) = written {
@@ -574,18 +601,18 @@ fn as_ws<W: 'static>(writer: &mut W) -> Option<&mut WsWriter> {
 async fn write_burst(
     ws: &mut WsWriter,
     first: Payload,
-    queue: &mut mpsc::UnboundedReceiver<Write>,
+    queue: &Queue<Write>,
     next: &mut Option<Write>,
 ) -> Result<(), TransportFailure> {
     ws.feed(first).await?;
     for _ in 1..MAX_BURST {
         match queue.try_recv() {
-            Ok(Write::Frame(frame)) => ws.feed(frame).await?,
-            Ok(close) => {
+            Some(Write::Frame(frame)) => ws.feed(frame).await?,
+            Some(close) => {
                 *next = Some(close);
                 break;
             }
-            Err(_) => break,
+            None => break,
         }
     }
     ws.flush().await

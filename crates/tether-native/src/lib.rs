@@ -45,6 +45,7 @@ mod client;
 mod driver;
 mod error;
 mod events;
+mod queue;
 mod token;
 pub mod transport;
 
