@@ -313,7 +313,10 @@ async fn an_oversized_message_fails_the_socket() {
         .unwrap();
     let end = within("the failure", r.next()).await;
     assert!(
-        matches!(end, SocketEvent::Failed(TransportFailure::Network(_))),
+        matches!(
+            end,
+            SocketEvent::Failed(TransportFailure::MessageTooLarge { size: 4096 })
+        ),
         "{end:?}"
     );
 }
