@@ -46,7 +46,9 @@ pub fn js_option(field: &str) -> String {
     known.to_owned()
 }
 
-/// `a_b.c_d` → `aB.cD`: the spelling of a field this table does not know yet.
+/// `a_b.c_d` → `aB.cD`: the spelling of a field this table does not know yet. The
+/// core's field names are ASCII: `char::to_uppercase` would ship Unicode's case table
+/// (about 12 kB) for nothing.
 fn camel_case(field: &str) -> String {
     let mut out = String::with_capacity(field.len());
     let mut upper = false;
@@ -54,7 +56,7 @@ fn camel_case(field: &str) -> String {
         if c == '_' {
             upper = true;
         } else if upper {
-            out.extend(c.to_uppercase());
+            out.push(c.to_ascii_uppercase());
             upper = false;
         } else {
             out.push(c);
