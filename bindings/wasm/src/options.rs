@@ -430,14 +430,28 @@ fn backoff(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
         return Ok(b);
     };
     let mut c = BackoffConfig::default();
-    if let Some(d) = k.ms("initialDelayMs")? {
-        c.initial_delay = d;
+    let initial = k.ms("initialDelayMs")?;
+    let max = k.ms("maxDelayMs")?;
+    // A value given wins over the other's default: `{ initialDelayMs: 3000 }` raises the
+    // cap to 3 s, `{ maxDelayMs: 300 }` lowers the first delay to 300 ms. Both given
+    // and inverted is the caller's error, reported by validation.
+    match (initial, max) {
+        (Some(i), None) => {
+            c.initial_delay = i;
+            c.max_delay = c.max_delay.max(i);
+        }
+        (None, Some(m)) => {
+            c.max_delay = m;
+            c.initial_delay = c.initial_delay.min(m);
+        }
+        (Some(i), Some(m)) => {
+            c.initial_delay = i;
+            c.max_delay = m;
+        }
+        (None, None) => {}
     }
     if let Some(f) = k.number("factor")? {
         c.factor = f;
-    }
-    if let Some(d) = k.ms("maxDelayMs")? {
-        c.max_delay = d;
     }
     if let Some(i) = k.choice(
         "jitter",

@@ -63,11 +63,11 @@ export interface TetherOptions {
       };
   /** Delays between attempts. */
   backoff?: {
-    /** Cap of the first delay. Default 500. */
+    /** Cap of the first delay. Default 1000 (or `maxDelayMs`, if that is given and lower). */
     initialDelayMs?: number;
     /** Growth per failed attempt, 1 to 100. Default 1.5. */
     factor?: number;
-    /** No delay is longer. Default 10000. */
+    /** No delay is longer. Default 2000 (or `initialDelayMs`, if that is given and higher). */
     maxDelayMs?: number;
     /** Randomisation of each delay. Default 'full'. */
     jitter?: 'full' | 'decorrelated' | 'none';

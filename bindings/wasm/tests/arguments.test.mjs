@@ -66,7 +66,7 @@ test('options out of range are RangeErrors naming the option', () => {
     [{ connectTimeoutMs: -1 }, 'options.connectTimeoutMs must be a number of milliseconds'],
     [{ connectTimeoutMs: NaN }, 'options.connectTimeoutMs must not be NaN'],
     [{ connectTimeoutMs: Infinity }, 'options.connectTimeoutMs must be a number of milliseconds'],
-    [{ backoff: { initialDelayMs: 20000 } }, 'options.backoff.initialDelayMs must not exceed options.backoff.maxDelayMs'],
+    [{ backoff: { initialDelayMs: 20000, maxDelayMs: 10000 } }, 'options.backoff.initialDelayMs must not exceed options.backoff.maxDelayMs'],
     [{ backoff: { factor: 0.5 } }, 'options.backoff.factor must be a number from 1.0 to 100.0'],
     [{ backoff: { jitter: 'lots' } }, "options.backoff.jitter must be one of 'full'"],
     [{ backoff: { maxAttempts: 0 } }, 'options.backoff.maxAttempts must be greater than zero'],

@@ -315,3 +315,17 @@ test('metrics() is a plain object with camelCase keys and numbers', async () => 
   await client.close();
   client.free();
 });
+
+test('one backoff bound given: the other default bends to it', async () => {
+  // Port 1 of the loopback: nothing listens, every attempt is refused at once.
+  for (const [backoff, delayMs] of [
+    [{ initialDelayMs: 3000, jitter: 'none' }, 3000], // above the default cap (2 s)
+    [{ maxDelayMs: 100, jitter: 'none' }, 100], // below the default first delay (1 s)
+  ]) {
+    const client = new TetherClient('ws://127.0.0.1:1/', { WebSocket, backoff });
+    const scheduled = await next(client, 'reconnecting');
+    assert.equal(scheduled.delayMs, delayMs, JSON.stringify(backoff));
+    await client.close();
+    client.free();
+  }
+});
