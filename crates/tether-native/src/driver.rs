@@ -14,7 +14,7 @@
 //! action names, or whether the task has anything left to do.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::{pending, Future};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -23,8 +23,8 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tether_core::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{
-    Action, Event, Instant, Metrics, Payload, RequestId, State, Token, TransportFailure,
-    TransportId,
+    Action, Connection, Event, Instant, Metrics, Payload, RequestId, State, Token,
+    TransportFailure, TransportId,
 };
 use tokio::sync::oneshot;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -183,6 +183,7 @@ pub(crate) async fn run<T>(
     let timer = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(timer);
     let mut armed = None;
+    let mut spare = VecDeque::new();
     while let Some(deadline) = driver.step() {
         if deadline != armed {
             if let Some(at) = deadline {
@@ -193,15 +194,14 @@ pub(crate) async fn run<T>(
         tokio::select! {
             biased;
             () = shared.wake.notified() => {}
-            Some(input) = inputs.recv() => {
-                driver.feed(input);
-                // Whatever else has arrived goes in before the core is drained again.
-                for _ in 1..INPUT_QUEUE {
-                    match inputs.try_recv() {
-                        Some(input) => driver.feed(input),
-                        None => break,
-                    }
+            // Whatever has arrived goes in, under one lock, before the core is drained again.
+            Some(mut batch) = inputs.recv_batch(std::mem::take(&mut spare)) => {
+                let mut core = shared.lock();
+                let now = Instant::now();
+                for input in batch.drain(..) {
+                    driver.feed(&mut core.conn, now, input);
                 }
+                spare = batch;
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
@@ -281,7 +281,7 @@ where
         core.conn.handle_timeout(now);
     }
 
-    fn feed(&mut self, input: Input<T::Writer, T::Reader>) {
+    fn feed(&mut self, conn: &mut Connection, now: Instant, input: Input<T::Writer, T::Reader>) {
         match input {
             Input::Opened(id, result) => {
                 if !matches!(self.sockets.get(&id), Some(Slot::Connecting(_))) {
@@ -293,15 +293,12 @@ where
                         info!(transport = id.0, "socket open");
                         let slot = self.start_socket(id, writer, reader);
                         self.sockets.insert(id, slot);
-                        self.shared.lock().conn.handle_opened(Instant::now(), id);
+                        conn.handle_opened(now, id);
                     }
                     Err(failure) => {
                         self.sockets.remove(&id);
                         debug!(transport = id.0, error = %failure, "connect failed");
-                        self.shared
-                            .lock()
-                            .conn
-                            .handle_failed(Instant::now(), id, failure);
+                        conn.handle_failed(now, id, failure);
                     }
                 }
             }
@@ -314,14 +311,12 @@ where
                     // Dropping the writer's channel ends its task, and with it the socket.
                     self.sockets.insert(id, Slot::Closing);
                 }
-                let mut core = self.shared.lock();
-                let now = Instant::now();
                 match &event {
                     SocketEvent::Frame(frame) => {
                         trace!(transport = id.0, bytes = frame.len(), "frame")
                     }
                     SocketEvent::Closed { code, reason } => {
-                        let m = core.conn.metrics(now);
+                        let m = conn.metrics(now);
                         info!(
                             transport = id.0,
                             code = ?code,
@@ -342,7 +337,7 @@ where
                     }
                     _ => {}
                 }
-                event.apply(&mut core.conn, now, id);
+                event.apply(conn, now, id);
             }
             Input::SocketGone(id) => {
                 if matches!(self.sockets.get(&id), Some(Slot::Closing)) {
@@ -356,17 +351,14 @@ where
                 if let Err(failure) = &result {
                     debug!(request = request.0, error = %failure, "poll failed");
                 }
-                self.shared
-                    .lock()
-                    .conn
-                    .handle_poll_response(Instant::now(), request, result);
+                conn.handle_poll_response(now, request, result);
             }
             Input::Token(number, result) => {
                 if !matches!(self.token_fetch, Some((n, _)) if n == number) {
                     return;
                 }
                 self.token_fetch = None;
-                self.shared.lock().conn.handle_token(Instant::now(), result);
+                conn.handle_token(now, result);
             }
         }
     }
@@ -494,29 +486,21 @@ where
         spawn(async move {
             let mut read = read;
             let work = async {
-                let mut next = queue.recv().await;
-                while let Some(write) = next.take() {
-                    match write {
-                        Write::Frame(frame) => {
-                            let written = match as_ws(&mut writer) {
-                                Some(ws) => write_burst(ws, frame, &queue, &mut next).await,
-                                None => writer.send(frame).await,
-                            };
-                            if let Err(failure) = written {
-                                let _ = inputs
-                                    .send(Input::Socket(id, SocketEvent::Failed(failure)))
-                                    .await;
-                                return;
-                            }
-                        }
-                        Write::Close(code, reason) => {
+                let mut spare = VecDeque::new();
+                while let Some(mut writes) = queue.recv_batch(spare).await {
+                    match write_batch(&mut writer, &mut writes).await {
+                        Ok(None) => spare = writes,
+                        Ok(Some((code, reason))) => {
                             writer.close(code, reason).await;
                             let _ = (&mut read).await; // the server's answer ends the reader
                             return;
                         }
-                    }
-                    if next.is_none() {
-                        next = queue.recv().await;
+                        Err(failure) => {
+                            let _ = inputs
+                                .send(Input::Socket(id, SocketEvent::Failed(failure)))
+                                .await;
+                            return;
+                        }
                     }
                 }
             };
@@ -596,26 +580,36 @@ fn as_ws<W: 'static>(writer: &mut W) -> Option<&mut WsWriter> {
     (writer as &mut dyn Any).downcast_mut()
 }
 
-/// Writes `first` and the frames queued behind it (at most `MAX_BURST`) with one flush,
-/// instead of a system call each; a close found in the queue is left in `next`.
-async fn write_burst(
-    ws: &mut WsWriter,
-    first: Payload,
-    queue: &Queue<Write>,
-    next: &mut Option<Write>,
-) -> Result<(), TransportFailure> {
-    ws.feed(first).await?;
-    for _ in 1..MAX_BURST {
-        match queue.try_recv() {
-            Some(Write::Frame(frame)) => ws.feed(frame).await?,
-            Some(close) => {
-                *next = Some(close);
+/// Writes a batch's frames, up to a close, which it returns. A native WebSocket's go out
+/// with one flush per `MAX_BURST` frames instead of a system call each.
+async fn write_batch<W: SocketWriter + 'static>(
+    writer: &mut W,
+    writes: &mut VecDeque<Write>,
+) -> Result<Option<(u16, String)>, TransportFailure> {
+    let mut close = None;
+    let mut unflushed = 0;
+    while let Some(write) = writes.pop_front() {
+        match (write, as_ws(writer)) {
+            (Write::Frame(frame), Some(ws)) => {
+                ws.feed(frame).await?;
+                unflushed += 1;
+                if unflushed == MAX_BURST {
+                    ws.flush().await?;
+                    unflushed = 0;
+                }
+            }
+            (Write::Frame(frame), None) => writer.send(frame).await?,
+            (Write::Close(code, reason), _) => {
+                close = Some((code, reason));
                 break;
             }
-            None => break,
         }
     }
-    ws.flush().await
+    writes.clear(); // nothing follows a close
+    if let (true, Some(ws)) = (unflushed > 0, as_ws(writer)) {
+        ws.flush().await?;
+    }
+    Ok(close)
 }
 
 /// Answers `send_confirmed` callers whose message's fate is now known.

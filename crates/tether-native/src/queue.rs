@@ -80,33 +80,30 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// The next item, if one is queued.
-    pub(crate) fn try_recv(&self) -> Option<T> {
-        let item = self.lock().items.pop_front();
-        if let (Some(_), Some(room)) = (&item, &self.room) {
-            room.add_permits(1);
-        }
-        item
-    }
-
-    /// The next item, once there is one; `None` once the queue is closed and empty.
-    /// Cancel-safe: an item is only taken by the poll that returns it.
-    pub(crate) async fn recv(&self) -> Option<T> {
+    /// Everything queued, once there is something; `None` once the queue is closed and
+    /// empty. The items are swapped with `spare` (an emptied batch, whose room is
+    /// reused), so that a busy queue allocates nothing, and a bounded queue's room counts
+    /// what waits in it, not what the receiver took. Cancel-safe: items are only taken
+    /// by the poll that returns them.
+    pub(crate) async fn recv_batch(&self, mut spare: VecDeque<T>) -> Option<VecDeque<T>> {
+        debug_assert!(spare.is_empty());
         loop {
             {
                 let mut state = self.lock();
-                if let Some(item) = state.items.pop_front() {
+                if !state.items.is_empty() {
+                    std::mem::swap(&mut state.items, &mut spare);
                     drop(state);
                     if let Some(room) = &self.room {
-                        room.add_permits(1);
+                        room.add_permits(spare.len());
                     }
-                    return Some(item);
+                    return Some(spare);
                 }
                 if state.closed {
                     return None;
                 }
-                // Empty: give a burst's room back.
+                // Idle: give a burst's room back, on both sides.
                 state.items = VecDeque::new();
+                spare = VecDeque::new();
             }
             // A push since the look above left a permit here: no wake-up is lost.
             self.ready.notified().await;
@@ -142,6 +139,10 @@ mod tests {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
+    fn batch<T>(q: &Queue<T>) -> Poll<Option<Vec<T>>> {
+        poll(pin!(q.recv_batch(VecDeque::new()))).map(|b| b.map(Vec::from))
+    }
+
     #[test]
     fn a_full_queue_holds_senders_back() {
         let q = Queue::bounded(2);
@@ -149,11 +150,12 @@ mod tests {
         assert!(poll(pin!(q.send(2))).is_ready());
         let mut third = pin!(q.send(3));
         assert!(poll(third.as_mut()).is_pending());
-        assert_eq!(q.try_recv(), Some(1));
+        assert_eq!(batch(&q), Poll::Ready(Some(vec![1, 2])));
         assert_eq!(poll(third.as_mut()), Poll::Ready(Ok(())));
-        assert_eq!(q.try_recv(), Some(2));
-        assert_eq!(q.try_recv(), Some(3));
-        assert_eq!(q.try_recv(), None);
+        assert!(poll(pin!(q.send(4))).is_ready());
+        assert!(poll(pin!(q.send(5))).is_pending());
+        assert_eq!(batch(&q), Poll::Ready(Some(vec![3, 4])));
+        assert_eq!(batch(&q), Poll::Pending);
     }
 
     #[test]
@@ -162,8 +164,8 @@ mod tests {
         q.push("a").unwrap();
         q.close();
         assert_eq!(q.push("b"), Err("b"));
-        assert_eq!(poll(pin!(q.recv())), Poll::Ready(Some("a")));
-        assert_eq!(poll(pin!(q.recv())), Poll::Ready(None));
+        assert_eq!(batch(&q), Poll::Ready(Some(vec!["a"])));
+        assert_eq!(batch(&q), Poll::Ready(None));
     }
 
     #[test]
@@ -174,17 +176,31 @@ mod tests {
         assert!(poll(waiting.as_mut()).is_pending());
         q.close_and_clear();
         assert_eq!(poll(waiting.as_mut()), Poll::Ready(Err(2)));
-        assert_eq!(q.try_recv(), None);
+        assert_eq!(batch(&q), Poll::Ready(None));
     }
 
     #[test]
-    fn an_idle_queue_holds_no_memory() {
+    fn a_busy_queue_reuses_its_room_and_an_idle_one_holds_none() {
         let q = Queue::unbounded();
         for i in 0..100 {
             q.push(i).unwrap();
         }
-        while q.try_recv().is_some() {}
-        assert!(poll(pin!(q.recv())).is_pending());
+        let Poll::Ready(Some(mut taken)) = poll(pin!(q.recv_batch(VecDeque::new()))) else {
+            panic!("nothing taken");
+        };
+        let room = taken.capacity();
+        taken.clear();
+        q.push(100).unwrap();
+        let Poll::Ready(Some(mut taken)) = poll(pin!(q.recv_batch(taken))) else {
+            panic!("nothing taken");
+        };
+        assert_eq!(Vec::from(taken.clone()), vec![100]);
+        assert!(
+            q.lock().items.capacity() >= room,
+            "the spare's room is the queue's now"
+        );
+        taken.clear();
+        assert!(poll(pin!(q.recv_batch(taken))).is_pending());
         assert_eq!(q.lock().items.capacity(), 0);
     }
 }
