@@ -16,7 +16,8 @@ pub use ws::{WsReader, WsWriter};
 
 /// Read buffer of each socket. Small, because most clients are idle most of the time and
 /// tungstenite allocates it eagerly (its default, 128 KiB, would dominate the memory of an
-/// idle client); larger messages still arrive, in more reads.
+/// idle client); larger messages still arrive, in more reads. No smaller size saves
+/// memory: tungstenite keeps the buffer of its handshake, 4 KiB, as the read buffer.
 pub const DEFAULT_READ_BUFFER: usize = 4 * 1024;
 
 /// Bytes of frames buffered before they are written, when the driver writes a burst (its
@@ -75,7 +76,9 @@ impl NativeTransport {
         Self::default().max_message_bytes(config.max_message_bytes)
     }
 
-    /// Bytes read from the socket at a time, allocated once per socket.
+    /// Bytes read from the socket at a time, allocated once per socket. Below 4 KiB this
+    /// only shortens each read: the socket keeps the 4 KiB buffer of its handshake, which
+    /// tungstenite makes its read buffer.
     #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.ws = self.ws.read_buffer_size(bytes.max(1));
