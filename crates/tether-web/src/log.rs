@@ -82,6 +82,20 @@ impl Visit for Line {
         let _ = write!(self.fields, " {}={}", field.name(), value);
     }
 
+    // The same text as `tracing`'s default (its `Debug`), without 128-bit formatting.
+    fn record_i128(&mut self, field: &Field, value: i128) {
+        let _ = write!(self.fields, " {}=", field.name());
+        if value < 0 {
+            self.fields.push('-');
+        }
+        push_decimal(&mut self.fields, value.unsigned_abs());
+    }
+
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        let _ = write!(self.fields, " {}=", field.name());
+        push_decimal(&mut self.fields, value);
+    }
+
     fn record_bool(&mut self, field: &Field, value: bool) {
         let _ = write!(self.fields, " {}={}", field.name(), value);
     }
@@ -92,6 +106,23 @@ impl Visit for Line {
         } else {
             let _ = write!(self.fields, " {}={:?}", field.name(), value);
         }
+    }
+}
+
+/// `value` in decimal.
+fn push_decimal(out: &mut String, mut value: u128) {
+    let mut digits = [0u8; 39];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &d in &digits[start..] {
+        out.push(char::from(d));
     }
 }
 
@@ -135,4 +166,18 @@ impl Subscriber for Console {
     fn enter(&self, _: &Id) {}
 
     fn exit(&self, _: &Id) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    #[wasm_bindgen_test]
+    fn decimals_read_as_formatted() {
+        for value in [0, 7, 10, 1234567890, u128::from(u64::MAX) + 1, u128::MAX] {
+            let mut text = String::new();
+            super::push_decimal(&mut text, value);
+            assert_eq!(text, value.to_string());
+        }
+    }
 }
