@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the npm package of the wasm bindings into bindings/wasm/pkg: cargo, then
 # wasm-bindgen (--target web), then (release) wasm-opt -Oz from the npm package
-# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output), then the wrapper
+# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output) and short import
+# names (scripts/minify-wasm-names.mjs), then the wrapper
 # (js/index.js), bundled with wasm-bindgen's glue and snippets into one ES module by
 # esbuild, minified in release.
 # Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci`)
@@ -45,6 +46,7 @@ if [ "$mode" = release ]; then
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         "$out/tether_wasm_bg.wasm" -o "$out/tether_wasm_bg.wasm"
+    node scripts/minify-wasm-names.mjs "$out"
 fi
 minify=()
 [ "$mode" = release ] && minify=(--minify)
