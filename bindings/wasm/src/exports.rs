@@ -275,9 +275,11 @@ fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
         return Ok(p);
     }
     let wrong = || {
-        type_error(&format!(
-            "{what}: data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value"
-        ))
+        let mut message = what.to_owned();
+        message.push_str(
+            ": data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value",
+        );
+        type_error(&message)
     };
     if data.is_undefined()
         || data.is_null()
@@ -289,10 +291,12 @@ fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
     }
     match JSON::stringify(data) {
         Ok(text) => text.as_string().map(Payload::Text).ok_or_else(wrong),
-        Err(e) => Err(type_error(&format!(
-            "{what}: data is not JSON-serialisable: {}",
-            error_text(&e)
-        ))),
+        Err(e) => {
+            let mut message = what.to_owned();
+            message.push_str(": data is not JSON-serialisable: ");
+            message.push_str(&error_text(&e));
+            Err(type_error(&message))
+        }
     }
 }
 

@@ -41,7 +41,11 @@ pub fn js_option(field: &str) -> String {
         "ack_every" => "options.ack.every",
         "ack_delay" => "options.ack.delayMs",
         "seed" => "options.seed",
-        other => return format!("options.{}", camel_case(other)),
+        other => {
+            let mut name = String::from("options.");
+            name.push_str(&camel_case(other));
+            return name;
+        }
     };
     known.to_owned()
 }
@@ -65,30 +69,34 @@ fn camel_case(field: &str) -> String {
     out
 }
 
-/// The message of the `RangeError` thrown for `error`, naming JavaScript options.
+/// The message of the `RangeError` thrown for `error`, naming JavaScript options. Built
+/// with `push_str`: a `format!` per message costs more wasm than the message.
 pub fn config_message(error: &ConfigError) -> String {
-    let name = js_option(error.field);
+    let mut message = js_option(error.field);
+    message.push(' ');
     let problem = match &error.problem {
-        ConfigProblem::Zero => "must be greater than zero".to_owned(),
-        ConfigProblem::Empty => "must not be empty".to_owned(),
+        ConfigProblem::Zero => "must be greater than zero",
+        ConfigProblem::Empty => "must not be empty",
         ConfigProblem::MustNotExceed { other } => {
-            format!("must not exceed {}", js_option(other))
+            message.push_str("must not exceed ");
+            message.push_str(&js_option(other));
+            return message;
         }
-        ConfigProblem::OutOfRange { expected } => format!("must be {expected}"),
-        ConfigProblem::OutOfOrder => "must be in increasing order".to_owned(),
-        ConfigProblem::NotWebSocketUrl => "must be a ws:// or wss:// URL".to_owned(),
-        ConfigProblem::NotHttpUrl => "must be an http:// or https:// URL".to_owned(),
-        ConfigProblem::MalformedUrl => "is not a valid URL (no host, or white space)".to_owned(),
-        ConfigProblem::InvalidSubprotocol => {
-            "must hold valid subprotocol names (HTTP tokens)".to_owned()
+        ConfigProblem::OutOfRange { expected } => {
+            message.push_str("must be ");
+            expected
         }
-        ConfigProblem::InvalidQueryName => {
-            "must be a valid query parameter name (an HTTP token)".to_owned()
-        }
-        ConfigProblem::NeedsProtocol => "needs protocol: true (the Tether protocol)".to_owned(),
-        _ => "is invalid".to_owned(),
+        ConfigProblem::OutOfOrder => "must be in increasing order",
+        ConfigProblem::NotWebSocketUrl => "must be a ws:// or wss:// URL",
+        ConfigProblem::NotHttpUrl => "must be an http:// or https:// URL",
+        ConfigProblem::MalformedUrl => "is not a valid URL (no host, or white space)",
+        ConfigProblem::InvalidSubprotocol => "must hold valid subprotocol names (HTTP tokens)",
+        ConfigProblem::InvalidQueryName => "must be a valid query parameter name (an HTTP token)",
+        ConfigProblem::NeedsProtocol => "needs protocol: true (the Tether protocol)",
+        _ => "is invalid",
     };
-    format!("{name} {problem}")
+    message.push_str(problem);
+    message
 }
 
 #[cfg(test)]

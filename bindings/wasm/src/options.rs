@@ -61,7 +61,12 @@ impl Reader {
             let key = key.as_string().unwrap_or_default();
             if !allowed.contains(&key.as_str()) {
                 let mut known = String::from("is not an option; known: ");
-                known.push_str(&allowed.join(", "));
+                for (i, name) in allowed.iter().enumerate() {
+                    if i > 0 {
+                        known.push_str(", ");
+                    }
+                    known.push_str(name);
+                }
                 return Err(wrong(Wrong::Type, &join(&path, &key), &known));
             }
         }
