@@ -183,16 +183,21 @@ pub enum SocketEvent {
 /// ```
 #[must_use]
 pub fn redact(url: &str) -> String {
-    let end = url.find(['?', '#']).unwrap_or(url.len());
-    let url = &url[..end];
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+    // No indexing and no `&str` pattern (whose searcher slices): nothing here can reach a
+    // slicing panic, whose message formats with `Debug` (Unicode tables in the wasm).
+    let url = url.split(['?', '#']).next().unwrap_or(url);
+    let Some(scheme_end) = url.as_bytes().windows(3).position(|w| w == b"://") else {
         return url.to_owned();
     };
-    let authority_end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |i| scheme_end + i);
-    match url[scheme_end..authority_end].rfind('@') {
-        Some(at) => format!("{}{}", &url[..scheme_end], &url[scheme_end + at + 1..]),
+    let (scheme, rest) = url.split_at_checked(scheme_end + 3).unwrap_or((url, ""));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    match authority.rfind('@').and_then(|at| rest.get(at + 1..)) {
+        Some(after) => {
+            let mut out = String::with_capacity(scheme.len() + after.len());
+            out.push_str(scheme);
+            out.push_str(after);
+            out
+        }
         None => url.to_owned(),
     }
 }

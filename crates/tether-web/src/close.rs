@@ -15,7 +15,8 @@ pub(crate) fn close_args(code: u16, reason: &str) -> (u16, &str) {
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    (code, &reason[..end])
+    // `get`, not indexing: no slicing panic (and its `Debug` formatting) in the wasm.
+    (code, reason.get(..end).unwrap_or_default())
 }
 
 #[cfg(test)]
