@@ -15,6 +15,12 @@ out=bindings/wasm/pkg
 
 case "$mode" in
 release)
+    # Panic locations name their files: the crates.io sources by their path relative to
+    # the registry (`tracing-core-0.1.36/src/field.rs`), not the builder's home directory.
+    remap=""
+    for index in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
+        remap+="${remap:+, }\"--remap-path-prefix=$index=\""
+    done
     # Profiles live in the root manifest only, and its release profile keeps debug info
     # for benchmarks: the size profile is defined here.
     cargo build --locked -p tether-wasm --target wasm32-unknown-unknown --profile wasm-release \
@@ -24,7 +30,8 @@ release)
         --config 'profile.wasm-release.codegen-units=1' \
         --config 'profile.wasm-release.debug=0' \
         --config 'profile.wasm-release.strip=false' \
-        --config 'profile.wasm-release.panic="abort"'
+        --config 'profile.wasm-release.panic="abort"' \
+        --config "build.rustflags=[$remap]"
     wasm=$target_dir/wasm32-unknown-unknown/wasm-release/tether_wasm.wasm
     ;;
 dev)
