@@ -1,5 +1,8 @@
 //! The exported class and functions.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use js_sys::{Date, Function, Promise, JSON};
 use tether_core::{Duration, Instant, Payload, Token};
 use tether_web::{Client, Subscription, WebTransport};
@@ -142,7 +145,7 @@ impl TetherClient {
     ) -> Result<Promise, JsValue> {
         let payload = payload_from(&data, "sendConfirmed(data)")?;
         let confirmed = self.client.send_confirmed(payload);
-        Ok(future_to_promise(async move {
+        Ok(promise(async move {
             confirmed
                 .await
                 .map(|id| JsValue::from(id.0 as f64))
@@ -189,7 +192,7 @@ impl TetherClient {
             ));
         }
         let closed = self.client.close(code, &reason);
-        Ok(future_to_promise(async move {
+        Ok(promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
         }))
@@ -267,6 +270,12 @@ pub fn set_log_level(
     };
     tether_web::log::set_level(level);
     Ok(())
+}
+
+/// The promise of `future`. Boxed, so that `future_to_promise` is compiled once.
+fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
+    let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
+    future_to_promise(future)
 }
 
 /// What `send` sends for `data`.
