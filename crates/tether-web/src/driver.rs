@@ -17,6 +17,8 @@
 //! connection is made here: every `if` is about which socket an action names.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 use js_sys::Array;
@@ -28,7 +30,7 @@ use tether_core::{
 use tracing::{debug, info, trace, warn};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::JsFuture;
 
 use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, VecMap};
 use crate::sys;
@@ -129,6 +131,13 @@ fn millis(d: tether_core::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Runs `task` on the JavaScript event loop. Boxed first, so that the executor's code is
+/// compiled once rather than once per kind of task.
+fn spawn(task: impl Future<Output = ()> + 'static) {
+    let task: Pin<Box<dyn Future<Output = ()>>> = Box::pin(task);
+    wasm_bindgen_futures::spawn_local(task);
+}
+
 fn ms_between(now: Instant, deadline: Instant) -> f64 {
     let wait = deadline.saturating_duration_since(now);
     // Round up: a timer that fires a hair early finds nothing due and re-arms.
@@ -187,7 +196,7 @@ where
 
     /// Feeds page hints until the client is gone.
     fn watch_hints(weak: Weak<Self>, hints: sys::Hints) {
-        spawn_local(async move {
+        spawn(async move {
             loop {
                 let batch = JsFuture::from(hints.next()).await.unwrap_or(JsValue::NULL);
                 let (Some(batch), Some(inner)) = (batch.dyn_ref::<Array>(), weak.upgrade()) else {
@@ -357,7 +366,7 @@ where
                     .borrow_mut()
                     .sockets
                     .insert(id, Slot::Connecting(abort));
-                spawn_local(task);
+                spawn(task);
             }
             Action::Send { id, frame } => match self.core.borrow().sockets.get(&id) {
                 Some(Slot::Open { writes, .. }) => writes.send(Write::Frame(frame)),
@@ -412,7 +421,7 @@ where
                     inner.polled(request, result);
                 });
                 self.core.borrow_mut().polls.insert(request, (id, abort));
-                spawn_local(task);
+                spawn(task);
             }
             _ => warn!("an action this driver does not know"),
         }
@@ -437,7 +446,7 @@ where
             inner.token(number, result);
         });
         self.core.borrow_mut().token_fetch = Some((number, abort));
-        spawn_local(task);
+        spawn(task);
     }
 
     fn token(self: &Rc<Self>, number: u64, result: Result<Token, String>) {
@@ -493,7 +502,7 @@ where
         mut reader: T::Reader,
     ) -> QueueSender<Write> {
         let inner = self.clone();
-        spawn_local(async move {
+        spawn(async move {
             loop {
                 let event = reader.next().await;
                 let end = event.is_end();
@@ -507,7 +516,7 @@ where
         });
         let (writes, mut queue) = queue();
         let inner = self.clone();
-        spawn_local(async move {
+        spawn(async move {
             while let Some(write) = queue.recv().await {
                 match write {
                     Write::Frame(frame) => {

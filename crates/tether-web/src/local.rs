@@ -143,7 +143,7 @@ impl AbortHandle {
 
 /// `task`, made stoppable: once aborted it completes without finishing `task`, which is
 /// dropped (abandoning a socket being opened or a request under way).
-pub(crate) fn abortable<F: Future<Output = ()>>(task: F) -> (Abortable<F>, AbortHandle) {
+pub(crate) fn abortable(task: impl Future<Output = ()> + 'static) -> (Abortable, AbortHandle) {
     let state = Rc::new(AbortState {
         aborted: Cell::new(false),
         waker: RefCell::new(None),
@@ -157,13 +157,14 @@ pub(crate) fn abortable<F: Future<Output = ()>>(task: F) -> (Abortable<F>, Abort
     )
 }
 
-/// See [`abortable`].
-pub(crate) struct Abortable<F> {
-    task: Pin<Box<F>>,
+/// See [`abortable`]. The task is boxed as a `dyn Future`, so that this is compiled once
+/// for every kind of task.
+pub(crate) struct Abortable {
+    task: Pin<Box<dyn Future<Output = ()>>>,
     state: Rc<AbortState>,
 }
 
-impl<F: Future<Output = ()>> Future for Abortable<F> {
+impl Future for Abortable {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.state.aborted.get() {
