@@ -177,12 +177,12 @@ impl Future for Abortable {
 
 /// A map of the few entries a driver keeps (sockets, requests, waiters), in insertion
 /// order: a search from the front finds the usual key, the oldest, at once. Smaller in
-/// wasm than a hash map, which needs hashing and a random state.
-pub(crate) struct VecMap<K, V>(VecDeque<(K, V)>);
+/// wasm than a hash map, which needs hashing and a random state, and than a `VecDeque`.
+pub(crate) struct VecMap<K, V>(Vec<(K, V)>);
 
 impl<K, V> Default for VecMap<K, V> {
     fn default() -> Self {
-        VecMap(VecDeque::new())
+        VecMap(Vec::new())
     }
 }
 
@@ -195,13 +195,13 @@ impl<K: PartialEq, V> VecMap<K, V> {
     pub(crate) fn insert(&mut self, key: K, value: V) {
         match self.0.iter_mut().find(|(k, _)| *k == key) {
             Some(entry) => entry.1 = value,
-            None => self.0.push_back((key, value)),
+            None => self.0.push((key, value)),
         }
     }
 
     pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
         let i = self.0.iter().position(|(k, _)| k == key)?;
-        self.0.remove(i).map(|(_, v)| v)
+        Some(self.0.remove(i).1)
     }
 
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
