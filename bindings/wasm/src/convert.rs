@@ -16,7 +16,12 @@ impl Obj {
     }
 
     pub(crate) fn set(self, key: &str, value: impl Into<JsValue>) -> Obj {
-        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value.into());
+        self.put(key, value.into())
+    }
+
+    /// `set` once compiled: only the conversion is per value type.
+    fn put(self, key: &str, value: JsValue) -> Obj {
+        let _ = Reflect::set(&self.0, &JsValue::from_str(key), &value);
         self
     }
 
