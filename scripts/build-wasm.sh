@@ -49,7 +49,10 @@ wasm-bindgen --target web --out-dir "$out" --out-name tether_wasm "$wasm"
 if [ "$mode" = release ]; then
     # wasm-opt strips the names and debug info (strip=true above would drop the
     # target_features section wasm-bindgen reads).
-    node_modules/.bin/wasm-opt -Oz --converge --strip-debug --strip-producers \
+    # Identical and near-identical functions (monomorphised copies differing in constants)
+    # are merged first, then -Oz: about 0.5 kB gzip less than -Oz alone.
+    node_modules/.bin/wasm-opt --duplicate-function-elimination --merge-similar-functions \
+        -Oz --converge --strip-debug --strip-producers \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
         --enable-mutable-globals --enable-reference-types --enable-multivalue \
         "$out/tether_wasm_bg.wasm" -o "$out/tether_wasm_bg.wasm"
