@@ -15,18 +15,20 @@
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
-use std::future::{pending, Future};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
 use tether_core::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{
     Action, Connection, Event, Instant, Metrics, Payload, RequestId, State, Token,
     TransportFailure, TransportId,
 };
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, trace, warn, Instrument, Span};
 
@@ -69,32 +71,229 @@ enum Write {
     Close(u16, String),
 }
 
-/// A socket's queue of writes, as its slot holds it: dropping it closes the queue, and
-/// the writer task ends once it has written what is queued.
-struct Frames(Arc<Queue<Write>>);
+/// What is to be written on one socket, and its writer. A writer task runs only while
+/// there is something to write: once the queue is empty it parks the writer here and
+/// ends, and the next write starts a new one. An idle socket costs no task.
+struct Outbox<W, R> {
+    id: TransportId,
+    state: Mutex<Outgoing<W, R>>,
+    /// Wakes a running writer task when the core closes the socket, to start its close
+    /// deadline. (A channel would keep the waker, and with it the memory of a writer task
+    /// that has ended, as long as the socket lives.)
+    closing: Notify,
+}
 
-impl Frames {
-    fn push(&self, write: Write) {
-        // Never closed while the slot holds it.
-        let _ = self.0.push(write);
+struct Outgoing<W, R> {
+    writes: VecDeque<Write>,
+    /// The slot is gone: the writer task ends once the queue is empty.
+    closed: bool,
+    /// The writer and what its task needs, while no task runs.
+    parked: Option<Parked<W, R>>,
+    /// Set when the core closes the socket: when it is dropped, written or not.
+    close_by: Option<tokio::time::Instant>,
+}
+
+/// What a socket's writer task owns.
+struct Parked<W, R> {
+    writer: W,
+    reading: Reading,
+    inputs: Arc<Queue<Input<W, R>>>,
+}
+
+/// The socket's reader task, aborted when dropped (the socket is abandoned).
+struct Reading(JoinHandle<()>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-impl Drop for Frames {
+impl<W, R> Outbox<W, R>
+where
+    W: SocketWriter + Send + 'static,
+    R: Send + 'static,
+{
+    fn lock(&self) -> MutexGuard<'_, Outgoing<W, R>> {
+        // Nothing panics while holding this lock; a poisoned queue is still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn push(self: &Arc<Self>, write: Write) {
+        let parked = {
+            let mut state = self.lock();
+            state.writes.push_back(write);
+            state.parked.take()
+        };
+        self.start(parked);
+    }
+
+    /// The core closes the socket: `write` (its close frame) is the last, and the socket
+    /// is dropped after `CLOSE_GRACE` whatever is left to write or to read.
+    fn close_with(self: &Arc<Self>, write: Write) {
+        let parked = {
+            let mut state = self.lock();
+            state.writes.push_back(write);
+            state.close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            state.closed = true;
+            state.parked.take()
+        };
+        self.closing.notify_waiters();
+        self.start(parked);
+    }
+
+    /// The socket ended: its writer task ends once what is queued is written.
+    fn close(self: &Arc<Self>) {
+        let parked = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.parked.take()
+        };
+        self.start(parked);
+    }
+
+    fn start(self: &Arc<Self>, parked: Option<Parked<W, R>>) {
+        if let Some(parked) = parked {
+            spawn(relayed(write(self.clone(), parked)));
+        }
+    }
+
+    /// Resolves when the socket, closed by the core, has had its `CLOSE_GRACE`.
+    async fn close_deadline(&self) {
+        loop {
+            let notified = self.closing.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let close_by = self.lock().close_by;
+            if let Some(at) = close_by {
+                return tokio::time::sleep_until(at).await;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Runs `task` behind a waker of its own, emptied when the task ends. The socket keeps the
+/// last waker its writer gave it until the next write: without the relay, that would
+/// keep the memory of a writer task that has ended.
+async fn relayed<F: Future>(task: F) -> F::Output {
+    let relay = Relay(Arc::default());
+    let waker = Waker::from(relay.0.clone());
+    let mut task = std::pin::pin!(task);
+    std::future::poll_fn(|cx| {
+        relay.0 .0.register(cx.waker());
+        task.as_mut().poll(&mut Context::from_waker(&waker))
+    })
+    .await
+}
+
+/// Forwards wake-ups to the task that registered last; dropped, it forgets that task.
+struct Relay(Arc<Forward>);
+
+#[derive(Default)]
+struct Forward(AtomicWaker);
+
+impl Wake for Forward {
+    fn wake(self: Arc<Self>) {
+        self.0.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.wake();
+    }
+}
+
+impl Drop for Relay {
     fn drop(&mut self) {
-        self.0.close();
+        drop(self.0 .0.take());
+    }
+}
+
+/// A writer task: writes what is queued, then parks the writer, or ends the socket.
+async fn write<W, R>(outbox: Arc<Outbox<W, R>>, mut task: Parked<W, R>)
+where
+    W: SocketWriter + Send + 'static,
+    R: Send + 'static,
+{
+    let id = outbox.id;
+    let mut looked_again = false;
+    loop {
+        let done = tokio::select! {
+            done = write_queued(&outbox, &mut task.writer, &mut task.reading, &task.inputs) => done,
+            () = outbox.close_deadline() => {
+                debug!(transport = id.0, "close took too long: socket dropped");
+                true
+            }
+        };
+        if done {
+            break;
+        }
+        if !looked_again {
+            // Other tasks often have the next frames on their way: a look after them
+            // costs less than a new task.
+            looked_again = true;
+            tokio::task::yield_now().await;
+            continue;
+        }
+        looked_again = false;
+        let mut state = outbox.lock();
+        if state.writes.is_empty() && !state.closed {
+            state.writes = VecDeque::new(); // give a burst's room back
+            state.parked = Some(task);
+            return;
+        }
+        // More came, or the slot went, since the queue was found empty.
+    }
+    let inputs = task.inputs.clone();
+    drop(task); // aborts the reader; dropping both halves closes the socket
+    let _ = inputs.send(Input::SocketGone(id)).await;
+}
+
+/// Writes batches until the queue is empty: `false` then, `true` once the socket is done
+/// (its close written and answered, a write failed, or the slot gone).
+async fn write_queued<W, R>(
+    outbox: &Outbox<W, R>,
+    writer: &mut W,
+    reading: &mut Reading,
+    inputs: &Queue<Input<W, R>>,
+) -> bool
+where
+    W: SocketWriter + Send + 'static,
+    R: Send + 'static,
+{
+    let mut batch = VecDeque::new();
+    loop {
+        {
+            let mut state = outbox.lock();
+            if state.writes.is_empty() {
+                return state.closed;
+            }
+            std::mem::swap(&mut state.writes, &mut batch);
+        }
+        match write_batch(writer, &mut batch).await {
+            Ok(None) => {}
+            Ok(Some((code, reason))) => {
+                writer.close(code, reason).await;
+                let _ = (&mut reading.0).await; // the server's answer ends the reader
+                return true;
+            }
+            Err(failure) => {
+                let _ = inputs
+                    .send(Input::Socket(outbox.id, SocketEvent::Failed(failure)))
+                    .await;
+                return true;
+            }
+        }
     }
 }
 
 /// One WebSocket the task is responsible for.
-enum Slot {
+enum Slot<W, R> {
     /// `connect` is running.
     Connecting(AbortHandle),
-    /// Open: frames go to its writer task.
+    /// Open: frames go to its outbox.
     Open {
-        frames: Frames,
-        /// Starts the writer's close deadline.
-        closing: oneshot::Sender<()>,
+        frames: Arc<Outbox<W, R>>,
         opened: std::time::Instant,
     },
     /// Closing or closed; its writer task has not ended yet.
@@ -106,7 +305,7 @@ struct Driver<T: Transport> {
     transport: Arc<T>,
     tokens: Option<Arc<dyn TokenProvider>>,
     inputs: Arc<Queue<Input<T::Writer, T::Reader>>>,
-    sockets: HashMap<TransportId, Slot>,
+    sockets: HashMap<TransportId, Slot<T::Writer, T::Reader>>,
     polls: HashMap<RequestId, (TransportId, AbortHandle)>,
     token_fetch: Option<(u64, AbortHandle)>,
     token_requests: u64,
@@ -308,8 +507,11 @@ where
                 };
                 let opened = *opened;
                 if event.is_end() {
-                    // Dropping the writer's channel ends its task, and with it the socket.
-                    self.sockets.insert(id, Slot::Closing);
+                    // Its writer task ends, and with it the socket.
+                    if let Some(Slot::Open { frames, .. }) = self.sockets.insert(id, Slot::Closing)
+                    {
+                        frames.close();
+                    }
                 }
                 match &event {
                     SocketEvent::Frame(frame) => {
@@ -412,11 +614,7 @@ where
                     debug!(transport = id.0, %reason, "attempt abandoned");
                     task.abort();
                 }
-                Some(Slot::Open {
-                    frames,
-                    closing,
-                    opened,
-                }) => {
+                Some(Slot::Open { frames, opened }) => {
                     info!(
                         transport = id.0,
                         code,
@@ -426,8 +624,7 @@ where
                         messages_out = metrics.map(|m| m.messages_out),
                         "closing socket"
                     );
-                    frames.push(Write::Close(code, reason));
-                    let _ = closing.send(());
+                    frames.close_with(Write::Close(code, reason));
                     self.sockets.insert(id, Slot::Closing);
                 }
                 Some(Slot::Closing) => {
@@ -467,8 +664,13 @@ where
         }
     }
 
-    /// Starts the reader and writer tasks of a socket that just opened.
-    fn start_socket(&self, id: TransportId, mut writer: T::Writer, mut reader: T::Reader) -> Slot {
+    /// Starts the reader task of a socket that just opened; its writer waits in the slot.
+    fn start_socket(
+        &self,
+        id: TransportId,
+        writer: T::Writer,
+        mut reader: T::Reader,
+    ) -> Slot<T::Writer, T::Reader> {
         let inputs = self.inputs.clone();
         let read = spawn_join(async move {
             loop {
@@ -479,49 +681,22 @@ where
                 }
             }
         });
-        let queue = Arc::new(Queue::unbounded());
-        let frames = Frames(queue.clone());
-        let (closing, close_started) = oneshot::channel::<()>();
-        let inputs = self.inputs.clone();
-        spawn(async move {
-            let mut read = read;
-            let work = async {
-                let mut spare = VecDeque::new();
-                while let Some(mut writes) = queue.recv_batch(spare).await {
-                    match write_batch(&mut writer, &mut writes).await {
-                        Ok(None) => spare = writes,
-                        Ok(Some((code, reason))) => {
-                            writer.close(code, reason).await;
-                            let _ = (&mut read).await; // the server's answer ends the reader
-                            return;
-                        }
-                        Err(failure) => {
-                            let _ = inputs
-                                .send(Input::Socket(id, SocketEvent::Failed(failure)))
-                                .await;
-                            return;
-                        }
-                    }
-                }
-            };
-            let deadline = async {
-                if close_started.await.is_ok() {
-                    tokio::time::sleep(CLOSE_GRACE).await;
-                } else {
-                    pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                () = work => {}
-                () = deadline => debug!(transport = id.0, "close took too long: socket dropped"),
-            }
-            read.abort();
-            drop(writer);
-            let _ = inputs.send(Input::SocketGone(id)).await;
-        });
+        let parked = Parked {
+            writer,
+            reading: Reading(read),
+            inputs: self.inputs.clone(),
+        };
         Slot::Open {
-            frames,
-            closing,
+            frames: Arc::new(Outbox {
+                id,
+                state: Mutex::new(Outgoing {
+                    writes: VecDeque::new(),
+                    closed: false,
+                    parked: Some(parked),
+                    close_by: None,
+                }),
+                closing: Notify::new(),
+            }),
             opened: std::time::Instant::now(),
         }
     }

@@ -1,19 +1,19 @@
-//! [`Queue`]: how the client's tasks hand each other work. Unlike tokio's channels, which
-//! allocate a block of 32 slots with the channel, it holds no memory while empty, which
-//! is where an idle client's queues are nearly all the time.
+//! [`Queue`]: how the socket readers and other tasks hand the client's task its inputs.
+//! Unlike tokio's channels, which allocate a block of 32 slots with the channel, it holds
+//! no memory while empty, which is where an idle client's queue is nearly all the time.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{Notify, Semaphore};
 
-/// A queue with one receiver and any number of senders; bounded or not.
+/// A bounded queue with one receiver and any number of senders.
 pub(crate) struct Queue<T> {
     state: Mutex<State<T>>,
     /// Wakes the receiver when the queue stops being empty, or closes.
     ready: Notify,
-    /// Room left in a bounded queue: a permit per free place.
-    room: Option<Semaphore>,
+    /// Room left: a permit per free place.
+    room: Semaphore,
 }
 
 struct State<T> {
@@ -24,22 +24,13 @@ struct State<T> {
 impl<T> Queue<T> {
     /// A queue whose senders wait while `limit` items are queued.
     pub(crate) fn bounded(limit: usize) -> Self {
-        Self::new(Some(Semaphore::new(limit.clamp(1, Semaphore::MAX_PERMITS))))
-    }
-
-    /// A queue that takes whatever it is given at once.
-    pub(crate) fn unbounded() -> Self {
-        Self::new(None)
-    }
-
-    fn new(room: Option<Semaphore>) -> Self {
         Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 closed: false,
             }),
             ready: Notify::new(),
-            room,
+            room: Semaphore::new(limit.clamp(1, Semaphore::MAX_PERMITS)),
         }
     }
 
@@ -50,22 +41,10 @@ impl<T> Queue<T> {
 
     /// Queues `item` once there is room; gives it back if the queue is closed.
     pub(crate) async fn send(&self, item: T) -> Result<(), T> {
-        if let Some(room) = &self.room {
-            match room.acquire().await {
-                Ok(permit) => permit.forget(),
-                Err(_) => return Err(item), // closed
-            }
+        match self.room.acquire().await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(item), // closed
         }
-        self.put(item)
-    }
-
-    /// Queues `item` at once (an unbounded queue); gives it back if the queue is closed.
-    pub(crate) fn push(&self, item: T) -> Result<(), T> {
-        debug_assert!(self.room.is_none(), "push bypasses a bounded queue's limit");
-        self.put(item)
-    }
-
-    fn put(&self, item: T) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
             return Err(item);
@@ -82,7 +61,7 @@ impl<T> Queue<T> {
 
     /// Everything queued, once there is something; `None` once the queue is closed and
     /// empty. The items are swapped with `spare` (an emptied batch, whose room is
-    /// reused), so that a busy queue allocates nothing, and a bounded queue's room counts
+    /// reused), so that a busy queue allocates nothing, and its room counts
     /// what waits in it, not what the receiver took. Cancel-safe: items are only taken
     /// by the poll that returns them.
     pub(crate) async fn recv_batch(&self, mut spare: VecDeque<T>) -> Option<VecDeque<T>> {
@@ -93,9 +72,7 @@ impl<T> Queue<T> {
                 if !state.items.is_empty() {
                     std::mem::swap(&mut state.items, &mut spare);
                     drop(state);
-                    if let Some(room) = &self.room {
-                        room.add_permits(spare.len());
-                    }
+                    self.room.add_permits(spare.len());
                     return Some(spare);
                 }
                 if state.closed {
@@ -114,9 +91,7 @@ impl<T> Queue<T> {
     /// has taken what is queued.
     pub(crate) fn close(&self) {
         self.lock().closed = true;
-        if let Some(room) = &self.room {
-            room.close();
-        }
+        self.room.close();
         self.ready.notify_one();
     }
 
@@ -160,10 +135,10 @@ mod tests {
 
     #[test]
     fn a_closed_queue_drains_then_ends() {
-        let q = Queue::unbounded();
-        q.push("a").unwrap();
+        let q = Queue::bounded(2);
+        assert!(poll(pin!(q.send("a"))).is_ready());
         q.close();
-        assert_eq!(q.push("b"), Err("b"));
+        assert_eq!(poll(pin!(q.send("b"))), Poll::Ready(Err("b")));
         assert_eq!(batch(&q), Poll::Ready(Some(vec!["a"])));
         assert_eq!(batch(&q), Poll::Ready(None));
     }
@@ -181,16 +156,16 @@ mod tests {
 
     #[test]
     fn a_busy_queue_reuses_its_room_and_an_idle_one_holds_none() {
-        let q = Queue::unbounded();
+        let q = Queue::bounded(100);
         for i in 0..100 {
-            q.push(i).unwrap();
+            assert!(poll(pin!(q.send(i))).is_ready());
         }
         let Poll::Ready(Some(mut taken)) = poll(pin!(q.recv_batch(VecDeque::new()))) else {
             panic!("nothing taken");
         };
         let room = taken.capacity();
         taken.clear();
-        q.push(100).unwrap();
+        assert!(poll(pin!(q.send(100))).is_ready());
         let Poll::Ready(Some(mut taken)) = poll(pin!(q.recv_batch(taken))) else {
             panic!("nothing taken");
         };
