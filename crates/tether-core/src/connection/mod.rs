@@ -597,13 +597,16 @@ impl Connection {
         if resumed {
             self.heartbeat.forget_ping(&mut self.timers);
         }
-        let mut due: Vec<(Timer, Instant)> = Timer::ALL
+        let mut due: Vec<(usize, Timer, Instant)> = Timer::ALL
             .iter()
-            .filter_map(|t| self.timers.get(*t).map(|at| (*t, at)))
-            .filter(|(_, at)| *at <= now)
+            .enumerate()
+            .filter_map(|(i, t)| self.timers.get(*t).map(|at| (i, *t, at)))
+            .filter(|(_, _, at)| *at <= now)
             .collect();
-        due.sort_by_key(|(_, at)| *at);
-        for (timer, at) in due {
+        // Ties in the table's order; an unstable sort, as elsewhere in the core, so that a
+        // wasm build carries one sort algorithm.
+        due.sort_unstable_by_key(|(i, _, at)| (*at, *i));
+        for (_, timer, at) in due {
             // An earlier timer may have re-armed or stopped this one.
             if self.timers.get(timer) != Some(at) {
                 continue;
