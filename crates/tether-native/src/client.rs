@@ -12,10 +12,11 @@ use tokio::sync::{oneshot, watch, Notify};
 use tracing::Instrument;
 
 use crate::driver;
-use crate::error::{BuildError, DeliveryError};
+use crate::error::BuildError;
 use crate::events::{Events, Readers};
 use crate::token::TokenProvider;
 use crate::transport::NativeTransport;
+use tether_core::DeliveryError;
 
 /// Events each [`Events`] reader may fall behind by, unless set with
 /// [`ClientBuilder::event_buffer`]. About 80 bytes each, allocated only while events

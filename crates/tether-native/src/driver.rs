@@ -33,10 +33,10 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, trace, warn, Instrument, Span};
 
 use crate::client::{Core, Shared};
-use crate::error::DeliveryError;
 use crate::queue::Queue;
 use crate::token::TokenProvider;
 use crate::transport::WsWriter;
+use tether_core::DeliveryError;
 
 /// Inputs queued for the task; a full queue holds back the socket readers (and so the
 /// server, through TCP) rather than growing.

@@ -50,7 +50,8 @@ mod token;
 pub mod transport;
 
 pub use client::{Client, ClientBuilder, DEFAULT_EVENT_BUFFER};
-pub use error::{BuildError, DeliveryError};
+pub use error::BuildError;
 pub use events::Events;
+pub use tether_core::DeliveryError;
 pub use token::{TokenFuture, TokenProvider};
 pub use transport::NativeTransport;
