@@ -434,27 +434,8 @@ fn backoff(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
     else {
         return Ok(b);
     };
-    let mut c = BackoffConfig::default();
-    let initial = k.ms("initialDelayMs")?;
-    let max = k.ms("maxDelayMs")?;
-    // A value given wins over the other's default: `{ initialDelayMs: 3000 }` raises the
-    // cap to 3 s, `{ maxDelayMs: 300 }` lowers the first delay to 300 ms. Both given
-    // and inverted is the caller's error, reported by validation.
-    match (initial, max) {
-        (Some(i), None) => {
-            c.initial_delay = i;
-            c.max_delay = c.max_delay.max(i);
-        }
-        (None, Some(m)) => {
-            c.max_delay = m;
-            c.initial_delay = c.initial_delay.min(m);
-        }
-        (Some(i), Some(m)) => {
-            c.initial_delay = i;
-            c.max_delay = m;
-        }
-        (None, None) => {}
-    }
+    // One bound given alone bends the other's default (the core's rule).
+    let mut c = BackoffConfig::with_delays(k.ms("initialDelayMs")?, k.ms("maxDelayMs")?);
     if let Some(f) = k.number("factor")? {
         c.factor = f;
     }

@@ -50,6 +50,43 @@ impl Default for BackoffConfig {
     }
 }
 
+impl BackoffConfig {
+    /// The defaults with the delays given; one given alone wins over the other's default,
+    /// which bends to it: `(Some(3 s), None)` raises `max_delay` to 3 s, `(None,
+    /// Some(300 ms))` lowers `initial_delay` to 300 ms. Both given are taken as they are
+    /// (inverted, [`ConfigBuilder::build`] refuses them). What the JavaScript options do
+    /// when only one of `initialDelayMs` and `maxDelayMs` is set.
+    ///
+    /// ```
+    /// use tether_core::{BackoffConfig, Duration};
+    ///
+    /// let c = BackoffConfig::with_delays(Some(Duration::from_secs(3)), None);
+    /// assert_eq!((c.initial_delay, c.max_delay), (Duration::from_secs(3), Duration::from_secs(3)));
+    /// let c = BackoffConfig::with_delays(None, Some(Duration::from_millis(300)));
+    /// assert_eq!(c.initial_delay, Duration::from_millis(300));
+    /// ```
+    #[must_use]
+    pub fn with_delays(initial: Option<Duration>, max: Option<Duration>) -> Self {
+        let mut c = BackoffConfig::default();
+        match (initial, max) {
+            (Some(i), None) => {
+                c.initial_delay = i;
+                c.max_delay = c.max_delay.max(i);
+            }
+            (None, Some(m)) => {
+                c.max_delay = m;
+                c.initial_delay = c.initial_delay.min(m);
+            }
+            (Some(i), Some(m)) => {
+                c.initial_delay = i;
+                c.max_delay = m;
+            }
+            (None, None) => {}
+        }
+        c
+    }
+}
+
 /// Application-level ping/pong (browsers cannot send WebSocket ping frames).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeartbeatConfig {

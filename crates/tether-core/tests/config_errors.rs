@@ -123,6 +123,21 @@ fn backoff() {
             other: "backoff.max_delay",
         },
     );
+    // One delay given alone bends the other's default; both given are taken as they are.
+    let s = Duration::from_secs;
+    for one in [(Some(s(30)), None), (None, Some(Duration::from_millis(1)))] {
+        assert!(base()
+            .backoff(BackoffConfig::with_delays(one.0, one.1))
+            .build()
+            .is_ok());
+    }
+    check(
+        base().backoff(BackoffConfig::with_delays(Some(s(20)), Some(s(10)))),
+        "backoff.initial_delay",
+        ConfigProblem::MustNotExceed {
+            other: "backoff.max_delay",
+        },
+    );
     for factor in [0.5, f64::NAN, f64::INFINITY, 1000.0] {
         let e = err(base().backoff(BackoffConfig { factor, ..b() }));
         assert_eq!(e.field, "backoff.factor");
