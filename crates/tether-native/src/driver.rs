@@ -120,39 +120,32 @@ where
     }
 
     fn push(self: &Arc<Self>, write: Write) {
-        let parked = {
-            let mut state = self.lock();
-            state.writes.push_back(write);
-            state.parked.take()
-        };
-        self.start(parked);
+        self.update(|state| state.writes.push_back(write));
     }
 
     /// The core closes the socket: `write` (its close frame) is the last, and the socket
     /// is dropped after `CLOSE_GRACE` whatever is left to write or to read.
     fn close_with(self: &Arc<Self>, write: Write) {
-        let parked = {
-            let mut state = self.lock();
+        self.update(|state| {
             state.writes.push_back(write);
             state.close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
             state.closed = true;
-            state.parked.take()
-        };
+        });
         self.closing.notify_waiters();
-        self.start(parked);
     }
 
     /// The socket ended: its writer task ends once what is queued is written.
     fn close(self: &Arc<Self>) {
-        let parked = {
-            let mut state = self.lock();
-            state.closed = true;
-            state.parked.take()
-        };
-        self.start(parked);
+        self.update(|state| state.closed = true);
     }
 
-    fn start(self: &Arc<Self>, parked: Option<Parked<W, R>>) {
+    /// Changes what is to be written, and starts the writer task if it is parked.
+    fn update(self: &Arc<Self>, change: impl FnOnce(&mut Outgoing<W, R>)) {
+        let parked = {
+            let mut state = self.lock();
+            change(&mut state);
+            state.parked.take()
+        };
         if let Some(parked) = parked {
             spawn(relayed(write(self.clone(), parked)));
         }
