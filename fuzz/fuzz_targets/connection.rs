@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     let config = b.seed(u64::from(mode)).build().unwrap();
     let limits = config.queue.clone();
     let mut now = Instant::now();
-    let mut conn = Connection::new(config, now).unwrap();
+    let mut conn = Connection::new(config, now, tether_core::Entropy::fixed(1)).unwrap();
     let (mut ids, mut requests): (Vec<TransportId>, Vec<RequestId>) = (vec![], vec![]);
     while let Some((&op, rest)) = data.split_first() {
         let (&arg, rest) = rest.split_first().unwrap_or((&0, &[]));

@@ -278,13 +278,10 @@ pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> 
     if let Some(n) = o.count("maxMessageBytes")? {
         b = b.max_message_bytes(n);
     }
-    // The core's default seed is one constant: every client would present the same
-    // client id and wait the same "random" delays. Unless told, each gets its own.
-    let seed = match o.get("seed") {
-        Some(seed) => seed_of(&seed)?,
-        None => random_seed(),
-    };
-    b = b.seed(seed);
+    // Unless told to replay a seed, the driver draws each client's own from the platform.
+    if let Some(seed) = o.get("seed") {
+        b = b.seed(seed_of(&seed)?);
+    }
     let websocket =
         match o.get("WebSocket") {
             None => JsValue::UNDEFINED,
@@ -317,11 +314,6 @@ pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> 
         token_provider,
         page_hints,
     })
-}
-
-fn random_seed() -> u64 {
-    let half = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
-    (half() << 32) | half()
 }
 
 fn seed_of(value: &JsValue) -> Result<u64, JsValue> {

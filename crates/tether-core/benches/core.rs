@@ -18,7 +18,12 @@ fn connected(protocol: bool) -> (Connection, TransportId, Instant) {
     } else {
         builder
     };
-    let mut conn = Connection::new(builder.build().unwrap(), now).unwrap();
+    let mut conn = Connection::new(
+        builder.build().unwrap(),
+        now,
+        tether_core::Entropy::fixed(1),
+    )
+    .unwrap();
     conn.connect(now);
     let id = loop {
         if let Some(Action::Open { id, .. }) = conn.poll_action() {

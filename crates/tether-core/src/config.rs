@@ -260,9 +260,6 @@ pub enum WireMode {
     Protocol,
 }
 
-/// The seed the core uses when none is set and no driver chose one.
-pub const DEFAULT_SEED: u64 = 0x7e7_4e7;
-
 /// Everything the core needs to run one logical connection.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -302,9 +299,10 @@ pub struct Config {
     pub ack_every: u32,
     /// ...or this long after the first unacknowledged one.
     pub ack_delay: Duration,
-    /// Seed of the RNG behind the jitter and the client id: the same seed replays the same
-    /// delays. `None` (the default): drivers pick a random seed, so every client has its
-    /// own id and its own schedule; the core alone falls back to [`DEFAULT_SEED`].
+    /// A fixed seed for the jitter and the client id, for tests that replay a run
+    /// ([`Entropy::fixed`](crate::rng::Entropy::fixed)). `None` (the default): the
+    /// [`Entropy`](crate::rng::Entropy) the driver draws from the platform, so every client
+    /// has its own id and its own schedule.
     pub seed: Option<u64>,
 }
 
@@ -720,7 +718,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// Seed of the jitter RNG.
+    /// A fixed seed for the jitter and the client id (tests; see [`Config::seed`]).
     pub fn seed(mut self, seed: u64) -> Self {
         self.config.seed = Some(seed);
         self

@@ -12,11 +12,11 @@
 //! [`Connection::handle_timeout`]. Every `handle_*` call and every user call takes `now`.
 //!
 //! ```
-//! use tether_core::{Action, Config, Connection, Event, Instant, Payload, State};
+//! use tether_core::{Action, Config, Connection, Entropy, Event, Instant, Payload, State};
 //!
 //! let config = Config::builder("ws://127.0.0.1:9/ws").protocol().build()?;
 //! let mut now = Instant::now();
-//! let mut conn = Connection::new(config, now)?;
+//! let mut conn = Connection::new(config, now, Entropy::fixed(1))?; // a driver draws it from the OS
 //! conn.connect(now);
 //! conn.send(now, "hello")?; // queued until connected
 //!
@@ -91,6 +91,7 @@ pub use io::{
 pub use metrics::Metrics;
 pub use payload::Payload;
 pub use quality::Quality;
+pub use rng::Entropy;
 pub use state::State;
 pub use time::{Duration, Instant};
 pub use timer::Timer;

@@ -208,10 +208,11 @@ impl SocketEvent {
     ///
     /// ```
     /// use tether_core::transport::SocketEvent;
-    /// use tether_core::{Action, Config, Connection, Instant, State};
+    /// use tether_core::{Action, Config, Connection, Entropy, Instant, State};
     ///
     /// let now = Instant::now();
-    /// let mut conn = Connection::new(Config::builder("ws://127.0.0.1:9/").build()?, now)?;
+    /// let config = Config::builder("ws://127.0.0.1:9/").build()?;
+    /// let mut conn = Connection::new(config, now, Entropy::fixed(1))?;
     /// conn.connect(now);
     /// let Some(Action::Open { id, .. }) = conn.poll_action() else { unreachable!() };
     /// conn.handle_opened(now, id);

@@ -370,6 +370,7 @@ fn close_rules() {
 fn connection_new_validates_a_hand_edited_config() {
     let mut config = base().build().unwrap();
     config.queue.max_messages = 0;
-    let e = Connection::new(config, Instant::now()).expect_err("rejected");
+    let e = Connection::new(config, Instant::now(), tether_core::Entropy::fixed(1))
+        .expect_err("rejected");
     assert_eq!(e.field, "queue.max_messages");
 }

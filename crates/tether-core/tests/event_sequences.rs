@@ -217,7 +217,7 @@ proptest! {
         let max_messages = config.queue.max_messages;
         let max_bytes = config.queue.max_bytes;
         let mut w = World {
-            conn: Connection::new(config, now).unwrap(),
+            conn: Connection::new(config, now, tether_core::Entropy::fixed(1)).unwrap(),
             now,
             state: State::Disconnected,
             live: BTreeSet::new(),

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tether_core::transport::Transport;
 use tether_core::{
-    Config, Connection, Hint, Instant, MessageId, Metrics, Payload, SendError, State,
+    Config, Connection, Entropy, Hint, Instant, MessageId, Metrics, Payload, SendError, State,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
@@ -391,10 +391,8 @@ impl<T> ClientBuilder<T> {
             return Err(BuildError::NoTokenProvider);
         }
         let now = Instant::now();
-        let mut config = self.config;
-        // Each client its own id and jitter schedule, unless the user asked to replay one.
-        config.seed.get_or_insert_with(random_seed);
-        let mut conn = Connection::new(config, now)?;
+        // Each client its own id and jitter schedule, unless the config replays a seed.
+        let mut conn = Connection::new(self.config, now, os_entropy())?;
         let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
         conn.connect(now);
 
@@ -431,14 +429,23 @@ impl<T> ClientBuilder<T> {
 
 /// 64 random bits from the standard library's per-process hash keys and the clock: no
 /// dependency, and different for every client of every process.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        h.write_u128(t.as_nanos());
+/// 16 bytes from the operating system's random source for the client id and the jitter.
+/// Should the OS refuse (it does not on any supported platform), the standard library's
+/// per-process random hash keys, a counter and the time still make every client differ.
+fn os_entropy() -> Entropy {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        for half in bytes.chunks_mut(8) {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+            if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+                h.write_u128(t.as_nanos());
+            }
+            half.copy_from_slice(&h.finish().to_le_bytes());
+        }
     }
-    h.finish()
+    Entropy::from_bytes(bytes)
 }

@@ -294,7 +294,11 @@ impl Sim {
     /// A world around a connection made with `config`.
     pub fn new(config: Config, params: Params) -> Result<Self, tether_core::ConfigError> {
         let clock = Clock::new();
-        let conn = Connection::new(config.clone(), clock.now())?;
+        let conn = Connection::new(
+            config.clone(),
+            clock.now(),
+            tether_core::Entropy::fixed(params.seed),
+        )?;
         let wire = match &config.wire {
             tether_core::WireMode::Protocol => ServerWire::Protocol,
             tether_core::WireMode::Plain { heartbeat } => ServerWire::Plain {

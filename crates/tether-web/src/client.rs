@@ -404,7 +404,8 @@ impl<T> ClientBuilder<T> {
             return Err(BuildError::NoTokenProvider);
         }
         let now = Instant::now();
-        let mut conn = Connection::new(self.config, now)?;
+        // Each client its own id and jitter schedule, unless the config replays a seed.
+        let mut conn = Connection::new(self.config, now, crate::sys::entropy())?;
         tracing::info!(client = %format_args!("{:x}", conn.client_id()), "client started");
         conn.connect(now);
         let inner = Inner::start(conn, self.transport, self.tokens, self.page_hints);

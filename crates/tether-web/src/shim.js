@@ -25,6 +25,18 @@ function failure(error) {
   return { kind: 'network', message };
 }
 
+// Fills `bytes` (a Uint8Array) from the platform's random source: crypto.getRandomValues in
+// browsers, workers and Node 20 alike. Math.random (not cryptographic, but every client still
+// differs) only where no Web Crypto exists.
+export function fillRandom(bytes) {
+  const crypto = globalThis.crypto;
+  if (crypto && typeof crypto.getRandomValues === 'function') {
+    crypto.getRandomValues(bytes);
+    return;
+  }
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+}
+
 function retryAfterMs(value) {
   if (value == null || value === '') return undefined;
   const seconds = Number(value);

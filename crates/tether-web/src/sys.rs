@@ -48,6 +48,17 @@ extern "C" {
     pub(crate) fn next(this: &Hints) -> Promise;
     #[wasm_bindgen(method)]
     pub(crate) fn stop(this: &Hints);
+
+    /// Fills `bytes` from `crypto.getRandomValues`.
+    #[wasm_bindgen(js_name = fillRandom)]
+    fn fill_random(bytes: &mut [u8]);
+}
+
+/// The platform's randomness for one client: its id and its jitter.
+pub(crate) fn entropy() -> tether_core::Entropy {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    tether_core::Entropy::from_bytes(bytes)
 }
 
 #[wasm_bindgen]

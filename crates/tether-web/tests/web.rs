@@ -48,6 +48,25 @@ async fn texts(events: &mut Events, n: usize, ms: u32) -> Vec<String> {
     got
 }
 
+/// A Rust program using tether-web directly, with a config that fixes no seed: each client
+/// draws its own entropy (`crypto.getRandomValues`), so two are two clients with their own
+/// id. Until the driver drew it, every such client presented the core's constant one.
+#[wasm_bindgen_test]
+async fn two_clients_from_default_configs_have_their_own_ids() {
+    let url = ws_url(&tag("ids"), "/ws");
+    let config = || {
+        tether_core::Config::builder(url.as_str())
+            .protocol()
+            .build()
+            .unwrap()
+    };
+    let a = Client::connect(config()).unwrap();
+    let b = Client::connect(config()).unwrap();
+    assert_ne!(a.client_id(), b.client_id(), "one client id for two");
+    a.close(1000, "done").await;
+    b.close(1000, "done").await;
+}
+
 #[wasm_bindgen_test]
 async fn echoes_text_and_binary_and_flushes_what_was_queued_while_connecting() {
     let tag = tag("echo");

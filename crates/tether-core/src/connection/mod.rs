@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::payload::Payload;
 use crate::quality::{reliability_score, Quality, QualityTracker};
 use crate::queue::{Outbox, Retained};
-use crate::rng::Rng;
+use crate::rng::{Entropy, Rng};
 use crate::state::State;
 use crate::stats::RttStats;
 use crate::time::{Duration, Instant};
@@ -43,11 +43,11 @@ const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 /// One logical connection: every decision Tether makes, none of the I/O.
 ///
 /// ```
-/// use tether_core::{Action, Config, Connection, Instant, State};
+/// use tether_core::{Action, Config, Connection, Entropy, Instant, State};
 ///
 /// let now = Instant::now();
 /// let config = Config::builder("ws://127.0.0.1:9/ws").build()?;
-/// let mut conn = Connection::new(config, now)?;
+/// let mut conn = Connection::new(config, now, Entropy::from_bytes([7; 16]))?;
 /// conn.connect(now);
 /// assert_eq!(conn.state(), State::Connecting);
 /// assert!(matches!(conn.poll_action(), Some(Action::Open { .. })));
@@ -110,13 +110,16 @@ pub struct Connection {
 impl Connection {
     /// A connection that will use `config`; nothing happens until [`Connection::connect`].
     ///
+    /// `entropy` is the driver's draw from the platform's random source: the client id and
+    /// the jitter come from it, unless `config` fixes a [`Config::seed`] to replay a run.
     /// The configuration is validated again here, so a hand-edited `Config` cannot slip
     /// through.
-    pub fn new(config: Config, now: Instant) -> Result<Self, ConfigError> {
+    pub fn new(config: Config, now: Instant, entropy: Entropy) -> Result<Self, ConfigError> {
         let _ = now;
         config.validate()?;
-        let mut rng = Rng::new(config.seed.unwrap_or(crate::config::DEFAULT_SEED));
-        let client_id = rng.next_u64() | 1;
+        let entropy = config.seed.map_or(entropy, Entropy::fixed);
+        let rng = Rng::new(entropy.jitter_seed());
+        let client_id = entropy.client_id();
         let probe_interval = config
             .fallback
             .as_ref()

@@ -17,7 +17,12 @@ struct Harness {
 impl Harness {
     fn new(builder: ConfigBuilder) -> Self {
         let now = Instant::now();
-        let conn = Connection::new(builder.build().expect("valid config"), now).expect("new");
+        let conn = Connection::new(
+            builder.build().expect("valid config"),
+            now,
+            Entropy::fixed(7),
+        )
+        .expect("new");
         Harness {
             conn,
             now,

@@ -141,5 +141,4 @@ pub fn config(url: &str) -> ConfigBuilder {
             max_attempts: None,
         })
         .connect_timeout(Duration::from_secs(3))
-        .seed((random() * 1e15) as u64)
 }
