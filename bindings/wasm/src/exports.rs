@@ -351,7 +351,11 @@ async fn token_from(provider: Function) -> Result<Token, String> {
     let expires_at = match expires_ms {
         Some(ms) if ms.is_finite() => {
             let left = (ms - Date::now()).max(0.0);
-            Some(Instant::now() + Duration::from_millis(left as u64))
+            // `expiresAt: 1e300` is "never", not an overflow.
+            Some(tether_core::time::later(
+                Instant::now(),
+                Duration::from_millis(left as u64),
+            ))
         }
         Some(_) => return Err(SHAPE.to_owned()),
         None => None,

@@ -10,6 +10,7 @@ pub fn js_option(field: &str) -> String {
         "url" => "url",
         "protocols" => "options.protocols",
         "connect_timeout" => "options.connectTimeoutMs",
+        "max_retry_hint" => "options.maxRetryHintMs",
         "backoff.initial_delay" => "options.backoff.initialDelayMs",
         "backoff.max_delay" => "options.backoff.maxDelayMs",
         "backoff.factor" => "options.backoff.factor",

@@ -209,6 +209,7 @@ const TOP: &[&str] = &[
     "protocol",
     "protocols",
     "connectTimeoutMs",
+    "maxRetryHintMs",
     "pollUrl",
     "fallback",
     "heartbeat",
@@ -257,6 +258,9 @@ pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> 
     }
     if let Some(t) = o.ms("connectTimeoutMs")? {
         b = b.connect_timeout(t);
+    }
+    if let Some(t) = o.ms("maxRetryHintMs")? {
+        b = b.max_retry_hint(t);
     }
     b = fallback(&o, b)?;
     b = heartbeat(&o, b, protocol)?;

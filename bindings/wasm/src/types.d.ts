@@ -28,6 +28,8 @@ export interface TetherOptions {
   protocols?: string[];
   /** An attempt that has not opened within this time has failed. Default 10000. */
   connectTimeoutMs?: number;
+  /** The longest wait a server's retry hint (`R` envelope, `Retry-After`) can impose; a longer one is cut to this. Default 60000. */
+  maxRetryHintMs?: number;
   /** HTTP polling endpoint (`http://` or `https://`): enables the fallback. Needs `protocol: true`. */
   pollUrl?: string;
   /** Polling fallback tuning (needs `pollUrl`). */

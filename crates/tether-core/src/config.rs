@@ -272,6 +272,10 @@ pub struct Config {
     pub wire: WireMode,
     /// An attempt that has not opened within this time has failed.
     pub connect_timeout: Duration,
+    /// The longest wait a server's retry hint (an `R` envelope, a `Retry-After` header) can
+    /// impose before the next attempt; a longer hint is cut to this, so no server can park
+    /// a client for good. Default 60 s.
+    pub max_retry_hint: Duration,
     /// Delays between attempts.
     pub backoff: BackoffConfig,
     /// Ping/pong; `None` turns it off.
@@ -322,6 +326,7 @@ impl Config {
                 protocols: Vec::new(),
                 wire: WireMode::Plain { heartbeat: None },
                 connect_timeout: Duration::from_secs(10),
+                max_retry_hint: Duration::from_secs(60),
                 backoff: BackoffConfig::default(),
                 heartbeat: Some(HeartbeatConfig::default()),
                 quality: QualityConfig::default(),
@@ -473,6 +478,7 @@ impl Config {
                 return err("close_rules", OutOfOrder);
             }
         }
+        nonzero(self.max_retry_hint, "max_retry_hint")?;
         nonzero(self.resume_gap, "resume_gap")?;
         nonzero(self.liveness_timeout, "liveness_timeout")?;
         nonzero(self.close_linger, "close_linger")?;
@@ -642,6 +648,12 @@ impl ConfigBuilder {
     /// Connect timeout of each attempt.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// The longest wait a server's retry hint may impose (see [`Config::max_retry_hint`]).
+    pub fn max_retry_hint(mut self, max: Duration) -> Self {
+        self.config.max_retry_hint = max;
         self
     }
 

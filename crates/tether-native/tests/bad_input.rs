@@ -369,3 +369,50 @@ async fn a_server_message_over_the_transport_limit_does_not_wedge_the_session() 
     within("close", client.close(1000, "done")).await;
     server.shutdown().await;
 }
+
+/// A server answering every upgrade with 503 and `Retry-After: 2^64 − 1` panicked the
+/// client's task ("overflow when adding duration to instant"): the client stayed in
+/// `Connecting` for good while `send` still said `Ok`. The hint is cut to
+/// `max_retry_hint` (60 s by default) and the client lives on.
+#[tokio::test]
+async fn a_retry_after_of_u64_max_waits_the_capped_hint_and_the_client_lives_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "request cut short");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let answer = format!(
+            "HTTP/1.1 503 Service Unavailable\r\nRetry-After: {}\r\nContent-Length: 0\r\n\r\n",
+            u64::MAX
+        );
+        stream.write_all(answer.as_bytes()).await.unwrap();
+        let _ = stream.read(&mut chunk).await;
+    });
+    let client = Client::connect(config(addr).build().unwrap()).unwrap();
+    let mut events = client.events();
+    let scheduled = support::next_event(&mut events, "a scheduled reconnect", |e| {
+        matches!(e, Event::ReconnectScheduled { .. })
+    })
+    .await;
+    assert_eq!(
+        scheduled,
+        Event::ReconnectScheduled {
+            attempt: 1,
+            delay: Duration::from_secs(60),
+            hinted: true
+        }
+    );
+    // The task is alive: it answers metrics, takes sends, and closes.
+    client.send("kept").unwrap();
+    assert_eq!(client.metrics().queue_depth, 1);
+    within("close", client.close(1000, "done")).await;
+    assert_eq!(*client.state().borrow(), tether_core::State::Closed);
+    server.abort();
+}

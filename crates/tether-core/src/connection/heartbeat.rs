@@ -4,7 +4,7 @@ use super::Connection;
 use crate::config::{Config, HeartbeatConfig, WireMode};
 use crate::payload::Payload;
 use crate::protocol::Envelope;
-use crate::time::Instant;
+use crate::time::{later, Instant};
 use crate::timer::{Timer, TimerTable};
 
 #[derive(Debug, Default)]
@@ -30,7 +30,7 @@ impl Heartbeat {
     pub(super) fn start(&mut self, now: Instant, config: &Config, timers: &mut TimerTable) {
         self.reset();
         if let Some(h) = settings(config) {
-            timers.set(Timer::Heartbeat, now + h.interval);
+            timers.set(Timer::Heartbeat, later(now, h.interval));
         }
     }
 
@@ -66,7 +66,7 @@ impl Connection {
         if !(self.link.is_ws() && self.link.is_ready()) {
             return;
         }
-        self.timers.set(Timer::Heartbeat, now + h.interval);
+        self.timers.set(Timer::Heartbeat, later(now, h.interval));
         if self.heartbeat.ping.is_some() {
             return;
         }
@@ -74,7 +74,7 @@ impl Connection {
         let id = self.heartbeat.next_id;
         self.heartbeat.ping = Some((id, now));
         self.heartbeat.inbound_since_ping = false;
-        self.timers.set(Timer::PongDeadline, now + h.timeout);
+        self.timers.set(Timer::PongDeadline, later(now, h.timeout));
         let frame = match &self.config.wire {
             WireMode::Plain {
                 heartbeat: Some((ping, _)),
@@ -135,7 +135,7 @@ impl Connection {
         }
         if !self.timers.is_set(Timer::Liveness) {
             self.timers
-                .set(Timer::Liveness, now + self.config.liveness_timeout);
+                .set(Timer::Liveness, later(now, self.config.liveness_timeout));
         }
         self.send_ping(now);
     }

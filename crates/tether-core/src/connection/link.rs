@@ -7,7 +7,7 @@ use crate::io::{Action, Cause, PollKind, RequestId, TetherError, TransportFailur
 use crate::payload::Payload;
 use crate::protocol::{decode_batch, encode_batch, Envelope};
 use crate::state::State;
-use crate::time::Instant;
+use crate::time::{later, Instant};
 use crate::timer::Timer;
 
 /// Where a WebSocket is in its life.
@@ -169,7 +169,7 @@ impl Connection {
             (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
             _ => self.config.connect_timeout,
         };
-        self.timers.set(Timer::ConnectTimeout, now + timeout);
+        self.timers.set(Timer::ConnectTimeout, later(now, timeout));
         if self.fallback_active && !probe {
             self.link = Link::Poll(PollLink {
                 id,
@@ -402,7 +402,7 @@ impl Connection {
                     (self.poll_interval * 2).min(f.max_interval)
                 };
                 self.timers
-                    .set(Timer::PollReceive, now + self.poll_interval);
+                    .set(Timer::PollReceive, later(now, self.poll_interval));
             }
         }
         self.issue_poll_send(now);

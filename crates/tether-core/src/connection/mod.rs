@@ -24,7 +24,7 @@ use crate::queue::{Outbox, Retained};
 use crate::rng::{Entropy, Rng};
 use crate::state::State;
 use crate::stats::RttStats;
-use crate::time::{Duration, Instant};
+use crate::time::{later, Duration, Instant};
 use crate::timer::{Timer, TimerTable};
 
 use link::{Link, LinkKind};
@@ -388,7 +388,7 @@ impl Connection {
         if linger {
             self.closing = Some((code, reason.to_owned()));
             self.timers
-                .set(Timer::CloseLinger, now + self.config.close_linger);
+                .set(Timer::CloseLinger, later(now, self.config.close_linger));
             self.flush_ack(now);
         } else {
             self.close_link(code, reason);
@@ -465,7 +465,7 @@ impl Connection {
                 } else {
                     // A failed refresh: try again soon, well before the old token expires.
                     self.timers
-                        .set(Timer::TokenRefresh, now + Duration::from_secs(5));
+                        .set(Timer::TokenRefresh, later(now, Duration::from_secs(5)));
                 }
             }
         }
@@ -633,6 +633,11 @@ impl Connection {
             }
             Timer::ConnectTimeout => {
                 if !self.link.is_none() {
+                    // A failed attempt like any other: the app hears of it.
+                    self.events
+                        .push_back(Event::Error(TetherError::AttemptFailed(
+                            TransportFailure::Timeout,
+                        )));
                     self.fail_link_with(
                         now,
                         Cause {
@@ -740,7 +745,8 @@ impl Connection {
             return;
         };
         self.token_fetch = true;
-        self.timers.set(Timer::TokenFetch, now + auth.fetch_timeout);
+        self.timers
+            .set(Timer::TokenFetch, later(now, auth.fetch_timeout));
         self.actions.push_back(Action::FetchToken);
     }
 
@@ -770,7 +776,7 @@ impl Connection {
                 .as_ref()
                 .map_or(self.poll_interval, |f| f.min_interval);
             self.timers
-                .set(Timer::UpgradeProbe, now + self.probe_interval);
+                .set(Timer::UpgradeProbe, later(now, self.probe_interval));
             self.issue_poll_receive(now);
         }
         if self.state != State::Connected {
@@ -779,7 +785,7 @@ impl Connection {
             }
             self.ever_connected = true;
             self.connected_at = Some(now);
-            self.timers.set(Timer::Stable, now + STABLE_AFTER);
+            self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
             self.set_state(State::Connected);
         }
         self.flush_pending(now);
@@ -892,12 +898,18 @@ impl Connection {
             None => (jittered, false),
         };
         self.enter_retrying();
-        self.timers.set(Timer::Backoff, now + delay);
+        self.timers.set(Timer::Backoff, later(now, delay));
         self.events.push_back(Event::ReconnectScheduled {
             attempt: self.backoff.failures(),
             delay,
             hinted,
         });
+    }
+
+    /// A server's hint for the next attempt's delay, cut to `max_retry_hint`: a hostile or
+    /// broken server cannot park the client for longer.
+    fn set_retry_hint(&mut self, hint: Duration) {
+        self.retry_hint = Some(hint.min(self.config.max_retry_hint));
     }
 
     fn enter_retrying(&mut self) {
@@ -925,8 +937,8 @@ impl Connection {
                 status,
                 retry_after,
             } => {
-                if retry_after.is_some() {
-                    self.retry_hint = *retry_after;
+                if let Some(hint) = *retry_after {
+                    self.set_retry_hint(hint);
                 }
                 (Some(*status), classify_http_status(*status))
             }
@@ -1005,7 +1017,7 @@ impl Connection {
 
     fn arm_queue_expiry(&mut self) {
         match (self.config.queue.max_age, self.outbox.oldest_pending()) {
-            (Some(age), Some(oldest)) => self.timers.set(Timer::QueueExpiry, oldest + age),
+            (Some(age), Some(oldest)) => self.timers.set(Timer::QueueExpiry, later(oldest, age)),
             _ => self.timers.stop(Timer::QueueExpiry),
         }
     }

@@ -4,7 +4,7 @@ use super::Connection;
 use crate::io::{Event, TetherError, TransportId};
 use crate::protocol::Envelope;
 use crate::queue::Retained;
-use crate::time::{Duration, Instant};
+use crate::time::{later, Duration, Instant};
 use crate::timer::Timer;
 
 /// This client's side of the session.
@@ -118,7 +118,7 @@ impl Connection {
             Envelope::Ping { id } => self.transmit_envelope(now, Envelope::Pong { id }),
             Envelope::Pong { id } => self.on_pong(now, Some(id)),
             Envelope::Retry { after_ms } => {
-                self.retry_hint = Some(Duration::from_millis(after_ms));
+                self.set_retry_hint(Duration::from_millis(after_ms));
             }
             _ => self.violation(now, "client-only envelope from the server"),
         }
@@ -194,7 +194,8 @@ impl Connection {
         if self.proto.unacked_in >= self.config.ack_every {
             self.flush_ack(now);
         } else if !self.timers.is_set(Timer::Ack) {
-            self.timers.set(Timer::Ack, now + self.config.ack_delay);
+            self.timers
+                .set(Timer::Ack, later(now, self.config.ack_delay));
         }
     }
 

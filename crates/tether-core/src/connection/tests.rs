@@ -499,6 +499,86 @@ fn server_retry_hint_wins() {
     assert_eq!(h.scheduled(), vec![(1, Duration::from_secs(7), true)]);
 }
 
+/// A server cannot park a client for good: a `Retry-After` of 2^64 − 1 seconds (which
+/// panicked the native driver's task with an Instant overflow) waits `max_retry_hint`.
+#[test]
+fn a_huge_retry_after_is_cut_to_max_retry_hint() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(
+        id,
+        TransportFailure::Http {
+            status: 503,
+            retry_after: Some(Duration::from_secs(u64::MAX)),
+        },
+    );
+    assert_eq!(h.scheduled(), vec![(1, Duration::from_secs(60), true)]);
+    h.advance(Duration::from_secs(60));
+    assert!(
+        matches!(h.take_actions().last(), Some(Action::Open { .. })),
+        "the next attempt comes after the cap"
+    );
+}
+
+#[test]
+fn a_huge_retry_envelope_is_cut_to_the_configured_max() {
+    let mut h = Harness::new(protocol().max_retry_hint(Duration::from_secs(9)));
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    h.frame(id, &format!("R {}", u64::MAX));
+    h.closed(id, Some(1001));
+    assert_eq!(h.scheduled(), vec![(1, Duration::from_secs(9), true)]);
+}
+
+/// Every duration of the configuration at its largest: no arithmetic on them overflows.
+#[test]
+fn the_largest_durations_overflow_nothing() {
+    let huge = Duration::MAX;
+    let config = protocol()
+        .connect_timeout(huge)
+        .max_retry_hint(huge)
+        .heartbeat(Some(crate::config::HeartbeatConfig {
+            interval: huge,
+            timeout: huge,
+            max_missed: u32::MAX,
+        }))
+        .resume_gap(huge)
+        .liveness_timeout(huge)
+        .close_linger(huge)
+        .ack(u32::MAX, huge)
+        .backoff(BackoffConfig {
+            initial_delay: huge,
+            factor: 100.0,
+            max_delay: huge,
+            jitter: Jitter::Full,
+            max_attempts: None,
+        });
+    let mut h = Harness::new(config);
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    h.conn.send(h.now, "x").unwrap();
+    h.envelope(id, msg(1, "in"));
+    h.frame(id, &format!("R {}", u64::MAX));
+    h.conn.handle_hint(h.now, Hint::Resumed);
+    h.closed(id, Some(1001));
+    assert_eq!(
+        h.scheduled(),
+        vec![(1, Duration::from_millis(u64::MAX), true)]
+    );
+    h.take_actions();
+    h.advance(Duration::from_secs(3600));
+    assert!(
+        !h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Open { .. })),
+        "a century-long wait is a wait, not an overflow to now"
+    );
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.poll_timeout().is_none_or(|t| t >= h.now));
+}
+
 #[test]
 fn offline_stops_attempts_and_online_attempts_at_once() {
     let mut h = Harness::new(plain());
@@ -667,6 +747,13 @@ fn connect_timeout_abandons_the_socket_and_retries() {
         .iter()
         .any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
     assert_eq!(h.conn.state(), State::Reconnecting);
+    assert!(
+        h.events.contains(&Event::Error(TetherError::AttemptFailed(
+            TransportFailure::Timeout
+        ))),
+        "a connect timeout is a failed attempt the app hears of: {:?}",
+        h.events
+    );
 }
 
 #[test]
