@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Instant::now();
     let mut conn = Connection::new(config, now, tether_core::Entropy::fixed(1)).unwrap();
     let (mut ids, mut requests): (Vec<TransportId>, Vec<RequestId>) = (vec![], vec![]);
+    let mut fetches: Vec<RequestId> = vec![];
     while let Some((&op, rest)) = data.split_first() {
         let (&arg, rest) = rest.split_first().unwrap_or((&0, &[]));
         data = rest;
@@ -74,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             11 => conn.handle_hint(now, [Hint::Online, Hint::Offline, Hint::Visible, Hint::Hidden, Hint::Resumed][usize::from(arg % 5)]),
-            _ => conn.handle_token(now, if arg & 1 == 0 {
+            _ => conn.handle_token(now, fetches.get(usize::from(arg >> 1) % fetches.len().max(1)).copied().unwrap_or(RequestId(0)), if arg & 1 == 0 {
                 Ok(Token { value: "t".into(), expires_at: Some(now + Duration::from_secs(u64::from(arg))) })
             } else {
                 Err("no".into())
@@ -83,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
         while let Some(action) = conn.poll_action() {
             match action {
                 Action::Open { id, .. } => ids.push(id),
+                Action::FetchToken { request } => fetches.push(request),
                 Action::Poll { id, request, .. } => {
                     ids.push(id);
                     requests.push(request);

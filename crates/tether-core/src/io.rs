@@ -15,7 +15,9 @@ use crate::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TransportId(pub u64);
 
-/// Names one HTTP polling request.
+/// Names one request the core asked the driver for: an HTTP polling request, or a token
+/// fetch (the answer names it, so a late answer to a fetch the core gave up on is not
+/// taken for the answer to the next one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
 
@@ -355,8 +357,12 @@ impl PollKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Action {
-    /// Ask the token provider; answer with `handle_token`.
-    FetchToken,
+    /// Ask the token provider; answer with `handle_token`, naming `request`. A newer
+    /// `FetchToken` supersedes this one: its answer, if it still comes, is ignored.
+    FetchToken {
+        /// Name of this fetch in `handle_token`.
+        request: RequestId,
+    },
     /// Open a WebSocket; answer with `handle_opened` or `handle_failed`.
     Open {
         /// Name of this socket in later calls.

@@ -158,6 +158,8 @@ struct World {
     live: BTreeSet<TransportId>,
     known: Vec<TransportId>,
     requests: Vec<RequestId>,
+    /// Token fetches asked for, oldest first.
+    fetches: Vec<RequestId>,
     max_messages: usize,
     max_bytes: usize,
 }
@@ -170,6 +172,7 @@ impl World {
                     self.live.insert(id);
                     self.known.push(id);
                 }
+                Action::FetchToken { request } => self.fetches.push(request),
                 Action::Poll { id, request, .. } => {
                     if !self.known.contains(&id) {
                         self.live.insert(id);
@@ -223,6 +226,7 @@ proptest! {
             live: BTreeSet::new(),
             known: Vec::new(),
             requests: Vec::new(),
+            fetches: Vec::new(),
             max_messages,
             max_bytes,
         };
@@ -305,7 +309,10 @@ proptest! {
                     } else {
                         Err("no".into())
                     };
-                    w.conn.handle_token(now, result);
+                    // The newest fetch, or a stale one when `secs` is odd: ignored.
+                    let pick = if secs % 2 == 1 { w.fetches.first() } else { w.fetches.last() };
+                    let request = pick.copied().unwrap_or(RequestId(0));
+                    w.conn.handle_token(now, request, result);
                 }
             }
             w.drain()?;

@@ -62,7 +62,7 @@ enum Input<W, R> {
     /// A poll request finished.
     Polled(RequestId, Result<Vec<u8>, TransportFailure>),
     /// The token provider answered request number `.0`.
-    Token(u64, Result<Token, String>),
+    Token(RequestId, Result<Token, String>),
 }
 
 /// What a socket's writer task is told.
@@ -300,8 +300,8 @@ struct Driver<T: Transport> {
     inputs: Arc<Queue<Input<T::Writer, T::Reader>>>,
     sockets: HashMap<TransportId, Slot<T::Writer, T::Reader>>,
     polls: HashMap<RequestId, (TransportId, AbortHandle)>,
-    token_fetch: Option<(u64, AbortHandle)>,
-    token_requests: u64,
+    /// The token fetch in flight; a newer one aborts it.
+    token_fetch: Option<(RequestId, AbortHandle)>,
     /// The connection was closed because every handle is gone.
     closed_for_drop: bool,
 }
@@ -365,7 +365,6 @@ pub(crate) async fn run<T>(
         sockets: HashMap::new(),
         polls: HashMap::new(),
         token_fetch: None,
-        token_requests: 0,
         closed_for_drop: false,
     };
     debug!("client task started");
@@ -548,24 +547,22 @@ where
                 }
                 conn.handle_poll_response(now, request, result);
             }
-            Input::Token(number, result) => {
-                if !matches!(self.token_fetch, Some((n, _)) if n == number) {
-                    return;
+            Input::Token(request, result) => {
+                if matches!(self.token_fetch, Some((r, _)) if r == request) {
+                    self.token_fetch = None;
                 }
-                self.token_fetch = None;
-                conn.handle_token(now, result);
+                // The core ignores the answer to a fetch it no longer waits for.
+                conn.handle_token(now, request, result);
             }
         }
     }
 
     fn perform(&mut self, action: Action, metrics: Option<&Metrics>) {
         match action {
-            Action::FetchToken => {
+            Action::FetchToken { request } => {
                 if let Some((_, previous)) = self.token_fetch.take() {
                     previous.abort();
                 }
-                self.token_requests += 1;
-                let number = self.token_requests;
                 let tokens = self.tokens.clone();
                 let inputs = self.inputs.clone();
                 debug!("fetching a token");
@@ -577,9 +574,9 @@ where
                             .unwrap_or_else(|_| Err("the token provider panicked".to_owned())),
                         None => Err("no token provider".to_owned()),
                     };
-                    let _ = inputs.send(Input::Token(number, result)).await;
+                    let _ = inputs.send(Input::Token(request, result)).await;
                 });
-                self.token_fetch = Some((number, task));
+                self.token_fetch = Some((request, task));
             }
             Action::Open {
                 id,

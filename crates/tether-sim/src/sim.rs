@@ -136,7 +136,7 @@ pub enum SimEvent {
     /// A polling response reaches the client.
     PollAnswer(TransportId, RequestId, Result<Vec<u8>, TransportFailure>),
     /// The token provider answers.
-    TokenAnswer(Result<Token, String>),
+    TokenAnswer(RequestId, Result<Token, String>),
     /// The server checks a WebSocket's token against its expiry.
     TokenDue(TransportId),
     /// The operating system gives up on a half-open socket.
@@ -162,7 +162,7 @@ impl SimEvent {
             | SimEvent::ClientSeesClose(..)
             | SimEvent::ClientSeesFailure(..)
             | SimEvent::PollAnswer(..)
-            | SimEvent::TokenAnswer(_)
+            | SimEvent::TokenAnswer(..)
             | SimEvent::User(_) => true,
             SimEvent::Fault(f) => matches!(
                 f,
@@ -577,7 +577,7 @@ impl Sim {
             self.actions.push((now, action.clone()));
         }
         match action {
-            Action::FetchToken => {
+            Action::FetchToken { request } => {
                 self.counters.fetches += 1;
                 let delay = self.rng.millis(5, 150);
                 match self.token_mode {
@@ -588,11 +588,11 @@ impl Sim {
                             value: make_token(self.token_serial, expiry),
                             expires_at: Some(self.clock.at(expiry)),
                         };
-                        self.schedule_in(delay, SimEvent::TokenAnswer(Ok(token)));
+                        self.schedule_in(delay, SimEvent::TokenAnswer(request, Ok(token)));
                     }
                     TokenMode::Fail => self.schedule_in(
                         delay,
-                        SimEvent::TokenAnswer(Err("token service unavailable".into())),
+                        SimEvent::TokenAnswer(request, Err("token service unavailable".into())),
                     ),
                     TokenMode::Hang => {}
                 }
@@ -851,14 +851,15 @@ impl Sim {
                 );
                 self.conn.handle_poll_response(now, request, result);
             }
-            SimEvent::TokenAnswer(result) => {
+            SimEvent::TokenAnswer(request, result) => {
                 trace!(
                     self,
                     "input",
                     "token {}",
                     if result.is_ok() { "ok" } else { "error" }
                 );
-                self.conn.handle_token(now, result);
+                // Like a real provider, a fetch the core gave up on may still answer, late.
+                self.conn.handle_token(now, request, result);
             }
             SimEvent::TokenDue(tid) => {
                 let outs = self.server.token_due(tid, at);

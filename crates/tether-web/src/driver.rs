@@ -64,8 +64,8 @@ pub(crate) struct Core {
     pub(crate) conn: Connection,
     sockets: VecMap<TransportId, Slot>,
     polls: VecMap<RequestId, (TransportId, AbortHandle)>,
-    token_fetch: Option<(u64, AbortHandle)>,
-    token_requests: u64,
+    /// The token fetch in flight; a newer one aborts it.
+    token_fetch: Option<(RequestId, AbortHandle)>,
     /// Confirmed sends waiting for their message's fate.
     pub(crate) confirmations: VecMap<MessageId, Answer<Result<MessageId, DeliveryError>>>,
     /// `close` calls waiting for the sockets to be closed.
@@ -169,7 +169,6 @@ where
                     sockets: VecMap::default(),
                     polls: VecMap::default(),
                     token_fetch: None,
-                    token_requests: 0,
                     confirmations: VecMap::default(),
                     closers: Vec::new(),
                     handles_gone: false,
@@ -349,7 +348,7 @@ where
 
     fn perform(self: &Rc<Self>, action: Action) {
         match action {
-            Action::FetchToken => self.fetch_token(),
+            Action::FetchToken { request } => self.fetch_token(request),
             Action::Open {
                 id,
                 url,
@@ -427,15 +426,10 @@ where
         }
     }
 
-    fn fetch_token(self: &Rc<Self>) {
-        let number = {
-            let mut core = self.core.borrow_mut();
-            if let Some((_, previous)) = core.token_fetch.take() {
-                previous.abort();
-            }
-            core.token_requests += 1;
-            core.token_requests
-        };
+    fn fetch_token(self: &Rc<Self>, request: RequestId) {
+        if let Some((_, previous)) = self.core.borrow_mut().token_fetch.take() {
+            previous.abort();
+        }
         debug!("fetching a token");
         let inner = self.clone();
         let (task, abort) = abortable(async move {
@@ -443,20 +437,20 @@ where
                 Some(provider) => provider.token().await,
                 None => Err("no token provider".to_owned()),
             };
-            inner.token(number, result);
+            inner.token(request, result);
         });
-        self.core.borrow_mut().token_fetch = Some((number, abort));
+        self.core.borrow_mut().token_fetch = Some((request, abort));
         spawn(task);
     }
 
-    fn token(self: &Rc<Self>, number: u64, result: Result<Token, String>) {
+    fn token(self: &Rc<Self>, request: RequestId, result: Result<Token, String>) {
         {
             let mut core = self.core.borrow_mut();
-            if !matches!(core.token_fetch, Some((n, _)) if n == number) {
-                return;
+            if matches!(core.token_fetch, Some((r, _)) if r == request) {
+                core.token_fetch = None;
             }
-            core.token_fetch = None;
-            core.conn.handle_token(Instant::now(), result);
+            // The core ignores the answer to a fetch it no longer waits for.
+            core.conn.handle_token(Instant::now(), request, result);
         }
         self.drive();
     }

@@ -76,8 +76,8 @@ pub struct Connection {
     retry_hint: Option<Duration>,
 
     token: Option<Token>,
-    /// A token fetch is in flight.
-    token_fetch: bool,
+    /// The token fetch in flight: only its answer counts.
+    token_fetch: Option<RequestId>,
     /// An attempt waits for that fetch.
     attempt_waits_for_token: bool,
     auth_retry_used: bool,
@@ -146,7 +146,7 @@ impl Connection {
             closing: None,
             retry_hint: None,
             token: None,
-            token_fetch: false,
+            token_fetch: None,
             attempt_waits_for_token: false,
             auth_retry_used: false,
             heartbeat: heartbeat::Heartbeat::default(),
@@ -383,7 +383,7 @@ impl Connection {
             self.timers.stop(t);
         }
         self.attempt_waits_for_token = false;
-        self.token_fetch = false;
+        self.token_fetch = None;
         self.end_uptime(now);
         if linger {
             self.closing = Some((code, reason.to_owned()));
@@ -405,12 +405,22 @@ impl Connection {
 
     // ----- driver inputs -------------------------------------------------------------
 
-    /// The token provider answered (after [`Action::FetchToken`]).
-    pub fn handle_token(&mut self, now: Instant, result: Result<Token, String>) {
-        if !self.token_fetch {
+    /// The token provider answered [`Action::FetchToken`] `request`. An answer to a fetch
+    /// the core no longer waits for (it timed out, or a newer one was asked) is ignored.
+    pub fn handle_token(
+        &mut self,
+        now: Instant,
+        request: RequestId,
+        result: Result<Token, String>,
+    ) {
+        if self.token_fetch != Some(request) {
             return;
         }
-        self.token_fetch = false;
+        self.token_answered(now, result);
+    }
+
+    fn token_answered(&mut self, now: Instant, result: Result<Token, String>) {
+        self.token_fetch = None;
         self.timers.stop(Timer::TokenFetch);
         // A token that expired before it arrived (the process slept while the provider
         // answered) would only be rejected: treat it as a failed fetch.
@@ -649,9 +659,13 @@ impl Connection {
                     );
                 }
             }
-            Timer::TokenFetch => self.handle_token(now, Err("token provider timed out".into())),
+            Timer::TokenFetch => {
+                if self.token_fetch.is_some() {
+                    self.token_answered(now, Err("token provider timed out".into()));
+                }
+            }
             Timer::TokenRefresh => {
-                if self.state == State::Connected && !self.token_fetch {
+                if self.state == State::Connected && self.token_fetch.is_none() {
                     self.request_token(now);
                 }
             }
@@ -732,7 +746,7 @@ impl Connection {
     fn start_attempt(&mut self, now: Instant) {
         if self.config.auth.is_some() {
             self.attempt_waits_for_token = true;
-            if !self.token_fetch {
+            if self.token_fetch.is_none() {
                 self.request_token(now);
             }
         } else {
@@ -744,10 +758,12 @@ impl Connection {
         let Some(auth) = &self.config.auth else {
             return;
         };
-        self.token_fetch = true;
+        let fetch_timeout = auth.fetch_timeout;
+        let request = RequestId(self.next_id());
+        self.token_fetch = Some(request);
         self.timers
-            .set(Timer::TokenFetch, later(now, auth.fetch_timeout));
-        self.actions.push_back(Action::FetchToken);
+            .set(Timer::TokenFetch, later(now, fetch_timeout));
+        self.actions.push_back(Action::FetchToken { request });
     }
 
     fn on_connected(&mut self, now: Instant) {
@@ -926,7 +942,7 @@ impl Connection {
                 self.timers.stop(t);
             }
         }
-        self.token_fetch = false;
+        self.token_fetch = None;
         self.attempt_waits_for_token = false;
         self.stop(State::Error, reason);
     }
