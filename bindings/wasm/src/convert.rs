@@ -80,7 +80,7 @@ fn cause(c: &Cause) -> Obj {
 }
 
 /// `{ reason, message, code, status, attempts }`; `reason` one of `user-closed`,
-/// `auth-rejected`, `replaced`, `fatal`, `gave-up`.
+/// `auth-rejected`, `replaced`, `fatal`, `gave-up`, `driver-failed`.
 pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
     let (kind, obj) = match reason {
         TerminalReason::UserClosed { code, reason } => (
@@ -96,6 +96,12 @@ pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
         TerminalReason::GaveUp { attempts, last } => {
             ("gave-up", cause(last).set("attempts", *attempts))
         }
+        TerminalReason::DriverFailed(_) => (
+            "driver-failed",
+            Obj::new()
+                .set("code", JsValue::NULL)
+                .set("status", JsValue::NULL),
+        ),
         _ => ("other", Obj::new()),
     };
     obj.set("reason", kind)

@@ -134,7 +134,7 @@ export interface TetherOptions {
 
 /** Why the connection stopped. */
 export interface TetherStopReason {
-  reason: 'user-closed' | 'auth-rejected' | 'replaced' | 'fatal' | 'gave-up';
+  reason: 'user-closed' | 'auth-rejected' | 'replaced' | 'fatal' | 'gave-up' | 'driver-failed';
   /** In words. */
   message: string;
   /** The close code (sent, for `user-closed`). */

@@ -156,6 +156,9 @@ pub enum TerminalReason {
         /// How the last one ended.
         last: Cause,
     },
+    /// The driver running the connection failed (its task panicked: a bug, reported
+    /// here rather than as a client that hangs). Final: `reconnect` does not restart it.
+    DriverFailed(String),
 }
 
 impl fmt::Display for TerminalReason {
@@ -172,6 +175,7 @@ impl fmt::Display for TerminalReason {
             TerminalReason::GaveUp { attempts, last } => {
                 write!(f, "gave up after {attempts} failed attempts; last: {last}")
             }
+            TerminalReason::DriverFailed(why) => write!(f, "the driver failed: {why}"),
         }
     }
 }

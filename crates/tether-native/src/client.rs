@@ -402,7 +402,12 @@ impl<T> ClientBuilder<T> {
         let transport = Arc::new(self.transport);
         let tokens = self.tokens;
         let start = move |shared: Arc<Shared>| {
-            let task = driver::run(driver::Task::new(shared), transport.clone(), tokens.clone());
+            let task = driver::run(
+                driver::Task::new(shared.clone()),
+                transport.clone(),
+                tokens.clone(),
+            );
+            let task = driver::supervised(shared, task);
             drop(runtime.spawn(task.instrument(span.clone())));
         };
         let shared = Arc::new(Shared {
@@ -448,4 +453,46 @@ fn os_entropy() -> Entropy {
         }
     }
     Entropy::from_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_core::{Event, TerminalReason};
+
+    /// A client whose task dies (a bug: here a panic injected in its place) stops in
+    /// `Error` with the reason, its readers and waiters hear of it, and every later call
+    /// fails or does nothing, rather than a client that hangs while `send` says `Ok`.
+    #[tokio::test]
+    async fn a_task_that_panics_leaves_the_client_in_error_and_every_call_fails() {
+        // Port 9 on loopback: nothing listens, the client keeps retrying.
+        let config = Config::builder("ws://127.0.0.1:9/ws")
+            .protocol()
+            .build()
+            .unwrap();
+        let client = Client::connect(config).unwrap();
+        let mut events = client.events();
+        let waiting = client.send_watched("queued".into()).unwrap();
+        driver::supervised(client.shared.clone(), async { panic!("boom") }).await;
+        assert_eq!(*client.state().borrow(), State::Error);
+        assert!(waiting.await.unwrap().is_err(), "the waiter hears of it");
+        assert_eq!(client.send("later"), Err(SendError::Stopped(State::Error)));
+        client.reconnect();
+        assert_eq!(client.metrics().state, State::Error, "nothing restarts it");
+        let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match events.recv().await {
+                    Some(Event::Stopped(reason)) => return reason,
+                    Some(_) => {}
+                    None => panic!("the events ended without Stopped"),
+                }
+            }
+        })
+        .await
+        .expect("Stopped within 10 s");
+        assert_eq!(stopped, TerminalReason::DriverFailed("boom".into()));
+        tokio::time::timeout(std::time::Duration::from_secs(10), client.close(1000, "x"))
+            .await
+            .expect("close returns");
+    }
 }

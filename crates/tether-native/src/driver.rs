@@ -346,6 +346,37 @@ impl Drop for Task {
     }
 }
 
+/// Runs the client's task `task`. Should it panic (a bug), the client stops in `Error`
+/// with [`tether_core::TerminalReason::DriverFailed`] and the panic's message, its readers
+/// and waiters hear of it, and every later call fails, instead of a client that hangs
+/// while `send` still says `Ok`.
+pub(crate) async fn supervised(shared: Arc<Shared>, task: impl Future<Output = ()>) {
+    let Err(panic) = AssertUnwindSafe(task).catch_unwind().await else {
+        return;
+    };
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "the client's task panicked".to_owned());
+    tracing::error!(%why, "the client's task panicked");
+    // The core may be what panicked: if stopping it panics too, the state still says so.
+    let stopped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut core = shared.lock();
+        core.conn.handle_driver_failure(Instant::now(), &why);
+        let events: Vec<Event> = std::iter::from_fn(|| core.conn.poll_event()).collect();
+        resolve_confirmations(&mut core, &events);
+        for closer in core.closers.drain(..) {
+            let _ = closer.send(());
+        }
+        events
+    }));
+    shared.state.send_replace(State::Error);
+    if let Ok(events) = stopped {
+        shared.events.publish(events);
+    }
+}
+
 /// The task of one client. Ends when the connection has stopped and nothing is left to do.
 pub(crate) async fn run<T>(
     mut task: Task,
@@ -588,7 +619,11 @@ where
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
-                    let result = transport.connect(url, protocols, headers).await;
+                    // A transport that panics fails this attempt, not the client.
+                    let result = AssertUnwindSafe(transport.connect(url, protocols, headers))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err(transport_panicked()));
                     let _ = inputs.send(Input::Opened(id, result.map(Box::new))).await;
                 });
                 self.sockets.insert(id, Slot::Connecting(task));
@@ -644,7 +679,10 @@ where
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
-                    let result = transport.poll(url, headers, body).await;
+                    let result = AssertUnwindSafe(transport.poll(url, headers, body))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| Err(transport_panicked()));
                     let _ = inputs.send(Input::Polled(request, result)).await;
                 });
                 self.polls.insert(request, (id, task));
@@ -778,6 +816,10 @@ async fn write_batch<W: SocketWriter + 'static>(
 }
 
 /// Answers `send_confirmed` callers whose message's fate is now known.
+fn transport_panicked() -> TransportFailure {
+    TransportFailure::Network("the transport panicked".to_owned())
+}
+
 fn resolve_confirmations(core: &mut Core, events: &[Event]) {
     if core.confirmations.is_empty() {
         return;

@@ -383,3 +383,66 @@ fn a_client_outliving_its_runtime_never_hangs() {
         within("close", client.close(1000, "bye")).await;
     });
 }
+
+/// A user's transport that panics (a bug in it) fails the attempt it was making, with a
+/// typed error event, and the client goes on retrying; it does not take the client down.
+#[tokio::test]
+async fn a_transport_that_panics_fails_its_attempt_not_the_client() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tether_core::transport::Transport;
+    use tether_core::{TetherError, TransportFailure};
+    use tether_native::NativeTransport;
+
+    struct Panicking(Arc<AtomicUsize>);
+    impl Transport for Panicking {
+        type Writer = <NativeTransport as Transport>::Writer;
+        type Reader = <NativeTransport as Transport>::Reader;
+        fn connect(
+            &self,
+            _url: String,
+            _protocols: Vec<String>,
+            _headers: Vec<(String, String)>,
+        ) -> impl std::future::Future<Output = Result<(Self::Writer, Self::Reader), TransportFailure>>
+               + Send {
+            let calls = self.0.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if calls.load(Ordering::SeqCst) > 0 {
+                    panic!("a bug in the transport");
+                }
+                Err(TransportFailure::Refused)
+            }
+        }
+        fn poll(
+            &self,
+            _url: String,
+            _headers: Vec<(String, String)>,
+            _body: Vec<u8>,
+        ) -> impl std::future::Future<Output = Result<Vec<u8>, TransportFailure>> + Send {
+            async { Err(TransportFailure::Refused) }
+        }
+    }
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Client::builder(config("127.0.0.1:9".parse().unwrap()).build().unwrap())
+        .transport(Panicking(calls.clone()))
+        .spawn()
+        .unwrap();
+    let mut events = client.events();
+    for _ in 0..2 {
+        let failed = next_event(&mut events, "a failed attempt", |e| {
+            matches!(e, Event::Error(TetherError::AttemptFailed(_)))
+        })
+        .await;
+        assert_eq!(
+            failed,
+            Event::Error(TetherError::AttemptFailed(TransportFailure::Network(
+                "the transport panicked".into()
+            )))
+        );
+    }
+    assert!(calls.load(Ordering::SeqCst) >= 2, "it tried again");
+    assert!(!client.metrics().state.is_stopped());
+    within("close", client.close(1000, "done")).await;
+}

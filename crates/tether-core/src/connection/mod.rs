@@ -277,8 +277,12 @@ impl Connection {
 
     /// Connect now, from any state that is not connected or already attempting: restarts
     /// after `Error` or `Closed` (forgetting past failures), ends a backoff wait early,
-    /// and attempts even while the platform says it is offline.
+    /// and attempts even while the platform says it is offline. A connection whose driver
+    /// failed ([`TerminalReason::DriverFailed`]) stays stopped: nothing would run it.
     pub fn reconnect(&mut self, now: Instant) {
+        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+            return;
+        }
         self.started = true;
         match self.state {
             State::Error | State::Closed => {
@@ -404,6 +408,21 @@ impl Connection {
     }
 
     // ----- driver inputs -------------------------------------------------------------
+
+    /// The driver can no longer run this connection (its task died): stop in `Error` with
+    /// [`TerminalReason::DriverFailed`], report every message not yet acknowledged as
+    /// `Dropped`, and stay stopped: `send` fails with `Stopped(Error)` from now on, and
+    /// `reconnect` does nothing.
+    pub fn handle_driver_failure(&mut self, now: Instant, why: &str) {
+        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+            return;
+        }
+        self.end_uptime(now);
+        self.closing = None;
+        self.stop_with_error(TerminalReason::DriverFailed(why.to_owned()));
+        self.timers.stop(Timer::QueueExpiry);
+        self.drop_retained();
+    }
 
     /// The token provider answered [`Action::FetchToken`] `request`. An answer to a fetch
     /// the core no longer waits for (it timed out, or a newer one was asked) is ignored.

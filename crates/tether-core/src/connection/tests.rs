@@ -807,6 +807,37 @@ fn connect_timeout_abandons_the_socket_and_retries() {
 }
 
 #[test]
+fn a_failed_driver_stops_the_connection_for_good_and_reports_what_it_held() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (_, _) = h.welcome(1, 0, false);
+    let written = h.conn.send(h.now, "written").unwrap();
+    h.drain();
+    h.take_events();
+    h.conn.handle_driver_failure(h.now, "the task panicked");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Error);
+    assert_eq!(
+        h.conn.terminal_reason(),
+        Some(&TerminalReason::DriverFailed("the task panicked".into()))
+    );
+    assert!(h.events.contains(&Event::Dropped {
+        id: written,
+        reason: DropReason::Unconfirmed
+    }));
+    assert_eq!(
+        h.conn.send(h.now, "later"),
+        Err(SendError::Stopped(State::Error))
+    );
+    h.take_actions();
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Error, "nothing would run it");
+    assert!(h.take_actions().is_empty());
+    assert_eq!(h.conn.poll_timeout(), None);
+}
+
+#[test]
 fn poll_kind_names() {
     assert_eq!(PollKind::Send.as_str(), "send");
     assert_eq!(PollKind::Receive.as_str(), "recv");
