@@ -414,13 +414,13 @@ async fn a_transport_that_panics_fails_its_attempt_not_the_client() {
                 Err(TransportFailure::Refused)
             }
         }
-        fn poll(
+        async fn poll(
             &self,
             _url: String,
             _headers: Vec<(String, String)>,
             _body: Vec<u8>,
-        ) -> impl std::future::Future<Output = Result<Vec<u8>, TransportFailure>> + Send {
-            async { Err(TransportFailure::Refused) }
+        ) -> Result<Vec<u8>, TransportFailure> {
+            Err(TransportFailure::Refused)
         }
     }
 
