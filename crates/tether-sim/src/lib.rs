@@ -95,6 +95,9 @@ pub struct Summary {
     pub stale_transports: u64,
     /// Welcomes that started a numbering over (`resumed: false`), first ones included.
     pub resets: u64,
+    /// Forged Hellos and polling requests the adversary sent (all refused or answered
+    /// with a fresh session of its own).
+    pub adversary_moves: u64,
 }
 
 /// Why a schedule failed.
@@ -192,6 +195,7 @@ pub fn run_seed_with(seed: u64, trace: bool, options: Options) -> Result<Summary
                 steps: sim.counters.steps,
                 stale_transports: sim.server.stale,
                 resets: sim.server.resets,
+                adversary_moves: sim.counters.adversary,
             });
         }
         Ok(Err(v)) => v,
