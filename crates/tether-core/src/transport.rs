@@ -101,7 +101,8 @@ impl<T: ?Sized> MaybeSend for T {}
 /// Opens WebSockets and makes HTTP polling requests: all the network a driver needs.
 ///
 /// The arguments are the fields of [`Action::Open`](crate::Action::Open) and
-/// [`Action::Poll`](crate::Action::Poll), moved in as they are.
+/// [`Action::Poll`](crate::Action::Poll), moved in as they are; a poll's headers are
+/// [`poll_headers`]`(headers, session)`, which adds the session's proof.
 pub trait Transport {
     /// The sending half of an open WebSocket.
     type Writer: SocketWriter;

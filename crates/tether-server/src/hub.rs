@@ -231,17 +231,22 @@ pub struct Delivered {
     pub payload: Payload,
 }
 
-/// Shared state of the reference server: sessions keyed by (user, client id) holding a
-/// [`ServerSession`] each, rooms, each user's current connection, and the metrics.
+/// Shared state of the reference server: sessions keyed by (user, client id, session
+/// secret) holding a [`ServerSession`] each, rooms, each user's current connection, and
+/// the metrics.
 ///
 /// One hub can outlive the servers that use it: kill a server and start a new one with
 /// the same `Arc<Hub>` and every session is still there ("restart keeping state").
 ///
 /// ## Sessions and transports
 ///
-/// A session is the [`ServerSession`] of one client, keyed by (user, client id); for
-/// anonymous dev-mode clients the user part is one shared anonymous namespace, so a dev
-/// client still resumes after a reconnect. A *transport* is one WebSocket or one polling
+/// A session is the [`ServerSession`] of one client, keyed by (user, client id, secret):
+/// the server draws the secret from the operating system's random source when it makes
+/// the session, sends it in every Welcome, and finds the session only for a Hello or a
+/// poll request that proves it (PROTOCOL.md 4.1). A Hello without it gets a fresh
+/// session; a poll request without it gets 503. For anonymous dev-mode clients the user
+/// part is one shared anonymous namespace (the secret still keeps their sessions apart),
+/// so a dev client still resumes after a reconnect. A *transport* is one WebSocket or one polling
 /// sequence (from a polling Hello until it is detached). A session is attached to at
 /// most one transport, the newest (PROTOCOL.md 3.4): a Hello of the same client on a
 /// newer transport detaches the older one (a WebSocket is closed with 1000, a polling
