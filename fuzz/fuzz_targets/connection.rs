@@ -2,7 +2,7 @@
 //! changes and a second transport panic), and the queue stays within its limits.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use tether_core::protocol::Envelope;
+use tether_core::protocol::{Envelope, SessionSecret};
 use tether_core::{
     Action, AuthConfig, Config, Connection, Duration, FallbackConfig, Hint, Instant, Payload,
     RequestId, Token, TransportFailure, TransportId,
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
             }
             7 => {
                 let e = match arg % 5 {
-                    0 => Envelope::Welcome { session: 1, recv_seq: u64::from(arg / 5 % 4), resumed: arg & 1 == 1 },
+                    0 => Envelope::Welcome { session: 1, recv_seq: u64::from(arg / 5 % 4), resumed: arg & 1 == 1, secret: SessionSecret::from_bytes([arg; 16]) },
                     1 => Envelope::Msg { seq: u64::from(arg / 5 % 8) + 1, payload: Payload::Text("m".into()) },
                     2 => Envelope::Ack { seq: u64::from(arg / 5 % 8) },
                     3 => Envelope::Pong { id: u64::from(arg / 5 % 4) },

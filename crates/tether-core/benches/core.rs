@@ -39,6 +39,7 @@ fn connected(protocol: bool) -> (Connection, TransportId, Instant) {
                 session: 1,
                 recv_seq: 0,
                 resumed: false,
+                secret: tether_core::protocol::SessionSecret::from_bytes([1; 16]),
             }
             .encode(),
         );

@@ -410,6 +410,11 @@ pub enum Action {
         headers: Vec<(String, String)>,
         /// A poll batch (see PROTOCOL.md).
         body: Vec<u8>,
+        /// The session's secret, once a Welcome gave one: send it as the
+        /// [`SESSION_HEADER`](crate::protocol::SESSION_HEADER) request header
+        /// ([`crate::transport::poll_headers`] adds it). It proves that the request
+        /// comes from the client holding the session; never put it in a URL or a log.
+        session: Option<crate::protocol::SessionSecret>,
     },
 }
 

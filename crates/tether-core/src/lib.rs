@@ -27,7 +27,9 @@
 //!         match action {
 //!             Action::Open { id, .. } => {
 //!                 conn.handle_opened(now, id);
-//!                 conn.handle_frame(now, id, Payload::Text("W 1 0 0".into()));
+//!                 // Welcome: session 1, nothing received, not resumed, the session secret.
+//!                 let welcome = "W 1 0 0 0123456789abcdef0123456789abcdef";
+//!                 conn.handle_frame(now, id, Payload::Text(welcome.into()));
 //!             }
 //!             Action::Send { frame, .. } => written.push(frame),
 //!             _ => {}

@@ -12,7 +12,7 @@
 //! | `Open { id, url, protocols, headers }` | [`Transport::connect`] | `handle_opened(id)` on `Ok`, `handle_failed(id, _)` on `Err` |
 //! | `Send { id, frame }` | [`SocketWriter::send`] | nothing (an `Err` is reported as [`SocketEvent::Failed`]) |
 //! | `Close { id, code, reason }` | [`SocketWriter::close`], or drop the `connect` future | nothing: the core forgot `id` |
-//! | `Poll { request, url, headers, body, .. }` | [`Transport::poll`] | `handle_poll_response(request, _)` |
+//! | `Poll { request, url, headers, body, session, .. }` | [`Transport::poll`] with [`poll_headers`]`(headers, session)` | `handle_poll_response(request, _)` |
 //! | — | [`SocketReader::next`], in a loop | [`SocketEvent::apply`] |
 //!
 //! - **One socket, two halves.** `connect` resolves to a writer and a reader so that a
@@ -27,8 +27,8 @@
 //!   [`TransportFailure::Blocked`]; anything else → [`TransportFailure::Network`]. The core
 //!   classifies them (retry, refresh the token, stop, fall back); a transport never
 //!   decides.
-//! - **Never log or echo a secret.** URLs may carry a token in the query and headers an
-//!   `Authorization`; failure texts must not include either.
+//! - **Never log or echo a secret.** URLs may carry a token in the query, headers an
+//!   `Authorization` or a `Tether-Session`; failure texts must not include any of them.
 //! - **Dropping is abandoning.** Dropping the `connect` future, or both halves of a socket,
 //!   ends the attempt or the socket without a close frame and without further reports.
 //!
@@ -101,7 +101,8 @@ impl<T: ?Sized> MaybeSend for T {}
 /// Opens WebSockets and makes HTTP polling requests: all the network a driver needs.
 ///
 /// The arguments are the fields of [`Action::Open`](crate::Action::Open) and
-/// [`Action::Poll`](crate::Action::Poll), moved in as they are.
+/// [`Action::Poll`](crate::Action::Poll), moved in as they are; a poll's headers are
+/// [`poll_headers`]`(headers, session)`, which adds the session's proof.
 pub trait Transport {
     /// The sending half of an open WebSocket.
     type Writer: SocketWriter;
@@ -200,6 +201,33 @@ pub fn redact(url: &str) -> String {
         }
         None => url.to_owned(),
     }
+}
+
+/// The headers of an [`Action::Poll`](crate::Action::Poll) request: its `headers`, plus
+/// `Tether-Session: <secret>` ([`SESSION_HEADER`](crate::protocol::SESSION_HEADER)) when
+/// the action carries the session's secret. Every driver sends poll requests with these
+/// headers, so every platform proves the session the same way.
+///
+/// ```
+/// use tether_core::protocol::SessionSecret;
+/// use tether_core::transport::poll_headers;
+///
+/// let auth = vec![("Authorization".to_owned(), "Bearer t".to_owned())];
+/// assert_eq!(poll_headers(auth.clone(), None), auth);
+/// let secret = SessionSecret::from_bytes([0xab; 16]);
+/// let headers = poll_headers(auth, Some(secret));
+/// assert_eq!(headers[1].0, "Tether-Session");
+/// assert_eq!(headers[1].1, "ab".repeat(16));
+/// ```
+#[must_use]
+pub fn poll_headers(
+    mut headers: Vec<(String, String)>,
+    session: Option<crate::protocol::SessionSecret>,
+) -> Vec<(String, String)> {
+    if let Some(secret) = session {
+        headers.push((crate::protocol::SESSION_HEADER.to_owned(), secret.to_hex()));
+    }
+    headers
 }
 
 impl SocketEvent {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use tether_core::protocol::{encode_batch, Envelope};
+use tether_core::protocol::{encode_batch, Envelope, SessionSecret};
 use tether_core::{
     Action, AuthConfig, BackoffConfig, Config, Connection, Duration, Event, FallbackConfig,
     HeartbeatConfig, Hint, Instant, Jitter, OverflowPolicy, Payload, QueueConfig, RequestId, State,
@@ -38,6 +38,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
                 session,
                 recv_seq,
                 resumed,
+                secret: SessionSecret::from_bytes([session as u8; 16]),
             }
         }),
         (1u64..12, "[a-z]{0,8}").prop_map(|(seq, s)| Envelope::Msg {
@@ -53,6 +54,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
             recv_seq,
             session,
             attempt,
+            secret: None,
         }),
     ]
 }

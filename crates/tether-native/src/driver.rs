@@ -674,10 +674,12 @@ where
                 url,
                 headers,
                 body,
+                session,
             } => {
                 trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
+                let headers = tether_core::transport::poll_headers(headers, session);
                 let task = spawn(async move {
                     let result = AssertUnwindSafe(transport.poll(url, headers, body))
                         .catch_unwind()

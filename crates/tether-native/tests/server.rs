@@ -155,6 +155,14 @@ async fn falls_back_to_http_polling_when_websockets_fail() {
         .unwrap();
     let echo = next_event(&mut events, "the echo", |e| matches!(e, Event::Message(_))).await;
     assert_eq!(echo, Event::Message(Payload::Text("polled".into())));
+    // Every request after the polling Hello proved the session (Tether-Session): the
+    // server answered each one, none with the 503 that would have started over.
+    let metrics = client.metrics();
+    assert_eq!(
+        (metrics.reconnects, metrics.state),
+        (0, State::Connected),
+        "{metrics:?}"
+    );
 
     within("close", client.close(1000, "done")).await;
     dropper.abort();

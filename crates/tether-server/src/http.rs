@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use tether_core::protocol::{decode_batch, encode_batch, Envelope};
+use tether_core::protocol::{decode_batch, encode_batch, Envelope, SessionSecret, SESSION_HEADER};
 use tracing::{debug, warn};
 
 use crate::hub::{PollError, Principal};
@@ -64,7 +64,7 @@ async fn cors(request: Request, next: Next) -> Response {
     );
     h.insert(
         header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type"),
+        HeaderValue::from_static("authorization, content-type, tether-session"),
     );
     h.insert(
         header::ACCESS_CONTROL_MAX_AGE,
@@ -229,7 +229,8 @@ struct PollQuery {
     access_token: Option<String>,
 }
 
-/// `POST /poll?client=<hex>&op=send|recv&t=<transport>`: see PROTOCOL.md 3.2.
+/// `POST /poll?client=<hex>&op=send|recv&t=<transport>`, with the session's secret in
+/// `Tether-Session` once a Welcome gave one: see PROTOCOL.md 3.2.
 ///
 /// Numbered messages only ever travel in `op=recv` answers (and after a Hello, in the
 /// Hello's own answer): a client may have a send and a recv in flight at once, and
@@ -262,6 +263,18 @@ async fn poll(
         Ok(r) => r,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    let proof = match headers.get(SESSION_HEADER) {
+        None => None,
+        Some(value) => match SessionSecret::from_hex(value.as_bytes()) {
+            Some(secret) => Some(secret),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "Tether-Session must be the session's secret: 32 hex digits",
+                )
+            }
+        },
+    };
     let envelopes = match decode_batch(&body).and_then(|frames| {
         frames
             .into_iter()
@@ -286,6 +299,7 @@ async fn poll(
         &principal,
         client_id,
         attempt,
+        proof,
         room,
         envelopes,
         &app.config,

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tether_core::close::codes;
-use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession, StaleTransport};
+use tether_core::protocol::{
+    Envelope, HelloRefused, ProtocolError, ResumeLimits, ServerSession, SessionSecret,
+};
 use tether_core::Payload;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info};
@@ -23,11 +25,15 @@ use crate::token::{unix_now, Claims};
 /// Identifies one connection in the hub, the logs and the metrics.
 pub(crate) type ConnId = u64;
 
-/// The session's key: (user, client id); `user` is empty for anonymous clients.
+/// The session's key: (user, client id, secret); `user` is empty for anonymous clients.
+/// Only a client that proves the secret finds the session: knowing the user and the
+/// client id is not enough (PROTOCOL.md 4.1).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct SessionKey {
     pub(crate) user: String,
     pub(crate) client_id: u64,
+    /// Compared in constant time; redacted in `Debug`.
+    pub(crate) secret: SessionSecret,
 }
 
 /// Which endpoint a connection came through.
@@ -68,6 +74,8 @@ pub(crate) struct Greeting {
     pub(crate) session: u64,
     /// The transport's number: a lower one than the session has seen is stale.
     pub(crate) attempt: u64,
+    /// The session's secret, if the client holds one.
+    pub(crate) secret: Option<SessionSecret>,
 }
 
 /// Who is connecting.
@@ -223,17 +231,22 @@ pub struct Delivered {
     pub payload: Payload,
 }
 
-/// Shared state of the reference server: sessions keyed by (user, client id) holding a
-/// [`ServerSession`] each, rooms, each user's current connection, and the metrics.
+/// Shared state of the reference server: sessions keyed by (user, client id, session
+/// secret) holding a [`ServerSession`] each, rooms, each user's current connection, and
+/// the metrics.
 ///
 /// One hub can outlive the servers that use it: kill a server and start a new one with
 /// the same `Arc<Hub>` and every session is still there ("restart keeping state").
 ///
 /// ## Sessions and transports
 ///
-/// A session is the [`ServerSession`] of one client, keyed by (user, client id); for
-/// anonymous dev-mode clients the user part is one shared anonymous namespace, so a dev
-/// client still resumes after a reconnect. A *transport* is one WebSocket or one polling
+/// A session is the [`ServerSession`] of one client, keyed by (user, client id, secret):
+/// the server draws the secret from the operating system's random source when it makes
+/// the session, sends it in every Welcome, and finds the session only for a Hello or a
+/// poll request that proves it (PROTOCOL.md 4.1). A Hello without it gets a fresh
+/// session; a poll request without it gets 503. For anonymous dev-mode clients the user
+/// part is one shared anonymous namespace (the secret still keeps their sessions apart),
+/// so a dev client still resumes after a reconnect. A *transport* is one WebSocket or one polling
 /// sequence (from a polling Hello until it is detached). A session is attached to at
 /// most one transport, the newest (PROTOCOL.md 3.4): a Hello of the same client on a
 /// newer transport detaches the older one (a WebSocket is closed with 1000, a polling
@@ -514,14 +527,11 @@ impl Hub {
         hello: Greeting,
         room: Option<String>,
         config: &ServerConfig,
-    ) -> Result<(), StaleTransport> {
+    ) -> Result<(), HelloRefused> {
         let now = Instant::now();
-        let key = SessionKey {
-            user: principal.session_user(),
-            client_id: hello.client_id,
-        };
         let mut st = self.lock();
         let st = &mut *st;
+        let key = hello_key(st, principal, &hello);
         let out = attach(
             st,
             &self.metrics,
@@ -598,29 +608,33 @@ impl Hub {
     /// that starts a new polling transport) are processed; the answer's frames and the
     /// transport come back.
     #[allow(clippy::too_many_arguments)]
+    ///
+    /// `proof` is the request's `Tether-Session` header. A request that opens a
+    /// transport is judged by its Hello's secret instead (without one, or with one that
+    /// names no session of this user and client, it gets a fresh session); every other
+    /// request reaches a session only by proving its secret: without it, it is answered
+    /// 503 as if there were no session, and reads, acknowledges and changes nothing.
     pub(crate) fn poll_exchange(
         &self,
         principal: &Principal,
         client_id: u64,
         attempt: u64,
+        proof: Option<SessionSecret>,
         room: Option<String>,
         envelopes: Vec<Envelope>,
         config: &ServerConfig,
         check_token: &dyn Fn(&str) -> Result<Claims, crate::token::TokenError>,
     ) -> Result<PollExchange, PollError> {
         let now = Instant::now();
-        let key = SessionKey {
-            user: principal.session_user(),
-            client_id,
-        };
         let mut st = self.lock();
         let st = &mut *st;
         let mut frames = Vec::new();
         let mut rest = envelopes.into_iter().peekable();
-        let conn = if let Some(&Envelope::Hello {
+        let (conn, key) = if let Some(&Envelope::Hello {
             recv_seq,
             session,
             attempt: hello_attempt,
+            secret,
             ..
         }) = rest.peek()
         {
@@ -630,6 +644,14 @@ impl Hub {
                     "the Hello's attempt is not the query's t".into(),
                 ));
             }
+            let hello = Greeting {
+                client_id,
+                recv_seq,
+                session,
+                attempt,
+                secret,
+            };
+            let key = hello_key(st, principal, &hello);
             if st
                 .sessions
                 .get(&key)
@@ -669,12 +691,6 @@ impl Hub {
                     }),
                 },
             );
-            let hello = Greeting {
-                client_id,
-                recv_seq,
-                session,
-                attempt,
-            };
             match attach(
                 st,
                 &self.metrics,
@@ -692,9 +708,18 @@ impl Hub {
                     return Err(PollError::Stale);
                 }
             }
-            id
+            (id, key)
         } else {
-            poll_transport(st, &self.metrics, &key, attempt, now)?
+            // Without the session's secret there is no session to speak of.
+            let Some(secret) = proof else {
+                return Err(PollError::NoTransport);
+            };
+            let key = SessionKey {
+                user: principal.session_user(),
+                client_id,
+                secret,
+            };
+            (poll_transport(st, &self.metrics, &key, attempt, now)?, key)
         };
         for envelope in rest {
             let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
@@ -1130,7 +1155,7 @@ fn attach(
     room: Option<String>,
     limits: ResumeLimits,
     now: Instant,
-) -> Result<Vec<Envelope>, StaleTransport> {
+) -> Result<Vec<Envelope>, HelloRefused> {
     let Some(user) = st.conns.get(&conn).map(|c| c.user.clone()) else {
         return Ok(Vec::new());
     };
@@ -1140,7 +1165,7 @@ fn attach(
         .or_insert_with(|| SessionEntry {
             // Random (below 2^53, for JavaScript clients): an id the client cannot
             // have seen, even from this server before a restart.
-            session: ServerSession::new(crate::rand::u64() >> 11, limits),
+            session: ServerSession::new(crate::rand::u64() >> 11, key.secret, limits),
             room: None,
             attached: None,
             detached_since: now,
@@ -1148,9 +1173,15 @@ fn attach(
         });
     let out = entry
         .session
-        .hello(now, hello.recv_seq, hello.session, hello.attempt)
-        .inspect_err(|stale| {
-            debug!(conn, client_id = %format_args!("{:x}", key.client_id), %stale, "stale Hello refused");
+        .hello(
+            now,
+            hello.secret,
+            hello.recv_seq,
+            hello.session,
+            hello.attempt,
+        )
+        .inspect_err(|refused| {
+            debug!(conn, client_id = %format_args!("{:x}", key.client_id), %refused, "Hello refused");
         })?;
     claim_user(st, metrics, &user, conn, Some(key.client_id), now);
     let Some(entry) = st.sessions.get_mut(key) else {
@@ -1192,6 +1223,37 @@ fn attach(
         "session attached"
     );
     Ok(out)
+}
+
+/// The session a Hello reaches: the one of this user and client id whose secret the
+/// Hello proves; otherwise (no secret, or one that names no such session: the server
+/// forgot it, or it was never this client's) a fresh session under a new secret, which
+/// shares nothing with any other.
+fn hello_key(st: &State, principal: &Principal, hello: &Greeting) -> SessionKey {
+    let user = principal.session_user();
+    if let Some(secret) = hello.secret {
+        let key = SessionKey {
+            user,
+            client_id: hello.client_id,
+            secret,
+        };
+        if st.sessions.contains_key(&key) {
+            return key;
+        }
+        return fresh_key(key.user, hello.client_id);
+    }
+    fresh_key(user, hello.client_id)
+}
+
+/// A key for a new session: 128 bits from the operating system's random source.
+fn fresh_key(user: String, client_id: u64) -> SessionKey {
+    let mut bytes = [0u8; SessionSecret::BYTES];
+    crate::rand::fill(&mut bytes);
+    SessionKey {
+        user,
+        client_id,
+        secret: SessionSecret::from_bytes(bytes),
+    }
 }
 
 /// One envelope from the client of `key`, on its attached transport `conn`.

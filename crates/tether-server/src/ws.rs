@@ -441,6 +441,7 @@ impl Socket {
                 recv_seq,
                 session,
                 attempt,
+                secret,
             } = envelope
             else {
                 return Step::Close(
@@ -457,6 +458,7 @@ impl Socket {
                 recv_seq,
                 session,
                 attempt,
+                secret,
             };
             if let Err(stale) =
                 self.app

@@ -42,7 +42,8 @@ async fn kill_and_restart_on_the_same_port_with_the_same_hub_resumes() {
             Envelope::Welcome {
                 session,
                 recv_seq: 1,
-                resumed: true
+                resumed: true,
+                secret: c.secret.get().expect("a secret")
             }
         );
         // "before" was received (but never acked): only the newer message comes.

@@ -136,7 +136,8 @@ async fn session_moves_from_websocket_to_polling_and_back_without_loss() {
             Envelope::Welcome {
                 session,
                 recv_seq: 2,
-                resumed: true
+                resumed: true,
+                secret: c.secret.get().expect("a secret")
             }
         );
         let (msgs, _) = take_all(&mut c, &answer[1..]);
@@ -160,7 +161,8 @@ async fn session_moves_from_websocket_to_polling_and_back_without_loss() {
             Envelope::Welcome {
                 session,
                 recv_seq: 3,
-                resumed: true
+                resumed: true,
+                secret: c.secret.get().expect("a secret")
             }
         );
         let (msgs, _) = c.collect(&mut ws, 2).await;
@@ -260,15 +262,18 @@ async fn requests_of_an_abandoned_polling_transport_get_410() {
         // Requests of the old transport arrive late: 410, and nothing changes.
         let t_old = format!("&t={old}");
         let ping = [Envelope::Ping { id: 1 }];
-        let (status, _) = poll(addr, c.client_id, "send", &t_old, &token, &ping).await;
+        let secret = c.secret.get();
+        let (status, _) = poll_with(addr, c.client_id, "send", &t_old, &token, secret, &ping).await;
         assert_eq!(status, StatusCode::GONE);
         let late_hello = Envelope::Hello {
             client_id: c.client_id,
             recv_seq: 0,
             session: 0,
             attempt: old,
+            secret,
         };
-        let (status, _) = poll(addr, c.client_id, "send", &t_old, &token, &[late_hello]).await;
+        let late = [late_hello];
+        let (status, _) = poll_with(addr, c.client_id, "send", &t_old, &token, secret, &late).await;
         assert_eq!(status, StatusCode::GONE);
 
         // The current transport goes on.

@@ -107,7 +107,8 @@ async fn resend_after_reconnect_with_partial_ack() {
             Envelope::Welcome {
                 session,
                 recv_seq: 5,
-                resumed: true
+                resumed: true,
+                secret: c.secret.get().expect("a secret")
             }
         );
         let (resent, _) = c.collect(&mut ws, 3).await;
@@ -311,6 +312,8 @@ async fn a_late_hello_from_an_abandoned_socket_changes_nothing() {
         let addr = server.addr();
         let token = token("lena");
         let mut c = Client::new(0x1a7e);
+        let (first, _) = c.open(addr, "", Some(&token)).await;
+        drop(first);
         // The client writes Hello on a socket, gives up on it, and opens another.
         let mut abandoned = connect(addr, "/ws", Some(&token)).await;
         let late_hello = c.hello();
@@ -347,8 +350,9 @@ async fn a_client_that_missed_the_welcome_gets_everything_from_seq_1() {
         drop(ws);
         assert_eq!(server.hub().send_to_user("mia", "a"), 1);
         assert_eq!(server.hub().send_to_user("mia", "b"), 1);
-        // As if that Welcome had never arrived: the client names no session, and its
-        // recv_seq is from some older numbering. It is not read as acknowledgements.
+        // As if a reset's Welcome had never arrived: the client proves the session's
+        // secret but names no numbering, and its recv_seq is from some older one. It
+        // is not read as acknowledgements.
         c.session.set(0);
         c.recv_seq = 7;
         let (mut ws, welcome) = c.open(addr, "", Some(&token)).await;
@@ -357,7 +361,8 @@ async fn a_client_that_missed_the_welcome_gets_everything_from_seq_1() {
             Envelope::Welcome {
                 session,
                 recv_seq: 0,
-                resumed: false
+                resumed: false,
+                secret: c.secret.get().expect("a secret")
             }
         );
         c.recv_seq = 0;

@@ -79,6 +79,9 @@ pub struct Checker {
     queue: QueueConfig,
     /// The last state reported.
     pub state: State,
+    /// The connection has been `Connected` (in protocol mode: it took a Welcome, so it
+    /// holds a session's secret from then on).
+    pub ever_connected: bool,
     live: BTreeSet<TransportId>,
     established: BTreeSet<TransportId>,
     ended: HashSet<TransportId>,
@@ -112,6 +115,7 @@ impl Checker {
             max_attempts: config.backoff.max_attempts.is_some(),
             queue: config.queue.clone(),
             state: State::Disconnected,
+            ever_connected: false,
             live: BTreeSet::new(),
             established: BTreeSet::new(),
             ended: HashSet::new(),
@@ -229,6 +233,19 @@ impl Checker {
     pub fn lossy_restart(&mut self) {
         self.lossy_restarts += 1;
         self.grant_reset_allowances();
+    }
+
+    /// The server made a fresh session for the client's newest Hello, abandoning one it
+    /// had offered the client before (whose Welcome never reached it) or one it lost:
+    /// server messages the client has not received may be lost (only that session had
+    /// them). The client sent nothing in a session whose Welcome it never took, so
+    /// nothing may come twice.
+    pub fn session_abandoned(&mut self) {
+        for &n in &self.server_sent {
+            if !self.client_got.contains(&n) {
+                self.may_lose.insert(n);
+            }
+        }
     }
 
     /// Client messages the server got whose acknowledgement the client has not seen may
@@ -375,6 +392,7 @@ impl Checker {
                     return violation("legal transitions", format!("{from} -> {to}"));
                 }
                 self.state = *to;
+                self.ever_connected |= *to == State::Connected;
             }
             Event::ReconnectScheduled {
                 attempt,

@@ -28,9 +28,22 @@
 //! stalls, latency spikes, server restarts that keep or lose sessions, auth outages and
 //! revoked tokens, a failing token provider, offline/online and visibility hints,
 //! process sleeps, and networks where only polling works; the user closes and
-//! reconnects now and then. Then the network heals, a stopped connection is restarted,
-//! and the run must become quiescent (everything acknowledged) within
-//! [`QUIESCE_WITHIN`], after which every message is accounted for ([`check`]).
+//! reconnects now and then; in protocol mode an adversary forges Hellos (the client's
+//! id, its session id, transport number `u64::MAX`, no secret or a wrong one) and
+//! polling requests (guessed `t`) at random times, and must read none of the client's
+//! messages, get none of its secrets and change nothing of its sessions. Then the
+//! network heals, a stopped connection is restarted, and the run must become quiescent
+//! (everything acknowledged) within [`QUIESCE_WITHIN`], after which every message is
+//! accounted for ([`check`]).
+//!
+//! ## Sessions and their secrets
+//!
+//! The server finds a session by the secret its Welcome gave (PROTOCOL.md 4.1), so a
+//! client whose first Welcome is lost gets another fresh session, and server messages
+//! only the first one had are lost to it: the checker allows that loss each time the
+//! client's newest Hello gets a fresh session ([`check::Checker::session_abandoned`]),
+//! and fails a client that sends a Hello or a polling request without its secret once
+//! it has been connected.
 //!
 //! ## Late frames and resets
 //!
@@ -95,6 +108,9 @@ pub struct Summary {
     pub stale_transports: u64,
     /// Welcomes that started a numbering over (`resumed: false`), first ones included.
     pub resets: u64,
+    /// Forged Hellos and polling requests the adversary sent (all refused or answered
+    /// with a fresh session of its own).
+    pub adversary_moves: u64,
 }
 
 /// Why a schedule failed.
@@ -192,6 +208,7 @@ pub fn run_seed_with(seed: u64, trace: bool, options: Options) -> Result<Summary
                 steps: sim.counters.steps,
                 stale_transports: sim.server.stale,
                 resets: sim.server.resets,
+                adversary_moves: sim.counters.adversary,
             });
         }
         Ok(Err(v)) => v,

@@ -259,6 +259,15 @@ impl Plan {
                 }
             }
         }
+        // The adversary (protocol mode): forged Hellos and polling requests at random
+        // times, drawn apart so the rest of the schedule is the same with or without it.
+        if config.is_protocol() {
+            let mut adversary = Rng::new(seed ^ 0xad7e_5a11_0f0e);
+            for _ in 0..adversary.range(2, 12) {
+                let t = ms(adversary.range(0, duration.as_millis() as u64));
+                script.push((t, SimEvent::Adversary));
+            }
+        }
         Plan {
             seed,
             config,

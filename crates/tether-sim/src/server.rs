@@ -1,21 +1,42 @@
 //! The simulated server: both wire modes, token checks, and a small application that
 //! records what the client sends and sends numbered messages of its own.
 //!
-//! In protocol mode it keeps one [`ServerSession`] per client id (the reference
-//! implementation of the server's side) and follows PROTOCOL.md: the newest transport
-//! that said `Hello` is attached, a detached WebSocket is closed with 1000, requests of a
-//! detached polling transport get 503, and envelopes from detached transports are
-//! ignored. A `Hello` or a polling request from a transport older than one the session
-//! has seen (by its number: the `Hello`'s `attempt`, a request's `t`) is stale: the
-//! WebSocket is closed with 1000, the request answered with 410, and nothing changes.
+//! In protocol mode it keeps one [`ServerSession`] per session (the reference
+//! implementation of the server's side), found by the secret a `Hello` or a polling
+//! request proves, never by client id alone, and follows PROTOCOL.md: a `Hello` without
+//! a known secret gets a fresh session under a new secret (drawn from the simulation's
+//! seeded generator); the newest transport that said `Hello` is attached, a detached
+//! WebSocket is closed with 1000, requests of a detached polling transport get 503, and
+//! envelopes from detached transports are ignored. A `Hello` or a polling request from a
+//! transport older than one the session has seen (by its number: the `Hello`'s
+//! `attempt`, a request's `t`) is stale: the WebSocket is closed with 1000, the request
+//! answered with 410, and nothing changes. A polling request without its session's
+//! secret reaches no session (503).
+//!
+//! Every connection and request is tagged with its [`Party`]: the client under test,
+//! or the adversary the harness plays. The application sends only to the client's
+//! sessions and records only the client's messages, as a real application serves its
+//! own user; the tag changes nothing in the protocol rules.
 //!
 //! The server never talks to the network itself: every call returns [`ServerOut`]s that
 //! the harness turns into deliveries on the simulated network.
 
 use std::collections::{BTreeMap, HashMap};
 
-use tether_core::protocol::{decode_batch, encode_batch, Envelope, ResumeLimits, ServerSession};
+use tether_core::protocol::{
+    decode_batch, encode_batch, Envelope, HelloRefused, ResumeLimits, ServerSession, SessionSecret,
+};
+use tether_core::rng::Rng;
 use tether_core::{Duration, Instant, Payload, TransportFailure, TransportId};
+
+/// Who is on the other end of a connection or request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// The client under test.
+    Client,
+    /// The adversary: forged Hellos and polling requests.
+    Adversary,
+}
 
 /// What the server asks the network to do.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,6 +139,10 @@ enum Attached {
 #[derive(Debug)]
 struct Session {
     proto: ServerSession,
+    /// The client id of the Hello that made it.
+    client_id: u64,
+    /// Whose Hello made it.
+    party: Party,
     attached: Option<Attached>,
     /// Frames waiting for the attached polling transport's next response.
     poll_outbox: Vec<Payload>,
@@ -126,10 +151,12 @@ struct Session {
     recv_seq: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Conn {
-    client_id: Option<u64>,
+    /// The session its Hello reached (by its secret).
+    session: Option<SessionSecret>,
     token_expiry: Option<Duration>,
+    party: Party,
 }
 
 /// The simulated server.
@@ -142,8 +169,12 @@ pub struct Server {
     /// Every token is rejected (an injected auth outage or revocation).
     pub reject_tokens: bool,
     limits: ResumeLimits,
-    sessions: HashMap<u64, Session>,
+    sessions: HashMap<SessionSecret, Session>,
     next_session: u64,
+    /// Draws the session secrets.
+    rng: Rng,
+    /// The highest transport number of a client Hello seen.
+    client_attempt: u64,
     conns: BTreeMap<TransportId, Conn>,
     /// The application.
     pub app: App,
@@ -154,12 +185,20 @@ pub struct Server {
     /// Hellos and polling requests refused as stale (from a transport the client had
     /// abandoned, arriving after a newer one's Hello).
     pub stale: u64,
+    /// Fresh sessions made for a client Hello that was the client's newest (not a late
+    /// one): each abandons whatever session the client was offered before without
+    /// taking it, so server messages only that session had are lost to the client.
+    pub fresh_client_sessions: u64,
+    /// Fresh sessions made for a late client Hello (from a transport the client had
+    /// abandoned): the client never joins them.
+    pub late_fresh_sessions: u64,
 }
 
 impl Server {
-    /// A server speaking `wire`, checking tokens when `auth` is true.
+    /// A server speaking `wire`, checking tokens when `auth` is true, drawing session
+    /// secrets from a generator seeded with `seed`.
     #[must_use]
-    pub fn new(wire: ServerWire, auth: bool) -> Self {
+    pub fn new(wire: ServerWire, auth: bool, seed: u64) -> Self {
         Server {
             wire,
             auth,
@@ -172,11 +211,15 @@ impl Server {
             },
             sessions: HashMap::new(),
             next_session: 1,
+            rng: Rng::new(seed ^ 0x5e55_1011),
+            client_attempt: 0,
             conns: BTreeMap::new(),
             app: App::default(),
             faults: Vec::new(),
             resets: 0,
             stale: 0,
+            fresh_client_sessions: 0,
+            late_fresh_sessions: 0,
         }
     }
 
@@ -200,12 +243,14 @@ impl Server {
         Ok(Some(expiry))
     }
 
-    /// A WebSocket upgrade with `token`: accepted (`Ok`) or answered with an HTTP status.
+    /// A WebSocket upgrade by `party` with `token`: accepted (`Ok`) or answered with an
+    /// HTTP status.
     pub fn accept_ws(
         &mut self,
         tid: TransportId,
         token: Option<&str>,
         at: Duration,
+        party: Party,
     ) -> Result<Vec<ServerOut>, TransportFailure> {
         let expiry =
             self.check_token(token, at)
@@ -219,8 +264,9 @@ impl Server {
         self.conns.insert(
             tid,
             Conn {
-                client_id: None,
+                session: None,
                 token_expiry: expiry,
+                party,
             },
         );
         Ok(expiry
@@ -231,7 +277,7 @@ impl Server {
     /// The WebSocket `tid` is gone (the client closed it, or the network broke it).
     pub fn ws_closed(&mut self, tid: TransportId) {
         if let Some(conn) = self.conns.remove(&tid) {
-            if let Some(s) = conn.client_id.and_then(|c| self.sessions.get_mut(&c)) {
+            if let Some(s) = conn.session.and_then(|k| self.sessions.get_mut(&k)) {
                 if matches!(s.attached, Some(Attached::Ws(t)) if t == tid) {
                     s.attached = None;
                 }
@@ -290,14 +336,28 @@ impl Server {
                     }
                 };
                 let mut replies = Vec::new();
-                if let Err(reason) = self.envelope(
-                    now,
-                    at,
-                    Transport::Ws(tid),
-                    envelope,
-                    &mut replies,
-                    &mut out,
-                ) {
+                let result = if let Envelope::Hello {
+                    client_id,
+                    recv_seq,
+                    session,
+                    attempt,
+                    secret,
+                } = envelope
+                {
+                    let hello = (client_id, secret, recv_seq, session, attempt);
+                    self.hello(now, Origin::Ws(tid), hello, &mut replies, &mut out)
+                        .map(|_| ())
+                } else {
+                    self.envelope(
+                        now,
+                        at,
+                        Transport::Ws(tid),
+                        envelope,
+                        &mut replies,
+                        &mut out,
+                    )
+                };
+                if let Err(reason) = result {
                     self.ws_closed(tid);
                     out.push(ServerOut::Close(tid, Some(reason.0), reason.1));
                     return out;
@@ -308,9 +368,11 @@ impl Server {
         out
     }
 
-    /// An HTTP polling request from `client_id`'s transport `attempt` (the URL's `client`
-    /// and `t`) with `token`: the response body, or its failure; plus anything to do
-    /// elsewhere (closing a WebSocket it detached).
+    /// An HTTP polling request by `party` from `client_id`'s transport `attempt` (the
+    /// URL's `client` and `t`) with `token` and `proof` (its `Tether-Session` header):
+    /// the response body, or its failure; plus anything to do elsewhere (closing a
+    /// WebSocket it detached).
+    #[allow(clippy::too_many_arguments)]
     pub fn poll(
         &mut self,
         now: Instant,
@@ -318,6 +380,8 @@ impl Server {
         client_id: Option<u64>,
         attempt: Option<u64>,
         token: Option<&str>,
+        proof: Option<SessionSecret>,
+        party: Party,
         body: &[u8],
     ) -> (Result<Vec<u8>, TransportFailure>, Vec<ServerOut>) {
         let status = |status| {
@@ -342,7 +406,8 @@ impl Server {
             }
         };
         let mut replies = Vec::new();
-        let mut first = true;
+        // The session this request reached: by its Hello, or by the secret it proves.
+        let mut key = None;
         for frame in frames {
             let envelope = match Envelope::decode(frame) {
                 Ok(e) => e,
@@ -351,67 +416,94 @@ impl Server {
                     return (status(400), out);
                 }
             };
-            let is_hello = matches!(envelope, Envelope::Hello { .. });
-            if first && !is_hello {
-                if let Err(code) = self.poll_attached(client_id, attempt) {
-                    return (status(code), out);
+            if let Envelope::Hello {
+                client_id: c,
+                recv_seq,
+                session,
+                attempt: a,
+                secret,
+            } = envelope
+            {
+                if key.is_some() {
+                    self.fault("a Hello after the first record of a poll batch".into());
+                    return (status(400), out);
                 }
-            }
-            if let Envelope::Hello { attempt: a, .. } = envelope {
-                if a != attempt {
+                if a != attempt || c != client_id {
                     self.fault(format!("Hello of transport {a} in a request of {attempt}"));
                     return (status(400), out);
                 }
+                let hello = (c, secret, recv_seq, session, attempt);
+                match self.hello(now, Origin::Poll(party), hello, &mut replies, &mut out) {
+                    Ok(k) => key = Some(k),
+                    Err(_) => return (status(410), out),
+                }
+                continue;
             }
-            first = false;
+            let k = match key {
+                Some(k) => k,
+                None => match self.poll_attached(proof, client_id, attempt) {
+                    Ok(k) => *key.insert(k),
+                    Err(code) => return (status(code), out),
+                },
+            };
             if let Err((code, _)) = self.envelope(
                 now,
                 at,
-                Transport::Poll(client_id, attempt),
+                Transport::Poll(k, attempt),
                 envelope,
                 &mut replies,
                 &mut out,
             ) {
-                return (
-                    status(match code {
-                        4401 => 401,
-                        STALE => 410,
-                        _ => 400,
-                    }),
-                    out,
-                );
+                return (status(if code == 4401 { 401 } else { 400 }), out);
             }
         }
-        if first {
+        let k = match key {
+            Some(k) => k,
             // An empty receive poll: still only on an attached transport.
-            if let Err(code) = self.poll_attached(client_id, attempt) {
-                return (status(code), out);
-            }
-        }
-        let s = self.sessions.get_mut(&client_id).expect("attached session");
+            None => match self.poll_attached(proof, client_id, attempt) {
+                Ok(k) => k,
+                Err(code) => return (status(code), out),
+            },
+        };
+        let s = self.sessions.get_mut(&k).expect("attached session");
         let mut body = std::mem::take(&mut s.poll_outbox);
         body.extend(replies);
         (Ok(encode_batch(&body)), out)
     }
 
-    /// Whether polling transport `attempt` is the one attached to `client_id`'s session;
-    /// if not, the status to answer: 410 for a stale transport, 503 otherwise.
-    fn poll_attached(&mut self, client_id: u64, attempt: u64) -> Result<(), u16> {
-        let Some(s) = self.sessions.get(&client_id) else {
+    /// The session whose secret `proof` is, if polling transport `attempt` of
+    /// `client_id` is the one attached to it; if not, the status to answer: 410 for a
+    /// stale transport, 503 otherwise (and without the secret: there is no session).
+    fn poll_attached(
+        &mut self,
+        proof: Option<SessionSecret>,
+        client_id: u64,
+        attempt: u64,
+    ) -> Result<SessionSecret, u16> {
+        let Some(key) = proof else {
+            return Err(503);
+        };
+        let Some(s) = self
+            .sessions
+            .get(&key)
+            .filter(|s| s.client_id == client_id && s.proto.proves(Some(&key)))
+        else {
             return Err(503);
         };
         if s.proto.is_stale(attempt) {
-            self.stale += 1;
+            if s.party == Party::Client {
+                self.stale += 1;
+            }
             return Err(410);
         }
         match s.attached {
-            Some(Attached::Poll(a)) if a == attempt => Ok(()),
+            Some(Attached::Poll(a)) if a == attempt => Ok(key),
             _ => Err(503),
         }
     }
 
-    /// One envelope from a transport. `replies` get the frames for that transport;
-    /// `Err` closes it with a code and reason ([`STALE`]: a stale transport's Hello).
+    /// One envelope (not a Hello) from a transport. `replies` get the frames for that
+    /// transport; `Err` closes it with a code and reason.
     fn envelope(
         &mut self,
         now: Instant,
@@ -421,33 +513,17 @@ impl Server {
         replies: &mut Vec<Payload>,
         out: &mut Vec<ServerOut>,
     ) -> Result<(), (u16, String)> {
-        if let Envelope::Hello {
-            client_id,
-            recv_seq,
-            session,
-            attempt,
-        } = envelope
-        {
-            return self.hello(
-                now,
-                from,
-                client_id,
-                (recv_seq, session, attempt),
-                replies,
-                out,
-            );
-        }
-        let client_id = match from {
-            Transport::Ws(tid) => match self.conns.get(&tid).and_then(|c| c.client_id) {
-                Some(c) => c,
+        let key = match from {
+            Transport::Ws(tid) => match self.conns.get(&tid).and_then(|c| c.session) {
+                Some(k) => k,
                 None => {
                     self.fault(format!("{envelope:?} before Hello"));
                     return Err((4400, "envelope before Hello".into()));
                 }
             },
-            Transport::Poll(c, _) => c,
+            Transport::Poll(k, _) => k,
         };
-        let Some(s) = self.sessions.get_mut(&client_id) else {
+        let Some(s) = self.sessions.get_mut(&key) else {
             return Ok(()); // the session is gone (restart): the transport is stale
         };
         let attached = match (&s.attached, from) {
@@ -458,6 +534,7 @@ impl Server {
         if !attached {
             return Ok(()); // a detached transport: ignored (PROTOCOL.md 3.4)
         }
+        let client = s.party == Party::Client;
         match envelope {
             Envelope::Auth { token } => {
                 match self.check_token(Some(&token), at) {
@@ -483,7 +560,8 @@ impl Server {
                         s.recv_seq = seq;
                         let n = message_number(p, b'c');
                         match n {
-                            Some(n) => self.app.received.push(n),
+                            Some(n) if client => self.app.received.push(n),
+                            Some(_) => {} // the adversary's: not the client's messages
                             None => self.fault(format!("message the app cannot read: {p:?}")),
                         }
                     }
@@ -504,60 +582,112 @@ impl Server {
                 }
             }
         }
-        let s = self.sessions.get_mut(&client_id).expect("session");
+        let s = self.sessions.get_mut(&key).expect("session");
         if let Some(ack) = s.proto.take_ack() {
             replies.push(ack.encode());
         }
         Ok(())
     }
 
-    /// A Hello: `(recv_seq, session, attempt)` as it says.
+    /// A Hello `(client_id, secret, recv_seq, session, attempt)` from a WebSocket or a
+    /// polling request: the session whose secret it proves (for this client id), or a
+    /// fresh one under a new secret. Returns the session's key; `Err` for a stale
+    /// transport (the WebSocket is closed with [`STALE`], the request answered 410).
     fn hello(
         &mut self,
         now: Instant,
-        from: Transport,
-        client_id: u64,
-        (recv_seq, session, attempt): (u64, u64, u64),
+        from: Origin,
+        (client_id, secret, recv_seq, session, attempt): (
+            u64,
+            Option<SessionSecret>,
+            u64,
+            u64,
+            u64,
+        ),
         replies: &mut Vec<Payload>,
         out: &mut Vec<ServerOut>,
-    ) -> Result<(), (u16, String)> {
-        if let Transport::Ws(tid) = from {
-            let conn = self.conns.get_mut(&tid).expect("open");
-            if conn.client_id.is_some() {
-                self.fault("a second Hello on one WebSocket".into());
-                return Err((4400, "second Hello".into()));
+    ) -> Result<SessionSecret, (u16, String)> {
+        let party = match from {
+            Origin::Ws(tid) => {
+                let conn = self.conns.get(&tid).expect("open");
+                if conn.session.is_some() {
+                    self.fault("a second Hello on one WebSocket".into());
+                    return Err((4400, "second Hello".into()));
+                }
+                conn.party
             }
-            conn.client_id = Some(client_id);
+            Origin::Poll(party) => party,
+        };
+        let late = attempt < self.client_attempt;
+        if party == Party::Client {
+            self.client_attempt = self.client_attempt.max(attempt);
         }
-        let limits = self.limits;
-        let next_session = &mut self.next_session;
-        let s = self.sessions.entry(client_id).or_insert_with(|| {
-            *next_session += 1;
-            Session {
-                proto: ServerSession::new(*next_session - 1, limits),
-                attached: None,
-                poll_outbox: Vec::new(),
-                recv_seq: 0,
-            }
+        let known = secret.filter(|k| {
+            self.sessions
+                .get(k)
+                .is_some_and(|s| s.client_id == client_id)
         });
-        let welcome = match s.proto.hello(now, recv_seq, session, attempt) {
-            Ok(w) => w,
-            // A transport the client abandoned: nothing changes.
-            Err(stale) => {
-                self.stale += 1;
-                return Err((STALE, stale.to_string()));
+        let key = match known {
+            Some(k) => k,
+            None => {
+                let mut bytes = [0u8; SessionSecret::BYTES];
+                for chunk in bytes.chunks_mut(8) {
+                    chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+                }
+                let key = SessionSecret::from_bytes(bytes);
+                self.next_session += 1;
+                self.sessions.insert(
+                    key,
+                    Session {
+                        proto: ServerSession::new(self.next_session - 1, key, self.limits),
+                        client_id,
+                        party,
+                        attached: None,
+                        poll_outbox: Vec::new(),
+                        recv_seq: 0,
+                    },
+                );
+                if party == Party::Client {
+                    if late {
+                        self.late_fresh_sessions += 1;
+                    } else {
+                        self.fresh_client_sessions += 1;
+                    }
+                }
+                key
             }
         };
+        let s = self.sessions.get_mut(&key).expect("just found or made");
+        let welcome = match s.proto.hello(now, secret, recv_seq, session, attempt) {
+            Ok(w) => w,
+            // A transport the client abandoned: nothing changes.
+            Err(HelloRefused::Stale(stale)) => {
+                if party == Party::Client {
+                    self.stale += 1;
+                }
+                return Err((STALE, stale.to_string()));
+            }
+            Err(refused) => {
+                self.fault(format!(
+                    "a session found by its secret refused it: {refused}"
+                ));
+                return Err((4400, refused.to_string()));
+            }
+        };
+        if let Origin::Ws(tid) = from {
+            self.conns.get_mut(&tid).expect("open").session = Some(key);
+        }
+        let s = self.sessions.get_mut(&key).expect("just found or made");
         if let Some(Attached::Ws(old)) = s.attached {
-            if Transport::Ws(old) != from {
+            if Origin::Ws(old) != from {
                 out.push(ServerOut::Close(old, Some(1000), "detached".into()));
                 self.conns.remove(&old);
             }
         }
         s.poll_outbox.clear();
         s.attached = Some(match from {
-            Transport::Ws(tid) => Attached::Ws(tid),
-            Transport::Poll(_, a) => Attached::Poll(a),
+            Origin::Ws(tid) => Attached::Ws(tid),
+            Origin::Poll(_) => Attached::Poll(attempt),
         });
         for envelope in welcome {
             if let Envelope::Welcome {
@@ -565,18 +695,19 @@ impl Server {
             } = envelope
             {
                 s.recv_seq = recv_seq;
-                if !resumed {
+                if !resumed && party == Party::Client {
                     self.resets += 1;
                 }
             }
             replies.push(envelope.encode());
         }
-        Ok(())
+        Ok(key)
     }
 
-    /// The application sends its next numbered message to `client_id` (protocol mode:
-    /// through the session, which buffers it while no transport is attached) or on the
-    /// newest open WebSocket (plain mode: lost if none). Returns the number, if sent.
+    /// The application sends its next numbered message to the client `client_id`
+    /// (protocol mode: through each of the client's sessions, which buffer it while no
+    /// transport is attached; not sent while the client has none) or on the newest
+    /// open WebSocket (plain mode: lost if none). Returns the number, if sent.
     pub fn app_send(
         &mut self,
         now: Instant,
@@ -588,22 +719,22 @@ impl Server {
         let payload = numbered_payload(b's', number, pad, binary);
         let mut out = Vec::new();
         if self.protocol() {
-            let limits = self.limits;
-            let next_session = &mut self.next_session;
-            let s = self.sessions.entry(client_id).or_insert_with(|| {
-                *next_session += 1;
-                Session {
-                    proto: ServerSession::new(*next_session - 1, limits),
-                    attached: None,
-                    poll_outbox: Vec::new(),
-                    recv_seq: 0,
+            let mut sent = false;
+            for s in self
+                .sessions
+                .values_mut()
+                .filter(|s| s.party == Party::Client && s.client_id == client_id)
+            {
+                sent = true;
+                let frame = s.proto.send(now, payload.clone()).encode();
+                match s.attached {
+                    Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
+                    Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
+                    None => {}
                 }
-            });
-            let frame = s.proto.send(now, payload).encode();
-            match s.attached {
-                Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
-                Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
-                None => {}
+            }
+            if !sent {
+                return (None, out);
             }
         } else {
             let Some(tid) = self.conns.keys().next_back().copied() else {
@@ -636,7 +767,11 @@ impl Server {
     /// Forgets which transport `client_id` has (a polling transport's next request gets
     /// 503), as a server does when it drops a connection.
     pub fn detach(&mut self, client_id: u64) {
-        if let Some(s) = self.sessions.get_mut(&client_id) {
+        for s in self
+            .sessions
+            .values_mut()
+            .filter(|s| s.party == Party::Client && s.client_id == client_id)
+        {
             if matches!(s.attached, Some(Attached::Poll(_))) {
                 s.attached = None;
                 s.poll_outbox.clear();
@@ -648,6 +783,54 @@ impl Server {
     #[must_use]
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// What an adversary may learn or guess of the client: its newest session's id and
+    /// the highest transport number the server has seen from it (an attacker who
+    /// watches traffic or metrics, never the secret).
+    #[must_use]
+    pub fn client_view(&self) -> (u64, u64) {
+        let newest = self
+            .sessions
+            .values()
+            .filter(|s| s.party == Party::Client)
+            .max_by_key(|s| s.proto.latest_attempt());
+        (newest.map_or(0, |s| s.proto.session()), self.client_attempt)
+    }
+
+    /// Whether `secret` is one of the client's sessions' secrets.
+    #[must_use]
+    pub fn is_client_secret(&self, secret: &SessionSecret) -> bool {
+        self.sessions
+            .get(secret)
+            .is_some_and(|s| s.party == Party::Client)
+    }
+
+    /// Everything of the client's sessions that an adversary must not be able to
+    /// change, in a stable order: id, transport number, both sequence numbers, what is
+    /// buffered and lost, and which transport is attached.
+    #[must_use]
+    pub fn client_fingerprint(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .sessions
+            .values()
+            .filter(|s| s.party == Party::Client)
+            .map(|s| {
+                format!(
+                    "session {} attempt {} recv {} sent {} buffered {} lost {} attached {:?} outbox {}",
+                    s.proto.session(),
+                    s.proto.latest_attempt(),
+                    s.proto.recv_seq(),
+                    s.proto.last_sent_seq(),
+                    s.proto.buffered(),
+                    s.proto.lost(),
+                    s.attached,
+                    s.poll_outbox.len(),
+                )
+            })
+            .collect();
+        all.sort();
+        all
     }
 
     /// The WebSockets the server holds open, oldest first.
@@ -663,8 +846,16 @@ impl Server {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Transport {
     Ws(TransportId),
-    /// A polling transport: client id and transport number.
-    Poll(u64, u64),
+    /// A polling transport: its session's secret and its number.
+    Poll(SessionSecret, u64),
+}
+
+/// Where a Hello came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Ws(TransportId),
+    /// A polling request, by whom.
+    Poll(Party),
 }
 
 /// The close code for a stale transport's Hello (a WebSocket is closed with it; a poll

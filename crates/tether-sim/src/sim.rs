@@ -18,7 +18,7 @@ use crate::check::{Checker, Violation};
 use crate::clock::{Agenda, Clock};
 use crate::net::{LinkKind, Net};
 use crate::rand::Draw;
-use crate::server::{make_token, numbered_payload, Server, ServerOut, ServerWire};
+use crate::server::{make_token, numbered_payload, Party, Server, ServerOut, ServerWire};
 use crate::trace::Trace;
 
 /// How the token provider behaves.
@@ -128,6 +128,8 @@ pub enum SimEvent {
         attempt: Option<u64>,
         /// The token presented.
         token: Option<String>,
+        /// The session's secret presented (the `Tether-Session` header).
+        secret: Option<tether_core::protocol::SessionSecret>,
         /// The request.
         request: RequestId,
         /// Its batch.
@@ -151,6 +153,9 @@ pub enum SimEvent {
     User(UserAction),
     /// The server application sends a message.
     ServerApp,
+    /// The adversary tries to reach the client's session: a forged Hello (on a
+    /// WebSocket or a polling request) or a polling request with a guessed `t`.
+    Adversary,
 }
 
 impl SimEvent {
@@ -176,7 +181,7 @@ impl SimEvent {
     fn is_scripted(&self) -> bool {
         matches!(
             self,
-            SimEvent::Fault(_) | SimEvent::User(_) | SimEvent::ServerApp
+            SimEvent::Fault(_) | SimEvent::User(_) | SimEvent::ServerApp | SimEvent::Adversary
         )
     }
 }
@@ -244,6 +249,8 @@ pub struct Counters {
     pub frames_out: u64,
     /// Steps taken.
     pub steps: u64,
+    /// Moves the adversary made (forged Hellos and polling requests).
+    pub adversary: u64,
 }
 
 /// One simulated world: a client connection, the network, the server, the checker.
@@ -271,6 +278,13 @@ pub struct Sim {
     next_number: u64,
     still_steps: u64,
     sent_this_step: bool,
+    /// Draws the adversary's choices (apart from the rest, so the network and the
+    /// payloads draw the same with or without it).
+    adversary_rng: Rng,
+    /// Adversary connections opened so far.
+    adversary_conns: u64,
+    /// `Server::fresh_client_sessions` when last looked at.
+    fresh_seen: u64,
     last_time: Duration,
     /// What happened, counted.
     pub counters: Counters,
@@ -313,7 +327,7 @@ impl Sim {
                 params.base_latency,
                 params.jitter,
             ),
-            server: Server::new(wire, config.auth.is_some()),
+            server: Server::new(wire, config.auth.is_some(), params.seed),
             check: Checker::new(&config),
             trace: Trace::new(params.trace, params.trace_lines),
             rng: Rng::new(params.seed ^ 0x7573_6572),
@@ -323,6 +337,9 @@ impl Sim {
             next_number: 0,
             still_steps: 0,
             sent_this_step: false,
+            adversary_rng: Rng::new(params.seed ^ 0xad7e_5a11),
+            adversary_conns: 0,
+            fresh_seen: 0,
             last_time: Duration::ZERO,
             counters: Counters::default(),
 
@@ -541,6 +558,13 @@ impl Sim {
     }
 
     fn after_step(&mut self) -> Result<(), Violation> {
+        if self.server.fresh_client_sessions != self.fresh_seen {
+            // Not the first session: the client's newest Hello got a fresh one.
+            if self.fresh_seen > 0 || self.server.fresh_client_sessions > 1 {
+                self.check.session_abandoned();
+            }
+            self.fresh_seen = self.server.fresh_client_sessions;
+        }
         if let Some(fault) = self.server.faults.first() {
             return Err(Violation {
                 invariant: "the client follows the protocol",
@@ -610,6 +634,16 @@ impl Sim {
             Action::Send { id, frame } => {
                 self.counters.frames_out += 1;
                 self.check.frame_out(id)?;
+                if self.check.ever_connected && self.config.is_protocol() {
+                    if let Ok(tether_core::protocol::Envelope::Hello { secret: None, .. }) =
+                        tether_core::protocol::Envelope::decode(frame.clone())
+                    {
+                        return Err(Violation {
+                            invariant: "the client proves its session",
+                            detail: format!("a Hello without the session's secret on {id:?}"),
+                        });
+                    }
+                }
                 let Some(link) = self.net.link(id) else {
                     return Ok(());
                 };
@@ -637,10 +671,17 @@ impl Sim {
                 url,
                 headers,
                 body,
+                session,
                 ..
             } => {
                 self.counters.polls += 1;
                 self.check.poll(id)?;
+                if session.is_none() && self.check.ever_connected && self.config.is_protocol() {
+                    return Err(Violation {
+                        invariant: "the client proves its session",
+                        detail: format!("poll request {request:?} without the session's secret"),
+                    });
+                }
                 if self.net.link(id).is_none() {
                     let token = self.token_of(&url, &headers);
                     let client =
@@ -678,6 +719,7 @@ impl Sim {
                         client_id,
                         attempt,
                         token,
+                        secret: session,
                         request,
                         body,
                     },
@@ -743,7 +785,10 @@ impl Sim {
                 } else if c.refuse || !self.server.up {
                     Some(TransportFailure::Refused)
                 } else {
-                    match self.server.accept_ws(tid, token.as_deref(), at) {
+                    match self
+                        .server
+                        .accept_ws(tid, token.as_deref(), at, Party::Client)
+                    {
                         Ok(outs) => {
                             trace!(self, "net", "{tid:?} open");
                             self.net.link_mut(tid).expect("link").established = true;
@@ -805,15 +850,23 @@ impl Sim {
                 client_id,
                 attempt,
                 token,
+                secret,
                 request,
                 body,
             } => {
                 let result = if !self.server.up || self.net.conditions.refuse {
                     Err(TransportFailure::Refused)
                 } else {
-                    let (result, outs) =
-                        self.server
-                            .poll(now, at, client_id, attempt, token.as_deref(), &body);
+                    let (result, outs) = self.server.poll(
+                        now,
+                        at,
+                        client_id,
+                        attempt,
+                        token.as_deref(),
+                        secret,
+                        Party::Client,
+                        &body,
+                    );
                     self.server_outs(outs);
                     result
                 };
@@ -895,6 +948,7 @@ impl Sim {
             }
             SimEvent::Fault(fault) => self.fault(fault)?,
             SimEvent::User(action) => self.user_action(action)?,
+            SimEvent::Adversary => self.adversary()?,
             SimEvent::ServerApp => {
                 let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
                 let binary = self.rng.chance(self.params.binary_share);
@@ -906,6 +960,190 @@ impl Sim {
                     self.check.server_sent(n);
                 }
                 self.server_outs(outs);
+            }
+        }
+        Ok(())
+    }
+
+    /// The adversary's move: it knows the client's id, its session id and its newest
+    /// transport number (metrics, traffic), never the secret. Whatever it sends, it
+    /// reads none of the client's messages, gets none of its secrets, and changes
+    /// nothing of its sessions.
+    fn adversary(&mut self) -> Result<(), Violation> {
+        if !self.config.is_protocol() || !self.server.up {
+            return Ok(());
+        }
+        use tether_core::protocol::{encode_batch, Envelope, SessionSecret};
+        let now = self.clock.now();
+        let at = self.clock.elapsed();
+        let (session_id, attempt) = self.server.client_view();
+        let victim = self.conn.client_id();
+        let r = &mut self.adversary_rng;
+        let random_secret = |r: &mut Rng| {
+            let mut bytes = [0u8; SessionSecret::BYTES];
+            for chunk in bytes.chunks_mut(8) {
+                chunk.copy_from_slice(&r.next_u64().to_le_bytes());
+            }
+            SessionSecret::from_bytes(bytes)
+        };
+        let client_id = if r.chance(0.8) { victim } else { r.next_u64() };
+        let secret = r.chance(0.5).then(|| random_secret(r));
+        let proof = r.chance(0.5).then(|| random_secret(r));
+        let recv_seq = match r.range(0, 3) {
+            0 => 0,
+            1 => r.range(1, 50),
+            _ => u64::MAX,
+        };
+        let session = match r.range(0, 2) {
+            0 => 0,
+            1 => session_id,
+            _ => r.next_u64() >> 11,
+        };
+        let hello_attempt = match r.range(0, 3) {
+            0 => u64::MAX,
+            1 => attempt.saturating_add(1),
+            2 => attempt,
+            _ => r.range(0, 1000),
+        };
+        let guessed_t = match r.range(0, 2) {
+            0 => attempt,
+            1 => u64::MAX,
+            _ => r.range(0, attempt.saturating_add(2)),
+        };
+        let kind = r.range(0, 2);
+        let ack = r.chance(0.5).then(|| r.range(0, 20));
+        let hello = Envelope::Hello {
+            client_id,
+            recv_seq,
+            session,
+            attempt: hello_attempt,
+            secret,
+        };
+        self.adversary_conns += 1;
+        self.counters.adversary += 1;
+        let token = make_token(
+            u64::MAX - self.adversary_conns,
+            at + Duration::from_secs(3600),
+        );
+        trace!(
+            self,
+            "adversary",
+            "move {kind}: {hello:?}, t {guessed_t}, ack {ack:?}"
+        );
+        let before = self.server.client_fingerprint();
+        match kind {
+            0 => {
+                let tid = TransportId((1 << 62) | self.adversary_conns);
+                let Ok(outs) = self
+                    .server
+                    .accept_ws(tid, Some(&token), at, Party::Adversary)
+                else {
+                    return Ok(());
+                };
+                self.adversary_outs(outs)?;
+                let outs = self.server.ws_frame(now, at, tid, hello.encode());
+                self.adversary_outs(outs)?;
+                if let Some(seq) = ack {
+                    let outs = self
+                        .server
+                        .ws_frame(now, at, tid, Envelope::Ack { seq }.encode());
+                    self.adversary_outs(outs)?;
+                }
+                self.server.ws_closed(tid);
+            }
+            1 => {
+                let mut frames = vec![hello.encode()];
+                frames.extend(ack.map(|seq| Envelope::Ack { seq }.encode()));
+                let (result, outs) = self.server.poll(
+                    now,
+                    at,
+                    Some(client_id),
+                    Some(hello_attempt),
+                    Some(&token),
+                    proof,
+                    Party::Adversary,
+                    &encode_batch(&frames),
+                );
+                self.adversary_outs(outs)?;
+                if let Ok(body) = result {
+                    self.adversary_reads(&body)?;
+                }
+            }
+            _ => {
+                let frames: Vec<_> = ack
+                    .map(|seq| Envelope::Ack { seq }.encode())
+                    .into_iter()
+                    .collect();
+                let (result, outs) = self.server.poll(
+                    now,
+                    at,
+                    Some(victim),
+                    Some(guessed_t),
+                    Some(&token),
+                    proof,
+                    Party::Adversary,
+                    &encode_batch(&frames),
+                );
+                self.adversary_outs(outs)?;
+                match result {
+                    Err(TransportFailure::Http {
+                        status: 401 | 503, ..
+                    }) => {}
+                    other => {
+                        return Err(Violation {
+                            invariant: "a poll request without the secret reaches no session",
+                            detail: format!("t {guessed_t} answered {other:?}"),
+                        })
+                    }
+                }
+            }
+        }
+        let after = self.server.client_fingerprint();
+        if before != after {
+            return Err(Violation {
+                invariant: "the adversary changes nothing of the client's sessions",
+                detail: format!("{before:?} became {after:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the server did for the adversary: frames to it are checked, anything else
+    /// (it must be nothing) goes to the network as usual.
+    fn adversary_outs(&mut self, outs: Vec<ServerOut>) -> Result<(), Violation> {
+        let mut rest = Vec::new();
+        for out in outs {
+            match out {
+                ServerOut::Send(tid, frame) if tid.0 >> 62 == 1 => {
+                    self.adversary_reads(&tether_core::protocol::encode_batch(&[frame]))?;
+                }
+                ServerOut::Close(tid, ..) | ServerOut::WatchToken(tid, _) if tid.0 >> 62 == 1 => {}
+                other => rest.push(other),
+            }
+        }
+        self.server_outs(rest);
+        Ok(())
+    }
+
+    /// Frames that reached the adversary (a poll batch): no message, no client secret.
+    fn adversary_reads(&mut self, batch: &[u8]) -> Result<(), Violation> {
+        use tether_core::protocol::{decode_batch, Envelope};
+        let frames = decode_batch(batch).unwrap_or_default();
+        for frame in frames {
+            match Envelope::decode(frame) {
+                Ok(Envelope::Msg { seq, .. }) => {
+                    return Err(Violation {
+                        invariant: "the adversary reads nothing",
+                        detail: format!("it got message seq {seq}"),
+                    })
+                }
+                Ok(Envelope::Welcome { secret, .. }) if self.server.is_client_secret(&secret) => {
+                    return Err(Violation {
+                        invariant: "the adversary reads nothing",
+                        detail: "it got a Welcome with the client's secret".into(),
+                    })
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -1254,6 +1492,16 @@ fn query(url: &str, name: &str) -> Option<String> {
 }
 
 fn brief_payload(p: &Payload) -> String {
+    // Hello and Welcome frames end with the session's secret: not in a trace either.
+    if let Payload::Text(s) = p {
+        if s.starts_with("H ") || s.starts_with("W ") {
+            if let Some((fields, last)) = s.rsplit_once(' ') {
+                if last.len() == 32 {
+                    return format!("{:?}", format!("{fields} <secret>"));
+                }
+            }
+        }
+    }
     match p {
         Payload::Text(s) if s.len() > 40 => format!("{:?}…", &s[..40]),
         Payload::Text(s) => format!("{s:?}"),

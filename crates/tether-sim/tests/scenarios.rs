@@ -418,3 +418,44 @@ fn a_sleep_triggers_a_liveness_check_not_a_false_timeout() {
     assert!(liveness, "the cause is the failed liveness check");
     run!(sim, sim.run_until_true(secs(10), "reconnected", connected));
 }
+
+#[test]
+fn an_adversary_between_the_clients_transports_reads_nothing_and_locks_nobody_out() {
+    let mut sim = world(protocol().fallback(FallbackConfig::new("http://sim.invalid/poll")));
+    run!(sim, sim.connect());
+    run!(sim, sim.run_until_true(secs(5), "connected", connected));
+    for round in 0..6u64 {
+        for _ in 0..3 {
+            run!(sim, sim.send_one()).expect("accepted");
+            run!(sim, sim.server_send());
+        }
+        // The client is cut off with unacknowledged messages both ways; while it is
+        // away the adversary makes forged Hellos and guessed polling requests (with the
+        // client's id, its session id, transport u64::MAX, no or wrong secrets).
+        run!(sim, sim.inject(Fault::NetReset));
+        for i in 0..8 {
+            sim.schedule(sim.now() + ms(10 * i), tether_sim::SimEvent::Adversary);
+        }
+        run!(sim, sim.run_for(ms(100)));
+        if round % 2 == 1 {
+            run!(sim, sim.server_send());
+        }
+        run!(
+            sim,
+            sim.run_until_true(secs(30), "back after the adversary", connected)
+        );
+    }
+    quiesce(&mut sim);
+    assert_eq!(sim.counters.adversary, 48);
+    assert!(
+        sim.server.sessions() > 1,
+        "the adversary got fresh sessions"
+    );
+    assert_eq!(
+        sim.server.app.received,
+        (1..=18).collect::<Vec<_>>(),
+        "in order, once"
+    );
+    assert_eq!(count(&sim, |e| matches!(e, Event::SessionReset { .. })), 0);
+    assert_eq!(count(&sim, |e| matches!(e, Event::Message(_))), 21);
+}

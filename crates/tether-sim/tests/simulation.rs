@@ -24,7 +24,7 @@ fn seeded_schedules() {
     let options = tether_sim::Options::from_env();
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, 0f64, 0u64, 0u64));
+    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, 0f64, 0u64, 0u64, 0u64));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
@@ -45,6 +45,7 @@ fn seeded_schedules() {
                         t.4 += summary.virtual_time.as_secs_f64();
                         t.5 += summary.stale_transports;
                         t.6 += summary.resets;
+                        t.7 += summary.adversary_moves;
                     }
                     Err(_) => {
                         // Deterministic: the replay with a trace fails the same way.
@@ -62,9 +63,10 @@ fn seeded_schedules() {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort_by_key(|(seed, _)| *seed);
-    let (protocol, sent, server, steps, virt, stale, resets) = totals.into_inner().unwrap();
+    let (protocol, sent, server, steps, virt, stale, resets, adversary) =
+        totals.into_inner().unwrap();
     eprintln!(
-        "simulated {count} schedules ({protocol} protocol, {} plain) in {:.1?}: {sent} client and {server} server messages, {steps} steps, {:.0} virtual hours, {stale} stale transports refused, {resets} numberings started",
+        "simulated {count} schedules ({protocol} protocol, {} plain) in {:.1?}: {sent} client and {server} server messages, {steps} steps, {:.0} virtual hours, {stale} stale transports refused, {resets} numberings started, {adversary} adversary moves refused",
         count - failures.len() as u64 - protocol,
         started.elapsed(),
         virt / 3600.0,

@@ -412,9 +412,11 @@ where
                 url,
                 headers,
                 body,
+                session,
             } => {
                 trace!(request = request.0, kind = kind.as_str(), url = %tether_core::transport::redact(&url), bytes = body.len(), "poll");
                 let inner = self.clone();
+                let headers = tether_core::transport::poll_headers(headers, session);
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.poll(url, headers, body).await;
                     inner.polled(request, result);

@@ -272,6 +272,7 @@ impl Connection {
             url,
             headers,
             body,
+            session: self.proto.secret(),
         })
     }
 

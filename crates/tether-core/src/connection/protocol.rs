@@ -2,7 +2,7 @@
 
 use super::Connection;
 use crate::io::{Event, TetherError, TransportId};
-use crate::protocol::Envelope;
+use crate::protocol::{Envelope, SessionSecret};
 use crate::queue::Retained;
 use crate::time::{later, Duration, Instant};
 use crate::timer::Timer;
@@ -13,6 +13,9 @@ pub(super) struct Reliable {
     pub(super) client_id: u64,
     /// The server's session id, once welcomed.
     session: Option<u64>,
+    /// The session's secret, from the last Welcome: proven in every Hello and poll
+    /// request, so that nobody else can resume the session (redacted in `Debug`).
+    secret: Option<SessionSecret>,
     /// Last sequence number written.
     send_seq: u64,
     /// Highest sequence number the server acknowledged.
@@ -30,6 +33,7 @@ impl Reliable {
         Reliable {
             client_id,
             session: None,
+            secret: None,
             send_seq: 0,
             peer_acked: 0,
             recv_seq: 0,
@@ -49,7 +53,15 @@ impl Reliable {
             // it is still the session it has.
             session: self.session.unwrap_or(0),
             attempt: id.0,
+            // Without it the server starts a fresh session: before the first Welcome
+            // there is nothing to resume.
+            secret: self.secret,
         }
+    }
+
+    /// The secret to prove on a poll request, once a Welcome gave one.
+    pub(super) fn secret(&self) -> Option<SessionSecret> {
+        self.secret
     }
 
     /// The transport refused an inbound frame as too large. If it did so before at this
@@ -82,11 +94,15 @@ impl Connection {
             session,
             recv_seq,
             resumed,
+            secret,
         } = envelope
         {
             if !self.link.is_handshaking() {
                 return self.violation(now, "Welcome outside the handshake");
             }
+            // The session this Welcome names is the one to prove from now on, whether
+            // it continues ours or starts afresh.
+            self.proto.secret = Some(secret);
             return self.on_welcome(now, session, recv_seq, resumed);
         }
         if self.link.is_handshaking() {

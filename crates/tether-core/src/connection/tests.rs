@@ -846,7 +846,10 @@ fn poll_kind_names() {
 // ----- protocol mode ----------------------------------------------------------------
 
 use crate::config::FallbackConfig;
-use crate::protocol::{decode_batch, encode_batch, Envelope};
+use crate::protocol::{decode_batch, encode_batch, Envelope, SessionSecret};
+
+/// The secret the test server issues in its Welcomes.
+const SECRET: SessionSecret = SessionSecret::from_bytes([0x5e; 16]);
 
 fn protocol() -> ConfigBuilder {
     Config::builder("ws://127.0.0.1:1/ws")
@@ -874,6 +877,7 @@ impl Harness {
             session,
             recv_seq,
             resumed,
+            secret: SECRET,
         };
         self.conn.handle_frame(self.now, id, w.encode());
         self.drain();
@@ -919,6 +923,7 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
                 recv_seq: 0,
                 session: 0,
                 attempt: id.0,
+                secret: None,
             },
             msg(1, "a")
         ]
@@ -965,6 +970,7 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
                 recv_seq: 2,
                 session: 7,
                 attempt: again.0,
+                secret: Some(SECRET),
             },
             msg(3, "c")
         ]
@@ -975,6 +981,48 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
         .events
         .iter()
         .any(|e| matches!(e, Event::SessionReset { .. })));
+}
+
+#[test]
+fn the_client_keeps_the_welcome_secret_proves_it_and_never_shows_it() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, frames) = h.welcome(7, 0, false);
+    assert!(matches!(frames[0], Envelope::Hello { secret: None, .. }));
+    let debug = format!("{:?}", h.conn);
+    assert!(!debug.contains(&SECRET.to_hex()), "{debug}");
+    assert!(!debug.contains("94, 94"), "no raw bytes either: {debug}");
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_millis(500));
+    // The next Hello proves the session.
+    let id = h.last_open();
+    h.open(id);
+    let hello = h.sent_frames().iter().map(env).next();
+    assert!(
+        matches!(hello, Some(Envelope::Hello { session: 7, secret: Some(s), .. }) if s == SECRET),
+        "{hello:?}"
+    );
+    // A fresh session (the server lost ours) comes with its own secret, which replaces it.
+    let other = SessionSecret::from_bytes([0x77; 16]);
+    h.envelope(
+        id,
+        Envelope::Welcome {
+            session: 8,
+            recv_seq: 0,
+            resumed: false,
+            secret: other,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_secs(30));
+    let id = h.last_open();
+    h.open(id);
+    let hello = h.sent_frames().iter().map(env).next();
+    assert!(
+        matches!(hello, Some(Envelope::Hello { session: 8, secret: Some(s), .. }) if s == other),
+        "{hello:?}"
+    );
 }
 
 #[test]
@@ -1221,10 +1269,11 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         kind: PollKind::Send,
         url,
         body,
+        session: None,
         ..
     }) = polls.last().cloned()
     else {
-        panic!("{polls:?}")
+        panic!("the opening request proves no session yet: {polls:?}")
     };
     assert!(url.starts_with("http://127.0.0.1:1/poll?client="));
     // Every request names its transport, as the Hello does.
@@ -1238,6 +1287,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         session: 3,
         recv_seq: 0,
         resumed: false,
+        secret: SECRET,
     }
     .encode()]);
     h.conn.handle_poll_response(h.now, request, Ok(answer));
@@ -1254,11 +1304,15 @@ fn polling_fallback_after_failures_and_upgrade_back() {
             kind,
             url,
             body,
+            session,
             ..
         } = a
         {
-            // Later requests of the transport carry its number too.
+            // Later requests of the transport carry its number too, and prove the
+            // session the Welcome named.
             assert_eq!(id, poller);
+            assert_eq!(session, Some(SECRET));
+            assert!(!url.contains(&SECRET.to_hex()), "never in a URL: {url}");
             assert!(url.ends_with(&format!("&t={}", poller.0)), "{url}");
             match kind {
                 PollKind::Send => send = Some((request, body)),
@@ -1312,6 +1366,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
             session: 3,
             recv_seq: 1,
             resumed: true,
+            secret: SECRET,
         },
     );
     assert!(h.events.contains(&Event::FallbackChanged { active: false }));

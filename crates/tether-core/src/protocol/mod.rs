@@ -11,9 +11,15 @@
 //! use tether_core::protocol::{decode_batch, encode_batch, Envelope};
 //! use tether_core::Payload;
 //!
-//! let hello = Envelope::Hello { client_id: 0xbeef, recv_seq: 0, session: 0, attempt: 1 };
+//! let hello = Envelope::Hello {
+//!     client_id: 0xbeef,
+//!     recv_seq: 0,
+//!     session: 0,
+//!     attempt: 1,
+//!     secret: None,
+//! };
 //! let frame = hello.encode();
-//! assert_eq!(frame, Payload::Text("H beef 0 0 1".into()));
+//! assert_eq!(frame, Payload::Text("H 2 beef 0 0 1 -".into()));
 //!
 //! let body = encode_batch(&[frame]);
 //! let frames = decode_batch(&body)?;
@@ -24,9 +30,23 @@
 //! Decoding never panics: any frame and any body either parses or yields a
 //! [`DecodeError`].
 
+mod secret;
 mod server;
 
-pub use server::{ProtocolError, ResumeLimits, ServerReceive, ServerSession, StaleTransport};
+pub use secret::SessionSecret;
+pub use server::{
+    HelloRefused, ProtocolError, ResumeLimits, ServerReceive, ServerSession, StaleTransport,
+};
+
+/// The protocol version this crate speaks, the first field of every Hello. A server
+/// refuses a Hello of another version ([`DecodeError::UnsupportedVersion`]).
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// The HTTP request header that proves the session on every poll request:
+/// `Tether-Session: <secret>` ([`SessionSecret::to_hex`]). The core hands the secret
+/// over in [`Action::Poll`](crate::Action::Poll)'s `session`; a driver adds the header
+/// with [`crate::transport::poll_headers`].
+pub const SESSION_HEADER: &str = "Tether-Session";
 
 use core::fmt;
 
@@ -51,6 +71,10 @@ pub enum Envelope {
         /// Hello with a lower number than one the server already saw comes from a
         /// transport the client abandoned, and is refused.
         attempt: u64,
+        /// The secret of the session the client holds (the last Welcome's), `None`
+        /// before its first Welcome (`-` on the wire). Without the session's secret a
+        /// Hello starts a fresh session.
+        secret: Option<SessionSecret>,
     },
     /// Server → client, answer to Hello.
     Welcome {
@@ -60,6 +84,8 @@ pub enum Envelope {
         recv_seq: u64,
         /// False when the server had no state for this client (a fresh session).
         resumed: bool,
+        /// The session's secret, for the client's next Hellos and poll requests.
+        secret: SessionSecret,
     },
     /// An application message.
     Msg {
@@ -192,6 +218,10 @@ pub enum DecodeError {
     UnknownRecordKind(u8),
     /// A text record of a poll batch is not UTF-8.
     InvalidUtf8,
+    /// A Hello of a protocol version other than [`PROTOCOL_VERSION`].
+    UnsupportedVersion(u64),
+    /// A session secret that is not 32 hexadecimal digits (or, in a Hello, `-`).
+    BadSecret,
 }
 
 impl fmt::Display for DecodeError {
@@ -207,6 +237,11 @@ impl fmt::Display for DecodeError {
             DecodeError::TrailingData => f.write_str("unexpected data after the fields"),
             DecodeError::UnknownRecordKind(k) => write!(f, "unknown batch record kind {k}"),
             DecodeError::InvalidUtf8 => f.write_str("text record is not UTF-8"),
+            DecodeError::UnsupportedVersion(v) => write!(
+                f,
+                "protocol version {v} is not supported (this is version {PROTOCOL_VERSION})"
+            ),
+            DecodeError::BadSecret => f.write_str("field `secret` is not 32 hexadecimal digits"),
         }
     }
 }
@@ -288,13 +323,23 @@ impl Envelope {
                 recv_seq,
                 session,
                 attempt,
+                secret,
             } => {
-                let mut frame = String::with_capacity(5 + MAX_HEX_DIGITS + 3 * MAX_DEC_DIGITS);
+                let mut frame = String::with_capacity(
+                    9 + MAX_HEX_DIGITS + 4 * MAX_DEC_DIGITS + SessionSecret::HEX_DIGITS,
+                );
                 frame.push_str("H ");
+                push_dec(&mut frame, PROTOCOL_VERSION);
+                frame.push(' ');
                 push_hex(&mut frame, *client_id);
                 for n in [recv_seq, session, attempt] {
                     frame.push(' ');
                     push_dec(&mut frame, *n);
+                }
+                frame.push(' ');
+                match secret {
+                    Some(secret) => frame.push_str(&secret.to_hex()),
+                    None => frame.push('-'),
                 }
                 Payload::Text(frame)
             }
@@ -302,13 +347,16 @@ impl Envelope {
                 session,
                 recv_seq,
                 resumed,
+                secret,
             } => {
-                let mut frame = String::with_capacity(6 + 2 * MAX_DEC_DIGITS);
+                let mut frame =
+                    String::with_capacity(7 + 2 * MAX_DEC_DIGITS + SessionSecret::HEX_DIGITS);
                 frame.push_str("W ");
                 push_dec(&mut frame, *session);
                 frame.push(' ');
                 push_dec(&mut frame, *recv_seq);
-                frame.push_str(if *resumed { " 1" } else { " 0" });
+                frame.push_str(if *resumed { " 1 " } else { " 0 " });
+                frame.push_str(&secret.to_hex());
                 Payload::Text(frame)
             }
             Envelope::Ack { seq: n }
@@ -398,12 +446,24 @@ fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
             text.drain(..2);
             return Ok(Envelope::Auth { token: text });
         }
-        EnvelopeKind::Hello => Envelope::Hello {
-            client_id: fields.hex("client_id")?,
-            recv_seq: fields.dec("recv_seq")?,
-            session: fields.dec("session")?,
-            attempt: fields.dec("attempt")?,
-        },
+        EnvelopeKind::Hello => {
+            // The version comes first: the rest of a Hello of another version may not
+            // even have these fields.
+            let version = fields.dec("version")?;
+            if version != PROTOCOL_VERSION {
+                return Err(DecodeError::UnsupportedVersion(version));
+            }
+            Envelope::Hello {
+                client_id: fields.hex("client_id")?,
+                recv_seq: fields.dec("recv_seq")?,
+                session: fields.dec("session")?,
+                attempt: fields.dec("attempt")?,
+                secret: match fields.field("secret")? {
+                    b"-" => None,
+                    hex => Some(SessionSecret::from_hex(hex).ok_or(DecodeError::BadSecret)?),
+                },
+            }
+        }
         EnvelopeKind::Welcome => Envelope::Welcome {
             session: fields.dec("session")?,
             recv_seq: fields.dec("recv_seq")?,
@@ -412,6 +472,8 @@ fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
                 b"1" => true,
                 _ => return Err(DecodeError::BadNumber("resumed")),
             },
+            secret: SessionSecret::from_hex(fields.field("secret")?)
+                .ok_or(DecodeError::BadSecret)?,
         },
         EnvelopeKind::Ack => Envelope::Ack {
             seq: fields.dec("seq")?,
@@ -626,6 +688,11 @@ mod tests {
         Payload::Text(s.to_owned())
     }
 
+    const SECRET: SessionSecret = SessionSecret::from_bytes([
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ]);
+
     fn round_trip(env: Envelope) {
         let frame = env.encode();
         assert_eq!(Envelope::decode(frame.clone()), Ok(env), "frame {frame:?}");
@@ -640,24 +707,37 @@ mod tests {
                     recv_seq: 12,
                     session: 42,
                     attempt: 3,
+                    secret: Some(SECRET),
                 },
-                "H deadbeef 12 42 3",
+                "H 2 deadbeef 12 42 3 00112233445566778899aabbccddeeff",
+            ),
+            (
+                Envelope::Hello {
+                    client_id: 1,
+                    recv_seq: 0,
+                    session: 0,
+                    attempt: 1,
+                    secret: None,
+                },
+                "H 2 1 0 0 1 -",
             ),
             (
                 Envelope::Welcome {
                     session: 9,
                     recv_seq: 0,
                     resumed: true,
+                    secret: SECRET,
                 },
-                "W 9 0 1",
+                "W 9 0 1 00112233445566778899aabbccddeeff",
             ),
             (
                 Envelope::Welcome {
                     session: 9,
                     recv_seq: 3,
                     resumed: false,
+                    secret: SECRET,
                 },
-                "W 9 3 0",
+                "W 9 3 0 00112233445566778899aabbccddeeff",
             ),
             (
                 Envelope::Msg {
@@ -686,17 +766,21 @@ mod tests {
     #[test]
     fn round_trips_every_envelope() {
         for n in [0, 1, 10, u64::MAX - 1, u64::MAX] {
-            round_trip(Envelope::Hello {
-                client_id: n,
-                recv_seq: n,
-                session: n,
-                attempt: n,
-            });
+            for secret in [None, Some(SECRET), Some(SessionSecret::from_bytes([0; 16]))] {
+                round_trip(Envelope::Hello {
+                    client_id: n,
+                    recv_seq: n,
+                    session: n,
+                    attempt: n,
+                    secret,
+                });
+            }
             for resumed in [false, true] {
                 round_trip(Envelope::Welcome {
                     session: n,
                     recv_seq: n,
                     resumed,
+                    secret: SECRET,
                 });
             }
             round_trip(Envelope::Ack { seq: n });
@@ -710,9 +794,10 @@ mod tests {
                 recv_seq: u64::MAX,
                 session: 0,
                 attempt: u64::MAX,
+                secret: None,
             }
             .encode(),
-            text("H ffffffffffffffff 18446744073709551615 0 18446744073709551615")
+            text("H 2 ffffffffffffffff 18446744073709551615 0 18446744073709551615 -")
         );
     }
 
@@ -766,12 +851,15 @@ mod tests {
     #[test]
     fn decode_is_lenient_on_number_spelling_only() {
         assert_eq!(
-            Envelope::decode(text("H 00DEADbeef 007 00 01")),
+            Envelope::decode(text(
+                "H 02 00DEADbeef 007 00 01 00112233445566778899AABBCCDDEEFF"
+            )),
             Ok(Envelope::Hello {
                 client_id: 0xdead_beef,
                 recv_seq: 7,
                 session: 0,
                 attempt: 1,
+                secret: Some(SECRET),
             })
         );
         assert_eq!(
@@ -789,29 +877,55 @@ mod tests {
             ("a 1", UnknownTag(b'a')),
             ("é", UnknownTag(0xc3)),
             (" A 1", UnknownTag(b' ')),
-            ("H", MissingField("client_id")),
-            ("H ", MissingField("client_id")),
-            ("H ab", MissingField("recv_seq")),
-            ("H ab ", MissingField("recv_seq")),
-            ("H ab 1", MissingField("session")),
-            ("H ab 1 2", MissingField("attempt")),
-            ("H ab 1 2 ", MissingField("attempt")),
-            ("H xyz 1 2 3", BadNumber("client_id")),
-            ("H 1ffffffffffffffff 1 2 3", BadNumber("client_id")),
-            ("H ab -1 2 3", BadNumber("recv_seq")),
-            ("H ab 1 f 3", BadNumber("session")),
-            ("H ab 1 2 3x", BadNumber("attempt")),
-            ("H ab 1 2 3 4", TrailingData),
-            ("H ab 1 2 3 ", TrailingData),
-            ("Hab 1 2 3", TrailingData),
+            ("H", MissingField("version")),
+            ("H ", MissingField("version")),
+            ("H 2", MissingField("client_id")),
+            ("H 2 ", MissingField("client_id")),
+            ("H 2 ab", MissingField("recv_seq")),
+            ("H 2 ab ", MissingField("recv_seq")),
+            ("H 2 ab 1", MissingField("session")),
+            ("H 2 ab 1 2", MissingField("attempt")),
+            ("H 2 ab 1 2 ", MissingField("attempt")),
+            ("H 2 ab 1 2 3", MissingField("secret")),
+            ("H 2 ab 1 2 3 ", MissingField("secret")),
+            ("H 2 xyz 1 2 3 -", BadNumber("client_id")),
+            ("H 2 1ffffffffffffffff 1 2 3 -", BadNumber("client_id")),
+            ("H 2 ab -1 2 3 -", BadNumber("recv_seq")),
+            ("H 2 ab 1 f 3 -", BadNumber("session")),
+            ("H 2 ab 1 2 3x -", BadNumber("attempt")),
+            ("H 2 ab 1 2 3 --", BadSecret),
+            ("H 2 ab 1 2 3 0", BadSecret),
+            ("H 2 ab 1 2 3 00112233445566778899aabbccddeef", BadSecret),
+            ("H 2 ab 1 2 3 00112233445566778899aabbccddeeff0", BadSecret),
+            ("H 2 ab 1 2 3 00112233445566778899aabbccddeefg", BadSecret),
+            ("H 2 ab 1 2 3 - 4", TrailingData),
+            ("H 2 ab 1 2 3 - ", TrailingData),
+            ("H2 ab 1 2 3 -", TrailingData),
+            // A version 1 Hello: its client id is no version, or the wrong one.
+            ("H ab 1 2 3", BadNumber("version")),
+            ("H 12 1 2 3", UnsupportedVersion(12)),
+            ("H 1 ab 1 2 3 -", UnsupportedVersion(1)),
+            ("H 3 ab 1 2 3 - x", UnsupportedVersion(3)),
             ("W", MissingField("session")),
             ("W 1", MissingField("recv_seq")),
             ("W 1 2", MissingField("resumed")),
-            ("W 1 2 2", BadNumber("resumed")),
-            ("W 1 2 01", BadNumber("resumed")),
-            ("W 1 2 1 ", TrailingData),
-            ("W 1 2 1 0", TrailingData),
-            ("W 1  2 1", MissingField("recv_seq")),
+            ("W 1 2 1", MissingField("secret")),
+            (
+                "W 1 2 2 00112233445566778899aabbccddeeff",
+                BadNumber("resumed"),
+            ),
+            (
+                "W 1 2 01 00112233445566778899aabbccddeeff",
+                BadNumber("resumed"),
+            ),
+            ("W 1 2 1 -", BadSecret),
+            ("W 1 2 1 xyz", BadSecret),
+            ("W 1 2 1 00112233445566778899aabbccddeeff ", TrailingData),
+            ("W 1 2 1 00112233445566778899aabbccddeeff 0", TrailingData),
+            (
+                "W 1  2 1 00112233445566778899aabbccddeeff",
+                MissingField("recv_seq"),
+            ),
             ("M", MissingField("seq")),
             ("M ", MissingField("seq")),
             ("M 5", MissingField("payload")),
@@ -973,6 +1087,36 @@ mod tests {
             DecodeError::UnknownTag(b'x').to_string(),
             "unknown envelope tag 0x78"
         );
+        assert_eq!(
+            DecodeError::UnsupportedVersion(1).to_string(),
+            "protocol version 1 is not supported (this is version 2)"
+        );
+    }
+
+    #[test]
+    fn frames_and_debug_never_show_a_secret_but_the_wire_does() {
+        let hello = Envelope::Hello {
+            client_id: 1,
+            recv_seq: 0,
+            session: 3,
+            attempt: 4,
+            secret: Some(SECRET),
+        };
+        let welcome = Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        };
+        for env in [hello, welcome] {
+            let debug = format!("{env:?}");
+            assert!(!debug.contains(&SECRET.to_hex()), "{debug}");
+            assert!(debug.contains("<redacted>"), "{debug}");
+            let Payload::Text(frame) = env.encode() else {
+                panic!("text frame");
+            };
+            assert!(frame.ends_with(&SECRET.to_hex()), "{frame}");
+        }
     }
 
     fn arb_payload() -> impl Strategy<Value = Payload> {
@@ -984,21 +1128,30 @@ mod tests {
 
     fn arb_envelope() -> impl Strategy<Value = Envelope> {
         prop_oneof![
-            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-                |(client_id, recv_seq, session, attempt)| Envelope::Hello {
-                    client_id,
-                    recv_seq,
-                    session,
-                    attempt,
-                }
-            ),
-            (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(session, recv_seq, resumed)| {
-                Envelope::Welcome {
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(any::<[u8; 16]>())
+            )
+                .prop_map(|(client_id, recv_seq, session, attempt, secret)| {
+                    Envelope::Hello {
+                        client_id,
+                        recv_seq,
+                        session,
+                        attempt,
+                        secret: secret.map(SessionSecret::from_bytes),
+                    }
+                }),
+            (any::<u64>(), any::<u64>(), any::<bool>(), any::<[u8; 16]>()).prop_map(
+                |(session, recv_seq, resumed, secret)| Envelope::Welcome {
                     session,
                     recv_seq,
                     resumed,
+                    secret: SessionSecret::from_bytes(secret),
                 }
-            }),
+            ),
             (1..=u64::MAX, arb_payload()).prop_map(|(seq, payload)| Envelope::Msg { seq, payload }),
             any::<u64>().prop_map(|seq| Envelope::Ack { seq }),
             any::<u64>().prop_map(|id| Envelope::Ping { id }),
@@ -1010,7 +1163,7 @@ mod tests {
 
     /// Frames that look almost right: a tag, then a mix of digits, spaces and noise.
     fn near_miss_frame() -> impl Strategy<Value = String> {
-        "[HWMAPORTX]( |[0-9]{0,21}|[a-fA-F]{0,3}|-|é|\n){0,5}"
+        "[HWMAPORTX]( |[0-9]{0,21}|[a-fA-F]{0,3}|-|é|\n|[0-9a-f]{32}){0,7}"
     }
 
     proptest! {

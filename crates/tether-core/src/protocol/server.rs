@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use core::fmt;
 
-use super::{Envelope, EnvelopeKind};
+use super::{Envelope, EnvelopeKind, SessionSecret};
 use crate::payload::Payload;
 use crate::time::{Duration, Instant};
 
@@ -99,6 +99,36 @@ impl fmt::Display for StaleTransport {
 
 impl std::error::Error for StaleTransport {}
 
+/// Why [`ServerSession::hello`] refused a Hello. Nothing in the session changed either
+/// way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HelloRefused {
+    /// The Hello does not prove this session's secret: it comes from another client
+    /// (or from one that lost its secret). It gets nothing of this session: the server
+    /// answers it with a fresh session of its own.
+    NotOwner,
+    /// The Hello comes from a transport the client has abandoned ([`StaleTransport`]).
+    Stale(StaleTransport),
+}
+
+impl From<StaleTransport> for HelloRefused {
+    fn from(stale: StaleTransport) -> Self {
+        HelloRefused::Stale(stale)
+    }
+}
+
+impl fmt::Display for HelloRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelloRefused::NotOwner => f.write_str("the Hello does not prove the session's secret"),
+            HelloRefused::Stale(stale) => stale.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for HelloRefused {}
+
 /// What one inbound envelope produced. Every field may be empty (an Ack, a Pong).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -124,11 +154,21 @@ struct Buffered {
     sent_at: Instant,
 }
 
-/// Server-side protocol state of one client (keyed by its client id).
+/// Server-side protocol state of one client's session, owned by whoever holds its
+/// [`SessionSecret`].
 ///
-/// A server keeps one [`ServerSession`] per client id and feeds it what arrives on
-/// whichever transport (WebSocket or HTTP polling) the client currently uses. It never
-/// reads the clock or does I/O: every call that depends on time takes `now`.
+/// A server keeps one [`ServerSession`] per session, finds it by the secret a Hello or a
+/// poll request proves (bound to the authenticated user: never by client id alone),
+/// and feeds it what arrives on whichever transport (WebSocket or HTTP polling) the
+/// client currently uses. It never reads the clock or does I/O: every call that depends
+/// on time takes `now`.
+///
+/// Every Welcome carries the secret; every later Hello must prove it. A Hello that does
+/// not is refused ([`HelloRefused::NotOwner`]) before anything else is looked at: it
+/// cannot resume the session, receive what is buffered, acknowledge it, detach the
+/// client's transport, or raise the transport number that makes the client's own
+/// Hellos stale. The server gives such a Hello a fresh session of its own. Only the
+/// session's first Hello needs no proof: the server made the session for it.
 ///
 /// ```text
 ///            new(id)
@@ -145,7 +185,8 @@ struct Buffered {
 ///                  naming another id,     ▼    │ buffer emptied
 ///                  seq 1 gone           ( reset )
 ///
-///   in any state: hello with an attempt below the latest → StaleTransport, no change
+///   once greeted: hello without the secret → NotOwner, no change
+///   in any state: hello with an attempt below the latest → Stale, no change
 /// ```
 ///
 /// Every Hello names the session the client believes it is in. Only a Hello that names
@@ -158,18 +199,20 @@ struct Buffered {
 /// Welcome cannot be mistaken for one that saw it.
 ///
 /// A Hello with a lower `attempt` than one already seen comes from a transport the
-/// client abandoned: it is refused ([`StaleTransport`]) and changes nothing.
+/// client abandoned: it is refused ([`HelloRefused::Stale`]) and changes nothing.
 ///
 /// ```
 /// use tether_core::Instant;
-/// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+/// use tether_core::protocol::{Envelope, HelloRefused, ResumeLimits, ServerSession, SessionSecret};
 /// use tether_core::Payload;
 ///
 /// let now = Instant::now();
-/// let mut s = ServerSession::new(7, ResumeLimits::default());
+/// // A server draws the secret from the OS's random source.
+/// let secret = SessionSecret::from_bytes([0x5e; 16]);
+/// let mut s = ServerSession::new(7, secret, ResumeLimits::default());
 /// // The client's first transport; it knows no session yet.
-/// let welcome = s.hello(now, 0, 0, 1)?;
-/// assert_eq!(welcome, [Envelope::Welcome { session: 7, recv_seq: 0, resumed: false }]);
+/// let welcome = s.hello(now, None, 0, 0, 1)?;
+/// assert_eq!(welcome, [Envelope::Welcome { session: 7, recv_seq: 0, resumed: false, secret }]);
 ///
 /// let out = s.send(now, Payload::from("hi"));
 /// assert_eq!(out, Envelope::Msg { seq: 1, payload: Payload::from("hi") });
@@ -179,9 +222,15 @@ struct Buffered {
 /// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
 ///
 /// // The client reconnects having seen nothing: seq 1 is sent again.
-/// let again = s.hello(now, 0, 7, 2)?;
+/// let again = s.hello(now, Some(secret), 0, 7, 2)?;
 /// assert_eq!(again[1], Envelope::Msg { seq: 1, payload: Payload::from("hi") });
-/// # Ok::<(), tether_core::protocol::StaleTransport>(())
+///
+/// // Someone who knows the client id and the session id, but not the secret.
+/// let stranger = SessionSecret::from_bytes([0x11; 16]);
+/// assert_eq!(s.hello(now, Some(stranger), 0, 7, u64::MAX), Err(HelloRefused::NotOwner));
+/// assert_eq!(s.hello(now, None, 0, 0, 3), Err(HelloRefused::NotOwner));
+/// assert_eq!(s.latest_attempt(), 2); // the client's next Hello is not stale
+/// # Ok::<(), HelloRefused>(())
 /// ```
 ///
 /// Counters ([`duplicates`](Self::duplicates), [`trimmed`](Self::trimmed),
@@ -189,6 +238,8 @@ struct Buffered {
 #[derive(Debug)]
 pub struct ServerSession {
     session: u64,
+    /// What every Hello after the first must prove.
+    secret: SessionSecret,
     limits: ResumeLimits,
     /// Highest transport number seen in a Hello.
     latest_attempt: u64,
@@ -213,15 +264,20 @@ impl ServerSession {
     /// may have seen (a random id per session does it; below 2^53 if JavaScript clients
     /// should read it exactly). 0 means "no session" in a Hello, so it becomes 1.
     ///
+    /// `secret` is what the client must prove to come back: fill it from a
+    /// cryptographic random source (the operating system's), one per session. It is
+    /// sent in every Welcome and never changes, not even on a reset of the numbering.
+    ///
     /// ```
-    /// use tether_core::protocol::{ResumeLimits, ServerSession};
-    /// let s = ServerSession::new(1, ResumeLimits::default());
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
+    /// let s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), ResumeLimits::default());
     /// assert_eq!((s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered()), (1, 0, 0, 0));
     /// ```
     #[must_use]
-    pub fn new(session: u64, limits: ResumeLimits) -> Self {
+    pub fn new(session: u64, secret: SessionSecret, limits: ResumeLimits) -> Self {
         ServerSession {
             session: session.max(1),
+            secret,
             limits,
             latest_attempt: 0,
             next_seq: 1,
@@ -238,11 +294,14 @@ impl ServerSession {
     /// The client said Hello on a new transport: Welcome, then every buffered message after
     /// the client's `recv_seq`, oldest first. Send them in this order.
     ///
-    /// `session` is the session the client believes it is in, `attempt` the number of
-    /// its transport (both from the Hello).
+    /// `secret` is the secret the Hello proves, `session` the session the client
+    /// believes it is in, `attempt` the number of its transport (all from the Hello).
     ///
+    /// - After the session's first Hello, a `secret` that is not this session's: the
+    ///   Hello is not from the client holding the session; [`HelloRefused::NotOwner`],
+    ///   and nothing changes (checked first, in constant time). Give it a fresh session.
     /// - `attempt` lower than one already seen: the transport is stale (the client has
-    ///   moved on to a newer one); [`StaleTransport`], and nothing changes.
+    ///   moved on to a newer one); [`HelloRefused::Stale`], and nothing changes.
     /// - `session` is this session's [`session`](Self::session): `recv_seq` counts in
     ///   this numbering and acknowledges every message up to it. If the session can
     ///   bring the client up to date, the Welcome says `resumed: true` and the messages
@@ -262,36 +321,43 @@ impl ServerSession {
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, StaleTransport};
+    /// use tether_core::protocol::{Envelope, HelloRefused, ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{SessionSecret, StaleTransport};
     ///
     /// let now = Instant::now();
-    /// let mut s = ServerSession::new(3, ResumeLimits::default());
-    /// s.hello(now, 0, 0, 1)?;
+    /// let secret = SessionSecret::from_bytes([3; 16]);
+    /// let mut s = ServerSession::new(3, secret, ResumeLimits::default());
+    /// s.hello(now, None, 0, 0, 1)?;
     /// for text in ["a", "b", "c"] {
     ///     s.send(now, text.into());
     /// }
-    /// let out = s.hello(now, 2, 3, 4)?; // transport 4: the client has 1 and 2 of session 3
+    /// // Transport 4: the client has 1 and 2 of session 3.
+    /// let out = s.hello(now, Some(secret), 2, 3, 4)?;
     /// assert_eq!(out.len(), 2);
-    /// assert_eq!(out[0], Envelope::Welcome { session: 3, recv_seq: 0, resumed: true });
+    /// assert_eq!(out[0], Envelope::Welcome { session: 3, recv_seq: 0, resumed: true, secret });
     /// assert_eq!(out[1], Envelope::Msg { seq: 3, payload: "c".into() });
     ///
     /// // Transport 2's Hello arrives late: the client left it for transport 4.
-    /// let stale = s.hello(now, 0, 0, 2);
-    /// assert!(matches!(stale, Err(StaleTransport { attempt: 2, latest: 4, .. })));
-    /// # Ok::<(), StaleTransport>(())
+    /// let stale = s.hello(now, Some(secret), 0, 0, 2);
+    /// assert!(matches!(stale, Err(HelloRefused::Stale(StaleTransport { attempt: 2, latest: 4, .. }))));
+    /// # Ok::<(), HelloRefused>(())
     /// ```
     pub fn hello(
         &mut self,
         now: Instant,
+        secret: Option<SessionSecret>,
         recv_seq: u64,
         session: u64,
         attempt: u64,
-    ) -> Result<Vec<Envelope>, StaleTransport> {
+    ) -> Result<Vec<Envelope>, HelloRefused> {
+        if self.greeted && !self.proves(secret.as_ref()) {
+            return Err(HelloRefused::NotOwner);
+        }
         if self.is_stale(attempt) {
-            return Err(StaleTransport {
+            return Err(HelloRefused::Stale(StaleTransport {
                 attempt,
                 latest: self.latest_attempt,
-            });
+            }));
         }
         self.latest_attempt = attempt;
         self.expire(now);
@@ -329,6 +395,7 @@ impl ServerSession {
             session: self.session,
             recv_seq: self.recv_seq,
             resumed: knows && continuous,
+            secret: self.secret,
         });
         out.extend(self.buffer.iter().map(|m| Envelope::Msg {
             seq: m.seq,
@@ -337,19 +404,46 @@ impl ServerSession {
         Ok(out)
     }
 
+    /// Whether `secret` is this session's (compared in constant time): what a poll
+    /// request's [`SESSION_HEADER`](super::SESSION_HEADER) must prove before the server
+    /// looks at anything else of the session, and what every Hello after the first
+    /// must prove ([`hello`](Self::hello) checks it itself).
+    ///
+    /// ```
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
+    ///
+    /// let secret = SessionSecret::from_bytes([8; 16]);
+    /// let s = ServerSession::new(1, secret, ResumeLimits::default());
+    /// assert!(s.proves(Some(&secret)));
+    /// assert!(!s.proves(Some(&SessionSecret::from_bytes([9; 16]))));
+    /// assert!(!s.proves(None));
+    /// ```
+    #[must_use]
+    pub fn proves(&self, secret: Option<&SessionSecret>) -> bool {
+        secret.is_some_and(|s| s.matches(&self.secret))
+    }
+
+    /// The secret the session was made with (for a server that keeps its sessions by
+    /// secret). Never log it.
+    #[must_use]
+    pub fn secret(&self) -> &SessionSecret {
+        &self.secret
+    }
+
     /// Whether transport number `attempt` is older than one this session has seen in a
     /// Hello: a server refuses its Hello (see [`hello`](Self::hello)) and its poll
-    /// requests (HTTP 410), since the client has abandoned it.
+    /// requests (HTTP 410), since the client has abandoned it. Ask only once the request
+    /// proved the session's secret ([`proves`](Self::proves)).
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
     ///
-    /// let mut s = ServerSession::new(1, ResumeLimits::default());
-    /// s.hello(Instant::now(), 0, 0, 5)?;
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), ResumeLimits::default());
+    /// s.hello(Instant::now(), None, 0, 0, 5)?;
     /// assert!(s.is_stale(4));
     /// assert!(!s.is_stale(5));
-    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
     /// ```
     #[must_use]
     pub fn is_stale(&self, attempt: u64) -> bool {
@@ -369,15 +463,16 @@ impl ServerSession {
     /// ```
     /// use tether_core::Instant;
     /// use tether_core::protocol::{Envelope, ProtocolError, ResumeLimits, ServerSession};
+    /// use tether_core::protocol::SessionSecret;
     ///
     /// let now = Instant::now();
-    /// let mut s = ServerSession::new(1, ResumeLimits::default());
-    /// s.hello(now, 0, 0, 1)?;
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), ResumeLimits::default());
+    /// s.hello(now, None, 0, 0, 1)?;
     /// let r = s.receive(now, Envelope::Ping { id: 5 });
     /// assert_eq!(r.reply, Some(Envelope::Pong { id: 5 }));
     /// let r = s.receive(now, Envelope::Msg { seq: 2, payload: "x".into() });
     /// assert_eq!(r.error, Some(ProtocolError::Gap { expected: 1, got: 2 }));
-    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
     /// ```
     pub fn receive(&mut self, now: Instant, envelope: Envelope) -> ServerReceive {
         let mut out = ServerReceive::default();
@@ -434,10 +529,10 @@ impl ServerSession {
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, SessionSecret};
     ///
     /// let now = Instant::now();
-    /// let mut s = ServerSession::new(1, ResumeLimits::default());
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), ResumeLimits::default());
     /// assert_eq!(s.send(now, "a".into()), Envelope::Msg { seq: 1, payload: "a".into() });
     /// assert_eq!(s.send(now, "b".into()), Envelope::Msg { seq: 2, payload: "b".into() });
     /// assert_eq!(s.buffered(), 2);
@@ -464,16 +559,16 @@ impl ServerSession {
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, SessionSecret};
     ///
     /// let now = Instant::now();
-    /// let mut s = ServerSession::new(1, ResumeLimits::default());
-    /// s.hello(now, 0, 0, 1)?;
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), ResumeLimits::default());
+    /// s.hello(now, None, 0, 0, 1)?;
     /// assert_eq!(s.take_ack(), None);
     /// s.receive(now, Envelope::Msg { seq: 1, payload: "x".into() });
     /// assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
     /// assert_eq!(s.take_ack(), None);
-    /// # Ok::<(), tether_core::protocol::StaleTransport>(())
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
     /// ```
     pub fn take_ack(&mut self) -> Option<Envelope> {
         if !self.ack_pending {
@@ -490,11 +585,11 @@ impl ServerSession {
     ///
     /// ```
     /// use tether_core::{Duration, Instant};
-    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
     ///
     /// let t0 = Instant::now();
     /// let limits = ResumeLimits { max_messages: 10, max_age: Duration::from_secs(5) };
-    /// let mut s = ServerSession::new(1, limits);
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
     /// s.send(t0, "a".into());
     /// s.expire(t0 + Duration::from_secs(6));
     /// assert_eq!((s.buffered(), s.trimmed()), (0, 1));
@@ -600,6 +695,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const SECRET: SessionSecret = SessionSecret::from_bytes([0x42; 16]);
+    const STRANGER: SessionSecret = SessionSecret::from_bytes([0x24; 16]);
+
     fn limits(max_messages: usize) -> ResumeLimits {
         ResumeLimits {
             max_messages,
@@ -619,6 +717,7 @@ mod tests {
             session,
             recv_seq,
             resumed,
+            secret: SECRET,
         }
     }
 
@@ -626,20 +725,20 @@ mod tests {
     /// current id (as a client does once the Welcome reached it).
     fn hello(s: &mut ServerSession, now: Instant, recv_seq: u64) -> Vec<Envelope> {
         let (session, attempt) = (s.session(), s.latest_attempt() + 1);
-        s.hello(now, recv_seq, session, attempt)
+        s.hello(now, Some(SECRET), recv_seq, session, attempt)
             .expect("a newer transport is never stale")
     }
 
     /// A Hello on the client's next transport naming `session`.
     fn hello_in(s: &mut ServerSession, now: Instant, recv_seq: u64, session: u64) -> Vec<Envelope> {
         let attempt = s.latest_attempt() + 1;
-        s.hello(now, recv_seq, session, attempt)
+        s.hello(now, Some(SECRET), recv_seq, session, attempt)
             .expect("a newer transport is never stale")
     }
 
     /// A greeted session that has sent `n` messages "m1".."mn".
     fn with_sent(now: Instant, n: u64, max: usize) -> ServerSession {
-        let mut s = ServerSession::new(5, limits(max));
+        let mut s = ServerSession::new(5, SECRET, limits(max));
         assert_eq!(hello_in(&mut s, now, 0, 0), [welcome(5, 0, false)]);
         for i in 1..=n {
             assert_eq!(
@@ -653,7 +752,7 @@ mod tests {
     #[test]
     fn first_hello_is_not_a_resume() {
         let now = Instant::now();
-        let mut s = ServerSession::new(9, limits(8));
+        let mut s = ServerSession::new(9, SECRET, limits(8));
         assert!(!s.greeted());
         assert_eq!(hello(&mut s, now, 0), [welcome(9, 0, false)]);
         assert!(s.greeted());
@@ -734,7 +833,7 @@ mod tests {
     #[test]
     fn envelopes_before_hello_are_errors() {
         let now = Instant::now();
-        let mut s = ServerSession::new(1, limits(8));
+        let mut s = ServerSession::new(1, SECRET, limits(8));
         for env in [
             msg(1, "a"),
             Envelope::Ping { id: 1 },
@@ -774,6 +873,7 @@ mod tests {
                     recv_seq: 0,
                     session: 5,
                     attempt: 2,
+                    secret: Some(SECRET),
                 },
                 EnvelopeKind::Hello,
             ),
@@ -859,20 +959,20 @@ mod tests {
     #[test]
     fn reset_on_first_hello_after_server_lost_state() {
         let now = Instant::now();
-        let mut s = ServerSession::new(2, limits(8));
+        let mut s = ServerSession::new(2, SECRET, limits(8));
         // The client was in session 77, which the server lost.
         assert_eq!(hello_in(&mut s, now, 40, 77), [welcome(2, 0, false)]);
         assert_eq!(s.lost(), 0);
         assert_eq!(hello(&mut s, now, 0), [welcome(2, 0, true)]);
         // Even a first Hello that happens to name the id does not resume.
-        let mut s = ServerSession::new(3, limits(8));
+        let mut s = ServerSession::new(3, SECRET, limits(8));
         assert_eq!(hello(&mut s, now, 40), [welcome(3, 0, false)]);
     }
 
     #[test]
     fn messages_sent_before_the_first_hello_are_kept() {
         let now = Instant::now();
-        let mut s = ServerSession::new(4, limits(8));
+        let mut s = ServerSession::new(4, SECRET, limits(8));
         s.send(now, "early".into());
         assert_eq!(
             hello(&mut s, now, 13),
@@ -880,7 +980,7 @@ mod tests {
         );
         assert_eq!(s.lost(), 0);
         // Unless some were already trimmed: the client could not start at seq 1.
-        let mut s = ServerSession::new(4, limits(1));
+        let mut s = ServerSession::new(4, SECRET, limits(1));
         s.send(now, "a".into());
         s.send(now, "b".into());
         assert_eq!(
@@ -966,24 +1066,24 @@ mod tests {
     #[test]
     fn stale_transport_changes_nothing() {
         let now = Instant::now();
-        let mut s = ServerSession::new(5, limits(8));
-        s.hello(now, 0, 0, 4).expect("first");
+        let mut s = ServerSession::new(5, SECRET, limits(8));
+        s.hello(now, Some(SECRET), 0, 0, 4).expect("first");
         s.send(now, "a".into());
         s.receive(now, msg(1, "x"));
         // Transport 3 was abandoned before 4 opened; its Hello arrives now.
         assert_eq!(
-            s.hello(now, 0, 0, 3),
-            Err(StaleTransport {
+            s.hello(now, Some(SECRET), 0, 0, 3),
+            Err(HelloRefused::Stale(StaleTransport {
                 attempt: 3,
                 latest: 4
-            })
+            }))
         );
         assert_eq!(
-            s.hello(now, 9, 5, 2).map(|_| ()),
-            Err(StaleTransport {
+            s.hello(now, Some(SECRET), 9, 5, 2).map(|_| ()),
+            Err(HelloRefused::Stale(StaleTransport {
                 attempt: 2,
                 latest: 4
-            })
+            }))
         );
         assert_eq!(
             (
@@ -998,7 +1098,10 @@ mod tests {
         assert_eq!(s.take_ack(), Some(Envelope::Ack { seq: 1 }));
         assert!(s.is_stale(3) && !s.is_stale(4) && !s.is_stale(5));
         // The same transport number again is not stale (nor is a newer one).
-        assert_eq!(s.hello(now, 1, 5, 4).expect("same")[0], welcome(5, 1, true));
+        assert_eq!(
+            s.hello(now, Some(SECRET), 1, 5, 4).expect("same")[0],
+            welcome(5, 1, true)
+        );
         assert_eq!(s.latest_attempt(), 4);
         assert_eq!(
             StaleTransport {
@@ -1071,7 +1174,80 @@ mod tests {
         for id in [0, 1, 2, u64::MAX, (1 << 53) - 1] {
             assert_ne!(next_session_id(id), id);
         }
-        assert_eq!(ServerSession::new(0, limits(1)).session(), 1);
+        assert_eq!(ServerSession::new(0, SECRET, limits(1)).session(), 1);
+    }
+
+    #[test]
+    fn the_first_welcome_issues_the_secret_and_every_welcome_repeats_it() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(6, SECRET, limits(8));
+        // The first Hello needs no proof: the server made the session for it.
+        let out = s.hello(now, None, 0, 0, 1).expect("first");
+        assert_eq!(out, [welcome(6, 0, false)]);
+        assert_eq!(s.secret(), &SECRET);
+        // A reset keeps the secret: the client holding it is still the owner.
+        s.send(now, "a".into());
+        let out = s.hello(now, Some(SECRET), 9, 6, 2).expect("owner");
+        let Envelope::Welcome {
+            session, secret, ..
+        } = out[0]
+        else {
+            panic!("Welcome first");
+        };
+        assert_ne!(session, 6, "a reset");
+        assert_eq!(secret, SECRET);
+    }
+
+    #[test]
+    fn a_hello_without_the_secret_changes_nothing() {
+        let now = Instant::now();
+        let mut s = with_sent(now, 3, 8);
+        s.receive(now, msg(1, "up"));
+        s.receive(now, Envelope::Ack { seq: 1 });
+        let before = |s: &ServerSession| {
+            (
+                s.session(),
+                s.recv_seq(),
+                s.last_sent_seq(),
+                s.buffered(),
+                s.latest_attempt(),
+                s.lost(),
+            )
+        };
+        let was = before(&s);
+        // Everything a stranger can know or guess: the session id, session 0, any
+        // recv_seq, the highest transport number, no secret or a wrong one.
+        for secret in [None, Some(STRANGER)] {
+            for (recv_seq, session, attempt) in [
+                (0, 0, u64::MAX),
+                (0, 5, u64::MAX),
+                (3, 5, 2),
+                (u64::MAX, 5, 1),
+                (1, 0, 0),
+            ] {
+                assert_eq!(
+                    s.hello(now, secret, recv_seq, session, attempt),
+                    Err(HelloRefused::NotOwner)
+                );
+                assert_eq!(before(&s), was);
+            }
+        }
+        assert!(!s.proves(None) && !s.proves(Some(&STRANGER)) && s.proves(Some(&SECRET)));
+        // The client itself still resumes where it was, on its next transport.
+        let out = hello(&mut s, now, 1);
+        assert_eq!(out, [welcome(5, 1, true), msg(2, "m2"), msg(3, "m3")]);
+        assert_eq!(
+            HelloRefused::NotOwner.to_string(),
+            "the Hello does not prove the session's secret"
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let s = ServerSession::new(1, SECRET, limits(1));
+        let debug = format!("{s:?}");
+        assert!(!debug.contains(&SECRET.to_hex()), "{debug}");
+        assert!(!debug.contains("66, 66"), "{debug}");
     }
 
     #[test]
@@ -1102,6 +1278,8 @@ mod tests {
         Foreign(u64, u64),
         /// A Hello from an abandoned transport.
         Stale(u64),
+        /// A Hello from someone without the secret: recv_seq, attempt, a wrong secret.
+        Stranger(u64, u64, bool),
         Expire(u64),
     }
 
@@ -1113,6 +1291,7 @@ mod tests {
             (0..12u64).prop_map(Op::Hello),
             (0..12u64, 0..3u64).prop_map(|(r, s)| Op::Foreign(r, s)),
             (0..12u64).prop_map(Op::Stale),
+            (0..12u64, any::<u64>(), any::<bool>()).prop_map(|(r, a, w)| Op::Stranger(r, a, w)),
             (0..90u64).prop_map(Op::Expire),
         ]
     }
@@ -1123,7 +1302,7 @@ mod tests {
         fn invariants_hold(ops in proptest::collection::vec(arb_op(), 0..64), max in 0..6usize) {
             let t0 = Instant::now();
             let mut now = t0;
-            let mut s = ServerSession::new(1, limits(max));
+            let mut s = ServerSession::new(1, SECRET, limits(max));
             hello(&mut s, now, 0);
             for op in ops {
                 match op {
@@ -1149,10 +1328,11 @@ mod tests {
                             }
                             _ => unreachable!(),
                         };
-                        let Envelope::Welcome { session, recv_seq, resumed } = out[0] else {
+                        let Envelope::Welcome { session, recv_seq, resumed, secret } = out[0] else {
                             panic!("hello must start with Welcome");
                         };
                         prop_assert_eq!(session, s.session());
+                        prop_assert_eq!(secret, SECRET);
                         // Resent messages are contiguous and follow the client's position:
                         // after `r` on a resume, from 1 when the client starts over.
                         let seqs: Vec<u64> = out[1..].iter().map(|e| match e {
@@ -1175,8 +1355,15 @@ mod tests {
                         let before = (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost());
                         let stale = s.latest_attempt().saturating_sub(1);
                         let session = s.session();
-                        prop_assert!(s.hello(now, r, session, stale).is_err());
+                        prop_assert!(s.hello(now, Some(SECRET), r, session, stale).is_err());
                         prop_assert_eq!(before, (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost()));
+                    }
+                    Op::Stranger(r, attempt, wrong) => {
+                        let before = (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost(), s.latest_attempt());
+                        let session = s.session();
+                        let secret = wrong.then_some(STRANGER);
+                        prop_assert_eq!(s.hello(now, secret, r, session, attempt), Err(HelloRefused::NotOwner));
+                        prop_assert_eq!(before, (s.session(), s.recv_seq(), s.last_sent_seq(), s.buffered(), s.lost(), s.latest_attempt()));
                     }
                     Op::Expire(secs) => {
                         now += Duration::from_secs(secs);

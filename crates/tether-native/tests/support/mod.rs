@@ -218,7 +218,7 @@ pub struct ProtocolServer {
 impl ProtocolServer {
     pub async fn start(ack_delay: Option<Duration>) -> ProtocolServer {
         use std::collections::HashMap;
-        use tether_core::protocol::{Envelope, ResumeLimits, ServerSession};
+        use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, SessionSecret};
         use tether_core::{Instant, Payload};
 
         fn frame(e: Envelope) -> Message {
@@ -237,7 +237,7 @@ impl ProtocolServer {
         let dropper = drop_all.clone();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
-            let mut next_session = 1;
+            let mut next_session: u64 = 1;
             while let Ok((stream, _)) = listener.accept().await {
                 let (sessions, seen) = (sessions.clone(), seen_tx.clone());
                 let mut dropped = dropper.subscribe();
@@ -290,14 +290,24 @@ impl ProtocolServer {
                             recv_seq,
                             session,
                             attempt,
+                            secret,
                         } = envelope
                         {
                             client = Some(client_id);
                             let s = sessions.entry(client_id).or_insert_with(|| {
-                                ServerSession::new(session_id, ResumeLimits::default())
+                                // A test server: a secret made of the session id will do.
+                                let secret = SessionSecret::from_bytes(
+                                    [session_id.to_le_bytes(), client_id.to_le_bytes()]
+                                        .concat()
+                                        .try_into()
+                                        .expect("16 bytes"),
+                                );
+                                ServerSession::new(session_id, secret, ResumeLimits::default())
                             });
-                            // A stale transport (the client moved on): just close it.
-                            let Ok(welcome) = s.hello(now, recv_seq, session, attempt) else {
+                            // A stale transport (the client moved on), or not the session's
+                            // client: just close it.
+                            let Ok(welcome) = s.hello(now, secret, recv_seq, session, attempt)
+                            else {
                                 break;
                             };
                             for e in welcome {

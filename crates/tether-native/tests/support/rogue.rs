@@ -38,6 +38,9 @@ pub enum Fault {
     LargeFrame(usize),
 }
 
+/// The secret in every Welcome of the rogue server.
+const WELCOME_SECRET: &str = "0123456789abcdef0123456789abcdef";
+
 /// The one session the server keeps (every client is the same client to it).
 #[derive(Debug, Default)]
 struct Session {
@@ -52,11 +55,11 @@ impl Session {
     /// The Welcome for a Hello with `recv_seq`, then what the client has not received.
     fn welcome(&mut self, recv_seq: u64) -> Vec<Message> {
         let (mut out, from) = if self.greeted {
-            let w = format!("W 1 {} 1", self.recv_seq);
+            let w = format!("W 1 {} 1 {WELCOME_SECRET}", self.recv_seq);
             (vec![Message::text(w)], recv_seq)
         } else {
             self.greeted = true;
-            (vec![Message::text("W 1 0 0")], 0)
+            (vec![Message::text(format!("W 1 0 0 {WELCOME_SECRET}"))], 0)
         };
         for (i, payload) in self.sent.iter().enumerate().skip(from as usize) {
             out.push(Message::text(format!("M {} {payload}", i + 1)));
@@ -76,7 +79,7 @@ impl Session {
         match fault {
             Fault::Garbage(frame) => vec![frame.clone()],
             Fault::MessageBeforeWelcome => Vec::new(),
-            Fault::SecondWelcome => vec![Message::text("W 1 0 0")],
+            Fault::SecondWelcome => vec![Message::text(format!("W 1 0 0 {WELCOME_SECRET}"))],
             Fault::AckOfTheUnsent => vec![Message::text(format!("A {}", self.recv_seq + 1000))],
             Fault::Gap => {
                 let seq = self.sent.len() + 2;

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tether_core::protocol::{decode_batch, encode_batch, Envelope};
+use tether_core::protocol::{decode_batch, encode_batch, Envelope, SessionSecret};
 use tether_core::Payload;
 use tether_server::{Hub, RunningServer, Secret, Server, ServerConfig, TokenAuthority};
 use tokio::net::TcpStream;
@@ -164,6 +164,8 @@ pub struct Client {
     pub session: Cell<u64>,
     /// The transport number of the last Hello.
     pub attempt: Cell<u64>,
+    /// The secret of the last Welcome, proven in every Hello and poll request.
+    pub secret: Cell<Option<SessionSecret>>,
 }
 
 impl Client {
@@ -174,6 +176,7 @@ impl Client {
             send_seq: 0,
             session: Cell::new(0),
             attempt: Cell::new(0),
+            secret: Cell::new(None),
         }
     }
 
@@ -185,13 +188,18 @@ impl Client {
             recv_seq: self.recv_seq,
             session: self.session.get(),
             attempt: self.attempt.get(),
+            secret: self.secret.get(),
         }
     }
 
     /// Remembers the session a Welcome names.
     pub fn welcomed(&self, welcome: &Envelope) {
-        if let Envelope::Welcome { session, .. } = welcome {
+        if let Envelope::Welcome {
+            session, secret, ..
+        } = welcome
+        {
             self.session.set(*session);
+            self.secret.set(Some(*secret));
         }
     }
 
@@ -206,7 +214,16 @@ impl Client {
         envelopes: &[Envelope],
     ) -> (StatusCode, Vec<Envelope>) {
         let query = format!("&t={}{extra_query}", self.attempt.get());
-        let answer = poll(addr, self.client_id, op, &query, token, envelopes).await;
+        let answer = poll_with(
+            addr,
+            self.client_id,
+            op,
+            &query,
+            token,
+            self.secret.get(),
+            envelopes,
+        )
+        .await;
         if let Some(w) = answer.1.first() {
             self.welcomed(w);
         }
@@ -333,7 +350,8 @@ pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
     serde_json::from_slice(&body).expect("JSON")
 }
 
-/// One poll request; returns the status and, on 200, the decoded envelopes.
+/// One poll request without a session's secret; returns the status and, on 200, the
+/// decoded envelopes.
 pub async fn poll(
     addr: SocketAddr,
     client_id: u64,
@@ -342,16 +360,34 @@ pub async fn poll(
     token: &str,
     envelopes: &[Envelope],
 ) -> (StatusCode, Vec<Envelope>) {
+    poll_with(addr, client_id, op, extra_query, token, None, envelopes).await
+}
+
+/// One poll request proving `secret` (in `Tether-Session`) if given.
+pub async fn poll_with(
+    addr: SocketAddr,
+    client_id: u64,
+    op: &str,
+    extra_query: &str,
+    token: &str,
+    secret: Option<SessionSecret>,
+    envelopes: &[Envelope],
+) -> (StatusCode, Vec<Envelope>) {
     let frames: Vec<Payload> = envelopes.iter().map(Envelope::encode).collect();
     let auth = format!("Bearer {token}");
+    let proof = secret.map(|s| s.to_hex());
+    let mut headers = vec![
+        ("authorization", auth.as_str()),
+        ("content-type", "application/octet-stream"),
+    ];
+    if let Some(proof) = &proof {
+        headers.push(("tether-session", proof.as_str()));
+    }
     let (status, body) = http(
         addr,
         Method::POST,
         &format!("/poll?client={client_id:x}&op={op}{extra_query}"),
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/octet-stream"),
-        ],
+        &headers,
         encode_batch(&frames),
     )
     .await;
