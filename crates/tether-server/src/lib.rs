@@ -69,7 +69,7 @@ pub use config::{ConfigError, Secret, ServerConfig};
 pub use hub::{Delivered, Hub};
 pub use metrics::{ConnectionInfo, MetricsSnapshot};
 pub use server::{RunningServer, Server, ServerError};
-pub use token::{Claims, TokenAuthority, TokenError};
+pub use token::{Claims, KeyError, PublicKey, TokenAuthority, TokenError};
 
 /// `now + d`, or a time too far away to matter when that does not fit (a huge
 /// configured limit or token lifetime must not panic).
