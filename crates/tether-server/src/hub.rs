@@ -1549,3 +1549,55 @@ fn on_envelope(
         token: r.token,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> (
+        SocketLink,
+        mpsc::UnboundedReceiver<Outbound>,
+        mpsc::UnboundedReceiver<CloseRequest>,
+    ) {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let total = Arc::new(AtomicUsize::new(0));
+        let queue = Arc::new(OutQueue::new(total, max_frames, max_bytes));
+        (SocketLink { out, ctl, queue }, out_rx, ctl_rx)
+    }
+
+    #[test]
+    fn a_socket_queue_past_its_frame_count_closes_1013_and_queues_no_more() {
+        let (link, mut out, mut ctl) = link(3, 1 << 20);
+        for _ in 0..10 {
+            link.push(Outbound::Msg(Payload::from("x")));
+        }
+        assert_eq!(ctl.try_recv().map(|r| r.code), Ok(1013));
+        assert!(ctl.try_recv().is_err(), "asked to close once");
+        let mut queued = 0;
+        while out.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 3);
+        // The close frame itself still goes through.
+        link.push(Outbound::Close(1013, "client too slow".into()));
+        assert!(matches!(out.try_recv(), Ok(Outbound::Close(1013, _))));
+    }
+
+    #[test]
+    fn a_socket_queue_is_bounded_in_bytes_and_the_writer_gives_them_back() {
+        let (link, mut out, mut ctl) = link(1000, 10);
+        link.push(Outbound::Msg(Payload::from("0123456789abc"))); // alone: allowed
+        assert!(ctl.try_recv().is_err());
+        link.push(Outbound::Msg(Payload::from("x")));
+        assert_eq!(ctl.try_recv().map(|r| r.code), Ok(1013));
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 13);
+        let first = out.try_recv().unwrap();
+        link.queue.taken(&first);
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 0);
+        assert!(out.try_recv().is_err());
+    }
+}

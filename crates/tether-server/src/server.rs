@@ -178,7 +178,7 @@ impl Server {
             .await
             .map_err(ServerError::Bind)?;
         let addr = listener.local_addr().map_err(ServerError::Bind)?;
-        if !addr.ip().is_loopback() && !config.behind_tls {
+        if cleartext_exposed(addr, config.behind_tls) {
             warn!(
                 %addr,
                 "listening on a non-loopback address without TLS: tokens and messages \
@@ -398,6 +398,12 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router)
     debug!("listener closed");
 }
 
+/// Whether the server is reachable beyond this machine with nothing saying TLS is in
+/// front of it (a warning at start).
+fn cleartext_exposed(addr: SocketAddr, behind_tls: bool) -> bool {
+    !addr.ip().is_loopback() && !behind_tls
+}
+
 /// Held while a TCP connection (or the WebSocket it became) is open.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
@@ -411,5 +417,23 @@ async fn sweep_loop(app: Arc<App>) {
             continue;
         }
         app.hub.sweep(app.config.idle_limit, app.config.session_ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_non_loopback_addresses_without_tls_are_exposed() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let public: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let local6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert!(cleartext_exposed(any, false));
+        assert!(cleartext_exposed(public, false));
+        assert!(!cleartext_exposed(any, true));
+        assert!(!cleartext_exposed(local, false));
+        assert!(!cleartext_exposed(local6, false));
     }
 }
