@@ -363,11 +363,21 @@ pub struct Delivered {
 /// ## One connection per user
 ///
 /// Each user has one current connection. When a transport of *another* client of the
-/// same user attaches (its Hello on `/ws` or polling), or any `/echo` socket of the user
-/// opens, the older connection is **replaced**: a WebSocket is closed with 4409, a
-/// polling transport answers its next request with 409. Each anonymous dev-mode
-/// connection is its own `dev-temp-…` user, so anonymous clients never replace each
-/// other.
+/// same user attaches (its Hello on `/ws` or polling), the older connection is
+/// **replaced**: a WebSocket is closed with 4409, a polling transport answers its next
+/// request with 409. `/echo` sockets have no session and replace nothing. Each anonymous
+/// dev-mode connection is its own `dev-temp-…` user, so anonymous clients never replace
+/// each other.
+///
+/// ## Memory
+///
+/// Everything the hub holds is bounded in bytes (see [`Hub::memory`]): each session's
+/// resume buffer by [`ServerConfig::resume_limits`], all of them together by
+/// [`ServerConfig::resume_budget_bytes`] (sessions detached longest ago are dropped
+/// first), each user's sessions by [`ServerConfig::max_sessions_per_user`], and each
+/// transport's queue by [`ServerConfig::max_queued_bytes`]. A room message is copied to
+/// each member within that member's bounds: a member that cannot keep up is closed
+/// (1013) or loses its session (a reset it is told about), the server does not grow.
 ///
 /// ## Application behaviour
 ///
