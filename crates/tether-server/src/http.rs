@@ -65,7 +65,7 @@ async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Resp
                         path = request.uri().path(),
                         "request from a foreign origin refused"
                     );
-                    if request.uri().path() != "/poll" && request.method() == Method::GET {
+                    if matches!(request.uri().path(), "/ws" | "/echo") {
                         app.hub.metrics.attempt();
                         app.hub.metrics.refused();
                     }

@@ -778,3 +778,37 @@ async fn application_jwts_signed_with_rs256_or_es256_are_accepted_and_forgeries_
     let t = app_token(RS256, RSA_PRIVATE, Some("rotated-away"), "jwks-user");
     assert_eq!(authority.verify(&t), Err(TokenError::UnknownKey));
 }
+
+#[tokio::test]
+async fn a_poller_that_never_receives_stays_within_its_byte_bound() {
+    bounded(30, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let limit = ServerConfig::default().max_queued_bytes;
+        let t = token("hoover");
+        let c = Client::new(0x9011);
+        let (status, _) = c.poll(addr, "send", "", &t, &[c.hello()]).await;
+        assert_eq!(status, StatusCode::OK);
+        // 8 MiB of server messages for a client that never asks for them.
+        let body = "p".repeat(256 << 10);
+        for _ in 0..32 {
+            server.hub().send_to_user("hoover", body.as_str());
+            let m = server.hub().memory();
+            assert!(m.poll_pending_bytes <= limit, "{m:?}");
+            assert!(m.resume_bytes <= (1 << 20) + 1024, "{m:?}");
+        }
+        // It was detached as too slow; a new Hello is told what it can still get: the
+        // resume buffer kept only the newest messages, so this is a reset.
+        let (status, _) = c.poll(addr, "recv", "", &t, &[]).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let (status, answer) = c.poll(addr, "send", "", &t, &[c.hello()]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            matches!(answer[0], Envelope::Welcome { resumed: false, .. }),
+            "{:?}",
+            answer[0]
+        );
+        server.shutdown().await;
+    })
+    .await;
+}
