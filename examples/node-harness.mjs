@@ -3,7 +3,8 @@
 // message checked, and the server killed and restarted in the middle of the run.
 //
 //   node examples/node-harness.mjs [--clients 200] [--messages 10] [--down-ms 1000]
-//                                  [--url ws://127.0.0.1:PORT/ws --admin http://127.0.0.1:PORT]
+//                                  [--url ws://127.0.0.1:PORT/ws --admin http://127.0.0.1:PORT
+//                                   --admin-token TOKEN (or TETHER_ADMIN_TOKEN)]
 //                                  [--server target/debug/tether-server]
 //
 // Without --url it starts its own reference server (`cargo build -p tether-server` first)
@@ -34,6 +35,7 @@ const { values: args } = parseArgs({
     'down-ms': { type: 'string', default: '1000' },
     url: { type: 'string' },
     admin: { type: 'string' },
+    'admin-token': { type: 'string' },
     server: { type: 'string' },
     'timeout-ms': { type: 'string', default: '60000' },
   },
@@ -67,6 +69,7 @@ async function until(check, ms) {
 const own = args.url ? null : await startReferenceServer({ binary: args.server ?? serverBinary, log: 'error' });
 const url = args.url ?? own.ws;
 const adminUrl = args.admin ?? own?.admin;
+const adminAuth = { token: args['admin-token'] ?? own?.adminToken };
 log(`${CLIENTS} clients × ${MESSAGES} messages against ${url}`);
 
 // One record per client: what it sent, and how often each of its messages came back.
@@ -100,12 +103,12 @@ for (const c of clients) for (let j = 0; j < half; j++) c.send(j);
 
 let restarted = false;
 if (adminUrl) {
-  await admin(adminUrl, '/stop');
+  await admin(adminUrl, '/stop', adminAuth);
   log('server killed (listener and every socket dropped; sessions kept)');
   // Sent while the server is down: the clients queue them.
   for (const c of clients) for (let j = half; j < MESSAGES; j++) c.send(j);
   await new Promise((r) => setTimeout(r, DOWN_MS));
-  await admin(adminUrl, '/start');
+  await admin(adminUrl, '/start', adminAuth);
   restarted = true;
   log(`server back on the same port after ${DOWN_MS} ms`);
 } else {
@@ -131,7 +134,7 @@ for (const c of clients) {
 // The server's side: every message delivered to its application exactly once.
 let server = '';
 if (adminUrl) {
-  const { texts } = await admin(adminUrl, '/delivered');
+  const { texts } = await admin(adminUrl, '/delivered', adminAuth);
   let missing = 0;
   let extra = 0;
   for (const c of clients) {

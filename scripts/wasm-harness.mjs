@@ -17,8 +17,14 @@
 //   GET  /__harness/stats?tag=T      { upgrades, open, blocked, restarts }
 //   GET  /__harness/idle?tag=T       answers once the tag has no open WebSocket (10 s at most)
 //
+// The server runs in dev mode (anonymous clients; pages from http://localhost:* and
+// http://127.0.0.1:* allowed) with token minting on. Minting needs the admin credential,
+// which the harness makes up at start and adds to every `/api/token` request it
+// forwards (it plays the application's backend): test pages never see it.
+//
 // It stops on SIGTERM or SIGINT, killing the server.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -30,6 +36,7 @@ if (!binary) {
 }
 
 let server = null; // { child, port }
+const adminToken = randomBytes(24).toString('hex');
 let restarts = 0;
 const tags = new Map(); // tag -> { sockets: Set<[client, upstream]>, blocked, upgrades }
 
@@ -46,9 +53,14 @@ function forget(t, pair) {
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'warn'], {
+    const args = ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--enable-token-endpoint', '--log', 'warn'];
+    const child = spawn(binary, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, TETHER_SECRET: process.env.TETHER_SECRET ?? 'tether-wasm-harness' },
+      env: {
+        ...process.env,
+        TETHER_SECRET: process.env.TETHER_SECRET ?? 'tether-wasm-harness',
+        TETHER_ADMIN_TOKEN: adminToken,
+      },
     });
     child.on('error', reject);
     child.on('exit', (code, signal) => {
@@ -154,12 +166,16 @@ const proxy = http.createServer((req, res) => {
     return control(req, res, url);
   }
   const [, path] = untag(req.url);
+  const headers = { ...req.headers };
+  if (new URL(path, 'http://127.0.0.1').pathname === '/api/token') {
+    headers.authorization = `Bearer ${adminToken}`;
+  }
   if (!server) {
     res.writeHead(503, { 'access-control-allow-origin': '*' });
     return res.end();
   }
   const upstream = http.request(
-    { host: '127.0.0.1', port: server.port, method: req.method, path, headers: req.headers },
+    { host: '127.0.0.1', port: server.port, method: req.method, path, headers },
     (up) => {
       res.writeHead(up.statusCode, up.headers);
       up.pipe(res);

@@ -59,6 +59,6 @@ Tether React dashboard: ${app.url}
   open two tabs to chat; ?room=NAME and ?name=YOU pick the room and your name
   kill the server and bring it back 3 s later (sessions kept; what you type meanwhile
   is delivered once it is back):
-    curl -X POST '${server.admin}/restart?down_ms=3000'
+    curl -X POST -H 'authorization: Bearer ${server.adminToken}' '${server.admin}/restart?down_ms=3000'
 
 Ctrl-C stops everything.`);

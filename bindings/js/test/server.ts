@@ -1,7 +1,9 @@
 // The reference server for the tests: tether-server on 127.0.0.1, a free port, anonymous
-// clients allowed. Built by `cargo build -p tether-server` when the binary is missing
-// (scripts/test-js.sh builds it first, so it is never stale there).
+// clients allowed (dev mode), and an admin token made up here so the tests can read the
+// per-connection metrics. Built by `cargo build -p tether-server` when the binary is
+// missing (scripts/test-js.sh builds it first, so it is never stale there).
 import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { dirname, join, resolve } from 'node:path';
@@ -35,8 +37,10 @@ export async function startServer(): Promise<Server> {
       stdio: 'inherit',
     });
   }
+  const adminToken = randomBytes(24).toString('hex');
   const child = spawn(binary, ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'error'], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, TETHER_ADMIN_TOKEN: adminToken },
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let addr: string | undefined;
@@ -46,7 +50,11 @@ export async function startServer(): Promise<Server> {
   }
   if (!addr) throw new Error('tether-server exited before listening');
   const http = `http://${addr}`;
-  const metrics = async () => (await (await fetch(`${http}/api/websocket/metrics`)).json()) as ServerMetrics;
+  // The per-connection part of the metrics needs the admin token.
+  const metrics = async () =>
+    (await (
+      await fetch(`${http}/api/websocket/metrics`, { headers: { authorization: `Bearer ${adminToken}` } })
+    ).json()) as ServerMetrics;
   return {
     ws: `ws://${addr}`,
     http,

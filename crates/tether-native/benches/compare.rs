@@ -485,6 +485,8 @@ async fn serve() -> Result<()> {
     // A pipelining client runs up to all its messages ahead of the server's writer; the
     // default (4096 queued frames) closes it with 1013 "client too slow".
     config.max_queued_frames = 2 * MESSAGES;
+    // ... and as many bytes (payload plus envelope).
+    config.max_queued_bytes = 2 * MESSAGES * (PAYLOAD.len() + 32);
     let server = Server::start(config, Arc::new(Hub::new())).await?;
     let minimal = TcpListener::bind("127.0.0.1:0").await?;
     println!(

@@ -3,28 +3,28 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use http_body_util::BodyExt as _;
 use serde::{Deserialize, Serialize};
 use tether_core::protocol::{decode_batch, encode_batch, Envelope, SessionSecret, SESSION_HEADER};
 use tracing::{debug, warn};
 
 use crate::hub::{PollError, Principal};
-use crate::server::App;
+use crate::server::{App, ConnSlot};
 use crate::token::{valid_user, TokenError, MAX_USER_LEN};
 use crate::ws::{self, Mode};
 
 type AppState = Arc<App>;
 
 pub(crate) fn router(app: AppState) -> Router {
-    let body_limit = app.config.max_poll_body_bytes;
     Router::new()
         .route("/ws", get(ws_protocol))
         .route("/echo", get(ws_echo))
@@ -33,9 +33,8 @@ pub(crate) fn router(app: AppState) -> Router {
         .route("/api/health", get(health))
         .route("/api/websocket/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), gate))
-        .layer(middleware::from_fn(cors))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), cors))
         .with_state(app)
 }
 
@@ -45,32 +44,96 @@ async fn gate(State(app): State<AppState>, request: Request, next: Next) -> Resp
     next.run(request).await
 }
 
-/// Permissive CORS, so browser pages on other origins (the demo, tests) can poll and
-/// fetch tokens and metrics. Tokens travel in headers or the query, never in cookies.
-async fn cors(request: Request, next: Next) -> Response {
+/// Origins: a request whose `Origin` is not allowed ([`crate::ServerConfig::allowed_origins`],
+/// same-origin, or localhost in dev mode) gets 403 before any route runs, so no
+/// WebSocket, poll or token request of a foreign page gets through; an allowed one gets
+/// CORS headers naming it (never `*`). Requests without `Origin` (native clients,
+/// same-origin `GET`s) pass untouched. Credentials travel in headers or the query, never
+/// in cookies.
+async fn cors(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let origin = match request.headers().get(header::ORIGIN) {
+        None => None,
+        Some(value) => {
+            let host = request
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok());
+            match value.to_str() {
+                Ok(origin) if app.config.origin_allowed(origin, host) => Some(value.clone()),
+                _ => {
+                    debug!(
+                        path = request.uri().path(),
+                        "request from a foreign origin refused"
+                    );
+                    if matches!(request.uri().path(), "/ws" | "/echo") {
+                        app.hub.metrics.attempt();
+                        app.hub.metrics.refused();
+                    }
+                    return error(StatusCode::FORBIDDEN, "origin not allowed");
+                }
+            }
+        }
+    };
     let mut response = if request.method() == Method::OPTIONS {
         StatusCode::NO_CONTENT.into_response()
     } else {
         next.run(request).await
     };
     let h = response.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, POST, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("authorization, content-type, tether-session"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
+    h.append(header::VARY, HeaderValue::from_static("origin"));
+    if let Some(origin) = origin {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("authorization, content-type, tether-session"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
+    }
     response
+}
+
+/// Whether the request carries the admin credential (`Authorization: Bearer <admin
+/// token>`); never without a configured admin token.
+pub(crate) fn is_admin(admin_token: Option<&crate::Secret>, headers: &HeaderMap) -> bool {
+    let Some(expected) = admin_token else {
+        return false;
+    };
+    bearer(headers).is_ok_and(|t| t.is_some_and(|t| expected.matches(t.as_bytes())))
+}
+
+/// The `Authorization: Bearer` token, if the header is there.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, TokenError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| TokenError::Malformed)?;
+    let (scheme, token) = value.split_once(' ').ok_or(TokenError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(TokenError::Malformed);
+    }
+    Ok(Some(token.trim()))
+}
+
+/// Reads a request body of at most `limit` bytes within the body timeout: 413 past the
+/// limit, 408 past the time.
+async fn read_body(app: &App, body: Body, limit: usize) -> Result<Bytes, Response> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(app.config.body_read_timeout, limited.collect()).await {
+        Err(_) => Err(error(StatusCode::REQUEST_TIMEOUT, "request body too slow")),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body above {limit} bytes"),
+        )),
+        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "request body unreadable")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
 }
 
 async fn not_found() -> Response {
@@ -97,9 +160,13 @@ impl AuthError {
     fn into_response(self) -> Response {
         let message = match self {
             AuthError::Missing => "missing token".to_owned(),
-            AuthError::Invalid(e) => e.to_string(),
+            AuthError::Invalid(ref e) => e.to_string(),
         };
-        let mut r = error(StatusCode::UNAUTHORIZED, &message);
+        self.into_response_with(&message)
+    }
+
+    fn into_response_with(self, message: &str) -> Response {
+        let mut r = error(StatusCode::UNAUTHORIZED, message);
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r
@@ -113,21 +180,7 @@ fn authenticate(
     headers: &HeaderMap,
     query_token: Option<&str>,
 ) -> Result<Principal, AuthError> {
-    let header_token = match headers.get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => {
-            let value = value
-                .to_str()
-                .map_err(|_| AuthError::Invalid(TokenError::Malformed))?;
-            let (scheme, token) = value
-                .split_once(' ')
-                .ok_or(AuthError::Invalid(TokenError::Malformed))?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(AuthError::Invalid(TokenError::Malformed));
-            }
-            Some(token.trim())
-        }
-    };
+    let header_token = bearer(headers).map_err(AuthError::Invalid)?;
     match header_token.or(query_token) {
         Some(token) => {
             let claims = app.tokens.verify(token).map_err(AuthError::Invalid)?;
@@ -165,6 +218,7 @@ struct WsQuery {
 async fn ws_protocol(
     State(app): State<AppState>,
     Query(q): Query<WsQuery>,
+    slot: Option<Extension<ConnSlot>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -178,16 +232,25 @@ async fn ws_protocol(
         &headers,
         upgrade,
         Mode::Protocol { room },
+        slot.map(|s| s.0),
     )
 }
 
 async fn ws_echo(
     State(app): State<AppState>,
     Query(q): Query<WsQuery>,
+    slot: Option<Extension<ConnSlot>>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_socket(app, q.access_token, &headers, upgrade, Mode::Plain)
+    upgrade_socket(
+        app,
+        q.access_token,
+        &headers,
+        upgrade,
+        Mode::Plain,
+        slot.map(|s| s.0),
+    )
 }
 
 fn upgrade_socket(
@@ -196,6 +259,7 @@ fn upgrade_socket(
     headers: &HeaderMap,
     upgrade: WebSocketUpgrade,
     mode: Mode,
+    slot: Option<ConnSlot>,
 ) -> Response {
     app.hub.metrics.attempt();
     let principal = match authenticate(&app, headers, query_token.as_deref()) {
@@ -215,7 +279,7 @@ fn upgrade_socket(
             failed.hub.metrics.refused();
             warn!(error = %e, "WebSocket upgrade failed");
         })
-        .on_upgrade(move |socket| ws::run(app, socket, principal, mode))
+        .on_upgrade(move |socket| ws::run(app, socket, principal, mode, slot))
 }
 
 #[derive(Deserialize)]
@@ -239,7 +303,7 @@ async fn poll(
     State(app): State<AppState>,
     Query(q): Query<PollQuery>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Some(client_id) = q
         .client
@@ -263,6 +327,11 @@ async fn poll(
         Ok(r) => r,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
+    // Who asks comes first: an unauthenticated client gets nothing read or decoded.
+    let principal = match authenticate(&app, &headers, q.access_token.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
     let proof = match headers.get(SESSION_HEADER) {
         None => None,
         Some(value) => match SessionSecret::from_hex(value.as_bytes()) {
@@ -275,6 +344,10 @@ async fn poll(
             }
         },
     };
+    let body = match read_body(&app, body, app.config.max_poll_body_bytes).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let envelopes = match decode_batch(&body).and_then(|frames| {
         frames
             .into_iter()
@@ -283,16 +356,6 @@ async fn poll(
     }) {
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid poll body: {e}")),
-    };
-    let principal = match authenticate(&app, &headers, q.access_token.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            if matches!(envelopes.first(), Some(Envelope::Hello { .. })) {
-                app.hub.metrics.attempt();
-                app.hub.metrics.refused();
-            }
-            return e.into_response();
-        }
     };
     let check = |token: &str| app.tokens.verify(token);
     let exchange = match app.hub.poll_exchange(
@@ -388,8 +451,29 @@ struct TokenResponse {
     expires_in: u64,
 }
 
-/// `POST /api/token`: open to anyone, for tests and demos (this is a reference server).
-async fn issue_token(State(app): State<AppState>, Json(request): Json<TokenRequest>) -> Response {
+/// `POST /api/token`: token minting for tests and demos. Off unless
+/// [`crate::ServerConfig::token_endpoint`] (404), and then only for the admin credential
+/// (401), checked before the body is read.
+async fn issue_token(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if !app.config.token_endpoint {
+        return not_found().await;
+    }
+    if !is_admin(app.config.admin_token.as_ref(), &headers) {
+        return AuthError::Missing.into_response_with("the admin token is required");
+    }
+    let body = match read_body(&app, body, 64 << 10).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                r#"expected {"user":"…","ttl_secs":N}"#,
+            )
+        }
+    };
     if !valid_user(&request.user) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -431,6 +515,12 @@ async fn health(State(app): State<AppState>) -> Json<Health> {
     })
 }
 
-async fn metrics(State(app): State<AppState>) -> Response {
-    Json(app.hub.metrics()).into_response()
+/// Aggregates for anyone; the per-connection list (users, client ids, rooms) only for
+/// the admin credential.
+async fn metrics(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    let mut snapshot = app.hub.metrics();
+    if !is_admin(app.config.admin_token.as_ref(), &headers) {
+        snapshot.connections = Vec::new();
+    }
+    Json(snapshot).into_response()
 }

@@ -6,7 +6,7 @@
 //! The rules are on [`Hub`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use tether_core::protocol::{
 };
 use tether_core::Payload;
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::config::ServerConfig;
 use crate::metrics::{ConnectionInfo, Metrics, MetricsSnapshot, Outcome};
@@ -111,6 +111,17 @@ pub(crate) enum Outbound {
     Close(u16, String),
 }
 
+impl Outbound {
+    /// Bytes it holds, as counted against [`ServerConfig::max_queued_bytes`].
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Outbound::Msg(p) | Outbound::Control(p) => p.len(),
+            Outbound::Ping(d) => d.len(),
+            Outbound::Close(_, reason) => reason.len(),
+        }
+    }
+}
+
 /// A request from the hub to a WebSocket's task to close.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CloseRequest {
@@ -127,29 +138,85 @@ pub(crate) struct ConnStats {
     pub(crate) latency_us: AtomicU64,
 }
 
+/// Frames queued for one WebSocket and not yet written: counted in frames and bytes,
+/// shared by the hub (which queues) and the socket's writer (which takes).
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+    /// Past a limit: the socket is closing as too slow; only its close frame is written.
+    overflowed: AtomicBool,
+    /// Bytes queued for every socket of the hub.
+    total: Arc<AtomicUsize>,
+    max_frames: usize,
+    max_bytes: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn new(total: Arc<AtomicUsize>, max_frames: usize, max_bytes: usize) -> Self {
+        OutQueue {
+            frames: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            overflowed: AtomicBool::new(false),
+            total,
+            max_frames,
+            max_bytes,
+        }
+    }
+
+    /// The writer took `frame` off the queue.
+    pub(crate) fn taken(&self, frame: &Outbound) {
+        let size = frame.size();
+        self.frames.fetch_sub(1, Ordering::Relaxed);
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+        self.total.fetch_sub(size, Ordering::Relaxed);
+    }
+
+    /// Whether the socket overflowed: the writer skips everything but the close frame.
+    pub(crate) fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+}
+
 /// Where frames for one WebSocket go; the hub and the socket's task each hold one.
 #[derive(Clone, Debug)]
 pub(crate) struct SocketLink {
     pub(crate) out: mpsc::UnboundedSender<Outbound>,
     pub(crate) ctl: mpsc::UnboundedSender<CloseRequest>,
-    /// Frames in `out` not yet written.
-    pub(crate) queued: Arc<AtomicUsize>,
-    pub(crate) max_queued: usize,
+    pub(crate) queue: Arc<OutQueue>,
 }
 
 impl SocketLink {
-    /// Queues a frame; asks the socket to close (1013) when the client reads too slowly.
+    /// Queues a frame. A frame that would take the queue past
+    /// [`ServerConfig::max_queued_frames`] or [`ServerConfig::max_queued_bytes`] is not
+    /// queued: the client reads too slowly and the socket is asked to close (1013).
+    /// Its messages stay in the session's resume buffer for the client's next Hello.
     pub(crate) fn push(&self, frame: Outbound) {
-        let queued = self.queued.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.out.send(frame).is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        let q = &self.queue;
+        let closing = matches!(frame, Outbound::Close(..));
+        if q.overflowed() && !closing {
             return;
         }
-        if queued == self.max_queued + 1 {
-            let _ = self.ctl.send(CloseRequest {
-                code: 1013,
-                reason: "client too slow",
-            });
+        let size = frame.size();
+        let frames = q.frames.load(Ordering::Relaxed);
+        let bytes = q.bytes.load(Ordering::Relaxed);
+        // One frame bigger than the whole byte limit still goes through an empty queue.
+        let fits =
+            frames < q.max_frames && (bytes == 0 || bytes.saturating_add(size) <= q.max_bytes);
+        if !fits && !closing {
+            if !q.overflowed.swap(true, Ordering::Relaxed) {
+                let _ = self.ctl.send(CloseRequest {
+                    code: 1013,
+                    reason: "client too slow",
+                });
+            }
+            return;
+        }
+        q.frames.fetch_add(1, Ordering::Relaxed);
+        q.bytes.fetch_add(size, Ordering::Relaxed);
+        q.total.fetch_add(size, Ordering::Relaxed);
+        if let Err(unsent) = self.out.send(frame) {
+            q.taken(&unsent.0);
         }
     }
 
@@ -165,14 +232,18 @@ struct PollLink {
     attempt: u64,
     /// Messages numbered for the client and not yet handed to an `op=recv`.
     pending: VecDeque<Payload>,
+    /// Bytes in `pending`.
+    pending_bytes: usize,
     /// Wakes a held `op=recv`.
     notify: Arc<Notify>,
     last_seen: Instant,
     /// Requests being served (a held `op=recv` keeps the transport alive).
     in_flight: usize,
-    /// Most messages `pending` may hold; past it the client is too slow and the
-    /// transport is detached (it resumes from the session's buffer after a new Hello).
+    /// Most messages and bytes `pending` may hold; past them the client is too slow and
+    /// the transport is detached (it resumes from the session's buffer after a new
+    /// Hello).
     max_pending: usize,
+    max_pending_bytes: usize,
     overflowed: bool,
 }
 
@@ -205,6 +276,49 @@ struct SessionEntry {
     detached_since: Instant,
     /// Its last transport was replaced by another client of the same user.
     replaced: bool,
+    /// What it counts against the resume budget (see [`account`]).
+    bytes: usize,
+}
+
+/// What one session costs beyond its buffered payloads, for the resume budget.
+const SESSION_COST: usize = 512;
+
+/// The hub's bounds, from the configuration of the server that runs it.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    resume_budget_bytes: usize,
+    max_sessions_per_user: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let c = ServerConfig::default();
+        Limits {
+            resume_budget_bytes: c.resume_budget_bytes,
+            max_sessions_per_user: c.max_sessions_per_user,
+        }
+    }
+}
+
+/// What the hub holds in memory, in bytes: every bound of [`ServerConfig`] is checked
+/// against these numbers. See [`Hub::memory`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemoryUsage {
+    /// Sessions kept.
+    pub sessions: usize,
+    /// What the sessions count against [`ServerConfig::resume_budget_bytes`]: their
+    /// buffered payloads plus a fixed cost per session.
+    pub resume_bytes: usize,
+    /// Bytes queued for every WebSocket and not yet written (each socket bounded by
+    /// [`ServerConfig::max_queued_bytes`]).
+    pub outbound_bytes: usize,
+    /// Bytes waiting for polling transports' `op=recv` (each bounded by
+    /// [`ServerConfig::max_queued_bytes`]).
+    pub poll_pending_bytes: usize,
+    /// Sessions dropped whole since the hub was created, to keep the resume budget or
+    /// the sessions-per-user limit (their clients get a reset).
+    pub sessions_dropped: u64,
 }
 
 #[derive(Debug, Default)]
@@ -215,6 +329,10 @@ struct State {
     /// Each user's current connection.
     users: HashMap<String, ConnId>,
     rooms: HashMap<String, HashSet<SessionKey>>,
+    /// Sum of every session's `bytes`.
+    resume_bytes: usize,
+    sessions_dropped: u64,
+    limits: Limits,
     /// Listeners to every delivered client message ([`Hub::tap`]).
     taps: Vec<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 }
@@ -258,11 +376,21 @@ pub struct Delivered {
 /// ## One connection per user
 ///
 /// Each user has one current connection. When a transport of *another* client of the
-/// same user attaches (its Hello on `/ws` or polling), or any `/echo` socket of the user
-/// opens, the older connection is **replaced**: a WebSocket is closed with 4409, a
-/// polling transport answers its next request with 409. Each anonymous dev-mode
-/// connection is its own `dev-temp-…` user, so anonymous clients never replace each
-/// other.
+/// same user attaches (its Hello on `/ws` or polling), the older connection is
+/// **replaced**: a WebSocket is closed with 4409, a polling transport answers its next
+/// request with 409. `/echo` sockets have no session and replace nothing. Each anonymous
+/// dev-mode connection is its own `dev-temp-…` user, so anonymous clients never replace
+/// each other.
+///
+/// ## Memory
+///
+/// Everything the hub holds is bounded in bytes (see [`Hub::memory`]): each session's
+/// resume buffer by [`ServerConfig::resume_limits`], all of them together by
+/// [`ServerConfig::resume_budget_bytes`] (sessions detached longest ago are dropped
+/// first), each user's sessions by [`ServerConfig::max_sessions_per_user`], and each
+/// transport's queue by [`ServerConfig::max_queued_bytes`]. A room message is copied to
+/// each member within that member's bounds: a member that cannot keep up is closed
+/// (1013) or loses its session (a reset it is told about), the server does not grow.
 ///
 /// ## Application behaviour
 ///
@@ -284,6 +412,8 @@ pub struct Delivered {
 pub struct Hub {
     state: Mutex<State>,
     pub(crate) metrics: Metrics,
+    /// Bytes queued for every WebSocket.
+    outbound: Arc<AtomicUsize>,
 }
 
 impl Default for Hub {
@@ -336,6 +466,53 @@ impl Hub {
         Hub {
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
+            outbound: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes the bounds of `config` (the server that starts with this hub calls it).
+    pub(crate) fn configure(&self, config: &ServerConfig) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.limits = Limits {
+            resume_budget_bytes: config.resume_budget_bytes,
+            max_sessions_per_user: config.max_sessions_per_user,
+        };
+        enforce_budget(&mut st, &self.metrics, now);
+    }
+
+    /// A new queue for a WebSocket's outbound frames, counted in the hub's total.
+    pub(crate) fn out_queue(&self, config: &ServerConfig) -> Arc<OutQueue> {
+        Arc::new(OutQueue::new(
+            Arc::clone(&self.outbound),
+            config.max_queued_frames,
+            config.max_queued_bytes,
+        ))
+    }
+
+    /// What the hub holds now, in bytes.
+    ///
+    /// ```
+    /// let m = tether_server::Hub::new().memory();
+    /// assert_eq!((m.sessions, m.resume_bytes, m.outbound_bytes), (0, 0, 0));
+    /// ```
+    #[must_use]
+    pub fn memory(&self) -> MemoryUsage {
+        let st = self.lock();
+        let poll_pending_bytes = st
+            .conns
+            .values()
+            .map(|c| match &c.link {
+                Link::Poll(p) => p.pending_bytes,
+                Link::Socket(_) => 0,
+            })
+            .sum();
+        MemoryUsage {
+            sessions: st.sessions.len(),
+            resume_bytes: st.resume_bytes,
+            outbound_bytes: self.outbound.load(Ordering::Relaxed),
+            poll_pending_bytes,
+            sessions_dropped: st.sessions_dropped,
         }
     }
 
@@ -391,9 +568,11 @@ impl Hub {
         let mut count = 0;
         for (_, entry) in st.sessions.iter_mut().filter(|(k, _)| k.user == user) {
             let envelope = entry.session.send(now, payload.clone());
+            account(&mut st.resume_bytes, entry);
             transmit(&mut st.conns, entry.attached, envelope);
             count += 1;
         }
+        enforce_budget(st, &self.metrics, now);
         count
     }
 
@@ -407,7 +586,7 @@ impl Hub {
     pub fn broadcast(&self, room: &str, payload: impl Into<Payload>) -> usize {
         let now = Instant::now();
         let mut st = self.lock();
-        broadcast(&mut st, room, payload.into(), now)
+        broadcast(&mut st, &self.metrics, room, payload.into(), now)
     }
 
     /// The current metrics (the `GET /api/websocket/metrics` body).
@@ -481,9 +660,9 @@ impl Hub {
         }
     }
 
-    /// Registers a WebSocket that passed authentication. A plain `/echo` socket claims
-    /// its user at once (replacing the user's older connection); a `/ws` socket does at
-    /// its Hello.
+    /// Registers a WebSocket that passed authentication. A `/ws` socket claims its user
+    /// at its Hello; a plain `/echo` socket never does (it has no session, so it takes no
+    /// part in the one-connection-per-user rule).
     pub(crate) fn open_socket(
         &self,
         principal: &Principal,
@@ -509,9 +688,6 @@ impl Hub {
                 link: Link::Socket(link),
             },
         );
-        if endpoint == Endpoint::Echo {
-            claim_user(&mut st, &self.metrics, &principal.user, id, None, now);
-        }
         drop(st);
         info!(conn = id, user = %principal.user, endpoint = endpoint.path(), "connection opened");
         (id, stats)
@@ -532,6 +708,7 @@ impl Hub {
         let mut st = self.lock();
         let st = &mut *st;
         let key = hello_key(st, principal, &hello);
+        admit(st, &self.metrics, &key, now);
         let out = attach(
             st,
             &self.metrics,
@@ -551,6 +728,8 @@ impl Hub {
                 push_envelope(link, envelope);
             }
         }
+        account_key(st, &key);
+        enforce_budget(st, &self.metrics, now);
         Ok(())
     }
 
@@ -683,14 +862,17 @@ impl Hub {
                     link: Link::Poll(PollLink {
                         attempt,
                         pending: VecDeque::new(),
+                        pending_bytes: 0,
                         notify: Arc::new(Notify::new()),
                         last_seen: now,
                         in_flight: 0,
                         max_pending: config.max_queued_frames,
+                        max_pending_bytes: config.max_queued_bytes,
                         overflowed: false,
                     }),
                 },
             );
+            admit(st, &self.metrics, &key, now);
             match attach(
                 st,
                 &self.metrics,
@@ -771,6 +953,8 @@ impl Hub {
                 }
             }
         }
+        account_key(st, &key);
+        enforce_budget(st, &self.metrics, now);
         if let Some(ack) = st.sessions.get_mut(&key).and_then(|e| e.session.take_ack()) {
             frames.push(ack.encode());
         }
@@ -825,6 +1009,7 @@ impl Hub {
                 ..
             }) => {
                 let out: Vec<Payload> = link.pending.drain(..).collect();
+                link.pending_bytes = 0;
                 let n = out.len() as u64;
                 if n > 0 {
                     stats.messages_out.fetch_add(n, Ordering::Relaxed);
@@ -889,6 +1074,7 @@ impl Hub {
         let mut forgotten = Vec::new();
         for (key, entry) in &mut st.sessions {
             entry.session.expire(now);
+            account(&mut st.resume_bytes, entry);
             if entry.attached.is_none()
                 && now.saturating_duration_since(entry.detached_since) > session_ttl
             {
@@ -896,8 +1082,7 @@ impl Hub {
             }
         }
         for key in forgotten {
-            if let Some(entry) = st.sessions.remove(&key) {
-                leave_room(&mut st.rooms, &key, entry.room.as_deref());
+            if let Some(entry) = forget_session(st, &key) {
                 debug!(
                     session = entry.session.session(),
                     client_id = %format_args!("{:x}", key.client_id),
@@ -928,11 +1113,17 @@ fn transmit(conns: &mut HashMap<ConnId, Conn>, to: Option<ConnId>, envelope: Env
     match to.and_then(|id| conns.get_mut(&id)).map(|c| &mut c.link) {
         Some(Link::Socket(link)) => push_envelope(link, envelope),
         Some(Link::Poll(link)) => {
-            if link.pending.len() >= link.max_pending {
+            let frame = envelope.encode();
+            let fits = link.pending.len() < link.max_pending
+                && (link.pending.is_empty()
+                    || link.pending_bytes.saturating_add(frame.len()) <= link.max_pending_bytes);
+            if !fits {
                 link.pending.clear();
+                link.pending_bytes = 0;
                 link.overflowed = true;
             } else if !link.overflowed {
-                link.pending.push_back(envelope.encode());
+                link.pending_bytes += frame.len();
+                link.pending.push_back(frame);
             }
             link.notify.notify_one();
         }
@@ -940,7 +1131,17 @@ fn transmit(conns: &mut HashMap<ConnId, Conn>, to: Option<ConnId>, envelope: Env
     }
 }
 
-fn broadcast(st: &mut State, room: &str, payload: Payload, now: Instant) -> usize {
+/// Copies a message to every member of `room`. Each copy is bounded by the member's
+/// own limits (its resume buffer and its transport's queue: a member that cannot keep
+/// up is closed with 1013 and resumes or resets later), and all of them together by the
+/// resume budget.
+fn broadcast(
+    st: &mut State,
+    metrics: &Metrics,
+    room: &str,
+    payload: Payload,
+    now: Instant,
+) -> usize {
     let Some(members) = st.rooms.get(room) else {
         return 0;
     };
@@ -948,11 +1149,126 @@ fn broadcast(st: &mut State, room: &str, payload: Payload, now: Instant) -> usiz
     for key in members {
         if let Some(entry) = st.sessions.get_mut(key) {
             let envelope = entry.session.send(now, payload.clone());
+            account(&mut st.resume_bytes, entry);
             transmit(&mut st.conns, entry.attached, envelope);
             count += 1;
         }
     }
+    enforce_budget(st, metrics, now);
     count
+}
+
+/// Brings `entry`'s share of the resume budget up to date in `total`.
+fn account(total: &mut usize, entry: &mut SessionEntry) {
+    let bytes = SESSION_COST.saturating_add(entry.session.buffered_bytes());
+    *total = total.saturating_sub(entry.bytes).saturating_add(bytes);
+    entry.bytes = bytes;
+}
+
+fn account_key(st: &mut State, key: &SessionKey) {
+    if let Some(entry) = st.sessions.get_mut(key) {
+        account(&mut st.resume_bytes, entry);
+    }
+}
+
+/// Removes a session: out of its room and the budget.
+fn forget_session(st: &mut State, key: &SessionKey) -> Option<SessionEntry> {
+    let entry = st.sessions.remove(key)?;
+    leave_room(&mut st.rooms, key, entry.room.as_deref());
+    st.resume_bytes = st.resume_bytes.saturating_sub(entry.bytes);
+    Some(entry)
+}
+
+/// Drops a session whole to keep a bound: its transport, if any, is closed with `code`;
+/// its client's next Hello starts a new session (a reset, which the client reports).
+fn drop_session(
+    st: &mut State,
+    metrics: &Metrics,
+    key: &SessionKey,
+    code: u16,
+    reason: &'static str,
+    now: Instant,
+) {
+    let attached = st.sessions.get(key).and_then(|e| e.attached);
+    if let Some(conn) = attached {
+        detach(st, metrics, conn, code, reason, now);
+    }
+    if let Some(entry) = forget_session(st, key) {
+        st.sessions_dropped += 1;
+        warn!(
+            user = %key.user,
+            client_id = %format_args!("{:x}", key.client_id),
+            attached = attached.is_some(),
+            unacked = entry.session.buffered(),
+            reason,
+            "session dropped"
+        );
+    }
+}
+
+/// Keeps every session's resume buffer, together, within the budget: drops the
+/// sessions detached longest ago first, then the attached ones holding the most.
+fn enforce_budget(st: &mut State, metrics: &Metrics, now: Instant) {
+    while st.resume_bytes > st.limits.resume_budget_bytes {
+        let detached = st
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.attached.is_none())
+            .min_by_key(|(_, e)| e.detached_since)
+            .map(|(k, _)| k.clone());
+        let victim = detached.or_else(|| {
+            st.sessions
+                .iter()
+                .max_by_key(|(_, e)| e.bytes)
+                .map(|(k, _)| k.clone())
+        });
+        let Some(key) = victim else {
+            break;
+        };
+        drop_session(
+            st,
+            metrics,
+            &key,
+            1013,
+            "server resume budget exceeded",
+            now,
+        );
+    }
+}
+
+/// Makes room for a new session of `key`'s user within
+/// [`ServerConfig::max_sessions_per_user`]: drops the user's session detached longest
+/// ago (or, all attached, the oldest). Anonymous clients share one namespace and are
+/// left to the resume budget.
+fn admit(st: &mut State, metrics: &Metrics, key: &SessionKey, now: Instant) {
+    if key.user.is_empty() || st.sessions.contains_key(key) {
+        return;
+    }
+    loop {
+        let mine: Vec<(&SessionKey, &SessionEntry)> = st
+            .sessions
+            .iter()
+            .filter(|(k, _)| k.user == key.user)
+            .collect();
+        if mine.len() < st.limits.max_sessions_per_user {
+            return;
+        }
+        let victim = mine
+            .iter()
+            .min_by_key(|(_, e)| (e.attached.is_some(), e.detached_since))
+            .map(|(k, _)| (*k).clone());
+        let Some(victim) = victim else {
+            return;
+        };
+        drop_session(
+            st,
+            metrics,
+            &victim,
+            codes::REPLACED,
+            "too many sessions for this user",
+            now,
+        );
+    }
 }
 
 fn leave_room(
@@ -1170,6 +1486,7 @@ fn attach(
             attached: None,
             detached_since: now,
             replaced: false,
+            bytes: 0,
         });
     let out = entry
         .session
@@ -1269,6 +1586,7 @@ fn on_envelope(
         return Ok(Received::default());
     };
     let r = entry.session.receive(now, envelope);
+    account(&mut st.resume_bytes, entry);
     if let Some(e) = r.error {
         return Err(e);
     }
@@ -1287,12 +1605,14 @@ fn on_envelope(
         }
         match entry.room.clone() {
             Some(room) => {
-                broadcast(st, &room, payload, now);
+                broadcast(st, metrics, &room, payload, now);
             }
             None => {
                 let envelope = entry.session.send(now, payload);
+                account(&mut st.resume_bytes, entry);
                 let to = entry.attached;
                 transmit(&mut st.conns, to, envelope);
+                enforce_budget(st, metrics, now);
             }
         }
     }
@@ -1300,4 +1620,56 @@ fn on_envelope(
         reply: r.reply,
         token: r.token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(
+        max_frames: usize,
+        max_bytes: usize,
+    ) -> (
+        SocketLink,
+        mpsc::UnboundedReceiver<Outbound>,
+        mpsc::UnboundedReceiver<CloseRequest>,
+    ) {
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let total = Arc::new(AtomicUsize::new(0));
+        let queue = Arc::new(OutQueue::new(total, max_frames, max_bytes));
+        (SocketLink { out, ctl, queue }, out_rx, ctl_rx)
+    }
+
+    #[test]
+    fn a_socket_queue_past_its_frame_count_closes_1013_and_queues_no_more() {
+        let (link, mut out, mut ctl) = link(3, 1 << 20);
+        for _ in 0..10 {
+            link.push(Outbound::Msg(Payload::from("x")));
+        }
+        assert_eq!(ctl.try_recv().map(|r| r.code), Ok(1013));
+        assert!(ctl.try_recv().is_err(), "asked to close once");
+        let mut queued = 0;
+        while out.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 3);
+        // The close frame itself still goes through.
+        link.push(Outbound::Close(1013, "client too slow".into()));
+        assert!(matches!(out.try_recv(), Ok(Outbound::Close(1013, _))));
+    }
+
+    #[test]
+    fn a_socket_queue_is_bounded_in_bytes_and_the_writer_gives_them_back() {
+        let (link, mut out, mut ctl) = link(1000, 10);
+        link.push(Outbound::Msg(Payload::from("0123456789abc"))); // alone: allowed
+        assert!(ctl.try_recv().is_err());
+        link.push(Outbound::Msg(Payload::from("x")));
+        assert_eq!(ctl.try_recv().map(|r| r.code), Ok(1013));
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 13);
+        let first = out.try_recv().unwrap();
+        link.queue.taken(&first);
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 0);
+        assert!(out.try_recv().is_err());
+    }
 }

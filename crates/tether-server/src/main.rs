@@ -3,8 +3,10 @@
 //! Prints `listening on ADDR` on stdout (one line, flushed) as soon as it listens; logs
 //! go to stderr. Ctrl-C or SIGTERM stops it gracefully (WebSockets closed with 1001).
 //!
-//! With `--admin ADDR` (a loopback address; for tests and demos only) it also prints
-//! `admin listening on ADDR` and serves there:
+//! With `--admin ADDR` (a loopback address; for tests and demos only; it needs
+//! `--admin-token`) it also prints `admin listening on ADDR` and serves there, to
+//! requests with `Authorization: Bearer <admin token>` only (401 otherwise; a cross-site
+//! form cannot set that header):
 //!
 //! | route | what |
 //! |---|---|
@@ -19,15 +21,17 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tether_core::Payload;
-use tether_server::{Hub, RunningServer, Secret, Server, ServerConfig, ServerError};
+use tether_server::{Hub, PublicKey, RunningServer, Secret, Server, ServerConfig, ServerError};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -38,12 +42,72 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     bind: SocketAddr,
-    /// HMAC secret for tokens (default: random, so tokens die with the process).
+    /// HS256 secret for tokens (default: random, so tokens die with the process).
     #[arg(long, env = "TETHER_SECRET", hide_env_values = true)]
     secret: Option<String>,
-    /// Accept clients without a token as anonymous dev-temp-<id> users. Never in production.
+    /// PEM public key (RSA or EC P-256) checking RS256/ES256 tokens; repeatable.
+    #[arg(long, value_name = "FILE")]
+    jwt_public_key: Vec<std::path::PathBuf>,
+    /// JWKS document whose RS256/ES256 keys check tokens; repeatable.
+    #[arg(long, value_name = "FILE")]
+    jwks: Vec<std::path::PathBuf>,
+    /// Required `iss` of every token.
     #[arg(long)]
+    token_issuer: Option<String>,
+    /// Required `aud` of every token.
+    #[arg(long)]
+    token_audience: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds.
+    #[arg(long, default_value_t = 30)]
+    token_leeway_secs: u64,
+    /// The admin credential (`Authorization: Bearer <it>`) for POST /api/token, the
+    /// per-connection metrics and the --admin routes.
+    #[arg(long, env = "TETHER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Serve POST /api/token (token minting for tests and demos; needs --admin-token).
+    #[arg(long)]
+    enable_token_endpoint: bool,
+    /// Dev mode: accept clients without a token as anonymous dev-temp-<id> users and
+    /// allow http://localhost:* and http://127.0.0.1:* origins. Never in production.
+    #[arg(long, alias = "dev")]
     dev_allow_anonymous: bool,
+    /// An origin (scheme://host[:port]) allowed to connect from a browser; repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
+    /// TLS is terminated in front of this server: no warning for a non-loopback --bind.
+    #[arg(long)]
+    behind_tls: bool,
+    /// Most open TCP connections (HTTP and WebSocket); more are closed at accept.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request's headers.
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body.
+    #[arg(long, default_value_t = 10)]
+    body_timeout_secs: u64,
+    /// Frames queued for one socket before it is closed as too slow (1013).
+    #[arg(long, default_value_t = 4096)]
+    max_queued_frames: usize,
+    /// Bytes queued for one socket before it is closed as too slow (1013).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_queued_bytes: usize,
+    /// Unacknowledged messages kept per session for resend.
+    #[arg(long, default_value_t = 1024)]
+    resume_max_messages: usize,
+    /// Bytes of unacknowledged messages kept per session for resend.
+    #[arg(long, default_value_t = 1 << 20)]
+    resume_max_bytes: usize,
+    /// Bytes of every session's resend buffer together (then the oldest detached
+    /// sessions are dropped).
+    #[arg(long, default_value_t = 64 << 20)]
+    resume_budget_bytes: usize,
+    /// Sessions kept per user.
+    #[arg(long, default_value_t = 8)]
+    max_sessions_per_user: usize,
+    /// Largest poll request body, in bytes (bigger: 413).
+    #[arg(long, default_value_t = 4 << 20)]
+    max_poll_body_bytes: usize,
     /// Close WebSockets silent for this many seconds (4408).
     #[arg(long, default_value_t = 30)]
     idle_secs: u64,
@@ -96,7 +160,38 @@ async fn main() -> ExitCode {
             "no --secret or TETHER_SECRET: using a random one, tokens will not survive a restart"
         ),
     }
+    for path in &args.jwt_public_key {
+        match std::fs::read(path).map(|pem| PublicKey::from_pem(&pem)) {
+            Ok(Ok(key)) => config.public_keys.push(key),
+            Ok(Err(e)) => return usage(&format!("--jwt-public-key {}: {e}", path.display())),
+            Err(e) => return usage(&format!("--jwt-public-key {}: {e}", path.display())),
+        }
+    }
+    for path in &args.jwks {
+        match std::fs::read(path).map(|json| PublicKey::from_jwks(&json)) {
+            Ok(Ok(keys)) => config.public_keys.extend(keys),
+            Ok(Err(e)) => return usage(&format!("--jwks {}: {e}", path.display())),
+            Err(e) => return usage(&format!("--jwks {}: {e}", path.display())),
+        }
+    }
+    config.token_issuer = args.token_issuer;
+    config.token_audience = args.token_audience;
+    config.token_leeway = Duration::from_secs(args.token_leeway_secs);
+    config.admin_token = args.admin_token.map(Secret::new);
+    config.token_endpoint = args.enable_token_endpoint;
     config.dev_mode = args.dev_allow_anonymous;
+    config.allowed_origins = args.allow_origin;
+    config.behind_tls = args.behind_tls;
+    config.max_connections = args.max_connections;
+    config.header_read_timeout = Duration::from_secs(args.header_timeout_secs);
+    config.body_read_timeout = Duration::from_secs(args.body_timeout_secs);
+    config.max_queued_frames = args.max_queued_frames;
+    config.max_queued_bytes = args.max_queued_bytes;
+    config.resume_limits.max_messages = args.resume_max_messages;
+    config.resume_limits.max_bytes = args.resume_max_bytes;
+    config.resume_budget_bytes = args.resume_budget_bytes;
+    config.max_sessions_per_user = args.max_sessions_per_user;
+    config.max_poll_body_bytes = args.max_poll_body_bytes;
     config.idle_limit = Duration::from_secs(args.idle_secs);
     config.token_ttl = Duration::from_secs(args.token_ttl_secs);
     config.max_token_ttl = config.max_token_ttl.max(config.token_ttl);
@@ -105,8 +200,13 @@ async fn main() -> ExitCode {
     config.max_frame_bytes = args.max_frame_bytes;
 
     if args.admin.is_some_and(|a| !a.ip().is_loopback()) {
-        eprintln!("tether-server: --admin must be a loopback address");
-        return ExitCode::from(2);
+        return usage("--admin must be a loopback address");
+    }
+    if args.admin.is_some() && config.admin_token.is_none() {
+        return usage("--admin needs --admin-token (or TETHER_ADMIN_TOKEN)");
+    }
+    if let Err(e) = config.validate() {
+        return usage(&e.to_string());
     }
     let hub = Arc::new(Hub::new());
     let server = match Server::start(config.clone(), Arc::clone(&hub)).await {
@@ -141,6 +241,10 @@ async fn main() -> ExitCode {
         .route("/stop", post(stop))
         .route("/start", post(start))
         .route("/delivered", get(delivered))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&admin),
+            admin_only,
+        ))
         .with_state(Arc::clone(&admin));
     tokio::select! {
         () = stop_signal() => {}
@@ -154,6 +258,30 @@ async fn main() -> ExitCode {
         server.shutdown().await;
     }
     ExitCode::SUCCESS
+}
+
+fn usage(message: &str) -> ExitCode {
+    eprintln!("tether-server: {message}");
+    ExitCode::from(2)
+}
+
+/// Every admin route needs `Authorization: Bearer <admin token>`: a header no
+/// cross-site form or simple request can carry.
+async fn admin_only(State(admin): AdminState, request: Request, next: Next) -> Response {
+    let allowed = admin.config.admin_token.as_ref().is_some_and(|expected| {
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .is_some_and(|(scheme, token)| {
+                scheme.eq_ignore_ascii_case("bearer") && expected.matches(token.trim().as_bytes())
+            })
+    });
+    if !allowed {
+        return (StatusCode::UNAUTHORIZED, "the admin token is required").into_response();
+    }
+    next.run(request).await
 }
 
 /// One line on stdout, flushed at once: scripts wait for it.

@@ -49,7 +49,8 @@ pub struct MetricsSnapshot {
     pub messages_out_per_sec: f64,
     /// Sessions the server keeps (attached to a transport or waiting for a resume).
     pub sessions: usize,
-    /// One entry per active connection.
+    /// One entry per active connection. Over HTTP only for the admin credential
+    /// (`Authorization: Bearer <admin token>`); empty for everyone else.
     pub connections: Vec<ConnectionInfo>,
 }
 

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -118,6 +118,8 @@ pub(crate) struct App {
     pub(crate) config: ServerConfig,
     pub(crate) hub: Arc<Hub>,
     pub(crate) tokens: TokenAuthority,
+    /// One permit per open TCP connection ([`ServerConfig::max_connections`]).
+    connections: Arc<Semaphore>,
     pub(crate) started: Instant,
     /// Graceful shutdown requested.
     pub(crate) shutdown: Flag,
@@ -176,6 +178,14 @@ impl Server {
             .await
             .map_err(ServerError::Bind)?;
         let addr = listener.local_addr().map_err(ServerError::Bind)?;
+        if cleartext_exposed(addr, config.behind_tls) {
+            warn!(
+                %addr,
+                "listening on a non-loopback address without TLS: tokens and messages \
+                 cross the network in clear text; put a TLS proxy in front (and pass \
+                 --behind-tls) or bind to 127.0.0.1"
+            );
+        }
         if config.dev_mode {
             warn!(
                 "DEV MODE: clients without a token are ACCEPTED as anonymous dev-temp-<id> \
@@ -183,7 +193,8 @@ impl Server {
             );
         }
         let app = Arc::new(App {
-            tokens: TokenAuthority::new(config.secret.clone()),
+            tokens: config.token_authority(),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
             hub,
             started: Instant::now(),
@@ -192,6 +203,7 @@ impl Server {
             frozen: Flag::new(),
             tracker: Tracker::default(),
         });
+        app.hub.configure(&app.config);
         let router = crate::http::router(Arc::clone(&app));
         let accept = tokio::spawn(accept_loop(Arc::clone(&app), listener, router));
         let sweeper = tokio::spawn(sweep_loop(Arc::clone(&app)));
@@ -337,13 +349,31 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router)
                 continue;
             }
         };
+        // Past the cap the connection is closed at once: a flood of idle or half-sent
+        // requests cannot take every file descriptor.
+        let Ok(permit) = Arc::clone(&app.connections).try_acquire_owned() else {
+            debug!(%peer, "connection cap reached: connection closed");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let guard = app.track();
         let app = Arc::clone(&app);
-        let service = TowerToHyperService::new(router.clone());
+        // The permit lives as long as the connection, an upgraded WebSocket included:
+        // each request carries it to its handler.
+        let slot = ConnSlot(Arc::new(permit));
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: axum::extract::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(slot.clone());
+                request
+            },
+        ));
         tokio::spawn(async move {
             let _guard = guard;
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(app.config.header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);
@@ -368,6 +398,16 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router)
     debug!("listener closed");
 }
 
+/// Whether the server is reachable beyond this machine with nothing saying TLS is in
+/// front of it (a warning at start).
+fn cleartext_exposed(addr: SocketAddr, behind_tls: bool) -> bool {
+    !addr.ip().is_loopback() && !behind_tls
+}
+
+/// Held while a TCP connection (or the WebSocket it became) is open.
+#[derive(Clone, Debug)]
+pub(crate) struct ConnSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
 async fn sweep_loop(app: Arc<App>) {
     let mut tick = tokio::time::interval(app.config.sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -377,5 +417,23 @@ async fn sweep_loop(app: Arc<App>) {
             continue;
         }
         app.hub.sweep(app.config.idle_limit, app.config.session_ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_non_loopback_addresses_without_tls_are_exposed() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let public: SocketAddr = "[2001:db8::1]:443".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        let local6: SocketAddr = "[::1]:8080".parse().unwrap();
+        assert!(cleartext_exposed(any, false));
+        assert!(cleartext_exposed(public, false));
+        assert!(!cleartext_exposed(any, true));
+        assert!(!cleartext_exposed(local, false));
+        assert!(!cleartext_exposed(local6, false));
     }
 }

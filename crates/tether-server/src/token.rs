@@ -1,23 +1,31 @@
-//! Signed, expiring tokens: `base64url(payload) "." base64url(HMAC-SHA256(secret, payload))`,
-//! where the payload is JSON `{"user":"alice","exp":1700000000}` (`exp` in unix seconds).
+//! Tokens are JSON Web Tokens (RFC 7519), checked with the `jsonwebtoken` crate (no
+//! hand-written cryptography here):
+//!
+//! - **HS256** with the server's shared [`Secret`]: what `POST /api/token` and
+//!   [`TokenAuthority::issue`] mint (for tests and demos), and what an application that
+//!   shares the secret with the server signs;
+//! - **RS256 / ES256** with public keys the application publishes ([`PublicKey`], from a
+//!   PEM file or a JWKS document): the production path, where the server can check
+//!   tokens but never mint them.
+//!
+//! The user is the `sub` claim. `exp` is required; `nbf` is checked when present; `iss`
+//! and `aud` are required and checked when the server is configured with them. `exp` and
+//! `nbf` allow a small leeway for clock skew (default 30 s). A key named in the token's
+//! header (`jwk`, `jku`) is never trusted; `kid` only selects among the configured keys.
 //!
 //! Tokens are secrets: nothing here logs one, and [`TokenError`] never contains one.
 
 use core::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
 use crate::config::Secret;
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// Longest token accepted; anything longer is malformed without further work.
-const MAX_TOKEN_LEN: usize = 4096;
+const MAX_TOKEN_LEN: usize = 8192;
 /// Longest user name.
 pub const MAX_USER_LEN: usize = 128;
 /// Prefix of the users the server invents for anonymous clients in dev mode; no token can
@@ -27,9 +35,11 @@ pub const DEV_USER_PREFIX: &str = "dev-temp-";
 /// What a valid token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Claims {
-    /// The user.
+    /// The user (the token's `sub`).
     pub user: String,
-    /// Expiry, unix seconds. The token is valid strictly before this instant.
+    /// Unix seconds until which the server accepts the token: its `exp` plus the
+    /// configured leeway. A connection whose token was not refreshed by then is closed
+    /// with 4401.
     pub expires_at: u64,
 }
 
@@ -48,15 +58,29 @@ impl Claims {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TokenError {
-    /// Not two base64url parts around a dot, not JSON, or too long.
+    /// Not a JWT, not JSON, a claim of the wrong type, a required claim missing, or too
+    /// long.
     Malformed,
-    /// The signature does not match: another secret, or a changed payload.
+    /// The signature does not match any configured key: another key, or a changed token.
     BadSignature,
-    /// The token has expired.
+    /// The token's `alg` is not one the server accepts (HS256, RS256, ES256), or no key
+    /// of that algorithm is configured.
+    UnsupportedAlgorithm,
+    /// The token names (`kid`) a key the server does not have.
+    UnknownKey,
+    /// The token has expired (`exp`, beyond the leeway).
     Expired,
+    /// The token is not valid yet (`nbf`, beyond the leeway).
+    NotYetValid,
+    /// The token's `iss` is not the configured issuer.
+    WrongIssuer,
+    /// The token's `aud` does not include the configured audience.
+    WrongAudience,
     /// The user name is empty, too long, has control characters or uses the
     /// reserved `dev-temp-` prefix.
     InvalidUser,
+    /// This authority only verifies (public keys): it cannot mint tokens.
+    CannotSign,
 }
 
 impl fmt::Display for TokenError {
@@ -64,21 +88,147 @@ impl fmt::Display for TokenError {
         f.write_str(match self {
             TokenError::Malformed => "malformed token",
             TokenError::BadSignature => "bad token signature",
+            TokenError::UnsupportedAlgorithm => "token algorithm not accepted",
+            TokenError::UnknownKey => "token names an unknown key",
             TokenError::Expired => "token expired",
+            TokenError::NotYetValid => "token not valid yet",
+            TokenError::WrongIssuer => "token issuer not accepted",
+            TokenError::WrongAudience => "token audience not accepted",
             TokenError::InvalidUser => "invalid user name",
+            TokenError::CannotSign => "this server cannot sign tokens",
         })
     }
 }
 
 impl std::error::Error for TokenError {}
 
-#[derive(Serialize, Deserialize)]
-struct Body {
-    user: String,
-    exp: u64,
+/// Why a public key could not be loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not a PEM-encoded RSA or EC (P-256) public key.
+    InvalidPem,
+    /// Not a JWKS document (`{"keys":[…]}`).
+    InvalidJwks,
+    /// The JWKS document holds no RS256 or ES256 key.
+    NoUsableKey,
 }
 
-/// Issues and checks tokens with one secret.
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyError::InvalidPem => "not a PEM RSA or EC public key",
+            KeyError::InvalidJwks => "not a JWKS document",
+            KeyError::NoUsableKey => "no RS256 or ES256 key in the JWKS document",
+        })
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// A public key that verifies RS256 or ES256 tokens signed by the application.
+#[derive(Clone)]
+pub struct PublicKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublicKey {
+    /// A PEM public key: RSA (verifies RS256) or EC P-256 (verifies ES256).
+    ///
+    /// ```
+    /// use tether_server::{KeyError, PublicKey};
+    /// assert_eq!(PublicKey::from_pem(b"not a key").unwrap_err(), KeyError::InvalidPem);
+    /// ```
+    pub fn from_pem(pem: &[u8]) -> Result<PublicKey, KeyError> {
+        let (algorithm, key) = if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            (Algorithm::RS256, key)
+        } else if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+            (Algorithm::ES256, key)
+        } else {
+            return Err(KeyError::InvalidPem);
+        };
+        Ok(PublicKey {
+            kid: None,
+            algorithm,
+            key,
+        })
+    }
+
+    /// Every RS256 and ES256 (P-256) key of a JWKS document, with its `kid`; other keys
+    /// are skipped.
+    ///
+    /// ```
+    /// use tether_server::{KeyError, PublicKey};
+    /// assert_eq!(PublicKey::from_jwks(br#"{"keys":[]}"#).unwrap_err(), KeyError::NoUsableKey);
+    /// ```
+    pub fn from_jwks(json: &[u8]) -> Result<Vec<PublicKey>, KeyError> {
+        let set: JwkSet = serde_json::from_slice(json).map_err(|_| KeyError::InvalidJwks)?;
+        let keys: Vec<PublicKey> =
+            set.keys
+                .iter()
+                .filter_map(|jwk| {
+                    let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
+                        (AlgorithmParameters::RSA(_), None | Some(KeyAlgorithm::RS256)) => {
+                            Algorithm::RS256
+                        }
+                        (
+                            AlgorithmParameters::EllipticCurve(ec),
+                            None | Some(KeyAlgorithm::ES256),
+                        ) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+                        _ => return None,
+                    };
+                    let key = DecodingKey::from_jwk(jwk).ok()?;
+                    Some(PublicKey {
+                        kid: jwk.common.key_id.clone(),
+                        algorithm,
+                        key,
+                    })
+                })
+                .collect();
+        if keys.is_empty() {
+            return Err(KeyError::NoUsableKey);
+        }
+        Ok(keys)
+    }
+
+    /// The key's `kid` (from a JWKS document).
+    #[must_use]
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    exp: u64,
+    iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct TokenClaims {
+    sub: String,
+    exp: u64,
+    #[serde(default)]
+    nbf: Option<u64>,
+}
+
+/// Issues (HS256) and checks tokens.
 ///
 /// ```
 /// use std::time::Duration;
@@ -94,24 +244,88 @@ struct Body {
 /// ```
 #[derive(Clone)]
 pub struct TokenAuthority {
-    secret: Secret,
+    hs256: Option<(EncodingKey, DecodingKey)>,
+    public_keys: Vec<PublicKey>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    leeway: Duration,
 }
 
 impl fmt::Debug for TokenAuthority {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenAuthority").finish_non_exhaustive()
+        f.debug_struct("TokenAuthority")
+            .field("hs256", &self.hs256.is_some())
+            .field("public_keys", &self.public_keys)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .finish()
     }
 }
 
+/// Default leeway for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
 impl TokenAuthority {
-    /// An authority signing with `secret`.
+    /// An authority signing and checking HS256 tokens with `secret`, no issuer or
+    /// audience, and the default leeway (30 s).
     #[must_use]
     pub fn new(secret: Secret) -> Self {
-        TokenAuthority { secret }
+        TokenAuthority {
+            hs256: Some((
+                EncodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes()),
+            )),
+            public_keys: Vec::new(),
+            issuer: None,
+            audience: None,
+            leeway: DEFAULT_LEEWAY,
+        }
     }
 
-    /// A token for `user` valid for at least `ttl` (expiry is rounded up to a whole
-    /// second).
+    /// An authority that only verifies RS256/ES256 tokens with `keys` (it cannot
+    /// [`issue`](Self::issue)).
+    #[must_use]
+    pub fn verify_only(keys: Vec<PublicKey>) -> Self {
+        TokenAuthority {
+            hs256: None,
+            public_keys: keys,
+            issuer: None,
+            audience: None,
+            leeway: DEFAULT_LEEWAY,
+        }
+    }
+
+    /// Also accepts RS256/ES256 tokens signed for `keys`.
+    #[must_use]
+    pub fn with_public_keys(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.public_keys.extend(keys);
+        self
+    }
+
+    /// Requires `iss` to be `issuer` (minted tokens carry it).
+    #[must_use]
+    pub fn with_issuer(mut self, issuer: Option<String>) -> Self {
+        self.issuer = issuer;
+        self
+    }
+
+    /// Requires `aud` to include `audience` (minted tokens carry it).
+    #[must_use]
+    pub fn with_audience(mut self, audience: Option<String>) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    /// Clock skew allowed on `exp` and `nbf` (whole seconds; rounded down).
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// An HS256 token for `user` valid for at least `ttl` (expiry is rounded up to a
+    /// whole second).
     pub fn issue(&self, user: &str, ttl: Duration) -> Result<String, TokenError> {
         let now = unix_now();
         let exp = now
@@ -122,23 +336,24 @@ impl TokenAuthority {
         self.issue_until(user, exp)
     }
 
-    /// A token for `user` that expires at `expires_at` (unix seconds), which may be in
-    /// the past (tests use that for expired tokens).
+    /// An HS256 token for `user` that expires at `expires_at` (unix seconds), which may
+    /// be in the past (tests use that for expired tokens).
     pub fn issue_until(&self, user: &str, expires_at: u64) -> Result<String, TokenError> {
         if !valid_user(user) {
             return Err(TokenError::InvalidUser);
         }
-        let body = serde_json::to_vec(&Body {
-            user: user.to_owned(),
+        let Some((key, _)) = &self.hs256 else {
+            return Err(TokenError::CannotSign);
+        };
+        let claims = MintedClaims {
+            sub: user,
             exp: expires_at,
-        })
-        .map_err(|_| TokenError::Malformed)?;
-        let sig = self.mac(&body).finalize().into_bytes();
-        Ok(format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(&body),
-            URL_SAFE_NO_PAD.encode(sig)
-        ))
+            iat: unix_now().as_secs(),
+            iss: self.issuer.as_deref(),
+            aud: self.audience.as_deref(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|_| TokenError::Malformed)
     }
 
     /// Checks a token against the clock.
@@ -151,37 +366,98 @@ impl TokenAuthority {
         if token.len() > MAX_TOKEN_LEN {
             return Err(TokenError::Malformed);
         }
-        let (body_b64, sig_b64) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let body = URL_SAFE_NO_PAD
-            .decode(body_b64)
-            .map_err(|_| TokenError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD
-            .decode(sig_b64)
-            .map_err(|_| TokenError::Malformed)?;
-        self.mac(&body)
-            .verify_slice(&sig)
-            .map_err(|_| TokenError::BadSignature)?;
-        let body: Body = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)?;
-        if !valid_user(&body.user) {
-            return Err(TokenError::InvalidUser);
-        }
-        let claims = Claims {
-            user: body.user,
-            expires_at: body.exp,
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        let keys: Vec<&DecodingKey> = match header.alg {
+            Algorithm::HS256 => self.hs256.iter().map(|(_, d)| d).collect(),
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let of_alg = self
+                    .public_keys
+                    .iter()
+                    .filter(|k| k.algorithm == header.alg);
+                match &header.kid {
+                    // A key id names one key (keys without an id are candidates too).
+                    Some(kid) => {
+                        let named: Vec<&DecodingKey> = of_alg
+                            .filter(|k| k.kid.as_deref().is_none_or(|id| id == kid))
+                            .map(|k| &k.key)
+                            .collect();
+                        if named.is_empty()
+                            && self.public_keys.iter().any(|k| k.algorithm == header.alg)
+                        {
+                            return Err(TokenError::UnknownKey);
+                        }
+                        named
+                    }
+                    None => of_alg.map(|k| &k.key).collect(),
+                }
+            }
+            _ => return Err(TokenError::UnsupportedAlgorithm),
         };
-        if claims.remaining(now).is_zero() {
+        if keys.is_empty() {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let mut validation = Validation::new(header.alg);
+        // Time is checked below against `now`, with the leeway.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        let mut required = vec!["exp", "sub"];
+        if let Some(iss) = &self.issuer {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        match &self.audience {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => validation.validate_aud = false,
+        }
+        validation.set_required_spec_claims(&required);
+        let mut result = Err(TokenError::BadSignature);
+        for key in keys {
+            result = jsonwebtoken::decode::<TokenClaims>(token, key, &validation)
+                .map(|data| data.claims)
+                .map_err(|e| token_error(e.kind()));
+            if !matches!(result, Err(TokenError::BadSignature)) {
+                break;
+            }
+        }
+        let claims = result?;
+        let now = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let leeway = self.leeway.as_secs();
+        let expires_at = claims.exp.saturating_add(leeway);
+        if expires_at <= now {
             return Err(TokenError::Expired);
         }
-        Ok(claims)
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        if !valid_user(&claims.sub) {
+            return Err(TokenError::InvalidUser);
+        }
+        Ok(Claims {
+            user: claims.sub,
+            expires_at,
+        })
     }
+}
 
-    fn mac(&self, body: &[u8]) -> HmacSha256 {
-        // HMAC takes a key of any length, so this cannot fail; the fallback keeps it
-        // panic-free all the same.
-        let mut mac = HmacSha256::new_from_slice(self.secret.as_bytes())
-            .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()));
-        mac.update(body);
-        mac
+fn token_error(kind: &jsonwebtoken::errors::ErrorKind) -> TokenError {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidAlgorithm => TokenError::UnsupportedAlgorithm,
+        _ => TokenError::Malformed,
     }
 }
 
@@ -206,7 +482,7 @@ mod tests {
     use super::*;
 
     fn authority() -> TokenAuthority {
-        TokenAuthority::new(Secret::new("test secret"))
+        TokenAuthority::new(Secret::new("test secret")).with_leeway(Duration::ZERO)
     }
 
     #[test]
@@ -226,24 +502,105 @@ mod tests {
     }
 
     #[test]
+    fn leeway_accepts_a_little_clock_skew() {
+        let strict = authority();
+        let lenient = strict.clone().with_leeway(Duration::from_secs(30));
+        let just_expired = strict
+            .issue_until("carol", unix_now().as_secs() - 5)
+            .unwrap();
+        assert_eq!(strict.verify(&just_expired), Err(TokenError::Expired));
+        assert_eq!(lenient.verify(&just_expired).unwrap().user, "carol");
+        let long_expired = strict
+            .issue_until("carol", unix_now().as_secs() - 60)
+            .unwrap();
+        assert_eq!(lenient.verify(&long_expired), Err(TokenError::Expired));
+    }
+
+    #[test]
     fn tampering_and_garbage_are_rejected() {
         let t = authority();
         let token = t.issue("alice", Duration::from_secs(60)).unwrap();
-        let (_, sig) = token.split_once('.').unwrap();
-        let forged_body = URL_SAFE_NO_PAD.encode(br#"{"user":"mallory","exp":99999999999}"#);
+        let parts: Vec<&str> = token.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &MintedClaims {
+                sub: "mallory",
+                exp: u64::MAX,
+                iat: 0,
+                iss: None,
+                aud: None,
+            },
+            &EncodingKey::from_secret(b"guess"),
+        )
+        .unwrap();
+        let forged_body = forged.split('.').nth(1).unwrap();
         assert_eq!(
-            t.verify(&format!("{forged_body}.{sig}")),
+            t.verify(&format!("{}.{forged_body}.{}", parts[0], parts[2])),
             Err(TokenError::BadSignature)
         );
-        for junk in ["", ".", "abc", "a.b.c", "!!!.???", &"x".repeat(5000)] {
+        assert_eq!(t.verify(&forged), Err(TokenError::BadSignature));
+        for junk in ["", ".", "abc", "a.b.c", "!!!.???.###", &"x".repeat(9000)] {
             assert!(t.verify(junk).is_err(), "{junk:?}");
         }
-        let unsigned_json = URL_SAFE_NO_PAD.encode(b"not json");
-        let sig = URL_SAFE_NO_PAD.encode(t.mac(b"not json").finalize().into_bytes());
-        assert_eq!(
-            t.verify(&format!("{unsigned_json}.{sig}")),
-            Err(TokenError::Malformed)
-        );
+        // alg "none" and unsupported algorithms are refused before any key is tried.
+        let none_header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        assert!(t.verify(&format!("{none_header}.{}.", parts[1])).is_err());
+        let hs512 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS512),
+            &MintedClaims {
+                sub: "alice",
+                exp: u64::MAX,
+                iat: 0,
+                iss: None,
+                aud: None,
+            },
+            &EncodingKey::from_secret(b"test secret"),
+        )
+        .unwrap();
+        assert_eq!(t.verify(&hs512), Err(TokenError::UnsupportedAlgorithm));
+    }
+
+    #[test]
+    fn issuer_audience_and_nbf() {
+        let t = authority()
+            .with_issuer(Some("https://auth.example".into()))
+            .with_audience(Some("tether".into()));
+        let good = t.issue("dana", Duration::from_secs(60)).unwrap();
+        assert_eq!(t.verify(&good).unwrap().user, "dana");
+        let plain = authority().issue("dana", Duration::from_secs(60)).unwrap();
+        assert_eq!(t.verify(&plain), Err(TokenError::Malformed)); // iss missing
+        let other_iss = authority()
+            .with_issuer(Some("https://evil.example".into()))
+            .with_audience(Some("tether".into()))
+            .issue("dana", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(t.verify(&other_iss), Err(TokenError::WrongIssuer));
+        let other_aud = authority()
+            .with_issuer(Some("https://auth.example".into()))
+            .with_audience(Some("billing".into()))
+            .issue("dana", Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(t.verify(&other_aud), Err(TokenError::WrongAudience));
+
+        #[derive(Serialize)]
+        struct Later<'a> {
+            sub: &'a str,
+            exp: u64,
+            nbf: u64,
+        }
+        let now = unix_now().as_secs();
+        let future = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &Later {
+                sub: "erin",
+                exp: now + 600,
+                nbf: now + 300,
+            },
+            &EncodingKey::from_secret(b"test secret"),
+        )
+        .unwrap();
+        assert_eq!(authority().verify(&future), Err(TokenError::NotYetValid));
     }
 
     #[test]
@@ -257,6 +614,10 @@ mod tests {
         assert_eq!(
             authority().issue("dev-temp-x", Duration::from_secs(1)),
             Err(TokenError::InvalidUser)
+        );
+        assert_eq!(
+            TokenAuthority::verify_only(Vec::new()).issue("x", Duration::from_secs(1)),
+            Err(TokenError::CannotSign)
         );
     }
 }

@@ -22,7 +22,7 @@
 //! client that stops reading cannot stall the reader or its timers.
 
 use std::future::pending;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -37,9 +37,10 @@ use tokio::time::{sleep_until, Interval};
 use tracing::debug;
 
 use crate::hub::{
-    CloseRequest, ConnId, ConnStats, Endpoint, Greeting, Outbound, Principal, SocketLink,
+    CloseRequest, ConnId, ConnStats, Endpoint, Greeting, OutQueue, Outbound, Principal, SocketLink,
 };
 use crate::server::App;
+use crate::server::ConnSlot;
 
 /// Most frames handled in one go before the timers get a look in.
 const DRAIN_BATCH: usize = 64;
@@ -73,8 +74,16 @@ struct End {
 }
 
 /// Serves one upgraded socket until it closes or the server is killed.
-pub(crate) async fn run(app: Arc<App>, socket: WebSocket, principal: Principal, mode: Mode) {
+pub(crate) async fn run(
+    app: Arc<App>,
+    socket: WebSocket,
+    principal: Principal,
+    mode: Mode,
+    slot: Option<ConnSlot>,
+) {
     let _guard = app.track();
+    // Counts against the connection cap until the socket is gone.
+    let _slot = slot;
     if app.killed.get() {
         return;
     }
@@ -87,8 +96,7 @@ pub(crate) async fn run(app: Arc<App>, socket: WebSocket, principal: Principal, 
     let link = SocketLink {
         out: out_tx,
         ctl: ctl_tx,
-        queued: Arc::new(AtomicUsize::new(0)),
-        max_queued: app.config.max_queued_frames,
+        queue: app.hub.out_queue(&app.config),
     };
     let (id, stats) = app.hub.open_socket(&principal, endpoint, link.clone());
     let (sink, stream) = socket.split();
@@ -96,7 +104,7 @@ pub(crate) async fn run(app: Arc<App>, socket: WebSocket, principal: Principal, 
         Arc::clone(&app),
         sink,
         out_rx,
-        Arc::clone(&link.queued),
+        Arc::clone(&link.queue),
         Arc::clone(&stats),
     ));
     let token_deadline = principal.claims.as_ref().map(deadline_of);
@@ -148,12 +156,17 @@ async fn write_loop(
     app: Arc<App>,
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    queued: Arc<AtomicUsize>,
+    queue: Arc<OutQueue>,
     stats: Arc<ConnStats>,
 ) {
     let _guard = app.track();
     while let Some(item) = rx.recv().await {
-        queued.fetch_sub(1, Ordering::Relaxed);
+        queue.taken(&item);
+        // Closing as too slow: what is queued is dropped (the session's resume buffer
+        // keeps the messages), only the close frame goes out.
+        if queue.overflowed() && !matches!(item, Outbound::Close(..)) {
+            continue;
+        }
         if app.frozen.get() {
             tokio::select! {
                 () = app.thawed() => {}
@@ -207,16 +220,33 @@ fn to_payload(message: Message) -> Option<Payload> {
     }
 }
 
-/// Whether a read error is the size limit (tungstenite's capacity error).
-fn is_too_big(err: &axum::Error) -> bool {
+/// The close code RFC 6455 (7.4.1) gives a read error, if the connection can still
+/// take a close frame: 1009 for a message above the size limit, 1007 for a text
+/// message that is not UTF-8, 1002 for a protocol violation (an unmasked client frame,
+/// a bad opcode, a fragmented control frame, …).
+fn close_code_of(err: &axum::Error) -> Option<(u16, &'static str)> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
     while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
+        match e.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => {
+                return Some((codes::MESSAGE_TOO_BIG, "message too big"))
+            }
+            Some(tungstenite::Error::Utf8(_)) => {
+                return Some((1007, "invalid UTF-8 in a text message"))
+            }
+            Some(tungstenite::Error::Protocol(p)) => {
+                use tungstenite::error::ProtocolError as P;
+                return match p {
+                    // The peer is gone: there is no one to send a close frame to.
+                    P::ResetWithoutClosingHandshake | P::SendAfterClosing => None,
+                    _ => Some((1002, "protocol error")),
+                };
+            }
+            _ => {}
         }
         source = e.source();
     }
-    false
+    None
 }
 
 fn clip(reason: &str) -> String {
@@ -376,10 +406,11 @@ impl Socket {
     fn on_read(&mut self, next: Option<Result<Message, axum::Error>>) -> Step {
         let message = match next {
             None => return Step::Lost("connection lost"),
-            Some(Err(e)) if is_too_big(&e) => {
-                return Step::Close(codes::MESSAGE_TOO_BIG, "message too big".into())
-            }
             Some(Err(e)) => {
+                if let Some((code, reason)) = close_code_of(&e) {
+                    debug!(conn = self.id, error = %e, code, "read failed: closing");
+                    return Step::Close(code, reason.into());
+                }
                 debug!(conn = self.id, error = %e, "read failed");
                 return Step::Lost("read error");
             }

@@ -21,7 +21,8 @@ async fn bad_missing_or_expired_token_is_401_before_upgrade() {
     bounded(20, async {
         let server = start(config()).await;
         let addr = server.addr();
-        let expired = tokens().issue_until("ivy", unix_now() - 10).unwrap();
+        // Expired beyond the leeway (30 s by default).
+        let expired = tokens().issue_until("ivy", unix_now() - 120).unwrap();
         let foreign = tether_server::TokenAuthority::new(tether_server::Secret::new("other"))
             .issue("ivy", Duration::from_secs(60))
             .unwrap();
@@ -54,7 +55,9 @@ async fn bad_missing_or_expired_token_is_401_before_upgrade() {
 #[tokio::test]
 async fn token_expiring_on_an_open_connection_closes_4401() {
     bounded(20, async {
-        let server = start(config()).await;
+        let mut cfg = config();
+        cfg.token_leeway = Duration::ZERO;
+        let server = start(cfg).await;
         let short = tokens().issue("jack", Duration::from_millis(1)).unwrap(); // valid for one to two seconds
         let c = Client::new(5);
         let (mut ws, _) = c.open(server.addr(), "", Some(&short)).await;
@@ -72,7 +75,9 @@ async fn token_expiring_on_an_open_connection_closes_4401() {
 #[tokio::test]
 async fn refresh_extends_and_a_bad_refresh_closes_4401() {
     bounded(20, async {
-        let server = start(config()).await;
+        let mut cfg = config();
+        cfg.token_leeway = Duration::ZERO;
+        let server = start(cfg).await;
         let addr = server.addr();
         let short = tokens().issue("kim", Duration::from_millis(1)).unwrap();
         let mut c = Client::new(6);
@@ -130,7 +135,8 @@ async fn dev_mode_accepts_anonymous_clients_as_separate_users() {
         assert_eq!(recv(&mut wa).await, Envelope::Pong { id: 1 });
         send(&mut wb, Envelope::Ping { id: 2 }).await;
         assert_eq!(recv(&mut wb).await, Envelope::Pong { id: 2 });
-        let users: Vec<String> = get_json(addr, "/api/websocket/metrics").await["connections"]
+        let users: Vec<String> = get_json_admin(addr, "/api/websocket/metrics").await
+            ["connections"]
             .as_array()
             .unwrap()
             .iter()
@@ -155,13 +161,19 @@ async fn dev_mode_accepts_anonymous_clients_as_separate_users() {
 #[tokio::test]
 async fn token_endpoint_issues_tokens_the_server_accepts() {
     bounded(20, async {
-        let server = start(config()).await;
+        let mut cfg = config();
+        cfg.token_endpoint = true;
+        let server = start(cfg).await;
         let addr = server.addr();
+        let admin = format!("Bearer {ADMIN}");
         let (status, body) = http(
             addr,
             Method::POST,
             "/api/token",
-            &[("content-type", "application/json")],
+            &[
+                ("content-type", "application/json"),
+                ("authorization", &admin),
+            ],
             br#"{"user":"alice","ttl_secs":60}"#.to_vec(),
         )
         .await;
@@ -187,7 +199,10 @@ async fn token_endpoint_issues_tokens_the_server_accepts() {
                 addr,
                 Method::POST,
                 "/api/token",
-                &[("content-type", "application/json")],
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &admin),
+                ],
                 bad.as_bytes().to_vec(),
             )
             .await;

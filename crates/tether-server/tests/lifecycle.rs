@@ -141,7 +141,11 @@ async fn health_and_metrics_json() {
         });
         let ws = reader.await.unwrap();
 
-        let m = get_json(addr, "/api/websocket/metrics").await;
+        // Without the admin credential: the counts, no per-connection data.
+        let public = get_json(addr, "/api/websocket/metrics").await;
+        assert_eq!(public["connections"], serde_json::json!([]));
+        assert_eq!(public["active_connections"], 1);
+        let m = get_json_admin(addr, "/api/websocket/metrics").await;
         for key in [
             "clients",
             "total_connections",

@@ -235,11 +235,12 @@ async fn newer_connection_of_same_user_replaces_older_4409() {
         assert!(matches!(welcome, Envelope::Welcome { resumed: true, .. }));
         assert_eq!(close_code(&mut new).await, Some(1000));
 
-        // Another user is unaffected; /echo replaces too.
+        // Another user is unaffected; /echo has no session and replaces nothing.
         let other = Client::new(0x3c);
         let (mut grace, _) = other.open(addr, "", Some(&support::token("grace"))).await;
         let mut echo = connect(addr, "/echo", Some(&token)).await;
-        assert_eq!(close_code(&mut newer).await, Some(4409));
+        send(&mut newer, Envelope::Ping { id: 7 }).await;
+        assert_eq!(recv(&mut newer).await, Envelope::Pong { id: 7 });
         send(&mut grace, Envelope::Ping { id: 1 }).await;
         assert_eq!(recv(&mut grace).await, Envelope::Pong { id: 1 });
         send_frame(&mut echo, "still here".into()).await;

@@ -208,6 +208,7 @@ impl Server {
             limits: ResumeLimits {
                 max_messages: 1 << 20,
                 max_age: Duration::from_secs(24 * 3600),
+                max_bytes: usize::MAX,
             },
             sessions: HashMap::new(),
             next_session: 1,

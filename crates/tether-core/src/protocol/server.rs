@@ -15,14 +15,18 @@ pub struct ResumeLimits {
     pub max_messages: usize,
     /// Unacknowledged messages older than this are dropped.
     pub max_age: Duration,
+    /// Most payload bytes of unacknowledged messages kept for resend; past it the oldest
+    /// are dropped, as past `max_messages`.
+    pub max_bytes: usize,
 }
 
 impl Default for ResumeLimits {
-    /// 1024 messages, two minutes.
+    /// 1024 messages, two minutes, 1 MiB.
     fn default() -> Self {
         ResumeLimits {
             max_messages: 1024,
             max_age: Duration::from_secs(120),
+            max_bytes: 1 << 20,
         }
     }
 }
@@ -249,6 +253,8 @@ pub struct ServerSession {
     recv_seq: u64,
     /// Sent, unacknowledged messages in seq order, contiguous.
     buffer: VecDeque<Buffered>,
+    /// Payload bytes in `buffer`.
+    buffer_bytes: usize,
     greeted: bool,
     ack_pending: bool,
     duplicates: u64,
@@ -283,6 +289,7 @@ impl ServerSession {
             next_seq: 1,
             recv_seq: 0,
             buffer: VecDeque::new(),
+            buffer_bytes: 0,
             greeted: false,
             ack_pending: false,
             duplicates: 0,
@@ -379,6 +386,7 @@ impl ServerSession {
                 last_sent - recv_seq
             };
             self.buffer.clear();
+            self.buffer_bytes = 0;
             self.next_seq = 1;
             self.recv_seq = 0;
             // A new numbering, a new id: should this Welcome be lost, the client's next
@@ -523,7 +531,8 @@ impl ServerSession {
 
     /// Numbers and buffers an application message; returns the envelope to send.
     ///
-    /// Past [`ResumeLimits::max_messages`] the oldest unacknowledged message is dropped
+    /// Past [`ResumeLimits::max_messages`] or [`ResumeLimits::max_bytes`] the oldest
+    /// unacknowledged message is dropped
     /// from the buffer (counted in [`trimmed`](Self::trimmed)); messages older than
     /// [`ResumeLimits::max_age`] are dropped too.
     ///
@@ -542,13 +551,18 @@ impl ServerSession {
         let seq = self.next_seq;
         // Unreachable in practice (2^64 messages); saturating keeps it panic-free.
         self.next_seq = self.next_seq.saturating_add(1);
+        self.buffer_bytes = self.buffer_bytes.saturating_add(payload.len());
         self.buffer.push_back(Buffered {
             seq,
             payload: payload.clone(),
             sent_at: now,
         });
-        while self.buffer.len() > self.limits.max_messages {
-            self.buffer.pop_front();
+        while self.buffer.len() > self.limits.max_messages
+            || self.buffer_bytes > self.limits.max_bytes
+        {
+            if self.pop_front().is_none() {
+                break;
+            }
             self.trimmed += 1;
         }
         Envelope::Msg { seq, payload }
@@ -588,7 +602,7 @@ impl ServerSession {
     /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
     ///
     /// let t0 = Instant::now();
-    /// let limits = ResumeLimits { max_messages: 10, max_age: Duration::from_secs(5) };
+    /// let limits = ResumeLimits { max_messages: 10, max_age: Duration::from_secs(5), max_bytes: 1 << 20 };
     /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
     /// s.send(t0, "a".into());
     /// s.expire(t0 + Duration::from_secs(6));
@@ -599,7 +613,7 @@ impl ServerSession {
             if now.saturating_duration_since(front.sent_at) <= self.limits.max_age {
                 break;
             }
-            self.buffer.pop_front();
+            self.pop_front();
             self.trimmed += 1;
         }
     }
@@ -642,6 +656,26 @@ impl ServerSession {
         self.buffer.len()
     }
 
+    /// Payload bytes of the messages kept for resend (bounded by
+    /// [`ResumeLimits::max_bytes`]).
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    ///
+    /// let limits = ResumeLimits { max_bytes: 8, ..ResumeLimits::default() };
+    /// let mut s = ServerSession::new(1, limits);
+    /// s.send(Instant::now(), "abcd".into());
+    /// s.send(Instant::now(), "efgh".into());
+    /// assert_eq!((s.buffered(), s.buffered_bytes()), (2, 8));
+    /// s.send(Instant::now(), "ijkl".into()); // the oldest goes
+    /// assert_eq!((s.buffered(), s.buffered_bytes(), s.trimmed()), (2, 8, 1));
+    /// ```
+    #[must_use]
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffer_bytes
+    }
+
     /// Whether a Hello has been seen (envelopes other than Hello are accepted).
     #[must_use]
     pub fn greeted(&self) -> bool {
@@ -673,8 +707,15 @@ impl ServerSession {
     /// Drops buffered messages up to and including `seq` (acknowledged by the client).
     fn drop_acked(&mut self, seq: u64) {
         while self.buffer.front().is_some_and(|m| m.seq <= seq) {
-            self.buffer.pop_front();
+            self.pop_front();
         }
+    }
+
+    /// Drops the oldest buffered message, keeping the byte count.
+    fn pop_front(&mut self) -> Option<Buffered> {
+        let m = self.buffer.pop_front()?;
+        self.buffer_bytes = self.buffer_bytes.saturating_sub(m.payload.len());
+        Some(m)
     }
 }
 
@@ -702,6 +743,7 @@ mod tests {
         ResumeLimits {
             max_messages,
             max_age: Duration::from_secs(60),
+            max_bytes: usize::MAX,
         }
     }
 
@@ -747,6 +789,35 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn byte_limit_trims_the_oldest_and_a_resume_past_it_resets() {
+        let now = Instant::now();
+        let mut s = ServerSession::new(
+            1,
+            SECRET,
+            ResumeLimits {
+                max_bytes: 10,
+                ..limits(100)
+            },
+        );
+        s.hello(now, None, 0, 0, 1).unwrap();
+        for text in ["aaaa", "bbbb", "cccc"] {
+            s.send(now, text.into());
+        }
+        assert_eq!((s.buffered(), s.buffered_bytes(), s.trimmed()), (2, 8, 1));
+        // One message bigger than the whole limit is sent but not kept.
+        s.send(now, "x".repeat(11).as_str().into());
+        assert_eq!((s.buffered(), s.buffered_bytes()), (0, 0));
+        // The client has none of them: it cannot be brought up to date.
+        let out = hello(&mut s, now, 0);
+        assert!(matches!(out[0], Envelope::Welcome { resumed: false, .. }));
+        assert_eq!(s.lost(), 4);
+        s.receive(now, Envelope::Ack { seq: 0 });
+        s.send(now, "dd".into());
+        s.receive(now, Envelope::Ack { seq: 1 });
+        assert_eq!((s.buffered(), s.buffered_bytes()), (0, 0));
     }
 
     #[test]

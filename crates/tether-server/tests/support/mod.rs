@@ -24,6 +24,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const SECRET: &str = "integration test secret";
+/// The admin credential of [`config`].
+pub const ADMIN: &str = "integration test admin token";
 /// How long one read may take before a test fails.
 pub const STEP: Duration = Duration::from_secs(5);
 
@@ -36,11 +38,13 @@ pub async fn bounded<F: Future<Output = ()>>(limit_secs: u64, body: F) {
         .expect("test exceeded its time limit");
 }
 
-/// A config for tests: a free port, a fixed secret, no latency probes.
+/// A config for tests: the defaults but a free port, a fixed secret, an admin token, no
+/// latency probes, and a shorter close grace.
 pub fn config() -> ServerConfig {
     let mut c = ServerConfig::default();
     c.bind = "127.0.0.1:0".parse().unwrap();
     c.secret = Secret::new(SECRET);
+    c.admin_token = Some(Secret::new(ADMIN));
     c.latency_probe_interval = None;
     c.close_grace = Duration::from_millis(500);
     c
@@ -345,7 +349,21 @@ pub async fn http(
 }
 
 pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
-    let (status, body) = http(addr, Method::GET, path, &[], Vec::new()).await;
+    get_json_with(addr, path, &[]).await
+}
+
+/// A GET with the admin credential.
+pub async fn get_json_admin(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let auth = format!("Bearer {ADMIN}");
+    get_json_with(addr, path, &[("authorization", &auth)]).await
+}
+
+pub async fn get_json_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> serde_json::Value {
+    let (status, body) = http(addr, Method::GET, path, headers, Vec::new()).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     serde_json::from_slice(&body).expect("JSON")
 }
