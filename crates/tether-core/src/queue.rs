@@ -35,6 +35,11 @@ impl Outbox {
         self.bytes
     }
 
+    /// The oldest message retained (in flight ones were sent first).
+    pub(crate) fn oldest_id(&self) -> Option<MessageId> {
+        self.inflight.front().or(self.pending.front()).map(|r| r.id)
+    }
+
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
     }
