@@ -86,6 +86,19 @@ impl Outbox {
         Ok(dropped)
     }
 
+    /// Whether `admit(size, limits)` would succeed.
+    pub(crate) fn has_room(&self, size: usize, limits: &QueueConfig) -> bool {
+        if self.len() < limits.max_messages && self.bytes + size <= limits.max_bytes {
+            return true;
+        }
+        if limits.overflow == OverflowPolicy::RejectNew || size > limits.max_bytes {
+            return false;
+        }
+        // DropOldest: room once every pending message is dropped?
+        let pending: usize = self.pending.iter().map(|r| r.payload.len()).sum();
+        self.inflight.len() < limits.max_messages && self.bytes - pending + size <= limits.max_bytes
+    }
+
     pub(crate) fn push_pending(&mut self, r: Retained) {
         self.bytes += r.payload.len();
         self.pending.push_back(r);

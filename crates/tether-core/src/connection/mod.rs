@@ -473,6 +473,17 @@ impl Connection {
         self.outbox.oldest_id()
     }
 
+    /// Whether [`Connection::send`] of a message of `size` bytes would find room in the
+    /// outbound queue now (under `DropOldest`, by dropping older queued messages). Any
+    /// other refusal (too large, stopped, closing) is `send`'s to report. A driver's
+    /// waiting send tries again when this turns true.
+    #[must_use]
+    pub fn has_room_for(&self, size: usize) -> bool {
+        self.outbox.has_room(size, &self.config.queue)
+            || size > self.config.queue.max_bytes
+            || size > self.config.max_message_bytes
+    }
+
     /// Something sent is not delivered yet.
     fn undelivered(&self) -> bool {
         self.outbox.len() > 0
