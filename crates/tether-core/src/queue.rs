@@ -220,7 +220,10 @@ mod tests {
                 match op {
                     Op::Send(size) => {
                         let before = (o.len(), o.bytes());
-                        match o.admit(size, &limits) {
+                        let room = o.has_room(size, &limits);
+                        let admitted = o.admit(size, &limits);
+                        prop_assert_eq!(room, admitted.is_ok(), "has_room foretells admit");
+                        match admitted {
                             Ok(gone) => {
                                 dropped += gone.len();
                                 accepted += 1;

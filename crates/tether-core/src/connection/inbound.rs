@@ -18,7 +18,8 @@
 //!
 //! While paused:
 //! - a WebSocket is not read (the driver stops polling its read half), except during
-//!   the handshake: the Welcome must be read to resume the session;
+//!   the handshake (the Welcome must be read to resume the session) and while no
+//!   transport is current (a closing socket is read to the end: the core ignores it);
 //! - no HTTP receive poll is issued (a send poll's answer may still bring messages: they
 //!   are queued, never dropped);
 //! - the heartbeat still writes pings (the server's idle check sees a live client), but
@@ -152,9 +153,11 @@ impl Connection {
     /// Whether the driver should read from the current transport now. `false` while the
     /// application is too far behind (see [`Connection::handle_app_read`]): the driver
     /// stops polling the socket's read half until this is `true` again. Read it again
-    /// after every input, as [`Connection::poll_timeout`].
+    /// after every input, as [`Connection::poll_timeout`]. While no transport is current
+    /// it is `true`: what a closing socket still brings is ignored, and reading it lets
+    /// its close handshake finish.
     #[must_use]
     pub fn wants_read(&self) -> bool {
-        !self.inbound.paused || self.link.is_handshaking()
+        !self.inbound.paused || self.link.is_none() || self.link.is_handshaking()
     }
 }
