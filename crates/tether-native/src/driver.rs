@@ -388,6 +388,13 @@ pub(crate) async fn run<T>(
     let mut armed = None;
     let mut spare = VecDeque::new();
     while let Some(deadline) = driver.step() {
+        if deadline.is_some_and(|at| at <= Instant::now()) {
+            // Due already (an acknowledgement owed at once, or the task fell behind): served
+            // before more inputs, which would otherwise win every race while they flood in.
+            armed = None;
+            driver.timeout();
+            continue;
+        }
         if deadline != armed {
             if let Some(at) = deadline {
                 timer.as_mut().reset(tokio::time::Instant::from_std(at));

@@ -94,7 +94,15 @@ async fn ten_thousand_echoes_unread_through_three_kills_arrive_once_in_order_wit
     const PAD: usize = 290;
     let text = |n: usize| format!("e{n:05}-{}", "x".repeat(PAD));
     let hub = Arc::new(Hub::new());
-    let server_config = reference::server_config();
+    let mut server_config = reference::server_config();
+    // The server keeps what the client has not acknowledged. A client that does not read
+    // acknowledges nothing, but each reconnect's Welcome frees its whole queue (1,000
+    // messages) for more sends, whose echoes wait at the server: its default of 1,024
+    // would overflow and reset the session (a loss the client reports, by design).
+    server_config.resume_limits = tether_core::protocol::ResumeLimits {
+        max_messages: 1 << 14,
+        ..Default::default()
+    };
     let server = reference::start(&server_config, &hub).await;
     let proxy = tether_testkit::FaultProxy::start(server.addr()).unwrap();
     let tokens = Tokens::new("slow-reader", HOUR);
@@ -135,7 +143,7 @@ async fn ten_thousand_echoes_unread_through_three_kills_arrive_once_in_order_wit
 
     // Now the application reads; kills 2 and 3 while it does.
     let mut got = Vec::with_capacity(MESSAGES);
-    within("every echo", async {
+    let read_all = tokio::time::timeout(support::WAIT, async {
         while got.len() < MESSAGES {
             match events.recv().await {
                 Some(Event::Message(Payload::Text(t))) => {
@@ -144,12 +152,19 @@ async fn ten_thousand_echoes_unread_through_three_kills_arrive_once_in_order_wit
                         proxy.reset_all();
                     }
                 }
+                Some(Event::SessionReset { .. }) => panic!("the session was reset"),
                 Some(_) => {}
                 None => panic!("the event stream ended"),
             }
         }
     })
     .await;
+    assert!(
+        read_all.is_ok(),
+        "timed out with {} echoes read; {:?}",
+        got.len(),
+        client.metrics()
+    );
     within("the sender", sender).await.unwrap();
     let want: Vec<String> = (1..=MESSAGES).map(text).collect();
     assert!(got == want, "every echo exactly once, in order");
