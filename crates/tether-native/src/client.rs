@@ -309,7 +309,10 @@ impl Client {
     }
 
     /// Every event from now on (the first call since the client was made gets every event
-    /// since then). See [`Events`].
+    /// since then). See [`Events`]. Until this is first called, the client keeps every
+    /// event for it; an application that never reads events should call
+    /// `drop(client.events())` once, or reading from the server pauses once
+    /// `max_unread_bytes` of messages wait unread.
     ///
     /// ```no_run
     /// use futures_util::StreamExt; // or tokio_stream::StreamExt
