@@ -199,6 +199,8 @@ pub(crate) fn metrics(m: &Metrics) -> JsValue {
         .set("bytesOut", m.bytes_out as f64)
         .set("queueDepth", m.queue_depth as f64)
         .set("queueBytes", m.queue_bytes as f64)
+        .set("unreadBytesPeak", m.unread_bytes_peak as f64)
+        .set("readingPaused", m.reading_paused)
         .set("fallbackActive", m.fallback_active)
         .set(
             "terminalReason",

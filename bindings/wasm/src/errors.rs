@@ -23,12 +23,13 @@ pub(crate) fn error(kind: &str, message: &str) -> JsValue {
     e.into()
 }
 
-/// What `send` throws when the core refuses a message: kind `queue-full`, `too-large` or
-/// `stopped`.
+/// What `send` throws when the core refuses a message: kind `queue-full`, `too-large`,
+/// `closing` or `stopped`.
 pub(crate) fn send_error(e: &SendError) -> JsValue {
     let kind = match e {
         SendError::QueueFull { .. } => "queue-full",
         SendError::TooLarge { .. } => "too-large",
+        SendError::Closing => "closing",
         _ => "stopped",
     };
     error(kind, &e.to_string())

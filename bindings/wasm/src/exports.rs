@@ -57,7 +57,9 @@ const TYPES: &'static str = include_str!("types.d.ts");
 /// const off = client.on('message', (data) => console.log(data));
 /// client.send({ hello: 'world' });   // JSON text; queued until connected
 /// await client.sendConfirmed('important'); // resolves on the server's ack
-/// await client.close();
+/// await client.sendWait('paced');          // waits for room instead of queue-full
+/// await client.flush();                    // everything sent so far is acknowledged
+/// await client.close();                    // delivers what is queued first (closeNow: at once)
 /// ```
 ///
 /// Call `free()` on a client you no longer need (after `close()`): listeners that refer
@@ -153,9 +155,48 @@ impl TetherClient {
         }))
     }
 
-    /// Closes the connection (default code 1000, reason "") and resolves once the socket
-    /// is closed. With `protocol: true`, messages already written first get
-    /// `closeLingerMs` to be acknowledged; anything else still queued is `dropped`.
+    /// Sends a message once the outbound queue has room, instead of throwing `queue-full`
+    /// (room comes as messages are acknowledged, written or dropped); resolves with its
+    /// id. Rejects with the other refusals of `send` (`too-large`, `stopped`, `closing`).
+    /// Throws a `TypeError` for data that cannot be sent.
+    #[wasm_bindgen(js_name = sendWait, unchecked_return_type = "Promise<number>")]
+    pub fn send_wait(
+        &self,
+        #[wasm_bindgen(
+            unchecked_param_type = "string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean"
+        )]
+        data: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let payload = payload_from(&data, "sendWait(data)")?;
+        let sent = self.client.send_wait(payload);
+        Ok(promise(async move {
+            sent.await
+                .map(|id| JsValue::from(id.0 as f64))
+                .map_err(|e| send_error(&e))
+        }))
+    }
+
+    /// Resolves once every message sent so far is acknowledged by the server
+    /// (`protocol: true`) or written to the socket (plain mode). Rejects with an `Error`
+    /// whose `kind` is `dropped` (with a `reason`) if one of them was dropped, or
+    /// `stopped` if the connection stopped with an error first.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn flush(&self) -> Promise {
+        let flushed = self.client.flush();
+        promise(async move {
+            flushed
+                .await
+                .map(|()| JsValue::UNDEFINED)
+                .map_err(|e| delivery_error(&e))
+        })
+    }
+
+    /// Closes the connection (default code 1000, reason "") once what was sent before is
+    /// delivered, and resolves once the socket is closed: the client keeps reconnecting
+    /// and flushing for up to `closeLingerMs` (default 5000) until every message is
+    /// acknowledged (`protocol: true`) or written (plain mode); what is left then is
+    /// `dropped` (reason `stopped` if never written, `unconfirmed` if not acknowledged).
+    /// `send` throws `closing` meanwhile. `closeNow` closes at once.
     ///
     /// Throws a `TypeError` for a code that is not a number or a reason that is not a
     /// string, and a `RangeError` for a code other than 1000 or 3000–4999, or a reason
@@ -166,32 +207,24 @@ impl TetherClient {
         #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
     ) -> Result<Promise, JsValue> {
-        let code = if code.is_undefined() {
-            1000
-        } else {
-            let n = code
-                .as_f64()
-                .ok_or_else(|| type_error("close(code, reason): code must be a number"))?;
-            if n != 1000.0 && !(n.fract() == 0.0 && (3000.0..=4999.0).contains(&n)) {
-                return Err(range_error(
-                    "close(code, reason): code must be 1000 or a whole number from 3000 to 4999",
-                ));
-            }
-            n as u16
-        };
-        let reason = if reason.is_undefined() {
-            String::new()
-        } else {
-            reason
-                .as_string()
-                .ok_or_else(|| type_error("close(code, reason): reason must be a string"))?
-        };
-        if reason.len() > 123 {
-            return Err(range_error(
-                "close(code, reason): reason must be at most 123 UTF-8 bytes",
-            ));
-        }
+        let (code, reason) = close_args(&code, &reason, "close")?;
         let closed = self.client.close(code, &reason);
+        Ok(promise(async move {
+            closed.await;
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Closes the connection at once (default code 1000, reason "") and resolves once the
+    /// socket is closed: messages not yet delivered are `dropped`. Throws as `close`.
+    #[wasm_bindgen(js_name = closeNow, unchecked_return_type = "Promise<void>")]
+    pub fn close_now(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
+    ) -> Result<Promise, JsValue> {
+        let (code, reason) = close_args(&code, &reason, "closeNow")?;
+        let closed = self.client.close_now(code, &reason);
         Ok(promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
@@ -273,6 +306,42 @@ pub fn set_log_level(
 }
 
 /// The promise of `future`. Boxed, so that `future_to_promise` is compiled once.
+/// The `code` and `reason` of `close` and `closeNow`, checked.
+fn close_args(code: &JsValue, reason: &JsValue, what: &str) -> Result<(u16, String), JsValue> {
+    let message = |rest: &str| {
+        let mut m = what.to_owned();
+        m.push_str("(code, reason): ");
+        m.push_str(rest);
+        m
+    };
+    let code = if code.is_undefined() {
+        1000
+    } else {
+        let n = code
+            .as_f64()
+            .ok_or_else(|| type_error(&message("code must be a number")))?;
+        if n != 1000.0 && !(n.fract() == 0.0 && (3000.0..=4999.0).contains(&n)) {
+            return Err(range_error(&message(
+                "code must be 1000 or a whole number from 3000 to 4999",
+            )));
+        }
+        n as u16
+    };
+    let reason = if reason.is_undefined() {
+        String::new()
+    } else {
+        reason
+            .as_string()
+            .ok_or_else(|| type_error(&message("reason must be a string")))?
+    };
+    if reason.len() > 123 {
+        return Err(range_error(&message(
+            "reason must be at most 123 UTF-8 bytes",
+        )));
+    }
+    Ok((code, reason))
+}
+
 fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
     let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
     future_to_promise(future)

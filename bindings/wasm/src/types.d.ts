@@ -116,7 +116,7 @@ export interface TetherOptions {
   resumeGapMs?: number;
   /** After a resume, visibility or online event the socket must show life within this. Default 2000. */
   livenessTimeoutMs?: number;
-  /** `close()` waits this long for acknowledgements. Default 2000. */
+  /** `close()` keeps delivering what was sent before it (reconnecting if need be) for at most this long; what is left is then `dropped`. Default 5000. */
   closeLingerMs?: number;
   /** Largest message in or out. Default 16777216. */
   maxMessageBytes?: number;
@@ -206,6 +206,10 @@ export interface TetherMetrics {
   /** Messages retained: waiting, or unacknowledged. */
   queueDepth: number;
   queueBytes: number;
+  /** The most bytes of messages ever handed to the application and not yet read (listeners read each message as it comes: near 0 in JavaScript). */
+  unreadBytesPeak: number;
+  /** Reading from the server is paused until the application reads (backpressure). */
+  readingPaused: boolean;
   /** HTTP polling carries the session. */
   fallbackActive: boolean;
   terminalReason: TetherStopReason | null;

@@ -295,6 +295,7 @@ test('metrics() is a plain object with camelCase keys and numbers', async () => 
     'quality',
     'queueBytes',
     'queueDepth',
+    'readingPaused',
     'reconnects',
     'reliability',
     'rttMeanMs',
@@ -304,6 +305,7 @@ test('metrics() is a plain object with camelCase keys and numbers', async () => 
     'state',
     'terminalReason',
     'totalUptimeMs',
+    'unreadBytesPeak',
     'uptimeMs',
   ]);
   assert.equal(m.state, 'connected');

@@ -17,6 +17,10 @@ const client = new TetherClient('ws://127.0.0.1:1/ws', options);
 const id: number = client.send({ any: 'json' });
 const confirmed: Promise<number> = client.sendConfirmed(new Uint8Array([1]));
 const closed: Promise<void> = client.close(1000, 'bye');
+const closedNow: Promise<void> = client.closeNow();
+const flushed: Promise<void> = client.flush();
+const waited: Promise<number> = client.sendWait('paced');
+const paused: boolean = client.metrics().readingPaused;
 const state: TetherState = client.state;
 const metrics: TetherMetrics = client.metrics();
 const rtt: number | null = metrics.rttMeanMs;
@@ -32,4 +36,5 @@ client.on('messages', () => {});
 const wrong: TetherOptions = { heartBeat: {} };
 // @ts-expect-error: the overflow policy is one of two
 const policy: TetherOptions = { queue: { overflow: 'drop-newest' } };
+void [closedNow, flushed, waited, paused];
 void [id, confirmed, closed, state, rtt, off, reconnecting, wrong, policy, client.quality, client.clientId];

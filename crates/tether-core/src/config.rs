@@ -295,8 +295,18 @@ pub struct Config {
     pub resume_gap: Duration,
     /// After a resume, visibility or online hint: the socket must show life within this.
     pub liveness_timeout: Duration,
-    /// `close()` waits this long for outstanding acknowledgements.
+    /// `close()` keeps (re)connecting and flushing for at most this long, until every
+    /// message sent before it is acknowledged (protocol mode) or written (plain mode);
+    /// what is left then is reported `Dropped`. Default 5 s.
+    /// [`Connection::close_now`](crate::Connection::close_now) does not wait.
     pub close_linger: Duration,
+    /// Reading from the transport pauses once the messages handed to the application but
+    /// not yet read by it (see [`Connection::handle_app_read`](crate::Connection::handle_app_read))
+    /// pass this many payload bytes, and resumes once they are down to half of it.
+    /// Nothing is ever dropped instead. Default 1 MiB.
+    pub max_unread_bytes: usize,
+    /// The same bound in messages. Default 10 000.
+    pub max_unread_messages: usize,
     /// Largest message accepted, in and out.
     pub max_message_bytes: usize,
     /// Protocol mode: acknowledge after this many inbound messages...
@@ -336,7 +346,9 @@ impl Config {
                 close_rules: Vec::new(),
                 resume_gap: Duration::from_secs(5),
                 liveness_timeout: Duration::from_secs(2),
-                close_linger: Duration::from_secs(2),
+                close_linger: Duration::from_secs(5),
+                max_unread_bytes: 1 << 20,
+                max_unread_messages: 10_000,
                 max_message_bytes: 16 << 20,
                 ack_every: 32,
                 ack_delay: Duration::from_millis(20),
@@ -482,6 +494,12 @@ impl Config {
         nonzero(self.resume_gap, "resume_gap")?;
         nonzero(self.liveness_timeout, "liveness_timeout")?;
         nonzero(self.close_linger, "close_linger")?;
+        if self.max_unread_bytes == 0 {
+            return err("max_unread_bytes", Zero);
+        }
+        if self.max_unread_messages == 0 {
+            return err("max_unread_messages", Zero);
+        }
         if self.max_message_bytes == 0 {
             return err("max_message_bytes", Zero);
         }
@@ -711,9 +729,17 @@ impl ConfigBuilder {
         self
     }
 
-    /// How long `close()` waits for acknowledgements.
+    /// How long `close()` keeps delivering what is queued.
     pub fn close_linger(mut self, linger: Duration) -> Self {
         self.config.close_linger = linger;
+        self
+    }
+
+    /// How far the application may fall behind in reading messages before reading from
+    /// the transport pauses: `messages` and payload `bytes` handed to it and not yet read.
+    pub fn unread_limits(mut self, messages: usize, bytes: usize) -> Self {
+        self.config.max_unread_messages = messages;
+        self.config.max_unread_bytes = bytes;
         self
     }
 

@@ -200,6 +200,9 @@ pub enum SendError {
     },
     /// The connection is closed or stopped; call `reconnect()` first.
     Stopped(State),
+    /// `close()` was called: what was sent before it is being delivered, nothing more is
+    /// taken.
+    Closing,
 }
 
 impl fmt::Display for SendError {
@@ -212,6 +215,7 @@ impl fmt::Display for SendError {
                 write!(f, "message of {size} bytes exceeds the limit of {max}")
             }
             SendError::Stopped(s) => write!(f, "connection is {s}"),
+            SendError::Closing => f.write_str("the connection is closing"),
         }
     }
 }
@@ -226,10 +230,12 @@ pub enum DropReason {
     Overflow,
     /// Waited longer than `queue.max_age`.
     Expired,
-    /// The connection was closed before the message was written.
+    /// The connection was closed (at once, or its `close_linger` passed) before the
+    /// message was written.
     Stopped,
-    /// The connection was closed after the message was written but before the server
-    /// acknowledged it: it may or may not have arrived.
+    /// The connection was closed (at once, or its `close_linger` passed) after the
+    /// message was written but before the server acknowledged it: it may or may not have
+    /// arrived.
     Unconfirmed,
 }
 

@@ -53,6 +53,18 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! ## Delivery and backpressure
+//! Every event taken from [`Connection::poll_event`] must reach the application: a
+//! message taken there is the application's (in protocol mode it is acknowledged to the
+//! server then, not before). The driver reports what the application read with
+//! [`Connection::handle_app_read`] and reads its socket only while
+//! [`Connection::wants_read`] says so: the core pauses reading once the unread messages
+//! pass [`Config::max_unread_bytes`] or [`Config::max_unread_messages`]. A driver's
+//! `flush` waits until [`Connection::oldest_undelivered`] is past
+//! [`Connection::last_message_id`]; its waiting send retries once
+//! [`Connection::has_room_for`] allows. [`Connection::close`] delivers what is queued
+//! within [`Config::close_linger`]; [`Connection::close_now`] does not wait.
+//!
 //! ## What lives where
 //! - [`Config`] and its builder: every knob, validated into a typed [`ConfigError`].
 //! - [`Connection`]: the state machine ([`State`] has the diagram).

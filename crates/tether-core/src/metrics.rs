@@ -51,6 +51,15 @@ pub struct Metrics {
     pub queue_depth: usize,
     /// Payload bytes retained.
     pub queue_bytes: usize,
+    /// Messages handed to the application (its event queue) and not yet read by it.
+    pub unread_messages: u64,
+    /// Payload bytes of those messages.
+    pub unread_bytes: u64,
+    /// The most unread payload bytes there ever were: stays near
+    /// [`Config::max_unread_bytes`](crate::Config::max_unread_bytes) however slow the reader.
+    pub unread_bytes_peak: u64,
+    /// Reading from the transport is paused until the application reads (backpressure).
+    pub reading_paused: bool,
     /// HTTP polling carries the session.
     pub fallback_active: bool,
     /// Why the connection stopped, when it has.

@@ -35,6 +35,11 @@ impl Outbox {
         self.bytes
     }
 
+    /// The oldest message retained (in flight ones were sent first).
+    pub(crate) fn oldest_id(&self) -> Option<MessageId> {
+        self.inflight.front().or(self.pending.front()).map(|r| r.id)
+    }
+
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.len()
     }
@@ -79,6 +84,19 @@ impl Outbox {
         let dropped: Vec<Retained> = self.pending.drain(..needed).collect();
         self.bytes = bytes;
         Ok(dropped)
+    }
+
+    /// Whether `admit(size, limits)` would succeed.
+    pub(crate) fn has_room(&self, size: usize, limits: &QueueConfig) -> bool {
+        if self.len() < limits.max_messages && self.bytes + size <= limits.max_bytes {
+            return true;
+        }
+        if limits.overflow == OverflowPolicy::RejectNew || size > limits.max_bytes {
+            return false;
+        }
+        // DropOldest: room once every pending message is dropped?
+        let pending: usize = self.pending.iter().map(|r| r.payload.len()).sum();
+        self.inflight.len() < limits.max_messages && self.bytes - pending + size <= limits.max_bytes
     }
 
     pub(crate) fn push_pending(&mut self, r: Retained) {
@@ -202,7 +220,10 @@ mod tests {
                 match op {
                     Op::Send(size) => {
                         let before = (o.len(), o.bytes());
-                        match o.admit(size, &limits) {
+                        let room = o.has_room(size, &limits);
+                        let admitted = o.admit(size, &limits);
+                        prop_assert_eq!(room, admitted.is_ok(), "has_room foretells admit");
+                        match admitted {
                             Ok(gone) => {
                                 dropped += gone.len();
                                 accepted += 1;

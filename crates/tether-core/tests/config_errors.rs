@@ -176,6 +176,16 @@ fn timeouts() {
         ConfigProblem::Zero,
     );
     check(
+        base().unread_limits(10, 0),
+        "max_unread_bytes",
+        ConfigProblem::Zero,
+    );
+    check(
+        base().unread_limits(0, 1024),
+        "max_unread_messages",
+        ConfigProblem::Zero,
+    );
+    check(
         base().ack(0, Duration::from_millis(5)),
         "ack_every",
         ConfigProblem::Zero,

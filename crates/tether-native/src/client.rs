@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tether_core::transport::Transport;
 use tether_core::{
-    Config, Connection, Entropy, Hint, Instant, MessageId, Metrics, Payload, SendError, State,
+    Config, Connection, DropReason, Entropy, Hint, Instant, MessageId, Metrics, Payload, SendError,
+    State,
 };
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
@@ -18,9 +19,9 @@ use crate::token::TokenProvider;
 use crate::transport::NativeTransport;
 use tether_core::DeliveryError;
 
-/// Events each [`Events`] reader may fall behind by, unless set with
-/// [`ClientBuilder::event_buffer`]. About 80 bytes each, allocated only while events
-/// wait for their reader.
+/// Events each [`Events`] reader may fall behind by before its status events are
+/// coalesced, unless set with [`ClientBuilder::event_buffer`]. Messages are never
+/// coalesced nor skipped.
 pub const DEFAULT_EVENT_BUFFER: usize = 64;
 
 /// A reconnecting WebSocket client: a cheap, cloneable handle (`Send + Sync`) over a
@@ -29,7 +30,7 @@ pub const DEFAULT_EVENT_BUFFER: usize = 64;
 /// Every decision (backoff, heartbeats, queueing, fallback) is made by
 /// [`tether_core::Connection`]; the client feeds it what the network does and performs
 /// what it asks. The task ends once every handle is dropped (after closing the
-/// connection, with `close_linger` for acknowledgements in protocol mode), or when the
+/// connection, which first delivers what was sent within `close_linger`), or when the
 /// connection has stopped with nothing left to do; `reconnect()` starts it again.
 ///
 /// ```no_run
@@ -68,6 +69,8 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     /// Wakes the task after a user call changed the core.
     pub(crate) wake: Notify,
+    /// Notified when the core may have room for another message (`send_wait`).
+    pub(crate) room: Notify,
     pub(crate) events: Readers,
     /// The first reader, made with the client so it misses nothing before `events()`.
     first_events: Mutex<Option<Events>>,
@@ -87,6 +90,17 @@ pub(crate) struct Core {
     pub(crate) confirmations: HashMap<MessageId, oneshot::Sender<Result<MessageId, DeliveryError>>>,
     /// `close` calls waiting for the sockets to be closed.
     pub(crate) closers: Vec<oneshot::Sender<()>>,
+    /// `flush` calls waiting for what was sent before them.
+    pub(crate) flushes: Vec<Flush>,
+}
+
+/// One `flush` call.
+pub(crate) struct Flush {
+    /// The last message it waits for.
+    pub(crate) through: MessageId,
+    /// One of them was dropped.
+    pub(crate) dropped: Option<DropReason>,
+    pub(crate) waiter: oneshot::Sender<Result<(), DeliveryError>>,
 }
 
 impl Shared {
@@ -188,6 +202,75 @@ impl Client {
         Ok(id)
     }
 
+    /// Sends a message, waiting for room in the outbound queue instead of failing with
+    /// [`SendError::QueueFull`] (room comes as messages are acknowledged, written or
+    /// dropped). Fails at once with the core's other refusals: too large (or larger than
+    /// the whole queue), stopped, closing.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_native::Client) -> Result<(), tether_core::SendError> {
+    /// for n in 0..100_000 {
+    ///     client.send_wait(format!("tick {n}")).await?; // paced by the server's acks
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn send_wait(&self, payload: impl Into<Payload>) -> Result<MessageId, SendError> {
+        let payload = payload.into();
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut core = self.shared.lock();
+                let now = Instant::now();
+                if core.conn.has_room_for(payload.len()) {
+                    let id = core.conn.send(now, payload)?;
+                    self.shared.kick(core);
+                    return Ok(id);
+                }
+            }
+            room.await;
+        }
+    }
+
+    /// Waits until every message sent so far is acknowledged by the server (protocol
+    /// mode) or written to the socket (plain mode). Fails with
+    /// [`DeliveryError::Dropped`] if one of them was dropped, with
+    /// [`DeliveryError::Stopped`] if the connection stops with an error first.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_native::Client) {
+    /// client.send("last words").unwrap();
+    /// if let Err(e) = client.flush().await {
+    ///     println!("not everything arrived: {e}");
+    /// }
+    /// # }
+    /// ```
+    pub async fn flush(&self) -> Result<(), DeliveryError> {
+        let rx = {
+            let mut core = self.shared.lock();
+            let through = core.conn.last_message_id();
+            if core.conn.oldest_undelivered().is_none_or(|o| o > through) {
+                return Ok(());
+            }
+            if let Some(reason) = core.conn.terminal_reason() {
+                if core.conn.state() == State::Error {
+                    return Err(DeliveryError::Stopped(reason.clone()));
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            core.flushes.push(crate::client::Flush {
+                through,
+                dropped: None,
+                waiter: tx,
+            });
+            self.shared.kick(core);
+            rx
+        };
+        rx.await.unwrap_or(Err(DeliveryError::ClientGone))
+    }
+
     /// Sends a message and waits until the server acknowledges it (protocol mode).
     ///
     /// Fails with the core's refusal, when the message is dropped (queue overflow or age,
@@ -227,7 +310,10 @@ impl Client {
     }
 
     /// Every event from now on (the first call since the client was made gets every event
-    /// since then). See [`Events`].
+    /// since then). See [`Events`]. Until this is first called, the client keeps every
+    /// event for it; an application that never reads events should call
+    /// `drop(client.events())` once, or reading from the server pauses once
+    /// `max_unread_bytes` of messages wait unread.
     ///
     /// ```no_run
     /// use futures_util::StreamExt; // or tokio_stream::StreamExt
@@ -311,20 +397,44 @@ impl Client {
         self.shared.kick(core);
     }
 
-    /// Closes with `code` and `reason`, and resolves once the socket is closed. In
-    /// protocol mode the core first waits up to `close_linger` for acknowledgements of
-    /// messages already written; anything else still queued is reported `Dropped`.
+    /// Closes with `code` and `reason` once what was sent before is delivered, and
+    /// resolves once the socket is closed. The client keeps (re)connecting and flushing
+    /// for up to `close_linger` (default 5 s) until every message is acknowledged
+    /// (protocol mode) or written (plain mode); what is left then is reported `Dropped`.
+    /// New sends are refused meanwhile ([`SendError::Closing`]). See
+    /// [`Client::close_now`] to close at once.
     ///
     /// ```no_run
     /// # async fn run(client: tether_native::Client) {
-    /// client.close(1000, "bye").await;
+    /// client.send("goodbye").unwrap();
+    /// client.close(1000, "bye").await; // "goodbye" was delivered, or reported Dropped
     /// # }
     /// ```
     pub async fn close(&self, code: u16, reason: &str) {
+        self.close_with(code, reason, false).await;
+    }
+
+    /// Closes with `code` and `reason` at once, and resolves once the socket is closed:
+    /// messages not yet delivered are reported `Dropped`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_native::Client) {
+    /// client.close_now(1000, "bye").await;
+    /// # }
+    /// ```
+    pub async fn close_now(&self, code: u16, reason: &str) {
+        self.close_with(code, reason, true).await;
+    }
+
+    async fn close_with(&self, code: u16, reason: &str, now: bool) {
         let (tx, done) = oneshot::channel();
         {
             let mut core = self.shared.lock();
-            core.conn.close(Instant::now(), code, reason);
+            if now {
+                core.conn.close_now(Instant::now(), code, reason);
+            } else {
+                core.conn.close(Instant::now(), code, reason);
+            }
             core.closers.push(tx);
             self.shared.kick(core);
         }
@@ -369,11 +479,14 @@ impl<T> ClientBuilder<T> {
         }
     }
 
-    /// How many events each [`Events`] reader may fall behind by before it skips the
-    /// oldest (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). Nothing is allocated up
-    /// front: a reader's queue grows as it falls behind, about 80 bytes an event, up to
-    /// this bound, and gives the room back once it has caught up. The first reader's
-    /// queue holds every event from the start until [`Client::events`] is called.
+    /// How many events each [`Events`] reader may fall behind by before its status
+    /// events (state, quality, reconnect scheduled, fallback, token refreshed) are
+    /// coalesced, latest wins (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). Messages,
+    /// deliveries and drops are never skipped: a reader that falls behind on messages
+    /// pauses reading from the server instead (`Config::max_unread_bytes`). Nothing is
+    /// allocated up front: a reader's queue grows as it falls behind, and gives the room
+    /// back once it has caught up. The first reader's queue holds every event from the
+    /// start until [`Client::events`] is called.
     pub fn event_buffer(mut self, events: usize) -> Self {
         self.event_buffer = events.clamp(1, 1 << 16);
         self
@@ -417,8 +530,10 @@ impl<T> ClientBuilder<T> {
                 handles_gone: false,
                 confirmations: HashMap::new(),
                 closers: Vec::new(),
+                flushes: Vec::new(),
             }),
             wake: Notify::new(),
+            room: Notify::new(),
             events,
             first_events: Mutex::new(Some(first)),
             state,

@@ -28,7 +28,7 @@ use tether_core::{
     Action, Connection, Event, Instant, Metrics, Payload, RequestId, State, Token,
     TransportFailure, TransportId,
 };
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, trace, warn, Instrument, Span};
 
@@ -39,7 +39,9 @@ use crate::transport::WsWriter;
 use tether_core::DeliveryError;
 
 /// Inputs queued for the task; a full queue holds back the socket readers (and so the
-/// server, through TCP) rather than growing.
+/// server, through TCP) rather than growing. When the core pauses reading (the
+/// application is `max_unread_bytes` behind), the frames already read still come in:
+/// at most the batch being fed, this queue and the reader's one frame (129 frames).
 const INPUT_QUEUE: usize = 64;
 
 /// Most frames written with one flush; the write buffer goes out by itself whenever it
@@ -304,6 +306,10 @@ struct Driver<T: Transport> {
     token_fetch: Option<(RequestId, AbortHandle)>,
     /// The connection was closed because every handle is gone.
     closed_for_drop: bool,
+    /// Whether the socket readers may read (the core's `wants_read`).
+    reading: watch::Sender<bool>,
+    /// Messages (and payload bytes) published to the readers and not yet reported read.
+    unreported: (u64, u64),
 }
 
 impl<T: Transport> Drop for Driver<T> {
@@ -342,6 +348,9 @@ impl Drop for Task {
         }
         for (_, waiter) in core.confirmations.drain() {
             let _ = waiter.send(Err(DeliveryError::ClientGone));
+        }
+        for flush in core.flushes.drain(..) {
+            let _ = flush.waiter.send(Err(DeliveryError::ClientGone));
         }
     }
 }
@@ -397,6 +406,8 @@ pub(crate) async fn run<T>(
         polls: HashMap::new(),
         token_fetch: None,
         closed_for_drop: false,
+        reading: watch::channel(true).0,
+        unreported: (0, 0),
     };
     debug!("client task started");
     let shared = driver.shared.clone();
@@ -407,6 +418,13 @@ pub(crate) async fn run<T>(
     let mut armed = None;
     let mut spare = VecDeque::new();
     while let Some(deadline) = driver.step() {
+        if deadline.is_some_and(|at| at <= Instant::now()) {
+            // Due already (an acknowledgement owed at once, or the task fell behind): served
+            // before more inputs, which would otherwise win every race while they flood in.
+            armed = None;
+            driver.timeout();
+            continue;
+        }
         if deadline != armed {
             if let Some(at) = deadline {
                 timer.as_mut().reset(tokio::time::Instant::from_std(at));
@@ -416,6 +434,8 @@ pub(crate) async fn run<T>(
         tokio::select! {
             biased;
             () = shared.wake.notified() => {}
+            // A reader took messages while reading is paused: report it to the core.
+            () = shared.events.progress().read.notified() => {}
             // Whatever has arrived goes in, under one lock, before the core is drained again.
             Some(mut batch) = inputs.recv_batch(std::mem::take(&mut spare)) => {
                 let mut core = shared.lock();
@@ -447,8 +467,12 @@ where
     /// Drains the core until it is quiet; the deadline to sleep until, or `None` to end.
     fn step(&mut self) -> Option<Option<Instant>> {
         loop {
+            let read = self.app_read();
             let (actions, events, metrics) = {
                 let mut core = self.shared.lock();
+                if read != (0, 0) {
+                    core.conn.handle_app_read(Instant::now(), read.1, read.0);
+                }
                 if core.handles_gone && !self.closed_for_drop {
                     self.closed_for_drop = true;
                     if core.conn.state() != State::Closed {
@@ -465,8 +489,19 @@ where
                     || events.iter().any(|e| matches!(e, Event::Stopped(_)));
                 let metrics = closes.then(|| core.conn.metrics(Instant::now()));
                 resolve_confirmations(&mut core, &events);
+                resolve_flushes(&mut core, &events);
                 (actions, events, metrics)
             };
+            if !events.is_empty() || !actions.is_empty() {
+                // Room in the outbound queue, for `send_wait`.
+                self.shared.room.notify_waiters();
+            }
+            for event in &events {
+                if let Event::Message(payload) = event {
+                    self.unreported.0 += 1;
+                    self.unreported.1 += payload.len() as u64;
+                }
+            }
             for action in actions {
                 self.perform(action, metrics.as_ref());
             }
@@ -477,11 +512,30 @@ where
         }
     }
 
-    /// The core is quiet: answer `close()` callers, and decide whether to sleep or end.
+    /// What the slowest reader took since the last look: `(messages, bytes)`.
+    fn app_read(&mut self) -> (u64, u64) {
+        let unread = self.shared.events.unread();
+        let read = (
+            self.unreported.0.saturating_sub(unread.0),
+            self.unreported.1.saturating_sub(unread.1),
+        );
+        self.unreported = unread;
+        read
+    }
+
+    /// The core is quiet: answer `close()` callers, let the socket readers read or not,
+    /// and decide whether to sleep or end.
     fn settle(&self, core: &mut Core) -> Option<Option<Instant>> {
+        let wants_read = core.conn.wants_read();
+        self.shared.events.set_paused(!wants_read);
+        self.reading.send_if_modified(|r| {
+            let changed = *r != wants_read;
+            *r = wants_read;
+            changed
+        });
         let state = core.conn.state();
         let idle = self.sockets.is_empty() && self.polls.is_empty();
-        if !core.closers.is_empty() && (state != State::Closed || idle) {
+        if !core.closers.is_empty() && !core.conn.is_closing() && (state != State::Closed || idle) {
             for closer in core.closers.drain(..) {
                 let _ = closer.send(());
             }
@@ -702,8 +756,13 @@ where
         mut reader: T::Reader,
     ) -> Slot<T::Writer, T::Reader> {
         let inputs = self.inputs.clone();
+        let mut reading = self.reading.subscribe();
         let read = spawn_join(async move {
             loop {
+                // Paused by the core (the application is behind): the socket waits.
+                if reading.wait_for(|r| *r).await.is_err() {
+                    break;
+                }
                 let event = reader.next().await;
                 let end = event.is_end();
                 if inputs.send(Input::Socket(id, event)).await.is_err() || end {
@@ -847,6 +906,45 @@ fn resolve_confirmations(core: &mut Core, events: &[Event]) {
             }
             _ => {}
         }
+    }
+}
+
+/// Answers `flush` callers: once nothing they waited for is retained, or the connection
+/// stopped with an error.
+fn resolve_flushes(core: &mut Core, events: &[Event]) {
+    if core.flushes.is_empty() {
+        return;
+    }
+    for event in events {
+        match event {
+            Event::Dropped { id, reason } => {
+                for flush in &mut core.flushes {
+                    if *id <= flush.through && flush.dropped.is_none() {
+                        flush.dropped = Some(*reason);
+                    }
+                }
+            }
+            Event::Stopped(reason) if core.conn.state() == State::Error => {
+                for flush in core.flushes.drain(..) {
+                    let _ = flush
+                        .waiter
+                        .send(Err(DeliveryError::Stopped(reason.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+    let oldest = core.conn.oldest_undelivered();
+    let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut core.flushes)
+        .into_iter()
+        .partition(|f| oldest.is_none_or(|o| o > f.through));
+    core.flushes = waiting;
+    for flush in done {
+        let outcome = match flush.dropped {
+            Some(reason) => Err(DeliveryError::Dropped(reason)),
+            None => Ok(()),
+        };
+        let _ = flush.waiter.send(outcome);
     }
 }
 

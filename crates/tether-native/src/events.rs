@@ -1,24 +1,39 @@
 //! The stream of [`Event`]s a client publishes: one queue per reader, which holds only
 //! the events its reader has not taken yet (nothing is allocated up front).
+//!
+//! No queue ever drops a message, a `Delivered` or a `Dropped`: a reader that falls
+//! behind holds the client back instead. Each queue counts the messages it holds; the
+//! client's task reports to the core what the slowest reader took
+//! ([`tether_core::Connection::handle_app_read`]), and the core stops reading the socket
+//! while too much is unread (`Config::max_unread_bytes`). Status events (state, quality,
+//! reconnect scheduled, fallback, token refreshed) are coalesced once a reader is
+//! `event_buffer` events behind: in a run of them between two other events, the latest
+//! of each kind stays.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
 use tether_core::Event;
+use tokio::sync::Notify;
 
 /// Room a drained queue keeps for the next events; a burst's larger buffer is given back.
 const KEEP_WHEN_DRAINED: usize = 8;
 
 /// Every [`Event`] of one client, in order; from [`Client::events`](crate::Client::events).
 ///
-/// Each `Events` has its own queue of at most `event_buffer` events (see
-/// [`ClientBuilder::event_buffer`](crate::ClientBuilder::event_buffer)), which grows only
-/// as far as its reader falls behind; a reader that falls further behind skips the
-/// oldest and [`Events::missed`] counts them once it reaches the gap. The stream ends,
-/// after the events still queued, when the client is gone.
+/// Each `Events` has its own queue, which grows only as far as its reader falls behind.
+/// Messages, deliveries and drops are never skipped: while the slowest reader has more
+/// than `max_unread_bytes` (or `max_unread_messages`) of messages waiting, the client
+/// stops reading from the server until it catches up. Status events are coalesced
+/// (latest wins, never reordered with messages) once a reader is more than
+/// `event_buffer` events behind ([`ClientBuilder::event_buffer`](crate::ClientBuilder::event_buffer));
+/// [`Events::missed`] counts them. The stream ends, after the events still queued, when
+/// the client is gone. Drop an `Events` you no longer read: a live one that is never
+/// read holds the client's reading back.
 #[derive(Debug)]
 pub struct Events {
     queue: Arc<Queue>,
@@ -26,14 +41,29 @@ pub struct Events {
 }
 
 /// One reader's events, shared by its [`Events`] and the client's [`Readers`].
+#[derive(Debug)]
+struct Queue {
+    waiting: Mutex<Waiting>,
+    progress: Arc<Progress>,
+}
+
+/// What the readers tell the client's task.
 #[derive(Debug, Default)]
-struct Queue(Mutex<Waiting>);
+pub(crate) struct Progress {
+    /// The core paused reading: every message taken is worth a look.
+    paused: AtomicBool,
+    /// Wakes the client's task to report what was read.
+    pub(crate) read: Notify,
+}
 
 #[derive(Debug, Default)]
 struct Waiting {
     events: VecDeque<Event>,
-    /// Skipped since the reader last took an event.
-    skipped: u64,
+    /// Messages waiting here, and their payload bytes.
+    unread_messages: u64,
+    unread_bytes: u64,
+    /// Status events coalesced since the reader last took an event.
+    coalesced: u64,
     /// The client is gone: no more events.
     ended: bool,
     waker: Option<Waker>,
@@ -42,16 +72,44 @@ struct Waiting {
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, Waiting> {
         // Nothing panics while holding this lock; a poisoned queue is still consistent.
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
+/// A status event: may be coalesced with a later one of its kind.
+fn coalescable(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::StateChanged { .. }
+            | Event::QualityChanged { .. }
+            | Event::ReconnectScheduled { .. }
+            | Event::FallbackChanged { .. }
+            | Event::TokenRefreshed
+    )
+}
+
 impl Waiting {
-    /// Queues `event`, skipping the oldest when `capacity` are already waiting.
-    fn push(&mut self, event: Event, capacity: usize) {
-        if self.events.len() >= capacity {
-            self.events.pop_front();
-            self.skipped = self.skipped.saturating_add(1);
+    /// Queues `event`. Once `capacity` events wait, a status event replaces the one of
+    /// its kind in the run of status events at the end of the queue (a state change
+    /// keeps the earlier `from`).
+    fn push(&mut self, mut event: Event, capacity: usize) {
+        if let Event::Message(payload) = &event {
+            self.unread_messages += 1;
+            self.unread_bytes += payload.len() as u64;
+        } else if self.events.len() >= capacity && coalescable(&event) {
+            let kind = std::mem::discriminant(&event);
+            let mut run = self.events.iter().rev().take_while(|e| coalescable(e));
+            if let Some(back) = run.position(|e| std::mem::discriminant(e) == kind) {
+                let at = self.events.len() - 1 - back;
+                if let Some(old) = self.events.remove(at) {
+                    if let (Event::StateChanged { from, .. }, Event::StateChanged { from: f, .. }) =
+                        (old, &mut event)
+                    {
+                        *f = from;
+                    }
+                    self.coalesced = self.coalesced.saturating_add(1);
+                }
+            }
         }
         self.events.push_back(event);
     }
@@ -61,8 +119,9 @@ impl Waiting {
 #[derive(Debug)]
 pub(crate) struct Readers {
     queues: Mutex<Vec<Arc<Queue>>>,
-    /// Most events a queue holds (`event_buffer`).
+    /// Events a queue holds before status events are coalesced (`event_buffer`).
     capacity: usize,
+    progress: Arc<Progress>,
 }
 
 impl Readers {
@@ -70,12 +129,29 @@ impl Readers {
         Readers {
             queues: Mutex::new(Vec::new()),
             capacity: capacity.max(1),
+            progress: Arc::default(),
+        }
+    }
+
+    /// What the readers tell the client's task.
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// The core paused (or resumed) reading: readers then wake the task as they read.
+    pub(crate) fn set_paused(&self, paused: bool) {
+        if !self.progress.paused.swap(paused, Ordering::SeqCst) && paused {
+            // A read just before the flag was set woke nobody: look once more.
+            self.progress.read.notify_one();
         }
     }
 
     /// A new reader, which gets every event published from now on.
     pub(crate) fn subscribe(&self) -> Events {
-        let queue = Arc::new(Queue::default());
+        let queue = Arc::new(Queue {
+            waiting: Mutex::default(),
+            progress: self.progress.clone(),
+        });
         self.lock().push(queue.clone());
         Events { queue, missed: 0 }
     }
@@ -96,6 +172,17 @@ impl Readers {
             self.deliver(queue, events.iter().cloned());
         }
         self.deliver(last, events);
+    }
+
+    /// The messages (and their payload bytes) the slowest reader has not taken yet;
+    /// `(0, 0)` when nobody listens.
+    pub(crate) fn unread(&self) -> (u64, u64) {
+        let mut queues = self.lock();
+        queues.retain(|q| Arc::strong_count(q) > 1);
+        queues.iter().fold((0, 0), |(messages, bytes), q| {
+            let w = q.lock();
+            (messages.max(w.unread_messages), bytes.max(w.unread_bytes))
+        })
     }
 
     fn deliver(&self, queue: &Queue, events: impl IntoIterator<Item = Event>) {
@@ -147,7 +234,9 @@ impl Events {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
-    /// Events skipped because this reader fell behind.
+    /// Status events (state, quality, reconnect scheduled, fallback, token refreshed)
+    /// coalesced with a later one of their kind because this reader fell more than
+    /// `event_buffer` events behind. Messages, deliveries and drops are never skipped.
     #[must_use]
     pub fn missed(&self) -> u64 {
         self.missed
@@ -158,17 +247,24 @@ impl Stream for Events {
     type Item = Event;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let (next, skipped) = {
+        let (next, coalesced, took_message) = {
             let mut waiting = self.queue.lock();
-            let skipped = std::mem::take(&mut waiting.skipped);
+            let coalesced = std::mem::take(&mut waiting.coalesced);
             match waiting.events.pop_front() {
                 Some(event) => {
+                    let took_message = if let Event::Message(payload) = &event {
+                        waiting.unread_messages -= 1;
+                        waiting.unread_bytes -= payload.len() as u64;
+                        true
+                    } else {
+                        false
+                    };
                     if waiting.events.is_empty() {
                         waiting.events.shrink_to(KEEP_WHEN_DRAINED);
                     }
-                    (Poll::Ready(Some(event)), skipped)
+                    (Poll::Ready(Some(event)), coalesced, took_message)
                 }
-                None if waiting.ended => (Poll::Ready(None), skipped),
+                None if waiting.ended => (Poll::Ready(None), coalesced, false),
                 None => {
                     if !waiting
                         .waker
@@ -177,13 +273,19 @@ impl Stream for Events {
                     {
                         waiting.waker = Some(cx.waker().clone());
                     }
-                    (Poll::Pending, skipped)
+                    (Poll::Pending, coalesced, false)
                 }
             }
         };
-        if skipped > 0 {
-            tracing::warn!(skipped, "an event reader fell behind");
-            self.missed = self.missed.saturating_add(skipped);
+        if took_message && self.queue.progress.paused.load(Ordering::SeqCst) {
+            self.queue.progress.read.notify_one();
+        }
+        if coalesced > 0 {
+            tracing::debug!(
+                coalesced,
+                "an event reader fell behind: status events coalesced"
+            );
+            self.missed = self.missed.saturating_add(coalesced);
         }
         next
     }
@@ -206,25 +308,90 @@ mod tests {
         }
     }
 
+    fn message(n: usize) -> Event {
+        Event::Message(tether_core::Payload::Text(format!("m{n}")))
+    }
+
+    fn state(from: State, to: State) -> Event {
+        Event::StateChanged { from, to }
+    }
+
     #[test]
-    fn a_slow_reader_skips_the_oldest_and_counts_them() {
+    fn a_slow_reader_never_loses_a_message_and_counts_as_unread() {
         let readers = Readers::new(3);
         let mut slow = readers.subscribe();
         let mut fast = readers.subscribe();
-        readers.publish((0..2).map(event).collect());
-        assert_eq!(ready(&mut fast), Some(Some(event(0))));
-        assert_eq!(ready(&mut fast), Some(Some(event(1))));
-        readers.publish((2..7).map(event).collect());
-        // Five more: the slow reader keeps the newest three of its seven.
-        assert_eq!(ready(&mut slow), Some(Some(event(4))));
-        assert_eq!(slow.missed(), 4);
-        assert_eq!(ready(&mut slow), Some(Some(event(5))));
-        assert_eq!(ready(&mut slow), Some(Some(event(6))));
-        assert_eq!(ready(&mut slow), None);
-        // The other reader fell behind by only two of its three.
-        assert_eq!(ready(&mut fast), Some(Some(event(4))));
-        assert_eq!(fast.missed(), 2);
-        assert_eq!(slow.missed(), 4);
+        readers.publish((0..100).map(message).collect());
+        assert_eq!(readers.unread(), (100, 290));
+        for n in 0..100 {
+            assert_eq!(ready(&mut fast), Some(Some(message(n))));
+        }
+        assert_eq!(readers.unread(), (100, 290), "the slowest reader counts");
+        for n in 0..100 {
+            assert_eq!(ready(&mut slow), Some(Some(message(n))));
+        }
+        assert_eq!(readers.unread(), (0, 0));
+        assert_eq!((slow.missed(), fast.missed()), (0, 0));
+        drop(slow);
+        readers.publish(vec![message(7)]);
+        drop(fast);
+        assert_eq!(readers.unread(), (0, 0), "nobody listens");
+    }
+
+    #[test]
+    fn status_events_are_coalesced_between_messages_never_across_them() {
+        use State::*;
+        let readers = Readers::new(2);
+        let mut events = readers.subscribe();
+        readers.publish(vec![
+            message(1),
+            message(2),
+            state(Connected, Disconnected),
+            event(1),
+            state(Disconnected, Reconnecting),
+            state(Reconnecting, Connected),
+            message(3),
+            state(Connected, Disconnected),
+            state(Disconnected, Reconnecting),
+        ]);
+        let mut got = Vec::new();
+        while let Some(Some(e)) = ready(&mut events) {
+            got.push(e);
+        }
+        assert_eq!(
+            got,
+            vec![
+                message(1),
+                message(2),
+                state(Connected, Disconnected),
+                event(1),
+                state(Disconnected, Connected),
+                message(3),
+                state(Connected, Reconnecting),
+            ]
+        );
+        assert_eq!(events.missed(), 2);
+    }
+
+    #[test]
+    fn a_paused_client_is_woken_by_a_read() {
+        let readers = Readers::new(8);
+        let mut events = readers.subscribe();
+        readers.publish(vec![message(1), message(2)]);
+        readers.set_paused(true);
+        let mut woken = std::pin::pin!(readers.progress().read.notified());
+        // The permit left by pausing.
+        assert!(
+            std::future::Future::poll(woken.as_mut(), &mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
+        let mut woken = std::pin::pin!(readers.progress().read.notified());
+        woken.as_mut().enable();
+        assert!(ready(&mut events).is_some());
+        assert!(
+            std::future::Future::poll(woken.as_mut(), &mut Context::from_waker(Waker::noop()))
+                .is_ready()
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ use tether_core::Duration;
 pub use check::Violation;
 pub use rand::Draw;
 pub use schedule::Plan;
-pub use sim::{Fault, Params, Sim, SimEvent, TokenMode, UserAction};
+pub use sim::{Fault, Params, Reader, Sim, SimEvent, TokenMode, UserAction};
 
 /// After healing, everything must be delivered within this much virtual time.
 pub const QUIESCE_WITHIN: Duration = Duration::from_secs(600);

@@ -112,6 +112,22 @@ pub fn random_config(rng: &mut Rng, seed: u64) -> Config {
     b.build().expect("sane ranges make a valid config")
 }
 
+/// The slow application and the unread bounds, drawn from a generator of their own so
+/// that every other draw of a seed (and so the schedules of seeds recorded before them)
+/// stays as it was: a quarter of the runs read one message per 1–60 ms, a quarter pause
+/// reading after 1–64 unread messages or 64 B–8 KiB.
+fn delivery_factors(seed: u64, mut config: Config, mut params: Params) -> (Config, Params) {
+    let mut rng = Rng::new(seed.wrapping_mul(0xD1B5_4A32_D192_ED03) ^ 0x5107);
+    if rng.chance(0.25) {
+        params.slow_reader = Some(ms(rng.range(1, 60)));
+    }
+    if rng.chance(0.25) {
+        config.max_unread_messages = rng.range(1, 64) as usize;
+        config.max_unread_bytes = rng.range(64, 8_192) as usize;
+    }
+    (config, params)
+}
+
 impl Plan {
     /// The schedule of `seed`.
     #[must_use]
@@ -129,6 +145,7 @@ impl Plan {
             seed,
             ..Params::default()
         };
+        let (config, params) = delivery_factors(seed, config, params);
         let mut script = Vec::new();
         let at = |rng: &mut Rng| ms(rng.range(0, duration.as_millis() as u64));
 

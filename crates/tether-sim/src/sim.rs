@@ -156,6 +156,8 @@ pub enum SimEvent {
     /// The adversary tries to reach the client's session: a forged Hello (on a
     /// WebSocket or a polling request) or a polling request with a guessed `t`.
     Adversary,
+    /// The slow reader takes the next message from the application's queue.
+    AppRead,
 }
 
 impl SimEvent {
@@ -168,6 +170,7 @@ impl SimEvent {
             | SimEvent::ClientSeesFailure(..)
             | SimEvent::PollAnswer(..)
             | SimEvent::TokenAnswer(..)
+            | SimEvent::AppRead
             | SimEvent::User(_) => true,
             SimEvent::Fault(f) => matches!(
                 f,
@@ -211,6 +214,9 @@ pub struct Params {
     pub trace_lines: usize,
     /// Keep every event and action with its time (for scenario tests).
     pub record: bool,
+    /// The application reads one message from its queue per this much virtual time;
+    /// `None`: it reads each one as it arrives.
+    pub slow_reader: Option<Duration>,
     /// Seed of the network, the provider and the payloads.
     pub seed: u64,
 }
@@ -229,6 +235,7 @@ impl Default for Params {
             trace: false,
             trace_lines: 200,
             record: false,
+            slow_reader: None,
             seed: 1,
         }
     }
@@ -251,6 +258,19 @@ pub struct Counters {
     pub steps: u64,
     /// Moves the adversary made (forged Hellos and polling requests).
     pub adversary: u64,
+}
+
+/// The application's side of its event queue: what it has not read yet.
+#[derive(Clone, Debug, Default)]
+pub struct Reader {
+    /// Payload sizes of the messages queued and not yet read, oldest first.
+    pub unread: std::collections::VecDeque<u64>,
+    /// An `AppRead` is scheduled.
+    reading: bool,
+    /// Messages read so far.
+    pub read: u64,
+    /// The most messages ever waiting.
+    pub peak: usize,
 }
 
 /// One simulated world: a client connection, the network, the server, the checker.
@@ -288,6 +308,12 @@ pub struct Sim {
     last_time: Duration,
     /// What happened, counted.
     pub counters: Counters,
+
+    /// The application's queue of messages, as the slow reader sees it.
+    pub reader: Reader,
+    /// What the driver has not read from the socket because the core paused reading
+    /// (frames and closes, in order), handed over once it reads again.
+    unread_socket: std::collections::VecDeque<SimEvent>,
 
     /// Every event with its virtual time (when `Params::record`).
     pub events: Vec<(Duration, Event)>,
@@ -343,6 +369,8 @@ impl Sim {
             last_time: Duration::ZERO,
             counters: Counters::default(),
 
+            reader: Reader::default(),
+            unread_socket: std::collections::VecDeque::new(),
             events: Vec::new(),
             actions: Vec::new(),
             clock,
@@ -554,6 +582,13 @@ impl Sim {
                 break;
             }
         }
+        if self.conn.wants_read() && !self.unread_socket.is_empty() {
+            // Reading again: what waited in the sockets comes in, in order, now.
+            let now = self.clock.elapsed();
+            for event in std::mem::take(&mut self.unread_socket) {
+                self.agenda.push(now, event);
+            }
+        }
         self.after_step()
     }
 
@@ -588,6 +623,17 @@ impl Sim {
         if std::mem::take(&mut self.sent_this_step) || self.counters.steps % 16 == 0 {
             let m = self.conn.metrics(self.clock.now());
             self.check.queue(m.queue_depth, m.queue_bytes)?;
+            let waiting = self.reader.unread.len() as u64;
+            let bytes: u64 = self.reader.unread.iter().sum();
+            if (m.unread_messages, m.unread_bytes) != (waiting, bytes) {
+                return Err(Violation {
+                    invariant: "unread counts what the application has not read",
+                    detail: format!(
+                        "the core counts {} messages / {} bytes, the application's queue holds {waiting} / {bytes}",
+                        m.unread_messages, m.unread_bytes
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -752,6 +798,23 @@ impl Sim {
     fn observe(&mut self, event: Event) -> Result<(), Violation> {
         trace!(self, "event", "{}", brief_event(&event));
         self.check.event(&event)?;
+        if let Event::Message(payload) = &event {
+            let size = payload.len() as u64;
+            match self.params.slow_reader {
+                None => {
+                    self.reader.read += 1;
+                    self.conn.handle_app_read(self.clock.now(), size, 1);
+                }
+                Some(every) => {
+                    self.reader.unread.push_back(size);
+                    self.reader.peak = self.reader.peak.max(self.reader.unread.len());
+                    if !self.reader.reading {
+                        self.reader.reading = true;
+                        self.schedule_in(every, SimEvent::AppRead);
+                    }
+                }
+            }
+        }
         if self.params.record {
             self.events.push((self.clock.elapsed(), event));
         }
@@ -824,10 +887,21 @@ impl Sim {
                 if !link.client_open || link.stalled {
                     return Ok(());
                 }
+                if !self.conn.wants_read() {
+                    // The driver does not read the socket: the frame waits in it.
+                    self.unread_socket.push_back(SimEvent::ToClient(tid, frame));
+                    return Ok(());
+                }
                 trace!(self, "input", "frame {tid:?} {}", brief_payload(&frame));
                 self.conn.handle_frame(now, tid, frame);
             }
             SimEvent::ClientSeesClose(tid, code, reason) => {
+                if !self.conn.wants_read() {
+                    // Read after the frames before it, once the driver reads again.
+                    self.unread_socket
+                        .push_back(SimEvent::ClientSeesClose(tid, code, reason));
+                    return Ok(());
+                }
                 let Some(link) = self.net.link_mut(tid) else {
                     return Ok(());
                 };
@@ -944,6 +1018,22 @@ impl Sim {
                     self.asleep_until = None;
                     // The driver's overdue timer fires first; what arrived meanwhile follows.
                     self.conn.handle_timeout(now);
+                }
+            }
+            SimEvent::AppRead => {
+                if let (Some(size), Some(every)) =
+                    (self.reader.unread.pop_front(), self.params.slow_reader)
+                {
+                    self.reader.read += 1;
+                    trace!(self, "user", "reads a message ({size} bytes)");
+                    self.conn.handle_app_read(now, size, 1);
+                    if self.reader.unread.is_empty() {
+                        self.reader.reading = false;
+                    } else {
+                        self.schedule_in(every, SimEvent::AppRead);
+                    }
+                } else {
+                    self.reader.reading = false;
                 }
             }
             SimEvent::Fault(fault) => self.fault(fault)?,

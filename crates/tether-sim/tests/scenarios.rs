@@ -7,7 +7,7 @@ use tether_core::{
     HeartbeatConfig, Jitter, OverflowPolicy, QueueConfig, SendError, State, TerminalReason,
     TransportFailure,
 };
-use tether_sim::{Fault, Params, Sim, UserAction};
+use tether_sim::{Fault, Params, Sim, SimEvent, UserAction};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -458,4 +458,88 @@ fn an_adversary_between_the_clients_transports_reads_nothing_and_locks_nobody_ou
     );
     assert_eq!(count(&sim, |e| matches!(e, Event::SessionReset { .. })), 0);
     assert_eq!(count(&sim, |e| matches!(e, Event::Message(_))), 21);
+}
+
+/// The done-when, on virtual time: with default settings, an application that
+/// takes 50 ms per message still sees every message of a 10,000-message server burst,
+/// once and in order, through three connection drops; reading from the socket pauses
+/// meanwhile, so the client never holds much more than `max_unread_bytes` unread.
+#[test]
+fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_three_drops() {
+    const BURST: u64 = 10_000;
+    let config = Config::builder("ws://sim.invalid/ws")
+        .protocol()
+        .build()
+        .expect("defaults");
+    let bound = config.max_unread_bytes as u64;
+    let params = Params {
+        base_latency: ms(20),
+        jitter: ms(5),
+        // 10,000 messages of up to 400 bytes: more than the unread bound.
+        pad_max: 400,
+        slow_reader: Some(ms(50)),
+        record: true,
+        trace: true,
+        trace_lines: 300,
+        ..Params::default()
+    };
+    let mut sim = Sim::new(config, params).expect("sim");
+    run!(sim, sim.connect());
+    run!(sim, sim.run_until_true(secs(5), "connected", connected));
+    for _ in 0..BURST {
+        run!(sim, sim.server_send());
+    }
+    // Three drops while the application is still reading the burst (500 s).
+    let start = sim.now();
+    sim.schedule(start + secs(60), SimEvent::Fault(Fault::NetReset));
+    sim.schedule(
+        start + secs(180),
+        SimEvent::Fault(Fault::ServerDrop {
+            code: None,
+            retry_ms: None,
+        }),
+    );
+    sim.schedule(
+        start + secs(300),
+        SimEvent::Fault(Fault::Restart {
+            downtime: secs(2),
+            lose_state: false,
+            graceful: false,
+        }),
+    );
+    let mut paused = false;
+    run!(
+        sim,
+        sim.run_until_true(secs(700), "every message read", |s| {
+            paused |= s.conn.metrics(s.clock.now()).reading_paused;
+            s.reader.read == BURST
+        })
+    );
+    assert!(paused, "reading paused while the reader was behind");
+    assert!(
+        sim.check.server_messages_done(),
+        "every message, once, in order"
+    );
+    let m = sim.conn.metrics(sim.clock.now());
+    assert_eq!(m.reconnects, 3);
+    assert_eq!(count(&sim, |e| matches!(e, Event::SessionReset { .. })), 0);
+    assert_eq!(
+        count(&sim, |e| matches!(e, Event::Message(_))),
+        BURST as usize
+    );
+    // Past the bound only by what was already read when it passed: one message.
+    assert!(
+        m.unread_bytes_peak <= bound + 512,
+        "unread peak {} over the bound {bound}",
+        m.unread_bytes_peak
+    );
+    assert!(sim.now() - start >= secs(500), "50 ms a message");
+    eprintln!(
+        "burst read in {:?} virtual, unread peak {} bytes ({} messages waiting at most), {} steps",
+        sim.now() - start,
+        m.unread_bytes_peak,
+        sim.reader.peak,
+        sim.counters.steps
+    );
+    quiesce(&mut sim);
 }

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::rc::{Rc, Weak};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 use tether_core::transport::Transport;
 use tether_core::{
@@ -12,7 +12,7 @@ use tether_core::{
     State,
 };
 
-use crate::driver::{Inner, Listener};
+use crate::driver::{Buffer, Flush, Inner, Listener};
 use crate::error::BuildError;
 use crate::local::answer;
 use crate::token::TokenProvider;
@@ -25,7 +25,7 @@ use tether_core::DeliveryError;
 /// Every decision (backoff, heartbeats, queueing, fallback) is made by
 /// [`tether_core::Connection`]; the client feeds it what the network and the page do and
 /// performs what it asks. Once every handle is dropped the connection is closed (after
-/// `close_linger` for acknowledgements in protocol mode).
+/// delivering what was sent, within `close_linger`).
 ///
 /// ```no_run
 /// use tether_core::{Config, Event};
@@ -153,6 +153,76 @@ where
         self.inner.input(|conn, now| conn.send(now, payload))
     }
 
+    /// Sends a message, waiting for room in the outbound queue instead of failing with
+    /// [`SendError::QueueFull`] (room comes as messages are acknowledged, written or
+    /// dropped). Fails at once with the core's other refusals: too large (or larger than
+    /// the whole queue), stopped, closing.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_web::Client) -> Result<(), tether_core::SendError> {
+    /// client.send_wait("paced by the server's acks").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn send_wait(
+        &self,
+        payload: impl Into<Payload>,
+    ) -> impl Future<Output = Result<MessageId, SendError>> + 'static {
+        let payload = payload.into();
+        let inner = self.inner.clone();
+        async move {
+            loop {
+                let room = inner.room.notified();
+                let fits = inner.core.borrow().conn.has_room_for(payload.len());
+                if fits {
+                    return inner.input(|conn, now| conn.send(now, payload));
+                }
+                room.await;
+            }
+        }
+    }
+
+    /// Resolves once every message sent so far is acknowledged by the server (protocol
+    /// mode) or written to the socket (plain mode). Fails with
+    /// [`DeliveryError::Dropped`] if one of them was dropped, with
+    /// [`DeliveryError::Stopped`] if the connection stops with an error first.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_web::Client) {
+    /// client.send("last words").unwrap();
+    /// if let Err(e) = client.flush().await { /* not everything arrived: {e} */ }
+    /// # }
+    /// ```
+    pub fn flush(&self) -> impl Future<Output = Result<(), DeliveryError>> + 'static {
+        let waiting = {
+            let mut core = self.inner.core.borrow_mut();
+            let through = core.conn.last_message_id();
+            if core.conn.oldest_undelivered().is_none_or(|o| o > through) {
+                Err(Ok(()))
+            } else if core.conn.state() == State::Error {
+                let reason = core.conn.terminal_reason().cloned();
+                Err(reason.map_or(Err(DeliveryError::ClientGone), |r| {
+                    Err(DeliveryError::Stopped(r))
+                }))
+            } else {
+                let (tx, rx) = answer();
+                core.flushes.push(Flush {
+                    through,
+                    dropped: None,
+                    waiter: tx,
+                });
+                Ok(rx)
+            }
+        };
+        self.inner.drive();
+        async move {
+            match waiting {
+                Ok(rx) => rx.await.unwrap_or(Err(DeliveryError::ClientGone)),
+                Err(outcome) => outcome,
+            }
+        }
+    }
+
     /// Sends a message and resolves once the server acknowledges it (protocol mode).
     ///
     /// Fails with the core's refusal, when the message is dropped (queue overflow or age,
@@ -196,8 +266,10 @@ where
         }
     }
 
-    /// Every event from now on, as an async stream. Events are buffered until read;
-    /// dropping the reader stops the buffering.
+    /// Every event from now on, as an async stream. Events are buffered until read, and
+    /// none is ever dropped: while a reader has more than `max_unread_bytes` (or
+    /// `max_unread_messages`) of messages waiting, the client stops reading from the
+    /// server until it catches up. Dropping the reader stops the buffering.
     ///
     /// ```no_run
     /// use tether_core::Event;
@@ -218,10 +290,17 @@ where
         let buffer = Rc::new(RefCell::new(Buffer {
             events: VecDeque::new(),
             waker: None,
+            unread_messages: 0,
+            unread_bytes: 0,
         }));
+        self.inner.buffers.borrow_mut().push(Rc::downgrade(&buffer));
         let sink = buffer.clone();
         let subscription = self.on_event(move |event| {
             let mut b = sink.borrow_mut();
+            if let Event::Message(payload) = event {
+                b.unread_messages += 1;
+                b.unread_bytes += payload.len() as u64;
+            }
             b.events.push_back(event.clone());
             if let Some(w) = b.waker.take() {
                 w.wake();
@@ -327,9 +406,12 @@ where
         self.inner.input(|conn, now| conn.handle_hint(now, hint));
     }
 
-    /// Closes with `code` and `reason`, and resolves once the sockets are closed. In
-    /// protocol mode the core first waits up to `close_linger` for acknowledgements of
-    /// messages already written; anything else still queued is reported `Dropped`.
+    /// Closes with `code` and `reason` once what was sent before is delivered, and
+    /// resolves once the sockets are closed. The client keeps (re)connecting and flushing
+    /// for up to `close_linger` (default 5 s) until every message is acknowledged
+    /// (protocol mode) or written (plain mode); what is left then is reported `Dropped`.
+    /// New sends are refused meanwhile ([`SendError::Closing`]). See
+    /// [`Client::close_now`] to close at once.
     ///
     /// ```no_run
     /// # async fn run(client: tether_web::Client) {
@@ -337,10 +419,35 @@ where
     /// # }
     /// ```
     pub fn close(&self, code: u16, reason: &str) -> impl Future<Output = ()> + 'static {
+        self.close_with(code, reason, false)
+    }
+
+    /// Closes with `code` and `reason` at once, and resolves once the sockets are closed:
+    /// messages not yet delivered are reported `Dropped`.
+    ///
+    /// ```no_run
+    /// # async fn run(client: tether_web::Client) {
+    /// client.close_now(1000, "bye").await;
+    /// # }
+    /// ```
+    pub fn close_now(&self, code: u16, reason: &str) -> impl Future<Output = ()> + 'static {
+        self.close_with(code, reason, true)
+    }
+
+    fn close_with(
+        &self,
+        code: u16,
+        reason: &str,
+        at_once: bool,
+    ) -> impl Future<Output = ()> + 'static {
         let (tx, done) = answer();
         {
             let mut core = self.inner.core.borrow_mut();
-            core.conn.close(Instant::now(), code, reason);
+            if at_once {
+                core.conn.close_now(Instant::now(), code, reason);
+            } else {
+                core.conn.close(Instant::now(), code, reason);
+            }
             core.closers.push(tx);
         }
         self.inner.drive();
@@ -420,6 +527,8 @@ impl<T> ClientBuilder<T> {
 /// Removes a listener; what [`Subscription`] needs of the driver, whatever its transport.
 trait Unsubscribe {
     fn unsubscribe(&self, id: u64);
+    /// A reader took a message: while reading is paused, the core hears of it now.
+    fn taken(self: Rc<Self>);
 }
 
 impl<T> Unsubscribe for Inner<T>
@@ -430,6 +539,12 @@ where
 {
     fn unsubscribe(&self, id: u64) {
         Inner::unsubscribe(self, id);
+    }
+
+    fn taken(self: Rc<Self>) {
+        if !self.reading.get() {
+            self.drive();
+        }
     }
 }
 
@@ -455,11 +570,6 @@ impl Drop for Subscription {
     }
 }
 
-struct Buffer {
-    events: VecDeque<Event>,
-    waker: Option<Waker>,
-}
-
 /// The events of a client, from [`Client::events`].
 pub struct Events {
     buffer: Rc<RefCell<Buffer>>,
@@ -478,20 +588,33 @@ impl Events {
     /// The next event; `None` once the client is gone and every event was read.
     pub fn recv(&mut self) -> impl Future<Output = Option<Event>> + '_ {
         std::future::poll_fn(|cx| {
-            let mut b = self.buffer.borrow_mut();
-            if let Some(event) = b.events.pop_front() {
+            if let Some(event) = self.try_recv() {
                 return Poll::Ready(Some(event));
             }
             if self._subscription.inner.strong_count() == 0 {
                 return Poll::Ready(None);
             }
-            b.waker = Some(cx.waker().clone());
+            self.buffer.borrow_mut().waker = Some(cx.waker().clone());
             Poll::Pending
         })
     }
 
     /// The next event if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
-        self.buffer.borrow_mut().events.pop_front()
+        let event = {
+            let mut b = self.buffer.borrow_mut();
+            let event = b.events.pop_front()?;
+            if let Event::Message(payload) = &event {
+                b.unread_messages -= 1;
+                b.unread_bytes -= payload.len() as u64;
+            }
+            event
+        };
+        if matches!(event, Event::Message(_)) {
+            if let Some(inner) = self._subscription.inner.upgrade() {
+                inner.taken();
+            }
+        }
+        Some(event)
     }
 }

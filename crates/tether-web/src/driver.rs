@@ -32,13 +32,31 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, VecMap};
+use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, Signal, VecMap};
 use crate::sys;
 use crate::token::TokenProvider;
 use tether_core::DeliveryError;
 
 /// A listener of every event.
 pub(crate) type Listener = Rc<RefCell<dyn FnMut(&Event)>>;
+
+/// The events an [`Events`](crate::Events) reader has not taken yet. Nothing is ever
+/// dropped from it; its unread messages count toward the core's backpressure.
+pub(crate) struct Buffer {
+    pub(crate) events: std::collections::VecDeque<Event>,
+    pub(crate) waker: Option<std::task::Waker>,
+    pub(crate) unread_messages: u64,
+    pub(crate) unread_bytes: u64,
+}
+
+/// One `flush` call.
+pub(crate) struct Flush {
+    /// The last message it waits for.
+    pub(crate) through: MessageId,
+    /// One of them was dropped.
+    pub(crate) dropped: Option<tether_core::DropReason>,
+    pub(crate) waiter: Answer<Result<(), DeliveryError>>,
+}
 
 /// What a socket's writer task is told.
 enum Write {
@@ -70,6 +88,10 @@ pub(crate) struct Core {
     pub(crate) confirmations: VecMap<MessageId, Answer<Result<MessageId, DeliveryError>>>,
     /// `close` calls waiting for the sockets to be closed.
     pub(crate) closers: Vec<Answer<()>>,
+    /// `flush` calls waiting for what was sent before them.
+    pub(crate) flushes: Vec<Flush>,
+    /// Messages handed to listeners and readers and not yet reported read.
+    unreported: (u64, u64),
     /// Every handle is gone: close, and let the tasks wind down.
     pub(crate) handles_gone: bool,
     closed_for_drop: bool,
@@ -116,6 +138,14 @@ pub(crate) struct Inner<T: Transport> {
     driving: Cell<bool>,
     timer: RefCell<Timer>,
     hints: Option<sys::Hints>,
+    /// The core wants the sockets read (`wants_read`), as of the last drain.
+    pub(crate) reading: Cell<bool>,
+    /// Notified when reading may go on.
+    read_again: Signal,
+    /// Notified when the outbound queue may have room (`send_wait`).
+    pub(crate) room: Signal,
+    /// The buffers of the [`Events`](crate::Events) readers.
+    pub(crate) buffers: RefCell<Vec<Weak<RefCell<Buffer>>>>,
 }
 
 impl<T: Transport> Drop for Inner<T> {
@@ -171,6 +201,8 @@ where
                     token_fetch: None,
                     confirmations: VecMap::default(),
                     closers: Vec::new(),
+                    flushes: Vec::new(),
+                    unreported: (0, 0),
                     handles_gone: false,
                     closed_for_drop: false,
                     armed: None,
@@ -185,6 +217,10 @@ where
                     handle: None,
                 }),
                 hints: page_hints.then(sys::Hints::new).filter(sys::Hints::active),
+                reading: Cell::new(true),
+                read_again: Signal::default(),
+                room: Signal::default(),
+                buffers: RefCell::new(Vec::new()),
             }
         });
         if let Some(hints) = &inner.hints {
@@ -255,8 +291,17 @@ where
             return;
         }
         loop {
+            let unread = self.unread();
             let (actions, events) = {
                 let mut core = self.core.borrow_mut();
+                let read = (
+                    core.unreported.0.saturating_sub(unread.0),
+                    core.unreported.1.saturating_sub(unread.1),
+                );
+                core.unreported = unread;
+                if read != (0, 0) {
+                    core.conn.handle_app_read(Instant::now(), read.1, read.0);
+                }
                 if core.handles_gone && !core.closed_for_drop {
                     core.closed_for_drop = true;
                     if core.conn.state() != State::Closed {
@@ -271,8 +316,17 @@ where
                     break;
                 }
                 resolve_confirmations(&mut core, &events);
+                resolve_flushes(&mut core, &events);
+                for event in &events {
+                    if let Event::Message(payload) = event {
+                        core.unreported.0 += 1;
+                        core.unreported.1 += payload.len() as u64;
+                    }
+                }
                 (actions, events)
             };
+            // Room in the outbound queue, for `send_wait`.
+            self.room.notify();
             for action in actions {
                 self.perform(action);
             }
@@ -283,10 +337,32 @@ where
         self.driving.set(false);
     }
 
-    /// The connection is quiet: answer `close()` callers and arm the timer.
+    /// The messages (and payload bytes) the slowest [`Events`](crate::Events) reader has
+    /// not taken; listeners take each message as it is published.
+    fn unread(&self) -> (u64, u64) {
+        let mut buffers = self.buffers.borrow_mut();
+        buffers.retain(|b| b.strong_count() > 0);
+        buffers
+            .iter()
+            .filter_map(Weak::upgrade)
+            .fold((0, 0), |(m, b), buffer| {
+                let buffer = buffer.borrow();
+                (m.max(buffer.unread_messages), b.max(buffer.unread_bytes))
+            })
+    }
+
+    /// The connection is quiet: answer `close()` callers, let the sockets be read or
+    /// not, and arm the timer.
     fn settle(&self, core: &mut Core) {
+        let wants_read = core.conn.wants_read();
+        if self.reading.replace(wants_read) != wants_read && wants_read {
+            self.read_again.notify();
+        }
         let idle = core.sockets.is_empty() && core.polls.is_empty();
-        if !core.closers.is_empty() && (core.conn.state() != State::Closed || idle) {
+        if !core.closers.is_empty()
+            && !core.conn.is_closing()
+            && (core.conn.state() != State::Closed || idle)
+        {
             for closer in core.closers.drain(..) {
                 closer.send(());
             }
@@ -500,6 +576,13 @@ where
         let inner = self.clone();
         spawn(async move {
             loop {
+                // Paused by the core (the application is behind): the socket waits. (A
+                // browser's WebSocket has no backpressure of its own: what the server
+                // still sends waits in the transport's reader; the server stops once its
+                // unacknowledged window is full.)
+                while !inner.reading.get() {
+                    inner.read_again.notified().await;
+                }
                 let event = reader.next().await;
                 let end = event.is_end();
                 inner.socket_event(id, event);
@@ -591,6 +674,44 @@ where
                 .handle_poll_response(Instant::now(), request, result);
         }
         self.drive();
+    }
+}
+
+/// Answers `flush` callers: once nothing they waited for is retained, or the connection
+/// stopped with an error.
+fn resolve_flushes(core: &mut Core, events: &[Event]) {
+    if core.flushes.is_empty() {
+        return;
+    }
+    for event in events {
+        match event {
+            Event::Dropped { id, reason } => {
+                for flush in &mut core.flushes {
+                    if *id <= flush.through && flush.dropped.is_none() {
+                        flush.dropped = Some(*reason);
+                    }
+                }
+            }
+            Event::Stopped(reason) if core.conn.state() == State::Error => {
+                for flush in core.flushes.drain(..) {
+                    flush
+                        .waiter
+                        .send(Err(DeliveryError::Stopped(reason.clone())));
+                }
+            }
+            _ => {}
+        }
+    }
+    let oldest = core.conn.oldest_undelivered();
+    let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut core.flushes)
+        .into_iter()
+        .partition(|f| oldest.is_none_or(|o| o > f.through));
+    core.flushes = waiting;
+    for flush in done {
+        flush.waiter.send(match flush.dropped {
+            Some(reason) => Err(DeliveryError::Dropped(reason)),
+            None => Ok(()),
+        });
     }
 }
 

@@ -282,3 +282,42 @@ mod tests {
         assert!(!ran.get());
     }
 }
+
+/// Wakes every task waiting for the next [`Signal::notify`].
+#[derive(Default)]
+pub(crate) struct Signal(RefCell<SignalState>);
+
+#[derive(Default)]
+struct SignalState {
+    generation: u64,
+    wakers: Vec<Waker>,
+}
+
+impl Signal {
+    /// Wakes every waiter.
+    pub(crate) fn notify(&self) {
+        let wakers = {
+            let mut s = self.0.borrow_mut();
+            s.generation += 1;
+            std::mem::take(&mut s.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Resolves at the first `notify` after this call.
+    pub(crate) fn notified(&self) -> impl Future<Output = ()> + '_ {
+        let start = self.0.borrow().generation;
+        std::future::poll_fn(move |cx| {
+            let mut s = self.0.borrow_mut();
+            if s.generation != start {
+                return Poll::Ready(());
+            }
+            if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                s.wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+    }
+}

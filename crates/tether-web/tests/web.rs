@@ -395,7 +395,7 @@ async fn follows_offline_and_online() {
 }
 
 #[wasm_bindgen_test]
-async fn confirmed_sends_fail_in_plain_mode_and_after_close() {
+async fn confirmed_sends_fail_in_plain_mode_and_after_close_now_and_close_delivers_first() {
     let tag = tag("confirm");
     let plain = Client::connect(config(&ws_url(&tag, "/echo")).build().unwrap()).unwrap();
     assert_eq!(
@@ -406,10 +406,19 @@ async fn confirmed_sends_fail_in_plain_mode_and_after_close() {
     let reliable =
         Client::connect(config(&ws_url(&tag, "/ws")).protocol().build().unwrap()).unwrap();
     let pending = reliable.send_confirmed("never written");
-    reliable.close(1000, "").await;
+    reliable.close_now(1000, "").await;
     assert!(matches!(pending.await, Err(DeliveryError::Dropped(_))));
     assert!(matches!(
         reliable.send_confirmed("after").await,
         Err(DeliveryError::Rejected(_))
     ));
+    // close() delivers what was sent before it, then closes.
+    let lingering =
+        Client::connect(config(&ws_url(&tag, "/ws")).protocol().build().unwrap()).unwrap();
+    let pending = lingering.send_confirmed("written before the close");
+    let flushed = lingering.flush();
+    lingering.close(1000, "").await;
+    assert!(pending.await.is_ok(), "delivered by close()");
+    assert_eq!(flushed.await, Ok(()));
+    assert_eq!(lingering.state(), tether_core::State::Closed);
 }

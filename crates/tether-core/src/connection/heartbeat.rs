@@ -70,6 +70,23 @@ impl Connection {
         if self.heartbeat.ping.is_some() {
             return;
         }
+        if self.inbound.is_paused() {
+            // Reading is paused (backpressure): the ping tells the server the client
+            // lives, but its pong waits unread, so none is awaited.
+            let frame = match &self.config.wire {
+                WireMode::Plain {
+                    heartbeat: Some((ping, _)),
+                } => ping.clone(),
+                _ => {
+                    self.heartbeat.next_id += 1;
+                    Envelope::Ping {
+                        id: self.heartbeat.next_id,
+                    }
+                    .encode()
+                }
+            };
+            return self.transmit(now, frame);
+        }
         self.heartbeat.next_id += 1;
         let id = self.heartbeat.next_id;
         self.heartbeat.ping = Some((id, now));
@@ -130,7 +147,9 @@ impl Connection {
             self.timers.set(Timer::PollReceive, now);
             return;
         }
-        if settings(&self.config).is_none() || !self.link.is_ready() {
+        // Paused by backpressure, nothing is read: no answer could count (see
+        // `inbound`); the check happens once reading resumes.
+        if settings(&self.config).is_none() || !self.link.is_ready() || self.inbound.is_paused() {
             return;
         }
         if !self.timers.is_set(Timer::Liveness) {

@@ -312,7 +312,8 @@ impl Connection {
         let Link::Poll(p) = &self.link else {
             return;
         };
-        if !p.welcomed || p.recv.is_some() || self.probe_due {
+        // Paused by backpressure: no receive poll until the application reads.
+        if !p.welcomed || p.recv.is_some() || self.probe_due || self.inbound.is_paused() {
             return;
         }
         if let Some(action) = self.poll_request(PollKind::Receive, Vec::new()) {

@@ -5,6 +5,7 @@
 //! `poll_event` and `poll_timeout`.
 
 mod heartbeat;
+mod inbound;
 mod link;
 mod protocol;
 
@@ -71,7 +72,8 @@ pub struct Connection {
     started: bool,
     online: bool,
     ever_connected: bool,
-    /// `close()` while messages were unacknowledged: wait for acks, then close.
+    /// `close()` while messages were undelivered: deliver them (within `close_linger`),
+    /// then close with this code and reason.
     closing: Option<(u16, String)>,
     retry_hint: Option<Duration>,
 
@@ -90,6 +92,7 @@ pub struct Connection {
     outbox: Outbox,
     next_message: u64,
     proto: protocol::Reliable,
+    inbound: inbound::Inbound,
 
     fallback_active: bool,
     ws_failures: u32,
@@ -154,6 +157,7 @@ impl Connection {
             outbox: Outbox::default(),
             next_message: 0,
             proto: protocol::Reliable::new(client_id),
+            inbound: inbound::Inbound::default(),
             fallback_active: false,
             ws_failures: 0,
             poll_interval,
@@ -179,10 +183,15 @@ impl Connection {
         self.actions.pop_front()
     }
 
-    /// The next event for the user. Call after every input until `None`.
+    /// The next event for the user. Call after every input until `None`, and put every
+    /// event in the application's queue: a message taken here counts as the
+    /// application's (protocol mode acknowledges it to the server) and as unread until
+    /// [`Connection::handle_app_read`] says it was read.
     #[must_use = "events are lost if not drained"]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        self.handed(&event);
+        Some(event)
     }
 
     /// When to call [`Connection::handle_timeout`] next (`None`: no timer is armed).
@@ -237,6 +246,7 @@ impl Connection {
         let uptime = self
             .connected_at
             .map(|at| now.saturating_duration_since(at));
+        let (unread_messages, unread_bytes, unread_bytes_peak) = self.inbound.unread();
         Metrics {
             state: self.state,
             attempt: if self.state == State::Connected {
@@ -263,6 +273,10 @@ impl Connection {
             bytes_out: self.bytes_out,
             queue_depth: self.outbox.len(),
             queue_bytes: self.outbox.bytes(),
+            unread_messages,
+            unread_bytes,
+            unread_bytes_peak,
+            reading_paused: self.inbound.is_paused(),
             fallback_active: self.fallback_active,
             terminal_reason: self.terminal.clone(),
         }
@@ -284,11 +298,12 @@ impl Connection {
             return;
         }
         self.started = true;
+        if self.closing.take().is_some() {
+            self.timers.stop(Timer::CloseLinger);
+        }
         match self.state {
             State::Error | State::Closed => {
                 self.abandon_link();
-                self.closing = None;
-                self.timers.stop(Timer::CloseLinger);
                 self.terminal = None;
                 self.backoff.reset();
                 self.auth_retry_used = false;
@@ -322,6 +337,9 @@ impl Connection {
         let payload = payload.into();
         if self.state.is_stopped() {
             return Err(SendError::Stopped(self.state));
+        }
+        if self.closing.is_some() {
+            return Err(SendError::Closing);
         }
         let size = payload.len();
         if size > self.config.max_message_bytes {
@@ -362,42 +380,66 @@ impl Connection {
         Ok(id)
     }
 
-    /// Close with `code` and `reason`. In protocol mode, messages already written are
-    /// given `close_linger` to be acknowledged; everything else still retained is
-    /// reported `Dropped`. Ends in `Closed`.
+    /// Close with `code` and `reason`, after delivering what was sent before: the
+    /// connection keeps (re)connecting and flushing until every retained message is
+    /// acknowledged (protocol mode) or written (plain mode), or `close_linger` passes;
+    /// whatever is left then is reported `Dropped` (`Stopped` if never written,
+    /// `Unconfirmed` if written but not acknowledged). Ends in `Closed`, at once when
+    /// nothing is retained. [`Connection::send`] refuses new messages meanwhile
+    /// ([`SendError::Closing`]); [`Connection::is_closing`] tells; another `close` changes
+    /// nothing, [`Connection::close_now`] ends the wait, `reconnect()` cancels the close.
+    ///
+    /// ```
+    /// use tether_core::{Config, Connection, Entropy, Instant, State};
+    ///
+    /// let now = Instant::now();
+    /// let config = Config::builder("ws://127.0.0.1:9/ws").build()?;
+    /// let mut conn = Connection::new(config, now, Entropy::fixed(1))?;
+    /// conn.connect(now);
+    /// conn.send(now, "queued while connecting").unwrap();
+    /// conn.close(now, 1000, "bye");
+    /// assert!(conn.is_closing()); // still trying to deliver it
+    /// assert_ne!(conn.state(), State::Closed);
+    /// conn.close_now(now, 1000, "bye");
+    /// assert_eq!(conn.state(), State::Closed);
+    /// # Ok::<(), tether_core::ConfigError>(())
+    /// ```
     pub fn close(&mut self, now: Instant, code: u16, reason: &str) {
+        if self.state == State::Closed || self.closing.is_some() {
+            return;
+        }
+        if self.state.is_stopped() || !self.undelivered() {
+            return self.close_now(now, code, reason);
+        }
+        // Never started, or waiting for the network: deliver means connect.
+        if self.state == State::Disconnected && self.idle() {
+            self.reconnect(now);
+        }
+        self.closing = Some((code, reason.to_owned()));
+        self.timers
+            .set(Timer::CloseLinger, later(now, self.config.close_linger));
+        self.flush_ack(now);
+    }
+
+    /// Close with `code` and `reason` at once: whatever is retained is reported `Dropped`
+    /// (`Stopped` if never written, `Unconfirmed` if written but not acknowledged). Ends
+    /// in `Closed`.
+    pub fn close_now(&mut self, now: Instant, code: u16, reason: &str) {
         if self.state == State::Closed {
             return;
         }
-        let linger =
-            self.config.is_protocol() && self.link.is_ready() && self.outbox.inflight_len() > 0;
-        for t in [
-            Timer::Backoff,
-            Timer::ConnectTimeout,
-            Timer::TokenFetch,
-            Timer::TokenRefresh,
-            Timer::Heartbeat,
-            Timer::PongDeadline,
-            Timer::Liveness,
-            Timer::PollReceive,
-            Timer::UpgradeProbe,
-            Timer::Stable,
-            Timer::QueueExpiry,
-        ] {
+        self.closing = None;
+        self.flush_ack(now);
+        for t in Timer::ALL {
             self.timers.stop(t);
         }
         self.attempt_waits_for_token = false;
         self.token_fetch = None;
         self.end_uptime(now);
-        if linger {
-            self.closing = Some((code, reason.to_owned()));
-            self.timers
-                .set(Timer::CloseLinger, later(now, self.config.close_linger));
-            self.flush_ack(now);
-        } else {
-            self.close_link(code, reason);
-            self.drop_retained();
-        }
+        self.close_link(code, reason);
+        self.clear_link_timers();
+        self.heartbeat.reset();
+        self.drop_retained();
         self.stop(
             State::Closed,
             TerminalReason::UserClosed {
@@ -405,6 +447,62 @@ impl Connection {
                 reason: reason.to_owned(),
             },
         );
+    }
+
+    /// `close()` is delivering what was sent before it.
+    #[must_use]
+    pub fn is_closing(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    /// The id of the last message [`Connection::send`] accepted (`MessageId(0)` before
+    /// the first). A driver's `flush` waits until
+    /// [`Connection::oldest_undelivered`] is past it.
+    #[must_use]
+    pub fn last_message_id(&self) -> MessageId {
+        MessageId(self.next_message)
+    }
+
+    /// The oldest message still retained: not yet acknowledged (protocol mode) or not yet
+    /// written (plain mode). `None` when everything sent was delivered (or dropped).
+    ///
+    /// ```
+    /// use tether_core::{Config, Connection, Entropy, Instant};
+    ///
+    /// let now = Instant::now();
+    /// let config = Config::builder("ws://127.0.0.1:9/ws").build()?;
+    /// let mut conn = Connection::new(config, now, Entropy::fixed(1))?;
+    /// let id = conn.send(now, "hi").unwrap();
+    /// assert_eq!(conn.oldest_undelivered(), Some(id)); // nothing is connected yet
+    /// assert_eq!(conn.last_message_id(), id);
+    /// # Ok::<(), tether_core::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn oldest_undelivered(&self) -> Option<MessageId> {
+        self.outbox.oldest_id()
+    }
+
+    /// Whether [`Connection::send`] of a message of `size` bytes would find room in the
+    /// outbound queue now (under `DropOldest`, by dropping older queued messages). Any
+    /// other refusal (too large, stopped, closing) is `send`'s to report. A driver's
+    /// waiting send tries again when this turns true.
+    #[must_use]
+    pub fn has_room_for(&self, size: usize) -> bool {
+        self.outbox.has_room(size, &self.config.queue)
+            || size > self.config.queue.max_bytes
+            || size > self.config.max_message_bytes
+    }
+
+    /// Something sent is not delivered yet.
+    fn undelivered(&self) -> bool {
+        self.outbox.len() > 0
+    }
+
+    /// While closing: close once everything is delivered.
+    fn close_if_delivered(&mut self, now: Instant) {
+        if self.closing.is_some() && !self.undelivered() {
+            self.finish_close(now);
+        }
     }
 
     // ----- driver inputs -------------------------------------------------------------
@@ -720,7 +818,7 @@ impl Connection {
                 self.probe_due = true;
                 self.try_probe(now);
             }
-            Timer::CloseLinger => self.finish_close(),
+            Timer::CloseLinger => self.finish_close(now),
             Timer::QueueExpiry => {
                 if let Some(age) = self.config.queue.max_age {
                     for r in self.outbox.expire(now, age) {
@@ -837,10 +935,6 @@ impl Connection {
     ) {
         self.clear_link_timers();
         self.heartbeat.reset();
-        if self.closing.is_some() {
-            self.finish_close();
-            return;
-        }
         if self.state.is_stopped() {
             return;
         }
@@ -955,6 +1049,10 @@ impl Connection {
     }
 
     fn stop_with_error(&mut self, reason: TerminalReason) {
+        if self.closing.take().is_some() {
+            // The close will not be completed: what it was delivering is given up.
+            self.drop_retained();
+        }
         self.abandon_link();
         for t in Timer::ALL {
             if t != Timer::QueueExpiry {
@@ -988,7 +1086,9 @@ impl Connection {
             if kind == LinkKind::Ws && self.config.is_protocol() {
                 // Refused twice at the same point: the server's resend of the message due
                 // next, given up so that the server does not resend it forever.
-                self.proto.refused_inbound();
+                if let Some(seq) = self.proto.refused_inbound() {
+                    self.skip_inbound(seq);
+                }
             }
         }
         self.link_lost(
@@ -1023,14 +1123,12 @@ impl Connection {
         self.link_lost(now, kind, cause, class, None);
     }
 
-    fn finish_close(&mut self) {
+    /// Ends a lingering close: everything was delivered, or the linger passed.
+    fn finish_close(&mut self, now: Instant) {
         let Some((code, reason)) = self.closing.take() else {
             return;
         };
-        self.timers.stop(Timer::CloseLinger);
-        self.close_link(code, &reason);
-        self.clear_link_timers();
-        self.drop_retained();
+        self.close_now(now, code, &reason);
     }
 
     fn drop_retained(&mut self) {
@@ -1074,6 +1172,7 @@ impl Connection {
             }
         }
         self.arm_queue_expiry();
+        self.close_if_delivered(now);
     }
 
     fn count_out(&mut self, size: usize) {
@@ -1081,16 +1180,24 @@ impl Connection {
         self.bytes_out += size as u64;
     }
 
+    /// Hands an inbound message to the user (in protocol mode, the one just received).
     fn deliver(&mut self, payload: Payload) {
         let size = payload.len();
+        let seq = self
+            .config
+            .is_protocol()
+            .then(|| self.proto.last_received());
         if size > self.config.max_message_bytes {
             self.events
                 .push_back(Event::Error(TetherError::MessageTooLarge { size }));
+            if let Some(seq) = seq {
+                self.skip_inbound(seq);
+            }
             return;
         }
         self.messages_in += 1;
         self.bytes_in += size as u64;
-        self.events.push_back(Event::Message(payload));
+        self.queue_message(Event::Message(payload), size, seq);
     }
 
     fn reliability(&self, now: Instant) -> u8 {

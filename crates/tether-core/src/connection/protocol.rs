@@ -22,6 +22,13 @@ pub(super) struct Reliable {
     peer_acked: u64,
     /// Highest contiguous server sequence number received.
     recv_seq: u64,
+    /// Highest server sequence number handed to the application's queue (or given up):
+    /// what an Ack, and a resuming Hello, may cover.
+    pub(super) handed_seq: u64,
+    /// Highest sequence number an Ack carried in this session.
+    ack_sent: u64,
+    /// A message arrived again: the server missed an Ack, which is owed again.
+    repeat: bool,
     /// Messages received (or repeated) since the last Ack.
     unacked_in: u32,
     /// `recv_seq` when the transport last refused an inbound frame as too large.
@@ -37,6 +44,9 @@ impl Reliable {
             send_seq: 0,
             peer_acked: 0,
             recv_seq: 0,
+            handed_seq: 0,
+            ack_sent: 0,
+            repeat: false,
             unacked_in: 0,
             refused_at: None,
         }
@@ -48,7 +58,7 @@ impl Reliable {
     pub(super) fn hello(&self, id: TransportId) -> Envelope {
         Envelope::Hello {
             client_id: self.client_id,
-            recv_seq: self.recv_seq,
+            recv_seq: self.handed_seq,
             // `recv_seq` counts in this session's numbering: the server reads it only if
             // it is still the session it has.
             session: self.session.unwrap_or(0),
@@ -69,16 +79,22 @@ impl Reliable {
     /// order after the Hello) and it is that message: it is given up, so the next Hello
     /// acknowledges it and the server stops resending it. A first refusal gives up
     /// nothing: the frame may have been something else (a server breaking the protocol).
-    pub(super) fn refused_inbound(&mut self) {
-        if self.session.is_none() {
-            return;
-        }
+    /// Returns the sequence number given up, if any.
+    pub(super) fn refused_inbound(&mut self) -> Option<u64> {
+        self.session?;
         if self.refused_at == Some(self.recv_seq) {
             self.recv_seq += 1;
             self.refused_at = None;
+            Some(self.recv_seq)
         } else {
             self.refused_at = Some(self.recv_seq);
+            None
         }
+    }
+
+    /// The sequence number of the message just received (for [`Connection::deliver`]).
+    pub(super) fn last_received(&self) -> u64 {
+        self.recv_seq
     }
 
     pub(super) fn on_link_lost(&mut self) {
@@ -116,6 +132,8 @@ impl Connection {
                     self.deliver(payload);
                 } else if seq > expected {
                     return self.violation(now, "sequence gap");
+                } else {
+                    self.proto.repeat = true;
                 }
                 self.ack_soon(now);
             }
@@ -127,9 +145,7 @@ impl Connection {
                 let events = &mut self.events;
                 self.outbox
                     .ack(seq, |id| events.push_back(Event::Delivered { id }));
-                if self.closing.is_some() && self.outbox.inflight_len() == 0 {
-                    self.finish_close();
-                }
+                self.close_if_delivered(now);
             }
             Envelope::Ping { id } => self.transmit_envelope(now, Envelope::Pong { id }),
             Envelope::Pong { id } => self.on_pong(now, Some(id)),
@@ -182,6 +198,9 @@ impl Connection {
             self.proto.send_seq = 0;
             self.proto.peer_acked = 0;
             self.proto.recv_seq = 0;
+            self.proto.handed_seq = 0;
+            self.proto.ack_sent = 0;
+            self.inbound.new_session();
             self.proto.refused_at = None;
             if had_session {
                 self.events.push_back(Event::SessionReset { resent });
@@ -208,23 +227,34 @@ impl Connection {
     fn ack_soon(&mut self, now: Instant) {
         self.proto.unacked_in += 1;
         if self.proto.unacked_in >= self.config.ack_every {
-            self.flush_ack(now);
+            // Due at once, but served after the driver took the events: the Ack then
+            // covers the messages it handed to the application.
+            self.timers.set(Timer::Ack, now);
         } else if !self.timers.is_set(Timer::Ack) {
             self.timers
                 .set(Timer::Ack, later(now, self.config.ack_delay));
         }
     }
 
-    /// Sends the owed acknowledgement, if any.
+    /// Sends the owed acknowledgement, if any. It covers only what was handed to the
+    /// application's queue: messages still in the core's queue stay owed, and are looked
+    /// at again after `ack_delay`.
     pub(super) fn flush_ack(&mut self, now: Instant) {
         self.timers.stop(Timer::Ack);
         if self.proto.unacked_in == 0 || !self.link.is_ready() {
             return;
         }
-        self.proto.unacked_in = 0;
-        let ack = Envelope::Ack {
-            seq: self.proto.recv_seq,
-        };
-        self.transmit_envelope(now, ack);
+        let seq = self.proto.handed_seq;
+        let owed = self.proto.recv_seq.saturating_sub(seq);
+        self.proto.unacked_in = u32::try_from(owed).unwrap_or(u32::MAX);
+        if owed > 0 {
+            self.timers
+                .set(Timer::Ack, later(now, self.config.ack_delay));
+        }
+        if seq > self.proto.ack_sent || self.proto.repeat {
+            self.proto.ack_sent = seq;
+            self.proto.repeat = false;
+            self.transmit_envelope(now, Envelope::Ack { seq });
+        }
     }
 }

@@ -262,12 +262,12 @@ fn events_from_a_replaced_socket_are_ignored() {
 }
 
 #[test]
-fn user_close_ends_closed_and_reports_queued_messages_dropped() {
+fn user_close_now_ends_closed_and_reports_queued_messages_dropped() {
     let mut h = Harness::new(plain());
     h.connect();
     let id = h.last_open();
     let m = h.conn.send(h.now, "queued").unwrap();
-    h.conn.close(h.now, 1000, "bye");
+    h.conn.close_now(h.now, 1000, "bye");
     h.drain();
     assert_eq!(h.conn.state(), State::Closed);
     assert!(h.actions.contains(&Action::Close {
@@ -940,6 +940,8 @@ fn protocol_handshake_numbers_acks_and_resends_after_reconnect() {
     // Two server messages: acknowledged after `ack_every` = 2.
     h.envelope(id, msg(1, "x"));
     h.envelope(id, msg(2, "y"));
+    // Due at once, served once the driver took the events.
+    h.advance(Duration::ZERO);
     assert_eq!(
         h.sent_frames().iter().map(env).collect::<Vec<_>>(),
         vec![Envelope::Ack { seq: 2 }]
@@ -1171,7 +1173,9 @@ fn close_lingers_for_acks_then_closes() {
     h.take_actions();
     h.conn.close(h.now, 1000, "done");
     h.drain();
-    assert_eq!(h.conn.state(), State::Closed);
+    assert_eq!(h.conn.state(), State::Connected, "delivering first");
+    assert!(h.conn.is_closing());
+    assert_eq!(h.conn.send(h.now, "late"), Err(SendError::Closing));
     assert!(
         !h.actions.iter().any(|x| matches!(x, Action::Close { .. })),
         "lingers"
@@ -1185,6 +1189,8 @@ fn close_lingers_for_acks_then_closes() {
         reason: "done".into()
     }));
     assert_eq!(h.delivered(), vec![a, b]);
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(!h.conn.is_closing());
 
     // Without acks, the linger runs out and the rest is reported dropped.
     let mut h = Harness::new(protocol());
@@ -1193,7 +1199,10 @@ fn close_lingers_for_acks_then_closes() {
     let a = h.conn.send(h.now, "a").unwrap();
     h.conn.close(h.now, 1000, "done");
     h.drain();
-    h.advance(Duration::from_secs(2));
+    h.advance(Duration::from_millis(4_900));
+    assert!(!h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    h.advance(Duration::from_millis(100));
+    assert_eq!(h.conn.state(), State::Closed);
     assert!(h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
     assert!(h.events.contains(&Event::Dropped {
         id: a,
@@ -1443,4 +1452,406 @@ fn a_connection_up_long_enough_forgets_failures_even_if_its_timer_slept() {
     h.closed(id, Some(codes::UNAUTHORIZED));
     assert!(matches!(h.take_actions()[..], [Action::FetchToken { .. }]));
     assert_eq!(h.conn.state(), State::Reconnecting);
+}
+
+// ----- delivery: handoff, backpressure, close linger ----------------------------------
+
+impl Harness {
+    /// A frame on `id`, leaving the events in the core's queue (the driver has not
+    /// taken them yet); the actions are collected.
+    fn envelope_untaken(&mut self, id: TransportId, e: Envelope) {
+        self.conn.handle_frame(self.now, id, e.encode());
+        while let Some(a) = self.conn.poll_action() {
+            self.actions.push(a);
+        }
+    }
+
+    /// Serves due timers at `self.now` without taking events.
+    fn timers_untaken(&mut self, d: Duration) {
+        self.now += d;
+        self.conn.handle_timeout(self.now);
+        while let Some(a) = self.conn.poll_action() {
+            self.actions.push(a);
+        }
+    }
+
+    fn acks(&mut self) -> Vec<u64> {
+        self.sent_frames()
+            .iter()
+            .filter_map(|f| match env(f) {
+                Envelope::Ack { seq } => Some(seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn messages(&self) -> Vec<Payload> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Message(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_message_is_acknowledged_only_once_handed_to_the_application() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    for seq in 1..=3 {
+        h.envelope_untaken(id, msg(seq, &format!("m{seq}")));
+    }
+    // `ack_every` (2) is reached and the ack delay passes: nothing was handed yet.
+    h.timers_untaken(Duration::ZERO);
+    h.timers_untaken(Duration::from_millis(50));
+    assert_eq!(h.acks(), Vec::<u64>::new(), "no ack before the handoff");
+    // The driver takes two of the three.
+    for _ in 0..2 {
+        assert!(matches!(h.conn.poll_event(), Some(Event::Message(_))));
+    }
+    h.timers_untaken(Duration::from_millis(50));
+    assert_eq!(h.acks(), vec![2], "the Ack covers what was handed, no more");
+    // The socket drops with the third still in the core's queue: the Hello says 2.
+    h.conn.handle_closed(h.now, id, Some(1006), String::new());
+    h.timers_untaken(Duration::from_millis(500));
+    let again = h.last_open();
+    h.conn.handle_opened(h.now, again);
+    let frames: Vec<Envelope> = std::iter::from_fn(|| h.conn.poll_action())
+        .filter_map(|a| match a {
+            Action::Send { frame, .. } => Some(env(&frame)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        matches!(frames[..], [Envelope::Hello { recv_seq: 2, .. }]),
+        "{frames:?}"
+    );
+    h.drain();
+    assert_eq!(
+        h.messages(),
+        vec![text("m3")],
+        "the third is taken now, once"
+    );
+    h.envelope(
+        again,
+        Envelope::Welcome {
+            session: 7,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    // The server resends the third: already handed, not delivered again, acknowledged.
+    h.take_events();
+    h.take_actions();
+    h.envelope(again, msg(3, "m3"));
+    h.envelope(again, msg(4, "m4"));
+    h.advance(Duration::ZERO);
+    assert_eq!(h.messages(), vec![text("m4")]);
+    assert_eq!(h.acks(), vec![4]);
+}
+
+#[test]
+fn a_message_refused_as_too_large_is_acknowledged_with_the_one_before_it() {
+    let mut h = Harness::new(protocol().max_message_bytes(4));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    h.envelope_untaken(id, msg(1, "ok"));
+    h.envelope_untaken(id, msg(2, "too large"));
+    h.timers_untaken(Duration::from_millis(50));
+    assert_eq!(h.acks(), Vec::<u64>::new());
+    h.drain();
+    h.timers_untaken(Duration::from_millis(50));
+    assert_eq!(h.acks(), vec![2]);
+}
+
+#[test]
+fn reading_pauses_past_the_unread_bounds_and_resumes_at_half() {
+    // Four messages or 1000 bytes.
+    let mut h = Harness::new(protocol().unread_limits(4, 1000));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    for seq in 1..=4 {
+        h.envelope(id, msg(seq, "abc"));
+    }
+    assert!(h.conn.wants_read(), "at the bound, not past it");
+    h.envelope(id, msg(5, "abc"));
+    assert!(!h.conn.wants_read(), "past the count bound");
+    let m = h.conn.metrics(h.now);
+    assert_eq!(
+        (m.unread_messages, m.unread_bytes, m.reading_paused),
+        (5, 15, true)
+    );
+    // Messages that still arrive (already read by the driver) are queued, never dropped.
+    h.envelope(id, msg(6, "abc"));
+    assert_eq!(h.messages().len(), 6);
+    h.conn.handle_app_read(h.now, 9, 3);
+    assert!(!h.conn.wants_read(), "3 unread: above half of 4");
+    h.conn.handle_app_read(h.now, 3, 1);
+    assert!(h.conn.wants_read(), "2 unread: resumed");
+    assert_eq!(h.conn.metrics(h.now).unread_bytes_peak, 18);
+
+    // The byte bound alone.
+    let mut h = Harness::new(protocol().unread_limits(100, 10));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    h.envelope(id, msg(1, "123456"));
+    assert!(h.conn.wants_read());
+    h.envelope(id, msg(2, "123456"));
+    assert!(!h.conn.wants_read(), "12 bytes > 10");
+    h.conn.handle_app_read(h.now, 6, 1);
+    assert!(!h.conn.wants_read(), "6 bytes > 5: still paused");
+    h.conn.handle_app_read(h.now, 1, 0);
+    assert!(h.conn.wants_read(), "5 bytes: resumed");
+}
+
+#[test]
+fn a_handshake_is_read_even_while_paused() {
+    let mut h = Harness::new(protocol().unread_limits(1, 1000));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    h.envelope(id, msg(1, "a"));
+    h.envelope(id, msg(2, "b"));
+    assert!(!h.conn.wants_read());
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_millis(500));
+    let again = h.last_open();
+    h.open(again);
+    assert!(h.conn.wants_read(), "the Welcome must be read");
+    h.envelope(
+        again,
+        Envelope::Welcome {
+            session: 7,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.conn.wants_read(), "paused again after it");
+}
+
+#[test]
+fn the_heartbeat_does_not_declare_a_paused_socket_dead() {
+    let hb = crate::config::HeartbeatConfig {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+        max_missed: 2,
+    };
+    let mut h = Harness::new(protocol().heartbeat(Some(hb)).unread_limits(1, 1000));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    h.envelope(id, msg(1, "a"));
+    h.envelope(id, msg(2, "b"));
+    assert!(!h.conn.wants_read());
+    h.take_actions();
+    // A minute without a pong.
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.conn.state(), State::Connected);
+    let actions = h.take_actions();
+    assert!(!actions.iter().any(|a| matches!(a, Action::Close { .. })));
+    let pings = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Send { frame, .. } if matches!(env(frame), Envelope::Ping { .. })))
+        .count();
+    assert!(pings >= 50, "pings go on as keepalives: {pings}");
+    // Reading again, the heartbeat counts again: no pong, the socket is dead.
+    h.conn.handle_app_read(h.now, 2, 2);
+    assert!(h.conn.wants_read());
+    h.advance(Duration::from_secs(4));
+    assert_ne!(h.conn.state(), State::Connected);
+}
+
+#[test]
+fn a_paused_polling_session_issues_no_receive_poll() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback).unread_limits(1, 1000));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    let hello = h.take_actions();
+    let Some(Action::Poll { request, .. }) =
+        hello.into_iter().find(|a| matches!(a, Action::Poll { .. }))
+    else {
+        panic!("a Hello poll")
+    };
+    let body = encode_batch(&[
+        Envelope::Welcome {
+            session: 7,
+            recv_seq: 0,
+            resumed: false,
+            secret: SECRET,
+        }
+        .encode(),
+        msg(1, "a").encode(),
+        msg(2, "b").encode(),
+    ]);
+    h.conn.handle_poll_response(h.now, request, Ok(body));
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.conn.wants_read());
+    // The receive poll issued on connect comes back empty.
+    let Some(Action::Poll { request, .. }) = h.take_actions().into_iter().find(|a| {
+        matches!(
+            a,
+            Action::Poll {
+                kind: PollKind::Receive,
+                ..
+            }
+        )
+    }) else {
+        panic!("a receive poll on connect")
+    };
+    h.conn
+        .handle_poll_response(h.now, request, Ok(encode_batch(&[])));
+    h.drain();
+    h.advance(Duration::from_secs(3));
+    let receives = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Poll {
+                        kind: PollKind::Receive,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(
+        receives(&h.take_actions()),
+        0,
+        "no receive poll while paused"
+    );
+    h.conn.handle_app_read(h.now, 2, 2);
+    h.drain();
+    assert_eq!(receives(&h.take_actions()), 1, "one at once on resume");
+}
+
+#[test]
+fn close_delivers_what_was_queued_while_offline() {
+    // Plain mode: queued while connecting, written on connect, then closed.
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    let m = h.conn.send(h.now, "queued").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    assert_eq!(h.conn.state(), State::Connecting);
+    h.open(id);
+    let actions = h.take_actions();
+    let send = actions
+        .iter()
+        .position(|a| matches!(a, Action::Send { frame, .. } if *frame == text("queued")));
+    let close = actions
+        .iter()
+        .position(|a| matches!(a, Action::Close { .. }));
+    assert!(
+        send.is_some() && send < close,
+        "written, then closed: {actions:?}"
+    );
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(
+        !h.events.iter().any(|e| matches!(e, Event::Dropped { .. })),
+        "{m:?} was delivered"
+    );
+    assert_eq!(h.conn.poll_timeout(), None);
+
+    // Protocol mode, through a failed attempt and a reconnect: closed once acknowledged.
+    let mut h = Harness::new(protocol());
+    let a = h.conn.send(h.now, "a").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert_eq!(
+        h.conn.state(),
+        State::Connecting,
+        "close() of a client never started connects"
+    );
+    let first = h.last_open();
+    h.failed(first, TransportFailure::Refused);
+    h.advance(Duration::from_millis(500));
+    let (id, frames) = h.welcome(1, 0, false);
+    assert_eq!(frames[1], msg(1, "a"));
+    assert!(!h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert_eq!(h.delivered(), vec![a]);
+    assert!(h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(!h.events.iter().any(|e| matches!(e, Event::Dropped { .. })));
+}
+
+#[test]
+fn close_linger_expiry_reports_what_was_not_delivered() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let written = h.conn.send(h.now, "written").unwrap();
+    h.closed(id, Some(1006));
+    let queued = h.conn.send(h.now, "queued").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    // Nothing answers any more attempt.
+    while h.conn.state() != State::Closed {
+        if let Some(Action::Open { id, .. }) = h
+            .actions
+            .iter()
+            .rev()
+            .find(|a| matches!(a, Action::Open { .. }))
+            .cloned()
+        {
+            h.take_actions();
+            h.failed(id, TransportFailure::Refused);
+        }
+        let next = h.conn.poll_timeout().expect("a timer while closing");
+        assert!(next <= h.now + Duration::from_secs(5));
+        h.advance(next.saturating_duration_since(h.now));
+    }
+    assert_eq!(
+        h.events
+            .iter()
+            .filter(|e| matches!(e, Event::Dropped { .. }))
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            Event::Dropped {
+                id: written,
+                reason: DropReason::Unconfirmed
+            },
+            Event::Dropped {
+                id: queued,
+                reason: DropReason::Stopped
+            },
+        ]
+    );
+    assert!(h
+        .events
+        .contains(&Event::Stopped(TerminalReason::UserClosed {
+            code: 1000,
+            reason: "bye".into()
+        })));
+}
+
+#[test]
+fn flush_position_follows_acks() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    assert_eq!(h.conn.oldest_undelivered(), None);
+    let a = h.conn.send(h.now, "a").unwrap();
+    let b = h.conn.send(h.now, "b").unwrap();
+    assert_eq!(h.conn.last_message_id(), b);
+    assert_eq!(h.conn.oldest_undelivered(), Some(a));
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert_eq!(h.conn.oldest_undelivered(), Some(b));
+    h.envelope(id, Envelope::Ack { seq: 2 });
+    assert_eq!(h.conn.oldest_undelivered(), None);
 }

@@ -661,10 +661,10 @@ impl ServerSession {
     ///
     /// ```
     /// use tether_core::Instant;
-    /// use tether_core::protocol::{ResumeLimits, ServerSession};
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
     ///
     /// let limits = ResumeLimits { max_bytes: 8, ..ResumeLimits::default() };
-    /// let mut s = ServerSession::new(1, limits);
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
     /// s.send(Instant::now(), "abcd".into());
     /// s.send(Instant::now(), "efgh".into());
     /// assert_eq!((s.buffered(), s.buffered_bytes()), (2, 8));

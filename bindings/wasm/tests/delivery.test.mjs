@@ -1,0 +1,82 @@
+// Delivery the application can count on, from JavaScript: flush, sendWait, and close()
+// that delivers what is queued (closeNow that does not), against the reference server.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { TetherClient } from 'tether-wasm';
+import { WebSocket, fast, fault, messages, next, reach, record, tag, wsUrl } from './helpers.mjs';
+
+test('flush resolves once everything sent is acknowledged', async () => {
+  const t = tag('flush');
+  const client = new TetherClient(wsUrl(t, '/ws'), { WebSocket, protocol: true, backoff: fast });
+  await reach(client, 'connected');
+  await client.flush(); // nothing sent: at once
+  const delivered = record(client, 'delivered');
+  for (let i = 1; i <= 20; i++) client.send(`f${i}`);
+  await client.flush();
+  assert.equal(delivered.values.length, 20, 'every message acknowledged when flush resolves');
+  assert.equal(client.metrics().queueDepth, 0);
+  await client.close();
+  client.free();
+});
+
+test('close() delivers what was queued while the server was unreachable; closeNow drops it', async () => {
+  const t = tag('linger');
+  const client = new TetherClient(wsUrl(t, '/ws'), { WebSocket, protocol: true, backoff: fast });
+  await reach(client, 'connected');
+  const disconnected = next(client, 'disconnected');
+  await fault('block', t);
+  await fault('drop', t);
+  await disconnected;
+  const delivered = record(client, 'delivered');
+  const dropped = record(client, 'dropped');
+  for (let i = 1; i <= 5; i++) client.send(`q${i}`);
+  setTimeout(() => fault('unblock', t), 300);
+  await client.close();
+  assert.equal(client.state, 'closed');
+  assert.deepEqual(
+    delivered.values.map((d) => d.id),
+    [1, 2, 3, 4, 5],
+  );
+  assert.deepEqual(dropped.values, []);
+  assert.throws(() => client.send('late'), (e) => e.kind === 'stopped');
+  client.free();
+
+  const other = new TetherClient(wsUrl(t, '/ws'), { WebSocket, protocol: true, backoff: fast });
+  await reach(other, 'connected');
+  const gone = next(other, 'disconnected');
+  await fault('block', t);
+  await fault('drop', t);
+  await gone;
+  const lost = record(other, 'dropped');
+  const id = other.send('never');
+  await other.closeNow();
+  assert.deepEqual(lost.values, [{ id, reason: 'stopped' }]);
+  await fault('unblock', t);
+  other.free();
+});
+
+test('sendWait waits for room instead of throwing queue-full', async () => {
+  const t = tag('room');
+  const client = new TetherClient(wsUrl(t, '/ws'), {
+    WebSocket,
+    protocol: true,
+    backoff: fast,
+    queue: { maxMessages: 2 },
+  });
+  await reach(client, 'connected');
+  const disconnected = next(client, 'disconnected');
+  await fault('block', t);
+  await fault('drop', t);
+  await disconnected;
+  client.send('r1');
+  client.send('r2');
+  assert.throws(() => client.send('r3'), (e) => e.kind === 'queue-full');
+  const echoes = messages(client, 3, 8000);
+  const waiting = client.sendWait('r3');
+  await fault('unblock', t);
+  assert.equal(await waiting, 3);
+  assert.deepEqual(await echoes, ['r1', 'r2', 'r3']);
+  await client.close();
+  client.free();
+});
