@@ -846,7 +846,10 @@ impl Connection {
         }
         if kind == LinkKind::WsProbe {
             // The WebSocket probe failed: polling goes on.
-            self.probe_interval = (self.probe_interval * 2).min(MAX_PROBE_INTERVAL);
+            self.probe_interval = self
+                .probe_interval
+                .saturating_mul(2)
+                .min(MAX_PROBE_INTERVAL);
             self.open_link(now, false);
             return;
         }
