@@ -705,6 +705,14 @@ impl Connection {
             Timer::PollReceive => self.issue_poll_receive(now),
             Timer::PollRequest => {
                 if self.link.is_poll() {
+                    if self.state != State::Connected {
+                        // The attempt failed, as a connect timeout or any failed request
+                        // before the Welcome would: the app hears of it.
+                        self.events
+                            .push_back(Event::Error(TetherError::AttemptFailed(
+                                TransportFailure::Timeout,
+                            )));
+                    }
                     self.fail_link_with(
                         now,
                         Cause {

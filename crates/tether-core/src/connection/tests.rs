@@ -1495,3 +1495,32 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
     assert_eq!(h.conn.state(), State::Connected);
     assert!(h.conn.poll_timeout().is_some());
 }
+
+/// A poll that opens a polling session and times out (`request_timeout`, shorter than
+/// the connect timeout) fails the attempt with an error event, as a connect timeout does;
+/// it used to end the attempt with no event at all.
+#[test]
+fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        request_timeout: Duration::from_millis(300),
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("reset by a proxy".into()));
+    h.advance(Duration::from_millis(800));
+    assert!(matches!(h.take_actions().last(), Some(Action::Poll { .. })));
+    h.events.clear();
+    h.advance(Duration::from_millis(300));
+    assert_eq!(
+        h.events.first(),
+        Some(&Event::Error(TetherError::AttemptFailed(
+            TransportFailure::Timeout
+        ))),
+        "{:?}",
+        h.events
+    );
+    assert_ne!(h.conn.state(), State::Connected);
+}
