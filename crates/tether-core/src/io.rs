@@ -65,7 +65,8 @@ pub enum TransportFailure {
     /// The driver gave up waiting.
     Timeout,
     /// The open socket refused an inbound message of `size` bytes, over the transport's
-    /// limit, and failed. The core reports [`TetherError::MessageTooLarge`] and
+    /// limit, and failed (or a poll response passed the transport's limit, and the
+    /// request failed). The core reports [`TetherError::MessageTooLarge`] and
     /// reconnects; in protocol mode, refused again at the same point of the session (the
     /// server resent it), the message is given up: the next Hello acknowledges it, so the
     /// server does not resend it on every new socket.

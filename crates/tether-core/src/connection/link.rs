@@ -285,7 +285,7 @@ impl Connection {
             return;
         };
         match p.send.iter().chain(p.recv.iter()).map(|(_, at)| *at).min() {
-            Some(oldest) => self.timers.set(Timer::PollRequest, oldest + timeout),
+            Some(oldest) => self.timers.set(Timer::PollRequest, later(oldest, timeout)),
             None => self.timers.stop(Timer::PollRequest),
         }
     }
@@ -401,7 +401,7 @@ impl Connection {
                 self.poll_interval = if got_messages {
                     f.min_interval
                 } else {
-                    (self.poll_interval * 2).min(f.max_interval)
+                    self.poll_interval.saturating_mul(2).min(f.max_interval)
                 };
                 self.timers
                     .set(Timer::PollReceive, later(now, self.poll_interval));

@@ -803,6 +803,14 @@ impl Connection {
             Timer::PollReceive => self.issue_poll_receive(now),
             Timer::PollRequest => {
                 if self.link.is_poll() {
+                    if self.state != State::Connected {
+                        // The attempt failed, as a connect timeout or any failed request
+                        // before the Welcome would: the app hears of it.
+                        self.events
+                            .push_back(Event::Error(TetherError::AttemptFailed(
+                                TransportFailure::Timeout,
+                            )));
+                    }
                     self.fail_link_with(
                         now,
                         Cause {
@@ -940,7 +948,10 @@ impl Connection {
         }
         if kind == LinkKind::WsProbe {
             // The WebSocket probe failed: polling goes on.
-            self.probe_interval = (self.probe_interval * 2).min(MAX_PROBE_INTERVAL);
+            self.probe_interval = self
+                .probe_interval
+                .saturating_mul(2)
+                .min(MAX_PROBE_INTERVAL);
             self.open_link(now, false);
             return;
         }

@@ -1855,3 +1855,83 @@ fn flush_position_follows_acks() {
     h.envelope(id, Envelope::Ack { seq: 2 });
     assert_eq!(h.conn.oldest_undelivered(), None);
 }
+
+/// Found by the connection fuzz target: a `request_timeout` of `Duration::MAX` overflowed
+/// the poll request deadline (`oldest + timeout`) and panicked; the receive-poll interval
+/// and the upgrade probe interval were doubled unchecked too. Each saturates now.
+#[test]
+fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        request_timeout: Duration::MAX,
+        min_interval: Duration::MAX,
+        max_interval: Duration::MAX,
+        probe_interval: Duration::MAX,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("reset by a proxy".into()));
+    h.advance(Duration::from_millis(800));
+    let Some(Action::Poll { request, .. }) = h.take_actions().last().cloned() else {
+        panic!("no poll")
+    };
+    let answer = encode_batch(&[Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+        secret: SECRET,
+    }
+    .encode()]);
+    h.conn.handle_poll_response(h.now, request, Ok(answer));
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connected);
+    // Answer every poll with nothing: the interval doubles from Duration::MAX.
+    for _ in 0..4 {
+        let polls: Vec<RequestId> = h
+            .take_actions()
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Poll { request, .. } => Some(request),
+                _ => None,
+            })
+            .collect();
+        for request in polls {
+            h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+        }
+        h.drain();
+        h.advance(Duration::from_secs(3600));
+    }
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.poll_timeout().is_some());
+}
+
+/// A poll that opens a polling session and times out (`request_timeout`, shorter than
+/// the connect timeout) fails the attempt with an error event, as a connect timeout does;
+/// it used to end the attempt with no event at all.
+#[test]
+fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        request_timeout: Duration::from_millis(300),
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("reset by a proxy".into()));
+    h.advance(Duration::from_millis(800));
+    assert!(matches!(h.take_actions().last(), Some(Action::Poll { .. })));
+    h.events.clear();
+    h.advance(Duration::from_millis(300));
+    assert_eq!(
+        h.events.first(),
+        Some(&Event::Error(TetherError::AttemptFailed(
+            TransportFailure::Timeout
+        ))),
+        "{:?}",
+        h.events
+    );
+    assert_ne!(h.conn.state(), State::Connected);
+}

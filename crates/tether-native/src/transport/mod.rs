@@ -86,7 +86,9 @@ impl NativeTransport {
     }
 
     /// The largest message accepted from the server: a larger one fails the socket.
-    /// Poll responses may be four times this (a batch of several messages).
+    /// Poll responses may be four times this (a batch of several messages), and at least
+    /// 1 MiB; a larger one (or one that never ends) fails the request with
+    /// [`TransportFailure::MessageTooLarge`] once it passes the limit.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         let frame = bytes.saturating_add(ENVELOPE_ROOM);
@@ -189,12 +191,21 @@ impl Transport for NativeTransport {
                     retry_after: failure::retry_after(response.headers()),
                 });
             }
+            // A body over the limit fails as soon as it is known to be: from its
+            // Content-Length, or once what arrived passes the limit (a body that never
+            // ends is read no further).
+            if let Some(size) = response.content_length() {
+                if size > limit as u64 {
+                    return Err(TransportFailure::MessageTooLarge {
+                        size: usize::try_from(size).unwrap_or(usize::MAX),
+                    });
+                }
+            }
             let mut out = Vec::new();
             while let Some(chunk) = response.chunk().await.map_err(failure::from_http)? {
-                if out.len().saturating_add(chunk.len()) > limit {
-                    return Err(TransportFailure::Network(format!(
-                        "poll response larger than {limit} bytes"
-                    )));
+                let size = out.len().saturating_add(chunk.len());
+                if size > limit {
+                    return Err(TransportFailure::MessageTooLarge { size });
                 }
                 out.extend_from_slice(&chunk);
             }
