@@ -85,7 +85,8 @@ impl TetherClient {
         let o = options::read(&url, options)?;
         let transport = WebTransport::new()
             .websocket_constructor(o.websocket)
-            .fetch(o.fetch);
+            .fetch(o.fetch)
+            .max_message_bytes(o.config.max_message_bytes);
         let mut builder = Client::builder(o.config)
             .transport(transport)
             .page_hints(o.page_hints);

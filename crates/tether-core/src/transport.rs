@@ -230,6 +230,29 @@ pub fn poll_headers(
     headers
 }
 
+/// The largest poll response body a transport reads, for a client whose largest message
+/// is `max_message_bytes`: a batch of several messages, four times that (with room for
+/// each envelope), and at least 1 MiB. A longer body, or one that never ends, fails the
+/// request with [`TransportFailure::MessageTooLarge`] as soon as it is known to be over:
+/// from its `Content-Length`, or once what arrived passes the limit. Every driver uses
+/// this one rule.
+///
+/// ```
+/// use tether_core::transport::poll_body_limit;
+/// assert_eq!(poll_body_limit(16), 1 << 20);
+/// assert_eq!(poll_body_limit(16 << 20), 4 * ((16 << 20) + 64));
+/// assert_eq!(poll_body_limit(usize::MAX), usize::MAX);
+/// ```
+#[must_use]
+pub fn poll_body_limit(max_message_bytes: usize) -> usize {
+    /// Room for the envelope around a payload (`M <seq> `, or the binary header).
+    const ENVELOPE_ROOM: usize = 64;
+    max_message_bytes
+        .saturating_add(ENVELOPE_ROOM)
+        .saturating_mul(4)
+        .max(1 << 20)
+}
+
 impl SocketEvent {
     /// Feeds this event, seen on socket `id`, to `connection`: the one mapping of reader
     /// events to `handle_frame`, `handle_closed` and `handle_failed` every driver uses.

@@ -123,8 +123,8 @@ impl Client<WebTransport> {
     /// ```
     pub fn builder(config: Config) -> ClientBuilder {
         ClientBuilder {
+            transport: WebTransport::new().max_message_bytes(config.max_message_bytes),
             config,
-            transport: WebTransport::new(),
             tokens: None,
             page_hints: true,
         }

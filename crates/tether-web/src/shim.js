@@ -216,10 +216,47 @@ export class Sock {
 /// One HTTP polling request. `done()` resolves with the body (Uint8Array) of a 2xx
 /// answer, or with a failure.
 export class Req {
-  constructor(fetchFn, url, headers, body) {
+  constructor(fetchFn, url, headers, body, maxBytes) {
     const f = fetchFn == null ? globalThis.fetch : fetchFn;
     this.ctl = typeof AbortController === 'function' ? new AbortController() : null;
+    this.max = maxBytes;
     this.promise = this.run(f, url, headers, body);
+  }
+
+  // The body of a 2xx answer, read no further than `this.max` bytes: a longer one (by its
+  // Content-Length, or once what arrived passes the limit, for a body that never ends)
+  // is { kind: 'too-large', size } and the rest is not read.
+  async body(res) {
+    const tooLarge = (size) => {
+      if (this.ctl) this.ctl.abort();
+      return { kind: 'too-large', size };
+    };
+    const announced = Number(res.headers.get('content-length'));
+    if (Number.isFinite(announced) && announced > this.max) return tooLarge(announced);
+    if (!res.body || typeof res.body.getReader !== 'function') {
+      const all = new Uint8Array(await res.arrayBuffer());
+      return all.length > this.max ? tooLarge(all.length) : all;
+    }
+    const reader = res.body.getReader();
+    const chunks = [];
+    let size = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > this.max) {
+        reader.cancel().catch(() => {});
+        return tooLarge(size);
+      }
+      chunks.push(value);
+    }
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
   }
 
   async run(f, url, headers, body) {
@@ -236,7 +273,7 @@ export class Req {
         if (res.body && typeof res.body.cancel === 'function') res.body.cancel().catch(() => {});
         return { kind: 'http', status: res.status, retryAfterMs: retry };
       }
-      return new Uint8Array(await res.arrayBuffer());
+      return await this.body(res);
     } catch (e) {
       return failure(e);
     }

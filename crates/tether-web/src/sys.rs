@@ -28,7 +28,13 @@ extern "C" {
     /// One HTTP polling request.
     pub(crate) type Req;
     #[wasm_bindgen(constructor)]
-    pub(crate) fn new(fetch: &JsValue, url: &str, headers: Array, body: Uint8Array) -> Req;
+    pub(crate) fn new(
+        fetch: &JsValue,
+        url: &str,
+        headers: Array,
+        body: Uint8Array,
+        max_bytes: f64,
+    ) -> Req;
     /// Resolves with the body of a 2xx answer (a Uint8Array), or with a failure.
     #[wasm_bindgen(method)]
     pub(crate) fn done(this: &Req) -> Promise;
@@ -93,6 +99,11 @@ pub(crate) fn failure(value: &JsValue) -> TransportFailure {
                 .as_f64()
                 .filter(|ms| ms.is_finite())
                 .map(|ms| Duration::from_millis(ms.max(0.0) as u64)),
+        },
+        Some("too-large") => TransportFailure::MessageTooLarge {
+            size: field(value, "size")
+                .as_f64()
+                .map_or(usize::MAX, |n| n.max(0.0) as usize),
         },
         _ => TransportFailure::Network(message()),
     }

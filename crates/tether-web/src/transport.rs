@@ -35,6 +35,7 @@ use crate::sys::{self, field};
 pub struct WebTransport {
     websocket: JsValue,
     fetch: JsValue,
+    max_poll_body: usize,
 }
 
 impl Default for WebTransport {
@@ -50,7 +51,19 @@ impl WebTransport {
         WebTransport {
             websocket: JsValue::UNDEFINED,
             fetch: JsValue::UNDEFINED,
+            max_poll_body: tether_core::transport::poll_body_limit(16 << 20),
         }
+    }
+
+    /// The largest message accepted from the server (the client sets it from its
+    /// config's `max_message_bytes`). Poll responses may be
+    /// [`poll_body_limit`](tether_core::transport::poll_body_limit) of it; a longer one,
+    /// or one that never ends, fails the request with
+    /// [`TransportFailure::MessageTooLarge`], as on native.
+    #[must_use]
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_poll_body = tether_core::transport::poll_body_limit(bytes);
+        self
     }
 
     /// Opens sockets with this constructor (`new ctor(url, protocols)`); `undefined` or
@@ -155,9 +168,16 @@ impl Transport for WebTransport {
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
         let fetch = self.fetch.clone();
+        let limit = self.max_poll_body;
         async move {
             let body = Uint8Array::from(body.as_slice());
-            let request = Request(sys::Req::new(&fetch, &url, pairs(&headers), body));
+            let request = Request(sys::Req::new(
+                &fetch,
+                &url,
+                pairs(&headers),
+                body,
+                limit as f64,
+            ));
             let outcome = JsFuture::from(request.0.done()).await.unwrap_or_else(|e| e);
             match outcome.dyn_into::<Uint8Array>() {
                 Ok(bytes) => Ok(bytes.to_vec()),

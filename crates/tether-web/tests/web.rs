@@ -67,6 +67,40 @@ async fn two_clients_from_default_configs_have_their_own_ids() {
     b.close(1000, "done").await;
 }
 
+/// A poll answer that never ends (here: 64 MiB with no Content-Length) is read no further
+/// than the limit native uses too (`poll_body_limit`, 1 MiB for 1 KiB messages) and fails
+/// the request with `MessageTooLarge`, as on native.
+#[wasm_bindgen_test]
+async fn a_poll_body_that_never_ends_fails_at_the_limit_as_on_native() {
+    use tether_core::transport::{poll_body_limit, Transport};
+    use tether_core::TransportFailure;
+    let fetch = support::endless_fetch(1024);
+    let transport = tether_web::WebTransport::new()
+        .fetch(fetch.clone())
+        .max_message_bytes(1024);
+    let result = within(
+        10_000,
+        "the poll",
+        transport.poll(http_url(&tag("body"), "/poll"), vec![], vec![]),
+    )
+    .await;
+    let limit = poll_body_limit(1024);
+    match result {
+        Err(TransportFailure::MessageTooLarge { size }) => {
+            assert!(size > limit && size <= limit + 64 * 1024, "{size}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let pulled = js_sys::Reflect::get(&fetch, &"pulled".into())
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    assert!(
+        pulled < 64.0,
+        "read {pulled} chunks of 1024: not stopped at the limit"
+    );
+}
+
 #[wasm_bindgen_test]
 async fn echoes_text_and_binary_and_flushes_what_was_queued_while_connecting() {
     let tag = tag("echo");

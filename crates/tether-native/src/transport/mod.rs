@@ -96,7 +96,7 @@ impl NativeTransport {
             .ws
             .max_message_size(Some(frame))
             .max_frame_size(Some(frame));
-        self.max_poll_body = frame.saturating_mul(4).max(1 << 20);
+        self.max_poll_body = tether_core::transport::poll_body_limit(bytes);
         self
     }
 

@@ -24,6 +24,24 @@ export class Sleep {
   cancel() { clearTimeout(this.handle); }
 }
 export function random() { return Math.random(); }
+// A fetch whose every answer is 200 with a body of `chunks` × 64 KiB zeros, no
+// Content-Length (a body "that never ends", bounded here); counts the chunks pulled.
+export function endlessFetch(chunks) {
+  const f = async () => {
+    let sent = 0;
+    const body = new ReadableStream({
+      pull(c) {
+        if (sent >= chunks) { c.close(); return; }
+        sent += 1;
+        f.pulled += 1;
+        c.enqueue(new Uint8Array(64 * 1024));
+      },
+    });
+    return new Response(body, { status: 200 });
+  };
+  f.pulled = 0;
+  return f;
+}
 export function dispatch(type) {
   const target = type === 'visibilitychange' || type === 'freeze' || type === 'resume'
     ? globalThis.document : globalThis.window;
@@ -34,6 +52,9 @@ export function dispatch(type) {
 "#)]
 extern "C" {
     fn post(url: &str, body: &str) -> Promise;
+    /// A fetch answering 200 with `chunks` × 64 KiB and no Content-Length.
+    #[wasm_bindgen(js_name = endlessFetch)]
+    pub fn endless_fetch(chunks: u32) -> JsValue;
     type Sleep;
     #[wasm_bindgen(constructor)]
     fn new(ms: u32) -> Sleep;
