@@ -27,6 +27,8 @@ export const METRICS: TetherMetrics = {
   queueDepth: 0,
   queueBytes: 0,
   fallbackActive: false,
+  readingPaused: false,
+  unreadBytesPeak: 0,
   terminalReason: null,
 };
 
