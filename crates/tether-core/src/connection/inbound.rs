@@ -20,8 +20,12 @@
 //! - a WebSocket is not read (the driver stops polling its read half), except during
 //!   the handshake (the Welcome must be read to resume the session) and while no
 //!   transport is current (a closing socket is read to the end: the core ignores it);
-//! - no HTTP receive poll is issued (a send poll's answer may still bring messages: they
-//!   are queued, never dropped);
+//! - no HTTP poll is issued once the session is welcomed, not even a send poll (its
+//!   answer may bring messages, and a server that answered every send with a batch
+//!   would grow the unread queue without bound): sends wait in the outbound queue, which
+//!   its own limits bound, and go when reading resumes. Past the bounds, the client
+//!   holds at most the answers of the requests already in flight when the pause began,
+//!   each at most `poll_body_limit` bytes;
 //! - the heartbeat still writes pings (the server's idle check sees a live client), but
 //!   no pong is awaited and no liveness check runs: their answers wait unread behind the
 //!   messages. A socket that dies half-open during a pause is therefore noticed only
@@ -144,6 +148,7 @@ impl Connection {
                     // Pongs are read again: the heartbeat starts over.
                     self.heartbeat.start(now, &self.config, &mut self.timers);
                 } else {
+                    self.issue_poll_send(now);
                     self.issue_poll_receive(now);
                 }
             }

@@ -294,7 +294,9 @@ impl Connection {
         let Link::Poll(p) = &mut self.link else {
             return;
         };
-        if p.send.is_some() || p.outbox.is_empty() {
+        // Paused by backpressure: a send poll's answer may bring messages too, so none
+        // goes until the application reads (the Hello that opens a transport always does).
+        if p.send.is_some() || p.outbox.is_empty() || (p.welcomed && self.inbound.is_paused()) {
             return;
         }
         let body = encode_batch(&p.outbox);

@@ -1666,7 +1666,7 @@ fn the_heartbeat_does_not_declare_a_paused_socket_dead() {
 }
 
 #[test]
-fn a_paused_polling_session_issues_no_receive_poll() {
+fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
     let fallback = FallbackConfig {
         after_failures: 1,
         ..FallbackConfig::new("http://127.0.0.1:1/poll")
@@ -1731,9 +1731,33 @@ fn a_paused_polling_session_issues_no_receive_poll() {
         0,
         "no receive poll while paused"
     );
+    // Nor a send poll: a server could answer every send with more messages and grow
+    // the unread queue without bound. The send waits in the queue.
+    h.conn.send(h.now, "held").unwrap();
+    h.drain();
+    // (Less than the 5 s before the WebSocket probe, which holds receive polls too.)
+    h.advance(Duration::from_millis(500));
+    let sends = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Poll {
+                        kind: PollKind::Send,
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    assert_eq!(sends(&h.take_actions()), 0, "no send poll while paused");
+    assert_eq!(h.conn.metrics(h.now).queue_depth, 1);
     h.conn.handle_app_read(h.now, 2, 2);
     h.drain();
-    assert_eq!(receives(&h.take_actions()), 1, "one at once on resume");
+    let actions = h.take_actions();
+    assert_eq!(receives(&actions), 1, "one at once on resume");
+    assert_eq!(sends(&actions), 1, "the held send goes on resume");
 }
 
 #[test]
