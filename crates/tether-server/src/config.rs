@@ -132,9 +132,11 @@ pub struct ServerConfig {
     /// Default 1024 messages, 1 MiB, 2 min.
     pub resume_limits: ResumeLimits,
     /// Server-wide budget for every session's resume buffer, in bytes (payloads plus a
-    /// fixed cost per session). Past it the sessions detached longest ago are dropped
-    /// whole (their clients get a reset), then the attached sessions holding the most
-    /// bytes (their transports are closed with 1013). Default 64 MiB.
+    /// fixed cost per session). Past it the detached sessions of the user whose sessions
+    /// hold the most bytes are dropped whole, longest detached first (their clients get a
+    /// reset): one user's flood cannot push out another user's session. Then the attached
+    /// sessions holding the most bytes (their transports are closed with 1013). Default
+    /// 64 MiB.
     pub resume_budget_bytes: usize,
     /// Sessions kept per user; a new one past it drops the user's session detached
     /// longest ago (or, if all are attached, the oldest). Anonymous dev-mode clients

@@ -386,8 +386,8 @@ pub struct Delivered {
 ///
 /// Everything the hub holds is bounded in bytes (see [`Hub::memory`]): each session's
 /// resume buffer by [`ServerConfig::resume_limits`], all of them together by
-/// [`ServerConfig::resume_budget_bytes`] (sessions detached longest ago are dropped
-/// first), each user's sessions by [`ServerConfig::max_sessions_per_user`], and each
+/// [`ServerConfig::resume_budget_bytes`] (the detached sessions of the user holding
+/// the most are dropped first), each user's sessions by [`ServerConfig::max_sessions_per_user`], and each
 /// transport's queue by [`ServerConfig::max_queued_bytes`]. A room message is copied to
 /// each member within that member's bounds: a member that cannot keep up is closed
 /// (1013) or loses its session (a reset it is told about), the server does not grow.
@@ -1206,15 +1206,28 @@ fn drop_session(
     }
 }
 
-/// Keeps every session's resume buffer, together, within the budget: drops the
-/// sessions detached longest ago first, then the attached ones holding the most.
+/// Keeps every session's resume buffer, together, within the budget: drops the detached
+/// sessions of the user holding the most first, then the attached ones holding the most.
 fn enforce_budget(st: &mut State, metrics: &Metrics, now: Instant) {
     while st.resume_bytes > st.limits.resume_budget_bytes {
+        // Whoever holds the most pays: the detached sessions of the user whose sessions
+        // hold the most bytes go first (the one detached longest ago of them), so that a
+        // flood from one user's sessions, or from a room, cannot push another user's
+        // session out. (Anonymous dev-mode clients count as one user.)
+        let mut held: HashMap<&str, usize> = HashMap::new();
+        for (k, e) in &st.sessions {
+            *held.entry(k.user.as_str()).or_default() += e.bytes;
+        }
         let detached = st
             .sessions
             .iter()
             .filter(|(_, e)| e.attached.is_none())
-            .min_by_key(|(_, e)| e.detached_since)
+            .max_by_key(|(k, e)| {
+                (
+                    held.get(k.user.as_str()).copied().unwrap_or(0),
+                    std::cmp::Reverse(e.detached_since),
+                )
+            })
             .map(|(k, _)| k.clone());
         let victim = detached.or_else(|| {
             st.sessions
