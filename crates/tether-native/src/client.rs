@@ -239,6 +239,11 @@ impl Client {
     /// [`DeliveryError::Dropped`] if one of them was dropped, with
     /// [`DeliveryError::Stopped`] if the connection stops with an error first.
     ///
+    /// Acknowledgements travel behind the messages the server sent: while reading is
+    /// paused because the application is behind on its events (`reading_paused` in
+    /// [`Metrics`]), they wait too, and so does `flush`. Read events while flushing (from
+    /// another task, or with `select!`), or a flush can wait as long as the reader does.
+    ///
     /// ```no_run
     /// # async fn run(client: tether_native::Client) {
     /// client.send("last words").unwrap();
