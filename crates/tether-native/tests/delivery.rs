@@ -94,15 +94,10 @@ async fn ten_thousand_echoes_unread_through_three_kills_arrive_once_in_order_wit
     const PAD: usize = 290;
     let text = |n: usize| format!("e{n:05}-{}", "x".repeat(PAD));
     let hub = Arc::new(Hub::new());
-    let mut server_config = reference::server_config();
-    // The server keeps what the client has not acknowledged. A client that does not read
-    // acknowledges nothing, but each reconnect's Welcome frees its whole queue (1,000
-    // messages) for more sends, whose echoes wait at the server: its default of 1,024
-    // would overflow and reset the session (a loss the client reports, by design).
-    server_config.resume_limits = tether_core::protocol::ResumeLimits {
-        max_messages: 1 << 14,
-        ..Default::default()
-    };
+    // The server's default limits: it keeps at most 1,024 unacknowledged echoes and
+    // takes the client's messages in only as their echoes find room, so the client's
+    // sends wait instead.
+    let server_config = reference::server_config();
     let server = reference::start(&server_config, &hub).await;
     let proxy = tether_testkit::FaultProxy::start(server.addr()).unwrap();
     let tokens = Tokens::new("slow-reader", HOUR);

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::protocol::ResumeLimits;
 use tether_core::{AuthConfig, Event, MessageId, Payload, SendError, State};
 use tether_native::{Client, Events};
 use tether_server::Hub;
@@ -155,7 +154,11 @@ async fn push_all(
             .wait_for(|p| n <= p.pushes + PUSH_WINDOW)
             .await
             .expect("the event reader is alive");
-        assert_eq!(hub.send_to_user(USER, format!("s{n}")), 1, "one session");
+        assert_eq!(
+            hub.send_to_user_wait(USER, format!("s{n}")).await,
+            1,
+            "one session"
+        );
     }
 }
 
@@ -180,14 +183,10 @@ async fn ten_thousand_messages_each_way_survive_thirty_two_forced_disconnects() 
     let started = std::time::Instant::now();
     let hub = Arc::new(Hub::new());
     let mut tap = hub.tap();
-    let mut server_config = reference::server_config();
-    // Room for every unacknowledged message in flight at a disconnect (the client's
-    // queue of 1000, as many echoes, and the pushes): a resume never needs one the
-    // server has let go, which would be a session reset and a loss by design.
-    server_config.resume_limits = ResumeLimits {
-        max_messages: 1 << 14,
-        ..ResumeLimits::default()
-    };
+    // The server's default limits: echoes wait for room in the resume buffer (the
+    // client's sends wait meanwhile) and so does the pusher (`send_to_user_wait`), so a
+    // resume never needs a message the server let go.
+    let server_config = reference::server_config();
     let mut server = reference::start(&server_config, &hub).await;
     let addr = server.addr();
     let proxy = FaultProxy::start(addr).unwrap();

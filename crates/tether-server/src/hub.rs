@@ -278,6 +278,24 @@ struct SessionEntry {
     replaced: bool,
     /// What it counts against the resume budget (see [`account`]).
     bytes: usize,
+    /// Client messages waiting for room for their echo.
+    held: Held,
+}
+
+/// Client messages read while the session's resume buffer had no room for their echo:
+/// not received yet (not acknowledged), taken in order as the client's Acks make room.
+/// The client's own queue fills meanwhile and its sends wait: the flow control that
+/// keeps a slow reader's echoes from being dropped. They belong to the transport that
+/// brought them: the next Hello drops them, and its Welcome tells the client to send
+/// them again.
+#[derive(Debug, Default)]
+struct Held {
+    frames: VecDeque<Envelope>,
+    /// Payload bytes in `frames`.
+    bytes: usize,
+    /// The client sent past the session's resume limits while held: its transport is
+    /// closing (1013) and what else it sends is ignored until its next Hello.
+    overflowed: bool,
 }
 
 /// What one session costs beyond its buffered payloads, for the resume budget.
@@ -414,6 +432,9 @@ pub struct Hub {
     pub(crate) metrics: Metrics,
     /// Bytes queued for every WebSocket.
     outbound: Arc<AtomicUsize>,
+    /// Woken whenever a session may have made room (an Ack, a Hello, a session gone):
+    /// [`Hub::send_to_user_wait`] looks again.
+    room: Notify,
 }
 
 impl Default for Hub {
@@ -467,6 +488,7 @@ impl Hub {
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
             outbound: Arc::new(AtomicUsize::new(0)),
+            room: Notify::new(),
         }
     }
 
@@ -558,22 +580,63 @@ impl Hub {
     /// assert_eq!(hub.send_to_user("bob", "news"), 0);
     /// ```
     pub fn send_to_user(&self, user: &str, payload: impl Into<Payload>) -> usize {
-        if user.is_empty() {
-            return 0;
-        }
         let payload = payload.into();
         let now = Instant::now();
         let mut st = self.lock();
-        let st = &mut *st;
-        let mut count = 0;
-        for (_, entry) in st.sessions.iter_mut().filter(|(k, _)| k.user == user) {
-            let envelope = entry.session.send(now, payload.clone());
-            account(&mut st.resume_bytes, entry);
-            transmit(&mut st.conns, entry.attached, envelope);
-            count += 1;
+        send_to_user(&mut st, &self.metrics, user, &payload, now)
+    }
+
+    /// Like [`send_to_user`](Self::send_to_user), but first waits until the session of
+    /// each of `user`'s clients (its newest) has room for the message in its resume
+    /// buffer, so that a producer faster than the client drops nothing: it waits for the
+    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). A
+    /// client that is gone frees its session's room only when the session expires
+    /// (`session_ttl`): bound the wait with a timeout when that matters.
+    ///
+    /// ```
+    /// # use tether_server::Hub;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = Hub::new();
+    /// assert_eq!(hub.send_to_user_wait("bob", "news").await, 0); // no session: no wait
+    /// # });
+    /// ```
+    pub async fn send_to_user_wait(&self, user: &str, payload: impl Into<Payload>) -> usize {
+        let payload = payload.into();
+        loop {
+            let room = self.room.notified();
+            {
+                let now = Instant::now();
+                let mut st = self.lock();
+                // Each client of the user is in one session: its newest (the one of its
+                // latest Hello). One it left behind (its Welcome was lost) is never
+                // resumed, so nobody waits for it.
+                let mut newest: HashMap<u64, &mut SessionEntry> = HashMap::new();
+                for (k, e) in st.sessions.iter_mut() {
+                    if user.is_empty() || k.user != user {
+                        continue;
+                    }
+                    match newest.get(&k.client_id) {
+                        Some(n) if n.session.latest_attempt() >= e.session.latest_attempt() => {}
+                        _ => {
+                            newest.insert(k.client_id, e);
+                        }
+                    }
+                }
+                let full = newest.into_values().any(|e| {
+                    e.session.expire(now);
+                    !e.session.has_room(payload.len())
+                });
+                if !full {
+                    return send_to_user(&mut st, &self.metrics, user, &payload, now);
+                }
+            }
+            room.await;
         }
-        enforce_budget(st, &self.metrics, now);
-        count
+    }
+
+    /// Wakes [`send_to_user_wait`](Self::send_to_user_wait)ers to look again.
+    fn room_may_have_changed(&self) {
+        self.room.notify_waiters();
     }
 
     /// Sends a server message to every session in `room`; returns how many.
@@ -730,6 +793,7 @@ impl Hub {
         }
         account_key(st, &key);
         enforce_budget(st, &self.metrics, now);
+        self.room_may_have_changed();
         Ok(())
     }
 
@@ -745,8 +809,9 @@ impl Hub {
             // Detached by a newer transport: ignore what still arrives (PROTOCOL.md 3.4).
             return Ok(Received::default());
         };
-        let r = on_envelope(&mut st, &self.metrics, conn, &key, envelope, now)?;
-        Ok(r)
+        let r = on_envelope(&mut st, &self.metrics, conn, &key, envelope, now);
+        self.room_may_have_changed();
+        r
     }
 
     /// The Ack owed to the client of an attached `/ws` socket, queued on it.
@@ -781,6 +846,7 @@ impl Hub {
         let now = Instant::now();
         let mut st = self.lock();
         remove_conn(&mut st, &self.metrics, conn, code, reason, now);
+        self.room_may_have_changed();
     }
 
     /// One poll request of transport `attempt`: its frames (the first may be a Hello
@@ -966,6 +1032,7 @@ impl Hub {
             return Err(PollError::NoTransport);
         };
         link.last_seen = now;
+        self.room_may_have_changed();
         Ok(PollExchange {
             conn,
             key,
@@ -1091,6 +1158,7 @@ impl Hub {
                 );
             }
         }
+        self.room_may_have_changed();
     }
 }
 
@@ -1105,6 +1173,28 @@ fn push_envelope(link: &SocketLink, envelope: Envelope) {
     } else {
         Outbound::Control(frame)
     });
+}
+
+/// [`Hub::send_to_user`] under the lock.
+fn send_to_user(
+    st: &mut State,
+    metrics: &Metrics,
+    user: &str,
+    payload: &Payload,
+    now: Instant,
+) -> usize {
+    if user.is_empty() {
+        return 0;
+    }
+    let mut count = 0;
+    for (_, entry) in st.sessions.iter_mut().filter(|(k, _)| k.user == user) {
+        let envelope = entry.session.send(now, payload.clone());
+        account(&mut st.resume_bytes, entry);
+        transmit(&mut st.conns, entry.attached, envelope);
+        count += 1;
+    }
+    enforce_budget(st, metrics, now);
+    count
 }
 
 /// Hands a numbered server message to the session's transport, if any; without one it
@@ -1160,7 +1250,9 @@ fn broadcast(
 
 /// Brings `entry`'s share of the resume budget up to date in `total`.
 fn account(total: &mut usize, entry: &mut SessionEntry) {
-    let bytes = SESSION_COST.saturating_add(entry.session.buffered_bytes());
+    let bytes = SESSION_COST
+        .saturating_add(entry.session.buffered_bytes())
+        .saturating_add(entry.held.bytes);
     *total = total.saturating_sub(entry.bytes).saturating_add(bytes);
     entry.bytes = bytes;
 }
@@ -1444,6 +1536,8 @@ fn remove_conn(
         if entry.attached == Some(conn) {
             entry.attached = None;
             entry.detached_since = now;
+            entry.held = Held::default();
+            account(&mut st.resume_bytes, entry);
         }
     }
     if st.users.get(&c.user) == Some(&conn) {
@@ -1500,6 +1594,7 @@ fn attach(
             detached_since: now,
             replaced: false,
             bytes: 0,
+            held: Held::default(),
         });
     let out = entry
         .session
@@ -1519,6 +1614,7 @@ fn attach(
     };
     let previous = entry.attached.replace(conn);
     entry.replaced = false;
+    entry.held = Held::default();
     let old_room = std::mem::replace(&mut entry.room, room.clone());
     let session_id = entry.session.session();
     if old_room != room {
@@ -1587,7 +1683,118 @@ fn fresh_key(user: String, client_id: u64) -> SessionKey {
 }
 
 /// One envelope from the client of `key`, on its attached transport `conn`.
+///
+/// A message whose echo finds no room in the session's resume buffer waits in
+/// [`Held`] (and so does every message after it), unacknowledged; anything else is
+/// taken at once, and whatever it frees (an Ack) lets the held messages go on.
 fn on_envelope(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    key: &SessionKey,
+    envelope: Envelope,
+    now: Instant,
+) -> Result<Received, ProtocolError> {
+    let Some(entry) = st.sessions.get_mut(key) else {
+        return Ok(Received::default());
+    };
+    if let Envelope::Msg { seq, payload } = &envelope {
+        if entry.held.overflowed {
+            // The transport is closing for sending past its window; the client sends
+            // this again after its next Hello.
+            return Ok(Received::default());
+        }
+        let echoes = entry.room.is_none() && *seq > entry.session.recv_seq();
+        if echoes && (!entry.held.frames.is_empty() || !entry.session.has_room(payload.len())) {
+            hold(st, metrics, conn, key, envelope, now);
+            return Ok(Received::default());
+        }
+    }
+    let r = take(st, metrics, conn, key, envelope, now)?;
+    release_held(st, metrics, conn, key, now)?;
+    Ok(r)
+}
+
+/// Keeps a client message for later (see [`Held`]). Past the session's resume limits
+/// the client sent more than its window allows (a client keeps at most its queue
+/// unacknowledged, 1,000 messages and 1 MiB by default): what is held is dropped, still
+/// unacknowledged, and the transport is closed with 1013; the client sends it all again
+/// after its next Hello.
+fn hold(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    key: &SessionKey,
+    envelope: Envelope,
+    now: Instant,
+) {
+    let Some(entry) = st.sessions.get_mut(key) else {
+        return;
+    };
+    if entry.held.overflowed {
+        return;
+    }
+    let size = match &envelope {
+        Envelope::Msg { payload, .. } => payload.len(),
+        _ => 0,
+    };
+    let limits = entry.session.limits();
+    let fits = entry.held.frames.len() < limits.max_messages
+        && entry.held.bytes.saturating_add(size) <= limits.max_bytes;
+    if fits {
+        entry.held.frames.push_back(envelope);
+        entry.held.bytes += size;
+        account(&mut st.resume_bytes, entry);
+        enforce_budget(st, metrics, now);
+        return;
+    }
+    entry.held = Held {
+        overflowed: true,
+        ..Held::default()
+    };
+    account(&mut st.resume_bytes, entry);
+    warn!(
+        conn,
+        user = %key.user,
+        client_id = %format_args!("{:x}", key.client_id),
+        "client sent past its window while its echoes waited; closing 1013"
+    );
+    detach(st, metrics, conn, 1013, "sent past the window", now);
+}
+
+/// Takes held client messages, in order, while their echoes find room.
+fn release_held(
+    st: &mut State,
+    metrics: &Metrics,
+    conn: ConnId,
+    key: &SessionKey,
+    now: Instant,
+) -> Result<(), ProtocolError> {
+    loop {
+        let Some(entry) = st.sessions.get_mut(key) else {
+            return Ok(());
+        };
+        let Some(front) = entry.held.frames.front() else {
+            return Ok(());
+        };
+        if let Envelope::Msg { seq, payload } = front {
+            if *seq > entry.session.recv_seq() && !entry.session.has_room(payload.len()) {
+                return Ok(());
+            }
+        }
+        let Some(envelope) = entry.held.frames.pop_front() else {
+            return Ok(());
+        };
+        if let Envelope::Msg { payload, .. } = &envelope {
+            entry.held.bytes = entry.held.bytes.saturating_sub(payload.len());
+        }
+        take(st, metrics, conn, key, envelope, now)?;
+    }
+}
+
+/// Takes one envelope into the session: a new message is delivered (echoed, or sent to
+/// the session's room).
+fn take(
     st: &mut State,
     metrics: &Metrics,
     conn: ConnId,

@@ -313,16 +313,35 @@ async fn resume_buffers_are_bounded_per_session_and_a_resume_past_it_is_a_reset(
         let addr = server.addr();
         let mut c = Client::new(0xb0f);
         let (mut ws, _) = c.open(addr, "", Some(&token("hoarder"))).await;
-        // Five echoes of 400 KiB, read but never acknowledged.
+        // Five pushes of 400 KiB from a producer that does not wait, read but never
+        // acknowledged: the buffer keeps what fits in 1 MiB.
         let body = "y".repeat(400 << 10);
         for _ in 0..5 {
-            let m = c.msg(&body);
-            send(&mut ws, m).await;
+            assert_eq!(server.hub().send_to_user("hoarder", body.as_str()), 1);
         }
         let (got, _) = c.collect(&mut ws, 5).await;
         assert_eq!(got.len(), 5);
         let resume = server.hub().memory().resume_bytes;
         assert!(resume <= (1 << 20) + 1024, "{resume}");
+        // Two messages of 400 KiB whose echoes find no room: they wait unacknowledged
+        // (within the same limits; past them the socket closes, flow_control.rs), and
+        // memory stays bounded.
+        for _ in 0..2 {
+            let m = c.msg(&body);
+            send(&mut ws, m).await;
+        }
+        send(&mut ws, Envelope::Ping { id: 1 }).await;
+        let mut echoes = 0;
+        loop {
+            match recv(&mut ws).await {
+                Envelope::Msg { .. } => echoes += 1,
+                Envelope::Pong { .. } => break,
+                _ => {}
+            }
+        }
+        assert_eq!(echoes, 0, "no room while the pushes are unacknowledged");
+        let resume = server.hub().memory().resume_bytes;
+        assert!(resume <= 2 * (1 << 20) + 1024, "resume and held {resume}");
         drop(ws);
         // A client that says it has none of them cannot be brought up to date: it is
         // told so (a reset), never silently handed a partial resend.

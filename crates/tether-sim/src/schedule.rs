@@ -125,6 +125,15 @@ fn delivery_factors(seed: u64, mut config: Config, mut params: Params) -> (Confi
         config.max_unread_messages = rng.range(1, 64) as usize;
         config.max_unread_bytes = rng.range(64, 8_192) as usize;
     }
+    if rng.chance(0.3) {
+        // A server with small resume limits whose application waits for room (room
+        // for the largest message: one past `max_bytes` alone is not kept).
+        params.server_limits = Some(tether_core::protocol::ResumeLimits {
+            max_messages: rng.range(1, 64) as usize,
+            max_bytes: rng.range(512, 8_192) as usize,
+            max_age: Duration::from_secs(24 * 3600),
+        });
+    }
     (config, params)
 }
 

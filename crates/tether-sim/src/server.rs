@@ -21,7 +21,7 @@
 //! The server never talks to the network itself: every call returns [`ServerOut`]s that
 //! the harness turns into deliveries on the simulated network.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tether_core::protocol::{
     decode_batch, encode_batch, Envelope, HelloRefused, ResumeLimits, ServerSession, SessionSecret,
@@ -127,6 +127,11 @@ pub struct App {
     /// Numbers of the server messages sent (handed to the session or written).
     pub sent: Vec<u64>,
     next: u64,
+    /// Messages numbered and waiting for room in the client's sessions (only when the
+    /// application waits for room), with the client's id.
+    backlog: VecDeque<(u64, Payload)>,
+    /// Waits for room in the resume buffers before sending.
+    waits: bool,
 }
 
 #[derive(Debug)]
@@ -364,6 +369,7 @@ impl Server {
                     return out;
                 }
                 out.extend(replies.into_iter().map(|f| ServerOut::Send(tid, f)));
+                out.extend(self.release_backlog(now));
             }
         }
         out
@@ -466,6 +472,7 @@ impl Server {
                 Err(code) => return (status(code), out),
             },
         };
+        out.extend(self.release_backlog(now));
         let s = self.sessions.get_mut(&k).expect("attached session");
         let mut body = std::mem::take(&mut s.poll_outbox);
         body.extend(replies);
@@ -720,22 +727,15 @@ impl Server {
         let payload = numbered_payload(b's', number, pad, binary);
         let mut out = Vec::new();
         if self.protocol() {
-            let mut sent = false;
-            for s in self
-                .sessions
-                .values_mut()
-                .filter(|s| s.party == Party::Client && s.client_id == client_id)
-            {
-                sent = true;
-                let frame = s.proto.send(now, payload.clone()).encode();
-                match s.attached {
-                    Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
-                    Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
-                    None => {}
-                }
-            }
-            if !sent {
+            if !self.client_sessions(client_id).any(|_| true) {
                 return (None, out);
+            }
+            if self.app.waits
+                && (!self.app.backlog.is_empty() || !self.has_room(client_id, payload.len()))
+            {
+                self.app.backlog.push_back((client_id, payload));
+            } else {
+                out = self.hand_to_sessions(now, client_id, &payload);
             }
         } else {
             let Some(tid) = self.conns.keys().next_back().copied() else {
@@ -746,6 +746,72 @@ impl Server {
         self.app.next = number;
         self.app.sent.push(number);
         (Some(number), out)
+    }
+
+    /// Makes the server keep its sessions within `limits`, and its application wait
+    /// for room in them before it sends (as `Hub::send_to_user_wait` does).
+    pub fn wait_for_room(&mut self, limits: ResumeLimits) {
+        self.limits = limits;
+        self.app.waits = true;
+    }
+
+    /// Messages the application has numbered and not yet sent for want of room.
+    #[must_use]
+    pub fn app_backlog(&self) -> usize {
+        self.app.backlog.len()
+    }
+
+    fn client_sessions(&self, client_id: u64) -> impl Iterator<Item = &Session> {
+        self.sessions
+            .values()
+            .filter(move |s| s.party == Party::Client && s.client_id == client_id)
+    }
+
+    /// Whether the session `client_id` is in has room for a message of `bytes`: its
+    /// newest (the one of its latest Hello). Sessions it left behind (a Welcome it
+    /// never got) are never resumed, so nobody waits for them.
+    fn has_room(&self, client_id: u64, bytes: usize) -> bool {
+        self.client_sessions(client_id)
+            .max_by_key(|s| s.proto.latest_attempt())
+            .is_some_and(|s| s.proto.has_room(bytes))
+    }
+
+    /// Hands `payload` to every session of `client_id`: written on its WebSocket, kept
+    /// for its polling transport's next response, or only buffered without a transport.
+    fn hand_to_sessions(
+        &mut self,
+        now: Instant,
+        client_id: u64,
+        payload: &Payload,
+    ) -> Vec<ServerOut> {
+        let mut out = Vec::new();
+        for s in self
+            .sessions
+            .values_mut()
+            .filter(|s| s.party == Party::Client && s.client_id == client_id)
+        {
+            let frame = s.proto.send(now, payload.clone()).encode();
+            match s.attached {
+                Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
+                Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Sends what the application holds back, in order, while it finds room.
+    fn release_backlog(&mut self, now: Instant) -> Vec<ServerOut> {
+        let mut out = Vec::new();
+        while let Some((client_id, payload)) = self.app.backlog.front() {
+            let (client_id, len) = (*client_id, payload.len());
+            if !self.has_room(client_id, len) {
+                break;
+            }
+            let (_, payload) = self.app.backlog.pop_front().expect("front");
+            out.extend(self.hand_to_sessions(now, client_id, &payload));
+        }
+        out
     }
 
     /// The server process stops: every WebSocket is dropped; with `lose_state` every

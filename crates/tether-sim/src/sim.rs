@@ -219,6 +219,10 @@ pub struct Params {
     pub slow_reader: Option<Duration>,
     /// Seed of the network, the provider and the payloads.
     pub seed: u64,
+    /// The server's resume limits, with an application that waits for room in them
+    /// before it sends (as `Hub::send_to_user_wait` does); `None`: limits so large that
+    /// only a lost session resets the numbering, and an application that never waits.
+    pub server_limits: Option<tether_core::protocol::ResumeLimits>,
 }
 
 impl Default for Params {
@@ -237,6 +241,7 @@ impl Default for Params {
             record: false,
             slow_reader: None,
             seed: 1,
+            server_limits: None,
         }
     }
 }
@@ -353,7 +358,13 @@ impl Sim {
                 params.base_latency,
                 params.jitter,
             ),
-            server: Server::new(wire, config.auth.is_some(), params.seed),
+            server: {
+                let mut server = Server::new(wire, config.auth.is_some(), params.seed);
+                if let Some(limits) = params.server_limits {
+                    server.wait_for_room(limits);
+                }
+                server
+            },
             check: Checker::new(&config),
             trace: Trace::new(params.trace, params.trace_lines),
             rng: Rng::new(params.seed ^ 0x7573_6572),

@@ -460,8 +460,9 @@ fn an_adversary_between_the_clients_transports_reads_nothing_and_locks_nobody_ou
     assert_eq!(count(&sim, |e| matches!(e, Event::Message(_))), 21);
 }
 
-/// The done-when, on virtual time: with default settings, an application that
-/// takes 50 ms per message still sees every message of a 10,000-message server burst,
+/// The done-when, on virtual time: with default settings on both sides, an
+/// application that takes 50 ms per message still sees every message of a 10,000-message
+/// server burst,
 /// once and in order, through three connection drops; reading from the socket pauses
 /// meanwhile, so the client never holds much more than `max_unread_bytes` unread.
 #[test]
@@ -481,6 +482,9 @@ fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_
         record: true,
         trace: true,
         trace_lines: 300,
+        // The reference server's defaults (1,024 messages, 1 MiB, 2 min): its
+        // application waits for room, as `Hub::send_to_user_wait` does.
+        server_limits: Some(tether_core::protocol::ResumeLimits::default()),
         ..Params::default()
     };
     let mut sim = Sim::new(config, params).expect("sim");
@@ -508,14 +512,17 @@ fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_
         }),
     );
     let mut paused = false;
+    let mut backlog_peak = 0;
     run!(
         sim,
         sim.run_until_true(secs(700), "every message read", |s| {
             paused |= s.conn.metrics(s.clock.now()).reading_paused;
+            backlog_peak = backlog_peak.max(s.server.app_backlog());
             s.reader.read == BURST
         })
     );
     assert!(paused, "reading paused while the reader was behind");
+    assert!(backlog_peak > 0, "the server's application waited for room");
     assert!(
         sim.check.server_messages_done(),
         "every message, once, in order"

@@ -13,7 +13,10 @@ use crate::time::{Duration, Instant};
 pub struct ResumeLimits {
     /// Most unacknowledged messages kept for resend.
     pub max_messages: usize,
-    /// Unacknowledged messages older than this are dropped.
+    /// Unacknowledged messages are dropped once they, and the last envelope heard from
+    /// the client, are older than this: a client that is gone loses them (its next Hello
+    /// resets), while one that is connected and talking (its pings count) keeps them
+    /// however slowly it reads, within `max_messages` and `max_bytes`.
     pub max_age: Duration,
     /// Most payload bytes of unacknowledged messages kept for resend; past it the oldest
     /// are dropped, as past `max_messages`.
@@ -256,6 +259,8 @@ pub struct ServerSession {
     /// Payload bytes in `buffer`.
     buffer_bytes: usize,
     greeted: bool,
+    /// When the client's last Hello or envelope arrived.
+    last_heard: Option<Instant>,
     ack_pending: bool,
     duplicates: u64,
     trimmed: u64,
@@ -291,6 +296,7 @@ impl ServerSession {
             buffer: VecDeque::new(),
             buffer_bytes: 0,
             greeted: false,
+            last_heard: None,
             ack_pending: false,
             duplicates: 0,
             trimmed: 0,
@@ -368,6 +374,7 @@ impl ServerSession {
         }
         self.latest_attempt = attempt;
         self.expire(now);
+        self.last_heard = Some(now);
         // Only a client that saw this numbering's Welcome can hold any of its messages.
         let knows = self.greeted && session == self.session;
         let recv_seq = if knows { recv_seq } else { 0 };
@@ -488,6 +495,8 @@ impl ServerSession {
             out.error = Some(ProtocolError::HelloExpected);
             return out;
         }
+        self.expire(now);
+        self.last_heard = Some(now);
         match envelope {
             Envelope::Msg { seq: 0, .. } => out.error = Some(ProtocolError::ZeroSeq),
             Envelope::Msg { seq, payload } => {
@@ -525,7 +534,6 @@ impl ServerSession {
                 out.error = Some(ProtocolError::Unexpected(other.kind()));
             }
         }
-        self.expire(now);
         out
     }
 
@@ -592,8 +600,10 @@ impl ServerSession {
         Some(Envelope::Ack { seq: self.recv_seq })
     }
 
-    /// Drops buffered messages sent more than [`ResumeLimits::max_age`] before `now`,
-    /// counting them in [`trimmed`](Self::trimmed). [`hello`](Self::hello),
+    /// Drops buffered messages sent more than [`ResumeLimits::max_age`] before `now`
+    /// while nothing was heard from the client for as long either (a client that talks,
+    /// even one that reads slowly, keeps them), counting them in
+    /// [`trimmed`](Self::trimmed). [`hello`](Self::hello),
     /// [`receive`](Self::receive) and [`send`](Self::send) call it; call it from a timer
     /// at [`next_expiry`](Self::next_expiry) to free memory of idle sessions.
     ///
@@ -604,13 +614,20 @@ impl ServerSession {
     /// let t0 = Instant::now();
     /// let limits = ResumeLimits { max_messages: 10, max_age: Duration::from_secs(5), max_bytes: 1 << 20 };
     /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
+    /// s.hello(t0, None, 0, 0, 1)?;
     /// s.send(t0, "a".into());
-    /// s.expire(t0 + Duration::from_secs(6));
+    /// // The client is heard from (a ping) after 4 s: "a" is kept past its 5 s.
+    /// s.receive(t0 + Duration::from_secs(4), tether_core::protocol::Envelope::Ping { id: 1 });
+    /// s.expire(t0 + Duration::from_secs(8));
+    /// assert_eq!(s.buffered(), 1);
+    /// // Silence for more than 5 s: it goes.
+    /// s.expire(t0 + Duration::from_secs(10));
     /// assert_eq!((s.buffered(), s.trimmed()), (0, 1));
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
     /// ```
     pub fn expire(&mut self, now: Instant) {
         while let Some(front) = self.buffer.front() {
-            if now.saturating_duration_since(front.sent_at) <= self.limits.max_age {
+            if now.saturating_duration_since(self.age_from(front)) <= self.limits.max_age {
                 break;
             }
             self.pop_front();
@@ -622,7 +639,49 @@ impl ServerSession {
     #[must_use]
     pub fn next_expiry(&self) -> Option<Instant> {
         let front = self.buffer.front()?;
-        front.sent_at.checked_add(self.limits.max_age)
+        self.age_from(front).checked_add(self.limits.max_age)
+    }
+
+    /// Where `m`'s age counts from: when it was sent, or when the client was last heard
+    /// from, whichever is later.
+    fn age_from(&self, m: &Buffered) -> Instant {
+        self.last_heard
+            .map_or(m.sent_at, |heard| heard.max(m.sent_at))
+    }
+
+    /// Whether one more message of `bytes` fits the resume buffer without dropping an
+    /// unacknowledged one (an empty buffer takes any message). A server that produces a
+    /// message because the client sent one (an echo, a reply) should wait for room
+    /// before it takes the client's message in: the client's own queue then fills, and
+    /// its sends wait, instead of the server dropping what the client has not read.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{Envelope, ResumeLimits, ServerSession, SessionSecret};
+    ///
+    /// let now = Instant::now();
+    /// let limits = ResumeLimits { max_messages: 2, ..ResumeLimits::default() };
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
+    /// s.hello(now, None, 0, 0, 1)?;
+    /// s.send(now, "a".into());
+    /// assert!(s.has_room(1));
+    /// s.send(now, "b".into());
+    /// assert!(!s.has_room(1));
+    /// s.receive(now, Envelope::Ack { seq: 1 });
+    /// assert!(s.has_room(1));
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
+    /// ```
+    #[must_use]
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.buffer.len() < self.limits.max_messages
+            && (self.buffer.is_empty()
+                || self.buffer_bytes.saturating_add(bytes) <= self.limits.max_bytes)
+    }
+
+    /// The bounds the session was made with.
+    #[must_use]
+    pub fn limits(&self) -> ResumeLimits {
+        self.limits
     }
 
     /// The session id sent in every Welcome: the one given to [`new`](Self::new) until
