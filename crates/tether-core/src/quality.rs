@@ -219,10 +219,13 @@ pub fn reliability_score(
         None => 0.5,
     };
     let jitter_penalty = jitter.map_or(0.0, |j| (millis(j) / 10.0).min(20.0));
-    let drop_penalty = f64::from(recent_drops.min(5) * 10);
+    let drop_penalty = f64::from(recent_drops.min(DROPS_COUNTED) * 10);
     let score = 100.0 * (1.0 - loss) * latency - jitter_penalty - drop_penalty;
     score.clamp(0.0, 100.0).round() as u8
 }
+
+/// Most recent drops [`reliability_score`] tells apart: more cost no more.
+pub const DROPS_COUNTED: u32 = 5;
 
 /// Milliseconds as f64; monotonic in `d` (u128 → f64 rounding preserves order).
 fn millis(d: Duration) -> f64 {

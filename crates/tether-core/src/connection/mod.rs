@@ -965,7 +965,7 @@ impl Connection {
                 self.forget_failures();
             }
             self.end_uptime(now);
-            self.drops.push_back(now);
+            self.note_drop(now);
             self.events.push_back(Event::Disconnected {
                 cause: cause.clone(),
                 connected_for,
@@ -1225,14 +1225,28 @@ impl Connection {
         )
     }
 
-    fn update_quality(&mut self, now: Instant) {
-        while self
-            .drops
-            .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= DROP_WINDOW)
+    /// Remembers a drop for the reliability score: only the last
+    /// [`DROPS_COUNTED`](crate::quality::DROPS_COUNTED) within [`DROP_WINDOW`] count, so
+    /// only they are kept, whatever else arrives or not.
+    fn note_drop(&mut self, now: Instant) {
+        self.drops.push_back(now);
+        self.trim_drops(now);
+    }
+
+    fn trim_drops(&mut self, now: Instant) {
+        let counted = crate::quality::DROPS_COUNTED as usize;
+        while self.drops.len() > counted
+            || self
+                .drops
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= DROP_WINDOW)
         {
             self.drops.pop_front();
         }
+    }
+
+    fn update_quality(&mut self, now: Instant) {
+        self.trim_drops(now);
         if self.stats.samples() == 0 {
             return;
         }

@@ -1959,3 +1959,27 @@ fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
     );
     assert_ne!(h.conn.state(), State::Connected);
 }
+
+/// Issue 16: the drop history behind the reliability score was trimmed only when a
+/// heartbeat answer arrived, so without one (plain mode, no heartbeat) it grew by one
+/// entry per disconnect for ever. Now it keeps only the drops the score counts.
+#[test]
+fn the_drop_history_stays_bounded_without_any_heartbeat() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    for round in 0..2_000 {
+        let id = h.last_open();
+        h.open(id);
+        h.take_events();
+        h.closed(id, Some(1006));
+        assert!(
+            h.conn.drops.len() <= crate::quality::DROPS_COUNTED as usize,
+            "round {round}: {} drops kept",
+            h.conn.drops.len()
+        );
+        let (_, delay, _) = h.scheduled()[0];
+        h.advance(delay);
+    }
+    assert_eq!(h.conn.metrics(h.now).reconnects, 1_999);
+    assert_eq!(h.conn.drops.len(), crate::quality::DROPS_COUNTED as usize);
+}
