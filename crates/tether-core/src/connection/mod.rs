@@ -966,6 +966,11 @@ impl Connection {
             }
             self.end_uptime(now);
             self.note_drop(now);
+            // What was measured belongs to the transport that is gone: quality is
+            // unknown until the next one is measured, not the last known (an outage's
+            // missed pings would weigh on a good new connection for a whole window).
+            self.stats.clear();
+            self.quality.reset();
             self.events.push_back(Event::Disconnected {
                 cause: cause.clone(),
                 connected_for,

@@ -1983,3 +1983,47 @@ fn the_drop_history_stays_bounded_without_any_heartbeat() {
     assert_eq!(h.conn.metrics(h.now).reconnects, 1_999);
     assert_eq!(h.conn.drops.len(), crate::quality::DROPS_COUNTED as usize);
 }
+
+/// Issue 16: after a half-open outage, quality stayed `critical` for a whole window of
+/// pings on the new connection (the outage's lost pings still counted). A new transport
+/// starts a new measurement: unknown while disconnected, the new connection's level at
+/// its first answer.
+#[test]
+fn quality_is_unknown_while_disconnected_and_measured_anew_on_the_next_transport() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(4));
+    h.advance(Duration::from_millis(20));
+    h.frame(id, "pong");
+    assert_eq!(h.conn.quality(), Some(Quality::Excellent));
+    // The server freezes: pings go unanswered until the pong deadline drops the link.
+    for _ in 0..30 {
+        if h.conn.state() != State::Connected {
+            break;
+        }
+        h.advance(Duration::from_secs(1));
+    }
+    assert_ne!(h.conn.state(), State::Connected, "half-open detected");
+    assert_eq!(h.conn.quality(), None, "unknown while disconnected");
+    let m = h.conn.metrics(h.now);
+    assert_eq!((m.rtt, m.quality), (None, None), "no stale figures");
+    // Back: the first answer on the new transport decides.
+    let (_, delay, _) = h.scheduled().last().copied().expect("a reconnect");
+    h.advance(delay);
+    let id = h.last_open();
+    h.open(id);
+    h.take_events();
+    h.advance(Duration::from_secs(4));
+    h.advance(Duration::from_millis(20));
+    h.frame(id, "pong");
+    assert_eq!(h.conn.quality(), Some(Quality::Excellent));
+    assert!(h.take_events().iter().any(|e| matches!(
+        e,
+        Event::QualityChanged {
+            quality: Quality::Excellent,
+            ..
+        }
+    )));
+}
