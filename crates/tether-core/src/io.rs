@@ -80,6 +80,12 @@ impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TransportFailure::Refused => f.write_str("connection refused"),
+            // A platform that knows nothing more says "network error" itself.
+            TransportFailure::Network(e)
+                if e.is_empty() || e.trim().eq_ignore_ascii_case("network error") =>
+            {
+                f.write_str("network error")
+            }
             TransportFailure::Network(e) => write!(f, "network error: {e}"),
             TransportFailure::Http { status, .. } => write!(f, "HTTP {status}"),
             TransportFailure::Tls(e) => write!(f, "TLS error: {e}"),
@@ -121,12 +127,14 @@ pub struct Cause {
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.code, self.status) {
-            (Some(c), _) => write!(f, "close {c}")?,
-            (None, Some(s)) => write!(f, "HTTP {s}")?,
-            (None, None) => f.write_str("no code")?,
-        }
-        if !self.reason.is_empty() {
+        let head = match (self.code, self.status) {
+            (Some(c), _) => format!("close {c}"),
+            (None, Some(s)) => format!("HTTP {s}"),
+            (None, None) => "no code".to_owned(),
+        };
+        f.write_str(&head)?;
+        // A reason that only repeats the code ("HTTP 401 (HTTP 401)") says nothing.
+        if !self.reason.is_empty() && self.reason != head {
             write!(f, " ({})", self.reason)?;
         }
         Ok(())

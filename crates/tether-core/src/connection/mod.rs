@@ -792,7 +792,11 @@ impl Connection {
                 self.fail_link_with(
                     now,
                     Cause {
-                        reason: "no sign of life after resume".into(),
+                        reason: if self.online {
+                            "no answer to a liveness check".into()
+                        } else {
+                            "offline: the device lost its network".into()
+                        },
                         ..Cause::default()
                     },
                     CloseClass::Retry,

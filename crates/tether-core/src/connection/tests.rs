@@ -2027,3 +2027,59 @@ fn quality_is_unknown_while_disconnected_and_measured_anew_on_the_next_transport
         }
     )));
 }
+
+/// Issue 16: going offline was reported (and sent to the server as the close reason)
+/// as "no sign of life after resume".
+#[test]
+fn going_offline_is_named_offline() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.take_events();
+    h.conn.handle_hint(h.now, Hint::Offline);
+    h.advance(Duration::from_secs(30));
+    let cause = h
+        .take_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Disconnected { cause, .. } => Some(cause),
+            _ => None,
+        })
+        .expect("the dead socket is dropped");
+    assert_eq!(cause.reason, "offline: the device lost its network");
+    assert_eq!(
+        cause.to_string(),
+        "no code (offline: the device lost its network)"
+    );
+}
+
+/// Issue 16: "network error: network error" and "HTTP 401 (HTTP 401)".
+#[test]
+fn reasons_say_nothing_twice() {
+    use crate::io::Cause;
+    assert_eq!(
+        TransportFailure::Network("network error".into()).to_string(),
+        "network error"
+    );
+    assert_eq!(
+        TransportFailure::Network("connection reset".into()).to_string(),
+        "network error: connection reset"
+    );
+    let cause = Cause {
+        status: Some(401),
+        reason: TransportFailure::Http {
+            status: 401,
+            retry_after: None,
+        }
+        .to_string(),
+        ..Cause::default()
+    };
+    assert_eq!(cause.to_string(), "HTTP 401");
+    let cause = Cause {
+        code: Some(4401),
+        reason: "token expired".into(),
+        ..Cause::default()
+    };
+    assert_eq!(cause.to_string(), "close 4401 (token expired)");
+}
