@@ -40,7 +40,7 @@ export interface TetherOptions {
     minIntervalMs?: number;
     /** Poll interval when idle or failing. Default 2000. */
     maxIntervalMs?: number;
-    /** While polling, try the WebSocket again this often. Default 5000. */
+    /** While polling, try the WebSocket again this often, give or take a fifth at random (it does not grow after failed probes). Default 5000. */
     probeIntervalMs?: number;
     /** A request with no answer within this time has failed. Default 10000. */
     requestTimeoutMs?: number;

@@ -190,7 +190,8 @@ pub struct FallbackConfig {
     pub min_interval: Duration,
     /// Poll interval when idle or failing.
     pub max_interval: Duration,
-    /// While polling, try the WebSocket again this often (upgrade back).
+    /// While polling, try the WebSocket again this often (upgrade back), give or take
+    /// a fifth at random; the interval does not grow after failed probes.
     pub probe_interval: Duration,
     /// A probe must open (and be welcomed) within this; polling waits meanwhile.
     pub probe_timeout: Duration,

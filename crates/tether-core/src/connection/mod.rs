@@ -38,9 +38,6 @@ const STABLE_AFTER: Duration = Duration::from_secs(3);
 /// Connection drops within this window lower the reliability score.
 const DROP_WINDOW: Duration = Duration::from_secs(300);
 
-/// While polling, the WebSocket probe interval doubles after each failed probe up to this.
-const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
-
 /// One logical connection: every decision Tether makes, none of the I/O.
 ///
 /// ```
@@ -846,6 +843,16 @@ impl Connection {
         }
     }
 
+    /// The wait before the next WebSocket probe while polling: the configured
+    /// `probe_interval`, give or take a fifth at random (so that clients behind one
+    /// proxy do not probe in step). It does not grow: a WebSocket allowed again is back
+    /// within 1.2 × `probe_interval` (plus the probe's own handshake).
+    fn probe_wait(&mut self) -> Duration {
+        let factor = 0.8 + 0.4 * self.rng.next_f64();
+        Duration::try_from_secs_f64(self.probe_interval.as_secs_f64() * factor)
+            .unwrap_or(Duration::MAX)
+    }
+
     /// No transport and no token fetch: nothing is under way.
     fn idle(&self) -> bool {
         self.link.is_none() && !self.attempt_waits_for_token
@@ -901,11 +908,6 @@ impl Connection {
         self.retry_hint = None;
         if self.link.is_ws() {
             self.ws_failures = 0;
-            self.probe_interval = self
-                .config
-                .fallback
-                .as_ref()
-                .map_or(self.probe_interval, |f| f.probe_interval);
             if self.fallback_active {
                 self.fallback_active = false;
                 self.timers.stop(Timer::PollReceive);
@@ -920,8 +922,8 @@ impl Connection {
                 .fallback
                 .as_ref()
                 .map_or(self.poll_interval, |f| f.min_interval);
-            self.timers
-                .set(Timer::UpgradeProbe, later(now, self.probe_interval));
+            let wait = self.probe_wait();
+            self.timers.set(Timer::UpgradeProbe, later(now, wait));
             self.issue_poll_receive(now);
         }
         if self.state != State::Connected {
@@ -952,10 +954,6 @@ impl Connection {
         }
         if kind == LinkKind::WsProbe {
             // The WebSocket probe failed: polling goes on.
-            self.probe_interval = self
-                .probe_interval
-                .saturating_mul(2)
-                .min(MAX_PROBE_INTERVAL);
             self.open_link(now, false);
             return;
         }
