@@ -413,7 +413,7 @@ fn a_sleep_triggers_a_liveness_check_not_a_false_timeout() {
     let lost = first_at(&sim, wake, |e| matches!(e, Event::Disconnected { .. })).expect("replaced");
     assert!(lost - wake <= secs(2) + ms(10), "after {:?}", lost - wake);
     let liveness = sim.events.iter().any(
-        |(_, e)| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("resume")),
+        |(_, e)| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("liveness check")),
     );
     assert!(liveness, "the cause is the failed liveness check");
     run!(sim, sim.run_until_true(secs(10), "reconnected", connected));
