@@ -91,7 +91,13 @@ pub struct Connection {
     proto: protocol::Reliable,
     inbound: inbound::Inbound,
 
+    /// The next or current transport is HTTP polling.
     fallback_active: bool,
+    /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
+    /// (a Welcome), that may only mean the server is down or frozen, and polling would
+    /// not help. Not reported as a fallback yet; a failed trial goes back to the
+    /// WebSocket.
+    fallback_trial: bool,
     ws_failures: u32,
     poll_interval: Duration,
     probe_interval: Duration,
@@ -156,6 +162,7 @@ impl Connection {
             proto: protocol::Reliable::new(client_id),
             inbound: inbound::Inbound::default(),
             fallback_active: false,
+            fallback_trial: false,
             ws_failures: 0,
             poll_interval,
             probe_interval,
@@ -274,7 +281,7 @@ impl Connection {
             unread_bytes,
             unread_bytes_peak,
             reading_paused: self.inbound.is_paused(),
-            fallback_active: self.fallback_active,
+            fallback_active: self.fallback_active && !self.fallback_trial,
             terminal_reason: self.terminal.clone(),
         }
     }
@@ -912,11 +919,18 @@ impl Connection {
                 self.fallback_active = false;
                 self.timers.stop(Timer::PollReceive);
                 self.timers.stop(Timer::UpgradeProbe);
-                self.events
-                    .push_back(Event::FallbackChanged { active: false });
+                if !std::mem::take(&mut self.fallback_trial) {
+                    self.events
+                        .push_back(Event::FallbackChanged { active: false });
+                }
             }
             self.heartbeat.start(now, &self.config, &mut self.timers);
         } else {
+            if std::mem::take(&mut self.fallback_trial) {
+                // The polling endpoint answers where the WebSocket did not: a fallback.
+                self.events
+                    .push_back(Event::FallbackChanged { active: true });
+            }
             self.poll_interval = self
                 .config
                 .fallback
@@ -1015,12 +1029,24 @@ impl Connection {
         if matches!(ws, WsVerdict::Failed | WsVerdict::Blocked) {
             self.ws_failures += 1;
         }
+        if self.fallback_trial && ws == WsVerdict::NotWs {
+            // Polling failed too: the server is down or frozen, not the WebSocket
+            // blocked. Back to the WebSocket, with the backoff going on.
+            self.fallback_trial = false;
+            self.fallback_active = false;
+            self.ws_failures = 0;
+        }
         let blocked = ws == WsVerdict::Blocked;
         if let Some(fallback) = &self.config.fallback {
             if !self.fallback_active && (blocked || self.ws_failures >= fallback.after_failures) {
                 self.fallback_active = true;
-                self.events
-                    .push_back(Event::FallbackChanged { active: true });
+                if blocked {
+                    // The platform says so: no trial needed.
+                    self.events
+                        .push_back(Event::FallbackChanged { active: true });
+                } else {
+                    self.fallback_trial = true;
+                }
                 self.enter_retrying();
                 self.open_link(now, false);
                 return;

@@ -1270,7 +1270,10 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         h.failed(id, TransportFailure::Network("reset by a proxy".into()));
         h.advance(Duration::from_millis(800));
     }
-    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
+    assert!(
+        !h.events.contains(&Event::FallbackChanged { active: true }),
+        "not before the polling endpoint answers"
+    );
     let polls: Vec<Action> = h.take_actions();
     let Some(Action::Poll {
         id: poller,
@@ -1302,6 +1305,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     h.conn.handle_poll_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
     assert!(h.conn.metrics(h.now).fallback_active);
     // The queued message went out in a send poll; a receive poll starts at once.
     let actions = h.take_actions();
@@ -1945,8 +1949,8 @@ fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Network("reset by a proxy".into()));
-    h.advance(Duration::from_millis(800));
-    assert!(matches!(h.take_actions().last(), Some(Action::Poll { .. })));
+    let acts = h.take_actions();
+    assert!(matches!(acts.last(), Some(Action::Poll { .. })), "{acts:?}");
     h.events.clear();
     h.advance(Duration::from_millis(300));
     assert_eq!(
@@ -1958,6 +1962,79 @@ fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
         h.events
     );
     assert_ne!(h.conn.state(), State::Connected);
+    // Polling did not answer either: no fallback; the WebSocket again, after a wait.
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    let (_, delay, _) = h.scheduled()[0];
+    h.advance(delay);
+    assert!(matches!(h.take_actions().last(), Some(Action::Open { .. })));
+}
+
+/// Issue 16: a server that is down (or frozen) fails the WebSocket and the polling
+/// endpoint alike; moving to polling cannot help, and is not reported as a fallback.
+/// Only a polling endpoint that answers where the WebSocket did not makes one.
+#[test]
+fn a_server_that_is_down_never_moves_the_client_to_polling() {
+    let fallback = FallbackConfig {
+        after_failures: 2,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    // Thirty rounds of a server that resets every WebSocket and every poll request.
+    let mut polls = 0;
+    for _ in 0..30 {
+        for a in h.take_actions() {
+            match a {
+                Action::Open { id, .. } => {
+                    h.failed(id, TransportFailure::Network("connection reset".into()));
+                }
+                Action::Poll { request, .. } => {
+                    polls += 1;
+                    h.conn.handle_poll_response(
+                        h.now,
+                        request,
+                        Err(TransportFailure::Network("connection reset".into())),
+                    );
+                    h.drain();
+                }
+                _ => {}
+            }
+            assert!(!h.conn.metrics(h.now).fallback_active);
+        }
+        h.advance(Duration::from_secs(11));
+    }
+    assert!(polls > 0, "polling was tried");
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    // The server comes back: the next WebSocket attempt connects.
+    let id = loop {
+        if let Some(Action::Open { id, .. }) = h
+            .take_actions()
+            .into_iter()
+            .rev()
+            .find(|a| matches!(a, Action::Open { .. }))
+        {
+            break id;
+        }
+        h.advance(Duration::from_secs(1));
+    };
+    h.open(id);
+    h.envelope(
+        id,
+        Envelope::Welcome {
+            session: 1,
+            recv_seq: 0,
+            resumed: false,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
 }
 
 /// Issue 16: the drop history behind the reliability score was trimmed only when a
