@@ -19,8 +19,10 @@ const EVENTS = [
 
 function report(error) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  // `globalThis.`: the bundle's own `queueMicrotask` (js/guard.js) is for calls into the
+  // WebAssembly, and runs nothing once the instance is dead.
   else
-    queueMicrotask(() => {
+    globalThis.queueMicrotask(() => {
       throw error;
     });
 }
