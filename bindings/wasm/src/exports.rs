@@ -62,6 +62,10 @@ const TYPES: &'static str = include_str!("types.d.ts");
 ///
 /// Call `free()` on a client you no longer need (after `close()`): listeners that refer
 /// to the client keep it from being garbage-collected.
+///
+/// Should the WebAssembly instance die (a trap: a bug), every client stops in `error`
+/// with reason `driver-failed`, its pending promises reject, and every later call throws
+/// or rejects with an `Error` of kind `driver-failed`.
 #[wasm_bindgen]
 pub struct TetherClient {
     client: Client,
