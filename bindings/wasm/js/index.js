@@ -50,11 +50,10 @@ function call(f) {
   }
 }
 
-// Rejected when the instance dies: every pending promise races it, since the ones made
-// in Rust never settle then.
-let kill;
-const death = new Promise((_, reject) => (kill = reject));
-death.catch(() => {});
+// The rejecters of every pending promise: the ones made in Rust never settle once the
+// instance is dead, so each is wrapped in one that can be rejected from here. (Not a race
+// against one shared promise: each race would stay attached to it for good.)
+const waiting = new Set();
 
 /** A call that returns a promise: rejects, rather than throws, once dead. */
 function pending(f) {
@@ -65,17 +64,37 @@ function pending(f) {
     if (e.kind === 'driver-failed') return Promise.reject(e);
     throw e;
   }
-  return Promise.race([p, death]);
+  return new Promise((resolve, reject) => {
+    waiting.add(reject);
+    p.then(
+      (v) => {
+        waiting.delete(reject);
+        resolve(v);
+      },
+      (e) => {
+        waiting.delete(reject);
+        reject(e);
+      },
+    );
+  });
 }
 
 // The live clients, weakly: the ones to fail when the instance dies.
 const clients = new Set();
 const collected = new FinalizationRegistry((ref) => clients.delete(ref));
 
+// The state as of the last event, for a dead instance. Made out here: the emitter lives
+// as long as the client, and a closure made in the constructor would keep the client
+// (its `this`) from being garbage-collected.
+const tracker =
+  (seen) =>
+  ({ to }) =>
+    (seen.state = to);
+
 export class TetherClient extends Raw {
   #emitter;
   #ref;
-  #state;
+  #seen;
   #metrics;
   #id;
 
@@ -86,8 +105,8 @@ export class TetherClient extends Raw {
       this.#id = super.clientId;
       this.#metrics = super.metrics();
     });
-    this.#state = this.#metrics.state;
-    this.#emitter.on('state', ({ to }) => (this.#state = to));
+    this.#seen = { state: this.#metrics.state };
+    this.#emitter.on('state', tracker(this.#seen));
     this.#ref = new WeakRef(this);
     clients.add(this.#ref);
     collected.register(this, this.#ref, this);
@@ -95,7 +114,8 @@ export class TetherClient extends Raw {
 
   static {
     onDeath(() => {
-      kill(failure());
+      for (const reject of waiting) reject(failure());
+      waiting.clear();
       abandonAll();
       for (const ref of [...clients]) ref.deref()?.#fail();
       clients.clear();
@@ -108,8 +128,8 @@ export class TetherClient extends Raw {
   #fail() {
     super.__destroy_into_raw();
     collected.unregister(this);
-    const from = this.#state;
-    this.#state = 'error';
+    const from = this.#seen.state;
+    this.#seen.state = 'error';
     if (from !== 'error') this.#emitter.emit('state', { from, to: 'error' });
     this.#emitter.emit('stopped', stopReason());
   }
@@ -139,7 +159,7 @@ export class TetherClient extends Raw {
     return this.#emitter.on(event, handler);
   }
   get state() {
-    return dead() ? this.#state : call(() => super.state);
+    return dead() ? this.#seen.state : call(() => super.state);
   }
   get quality() {
     return dead() ? null : call(() => super.quality);
@@ -150,7 +170,7 @@ export class TetherClient extends Raw {
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
     if (!dead()) return (this.#metrics = call(() => super.metrics()));
-    return { ...this.#metrics, state: this.#state, uptimeMs: null, quality: null, terminalReason: stopReason() };
+    return { ...this.#metrics, state: this.#seen.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
   free() {
     clients.delete(this.#ref);

@@ -9,10 +9,10 @@ import { test } from 'node:test';
 
 import { tag } from './helpers.mjs';
 
-function run(args) {
-  const path = fileURLToPath(new URL('./fixtures/death.mjs', import.meta.url));
+function run(args, fixture = 'death.mjs', node = []) {
+  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path, ...args], {
+    const child = spawn(process.execPath, [...node, path, ...args], {
       env: process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -22,7 +22,7 @@ function run(args) {
     child.stderr.on('data', (d) => (stderr += d));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`death.mjs did not exit by itself within 20 s\n${stdout}\n${stderr}`));
+      reject(new Error(`${fixture} did not exit by itself within 20 s\n${stdout}\n${stderr}`));
     }, 20_000);
     child.on('exit', (code, signal) => {
       clearTimeout(timer);
@@ -44,3 +44,11 @@ for (const [place, where] of [
     assert.match(stdout, new RegExp(`failed from place ${place}`));
   });
 }
+
+test('the wrapper keeps no client alive: dropped without free(), they are collected', async () => {
+  const { code, stdout, stderr } = await run([], 'collect.mjs', ['--expose-gc']);
+  assert.equal(code, 0, stderr);
+  const collected = Number(/collected (\d+) of 20/.exec(stdout)?.[1]);
+  // One may still be referenced from the last stack frames; none was before the fix.
+  assert.ok(collected >= 15, stdout);
+});
