@@ -83,6 +83,10 @@ function pending(f) {
 const clients = new Set();
 const collected = new FinalizationRegistry((ref) => clients.delete(ref));
 
+// The method that fails a client (not private: the death hook below calls it, and class
+// static blocks are too recent for some browsers).
+const fail = Symbol('fail');
+
 // The state as of the last event, for a dead instance. Made out here: the emitter lives
 // as long as the client, and a closure made in the constructor would keep the client
 // (its `this`) from being garbage-collected.
@@ -112,20 +116,10 @@ export class TetherClient extends Raw {
     collected.register(this, this.#ref, this);
   }
 
-  static {
-    onDeath(() => {
-      for (const reject of waiting) reject(failure());
-      waiting.clear();
-      abandonAll();
-      for (const ref of [...clients]) ref.deref()?.#fail();
-      clients.clear();
-    });
-  }
-
   // As the native client's `handle_driver_failure`: the state becomes 'error', then
   // 'stopped' tells why. Nothing is called in the dead instance: even its finalizer is
   // unregistered.
-  #fail() {
+  [fail]() {
     super.__destroy_into_raw();
     collected.unregister(this);
     const from = this.#seen.state;
@@ -179,6 +173,14 @@ export class TetherClient extends Raw {
     else call(() => super.free());
   }
 }
+
+onDeath(() => {
+  for (const reject of waiting) reject(failure());
+  waiting.clear();
+  abandonAll();
+  for (const ref of [...clients]) ref.deref()?.[fail]();
+  clients.clear();
+});
 
 export function setLogLevel(level) {
   call(() => rawSetLogLevel(level));
