@@ -17,10 +17,10 @@ const EVENTS = [
   'tokenRefreshed',
 ];
 
+// `globalThis.queueMicrotask`: the bundle's own `queueMicrotask` (js/guard.js) is for
+// calls into the WebAssembly, and runs nothing once the instance is dead.
 function report(error) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
-  // `globalThis.`: the bundle's own `queueMicrotask` (js/guard.js) is for calls into the
-  // WebAssembly, and runs nothing once the instance is dead.
   else
     globalThis.queueMicrotask(() => {
       throw error;
