@@ -61,10 +61,17 @@ fi
 minify=()
 [ "$mode" = release ] && minify=(--minify)
 cp bindings/wasm/js/index.js "$out/wrapper.js"
+cp bindings/wasm/js/guard.js "$out/guard.js"
+# guard.js stands in for the globals `queueMicrotask`, `setTimeout` and `clearTimeout`
+# in the whole bundle (wasm-bindgen's glue included): it notices a trap of the instance
+# wherever JavaScript calls into it on its own. The wrapper reaches tether-web's shim.js
+# (to end its sockets once the instance is dead) as `tether-web-shim`.
+shim=$(echo "$out"/snippets/tether-web-*/src/shim.js)
 node_modules/.bin/esbuild "$out/wrapper.js" --bundle --format=esm --target=es2022 \
     --platform=neutral --external:'node:*' --log-level=warning "${minify[@]}" \
+    --inject:"$out/guard.js" --alias:tether-web-shim="./$shim" \
     --outfile="$out/index.js"
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
-rm -rf "$out/wrapper.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
+rm -rf "$out/wrapper.js" "$out/guard.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
 cp bindings/wasm/js/index.d.ts "$out/"
 echo "built $out ($mode)"

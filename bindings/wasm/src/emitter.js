@@ -17,10 +17,12 @@ const EVENTS = [
   'tokenRefreshed',
 ];
 
+// `globalThis.queueMicrotask`: the bundle's own `queueMicrotask` (js/guard.js) is for
+// calls into the WebAssembly, and runs nothing once the instance is dead.
 function report(error) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
   else
-    queueMicrotask(() => {
+    globalThis.queueMicrotask(() => {
       throw error;
     });
 }

@@ -19,8 +19,6 @@ extern "C" {
     type Emitter;
     #[wasm_bindgen(constructor)]
     fn new() -> Emitter;
-    #[wasm_bindgen(method, catch)]
-    fn on(this: &Emitter, event: &JsValue, handler: &JsValue) -> Result<Function, JsValue>;
     #[wasm_bindgen(method)]
     fn has(this: &Emitter, event: &str) -> bool;
     #[wasm_bindgen(method)]
@@ -64,6 +62,10 @@ const TYPES: &'static str = include_str!("types.d.ts");
 ///
 /// Call `free()` on a client you no longer need (after `close()`): listeners that refer
 /// to the client keep it from being garbage-collected.
+///
+/// Should the WebAssembly instance die (a trap: a bug), every client stops in `error`
+/// with reason `driver-failed`, its pending promises reject, and every later call throws
+/// or rejects with an `Error` of kind `driver-failed`.
 #[wasm_bindgen]
 pub struct TetherClient {
     client: Client,
@@ -232,15 +234,11 @@ impl TetherClient {
         }))
     }
 
-    /// Calls `handler` with each event of this kind until the returned function is
-    /// called. Events: `state`, `message`, `quality`, `reconnecting`, `fallback`,
-    /// `error`, `delivered`, `dropped`, `stopped`, `disconnected`, `sessionReset`,
-    /// `tokenRefreshed` (see `TetherEventMap`). Throws a `TypeError` for another name or
-    /// a handler that is not a function. A handler that throws does not stop the others;
-    /// its exception is reported as uncaught.
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: JsValue, handler: JsValue) -> Result<Function, JsValue> {
-        self.emitter.on(&event, &handler)
+    /// The listeners (`emitter.js`). The wrapper (`js/index.js`) implements `on()` with
+    /// them, and emits the events of a dead instance itself.
+    #[wasm_bindgen(getter, js_name = __emitter, skip_typescript)]
+    pub fn emitter(&self) -> JsValue {
+        self.emitter.clone().into()
     }
 
     /// The state: `disconnected`, `connecting`, `connected`, `reconnecting`, `error` or
@@ -278,6 +276,28 @@ impl TetherClient {
     pub fn reconnect(&self) {
         self.client.reconnect();
     }
+}
+
+/// Test seam, not part of the API (not in the TypeScript declarations): traps the
+/// WebAssembly instance as a panic does (`panic = "abort"`), at once (`place` 0), in a
+/// task of wasm-bindgen-futures' queue (1) or in a `setTimeout` callback (2). The tests
+/// of the wrapper's trap handling (`tests/death.test.mjs`) call it.
+#[wasm_bindgen(js_name = __tetherTrap, skip_typescript)]
+pub fn trap(place: u8) {
+    match place {
+        1 => wasm_bindgen_futures::spawn_local(async { core::arch::wasm32::unreachable() }),
+        2 => {
+            let callback = Closure::once_into_js(|| -> () { core::arch::wasm32::unreachable() });
+            set_timeout(&callback, 0.0);
+        }
+        _ => core::arch::wasm32::unreachable(),
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &JsValue, ms: f64) -> JsValue;
 }
 
 /// Forwards the client's logs at `level` and above to the console: `off` (the default),

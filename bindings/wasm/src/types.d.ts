@@ -132,7 +132,10 @@ export interface TetherOptions {
   pageHints?: boolean;
 }
 
-/** Why the connection stopped. */
+/**
+ * Why the connection stopped. `driver-failed`: the WebAssembly instance died (a trap: a
+ * bug); every client of the page or process stopped with it and none can be made again.
+ */
 export interface TetherStopReason {
   reason: 'user-closed' | 'auth-rejected' | 'replaced' | 'fatal' | 'gave-up' | 'driver-failed';
   /** In words. */
@@ -145,7 +148,12 @@ export interface TetherStopReason {
   attempts?: number;
 }
 
-/** An error with a stable `kind`. */
+/**
+ * An error with a stable `kind`. Besides the kinds each method names: `driver-failed`,
+ * what every call throws (or, returning a promise, rejects with), and every pending
+ * promise rejects with, once the WebAssembly instance has died (a trap: a bug). The
+ * client's state is then `error` and `stopped` came with reason `driver-failed`.
+ */
 export interface TetherError extends Error {
   kind: string;
 }

@@ -10,6 +10,17 @@ const OPEN = 1;
 // How long a closing socket may take before it is dropped (the native driver's grace).
 const CLOSE_GRACE_MS = 2000;
 
+// What ends each socket, request and page listener in use. Once the WebAssembly instance
+// has trapped it can end nothing itself: the wrapper of the npm package calls
+// `abandonAll` (see bindings/wasm/js/guard.js).
+const live = new Set();
+
+/// Ends every socket, request and page listener at once.
+export function abandonAll() {
+  for (const end of [...live]) end();
+  live.clear();
+}
+
 // Why a connection attempt or a request failed: { kind, message?, status?, retryAfterMs? },
 // kind one of refused | network | http | tls | blocked.
 function failure(error) {
@@ -100,6 +111,7 @@ export class Sock {
       return;
     }
     this.ws = ws;
+    live.add((this.end = () => this.abandon()));
     ws.binaryType = 'arraybuffer';
     ws.onopen = () => this.settle(null);
     ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
@@ -161,6 +173,7 @@ export class Sock {
 
   closed(code, reason) {
     clearTimeout(this.grace);
+    live.delete(this.end);
     if (this.outcome === undefined) {
       // It never opened.
       this.settle(this.error || { kind: 'network', message: `connection failed (${code})` });
@@ -198,6 +211,7 @@ export class Sock {
   // Ends the socket without waiting; its handlers stay attached and ignore everything.
   abandon() {
     clearTimeout(this.grace);
+    live.delete(this.end);
     const ws = this.ws;
     if (ws !== undefined) {
       try {
@@ -220,7 +234,10 @@ export class Req {
     const f = fetchFn == null ? globalThis.fetch : fetchFn;
     this.ctl = typeof AbortController === 'function' ? new AbortController() : null;
     this.max = maxBytes;
+    const end = () => this.abort();
+    live.add(end);
     this.promise = this.run(f, url, headers, body);
+    this.promise.then(() => live.delete(end));
   }
 
   // The body of a 2xx answer, read no further than `this.max` bytes: a longer one (by its
@@ -302,6 +319,7 @@ export class Hints {
     // Outside a page (Node, workers) there is nothing to listen to.
     this.active = Boolean(w && d && typeof w.addEventListener === 'function');
     if (!this.active) return;
+    live.add((this.end = () => this.stop()));
     const on = (target, type, hint) => {
       const handler = (e) => {
         const h = hint(e);
@@ -346,6 +364,7 @@ export class Hints {
 
   stop() {
     this.stopped = true;
+    live.delete(this.end);
     for (const off of this.off) off();
     this.off = [];
     const wake = this.wake;

@@ -11,7 +11,8 @@ export interface ConnectionStatusProps {
 
 /**
  * A small badge: the state, the latency, the quality, a countdown to the next attempt
- * while reconnecting, and a "Retry now" button once the connection has stopped.
+ * while reconnecting, and a "Retry now" button once the connection has stopped (unless its
+ * driver failed: then nothing can restart it).
  *
  * ```tsx
  * <ConnectionStatus />
@@ -24,7 +25,9 @@ export function ConnectionStatus({ className, intervalMs = 1000 }: ConnectionSta
   const rtt = useMetrics(intervalMs, (m) => m.rttMs);
   const reason = useMetrics(0, (m) => m.terminalReason?.message ?? null);
   const countdown = useReconnectCountdown();
-  const stopped = state === 'error' || state === 'closed';
+  // Nothing can restart a client whose WebAssembly instance died: no retry button then.
+  const dead = useMetrics(0, (m) => m.terminalReason?.reason === 'driver-failed');
+  const stopped = (state === 'error' || state === 'closed') && !dead;
   return (
     <div
       className={`tether-status tether-status--${state}${className ? ` ${className}` : ''}`}

@@ -131,9 +131,10 @@ export class ClientStore {
     this.detach?.();
     this.detach = null;
     if (this.client && this.owned) {
-      // A close never rejects. The client stays readable (state 'closed') for anyone who
-      // kept it, and its memory goes with its last reference.
-      void this.client.close();
+      // The client stays readable (state 'closed') for anyone who kept it, and its memory
+      // goes with its last reference. A close rejects only once the WebAssembly instance
+      // has died (kind 'driver-failed'), which `stopped` has told already.
+      this.client.close().catch(() => {});
     }
     this.owned = false;
     this.key = null;
