@@ -94,6 +94,12 @@ const tracker =
   (seen) =>
   ({ to }) =>
     (seen.state = to);
+// The ids `send()` returned that are neither delivered nor dropped yet: what a dead
+// instance reports dropped, as the native client does.
+const forget =
+  (retained) =>
+  ({ id }) =>
+    retained.delete(id);
 
 export class TetherClient extends Raw {
   #emitter;
@@ -101,6 +107,7 @@ export class TetherClient extends Raw {
   #seen;
   #metrics;
   #id;
+  #retained = new Set();
 
   constructor(url, options) {
     call(() => {
@@ -111,14 +118,17 @@ export class TetherClient extends Raw {
     });
     this.#seen = { state: this.#metrics.state };
     this.#emitter.on('state', tracker(this.#seen));
+    this.#emitter.on('delivered', forget(this.#retained));
+    this.#emitter.on('dropped', forget(this.#retained));
     this.#ref = new WeakRef(this);
     clients.add(this.#ref);
     collected.register(this, this.#ref, this);
   }
 
-  // As the native client's `handle_driver_failure`: the state becomes 'error', then
-  // 'stopped' tells why. Nothing is called in the dead instance: even its finalizer is
-  // unregistered.
+  // As the native client's `handle_driver_failure`: the state becomes 'error', 'stopped'
+  // tells why, then every message `send()` accepted and not yet delivered is 'dropped'
+  // ('unconfirmed': it may or may not have reached the server). Nothing is called in the
+  // dead instance: even its finalizer is unregistered.
   [fail]() {
     super.__destroy_into_raw();
     collected.unregister(this);
@@ -126,10 +136,15 @@ export class TetherClient extends Raw {
     this.#seen.state = 'error';
     if (from !== 'error') this.#emitter.emit('state', { from, to: 'error' });
     this.#emitter.emit('stopped', stopReason());
+    const retained = [...this.#retained];
+    this.#retained.clear();
+    for (const id of retained) this.#emitter.emit('dropped', { id, reason: 'unconfirmed' });
   }
 
   send(data) {
-    return call(() => super.send(data));
+    const id = call(() => super.send(data));
+    this.#retained.add(id);
+    return id;
   }
   sendConfirmed(data) {
     return pending(() => super.sendConfirmed(data));
