@@ -590,8 +590,11 @@ impl Hub {
     /// each of `user`'s clients (its newest) has room for the message in its resume
     /// buffer, so that a producer faster than the client drops nothing: it waits for the
     /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). A
-    /// client that is gone frees its session's room only when the session expires
-    /// (`session_ttl`): bound the wait with a timeout when that matters.
+    /// client replaced by another client of the user (4409, after which it does not
+    /// reconnect) is not waited for. A client that is gone otherwise frees its
+    /// session's room only as its messages age out (`resume_limits.max_age` after it
+    /// was last heard from) or the session expires (`session_ttl`): bound the wait with
+    /// a timeout when that matters.
     ///
     /// ```
     /// # use tether_server::Hub;
@@ -609,10 +612,11 @@ impl Hub {
                 let mut st = self.lock();
                 // Each client of the user is in one session: its newest (the one of its
                 // latest Hello). One it left behind (its Welcome was lost) is never
-                // resumed, so nobody waits for it.
+                // resumed, so nobody waits for it; nor for a client replaced by
+                // another of the user (4409: it does not come back).
                 let mut newest: HashMap<u64, &mut SessionEntry> = HashMap::new();
                 for (k, e) in st.sessions.iter_mut() {
-                    if user.is_empty() || k.user != user {
+                    if user.is_empty() || k.user != user || e.replaced {
                         continue;
                     }
                     match newest.get(&k.client_id) {
