@@ -974,6 +974,12 @@ impl Hub {
             (poll_transport(st, &self.metrics, &key, attempt, now)?, key)
         };
         for envelope in rest {
+            if attached_session(st, conn).as_ref() != Some(&key) {
+                // The transport went while its request was read (it sent past its
+                // window, or its session was dropped): the rest is not taken; the
+                // client sends it again after its next Hello.
+                break;
+            }
             let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
                 remove_conn(st, &self.metrics, conn, Some(code), reason, now);
                 Err(err)
