@@ -280,6 +280,10 @@ struct SessionEntry {
     bytes: usize,
     /// Client messages waiting for room for their echo.
     held: Held,
+    /// Producers in [`Hub::send_to_user_wait`] that found this session full and wait
+    /// for room in it: meanwhile the client's own messages are held too, so that the
+    /// room its Acks make goes to the waiting producer, not to more echoes.
+    waiting: usize,
 }
 
 /// Client messages read while the session's resume buffer had no room for their echo:
@@ -589,7 +593,11 @@ impl Hub {
     /// Like [`send_to_user`](Self::send_to_user), but first waits until the session of
     /// each of `user`'s clients (its newest) has room for the message in its resume
     /// buffer, so that a producer faster than the client drops nothing: it waits for the
-    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). A
+    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). While
+    /// it waits for a session that is full, that client's own messages wait too (they
+    /// are held unacknowledged, as when their echoes find no room), so that the room
+    /// its Acks make goes to this message first and a client that keeps sending cannot
+    /// starve it; a client whose session has room is not held up. A
     /// client replaced by another client of the user (4409, after which it does not
     /// reconnect) is not waited for. A client that is gone otherwise frees its
     /// session's room only as its messages age out (`resume_limits.max_age` after it
@@ -605,33 +613,54 @@ impl Hub {
     /// ```
     pub async fn send_to_user_wait(&self, user: &str, payload: impl Into<Payload>) -> usize {
         let payload = payload.into();
+        let mut waiting = Waiting {
+            hub: self,
+            keys: Vec::new(),
+        };
         loop {
             let room = self.room.notified();
             {
                 let now = Instant::now();
                 let mut st = self.lock();
+                let st = &mut *st;
                 // Each client of the user is in one session: its newest (the one of its
                 // latest Hello). One it left behind (its Welcome was lost) is never
                 // resumed, so nobody waits for it; nor for a client replaced by
                 // another of the user (4409: it does not come back).
-                let mut newest: HashMap<u64, &mut SessionEntry> = HashMap::new();
-                for (k, e) in st.sessions.iter_mut() {
+                let mut newest: HashMap<u64, (SessionKey, u64)> = HashMap::new();
+                for (k, e) in &st.sessions {
                     if user.is_empty() || k.user != user || e.replaced {
                         continue;
                     }
+                    let attempt = e.session.latest_attempt();
                     match newest.get(&k.client_id) {
-                        Some(n) if n.session.latest_attempt() >= e.session.latest_attempt() => {}
+                        Some((_, a)) if *a >= attempt => {}
                         _ => {
-                            newest.insert(k.client_id, e);
+                            newest.insert(k.client_id, (k.clone(), attempt));
                         }
                     }
                 }
-                let full = newest.into_values().any(|e| {
-                    e.session.expire(now);
-                    !e.session.has_room(payload.len())
-                });
+                let mut full = false;
+                for (key, _) in newest.into_values() {
+                    let Some(entry) = st.sessions.get_mut(&key) else {
+                        continue;
+                    };
+                    entry.session.expire(now);
+                    account(&mut st.resume_bytes, entry);
+                    if !entry.session.has_room(payload.len()) {
+                        full = true;
+                        // From now until the message goes, the room this client's
+                        // Acks make is kept for it (see `SessionEntry::waiting`).
+                        if !waiting.keys.contains(&key) {
+                            entry.waiting += 1;
+                            waiting.keys.push(key);
+                        }
+                    }
+                }
                 if !full {
-                    return send_to_user(&mut st, &self.metrics, user, &payload, now);
+                    let count = send_to_user(st, &self.metrics, user, &payload, now);
+                    waiting.stop(st, &self.metrics, now);
+                    return count;
                 }
             }
             room.await;
@@ -1172,6 +1201,79 @@ impl Hub {
     }
 }
 
+/// The sessions one [`Hub::send_to_user_wait`] waits for room in (see
+/// [`SessionEntry::waiting`]); dropped, it stops waiting, also when the wait is
+/// cancelled.
+struct Waiting<'a> {
+    hub: &'a Hub,
+    keys: Vec<SessionKey>,
+}
+
+impl Waiting<'_> {
+    /// Stops waiting (under the lock): the client messages held for the producer's
+    /// sake go on.
+    fn stop(&mut self, st: &mut State, metrics: &Metrics, now: Instant) {
+        for key in std::mem::take(&mut self.keys) {
+            let Some(entry) = st.sessions.get_mut(&key) else {
+                continue;
+            };
+            entry.waiting = entry.waiting.saturating_sub(1);
+            if entry.waiting == 0 {
+                resume_held(st, metrics, &key, now);
+            }
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let hub = self.hub;
+        let mut st = hub.lock();
+        self.stop(&mut st, &hub.metrics, now);
+    }
+}
+
+/// Takes what `key`'s session holds as far as its room allows, outside of an envelope
+/// from its client (a producer stopped waiting for it), and queues the Ack owed on its
+/// WebSocket (a polling transport gets it with its next request).
+fn resume_held(st: &mut State, metrics: &Metrics, key: &SessionKey, now: Instant) {
+    let Some(conn) = st
+        .sessions
+        .get(key)
+        .filter(|e| !e.held.frames.is_empty())
+        .and_then(|e| e.attached)
+    else {
+        return;
+    };
+    if let Err(e) = release_held(st, metrics, conn, key, now) {
+        // As if it had been taken when it came: the transport closes.
+        debug!(conn, %e, "protocol error in a held message");
+        detach(
+            st,
+            metrics,
+            conn,
+            codes::PROTOCOL_ERROR,
+            "protocol error in a held message",
+            now,
+        );
+        return;
+    }
+    let Some(Conn {
+        link: Link::Socket(link),
+        ..
+    }) = st.conns.get(&conn)
+    else {
+        return;
+    };
+    if let Some(ack) = st.sessions.get_mut(key).and_then(|e| e.session.take_ack()) {
+        push_envelope(link, ack);
+    }
+}
+
 fn unix_ms() -> u64 {
     u64::try_from(unix_now().as_millis()).unwrap_or(u64::MAX)
 }
@@ -1605,6 +1707,7 @@ fn attach(
             replaced: false,
             bytes: 0,
             held: Held::default(),
+            waiting: 0,
         });
     let out = entry
         .session
@@ -1715,7 +1818,11 @@ fn on_envelope(
             return Ok(Received::default());
         }
         let echoes = entry.room.is_none() && *seq > entry.session.recv_seq();
-        if echoes && (!entry.held.frames.is_empty() || !entry.session.has_room(payload.len())) {
+        if echoes
+            && (!entry.held.frames.is_empty()
+                || entry.waiting > 0
+                || !entry.session.has_room(payload.len()))
+        {
             hold(st, metrics, conn, key, envelope, now);
             return Ok(Received::default());
         }
@@ -1788,7 +1895,9 @@ fn release_held(
             return Ok(());
         };
         if let Envelope::Msg { seq, payload } = front {
-            if *seq > entry.session.recv_seq() && !entry.session.has_room(payload.len()) {
+            if *seq > entry.session.recv_seq()
+                && (entry.waiting > 0 || !entry.session.has_room(payload.len()))
+            {
                 return Ok(());
             }
         }

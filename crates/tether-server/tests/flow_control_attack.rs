@@ -116,3 +116,141 @@ async fn a_poll_request_past_the_window_takes_nothing_after_it() {
     })
     .await;
 }
+
+/// Reads frames up to the Pong of `id`: the messages (taken in order) and the highest
+/// Ack before it.
+async fn read_to_pong(client: &mut Client, ws: &mut Ws, id: u64) -> (Vec<String>, u64) {
+    let mut got = Vec::new();
+    let mut acked = 0;
+    loop {
+        match recv(ws).await {
+            m @ Envelope::Msg { .. } => got.push(client.take(&m)),
+            Envelope::Ack { seq } => acked = acked.max(seq),
+            Envelope::Pong { id: p } if p == id => return (texts(&got), acked),
+            Envelope::Pong { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A slow reader that keeps its sends coming (its echoes always wait for room, as a
+/// client whose queue stays full does): every Ack it sends makes room that its own held
+/// messages take at once. A producer waiting in `send_to_user_wait` must still get in
+/// after a bounded number of those Acks, not wait until the client stops talking.
+#[tokio::test]
+async fn a_chatty_slow_reader_does_not_starve_a_waiting_producer() {
+    bounded(60, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let hub = server.hub().clone();
+        let window = ResumeLimits::default().max_messages as u64;
+        const HELD: u64 = 500;
+        const STEP_N: u64 = 100;
+        let mut c = Client::new(0xc3);
+        let (mut ws, _) = c.open(addr, "", Some(&token("chatty"))).await;
+        for n in 1..=window + HELD {
+            let m = c.msg(&format!("m{n}"));
+            send(&mut ws, m).await;
+        }
+        send(&mut ws, Envelope::Ping { id: 1 }).await;
+        let (first, acked) = read_to_pong(&mut c, &mut ws, 1).await;
+        assert_eq!((first.len() as u64, acked), (window, window));
+
+        let push = tokio::spawn(async move { hub.send_to_user_wait("chatty", "push").await });
+        let mut read_acked = 0;
+        let mut pushed = false;
+        for round in 0..20u64 {
+            // Acknowledge the oldest 100 echoes read, and send 100 more: what is held
+            // stays at 500.
+            read_acked += STEP_N;
+            send(&mut ws, Envelope::Ack { seq: read_acked }).await;
+            for _ in 0..STEP_N {
+                let n = c.send_seq + 1;
+                let m = c.msg(&format!("m{n}"));
+                send(&mut ws, m).await;
+            }
+            send(&mut ws, Envelope::Ping { id: round + 2 }).await;
+            let (got, _) = read_to_pong(&mut c, &mut ws, round + 2).await;
+            if got.iter().any(|p| p == "push") {
+                pushed = true;
+                break;
+            }
+        }
+        assert!(pushed, "the producer got in while the client kept talking");
+        assert_eq!(push.await.unwrap(), 1);
+        // The client's held messages go on: every one is echoed once acknowledged.
+        for id in 100..120 {
+            send(&mut ws, Envelope::Ack { seq: c.recv_seq }).await;
+            send(&mut ws, Envelope::Ping { id }).await;
+            let (_, acked) = read_to_pong(&mut c, &mut ws, id).await;
+            if acked == c.send_seq {
+                break;
+            }
+        }
+        assert_eq!(c.recv_seq, c.send_seq + 1, "every echo and the push");
+        close(ws).await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// A producer that gives up waiting (its caller's timeout) gives back the room it kept:
+/// what the client sent meanwhile goes on at once, with its Ack, without the client
+/// having to send anything more.
+#[tokio::test]
+async fn a_producer_that_stops_waiting_lets_the_held_messages_go_on() {
+    bounded(60, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let hub = server.hub().clone();
+        let bearer = token("gone-and-here");
+        let window = ResumeLimits::default().max_messages;
+        // Client A fills its session with pushes it never acknowledges, and goes.
+        let a = Client::new(0xa0);
+        let (ws_a, _) = a.open(addr, "", Some(&bearer)).await;
+        for n in 1..=window {
+            assert_eq!(hub.send_to_user("gone-and-here", format!("s{n}")), 1);
+        }
+        drop(ws_a);
+        // Client B fills its own with echoes, and sends 100 more that are held.
+        let mut b = Client::new(0xb0);
+        let (mut ws_b, _) = b.open(addr, "", Some(&bearer)).await;
+        for n in 1..=window + 100 {
+            let m = b.msg(&format!("m{n}"));
+            send(&mut ws_b, m).await;
+        }
+        send(&mut ws_b, Envelope::Ping { id: 1 }).await;
+        let (echoes, acked) = read_to_pong(&mut b, &mut ws_b, 1).await;
+        assert_eq!((echoes.len(), acked), (window, window as u64));
+        // A producer waits for both; B acknowledges everything meanwhile (the room is
+        // kept for the producer, which still waits for A).
+        let producer = hub.clone();
+        let wait = tokio::spawn(async move {
+            let send = producer.send_to_user_wait("gone-and-here", "never");
+            tokio::time::timeout(std::time::Duration::from_millis(300), send).await
+        });
+        tokio::task::yield_now().await;
+        send(&mut ws_b, Envelope::Ack { seq: b.recv_seq }).await;
+        send(&mut ws_b, Envelope::Ping { id: 2 }).await;
+        let (_, acked) = read_to_pong(&mut b, &mut ws_b, 2).await;
+        assert!(
+            acked < (window + 100) as u64,
+            "held while the producer waits"
+        );
+        assert!(wait.await.unwrap().is_err(), "A never makes room");
+        // B's 100 messages are echoed and acknowledged without another frame from B.
+        let got = b.wait_ack(&mut ws_b, (window + 100) as u64).await;
+        let mut rest = texts(&got);
+        if rest.len() < 100 {
+            let (more, _) = b.collect(&mut ws_b, 100 - rest.len()).await;
+            rest.extend(texts(&more));
+        }
+        let want: Vec<String> = (window + 1..=window + 100)
+            .map(|n| format!("m{n}"))
+            .collect();
+        assert_eq!(rest, want);
+        close(ws_b).await;
+        server.shutdown().await;
+    })
+    .await;
+}
