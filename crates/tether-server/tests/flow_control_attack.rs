@@ -4,8 +4,13 @@
 
 mod support;
 
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
 use support::*;
+use tether_core::close::codes;
 use tether_core::protocol::{Envelope, ResumeLimits};
+use tokio_tungstenite::tungstenite::Message;
 
 /// Two clients of one user: A (replaced with 4409, which it obeys: it never comes back)
 /// left its session full of unacknowledged pushes. A producer waiting for room for
@@ -250,6 +255,180 @@ async fn a_producer_that_stops_waiting_lets_the_held_messages_go_on() {
             .collect();
         assert_eq!(rest, want);
         close(ws_b).await;
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Resume messages age by the client's silence: a connected client that reads nothing
+/// but keeps pinging keeps them past `max_age` (it resumes them after a reconnect); one
+/// that stays silent as long loses them (its next Hello is a reset).
+#[tokio::test]
+async fn a_pinging_client_keeps_its_unacked_messages_past_max_age_and_a_silent_one_does_not() {
+    bounded(60, async {
+        let mut cfg = config();
+        cfg.resume_limits.max_age = Duration::from_millis(500);
+        cfg.sweep_interval = Duration::from_millis(50);
+        let server = start(cfg).await;
+        let addr = server.addr();
+        let hub = server.hub().clone();
+        for (user, pings) in [("pinger", true), ("mute", false)] {
+            let bearer = token(user);
+            let mut c = Client::new(0x5e);
+            let (mut ws, _) = c.open(addr, "", Some(&bearer)).await;
+            for n in 1..=3 {
+                assert_eq!(hub.send_to_user(user, format!("s{n}")), 1);
+            }
+            let (got, _) = c.collect(&mut ws, 3).await;
+            assert_eq!(texts(&got), ["s1", "s2", "s3"]);
+            // Three times max_age on the clock, with or without a ping every 100 ms.
+            for id in 1..=15 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                if pings {
+                    send(&mut ws, Envelope::Ping { id }).await;
+                    assert_eq!(recv(&mut ws).await, Envelope::Pong { id });
+                }
+            }
+            drop(ws);
+            // The client lost what it read: it asks for all three again.
+            c.recv_seq = 0;
+            let (mut ws, welcome) = c.open(addr, "", Some(&bearer)).await;
+            if pings {
+                assert!(
+                    matches!(welcome, Envelope::Welcome { resumed: true, .. }),
+                    "{welcome:?}"
+                );
+                let (again, _) = c.collect(&mut ws, 3).await;
+                assert_eq!(texts(&again), ["s1", "s2", "s3"]);
+            } else {
+                assert!(
+                    matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+                    "a silent client's messages aged out: {welcome:?}"
+                );
+            }
+            close(ws).await;
+        }
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Whatever was held, resumed or overflowed, the resume budget's count comes back to
+/// nothing once every session is forgotten.
+#[tokio::test]
+async fn the_resume_budget_returns_to_zero_after_held_and_overflowed_sessions_go() {
+    bounded(60, async {
+        let mut cfg = config();
+        cfg.session_ttl = Duration::from_millis(300);
+        cfg.idle_limit = Duration::from_millis(300);
+        cfg.sweep_interval = Duration::from_millis(50);
+        let server = start(cfg).await;
+        let addr = server.addr();
+        let hub = server.hub().clone();
+        let window = ResumeLimits::default().max_messages;
+        let body = "z".repeat(700);
+        // A WebSocket client past its window (closed 1013), and one left with held
+        // messages when it goes.
+        for (user, sent) in [("ws-over", 2 * window + 1), ("ws-held", window + 10)] {
+            let mut c = Client::new(0x77);
+            let (mut ws, _) = c.open(addr, "", Some(&token(user))).await;
+            for _ in 0..sent {
+                let m = c.msg(&body);
+                send(&mut ws, m).await;
+            }
+            if sent > 2 * window {
+                assert_eq!(close_code(&mut ws).await, Some(1013));
+            } else {
+                send(&mut ws, Envelope::Ping { id: 1 }).await;
+                let (echoes, _) = read_to_pong(&mut c, &mut ws, 1).await;
+                assert_eq!(echoes.len(), window);
+                close(ws).await;
+            }
+        }
+        // A polling client with held messages that stops polling.
+        let bearer = token("poll-held");
+        let mut p = Client::new(0x78);
+        let (status, _) = p.poll(addr, "send", "", &bearer, &[p.hello()]).await;
+        assert_eq!(status, hyper::StatusCode::OK);
+        let batch: Vec<Envelope> = (0..window + 10).map(|_| p.msg(&body)).collect();
+        let (status, _) = p.poll(addr, "send", "", &bearer, &batch).await;
+        assert_eq!(status, hyper::StatusCode::OK);
+        assert!(hub.memory().resume_bytes > 0);
+        // The sweeper forgets them (the polling transport after its idle limit).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
+        while hub.sessions() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(hub.sessions(), 0);
+        assert_eq!(hub.memory().resume_bytes, 0, "the budget's count drifted");
+        server.shutdown().await;
+    })
+    .await;
+}
+
+/// Bad sequence numbers among held messages: a zero seq is refused at once (4400)
+/// and nothing held behind it is taken; a gap behind held messages is found when they
+/// are taken, after the ones before it, and the server took each message once.
+#[tokio::test]
+async fn zero_seqs_and_gaps_among_held_messages_are_protocol_errors_and_nothing_is_taken_twice() {
+    bounded(60, async {
+        let server = start(config()).await;
+        let mut tap = server.hub().tap();
+        let addr = server.addr();
+        let window = ResumeLimits::default().max_messages as u64;
+        for (user, bad) in [("zero", 0u64), ("gap", window + 5)] {
+            let bearer = token(user);
+            let mut c = Client::new(0x2e);
+            let (mut ws, _) = c.open(addr, "", Some(&bearer)).await;
+            for n in 1..=window + 2 {
+                let m = c.msg(&format!("m{n}"));
+                send(&mut ws, m).await;
+            }
+            let m = Envelope::Msg {
+                seq: bad,
+                payload: "bad".into(),
+            };
+            send(&mut ws, m).await;
+            // Acknowledging the echoes lets what is held go on (for the gap).
+            send(&mut ws, Envelope::Ack { seq: window }).await;
+            let mut echoes = 0;
+            let code = loop {
+                let next = tokio::time::timeout(STEP, ws.next())
+                    .await
+                    .expect("read timed out");
+                match next {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(Message::Text(t))) => {
+                        let frame = tether_core::Payload::Text(t.as_str().to_owned());
+                        if let Ok(m @ Envelope::Msg { .. }) = Envelope::decode(frame) {
+                            c.take(&m);
+                            echoes += 1;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => break None,
+                }
+            };
+            assert_eq!(code, Some(codes::PROTOCOL_ERROR), "{user}");
+            let mut delivered = Vec::new();
+            while let Ok(d) = tap.try_recv() {
+                delivered.push(d.payload);
+            }
+            let taken = if bad == 0 { window } else { window + 2 };
+            assert_eq!(
+                (delivered.len() as u64, echoes),
+                (taken, taken),
+                "{user}: taken once, up to the bad one"
+            );
+            let want: Vec<String> = (1..=taken).map(|n| format!("m{n}")).collect();
+            assert_eq!(texts(&delivered), want);
+            // The next Hello acknowledges exactly what was taken.
+            let (_, welcome) = c.open(addr, "", Some(&bearer)).await;
+            assert!(
+                matches!(welcome, Envelope::Welcome { recv_seq, resumed: true, .. } if recv_seq == taken),
+                "{user}: {welcome:?}"
+            );
+        }
         server.shutdown().await;
     })
     .await;
