@@ -433,3 +433,59 @@ async fn zero_seqs_and_gaps_among_held_messages_are_protocol_errors_and_nothing_
     })
     .await;
 }
+
+/// A Hello on a polling transport while messages are held on the client's WebSocket:
+/// the WebSocket is detached (1000), its held messages are dropped unacknowledged (the
+/// Welcome names only what was taken), and what the old socket still sends is ignored;
+/// resent on the new transport, each message is taken once.
+#[tokio::test]
+async fn a_new_transport_drops_what_the_old_one_held_and_the_resend_is_taken_once() {
+    bounded(60, async {
+        let server = start(config()).await;
+        let mut tap = server.hub().tap();
+        let addr = server.addr();
+        let bearer = token("switcher");
+        let window = ResumeLimits::default().max_messages as u64;
+        let mut c = Client::new(0x5a);
+        let (mut ws, _) = c.open(addr, "", Some(&bearer)).await;
+        for n in 1..=window + 50 {
+            let m = c.msg(&format!("m{n}"));
+            send(&mut ws, m).await;
+        }
+        send(&mut ws, Envelope::Ping { id: 1 }).await;
+        let (echoes, acked) = read_to_pong(&mut c, &mut ws, 1).await;
+        assert_eq!((echoes.len() as u64, acked), (window, window));
+        // The client moves to polling, having read every echo.
+        let (status, answer) = c.poll(addr, "send", "", &bearer, &[c.hello()]).await;
+        assert_eq!(status, hyper::StatusCode::OK);
+        assert!(
+            matches!(answer.first(), Some(Envelope::Welcome { recv_seq, resumed: true, .. }) if *recv_seq == window),
+            "{answer:?}"
+        );
+        // The old socket is told to go; an Ack it still sends makes no held message go.
+        send(&mut ws, Envelope::Ack { seq: window }).await;
+        assert_eq!(close_code(&mut ws).await, Some(codes::NORMAL));
+        // The resend, on the new transport.
+        let resend: Vec<Envelope> = (window + 1..=window + 50)
+            .map(|n| Envelope::Msg {
+                seq: n,
+                payload: format!("m{n}").into(),
+            })
+            .collect();
+        let (status, answer) = c.poll(addr, "send", "", &bearer, &resend).await;
+        assert_eq!(status, hyper::StatusCode::OK);
+        assert!(
+            answer.contains(&Envelope::Ack { seq: window + 50 }),
+            "{answer:?}"
+        );
+        let mut delivered = Vec::new();
+        while let Ok(d) = tap.try_recv() {
+            delivered.push(d.payload);
+        }
+        let want: Vec<String> = (1..=window + 50).map(|n| format!("m{n}")).collect();
+        assert_eq!(delivered.len(), want.len());
+        assert_eq!(texts(&delivered), want, "each message taken once");
+        server.shutdown().await;
+    })
+    .await;
+}
