@@ -280,10 +280,28 @@ struct SessionEntry {
     bytes: usize,
     /// Client messages waiting for room for their echo.
     held: Held,
-    /// Producers in [`Hub::send_to_user_wait`] that found this session full and wait
-    /// for room in it: meanwhile the client's own messages are held too, so that the
-    /// room its Acks make goes to the waiting producer, not to more echoes.
-    waiting: usize,
+    /// Room kept for the producers in [`Hub::send_to_user_wait`] that found this
+    /// session full and wait for it: the client's echoes take only the room beyond it
+    /// (their messages are held meanwhile), so that a client that keeps sending cannot
+    /// starve a producer, and is held up by no more than the producers' messages.
+    reserved: Reserved,
+}
+
+/// Room in a session's resume buffer kept for waiting producers.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reserved {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Reserved {
+    /// Whether an echo of `bytes` fits `session` beside the kept room.
+    fn leaves_room(self, session: &ServerSession, bytes: usize) -> bool {
+        session.has_room_for(
+            self.messages.saturating_add(1),
+            self.bytes.saturating_add(bytes),
+        )
+    }
 }
 
 /// Client messages read while the session's resume buffer had no room for their echo:
@@ -593,11 +611,11 @@ impl Hub {
     /// Like [`send_to_user`](Self::send_to_user), but first waits until the session of
     /// each of `user`'s clients (its newest) has room for the message in its resume
     /// buffer, so that a producer faster than the client drops nothing: it waits for the
-    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). While
-    /// it waits for a session that is full, that client's own messages wait too (they
-    /// are held unacknowledged, as when their echoes find no room), so that the room
-    /// its Acks make goes to this message first and a client that keeps sending cannot
-    /// starve it; a client whose session has room is not held up. A
+    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). Once it
+    /// found a session full, room for this message is kept in it as the client's Acks
+    /// make some: the client's own echoes take only the room beyond it (its messages
+    /// are held unacknowledged meanwhile, as when their echoes find no room), so a
+    /// client that keeps sending cannot starve the producer. A
     /// client replaced by another client of the user (4409, after which it does not
     /// reconnect) is not waited for. A client that is gone otherwise frees its
     /// session's room only as its messages age out (`resume_limits.max_age` after it
@@ -615,6 +633,7 @@ impl Hub {
         let payload = payload.into();
         let mut waiting = Waiting {
             hub: self,
+            bytes: payload.len(),
             keys: Vec::new(),
         };
         loop {
@@ -649,10 +668,11 @@ impl Hub {
                     account(&mut st.resume_bytes, entry);
                     if !entry.session.has_room(payload.len()) {
                         full = true;
-                        // From now until the message goes, the room this client's
-                        // Acks make is kept for it (see `SessionEntry::waiting`).
+                        // From now until the message goes, room for it is kept as
+                        // this client's Acks make it (see `SessionEntry::reserved`).
                         if !waiting.keys.contains(&key) {
-                            entry.waiting += 1;
+                            entry.reserved.messages += 1;
+                            entry.reserved.bytes += payload.len();
                             waiting.keys.push(key);
                         }
                     }
@@ -1202,10 +1222,13 @@ impl Hub {
 }
 
 /// The sessions one [`Hub::send_to_user_wait`] waits for room in (see
-/// [`SessionEntry::waiting`]); dropped, it stops waiting, also when the wait is
+/// [`SessionEntry::reserved`]); dropped, it stops waiting, also when the wait is
 /// cancelled.
 struct Waiting<'a> {
     hub: &'a Hub,
+    /// The message's payload bytes.
+    bytes: usize,
+    /// The sessions room is kept in.
     keys: Vec<SessionKey>,
 }
 
@@ -1217,10 +1240,9 @@ impl Waiting<'_> {
             let Some(entry) = st.sessions.get_mut(&key) else {
                 continue;
             };
-            entry.waiting = entry.waiting.saturating_sub(1);
-            if entry.waiting == 0 {
-                resume_held(st, metrics, &key, now);
-            }
+            entry.reserved.messages = entry.reserved.messages.saturating_sub(1);
+            entry.reserved.bytes = entry.reserved.bytes.saturating_sub(self.bytes);
+            resume_held(st, metrics, &key, now);
         }
     }
 }
@@ -1707,7 +1729,7 @@ fn attach(
             replaced: false,
             bytes: 0,
             held: Held::default(),
-            waiting: 0,
+            reserved: Reserved::default(),
         });
     let out = entry
         .session
@@ -1820,8 +1842,7 @@ fn on_envelope(
         let echoes = entry.room.is_none() && *seq > entry.session.recv_seq();
         if echoes
             && (!entry.held.frames.is_empty()
-                || entry.waiting > 0
-                || !entry.session.has_room(payload.len()))
+                || !entry.reserved.leaves_room(&entry.session, payload.len()))
         {
             hold(st, metrics, conn, key, envelope, now);
             return Ok(Received::default());
@@ -1896,7 +1917,7 @@ fn release_held(
         };
         if let Envelope::Msg { seq, payload } = front {
             if *seq > entry.session.recv_seq()
-                && (entry.waiting > 0 || !entry.session.has_room(payload.len()))
+                && !entry.reserved.leaves_room(&entry.session, payload.len())
             {
                 return Ok(());
             }
