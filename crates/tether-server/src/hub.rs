@@ -671,8 +671,9 @@ impl Hub {
                         // From now until the message goes, room for it is kept as
                         // this client's Acks make it (see `SessionEntry::reserved`).
                         if !waiting.keys.contains(&key) {
-                            entry.reserved.messages += 1;
-                            entry.reserved.bytes += payload.len();
+                            entry.reserved.messages = entry.reserved.messages.saturating_add(1);
+                            entry.reserved.bytes =
+                                entry.reserved.bytes.saturating_add(payload.len());
                             waiting.keys.push(key);
                         }
                     }
