@@ -280,6 +280,28 @@ struct SessionEntry {
     bytes: usize,
     /// Client messages waiting for room for their echo.
     held: Held,
+    /// Room kept for the producers in [`Hub::send_to_user_wait`] that found this
+    /// session full and wait for it: the client's echoes take only the room beyond it
+    /// (their messages are held meanwhile), so that a client that keeps sending cannot
+    /// starve a producer, and is held up by no more than the producers' messages.
+    reserved: Reserved,
+}
+
+/// Room in a session's resume buffer kept for waiting producers.
+#[derive(Debug, Default, Clone, Copy)]
+struct Reserved {
+    messages: usize,
+    bytes: usize,
+}
+
+impl Reserved {
+    /// Whether an echo of `bytes` fits `session` beside the kept room.
+    fn leaves_room(self, session: &ServerSession, bytes: usize) -> bool {
+        session.has_room_for(
+            self.messages.saturating_add(1),
+            self.bytes.saturating_add(bytes),
+        )
+    }
 }
 
 /// Client messages read while the session's resume buffer had no room for their echo:
@@ -589,9 +611,16 @@ impl Hub {
     /// Like [`send_to_user`](Self::send_to_user), but first waits until the session of
     /// each of `user`'s clients (its newest) has room for the message in its resume
     /// buffer, so that a producer faster than the client drops nothing: it waits for the
-    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). A
-    /// client that is gone frees its session's room only when the session expires
-    /// (`session_ttl`): bound the wait with a timeout when that matters.
+    /// client's acknowledgements instead (see [`ServerConfig::resume_limits`]). Once it
+    /// found a session full, room for this message is kept in it as the client's Acks
+    /// make some: the client's own echoes take only the room beyond it (its messages
+    /// are held unacknowledged meanwhile, as when their echoes find no room), so a
+    /// client that keeps sending cannot starve the producer. A
+    /// client replaced by another client of the user (4409, after which it does not
+    /// reconnect) is not waited for. A client that is gone otherwise frees its
+    /// session's room only as its messages age out (`resume_limits.max_age` after it
+    /// was last heard from) or the session expires (`session_ttl`): bound the wait with
+    /// a timeout when that matters.
     ///
     /// ```
     /// # use tether_server::Hub;
@@ -602,32 +631,57 @@ impl Hub {
     /// ```
     pub async fn send_to_user_wait(&self, user: &str, payload: impl Into<Payload>) -> usize {
         let payload = payload.into();
+        let mut waiting = Waiting {
+            hub: self,
+            bytes: payload.len(),
+            keys: Vec::new(),
+        };
         loop {
             let room = self.room.notified();
             {
                 let now = Instant::now();
                 let mut st = self.lock();
+                let st = &mut *st;
                 // Each client of the user is in one session: its newest (the one of its
                 // latest Hello). One it left behind (its Welcome was lost) is never
-                // resumed, so nobody waits for it.
-                let mut newest: HashMap<u64, &mut SessionEntry> = HashMap::new();
-                for (k, e) in st.sessions.iter_mut() {
-                    if user.is_empty() || k.user != user {
+                // resumed, so nobody waits for it; nor for a client replaced by
+                // another of the user (4409: it does not come back).
+                let mut newest: HashMap<u64, (SessionKey, u64)> = HashMap::new();
+                for (k, e) in &st.sessions {
+                    if user.is_empty() || k.user != user || e.replaced {
                         continue;
                     }
+                    let attempt = e.session.latest_attempt();
                     match newest.get(&k.client_id) {
-                        Some(n) if n.session.latest_attempt() >= e.session.latest_attempt() => {}
+                        Some((_, a)) if *a >= attempt => {}
                         _ => {
-                            newest.insert(k.client_id, e);
+                            newest.insert(k.client_id, (k.clone(), attempt));
                         }
                     }
                 }
-                let full = newest.into_values().any(|e| {
-                    e.session.expire(now);
-                    !e.session.has_room(payload.len())
-                });
+                let mut full = false;
+                for (key, _) in newest.into_values() {
+                    let Some(entry) = st.sessions.get_mut(&key) else {
+                        continue;
+                    };
+                    entry.session.expire(now);
+                    account(&mut st.resume_bytes, entry);
+                    if !entry.session.has_room(payload.len()) {
+                        full = true;
+                        // From now until the message goes, room for it is kept as
+                        // this client's Acks make it (see `SessionEntry::reserved`).
+                        if !waiting.keys.contains(&key) {
+                            entry.reserved.messages = entry.reserved.messages.saturating_add(1);
+                            entry.reserved.bytes =
+                                entry.reserved.bytes.saturating_add(payload.len());
+                            waiting.keys.push(key);
+                        }
+                    }
+                }
                 if !full {
-                    return send_to_user(&mut st, &self.metrics, user, &payload, now);
+                    let count = send_to_user(st, &self.metrics, user, &payload, now);
+                    waiting.stop(st, &self.metrics, now);
+                    return count;
                 }
             }
             room.await;
@@ -970,6 +1024,12 @@ impl Hub {
             (poll_transport(st, &self.metrics, &key, attempt, now)?, key)
         };
         for envelope in rest {
+            if attached_session(st, conn).as_ref() != Some(&key) {
+                // The transport went while its request was read (it sent past its
+                // window, or its session was dropped): the rest is not taken; the
+                // client sends it again after its next Hello.
+                break;
+            }
             let fail = |st: &mut State, err: PollError, code: u16, reason: &str| {
                 remove_conn(st, &self.metrics, conn, Some(code), reason, now);
                 Err(err)
@@ -1159,6 +1219,81 @@ impl Hub {
             }
         }
         self.room_may_have_changed();
+    }
+}
+
+/// The sessions one [`Hub::send_to_user_wait`] waits for room in (see
+/// [`SessionEntry::reserved`]); dropped, it stops waiting, also when the wait is
+/// cancelled.
+struct Waiting<'a> {
+    hub: &'a Hub,
+    /// The message's payload bytes.
+    bytes: usize,
+    /// The sessions room is kept in.
+    keys: Vec<SessionKey>,
+}
+
+impl Waiting<'_> {
+    /// Stops waiting (under the lock): the client messages held for the producer's
+    /// sake go on.
+    fn stop(&mut self, st: &mut State, metrics: &Metrics, now: Instant) {
+        for key in std::mem::take(&mut self.keys) {
+            let Some(entry) = st.sessions.get_mut(&key) else {
+                continue;
+            };
+            entry.reserved.messages = entry.reserved.messages.saturating_sub(1);
+            entry.reserved.bytes = entry.reserved.bytes.saturating_sub(self.bytes);
+            resume_held(st, metrics, &key, now);
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let hub = self.hub;
+        let mut st = hub.lock();
+        self.stop(&mut st, &hub.metrics, now);
+    }
+}
+
+/// Takes what `key`'s session holds as far as its room allows, outside of an envelope
+/// from its client (a producer stopped waiting for it), and queues the Ack owed on its
+/// WebSocket (a polling transport gets it with its next request).
+fn resume_held(st: &mut State, metrics: &Metrics, key: &SessionKey, now: Instant) {
+    let Some(conn) = st
+        .sessions
+        .get(key)
+        .filter(|e| !e.held.frames.is_empty())
+        .and_then(|e| e.attached)
+    else {
+        return;
+    };
+    if let Err(e) = release_held(st, metrics, conn, key, now) {
+        // As if it had been taken when it came: the transport closes.
+        debug!(conn, %e, "protocol error in a held message");
+        detach(
+            st,
+            metrics,
+            conn,
+            codes::PROTOCOL_ERROR,
+            "protocol error in a held message",
+            now,
+        );
+        return;
+    }
+    let Some(Conn {
+        link: Link::Socket(link),
+        ..
+    }) = st.conns.get(&conn)
+    else {
+        return;
+    };
+    if let Some(ack) = st.sessions.get_mut(key).and_then(|e| e.session.take_ack()) {
+        push_envelope(link, ack);
     }
 }
 
@@ -1595,6 +1730,7 @@ fn attach(
             replaced: false,
             bytes: 0,
             held: Held::default(),
+            reserved: Reserved::default(),
         });
     let out = entry
         .session
@@ -1705,7 +1841,10 @@ fn on_envelope(
             return Ok(Received::default());
         }
         let echoes = entry.room.is_none() && *seq > entry.session.recv_seq();
-        if echoes && (!entry.held.frames.is_empty() || !entry.session.has_room(payload.len())) {
+        if echoes
+            && (!entry.held.frames.is_empty()
+                || !entry.reserved.leaves_room(&entry.session, payload.len()))
+        {
             hold(st, metrics, conn, key, envelope, now);
             return Ok(Received::default());
         }
@@ -1778,7 +1917,9 @@ fn release_held(
             return Ok(());
         };
         if let Envelope::Msg { seq, payload } = front {
-            if *seq > entry.session.recv_seq() && !entry.session.has_room(payload.len()) {
+            if *seq > entry.session.recv_seq()
+                && !entry.reserved.leaves_room(&entry.session, payload.len())
+            {
                 return Ok(());
             }
         }

@@ -673,7 +673,32 @@ impl ServerSession {
     /// ```
     #[must_use]
     pub fn has_room(&self, bytes: usize) -> bool {
-        self.buffer.len() < self.limits.max_messages
+        self.has_room_for(1, bytes)
+    }
+
+    /// Whether `messages` more messages of `bytes` together fit the resume buffer
+    /// without dropping an unacknowledged one (an empty buffer takes any bytes). A
+    /// server keeping room for a producer that waits for it (one message of `r` bytes)
+    /// takes an echo of `e` bytes only if `has_room_for(2, r + e)`: the producer's
+    /// room is never taken by the client's echoes, and the rest of the room is.
+    ///
+    /// ```
+    /// use tether_core::Instant;
+    /// use tether_core::protocol::{ResumeLimits, ServerSession, SessionSecret};
+    ///
+    /// let now = Instant::now();
+    /// let limits = ResumeLimits { max_messages: 3, ..ResumeLimits::default() };
+    /// let mut s = ServerSession::new(1, SessionSecret::from_bytes([1; 16]), limits);
+    /// s.hello(now, None, 0, 0, 1)?;
+    /// s.send(now, "a".into());
+    /// assert!(s.has_room_for(2, 2));
+    /// s.send(now, "b".into());
+    /// assert!(s.has_room(1) && !s.has_room_for(2, 2));
+    /// # Ok::<(), tether_core::protocol::HelloRefused>(())
+    /// ```
+    #[must_use]
+    pub fn has_room_for(&self, messages: usize, bytes: usize) -> bool {
+        self.buffer.len().saturating_add(messages) <= self.limits.max_messages
             && (self.buffer.is_empty()
                 || self.buffer_bytes.saturating_add(bytes) <= self.limits.max_bytes)
     }
