@@ -50,9 +50,9 @@
 //! |---|---|---|---|
 //! | `polling` | yes | the HTTP polling fallback ([`FallbackConfig`]), through reqwest | +51 crates (reqwest, hyper, tower, url with its ICU tables, …; 52 with rustls), +1.4 MB beside `rustls-webpki-roots` |
 //! | `rustls-webpki-roots` | yes | `wss://` (and `https://` polling) over rustls with `ring`, trusting the Mozilla roots compiled in | +13 crates (rustls, ring, webpki-roots, …), +1.6 MB |
-//! | `rustls-native-roots` | no | the same, trusting the operating system's store (read once, at the first TLS connection) | +14 crates (rustls, ring, rustls-native-certs, …), size in BENCHMARKS.md |
-//! | `rustls` | no (with either above) | rustls without roots, for [`NativeTransport::tls_config`] with the application's own | +12 crates; the size of `rustls-webpki-roots` less the roots |
-//! | `native-tls` | no | TLS through the platform's library (OpenSSL on Linux, which must be installed), used when no rustls roots feature is on, or through `NativeTransport::native_tls_connector` | +15 crates (native-tls, openssl, …), size in BENCHMARKS.md, and the system library at run time |
+//! | `rustls-native-roots` | no | the same, trusting the operating system's store (read once, at the first TLS connection) | +14 crates (rustls, ring, rustls-native-certs, …), +1.6 MB |
+//! | `rustls` | no (with either above) | rustls without roots, for [`NativeTransport::tls_config`] with the application's own | +12 crates; about the size of `rustls-webpki-roots` (not measured alone) |
+//! | `native-tls` | no | TLS through the platform's library (OpenSSL on Linux, which must be installed), used when no rustls roots feature is on, or through `NativeTransport::native_tls_connector` | +15 crates (native-tls, openssl, …), +0.1 MB, and the system's OpenSSL at run time |
 //!
 //! With `default-features = false` the client speaks plain `ws://` only: the smallest
 //! build, 46 crates in this crate's tree (tokio, tungstenite, tracing and theirs), and a
