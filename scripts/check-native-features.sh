@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tether-native's features (see its crate docs): every set below lints clean and passes
-# the unit tests; without `polling` there is no reqwest in the tree; a plain WebSocket
+# the unit tests, some the integration tests too; without `polling` there is no reqwest in
+# the tree; a plain WebSocket
 # client (no default features) stays small and free of duplicate versions. The default
 # set is linted and tested by the workspace steps of scripts/test.sh.
 set -euo pipefail
@@ -38,6 +39,15 @@ for features in "" "rustls-webpki-roots" "polling" "rustls" "native-tls,polling"
       ;;
   esac
 done
+# Integration tests against the reference server: the client's (plain mode, no fallback)
+# in the smallest build and in the rustls build without polling; the transport's
+# (sockets, polling, failures mapped faithfully) on the platform's TLS.
+for features in "" "rustls-webpki-roots"; do
+  echo "--- tether-native, no default features, features [$features]: client tests"
+  cargo test -q -p tether-native --locked --no-default-features --features "$features" --test client
+done
+echo "--- tether-native, native-tls and polling: transport tests"
+cargo test -q -p tether-native --locked --no-default-features --features native-tls,polling --test transport
 echo "--- tether-native, all features"
 cargo clippy -q -p tether-native --locked --all-features --lib -- -D warnings
 
