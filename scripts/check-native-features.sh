@@ -25,7 +25,7 @@ fail=0
 # Each set: lint (warnings denied, so a cfg that leaves something unused fails) and unit
 # tests, which check what the set promises (a fallback or a wss:// URL refused without
 # the feature that serves it).
-for features in "" "rustls-webpki-roots" "polling" "rustls" "native-tls,polling"; do
+for features in "" "rustls-webpki-roots" "polling" "rustls,polling" "native-tls,polling"; do
   echo "--- tether-native, no default features, features [$features]"
   cargo clippy -q -p tether-native --locked --no-default-features --features "$features" --lib -- -D warnings
   cargo test -q -p tether-native --locked --no-default-features --features "$features" --lib

@@ -147,7 +147,7 @@ impl NativeTransport {
             // refused when the client was made: `can_tls`).
             let builder = match self.tls.resolve() {
                 Ok(tls) => tls.configure_http(builder),
-                Err(_) => builder,
+                Err(_) => tls::http_without_tls(builder)?,
             };
             builder.build().map_err(|e| e.to_string())
         });
@@ -245,4 +245,21 @@ async fn poll(
         out.extend_from_slice(&chunk);
     }
     Ok(out)
+}
+
+#[cfg(all(test, feature = "polling"))]
+mod tests {
+    use super::*;
+
+    /// A poll to a port where nothing listens fails as refused in every build with
+    /// polling, including one with rustls but no roots (where reqwest must not be left to
+    /// pick a crypto provider itself: it panics when none is installed).
+    #[tokio::test]
+    async fn a_poll_to_nothing_is_refused_in_every_build() {
+        let t = NativeTransport::new();
+        let r = t
+            .poll("http://127.0.0.1:9/poll".into(), vec![], vec![])
+            .await;
+        assert_eq!(r, Err(TransportFailure::Refused));
+    }
 }

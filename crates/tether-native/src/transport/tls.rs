@@ -120,6 +120,30 @@ impl Tls {
     }
 }
 
+/// The polling client's settings when no TLS can be had (`http://` only). With rustls in
+/// the build, reqwest gets a configuration without roots: left alone, it would take the
+/// process's default crypto provider, and panic when there is none.
+#[cfg(feature = "polling")]
+pub(crate) fn http_without_tls(
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::ClientBuilder, String> {
+    #[cfg(feature = "rustls")]
+    {
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        Ok(builder.use_preconfigured_tls(config))
+    }
+    #[cfg(not(feature = "rustls"))]
+    {
+        Ok(builder)
+    }
+}
+
 /// Without a rustls roots feature and without native-tls.
 #[cfg(not(any(
     feature = "rustls-webpki-roots",
