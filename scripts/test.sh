@@ -21,6 +21,14 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 step "the core stays free of I/O crates"
 bash scripts/check-core-deps.sh
 
+step "tether-native's feature sets (no default features, rustls, polling, native-tls, all)"
+bash scripts/check-native-features.sh
+
+# The crates on crates.io, packaged and built as a user would get them (the local crates
+# resolve together; the index comes from crates.io, as the build's dependencies do).
+step "publishable: cargo publish --dry-run of tether-core, tether-native, tether-web, tether-server"
+cargo publish --workspace --dry-run --locked --allow-dirty --quiet
+
 step "unit, property, integration and doc tests"
 cargo test --workspace --locked --exclude tether-sim
 

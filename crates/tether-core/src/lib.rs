@@ -109,3 +109,8 @@ pub use rng::Entropy;
 pub use state::State;
 pub use time::{Duration, Instant};
 pub use timer::Timer;
+
+// The README's example compiles with the crate's tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -127,6 +127,113 @@ pub trait Transport {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend;
+
+    /// Whether [`poll`](Self::poll) can make requests at all (a build may leave the HTTP
+    /// client out). A driver refuses to start a client whose configuration asks for the
+    /// polling fallback when this is false ([`check_capabilities`]). Default `true`.
+    fn can_poll(&self) -> bool {
+        true
+    }
+
+    /// Whether this transport can open `wss://` sockets and make `https://` requests (a
+    /// build may leave TLS out). A driver refuses to start a client whose configuration
+    /// names a TLS URL when this is false ([`check_capabilities`]). Default `true`.
+    fn can_tls(&self) -> bool {
+        true
+    }
+}
+
+/// A capability a configuration needs and a transport lacks; see [`check_capabilities`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MissingCapability {
+    /// The configuration has a polling fallback; the transport cannot poll.
+    Polling,
+    /// The configuration names a `wss://` or `https://` URL; the transport has no TLS.
+    Tls,
+}
+
+impl core::fmt::Display for MissingCapability {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            MissingCapability::Polling => {
+                "the configuration has an HTTP polling fallback but the transport cannot poll"
+            }
+            MissingCapability::Tls => {
+                "the configuration names a wss:// or https:// URL but the transport has no TLS"
+            }
+        })
+    }
+}
+
+impl std::error::Error for MissingCapability {}
+
+/// Whether `transport` can do everything `config` asks of it: a polling fallback needs
+/// [`Transport::can_poll`], a `wss://` URL or an `https://` poll URL needs
+/// [`Transport::can_tls`]. Every driver calls this before it starts a client, so a
+/// build without polling or TLS refuses such a configuration with a typed error at
+/// once, rather than failing every attempt later.
+///
+/// ```
+/// use std::future::{ready, Future};
+/// use tether_core::transport::{check_capabilities, MaybeSend, MissingCapability, Transport};
+/// use tether_core::{Config, FallbackConfig, TransportFailure};
+/// # struct W; struct R;
+/// # impl tether_core::transport::SocketWriter for W {
+/// #     fn send(&mut self, _: tether_core::Payload) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend { ready(Ok(())) }
+/// #     fn close(&mut self, _: u16, _: String) -> impl Future<Output = ()> + MaybeSend { ready(()) }
+/// # }
+/// # impl tether_core::transport::SocketReader for R {
+/// #     fn next(&mut self) -> impl Future<Output = tether_core::transport::SocketEvent> + MaybeSend {
+/// #         ready(tether_core::transport::SocketEvent::Closed { code: None, reason: String::new() })
+/// #     }
+/// # }
+///
+/// /// Plain sockets only: no polling, no TLS.
+/// struct SocketsOnly;
+/// impl Transport for SocketsOnly {
+///     # type Writer = W;
+///     # type Reader = R;
+///     // connect as usual …
+///     # fn connect(&self, _: String, _: Vec<String>, _: Vec<(String, String)>)
+///     #     -> impl Future<Output = Result<(W, R), TransportFailure>> + MaybeSend { ready(Err(TransportFailure::Refused)) }
+///     fn poll(&self, _: String, _: Vec<(String, String)>, _: Vec<u8>)
+///         -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
+///         ready(Err(TransportFailure::Blocked))
+///     }
+///     fn can_poll(&self) -> bool { false }
+///     fn can_tls(&self) -> bool { false }
+/// }
+///
+/// let plain = Config::builder("ws://127.0.0.1:9/ws").build()?;
+/// assert_eq!(check_capabilities(&plain, &SocketsOnly), Ok(()));
+/// let secure = Config::builder("wss://example.com/ws").build()?;
+/// assert_eq!(check_capabilities(&secure, &SocketsOnly), Err(MissingCapability::Tls));
+/// let polling = Config::builder("ws://127.0.0.1:9/ws")
+///     .protocol()
+///     .fallback(FallbackConfig::new("http://127.0.0.1:9/poll"))
+///     .build()?;
+/// assert_eq!(check_capabilities(&polling, &SocketsOnly), Err(MissingCapability::Polling));
+/// # Ok::<(), tether_core::ConfigError>(())
+/// ```
+pub fn check_capabilities<T: Transport>(
+    config: &crate::Config,
+    transport: &T,
+) -> Result<(), MissingCapability> {
+    let fallback = config.fallback.as_ref();
+    if fallback.is_some() && !transport.can_poll() {
+        return Err(MissingCapability::Polling);
+    }
+    let secure = |url: &str, scheme: &str| {
+        url.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+    };
+    let needs_tls =
+        secure(&config.url, "wss:") || fallback.is_some_and(|f| secure(&f.poll_url, "https:"));
+    if needs_tls && !transport.can_tls() {
+        return Err(MissingCapability::Tls);
+    }
+    Ok(())
 }
 
 /// The sending half of an open WebSocket.

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::{
-    AuthConfig, Config, Event, FallbackConfig, Instant, Metrics, Payload, SendError, State, Token,
+use tether_native::{
+    AuthConfig, Client, Config, Event, FallbackConfig, Instant, Metrics, Payload, SendError, State,
+    Token,
 };
-use tether_native::Client;
 use tether_server::{Hub, RunningServer, Secret, Server, ServerConfig, TokenAuthority};
 use tether_testkit::{FaultProxy, Mode};
 use tokio::sync::{mpsc, watch};

@@ -9,8 +9,7 @@
 //! `--protocol` speaks the Tether protocol (acknowledgements, resend); without it any
 //! WebSocket server will do.
 
-use tether_core::{Config, Event, State};
-use tether_native::Client;
+use tether_native::{Client, Config, Event, State};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

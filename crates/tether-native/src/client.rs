@@ -34,8 +34,7 @@ pub const DEFAULT_EVENT_BUFFER: usize = 64;
 /// connection has stopped with nothing left to do; `reconnect()` starts it again.
 ///
 /// ```no_run
-/// use tether_core::{Config, Event};
-/// use tether_native::Client;
+/// use tether_native::{Client, Config, Event};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let client = Client::connect(Config::builder("wss://example.com/ws").build()?)?;
@@ -139,8 +138,7 @@ impl Client {
     /// `Client::builder(config).spawn()`. Must be called inside a tokio runtime.
     ///
     /// ```
-    /// use tether_core::{Config, State};
-    /// use tether_native::Client;
+    /// use tether_native::{Client, Config, State};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -156,8 +154,7 @@ impl Client {
     /// A builder, to add a token provider, another transport or a larger event buffer.
     ///
     /// ```
-    /// use tether_core::{AuthConfig, Config, Token};
-    /// use tether_native::{Client, NativeTransport};
+    /// use tether_native::{AuthConfig, Client, Config, NativeTransport, Token};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -208,7 +205,7 @@ impl Client {
     /// the whole queue), stopped, closing.
     ///
     /// ```no_run
-    /// # async fn run(client: tether_native::Client) -> Result<(), tether_core::SendError> {
+    /// # async fn run(client: tether_native::Client) -> Result<(), tether_native::SendError> {
     /// for n in 0..100_000 {
     ///     client.send_wait(format!("tick {n}")).await?; // paced by the server's acks
     /// }
@@ -322,7 +319,7 @@ impl Client {
     ///
     /// ```no_run
     /// use futures_util::StreamExt; // or tokio_stream::StreamExt
-    /// use tether_core::Event;
+    /// use tether_native::Event;
     ///
     /// # async fn run(client: tether_native::Client) {
     /// let mut events = client.events();
@@ -349,7 +346,7 @@ impl Client {
     /// The state, as a watch: read it now or wait for a change.
     ///
     /// ```no_run
-    /// use tether_core::State;
+    /// use tether_native::State;
     ///
     /// # async fn run(client: tether_native::Client) {
     /// let mut state = client.state();
@@ -391,7 +388,7 @@ impl Client {
     /// resumed from sleep). See [`Hint`].
     ///
     /// ```no_run
-    /// use tether_core::Hint;
+    /// use tether_native::Hint;
     /// # fn run(client: tether_native::Client) {
     /// client.hint(Hint::Resumed); // check the socket's liveness now
     /// # }
@@ -508,6 +505,8 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
+        tether_core::transport::check_capabilities(&self.config, &self.transport)
+            .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
         let mut conn = Connection::new(self.config, now, os_entropy())?;
@@ -578,7 +577,91 @@ fn os_entropy() -> Entropy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::{Event, TerminalReason};
+    use tether_core::transport::MissingCapability;
+    use tether_core::{Event, FallbackConfig, TerminalReason};
+
+    /// TLS of some kind is in this build without the application's help.
+    const DEFAULT_TLS: bool = cfg!(any(
+        feature = "rustls-webpki-roots",
+        feature = "rustls-native-roots",
+        feature = "native-tls"
+    ));
+
+    fn fallback_config() -> Config {
+        Config::builder("ws://127.0.0.1:9/ws")
+            .protocol()
+            .fallback(FallbackConfig::new("http://127.0.0.1:9/poll"))
+            .build()
+            .unwrap()
+    }
+
+    /// A fallback is refused when it is made if the build has no polling, and accepted
+    /// with it: never a client that fails every poll later.
+    #[tokio::test]
+    async fn a_fallback_needs_the_polling_feature() {
+        let made = Client::connect(fallback_config());
+        if cfg!(feature = "polling") {
+            let client = made.expect("polling is in this build");
+            client.close_now(1000, "done").await;
+        } else {
+            let err = made.expect_err("no polling in this build");
+            assert_eq!(err, BuildError::Unsupported(MissingCapability::Polling));
+            assert!(err.to_string().contains("`polling` feature"), "{err}");
+        }
+    }
+
+    /// A wss:// URL, or an https:// poll URL, is refused when it is made if the build has
+    /// no TLS; a ws:// client is made in every build.
+    #[tokio::test]
+    async fn tls_urls_need_a_tls_feature() {
+        let plain = Client::connect(Config::builder("ws://127.0.0.1:9/ws").build().unwrap());
+        plain
+            .expect("ws:// needs nothing")
+            .close_now(1000, "done")
+            .await;
+        let secure = Config::builder("wss://127.0.0.1:9/ws").build().unwrap();
+        match Client::connect(secure) {
+            Ok(client) if DEFAULT_TLS => client.close_now(1000, "done").await,
+            Err(e) if !DEFAULT_TLS => {
+                assert_eq!(e, BuildError::Unsupported(MissingCapability::Tls));
+            }
+            other => panic!("TLS in this build: {DEFAULT_TLS}, got {other:?}"),
+        }
+        if cfg!(feature = "polling") {
+            let https_poll = Config::builder("ws://127.0.0.1:9/ws")
+                .protocol()
+                .fallback(FallbackConfig::new("https://127.0.0.1:9/poll"))
+                .build()
+                .unwrap();
+            let made = Client::connect(https_poll);
+            assert_eq!(made.is_ok(), DEFAULT_TLS, "{made:?}");
+            if let Ok(client) = made {
+                client.close_now(1000, "done").await;
+            }
+        }
+    }
+
+    /// With rustls and no roots feature, the application's own rustls configuration makes
+    /// wss:// possible.
+    #[cfg(feature = "rustls")]
+    #[tokio::test]
+    async fn an_applications_rustls_config_brings_tls() {
+        let roots = rustls::RootCertStore::empty();
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let config = Config::builder("wss://127.0.0.1:9/ws").build().unwrap();
+        let transport = NativeTransport::for_config(&config).tls_config(Arc::new(tls));
+        let client = Client::builder(config)
+            .transport(transport)
+            .spawn()
+            .expect("TLS from the application");
+        client.close_now(1000, "done").await;
+    }
 
     /// A client whose task dies (a bug: here a panic injected in its place) stops in
     /// `Error` with the reason, its readers and waiters hear of it, and every later call

@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use tether_core::transport::MissingCapability;
 use tether_core::ConfigError;
 
 /// Why a [`Client`](crate::Client) could not be made.
@@ -15,6 +16,10 @@ pub enum BuildError {
     NoRuntime,
     /// `config.auth` is set but no token provider was given.
     NoTokenProvider,
+    /// The configuration needs what the transport cannot do in this build: a polling
+    /// fallback without the `polling` feature, or a `wss://`/`https://` URL without TLS
+    /// (see the crate's features).
+    Unsupported(MissingCapability),
 }
 
 impl fmt::Display for BuildError {
@@ -27,6 +32,13 @@ impl fmt::Display for BuildError {
             BuildError::NoTokenProvider => {
                 f.write_str("the configuration asks for a token but no token provider was given")
             }
+            BuildError::Unsupported(missing) => {
+                let feature = match missing {
+                    MissingCapability::Polling => "its `polling` feature",
+                    _ => "one of its features `rustls-webpki-roots`, `rustls-native-roots`, `native-tls`",
+                };
+                write!(f, "{missing}; tether-native's transport needs {feature}")
+            }
         }
     }
 }
@@ -35,6 +47,7 @@ impl std::error::Error for BuildError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             BuildError::Config(e) => Some(e),
+            BuildError::Unsupported(e) => Some(e),
             _ => None,
         }
     }

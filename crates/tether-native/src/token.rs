@@ -16,8 +16,7 @@ pub type TokenFuture = Pin<Box<dyn Future<Output = Result<Token, String>> + Send
 /// a failed attempt.
 ///
 /// ```
-/// use tether_core::Token;
-/// use tether_native::TokenProvider;
+/// use tether_native::{Token, TokenProvider};
 ///
 /// fn takes(_: impl TokenProvider) {}
 /// takes(|| async {

@@ -101,3 +101,8 @@ fn dev_user() -> String {
         rand::u64() & 0xffff_ffff_ffff
     )
 }
+
+// The README's example compiles with the crate's tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -510,6 +510,8 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
+        tether_core::transport::check_capabilities(&self.config, &self.transport)
+            .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
         let mut conn = Connection::new(self.config, now, crate::sys::entropy())?;

@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use tether_core::transport::MissingCapability;
 use tether_core::ConfigError;
 
 /// Why a [`Client`](crate::Client) could not be made.
@@ -13,6 +14,9 @@ pub enum BuildError {
     Config(ConfigError),
     /// `config.auth` is set but no token provider was given.
     NoTokenProvider,
+    /// The configuration needs what the transport cannot do (a transport given with
+    /// `ClientBuilder::transport` that cannot poll, or has no TLS).
+    Unsupported(MissingCapability),
 }
 
 impl fmt::Display for BuildError {
@@ -22,6 +26,7 @@ impl fmt::Display for BuildError {
             BuildError::NoTokenProvider => {
                 f.write_str("the configuration asks for a token but no token provider was given")
             }
+            BuildError::Unsupported(missing) => missing.fmt(f),
         }
     }
 }
@@ -31,6 +36,7 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Config(e) => Some(e),
             BuildError::NoTokenProvider => None,
+            BuildError::Unsupported(e) => Some(e),
         }
     }
 }

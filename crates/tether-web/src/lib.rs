@@ -10,11 +10,18 @@
 //! up on a dead socket, fall back to polling, resend) is the core's, exactly as with the
 //! native driver.
 //!
+//! One line in `Cargo.toml` is all Tether needs: this crate re-exports every type a
+//! client's user names, and the whole core as [`core`].
+//!
+//! ```toml
+//! [dependencies]
+//! tether-web = "0.1"
+//! ```
+//!
 //! ```no_run
 //! # #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use tether_core::{Config, Event};
-//! use tether_web::Client;
+//! use tether_web::{Client, Config, Event};
 //!
 //! let config = Config::builder("wss://example.com/ws").protocol().build()?;
 //! let client = Client::connect(config)?;
@@ -35,10 +42,14 @@
 //! - [`Client`] and [`ClientBuilder`]: the handle and how to make one; [`Events`] and
 //!   [`Subscription`]: its events, as a stream or through a listener.
 //! - [`TokenProvider`]: the application's async token source.
-//! - [`WebTransport`]: the [`tether_core::transport::Transport`] of this target.
+//! - [`WebTransport`]: the [`core::transport::Transport`] of this target.
 //! - [`log`]: forwards the driver's `tracing` logs to the console.
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is the
-//!   core's ([`tether_core::SendError`], [`tether_core::TerminalReason`]).
+//!   core's ([`SendError`], [`TerminalReason`]).
+//! - Re-exported from the core: [`Config`] and its builder with every option type,
+//!   [`Event`], [`State`], [`Payload`], [`Metrics`], [`Quality`], [`Token`], [`Hint`],
+//!   the errors; the rest (close codes, backoff and quality policies, the protocol)
+//!   under [`core`].
 //!
 //! On other targets this crate holds only its platform-independent parts (errors and
 //! the token provider trait), so that a workspace build on any target succeeds.
@@ -71,8 +82,24 @@ mod local;
 mod token;
 
 pub use error::BuildError;
-pub use tether_core::DeliveryError;
 pub use token::{TokenFuture, TokenProvider};
+
+/// The whole sans-IO core, for what the list below leaves out (close codes, the backoff
+/// and quality policies, the wire protocol).
+pub use tether_core as core;
+// What a client's user names: configuration, events, states, payloads, errors.
+pub use tether_core::{
+    AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
+    ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig, HeartbeatConfig,
+    Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy, Payload, Quality, QualityBound,
+    QualityConfig, QueueConfig, SendError, State, TerminalReason, TetherError, Token,
+    TokenPlacement, TransportFailure, WireMode,
+};
+
+// The README's example compiles with the crate's tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod client;

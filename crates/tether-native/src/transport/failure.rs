@@ -3,6 +3,7 @@
 //! Failure texts come from the error chain only: no URL (it may carry a token in its
 //! query) and no header value ever gets into one.
 
+#[cfg(feature = "polling")]
 use std::error::Error as StdError;
 use std::io;
 use std::time::SystemTime;
@@ -17,6 +18,7 @@ pub(crate) fn from_io(e: &io::Error) -> TransportFailure {
     use io::ErrorKind::*;
     match e.kind() {
         ConnectionRefused | HostUnreachable | NetworkUnreachable => TransportFailure::Refused,
+        #[cfg(feature = "rustls")]
         _ => match e
             .get_ref()
             .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -24,6 +26,8 @@ pub(crate) fn from_io(e: &io::Error) -> TransportFailure {
             Some(tls) => TransportFailure::Tls(tls.to_string()),
             None => TransportFailure::Network(e.to_string()),
         },
+        #[cfg(not(feature = "rustls"))]
+        _ => TransportFailure::Network(e.to_string()),
     }
 }
 
@@ -35,7 +39,6 @@ pub(crate) fn from_ws(e: WsError) -> TransportFailure {
             retry_after: retry_after(response.headers()),
         },
         WsError::Io(e) => from_io(&e),
-        WsError::Tls(e) => TransportFailure::Tls(e.to_string()),
         WsError::Capacity(CapacityError::MessageTooLong { size, .. }) => {
             TransportFailure::MessageTooLarge { size }
         }
@@ -44,6 +47,7 @@ pub(crate) fn from_ws(e: WsError) -> TransportFailure {
 }
 
 /// An error from the polling HTTP client.
+#[cfg(feature = "polling")]
 pub(crate) fn from_http(e: reqwest::Error) -> TransportFailure {
     let e = e.without_url();
     if e.is_timeout() {
@@ -56,7 +60,12 @@ pub(crate) fn from_http(e: reqwest::Error) -> TransportFailure {
                 return TransportFailure::Refused;
             }
         }
+        #[cfg(feature = "rustls")]
         if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return TransportFailure::Tls(tls.to_string());
+        }
+        #[cfg(feature = "native-tls")]
+        if let Some(tls) = cause.downcast_ref::<native_tls::Error>() {
             return TransportFailure::Tls(tls.to_string());
         }
         source = cause.source();
@@ -65,6 +74,7 @@ pub(crate) fn from_http(e: reqwest::Error) -> TransportFailure {
 }
 
 /// `error: cause: cause …`, for errors whose own text says little.
+#[cfg(feature = "polling")]
 fn chain(e: &dyn StdError) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
@@ -100,10 +110,12 @@ mod tests {
         assert_eq!(from_io(&refused), TransportFailure::Refused);
         let reset = io::Error::from(io::ErrorKind::ConnectionReset);
         assert!(matches!(from_io(&reset), TransportFailure::Network(_)));
+        #[cfg(feature = "rustls")]
         let tls = io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::General("bad cert".into()),
         );
+        #[cfg(feature = "rustls")]
         assert!(matches!(from_io(&tls), TransportFailure::Tls(_)));
     }
 

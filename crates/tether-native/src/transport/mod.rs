@@ -1,11 +1,14 @@
 //! [`NativeTransport`]: the [`Transport`] of native targets. WebSockets through
-//! tokio-tungstenite (`ws://`, and `wss://` over rustls with the webpki roots), HTTP
-//! polling through reqwest (rustls too; no OpenSSL anywhere).
+//! tokio-tungstenite over tokio's TCP, with TLS for `wss://` from rustls or the
+//! platform's library (as the crate's features choose); HTTP polling through reqwest
+//! (the `polling` feature).
 
 mod failure;
+mod tls;
 mod ws;
 
 use std::future::Future;
+#[cfg(feature = "polling")]
 use std::sync::{Arc, OnceLock};
 
 use tether_core::transport::{MaybeSend, Transport};
@@ -33,18 +36,19 @@ const ENVELOPE_ROOM: usize = 64;
 /// pool.
 ///
 /// ```
-/// use tether_native::NativeTransport;
+/// use tether_native::{Config, NativeTransport};
 ///
-/// let config = tether_core::Config::builder("wss://example.com/ws").build()?;
+/// let config = Config::builder("wss://example.com/ws").build()?;
 /// let transport = NativeTransport::for_config(&config).read_buffer_size(8 * 1024);
 /// # let _ = transport;
-/// # Ok::<(), tether_core::ConfigError>(())
+/// # Ok::<(), tether_native::ConfigError>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct NativeTransport {
     ws: WebSocketConfig,
-    tls: Option<Arc<rustls::ClientConfig>>,
+    tls: tls::TlsChoice,
     max_poll_body: usize,
+    #[cfg(feature = "polling")]
     http: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
@@ -54,8 +58,9 @@ impl Default for NativeTransport {
             ws: WebSocketConfig::default()
                 .read_buffer_size(DEFAULT_READ_BUFFER)
                 .write_buffer_size(WRITE_BUFFER),
-            tls: None,
+            tls: tls::TlsChoice::default(),
             max_poll_body: 0,
+            #[cfg(feature = "polling")]
             http: Arc::default(),
         }
         .max_message_bytes(16 << 20)
@@ -64,7 +69,7 @@ impl Default for NativeTransport {
 
 impl NativeTransport {
     /// A transport with the default settings: 4 KiB read buffer, 16 MiB messages, the
-    /// webpki root certificates.
+    /// TLS the crate's features chose (the webpki roots by default).
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -100,53 +105,54 @@ impl NativeTransport {
         self
     }
 
-    /// TLS settings of `wss://` sockets and `https://` polling (custom roots, client
-    /// certificates). Without this, the webpki roots with rustls' `ring` provider.
+    /// rustls settings of `wss://` sockets and `https://` polling (custom roots, client
+    /// certificates), used whatever else the features enable (the last of this and
+    /// `native_tls_connector` wins). Without this, rustls' `ring`
+    /// provider with the roots of the `rustls-webpki-roots` and `rustls-native-roots`
+    /// features. Needs the `rustls` feature.
+    #[cfg(feature = "rustls")]
     #[must_use]
-    pub fn tls_config(mut self, config: Arc<rustls::ClientConfig>) -> Self {
-        self.tls = Some(config);
-        self.http = Arc::default();
+    pub fn tls_config(mut self, config: std::sync::Arc<rustls::ClientConfig>) -> Self {
+        self.tls = tls::TlsChoice::Rustls(config);
+        #[cfg(feature = "polling")]
+        {
+            self.http = Arc::default();
+        }
         self
     }
 
-    fn tls(&self) -> Result<Arc<rustls::ClientConfig>, TransportFailure> {
-        match &self.tls {
-            Some(config) => Ok(config.clone()),
-            None => default_tls().map_err(TransportFailure::Tls),
+    /// A native-tls connector for `wss://` sockets and `https://` polling (the platform's
+    /// TLS library with the application's settings), used whatever else the features
+    /// enable. Without this (and without `tls_config`), native-tls
+    /// with its defaults is used only when no rustls roots feature is on. Needs the
+    /// `native-tls` feature.
+    #[cfg(feature = "native-tls")]
+    #[must_use]
+    pub fn native_tls_connector(mut self, connector: native_tls::TlsConnector) -> Self {
+        self.tls = tls::TlsChoice::NativeTls(connector);
+        #[cfg(feature = "polling")]
+        {
+            self.http = Arc::default();
         }
+        self
     }
 
+    /// The HTTP client of the polling fallback, made once per transport (and its clones).
+    #[cfg(feature = "polling")]
     fn http(&self) -> Result<reqwest::Client, TransportFailure> {
         let client = self.http.get_or_init(|| {
-            let tls = self.tls().map_err(|e| e.to_string())?;
-            reqwest::Client::builder()
-                .use_preconfigured_tls((*tls).clone())
-                // A redirect is an answer the core should see, not follow with a GET.
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .map_err(|e| e.to_string())
+            // A redirect is an answer the core should see, not follow with a GET.
+            let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+            // Without TLS in this build, plain http:// still works (an https:// URL was
+            // refused when the client was made: `can_tls`).
+            let builder = match self.tls.resolve() {
+                Ok(tls) => tls.configure_http(builder),
+                Err(_) => tls::http_without_tls(builder)?,
+            };
+            builder.build().map_err(|e| e.to_string())
         });
         client.clone().map_err(TransportFailure::Network)
     }
-}
-
-/// The webpki roots with the `ring` provider, made once. The provider is named rather
-/// than taken from the process default, which panics when none or two are installed.
-fn default_tls() -> Result<Arc<rustls::ClientConfig>, String> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
-            .map_err(|e| e.to_string())
-        })
-        .clone()
 }
 
 impl Transport for NativeTransport {
@@ -160,7 +166,7 @@ impl Transport for NativeTransport {
         headers: Vec<(String, String)>,
     ) -> impl Future<Output = Result<(WsWriter, WsReader), TransportFailure>> + MaybeSend {
         let tls = if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) {
-            self.tls()
+            self.tls.resolve()
         } else {
             Err(TransportFailure::Tls("not a TLS URL".into()))
         };
@@ -173,43 +179,87 @@ impl Transport for NativeTransport {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
-        let client = self.http();
-        let limit = self.max_poll_body;
-        async move {
-            let mut request = client?
-                .post(url)
-                .header("content-type", "application/octet-stream")
-                .body(body);
-            for (name, value) in headers {
-                request = request.header(name, value);
-            }
-            let mut response = request.send().await.map_err(failure::from_http)?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(TransportFailure::Http {
-                    status: status.as_u16(),
-                    retry_after: failure::retry_after(response.headers()),
-                });
-            }
-            // A body over the limit fails as soon as it is known to be: from its
-            // Content-Length, or once what arrived passes the limit (a body that never
-            // ends is read no further).
-            if let Some(size) = response.content_length() {
-                if size > limit as u64 {
-                    return Err(TransportFailure::MessageTooLarge {
-                        size: usize::try_from(size).unwrap_or(usize::MAX),
-                    });
-                }
-            }
-            let mut out = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(failure::from_http)? {
-                let size = out.len().saturating_add(chunk.len());
-                if size > limit {
-                    return Err(TransportFailure::MessageTooLarge { size });
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(out)
+        #[cfg(feature = "polling")]
+        {
+            poll(self.http(), self.max_poll_body, url, headers, body)
         }
+        #[cfg(not(feature = "polling"))]
+        {
+            // Unreachable through `Client`, which refuses a fallback without `can_poll`.
+            let _ = (url, headers, body);
+            std::future::ready(Err(TransportFailure::Network(
+                "HTTP polling is not in this build (tether-native's `polling` feature)".into(),
+            )))
+        }
+    }
+
+    fn can_poll(&self) -> bool {
+        cfg!(feature = "polling")
+    }
+
+    fn can_tls(&self) -> bool {
+        self.tls.available()
+    }
+}
+
+/// One polling request through reqwest.
+#[cfg(feature = "polling")]
+async fn poll(
+    client: Result<reqwest::Client, TransportFailure>,
+    limit: usize,
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, TransportFailure> {
+    let mut request = client?
+        .post(url)
+        .header("content-type", "application/octet-stream")
+        .body(body);
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let mut response = request.send().await.map_err(failure::from_http)?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(TransportFailure::Http {
+            status: status.as_u16(),
+            retry_after: failure::retry_after(response.headers()),
+        });
+    }
+    // A body over the limit fails as soon as it is known to be: from its
+    // Content-Length, or once what arrived passes the limit (a body that never
+    // ends is read no further).
+    if let Some(size) = response.content_length() {
+        if size > limit as u64 {
+            return Err(TransportFailure::MessageTooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+            });
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failure::from_http)? {
+        let size = out.len().saturating_add(chunk.len());
+        if size > limit {
+            return Err(TransportFailure::MessageTooLarge { size });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(all(test, feature = "polling"))]
+mod tests {
+    use super::*;
+
+    /// A poll to a port where nothing listens fails as refused in every build with
+    /// polling, including one with rustls but no roots (where reqwest must not be left to
+    /// pick a crypto provider itself: it panics when none is installed).
+    #[tokio::test]
+    async fn a_poll_to_nothing_is_refused_in_every_build() {
+        let t = NativeTransport::new();
+        let r = t
+            .poll("http://127.0.0.1:9/poll".into(), vec![], vec![])
+            .await;
+        assert_eq!(r, Err(TransportFailure::Refused));
     }
 }

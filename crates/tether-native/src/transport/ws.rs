@@ -1,15 +1,12 @@
-//! The WebSocket: tokio-tungstenite over TCP, with rustls for `wss://`.
+//! The WebSocket: tokio-tungstenite over TCP, with TLS for `wss://` ([`super::tls`]).
 
 use std::future::Future;
-use std::sync::Arc;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::ServerName;
 use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tether_core::{Payload, TransportFailure};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
@@ -19,11 +16,12 @@ use tokio_tungstenite::tungstenite::http::header::{
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
 use super::failure;
+use super::tls::{Io, Tls};
 
-type Stream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Stream = WebSocketStream<Box<dyn Io>>;
 
 /// The longest close reason a close frame can carry (125 bytes of payload less the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -31,7 +29,7 @@ const MAX_CLOSE_REASON: usize = 123;
 /// Opens one WebSocket: TCP, then TLS for `wss://`, then the upgrade.
 pub(crate) async fn connect(
     config: WebSocketConfig,
-    tls: Result<Arc<rustls::ClientConfig>, TransportFailure>,
+    tls: Result<Tls, TransportFailure>,
     url: String,
     protocols: Vec<String>,
     headers: Vec<(String, String)>,
@@ -57,16 +55,10 @@ pub(crate) async fn connect(
         .map_err(|e| failure::from_io(&e))?;
     // Frames are small and latency matters more than packet count (pings measure RTT).
     let _ = tcp.set_nodelay(true);
-    let stream = if secure {
-        let name = ServerName::try_from(host)
-            .map_err(|_| TransportFailure::Tls("invalid server name".into()))?;
-        let tls = TlsConnector::from(tls?)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| failure::from_io(&e))?;
-        MaybeTlsStream::Rustls(tls)
+    let stream: Box<dyn Io> = if secure {
+        tls?.connect(host, tcp).await?
     } else {
-        MaybeTlsStream::Plain(tcp)
+        Box::new(tcp)
     };
     let (socket, _response) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(config))
@@ -115,9 +107,14 @@ fn invalid(what: &str) -> TransportFailure {
 }
 
 /// The sending half of a native WebSocket.
-#[derive(Debug)]
 pub struct WsWriter {
     sink: SplitSink<Stream, Message>,
+}
+
+impl std::fmt::Debug for WsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
 }
 
 impl WsWriter {
@@ -166,10 +163,17 @@ impl SocketWriter for WsWriter {
 }
 
 /// The receiving half of a native WebSocket.
-#[derive(Debug)]
 pub struct WsReader {
     stream: SplitStream<Stream>,
     ended: bool,
+}
+
+impl std::fmt::Debug for WsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsReader")
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SocketReader for WsReader {
