@@ -401,6 +401,13 @@ pub enum Action {
         /// The frame.
         frame: Payload,
     },
+    /// Write a WebSocket ping control frame to the socket (only after
+    /// [`Connection::use_control_pings`](crate::Connection::use_control_pings)); report
+    /// the pong with [`SocketEvent::Pong`](crate::transport::SocketEvent::Pong).
+    Ping {
+        /// Which socket.
+        id: TransportId,
+    },
     /// Close (or abandon, while opening) the socket. No event for it is expected back.
     Close {
         /// Which socket.

@@ -141,6 +141,15 @@ pub trait Transport {
     fn can_tls(&self) -> bool {
         true
     }
+
+    /// Whether its sockets can write WebSocket ping control frames
+    /// ([`SocketWriter::ping`]) and report pongs ([`SocketEvent::Pong`]). A driver with
+    /// such a transport calls [`Connection::use_control_pings`]: in plain mode without
+    /// ping and pong payloads the heartbeat then pings with control frames, so a frozen
+    /// server is noticed with the defaults. Browsers cannot. Default `false`.
+    fn can_ping(&self) -> bool {
+        false
+    }
 }
 
 /// A capability a configuration needs and a transport lacks; see [`check_capabilities`].
@@ -252,14 +261,22 @@ pub trait SocketWriter {
     /// gone; the reader then ends with [`SocketEvent::Closed`] when the peer answers.
     /// Never fails: a socket that cannot close cleanly is dropped.
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend;
+
+    /// Writes a WebSocket ping control frame, for a transport whose
+    /// [`Transport::can_ping`] is true (the reader then reports pongs as
+    /// [`SocketEvent::Pong`]). The default writes nothing.
+    fn ping(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        core::future::ready(Ok(()))
+    }
 }
 
 /// The receiving half of an open WebSocket.
 pub trait SocketReader {
     /// The next thing that happened on the socket: a frame, or its end. The end is
     /// reported once, as [`SocketEvent::Closed`] or [`SocketEvent::Failed`]; do not call
-    /// `next` after it. Control frames (WebSocket ping and pong) are handled inside and
-    /// never reported.
+    /// `next` after it. Control frames are handled inside (pings answered); a pong is
+    /// reported as [`SocketEvent::Pong`] by a transport that can ping
+    /// ([`Transport::can_ping`]), and never otherwise.
     fn next(&mut self) -> impl Future<Output = SocketEvent> + MaybeSend;
 }
 
@@ -279,6 +296,8 @@ pub enum SocketEvent {
     },
     /// The socket broke with an error.
     Failed(TransportFailure),
+    /// A pong control frame (the answer to [`SocketWriter::ping`]).
+    Pong,
 }
 
 /// `url` without what may be secret, for logs: its user info, query (a token may be
@@ -383,13 +402,14 @@ impl SocketEvent {
             SocketEvent::Frame(frame) => connection.handle_frame(now, id, frame),
             SocketEvent::Closed { code, reason } => connection.handle_closed(now, id, code, reason),
             SocketEvent::Failed(failure) => connection.handle_failed(now, id, failure),
+            SocketEvent::Pong => connection.handle_pong(now, id),
         }
     }
 
     /// True for the end of the socket (`Closed` or `Failed`).
     #[must_use]
     pub fn is_end(&self) -> bool {
-        !matches!(self, SocketEvent::Frame(_))
+        matches!(self, SocketEvent::Closed { .. } | SocketEvent::Failed(_))
     }
 }
 

@@ -510,6 +510,7 @@ impl<T> ClientBuilder<T> {
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
         let mut conn = Connection::new(self.config, now, os_entropy())?;
+        conn.use_control_pings(self.transport.can_ping());
         let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
         conn.connect(now);
 

@@ -70,6 +70,8 @@ enum Input<W, R> {
 /// What a socket's writer task is told.
 enum Write {
     Frame(Payload),
+    /// A WebSocket ping control frame (the heartbeat in plain mode).
+    Ping,
     Close(u16, String),
 }
 
@@ -688,6 +690,10 @@ where
                 }
                 _ => debug!(transport = id.0, "a frame for a socket that is gone"),
             },
+            Action::Ping { id } => match self.sockets.get(&id) {
+                Some(Slot::Open { frames, .. }) => frames.push(Write::Ping),
+                _ => debug!(transport = id.0, "a ping for a socket that is gone"),
+            },
             Action::Close { id, code, reason } => match self.sockets.remove(&id) {
                 Some(Slot::Connecting(task)) => {
                     debug!(transport = id.0, %reason, "attempt abandoned");
@@ -863,6 +869,12 @@ async fn write_batch<W: SocketWriter + 'static>(
                 }
             }
             (Write::Frame(frame), None) => writer.send(frame).await?,
+            (Write::Ping, Some(ws)) => {
+                ws.flush().await?;
+                unflushed = 0;
+                writer.ping().await?;
+            }
+            (Write::Ping, None) => writer.ping().await?,
             (Write::Close(code, reason), _) => {
                 close = Some((code, reason));
                 break;

@@ -99,3 +99,52 @@ async fn a_reset_connection_is_replaced() {
     assert_eq!(server.seen().await, Seen::Text("after reset".into()));
     proxy.shutdown().await;
 }
+
+/// Issue 12: in plain mode with the defaults (no ping or pong payloads) no heartbeat ran,
+/// so a frozen server was never noticed (not within 90 s), while the README promises a
+/// half-open socket is caught in about 11 s. The native transport now pings with
+/// WebSocket control frames, which any RFC 6455 server answers, through the core's
+/// heartbeat: measured RTT before the freeze, the half-open cause after it, within the
+/// defaults' bound (2 × (4 s interval + 3 s deadline) at worst, under 15 s).
+#[tokio::test]
+async fn a_frozen_plain_server_is_detected_with_the_default_settings() {
+    let server = EchoServer::start().await;
+    let proxy = FaultProxy::start(server.addr).unwrap();
+    let config = tether_core::Config::builder(format!("ws://{}/", proxy.addr()))
+        .build()
+        .unwrap();
+    assert!(config.heartbeat.is_some(), "the default heartbeat");
+    let client = Client::connect(config).unwrap();
+    let mut events = client.events();
+    wait_state(&client, State::Connected).await;
+    // The first ping goes after 4 s; its pong gives an RTT.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while client.metrics().rtt.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a pong to a control ping");
+
+    within("the stall", proxy.set_mode(Mode::Stall))
+        .await
+        .unwrap();
+    let frozen = std::time::Instant::now();
+    let lost = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Disconnected { cause, .. }) => break cause,
+                Some(_) => {}
+                None => panic!("the event stream ended"),
+            }
+        }
+    })
+    .await
+    .expect("the frozen server noticed");
+    let took = frozen.elapsed();
+    eprintln!("frozen plain server detected after {took:?}: {lost}");
+    assert!(lost.reason.contains("half-open"), "{lost}");
+    assert!(took < Duration::from_secs(15), "detected after {took:?}");
+    client.close_now(1000, "done").await;
+    proxy.shutdown().await;
+}

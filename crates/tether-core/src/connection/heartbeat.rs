@@ -16,12 +16,17 @@ pub(super) struct Heartbeat {
     /// Pings in a row with no sign of life.
     missed: u32,
     next_id: u64,
+    /// The transport writes WebSocket ping control frames and reports their pongs
+    /// (see [`Connection::use_control_pings`]): plain mode without ping and pong
+    /// payloads pings with those.
+    pub(super) control_pings: bool,
 }
 
-/// The heartbeat settings, when the wire mode can carry a ping.
-fn settings(config: &Config) -> Option<&HeartbeatConfig> {
+/// The heartbeat settings, when the wire mode (or the transport's control frames) can
+/// carry a ping.
+fn settings(config: &Config, control_pings: bool) -> Option<&HeartbeatConfig> {
     match &config.wire {
-        WireMode::Plain { heartbeat: None } => None,
+        WireMode::Plain { heartbeat: None } if !control_pings => None,
         _ => config.heartbeat.as_ref(),
     }
 }
@@ -29,7 +34,7 @@ fn settings(config: &Config) -> Option<&HeartbeatConfig> {
 impl Heartbeat {
     pub(super) fn start(&mut self, now: Instant, config: &Config, timers: &mut TimerTable) {
         self.reset();
-        if let Some(h) = settings(config) {
+        if let Some(h) = settings(config, self.control_pings) {
             timers.set(Timer::Heartbeat, later(now, h.interval));
         }
     }
@@ -60,7 +65,7 @@ impl Connection {
     }
 
     pub(super) fn send_ping(&mut self, now: Instant) {
-        let Some(h) = settings(&self.config).cloned() else {
+        let Some(h) = settings(&self.config, self.heartbeat.control_pings).cloned() else {
             return;
         };
         if !(self.link.is_ws() && self.link.is_ready()) {
@@ -70,35 +75,40 @@ impl Connection {
         if self.heartbeat.ping.is_some() {
             return;
         }
-        if self.inbound.is_paused() {
-            // Reading is paused (backpressure): the ping tells the server the client
-            // lives, but its pong waits unread, so none is awaited.
-            let frame = match &self.config.wire {
-                WireMode::Plain {
-                    heartbeat: Some((ping, _)),
-                } => ping.clone(),
-                _ => {
-                    self.heartbeat.next_id += 1;
-                    Envelope::Ping {
-                        id: self.heartbeat.next_id,
-                    }
-                    .encode()
-                }
-            };
-            return self.transmit(now, frame);
-        }
         self.heartbeat.next_id += 1;
         let id = self.heartbeat.next_id;
-        self.heartbeat.ping = Some((id, now));
-        self.heartbeat.inbound_since_ping = false;
-        self.timers.set(Timer::PongDeadline, later(now, h.timeout));
-        let frame = match &self.config.wire {
+        if !self.inbound.is_paused() {
+            self.heartbeat.ping = Some((id, now));
+            self.heartbeat.inbound_since_ping = false;
+            self.timers.set(Timer::PongDeadline, later(now, h.timeout));
+        }
+        // (While reading is paused by backpressure the ping still tells the server the
+        // client lives, but its pong waits unread, so none is awaited.)
+        match &self.config.wire {
             WireMode::Plain {
                 heartbeat: Some((ping, _)),
-            } => ping.clone(),
-            _ => Envelope::Ping { id }.encode(),
-        };
-        self.transmit(now, frame);
+            } => {
+                let frame = ping.clone();
+                self.transmit(now, frame);
+            }
+            // Only with control pings (`settings`): a WebSocket ping frame, which any
+            // RFC 6455 server answers.
+            WireMode::Plain { heartbeat: None } => {
+                if let Some(id) = self.link.id() {
+                    self.actions.push_back(crate::Action::Ping { id });
+                }
+            }
+            _ => self.transmit_envelope(now, Envelope::Ping { id }),
+        }
+    }
+
+    /// The transport `id` reported a pong control frame.
+    pub(super) fn on_control_pong(&mut self, now: Instant) {
+        if self.heartbeat.control_pings
+            && matches!(self.config.wire, WireMode::Plain { heartbeat: None })
+        {
+            self.on_pong(now, None);
+        }
     }
 
     /// A pong (`id` is `None` in plain mode, where pongs carry no id).
@@ -126,7 +136,7 @@ impl Connection {
             return;
         }
         self.heartbeat.missed += 1;
-        let max = settings(&self.config).map_or(1, |h| h.max_missed);
+        let max = settings(&self.config, self.heartbeat.control_pings).map_or(1, |h| h.max_missed);
         if self.heartbeat.missed >= max {
             self.fail_link_with(
                 now,
@@ -149,7 +159,10 @@ impl Connection {
         }
         // Paused by backpressure, nothing is read: no answer could count (see
         // `inbound`); the check happens once reading resumes.
-        if settings(&self.config).is_none() || !self.link.is_ready() || self.inbound.is_paused() {
+        if settings(&self.config, self.heartbeat.control_pings).is_none()
+            || !self.link.is_ready()
+            || self.inbound.is_paused()
+        {
             return;
         }
         if !self.timers.is_set(Timer::Liveness) {

@@ -617,6 +617,26 @@ impl Connection {
         }
     }
 
+    /// Whether the transport writes WebSocket ping control frames and reports their
+    /// pongs ([`Transport::can_ping`](crate::transport::Transport::can_ping)); drivers
+    /// call it once, before the first attempt. In plain mode without ping and pong
+    /// payloads the heartbeat then runs with [`Action::Ping`] and
+    /// [`handle_pong`](Self::handle_pong), with the configured interval, timeout and
+    /// misses, so a frozen plain server is detected as a protocol server is.
+    pub fn use_control_pings(&mut self, on: bool) {
+        self.heartbeat.control_pings = on;
+    }
+
+    /// A pong control frame arrived on the WebSocket `id` (the answer to an
+    /// [`Action::Ping`]).
+    pub fn handle_pong(&mut self, now: Instant, id: TransportId) {
+        if !self.link.is_live_ws(id) {
+            return;
+        }
+        self.on_inbound_activity();
+        self.on_control_pong(now);
+    }
+
     /// A frame arrived on the WebSocket `id`.
     pub fn handle_frame(&mut self, now: Instant, id: TransportId, frame: Payload) {
         if !self.link.is_live_ws(id) {

@@ -2212,3 +2212,54 @@ fn websocket_probes_keep_their_documented_interval() {
     }
     assert!(gaps.windows(2).any(|w| w[0] != w[1]), "jittered: {gaps:?}");
 }
+
+/// Issue 12: plain mode without ping and pong payloads ran no heartbeat at all. With a
+/// transport that can ping (`use_control_pings`), the heartbeat pings with control
+/// frames (`Action::Ping`), takes `handle_pong` as the answer, and drops a link that
+/// stops answering; without one, nothing changes.
+#[test]
+fn plain_mode_pings_with_control_frames_when_the_transport_can() {
+    let builder = || Config::builder("ws://127.0.0.1:1/ws").backoff(fixed_backoff());
+    let pings = |h: &mut Harness| {
+        h.take_actions()
+            .into_iter()
+            .filter(|a| matches!(a, Action::Ping { .. }))
+            .count()
+    };
+    // No control pings: no heartbeat.
+    let mut h = Harness::new(builder());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(pings(&mut h), 0);
+    assert_eq!(h.conn.state(), State::Connected);
+
+    let mut h = Harness::new(builder());
+    h.conn.use_control_pings(true);
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    h.take_events();
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(4));
+        assert_eq!(pings(&mut h), 1, "a ping every interval");
+        h.advance(Duration::from_millis(30));
+        h.conn.handle_pong(h.now, id);
+        h.drain();
+    }
+    // (Each loop's pong comes 30 ms later than the last, after a ping on its own timer.)
+    assert_eq!(h.conn.metrics(h.now).rtt, Some(Duration::from_millis(90)));
+    assert!(h.sent_frames().is_empty(), "no data frame is a ping");
+    // The server freezes: two unanswered pings drop the link.
+    h.advance(Duration::from_secs(20));
+    let cause = h
+        .take_events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Disconnected { cause, .. } => Some(cause),
+            _ => None,
+        })
+        .expect("the frozen server is noticed");
+    assert_eq!(cause.reason, "no answer to 2 pings (half-open)");
+}

@@ -200,6 +200,10 @@ impl Transport for NativeTransport {
     fn can_tls(&self) -> bool {
         self.tls.available()
     }
+
+    fn can_ping(&self) -> bool {
+        true
+    }
 }
 
 /// One polling request through reqwest.

@@ -160,6 +160,11 @@ impl SocketWriter for WsWriter {
             let _ = self.sink.send(Message::Close(Some(frame))).await;
         }
     }
+
+    fn ping(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        let ping = Message::Ping(Vec::new().into());
+        async move { self.sink.send(ping).await.map_err(failure::from_ws) }
+    }
 }
 
 /// The receiving half of a native WebSocket.
@@ -190,8 +195,10 @@ impl SocketReader for WsReader {
                     Some(Ok(Message::Binary(bytes))) => {
                         break SocketEvent::Frame(Payload::Binary(Vec::from(bytes)))
                     }
+                    // The answer to `ping` (the core's heartbeat in plain mode).
+                    Some(Ok(Message::Pong(_))) => break SocketEvent::Pong,
                     // Pings are answered inside tungstenite.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         break match frame {
                             Some(f) => SocketEvent::Closed {
