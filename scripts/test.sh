@@ -27,6 +27,11 @@ bash scripts/check-native-features.sh
 # The crates on crates.io, packaged and built as a user would get them (the local crates
 # resolve together; the index comes from crates.io, as the build's dependencies do).
 step "publishable: cargo publish --dry-run of tether-core, tether-native, tether-web, tether-server"
+# Cargo unpacks the packaged dependencies (tether-core …) into its source cache under a
+# directory named after the package directory's path, and reuses them if they are there:
+# a second run from the same checkout would verify against the first run's sources. Only
+# our own crates, only in those temporary registries (their directories start with '-').
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/tether-*
 cargo publish --workspace --dry-run --locked --allow-dirty --quiet
 
 step "unit, property, integration and doc tests"
