@@ -95,7 +95,8 @@ const tracker =
   ({ to }) =>
     (seen.state = to);
 // The ids `send()` returned that are neither delivered nor dropped yet: what a dead
-// instance reports dropped, as the native client does.
+// instance reports dropped, as the native client does. Protocol mode only: in plain mode
+// nothing announces that a message was written, so such a set would only grow.
 const forget =
   (retained) =>
   ({ id }) =>
@@ -107,7 +108,7 @@ export class TetherClient extends Raw {
   #seen;
   #metrics;
   #id;
-  #retained = new Set();
+  #retained = null;
 
   constructor(url, options) {
     call(() => {
@@ -118,8 +119,11 @@ export class TetherClient extends Raw {
     });
     this.#seen = { state: this.#metrics.state };
     this.#emitter.on('state', tracker(this.#seen));
-    this.#emitter.on('delivered', forget(this.#retained));
-    this.#emitter.on('dropped', forget(this.#retained));
+    if (options?.protocol === true) {
+      this.#retained = new Set();
+      this.#emitter.on('delivered', forget(this.#retained));
+      this.#emitter.on('dropped', forget(this.#retained));
+    }
     this.#ref = new WeakRef(this);
     clients.add(this.#ref);
     collected.register(this, this.#ref, this);
@@ -136,14 +140,14 @@ export class TetherClient extends Raw {
     this.#seen.state = 'error';
     if (from !== 'error') this.#emitter.emit('state', { from, to: 'error' });
     this.#emitter.emit('stopped', stopReason());
-    const retained = [...this.#retained];
-    this.#retained.clear();
+    const retained = [...(this.#retained ?? [])];
+    this.#retained?.clear();
     for (const id of retained) this.#emitter.emit('dropped', { id, reason: 'unconfirmed' });
   }
 
   send(data) {
     const id = call(() => super.send(data));
-    this.#retained.add(id);
+    this.#retained?.add(id);
     return id;
   }
   sendConfirmed(data) {

@@ -19,23 +19,6 @@ fn resumed(welcome: &Envelope) -> bool {
     matches!(welcome, Envelope::Welcome { resumed: true, .. })
 }
 
-/// Reads frames up to the Pong of `id`: the messages (taken in order) and the highest
-/// Ack before it. The server answers a Ping at once, so everything it had queued for
-/// the socket came first.
-async fn read_to_pong(client: &mut Client, ws: &mut Ws, id: u64) -> (Vec<String>, u64) {
-    let mut got = Vec::new();
-    let mut acked = 0;
-    loop {
-        match recv(ws).await {
-            m @ Envelope::Msg { .. } => got.push(client.take(&m)),
-            Envelope::Ack { seq } => acked = acked.max(seq),
-            Envelope::Pong { id: p } if p == id => return (texts(&got), acked),
-            Envelope::Pong { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// 1,500 messages from a client that acknowledges nothing: 1,024 (the resume buffer's
 /// default) are echoed and acknowledged, the rest wait unacknowledged; one Ack lets them
 /// all through, and a reconnect still resumes: nothing was trimmed.

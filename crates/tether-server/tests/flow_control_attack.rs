@@ -122,22 +122,6 @@ async fn a_poll_request_past_the_window_takes_nothing_after_it() {
     .await;
 }
 
-/// Reads frames up to the Pong of `id`: the messages (taken in order) and the highest
-/// Ack before it.
-async fn read_to_pong(client: &mut Client, ws: &mut Ws, id: u64) -> (Vec<String>, u64) {
-    let mut got = Vec::new();
-    let mut acked = 0;
-    loop {
-        match recv(ws).await {
-            m @ Envelope::Msg { .. } => got.push(client.take(&m)),
-            Envelope::Ack { seq } => acked = acked.max(seq),
-            Envelope::Pong { id: p } if p == id => return (texts(&got), acked),
-            Envelope::Pong { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 /// A slow reader that keeps its sends coming (its echoes always wait for room, as a
 /// client whose queue stays full does): every Ack it sends makes room that its own held
 /// messages take at once. A producer waiting in `send_to_user_wait` must still get in

@@ -300,6 +300,23 @@ impl Client {
     }
 }
 
+/// Reads frames up to the Pong of `id`: the messages (taken in order, as text) and the
+/// highest Ack before it. The server answers a Ping at once, so everything it had queued
+/// for the socket came first.
+pub async fn read_to_pong(client: &mut Client, ws: &mut Ws, id: u64) -> (Vec<String>, u64) {
+    let mut got = Vec::new();
+    let mut acked = 0;
+    loop {
+        match recv(ws).await {
+            m @ Envelope::Msg { .. } => got.push(client.take(&m)),
+            Envelope::Ack { seq } => acked = acked.max(seq),
+            Envelope::Pong { id: p } if p == id => return (texts(&got), acked),
+            Envelope::Pong { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 pub fn texts(payloads: &[Payload]) -> Vec<String> {
     payloads
         .iter()
