@@ -100,7 +100,6 @@ pub struct Connection {
     fallback_trial: bool,
     ws_failures: u32,
     poll_interval: Duration,
-    probe_interval: Duration,
     probe_due: bool,
 
     connected_at: Option<Instant>,
@@ -126,10 +125,6 @@ impl Connection {
         let entropy = config.seed.map_or(entropy, Entropy::fixed);
         let rng = Rng::new(entropy.jitter_seed());
         let client_id = entropy.client_id();
-        let probe_interval = config
-            .fallback
-            .as_ref()
-            .map_or(Duration::from_secs(5), |f| f.probe_interval);
         let poll_interval = config
             .fallback
             .as_ref()
@@ -165,7 +160,6 @@ impl Connection {
             fallback_trial: false,
             ws_failures: 0,
             poll_interval,
-            probe_interval,
             probe_due: false,
             connected_at: None,
             total_uptime: Duration::ZERO,
@@ -875,8 +869,11 @@ impl Connection {
     /// proxy do not probe in step). It does not grow: a WebSocket allowed again is back
     /// within 1.2 × `probe_interval` (plus the probe's own handshake).
     fn probe_wait(&mut self) -> Duration {
+        let Some(fallback) = &self.config.fallback else {
+            return Duration::MAX; // no polling, so no probe
+        };
         let factor = 0.8 + 0.4 * self.rng.next_f64();
-        Duration::try_from_secs_f64(self.probe_interval.as_secs_f64() * factor)
+        Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
             .unwrap_or(Duration::MAX)
     }
 
