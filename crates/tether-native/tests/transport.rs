@@ -62,14 +62,20 @@ async fn read_request(stream: &mut TcpStream) -> (String, Vec<u8>) {
     (head, body)
 }
 
-async fn free_addr() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().to_string()
+/// An address where nothing listens, held for as long as the socket lives: a
+/// socket bound but never listening keeps its port from every other test, and
+/// a connect to it is refused. (Binding a listener and dropping it would free
+/// the port for a test running alongside, which could then answer on it.)
+fn refusing_addr() -> (tokio::net::TcpSocket, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap().to_string();
+    (socket, addr)
 }
 
 #[tokio::test]
 async fn nothing_listening_is_refused() {
-    let addr = free_addr().await;
+    let (_held, addr) = refusing_addr();
     let t = NativeTransport::new();
     let ws = within(
         "connect",
