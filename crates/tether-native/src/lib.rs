@@ -72,6 +72,16 @@
 //! tether-native = { version = "0.1", default-features = false, features = ["rustls-webpki-roots"] }
 //! ```
 //!
+//! ## Proxies, headers and connectors
+//! [`NativeTransport`] carries what sits between the client and the network, for
+//! sockets and polling requests alike: [`header`](NativeTransport::header) for a fixed
+//! request header, [`rewrite`](NativeTransport::rewrite) to change each attempt's URL
+//! and headers (sticky routing), [`proxy`](NativeTransport::proxy) for an HTTP proxy
+//! (`CONNECT` for sockets; [`transport::Proxy::from_env`] follows `HTTPS_PROXY` and
+//! `NO_PROXY` when asked, never by itself), and
+//! [`connector`](NativeTransport::connector) to open the byte stream yourself (a Unix
+//! socket, a custom TLS stack).
+//!
 //! ## Logs
 //! Through `tracing`, in a `tether` span per client: attempts (URL without its query),
 //! sockets opened and closed (code, reason, time connected, message counts), reconnects

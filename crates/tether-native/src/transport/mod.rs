@@ -1,20 +1,28 @@
 //! [`NativeTransport`]: the [`Transport`] of native targets. WebSockets through
-//! tokio-tungstenite over tokio's TCP, with TLS for `wss://` from rustls or the
-//! platform's library (as the crate's features choose); HTTP polling through reqwest
-//! (the `polling` feature).
+//! tokio-tungstenite over tokio's TCP (or an HTTP proxy's `CONNECT` tunnel, or the
+//! application's [connector](NativeTransport::connector)), with TLS for `wss://` from
+//! rustls or the platform's library (as the crate's features choose); HTTP polling
+//! through reqwest (the `polling` feature).
 
+mod dial;
 mod failure;
+mod proxy;
+mod request;
 mod tls;
 mod ws;
 
 use std::future::Future;
+use std::sync::Arc;
 #[cfg(feature = "polling")]
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use tether_core::transport::{MaybeSend, Transport};
 use tether_core::{Config, TransportFailure};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+pub use dial::{Dialed, Stream, Target};
+pub use proxy::{Proxy, ProxyError, ProxyProblem};
+pub use request::{HeaderError, Outgoing, RequestKind};
 pub use ws::{WsReader, WsWriter};
 
 /// Read buffer of each socket. Small, because most clients are idle most of the time and
@@ -47,6 +55,8 @@ const ENVELOPE_ROOM: usize = 64;
 pub struct NativeTransport {
     ws: WebSocketConfig,
     tls: tls::TlsChoice,
+    dialer: dial::Dialer,
+    additions: request::Additions,
     max_poll_body: usize,
     #[cfg(feature = "polling")]
     http: Arc<OnceLock<Result<reqwest::Client, String>>>,
@@ -59,6 +69,8 @@ impl Default for NativeTransport {
                 .read_buffer_size(DEFAULT_READ_BUFFER)
                 .write_buffer_size(WRITE_BUFFER),
             tls: tls::TlsChoice::default(),
+            dialer: dial::Dialer::default(),
+            additions: request::Additions::default(),
             max_poll_body: 0,
             #[cfg(feature = "polling")]
             http: Arc::default(),
@@ -137,12 +149,115 @@ impl NativeTransport {
         self
     }
 
+    /// A header sent with every WebSocket upgrade and polling request (after the
+    /// token's `Authorization`). Names of the handshake and of HTTP (`Host`,
+    /// `Connection`, `Upgrade`, `Sec-WebSocket-*`, `Content-Length`,
+    /// `Transfer-Encoding`), `Authorization` (the token provider's) and
+    /// `Proxy-Authorization` (the proxy URL's) are refused. Values are never logged.
+    ///
+    /// ```
+    /// use tether_native::NativeTransport;
+    ///
+    /// let transport = NativeTransport::new()
+    ///     .header("X-Api-Key", "k-123")?
+    ///     .header("User-Agent", "my-cli/1.0")?;
+    /// # let _ = transport;
+    /// # Ok::<(), tether_native::transport::HeaderError>(())
+    /// ```
+    pub fn header(mut self, name: &str, value: &str) -> Result<Self, HeaderError> {
+        self.additions.headers.push(request::header(name, value)?);
+        Ok(self)
+    }
+
+    /// Calls `rewrite` before every WebSocket attempt and every polling request, with
+    /// the URL and the extra headers (the application's, from [`header`](Self::header))
+    /// it may change: sticky routing to one instance, a signed URL, a header per
+    /// attempt. The headers it leaves are checked as `header` checks them; a bad one
+    /// fails that request (and the attempt, which the core retries as any failure).
+    ///
+    /// ```
+    /// use tether_native::transport::{NativeTransport, Outgoing};
+    ///
+    /// // Come back to the instance that served the last attempt.
+    /// let instance = std::sync::Arc::new(std::sync::Mutex::new(String::from("eu-1")));
+    /// let transport = NativeTransport::new().rewrite(move |request: &mut Outgoing| {
+    ///     let instance = instance.lock().unwrap();
+    ///     request.headers.push(("X-Instance".into(), instance.clone()));
+    /// });
+    /// # let _ = transport;
+    /// ```
+    #[must_use]
+    pub fn rewrite(mut self, rewrite: impl Fn(&mut Outgoing) + Send + Sync + 'static) -> Self {
+        self.additions.rewrite = Some(Arc::new(rewrite));
+        self
+    }
+
+    /// Sockets and polling requests go through this HTTP proxy (sockets with
+    /// `CONNECT`), except to the hosts its `no_proxy` list names. Without this, nothing
+    /// goes through a proxy, whatever the environment says: use
+    /// [`Proxy::from_env`] to follow `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
+    /// `NO_PROXY`.
+    ///
+    /// ```
+    /// use tether_native::transport::{NativeTransport, Proxy};
+    ///
+    /// let mut transport = NativeTransport::new();
+    /// if let Some(proxy) = Proxy::from_env()? {
+    ///     transport = transport.proxy(proxy);
+    /// }
+    /// # Ok::<(), tether_native::transport::ProxyError>(())
+    /// ```
+    #[must_use]
+    pub fn proxy(mut self, proxy: Proxy) -> Self {
+        self.dialer.proxy = Some(proxy);
+        #[cfg(feature = "polling")]
+        {
+            self.http = Arc::default();
+        }
+        self
+    }
+
+    /// Opens each WebSocket's byte stream with `connect` instead of TCP (and instead of
+    /// the proxy): a Unix socket, a stream from another runtime, a custom TLS stack. It
+    /// gets the URL's host and port; return [`Dialed::plain`] to have Tether's TLS run
+    /// over the stream for `wss://`, or [`Dialed::secured`] when the stream is ready
+    /// for the upgrade as it is. An error fails the attempt as a TCP error would
+    /// (`ConnectionRefused` counts as refused). Polling requests do not use it (they
+    /// use the proxy, if any).
+    ///
+    /// ```no_run
+    /// use tether_native::transport::{Dialed, NativeTransport};
+    ///
+    /// let transport = NativeTransport::new().connector(|_target| async {
+    ///     let socket = tokio::net::UnixStream::connect("/run/app/ws.sock").await?;
+    ///     Ok(Dialed::secured(socket))
+    /// });
+    /// # let _ = transport;
+    /// ```
+    #[must_use]
+    pub fn connector<F, Fut>(mut self, connect: F) -> Self
+    where
+        F: Fn(Target) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::io::Result<Dialed>> + Send + 'static,
+    {
+        self.dialer.connector = Some(dial::Connector::new(connect));
+        self
+    }
+
     /// The HTTP client of the polling fallback, made once per transport (and its clones).
     #[cfg(feature = "polling")]
     fn http(&self) -> Result<reqwest::Client, TransportFailure> {
         let client = self.http.get_or_init(|| {
             // A redirect is an answer the core should see, not follow with a GET.
             let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+            // The proxy the application chose, never one from the environment unasked:
+            // sockets and polling go the same way.
+            let builder = match self.dialer.proxy.clone() {
+                Some(proxy) => builder.proxy(reqwest::Proxy::custom(move |url| {
+                    proxy.url_for(url.host_str()?, url.scheme() == "https")
+                })),
+                None => builder.no_proxy(),
+            };
             // Without TLS in this build, plain http:// still works (an https:// URL was
             // refused when the client was made: `can_tls`).
             let builder = match self.tls.resolve() {
@@ -170,7 +285,14 @@ impl Transport for NativeTransport {
         } else {
             Err(TransportFailure::Tls("not a TLS URL".into()))
         };
-        ws::connect(self.ws, tls, url, protocols, headers)
+        let request = self
+            .additions
+            .apply(request::RequestKind::WebSocket, url, headers);
+        let (ws, dialer) = (self.ws, self.dialer.clone());
+        async move {
+            let (url, headers) = request?;
+            ws::connect(ws, tls, dialer, url, protocols, headers).await
+        }
     }
 
     fn poll(
@@ -181,7 +303,14 @@ impl Transport for NativeTransport {
     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
         #[cfg(feature = "polling")]
         {
-            poll(self.http(), self.max_poll_body, url, headers, body)
+            let request = self
+                .additions
+                .apply(request::RequestKind::Poll, url, headers);
+            let (http, limit) = (self.http(), self.max_poll_body);
+            async move {
+                let (url, headers) = request?;
+                poll(http, limit, url, headers, body).await
+            }
         }
         #[cfg(not(feature = "polling"))]
         {
@@ -212,7 +341,10 @@ async fn poll(
     client: Result<reqwest::Client, TransportFailure>,
     limit: usize,
     url: String,
-    headers: Vec<(String, String)>,
+    headers: Vec<(
+        tokio_tungstenite::tungstenite::http::HeaderName,
+        tokio_tungstenite::tungstenite::http::HeaderValue,
+    )>,
     body: Vec<u8>,
 ) -> Result<Vec<u8>, TransportFailure> {
     let mut request = client?

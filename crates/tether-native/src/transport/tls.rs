@@ -14,12 +14,8 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 
 use tether_core::TransportFailure;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
-/// The byte stream under a WebSocket: TCP, or TLS over TCP.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+use super::dial::Stream;
 
 /// What the transport was told to use.
 #[derive(Clone, Debug, Default)]
@@ -72,7 +68,8 @@ impl TlsChoice {
 }
 
 impl Tls {
-    /// The TLS handshake with `host` over `tcp`.
+    /// The TLS handshake with `host` over `tcp` (TCP, a proxy's tunnel or a connector's
+    /// stream).
     #[cfg_attr(
         not(any(feature = "rustls", feature = "native-tls")),
         allow(unused_variables, clippy::unused_async)
@@ -80,8 +77,8 @@ impl Tls {
     pub(crate) async fn connect(
         self,
         host: String,
-        tcp: TcpStream,
-    ) -> Result<Box<dyn Io>, TransportFailure> {
+        tcp: Box<dyn Stream>,
+    ) -> Result<Box<dyn Stream>, TransportFailure> {
         match self {
             #[cfg(feature = "rustls")]
             Tls::Rustls(config) => {

@@ -6,33 +6,35 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tether_core::{Payload, TransportFailure};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::header::{
-    HeaderName, HeaderValue, AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL,
+    HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL,
 };
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
+use super::dial::{Dialer, Stream as ByteStream, Target};
 use super::failure;
-use super::tls::{Io, Tls};
+use super::tls::Tls;
 
-type Stream = WebSocketStream<Box<dyn Io>>;
+type Stream = WebSocketStream<Box<dyn ByteStream>>;
 
 /// The longest close reason a close frame can carry (125 bytes of payload less the code).
 const MAX_CLOSE_REASON: usize = 123;
 
-/// Opens one WebSocket: TCP, then TLS for `wss://`, then the upgrade.
+/// Opens one WebSocket: a stream from the dialer (TCP, a proxy's tunnel or the
+/// application's connector, with TLS for `wss://`), then the upgrade.
 pub(crate) async fn connect(
     config: WebSocketConfig,
     tls: Result<Tls, TransportFailure>,
+    dialer: Dialer,
     url: String,
     protocols: Vec<String>,
-    headers: Vec<(String, String)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<(WsWriter, WsReader), TransportFailure> {
     let request = request(&url, &protocols, headers)?;
     let uri = request.uri();
@@ -49,17 +51,7 @@ pub(crate) async fn connect(
         .unwrap_or(host)
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| failure::from_io(&e))?;
-    // Frames are small and latency matters more than packet count (pings measure RTT).
-    let _ = tcp.set_nodelay(true);
-    let stream: Box<dyn Io> = if secure {
-        tls?.connect(host, tcp).await?
-    } else {
-        Box::new(tcp)
-    };
+    let stream = dialer.open(Target { host, port, secure }, tls).await?;
     let (socket, _response) =
         tokio_tungstenite::client_async_with_config(request, stream, Some(config))
             .await
@@ -74,11 +66,12 @@ pub(crate) async fn connect(
     ))
 }
 
-/// The upgrade request. Errors name the header, never its value (it may be a token).
+/// The upgrade request with the checked headers (see [`super::request`]). Errors name
+/// a header, never its value (it may be a token).
 fn request(
     url: &str,
     protocols: &[String],
-    headers: Vec<(String, String)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<Request, TransportFailure> {
     let mut request = url
         .into_client_request()
@@ -90,13 +83,6 @@ fn request(
         map.insert(SEC_WEBSOCKET_PROTOCOL, value);
     }
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| invalid("invalid request header name"))?;
-        let mut value = HeaderValue::from_str(&value)
-            .map_err(|_| TransportFailure::Network(format!("invalid value of header {name}")))?;
-        if name == AUTHORIZATION {
-            value.set_sensitive(true);
-        }
         map.append(name, value);
     }
     Ok(request)
@@ -253,6 +239,8 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::request::{Additions, RequestKind};
+    use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
 
     #[test]
     fn close_frames_are_valid() {
@@ -271,7 +259,13 @@ mod tests {
     #[test]
     fn request_errors_never_show_values() {
         let secret = "Bearer s3cr3t\n".to_owned();
-        let err = request("ws://h/", &[], vec![("Authorization".to_owned(), secret)]).unwrap_err();
+        let err = Additions::default()
+            .apply(
+                RequestKind::WebSocket,
+                "ws://h/".into(),
+                vec![("Authorization".to_owned(), secret)],
+            )
+            .unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
         let err = request("ws://h/?access_token=s3cr3t x", &[], Vec::new()).unwrap_err();
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
@@ -279,12 +273,14 @@ mod tests {
 
     #[test]
     fn request_carries_protocols_and_headers() {
-        let r = request(
-            "ws://h:1/p",
-            &["a".into(), "b".into()],
-            vec![("Authorization".into(), "Bearer t".into())],
-        )
-        .unwrap();
+        let (url, headers) = Additions::default()
+            .apply(
+                RequestKind::WebSocket,
+                "ws://h:1/p".into(),
+                vec![("Authorization".into(), "Bearer t".into())],
+            )
+            .unwrap();
+        let r = request(&url, &["a".into(), "b".into()], headers).unwrap();
         assert_eq!(r.headers()[SEC_WEBSOCKET_PROTOCOL], "a, b");
         assert_eq!(r.headers()[AUTHORIZATION], "Bearer t");
         assert!(r.headers()[AUTHORIZATION].is_sensitive());
