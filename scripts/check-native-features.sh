@@ -40,14 +40,15 @@ for features in "" "rustls-webpki-roots" "polling" "rustls,polling" "native-tls,
   esac
 done
 # Integration tests against the reference server: the client's (plain mode, no fallback)
-# in the smallest build and in the rustls build without polling; the transport's
-# (sockets, polling, failures mapped faithfully) on the platform's TLS.
+# and the proxy, header and connector knobs in the smallest build and in the rustls build
+# without polling; the transport's (sockets, polling, failures mapped faithfully) and the
+# knobs again on the platform's TLS.
 for features in "" "rustls-webpki-roots"; do
   echo "--- tether-native, no default features, features [$features]: client tests"
-  cargo test -q -p tether-native --locked --no-default-features --features "$features" --test client
+  cargo test -q -p tether-native --locked --no-default-features --features "$features" --test client --test network_options
 done
-echo "--- tether-native, native-tls and polling: transport tests"
-cargo test -q -p tether-native --locked --no-default-features --features native-tls,polling --test transport
+echo "--- tether-native, native-tls and polling: transport and network option tests"
+cargo test -q -p tether-native --locked --no-default-features --features native-tls,polling --test transport --test network_options
 echo "--- tether-native, all features"
 cargo clippy -q -p tether-native --locked --all-features --lib -- -D warnings
 
