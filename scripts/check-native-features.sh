@@ -45,10 +45,10 @@ done
 # knobs again on the platform's TLS.
 for features in "" "rustls-webpki-roots"; do
   echo "--- tether-native, no default features, features [$features]: client tests"
-  cargo test -q -p tether-native --locked --no-default-features --features "$features" --test client --test network_options
+  cargo test -q -p tether-native --locked --no-default-features --features "$features" --test client --test network_options --test tls
 done
-echo "--- tether-native, native-tls and polling: transport and network option tests"
-cargo test -q -p tether-native --locked --no-default-features --features native-tls,polling --test transport --test network_options
+echo "--- tether-native, native-tls and polling: transport, network option and wss:// tests"
+cargo test -q -p tether-native --locked --no-default-features --features native-tls,polling --test transport --test network_options --test tls
 echo "--- tether-native, all features"
 cargo clippy -q -p tether-native --locked --all-features --lib -- -D warnings
 
