@@ -7,8 +7,10 @@
 //! RUST_LOG=tether_native=debug cargo run -p tether-native --example quickstart -- wss://example.com/ws
 //! ```
 //! `--protocol` speaks the Tether protocol (acknowledgements, resend); without it any
-//! WebSocket server will do.
+//! WebSocket server will do. `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` are
+//! followed, as curl follows them.
 
+use tether_native::transport::{NativeTransport, Proxy};
 use tether_native::{Client, Config, Event, State};
 use tracing_subscriber::EnvFilter;
 
@@ -28,7 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if args.any(|a| a == "--protocol") {
         config = config.protocol();
     }
-    let client = Client::connect(config.build()?)?;
+    let config = config.build()?;
+    let mut transport = NativeTransport::for_config(&config);
+    if let Some(proxy) = Proxy::from_env()? {
+        transport = transport.proxy(proxy);
+    }
+    let client = Client::builder(config).transport(transport).spawn()?;
     let mut events = client.events();
     let mut greeted = false;
     loop {
