@@ -5,7 +5,8 @@ use crate::quality::Quality;
 use crate::state::State;
 use crate::time::Duration;
 
-/// A point-in-time view, from [`crate::Connection::metrics`].
+/// A point-in-time view, from [`crate::Connection::metrics`]. The default is a client
+/// that has measured nothing yet (state `Disconnected`), for building one field by field.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Metrics {
@@ -64,4 +65,38 @@ pub struct Metrics {
     pub fallback_active: bool,
     /// Why the connection stopped, when it has.
     pub terminal_reason: Option<TerminalReason>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            state: State::Disconnected,
+            attempt: 0,
+            reconnects: 0,
+            uptime: None,
+            total_uptime: Duration::ZERO,
+            last_close_code: None,
+            last_close_reason: None,
+            rtt: None,
+            rtt_mean: None,
+            rtt_p50: None,
+            rtt_p99: None,
+            jitter: None,
+            loss: 0.0,
+            quality: None,
+            reliability: 100,
+            messages_in: 0,
+            messages_out: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            queue_depth: 0,
+            queue_bytes: 0,
+            unread_messages: 0,
+            unread_bytes: 0,
+            unread_bytes_peak: 0,
+            reading_paused: false,
+            fallback_active: false,
+            terminal_reason: None,
+        }
+    }
 }
