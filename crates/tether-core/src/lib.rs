@@ -86,6 +86,7 @@ pub mod protocol;
 pub mod quality;
 mod queue;
 pub mod rng;
+pub mod selftest;
 mod state;
 pub mod stats;
 pub mod time;

@@ -82,6 +82,13 @@
 //! [`connector`](NativeTransport::connector) to open the byte stream yourself (a Unix
 //! socket, a custom TLS stack).
 //!
+//! ## Health: alerts, advice and a self-test
+//! [`core::advice::assess`] turns [`Client::metrics`] into alerts (latency, loss,
+//! critical quality, an unreachable server) and recommendations, as the dashboard of
+//! the npm package shows them; [`self_test`] runs the reliability self-test
+//! (connectivity, latency, high-frequency messaging, stability, reconnection) against
+//! an echoing server and judges each check by [`core::selftest`]'s criteria.
+//!
 //! ## Logs
 //! Through `tracing`, in a `tether` span per client: attempts (URL without its query),
 //! sockets opened and closed (code, reason, time connected, message counts), reconnects
@@ -95,12 +102,14 @@ mod driver;
 mod error;
 mod events;
 mod queue;
+mod selftest;
 mod token;
 pub mod transport;
 
 pub use client::{Client, ClientBuilder, DEFAULT_EVENT_BUFFER};
 pub use error::BuildError;
 pub use events::Events;
+pub use selftest::self_test;
 pub use token::{TokenFuture, TokenProvider};
 pub use transport::NativeTransport;
 
