@@ -1,7 +1,7 @@
 //! Protocol mode: numbering, acknowledgements, resend and resume (PROTOCOL.md).
 
 use super::Connection;
-use crate::io::{Event, TetherError, TransportId};
+use crate::io::{Event, ProtocolViolation, TetherError, TransportId};
 use crate::protocol::{Envelope, SessionSecret};
 use crate::queue::Retained;
 use crate::time::{later, Duration, Instant};
@@ -114,7 +114,7 @@ impl Connection {
         } = envelope
         {
             if !self.link.is_handshaking() {
-                return self.violation(now, "Welcome outside the handshake");
+                return self.violation(now, ProtocolViolation::WelcomeOutsideHandshake);
             }
             // The session this Welcome names is the one to prove from now on, whether
             // it continues ours or starts afresh.
@@ -122,7 +122,7 @@ impl Connection {
             return self.on_welcome(now, session, recv_seq, resumed);
         }
         if self.link.is_handshaking() {
-            return self.violation(now, "message before Welcome");
+            return self.violation(now, ProtocolViolation::MessageBeforeWelcome);
         }
         match envelope {
             Envelope::Msg { seq, payload } => {
@@ -131,7 +131,7 @@ impl Connection {
                     self.proto.recv_seq = seq;
                     self.deliver(payload);
                 } else if seq > expected {
-                    return self.violation(now, "sequence gap");
+                    return self.violation(now, ProtocolViolation::SequenceGap);
                 } else {
                     self.proto.repeat = true;
                 }
@@ -139,7 +139,7 @@ impl Connection {
             }
             Envelope::Ack { seq } => {
                 if seq > self.proto.send_seq {
-                    return self.violation(now, "ack of a message never sent");
+                    return self.violation(now, ProtocolViolation::AckOfUnsent);
                 }
                 self.proto.peer_acked = self.proto.peer_acked.max(seq);
                 let events = &mut self.events;
@@ -152,14 +152,14 @@ impl Connection {
             Envelope::Retry { after_ms } => {
                 self.set_retry_hint(Duration::from_millis(after_ms));
             }
-            _ => self.violation(now, "client-only envelope from the server"),
+            _ => self.violation(now, ProtocolViolation::ClientOnlyEnvelope),
         }
     }
 
-    fn violation(&mut self, now: Instant, what: &'static str) {
+    fn violation(&mut self, now: Instant, what: ProtocolViolation) {
         self.events
             .push_back(Event::Error(TetherError::ProtocolViolation(what)));
-        self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, what);
+        self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, what.as_str());
     }
 
     fn on_welcome(&mut self, now: Instant, session: u64, recv_seq: u64, resumed: bool) {

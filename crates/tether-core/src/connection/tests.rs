@@ -5,7 +5,7 @@ use crate::close::codes;
 use crate::config::{
     AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
 };
-use crate::io::PollKind;
+use crate::io::{PollKind, ProtocolViolation};
 
 struct Harness {
     conn: Connection,
@@ -1143,7 +1143,7 @@ fn a_message_before_welcome_is_a_violation() {
     assert!(h
         .events
         .contains(&Event::Error(TetherError::ProtocolViolation(
-            "message before Welcome"
+            ProtocolViolation::MessageBeforeWelcome
         ))));
     assert!(!h.events.iter().any(|e| matches!(e, Event::Message(_))));
 }
