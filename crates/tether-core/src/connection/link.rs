@@ -8,7 +8,7 @@ use crate::payload::Payload;
 use crate::protocol::{decode_batch, encode_batch, Envelope};
 use crate::state::State;
 use crate::time::{later, Instant};
-use crate::timer::Timer;
+use crate::timer::{Scope, Timer};
 
 /// Where a WebSocket is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,19 +216,7 @@ impl Connection {
     }
 
     pub(super) fn clear_link_timers(&mut self) {
-        for t in [
-            Timer::ConnectTimeout,
-            Timer::Heartbeat,
-            Timer::PongDeadline,
-            Timer::Liveness,
-            Timer::Ack,
-            Timer::PollReceive,
-            Timer::PollRequest,
-            Timer::UpgradeProbe,
-            Timer::Stable,
-        ] {
-            self.timers.stop(t);
-        }
+        self.timers.stop_scope(Scope::Transport);
         self.probe_due = false;
         self.proto.on_link_lost();
     }

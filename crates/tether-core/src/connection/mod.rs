@@ -26,7 +26,7 @@ use crate::rng::{Entropy, Rng};
 use crate::state::State;
 use crate::stats::RttStats;
 use crate::time::{later, Duration, Instant};
-use crate::timer::{Timer, TimerTable};
+use crate::timer::{Scope, Timer, TimerTable};
 
 use link::{Link, LinkKind};
 
@@ -428,8 +428,8 @@ impl Connection {
         }
         self.closing = None;
         self.flush_ack(now);
-        for t in Timer::ALL {
-            self.timers.stop(t);
+        for scope in [Scope::Transport, Scope::Run, Scope::Messages] {
+            self.timers.stop_scope(scope);
         }
         self.attempt_waits_for_token = false;
         self.token_fetch = None;
@@ -516,7 +516,7 @@ impl Connection {
         self.end_uptime(now);
         self.closing = None;
         self.stop_with_error(TerminalReason::DriverFailed(why.to_owned()));
-        self.timers.stop(Timer::QueueExpiry);
+        self.timers.stop_scope(Scope::Messages);
         self.drop_retained();
     }
 
@@ -1115,11 +1115,7 @@ impl Connection {
             self.drop_retained();
         }
         self.abandon_link();
-        for t in Timer::ALL {
-            if t != Timer::QueueExpiry {
-                self.timers.stop(t);
-            }
-        }
+        self.timers.stop_scope(Scope::Run);
         self.token_fetch = None;
         self.attempt_waits_for_token = false;
         self.stop(State::Error, reason);
