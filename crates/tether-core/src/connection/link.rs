@@ -363,7 +363,7 @@ impl Connection {
             }
         };
         self.on_inbound_activity();
-        if self.state == State::Connected {
+        if self.state() == State::Connected {
             self.stats
                 .record_rtt(now.saturating_duration_since(started));
             self.update_quality(now);

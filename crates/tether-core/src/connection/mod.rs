@@ -7,6 +7,7 @@
 mod heartbeat;
 mod inbound;
 mod link;
+mod phase;
 mod protocol;
 
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ use crate::time::{later, Duration, Instant};
 use crate::timer::{Scope, Timer, TimerTable};
 
 use link::{Link, LinkKind};
+use phase::{Linger, Phase, Step};
 
 /// After this long connected, past failures are forgotten (backoff and the one auth
 /// retry reset). Resetting at once would let a server that accepts and then drops every
@@ -55,8 +57,8 @@ const DROP_WINDOW: Duration = Duration::from_secs(300);
 pub struct Connection {
     config: Config,
     rng: Rng,
-    state: State,
-    terminal: Option<TerminalReason>,
+    /// Where the connection is, with what belongs there (the public state is derived).
+    phase: Phase,
     backoff: Backoff,
     timers: TimerTable,
     actions: VecDeque<Action>,
@@ -65,20 +67,13 @@ pub struct Connection {
 
     /// The one transport that is open or being opened.
     link: Link,
-    /// `connect()` was called (a Disconnected connection that was never started waits for it).
-    started: bool,
     online: bool,
     ever_connected: bool,
-    /// `close()` while messages were undelivered: deliver them (within `close_linger`),
-    /// then close with this code and reason.
-    closing: Option<(u16, String)>,
     retry_hint: Option<Duration>,
 
     token: Option<Token>,
     /// The token fetch in flight: only its answer counts.
     token_fetch: Option<RequestId>,
-    /// An attempt waits for that fetch.
-    attempt_waits_for_token: bool,
     auth_retry_used: bool,
 
     heartbeat: heartbeat::Heartbeat,
@@ -102,7 +97,6 @@ pub struct Connection {
     poll_interval: Duration,
     probe_due: bool,
 
-    connected_at: Option<Instant>,
     total_uptime: Duration,
     reconnects: u32,
     last_cause: Option<Cause>,
@@ -134,21 +128,17 @@ impl Connection {
             stats: RttStats::new(config.quality.window),
             quality: QualityTracker::new(config.quality.hysteresis),
             rng,
-            state: State::Disconnected,
-            terminal: None,
+            phase: Phase::Unstarted,
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 0,
             link: Link::None,
-            started: false,
             online: true,
             ever_connected: false,
-            closing: None,
             retry_hint: None,
             token: None,
             token_fetch: None,
-            attempt_waits_for_token: false,
             auth_retry_used: false,
             heartbeat: heartbeat::Heartbeat::default(),
             drops: VecDeque::new(),
@@ -161,7 +151,6 @@ impl Connection {
             ws_failures: 0,
             poll_interval,
             probe_due: false,
-            connected_at: None,
             total_uptime: Duration::ZERO,
             reconnects: 0,
             last_cause: None,
@@ -202,7 +191,7 @@ impl Connection {
     /// The current state.
     #[must_use]
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// The reported quality level, once measured.
@@ -214,7 +203,7 @@ impl Connection {
     /// Why the connection stopped, when it has.
     #[must_use]
     pub fn terminal_reason(&self) -> Option<&TerminalReason> {
-        self.terminal.as_ref()
+        self.phase.terminal()
     }
 
     /// The configuration in force.
@@ -242,12 +231,13 @@ impl Connection {
     #[must_use]
     pub fn metrics(&self, now: Instant) -> Metrics {
         let uptime = self
-            .connected_at
+            .phase
+            .connected_since()
             .map(|at| now.saturating_duration_since(at));
         let (unread_messages, unread_bytes, unread_bytes_peak) = self.inbound.unread();
         Metrics {
-            state: self.state,
-            attempt: if self.state == State::Connected {
+            state: self.state(),
+            attempt: if self.state() == State::Connected {
                 0
             } else {
                 self.backoff.failures()
@@ -276,7 +266,7 @@ impl Connection {
             unread_bytes_peak,
             reading_paused: self.inbound.is_paused(),
             fallback_active: self.fallback_active && !self.fallback_trial,
-            terminal_reason: self.terminal.clone(),
+            terminal_reason: self.phase.terminal().cloned(),
         }
     }
 
@@ -292,27 +282,27 @@ impl Connection {
     /// and attempts even while the platform says it is offline. A connection whose driver
     /// failed ([`TerminalReason::DriverFailed`]) stays stopped: nothing would run it.
     pub fn reconnect(&mut self, now: Instant) {
-        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+        if matches!(self.phase, Phase::Stopped(TerminalReason::DriverFailed(_))) {
             return;
         }
-        self.started = true;
-        if self.closing.take().is_some() {
+        if self.phase.take_linger().is_some() {
             self.timers.stop(Timer::CloseLinger);
         }
-        match self.state {
+        match self.state() {
             State::Error | State::Closed => {
                 self.abandon_link();
-                self.terminal = None;
                 self.backoff.reset();
                 self.auth_retry_used = false;
-                self.set_state(State::Connecting);
+                self.set_step(Step::Attempting {
+                    first: true,
+                    awaits_token: false,
+                });
                 self.start_attempt(now);
             }
             State::Disconnected if self.idle() => {
-                self.set_state(if self.ever_connected {
-                    State::Reconnecting
-                } else {
-                    State::Connecting
+                self.set_step(Step::Attempting {
+                    first: !self.ever_connected,
+                    awaits_token: false,
                 });
                 self.start_attempt(now);
             }
@@ -333,10 +323,11 @@ impl Connection {
         payload: impl Into<Payload>,
     ) -> Result<MessageId, SendError> {
         let payload = payload.into();
-        if self.state.is_stopped() {
-            return Err(SendError::Stopped(self.state));
+        let state = self.state();
+        if state.is_stopped() {
+            return Err(SendError::Stopped(state));
         }
-        if self.closing.is_some() {
+        if self.is_closing() {
             return Err(SendError::Closing);
         }
         let size = payload.len();
@@ -403,19 +394,21 @@ impl Connection {
     /// # Ok::<(), tether_core::ConfigError>(())
     /// ```
     pub fn close(&mut self, now: Instant, code: u16, reason: &str) {
-        if self.state == State::Closed || self.closing.is_some() {
+        let state = self.state();
+        if state == State::Closed || self.is_closing() {
             return;
         }
-        if self.state.is_stopped() || !self.undelivered() {
+        if state.is_stopped() || !self.undelivered() {
             return self.close_now(now, code, reason);
         }
         // Never started, or waiting for the network: deliver means connect.
-        if self.state == State::Disconnected && self.idle() {
+        if state == State::Disconnected && self.idle() {
             self.reconnect(now);
         }
-        self.closing = Some((code, reason.to_owned()));
-        self.timers
-            .set(Timer::CloseLinger, later(now, self.config.close_linger));
+        if self.phase.set_linger(code, reason) {
+            self.timers
+                .set(Timer::CloseLinger, later(now, self.config.close_linger));
+        }
         self.flush_ack(now);
     }
 
@@ -423,34 +416,30 @@ impl Connection {
     /// (`Stopped` if never written, `Unconfirmed` if written but not acknowledged). Ends
     /// in `Closed`.
     pub fn close_now(&mut self, now: Instant, code: u16, reason: &str) {
-        if self.state == State::Closed {
+        if self.state() == State::Closed {
             return;
         }
-        self.closing = None;
+        self.phase.take_linger();
         self.flush_ack(now);
         for scope in [Scope::Transport, Scope::Run, Scope::Messages] {
             self.timers.stop_scope(scope);
         }
-        self.attempt_waits_for_token = false;
         self.token_fetch = None;
         self.end_uptime(now);
         self.close_link(code, reason);
         self.clear_link_timers();
         self.heartbeat.reset();
         self.drop_retained();
-        self.stop(
-            State::Closed,
-            TerminalReason::UserClosed {
-                code,
-                reason: reason.to_owned(),
-            },
-        );
+        self.stop(TerminalReason::UserClosed {
+            code,
+            reason: reason.to_owned(),
+        });
     }
 
     /// `close()` is delivering what was sent before it.
     #[must_use]
     pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+        self.phase.linger().is_some()
     }
 
     /// The id of the last message [`Connection::send`] accepted (`MessageId(0)` before
@@ -498,7 +487,7 @@ impl Connection {
 
     /// While closing: close once everything is delivered.
     fn close_if_delivered(&mut self, now: Instant) {
-        if self.closing.is_some() && !self.undelivered() {
+        if self.is_closing() && !self.undelivered() {
             self.finish_close(now);
         }
     }
@@ -510,11 +499,11 @@ impl Connection {
     /// `Dropped`, and stay stopped: `send` fails with `Stopped(Error)` from now on, and
     /// `reconnect` does nothing.
     pub fn handle_driver_failure(&mut self, now: Instant, why: &str) {
-        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+        if matches!(self.phase, Phase::Stopped(TerminalReason::DriverFailed(_))) {
             return;
         }
         self.end_uptime(now);
-        self.closing = None;
+        self.phase.take_linger();
         self.stop_with_error(TerminalReason::DriverFailed(why.to_owned()));
         self.timers.stop_scope(Scope::Messages);
         self.drop_retained();
@@ -561,9 +550,9 @@ impl Connection {
                 }
                 let value = token.value.clone();
                 self.token = Some(token);
-                if self.attempt_waits_for_token {
-                    self.attempt_waits_for_token = false;
-                    if !self.state.is_stopped() && self.link.is_none() {
+                if self.phase.awaits_token() {
+                    self.phase.set_awaits_token(false);
+                    if self.link.is_none() {
                         self.open_link(now, false);
                     }
                 } else {
@@ -579,8 +568,8 @@ impl Connection {
             Err(e) => {
                 self.events
                     .push_back(Event::Error(TetherError::TokenUnavailable(e.clone())));
-                if self.attempt_waits_for_token {
-                    self.attempt_waits_for_token = false;
+                if self.phase.awaits_token() {
+                    self.phase.set_awaits_token(false);
                     self.token = None;
                     let cause = Cause {
                         reason: format!("token unavailable: {e}"),
@@ -698,10 +687,10 @@ impl Connection {
         match hint {
             Hint::Offline => {
                 self.online = false;
-                match self.state {
+                match self.state() {
                     State::Connecting | State::Reconnecting if self.idle() => {
                         self.timers.stop(Timer::Backoff);
-                        self.set_state(State::Disconnected);
+                        self.set_step(Step::Disconnected);
                     }
                     State::Connected => self.check_liveness(now),
                     _ => {}
@@ -709,8 +698,9 @@ impl Connection {
             }
             Hint::Online => {
                 self.online = true;
-                match self.state {
-                    State::Disconnected if self.started && self.idle() => {
+                let started = !matches!(self.phase, Phase::Unstarted);
+                match self.state() {
+                    State::Disconnected if started && self.idle() => {
                         self.backoff.reset();
                         self.reconnect(now);
                     }
@@ -722,7 +712,7 @@ impl Connection {
                     _ => {}
                 }
             }
-            Hint::Visible | Hint::Resumed => match self.state {
+            Hint::Visible | Hint::Resumed => match self.state() {
                 State::Connecting | State::Reconnecting if self.idle() && self.online => {
                     self.reconnect(now);
                 }
@@ -772,7 +762,7 @@ impl Connection {
     fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Backoff => {
-                if matches!(self.state, State::Connecting | State::Reconnecting) && self.idle() {
+                if matches!(self.state(), State::Connecting | State::Reconnecting) && self.idle() {
                     self.start_attempt(now);
                 }
             }
@@ -800,7 +790,7 @@ impl Connection {
                 }
             }
             Timer::TokenRefresh => {
-                if self.state == State::Connected && self.token_fetch.is_none() {
+                if self.state() == State::Connected && self.token_fetch.is_none() {
                     self.request_token(now);
                 }
             }
@@ -825,7 +815,7 @@ impl Connection {
             Timer::PollReceive => self.issue_poll_receive(now),
             Timer::PollRequest => {
                 if self.link.is_poll() {
-                    if self.state != State::Connected {
+                    if self.state() != State::Connected {
                         // The attempt failed, as a connect timeout or any failed request
                         // before the Welcome would: the app hears of it.
                         self.events
@@ -879,7 +869,7 @@ impl Connection {
 
     /// No transport and no token fetch: nothing is under way.
     fn idle(&self) -> bool {
-        self.link.is_none() && !self.attempt_waits_for_token
+        self.link.is_none() && !self.phase.awaits_token()
     }
 
     fn next_id(&mut self) -> u64 {
@@ -887,25 +877,34 @@ impl Connection {
         self.next_id
     }
 
-    fn set_state(&mut self, to: State) {
-        let from = self.state;
+    /// Moves a running connection (or starts one) to `step`, reporting the change of
+    /// the public state.
+    fn set_step(&mut self, step: Step) {
+        let from = self.state();
+        self.phase.set_step(step);
+        self.state_changed(from);
+    }
+
+    fn state_changed(&mut self, from: State) {
+        let to = self.state();
         if from == to {
             return;
         }
         debug_assert!(from.can_become(to), "illegal transition {from} -> {to}");
-        self.state = to;
         self.events.push_back(Event::StateChanged { from, to });
     }
 
-    fn stop(&mut self, to: State, reason: TerminalReason) {
-        self.set_state(to);
-        self.terminal = Some(reason.clone());
+    /// Stops with `reason` (`Closed` when the user closed, `Error` otherwise).
+    fn stop(&mut self, reason: TerminalReason) {
+        let from = self.state();
+        self.phase = Phase::Stopped(reason.clone());
+        self.state_changed(from);
         self.events.push_back(Event::Stopped(reason));
     }
 
     fn start_attempt(&mut self, now: Instant) {
         if self.config.auth.is_some() {
-            self.attempt_waits_for_token = true;
+            self.phase.set_awaits_token(true);
             if self.token_fetch.is_none() {
                 self.request_token(now);
             }
@@ -957,14 +956,13 @@ impl Connection {
             self.timers.set(Timer::UpgradeProbe, later(now, wait));
             self.issue_poll_receive(now);
         }
-        if self.state != State::Connected {
+        if self.state() != State::Connected {
             if self.ever_connected {
                 self.reconnects += 1;
             }
             self.ever_connected = true;
-            self.connected_at = Some(now);
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
-            self.set_state(State::Connected);
+            self.set_step(Step::Connected { since: now });
         }
         self.flush_pending(now);
     }
@@ -980,7 +978,7 @@ impl Connection {
     ) {
         self.clear_link_timers();
         self.heartbeat.reset();
-        if self.state.is_stopped() {
+        if self.state().is_stopped() {
             return;
         }
         if kind == LinkKind::WsProbe {
@@ -989,10 +987,8 @@ impl Connection {
             return;
         }
         self.last_cause = Some(cause.clone());
-        if self.state == State::Connected {
-            let connected_for = self
-                .connected_at
-                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        if let Some(since) = self.phase.connected_since() {
+            let connected_for = now.saturating_duration_since(since);
             if connected_for >= STABLE_AFTER {
                 // The Stable timer may not have been served (the process slept).
                 self.forget_failures();
@@ -1008,7 +1004,7 @@ impl Connection {
                 cause: cause.clone(),
                 connected_for,
             });
-            self.set_state(State::Disconnected);
+            self.set_step(Step::Disconnected);
         }
         let verdict = match (kind, failure) {
             (LinkKind::Ws, Some(TransportFailure::Blocked)) => WsVerdict::Blocked,
@@ -1072,7 +1068,7 @@ impl Connection {
             return self.stop_with_error(TerminalReason::Fatal(cause));
         }
         if !self.online {
-            self.set_state(State::Disconnected);
+            self.set_step(Step::Disconnected);
             return;
         }
         let jittered = self.backoff.next_delay(&mut self.rng);
@@ -1103,22 +1099,25 @@ impl Connection {
     }
 
     fn enter_retrying(&mut self) {
-        if self.state == State::Connected {
-            self.set_state(State::Disconnected);
+        if self.state() == State::Connected {
+            self.set_step(Step::Disconnected);
         }
-        self.set_state(State::Reconnecting);
+        let awaits_token = self.phase.awaits_token();
+        self.set_step(Step::Attempting {
+            first: false,
+            awaits_token,
+        });
     }
 
     fn stop_with_error(&mut self, reason: TerminalReason) {
-        if self.closing.take().is_some() {
+        if self.phase.take_linger().is_some() {
             // The close will not be completed: what it was delivering is given up.
             self.drop_retained();
         }
         self.abandon_link();
         self.timers.stop_scope(Scope::Run);
         self.token_fetch = None;
-        self.attempt_waits_for_token = false;
-        self.stop(State::Error, reason);
+        self.stop(reason);
     }
 
     fn on_failure(&mut self, now: Instant, kind: LinkKind, failure: TransportFailure) {
@@ -1134,7 +1133,7 @@ impl Connection {
             }
             _ => (None, CloseClass::Retry),
         };
-        if self.state != State::Connected {
+        if self.state() != State::Connected {
             self.events
                 .push_back(Event::Error(TetherError::AttemptFailed(failure.clone())));
         } else if let TransportFailure::MessageTooLarge { size } = failure {
@@ -1182,7 +1181,7 @@ impl Connection {
 
     /// Ends a lingering close: everything was delivered, or the linger passed.
     fn finish_close(&mut self, now: Instant) {
-        let Some((code, reason)) = self.closing.take() else {
+        let Some(Linger { code, reason }) = self.phase.take_linger() else {
             return;
         };
         self.close_now(now, code, &reason);
@@ -1199,9 +1198,10 @@ impl Connection {
         }
     }
 
+    /// Counts the uptime of a connection that ends now (its phase changes right after).
     fn end_uptime(&mut self, now: Instant) {
-        if let Some(at) = self.connected_at.take() {
-            self.total_uptime += now.saturating_duration_since(at);
+        if let Some(since) = self.phase.connected_since() {
+            self.total_uptime += now.saturating_duration_since(since);
         }
     }
 
