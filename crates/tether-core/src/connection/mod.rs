@@ -29,7 +29,7 @@ use crate::stats::RttStats;
 use crate::time::{later, Duration, Instant};
 use crate::timer::{Scope, Timer, TimerTable};
 
-use link::{Link, LinkKind};
+use link::{Fallback, FallbackStep, Link, LinkKind, WsVerdict};
 use phase::{Linger, Phase, Step};
 
 /// After this long connected, past failures are forgotten (backoff and the one auth
@@ -86,16 +86,8 @@ pub struct Connection {
     proto: protocol::Reliable,
     inbound: inbound::Inbound,
 
-    /// The next or current transport is HTTP polling.
-    fallback_active: bool,
-    /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
-    /// (a Welcome), that may only mean the server is down or frozen, and polling would
-    /// not help. Not reported as a fallback yet; a failed trial goes back to the
-    /// WebSocket.
-    fallback_trial: bool,
-    ws_failures: u32,
-    poll_interval: Duration,
-    probe_due: bool,
+    /// The HTTP polling fallback: whether it is on, and its pace.
+    fallback: Fallback,
 
     total_uptime: Duration,
     reconnects: u32,
@@ -119,10 +111,6 @@ impl Connection {
         let entropy = config.seed.map_or(entropy, Entropy::fixed);
         let rng = Rng::new(entropy.jitter_seed());
         let client_id = entropy.client_id();
-        let poll_interval = config
-            .fallback
-            .as_ref()
-            .map_or(Duration::from_millis(100), |f| f.min_interval);
         Ok(Connection {
             backoff: Backoff::new(config.backoff.clone()),
             stats: RttStats::new(config.quality.window),
@@ -146,11 +134,7 @@ impl Connection {
             next_message: 0,
             proto: protocol::Reliable::new(client_id),
             inbound: inbound::Inbound::default(),
-            fallback_active: false,
-            fallback_trial: false,
-            ws_failures: 0,
-            poll_interval,
-            probe_due: false,
+            fallback: Fallback::new(&config),
             total_uptime: Duration::ZERO,
             reconnects: 0,
             last_cause: None,
@@ -265,7 +249,7 @@ impl Connection {
             unread_bytes,
             unread_bytes_peak,
             reading_paused: self.inbound.is_paused(),
-            fallback_active: self.fallback_active && !self.fallback_trial,
+            fallback_active: self.fallback.is_reported(),
             terminal_reason: self.phase.terminal().cloned(),
         }
     }
@@ -835,7 +819,7 @@ impl Connection {
                 }
             }
             Timer::UpgradeProbe => {
-                self.probe_due = true;
+                self.fallback.probe_due = true;
                 self.try_probe(now);
             }
             Timer::CloseLinger => self.finish_close(now),
@@ -852,19 +836,6 @@ impl Connection {
             }
             Timer::Stable => self.forget_failures(),
         }
-    }
-
-    /// The wait before the next WebSocket probe while polling: the configured
-    /// `probe_interval`, give or take a fifth at random (so that clients behind one
-    /// proxy do not probe in step). It does not grow: a WebSocket allowed again is back
-    /// within 1.2 × `probe_interval` (plus the probe's own handshake).
-    fn probe_wait(&mut self) -> Duration {
-        let Some(fallback) = &self.config.fallback else {
-            return Duration::MAX; // no polling, so no probe
-        };
-        let factor = 0.8 + 0.4 * self.rng.next_f64();
-        Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
-            .unwrap_or(Duration::MAX)
     }
 
     /// No transport and no token fetch: nothing is under way.
@@ -929,33 +900,7 @@ impl Connection {
         self.timers.stop(Timer::ConnectTimeout);
         // A hint belongs to the close that follows it, not to some later failure.
         self.retry_hint = None;
-        if self.link.is_ws() {
-            self.ws_failures = 0;
-            if self.fallback_active {
-                self.fallback_active = false;
-                self.timers.stop(Timer::PollReceive);
-                self.timers.stop(Timer::UpgradeProbe);
-                if !std::mem::take(&mut self.fallback_trial) {
-                    self.events
-                        .push_back(Event::FallbackChanged { active: false });
-                }
-            }
-            self.heartbeat.start(now, &self.config, &mut self.timers);
-        } else {
-            if std::mem::take(&mut self.fallback_trial) {
-                // The polling endpoint answers where the WebSocket did not: a fallback.
-                self.events
-                    .push_back(Event::FallbackChanged { active: true });
-            }
-            self.poll_interval = self
-                .config
-                .fallback
-                .as_ref()
-                .map_or(self.poll_interval, |f| f.min_interval);
-            let wait = self.probe_wait();
-            self.timers.set(Timer::UpgradeProbe, later(now, wait));
-            self.issue_poll_receive(now);
-        }
+        self.link_connected(now);
         if self.state() != State::Connected {
             if self.ever_connected {
                 self.reconnects += 1;
@@ -1039,33 +984,17 @@ impl Connection {
             }
             _ => {}
         }
-        if matches!(ws, WsVerdict::Failed | WsVerdict::Blocked) {
-            self.ws_failures += 1;
-        }
-        if self.fallback_trial && ws == WsVerdict::NotWs {
-            // Polling failed too: the server is down or frozen, not the WebSocket
-            // blocked. Back to the WebSocket, with the backoff going on.
-            self.fallback_trial = false;
-            self.fallback_active = false;
-            self.ws_failures = 0;
-        }
-        let blocked = ws == WsVerdict::Blocked;
-        if let Some(fallback) = &self.config.fallback {
-            if !self.fallback_active && (blocked || self.ws_failures >= fallback.after_failures) {
-                self.fallback_active = true;
-                if blocked {
-                    // The platform says so: no trial needed.
-                    self.events
-                        .push_back(Event::FallbackChanged { active: true });
-                } else {
-                    self.fallback_trial = true;
-                }
+        match self
+            .fallback
+            .after_failure(ws, &self.config, &mut self.events)
+        {
+            FallbackStep::Poll => {
                 self.enter_retrying();
                 self.open_link(now, false);
                 return;
             }
-        } else if blocked {
-            return self.stop_with_error(TerminalReason::Fatal(cause));
+            FallbackStep::Unusable => return self.stop_with_error(TerminalReason::Fatal(cause)),
+            FallbackStep::Retry => {}
         }
         if !self.online {
             self.set_step(Step::Disconnected);
@@ -1306,19 +1235,6 @@ impl Connection {
             });
         }
     }
-}
-
-/// What a failed attempt says about the WebSocket itself, for the fallback decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WsVerdict {
-    /// Not a WebSocket attempt (polling, or no transport yet).
-    NotWs,
-    /// The WebSocket failed after reaching something: counts toward the fallback.
-    Failed,
-    /// Nothing listens at all: polling would fail the same way, so it does not count.
-    Refused,
-    /// WebSockets cannot be used here: fall back at once.
-    Blocked,
 }
 
 #[cfg(test)]
