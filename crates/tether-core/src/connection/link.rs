@@ -4,7 +4,7 @@ use super::{Connection, LinkKind as Kind};
 use crate::close::CloseClass;
 use std::collections::VecDeque;
 
-use crate::config::{Config, TokenPlacement};
+use crate::config::Config;
 use crate::io::{
     Action, Cause, Event, PollKind, RequestId, TetherError, TransportFailure, TransportId,
 };
@@ -251,7 +251,7 @@ impl Fallback {
 }
 
 /// Appends `key=value` to a URL, percent-encoding the value.
-fn push_query(url: &mut String, key: &str, value: &str) {
+pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
     url.push(if url.contains('?') { '&' } else { '?' });
     url.push_str(key);
     url.push('=');
@@ -265,25 +265,6 @@ fn push_query(url: &mut String, key: &str, value: &str) {
 }
 
 impl Connection {
-    /// The token as the configured placement wants it: added to `url`, or as headers.
-    fn authorize(&self, url: &mut String) -> Vec<(String, String)> {
-        let (Some(auth), Some(token)) = (&self.config.auth, &self.token) else {
-            return Vec::new();
-        };
-        match &auth.placement {
-            TokenPlacement::Header => {
-                vec![(
-                    "Authorization".to_owned(),
-                    format!("Bearer {}", token.value),
-                )]
-            }
-            TokenPlacement::Query(name) => {
-                push_query(url, name, &token.value);
-                Vec::new()
-            }
-        }
-    }
-
     /// The current transport connected (opened, and welcomed in protocol mode): the
     /// WebSocket ends the fallback and starts the heartbeat; polling starts polling
     /// and the wait for the probe back to the WebSocket.

@@ -4,6 +4,7 @@
 //! the `handle_*` calls and `handle_timeout`; outputs are drained with `poll_action`,
 //! `poll_event` and `poll_timeout`.
 
+mod auth;
 mod heartbeat;
 mod inbound;
 mod link;
@@ -17,7 +18,7 @@ use crate::close::{classify_close, classify_http_status, CloseClass};
 use crate::config::{Config, ConfigError};
 use crate::io::{
     Action, Cause, DropReason, Event, Hint, MessageId, RequestId, SendError, TerminalReason,
-    TetherError, Token, TransportFailure, TransportId,
+    TetherError, TransportFailure, TransportId,
 };
 use crate::metrics::Metrics;
 use crate::payload::Payload;
@@ -71,10 +72,8 @@ pub struct Connection {
     ever_connected: bool,
     retry_hint: Option<Duration>,
 
-    token: Option<Token>,
-    /// The token fetch in flight: only its answer counts.
-    token_fetch: Option<RequestId>,
-    auth_retry_used: bool,
+    /// The token, its fetch, and the retry after a rejection.
+    auth: auth::Auth,
 
     heartbeat: heartbeat::Heartbeat,
     stats: RttStats,
@@ -125,9 +124,7 @@ impl Connection {
             online: true,
             ever_connected: false,
             retry_hint: None,
-            token: None,
-            token_fetch: None,
-            auth_retry_used: false,
+            auth: auth::Auth::default(),
             heartbeat: heartbeat::Heartbeat::default(),
             drops: VecDeque::new(),
             outbox: Outbox::default(),
@@ -275,8 +272,7 @@ impl Connection {
         match self.state() {
             State::Error | State::Closed => {
                 self.abandon_link();
-                self.backoff.reset();
-                self.auth_retry_used = false;
+                self.forget_failures();
                 self.set_step(Step::Attempting {
                     first: true,
                     awaits_token: false,
@@ -408,7 +404,7 @@ impl Connection {
         for scope in [Scope::Transport, Scope::Run, Scope::Messages] {
             self.timers.stop_scope(scope);
         }
-        self.token_fetch = None;
+        self.auth.cancel_fetch();
         self.end_uptime(now);
         self.close_link(code, reason);
         self.clear_link_timers();
@@ -491,82 +487,6 @@ impl Connection {
         self.stop_with_error(TerminalReason::DriverFailed(why.to_owned()));
         self.timers.stop_scope(Scope::Messages);
         self.drop_retained();
-    }
-
-    /// The token provider answered [`Action::FetchToken`] `request`. An answer to a fetch
-    /// the core no longer waits for (it timed out, or a newer one was asked) is ignored.
-    pub fn handle_token(
-        &mut self,
-        now: Instant,
-        request: RequestId,
-        result: Result<Token, String>,
-    ) {
-        if self.token_fetch != Some(request) {
-            return;
-        }
-        self.token_answered(now, result);
-    }
-
-    fn token_answered(&mut self, now: Instant, result: Result<Token, String>) {
-        self.token_fetch = None;
-        self.timers.stop(Timer::TokenFetch);
-        // A token that expired before it arrived (the process slept while the provider
-        // answered) would only be rejected: treat it as a failed fetch.
-        let result = result.and_then(|token| match token.expires_at {
-            Some(expires) if expires <= now => Err("the token had already expired".to_owned()),
-            _ => Ok(token),
-        });
-        match result {
-            Ok(token) => {
-                if let Some(expires) = token.expires_at {
-                    let lead = self
-                        .config
-                        .auth
-                        .as_ref()
-                        .map_or(Duration::ZERO, |a| a.refresh_lead);
-                    let halfway = now + expires.saturating_duration_since(now) / 2;
-                    let at = expires
-                        .checked_sub(lead)
-                        .map_or(halfway, |t| t.max(halfway));
-                    self.timers.set(Timer::TokenRefresh, at);
-                } else {
-                    self.timers.stop(Timer::TokenRefresh);
-                }
-                let value = token.value.clone();
-                self.token = Some(token);
-                if self.phase.awaits_token() {
-                    self.phase.set_awaits_token(false);
-                    if self.link.is_none() {
-                        self.open_link(now, false);
-                    }
-                } else {
-                    if self.config.is_protocol() && self.link.is_ready() {
-                        self.transmit_envelope(
-                            now,
-                            crate::protocol::Envelope::Auth { token: value },
-                        );
-                    }
-                    self.events.push_back(Event::TokenRefreshed);
-                }
-            }
-            Err(e) => {
-                self.events
-                    .push_back(Event::Error(TetherError::TokenUnavailable(e.clone())));
-                if self.phase.awaits_token() {
-                    self.phase.set_awaits_token(false);
-                    self.token = None;
-                    let cause = Cause {
-                        reason: format!("token unavailable: {e}"),
-                        ..Cause::default()
-                    };
-                    self.attempt_failed(now, cause, CloseClass::Retry, WsVerdict::NotWs);
-                } else {
-                    // A failed refresh: try again soon, well before the old token expires.
-                    self.timers
-                        .set(Timer::TokenRefresh, later(now, Duration::from_secs(5)));
-                }
-            }
-        }
     }
 
     /// The WebSocket `id` is open.
@@ -769,12 +689,12 @@ impl Connection {
                 }
             }
             Timer::TokenFetch => {
-                if self.token_fetch.is_some() {
+                if self.auth.is_fetching() {
                     self.token_answered(now, Err("token provider timed out".into()));
                 }
             }
             Timer::TokenRefresh => {
-                if self.state() == State::Connected && self.token_fetch.is_none() {
+                if self.state() == State::Connected && !self.auth.is_fetching() {
                     self.request_token(now);
                 }
             }
@@ -876,24 +796,12 @@ impl Connection {
     fn start_attempt(&mut self, now: Instant) {
         if self.config.auth.is_some() {
             self.phase.set_awaits_token(true);
-            if self.token_fetch.is_none() {
+            if !self.auth.is_fetching() {
                 self.request_token(now);
             }
         } else {
             self.open_link(now, false);
         }
-    }
-
-    fn request_token(&mut self, now: Instant) {
-        let Some(auth) = &self.config.auth else {
-            return;
-        };
-        let fetch_timeout = auth.fetch_timeout;
-        let request = RequestId(self.next_id());
-        self.token_fetch = Some(request);
-        self.timers
-            .set(Timer::TokenFetch, later(now, fetch_timeout));
-        self.actions.push_back(Action::FetchToken { request });
     }
 
     fn on_connected(&mut self, now: Instant) {
@@ -963,7 +871,7 @@ impl Connection {
 
     fn forget_failures(&mut self) {
         self.backoff.reset();
-        self.auth_retry_used = false;
+        self.auth.forget_rejection();
     }
 
     /// An attempt (or a connection) failed with `class`: retry, fall back, or stop.
@@ -972,9 +880,7 @@ impl Connection {
             CloseClass::Replaced => return self.stop_with_error(TerminalReason::Replaced(cause)),
             CloseClass::Fatal => return self.stop_with_error(TerminalReason::Fatal(cause)),
             CloseClass::AuthRejected => {
-                if self.config.auth.is_some() && !self.auth_retry_used {
-                    self.auth_retry_used = true;
-                    self.token = None;
+                if self.config.auth.is_some() && self.auth.retry_after_rejection() {
                     self.enter_retrying();
                     self.start_attempt(now);
                 } else {
@@ -1045,7 +951,7 @@ impl Connection {
         }
         self.abandon_link();
         self.timers.stop_scope(Scope::Run);
-        self.token_fetch = None;
+        self.auth.cancel_fetch();
         self.stop(reason);
     }
 

@@ -5,7 +5,7 @@ use crate::close::codes;
 use crate::config::{
     AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
 };
-use crate::io::{PollKind, ProtocolViolation};
+use crate::io::{PollKind, ProtocolViolation, Token};
 
 struct Harness {
     conn: Connection,
