@@ -122,16 +122,14 @@ impl Connection {
         self.heartbeat.ping = None;
         self.heartbeat.missed = 0;
         self.timers.stop(Timer::PongDeadline);
-        self.stats.record_rtt(now.saturating_duration_since(sent));
-        self.update_quality(now);
+        self.record_rtt(now, now.saturating_duration_since(sent));
     }
 
     pub(super) fn on_pong_deadline(&mut self, now: Instant) {
         if self.heartbeat.ping.take().is_none() {
             return;
         }
-        self.stats.record_loss();
-        self.update_quality(now);
+        self.record_loss(now);
         if self.heartbeat.inbound_since_ping {
             return;
         }

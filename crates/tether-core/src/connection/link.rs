@@ -513,9 +513,7 @@ impl Connection {
         };
         self.on_inbound_activity();
         if self.state() == State::Connected {
-            self.stats
-                .record_rtt(now.saturating_duration_since(started));
-            self.update_quality(now);
+            self.record_rtt(now, now.saturating_duration_since(started));
         }
         let link_id = self.link.id();
         let mut got_messages = false;

@@ -5,6 +5,7 @@
 //! `poll_event` and `poll_timeout`.
 
 mod auth;
+mod health;
 mod heartbeat;
 mod inbound;
 mod link;
@@ -22,11 +23,10 @@ use crate::io::{
 };
 use crate::metrics::Metrics;
 use crate::payload::Payload;
-use crate::quality::{reliability_score, Quality, QualityTracker};
+use crate::quality::Quality;
 use crate::queue::{Outbox, Retained};
 use crate::rng::{Entropy, Rng};
 use crate::state::State;
-use crate::stats::RttStats;
 use crate::time::{later, Duration, Instant};
 use crate::timer::{Scope, Timer, TimerTable};
 
@@ -37,9 +37,6 @@ use phase::{Linger, Phase, Step};
 /// retry reset). Resetting at once would let a server that accepts and then drops every
 /// connection cause a reconnect storm.
 const STABLE_AFTER: Duration = Duration::from_secs(3);
-
-/// Connection drops within this window lower the reliability score.
-const DROP_WINDOW: Duration = Duration::from_secs(300);
 
 /// One logical connection: every decision Tether makes, none of the I/O.
 ///
@@ -69,16 +66,14 @@ pub struct Connection {
     /// The one transport that is open or being opened.
     link: Link,
     online: bool,
-    ever_connected: bool,
     retry_hint: Option<Duration>,
 
     /// The token, its fetch, and the retry after a rejection.
     auth: auth::Auth,
 
     heartbeat: heartbeat::Heartbeat,
-    stats: RttStats,
-    quality: QualityTracker,
-    drops: VecDeque<Instant>,
+    /// Round trips, losses, quality and recent drops.
+    health: health::Health,
 
     outbox: Outbox,
     next_message: u64,
@@ -88,13 +83,42 @@ pub struct Connection {
     /// The HTTP polling fallback: whether it is on, and its pace.
     fallback: Fallback,
 
-    total_uptime: Duration,
+    /// What `metrics()` counts over the connection's life.
+    tally: Tally,
+}
+
+/// The figures counted over the connection's life (for [`Metrics`]).
+#[derive(Debug, Default)]
+struct Tally {
+    /// Some connection was made (a later one counts as a reconnect).
+    ever_connected: bool,
     reconnects: u32,
+    /// The uptime of connections that ended.
+    total_uptime: Duration,
     last_cause: Option<Cause>,
     messages_in: u64,
     messages_out: u64,
     bytes_in: u64,
     bytes_out: u64,
+}
+
+impl Tally {
+    fn connected(&mut self) {
+        if self.ever_connected {
+            self.reconnects += 1;
+        }
+        self.ever_connected = true;
+    }
+
+    fn message_in(&mut self, size: usize) {
+        self.messages_in += 1;
+        self.bytes_in += size as u64;
+    }
+
+    fn message_out(&mut self, size: usize) {
+        self.messages_out += 1;
+        self.bytes_out += size as u64;
+    }
 }
 
 impl Connection {
@@ -112,8 +136,7 @@ impl Connection {
         let client_id = entropy.client_id();
         Ok(Connection {
             backoff: Backoff::new(config.backoff.clone()),
-            stats: RttStats::new(config.quality.window),
-            quality: QualityTracker::new(config.quality.hysteresis),
+            health: health::Health::new(&config),
             rng,
             phase: Phase::Unstarted,
             timers: TimerTable::default(),
@@ -122,23 +145,15 @@ impl Connection {
             next_id: 0,
             link: Link::None,
             online: true,
-            ever_connected: false,
             retry_hint: None,
             auth: auth::Auth::default(),
             heartbeat: heartbeat::Heartbeat::default(),
-            drops: VecDeque::new(),
             outbox: Outbox::default(),
             next_message: 0,
             proto: protocol::Reliable::new(client_id),
             inbound: inbound::Inbound::default(),
             fallback: Fallback::new(&config),
-            total_uptime: Duration::ZERO,
-            reconnects: 0,
-            last_cause: None,
-            messages_in: 0,
-            messages_out: 0,
-            bytes_in: 0,
-            bytes_out: 0,
+            tally: Tally::default(),
             config,
         })
     }
@@ -178,7 +193,7 @@ impl Connection {
     /// The reported quality level, once measured.
     #[must_use]
     pub fn quality(&self) -> Option<Quality> {
-        self.quality.current()
+        self.health.quality()
     }
 
     /// Why the connection stopped, when it has.
@@ -216,6 +231,7 @@ impl Connection {
             .connected_since()
             .map(|at| now.saturating_duration_since(at));
         let (unread_messages, unread_bytes, unread_bytes_peak) = self.inbound.unread();
+        let stats = self.health.stats();
         Metrics {
             state: self.state(),
             attempt: if self.state() == State::Connected {
@@ -223,23 +239,23 @@ impl Connection {
             } else {
                 self.backoff.failures()
             },
-            reconnects: self.reconnects,
+            reconnects: self.tally.reconnects,
             uptime,
-            total_uptime: self.total_uptime + uptime.unwrap_or_default(),
-            last_close_code: self.last_cause.as_ref().and_then(|c| c.code),
-            last_close_reason: self.last_cause.as_ref().map(|c| c.reason.clone()),
-            rtt: self.stats.last(),
-            rtt_mean: self.stats.mean(),
-            rtt_p50: self.stats.percentile(50.0),
-            rtt_p99: self.stats.percentile(99.0),
-            jitter: self.stats.jitter(),
-            loss: self.stats.loss(),
-            quality: self.quality.current(),
-            reliability: self.reliability(now),
-            messages_in: self.messages_in,
-            messages_out: self.messages_out,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
+            total_uptime: self.tally.total_uptime + uptime.unwrap_or_default(),
+            last_close_code: self.tally.last_cause.as_ref().and_then(|c| c.code),
+            last_close_reason: self.tally.last_cause.as_ref().map(|c| c.reason.clone()),
+            rtt: stats.last(),
+            rtt_mean: stats.mean(),
+            rtt_p50: stats.percentile(50.0),
+            rtt_p99: stats.percentile(99.0),
+            jitter: stats.jitter(),
+            loss: stats.loss(),
+            quality: self.health.quality(),
+            reliability: self.health.reliability(now),
+            messages_in: self.tally.messages_in,
+            messages_out: self.tally.messages_out,
+            bytes_in: self.tally.bytes_in,
+            bytes_out: self.tally.bytes_out,
             queue_depth: self.outbox.len(),
             queue_bytes: self.outbox.bytes(),
             unread_messages,
@@ -281,7 +297,7 @@ impl Connection {
             }
             State::Disconnected if self.idle() => {
                 self.set_step(Step::Attempting {
-                    first: !self.ever_connected,
+                    first: !self.tally.ever_connected,
                     awaits_token: false,
                 });
                 self.start_attempt(now);
@@ -810,10 +826,7 @@ impl Connection {
         self.retry_hint = None;
         self.link_connected(now);
         if self.state() != State::Connected {
-            if self.ever_connected {
-                self.reconnects += 1;
-            }
-            self.ever_connected = true;
+            self.tally.connected();
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
             self.set_step(Step::Connected { since: now });
         }
@@ -839,7 +852,7 @@ impl Connection {
             self.open_link(now, false);
             return;
         }
-        self.last_cause = Some(cause.clone());
+        self.tally.last_cause = Some(cause.clone());
         if let Some(since) = self.phase.connected_since() {
             let connected_for = now.saturating_duration_since(since);
             if connected_for >= STABLE_AFTER {
@@ -847,12 +860,7 @@ impl Connection {
                 self.forget_failures();
             }
             self.end_uptime(now);
-            self.note_drop(now);
-            // What was measured belongs to the transport that is gone: quality is
-            // unknown until the next one is measured, not the last known (an outage's
-            // missed pings would weigh on a good new connection for a whole window).
-            self.stats.clear();
-            self.quality.reset();
+            self.health.connection_lost(now);
             self.events.push_back(Event::Disconnected {
                 cause: cause.clone(),
                 connected_for,
@@ -1036,7 +1044,7 @@ impl Connection {
     /// Counts the uptime of a connection that ends now (its phase changes right after).
     fn end_uptime(&mut self, now: Instant) {
         if let Some(since) = self.phase.connected_since() {
-            self.total_uptime += now.saturating_duration_since(since);
+            self.tally.total_uptime += now.saturating_duration_since(since);
         }
     }
 
@@ -1068,8 +1076,7 @@ impl Connection {
     }
 
     fn count_out(&mut self, size: usize) {
-        self.messages_out += 1;
-        self.bytes_out += size as u64;
+        self.tally.message_out(size);
     }
 
     /// Hands an inbound message to the user (in protocol mode, the one just received).
@@ -1087,59 +1094,8 @@ impl Connection {
             }
             return;
         }
-        self.messages_in += 1;
-        self.bytes_in += size as u64;
+        self.tally.message_in(size);
         self.queue_message(Event::Message(payload), size, seq);
-    }
-
-    fn reliability(&self, now: Instant) -> u8 {
-        let recent = self
-            .drops
-            .iter()
-            .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
-            .count();
-        reliability_score(
-            self.stats.loss(),
-            self.stats.mean(),
-            self.stats.jitter(),
-            u32::try_from(recent).unwrap_or(u32::MAX),
-        )
-    }
-
-    /// Remembers a drop for the reliability score: only the last
-    /// [`DROPS_COUNTED`](crate::quality::DROPS_COUNTED) within [`DROP_WINDOW`] count, so
-    /// only they are kept, whatever else arrives or not.
-    fn note_drop(&mut self, now: Instant) {
-        self.drops.push_back(now);
-        self.trim_drops(now);
-    }
-
-    fn trim_drops(&mut self, now: Instant) {
-        let counted = crate::quality::DROPS_COUNTED as usize;
-        while self.drops.len() > counted
-            || self
-                .drops
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= DROP_WINDOW)
-        {
-            self.drops.pop_front();
-        }
-    }
-
-    fn update_quality(&mut self, now: Instant) {
-        self.trim_drops(now);
-        if self.stats.samples() == 0 {
-            return;
-        }
-        let rtt = self.stats.mean().unwrap_or(Duration::MAX);
-        let level = crate::quality::classify(rtt, self.stats.loss(), &self.config.quality);
-        if let Some(quality) = self.quality.observe(level) {
-            let reliability = self.reliability(now);
-            self.events.push_back(Event::QualityChanged {
-                quality,
-                reliability,
-            });
-        }
     }
 }
 

@@ -2050,15 +2050,18 @@ fn the_drop_history_stays_bounded_without_any_heartbeat() {
         h.take_events();
         h.closed(id, Some(1006));
         assert!(
-            h.conn.drops.len() <= crate::quality::DROPS_COUNTED as usize,
+            h.conn.health.drops_kept() <= crate::quality::DROPS_COUNTED as usize,
             "round {round}: {} drops kept",
-            h.conn.drops.len()
+            h.conn.health.drops_kept()
         );
         let (_, delay, _) = h.scheduled()[0];
         h.advance(delay);
     }
     assert_eq!(h.conn.metrics(h.now).reconnects, 1_999);
-    assert_eq!(h.conn.drops.len(), crate::quality::DROPS_COUNTED as usize);
+    assert_eq!(
+        h.conn.health.drops_kept(),
+        crate::quality::DROPS_COUNTED as usize
+    );
 }
 
 /// Issue 16: after a half-open outage, quality stayed `critical` for a whole window of
