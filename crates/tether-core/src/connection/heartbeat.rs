@@ -19,7 +19,7 @@ pub(super) struct Heartbeat {
     /// The transport writes WebSocket ping control frames and reports their pongs
     /// (see [`Connection::use_control_pings`]): plain mode without ping and pong
     /// payloads pings with those.
-    pub(super) control_pings: bool,
+    control_pings: bool,
 }
 
 /// The heartbeat settings, when the wire mode (or the transport's control frames) can
@@ -32,6 +32,12 @@ fn settings(config: &Config, control_pings: bool) -> Option<&HeartbeatConfig> {
 }
 
 impl Heartbeat {
+    /// Whether the transport writes WebSocket ping control frames (see
+    /// [`Connection::use_control_pings`]).
+    pub(super) fn use_control_pings(&mut self, on: bool) {
+        self.control_pings = on;
+    }
+
     pub(super) fn start(&mut self, now: Instant, config: &Config, timers: &mut TimerTable) {
         self.reset();
         if let Some(h) = settings(config, self.control_pings) {

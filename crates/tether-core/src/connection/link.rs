@@ -162,7 +162,7 @@ pub(super) struct Fallback {
     /// while none do.
     poll_interval: Duration,
     /// The WebSocket probe is due, once no polling request is in flight.
-    pub(super) probe_due: bool,
+    probe_due: bool,
 }
 
 /// What a failed attempt leads to, as far as the fallback decides.
@@ -205,6 +205,12 @@ impl Fallback {
     /// The next or current transport is HTTP polling (on trial or not).
     fn is_active(&self) -> bool {
         self.mode != Mode::Off
+    }
+
+    /// The timer for the WebSocket probe fired: it goes once no polling request is in
+    /// flight.
+    pub(super) fn probe_due(&mut self) {
+        self.probe_due = true;
     }
 
     /// Polling carries the session and was reported so (not on trial).
@@ -395,7 +401,7 @@ impl Connection {
         let fallback = self.config.fallback.as_ref()?;
         let id = self.link.id()?;
         let mut url = fallback.poll_url.clone();
-        push_query(&mut url, "client", &format!("{:x}", self.proto.client_id));
+        push_query(&mut url, "client", &format!("{:x}", self.proto.client_id()));
         push_query(&mut url, "op", kind.as_str());
         // The transport's number, as in its Hello: the server tells a request of an
         // abandoned polling transport from one of the current one.

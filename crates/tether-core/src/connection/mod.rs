@@ -211,7 +211,7 @@ impl Connection {
     /// The stable id this client presents to a Tether server.
     #[must_use]
     pub fn client_id(&self) -> u64 {
-        self.proto.client_id
+        self.proto.client_id()
     }
 
     /// Which timer is due first, and when (for logs).
@@ -527,7 +527,7 @@ impl Connection {
     /// [`handle_pong`](Self::handle_pong), with the configured interval, timeout and
     /// misses, so a frozen plain server is detected as a protocol server is.
     pub fn use_control_pings(&mut self, on: bool) {
-        self.heartbeat.control_pings = on;
+        self.heartbeat.use_control_pings(on);
     }
 
     /// A pong control frame arrived on the WebSocket `id` (the answer to an
@@ -755,7 +755,7 @@ impl Connection {
                 }
             }
             Timer::UpgradeProbe => {
-                self.fallback.probe_due = true;
+                self.fallback.probe_due();
                 self.try_probe(now);
             }
             Timer::CloseLinger => self.finish_close(now),

@@ -10,7 +10,7 @@ use crate::timer::Timer;
 /// This client's side of the session.
 #[derive(Debug)]
 pub(super) struct Reliable {
-    pub(super) client_id: u64,
+    client_id: u64,
     /// The server's session id, once welcomed.
     session: Option<u64>,
     /// The session's secret, from the last Welcome: proven in every Hello and poll
@@ -24,7 +24,7 @@ pub(super) struct Reliable {
     recv_seq: u64,
     /// Highest server sequence number handed to the application's queue (or given up):
     /// what an Ack, and a resuming Hello, may cover.
-    pub(super) handed_seq: u64,
+    handed_seq: u64,
     /// Highest sequence number an Ack carried in this session.
     ack_sent: u64,
     /// A message arrived again: the server missed an Ack, which is owed again.
@@ -67,6 +67,16 @@ impl Reliable {
             // there is nothing to resume.
             secret: self.secret,
         }
+    }
+
+    /// The stable id this client presents to the server.
+    pub(super) fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Messages up to `seq` are the application's (or given up): an Ack may cover them.
+    pub(super) fn handed(&mut self, seq: u64) {
+        self.handed_seq = seq;
     }
 
     /// The secret to prove on a poll request, once a Welcome gave one.
