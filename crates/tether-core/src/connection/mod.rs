@@ -3,6 +3,21 @@
 //! See the crate docs for the driver loop. Inputs are the `connect`/`send`/`close` calls,
 //! the `handle_*` calls and `handle_timeout`; outputs are drained with `poll_action`,
 //! `poll_event` and `poll_timeout`.
+//!
+//! Each part of the state lives in the module that uses it, its fields private there:
+//!
+//! - `phase`: where the connection is (unstarted, running: disconnected, attempting or
+//!   connected, maybe lingering in a close; stopped with a reason), each phase with its
+//!   data; the public [`State`] is derived from it. Its diagram is in `phase.rs`.
+//! - `link`: the one transport (WebSocket or polling session) and the polling
+//!   fallback's mode and pace.
+//! - `auth`: the token, its fetch and refresh, the retry after a rejection.
+//! - `heartbeat`: pings, pongs and missed pings; `health`: round trips, losses,
+//!   quality and recent drops.
+//! - `protocol`: protocol mode's numbering, acknowledgements and resume; `inbound`:
+//!   what the application has not read yet, and the pause of reading.
+//! - here: the outbound queue, the backoff, the retry decision, the timers (grouped by
+//!   scope, see [`crate::Timer`]) and the counters behind [`Connection::metrics`].
 
 mod auth;
 mod health;
