@@ -1115,4 +1115,43 @@ impl Connection {
 }
 
 #[cfg(test)]
+impl Connection {
+    /// What the types cannot say, asserted by the tests after every step.
+    fn check_invariants(&self) {
+        let idle_timers = |what: &str| {
+            for timer in Timer::ALL {
+                if timer.scope() != Scope::Messages {
+                    assert!(!self.timers.is_set(timer), "{timer} runs while {what}");
+                }
+            }
+        };
+        match &self.phase {
+            Phase::Unstarted => {
+                assert!(self.link.is_none(), "a transport before connect()");
+                idle_timers("unstarted");
+            }
+            Phase::Stopped(_) => {
+                assert!(self.link.is_none(), "a transport while stopped");
+                assert!(!self.auth.is_fetching(), "a token fetch while stopped");
+                idle_timers("stopped");
+            }
+            Phase::Running { step, linger } => {
+                assert_eq!(
+                    linger.is_some(),
+                    self.timers.is_set(Timer::CloseLinger),
+                    "a lingering close has its deadline"
+                );
+                if let Step::Attempting {
+                    awaits_token: true, ..
+                } = step
+                {
+                    assert!(self.link.is_none(), "a transport before the token");
+                    assert!(self.auth.is_fetching(), "awaiting a token nobody fetches");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests;

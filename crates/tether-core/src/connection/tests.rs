@@ -44,6 +44,7 @@ impl Harness {
         while let Some(e) = self.conn.poll_event() {
             self.events.push(e);
         }
+        self.conn.check_invariants();
     }
 
     /// Moves the clock by `d`, serving every timer due on the way, in order.
@@ -1815,6 +1816,31 @@ fn close_delivers_what_was_queued_while_offline() {
     assert!(h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
     assert_eq!(h.conn.state(), State::Closed);
     assert!(!h.events.iter().any(|e| matches!(e, Event::Dropped { .. })));
+}
+
+#[test]
+fn reconnect_cancels_a_lingering_close() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let a = h.conn.send(h.now, "a").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert!(!h.conn.is_closing(), "the close is cancelled");
+    assert!(h.conn.send(h.now, "b").is_ok(), "sends are taken again");
+    // The linger's deadline passes and closes nothing: the connection goes on.
+    h.advance(Config::builder("ws://x").build().unwrap().close_linger * 2);
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    assert!(h.delivered().contains(&a));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Dropped { .. } | Event::Stopped(_))));
 }
 
 #[test]
