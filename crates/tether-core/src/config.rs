@@ -1,7 +1,8 @@
 //! Configuration: every knob the core has, its default, and validation.
 //!
 //! A [`Config`] is made with [`Config::builder`]; [`ConfigBuilder::build`] checks every
-//! value and names the offending field in a [`ConfigError`]. Nothing here panics.
+//! value and names the offending field ([`ConfigField`]) in a [`ConfigError`]. Nothing here
+//! panics.
 
 use core::fmt;
 
@@ -370,46 +371,51 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         use ConfigProblem::*;
         let err = |field, problem| Err(ConfigError { field, problem });
-        check_url(&self.url, "url", &["ws://", "wss://"], NotWebSocketUrl)?;
+        check_url(
+            &self.url,
+            ConfigField::Url,
+            &["ws://", "wss://"],
+            NotWebSocketUrl,
+        )?;
         if self.protocols.iter().any(|p| !is_token(p)) {
-            return err("protocols", InvalidSubprotocol);
+            return err(ConfigField::Protocols, InvalidSubprotocol);
         }
-        nonzero(self.connect_timeout, "connect_timeout")?;
+        nonzero(self.connect_timeout, ConfigField::ConnectTimeout)?;
         let b = &self.backoff;
-        nonzero(b.initial_delay, "backoff.initial_delay")?;
-        nonzero(b.max_delay, "backoff.max_delay")?;
+        nonzero(b.initial_delay, ConfigField::BackoffInitialDelay)?;
+        nonzero(b.max_delay, ConfigField::BackoffMaxDelay)?;
         if b.initial_delay > b.max_delay {
             return err(
-                "backoff.initial_delay",
+                ConfigField::BackoffInitialDelay,
                 MustNotExceed {
-                    other: "backoff.max_delay",
+                    other: ConfigField::BackoffMaxDelay,
                 },
             );
         }
         if !(b.factor.is_finite() && (1.0..=100.0).contains(&b.factor)) {
             return err(
-                "backoff.factor",
+                ConfigField::BackoffFactor,
                 OutOfRange {
                     expected: "a number from 1.0 to 100.0",
                 },
             );
         }
         if b.max_attempts == Some(0) {
-            return err("backoff.max_attempts", Zero);
+            return err(ConfigField::BackoffMaxAttempts, Zero);
         }
         if let Some(h) = &self.heartbeat {
-            nonzero(h.interval, "heartbeat.interval")?;
-            nonzero(h.timeout, "heartbeat.timeout")?;
+            nonzero(h.interval, ConfigField::HeartbeatInterval)?;
+            nonzero(h.timeout, ConfigField::HeartbeatTimeout)?;
             if h.timeout > h.interval {
                 return err(
-                    "heartbeat.timeout",
+                    ConfigField::HeartbeatTimeout,
                     MustNotExceed {
-                        other: "heartbeat.interval",
+                        other: ConfigField::HeartbeatInterval,
                     },
                 );
             }
             if h.max_missed == 0 {
-                return err("heartbeat.max_missed", Zero);
+                return err(ConfigField::HeartbeatMaxMissed, Zero);
             }
         }
         if let WireMode::Plain {
@@ -417,20 +423,20 @@ impl Config {
         } = &self.wire
         {
             if ping.is_empty() || pong.is_empty() {
-                return err("wire.heartbeat", Empty);
+                return err(ConfigField::WireHeartbeat, Empty);
             }
         }
         let q = &self.quality;
         if q.window == 0 {
-            return err("quality.window", Zero);
+            return err(ConfigField::QualityWindow, Zero);
         }
         if q.hysteresis == 0 {
-            return err("quality.hysteresis", Zero);
+            return err(ConfigField::QualityHysteresis, Zero);
         }
         for (i, level) in q.levels.iter().enumerate() {
             if level.rtt.is_zero() || !(level.loss > 0.0 && level.loss <= 1.0) {
                 return err(
-                    "quality.levels",
+                    ConfigField::QualityLevels,
                     OutOfRange {
                         expected: "each level a positive RTT and a loss in (0, 1]",
                     },
@@ -439,82 +445,82 @@ impl Config {
             if i > 0 {
                 let prev = q.levels[i - 1];
                 if level.rtt <= prev.rtt || level.loss <= prev.loss {
-                    return err("quality.levels", OutOfOrder);
+                    return err(ConfigField::QualityLevels, OutOfOrder);
                 }
             }
         }
         let qu = &self.queue;
         if qu.max_messages == 0 {
-            return err("queue.max_messages", Zero);
+            return err(ConfigField::QueueMaxMessages, Zero);
         }
         if qu.max_bytes == 0 {
-            return err("queue.max_bytes", Zero);
+            return err(ConfigField::QueueMaxBytes, Zero);
         }
         if let Some(age) = qu.max_age {
-            nonzero(age, "queue.max_age")?;
+            nonzero(age, ConfigField::QueueMaxAge)?;
         }
         if let Some(f) = &self.fallback {
             if !self.is_protocol() {
-                return err("fallback", NeedsProtocol);
+                return err(ConfigField::Fallback, NeedsProtocol);
             }
             check_url(
                 &f.poll_url,
-                "fallback.poll_url",
+                ConfigField::FallbackPollUrl,
                 &["http://", "https://"],
                 NotHttpUrl,
             )?;
             if f.after_failures == 0 {
-                return err("fallback.after_failures", Zero);
+                return err(ConfigField::FallbackAfterFailures, Zero);
             }
-            nonzero(f.min_interval, "fallback.min_interval")?;
-            nonzero(f.max_interval, "fallback.max_interval")?;
+            nonzero(f.min_interval, ConfigField::FallbackMinInterval)?;
+            nonzero(f.max_interval, ConfigField::FallbackMaxInterval)?;
             if f.min_interval > f.max_interval {
                 return err(
-                    "fallback.min_interval",
+                    ConfigField::FallbackMinInterval,
                     MustNotExceed {
-                        other: "fallback.max_interval",
+                        other: ConfigField::FallbackMaxInterval,
                     },
                 );
             }
-            nonzero(f.probe_interval, "fallback.probe_interval")?;
-            nonzero(f.probe_timeout, "fallback.probe_timeout")?;
-            nonzero(f.request_timeout, "fallback.request_timeout")?;
+            nonzero(f.probe_interval, ConfigField::FallbackProbeInterval)?;
+            nonzero(f.probe_timeout, ConfigField::FallbackProbeTimeout)?;
+            nonzero(f.request_timeout, ConfigField::FallbackRequestTimeout)?;
         }
         if let Some(a) = &self.auth {
-            nonzero(a.fetch_timeout, "auth.fetch_timeout")?;
+            nonzero(a.fetch_timeout, ConfigField::AuthFetchTimeout)?;
             if let TokenPlacement::Query(name) = &a.placement {
                 if !is_token(name) {
-                    return err("auth.placement", InvalidQueryName);
+                    return err(ConfigField::AuthPlacement, InvalidQueryName);
                 }
             }
         }
         for rule in &self.close_rules {
             if rule.first > rule.last {
-                return err("close_rules", OutOfOrder);
+                return err(ConfigField::CloseRules, OutOfOrder);
             }
         }
-        nonzero(self.max_retry_hint, "max_retry_hint")?;
-        nonzero(self.resume_gap, "resume_gap")?;
-        nonzero(self.liveness_timeout, "liveness_timeout")?;
-        nonzero(self.close_linger, "close_linger")?;
+        nonzero(self.max_retry_hint, ConfigField::MaxRetryHint)?;
+        nonzero(self.resume_gap, ConfigField::ResumeGap)?;
+        nonzero(self.liveness_timeout, ConfigField::LivenessTimeout)?;
+        nonzero(self.close_linger, ConfigField::CloseLinger)?;
         if self.max_unread_bytes == 0 {
-            return err("max_unread_bytes", Zero);
+            return err(ConfigField::MaxUnreadBytes, Zero);
         }
         if self.max_unread_messages == 0 {
-            return err("max_unread_messages", Zero);
+            return err(ConfigField::MaxUnreadMessages, Zero);
         }
         if self.max_message_bytes == 0 {
-            return err("max_message_bytes", Zero);
+            return err(ConfigField::MaxMessageBytes, Zero);
         }
         if self.ack_every == 0 {
-            return err("ack_every", Zero);
+            return err(ConfigField::AckEvery, Zero);
         }
-        nonzero(self.ack_delay, "ack_delay")?;
+        nonzero(self.ack_delay, ConfigField::AckDelay)?;
         Ok(())
     }
 }
 
-fn nonzero(d: Duration, field: &'static str) -> Result<(), ConfigError> {
+fn nonzero(d: Duration, field: ConfigField) -> Result<(), ConfigError> {
     if d.is_zero() {
         Err(ConfigError {
             field,
@@ -534,7 +540,7 @@ fn is_token(s: &str) -> bool {
 
 fn check_url(
     url: &str,
-    field: &'static str,
+    field: ConfigField,
     schemes: &[&str],
     wrong_scheme: ConfigProblem,
 ) -> Result<(), ConfigError> {
@@ -570,11 +576,147 @@ fn check_url(
     Ok(())
 }
 
+/// A field of [`Config`] that [`Config::validate`] can find wrong: what a [`ConfigError`]
+/// names, as a value to match on rather than a string to compare.
+///
+/// Not `#[non_exhaustive]`, on purpose: whoever spells the fields for their users (the
+/// JavaScript bindings name the option the user wrote) matches every variant, so a new
+/// field that can be wrong fails their build until it has a spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConfigField {
+    /// `url`
+    Url,
+    /// `protocols`
+    Protocols,
+    /// `connect_timeout`
+    ConnectTimeout,
+    /// `backoff.initial_delay`
+    BackoffInitialDelay,
+    /// `backoff.max_delay`
+    BackoffMaxDelay,
+    /// `backoff.factor`
+    BackoffFactor,
+    /// `backoff.max_attempts`
+    BackoffMaxAttempts,
+    /// `heartbeat.interval`
+    HeartbeatInterval,
+    /// `heartbeat.timeout`
+    HeartbeatTimeout,
+    /// `heartbeat.max_missed`
+    HeartbeatMaxMissed,
+    /// `wire.heartbeat`
+    WireHeartbeat,
+    /// `quality.window`
+    QualityWindow,
+    /// `quality.hysteresis`
+    QualityHysteresis,
+    /// `quality.levels`
+    QualityLevels,
+    /// `queue.max_messages`
+    QueueMaxMessages,
+    /// `queue.max_bytes`
+    QueueMaxBytes,
+    /// `queue.max_age`
+    QueueMaxAge,
+    /// `fallback`
+    Fallback,
+    /// `fallback.poll_url`
+    FallbackPollUrl,
+    /// `fallback.after_failures`
+    FallbackAfterFailures,
+    /// `fallback.min_interval`
+    FallbackMinInterval,
+    /// `fallback.max_interval`
+    FallbackMaxInterval,
+    /// `fallback.probe_interval`
+    FallbackProbeInterval,
+    /// `fallback.probe_timeout`
+    FallbackProbeTimeout,
+    /// `fallback.request_timeout`
+    FallbackRequestTimeout,
+    /// `auth.fetch_timeout`
+    AuthFetchTimeout,
+    /// `auth.placement`
+    AuthPlacement,
+    /// `close_rules`
+    CloseRules,
+    /// `max_retry_hint`
+    MaxRetryHint,
+    /// `resume_gap`
+    ResumeGap,
+    /// `liveness_timeout`
+    LivenessTimeout,
+    /// `close_linger`
+    CloseLinger,
+    /// `max_unread_bytes`
+    MaxUnreadBytes,
+    /// `max_unread_messages`
+    MaxUnreadMessages,
+    /// `max_message_bytes`
+    MaxMessageBytes,
+    /// `ack_every`
+    AckEvery,
+    /// `ack_delay`
+    AckDelay,
+}
+
+impl ConfigField {
+    /// The field's path in [`Config`], dotted (`backoff.initial_delay`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigField::Url => "url",
+            ConfigField::Protocols => "protocols",
+            ConfigField::ConnectTimeout => "connect_timeout",
+            ConfigField::BackoffInitialDelay => "backoff.initial_delay",
+            ConfigField::BackoffMaxDelay => "backoff.max_delay",
+            ConfigField::BackoffFactor => "backoff.factor",
+            ConfigField::BackoffMaxAttempts => "backoff.max_attempts",
+            ConfigField::HeartbeatInterval => "heartbeat.interval",
+            ConfigField::HeartbeatTimeout => "heartbeat.timeout",
+            ConfigField::HeartbeatMaxMissed => "heartbeat.max_missed",
+            ConfigField::WireHeartbeat => "wire.heartbeat",
+            ConfigField::QualityWindow => "quality.window",
+            ConfigField::QualityHysteresis => "quality.hysteresis",
+            ConfigField::QualityLevels => "quality.levels",
+            ConfigField::QueueMaxMessages => "queue.max_messages",
+            ConfigField::QueueMaxBytes => "queue.max_bytes",
+            ConfigField::QueueMaxAge => "queue.max_age",
+            ConfigField::Fallback => "fallback",
+            ConfigField::FallbackPollUrl => "fallback.poll_url",
+            ConfigField::FallbackAfterFailures => "fallback.after_failures",
+            ConfigField::FallbackMinInterval => "fallback.min_interval",
+            ConfigField::FallbackMaxInterval => "fallback.max_interval",
+            ConfigField::FallbackProbeInterval => "fallback.probe_interval",
+            ConfigField::FallbackProbeTimeout => "fallback.probe_timeout",
+            ConfigField::FallbackRequestTimeout => "fallback.request_timeout",
+            ConfigField::AuthFetchTimeout => "auth.fetch_timeout",
+            ConfigField::AuthPlacement => "auth.placement",
+            ConfigField::CloseRules => "close_rules",
+            ConfigField::MaxRetryHint => "max_retry_hint",
+            ConfigField::ResumeGap => "resume_gap",
+            ConfigField::LivenessTimeout => "liveness_timeout",
+            ConfigField::CloseLinger => "close_linger",
+            ConfigField::MaxUnreadBytes => "max_unread_bytes",
+            ConfigField::MaxUnreadMessages => "max_unread_messages",
+            ConfigField::MaxMessageBytes => "max_message_bytes",
+            ConfigField::AckEvery => "ack_every",
+            ConfigField::AckDelay => "ack_delay",
+        }
+    }
+}
+
+impl fmt::Display for ConfigField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A configuration value that makes no sense, and which one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigError {
-    /// The offending field, as a dotted path (`backoff.initial_delay`).
-    pub field: &'static str,
+    /// The offending field.
+    pub field: ConfigField,
     /// What is wrong with it.
     pub problem: ConfigProblem,
 }
@@ -590,7 +732,7 @@ pub enum ConfigProblem {
     /// Larger than another field that bounds it.
     MustNotExceed {
         /// The bounding field.
-        other: &'static str,
+        other: ConfigField,
     },
     /// Outside its range.
     OutOfRange {

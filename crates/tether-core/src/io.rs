@@ -318,7 +318,7 @@ pub enum TetherError {
     Protocol(DecodeError),
     /// The server broke the protocol's rules (a sequence gap, an ack of something never
     /// sent, a message before Welcome); the socket is replaced.
-    ProtocolViolation(&'static str),
+    ProtocolViolation(ProtocolViolation),
     /// An inbound message larger than `max_message_bytes` was discarded (by the core,
     /// or by the transport, which then failed the socket: see
     /// [`TransportFailure::MessageTooLarge`]).
@@ -350,6 +350,44 @@ impl fmt::Display for TetherError {
 }
 
 impl std::error::Error for TetherError {}
+
+/// How the server broke the protocol's rules (PROTOCOL.md): each is a
+/// [`TetherError::ProtocolViolation`], and the socket is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProtocolViolation {
+    /// A Welcome on a transport that was already welcomed.
+    WelcomeOutsideHandshake,
+    /// Anything but a Welcome before the Welcome.
+    MessageBeforeWelcome,
+    /// A message numbered past the next one expected: one in between is missing.
+    SequenceGap,
+    /// An Ack of a sequence number this client never wrote.
+    AckOfUnsent,
+    /// An envelope only a client sends (Hello, Auth).
+    ClientOnlyEnvelope,
+}
+
+impl ProtocolViolation {
+    /// What happened, in words: the error's message, and the reason of the close frame
+    /// that replaces the socket.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtocolViolation::WelcomeOutsideHandshake => "Welcome outside the handshake",
+            ProtocolViolation::MessageBeforeWelcome => "message before Welcome",
+            ProtocolViolation::SequenceGap => "sequence gap",
+            ProtocolViolation::AckOfUnsent => "ack of a message never sent",
+            ProtocolViolation::ClientOnlyEnvelope => "client-only envelope from the server",
+        }
+    }
+}
+
+impl fmt::Display for ProtocolViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Which polling request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

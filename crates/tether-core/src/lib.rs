@@ -95,14 +95,14 @@ pub mod transport;
 
 pub use close::{CloseClass, CloseRule};
 pub use config::{
-    AuthConfig, BackoffConfig, Config, ConfigBuilder, ConfigError, ConfigProblem, FallbackConfig,
-    HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig, QueueConfig,
-    TokenPlacement, WireMode,
+    AuthConfig, BackoffConfig, Config, ConfigBuilder, ConfigError, ConfigField, ConfigProblem,
+    FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig,
+    QueueConfig, TokenPlacement, WireMode,
 };
 pub use connection::Connection;
 pub use io::{
-    Action, Cause, DeliveryError, DropReason, Event, Hint, MessageId, PollKind, RequestId,
-    SendError, TerminalReason, TetherError, Token, TransportFailure, TransportId,
+    Action, Cause, DeliveryError, DropReason, Event, Hint, MessageId, PollKind, ProtocolViolation,
+    RequestId, SendError, TerminalReason, TetherError, Token, TransportFailure, TransportId,
 };
 pub use metrics::Metrics;
 pub use payload::Payload;

@@ -1,4 +1,18 @@
 //! The core's named timers: one deadline each; `poll_timeout` is the earliest.
+//!
+//! Each timer belongs to a [`Scope`]: what it times lives as long as that scope, and
+//! ending the scope stops all its timers at once, so no list of timers to stop is kept
+//! by hand.
+//!
+//! ```text
+//!   Transport   ConnectTimeout Heartbeat PongDeadline Liveness Ack
+//!               PollReceive PollRequest UpgradeProbe Stable
+//!               stopped when the transport is closed, lost or abandoned
+//!   Run         Backoff TokenFetch TokenRefresh CloseLinger
+//!               stopped when the connection stops (Error or Closed)
+//!   Messages    QueueExpiry
+//!               stopped when the retained messages are given up (close, driver failure)
+//! ```
 
 use core::fmt;
 
@@ -59,6 +73,39 @@ impl Timer {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// What the timer times, and so what ending stops it.
+    pub(crate) fn scope(self) -> Scope {
+        match self {
+            Timer::ConnectTimeout
+            | Timer::Heartbeat
+            | Timer::PongDeadline
+            | Timer::Liveness
+            | Timer::Ack
+            | Timer::PollReceive
+            | Timer::PollRequest
+            | Timer::UpgradeProbe
+            | Timer::Stable => Scope::Transport,
+            Timer::Backoff | Timer::TokenFetch | Timer::TokenRefresh | Timer::CloseLinger => {
+                Scope::Run
+            }
+            Timer::QueueExpiry => Scope::Messages,
+        }
+    }
+}
+
+/// How long a timer lives (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The transport open or being opened: its handshake, heartbeat, acknowledgements,
+    /// polling requests, the probe back to the WebSocket, and how long it has been up.
+    Transport,
+    /// The connection from `connect()` until it stops: the wait between attempts, the
+    /// token, and a lingering close. A transport's loss leaves them running.
+    Run,
+    /// The retained messages: queued messages expire even while the connection is
+    /// stopped in `Error`, until they are given up.
+    Messages,
 }
 
 impl fmt::Display for Timer {
@@ -82,6 +129,15 @@ impl TimerTable {
         self.deadlines[timer.index()] = None;
     }
 
+    /// Stops every timer of `scope`.
+    pub(crate) fn stop_scope(&mut self, scope: Scope) {
+        for timer in Timer::ALL {
+            if timer.scope() == scope {
+                self.stop(timer);
+            }
+        }
+    }
+
     pub(crate) fn get(&self, timer: Timer) -> Option<Instant> {
         self.deadlines[timer.index()]
     }
@@ -93,5 +149,25 @@ impl TimerTable {
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
         self.deadlines.iter().flatten().min().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopping_a_scope_stops_its_timers_and_no_other() {
+        let now = Instant::now();
+        for scope in [Scope::Transport, Scope::Run, Scope::Messages] {
+            let mut table = TimerTable::default();
+            for timer in Timer::ALL {
+                table.set(timer, now);
+            }
+            table.stop_scope(scope);
+            for timer in Timer::ALL {
+                assert_eq!(table.is_set(timer), timer.scope() != scope, "{timer}");
+            }
+        }
     }
 }

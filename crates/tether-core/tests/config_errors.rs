@@ -2,8 +2,8 @@
 
 use tether_core::{
     AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
-    ConfigProblem, Connection, Duration, FallbackConfig, HeartbeatConfig, Instant, QualityBound,
-    QualityConfig, QueueConfig, TokenPlacement,
+    ConfigField, ConfigProblem, Connection, Duration, FallbackConfig, HeartbeatConfig, Instant,
+    QualityBound, QualityConfig, QueueConfig, TokenPlacement,
 };
 
 fn base() -> ConfigBuilder {
@@ -14,11 +14,11 @@ fn err(builder: ConfigBuilder) -> ConfigError {
     builder.build().expect_err("must be rejected")
 }
 
-fn check(builder: ConfigBuilder, field: &str, problem: ConfigProblem) {
+fn check(builder: ConfigBuilder, field: ConfigField, problem: ConfigProblem) {
     let e = err(builder);
     assert_eq!((e.field, &e.problem), (field, &problem), "{e}");
     assert!(
-        e.to_string().contains(field),
+        e.to_string().contains(field.as_str()),
         "message names the field: {e}"
     );
 }
@@ -39,7 +39,11 @@ fn defaults_are_valid() {
 #[test]
 fn urls() {
     for bad in ["http://example.com", "example.com", "", "wss//x", "ftp://x"] {
-        check(Config::builder(bad), "url", ConfigProblem::NotWebSocketUrl);
+        check(
+            Config::builder(bad),
+            ConfigField::Url,
+            ConfigProblem::NotWebSocketUrl,
+        );
     }
     Config::builder("ws://[::1]:8080/ws").build().unwrap();
     Config::builder("wss://user@example.com/ws")
@@ -55,18 +59,22 @@ fn urls() {
         "ws://host:http/",
         "ws://[::1]:x/",
     ] {
-        check(Config::builder(bad), "url", ConfigProblem::MalformedUrl);
+        check(
+            Config::builder(bad),
+            ConfigField::Url,
+            ConfigProblem::MalformedUrl,
+        );
     }
     check(
         base()
             .protocol()
             .fallback(FallbackConfig::new("ws://example.com/poll")),
-        "fallback.poll_url",
+        ConfigField::FallbackPollUrl,
         ConfigProblem::NotHttpUrl,
     );
     check(
         base().protocol().fallback(FallbackConfig::new("https://")),
-        "fallback.poll_url",
+        ConfigField::FallbackPollUrl,
         ConfigProblem::MalformedUrl,
     );
 }
@@ -75,12 +83,12 @@ fn urls() {
 fn subprotocols_and_query_names() {
     check(
         base().protocols(["chat v2"]),
-        "protocols",
+        ConfigField::Protocols,
         ConfigProblem::InvalidSubprotocol,
     );
     check(
         base().protocols([""]),
-        "protocols",
+        ConfigField::Protocols,
         ConfigProblem::InvalidSubprotocol,
     );
     check(
@@ -88,7 +96,7 @@ fn subprotocols_and_query_names() {
             placement: TokenPlacement::Query("a=b".into()),
             ..AuthConfig::default()
         }),
-        "auth.placement",
+        ConfigField::AuthPlacement,
         ConfigProblem::InvalidQueryName,
     );
 }
@@ -101,7 +109,7 @@ fn backoff() {
             initial_delay: Duration::ZERO,
             ..b()
         }),
-        "backoff.initial_delay",
+        ConfigField::BackoffInitialDelay,
         ConfigProblem::Zero,
     );
     check(
@@ -109,7 +117,7 @@ fn backoff() {
             max_delay: Duration::ZERO,
             ..b()
         }),
-        "backoff.max_delay",
+        ConfigField::BackoffMaxDelay,
         ConfigProblem::Zero,
     );
     check(
@@ -118,9 +126,9 @@ fn backoff() {
             max_delay: Duration::from_secs(10),
             ..b()
         }),
-        "backoff.initial_delay",
+        ConfigField::BackoffInitialDelay,
         ConfigProblem::MustNotExceed {
-            other: "backoff.max_delay",
+            other: ConfigField::BackoffMaxDelay,
         },
     );
     // One delay given alone bends the other's default; both given are taken as they are.
@@ -133,14 +141,14 @@ fn backoff() {
     }
     check(
         base().backoff(BackoffConfig::with_delays(Some(s(20)), Some(s(10)))),
-        "backoff.initial_delay",
+        ConfigField::BackoffInitialDelay,
         ConfigProblem::MustNotExceed {
-            other: "backoff.max_delay",
+            other: ConfigField::BackoffMaxDelay,
         },
     );
     for factor in [0.5, f64::NAN, f64::INFINITY, 1000.0] {
         let e = err(base().backoff(BackoffConfig { factor, ..b() }));
-        assert_eq!(e.field, "backoff.factor");
+        assert_eq!(e.field, ConfigField::BackoffFactor);
         assert!(matches!(e.problem, ConfigProblem::OutOfRange { .. }));
     }
     check(
@@ -148,7 +156,7 @@ fn backoff() {
             max_attempts: Some(0),
             ..b()
         }),
-        "backoff.max_attempts",
+        ConfigField::BackoffMaxAttempts,
         ConfigProblem::Zero,
     );
 }
@@ -157,47 +165,47 @@ fn backoff() {
 fn timeouts() {
     check(
         base().connect_timeout(Duration::ZERO),
-        "connect_timeout",
+        ConfigField::ConnectTimeout,
         ConfigProblem::Zero,
     );
     check(
         base().resume_gap(Duration::ZERO),
-        "resume_gap",
+        ConfigField::ResumeGap,
         ConfigProblem::Zero,
     );
     check(
         base().liveness_timeout(Duration::ZERO),
-        "liveness_timeout",
+        ConfigField::LivenessTimeout,
         ConfigProblem::Zero,
     );
     check(
         base().close_linger(Duration::ZERO),
-        "close_linger",
+        ConfigField::CloseLinger,
         ConfigProblem::Zero,
     );
     check(
         base().unread_limits(10, 0),
-        "max_unread_bytes",
+        ConfigField::MaxUnreadBytes,
         ConfigProblem::Zero,
     );
     check(
         base().unread_limits(0, 1024),
-        "max_unread_messages",
+        ConfigField::MaxUnreadMessages,
         ConfigProblem::Zero,
     );
     check(
         base().ack(0, Duration::from_millis(5)),
-        "ack_every",
+        ConfigField::AckEvery,
         ConfigProblem::Zero,
     );
     check(
         base().ack(8, Duration::ZERO),
-        "ack_delay",
+        ConfigField::AckDelay,
         ConfigProblem::Zero,
     );
     check(
         base().max_message_bytes(0),
-        "max_message_bytes",
+        ConfigField::MaxMessageBytes,
         ConfigProblem::Zero,
     );
     check(
@@ -205,7 +213,7 @@ fn timeouts() {
             fetch_timeout: Duration::ZERO,
             ..AuthConfig::default()
         }),
-        "auth.fetch_timeout",
+        ConfigField::AuthFetchTimeout,
         ConfigProblem::Zero,
     );
 }
@@ -218,7 +226,7 @@ fn heartbeat() {
             interval: Duration::ZERO,
             ..h()
         })),
-        "heartbeat.interval",
+        ConfigField::HeartbeatInterval,
         ConfigProblem::Zero,
     );
     check(
@@ -226,7 +234,7 @@ fn heartbeat() {
             timeout: Duration::ZERO,
             ..h()
         })),
-        "heartbeat.timeout",
+        ConfigField::HeartbeatTimeout,
         ConfigProblem::Zero,
     );
     check(
@@ -235,9 +243,9 @@ fn heartbeat() {
             timeout: Duration::from_secs(2),
             ..h()
         })),
-        "heartbeat.timeout",
+        ConfigField::HeartbeatTimeout,
         ConfigProblem::MustNotExceed {
-            other: "heartbeat.interval",
+            other: ConfigField::HeartbeatInterval,
         },
     );
     check(
@@ -245,12 +253,12 @@ fn heartbeat() {
             max_missed: 0,
             ..h()
         })),
-        "heartbeat.max_missed",
+        ConfigField::HeartbeatMaxMissed,
         ConfigProblem::Zero,
     );
     check(
         base().plain_heartbeat("", "pong"),
-        "wire.heartbeat",
+        ConfigField::WireHeartbeat,
         ConfigProblem::Empty,
     );
     base().heartbeat(None).build().unwrap();
@@ -261,7 +269,7 @@ fn quality() {
     let q = QualityConfig::default;
     check(
         base().quality(QualityConfig { window: 0, ..q() }),
-        "quality.window",
+        ConfigField::QualityWindow,
         ConfigProblem::Zero,
     );
     check(
@@ -269,14 +277,14 @@ fn quality() {
             hysteresis: 0,
             ..q()
         }),
-        "quality.hysteresis",
+        ConfigField::QualityHysteresis,
         ConfigProblem::Zero,
     );
     let mut swapped = q();
     swapped.levels.swap(1, 2);
     check(
         base().quality(swapped),
-        "quality.levels",
+        ConfigField::QualityLevels,
         ConfigProblem::OutOfOrder,
     );
     let mut bad = q();
@@ -285,11 +293,11 @@ fn quality() {
         loss: 1.5,
     };
     let e = err(base().quality(bad));
-    assert_eq!(e.field, "quality.levels");
+    assert_eq!(e.field, ConfigField::QualityLevels);
     assert!(matches!(e.problem, ConfigProblem::OutOfRange { .. }));
     let mut nan = q();
     nan.levels[3].loss = f64::NAN;
-    assert_eq!(err(base().quality(nan)).field, "quality.levels");
+    assert_eq!(err(base().quality(nan)).field, ConfigField::QualityLevels);
 }
 
 #[test]
@@ -300,7 +308,7 @@ fn queue() {
             max_messages: 0,
             ..q()
         }),
-        "queue.max_messages",
+        ConfigField::QueueMaxMessages,
         ConfigProblem::Zero,
     );
     check(
@@ -308,7 +316,7 @@ fn queue() {
             max_bytes: 0,
             ..q()
         }),
-        "queue.max_bytes",
+        ConfigField::QueueMaxBytes,
         ConfigProblem::Zero,
     );
     check(
@@ -316,7 +324,7 @@ fn queue() {
             max_age: Some(Duration::ZERO),
             ..q()
         }),
-        "queue.max_age",
+        ConfigField::QueueMaxAge,
         ConfigProblem::Zero,
     );
 }
@@ -326,7 +334,7 @@ fn fallback() {
     let f = || FallbackConfig::new("https://example.com/poll");
     check(
         base().fallback(f()),
-        "fallback",
+        ConfigField::Fallback,
         ConfigProblem::NeedsProtocol,
     );
     let p = || base().protocol();
@@ -335,7 +343,7 @@ fn fallback() {
             after_failures: 0,
             ..f()
         }),
-        "fallback.after_failures",
+        ConfigField::FallbackAfterFailures,
         ConfigProblem::Zero,
     );
     check(
@@ -344,23 +352,23 @@ fn fallback() {
             max_interval: Duration::from_secs(1),
             ..f()
         }),
-        "fallback.min_interval",
+        ConfigField::FallbackMinInterval,
         ConfigProblem::MustNotExceed {
-            other: "fallback.max_interval",
+            other: ConfigField::FallbackMaxInterval,
         },
     );
     for (field, mut cfg) in [
-        ("fallback.min_interval", f()),
-        ("fallback.max_interval", f()),
-        ("fallback.probe_interval", f()),
-        ("fallback.probe_timeout", f()),
-        ("fallback.request_timeout", f()),
+        (ConfigField::FallbackMinInterval, f()),
+        (ConfigField::FallbackMaxInterval, f()),
+        (ConfigField::FallbackProbeInterval, f()),
+        (ConfigField::FallbackProbeTimeout, f()),
+        (ConfigField::FallbackRequestTimeout, f()),
     ] {
         match field {
-            "fallback.min_interval" => cfg.min_interval = Duration::ZERO,
-            "fallback.max_interval" => cfg.max_interval = Duration::ZERO,
-            "fallback.probe_interval" => cfg.probe_interval = Duration::ZERO,
-            "fallback.probe_timeout" => cfg.probe_timeout = Duration::ZERO,
+            ConfigField::FallbackMinInterval => cfg.min_interval = Duration::ZERO,
+            ConfigField::FallbackMaxInterval => cfg.max_interval = Duration::ZERO,
+            ConfigField::FallbackProbeInterval => cfg.probe_interval = Duration::ZERO,
+            ConfigField::FallbackProbeTimeout => cfg.probe_timeout = Duration::ZERO,
             _ => cfg.request_timeout = Duration::ZERO,
         }
         check(p().fallback(cfg), field, ConfigProblem::Zero);
@@ -371,7 +379,7 @@ fn fallback() {
 fn close_rules() {
     check(
         base().close_rule(CloseRule::range(4100, 4000, CloseClass::Fatal)),
-        "close_rules",
+        ConfigField::CloseRules,
         ConfigProblem::OutOfOrder,
     );
 }
@@ -382,5 +390,5 @@ fn connection_new_validates_a_hand_edited_config() {
     config.queue.max_messages = 0;
     let e = Connection::new(config, Instant::now(), tether_core::Entropy::fixed(1))
         .expect_err("rejected");
-    assert_eq!(e.field, "queue.max_messages");
+    assert_eq!(e.field, ConfigField::QueueMaxMessages);
 }

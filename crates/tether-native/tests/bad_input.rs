@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tether_core::protocol::DecodeError;
 use tether_core::{
-    AuthConfig, Config, ConfigError, ConfigProblem, Event, FallbackConfig, HeartbeatConfig,
-    TetherError, Token, TokenPlacement,
+    AuthConfig, Config, ConfigError, ConfigField, ConfigProblem, Event, FallbackConfig,
+    HeartbeatConfig, ProtocolViolation, TetherError, Token, TokenPlacement,
 };
 use tether_native::{BuildError, Client};
 use tether_server::Hub;
@@ -35,50 +35,54 @@ fn valid() -> Config {
 async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
     use ConfigProblem::*;
     type Break = Box<dyn Fn(&mut Config)>;
-    let cases: Vec<(Break, &str, ConfigProblem)> = vec![
+    let cases: Vec<(Break, ConfigField, ConfigProblem)> = vec![
         (
             Box::new(|c| c.url = "ws://127.0.0.1:99999/ws".into()),
-            "url",
+            ConfigField::Url,
             MalformedUrl,
         ),
         (
             Box::new(|c| c.url = "ws://127.0.0.1:0/ws".into()),
-            "url",
+            ConfigField::Url,
             MalformedUrl,
         ),
         (
             Box::new(|c| c.url = "ws://exa mple.com/ws".into()),
-            "url",
+            ConfigField::Url,
             MalformedUrl,
         ),
-        (Box::new(|c| c.url = String::new()), "url", NotWebSocketUrl),
+        (
+            Box::new(|c| c.url = String::new()),
+            ConfigField::Url,
+            NotWebSocketUrl,
+        ),
         (
             Box::new(|c| c.protocols = vec!["two words".into()]),
-            "protocols",
+            ConfigField::Protocols,
             InvalidSubprotocol,
         ),
         (
             Box::new(|c| c.connect_timeout = Duration::ZERO),
-            "connect_timeout",
+            ConfigField::ConnectTimeout,
             Zero,
         ),
         (
             Box::new(|c| c.backoff.factor = f64::NAN),
-            "backoff.factor",
+            ConfigField::BackoffFactor,
             OutOfRange {
                 expected: "a number from 1.0 to 100.0",
             },
         ),
         (
             Box::new(|c| c.backoff.initial_delay = c.backoff.max_delay * 2),
-            "backoff.initial_delay",
+            ConfigField::BackoffInitialDelay,
             MustNotExceed {
-                other: "backoff.max_delay",
+                other: ConfigField::BackoffMaxDelay,
             },
         ),
         (
             Box::new(|c| c.backoff.max_attempts = Some(0)),
-            "backoff.max_attempts",
+            ConfigField::BackoffMaxAttempts,
             Zero,
         ),
         (
@@ -89,19 +93,19 @@ async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
                     max_missed: 2,
                 })
             }),
-            "heartbeat.timeout",
+            ConfigField::HeartbeatTimeout,
             MustNotExceed {
-                other: "heartbeat.interval",
+                other: ConfigField::HeartbeatInterval,
             },
         ),
         (
             Box::new(|c| c.queue.max_messages = 0),
-            "queue.max_messages",
+            ConfigField::QueueMaxMessages,
             Zero,
         ),
         (
             Box::new(|c| c.fallback = Some(FallbackConfig::new("ws://127.0.0.1:9/poll"))),
-            "fallback.poll_url",
+            ConfigField::FallbackPollUrl,
             NotHttpUrl,
         ),
         (
@@ -109,7 +113,7 @@ async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
                 c.wire = tether_core::WireMode::Plain { heartbeat: None };
                 c.fallback = Some(FallbackConfig::new("http://127.0.0.1:9/poll"));
             }),
-            "fallback",
+            ConfigField::Fallback,
             NeedsProtocol,
         ),
         (
@@ -119,10 +123,10 @@ async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
                     ..AuthConfig::default()
                 })
             }),
-            "auth.placement",
+            ConfigField::AuthPlacement,
             InvalidQueryName,
         ),
-        (Box::new(|c| c.ack_every = 0), "ack_every", Zero),
+        (Box::new(|c| c.ack_every = 0), ConfigField::AckEvery, Zero),
     ];
     for (break_it, field, problem) in cases {
         let mut config = valid();
@@ -134,7 +138,7 @@ async fn each_invalid_setting_is_a_typed_error_naming_its_field() {
             .spawn()
             .unwrap_err();
         assert_eq!(err, BuildError::Config(expected.clone()), "{field}");
-        assert!(err.to_string().contains(field), "{err}");
+        assert!(err.to_string().contains(field.as_str()), "{err}");
         let source = std::error::Error::source(&err).map(ToString::to_string);
         assert_eq!(source, Some(expected.to_string()));
     }
@@ -227,10 +231,16 @@ async fn garbage_from_the_server_is_a_protocol_error_and_the_socket_is_replaced(
 #[tokio::test]
 async fn a_valid_envelope_out_of_place_is_a_protocol_violation_and_the_socket_is_replaced() {
     let cases = [
-        (Fault::SecondWelcome, "Welcome outside the handshake"),
-        (Fault::AckOfTheUnsent, "ack of a message never sent"),
-        (Fault::Gap, "sequence gap"),
-        (Fault::MessageBeforeWelcome, "message before Welcome"),
+        (
+            Fault::SecondWelcome,
+            ProtocolViolation::WelcomeOutsideHandshake,
+        ),
+        (Fault::AckOfTheUnsent, ProtocolViolation::AckOfUnsent),
+        (Fault::Gap, ProtocolViolation::SequenceGap),
+        (
+            Fault::MessageBeforeWelcome,
+            ProtocolViolation::MessageBeforeWelcome,
+        ),
     ];
     for (fault, expected) in cases {
         let mut server = RogueServer::start(vec![fault.clone()]).await;
@@ -247,7 +257,11 @@ async fn a_valid_envelope_out_of_place_is_a_protocol_violation_and_the_socket_is
         loop {
             match server.seen().await {
                 Seen::Close(close) => {
-                    assert_eq!(close, Some((4400, expected.to_owned())), "{fault:?}");
+                    assert_eq!(
+                        close,
+                        Some((4400, expected.as_str().to_owned())),
+                        "{fault:?}"
+                    );
                     break;
                 }
                 Seen::Text(text) => assert_eq!(text, "before", "{fault:?}"),

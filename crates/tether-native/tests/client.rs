@@ -3,7 +3,7 @@
 mod support;
 
 use tether_core::{
-    AuthConfig, ConfigProblem, Event, Payload, SendError, State, TerminalReason, Token,
+    AuthConfig, ConfigField, ConfigProblem, Event, Payload, SendError, State, TerminalReason, Token,
 };
 use tether_native::{BuildError, Client, DeliveryError};
 use tokio::net::TcpListener;
@@ -146,7 +146,7 @@ async fn invalid_config_is_a_typed_error() {
     };
     assert_eq!(
         (e.field, e.problem),
-        ("url", ConfigProblem::NotWebSocketUrl)
+        (ConfigField::Url, ConfigProblem::NotWebSocketUrl)
     );
 
     let mut bad = config("127.0.0.1:9".parse().unwrap()).build().unwrap();
@@ -159,7 +159,7 @@ async fn invalid_config_is_a_typed_error() {
     let mut bad = config("127.0.0.1:9".parse().unwrap()).build().unwrap();
     bad.max_message_bytes = 0;
     assert!(
-        matches!(Client::connect(bad), Err(BuildError::Config(e)) if e.field == "max_message_bytes")
+        matches!(Client::connect(bad), Err(BuildError::Config(e)) if e.field == ConfigField::MaxMessageBytes)
     );
 
     let auth = config("127.0.0.1:9".parse().unwrap())

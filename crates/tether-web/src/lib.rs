@@ -90,10 +90,10 @@ pub use tether_core as core;
 // What a client's user names: configuration, events, states, payloads, errors.
 pub use tether_core::{
     AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
-    ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig, HeartbeatConfig,
-    Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy, Payload, Quality, QualityBound,
-    QualityConfig, QueueConfig, SendError, State, TerminalReason, TetherError, Token,
-    TokenPlacement, TransportFailure, WireMode,
+    ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig,
+    HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy, Payload,
+    ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig, SendError, State,
+    TerminalReason, TetherError, Token, TokenPlacement, TransportFailure, WireMode,
 };
 
 // The README's example compiles with the crate's tests.

@@ -19,7 +19,7 @@ pub(super) struct Heartbeat {
     /// The transport writes WebSocket ping control frames and reports their pongs
     /// (see [`Connection::use_control_pings`]): plain mode without ping and pong
     /// payloads pings with those.
-    pub(super) control_pings: bool,
+    control_pings: bool,
 }
 
 /// The heartbeat settings, when the wire mode (or the transport's control frames) can
@@ -32,6 +32,12 @@ fn settings(config: &Config, control_pings: bool) -> Option<&HeartbeatConfig> {
 }
 
 impl Heartbeat {
+    /// Whether the transport writes WebSocket ping control frames (see
+    /// [`Connection::use_control_pings`]).
+    pub(super) fn use_control_pings(&mut self, on: bool) {
+        self.control_pings = on;
+    }
+
     pub(super) fn start(&mut self, now: Instant, config: &Config, timers: &mut TimerTable) {
         self.reset();
         if let Some(h) = settings(config, self.control_pings) {
@@ -122,16 +128,14 @@ impl Connection {
         self.heartbeat.ping = None;
         self.heartbeat.missed = 0;
         self.timers.stop(Timer::PongDeadline);
-        self.stats.record_rtt(now.saturating_duration_since(sent));
-        self.update_quality(now);
+        self.record_rtt(now, now.saturating_duration_since(sent));
     }
 
     pub(super) fn on_pong_deadline(&mut self, now: Instant) {
         if self.heartbeat.ping.take().is_none() {
             return;
         }
-        self.stats.record_loss();
-        self.update_quality(now);
+        self.record_loss(now);
         if self.heartbeat.inbound_since_ping {
             return;
         }

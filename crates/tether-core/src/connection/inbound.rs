@@ -103,7 +103,7 @@ impl Connection {
         match self.inbound.queued.back_mut() {
             Some(last) if *last != 0 => *last = seq,
             Some(_) => {}
-            None => self.proto.handed_seq = seq,
+            None => self.proto.handed(seq),
         }
     }
 
@@ -114,7 +114,7 @@ impl Connection {
         }
         if let Some(seq) = self.inbound.queued.pop_front() {
             if seq != 0 {
-                self.proto.handed_seq = seq;
+                self.proto.handed(seq);
             }
         }
     }

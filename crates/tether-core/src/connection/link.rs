@@ -2,13 +2,17 @@
 
 use super::{Connection, LinkKind as Kind};
 use crate::close::CloseClass;
-use crate::config::TokenPlacement;
-use crate::io::{Action, Cause, PollKind, RequestId, TetherError, TransportFailure, TransportId};
+use std::collections::VecDeque;
+
+use crate::config::Config;
+use crate::io::{
+    Action, Cause, Event, PollKind, RequestId, TetherError, TransportFailure, TransportId,
+};
 use crate::payload::Payload;
 use crate::protocol::{decode_batch, encode_batch, Envelope};
 use crate::state::State;
-use crate::time::{later, Instant};
-use crate::timer::Timer;
+use crate::time::{later, Duration, Instant};
+use crate::timer::{Scope, Timer};
 
 /// Where a WebSocket is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,8 +130,134 @@ impl Link {
     }
 }
 
+/// Whether the HTTP polling fallback carries the session.
+///
+/// ```text
+///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed ──► On
+///    ▲ ▲                                               │                            │
+///    │ └──────────── polling failed too ───────────────┘                            │
+///    ├──── the platform blocks WebSockets: On at once ─────────────────────────────►│
+///    └──────────────────── a WebSocket (probe) connected ◄──────────────────────────┘
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The WebSocket is used.
+    Off,
+    /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
+    /// (a Welcome), that may only mean the server is down or frozen, and polling would
+    /// not help. Not reported as a fallback yet; a failed trial goes back to the
+    /// WebSocket.
+    Trial,
+    /// Polling carries the session, reported as a fallback.
+    On,
+}
+
+/// The polling fallback's state: its mode, what leads to it, and its pace.
+#[derive(Debug)]
+pub(super) struct Fallback {
+    mode: Mode,
+    /// WebSocket attempts failed in a row (toward `after_failures`).
+    ws_failures: u32,
+    /// The wait before the next receive poll: short while messages come, doubling
+    /// while none do.
+    poll_interval: Duration,
+    /// The WebSocket probe is due, once no polling request is in flight.
+    probe_due: bool,
+}
+
+/// What a failed attempt leads to, as far as the fallback decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum FallbackStep {
+    /// Fall back now: the next attempt polls, at once.
+    Poll,
+    /// WebSockets cannot be used here and there is no fallback: nothing will work.
+    Unusable,
+    /// Retry as usual.
+    Retry,
+}
+
+/// What a failed attempt says about the WebSocket itself, for the fallback decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum WsVerdict {
+    /// Not a WebSocket attempt (polling, or no transport yet).
+    NotWs,
+    /// The WebSocket failed after reaching something: counts toward the fallback.
+    Failed,
+    /// Nothing listens at all: polling would fail the same way, so it does not count.
+    Refused,
+    /// WebSockets cannot be used here: fall back at once.
+    Blocked,
+}
+
+impl Fallback {
+    pub(super) fn new(config: &Config) -> Self {
+        Fallback {
+            mode: Mode::Off,
+            ws_failures: 0,
+            poll_interval: config
+                .fallback
+                .as_ref()
+                .map_or(Duration::from_millis(100), |f| f.min_interval),
+            probe_due: false,
+        }
+    }
+
+    /// The next or current transport is HTTP polling (on trial or not).
+    fn is_active(&self) -> bool {
+        self.mode != Mode::Off
+    }
+
+    /// The timer for the WebSocket probe fired: it goes once no polling request is in
+    /// flight.
+    pub(super) fn probe_due(&mut self) {
+        self.probe_due = true;
+    }
+
+    /// Polling carries the session and was reported so (not on trial).
+    pub(super) fn is_reported(&self) -> bool {
+        self.mode == Mode::On
+    }
+
+    /// An attempt failed with `ws`: fall back to polling, or not.
+    pub(super) fn after_failure(
+        &mut self,
+        ws: WsVerdict,
+        config: &Config,
+        events: &mut VecDeque<Event>,
+    ) -> FallbackStep {
+        if matches!(ws, WsVerdict::Failed | WsVerdict::Blocked) {
+            self.ws_failures += 1;
+        }
+        if self.mode == Mode::Trial && ws == WsVerdict::NotWs {
+            // Polling failed too: the server is down or frozen, not the WebSocket
+            // blocked. Back to the WebSocket, with the backoff going on.
+            self.mode = Mode::Off;
+            self.ws_failures = 0;
+        }
+        let blocked = ws == WsVerdict::Blocked;
+        let Some(fallback) = &config.fallback else {
+            return if blocked {
+                FallbackStep::Unusable
+            } else {
+                FallbackStep::Retry
+            };
+        };
+        if self.mode == Mode::Off && (blocked || self.ws_failures >= fallback.after_failures) {
+            if blocked {
+                // The platform says so: no trial needed.
+                self.mode = Mode::On;
+                events.push_back(Event::FallbackChanged { active: true });
+            } else {
+                self.mode = Mode::Trial;
+            }
+            return FallbackStep::Poll;
+        }
+        FallbackStep::Retry
+    }
+}
+
 /// Appends `key=value` to a URL, percent-encoding the value.
-fn push_query(url: &mut String, key: &str, value: &str) {
+pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
     url.push(if url.contains('?') { '&' } else { '?' });
     url.push_str(key);
     url.push('=');
@@ -141,25 +271,50 @@ fn push_query(url: &mut String, key: &str, value: &str) {
 }
 
 impl Connection {
-    /// The token as the configured placement wants it: added to `url`, or as headers.
-    fn authorize(&self, url: &mut String) -> Vec<(String, String)> {
-        let (Some(auth), Some(token)) = (&self.config.auth, &self.token) else {
-            return Vec::new();
-        };
-        match &auth.placement {
-            TokenPlacement::Header => {
-                vec![(
-                    "Authorization".to_owned(),
-                    format!("Bearer {}", token.value),
-                )]
+    /// The current transport connected (opened, and welcomed in protocol mode): the
+    /// WebSocket ends the fallback and starts the heartbeat; polling starts polling
+    /// and the wait for the probe back to the WebSocket.
+    pub(super) fn link_connected(&mut self, now: Instant) {
+        if self.link.is_ws() {
+            self.fallback.ws_failures = 0;
+            if self.fallback.is_active() {
+                self.timers.stop(Timer::PollReceive);
+                self.timers.stop(Timer::UpgradeProbe);
+                if self.fallback.mode == Mode::On {
+                    self.events
+                        .push_back(Event::FallbackChanged { active: false });
+                }
+                self.fallback.mode = Mode::Off;
             }
-            TokenPlacement::Query(name) => {
-                push_query(url, name, &token.value);
-                Vec::new()
+            self.heartbeat.start(now, &self.config, &mut self.timers);
+        } else {
+            if self.fallback.mode == Mode::Trial {
+                // The polling endpoint answers where the WebSocket did not: a fallback.
+                self.events
+                    .push_back(Event::FallbackChanged { active: true });
+                self.fallback.mode = Mode::On;
             }
+            if let Some(f) = &self.config.fallback {
+                self.fallback.poll_interval = f.min_interval;
+            }
+            let wait = self.probe_wait();
+            self.timers.set(Timer::UpgradeProbe, later(now, wait));
+            self.issue_poll_receive(now);
         }
     }
 
+    /// The wait before the next WebSocket probe while polling: the configured
+    /// `probe_interval`, give or take a fifth at random (so that clients behind one
+    /// proxy do not probe in step). It does not grow: a WebSocket allowed again is back
+    /// within 1.2 × `probe_interval` (plus the probe's own handshake).
+    fn probe_wait(&mut self) -> Duration {
+        let Some(fallback) = &self.config.fallback else {
+            return Duration::MAX; // no polling, so no probe
+        };
+        let factor = 0.8 + 0.4 * self.rng.next_f64();
+        Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
+            .unwrap_or(Duration::MAX)
+    }
     /// Opens the WebSocket (or, with the fallback active, the polling session).
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
@@ -170,7 +325,7 @@ impl Connection {
             _ => self.config.connect_timeout,
         };
         self.timers.set(Timer::ConnectTimeout, later(now, timeout));
-        if self.fallback_active && !probe {
+        if self.fallback.is_active() && !probe {
             self.link = Link::Poll(PollLink {
                 id,
                 welcomed: false,
@@ -216,20 +371,8 @@ impl Connection {
     }
 
     pub(super) fn clear_link_timers(&mut self) {
-        for t in [
-            Timer::ConnectTimeout,
-            Timer::Heartbeat,
-            Timer::PongDeadline,
-            Timer::Liveness,
-            Timer::Ack,
-            Timer::PollReceive,
-            Timer::PollRequest,
-            Timer::UpgradeProbe,
-            Timer::Stable,
-        ] {
-            self.timers.stop(t);
-        }
-        self.probe_due = false;
+        self.timers.stop_scope(Scope::Transport);
+        self.fallback.probe_due = false;
         self.proto.on_link_lost();
     }
 
@@ -258,7 +401,7 @@ impl Connection {
         let fallback = self.config.fallback.as_ref()?;
         let id = self.link.id()?;
         let mut url = fallback.poll_url.clone();
-        push_query(&mut url, "client", &format!("{:x}", self.proto.client_id));
+        push_query(&mut url, "client", &format!("{:x}", self.proto.client_id()));
         push_query(&mut url, "op", kind.as_str());
         // The transport's number, as in its Hello: the server tells a request of an
         // abandoned polling transport from one of the current one.
@@ -315,7 +458,7 @@ impl Connection {
             return;
         };
         // Paused by backpressure: no receive poll until the application reads.
-        if !p.welcomed || p.recv.is_some() || self.probe_due || self.inbound.is_paused() {
+        if !p.welcomed || p.recv.is_some() || self.fallback.probe_due || self.inbound.is_paused() {
             return;
         }
         if let Some(action) = self.poll_request(PollKind::Receive, Vec::new()) {
@@ -375,10 +518,8 @@ impl Connection {
             }
         };
         self.on_inbound_activity();
-        if self.state == State::Connected {
-            self.stats
-                .record_rtt(now.saturating_duration_since(started));
-            self.update_quality(now);
+        if self.state() == State::Connected {
+            self.record_rtt(now, now.saturating_duration_since(started));
         }
         let link_id = self.link.id();
         let mut got_messages = false;
@@ -400,13 +541,14 @@ impl Connection {
         }
         if kind == PollKind::Receive {
             if let Some(f) = &self.config.fallback {
-                self.poll_interval = if got_messages {
+                let interval = &mut self.fallback.poll_interval;
+                *interval = if got_messages {
                     f.min_interval
                 } else {
-                    self.poll_interval.saturating_mul(2).min(f.max_interval)
+                    interval.saturating_mul(2).min(f.max_interval)
                 };
-                self.timers
-                    .set(Timer::PollReceive, later(now, self.poll_interval));
+                let at = later(now, *interval);
+                self.timers.set(Timer::PollReceive, at);
             }
         }
         self.issue_poll_send(now);
@@ -415,17 +557,17 @@ impl Connection {
 
     /// While polling, try the WebSocket once no request is in flight.
     pub(super) fn try_probe(&mut self, now: Instant) {
-        if !self.probe_due {
+        if !self.fallback.probe_due {
             return;
         }
         let Link::Poll(p) = &self.link else {
-            self.probe_due = false;
+            self.fallback.probe_due = false;
             return;
         };
         if !p.welcomed || p.send.is_some() || p.recv.is_some() || !p.outbox.is_empty() {
             return;
         }
-        self.probe_due = false;
+        self.fallback.probe_due = false;
         self.close_link(1000, "upgrading to WebSocket");
         self.clear_link_timers();
         self.open_link(now, true);

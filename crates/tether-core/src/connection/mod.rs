@@ -3,10 +3,28 @@
 //! See the crate docs for the driver loop. Inputs are the `connect`/`send`/`close` calls,
 //! the `handle_*` calls and `handle_timeout`; outputs are drained with `poll_action`,
 //! `poll_event` and `poll_timeout`.
+//!
+//! Each part of the state lives in the module that uses it, its fields private there:
+//!
+//! - `phase`: where the connection is (unstarted, running: disconnected, attempting or
+//!   connected, maybe lingering in a close; stopped with a reason), each phase with its
+//!   data; the public [`State`] is derived from it. Its diagram is in `phase.rs`.
+//! - `link`: the one transport (WebSocket or polling session) and the polling
+//!   fallback's mode and pace.
+//! - `auth`: the token, its fetch and refresh, the retry after a rejection.
+//! - `heartbeat`: pings, pongs and missed pings; `health`: round trips, losses,
+//!   quality and recent drops.
+//! - `protocol`: protocol mode's numbering, acknowledgements and resume; `inbound`:
+//!   what the application has not read yet, and the pause of reading.
+//! - here: the outbound queue, the backoff, the retry decision, the timers (grouped by
+//!   scope, see [`crate::Timer`]) and the counters behind [`Connection::metrics`].
 
+mod auth;
+mod health;
 mod heartbeat;
 mod inbound;
 mod link;
+mod phase;
 mod protocol;
 
 use std::collections::VecDeque;
@@ -16,27 +34,24 @@ use crate::close::{classify_close, classify_http_status, CloseClass};
 use crate::config::{Config, ConfigError};
 use crate::io::{
     Action, Cause, DropReason, Event, Hint, MessageId, RequestId, SendError, TerminalReason,
-    TetherError, Token, TransportFailure, TransportId,
+    TetherError, TransportFailure, TransportId,
 };
 use crate::metrics::Metrics;
 use crate::payload::Payload;
-use crate::quality::{reliability_score, Quality, QualityTracker};
+use crate::quality::Quality;
 use crate::queue::{Outbox, Retained};
 use crate::rng::{Entropy, Rng};
 use crate::state::State;
-use crate::stats::RttStats;
 use crate::time::{later, Duration, Instant};
-use crate::timer::{Timer, TimerTable};
+use crate::timer::{Scope, Timer, TimerTable};
 
-use link::{Link, LinkKind};
+use link::{Fallback, FallbackStep, Link, LinkKind, WsVerdict};
+use phase::{Linger, Phase, Step};
 
 /// After this long connected, past failures are forgotten (backoff and the one auth
 /// retry reset). Resetting at once would let a server that accepts and then drops every
 /// connection cause a reconnect storm.
 const STABLE_AFTER: Duration = Duration::from_secs(3);
-
-/// Connection drops within this window lower the reliability score.
-const DROP_WINDOW: Duration = Duration::from_secs(300);
 
 /// One logical connection: every decision Tether makes, none of the I/O.
 ///
@@ -55,8 +70,8 @@ const DROP_WINDOW: Duration = Duration::from_secs(300);
 pub struct Connection {
     config: Config,
     rng: Rng,
-    state: State,
-    terminal: Option<TerminalReason>,
+    /// Where the connection is, with what belongs there (the public state is derived).
+    phase: Phase,
     backoff: Backoff,
     timers: TimerTable,
     actions: VecDeque<Action>,
@@ -65,51 +80,60 @@ pub struct Connection {
 
     /// The one transport that is open or being opened.
     link: Link,
-    /// `connect()` was called (a Disconnected connection that was never started waits for it).
-    started: bool,
     online: bool,
-    ever_connected: bool,
-    /// `close()` while messages were undelivered: deliver them (within `close_linger`),
-    /// then close with this code and reason.
-    closing: Option<(u16, String)>,
     retry_hint: Option<Duration>,
 
-    token: Option<Token>,
-    /// The token fetch in flight: only its answer counts.
-    token_fetch: Option<RequestId>,
-    /// An attempt waits for that fetch.
-    attempt_waits_for_token: bool,
-    auth_retry_used: bool,
+    /// The token, its fetch, and the retry after a rejection.
+    auth: auth::Auth,
 
     heartbeat: heartbeat::Heartbeat,
-    stats: RttStats,
-    quality: QualityTracker,
-    drops: VecDeque<Instant>,
+    /// Round trips, losses, quality and recent drops.
+    health: health::Health,
 
     outbox: Outbox,
     next_message: u64,
     proto: protocol::Reliable,
     inbound: inbound::Inbound,
 
-    /// The next or current transport is HTTP polling.
-    fallback_active: bool,
-    /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
-    /// (a Welcome), that may only mean the server is down or frozen, and polling would
-    /// not help. Not reported as a fallback yet; a failed trial goes back to the
-    /// WebSocket.
-    fallback_trial: bool,
-    ws_failures: u32,
-    poll_interval: Duration,
-    probe_due: bool,
+    /// The HTTP polling fallback: whether it is on, and its pace.
+    fallback: Fallback,
 
-    connected_at: Option<Instant>,
-    total_uptime: Duration,
+    /// What `metrics()` counts over the connection's life.
+    tally: Tally,
+}
+
+/// The figures counted over the connection's life (for [`Metrics`]).
+#[derive(Debug, Default)]
+struct Tally {
+    /// Some connection was made (a later one counts as a reconnect).
+    ever_connected: bool,
     reconnects: u32,
+    /// The uptime of connections that ended.
+    total_uptime: Duration,
     last_cause: Option<Cause>,
     messages_in: u64,
     messages_out: u64,
     bytes_in: u64,
     bytes_out: u64,
+}
+
+impl Tally {
+    fn connected(&mut self) {
+        if self.ever_connected {
+            self.reconnects += 1;
+        }
+        self.ever_connected = true;
+    }
+
+    fn message_in(&mut self, size: usize) {
+        self.messages_in += 1;
+        self.bytes_in += size as u64;
+    }
+
+    fn message_out(&mut self, size: usize) {
+        self.messages_out += 1;
+        self.bytes_out += size as u64;
+    }
 }
 
 impl Connection {
@@ -125,50 +149,26 @@ impl Connection {
         let entropy = config.seed.map_or(entropy, Entropy::fixed);
         let rng = Rng::new(entropy.jitter_seed());
         let client_id = entropy.client_id();
-        let poll_interval = config
-            .fallback
-            .as_ref()
-            .map_or(Duration::from_millis(100), |f| f.min_interval);
         Ok(Connection {
             backoff: Backoff::new(config.backoff.clone()),
-            stats: RttStats::new(config.quality.window),
-            quality: QualityTracker::new(config.quality.hysteresis),
+            health: health::Health::new(&config),
             rng,
-            state: State::Disconnected,
-            terminal: None,
+            phase: Phase::Unstarted,
             timers: TimerTable::default(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 0,
             link: Link::None,
-            started: false,
             online: true,
-            ever_connected: false,
-            closing: None,
             retry_hint: None,
-            token: None,
-            token_fetch: None,
-            attempt_waits_for_token: false,
-            auth_retry_used: false,
+            auth: auth::Auth::default(),
             heartbeat: heartbeat::Heartbeat::default(),
-            drops: VecDeque::new(),
             outbox: Outbox::default(),
             next_message: 0,
             proto: protocol::Reliable::new(client_id),
             inbound: inbound::Inbound::default(),
-            fallback_active: false,
-            fallback_trial: false,
-            ws_failures: 0,
-            poll_interval,
-            probe_due: false,
-            connected_at: None,
-            total_uptime: Duration::ZERO,
-            reconnects: 0,
-            last_cause: None,
-            messages_in: 0,
-            messages_out: 0,
-            bytes_in: 0,
-            bytes_out: 0,
+            fallback: Fallback::new(&config),
+            tally: Tally::default(),
             config,
         })
     }
@@ -202,19 +202,19 @@ impl Connection {
     /// The current state.
     #[must_use]
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// The reported quality level, once measured.
     #[must_use]
     pub fn quality(&self) -> Option<Quality> {
-        self.quality.current()
+        self.health.quality()
     }
 
     /// Why the connection stopped, when it has.
     #[must_use]
     pub fn terminal_reason(&self) -> Option<&TerminalReason> {
-        self.terminal.as_ref()
+        self.phase.terminal()
     }
 
     /// The configuration in force.
@@ -226,7 +226,7 @@ impl Connection {
     /// The stable id this client presents to a Tether server.
     #[must_use]
     pub fn client_id(&self) -> u64 {
-        self.proto.client_id
+        self.proto.client_id()
     }
 
     /// Which timer is due first, and when (for logs).
@@ -242,41 +242,43 @@ impl Connection {
     #[must_use]
     pub fn metrics(&self, now: Instant) -> Metrics {
         let uptime = self
-            .connected_at
+            .phase
+            .connected_since()
             .map(|at| now.saturating_duration_since(at));
         let (unread_messages, unread_bytes, unread_bytes_peak) = self.inbound.unread();
+        let stats = self.health.stats();
         Metrics {
-            state: self.state,
-            attempt: if self.state == State::Connected {
+            state: self.state(),
+            attempt: if self.state() == State::Connected {
                 0
             } else {
                 self.backoff.failures()
             },
-            reconnects: self.reconnects,
+            reconnects: self.tally.reconnects,
             uptime,
-            total_uptime: self.total_uptime + uptime.unwrap_or_default(),
-            last_close_code: self.last_cause.as_ref().and_then(|c| c.code),
-            last_close_reason: self.last_cause.as_ref().map(|c| c.reason.clone()),
-            rtt: self.stats.last(),
-            rtt_mean: self.stats.mean(),
-            rtt_p50: self.stats.percentile(50.0),
-            rtt_p99: self.stats.percentile(99.0),
-            jitter: self.stats.jitter(),
-            loss: self.stats.loss(),
-            quality: self.quality.current(),
-            reliability: self.reliability(now),
-            messages_in: self.messages_in,
-            messages_out: self.messages_out,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
+            total_uptime: self.tally.total_uptime + uptime.unwrap_or_default(),
+            last_close_code: self.tally.last_cause.as_ref().and_then(|c| c.code),
+            last_close_reason: self.tally.last_cause.as_ref().map(|c| c.reason.clone()),
+            rtt: stats.last(),
+            rtt_mean: stats.mean(),
+            rtt_p50: stats.percentile(50.0),
+            rtt_p99: stats.percentile(99.0),
+            jitter: stats.jitter(),
+            loss: stats.loss(),
+            quality: self.health.quality(),
+            reliability: self.health.reliability(now),
+            messages_in: self.tally.messages_in,
+            messages_out: self.tally.messages_out,
+            bytes_in: self.tally.bytes_in,
+            bytes_out: self.tally.bytes_out,
             queue_depth: self.outbox.len(),
             queue_bytes: self.outbox.bytes(),
             unread_messages,
             unread_bytes,
             unread_bytes_peak,
             reading_paused: self.inbound.is_paused(),
-            fallback_active: self.fallback_active && !self.fallback_trial,
-            terminal_reason: self.terminal.clone(),
+            fallback_active: self.fallback.is_reported(),
+            terminal_reason: self.phase.terminal().cloned(),
         }
     }
 
@@ -292,27 +294,26 @@ impl Connection {
     /// and attempts even while the platform says it is offline. A connection whose driver
     /// failed ([`TerminalReason::DriverFailed`]) stays stopped: nothing would run it.
     pub fn reconnect(&mut self, now: Instant) {
-        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+        if matches!(self.phase, Phase::Stopped(TerminalReason::DriverFailed(_))) {
             return;
         }
-        self.started = true;
-        if self.closing.take().is_some() {
+        if self.phase.take_linger().is_some() {
             self.timers.stop(Timer::CloseLinger);
         }
-        match self.state {
+        match self.state() {
             State::Error | State::Closed => {
                 self.abandon_link();
-                self.terminal = None;
-                self.backoff.reset();
-                self.auth_retry_used = false;
-                self.set_state(State::Connecting);
+                self.forget_failures();
+                self.set_step(Step::Attempting {
+                    first: true,
+                    awaits_token: false,
+                });
                 self.start_attempt(now);
             }
             State::Disconnected if self.idle() => {
-                self.set_state(if self.ever_connected {
-                    State::Reconnecting
-                } else {
-                    State::Connecting
+                self.set_step(Step::Attempting {
+                    first: !self.tally.ever_connected,
+                    awaits_token: false,
                 });
                 self.start_attempt(now);
             }
@@ -333,10 +334,11 @@ impl Connection {
         payload: impl Into<Payload>,
     ) -> Result<MessageId, SendError> {
         let payload = payload.into();
-        if self.state.is_stopped() {
-            return Err(SendError::Stopped(self.state));
+        let state = self.state();
+        if state.is_stopped() {
+            return Err(SendError::Stopped(state));
         }
-        if self.closing.is_some() {
+        if self.is_closing() {
             return Err(SendError::Closing);
         }
         let size = payload.len();
@@ -403,19 +405,21 @@ impl Connection {
     /// # Ok::<(), tether_core::ConfigError>(())
     /// ```
     pub fn close(&mut self, now: Instant, code: u16, reason: &str) {
-        if self.state == State::Closed || self.closing.is_some() {
+        let state = self.state();
+        if state == State::Closed || self.is_closing() {
             return;
         }
-        if self.state.is_stopped() || !self.undelivered() {
+        if state.is_stopped() || !self.undelivered() {
             return self.close_now(now, code, reason);
         }
         // Never started, or waiting for the network: deliver means connect.
-        if self.state == State::Disconnected && self.idle() {
+        if state == State::Disconnected && self.idle() {
             self.reconnect(now);
         }
-        self.closing = Some((code, reason.to_owned()));
-        self.timers
-            .set(Timer::CloseLinger, later(now, self.config.close_linger));
+        if self.phase.set_linger(code, reason) {
+            self.timers
+                .set(Timer::CloseLinger, later(now, self.config.close_linger));
+        }
         self.flush_ack(now);
     }
 
@@ -423,34 +427,30 @@ impl Connection {
     /// (`Stopped` if never written, `Unconfirmed` if written but not acknowledged). Ends
     /// in `Closed`.
     pub fn close_now(&mut self, now: Instant, code: u16, reason: &str) {
-        if self.state == State::Closed {
+        if self.state() == State::Closed {
             return;
         }
-        self.closing = None;
+        self.phase.take_linger();
         self.flush_ack(now);
-        for t in Timer::ALL {
-            self.timers.stop(t);
+        for scope in [Scope::Transport, Scope::Run, Scope::Messages] {
+            self.timers.stop_scope(scope);
         }
-        self.attempt_waits_for_token = false;
-        self.token_fetch = None;
+        self.auth.cancel_fetch();
         self.end_uptime(now);
         self.close_link(code, reason);
         self.clear_link_timers();
         self.heartbeat.reset();
         self.drop_retained();
-        self.stop(
-            State::Closed,
-            TerminalReason::UserClosed {
-                code,
-                reason: reason.to_owned(),
-            },
-        );
+        self.stop(TerminalReason::UserClosed {
+            code,
+            reason: reason.to_owned(),
+        });
     }
 
     /// `close()` is delivering what was sent before it.
     #[must_use]
     pub fn is_closing(&self) -> bool {
-        self.closing.is_some()
+        self.phase.linger().is_some()
     }
 
     /// The id of the last message [`Connection::send`] accepted (`MessageId(0)` before
@@ -498,7 +498,7 @@ impl Connection {
 
     /// While closing: close once everything is delivered.
     fn close_if_delivered(&mut self, now: Instant) {
-        if self.closing.is_some() && !self.undelivered() {
+        if self.is_closing() && !self.undelivered() {
             self.finish_close(now);
         }
     }
@@ -510,90 +510,14 @@ impl Connection {
     /// `Dropped`, and stay stopped: `send` fails with `Stopped(Error)` from now on, and
     /// `reconnect` does nothing.
     pub fn handle_driver_failure(&mut self, now: Instant, why: &str) {
-        if matches!(self.terminal, Some(TerminalReason::DriverFailed(_))) {
+        if matches!(self.phase, Phase::Stopped(TerminalReason::DriverFailed(_))) {
             return;
         }
         self.end_uptime(now);
-        self.closing = None;
+        self.phase.take_linger();
         self.stop_with_error(TerminalReason::DriverFailed(why.to_owned()));
-        self.timers.stop(Timer::QueueExpiry);
+        self.timers.stop_scope(Scope::Messages);
         self.drop_retained();
-    }
-
-    /// The token provider answered [`Action::FetchToken`] `request`. An answer to a fetch
-    /// the core no longer waits for (it timed out, or a newer one was asked) is ignored.
-    pub fn handle_token(
-        &mut self,
-        now: Instant,
-        request: RequestId,
-        result: Result<Token, String>,
-    ) {
-        if self.token_fetch != Some(request) {
-            return;
-        }
-        self.token_answered(now, result);
-    }
-
-    fn token_answered(&mut self, now: Instant, result: Result<Token, String>) {
-        self.token_fetch = None;
-        self.timers.stop(Timer::TokenFetch);
-        // A token that expired before it arrived (the process slept while the provider
-        // answered) would only be rejected: treat it as a failed fetch.
-        let result = result.and_then(|token| match token.expires_at {
-            Some(expires) if expires <= now => Err("the token had already expired".to_owned()),
-            _ => Ok(token),
-        });
-        match result {
-            Ok(token) => {
-                if let Some(expires) = token.expires_at {
-                    let lead = self
-                        .config
-                        .auth
-                        .as_ref()
-                        .map_or(Duration::ZERO, |a| a.refresh_lead);
-                    let halfway = now + expires.saturating_duration_since(now) / 2;
-                    let at = expires
-                        .checked_sub(lead)
-                        .map_or(halfway, |t| t.max(halfway));
-                    self.timers.set(Timer::TokenRefresh, at);
-                } else {
-                    self.timers.stop(Timer::TokenRefresh);
-                }
-                let value = token.value.clone();
-                self.token = Some(token);
-                if self.attempt_waits_for_token {
-                    self.attempt_waits_for_token = false;
-                    if !self.state.is_stopped() && self.link.is_none() {
-                        self.open_link(now, false);
-                    }
-                } else {
-                    if self.config.is_protocol() && self.link.is_ready() {
-                        self.transmit_envelope(
-                            now,
-                            crate::protocol::Envelope::Auth { token: value },
-                        );
-                    }
-                    self.events.push_back(Event::TokenRefreshed);
-                }
-            }
-            Err(e) => {
-                self.events
-                    .push_back(Event::Error(TetherError::TokenUnavailable(e.clone())));
-                if self.attempt_waits_for_token {
-                    self.attempt_waits_for_token = false;
-                    self.token = None;
-                    let cause = Cause {
-                        reason: format!("token unavailable: {e}"),
-                        ..Cause::default()
-                    };
-                    self.attempt_failed(now, cause, CloseClass::Retry, WsVerdict::NotWs);
-                } else {
-                    // A failed refresh: try again soon, well before the old token expires.
-                    self.timers
-                        .set(Timer::TokenRefresh, later(now, Duration::from_secs(5)));
-                }
-            }
-        }
     }
 
     /// The WebSocket `id` is open.
@@ -618,7 +542,7 @@ impl Connection {
     /// [`handle_pong`](Self::handle_pong), with the configured interval, timeout and
     /// misses, so a frozen plain server is detected as a protocol server is.
     pub fn use_control_pings(&mut self, on: bool) {
-        self.heartbeat.control_pings = on;
+        self.heartbeat.use_control_pings(on);
     }
 
     /// A pong control frame arrived on the WebSocket `id` (the answer to an
@@ -698,10 +622,10 @@ impl Connection {
         match hint {
             Hint::Offline => {
                 self.online = false;
-                match self.state {
+                match self.state() {
                     State::Connecting | State::Reconnecting if self.idle() => {
                         self.timers.stop(Timer::Backoff);
-                        self.set_state(State::Disconnected);
+                        self.set_step(Step::Disconnected);
                     }
                     State::Connected => self.check_liveness(now),
                     _ => {}
@@ -709,8 +633,9 @@ impl Connection {
             }
             Hint::Online => {
                 self.online = true;
-                match self.state {
-                    State::Disconnected if self.started && self.idle() => {
+                let started = !matches!(self.phase, Phase::Unstarted);
+                match self.state() {
+                    State::Disconnected if started && self.idle() => {
                         self.backoff.reset();
                         self.reconnect(now);
                     }
@@ -722,7 +647,7 @@ impl Connection {
                     _ => {}
                 }
             }
-            Hint::Visible | Hint::Resumed => match self.state {
+            Hint::Visible | Hint::Resumed => match self.state() {
                 State::Connecting | State::Reconnecting if self.idle() && self.online => {
                     self.reconnect(now);
                 }
@@ -772,7 +697,7 @@ impl Connection {
     fn on_timer(&mut self, now: Instant, timer: Timer) {
         match timer {
             Timer::Backoff => {
-                if matches!(self.state, State::Connecting | State::Reconnecting) && self.idle() {
+                if matches!(self.state(), State::Connecting | State::Reconnecting) && self.idle() {
                     self.start_attempt(now);
                 }
             }
@@ -795,12 +720,12 @@ impl Connection {
                 }
             }
             Timer::TokenFetch => {
-                if self.token_fetch.is_some() {
+                if self.auth.is_fetching() {
                     self.token_answered(now, Err("token provider timed out".into()));
                 }
             }
             Timer::TokenRefresh => {
-                if self.state == State::Connected && self.token_fetch.is_none() {
+                if self.state() == State::Connected && !self.auth.is_fetching() {
                     self.request_token(now);
                 }
             }
@@ -825,7 +750,7 @@ impl Connection {
             Timer::PollReceive => self.issue_poll_receive(now),
             Timer::PollRequest => {
                 if self.link.is_poll() {
-                    if self.state != State::Connected {
+                    if self.state() != State::Connected {
                         // The attempt failed, as a connect timeout or any failed request
                         // before the Welcome would: the app hears of it.
                         self.events
@@ -845,7 +770,7 @@ impl Connection {
                 }
             }
             Timer::UpgradeProbe => {
-                self.probe_due = true;
+                self.fallback.probe_due();
                 self.try_probe(now);
             }
             Timer::CloseLinger => self.finish_close(now),
@@ -864,22 +789,9 @@ impl Connection {
         }
     }
 
-    /// The wait before the next WebSocket probe while polling: the configured
-    /// `probe_interval`, give or take a fifth at random (so that clients behind one
-    /// proxy do not probe in step). It does not grow: a WebSocket allowed again is back
-    /// within 1.2 × `probe_interval` (plus the probe's own handshake).
-    fn probe_wait(&mut self) -> Duration {
-        let Some(fallback) = &self.config.fallback else {
-            return Duration::MAX; // no polling, so no probe
-        };
-        let factor = 0.8 + 0.4 * self.rng.next_f64();
-        Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
-            .unwrap_or(Duration::MAX)
-    }
-
     /// No transport and no token fetch: nothing is under way.
     fn idle(&self) -> bool {
-        self.link.is_none() && !self.attempt_waits_for_token
+        self.link.is_none() && !self.phase.awaits_token()
     }
 
     fn next_id(&mut self) -> u64 {
@@ -887,26 +799,35 @@ impl Connection {
         self.next_id
     }
 
-    fn set_state(&mut self, to: State) {
-        let from = self.state;
+    /// Moves a running connection (or starts one) to `step`, reporting the change of
+    /// the public state.
+    fn set_step(&mut self, step: Step) {
+        let from = self.state();
+        self.phase.set_step(step);
+        self.state_changed(from);
+    }
+
+    fn state_changed(&mut self, from: State) {
+        let to = self.state();
         if from == to {
             return;
         }
         debug_assert!(from.can_become(to), "illegal transition {from} -> {to}");
-        self.state = to;
         self.events.push_back(Event::StateChanged { from, to });
     }
 
-    fn stop(&mut self, to: State, reason: TerminalReason) {
-        self.set_state(to);
-        self.terminal = Some(reason.clone());
+    /// Stops with `reason` (`Closed` when the user closed, `Error` otherwise).
+    fn stop(&mut self, reason: TerminalReason) {
+        let from = self.state();
+        self.phase = Phase::Stopped(reason.clone());
+        self.state_changed(from);
         self.events.push_back(Event::Stopped(reason));
     }
 
     fn start_attempt(&mut self, now: Instant) {
         if self.config.auth.is_some() {
-            self.attempt_waits_for_token = true;
-            if self.token_fetch.is_none() {
+            self.phase.set_awaits_token(true);
+            if !self.auth.is_fetching() {
                 self.request_token(now);
             }
         } else {
@@ -914,57 +835,15 @@ impl Connection {
         }
     }
 
-    fn request_token(&mut self, now: Instant) {
-        let Some(auth) = &self.config.auth else {
-            return;
-        };
-        let fetch_timeout = auth.fetch_timeout;
-        let request = RequestId(self.next_id());
-        self.token_fetch = Some(request);
-        self.timers
-            .set(Timer::TokenFetch, later(now, fetch_timeout));
-        self.actions.push_back(Action::FetchToken { request });
-    }
-
     fn on_connected(&mut self, now: Instant) {
         self.timers.stop(Timer::ConnectTimeout);
         // A hint belongs to the close that follows it, not to some later failure.
         self.retry_hint = None;
-        if self.link.is_ws() {
-            self.ws_failures = 0;
-            if self.fallback_active {
-                self.fallback_active = false;
-                self.timers.stop(Timer::PollReceive);
-                self.timers.stop(Timer::UpgradeProbe);
-                if !std::mem::take(&mut self.fallback_trial) {
-                    self.events
-                        .push_back(Event::FallbackChanged { active: false });
-                }
-            }
-            self.heartbeat.start(now, &self.config, &mut self.timers);
-        } else {
-            if std::mem::take(&mut self.fallback_trial) {
-                // The polling endpoint answers where the WebSocket did not: a fallback.
-                self.events
-                    .push_back(Event::FallbackChanged { active: true });
-            }
-            self.poll_interval = self
-                .config
-                .fallback
-                .as_ref()
-                .map_or(self.poll_interval, |f| f.min_interval);
-            let wait = self.probe_wait();
-            self.timers.set(Timer::UpgradeProbe, later(now, wait));
-            self.issue_poll_receive(now);
-        }
-        if self.state != State::Connected {
-            if self.ever_connected {
-                self.reconnects += 1;
-            }
-            self.ever_connected = true;
-            self.connected_at = Some(now);
+        self.link_connected(now);
+        if self.state() != State::Connected {
+            self.tally.connected();
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
-            self.set_state(State::Connected);
+            self.set_step(Step::Connected { since: now });
         }
         self.flush_pending(now);
     }
@@ -980,7 +859,7 @@ impl Connection {
     ) {
         self.clear_link_timers();
         self.heartbeat.reset();
-        if self.state.is_stopped() {
+        if self.state().is_stopped() {
             return;
         }
         if kind == LinkKind::WsProbe {
@@ -988,27 +867,20 @@ impl Connection {
             self.open_link(now, false);
             return;
         }
-        self.last_cause = Some(cause.clone());
-        if self.state == State::Connected {
-            let connected_for = self
-                .connected_at
-                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.tally.last_cause = Some(cause.clone());
+        if let Some(since) = self.phase.connected_since() {
+            let connected_for = now.saturating_duration_since(since);
             if connected_for >= STABLE_AFTER {
                 // The Stable timer may not have been served (the process slept).
                 self.forget_failures();
             }
             self.end_uptime(now);
-            self.note_drop(now);
-            // What was measured belongs to the transport that is gone: quality is
-            // unknown until the next one is measured, not the last known (an outage's
-            // missed pings would weigh on a good new connection for a whole window).
-            self.stats.clear();
-            self.quality.reset();
+            self.health.connection_lost(now);
             self.events.push_back(Event::Disconnected {
                 cause: cause.clone(),
                 connected_for,
             });
-            self.set_state(State::Disconnected);
+            self.set_step(Step::Disconnected);
         }
         let verdict = match (kind, failure) {
             (LinkKind::Ws, Some(TransportFailure::Blocked)) => WsVerdict::Blocked,
@@ -1022,7 +894,7 @@ impl Connection {
 
     fn forget_failures(&mut self) {
         self.backoff.reset();
-        self.auth_retry_used = false;
+        self.auth.forget_rejection();
     }
 
     /// An attempt (or a connection) failed with `class`: retry, fall back, or stop.
@@ -1031,9 +903,7 @@ impl Connection {
             CloseClass::Replaced => return self.stop_with_error(TerminalReason::Replaced(cause)),
             CloseClass::Fatal => return self.stop_with_error(TerminalReason::Fatal(cause)),
             CloseClass::AuthRejected => {
-                if self.config.auth.is_some() && !self.auth_retry_used {
-                    self.auth_retry_used = true;
-                    self.token = None;
+                if self.config.auth.is_some() && self.auth.retry_after_rejection() {
                     self.enter_retrying();
                     self.start_attempt(now);
                 } else {
@@ -1043,36 +913,20 @@ impl Connection {
             }
             _ => {}
         }
-        if matches!(ws, WsVerdict::Failed | WsVerdict::Blocked) {
-            self.ws_failures += 1;
-        }
-        if self.fallback_trial && ws == WsVerdict::NotWs {
-            // Polling failed too: the server is down or frozen, not the WebSocket
-            // blocked. Back to the WebSocket, with the backoff going on.
-            self.fallback_trial = false;
-            self.fallback_active = false;
-            self.ws_failures = 0;
-        }
-        let blocked = ws == WsVerdict::Blocked;
-        if let Some(fallback) = &self.config.fallback {
-            if !self.fallback_active && (blocked || self.ws_failures >= fallback.after_failures) {
-                self.fallback_active = true;
-                if blocked {
-                    // The platform says so: no trial needed.
-                    self.events
-                        .push_back(Event::FallbackChanged { active: true });
-                } else {
-                    self.fallback_trial = true;
-                }
+        match self
+            .fallback
+            .after_failure(ws, &self.config, &mut self.events)
+        {
+            FallbackStep::Poll => {
                 self.enter_retrying();
                 self.open_link(now, false);
                 return;
             }
-        } else if blocked {
-            return self.stop_with_error(TerminalReason::Fatal(cause));
+            FallbackStep::Unusable => return self.stop_with_error(TerminalReason::Fatal(cause)),
+            FallbackStep::Retry => {}
         }
         if !self.online {
-            self.set_state(State::Disconnected);
+            self.set_step(Step::Disconnected);
             return;
         }
         let jittered = self.backoff.next_delay(&mut self.rng);
@@ -1103,26 +957,25 @@ impl Connection {
     }
 
     fn enter_retrying(&mut self) {
-        if self.state == State::Connected {
-            self.set_state(State::Disconnected);
+        if self.state() == State::Connected {
+            self.set_step(Step::Disconnected);
         }
-        self.set_state(State::Reconnecting);
+        let awaits_token = self.phase.awaits_token();
+        self.set_step(Step::Attempting {
+            first: false,
+            awaits_token,
+        });
     }
 
     fn stop_with_error(&mut self, reason: TerminalReason) {
-        if self.closing.take().is_some() {
+        if self.phase.take_linger().is_some() {
             // The close will not be completed: what it was delivering is given up.
             self.drop_retained();
         }
         self.abandon_link();
-        for t in Timer::ALL {
-            if t != Timer::QueueExpiry {
-                self.timers.stop(t);
-            }
-        }
-        self.token_fetch = None;
-        self.attempt_waits_for_token = false;
-        self.stop(State::Error, reason);
+        self.timers.stop_scope(Scope::Run);
+        self.auth.cancel_fetch();
+        self.stop(reason);
     }
 
     fn on_failure(&mut self, now: Instant, kind: LinkKind, failure: TransportFailure) {
@@ -1138,7 +991,7 @@ impl Connection {
             }
             _ => (None, CloseClass::Retry),
         };
-        if self.state != State::Connected {
+        if self.state() != State::Connected {
             self.events
                 .push_back(Event::Error(TetherError::AttemptFailed(failure.clone())));
         } else if let TransportFailure::MessageTooLarge { size } = failure {
@@ -1186,7 +1039,7 @@ impl Connection {
 
     /// Ends a lingering close: everything was delivered, or the linger passed.
     fn finish_close(&mut self, now: Instant) {
-        let Some((code, reason)) = self.closing.take() else {
+        let Some(Linger { code, reason }) = self.phase.take_linger() else {
             return;
         };
         self.close_now(now, code, &reason);
@@ -1203,9 +1056,10 @@ impl Connection {
         }
     }
 
+    /// Counts the uptime of a connection that ends now (its phase changes right after).
     fn end_uptime(&mut self, now: Instant) {
-        if let Some(at) = self.connected_at.take() {
-            self.total_uptime += now.saturating_duration_since(at);
+        if let Some(since) = self.phase.connected_since() {
+            self.tally.total_uptime += now.saturating_duration_since(since);
         }
     }
 
@@ -1237,8 +1091,7 @@ impl Connection {
     }
 
     fn count_out(&mut self, size: usize) {
-        self.messages_out += 1;
-        self.bytes_out += size as u64;
+        self.tally.message_out(size);
     }
 
     /// Hands an inbound message to the user (in protocol mode, the one just received).
@@ -1256,73 +1109,48 @@ impl Connection {
             }
             return;
         }
-        self.messages_in += 1;
-        self.bytes_in += size as u64;
+        self.tally.message_in(size);
         self.queue_message(Event::Message(payload), size, seq);
-    }
-
-    fn reliability(&self, now: Instant) -> u8 {
-        let recent = self
-            .drops
-            .iter()
-            .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
-            .count();
-        reliability_score(
-            self.stats.loss(),
-            self.stats.mean(),
-            self.stats.jitter(),
-            u32::try_from(recent).unwrap_or(u32::MAX),
-        )
-    }
-
-    /// Remembers a drop for the reliability score: only the last
-    /// [`DROPS_COUNTED`](crate::quality::DROPS_COUNTED) within [`DROP_WINDOW`] count, so
-    /// only they are kept, whatever else arrives or not.
-    fn note_drop(&mut self, now: Instant) {
-        self.drops.push_back(now);
-        self.trim_drops(now);
-    }
-
-    fn trim_drops(&mut self, now: Instant) {
-        let counted = crate::quality::DROPS_COUNTED as usize;
-        while self.drops.len() > counted
-            || self
-                .drops
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= DROP_WINDOW)
-        {
-            self.drops.pop_front();
-        }
-    }
-
-    fn update_quality(&mut self, now: Instant) {
-        self.trim_drops(now);
-        if self.stats.samples() == 0 {
-            return;
-        }
-        let rtt = self.stats.mean().unwrap_or(Duration::MAX);
-        let level = crate::quality::classify(rtt, self.stats.loss(), &self.config.quality);
-        if let Some(quality) = self.quality.observe(level) {
-            let reliability = self.reliability(now);
-            self.events.push_back(Event::QualityChanged {
-                quality,
-                reliability,
-            });
-        }
     }
 }
 
-/// What a failed attempt says about the WebSocket itself, for the fallback decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum WsVerdict {
-    /// Not a WebSocket attempt (polling, or no transport yet).
-    NotWs,
-    /// The WebSocket failed after reaching something: counts toward the fallback.
-    Failed,
-    /// Nothing listens at all: polling would fail the same way, so it does not count.
-    Refused,
-    /// WebSockets cannot be used here: fall back at once.
-    Blocked,
+#[cfg(test)]
+impl Connection {
+    /// What the types cannot say, asserted by the tests after every step.
+    fn check_invariants(&self) {
+        let idle_timers = |what: &str| {
+            for timer in Timer::ALL {
+                if timer.scope() != Scope::Messages {
+                    assert!(!self.timers.is_set(timer), "{timer} runs while {what}");
+                }
+            }
+        };
+        match &self.phase {
+            Phase::Unstarted => {
+                assert!(self.link.is_none(), "a transport before connect()");
+                idle_timers("unstarted");
+            }
+            Phase::Stopped(_) => {
+                assert!(self.link.is_none(), "a transport while stopped");
+                assert!(!self.auth.is_fetching(), "a token fetch while stopped");
+                idle_timers("stopped");
+            }
+            Phase::Running { step, linger } => {
+                assert_eq!(
+                    linger.is_some(),
+                    self.timers.is_set(Timer::CloseLinger),
+                    "a lingering close has its deadline"
+                );
+                if let Step::Attempting {
+                    awaits_token: true, ..
+                } = step
+                {
+                    assert!(self.link.is_none(), "a transport before the token");
+                    assert!(self.auth.is_fetching(), "awaiting a token nobody fetches");
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

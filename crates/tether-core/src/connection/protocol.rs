@@ -1,7 +1,7 @@
 //! Protocol mode: numbering, acknowledgements, resend and resume (PROTOCOL.md).
 
 use super::Connection;
-use crate::io::{Event, TetherError, TransportId};
+use crate::io::{Event, ProtocolViolation, TetherError, TransportId};
 use crate::protocol::{Envelope, SessionSecret};
 use crate::queue::Retained;
 use crate::time::{later, Duration, Instant};
@@ -10,7 +10,7 @@ use crate::timer::Timer;
 /// This client's side of the session.
 #[derive(Debug)]
 pub(super) struct Reliable {
-    pub(super) client_id: u64,
+    client_id: u64,
     /// The server's session id, once welcomed.
     session: Option<u64>,
     /// The session's secret, from the last Welcome: proven in every Hello and poll
@@ -24,7 +24,7 @@ pub(super) struct Reliable {
     recv_seq: u64,
     /// Highest server sequence number handed to the application's queue (or given up):
     /// what an Ack, and a resuming Hello, may cover.
-    pub(super) handed_seq: u64,
+    handed_seq: u64,
     /// Highest sequence number an Ack carried in this session.
     ack_sent: u64,
     /// A message arrived again: the server missed an Ack, which is owed again.
@@ -67,6 +67,16 @@ impl Reliable {
             // there is nothing to resume.
             secret: self.secret,
         }
+    }
+
+    /// The stable id this client presents to the server.
+    pub(super) fn client_id(&self) -> u64 {
+        self.client_id
+    }
+
+    /// Messages up to `seq` are the application's (or given up): an Ack may cover them.
+    pub(super) fn handed(&mut self, seq: u64) {
+        self.handed_seq = seq;
     }
 
     /// The secret to prove on a poll request, once a Welcome gave one.
@@ -114,7 +124,7 @@ impl Connection {
         } = envelope
         {
             if !self.link.is_handshaking() {
-                return self.violation(now, "Welcome outside the handshake");
+                return self.violation(now, ProtocolViolation::WelcomeOutsideHandshake);
             }
             // The session this Welcome names is the one to prove from now on, whether
             // it continues ours or starts afresh.
@@ -122,7 +132,7 @@ impl Connection {
             return self.on_welcome(now, session, recv_seq, resumed);
         }
         if self.link.is_handshaking() {
-            return self.violation(now, "message before Welcome");
+            return self.violation(now, ProtocolViolation::MessageBeforeWelcome);
         }
         match envelope {
             Envelope::Msg { seq, payload } => {
@@ -131,7 +141,7 @@ impl Connection {
                     self.proto.recv_seq = seq;
                     self.deliver(payload);
                 } else if seq > expected {
-                    return self.violation(now, "sequence gap");
+                    return self.violation(now, ProtocolViolation::SequenceGap);
                 } else {
                     self.proto.repeat = true;
                 }
@@ -139,7 +149,7 @@ impl Connection {
             }
             Envelope::Ack { seq } => {
                 if seq > self.proto.send_seq {
-                    return self.violation(now, "ack of a message never sent");
+                    return self.violation(now, ProtocolViolation::AckOfUnsent);
                 }
                 self.proto.peer_acked = self.proto.peer_acked.max(seq);
                 let events = &mut self.events;
@@ -152,14 +162,14 @@ impl Connection {
             Envelope::Retry { after_ms } => {
                 self.set_retry_hint(Duration::from_millis(after_ms));
             }
-            _ => self.violation(now, "client-only envelope from the server"),
+            _ => self.violation(now, ProtocolViolation::ClientOnlyEnvelope),
         }
     }
 
-    fn violation(&mut self, now: Instant, what: &'static str) {
+    fn violation(&mut self, now: Instant, what: ProtocolViolation) {
         self.events
             .push_back(Event::Error(TetherError::ProtocolViolation(what)));
-        self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, what);
+        self.fail_link(now, crate::close::codes::PROTOCOL_ERROR, what.as_str());
     }
 
     fn on_welcome(&mut self, now: Instant, session: u64, recv_seq: u64, resumed: bool) {

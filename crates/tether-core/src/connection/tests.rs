@@ -5,7 +5,7 @@ use crate::close::codes;
 use crate::config::{
     AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
 };
-use crate::io::PollKind;
+use crate::io::{PollKind, ProtocolViolation, Token};
 
 struct Harness {
     conn: Connection,
@@ -44,6 +44,7 @@ impl Harness {
         while let Some(e) = self.conn.poll_event() {
             self.events.push(e);
         }
+        self.conn.check_invariants();
     }
 
     /// Moves the clock by `d`, serving every timer due on the way, in order.
@@ -1143,7 +1144,7 @@ fn a_message_before_welcome_is_a_violation() {
     assert!(h
         .events
         .contains(&Event::Error(TetherError::ProtocolViolation(
-            "message before Welcome"
+            ProtocolViolation::MessageBeforeWelcome
         ))));
     assert!(!h.events.iter().any(|e| matches!(e, Event::Message(_))));
 }
@@ -1818,6 +1819,31 @@ fn close_delivers_what_was_queued_while_offline() {
 }
 
 #[test]
+fn reconnect_cancels_a_lingering_close() {
+    let mut h = Harness::new(protocol());
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let a = h.conn.send(h.now, "a").unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert!(!h.conn.is_closing(), "the close is cancelled");
+    assert!(h.conn.send(h.now, "b").is_ok(), "sends are taken again");
+    // The linger's deadline passes and closes nothing: the connection goes on.
+    h.advance(Config::builder("ws://x").build().unwrap().close_linger * 2);
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.actions.iter().any(|x| matches!(x, Action::Close { .. })));
+    assert!(h.delivered().contains(&a));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Dropped { .. } | Event::Stopped(_))));
+}
+
+#[test]
 fn close_linger_expiry_reports_what_was_not_delivered() {
     let mut h = Harness::new(protocol());
     h.connect();
@@ -2050,15 +2076,18 @@ fn the_drop_history_stays_bounded_without_any_heartbeat() {
         h.take_events();
         h.closed(id, Some(1006));
         assert!(
-            h.conn.drops.len() <= crate::quality::DROPS_COUNTED as usize,
+            h.conn.health.drops_kept() <= crate::quality::DROPS_COUNTED as usize,
             "round {round}: {} drops kept",
-            h.conn.drops.len()
+            h.conn.health.drops_kept()
         );
         let (_, delay, _) = h.scheduled()[0];
         h.advance(delay);
     }
     assert_eq!(h.conn.metrics(h.now).reconnects, 1_999);
-    assert_eq!(h.conn.drops.len(), crate::quality::DROPS_COUNTED as usize);
+    assert_eq!(
+        h.conn.health.drops_kept(),
+        crate::quality::DROPS_COUNTED as usize
+    );
 }
 
 /// Issue 16: after a half-open outage, quality stayed `critical` for a whole window of
