@@ -78,6 +78,7 @@ pub mod backoff;
 pub mod close;
 pub mod config;
 mod connection;
+pub mod endpoint;
 mod io;
 mod metrics;
 mod payload;

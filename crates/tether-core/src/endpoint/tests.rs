@@ -1,0 +1,215 @@
+//! The endpoint's rules, one at a time, without a server around them.
+
+use super::*;
+
+fn endpoint(config: EndpointConfig) -> Endpoint {
+    let mut counter = 0u8;
+    Endpoint::new(
+        config,
+        Box::new(move |buf: &mut [u8]| {
+            for b in buf {
+                counter = counter.wrapping_add(1);
+                *b = counter;
+            }
+        }),
+    )
+}
+
+fn drain(e: &mut Endpoint) -> Vec<Output> {
+    std::iter::from_fn(|| e.poll_output()).collect()
+}
+
+fn hello(client_id: u64, attempt: u64, secret: Option<SessionSecret>) -> Greeting {
+    Greeting {
+        client_id,
+        recv_seq: 0,
+        session: 0,
+        attempt,
+        secret,
+    }
+}
+
+fn welcome_secret(outs: &[Output]) -> SessionSecret {
+    outs.iter()
+        .find_map(|o| match o {
+            Output::Send { frame, .. } => match Envelope::decode(frame.clone()) {
+                Ok(Envelope::Welcome { secret, .. }) => Some(secret),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("a Welcome")
+}
+
+fn no_token(_: &str) -> Result<(), TokenRefused> {
+    Ok(())
+}
+
+#[test]
+fn a_newer_transport_of_the_client_detaches_the_older_with_1000_and_a_stale_hello_changes_nothing()
+{
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let a = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    let secret = welcome_secret(&drain(&mut e));
+    let b = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, b, hello(1, 3, Some(secret)), None)
+        .unwrap();
+    let outs = drain(&mut e);
+    assert!(outs.contains(&Output::Close {
+        conn: a,
+        code: 1000,
+        reason: "a newer transport of this client took over"
+    }));
+    assert_eq!(e.sessions(), 1);
+    // Transport 2's Hello arrives late.
+    let c = e.open_socket(Peer::User("ann".into()));
+    let late = e.handle_socket_hello(now, c, hello(1, 2, Some(secret)), None);
+    assert!(matches!(late, Err(HelloRefused::Stale(_))));
+    assert!(drain(&mut e).is_empty(), "a stale Hello changes nothing");
+    let key = e.sessions_of("ann", 1).pop().unwrap();
+    assert_eq!(e.session(&key).unwrap().attached(), Some(b));
+}
+
+#[test]
+fn another_client_of_the_user_replaces_the_older_transport_with_4409() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let a = e.open_socket(Peer::User("bob".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    let b = e.open_socket(Peer::User("bob".into()));
+    e.handle_socket_hello(now, b, hello(2, 1, None), None)
+        .unwrap();
+    let outs = drain(&mut e);
+    assert!(outs.contains(&Output::Replaced { conn: a, by: b }));
+    assert!(outs.contains(&Output::Close {
+        conn: a,
+        code: 4409,
+        reason: "replaced by a newer connection"
+    }));
+    let old = e.sessions_of("bob", 1).pop().unwrap();
+    assert!(e.session(&old).unwrap().replaced());
+    // Nobody waits for the replaced client: the newest session of client 1 is none.
+    assert_eq!(e.newest_session("bob", 1, |_| true), None);
+    // Anonymous transports never replace each other.
+    let c = e.open_socket(Peer::Anonymous);
+    let d = e.open_socket(Peer::Anonymous);
+    e.handle_socket_hello(now, c, hello(3, 1, None), None)
+        .unwrap();
+    e.handle_socket_hello(now, d, hello(4, 1, None), None)
+        .unwrap();
+    assert!(!drain(&mut e)
+        .iter()
+        .any(|o| matches!(o, Output::Close { .. } | Output::Replaced { .. })));
+}
+
+#[test]
+fn a_poll_request_without_the_secret_reaches_no_session_and_a_stale_one_gets_410() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let request = |attempt, proof, envelopes| PollRequest {
+        peer: Peer::Anonymous,
+        client_id: 9,
+        attempt,
+        proof,
+        room: None,
+        envelopes,
+    };
+    let hello_env = |attempt| Envelope::Hello {
+        client_id: 9,
+        recv_seq: 0,
+        session: 0,
+        attempt,
+        secret: None,
+    };
+    let x = e
+        .handle_poll(now, request(2, None, vec![hello_env(2)]), &mut no_token)
+        .unwrap();
+    assert!(x.opened);
+    let secret = x.key.secret;
+    assert_eq!(
+        e.handle_poll(now, request(2, None, vec![]), &mut no_token)
+            .map(|x| x.conn),
+        Err(PollError::NoTransport)
+    );
+    assert!(e
+        .handle_poll(now, request(2, Some(secret), vec![]), &mut no_token)
+        .is_ok());
+    assert_eq!(
+        e.handle_poll(now, request(1, Some(secret), vec![]), &mut no_token)
+            .map(|x| x.conn),
+        Err(PollError::Stale)
+    );
+    assert_eq!(PollError::Stale.status(), 410);
+    // Messages wait for the transport's next recv.
+    assert!(e.send_to_session(now, &x.key, Payload::from("s1")));
+    assert_eq!(e.take_pending(now, x.conn, &x.key).unwrap().len(), 1);
+}
+
+#[test]
+fn an_echo_without_room_holds_the_message_unacknowledged_until_an_ack_makes_room() {
+    let now = Instant::now();
+    let config = EndpointConfig {
+        resume_limits: ResumeLimits {
+            max_messages: 1,
+            ..ResumeLimits::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let mut e = endpoint(config);
+    let a = e.open_socket(Peer::Anonymous);
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    let msg = |seq: u64| Envelope::Msg {
+        seq,
+        payload: Payload::from(format!("c{seq}")),
+    };
+    e.handle_socket_envelope(now, a, msg(1), &mut no_token)
+        .unwrap();
+    e.handle_socket_envelope(now, a, msg(2), &mut no_token)
+        .unwrap();
+    let delivered = |outs: &[Output]| {
+        outs.iter()
+            .filter(|o| matches!(o, Output::Delivered { .. }))
+            .count()
+    };
+    assert_eq!(delivered(&drain(&mut e)), 1, "the second echo has no room");
+    let key = e.sessions_of("", 1).pop().unwrap();
+    assert_eq!(e.session(&key).unwrap().held(), 1);
+    e.handle_socket_envelope(now, a, Envelope::Ack { seq: 1 }, &mut no_token)
+        .unwrap();
+    assert_eq!(delivered(&drain(&mut e)), 1, "the Ack made room");
+    assert_eq!(e.session(&key).unwrap().held(), 0);
+}
+
+#[test]
+fn the_resume_budget_drops_detached_sessions_first() {
+    let now = Instant::now();
+    let config = EndpointConfig {
+        resume_budget_bytes: 3 * SESSION_COST,
+        echo: false,
+        ..EndpointConfig::default()
+    };
+    let mut e = endpoint(config);
+    let a = e.open_socket(Peer::User("u".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    e.handle_closed(now, a, Some(1000), "bye");
+    let b = e.open_socket(Peer::User("v".into()));
+    e.handle_socket_hello(now, b, hello(2, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    assert_eq!(e.send_to_user(now, "v", &Payload::from("x".repeat(600))), 1);
+    let outs = drain(&mut e);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::SessionDropped { key, attached: false, .. } if key.user == "u"
+    )));
+    assert_eq!(e.sessions(), 1);
+    assert_eq!(e.memory().sessions_dropped, 1);
+}
