@@ -73,6 +73,7 @@ mod config;
 mod http;
 mod hub;
 mod metrics;
+mod outbound;
 mod rand;
 mod server;
 pub mod token;

@@ -163,7 +163,6 @@ pub struct Greeting {
 
 /// The endpoint's bounds and application behaviour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct EndpointConfig {
     /// Each session's resume buffer (and the held messages' window).
     pub resume_limits: ResumeLimits,
