@@ -7,8 +7,6 @@ use std::sync::Arc;
 use tether_core::Payload;
 use tokio::sync::mpsc;
 
-#[cfg(doc)]
-use crate::config::ServerConfig;
 /// A frame for a WebSocket's writer.
 #[derive(Debug)]
 pub(crate) enum Outbound {
@@ -23,7 +21,7 @@ pub(crate) enum Outbound {
 }
 
 impl Outbound {
-    /// Bytes it holds, as counted against [`ServerConfig::max_queued_bytes`].
+    /// Bytes it holds, as counted against [`crate::ServerConfig::max_queued_bytes`].
     pub(crate) fn size(&self) -> usize {
         match self {
             Outbound::Msg(p) | Outbound::Control(p) => p.len(),
@@ -90,8 +88,9 @@ pub(crate) struct SocketLink {
 
 impl SocketLink {
     /// Queues a frame. A frame that would take the queue past
-    /// [`ServerConfig::max_queued_frames`] or [`ServerConfig::max_queued_bytes`] is not
-    /// queued: the client reads too slowly and the socket is asked to close (1013).
+    /// [`crate::ServerConfig::max_queued_frames`] or
+    /// [`crate::ServerConfig::max_queued_bytes`] is not queued: the client reads too
+    /// slowly and the socket is asked to close (1013).
     /// Its messages stay in the session's resume buffer for the client's next Hello.
     pub(crate) fn push(&self, frame: Outbound) {
         let q = &self.queue;

@@ -213,3 +213,121 @@ fn the_resume_budget_drops_detached_sessions_first() {
     assert_eq!(e.sessions(), 1);
     assert_eq!(e.memory().sessions_dropped, 1);
 }
+
+#[test]
+fn a_room_message_goes_to_every_member_and_membership_outlives_the_transport() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let a = e.open_socket(Peer::Anonymous);
+    let b = e.open_socket(Peer::Anonymous);
+    let lobby = Some("lobby".to_owned());
+    e.handle_socket_hello(now, a, hello(1, 1, None), lobby.clone())
+        .unwrap();
+    e.handle_socket_hello(now, b, hello(2, 1, None), lobby)
+        .unwrap();
+    drain(&mut e);
+    // b goes away; its session stays in the room and keeps what it is sent.
+    e.handle_closed(now, b, None, "lost");
+    drain(&mut e);
+    let msg = Envelope::Msg {
+        seq: 1,
+        payload: Payload::from("hi"),
+    };
+    e.handle_socket_envelope(now, a, msg, &mut no_token)
+        .unwrap();
+    let outs = drain(&mut e);
+    let to_a = outs
+        .iter()
+        .filter(|o| matches!(o, Output::Send { conn, message: true, .. } if *conn == a))
+        .count();
+    assert_eq!(to_a, 1, "the sender's own copy");
+    let kb = e.sessions_of("", 2).pop().unwrap();
+    assert_eq!(e.session(&kb).unwrap().protocol().buffered(), 1);
+    assert_eq!(e.broadcast(now, "lobby", &Payload::from("server")), 2);
+    assert_eq!(e.broadcast(now, "nobody", &Payload::from("server")), 0);
+}
+
+#[test]
+fn a_replaced_polling_transport_answers_409() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let opening = |client_id: u64| PollRequest {
+        peer: Peer::User("carol".into()),
+        client_id,
+        attempt: 1,
+        proof: None,
+        room: None,
+        envelopes: vec![Envelope::Hello {
+            client_id,
+            recv_seq: 0,
+            session: 0,
+            attempt: 1,
+            secret: None,
+        }],
+    };
+    let first = e.handle_poll(now, opening(1), &mut no_token).unwrap();
+    e.handle_poll(now, opening(2), &mut no_token).unwrap();
+    let outs = drain(&mut e);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::Ended { conn, code: Some(4409), .. } if *conn == first.conn
+    )));
+    let again = PollRequest {
+        proof: Some(first.key.secret),
+        envelopes: Vec::new(),
+        ..opening(1)
+    };
+    let refused = e.handle_poll(now, again, &mut no_token).map(|x| x.conn);
+    assert_eq!(refused, Err(PollError::Replaced));
+    assert_eq!(PollError::Replaced.status(), 409);
+    assert_eq!(
+        e.take_pending(now, first.conn, &first.key),
+        Err(PollError::Replaced)
+    );
+}
+
+#[test]
+fn a_waiting_producer_keeps_room_so_the_clients_echoes_cannot_starve_it() {
+    let now = Instant::now();
+    let config = EndpointConfig {
+        resume_limits: ResumeLimits {
+            max_messages: 1,
+            ..ResumeLimits::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let mut e = endpoint(config);
+    let a = e.open_socket(Peer::User("dan".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    assert_eq!(e.send_to_user(now, "dan", &Payload::from("s1")), 1);
+    drain(&mut e);
+    let news = Payload::from("news");
+    let mut reservation = Reservation::new(news.len());
+    assert_eq!(
+        e.try_send_to_user(now, "dan", &news, &mut reservation),
+        None
+    );
+    assert!(!reservation.is_empty());
+    // The Ack makes room; the client's message that came first is held for the producer.
+    let msg = Envelope::Msg {
+        seq: 1,
+        payload: Payload::from("c1"),
+    };
+    e.handle_socket_envelope(now, a, msg, &mut no_token)
+        .unwrap();
+    e.handle_socket_envelope(now, a, Envelope::Ack { seq: 1 }, &mut no_token)
+        .unwrap();
+    let key = e.sessions_of("dan", 1).pop().unwrap();
+    assert_eq!(e.session(&key).unwrap().held(), 1);
+    assert_eq!(
+        e.try_send_to_user(now, "dan", &news, &mut reservation),
+        Some(1)
+    );
+    assert!(reservation.is_empty());
+    // The producer went first; the held echo waits for the next Ack.
+    assert_eq!(e.session(&key).unwrap().held(), 1);
+    e.handle_socket_envelope(now, a, Envelope::Ack { seq: 2 }, &mut no_token)
+        .unwrap();
+    assert_eq!(e.session(&key).unwrap().held(), 0);
+}
