@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tether_core::endpoint::{
-    ConnId, Endpoint, EndpointConfig, Greeting, Output, Peer, PollError, PollRequest, ReceiveError,
-    Reservation, SessionKey, TokenRefused,
+    ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
+    ReceiveError, Reservation, SessionKey, TokenRefused,
 };
-use tether_core::protocol::{Envelope, HelloRefused};
+use tether_core::protocol::Envelope;
 use tether_core::Payload;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -658,7 +658,7 @@ impl Hub {
         conn: ConnId,
         hello: Greeting,
         room: Option<String>,
-    ) -> Result<(), HelloRefused> {
+    ) -> Result<(), HelloError> {
         let now = Instant::now();
         let mut st = self.lock();
         let r = st.endpoint.handle_socket_hello(now, conn, hello, room);

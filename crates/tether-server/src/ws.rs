@@ -492,11 +492,15 @@ impl Socket {
                 attempt,
                 secret,
             };
-            if let Err(stale) = self.app.hub.hello_socket(self.id, hello, room) {
-                // The client abandoned this socket before its Hello got here; the
-                // session and its current transport are left alone.
-                debug!(conn = self.id.0, %stale, "stale Hello");
-                return Step::Close(codes::NORMAL, "stale transport".into());
+            if let Err(refused) = self.app.hub.hello_socket(self.id, hello, room) {
+                // Typically the client abandoned this socket before its Hello got here;
+                // the session and its current transport are left alone.
+                debug!(conn = self.id.0, %refused, "Hello refused");
+                let reason = match &refused {
+                    tether_core::endpoint::HelloError::Refused(_) => "stale transport".into(),
+                    other => other.to_string(),
+                };
+                return Step::Close(refused.code(), reason);
             }
             self.greeted = true;
             return Step::Continue;

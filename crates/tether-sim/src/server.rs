@@ -22,8 +22,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tether_core::endpoint::{
-    ConnId, Endpoint, EndpointConfig, Greeting, Output, Peer, PollError, PollRequest, RandomSource,
-    ReceiveError, SessionKey, TokenRefused,
+    ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
+    RandomSource, ReceiveError, SessionKey, TokenRefused,
 };
 use tether_core::protocol::{
     decode_batch, encode_batch, Envelope, HelloRefused, ResumeLimits, SessionSecret,
@@ -400,11 +400,6 @@ impl Server {
             secret,
         } = envelope
         {
-            if greeted {
-                self.fault("a second Hello on one WebSocket".into());
-                close(self, &mut out, 4400, "second Hello".into());
-                return out;
-            }
             let by = self.hello_by(party, client_id, attempt);
             let hello = Greeting {
                 client_id,
@@ -422,7 +417,7 @@ impl Server {
                     }
                 }
                 // A transport the client abandoned: nothing changes.
-                Err(HelloRefused::Stale(stale)) => {
+                Err(HelloError::Refused(HelloRefused::Stale(stale))) => {
                     if party == Party::Client {
                         self.stale += 1;
                     }
@@ -430,10 +425,8 @@ impl Server {
                     return out;
                 }
                 Err(refused) => {
-                    self.fault(format!(
-                        "a session found by its secret refused it: {refused}"
-                    ));
-                    close(self, &mut out, 4400, refused.to_string());
+                    self.fault(format!("Hello refused: {refused}"));
+                    close(self, &mut out, refused.code(), refused.to_string());
                     return out;
                 }
             }

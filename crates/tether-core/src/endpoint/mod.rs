@@ -82,7 +82,7 @@
 //! }
 //! assert!(welcomed);
 //! assert_eq!(endpoint.sessions(), 1);
-//! # Ok::<(), tether_core::protocol::HelloRefused>(())
+//! # Ok::<(), tether_core::endpoint::HelloError>(())
 //! ```
 
 mod store;
@@ -305,6 +305,44 @@ pub enum Output {
         established: bool,
     },
 }
+
+/// Why a WebSocket's Hello is refused. Nothing changed either way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HelloError {
+    /// The session refused it: a stale transport (close with 1000), see
+    /// [`HelloRefused`].
+    Refused(HelloRefused),
+    /// The socket already said Hello (a protocol error: 4400).
+    Repeated,
+    /// No such socket (it was closed).
+    UnknownTransport,
+}
+
+impl HelloError {
+    /// The close code for the WebSocket.
+    #[must_use]
+    pub fn code(&self) -> u16 {
+        match self {
+            HelloError::Refused(HelloRefused::Stale(_)) | HelloError::UnknownTransport => {
+                codes::NORMAL
+            }
+            _ => codes::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for HelloError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HelloError::Refused(r) => r.fmt(f),
+            HelloError::Repeated => f.write_str("a second Hello on one connection"),
+            HelloError::UnknownTransport => f.write_str("no such transport"),
+        }
+    }
+}
+
+impl std::error::Error for HelloError {}
 
 /// Why a refreshed token (an `Auth` envelope) is refused, as the shell's check says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -721,21 +759,26 @@ impl<S: SessionStore> Endpoint<S> {
     }
 
     /// A WebSocket's Hello: attaches it to its session and queues Welcome and the
-    /// resend on it, so that no newer message can overtake them. A stale Hello changes
-    /// nothing: close the socket (1000).
+    /// resend on it, so that no newer message can overtake them. A refused Hello
+    /// changes nothing: close the socket with [`HelloError::code`] (1000 for a stale
+    /// one).
     pub fn handle_socket_hello(
         &mut self,
         now: Instant,
         conn: ConnId,
         hello: Greeting,
         room: Option<String>,
-    ) -> Result<(), HelloRefused> {
-        let Some(peer) = self.conns.get(&conn).map(|c| c.peer.clone()) else {
-            return Ok(());
+    ) -> Result<(), HelloError> {
+        let peer = match self.conns.get(&conn) {
+            None => return Err(HelloError::UnknownTransport),
+            Some(c) if c.established || c.session.is_some() => return Err(HelloError::Repeated),
+            Some(c) => c.peer.clone(),
         };
         let key = self.hello_key(&peer, &hello);
         self.admit(&key, now);
-        let out = self.attach(conn, &key, hello, room, now)?;
+        let out = self
+            .attach(conn, &key, hello, room, now)
+            .map_err(HelloError::Refused)?;
         if matches!(self.conns.get(&conn).map(|c| &c.kind), Some(Kind::Socket)) {
             for envelope in out {
                 self.push_envelope(conn, envelope);
@@ -922,6 +965,8 @@ impl<S: SessionStore> Endpoint<S> {
                     _ => "refreshed token rejected".to_owned(),
                 };
                 self.remove_conn(conn, Some(code), &reason, now);
+                // A session its Hello made is counted now: keep the budget.
+                self.enforce_budget(now);
                 return Err(err);
             }
         }

@@ -67,7 +67,10 @@ fn a_newer_transport_of_the_client_detaches_the_older_with_1000_and_a_stale_hell
     // Transport 2's Hello arrives late.
     let c = e.open_socket(Peer::User("ann".into()));
     let late = e.handle_socket_hello(now, c, hello(1, 2, Some(secret)), None);
-    assert!(matches!(late, Err(HelloRefused::Stale(_))));
+    assert!(matches!(
+        late,
+        Err(HelloError::Refused(HelloRefused::Stale(_)))
+    ));
     assert!(drain(&mut e).is_empty(), "a stale Hello changes nothing");
     let key = e.sessions_of("ann", 1).pop().unwrap();
     assert_eq!(e.session(&key).unwrap().attached(), Some(b));
@@ -330,4 +333,255 @@ fn a_waiting_producer_keeps_room_so_the_clients_echoes_cannot_starve_it() {
     e.handle_socket_envelope(now, a, Envelope::Ack { seq: 2 }, &mut no_token)
         .unwrap();
     assert_eq!(e.session(&key).unwrap().held(), 0);
+}
+
+mod sequences {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// One input from a hostile mix of clients: three users (one anonymous), three
+    /// client ids, secrets the endpoint gave out or made up.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Open(u8),
+        Hello {
+            conn: u8,
+            client: u8,
+            attempt: u8,
+            secret: Option<u8>,
+            room: bool,
+        },
+        Msg {
+            conn: u8,
+            seq: u8,
+            bytes: u8,
+        },
+        Ack {
+            conn: u8,
+            seq: u8,
+        },
+        Auth {
+            conn: u8,
+            ok: bool,
+        },
+        FlushAck(u8),
+        Close(u8),
+        Poll {
+            user: u8,
+            client: u8,
+            attempt: u8,
+            proof: Option<u8>,
+            hello: bool,
+            acks: Vec<u8>,
+        },
+        Take(u8),
+        SendToUser(u8),
+        Wait(u8),
+        Broadcast,
+        Sweep(u8),
+        Advance(u8),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        let small = || 0..4u8;
+        prop_oneof![
+            small().prop_map(Op::Open),
+            (
+                small(),
+                small(),
+                small(),
+                proptest::option::of(small()),
+                any::<bool>()
+            )
+                .prop_map(|(conn, client, attempt, secret, room)| Op::Hello {
+                    conn,
+                    client,
+                    attempt,
+                    secret,
+                    room
+                }),
+            (small(), 0..6u8, 0..200u8).prop_map(|(conn, seq, bytes)| Op::Msg { conn, seq, bytes }),
+            (small(), 0..6u8).prop_map(|(conn, seq)| Op::Ack { conn, seq }),
+            (small(), any::<bool>()).prop_map(|(conn, ok)| Op::Auth { conn, ok }),
+            small().prop_map(Op::FlushAck),
+            small().prop_map(Op::Close),
+            (
+                small(),
+                small(),
+                small(),
+                proptest::option::of(small()),
+                any::<bool>(),
+                proptest::collection::vec(0..6u8, 0..3)
+            )
+                .prop_map(|(user, client, attempt, proof, hello, acks)| Op::Poll {
+                    user,
+                    client,
+                    attempt,
+                    proof,
+                    hello,
+                    acks
+                }),
+            small().prop_map(Op::Take),
+            small().prop_map(Op::SendToUser),
+            small().prop_map(Op::Wait),
+            Just(Op::Broadcast),
+            small().prop_map(Op::Sweep),
+            small().prop_map(Op::Advance),
+        ]
+    }
+
+    fn peer(n: u8) -> Peer {
+        match n % 3 {
+            0 => Peer::Anonymous,
+            1 => Peer::User("u1".into()),
+            _ => Peer::User("u2".into()),
+        }
+    }
+
+    proptest! {
+        /// Whatever a mix of clients sends, nothing panics, every session is attached
+        /// to at most one live transport that points back at it, every bound holds
+        /// after every step, and nothing is written on a transport that is gone.
+        #[test]
+        fn any_sequence_keeps_the_endpoint_consistent_and_bounded(
+            ops in proptest::collection::vec(arb_op(), 0..80)
+        ) {
+            let t0 = Instant::now();
+            let mut now = t0;
+            let config = EndpointConfig {
+                resume_limits: ResumeLimits {
+                    max_messages: 3,
+                    max_bytes: 400,
+                    ..ResumeLimits::default()
+                },
+                resume_budget_bytes: 4 * SESSION_COST + 300,
+                max_sessions_per_user: 2,
+                max_poll_frames: 2,
+                max_poll_bytes: 300,
+                echo: true,
+            };
+            let mut e = endpoint(config);
+            let mut sockets: Vec<ConnId> = Vec::new();
+            let mut secrets: Vec<SessionSecret> = vec![SessionSecret::from_bytes([0xaa; 16])];
+            let mut polls: Vec<(ConnId, SessionKey)> = Vec::new();
+            let mut reservation = Reservation::new(10);
+            let pick = |v: &[ConnId], n: u8| v.get(usize::from(n) % v.len().max(1)).copied();
+            for op in ops {
+                match op {
+                    Op::Open(n) => sockets.push(e.open_socket(peer(n))),
+                    Op::Hello { conn, client, attempt, secret, room } => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            let secret = secret.and_then(|s| secrets.get(usize::from(s) % secrets.len()).copied());
+                            let room = room.then(|| "r".to_owned());
+                            let _ = e.handle_socket_hello(now, c, hello(u64::from(client), u64::from(attempt), secret), room);
+                        }
+                    }
+                    Op::Msg { conn, seq, bytes } => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            let payload = Payload::from("m".repeat(usize::from(bytes)));
+                            let _ = e.handle_socket_envelope(now, c, Envelope::Msg { seq: u64::from(seq), payload }, &mut no_token);
+                        }
+                    }
+                    Op::Ack { conn, seq } => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            let _ = e.handle_socket_envelope(now, c, Envelope::Ack { seq: u64::from(seq) }, &mut no_token);
+                        }
+                    }
+                    Op::Auth { conn, ok } => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            let mut check = |_: &str| if ok { Ok(()) } else { Err(TokenRefused::Invalid) };
+                            let _ = e.handle_socket_envelope(now, c, Envelope::Auth { token: "t".into() }, &mut check);
+                        }
+                    }
+                    Op::FlushAck(conn) => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            e.flush_ack(c);
+                        }
+                    }
+                    Op::Close(conn) => {
+                        if let Some(c) = pick(&sockets, conn) {
+                            e.handle_closed(now, c, Some(1000), "bye");
+                            sockets.retain(|s| *s != c);
+                        }
+                    }
+                    Op::Poll { user, client, attempt, proof, hello: says_hello, acks } => {
+                        let client_id = u64::from(client);
+                        let attempt = u64::from(attempt);
+                        let proof = proof.and_then(|s| secrets.get(usize::from(s) % secrets.len()).copied());
+                        let mut envelopes = Vec::new();
+                        if says_hello {
+                            envelopes.push(Envelope::Hello { client_id, recv_seq: 0, session: 0, attempt, secret: proof });
+                        }
+                        envelopes.extend(acks.into_iter().map(|seq| Envelope::Ack { seq: u64::from(seq) }));
+                        let request = PollRequest { peer: peer(user), client_id, attempt, proof, room: None, envelopes };
+                        if let Ok(x) = e.handle_poll(now, request, &mut no_token) {
+                            polls.push((x.conn, x.key));
+                        }
+                    }
+                    Op::Take(n) => {
+                        if let Some((conn, key)) = polls.get(usize::from(n) % polls.len().max(1)).cloned() {
+                            let _ = e.take_pending(now, conn, &key);
+                        }
+                    }
+                    Op::SendToUser(n) => {
+                        e.send_to_user(now, if n % 2 == 0 { "u1" } else { "u2" }, &Payload::from("s".repeat(50)));
+                    }
+                    Op::Wait(n) => {
+                        let user = if n % 2 == 0 { "u1" } else { "u2" };
+                        if e.try_send_to_user(now, user, &Payload::from("w".repeat(10)), &mut reservation).is_some() {
+                            reservation = Reservation::new(10);
+                        }
+                    }
+                    Op::Broadcast => {
+                        e.broadcast(now, "r", &Payload::from("b"));
+                    }
+                    Op::Sweep(n) => {
+                        e.handle_sweep(now, Duration::from_secs(u64::from(n) * 10), Duration::from_secs(u64::from(n) * 20));
+                    }
+                    Op::Advance(n) => now += Duration::from_secs(u64::from(n) * 7),
+                }
+                let mut closed = Vec::new();
+                while let Some(out) = e.poll_output() {
+                    match out {
+                        Output::Send { conn, .. } => {
+                            prop_assert!(e.transport(conn).is_some() && !closed.contains(&conn), "a frame for a transport that is gone or closing");
+                        }
+                        Output::Close { conn, .. } => closed.push(conn),
+                        Output::Attached { key, .. } if !secrets.contains(&key.secret) => {
+                            secrets.push(key.secret);
+                        }
+                        _ => {}
+                    }
+                }
+                for c in closed {
+                    e.handle_closed(now, c, Some(1000), "closed");
+                    sockets.retain(|s| *s != c);
+                }
+                while e.poll_output().is_some() {}
+                // The bounds.
+                prop_assert!(e.memory().resume_bytes <= config.resume_budget_bytes);
+                for user in ["u1", "u2"] {
+                    let mine = (0..4).map(|c| e.sessions_of(user, c).len()).sum::<usize>();
+                    prop_assert!(mine <= config.max_sessions_per_user);
+                }
+                // Attachment points both ways, and no transport serves two sessions.
+                let mut seen = HashSet::new();
+                for client in 0..4 {
+                    for user in ["", "u1", "u2"] {
+                        for key in e.sessions_of(user, client) {
+                            let record = e.session(&key).unwrap();
+                            prop_assert!(record.protocol().buffered() <= 3);
+                            if let Some(conn) = record.attached() {
+                                prop_assert!(seen.insert(conn), "one transport, two sessions");
+                                let view = e.transport(conn);
+                                prop_assert!(view.is_some(), "attached to a transport that is gone");
+                                prop_assert_eq!(view.unwrap().client_id, Some(client));
+                            }
+                        }
+                    }
+                }
+            }
+            e.stop_waiting(now, &mut reservation);
+        }
+    }
 }
