@@ -141,8 +141,6 @@ pub struct App {
 struct Conn {
     /// Its id in the endpoint.
     conn: ConnId,
-    /// Its Hello was taken.
-    greeted: bool,
     token_expiry: Option<Duration>,
     party: Party,
 }
@@ -313,7 +311,6 @@ impl Server {
             tid,
             Conn {
                 conn,
-                greeted: false,
                 token_expiry: expiry,
                 party,
             },
@@ -364,7 +361,7 @@ impl Server {
         let Some(conn) = self.conns.get(&tid) else {
             return Vec::new();
         };
-        let (id, greeted, party) = (conn.conn, conn.greeted, conn.party);
+        let (id, party) = (conn.conn, conn.party);
         let mut out = Vec::new();
         let heartbeat = match &self.wire {
             ServerWire::Plain { heartbeat } => Some(heartbeat.clone()),
@@ -411,11 +408,7 @@ impl Server {
             let result = self.endpoint.handle_socket_hello(now, id, hello, None);
             out.extend(self.drain(Some(by)));
             match result {
-                Ok(()) => {
-                    if let Some(c) = self.conns.get_mut(&tid) {
-                        c.greeted = true;
-                    }
-                }
+                Ok(()) => {}
                 // A transport the client abandoned: nothing changes.
                 Err(HelloError::Refused(HelloRefused::Stale(stale))) => {
                     if party == Party::Client {
@@ -431,13 +424,6 @@ impl Server {
                 }
             }
         } else {
-            if !greeted {
-                if party == Party::Client {
-                    self.fault(format!("{envelope:?} before Hello"));
-                }
-                close(self, &mut out, 4400, "envelope before Hello".into());
-                return out;
-            }
             let (auth, reject) = (self.auth, self.reject_tokens);
             let mut refreshed = None;
             let mut check = |token: &str| match check_token(auth, reject, Some(token), at) {

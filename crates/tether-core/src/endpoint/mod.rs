@@ -789,10 +789,10 @@ impl<S: SessionStore> Endpoint<S> {
         Ok(())
     }
 
-    /// An envelope (not a Hello) on a WebSocket past its Hello. `check_token` judges a
-    /// refreshed token (`Auth`). Replies (a Pong) are queued; an error closes the
-    /// socket with [`ReceiveError::code`]. What a detached socket still sends is
-    /// ignored (PROTOCOL.md 3.4).
+    /// An envelope (not a Hello) on a WebSocket. `check_token` judges a refreshed token
+    /// (`Auth`). Replies (a Pong) are queued; an error closes the socket with
+    /// [`ReceiveError::code`] (anything before the socket's Hello is one). What a
+    /// detached socket still sends is ignored (PROTOCOL.md 3.4).
     pub fn handle_socket_envelope(
         &mut self,
         now: Instant,
@@ -800,6 +800,9 @@ impl<S: SessionStore> Endpoint<S> {
         envelope: Envelope,
         check_token: &mut dyn FnMut(&str) -> Result<(), TokenRefused>,
     ) -> Result<(), ReceiveError> {
+        if self.conns.get(&conn).is_some_and(|c| !c.established) {
+            return Err(ReceiveError::Protocol(ProtocolError::HelloExpected));
+        }
         let Some(key) = self.attached_session(conn) else {
             return Ok(());
         };
