@@ -322,6 +322,12 @@ impl Hub {
     /// Carries out what the endpoint decided, under the lock (so no frame queued later
     /// can overtake one queued here).
     fn apply(&self, st: &mut State, now: Instant) {
+        self.apply_poll(st, now, None);
+    }
+
+    /// [`apply`](Self::apply) for a poll request by `asking`, whose Hello may open a
+    /// polling transport.
+    fn apply_poll(&self, st: &mut State, now: Instant, asking: Option<&Principal>) {
         while let Some(out) = st.endpoint.poll_output() {
             match out {
                 Output::Send {
@@ -349,9 +355,23 @@ impl Hub {
                     }
                 }
                 Output::Opened { conn } => {
-                    // A polling transport: its shell part is added by `poll_exchange`.
                     self.metrics.attempt();
-                    debug!(conn = conn.0, "polling transport opened");
+                    let user = match asking {
+                        Some(p) if p.claims.is_some() => p.user.clone(),
+                        _ => crate::dev_user(),
+                    };
+                    info!(conn = conn.0, user = %user, endpoint = "/poll", "connection opened");
+                    st.conns.insert(
+                        conn,
+                        Conn {
+                            user,
+                            route: Route::Poll,
+                            opened: now,
+                            connected_at_ms: unix_ms(),
+                            stats: Arc::new(ConnStats::default()),
+                            io: Io::Poll(Arc::new(Notify::new())),
+                        },
+                    );
                 }
                 Output::Delivered {
                     conn, key, payload, ..
@@ -722,28 +742,7 @@ impl Hub {
         let mut st = self.lock();
         let st = &mut *st;
         let r = st.endpoint.handle_poll(now, request, check_token);
-        if let Ok(x) = &r {
-            if x.opened {
-                let user = if principal.claims.is_some() {
-                    principal.user.clone()
-                } else {
-                    crate::dev_user()
-                };
-                info!(conn = x.conn.0, user = %user, endpoint = "/poll", "connection opened");
-                st.conns.insert(
-                    x.conn,
-                    Conn {
-                        user,
-                        route: Route::Poll,
-                        opened: now,
-                        connected_at_ms: unix_ms(),
-                        stats: Arc::new(ConnStats::default()),
-                        io: Io::Poll(Arc::new(Notify::new())),
-                    },
-                );
-            }
-        }
-        self.apply(st, now);
+        self.apply_poll(st, now, Some(principal));
         self.room_may_have_changed();
         let x = r?;
         let Some(Conn {
