@@ -1,6 +1,7 @@
 //! The endpoint's rules, one at a time, without a server around them.
 
 use super::*;
+use crate::protocol::{HelloRefused, ResumeLimits, SessionSecret};
 
 fn endpoint(config: EndpointConfig) -> Endpoint {
     let mut counter = 0u8;
