@@ -70,6 +70,8 @@
 //! - [`Connection`]: the state machine ([`State`] has the diagram).
 //! - [`Action`] (for the driver), [`Event`] (for the user), [`Metrics`] (a snapshot).
 //! - [`protocol`]: the Tether wire format and the server's side of a session.
+//! - [`endpoint`]: the server's side for every session at once (sans-IO), which the
+//!   reference server and the simulation both run.
 //! - [`backoff`], [`quality`], [`stats`], [`close`]: the policies, each testable alone.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -79,6 +81,7 @@ pub mod backoff;
 pub mod close;
 pub mod config;
 mod connection;
+pub mod endpoint;
 mod io;
 mod metrics;
 mod payload;

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use tether_core::protocol::{decode_batch, encode_batch, Envelope, SessionSecret, SESSION_HEADER};
 use tracing::{debug, warn};
 
-use crate::hub::{PollError, Principal};
+use tether_core::endpoint::{ConnId, PollError, PollRequest, SessionKey, TokenRefused};
+
+use crate::hub::Principal;
 use crate::server::{App, ConnSlot};
 use crate::token::{valid_user, TokenError, MAX_USER_LEN};
 use crate::ws::{self, Mode};
@@ -357,17 +359,23 @@ async fn poll(
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid poll body: {e}")),
     };
-    let check = |token: &str| app.tokens.verify(token);
-    let exchange = match app.hub.poll_exchange(
-        &principal,
+    let current = principal.claims.as_ref().map(|c| c.user.clone());
+    let mut check = |token: &str| match app.tokens.verify(token) {
+        Err(_) => Err(TokenRefused::Invalid),
+        Ok(claims) if current.as_ref().is_some_and(|u| *u != claims.user) => {
+            Err(TokenRefused::OtherUser)
+        }
+        Ok(_) => Ok(()),
+    };
+    let request = PollRequest {
+        peer: principal.peer(),
         client_id,
         attempt,
         proof,
         room,
         envelopes,
-        &app.config,
-        &check,
-    ) {
+    };
+    let exchange = match app.hub.poll_exchange(&principal, request, &mut check) {
         Ok(x) => x,
         Err(e) => return poll_error(e),
     };
@@ -397,8 +405,8 @@ async fn poll(
 /// Waits up to `hold` for messages for a polling transport.
 async fn hold_for_messages(
     app: &App,
-    conn: crate::hub::ConnId,
-    key: &crate::hub::SessionKey,
+    conn: ConnId,
+    key: &SessionKey,
     notify: &tokio::sync::Notify,
     hold: Duration,
 ) -> Result<Vec<tether_core::Payload>, PollError> {
@@ -417,26 +425,8 @@ async fn hold_for_messages(
 }
 
 fn poll_error(e: PollError) -> Response {
-    match e {
-        PollError::NoTransport => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no polling transport for this client: start one with Hello",
-        ),
-        PollError::Replaced => error(
-            StatusCode::CONFLICT,
-            "replaced by a newer connection of the same user",
-        ),
-        PollError::Stale => error(
-            StatusCode::GONE,
-            "stale transport: the client has started a newer one",
-        ),
-        PollError::Protocol(reason) => error(
-            StatusCode::BAD_REQUEST,
-            &format!("protocol error: {reason}"),
-        ),
-        PollError::Unauthorized => error(StatusCode::UNAUTHORIZED, "refreshed token rejected"),
-        PollError::Forbidden => error(StatusCode::FORBIDDEN, "refreshed token names another user"),
-    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, &e.to_string())
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,11 @@
 //! # tether-server
 //!
 //! The reference server of Tether: the other end of the protocol (PROTOCOL.md at the
-//! repository root), for tests, examples and harnesses. It reuses
-//! [`tether_core::protocol::ServerSession`] for every session, so it speaks exactly what
-//! the client expects.
+//! repository root), for tests, examples and harnesses. Every rule between sessions and
+//! transports is tether-core's sans-IO [`tether_core::endpoint::Endpoint`] (the one the
+//! simulation runs too), with a [`tether_core::protocol::ServerSession`] for every
+//! session, so it speaks exactly what the client expects; [`Hub`] is the async shell
+//! around it.
 //!
 //! ## Endpoints
 //!
@@ -73,6 +75,7 @@ mod config;
 mod http;
 mod hub;
 mod metrics;
+mod outbound;
 mod rand;
 mod server;
 pub mod token;

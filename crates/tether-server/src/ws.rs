@@ -36,9 +36,10 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Interval};
 use tracing::debug;
 
-use crate::hub::{
-    CloseRequest, ConnId, ConnStats, Endpoint, Greeting, OutQueue, Outbound, Principal, SocketLink,
-};
+use tether_core::endpoint::{ConnId, Greeting, TokenRefused};
+
+use crate::hub::{ConnStats, Principal, Route};
+use crate::outbound::{CloseRequest, OutQueue, Outbound, SocketLink};
 use crate::server::App;
 use crate::server::ConnSlot;
 
@@ -87,9 +88,9 @@ pub(crate) async fn run(
     if app.killed.get() {
         return;
     }
-    let endpoint = match mode {
-        Mode::Protocol { .. } => Endpoint::Ws,
-        Mode::Plain => Endpoint::Echo,
+    let route = match mode {
+        Mode::Protocol { .. } => Route::Ws,
+        Mode::Plain => Route::Echo,
     };
     let (out_tx, out_rx) = mpsc::unbounded_channel();
     let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
@@ -98,7 +99,7 @@ pub(crate) async fn run(
         ctl: ctl_tx,
         queue: app.hub.out_queue(&app.config),
     };
-    let (id, stats) = app.hub.open_socket(&principal, endpoint, link.clone());
+    let (id, stats) = app.hub.open_socket(&principal, route, link.clone());
     let (sink, stream) = socket.split();
     let writer = tokio::spawn(write_loop(
         Arc::clone(&app),
@@ -408,10 +409,10 @@ impl Socket {
             None => return Step::Lost("connection lost"),
             Some(Err(e)) => {
                 if let Some((code, reason)) = close_code_of(&e) {
-                    debug!(conn = self.id, error = %e, code, "read failed: closing");
+                    debug!(conn = self.id.0, error = %e, code, "read failed: closing");
                     return Step::Close(code, reason.into());
                 }
-                debug!(conn = self.id, error = %e, "read failed");
+                debug!(conn = self.id.0, error = %e, "read failed");
                 return Step::Lost("read error");
             }
             Some(Ok(m)) => m,
@@ -466,20 +467,15 @@ impl Socket {
             Ok(e) => e,
             Err(e) => return Step::Close(codes::PROTOCOL_ERROR, format!("invalid frame: {e}")),
         };
-        if !self.greeted {
-            let Envelope::Hello {
-                client_id,
-                recv_seq,
-                session,
-                attempt,
-                secret,
-            } = envelope
-            else {
-                return Step::Close(
-                    codes::PROTOCOL_ERROR,
-                    "the first frame must be Hello".into(),
-                );
-            };
+        // The endpoint refuses a second Hello, and anything else before the first.
+        if let Envelope::Hello {
+            client_id,
+            recv_seq,
+            session,
+            attempt,
+            secret,
+        } = envelope
+        {
             let room = match &self.mode {
                 Mode::Protocol { room } => room.clone(),
                 Mode::Plain => None,
@@ -491,59 +487,59 @@ impl Socket {
                 attempt,
                 secret,
             };
-            if let Err(stale) =
-                self.app
-                    .hub
-                    .hello_socket(self.id, &self.principal, hello, room, &self.app.config)
-            {
-                // The client abandoned this socket before its Hello got here; the
-                // session and its current transport are left alone.
-                debug!(conn = self.id, %stale, "stale Hello");
-                return Step::Close(codes::NORMAL, "stale transport".into());
+            if let Err(refused) = self.app.hub.hello_socket(self.id, hello, room) {
+                // Typically the client abandoned this socket before its Hello got here;
+                // the session and its current transport are left alone.
+                debug!(conn = self.id.0, %refused, "Hello refused");
+                let reason = match &refused {
+                    tether_core::endpoint::HelloError::Refused(_) => "stale transport".into(),
+                    other => other.to_string(),
+                };
+                return Step::Close(refused.code(), reason);
             }
             self.greeted = true;
             return Step::Continue;
         }
-        if matches!(envelope, Envelope::Hello { .. }) {
-            return Step::Close(
-                codes::PROTOCOL_ERROR,
-                "a second Hello on one connection".into(),
-            );
-        }
-        match self.app.hub.receive_socket(self.id, envelope) {
-            Err(e) => Step::Close(codes::PROTOCOL_ERROR, e.to_string()),
-            Ok(r) => {
-                if let Some(reply) = r.reply {
-                    self.link.push(Outbound::Control(reply.encode()));
-                }
-                match r.token {
-                    Some(token) => self.refresh(&token),
-                    None => Step::Continue,
-                }
+        // A refreshed token (`T <token>`) is judged under the hub's lock, before
+        // anything after it in the batch is taken.
+        let tokens = &self.app.tokens;
+        let current = self.principal.claims.as_ref().map(|c| c.user.clone());
+        let mut refreshed = None;
+        let mut rejected = None;
+        let mut check = |token: &str| match tokens.verify(token) {
+            Err(e) => {
+                rejected = Some(e.to_string());
+                Err(TokenRefused::Invalid)
             }
-        }
-    }
-
-    /// A `T <token>` on the open connection.
-    fn refresh(&mut self, token: &str) -> Step {
-        match self.app.tokens.verify(token) {
-            Err(e) => Step::Close(
-                codes::UNAUTHORIZED,
-                format!("refreshed token rejected: {e}"),
-            ),
-            Ok(claims) => match &self.principal.claims {
+            Ok(claims) => match &current {
                 // An anonymous dev-mode client keeps its identity and has no expiry.
-                None => Step::Continue,
-                Some(current) if current.user != claims.user => Step::Close(
-                    codes::FORBIDDEN,
-                    "refreshed token names another user".into(),
-                ),
+                None => Ok(()),
+                Some(user) if *user != claims.user => Err(TokenRefused::OtherUser),
                 Some(_) => {
-                    self.token_deadline = Some(deadline_of(&claims));
-                    self.principal.claims = Some(claims);
-                    Step::Continue
+                    refreshed = Some(claims);
+                    Ok(())
                 }
             },
+        };
+        let result = self.app.hub.receive_socket(self.id, envelope, &mut check);
+        if let Some(claims) = refreshed {
+            self.token_deadline = Some(deadline_of(&claims));
+            self.principal.claims = Some(claims);
+        }
+        match result {
+            Ok(()) => Step::Continue,
+            Err(e) => {
+                let reason = match (&e, rejected) {
+                    (
+                        tether_core::endpoint::ReceiveError::Token(TokenRefused::Invalid),
+                        Some(why),
+                    ) => {
+                        format!("refreshed token rejected: {why}")
+                    }
+                    _ => e.to_string(),
+                };
+                Step::Close(e.code(), reason)
+            }
         }
     }
 }

@@ -7,8 +7,9 @@
 //!
 //! - [`clock`]: the virtual clock and the agenda of things due.
 //! - [`net`]: links with latency and ordering, and the network's faults.
-//! - [`server`]: both wire modes, sessions ([`tether_core::protocol::ServerSession`]),
-//!   tokens, and an application that sends and records numbered messages.
+//! - [`server`]: both wire modes on the reference server's rules
+//!   ([`tether_core::endpoint::Endpoint`]), tokens, and an application that sends and
+//!   records numbered messages.
 //! - [`schedule`]: a configuration and a script of faults and traffic from a seed.
 //! - [`check`]: the invariants.
 //! - [`sim`]: the harness that drives the core like a real driver.

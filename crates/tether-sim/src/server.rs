@@ -1,17 +1,15 @@
 //! The simulated server: both wire modes, token checks, and a small application that
 //! records what the client sends and sends numbered messages of its own.
 //!
-//! In protocol mode it keeps one [`ServerSession`] per session (the reference
-//! implementation of the server's side), found by the secret a `Hello` or a polling
-//! request proves, never by client id alone, and follows PROTOCOL.md: a `Hello` without
-//! a known secret gets a fresh session under a new secret (drawn from the simulation's
-//! seeded generator); the newest transport that said `Hello` is attached, a detached
-//! WebSocket is closed with 1000, requests of a detached polling transport get 503, and
-//! envelopes from detached transports are ignored. A `Hello` or a polling request from a
-//! transport older than one the session has seen (by its number: the `Hello`'s
-//! `attempt`, a request's `t`) is stale: the WebSocket is closed with 1000, the request
-//! answered with 410, and nothing changes. A polling request without its session's
-//! secret reaches no session (503).
+//! In protocol mode every rule is the one of the reference server: the sans-IO
+//! [`Endpoint`] of tether-core (sessions found by the secret a `Hello` or a polling
+//! request proves, the attach, stale and replace rules, polling transports, budgets).
+//! This file keeps only what the simulation adds around it: the simulated network's
+//! transport ids, token checks, the application, and oracles that turn anything the
+//! client gets wrong into a [`ClientFault`]. Sessions are in the anonymous namespace
+//! (the simulated tokens name no user), so the one-connection-per-user rule does not
+//! come into play. Session secrets and ids are drawn from the simulation's seeded
+//! generator.
 //!
 //! Every connection and request is tagged with its [`Party`]: the client under test,
 //! or the adversary the harness plays. The application sends only to the client's
@@ -23,8 +21,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use tether_core::endpoint::{
+    ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
+    RandomSource, ReceiveError, SessionKey, TokenRefused,
+};
 use tether_core::protocol::{
-    decode_batch, encode_batch, Envelope, HelloRefused, ResumeLimits, ServerSession, SessionSecret,
+    decode_batch, encode_batch, Envelope, HelloRefused, ResumeLimits, SessionSecret,
 };
 use tether_core::rng::Rng;
 use tether_core::{Duration, Instant, Payload, TransportFailure, TransportId};
@@ -134,34 +136,22 @@ pub struct App {
     waits: bool,
 }
 
-#[derive(Debug)]
-enum Attached {
-    Ws(TransportId),
-    /// A polling transport, by its number.
-    Poll(u64),
-}
-
-#[derive(Debug)]
-struct Session {
-    proto: ServerSession,
-    /// The client id of the Hello that made it.
-    client_id: u64,
-    /// Whose Hello made it.
-    party: Party,
-    attached: Option<Attached>,
-    /// Frames waiting for the attached polling transport's next response.
-    poll_outbox: Vec<Payload>,
-    /// Our own view of the highest client seq delivered, to catch gaps and check the
-    /// session's dedup.
-    recv_seq: u64,
-}
-
+/// An open WebSocket, as the simulation sees it.
 #[derive(Debug)]
 struct Conn {
-    /// The session its Hello reached (by its secret).
-    session: Option<SessionSecret>,
+    /// Its id in the endpoint.
+    conn: ConnId,
     token_expiry: Option<Duration>,
     party: Party,
+}
+
+/// Who said the Hello being handled, for the counters.
+#[derive(Clone, Copy, Debug)]
+struct HelloBy {
+    party: Party,
+    client_id: u64,
+    /// From a transport older than the client's newest.
+    late: bool,
 }
 
 /// The simulated server.
@@ -173,14 +163,24 @@ pub struct Server {
     pub up: bool,
     /// Every token is rejected (an injected auth outage or revocation).
     pub reject_tokens: bool,
-    limits: ResumeLimits,
-    sessions: HashMap<SessionSecret, Session>,
-    next_session: u64,
-    /// Draws the session secrets.
-    rng: Rng,
+    endpoint: Endpoint,
+    /// Seeds the generator the endpoint draws session secrets and ids from.
+    seed: u64,
+    /// The WebSockets held open, by the network's id.
+    conns: BTreeMap<TransportId, Conn>,
+    /// The network's id of each WebSocket in the endpoint.
+    sockets: HashMap<ConnId, TransportId>,
+    /// Polling transports: whose, and for which client id.
+    polls: HashMap<ConnId, (Party, u64)>,
+    /// Whose Hello made each session.
+    parties: HashMap<SessionKey, Party>,
+    /// Our own view of the highest client seq each session delivered, to catch gaps
+    /// and check the endpoint's dedup.
+    recv_seqs: HashMap<SessionKey, u64>,
     /// The highest transport number of a client Hello seen.
     client_attempt: u64,
-    conns: BTreeMap<TransportId, Conn>,
+    /// The virtual time of the latest call that told it (for calls that do not).
+    now: Option<Instant>,
     /// The application.
     pub app: App,
     /// Protocol rules the client broke.
@@ -199,27 +199,72 @@ pub struct Server {
     pub late_fresh_sessions: u64,
 }
 
+/// The endpoint's bounds in the simulation: resume limits large enough that only a lost
+/// session resets the numbering, and no budget in the way.
+fn endpoint_config(resume_limits: ResumeLimits) -> EndpointConfig {
+    EndpointConfig {
+        resume_limits,
+        resume_budget_bytes: usize::MAX,
+        max_sessions_per_user: usize::MAX,
+        max_poll_frames: usize::MAX,
+        max_poll_bytes: usize::MAX,
+        // The application records what it gets and sends its own messages.
+        echo: false,
+    }
+}
+
+/// The generator session secrets and ids are drawn from.
+fn seeded(seed: u64) -> Box<dyn RandomSource + Send> {
+    let mut rng = Rng::new(seed ^ 0x5e55_1011);
+    Box::new(move |buf: &mut [u8]| {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    })
+}
+
+/// The expiry of `token` if a server with these settings accepts it at `at`.
+fn check_token(
+    auth: bool,
+    reject_tokens: bool,
+    token: Option<&str>,
+    at: Duration,
+) -> Result<Option<Duration>, TokenRejected> {
+    if !auth {
+        return Ok(None);
+    }
+    let expiry = token.and_then(token_expiry).ok_or(TokenRejected)?;
+    if reject_tokens || expiry <= at {
+        return Err(TokenRejected);
+    }
+    Ok(Some(expiry))
+}
+
 impl Server {
     /// A server speaking `wire`, checking tokens when `auth` is true, drawing session
     /// secrets from a generator seeded with `seed`.
     #[must_use]
     pub fn new(wire: ServerWire, auth: bool, seed: u64) -> Self {
+        let limits = ResumeLimits {
+            max_messages: 1 << 20,
+            max_age: Duration::from_secs(24 * 3600),
+            max_bytes: usize::MAX,
+        };
         Server {
             wire,
             auth,
             up: true,
             reject_tokens: false,
-            // Large enough that only a lost session resets the numbering.
-            limits: ResumeLimits {
-                max_messages: 1 << 20,
-                max_age: Duration::from_secs(24 * 3600),
-                max_bytes: usize::MAX,
-            },
-            sessions: HashMap::new(),
-            next_session: 1,
-            rng: Rng::new(seed ^ 0x5e55_1011),
-            client_attempt: 0,
+            endpoint: Endpoint::new(endpoint_config(limits), seeded(seed)),
+            seed,
             conns: BTreeMap::new(),
+            sockets: HashMap::new(),
+            polls: HashMap::new(),
+            parties: HashMap::new(),
+            recv_seqs: HashMap::new(),
+            client_attempt: 0,
+            now: None,
             app: App::default(),
             faults: Vec::new(),
             resets: 0,
@@ -239,14 +284,7 @@ impl Server {
         token: Option<&str>,
         at: Duration,
     ) -> Result<Option<Duration>, TokenRejected> {
-        if !self.auth {
-            return Ok(None);
-        }
-        let expiry = token.and_then(token_expiry).ok_or(TokenRejected)?;
-        if self.reject_tokens || expiry <= at {
-            return Err(TokenRejected);
-        }
-        Ok(Some(expiry))
+        check_token(self.auth, self.reject_tokens, token, at)
     }
 
     /// A WebSocket upgrade by `party` with `token`: accepted (`Ok`) or answered with an
@@ -267,10 +305,12 @@ impl Server {
         // Only the protocol can refresh a token in-band (`T`); a plain server checks it at
         // the upgrade alone.
         let expiry = expiry.filter(|_| self.protocol());
+        let conn = self.endpoint.open_socket(Peer::Anonymous);
+        self.sockets.insert(conn, tid);
         self.conns.insert(
             tid,
             Conn {
-                session: None,
+                conn,
                 token_expiry: expiry,
                 party,
             },
@@ -283,11 +323,12 @@ impl Server {
     /// The WebSocket `tid` is gone (the client closed it, or the network broke it).
     pub fn ws_closed(&mut self, tid: TransportId) {
         if let Some(conn) = self.conns.remove(&tid) {
-            if let Some(s) = conn.session.and_then(|k| self.sessions.get_mut(&k)) {
-                if matches!(s.attached, Some(Attached::Ws(t)) if t == tid) {
-                    s.attached = None;
-                }
+            self.sockets.remove(&conn.conn);
+            if let Some(now) = self.now {
+                self.endpoint.handle_closed(now, conn.conn, None, "closed");
             }
+            // What a gone transport's end produces concerns nobody else.
+            let _ = self.drain(None);
         }
     }
 
@@ -316,62 +357,112 @@ impl Server {
         tid: TransportId,
         frame: Payload,
     ) -> Vec<ServerOut> {
-        if !self.conns.contains_key(&tid) {
+        self.now = Some(now);
+        let Some(conn) = self.conns.get(&tid) else {
             return Vec::new();
-        }
+        };
+        let (id, party) = (conn.conn, conn.party);
         let mut out = Vec::new();
-        match self.wire.clone() {
-            ServerWire::Plain { heartbeat } => {
-                if heartbeat.as_ref().is_some_and(|(ping, _)| *ping == frame) {
-                    let pong = heartbeat.map(|(_, pong)| pong).expect("checked");
-                    out.push(ServerOut::Send(tid, pong));
-                } else if let Some(n) = message_number(&frame, b'c') {
-                    self.app.received.push(n);
-                } else {
-                    self.fault(format!("plain frame the app cannot read: {frame:?}"));
-                }
+        let heartbeat = match &self.wire {
+            ServerWire::Plain { heartbeat } => Some(heartbeat.clone()),
+            ServerWire::Protocol => None,
+        };
+        if let Some(heartbeat) = heartbeat {
+            match heartbeat {
+                Some((ping, pong)) if ping == frame => out.push(ServerOut::Send(tid, pong)),
+                _ => match message_number(&frame, b'c') {
+                    Some(n) => self.app.received.push(n),
+                    None => self.fault(format!("plain frame the app cannot read: {frame:?}")),
+                },
             }
-            ServerWire::Protocol => {
-                let envelope = match Envelope::decode(frame) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        self.fault(format!("invalid frame from the client: {e}"));
-                        self.ws_closed(tid);
-                        out.push(ServerOut::Close(tid, Some(4400), "invalid frame".into()));
-                        return out;
+            return out;
+        }
+        let close = |server: &mut Server, out: &mut Vec<ServerOut>, code, reason: String| {
+            server.ws_closed(tid);
+            out.push(ServerOut::Close(tid, Some(code), reason));
+        };
+        let envelope = match Envelope::decode(frame) {
+            Ok(e) => e,
+            Err(e) => {
+                self.fault(format!("invalid frame from the client: {e}"));
+                close(self, &mut out, 4400, "invalid frame".into());
+                return out;
+            }
+        };
+        if let Envelope::Hello {
+            client_id,
+            recv_seq,
+            session,
+            attempt,
+            secret,
+        } = envelope
+        {
+            let by = self.hello_by(party, client_id, attempt);
+            let hello = Greeting {
+                client_id,
+                recv_seq,
+                session,
+                attempt,
+                secret,
+            };
+            let result = self.endpoint.handle_socket_hello(now, id, hello, None);
+            out.extend(self.drain(Some(by)));
+            match result {
+                Ok(()) => {}
+                // A transport the client abandoned: nothing changes.
+                Err(HelloError::Refused(HelloRefused::Stale(stale))) => {
+                    if party == Party::Client {
+                        self.stale += 1;
                     }
-                };
-                let mut replies = Vec::new();
-                let result = if let Envelope::Hello {
-                    client_id,
-                    recv_seq,
-                    session,
-                    attempt,
-                    secret,
-                } = envelope
-                {
-                    let hello = (client_id, secret, recv_seq, session, attempt);
-                    self.hello(now, Origin::Ws(tid), hello, &mut replies, &mut out)
-                        .map(|_| ())
-                } else {
-                    self.envelope(
-                        now,
-                        at,
-                        Transport::Ws(tid),
-                        envelope,
-                        &mut replies,
-                        &mut out,
-                    )
-                };
-                if let Err(reason) = result {
-                    self.ws_closed(tid);
-                    out.push(ServerOut::Close(tid, Some(reason.0), reason.1));
+                    close(self, &mut out, STALE, stale.to_string());
                     return out;
                 }
-                out.extend(replies.into_iter().map(|f| ServerOut::Send(tid, f)));
-                out.extend(self.release_backlog(now));
+                Err(refused) => {
+                    self.fault(format!("Hello refused: {refused}"));
+                    close(self, &mut out, refused.code(), refused.to_string());
+                    return out;
+                }
             }
+        } else {
+            let (auth, reject) = (self.auth, self.reject_tokens);
+            let mut refreshed = None;
+            let mut check = |token: &str| match check_token(auth, reject, Some(token), at) {
+                Ok(expiry) => {
+                    refreshed = Some(expiry);
+                    Ok(())
+                }
+                Err(TokenRejected) => Err(TokenRefused::Invalid),
+            };
+            let result = self
+                .endpoint
+                .handle_socket_envelope(now, id, envelope, &mut check);
+            if let Some(expiry) = refreshed {
+                if let Some(c) = self.conns.get_mut(&tid) {
+                    c.token_expiry = expiry;
+                }
+                if let Some(e) = expiry {
+                    out.push(ServerOut::WatchToken(tid, e));
+                }
+            }
+            out.extend(self.drain(None));
+            if let Err(e) = result {
+                if let ReceiveError::Protocol(p) = &e {
+                    if party == Party::Client {
+                        self.fault(format!("protocol error: {p}"));
+                    }
+                }
+                let code = e.code();
+                let reason = match e {
+                    ReceiveError::Token(_) => "token rejected".to_owned(),
+                    other => other.to_string(),
+                };
+                close(self, &mut out, code, reason);
+                return out;
+            }
+            self.endpoint.flush_ack(id);
+            out.extend(self.drain(None));
         }
+        out.extend(self.release_backlog(now));
         out
     }
 
@@ -379,18 +470,21 @@ impl Server {
     /// URL's `client` and `t`) with `token` and `proof` (its `Tether-Session` header):
     /// the response body, or its failure; plus anything to do elsewhere (closing a
     /// WebSocket it detached).
-    #[allow(clippy::too_many_arguments)]
     pub fn poll(
         &mut self,
-        now: Instant,
-        at: Duration,
-        client_id: Option<u64>,
-        attempt: Option<u64>,
-        token: Option<&str>,
-        proof: Option<SessionSecret>,
-        party: Party,
-        body: &[u8],
+        request: PollArrival<'_>,
     ) -> (Result<Vec<u8>, TransportFailure>, Vec<ServerOut>) {
+        let PollArrival {
+            now,
+            at,
+            client_id,
+            attempt,
+            token,
+            proof,
+            party,
+            body,
+        } = request;
+        self.now = Some(now);
         let status = |status| {
             Err(TransportFailure::Http {
                 status,
@@ -412,10 +506,8 @@ impl Server {
                 return (status(400), out);
             }
         };
-        let mut replies = Vec::new();
-        // The session this request reached: by its Hello, or by the secret it proves.
-        let mut key = None;
-        for frame in frames {
+        let mut envelopes = Vec::with_capacity(frames.len());
+        for (i, frame) in frames.into_iter().enumerate() {
             let envelope = match Envelope::decode(frame) {
                 Ok(e) => e,
                 Err(e) => {
@@ -425,13 +517,11 @@ impl Server {
             };
             if let Envelope::Hello {
                 client_id: c,
-                recv_seq,
-                session,
                 attempt: a,
-                secret,
+                ..
             } = envelope
             {
-                if key.is_some() {
+                if i > 0 {
                     self.fault("a Hello after the first record of a poll batch".into());
                     return (status(400), out);
                 }
@@ -439,277 +529,140 @@ impl Server {
                     self.fault(format!("Hello of transport {a} in a request of {attempt}"));
                     return (status(400), out);
                 }
-                let hello = (c, secret, recv_seq, session, attempt);
-                match self.hello(now, Origin::Poll(party), hello, &mut replies, &mut out) {
-                    Ok(k) => key = Some(k),
-                    Err(_) => return (status(410), out),
-                }
-                continue;
             }
-            let k = match key {
-                Some(k) => k,
-                None => match self.poll_attached(proof, client_id, attempt) {
-                    Ok(k) => *key.insert(k),
-                    Err(code) => return (status(code), out),
-                },
-            };
-            if let Err((code, _)) = self.envelope(
-                now,
-                at,
-                Transport::Poll(k, attempt),
-                envelope,
-                &mut replies,
-                &mut out,
-            ) {
-                return (status(if code == 4401 { 401 } else { 400 }), out);
-            }
+            envelopes.push(envelope);
         }
-        let k = match key {
-            Some(k) => k,
-            // An empty receive poll: still only on an attached transport.
-            None => match self.poll_attached(proof, client_id, attempt) {
-                Ok(k) => k,
-                Err(code) => return (status(code), out),
-            },
+        let by = matches!(envelopes.first(), Some(Envelope::Hello { .. }))
+            .then(|| self.hello_by(party, client_id, attempt));
+        let (auth, reject) = (self.auth, self.reject_tokens);
+        let mut check = |token: &str| {
+            check_token(auth, reject, Some(token), at)
+                .map(|_| ())
+                .map_err(|TokenRejected| TokenRefused::Invalid)
+        };
+        let request = PollRequest {
+            peer: Peer::Anonymous,
+            client_id,
+            attempt,
+            proof,
+            room: None,
+            envelopes,
+        };
+        let result = self.endpoint.handle_poll(now, request, &mut check);
+        out.extend(self.drain(by));
+        let exchange = match result {
+            Ok(x) => x,
+            Err(e) => {
+                match &e {
+                    PollError::Stale if party == Party::Client => self.stale += 1,
+                    PollError::Protocol(p) if party == Party::Client => {
+                        self.fault(format!("protocol error in a poll request: {p}"));
+                    }
+                    _ => {}
+                }
+                return (status(e.status()), out);
+            }
         };
         out.extend(self.release_backlog(now));
-        let s = self.sessions.get_mut(&k).expect("attached session");
-        let mut body = std::mem::take(&mut s.poll_outbox);
-        body.extend(replies);
+        let pending = self
+            .endpoint
+            .take_pending(now, exchange.conn, &exchange.key)
+            .unwrap_or_default();
+        out.extend(self.drain(None));
+        let mut body = exchange.frames;
+        body.extend(pending);
         (Ok(encode_batch(&body)), out)
     }
 
-    /// The session whose secret `proof` is, if polling transport `attempt` of
-    /// `client_id` is the one attached to it; if not, the status to answer: 410 for a
-    /// stale transport, 503 otherwise (and without the secret: there is no session).
-    fn poll_attached(
-        &mut self,
-        proof: Option<SessionSecret>,
-        client_id: u64,
-        attempt: u64,
-    ) -> Result<SessionSecret, u16> {
-        let Some(key) = proof else {
-            return Err(503);
-        };
-        let Some(s) = self
-            .sessions
-            .get(&key)
-            .filter(|s| s.client_id == client_id && s.proto.proves(Some(&key)))
-        else {
-            return Err(503);
-        };
-        if s.proto.is_stale(attempt) {
-            if s.party == Party::Client {
-                self.stale += 1;
-            }
-            return Err(410);
-        }
-        match s.attached {
-            Some(Attached::Poll(a)) if a == attempt => Ok(key),
-            _ => Err(503),
-        }
-    }
-
-    /// One envelope (not a Hello) from a transport. `replies` get the frames for that
-    /// transport; `Err` closes it with a code and reason.
-    fn envelope(
-        &mut self,
-        now: Instant,
-        at: Duration,
-        from: Transport,
-        envelope: Envelope,
-        replies: &mut Vec<Payload>,
-        out: &mut Vec<ServerOut>,
-    ) -> Result<(), (u16, String)> {
-        let key = match from {
-            Transport::Ws(tid) => match self.conns.get(&tid).and_then(|c| c.session) {
-                Some(k) => k,
-                None => {
-                    self.fault(format!("{envelope:?} before Hello"));
-                    return Err((4400, "envelope before Hello".into()));
-                }
-            },
-            Transport::Poll(k, _) => k,
-        };
-        let Some(s) = self.sessions.get_mut(&key) else {
-            return Ok(()); // the session is gone (restart): the transport is stale
-        };
-        let attached = match (&s.attached, from) {
-            (Some(Attached::Ws(a)), Transport::Ws(t)) => *a == t,
-            (Some(Attached::Poll(a)), Transport::Poll(_, t)) => *a == t,
-            _ => false,
-        };
-        if !attached {
-            return Ok(()); // a detached transport: ignored (PROTOCOL.md 3.4)
-        }
-        let client = s.party == Party::Client;
-        match envelope {
-            Envelope::Auth { token } => {
-                match self.check_token(Some(&token), at) {
-                    Ok(expiry) => {
-                        if let Transport::Ws(tid) = from {
-                            if let Some(c) = self.conns.get_mut(&tid) {
-                                c.token_expiry = expiry;
-                            }
-                            if let Some(e) = expiry {
-                                out.push(ServerOut::WatchToken(tid, e));
-                            }
-                        }
-                    }
-                    Err(TokenRejected) => return Err((4401, "token rejected".into())),
-                }
-                return Ok(());
-            }
-            Envelope::Msg { seq, .. } => {
-                let expected = s.recv_seq + 1;
-                let got = s.proto.receive(now, envelope);
-                match (seq.cmp(&expected), &got.deliver) {
-                    (std::cmp::Ordering::Equal, Some(p)) => {
-                        s.recv_seq = seq;
-                        let n = message_number(p, b'c');
-                        match n {
-                            Some(n) if client => self.app.received.push(n),
-                            Some(_) => {} // the adversary's: not the client's messages
-                            None => self.fault(format!("message the app cannot read: {p:?}")),
-                        }
-                    }
-                    (std::cmp::Ordering::Less, None) => {}
-                    (std::cmp::Ordering::Greater, _) => {
-                        self.fault(format!("sequence gap: expected {expected}, got {seq}"));
-                        return Err((4400, "sequence gap".into()));
-                    }
-                    (_, d) => self.fault(format!(
-                        "ServerSession disagrees on seq {seq} (expected {expected}): delivered {d:?}"
-                    )),
-                }
-            }
-            other => {
-                let got = s.proto.receive(now, other);
-                if let Some(reply) = got.reply {
-                    replies.push(reply.encode());
-                }
-            }
-        }
-        let s = self.sessions.get_mut(&key).expect("session");
-        if let Some(ack) = s.proto.take_ack() {
-            replies.push(ack.encode());
-        }
-        Ok(())
-    }
-
-    /// A Hello `(client_id, secret, recv_seq, session, attempt)` from a WebSocket or a
-    /// polling request: the session whose secret it proves (for this client id), or a
-    /// fresh one under a new secret. Returns the session's key; `Err` for a stale
-    /// transport (the WebSocket is closed with [`STALE`], the request answered 410).
-    fn hello(
-        &mut self,
-        now: Instant,
-        from: Origin,
-        (client_id, secret, recv_seq, session, attempt): (
-            u64,
-            Option<SessionSecret>,
-            u64,
-            u64,
-            u64,
-        ),
-        replies: &mut Vec<Payload>,
-        out: &mut Vec<ServerOut>,
-    ) -> Result<SessionSecret, (u16, String)> {
-        let party = match from {
-            Origin::Ws(tid) => {
-                let conn = self.conns.get(&tid).expect("open");
-                if conn.session.is_some() {
-                    self.fault("a second Hello on one WebSocket".into());
-                    return Err((4400, "second Hello".into()));
-                }
-                conn.party
-            }
-            Origin::Poll(party) => party,
-        };
+    /// Counts a Hello by `party` of `client_id`'s transport `attempt`.
+    fn hello_by(&mut self, party: Party, client_id: u64, attempt: u64) -> HelloBy {
         let late = attempt < self.client_attempt;
         if party == Party::Client {
             self.client_attempt = self.client_attempt.max(attempt);
         }
-        let known = secret.filter(|k| {
-            self.sessions
-                .get(k)
-                .is_some_and(|s| s.client_id == client_id)
-        });
-        let key = match known {
-            Some(k) => k,
-            None => {
-                let mut bytes = [0u8; SessionSecret::BYTES];
-                for chunk in bytes.chunks_mut(8) {
-                    chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
-                }
-                let key = SessionSecret::from_bytes(bytes);
-                self.next_session += 1;
-                self.sessions.insert(
-                    key,
-                    Session {
-                        proto: ServerSession::new(self.next_session - 1, key, self.limits),
-                        client_id,
-                        party,
-                        attached: None,
-                        poll_outbox: Vec::new(),
-                        recv_seq: 0,
-                    },
-                );
-                if party == Party::Client {
-                    if late {
-                        self.late_fresh_sessions += 1;
-                    } else {
-                        self.fresh_client_sessions += 1;
+        HelloBy {
+            party,
+            client_id,
+            late,
+        }
+    }
+
+    /// Carries out what the endpoint decided: frames and closes for the network, the
+    /// application's deliveries, and the oracles' bookkeeping. `hello` says who said the
+    /// Hello being handled, if any.
+    fn drain(&mut self, hello: Option<HelloBy>) -> Vec<ServerOut> {
+        let mut out = Vec::new();
+        while let Some(output) = self.endpoint.poll_output() {
+            match output {
+                Output::Send { conn, frame, .. } => {
+                    if let Some(tid) = self.sockets.get(&conn) {
+                        out.push(ServerOut::Send(*tid, frame));
                     }
                 }
-                key
-            }
-        };
-        let s = self.sessions.get_mut(&key).expect("just found or made");
-        let welcome = match s.proto.hello(now, secret, recv_seq, session, attempt) {
-            Ok(w) => w,
-            // A transport the client abandoned: nothing changes.
-            Err(HelloRefused::Stale(stale)) => {
-                if party == Party::Client {
-                    self.stale += 1;
+                Output::Close { conn, code, reason } => {
+                    // The server closes and forgets the socket at once.
+                    if let Some(tid) = self.sockets.remove(&conn) {
+                        self.conns.remove(&tid);
+                        out.push(ServerOut::Close(tid, Some(code), reason.into()));
+                        if let Some(now) = self.now {
+                            self.endpoint.handle_closed(now, conn, Some(code), reason);
+                        }
+                    }
                 }
-                return Err((STALE, stale.to_string()));
-            }
-            Err(refused) => {
-                self.fault(format!(
-                    "a session found by its secret refused it: {refused}"
-                ));
-                return Err((4400, refused.to_string()));
-            }
-        };
-        if let Origin::Ws(tid) = from {
-            self.conns.get_mut(&tid).expect("open").session = Some(key);
-        }
-        let s = self.sessions.get_mut(&key).expect("just found or made");
-        if let Some(Attached::Ws(old)) = s.attached {
-            if Origin::Ws(old) != from {
-                out.push(ServerOut::Close(old, Some(1000), "detached".into()));
-                self.conns.remove(&old);
-            }
-        }
-        s.poll_outbox.clear();
-        s.attached = Some(match from {
-            Origin::Ws(tid) => Attached::Ws(tid),
-            Origin::Poll(_) => Attached::Poll(attempt),
-        });
-        for envelope in welcome {
-            if let Envelope::Welcome {
-                recv_seq, resumed, ..
-            } = envelope
-            {
-                s.recv_seq = recv_seq;
-                if !resumed && party == Party::Client {
-                    self.resets += 1;
+                Output::Opened { conn } => {
+                    if let Some(by) = hello {
+                        self.polls.insert(conn, (by.party, by.client_id));
+                    }
                 }
+                Output::SessionCreated { key, .. } => {
+                    let Some(by) = hello else { continue };
+                    self.parties.insert(key, by.party);
+                    if by.party == Party::Client {
+                        if by.late {
+                            self.late_fresh_sessions += 1;
+                        } else {
+                            self.fresh_client_sessions += 1;
+                        }
+                    }
+                }
+                Output::Attached {
+                    key,
+                    resumed,
+                    recv_seq,
+                    ..
+                } => {
+                    if !resumed && self.parties.get(&key) == Some(&Party::Client) {
+                        self.resets += 1;
+                    }
+                    self.recv_seqs.insert(key, recv_seq);
+                }
+                Output::Delivered {
+                    key, seq, payload, ..
+                } => {
+                    let expected = self.recv_seqs.get(&key).copied().unwrap_or(0) + 1;
+                    if seq != expected {
+                        self.fault(format!(
+                            "the endpoint delivered seq {seq}, expected {expected}"
+                        ));
+                    }
+                    self.recv_seqs.insert(key.clone(), seq);
+                    let client = self.parties.get(&key) == Some(&Party::Client);
+                    match message_number(&payload, b'c') {
+                        Some(n) if client => self.app.received.push(n),
+                        Some(_) => {} // the adversary's: not the client's messages
+                        None => self.fault(format!("message the app cannot read: {payload:?}")),
+                    }
+                }
+                Output::Ended { conn, .. } => {
+                    self.polls.remove(&conn);
+                    if let Some(tid) = self.sockets.remove(&conn) {
+                        self.conns.remove(&tid);
+                    }
+                }
+                _ => {}
             }
-            replies.push(envelope.encode());
         }
-        Ok(key)
+        out
     }
 
     /// The application sends its next numbered message to the client `client_id`
@@ -723,11 +676,12 @@ impl Server {
         pad: usize,
         binary: bool,
     ) -> (Option<u64>, Vec<ServerOut>) {
+        self.now = Some(now);
         let number = self.app.next + 1;
         let payload = numbered_payload(b's', number, pad, binary);
         let mut out = Vec::new();
         if self.protocol() {
-            if !self.client_sessions(client_id).any(|_| true) {
+            if self.client_sessions(client_id).is_empty() {
                 return (None, out);
             }
             if self.app.waits
@@ -751,7 +705,14 @@ impl Server {
     /// Makes the server keep its sessions within `limits`, and its application wait
     /// for room in them before it sends (as `Hub::send_to_user_wait` does).
     pub fn wait_for_room(&mut self, limits: ResumeLimits) {
-        self.limits = limits;
+        match self.now {
+            Some(now) => self.endpoint.set_config(now, endpoint_config(limits)),
+            // Before any traffic (as the harness calls it): a new endpoint with the same
+            // generator, nothing drawn from it yet.
+            None => {
+                self.endpoint = Endpoint::new(endpoint_config(limits), seeded(self.seed));
+            }
+        }
         self.app.waits = true;
     }
 
@@ -761,19 +722,23 @@ impl Server {
         self.app.backlog.len()
     }
 
-    fn client_sessions(&self, client_id: u64) -> impl Iterator<Item = &Session> {
-        self.sessions
-            .values()
-            .filter(move |s| s.party == Party::Client && s.client_id == client_id)
+    /// The keys of the client's sessions of `client_id` (not the adversary's).
+    fn client_sessions(&self, client_id: u64) -> Vec<SessionKey> {
+        self.endpoint
+            .sessions_of("", client_id)
+            .into_iter()
+            .filter(|k| self.parties.get(k) == Some(&Party::Client))
+            .collect()
     }
 
     /// Whether the session `client_id` is in has room for a message of `bytes`: its
-    /// newest (the one of its latest Hello). Sessions it left behind (a Welcome it
-    /// never got) are never resumed, so nobody waits for them.
+    /// newest, by the endpoint's rule.
     fn has_room(&self, client_id: u64, bytes: usize) -> bool {
-        self.client_sessions(client_id)
-            .max_by_key(|s| s.proto.latest_attempt())
-            .is_some_and(|s| s.proto.has_room(bytes))
+        self.endpoint
+            .newest_session("", client_id, |k| {
+                self.parties.get(k) == Some(&Party::Client)
+            })
+            .is_some_and(|k| self.endpoint.has_room(&k, bytes))
     }
 
     /// Hands `payload` to every session of `client_id`: written on its WebSocket, kept
@@ -784,20 +749,10 @@ impl Server {
         client_id: u64,
         payload: &Payload,
     ) -> Vec<ServerOut> {
-        let mut out = Vec::new();
-        for s in self
-            .sessions
-            .values_mut()
-            .filter(|s| s.party == Party::Client && s.client_id == client_id)
-        {
-            let frame = s.proto.send(now, payload.clone()).encode();
-            match s.attached {
-                Some(Attached::Ws(tid)) => out.push(ServerOut::Send(tid, frame)),
-                Some(Attached::Poll(_)) => s.poll_outbox.push(frame),
-                None => {}
-            }
+        for key in self.client_sessions(client_id) {
+            self.endpoint.send_to_session(now, &key, payload.clone());
         }
-        out
+        self.drain(None)
     }
 
     /// Sends what the application holds back, in order, while it finds room.
@@ -819,14 +774,20 @@ impl Server {
     pub fn crash(&mut self, lose_state: bool) -> Vec<TransportId> {
         self.up = false;
         let open: Vec<TransportId> = self.conns.keys().copied().collect();
-        self.conns.clear();
-        if lose_state {
-            self.sessions.clear();
-        } else {
-            for s in self.sessions.values_mut() {
-                s.attached = None;
-                s.poll_outbox.clear();
+        if let Some(now) = self.now {
+            for conn in self.endpoint.transport_ids() {
+                self.endpoint
+                    .handle_closed(now, conn, None, "server crashed");
             }
+        }
+        self.conns.clear();
+        self.sockets.clear();
+        self.polls.clear();
+        let _ = self.drain(None);
+        if lose_state {
+            self.endpoint.clear_sessions();
+            self.parties.clear();
+            self.recv_seqs.clear();
         }
         open
     }
@@ -834,22 +795,34 @@ impl Server {
     /// Forgets which transport `client_id` has (a polling transport's next request gets
     /// 503), as a server does when it drops a connection.
     pub fn detach(&mut self, client_id: u64) {
-        for s in self
-            .sessions
-            .values_mut()
-            .filter(|s| s.party == Party::Client && s.client_id == client_id)
-        {
-            if matches!(s.attached, Some(Attached::Poll(_))) {
-                s.attached = None;
-                s.poll_outbox.clear();
-            }
+        let Some(now) = self.now else { return };
+        let mine: Vec<ConnId> = self
+            .polls
+            .iter()
+            .filter(|(_, (party, c))| *party == Party::Client && *c == client_id)
+            .map(|(conn, _)| *conn)
+            .collect();
+        for conn in mine {
+            self.endpoint
+                .drop_transport(now, conn, 1013, "server dropped it");
         }
+        let _ = self.drain(None);
     }
 
     /// Sessions held.
     #[must_use]
     pub fn sessions(&self) -> usize {
-        self.sessions.len()
+        self.endpoint.sessions()
+    }
+
+    /// The client's sessions, with their records.
+    fn client_records(
+        &self,
+    ) -> impl Iterator<Item = (&SessionKey, &tether_core::endpoint::SessionRecord)> {
+        self.parties
+            .iter()
+            .filter(|(_, p)| **p == Party::Client)
+            .filter_map(|(k, _)| self.endpoint.session(k).map(|r| (k, r)))
     }
 
     /// What an adversary may learn or guess of the client: its newest session's id and
@@ -858,19 +831,18 @@ impl Server {
     #[must_use]
     pub fn client_view(&self) -> (u64, u64) {
         let newest = self
-            .sessions
-            .values()
-            .filter(|s| s.party == Party::Client)
-            .max_by_key(|s| s.proto.latest_attempt());
-        (newest.map_or(0, |s| s.proto.session()), self.client_attempt)
+            .client_records()
+            .max_by_key(|(_, r)| r.protocol().latest_attempt());
+        (
+            newest.map_or(0, |(_, r)| r.protocol().session()),
+            self.client_attempt,
+        )
     }
 
     /// Whether `secret` is one of the client's sessions' secrets.
     #[must_use]
     pub fn is_client_secret(&self, secret: &SessionSecret) -> bool {
-        self.sessions
-            .get(secret)
-            .is_some_and(|s| s.party == Party::Client)
+        self.client_records().any(|(k, _)| k.secret == *secret)
     }
 
     /// Everything of the client's sessions that an adversary must not be able to
@@ -879,20 +851,19 @@ impl Server {
     #[must_use]
     pub fn client_fingerprint(&self) -> Vec<String> {
         let mut all: Vec<String> = self
-            .sessions
-            .values()
-            .filter(|s| s.party == Party::Client)
-            .map(|s| {
+            .client_records()
+            .map(|(_, r)| {
+                let s = r.protocol();
                 format!(
                     "session {} attempt {} recv {} sent {} buffered {} lost {} attached {:?} outbox {}",
-                    s.proto.session(),
-                    s.proto.latest_attempt(),
-                    s.proto.recv_seq(),
-                    s.proto.last_sent_seq(),
-                    s.proto.buffered(),
-                    s.proto.lost(),
-                    s.attached,
-                    s.poll_outbox.len(),
+                    s.session(),
+                    s.latest_attempt(),
+                    s.recv_seq(),
+                    s.last_sent_seq(),
+                    s.buffered(),
+                    s.lost(),
+                    r.attached(),
+                    r.attached().map_or(0, |c| self.endpoint.pending(c)),
                 )
             })
             .collect();
@@ -910,19 +881,25 @@ impl Server {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Transport {
-    Ws(TransportId),
-    /// A polling transport: its session's secret and its number.
-    Poll(SessionSecret, u64),
-}
-
-/// Where a Hello came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    Ws(TransportId),
-    /// A polling request, by whom.
-    Poll(Party),
+/// A polling request as it reaches the server.
+#[derive(Clone, Copy, Debug)]
+pub struct PollArrival<'a> {
+    /// The simulation's clock.
+    pub now: Instant,
+    /// Virtual time since the start.
+    pub at: Duration,
+    /// The URL's `client`.
+    pub client_id: Option<u64>,
+    /// The URL's `t`.
+    pub attempt: Option<u64>,
+    /// The request's token.
+    pub token: Option<&'a str>,
+    /// Its `Tether-Session` header.
+    pub proof: Option<SessionSecret>,
+    /// Who sent it.
+    pub party: Party,
+    /// Its body.
+    pub body: &'a [u8],
 }
 
 /// The close code for a stale transport's Hello (a WebSocket is closed with it; a poll

@@ -18,7 +18,9 @@ use crate::check::{Checker, Violation};
 use crate::clock::{Agenda, Clock};
 use crate::net::{LinkKind, Net};
 use crate::rand::Draw;
-use crate::server::{make_token, numbered_payload, Party, Server, ServerOut, ServerWire};
+use crate::server::{
+    make_token, numbered_payload, Party, PollArrival, Server, ServerOut, ServerWire,
+};
 use crate::trace::Trace;
 
 /// How the token provider behaves.
@@ -942,16 +944,16 @@ impl Sim {
                 let result = if !self.server.up || self.net.conditions.refuse {
                     Err(TransportFailure::Refused)
                 } else {
-                    let (result, outs) = self.server.poll(
+                    let (result, outs) = self.server.poll(PollArrival {
                         now,
                         at,
                         client_id,
                         attempt,
-                        token.as_deref(),
-                        secret,
-                        Party::Client,
-                        &body,
-                    );
+                        token: token.as_deref(),
+                        proof: secret,
+                        party: Party::Client,
+                        body: &body,
+                    });
                     self.server_outs(outs);
                     result
                 };
@@ -1155,16 +1157,16 @@ impl Sim {
             1 => {
                 let mut frames = vec![hello.encode()];
                 frames.extend(ack.map(|seq| Envelope::Ack { seq }.encode()));
-                let (result, outs) = self.server.poll(
+                let (result, outs) = self.server.poll(PollArrival {
                     now,
                     at,
-                    Some(client_id),
-                    Some(hello_attempt),
-                    Some(&token),
+                    client_id: Some(client_id),
+                    attempt: Some(hello_attempt),
+                    token: Some(&token),
                     proof,
-                    Party::Adversary,
-                    &encode_batch(&frames),
-                );
+                    party: Party::Adversary,
+                    body: &encode_batch(&frames),
+                });
                 self.adversary_outs(outs)?;
                 if let Ok(body) = result {
                     self.adversary_reads(&body)?;
@@ -1175,16 +1177,16 @@ impl Sim {
                     .map(|seq| Envelope::Ack { seq }.encode())
                     .into_iter()
                     .collect();
-                let (result, outs) = self.server.poll(
+                let (result, outs) = self.server.poll(PollArrival {
                     now,
                     at,
-                    Some(victim),
-                    Some(guessed_t),
-                    Some(&token),
+                    client_id: Some(victim),
+                    attempt: Some(guessed_t),
+                    token: Some(&token),
                     proof,
-                    Party::Adversary,
-                    &encode_batch(&frames),
-                );
+                    party: Party::Adversary,
+                    body: &encode_batch(&frames),
+                });
                 self.adversary_outs(outs)?;
                 match result {
                     Err(TransportFailure::Http {
