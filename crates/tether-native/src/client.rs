@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tether_core::transport::Transport;
 use tether_core::{
     Config, Connection, DropReason, Entropy, Hint, Instant, MessageId, Metrics, Payload, SendError,
     State,
 };
+use tether_dispatch::transport::Transport;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::Instrument;
@@ -505,7 +505,7 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
-        tether_core::transport::check_capabilities(&self.config, &self.transport)
+        tether_dispatch::transport::check_capabilities(&self.config, &self.transport)
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
@@ -578,8 +578,8 @@ fn os_entropy() -> Entropy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::transport::MissingCapability;
     use tether_core::{Event, FallbackConfig, TerminalReason};
+    use tether_dispatch::transport::MissingCapability;
 
     /// TLS of some kind is in this build without the application's help.
     const DEFAULT_TLS: bool = cfg!(any(

@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
-use tether_core::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{
     Action, Connection, Event, Instant, Metrics, Payload, RequestId, State, Token,
     TransportFailure, TransportId,
 };
+use tether_dispatch::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
 use tokio::sync::{watch, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::{debug, info, trace, warn, Instrument, Span};
@@ -739,7 +739,7 @@ where
                 trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
-                let headers = tether_core::transport::poll_headers(headers, session);
+                let headers = tether_dispatch::transport::poll_headers(headers, session);
                 let task = spawn(async move {
                     let result = AssertUnwindSafe(transport.poll(url, headers, body))
                         .catch_unwind()

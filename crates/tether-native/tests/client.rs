@@ -390,8 +390,8 @@ fn a_client_outliving_its_runtime_never_hangs() {
 async fn a_transport_that_panics_fails_its_attempt_not_the_client() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use tether_core::transport::Transport;
     use tether_core::{TetherError, TransportFailure};
+    use tether_dispatch::transport::Transport;
     use tether_native::NativeTransport;
 
     struct Panicking(Arc<AtomicUsize>);

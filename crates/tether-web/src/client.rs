@@ -6,11 +6,11 @@ use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
-use tether_core::transport::Transport;
 use tether_core::{
     Config, Connection, Event, Hint, Instant, MessageId, Metrics, Payload, Quality, SendError,
     State,
 };
+use tether_dispatch::transport::Transport;
 
 use crate::driver::{Buffer, Flush, Inner, Listener};
 use crate::error::BuildError;
@@ -510,7 +510,7 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
-        tether_core::transport::check_capabilities(&self.config, &self.transport)
+        tether_dispatch::transport::check_capabilities(&self.config, &self.transport)
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.

@@ -22,11 +22,11 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 use js_sys::Array;
-use tether_core::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{
     Action, Connection, Event, Hint, Instant, MessageId, Payload, RequestId, State, Token,
     TransportFailure, TransportId,
 };
+use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tracing::{debug, info, trace, warn};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -431,7 +431,7 @@ where
                 protocols,
                 headers,
             } => {
-                info!(transport = id.0, url = %tether_core::transport::redact(&url), "connecting");
+                info!(transport = id.0, url = %tether_dispatch::transport::redact(&url), "connecting");
                 let inner = self.clone();
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.connect(url, protocols, headers).await;
@@ -490,9 +490,9 @@ where
                 body,
                 session,
             } => {
-                trace!(request = request.0, kind = kind.as_str(), url = %tether_core::transport::redact(&url), bytes = body.len(), "poll");
+                trace!(request = request.0, kind = kind.as_str(), url = %tether_dispatch::transport::redact(&url), bytes = body.len(), "poll");
                 let inner = self.clone();
-                let headers = tether_core::transport::poll_headers(headers, session);
+                let headers = tether_dispatch::transport::poll_headers(headers, session);
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.poll(url, headers, body).await;
                     inner.polled(request, result);

@@ -11,8 +11,8 @@ use std::future::Future;
 #[cfg(feature = "polling")]
 use std::sync::{Arc, OnceLock};
 
-use tether_core::transport::{MaybeSend, Transport};
 use tether_core::{Config, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, Transport};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use ws::{WsReader, WsWriter};
@@ -101,7 +101,7 @@ impl NativeTransport {
             .ws
             .max_message_size(Some(frame))
             .max_frame_size(Some(frame));
-        self.max_poll_body = tether_core::transport::poll_body_limit(bytes);
+        self.max_poll_body = tether_dispatch::transport::poll_body_limit(bytes);
         self
     }
 

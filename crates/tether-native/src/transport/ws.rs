@@ -4,8 +4,8 @@ use std::future::Future;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tether_core::{Payload, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
