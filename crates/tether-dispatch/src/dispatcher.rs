@@ -19,7 +19,7 @@
 //! only once nothing is left open. A report for a socket, request or fetch the core has
 //! forgotten is ignored here, once for every driver.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use tether_core::{
     Action, Connection, DeliveryError, DropReason, Event, Instant, MessageId, Payload, PollKind,
@@ -108,9 +108,23 @@ pub enum Command<H: Handles> {
         /// The close reason.
         reason: String,
     },
-    /// Stop this work and drop what it would report: an attempt abandoned, a polling
-    /// session's requests, a token fetch a newer one replaces.
+    /// Stop this work and drop what it would report: a polling session's requests, a
+    /// token fetch a newer one replaces.
     Cancel(H::Task),
+    /// The core gave up socket `id`'s `connect`: stop it (if it opens after all, what it
+    /// opened is dropped by [`Dispatcher::handle_opened`]).
+    Abandon {
+        /// The socket.
+        id: TransportId,
+        /// The running attempt, if [`Dispatcher::track_connect`] registered it.
+        attempt: Option<H::Task>,
+    },
+    /// Polling session `id` ended (its requests in flight were cancelled just before).
+    /// Nothing is left to do for it; a driver with state of its own per session drops it.
+    PollingEnded {
+        /// The polling session.
+        id: TransportId,
+    },
     /// Make the HTTP poll request ([`Transport::poll`](crate::transport::Transport::poll)),
     /// then register it with [`Dispatcher::track_poll`]; report the answer with
     /// [`Dispatcher::handle_poll_response`].
@@ -220,7 +234,7 @@ struct Flush<W> {
 /// let mut conn = tether_core::Connection::new(config, now, Entropy::fixed(1))?;
 /// conn.connect(now);
 /// let mut d = Dispatcher::<Toy>::new(conn, now);
-/// assert!(d.send_confirmed(now, "hello".into(), 7).is_none()); // caller 7 waits
+/// assert!(d.send_confirmed(now, "hello".into(), 7).is_ok()); // caller 7 waits
 ///
 /// let (mut written, mut answered, mut states) = (Vec::new(), Vec::new(), Vec::new());
 /// let (mut opened, mut open) = (None, None);
@@ -276,7 +290,9 @@ pub struct Dispatcher<H: Handles> {
     token_fetch: Option<(RequestId, Option<H::Task>)>,
     /// Commands translated from the core's latest action, not yet taken.
     queued: VecDeque<Command<H>>,
-    confirmations: BTreeMap<MessageId, H::Sent>,
+    /// Confirmed sends, oldest first: acknowledgements come in order, so the one looked
+    /// for is at the front, and taken from there at no cost. Smaller in wasm than a map.
+    confirmations: VecDeque<(MessageId, H::Sent)>,
     flushes: Vec<Flush<H::Flushed>>,
     closers: Vec<H::Closed>,
     completions: VecDeque<Completion<H>>,
@@ -316,7 +332,7 @@ impl<H: Handles> Dispatcher<H> {
             polls: Vec::new(),
             token_fetch: None,
             queued: VecDeque::new(),
-            confirmations: BTreeMap::new(),
+            confirmations: VecDeque::new(),
             flushes: Vec::new(),
             closers: Vec::new(),
             completions: VecDeque::new(),
@@ -436,15 +452,14 @@ impl<H: Handles> Dispatcher<H> {
                 }
             }
             debug!(transport = id.0, code, %reason, "polling session ended");
+            self.queued.push_back(Command::PollingEnded { id });
             return;
         };
         match std::mem::replace(&mut self.sockets[i].1, Slot::Closing) {
-            Slot::Connecting(task) => {
+            Slot::Connecting(attempt) => {
                 debug!(transport = id.0, %reason, "attempt abandoned");
                 self.sockets.swap_remove(i);
-                if let Some(task) = task {
-                    self.queued.push_back(Command::Cancel(task));
-                }
+                self.queued.push_back(Command::Abandon { id, attempt });
             }
             Slot::Open(socket, opened) => {
                 let m = self.conn.metrics(self.now);
@@ -714,29 +729,29 @@ impl<H: Handles> Dispatcher<H> {
 
     // ----- callers that wait ----------------------------------------------------------
 
-    /// `send_confirmed`: sends `payload` and answers `waiter` with its fate, through
-    /// [`poll_completion`](Self::poll_completion), or at once (returned) if the core
-    /// refuses it or nothing can confirm it (plain mode).
-    #[must_use]
+    /// `send_confirmed`: sends `payload` and answers `waiter` with its fate through
+    /// [`poll_completion`](Self::poll_completion) (`Ok`: the message's id); or answers it
+    /// at once (`Err`: the completion to deliver) if the core refuses the message or
+    /// nothing can confirm it (plain mode).
     pub fn send_confirmed(
         &mut self,
         now: Instant,
         payload: Payload,
         waiter: H::Sent,
-    ) -> Option<Completion<H>> {
+    ) -> Result<MessageId, Completion<H>> {
         self.now = now;
         let result = if self.conn.config().is_protocol() {
             match self.conn.send(now, payload) {
                 Ok(id) => {
-                    self.confirmations.insert(id, waiter);
-                    return None;
+                    self.confirmations.push_back((id, waiter));
+                    return Ok(id);
                 }
                 Err(e) => Err(DeliveryError::Rejected(e)),
             }
         } else {
             Err(DeliveryError::Unconfirmable)
         };
-        Some(Completion::Sent { waiter, result })
+        Err(Completion::Sent { waiter, result })
     }
 
     /// `flush`: answers `waiter` once every message sent so far is delivered (or one of
@@ -789,8 +804,8 @@ impl<H: Handles> Dispatcher<H> {
     /// them: the runtime shut down). Close callers are answered too.
     pub fn abandon_waiters(&mut self) -> impl Iterator<Item = Completion<H>> + '_ {
         let sent = std::mem::take(&mut self.confirmations)
-            .into_values()
-            .map(|waiter| Completion::Sent {
+            .into_iter()
+            .map(|(_, waiter)| Completion::Sent {
                 waiter,
                 result: Err(DeliveryError::ClientGone),
             });
@@ -807,6 +822,16 @@ impl<H: Handles> Dispatcher<H> {
             .chain(sent)
             .chain(flushed)
             .chain(closed)
+    }
+
+    /// The driver's work is gone (its task ended without winding it down, and every
+    /// socket, request and fetch with it): forget it all, so that a new task starts from
+    /// empty tables.
+    pub fn forget_work(&mut self) {
+        self.sockets.clear();
+        self.polls.clear();
+        self.token_fetch = None;
+        self.queued.clear();
     }
 
     // ----- the state of the work ------------------------------------------------------
@@ -876,11 +901,19 @@ impl<H: Handles> Dispatcher<H> {
         }
     }
 
+    fn take_confirmation(&mut self, id: MessageId) -> Option<H::Sent> {
+        if self.confirmations.is_empty() {
+            return None;
+        }
+        let i = self.confirmations.iter().position(|(m, _)| *m == id)?;
+        self.confirmations.remove(i).map(|(_, waiter)| waiter)
+    }
+
     /// Answers confirmed sends and flushes that `event` decides.
     fn resolve(&mut self, event: &Event) {
         match event {
             Event::Delivered { id } => {
-                if let Some(waiter) = self.confirmations.remove(id) {
+                if let Some(waiter) = self.take_confirmation(*id) {
                     self.completions.push_back(Completion::Sent {
                         waiter,
                         result: Ok(*id),
@@ -888,7 +921,7 @@ impl<H: Handles> Dispatcher<H> {
                 }
             }
             Event::Dropped { id, reason } => {
-                if let Some(waiter) = self.confirmations.remove(id) {
+                if let Some(waiter) = self.take_confirmation(*id) {
                     self.completions.push_back(Completion::Sent {
                         waiter,
                         result: Err(DeliveryError::Dropped(*reason)),
@@ -904,7 +937,7 @@ impl<H: Handles> Dispatcher<H> {
             // after an error they stay retained, with no answer until a reconnect.
             Event::Stopped(reason) if self.conn.state() == State::Error => {
                 let stopped = || Err(DeliveryError::Stopped(reason.clone()));
-                for waiter in std::mem::take(&mut self.confirmations).into_values() {
+                for (_, waiter) in std::mem::take(&mut self.confirmations) {
                     self.completions.push_back(Completion::Sent {
                         waiter,
                         result: stopped(),

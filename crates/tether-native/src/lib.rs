@@ -23,7 +23,7 @@
 //!     let config = Config::builder("wss://example.com/ws").build()?;
 //!     let client = Client::connect(config)?;
 //!     let mut events = client.events();
-//!     client.state().wait_for(|s| *s == State::Connected).await?;
+//!     client.state_watch().wait_for(|s| *s == State::Connected).await?;
 //!     client.send("hello")?;
 //!     if let Some(Event::Message(reply)) = events.recv().await {
 //!         println!("{reply:?}");

@@ -265,7 +265,7 @@ async fn close_resolves_once_the_socket_is_closed() {
     wait_state(&client, State::Connected).await;
 
     within("close", client.close(1000, "bye")).await;
-    assert_eq!(*client.state().borrow(), State::Closed);
+    assert_eq!(client.state(), State::Closed);
     assert_eq!(server.seen().await, Seen::Close(Some((1000, "bye".into()))));
     let stopped = next_event(&mut events, "the stop", |e| matches!(e, Event::Stopped(_))).await;
     assert_eq!(

@@ -72,7 +72,6 @@
     not(all(target_arch = "wasm32", target_os = "unknown")),
     allow(dead_code)
 )]
-mod close;
 mod error;
 #[cfg_attr(
     not(all(target_arch = "wasm32", target_os = "unknown")),

@@ -17,7 +17,6 @@ use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWri
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::close::close_args;
 use crate::sys::{self, field};
 
 /// WebSockets through a `WebSocket` constructor, HTTP polling through `fetch`.
@@ -208,7 +207,7 @@ impl SocketWriter for WebSocketWriter {
     }
 
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
-        let (code, reason) = close_args(code, &reason);
+        let (code, reason) = tether_dispatch::close::sendable(code, &reason);
         self.socket.0.close(code, reason);
         ready(())
     }
