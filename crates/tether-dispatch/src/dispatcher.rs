@@ -63,7 +63,7 @@ pub trait Handles {
 }
 
 /// What the driver does next, from [`Dispatcher::poll_command`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Command<H: Handles> {
     /// Start [`Transport::connect`](crate::transport::Transport::connect), then register
@@ -289,13 +289,14 @@ pub struct Dispatcher<H: Handles> {
     /// The token fetch in flight; a newer one cancels it.
     token_fetch: Option<(RequestId, Option<H::Task>)>,
     /// Commands translated from the core's latest action, not yet taken.
-    queued: VecDeque<Command<H>>,
+    /// A stack: the next command is the last.
+    queued: Vec<Command<H>>,
     /// Confirmed sends, oldest first: acknowledgements come in order, so the one looked
     /// for is at the front, and taken from there at no cost. Smaller in wasm than a map.
     confirmations: VecDeque<(MessageId, H::Sent)>,
     flushes: Vec<Flush<H::Flushed>>,
     closers: Vec<H::Closed>,
-    completions: VecDeque<Completion<H>>,
+    completions: Vec<Completion<H>>,
     /// Messages (and payload bytes) handed out by `poll_event` and not yet reported read.
     unreported: (u64, u64),
     /// Every handle of the client is gone.
@@ -331,11 +332,11 @@ impl<H: Handles> Dispatcher<H> {
             sockets: Vec::new(),
             polls: Vec::new(),
             token_fetch: None,
-            queued: VecDeque::new(),
+            queued: Vec::new(),
             confirmations: VecDeque::new(),
             flushes: Vec::new(),
             closers: Vec::new(),
-            completions: VecDeque::new(),
+            completions: Vec::new(),
             unreported: (0, 0),
             client_dropped: false,
             now,
@@ -362,11 +363,13 @@ impl<H: Handles> Dispatcher<H> {
     #[must_use]
     pub fn poll_command(&mut self) -> Option<Command<H>> {
         loop {
-            if let Some(command) = self.queued.pop_front() {
+            if let Some(command) = self.queued.pop() {
                 return Some(command);
             }
             let action = self.conn.poll_action()?;
             self.translate(action);
+            // In the order they were made. (A stack rather than a queue: smaller in wasm.)
+            self.queued.reverse();
         }
     }
 
@@ -376,10 +379,10 @@ impl<H: Handles> Dispatcher<H> {
             Action::FetchToken { request } => {
                 debug!("fetching a token");
                 if let Some((_, Some(previous))) = self.token_fetch.take() {
-                    self.queued.push_back(Command::Cancel(previous));
+                    self.queued.push(Command::Cancel(previous));
                 }
                 self.token_fetch = Some((request, None));
-                self.queued.push_back(Command::FetchToken { request });
+                self.queued.push(Command::FetchToken { request });
             }
             Action::Open {
                 id,
@@ -389,7 +392,7 @@ impl<H: Handles> Dispatcher<H> {
             } => {
                 info!(transport = id.0, url = %redact(&url), "connecting");
                 self.sockets.push((id, Slot::Connecting(None)));
-                self.queued.push_back(Command::Connect {
+                self.queued.push(Command::Connect {
                     id,
                     url,
                     protocols,
@@ -399,14 +402,14 @@ impl<H: Handles> Dispatcher<H> {
             Action::Send { id, frame } => match self.socket(id) {
                 Some(socket) => {
                     let socket = socket.clone();
-                    self.queued.push_back(Command::Send { socket, id, frame });
+                    self.queued.push(Command::Send { socket, id, frame });
                 }
                 None => debug!(transport = id.0, "a frame for a socket that is gone"),
             },
             Action::Ping { id } => match self.socket(id) {
                 Some(socket) => {
                     let socket = socket.clone();
-                    self.queued.push_back(Command::Ping { socket, id });
+                    self.queued.push(Command::Ping { socket, id });
                 }
                 None => debug!(transport = id.0, "a ping for a socket that is gone"),
             },
@@ -422,7 +425,7 @@ impl<H: Handles> Dispatcher<H> {
             } => {
                 trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
                 self.polls.push((request, id, None));
-                self.queued.push_back(Command::Poll {
+                self.queued.push(Command::Poll {
                     id,
                     request,
                     kind,
@@ -445,36 +448,33 @@ impl<H: Handles> Dispatcher<H> {
             while k < self.polls.len() {
                 if self.polls[k].1 == id {
                     if let (_, _, Some(task)) = self.polls.swap_remove(k) {
-                        self.queued.push_back(Command::Cancel(task));
+                        self.queued.push(Command::Cancel(task));
                     }
                 } else {
                     k += 1;
                 }
             }
             debug!(transport = id.0, code, %reason, "polling session ended");
-            self.queued.push_back(Command::PollingEnded { id });
+            self.queued.push(Command::PollingEnded { id });
             return;
         };
         match std::mem::replace(&mut self.sockets[i].1, Slot::Closing) {
             Slot::Connecting(attempt) => {
                 debug!(transport = id.0, %reason, "attempt abandoned");
                 self.sockets.swap_remove(i);
-                self.queued.push_back(Command::Abandon { id, attempt });
+                self.queued.push(Command::Abandon { id, attempt });
             }
             Slot::Open(socket, opened) => {
-                let m = self.conn.metrics(self.now);
                 info!(
                     transport = id.0,
                     code,
                     %reason,
                     connected_ms = millis(self.now.saturating_duration_since(opened)),
-                    messages_in = m.messages_in,
-                    messages_out = m.messages_out,
                     "closing socket"
                 );
                 let (code, reason) = crate::close::sendable(code, &reason);
                 let reason = reason.to_owned();
-                self.queued.push_back(Command::Close {
+                self.queued.push(Command::Close {
                     socket,
                     id,
                     code,
@@ -507,7 +507,7 @@ impl<H: Handles> Dispatcher<H> {
         if self.completions.is_empty() {
             self.settle();
         }
-        self.completions.pop_front()
+        self.completions.pop()
     }
 
     /// When to call [`handle_timeout`](Self::handle_timeout): the core's next deadline.
@@ -532,7 +532,7 @@ impl<H: Handles> Dispatcher<H> {
     pub fn track_connect(&mut self, id: TransportId, task: H::Task) {
         match self.slot(id).map(|i| &mut self.sockets[i].1) {
             Some(Slot::Connecting(slot)) => *slot = Some(task),
-            _ => self.queued.push_back(Command::Cancel(task)),
+            _ => self.queued.push(Command::Cancel(task)),
         }
     }
 
@@ -540,7 +540,7 @@ impl<H: Handles> Dispatcher<H> {
     pub fn track_poll(&mut self, request: RequestId, task: H::Task) {
         match self.polls.iter_mut().find(|(r, _, _)| *r == request) {
             Some((_, _, slot)) => *slot = Some(task),
-            None => self.queued.push_back(Command::Cancel(task)),
+            None => self.queued.push(Command::Cancel(task)),
         }
     }
 
@@ -548,7 +548,7 @@ impl<H: Handles> Dispatcher<H> {
     pub fn track_token(&mut self, request: RequestId, task: H::Task) {
         match &mut self.token_fetch {
             Some((r, slot)) if *r == request => *slot = Some(task),
-            _ => self.queued.push_back(Command::Cancel(task)),
+            _ => self.queued.push(Command::Cancel(task)),
         }
     }
 
@@ -620,18 +620,13 @@ impl<H: Handles> Dispatcher<H> {
         let connected_ms = millis(now.saturating_duration_since(*opened));
         match &event {
             SocketEvent::Frame(frame) => trace!(transport = id.0, bytes = frame.len(), "frame"),
-            SocketEvent::Closed { code, reason } => {
-                let m = self.conn.metrics(now);
-                info!(
-                    transport = id.0,
-                    code = code.unwrap_or(0),
-                    %reason,
-                    connected_ms,
-                    messages_in = m.messages_in,
-                    messages_out = m.messages_out,
-                    "socket closed by the server"
-                );
-            }
+            SocketEvent::Closed { code, reason } => info!(
+                transport = id.0,
+                code = code.unwrap_or(0),
+                %reason,
+                connected_ms,
+                "socket closed by the server"
+            ),
             SocketEvent::Failed(failure) => {
                 warn!(transport = id.0, error = %failure, connected_ms, "socket failed");
             }
@@ -879,7 +874,7 @@ impl<H: Handles> Dispatcher<H> {
             while k < self.flushes.len() {
                 if oldest.is_none_or(|o| o > self.flushes[k].through) {
                     let flush = self.flushes.remove(k);
-                    self.completions.push_back(Completion::Flushed {
+                    self.completions.push(Completion::Flushed {
                         waiter: flush.waiter,
                         result: match flush.dropped {
                             Some(reason) => Err(DeliveryError::Dropped(reason)),
@@ -896,7 +891,7 @@ impl<H: Handles> Dispatcher<H> {
             && (self.conn.state() != State::Closed || self.is_idle())
         {
             for waiter in self.closers.drain(..) {
-                self.completions.push_back(Completion::Closed { waiter });
+                self.completions.push(Completion::Closed { waiter });
             }
         }
     }
@@ -914,7 +909,7 @@ impl<H: Handles> Dispatcher<H> {
         match event {
             Event::Delivered { id } => {
                 if let Some(waiter) = self.take_confirmation(*id) {
-                    self.completions.push_back(Completion::Sent {
+                    self.completions.push(Completion::Sent {
                         waiter,
                         result: Ok(*id),
                     });
@@ -922,7 +917,7 @@ impl<H: Handles> Dispatcher<H> {
             }
             Event::Dropped { id, reason } => {
                 if let Some(waiter) = self.take_confirmation(*id) {
-                    self.completions.push_back(Completion::Sent {
+                    self.completions.push(Completion::Sent {
                         waiter,
                         result: Err(DeliveryError::Dropped(*reason)),
                     });
@@ -938,13 +933,13 @@ impl<H: Handles> Dispatcher<H> {
             Event::Stopped(reason) if self.conn.state() == State::Error => {
                 let stopped = || Err(DeliveryError::Stopped(reason.clone()));
                 for (_, waiter) in std::mem::take(&mut self.confirmations) {
-                    self.completions.push_back(Completion::Sent {
+                    self.completions.push(Completion::Sent {
                         waiter,
                         result: stopped(),
                     });
                 }
                 for flush in self.flushes.drain(..) {
-                    self.completions.push_back(Completion::Flushed {
+                    self.completions.push(Completion::Flushed {
                         waiter: flush.waiter,
                         result: stopped().map(|_: MessageId| ()),
                     });
@@ -983,16 +978,7 @@ impl<H: Handles> Dispatcher<H> {
             } => debug!(quality = quality.as_str(), reliability, "quality changed"),
             Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
             Event::Error(e) => warn!(error = %e, "connection problem"),
-            Event::Stopped(reason) => {
-                let m = self.conn.metrics(self.now);
-                info!(
-                    %reason,
-                    messages_in = m.messages_in,
-                    messages_out = m.messages_out,
-                    reconnects = m.reconnects,
-                    "connection stopped"
-                );
-            }
+            Event::Stopped(reason) => info!(%reason, "connection stopped"),
             Event::TokenRefreshed => debug!("token refreshed"),
             Event::Delivered { id } => trace!(message = id.0, "delivered"),
             Event::Dropped { id, reason } => debug!(message = id.0, %reason, "message dropped"),

@@ -247,9 +247,9 @@ fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
     for _ in 0..3 {
         let left = deadline.saturating_sub(sim.now());
         sim.run_until_true(left, "quiescent after healing", |s| {
-            s.quiescent() || s.conn.state().is_stopped()
+            s.quiescent() || s.conn().state().is_stopped()
         })?;
-        if !sim.conn.state().is_stopped() {
+        if !sim.conn().state().is_stopped() {
             break;
         }
         sim.user(UserAction::Reconnect)?;
