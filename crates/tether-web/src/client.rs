@@ -579,6 +579,14 @@ impl Events {
         })
     }
 
+    /// Events skipped because this reader fell behind: always 0 here, where a reader's
+    /// buffer holds every event until read (the native client coalesces status events
+    /// past its `event_buffer`).
+    #[must_use]
+    pub fn missed(&self) -> u64 {
+        0
+    }
+
     /// The next event if one is buffered, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         let event = {
