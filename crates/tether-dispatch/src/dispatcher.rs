@@ -19,8 +19,6 @@
 //! only once nothing is left open. A report for a socket, request or fetch the core has
 //! forgotten is ignored here, once for every driver.
 
-use std::collections::VecDeque;
-
 use tether_core::{
     Action, Connection, DeliveryError, DropReason, Event, Instant, MessageId, Payload, PollKind,
     RequestId, State, Token, TransportFailure, TransportId,
@@ -291,9 +289,11 @@ pub struct Dispatcher<H: Handles> {
     /// Commands translated from the core's latest action, not yet taken.
     /// A stack: the next command is the last.
     queued: Vec<Command<H>>,
-    /// Confirmed sends, oldest first: acknowledgements come in order, so the one looked
-    /// for is at the front, and taken from there at no cost. Smaller in wasm than a map.
-    confirmations: VecDeque<(MessageId, H::Sent)>,
+    /// Confirmed sends, oldest first, from `confirmed_from` on (those before are
+    /// answered). Acknowledgements come in order, so the one looked for is at the front
+    /// and the answered ones are cut off in bulk. Smaller in wasm than a map or a deque.
+    confirmations: Vec<(MessageId, Option<H::Sent>)>,
+    confirmed_from: usize,
     flushes: Vec<Flush<H::Flushed>>,
     closers: Vec<H::Closed>,
     completions: Vec<Completion<H>>,
@@ -311,7 +311,10 @@ impl<H: Handles> std::fmt::Debug for Dispatcher<H> {
             .field("state", &self.conn.state())
             .field("sockets", &self.sockets.len())
             .field("polls", &self.polls.len())
-            .field("confirmations", &self.confirmations.len())
+            .field(
+                "confirmations",
+                &(self.confirmations.len() - self.confirmed_from),
+            )
             .field("flushes", &self.flushes.len())
             .field("closers", &self.closers.len())
             .finish_non_exhaustive()
@@ -333,7 +336,8 @@ impl<H: Handles> Dispatcher<H> {
             polls: Vec::new(),
             token_fetch: None,
             queued: Vec::new(),
-            confirmations: VecDeque::new(),
+            confirmations: Vec::new(),
+            confirmed_from: 0,
             flushes: Vec::new(),
             closers: Vec::new(),
             completions: Vec::new(),
@@ -738,7 +742,7 @@ impl<H: Handles> Dispatcher<H> {
         let result = if self.conn.config().is_protocol() {
             match self.conn.send(now, payload) {
                 Ok(id) => {
-                    self.confirmations.push_back((id, waiter));
+                    self.confirmations.push((id, Some(waiter)));
                     return Ok(id);
                 }
                 Err(e) => Err(DeliveryError::Rejected(e)),
@@ -798,9 +802,11 @@ impl<H: Handles> Dispatcher<H> {
     /// Every waiter, answered that the client is gone (its task ended without finishing
     /// them: the runtime shut down). Close callers are answered too.
     pub fn abandon_waiters(&mut self) -> impl Iterator<Item = Completion<H>> + '_ {
+        self.confirmed_from = 0;
         let sent = std::mem::take(&mut self.confirmations)
             .into_iter()
-            .map(|(_, waiter)| Completion::Sent {
+            .filter_map(|(_, waiter)| waiter)
+            .map(|waiter| Completion::Sent {
                 waiter,
                 result: Err(DeliveryError::ClientGone),
             });
@@ -897,11 +903,26 @@ impl<H: Handles> Dispatcher<H> {
     }
 
     fn take_confirmation(&mut self, id: MessageId) -> Option<H::Sent> {
-        if self.confirmations.is_empty() {
-            return None;
+        let from = self.confirmed_from;
+        let i = from
+            + self
+                .confirmations
+                .get(from..)?
+                .iter()
+                .position(|(m, _)| *m == id)?;
+        let waiter = self.confirmations.get_mut(i)?.1.take();
+        while self
+            .confirmations
+            .get(self.confirmed_from)
+            .is_some_and(|(_, w)| w.is_none())
+        {
+            self.confirmed_from += 1;
         }
-        let i = self.confirmations.iter().position(|(m, _)| *m == id)?;
-        self.confirmations.remove(i).map(|(_, waiter)| waiter)
+        if self.confirmed_from * 2 > self.confirmations.len() {
+            self.confirmations.drain(..self.confirmed_from);
+            self.confirmed_from = 0;
+        }
+        waiter
     }
 
     /// Answers confirmed sends and flushes that `event` decides.
@@ -932,7 +953,9 @@ impl<H: Handles> Dispatcher<H> {
             // after an error they stay retained, with no answer until a reconnect.
             Event::Stopped(reason) if self.conn.state() == State::Error => {
                 let stopped = || Err(DeliveryError::Stopped(reason.clone()));
-                for (_, waiter) in std::mem::take(&mut self.confirmations) {
+                self.confirmed_from = 0;
+                let waiters = std::mem::take(&mut self.confirmations);
+                for waiter in waiters.into_iter().filter_map(|(_, w)| w) {
                     self.completions.push(Completion::Sent {
                         waiter,
                         result: stopped(),

@@ -28,7 +28,7 @@ use tether_core::{
 };
 use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_dispatch::{Command, Completion, Dispatcher, Handles};
-use tracing::{debug, warn};
+use tracing::debug;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -263,28 +263,35 @@ where
         }
         loop {
             let unread = self.unread();
-            let (commands, events, completions) = {
+            self.core
+                .borrow_mut()
+                .dispatch
+                .handle_unread(Instant::now(), unread.0, unread.1);
+            let mut busy = false;
+            // One at a time: performing a command registers its task with the dispatcher.
+            loop {
+                let command = self.core.borrow_mut().dispatch.poll_command();
+                let Some(command) = command else { break };
+                busy = true;
+                self.perform(command);
+            }
+            let events = {
                 let mut core = self.core.borrow_mut();
                 let d = &mut core.dispatch;
-                d.handle_unread(Instant::now(), unread.0, unread.1);
-                let commands: Vec<Command<Web>> = std::iter::from_fn(|| d.poll_command()).collect();
                 let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
-                let completions: Vec<Completion<Web>> =
-                    std::iter::from_fn(|| d.poll_completion()).collect();
-                if commands.is_empty() && events.is_empty() && completions.is_empty() {
+                // Answering wakes the callers' futures: they run later, with nothing borrowed.
+                while let Some(completion) = d.poll_completion() {
+                    busy = true;
+                    answer(completion);
+                }
+                if !busy && events.is_empty() {
                     self.settle(&mut core);
                     break;
                 }
-                (commands, events, completions)
+                events
             };
             // Room in the outbound queue, for `send_wait`.
             self.room.notify();
-            for command in commands {
-                self.perform(command);
-            }
-            for completion in completions {
-                answer(completion);
-            }
             for event in events {
                 self.publish(&event);
             }
@@ -397,7 +404,7 @@ where
                 spawn(task);
             }
             // Pings: a browser cannot send them (the transport's `can_ping` is false).
-            _ => warn!("a command this driver does not know"),
+            _ => debug!("a command this driver does not know"),
         }
     }
 
