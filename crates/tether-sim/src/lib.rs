@@ -111,6 +111,8 @@ pub struct Summary {
     /// Forged Hellos and polling requests the adversary sent (all refused or answered
     /// with a fresh session of its own).
     pub adversary_moves: u64,
+    /// Callers answered (confirmed sends, `close()` calls).
+    pub answered: u64,
 }
 
 /// Why a schedule failed.
@@ -209,6 +211,7 @@ pub fn run_seed_with(seed: u64, trace: bool, options: Options) -> Result<Summary
                 stale_transports: sim.server.stale,
                 resets: sim.server.resets,
                 adversary_moves: sim.counters.adversary,
+                answered: sim.counters.answered,
             });
         }
         Ok(Err(v)) => v,
@@ -258,5 +261,15 @@ fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
     sim.run_until_true(left, "quiescent after healing", Sim::quiescent)?;
     // Let acknowledgements and pings settle, then account for everything.
     sim.run_for(Duration::from_secs(5))?;
+    // Quiescent: every message's fate is known, so every caller was answered.
+    if sim.waiting_callers() != (0, 0) {
+        return Err(Violation {
+            invariant: "every caller is answered",
+            detail: format!(
+                "(confirmed sends, close calls) still waiting: {:?}",
+                sim.waiting_callers()
+            ),
+        });
+    }
     sim.check.finish()
 }

@@ -287,6 +287,8 @@ pub struct Counters {
     pub steps: u64,
     /// Moves the adversary made (forged Hellos and polling requests).
     pub adversary: u64,
+    /// Callers the dispatcher answered (confirmed sends, `close()` calls).
+    pub answered: u64,
 }
 
 /// The application's side of its event queue: what it has not read yet.
@@ -910,6 +912,7 @@ impl Sim {
 
     /// A caller's answer from the dispatcher: each once, and right.
     fn complete(&mut self, completion: Completion<SimHandles>) -> Result<(), Violation> {
+        self.counters.answered += 1;
         match completion {
             Completion::Sent { waiter, result } => {
                 trace!(self, "user", "send_confirmed c{waiter} -> {result:?}");
