@@ -1,17 +1,20 @@
-//! The client's task: feed inputs, perform actions, arm the timer, re-read the clock.
+//! The client's task: feed inputs, perform commands, arm the timer, re-read the clock.
 //!
 //! ```text
-//!   user calls ──(lock, Notify)──┐
-//!   socket readers ──────────────┤            ┌─► Open: spawn connect        ─┐
-//!   connect / poll / token tasks ┼─► Connection ─► Send: the socket's writer  │ outcomes come
-//!   sleep_until(poll_timeout) ───┘     │      ├─► Close: close / abort        │ back as inputs
-//!                                      │      ├─► Poll: spawn the request    ─┤
-//!                                      │      └─► FetchToken: spawn provider ─┘
-//!                                      └─► events: readers' queues, state watch, waiters
+//!   user calls ──(lock, Notify)──┐                ┌─► Connect: spawn connect       ─┐
+//!   socket readers ──────────────┤                ├─► Send / Ping: the outbox       │ outcomes
+//!   connect / poll / token tasks ┼─► Dispatcher ──┼─► Close: the outbox, then gone  │ come back
+//!   sleep_until(poll_timeout) ───┘  (Connection)  ├─► Cancel / Abandon: abort       │ as inputs
+//!                                        │        ├─► Poll: spawn the request      ─┤
+//!                                        │        └─► FetchToken: spawn provider   ─┘
+//!                                        ├─► events: readers' queues, state watch
+//!                                        └─► completions: the callers' oneshots
 //! ```
 //!
-//! No decision about the connection is made here: every `if` is about which socket an
-//! action names, or whether the task has anything left to do.
+//! The tables (sockets, requests, the token fetch), the waiters, the stale-report guards
+//! and the logs are the [`Dispatcher`]'s, shared with the browser driver and the
+//! simulation; this task keeps the spawning, its timer and its lock. No decision about
+//! the connection is made here.
 
 use std::any::Any;
 use std::collections::VecDeque;

@@ -1,20 +1,24 @@
-//! The driver: feed inputs, perform actions, arm the timer, re-read the clock.
+//! The driver: feed inputs, perform commands, arm the timer, re-read the clock.
 //!
 //! ```text
-//!   user calls ───────────────────┐
-//!   socket reader tasks ──────────┤            ┌─► Open: spawn connect         ─┐
-//!   connect / poll / token tasks ─┼─► Connection ─► Send: the socket's writer     │ outcomes come
-//!   setTimeout(poll_timeout) ─────┤     │      ├─► Close: close / abort          │ back as inputs
-//!   page hints task ──────────────┘     │      ├─► Poll: spawn the request      ─┤
-//!                                       │      └─► FetchToken: spawn provider   ─┘
-//!                                       └─► events: listeners, send_confirmed, close
+//!   user calls ───────────────────┐                ┌─► Connect: spawn connect      ─┐
+//!   socket reader tasks ──────────┤                ├─► Send: the socket's writer     │ outcomes
+//!   connect / poll / token tasks ─┼─► Dispatcher ──┼─► Close: the writer, then gone  │ come back
+//!   setTimeout(poll_timeout) ─────┤  (Connection)  ├─► Cancel / Abandon: abort       │ as inputs
+//!   page hints task ──────────────┘        │       ├─► Poll: spawn the request      ─┤
+//!                                          │       └─► FetchToken: spawn provider   ─┘
+//!                                          ├─► events: listeners and readers
+//!                                          └─► completions: send_confirmed, flush, close
 //! ```
+//!
+//! The tables, the waiters, the stale-report guards and the logs are the
+//! [`Dispatcher`]'s, shared with the native driver and the simulation.
 //!
 //! JavaScript runs one thread, so there is no driver task: every input borrows the
 //! connection, feeds it, and then [`Inner::drive`] drains it. Listeners run with nothing
 //! borrowed, so they may call back into the client; such a call feeds the connection
 //! and leaves the draining to the `drive` already running. No decision about the
-//! connection is made here: every `if` is about which socket an action names.
+//! connection is made here.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
