@@ -205,10 +205,10 @@ where
     pub fn flush(&self) -> impl Future<Output = Result<(), DeliveryError>> + 'static {
         let (tx, rx) = answer_pair();
         let done = self.inner.core.borrow_mut().dispatch.flush(tx);
-        match done {
-            Some(done) => answer(done),
-            None => self.inner.drive(),
+        if let Some(done) = done {
+            answer(done);
         }
+        self.inner.drive();
         async move { rx.await.unwrap_or(Err(DeliveryError::ClientGone)) }
     }
 
@@ -236,10 +236,10 @@ where
             payload.into(),
             tx,
         );
-        match done {
-            Ok(_) => self.inner.drive(),
-            Err(done) => answer(done),
+        if let Err(done) = done {
+            answer(done);
         }
+        self.inner.drive();
         async move { rx.await.unwrap_or(Err(DeliveryError::ClientGone)) }
     }
 
