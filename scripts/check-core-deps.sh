@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tether-core must not depend on any I/O, runtime, browser or clock crate. On
+# tether-core (and tether-dispatch) must not depend on any I/O, runtime, browser or clock crate. On
 # wasm32-unknown-unknown its only dependency is web-time (the Instant type), which
 # reaches js-sys solely to implement Instant::now() — a call the core never makes.
 set -euo pipefail
@@ -21,6 +21,12 @@ for target in x86_64-unknown-linux-gnu wasm32-unknown-unknown; do
   esac
   if [ "$direct" != "$want" ]; then
     echo "error: tether-core's direct dependencies on $target are '$direct', expected '$want'" >&2
+    fail=1
+  fi
+  # The dispatcher is sans-IO too: the core, tracing, nothing that touches I/O or a clock.
+  tree=$(cargo tree -p tether-dispatch -e normal --target "$target" --prefix none --format '{p}' --locked | sort -u)
+  if echo "$tree" | grep -Eq "$banned"; then
+    echo "error: tether-dispatch depends on an I/O, runtime or clock crate on $target" >&2
     fail=1
   fi
 done

@@ -26,7 +26,7 @@ bash scripts/check-native-features.sh
 
 # The crates on crates.io, packaged and built as a user would get them (the local crates
 # resolve together; the index comes from crates.io, as the build's dependencies do).
-step "publishable: cargo publish --dry-run of tether-core, tether-native, tether-web, tether-server"
+step "publishable: cargo publish --dry-run of tether-core, tether-dispatch, tether-native, tether-web, tether-server"
 # Cargo unpacks the packaged dependencies (tether-core …) into its source cache under a
 # directory named after the package directory's path, and reuses them if they are there:
 # a second run from the same checkout would verify against the first run's sources. Only

@@ -182,7 +182,7 @@ impl Default for QueueConfig {
 
 /// HTTP polling fallback (Tether protocol mode only). A driver whose transport cannot poll
 /// (tether-native built without its `polling` feature) refuses a configuration that has
-/// one when the client is made ([`check_capabilities`](crate::transport::check_capabilities)).
+/// one when the client is made (`tether_dispatch::transport::check_capabilities`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FallbackConfig {
     /// The polling endpoint, `http://` or `https://`.

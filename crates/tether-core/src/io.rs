@@ -441,7 +441,7 @@ pub enum Action {
     },
     /// Write a WebSocket ping control frame to the socket (only after
     /// [`Connection::use_control_pings`](crate::Connection::use_control_pings)); report
-    /// the pong with [`SocketEvent::Pong`](crate::transport::SocketEvent::Pong).
+    /// the pong with `SocketEvent::Pong` (tether-dispatch).
     Ping {
         /// Which socket.
         id: TransportId,
@@ -472,7 +472,7 @@ pub enum Action {
         body: Vec<u8>,
         /// The session's secret, once a Welcome gave one: send it as the
         /// [`SESSION_HEADER`](crate::protocol::SESSION_HEADER) request header
-        /// ([`crate::transport::poll_headers`] adds it). It proves that the request
+        /// (`tether_dispatch::transport::poll_headers` adds it). It proves that the request
         /// comes from the client holding the session; never put it in a URL or a log.
         session: Option<crate::protocol::SessionSecret>,
     },

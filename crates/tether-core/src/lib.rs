@@ -94,7 +94,6 @@ mod state;
 pub mod stats;
 pub mod time;
 mod timer;
-pub mod transport;
 
 pub use close::{CloseClass, CloseRule};
 pub use config::{

@@ -300,7 +300,7 @@ async fn tether_throughput(config: Config, protocol: bool) -> Result<f64> {
 }
 
 async fn wait_connected(client: &Client) -> Result<()> {
-    let mut state = client.state();
+    let mut state = client.state_watch();
     timeout(WAIT, state.wait_for(|s| *s == State::Connected)).await??;
     Ok(())
 }
@@ -634,7 +634,7 @@ async fn idle(variant: &str, url: &str) -> Result<()> {
     } else {
         tether
             .iter()
-            .filter(|c| *c.state().borrow() == State::Connected)
+            .filter(|c| c.state() == State::Connected)
             .count()
     };
     if connected != IDLE_CLIENTS {

@@ -185,7 +185,7 @@ fn config(addr: SocketAddr, backoff: BackoffConfig) -> Result<Config> {
 }
 
 async fn wait_state(client: &Client, pred: impl FnMut(&State) -> bool) -> Result<()> {
-    timeout(WAIT, client.state().wait_for(pred)).await??;
+    timeout(WAIT, client.state_watch().wait_for(pred)).await??;
     Ok(())
 }
 
@@ -438,10 +438,7 @@ async fn herd(servers: &Servers, backoff: BackoffConfig) -> Result<Herd> {
     let server = servers.start(&hub, addr).await?;
     let back = Instant::now();
     timeout(WAIT, async {
-        while clients
-            .iter()
-            .any(|c| *c.state().borrow() != State::Connected)
-        {
+        while clients.iter().any(|c| c.state() != State::Connected) {
             sleep(Duration::from_millis(10)).await;
         }
     })

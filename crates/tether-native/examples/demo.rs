@@ -118,7 +118,7 @@ async fn main() -> Result<()> {
         })
     };
 
-    let mut state = client.state();
+    let mut state = client.state_watch();
     phase(start, "steady traffic");
     sleep(Duration::from_secs(3)).await;
 

@@ -1,18 +1,17 @@
 //! [`Client`]: the handle applications hold, and its builder.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use tether_core::transport::Transport;
 use tether_core::{
-    Config, Connection, DropReason, Entropy, Hint, Instant, MessageId, Metrics, Payload, SendError,
+    Config, Connection, Entropy, Hint, Instant, MessageId, Metrics, Payload, Quality, SendError,
     State,
 };
+use tether_dispatch::transport::Transport;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch, Notify};
 use tracing::Instrument;
 
-use crate::driver;
+use crate::driver::{self, answer, NativeDispatcher};
 use crate::error::BuildError;
 use crate::events::{Events, Readers};
 use crate::token::TokenProvider;
@@ -80,26 +79,10 @@ pub(crate) struct Shared {
 
 /// The connection and what waits on it, behind one short-held lock.
 pub(crate) struct Core {
-    pub(crate) conn: Connection,
+    /// The connection, its tables and its waiters.
+    pub(crate) dispatch: NativeDispatcher,
     /// The task is running (or about to).
     pub(crate) running: bool,
-    /// Every handle is gone.
-    pub(crate) handles_gone: bool,
-    /// `send_confirmed` calls waiting for their message's fate.
-    pub(crate) confirmations: HashMap<MessageId, oneshot::Sender<Result<MessageId, DeliveryError>>>,
-    /// `close` calls waiting for the sockets to be closed.
-    pub(crate) closers: Vec<oneshot::Sender<()>>,
-    /// `flush` calls waiting for what was sent before them.
-    pub(crate) flushes: Vec<Flush>,
-}
-
-/// One `flush` call.
-pub(crate) struct Flush {
-    /// The last message it waits for.
-    pub(crate) through: MessageId,
-    /// One of them was dropped.
-    pub(crate) dropped: Option<DropReason>,
-    pub(crate) waiter: oneshot::Sender<Result<(), DeliveryError>>,
 }
 
 impl Shared {
@@ -112,7 +95,7 @@ impl Shared {
     /// Has the task act on what the caller changed in `core`: wakes it, or starts it
     /// again if it had ended.
     fn kick(self: &Arc<Self>, mut core: MutexGuard<'_, Core>) {
-        let start = !core.running && !core.handles_gone;
+        let start = !core.running && !core.dispatch.client_dropped();
         core.running |= start;
         drop(core);
         if start {
@@ -128,7 +111,7 @@ struct HandleGuard(Arc<Shared>);
 
 impl Drop for HandleGuard {
     fn drop(&mut self) {
-        self.0.lock().handles_gone = true;
+        self.0.lock().dispatch.handle_client_dropped(Instant::now());
         self.0.wake.notify_one();
     }
 }
@@ -143,7 +126,7 @@ impl Client {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let client = Client::connect(Config::builder("ws://127.0.0.1:9/ws").build()?)?;
-    /// assert_eq!(*client.state().borrow(), State::Connecting);
+    /// assert_eq!(client.state(), State::Connecting);
     /// # Ok(())
     /// # }
     /// ```
@@ -194,7 +177,10 @@ impl Client {
     /// ```
     pub fn send(&self, payload: impl Into<Payload>) -> Result<MessageId, SendError> {
         let mut core = self.shared.lock();
-        let id = core.conn.send(Instant::now(), payload)?;
+        let id = core
+            .dispatch
+            .connection_mut()
+            .send(Instant::now(), payload)?;
         self.shared.kick(core);
         Ok(id)
     }
@@ -221,8 +207,8 @@ impl Client {
             {
                 let mut core = self.shared.lock();
                 let now = Instant::now();
-                if core.conn.has_room_for(payload.len()) {
-                    let id = core.conn.send(now, payload)?;
+                if core.dispatch.connection_mut().has_room_for(payload.len()) {
+                    let id = core.dispatch.connection_mut().send(now, payload)?;
                     self.shared.kick(core);
                     return Ok(id);
                 }
@@ -252,22 +238,12 @@ impl Client {
     pub async fn flush(&self) -> Result<(), DeliveryError> {
         let rx = {
             let mut core = self.shared.lock();
-            let through = core.conn.last_message_id();
-            if core.conn.oldest_undelivered().is_none_or(|o| o > through) {
-                return Ok(());
-            }
-            if let Some(reason) = core.conn.terminal_reason() {
-                if core.conn.state() == State::Error {
-                    return Err(DeliveryError::Stopped(reason.clone()));
-                }
-            }
             let (tx, rx) = oneshot::channel();
-            core.flushes.push(crate::client::Flush {
-                through,
-                dropped: None,
-                waiter: tx,
-            });
-            self.shared.kick(core);
+            if let Some(done) = core.dispatch.flush(tx) {
+                answer(done);
+            } else {
+                self.shared.kick(core);
+            }
             rx
         };
         rx.await.unwrap_or(Err(DeliveryError::ClientGone))
@@ -301,13 +277,12 @@ impl Client {
         payload: Payload,
     ) -> Result<oneshot::Receiver<Result<MessageId, DeliveryError>>, DeliveryError> {
         let mut core = self.shared.lock();
-        if !core.conn.config().is_protocol() {
-            return Err(DeliveryError::Unconfirmable);
-        }
-        let id = core.conn.send(Instant::now(), payload)?;
         let (tx, rx) = oneshot::channel();
-        core.confirmations.insert(id, tx);
-        self.shared.kick(core);
+        match core.dispatch.send_confirmed(Instant::now(), payload, tx) {
+            Ok(_) => self.shared.kick(core),
+            Err(driver::Completion::Sent { result: Err(e), .. }) => return Err(e),
+            Err(done) => answer(done),
+        }
         Ok(rx)
     }
 
@@ -343,19 +318,56 @@ impl Client {
         first.unwrap_or_else(|| self.shared.events.subscribe())
     }
 
-    /// The state, as a watch: read it now or wait for a change.
+    /// The current state.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// if client.state() == tether_native::State::Connected { /* ... */ }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn state(&self) -> State {
+        *self.shared.state.borrow()
+    }
+
+    /// The state, as a watch: read it now or wait for a change (the browser's
+    /// counterpart is a listener, `on_event`).
     ///
     /// ```no_run
     /// use tether_native::State;
     ///
     /// # async fn run(client: tether_native::Client) {
-    /// let mut state = client.state();
+    /// let mut state = client.state_watch();
     /// state.wait_for(|s| *s == State::Connected).await.ok();
     /// # }
     /// ```
     #[must_use]
-    pub fn state(&self) -> watch::Receiver<State> {
+    pub fn state_watch(&self) -> watch::Receiver<State> {
         self.shared.state.subscribe()
+    }
+
+    /// The reported quality level, once measured.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// let level = client.quality().map_or("unknown", |q| q.as_str());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn quality(&self) -> Option<Quality> {
+        self.shared.lock().dispatch.connection().quality()
+    }
+
+    /// The stable id this client presents to a Tether server (for logs and support).
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// println!("client {:x}", client.client_id());
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn client_id(&self) -> u64 {
+        self.shared.lock().dispatch.connection().client_id()
     }
 
     /// A snapshot of every figure: state, attempts, RTT, quality, counts, queue.
@@ -368,7 +380,11 @@ impl Client {
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
-        self.shared.lock().conn.metrics(Instant::now())
+        self.shared
+            .lock()
+            .dispatch
+            .connection()
+            .metrics(Instant::now())
     }
 
     /// Connect now: restarts after `Error` or `Closed`, or ends a backoff wait early.
@@ -380,7 +396,7 @@ impl Client {
     /// ```
     pub fn reconnect(&self) {
         let mut core = self.shared.lock();
-        core.conn.reconnect(Instant::now());
+        core.dispatch.connection_mut().reconnect(Instant::now());
         self.shared.kick(core);
     }
 
@@ -395,7 +411,9 @@ impl Client {
     /// ```
     pub fn hint(&self, hint: Hint) {
         let mut core = self.shared.lock();
-        core.conn.handle_hint(Instant::now(), hint);
+        core.dispatch
+            .connection_mut()
+            .handle_hint(Instant::now(), hint);
         self.shared.kick(core);
     }
 
@@ -432,12 +450,7 @@ impl Client {
         let (tx, done) = oneshot::channel();
         {
             let mut core = self.shared.lock();
-            if now {
-                core.conn.close_now(Instant::now(), code, reason);
-            } else {
-                core.conn.close(Instant::now(), code, reason);
-            }
-            core.closers.push(tx);
+            core.dispatch.close(Instant::now(), code, reason, now, tx);
             self.shared.kick(core);
         }
         // An error means the task is gone, and with it every socket.
@@ -505,7 +518,7 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
-        tether_core::transport::check_capabilities(&self.config, &self.transport)
+        tether_dispatch::transport::check_capabilities(&self.config, &self.transport)
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
@@ -530,12 +543,8 @@ impl<T> ClientBuilder<T> {
         };
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
-                conn,
+                dispatch: NativeDispatcher::new(conn, now),
                 running: true,
-                handles_gone: false,
-                confirmations: HashMap::new(),
-                closers: Vec::new(),
-                flushes: Vec::new(),
             }),
             wake: Notify::new(),
             room: Notify::new(),
@@ -578,8 +587,8 @@ fn os_entropy() -> Entropy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::transport::MissingCapability;
     use tether_core::{Event, FallbackConfig, TerminalReason};
+    use tether_dispatch::transport::MissingCapability;
 
     /// TLS of some kind is in this build without the application's help.
     const DEFAULT_TLS: bool = cfg!(any(
@@ -678,7 +687,7 @@ mod tests {
         let mut events = client.events();
         let waiting = client.send_watched("queued".into()).unwrap();
         driver::supervised(client.shared.clone(), async { panic!("boom") }).await;
-        assert_eq!(*client.state().borrow(), State::Error);
+        assert_eq!(client.state(), State::Error);
         assert!(waiting.await.unwrap().is_err(), "the waiter hears of it");
         assert_eq!(client.send("later"), Err(SendError::Stopped(State::Error)));
         client.reconnect();

@@ -1,20 +1,23 @@
-//! The client's task: feed inputs, perform actions, arm the timer, re-read the clock.
+//! The client's task: feed inputs, perform commands, arm the timer, re-read the clock.
 //!
 //! ```text
-//!   user calls ──(lock, Notify)──┐
-//!   socket readers ──────────────┤            ┌─► Open: spawn connect        ─┐
-//!   connect / poll / token tasks ┼─► Connection ─► Send: the socket's writer  │ outcomes come
-//!   sleep_until(poll_timeout) ───┘     │      ├─► Close: close / abort        │ back as inputs
-//!                                      │      ├─► Poll: spawn the request    ─┤
-//!                                      │      └─► FetchToken: spawn provider ─┘
-//!                                      └─► events: readers' queues, state watch, waiters
+//!   user calls ──(lock, Notify)──┐                ┌─► Connect: spawn connect       ─┐
+//!   socket readers ──────────────┤                ├─► Send / Ping: the outbox       │ outcomes
+//!   connect / poll / token tasks ┼─► Dispatcher ──┼─► Close: the outbox, then gone  │ come back
+//!   sleep_until(poll_timeout) ───┘  (Connection)  ├─► Cancel / Abandon: abort       │ as inputs
+//!                                        │        ├─► Poll: spawn the request      ─┤
+//!                                        │        └─► FetchToken: spawn provider   ─┘
+//!                                        ├─► events: readers' queues, state watch
+//!                                        └─► completions: the callers' oneshots
 //! ```
 //!
-//! No decision about the connection is made here: every `if` is about which socket an
-//! action names, or whether the task has anything left to do.
+//! The tables (sockets, requests, the token fetch), the waiters, the stale-report guards
+//! and the logs are the [`Dispatcher`]'s, shared with the browser driver and the
+//! simulation; this task keeps the spawning, its timer and its lock. No decision about
+//! the connection is made here.
 
 use std::any::Any;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -23,20 +26,53 @@ use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
-use tether_core::transport::{redact, SocketEvent, SocketReader, SocketWriter, Transport};
-use tether_core::{
-    Action, Connection, Event, Instant, Metrics, Payload, RequestId, State, Token,
-    TransportFailure, TransportId,
-};
-use tokio::sync::{watch, Notify};
+use tether_core::{Event, Instant, Payload, RequestId, Token, TransportFailure, TransportId};
+use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
+pub(crate) use tether_dispatch::Completion;
+use tether_dispatch::{Command, Dispatcher, Handles};
+use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::{AbortHandle, JoinHandle};
-use tracing::{debug, info, trace, warn, Instrument, Span};
+use tracing::{debug, warn, Instrument, Span};
 
 use crate::client::{Core, Shared};
 use crate::queue::Queue;
 use crate::token::TokenProvider;
 use crate::transport::WsWriter;
-use tether_core::DeliveryError;
+use tether_core::{DeliveryError, MessageId};
+
+/// What the dispatcher keeps for this driver: abort handles, socket outboxes, oneshots.
+pub(crate) struct Native;
+
+impl Handles for Native {
+    type Task = AbortHandle;
+    type Socket = Arc<dyn Frames>;
+    type Sent = oneshot::Sender<Result<MessageId, DeliveryError>>;
+    type Flushed = oneshot::Sender<Result<(), DeliveryError>>;
+    type Closed = oneshot::Sender<()>;
+}
+
+/// The client's dispatcher.
+pub(crate) type NativeDispatcher = Dispatcher<Native>;
+
+/// Answers a caller.
+pub(crate) fn answer(completion: Completion<Native>) {
+    match completion {
+        Completion::Sent { waiter, result } => drop(waiter.send(result)),
+        Completion::Flushed { waiter, result } => drop(waiter.send(result)),
+        Completion::Closed { waiter } => drop(waiter.send(())),
+        _ => {}
+    }
+}
+
+/// An open socket's outbox, whatever its transport.
+pub(crate) trait Frames: Send + Sync {
+    /// Queues `write`.
+    fn push(self: Arc<Self>, write: Write);
+    /// The core closes the socket with this last `write` (its close frame).
+    fn close_with(self: Arc<Self>, write: Write);
+    /// The socket ended: its writer ends once what is queued is written.
+    fn close(self: Arc<Self>);
+}
 
 /// Inputs queued for the task; a full queue holds back the socket readers (and so the
 /// server, through TCP) rather than growing. When the core pauses reading (the
@@ -68,7 +104,7 @@ enum Input<W, R> {
 }
 
 /// What a socket's writer task is told.
-enum Write {
+pub(crate) enum Write {
     Frame(Payload),
     /// A WebSocket ping control frame (the heartbeat in plain mode).
     Ping,
@@ -123,26 +159,6 @@ where
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn push(self: &Arc<Self>, write: Write) {
-        self.update(|state| state.writes.push_back(write));
-    }
-
-    /// The core closes the socket: `write` (its close frame) is the last, and the socket
-    /// is dropped after `CLOSE_GRACE` whatever is left to write or to read.
-    fn close_with(self: &Arc<Self>, write: Write) {
-        self.update(|state| {
-            state.writes.push_back(write);
-            state.close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
-            state.closed = true;
-        });
-        self.closing.notify_waiters();
-    }
-
-    /// The socket ended: its writer task ends once what is queued is written.
-    fn close(self: &Arc<Self>) {
-        self.update(|state| state.closed = true);
-    }
-
     /// Changes what is to be written, and starts the writer task if it is parked.
     fn update(self: &Arc<Self>, change: impl FnOnce(&mut Outgoing<W, R>)) {
         let parked = {
@@ -167,6 +183,31 @@ where
             }
             notified.await;
         }
+    }
+}
+
+impl<W, R> Frames for Outbox<W, R>
+where
+    W: SocketWriter + Send + 'static,
+    R: Send + 'static,
+{
+    fn push(self: Arc<Self>, write: Write) {
+        self.update(|state| state.writes.push_back(write));
+    }
+
+    /// `write` (the close frame) is the last, and the socket is dropped after
+    /// `CLOSE_GRACE` whatever is left to write or to read.
+    fn close_with(self: Arc<Self>, write: Write) {
+        self.update(|state| {
+            state.writes.push_back(write);
+            state.close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            state.closed = true;
+        });
+        self.closing.notify_waiters();
+    }
+
+    fn close(self: Arc<Self>) {
+        self.update(|state| state.closed = true);
     }
 }
 
@@ -284,34 +325,13 @@ where
     }
 }
 
-/// One WebSocket the task is responsible for.
-enum Slot<W, R> {
-    /// `connect` is running.
-    Connecting(AbortHandle),
-    /// Open: frames go to its outbox.
-    Open {
-        frames: Arc<Outbox<W, R>>,
-        opened: std::time::Instant,
-    },
-    /// Closing or closed; its writer task has not ended yet.
-    Closing,
-}
-
 struct Driver<T: Transport> {
     shared: Arc<Shared>,
     transport: Arc<T>,
     tokens: Option<Arc<dyn TokenProvider>>,
     inputs: Arc<Queue<Input<T::Writer, T::Reader>>>,
-    sockets: HashMap<TransportId, Slot<T::Writer, T::Reader>>,
-    polls: HashMap<RequestId, (TransportId, AbortHandle)>,
-    /// The token fetch in flight; a newer one aborts it.
-    token_fetch: Option<(RequestId, AbortHandle)>,
-    /// The connection was closed because every handle is gone.
-    closed_for_drop: bool,
     /// Whether the socket readers may read (the core's `wants_read`).
     reading: watch::Sender<bool>,
-    /// Messages (and payload bytes) published to the readers and not yet reported read.
-    unreported: (u64, u64),
 }
 
 impl<T: Transport> Drop for Driver<T> {
@@ -345,14 +365,9 @@ impl Drop for Task {
         }
         let mut core = self.shared.lock();
         core.running = false;
-        for closer in core.closers.drain(..) {
-            let _ = closer.send(());
-        }
-        for (_, waiter) in core.confirmations.drain() {
-            let _ = waiter.send(Err(DeliveryError::ClientGone));
-        }
-        for flush in core.flushes.drain(..) {
-            let _ = flush.waiter.send(Err(DeliveryError::ClientGone));
+        core.dispatch.forget_work();
+        for completion in core.dispatch.abandon_waiters() {
+            answer(completion);
         }
     }
 }
@@ -374,15 +389,14 @@ pub(crate) async fn supervised(shared: Arc<Shared>, task: impl Future<Output = (
     // The core may be what panicked: if stopping it panics too, the state still says so.
     let stopped = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut core = shared.lock();
-        core.conn.handle_driver_failure(Instant::now(), &why);
-        let events: Vec<Event> = std::iter::from_fn(|| core.conn.poll_event()).collect();
-        resolve_confirmations(&mut core, &events);
-        for closer in core.closers.drain(..) {
-            let _ = closer.send(());
+        core.dispatch.handle_driver_failure(Instant::now(), &why);
+        let events: Vec<Event> = std::iter::from_fn(|| core.dispatch.poll_event()).collect();
+        while let Some(completion) = core.dispatch.poll_completion() {
+            answer(completion);
         }
         events
     }));
-    shared.state.send_replace(State::Error);
+    shared.state.send_replace(tether_core::State::Error);
     if let Ok(events) = stopped {
         shared.events.publish(events);
     }
@@ -404,12 +418,7 @@ pub(crate) async fn run<T>(
         transport,
         tokens,
         inputs: inputs.clone(),
-        sockets: HashMap::new(),
-        polls: HashMap::new(),
-        token_fetch: None,
-        closed_for_drop: false,
         reading: watch::channel(true).0,
-        unreported: (0, 0),
     };
     debug!("client task started");
     let shared = driver.shared.clone();
@@ -443,7 +452,7 @@ pub(crate) async fn run<T>(
                 let mut core = shared.lock();
                 let now = Instant::now();
                 for input in batch.drain(..) {
-                    driver.feed(&mut core.conn, now, input);
+                    driver.feed(&mut core.dispatch, now, input);
                 }
                 spare = batch;
             }
@@ -454,9 +463,6 @@ pub(crate) async fn run<T>(
         }
     }
     task.ended = true;
-    if let Some((_, fetch)) = driver.token_fetch.take() {
-        fetch.abort();
-    }
     debug!("client task ended");
 }
 
@@ -466,193 +472,92 @@ where
     T::Writer: Send + 'static,
     T::Reader: Send + 'static,
 {
-    /// Drains the core until it is quiet; the deadline to sleep until, or `None` to end.
+    /// Drains the dispatcher until it is quiet; the deadline to sleep until, or `None` to
+    /// end. Commands are performed and callers answered under the lock (neither waits);
+    /// events are published after it.
     fn step(&mut self) -> Option<Option<Instant>> {
         loop {
-            let read = self.app_read();
-            let (actions, events, metrics) = {
+            let unread = self.shared.events.unread();
+            let events = {
                 let mut core = self.shared.lock();
-                if read != (0, 0) {
-                    core.conn.handle_app_read(Instant::now(), read.1, read.0);
+                let d = &mut core.dispatch;
+                d.handle_unread(Instant::now(), unread.0, unread.1);
+                let mut busy = false;
+                while let Some(command) = d.poll_command() {
+                    busy = true;
+                    self.perform(d, command);
                 }
-                if core.handles_gone && !self.closed_for_drop {
-                    self.closed_for_drop = true;
-                    if core.conn.state() != State::Closed {
-                        info!("every handle dropped: closing");
-                        core.conn.close(Instant::now(), 1000, "client dropped");
-                    }
+                let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
+                while let Some(completion) = d.poll_completion() {
+                    busy = true;
+                    answer(completion);
                 }
-                let actions: Vec<Action> = std::iter::from_fn(|| core.conn.poll_action()).collect();
-                let events: Vec<Event> = std::iter::from_fn(|| core.conn.poll_event()).collect();
-                if actions.is_empty() && events.is_empty() {
+                if !busy && events.is_empty() {
                     return self.settle(&mut core);
                 }
-                let closes = actions.iter().any(|a| matches!(a, Action::Close { .. }))
-                    || events.iter().any(|e| matches!(e, Event::Stopped(_)));
-                let metrics = closes.then(|| core.conn.metrics(Instant::now()));
-                resolve_confirmations(&mut core, &events);
-                resolve_flushes(&mut core, &events);
-                (actions, events, metrics)
+                events
             };
-            if !events.is_empty() || !actions.is_empty() {
-                // Room in the outbound queue, for `send_wait`.
-                self.shared.room.notify_waiters();
-            }
+            // Room in the outbound queue, for `send_wait`.
+            self.shared.room.notify_waiters();
             for event in &events {
-                if let Event::Message(payload) = event {
-                    self.unreported.0 += 1;
-                    self.unreported.1 += payload.len() as u64;
+                if let Event::StateChanged { to, .. } = event {
+                    self.shared.state.send_if_modified(|s| {
+                        let changed = s != to;
+                        *s = *to;
+                        changed
+                    });
                 }
-            }
-            for action in actions {
-                self.perform(action, metrics.as_ref());
-            }
-            for event in &events {
-                self.observe(event, metrics.as_ref());
             }
             self.shared.events.publish(events);
         }
     }
 
-    /// What the slowest reader took since the last look: `(messages, bytes)`.
-    fn app_read(&mut self) -> (u64, u64) {
-        let unread = self.shared.events.unread();
-        let read = (
-            self.unreported.0.saturating_sub(unread.0),
-            self.unreported.1.saturating_sub(unread.1),
-        );
-        self.unreported = unread;
-        read
-    }
-
-    /// The core is quiet: answer `close()` callers, let the socket readers read or not,
-    /// and decide whether to sleep or end.
+    /// The dispatcher is quiet: let the socket readers read or not, and decide whether to
+    /// sleep or end.
     fn settle(&self, core: &mut Core) -> Option<Option<Instant>> {
-        let wants_read = core.conn.wants_read();
+        let wants_read = core.dispatch.connection().wants_read();
         self.shared.events.set_paused(!wants_read);
         self.reading.send_if_modified(|r| {
             let changed = *r != wants_read;
             *r = wants_read;
             changed
         });
-        let state = core.conn.state();
-        let idle = self.sockets.is_empty() && self.polls.is_empty();
-        if !core.closers.is_empty() && !core.conn.is_closing() && (state != State::Closed || idle) {
-            for closer in core.closers.drain(..) {
-                let _ = closer.send(());
-            }
-        }
-        let deadline = core.conn.poll_timeout();
-        if state.is_stopped() && idle && deadline.is_none() {
+        if core.dispatch.is_finished() {
             core.running = false;
             return None;
         }
-        Some(deadline)
+        Some(core.dispatch.poll_timeout())
     }
 
     fn timeout(&mut self) {
-        let mut core = self.shared.lock();
-        let now = Instant::now();
-        if let Some((timer, _)) = core.conn.next_timer() {
-            trace!(%timer, "timer fired");
-        }
-        core.conn.handle_timeout(now);
+        self.shared.lock().dispatch.handle_timeout(Instant::now());
     }
 
-    fn feed(&mut self, conn: &mut Connection, now: Instant, input: Input<T::Writer, T::Reader>) {
+    fn feed(&self, d: &mut NativeDispatcher, now: Instant, input: Input<T::Writer, T::Reader>) {
         match input {
-            Input::Opened(id, result) => {
-                if !matches!(self.sockets.get(&id), Some(Slot::Connecting(_))) {
-                    return; // abandoned: dropping the socket closes it
-                }
-                match result {
-                    Ok(halves) => {
-                        let (writer, reader) = *halves;
-                        info!(transport = id.0, "socket open");
-                        let slot = self.start_socket(id, writer, reader);
-                        self.sockets.insert(id, slot);
-                        conn.handle_opened(now, id);
-                    }
-                    Err(failure) => {
-                        self.sockets.remove(&id);
-                        debug!(transport = id.0, error = %failure, "connect failed");
-                        conn.handle_failed(now, id, failure);
-                    }
-                }
+            Input::Opened(id, Ok(halves)) => {
+                let (writer, reader) = *halves;
+                // Not wanted any more: dropping the halves closes the socket.
+                d.handle_opened(now, id, || self.start_socket(id, writer, reader));
             }
+            Input::Opened(id, Err(failure)) => d.handle_connect_failed(now, id, failure),
             Input::Socket(id, event) => {
-                let Some(Slot::Open { opened, .. }) = self.sockets.get(&id) else {
-                    return; // closed by us: the core has forgotten it
-                };
-                let opened = *opened;
-                if event.is_end() {
+                if let Some(frames) = d.handle_socket(now, id, event) {
                     // Its writer task ends, and with it the socket.
-                    if let Some(Slot::Open { frames, .. }) = self.sockets.insert(id, Slot::Closing)
-                    {
-                        frames.close();
-                    }
-                }
-                match &event {
-                    SocketEvent::Frame(frame) => {
-                        trace!(transport = id.0, bytes = frame.len(), "frame")
-                    }
-                    SocketEvent::Closed { code, reason } => {
-                        let m = conn.metrics(now);
-                        info!(
-                            transport = id.0,
-                            code = ?code,
-                            reason = %reason,
-                            connected_for = ?now.saturating_duration_since(opened),
-                            messages_in = m.messages_in,
-                            messages_out = m.messages_out,
-                            "socket closed by the server"
-                        );
-                    }
-                    SocketEvent::Failed(failure) => {
-                        warn!(
-                            transport = id.0,
-                            error = %failure,
-                            connected_for = ?now.saturating_duration_since(opened),
-                            "socket failed"
-                        );
-                    }
-                    _ => {}
-                }
-                event.apply(conn, now, id);
-            }
-            Input::SocketGone(id) => {
-                if matches!(self.sockets.get(&id), Some(Slot::Closing)) {
-                    self.sockets.remove(&id);
+                    frames.close();
                 }
             }
-            Input::Polled(request, result) => {
-                if self.polls.remove(&request).is_none() {
-                    return;
-                }
-                if let Err(failure) = &result {
-                    debug!(request = request.0, error = %failure, "poll failed");
-                }
-                conn.handle_poll_response(now, request, result);
-            }
-            Input::Token(request, result) => {
-                if matches!(self.token_fetch, Some((r, _)) if r == request) {
-                    self.token_fetch = None;
-                }
-                // The core ignores the answer to a fetch it no longer waits for.
-                conn.handle_token(now, request, result);
-            }
+            Input::SocketGone(id) => d.handle_socket_gone(id),
+            Input::Polled(request, result) => d.handle_poll_response(now, request, result),
+            Input::Token(request, result) => d.handle_token(now, request, result),
         }
     }
 
-    fn perform(&mut self, action: Action, metrics: Option<&Metrics>) {
-        match action {
-            Action::FetchToken { request } => {
-                if let Some((_, previous)) = self.token_fetch.take() {
-                    previous.abort();
-                }
+    fn perform(&self, d: &mut NativeDispatcher, command: Command<Native>) {
+        match command {
+            Command::FetchToken { request } => {
                 let tokens = self.tokens.clone();
                 let inputs = self.inputs.clone();
-                debug!("fetching a token");
                 let task = spawn(async move {
                     let result = match tokens {
                         Some(provider) => AssertUnwindSafe(provider.token())
@@ -663,15 +568,14 @@ where
                     };
                     let _ = inputs.send(Input::Token(request, result)).await;
                 });
-                self.token_fetch = Some((request, task));
+                d.track_token(request, task);
             }
-            Action::Open {
+            Command::Connect {
                 id,
                 url,
                 protocols,
                 headers,
             } => {
-                info!(transport = id.0, url = %redact(&url), ?protocols, "connecting");
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
@@ -682,64 +586,31 @@ where
                         .unwrap_or_else(|_| Err(transport_panicked()));
                     let _ = inputs.send(Input::Opened(id, result.map(Box::new))).await;
                 });
-                self.sockets.insert(id, Slot::Connecting(task));
+                d.track_connect(id, task);
             }
-            Action::Send { id, frame } => match self.sockets.get(&id) {
-                Some(Slot::Open { frames, .. }) => {
-                    frames.push(Write::Frame(frame));
-                }
-                _ => debug!(transport = id.0, "a frame for a socket that is gone"),
-            },
-            Action::Ping { id } => match self.sockets.get(&id) {
-                Some(Slot::Open { frames, .. }) => frames.push(Write::Ping),
-                _ => debug!(transport = id.0, "a ping for a socket that is gone"),
-            },
-            Action::Close { id, code, reason } => match self.sockets.remove(&id) {
-                Some(Slot::Connecting(task)) => {
-                    debug!(transport = id.0, %reason, "attempt abandoned");
-                    task.abort();
-                }
-                Some(Slot::Open { frames, opened }) => {
-                    info!(
-                        transport = id.0,
-                        code,
-                        %reason,
-                        connected_for = ?opened.elapsed(),
-                        messages_in = metrics.map(|m| m.messages_in),
-                        messages_out = metrics.map(|m| m.messages_out),
-                        "closing socket"
-                    );
-                    frames.close_with(Write::Close(code, reason));
-                    self.sockets.insert(id, Slot::Closing);
-                }
-                Some(Slot::Closing) => {
-                    self.sockets.insert(id, Slot::Closing);
-                }
-                None => {
-                    // A polling session: abandon its requests.
-                    self.polls.retain(|_, (session, task)| {
-                        let keep = *session != id;
-                        if !keep {
-                            task.abort();
-                        }
-                        keep
-                    });
-                    debug!(transport = id.0, code, %reason, "polling session ended");
-                }
-            },
-            Action::Poll {
-                id,
+            Command::Send { socket, frame, .. } => socket.push(Write::Frame(frame)),
+            Command::Ping { socket, .. } => socket.push(Write::Ping),
+            Command::Close {
+                socket,
+                code,
+                reason,
+                ..
+            } => socket.close_with(Write::Close(code, reason)),
+            Command::Cancel(task)
+            | Command::Abandon {
+                attempt: Some(task),
+                ..
+            } => task.abort(),
+            Command::Abandon { attempt: None, .. } | Command::PollingEnded { .. } => {}
+            Command::Poll {
                 request,
-                kind,
                 url,
                 headers,
                 body,
-                session,
+                ..
             } => {
-                trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
-                let headers = tether_core::transport::poll_headers(headers, session);
                 let task = spawn(async move {
                     let result = AssertUnwindSafe(transport.poll(url, headers, body))
                         .catch_unwind()
@@ -747,10 +618,9 @@ where
                         .unwrap_or_else(|_| Err(transport_panicked()));
                     let _ = inputs.send(Input::Polled(request, result)).await;
                 });
-                self.polls.insert(request, (id, task));
+                d.track_poll(request, task);
             }
-            // Not logged with its fields: a future action may carry a token.
-            _ => warn!("an action this driver does not know"),
+            _ => warn!("a command this driver does not know"),
         }
     }
 
@@ -760,7 +630,7 @@ where
         id: TransportId,
         writer: T::Writer,
         mut reader: T::Reader,
-    ) -> Slot<T::Writer, T::Reader> {
+    ) -> Arc<dyn Frames> {
         let inputs = self.inputs.clone();
         let mut reading = self.reading.subscribe();
         let read = spawn_join(async move {
@@ -781,66 +651,16 @@ where
             reading: Reading(read),
             inputs: self.inputs.clone(),
         };
-        Slot::Open {
-            frames: Arc::new(Outbox {
-                id,
-                state: Mutex::new(Outgoing {
-                    writes: VecDeque::new(),
-                    closed: false,
-                    parked: Some(parked),
-                    close_by: None,
-                }),
-                closing: Notify::new(),
+        Arc::new(Outbox {
+            id,
+            state: Mutex::new(Outgoing {
+                writes: VecDeque::new(),
+                closed: false,
+                parked: Some(parked),
+                close_by: None,
             }),
-            opened: std::time::Instant::now(),
-        }
-    }
-
-    /// Logs `event`, and moves the state watch on a change of state.
-    fn observe(&self, event: &Event, metrics: Option<&Metrics>) {
-        match event {
-            Event::StateChanged { from, to } => {
-                debug!(%from, %to, "state changed");
-                self.shared.state.send_if_modified(|s| {
-                    let changed = s != to;
-                    *s = *to;
-                    changed
-                });
-            }
-            Event::Message(payload) => trace!(bytes = payload.len(), "message"),
-            Event::Disconnected {
-                cause,
-                connected_for,
-            } => {
-                info!(%cause, ?connected_for, "disconnected");
-            }
-            Event::ReconnectScheduled {
-                attempt,
-                delay,
-                hinted,
-            } => info!(attempt, ?delay, hinted, "reconnect scheduled"),
-            Event::FallbackChanged { active: true } => {
-                warn!("WebSocket unavailable: switched to HTTP polling")
-            }
-            Event::FallbackChanged { active: false } => info!("WebSocket back: HTTP polling ended"),
-            Event::QualityChanged {
-                quality,
-                reliability,
-            } => debug!(?quality, reliability, "quality changed"),
-            Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
-            Event::Error(e) => warn!(error = %e, "connection problem"),
-            Event::Stopped(reason) => info!(
-                %reason,
-                messages_in = metrics.map(|m| m.messages_in),
-                messages_out = metrics.map(|m| m.messages_out),
-                reconnects = metrics.map(|m| m.reconnects),
-                "connection stopped"
-            ),
-            Event::TokenRefreshed => debug!("token refreshed"),
-            Event::Delivered { id } => trace!(message = id.0, "delivered"),
-            Event::Dropped { id, reason } => debug!(message = id.0, ?reason, "message dropped"),
-            _ => {}
-        }
+            closing: Notify::new(),
+        })
     }
 }
 
@@ -888,76 +708,9 @@ async fn write_batch<W: SocketWriter + 'static>(
     Ok(close)
 }
 
-/// Answers `send_confirmed` callers whose message's fate is now known.
+/// What a transport that panicked failed with.
 fn transport_panicked() -> TransportFailure {
     TransportFailure::Network("the transport panicked".to_owned())
-}
-
-fn resolve_confirmations(core: &mut Core, events: &[Event]) {
-    if core.confirmations.is_empty() {
-        return;
-    }
-    for event in events {
-        match event {
-            Event::Delivered { id } => {
-                if let Some(waiter) = core.confirmations.remove(id) {
-                    let _ = waiter.send(Ok(*id));
-                }
-            }
-            Event::Dropped { id, reason } => {
-                if let Some(waiter) = core.confirmations.remove(id) {
-                    let _ = waiter.send(Err(DeliveryError::Dropped(*reason)));
-                }
-            }
-            // After a user close every retained message is reported Delivered or Dropped;
-            // after an error they stay retained, with no answer until a reconnect.
-            Event::Stopped(reason) if core.conn.state() == State::Error => {
-                for (_, waiter) in core.confirmations.drain() {
-                    let _ = waiter.send(Err(DeliveryError::Stopped(reason.clone())));
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Answers `flush` callers: once nothing they waited for is retained, or the connection
-/// stopped with an error.
-fn resolve_flushes(core: &mut Core, events: &[Event]) {
-    if core.flushes.is_empty() {
-        return;
-    }
-    for event in events {
-        match event {
-            Event::Dropped { id, reason } => {
-                for flush in &mut core.flushes {
-                    if *id <= flush.through && flush.dropped.is_none() {
-                        flush.dropped = Some(*reason);
-                    }
-                }
-            }
-            Event::Stopped(reason) if core.conn.state() == State::Error => {
-                for flush in core.flushes.drain(..) {
-                    let _ = flush
-                        .waiter
-                        .send(Err(DeliveryError::Stopped(reason.clone())));
-                }
-            }
-            _ => {}
-        }
-    }
-    let oldest = core.conn.oldest_undelivered();
-    let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut core.flushes)
-        .into_iter()
-        .partition(|f| oldest.is_none_or(|o| o > f.through));
-    core.flushes = waiting;
-    for flush in done {
-        let outcome = match flush.dropped {
-            Some(reason) => Err(DeliveryError::Dropped(reason)),
-            None => Ok(()),
-        };
-        let _ = flush.waiter.send(outcome);
-    }
 }
 
 /// Spawns `task` in the client's span.

@@ -234,6 +234,25 @@ impl Events {
         std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
     }
 
+    /// The next event if one is waiting, without waiting; `None` also once the client is
+    /// gone and every event was read.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// let mut events = client.events();
+    /// while let Some(event) = events.try_recv() {
+    ///     println!("{event:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn try_recv(&mut self) -> Option<Event> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match Pin::new(self).poll_next(&mut cx) {
+            Poll::Ready(event) => event,
+            Poll::Pending => None,
+        }
+    }
+
     /// Status events (state, quality, reconnect scheduled, fallback, token refreshed)
     /// coalesced with a later one of their kind because this reader fell more than
     /// `event_buffer` events behind. Messages, deliveries and drops are never skipped.

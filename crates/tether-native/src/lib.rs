@@ -23,7 +23,7 @@
 //!     let config = Config::builder("wss://example.com/ws").build()?;
 //!     let client = Client::connect(config)?;
 //!     let mut events = client.events();
-//!     client.state().wait_for(|s| *s == State::Connected).await?;
+//!     client.state_watch().wait_for(|s| *s == State::Connected).await?;
 //!     client.send("hello")?;
 //!     if let Some(Event::Message(reply)) = events.recv().await {
 //!         println!("{reply:?}");
@@ -37,7 +37,7 @@
 //! - [`Client`] and [`ClientBuilder`]: the handle and how to make one.
 //! - [`Events`]: the event stream.
 //! - [`TokenProvider`]: the application's async token source.
-//! - [`NativeTransport`]: the [`core::transport::Transport`] of native targets.
+//! - [`NativeTransport`]: the [`dispatch::transport::Transport`] of native targets.
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is
 //!   the core's ([`SendError`], [`TerminalReason`]).
 //! - Re-exported from the core: [`Config`] and its builder with every option type,
@@ -116,6 +116,8 @@ pub use transport::NativeTransport;
 /// The whole sans-IO core, for what the list below leaves out (close codes, the backoff
 /// and quality policies, the wire protocol).
 pub use tether_core as core;
+/// The transport traits and the dispatcher this driver is built on.
+pub use tether_dispatch as dispatch;
 // What a client's user names: configuration, events, states, payloads, errors.
 pub use tether_core::{
     AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,

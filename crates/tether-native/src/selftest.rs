@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use tether_core::selftest::{Check, Criteria, Measurement, Report};
-use tether_core::transport::Transport;
+use tether_dispatch::transport::Transport;
 use tether_core::{Event, Payload, State};
 use tokio::time::timeout_at;
 
@@ -85,7 +85,7 @@ async fn connected_within(
     since: Instant,
     limit: tether_core::Duration,
 ) -> Measurement {
-    let mut state = client.state();
+    let mut state = client.state_watch();
     let deadline = tokio::time::Instant::from_std(since + limit);
     let outcome = timeout_at(
         deadline,

@@ -427,6 +427,6 @@ async fn a_retry_after_of_u64_max_waits_the_capped_hint_and_the_client_lives_on(
     client.send("kept").unwrap();
     assert_eq!(client.metrics().queue_depth, 1);
     within("close", client.close(1000, "done")).await;
-    assert_eq!(*client.state().borrow(), tether_core::State::Closed);
+    assert_eq!(client.state(), tether_core::State::Closed);
     server.abort();
 }

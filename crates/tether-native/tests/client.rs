@@ -265,7 +265,7 @@ async fn close_resolves_once_the_socket_is_closed() {
     wait_state(&client, State::Connected).await;
 
     within("close", client.close(1000, "bye")).await;
-    assert_eq!(*client.state().borrow(), State::Closed);
+    assert_eq!(client.state(), State::Closed);
     assert_eq!(server.seen().await, Seen::Close(Some((1000, "bye".into()))));
     let stopped = next_event(&mut events, "the stop", |e| matches!(e, Event::Stopped(_))).await;
     assert_eq!(
@@ -390,8 +390,8 @@ fn a_client_outliving_its_runtime_never_hangs() {
 async fn a_transport_that_panics_fails_its_attempt_not_the_client() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
-    use tether_core::transport::Transport;
     use tether_core::{TetherError, TransportFailure};
+    use tether_dispatch::transport::Transport;
     use tether_native::NativeTransport;
 
     struct Panicking(Arc<AtomicUsize>);

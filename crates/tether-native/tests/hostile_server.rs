@@ -210,7 +210,7 @@ async fn survives(client: Client, mut events: Recorder, mut server: Hostile, ids
     assert_eq!(unique.len(), at_server.len(), "duplicates: {at_server:?}");
     assert!(at_server.contains(&"before".to_owned()), "{at_server:?}");
     within("close", client.close(1000, "done")).await;
-    assert_eq!(*client.state().borrow(), State::Closed);
+    assert_eq!(client.state(), State::Closed);
     drop(client);
     events.until_the_end().await;
     let mut confirmed = ids;
@@ -237,7 +237,7 @@ async fn survives(client: Client, mut events: Recorder, mut server: Hostile, ids
 async fn alive_and_accounted(client: Client, mut events: Recorder, ids: &[MessageId]) {
     assert_eq!(client.metrics().queue_depth, ids.len());
     within("close", client.close(1000, "done")).await;
-    assert_eq!(*client.state().borrow(), State::Closed);
+    assert_eq!(client.state(), State::Closed);
     drop(client);
     events.until_the_end().await;
     for id in ids {

@@ -7,7 +7,7 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tether_core::transport::Transport;
+use tether_dispatch::transport::Transport;
 use tether_core::{Event, Payload, TransportFailure};
 use tether_native::transport::{Dialed, Outgoing, Proxy, RequestKind, Target};
 use tether_native::{Client, NativeTransport};

@@ -143,7 +143,7 @@ async fn a_half_open_socket_is_declared_dead_within_the_heartbeat_bounds() {
         .await
         .unwrap();
 
-    let mut state = client.state();
+    let mut state = client.state_watch();
     let stalled = Instant::now();
     within("the stall", proxy.set_mode(Mode::Stall))
         .await
@@ -240,7 +240,7 @@ async fn a_short_lived_token_is_refreshed_without_a_disconnect() {
         ],
         "only the first connect"
     );
-    assert_eq!(*client.state().borrow(), State::Connected);
+    assert_eq!(client.state(), State::Connected);
     assert_eq!(tokens.calls(), 4, "one token to connect, three refreshes");
     let m = client.metrics();
     assert_eq!((m.reconnects, m.last_close_code), (0, None));
@@ -277,10 +277,10 @@ async fn auth_rejection_stops_after_exactly_one_refreshed_token() {
     assert_eq!(rejected.len(), 2, "{:?}", events.log);
     assert_eq!(tokens.calls(), 2, "the first token and one refreshed token");
     assert_eq!(proxy.total_accepted(), 2);
-    assert_eq!(*client.state().borrow(), State::Error);
+    assert_eq!(client.state(), State::Error);
 
     // And nothing after: no third token, no third attempt.
-    let mut state = client.state();
+    let mut state = client.state_watch();
     let quiet = tokio::time::timeout(
         Duration::from_millis(500),
         state.wait_for(|s| *s != State::Error),
@@ -557,13 +557,13 @@ async fn a_newer_client_of_the_same_user_replaces_the_older_for_good() {
         panic!("{stopped:?}")
     };
     assert_eq!(cause.code, Some(4409), "{cause}");
-    assert_eq!(*older.state().borrow(), State::Error);
+    assert_eq!(older.state(), State::Error);
     within("an ack", newer.send_confirmed("from the newer"))
         .await
         .unwrap();
 
     // The older does not fight back: no new attempt, however long we look.
-    let mut state = older.state();
+    let mut state = older.state_watch();
     let quiet = tokio::time::timeout(
         Duration::from_secs(1),
         state.wait_for(|s| *s != State::Error),
@@ -573,7 +573,7 @@ async fn a_newer_client_of_the_same_user_replaces_the_older_for_good() {
     assert_eq!(older_proxy.total_accepted(), 1);
     assert_eq!(older.send("again"), Err(SendError::Stopped(State::Error)));
     // The newer kept its connection all along.
-    assert_eq!(*newer.state().borrow(), State::Connected);
+    assert_eq!(newer.state(), State::Connected);
     assert_eq!(newer_proxy.total_accepted(), 1);
     newer_events.until_connected().await;
     assert!(newer_events
@@ -655,7 +655,7 @@ async fn close_resolves_after_every_message_sent_before_it_is_delivered() {
         delivered.add(&d.payload);
     }
     delivered.assert_exactly_once("at the server", strs(&sent));
-    assert_eq!(*client.state().borrow(), State::Closed);
+    assert_eq!(client.state(), State::Closed);
 
     // And each confirmed to the client, none dropped.
     drop(client);

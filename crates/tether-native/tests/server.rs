@@ -113,7 +113,7 @@ async fn a_bad_token_stops_with_auth_rejected() {
         panic!("{stopped:?}")
     };
     assert_eq!(cause.status, Some(401));
-    assert_eq!(*client.state().borrow(), State::Error);
+    assert_eq!(client.state(), State::Error);
     server.shutdown().await;
 }
 

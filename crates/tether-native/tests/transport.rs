@@ -5,8 +5,8 @@ mod support;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tether_core::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{Payload, TransportFailure};
+use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_native::NativeTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

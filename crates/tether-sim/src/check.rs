@@ -268,6 +268,16 @@ impl Checker {
         }
     }
 
+    /// What the client's events said of message `id`: delivered (`Ok`), dropped, or nothing
+    /// yet.
+    #[must_use]
+    pub fn fate(&self, id: MessageId) -> Option<Result<(), DropReason>> {
+        match self.outcome.get(&id)? {
+            Outcome::Delivered => Some(Ok(())),
+            Outcome::Dropped(reason) => Some(Err(*reason)),
+        }
+    }
+
     /// Checks what the server application received since the last call.
     pub fn server_received(&mut self, received: &[u64]) -> Result<(), Violation> {
         while self.server_seen < received.len() {

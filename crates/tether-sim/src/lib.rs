@@ -112,6 +112,8 @@ pub struct Summary {
     /// Forged Hellos and polling requests the adversary sent (all refused or answered
     /// with a fresh session of its own).
     pub adversary_moves: u64,
+    /// Callers answered (confirmed sends, `close()` calls).
+    pub answered: u64,
 }
 
 /// Why a schedule failed.
@@ -210,6 +212,7 @@ pub fn run_seed_with(seed: u64, trace: bool, options: Options) -> Result<Summary
                 stale_transports: sim.server.stale,
                 resets: sim.server.resets,
                 adversary_moves: sim.counters.adversary,
+                answered: sim.counters.answered,
             });
         }
         Ok(Err(v)) => v,
@@ -248,9 +251,9 @@ fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
     for _ in 0..3 {
         let left = deadline.saturating_sub(sim.now());
         sim.run_until_true(left, "quiescent after healing", |s| {
-            s.quiescent() || s.conn.state().is_stopped()
+            s.quiescent() || s.conn().state().is_stopped()
         })?;
-        if !sim.conn.state().is_stopped() {
+        if !sim.conn().state().is_stopped() {
             break;
         }
         sim.user(UserAction::Reconnect)?;
@@ -259,5 +262,15 @@ fn drive(sim: &mut Sim, plan: &Plan) -> Result<(), Violation> {
     sim.run_until_true(left, "quiescent after healing", Sim::quiescent)?;
     // Let acknowledgements and pings settle, then account for everything.
     sim.run_for(Duration::from_secs(5))?;
+    // Quiescent: every message's fate is known, so every caller was answered.
+    if sim.waiting_callers() != (0, 0) {
+        return Err(Violation {
+            invariant: "every caller is answered",
+            detail: format!(
+                "(confirmed sends, close calls) still waiting: {:?}",
+                sim.waiting_callers()
+            ),
+        });
+    }
     sim.check.finish()
 }

@@ -1,18 +1,21 @@
-//! The harness: one [`Connection`] driven the way a real driver drives it, on virtual
-//! time, against the simulated network and server.
+//! The harness: one [`Connection`], inside the drivers' own [`Dispatcher`], driven the way
+//! a real driver drives it, on virtual time, against the simulated network and server.
 //!
-//! Each step jumps the clock to the earliest of the core's `poll_timeout()` and the
+//! Each step jumps the clock to the earliest of the dispatcher's `poll_timeout()` and the
 //! agenda (network deliveries, scheduled faults, user actions, server messages), feeds
-//! that one input to the core, drains `poll_action()` and `poll_event()` until empty,
-//! performs each action as a driver would, and checks every invariant. The drive loop is
+//! that one input to the dispatcher, drains `poll_command()`, `poll_event()` and
+//! `poll_completion()` until empty, performs each command as a driver would, and checks
+//! every invariant (the dispatcher's tables and answers included). The drive loop is
 //! bounded: a cap on steps, and a livelock detector that fails the run when too many
 //! steps pass without virtual time moving.
 
 use tether_core::rng::Rng;
 use tether_core::{
-    Action, Config, Connection, Duration, Event, Hint, MessageId, Payload, RequestId, SendError,
-    State, Token, TokenPlacement, TransportFailure, TransportId,
+    Config, Connection, DeliveryError, Duration, Event, Hint, MessageId, Payload, RequestId,
+    SendError, State, Token, TokenPlacement, TransportFailure, TransportId,
 };
+use tether_dispatch::transport::SocketEvent;
+use tether_dispatch::{Command, Completion, Dispatcher, Handles};
 
 use crate::check::{Checker, Violation};
 use crate::clock::{Agenda, Clock};
@@ -22,6 +25,24 @@ use crate::server::{
     make_token, numbered_payload, Party, PollArrival, Server, ServerOut, ServerWire,
 };
 use crate::trace::Trace;
+
+/// What the simulated driver keeps in the dispatcher: nothing to cancel or write through
+/// (the network is the agenda), and callers by number (a confirmed send by its message's
+/// number, a `close()` by the order of the calls).
+#[derive(Clone, Copy, Debug)]
+pub struct SimHandles;
+
+impl Handles for SimHandles {
+    type Task = ();
+    type Socket = ();
+    type Sent = u64;
+    type Flushed = u64;
+    type Closed = u64;
+}
+
+/// After the core closes a WebSocket whose close frame cannot get through, how long the
+/// driver waits before dropping it (as the native driver's `CLOSE_GRACE`).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// How the token provider behaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,6 +181,8 @@ pub enum SimEvent {
     Adversary,
     /// The slow reader takes the next message from the application's queue.
     AppRead,
+    /// The driver has wound down a WebSocket the core closed: it is gone.
+    SocketGone(TransportId),
 }
 
 impl SimEvent {
@@ -173,6 +196,7 @@ impl SimEvent {
             | SimEvent::PollAnswer(..)
             | SimEvent::TokenAnswer(..)
             | SimEvent::AppRead
+            | SimEvent::SocketGone(_)
             | SimEvent::User(_) => true,
             SimEvent::Fault(f) => matches!(
                 f,
@@ -265,6 +289,8 @@ pub struct Counters {
     pub steps: u64,
     /// Moves the adversary made (forged Hellos and polling requests).
     pub adversary: u64,
+    /// Callers the dispatcher answered (confirmed sends, `close()` calls).
+    pub answered: u64,
 }
 
 /// The application's side of its event queue: what it has not read yet.
@@ -285,8 +311,12 @@ pub struct Sim {
     /// Virtual time.
     pub clock: Clock,
     agenda: Agenda<SimEvent>,
-    /// The connection under test.
-    pub conn: Connection,
+    /// The connection under test, in its dispatcher.
+    pub dispatch: Dispatcher<SimHandles>,
+    /// Confirmed sends not answered yet: message number → id.
+    confirming: std::collections::BTreeMap<u64, MessageId>,
+    /// `close()` calls not answered yet, and the number of the next.
+    closing: (std::collections::BTreeSet<u64>, u64),
     config: Config,
     /// The network.
     pub net: Net,
@@ -324,8 +354,8 @@ pub struct Sim {
 
     /// Every event with its virtual time (when `Params::record`).
     pub events: Vec<(Duration, Event)>,
-    /// Every action with its virtual time (when `Params::record`).
-    pub actions: Vec<(Duration, Action)>,
+    /// Every command with its virtual time (when `Params::record`).
+    pub actions: Vec<(Duration, Command<SimHandles>)>,
 }
 
 macro_rules! trace {
@@ -386,11 +416,25 @@ impl Sim {
             unread_socket: std::collections::VecDeque::new(),
             events: Vec::new(),
             actions: Vec::new(),
+            dispatch: Dispatcher::new(conn, clock.now()),
+            confirming: std::collections::BTreeMap::new(),
+            closing: (std::collections::BTreeSet::new(), 0),
             clock,
-            conn,
             config,
             params,
         })
+    }
+
+    /// The connection under test.
+    #[must_use]
+    pub fn conn(&self) -> &Connection {
+        self.dispatch.connection()
+    }
+
+    /// Callers still waiting: confirmed sends and `close()` calls.
+    #[must_use]
+    pub fn waiting_callers(&self) -> (usize, usize) {
+        (self.confirming.len(), self.closing.0.len())
     }
 
     /// The configuration of the connection.
@@ -419,7 +463,7 @@ impl Sim {
     /// The user calls `connect()`.
     pub fn connect(&mut self) -> Result<(), Violation> {
         trace!(self, "user", "connect()");
-        self.conn.connect(self.clock.now());
+        self.dispatch.connection_mut().connect(self.clock.now());
         self.settle()
     }
 
@@ -450,7 +494,7 @@ impl Sim {
         let timer = match self.asleep_until {
             Some(_) => None,
             None => self
-                .conn
+                .dispatch
                 .poll_timeout()
                 .map(|t| self.clock.offset_of(t).max(now)),
         };
@@ -465,10 +509,10 @@ impl Sim {
             let at = timer.expect("timer");
             self.clock.advance_to(at);
             if self.trace.enabled() {
-                let which = self.conn.next_timer().map(|(t, _)| t);
+                let which = self.conn().next_timer().map(|(t, _)| t);
                 trace!(self, "timer", "{which:?}");
             }
-            self.conn.handle_timeout(self.clock.now());
+            self.dispatch.handle_timeout(self.clock.now());
         } else {
             let (at, ev) = self.agenda.pop().expect("event");
             if let Some(wake) = self.asleep_until {
@@ -496,7 +540,7 @@ impl Sim {
                     detail: format!(
                         "{} steps without virtual time moving (next timer {:?})",
                         self.still_steps,
-                        self.conn.next_timer().map(|(t, _)| t)
+                        self.conn().next_timer().map(|(t, _)| t)
                     ),
                 });
             }
@@ -512,7 +556,10 @@ impl Sim {
         loop {
             let timer = match self.asleep_until {
                 Some(_) => None,
-                None => self.conn.poll_timeout().map(|t| self.clock.offset_of(t)),
+                None => self
+                    .dispatch
+                    .poll_timeout()
+                    .map(|t| self.clock.offset_of(t)),
             };
             let next = match (timer, self.agenda.next_at()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -565,14 +612,14 @@ impl Sim {
     /// A one-line picture of the world, for failure messages.
     #[must_use]
     pub fn describe(&self) -> String {
-        let m = self.conn.metrics(self.clock.now());
+        let m = self.conn().metrics(self.clock.now());
         format!(
             "state {}, queue {}, fallback {}, terminal {:?}, next timer {:?}, agenda {}, net {:?}, server up {}",
             m.state,
             m.queue_depth,
             m.fallback_active,
             m.terminal_reason,
-            self.conn.next_timer().map(|(t, _)| t),
+            self.conn().next_timer().map(|(t, _)| t),
             self.agenda.len(),
             self.net.conditions,
             self.server.up,
@@ -583,19 +630,23 @@ impl Sim {
     fn settle(&mut self) -> Result<(), Violation> {
         loop {
             let mut progressed = false;
-            while let Some(action) = self.conn.poll_action() {
+            while let Some(command) = self.dispatch.poll_command() {
                 progressed = true;
-                self.perform(action)?;
+                self.perform(command)?;
             }
-            while let Some(event) = self.conn.poll_event() {
+            while let Some(event) = self.dispatch.poll_event() {
                 progressed = true;
                 self.observe(event)?;
+            }
+            while let Some(completion) = self.dispatch.poll_completion() {
+                progressed = true;
+                self.complete(completion)?;
             }
             if !progressed {
                 break;
             }
         }
-        if self.conn.wants_read() && !self.unread_socket.is_empty() {
+        if self.conn().wants_read() && !self.unread_socket.is_empty() {
             // Reading again: what waited in the sockets comes in, in order, now.
             let now = self.clock.elapsed();
             for event in std::mem::take(&mut self.unread_socket) {
@@ -620,12 +671,12 @@ impl Sim {
             });
         }
         self.check.server_received(&self.server.app.received)?;
-        if self.conn.state() != self.check.state {
+        if self.conn().state() != self.check.state {
             return Err(Violation {
                 invariant: "state changes chain",
                 detail: format!(
                     "state() is {} but the events say {}",
-                    self.conn.state(),
+                    self.conn().state(),
                     self.check.state
                 ),
             });
@@ -634,7 +685,7 @@ impl Sim {
         // bounds are read after every step that called `send()` (the only input that
         // adds to the queue) and, as a black-box safety net, every 16th step.
         if std::mem::take(&mut self.sent_this_step) || self.counters.steps % 16 == 0 {
-            let m = self.conn.metrics(self.clock.now());
+            let m = self.conn().metrics(self.clock.now());
             self.check.queue(m.queue_depth, m.queue_bytes)?;
             let waiting = self.reader.unread.len() as u64;
             let bytes: u64 = self.reader.unread.iter().sum();
@@ -653,14 +704,15 @@ impl Sim {
 
     // ----- the driver: actions ---------------------------------------------------------
 
-    fn perform(&mut self, action: Action) -> Result<(), Violation> {
+    fn perform(&mut self, command: Command<SimHandles>) -> Result<(), Violation> {
         let now = self.clock.elapsed();
-        trace!(self, "action", "{}", brief_action(&action));
+        trace!(self, "action", "{}", brief_command(&command));
         if self.params.record {
-            self.actions.push((now, action.clone()));
+            self.actions.push((now, command.clone()));
         }
-        match action {
-            Action::FetchToken { request } => {
+        match command {
+            Command::FetchToken { request } => {
+                self.dispatch.track_token(request, ());
                 self.counters.fetches += 1;
                 let delay = self.rng.millis(5, 150);
                 match self.token_mode {
@@ -680,9 +732,10 @@ impl Sim {
                     TokenMode::Hang => {}
                 }
             }
-            Action::Open {
+            Command::Connect {
                 id, url, headers, ..
             } => {
+                self.dispatch.track_connect(id, ());
                 self.counters.opens += 1;
                 self.check.opening(id)?;
                 let token = self.token_of(&url, &headers);
@@ -690,7 +743,7 @@ impl Sim {
                 let handshake = self.net.latency() + self.net.latency();
                 self.schedule_in(handshake, SimEvent::ConnectDone(id));
             }
-            Action::Send { id, frame } => {
+            Command::Send { id, frame, .. } => {
                 self.counters.frames_out += 1;
                 self.check.frame_out(id)?;
                 if self.check.ever_connected && self.config.is_protocol() {
@@ -712,28 +765,53 @@ impl Sim {
                 let at = self.net.up_arrival(id, now);
                 self.schedule(at, SimEvent::ToServer(id, frame));
             }
-            Action::Close { id, .. } => {
+            Command::Close { id, .. } => {
                 self.counters.closes += 1;
                 self.check.closed_by_core(id)?;
+                // The driver drops the socket once the server answered the close, or
+                // after its grace when the close cannot get through.
+                let mut gone = now + CLOSE_GRACE;
                 if let Some(link) = self.net.link_mut(id) {
                     link.client_open = false;
                     if link.kind == LinkKind::Ws && !link.stalled {
                         // The close frame follows the frames already written.
                         let at = self.net.up_arrival(id, now);
                         self.schedule(at, SimEvent::ServerSeesClose(id));
+                        gone = gone.min(at + self.params.base_latency);
+                    }
+                }
+                self.schedule(gone, SimEvent::SocketGone(id));
+            }
+            Command::Abandon { id, .. } | Command::PollingEnded { id } => {
+                self.counters.closes += 1;
+                self.check.closed_by_core(id)?;
+                if let Some(link) = self.net.link_mut(id) {
+                    link.client_open = false;
+                    if link.kind == LinkKind::Ws && !link.stalled {
+                        let at = self.net.up_arrival(id, now);
+                        self.schedule(at, SimEvent::ServerSeesClose(id));
                     }
                 }
             }
-            Action::Poll {
+            // Nothing runs to be stopped: the answers still come, and are dropped.
+            Command::Cancel(()) => {}
+            Command::Poll {
                 id,
                 request,
                 url,
                 headers,
                 body,
-                session,
                 ..
             } => {
+                self.dispatch.track_poll(request, ());
                 self.counters.polls += 1;
+                // What the server reads: the session's proof in its request header.
+                let session = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(tether_core::protocol::SESSION_HEADER))
+                    .and_then(|(_, v)| {
+                        tether_core::protocol::SessionSecret::from_hex(v.as_bytes())
+                    });
                 self.check.poll(id)?;
                 if session.is_none() && self.check.ever_connected && self.config.is_protocol() {
                     return Err(Violation {
@@ -816,7 +894,7 @@ impl Sim {
             match self.params.slow_reader {
                 None => {
                     self.reader.read += 1;
-                    self.conn.handle_app_read(self.clock.now(), size, 1);
+                    self.dispatch.handle_unread(self.clock.now(), 0, 0);
                 }
                 Some(every) => {
                     self.reader.unread.push_back(size);
@@ -830,6 +908,69 @@ impl Sim {
         }
         if self.params.record {
             self.events.push((self.clock.elapsed(), event));
+        }
+        Ok(())
+    }
+
+    /// A caller's answer from the dispatcher: each once, and right.
+    fn complete(&mut self, completion: Completion<SimHandles>) -> Result<(), Violation> {
+        self.counters.answered += 1;
+        match completion {
+            Completion::Sent { waiter, result } => {
+                trace!(self, "user", "send_confirmed c{waiter} -> {result:?}");
+                let Some(id) = self.confirming.remove(&waiter) else {
+                    return Err(Violation {
+                        invariant: "each caller is answered once",
+                        detail: format!("confirmed send c{waiter} answered again: {result:?}"),
+                    });
+                };
+                // The answer agrees with the events: delivered, or dropped for the same
+                // reason; or the connection stopped with an error (it stays retained).
+                let fate = self.check.fate(id);
+                let agrees = match &result {
+                    Ok(acked) => *acked == id && fate == Some(Ok(())),
+                    Err(DeliveryError::Dropped(reason)) => fate == Some(Err(*reason)),
+                    Err(DeliveryError::Stopped(_)) => {
+                        fate.is_none() && self.conn().state() == State::Error
+                    }
+                    Err(_) => false,
+                };
+                if !agrees {
+                    return Err(Violation {
+                        invariant: "a confirmation agrees with the events",
+                        detail: format!(
+                            "c{waiter} ({id:?}) answered {result:?}, events say {fate:?}"
+                        ),
+                    });
+                }
+            }
+            Completion::Closed { waiter } => {
+                trace!(self, "user", "close() #{waiter} returns");
+                if !self.closing.0.remove(&waiter) {
+                    return Err(Violation {
+                        invariant: "each caller is answered once",
+                        detail: format!("close() #{waiter} answered again"),
+                    });
+                }
+                let open = self
+                    .net
+                    .current()
+                    .into_iter()
+                    .filter(|t| self.net.link(*t).is_some_and(|l| l.client_open))
+                    .count();
+                if self.conn().state() == State::Closed && open > 0 {
+                    return Err(Violation {
+                        invariant: "close() returns once nothing is open",
+                        detail: format!("close() #{waiter} returned with {open} transports open"),
+                    });
+                }
+            }
+            other => {
+                return Err(Violation {
+                    invariant: "known completions",
+                    detail: format!("the harness waits for no {other:?}"),
+                })
+            }
         }
         Ok(())
     }
@@ -869,7 +1010,7 @@ impl Sim {
                             trace!(self, "net", "{tid:?} open");
                             self.net.link_mut(tid).expect("link").established = true;
                             self.check.established(tid);
-                            self.conn.handle_opened(now, tid);
+                            self.dispatch.handle_opened(now, tid, || ());
                             self.server_outs(outs);
                             None
                         }
@@ -900,16 +1041,17 @@ impl Sim {
                 if !link.client_open || link.stalled {
                     return Ok(());
                 }
-                if !self.conn.wants_read() {
+                if !self.conn().wants_read() {
                     // The driver does not read the socket: the frame waits in it.
                     self.unread_socket.push_back(SimEvent::ToClient(tid, frame));
                     return Ok(());
                 }
                 trace!(self, "input", "frame {tid:?} {}", brief_payload(&frame));
-                self.conn.handle_frame(now, tid, frame);
+                self.dispatch
+                    .handle_socket(now, tid, SocketEvent::Frame(frame));
             }
             SimEvent::ClientSeesClose(tid, code, reason) => {
-                if !self.conn.wants_read() {
+                if !self.conn().wants_read() {
                     // Read after the frames before it, once the driver reads again.
                     self.unread_socket
                         .push_back(SimEvent::ClientSeesClose(tid, code, reason));
@@ -924,7 +1066,10 @@ impl Sim {
                 link.client_open = false;
                 self.check.ended(tid);
                 trace!(self, "input", "closed {tid:?} {code:?} {reason:?}");
-                self.conn.handle_closed(now, tid, code, reason);
+                self.dispatch
+                    .handle_socket(now, tid, SocketEvent::Closed { code, reason });
+                // The reader ended, and the writer with it.
+                self.dispatch.handle_socket_gone(tid);
             }
             SimEvent::ClientSeesFailure(tid, failure) => {
                 let open = self.net.link(tid).is_some_and(|l| l.client_open);
@@ -989,7 +1134,7 @@ impl Sim {
                         Err(e) => format!("error {e}"),
                     }
                 );
-                self.conn.handle_poll_response(now, request, result);
+                self.dispatch.handle_poll_response(now, request, result);
             }
             SimEvent::TokenAnswer(request, result) => {
                 trace!(
@@ -999,7 +1144,7 @@ impl Sim {
                     if result.is_ok() { "ok" } else { "error" }
                 );
                 // Like a real provider, a fetch the core gave up on may still answer, late.
-                self.conn.handle_token(now, request, result);
+                self.dispatch.handle_token(now, request, result);
             }
             SimEvent::TokenDue(tid) => {
                 let outs = self.server.token_due(tid, at);
@@ -1030,7 +1175,7 @@ impl Sim {
                     trace!(self, "input", "wake");
                     self.asleep_until = None;
                     // The driver's overdue timer fires first; what arrived meanwhile follows.
-                    self.conn.handle_timeout(now);
+                    self.dispatch.handle_timeout(now);
                 }
             }
             SimEvent::AppRead => {
@@ -1039,7 +1184,9 @@ impl Sim {
                 {
                     self.reader.read += 1;
                     trace!(self, "user", "reads a message ({size} bytes)");
-                    self.conn.handle_app_read(now, size, 1);
+                    let unread: u64 = self.reader.unread.iter().sum();
+                    self.dispatch
+                        .handle_unread(now, self.reader.unread.len() as u64, unread);
                     if self.reader.unread.is_empty() {
                         self.reader.reading = false;
                     } else {
@@ -1049,15 +1196,16 @@ impl Sim {
                     self.reader.reading = false;
                 }
             }
+            SimEvent::SocketGone(tid) => self.dispatch.handle_socket_gone(tid),
             SimEvent::Fault(fault) => self.fault(fault)?,
             SimEvent::User(action) => self.user_action(action)?,
             SimEvent::Adversary => self.adversary()?,
             SimEvent::ServerApp => {
                 let pad = self.rng.range(0, self.params.pad_max as u64) as usize;
                 let binary = self.rng.chance(self.params.binary_share);
-                let (number, outs) = self
-                    .server
-                    .app_send(now, self.conn.client_id(), pad, binary);
+                let (number, outs) =
+                    self.server
+                        .app_send(now, self.dispatch.connection().client_id(), pad, binary);
                 if let Some(n) = number {
                     trace!(self, "server", "app sends s{n}");
                     self.check.server_sent(n);
@@ -1080,7 +1228,7 @@ impl Sim {
         let now = self.clock.now();
         let at = self.clock.elapsed();
         let (session_id, attempt) = self.server.client_view();
-        let victim = self.conn.client_id();
+        let victim = self.conn().client_id();
         let r = &mut self.adversary_rng;
         let random_secret = |r: &mut Rng| {
             let mut bytes = [0u8; SessionSecret::BYTES];
@@ -1262,7 +1410,15 @@ impl Sim {
         }
         self.check.ended(tid);
         trace!(self, "input", "failed {tid:?} {failure}");
-        self.conn.handle_failed(self.clock.now(), tid, failure);
+        let now = self.clock.now();
+        if self.dispatch.awaits_open(tid) {
+            self.dispatch.handle_connect_failed(now, tid, failure);
+        } else {
+            self.dispatch
+                .handle_socket(now, tid, SocketEvent::Failed(failure));
+            // The socket is dropped with its reader.
+            self.dispatch.handle_socket_gone(tid);
+        }
     }
 
     fn server_outs(&mut self, outs: Vec<ServerOut>) {
@@ -1392,13 +1548,17 @@ impl Sim {
                         self.stall_link(tid);
                     }
                 }
-                self.conn.handle_hint(now, Hint::Offline);
+                self.dispatch
+                    .connection_mut()
+                    .handle_hint(now, Hint::Offline);
             }
             Fault::Online => {
                 self.net.conditions.offline = false;
-                self.conn.handle_hint(now, Hint::Online);
+                self.dispatch
+                    .connection_mut()
+                    .handle_hint(now, Hint::Online);
             }
-            Fault::Hint(h) => self.conn.handle_hint(now, h),
+            Fault::Hint(h) => self.dispatch.connection_mut().handle_hint(now, h),
             Fault::Sleep { duration, stall } => {
                 if stall {
                     if let Some(tid) = current {
@@ -1478,9 +1638,12 @@ impl Sim {
             }
             UserAction::Close => {
                 self.check.excuses.user_closed = true;
-                self.conn.close(now, 1000, "bye");
+                let waiter = self.closing.1;
+                self.closing.1 += 1;
+                self.closing.0.insert(waiter);
+                self.dispatch.close(now, 1000, "bye", false, waiter);
             }
-            UserAction::Reconnect => self.conn.reconnect(now),
+            UserAction::Reconnect => self.dispatch.connection_mut().reconnect(now),
         }
         Ok(())
     }
@@ -1494,7 +1657,29 @@ impl Sim {
         let binary = self.rng.chance(self.params.binary_share);
         let payload = numbered_payload(b'c', n, pad, binary);
         self.sent_this_step = true;
-        let result = self.conn.send(self.clock.now(), payload);
+        let now = self.clock.now();
+        // Every fourth message in protocol mode waits for its confirmation, as
+        // `send_confirmed` does.
+        let result = if self.config.is_protocol() && n % 4 == 0 {
+            match self.dispatch.send_confirmed(now, payload, n) {
+                Ok(id) => {
+                    self.confirming.insert(n, id);
+                    Ok(id)
+                }
+                Err(Completion::Sent {
+                    result: Err(DeliveryError::Rejected(e)),
+                    ..
+                }) => Err(e),
+                Err(other) => {
+                    return Err(Violation {
+                        invariant: "a refused confirmed send says why",
+                        detail: format!("c{n}: {other:?}"),
+                    })
+                }
+            }
+        } else {
+            self.dispatch.connection_mut().send(now, payload)
+        };
         match &result {
             Ok(id) => {
                 trace!(self, "user", "send c{n} -> {id:?}");
@@ -1554,16 +1739,14 @@ impl Sim {
         }
         let now = self.clock.now();
         if was_offline {
-            self.conn.handle_hint(now, Hint::Online);
+            self.dispatch
+                .connection_mut()
+                .handle_hint(now, Hint::Online);
         }
-        if self.conn.state().is_stopped() {
-            trace!(
-                self,
-                "user",
-                "reconnect() after {:?}",
-                self.conn.terminal_reason()
-            );
-            self.conn.reconnect(now);
+        if self.conn().state().is_stopped() {
+            let reason = self.conn().terminal_reason().cloned();
+            trace!(self, "user", "reconnect() after {reason:?}");
+            self.dispatch.connection_mut().reconnect(now);
         }
         self.settle()
     }
@@ -1572,7 +1755,7 @@ impl Sim {
     /// ways. Plain mode: connected with an empty queue.
     #[must_use]
     pub fn quiescent(&self) -> bool {
-        if self.conn.state() != State::Connected {
+        if self.conn().state() != State::Connected {
             return false;
         }
         if self.config.is_protocol()
@@ -1580,7 +1763,7 @@ impl Sim {
         {
             return false;
         }
-        self.conn.metrics(self.clock.now()).queue_depth == 0
+        self.conn().metrics(self.clock.now()).queue_depth == 0
     }
 }
 
@@ -1612,10 +1795,10 @@ fn brief_payload(p: &Payload) -> String {
     }
 }
 
-fn brief_action(a: &Action) -> String {
-    match a {
-        Action::Send { id, frame } => format!("Send {id:?} {}", brief_payload(frame)),
-        Action::Poll {
+fn brief_command(c: &Command<SimHandles>) -> String {
+    match c {
+        Command::Send { id, frame, .. } => format!("Send {id:?} {}", brief_payload(frame)),
+        Command::Poll {
             id,
             request,
             kind,
@@ -1627,7 +1810,7 @@ fn brief_action(a: &Action) -> String {
                 .unwrap_or_else(|e| format!("bad batch {e}"));
             format!("Poll {id:?} {request:?} {kind:?} [{frames}]")
         }
-        Action::Open { id, .. } => format!("Open {id:?}"),
+        Command::Connect { id, .. } => format!("Connect {id:?}"),
         other => format!("{other:?}"),
     }
 }

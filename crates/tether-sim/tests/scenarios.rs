@@ -73,7 +73,7 @@ fn first_at(sim: &Sim, after: Duration, f: impl Fn(&Event) -> bool) -> Option<Du
 }
 
 fn connected(sim: &Sim) -> bool {
-    sim.conn.state() == State::Connected
+    sim.conn().state() == State::Connected
 }
 
 fn quiesce(sim: &mut Sim) {
@@ -127,7 +127,7 @@ fn reconnects_after_a_server_restart_and_resumes_the_session() {
     );
     assert_eq!(count(&sim, |e| matches!(e, Event::SessionReset { .. })), 0);
     assert_eq!(count(&sim, |e| matches!(e, Event::Delivered { .. })), 10);
-    assert_eq!(sim.conn.metrics(sim.clock.now()).reconnects, 1);
+    assert_eq!(sim.conn().metrics(sim.clock.now()).reconnects, 1);
 }
 
 #[test]
@@ -140,7 +140,7 @@ fn half_open_is_detected_within_the_heartbeat_bounds() {
     run!(sim, sim.inject(Fault::Stall));
     run!(
         sim,
-        sim.run_until_true(secs(30), "lost", |s| s.conn.state() != State::Connected)
+        sim.run_until_true(secs(30), "lost", |s| s.conn().state() != State::Connected)
     );
     let lost = first_at(&sim, stalled, |e| matches!(e, Event::Disconnected { .. })).expect("lost");
     // interval 2 s, timeout 1 s, 2 missed: at most interval × missed + timeout.
@@ -193,10 +193,10 @@ fn auth_rejection_stops_after_exactly_one_refresh() {
     run!(sim, sim.inject(Fault::Revoke));
     run!(
         sim,
-        sim.run_until_true(secs(30), "stopped", |s| s.conn.state() == State::Error)
+        sim.run_until_true(secs(30), "stopped", |s| s.conn().state() == State::Error)
     );
     assert!(matches!(
-        sim.conn.terminal_reason(),
+        sim.conn().terminal_reason(),
         Some(TerminalReason::AuthRejected(_))
     ));
     assert_eq!(sim.counters.fetches, 2, "one refreshed token, then stop");
@@ -226,7 +226,7 @@ fn polling_fallback_when_websockets_are_blocked_and_upgrade_back() {
     );
     run!(sim, sim.connect());
     run!(sim, sim.run_until_true(secs(10), "polling", connected));
-    assert!(sim.conn.metrics(sim.clock.now()).fallback_active);
+    assert!(sim.conn().metrics(sim.clock.now()).fallback_active);
     assert_eq!(
         count(&sim, |e| matches!(
             e,
@@ -242,7 +242,7 @@ fn polling_fallback_when_websockets_are_blocked_and_upgrade_back() {
     assert!(sim.counters.polls > 10);
     // Probes fail while blocked; polling goes on.
     run!(sim, sim.run_for(secs(7)));
-    assert!(connected(&sim) && sim.conn.metrics(sim.clock.now()).fallback_active);
+    assert!(connected(&sim) && sim.conn().metrics(sim.clock.now()).fallback_active);
     let lifted = sim.now();
     run!(sim, sim.inject(Fault::Blocked(None)));
     for _ in 0..10 {
@@ -252,7 +252,7 @@ fn polling_fallback_when_websockets_are_blocked_and_upgrade_back() {
     run!(
         sim,
         sim.run_until_true(secs(30), "upgraded", |s| {
-            !s.conn.metrics(s.clock.now()).fallback_active
+            !s.conn().metrics(s.clock.now()).fallback_active
         })
     );
     let upgraded = first_at(&sim, lifted, |e| {
@@ -320,7 +320,7 @@ fn queue_overflow_with_drop_oldest() {
             .map(|id| (*id, tether_core::DropReason::Overflow))
             .collect::<Vec<_>>()
     );
-    assert_eq!(sim.conn.metrics(sim.clock.now()).queue_depth, 5);
+    assert_eq!(sim.conn().metrics(sim.clock.now()).queue_depth, 5);
     run!(sim, sim.inject(Fault::Refuse(false)));
     quiesce(&mut sim);
     assert_eq!(sim.server.app.received, vec![4, 5, 6, 7, 8]);
@@ -333,7 +333,7 @@ fn offline_stops_attempts_and_online_reconnects_at_once() {
     run!(sim, sim.run_until_true(secs(5), "connected", connected));
     run!(sim, sim.inject(Fault::Offline { reset: true }));
     run!(sim, sim.run_for(secs(1)));
-    assert_eq!(sim.conn.state(), State::Disconnected);
+    assert_eq!(sim.conn().state(), State::Disconnected);
     let (opens, scheduled) = (
         sim.counters.opens,
         count(&sim, |e| matches!(e, Event::ReconnectScheduled { .. })),
@@ -345,7 +345,7 @@ fn offline_stops_attempts_and_online_reconnects_at_once() {
         scheduled
     );
     assert_eq!(
-        sim.conn.poll_timeout(),
+        sim.conn().poll_timeout(),
         None,
         "nothing armed while offline and idle"
     );
@@ -392,7 +392,7 @@ fn a_sleep_triggers_a_liveness_check_not_a_false_timeout() {
     );
     let ping_at_wake = sim.actions.iter().any(|(at, a)| {
         *at == wake
-            && matches!(a, tether_core::Action::Send { frame: tether_core::Payload::Text(t), .. } if t.starts_with("P "))
+            && matches!(a, tether_dispatch::Command::Send { frame: tether_core::Payload::Text(t), .. } if t.starts_with("P "))
     });
     assert!(ping_at_wake, "a liveness ping at the wake");
     assert_eq!(sim.counters.opens, 1);
@@ -516,7 +516,7 @@ fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_
     run!(
         sim,
         sim.run_until_true(secs(700), "every message read", |s| {
-            paused |= s.conn.metrics(s.clock.now()).reading_paused;
+            paused |= s.conn().metrics(s.clock.now()).reading_paused;
             backlog_peak = backlog_peak.max(s.server.app_backlog());
             s.reader.read == BURST
         })
@@ -527,7 +527,7 @@ fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_
         sim.check.server_messages_done(),
         "every message, once, in order"
     );
-    let m = sim.conn.metrics(sim.clock.now());
+    let m = sim.conn().metrics(sim.clock.now());
     assert_eq!(m.reconnects, 3);
     assert_eq!(count(&sim, |e| matches!(e, Event::SessionReset { .. })), 0);
     assert_eq!(

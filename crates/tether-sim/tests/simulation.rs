@@ -24,7 +24,7 @@ fn seeded_schedules() {
     let options = tether_sim::Options::from_env();
     let next = AtomicU64::new(0);
     let failures = Mutex::new(Vec::new());
-    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, 0f64, 0u64, 0u64, 0u64));
+    let totals = Mutex::new((0u64, 0u64, 0u64, 0u64, 0f64, 0u64, 0u64, 0u64, 0u64));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = std::time::Instant::now();
     std::thread::scope(|s| {
@@ -46,6 +46,7 @@ fn seeded_schedules() {
                         t.5 += summary.stale_transports;
                         t.6 += summary.resets;
                         t.7 += summary.adversary_moves;
+                        t.8 += summary.answered;
                     }
                     Err(_) => {
                         // Deterministic: the replay with a trace fails the same way.
@@ -63,10 +64,10 @@ fn seeded_schedules() {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort_by_key(|(seed, _)| *seed);
-    let (protocol, sent, server, steps, virt, stale, resets, adversary) =
+    let (protocol, sent, server, steps, virt, stale, resets, adversary, answered) =
         totals.into_inner().unwrap();
     eprintln!(
-        "simulated {count} schedules ({protocol} protocol, {} plain) in {:.1?}: {sent} client and {server} server messages, {steps} steps, {:.0} virtual hours, {stale} stale transports refused, {resets} numberings started, {adversary} adversary moves refused",
+        "simulated {count} schedules ({protocol} protocol, {} plain) in {:.1?}: {sent} client and {server} server messages, {steps} steps, {:.0} virtual hours, {stale} stale transports refused, {resets} numberings started, {adversary} adversary moves refused, {answered} callers answered",
         count - failures.len() as u64 - protocol,
         started.elapsed(),
         virt / 3600.0,

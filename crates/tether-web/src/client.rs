@@ -6,15 +6,15 @@ use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
-use tether_core::transport::Transport;
 use tether_core::{
     Config, Connection, Event, Hint, Instant, MessageId, Metrics, Payload, Quality, SendError,
     State,
 };
+use tether_dispatch::transport::Transport;
 
-use crate::driver::{Buffer, Flush, Inner, Listener};
+use crate::driver::{answer, Buffer, Inner, Listener};
 use crate::error::BuildError;
-use crate::local::answer;
+use crate::local::answer as answer_pair;
 use crate::token::TokenProvider;
 use crate::transport::WebTransport;
 use tether_core::DeliveryError;
@@ -61,7 +61,11 @@ impl<T: Transport + 'static> Clone for Client<T> {
 
 impl<T: Transport + 'static> std::fmt::Debug for Client<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.inner.core.try_borrow().map(|c| c.conn.state());
+        let state = self
+            .inner
+            .core
+            .try_borrow()
+            .map(|c| c.dispatch.connection().state());
         f.debug_struct("Client")
             .field("state", &state)
             .finish_non_exhaustive()
@@ -74,7 +78,7 @@ struct HandleGuard<T: Transport + 'static>(Rc<Inner<T>>);
 impl<T: Transport + 'static> Drop for HandleGuard<T> {
     fn drop(&mut self) {
         if let Ok(mut core) = self.0.core.try_borrow_mut() {
-            core.handles_gone = true;
+            core.dispatch.handle_client_dropped(Instant::now());
         }
         self.0.drive();
     }
@@ -173,7 +177,12 @@ where
         async move {
             loop {
                 let room = inner.room.notified();
-                let fits = inner.core.borrow().conn.has_room_for(payload.len());
+                let fits = inner
+                    .core
+                    .borrow()
+                    .dispatch
+                    .connection()
+                    .has_room_for(payload.len());
                 if fits {
                     return inner.input(|conn, now| conn.send(now, payload));
                 }
@@ -194,33 +203,13 @@ where
     /// # }
     /// ```
     pub fn flush(&self) -> impl Future<Output = Result<(), DeliveryError>> + 'static {
-        let waiting = {
-            let mut core = self.inner.core.borrow_mut();
-            let through = core.conn.last_message_id();
-            if core.conn.oldest_undelivered().is_none_or(|o| o > through) {
-                Err(Ok(()))
-            } else if core.conn.state() == State::Error {
-                let reason = core.conn.terminal_reason().cloned();
-                Err(reason.map_or(Err(DeliveryError::ClientGone), |r| {
-                    Err(DeliveryError::Stopped(r))
-                }))
-            } else {
-                let (tx, rx) = answer();
-                core.flushes.push(Flush {
-                    through,
-                    dropped: None,
-                    waiter: tx,
-                });
-                Ok(rx)
-            }
-        };
-        self.inner.drive();
-        async move {
-            match waiting {
-                Ok(rx) => rx.await.unwrap_or(Err(DeliveryError::ClientGone)),
-                Err(outcome) => outcome,
-            }
+        let (tx, rx) = answer_pair();
+        let done = self.inner.core.borrow_mut().dispatch.flush(tx);
+        if let Some(done) = done {
+            answer(done);
         }
+        self.inner.drive();
+        async move { rx.await.unwrap_or(Err(DeliveryError::ClientGone)) }
     }
 
     /// Sends a message and resolves once the server acknowledges it (protocol mode).
@@ -241,29 +230,17 @@ where
         &self,
         payload: impl Into<Payload>,
     ) -> impl Future<Output = Result<MessageId, DeliveryError>> + 'static {
-        let payload = payload.into();
-        let waiting = {
-            let mut core = self.inner.core.borrow_mut();
-            if core.conn.config().is_protocol() {
-                match core.conn.send(Instant::now(), payload) {
-                    Ok(id) => {
-                        let (tx, rx) = answer();
-                        core.confirmations.insert(id, tx);
-                        Ok(rx)
-                    }
-                    Err(e) => Err(DeliveryError::Rejected(e)),
-                }
-            } else {
-                Err(DeliveryError::Unconfirmable)
-            }
-        };
-        self.inner.drive();
-        async move {
-            match waiting {
-                Ok(rx) => rx.await.unwrap_or(Err(DeliveryError::ClientGone)),
-                Err(e) => Err(e),
-            }
+        let (tx, rx) = answer_pair();
+        let done = self.inner.core.borrow_mut().dispatch.send_confirmed(
+            Instant::now(),
+            payload.into(),
+            tx,
+        );
+        if let Err(done) = done {
+            answer(done);
         }
+        self.inner.drive();
+        async move { rx.await.unwrap_or(Err(DeliveryError::ClientGone)) }
     }
 
     /// Every event from now on, as an async stream. Events are buffered until read, and
@@ -348,7 +325,7 @@ where
     /// ```
     #[must_use]
     pub fn state(&self) -> State {
-        self.inner.core.borrow().conn.state()
+        self.inner.core.borrow().dispatch.connection().state()
     }
 
     /// The reported quality level, once measured.
@@ -360,7 +337,7 @@ where
     /// ```
     #[must_use]
     pub fn quality(&self) -> Option<Quality> {
-        self.inner.core.borrow().conn.quality()
+        self.inner.core.borrow().dispatch.connection().quality()
     }
 
     /// A snapshot of every figure: state, attempts, RTT, quality, counts, queue.
@@ -373,13 +350,18 @@ where
     /// ```
     #[must_use]
     pub fn metrics(&self) -> Metrics {
-        self.inner.core.borrow().conn.metrics(Instant::now())
+        self.inner
+            .core
+            .borrow()
+            .dispatch
+            .connection()
+            .metrics(Instant::now())
     }
 
     /// The stable id this client presents to a Tether server (for logs and support).
     #[must_use]
     pub fn client_id(&self) -> u64 {
-        self.inner.core.borrow().conn.client_id()
+        self.inner.core.borrow().dispatch.connection().client_id()
     }
 
     /// Connect now: restarts after `Error` or `Closed`, or ends a backoff wait early.
@@ -440,16 +422,12 @@ where
         reason: &str,
         at_once: bool,
     ) -> impl Future<Output = ()> + 'static {
-        let (tx, done) = answer();
-        {
-            let mut core = self.inner.core.borrow_mut();
-            if at_once {
-                core.conn.close_now(Instant::now(), code, reason);
-            } else {
-                core.conn.close(Instant::now(), code, reason);
-            }
-            core.closers.push(tx);
-        }
+        let (tx, done) = answer_pair();
+        self.inner
+            .core
+            .borrow_mut()
+            .dispatch
+            .close(Instant::now(), code, reason, at_once, tx);
         self.inner.drive();
         async move {
             let _ = done.await;
@@ -510,7 +488,7 @@ impl<T> ClientBuilder<T> {
         if self.config.auth.is_some() && self.tokens.is_none() {
             return Err(BuildError::NoTokenProvider);
         }
-        tether_core::transport::check_capabilities(&self.config, &self.transport)
+        tether_dispatch::transport::check_capabilities(&self.config, &self.transport)
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
@@ -599,6 +577,14 @@ impl Events {
             self.buffer.borrow_mut().waker = Some(cx.waker().clone());
             Poll::Pending
         })
+    }
+
+    /// Events skipped because this reader fell behind: always 0 here, where a reader's
+    /// buffer holds every event until read (the native client coalesces status events
+    /// past its `event_buffer`).
+    #[must_use]
+    pub fn missed(&self) -> u64 {
+        0
     }
 
     /// The next event if one is buffered, without waiting.

@@ -1,20 +1,24 @@
-//! The driver: feed inputs, perform actions, arm the timer, re-read the clock.
+//! The driver: feed inputs, perform commands, arm the timer, re-read the clock.
 //!
 //! ```text
-//!   user calls ───────────────────┐
-//!   socket reader tasks ──────────┤            ┌─► Open: spawn connect         ─┐
-//!   connect / poll / token tasks ─┼─► Connection ─► Send: the socket's writer     │ outcomes come
-//!   setTimeout(poll_timeout) ─────┤     │      ├─► Close: close / abort          │ back as inputs
-//!   page hints task ──────────────┘     │      ├─► Poll: spawn the request      ─┤
-//!                                       │      └─► FetchToken: spawn provider   ─┘
-//!                                       └─► events: listeners, send_confirmed, close
+//!   user calls ───────────────────┐                ┌─► Connect: spawn connect      ─┐
+//!   socket reader tasks ──────────┤                ├─► Send: the socket's writer     │ outcomes
+//!   connect / poll / token tasks ─┼─► Dispatcher ──┼─► Close: the writer, then gone  │ come back
+//!   setTimeout(poll_timeout) ─────┤  (Connection)  ├─► Cancel / Abandon: abort       │ as inputs
+//!   page hints task ──────────────┘        │       ├─► Poll: spawn the request      ─┤
+//!                                          │       └─► FetchToken: spawn provider   ─┘
+//!                                          ├─► events: listeners and readers
+//!                                          └─► completions: send_confirmed, flush, close
 //! ```
+//!
+//! The tables, the waiters, the stale-report guards and the logs are the
+//! [`Dispatcher`]'s, shared with the native driver and the simulation.
 //!
 //! JavaScript runs one thread, so there is no driver task: every input borrows the
 //! connection, feeds it, and then [`Inner::drive`] drains it. Listeners run with nothing
 //! borrowed, so they may call back into the client; such a call feeds the connection
 //! and leaves the draining to the `drive` already running. No decision about the
-//! connection is made here: every `if` is about which socket an action names.
+//! connection is made here.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -22,20 +26,41 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 
 use js_sys::Array;
-use tether_core::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{
-    Action, Connection, Event, Hint, Instant, MessageId, Payload, RequestId, State, Token,
+    Connection, DeliveryError, Event, Hint, Instant, MessageId, Payload, RequestId, Token,
     TransportFailure, TransportId,
 };
-use tracing::{debug, info, trace, warn};
+use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
+use tether_dispatch::{Command, Completion, Dispatcher, Handles};
+use tracing::debug;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, Signal, VecMap};
+use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, Signal};
 use crate::sys;
 use crate::token::TokenProvider;
-use tether_core::DeliveryError;
+
+/// What the dispatcher keeps for this driver: abort handles, socket queues, answers.
+pub(crate) struct Web;
+
+impl Handles for Web {
+    type Task = AbortHandle;
+    type Socket = Rc<QueueSender<Write>>;
+    type Sent = Answer<Result<MessageId, DeliveryError>>;
+    type Flushed = Answer<Result<(), DeliveryError>>;
+    type Closed = Answer<()>;
+}
+
+/// Answers a caller.
+pub(crate) fn answer(completion: Completion<Web>) {
+    match completion {
+        Completion::Sent { waiter, result } => waiter.send(result),
+        Completion::Flushed { waiter, result } => waiter.send(result),
+        Completion::Closed { waiter } => waiter.send(()),
+        _ => {}
+    }
+}
 
 /// A listener of every event.
 pub(crate) type Listener = Rc<RefCell<dyn FnMut(&Event)>>;
@@ -49,52 +74,16 @@ pub(crate) struct Buffer {
     pub(crate) unread_bytes: u64,
 }
 
-/// One `flush` call.
-pub(crate) struct Flush {
-    /// The last message it waits for.
-    pub(crate) through: MessageId,
-    /// One of them was dropped.
-    pub(crate) dropped: Option<tether_core::DropReason>,
-    pub(crate) waiter: Answer<Result<(), DeliveryError>>,
-}
-
 /// What a socket's writer task is told.
-enum Write {
+pub(crate) enum Write {
     Frame(Payload),
     Close(u16, String),
 }
 
-/// One WebSocket the driver is responsible for.
-enum Slot {
-    /// `connect` is running.
-    Connecting(AbortHandle),
-    /// Open: frames go to its writer task.
-    Open {
-        writes: QueueSender<Write>,
-        opened: Instant,
-    },
-    /// Closing or closed; its reader has not reported the end yet.
-    Closing,
-}
-
 /// The connection and everything waiting on it.
 pub(crate) struct Core {
-    pub(crate) conn: Connection,
-    sockets: VecMap<TransportId, Slot>,
-    polls: VecMap<RequestId, (TransportId, AbortHandle)>,
-    /// The token fetch in flight; a newer one aborts it.
-    token_fetch: Option<(RequestId, AbortHandle)>,
-    /// Confirmed sends waiting for their message's fate.
-    pub(crate) confirmations: VecMap<MessageId, Answer<Result<MessageId, DeliveryError>>>,
-    /// `close` calls waiting for the sockets to be closed.
-    pub(crate) closers: Vec<Answer<()>>,
-    /// `flush` calls waiting for what was sent before them.
-    pub(crate) flushes: Vec<Flush>,
-    /// Messages handed to listeners and readers and not yet reported read.
-    unreported: (u64, u64),
-    /// Every handle is gone: close, and let the tasks wind down.
-    pub(crate) handles_gone: bool,
-    closed_for_drop: bool,
+    /// The connection, its tables and its waiters.
+    pub(crate) dispatch: Dispatcher<Web>,
     /// The deadline the JavaScript timer is armed for.
     armed: Option<Instant>,
 }
@@ -156,11 +145,6 @@ impl<T: Transport> Drop for Inner<T> {
     }
 }
 
-/// A duration as whole milliseconds, for logs (no float or `Debug` formatting in wasm).
-fn millis(d: tether_core::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 /// Runs `task` on the JavaScript event loop. Boxed first, so that the executor's code is
 /// compiled once rather than once per kind of task.
 fn spawn(task: impl Future<Output = ()> + 'static) {
@@ -195,16 +179,7 @@ where
             });
             Inner {
                 core: RefCell::new(Core {
-                    conn,
-                    sockets: VecMap::default(),
-                    polls: VecMap::default(),
-                    token_fetch: None,
-                    confirmations: VecMap::default(),
-                    closers: Vec::new(),
-                    flushes: Vec::new(),
-                    unreported: (0, 0),
-                    handles_gone: false,
-                    closed_for_drop: false,
+                    dispatch: Dispatcher::new(conn, Instant::now()),
                     armed: None,
                 }),
                 transport: Rc::new(transport),
@@ -255,7 +230,10 @@ where
 
     /// Feeds one input to the connection, then drains it.
     pub(crate) fn input<R>(self: &Rc<Self>, feed: impl FnOnce(&mut Connection, Instant) -> R) -> R {
-        let result = feed(&mut self.core.borrow_mut().conn, Instant::now());
+        let result = feed(
+            self.core.borrow_mut().dispatch.connection_mut(),
+            Instant::now(),
+        );
         self.drive();
         result
     }
@@ -276,10 +254,7 @@ where
             let mut core = self.core.borrow_mut();
             core.armed = None;
             self.timer.borrow_mut().handle = None;
-            if let Some((timer, _)) = core.conn.next_timer() {
-                trace!(%timer, "timer fired");
-            }
-            core.conn.handle_timeout(Instant::now());
+            core.dispatch.handle_timeout(Instant::now());
         }
         self.drive();
     }
@@ -292,44 +267,35 @@ where
         }
         loop {
             let unread = self.unread();
-            let (actions, events) = {
+            self.core
+                .borrow_mut()
+                .dispatch
+                .handle_unread(Instant::now(), unread.0, unread.1);
+            let mut busy = false;
+            // One at a time: performing a command registers its task with the dispatcher.
+            loop {
+                let command = self.core.borrow_mut().dispatch.poll_command();
+                let Some(command) = command else { break };
+                busy = true;
+                self.perform(command);
+            }
+            let events = {
                 let mut core = self.core.borrow_mut();
-                let read = (
-                    core.unreported.0.saturating_sub(unread.0),
-                    core.unreported.1.saturating_sub(unread.1),
-                );
-                core.unreported = unread;
-                if read != (0, 0) {
-                    core.conn.handle_app_read(Instant::now(), read.1, read.0);
+                let d = &mut core.dispatch;
+                let events: Vec<Event> = std::iter::from_fn(|| d.poll_event()).collect();
+                // Answering wakes the callers' futures: they run later, with nothing borrowed.
+                while let Some(completion) = d.poll_completion() {
+                    busy = true;
+                    answer(completion);
                 }
-                if core.handles_gone && !core.closed_for_drop {
-                    core.closed_for_drop = true;
-                    if core.conn.state() != State::Closed {
-                        info!("every handle dropped: closing");
-                        core.conn.close(Instant::now(), 1000, "client dropped");
-                    }
-                }
-                let actions: Vec<Action> = std::iter::from_fn(|| core.conn.poll_action()).collect();
-                let events: Vec<Event> = std::iter::from_fn(|| core.conn.poll_event()).collect();
-                if actions.is_empty() && events.is_empty() {
+                if !busy && events.is_empty() {
                     self.settle(&mut core);
                     break;
                 }
-                resolve_confirmations(&mut core, &events);
-                resolve_flushes(&mut core, &events);
-                for event in &events {
-                    if let Event::Message(payload) = event {
-                        core.unreported.0 += 1;
-                        core.unreported.1 += payload.len() as u64;
-                    }
-                }
-                (actions, events)
+                events
             };
             // Room in the outbound queue, for `send_wait`.
             self.room.notify();
-            for action in actions {
-                self.perform(action);
-            }
             for event in events {
                 self.publish(&event);
             }
@@ -351,23 +317,13 @@ where
             })
     }
 
-    /// The connection is quiet: answer `close()` callers, let the sockets be read or
-    /// not, and arm the timer.
+    /// The connection is quiet: let the sockets be read or not, and arm the timer.
     fn settle(&self, core: &mut Core) {
-        let wants_read = core.conn.wants_read();
+        let wants_read = core.dispatch.connection().wants_read();
         if self.reading.replace(wants_read) != wants_read && wants_read {
             self.read_again.notify();
         }
-        let idle = core.sockets.is_empty() && core.polls.is_empty();
-        if !core.closers.is_empty()
-            && !core.conn.is_closing()
-            && (core.conn.state() != State::Closed || idle)
-        {
-            for closer in core.closers.drain(..) {
-                closer.send(());
-            }
-        }
-        let deadline = core.conn.poll_timeout();
+        let deadline = core.dispatch.poll_timeout();
         if deadline != core.armed {
             core.armed = deadline;
             let mut timer = self.timer.borrow_mut();
@@ -379,34 +335,6 @@ where
     }
 
     fn publish(&self, event: &Event) {
-        match event {
-            Event::StateChanged { from, to } => debug!(%from, %to, "state changed"),
-            Event::Message(payload) => trace!(bytes = payload.len(), "message"),
-            Event::Disconnected {
-                cause,
-                connected_for,
-            } => info!(%cause, connected_ms = millis(*connected_for), "disconnected"),
-            Event::ReconnectScheduled {
-                attempt,
-                delay,
-                hinted,
-            } => info!(
-                attempt,
-                delay_ms = millis(*delay),
-                hinted,
-                "reconnect scheduled"
-            ),
-            Event::FallbackChanged { active: true } => {
-                warn!("WebSocket unavailable: switched to HTTP polling");
-            }
-            Event::FallbackChanged { active: false } => info!("WebSocket back: HTTP polling ended"),
-            Event::SessionReset { resent } => warn!(resent, "the server lost the session"),
-            Event::Error(e) => warn!(error = %e, "connection problem"),
-            Event::Stopped(reason) => {
-                info!(%reason, "connection stopped")
-            }
-            _ => {}
-        }
         let listeners: Vec<Listener> = self
             .listeners
             .borrow()
@@ -422,114 +350,73 @@ where
         }
     }
 
-    fn perform(self: &Rc<Self>, action: Action) {
-        match action {
-            Action::FetchToken { request } => self.fetch_token(request),
-            Action::Open {
+    fn perform(self: &Rc<Self>, command: Command<Web>) {
+        match command {
+            Command::FetchToken { request } => {
+                let inner = self.clone();
+                let (task, abort) = abortable(async move {
+                    let result = match &inner.tokens {
+                        Some(provider) => provider.token().await,
+                        None => Err("no token provider".to_owned()),
+                    };
+                    inner.token(request, result);
+                });
+                self.core.borrow_mut().dispatch.track_token(request, abort);
+                spawn(task);
+            }
+            Command::Connect {
                 id,
                 url,
                 protocols,
                 headers,
             } => {
-                info!(transport = id.0, url = %tether_core::transport::redact(&url), "connecting");
                 let inner = self.clone();
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.connect(url, protocols, headers).await;
                     inner.opened(id, result);
                 });
-                self.core
-                    .borrow_mut()
-                    .sockets
-                    .insert(id, Slot::Connecting(abort));
+                self.core.borrow_mut().dispatch.track_connect(id, abort);
                 spawn(task);
             }
-            Action::Send { id, frame } => match self.core.borrow().sockets.get(&id) {
-                Some(Slot::Open { writes, .. }) => writes.send(Write::Frame(frame)),
-                _ => debug!(transport = id.0, "a frame for a socket that is gone"),
-            },
-            Action::Close { id, code, reason } => {
-                let mut core = self.core.borrow_mut();
-                match core.sockets.remove(&id) {
-                    Some(Slot::Connecting(abort)) => {
-                        debug!(transport = id.0, %reason, "attempt abandoned");
-                        abort.abort();
-                    }
-                    Some(Slot::Open { writes, opened }) => {
-                        info!(
-                            transport = id.0,
-                            code,
-                            %reason,
-                            connected_ms = millis(opened.elapsed()),
-                            "closing socket"
-                        );
-                        writes.send(Write::Close(code, reason));
-                        core.sockets.insert(id, Slot::Closing);
-                    }
-                    Some(Slot::Closing) => {
-                        core.sockets.insert(id, Slot::Closing);
-                    }
-                    None => {
-                        // A polling session: abandon its requests.
-                        core.polls.retain(|_, (session, abort)| {
-                            let keep = *session != id;
-                            if !keep {
-                                abort.abort();
-                            }
-                            keep
-                        });
-                        debug!(transport = id.0, code, %reason, "polling session ended");
-                    }
-                }
-            }
-            Action::Poll {
-                id,
+            Command::Send { socket, frame, .. } => socket.send(Write::Frame(frame)),
+            // Dropping the queue after the close ends the writer task.
+            Command::Close {
+                socket,
+                code,
+                reason,
+                ..
+            } => socket.send(Write::Close(code, reason)),
+            Command::Cancel(task)
+            | Command::Abandon {
+                attempt: Some(task),
+                ..
+            } => task.abort(),
+            Command::Abandon { attempt: None, .. } | Command::PollingEnded { .. } => {}
+            Command::Poll {
                 request,
-                kind,
                 url,
                 headers,
                 body,
-                session,
+                ..
             } => {
-                trace!(request = request.0, kind = kind.as_str(), url = %tether_core::transport::redact(&url), bytes = body.len(), "poll");
                 let inner = self.clone();
-                let headers = tether_core::transport::poll_headers(headers, session);
                 let (task, abort) = abortable(async move {
                     let result = inner.transport.poll(url, headers, body).await;
                     inner.polled(request, result);
                 });
-                self.core.borrow_mut().polls.insert(request, (id, abort));
+                self.core.borrow_mut().dispatch.track_poll(request, abort);
                 spawn(task);
             }
-            _ => warn!("an action this driver does not know"),
+            // Pings: a browser cannot send them (the transport's `can_ping` is false).
+            _ => debug!("a command this driver does not know"),
         }
-    }
-
-    fn fetch_token(self: &Rc<Self>, request: RequestId) {
-        if let Some((_, previous)) = self.core.borrow_mut().token_fetch.take() {
-            previous.abort();
-        }
-        debug!("fetching a token");
-        let inner = self.clone();
-        let (task, abort) = abortable(async move {
-            let result = match &inner.tokens {
-                Some(provider) => provider.token().await,
-                None => Err("no token provider".to_owned()),
-            };
-            inner.token(request, result);
-        });
-        self.core.borrow_mut().token_fetch = Some((request, abort));
-        spawn(task);
     }
 
     fn token(self: &Rc<Self>, request: RequestId, result: Result<Token, String>) {
-        {
-            let mut core = self.core.borrow_mut();
-            if matches!(core.token_fetch, Some((r, _)) if r == request) {
-                core.token_fetch = None;
-            }
-            // The core ignores the answer to a fetch it no longer waits for.
-            core.conn.handle_token(Instant::now(), request, result);
-        }
+        self.core
+            .borrow_mut()
+            .dispatch
+            .handle_token(Instant::now(), request, result);
         self.drive();
     }
 
@@ -540,27 +427,16 @@ where
     ) {
         {
             let mut core = self.core.borrow_mut();
-            if !matches!(core.sockets.get(&id), Some(Slot::Connecting(_))) {
-                return; // abandoned: dropping the socket closes it
-            }
             match result {
+                // Not wanted any more: dropping the halves closes the socket.
                 Ok((writer, reader)) => {
-                    info!(transport = id.0, "socket open");
-                    let writes = self.start_socket(id, writer, reader);
-                    core.sockets.insert(
-                        id,
-                        Slot::Open {
-                            writes,
-                            opened: Instant::now(),
-                        },
-                    );
-                    core.conn.handle_opened(Instant::now(), id);
+                    core.dispatch.handle_opened(Instant::now(), id, || {
+                        self.start_socket(id, writer, reader)
+                    });
                 }
-                Err(failure) => {
-                    core.sockets.remove(&id);
-                    debug!(transport = id.0, error = %failure, "connect failed");
-                    core.conn.handle_failed(Instant::now(), id, failure);
-                }
+                Err(failure) => core
+                    .dispatch
+                    .handle_connect_failed(Instant::now(), id, failure),
             }
         }
         self.drive();
@@ -572,7 +448,7 @@ where
         id: TransportId,
         mut writer: T::Writer,
         mut reader: T::Reader,
-    ) -> QueueSender<Write> {
+    ) -> Rc<QueueSender<Write>> {
         let inner = self.clone();
         spawn(async move {
             loop {
@@ -611,135 +487,30 @@ where
                 }
             }
         });
-        writes
+        Rc::new(writes)
     }
 
     fn socket_event(self: &Rc<Self>, id: TransportId, event: SocketEvent) {
-        {
-            let mut core = self.core.borrow_mut();
-            let Some(Slot::Open { opened, .. }) = core.sockets.get(&id) else {
-                return; // closed by us: the connection has forgotten it
-            };
-            let opened = *opened;
-            let now = Instant::now();
-            match &event {
-                SocketEvent::Frame(frame) => {
-                    trace!(transport = id.0, bytes = frame.len(), "frame");
-                }
-                SocketEvent::Closed { code, reason } => info!(
-                    transport = id.0,
-                    code = code.unwrap_or(0),
-                    %reason,
-                    connected_ms = millis(now.saturating_duration_since(opened)),
-                    "socket closed by the server"
-                ),
-                SocketEvent::Failed(failure) => warn!(
-                    transport = id.0,
-                    error = %failure,
-                    connected_ms = millis(now.saturating_duration_since(opened)),
-                    "socket failed"
-                ),
-                _ => {}
-            }
-            if event.is_end() {
-                // Dropping the writer's queue ends its task.
-                core.sockets.insert(id, Slot::Closing);
-            }
-            event.apply(&mut core.conn, now, id);
-        }
+        // At the end, dropping the writer's queue ends its task.
+        drop(
+            self.core
+                .borrow_mut()
+                .dispatch
+                .handle_socket(Instant::now(), id, event),
+        );
         self.drive();
     }
 
     fn socket_gone(self: &Rc<Self>, id: TransportId) {
-        let removed = {
-            let mut core = self.core.borrow_mut();
-            matches!(core.sockets.get(&id), Some(Slot::Closing))
-                && core.sockets.remove(&id).is_some()
-        };
-        if removed {
-            self.drive();
-        }
+        self.core.borrow_mut().dispatch.handle_socket_gone(id);
+        self.drive();
     }
 
     fn polled(self: &Rc<Self>, request: RequestId, result: Result<Vec<u8>, TransportFailure>) {
-        {
-            let mut core = self.core.borrow_mut();
-            if core.polls.remove(&request).is_none() {
-                return;
-            }
-            if let Err(failure) = &result {
-                debug!(request = request.0, error = %failure, "poll failed");
-            }
-            core.conn
-                .handle_poll_response(Instant::now(), request, result);
-        }
+        self.core
+            .borrow_mut()
+            .dispatch
+            .handle_poll_response(Instant::now(), request, result);
         self.drive();
-    }
-}
-
-/// Answers `flush` callers: once nothing they waited for is retained, or the connection
-/// stopped with an error.
-fn resolve_flushes(core: &mut Core, events: &[Event]) {
-    if core.flushes.is_empty() {
-        return;
-    }
-    for event in events {
-        match event {
-            Event::Dropped { id, reason } => {
-                for flush in &mut core.flushes {
-                    if *id <= flush.through && flush.dropped.is_none() {
-                        flush.dropped = Some(*reason);
-                    }
-                }
-            }
-            Event::Stopped(reason) if core.conn.state() == State::Error => {
-                for flush in core.flushes.drain(..) {
-                    flush
-                        .waiter
-                        .send(Err(DeliveryError::Stopped(reason.clone())));
-                }
-            }
-            _ => {}
-        }
-    }
-    let oldest = core.conn.oldest_undelivered();
-    let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut core.flushes)
-        .into_iter()
-        .partition(|f| oldest.is_none_or(|o| o > f.through));
-    core.flushes = waiting;
-    for flush in done {
-        flush.waiter.send(match flush.dropped {
-            Some(reason) => Err(DeliveryError::Dropped(reason)),
-            None => Ok(()),
-        });
-    }
-}
-
-/// Answers confirmed sends whose message's fate is now known.
-fn resolve_confirmations(core: &mut Core, events: &[Event]) {
-    if core.confirmations.is_empty() {
-        return;
-    }
-    for event in events {
-        match event {
-            Event::Delivered { id } => {
-                if let Some(waiter) = core.confirmations.remove(id) {
-                    waiter.send(Ok(*id));
-                }
-            }
-            Event::Dropped { id, reason } => {
-                if let Some(waiter) = core.confirmations.remove(id) {
-                    waiter.send(Err(DeliveryError::Dropped(*reason)));
-                }
-            }
-            // After a user close every retained message is reported Delivered or Dropped;
-            // after an error they stay retained, with no answer until a reconnect.
-            Event::Stopped(reason) if core.conn.state() == State::Error => {
-                for (_, waiter) in core.confirmations.drain() {
-                    waiter.send(Err(DeliveryError::Stopped(reason.clone())));
-                }
-            }
-            _ => {}
-        }
     }
 }

@@ -3,8 +3,8 @@
 
 use core::fmt;
 
-use tether_core::transport::MissingCapability;
 use tether_core::ConfigError;
+use tether_dispatch::transport::MissingCapability;
 
 /// Why a [`Client`](crate::Client) could not be made.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -42,7 +42,7 @@
 //! - [`Client`] and [`ClientBuilder`]: the handle and how to make one; [`Events`] and
 //!   [`Subscription`]: its events, as a stream or through a listener.
 //! - [`TokenProvider`]: the application's async token source.
-//! - [`WebTransport`]: the [`core::transport::Transport`] of this target.
+//! - [`WebTransport`]: the [`dispatch::transport::Transport`] of this target.
 //! - [`log`]: forwards the driver's `tracing` logs to the console.
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is the
 //!   core's ([`SendError`], [`TerminalReason`]).
@@ -72,7 +72,6 @@
     not(all(target_arch = "wasm32", target_os = "unknown")),
     allow(dead_code)
 )]
-mod close;
 mod error;
 #[cfg_attr(
     not(all(target_arch = "wasm32", target_os = "unknown")),
@@ -87,6 +86,8 @@ pub use token::{TokenFuture, TokenProvider};
 /// The whole sans-IO core, for what the list below leaves out (close codes, the backoff
 /// and quality policies, the wire protocol).
 pub use tether_core as core;
+/// The transport traits and the dispatcher this driver is built on.
+pub use tether_dispatch as dispatch;
 // What a client's user names: configuration, events, states, payloads, errors.
 pub use tether_core::{
     AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,

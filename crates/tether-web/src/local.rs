@@ -175,48 +175,6 @@ impl Future for Abortable {
     }
 }
 
-/// A map of the few entries a driver keeps (sockets, requests, waiters), in insertion
-/// order: a search from the front finds the usual key, the oldest, at once. Smaller in
-/// wasm than a hash map, which needs hashing and a random state, and than a `VecDeque`.
-pub(crate) struct VecMap<K, V>(Vec<(K, V)>);
-
-impl<K, V> Default for VecMap<K, V> {
-    fn default() -> Self {
-        VecMap(Vec::new())
-    }
-}
-
-impl<K: PartialEq, V> VecMap<K, V> {
-    pub(crate) fn get(&self, key: &K) -> Option<&V> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// Sets `key` to `value`, keeping its place if it was there.
-    pub(crate) fn insert(&mut self, key: K, value: V) {
-        match self.0.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.0.push((key, value)),
-        }
-    }
-
-    pub(crate) fn remove(&mut self, key: &K) -> Option<V> {
-        let i = self.0.iter().position(|(k, _)| k == key)?;
-        Some(self.0.remove(i).1)
-    }
-
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K, &mut V) -> bool) {
-        self.0.retain_mut(|(k, v)| keep(k, v));
-    }
-
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (K, V)> + '_ {
-        self.0.drain(..)
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,19 +211,6 @@ mod tests {
             }
         }
         assert_eq!(got, [1, 2]);
-    }
-
-    #[test]
-    fn vec_map_keeps_one_entry_per_key() {
-        let mut m = VecMap::default();
-        m.insert(1, "a");
-        m.insert(2, "b");
-        m.insert(1, "c");
-        assert_eq!(m.get(&1), Some(&"c"));
-        assert_eq!(m.remove(&2), Some("b"));
-        assert_eq!(m.remove(&2), None);
-        m.retain(|k, _| *k != 1);
-        assert!(m.is_empty());
     }
 
     #[test]

@@ -12,12 +12,11 @@ use std::future::{ready, Future};
 use std::rc::Rc;
 
 use js_sys::{Array, Uint8Array};
-use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_core::{Payload, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::close::close_args;
 use crate::sys::{self, field};
 
 /// WebSockets through a `WebSocket` constructor, HTTP polling through `fetch`.
@@ -51,18 +50,18 @@ impl WebTransport {
         WebTransport {
             websocket: JsValue::UNDEFINED,
             fetch: JsValue::UNDEFINED,
-            max_poll_body: tether_core::transport::poll_body_limit(16 << 20),
+            max_poll_body: tether_dispatch::transport::poll_body_limit(16 << 20),
         }
     }
 
     /// The largest message accepted from the server (the client sets it from its
     /// config's `max_message_bytes`). Poll responses may be
-    /// [`poll_body_limit`](tether_core::transport::poll_body_limit) of it; a longer one,
+    /// [`poll_body_limit`](tether_dispatch::transport::poll_body_limit) of it; a longer one,
     /// or one that never ends, fails the request with
     /// [`TransportFailure::MessageTooLarge`], as on native.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_poll_body = tether_core::transport::poll_body_limit(bytes);
+        self.max_poll_body = tether_dispatch::transport::poll_body_limit(bytes);
         self
     }
 
@@ -208,7 +207,7 @@ impl SocketWriter for WebSocketWriter {
     }
 
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
-        let (code, reason) = close_args(code, &reason);
+        let (code, reason) = tether_dispatch::close::sendable(code, &reason);
         self.socket.0.close(code, reason);
         ready(())
     }

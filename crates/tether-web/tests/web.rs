@@ -72,8 +72,8 @@ async fn two_clients_from_default_configs_have_their_own_ids() {
 /// the request with `MessageTooLarge`, as on native.
 #[wasm_bindgen_test]
 async fn a_poll_body_that_never_ends_fails_at_the_limit_as_on_native() {
-    use tether_core::transport::{poll_body_limit, Transport};
     use tether_core::TransportFailure;
+    use tether_dispatch::transport::{poll_body_limit, Transport};
     let fetch = support::endless_fetch(1024);
     let transport = tether_web::WebTransport::new()
         .fetch(fetch.clone())

@@ -536,7 +536,7 @@ impl Connection {
     }
 
     /// Whether the transport writes WebSocket ping control frames and reports their
-    /// pongs ([`Transport::can_ping`](crate::transport::Transport::can_ping)); drivers
+    /// pongs (`Transport::can_ping` in tether-dispatch); drivers
     /// call it once, before the first attempt. In plain mode without ping and pong
     /// payloads the heartbeat then runs with [`Action::Ping`] and
     /// [`handle_pong`](Self::handle_pong), with the configured interval, timeout and

@@ -45,7 +45,7 @@ pub const PROTOCOL_VERSION: u64 = 2;
 /// The HTTP request header that proves the session on every poll request:
 /// `Tether-Session: <secret>` ([`SessionSecret::to_hex`]). The core hands the secret
 /// over in [`Action::Poll`](crate::Action::Poll)'s `session`; a driver adds the header
-/// with [`crate::transport::poll_headers`].
+/// with `tether_dispatch::transport::poll_headers`.
 pub const SESSION_HEADER: &str = "Tether-Session";
 
 use core::fmt;

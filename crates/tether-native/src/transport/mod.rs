@@ -16,8 +16,8 @@ use std::sync::Arc;
 #[cfg(feature = "polling")]
 use std::sync::OnceLock;
 
-use tether_core::transport::{MaybeSend, Transport};
 use tether_core::{Config, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, Transport};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub use dial::{Dialed, Stream, Target};
@@ -113,7 +113,7 @@ impl NativeTransport {
             .ws
             .max_message_size(Some(frame))
             .max_frame_size(Some(frame));
-        self.max_poll_body = tether_core::transport::poll_body_limit(bytes);
+        self.max_poll_body = tether_dispatch::transport::poll_body_limit(bytes);
         self
     }
 

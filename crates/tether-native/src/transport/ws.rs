@@ -4,8 +4,8 @@ use std::future::Future;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tether_core::{Payload, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
@@ -22,9 +22,6 @@ use super::failure;
 use super::tls::Tls;
 
 type Stream = WebSocketStream<Box<dyn ByteStream>>;
-
-/// The longest close reason a close frame can carry (125 bytes of payload less the code).
-const MAX_CLOSE_REASON: usize = 123;
 
 /// Opens one WebSocket: a stream from the dialer (TCP, a proxy's tunnel or the
 /// application's connector, with TLS for `wss://`), then the upgrade.
@@ -137,9 +134,10 @@ impl SocketWriter for WsWriter {
     }
 
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
+        let (code, reason) = tether_dispatch::close::sendable(code, &reason);
         let frame = CloseFrame {
-            code: CloseCode::from(sendable_code(code)),
-            reason: truncate(reason, MAX_CLOSE_REASON).into(),
+            code: CloseCode::from(code),
+            reason: reason.into(),
         };
         async move {
             // An error means the socket is already gone: nothing left to close.
@@ -216,45 +214,11 @@ fn closed(code: Option<u16>, reason: &str) -> SocketEvent {
     }
 }
 
-/// Codes an endpoint may put in a close frame (RFC 6455 §7.4); others become 1000.
-fn sendable_code(code: u16) -> u16 {
-    match code {
-        1000..=1003 | 1007..=1014 | 3000..=4999 => code,
-        _ => 1000,
-    }
-}
-
-/// `text` cut to at most `max` bytes at a character boundary.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::transport::request::{Additions, RequestKind};
     use tokio_tungstenite::tungstenite::http::header::AUTHORIZATION;
-
-    #[test]
-    fn close_frames_are_valid() {
-        assert_eq!(sendable_code(1000), 1000);
-        assert_eq!(sendable_code(4400), 4400);
-        assert_eq!(sendable_code(1005), 1000);
-        assert_eq!(sendable_code(1006), 1000);
-        assert_eq!(sendable_code(0), 1000);
-        assert_eq!(sendable_code(5000), 1000);
-        let long = "é".repeat(100);
-        let cut = truncate(long, MAX_CLOSE_REASON);
-        assert!(cut.len() <= MAX_CLOSE_REASON && cut.chars().all(|c| c == 'é'));
-        assert_eq!(truncate("bye".into(), MAX_CLOSE_REASON), "bye");
-    }
 
     #[test]
     fn request_errors_never_show_values() {

@@ -55,7 +55,7 @@ pub async fn next_event(
 
 /// Waits until the client is in `state`.
 pub async fn wait_state(client: &Client, state: State) {
-    let mut watch = client.state();
+    let mut watch = client.state_watch();
     within(&format!("state {state}"), watch.wait_for(|s| *s == state))
         .await
         .expect("the client task ended");

@@ -4,7 +4,7 @@
 //!
 //! ## The contract
 //!
-//! A driver turns the core's [`Action`](crate::Action)s into calls on a [`Transport`]
+//! A driver turns the core's [`Action`](tether_core::Action)s into calls on a [`Transport`]
 //! and feeds the outcomes back:
 //!
 //! | action | transport call | fed back with |
@@ -34,7 +34,7 @@
 //!
 //! ```
 //! use std::future::{ready, Future};
-//! use tether_core::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
+//! use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
 //! use tether_core::{Payload, TransportFailure};
 //!
 //! /// A transport that cannot reach anything: every attempt is refused.
@@ -79,10 +79,7 @@
 
 use core::future::Future;
 
-use crate::connection::Connection;
-use crate::io::{TransportFailure, TransportId};
-use crate::payload::Payload;
-use crate::time::Instant;
+use tether_core::{Connection, Instant, Payload, TransportFailure, TransportId};
 
 /// `Send` on native targets; nothing on `wasm32-unknown-unknown`, where JavaScript
 /// values cannot cross threads.
@@ -100,8 +97,8 @@ impl<T: ?Sized> MaybeSend for T {}
 
 /// Opens WebSockets and makes HTTP polling requests: all the network a driver needs.
 ///
-/// The arguments are the fields of [`Action::Open`](crate::Action::Open) and
-/// [`Action::Poll`](crate::Action::Poll), moved in as they are; a poll's headers are
+/// The arguments are the fields of [`Action::Open`](tether_core::Action::Open) and
+/// [`Action::Poll`](tether_core::Action::Poll), moved in as they are; a poll's headers are
 /// [`poll_headers`]`(headers, session)`, which adds the session's proof.
 pub trait Transport {
     /// The sending half of an open WebSocket.
@@ -185,16 +182,16 @@ impl std::error::Error for MissingCapability {}
 ///
 /// ```
 /// use std::future::{ready, Future};
-/// use tether_core::transport::{check_capabilities, MaybeSend, MissingCapability, Transport};
+/// use tether_dispatch::transport::{check_capabilities, MaybeSend, MissingCapability, Transport};
 /// use tether_core::{Config, FallbackConfig, TransportFailure};
 /// # struct W; struct R;
-/// # impl tether_core::transport::SocketWriter for W {
+/// # impl tether_dispatch::transport::SocketWriter for W {
 /// #     fn send(&mut self, _: tether_core::Payload) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend { ready(Ok(())) }
 /// #     fn close(&mut self, _: u16, _: String) -> impl Future<Output = ()> + MaybeSend { ready(()) }
 /// # }
-/// # impl tether_core::transport::SocketReader for R {
-/// #     fn next(&mut self) -> impl Future<Output = tether_core::transport::SocketEvent> + MaybeSend {
-/// #         ready(tether_core::transport::SocketEvent::Closed { code: None, reason: String::new() })
+/// # impl tether_dispatch::transport::SocketReader for R {
+/// #     fn next(&mut self) -> impl Future<Output = tether_dispatch::transport::SocketEvent> + MaybeSend {
+/// #         ready(tether_dispatch::transport::SocketEvent::Closed { code: None, reason: String::new() })
 /// #     }
 /// # }
 ///
@@ -226,7 +223,7 @@ impl std::error::Error for MissingCapability {}
 /// # Ok::<(), tether_core::ConfigError>(())
 /// ```
 pub fn check_capabilities<T: Transport>(
-    config: &crate::Config,
+    config: &tether_core::Config,
     transport: &T,
 ) -> Result<(), MissingCapability> {
     let fallback = config.fallback.as_ref();
@@ -304,7 +301,7 @@ pub enum SocketEvent {
 /// there) and fragment. Every driver logs URLs through this.
 ///
 /// ```
-/// use tether_core::transport::redact;
+/// use tether_dispatch::transport::redact;
 /// assert_eq!(redact("wss://h:1/ws?access_token=s3cr3t"), "wss://h:1/ws");
 /// assert_eq!(redact("ws://user:pw@h/ws#frag"), "ws://h/ws");
 /// ```
@@ -329,14 +326,14 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The headers of an [`Action::Poll`](crate::Action::Poll) request: its `headers`, plus
-/// `Tether-Session: <secret>` ([`SESSION_HEADER`](crate::protocol::SESSION_HEADER)) when
+/// The headers of an [`Action::Poll`](tether_core::Action::Poll) request: its `headers`, plus
+/// `Tether-Session: <secret>` ([`SESSION_HEADER`](tether_core::protocol::SESSION_HEADER)) when
 /// the action carries the session's secret. Every driver sends poll requests with these
 /// headers, so every platform proves the session the same way.
 ///
 /// ```
 /// use tether_core::protocol::SessionSecret;
-/// use tether_core::transport::poll_headers;
+/// use tether_dispatch::transport::poll_headers;
 ///
 /// let auth = vec![("Authorization".to_owned(), "Bearer t".to_owned())];
 /// assert_eq!(poll_headers(auth.clone(), None), auth);
@@ -348,10 +345,13 @@ pub fn redact(url: &str) -> String {
 #[must_use]
 pub fn poll_headers(
     mut headers: Vec<(String, String)>,
-    session: Option<crate::protocol::SessionSecret>,
+    session: Option<tether_core::protocol::SessionSecret>,
 ) -> Vec<(String, String)> {
     if let Some(secret) = session {
-        headers.push((crate::protocol::SESSION_HEADER.to_owned(), secret.to_hex()));
+        headers.push((
+            tether_core::protocol::SESSION_HEADER.to_owned(),
+            secret.to_hex(),
+        ));
     }
     headers
 }
@@ -364,7 +364,7 @@ pub fn poll_headers(
 /// this one rule.
 ///
 /// ```
-/// use tether_core::transport::poll_body_limit;
+/// use tether_dispatch::transport::poll_body_limit;
 /// assert_eq!(poll_body_limit(16), 1 << 20);
 /// assert_eq!(poll_body_limit(16 << 20), 4 * ((16 << 20) + 64));
 /// assert_eq!(poll_body_limit(usize::MAX), usize::MAX);
@@ -384,7 +384,7 @@ impl SocketEvent {
     /// events to `handle_frame`, `handle_closed` and `handle_failed` every driver uses.
     ///
     /// ```
-    /// use tether_core::transport::SocketEvent;
+    /// use tether_dispatch::transport::SocketEvent;
     /// use tether_core::{Action, Config, Connection, Entropy, Instant, State};
     ///
     /// let now = Instant::now();
