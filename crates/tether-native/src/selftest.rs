@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use tether_core::selftest::{Check, Criteria, Measurement, Report};
-use tether_dispatch::transport::Transport;
 use tether_core::{Event, Payload, State};
+use tether_dispatch::transport::Transport;
 use tokio::time::timeout_at;
 
 use crate::{BuildError, Client, ClientBuilder, Events};

@@ -7,8 +7,8 @@ mod support;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tether_dispatch::transport::Transport;
 use tether_core::{Event, Payload, TransportFailure};
+use tether_dispatch::transport::Transport;
 use tether_native::transport::{Dialed, Outgoing, Proxy, RequestKind, Target};
 use tether_native::{Client, NativeTransport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

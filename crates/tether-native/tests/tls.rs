@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tether_dispatch::transport::Transport;
 use tether_core::{Config, Event, Payload, State, TransportFailure};
+use tether_dispatch::transport::Transport;
 use tether_native::{Client, NativeTransport};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
