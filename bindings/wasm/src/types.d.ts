@@ -152,7 +152,8 @@ export interface TetherStopReason {
  * An error with a stable `kind`. Besides the kinds each method names: `driver-failed`,
  * what every call throws (or, returning a promise, rejects with), and every pending
  * promise rejects with, once the WebAssembly instance has died (a trap: a bug). The
- * client's state is then `error` and `stopped` came with reason `driver-failed`.
+ * client's state is then `error` and `stopped` came with reason `driver-failed`. And
+ * `not-ready`, what `new TetherClient()` throws in a browser before `await ready()`.
  */
 export interface TetherError extends Error {
   kind: string;

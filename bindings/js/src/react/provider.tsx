@@ -1,6 +1,6 @@
 import { createContext, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
 
-import { TetherClient, type TetherOptions } from '../index.js';
+import { TetherClient, ready, type TetherOptions } from '../index.js';
 import { ClientStore } from './store.js';
 
 const StoreContext = createContext<ClientStore | null>(null);
@@ -49,17 +49,35 @@ export function TetherProvider(props: TetherProviderProps) {
     latest.current = options;
   });
   const key = client ? null : connectionKey(url, options);
+  // Bumped once the WebAssembly is loaded, when it was not at the first try; a failure
+  // to load it is thrown from here, to the nearest error boundary.
+  const [loads, setLoads] = useState(0);
+  const [failure, setFailure] = useState<{ error: unknown } | null>(null);
+  if (failure) throw failure.error;
   useIsomorphicLayoutEffect(() => {
     if (client) {
       store.show(client);
       return () => store.hide();
     }
     if (key === null || url === undefined) return undefined;
-    store.acquire(key, () => new TetherClient(url, withLatestTokenProvider(options, latest)));
+    try {
+      store.acquire(key, () => new TetherClient(url, withLatestTokenProvider(options, latest)));
+    } catch (e) {
+      // In a browser before `ready()`: open it once loaded (in Node it loads at once).
+      if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
+      let live = true;
+      ready().then(
+        () => live && setLoads((n) => n + 1),
+        (error: unknown) => live && setFailure({ error }),
+      );
+      return () => {
+        live = false;
+      };
+    }
     return () => store.release();
     // `key` stands for `url` and `options`: a new options object alone reopens nothing.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [store, client, key]);
+  }, [store, client, key, loads]);
   return <StoreContext.Provider value={store}>{children}</StoreContext.Provider>;
 }
 
