@@ -74,6 +74,24 @@ export function ready() {
   return loading;
 }
 
+/**
+ * A relative URL ('/ws', '//host/ws') resolved against the page, as the WebSocket
+ * standard's constructor does; without a page, an error. http(s):// becomes ws(s):// in
+ * the core (tether_core::config::websocket_url), on every platform.
+ */
+function absolute(url) {
+  if (typeof url !== 'string' || /^[a-z][a-z\d+.-]*:/i.test(url)) return url;
+  const page = globalThis.location?.href;
+  if (typeof page !== 'string') {
+    const e = new TypeError(
+      `url ${JSON.stringify(url)} is relative and there is no page to resolve it against: give a ws://, wss://, http:// or https:// URL`,
+    );
+    e.kind = 'relative-url';
+    throw e;
+  }
+  return new URL(url, page).href;
+}
+
 /** Loads the WebAssembly synchronously where it can (Node), or throws kind `not-ready`. */
 function loadSync() {
   if (loaded) return;
@@ -176,6 +194,16 @@ export class TetherClient extends Raw {
 
   constructor(url, options) {
     loadSync();
+    url = absolute(url);
+    // Without a WebSocket every attempt would fail: said here, at construction. (The
+    // driver takes the global at each attempt, so Node 22's is used when present.)
+    if (options?.WebSocket == null && typeof globalThis.WebSocket !== 'function') {
+      const e = new Error(
+        "no global WebSocket (Node 20 has none): pass options.WebSocket, e.g. the ws package's (import WebSocket from 'ws')",
+      );
+      e.kind = 'no-websocket';
+      throw e;
+    }
     call(() => {
       super(url, options);
       this.#emitter = super.__emitter;

@@ -12,7 +12,7 @@ export const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEf
 /** Props of `<TetherProvider>`: a `url` (and `options`) to connect to, or a `client` made elsewhere. */
 export type TetherProviderProps = { children?: ReactNode } & (
   | {
-      /** Where to connect (`ws://` or `wss://`). A new URL closes the connection and opens another. */
+      /** Where to connect (`ws(s)://`, `http(s)://` or relative to the page). A new URL closes the connection and opens another. */
       url: string;
       /**
        * Options of the client (see `TetherOptions`). Read when the connection opens: a
