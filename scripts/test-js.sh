@@ -43,7 +43,9 @@ step "CommonJS entries in plain Node"
 (cd bindings/js && node -e "
   const { TetherClient, ready } = require('@tether/client');
   const react = require('@tether/client/react');
+  const { TetherSocket } = require('@tether/client/socket');
   if (typeof TetherClient !== 'function' || typeof ready !== 'function' || typeof react.TetherProvider !== 'function') process.exit(1);
+  if (typeof TetherSocket !== 'function' || TetherSocket.OPEN !== 1) process.exit(1);
   console.log('require: ok');
 ")
 

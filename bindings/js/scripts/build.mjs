@@ -69,6 +69,20 @@ await build({
     },
   ],
 });
+// TetherSocket (its own entry point), requiring the client's CommonJS entry.
+await build({
+  ...common,
+  entryPoints: [join(dist, 'socket.js')],
+  outfile: join(dist, 'socket.cjs'),
+  plugins: [
+    {
+      name: 'client-entry',
+      setup(b) {
+        b.onResolve({ filter: /^\.\/index\.js$/ }, () => ({ path: './index.cjs', external: true }));
+      },
+    },
+  ],
+});
 // Declarations for `require` (TypeScript's node16/nodenext resolution): each .d.ts as a
 // .d.cts, naming the .cjs modules.
 const declarations = (dir) =>

@@ -3,6 +3,7 @@
 //   core:  `@tether/client` (wrapper, wasm-bindgen glue, loader) and the .wasm
 //   react: `@tether/client/react` alone (react and the core left out), and its provider
 //          and hooks without the two components
+//   socket: `@tether/client/socket` alone (TetherSocket; the core left out)
 // Usage: node scripts/size.mjs   (after `npm run build`)
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
@@ -48,6 +49,7 @@ const hooks = await bundle(
   },
   [/^\.\.\/index\.js$/],
 );
+const socket = await bundle('socket.js', [/^\.\/index\.js$/]);
 const wasm = readFileSync(join(dist, 'wasm', 'tether_wasm_bg.wasm'));
 const row = (name, bytes) =>
   `${name.padEnd(8)} ${String(bytes.length).padStart(7)} B min  ${String(gz(bytes)).padStart(6)} B gz`;
@@ -55,7 +57,8 @@ console.log(row('core js', core));
 console.log(row('wasm', wasm));
 console.log(row('react', react));
 console.log(row('hooks', hooks));
+console.log(row('socket', socket));
 console.log(
   `size: core_js_gz=${gz(core)} wasm_gz=${gz(wasm)} core_total_gz=${gz(core) + gz(wasm)}` +
-    ` react_gz=${gz(react)} react_hooks_gz=${gz(hooks)}`,
+    ` react_gz=${gz(react)} react_hooks_gz=${gz(hooks)} socket_gz=${gz(socket)}`,
 );
