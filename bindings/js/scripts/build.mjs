@@ -54,7 +54,8 @@ await build({
 });
 rmSync(join(dist, 'wasm', 'text.js'));
 writeFileSync(join(dist, 'index.cjs'), "'use strict';\nmodule.exports = require('./wasm/index.cjs');\n");
-// The React layer, requiring the client's CommonJS entry (one instance for both).
+// The React layer, requiring the client's and TetherSocket's CommonJS entries (one
+// instance for all).
 await build({
   ...common,
   entryPoints: [join(dist, 'react', 'index.js')],
@@ -64,7 +65,10 @@ await build({
     {
       name: 'client-entry',
       setup(b) {
-        b.onResolve({ filter: /^\.\.\/index\.js$/ }, () => ({ path: '../index.cjs', external: true }));
+        b.onResolve({ filter: /^\.\.\/(index|socket)\.js$/ }, (args) => ({
+          path: args.path.replace(/\.js$/, '.cjs'),
+          external: true,
+        }));
       },
     },
   ],

@@ -41,13 +41,15 @@ async function bundle(entry, external = []) {
 }
 
 const core = await bundle('index.js');
-const react = await bundle('react/index.js', [/^\.\.\/index\.js$/]);
+// The core left out wherever it is imported from (TetherSocket, which useTether uses, imports it too).
+const coreEntry = [/^\.\.\/index\.js$/, /^\.\/index\.js$/];
+const react = await bundle('react/index.js', coreEntry);
 const hooks = await bundle(
   {
     contents: `export { TetherProvider, useConnectionState, useQuality, useMetrics, useTetherClient,
       useTetherSend, useSendConfirmed, useTetherMessages, useQueryInvalidation } from './react/index.js';`,
   },
-  [/^\.\.\/index\.js$/],
+  coreEntry,
 );
 const socket = await bundle('socket.js', [/^\.\/index\.js$/]);
 const wasm = readFileSync(join(dist, 'wasm', 'tether_wasm_bg.wasm'));
