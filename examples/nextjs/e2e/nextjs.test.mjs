@@ -2,7 +2,8 @@
 // on 127.0.0.1 with a free port), against the reference server on 127.0.0.1: GET /
 // answers 200 (the server renders the client component, provider included, without
 // loading anything), and in Debian's chromium (playwright-core) the page loads the
-// WebAssembly, connects and receives the echo of what it sent. Every process started here
+// WebAssembly, connects and receives the echo of what it sent, through the provider and
+// through useTether (a TetherSocket). Every process started here
 // is stopped here. Telemetry is off: nothing outside loopback is contacted.
 //
 // Needs @tether/client built (node bindings/js/scripts/build.mjs) and the reference
@@ -130,6 +131,12 @@ test('in Chromium the page connects and receives', async () => {
     .waitFor({ timeout: 20_000 })
     .catch(() => {});
   assert.equal(await received.textContent(), 'hello from Next.js');
+  const standalone = page.getByTestId('use-tether');
+  await standalone
+    .filter({ hasText: 'hello from useTether' })
+    .waitFor({ timeout: 20_000 })
+    .catch(() => {});
+  assert.equal(await standalone.textContent(), 'hello from useTether');
   assert.deepEqual(errors, [], 'errors in the page');
   await page.close();
 });
