@@ -547,7 +547,6 @@ fn is_token(s: &str) -> bool {
 /// assert_eq!(websocket_url("ftp://example.com".into()), "ftp://example.com");
 /// ```
 #[must_use]
-#[inline(never)]
 pub fn websocket_url(url: String) -> String {
     for (from, to) in [("http://", "ws://"), ("https://", "wss://")] {
         // `get`: no slicing panic on a multi-byte character.
