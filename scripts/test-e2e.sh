@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests of the JavaScript side, against the real reference server on 127.0.0.1:
 # the React example (examples/react-dashboard) in headless Chromium through playwright-core
-# (server restart, offline/online, a screenshot in target/e2e/), then the Node harness with
-# 200 clients through a server restart (lost=0 duplicated=0).
+# (server restart, offline/online, a screenshot in target/e2e/), the Next.js example
+# (examples/nextjs: next build, next start on a free loopback port, GET / answers 200, and
+# Chromium sees it connect and receive), then the Node harness with 200 clients through a
+# server restart (lost=0 duplicated=0).
 # Needs `npm ci` first; builds the reference server, @tether/client (from bindings/wasm/pkg
 # when the wasm is built, else the wasm too) and the app. Installs Debian's chromium if
 # /usr/bin/chromium is missing. Stops every process it started, whatever happens.
@@ -61,6 +63,9 @@ npm run --silent build -w tether-react-dashboard
 step "React example in Chromium (playwright-core)"
 in_group node --test --test-concurrency=1 examples/react-dashboard/e2e/
 echo "screenshots: target/e2e/dashboard.png, target/e2e/page.png"
+
+step "Next.js example: next build, next start, Chromium (playwright-core)"
+NEXT_TELEMETRY_DISABLED=1 in_group node --test --test-concurrency=1 examples/nextjs/e2e/
 
 step "Node harness: 200 clients through a server restart"
 log=$(mktemp)

@@ -1,7 +1,6 @@
 import { defineConfig } from 'vite';
 
 export default defineConfig({
-  // @tether/client instantiates its WebAssembly with a top-level await.
   build: { target: 'es2022' },
   oxc: { jsx: { runtime: 'automatic' } },
   server: { host: '127.0.0.1' },

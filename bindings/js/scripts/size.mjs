@@ -3,6 +3,7 @@
 //   core:  `@tether/client` (wrapper, wasm-bindgen glue, loader) and the .wasm
 //   react: `@tether/client/react` alone (react and the core left out), and its provider
 //          and hooks without the two components
+//   socket: `@tether/client/socket` alone (TetherSocket; the core left out)
 // Usage: node scripts/size.mjs   (after `npm run build`)
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
@@ -40,14 +41,17 @@ async function bundle(entry, external = []) {
 }
 
 const core = await bundle('index.js');
-const react = await bundle('react/index.js', [/^\.\.\/index\.js$/]);
+// The core left out wherever it is imported from (TetherSocket, which useTether uses, imports it too).
+const coreEntry = [/^\.\.\/index\.js$/, /^\.\/index\.js$/];
+const react = await bundle('react/index.js', coreEntry);
 const hooks = await bundle(
   {
     contents: `export { TetherProvider, useConnectionState, useQuality, useMetrics, useTetherClient,
       useTetherSend, useSendConfirmed, useTetherMessages, useQueryInvalidation } from './react/index.js';`,
   },
-  [/^\.\.\/index\.js$/],
+  coreEntry,
 );
+const socket = await bundle('socket.js', [/^\.\/index\.js$/]);
 const wasm = readFileSync(join(dist, 'wasm', 'tether_wasm_bg.wasm'));
 const row = (name, bytes) =>
   `${name.padEnd(8)} ${String(bytes.length).padStart(7)} B min  ${String(gz(bytes)).padStart(6)} B gz`;
@@ -55,7 +59,8 @@ console.log(row('core js', core));
 console.log(row('wasm', wasm));
 console.log(row('react', react));
 console.log(row('hooks', hooks));
+console.log(row('socket', socket));
 console.log(
   `size: core_js_gz=${gz(core)} wasm_gz=${gz(wasm)} core_total_gz=${gz(core) + gz(wasm)}` +
-    ` react_gz=${gz(react)} react_hooks_gz=${gz(hooks)}`,
+    ` react_gz=${gz(react)} react_hooks_gz=${gz(hooks)} socket_gz=${gz(socket)}`,
 );

@@ -1,13 +1,13 @@
 // @tether/client: Tether's reconnecting WebSocket client, compiled to WebAssembly.
 //
-// Importing this module instantiates the WebAssembly once, before the import completes
-// (top-level await), so `new TetherClient(...)` works straight after it. In Node (and
-// anything else that loads the package from disk) the module is read with `fs`;
-// elsewhere it is fetched from next to the script, through
+// Importing this module loads nothing (no top-level await, nothing that can fail): the
+// WebAssembly is loaded on first use. In Node (and anything else that has the package on
+// disk) the first `new TetherClient(...)` reads it with `fs`, synchronously; in a browser
+// `await ready()` fetches and compiles it first, from
 // `new URL('./tether_wasm_bg.wasm', import.meta.url)`, which Vite (dev server included),
-// webpack 5, Rollup and Parcel copy into the build by themselves. Nothing touches
-// `window` or `document` on import: server-side rendering imports it like any module.
-export { TetherClient, setLogLevel } from './wasm/index.js';
+// webpack 5, Next.js, Rollup and Parcel copy into the build by themselves. Server-side
+// rendering imports it like any module.
+export { TetherClient, ready, setLogLevel } from './wasm/index.js';
 export type {
   TetherError,
   TetherEventMap,

@@ -1,6 +1,6 @@
 // The reference server for the tests: tether-server on 127.0.0.1, a free port, anonymous
-// clients allowed (dev mode), and an admin token made up here so the tests can read the
-// per-connection metrics. Built by `cargo build -p tether-server` when the binary is
+// clients allowed (dev mode), its admin routes on another free port (restart), and an
+// admin token made up here so the tests can read the per-connection metrics. Built by `cargo build -p tether-server` when the binary is
 // missing (scripts/test-js.sh builds it first, so it is never stale there).
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -28,6 +28,8 @@ export interface Server {
   /** Resolves once no connection of `clientId` (or none at all) is open. */
   drained(clientId?: string, timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
+  /** Kills the server as if the process died (no close frames) and listens again on the same port `downMs` later. */
+  restart(downMs: number): Promise<void>;
 }
 
 export async function startServer(): Promise<Server> {
@@ -38,17 +40,24 @@ export async function startServer(): Promise<Server> {
     });
   }
   const adminToken = randomBytes(24).toString('hex');
-  const child = spawn(binary, ['--bind', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'error'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, TETHER_ADMIN_TOKEN: adminToken },
-  });
+  const child = spawn(
+    binary,
+    ['--bind', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'error'],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, TETHER_ADMIN_TOKEN: adminToken },
+    },
+  );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let addr: string | undefined;
+  let adminAddr: string | undefined;
   for await (const line of createInterface({ input: child.stdout })) {
-    addr = /^listening on (\S+)$/.exec(line)?.[1];
-    if (addr) break;
+    const [, isAdmin, found] = /^(admin )?listening on (\S+)$/.exec(line) ?? [];
+    if (isAdmin) adminAddr = found;
+    else if (found) addr = found;
+    if (addr && adminAddr) break;
   }
-  if (!addr) throw new Error('tether-server exited before listening');
+  if (!addr || !adminAddr) throw new Error('tether-server exited before listening');
   const http = `http://${addr}`;
   // The per-connection part of the metrics needs the admin token.
   const metrics = async () =>
@@ -68,6 +77,13 @@ export async function startServer(): Promise<Server> {
         if (Date.now() > deadline) throw new Error(`still open after ${timeoutMs} ms: ${JSON.stringify(open)}`);
         await new Promise((r) => setTimeout(r, 25));
       }
+    },
+    async restart(downMs) {
+      const res = await fetch(`http://${adminAddr}/restart?down_ms=${downMs}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}` },
+      });
+      if (!res.ok) throw new Error(`restart: HTTP ${res.status}`);
     },
     stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');

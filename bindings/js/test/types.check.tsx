@@ -1,9 +1,12 @@
 // Compiled by tsc only (scripts/test-js.sh): the public API as an app writes it.
 import { setLogLevel, TetherClient, type TetherMessage, type TetherOptions } from '@tether/client';
+import { TetherSocket } from '@tether/client/socket';
 import {
   ConnectionHealthDashboard,
   ConnectionStatus,
+  ReadyState,
   TetherProvider,
+  TetherScope,
   useConnectionState,
   useLifecycleEvents,
   useMetrics,
@@ -14,6 +17,7 @@ import {
   useTetherClient,
   useTetherMessages,
   useTetherSend,
+  useTether,
   type LifecycleEvent,
   type QueryInvalidator,
   type ReconnectCountdown,
@@ -72,3 +76,28 @@ function Widgets() {
 
 // @ts-expect-error: url and client are exclusive
 <TetherProvider url="wss://x" client={client} />;
+
+// useTether, as the README shows it; TetherSocket where a WebSocket is expected.
+export function Prices({ symbol }: { symbol: string | null }) {
+  const { sendJsonMessage, lastJsonMessage, readyState, getSocket, sendMessage, lastMessage } = useTether(
+    symbol ? 'wss://example.com/prices' : null,
+    {
+      share: true,
+      queryParams: { symbol: symbol ?? '' },
+      onOpen: () => sendJsonMessage({ subscribe: symbol }),
+      onClose: (e) => e.code satisfies number,
+      protocol: true,
+    },
+  );
+  sendMessage(new Uint8Array([1]), false);
+  const data: unknown = lastMessage?.data;
+  const socket = getSocket();
+  const asWebSocket: Pick<WebSocket, 'readyState' | 'send' | 'close' | 'binaryType' | 'bufferedAmount'> | null = socket;
+  void [data, asWebSocket];
+  return <p>{readyState === ReadyState.OPEN ? JSON.stringify(lastJsonMessage) : 'connecting…'}</p>;
+}
+useTether(async () => 'wss://x', { enabled: false });
+// @ts-expect-error: an unknown option
+useTether('wss://x', { bogus: 1 });
+<TetherScope name="chat" />;
+new TetherSocket('wss://x', 'chat', { protocol: true }).onmessage = (e) => e.data;

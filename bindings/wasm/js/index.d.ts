@@ -1,5 +1,5 @@
-// Tether for browsers and Node. The WebAssembly is instantiated when this module is
-// imported; everything below is ready to use.
+// Tether for browsers and Node. Importing loads nothing: the WebAssembly is loaded by the
+// first `new TetherClient()` in Node, and by `ready()` (await it first) in a browser.
 export { TetherClient, setLogLevel } from './tether_wasm.js';
 export type {
   TetherError,
@@ -11,3 +11,11 @@ export type {
   TetherStopReason,
   TetherToken,
 } from './tether_wasm.js';
+
+/**
+ * Loads the WebAssembly, once (every call returns the same promise until it settles;
+ * after a failure, the next call tries again). In a browser, await it before the first
+ * `new TetherClient()`, which otherwise throws an `Error` of kind `not-ready`; in Node
+ * the first `new TetherClient()` loads it synchronously, so awaiting is optional.
+ */
+export declare function ready(): Promise<void>;

@@ -1,6 +1,9 @@
-// Tether for browsers and Node: instantiates the WebAssembly once, on import, then
-// exports the API. In Node the module is read from disk; elsewhere it is fetched next
-// to this file (bundlers that understand `new URL(..., import.meta.url)` copy it).
+// Tether for browsers and Node: exports the API; the WebAssembly is loaded on first use,
+// never on import (importing does nothing that can fail: server-side rendering, Jest and
+// `require` are safe). In Node (anything that has the package on disk) the first
+// `new TetherClient()` reads and compiles it synchronously; in a browser it must be
+// fetched, so `await ready()` first (the React provider does): it is compiled while it
+// streams in (`WebAssembly.compileStreaming`) where the browser can.
 //
 // `TetherClient` here wraps the generated class so that a dead instance (a trap: a Rust
 // panic, see guard.js) fails every client from this side, as the native client does when
@@ -16,15 +19,94 @@ import init, {
 import { abandonAll } from 'tether-web-shim';
 import { dead, died, isTrap, onDeath } from './guard.js';
 
-const wasm = new URL('./tether_wasm_bg.wasm', import.meta.url);
-if (wasm.protocol === 'file:' && typeof process === 'object' && process.versions?.node) {
-  // Not a literal: browser bundlers must not try to resolve a Node module (comments
-  // telling them so do not survive minification).
-  const fs = ['node:fs', 'promises'].join('/');
-  const { readFile } = await import(fs);
-  initSync({ module: await readFile(wasm) });
-} else {
-  await init({ module_or_path: wasm });
+// Where the .wasm is: next to this module. A function, so that nothing is evaluated on
+// import (a server-side bundle may give `import.meta.url` a value no URL parses from).
+// The literal form is what bundlers look for to copy the file into the build.
+const wasmUrl = () => new URL('./tether_wasm_bg.wasm', import.meta.url);
+
+// Node's `fs`, when the .wasm is a file and this runs in Node (Jest's sandbox included);
+// `process.getBuiltinModule` needs no import, so browser bundlers see none to resolve.
+function nodeFs(url) {
+  if (url.protocol !== 'file:') return null;
+  const p = typeof process === 'object' ? process : null;
+  return p?.getBuiltinModule?.('fs') ?? null;
+}
+
+let loaded = false;
+let loading = null;
+let logLevel = null;
+
+function loadedNow() {
+  loaded = true;
+  if (logLevel !== null) rawSetLogLevel(logLevel);
+}
+
+/**
+ * Loads the WebAssembly (once; later calls return the same promise). In Node it is also
+ * loaded by the first `new TetherClient()`; in a browser, await this before making one.
+ */
+export function ready() {
+  if (loaded) return Promise.resolve();
+  loading ??= (async () => {
+    const url = wasmUrl();
+    const fs = nodeFs(url);
+    if (fs) {
+      initSync({ module: await fs.promises.readFile(url) });
+    } else {
+      let module;
+      if (typeof WebAssembly.compileStreaming === 'function') {
+        // Needs `Content-Type: application/wasm`; a server that sends another type gets
+        // the plain fetch below.
+        module = await WebAssembly.compileStreaming(fetch(url)).catch(() => null);
+      }
+      if (!module) {
+        const response = await fetch(url);
+        if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
+        module = await WebAssembly.compile(await response.arrayBuffer());
+      }
+      await init({ module_or_path: module });
+    }
+    if (!loaded) loadedNow();
+  })().catch((e) => {
+    loading = null;
+    throw e;
+  });
+  return loading;
+}
+
+/**
+ * A relative URL ('/ws', '//host/ws') resolved against the page, as the WebSocket
+ * standard's constructor does; without a page, an error. http(s):// becomes ws(s):// in
+ * the core (tether_core::config::websocket_url), on every platform.
+ */
+function absolute(url) {
+  if (typeof url !== 'string' || /^[a-z][a-z\d+.-]*:/i.test(url)) return url;
+  const page = globalThis.location?.href;
+  if (typeof page !== 'string') {
+    const e = new TypeError(
+      `url ${JSON.stringify(url)} is relative and there is no page to resolve it against: give a ws://, wss://, http:// or https:// URL`,
+    );
+    e.kind = 'relative-url';
+    throw e;
+  }
+  return new URL(url, page).href;
+}
+
+/** Loads the WebAssembly synchronously where it can (Node), or throws kind `not-ready`. */
+function loadSync() {
+  if (loaded) return;
+  const url = wasmUrl();
+  const fs = nodeFs(url);
+  if (!fs) {
+    ready().catch(() => {});
+    const e = new Error(
+      'the WebAssembly is not loaded yet: `await ready()` (from @tether/client) before `new TetherClient()` in a browser (the React provider waits for it by itself)',
+    );
+    e.kind = 'not-ready';
+    throw e;
+  }
+  initSync({ module: fs.readFileSync(url) });
+  loadedNow();
 }
 
 const why = () => `the driver failed: the WebAssembly instance trapped (${dead().message})`;
@@ -111,6 +193,17 @@ export class TetherClient extends Raw {
   #retained = null;
 
   constructor(url, options) {
+    loadSync();
+    url = absolute(url);
+    // Without a WebSocket every attempt would fail: said here, at construction. (The
+    // driver takes the global at each attempt, so Node 22's is used when present.)
+    if (options?.WebSocket == null && typeof globalThis.WebSocket !== 'function') {
+      const e = new Error(
+        "no global WebSocket (Node 20 has none): pass options.WebSocket, e.g. the ws package's (import WebSocket from 'ws')",
+      );
+      e.kind = 'no-websocket';
+      throw e;
+    }
     call(() => {
       super(url, options);
       this.#emitter = super.__emitter;
@@ -202,10 +295,20 @@ onDeath(() => {
 });
 
 export function setLogLevel(level) {
+  if (!loaded && !nodeFs(wasmUrl())) {
+    // A browser before `ready()`: kept, and set once the instance is loaded.
+    if (!['off', 'error', 'warn', 'info', 'debug', 'trace'].includes(level)) {
+      throw new RangeError("setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'");
+    }
+    logLevel = level;
+    return;
+  }
+  loadSync();
   call(() => rawSetLogLevel(level));
 }
 
 /** Test seam, not part of the API: traps the instance (see `trap` in exports.rs). */
 export function __tetherTrap(place) {
+  loadSync();
   call(() => rawTrap(place));
 }

@@ -75,10 +75,13 @@ pub struct TetherClient {
 
 #[wasm_bindgen]
 impl TetherClient {
-    /// Makes a client for `url` (`ws://` or `wss://`) and starts connecting.
+    /// Makes a client for `url` and starts connecting: `ws://` or `wss://`, or `http://`
+    /// or `https://` (taken as `ws://` or `wss://`), or relative to the page in a browser.
     ///
     /// Throws a `TypeError` when an option has the wrong type (or is unknown), and a
-    /// `RangeError` when its value is unacceptable; the message names the option.
+    /// `RangeError` when its value is unacceptable; the message names the option. Throws
+    /// an `Error` of kind `no-websocket` when there is neither a global `WebSocket` nor
+    /// the `WebSocket` option.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,

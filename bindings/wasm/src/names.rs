@@ -66,7 +66,7 @@ pub fn config_message(error: &ConfigError) -> String {
             expected
         }
         ConfigProblem::OutOfOrder => "must be in increasing order",
-        ConfigProblem::NotWebSocketUrl => "must be a ws:// or wss:// URL",
+        ConfigProblem::NotWebSocketUrl => "must be a ws://, wss://, http:// or https:// URL",
         ConfigProblem::NotHttpUrl => "must be an http:// or https:// URL",
         ConfigProblem::MalformedUrl => "is not a valid URL (no host, or white space)",
         ConfigProblem::InvalidSubprotocol => "must hold valid subprotocol names (HTTP tokens)",
@@ -87,8 +87,8 @@ mod tests {
     fn every_field_the_core_names_has_a_javascript_spelling() {
         let cases: Vec<(Result<Config, ConfigError>, &str)> = vec![
             (
-                Config::builder("http://x").build(),
-                "url must be a ws:// or wss:// URL",
+                Config::builder("ftp://x").build(),
+                "url must be a ws://, wss://, http:// or https:// URL",
             ),
             (
                 Config::builder("ws://x")

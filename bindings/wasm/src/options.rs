@@ -232,9 +232,9 @@ const TOP: &[&str] = &[
 
 /// Reads `new TetherClient(url, options)`'s arguments.
 pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> {
-    let url = url
-        .as_string()
-        .ok_or_else(|| type_error("url must be a string (a ws:// or wss:// URL)"))?;
+    let url = url.as_string().ok_or_else(|| {
+        type_error("url must be a string (a ws://, wss://, http:// or https:// URL)")
+    })?;
     let options = if options.is_undefined() || options.is_null() {
         js_sys::Object::new().into()
     } else {

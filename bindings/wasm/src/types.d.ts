@@ -124,7 +124,11 @@ export interface TetherOptions {
   ack?: { every?: number; delayMs?: number };
   /** Seed of the backoff jitter: the same seed gives the same delays. */
   seed?: number | bigint;
-  /** The WebSocket constructor (for example the `ws` package's in Node 20). Default `globalThis.WebSocket`. */
+  /**
+   * The WebSocket constructor (for example the `ws` package's in Node 20). Default
+   * `globalThis.WebSocket` (browsers, Node 22 and later); without either, the constructor
+   * throws an `Error` of kind `no-websocket`.
+   */
   WebSocket?: unknown;
   /** The fetch function for polling. Default `globalThis.fetch`. */
   fetch?: (input: string, init?: unknown) => Promise<unknown>;
@@ -152,7 +156,11 @@ export interface TetherStopReason {
  * An error with a stable `kind`. Besides the kinds each method names: `driver-failed`,
  * what every call throws (or, returning a promise, rejects with), and every pending
  * promise rejects with, once the WebAssembly instance has died (a trap: a bug). The
- * client's state is then `error` and `stopped` came with reason `driver-failed`.
+ * client's state is then `error` and `stopped` came with reason `driver-failed`. And what
+ * `new TetherClient()` throws: `not-ready` in a browser before `await ready()`,
+ * `no-websocket` with neither a global `WebSocket` nor the `WebSocket` option, and
+ * `relative-url` (a `TypeError`) for a relative URL where there is no page to resolve it
+ * against.
  */
 export interface TetherError extends Error {
   kind: string;

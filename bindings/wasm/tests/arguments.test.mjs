@@ -7,6 +7,9 @@ import { TetherClient, setLogLevel } from 'tether-wasm';
 import { WebSocket } from './helpers.mjs';
 
 const URL = 'ws://127.0.0.1:1/';
+// A global WebSocket (Node 22 has one; Node 20 would otherwise refuse every construction
+// with kind no-websocket before reading the options): these tests are about the options.
+globalThis.WebSocket ??= WebSocket;
 
 function throwsWith(fn, Type, pattern) {
   assert.throws(fn, (e) => {
@@ -24,8 +27,13 @@ function make(options) {
 test('the URL', () => {
   throwsWith(() => new TetherClient(), TypeError, /^url must be a string/);
   throwsWith(() => new TetherClient(42), TypeError, /^url must be a string/);
-  throwsWith(() => new TetherClient('http://example.com/'), RangeError, /^url must be a ws:\/\/ or wss:\/\/ URL/);
-  throwsWith(() => new TetherClient('ws://'), RangeError, /^url is not a valid URL/);
+  throwsWith(
+    () => new TetherClient('ftp://example.com/', { WebSocket }),
+    RangeError,
+    /^url must be a ws:\/\/, wss:\/\/, http:\/\/ or https:\/\/ URL/,
+  );
+  throwsWith(() => new TetherClient('ws://', { WebSocket }), RangeError, /^url is not a valid URL/);
+  throwsWith(() => new TetherClient('http://', { WebSocket }), RangeError, /^url is not a valid URL/);
 });
 
 test('options of the wrong type are TypeErrors naming the option', () => {

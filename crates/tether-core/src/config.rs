@@ -325,18 +325,22 @@ pub struct Config {
 }
 
 impl Config {
-    /// A builder with the defaults for `url`.
+    /// A builder with the defaults for `url`: a `ws://` or `wss://` URL, or an `http://`
+    /// or `https://` one, taken as the `ws://` or `wss://` URL of the same place (see
+    /// [`websocket_url`]).
     ///
     /// ```
     /// use tether_core::Config;
     /// let config = Config::builder("wss://example.com/ws").protocol().build()?;
+    /// assert_eq!(config.url, "wss://example.com/ws");
+    /// let config = Config::builder("https://example.com/ws").build()?;
     /// assert_eq!(config.url, "wss://example.com/ws");
     /// # Ok::<(), tether_core::ConfigError>(())
     /// ```
     pub fn builder(url: impl Into<String>) -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
-                url: url.into(),
+                url: websocket_url(url.into()),
                 protocols: Vec::new(),
                 wire: WireMode::Plain { heartbeat: None },
                 connect_timeout: Duration::from_secs(10),
@@ -536,6 +540,33 @@ fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+}
+
+/// `url` with an `http://` or `https://` scheme (in any case) as the `ws://` or `wss://`
+/// URL of the same place, as the WebSocket standard's constructor takes them; any other
+/// string unchanged (validation judges it). Every platform maps URLs through this.
+///
+/// ```
+/// use tether_core::config::websocket_url;
+/// assert_eq!(websocket_url("HTTPS://example.com/ws".into()), "wss://example.com/ws");
+/// assert_eq!(websocket_url("http://[::1]:8080/ws?x=1".into()), "ws://[::1]:8080/ws?x=1");
+/// assert_eq!(websocket_url("ftp://example.com".into()), "ftp://example.com");
+/// ```
+#[must_use]
+pub fn websocket_url(url: String) -> String {
+    for (from, to) in [("http://", "ws://"), ("https://", "wss://")] {
+        // `get`: no slicing panic on a multi-byte character.
+        if url
+            .get(..from.len())
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(from))
+        {
+            // Not `format!`: its machinery would weigh on the wasm build.
+            let mut mapped = String::from(to);
+            mapped.push_str(url.get(from.len()..).unwrap_or(""));
+            return mapped;
+        }
+    }
+    url
 }
 
 fn check_url(
@@ -741,7 +772,8 @@ pub enum ConfigProblem {
     },
     /// Values that must rise (or be ordered) do not.
     OutOfOrder,
-    /// Not a `ws://` or `wss://` URL.
+    /// Not a `ws://` or `wss://` URL (nor an `http://` or `https://` one, which
+    /// [`Config::builder`] maps to them).
     NotWebSocketUrl,
     /// Not an `http://` or `https://` URL.
     NotHttpUrl,
@@ -764,7 +796,9 @@ impl fmt::Display for ConfigError {
             ConfigProblem::MustNotExceed { other } => write!(f, "must not exceed `{other}`"),
             ConfigProblem::OutOfRange { expected } => write!(f, "expected {expected}"),
             ConfigProblem::OutOfOrder => f.write_str("values out of order"),
-            ConfigProblem::NotWebSocketUrl => f.write_str("must be a ws:// or wss:// URL"),
+            ConfigProblem::NotWebSocketUrl => {
+                f.write_str("must be a ws://, wss://, http:// or https:// URL")
+            }
             ConfigProblem::NotHttpUrl => f.write_str("must be an http:// or https:// URL"),
             ConfigProblem::MalformedUrl => f.write_str("malformed URL (no host, or white space)"),
             ConfigProblem::InvalidSubprotocol => f.write_str("not a valid subprotocol name"),

@@ -38,13 +38,42 @@ fn defaults_are_valid() {
 
 #[test]
 fn urls() {
-    for bad in ["http://example.com", "example.com", "", "wss//x", "ftp://x"] {
+    for bad in [
+        "example.com",
+        "/ws",
+        "",
+        "wss//x",
+        "ftp://x",
+        "httpx://x",
+        "é://x",
+    ] {
         check(
             Config::builder(bad),
             ConfigField::Url,
             ConfigProblem::NotWebSocketUrl,
         );
     }
+    // http(s):// is the ws(s):// URL of the same place; the rest of it is checked as usual.
+    for (given, taken) in [
+        ("http://example.com/ws", "ws://example.com/ws"),
+        (
+            "HTTPS://example.com:8443/ws?a=b",
+            "wss://example.com:8443/ws?a=b",
+        ),
+        ("https://[::1]/ws", "wss://[::1]/ws"),
+    ] {
+        assert_eq!(Config::builder(given).build().unwrap().url, taken);
+    }
+    check(
+        Config::builder("http://"),
+        ConfigField::Url,
+        ConfigProblem::MalformedUrl,
+    );
+    check(
+        Config::builder("https://:80/ws"),
+        ConfigField::Url,
+        ConfigProblem::MalformedUrl,
+    );
     Config::builder("ws://[::1]:8080/ws").build().unwrap();
     Config::builder("wss://user@example.com/ws")
         .build()

@@ -15,16 +15,17 @@ const BEFORE_OPEN: TetherState = 'connecting';
 const NO_EVENTS: readonly LifecycleEvent[] = [];
 
 /**
- * The provider's client: `null` until the provider has opened it (after the first
- * render, before any `useEffect` below it runs).
+ * The provider's client (the nearest provider's, or with `name` the one named so):
+ * `null` until the provider has opened it (after the first render, before any
+ * `useEffect` below it runs).
  *
  * ```tsx
  * const client = useTetherClient();
  * <button onClick={() => client?.reconnect()}>Reconnect</button>
  * ```
  */
-export function useTetherClient(): TetherClient | null {
-  const store = useStore('useTetherClient');
+export function useTetherClient(name?: string): TetherClient | null {
+  const store = useStore('useTetherClient', name);
   const get = () => store.client;
   return useSyncExternalStore(store.subscribe, get, get);
 }

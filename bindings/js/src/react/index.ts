@@ -1,6 +1,7 @@
 // @tether/client/react: one Tether connection per <TetherProvider>, hooks built on
-// useSyncExternalStore, and two ready-made components.
-export { TetherProvider, type TetherProviderProps } from './provider.js';
+// useSyncExternalStore, two ready-made components, and useTether (react-use-websocket's
+// shape, no provider needed).
+export { TetherProvider, TetherScope, type TetherProviderProps } from './provider.js';
 export {
   useConnectionState,
   useLifecycleEvents,
@@ -20,3 +21,4 @@ export {
 export { ConnectionStatus, type ConnectionStatusProps } from './status.js';
 export { ConnectionHealthDashboard, type ConnectionHealthDashboardProps } from './dashboard.js';
 export type { LifecycleEvent, LifecycleEventType } from './store.js';
+export { ReadyState, useTether, type UseTetherOptions, type UseTetherResult } from './use-tether.js';

@@ -1,18 +1,36 @@
-import { createContext, useContext, useEffect, useLayoutEffect, useRef, useState, type ReactNode } from 'react';
+import {
+  createContext,
+  useContext,
+  useEffect,
+  useLayoutEffect,
+  useMemo,
+  useRef,
+  useState,
+  type ReactNode,
+} from 'react';
 
-import { TetherClient, type TetherOptions } from '../index.js';
+import { TetherClient, ready, type TetherOptions } from '../index.js';
 import { ClientStore } from './store.js';
 
 const StoreContext = createContext<ClientStore | null>(null);
+// The named providers above, by name (each named provider adds itself to its parent's).
+const NamedContext = createContext<ReadonlyMap<string, ClientStore>>(new Map());
 
 // Layout effects run before any child's passive effect, so children can send from their
 // own useEffect on mount. On a server neither kind runs, and React 18 warns about this one.
 export const useIsomorphicLayoutEffect = typeof document === 'undefined' ? useEffect : useLayoutEffect;
 
 /** Props of `<TetherProvider>`: a `url` (and `options`) to connect to, or a `client` made elsewhere. */
-export type TetherProviderProps = { children?: ReactNode } & (
+export type TetherProviderProps = {
+  children?: ReactNode;
+  /**
+   * A name for this connection: components below any number of other providers reach it
+   * with `<TetherScope name="…">` (every hook inside uses it) or `useTetherClient(name)`.
+   */
+  name?: string;
+} & (
   | {
-      /** Where to connect (`ws://` or `wss://`). A new URL closes the connection and opens another. */
+      /** Where to connect (`ws(s)://`, `http(s)://` or relative to the page). A new URL closes the connection and opens another. */
       url: string;
       /**
        * Options of the client (see `TetherOptions`). Read when the connection opens: a
@@ -42,31 +60,84 @@ export type TetherProviderProps = { children?: ReactNode } & (
  * ```
  */
 export function TetherProvider(props: TetherProviderProps) {
-  const { url, options, client, children } = props;
+  const { url, options, client, children, name } = props;
+  const parentNames = useContext(NamedContext);
   const [store] = useState(() => new ClientStore(client));
   const latest = useRef(options);
   useIsomorphicLayoutEffect(() => {
     latest.current = options;
   });
   const key = client ? null : connectionKey(url, options);
+  // Bumped once the WebAssembly is loaded, when it was not at the first try; a failure
+  // to load it is thrown from here, to the nearest error boundary.
+  const [loads, setLoads] = useState(0);
+  const [failure, setFailure] = useState<{ error: unknown } | null>(null);
+  if (failure) throw failure.error;
   useIsomorphicLayoutEffect(() => {
     if (client) {
       store.show(client);
       return () => store.hide();
     }
     if (key === null || url === undefined) return undefined;
-    store.acquire(key, () => new TetherClient(url, withLatestTokenProvider(options, latest)));
+    try {
+      store.acquire(key, () => new TetherClient(url, withLatestTokenProvider(options, latest)));
+    } catch (e) {
+      // In a browser before `ready()`: open it once loaded (in Node it loads at once).
+      if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
+      let live = true;
+      ready().then(
+        () => live && setLoads((n) => n + 1),
+        (error: unknown) => live && setFailure({ error }),
+      );
+      return () => {
+        live = false;
+      };
+    }
     return () => store.release();
     // `key` stands for `url` and `options`: a new options object alone reopens nothing.
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [store, client, key]);
+  }, [store, client, key, loads]);
+  const names = useMemo(
+    () => (name === undefined ? parentNames : new Map(parentNames).set(name, store)),
+    [name, parentNames, store],
+  );
+  return (
+    <NamedContext.Provider value={names}>
+      <StoreContext.Provider value={store}>{children}</StoreContext.Provider>
+    </NamedContext.Provider>
+  );
+}
+
+/**
+ * Makes the provider named `name` (above it, however many other providers are in
+ * between) the one every hook and component below it uses.
+ *
+ * ```tsx
+ * <TetherProvider name="chat" url="wss://example.com/chat">
+ *   <TetherProvider name="feed" url="wss://example.com/feed">
+ *     <Feed />  // the nearest: feed
+ *     <TetherScope name="chat"><Chat /></TetherScope>
+ *   </TetherProvider>
+ * </TetherProvider>
+ * ```
+ */
+export function TetherScope({ name, children }: { name: string; children?: ReactNode }) {
+  const store = useStore('<TetherScope>', name);
   return <StoreContext.Provider value={store}>{children}</StoreContext.Provider>;
 }
 
-/** The store of the nearest provider; throws outside one. */
-export function useStore(hook: string): ClientStore {
-  const store = useContext(StoreContext);
-  if (!store) throw new Error(`${hook} must be used inside <TetherProvider>`);
+/** The store of the nearest provider, or of the one named `name`; throws when there is none. */
+export function useStore(hook: string, name?: string): ClientStore {
+  const nearest = useContext(StoreContext);
+  const named = useContext(NamedContext);
+  const store = name === undefined ? nearest : (named.get(name) ?? null);
+  if (!store) {
+    throw new Error(
+      name === undefined
+        ? `${hook} must be used inside <TetherProvider>`
+        : `${hook}: no <TetherProvider name=${JSON.stringify(name)}> above`,
+    );
+  }
   return store;
 }
 
