@@ -208,3 +208,44 @@ pub(crate) fn metrics(m: &Metrics) -> JsValue {
         )
         .js()
 }
+
+/// `health()`: alerts (worst first) and recommendations.
+pub(crate) fn health(a: &tether_core::advice::Assessment) -> JsValue {
+    let alerts = js_sys::Array::new();
+    for alert in &a.alerts {
+        alerts.push(
+            &Obj::new()
+                .set("severity", alert.severity.as_str())
+                .set("kind", alert.kind.as_str())
+                .set("value", alert_value(&alert.kind, false))
+                .set("threshold", alert_value(&alert.kind, true))
+                .js(),
+        );
+    }
+    let recommendations = js_sys::Array::new();
+    for r in &a.recommendations {
+        recommendations.push(
+            &Obj::new()
+                .set("kind", r.as_str())
+                .js(),
+        );
+    }
+    Obj::new()
+        .set("alerts", alerts)
+        .set("recommendations", recommendations)
+        .js()
+}
+
+/// The measured value of an alert (or the threshold it passed): milliseconds of
+/// latency, a loss fraction, failed attempts (no threshold).
+fn alert_value(kind: &tether_core::advice::AlertKind, threshold: bool) -> JsValue {
+    use tether_core::advice::AlertKind;
+    match (kind, threshold) {
+        (AlertKind::Latency { mean, .. }, false) => ms(*mean).into(),
+        (AlertKind::Latency { threshold, .. }, true) => ms(*threshold).into(),
+        (AlertKind::Loss { loss, .. }, false) => (*loss).into(),
+        (AlertKind::Loss { threshold, .. }, true) => (*threshold).into(),
+        (AlertKind::Unreachable { attempts }, false) => (*attempts).into(),
+        _ => JsValue::NULL,
+    }
+}

@@ -194,6 +194,41 @@ export interface TetherEventMap {
   tokenRefreshed: Record<string, never>;
 }
 
+/**
+ * `health()`: what the figures mean, by the documented thresholds (warning above 200 ms of
+ * mean round trip or 5 % loss, error above 500 ms or 10 %, critical at critical quality;
+ * `unreachable` after 3 failed attempts; `stopped` when the client stopped for good).
+ */
+export interface TetherHealth {
+  /** Worst first. */
+  alerts: TetherAlert[];
+  recommendations: TetherRecommendation[];
+}
+
+export interface TetherAlert {
+  severity: 'warning' | 'error' | 'critical';
+  kind: 'latency' | 'loss' | 'quality' | 'unreachable' | 'stopped';
+  /**
+   * What was measured: the mean round trip in ms (`latency`), the loss fraction (`loss`),
+   * the failed attempts (`unreachable`); null otherwise. (The dashboard words it; the
+   * words are not shipped in the WebAssembly.)
+   */
+  value: number | null;
+  /** The threshold passed, in the same unit (`latency`, `loss`); null otherwise. */
+  threshold: number | null;
+}
+
+export interface TetherRecommendation {
+  kind:
+    | 'allow-websockets'
+    | 'reduce-traffic'
+    | 'connected-elsewhere'
+    | 'check-credentials'
+    | 'check-server'
+    | 'read-faster'
+    | 'messages-waiting';
+}
+
 /** `metrics()`: a snapshot. Durations in milliseconds; null when not known. */
 export interface TetherMetrics {
   state: TetherState;
