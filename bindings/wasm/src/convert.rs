@@ -224,11 +224,7 @@ pub(crate) fn health(a: &tether_core::advice::Assessment) -> JsValue {
     }
     let recommendations = js_sys::Array::new();
     for r in &a.recommendations {
-        recommendations.push(
-            &Obj::new()
-                .set("kind", r.as_str())
-                .js(),
-        );
+        recommendations.push(&Obj::new().set("kind", r.as_str()).js());
     }
     Obj::new()
         .set("alerts", alerts)
