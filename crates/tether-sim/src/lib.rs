@@ -11,6 +11,7 @@
 //!   tokens, and an application that sends and records numbered messages.
 //! - [`schedule`]: a configuration and a script of faults and traffic from a seed.
 //! - [`check`]: the invariants.
+//! - [`quality`]: the reported quality level follows the injected latency and loss.
 //! - [`sim`]: the harness that drives the core like a real driver.
 //!
 //! ```
@@ -71,6 +72,7 @@
 pub mod check;
 pub mod clock;
 pub mod net;
+pub mod quality;
 mod rand;
 pub mod schedule;
 pub mod server;

@@ -26,7 +26,7 @@ pub(super) struct Health {
 impl Health {
     pub(super) fn new(config: &Config) -> Self {
         Health {
-            stats: RttStats::new(config.quality.window),
+            stats: RttStats::new(config.quality.window, config.quality.max_age),
             quality: QualityTracker::new(config.quality.hysteresis),
             drops: VecDeque::new(),
         }
@@ -48,9 +48,9 @@ impl Health {
             .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
             .count();
         reliability_score(
-            self.stats.loss(),
-            self.stats.mean(),
-            self.stats.jitter(),
+            self.stats.loss(now),
+            self.stats.mean(now),
+            self.stats.jitter(now),
             u32::try_from(recent).unwrap_or(u32::MAX),
         )
     }
@@ -89,11 +89,11 @@ impl Health {
     /// The quality level after a new sample, when the reported level changes.
     fn observe(&mut self, now: Instant, config: &Config) -> Option<Event> {
         self.trim_drops(now);
-        if self.stats.samples() == 0 {
+        if self.stats.samples(now) == 0 {
             return None;
         }
-        let rtt = self.stats.mean().unwrap_or(Duration::MAX);
-        let level = crate::quality::classify(rtt, self.stats.loss(), &config.quality);
+        let rtt = self.stats.mean(now).unwrap_or(Duration::MAX);
+        let level = crate::quality::classify(rtt, self.stats.loss(now), &config.quality);
         let quality = self.quality.observe(level)?;
         Some(Event::QualityChanged {
             quality,
@@ -105,13 +105,13 @@ impl Health {
 impl Connection {
     /// A round trip took `rtt` (a ping's pong, or a polling request's answer).
     pub(super) fn record_rtt(&mut self, now: Instant, rtt: Duration) {
-        self.health.stats.record_rtt(rtt);
+        self.health.stats.record_rtt(now, rtt);
         self.update_quality(now);
     }
 
     /// A ping went unanswered.
     pub(super) fn record_loss(&mut self, now: Instant) {
-        self.health.stats.record_loss();
+        self.health.stats.record_loss(now);
         self.update_quality(now);
     }
 
