@@ -99,6 +99,12 @@ impl RttStats {
         self.recent(now).flatten()
     }
 
+    /// Samples held, however old (at most the window's count).
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> usize {
+        self.samples.len()
+    }
+
     /// Number of samples (answered and lost) in the window at `now`.
     #[must_use]
     pub fn samples(&self, now: Instant) -> usize {

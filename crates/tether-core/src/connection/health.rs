@@ -66,6 +66,12 @@ impl Health {
         self.quality.reset();
     }
 
+    /// How many RTT samples are kept (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn samples_kept(&self) -> usize {
+        self.stats.kept()
+    }
+
     /// How many drops are kept (for tests of the bound).
     #[cfg(test)]
     pub(super) fn drops_kept(&self) -> usize {

@@ -2292,3 +2292,101 @@ fn plain_mode_pings_with_control_frames_when_the_transport_can() {
         .expect("the frozen server is noticed");
     assert_eq!(cause.reason, "no answer to 2 pings (half-open)");
 }
+
+/// The production configuration in protocol mode (heartbeat, quality, acks: defaults).
+fn defaults() -> ConfigBuilder {
+    Config::builder("ws://127.0.0.1:1/ws").protocol()
+}
+
+impl Harness {
+    /// Answers the ping the client wrote last on `id`, if any, after `rtt`.
+    fn answer_ping(&mut self, id: TransportId, rtt: Duration) -> bool {
+        let ping = self.sent_frames().iter().map(env).find_map(|e| match e {
+            Envelope::Ping { id } => Some(id),
+            _ => None,
+        });
+        let Some(ping) = ping else { return false };
+        self.now += rtt;
+        self.envelope(id, Envelope::Pong { id: ping });
+        true
+    }
+}
+
+/// Issue 16, part 3: every history the status is computed from ages on its own: RTT
+/// samples and losses stop counting `quality.max_age` after they were taken, and drops
+/// the reliability window after they happened, with no input in between (no pong, no
+/// poll answer, no timer served); their memory is bounded by count meanwhile.
+#[test]
+fn the_status_histories_age_out_whatever_arrives_or_not() {
+    let mut h = Harness::new(defaults());
+    let config = Config::builder("ws://x/").protocol().build().unwrap();
+    let (window, max_age) = (config.quality.window, config.quality.max_age);
+    let interval = config.heartbeat.as_ref().expect("heartbeat").interval;
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let mut answered = 0;
+    let step = Duration::from_millis(10);
+    for _ in 0..3 * window * (interval.as_millis() / step.as_millis()) as usize {
+        // Each ping is answered 30 ms after it went (it went within the last step).
+        h.advance(step);
+        answered += usize::from(h.answer_ping(id, Duration::from_millis(30) - step));
+        assert!(h.conn.health.samples_kept() <= window);
+    }
+    assert!(answered >= 2 * window, "{answered} pings answered");
+    let m = h.conn.metrics(h.now);
+    let rtt = m.rtt_mean.expect("measured");
+    assert!((20..=30).contains(&rtt.as_millis()), "{rtt:?}");
+    assert_eq!(m.quality, Some(Quality::Excellent));
+    assert_eq!(m.reliability, 100);
+    // Nothing more arrives: the figures age out by themselves.
+    let later = h.conn.metrics(h.now + max_age);
+    assert_eq!(
+        (later.rtt_mean, later.rtt_p50, later.jitter),
+        (None, None, None)
+    );
+    assert_eq!(later.loss, 0.0);
+
+    // A drop lowers the score; read 5 minutes on, with nothing served meanwhile, it no
+    // longer does.
+    h.closed(id, Some(1006));
+    let dropped = h.now;
+    assert!(h.conn.metrics(dropped).reliability < 100);
+    assert_eq!(
+        h.conn
+            .metrics(dropped + Duration::from_secs(300))
+            .reliability,
+        100
+    );
+}
+
+/// Issue 16, part 3: a closed client leaves no timer behind, the protocol's Ack timer
+/// included (after `close()` the driver's task lived on for the ack delay), with the
+/// production configuration: after a lingering close, after an immediate one, and after
+/// `close_now()`.
+#[test]
+fn a_closed_client_leaves_no_timer_behind() {
+    for how in ["close", "close with messages in flight", "close_now"] {
+        let mut h = Harness::new(defaults());
+        h.connect();
+        let (id, _) = h.welcome(1, 0, false);
+        // A message arrives: its acknowledgement is owed, on a timer.
+        h.envelope(id, msg(1, "hello"));
+        assert!(h.conn.timers.is_set(Timer::Ack), "{how}: an ack is owed");
+        match how {
+            "close" => h.conn.close(h.now, 1000, "bye"),
+            "close with messages in flight" => {
+                h.conn.send(h.now, "a").unwrap();
+                h.drain();
+                h.conn.close(h.now, 1000, "bye");
+                h.drain();
+                assert!(h.conn.is_closing(), "{how}: lingers for the ack");
+                h.now += Duration::from_millis(5);
+                h.envelope(id, Envelope::Ack { seq: 1 });
+            }
+            _ => h.conn.close_now(h.now, 1000, "bye"),
+        }
+        h.drain();
+        assert_eq!(h.conn.state(), State::Closed, "{how}");
+        assert_eq!(h.conn.poll_timeout(), None, "{how}: a timer is left");
+    }
+}
