@@ -310,6 +310,19 @@ fn fatal_and_replaced_codes_stop_with_their_reason() {
             _ => matches!(reason, TerminalReason::AuthRejected(_)),
         };
         assert!(ok, "code {code}: {reason}");
+        assert_eq!(reason.kind(), want.replace("auth", "auth-rejected"));
+        let cause_kind = match want {
+            "fatal" => CauseKind::Closed,
+            "replaced" => CauseKind::Replaced,
+            _ => CauseKind::AuthRejected,
+        };
+        assert!(
+            h.events.iter().any(
+                |e| matches!(e, Event::Disconnected { cause, .. } if cause.kind == cause_kind)
+            ),
+            "code {code}: {:?}",
+            h.events
+        );
         assert_eq!(h.conn.poll_timeout(), None);
     }
 }
@@ -454,9 +467,11 @@ fn half_open_socket_is_declared_dead_after_missed_pongs() {
         .actions
         .iter()
         .any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
-    assert!(h.events.iter().any(
-        |e| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("half-open"))
-    ));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Disconnected { cause, .. }
+            if cause.reason.contains("half-open") && cause.kind == CauseKind::Liveness)));
 }
 
 #[test]
@@ -2154,10 +2169,9 @@ fn going_offline_is_named_offline() {
         })
         .expect("the dead socket is dropped");
     assert_eq!(cause.reason, "offline: the device lost its network");
-    assert_eq!(
-        cause.to_string(),
-        "no code (offline: the device lost its network)"
-    );
+    assert_eq!(cause.kind, CauseKind::Offline);
+    assert_eq!(cause.kind.as_str(), "offline");
+    assert_eq!(cause.to_string(), "offline: the device lost its network");
 }
 
 /// Issue 16: "network error: network error" and "HTTP 401 (HTTP 401)".
@@ -2389,4 +2403,61 @@ fn a_closed_client_leaves_no_timer_behind() {
         assert_eq!(h.conn.state(), State::Closed, "{how}");
         assert_eq!(h.conn.poll_timeout(), None, "{how}: a timer is left");
     }
+}
+
+/// Issue 16, part 4: what the user sees carries a stable kind besides its words.
+#[test]
+fn causes_and_failures_have_stable_kinds() {
+    let http = |status| TransportFailure::Http {
+        status,
+        retry_after: None,
+    };
+    let table = [
+        (TransportFailure::Refused, "refused"),
+        (TransportFailure::Network("reset".into()), "network"),
+        (TransportFailure::Tls("bad certificate".into()), "tls"),
+        (TransportFailure::Blocked, "blocked"),
+        (TransportFailure::Timeout, "timeout"),
+        (
+            TransportFailure::MessageTooLarge { size: 9 },
+            "message-too-large",
+        ),
+        (http(401), "auth-rejected"),
+        (http(403), "auth-rejected"),
+        (http(409), "replaced"),
+        (http(404), "http-error"),
+        (http(503), "http-error"),
+    ];
+    for (failure, want) in table {
+        assert_eq!(failure.kind().as_str(), want, "{failure}");
+    }
+    let names: std::collections::HashSet<_> = CauseKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names.len(), CauseKind::ALL.len(), "one name per kind");
+    assert!(names
+        .iter()
+        .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+
+    // HTTP 401 without auth: the stop and its cause say so.
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, http(401));
+    let reason = h.conn.terminal_reason().expect("stopped").clone();
+    assert_eq!(reason.kind(), "auth-rejected");
+    let TerminalReason::AuthRejected(cause) = &reason else {
+        panic!("{reason}")
+    };
+    assert_eq!(cause.kind, CauseKind::AuthRejected);
+    assert_eq!(reason.to_string(), "authentication rejected: HTTP 401");
+
+    // A connect that times out.
+    let mut h = Harness::new(plain().connect_timeout(Duration::from_secs(2)));
+    h.connect();
+    h.advance(Duration::from_secs(2));
+    let m = h.conn.metrics(h.now);
+    assert_eq!(m.last_close_reason.as_deref(), Some("connect timeout"));
+    assert_eq!(
+        h.conn.tally.last_cause.as_ref().map(|c| c.kind),
+        Some(CauseKind::Timeout)
+    );
 }
