@@ -48,9 +48,9 @@ impl Health {
             .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
             .count();
         reliability_score(
-            self.stats.loss(now),
-            self.stats.mean(now),
-            self.stats.jitter(now),
+            self.stats.loss(),
+            self.stats.mean(),
+            self.stats.jitter(),
             u32::try_from(recent).unwrap_or(u32::MAX),
         )
     }
@@ -69,7 +69,14 @@ impl Health {
     /// How many RTT samples are kept (for tests of the bound).
     #[cfg(test)]
     pub(super) fn samples_kept(&self) -> usize {
-        self.stats.kept()
+        self.stats.samples()
+    }
+
+    /// Lets the samples and drops that no longer count go, whether or not anything
+    /// arrived (called whenever a timer is served).
+    pub(super) fn trim(&mut self, now: Instant) {
+        self.stats.trim(now);
+        self.trim_drops(now);
     }
 
     /// How many drops are kept (for tests of the bound).
@@ -95,11 +102,11 @@ impl Health {
     /// The quality level after a new sample, when the reported level changes.
     fn observe(&mut self, now: Instant, config: &Config) -> Option<Event> {
         self.trim_drops(now);
-        if self.stats.samples(now) == 0 {
+        if self.stats.samples() == 0 {
             return None;
         }
-        let rtt = self.stats.mean(now).unwrap_or(Duration::MAX);
-        let level = crate::quality::classify(rtt, self.stats.loss(now), &config.quality);
+        let rtt = self.stats.mean().unwrap_or(Duration::MAX);
+        let level = crate::quality::classify(rtt, self.stats.loss(), &config.quality);
         let quality = self.quality.observe(level)?;
         Some(Event::QualityChanged {
             quality,

@@ -260,11 +260,11 @@ impl Connection {
             last_close_code: self.tally.last_cause.as_ref().and_then(|c| c.code),
             last_close_reason: self.tally.last_cause.as_ref().map(|c| c.reason.clone()),
             rtt: stats.last(),
-            rtt_mean: stats.mean(now),
-            rtt_p50: stats.percentile(now, 50.0),
-            rtt_p99: stats.percentile(now, 99.0),
-            jitter: stats.jitter(now),
-            loss: stats.loss(now),
+            rtt_mean: stats.mean(),
+            rtt_p50: stats.percentile(50.0),
+            rtt_p99: stats.percentile(99.0),
+            jitter: stats.jitter(),
+            loss: stats.loss(),
             quality: self.health.quality(),
             reliability: self.health.reliability(now),
             messages_in: self.tally.messages_in,
@@ -669,6 +669,8 @@ impl Connection {
     /// asleep or throttled: pings in flight then prove nothing, so they are forgotten and
     /// the socket gets a quick liveness check instead.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The health figures age on this schedule too, whatever arrives or not.
+        self.health.trim(now);
         let resumed = self.timers.next().is_some_and(|first| {
             first <= now && now.saturating_duration_since(first) >= self.config.resume_gap
         });

@@ -2326,10 +2326,11 @@ impl Harness {
     }
 }
 
-/// Issue 16, part 3: every history the status is computed from ages on its own: RTT
-/// samples and losses stop counting `quality.max_age` after they were taken, and drops
-/// the reliability window after they happened, with no input in between (no pong, no
-/// poll answer, no timer served); their memory is bounded by count meanwhile.
+/// Issue 16, part 3: every history the status is computed from ages on its own
+/// schedule: RTT samples and losses stop counting `quality.max_age` after they were
+/// taken (trimmed whenever a timer is served, not only when a pong arrives), drops the
+/// reliability window after they happened (read with `now`); memory stays bounded by
+/// count meanwhile. With the production configuration.
 #[test]
 fn the_status_histories_age_out_whatever_arrives_or_not() {
     let mut h = Harness::new(defaults());
@@ -2338,9 +2339,10 @@ fn the_status_histories_age_out_whatever_arrives_or_not() {
     let interval = config.heartbeat.as_ref().expect("heartbeat").interval;
     h.connect();
     let (id, _) = h.welcome(1, 0, false);
-    let mut answered = 0;
     let step = Duration::from_millis(10);
-    for _ in 0..3 * window * (interval.as_millis() / step.as_millis()) as usize {
+    let steps = |d: Duration| (d.as_millis() / step.as_millis()) as usize;
+    let mut answered = 0;
+    for _ in 0..3 * window * steps(interval) {
         // Each ping is answered 30 ms after it went (it went within the last step).
         h.advance(step);
         answered += usize::from(h.answer_ping(id, Duration::from_millis(30) - step));
@@ -2352,13 +2354,39 @@ fn the_status_histories_age_out_whatever_arrives_or_not() {
     assert!((20..=30).contains(&rtt.as_millis()), "{rtt:?}");
     assert_eq!(m.quality, Some(Quality::Excellent));
     assert_eq!(m.reliability, 100);
-    // Nothing more arrives: the figures age out by themselves.
-    let later = h.conn.metrics(h.now + max_age);
-    assert_eq!(
-        (later.rtt_mean, later.rtt_p50, later.jitter),
-        (None, None, None)
-    );
-    assert_eq!(later.loss, 0.0);
+
+    // The server stops answering pings (it still sends messages, so the socket stays):
+    // no pong arrives, yet the old answers stop counting.
+    let mut seq = 0;
+    for i in 0..steps(max_age + interval) {
+        h.advance(step);
+        h.sent_frames();
+        if i % 100 == 0 {
+            seq += 1;
+            h.envelope(id, msg(seq, "still here"));
+        }
+    }
+    let m = h.conn.metrics(h.now);
+    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!((m.rtt_mean, m.rtt_p50, m.jitter), (None, None, None));
+    assert_eq!(m.loss, 1.0);
+    assert_eq!(m.quality, Some(Quality::Critical));
+
+    // It answers again: the losses stop counting as soon as they are `max_age` old.
+    let resumed = h.now;
+    let mut excellent_at = None;
+    for _ in 0..steps(max_age + 3 * interval) {
+        h.advance(step);
+        h.answer_ping(id, Duration::from_millis(30) - step);
+        if excellent_at.is_none() && h.conn.quality() == Some(Quality::Excellent) {
+            excellent_at = Some(h.now - resumed);
+        }
+    }
+    let m = h.conn.metrics(h.now);
+    assert_eq!(m.loss, 0.0);
+    assert_eq!(m.quality, Some(Quality::Excellent));
+    let took = excellent_at.expect("excellent again");
+    assert!(took <= max_age + 2 * interval, "excellent after {took:?}");
 
     // A drop lowers the score; read 5 minutes on, with nothing served meanwhile, it no
     // longer does.
