@@ -66,8 +66,8 @@ pub fn world(path: Path, seed: u64) -> Result<Sim, Violation> {
     }
     sim.connect()?;
     sim.run_until_true(Duration::from_secs(60), "connected", |s| {
-        s.conn.state() == State::Connected
-            && s.conn.metrics(s.clock.now()).fallback_active == (path == Path::Polling)
+        s.conn().state() == State::Connected
+            && s.conn().metrics(s.clock.now()).fallback_active == (path == Path::Polling)
     })?;
     Ok(sim)
 }
@@ -290,7 +290,7 @@ pub fn recovery_after_half_open() -> Result<Option<Duration>, Violation> {
     let opens = sim.counters.opens;
     sim.inject(Fault::Stall)?;
     sim.run_until_true(Duration::from_secs(60), "reconnected", |s| {
-        s.counters.opens > opens && s.conn.state() == State::Connected
+        s.counters.opens > opens && s.conn().state() == State::Connected
     })?;
     let back = sim.now();
     sim.run_for(Duration::from_secs(120))?;
