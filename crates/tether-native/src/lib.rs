@@ -109,7 +109,7 @@ pub mod transport;
 pub use client::{Client, ClientBuilder, DEFAULT_EVENT_BUFFER};
 pub use error::BuildError;
 pub use events::Events;
-pub use selftest::self_test;
+pub use selftest::{self_test, SelfTestError};
 pub use token::{TokenFuture, TokenProvider};
 pub use transport::NativeTransport;
 

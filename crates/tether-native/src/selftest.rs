@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use tether_core::selftest::{Check, Criteria, Measurement, Report};
+use std::fmt;
+
+use tether_core::selftest::{Check, Criteria, CriteriaField, Measurement, Report};
 use tether_core::{Event, Payload, State};
 use tether_dispatch::transport::Transport;
 use tokio::time::timeout_at;
@@ -13,9 +15,44 @@ use crate::{BuildError, Client, ClientBuilder, Events};
 /// Marks the self-test's messages among whatever else the server sends.
 const PREFIX: &str = "tether-selftest:";
 
+/// Why the self-test did not run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SelfTestError {
+    /// The client could not be made (its configuration or transport).
+    Build(BuildError),
+    /// A criterion is out of range ([`Criteria::validate`]).
+    Criteria(CriteriaField),
+}
+
+impl fmt::Display for SelfTestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SelfTestError::Build(e) => write!(f, "the self-test's client: {e}"),
+            SelfTestError::Criteria(field) => write!(f, "self-test criteria: {field}"),
+        }
+    }
+}
+
+impl std::error::Error for SelfTestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SelfTestError::Build(e) => Some(e),
+            SelfTestError::Criteria(field) => Some(field),
+        }
+    }
+}
+
+impl From<BuildError> for SelfTestError {
+    fn from(e: BuildError) -> Self {
+        SelfTestError::Build(e)
+    }
+}
+
 /// Runs the reliability self-test with a client made from `builder` (its URL, mode,
 /// token provider and transport) against a server that echoes every message, and
-/// closes that client. The checks and their criteria are
+/// closes that client. Criteria out of range are refused before anything runs
+/// ([`SelfTestError::Criteria`]). The checks and their criteria are
 /// [`tether_core::selftest`]'s; a check that needs a connection is skipped once
 /// connectivity failed. The whole run takes about `criteria.stable_for` plus a few
 /// round trips on a healthy connection, and at most the sum of the criteria's bounds.
@@ -35,12 +72,13 @@ const PREFIX: &str = "tether-selftest:";
 pub async fn self_test<T>(
     builder: ClientBuilder<T>,
     criteria: &Criteria,
-) -> Result<Report, BuildError>
+) -> Result<Report, SelfTestError>
 where
     T: Transport + Send + Sync + 'static,
     T::Writer: Send + 'static,
     T::Reader: Send + 'static,
 {
+    criteria.validate().map_err(SelfTestError::Criteria)?;
     let started = Instant::now();
     let client = builder.spawn()?;
     let mut events = client.events();

@@ -98,3 +98,36 @@ async fn no_server_fails_connectivity_and_skips_the_rest() {
         "connectivity: failed (no connection in time; needs a connection within 300 ms)"
     );
 }
+
+#[tokio::test]
+async fn criteria_out_of_range_are_refused_before_anything_runs() {
+    // Nothing listens here and nothing is dialled: the criteria are checked first.
+    let builder = Client::builder(config("127.0.0.1:9".parse().unwrap()).build().unwrap());
+    let huge = Criteria {
+        burst: u32::MAX,
+        ..Criteria::default()
+    };
+    let err = self_test(builder, &huge).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            tether_native::SelfTestError::Criteria(tether_core::selftest::CriteriaField::Burst)
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "self-test criteria: burst must be a whole number from 1 to 10000"
+    );
+    let builder = Client::builder(config("127.0.0.1:9".parse().unwrap()).build().unwrap());
+    let zero = Criteria {
+        stable_for: Duration::ZERO,
+        ..Criteria::default()
+    };
+    assert!(matches!(
+        self_test(builder, &zero).await,
+        Err(tether_native::SelfTestError::Criteria(
+            tether_core::selftest::CriteriaField::StableFor
+        ))
+    ));
+}
