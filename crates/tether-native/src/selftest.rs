@@ -86,9 +86,8 @@ async fn connected_within(
     limit: tether_core::Duration,
 ) -> Measurement {
     let mut state = client.state_watch();
-    let deadline = tokio::time::Instant::from_std(since + limit);
     let outcome = timeout_at(
-        deadline,
+        deadline(since, limit),
         state.wait_for(|s| matches!(s, State::Connected | State::Error)),
     )
     .await
@@ -98,6 +97,15 @@ async fn connected_within(
         Ok(false) => Measurement::Nothing("the client stopped"),
         Err(_) => Measurement::Nothing("no connection in time"),
     }
+}
+
+/// `limit` after `since`; a bound past what the clock can hold (`Duration::MAX`) is
+/// no bound, never an overflow.
+fn deadline(since: Instant, limit: tether_core::Duration) -> tokio::time::Instant {
+    // As far as tokio's own timers reach for "never".
+    const FAR: tether_core::Duration = tether_core::Duration::from_secs(86_400 * 365 * 30);
+    let since = tokio::time::Instant::from_std(since);
+    since.checked_add(limit).unwrap_or(since + FAR)
 }
 
 /// The next self-test echo, as its number, before `deadline`.
@@ -125,7 +133,7 @@ async fn latency(client: &Client, events: &mut Events, criteria: &Criteria) -> M
     // fails latency anyway.
     for n in 0..criteria.round_trips.max(1) {
         let sent = Instant::now();
-        let deadline = tokio::time::Instant::from_std(sent + criteria.burst_within);
+        let deadline = deadline(sent, criteria.burst_within);
         if client.send(format!("{PREFIX}rtt:{n}")).is_err() {
             return Measurement::Nothing("a message was refused");
         }
@@ -144,7 +152,7 @@ async fn latency(client: &Client, events: &mut Events, criteria: &Criteria) -> M
 
 async fn burst(client: &Client, events: &mut Events, criteria: &Criteria) -> Measurement {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + criteria.burst_within);
+    let deadline = deadline(started, criteria.burst_within);
     let mut sent = 0;
     for n in 0..criteria.burst {
         // Waits for room rather than failing on a small queue: the check is about

@@ -98,3 +98,25 @@ async fn no_server_fails_connectivity_and_skips_the_rest() {
         "connectivity: failed (no connection in time; needs a connection within 300 ms)"
     );
 }
+
+#[tokio::test]
+async fn criteria_at_their_extremes_neither_panic_nor_hang() {
+    let echo = EchoServer::start().await;
+    // Bounds too large for any clock: "no bound" in effect, never an overflow (this
+    // panicked: `Instant + Duration::MAX`).
+    let endless = Criteria {
+        connect_within: Duration::MAX,
+        round_trips: 0,
+        latency_below: Duration::MAX,
+        burst: 0,
+        burst_within: Duration::MAX,
+        stable_for: Duration::from_millis(100),
+        reconnect_within: Duration::MAX,
+    };
+    let builder = Client::builder(config(echo.addr).build().unwrap());
+    let report = within("the self-test", self_test(builder, &endless))
+        .await
+        .unwrap();
+    assert_eq!(report.checks.len(), Check::ALL.len(), "{report}");
+    assert!(report.passed(), "{report}");
+}
