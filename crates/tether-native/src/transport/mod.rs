@@ -280,14 +280,16 @@ impl Transport for NativeTransport {
         protocols: Vec<String>,
         headers: Vec<(String, String)>,
     ) -> impl Future<Output = Result<(WsWriter, WsReader), TransportFailure>> + MaybeSend {
-        let tls = if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) {
-            self.tls.resolve()
-        } else {
-            Err(TransportFailure::Tls("not a TLS URL".into()))
-        };
         let request = self
             .additions
             .apply(request::RequestKind::WebSocket, url, headers);
+        // The URL as rewritten: a hook may move the attempt to wss://.
+        let tls = match &request {
+            Ok((url, _)) if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) => {
+                self.tls.resolve()
+            }
+            _ => Err(TransportFailure::Tls("not a TLS URL".into())),
+        };
         let (ws, dialer) = (self.ws, self.dialer.clone());
         async move {
             let (url, headers) = request?;
