@@ -645,3 +645,92 @@ async fn proxy_credentials_never_show_in_polling_failures() {
         assert!(!format!("{t:?}").contains("hunter2"));
     }
 }
+
+/// Header injection, by every way in: the application's fixed headers, the rewrite
+/// hook's headers and URL, and the core's own headers (a token with a line break). Each
+/// fails before a byte is sent, with an error naming no value.
+#[tokio::test]
+async fn no_way_in_lets_a_line_break_or_a_reserved_header_onto_the_wire() {
+    use tether_native::transport::HeaderError;
+
+    for value in [
+        "v\r\nInjected: 1",
+        "v\nInjected: 1",
+        "v\rX",
+        "nul\0",
+        "del\u{7f}",
+    ] {
+        assert_eq!(
+            NativeTransport::new().header("X-A", value).err(),
+            Some(HeaderError::InvalidValue("x-a".into())),
+            "{value:?}"
+        );
+    }
+    for name in ["", "X A", "X:A", "X-A\r\nInjected", "caf\u{e9}"] {
+        assert_eq!(
+            NativeTransport::new().header(name, "v").err(),
+            Some(HeaderError::InvalidName),
+            "{name:?}"
+        );
+    }
+    for name in [
+        "hOsT",
+        "SEC-WEBSOCKET-VERSION",
+        "Content-Type",
+        "PROXY-AUTHORIZATION",
+    ] {
+        assert!(
+            matches!(
+                NativeTransport::new().header(name, "v").err(),
+                Some(HeaderError::Reserved(_))
+            ),
+            "{name}"
+        );
+    }
+
+    let server =
+        Recorder::start("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
+    let ws = format!("ws://{}/ws", server.addr);
+    type Hook = fn(&mut Outgoing);
+    let hooks: [Hook; 3] = [
+        |o| o.headers.push(("X-B".into(), "v\r\nHost: evil".into())),
+        |o| o.headers.push(("hOsT".into(), "evil".into())),
+        |o| o.url.push_str("\r\nHost: evil"),
+    ];
+    for hook in hooks {
+        let t = NativeTransport::new().rewrite(hook);
+        let r = within("connect", t.connect(ws.clone(), vec![], vec![])).await;
+        let text = format!("{r:?}");
+        assert!(r.is_err(), "{text}");
+        assert!(!text.contains("evil"), "{text}");
+        #[cfg(feature = "polling")]
+        {
+            let poll = format!("http://{}/poll", server.addr);
+            let r = within("poll", t.poll(poll, vec![], vec![])).await;
+            assert!(!format!("{r:?}").contains("evil"), "{r:?}");
+        }
+    }
+    let r = within(
+        "connect",
+        NativeTransport::new().connect(
+            ws.clone(),
+            vec![],
+            vec![("Authorization".into(), "Bearer s3cr3t\r\nX-Evil: 1".into())],
+        ),
+    )
+    .await;
+    let text = format!("{r:?}");
+    assert!(r.is_err() && !text.contains("s3cr3t"), "{text}");
+
+    // Whatever reached the server (a poll whose URL the HTTP client cleaned up) carries
+    // no injected line.
+    for head in server.heads() {
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("\r\nhost: evil"), "{head}");
+        assert!(!lower.contains("x-evil"), "{head}");
+        assert!(
+            !head.starts_with("GET "),
+            "a WebSocket attempt got through: {head}"
+        );
+    }
+}

@@ -152,8 +152,9 @@ impl NativeTransport {
     /// A header sent with every WebSocket upgrade and polling request (after the
     /// token's `Authorization`). Names of the handshake and of HTTP (`Host`,
     /// `Connection`, `Upgrade`, `Sec-WebSocket-*`, `Content-Length`,
-    /// `Transfer-Encoding`), `Authorization` (the token provider's) and
-    /// `Proxy-Authorization` (the proxy URL's) are refused. Values are never logged.
+    /// `Transfer-Encoding`, `Content-Type`), `Authorization` (the token provider's)
+    /// and `Proxy-Authorization` (the proxy URL's) are refused, in any case. Values
+    /// are never logged.
     ///
     /// ```
     /// use tether_native::NativeTransport;
