@@ -4,7 +4,7 @@
 //! judges the same figures the same way.
 //!
 //! The checks, in order (each after the one before passed; a failed check skips the
-//! ones that need a connection):
+//! rest):
 //! 1. **Connectivity**: connected within [`Criteria::connect_within`].
 //! 2. **Latency**: [`Criteria::round_trips`] messages sent one at a time, each echoed
 //!    by the server; the median round trip under [`Criteria::latency_below`].
@@ -200,7 +200,10 @@ impl Criteria {
         let (passed, criterion) = match check {
             Check::Connectivity => (
                 matches!(measured, Measurement::Time(t) if t <= self.connect_within),
-                format!("a connection within {} ms", crate::advice::millis(self.connect_within)),
+                format!(
+                    "a connection within {} ms",
+                    crate::advice::millis(self.connect_within)
+                ),
             ),
             Check::Latency => (
                 matches!(measured, Measurement::Time(t) if t < self.latency_below),
@@ -242,10 +245,14 @@ impl Criteria {
         }
     }
 
-    /// The report of a check that did not run because one before it failed.
+    /// The report of a check that did not run because one before it failed (not
+    /// always connectivity: the connection may be up and the echoes missing).
     #[must_use]
     pub fn skipped(&self, check: Check) -> CheckReport {
-        let mut report = self.judge(check, Measurement::Nothing("not run: no connection"));
+        let mut report = self.judge(
+            check,
+            Measurement::Nothing("not run: a check before it failed"),
+        );
         report.outcome = Outcome::Skipped;
         report
     }
@@ -383,7 +390,7 @@ mod tests {
         assert_eq!(s.outcome, Outcome::Skipped);
         assert_eq!(
             s.to_string(),
-            "stability: skipped (not run: no connection; needs no drop in 5000 ms)"
+            "stability: skipped (not run: a check before it failed; needs no drop in 5000 ms)"
         );
         let report = Report {
             checks: vec![c.judge(Check::Stability, Measurement::Drops(0)), s],

@@ -16,9 +16,11 @@ const PREFIX: &str = "tether-selftest:";
 /// Runs the reliability self-test with a client made from `builder` (its URL, mode,
 /// token provider and transport) against a server that echoes every message, and
 /// closes that client. The checks and their criteria are
-/// [`tether_core::selftest`]'s; a check that needs a connection is skipped once
-/// connectivity failed. The whole run takes about `criteria.stable_for` plus a few
-/// round trips on a healthy connection, and at most the sum of the criteria's bounds.
+/// [`tether_core::selftest`]'s; each runs once the one before passed, and the rest
+/// are skipped after a failure. The whole run takes about `criteria.stable_for` plus a
+/// few round trips on a healthy connection, and at most the sum of the criteria's
+/// bounds, whatever the server does (one that never answers or never echoes fails a
+/// check at its bound).
 ///
 /// ```no_run
 /// use tether_native::core::selftest::Criteria;
