@@ -20,7 +20,8 @@ const PREFIX: &str = "tether-selftest:";
 /// are skipped after a failure. The whole run takes about `criteria.stable_for` plus a
 /// few round trips on a healthy connection, and at most the sum of the criteria's
 /// bounds, whatever the server does (one that never answers or never echoes fails a
-/// check at its bound).
+/// check at its bound), plus the 2 s the client gives a server that does not answer
+/// its close.
 ///
 /// ```no_run
 /// use tether_native::core::selftest::Criteria;
@@ -113,6 +114,11 @@ fn deadline(since: Instant, limit: tether_core::Duration) -> tokio::time::Instan
 /// The next self-test echo, as its number, before `deadline`.
 async fn next_echo(events: &mut Events, tag: &str, deadline: tokio::time::Instant) -> Option<u32> {
     loop {
+        // `timeout_at` looks at its deadline only when no event is ready: a server that
+        // floods the client with other messages would hold this loop past it.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         match timeout_at(deadline, events.recv()).await {
             Ok(Some(Event::Message(Payload::Text(text)))) => {
                 if let Some(n) = text
