@@ -163,4 +163,12 @@ async fn the_default_roots_refuse_an_unknown_certificate() {
         "{:?}",
         r.err()
     );
+    // A poll over the same TLS too: rustls' error came wrapped in an io::Error, whose
+    // `source()` skips it, and the failure read as a network error.
+    #[cfg(feature = "polling")]
+    {
+        let url = format!("https://localhost:{}/poll", server.port);
+        let r = within("poll", NativeTransport::new().poll(url, vec![], vec![])).await;
+        assert!(matches!(&r, Err(TransportFailure::Tls(_))), "{r:?}");
+    }
 }
