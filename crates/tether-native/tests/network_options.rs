@@ -734,3 +734,43 @@ async fn no_way_in_lets_a_line_break_or_a_reserved_header_onto_the_wire() {
         );
     }
 }
+
+/// The proxy learns where the tunnel goes and the proxy's own credentials, nothing
+/// else: not the token, not the application's headers, not the URL's path or query
+/// (which may carry the token). An IPv6 target is bracketed.
+#[tokio::test]
+async fn the_connect_request_tells_the_proxy_only_the_target() {
+    let proxy = Recorder::start("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+    let t = NativeTransport::new()
+        .header("X-Api-Key", "k-secret")
+        .unwrap()
+        .proxy(Proxy::http(&proxy.addr).unwrap());
+    for (url, target) in [
+        ("ws://[::1]:9/ws?access_token=t0k3n", "[::1]:9"),
+        (
+            "wss://Example.Test/ws?access_token=t0k3n",
+            "Example.Test:443",
+        ),
+    ] {
+        let r = within(
+            "connect",
+            t.connect(
+                url.into(),
+                vec![],
+                vec![("Authorization".into(), "Bearer t0k3n".into())],
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.err(),
+            Some(TransportFailure::Network(
+                "the proxy refused the tunnel: HTTP 403".into()
+            ))
+        );
+        let head = proxy.heads().pop().unwrap();
+        assert_eq!(
+            head,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n")
+        );
+    }
+}
