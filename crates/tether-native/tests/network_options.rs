@@ -45,6 +45,7 @@ impl Recorder {
     }
 
     /// Answers and closes each connection.
+    #[cfg(feature = "polling")]
     async fn start_closing(answer: &'static str) -> Recorder {
         Recorder::serve(answer, false).await
     }
