@@ -108,6 +108,10 @@ impl Proxy {
     /// `no_proxy` (or `NO_PROXY`) for the hosts that bypass it. `None` when no proxy
     /// variable is set (or all are empty).
     ///
+    /// In a CGI program (`REQUEST_METHOD` set), `HTTP_PROXY` is ignored: there it is
+    /// the request's `Proxy:` header, which the client chose ("httpoxy"; reqwest and Go
+    /// do the same, curl never reads `HTTP_PROXY`).
+    ///
     /// A variable that is not valid UTF-8 is an error, not an unset variable: requests
     /// meant for a proxy would otherwise connect directly. `ALL_PROXY` is read only
     /// when a scheme's own variable is unset (a `socks5://` one beside `HTTPS_PROXY`
@@ -120,25 +124,24 @@ impl Proxy {
     fn from_lookup(
         lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
     ) -> Result<Option<Proxy>, ProxyError> {
-        let read =
-            |names: [&'static str; 2]| -> Result<Option<(&'static str, String)>, ProxyError> {
-                for name in names {
-                    match lookup(name) {
-                        Ok(value) if !value.trim().is_empty() => {
-                            return Ok(Some((name, value.trim().to_owned())));
-                        }
-                        Ok(_) | Err(std::env::VarError::NotPresent) => {}
-                        Err(std::env::VarError::NotUnicode(_)) => {
-                            return Err(ProxyError {
-                                variable: Some(name),
-                                problem: ProxyProblem::NotUnicode,
-                            })
-                        }
+        let read = |names: &[&'static str]| -> Result<Option<(&'static str, String)>, ProxyError> {
+            for &name in names {
+                match lookup(name) {
+                    Ok(value) if !value.trim().is_empty() => {
+                        return Ok(Some((name, value.trim().to_owned())));
+                    }
+                    Ok(_) | Err(std::env::VarError::NotPresent) => {}
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        return Err(ProxyError {
+                            variable: Some(name),
+                            problem: ProxyProblem::NotUnicode,
+                        })
                     }
                 }
-                Ok(None)
-            };
-        let parse = |names| -> Result<Option<Endpoint>, ProxyError> {
+            }
+            Ok(None)
+        };
+        let parse = |names: &[&'static str]| -> Result<Option<Endpoint>, ProxyError> {
             read(names)?
                 .map(|(variable, value)| {
                     Endpoint::parse(&value).map_err(|problem| ProxyError {
@@ -148,10 +151,18 @@ impl Proxy {
                 })
                 .transpose()
         };
-        let plain = parse(["http_proxy", "HTTP_PROXY"])?;
-        let secure = parse(["https_proxy", "HTTPS_PROXY"])?;
+        let cgi = !matches!(
+            lookup("REQUEST_METHOD"),
+            Err(std::env::VarError::NotPresent)
+        );
+        let plain = parse(if cgi {
+            &["http_proxy"]
+        } else {
+            &["http_proxy", "HTTP_PROXY"]
+        })?;
+        let secure = parse(&["https_proxy", "HTTPS_PROXY"])?;
         let (plain, secure) = if plain.is_none() || secure.is_none() {
-            let all = parse(["all_proxy", "ALL_PROXY"])?;
+            let all = parse(&["all_proxy", "ALL_PROXY"])?;
             (plain.or_else(|| all.clone()), secure.or(all))
         } else {
             (plain, secure)
@@ -159,7 +170,7 @@ impl Proxy {
         if plain.is_none() && secure.is_none() {
             return Ok(None);
         }
-        let no_proxy = read(["no_proxy", "NO_PROXY"])?
+        let no_proxy = read(&["no_proxy", "NO_PROXY"])?
             .map(|(_, list)| NoProxy::parse(&list))
             .unwrap_or_default();
         Ok(Some(Proxy {
@@ -572,6 +583,24 @@ mod tests {
                 format!("invalid proxy in {broken}: not valid UTF-8")
             );
         }
+    }
+
+    #[test]
+    fn a_cgi_requests_proxy_header_is_not_taken_for_http_proxy() {
+        // Under CGI, `Proxy: http://evil:1` in the request becomes HTTP_PROXY.
+        let vars = [("REQUEST_METHOD", "GET"), ("HTTP_PROXY", "http://evil:1")];
+        assert!(env(&vars).unwrap().is_none());
+        let p = env(&[
+            ("REQUEST_METHOD", "GET"),
+            ("HTTP_PROXY", "http://evil:1"),
+            ("http_proxy", "http://good:2"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.for_host("a.test", false).unwrap().host, "good");
+        // Outside CGI the uppercase spelling is read as before.
+        let p = env(&[("HTTP_PROXY", "http://upper:3")]).unwrap().unwrap();
+        assert_eq!(p.for_host("a.test", false).unwrap().host, "upper");
     }
 
     #[test]
