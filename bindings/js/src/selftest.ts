@@ -279,7 +279,7 @@ export async function selfTest(url: string, opts: SelfTestOptions = {}): Promise
     if (ok) ok = judge('stability', await stability());
     if (ok) judge('reconnection', await reconnection());
     for (const check of SELF_TEST_CHECKS.slice(checks.length)) {
-      const r = report(check, 'skipped', { nothing: 'not run: an earlier check failed' }, criteria);
+      const r = report(check, 'skipped', { nothing: 'not run: a check before it failed' }, criteria);
       checks.push(r);
       opts.onCheck?.(r);
     }

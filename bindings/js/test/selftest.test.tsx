@@ -66,7 +66,7 @@ test('a peer that never echoes fails latency, and the checks after it are skippe
     expect(report.passed).toBe(false);
     expect(report.checks[1].text).toBe('latency: failed (an echo did not come back in time; needs under 200 ms)');
     expect(report.checks[4].text).toBe(
-      'reconnection: skipped (not run: an earlier check failed; needs connected again within 5000 ms)',
+      'reconnection: skipped (not run: a check before it failed; needs connected again within 5000 ms)',
     );
   } finally {
     for (const c of silent.clients) c.terminate();

@@ -4,7 +4,7 @@
 //! judges the same figures the same way.
 //!
 //! The checks, in order (each after the one before passed; a failed check skips the
-//! ones that need a connection):
+//! rest):
 //! 1. **Connectivity**: connected within [`Criteria::connect_within`].
 //! 2. **Latency**: [`Criteria::round_trips`] messages sent one at a time, each echoed
 //!    by the server; the median round trip under [`Criteria::latency_below`].
@@ -357,12 +357,13 @@ impl Criteria {
         }
     }
 
-    /// The report of a check that did not run because one before it failed.
+    /// The report of a check that did not run because one before it failed (not
+    /// always connectivity: the connection may be up and the echoes missing).
     #[must_use]
     pub fn skipped(&self, check: Check) -> CheckReport {
         let mut report = self.judge(
             check,
-            Measurement::Nothing("not run: an earlier check failed"),
+            Measurement::Nothing("not run: a check before it failed"),
         );
         report.outcome = Outcome::Skipped;
         report
@@ -501,7 +502,7 @@ mod tests {
         assert_eq!(s.outcome, Outcome::Skipped);
         assert_eq!(
             s.to_string(),
-            "stability: skipped (not run: an earlier check failed; needs no drop in 5000 ms)"
+            "stability: skipped (not run: a check before it failed; needs no drop in 5000 ms)"
         );
         let report = Report {
             checks: vec![c.judge(Check::Stability, Measurement::Drops(0)), s],
