@@ -58,7 +58,7 @@ export async function startReferenceServer({ binary = serverBinary, log = 'warn'
 }
 
 /**
- * Calls an admin route (`/stop`, `/start`, `/restart?down_ms=N`, `/delivered`) with the
+ * Calls an admin route (`/stop`, `/start`, `/restart?down_ms=N`, `/freeze`, `/thaw`, `/delivered`) with the
  * admin token: the one of a server started here, else `token`, else `TETHER_ADMIN_TOKEN`.
  */
 export async function admin(base, route, { method, token } = {}) {

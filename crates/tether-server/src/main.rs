@@ -12,6 +12,7 @@
 //! |---|---|
 //! | `POST /restart?down_ms=N` | kill the server as if the process died (listener and every socket dropped, no close frames), wait N ms (default 1000), listen again on the same address with the same sessions; answers once listening |
 //! | `POST /stop`, `POST /start` | the two halves of a restart, for a test that acts while the server is down |
+//! | `POST /freeze`, `POST /thaw` | stop reading and answering anything while every TCP connection stays open (a half-open server, as clients see it), then serve again; `{"frozen":bool}` (409 while stopped) |
 //! | `GET /delivered` | `{"total":N,"texts":{"text":count,…}}`: every client message delivered to the application (exactly once per message sent, unless a session was lost), counted since the start |
 
 use std::collections::HashMap;
@@ -240,6 +241,8 @@ async fn main() -> ExitCode {
         .route("/restart", post(restart))
         .route("/stop", post(stop))
         .route("/start", post(start))
+        .route("/freeze", post(freeze))
+        .route("/thaw", post(thaw))
         .route("/delivered", get(delivered))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&admin),
@@ -344,6 +347,21 @@ impl Admin {
         Ok(())
     }
 
+    /// Freezes or thaws the running server (see `RunningServer::freeze`).
+    async fn set_frozen(&self, frozen: bool) -> Answer {
+        let server = self.server.lock().await;
+        let Some(server) = server.as_ref() else {
+            return Err((StatusCode::CONFLICT, "the server is stopped".to_owned()));
+        };
+        if frozen {
+            server.freeze();
+        } else {
+            server.thaw();
+        }
+        tracing::info!(frozen, "admin: freeze");
+        Ok(Json(json!({ "frozen": server.is_frozen() })))
+    }
+
     fn answer(&self, started: Result<(), ServerError>) -> Answer {
         started.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         Ok(Json(
@@ -362,6 +380,14 @@ async fn stop(State(admin): AdminState) -> Json<Value> {
 
 async fn start(State(admin): AdminState) -> Answer {
     admin.answer(admin.start().await)
+}
+
+async fn freeze(State(admin): AdminState) -> Answer {
+    admin.set_frozen(true).await
+}
+
+async fn thaw(State(admin): AdminState) -> Answer {
+    admin.set_frozen(false).await
 }
 
 #[derive(Deserialize)]

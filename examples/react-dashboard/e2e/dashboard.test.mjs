@@ -60,6 +60,21 @@ before(async () => {
   badgeStates = [];
   await page.exposeFunction('__badgeState', (s) => badgeStates.push(s));
   await page.addInitScript(() => {
+    // What the dashboard showed, in order, with the page's clock: the fallback and the
+    // quality (empty while not measured).
+    window.__shown = [];
+    let shown = {};
+    new MutationObserver(() => {
+      for (const id of ['dashboard-fallback', 'dashboard-quality']) {
+        const value = document.querySelector(`[data-testid=${id}]`)?.dataset.value;
+        if (value !== undefined && value !== shown[id]) {
+          shown[id] = value;
+          window.__shown.push({ id, value, at: performance.now() });
+        }
+      }
+    }).observe(document, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-value'] });
+  });
+  await page.addInitScript(() => {
     let last;
     new MutationObserver(() => {
       const state = document.querySelector('[data-testid=connection-status]')?.dataset.state;
@@ -243,4 +258,74 @@ test('the reliability self-test passes every check against the server (screensho
   assert.equal(await page.getByTestId('connection-status').getAttribute('data-state'), 'connected');
   await mkdir(SHOTS, { recursive: true });
   await page.getByTestId('selftest').screenshot({ path: join(SHOTS, 'selftest.png') });
+});
+
+/** The values the dashboard's `id` figure showed since `mark` (an index into the record). */
+async function shownSince(mark, id) {
+  const all = await page.evaluate(() => window.__shown);
+  return all
+    .slice(mark)
+    .filter((e) => e.id === id)
+    .map((e) => e.value);
+}
+const mark = () => page.evaluate(() => window.__shown.length);
+const fallbackOff = '[data-testid=dashboard-fallback][data-value=false]';
+const excellent = '[data-testid=dashboard-quality][data-value=excellent]';
+
+test('a 2 s server restart: back on the WebSocket, never through HTTP polling', async () => {
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  await page.waitForSelector(fallbackOff, { timeout: 20_000 });
+  const since = await mark();
+  const states = badgeStates.length;
+  await admin(server.admin, '/restart?down_ms=2000');
+  // Answered once the server listens again, 2 s after it went: the badge is reconnecting.
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  const went = badgeStates.slice(states);
+  assert.ok(went.includes('reconnecting'), `badge went ${went.join(' → ')}`);
+  assert.ok(!(await shownSince(since, 'dashboard-fallback')).includes('true'), 'polling was never used');
+});
+
+test('a frozen server: no polling while frozen, quality excellent again within 15 s of it resuming', async () => {
+  await page.waitForSelector(excellent, { timeout: 30_000 });
+  const since = await mark();
+  await admin(server.admin, '/freeze');
+  try {
+    // The example pings every second and gives an answer a second: the half-open
+    // socket is noticed within a few seconds.
+    await page.waitForSelector(badge('reconnecting'), { timeout: 15_000 });
+    assert.notEqual(await page.getByTestId('dashboard-quality').getAttribute('data-value'), 'excellent');
+  } finally {
+    await admin(server.admin, '/thaw');
+  }
+  const thawed = Date.now();
+  // The bound is the issue's: excellent again within 15 s of the server resuming.
+  await page.waitForSelector(excellent, { timeout: 15_000 });
+  console.log(`# quality excellent ${Date.now() - thawed} ms after the server resumed`);
+  assert.ok(!(await shownSince(since, 'dashboard-fallback')).includes('true'), 'polling was never used');
+});
+
+test('blocked WebSockets: HTTP polling takes over, and the WebSocket is back within the probe interval and its jitter', async () => {
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  let blocked = true;
+  // Every new socket of the chat is refused right after its upgrade (as a proxy that
+  // strips WebSockets does), until `blocked` is false: then it goes to the server.
+  await page.routeWebSocket(/\/ws\?room=/, (ws) => {
+    if (blocked) ws.close({ code: 1011, reason: 'blocked by the test' });
+    else ws.connectToServer();
+  });
+  // Drop the current socket: the server restarts (sessions kept) in 300 ms.
+  await admin(server.admin, '/restart?down_ms=300');
+  await page.waitForSelector('[data-testid=dashboard-fallback][data-value=true]', { timeout: 30_000 });
+  await page.waitForSelector(badge('connected'), { timeout: 10_000 });
+  await say('sent while polling');
+  await page.getByTestId('chat-text').filter({ hasText: 'sent while polling' }).waitFor({ timeout: 10_000 });
+
+  blocked = false;
+  const allowed = Date.now();
+  // The documented schedule: a probe every `fallback.probeIntervalMs` (5 s), give or take
+  // a fifth at random; at most 6 s, plus the probe's own handshake.
+  await page.waitForSelector(fallbackOff, { timeout: 7_000 });
+  console.log(`# back on the WebSocket ${Date.now() - allowed} ms after it was allowed again`);
+  await page.waitForSelector(badge('connected'), { timeout: 10_000 });
+  assert.deepEqual(await countInRoom(['sent while polling']), [1]);
 });
