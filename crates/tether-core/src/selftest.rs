@@ -200,7 +200,10 @@ impl Criteria {
         let (passed, criterion) = match check {
             Check::Connectivity => (
                 matches!(measured, Measurement::Time(t) if t <= self.connect_within),
-                format!("a connection within {} ms", crate::advice::millis(self.connect_within)),
+                format!(
+                    "a connection within {} ms",
+                    crate::advice::millis(self.connect_within)
+                ),
             ),
             Check::Latency => (
                 matches!(measured, Measurement::Time(t) if t < self.latency_below),
