@@ -10,6 +10,7 @@
 export { TetherClient, ready, setLogLevel } from './wasm/index.js';
 export type {
   TetherAlert,
+  TetherAttemptTransport,
   TetherError,
   TetherEventMap,
   TetherHealth,

@@ -121,6 +121,7 @@ pub(crate) fn event_name(e: &Event) -> Option<&'static str> {
         Event::Message(_) => "message",
         Event::QualityChanged { .. } => "quality",
         Event::ReconnectScheduled { .. } => "reconnecting",
+        Event::AttemptStarted { .. } => "attempt",
         Event::FallbackChanged { .. } => "fallback",
         Event::Error(_) => "error",
         Event::Delivered { .. } => "delivered",
@@ -156,6 +157,10 @@ pub(crate) fn event_value(e: &Event) -> JsValue {
             .set("attempt", *attempt)
             .set("delayMs", ms(*delay))
             .set("hinted", *hinted)
+            .js(),
+        Event::AttemptStarted { attempt, kind } => Obj::new()
+            .set("attempt", *attempt)
+            .set("transport", kind.as_str())
             .js(),
         Event::FallbackChanged { active } => Obj::new().set("active", *active).js(),
         Event::Error(err) => tether_error(err),
@@ -224,11 +229,7 @@ pub(crate) fn health(a: &tether_core::advice::Assessment) -> JsValue {
     }
     let recommendations = js_sys::Array::new();
     for r in &a.recommendations {
-        recommendations.push(
-            &Obj::new()
-                .set("kind", r.as_str())
-                .js(),
-        );
+        recommendations.push(&Obj::new().set("kind", r.as_str()).js());
     }
     Obj::new()
         .set("alerts", alerts)
