@@ -140,6 +140,7 @@ test('plain mode: a frozen server is noticed through ws ping frames', async () =
   const lost = next(client, 'disconnected');
   await fault('stall', t);
   const cause = await lost;
+  assert.equal(cause.kind, 'liveness');
   assert.match(cause.reason, /half-open/);
   await client.close();
   client.free();

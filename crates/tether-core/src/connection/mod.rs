@@ -33,8 +33,8 @@ use crate::backoff::Backoff;
 use crate::close::{classify_close, classify_http_status, CloseClass};
 use crate::config::{Config, ConfigError};
 use crate::io::{
-    Action, Cause, DropReason, Event, Hint, MessageId, RequestId, SendError, TerminalReason,
-    TetherError, TransportFailure, TransportId,
+    Action, Cause, CauseKind, DropReason, Event, Hint, MessageId, RequestId, SendError,
+    TerminalReason, TetherError, TransportFailure, TransportId,
 };
 use crate::metrics::Metrics;
 use crate::payload::Payload;
@@ -594,6 +594,11 @@ impl Connection {
         }
         let class = classify_close(code, &self.config.close_rules);
         let cause = Cause {
+            kind: match class {
+                CloseClass::AuthRejected => CauseKind::AuthRejected,
+                CloseClass::Replaced => CauseKind::Replaced,
+                _ => CauseKind::Closed,
+            },
             code,
             status: None,
             reason,
@@ -670,6 +675,8 @@ impl Connection {
     /// asleep or throttled: pings in flight then prove nothing, so they are forgotten and
     /// the socket gets a quick liveness check instead.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The health figures age on this schedule too, whatever arrives or not.
+        self.health.trim(now);
         let resumed = self.timers.next().is_some_and(|first| {
             first <= now && now.saturating_duration_since(first) >= self.config.resume_gap
         });
@@ -717,6 +724,7 @@ impl Connection {
                     self.fail_link_with(
                         now,
                         Cause {
+                            kind: CauseKind::Timeout,
                             reason: "connect timeout".into(),
                             ..Cause::default()
                         },
@@ -741,6 +749,11 @@ impl Connection {
                 self.fail_link_with(
                     now,
                     Cause {
+                        kind: if self.online {
+                            CauseKind::Liveness
+                        } else {
+                            CauseKind::Offline
+                        },
                         reason: if self.online {
                             "no answer to a liveness check".into()
                         } else {
@@ -767,6 +780,7 @@ impl Connection {
                     self.fail_link_with(
                         now,
                         Cause {
+                            kind: CauseKind::Timeout,
                             reason: "poll request timed out".into(),
                             ..Cause::default()
                         },
@@ -1019,6 +1033,7 @@ impl Connection {
             now,
             kind,
             Cause {
+                kind: failure.kind(),
                 code: None,
                 status,
                 reason: failure.to_string(),
@@ -1033,6 +1048,7 @@ impl Connection {
         self.fail_link_with(
             now,
             Cause {
+                kind: CauseKind::ProtocolError,
                 code: Some(code),
                 status: None,
                 reason: reason.to_owned(),
