@@ -56,8 +56,8 @@ export interface TetherOptions {
    * ping frames, which any server answers, where a script can send one: in Node with the
    * `ws` package as the `WebSocket` option. A browser's WebSocket (and Node 22's global
    * one) cannot send ping frames: there, in plain mode without `ping`/`pong`, the heartbeat
-   * is off and a frozen server goes unnoticed until the OS gives up on the TCP connection;
-   * a closed or reset connection is still noticed at once.
+   * is off and a frozen server or a silent half-open connection can go unnoticed
+   * indefinitely; a closed or reset connection is still noticed at once.
    */
   heartbeat?:
     | false
