@@ -1,0 +1,49 @@
+// The README's "Five minutes in Node", run as written: its code block, with only the
+// server's address changed, as an ES module in plain Node. It must print the echo and
+// exit by itself once its client is closed ("nothing is left running").
+// @vitest-environment node
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+
+import { startServer, type Server } from './server.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const README = join(here, '..', 'README.md');
+
+/** The first ```js block after the heading `title`. */
+function guide(title: string): string {
+  const text = readFileSync(README, 'utf8');
+  const at = text.indexOf(`\n## ${title}\n`);
+  expect(at, `README heading '${title}'`).toBeGreaterThan(0);
+  const block = /```js\n([\s\S]*?)```/.exec(text.slice(at));
+  expect(block, `a js block under '${title}'`).not.toBeNull();
+  return block![1];
+}
+
+let server: Server;
+beforeAll(async () => {
+  server = await startServer();
+});
+afterAll(() => server.stop());
+
+test('"Five minutes in Node" runs as written and exits by itself', async () => {
+  const code = guide('Five minutes in Node');
+  const url = 'ws://127.0.0.1:8080/ws';
+  expect(code).toContain(url);
+  // Inside the package's folder: `@tether/client` and `ws` resolve as in an app.
+  const file = join(here, `.guide-node-${process.pid}.mjs`);
+  writeFileSync(file, code.replace(url, `${server.ws}/ws`));
+  try {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [file], { timeout: 15_000 }, (error, out, err) =>
+        error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
+      );
+    });
+    expect(stdout.trim()).toBe('hello from Node');
+  } finally {
+    rmSync(file, { force: true });
+  }
+});
