@@ -29,21 +29,41 @@ beforeAll(async () => {
 });
 afterAll(() => server.stop());
 
-test('"Five minutes in Node" runs as written and exits by itself', async () => {
-  const code = guide('Five minutes in Node');
-  const url = 'ws://127.0.0.1:8080/ws';
+/**
+ * Runs the guide's block with `url` pointed at the reference server, in plain Node (with
+ * `node` options `args`), and resolves with what it printed once it exited by itself.
+ */
+async function run(code: string, url: string, args: string[] = []): Promise<string> {
   expect(code).toContain(url);
   // Inside the package's folder: `@tether/client` and `ws` resolve as in an app.
-  const file = join(here, `.guide-node-${process.pid}.mjs`);
+  const file = join(here, `.guide-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   writeFileSync(file, code.replace(url, `${server.ws}/ws`));
   try {
-    const stdout = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, [file], { timeout: 15_000 }, (error, out, err) =>
+    return await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [...args, file], { timeout: 15_000 }, (error, out, err) =>
         error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
       );
     });
-    expect(stdout.trim()).toBe('hello from Node');
   } finally {
     rmSync(file, { force: true });
   }
+}
+
+test('"Five minutes in Node" runs as written and exits by itself', async () => {
+  const stdout = await run(guide('Five minutes in Node'), 'ws://127.0.0.1:8080/ws');
+  expect(stdout.trim()).toBe('hello from Node');
+});
+
+test('"Five minutes in the browser, without React" runs as written (in Node, with a global WebSocket)', async () => {
+  // Node 20 has no global WebSocket (a browser and Node 22 do): the `ws` package's stands in.
+  const global = join(here, '..', '..', '..', 'scripts', 'node-websocket-global.cjs');
+  const stdout = await run(guide('Five minutes in the browser, without React'), 'wss://example.com/ws', [
+    '--require',
+    global,
+  ]);
+  const lines = stdout.trim().split('\n');
+  expect(lines).toContain('disconnected → connecting');
+  expect(lines).toContain('connecting → connected');
+  expect(lines.filter((l) => l.startsWith('got '))).toEqual(['got {"hello":"world"}', 'got important', 'got paced']);
+  expect(lines.at(-1)).toBe('connected → closed');
 });
