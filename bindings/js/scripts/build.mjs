@@ -53,7 +53,21 @@ await build({
   banner: { js: 'var __tether_module_url = require("node:url").pathToFileURL(__filename).href;' },
 });
 rmSync(join(dist, 'wasm', 'text.js'));
-writeFileSync(join(dist, 'index.cjs'), "'use strict';\nmodule.exports = require('./wasm/index.cjs');\n");
+// The package's entry: the client's exports and the self-test, requiring the client's
+// CommonJS module (one instance).
+await build({
+  ...common,
+  entryPoints: [join(dist, 'index.js')],
+  outfile: join(dist, 'index.cjs'),
+  plugins: [
+    {
+      name: 'wasm-entry',
+      setup(b) {
+        b.onResolve({ filter: /^\.\/wasm\/index\.js$/ }, () => ({ path: './wasm/index.cjs', external: true }));
+      },
+    },
+  ],
+});
 // The React layer, requiring the client's and TetherSocket's CommonJS entries (one
 // instance for all).
 await build({

@@ -7,7 +7,7 @@
 // `new URL('./tether_wasm_bg.wasm', import.meta.url)`, which Vite (dev server included),
 // webpack 5, Next.js, Rollup and Parcel copy into the build by themselves. Server-side
 // rendering imports it like any module.
-export { TetherClient, ready, setLogLevel } from './wasm/index.js';
+export { TetherClient, ready, selfTestCriteria, setLogLevel } from './wasm/index.js';
 export type {
   TetherAlert,
   TetherAttemptTransport,
@@ -18,10 +18,21 @@ export type {
   TetherOptions,
   TetherQuality,
   TetherRecommendation,
+  TetherSelfTestCriteria,
   TetherState,
   TetherStopReason,
   TetherToken,
 } from './wasm/index.js';
+
+export {
+  SELF_TEST_CHECKS,
+  selfTest,
+  type SelfTestCheck,
+  type SelfTestCheckReport,
+  type SelfTestMeasurement,
+  type SelfTestOptions,
+  type SelfTestReport,
+} from './selftest.js';
 
 /** A message from the server: a string (a text frame) or a Uint8Array (a binary frame). */
 export type TetherMessage = string | Uint8Array;

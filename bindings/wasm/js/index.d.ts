@@ -1,6 +1,6 @@
 // Tether for browsers and Node. Importing loads nothing: the WebAssembly is loaded by the
 // first `new TetherClient()` in Node, and by `ready()` (await it first) in a browser.
-export { TetherClient, setLogLevel } from './tether_wasm.js';
+export { TetherClient, setLogLevel, selfTestCriteria } from './tether_wasm.js';
 export type {
   TetherAlert,
   TetherAttemptTransport,
@@ -11,6 +11,7 @@ export type {
   TetherOptions,
   TetherQuality,
   TetherRecommendation,
+  TetherSelfTestCriteria,
   TetherState,
   TetherStopReason,
   TetherToken,
@@ -23,3 +24,10 @@ export type {
  * the first `new TetherClient()` loads it synchronously, so awaiting is optional.
  */
 export declare function ready(): Promise<void>;
+
+/** For the package's `selfTest`, not part of the API. */
+export declare function __selfTestPasses(
+  criteria: Partial<import('./tether_wasm.js').TetherSelfTestCriteria> | undefined,
+  check: string,
+  measured: object,
+): boolean;

@@ -14,6 +14,8 @@ import init, {
   TetherClient as Raw,
   setLogLevel as rawSetLogLevel,
   __tetherTrap as rawTrap,
+  selfTestCriteria as rawCriteria,
+  __selfTestPasses as rawPasses,
 } from './tether_wasm.js';
 // tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
 import { abandonAll } from 'tether-web-shim';
@@ -317,4 +319,20 @@ export function setLogLevel(level) {
 export function __tetherTrap(place) {
   loadSync();
   call(() => rawTrap(place));
+}
+
+/**
+ * The self-test's criteria: the core's defaults with what `criteria` overrides, checked
+ * (a `TypeError` for an unknown key or a wrong type, a `RangeError` out of range). Needs
+ * the WebAssembly: in a browser, `await ready()` first.
+ */
+export function selfTestCriteria(criteria) {
+  loadSync();
+  return call(() => rawCriteria(criteria));
+}
+
+/** For the package's `selfTest`, not part of the API: the core's verdict on a check. */
+export function __selfTestPasses(criteria, check, measured) {
+  loadSync();
+  return call(() => rawPasses(criteria, check, measured));
 }

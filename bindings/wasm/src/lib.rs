@@ -1,7 +1,8 @@
 //! # tether-wasm
 //!
 //! The wasm-bindgen exports of Tether for JavaScript (browsers and Node): the
-//! `TetherClient` class over [`tether_web::Client`], and `setLogLevel`. Options are read
+//! `TetherClient` class over [`tether_web::Client`], `setLogLevel`, and the self-test's
+//! criteria and verdicts (the npm package's `selfTest` measures, the core judges). Options are read
 //! into a [`tether_core::Config`] and checked; a wrong type throws a `TypeError`, an
 //! unacceptable value a `RangeError`, each naming the option. Nothing here unwraps:
 //! every export returns a `Result`, so no input reaches a panic.
@@ -26,6 +27,10 @@ mod errors;
 mod exports;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod options;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod selftest;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub use exports::{set_log_level, TetherClient};
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use selftest::self_test_criteria;

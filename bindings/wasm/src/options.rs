@@ -3,6 +3,7 @@
 //! `RangeError`, and either names the option as the user wrote it.
 
 use js_sys::{Array, Function, Reflect};
+use tether_core::selftest::{Criteria, CriteriaField};
 use tether_core::{
     AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigBuilder, Duration,
     FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, Payload, QualityBound, QualityConfig,
@@ -204,6 +205,58 @@ fn join(path: &str, key: &str) -> String {
     name.push_str(key);
     name
 }
+
+const CRITERIA: &[&str] = &[
+    "connectWithinMs",
+    "roundTrips",
+    "latencyBelowMs",
+    "burst",
+    "burstWithinMs",
+    "stableForMs",
+    "reconnectWithinMs",
+];
+
+/// The self-test's criteria: the core's defaults, overridden by what `value` gives
+/// (`undefined` and `null` give none), then checked by the core's
+/// [`Criteria::validate`]. A key that is not a criterion, or a value of the wrong type,
+/// is a `TypeError`; a value out of range a `RangeError` naming it.
+pub(crate) fn criteria(value: JsValue) -> Result<Criteria, JsValue> {
+    let mut c = Criteria::default();
+    if value.is_undefined() || value.is_null() {
+        return Ok(c);
+    }
+    let r = Reader::new(value, "criteria".into(), CRITERIA)?;
+    let set = |d: &mut Duration, v: Option<Duration>| {
+        if let Some(v) = v {
+            *d = v;
+        }
+    };
+    set(&mut c.connect_within, r.ms("connectWithinMs")?);
+    set(&mut c.latency_below, r.ms("latencyBelowMs")?);
+    set(&mut c.burst_within, r.ms("burstWithinMs")?);
+    set(&mut c.stable_for, r.ms("stableForMs")?);
+    set(&mut c.reconnect_within, r.ms("reconnectWithinMs")?);
+    c.round_trips = r.count_u32("roundTrips")?.unwrap_or(c.round_trips);
+    c.burst = r.count_u32("burst")?.unwrap_or(c.burst);
+    c.validate().map_err(|field| {
+        let (key, what) = match field {
+            CriteriaField::RoundTrips => ("roundTrips", COUNT_RANGE),
+            CriteriaField::Burst => ("burst", COUNT_RANGE),
+            CriteriaField::ConnectWithin => ("connectWithinMs", WAIT_RANGE),
+            CriteriaField::LatencyBelow => ("latencyBelowMs", WAIT_RANGE),
+            CriteriaField::BurstWithin => ("burstWithinMs", WAIT_RANGE),
+            CriteriaField::StableFor => ("stableForMs", WAIT_RANGE),
+            _ => ("reconnectWithinMs", WAIT_RANGE),
+        };
+        r.fail(Wrong::Range, key, what)
+    })?;
+    Ok(c)
+}
+
+// The core's bounds (Criteria::MAX_COUNT, Criteria::MAX_WAIT), in words; a test in the
+// package checks them against the core's.
+const COUNT_RANGE: &str = "must be a whole number from 1 to 10000";
+const WAIT_RANGE: &str = "must be from 1 to 600000 milliseconds";
 
 const TOP: &[&str] = &[
     "protocol",

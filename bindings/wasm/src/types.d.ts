@@ -315,3 +315,25 @@ export interface TetherClient {
    */
   on<K extends keyof TetherEventMap>(event: K, handler: (value: TetherEventMap[K]) => void): () => void;
 }
+
+/**
+ * What each check of the reliability self-test must reach (`selfTest` in
+ * `@tether/client`, `self_test` in tether-native; the core judges). Counts are whole
+ * numbers from 1 to 10000, durations from 1 to 600000 ms.
+ */
+export interface TetherSelfTestCriteria {
+  /** Connectivity: the first connection within this (default 10000). */
+  connectWithinMs: number;
+  /** Latency: how many round trips, one message at a time (default 20). */
+  roundTrips: number;
+  /** Latency: the median round trip under this (default 200). */
+  latencyBelowMs: number;
+  /** High-frequency messaging: how many messages at once (default 200). */
+  burst: number;
+  /** High-frequency messaging: every echo back, in order and once each, within this (default 5000). */
+  burstWithinMs: number;
+  /** Stability: connected this long without a drop (default 5000). */
+  stableForMs: number;
+  /** Reconnection: connected again within this after closing (default 5000). */
+  reconnectWithinMs: number;
+}

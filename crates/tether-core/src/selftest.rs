@@ -4,7 +4,7 @@
 //! judges the same figures the same way.
 //!
 //! The checks, in order (each after the one before passed; a failed check skips the
-//! ones that need a connection):
+//! rest):
 //! 1. **Connectivity**: connected within [`Criteria::connect_within`].
 //! 2. **Latency**: [`Criteria::round_trips`] messages sent one at a time, each echoed
 //!    by the server; the median round trip under [`Criteria::latency_below`].
@@ -103,6 +103,71 @@ impl Default for Criteria {
     }
 }
 
+/// A criterion out of range ([`Criteria::validate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CriteriaField {
+    /// [`Criteria::connect_within`].
+    ConnectWithin,
+    /// [`Criteria::round_trips`].
+    RoundTrips,
+    /// [`Criteria::latency_below`].
+    LatencyBelow,
+    /// [`Criteria::burst`].
+    Burst,
+    /// [`Criteria::burst_within`].
+    BurstWithin,
+    /// [`Criteria::stable_for`].
+    StableFor,
+    /// [`Criteria::reconnect_within`].
+    ReconnectWithin,
+}
+
+impl CriteriaField {
+    /// The field's name in Rust (`burst_within`); the npm package uses camelCase with
+    /// `Ms` for durations (`burstWithinMs`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CriteriaField::ConnectWithin => "connect_within",
+            CriteriaField::RoundTrips => "round_trips",
+            CriteriaField::LatencyBelow => "latency_below",
+            CriteriaField::Burst => "burst",
+            CriteriaField::BurstWithin => "burst_within",
+            CriteriaField::StableFor => "stable_for",
+            CriteriaField::ReconnectWithin => "reconnect_within",
+        }
+    }
+
+    /// Whether the field is a count (else a duration).
+    #[must_use]
+    pub fn is_count(self) -> bool {
+        matches!(self, CriteriaField::RoundTrips | CriteriaField::Burst)
+    }
+}
+
+impl fmt::Display for CriteriaField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_count() {
+            write!(
+                f,
+                "{} must be a whole number from 1 to {}",
+                self.as_str(),
+                Criteria::MAX_COUNT
+            )
+        } else {
+            write!(
+                f,
+                "{} must be from 1 ms to {} s",
+                self.as_str(),
+                Criteria::MAX_WAIT.as_secs()
+            )
+        }
+    }
+}
+
+impl std::error::Error for CriteriaField {}
+
 /// What a driver measured for one check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -194,43 +259,90 @@ impl fmt::Display for CheckReport {
 }
 
 impl Criteria {
+    /// The most round trips or burst messages a self-test sends.
+    pub const MAX_COUNT: u32 = 10_000;
+    /// The longest bound a criterion may set (each check waits at most its bound).
+    pub const MAX_WAIT: Duration = Duration::from_secs(600);
+
+    /// Whether every criterion is in range: counts from 1 to [`Criteria::MAX_COUNT`],
+    /// bounds from 1 ms to [`Criteria::MAX_WAIT`]. A self-test with criteria out of range
+    /// does not run (a burst of 4 billion messages, or a wait of a year, is a mistake).
+    ///
+    /// ```
+    /// use tether_core::selftest::{Criteria, CriteriaField};
+    /// let mut c = Criteria::default();
+    /// assert_eq!(c.validate(), Ok(()));
+    /// c.burst = 0;
+    /// assert_eq!(c.validate(), Err(CriteriaField::Burst));
+    /// assert_eq!(CriteriaField::Burst.to_string(), "burst must be a whole number from 1 to 10000");
+    /// ```
+    pub fn validate(&self) -> Result<(), CriteriaField> {
+        let counts = [
+            (self.round_trips, CriteriaField::RoundTrips),
+            (self.burst, CriteriaField::Burst),
+        ];
+        for (n, field) in counts {
+            if n == 0 || n > Self::MAX_COUNT {
+                return Err(field);
+            }
+        }
+        let waits = [
+            (self.connect_within, CriteriaField::ConnectWithin),
+            (self.latency_below, CriteriaField::LatencyBelow),
+            (self.burst_within, CriteriaField::BurstWithin),
+            (self.stable_for, CriteriaField::StableFor),
+            (self.reconnect_within, CriteriaField::ReconnectWithin),
+        ];
+        for (d, field) in waits {
+            if d < Duration::from_millis(1) || d > Self::MAX_WAIT {
+                return Err(field);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `measured` meets the criterion of `check` (what [`Criteria::judge`]
+    /// decides, without the words).
+    #[must_use]
+    pub fn passes(&self, check: Check, measured: &Measurement) -> bool {
+        match check {
+            Check::Connectivity => {
+                matches!(measured, Measurement::Time(t) if *t <= self.connect_within)
+            }
+            Check::Latency => matches!(measured, Measurement::Time(t) if *t < self.latency_below),
+            Check::HighFrequency => matches!(
+                measured,
+                Measurement::Echoes { sent, in_order, misordered: 0, took }
+                    if *sent == self.burst && in_order == sent && *took <= self.burst_within
+            ),
+            Check::Stability => *measured == Measurement::Drops(0),
+            Check::Reconnection => {
+                matches!(measured, Measurement::Time(t) if *t <= self.reconnect_within)
+            }
+        }
+    }
+
     /// The verdict on `measured` for `check`.
     #[must_use]
     pub fn judge(&self, check: Check, measured: Measurement) -> CheckReport {
-        let (passed, criterion) = match check {
-            Check::Connectivity => (
-                matches!(measured, Measurement::Time(t) if t <= self.connect_within),
-                format!(
-                    "a connection within {} ms",
-                    crate::advice::millis(self.connect_within)
-                ),
+        let passed = self.passes(check, &measured);
+        let criterion = match check {
+            Check::Connectivity => format!(
+                "a connection within {} ms",
+                crate::advice::millis(self.connect_within)
             ),
-            Check::Latency => (
-                matches!(measured, Measurement::Time(t) if t < self.latency_below),
-                format!("under {} ms", crate::advice::millis(self.latency_below)),
+            Check::Latency => format!("under {} ms", crate::advice::millis(self.latency_below)),
+            Check::HighFrequency => format!(
+                "all {} echoes, in order and once each, within {} ms",
+                self.burst,
+                crate::advice::millis(self.burst_within)
             ),
-            Check::HighFrequency => (
-                matches!(
-                    measured,
-                    Measurement::Echoes { sent, in_order, misordered: 0, took }
-                        if sent == self.burst && in_order == sent && took <= self.burst_within
-                ),
-                format!(
-                    "all {} echoes, in order and once each, within {} ms",
-                    self.burst,
-                    crate::advice::millis(self.burst_within)
-                ),
-            ),
-            Check::Stability => (
-                measured == Measurement::Drops(0),
-                format!("no drop in {} ms", crate::advice::millis(self.stable_for)),
-            ),
-            Check::Reconnection => (
-                matches!(measured, Measurement::Time(t) if t <= self.reconnect_within),
-                format!(
-                    "connected again within {} ms",
-                    crate::advice::millis(self.reconnect_within)
-                ),
+            Check::Stability => {
+                format!("no drop in {} ms", crate::advice::millis(self.stable_for))
+            }
+            Check::Reconnection => format!(
+                "connected again within {} ms",
+                crate::advice::millis(self.reconnect_within)
             ),
         };
         CheckReport {
@@ -245,10 +357,14 @@ impl Criteria {
         }
     }
 
-    /// The report of a check that did not run because one before it failed.
+    /// The report of a check that did not run because one before it failed (not
+    /// always connectivity: the connection may be up and the echoes missing).
     #[must_use]
     pub fn skipped(&self, check: Check) -> CheckReport {
-        let mut report = self.judge(check, Measurement::Nothing("not run: no connection"));
+        let mut report = self.judge(
+            check,
+            Measurement::Nothing("not run: a check before it failed"),
+        );
         report.outcome = Outcome::Skipped;
         report
     }
@@ -386,7 +502,7 @@ mod tests {
         assert_eq!(s.outcome, Outcome::Skipped);
         assert_eq!(
             s.to_string(),
-            "stability: skipped (not run: no connection; needs no drop in 5000 ms)"
+            "stability: skipped (not run: a check before it failed; needs no drop in 5000 ms)"
         );
         let report = Report {
             checks: vec![c.judge(Check::Stability, Measurement::Drops(0)), s],

@@ -560,7 +560,9 @@ where
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
                     let result = match tokens {
-                        Some(provider) => AssertUnwindSafe(provider.token())
+                        // In an async block, so that a provider that panics before
+                        // returning its future is caught too.
+                        Some(provider) => AssertUnwindSafe(async { provider.token().await })
                             .catch_unwind()
                             .await
                             .unwrap_or_else(|_| Err("the token provider panicked".to_owned())),
@@ -579,8 +581,11 @@ where
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
-                    // A transport that panics fails this attempt, not the client.
-                    let result = AssertUnwindSafe(transport.connect(url, protocols, headers))
+                    // A transport that panics fails this attempt, not the client; also
+                    // before it returns its future (an application's rewrite hook runs
+                    // there), hence the async block.
+                    let connect = async { transport.connect(url, protocols, headers).await };
+                    let result = AssertUnwindSafe(connect)
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| Err(transport_panicked()));
@@ -612,7 +617,8 @@ where
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
-                    let result = AssertUnwindSafe(transport.poll(url, headers, body))
+                    let poll = async { transport.poll(url, headers, body).await };
+                    let result = AssertUnwindSafe(poll)
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| Err(transport_panicked()));

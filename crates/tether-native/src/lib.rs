@@ -92,8 +92,12 @@
 //! ## Logs
 //! Through `tracing`, in a `tether` span per client: attempts (URL without its query),
 //! sockets opened and closed (code, reason, time connected, message counts), reconnects
-//! scheduled, fallback switches and stops. Tokens, headers and query strings are never
-//! logged.
+//! scheduled, fallback switches and stops. Tokens, headers, proxy credentials and query
+//! strings are never logged by this crate, nor by reqwest (polling). One dependency
+//! does: tungstenite records the whole upgrade request, token and headers included, at
+//! TRACE level through the `log` crate (which tracing-subscriber forwards by default).
+//! Where logs are kept, keep that record out with a filter such as
+//! `RUST_LOG=trace,tungstenite::handshake::client=debug`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -109,7 +113,7 @@ pub mod transport;
 pub use client::{Client, ClientBuilder, DEFAULT_EVENT_BUFFER};
 pub use error::BuildError;
 pub use events::Events;
-pub use selftest::self_test;
+pub use selftest::{self_test, SelfTestError};
 pub use token::{TokenFuture, TokenProvider};
 pub use transport::NativeTransport;
 

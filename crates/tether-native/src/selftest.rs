@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use tether_core::selftest::{Check, Criteria, Measurement, Report};
+use std::fmt;
+
+use tether_core::selftest::{Check, Criteria, CriteriaField, Measurement, Report};
 use tether_core::{Event, Payload, State};
 use tether_dispatch::transport::Transport;
 use tokio::time::timeout_at;
@@ -13,12 +15,50 @@ use crate::{BuildError, Client, ClientBuilder, Events};
 /// Marks the self-test's messages among whatever else the server sends.
 const PREFIX: &str = "tether-selftest:";
 
+/// Why the self-test did not run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SelfTestError {
+    /// The client could not be made (its configuration or transport).
+    Build(BuildError),
+    /// A criterion is out of range ([`Criteria::validate`]).
+    Criteria(CriteriaField),
+}
+
+impl fmt::Display for SelfTestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SelfTestError::Build(e) => write!(f, "the self-test's client: {e}"),
+            SelfTestError::Criteria(field) => write!(f, "self-test criteria: {field}"),
+        }
+    }
+}
+
+impl std::error::Error for SelfTestError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SelfTestError::Build(e) => Some(e),
+            SelfTestError::Criteria(field) => Some(field),
+        }
+    }
+}
+
+impl From<BuildError> for SelfTestError {
+    fn from(e: BuildError) -> Self {
+        SelfTestError::Build(e)
+    }
+}
+
 /// Runs the reliability self-test with a client made from `builder` (its URL, mode,
 /// token provider and transport) against a server that echoes every message, and
-/// closes that client. The checks and their criteria are
-/// [`tether_core::selftest`]'s; a check that needs a connection is skipped once
-/// connectivity failed. The whole run takes about `criteria.stable_for` plus a few
-/// round trips on a healthy connection, and at most the sum of the criteria's bounds.
+/// closes that client. Criteria out of range are refused before anything runs
+/// ([`SelfTestError::Criteria`]). The checks and their criteria are
+/// [`tether_core::selftest`]'s; each runs once the one before passed, and the rest
+/// are skipped after a failure. The whole run takes about `criteria.stable_for` plus a
+/// few round trips on a healthy connection, and at most the sum of the criteria's
+/// bounds, whatever the server does (one that never answers or never echoes fails a
+/// check at its bound), plus the 2 s the client gives a server that does not answer
+/// its close.
 ///
 /// ```no_run
 /// use tether_native::core::selftest::Criteria;
@@ -35,12 +75,13 @@ const PREFIX: &str = "tether-selftest:";
 pub async fn self_test<T>(
     builder: ClientBuilder<T>,
     criteria: &Criteria,
-) -> Result<Report, BuildError>
+) -> Result<Report, SelfTestError>
 where
     T: Transport + Send + Sync + 'static,
     T::Writer: Send + 'static,
     T::Reader: Send + 'static,
 {
+    criteria.validate().map_err(SelfTestError::Criteria)?;
     let started = Instant::now();
     let client = builder.spawn()?;
     let mut events = client.events();
@@ -86,9 +127,8 @@ async fn connected_within(
     limit: tether_core::Duration,
 ) -> Measurement {
     let mut state = client.state_watch();
-    let deadline = tokio::time::Instant::from_std(since + limit);
     let outcome = timeout_at(
-        deadline,
+        deadline(since, limit),
         state.wait_for(|s| matches!(s, State::Connected | State::Error)),
     )
     .await
@@ -100,9 +140,23 @@ async fn connected_within(
     }
 }
 
+/// `limit` after `since`; a bound past what the clock can hold (`Duration::MAX`) is
+/// no bound, never an overflow.
+fn deadline(since: Instant, limit: tether_core::Duration) -> tokio::time::Instant {
+    // As far as tokio's own timers reach for "never".
+    const FAR: tether_core::Duration = tether_core::Duration::from_secs(86_400 * 365 * 30);
+    let since = tokio::time::Instant::from_std(since);
+    since.checked_add(limit).unwrap_or(since + FAR)
+}
+
 /// The next self-test echo, as its number, before `deadline`.
 async fn next_echo(events: &mut Events, tag: &str, deadline: tokio::time::Instant) -> Option<u32> {
     loop {
+        // `timeout_at` looks at its deadline only when no event is ready: a server that
+        // floods the client with other messages would hold this loop past it.
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         match timeout_at(deadline, events.recv()).await {
             Ok(Some(Event::Message(Payload::Text(text)))) => {
                 if let Some(n) = text
@@ -125,7 +179,7 @@ async fn latency(client: &Client, events: &mut Events, criteria: &Criteria) -> M
     // fails latency anyway.
     for n in 0..criteria.round_trips.max(1) {
         let sent = Instant::now();
-        let deadline = tokio::time::Instant::from_std(sent + criteria.burst_within);
+        let deadline = deadline(sent, criteria.burst_within);
         if client.send(format!("{PREFIX}rtt:{n}")).is_err() {
             return Measurement::Nothing("a message was refused");
         }
@@ -144,7 +198,7 @@ async fn latency(client: &Client, events: &mut Events, criteria: &Criteria) -> M
 
 async fn burst(client: &Client, events: &mut Events, criteria: &Criteria) -> Measurement {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::from_std(started + criteria.burst_within);
+    let deadline = deadline(started, criteria.burst_within);
     let mut sent = 0;
     for n in 0..criteria.burst {
         // Waits for room rather than failing on a small queue: the check is about

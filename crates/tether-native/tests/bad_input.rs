@@ -430,3 +430,36 @@ async fn a_retry_after_of_u64_max_waits_the_capped_hint_and_the_client_lives_on(
     assert_eq!(client.state(), tether_core::State::Closed);
     server.abort();
 }
+
+/// A token provider that panics before it returns its future (the closure, not the
+/// future, panics) escaped the driver's guard: the fetch was never answered and the
+/// client waited for its token fetch timeout. It is a failed fetch at once.
+#[tokio::test]
+async fn a_token_provider_that_panics_at_once_is_a_failed_fetch_at_once() {
+    // A fetch timeout far beyond the test's wait: only an answer at once passes.
+    let config = config("127.0.0.1:9".parse().unwrap())
+        .auth(AuthConfig {
+            fetch_timeout: Duration::from_secs(600),
+            ..AuthConfig::default()
+        })
+        .build()
+        .unwrap();
+    let client = Client::builder(config)
+        .token_provider(|| -> std::future::Ready<Result<Token, String>> {
+            panic!("the application's provider is broken")
+        })
+        .spawn()
+        .unwrap();
+    let mut events = client.events();
+    let error = support::next_event(&mut events, "the failed fetch", |e| {
+        matches!(e, Event::Error(TetherError::TokenUnavailable(_)))
+    })
+    .await;
+    assert_eq!(
+        error,
+        Event::Error(TetherError::TokenUnavailable(
+            "the token provider panicked".into()
+        ))
+    );
+    within("close", client.close_now(1000, "done")).await;
+}

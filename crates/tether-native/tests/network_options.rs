@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use support::{next_event, within, EchoServer};
+use support::{config, next_event, within, EchoServer};
 
 /// Reads one request head (up to the blank line) from `stream`.
 async fn read_head(stream: &mut TcpStream) -> String {
@@ -39,7 +39,18 @@ struct Recorder {
 }
 
 impl Recorder {
+    /// Answers and keeps each connection open until the client ends it.
     async fn start(answer: &'static str) -> Recorder {
+        Recorder::serve(answer, true).await
+    }
+
+    /// Answers and closes each connection.
+    #[cfg(feature = "polling")]
+    async fn start_closing(answer: &'static str) -> Recorder {
+        Recorder::serve(answer, false).await
+    }
+
+    async fn serve(answer: &'static str, hold: bool) -> Recorder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -50,7 +61,9 @@ impl Recorder {
                 let head = read_head(&mut stream).await;
                 seen.lock().unwrap().push(head);
                 let _ = stream.write_all(answer.as_bytes()).await;
-                let _ = stream.read(&mut [0u8; 1]).await;
+                if hold {
+                    let _ = stream.read(&mut [0u8; 1]).await;
+                }
             }
         });
         Recorder {
@@ -196,12 +209,26 @@ async fn a_proxy_that_will_not_tunnel_fails_the_attempt_with_its_status() {
     assert_eq!(
         r.err(),
         Some(TransportFailure::Network(
-            "the proxy refused the tunnel: HTTP 407".into()
+            "the proxy refused the tunnel: HTTP 407 (proxy authentication required)".into()
         ))
     );
 
-    // A proxy that talks past its answer, and one that is not HTTP at all.
+    // A refusal with a body (squid's HTML page) is reported by its status; a proxy
+    // that talks past a 200, one that is not HTTP at all, and one whose status line
+    // only looks like a 200.
     for (answer, expected) in [
+        (
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 24\r\n\r\n<html>forbidden</html>\r\n",
+            "the proxy refused the tunnel: HTTP 403",
+        ),
+        (
+            "HTTP/1.0 407 Proxy Authentication Required\r\nContent-Length: 5\r\n\r\nlogin",
+            "the proxy refused the tunnel: HTTP 407 (proxy authentication required)",
+        ),
+        (
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "the proxy's answer to CONNECT is not HTTP",
+        ),
         (
             "HTTP/1.1 200 OK\r\n\r\nunexpected",
             "the proxy sent data after its answer to CONNECT",
@@ -438,4 +465,313 @@ fn unusable_settings_are_typed_errors() {
             .map(|e| e.problem),
         Some(ProxyProblem::UnsupportedScheme("socks5".into()))
     );
+}
+
+// What a hostile peer or a careless application may do to these options.
+
+/// A config for `addr` with fast retries and the given connect timeout.
+fn quick(addr: &str, connect_timeout: std::time::Duration) -> tether_core::Config {
+    config(addr.parse().unwrap())
+        .connect_timeout(connect_timeout)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_rewrite_hook_that_panics_fails_the_attempt_at_once() {
+    let echo = EchoServer::start().await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let transport = NativeTransport::new().rewrite(move |_: &mut Outgoing| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        panic!("the application's hook is broken");
+    });
+    // A connect timeout far beyond the test's wait: only a failure reported at once
+    // schedules the next attempt in time.
+    let client = Client::builder(quick(
+        &echo.addr.to_string(),
+        std::time::Duration::from_secs(600),
+    ))
+    .transport(transport)
+    .spawn()
+    .unwrap();
+    let mut events = client.events();
+    next_event(&mut events, "a retry after the panic", |e| {
+        matches!(e, Event::ReconnectScheduled { .. })
+    })
+    .await;
+    assert!(calls.load(Ordering::SeqCst) >= 1);
+    assert_eq!(echo.connections(), 0);
+    client.close_now(1000, "done").await;
+}
+
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn a_url_rewritten_to_wss_gets_tls() {
+    // Records the first bytes the client sends.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 1];
+        stream.read_exact(&mut first).await.unwrap();
+        first[0]
+    });
+    let transport = NativeTransport::new().rewrite(|o: &mut Outgoing| {
+        o.url = o.url.replacen("ws://", "wss://", 1);
+    });
+    let r = within(
+        "connect",
+        transport.connect(format!("ws://{addr}/ws"), vec![], vec![]),
+    )
+    .await;
+    // The server never answers the handshake: the attempt fails, but only after the
+    // client started TLS (a handshake record, 0x16) for the URL it was given.
+    let first = within("the first byte", server).await.unwrap();
+    assert_eq!(first, 0x16, "not a TLS record");
+    assert!(r.is_err());
+}
+
+#[tokio::test]
+async fn a_connector_that_never_answers_is_bounded_by_the_connect_timeout() {
+    let transport = NativeTransport::new().connector(|_target: Target| async {
+        std::future::pending::<std::io::Result<Dialed>>().await
+    });
+    let client = Client::builder(quick("127.0.0.1:9", std::time::Duration::from_millis(200)))
+        .transport(transport)
+        .spawn()
+        .unwrap();
+    let mut events = client.events();
+    next_event(&mut events, "a retry after the timeout", |e| {
+        matches!(e, Event::ReconnectScheduled { .. })
+    })
+    .await;
+    client.close_now(1000, "done").await;
+}
+
+#[tokio::test]
+async fn a_proxy_that_never_ends_its_answer_is_bounded() {
+    // Too long: refused at 8 KiB, however slowly it comes.
+    let huge: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\n{}",
+            "X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".repeat(400)
+        )
+        .into_boxed_str(),
+    );
+    let proxy = Recorder::start(huge).await;
+    let t = NativeTransport::new().proxy(Proxy::http(&proxy.addr).unwrap());
+    let r = within(
+        "connect",
+        t.connect("ws://127.0.0.1:9/ws".into(), vec![], vec![]),
+    )
+    .await;
+    assert_eq!(
+        r.err(),
+        Some(TransportFailure::Network(
+            "the proxy's answer to CONNECT is longer than 8 KiB".into()
+        ))
+    );
+
+    // Never finished and never too long: the core's connect timeout ends the attempt.
+    let silent = Recorder::start("HTTP/1.1 200 OK\r\n").await;
+    let client = Client::builder(quick("127.0.0.1:9", std::time::Duration::from_millis(200)))
+        .transport(NativeTransport::new().proxy(Proxy::http(&silent.addr).unwrap()))
+        .spawn()
+        .unwrap();
+    let mut events = client.events();
+    next_event(&mut events, "a retry after the timeout", |e| {
+        matches!(e, Event::ReconnectScheduled { .. })
+    })
+    .await;
+    client.close_now(1000, "done").await;
+}
+
+#[tokio::test]
+async fn a_proxy_answering_byte_by_byte_still_tunnels() {
+    let echo = EchoServer::start().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = listener.local_addr().unwrap().to_string();
+    let mut task = JoinSet::new();
+    task.spawn(async move {
+        let (mut client, _) = listener.accept().await.unwrap();
+        let head = read_head(&mut client).await;
+        let target = head.split(' ').nth(1).unwrap().to_owned();
+        assert!(target.starts_with("127.0.0.1:"), "{target}");
+        let mut server = TcpStream::connect(target).await.unwrap();
+        for byte in b"HTTP/1.1 200 Connection established\r\n\r\n" {
+            client.write_all(&[*byte]).await.unwrap();
+            client.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+    });
+    echo_round_trip(
+        format!("ws://{}/ws", echo.addr),
+        NativeTransport::new().proxy(Proxy::http(&proxy_addr).unwrap()),
+    )
+    .await;
+}
+
+/// Whatever a proxy answers, a failed poll through it names neither the proxy's user
+/// and password nor the URL's token: plain HTTP (forwarded) and HTTPS (a tunnel).
+/// (An answer that never ends is the core's to bound: its `request_timeout`.)
+#[cfg(feature = "polling")]
+#[tokio::test]
+async fn proxy_credentials_never_show_in_polling_failures() {
+    for answer in [
+        "garbage that is not HTTP\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+        "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n",
+        "",
+    ] {
+        let proxy = Recorder::start_closing(answer).await;
+        let t = NativeTransport::new()
+            .proxy(Proxy::http(&format!("http://alice:hunter2@{}", proxy.addr)).unwrap());
+        let schemes: &[&str] = if cfg!(feature = "rustls-webpki-roots") {
+            &["http", "https"]
+        } else {
+            &["http"]
+        };
+        for scheme in schemes {
+            let url = format!("{scheme}://127.0.0.1:9/poll?token=t0k3n");
+            let r = within("poll", t.poll(url, vec![], vec![])).await;
+            let text = format!("{r:?}");
+            assert!(r.is_err(), "{answer:?} {scheme}: {text}");
+            for secret in ["hunter2", "alice", "t0k3n"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+        }
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}
+
+/// Header injection, by every way in: the application's fixed headers, the rewrite
+/// hook's headers and URL, and the core's own headers (a token with a line break). Each
+/// fails before a byte is sent, with an error naming no value.
+#[tokio::test]
+async fn no_way_in_lets_a_line_break_or_a_reserved_header_onto_the_wire() {
+    use tether_native::transport::HeaderError;
+
+    for value in [
+        "v\r\nInjected: 1",
+        "v\nInjected: 1",
+        "v\rX",
+        "nul\0",
+        "del\u{7f}",
+    ] {
+        assert_eq!(
+            NativeTransport::new().header("X-A", value).err(),
+            Some(HeaderError::InvalidValue("x-a".into())),
+            "{value:?}"
+        );
+    }
+    for name in ["", "X A", "X:A", "X-A\r\nInjected", "caf\u{e9}"] {
+        assert_eq!(
+            NativeTransport::new().header(name, "v").err(),
+            Some(HeaderError::InvalidName),
+            "{name:?}"
+        );
+    }
+    for name in [
+        "hOsT",
+        "SEC-WEBSOCKET-VERSION",
+        "Content-Type",
+        "PROXY-AUTHORIZATION",
+    ] {
+        assert!(
+            matches!(
+                NativeTransport::new().header(name, "v").err(),
+                Some(HeaderError::Reserved(_))
+            ),
+            "{name}"
+        );
+    }
+
+    let server =
+        Recorder::start("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
+    let ws = format!("ws://{}/ws", server.addr);
+    type Hook = fn(&mut Outgoing);
+    let hooks: [Hook; 3] = [
+        |o| o.headers.push(("X-B".into(), "v\r\nHost: evil".into())),
+        |o| o.headers.push(("hOsT".into(), "evil".into())),
+        |o| o.url.push_str("\r\nHost: evil"),
+    ];
+    for hook in hooks {
+        let t = NativeTransport::new().rewrite(hook);
+        let r = within("connect", t.connect(ws.clone(), vec![], vec![])).await;
+        let text = format!("{r:?}");
+        assert!(r.is_err(), "{text}");
+        assert!(!text.contains("evil"), "{text}");
+        #[cfg(feature = "polling")]
+        {
+            let poll = format!("http://{}/poll", server.addr);
+            let r = within("poll", t.poll(poll, vec![], vec![])).await;
+            assert!(!format!("{r:?}").contains("evil"), "{r:?}");
+        }
+    }
+    let r = within(
+        "connect",
+        NativeTransport::new().connect(
+            ws.clone(),
+            vec![],
+            vec![("Authorization".into(), "Bearer s3cr3t\r\nX-Evil: 1".into())],
+        ),
+    )
+    .await;
+    let text = format!("{r:?}");
+    assert!(r.is_err() && !text.contains("s3cr3t"), "{text}");
+
+    // Whatever reached the server (a poll whose URL the HTTP client cleaned up) carries
+    // no injected line.
+    for head in server.heads() {
+        let lower = head.to_ascii_lowercase();
+        assert!(!lower.contains("\r\nhost: evil"), "{head}");
+        assert!(!lower.contains("x-evil"), "{head}");
+        assert!(
+            !head.starts_with("GET "),
+            "a WebSocket attempt got through: {head}"
+        );
+    }
+}
+
+/// The proxy learns where the tunnel goes and the proxy's own credentials, nothing
+/// else: not the token, not the application's headers, not the URL's path or query
+/// (which may carry the token). An IPv6 target is bracketed.
+#[tokio::test]
+async fn the_connect_request_tells_the_proxy_only_the_target() {
+    let proxy = Recorder::start("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").await;
+    let t = NativeTransport::new()
+        .header("X-Api-Key", "k-secret")
+        .unwrap()
+        .proxy(Proxy::http(&proxy.addr).unwrap());
+    for (url, target) in [
+        ("ws://[::1]:9/ws?access_token=t0k3n", "[::1]:9"),
+        (
+            "wss://Example.Test/ws?access_token=t0k3n",
+            "Example.Test:443",
+        ),
+    ] {
+        let r = within(
+            "connect",
+            t.connect(
+                url.into(),
+                vec![],
+                vec![("Authorization".into(), "Bearer t0k3n".into())],
+            ),
+        )
+        .await;
+        assert_eq!(
+            r.err(),
+            Some(TransportFailure::Network(
+                "the proxy refused the tunnel: HTTP 403".into()
+            ))
+        );
+        let head = proxy.heads().pop().unwrap();
+        assert_eq!(
+            head,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n")
+        );
+    }
 }

@@ -163,4 +163,64 @@ async fn the_default_roots_refuse_an_unknown_certificate() {
         "{:?}",
         r.err()
     );
+    // A poll over the same TLS too: rustls' error came wrapped in an io::Error, whose
+    // `source()` skips it, and the failure read as a network error.
+    #[cfg(feature = "polling")]
+    {
+        let url = format!("https://localhost:{}/poll", server.port);
+        let r = within("poll", NativeTransport::new().poll(url, vec![], vec![])).await;
+        assert!(matches!(&r, Err(TransportFailure::Tls(_))), "{r:?}");
+    }
+}
+
+/// A connector's stream for `wss://`: `Dialed::plain` gets Tether's TLS (the URL's host
+/// as the server name, the transport's roots), `Dialed::secured` is taken as it is,
+/// whether the connector did the TLS itself or (wrongly) did none.
+#[cfg(feature = "rustls")]
+#[tokio::test]
+async fn a_connectors_stream_gets_tethers_tls_only_when_plain() {
+    use tether_native::transport::{Dialed, Target};
+
+    let server = TlsEcho::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(server.cert.clone()))
+        .unwrap();
+    let config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    // The name in the URL is only the server name: the connector dials 127.0.0.1.
+    let dial = |target: Target| async move {
+        assert_eq!((target.host.as_str(), target.secure), ("localhost", true));
+        tokio::net::TcpStream::connect(("127.0.0.1", target.port)).await
+    };
+
+    let plain = NativeTransport::new()
+        .tls_config(config.clone())
+        .connector(move |target| async move { Ok(Dialed::plain(dial(target).await?)) });
+    round_trip(server.url(), plain).await;
+
+    let tls = tokio_rustls::TlsConnector::from(config.clone());
+    let own_tls = NativeTransport::new().connector(move |target: Target| {
+        let tls = tls.clone();
+        async move {
+            let tcp = dial(target).await?;
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            Ok(Dialed::secured(tls.connect(name, tcp).await?))
+        }
+    });
+    round_trip(server.url(), own_tls).await;
+
+    // Declared secured but plain: the upgrade goes out in clear text and fails.
+    let no_tls = NativeTransport::new()
+        .tls_config(config)
+        .connector(move |target| async move { Ok(Dialed::secured(dial(target).await?)) });
+    let r = within("connect", no_tls.connect(server.url(), vec![], vec![])).await;
+    assert!(r.is_err());
 }

@@ -2,7 +2,8 @@
 // against the real reference server on 127.0.0.1: it connects; the server is killed and
 // comes back (the badge goes reconnecting → connected, and what was typed meanwhile is
 // delivered once, in the room and at the server); the browser goes offline and online
-// (an immediate reconnect); the dashboard shows latency figures, saved as a screenshot.
+// (an immediate reconnect); the dashboard shows latency figures, saved as a screenshot;
+// the reliability self-test passes every check.
 //
 // Needs the built app (npm run build -w tether-react-dashboard) and the reference server
 // (cargo build -p tether-server): scripts/test-e2e.sh does both, then runs this.
@@ -220,4 +221,26 @@ test('the dashboard shows latency figures (screenshot in target/e2e/)', async ()
   await mkdir(SHOTS, { recursive: true });
   await dashboard.screenshot({ path: join(SHOTS, 'dashboard.png') });
   await page.screenshot({ path: join(SHOTS, 'page.png') });
+});
+
+test('the reliability self-test passes every check against the server (screenshot)', async () => {
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  await page.getByTestId('selftest-run').click();
+  await page.waitForSelector('[data-testid=selftest][data-phase=done]', { timeout: 40_000 });
+  const outcomes = {};
+  for (const check of ['connectivity', 'latency', 'high-frequency', 'stability', 'reconnection']) {
+    const item = page.getByTestId(`selftest-${check}`);
+    outcomes[check] = await item.getAttribute('data-outcome');
+    assert.match(await item.innerText(), /needs /, check);
+  }
+  assert.deepEqual(
+    Object.values(outcomes),
+    ['passed', 'passed', 'passed', 'passed', 'passed'],
+    JSON.stringify(outcomes),
+  );
+  assert.equal(await page.getByTestId('selftest').getAttribute('data-verdict'), 'passed');
+  // The page's own connection was not touched.
+  assert.equal(await page.getByTestId('connection-status').getAttribute('data-state'), 'connected');
+  await mkdir(SHOTS, { recursive: true });
+  await page.getByTestId('selftest').screenshot({ path: join(SHOTS, 'selftest.png') });
 });

@@ -1,4 +1,4 @@
-import { ConnectionHealthDashboard, ConnectionStatus, TetherProvider } from '@tether/client/react';
+import { ConnectionHealthDashboard, ConnectionStatus, ReliabilitySelfTest, TetherProvider } from '@tether/client/react';
 
 import { Chat } from './Chat.jsx';
 import { ServerCard } from './ServerCard.jsx';
@@ -36,6 +36,11 @@ export function App({ config }) {
             Server <code>{config.api}</code>
           </h2>
           <ServerCard api={config.api} />
+        </section>
+        <section className="card">
+          <h2>Reliability self-test</h2>
+          {/* A connection of its own, to the echoing endpoint: the page's stays as it is. */}
+          <ReliabilitySelfTest url={config.selfTestUrl} options={{ protocol: true }} />
         </section>
       </main>
     </TetherProvider>

@@ -23,5 +23,7 @@ export async function loadConfig(location = window.location) {
     api: http.origin,
     url: ws.href,
     pollUrl: new URL(`/poll?room=${encodeURIComponent(room)}`, http).href,
+    // No room: the server echoes each message back, which the self-test needs.
+    selfTestUrl: new URL('/ws', ws).href,
   };
 }

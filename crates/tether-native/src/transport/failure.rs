@@ -19,16 +19,23 @@ pub(crate) fn from_io(e: &io::Error) -> TransportFailure {
     match e.kind() {
         ConnectionRefused | HostUnreachable | NetworkUnreachable => TransportFailure::Refused,
         #[cfg(feature = "rustls")]
-        _ => match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+        _ => match rustls_inside(e) {
             Some(tls) => TransportFailure::Tls(tls.to_string()),
             None => TransportFailure::Network(e.to_string()),
         },
         #[cfg(not(feature = "rustls"))]
         _ => TransportFailure::Network(e.to_string()),
     }
+}
+
+/// The rustls error an I/O error carries, however deep (reqwest wraps tokio-rustls'
+/// `io::Error` in another).
+#[cfg(feature = "rustls")]
+fn rustls_inside(e: &io::Error) -> Option<&rustls::Error> {
+    let inner = e.get_ref()?;
+    inner
+        .downcast_ref::<rustls::Error>()
+        .or_else(|| inner.downcast_ref::<io::Error>().and_then(rustls_inside))
 }
 
 /// An error from the WebSocket handshake or the open socket.
@@ -55,9 +62,11 @@ pub(crate) fn from_http(e: reqwest::Error) -> TransportFailure {
     }
     let mut source = e.source();
     while let Some(cause) = source {
+        // A TLS error arrives inside an io::Error, whose `source()` skips it: `from_io`
+        // looks inside (with rustls).
         if let Some(io) = cause.downcast_ref::<io::Error>() {
-            if matches!(from_io(io), TransportFailure::Refused) {
-                return TransportFailure::Refused;
+            if let failure @ (TransportFailure::Refused | TransportFailure::Tls(_)) = from_io(io) {
+                return failure;
             }
         }
         #[cfg(feature = "rustls")]
@@ -117,6 +126,11 @@ mod tests {
         );
         #[cfg(feature = "rustls")]
         assert!(matches!(from_io(&tls), TransportFailure::Tls(_)));
+        #[cfg(feature = "rustls")]
+        assert!(matches!(
+            from_io(&io::Error::other(tls)),
+            TransportFailure::Tls(_)
+        ));
     }
 
     #[test]

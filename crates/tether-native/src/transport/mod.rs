@@ -152,8 +152,9 @@ impl NativeTransport {
     /// A header sent with every WebSocket upgrade and polling request (after the
     /// token's `Authorization`). Names of the handshake and of HTTP (`Host`,
     /// `Connection`, `Upgrade`, `Sec-WebSocket-*`, `Content-Length`,
-    /// `Transfer-Encoding`), `Authorization` (the token provider's) and
-    /// `Proxy-Authorization` (the proxy URL's) are refused. Values are never logged.
+    /// `Transfer-Encoding`, `Content-Type`), `Authorization` (the token provider's)
+    /// and `Proxy-Authorization` (the proxy URL's) are refused, in any case. Values
+    /// are never logged.
     ///
     /// ```
     /// use tether_native::NativeTransport;
@@ -280,14 +281,16 @@ impl Transport for NativeTransport {
         protocols: Vec<String>,
         headers: Vec<(String, String)>,
     ) -> impl Future<Output = Result<(WsWriter, WsReader), TransportFailure>> + MaybeSend {
-        let tls = if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) {
-            self.tls.resolve()
-        } else {
-            Err(TransportFailure::Tls("not a TLS URL".into()))
-        };
         let request = self
             .additions
             .apply(request::RequestKind::WebSocket, url, headers);
+        // The URL as rewritten: a hook may move the attempt to wss://.
+        let tls = match &request {
+            Ok((url, _)) if url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:")) => {
+                self.tls.resolve()
+            }
+            _ => Err(TransportFailure::Tls("not a TLS URL".into())),
+        };
         let (ws, dialer) = (self.ws, self.dialer.clone());
         async move {
             let (url, headers) = request?;

@@ -60,6 +60,10 @@ pub enum ProxyProblem {
     UnsupportedScheme(String),
     /// The URL names no host.
     NoHost,
+    /// The port is not a number from 1 to 65535.
+    InvalidPort,
+    /// The environment variable is not valid UTF-8 ([`Proxy::from_env`]).
+    NotUnicode,
 }
 
 impl fmt::Display for ProxyError {
@@ -74,6 +78,8 @@ impl fmt::Display for ProxyError {
                 write!(f, ": only http:// proxies are supported, not {scheme}://")
             }
             ProxyProblem::NoHost => f.write_str(": no host"),
+            ProxyProblem::InvalidPort => f.write_str(": the port is not from 1 to 65535"),
+            ProxyProblem::NotUnicode => f.write_str(": not valid UTF-8"),
         }
     }
 }
@@ -101,22 +107,42 @@ impl Proxy {
     /// `http://`, `all_proxy` (or `ALL_PROXY`) for either when its own is unset, and
     /// `no_proxy` (or `NO_PROXY`) for the hosts that bypass it. `None` when no proxy
     /// variable is set (or all are empty).
+    ///
+    /// In a CGI program (`REQUEST_METHOD` set), `HTTP_PROXY` is ignored: there it is
+    /// the request's `Proxy:` header, which the client chose ("httpoxy"; reqwest and Go
+    /// do the same, curl never reads `HTTP_PROXY`).
+    ///
+    /// A variable that is not valid UTF-8 is an error, not an unset variable: requests
+    /// meant for a proxy would otherwise connect directly. `ALL_PROXY` is read only
+    /// when a scheme's own variable is unset (a `socks5://` one beside `HTTPS_PROXY`
+    /// and `HTTP_PROXY` is no error).
     pub fn from_env() -> Result<Option<Proxy>, ProxyError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(|name| std::env::var(name))
     }
 
     /// [`Proxy::from_env`] over any source of variables (tests give a map).
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Option<Proxy>, ProxyError> {
-        let read = |names: [&'static str; 2]| {
-            names.into_iter().find_map(|name| {
-                lookup(name)
-                    .map(|v| v.trim().to_owned())
-                    .filter(|v| !v.is_empty())
-                    .map(|v| (name, v))
-            })
+    fn from_lookup(
+        lookup: impl Fn(&str) -> Result<String, std::env::VarError>,
+    ) -> Result<Option<Proxy>, ProxyError> {
+        let read = |names: &[&'static str]| -> Result<Option<(&'static str, String)>, ProxyError> {
+            for &name in names {
+                match lookup(name) {
+                    Ok(value) if !value.trim().is_empty() => {
+                        return Ok(Some((name, value.trim().to_owned())));
+                    }
+                    Ok(_) | Err(std::env::VarError::NotPresent) => {}
+                    Err(std::env::VarError::NotUnicode(_)) => {
+                        return Err(ProxyError {
+                            variable: Some(name),
+                            problem: ProxyProblem::NotUnicode,
+                        })
+                    }
+                }
+            }
+            Ok(None)
         };
-        let parse = |found: Option<(&'static str, String)>| {
-            found
+        let parse = |names: &[&'static str]| -> Result<Option<Endpoint>, ProxyError> {
+            read(names)?
                 .map(|(variable, value)| {
                     Endpoint::parse(&value).map_err(|problem| ProxyError {
                         variable: Some(variable),
@@ -125,13 +151,26 @@ impl Proxy {
                 })
                 .transpose()
         };
-        let all = parse(read(["all_proxy", "ALL_PROXY"]))?;
-        let plain = parse(read(["http_proxy", "HTTP_PROXY"]))?.or_else(|| all.clone());
-        let secure = parse(read(["https_proxy", "HTTPS_PROXY"]))?.or(all);
+        let cgi = !matches!(
+            lookup("REQUEST_METHOD"),
+            Err(std::env::VarError::NotPresent)
+        );
+        let plain = parse(if cgi {
+            &["http_proxy"]
+        } else {
+            &["http_proxy", "HTTP_PROXY"]
+        })?;
+        let secure = parse(&["https_proxy", "HTTPS_PROXY"])?;
+        let (plain, secure) = if plain.is_none() || secure.is_none() {
+            let all = parse(&["all_proxy", "ALL_PROXY"])?;
+            (plain.or_else(|| all.clone()), secure.or(all))
+        } else {
+            (plain, secure)
+        };
         if plain.is_none() && secure.is_none() {
             return Ok(None);
         }
-        let no_proxy = read(["no_proxy", "NO_PROXY"])
+        let no_proxy = read(&["no_proxy", "NO_PROXY"])?
             .map(|(_, list)| NoProxy::parse(&list))
             .unwrap_or_default();
         Ok(Some(Proxy {
@@ -143,8 +182,9 @@ impl Proxy {
 
     /// Hosts that connect directly, as `NO_PROXY` lists them: comma-separated host
     /// names (each also matching its subdomains; a leading `.` or `*.` is allowed), IP
-    /// addresses, CIDR ranges (`10.0.0.0/8`), or `*` for every host. A port after a
-    /// name is ignored. Replaces the list given before.
+    /// addresses, CIDR ranges (`10.0.0.0/8`), or `*` for every host; case and a
+    /// trailing `.` do not matter. A port after a name or an address is ignored.
+    /// Replaces the list given before.
     #[must_use]
     pub fn no_proxy(mut self, list: &str) -> Proxy {
         self.no_proxy = NoProxy::parse(list);
@@ -225,13 +265,31 @@ impl Endpoint {
         if host.is_empty() {
             return Err(ProxyProblem::NoHost);
         }
+        // `http://proxy:99999` must not quietly become port 80 (`Authority::port` is
+        // `None` for it, as for no port at all): the port as written. An empty one is
+        // the default, as in curl.
+        let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+        let written = match host_port.rsplit_once(']') {
+            Some((_, after)) => after.strip_prefix(':'),
+            None => host_port.split_once(':').map(|(_, port)| port),
+        };
+        let port = match written {
+            None | Some("") => 80,
+            Some(digits) => digits
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0 && digits.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or(ProxyProblem::InvalidPort)?,
+        };
+        // `http://@proxy` has no credentials, not an empty user.
         let userinfo = authority
             .as_str()
             .rsplit_once('@')
-            .map(|(info, _)| info.to_owned());
+            .map(|(info, _)| info.to_owned())
+            .filter(|info| !info.is_empty());
         Ok(Endpoint {
             host: host.to_owned(),
-            port: authority.port_u16().unwrap_or(80),
+            port,
             userinfo,
         })
     }
@@ -284,9 +342,18 @@ impl Endpoint {
         tcp.write_all(request.as_bytes())
             .await
             .map_err(|e| failure::from_io(&e))?;
-        let answer = read_answer(&mut tcp).await?;
+        let (answer, after) = read_answer(&mut tcp).await?;
         match status(&answer) {
+            // Nothing may follow a 2xx head: the server on the other side speaks only
+            // after the client, so bytes there mean a confused proxy. (A refusal may
+            // well have a body: its status is what matters.)
+            Some(200..=299) if after > 0 => Err(proxy_failure(
+                "the proxy sent data after its answer to CONNECT",
+            )),
             Some(200..=299) => Ok(tcp),
+            Some(407) => Err(proxy_failure(
+                "the proxy refused the tunnel: HTTP 407 (proxy authentication required)",
+            )),
             Some(code) => Err(TransportFailure::Network(format!(
                 "the proxy refused the tunnel: HTTP {code}"
             ))),
@@ -295,9 +362,8 @@ impl Endpoint {
     }
 }
 
-/// The proxy's answer up to its blank line. Nothing may follow it: the server on the
-/// other side speaks only after the client, so bytes there mean a confused proxy.
-async fn read_answer(tcp: &mut TcpStream) -> Result<Vec<u8>, TransportFailure> {
+/// The proxy's answer up to its blank line, and how many bytes came after it.
+async fn read_answer(tcp: &mut TcpStream) -> Result<(Vec<u8>, usize), TransportFailure> {
     let mut answer = Vec::with_capacity(256);
     let mut chunk = [0u8; 512];
     loop {
@@ -310,14 +376,16 @@ async fn read_answer(tcp: &mut TcpStream) -> Result<Vec<u8>, TransportFailure> {
                 "the proxy closed the connection before answering CONNECT",
             ));
         }
+        // Only the new bytes (and the three before them) can complete the blank line:
+        // scanning the whole answer on every read is quadratic for a proxy that sends
+        // a byte at a time.
+        let from = answer.len().saturating_sub(3);
         answer.extend_from_slice(&chunk[..n]);
-        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
-            if end + 4 != answer.len() {
-                return Err(proxy_failure(
-                    "the proxy sent data after its answer to CONNECT",
-                ));
-            }
-            return Ok(answer);
+        if let Some(at) = answer[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+            let end = from + at + 4;
+            let after = answer.len() - end;
+            answer.truncate(end);
+            return Ok((answer, after));
         }
         if answer.len() > MAX_CONNECT_ANSWER {
             return Err(proxy_failure(
@@ -327,11 +395,16 @@ async fn read_answer(tcp: &mut TcpStream) -> Result<Vec<u8>, TransportFailure> {
     }
 }
 
-/// The status code of `HTTP/1.x NNN ...`.
+/// The status code of `HTTP/1.x NNN[ reason]`: three digits, then a space or the end
+/// of the line (`HTTP/1.1 2000` is no 200).
 fn status(answer: &[u8]) -> Option<u16> {
     let rest = answer.strip_prefix(b"HTTP/1.")?;
     let code = rest.get(2..5)?;
-    if rest.get(1) != Some(&b' ') || !code.iter().all(u8::is_ascii_digit) {
+    if !rest[0].is_ascii_digit()
+        || rest.get(1) != Some(&b' ')
+        || !code.iter().all(u8::is_ascii_digit)
+        || !matches!(rest.get(5), Some(b' ' | b'\r'))
+    {
         return None;
     }
     std::str::from_utf8(code).ok()?.parse().ok()
@@ -369,11 +442,20 @@ impl NoProxy {
                 continue;
             }
             if let Ok(ip) = bare.parse::<IpAddr>() {
-                out.ranges.push((ip, if ip.is_ipv4() { 32 } else { 128 }));
+                out.ranges.push(host_range(ip));
                 continue;
             }
+            // A port is ignored, after an IPv4 address too (`10.0.0.1:8080`).
             let name = bare.split(':').next().unwrap_or(bare);
-            let name = name.trim_start_matches("*.").trim_start_matches('.');
+            if let Ok(ip) = name.parse::<IpAddr>() {
+                out.ranges.push(host_range(ip));
+                continue;
+            }
+            // `example.com.` is `example.com`, as hosts are matched.
+            let name = name
+                .trim_start_matches("*.")
+                .trim_start_matches('.')
+                .trim_end_matches('.');
             if !name.is_empty() {
                 out.names.push(name.to_ascii_lowercase());
             }
@@ -403,6 +485,11 @@ impl NoProxy {
                     && host.as_bytes()[host.len() - name.len() - 1] == b'.')
         })
     }
+}
+
+/// The range of one address.
+fn host_range(ip: IpAddr) -> (IpAddr, u8) {
+    (ip, if ip.is_ipv4() { 32 } else { 128 })
 }
 
 fn cidr(entry: &str) -> Option<(IpAddr, u8)> {
@@ -474,7 +561,108 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Proxy::from_lookup(|name| map.get(name).cloned())
+        Proxy::from_lookup(|name| map.get(name).cloned().ok_or(std::env::VarError::NotPresent))
+    }
+
+    #[test]
+    fn a_variable_that_is_not_unicode_is_an_error_not_an_unset_one() {
+        // Read as unset, it sent everything meant for the proxy directly.
+        for broken in ["HTTPS_PROXY", "no_proxy"] {
+            let e = Proxy::from_lookup(|name| match name {
+                _ if name == broken => Err(std::env::VarError::NotUnicode(
+                    std::ffi::OsString::from("\u{fffd}"),
+                )),
+                "HTTPS_PROXY" | "HTTP_PROXY" => Ok("proxy:3128".into()),
+                _ => Err(std::env::VarError::NotPresent),
+            })
+            .expect_err(broken);
+            assert_eq!(e.variable, Some(broken));
+            assert_eq!(e.problem, ProxyProblem::NotUnicode);
+            assert_eq!(
+                e.to_string(),
+                format!("invalid proxy in {broken}: not valid UTF-8")
+            );
+        }
+    }
+
+    #[test]
+    fn a_cgi_requests_proxy_header_is_not_taken_for_http_proxy() {
+        // Under CGI, `Proxy: http://evil:1` in the request becomes HTTP_PROXY.
+        let vars = [("REQUEST_METHOD", "GET"), ("HTTP_PROXY", "http://evil:1")];
+        assert!(env(&vars).unwrap().is_none());
+        let p = env(&[
+            ("REQUEST_METHOD", "GET"),
+            ("HTTP_PROXY", "http://evil:1"),
+            ("http_proxy", "http://good:2"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.for_host("a.test", false).unwrap().host, "good");
+        // Outside CGI the uppercase spelling is read as before.
+        let p = env(&[("HTTP_PROXY", "http://upper:3")]).unwrap().unwrap();
+        assert_eq!(p.for_host("a.test", false).unwrap().host, "upper");
+    }
+
+    #[test]
+    fn all_proxy_is_read_only_when_a_scheme_needs_it() {
+        // A SOCKS proxy for other tools beside HTTP ones for ours (a common shell setup).
+        let p = env(&[
+            ("HTTPS_PROXY", "http://s:1"),
+            ("HTTP_PROXY", "http://p:2"),
+            ("ALL_PROXY", "socks5://127.0.0.1:1080"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.for_host("a.test", true).unwrap().port, 1);
+        assert_eq!(p.for_host("a.test", false).unwrap().port, 2);
+        // Needed for ws:// here: its problem is reported.
+        let e = env(&[
+            ("HTTPS_PROXY", "http://s:1"),
+            ("ALL_PROXY", "socks5://127.0.0.1:1080"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.variable, Some("ALL_PROXY"));
+        assert_eq!(e.problem, ProxyProblem::UnsupportedScheme("socks5".into()));
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_refused_not_taken_as_80() {
+        for bad in [
+            "http://proxy:99999",
+            "http://proxy:-1",
+            "http://proxy:0",
+            "proxy:65536",
+        ] {
+            assert_eq!(
+                Proxy::http(bad).err().map(|e| e.problem),
+                Some(ProxyProblem::InvalidPort),
+                "{bad}"
+            );
+        }
+        for (good, port) in [("http://proxy:", 80), ("proxy", 80), ("proxy:65535", 65535)] {
+            let p = Proxy::http(good).unwrap();
+            assert_eq!(p.for_host("a.test", true).unwrap().port, port, "{good}");
+        }
+        let e = env(&[("HTTP_PROXY", "http://u:pw@proxy:70000")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid proxy in HTTP_PROXY: the port is not from 1 to 65535"
+        );
+    }
+
+    #[test]
+    fn an_empty_userinfo_sends_no_credentials() {
+        let p = Proxy::http("http://@proxy:3128").unwrap();
+        assert_eq!(p.for_host("a.test", true).unwrap().authorization(), None);
+        let p = Proxy::http("http://u:@proxy:3128").unwrap();
+        // base64("u:")
+        assert_eq!(
+            p.for_host("a.test", true)
+                .unwrap()
+                .authorization()
+                .as_deref(),
+            Some("Basic dTo=")
+        );
     }
 
     #[test]
@@ -593,6 +781,60 @@ mod tests {
     }
 
     #[test]
+    fn no_proxy_entries_are_read_as_carelessly_as_they_are_written() {
+        let p = Proxy::http("proxy:3128")
+            .unwrap()
+            .no_proxy("Example.COM., ,,*.Internal.Test:8080, [fe80::1]:443, 10.9.8.7:8080");
+        for host in [
+            "example.com",
+            "example.com.",
+            "API.example.com",
+            "internal.test",
+            "a.internal.test.",
+            "fe80::1",
+            "10.9.8.7",
+        ] {
+            assert!(p.bypasses(host), "{host} should bypass");
+        }
+        for host in [
+            "evil-example.com",
+            "example.com.evil",
+            "xinternal.test",
+            "fe80::2",
+            "10.9.8.70",
+        ] {
+            assert!(!p.bypasses(host), "{host} should go through the proxy");
+        }
+    }
+
+    #[test]
+    fn a_proxy_host_no_http_client_could_reach_is_refused() {
+        // The polling client (reqwest) would not parse these, and would then send its
+        // requests directly, past the proxy.
+        for bad in [
+            "http://pro^xy:3128",
+            "http://pro|xy:3128",
+            "http://pro%zzxy:3128",
+            "http://pro%2fxy:3128",
+            "http://pro\\xy:3128",
+            "http://pro{xy}:3128",
+            "http://u:p@pro\"xy:3128",
+        ] {
+            if let Ok(p) = Proxy::http(bad) {
+                panic!("{bad} accepted: {p:?}");
+            }
+        }
+        for good in [
+            "http://proxy.corp:3128",
+            "http://my_proxy:1",
+            "http://[::1]:8080",
+            "10.0.0.1",
+        ] {
+            assert!(Proxy::http(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
     fn status_lines() {
         assert_eq!(
             status(b"HTTP/1.1 200 Connection established\r\n\r\n"),
@@ -605,5 +847,10 @@ mod tests {
         assert_eq!(status(b"HTTP/1.1 2x0 nope\r\n\r\n"), None);
         assert_eq!(status(b"SSH-2.0-OpenSSH\r\n\r\n"), None);
         assert_eq!(status(b"HTTP/1.1"), None);
+        assert_eq!(status(b"HTTP/1.1 200\r\n\r\n"), Some(200));
+        assert_eq!(status(b"HTTP/1.1 2000 OK\r\n\r\n"), None);
+        assert_eq!(status(b"HTTP/1.1 200OK\r\n\r\n"), None);
+        assert_eq!(status(b"HTTP/1.x 200 OK\r\n\r\n"), None);
+        assert_eq!(status(b"HTTP/1.0 200"), None, "an unfinished line");
     }
 }

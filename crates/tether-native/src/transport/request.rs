@@ -9,11 +9,13 @@ use tokio_tungstenite::tungstenite::http::header::{HeaderName, HeaderValue};
 
 /// Headers the WebSocket handshake or HTTP itself sets: an application value would
 /// break the upgrade or smuggle a second request. `authorization` is the token
-/// provider's.
+/// provider's; `content-type` is the polling body's (an application's would be sent
+/// as a second one, and the server would have to pick).
 const RESERVED: &[&str] = &[
     "authorization",
     "connection",
     "content-length",
+    "content-type",
     "host",
     "proxy-authorization",
     "transfer-encoding",
@@ -168,6 +170,8 @@ mod tests {
             "Content-Length",
             "Transfer-Encoding",
             "Proxy-Authorization",
+            "CONTENT-TYPE",
+            "tRaNsFeR-eNcOdInG",
         ] {
             assert_eq!(
                 header(name, "x").err(),
