@@ -11,8 +11,8 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # `native-tls` builds openssl-sys on Linux: it needs OpenSSL's headers and pkg-config.
 if ! pkg-config --exists openssl 2>/dev/null; then
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq libssl-dev pkg-config
+  as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq libssl-dev pkg-config
 fi
 
 # The crates a build compiles (normal and build dependencies, tether-native included).

@@ -39,8 +39,8 @@ in_group() {
 
 step "chromium"
 if [ ! -x /usr/bin/chromium ]; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium
 fi
 /usr/bin/chromium --version
 

@@ -24,8 +24,8 @@ wasm-bindgen --version
 
 step "chromium and chromedriver"
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver
+    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium chromium-driver
 fi
 chromium --version
 
