@@ -479,8 +479,8 @@ impl<T> ClientBuilder<T> {
     }
 
     /// Starts the client and connects. Its first events (the state becoming
-    /// `Connecting`, the first [`Event::AttemptStarted`])
-    /// are published a microtask later: listeners added before the caller yields see them.
+    /// `Connecting`, the first [`Event::AttemptStarted`]) are published a microtask
+    /// later: listeners added before the caller yields see them.
     pub fn spawn(self) -> Result<Client<T>, BuildError>
     where
         T: Transport + 'static,

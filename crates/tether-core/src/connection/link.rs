@@ -316,6 +316,7 @@ impl Connection {
         Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
             .unwrap_or(Duration::MAX)
     }
+
     /// Announces an attempt ([`Event::AttemptStarted`]): `probe` for a WebSocket probe,
     /// otherwise what [`open_link`](Self::open_link) will open. Called where an attempt
     /// begins, before its token is fetched, so that a token failure is a failed attempt

@@ -577,7 +577,7 @@ fn attempts_are_announced_and_numbered_across_failures_and_resets() {
         h.advance(Duration::from_secs(2));
     }
     assert_eq!(h.attempts(), [(1, Ws), (2, Ws), (3, Ws)]);
-    // Each announced attempt is the one the driver is asked to open.
+    // The wait of ReconnectScheduled n ends with attempt n + 1.
     let scheduled: Vec<u32> = h.scheduled().iter().map(|s| s.0).collect();
     assert_eq!(
         scheduled,
