@@ -260,8 +260,6 @@ where
         self.drive();
     }
 
-    /// Drains the connection until it is quiet, then arms the timer. Re-entrant calls
-    /// (from listeners) return at once: the running loop drains what they fed.
     /// [`drive`](Self::drive) a microtask from now, if the client still exists: what
     /// the caller does until then (adding listeners to a client just made) sees the
     /// events of this turn.
@@ -274,6 +272,8 @@ where
         });
     }
 
+    /// Drains the connection until it is quiet, then arms the timer. Re-entrant calls
+    /// (from listeners) return at once: the running loop drains what they fed.
     pub(crate) fn drive(self: &Rc<Self>) {
         if self.driving.replace(true) {
             return;
