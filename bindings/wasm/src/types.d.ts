@@ -209,10 +209,12 @@ export interface TetherEventMap {
   /** The quality level changed. */
   quality: { quality: TetherQuality; reliability: number };
   /**
-   * An attempt starts (the first one too): `attempt` counts from 1 and starts over after a
-   * connection that lasted (a few seconds), `reconnect()` or the platform coming back online;
-   * `transport` says what it opens (`probe`: a WebSocket tried while polling carries the
-   * connection, whose failure is not a disconnect).
+   * An attempt starts (the first one too; handlers added right after the constructor see
+   * it): `attempt` counts from 1 and starts over after a connection that lasted (3 s),
+   * `reconnect()` or the platform coming back online, so after `reconnecting` n comes
+   * attempt n + 1 while attempts fail; `transport` says what it opens (`probe`: a WebSocket
+   * tried while polling carries the connection, numbered 1, whose failure is not a
+   * disconnect).
    */
   attempt: { attempt: number; transport: TetherAttemptTransport };
   /** The next attempt is scheduled. */
