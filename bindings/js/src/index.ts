@@ -10,6 +10,7 @@
 export { TetherClient, ready, selfTestCriteria, setLogLevel } from './wasm/index.js';
 export type {
   TetherAlert,
+  TetherAttemptTransport,
   TetherError,
   TetherEventMap,
   TetherHealth,

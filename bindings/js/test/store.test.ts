@@ -3,6 +3,7 @@
 // @vitest-environment node
 import { expect, test } from 'vitest';
 
+import { describe } from '../dist/react/format.js';
 import { ClientStore, LIFECYCLE_LOG_SIZE } from '../dist/react/store.js';
 import { FakeClient } from './fake.js';
 
@@ -105,4 +106,14 @@ test('the lifecycle log keeps the last entries and notifies subscribers', () => 
   client.emit('message', 'not a lifecycle event');
   expect(notified).toBe(LIFECYCLE_LOG_SIZE + 10);
   off();
+});
+
+test('attempts are lifecycle events, described with their number and transport', () => {
+  const store = new ClientStore();
+  const client = new FakeClient();
+  store.acquire('a', () => client.asClient);
+  client.emit('attempt', { attempt: 1, transport: 'websocket' });
+  client.emit('reconnecting', { attempt: 1, delayMs: 1200, hinted: false });
+  client.emit('attempt', { attempt: 2, transport: 'polling' });
+  expect(store.log.map(describe)).toEqual(['attempt 1 (websocket)', 'retry 1 in 1200 ms', 'attempt 2 (polling)']);
 });

@@ -3,6 +3,7 @@
 export { TetherClient, setLogLevel, selfTestCriteria } from './tether_wasm.js';
 export type {
   TetherAlert,
+  TetherAttemptTransport,
   TetherError,
   TetherEventMap,
   TetherHealth,

@@ -116,6 +116,7 @@ pub(crate) fn event_name(e: &Event) -> Option<&'static str> {
         Event::Message(_) => "message",
         Event::QualityChanged { .. } => "quality",
         Event::ReconnectScheduled { .. } => "reconnecting",
+        Event::AttemptStarted { .. } => "attempt",
         Event::FallbackChanged { .. } => "fallback",
         Event::Error(_) => "error",
         Event::Delivered { .. } => "delivered",
@@ -151,6 +152,10 @@ pub(crate) fn event_value(e: &Event) -> JsValue {
             .set("attempt", *attempt)
             .set("delayMs", ms(*delay))
             .set("hinted", *hinted)
+            .js(),
+        Event::AttemptStarted { attempt, kind } => Obj::new()
+            .set("attempt", *attempt)
+            .set("transport", kind.as_str())
             .js(),
         Event::FallbackChanged { active } => Obj::new().set("active", *active).js(),
         Event::Error(err) => tether_error(err),

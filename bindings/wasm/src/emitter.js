@@ -6,6 +6,7 @@ const EVENTS = [
   'state',
   'message',
   'quality',
+  'attempt',
   'reconnecting',
   'fallback',
   'error',

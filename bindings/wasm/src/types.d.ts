@@ -7,6 +7,9 @@ export type TetherState =
   | 'error'
   | 'closed';
 
+/** What an attempt opens (see the `attempt` event). */
+export type TetherAttemptTransport = 'websocket' | 'polling' | 'probe';
+
 /** How good the connection is, from latency and loss (best first). */
 export type TetherQuality = 'excellent' | 'good' | 'fair' | 'poor' | 'critical';
 
@@ -46,8 +49,15 @@ export interface TetherOptions {
     requestTimeoutMs?: number;
   };
   /**
-   * Application-level ping/pong, or `false` to turn it off. In plain mode it needs `ping`
-   * and `pong` payloads (for example `'ping'` and `'pong'`); without them it is off.
+   * Pings that catch a half-open socket (a frozen server, a proxy that forwards nothing)
+   * and measure latency; `false` turns them off. With `protocol: true` they are protocol
+   * messages. In plain mode, with `ping` and `pong` payloads (for example `'ping'` and
+   * `'pong'`) they are messages the server must answer; without them they are WebSocket
+   * ping frames, which any server answers, where a script can send one: in Node with the
+   * `ws` package as the `WebSocket` option. A browser's WebSocket (and Node 22's global
+   * one) cannot send ping frames: there, in plain mode without `ping`/`pong`, the heartbeat
+   * is off and a frozen server or a silent half-open connection can go unnoticed
+   * indefinitely; a closed or reset connection is still noticed at once.
    */
   heartbeat?:
     | false
@@ -129,7 +139,8 @@ export interface TetherOptions {
   /**
    * The WebSocket constructor (for example the `ws` package's in Node 20). Default
    * `globalThis.WebSocket` (browsers, Node 22 and later); without either, the constructor
-   * throws an `Error` of kind `no-websocket`.
+   * throws an `Error` of kind `no-websocket`. The `ws` package's sockets can send ping
+   * frames: with it a plain-mode heartbeat needs no `ping`/`pong` payloads (see `heartbeat`).
    */
   WebSocket?: unknown;
   /** The fetch function for polling. Default `globalThis.fetch`. */
@@ -197,6 +208,15 @@ export interface TetherEventMap {
   message: string | Uint8Array;
   /** The quality level changed. */
   quality: { quality: TetherQuality; reliability: number };
+  /**
+   * An attempt starts (the first one too; handlers added right after the constructor see
+   * it): `attempt` counts from 1 and starts over after a connection that lasted (3 s),
+   * `reconnect()` or the platform coming back online, so after `reconnecting` n comes
+   * attempt n + 1 while attempts fail; `transport` says what it opens (`probe`: a WebSocket
+   * tried while polling carries the connection, numbered 1, whose failure is not a
+   * disconnect).
+   */
+  attempt: { attempt: number; transport: TetherAttemptTransport };
   /** The next attempt is scheduled. */
   reconnecting: { attempt: number; delayMs: number; hinted: boolean };
   /** HTTP polling took over (`true`) or the WebSocket is back (`false`). */

@@ -1,5 +1,6 @@
 // Each event of the JavaScript API, from a real client against the reference server.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { test } from 'node:test';
 
 import { TetherClient } from 'tether-wasm';
@@ -28,6 +29,10 @@ test('state, message, delivered and quality', async () => {
   assert.equal(client.state, 'connecting');
   assert.equal(client.quality, null);
   assert.match(client.clientId, /^[0-9a-f]+$/);
+  // Listeners added right after the constructor see the connection from its start.
+  const attempt = next(client, 'attempt');
+  assert.deepEqual(await next(client, 'state'), { from: 'disconnected', to: 'connecting' });
+  assert.deepEqual(await attempt, { attempt: 1, transport: 'websocket' });
   const connected = await next(client, 'state');
   assert.deepEqual(connected, { from: 'connecting', to: 'connected' });
   assert.equal(client.state, 'connected');
@@ -86,6 +91,61 @@ test('disconnected and reconnecting after a drop; sessionReset after a restart',
   client.free();
 });
 
+test('attempt: each attempt is announced with its number, the first one too', async () => {
+  // A port nothing listens on: every attempt is refused.
+  const port = await new Promise((resolve) => {
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+  const client = new TetherClient(`ws://127.0.0.1:${port}/ws`, { WebSocket, backoff: fast });
+  const attempts = record(client, 'attempt');
+  const scheduled = record(client, 'reconnecting');
+  await next(client, 'attempt', { where: (a) => a.attempt === 3 });
+  attempts.off();
+  scheduled.off();
+  assert.deepEqual(attempts.values, [
+    { attempt: 1, transport: 'websocket' },
+    { attempt: 2, transport: 'websocket' },
+    { attempt: 3, transport: 'websocket' },
+  ]);
+  assert.deepEqual(
+    scheduled.values.map((s) => s.attempt),
+    [1, 2],
+    'attempt n + 1 follows reconnecting n',
+  );
+  await client.close();
+  // reconnect() from closed starts counting again.
+  const again = next(client, 'attempt');
+  client.reconnect();
+  assert.deepEqual(await again, { attempt: 1, transport: 'websocket' });
+  await client.close();
+  client.free();
+});
+
+test('plain mode: a frozen server is noticed through ws ping frames', async () => {
+  // No ping or pong payloads: with the `ws` package the heartbeat pings with control
+  // frames, which any WebSocket server answers.
+  const t = tag('ws-ping');
+  const client = new TetherClient(wsUrl(t, '/echo'), {
+    WebSocket,
+    backoff: fast,
+    heartbeat: { intervalMs: 200, timeoutMs: 150, maxMissed: 2 },
+  });
+  await reach(client, 'connected');
+  client.send('alive');
+  assert.deepEqual(await messages(client, 1), ['alive']);
+  const lost = next(client, 'disconnected');
+  await fault('stall', t);
+  const cause = await lost;
+  assert.equal(cause.kind, 'liveness');
+  assert.match(cause.reason, /half-open/);
+  await client.close();
+  client.free();
+});
+
 test('fallback to polling and back', async () => {
   const t = tag('fallback');
   await fault('block', t);
@@ -96,7 +156,13 @@ test('fallback to polling and back', async () => {
     pollUrl: httpUrl(t, '/poll'),
     fallback: { afterFailures: 2, minIntervalMs: 20, maxIntervalMs: 200, probeIntervalMs: 300 },
   });
+  const attempts = record(client, 'attempt');
   assert.deepEqual(await next(client, 'fallback'), { active: true });
+  assert.deepEqual(attempts.values.slice(0, 3), [
+    { attempt: 1, transport: 'websocket' },
+    { attempt: 2, transport: 'websocket' },
+    { attempt: 3, transport: 'polling' },
+  ]);
   await reach(client, 'connected');
   assert.equal(client.metrics().fallbackActive, true);
   client.send('polled');
@@ -105,6 +171,8 @@ test('fallback to polling and back', async () => {
   await fault('unblock', t);
   assert.deepEqual(await back, { active: false });
   assert.equal(client.metrics().fallbackActive, false);
+  assert.equal(attempts.values.at(-1).transport, 'probe', 'the WebSocket came back through a probe');
+  attempts.off();
   await client.close();
   client.free();
 });

@@ -29,6 +29,9 @@ client.on('message', (data) => (typeof data === 'string' ? data.length : data.by
 client.on('stopped', (why) => why.reason === 'gave-up' && why.attempts);
 client.on('error', (e) => e.kind);
 const reconnecting: TetherEventMap['reconnecting'] = { attempt: 1, delayMs: 10, hinted: false };
+const attempt: TetherEventMap['attempt'] = { attempt: 2, transport: 'polling' };
+// @ts-expect-error: an attempt opens a WebSocket, a polling session or a probe, nothing else
+const badAttempt: TetherEventMap['attempt'] = { attempt: 1, transport: 'tcp' };
 setLogLevel('info');
 // @ts-expect-error: no such event
 client.on('messages', () => {});
@@ -37,4 +40,4 @@ const wrong: TetherOptions = { heartBeat: {} };
 // @ts-expect-error: the overflow policy is one of two
 const policy: TetherOptions = { queue: { overflow: 'drop-newest' } };
 void [closedNow, flushed, waited, paused];
-void [id, confirmed, closed, state, rtt, off, reconnecting, wrong, policy, client.quality, client.clientId];
+void [id, confirmed, closed, state, rtt, off, reconnecting, attempt, badAttempt, wrong, policy, client.quality, client.clientId];

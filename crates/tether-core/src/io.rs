@@ -569,6 +569,37 @@ impl PollKind {
     }
 }
 
+/// What an attempt opens (see [`Event::AttemptStarted`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttemptKind {
+    /// A WebSocket.
+    WebSocket,
+    /// A polling session (the HTTP fallback carries the connection).
+    Polling,
+    /// A WebSocket tried while polling carries the session; its failure is not a
+    /// connection failure (polling goes on).
+    Probe,
+}
+
+impl AttemptKind {
+    /// `"websocket"`, `"polling"` or `"probe"`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptKind::WebSocket => "websocket",
+            AttemptKind::Polling => "polling",
+            AttemptKind::Probe => "probe",
+        }
+    }
+}
+
+impl fmt::Display for AttemptKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Work for the driver. Perform it, then feed the outcome back with the matching
 /// `handle_*` call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -657,6 +688,20 @@ pub enum Event {
         cause: Cause,
         /// How long it had been connected.
         connected_for: Duration,
+    },
+    /// An attempt starts: a WebSocket ([`Action::Open`]) or a polling session is about to
+    /// be opened (with an auth provider, after [`Action::FetchToken`], whose failure fails
+    /// the attempt). Emitted for every attempt, the first one too; while attempts fail
+    /// from the start, the wait of [`Event::ReconnectScheduled`] `n` ends with attempt
+    /// `n + 1` (a driver that coalesces status events for a slow reader keeps the latest).
+    AttemptStarted {
+        /// Attempts so far, this one included, counted from 1 after the start, a
+        /// connection that lasted, `reconnect()` from `Closed`/`Error`, or the platform
+        /// coming back online; a WebSocket probe (tried from a working polling
+        /// connection) is 1 too. A connection lost early does not reset it.
+        attempt: u32,
+        /// What it opens.
+        kind: AttemptKind,
     },
     /// The next attempt is scheduled.
     ReconnectScheduled {

@@ -981,6 +981,9 @@ impl<H: Handles> Dispatcher<H> {
                 cause,
                 connected_for,
             } => info!(%cause, connected_ms = millis(*connected_for), "disconnected"),
+            Event::AttemptStarted { attempt, kind } => {
+                debug!(attempt, kind = kind.as_str(), "attempt started");
+            }
             Event::ReconnectScheduled {
                 attempt,
                 delay,

@@ -495,7 +495,7 @@ impl<T> ClientBuilder<T> {
     }
 
     /// How many events each [`Events`] reader may fall behind by before its status
-    /// events (state, quality, reconnect scheduled, fallback, token refreshed) are
+    /// events (state, quality, attempt started, reconnect scheduled, fallback, token refreshed) are
     /// coalesced, latest wins (1 to 65 536; default [`DEFAULT_EVENT_BUFFER`]). Messages,
     /// deliveries and drops are never skipped: a reader that falls behind on messages
     /// pauses reading from the server instead (`Config::max_unread_bytes`). Nothing is

@@ -6,7 +6,7 @@
 //! client's task reports to the core what the slowest reader took
 //! ([`tether_core::Connection::handle_app_read`]), and the core stops reading the socket
 //! while too much is unread (`Config::max_unread_bytes`). Status events (state, quality,
-//! reconnect scheduled, fallback, token refreshed) are coalesced once a reader is
+//! attempt started, reconnect scheduled, fallback, token refreshed) are coalesced once a reader is
 //! `event_buffer` events behind: in a run of them between two other events, the latest
 //! of each kind stays.
 
@@ -83,6 +83,7 @@ fn coalescable(event: &Event) -> bool {
         Event::StateChanged { .. }
             | Event::QualityChanged { .. }
             | Event::ReconnectScheduled { .. }
+            | Event::AttemptStarted { .. }
             | Event::FallbackChanged { .. }
             | Event::TokenRefreshed
     )

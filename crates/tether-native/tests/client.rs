@@ -3,7 +3,8 @@
 mod support;
 
 use tether_core::{
-    AuthConfig, ConfigField, ConfigProblem, Event, Payload, SendError, State, TerminalReason, Token,
+    AttemptKind, AuthConfig, ConfigField, ConfigProblem, Event, Payload, SendError, State,
+    TerminalReason, Token,
 };
 use tether_native::{BuildError, Client, DeliveryError};
 use tokio::net::TcpListener;
@@ -49,6 +50,14 @@ async fn first_events_reader_misses_nothing() {
             to: State::Connecting
         }
     );
+    let second = next_event(&mut events, "the first attempt", |_| true).await;
+    assert_eq!(
+        second,
+        Event::AttemptStarted {
+            attempt: 1,
+            kind: AttemptKind::WebSocket
+        }
+    );
     next_event(&mut events, "connected", |e| {
         matches!(
             e,
@@ -77,10 +86,26 @@ async fn reconnects_after_the_server_closes_the_socket() {
         unreachable!()
     };
     assert_eq!((cause.code, cause.reason.as_str()), (Some(1001), "kicked"));
-    next_event(&mut events, "the reconnect to be scheduled", |e| {
-        matches!(e, Event::ReconnectScheduled { .. })
+    let Event::ReconnectScheduled { attempt, .. } =
+        next_event(&mut events, "the reconnect to be scheduled", |e| {
+            matches!(e, Event::ReconnectScheduled { .. })
+        })
+        .await
+    else {
+        unreachable!()
+    };
+    let started = next_event(&mut events, "the next attempt", |e| {
+        matches!(e, Event::AttemptStarted { .. })
     })
     .await;
+    assert_eq!(
+        started,
+        Event::AttemptStarted {
+            attempt: attempt + 1,
+            kind: AttemptKind::WebSocket
+        },
+        "a connection lost early counts on"
+    );
     next_event(&mut events, "connected again", |e| {
         matches!(
             e,

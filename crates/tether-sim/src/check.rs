@@ -9,6 +9,7 @@
 //!   `Backoff::bounds(attempt)` and at most `max_delay`;
 //! - every `StateChanged` starts where the previous one ended and is legal
 //!   (`State::can_become`);
+//! - every `AttemptStarted` numbered 1 (counting starts over) or one more than the last;
 //! - the queue within `max_messages` and `max_bytes`;
 //! - both directions in order without duplicates (protocol mode; in plain mode too,
 //!   where messages may be lost but never repeated or reordered);
@@ -102,6 +103,8 @@ pub struct Checker {
     may_lose: HashSet<u64>,
     lossy_restarts: u32,
     session_resets: u32,
+    /// The number of the last `AttemptStarted`.
+    last_attempt: u32,
 }
 
 impl Checker {
@@ -133,6 +136,7 @@ impl Checker {
             may_lose: HashSet::new(),
             lossy_restarts: 0,
             session_resets: 0,
+            last_attempt: 0,
         }
     }
 
@@ -403,6 +407,16 @@ impl Checker {
                 }
                 self.state = *to;
                 self.ever_connected |= *to == State::Connected;
+            }
+            Event::AttemptStarted { attempt, .. } => {
+                // Counting starts over (1) or goes on (+1); it never skips or repeats.
+                if *attempt != 1 && *attempt != self.last_attempt.saturating_add(1) {
+                    return violation(
+                        "attempts numbered in order",
+                        format!("attempt {attempt} after attempt {}", self.last_attempt),
+                    );
+                }
+                self.last_attempt = *attempt;
             }
             Event::ReconnectScheduled {
                 attempt,

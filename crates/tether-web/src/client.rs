@@ -478,7 +478,9 @@ impl<T> ClientBuilder<T> {
         self
     }
 
-    /// Starts the client and connects.
+    /// Starts the client and connects. Its first events (the state becoming
+    /// `Connecting`, the first [`Event::AttemptStarted`]) are published a microtask
+    /// later: listeners added before the caller yields see them.
     pub fn spawn(self) -> Result<Client<T>, BuildError>
     where
         T: Transport + 'static,
@@ -493,10 +495,13 @@ impl<T> ClientBuilder<T> {
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
         let mut conn = Connection::new(self.config, now, crate::sys::entropy())?;
+        conn.use_control_pings(self.transport.can_ping());
         tracing::info!(client = %format_args!("{:x}", conn.client_id()), "client started");
         conn.connect(now);
         let inner = Inner::start(conn, self.transport, self.tokens, self.page_hints);
-        inner.drive();
+        // The state is Connecting now; its events (and the first attempt's) are published
+        // a microtask later, so that listeners added right after see the start.
+        inner.drive_soon();
         Ok(Client {
             _handle: Rc::new(HandleGuard(inner.clone())),
             inner,

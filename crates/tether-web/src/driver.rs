@@ -77,6 +77,7 @@ pub(crate) struct Buffer {
 /// What a socket's writer task is told.
 pub(crate) enum Write {
     Frame(Payload),
+    Ping,
     Close(u16, String),
 }
 
@@ -259,6 +260,18 @@ where
         self.drive();
     }
 
+    /// [`drive`](Self::drive) a microtask from now, if the client still exists: what
+    /// the caller does until then (adding listeners to a client just made) sees the
+    /// events of this turn.
+    pub(crate) fn drive_soon(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        spawn(async move {
+            if let Some(inner) = weak.upgrade() {
+                inner.drive();
+            }
+        });
+    }
+
     /// Drains the connection until it is quiet, then arms the timer. Re-entrant calls
     /// (from listeners) return at once: the running loop drains what they fed.
     pub(crate) fn drive(self: &Rc<Self>) {
@@ -379,6 +392,8 @@ where
                 spawn(task);
             }
             Command::Send { socket, frame, .. } => socket.send(Write::Frame(frame)),
+            // Only with a transport that can ping (`ws` in Node).
+            Command::Ping { socket, .. } => socket.send(Write::Ping),
             // Dropping the queue after the close ends the writer task.
             Command::Close {
                 socket,
@@ -407,7 +422,6 @@ where
                 self.core.borrow_mut().dispatch.track_poll(request, abort);
                 spawn(task);
             }
-            // Pings: a browser cannot send them (the transport's `can_ping` is false).
             _ => debug!("a command this driver does not know"),
         }
     }
@@ -476,6 +490,12 @@ where
                 match write {
                     Write::Frame(frame) => {
                         if let Err(failure) = writer.send(frame).await {
+                            inner.socket_event(id, SocketEvent::Failed(failure));
+                            return;
+                        }
+                    }
+                    Write::Ping => {
+                        if let Err(failure) = writer.ping().await {
                             inner.socket_event(id, SocketEvent::Failed(failure));
                             return;
                         }

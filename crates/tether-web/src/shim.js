@@ -77,9 +77,19 @@ function binary(data) {
   return new Uint8Array(0);
 }
 
+/// Whether sockets made with `ctor` (or the global WebSocket) can send ping frames and
+/// report their pongs: the `ws` package's can (`ping()` and its 'pong' event); the
+/// WebSocket of browsers and of Node 22 cannot.
+export function canPing(ctor) {
+  const WebSocket = ctor == null ? globalThis.WebSocket : ctor;
+  const proto = typeof WebSocket === 'function' ? WebSocket.prototype : undefined;
+  return proto != null && typeof proto.ping === 'function' && typeof proto.on === 'function';
+}
+
 /// One WebSocket. `opened()` resolves with null once open, or with a failure;
 /// `next()` resolves with the events seen since the last call: a string (text frame),
-/// a Uint8Array (binary frame) or { end: true, code, reason } (the end, reported once).
+/// a Uint8Array (binary frame), { pong: true } (a pong frame, `ws` only) or
+/// { end: true, code, reason } (the end, reported once).
 export class Sock {
   constructor(ctor, url, protocols, headers) {
     this.q = [];
@@ -130,6 +140,7 @@ export class Sock {
         res.resume();
         ws.terminate();
       });
+      if (typeof ws.ping === 'function') ws.on('pong', () => this.push({ pong: true }));
     }
   }
 
@@ -191,6 +202,19 @@ export class Sock {
     if (this.done || this.ws.readyState !== OPEN) return false;
     try {
       this.ws.send(data);
+      return true;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  // Writes a ping frame (`ws` sockets only); false when it could not.
+  ping() {
+    if (this.done || this.ws.readyState !== OPEN || typeof this.ws.ping !== 'function') {
+      return false;
+    }
+    try {
+      this.ws.ping();
       return true;
     } catch (e) {
       return false;

@@ -20,8 +20,15 @@ extern "C" {
     /// False when the socket is not open.
     #[wasm_bindgen(method)]
     pub(crate) fn send(this: &Sock, data: &JsValue) -> bool;
+    /// Writes a ping frame; false when it could not (not open, or not the `ws` package's).
+    #[wasm_bindgen(method)]
+    pub(crate) fn ping(this: &Sock) -> bool;
     #[wasm_bindgen(method)]
     pub(crate) fn close(this: &Sock, code: u16, reason: &str);
+    /// Whether sockets made with this constructor (or the global one) send ping frames
+    /// and report pongs.
+    #[wasm_bindgen(js_name = canPing)]
+    pub(crate) fn can_ping(ctor: &JsValue) -> bool;
     #[wasm_bindgen(method)]
     pub(crate) fn abandon(this: &Sock);
 

@@ -127,6 +127,12 @@ impl Transport for WebTransport {
     type Writer = WebSocketWriter;
     type Reader = WebSocketReader;
 
+    /// True with a constructor whose sockets have `ping()` and a `pong` event (the `ws`
+    /// package's); browsers' and Node 22's WebSocket have neither.
+    fn can_ping(&self) -> bool {
+        sys::can_ping(&self.websocket)
+    }
+
     fn connect(
         &self,
         url: String,
@@ -206,6 +212,16 @@ impl SocketWriter for WebSocketWriter {
         })
     }
 
+    fn ping(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        ready(if self.socket.0.ping() {
+            Ok(())
+        } else {
+            Err(TransportFailure::Network(
+                "the socket is not open".to_owned(),
+            ))
+        })
+    }
+
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
         let (code, reason) = tether_dispatch::close::sendable(code, &reason);
         self.socket.0.close(code, reason);
@@ -232,13 +248,17 @@ impl SocketReader for WebSocketReader {
     }
 }
 
-/// One item of the shim's batch: a string, a Uint8Array, or `{ end, code, reason }`.
+/// One item of the shim's batch: a string, a Uint8Array, `{ pong }` or
+/// `{ end, code, reason }`.
 fn socket_event(item: &JsValue) -> SocketEvent {
     if let Some(text) = item.as_string() {
         return SocketEvent::Frame(Payload::Text(text));
     }
     if let Some(bytes) = item.dyn_ref::<Uint8Array>() {
         return SocketEvent::Frame(Payload::Binary(bytes.to_vec()));
+    }
+    if field(item, "pong").is_truthy() {
+        return SocketEvent::Pong;
     }
     SocketEvent::Closed {
         code: field(item, "code")

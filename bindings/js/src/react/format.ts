@@ -38,8 +38,10 @@ export function describe(event: LifecycleEvent): string {
       return `${event.value.from} → ${event.value.to}`;
     case 'quality':
       return `quality ${event.value.quality} (reliability ${Math.round(event.value.reliability)})`;
+    case 'attempt':
+      return `attempt ${event.value.attempt} (${event.value.transport})`;
     case 'reconnecting':
-      return `attempt ${event.value.attempt} in ${ms(event.value.delayMs)}${event.value.hinted ? ' (server hint)' : ''}`;
+      return `retry ${event.value.attempt} in ${ms(event.value.delayMs)}${event.value.hinted ? ' (server hint)' : ''}`;
     case 'fallback':
       return event.value.active ? 'HTTP polling took over' : 'WebSocket is back';
     case 'disconnected':

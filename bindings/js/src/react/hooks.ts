@@ -247,7 +247,7 @@ export function useQueryInvalidation(queryClient: QueryInvalidator, rules: reado
 }
 
 /**
- * The recent lifecycle events of the connection (state changes, scheduled reconnects,
+ * The recent lifecycle events of the connection (state changes, attempts, scheduled reconnects,
  * fallback, disconnects, stops, errors), oldest first, since it was opened; at most 50.
  *
  * ```tsx

@@ -7,7 +7,7 @@
 // and re-acquire within the same tick, so the socket is neither closed nor opened twice.
 //
 // It also keeps what a component mounted later still wants to see: the recent lifecycle
-// events of the client (state changes, scheduled reconnects, fallback, stops, errors),
+// events of the client (state changes, attempts, scheduled reconnects, fallback, stops, errors),
 // from the moment it was opened.
 import type { TetherClient, TetherEventMap } from '../index.js';
 
@@ -15,6 +15,7 @@ import type { TetherClient, TetherEventMap } from '../index.js';
 export const LIFECYCLE_EVENTS = [
   'state',
   'quality',
+  'attempt',
   'reconnecting',
   'fallback',
   'disconnected',

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::io::{
-    Action, Cause, Event, PollKind, RequestId, TetherError, TransportFailure, TransportId,
+    Action, AttemptKind, Cause, Event, PollKind, RequestId, TetherError, TransportFailure,
+    TransportId,
 };
 use crate::payload::Payload;
 use crate::protocol::{decode_batch, encode_batch, Envelope};
@@ -315,6 +316,24 @@ impl Connection {
         Duration::try_from_secs_f64(fallback.probe_interval.as_secs_f64() * factor)
             .unwrap_or(Duration::MAX)
     }
+
+    /// Announces an attempt ([`Event::AttemptStarted`]): `probe` for a WebSocket probe,
+    /// otherwise what [`open_link`](Self::open_link) will open. Called where an attempt
+    /// begins, before its token is fetched, so that a token failure is a failed attempt
+    /// that was announced.
+    pub(super) fn announce_attempt(&mut self, probe: bool) {
+        self.attempts = self.attempts.saturating_add(1);
+        let kind = match (probe, self.fallback.is_active()) {
+            (true, _) => AttemptKind::Probe,
+            (false, true) => AttemptKind::Polling,
+            (false, false) => AttemptKind::WebSocket,
+        };
+        self.events.push_back(Event::AttemptStarted {
+            attempt: self.attempts,
+            kind,
+        });
+    }
+
     /// Opens the WebSocket (or, with the fallback active, the polling session).
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
@@ -571,6 +590,10 @@ impl Connection {
         self.fallback.probe_due = false;
         self.close_link(1000, "upgrading to WebSocket");
         self.clear_link_timers();
+        // Probes start from a working (polling) connection: each counts from 1, so the
+        // number does not climb for as long as the fallback lasts.
+        self.attempts = 0;
+        self.announce_attempt(true);
         self.open_link(now, true);
     }
 }

@@ -73,6 +73,9 @@ pub struct Connection {
     /// Where the connection is, with what belongs there (the public state is derived).
     phase: Phase,
     backoff: Backoff,
+    /// Attempts started since the last connection that lasted (or `reconnect()`, or the
+    /// platform coming back online): the number in [`Event::AttemptStarted`].
+    attempts: u32,
     timers: TimerTable,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -151,6 +154,7 @@ impl Connection {
         let client_id = entropy.client_id();
         Ok(Connection {
             backoff: Backoff::new(config.backoff.clone()),
+            attempts: 0,
             health: health::Health::new(&config),
             rng,
             phase: Phase::Unstarted,
@@ -642,10 +646,12 @@ impl Connection {
                 match self.state() {
                     State::Disconnected if started && self.idle() => {
                         self.backoff.reset();
+                        self.attempts = 0;
                         self.reconnect(now);
                     }
                     State::Connecting | State::Reconnecting if self.idle() => {
                         self.backoff.reset();
+                        self.attempts = 0;
                         self.reconnect(now);
                     }
                     State::Connected => self.check_liveness(now),
@@ -839,6 +845,7 @@ impl Connection {
     }
 
     fn start_attempt(&mut self, now: Instant) {
+        self.announce_attempt(false);
         if self.config.auth.is_some() {
             self.phase.set_awaits_token(true);
             if !self.auth.is_fetching() {
@@ -878,6 +885,7 @@ impl Connection {
         }
         if kind == LinkKind::WsProbe {
             // The WebSocket probe failed: polling goes on.
+            self.announce_attempt(false);
             self.open_link(now, false);
             return;
         }
@@ -908,6 +916,7 @@ impl Connection {
 
     fn forget_failures(&mut self) {
         self.backoff.reset();
+        self.attempts = 0;
         self.auth.forget_rejection();
     }
 
@@ -933,6 +942,7 @@ impl Connection {
         {
             FallbackStep::Poll => {
                 self.enter_retrying();
+                self.announce_attempt(false);
                 self.open_link(now, false);
                 return;
             }

@@ -5,7 +5,7 @@ use crate::close::codes;
 use crate::config::{
     AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
 };
-use crate::io::{PollKind, ProtocolViolation, Token};
+use crate::io::{AttemptKind, PollKind, ProtocolViolation, Token};
 
 struct Harness {
     conn: Connection,
@@ -142,6 +142,19 @@ impl Harness {
                     delay,
                     hinted,
                 } => Some((*attempt, *delay, *hinted)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Harness {
+    /// The `AttemptStarted` events so far, as (number, kind).
+    fn attempts(&self) -> Vec<(u32, AttemptKind)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::AttemptStarted { attempt, kind } => Some((*attempt, *kind)),
                 _ => None,
             })
             .collect()
@@ -548,6 +561,101 @@ fn gives_up_after_max_attempts() {
     h.conn.reconnect(h.now);
     h.drain();
     assert!(matches!(h.take_actions().last(), Some(Action::Open { .. })));
+}
+
+/// Every attempt is announced, numbered from 1: failures count up, a connection lost
+/// early does not reset the count, one that lasted does, and so does `reconnect()`.
+#[test]
+fn attempts_are_announced_and_numbered_across_failures_and_resets() {
+    use AttemptKind::WebSocket as Ws;
+    let mut h = Harness::new(plain());
+    h.connect();
+    assert_eq!(h.attempts(), [(1, Ws)], "the first attempt too");
+    for _ in 0..2 {
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Refused);
+        h.advance(Duration::from_secs(2));
+    }
+    assert_eq!(h.attempts(), [(1, Ws), (2, Ws), (3, Ws)]);
+    // The wait of ReconnectScheduled n ends with attempt n + 1.
+    let scheduled: Vec<u32> = h.scheduled().iter().map(|s| s.0).collect();
+    assert_eq!(
+        scheduled,
+        [1, 2],
+        "attempt n + 1 follows ReconnectScheduled n"
+    );
+
+    // Connected for a second only: the count goes on.
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(1));
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_secs(11));
+    assert_eq!(h.attempts().last(), Some(&(4, Ws)));
+
+    // Connected long enough to count as lasting: the next loss starts from 1.
+    let id = h.last_open();
+    h.open(id);
+    h.advance(Duration::from_secs(10));
+    h.closed(id, Some(1006));
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.attempts().last(), Some(&(1, Ws)));
+
+    // Failing, then stopped and restarted by the user: from 1 again.
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Refused);
+    h.advance(Duration::from_secs(1));
+    assert_eq!(h.attempts().last(), Some(&(2, Ws)));
+    h.conn.close_now(h.now, 1000, "bye");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Closed);
+    let before = h.attempts().len();
+    h.take_actions();
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert_eq!(h.attempts().len(), before + 1);
+    assert_eq!(h.attempts().last(), Some(&(1, Ws)));
+    let opens = h
+        .take_actions()
+        .iter()
+        .filter(|a| matches!(a, Action::Open { .. }))
+        .count();
+    assert_eq!(opens, 1, "one Open per announced attempt");
+}
+
+/// With an auth provider the attempt is announced before its token is fetched: a token
+/// failure is a failed attempt like a refused socket, and the numbers still follow on.
+#[test]
+fn an_attempt_is_announced_before_its_token() {
+    use AttemptKind::WebSocket as Ws;
+    let mut h = Harness::new(plain().auth(AuthConfig::default()));
+    h.connect();
+    assert_eq!(h.attempts(), [(1, Ws)]);
+    assert!(matches!(h.take_actions()[..], [Action::FetchToken { .. }]));
+    h.token(Err("provider down".into()));
+    h.drain();
+    assert_eq!(h.scheduled().iter().map(|s| s.0).collect::<Vec<_>>(), [1]);
+    h.advance(h.scheduled()[0].1);
+    assert_eq!(h.attempts(), [(1, Ws), (2, Ws)]);
+    assert!(matches!(h.take_actions()[..], [Action::FetchToken { .. }]));
+    h.token(Ok(Token {
+        value: "t".into(),
+        expires_at: None,
+    }));
+    h.drain();
+    assert_eq!(
+        h.attempts().len(),
+        2,
+        "the token does not start another attempt"
+    );
+    assert!(matches!(h.take_actions()[..], [Action::Open { .. }]));
+}
+
+#[test]
+fn attempt_kind_names() {
+    assert_eq!(AttemptKind::WebSocket.to_string(), "websocket");
+    assert_eq!(AttemptKind::Polling.as_str(), "polling");
+    assert_eq!(AttemptKind::Probe.as_str(), "probe");
 }
 
 #[test]
@@ -1286,6 +1394,14 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         h.failed(id, TransportFailure::Network("reset by a proxy".into()));
         h.advance(Duration::from_millis(800));
     }
+    assert_eq!(
+        h.attempts(),
+        [
+            (1, AttemptKind::WebSocket),
+            (2, AttemptKind::WebSocket),
+            (3, AttemptKind::Polling)
+        ]
+    );
     assert!(
         !h.events.contains(&Event::FallbackChanged { active: true }),
         "not before the polling endpoint answers"
@@ -1383,6 +1499,11 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         }
     }
     let probe = probe.expect("a WebSocket probe");
+    assert_eq!(
+        h.attempts().last().map(|a| a.1),
+        Some(AttemptKind::Probe),
+        "a probe is announced as one"
+    );
     assert_eq!(
         h.conn.state(),
         State::Connected,
