@@ -519,6 +519,9 @@ where
                 // Not wanted any more: dropping the halves closes the socket.
                 let sockets = &mut self.sockets;
                 d.handle_opened(now, id, || {
+                    // Room for this one only: a client has one socket open, two while
+                    // the last closes, and a `Vec`'s first push would make room for four.
+                    sockets.reserve_exact(1);
                     sockets.push(Socket::new(id, writer, reader));
                     id
                 });
