@@ -62,7 +62,7 @@ npm run --silent build -w tether-react-dashboard
 
 step "React example in Chromium (playwright-core)"
 in_group node --test --test-concurrency=1 examples/react-dashboard/e2e/
-echo "screenshots: target/e2e/dashboard.png, target/e2e/page.png"
+echo "screenshots: target/e2e/dashboard.png, target/e2e/page.png, target/e2e/outage.png"
 
 step "Next.js example: next build, next start, Chromium (playwright-core)"
 NEXT_TELEMETRY_DISABLED=1 in_group node --test --test-concurrency=1 examples/nextjs/e2e/

@@ -9,11 +9,14 @@
 // rendering imports it like any module.
 export { TetherClient, ready, setLogLevel } from './wasm/index.js';
 export type {
+  TetherAlert,
   TetherError,
   TetherEventMap,
+  TetherHealth,
   TetherMetrics,
   TetherOptions,
   TetherQuality,
+  TetherRecommendation,
   TetherState,
   TetherStopReason,
   TetherToken,

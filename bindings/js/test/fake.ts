@@ -1,6 +1,13 @@
 // A stand-in for TetherClient with the same surface, driven by the test: events are
 // emitted synchronously, as the real client does, and every call is recorded.
-import type { TetherClient, TetherEventMap, TetherMetrics, TetherQuality, TetherState } from '@tether/client';
+import type {
+  TetherClient,
+  TetherEventMap,
+  TetherHealth,
+  TetherMetrics,
+  TetherQuality,
+  TetherState,
+} from '@tether/client';
 
 type Handler = (value: never) => void;
 
@@ -37,6 +44,7 @@ export class FakeClient {
   quality: TetherQuality | null = null;
   clientId = 'fake';
   figures: TetherMetrics = { ...METRICS };
+  advice: TetherHealth = { alerts: [], recommendations: [] };
   closes = 0;
   reconnects = 0;
   sent: unknown[] = [];
@@ -73,6 +81,10 @@ export class FakeClient {
   metrics(): TetherMetrics {
     this.metricsCalls += 1;
     return { ...this.figures };
+  }
+
+  health(): TetherHealth {
+    return { alerts: [...this.advice.alerts], recommendations: [...this.advice.recommendations] };
   }
 
   send(data: unknown): number {

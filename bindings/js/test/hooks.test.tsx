@@ -284,6 +284,50 @@ test('ConnectionHealthDashboard shows the figures, sparklines and recent events'
   expect(client.listeners()).toBe(0);
 });
 
+test('ConnectionHealthDashboard shows alerts and advice, raises each alert once, and no stale figures', async () => {
+  const client = new FakeClient();
+  const raised: string[] = [];
+  const view = await render(
+    <TetherProvider client={client.asClient}>
+      <ConnectionHealthDashboard intervalMs={10} onAlert={(a) => raised.push(`${a.kind}:${a.severity}`)} />
+    </TetherProvider>,
+  );
+  await act(async () => client.become('connected'));
+  await flush(30);
+  expect(view.text('dashboard-alerts')).toBe('No alerts');
+  expect(view.query('dashboard-recommendations')).toBeNull();
+  await act(async () => {
+    client.advice = {
+      alerts: [{ severity: 'warning', kind: 'latency', value: 320.4, threshold: 200 }],
+      recommendations: [{ kind: 'allow-websockets' }],
+    };
+  });
+  await flush(50);
+  const alert = view.query('dashboard-alerts')!.querySelector('li')!;
+  expect(alert.dataset.severity).toBe('warning');
+  expect(alert.dataset.kind).toBe('latency');
+  expect(alert.textContent).toBe('warning: latency 320 ms (over 200 ms)');
+  expect(view.text('dashboard-recommendations')).toMatch(
+    /^HTTP polling is in use: a proxy or firewall blocks WebSockets/,
+  );
+  // Many samples later, still one call: the alert did not go away and come back.
+  expect(raised).toEqual(['latency:warning']);
+  await act(async () => {
+    client.become('reconnecting');
+    client.advice = {
+      alerts: [{ severity: 'error', kind: 'unreachable', value: 3, threshold: null }],
+      recommendations: [],
+    };
+  });
+  await flush(50);
+  expect(raised).toEqual(['latency:warning', 'unreachable:error']);
+  // The last connection's figures are not shown as current.
+  expect(view.text('dashboard-rtt')).toContain('not connected');
+  expect(view.query('dashboard-rtt')!.dataset.value).toBe('');
+  expect(view.text('dashboard-loss')).toContain('not connected');
+  await view.unmount();
+});
+
 test("useTetherSend sends through the provider's client", async () => {
   const client = new FakeClient();
   let send: ((d: object) => number) | undefined;

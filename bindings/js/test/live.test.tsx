@@ -195,3 +195,28 @@ test('ConnectionHealthDashboard fills in from a live connection', async () => {
   await view.unmount();
   await server.drained();
 });
+
+test("the dashboard says the server is unreachable when it stops, from the core's own verdict", async () => {
+  const own = await startServer();
+  const raised: string[] = [];
+  const view = await render(
+    <TetherProvider
+      url={`${own.ws}/ws`}
+      options={{ ...options, backoff: { initialDelayMs: 20, maxDelayMs: 50, jitter: 'none' } }}
+    >
+      <Grab />
+      <ConnectionHealthDashboard intervalMs={20} onAlert={(a) => raised.push(`${a.kind}:${a.severity}`)} />
+    </TetherProvider>,
+  );
+  await until(() => expect(view.query('health-dashboard')!.dataset.state).toBe('connected'));
+  await until(() => expect(view.text('dashboard-alerts')).toBe('No alerts'));
+  await own.stop();
+  await until(() => expect(raised).toContain('unreachable:error'), 5000);
+  const alert = view.query('dashboard-alerts')!.querySelector('li[data-kind="unreachable"]')!;
+  expect(alert.textContent).toMatch(/^error: server unreachable \(\d+ attempts failed\)$/);
+  expect(view.query('dashboard-recommendations')!.querySelector('li')!.dataset.kind).toBe('check-server');
+  expect(view.text('dashboard-rtt')).toContain('not connected');
+  expect(client!.health().alerts[0].kind).toBe('unreachable');
+  await view.unmount();
+  await reach(client!, 'closed');
+});

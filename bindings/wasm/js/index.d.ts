@@ -2,11 +2,14 @@
 // first `new TetherClient()` in Node, and by `ready()` (await it first) in a browser.
 export { TetherClient, setLogLevel } from './tether_wasm.js';
 export type {
+  TetherAlert,
   TetherError,
   TetherEventMap,
+  TetherHealth,
   TetherMetrics,
   TetherOptions,
   TetherQuality,
+  TetherRecommendation,
   TetherState,
   TetherStopReason,
   TetherToken,

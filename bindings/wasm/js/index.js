@@ -278,6 +278,12 @@ export class TetherClient extends Raw {
     if (!dead()) return (this.#metrics = call(() => super.metrics()));
     return { ...this.#metrics, state: this.#seen.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
+  /** Once dead: the client stopped, and nothing more can be said. */
+  health() {
+    if (!dead()) return call(() => super.health());
+    const stopped = { severity: 'critical', kind: 'stopped', value: null, threshold: null };
+    return { alerts: [stopped], recommendations: [] };
+  }
   free() {
     clients.delete(this.#ref);
     collected.unregister(this);

@@ -72,39 +72,34 @@ pub(crate) fn payload(p: &Payload) -> JsValue {
     }
 }
 
+/// `{ kind, code, status, reason }`; `kind` is [`tether_core::CauseKind::as_str`].
 fn cause(c: &Cause) -> Obj {
     Obj::new()
+        .set("kind", c.kind.as_str())
         .set("code", opt(c.code))
         .set("status", opt(c.status))
         .set("reason", c.reason.as_str())
 }
 
-/// `{ reason, message, code, status, attempts }`; `reason` one of `user-closed`,
-/// `auth-rejected`, `replaced`, `fatal`, `gave-up`, `driver-failed`.
+/// `{ reason, message, kind, code, status, attempts }`; `reason` one of `user-closed`,
+/// `auth-rejected`, `replaced`, `fatal`, `gave-up`, `driver-failed`
+/// ([`TerminalReason::kind`]); `kind` that of the cause, when there is one.
 pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
-    let (kind, obj) = match reason {
-        TerminalReason::UserClosed { code, reason } => (
-            "user-closed",
-            Obj::new()
-                .set("code", *code)
-                .set("status", JsValue::NULL)
-                .set("closeReason", reason.as_str()),
-        ),
-        TerminalReason::AuthRejected(c) => ("auth-rejected", cause(c)),
-        TerminalReason::Replaced(c) => ("replaced", cause(c)),
-        TerminalReason::Fatal(c) => ("fatal", cause(c)),
-        TerminalReason::GaveUp { attempts, last } => {
-            ("gave-up", cause(last).set("attempts", *attempts))
-        }
-        TerminalReason::DriverFailed(_) => (
-            "driver-failed",
-            Obj::new()
-                .set("code", JsValue::NULL)
-                .set("status", JsValue::NULL),
-        ),
-        _ => ("other", Obj::new()),
+    let obj = match reason {
+        TerminalReason::UserClosed { code, reason } => Obj::new()
+            .set("code", *code)
+            .set("status", JsValue::NULL)
+            .set("closeReason", reason.as_str()),
+        TerminalReason::AuthRejected(c)
+        | TerminalReason::Replaced(c)
+        | TerminalReason::Fatal(c) => cause(c),
+        TerminalReason::GaveUp { attempts, last } => cause(last).set("attempts", *attempts),
+        _ => Obj::new()
+            .set("code", JsValue::NULL)
+            .set("status", JsValue::NULL),
     };
-    obj.set("reason", kind)
+    // `reason` is the stop's kind; the cause's own kind, if any, stays `kind`.
+    obj.set("reason", reason.kind())
         .set("message", reason.to_string())
         .js()
 }
@@ -207,4 +202,41 @@ pub(crate) fn metrics(m: &Metrics) -> JsValue {
             m.terminal_reason.as_ref().map_or(JsValue::NULL, terminal),
         )
         .js()
+}
+
+/// `health()`: alerts (worst first) and recommendations.
+pub(crate) fn health(a: &tether_core::advice::Assessment) -> JsValue {
+    let alerts = js_sys::Array::new();
+    for alert in &a.alerts {
+        alerts.push(
+            &Obj::new()
+                .set("severity", alert.severity.as_str())
+                .set("kind", alert.kind.as_str())
+                .set("value", alert_value(&alert.kind, false))
+                .set("threshold", alert_value(&alert.kind, true))
+                .js(),
+        );
+    }
+    let recommendations = js_sys::Array::new();
+    for r in &a.recommendations {
+        recommendations.push(&Obj::new().set("kind", r.as_str()).js());
+    }
+    Obj::new()
+        .set("alerts", alerts)
+        .set("recommendations", recommendations)
+        .js()
+}
+
+/// The measured value of an alert (or the threshold it passed): milliseconds of
+/// latency, a loss fraction, failed attempts (no threshold).
+fn alert_value(kind: &tether_core::advice::AlertKind, threshold: bool) -> JsValue {
+    use tether_core::advice::AlertKind;
+    match (kind, threshold) {
+        (AlertKind::Latency { mean, .. }, false) => ms(*mean).into(),
+        (AlertKind::Latency { threshold, .. }, true) => ms(*threshold).into(),
+        (AlertKind::Loss { loss, .. }, false) => (*loss).into(),
+        (AlertKind::Loss { threshold, .. }, true) => (*threshold).into(),
+        (AlertKind::Unreachable { attempts }, false) => (*attempts).into(),
+        _ => JsValue::NULL,
+    }
 }

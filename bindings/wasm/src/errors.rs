@@ -65,16 +65,14 @@ pub(crate) fn delivery_error(e: &DeliveryError) -> JsValue {
 }
 
 /// The value of an `error` event: kind `protocol`, `protocol-violation`,
-/// `message-too-large`, `token-unavailable`, `attempt-failed` or `poll-body`.
+/// `message-too-large`, `token-unavailable`, `attempt-failed` or `poll-body`
+/// ([`TetherError::kind`]); an `attempt-failed` has a `failure`, the failure's kind
+/// ([`tether_core::TransportFailure::kind`]).
 pub(crate) fn tether_error(e: &TetherError) -> JsValue {
-    let kind = match e {
-        TetherError::Protocol(_) => "protocol",
-        TetherError::ProtocolViolation(_) => "protocol-violation",
-        TetherError::MessageTooLarge { .. } => "message-too-large",
-        TetherError::TokenUnavailable(_) => "token-unavailable",
-        TetherError::AttemptFailed(_) => "attempt-failed",
-        TetherError::PollBody(_) => "poll-body",
-        _ => "other",
-    };
-    error(kind, &e.to_string())
+    let value = error(e.kind(), &e.to_string());
+    if let TetherError::AttemptFailed(failure) = e {
+        // What failed, as a stable name (`refused`, `auth-rejected`, `timeout`…).
+        let _ = Reflect::set(&value, &"failure".into(), &failure.kind().as_str().into());
+    }
+    value
 }

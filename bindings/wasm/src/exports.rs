@@ -274,6 +274,17 @@ impl TetherClient {
         convert::metrics(&self.client.metrics())
     }
 
+    /// Alerts and recommendations for the connection now (see `TetherHealth`), by the
+    /// core's documented thresholds: the same verdicts as `tether_core::advice` gives a
+    /// Rust application.
+    #[wasm_bindgen(unchecked_return_type = "TetherHealth")]
+    pub fn health(&self) -> JsValue {
+        convert::health(&tether_core::advice::assess(
+            &self.client.metrics(),
+            &tether_core::advice::AlertThresholds::default(),
+        ))
+    }
+
     /// Connects now: restarts after `error` or `closed` (forgetting past failures), or
     /// ends a backoff wait early.
     pub fn reconnect(&self) {

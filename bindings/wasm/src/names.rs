@@ -22,6 +22,7 @@ pub fn js_option(field: ConfigField) -> &'static str {
         ConfigField::HeartbeatMaxMissed => "options.heartbeat.maxMissed",
         ConfigField::WireHeartbeat => "options.heartbeat.ping",
         ConfigField::QualityWindow => "options.quality.window",
+        ConfigField::QualityMaxAge => "options.quality.maxAgeMs",
         ConfigField::QualityHysteresis => "options.quality.hysteresis",
         ConfigField::QualityLevels => "options.quality.levels",
         ConfigField::QueueMaxMessages => "options.queue.maxMessages",

@@ -480,7 +480,7 @@ fn queue(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
 }
 
 fn quality(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let Some(k) = o.nested("quality", &["levels", "window", "hysteresis"])? else {
+    let Some(k) = o.nested("quality", &["levels", "window", "maxAgeMs", "hysteresis"])? else {
         return Ok(b);
     };
     let mut c = QualityConfig::default();
@@ -504,6 +504,9 @@ fn quality(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
     }
     if let Some(n) = k.count("window")? {
         c.window = n;
+    }
+    if let Some(d) = k.ms("maxAgeMs")? {
+        c.max_age = d;
     }
     if let Some(n) = k.count_u32("hysteresis")? {
         c.hysteresis = n;

@@ -91,8 +91,10 @@ export interface TetherOptions {
   quality?: {
     /** Bounds of excellent, good, fair and poor (4 levels, rising). */
     levels?: { rttMs?: number; loss?: number }[];
-    /** Number of recent pings the figures are computed over. Default 20. */
+    /** Number of recent pings (or polling requests) the figures are computed over. Default 20. */
     window?: number;
+    /** Only samples younger than this count, whichever of the two holds fewer. Default 10000. */
+    maxAgeMs?: number;
     /** A new level must be seen this many times in a row. Default 2. */
     hysteresis?: number;
   };
@@ -144,6 +146,8 @@ export interface TetherStopReason {
   reason: 'user-closed' | 'auth-rejected' | 'replaced' | 'fatal' | 'gave-up' | 'driver-failed';
   /** In words. */
   message: string;
+  /** What ended the last transport (`auth-rejected`, `replaced`, `fatal`, `gave-up`). */
+  kind?: TetherCauseKind;
   /** The close code (sent, for `user-closed`). */
   code: number | null;
   /** The HTTP status of a refused upgrade or poll. */
@@ -164,7 +168,26 @@ export interface TetherStopReason {
  */
 export interface TetherError extends Error {
   kind: string;
+  /** `attempt-failed`: what failed. */
+  failure?: TetherCauseKind;
 }
+
+/** What ended a transport, as a stable name (the words beside it may change). */
+export type TetherCauseKind =
+  | 'closed'
+  | 'offline'
+  | 'refused'
+  | 'network'
+  | 'tls'
+  | 'blocked'
+  | 'timeout'
+  | 'liveness'
+  | 'auth-rejected'
+  | 'replaced'
+  | 'http-error'
+  | 'message-too-large'
+  | 'protocol-error'
+  | 'token-unavailable';
 
 /** Each event's value. */
 export interface TetherEventMap {
@@ -187,11 +210,46 @@ export interface TetherEventMap {
   /** The connection stopped; nothing happens until `reconnect()`. */
   stopped: TetherStopReason;
   /** An open connection was lost. */
-  disconnected: { code: number | null; status: number | null; reason: string; connectedForMs: number };
+  disconnected: { kind: TetherCauseKind; code: number | null; status: number | null; reason: string; connectedForMs: number };
   /** The server had lost the session: in-flight messages were resent, missed ones are gone. */
   sessionReset: { resent: number };
   /** A new token was installed. */
   tokenRefreshed: Record<string, never>;
+}
+
+/**
+ * `health()`: what the figures mean, by the documented thresholds (warning above 200 ms of
+ * mean round trip or 5 % loss, error above 500 ms or 10 %, critical at critical quality;
+ * `unreachable` after 3 failed attempts; `stopped` when the client stopped for good).
+ */
+export interface TetherHealth {
+  /** Worst first. */
+  alerts: TetherAlert[];
+  recommendations: TetherRecommendation[];
+}
+
+export interface TetherAlert {
+  severity: 'warning' | 'error' | 'critical';
+  kind: 'latency' | 'loss' | 'quality' | 'unreachable' | 'stopped';
+  /**
+   * What was measured: the mean round trip in ms (`latency`), the loss fraction (`loss`),
+   * the failed attempts (`unreachable`); null otherwise. (The dashboard words it; the
+   * words are not shipped in the WebAssembly.)
+   */
+  value: number | null;
+  /** The threshold passed, in the same unit (`latency`, `loss`); null otherwise. */
+  threshold: number | null;
+}
+
+export interface TetherRecommendation {
+  kind:
+    | 'allow-websockets'
+    | 'reduce-traffic'
+    | 'connected-elsewhere'
+    | 'check-credentials'
+    | 'check-server'
+    | 'read-faster'
+    | 'messages-waiting';
 }
 
 /** `metrics()`: a snapshot. Durations in milliseconds; null when not known. */

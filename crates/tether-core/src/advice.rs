@@ -132,15 +132,22 @@ impl fmt::Display for Alert {
             AlertKind::Latency { mean, threshold } => write!(
                 f,
                 "latency {} ms (over {} ms)",
-                mean.as_millis(),
-                threshold.as_millis()
+                millis(*mean),
+                millis(*threshold)
             ),
-            AlertKind::Loss { loss, threshold } => write!(
-                f,
-                "{:.1} % of pings lost (over {:.1} %)",
-                loss * 100.0,
-                threshold * 100.0
-            ),
+            AlertKind::Loss { loss, threshold } => {
+                // Tenths of a percent by integers: float formatting would add ~13 kB
+                // to the WebAssembly.
+                let (l, t) = (permille(*loss), permille(*threshold));
+                write!(
+                    f,
+                    "{}.{} % of pings lost (over {}.{} %)",
+                    l / 10,
+                    l % 10,
+                    t / 10,
+                    t % 10
+                )
+            }
             AlertKind::QualityCritical => f.write_str("connection quality is critical"),
             AlertKind::Unreachable { attempts } => {
                 write!(f, "server unreachable ({attempts} attempts failed)")
@@ -224,6 +231,23 @@ impl fmt::Display for Recommendation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.advice())
     }
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A fraction (0.0–1.0, clamped) in tenths of a percent.
+fn permille(fraction: f64) -> u32 {
+    let clamped = if fraction.is_finite() {
+        fraction.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    // Within 0..=1000: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let tenths = (clamped * 1000.0 + 0.5) as u32;
+    tenths
 }
 
 /// Alerts, worst first, and recommendations.
@@ -349,10 +373,15 @@ pub fn assess(metrics: &Metrics, thresholds: &AlertThresholds) -> Assessment {
     if !up && metrics.terminal_reason.is_none() && metrics.queue_depth > 0 {
         recommendations.push(Recommendation::MessagesWaiting);
     }
-    alerts.sort_by_key(|a| core::cmp::Reverse(a.severity));
+    // Worst first, by hand: at most five alerts, and a sort would ship a sort
+    // implementation (about 2 kB of WebAssembly).
+    let mut sorted = Vec::with_capacity(alerts.len());
+    for severity in [Severity::Critical, Severity::Error, Severity::Warning] {
+        sorted.extend(alerts.iter().filter(|a| a.severity == severity).cloned());
+    }
     recommendations.dedup();
     Assessment {
-        alerts,
+        alerts: sorted,
         recommendations,
     }
 }

@@ -123,8 +123,13 @@ pub struct QualityBound {
 pub struct QualityConfig {
     /// Bounds of Excellent, Good, Fair and Poor, in that order; worse is Critical.
     pub levels: [QualityBound; 4],
-    /// Number of recent pings the figures are computed over.
+    /// The figures (mean RTT, loss, jitter, percentiles) are computed over at most this
+    /// many recent samples (pings, or polling requests) ...
     pub window: usize,
+    /// ... and only over those younger than this, whichever holds fewer: a change of
+    /// the network shows within `max_age` and `hysteresis` samples, and an outage's
+    /// missed pings stop counting `max_age` after them, whether or not pings follow.
+    pub max_age: Duration,
     /// A new level must be seen this many times in a row before it is reported.
     pub hysteresis: u32,
 }
@@ -138,6 +143,7 @@ impl Default for QualityConfig {
         QualityConfig {
             levels: [b(50, 0.005), b(100, 0.02), b(200, 0.05), b(500, 0.10)],
             window: 20,
+            max_age: Duration::from_secs(10),
             hysteresis: 2,
         }
     }
@@ -434,6 +440,7 @@ impl Config {
         if q.window == 0 {
             return err(ConfigField::QualityWindow, Zero);
         }
+        nonzero(q.max_age, ConfigField::QualityMaxAge)?;
         if q.hysteresis == 0 {
             return err(ConfigField::QualityHysteresis, Zero);
         }
@@ -639,6 +646,8 @@ pub enum ConfigField {
     WireHeartbeat,
     /// `quality.window`
     QualityWindow,
+    /// `quality.max_age`
+    QualityMaxAge,
     /// `quality.hysteresis`
     QualityHysteresis,
     /// `quality.levels`
@@ -708,6 +717,7 @@ impl ConfigField {
             ConfigField::HeartbeatMaxMissed => "heartbeat.max_missed",
             ConfigField::WireHeartbeat => "wire.heartbeat",
             ConfigField::QualityWindow => "quality.window",
+            ConfigField::QualityMaxAge => "quality.max_age",
             ConfigField::QualityHysteresis => "quality.hysteresis",
             ConfigField::QualityLevels => "quality.levels",
             ConfigField::QueueMaxMessages => "queue.max_messages",

@@ -76,6 +76,36 @@ pub enum TransportFailure {
     },
 }
 
+impl TransportFailure {
+    /// What kind of failure this is, for code that decides on it (see [`CauseKind`]):
+    /// an HTTP 401 or 403 is [`CauseKind::AuthRejected`], 409 [`CauseKind::Replaced`].
+    ///
+    /// ```
+    /// use tether_core::TransportFailure;
+    /// let denied = TransportFailure::Http { status: 401, retry_after: None };
+    /// assert_eq!(denied.kind().as_str(), "auth-rejected");
+    /// assert_eq!(TransportFailure::Refused.kind().as_str(), "refused");
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> CauseKind {
+        match self {
+            TransportFailure::Refused => CauseKind::Refused,
+            TransportFailure::Network(_) => CauseKind::Network,
+            TransportFailure::Http { status, .. } => {
+                match crate::close::classify_http_status(*status) {
+                    crate::CloseClass::AuthRejected => CauseKind::AuthRejected,
+                    crate::CloseClass::Replaced => CauseKind::Replaced,
+                    _ => CauseKind::Http,
+                }
+            }
+            TransportFailure::Tls(_) => CauseKind::Tls,
+            TransportFailure::Blocked => CauseKind::Blocked,
+            TransportFailure::Timeout => CauseKind::Timeout,
+            TransportFailure::MessageTooLarge { .. } => CauseKind::MessageTooLarge,
+        }
+    }
+}
+
 impl fmt::Display for TransportFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -114,9 +144,98 @@ pub enum Hint {
     Resumed,
 }
 
+/// What ended a transport, as a stable name a program can decide on (the message
+/// beside it is for people and may change).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CauseKind {
+    /// The WebSocket was closed with a code that says nothing more (or broke without
+    /// one).
+    #[default]
+    Closed,
+    /// The device lost its network.
+    Offline,
+    /// Nothing listens at the address, or the host is unreachable: the server is down.
+    Refused,
+    /// Another network or I/O error.
+    Network,
+    /// TLS failed.
+    Tls,
+    /// WebSockets are blocked here (a proxy or a policy).
+    Blocked,
+    /// A connect, a request or the driver timed out.
+    Timeout,
+    /// The socket gave no sign of life (unanswered pings, a failed liveness check):
+    /// half-open.
+    Liveness,
+    /// The server rejected the credentials (HTTP 401/403, close 1008, 4401, 4403).
+    AuthRejected,
+    /// Another connection of the same user replaced this one (close 4409, HTTP 409).
+    Replaced,
+    /// Another HTTP status.
+    Http,
+    /// An inbound message over the transport's limit.
+    MessageTooLarge,
+    /// The server broke the protocol (an invalid frame or polling body, a rule broken).
+    ProtocolError,
+    /// The token provider failed or did not answer in time.
+    TokenUnavailable,
+}
+
+impl CauseKind {
+    /// The stable lowercase name: `closed`, `offline`, `refused`, `network`, `tls`,
+    /// `blocked`, `timeout`, `liveness`, `auth-rejected`, `replaced`, `http-error`,
+    /// `message-too-large`, `protocol-error`, `token-unavailable`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseKind::Closed => "closed",
+            CauseKind::Offline => "offline",
+            CauseKind::Refused => "refused",
+            CauseKind::Network => "network",
+            CauseKind::Tls => "tls",
+            CauseKind::Blocked => "blocked",
+            CauseKind::Timeout => "timeout",
+            CauseKind::Liveness => "liveness",
+            CauseKind::AuthRejected => "auth-rejected",
+            CauseKind::Replaced => "replaced",
+            CauseKind::Http => "http-error",
+            CauseKind::MessageTooLarge => "message-too-large",
+            CauseKind::ProtocolError => "protocol-error",
+            CauseKind::TokenUnavailable => "token-unavailable",
+        }
+    }
+
+    /// Every kind, for tests and exhaustive tables.
+    pub const ALL: [CauseKind; 14] = [
+        CauseKind::Closed,
+        CauseKind::Offline,
+        CauseKind::Refused,
+        CauseKind::Network,
+        CauseKind::Tls,
+        CauseKind::Blocked,
+        CauseKind::Timeout,
+        CauseKind::Liveness,
+        CauseKind::AuthRejected,
+        CauseKind::Replaced,
+        CauseKind::Http,
+        CauseKind::MessageTooLarge,
+        CauseKind::ProtocolError,
+        CauseKind::TokenUnavailable,
+    ];
+}
+
+impl fmt::Display for CauseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a transport ended, as far as anyone said.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cause {
+    /// What ended it, as a stable name.
+    pub kind: CauseKind,
     /// WebSocket close code.
     pub code: Option<u16>,
     /// HTTP status of a failed upgrade or poll.
@@ -130,6 +249,8 @@ impl fmt::Display for Cause {
         let head = match (self.code, self.status) {
             (Some(c), _) => format!("close {c}"),
             (None, Some(s)) => format!("HTTP {s}"),
+            // Nothing but the reason: say only that.
+            (None, None) if !self.reason.is_empty() => return f.write_str(&self.reason),
             (None, None) => "no code".to_owned(),
         };
         f.write_str(&head)?;
@@ -168,6 +289,28 @@ pub enum TerminalReason {
     /// The driver running the connection failed (its task panicked: a bug, reported
     /// here rather than as a client that hangs). Final: `reconnect` does not restart it.
     DriverFailed(String),
+}
+
+impl TerminalReason {
+    /// The stable lowercase name: `user-closed`, `auth-rejected`, `replaced`, `fatal`,
+    /// `gave-up`, `driver-failed` (the cause inside, if any, has a
+    /// [`kind`](Cause::kind) of its own).
+    ///
+    /// ```
+    /// use tether_core::{Cause, TerminalReason};
+    /// assert_eq!(TerminalReason::Replaced(Cause::default()).kind(), "replaced");
+    /// ```
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TerminalReason::UserClosed { .. } => "user-closed",
+            TerminalReason::AuthRejected(_) => "auth-rejected",
+            TerminalReason::Replaced(_) => "replaced",
+            TerminalReason::Fatal(_) => "fatal",
+            TerminalReason::GaveUp { .. } => "gave-up",
+            TerminalReason::DriverFailed(_) => "driver-failed",
+        }
+    }
 }
 
 impl fmt::Display for TerminalReason {
@@ -332,6 +475,23 @@ pub enum TetherError {
     AttemptFailed(TransportFailure),
     /// A polling body that could not be parsed.
     PollBody(DecodeError),
+}
+
+impl TetherError {
+    /// The stable lowercase name: `protocol`, `protocol-violation`, `message-too-large`,
+    /// `token-unavailable`, `attempt-failed`, `poll-body` (an attempt's failure has a
+    /// [`kind`](TransportFailure::kind) of its own).
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TetherError::Protocol(_) => "protocol",
+            TetherError::ProtocolViolation(_) => "protocol-violation",
+            TetherError::MessageTooLarge { .. } => "message-too-large",
+            TetherError::TokenUnavailable(_) => "token-unavailable",
+            TetherError::AttemptFailed(_) => "attempt-failed",
+            TetherError::PollBody(_) => "poll-body",
+        }
+    }
 }
 
 impl fmt::Display for TetherError {

@@ -103,8 +103,9 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use io::{
-    Action, Cause, DeliveryError, DropReason, Event, Hint, MessageId, PollKind, ProtocolViolation,
-    RequestId, SendError, TerminalReason, TetherError, Token, TransportFailure, TransportId,
+    Action, Cause, CauseKind, DeliveryError, DropReason, Event, Hint, MessageId, PollKind,
+    ProtocolViolation, RequestId, SendError, TerminalReason, TetherError, Token, TransportFailure,
+    TransportId,
 };
 pub use metrics::Metrics;
 pub use payload::Payload;

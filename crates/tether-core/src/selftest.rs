@@ -170,9 +170,9 @@ impl fmt::Display for CheckReport {
         write!(f, "{}: {outcome} (", self.check.as_str())?;
         match (&self.measured, self.check) {
             (Measurement::Time(t), Check::Latency) => {
-                write!(f, "median round trip {} ms", t.as_millis())?;
+                write!(f, "median round trip {} ms", crate::advice::millis(*t))?;
             }
-            (Measurement::Time(t), _) => write!(f, "connected in {} ms", t.as_millis())?,
+            (Measurement::Time(t), _) => write!(f, "connected in {} ms", crate::advice::millis(*t))?,
             (
                 Measurement::Echoes {
                     sent,
@@ -184,7 +184,7 @@ impl fmt::Display for CheckReport {
             ) => write!(
                 f,
                 "{in_order} of {sent} echoes in order, {misordered} out of order or repeated, in {} ms",
-                took.as_millis()
+                crate::advice::millis(*took)
             )?,
             (Measurement::Drops(n), _) => write!(f, "{n} drops")?,
             (Measurement::Nothing(why), _) => f.write_str(why)?,
@@ -200,11 +200,14 @@ impl Criteria {
         let (passed, criterion) = match check {
             Check::Connectivity => (
                 matches!(measured, Measurement::Time(t) if t <= self.connect_within),
-                format!("a connection within {} ms", self.connect_within.as_millis()),
+                format!(
+                    "a connection within {} ms",
+                    crate::advice::millis(self.connect_within)
+                ),
             ),
             Check::Latency => (
                 matches!(measured, Measurement::Time(t) if t < self.latency_below),
-                format!("under {} ms", self.latency_below.as_millis()),
+                format!("under {} ms", crate::advice::millis(self.latency_below)),
             ),
             Check::HighFrequency => (
                 matches!(
@@ -215,18 +218,18 @@ impl Criteria {
                 format!(
                     "all {} echoes, in order and once each, within {} ms",
                     self.burst,
-                    self.burst_within.as_millis()
+                    crate::advice::millis(self.burst_within)
                 ),
             ),
             Check::Stability => (
                 measured == Measurement::Drops(0),
-                format!("no drop in {} ms", self.stable_for.as_millis()),
+                format!("no drop in {} ms", crate::advice::millis(self.stable_for)),
             ),
             Check::Reconnection => (
                 matches!(measured, Measurement::Time(t) if t <= self.reconnect_within),
                 format!(
                     "connected again within {} ms",
-                    self.reconnect_within.as_millis()
+                    crate::advice::millis(self.reconnect_within)
                 ),
             ),
         };

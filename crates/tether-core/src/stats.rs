@@ -1,25 +1,36 @@
 //! Round-trip time, jitter and loss over a window of heartbeat samples.
 //!
 //! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
-//! last `window` samples count; older ones fall out. Figures are computed on demand
-//! (at metrics time), so recording is O(1).
+//! last `window` samples count, and only those younger than `max_age`: older ones fall
+//! out whether or not new ones arrive (figures are read with `now`). Figures are
+//! computed on demand (at metrics time), so recording is O(1) amortised.
+
+//! Round-trip time, jitter and loss over a window of heartbeat samples.
+//!
+//! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
+//! last `window` samples are kept, and only those younger than `max_age`: older ones
+//! go when a sample is recorded and when [`RttStats::trim`] is called (the connection
+//! calls it whenever it serves a timer, the heartbeat's at least once an interval), so
+//! they go whether or not new ones arrive. Figures are computed on demand (at metrics
+//! time), so recording is O(1) amortised.
 
 use std::collections::VecDeque;
 
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 
-/// Heartbeat samples over a sliding window.
+/// Heartbeat samples over a sliding window bounded in count and in age.
 ///
 /// ```
 /// use tether_core::stats::RttStats;
-/// use tether_core::Duration;
+/// use tether_core::{Duration, Instant};
 ///
 /// let ms = Duration::from_millis;
-/// let mut stats = RttStats::new(4);
-/// stats.record_rtt(ms(10));
-/// stats.record_rtt(ms(30));
-/// stats.record_loss();
-/// stats.record_rtt(ms(20));
+/// let t0 = Instant::now();
+/// let mut stats = RttStats::new(4, Duration::from_secs(10));
+/// stats.record_rtt(t0, ms(10));
+/// stats.record_rtt(t0, ms(30));
+/// stats.record_loss(t0);
+/// stats.record_rtt(t0, ms(20));
 /// assert_eq!(stats.samples(), 4);
 /// assert_eq!(stats.mean(), Some(ms(20)));
 /// assert_eq!(stats.percentile(50.0), Some(ms(20)));
@@ -28,44 +39,69 @@ use crate::time::Duration;
 /// assert_eq!(stats.loss(), 0.25);
 /// assert_eq!(stats.last(), Some(ms(20)));
 ///
-/// stats.record_rtt(ms(40)); // the 10 ms sample falls out of the window
+/// stats.record_rtt(t0, ms(40)); // the 10 ms sample falls out of the window
 /// assert_eq!(stats.mean(), Some(ms(30)));
+///
+/// stats.trim(t0 + Duration::from_secs(10)); // all of them are too old now
+/// assert_eq!(stats.samples(), 0);
+/// assert_eq!(stats.mean(), None);
 /// ```
 #[derive(Clone, Debug)]
 pub struct RttStats {
     window: usize,
+    max_age: Duration,
     /// Oldest first; `None` is a loss.
     samples: VecDeque<Option<Duration>>,
+    /// When each sample was recorded, in the same order.
+    taken: VecDeque<Instant>,
     last: Option<Duration>,
 }
 
 impl RttStats {
-    /// An empty window holding at most `window` samples (a window of 0 holds 1).
+    /// An empty window holding at most `window` samples (a window of 0 holds 1), each
+    /// for less than `max_age`.
     #[must_use]
-    pub fn new(window: usize) -> Self {
+    pub fn new(window: usize, max_age: Duration) -> Self {
         RttStats {
             window: window.max(1),
+            max_age,
             samples: VecDeque::new(),
+            taken: VecDeque::new(),
             last: None,
         }
     }
 
     /// A pong came back after `rtt`.
-    pub fn record_rtt(&mut self, rtt: Duration) {
-        self.push(Some(rtt));
+    pub fn record_rtt(&mut self, now: Instant, rtt: Duration) {
+        self.push(now, Some(rtt));
         self.last = Some(rtt);
     }
 
     /// A ping got no pong in time.
-    pub fn record_loss(&mut self) {
-        self.push(None);
+    pub fn record_loss(&mut self, now: Instant) {
+        self.push(now, None);
     }
 
-    fn push(&mut self, sample: Option<Duration>) {
-        while self.samples.len() >= self.window {
+    fn push(&mut self, now: Instant, sample: Option<Duration>) {
+        self.trim(now);
+        if self.samples.len() >= self.window {
             self.samples.pop_front();
+            self.taken.pop_front();
         }
         self.samples.push_back(sample);
+        self.taken.push_back(now);
+    }
+
+    /// Drops the samples `max_age` old or older at `now`.
+    pub fn trim(&mut self, now: Instant) {
+        while self
+            .taken
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= self.max_age)
+        {
+            self.taken.pop_front();
+            self.samples.pop_front();
+        }
     }
 
     fn answered(&self) -> impl Iterator<Item = Duration> + '_ {
@@ -141,6 +177,7 @@ impl RttStats {
     /// Forget everything (the window size stays).
     pub fn clear(&mut self) {
         self.samples.clear();
+        self.taken.clear();
         self.last = None;
     }
 }
@@ -160,13 +197,55 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const HOUR: Duration = Duration::from_secs(3600);
+
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
+    /// One instant for every sample of a test that is not about age.
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
+
+    #[test]
+    fn samples_age_out_without_new_ones() {
+        let start = t0();
+        let at = |secs| start + Duration::from_secs(secs);
+        let mut s = RttStats::new(20, Duration::from_secs(10));
+        s.record_loss(at(0));
+        s.record_rtt(at(4), ms(300));
+        s.record_rtt(at(8), ms(1));
+        s.trim(at(9));
+        assert_eq!(s.samples(), 3);
+        assert!((s.loss() - 1.0 / 3.0).abs() < 1e-9);
+        // At 10 s the loss is 10 s old: it no longer counts, though nothing arrived.
+        s.trim(at(10));
+        assert_eq!(s.samples(), 2);
+        assert_eq!(s.loss(), 0.0);
+        assert_eq!(s.mean(), Some(Duration::from_micros(150_500)));
+        s.trim(at(14));
+        assert_eq!(s.mean(), Some(ms(1)));
+        assert_eq!(s.jitter(), None);
+        s.trim(at(18));
+        assert_eq!(s.samples(), 0);
+        assert_eq!(s.mean(), None);
+        assert_eq!(s.percentile(50.0), None);
+        assert_eq!(s.last(), Some(ms(1)), "the last RTT stays until cleared");
+        // Recording trims too.
+        s.record_rtt(at(20), ms(2));
+        s.record_rtt(at(35), ms(3));
+        assert_eq!(s.samples(), 1);
+        assert_eq!(s.taken.len(), 1);
+        // A clock read out of order ages nothing.
+        s.trim(at(0));
+        assert_eq!(s.samples(), 1);
+    }
+
     #[test]
     fn empty() {
-        let s = RttStats::new(10);
+        let s = RttStats::new(10, HOUR);
         assert_eq!(s.samples(), 0);
         assert_eq!(s.mean(), None);
         assert_eq!(s.percentile(50.0), None);
@@ -177,16 +256,16 @@ mod tests {
 
     #[test]
     fn window_evicts_oldest() {
-        let mut s = RttStats::new(3);
+        let mut s = RttStats::new(3, HOUR);
         for n in [10, 20, 30, 40] {
-            s.record_rtt(ms(n));
+            s.record_rtt(t0(), ms(n));
         }
         assert_eq!(s.samples(), 3);
         assert_eq!(s.mean(), Some(ms(30)));
         assert_eq!(s.percentile(0.0), Some(ms(20)));
-        s.record_loss();
-        s.record_loss();
-        s.record_loss();
+        s.record_loss(t0());
+        s.record_loss(t0());
+        s.record_loss(t0());
         assert_eq!(s.samples(), 3);
         assert_eq!(s.loss(), 1.0);
         assert_eq!(s.mean(), None);
@@ -195,21 +274,21 @@ mod tests {
 
     #[test]
     fn zero_window_holds_one() {
-        let mut s = RttStats::new(0);
-        s.record_rtt(ms(5));
-        s.record_rtt(ms(7));
+        let mut s = RttStats::new(0, HOUR);
+        s.record_rtt(t0(), ms(5));
+        s.record_rtt(t0(), ms(7));
         assert_eq!(s.samples(), 1);
         assert_eq!(s.mean(), Some(ms(7)));
-        s.record_loss();
+        s.record_loss(t0());
         assert_eq!(s.samples(), 1);
         assert_eq!(s.loss(), 1.0);
     }
 
     #[test]
     fn percentiles_nearest_rank() {
-        let mut s = RttStats::new(100);
+        let mut s = RttStats::new(100, HOUR);
         for n in (1..=100).rev() {
-            s.record_rtt(ms(n));
+            s.record_rtt(t0(), ms(n));
         }
         assert_eq!(s.percentile(50.0), Some(ms(50)));
         assert_eq!(s.percentile(99.0), Some(ms(99)));
@@ -221,45 +300,45 @@ mod tests {
         assert_eq!(s.percentile(f64::NAN), Some(ms(1)));
         assert_eq!(s.percentile(f64::INFINITY), Some(ms(100)));
 
-        let mut two = RttStats::new(10);
-        two.record_rtt(ms(10));
-        two.record_rtt(ms(20));
+        let mut two = RttStats::new(10, HOUR);
+        two.record_rtt(t0(), ms(10));
+        two.record_rtt(t0(), ms(20));
         assert_eq!(two.percentile(50.0), Some(ms(10)));
         assert_eq!(two.percentile(50.1), Some(ms(20)));
     }
 
     #[test]
     fn jitter_skips_losses() {
-        let mut s = RttStats::new(10);
-        s.record_rtt(ms(10));
+        let mut s = RttStats::new(10, HOUR);
+        s.record_rtt(t0(), ms(10));
         assert_eq!(s.jitter(), None);
-        s.record_loss();
-        s.record_rtt(ms(50));
-        s.record_rtt(ms(30));
+        s.record_loss(t0());
+        s.record_rtt(t0(), ms(50));
+        s.record_rtt(t0(), ms(30));
         assert_eq!(s.jitter(), Some(ms(30))); // (40 + 20) / 2
     }
 
     #[test]
     fn clear_forgets_but_keeps_window() {
-        let mut s = RttStats::new(2);
-        s.record_rtt(ms(1));
-        s.record_loss();
+        let mut s = RttStats::new(2, HOUR);
+        s.record_rtt(t0(), ms(1));
+        s.record_loss(t0());
         s.clear();
         assert_eq!(s.samples(), 0);
         assert_eq!(s.last(), None);
         assert_eq!(s.loss(), 0.0);
         for _ in 0..5 {
-            s.record_rtt(ms(1));
+            s.record_rtt(t0(), ms(1));
         }
         assert_eq!(s.samples(), 2);
     }
 
     #[test]
     fn huge_values_saturate() {
-        let mut s = RttStats::new(usize::MAX);
-        s.record_rtt(Duration::MAX);
-        s.record_rtt(Duration::MAX);
-        s.record_rtt(Duration::ZERO);
+        let mut s = RttStats::new(usize::MAX, HOUR);
+        s.record_rtt(t0(), Duration::MAX);
+        s.record_rtt(t0(), Duration::MAX);
+        s.record_rtt(t0(), Duration::ZERO);
         assert!(s.mean().is_some());
         assert_eq!(s.percentile(99.0), Some(Duration::MAX));
         assert!(s.jitter().is_some());
@@ -277,11 +356,11 @@ mod tests {
             window in 0usize..40,
             ops in prop::collection::vec(prop::option::weighted(0.8, 0u64..10_000_000_000), 0..200),
         ) {
-            let mut s = RttStats::new(window);
+            let mut s = RttStats::new(window, HOUR);
             for (i, op) in ops.iter().enumerate() {
                 match op {
-                    Some(nanos) => s.record_rtt(Duration::from_nanos(*nanos)),
-                    None => s.record_loss(),
+                    Some(nanos) => s.record_rtt(t0(), Duration::from_nanos(*nanos)),
+                    None => s.record_loss(t0()),
                 }
                 let model = &ops[(i + 1).saturating_sub(window.max(1))..=i];
                 prop_assert_eq!(s.samples(), model.len());

@@ -303,6 +303,14 @@ fn quality() {
     );
     check(
         base().quality(QualityConfig {
+            max_age: Duration::ZERO,
+            ..q()
+        }),
+        ConfigField::QualityMaxAge,
+        ConfigProblem::Zero,
+    );
+    check(
+        base().quality(QualityConfig {
             hysteresis: 0,
             ..q()
         }),

@@ -214,6 +214,8 @@ pub struct Hub {
     /// Woken whenever a session may have made room (an Ack, a Hello, a session gone):
     /// [`Hub::send_to_user_wait`] looks again.
     room: Notify,
+    /// Counts the changes [`Hub::changes`] tells about.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for Hub {
@@ -261,7 +263,32 @@ impl Hub {
             metrics: Metrics::new(),
             outbound: Arc::new(AtomicUsize::new(0)),
             room: Notify::new(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// A receiver that sees a new value each time a connection opens or ends, or a
+    /// client's message or acknowledgement is counted: a test or a health check waits
+    /// on it for the metrics it expects instead of polling them. Mark the value seen
+    /// before looking at the hub (so that no change is missed), and never look at the
+    /// hub from inside `wait_for`'s closure (it holds the receiver's lock, which the hub
+    /// needs to announce a change).
+    ///
+    /// ```
+    /// # async fn run(hub: std::sync::Arc<tether_server::Hub>) {
+    /// let mut changes = hub.changes();
+    /// loop {
+    ///     changes.borrow_and_update();
+    ///     if hub.connections() == 0 {
+    ///         break;
+    ///     }
+    ///     changes.changed().await.unwrap();
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// Takes the bounds of `config` (the server that starts with this hub calls it).
@@ -329,6 +356,15 @@ impl Hub {
     /// polling transport.
     fn apply_poll(&self, st: &mut State, now: Instant, asking: Option<&Principal>) {
         while let Some(out) = st.endpoint.poll_output() {
+            if matches!(
+                out,
+                Output::Opened { .. }
+                    | Output::Ended { .. }
+                    | Output::Acknowledged { .. }
+                    | Output::Delivered { .. }
+            ) {
+                self.changes.send_modify(|n| *n += 1);
+            }
             match out {
                 Output::Send {
                     conn,
@@ -372,6 +408,16 @@ impl Hub {
                             io: Io::Poll(Arc::new(Notify::new())),
                         },
                     );
+                }
+                Output::Acknowledged { conn, messages, .. } => {
+                    // The one place server messages are counted: as the clients
+                    // acknowledge them, each once (a resend or a replay is not a second
+                    // message, and a message written to a socket that died is not one
+                    // the client received).
+                    if let Some(c) = st.conns.get(&conn) {
+                        c.stats.messages_out.fetch_add(messages, Ordering::Relaxed);
+                    }
+                    self.metrics.messages(now, 0, messages);
                 }
                 Output::Delivered {
                     conn, key, payload, ..
@@ -450,7 +496,7 @@ impl Hub {
                     let outcome = if established || c.route == Route::Echo {
                         Outcome::of_code(code)
                     } else {
-                        Outcome::Failed
+                        Outcome::before_handshake(code)
                     };
                     self.metrics.ended(outcome, uptime);
                     info!(
@@ -611,11 +657,13 @@ impl Hub {
         connections.sort_by_key(|c| c.id);
         let uptime_count = totals.ended as f64 + established as f64;
         let uptime_sum = totals.ended_uptime.as_secs_f64() + established_uptime;
+        // Attempts the clients abandoned say nothing about the server.
+        let attempts = totals.total.saturating_sub(totals.abandoned);
         let percent = |part: u64| {
-            if totals.total == 0 {
+            if attempts == 0 {
                 0.0
             } else {
-                (part as f64 * 100.0 / totals.total as f64).min(100.0)
+                (part as f64 * 100.0 / attempts as f64).min(100.0)
             }
         };
         MetricsSnapshot {
@@ -623,6 +671,7 @@ impl Hub {
             total_connections: totals.total,
             active_connections: connections.len(),
             failed_connections: totals.failed,
+            abandoned_connections: totals.abandoned,
             connection_reliability: 100.0 - percent(totals.failed),
             error_rate: percent(totals.failed + totals.ended_errors),
             average_latency_ms: totals.latency_ms,
@@ -713,7 +762,8 @@ impl Hub {
         self.apply(&mut st, now);
     }
 
-    /// Counts plain `/echo` traffic.
+    /// Counts plain `/echo` traffic: with no acknowledgements, a message out is one
+    /// written to the socket.
     pub(crate) fn count_plain(&self, stats: &ConnStats, inbound: u64, outbound: u64) {
         stats.messages_in.fetch_add(inbound, Ordering::Relaxed);
         stats.messages_out.fetch_add(outbound, Ordering::Relaxed);
@@ -775,13 +825,6 @@ impl Hub {
         let now = Instant::now();
         let mut st = self.lock();
         let r = st.endpoint.take_pending(now, conn, key);
-        if let (Ok(out), Some(c)) = (&r, st.conns.get(&conn)) {
-            let n = out.len() as u64;
-            if n > 0 {
-                c.stats.messages_out.fetch_add(n, Ordering::Relaxed);
-                self.metrics.messages(now, 0, n);
-            }
-        }
         self.apply(&mut st, now);
         r
     }

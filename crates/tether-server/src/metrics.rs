@@ -14,9 +14,17 @@ const MAX_LATENCY_SAMPLES: usize = 4096;
 /// A snapshot of the server's metrics, as served at `GET /api/websocket/metrics`.
 ///
 /// "Connections" are WebSockets (`/ws`, `/echo`) and polling transports (one per
-/// polling Hello). A connection *fails* when it is refused (bad token) or ends before its
-/// Tether handshake completed; it ends *with an error* when it closes abnormally or
-/// with a code other than 1000, 1001, 1005 or 4409.
+/// polling Hello). A connection *fails* when it is refused (bad token) or is closed
+/// with an error code before its Tether handshake completed; one whose client went away
+/// before sending its Hello (no close frame, or 1000, 1001, 1005: typically an attempt the
+/// client had already given up while the server was frozen or down) is *abandoned*, not
+/// a failure of the server, and counts in neither figure. It ends *with an error* when
+/// it closes abnormally or with a code other than 1000, 1001, 1005 or 4409.
+///
+/// Messages are counted once each: in, when a client's message is delivered to the
+/// application (a resent duplicate is not); out, when the client acknowledges it
+/// (protocol mode: a replay or resend is not a second message, a message written to a
+/// socket that died is not one the client received) or, on plain `/echo`, when written.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {
@@ -28,7 +36,10 @@ pub struct MetricsSnapshot {
     pub active_connections: usize,
     /// Connection attempts that failed (see above).
     pub failed_connections: u64,
-    /// Successful / total connection attempts, 0–100 (100 before any attempt).
+    /// Connection attempts the client abandoned before its handshake (see above).
+    pub abandoned_connections: u64,
+    /// Successful / total connection attempts, abandoned ones left out, 0–100 (100
+    /// before any attempt).
     pub connection_reliability: f64,
     /// Failed attempts plus connections that ended with an error, per attempt, 0–100.
     pub error_rate: f64,
@@ -41,7 +52,7 @@ pub struct MetricsSnapshot {
     pub average_uptime_secs: f64,
     /// Application messages received since the hub was created.
     pub messages_in_total: u64,
-    /// Application messages sent since the hub was created.
+    /// Application messages the clients received since the hub was created (see above).
     pub messages_out_total: u64,
     /// Messages received per second over the last minute.
     pub messages_in_per_sec: f64,
@@ -85,8 +96,10 @@ pub struct ConnectionInfo {
 /// How a connection ended, for the counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Never completed its handshake.
+    /// Never completed its handshake, and the server or an error ended it.
     Failed,
+    /// Never completed its handshake: the client went away first.
+    Abandoned,
     /// Established, then closed normally.
     Normal,
     /// Established, then closed with an error.
@@ -99,6 +112,14 @@ impl Outcome {
         match code {
             Some(1000 | 1001 | 1005 | 4409) => Outcome::Normal,
             _ => Outcome::Error,
+        }
+    }
+
+    /// Classifies a connection that ended before its handshake completed.
+    pub(crate) fn before_handshake(code: Option<u16>) -> Outcome {
+        match code {
+            None | Some(1000 | 1001 | 1005 | 1006) => Outcome::Abandoned,
+            Some(_) => Outcome::Failed,
         }
     }
 }
@@ -149,6 +170,7 @@ impl RateWindow {
 struct Counters {
     total: u64,
     failed: u64,
+    abandoned: u64,
     ended_errors: u64,
     ended: u64,
     ended_uptime: Duration,
@@ -169,6 +191,7 @@ pub(crate) struct Metrics {
 pub(crate) struct Totals {
     pub(crate) total: u64,
     pub(crate) failed: u64,
+    pub(crate) abandoned: u64,
     pub(crate) ended_errors: u64,
     pub(crate) ended: u64,
     pub(crate) ended_uptime: Duration,
@@ -187,6 +210,7 @@ impl Metrics {
             counters: Mutex::new(Counters {
                 total: 0,
                 failed: 0,
+                abandoned: 0,
                 ended_errors: 0,
                 ended: 0,
                 ended_uptime: Duration::ZERO,
@@ -228,6 +252,7 @@ impl Metrics {
     pub(crate) fn ended(&self, outcome: Outcome, uptime: Duration) {
         self.with(|c| match outcome {
             Outcome::Failed => c.failed += 1,
+            Outcome::Abandoned => c.abandoned += 1,
             Outcome::Normal | Outcome::Error => {
                 c.ended += 1;
                 c.ended_uptime = c.ended_uptime.saturating_add(uptime);
@@ -284,6 +309,7 @@ impl Metrics {
             Totals {
                 total: c.total,
                 failed: c.failed,
+                abandoned: c.abandoned,
                 ended_errors: c.ended_errors,
                 ended: c.ended,
                 ended_uptime: c.ended_uptime,

@@ -106,7 +106,8 @@ pub(crate) async fn run(
         sink,
         out_rx,
         Arc::clone(&link.queue),
-        Arc::clone(&stats),
+        // Protocol messages are counted as acknowledged (the hub); plain ones as written.
+        (route == Route::Echo).then(|| Arc::clone(&stats)),
     ));
     let token_deadline = principal.claims.as_ref().map(deadline_of);
     let mut conn = Socket {
@@ -158,7 +159,7 @@ async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     queue: Arc<OutQueue>,
-    stats: Arc<ConnStats>,
+    plain: Option<Arc<ConnStats>>,
 ) {
     let _guard = app.track();
     while let Some(item) = rx.recv().await {
@@ -196,9 +197,8 @@ async fn write_loop(
         if written.is_err() {
             return;
         }
-        if counted {
-            stats.messages_out.fetch_add(1, Ordering::Relaxed);
-            app.hub.metrics.messages(Instant::now(), 0, 1);
+        if let (true, Some(stats)) = (counted, &plain) {
+            app.hub.count_plain(stats, 0, 1);
         }
         if last {
             return;

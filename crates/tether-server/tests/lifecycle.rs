@@ -130,6 +130,11 @@ async fn health_and_metrics_json() {
             send(&mut ws, m).await;
         }
         c.collect(&mut ws, 2).await;
+        // A server message counts as out once the client acknowledges it; the Pong
+        // says the Ack was taken.
+        send(&mut ws, Envelope::Ack { seq: 2 }).await;
+        send(&mut ws, Envelope::Ping { id: 9 }).await;
+        read_to_pong(&mut c, &mut ws, 9).await;
         let _ = try_connect(addr, "/ws", Some("bad")).await;
         // Let a latency probe go round (the client answers while reading).
         let reader = tokio::spawn(async move {

@@ -12,6 +12,7 @@
 //!   records numbered messages.
 //! - [`schedule`]: a configuration and a script of faults and traffic from a seed.
 //! - [`check`]: the invariants.
+//! - [`quality`]: the reported quality level follows the injected latency and loss.
 //! - [`sim`]: the harness that drives the core like a real driver.
 //!
 //! ```
@@ -72,6 +73,7 @@
 pub mod check;
 pub mod clock;
 pub mod net;
+pub mod quality;
 mod rand;
 pub mod schedule;
 pub mod server;

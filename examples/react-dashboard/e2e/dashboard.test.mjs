@@ -165,6 +165,31 @@ test('offline and online again: an immediate reconnect', async () => {
   await cdp.detach();
 });
 
+test('an outage: the dashboard says the server is unreachable, not stale figures (screenshot)', async () => {
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  await page.getByTestId('server-metrics').waitFor({ timeout: 10_000 });
+  await admin(server.admin, '/stop');
+  // The core's verdict after three failed attempts (default backoff: about 5 s).
+  await page.waitForSelector('[data-testid=dashboard-alerts] li[data-kind=unreachable][data-severity=error]', {
+    timeout: 20_000,
+  });
+  await page.waitForSelector('[data-testid=server-unreachable]', { timeout: 10_000 });
+  assert.equal(await page.getByTestId('server-metrics').count(), 0, 'no stale server figures');
+  for (const id of ['dashboard-rtt', 'dashboard-jitter', 'dashboard-loss']) {
+    assert.match(await page.getByTestId(id).innerText(), /not connected/, id);
+    assert.equal(await page.getByTestId(id).getAttribute('data-value'), '', id);
+  }
+  const advice = page.getByTestId('dashboard-recommendations').locator('li[data-kind=check-server]');
+  assert.equal(await advice.count(), 1);
+  await mkdir(SHOTS, { recursive: true });
+  await page.screenshot({ path: join(SHOTS, 'outage.png') });
+
+  await admin(server.admin, '/start');
+  await page.waitForSelector(badge('connected'), { timeout: 20_000 });
+  await page.waitForSelector('[data-testid=dashboard-alerts] li[data-severity=none]', { timeout: 10_000 });
+  await page.getByTestId('server-metrics').waitFor({ timeout: 10_000 });
+});
+
 test('the dashboard shows latency figures (screenshot in target/e2e/)', async () => {
   const dashboard = page.getByTestId('health-dashboard');
   // The quick failures while the server was down may have handed the session to HTTP

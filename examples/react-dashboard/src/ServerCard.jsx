@@ -25,7 +25,14 @@ export function ServerCard({ api }) {
       clearInterval(timer);
     };
   }, [api]);
-  if (!metrics) return <p className="muted">{error ?? 'loading…'}</p>;
+  // Figures from a server that no longer answers are not shown as if they were current.
+  if (error)
+    return (
+      <p className="unreachable" data-testid="server-unreachable">
+        Server unreachable{error === 'unreachable' ? '' : ` (${error})`}; its figures will be back when it answers.
+      </p>
+    );
+  if (!metrics) return <p className="muted">loading…</p>;
   const figures = [
     ['Active connections', metrics.active_connections],
     ['Sessions kept', metrics.sessions],
@@ -42,7 +49,6 @@ export function ServerCard({ api }) {
           <dd>{value}</dd>
         </div>
       ))}
-      {error && <p className="muted">last refresh failed: {error}</p>}
     </dl>
   );
 }

@@ -1,7 +1,7 @@
-import { useCallback, useState, useSyncExternalStore, type CSSProperties } from 'react';
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type CSSProperties } from 'react';
 
-import type { TetherMetrics } from '../index.js';
-import { STATE_COLOURS, clock, describe, duration, ms, percent } from './format.js';
+import type { TetherAlert, TetherHealth, TetherMetrics } from '../index.js';
+import { ADVICE, STATE_COLOURS, alertText, clock, describe, duration, ms, percent } from './format.js';
 import { useConnectionState, useLifecycleEvents } from './hooks.js';
 import { useStore } from './provider.js';
 import type { ClientStore } from './store.js';
@@ -16,12 +16,21 @@ export interface ConnectionHealthDashboardProps {
   samples?: number;
   /** Lifecycle events listed, newest first. Default 12. */
   events?: number;
+  /**
+   * Called with each alert when it is raised (an alert of the same kind and severity
+   * still present at the next sample is not raised again): warning above 200 ms of mean
+   * round trip or 5 % loss, error above 500 ms or 10 %, critical at critical quality,
+   * `unreachable` after 3 failed attempts, `stopped` when the client stopped for good.
+   */
+  onAlert?: (alert: TetherAlert) => void;
 }
 
 /**
  * The health of the connection at a glance: state and uptime; round-trip time, jitter
- * and loss over time as sparklines; quality, reliability score, reconnects, queue depth,
- * fallback and message counts; and the recent lifecycle events.
+ * and loss over time as sparklines (shown as not measured while disconnected, never as
+ * stale figures); quality, reliability score, reconnects, queue depth, fallback and
+ * message counts; alerts and recommendations (the core's, from `client.health()`); and
+ * the recent lifecycle events.
  *
  * ```tsx
  * <ConnectionHealthDashboard intervalMs={1000} />
@@ -32,11 +41,16 @@ export function ConnectionHealthDashboard({
   intervalMs = 1000,
   samples = 60,
   events = 12,
+  onAlert,
 }: ConnectionHealthDashboardProps) {
   const state = useConnectionState();
-  const { metrics: m, history } = useHistory(intervalMs, samples);
+  const { metrics: m, health, history } = useHistory(intervalMs, samples);
   const log = useLifecycleEvents();
   const recent = log.slice(-events).reverse();
+  useAlerts(health, onAlert);
+  // Figures of a connection that is gone are not shown as if they were current.
+  const live = m?.state === 'connected';
+  const notMeasured = m && !live ? 'not connected' : '–';
   return (
     <section
       className={`tether-dashboard${className ? ` ${className}` : ''}`}
@@ -57,24 +71,24 @@ export function ConnectionHealthDashboard({
         <Trend
           testId="dashboard-rtt"
           label="RTT"
-          value={m?.rttMs ?? null}
-          text={ms(m?.rttMs)}
+          value={live ? (m?.rttMs ?? null) : null}
+          text={live ? ms(m?.rttMs) : notMeasured}
           points={history.rtt}
           capacity={samples}
         />
         <Trend
           testId="dashboard-jitter"
           label="Jitter"
-          value={m?.jitterMs ?? null}
-          text={ms(m?.jitterMs)}
+          value={live ? (m?.jitterMs ?? null) : null}
+          text={live ? ms(m?.jitterMs) : notMeasured}
           points={history.jitter}
           capacity={samples}
         />
         <Trend
           testId="dashboard-loss"
           label="Loss"
-          value={m ? m.loss : null}
-          text={m ? percent(m.loss) : '–'}
+          value={live && m ? m.loss : null}
+          text={live && m ? percent(m.loss) : notMeasured}
           points={history.loss}
           capacity={samples}
         />
@@ -115,6 +129,7 @@ export function ConnectionHealthDashboard({
           text={m ? `${m.messagesIn} in, ${m.messagesOut} out` : '–'}
         />
       </dl>
+      <Advice health={health} />
       <ol
         className="tether-dashboard__events"
         data-testid="dashboard-events"
@@ -132,6 +147,76 @@ export function ConnectionHealthDashboard({
       </ol>
     </section>
   );
+}
+
+const SEVERITY_COLOURS: Record<TetherAlert['severity'], string> = {
+  warning: '#b7791f',
+  error: '#c53030',
+  critical: '#822727',
+};
+
+/** The alerts, worst first, then what to do. */
+function Advice({ health }: { health: TetherHealth | null }) {
+  const alerts = health?.alerts ?? [];
+  const recommendations = health?.recommendations ?? [];
+  return (
+    <div className="tether-dashboard__advice" style={{ display: 'grid', gap: '0.25em' }}>
+      <ul
+        className="tether-dashboard__alerts"
+        data-testid="dashboard-alerts"
+        aria-label="Alerts"
+        style={{ listStyle: 'none', margin: 0, padding: 0 }}
+      >
+        {alerts.length === 0 ? (
+          <li data-severity="none" style={{ opacity: 0.6 }}>
+            No alerts
+          </li>
+        ) : (
+          alerts.map((a) => (
+            <li
+              key={`${a.kind}:${a.severity}`}
+              data-severity={a.severity}
+              data-kind={a.kind}
+              style={{ color: SEVERITY_COLOURS[a.severity] }}
+            >
+              {alertText(a)}
+            </li>
+          ))
+        )}
+      </ul>
+      {recommendations.length > 0 && (
+        <ul
+          className="tether-dashboard__recommendations"
+          data-testid="dashboard-recommendations"
+          aria-label="Recommendations"
+          style={{ margin: 0, paddingLeft: '1.25em' }}
+        >
+          {recommendations.map((r) => (
+            <li key={r.kind} data-kind={r.kind}>
+              {ADVICE[r.kind] ?? r.kind}
+            </li>
+          ))}
+        </ul>
+      )}
+    </div>
+  );
+}
+
+/** Calls `onAlert` with each alert not present in the sample before. */
+function useAlerts(health: TetherHealth | null, onAlert?: (alert: TetherAlert) => void) {
+  const raised = useRef(new Set<string>());
+  const callback = useRef(onAlert);
+  callback.current = onAlert;
+  useEffect(() => {
+    if (!health) return;
+    const now = new Set<string>();
+    for (const alert of health.alerts) {
+      const key = `${alert.kind}:${alert.severity}`;
+      now.add(key);
+      if (!raised.current.has(key)) callback.current?.(alert);
+    }
+    raised.current = now;
+  }, [health]);
 }
 
 function Trend(props: {
@@ -213,10 +298,11 @@ function Sparkline({ points, label, capacity }: { points: (number | null)[]; lab
 
 interface History {
   metrics: TetherMetrics | null;
+  health: TetherHealth | null;
   history: { rtt: (number | null)[]; jitter: (number | null)[]; loss: (number | null)[] };
 }
 
-const NO_HISTORY: History = { metrics: null, history: { rtt: [], jitter: [], loss: [] } };
+const NO_HISTORY: History = { metrics: null, health: null, history: { rtt: [], jitter: [], loss: [] } };
 
 /** The metrics, and a sample of RTT, jitter and loss every `intervalMs`, the last `size` kept. */
 function useHistory(intervalMs: number, size: number): History {
@@ -248,15 +334,27 @@ function useHistory(intervalMs: number, size: number): History {
 /** The latest metrics, plus a new sample when `size` > 0 (keeping the last `size`). */
 function sample(store: ClientStore, previous: History, size: number): History {
   const metrics = store.client ? store.client.metrics() : null;
-  if (size === 0 || !metrics) return { metrics, history: previous.history };
+  // A new object only when an alert or recommendation changed: `onAlert` runs on change.
+  const fresh = store.client ? store.client.health() : null;
+  const health = fresh && previous.health && sameHealth(fresh, previous.health) ? previous.health : fresh;
+  if (size === 0 || !metrics) return { metrics, health, history: previous.history };
   const connected = metrics.state === 'connected';
   const push = (list: (number | null)[], value: number | null) => [...list.slice(-(size - 1)), value];
   return {
     metrics,
+    health,
     history: {
       rtt: push(previous.history.rtt, connected ? metrics.rttMs : null),
       jitter: push(previous.history.jitter, connected ? metrics.jitterMs : null),
       loss: push(previous.history.loss, connected ? metrics.loss : null),
     },
   };
+}
+
+function sameHealth(a: TetherHealth, b: TetherHealth): boolean {
+  const key = (h: TetherHealth) =>
+    h.alerts.map((x) => `${x.kind}:${x.severity}:${x.value}`).join('\n') +
+    '\n\n' +
+    h.recommendations.map((x) => x.kind).join('\n');
+  return key(a) === key(b);
 }

@@ -1,5 +1,5 @@
 // How the components write figures and events.
-import type { TetherState } from '../index.js';
+import type { TetherAlert, TetherRecommendation, TetherState } from '../index.js';
 import type { LifecycleEvent } from './store.js';
 
 /** `42 ms`, or `–` when unknown. */
@@ -60,3 +60,31 @@ export function clock(at: number): string {
   const d = new Date(at);
   return [d.getHours(), d.getMinutes(), d.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
 }
+
+/** An alert in words, as the Rust core writes it: `warning: latency 320 ms (over 200 ms)`. */
+export function alertText(alert: TetherAlert): string {
+  const v = alert.value ?? 0;
+  const t = alert.threshold ?? 0;
+  const what =
+    alert.kind === 'latency'
+      ? `latency ${Math.round(v)} ms (over ${Math.round(t)} ms)`
+      : alert.kind === 'loss'
+        ? `${(v * 100).toFixed(1)} % of pings lost (over ${(t * 100).toFixed(1)} %)`
+        : alert.kind === 'quality'
+          ? 'connection quality is critical'
+          : alert.kind === 'unreachable'
+            ? `server unreachable (${v} attempts failed)`
+            : 'the client stopped and will not reconnect';
+  return `${alert.severity}: ${what}`;
+}
+
+/** One sentence per recommendation of `client.health()`. */
+export const ADVICE: Record<TetherRecommendation['kind'], string> = {
+  'allow-websockets': 'HTTP polling is in use: a proxy or firewall blocks WebSockets; allow the upgrade',
+  'reduce-traffic': 'latency varies widely: the network is congested; send less or batch',
+  'connected-elsewhere': 'the same user connected elsewhere and replaced this connection',
+  'check-credentials': 'the server rejects the credentials: check the token provider',
+  'check-server': 'the server cannot be reached: check that it runs and the URL',
+  'read-faster': "the application reads too slowly: the server's messages are held back",
+  'messages-waiting': 'messages are waiting to be sent: they go out on reconnect',
+};

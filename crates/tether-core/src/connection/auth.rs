@@ -108,6 +108,7 @@ impl Connection {
                     self.phase.set_awaits_token(false);
                     self.auth.token = None;
                     let cause = Cause {
+                        kind: crate::io::CauseKind::TokenUnavailable,
                         reason: format!("token unavailable: {e}"),
                         ..Cause::default()
                     };

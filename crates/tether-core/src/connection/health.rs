@@ -26,7 +26,7 @@ pub(super) struct Health {
 impl Health {
     pub(super) fn new(config: &Config) -> Self {
         Health {
-            stats: RttStats::new(config.quality.window),
+            stats: RttStats::new(config.quality.window, config.quality.max_age),
             quality: QualityTracker::new(config.quality.hysteresis),
             drops: VecDeque::new(),
         }
@@ -64,6 +64,19 @@ impl Health {
         self.trim_drops(now);
         self.stats.clear();
         self.quality.reset();
+    }
+
+    /// How many RTT samples are kept (for tests of the bound).
+    #[cfg(test)]
+    pub(super) fn samples_kept(&self) -> usize {
+        self.stats.samples()
+    }
+
+    /// Lets the samples and drops that no longer count go, whether or not anything
+    /// arrived (called whenever a timer is served).
+    pub(super) fn trim(&mut self, now: Instant) {
+        self.stats.trim(now);
+        self.trim_drops(now);
     }
 
     /// How many drops are kept (for tests of the bound).
@@ -105,13 +118,13 @@ impl Health {
 impl Connection {
     /// A round trip took `rtt` (a ping's pong, or a polling request's answer).
     pub(super) fn record_rtt(&mut self, now: Instant, rtt: Duration) {
-        self.health.stats.record_rtt(rtt);
+        self.health.stats.record_rtt(now, rtt);
         self.update_quality(now);
     }
 
     /// A ping went unanswered.
     pub(super) fn record_loss(&mut self, now: Instant) {
-        self.health.stats.record_loss();
+        self.health.stats.record_loss(now);
         self.update_quality(now);
     }
 

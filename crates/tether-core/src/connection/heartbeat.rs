@@ -145,6 +145,7 @@ impl Connection {
             self.fail_link_with(
                 now,
                 crate::io::Cause {
+                    kind: crate::io::CauseKind::Liveness,
                     reason: format!("no answer to {max} pings (half-open)"),
                     ..crate::io::Cause::default()
                 },

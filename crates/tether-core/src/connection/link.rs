@@ -509,6 +509,7 @@ impl Connection {
                     now,
                     kind,
                     Cause {
+                        kind: crate::io::CauseKind::ProtocolError,
                         reason: "invalid poll body".into(),
                         ..Cause::default()
                     },

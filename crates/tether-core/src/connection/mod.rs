@@ -33,8 +33,8 @@ use crate::backoff::Backoff;
 use crate::close::{classify_close, classify_http_status, CloseClass};
 use crate::config::{Config, ConfigError};
 use crate::io::{
-    Action, Cause, DropReason, Event, Hint, MessageId, RequestId, SendError, TerminalReason,
-    TetherError, TransportFailure, TransportId,
+    Action, Cause, CauseKind, DropReason, Event, Hint, MessageId, RequestId, SendError,
+    TerminalReason, TetherError, TransportFailure, TransportId,
 };
 use crate::metrics::Metrics;
 use crate::payload::Payload;
@@ -590,6 +590,11 @@ impl Connection {
         }
         let class = classify_close(code, &self.config.close_rules);
         let cause = Cause {
+            kind: match class {
+                CloseClass::AuthRejected => CauseKind::AuthRejected,
+                CloseClass::Replaced => CauseKind::Replaced,
+                _ => CauseKind::Closed,
+            },
             code,
             status: None,
             reason,
@@ -664,6 +669,8 @@ impl Connection {
     /// asleep or throttled: pings in flight then prove nothing, so they are forgotten and
     /// the socket gets a quick liveness check instead.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // The health figures age on this schedule too, whatever arrives or not.
+        self.health.trim(now);
         let resumed = self.timers.next().is_some_and(|first| {
             first <= now && now.saturating_duration_since(first) >= self.config.resume_gap
         });
@@ -711,6 +718,7 @@ impl Connection {
                     self.fail_link_with(
                         now,
                         Cause {
+                            kind: CauseKind::Timeout,
                             reason: "connect timeout".into(),
                             ..Cause::default()
                         },
@@ -735,6 +743,11 @@ impl Connection {
                 self.fail_link_with(
                     now,
                     Cause {
+                        kind: if self.online {
+                            CauseKind::Liveness
+                        } else {
+                            CauseKind::Offline
+                        },
                         reason: if self.online {
                             "no answer to a liveness check".into()
                         } else {
@@ -761,6 +774,7 @@ impl Connection {
                     self.fail_link_with(
                         now,
                         Cause {
+                            kind: CauseKind::Timeout,
                             reason: "poll request timed out".into(),
                             ..Cause::default()
                         },
@@ -1009,6 +1023,7 @@ impl Connection {
             now,
             kind,
             Cause {
+                kind: failure.kind(),
                 code: None,
                 status,
                 reason: failure.to_string(),
@@ -1023,6 +1038,7 @@ impl Connection {
         self.fail_link_with(
             now,
             Cause {
+                kind: CauseKind::ProtocolError,
                 code: Some(code),
                 status: None,
                 reason: reason.to_owned(),

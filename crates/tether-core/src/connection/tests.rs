@@ -310,6 +310,19 @@ fn fatal_and_replaced_codes_stop_with_their_reason() {
             _ => matches!(reason, TerminalReason::AuthRejected(_)),
         };
         assert!(ok, "code {code}: {reason}");
+        assert_eq!(reason.kind(), want.replace("auth", "auth-rejected"));
+        let cause_kind = match want {
+            "fatal" => CauseKind::Closed,
+            "replaced" => CauseKind::Replaced,
+            _ => CauseKind::AuthRejected,
+        };
+        assert!(
+            h.events.iter().any(
+                |e| matches!(e, Event::Disconnected { cause, .. } if cause.kind == cause_kind)
+            ),
+            "code {code}: {:?}",
+            h.events
+        );
         assert_eq!(h.conn.poll_timeout(), None);
     }
 }
@@ -454,9 +467,11 @@ fn half_open_socket_is_declared_dead_after_missed_pongs() {
         .actions
         .iter()
         .any(|a| matches!(a, Action::Close { id: i, .. } if *i == id)));
-    assert!(h.events.iter().any(
-        |e| matches!(e, Event::Disconnected { cause, .. } if cause.reason.contains("half-open"))
-    ));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Disconnected { cause, .. }
+            if cause.reason.contains("half-open") && cause.kind == CauseKind::Liveness)));
 }
 
 #[test]
@@ -2154,10 +2169,9 @@ fn going_offline_is_named_offline() {
         })
         .expect("the dead socket is dropped");
     assert_eq!(cause.reason, "offline: the device lost its network");
-    assert_eq!(
-        cause.to_string(),
-        "no code (offline: the device lost its network)"
-    );
+    assert_eq!(cause.kind, CauseKind::Offline);
+    assert_eq!(cause.kind.as_str(), "offline");
+    assert_eq!(cause.to_string(), "offline: the device lost its network");
 }
 
 /// Issue 16: "network error: network error" and "HTTP 401 (HTTP 401)".
@@ -2291,4 +2305,187 @@ fn plain_mode_pings_with_control_frames_when_the_transport_can() {
         })
         .expect("the frozen server is noticed");
     assert_eq!(cause.reason, "no answer to 2 pings (half-open)");
+}
+
+/// The production configuration in protocol mode (heartbeat, quality, acks: defaults).
+fn defaults() -> ConfigBuilder {
+    Config::builder("ws://127.0.0.1:1/ws").protocol()
+}
+
+impl Harness {
+    /// Answers the ping the client wrote last on `id`, if any, after `rtt`.
+    fn answer_ping(&mut self, id: TransportId, rtt: Duration) -> bool {
+        let ping = self.sent_frames().iter().map(env).find_map(|e| match e {
+            Envelope::Ping { id } => Some(id),
+            _ => None,
+        });
+        let Some(ping) = ping else { return false };
+        self.now += rtt;
+        self.envelope(id, Envelope::Pong { id: ping });
+        true
+    }
+}
+
+/// Issue 16, part 3: every history the status is computed from ages on its own
+/// schedule: RTT samples and losses stop counting `quality.max_age` after they were
+/// taken (trimmed whenever a timer is served, not only when a pong arrives), drops the
+/// reliability window after they happened (read with `now`); memory stays bounded by
+/// count meanwhile. With the production configuration.
+#[test]
+fn the_status_histories_age_out_whatever_arrives_or_not() {
+    let mut h = Harness::new(defaults());
+    let config = Config::builder("ws://x/").protocol().build().unwrap();
+    let (window, max_age) = (config.quality.window, config.quality.max_age);
+    let interval = config.heartbeat.as_ref().expect("heartbeat").interval;
+    h.connect();
+    let (id, _) = h.welcome(1, 0, false);
+    let step = Duration::from_millis(10);
+    let steps = |d: Duration| (d.as_millis() / step.as_millis()) as usize;
+    let mut answered = 0;
+    for _ in 0..3 * window * steps(interval) {
+        // Each ping is answered 30 ms after it went (it went within the last step).
+        h.advance(step);
+        answered += usize::from(h.answer_ping(id, Duration::from_millis(30) - step));
+        assert!(h.conn.health.samples_kept() <= window);
+    }
+    assert!(answered >= 2 * window, "{answered} pings answered");
+    let m = h.conn.metrics(h.now);
+    let rtt = m.rtt_mean.expect("measured");
+    assert!((20..=30).contains(&rtt.as_millis()), "{rtt:?}");
+    assert_eq!(m.quality, Some(Quality::Excellent));
+    assert_eq!(m.reliability, 100);
+
+    // The server stops answering pings (it still sends messages, so the socket stays):
+    // no pong arrives, yet the old answers stop counting.
+    let mut seq = 0;
+    for i in 0..steps(max_age + interval) {
+        h.advance(step);
+        h.sent_frames();
+        if i % 100 == 0 {
+            seq += 1;
+            h.envelope(id, msg(seq, "still here"));
+        }
+    }
+    let m = h.conn.metrics(h.now);
+    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!((m.rtt_mean, m.rtt_p50, m.jitter), (None, None, None));
+    assert_eq!(m.loss, 1.0);
+    assert_eq!(m.quality, Some(Quality::Critical));
+
+    // It answers again: the losses stop counting as soon as they are `max_age` old.
+    let resumed = h.now;
+    let mut excellent_at = None;
+    for _ in 0..steps(max_age + 3 * interval) {
+        h.advance(step);
+        h.answer_ping(id, Duration::from_millis(30) - step);
+        if excellent_at.is_none() && h.conn.quality() == Some(Quality::Excellent) {
+            excellent_at = Some(h.now - resumed);
+        }
+    }
+    let m = h.conn.metrics(h.now);
+    assert_eq!(m.loss, 0.0);
+    assert_eq!(m.quality, Some(Quality::Excellent));
+    let took = excellent_at.expect("excellent again");
+    assert!(took <= max_age + 2 * interval, "excellent after {took:?}");
+
+    // A drop lowers the score; read 5 minutes on, with nothing served meanwhile, it no
+    // longer does.
+    h.closed(id, Some(1006));
+    let dropped = h.now;
+    assert!(h.conn.metrics(dropped).reliability < 100);
+    assert_eq!(
+        h.conn
+            .metrics(dropped + Duration::from_secs(300))
+            .reliability,
+        100
+    );
+}
+
+/// Issue 16, part 3: a closed client leaves no timer behind, the protocol's Ack timer
+/// included (after `close()` the driver's task lived on for the ack delay), with the
+/// production configuration: after a lingering close, after an immediate one, and after
+/// `close_now()`.
+#[test]
+fn a_closed_client_leaves_no_timer_behind() {
+    for how in ["close", "close with messages in flight", "close_now"] {
+        let mut h = Harness::new(defaults());
+        h.connect();
+        let (id, _) = h.welcome(1, 0, false);
+        // A message arrives: its acknowledgement is owed, on a timer.
+        h.envelope(id, msg(1, "hello"));
+        assert!(h.conn.timers.is_set(Timer::Ack), "{how}: an ack is owed");
+        match how {
+            "close" => h.conn.close(h.now, 1000, "bye"),
+            "close with messages in flight" => {
+                h.conn.send(h.now, "a").unwrap();
+                h.drain();
+                h.conn.close(h.now, 1000, "bye");
+                h.drain();
+                assert!(h.conn.is_closing(), "{how}: lingers for the ack");
+                h.now += Duration::from_millis(5);
+                h.envelope(id, Envelope::Ack { seq: 1 });
+            }
+            _ => h.conn.close_now(h.now, 1000, "bye"),
+        }
+        h.drain();
+        assert_eq!(h.conn.state(), State::Closed, "{how}");
+        assert_eq!(h.conn.poll_timeout(), None, "{how}: a timer is left");
+    }
+}
+
+/// Issue 16, part 4: what the user sees carries a stable kind besides its words.
+#[test]
+fn causes_and_failures_have_stable_kinds() {
+    let http = |status| TransportFailure::Http {
+        status,
+        retry_after: None,
+    };
+    let table = [
+        (TransportFailure::Refused, "refused"),
+        (TransportFailure::Network("reset".into()), "network"),
+        (TransportFailure::Tls("bad certificate".into()), "tls"),
+        (TransportFailure::Blocked, "blocked"),
+        (TransportFailure::Timeout, "timeout"),
+        (
+            TransportFailure::MessageTooLarge { size: 9 },
+            "message-too-large",
+        ),
+        (http(401), "auth-rejected"),
+        (http(403), "auth-rejected"),
+        (http(409), "replaced"),
+        (http(404), "http-error"),
+        (http(503), "http-error"),
+    ];
+    for (failure, want) in table {
+        assert_eq!(failure.kind().as_str(), want, "{failure}");
+    }
+    let names: std::collections::HashSet<_> = CauseKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(names.len(), CauseKind::ALL.len(), "one name per kind");
+    assert!(names
+        .iter()
+        .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+
+    // HTTP 401 without auth: the stop and its cause say so.
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, http(401));
+    let reason = h.conn.terminal_reason().expect("stopped").clone();
+    assert_eq!(reason.kind(), "auth-rejected");
+    let TerminalReason::AuthRejected(cause) = &reason else {
+        panic!("{reason}")
+    };
+    assert_eq!(cause.kind, CauseKind::AuthRejected);
+    assert_eq!(reason.to_string(), "authentication rejected: HTTP 401");
+
+    // A connect that times out.
+    let mut h = Harness::new(plain().connect_timeout(Duration::from_secs(2)));
+    h.connect();
+    h.advance(Duration::from_secs(2));
+    let m = h.conn.metrics(h.now);
+    assert_eq!(m.last_close_reason.as_deref(), Some("connect timeout"));
+    assert_eq!(
+        h.conn.tally.last_cause.as_ref().map(|c| c.kind),
+        Some(CauseKind::Timeout)
+    );
 }

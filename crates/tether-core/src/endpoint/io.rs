@@ -147,6 +147,17 @@ pub enum Output {
         /// The message.
         payload: Payload,
     },
+    /// The client of `key` acknowledged `messages` more server messages (on `conn`):
+    /// each server message is acknowledged once, so these add up to the distinct
+    /// messages the clients received.
+    Acknowledged {
+        /// The transport the Ack came on.
+        conn: ConnId,
+        /// Its session.
+        key: SessionKey,
+        /// Messages newly acknowledged.
+        messages: u64,
+    },
     /// A Hello attached `conn` to the session `key` (its Welcome is queued).
     Attached {
         /// The transport.

@@ -570,8 +570,18 @@ impl<S: SessionStore> Endpoint<S> {
             Envelope::Msg { seq, .. } => *seq,
             _ => 0,
         };
+        let before = entry.session.buffered();
         let r = entry.session.receive(now, envelope);
+        // Only an acknowledgement takes messages out of the resume buffer here.
+        let acknowledged = before.saturating_sub(entry.session.buffered());
         account(&mut self.resume_bytes, entry);
+        if acknowledged > 0 {
+            self.outputs.push_back(Output::Acknowledged {
+                conn,
+                key: key.clone(),
+                messages: acknowledged as u64,
+            });
+        }
         if let Some(e) = r.error {
             return Err(e);
         }
