@@ -10,7 +10,7 @@
 //! | action | transport call | fed back with |
 //! |---|---|---|
 //! | `Open { id, url, protocols, headers }` | [`Transport::connect`] | `handle_opened(id)` on `Ok`, `handle_failed(id, _)` on `Err` |
-//! | `Send { id, frame }` | [`SocketWriter::send`] | nothing (an `Err` is reported as [`SocketEvent::Failed`]) |
+//! | `Send { id, frame }` | [`SocketWriter::send`], or [`SocketWriter::feed`] for each of a burst then [`SocketWriter::flush`] | nothing (an `Err` is reported as [`SocketEvent::Failed`]) |
 //! | `Close { id, code, reason }` | [`SocketWriter::close`], or drop the `connect` future | nothing: the core forgot `id` |
 //! | `Poll { request, url, headers, body, session, .. }` | [`Transport::poll`] with [`poll_headers`]`(headers, session)` | `handle_poll_response(request, _)` |
 //! | — | [`SocketReader::next`], in a loop | [`SocketEvent::apply`] |
@@ -258,6 +258,23 @@ pub trait SocketWriter {
     /// gone; the reader then ends with [`SocketEvent::Closed`] when the peer answers.
     /// Never fails: a socket that cannot close cleanly is dropped.
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend;
+
+    /// Queues one frame to go out with the next [`flush`](Self::flush), so that a burst
+    /// of frames costs one write to the operating system rather than one each. A writer
+    /// may still write before the flush (its buffer is full). [`send`](Self::send),
+    /// [`ping`](Self::ping) and [`close`](Self::close) write after what is queued. An
+    /// `Err` means the socket is broken, as for `send`. The default is `send`.
+    fn feed(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        self.send(frame)
+    }
+
+    /// Writes whatever [`feed`](Self::feed) queued. The default has nothing to write.
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        core::future::ready(Ok(()))
+    }
 
     /// Writes a WebSocket ping control frame, for a transport whose
     /// [`Transport::can_ping`] is true (the reader then reports pongs as

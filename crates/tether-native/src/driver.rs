@@ -1,9 +1,12 @@
 //! The client's task: feed inputs, perform commands, arm the timer, re-read the clock.
+//! It owns the open sockets, reads them and writes them itself: a message crosses no
+//! task between the caller's lock and the socket, nor between the socket and the
+//! readers' queues.
 //!
 //! ```text
 //!   user calls ──(lock, Notify)──┐                ┌─► Connect: spawn connect       ─┐
-//!   socket readers ──────────────┤                ├─► Send / Ping: the outbox       │ outcomes
-//!   connect / poll / token tasks ┼─► Dispatcher ──┼─► Close: the outbox, then gone  │ come back
+//!   open sockets: read ──────────┤                ├─► Send / Ping: written here     │ outcomes
+//!   connect / poll / token tasks ┼─► Dispatcher ──┼─► Close: written, then gone     │ come back
 //!   sleep_until(poll_timeout) ───┘  (Connection)  ├─► Cancel / Abandon: abort       │ as inputs
 //!                                        │        ├─► Poll: spawn the request      ─┤
 //!                                        │        └─► FetchToken: spawn provider   ─┘
@@ -13,39 +16,38 @@
 //!
 //! The tables (sockets, requests, the token fetch), the waiters, the stale-report guards
 //! and the logs are the [`Dispatcher`]'s, shared with the browser driver and the
-//! simulation; this task keeps the spawning, its timer and its lock. No decision about
-//! the connection is made here.
+//! simulation; this task keeps the spawning, the sockets' I/O, its timer and its lock.
+//! No decision about the connection is made here.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Wake, Waker};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream};
 use tether_core::{Event, Instant, Payload, RequestId, Token, TransportFailure, TransportId};
 use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 pub(crate) use tether_dispatch::Completion;
 use tether_dispatch::{Command, Dispatcher, Handles};
-use tokio::sync::{oneshot, watch, Notify};
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 use tracing::{debug, warn, Instrument, Span};
 
 use crate::client::{Core, Shared};
 use crate::queue::Queue;
 use crate::token::TokenProvider;
-use crate::transport::WsWriter;
 use tether_core::{DeliveryError, MessageId};
 
-/// What the dispatcher keeps for this driver: abort handles, socket outboxes, oneshots.
+/// What the dispatcher keeps for this driver: abort handles, socket ids, oneshots.
 pub(crate) struct Native;
 
 impl Handles for Native {
     type Task = AbortHandle;
-    type Socket = Arc<dyn Frames>;
+    /// The socket's id: the task owns the socket itself.
+    type Socket = TransportId;
     type Sent = oneshot::Sender<Result<MessageId, DeliveryError>>;
     type Flushed = oneshot::Sender<Result<(), DeliveryError>>;
     type Closed = oneshot::Sender<()>;
@@ -64,21 +66,13 @@ pub(crate) fn answer(completion: Completion<Native>) {
     }
 }
 
-/// An open socket's outbox, whatever its transport.
-pub(crate) trait Frames: Send + Sync {
-    /// Queues `write`.
-    fn push(self: Arc<Self>, write: Write);
-    /// The core closes the socket with this last `write` (its close frame).
-    fn close_with(self: Arc<Self>, write: Write);
-    /// The socket ended: its writer ends once what is queued is written.
-    fn close(self: Arc<Self>);
-}
-
-/// Inputs queued for the task; a full queue holds back the socket readers (and so the
-/// server, through TCP) rather than growing. When the core pauses reading (the
-/// application is `max_unread_bytes` behind), the frames already read still come in:
-/// at most the batch being fed, this queue and the reader's one frame (129 frames).
+/// Inputs queued for the task by the tasks it spawns (connect, poll, token fetch).
 const INPUT_QUEUE: usize = 64;
+
+/// Most frames taken from one socket before the core hears of them: when the core
+/// pauses reading (the application is `max_unread_bytes` behind), the rest of such a
+/// batch is already read (the delivery test has seen up to 68 frames beyond the limit).
+const READ_BATCH: usize = 64;
 
 /// Most frames written with one flush; the write buffer goes out by itself whenever it
 /// fills, so this only bounds how long a flush can be put off.
@@ -88,240 +82,201 @@ const MAX_BURST: usize = 1024;
 /// server's answer may take before the socket is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Something that happened outside the task.
+/// Something that happened in a task the client's task spawned.
 enum Input<W, R> {
     /// A `connect` finished. The halves are boxed: they are the largest input, and every
     /// slot of the input queue is as large as the largest input.
     Opened(TransportId, Result<Box<(W, R)>, TransportFailure>),
-    /// A socket's reader saw this.
-    Socket(TransportId, SocketEvent),
-    /// A socket's writer task ended: the socket is gone.
-    SocketGone(TransportId),
     /// A poll request finished.
     Polled(RequestId, Result<Vec<u8>, TransportFailure>),
     /// The token provider answered request number `.0`.
     Token(RequestId, Result<Token, String>),
 }
 
-/// What a socket's writer task is told.
-pub(crate) enum Write {
+/// What is to be written on a socket.
+enum Write {
     Frame(Payload),
     /// A WebSocket ping control frame (the heartbeat in plain mode).
     Ping,
     Close(u16, String),
 }
 
-/// What is to be written on one socket, and its writer. A writer task runs only while
-/// there is something to write: once the queue is empty it parks the writer here and
-/// ends, and the next write starts a new one. An idle socket costs no task.
-struct Outbox<W, R> {
+/// What happened on a socket, for the core.
+enum Happened {
+    /// The reader saw this (or a write failed: `Failed`).
+    Event(SocketEvent),
+    /// The socket is gone (closed, failed or dropped).
+    Gone,
+}
+
+/// An open socket, owned by the client's task: its reader and writer are polled there,
+/// so a frame goes from the core to the socket, and from the socket to the core,
+/// without crossing a task.
+struct Socket<W> {
     id: TransportId,
-    state: Mutex<Outgoing<W, R>>,
-    /// Wakes a running writer task when the core closes the socket, to start its close
-    /// deadline. (A channel would keep the waker, and with it the memory of a writer task
-    /// that has ended, as long as the socket lives.)
-    closing: Notify,
-}
-
-struct Outgoing<W, R> {
+    /// What the core asked to write, in order.
     writes: VecDeque<Write>,
-    /// The slot is gone: the writer task ends once the queue is empty.
+    writer: Writing<W>,
+    /// `None` once it reported the socket's end (nothing is read after it).
+    reader: Option<Pin<Box<dyn Stream<Item = SocketEvent> + Send>>>,
+    /// The core is done with the socket: it goes once what is queued is written (and,
+    /// after a close frame, once the server answered).
     closed: bool,
-    /// The writer and what its task needs, while no task runs.
-    parked: Option<Parked<W, R>>,
     /// Set when the core closes the socket: when it is dropped, written or not.
-    close_by: Option<tokio::time::Instant>,
+    close_by: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-/// What a socket's writer task owns.
-struct Parked<W, R> {
-    writer: W,
-    reading: Reading,
-    inputs: Arc<Queue<Input<W, R>>>,
+/// A batch being written: it owns the writer, and gives it back with the emptied batch.
+type Batch<W> = Pin<Box<dyn Future<Output = (W, VecDeque<Write>, Written)> + Send>>;
+
+/// A socket's writer: at rest, or writing a batch (the future owns it meanwhile).
+enum Writing<W> {
+    Idle(W),
+    Busy(Batch<W>),
+    /// The close frame is written: the socket waits for the server's answer.
+    CloseSent(W),
+    /// Taken while switching states (never seen between polls).
+    Gone,
 }
 
-/// The socket's reader task, aborted when dropped (the socket is abandoned).
-struct Reading(JoinHandle<()>);
-
-impl Drop for Reading {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// How a batch went.
+enum Written {
+    Ok,
+    /// A close frame went out: nothing more is written.
+    Closed,
+    Failed(TransportFailure),
 }
 
-impl<W, R> Outbox<W, R>
+/// What polling a socket gave.
+enum Polled {
+    /// Nothing to report.
+    Pending,
+    /// The reader saw this.
+    Event(SocketEvent),
+    /// A write failed: report it, and drop the socket.
+    Failed(TransportFailure),
+    /// The socket is done: drop it.
+    Gone,
+}
+
+impl<W> Socket<W>
 where
     W: SocketWriter + Send + 'static,
-    R: Send + 'static,
 {
-    fn lock(&self) -> MutexGuard<'_, Outgoing<W, R>> {
-        // Nothing panics while holding this lock; a poisoned queue is still consistent.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Changes what is to be written, and starts the writer task if it is parked.
-    fn update(self: &Arc<Self>, change: impl FnOnce(&mut Outgoing<W, R>)) {
-        let parked = {
-            let mut state = self.lock();
-            change(&mut state);
-            state.parked.take()
-        };
-        if let Some(parked) = parked {
-            spawn(relayed(write(self.clone(), parked)));
-        }
-    }
-
-    /// Resolves when the socket, closed by the core, has had its `CLOSE_GRACE`.
-    async fn close_deadline(&self) {
-        loop {
-            let notified = self.closing.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let close_by = self.lock().close_by;
-            if let Some(at) = close_by {
-                return tokio::time::sleep_until(at).await;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl<W, R> Frames for Outbox<W, R>
-where
-    W: SocketWriter + Send + 'static,
-    R: Send + 'static,
-{
-    fn push(self: Arc<Self>, write: Write) {
-        self.update(|state| state.writes.push_back(write));
-    }
-
-    /// `write` (the close frame) is the last, and the socket is dropped after
-    /// `CLOSE_GRACE` whatever is left to write or to read.
-    fn close_with(self: Arc<Self>, write: Write) {
-        self.update(|state| {
-            state.writes.push_back(write);
-            state.close_by = Some(tokio::time::Instant::now() + CLOSE_GRACE);
-            state.closed = true;
+    fn new<R: SocketReader + Send + 'static>(id: TransportId, writer: W, reader: R) -> Self {
+        let reader = futures_util::stream::unfold(reader, |mut reader| async move {
+            let event = reader.next().await;
+            Some((event, reader))
         });
-        self.closing.notify_waiters();
+        Socket {
+            id,
+            writes: VecDeque::new(),
+            writer: Writing::Idle(writer),
+            reader: Some(Box::pin(reader)),
+            closed: false,
+            close_by: None,
+        }
     }
 
-    fn close(self: Arc<Self>) {
-        self.update(|state| state.closed = true);
-    }
-}
-
-/// Runs `task` behind a waker of its own, emptied when the task ends. The socket keeps the
-/// last waker its writer gave it until the next write: without the relay, that would
-/// keep the memory of a writer task that has ended.
-async fn relayed<F: Future>(task: F) -> F::Output {
-    let relay = Relay(Arc::default());
-    let waker = Waker::from(relay.0.clone());
-    let mut task = std::pin::pin!(task);
-    std::future::poll_fn(|cx| {
-        relay.0 .0.register(cx.waker());
-        task.as_mut().poll(&mut Context::from_waker(&waker))
-    })
-    .await
-}
-
-/// Forwards wake-ups to the task that registered last; dropped, it forgets that task.
-struct Relay(Arc<Forward>);
-
-#[derive(Default)]
-struct Forward(AtomicWaker);
-
-impl Wake for Forward {
-    fn wake(self: Arc<Self>) {
-        self.0.wake();
+    /// The core closes the socket with this last write (its close frame): it is dropped
+    /// after `CLOSE_GRACE` whatever is left to write or to read.
+    fn close_with(&mut self, write: Write) {
+        if !self.closed {
+            self.writes.push_back(write);
+        }
+        self.closed = true;
+        if self.close_by.is_none() {
+            self.close_by = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+        }
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.wake();
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        drop(self.0 .0.take());
-    }
-}
-
-/// A writer task: writes what is queued, then parks the writer, or ends the socket.
-async fn write<W, R>(outbox: Arc<Outbox<W, R>>, mut task: Parked<W, R>)
-where
-    W: SocketWriter + Send + 'static,
-    R: Send + 'static,
-{
-    let id = outbox.id;
-    let mut looked_again = false;
-    loop {
-        let done = tokio::select! {
-            done = write_queued(&outbox, &mut task.writer, &mut task.reading, &task.inputs) => done,
-            () = outbox.close_deadline() => {
-                debug!(transport = id.0, "close took too long: socket dropped");
-                true
+    /// Writes what is queued (without waiting), then reads one event if `read`.
+    fn poll(&mut self, cx: &mut Context<'_>, read: bool) -> Polled {
+        if self.answered() {
+            return Polled::Gone;
+        }
+        if let Some(deadline) = &mut self.close_by {
+            if deadline.as_mut().poll(cx).is_ready() {
+                debug!(transport = self.id.0, "close took too long: socket dropped");
+                return Polled::Gone;
             }
+        }
+        loop {
+            match std::mem::replace(&mut self.writer, Writing::Gone) {
+                Writing::Idle(writer) if self.writes.is_empty() => {
+                    self.writer = Writing::Idle(writer);
+                    if self.closed {
+                        return Polled::Gone; // the core closed it, or it ended
+                    }
+                    break;
+                }
+                Writing::Idle(mut writer) => {
+                    let mut batch = std::mem::take(&mut self.writes);
+                    self.writer = Writing::Busy(Box::pin(async move {
+                        let written = match write_batch(&mut writer, &mut batch).await {
+                            Ok(None) => Written::Ok,
+                            Ok(Some((code, reason))) => {
+                                writer.close(code, reason).await;
+                                Written::Closed
+                            }
+                            Err(failure) => Written::Failed(failure),
+                        };
+                        (writer, batch, written)
+                    }));
+                }
+                Writing::Busy(mut busy) => match busy.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        self.writer = Writing::Busy(busy);
+                        break;
+                    }
+                    Poll::Ready((writer, mut batch, written)) => match written {
+                        Written::Ok => {
+                            // Reuse the batch's room when nothing came meanwhile.
+                            if self.writes.is_empty() {
+                                batch.clear();
+                                self.writes = batch;
+                            }
+                            self.writer = Writing::Idle(writer);
+                        }
+                        Written::Closed => {
+                            self.writes = VecDeque::new(); // nothing follows a close
+                            self.writer = Writing::CloseSent(writer);
+                            if self.reader.is_none() {
+                                return Polled::Gone;
+                            }
+                        }
+                        Written::Failed(failure) => {
+                            self.writer = Writing::Idle(writer);
+                            return Polled::Failed(failure);
+                        }
+                    },
+                },
+                state @ (Writing::CloseSent(_) | Writing::Gone) => {
+                    self.writer = state;
+                    break;
+                }
+            }
+        }
+        if !read {
+            return Polled::Pending;
+        }
+        let Some(reader) = &mut self.reader else {
+            return Polled::Pending;
         };
-        if done {
-            break;
+        match reader.as_mut().poll_next(cx) {
+            Poll::Ready(Some(event)) => {
+                if event.is_end() {
+                    self.reader = None;
+                }
+                Polled::Event(event)
+            }
+            Poll::Ready(None) | Poll::Pending => Polled::Pending,
         }
-        if !looked_again {
-            // Other tasks often have the next frames on their way: a look after them
-            // costs less than a new task.
-            looked_again = true;
-            tokio::task::yield_now().await;
-            continue;
-        }
-        looked_again = false;
-        let mut state = outbox.lock();
-        if state.writes.is_empty() && !state.closed {
-            state.writes = VecDeque::new(); // give a burst's room back
-            state.parked = Some(task);
-            return;
-        }
-        // More came, or the slot went, since the queue was found empty.
     }
-    let inputs = task.inputs.clone();
-    drop(task); // aborts the reader; dropping both halves closes the socket
-    let _ = inputs.send(Input::SocketGone(id)).await;
-}
 
-/// Writes batches until the queue is empty: `false` then, `true` once the socket is done
-/// (its close written and answered, a write failed, or the slot gone).
-async fn write_queued<W, R>(
-    outbox: &Outbox<W, R>,
-    writer: &mut W,
-    reading: &mut Reading,
-    inputs: &Queue<Input<W, R>>,
-) -> bool
-where
-    W: SocketWriter + Send + 'static,
-    R: Send + 'static,
-{
-    let mut batch = VecDeque::new();
-    loop {
-        {
-            let mut state = outbox.lock();
-            if state.writes.is_empty() {
-                return state.closed;
-            }
-            std::mem::swap(&mut state.writes, &mut batch);
-        }
-        match write_batch(writer, &mut batch).await {
-            Ok(None) => {}
-            Ok(Some((code, reason))) => {
-                writer.close(code, reason).await;
-                let _ = (&mut reading.0).await; // the server's answer ends the reader
-                return true;
-            }
-            Err(failure) => {
-                let _ = inputs
-                    .send(Input::Socket(outbox.id, SocketEvent::Failed(failure)))
-                    .await;
-                return true;
-            }
-        }
+    /// The server answered the close frame (the reader ended after it).
+    fn answered(&self) -> bool {
+        self.reader.is_none() && matches!(self.writer, Writing::CloseSent(_))
     }
 }
 
@@ -330,8 +285,10 @@ struct Driver<T: Transport> {
     transport: Arc<T>,
     tokens: Option<Arc<dyn TokenProvider>>,
     inputs: Arc<Queue<Input<T::Writer, T::Reader>>>,
-    /// Whether the socket readers may read (the core's `wants_read`).
-    reading: watch::Sender<bool>,
+    /// The open sockets (and those closing).
+    sockets: Vec<Socket<T::Writer>>,
+    /// Whether the sockets may be read (the core's `wants_read`).
+    reading: bool,
 }
 
 impl<T: Transport> Drop for Driver<T> {
@@ -418,7 +375,8 @@ pub(crate) async fn run<T>(
         transport,
         tokens,
         inputs: inputs.clone(),
-        reading: watch::channel(true).0,
+        sockets: Vec::new(),
+        reading: true,
     };
     debug!("client task started");
     let shared = driver.shared.clone();
@@ -428,6 +386,7 @@ pub(crate) async fn run<T>(
     tokio::pin!(timer);
     let mut armed = None;
     let mut spare = VecDeque::new();
+    let mut happened = Vec::new();
     while let Some(deadline) = driver.step() {
         if deadline.is_some_and(|at| at <= Instant::now()) {
             // Due already (an acknowledgement owed at once, or the task fell behind): served
@@ -442,23 +401,32 @@ pub(crate) async fn run<T>(
             }
             armed = deadline;
         }
+        let mut read = false;
         tokio::select! {
             biased;
+            // What is queued is written here; what the sockets read comes back in batches.
+            () = std::future::poll_fn(|cx| driver.poll_sockets(cx, &mut happened)) => {
+                let mut core = shared.lock();
+                driver.feed_sockets(&mut core.dispatch, Instant::now(), &mut happened);
+                read = true;
+            }
             () = shared.wake.notified() => {}
             // A reader took messages while reading is paused: report it to the core.
             () = shared.events.progress().read.notified() => {}
             // Whatever has arrived goes in, under one lock, before the core is drained again.
-            Some(mut batch) = inputs.recv_batch(std::mem::take(&mut spare)) => {
-                let mut core = shared.lock();
-                let now = Instant::now();
-                for input in batch.drain(..) {
-                    driver.feed(&mut core.dispatch, now, input);
-                }
-                spare = batch;
+            Some(batch) = inputs.recv_batch(std::mem::take(&mut spare)) => {
+                spare = driver.feed_batch(batch);
             }
             () = &mut timer, if armed.is_some() => {
                 armed = None;
                 driver.timeout();
+            }
+        }
+        if read {
+            // The sockets come first, but a flood of frames must not hold back the rest.
+            if let Some(Some(batch)) = inputs.recv_batch(std::mem::take(&mut spare)).now_or_never()
+            {
+                spare = driver.feed_batch(batch);
             }
         }
     }
@@ -476,10 +444,11 @@ where
     /// end. Commands are performed and callers answered under the lock (neither waits);
     /// events are published after it.
     fn step(&mut self) -> Option<Option<Instant>> {
+        let shared = self.shared.clone();
         loop {
-            let unread = self.shared.events.unread();
+            let unread = shared.events.unread();
             let events = {
-                let mut core = self.shared.lock();
+                let mut core = shared.lock();
                 let d = &mut core.dispatch;
                 d.handle_unread(Instant::now(), unread.0, unread.1);
                 let mut busy = false;
@@ -514,14 +483,10 @@ where
 
     /// The dispatcher is quiet: let the socket readers read or not, and decide whether to
     /// sleep or end.
-    fn settle(&self, core: &mut Core) -> Option<Option<Instant>> {
+    fn settle(&mut self, core: &mut Core) -> Option<Option<Instant>> {
         let wants_read = core.dispatch.connection().wants_read();
         self.shared.events.set_paused(!wants_read);
-        self.reading.send_if_modified(|r| {
-            let changed = *r != wants_read;
-            *r = wants_read;
-            changed
-        });
+        self.reading = wants_read;
         if core.dispatch.is_finished() {
             core.running = false;
             return None;
@@ -533,27 +498,108 @@ where
         self.shared.lock().dispatch.handle_timeout(Instant::now());
     }
 
-    fn feed(&self, d: &mut NativeDispatcher, now: Instant, input: Input<T::Writer, T::Reader>) {
+    /// Feeds what the spawned tasks reported, under one lock; gives the emptied batch back.
+    fn feed_batch(
+        &mut self,
+        mut batch: VecDeque<Input<T::Writer, T::Reader>>,
+    ) -> VecDeque<Input<T::Writer, T::Reader>> {
+        let shared = self.shared.clone();
+        let mut core = shared.lock();
+        let now = Instant::now();
+        for input in batch.drain(..) {
+            self.feed(&mut core.dispatch, now, input);
+        }
+        batch
+    }
+
+    fn feed(&mut self, d: &mut NativeDispatcher, now: Instant, input: Input<T::Writer, T::Reader>) {
         match input {
             Input::Opened(id, Ok(halves)) => {
                 let (writer, reader) = *halves;
                 // Not wanted any more: dropping the halves closes the socket.
-                d.handle_opened(now, id, || self.start_socket(id, writer, reader));
+                let sockets = &mut self.sockets;
+                d.handle_opened(now, id, || {
+                    // Room for this one only: a client has one socket open, two while
+                    // the last closes, and a `Vec`'s first push would make room for four.
+                    sockets.reserve_exact(1);
+                    sockets.push(Socket::new(id, writer, reader));
+                    id
+                });
             }
             Input::Opened(id, Err(failure)) => d.handle_connect_failed(now, id, failure),
-            Input::Socket(id, event) => {
-                if let Some(frames) = d.handle_socket(now, id, event) {
-                    // Its writer task ends, and with it the socket.
-                    frames.close();
-                }
-            }
-            Input::SocketGone(id) => d.handle_socket_gone(id),
             Input::Polled(request, result) => d.handle_poll_response(now, request, result),
             Input::Token(request, result) => d.handle_token(now, request, result),
         }
     }
 
-    fn perform(&self, d: &mut NativeDispatcher, command: Command<Native>) {
+    /// Feeds what the sockets reported.
+    fn feed_sockets(
+        &mut self,
+        d: &mut NativeDispatcher,
+        now: Instant,
+        happened: &mut Vec<(TransportId, Happened)>,
+    ) {
+        for (id, what) in happened.drain(..) {
+            match what {
+                Happened::Event(event) => {
+                    if d.handle_socket(now, id, event).is_some() {
+                        // It ends once what is queued is written.
+                        if let Some(socket) = self.socket(id) {
+                            socket.closed = true;
+                        }
+                    }
+                }
+                Happened::Gone => d.handle_socket_gone(id),
+            }
+        }
+    }
+
+    fn socket(&mut self, id: TransportId) -> Option<&mut Socket<T::Writer>> {
+        self.sockets.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Writes what is queued on every socket and reads what is there (while the core
+    /// wants to read); ready once something happened, which is in `happened`.
+    fn poll_sockets(
+        &mut self,
+        cx: &mut Context<'_>,
+        happened: &mut Vec<(TransportId, Happened)>,
+    ) -> Poll<()> {
+        let mut i = 0;
+        while let Some(socket) = self.sockets.get_mut(i) {
+            let id = socket.id;
+            let mut reads = 0;
+            let gone = loop {
+                match socket.poll(cx, self.reading && reads < READ_BATCH) {
+                    Polled::Pending => break false,
+                    Polled::Event(event) => {
+                        reads += 1;
+                        happened.push((id, Happened::Event(event)));
+                    }
+                    Polled::Failed(failure) => {
+                        let event = SocketEvent::Failed(failure);
+                        happened.push((id, Happened::Event(event)));
+                        break true;
+                    }
+                    Polled::Gone => break true,
+                }
+            };
+            if gone {
+                // Dropping both halves closes the socket.
+                self.sockets.swap_remove(i);
+                happened.push((id, Happened::Gone));
+            } else {
+                i += 1;
+            }
+        }
+        if happened.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    fn perform(&mut self, d: &mut NativeDispatcher, command: Command<Native>) {
         match command {
             Command::FetchToken { request } => {
                 let tokens = self.tokens.clone();
@@ -593,14 +639,26 @@ where
                 });
                 d.track_connect(id, task);
             }
-            Command::Send { socket, frame, .. } => socket.push(Write::Frame(frame)),
-            Command::Ping { socket, .. } => socket.push(Write::Ping),
+            Command::Send { socket, frame, .. } => {
+                if let Some(socket) = self.socket(socket) {
+                    socket.writes.push_back(Write::Frame(frame));
+                }
+            }
+            Command::Ping { socket, .. } => {
+                if let Some(socket) = self.socket(socket) {
+                    socket.writes.push_back(Write::Ping);
+                }
+            }
             Command::Close {
                 socket,
                 code,
                 reason,
                 ..
-            } => socket.close_with(Write::Close(code, reason)),
+            } => {
+                if let Some(socket) = self.socket(socket) {
+                    socket.close_with(Write::Close(code, reason));
+                }
+            }
             Command::Cancel(task)
             | Command::Abandon {
                 attempt: Some(task),
@@ -629,87 +687,40 @@ where
             _ => warn!("a command this driver does not know"),
         }
     }
-
-    /// Starts the reader task of a socket that just opened; its writer waits in the slot.
-    fn start_socket(
-        &self,
-        id: TransportId,
-        writer: T::Writer,
-        mut reader: T::Reader,
-    ) -> Arc<dyn Frames> {
-        let inputs = self.inputs.clone();
-        let mut reading = self.reading.subscribe();
-        let read = spawn_join(async move {
-            loop {
-                // Paused by the core (the application is behind): the socket waits.
-                if reading.wait_for(|r| *r).await.is_err() {
-                    break;
-                }
-                let event = reader.next().await;
-                let end = event.is_end();
-                if inputs.send(Input::Socket(id, event)).await.is_err() || end {
-                    break;
-                }
-            }
-        });
-        let parked = Parked {
-            writer,
-            reading: Reading(read),
-            inputs: self.inputs.clone(),
-        };
-        Arc::new(Outbox {
-            id,
-            state: Mutex::new(Outgoing {
-                writes: VecDeque::new(),
-                closed: false,
-                parked: Some(parked),
-                close_by: None,
-            }),
-            closing: Notify::new(),
-        })
-    }
 }
 
-/// The native WebSocket writer behind a generic one, to write bursts in one go (the
-/// core's `SocketWriter` has no feed and flush of its own).
-fn as_ws<W: 'static>(writer: &mut W) -> Option<&mut WsWriter> {
-    (writer as &mut dyn Any).downcast_mut()
-}
-
-/// Writes a batch's frames, up to a close, which it returns. A native WebSocket's go out
-/// with one flush per `MAX_BURST` frames instead of a system call each.
-async fn write_batch<W: SocketWriter + 'static>(
+/// Writes a batch's frames, up to a close, which it returns: fed, with one flush per
+/// `MAX_BURST` frames instead of a system call each.
+async fn write_batch<W: SocketWriter>(
     writer: &mut W,
     writes: &mut VecDeque<Write>,
 ) -> Result<Option<(u16, String)>, TransportFailure> {
     let mut close = None;
     let mut unflushed = 0;
     while let Some(write) = writes.pop_front() {
-        match (write, as_ws(writer)) {
-            (Write::Frame(frame), Some(ws)) => {
-                ws.feed(frame).await?;
+        match write {
+            Write::Frame(frame) => {
+                writer.feed(frame).await?;
                 unflushed += 1;
                 if unflushed == MAX_BURST {
-                    ws.flush().await?;
+                    writer.flush().await?;
                     unflushed = 0;
                 }
             }
-            (Write::Frame(frame), None) => writer.send(frame).await?,
-            (Write::Ping, Some(ws)) => {
-                ws.flush().await?;
+            Write::Ping => {
+                writer.flush().await?;
                 unflushed = 0;
                 writer.ping().await?;
             }
-            (Write::Ping, None) => writer.ping().await?,
-            (Write::Close(code, reason), _) => {
+            Write::Close(code, reason) => {
                 close = Some((code, reason));
                 break;
             }
         }
     }
     writes.clear(); // nothing follows a close
-    if let (true, Some(ws)) = (unflushed > 0, as_ws(writer)) {
-        ws.flush().await?;
+    if unflushed > 0 {
+        writer.flush().await?;
     }
     Ok(close)
 }
@@ -721,9 +732,5 @@ fn transport_panicked() -> TransportFailure {
 
 /// Spawns `task` in the client's span.
 fn spawn(task: impl Future<Output = ()> + Send + 'static) -> AbortHandle {
-    spawn_join(task).abort_handle()
-}
-
-fn spawn_join(task: impl Future<Output = ()> + Send + 'static) -> JoinHandle<()> {
-    tokio::spawn(task.instrument(Span::current()))
+    tokio::spawn(task.instrument(Span::current())).abort_handle()
 }

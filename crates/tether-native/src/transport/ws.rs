@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, TryFutureExt};
 use tether_core::{Payload, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -100,23 +100,6 @@ impl std::fmt::Debug for WsWriter {
     }
 }
 
-impl WsWriter {
-    /// Puts a frame in the write buffer, which goes out once it holds
-    /// [`WRITE_BUFFER`](super::WRITE_BUFFER) bytes or on [`flush`](Self::flush): a burst
-    /// of frames costs one system call rather than one each.
-    pub(crate) async fn feed(&mut self, frame: Payload) -> Result<(), TransportFailure> {
-        self.sink
-            .feed(message(frame))
-            .await
-            .map_err(failure::from_ws)
-    }
-
-    /// Writes whatever [`feed`](Self::feed) left in the buffer.
-    pub(crate) async fn flush(&mut self) -> Result<(), TransportFailure> {
-        self.sink.flush().await.map_err(failure::from_ws)
-    }
-}
-
 fn message(frame: Payload) -> Message {
     match frame {
         Payload::Text(text) => Message::Text(text.into()),
@@ -143,6 +126,20 @@ impl SocketWriter for WsWriter {
             // An error means the socket is already gone: nothing left to close.
             let _ = self.sink.send(Message::Close(Some(frame))).await;
         }
+    }
+
+    /// Puts a frame in the write buffer, which goes out once it holds 16 KiB (the
+    /// `write_buffer_size` the socket is opened with) or on [`flush`](SocketWriter::flush).
+    fn feed(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        let message = message(frame);
+        async move { self.sink.feed(message).await.map_err(failure::from_ws) }
+    }
+
+    fn flush(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        self.sink.flush().map_err(failure::from_ws)
     }
 
     fn ping(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
