@@ -92,14 +92,16 @@ pub fn classify_close(code: Option<u16>, rules: &[CloseRule]) -> CloseClass {
 /// Classifies an HTTP status answering the WebSocket upgrade or a poll request.
 ///
 /// 401 and 403 are auth rejections; 409 means another connection of the same user took
-/// over (the polling form of close code 4409); 408, 425, 429 and 5xx retry; any other 4xx
-/// is fatal (the request itself is wrong); anything else retries.
+/// over (the polling form of close code 4409); 408, 425, 429 and 5xx retry; 410 (a
+/// polling transport the server holds for stale: the client took it up again after a
+/// WebSocket probe whose Hello reached the server) retries with a new transport; any
+/// other 4xx is fatal (the request itself is wrong); anything else retries.
 #[must_use]
 pub fn classify_http_status(status: u16) -> CloseClass {
     match status {
         401 | 403 => CloseClass::AuthRejected,
         409 => CloseClass::Replaced,
-        408 | 425 | 429 => CloseClass::Retry,
+        408 | 410 | 425 | 429 => CloseClass::Retry,
         400..=499 => CloseClass::Fatal,
         _ => CloseClass::Retry,
     }
@@ -123,6 +125,7 @@ mod tests {
         assert_eq!(classify_http_status(401), CloseClass::AuthRejected);
         assert_eq!(classify_http_status(404), CloseClass::Fatal);
         assert_eq!(classify_http_status(429), CloseClass::Retry);
+        assert_eq!(classify_http_status(410), CloseClass::Retry);
         assert_eq!(classify_http_status(503), CloseClass::Retry);
     }
 

@@ -202,7 +202,9 @@ pub struct FallbackConfig {
     /// While polling, try the WebSocket again this often (upgrade back), give or take
     /// a fifth at random; the interval does not grow after failed probes.
     pub probe_interval: Duration,
-    /// A probe must open (and be welcomed) within this; polling waits meanwhile.
+    /// A probe must open (and be welcomed) within this; polling waits meanwhile, its
+    /// transport kept, and goes on with it when the probe fails (no new Hello, no new
+    /// transport at the server).
     pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,

@@ -85,6 +85,11 @@ pub struct Checker {
     pub ever_connected: bool,
     live: BTreeSet<TransportId>,
     established: BTreeSet<TransportId>,
+    /// Transports that carried polling requests.
+    polling: HashSet<TransportId>,
+    /// A polling transport waiting, idle, while a WebSocket probe is out: it does not
+    /// count as open, and must not poll until the probe ended.
+    parked: Option<TransportId>,
     ended: HashSet<TransportId>,
     /// What may explain a stop.
     pub excuses: Excuses,
@@ -121,6 +126,8 @@ impl Checker {
             ever_connected: false,
             live: BTreeSet::new(),
             established: BTreeSet::new(),
+            polling: HashSet::new(),
+            parked: None,
             ended: HashSet::new(),
             excuses: Excuses::default(),
             numbers: HashMap::new(),
@@ -153,11 +160,24 @@ impl Checker {
                 format!("{id:?} used again after it ended"),
             );
         }
-        if let Some(other) = self.live.iter().next() {
+        if self.parked == Some(id) {
             return violation(
                 "one transport at a time",
-                format!("{id:?} opened while {other:?} is still open or opening"),
+                format!("{id:?} polled while the WebSocket probe is out"),
             );
+        }
+        if let Some(&other) = self.live.iter().next() {
+            // A WebSocket probe may open while polling waits on its transport (parked:
+            // idle, polling nothing until the probe ended).
+            let probe = !self.polling.contains(&id) && self.polling.contains(&other);
+            if !probe || self.live.len() > 1 || self.parked.is_some() {
+                return violation(
+                    "one transport at a time",
+                    format!("{id:?} opened while {other:?} is still open or opening"),
+                );
+            }
+            self.live.remove(&other);
+            self.parked = Some(other);
         }
         self.live.insert(id);
         Ok(())
@@ -165,9 +185,27 @@ impl Checker {
 
     /// The first `Poll` of `id` opens it, later ones must be on it.
     pub fn poll(&mut self, id: TransportId) -> Result<(), Violation> {
-        self.opening(id)?;
+        if !self.live.contains(&id) {
+            self.polling.insert(id);
+        }
+        if let Err(e) = self.opening(id) {
+            self.polling.remove(&id);
+            return Err(e);
+        }
         self.established.insert(id);
         Ok(())
+    }
+
+    /// `id` is gone: a parked polling transport is taken up again once the probe it
+    /// waited for is gone.
+    fn gone(&mut self, id: TransportId) {
+        if self.parked == Some(id) {
+            self.parked = None;
+        } else if self.live.is_empty() {
+            if let Some(parked) = self.parked.take() {
+                self.live.insert(parked);
+            }
+        }
     }
 
     /// The simulated network told the core `id` is open.
@@ -190,6 +228,13 @@ impl Checker {
 
     /// The core closed `id`.
     pub fn closed_by_core(&mut self, id: TransportId) -> Result<(), Violation> {
+        if self.parked == Some(id) {
+            // The probe was welcomed: the waiting polling transport is closed.
+            self.parked = None;
+            self.established.remove(&id);
+            self.ended.insert(id);
+            return Ok(());
+        }
         if !self.live.remove(&id) {
             return violation(
                 "one transport at a time",
@@ -198,6 +243,7 @@ impl Checker {
         }
         self.established.remove(&id);
         self.ended.insert(id);
+        self.gone(id);
         Ok(())
     }
 
@@ -206,6 +252,7 @@ impl Checker {
         self.live.remove(&id);
         self.established.remove(&id);
         self.ended.insert(id);
+        self.gone(id);
     }
 
     /// Transports open or being opened.

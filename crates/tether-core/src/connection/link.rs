@@ -164,6 +164,10 @@ pub(super) struct Fallback {
     poll_interval: Duration,
     /// The WebSocket probe is due, once no polling request is in flight.
     probe_due: bool,
+    /// The polling transport, idle, while a WebSocket probe is out: taken up again if
+    /// the probe fails (no new Hello, no new transport at the server), closed once the
+    /// WebSocket is welcomed or the connection ends.
+    parked: Option<PollLink>,
 }
 
 /// What a failed attempt leads to, as far as the fallback decides.
@@ -200,6 +204,7 @@ impl Fallback {
                 .as_ref()
                 .map_or(Duration::from_millis(100), |f| f.min_interval),
             probe_due: false,
+            parked: None,
         }
     }
 
@@ -277,6 +282,7 @@ impl Connection {
     /// and the wait for the probe back to the WebSocket.
     pub(super) fn link_connected(&mut self, now: Instant) {
         if self.link.is_ws() {
+            self.close_parked(1000, "upgraded to WebSocket");
             self.fallback.ws_failures = 0;
             if self.fallback.is_active() {
                 self.timers.stop(Timer::PollReceive);
@@ -384,9 +390,36 @@ impl Connection {
     }
 
     pub(super) fn abandon_link(&mut self) {
+        self.close_parked(1000, "abandoned");
         self.close_link(1000, "abandoned");
         self.clear_link_timers();
         self.heartbeat.reset();
+    }
+
+    /// Closes the polling transport parked during a WebSocket probe, if any.
+    pub(super) fn close_parked(&mut self, code: u16, reason: &str) {
+        if let Some(p) = self.fallback.parked.take() {
+            self.actions.push_back(Action::Close {
+                id: p.id,
+                code,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// The WebSocket probe failed: polling goes on, on the transport it had (the
+    /// server still knows it), or on a new one if there is none.
+    pub(super) fn resume_polling(&mut self, now: Instant) {
+        let Some(p) = self.fallback.parked.take() else {
+            self.announce_attempt(false);
+            self.open_link(now, false);
+            return;
+        };
+        debug_assert!(self.link.is_none(), "one transport at a time");
+        self.link = Link::Poll(p);
+        let wait = self.probe_wait();
+        self.timers.set(Timer::UpgradeProbe, later(now, wait));
+        self.issue_poll_receive(now);
     }
 
     pub(super) fn clear_link_timers(&mut self) {
@@ -584,11 +617,20 @@ impl Connection {
             self.fallback.probe_due = false;
             return;
         };
-        if !p.welcomed || p.send.is_some() || p.recv.is_some() || !p.outbox.is_empty() {
+        // Idle: nothing in flight, nothing to send, no Ack owed (the Ack goes first).
+        if !p.welcomed
+            || p.send.is_some()
+            || p.recv.is_some()
+            || !p.outbox.is_empty()
+            || self.proto.owes_ack()
+        {
             return;
         }
         self.fallback.probe_due = false;
-        self.close_link(1000, "upgrading to WebSocket");
+        // Polling pauses (one transport at a time) but its transport is kept.
+        if let Link::Poll(p) = std::mem::take(&mut self.link) {
+            self.fallback.parked = Some(p);
+        }
         self.clear_link_timers();
         // Probes start from a working (polling) connection: each counts from 1, so the
         // number does not climb for as long as the fallback lasts.

@@ -441,6 +441,7 @@ impl Connection {
         }
         self.auth.cancel_fetch();
         self.end_uptime(now);
+        self.close_parked(code, reason);
         self.close_link(code, reason);
         self.clear_link_timers();
         self.heartbeat.reset();
@@ -885,8 +886,7 @@ impl Connection {
         }
         if kind == LinkKind::WsProbe {
             // The WebSocket probe failed: polling goes on.
-            self.announce_attempt(false);
-            self.open_link(now, false);
+            self.resume_polling(now);
             return;
         }
         self.tally.last_cause = Some(cause.clone());

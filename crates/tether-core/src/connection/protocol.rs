@@ -107,6 +107,11 @@ impl Reliable {
         self.recv_seq
     }
 
+    /// Messages received and not acknowledged yet.
+    pub(super) fn owes_ack(&self) -> bool {
+        self.unacked_in > 0
+    }
+
     pub(super) fn on_link_lost(&mut self) {
         // The next Hello tells the server what arrived; no Ack is owed on a new link.
         self.unacked_in = 0;

@@ -2610,3 +2610,104 @@ fn causes_and_failures_have_stable_kinds() {
         Some(CauseKind::Timeout)
     );
 }
+
+/// Issue 16: each failed WebSocket probe opened a new polling transport (a new Hello, a
+/// new transport at the server). Polling now waits, parked, while the probe is out and
+/// goes on with the same transport when it fails; once a probe is welcomed, the parked
+/// transport is closed.
+#[test]
+fn a_failed_probe_goes_on_polling_on_the_same_transport() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    let welcome = encode_batch(&[Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+        secret: SECRET,
+    }
+    .encode()]);
+    let mut hellos = 0;
+    let mut poll_ids = Vec::new();
+    let mut probes = 0;
+    let mut closed = Vec::new();
+    let step = Duration::from_millis(50);
+    for _ in 0..4_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::Poll {
+                    id, request, body, ..
+                } => {
+                    poll_ids.push(id);
+                    let hello = decode_batch(&body)
+                        .unwrap()
+                        .iter()
+                        .any(|f| matches!(env(f), Envelope::Hello { .. }));
+                    hellos += usize::from(hello);
+                    let answer = if hello { welcome.clone() } else { Vec::new() };
+                    h.conn.handle_poll_response(h.now, request, Ok(answer));
+                    h.drain();
+                }
+                Action::Open { id, .. } => {
+                    probes += 1;
+                    h.failed(id, TransportFailure::Blocked);
+                }
+                Action::Close { id, .. } => closed.push(id),
+                _ => {}
+            }
+        }
+        if probes == 4 {
+            break;
+        }
+        h.advance(step);
+    }
+    assert_eq!(probes, 4);
+    assert_eq!(hellos, 1, "one Hello for the whole fallback");
+    poll_ids.dedup();
+    assert_eq!(poll_ids.len(), 1, "one polling transport: {poll_ids:?}");
+    let polling = poll_ids[0];
+    assert!(!closed.contains(&polling), "the polling transport stays open");
+    assert!(h.conn.metrics(h.now).fallback_active);
+
+    // The next probe is welcomed: the WebSocket takes over, and the polling transport
+    // is closed.
+    let mut welcomed = false;
+    for _ in 0..4_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::Poll { request, .. } => {
+                    h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+                    h.drain();
+                }
+                Action::Open { id, .. } => {
+                    h.open(id);
+                    h.envelope(
+                        id,
+                        Envelope::Welcome {
+                            session: 3,
+                            recv_seq: 0,
+                            resumed: true,
+                            secret: SECRET,
+                        },
+                    );
+                    welcomed = true;
+                }
+                Action::Close { id, .. } => closed.push(id),
+                _ => {}
+            }
+        }
+        if welcomed {
+            break;
+        }
+        h.advance(step);
+    }
+    assert!(welcomed, "a probe was welcomed");
+    closed.extend(h.take_actions().into_iter().filter_map(|a| match a {
+        Action::Close { id, .. } => Some(id),
+        _ => None,
+    }));
+    assert!(closed.contains(&polling), "the polling transport is closed");
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.conn.metrics(h.now).fallback_active);
+}
