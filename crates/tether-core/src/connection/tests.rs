@@ -2667,7 +2667,10 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
     poll_ids.dedup();
     assert_eq!(poll_ids.len(), 1, "one polling transport: {poll_ids:?}");
     let polling = poll_ids[0];
-    assert!(!closed.contains(&polling), "the polling transport stays open");
+    assert!(
+        !closed.contains(&polling),
+        "the polling transport stays open"
+    );
     assert!(h.conn.metrics(h.now).fallback_active);
 
     // The next probe is welcomed: the WebSocket takes over, and the polling transport
