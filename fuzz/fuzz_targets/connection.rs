@@ -196,7 +196,7 @@ fuzz_target!(|data: &[u8]| {
                         5 => TransportFailure::MessageTooLarge { size: usize::MAX },
                         _ => TransportFailure::Timeout,
                     };
-                    conn.handle_poll_response(now, *r, if arg % 2 == 0 { Ok(body) } else { Err(failure) });
+                    conn.handle_http_response(now, *r, if arg % 2 == 0 { Ok(body) } else { Err(failure) });
                 }
             }
             11 => conn.handle_hint(now, [Hint::Online, Hint::Offline, Hint::Visible, Hint::Hidden, Hint::Resumed][usize::from(arg % 5)]),
@@ -216,7 +216,7 @@ fuzz_target!(|data: &[u8]| {
             match action {
                 Action::Open { id, .. } => ids.push(id),
                 Action::FetchToken { request } => fetches.push(request),
-                Action::Poll { id, request, .. } => {
+                Action::HttpRequest { id, request, .. } => {
                     ids.push(id);
                     requests.push(request);
                 }

@@ -551,20 +551,20 @@ impl fmt::Display for ProtocolViolation {
 
 /// Which polling request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PollKind {
+pub enum HttpRequestKind {
     /// Carries outbound frames (and gets any waiting inbound ones back).
     Send,
     /// Fetches inbound frames.
     Receive,
 }
 
-impl PollKind {
+impl HttpRequestKind {
     /// The `op` query value.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
-            PollKind::Send => "send",
-            PollKind::Receive => "recv",
+            HttpRequestKind::Send => "send",
+            HttpRequestKind::Receive => "recv",
         }
     }
 }
@@ -646,14 +646,14 @@ pub enum Action {
         /// Close reason.
         reason: String,
     },
-    /// POST `body` to `url`; answer with `handle_poll_response`.
-    Poll {
+    /// POST `body` to `url` (HTTP long-polling); answer with `handle_http_response`.
+    HttpRequest {
         /// The polling session.
         id: TransportId,
         /// This request.
         request: RequestId,
         /// Send or receive.
-        kind: PollKind,
+        kind: HttpRequestKind,
         /// The URL, with `client` and `op` query parameters (and the token if so
         /// configured).
         url: String,
@@ -663,7 +663,7 @@ pub enum Action {
         body: Vec<u8>,
         /// The session's secret, once a Welcome gave one: send it as the
         /// [`SESSION_HEADER`](crate::protocol::SESSION_HEADER) request header
-        /// (`tether_dispatch::transport::poll_headers` adds it). It proves that the request
+        /// (`tether_dispatch::transport::http_request_headers` adds it). It proves that the request
         /// comes from the client holding the session; never put it in a URL or a log.
         session: Option<crate::protocol::SessionSecret>,
     },

@@ -103,8 +103,8 @@ pub use config::{
 };
 pub use connection::Connection;
 pub use io::{
-    Action, AttemptKind, Cause, CauseKind, DeliveryError, DropReason, Event, Hint, MessageId,
-    PollKind, ProtocolViolation, RequestId, SendError, TerminalReason, TetherError, Token,
+    Action, AttemptKind, Cause, CauseKind, DeliveryError, DropReason, Event, Hint, HttpRequestKind,
+    MessageId, ProtocolViolation, RequestId, SendError, TerminalReason, TetherError, Token,
     TransportFailure, TransportId,
 };
 pub use metrics::Metrics;

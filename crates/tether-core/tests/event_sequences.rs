@@ -175,7 +175,7 @@ impl World {
                     self.known.push(id);
                 }
                 Action::FetchToken { request } => self.fetches.push(request),
-                Action::Poll { id, request, .. } => {
+                Action::HttpRequest { id, request, .. } => {
                     if !self.known.contains(&id) {
                         self.live.insert(id);
                         self.known.push(id);
@@ -303,7 +303,7 @@ proptest! {
                         // A failed request ends the polling session it belonged to.
                         if let Some(id) = w.known.last() { w.live.remove(id); }
                     }
-                    w.conn.handle_poll_response(now, request, result);
+                    w.conn.handle_http_response(now, request, result);
                 }
                 Input::Token(ok, secs) => {
                     let result = if ok {

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!                  handle_opened / handle_socket / handle_socket_gone
-//!   driver ──────► handle_poll_response / handle_token / handle_timeout ──┐
+//!   driver ──────► handle_http_response / handle_token / handle_timeout ──┐
 //!   (I/O, timer)   handle_unread / handle_client_dropped                   │
 //!                  send_confirmed / flush / close (with the caller's waiter)
 //!      ▲                                                                   ▼
@@ -20,12 +20,12 @@
 //! forgotten is ignored here, once for every driver.
 
 use tether_core::{
-    Action, Connection, DeliveryError, DropReason, Event, Instant, MessageId, Payload, PollKind,
-    RequestId, State, Token, TransportFailure, TransportId,
+    Action, Connection, DeliveryError, DropReason, Event, HttpRequestKind, Instant, MessageId,
+    Payload, RequestId, State, Token, TransportFailure, TransportId,
 };
 use tracing::{debug, info, trace, warn};
 
-use crate::transport::{poll_headers, redact, SocketEvent};
+use crate::transport::{http_request_headers, redact, SocketEvent};
 
 /// The driver's own types the dispatcher keeps for it: handles of running work and the
 /// waiters of its callers. The dispatcher never looks inside them; it hands them back in
@@ -123,19 +123,19 @@ pub enum Command<H: Handles> {
         /// The polling session.
         id: TransportId,
     },
-    /// Make the HTTP poll request ([`Transport::poll`](crate::transport::Transport::poll)),
-    /// then register it with [`Dispatcher::track_poll`]; report the answer with
-    /// [`Dispatcher::handle_poll_response`].
-    Poll {
+    /// Make the HTTP poll request ([`Transport::post`](crate::transport::Transport::post)),
+    /// then register it with [`Dispatcher::track_http_request`]; report the answer with
+    /// [`Dispatcher::handle_http_response`].
+    HttpRequest {
         /// The polling session it belongs to.
         id: TransportId,
         /// The request.
         request: RequestId,
         /// What it is for (logs).
-        kind: PollKind,
+        kind: HttpRequestKind,
         /// Where (log it through [`redact`]).
         url: String,
-        /// Its headers, with the session's proof ([`poll_headers`]) added.
+        /// Its headers, with the session's proof ([`http_request_headers`]) added.
         headers: Vec<(String, String)>,
         /// Its body.
         body: Vec<u8>,
@@ -418,7 +418,7 @@ impl<H: Handles> Dispatcher<H> {
                 None => debug!(transport = id.0, "a ping for a socket that is gone"),
             },
             Action::Close { id, code, reason } => self.close_transport(id, code, reason),
-            Action::Poll {
+            Action::HttpRequest {
                 id,
                 request,
                 kind,
@@ -429,12 +429,12 @@ impl<H: Handles> Dispatcher<H> {
             } => {
                 trace!(request = request.0, kind = kind.as_str(), url = %redact(&url), bytes = body.len(), "poll");
                 self.polls.push((request, id, None));
-                self.queued.push(Command::Poll {
+                self.queued.push(Command::HttpRequest {
                     id,
                     request,
                     kind,
                     url,
-                    headers: poll_headers(headers, session),
+                    headers: http_request_headers(headers, session),
                     body,
                 });
             }
@@ -540,8 +540,8 @@ impl<H: Handles> Dispatcher<H> {
         }
     }
 
-    /// Registers the running request of a [`Command::Poll`].
-    pub fn track_poll(&mut self, request: RequestId, task: H::Task) {
+    /// Registers the running request of a [`Command::HttpRequest`].
+    pub fn track_http_request(&mut self, request: RequestId, task: H::Task) {
         match self.polls.iter_mut().find(|(r, _, _)| *r == request) {
             Some((_, _, slot)) => *slot = Some(task),
             None => self.queued.push(Command::Cancel(task)),
@@ -658,7 +658,7 @@ impl<H: Handles> Dispatcher<H> {
     }
 
     /// Poll `request` was answered (or failed).
-    pub fn handle_poll_response(
+    pub fn handle_http_response(
         &mut self,
         now: Instant,
         request: RequestId,
@@ -672,7 +672,7 @@ impl<H: Handles> Dispatcher<H> {
         if let Err(failure) = &result {
             debug!(request = request.0, error = %failure, "poll failed");
         }
-        self.conn.handle_poll_response(now, request, result);
+        self.conn.handle_http_response(now, request, result);
     }
 
     /// The token provider answered fetch `request`.

@@ -12,7 +12,7 @@
 //! | `Open { id, url, protocols, headers }` | [`Transport::connect`] | `handle_opened(id)` on `Ok`, `handle_failed(id, _)` on `Err` |
 //! | `Send { id, frame }` | [`SocketWriter::send`], or [`SocketWriter::feed`] for each of a burst then [`SocketWriter::flush`] | nothing (an `Err` is reported as [`SocketEvent::Failed`]) |
 //! | `Close { id, code, reason }` | [`SocketWriter::close`], or drop the `connect` future | nothing: the core forgot `id` |
-//! | `Poll { request, url, headers, body, session, .. }` | [`Transport::poll`] with [`poll_headers`]`(headers, session)` | `handle_poll_response(request, _)` |
+//! | `Poll { request, url, headers, body, session, .. }` | [`Transport::post`] with [`http_request_headers`]`(headers, session)` | `handle_http_response(request, _)` |
 //! | — | [`SocketReader::next`], in a loop | [`SocketEvent::apply`] |
 //!
 //! - **One socket, two halves.** `connect` resolves to a writer and a reader so that a
@@ -53,7 +53,7 @@
 //!     ) -> impl Future<Output = Result<(NoWriter, NoReader), TransportFailure>> + MaybeSend {
 //!         ready(Err(TransportFailure::Refused))
 //!     }
-//!     fn poll(
+//!     fn post(
 //!         &self,
 //!         _url: String,
 //!         _headers: Vec<(String, String)>,
@@ -98,8 +98,8 @@ impl<T: ?Sized> MaybeSend for T {}
 /// Opens WebSockets and makes HTTP polling requests: all the network a driver needs.
 ///
 /// The arguments are the fields of [`Action::Open`](tether_core::Action::Open) and
-/// [`Action::Poll`](tether_core::Action::Poll), moved in as they are; a poll's headers are
-/// [`poll_headers`]`(headers, session)`, which adds the session's proof.
+/// [`Action::HttpRequest`](tether_core::Action::HttpRequest), moved in as they are; a poll's headers are
+/// [`http_request_headers`]`(headers, session)`, which adds the session's proof.
 pub trait Transport {
     /// The sending half of an open WebSocket.
     type Writer: SocketWriter;
@@ -118,17 +118,17 @@ pub trait Transport {
 
     /// POSTs `body` to `url` (`http://` or `https://`) with `headers`; resolves to the body
     /// of a 2xx response. Any other status is [`TransportFailure::Http`].
-    fn poll(
+    fn post(
         &self,
         url: String,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend;
 
-    /// Whether [`poll`](Self::poll) can make requests at all (a build may leave the HTTP
+    /// Whether [`post`](Self::post) can make requests at all (a build may leave the HTTP
     /// client out). A driver refuses to start a client whose configuration asks for the
     /// polling fallback when this is false ([`check_capabilities`]). Default `true`.
-    fn can_poll(&self) -> bool {
+    fn can_post(&self) -> bool {
         true
     }
 
@@ -175,7 +175,7 @@ impl core::fmt::Display for MissingCapability {
 impl std::error::Error for MissingCapability {}
 
 /// Whether `transport` can do everything `config` asks of it: a polling fallback needs
-/// [`Transport::can_poll`], a `wss://` URL or an `https://` poll URL needs
+/// [`Transport::can_post`], a `wss://` URL or an `https://` poll URL needs
 /// [`Transport::can_tls`]. Every driver calls this before it starts a client, so a
 /// build without polling or TLS refuses such a configuration with a typed error at
 /// once, rather than failing every attempt later.
@@ -203,11 +203,11 @@ impl std::error::Error for MissingCapability {}
 ///     // connect as usual …
 ///     # fn connect(&self, _: String, _: Vec<String>, _: Vec<(String, String)>)
 ///     #     -> impl Future<Output = Result<(W, R), TransportFailure>> + MaybeSend { ready(Err(TransportFailure::Refused)) }
-///     fn poll(&self, _: String, _: Vec<(String, String)>, _: Vec<u8>)
+///     fn post(&self, _: String, _: Vec<(String, String)>, _: Vec<u8>)
 ///         -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
 ///         ready(Err(TransportFailure::Blocked))
 ///     }
-///     fn can_poll(&self) -> bool { false }
+///     fn can_post(&self) -> bool { false }
 ///     fn can_tls(&self) -> bool { false }
 /// }
 ///
@@ -227,7 +227,7 @@ pub fn check_capabilities<T: Transport>(
     transport: &T,
 ) -> Result<(), MissingCapability> {
     let fallback = config.fallback.as_ref();
-    if fallback.is_some() && !transport.can_poll() {
+    if fallback.is_some() && !transport.can_post() {
         return Err(MissingCapability::Polling);
     }
     let secure = |url: &str, scheme: &str| {
@@ -343,24 +343,24 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// The headers of an [`Action::Poll`](tether_core::Action::Poll) request: its `headers`, plus
+/// The headers of an [`Action::HttpRequest`](tether_core::Action::HttpRequest) request: its `headers`, plus
 /// `Tether-Session: <secret>` ([`SESSION_HEADER`](tether_core::protocol::SESSION_HEADER)) when
 /// the action carries the session's secret. Every driver sends poll requests with these
 /// headers, so every platform proves the session the same way.
 ///
 /// ```
 /// use tether_core::protocol::SessionSecret;
-/// use tether_dispatch::transport::poll_headers;
+/// use tether_dispatch::transport::http_request_headers;
 ///
 /// let auth = vec![("Authorization".to_owned(), "Bearer t".to_owned())];
-/// assert_eq!(poll_headers(auth.clone(), None), auth);
+/// assert_eq!(http_request_headers(auth.clone(), None), auth);
 /// let secret = SessionSecret::from_bytes([0xab; 16]);
-/// let headers = poll_headers(auth, Some(secret));
+/// let headers = http_request_headers(auth, Some(secret));
 /// assert_eq!(headers[1].0, "Tether-Session");
 /// assert_eq!(headers[1].1, "ab".repeat(16));
 /// ```
 #[must_use]
-pub fn poll_headers(
+pub fn http_request_headers(
     mut headers: Vec<(String, String)>,
     session: Option<tether_core::protocol::SessionSecret>,
 ) -> Vec<(String, String)> {
@@ -381,13 +381,13 @@ pub fn poll_headers(
 /// this one rule.
 ///
 /// ```
-/// use tether_dispatch::transport::poll_body_limit;
-/// assert_eq!(poll_body_limit(16), 1 << 20);
-/// assert_eq!(poll_body_limit(16 << 20), 4 * ((16 << 20) + 64));
-/// assert_eq!(poll_body_limit(usize::MAX), usize::MAX);
+/// use tether_dispatch::transport::http_body_limit;
+/// assert_eq!(http_body_limit(16), 1 << 20);
+/// assert_eq!(http_body_limit(16 << 20), 4 * ((16 << 20) + 64));
+/// assert_eq!(http_body_limit(usize::MAX), usize::MAX);
 /// ```
 #[must_use]
-pub fn poll_body_limit(max_message_bytes: usize) -> usize {
+pub fn http_body_limit(max_message_bytes: usize) -> usize {
     /// Room for the envelope around a payload (`M <seq> `, or the binary header).
     const ENVELOPE_ROOM: usize = 64;
     max_message_bytes

@@ -32,7 +32,7 @@ fn commands(d: &mut Dispatcher<Test>, task: u32) -> Vec<Command<Test>> {
     while let Some(command) = d.poll_command() {
         match &command {
             Command::Connect { id, .. } => d.track_connect(*id, task),
-            Command::Poll { request, .. } => d.track_poll(*request, task),
+            Command::HttpRequest { request, .. } => d.track_http_request(*request, task),
             Command::FetchToken { request } => d.track_token(*request, task),
             _ => {}
         }
@@ -255,7 +255,7 @@ fn a_polling_session_ends_with_its_requests_cancelled() {
     let mut poll = None;
     for _ in 0..20 {
         for command in commands(&mut d, 77) {
-            if let Command::Poll {
+            if let Command::HttpRequest {
                 id, request, url, ..
             } = command
             {
@@ -283,7 +283,7 @@ fn a_polling_session_ends_with_its_requests_cancelled() {
     );
     assert!(d.is_idle());
     // Its answer, late, is dropped here.
-    d.handle_poll_response(now, request, Ok(Vec::new()));
+    d.handle_http_response(now, request, Ok(Vec::new()));
     assert!(matches!(
         completions(&mut d)[..],
         [Completion::Closed { waiter: 1 }]

@@ -527,7 +527,7 @@ where
                 });
             }
             Input::Opened(id, Err(failure)) => d.handle_connect_failed(now, id, failure),
-            Input::Polled(request, result) => d.handle_poll_response(now, request, result),
+            Input::Polled(request, result) => d.handle_http_response(now, request, result),
             Input::Token(request, result) => d.handle_token(now, request, result),
         }
     }
@@ -665,7 +665,7 @@ where
                 ..
             } => task.abort(),
             Command::Abandon { attempt: None, .. } | Command::PollingEnded { .. } => {}
-            Command::Poll {
+            Command::HttpRequest {
                 request,
                 url,
                 headers,
@@ -675,14 +675,14 @@ where
                 let transport = self.transport.clone();
                 let inputs = self.inputs.clone();
                 let task = spawn(async move {
-                    let poll = async { transport.poll(url, headers, body).await };
+                    let poll = async { transport.post(url, headers, body).await };
                     let result = AssertUnwindSafe(poll)
                         .catch_unwind()
                         .await
                         .unwrap_or_else(|_| Err(transport_panicked()));
                     let _ = inputs.send(Input::Polled(request, result)).await;
                 });
-                d.track_poll(request, task);
+                d.track_http_request(request, task);
             }
             _ => warn!("a command this driver does not know"),
         }

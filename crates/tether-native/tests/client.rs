@@ -439,7 +439,7 @@ async fn a_transport_that_panics_fails_its_attempt_not_the_client() {
                 Err(TransportFailure::Refused)
             }
         }
-        async fn poll(
+        async fn post(
             &self,
             _url: String,
             _headers: Vec<(String, String)>,

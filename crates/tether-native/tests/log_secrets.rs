@@ -84,7 +84,7 @@ async fn no_secret_in_any_log() {
         .await;
     assert!(r.is_err());
     let r = t
-        .poll(
+        .post(
             "http://127.0.0.1:9/poll?access_token=t0k3n-q".into(),
             auth.clone(),
             vec![],
@@ -92,7 +92,7 @@ async fn no_secret_in_any_log() {
         .await;
     assert!(r.is_err());
     let r = t
-        .poll(
+        .post(
             "https://127.0.0.1:9/poll?access_token=t0k3n-q".into(),
             auth,
             vec![],

@@ -260,7 +260,7 @@ async fn polling_goes_through_the_same_proxy_and_bypasses_it_the_same_way() {
     // 127.0.0.1:9 is never contacted: the proxy answers for it.
     let r = within(
         "poll",
-        t.poll("http://127.0.0.1:9/poll?op=recv".into(), vec![], vec![]),
+        t.post("http://127.0.0.1:9/poll?op=recv".into(), vec![], vec![]),
     )
     .await;
     assert_eq!(r, Ok(b"ok".to_vec()));
@@ -289,7 +289,7 @@ async fn polling_goes_through_the_same_proxy_and_bypasses_it_the_same_way() {
     };
     let r = within(
         "poll",
-        t.poll(format!("http://{addr}/poll"), vec![], vec![]),
+        t.post(format!("http://{addr}/poll"), vec![], vec![]),
     )
     .await;
     assert_eq!(r, Err(TransportFailure::Refused));
@@ -322,7 +322,7 @@ async fn custom_headers_reach_the_upgrade_and_the_polls() {
     {
         let r = within(
             "poll",
-            t.poll(format!("http://{}/poll", server.addr), vec![], vec![]),
+            t.post(format!("http://{}/poll", server.addr), vec![], vec![]),
         )
         .await;
         assert!(matches!(r, Err(TransportFailure::Http { status: 503, .. })));
@@ -636,7 +636,7 @@ async fn proxy_credentials_never_show_in_polling_failures() {
         };
         for scheme in schemes {
             let url = format!("{scheme}://127.0.0.1:9/poll?token=t0k3n");
-            let r = within("poll", t.poll(url, vec![], vec![])).await;
+            let r = within("poll", t.post(url, vec![], vec![])).await;
             let text = format!("{r:?}");
             assert!(r.is_err(), "{answer:?} {scheme}: {text}");
             for secret in ["hunter2", "alice", "t0k3n"] {
@@ -707,7 +707,7 @@ async fn no_way_in_lets_a_line_break_or_a_reserved_header_onto_the_wire() {
         #[cfg(feature = "polling")]
         {
             let poll = format!("http://{}/poll", server.addr);
-            let r = within("poll", t.poll(poll, vec![], vec![])).await;
+            let r = within("poll", t.post(poll, vec![], vec![])).await;
             assert!(!format!("{r:?}").contains("evil"), "{r:?}");
         }
     }

@@ -168,7 +168,7 @@ async fn the_default_roots_refuse_an_unknown_certificate() {
     #[cfg(feature = "polling")]
     {
         let url = format!("https://localhost:{}/poll", server.port);
-        let r = within("poll", NativeTransport::new().poll(url, vec![], vec![])).await;
+        let r = within("poll", NativeTransport::new().post(url, vec![], vec![])).await;
         assert!(matches!(&r, Err(TransportFailure::Tls(_))), "{r:?}");
     }
 }

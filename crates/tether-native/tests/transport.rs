@@ -85,7 +85,7 @@ async fn nothing_listening_is_refused() {
     assert_eq!(ws.err(), Some(TransportFailure::Refused));
     let poll = within(
         "poll",
-        t.poll(format!("http://{addr}/poll"), vec![], vec![]),
+        t.post(format!("http://{addr}/poll"), vec![], vec![]),
     )
     .await;
     assert_eq!(poll, Err(TransportFailure::Refused));
@@ -158,7 +158,7 @@ async fn a_malformed_url_fails_without_echoing_it() {
     };
     assert!(!text.contains("s3cr3t"), "{text}");
     let r = t
-        .poll("http://h:99999/?access_token=s3cr3t".into(), vec![], vec![])
+        .post("http://h:99999/?access_token=s3cr3t".into(), vec![], vec![])
         .await;
     let Err(TransportFailure::Network(text)) = r else {
         panic!("{r:?}")
@@ -173,7 +173,7 @@ async fn poll_posts_the_body_with_headers_and_returns_the_answer() {
     let t = NativeTransport::new();
     let body = within(
         "poll",
-        t.poll(
+        t.post(
             format!("http://{addr}/poll?client=ab&op=send"),
             vec![("Authorization".into(), "Bearer s3cr3t".into())],
             b"\x00\x00\x00\x00\x03A 1".to_vec(),
@@ -204,7 +204,7 @@ async fn poll_maps_a_non_2xx_status() {
     let t = NativeTransport::new();
     let r = within(
         "poll",
-        t.poll(format!("http://{addr}/poll"), vec![], vec![]),
+        t.post(format!("http://{addr}/poll"), vec![], vec![]),
     )
     .await;
     assert_eq!(
@@ -222,7 +222,7 @@ async fn poll_maps_a_non_2xx_status() {
     .await;
     let r = within(
         "poll",
-        t.poll(format!("http://{addr}/poll"), vec![], vec![]),
+        t.post(format!("http://{addr}/poll"), vec![], vec![]),
     )
     .await;
     assert!(

@@ -795,7 +795,7 @@ impl Sim {
             }
             // Nothing runs to be stopped: the answers still come, and are dropped.
             Command::Cancel(()) => {}
-            Command::Poll {
+            Command::HttpRequest {
                 id,
                 request,
                 url,
@@ -803,7 +803,7 @@ impl Sim {
                 body,
                 ..
             } => {
-                self.dispatch.track_poll(request, ());
+                self.dispatch.track_http_request(request, ());
                 self.counters.polls += 1;
                 // What the server reads: the session's proof in its request header.
                 let session = headers
@@ -1134,7 +1134,7 @@ impl Sim {
                         Err(e) => format!("error {e}"),
                     }
                 );
-                self.dispatch.handle_poll_response(now, request, result);
+                self.dispatch.handle_http_response(now, request, result);
             }
             SimEvent::TokenAnswer(request, result) => {
                 trace!(
@@ -1798,7 +1798,7 @@ fn brief_payload(p: &Payload) -> String {
 fn brief_command(c: &Command<SimHandles>) -> String {
     match c {
         Command::Send { id, frame, .. } => format!("Send {id:?} {}", brief_payload(frame)),
-        Command::Poll {
+        Command::HttpRequest {
             id,
             request,
             kind,

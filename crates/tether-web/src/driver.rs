@@ -407,7 +407,7 @@ where
                 ..
             } => task.abort(),
             Command::Abandon { attempt: None, .. } | Command::PollingEnded { .. } => {}
-            Command::Poll {
+            Command::HttpRequest {
                 request,
                 url,
                 headers,
@@ -416,10 +416,13 @@ where
             } => {
                 let inner = self.clone();
                 let (task, abort) = abortable(async move {
-                    let result = inner.transport.poll(url, headers, body).await;
+                    let result = inner.transport.post(url, headers, body).await;
                     inner.polled(request, result);
                 });
-                self.core.borrow_mut().dispatch.track_poll(request, abort);
+                self.core
+                    .borrow_mut()
+                    .dispatch
+                    .track_http_request(request, abort);
                 spawn(task);
             }
             _ => debug!("a command this driver does not know"),
@@ -530,7 +533,7 @@ where
         self.core
             .borrow_mut()
             .dispatch
-            .handle_poll_response(Instant::now(), request, result);
+            .handle_http_response(Instant::now(), request, result);
         self.drive();
     }
 }

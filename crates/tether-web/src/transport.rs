@@ -50,18 +50,18 @@ impl WebTransport {
         WebTransport {
             websocket: JsValue::UNDEFINED,
             fetch: JsValue::UNDEFINED,
-            max_poll_body: tether_dispatch::transport::poll_body_limit(16 << 20),
+            max_poll_body: tether_dispatch::transport::http_body_limit(16 << 20),
         }
     }
 
     /// The largest message accepted from the server (the client sets it from its
     /// config's `max_message_bytes`). Poll responses may be
-    /// [`poll_body_limit`](tether_dispatch::transport::poll_body_limit) of it; a longer one,
+    /// [`http_body_limit`](tether_dispatch::transport::http_body_limit) of it; a longer one,
     /// or one that never ends, fails the request with
     /// [`TransportFailure::MessageTooLarge`], as on native.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        self.max_poll_body = tether_dispatch::transport::poll_body_limit(bytes);
+        self.max_poll_body = tether_dispatch::transport::http_body_limit(bytes);
         self
     }
 
@@ -166,7 +166,7 @@ impl Transport for WebTransport {
         }
     }
 
-    fn poll(
+    fn post(
         &self,
         url: String,
         headers: Vec<(String, String)>,

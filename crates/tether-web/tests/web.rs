@@ -68,12 +68,12 @@ async fn two_clients_from_default_configs_have_their_own_ids() {
 }
 
 /// A poll answer that never ends (here: 64 MiB with no Content-Length) is read no further
-/// than the limit native uses too (`poll_body_limit`, 1 MiB for 1 KiB messages) and fails
+/// than the limit native uses too (`http_body_limit`, 1 MiB for 1 KiB messages) and fails
 /// the request with `MessageTooLarge`, as on native.
 #[wasm_bindgen_test]
 async fn a_poll_body_that_never_ends_fails_at_the_limit_as_on_native() {
     use tether_core::TransportFailure;
-    use tether_dispatch::transport::{poll_body_limit, Transport};
+    use tether_dispatch::transport::{http_body_limit, Transport};
     let fetch = support::endless_fetch(1024);
     let transport = tether_web::WebTransport::new()
         .fetch(fetch.clone())
@@ -81,10 +81,10 @@ async fn a_poll_body_that_never_ends_fails_at_the_limit_as_on_native() {
     let result = within(
         10_000,
         "the poll",
-        transport.poll(http_url(&tag("body"), "/poll"), vec![], vec![]),
+        transport.post(http_url(&tag("body"), "/poll"), vec![], vec![]),
     )
     .await;
-    let limit = poll_body_limit(1024);
+    let limit = http_body_limit(1024);
     match result {
         Err(TransportFailure::MessageTooLarge { size }) => {
             assert!(size > limit && size <= limit + 64 * 1024, "{size}");

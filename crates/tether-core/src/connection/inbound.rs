@@ -25,7 +25,7 @@
 //!   would grow the unread queue without bound): sends wait in the outbound queue, which
 //!   its own limits bound, and go when reading resumes. Past the bounds, the client
 //!   holds at most the answers of the requests already in flight when the pause began,
-//!   each at most `poll_body_limit` bytes;
+//!   each at most `http_body_limit` bytes;
 //! - the heartbeat still writes pings (the server's idle check sees a live client), but
 //!   no pong is awaited and no liveness check runs: their answers wait unread behind the
 //!   messages. A socket that dies half-open during a pause is therefore noticed only

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::config::Config;
 use crate::io::{
-    Action, AttemptKind, Cause, Event, PollKind, RequestId, TetherError, TransportFailure,
+    Action, AttemptKind, Cause, Event, HttpRequestKind, RequestId, TetherError, TransportFailure,
     TransportId,
 };
 use crate::payload::Payload;
@@ -449,7 +449,7 @@ impl Connection {
         self.transmit(now, envelope.encode());
     }
 
-    fn poll_request(&mut self, kind: PollKind, body: Vec<u8>) -> Option<Action> {
+    fn poll_request(&mut self, kind: HttpRequestKind, body: Vec<u8>) -> Option<Action> {
         let fallback = self.config.fallback.as_ref()?;
         let id = self.link.id()?;
         let mut url = fallback.poll_url.clone();
@@ -460,7 +460,7 @@ impl Connection {
         push_query(&mut url, "t", &id.0.to_string());
         let headers = self.authorize(&mut url);
         let request = RequestId(self.next_id());
-        Some(Action::Poll {
+        Some(Action::HttpRequest {
             id,
             request,
             kind,
@@ -496,8 +496,9 @@ impl Connection {
         }
         let body = encode_batch(&p.outbox);
         p.outbox.clear();
-        if let Some(action) = self.poll_request(PollKind::Send, body) {
-            if let (Action::Poll { request, .. }, Link::Poll(p)) = (&action, &mut self.link) {
+        if let Some(action) = self.poll_request(HttpRequestKind::Send, body) {
+            if let (Action::HttpRequest { request, .. }, Link::Poll(p)) = (&action, &mut self.link)
+            {
                 p.send = Some((*request, now));
             }
             self.actions.push_back(action);
@@ -513,8 +514,9 @@ impl Connection {
         if !p.welcomed || p.recv.is_some() || self.fallback.probe_due || self.inbound.is_paused() {
             return;
         }
-        if let Some(action) = self.poll_request(PollKind::Receive, Vec::new()) {
-            if let (Action::Poll { request, .. }, Link::Poll(p)) = (&action, &mut self.link) {
+        if let Some(action) = self.poll_request(HttpRequestKind::Receive, Vec::new()) {
+            if let (Action::HttpRequest { request, .. }, Link::Poll(p)) = (&action, &mut self.link)
+            {
                 p.recv = Some((*request, now));
             }
             self.actions.push_back(action);
@@ -534,11 +536,11 @@ impl Connection {
         let (kind, started) = match (p.send, p.recv) {
             (Some((r, at)), _) if r == request => {
                 p.send = None;
-                (PollKind::Send, at)
+                (HttpRequestKind::Send, at)
             }
             (_, Some((r, at))) if r == request => {
                 p.recv = None;
-                (PollKind::Receive, at)
+                (HttpRequestKind::Receive, at)
             }
             _ => return,
         };
@@ -592,7 +594,7 @@ impl Connection {
                 return; // the session ended while handling the batch
             }
         }
-        if kind == PollKind::Receive {
+        if kind == HttpRequestKind::Receive {
             if let Some(f) = &self.config.fallback {
                 let interval = &mut self.fallback.poll_interval;
                 *interval = if got_messages {

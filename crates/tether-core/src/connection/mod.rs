@@ -617,8 +617,8 @@ impl Connection {
         self.on_failure(now, kind, failure);
     }
 
-    /// The answer to [`Action::Poll`] `request`: the response body, or why there is none.
-    pub fn handle_poll_response(
+    /// The answer to [`Action::HttpRequest`] `request`: the response body, or why there is none.
+    pub fn handle_http_response(
         &mut self,
         now: Instant,
         request: RequestId,

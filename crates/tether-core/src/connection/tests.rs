@@ -5,7 +5,7 @@ use crate::close::codes;
 use crate::config::{
     AuthConfig, BackoffConfig, ConfigBuilder, Jitter, OverflowPolicy, QueueConfig,
 };
-use crate::io::{AttemptKind, PollKind, ProtocolViolation, Token};
+use crate::io::{AttemptKind, HttpRequestKind, ProtocolViolation, Token};
 
 struct Harness {
     conn: Connection,
@@ -963,8 +963,8 @@ fn a_failed_driver_stops_the_connection_for_good_and_reports_what_it_held() {
 
 #[test]
 fn poll_kind_names() {
-    assert_eq!(PollKind::Send.as_str(), "send");
-    assert_eq!(PollKind::Receive.as_str(), "recv");
+    assert_eq!(HttpRequestKind::Send.as_str(), "send");
+    assert_eq!(HttpRequestKind::Receive.as_str(), "recv");
 }
 
 // ----- protocol mode ----------------------------------------------------------------
@@ -1407,10 +1407,10 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         "not before the polling endpoint answers"
     );
     let polls: Vec<Action> = h.take_actions();
-    let Some(Action::Poll {
+    let Some(Action::HttpRequest {
         id: poller,
         request,
-        kind: PollKind::Send,
+        kind: HttpRequestKind::Send,
         url,
         body,
         session: None,
@@ -1434,7 +1434,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         secret: SECRET,
     }
     .encode()]);
-    h.conn.handle_poll_response(h.now, request, Ok(answer));
+    h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
     assert!(h.events.contains(&Event::FallbackChanged { active: true }));
@@ -1443,7 +1443,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     let actions = h.take_actions();
     let (mut send, mut recv) = (None, None);
     for a in actions {
-        if let Action::Poll {
+        if let Action::HttpRequest {
             id,
             request,
             kind,
@@ -1460,15 +1460,15 @@ fn polling_fallback_after_failures_and_upgrade_back() {
             assert!(!url.contains(&SECRET.to_hex()), "never in a URL: {url}");
             assert!(url.ends_with(&format!("&t={}", poller.0)), "{url}");
             match kind {
-                PollKind::Send => send = Some((request, body)),
-                PollKind::Receive => recv = Some(request),
+                HttpRequestKind::Send => send = Some((request, body)),
+                HttpRequestKind::Receive => recv = Some(request),
             }
         }
     }
     let (send, body) = send.expect("a send poll");
     let sent: Vec<Envelope> = decode_batch(&body).unwrap().iter().map(env).collect();
     assert_eq!(sent, vec![msg(1, "early")]);
-    h.conn.handle_poll_response(
+    h.conn.handle_http_response(
         h.now,
         send,
         Ok(encode_batch(&[Envelope::Ack { seq: 1 }.encode()])),
@@ -1477,7 +1477,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     assert_eq!(h.delivered(), vec![early]);
     let recv = recv.unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
     h.conn
-        .handle_poll_response(h.now, recv, Ok(encode_batch(&[msg(1, "polled").encode()])));
+        .handle_http_response(h.now, recv, Ok(encode_batch(&[msg(1, "polled").encode()])));
     h.drain();
     assert!(h.events.contains(&Event::Message(text("polled"))));
     // Answer polls until the probe (5 s) opens a WebSocket again.
@@ -1486,8 +1486,8 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         h.advance(Duration::from_millis(100));
         for a in h.take_actions() {
             match a {
-                Action::Poll { request, .. } => {
-                    h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+                Action::HttpRequest { request, .. } => {
+                    h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
                     h.drain();
                 }
                 Action::Open { id, .. } => probe = Some(id),
@@ -1538,8 +1538,8 @@ fn blocked_websockets_switch_to_polling_at_once() {
     assert!(h.events.contains(&Event::FallbackChanged { active: true }));
     assert!(matches!(
         h.take_actions().last(),
-        Some(Action::Poll {
-            kind: PollKind::Send,
+        Some(Action::HttpRequest {
+            kind: HttpRequestKind::Send,
             ..
         })
     ));
@@ -1817,8 +1817,9 @@ fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
     let hello = h.take_actions();
-    let Some(Action::Poll { request, .. }) =
-        hello.into_iter().find(|a| matches!(a, Action::Poll { .. }))
+    let Some(Action::HttpRequest { request, .. }) = hello
+        .into_iter()
+        .find(|a| matches!(a, Action::HttpRequest { .. }))
     else {
         panic!("a Hello poll")
     };
@@ -1833,16 +1834,16 @@ fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
         msg(1, "a").encode(),
         msg(2, "b").encode(),
     ]);
-    h.conn.handle_poll_response(h.now, request, Ok(body));
+    h.conn.handle_http_response(h.now, request, Ok(body));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
     assert!(!h.conn.wants_read());
     // The receive poll issued on connect comes back empty.
-    let Some(Action::Poll { request, .. }) = h.take_actions().into_iter().find(|a| {
+    let Some(Action::HttpRequest { request, .. }) = h.take_actions().into_iter().find(|a| {
         matches!(
             a,
-            Action::Poll {
-                kind: PollKind::Receive,
+            Action::HttpRequest {
+                kind: HttpRequestKind::Receive,
                 ..
             }
         )
@@ -1850,7 +1851,7 @@ fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
         panic!("a receive poll on connect")
     };
     h.conn
-        .handle_poll_response(h.now, request, Ok(encode_batch(&[])));
+        .handle_http_response(h.now, request, Ok(encode_batch(&[])));
     h.drain();
     h.advance(Duration::from_secs(3));
     let receives = |actions: &[Action]| {
@@ -1859,8 +1860,8 @@ fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
             .filter(|a| {
                 matches!(
                     a,
-                    Action::Poll {
-                        kind: PollKind::Receive,
+                    Action::HttpRequest {
+                        kind: HttpRequestKind::Receive,
                         ..
                     }
                 )
@@ -1884,8 +1885,8 @@ fn a_paused_polling_session_issues_no_poll_until_the_application_reads() {
             .filter(|a| {
                 matches!(
                     a,
-                    Action::Poll {
-                        kind: PollKind::Send,
+                    Action::HttpRequest {
+                        kind: HttpRequestKind::Send,
                         ..
                     }
                 )
@@ -2064,7 +2065,7 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
     let id = h.last_open();
     h.failed(id, TransportFailure::Network("reset by a proxy".into()));
     h.advance(Duration::from_millis(800));
-    let Some(Action::Poll { request, .. }) = h.take_actions().last().cloned() else {
+    let Some(Action::HttpRequest { request, .. }) = h.take_actions().last().cloned() else {
         panic!("no poll")
     };
     let answer = encode_batch(&[Envelope::Welcome {
@@ -2074,7 +2075,7 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
         secret: SECRET,
     }
     .encode()]);
-    h.conn.handle_poll_response(h.now, request, Ok(answer));
+    h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
     // Answer every poll with nothing: the interval doubles from Duration::MAX.
@@ -2083,12 +2084,12 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
             .take_actions()
             .into_iter()
             .filter_map(|a| match a {
-                Action::Poll { request, .. } => Some(request),
+                Action::HttpRequest { request, .. } => Some(request),
                 _ => None,
             })
             .collect();
         for request in polls {
-            h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+            h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
         }
         h.drain();
         h.advance(Duration::from_secs(3600));
@@ -2112,7 +2113,10 @@ fn a_poll_request_timeout_before_the_welcome_is_an_attempt_failure() {
     let id = h.last_open();
     h.failed(id, TransportFailure::Network("reset by a proxy".into()));
     let acts = h.take_actions();
-    assert!(matches!(acts.last(), Some(Action::Poll { .. })), "{acts:?}");
+    assert!(
+        matches!(acts.last(), Some(Action::HttpRequest { .. })),
+        "{acts:?}"
+    );
     h.events.clear();
     h.advance(Duration::from_millis(300));
     assert_eq!(
@@ -2154,9 +2158,9 @@ fn a_server_that_is_down_never_moves_the_client_to_polling() {
                 Action::Open { id, .. } => {
                     h.failed(id, TransportFailure::Network("connection reset".into()));
                 }
-                Action::Poll { request, .. } => {
+                Action::HttpRequest { request, .. } => {
                     polls += 1;
-                    h.conn.handle_poll_response(
+                    h.conn.handle_http_response(
                         h.now,
                         request,
                         Err(TransportFailure::Network("connection reset".into())),
@@ -2345,13 +2349,13 @@ fn websocket_probes_keep_their_documented_interval() {
     for _ in 0..4_000 {
         for a in h.take_actions() {
             match a {
-                Action::Poll { request, body, .. } => {
+                Action::HttpRequest { request, body, .. } => {
                     let hello = decode_batch(&body)
                         .unwrap()
                         .iter()
                         .any(|f| matches!(env(f), Envelope::Hello { .. }));
                     let answer = if hello { welcome.clone() } else { Vec::new() };
-                    h.conn.handle_poll_response(h.now, request, Ok(answer));
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
                     h.drain();
                 }
                 Action::Open { id, .. } => {
@@ -2636,7 +2640,7 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
     for _ in 0..4_000 {
         for a in h.take_actions() {
             match a {
-                Action::Poll {
+                Action::HttpRequest {
                     id, request, body, ..
                 } => {
                     poll_ids.push(id);
@@ -2646,7 +2650,7 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
                         .any(|f| matches!(env(f), Envelope::Hello { .. }));
                     hellos += usize::from(hello);
                     let answer = if hello { welcome.clone() } else { Vec::new() };
-                    h.conn.handle_poll_response(h.now, request, Ok(answer));
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
                     h.drain();
                 }
                 Action::Open { id, .. } => {
@@ -2679,8 +2683,8 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
     for _ in 0..4_000 {
         for a in h.take_actions() {
             match a {
-                Action::Poll { request, .. } => {
-                    h.conn.handle_poll_response(h.now, request, Ok(Vec::new()));
+                Action::HttpRequest { request, .. } => {
+                    h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
                     h.drain();
                 }
                 Action::Open { id, .. } => {

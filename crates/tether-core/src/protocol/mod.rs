@@ -44,8 +44,8 @@ pub const PROTOCOL_VERSION: u64 = 2;
 
 /// The HTTP request header that proves the session on every poll request:
 /// `Tether-Session: <secret>` ([`SessionSecret::to_hex`]). The core hands the secret
-/// over in [`Action::Poll`](crate::Action::Poll)'s `session`; a driver adds the header
-/// with `tether_dispatch::transport::poll_headers`.
+/// over in [`Action::HttpRequest`](crate::Action::HttpRequest)'s `session`; a driver adds the header
+/// with `tether_dispatch::transport::http_request_headers`.
 pub const SESSION_HEADER: &str = "Tether-Session";
 
 use core::fmt;

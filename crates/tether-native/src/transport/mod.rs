@@ -113,7 +113,7 @@ impl NativeTransport {
             .ws
             .max_message_size(Some(frame))
             .max_frame_size(Some(frame));
-        self.max_poll_body = tether_dispatch::transport::poll_body_limit(bytes);
+        self.max_poll_body = tether_dispatch::transport::http_body_limit(bytes);
         self
     }
 
@@ -298,7 +298,7 @@ impl Transport for NativeTransport {
         }
     }
 
-    fn poll(
+    fn post(
         &self,
         url: String,
         headers: Vec<(String, String)>,
@@ -317,7 +317,7 @@ impl Transport for NativeTransport {
         }
         #[cfg(not(feature = "polling"))]
         {
-            // Unreachable through `Client`, which refuses a fallback without `can_poll`.
+            // Unreachable through `Client`, which refuses a fallback without `can_post`.
             let _ = (url, headers, body);
             std::future::ready(Err(TransportFailure::Network(
                 "HTTP polling is not in this build (tether-native's `polling` feature)".into(),
@@ -325,7 +325,7 @@ impl Transport for NativeTransport {
         }
     }
 
-    fn can_poll(&self) -> bool {
+    fn can_post(&self) -> bool {
         cfg!(feature = "polling")
     }
 
@@ -397,7 +397,7 @@ mod tests {
     async fn a_poll_to_nothing_is_refused_in_every_build() {
         let t = NativeTransport::new();
         let r = t
-            .poll("http://127.0.0.1:9/poll".into(), vec![], vec![])
+            .post("http://127.0.0.1:9/poll".into(), vec![], vec![])
             .await;
         assert_eq!(r, Err(TransportFailure::Refused));
     }
