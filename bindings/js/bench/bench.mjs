@@ -12,7 +12,7 @@
 // rounds, the clients taking turns in each round. Round trips: 2,000 sequential ones per
 // client and round (after 200 unmeasured), pooled over the rounds: p50 and p99. Memory:
 // each client kind in a fresh process (`node --expose-gc`), 200 connected idle clients,
-// heap + external (+ the WebAssembly memory's growth for Tether) after gc, before and
+// heap + external (which includes the WebAssembly memory's growth) after gc, before and
 // after, divided by 200.
 //
 // Last line: `js-ratio throughput=… rtt_p50=… rtt_p99=… bytes_per_client=…` (Tether plain
@@ -164,7 +164,7 @@ async function idle(kind, url) {
   const measure = () => {
     for (let i = 0; i < 4; i++) globalThis.gc();
     const m = process.memoryUsage();
-    return { js: m.heapUsed + m.external + wasmBytes(), rss: m.rss };
+    return { heap: m.heapUsed, external: m.external, wasm: wasmBytes(), rss: m.rss };
   };
   await new Promise((r) => setTimeout(r, 100));
   const before = measure();
@@ -176,7 +176,10 @@ async function idle(kind, url) {
   }
   await new Promise((r) => setTimeout(r, 500));
   const after = measure();
-  const result = { bytes: (after.js - before.js) / IDLE_N, rss: (after.rss - before.rss) / IDLE_N };
+  const per = (k) => (after[k] - before[k]) / IDLE_N;
+  const result = { heap: per('heap'), external: per('external'), wasm: per('wasm'), rss: per('rss') };
+  // Node counts the WebAssembly memory in `external` already.
+  result.bytes = result.heap + result.external;
   for (const c of clients) await c.close();
   return result;
 }
@@ -203,7 +206,10 @@ async function startReference() {
   const child = spawn(
     SERVER_BIN,
     ['--bind', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dev-allow-anonymous', '--log', 'error'],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TETHER_ADMIN_TOKEN: randomBytes(24).toString('hex') } },
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, TETHER_ADMIN_TOKEN: randomBytes(24).toString('hex') },
+    },
   );
   let addr;
   let admin;
@@ -227,7 +233,9 @@ async function main() {
   const echo = await startEcho();
   const reference = await startReference();
   try {
-    console.log(`node ${process.version}; ${TOTAL} pipelined / ${ROUNDS} rounds, ${RTT_N}×${ROUNDS} round trips, ${IDLE_N} idle clients; 64-byte text`);
+    console.log(
+      `node ${process.version}; ${TOTAL} pipelined / ${ROUNDS} rounds, ${RTT_N}×${ROUNDS} round trips, ${IDLE_N} idle clients; 64-byte text`,
+    );
     const variants = [
       ['raw ws', 'raw', echo.url],
       ['tether plain', 'plain', echo.url],
@@ -242,10 +250,16 @@ async function main() {
     const idleRaw = await runIdle('raw', echo.url);
     const idlePlain = await runIdle('plain', echo.url);
     for (const r of rows) {
-      console.log(`${r.name.padEnd(32)} ${f(r.throughput, 0).padStart(8)} msg/s  rtt p50 ${f(r.p50, 1)} µs  p99 ${f(r.p99, 1)} µs`);
+      console.log(
+        `${r.name.padEnd(32)} ${f(r.throughput, 0).padStart(8)} msg/s  rtt p50 ${f(r.p50, 1)} µs  p99 ${f(r.p99, 1)} µs`,
+      );
     }
-    console.log(`idle raw ws        ${f(idleRaw.bytes, 0)} B/client (heap+external), rss ${f(idleRaw.rss, 0)} B/client`);
-    console.log(`idle tether plain  ${f(idlePlain.bytes, 0)} B/client (heap+external+wasm), rss ${f(idlePlain.rss, 0)} B/client`);
+    const mem = (name, m) =>
+      console.log(
+        `idle ${name.padEnd(13)} ${f(m.bytes, 0)} B/client (heap ${f(m.heap, 0)} + external ${f(m.external, 0)}, of which wasm memory ${f(m.wasm, 0)}), rss ${f(m.rss, 0)} B/client`,
+      );
+    mem('raw ws', idleRaw);
+    mem('tether plain', idlePlain);
     if (reference) {
       const [, , raw, proto] = rows;
       console.log(

@@ -109,21 +109,23 @@ pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {
     Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// The event's name for `on()`, or `None` for events not exported.
-pub(crate) fn event_name(e: &Event) -> Option<&'static str> {
+/// The event's index in `EVENTS` of `emitter.js` (its name for `on()`), or `None` for
+/// events not exported. A number crosses into JavaScript as it is; a name would be
+/// decoded from UTF-8 twice per event (`has`, then `emit`).
+pub(crate) fn event_index(e: &Event) -> Option<u32> {
     Some(match e {
-        Event::StateChanged { .. } => "state",
-        Event::Message(_) => "message",
-        Event::QualityChanged { .. } => "quality",
-        Event::ReconnectScheduled { .. } => "reconnecting",
-        Event::FallbackChanged { .. } => "fallback",
-        Event::Error(_) => "error",
-        Event::Delivered { .. } => "delivered",
-        Event::Dropped { .. } => "dropped",
-        Event::Stopped(_) => "stopped",
-        Event::Disconnected { .. } => "disconnected",
-        Event::SessionReset { .. } => "sessionReset",
-        Event::TokenRefreshed => "tokenRefreshed",
+        Event::StateChanged { .. } => 0,
+        Event::Message(_) => 1,
+        Event::QualityChanged { .. } => 2,
+        Event::ReconnectScheduled { .. } => 3,
+        Event::FallbackChanged { .. } => 4,
+        Event::Error(_) => 5,
+        Event::Delivered { .. } => 6,
+        Event::Dropped { .. } => 7,
+        Event::Stopped(_) => 8,
+        Event::Disconnected { .. } => 9,
+        Event::SessionReset { .. } => 10,
+        Event::TokenRefreshed => 11,
         _ => return None,
     })
 }
