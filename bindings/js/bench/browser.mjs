@@ -15,7 +15,7 @@
 //
 // Last line: `browser-ratio throughput=… rtt_p50=… rtt_p99=…` (Tether ÷ the browser's WebSocket).
 import { fork } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join } from 'node:path';
@@ -120,6 +120,9 @@ const median = (xs) => {
 const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 async function main() {
+  if (!existsSync(join(here, '..', 'dist', 'wasm', 'tether_wasm_bg.wasm'))) {
+    throw new Error('bindings/js/dist is not built: run node bindings/js/scripts/build.mjs');
+  }
   setTimeout(() => {
     console.error(`bench: stopped after ${DEADLINE_MS} ms`);
     process.exit(1);
