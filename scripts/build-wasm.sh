@@ -5,6 +5,12 @@
 # names (scripts/minify-wasm-names.mjs), then the wrapper
 # (js/index.js), bundled with wasm-bindgen's glue and snippets into one ES module by
 # esbuild, minified in release.
+# Release builds use a pinned nightly toolchain (installed here when missing, with
+# rust-src): the standard library is rebuilt for size (`build-std`, `optimize_for_size`)
+# and a panic aborts at once (`panic=immediate-abort`: no panic messages or formatting
+# in the binary; a panic still traps, see bindings/wasm/README.md), with no caller
+# locations either (`location-detail=none`). About 9.8 kB gzip less than stable
+# (BENCHMARKS.md). Dev builds use the default toolchain.
 # Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,15 +21,21 @@ out=bindings/wasm/pkg
 
 case "$mode" in
 release)
-    # Panic locations name their files: the crates.io sources by their path relative to
-    # the registry (`tracing-core-0.1.36/src/field.rs`), not the builder's home directory.
+    nightly=nightly-2026-05-20
+    if ! rustup component list --toolchain "$nightly" --installed 2>/dev/null | grep -q '^rust-src'; then
+        rustup toolchain install "$nightly" --profile minimal --component rust-src
+    fi
+    # File names in the binary (log sites) name the crates.io sources by their path
+    # relative to the registry (`tracing-core-0.1.36/src/field.rs`), not the builder's
+    # home directory.
     remap=""
     for index in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
         remap+="${remap:+, }\"--remap-path-prefix=$index=\""
     done
     # Profiles live in the root manifest only, and its release profile keeps debug info
     # for benchmarks: the size profile is defined here.
-    cargo build --locked -p tether-wasm --target wasm32-unknown-unknown --profile wasm-release \
+    cargo "+$nightly" build --locked -p tether-wasm --target wasm32-unknown-unknown --profile wasm-release \
+        -Z build-std=std,panic_abort -Z build-std-features=optimize_for_size \
         --config 'profile.wasm-release.inherits="release"' \
         --config 'profile.wasm-release.opt-level="z"' \
         --config 'profile.wasm-release.lto=true' \
@@ -31,7 +43,7 @@ release)
         --config 'profile.wasm-release.debug=0' \
         --config 'profile.wasm-release.strip=false' \
         --config 'profile.wasm-release.panic="abort"' \
-        --config "build.rustflags=[$remap]"
+        --config "build.rustflags=[$remap${remap:+, }\"-Zunstable-options\", \"-Cpanic=immediate-abort\", \"-Zlocation-detail=none\"]"
     wasm=$target_dir/wasm32-unknown-unknown/wasm-release/tether_wasm.wasm
     ;;
 dev)

@@ -186,6 +186,11 @@ const forget =
   ({ id }) =>
     retained.delete(id);
 
+// A copy of an object the WebAssembly built property by property: V8 keeps one with as
+// many properties as the metrics in dictionary mode (about 1.7 kB, against 0.3 kB for the
+// copy), and every client keeps its last snapshot (for a dead instance).
+const fast = (object) => ({ ...object });
+
 export class TetherClient extends Raw {
   #emitter;
   #ref;
@@ -210,7 +215,7 @@ export class TetherClient extends Raw {
       super(url, options);
       this.#emitter = super.__emitter;
       this.#id = super.clientId;
-      this.#metrics = super.metrics();
+      this.#metrics = fast(super.metrics());
     });
     this.#seen = { state: this.#metrics.state };
     this.#emitter.on('state', tracker(this.#seen));
@@ -277,7 +282,7 @@ export class TetherClient extends Raw {
   }
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
-    if (!dead()) return (this.#metrics = call(() => super.metrics()));
+    if (!dead()) return (this.#metrics = fast(call(() => super.metrics())));
     return { ...this.#metrics, state: this.#seen.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
   /** Once dead: the client stopped, and nothing more can be said. */

@@ -109,22 +109,25 @@ pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {
     Reflect::get(object, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// The event's name for `on()`, or `None` for events not exported.
-pub(crate) fn event_name(e: &Event) -> Option<&'static str> {
+/// The event's index in `EVENTS` of `emitter.js` (its name for `on()`), or `None` for
+/// events not exported. A number crosses into JavaScript as it is; a name would be
+/// decoded from UTF-8 twice per event (`has`, then `emit`).
+pub(crate) fn event_index(e: &Event) -> Option<u32> {
     Some(match e {
-        Event::StateChanged { .. } => "state",
-        Event::Message(_) => "message",
-        Event::QualityChanged { .. } => "quality",
-        Event::ReconnectScheduled { .. } => "reconnecting",
-        Event::AttemptStarted { .. } => "attempt",
-        Event::FallbackChanged { .. } => "fallback",
-        Event::Error(_) => "error",
-        Event::Delivered { .. } => "delivered",
-        Event::Dropped { .. } => "dropped",
-        Event::Stopped(_) => "stopped",
-        Event::Disconnected { .. } => "disconnected",
-        Event::SessionReset { .. } => "sessionReset",
-        Event::TokenRefreshed => "tokenRefreshed",
+        // The order of EVENTS in emitter.js.
+        Event::StateChanged { .. } => 0,
+        Event::Message(_) => 1,
+        Event::QualityChanged { .. } => 2,
+        Event::AttemptStarted { .. } => 3,
+        Event::ReconnectScheduled { .. } => 4,
+        Event::FallbackChanged { .. } => 5,
+        Event::Error(_) => 6,
+        Event::Delivered { .. } => 7,
+        Event::Dropped { .. } => 8,
+        Event::Stopped(_) => 9,
+        Event::Disconnected { .. } => 10,
+        Event::SessionReset { .. } => 11,
+        Event::TokenRefreshed => 12,
         _ => return None,
     })
 }

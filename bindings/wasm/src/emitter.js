@@ -2,6 +2,7 @@
 // plain unsubscribe function, and so that a throwing handler neither stops the others
 // nor the client: its exception is reported as uncaught, after the dispatch.
 
+// In the order of `event_index` (convert.rs): Rust names an event by its index here.
 const EVENTS = [
   'state',
   'message',
@@ -53,14 +54,25 @@ export class Emitter {
     };
   }
 
+  // `event`: a name, or (from Rust) its index in EVENTS.
   has(event) {
-    const set = this.handlers.get(event);
+    const set = this.handlers.get(typeof event === 'number' ? EVENTS[event] : event);
     return set !== undefined && set.size > 0;
   }
 
   emit(event, value) {
-    const set = this.handlers.get(event);
+    const set = this.handlers.get(typeof event === 'number' ? EVENTS[event] : event);
     if (!set) return;
+    if (set.size === 1) {
+      // The usual case, without copying the set.
+      const [entry] = set;
+      try {
+        entry.handler(value);
+      } catch (e) {
+        report(e);
+      }
+      return;
+    }
     for (const entry of [...set]) {
       if (!set.has(entry)) continue;
       try {

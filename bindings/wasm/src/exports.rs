@@ -19,10 +19,11 @@ extern "C" {
     type Emitter;
     #[wasm_bindgen(constructor)]
     fn new() -> Emitter;
+    /// `event`: an index in `EVENTS` (see `convert::event_index`).
     #[wasm_bindgen(method)]
-    fn has(this: &Emitter, event: &str) -> bool;
+    fn has(this: &Emitter, event: u32) -> bool;
     #[wasm_bindgen(method)]
-    fn emit(this: &Emitter, event: &str, value: &JsValue);
+    fn emit(this: &Emitter, event: u32, value: &JsValue);
 }
 
 #[cfg(debug_assertions)]
@@ -102,12 +103,12 @@ impl TetherClient {
         let emitter = Emitter::new();
         let sink = emitter.clone();
         let listener = client.on_event(move |event| {
-            let Some(name) = convert::event_name(event) else {
+            let Some(index) = convert::event_index(event) else {
                 return;
             };
             // Nothing is converted for events nobody listens to.
-            if sink.has(name) {
-                sink.emit(name, &convert::event_value(event));
+            if sink.has(index) {
+                sink.emit(index, &convert::event_value(event));
             }
         });
         Ok(TetherClient {
