@@ -2718,3 +2718,73 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
     assert_eq!(h.conn.state(), State::Connected);
     assert!(!h.conn.metrics(h.now).fallback_active);
 }
+
+/// The probe's Hello reached the server, then the probe failed: the polling transport
+/// the client takes up again is stale at the server, whose 410 starts a new polling
+/// transport (with a Hello) instead of stopping the client (the simulation found it).
+#[test]
+fn a_stale_polling_transport_after_a_probe_starts_a_new_one() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    let welcome = encode_batch(&[Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+        secret: SECRET,
+    }
+    .encode()]);
+    let hello_in = |body: &[u8]| {
+        decode_batch(body)
+            .unwrap()
+            .iter()
+            .any(|f| matches!(env(f), Envelope::Hello { .. }))
+    };
+    let step = Duration::from_millis(50);
+    let mut probed = false;
+    let mut stale_answered = false;
+    let mut new_hello = false;
+    for _ in 0..4_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest { request, body, .. } => {
+                    let hello = hello_in(&body);
+                    if probed && !stale_answered {
+                        // The first request after the failed probe: stale at the server.
+                        assert!(!hello, "the parked transport is taken up without a Hello");
+                        stale_answered = true;
+                        h.conn.handle_http_response(
+                            h.now,
+                            request,
+                            Err(TransportFailure::Http {
+                                status: 410,
+                                retry_after: None,
+                            }),
+                        );
+                    } else {
+                        new_hello |= stale_answered && hello;
+                        let answer = if hello { welcome.clone() } else { Vec::new() };
+                        h.conn.handle_http_response(h.now, request, Ok(answer));
+                    }
+                    h.drain();
+                }
+                Action::Open { id, .. } => {
+                    // The probe opens and its Hello goes out; then it breaks.
+                    probed = true;
+                    h.open(id);
+                    h.closed(id, None);
+                }
+                _ => {}
+            }
+        }
+        if new_hello {
+            break;
+        }
+        h.advance(step);
+    }
+    assert!(stale_answered, "the parked transport polled again");
+    assert!(new_hello, "a new polling transport with a Hello");
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.metrics(h.now).fallback_active);
+}
