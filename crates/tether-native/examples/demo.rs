@@ -313,6 +313,9 @@ async fn watch_events(client: Client, start: tokio::time::Instant, seen: watch::
             Event::SessionReset { resent } => format!("session reset, {resent} resent"),
             Event::Error(e) => format!("{e}"),
             Event::Stopped(reason) => format!("stopped: {reason}"),
+            Event::AttemptStarted { attempt, kind } => {
+                format!("attempt {attempt} ({})", kind.as_str())
+            }
             Event::Delivered { .. } | Event::Dropped { .. } => continue,
             other => format!("{other:?}"),
         };
