@@ -18,6 +18,7 @@ export type {
   TetherQuality,
   TetherRecommendation,
   TetherSelfTestCriteria,
+  TetherSessionHandoff,
   TetherState,
   TetherStopReason,
   TetherToken,
@@ -35,3 +36,5 @@ export {
 
 /** A message from the server: a string (a text frame) or a Uint8Array (a binary frame). */
 export type TetherMessage = string | Uint8Array;
+
+export { SharedTetherClient, canShareAcrossTabs, type SharedTetherOptions } from './shared.js';

@@ -11,6 +11,7 @@ export type {
   TetherQuality,
   TetherRecommendation,
   TetherSelfTestCriteria,
+  TetherSessionHandoff,
   TetherState,
   TetherStopReason,
   TetherToken,
