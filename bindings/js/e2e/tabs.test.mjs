@@ -162,4 +162,29 @@ test('the leader tab closed while every tab sends, again and again: nothing lost
     'the session was taken over, never started afresh',
   );
   assert.ok(peak <= 1, `the server had ${peak} connections at once`);
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('every tab reloaded in turn while the others send: nothing lost or duplicated', async () => {
+  const sent = [];
+  const since = new Map();
+  const pages = [await openTab(), await openTab(), await openTab()];
+  for (const page of pages) since.set(page, 0);
+  for (let round = 0; round < 2; round += 1) {
+    for (const page of pages) {
+      const others = pages.filter((p) => p !== page);
+      sent.push(...(await sendFrom(pages, 5)));
+      const reloading = page.reload();
+      sent.push(...(await sendFrom(others, 5)));
+      await reloading;
+      await page.waitForFunction(() => window.tabReady === true);
+      since.set(page, sent.length);
+      await leaderOf(pages);
+      sent.push(...(await sendFrom(pages, 5)));
+    }
+  }
+  for (const page of pages) await allReceive([page], sent.slice(since.get(page)));
+  await noDuplicates(pages);
+  assert.ok(peak <= 1, `the server had ${peak} connections at once`);
+  await Promise.all(pages.map((p) => p.close()));
 });
