@@ -123,11 +123,19 @@ test('three tabs share one connection: every tab gets every message once', async
   await allReceive(pages, texts);
   await noDuplicates(pages);
   assert.equal(peak, 1, 'one connection at the server');
-  const tabs = await Promise.all(pages.map((p) => p.evaluate(() => window.client.tabs)));
-  assert.ok(
-    tabs.some((n) => n === 3),
-    `tabs counted: ${tabs}`,
-  );
+  // Every tab, leader or follower, sees the connection's state and figures, and has a
+  // send confirmed by the server under the id its own send returned.
+  for (const page of pages) {
+    const seen = await page.evaluate(async () => {
+      const id = await window.client.sendConfirmed('confirmed');
+      const m = window.client.metrics();
+      return { id, state: window.client.state, tabs: m.sharedTabs, out: m.messagesOut };
+    });
+    assert.equal(seen.state, 'connected');
+    assert.equal(seen.id, 21, 'the id its own send returned');
+    assert.equal(seen.tabs, 3, 'shared with 3 tabs');
+    assert.ok(seen.out >= 60, `the leader's figures: ${seen.out} messages out`);
+  }
   await Promise.all(pages.map((p) => p.close()));
 });
 

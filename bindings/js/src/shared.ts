@@ -11,7 +11,7 @@
 // next resumes that session (`resume` option): the server resends what it has not taken,
 // it resends what the server lacks under the same numbers (the server drops repeats), and
 // sends again what a follower asked for that no session snapshot showed.
-import { TetherClient, type TetherEventMap, type TetherOptions, type TetherSessionHandoff } from './index.js';
+import { TetherClient, ready, type TetherEventMap, type TetherOptions, type TetherSessionHandoff } from './index.js';
 
 type Events = TetherEventMap;
 type Handler<K extends keyof Events> = (value: Events[K]) => void;
@@ -52,6 +52,35 @@ interface Status {
   metrics: Metrics;
   health: Health;
   tabs: number;
+}
+
+/** A follower's figures before the leader's first status: nothing measured yet. */
+function initialMetrics(): Metrics {
+  return {
+    state: 'connecting',
+    attempt: 0,
+    reconnects: 0,
+    uptimeMs: null,
+    totalUptimeMs: 0,
+    lastCloseCode: null,
+    lastCloseReason: null,
+    rttMs: null,
+    rttMeanMs: null,
+    jitterMs: null,
+    loss: 0,
+    quality: null,
+    reliability: 0,
+    messagesIn: 0,
+    messagesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    queueDepth: 0,
+    queueBytes: 0,
+    unreadBytesPeak: 0,
+    readingPaused: false,
+    fallbackActive: false,
+    terminalReason: null,
+  } as Metrics;
 }
 
 /** Whether this platform can share: Web Locks and BroadcastChannel (browsers in a secure context). */
@@ -120,7 +149,7 @@ export class SharedTetherClient {
     this.#status = {
       state: 'connecting',
       quality: null,
-      metrics: null as unknown as Metrics,
+      metrics: initialMetrics(),
       health: { alerts: [], recommendations: [] } as Health,
       tabs: 1,
     };
@@ -142,7 +171,7 @@ export class SharedTetherClient {
 
   /** How many tabs share the connection (as the leader last counted). */
   get tabs(): number {
-    return this.#status.tabs;
+    return this.#client ? this.#tabs.size + 1 : this.#status.tabs;
   }
 
   get state(): TetherClient['state'] {
@@ -154,8 +183,10 @@ export class SharedTetherClient {
   get clientId(): string {
     return this.#session?.clientId ?? this.#client?.clientId ?? '';
   }
-  metrics(): Metrics {
-    return this.#client?.metrics() ?? this.#status.metrics;
+  /** The leader's figures (a follower's are as of the leader's last status), with `sharedTabs`: how many tabs share the connection. */
+  metrics(): Metrics & { sharedTabs: number } {
+    const tabs = this.#client ? this.#tabs.size + 1 : this.#status.tabs;
+    return { ...(this.#client?.metrics() ?? this.#status.metrics), sharedTabs: tabs };
   }
   health(): Health {
     return this.#client?.health() ?? this.#status.health;
@@ -178,11 +209,11 @@ export class SharedTetherClient {
     return id;
   }
 
-  /** Resolves once the server acknowledged `data` (protocol mode), whichever tab wrote it. */
-  sendConfirmed(data: Data): Promise<void> {
+  /** Resolves with this tab's id for `data` once the server acknowledged it (protocol mode), whichever tab wrote it. */
+  sendConfirmed(data: Data): Promise<number> {
     return new Promise((resolve, reject) => {
       const id = this.send(data);
-      this.#confirm.set(id, { resolve, reject });
+      this.#confirm.set(id, { resolve: () => resolve(id), reject });
     });
   }
 
@@ -225,7 +256,8 @@ export class SharedTetherClient {
     this.#acceptedUpTo.set(owner.tab, owner.id);
     const client = this.#client!;
     const id = client.send(data);
-    this.#owners.set(id, owner);
+    // Only protocol mode confirms (or drops) each message: the map forgets it then.
+    if (this.#options.protocol === true) this.#owners.set(id, owner);
     if (owner.tab === this.#tab) this.#unaccepted.delete(owner.id);
     else this.#post({ type: 'accepted', to: owner.tab, id: owner.id });
     this.#schedule();
@@ -302,7 +334,15 @@ export class SharedTetherClient {
       // What the old leader broadcast after its last snapshot was taken by the application.
       resume = { ...session, recvSeq: String(BigInt(session.recvSeq) + BigInt(this.#messagesSince)) };
     }
-    const client = new TetherClient(this.#url, resume ? { ...this.#options, resume } : this.#options);
+    let client: TetherClient;
+    try {
+      client = new TetherClient(this.#url, resume ? { ...this.#options, resume } : this.#options);
+    } catch (e) {
+      // In a browser before `ready()`: lead once the WebAssembly is in.
+      if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
+      void ready().then(() => !this.#closed && this.#lead());
+      return;
+    }
     this.#client = client;
     // The retained messages got ids 1, 2, … in the snapshot's order.
     if (resume) {

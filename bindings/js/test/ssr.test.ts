@@ -20,7 +20,16 @@ test('imports with no window or document, renders to HTML, and opens no connecti
   const { stdout } = await promisify(execFile)(process.execPath, [fixture, `${server.ws}/ws`], { timeout: 20_000 });
   const out = JSON.parse(stdout) as { globals: string[]; core: string[]; react: string[]; html: string };
   expect(out.globals).toEqual([]);
-  expect(out.core).toEqual(['SELF_TEST_CHECKS', 'TetherClient', 'ready', 'selfTest', 'selfTestCriteria', 'setLogLevel']);
+  expect(out.core).toEqual([
+    'SELF_TEST_CHECKS',
+    'SharedTetherClient',
+    'TetherClient',
+    'canShareAcrossTabs',
+    'ready',
+    'selfTest',
+    'selfTestCriteria',
+    'setLogLevel',
+  ]);
   expect(out.react).toContain('TetherProvider');
   expect(out.html).toContain('<p id="hooks">connecting|null|null|null</p>');
   expect(out.html).toContain('data-testid="connection-status"');
