@@ -230,7 +230,12 @@ export class SharedTetherClient {
     this.#channel.close();
     const client = this.#client;
     this.#client = null;
-    client?.free();
+    // Closed at once, not lingering to deliver what it holds: that is the next leader's
+    // now, and a client still trying would take the session back from it.
+    void client
+      ?.closeNow()
+      .catch(() => {})
+      .finally(() => client.free());
     this.#release?.();
   }
 
