@@ -169,9 +169,17 @@ test('three tabs share one connection: every tab gets every message once', async
     const seen = await page.evaluate(async () => {
       const id = await window.client.sendConfirmed('confirmed');
       const m = window.client.metrics();
-      return { id, state: window.client.state, tabs: m.sharedTabs, out: m.messagesOut };
+      return {
+        id,
+        state: window.client.state,
+        tabs: m.sharedTabs,
+        out: m.messagesOut,
+        clientId: window.client.clientId,
+      };
     });
     assert.equal(seen.state, 'connected');
+    assert.equal(seen.clientId, await pages[0].evaluate(() => window.client.clientId), 'one client id');
+    assert.match(seen.clientId, /^[0-9a-f]+$/);
     assert.equal(seen.id, 21, 'the id its own send returned');
     assert.equal(seen.tabs, 3, 'shared with 3 tabs');
     assert.ok(seen.out >= 60, `the leader's figures: ${seen.out} messages out`);

@@ -180,8 +180,10 @@ export class SharedTetherClient {
   get quality(): TetherClient['quality'] {
     return this.#client ? this.#client.quality : this.#status.quality;
   }
+  /** The id the connection presents to the server, in hexadecimal ('' before a follower heard of a session). */
   get clientId(): string {
-    return this.#session?.clientId ?? this.#client?.clientId ?? '';
+    if (this.#client) return this.#client.clientId;
+    return this.#session ? BigInt(this.#session.clientId).toString(16) : '';
   }
   /** The leader's figures (a follower's are as of the leader's last status), with `sharedTabs`: how many tabs share the connection. */
   metrics(): Metrics & { sharedTabs: number } {
