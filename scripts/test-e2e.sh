@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end tests of the JavaScript side, against the real reference server on 127.0.0.1:
-# the React example (examples/react-dashboard) in headless Chromium through playwright-core
-# (server restart, offline/online, a screenshot in target/e2e/), the Next.js example
+# SharedTetherClient in three tabs of one Chromium (bindings/js/e2e: every tab receives every
+# message once while the leader tab is closed or every tab reloaded, one connection at the
+# server), the React example (examples/react-dashboard) in headless Chromium through
+# playwright-core (server restart, offline/online, three tabs sharing one connection, a
+# screenshot in target/e2e/), the Next.js example
 # (examples/nextjs: next build, next start on a free loopback port, GET / answers 200, and
 # Chromium sees it connect and receive), then the Node harness with 200 clients through a
 # server restart (lost=0 duplicated=0).
@@ -56,6 +59,9 @@ if [ -f bindings/wasm/pkg/tether_wasm_bg.wasm ]; then
 else
     node bindings/js/scripts/build.mjs
 fi
+
+step "one connection for every tab: @tether/client in three Chromium tabs (playwright-core)"
+in_group node --test --test-concurrency=1 bindings/js/e2e/
 
 step "build the React example"
 npm run --silent build -w tether-react-dashboard

@@ -19,6 +19,7 @@ export type {
   TetherQuality,
   TetherRecommendation,
   TetherSelfTestCriteria,
+  TetherSessionHandoff,
   TetherState,
   TetherStopReason,
   TetherToken,
@@ -36,3 +37,5 @@ export {
 
 /** A message from the server: a string (a text frame) or a Uint8Array (a binary frame). */
 export type TetherMessage = string | Uint8Array;
+
+export { SharedTetherClient, canShareAcrossTabs, type SharedTetherOptions } from './shared.js';

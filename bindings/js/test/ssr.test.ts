@@ -22,7 +22,9 @@ test('imports with no window or document, renders to HTML, and opens no connecti
   expect(out.globals).toEqual([]);
   expect(out.core).toEqual([
     'SELF_TEST_CHECKS',
+    'SharedTetherClient',
     'TetherClient',
+    'canShareAcrossTabs',
     'ready',
     'selfTest',
     'selfTestCriteria',

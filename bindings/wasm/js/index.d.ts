@@ -12,6 +12,7 @@ export type {
   TetherQuality,
   TetherRecommendation,
   TetherSelfTestCriteria,
+  TetherSessionHandoff,
   TetherState,
   TetherStopReason,
   TetherToken,

@@ -280,6 +280,10 @@ export class TetherClient extends Raw {
   get clientId() {
     return this.#id;
   }
+  /** The protocol session for another client's `resume` option; null once dead. */
+  handoff() {
+    return dead() ? null : call(() => super.handoff());
+  }
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
     if (!dead()) return (this.#metrics = fast(call(() => super.metrics())));

@@ -96,6 +96,9 @@ impl TetherClient {
         let mut builder = Client::builder(o.config)
             .transport(transport)
             .page_hints(o.page_hints);
+        if let Some(session) = o.resume {
+            builder = builder.resume(session);
+        }
         if let Some(provider) = o.token_provider {
             builder = builder.token_provider(move || token_from(provider.clone()));
         }
@@ -259,6 +262,16 @@ impl TetherClient {
         self.client
             .quality()
             .map_or(JsValue::NULL, |q| JsValue::from_str(q.as_str()))
+    }
+
+    /// The protocol session, for another client to take over with the `resume` option
+    /// (a tab handing its connection to another), or `null` before the server welcomed
+    /// this one. It holds the session secret: never send it outside the origin.
+    #[wasm_bindgen(unchecked_return_type = "TetherSessionHandoff | null")]
+    pub fn handoff(&self) -> JsValue {
+        self.client
+            .handoff()
+            .map_or(JsValue::NULL, |h| crate::handoff::to_js(&h))
     }
 
     /// The id this client presents to a Tether server, in hexadecimal (for logs).

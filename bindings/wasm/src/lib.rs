@@ -26,6 +26,8 @@ mod errors;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod exports;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod handoff;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod options;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod selftest;

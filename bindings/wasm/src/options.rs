@@ -21,6 +21,8 @@ pub(crate) struct Options {
     pub(crate) fetch: JsValue,
     pub(crate) token_provider: Option<Function>,
     pub(crate) page_hints: bool,
+    /// A session to take over (`client.handoff()` of another client).
+    pub(crate) resume: Option<tether_core::SessionHandoff>,
 }
 
 /// Which error a wrong option is.
@@ -281,6 +283,7 @@ const TOP: &[&str] = &[
     "WebSocket",
     "fetch",
     "pageHints",
+    "resume",
 ];
 
 /// Reads `new TetherClient(url, options)`'s arguments.
@@ -352,6 +355,10 @@ pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> 
         .function("fetch")?
         .map_or(JsValue::UNDEFINED, JsValue::from);
     let page_hints = o.bool("pageHints")?.unwrap_or(true);
+    let resume = match o.get("resume") {
+        Some(value) => Some(crate::handoff::from_js(&value)?),
+        None => None,
+    };
     let mut config = b.build().map_err(|e| range_error(&config_message(&e)))?;
     if let Some(ack) = o.nested("ack", &["every", "delayMs"])? {
         if let Some(every) = ack.count_u32("every")? {
@@ -370,6 +377,7 @@ pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> 
         fetch,
         token_provider,
         page_hints,
+        resume,
     })
 }
 

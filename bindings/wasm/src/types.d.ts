@@ -147,6 +147,27 @@ export interface TetherOptions {
   fetch?: (input: string, init?: unknown) => Promise<unknown>;
   /** React to the page's online, visibility, pagehide/pageshow and freeze/resume events. Default true. */
   pageHints?: boolean;
+  /**
+   * Take over the session another client handed off (`client.handoff()`, passed between
+   * tabs of one origin) instead of starting a new one: nothing it sent or received is lost
+   * or repeated. Protocol mode only.
+   */
+  resume?: TetherSessionHandoff;
+}
+
+/**
+ * A protocol session as `client.handoff()` gives it: 64-bit numbers as decimal strings,
+ * the session secret as 32 hexadecimal digits (a credential: keep it within the origin).
+ */
+export interface TetherSessionHandoff {
+  clientId: string;
+  session: string;
+  secret: string;
+  lastTransport: string;
+  recvSeq: string;
+  sendSeq: string;
+  unacknowledged: [string, string | Uint8Array][];
+  unsent: (string | Uint8Array)[];
 }
 
 /**

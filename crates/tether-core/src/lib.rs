@@ -101,7 +101,7 @@ pub use config::{
     FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig,
     QueueConfig, TokenPlacement, WireMode,
 };
-pub use connection::Connection;
+pub use connection::{Connection, HandoffError, SessionHandoff};
 pub use io::{
     Action, AttemptKind, Cause, CauseKind, DeliveryError, DropReason, Event, Hint, HttpRequestKind,
     MessageId, ProtocolViolation, RequestId, SendError, TerminalReason, TetherError, Token,

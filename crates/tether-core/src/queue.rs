@@ -116,6 +116,10 @@ impl Outbox {
         self.inflight.push_back(r);
     }
 
+    pub(crate) fn pending(&self) -> impl Iterator<Item = &Retained> {
+        self.pending.iter()
+    }
+
     pub(crate) fn inflight(&self) -> impl Iterator<Item = &Retained> {
         self.inflight.iter()
     }

@@ -8,7 +8,7 @@ use std::task::Poll;
 
 use tether_core::{
     Config, Connection, Event, Hint, Instant, MessageId, Metrics, Payload, Quality, SendError,
-    State,
+    SessionHandoff, State,
 };
 use tether_dispatch::transport::Transport;
 
@@ -131,6 +131,7 @@ impl Client<WebTransport> {
             config,
             tokens: None,
             page_hints: true,
+            resume: None,
         }
     }
 }
@@ -364,6 +365,19 @@ where
         self.inner.core.borrow().dispatch.connection().client_id()
     }
 
+    /// The protocol session as another client can take it over
+    /// ([`ClientBuilder::resume`]), once the server welcomed this one; see
+    /// [`Connection::handoff`]. It holds the session secret: keep it within the origin.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_web::Client) {
+    /// let session = client.handoff(); // None before the first Welcome
+    /// # }
+    /// ```
+    pub fn handoff(&self) -> Option<SessionHandoff> {
+        self.inner.core.borrow().dispatch.connection().handoff()
+    }
+
     /// Connect now: restarts after `Error` or `Closed`, or ends a backoff wait early.
     ///
     /// ```no_run
@@ -442,6 +456,7 @@ pub struct ClientBuilder<T = WebTransport> {
     transport: T,
     tokens: Option<Rc<dyn TokenProvider>>,
     page_hints: bool,
+    resume: Option<SessionHandoff>,
 }
 
 impl<T> std::fmt::Debug for ClientBuilder<T> {
@@ -450,6 +465,7 @@ impl<T> std::fmt::Debug for ClientBuilder<T> {
             .field("config", &self.config)
             .field("token_provider", &self.tokens.is_some())
             .field("page_hints", &self.page_hints)
+            .field("resume", &self.resume.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -468,7 +484,15 @@ impl<T> ClientBuilder<T> {
             transport,
             tokens: self.tokens,
             page_hints: self.page_hints,
+            resume: self.resume,
         }
+    }
+
+    /// Takes over the session another client handed off ([`Client::handoff`]) instead of
+    /// starting a new one: see [`Connection::resume`].
+    pub fn resume(mut self, handoff: SessionHandoff) -> Self {
+        self.resume = Some(handoff);
+        self
     }
 
     /// Whether to feed the page's online, visibility, pagehide/pageshow and
@@ -494,7 +518,10 @@ impl<T> ClientBuilder<T> {
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
-        let mut conn = Connection::new(self.config, now, crate::sys::entropy())?;
+        let mut conn = match self.resume {
+            Some(handoff) => Connection::resume(self.config, now, crate::sys::entropy(), handoff)?,
+            None => Connection::new(self.config, now, crate::sys::entropy())?,
+        };
         conn.use_control_pings(self.transport.can_ping());
         tracing::info!(client = %format_args!("{:x}", conn.client_id()), "client started");
         conn.connect(now);

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use tether_core::ConfigError;
+use tether_core::{ConfigError, HandoffError};
 use tether_dispatch::transport::MissingCapability;
 
 /// Why a [`Client`](crate::Client) could not be made.
@@ -17,6 +17,8 @@ pub enum BuildError {
     /// The configuration needs what the transport cannot do (a transport given with
     /// `ClientBuilder::transport` that cannot poll, or has no TLS).
     Unsupported(MissingCapability),
+    /// The session given to `ClientBuilder::resume` cannot be taken over.
+    Handoff(HandoffError),
 }
 
 impl fmt::Display for BuildError {
@@ -27,6 +29,7 @@ impl fmt::Display for BuildError {
                 f.write_str("the configuration asks for a token but no token provider was given")
             }
             BuildError::Unsupported(missing) => missing.fmt(f),
+            BuildError::Handoff(e) => e.fmt(f),
         }
     }
 }
@@ -37,6 +40,7 @@ impl std::error::Error for BuildError {
             BuildError::Config(e) => Some(e),
             BuildError::NoTokenProvider => None,
             BuildError::Unsupported(e) => Some(e),
+            BuildError::Handoff(e) => Some(e),
         }
     }
 }
@@ -44,5 +48,14 @@ impl std::error::Error for BuildError {
 impl From<ConfigError> for BuildError {
     fn from(e: ConfigError) -> Self {
         BuildError::Config(e)
+    }
+}
+
+impl From<HandoffError> for BuildError {
+    fn from(e: HandoffError) -> Self {
+        match e {
+            HandoffError::Config(e) => BuildError::Config(e),
+            e => BuildError::Handoff(e),
+        }
     }
 }

@@ -9,7 +9,14 @@ import {
   type ReactNode,
 } from 'react';
 
-import { TetherClient, ready, type TetherOptions } from '../index.js';
+import {
+  SharedTetherClient,
+  TetherClient,
+  canShareAcrossTabs,
+  ready,
+  type SharedTetherOptions,
+  type TetherOptions,
+} from '../index.js';
 import { ClientStore } from './store.js';
 
 const StoreContext = createContext<ClientStore | null>(null);
@@ -37,7 +44,7 @@ export type TetherProviderProps = {
        * change to a value (not merely a new object) reopens it. `tokenProvider` is always
        * called in its latest version; `WebSocket` and `fetch` are taken as first given.
        */
-      options?: TetherOptions;
+      options?: SharedTetherOptions;
       client?: undefined;
     }
   | {
@@ -80,7 +87,7 @@ export function TetherProvider(props: TetherProviderProps) {
     }
     if (key === null || url === undefined) return undefined;
     try {
-      store.acquire(key, () => new TetherClient(url, withLatestTokenProvider(options, latest)));
+      store.acquire(key, () => open(url, withLatestTokenProvider(options, latest)));
     } catch (e) {
       // In a browser before `ready()`: open it once loaded (in Node it loads at once).
       if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
@@ -141,6 +148,18 @@ export function useStore(hook: string, name?: string): ClientStore {
   return store;
 }
 
+/**
+ * The client for `options`: shared with the other tabs of the origin (SharedTetherClient)
+ * where the browser can and `shareAcrossTabs` is not false, else a tab's own.
+ */
+function open(url: string, options: SharedTetherOptions | undefined): TetherClient {
+  const { shareAcrossTabs, shareKey: _key, ...own } = options ?? {};
+  if (shareAcrossTabs !== false && canShareAcrossTabs()) {
+    return new SharedTetherClient(url, options) as unknown as TetherClient;
+  }
+  return new TetherClient(url, own);
+}
+
 /** What a connection was opened with: the URL and every option that is a value. */
 function connectionKey(url: string | undefined, options: TetherOptions | undefined): string {
   return `${url}\n${JSON.stringify(options ?? {}, (_, value: unknown) =>
@@ -149,9 +168,9 @@ function connectionKey(url: string | undefined, options: TetherOptions | undefin
 }
 
 function withLatestTokenProvider(
-  options: TetherOptions | undefined,
-  latest: { current: TetherOptions | undefined },
-): TetherOptions | undefined {
+  options: SharedTetherOptions | undefined,
+  latest: { current: SharedTetherOptions | undefined },
+): SharedTetherOptions | undefined {
   const first = options?.tokenProvider;
   if (!first) return options;
   return { ...options, tokenProvider: () => (latest.current?.tokenProvider ?? first)() };

@@ -10,7 +10,8 @@ export interface ConnectionStatusProps {
 }
 
 /**
- * A small badge: the state, the latency, the quality, a countdown to the next attempt
+ * A small badge: the state, the latency, the quality, "shared with N tabs" when the
+ * connection is shared across tabs, a countdown to the next attempt
  * while reconnecting, and a "Retry now" button once the connection has stopped (unless its
  * driver failed: then nothing can restart it).
  *
@@ -25,6 +26,8 @@ export function ConnectionStatus({ className, intervalMs = 1000 }: ConnectionSta
   const rtt = useMetrics(intervalMs, (m) => m.rttMs);
   const reason = useMetrics(0, (m) => m.terminalReason?.message ?? null);
   const countdown = useReconnectCountdown();
+  // A connection shared by the origin's tabs (SharedTetherClient) says by how many.
+  const tabs = useMetrics(intervalMs, (m) => (m as { sharedTabs?: number }).sharedTabs ?? null);
   // Nothing can restart a client whose WebAssembly instance died: no retry button then.
   const dead = useMetrics(0, (m) => m.terminalReason?.reason === 'driver-failed');
   const stopped = (state === 'error' || state === 'closed') && !dead;
@@ -56,6 +59,11 @@ export function ConnectionStatus({ className, intervalMs = 1000 }: ConnectionSta
       {quality && (
         <span className="tether-status__quality" data-testid="connection-quality">
           {quality}
+        </span>
+      )}
+      {tabs !== null && tabs > 1 && (
+        <span className="tether-status__tabs" data-testid="connection-tabs">
+          shared with {tabs} tabs
         </span>
       )}
       {countdown && (

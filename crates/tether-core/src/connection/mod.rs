@@ -20,6 +20,7 @@
 //!   scope, see [`crate::Timer`]) and the counters behind [`Connection::metrics`].
 
 mod auth;
+mod handoff;
 mod health;
 mod heartbeat;
 mod inbound;
@@ -45,6 +46,7 @@ use crate::state::State;
 use crate::time::{later, Duration, Instant};
 use crate::timer::{Scope, Timer, TimerTable};
 
+pub use handoff::{HandoffError, SessionHandoff};
 use link::{Fallback, FallbackStep, Link, LinkKind, WsVerdict};
 use phase::{Linger, Phase, Step};
 

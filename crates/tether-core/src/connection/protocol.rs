@@ -52,6 +52,33 @@ impl Reliable {
         }
     }
 
+    /// Takes over a session another connection held (see `handoff.rs`): the next Hello
+    /// proves it and says what the application took.
+    pub(super) fn resume(
+        &mut self,
+        client_id: u64,
+        session: u64,
+        secret: SessionSecret,
+        recv_seq: u64,
+        send_seq: u64,
+        peer_acked: u64,
+    ) {
+        self.client_id = client_id;
+        self.session = Some(session);
+        self.secret = Some(secret);
+        self.recv_seq = recv_seq;
+        self.handed_seq = recv_seq;
+        self.ack_sent = recv_seq;
+        self.send_seq = send_seq;
+        self.peer_acked = peer_acked;
+    }
+
+    /// Where the session stands, once welcomed: session id, secret, the last server
+    /// sequence number the application took, the last one written.
+    pub(super) fn position(&self) -> Option<(u64, SessionSecret, u64, u64)> {
+        Some((self.session?, self.secret?, self.handed_seq, self.send_seq))
+    }
+
     /// The first frame on transport `id`. Transport ids only grow, so they number the
     /// client's transports for the server, which refuses a Hello from one older than
     /// the newest it has seen (it arrived late, from a transport abandoned since).

@@ -2788,3 +2788,170 @@ fn a_stale_polling_transport_after_a_probe_starts_a_new_one() {
     assert_eq!(h.conn.state(), State::Connected);
     assert!(h.conn.metrics(h.now).fallback_active);
 }
+
+#[test]
+fn a_resumed_connection_proves_the_session_and_resends_only_what_the_server_lacks() {
+    let mut old = Harness::new(protocol());
+    old.connect();
+    let _a = old.conn.send(old.now, "a").unwrap();
+    let (id, _) = old.welcome(7, 0, false);
+    old.conn.send(old.now, "b").unwrap();
+    old.conn.send(old.now, "c").unwrap();
+    old.envelope(id, Envelope::Ack { seq: 1 });
+    old.envelope(id, msg(1, "x"));
+    old.envelope(id, msg(2, "y"));
+    // The socket drops: "d" waits unnumbered.
+    old.closed(id, Some(1006));
+    old.conn.send(old.now, "d").unwrap();
+    old.drain();
+    let handoff = old.conn.handoff().expect("welcomed");
+    assert_eq!(handoff.session, 7);
+    assert_eq!(handoff.secret, SECRET);
+    assert_eq!(handoff.recv_seq, 2);
+    assert_eq!(handoff.send_seq, 3);
+    assert_eq!(handoff.unacknowledged, vec![(2, text("b")), (3, text("c"))]);
+    assert_eq!(handoff.unsent, vec![text("d")]);
+    assert!(!format!("{handoff:?}").contains(&SECRET.to_hex()));
+
+    let mut new = Harness::new(protocol());
+    new.conn = Connection::resume(
+        protocol().build().unwrap(),
+        new.now,
+        Entropy::fixed(99),
+        handoff.clone(),
+    )
+    .expect("resume");
+    new.connect();
+    // The server had "b", not "c".
+    let (again, frames) = new.welcome(7, 2, true);
+    assert!(again.0 > handoff.last_transport, "above the old transports");
+    assert_eq!(
+        frames,
+        vec![
+            Envelope::Hello {
+                client_id: handoff.client_id,
+                recv_seq: 2,
+                session: 7,
+                attempt: again.0,
+                secret: Some(SECRET),
+            },
+            msg(3, "c"),
+            msg(4, "d"),
+        ]
+    );
+    // Ids 1, 2, 3 name "b", "c", "d" here; "b" was delivered by the Welcome.
+    assert_eq!(new.delivered(), vec![MessageId(1)]);
+    new.envelope(again, Envelope::Ack { seq: 4 });
+    assert_eq!(
+        new.delivered(),
+        vec![MessageId(1), MessageId(2), MessageId(3)]
+    );
+    // A repeat of what the old connection's application took is not delivered again;
+    // the next one is.
+    new.envelope(again, msg(2, "y"));
+    new.envelope(again, msg(3, "z"));
+    let messages: Vec<_> = new
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .cloned()
+        .collect();
+    assert_eq!(messages, vec![Event::Message(text("z"))]);
+    assert!(!new
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::SessionReset { .. })));
+}
+
+#[test]
+fn a_resumed_connection_whose_session_the_server_lost_renumbers_everything() {
+    let handoff = SessionHandoff {
+        client_id: 5,
+        session: 7,
+        secret: SECRET,
+        last_transport: 4,
+        recv_seq: 9,
+        send_seq: 3,
+        unacknowledged: vec![(3, text("c"))],
+        unsent: vec![text("d")],
+    };
+    let mut h = Harness::new(protocol());
+    h.conn = Connection::resume(
+        protocol().build().unwrap(),
+        h.now,
+        Entropy::fixed(1),
+        handoff,
+    )
+    .unwrap();
+    h.connect();
+    let (_, frames) = h.welcome(8, 0, false);
+    assert_eq!(&frames[1..], &[msg(1, "c"), msg(2, "d")]);
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::SessionReset { resent: 1 })));
+}
+
+#[test]
+fn a_handoff_that_does_not_add_up_is_a_typed_error() {
+    let good = SessionHandoff {
+        client_id: 5,
+        session: 7,
+        secret: SECRET,
+        last_transport: 4,
+        recv_seq: 0,
+        send_seq: 3,
+        unacknowledged: vec![(2, text("b")), (3, text("c"))],
+        unsent: vec![],
+    };
+    let resume = |h: SessionHandoff, b: ConfigBuilder| {
+        Connection::resume(b.build().unwrap(), Instant::now(), Entropy::fixed(1), h).err()
+    };
+    assert_eq!(resume(good.clone(), protocol()), None);
+    assert_eq!(
+        resume(good.clone(), plain()),
+        Some(HandoffError::NotProtocol)
+    );
+    let no_session = SessionHandoff {
+        session: 0,
+        ..good.clone()
+    };
+    assert_eq!(
+        resume(no_session, protocol()),
+        Some(HandoffError::NoSession)
+    );
+    for unacknowledged in [
+        vec![(1, text("b")), (3, text("c"))],
+        vec![(2, text("b"))],
+        vec![
+            (1, text("a")),
+            (2, text("b")),
+            (3, text("c")),
+            (4, text("d")),
+        ],
+    ] {
+        let bad = SessionHandoff {
+            unacknowledged,
+            ..good.clone()
+        };
+        assert_eq!(resume(bad, protocol()), Some(HandoffError::Numbering));
+    }
+    let overflow = SessionHandoff {
+        send_seq: 0,
+        unacknowledged: vec![(0, text("a"))],
+        ..good
+    };
+    assert_eq!(resume(overflow, protocol()), Some(HandoffError::Numbering));
+}
+
+#[test]
+fn plain_mode_and_unwelcomed_connections_have_no_handoff() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    let id = h.last_open();
+    h.open(id);
+    assert_eq!(h.conn.handoff(), None);
+    let mut p = Harness::new(protocol());
+    p.connect();
+    assert_eq!(p.conn.handoff(), None);
+}

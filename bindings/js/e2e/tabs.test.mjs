@@ -1,0 +1,246 @@
+// One connection for every tab (issue 15), in a real browser: three pages of one origin
+// in one Chromium context share one SharedTetherClient connection to the reference
+// server's echo (`/ws`: each message comes back as a server message). Every tab sends;
+// every tab must receive every echo exactly once, also while the leader tab is closed
+// and another takes the session over, again and again; the server never sees more than
+// one connection at a time.
+//
+// Needs the built package (node bindings/js/scripts/build.mjs) and the reference server
+// (cargo build -p tether-server).
+//   node --test bindings/js/e2e/
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { chromium } from 'playwright-core';
+
+import { serveApp } from '../../../examples/react-dashboard/serve.mjs';
+import { startReferenceServer } from '../../../examples/reference-server.mjs';
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
+
+let server;
+let site;
+let browser;
+let context;
+const pageErrors = [];
+/**
+ * Sampled at the server while the tests run: the most connections open at once, and the
+ * most client ids (sessions) among them. In a handoff the old leader's socket may still be
+ * closing at the server while the next leader's opens (both of the one session: the newer
+ * attaches it and the server drops the older), so two sockets can be seen for a moment;
+ * two sessions never.
+ */
+let peak = 0;
+let peakSessions = 0;
+let sampling;
+
+before(async () => {
+  assert.ok(existsSync(join(PACKAGE, 'dist', 'index.js')), 'the package is not built');
+  server = await startReferenceServer();
+  site = await serveApp({ config: {}, dir: PACKAGE });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
+  });
+  context = await browser.newContext();
+  sampling = setInterval(async () => {
+    try {
+      const res = await fetch(`${server.http}/api/websocket/metrics`, {
+        headers: { authorization: `Bearer ${server.adminToken}` },
+      });
+      const { active_connections: active, connections } = await res.json();
+      peak = Math.max(peak, active);
+      const sessions = new Set(connections.map((c) => c.client_id).filter((id) => id !== null));
+      peakSessions = Math.max(peakSessions, sessions.size);
+    } catch {
+      // The server is stopping.
+    }
+  }, 25);
+});
+
+after(async () => {
+  clearInterval(sampling);
+  await context?.close();
+  await browser?.close();
+  await site?.close();
+  await server?.stop();
+  assert.deepEqual(pageErrors, [], 'errors in the pages');
+});
+
+async function openTab() {
+  const page = await context.newPage();
+  page.on('pageerror', (e) => pageErrors.push(e));
+  await page.goto(`${site.url}e2e/tabs.html?ws=${encodeURIComponent(server.ws)}`);
+  await page.waitForFunction(() => window.tabReady === true);
+  return page;
+}
+
+const isLeader = (page) => page.evaluate(() => window.client.isLeader);
+const received = (page) => page.evaluate(() => window.received);
+
+/** The one leader among `pages` (waits for the election). */
+async function leaderOf(pages) {
+  for (let i = 0; i < 200; i += 1) {
+    const flags = await Promise.all(pages.map(isLeader));
+    const leaders = pages.filter((_, j) => flags[j]);
+    assert.ok(leaders.length <= 1, 'two leaders');
+    if (leaders.length === 1) return leaders[0];
+    await pages[0].waitForTimeout(25);
+  }
+  throw new Error('no leader elected');
+}
+
+/** Connections open at the server now. */
+const active = async () => (await (await fetch(`${server.http}/api/websocket/metrics`)).json()).active_connections;
+
+/** Waits until the server has one connection left (bounded). */
+async function oneConnection(page) {
+  for (let i = 0; (await active()) !== 1; i += 1) {
+    assert.ok(i < 200, 'the server kept two connections');
+    await page.waitForTimeout(25);
+  }
+}
+
+/** At most one session at the server so far, and two sockets only during a handoff. */
+function oneSession() {
+  assert.equal(peakSessions, 1, `the server had ${peakSessions} sessions at once`);
+  assert.ok(peak <= 2, `the server had ${peak} connections at once`);
+}
+
+/** Waits until every page of `pages` received every text of `texts`. */
+async function allReceive(pages, texts) {
+  try {
+    await Promise.all(
+      pages.map((page) =>
+        page.waitForFunction((want) => want.every((t) => window.received.includes(t)), texts, { timeout: 20_000 }),
+      ),
+    );
+  } catch (e) {
+    // Say what is missing where, for the record.
+    const report = [];
+    for (const page of pages) {
+      const got = await received(page);
+      const leads = await isLeader(page);
+      report.push(`${leads ? 'leader' : 'follower'}: missing ${texts.filter((t) => !got.includes(t)).join(',')}`);
+    }
+    throw new Error(`${e.message}\n${report.join('\n')}`);
+  }
+}
+
+/** Asserts no page received a text twice. */
+async function noDuplicates(pages) {
+  for (const page of pages) {
+    const got = await received(page);
+    const twice = got.filter((t, i) => got.indexOf(t) !== i);
+    assert.deepEqual(twice, [], 'a message received twice');
+  }
+}
+
+let counter = 0;
+/** Each page sends `n` texts of its own; returns them. */
+async function sendFrom(pages, n) {
+  const all = [];
+  await Promise.all(
+    pages.map(async (page) => {
+      const texts = Array.from({ length: n }, () => `m${(counter += 1)}`);
+      all.push(...texts);
+      await page.evaluate((ts) => ts.forEach((t) => window.client.send(t)), texts);
+    }),
+  );
+  return all;
+}
+
+test('three tabs share one connection: every tab gets every message once', async () => {
+  const pages = [await openTab(), await openTab(), await openTab()];
+  await leaderOf(pages);
+  const texts = await sendFrom(pages, 20);
+  await allReceive(pages, texts);
+  await noDuplicates(pages);
+  assert.equal(peak, 1, 'one connection at the server');
+  assert.equal(peakSessions, 1, 'one session at the server');
+  // Every tab, leader or follower, sees the connection's state and figures, and has a
+  // send confirmed by the server under the id its own send returned.
+  for (const page of pages) {
+    const seen = await page.evaluate(async () => {
+      const id = await window.client.sendConfirmed('confirmed');
+      const m = window.client.metrics();
+      return {
+        id,
+        state: window.client.state,
+        tabs: m.sharedTabs,
+        out: m.messagesOut,
+        clientId: window.client.clientId,
+      };
+    });
+    assert.equal(seen.state, 'connected');
+    assert.equal(seen.clientId, await pages[0].evaluate(() => window.client.clientId), 'one client id');
+    assert.match(seen.clientId, /^[0-9a-f]+$/);
+    assert.equal(seen.id, 21, 'the id its own send returned');
+    assert.equal(seen.tabs, 3, 'shared with 3 tabs');
+    assert.ok(seen.out >= 60, `the leader's figures: ${seen.out} messages out`);
+  }
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('the leader tab closed while every tab sends, again and again: nothing lost or duplicated', async () => {
+  /** Every text sent, in order; each page must receive every one sent after it opened. */
+  const sent = [];
+  const since = new Map();
+  const open = async () => {
+    const page = await openTab();
+    since.set(page, sent.length);
+    return page;
+  };
+  let pages = [await open(), await open(), await open()];
+  for (let round = 0; round < 5; round += 1) {
+    const leader = await leaderOf(pages);
+    // Sent by every tab: the leader's own not yet acknowledged when it goes.
+    sent.push(...(await sendFrom(pages, 10)));
+    const rest = pages.filter((p) => p !== leader);
+    await leader.close();
+    // Sent while no tab holds the connection, or while the next one takes it over.
+    sent.push(...(await sendFrom(rest, 10)));
+    pages = [...rest, await open()];
+    await oneConnection(await leaderOf(pages));
+    sent.push(...(await sendFrom(pages, 5)));
+  }
+  for (const page of pages) await allReceive([page], sent.slice(since.get(page)));
+  await noDuplicates(pages);
+  const resets = await Promise.all(pages.map((p) => p.evaluate(() => window.resets)));
+  assert.deepEqual(
+    resets,
+    pages.map(() => 0),
+    'the session was taken over, never started afresh',
+  );
+  oneSession();
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('every tab reloaded in turn while the others send: nothing lost or duplicated', async () => {
+  const sent = [];
+  const since = new Map();
+  const pages = [await openTab(), await openTab(), await openTab()];
+  for (const page of pages) since.set(page, 0);
+  for (let round = 0; round < 2; round += 1) {
+    for (const page of pages) {
+      const others = pages.filter((p) => p !== page);
+      sent.push(...(await sendFrom(pages, 5)));
+      const reloading = page.reload();
+      sent.push(...(await sendFrom(others, 5)));
+      await reloading;
+      await page.waitForFunction(() => window.tabReady === true);
+      since.set(page, sent.length);
+      await oneConnection(await leaderOf(pages));
+      sent.push(...(await sendFrom(pages, 5)));
+    }
+  }
+  for (const page of pages) await allReceive([page], sent.slice(since.get(page)));
+  await noDuplicates(pages);
+  oneSession();
+  await Promise.all(pages.map((p) => p.close()));
+});
