@@ -570,6 +570,9 @@ impl<S: SessionStore> Endpoint<S> {
             Envelope::Msg { seq, .. } => *seq,
             _ => 0,
         };
+        // Messages that expired unacknowledged go first: what leaves the buffer during
+        // `receive` is then only what an Ack takes out (counted as acknowledged).
+        entry.session.expire(now);
         let before = entry.session.buffered();
         let r = entry.session.receive(now, envelope);
         // Only an acknowledgement takes messages out of the resume buffer here.

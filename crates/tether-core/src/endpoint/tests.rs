@@ -336,6 +336,50 @@ fn a_waiting_producer_keeps_room_so_the_clients_echoes_cannot_starve_it() {
     assert_eq!(e.session(&key).unwrap().held(), 0);
 }
 
+/// Only an Ack counts server messages as acknowledged (the server's `messages_out`):
+/// messages that expired from the resume buffer unacknowledged (the client silent for
+/// `max_age`) are not counted when the client's next envelope comes, whatever it is.
+#[test]
+fn expired_messages_are_not_counted_as_acknowledged() {
+    let now = Instant::now();
+    let config = EndpointConfig {
+        resume_limits: ResumeLimits {
+            max_age: Duration::from_secs(5),
+            ..ResumeLimits::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let mut e = endpoint(config);
+    let a = e.open_socket(Peer::User("eve".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    for text in ["s1", "s2", "s3"] {
+        assert_eq!(e.send_to_user(now, "eve", &Payload::from(text)), 1);
+    }
+    drain(&mut e);
+    let acknowledged = |outs: &[Output]| -> u64 {
+        outs.iter()
+            .map(|o| match o {
+                Output::Acknowledged { messages, .. } => *messages,
+                _ => 0,
+            })
+            .sum()
+    };
+    // One acknowledged for real.
+    e.handle_socket_envelope(now, a, Envelope::Ack { seq: 1 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 1);
+    // Silent past max_age: the two others expire; a Ping is no acknowledgement.
+    let later = now + Duration::from_secs(6);
+    e.handle_socket_envelope(later, a, Envelope::Ping { id: 7 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 0, "expired, not acknowledged");
+    // Nor is an Ack that names what already expired.
+    e.handle_socket_envelope(later, a, Envelope::Ack { seq: 3 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 0);
+}
+
 mod sequences {
     use super::*;
     use proptest::prelude::*;
