@@ -380,6 +380,56 @@ fn expired_messages_are_not_counted_as_acknowledged() {
     assert_eq!(acknowledged(&drain(&mut e)), 0);
 }
 
+/// Messages the client acknowledges through a resuming Hello's `recv_seq` (received,
+/// the Ack not sent before the transport broke) are counted acknowledged, once.
+#[test]
+fn a_resuming_hello_counts_what_its_recv_seq_acknowledges() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let a = e.open_socket(Peer::User("fay".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    let outs = drain(&mut e);
+    let secret = welcome_secret(&outs);
+    let session = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { frame, .. } => match Envelope::decode(frame.clone()) {
+                Ok(Envelope::Welcome { session, .. }) => Some(session),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    for text in ["s1", "s2", "s3"] {
+        assert_eq!(e.send_to_user(now, "fay", &Payload::from(text)), 1);
+    }
+    drain(&mut e);
+    let acknowledged = |outs: &[Output]| -> u64 {
+        outs.iter()
+            .map(|o| match o {
+                Output::Acknowledged { messages, .. } => *messages,
+                _ => 0,
+            })
+            .sum()
+    };
+    // The client got two of them; its new transport's Hello says so.
+    let b = e.open_socket(Peer::User("fay".into()));
+    let resume = Greeting {
+        client_id: 1,
+        recv_seq: 2,
+        session,
+        attempt: 2,
+        secret: Some(secret),
+    };
+    e.handle_socket_hello(now, b, resume, None).unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 2);
+    // The third, acknowledged by an Ack: one more, nothing counted twice.
+    e.handle_socket_envelope(now, b, Envelope::Ack { seq: 3 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 1);
+}
+
 mod sequences {
     use super::*;
     use proptest::prelude::*;
