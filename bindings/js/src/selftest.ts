@@ -165,10 +165,12 @@ export async function selfTest(url: string, opts: SelfTestOptions = {}): Promise
   const stop = new Promise<never>((_, reject) => (abort = reject));
   stop.catch(() => {}); // raced, never awaited alone
   const onAbort = () => abort(opts.signal?.reason);
-  opts.signal?.addEventListener('abort', onAbort, { once: true });
 
   const started = performance.now();
+  // Before listening for the abort: a client refused here (a TypeError) leaves nothing
+  // behind.
   const client = new TetherClient(url, opts.options);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   const inbox = new Inbox();
   const offMessage = client.on('message', (m) => inbox.push(m));
   let drops = 0;
@@ -198,6 +200,11 @@ export async function selfTest(url: string, opts: SelfTestOptions = {}): Promise
         else if (state === 'error') done({ nothing: 'the client stopped' });
       };
       off = client.on('state', ({ to }) => look(to));
+      // Aborted: the race with `stop` rejects; nothing of this wait is left running.
+      stop.catch(() => {
+        clearTimeout(timer);
+        off();
+      });
       timer = setTimeout(
         () => done({ nothing: 'no connection in time' }),
         Math.max(0, since + limitMs - performance.now()),
@@ -269,7 +276,7 @@ export async function selfTest(url: string, opts: SelfTestOptions = {}): Promise
     await Promise.race([client.closeNow(1000, 'self-test: reconnection'), stop]);
     const since = performance.now();
     client.reconnect();
-    return connected(since, criteria.reconnectWithinMs);
+    return Promise.race([connected(since, criteria.reconnectWithinMs), stop]);
   };
 
   try {

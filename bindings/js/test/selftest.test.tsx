@@ -149,3 +149,199 @@ test('<ReliabilitySelfTest> runs on a click and shows each check against its cri
   await view.unmount();
   await server.drained();
 });
+
+// ----- attacks: hostile echo servers, aborts at every stage, unmounting -----------------
+
+/** A plain WebSocket server on a free loopback port whose answers `answer` decides. */
+async function hostile(answer: (socket: import('ws').WebSocket, data: string, n: number) => void) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await new Promise((r) => wss.once('listening', r));
+  let connections = 0;
+  wss.on('connection', (socket) => {
+    connections += 1;
+    const nth = connections;
+    socket.on('message', (data) => answer(socket, data.toString(), nth));
+  });
+  const port = (wss.address() as { port: number }).port;
+  return {
+    url: `ws://127.0.0.1:${port}/`,
+    connections: () => connections,
+    server: () => wss,
+    /** Every connection the test opened was closed by it. */
+    drained: () => until(() => expect(wss.clients.size).toBe(0)),
+    async stop() {
+      for (const c of wss.clients) c.terminate();
+      await new Promise((r) => wss.close(r));
+    },
+  };
+}
+
+test('criteria that are NaN, infinite, negative, huge, strings or unknown are refused', async () => {
+  for (const bad of [NaN, Infinity, -Infinity, -1, 1e300, 0.5, 10_001]) {
+    expect(() => selfTestCriteria({ burst: bad }), `burst ${bad}`).toThrow(RangeError);
+  }
+  for (const bad of [NaN, Infinity, -5, 0, 1e300, 600_001]) {
+    expect(() => selfTestCriteria({ stableForMs: bad }), `stableForMs ${bad}`).toThrow(RangeError);
+  }
+  for (const bad of ['5', null, {}, [], true, 5n]) {
+    expect(() => selfTestCriteria({ burst: bad as unknown as number }), `burst ${String(bad)}`).toThrow(TypeError);
+  }
+  expect(() => selfTestCriteria({ burst: 5, extra: 1 } as object)).toThrow(/criteria\.extra is not an option/);
+  expect(() => selfTestCriteria('fast' as unknown as object)).toThrow(TypeError);
+  expect(selfTestCriteria(undefined).burst).toBe(200);
+});
+
+test('a server that echoes each message twice fails high-frequency messaging', async () => {
+  const s = await hostile((socket, data) => {
+    socket.send(data);
+    socket.send(data);
+  });
+  try {
+    const report = await selfTest(s.url, { options: { WebSocket }, criteria: { ...criteria, burst: 50 } });
+    expect(outcomes(report).slice(0, 3)).toEqual([
+      ['connectivity', 'passed'],
+      ['latency', 'passed'],
+      ['high-frequency', 'failed'],
+    ]);
+    expect(report.checks[2].measured).toMatchObject({ sent: 50 });
+    await s.drained();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a server that answers garbage fails latency in time, and floods change nothing', async () => {
+  const s = await hostile((socket, data) => {
+    for (let i = 0; i < 20; i++) socket.send(`tether-selftest:rtt:${i}x`);
+    socket.send(Buffer.from(data));
+    socket.send('tether-selftest:rtt:-1');
+  });
+  try {
+    const started = Date.now();
+    const report = await selfTest(s.url, { options: { WebSocket }, criteria: { ...criteria, burstWithinMs: 300 } });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(outcomes(report).slice(0, 2)).toEqual([
+      ['connectivity', 'passed'],
+      ['latency', 'failed'],
+    ]);
+    await s.drained();
+  } finally {
+    await s.stop();
+  }
+});
+
+test('a server that closes the connection mid-burst fails high-frequency, and the run ends cleanly', async () => {
+  const s = await hostile((socket, data) => {
+    if (data === 'tether-selftest:burst:50') socket.close(1011, 'mid-burst');
+    else socket.send(data);
+  });
+  try {
+    const report = await selfTest(s.url, {
+      options: { WebSocket },
+      criteria: { ...criteria, burstWithinMs: 1000 },
+    });
+    expect(report.checks[2].check).toBe('high-frequency');
+    expect(report.checks[2].outcome).toBe('failed');
+    await s.drained();
+  } finally {
+    await s.stop();
+  }
+});
+
+// Each stage, aborted while it waits: the run rejects at once with the reason, and its
+// connection is closed.
+for (const stage of ['connectivity', 'latency', 'high-frequency', 'stability', 'reconnection'] as const) {
+  test(`aborting during ${stage} rejects at once and closes the connection`, async () => {
+    let release = () => {};
+    const gate = new Promise<void>((r) => (release = r));
+    const s = await hostile((socket, data) => {
+      // The stage under attack waits: its echoes never come (or, below, nothing listens
+      // any more for the reconnection, or nothing ever listened for the connection).
+      if (stage === 'latency' && data.includes(':rtt:')) return;
+      if (stage === 'high-frequency' && data.includes(':burst:')) return;
+      socket.send(data);
+    });
+    const controller = new AbortController();
+    // A long wait at each stage, so that only the abort ends it quickly.
+    const long = {
+      connectWithinMs: 60_000,
+      burstWithinMs: 60_000,
+      stableForMs: stage === 'stability' ? 60_000 : 1,
+      reconnectWithinMs: 60_000,
+    };
+    // Reconnection waits when nothing listens any more: the server stops listening once
+    // stability passed, before the test's reconnect.
+    const url = stage === 'connectivity' ? 'ws://127.0.0.1:9/' : s.url;
+    const run = selfTest(url, {
+      options: { WebSocket, backoff: { initialDelayMs: 50, maxDelayMs: 100 } },
+      criteria: long,
+      signal: controller.signal,
+      onCheck: (c) => {
+        const before = SELF_TEST_CHECKS[SELF_TEST_CHECKS.indexOf(stage) - 1];
+        if (c.check === before) {
+          if (stage === 'reconnection') {
+            for (const client of s.server().clients) client.terminate();
+            s.server().close();
+          }
+          release();
+        }
+      },
+    });
+    run.catch(() => {});
+    if (stage === 'connectivity') release();
+    await gate;
+    await new Promise((r) => setTimeout(r, 200));
+    const aborted = Date.now();
+    controller.abort(new Error(`stop ${stage}`));
+    await expect(run).rejects.toThrow(`stop ${stage}`);
+    expect(Date.now() - aborted).toBeLessThan(2000);
+    await s.drained();
+    await s.stop();
+  });
+}
+
+test('<ReliabilitySelfTest> unmounted during a run stops it and closes its connection', async () => {
+  const reports: SelfTestReport[] = [];
+  const view = await render(
+    <ReliabilitySelfTest
+      url={`${server.ws}/ws`}
+      options={{ protocol: true, WebSocket }}
+      criteria={{ stableForMs: 60_000 }}
+      onReport={(r) => reports.push(r)}
+    />,
+  );
+  view.query('selftest-run')!.click();
+  await until(() => expect(view.query('selftest-high-frequency')?.dataset.outcome).toBe('passed'), 20_000);
+  await view.unmount();
+  await server.drained();
+  expect(reports).toEqual([]);
+});
+
+test('measurements that lie are no measurement: the core fails them', async () => {
+  // Not part of the API: what selfTest hands its measurements to.
+  const { __selfTestPasses: passes } = (await import('../dist/wasm/index.js')) as unknown as {
+    __selfTestPasses: (criteria: unknown, check: string, measured: unknown) => boolean;
+  };
+  expect(passes(undefined, 'stability', { drops: 0 })).toBe(true);
+  expect(passes(undefined, 'latency', { ms: 3 })).toBe(true);
+  for (const lie of [{ drops: 0.5 }, { drops: -1 }, { drops: NaN }, { drops: '0' }, { ms: 3 }, {}, null, 'ok']) {
+    expect(passes(undefined, 'stability', lie), JSON.stringify(lie)).toBe(false);
+  }
+  for (const lie of [{ ms: NaN }, { ms: -1 }, { ms: Infinity }, { ms: '3' }, { drops: 0 }, { nothing: 'x' }]) {
+    expect(passes(undefined, 'latency', lie), JSON.stringify(lie)).toBe(false);
+  }
+  const burst = { sent: 200, inOrder: 200, misordered: 0, tookMs: 10 };
+  expect(passes(undefined, 'high-frequency', burst)).toBe(true);
+  for (const lie of [
+    { ...burst, inOrder: 199.5 },
+    { ...burst, sent: 200.5, inOrder: 200.5 },
+    { ...burst, misordered: 0.5 },
+    { ...burst, sent: 100, inOrder: 100 },
+    { ...burst, tookMs: NaN },
+    { ...burst, sent: 1e300, inOrder: 1e300 },
+  ]) {
+    expect(passes(undefined, 'high-frequency', lie), JSON.stringify(lie)).toBe(false);
+  }
+  expect(() => passes(undefined, 'speed', { ms: 1 })).toThrow(TypeError);
+  expect(() => passes({ burst: NaN }, 'latency', { ms: 1 })).toThrow();
+});

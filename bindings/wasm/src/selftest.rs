@@ -44,8 +44,11 @@ fn duration(object: &JsValue, key: &str) -> Option<Duration> {
     number(object, key).map(|n| Duration::from_micros((n * 1000.0).min(1e18) as u64))
 }
 
+/// A whole number: `{ drops: 0.5 }` is no measurement (it would read as 0 drops).
 fn count(object: &JsValue, key: &str) -> Option<u32> {
-    number(object, key).map(|n| n.min(f64::from(u32::MAX)) as u32)
+    number(object, key)
+        .filter(|n| n.fract() == 0.0)
+        .map(|n| n.min(f64::from(u32::MAX)) as u32)
 }
 
 /// Whether a measurement meets its check's criterion (the package's `selfTest` calls it;

@@ -152,3 +152,68 @@ async fn a_handshake_the_client_abandons_is_not_a_server_failure() {
     // Of the attempts that count (the abandoned one does not), none succeeded.
     assert_eq!(m.connection_reliability, 0.0);
 }
+
+/// Before its Hello a client decides only how its own leaving counts: a close the server
+/// made for a protocol error stays a failure even if the client then closes with 1000,
+/// and a client that closes with an error code fails its attempt rather than abandoning it.
+#[tokio::test]
+async fn a_client_cannot_pass_a_failed_handshake_off_as_abandoned() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let hub = Arc::new(Hub::new());
+    let server = reference::start(&reference::server_config(), &hub).await;
+    let token = TokenAuthority::new(Secret::new(SECRET))
+        .issue("mallory", HOUR)
+        .unwrap();
+    let connect = || async {
+        let mut request = format!("ws://{}/ws", server.addr())
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+        within("upgrade", tokio_tungstenite::client_async(request, tcp))
+            .await
+            .unwrap()
+            .0
+    };
+    // Garbage instead of a Hello, then at once a normal close.
+    let mut socket = connect().await;
+    socket.send(Message::text("not a hello")).await.unwrap();
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Normal,
+            reason: "bye".into(),
+        })))
+        .await;
+    until_hub(&hub, "the garbage connection to end", |h| {
+        h.metrics().failed_connections + h.metrics().abandoned_connections == 1
+    })
+    .await;
+    drop(socket);
+    let m = hub.metrics();
+    assert_eq!((m.failed_connections, m.abandoned_connections), (1, 0));
+
+    // An error close before the Hello is the client's failure, not an abandoned attempt.
+    let mut socket = connect().await;
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code: CloseCode::Library(4000),
+            reason: "broken".into(),
+        })))
+        .await
+        .unwrap();
+    until_hub(&hub, "the second connection to end", |h| {
+        h.metrics().failed_connections + h.metrics().abandoned_connections == 2
+    })
+    .await;
+    drop(socket);
+    let m = hub.metrics();
+    assert_eq!((m.failed_connections, m.abandoned_connections), (2, 0));
+    assert_eq!(m.total_connections, 2);
+}

@@ -22,9 +22,10 @@ const MAX_LATENCY_SAMPLES: usize = 4096;
 /// it closes abnormally or with a code other than 1000, 1001, 1005 or 4409.
 ///
 /// Messages are counted once each: in, when a client's message is delivered to the
-/// application (a resent duplicate is not); out, when the client acknowledges it
-/// (protocol mode: a replay or resend is not a second message, a message written to a
-/// socket that died is not one the client received) or, on plain `/echo`, when written.
+/// application (a resent duplicate is not); out, when the client acknowledges it (an Ack,
+/// or the `recv_seq` of the Hello that resumes its session; protocol mode: a replay or
+/// resend is not a second message, a message written to a socket that died or expired
+/// unacknowledged is not one the client received) or, on plain `/echo`, when written.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct MetricsSnapshot {

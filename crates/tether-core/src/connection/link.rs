@@ -219,6 +219,12 @@ impl Fallback {
         self.probe_due = true;
     }
 
+    /// A polling transport is parked (a WebSocket probe is out).
+    #[cfg(test)]
+    pub(super) fn has_parked(&self) -> bool {
+        self.parked.is_some()
+    }
+
     /// Polling carries the session and was reported so (not on trial).
     pub(super) fn is_reported(&self) -> bool {
         self.mode == Mode::On
@@ -420,6 +426,9 @@ impl Connection {
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
+        // What was sent while the probe was out waited for a transport: it goes now
+        // (and a lingering close may end once it is acknowledged).
+        self.flush_pending(now);
     }
 
     pub(super) fn clear_link_timers(&mut self) {

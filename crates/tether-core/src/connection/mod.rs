@@ -1153,6 +1153,10 @@ impl Connection {
                 }
             }
         };
+        assert!(
+            !self.fallback.has_parked() || matches!(self.link, Link::Ws { probe: true, .. }),
+            "a parked polling transport with no probe out"
+        );
         match &self.phase {
             Phase::Unstarted => {
                 assert!(self.link.is_none(), "a transport before connect()");

@@ -2955,3 +2955,424 @@ fn plain_mode_and_unwelcomed_connections_have_no_handoff() {
     p.connect();
     assert_eq!(p.conn.handoff(), None);
 }
+
+// ----- attacks on the parked polling transport ---------------------------------------
+
+/// What a scripted server does with each action, and what the test saw.
+#[derive(Default)]
+struct Seen {
+    /// Transports the client used (opened or polled on) and has not closed.
+    live: Vec<TransportId>,
+    /// Transports the client closed.
+    closed: Vec<TransportId>,
+    /// HTTP requests, by the time they were issued.
+    requests: Vec<Instant>,
+    /// WebSocket opens (attempts and probes), by id.
+    opens: Vec<TransportId>,
+}
+
+impl Seen {
+    fn used(&mut self, id: TransportId) {
+        assert!(
+            !self.closed.contains(&id),
+            "transport {id:?} used after the client closed it"
+        );
+        if !self.live.contains(&id) {
+            self.live.push(id);
+        }
+    }
+}
+
+/// Runs the client for `span`, in steps of `step`, answering every action with
+/// `server` at once (as often as the client asks within one instant, bounded).
+fn serve(
+    h: &mut Harness,
+    seen: &mut Seen,
+    span: Duration,
+    step: Duration,
+    server: &mut dyn FnMut(&mut Harness, Action),
+) {
+    let end = h.now + span;
+    while h.now < end {
+        let mut rounds = 0;
+        loop {
+            let actions = h.take_actions();
+            if actions.is_empty() {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds < 1_000, "the client loops within one instant");
+            for a in actions {
+                match &a {
+                    Action::HttpRequest { id, .. } => {
+                        seen.used(*id);
+                        seen.requests.push(h.now);
+                    }
+                    Action::Open { id, .. } => {
+                        seen.used(*id);
+                        seen.opens.push(*id);
+                    }
+                    Action::Send { id, .. } => seen.used(*id),
+                    Action::Close { id, .. } => {
+                        seen.live.retain(|l| l != id);
+                        seen.closed.push(*id);
+                    }
+                    _ => {}
+                }
+                server(h, a);
+            }
+        }
+        h.advance(step);
+    }
+}
+
+fn http_410() -> Result<Vec<u8>, TransportFailure> {
+    Err(TransportFailure::Http {
+        status: 410,
+        retry_after: None,
+    })
+}
+
+fn poll_welcome() -> Vec<u8> {
+    encode_batch(&[Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+        secret: SECRET,
+    }
+    .encode()])
+}
+
+fn has_hello(body: &[u8]) -> bool {
+    decode_batch(body)
+        .unwrap()
+        .iter()
+        .any(|f| matches!(env(f), Envelope::Hello { .. }))
+}
+
+/// The most requests issued within any one minute of `times`.
+fn busiest_minute(times: &[Instant]) -> usize {
+    times
+        .iter()
+        .map(|&t| {
+            times
+                .iter()
+                .filter(|&&u| u >= t && u < t + Duration::from_secs(60))
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A hostile server answers 410 to every poll, the Hello included, and the WebSocket is
+/// blocked: 410 retries (PROTOCOL.md 3.2), with backoff, never in a tight loop.
+#[test]
+fn a_server_answering_410_to_every_poll_is_retried_with_backoff() {
+    let mut h = Harness::new(
+        Config::builder("ws://127.0.0.1:1/ws")
+            .protocol()
+            .fallback(FallbackConfig::new("http://127.0.0.1:1/poll")),
+    );
+    h.connect();
+    let mut seen = Seen::default();
+    serve(
+        &mut h,
+        &mut seen,
+        Duration::from_secs(600),
+        Duration::from_millis(10),
+        &mut |h, a| match a {
+            Action::HttpRequest { request, .. } => {
+                h.conn.handle_http_response(h.now, request, http_410());
+                h.drain();
+            }
+            Action::Open { id, .. } => h.failed(id, TransportFailure::Blocked),
+            _ => {}
+        },
+    );
+    let busiest = busiest_minute(&seen.requests);
+    // The default backoff waits up to 2 s (full jitter, so 1 s on average).
+    assert!(busiest <= 150, "{busiest} requests in one minute");
+    assert!(seen.requests.len() >= 100, "it keeps retrying");
+    assert!(!h.conn.state().is_stopped(), "410 is not fatal");
+}
+
+/// A hostile server welcomes each polling Hello and answers 410 to every later request:
+/// each 410 costs a backoff delay, and each new transport closes (or drops) the last.
+#[test]
+fn a_server_answering_410_after_each_welcome_is_retried_with_backoff() {
+    let mut h = Harness::new(
+        Config::builder("ws://127.0.0.1:1/ws")
+            .protocol()
+            .fallback(FallbackConfig::new("http://127.0.0.1:1/poll")),
+    );
+    h.connect();
+    let mut seen = Seen::default();
+    let welcome = poll_welcome();
+    serve(
+        &mut h,
+        &mut seen,
+        Duration::from_secs(600),
+        Duration::from_millis(10),
+        &mut |h, a| match a {
+            Action::HttpRequest { request, body, .. } => {
+                let answer = if has_hello(&body) {
+                    Ok(welcome.clone())
+                } else {
+                    http_410()
+                };
+                h.conn.handle_http_response(h.now, request, answer);
+                h.drain();
+            }
+            Action::Open { id, .. } => h.failed(id, TransportFailure::Blocked),
+            _ => {}
+        },
+    );
+    let busiest = busiest_minute(&seen.requests);
+    assert!(busiest <= 300, "{busiest} requests in one minute");
+    assert!(seen.requests.len() >= 100, "it keeps retrying");
+    assert!(!h.conn.state().is_stopped(), "410 is not fatal");
+    assert!(
+        seen.live.len() <= 1,
+        "one transport at most: {:?}",
+        seen.live
+    );
+}
+
+/// Gets a protocol client polling (the WebSocket blocked) and its first probe out;
+/// returns the polling transport and the probe.
+fn probe_out(h: &mut Harness, seen: &mut Seen) -> (TransportId, TransportId) {
+    let welcome = poll_welcome();
+    let mut polling = None;
+    let mut probe = None;
+    h.connect();
+    let first = h.last_open();
+    h.failed(first, TransportFailure::Blocked);
+    for _ in 0..400 {
+        let actions = h.take_actions();
+        for a in actions {
+            match a {
+                Action::HttpRequest {
+                    id, request, body, ..
+                } => {
+                    seen.used(id);
+                    polling = Some(id);
+                    let answer = if has_hello(&body) {
+                        welcome.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
+                    h.drain();
+                }
+                Action::Open { id, .. } => {
+                    seen.used(id);
+                    probe = Some(id);
+                }
+                Action::Close { id, .. } => {
+                    seen.live.retain(|l| *l != id);
+                    seen.closed.push(id);
+                }
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(50));
+    }
+    let (polling, probe) = (polling.expect("polled"), probe.expect("a probe"));
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(seen.live.contains(&polling) && seen.live.contains(&probe));
+    (polling, probe)
+}
+
+/// After the close, nothing more goes out for a long while and every transport used
+/// was closed.
+fn assert_all_closed(h: &mut Harness, seen: &mut Seen) {
+    // What the close itself asked for (and anything asked before it).
+    for a in h.take_actions() {
+        match a {
+            Action::Close { id, .. } => {
+                seen.live.retain(|l| *l != id);
+                seen.closed.push(id);
+            }
+            Action::HttpRequest { id, .. } | Action::Open { id, .. } => seen.used(id),
+            _ => {}
+        }
+    }
+    let before = (seen.requests.len(), seen.opens.len());
+    serve(
+        h,
+        seen,
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        &mut |_, a| panic!("an action after the close: {a:?}"),
+    );
+    assert_eq!(before, (seen.requests.len(), seen.opens.len()));
+    assert!(
+        seen.live.is_empty(),
+        "transports left open: {:?}",
+        seen.live
+    );
+    assert_eq!(h.conn.state(), State::Closed);
+}
+
+#[test]
+fn close_now_while_a_probe_is_out_closes_the_parked_transport_too() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut seen = Seen::default();
+    let (polling, probe) = probe_out(&mut h, &mut seen);
+    h.conn.close_now(h.now, 1000, "bye");
+    h.drain();
+    let closes: Vec<_> = h
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        closes.contains(&polling) && closes.contains(&probe),
+        "{closes:?}"
+    );
+    assert_all_closed(&mut h, &mut seen);
+}
+
+#[test]
+fn close_with_nothing_to_deliver_while_a_probe_is_out_closes_both() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut seen = Seen::default();
+    probe_out(&mut h, &mut seen);
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert_all_closed(&mut h, &mut seen);
+}
+
+#[test]
+fn reconnect_while_a_probe_is_out_changes_nothing() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut seen = Seen::default();
+    let (_, probe) = probe_out(&mut h, &mut seen);
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert!(
+        h.take_actions().is_empty(),
+        "reconnect while connected is a no-op"
+    );
+    h.conn.handle_hint(h.now, Hint::Offline);
+    h.conn.handle_hint(h.now, Hint::Online);
+    h.drain();
+    h.take_actions();
+    // The probe fails; polling goes on; then the user closes.
+    h.failed(probe, TransportFailure::Blocked);
+    seen.live.retain(|l| *l != probe);
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert_all_closed(&mut h, &mut seen);
+}
+
+/// close() with a message still to deliver while the probe is out: the probe is
+/// welcomed after the close was asked for. The message goes on the WebSocket, the parked
+/// transport is closed at the Welcome, the close ends once the message is acknowledged.
+#[test]
+fn a_probe_welcomed_during_a_lingering_close_delivers_then_closes_everything() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut seen = Seen::default();
+    let (polling, probe) = probe_out(&mut h, &mut seen);
+    let m = h.conn.send(h.now, text("last")).unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    assert!(
+        !h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::HttpRequest { .. })),
+        "polling stays parked"
+    );
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    let actions = h.take_actions();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == polling)));
+    seen.live.retain(|l| *l != polling);
+    seen.closed.push(polling);
+    let sent: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { id, frame } if *id == probe => Some(env(frame)),
+            _ => None,
+        })
+        .collect();
+    let seq = sent
+        .iter()
+        .find_map(|e| match e {
+            Envelope::Msg { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("the message goes on the WebSocket");
+    h.envelope(probe, Envelope::Ack { seq });
+    assert!(h.delivered().contains(&m));
+    let actions = h.take_actions();
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == probe)));
+    seen.live.clear();
+    assert_all_closed(&mut h, &mut seen);
+}
+
+/// close() with a message to deliver while the probe is out, and the probe fails:
+/// polling is taken up again, delivers the message, and the close closes it.
+#[test]
+fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes() {
+    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut seen = Seen::default();
+    let (polling, probe) = probe_out(&mut h, &mut seen);
+    let m = h.conn.send(h.now, text("last")).unwrap();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    h.failed(probe, TransportFailure::Blocked);
+    seen.live.retain(|l| *l != probe);
+    let mut acked = false;
+    serve(
+        &mut h,
+        &mut seen,
+        Duration::from_secs(3),
+        Duration::from_millis(10),
+        &mut |h, a| {
+            if let Action::HttpRequest {
+                id, request, body, ..
+            } = a
+            {
+                assert_eq!(id, polling, "the parked transport, no new one");
+                assert!(!has_hello(&body));
+                let mut answer = Vec::new();
+                for f in decode_batch(&body).unwrap() {
+                    if let Envelope::Msg { seq, .. } = env(&f) {
+                        answer.push(Envelope::Ack { seq }.encode());
+                        acked = true;
+                    }
+                }
+                let answer = if answer.is_empty() {
+                    Vec::new()
+                } else {
+                    encode_batch(&answer)
+                };
+                h.conn.handle_http_response(h.now, request, Ok(answer));
+                h.drain();
+            }
+        },
+    );
+    assert!(acked, "the message went on the polling transport");
+    assert!(h.delivered().contains(&m));
+    assert_all_closed(&mut h, &mut seen);
+}

@@ -344,6 +344,10 @@ impl<S: SessionStore> Endpoint<S> {
             });
         }
         let entry = self.store.get_mut(key).expect("present: inserted above");
+        // What expired goes first: what leaves the buffer in `hello` is then only what
+        // the Hello's `recv_seq` acknowledges (counted, as an Ack's is).
+        entry.session.expire(now);
+        let before = entry.session.buffered();
         let out = entry.session.hello(
             now,
             hello.secret,
@@ -351,6 +355,15 @@ impl<S: SessionStore> Endpoint<S> {
             hello.session,
             hello.attempt,
         )?;
+        let resumed = matches!(out.first(), Some(Envelope::Welcome { resumed: true, .. }));
+        let acknowledged = before.saturating_sub(entry.session.buffered());
+        if resumed && acknowledged > 0 {
+            self.outputs.push_back(Output::Acknowledged {
+                conn,
+                key: key.clone(),
+                messages: acknowledged as u64,
+            });
+        }
         self.claim_user(conn, key.client_id, now);
         let Some(entry) = self.store.get_mut(key) else {
             return Ok(Vec::new());
@@ -570,6 +583,9 @@ impl<S: SessionStore> Endpoint<S> {
             Envelope::Msg { seq, .. } => *seq,
             _ => 0,
         };
+        // Messages that expired unacknowledged go first: what leaves the buffer during
+        // `receive` is then only what an Ack takes out (counted as acknowledged).
+        entry.session.expire(now);
         let before = entry.session.buffered();
         let r = entry.session.receive(now, envelope);
         // Only an acknowledgement takes messages out of the resume buffer here.

@@ -336,6 +336,100 @@ fn a_waiting_producer_keeps_room_so_the_clients_echoes_cannot_starve_it() {
     assert_eq!(e.session(&key).unwrap().held(), 0);
 }
 
+/// Only an Ack counts server messages as acknowledged (the server's `messages_out`):
+/// messages that expired from the resume buffer unacknowledged (the client silent for
+/// `max_age`) are not counted when the client's next envelope comes, whatever it is.
+#[test]
+fn expired_messages_are_not_counted_as_acknowledged() {
+    let now = Instant::now();
+    let config = EndpointConfig {
+        resume_limits: ResumeLimits {
+            max_age: Duration::from_secs(5),
+            ..ResumeLimits::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let mut e = endpoint(config);
+    let a = e.open_socket(Peer::User("eve".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    for text in ["s1", "s2", "s3"] {
+        assert_eq!(e.send_to_user(now, "eve", &Payload::from(text)), 1);
+    }
+    drain(&mut e);
+    let acknowledged = |outs: &[Output]| -> u64 {
+        outs.iter()
+            .map(|o| match o {
+                Output::Acknowledged { messages, .. } => *messages,
+                _ => 0,
+            })
+            .sum()
+    };
+    // One acknowledged for real.
+    e.handle_socket_envelope(now, a, Envelope::Ack { seq: 1 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 1);
+    // Silent past max_age: the two others expire; a Ping is no acknowledgement.
+    let later = now + Duration::from_secs(6);
+    e.handle_socket_envelope(later, a, Envelope::Ping { id: 7 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 0, "expired, not acknowledged");
+    // Nor is an Ack that names what already expired.
+    e.handle_socket_envelope(later, a, Envelope::Ack { seq: 3 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 0);
+}
+
+/// Messages the client acknowledges through a resuming Hello's `recv_seq` (received,
+/// the Ack not sent before the transport broke) are counted acknowledged, once.
+#[test]
+fn a_resuming_hello_counts_what_its_recv_seq_acknowledges() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let a = e.open_socket(Peer::User("fay".into()));
+    e.handle_socket_hello(now, a, hello(1, 1, None), None)
+        .unwrap();
+    let outs = drain(&mut e);
+    let secret = welcome_secret(&outs);
+    let session = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::Send { frame, .. } => match Envelope::decode(frame.clone()) {
+                Ok(Envelope::Welcome { session, .. }) => Some(session),
+                _ => None,
+            },
+            _ => None,
+        })
+        .unwrap();
+    for text in ["s1", "s2", "s3"] {
+        assert_eq!(e.send_to_user(now, "fay", &Payload::from(text)), 1);
+    }
+    drain(&mut e);
+    let acknowledged = |outs: &[Output]| -> u64 {
+        outs.iter()
+            .map(|o| match o {
+                Output::Acknowledged { messages, .. } => *messages,
+                _ => 0,
+            })
+            .sum()
+    };
+    // The client got two of them; its new transport's Hello says so.
+    let b = e.open_socket(Peer::User("fay".into()));
+    let resume = Greeting {
+        client_id: 1,
+        recv_seq: 2,
+        session,
+        attempt: 2,
+        secret: Some(secret),
+    };
+    e.handle_socket_hello(now, b, resume, None).unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 2);
+    // The third, acknowledged by an Ack: one more, nothing counted twice.
+    e.handle_socket_envelope(now, b, Envelope::Ack { seq: 3 }, &mut no_token)
+        .unwrap();
+    assert_eq!(acknowledged(&drain(&mut e)), 1);
+}
+
 mod sequences {
     use super::*;
     use proptest::prelude::*;
