@@ -23,8 +23,10 @@ type Health = ReturnType<TetherClient['health']>;
 export interface SharedTetherOptions extends TetherOptions {
   /**
    * Share one connection between the tabs of this origin that use the same URL and key
-   * (default true where the browser has Web Locks and BroadcastChannel; ignored, as
-   * false, elsewhere). `false`: this tab has a connection of its own.
+   * (ignored, as false, where the browser lacks Web Locks or BroadcastChannel). In the
+   * React provider the default is true when the options name no user of their own (no
+   * `tokenProvider`, no `auth`) or give a `shareKey`, else false: tabs with tokens of
+   * different users must not share. `false`: this tab has a connection of its own.
    */
   shareAcrossTabs?: boolean;
   /** Tells apart connections to the same URL that must not be shared (e.g. the user's id). Default ''. */

@@ -150,11 +150,16 @@ export function useStore(hook: string, name?: string): ClientStore {
 
 /**
  * The client for `options`: shared with the other tabs of the origin (SharedTetherClient)
- * where the browser can and `shareAcrossTabs` is not false, else a tab's own.
+ * where the browser can and sharing is asked for or safe, else a tab's own. Without
+ * `shareAcrossTabs`, tabs share when the connection names no user of its own (no token
+ * provider, no auth: every tab of the origin is the same user, by its cookies) or when
+ * `shareKey` says whose it is; with a token provider and no key, tabs may belong to
+ * different users (tokens kept per tab), so each keeps its own connection.
  */
 function open(url: string, options: SharedTetherOptions | undefined): TetherClient {
-  const { shareAcrossTabs, shareKey: _key, ...own } = options ?? {};
-  if (shareAcrossTabs !== false && canShareAcrossTabs()) {
+  const { shareAcrossTabs, shareKey, ...own } = options ?? {};
+  const safe = (own.tokenProvider == null && own.auth == null) || shareKey !== undefined;
+  if ((shareAcrossTabs ?? safe) && canShareAcrossTabs()) {
     return new SharedTetherClient(url, options) as unknown as TetherClient;
   }
   return new TetherClient(url, own);
