@@ -113,6 +113,8 @@ fn both_clients_offer_the_same_methods() {
         ("Client", "hint"),
         ("Client", "close"),
         ("Client", "close_now"),
+        ("Client", "handoff"),
+        ("ClientBuilder", "resume"),
         ("ClientBuilder", "token_provider"),
         ("ClientBuilder", "transport"),
         ("ClientBuilder", "spawn"),

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tether_core::{
     Config, Connection, Entropy, Hint, Instant, MessageId, Metrics, Payload, Quality, SendError,
-    State,
+    SessionHandoff, State,
 };
 use tether_dispatch::transport::Transport;
 use tokio::runtime::Handle;
@@ -161,6 +161,7 @@ impl Client {
             config,
             tokens: None,
             event_buffer: DEFAULT_EVENT_BUFFER,
+            resume: None,
         }
     }
 
@@ -370,6 +371,23 @@ impl Client {
         self.shared.lock().dispatch.connection().client_id()
     }
 
+    /// The protocol session as another client can take it over
+    /// ([`ClientBuilder::resume`]), once the server welcomed this one; see
+    /// [`Connection::handoff`](tether_core::Connection::handoff). It holds the session
+    /// secret: keep it within the process or a channel as private. Close this client at
+    /// once afterwards ([`Client::close_now`]): one that lingers to deliver what it holds
+    /// takes the session back from the next.
+    ///
+    /// ```no_run
+    /// # fn run(client: tether_native::Client) {
+    /// let session = client.handoff(); // None before the first Welcome
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn handoff(&self) -> Option<SessionHandoff> {
+        self.shared.lock().dispatch.connection().handoff()
+    }
+
     /// A snapshot of every figure: state, attempts, RTT, quality, counts, queue.
     ///
     /// ```no_run
@@ -465,6 +483,7 @@ pub struct ClientBuilder<T = NativeTransport> {
     transport: T,
     tokens: Option<Arc<dyn TokenProvider>>,
     event_buffer: usize,
+    resume: Option<SessionHandoff>,
 }
 
 impl<T> std::fmt::Debug for ClientBuilder<T> {
@@ -473,6 +492,7 @@ impl<T> std::fmt::Debug for ClientBuilder<T> {
             .field("config", &self.config)
             .field("token_provider", &self.tokens.is_some())
             .field("event_buffer", &self.event_buffer)
+            .field("resume", &self.resume.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -491,7 +511,17 @@ impl<T> ClientBuilder<T> {
             transport,
             tokens: self.tokens,
             event_buffer: self.event_buffer,
+            resume: self.resume,
         }
+    }
+
+    /// Takes over the session another client handed off ([`Client::handoff`]) instead of
+    /// starting a new one: see [`Connection::resume`](tether_core::Connection::resume).
+    /// A handoff that cannot be taken over is [`BuildError::Handoff`] at
+    /// [`spawn`](Self::spawn).
+    pub fn resume(mut self, handoff: SessionHandoff) -> Self {
+        self.resume = Some(handoff);
+        self
     }
 
     /// How many events each [`Events`] reader may fall behind by before its status
@@ -522,7 +552,10 @@ impl<T> ClientBuilder<T> {
             .map_err(BuildError::Unsupported)?;
         let now = Instant::now();
         // Each client its own id and jitter schedule, unless the config replays a seed.
-        let mut conn = Connection::new(self.config, now, os_entropy())?;
+        let mut conn = match self.resume {
+            Some(handoff) => Connection::resume(self.config, now, os_entropy(), handoff)?,
+            None => Connection::new(self.config, now, os_entropy())?,
+        };
         conn.use_control_pings(self.transport.can_ping());
         let span = tracing::info_span!("tether", client = %format_args!("{:x}", conn.client_id()));
         conn.connect(now);

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use tether_core::ConfigError;
+use tether_core::{ConfigError, HandoffError};
 use tether_dispatch::transport::MissingCapability;
 
 /// Why a [`Client`](crate::Client) could not be made.
@@ -20,6 +20,9 @@ pub enum BuildError {
     /// fallback without the `polling` feature, or a `wss://`/`https://` URL without TLS
     /// (see the crate's features).
     Unsupported(MissingCapability),
+    /// The session handed to [`ClientBuilder::resume`](crate::ClientBuilder::resume)
+    /// cannot be taken over (see [`HandoffError`]).
+    Handoff(HandoffError),
 }
 
 impl fmt::Display for BuildError {
@@ -39,6 +42,7 @@ impl fmt::Display for BuildError {
                 };
                 write!(f, "{missing}; tether-native's transport needs {feature}")
             }
+            BuildError::Handoff(e) => e.fmt(f),
         }
     }
 }
@@ -48,7 +52,17 @@ impl std::error::Error for BuildError {
         match self {
             BuildError::Config(e) => Some(e),
             BuildError::Unsupported(e) => Some(e),
+            BuildError::Handoff(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl From<HandoffError> for BuildError {
+    fn from(e: HandoffError) -> Self {
+        match e {
+            HandoffError::Config(e) => BuildError::Config(e),
+            e => BuildError::Handoff(e),
         }
     }
 }

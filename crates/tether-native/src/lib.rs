@@ -126,9 +126,9 @@ pub use tether_dispatch as dispatch;
 pub use tether_core::{
     AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
     ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig,
-    HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy, Payload,
-    ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig, SendError, State,
-    TerminalReason, TetherError, Token, TokenPlacement, TransportFailure, WireMode,
+    HandoffError, HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy,
+    Payload, ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig, SendError,
+    State, TerminalReason, TetherError, Token, TokenPlacement, TransportFailure, WireMode,
 };
 
 // The README's example compiles with the crate's tests.
