@@ -22,9 +22,9 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { chromium } from 'playwright-core';
+import { CHROMIUM, chromiumOptions } from '../../../scripts/chromium.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const LOADS = 7;
 const DEADLINE_MS = 240_000;
 
@@ -135,9 +135,7 @@ async function main() {
     await bundle(dir);
     app = await serve(dir);
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+      ...chromiumOptions,
     });
     console.log(`${browser.version()}; ${LOADS} cold loads of each page, medians (ms from navigation start)`);
     for (const page of ['react-raw', 'react-tether']) {

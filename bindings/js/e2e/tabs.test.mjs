@@ -18,8 +18,8 @@ import { chromium } from 'playwright-core';
 
 import { serveApp } from '../../../examples/react-dashboard/serve.mjs';
 import { startReferenceServer } from '../../../examples/reference-server.mjs';
+import { chromiumOptions } from '../../../scripts/chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const PACKAGE = fileURLToPath(new URL('..', import.meta.url));
 
 let server;
@@ -43,9 +43,7 @@ before(async () => {
   server = await startReferenceServer();
   site = await serveApp({ config: {}, dir: PACKAGE });
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
+    ...chromiumOptions,
   });
   context = await browser.newContext();
   sampling = setInterval(async () => {

@@ -45,16 +45,7 @@ async fn a_reader_that_reads_nothing_during_a_burst_still_gets_every_message() {
     let server_config = reference::server_config();
     let server = reference::start(&server_config, &hub).await;
     let tokens = Tokens::new("burst", HOUR);
-    let client = Client::builder(
-        config(server.addr())
-            .protocol()
-            .auth(AuthConfig::default())
-            .build()
-            .unwrap(),
-    )
-    .token_provider(tokens.provider())
-    .spawn()
-    .unwrap();
+    let client = tokens.protocol_client(server.addr()).spawn().unwrap();
     let mut events = client.events();
     support::wait_state(&client, tether_core::State::Connected).await;
     for n in 1..=BURST {
@@ -200,18 +191,7 @@ async fn close_delivers_messages_queued_while_offline_and_close_now_drops_them()
     let server = reference::start(&server_config, &hub).await;
     let addr = server.addr();
     let tokens = Tokens::new("closer", HOUR);
-    let spawn = || {
-        Client::builder(
-            config(addr)
-                .protocol()
-                .auth(AuthConfig::default())
-                .build()
-                .unwrap(),
-        )
-        .token_provider(tokens.provider())
-        .spawn()
-        .unwrap()
-    };
+    let spawn = || tokens.protocol_client(addr).spawn().unwrap();
     let client = spawn();
     support::wait_state(&client, tether_core::State::Connected).await;
     let mut events = client.events();

@@ -8,7 +8,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::{AuthConfig, Event, HandoffError, Payload};
+use tether_core::{Event, HandoffError, Payload};
 use tether_native::{BuildError, Client, Events};
 use tether_server::Hub;
 
@@ -31,17 +31,7 @@ async fn a_session_handed_off_goes_on_in_the_next_client_exactly_once() {
     let hub = Arc::new(Hub::new());
     let server = reference::start(&reference::server_config(), &hub).await;
     let tokens = Tokens::new("handoff", Duration::from_secs(3600));
-    let make = || {
-        config(server.addr())
-            .protocol()
-            .auth(AuthConfig::default())
-            .build()
-            .unwrap()
-    };
-    let first = Client::builder(make())
-        .token_provider(tokens.provider())
-        .spawn()
-        .unwrap();
+    let first = tokens.protocol_client(server.addr()).spawn().unwrap();
     let mut events = first.events();
     assert!(
         first.handoff().is_none(),
@@ -56,8 +46,8 @@ async fn a_session_handed_off_goes_on_in_the_next_client_exactly_once() {
     // Closed at once: a client that lingers would take the session back.
     first.close_now(1000, "handed off").await;
 
-    let next = Client::builder(make())
-        .token_provider(tokens.provider())
+    let next = tokens
+        .protocol_client(server.addr())
         .resume(session)
         .spawn()
         .unwrap();
@@ -80,16 +70,7 @@ async fn a_handoff_into_plain_mode_is_refused_at_spawn() {
     let hub = Arc::new(Hub::new());
     let server = reference::start(&reference::server_config(), &hub).await;
     let tokens = Tokens::new("handoff-plain", Duration::from_secs(3600));
-    let first = Client::builder(
-        config(server.addr())
-            .protocol()
-            .auth(AuthConfig::default())
-            .build()
-            .unwrap(),
-    )
-    .token_provider(tokens.provider())
-    .spawn()
-    .unwrap();
+    let first = tokens.protocol_client(server.addr()).spawn().unwrap();
     within("a confirmed send", first.send_confirmed("x"))
         .await
         .unwrap();

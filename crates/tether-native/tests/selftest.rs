@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::selftest::{Check, Criteria, Measurement, Outcome};
-use tether_core::AuthConfig;
 use tether_native::{self_test, Client};
 use tether_server::Hub;
 
@@ -31,14 +30,7 @@ async fn every_check_passes_against_the_reference_server_in_protocol_mode() {
     let hub = Arc::new(Hub::new());
     let server = reference::start(&reference::server_config(), &hub).await;
     let tokens = Tokens::new("self-tester", Duration::from_secs(3600));
-    let builder = Client::builder(
-        config(server.addr())
-            .protocol()
-            .auth(AuthConfig::default())
-            .build()
-            .unwrap(),
-    )
-    .token_provider(tokens.provider());
+    let builder = tokens.protocol_client(server.addr());
     let report = within("the self-test", self_test(builder, &criteria()))
         .await
         .unwrap();

@@ -7,14 +7,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::{AuthConfig, Event};
-use tether_native::Client;
+use tether_core::Event;
 use tether_server::{Hub, Secret, TokenAuthority};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use support::reference::{self, Tally, Tokens, SECRET};
-use support::{config, within};
+use support::within;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -45,16 +44,7 @@ async fn messages_are_counted_once_each_way_through_a_restart() {
     for n in 0..CLIENTS {
         let user: &'static str = Box::leak(format!("counted-{n}").into_boxed_str());
         let tokens = Tokens::new(user, HOUR);
-        let client = Client::builder(
-            config(addr)
-                .protocol()
-                .auth(AuthConfig::default())
-                .build()
-                .unwrap(),
-        )
-        .token_provider(tokens.provider())
-        .spawn()
-        .unwrap();
+        let client = tokens.protocol_client(addr).spawn().unwrap();
         let events = client.events();
         clients.push((client, events, Tally::default()));
     }

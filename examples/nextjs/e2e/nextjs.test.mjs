@@ -21,8 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import { startReferenceServer } from '../../reference-server.mjs';
+import { chromiumOptions } from '../../../scripts/chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const app = fileURLToPath(new URL('..', import.meta.url));
 const next = fileURLToPath(new URL('../../../node_modules/next/dist/bin/next', import.meta.url));
 
@@ -73,18 +73,7 @@ before(async () => {
 
   profile = await mkdtemp(join(tmpdir(), 'tether-next-'));
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    ...chromiumOptions,
   });
 });
 

@@ -20,8 +20,8 @@ import { chromium } from 'playwright-core';
 
 import { admin, startReferenceServer } from '../../reference-server.mjs';
 import { distDir, serveApp } from '../serve.mjs';
+import { chromiumOptions } from '../../../scripts/chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = fileURLToPath(new URL('../../../target/e2e/', import.meta.url));
 
 const badge = (state) => `[data-testid=connection-status][data-state=${state}]`;
@@ -41,18 +41,7 @@ before(async () => {
   app = await serveApp({ config: { server: server.http } });
   profile = await mkdtemp(join(tmpdir(), 'tether-e2e-'));
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    ...chromiumOptions,
     viewport: { width: 1280, height: 720 },
   });
   page = context.pages()[0] ?? (await context.newPage());

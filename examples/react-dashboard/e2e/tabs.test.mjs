@@ -14,8 +14,8 @@ import { chromium } from 'playwright-core';
 
 import { startReferenceServer } from '../../reference-server.mjs';
 import { distDir, serveApp } from '../serve.mjs';
+import { chromiumOptions } from '../../../scripts/chromium.mjs';
 
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const badge = (state) => `[data-testid=connection-status][data-state=${state}]`;
 
 let server;
@@ -29,9 +29,7 @@ before(async () => {
   server = await startReferenceServer();
   app = await serveApp({ config: { server: server.http } });
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking'],
+    ...chromiumOptions,
   });
   context = await browser.newContext();
 });

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_core::{DropReason, Event, Instant, MessageId, Payload, State, Token};
-use tether_native::{Events, TokenProvider};
+use tether_core::{AuthConfig, DropReason, Event, Instant, MessageId, Payload, State, Token};
+use tether_native::{Client, ClientBuilder, Events, TokenProvider};
 use tether_server::{Delivered, Hub, RunningServer, Secret, Server, ServerConfig, TokenAuthority};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -96,6 +96,19 @@ impl Tokens {
             let expires_at = Some(Instant::now() + tokens.ttl);
             std::future::ready(value.map(|value| Token { value, expires_at }))
         }
+    }
+
+    /// A protocol-mode client of the server at `addr` with these tokens (the tests'
+    /// backoff, see [`super::config`]).
+    pub fn protocol_client(&self, addr: SocketAddr) -> ClientBuilder {
+        Client::builder(
+            super::config(addr)
+                .protocol()
+                .auth(AuthConfig::default())
+                .build()
+                .unwrap(),
+        )
+        .token_provider(self.provider())
     }
 }
 
