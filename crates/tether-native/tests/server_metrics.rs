@@ -17,6 +17,23 @@ use support::within;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A raw WebSocket to `/ws` with `Authorization: Bearer <token>`, upgraded and nothing
+/// sent: what a client is before its Hello.
+async fn upgraded(addr: std::net::SocketAddr, token: &str) -> Socket {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    within("upgrade", tokio_tungstenite::client_async(request, tcp))
+        .await
+        .unwrap()
+        .0
+}
+
 /// Waits, without polling, until `done` holds of the hub.
 async fn until_hub(hub: &Hub, what: &str, done: impl Fn(&Hub) -> bool) {
     let mut changes = hub.changes();
@@ -106,19 +123,9 @@ async fn a_handshake_the_client_abandons_is_not_a_server_failure() {
     let token = TokenAuthority::new(Secret::new(SECRET))
         .issue("walker", HOUR)
         .unwrap();
-    let mut request = format!("ws://{}/ws", server.addr())
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "authorization",
-        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-    );
     // Upgraded, then gone without a Hello: an attempt given up (say, after the client's
     // connect timeout while the server was frozen).
-    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (socket, _) = within("upgrade", tokio_tungstenite::client_async(request, tcp))
-        .await
-        .unwrap();
+    let socket = upgraded(server.addr(), &token).await;
     until_hub(&hub, "the connection", |h| h.connections() == 1).await;
     drop(socket);
     until_hub(&hub, "the connection to end", |h| h.connections() == 0).await;
@@ -158,20 +165,7 @@ async fn a_client_cannot_pass_a_failed_handshake_off_as_abandoned() {
     let token = TokenAuthority::new(Secret::new(SECRET))
         .issue("mallory", HOUR)
         .unwrap();
-    let connect = || async {
-        let mut request = format!("ws://{}/ws", server.addr())
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
-        );
-        let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-        within("upgrade", tokio_tungstenite::client_async(request, tcp))
-            .await
-            .unwrap()
-            .0
-    };
+    let connect = || upgraded(server.addr(), &token);
     // Garbage instead of a Hello, then at once a normal close.
     let mut socket = connect().await;
     socket.send(Message::text("not a hello")).await.unwrap();

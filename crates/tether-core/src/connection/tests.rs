@@ -1427,13 +1427,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         matches!(frames[..], [Envelope::Hello { session: 0, attempt, .. }] if attempt == poller.0),
         "{frames:?}"
     );
-    let answer = encode_batch(&[Envelope::Welcome {
-        session: 3,
-        recv_seq: 0,
-        resumed: false,
-        secret: SECRET,
-    }
-    .encode()]);
+    let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
@@ -1531,7 +1525,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
 
 #[test]
 fn blocked_websockets_switch_to_polling_at_once() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
@@ -2068,13 +2062,7 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
     let Some(Action::HttpRequest { request, .. }) = h.take_actions().last().cloned() else {
         panic!("no poll")
     };
-    let answer = encode_batch(&[Envelope::Welcome {
-        session: 3,
-        recv_seq: 0,
-        resumed: false,
-        secret: SECRET,
-    }
-    .encode()]);
+    let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
@@ -2333,27 +2321,18 @@ fn reasons_say_nothing_twice() {
 /// docs said "every 5 s". It is the configured interval, give or take a fifth.
 #[test]
 fn websocket_probes_keep_their_documented_interval() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
-    let welcome = encode_batch(&[Envelope::Welcome {
-        session: 3,
-        recv_seq: 0,
-        resumed: false,
-        secret: SECRET,
-    }
-    .encode()]);
+    let welcome = poll_welcome();
     let mut probes = Vec::new();
     let step = Duration::from_millis(50);
     for _ in 0..4_000 {
         for a in h.take_actions() {
             match a {
                 Action::HttpRequest { request, body, .. } => {
-                    let hello = decode_batch(&body)
-                        .unwrap()
-                        .iter()
-                        .any(|f| matches!(env(f), Envelope::Hello { .. }));
+                    let hello = has_hello(&body);
                     let answer = if hello { welcome.clone() } else { Vec::new() };
                     h.conn.handle_http_response(h.now, request, Ok(answer));
                     h.drain();
@@ -2621,17 +2600,11 @@ fn causes_and_failures_have_stable_kinds() {
 /// transport is closed.
 #[test]
 fn a_failed_probe_goes_on_polling_on_the_same_transport() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
-    let welcome = encode_batch(&[Envelope::Welcome {
-        session: 3,
-        recv_seq: 0,
-        resumed: false,
-        secret: SECRET,
-    }
-    .encode()]);
+    let welcome = poll_welcome();
     let mut hellos = 0;
     let mut poll_ids = Vec::new();
     let mut probes = 0;
@@ -2644,10 +2617,7 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
                     id, request, body, ..
                 } => {
                     poll_ids.push(id);
-                    let hello = decode_batch(&body)
-                        .unwrap()
-                        .iter()
-                        .any(|f| matches!(env(f), Envelope::Hello { .. }));
+                    let hello = has_hello(&body);
                     hellos += usize::from(hello);
                     let answer = if hello { welcome.clone() } else { Vec::new() };
                     h.conn.handle_http_response(h.now, request, Ok(answer));
@@ -2724,23 +2694,11 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
 /// transport (with a Hello) instead of stopping the client (the simulation found it).
 #[test]
 fn a_stale_polling_transport_after_a_probe_starts_a_new_one() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
-    let welcome = encode_batch(&[Envelope::Welcome {
-        session: 3,
-        recv_seq: 0,
-        resumed: false,
-        secret: SECRET,
-    }
-    .encode()]);
-    let hello_in = |body: &[u8]| {
-        decode_batch(body)
-            .unwrap()
-            .iter()
-            .any(|f| matches!(env(f), Envelope::Hello { .. }))
-    };
+    let welcome = poll_welcome();
     let step = Duration::from_millis(50);
     let mut probed = false;
     let mut stale_answered = false;
@@ -2749,7 +2707,7 @@ fn a_stale_polling_transport_after_a_probe_starts_a_new_one() {
         for a in h.take_actions() {
             match a {
                 Action::HttpRequest { request, body, .. } => {
-                    let hello = hello_in(&body);
+                    let hello = has_hello(&body);
                     if probed && !stale_answered {
                         // The first request after the failed probe: stale at the server.
                         assert!(!hello, "the parked transport is taken up without a Hello");
@@ -3033,6 +2991,12 @@ fn http_410() -> Result<Vec<u8>, TransportFailure> {
     })
 }
 
+/// A protocol-mode harness with the HTTP polling fallback.
+fn fallback_harness() -> Harness {
+    Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")))
+}
+
+/// The server's Welcome to a polling transport's Hello, as a poll batch.
 fn poll_welcome() -> Vec<u8> {
     encode_batch(&[Envelope::Welcome {
         session: 3,
@@ -3219,7 +3183,7 @@ fn assert_all_closed(h: &mut Harness, seen: &mut Seen) {
 
 #[test]
 fn close_now_while_a_probe_is_out_closes_the_parked_transport_too() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     let mut seen = Seen::default();
     let (polling, probe) = probe_out(&mut h, &mut seen);
     h.conn.close_now(h.now, 1000, "bye");
@@ -3241,7 +3205,7 @@ fn close_now_while_a_probe_is_out_closes_the_parked_transport_too() {
 
 #[test]
 fn close_with_nothing_to_deliver_while_a_probe_is_out_closes_both() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     let mut seen = Seen::default();
     probe_out(&mut h, &mut seen);
     h.conn.close(h.now, 1000, "bye");
@@ -3251,7 +3215,7 @@ fn close_with_nothing_to_deliver_while_a_probe_is_out_closes_both() {
 
 #[test]
 fn reconnect_while_a_probe_is_out_changes_nothing() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     let mut seen = Seen::default();
     let (_, probe) = probe_out(&mut h, &mut seen);
     h.conn.reconnect(h.now);
@@ -3277,7 +3241,7 @@ fn reconnect_while_a_probe_is_out_changes_nothing() {
 /// transport is closed at the Welcome, the close ends once the message is acknowledged.
 #[test]
 fn a_probe_welcomed_during_a_lingering_close_delivers_then_closes_everything() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     let mut seen = Seen::default();
     let (polling, probe) = probe_out(&mut h, &mut seen);
     let m = h.conn.send(h.now, text("last")).unwrap();
@@ -3334,7 +3298,7 @@ fn a_probe_welcomed_during_a_lingering_close_delivers_then_closes_everything() {
 /// polling is taken up again, delivers the message, and the close closes it.
 #[test]
 fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes() {
-    let mut h = Harness::new(protocol().fallback(FallbackConfig::new("http://127.0.0.1:1/poll")));
+    let mut h = fallback_harness();
     let mut seen = Seen::default();
     let (polling, probe) = probe_out(&mut h, &mut seen);
     let m = h.conn.send(h.now, text("last")).unwrap();
