@@ -120,3 +120,53 @@ async fn a_server_without_sockets_drains_at_once_and_polling_clients_go_elsewher
     })
     .await;
 }
+
+/// A poll request on a connection the server took before the drain, completed after
+/// it began, is answered 503 with its share of the window in `Retry-After`, and the
+/// connection is closed after the answer.
+#[tokio::test]
+async fn a_request_completed_during_the_drain_gets_503_with_retry_after() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    bounded(30, async {
+        let server = start(config()).await;
+        let addr = server.addr();
+        let mut early = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /poll?client=2a&op=recv&t=1 HTTP/1.1\r\nhost: {addr}\r\n\
+             authorization: Bearer {}\r\n",
+            token("late")
+        );
+        early.write_all(head.as_bytes()).await.unwrap();
+        // Connections are accepted in order: once a later one is served, `early` was
+        // taken too.
+        assert_eq!(get_json(addr, "/api/health").await["status"], "ok");
+
+        let window = Duration::from_secs(8);
+        let (all_gone, answer) = tokio::join!(server.drain(window), async {
+            assert!(server.is_draining());
+            early.write_all(b"content-length: 0\r\n\r\n").await.unwrap();
+            let mut answer = String::new();
+            tokio::time::timeout(STEP, early.read_to_string(&mut answer))
+                .await
+                .expect("the answer, then the end of the connection")
+                .unwrap();
+            answer
+        });
+        assert!(all_gone);
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        let retry_after: u64 = answer
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("retry-after: ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no Retry-After: {answer}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(retry_after <= window.as_secs(), "{retry_after}");
+        server.shutdown().await;
+    })
+    .await;
+}
