@@ -1,22 +1,44 @@
-//! What the application sends and receives: text or binary.
+//! What the application sends and receives: text or binary, in shared buffers.
+//!
+//! Both kinds are reference-counted [`Bytes`]: cloning a payload (the queue's retained
+//! copy, every event reader's), slicing the Tether envelope off a received frame, and
+//! handing a payload to a WebSocket library that writes `Bytes` (tungstenite) copy no
+//! bytes. A driver may pass on the buffer its socket read into (the native one does for
+//! large frames).
+
+use core::fmt;
+use core::ops::Deref;
+
+pub use bytes::Bytes;
 
 /// One application message, exactly as the user sent it or the server wrote it.
+///
+/// ```
+/// use tether_core::Payload;
+///
+/// let text = Payload::from("hello");
+/// assert_eq!(text.as_str(), Some("hello"));
+/// assert_eq!(text.as_bytes(), b"hello");
+///
+/// let binary = Payload::from(vec![1, 2, 3]);
+/// assert_eq!(binary.as_str(), None);
+/// assert_eq!(binary.len(), 3);
+/// // Clones share the buffer.
+/// assert_eq!(binary.clone().as_bytes().as_ptr(), binary.as_bytes().as_ptr());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Payload {
     /// A UTF-8 text message.
-    Text(String),
+    Text(Text),
     /// A binary message.
-    Binary(Vec<u8>),
+    Binary(Bytes),
 }
 
 impl Payload {
     /// Size in bytes, as counted against the queue's byte limit.
     #[must_use]
     pub fn len(&self) -> usize {
-        match self {
-            Payload::Text(s) => s.len(),
-            Payload::Binary(b) => b.len(),
-        }
+        self.as_bytes().len()
     }
 
     /// True when the payload has no bytes.
@@ -24,28 +46,290 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The bytes of either kind (a text's UTF-8).
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Payload::Text(t) => t.as_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+
+    /// The text of a text message; `None` for a binary one.
+    #[must_use]
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Payload::Text(t) => Some(t.as_str()),
+            Payload::Binary(_) => None,
+        }
+    }
+
+    /// True for a text message.
+    #[must_use]
+    pub fn is_text(&self) -> bool {
+        matches!(self, Payload::Text(_))
+    }
+
+    /// The bytes of either kind, sharing the buffer.
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            Payload::Text(t) => t.into_bytes(),
+            Payload::Binary(b) => b,
+        }
+    }
+}
+
+impl From<Text> for Payload {
+    fn from(t: Text) -> Self {
+        Payload::Text(t)
+    }
 }
 
 impl From<String> for Payload {
     fn from(s: String) -> Self {
-        Payload::Text(s)
+        Payload::Text(s.into())
     }
 }
 
 impl From<&str> for Payload {
     fn from(s: &str) -> Self {
-        Payload::Text(s.to_owned())
+        Payload::Text(s.into())
+    }
+}
+
+impl From<Bytes> for Payload {
+    fn from(b: Bytes) -> Self {
+        Payload::Binary(b)
     }
 }
 
 impl From<Vec<u8>> for Payload {
     fn from(b: Vec<u8>) -> Self {
-        Payload::Binary(b)
+        Payload::Binary(b.into())
     }
 }
 
 impl From<&[u8]> for Payload {
     fn from(b: &[u8]) -> Self {
-        Payload::Binary(b.to_vec())
+        Payload::Binary(Bytes::copy_from_slice(b))
+    }
+}
+
+/// UTF-8 text in a shared buffer: [`Bytes`] known to hold valid UTF-8. Reads as a
+/// `&str` (it dereferences to `str`); clones and [`slice_from`](Text::slice_from)s share
+/// the buffer.
+///
+/// ```
+/// use tether_core::Text;
+///
+/// let text = Text::from("héllo");
+/// assert_eq!(text, "héllo");
+/// assert!(text.starts_with("hé"));
+/// assert!(Text::try_from(vec![0xff]).is_err());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text(Bytes);
+
+/// Bytes that are not UTF-8, refused by [`Text::try_from`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotUtf8;
+
+impl fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not valid UTF-8")
+    }
+}
+
+impl std::error::Error for NotUtf8 {}
+
+impl Text {
+    /// Text of a `'static` string, with no allocation.
+    #[must_use]
+    pub const fn from_static(s: &'static str) -> Self {
+        Text(Bytes::from_static(s.as_bytes()))
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor checks or inherits UTF-8 validity (`From<String>`,
+        // `From<&str>`, `from_static`, `TryFrom` validating, `slice_from` at a char
+        // boundary), and the bytes are never mutated.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::str::from_utf8_unchecked(&self.0)
+        }
+    }
+
+    /// The UTF-8 bytes, sharing the buffer.
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        self.0
+    }
+
+    /// The UTF-8 bytes, borrowed as [`Bytes`].
+    #[must_use]
+    pub fn as_shared_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The text from byte `start` on, sharing the buffer. `None` when `start` is past the
+    /// end or not at a character boundary.
+    #[must_use]
+    pub fn slice_from(&self, start: usize) -> Option<Text> {
+        self.as_str()
+            .is_char_boundary(start)
+            .then(|| Text(self.0.slice(start..)))
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl core::borrow::Borrow<str> for Text {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Self {
+        Text(Bytes::from(s))
+    }
+}
+
+impl From<&String> for Text {
+    fn from(s: &String) -> Self {
+        Text::from(s.as_str())
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Self {
+        Text(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl From<Text> for String {
+    fn from(t: Text) -> Self {
+        t.as_str().to_owned()
+    }
+}
+
+impl From<Text> for Bytes {
+    fn from(t: Text) -> Self {
+        t.0
+    }
+}
+
+impl TryFrom<Bytes> for Text {
+    type Error = NotUtf8;
+
+    /// Checks that the bytes are UTF-8; no copy.
+    fn try_from(b: Bytes) -> Result<Self, NotUtf8> {
+        match core::str::from_utf8(&b) {
+            Ok(_) => Ok(Text(b)),
+            Err(_) => Err(NotUtf8),
+        }
+    }
+}
+
+impl TryFrom<Vec<u8>> for Text {
+    type Error = NotUtf8;
+
+    fn try_from(b: Vec<u8>) -> Result<Self, NotUtf8> {
+        String::from_utf8(b).map(Text::from).map_err(|_| NotUtf8)
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<Text> for str {
+    fn eq(&self, other: &Text) -> bool {
+        self == other.as_str()
+    }
+}
+
+impl PartialEq<Text> for &str {
+    fn eq(&self, other: &Text) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Text> for String {
+    fn eq(&self, other: &Text) -> bool {
+        self == other.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_share_and_respect_char_boundaries() {
+        let t = Text::from("M 1 é");
+        let s = t.slice_from(4).unwrap();
+        assert_eq!(s, "é");
+        assert_eq!(s.as_ptr(), t[4..].as_ptr());
+        assert!(t.slice_from(5).is_none());
+        assert!(t.slice_from(7).is_none());
+        assert_eq!(t.slice_from(6).unwrap(), "");
+    }
+
+    #[test]
+    fn conversions_check_utf8() {
+        assert_eq!(Text::try_from(Bytes::from_static(b"ok")).unwrap(), "ok");
+        assert_eq!(Text::try_from(Bytes::from_static(&[0xc3])), Err(NotUtf8));
+        assert_eq!(String::from(Text::from_static("x")), "x");
+        assert_eq!(format!("{:?}", Payload::from("a\"b")), "Text(\"a\\\"b\")");
     }
 }

