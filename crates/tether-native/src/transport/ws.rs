@@ -6,15 +6,19 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt, TryFutureExt};
 use tether_core::{Bytes, Payload, Text, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::client::Request;
+use tokio_tungstenite::tungstenite::error::{ProtocolError, SubProtocolError};
+use tokio_tungstenite::tungstenite::handshake::client::{generate_request, Request, Response};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::handshake::machine::TryParse;
 use tokio_tungstenite::tungstenite::http::header::{
     HeaderName, HeaderValue, SEC_WEBSOCKET_PROTOCOL,
 };
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -49,11 +53,12 @@ pub(crate) async fn connect(
         .unwrap_or(host)
         .to_owned();
     let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-    let stream = dialer.open(Target { host, port, secure }, tls).await?;
-    let (socket, _response) =
-        tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-            .await
-            .map_err(failure::from_ws)?;
+    let mut stream = dialer.open(Target { host, port, secure }, tls).await?;
+    let tail = handshake(&mut stream, request)
+        .await
+        .map_err(failure::from_ws)?;
+    let socket =
+        WebSocketStream::from_partially_read(stream, tail, Role::Client, Some(config)).await;
     let (sink, stream) = socket.split();
     Ok((
         WsWriter { sink },
@@ -62,6 +67,93 @@ pub(crate) async fn connect(
             ended: false,
         },
     ))
+}
+
+/// The largest upgrade response accepted, as tungstenite's own handshake has it.
+const MAX_RESPONSE: usize = 64 * 1024;
+
+/// The client's side of the upgrade (RFC 6455 4.1), with tungstenite's request and
+/// response parsing. Returns what the server sent after the response (frames already).
+///
+/// Done here rather than by tungstenite's handshake because that one keeps its 4 KiB
+/// response buffer as the socket's read buffer for good; here the response is read into
+/// a buffer freed at once, and the socket gets a read buffer of `read_buffer_size`.
+async fn handshake(stream: &mut Box<dyn ByteStream>, request: Request) -> Result<Vec<u8>, WsError> {
+    let protocols: Option<Vec<String>> = match request.headers().get(SEC_WEBSOCKET_PROTOCOL) {
+        Some(value) => Some(
+            value
+                .to_str()?
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .collect(),
+        ),
+        None => None,
+    };
+    let (bytes, key) = generate_request(request)?;
+    stream.write_all(&bytes).await?;
+    stream.flush().await?;
+    let accept = derive_accept_key(key.as_bytes());
+    let mut buf = Vec::with_capacity(512);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(WsError::Protocol(ProtocolError::HandshakeIncomplete));
+        }
+        if let Some((size, response)) = Response::try_parse(&buf)? {
+            verify(response, &accept, protocols.as_deref())?;
+            return Ok(buf.split_off(size));
+        }
+        if buf.len() >= MAX_RESPONSE {
+            return Err(WsError::AttackAttempt);
+        }
+        buf.reserve(512);
+    }
+}
+
+/// The checks of RFC 6455 4.1 on the server's response, as tungstenite makes them (with
+/// its errors, so failures read as before).
+fn verify(response: Response, accept: &str, protocols: Option<&[String]>) -> Result<(), WsError> {
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Err(WsError::Http(Box::new(response)));
+    }
+    let headers = response.headers();
+    let is = |name: &str, expected: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|h| h.eq_ignore_ascii_case(expected))
+    };
+    if !is("Upgrade", "websocket") {
+        return Err(WsError::Protocol(
+            ProtocolError::MissingUpgradeWebSocketHeader,
+        ));
+    }
+    if !is("Connection", "Upgrade") {
+        return Err(WsError::Protocol(
+            ProtocolError::MissingConnectionUpgradeHeader,
+        ));
+    }
+    if headers
+        .get("Sec-WebSocket-Accept")
+        .is_none_or(|h| h != accept)
+    {
+        return Err(WsError::Protocol(
+            ProtocolError::SecWebSocketAcceptKeyMismatch,
+        ));
+    }
+    let chosen = headers.get(SEC_WEBSOCKET_PROTOCOL);
+    let problem = match (chosen, protocols) {
+        (None, Some(_)) => Some(SubProtocolError::NoSubProtocol),
+        (Some(_), None) => Some(SubProtocolError::ServerSentSubProtocolNoneRequested),
+        (Some(chosen), Some(offered)) => (!offered.iter().any(|p| chosen == p.as_str()))
+            .then_some(SubProtocolError::InvalidSubProtocol),
+        (None, None) => None,
+    };
+    match problem {
+        Some(problem) => Err(WsError::Protocol(
+            ProtocolError::SecWebSocketSubProtocolError(problem),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The upgrade request with the checked headers (see [`super::request`]). Errors name
