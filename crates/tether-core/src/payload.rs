@@ -4,12 +4,15 @@
 //! copy, every event reader's), slicing the Tether envelope off a received frame, and
 //! handing a payload to a WebSocket library that writes `Bytes` (tungstenite) copy no
 //! bytes. A driver may pass on the buffer its socket read into (the native one does for
-//! large frames).
+//! large frames). The browser build has a smaller `Bytes` of its own (below).
 
 use core::fmt;
 use core::ops::Deref;
 
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use bytes::Bytes;
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+pub use web::Bytes;
 
 /// One application message, exactly as the user sent it or the server wrote it.
 ///
@@ -146,9 +149,9 @@ impl fmt::Display for NotUtf8 {
 impl std::error::Error for NotUtf8 {}
 
 impl Text {
-    /// Text of a `'static` string, with no allocation.
+    /// Text of a `'static` string (with no allocation, except in the browser build).
     #[must_use]
-    pub const fn from_static(s: &'static str) -> Self {
+    pub fn from_static(s: &'static str) -> Self {
         Text(Bytes::from_static(s.as_bytes()))
     }
 
@@ -176,8 +179,8 @@ impl Text {
         &self.0
     }
 
-    /// The text from byte `start` on, sharing the buffer. `None` when `start` is past the
-    /// end or not at a character boundary.
+    /// The text from byte `start` on, sharing the buffer (a copy in the browser build).
+    /// `None` when `start` is past the end or not at a character boundary.
     #[must_use]
     pub fn slice_from(&self, start: usize) -> Option<Text> {
         self.as_str()
@@ -307,6 +310,104 @@ impl PartialEq<Text> for &str {
 impl PartialEq<Text> for String {
     fn eq(&self, other: &Text) -> bool {
         self == other.as_str()
+    }
+}
+
+/// The browser build's [`Bytes`]: the methods of `bytes::Bytes` that Tether uses, over a
+/// reference-counted buffer. The `bytes` crate would add 1.3 kB gzip to the npm package
+/// (measured with `npm run size`), and a browser's payloads are copied from and to
+/// JavaScript at the boundary anyway. Clones share the buffer; a slice is a copy.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod web {
+    use std::sync::Arc;
+
+    /// Shared bytes: a reference-counted buffer.
+    #[derive(Clone, Default)]
+    pub struct Bytes(Arc<Vec<u8>>);
+
+    impl Bytes {
+        /// Bytes of a `'static` slice (copied, unlike `bytes::Bytes::from_static`).
+        #[must_use]
+        pub fn from_static(b: &'static [u8]) -> Self {
+            Self::copy_from_slice(b)
+        }
+
+        /// A copy of `b`.
+        #[must_use]
+        pub fn copy_from_slice(b: &[u8]) -> Self {
+            Self::from(b.to_vec())
+        }
+
+        /// The bytes from `range.start` on (a copy, unlike `bytes::Bytes::slice`). Panics
+        /// past the end, as `bytes::Bytes::slice` does.
+        #[must_use]
+        pub fn slice(&self, range: core::ops::RangeFrom<usize>) -> Self {
+            Self::copy_from_slice(&self.0[range])
+        }
+    }
+
+    impl core::ops::Deref for Bytes {
+        type Target = [u8];
+
+        fn deref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl AsRef<[u8]> for Bytes {
+        fn as_ref(&self) -> &[u8] {
+            self
+        }
+    }
+
+    impl From<Vec<u8>> for Bytes {
+        fn from(buf: Vec<u8>) -> Self {
+            Bytes(Arc::new(buf))
+        }
+    }
+
+    impl From<String> for Bytes {
+        fn from(s: String) -> Self {
+            Self::from(s.into_bytes())
+        }
+    }
+
+    impl From<Bytes> for Vec<u8> {
+        fn from(b: Bytes) -> Self {
+            b.to_vec()
+        }
+    }
+
+    impl PartialEq for Bytes {
+        fn eq(&self, other: &Self) -> bool {
+            **self == **other
+        }
+    }
+
+    impl Eq for Bytes {}
+
+    impl PartialOrd for Bytes {
+        fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+
+    impl Ord for Bytes {
+        fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+            (**self).cmp(&**other)
+        }
+    }
+
+    impl core::hash::Hash for Bytes {
+        fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+            (**self).hash(state);
+        }
+    }
+
+    impl core::fmt::Debug for Bytes {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            core::fmt::Debug::fmt(&**self, f)
+        }
     }
 }
 
