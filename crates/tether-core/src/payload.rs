@@ -10,6 +10,8 @@ use core::fmt;
 use core::ops::Deref;
 
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+use bytes::Buf as _;
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 pub use bytes::Bytes;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub use web::Bytes;
@@ -121,7 +123,7 @@ impl From<&[u8]> for Payload {
 }
 
 /// UTF-8 text in a shared buffer: [`Bytes`] known to hold valid UTF-8. Reads as a
-/// `&str` (it dereferences to `str`); clones and [`slice_from`](Text::slice_from)s share
+/// `&str` (it dereferences to `str`); clones and [`skip`](Text::skip) share
 /// the buffer.
 ///
 /// ```
@@ -159,7 +161,7 @@ impl Text {
     #[must_use]
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor checks or inherits UTF-8 validity (`From<String>`,
-        // `From<&str>`, `from_static`, `TryFrom` validating, `slice_from` at a char
+        // `From<&str>`, `from_static`, `TryFrom` validating, `skip` to a char
         // boundary), and the bytes are never mutated.
         #[allow(unsafe_code)]
         unsafe {
@@ -179,13 +181,16 @@ impl Text {
         &self.0
     }
 
-    /// The text from byte `start` on, sharing the buffer (a copy in the browser build).
-    /// `None` when `start` is past the end or not at a character boundary.
+    /// The text from byte `start` on, in the same buffer: no copy, no allocation (a
+    /// copy in the browser build). `None` when `start` is past the end or not at a
+    /// character boundary.
     #[must_use]
-    pub fn slice_from(&self, start: usize) -> Option<Text> {
-        self.as_str()
-            .is_char_boundary(start)
-            .then(|| Text(self.0.slice(start..)))
+    pub fn skip(mut self, start: usize) -> Option<Text> {
+        if !self.as_str().is_char_boundary(start) {
+            return None;
+        }
+        self.0.advance(start);
+        Some(self)
     }
 }
 
@@ -338,11 +343,10 @@ mod web {
             Self::from(b.to_vec())
         }
 
-        /// The bytes from `range.start` on (a copy, unlike `bytes::Bytes::slice`). Panics
-        /// past the end, as `bytes::Bytes::slice` does.
-        #[must_use]
-        pub fn slice(&self, range: core::ops::RangeFrom<usize>) -> Self {
-            Self::copy_from_slice(&self.0[range])
+        /// Drops the first `n` bytes (with a copy, unlike `bytes::Buf::advance`). Panics
+        /// past the end, as `bytes::Buf::advance` does.
+        pub fn advance(&mut self, n: usize) {
+            *self = Self::copy_from_slice(&self.0[n..]);
         }
     }
 
@@ -418,12 +422,13 @@ mod tests {
     #[test]
     fn slices_share_and_respect_char_boundaries() {
         let t = Text::from("M 1 é");
-        let s = t.slice_from(4).unwrap();
+        let ptr = t.as_ptr();
+        let s = t.clone().skip(4).unwrap();
         assert_eq!(s, "é");
-        assert_eq!(s.as_ptr(), t[4..].as_ptr());
-        assert!(t.slice_from(5).is_none());
-        assert!(t.slice_from(7).is_none());
-        assert_eq!(t.slice_from(6).unwrap(), "");
+        assert_eq!(s.as_ptr(), ptr.wrapping_add(4));
+        assert!(t.clone().skip(5).is_none());
+        assert!(t.clone().skip(7).is_none());
+        assert_eq!(t.skip(6).unwrap(), "");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub const SESSION_HEADER: &str = "Tether-Session";
 use core::fmt;
 
 use crate::payload::{Bytes, Payload, Text};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+use bytes::Buf as _;
 
 /// One protocol message, carried in one WebSocket frame or one record of a poll batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -414,9 +416,11 @@ fn decode_binary(bytes: Bytes) -> Result<Envelope, DecodeError> {
     let mut seq = [0u8; 8];
     seq.copy_from_slice(seq_bytes);
     let seq = nonzero_seq(u64::from_be_bytes(seq))?;
+    let mut bytes = bytes;
+    bytes.advance(BINARY_HEADER);
     Ok(Envelope::Msg {
         seq,
-        payload: Payload::Binary(bytes.slice(BINARY_HEADER..)),
+        payload: Payload::Binary(bytes),
     })
 }
 
@@ -434,7 +438,7 @@ fn decode_text(text: Text) -> Result<Envelope, DecodeError> {
             // byte before it is ASCII, so the offset is a char boundary.
             fields.space("payload")?;
             let start = bytes.len() - fields.rest.len();
-            let payload = text.slice_from(start).ok_or(DecodeError::Truncated)?;
+            let payload = text.skip(start).ok_or(DecodeError::Truncated)?;
             return Ok(Envelope::Msg {
                 seq,
                 payload: Payload::Text(payload),
