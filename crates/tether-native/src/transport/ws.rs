@@ -350,6 +350,80 @@ mod tests {
         assert!(!err.to_string().contains("s3cr3t"), "{err}");
     }
 
+    fn response(status: u16, headers: &[(&str, &str)]) -> Response {
+        let mut r = Response::new(None);
+        *r.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (name, value) in headers {
+            r.headers_mut().insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn the_upgrade_response_is_checked_as_tungstenite_checks_it() {
+        let accept = derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ==");
+        let good = [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", accept.as_str()),
+        ];
+        assert!(verify(response(101, &good), &accept, None).is_ok());
+        let offered = ["tether".to_owned()];
+        let mut chosen = good.to_vec();
+        chosen.push(("Sec-WebSocket-Protocol", "tether"));
+        assert!(verify(response(101, &chosen), &accept, Some(&offered)).is_ok());
+
+        let fails = |r: Response, offered: Option<&[String]>| {
+            verify(r, &accept, offered).expect_err("accepted a bad response")
+        };
+        let refused = fails(response(503, &[("Retry-After", "7")]), None);
+        assert_eq!(
+            failure::from_ws(refused),
+            TransportFailure::Http {
+                status: 503,
+                retry_after: Some(tether_core::Duration::from_secs(7))
+            }
+        );
+        let wrong_key = [good[0], good[1], ("Sec-WebSocket-Accept", "x")];
+        assert!(matches!(
+            fails(response(101, &wrong_key), None),
+            WsError::Protocol(ProtocolError::SecWebSocketAcceptKeyMismatch)
+        ));
+        assert!(matches!(
+            fails(response(101, &good[1..]), None),
+            WsError::Protocol(ProtocolError::MissingUpgradeWebSocketHeader)
+        ));
+        assert!(matches!(
+            fails(response(101, &[good[0], good[2]]), None),
+            WsError::Protocol(ProtocolError::MissingConnectionUpgradeHeader)
+        ));
+        for (response, offered, problem) in [
+            (
+                response(101, &good),
+                Some(&offered[..]),
+                SubProtocolError::NoSubProtocol,
+            ),
+            (
+                response(101, &chosen),
+                None,
+                SubProtocolError::ServerSentSubProtocolNoneRequested,
+            ),
+            (
+                response(101, &chosen),
+                Some(&["other".to_owned()][..]),
+                SubProtocolError::InvalidSubProtocol,
+            ),
+        ] {
+            assert!(matches!(
+                fails(response, offered),
+                WsError::Protocol(ProtocolError::SecWebSocketSubProtocolError(p)) if p == problem
+            ));
+        }
+    }
+
     #[test]
     fn request_carries_protocols_and_headers() {
         let (url, headers) = Additions::default()
