@@ -45,13 +45,13 @@ fn opt<T: Into<JsValue>>(v: Option<T>) -> JsValue {
 /// A string (text), or bytes from a Uint8Array, an ArrayBuffer or another view (binary).
 pub(crate) fn payload_of(value: &JsValue) -> Option<Payload> {
     if let Some(text) = value.as_string() {
-        return Some(Payload::Text(text));
+        return Some(Payload::from(text));
     }
     if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-        return Some(Payload::Binary(bytes.to_vec()));
+        return Some(Payload::from(bytes.to_vec()));
     }
     if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
-        return Some(Payload::Binary(Uint8Array::new(buffer).to_vec()));
+        return Some(Payload::from(Uint8Array::new(buffer).to_vec()));
     }
     if ArrayBuffer::is_view(value) {
         let buffer = Reflect::get(value, &"buffer".into()).ok()?;
@@ -59,7 +59,7 @@ pub(crate) fn payload_of(value: &JsValue) -> Option<Payload> {
         let length = Reflect::get(value, &"byteLength".into()).ok()?.as_f64()?;
         let view =
             Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32);
-        return Some(Payload::Binary(view.to_vec()));
+        return Some(Payload::from(view.to_vec()));
     }
     None
 }
@@ -68,7 +68,7 @@ pub(crate) fn payload_of(value: &JsValue) -> Option<Payload> {
 pub(crate) fn payload(p: &Payload) -> JsValue {
     match p {
         Payload::Text(text) => JsValue::from_str(text),
-        Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+        Payload::Binary(bytes) => Uint8Array::from(&bytes[..]).into(),
     }
 }
 

@@ -417,7 +417,7 @@ fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
         return Err(wrong());
     }
     match JSON::stringify(data) {
-        Ok(text) => text.as_string().map(Payload::Text).ok_or_else(wrong),
+        Ok(text) => text.as_string().map(Payload::from).ok_or_else(wrong),
         Err(e) => {
             let mut message = what.to_owned();
             message.push_str(": data is not JSON-serialisable: ");

@@ -62,7 +62,7 @@ fn measure(mut round: impl FnMut() -> u64) -> f64 {
 
 fn send(protocol: bool) -> f64 {
     let (mut conn, id, now) = connected(protocol);
-    let payload = Payload::Text("x".repeat(64));
+    let payload = Payload::from("x".repeat(64));
     let mut sent = 0u64;
     measure(|| {
         for _ in 0..MESSAGES {
@@ -93,11 +93,11 @@ fn receive(protocol: bool) -> f64 {
             let frame = if protocol {
                 Envelope::Msg {
                     seq,
-                    payload: Payload::Text(body.clone()),
+                    payload: Payload::from(body.clone()),
                 }
                 .encode()
             } else {
-                Payload::Text(body.clone())
+                Payload::from(body.clone())
             };
             conn.handle_frame(now, id, frame);
             while let Some(e) = conn.poll_event() {
@@ -118,7 +118,7 @@ fn main() {
     let body = "x".repeat(64);
     let make_plain = measure(|| {
         for _ in 0..MESSAGES {
-            black_box(Payload::Text(body.clone()));
+            black_box(Payload::from(body.clone()));
         }
         MESSAGES
     });
@@ -127,7 +127,7 @@ fn main() {
             black_box(
                 Envelope::Msg {
                     seq,
-                    payload: Payload::Text(body.clone()),
+                    payload: Payload::from(body.clone()),
                 }
                 .encode(),
             );

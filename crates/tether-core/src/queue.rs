@@ -231,7 +231,7 @@ mod tests {
                             Ok(gone) => {
                                 dropped += gone.len();
                                 accepted += 1;
-                                o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::Binary(vec![0; size]), enqueued: now, seq: 0 });
+                                o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::from(vec![0; size]), enqueued: now, seq: 0 });
                             }
                             Err(SendError::QueueFull { messages, bytes }) => {
                                 prop_assert_eq!((messages, bytes), before);

@@ -43,7 +43,7 @@ fn envelope() -> impl Strategy<Value = Envelope> {
         }),
         (1u64..12, "[a-z]{0,8}").prop_map(|(seq, s)| Envelope::Msg {
             seq,
-            payload: Payload::Text(s)
+            payload: Payload::from(s)
         }),
         n.clone().prop_map(|seq| Envelope::Ack { seq }),
         n.clone().prop_map(|id| Envelope::Ping { id }),
@@ -62,8 +62,8 @@ fn envelope() -> impl Strategy<Value = Envelope> {
 fn frame() -> impl Strategy<Value = Payload> {
     prop_oneof![
         4 => envelope().prop_map(|e| e.encode()),
-        1 => any::<Vec<u8>>().prop_map(Payload::Binary),
-        1 => ".{0,12}".prop_map(Payload::Text),
+        1 => any::<Vec<u8>>().prop_map(Payload::from),
+        1 => ".{0,12}".prop_map(Payload::from),
         1 => Just(Payload::Text("pong".into())),
     ]
 }
@@ -239,9 +239,9 @@ proptest! {
                 Input::Reconnect => w.conn.reconnect(now),
                 Input::Send(bytes, text) => {
                     let payload = if text {
-                        Payload::Text(String::from_utf8_lossy(&bytes).into_owned())
+                        Payload::from(String::from_utf8_lossy(&bytes).into_owned())
                     } else {
-                        Payload::Binary(bytes)
+                        Payload::from(bytes)
                     };
                     let _ = w.conn.send(now, payload);
                 }

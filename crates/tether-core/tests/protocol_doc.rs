@@ -14,7 +14,7 @@ fn the_example_frames_of_protocol_md_decode_and_encode_back() {
     let block = section.split_once("```").expect("the block ends").0;
     let mut hello_seen = false;
     for line in block.lines() {
-        let frame = Payload::Text(line.to_owned());
+        let frame = Payload::from(line.to_owned());
         let envelope = Envelope::decode(frame.clone())
             .unwrap_or_else(|e| panic!("example {line:?} is invalid: {e}"));
         assert_eq!(

@@ -132,6 +132,17 @@ async fn bench() -> Result<()> {
         );
     }
     let [raw, _, plain, protocol, ..] = best.map(|b| b.rate);
+    // One more round, not timed, with every allocation of this process (the clients')
+    // counted.
+    println!("allocations per message (client process, one more round)");
+    for (name, peer) in names.iter().zip(&peers) {
+        ALLOC_CALLS.store(0, Ordering::SeqCst);
+        COUNTING_CALLS.store(true, Ordering::SeqCst);
+        peer.throughput().await?;
+        COUNTING_CALLS.store(false, Ordering::SeqCst);
+        let calls = ALLOC_CALLS.load(Ordering::SeqCst);
+        println!("  {name} {:>6.2}", calls as f64 / MESSAGES as f64);
+    }
 
     println!(
         "round trips: {ROUND_TRIPS} sequential per client in interleaved blocks of {BLOCK}, after {WARMUP} unmeasured"
@@ -689,10 +700,14 @@ fn rss_bytes() -> Result<u64> {
 // ----- heap accounting (idle children only) ------------------------------------------
 
 /// Live heap bytes, and live allocations by size class, counted while `TRACKING` is on:
-/// what an idle client's memory is made of. Off, it costs one relaxed load per call.
+/// what an idle client's memory is made of; and allocation calls while `COUNTING_CALLS`
+/// is on. Off, they cost two relaxed loads per call.
 struct Counting;
 
 static TRACKING: AtomicBool = AtomicBool::new(false);
+/// Allocation calls (`alloc`, `alloc_zeroed`, `realloc`) while `COUNTING_CALLS` is on.
+static COUNTING_CALLS: AtomicBool = AtomicBool::new(false);
+static ALLOC_CALLS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
 /// 16-byte classes up to 64 KiB, then one class for anything larger.
 const CLASSES: usize = 4097;
@@ -707,6 +722,9 @@ fn class_bytes(class: usize) -> usize {
 }
 
 fn count(size: usize, delta: isize) {
+    if delta > 0 && COUNTING_CALLS.load(Ordering::Relaxed) {
+        ALLOC_CALLS.fetch_add(1, Ordering::Relaxed);
+    }
     if TRACKING.load(Ordering::Relaxed) {
         LIVE_BYTES.fetch_add(delta * size as isize, Ordering::Relaxed);
         LIVE_BY_CLASS[class_of(size)].fetch_add(delta, Ordering::Relaxed);

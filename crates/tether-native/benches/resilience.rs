@@ -312,7 +312,7 @@ async fn restarts(servers: &Servers, settings: &[(&str, BackoffConfig)]) -> Resu
     let mut seen: HashMap<String, u32> = HashMap::new();
     while let Ok(d) = delivered.try_recv() {
         if let Payload::Text(t) = d.payload {
-            *seen.entry(t).or_default() += 1;
+            *seen.entry(t.to_string()).or_default() += 1;
         }
     }
     for (k, (setting, c, n)) in sent.iter().enumerate() {

@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn message(n: usize) -> Event {
-        Event::Message(tether_core::Payload::Text(format!("m{n}")))
+        Event::Message(tether_core::Payload::from(format!("m{n}")))
     }
 
     fn state(from: State, to: State) -> Event {

@@ -41,7 +41,7 @@
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is
 //!   the core's ([`SendError`], [`TerminalReason`]).
 //! - Re-exported from the core: [`Config`] and its builder with every option type,
-//!   [`Event`], [`State`], [`Payload`], [`Metrics`], [`Quality`], [`Token`], the errors;
+//!   [`Event`], [`State`], [`Payload`] (its [`Text`] and [`Bytes`]), [`Metrics`], [`Quality`], [`Token`], the errors;
 //!   the rest (close codes, backoff and quality policies, the protocol) under [`core`].
 //!
 //! ## Features
@@ -124,11 +124,12 @@ pub use tether_core as core;
 pub use tether_dispatch as dispatch;
 // What a client's user names: configuration, events, states, payloads, errors.
 pub use tether_core::{
-    AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
-    ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig,
-    HandoffError, HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy,
-    Payload, ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig, SendError,
-    State, TerminalReason, TetherError, Token, TokenPlacement, TransportFailure, WireMode,
+    AuthConfig, BackoffConfig, Bytes, Cause, CloseClass, CloseRule, Config, ConfigBuilder,
+    ConfigError, ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event,
+    FallbackConfig, HandoffError, HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics,
+    NotUtf8, OverflowPolicy, Payload, ProtocolViolation, Quality, QualityBound, QualityConfig,
+    QueueConfig, SendError, State, TerminalReason, TetherError, Text, Token, TokenPlacement,
+    TransportFailure, WireMode,
 };
 
 // The README's example compiles with the crate's tests.

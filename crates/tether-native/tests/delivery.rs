@@ -25,7 +25,7 @@ async fn read_messages(events: &mut tether_native::Events, count: usize) -> Vec<
         let mut got = Vec::with_capacity(count);
         while got.len() < count {
             match events.recv().await {
-                Some(Event::Message(Payload::Text(t))) => got.push(t),
+                Some(Event::Message(Payload::Text(t))) => got.push(t.to_string()),
                 Some(Event::Message(p)) => panic!("a binary message: {p:?}"),
                 Some(_) => {}
                 None => panic!("the event stream ended after {} messages", got.len()),

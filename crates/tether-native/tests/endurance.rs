@@ -287,7 +287,7 @@ async fn ten_thousand_messages_each_way_survive_thirty_two_forced_disconnects() 
     );
     assert!(full > 0, "the sender never met a full queue");
     // The server got every client message once, in order, then the sentinel.
-    let mut expected = (1..=MESSAGES).map(|n| Payload::Text(format!("c{n}")));
+    let mut expected = (1..=MESSAGES).map(|n| Payload::from(format!("c{n}")));
     let mut got = 0;
     while let Ok(d) = tap.try_recv() {
         match expected.next() {

@@ -19,7 +19,7 @@ use support::{config, within};
 async fn echo(events: &mut Events) -> String {
     loop {
         match events.recv().await.expect("the client is running") {
-            Event::Message(Payload::Text(text)) => return text,
+            Event::Message(Payload::Text(text)) => return text.to_string(),
             Event::SessionReset { .. } => panic!("the session was reset"),
             _ => {}
         }

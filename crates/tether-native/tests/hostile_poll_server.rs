@@ -71,7 +71,7 @@ async fn serve(mut stream: TcpStream, next: Arc<AtomicU64>) {
             }
         }
         if let Some(seq) = max_seq {
-            out.push(Payload::Text(format!("A {seq}")));
+            out.push(Payload::from(format!("A {seq}")));
         }
         // Every answer after the Welcome brings more messages.
         if send
@@ -82,7 +82,7 @@ async fn serve(mut stream: TcpStream, next: Arc<AtomicU64>) {
             let pad = "m".repeat(PAYLOAD);
             for _ in 0..PER_ANSWER {
                 let seq = next.fetch_add(1, Ordering::SeqCst) + 1;
-                out.push(Payload::Text(format!("M {seq} {pad}")));
+                out.push(Payload::from(format!("M {seq} {pad}")));
             }
         }
         let body = encode_batch(&out);

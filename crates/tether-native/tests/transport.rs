@@ -273,7 +273,7 @@ async fn reader_reports_frames_then_the_close_code() {
     );
     assert_eq!(
         within("a frame", r.next()).await,
-        SocketEvent::Frame(Payload::Binary(vec![7, 8]))
+        SocketEvent::Frame(Payload::from(vec![7, 8]))
     );
     assert_eq!(
         within("the close", r.next()).await,
@@ -349,7 +349,7 @@ async fn writer_sends_frames_and_a_valid_close() {
     .await
     .unwrap();
     w.send(Payload::Text("a".into())).await.unwrap();
-    w.send(Payload::Binary(vec![1])).await.unwrap();
+    w.send(Payload::from(vec![1])).await.unwrap();
     // 1006 may not be sent: it becomes 1000; the reason is cut to 123 bytes.
     w.close(1006, "x".repeat(200)).await;
     let got = within("the server", seen).await.unwrap();

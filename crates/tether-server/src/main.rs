@@ -364,7 +364,7 @@ impl Admin {
                 let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
                 c.total += 1;
                 if let Payload::Text(text) = d.payload {
-                    *c.texts.entry(text).or_default() += 1;
+                    *c.texts.entry(text.to_string()).or_default() += 1;
                 }
             }
         });

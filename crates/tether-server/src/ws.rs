@@ -26,12 +26,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use tether_core::close::codes;
 use tether_core::protocol::Envelope;
-use tether_core::Payload;
+use tether_core::{Bytes, Payload, Text};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Interval};
 use tracing::debug;
@@ -206,17 +206,19 @@ async fn write_loop(
     }
 }
 
+/// Both sides hold `Bytes`: the payload goes out and comes in without a copy (a text
+/// is checked as UTF-8 again when it changes type, which cannot fail).
 fn to_message(payload: Payload) -> Message {
     match payload {
-        Payload::Text(s) => Message::Text(s.into()),
-        Payload::Binary(b) => Message::Binary(b.into()),
+        Payload::Text(t) => Message::Text(Utf8Bytes::try_from(t.into_bytes()).unwrap_or_default()),
+        Payload::Binary(b) => Message::Binary(b),
     }
 }
 
 fn to_payload(message: Message) -> Option<Payload> {
     match message {
-        Message::Text(t) => Some(Payload::Text(t.as_str().to_owned())),
-        Message::Binary(b) => Some(Payload::Binary(b.to_vec())),
+        Message::Text(t) => Text::try_from(Bytes::from(t)).ok().map(Payload::Text),
+        Message::Binary(b) => Some(Payload::Binary(b)),
         _ => None,
     }
 }

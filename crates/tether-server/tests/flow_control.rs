@@ -96,7 +96,7 @@ async fn a_client_sending_past_its_window_is_closed_1013_and_loses_nothing() {
                 }
                 Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
                     if let Ok(m @ Envelope::Msg { .. }) =
-                        Envelope::decode(tether_core::Payload::Text(t.as_str().to_owned()))
+                        Envelope::decode(tether_core::Payload::from(t.as_str().to_owned()))
                     {
                         echoes.push(client.take(&m));
                     }

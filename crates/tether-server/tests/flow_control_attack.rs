@@ -385,7 +385,7 @@ async fn zero_seqs_and_gaps_among_held_messages_are_protocol_errors_and_nothing_
                 match next {
                     Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
                     Some(Ok(Message::Text(t))) => {
-                        let frame = tether_core::Payload::Text(t.as_str().to_owned());
+                        let frame = tether_core::Payload::from(t.as_str());
                         if let Ok(m @ Envelope::Msg { .. }) = Envelope::decode(frame) {
                             c.take(&m);
                             echoes += 1;

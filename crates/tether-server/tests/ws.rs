@@ -49,12 +49,12 @@ async fn hello_welcome_then_echo_with_acks() {
             &mut ws,
             Envelope::Msg {
                 seq: 4,
-                payload: Payload::Binary(vec![0, 1, 2, 255]),
+                payload: Payload::from(vec![0, 1, 2, 255]),
             },
         )
         .await;
         let (got, _) = c.collect(&mut ws, 1).await;
-        assert_eq!(got, [Payload::Binary(vec![0, 1, 2, 255])]);
+        assert_eq!(got, [Payload::from(vec![0, 1, 2, 255])]);
 
         // A resent (duplicate) message is acked again, not echoed twice.
         send(
@@ -147,7 +147,7 @@ async fn garbage_and_protocol_violations_close_4400() {
         // Garbage after a good handshake.
         let c = Client::new(1);
         let (mut ws, _) = c.open(addr, "", Some(&token)).await;
-        send_frame(&mut ws, Payload::Binary(vec![0xde, 0xad])).await;
+        send_frame(&mut ws, Payload::from(vec![0xde, 0xad])).await;
         assert_eq!(close_code(&mut ws).await, Some(4400));
 
         // A gap in the client's numbering.
@@ -181,11 +181,11 @@ async fn oversized_message_closes_1009() {
         let c = Client::new(2);
         let (mut ws, _) = c.open(server.addr(), "", Some(&token("dave"))).await;
         let big = format!("M 1 {}", "x".repeat(4096));
-        send_frame(&mut ws, Payload::Text(big)).await;
+        send_frame(&mut ws, Payload::from(big)).await;
         assert_eq!(close_code(&mut ws).await, Some(1009));
 
         let mut echo = connect(server.addr(), "/echo", Some(&token("dave"))).await;
-        send_frame(&mut echo, Payload::Binary(vec![0; 2048])).await;
+        send_frame(&mut echo, Payload::from(vec![0; 2048])).await;
         assert_eq!(close_code(&mut echo).await, Some(1009));
         server.shutdown().await;
     })
@@ -295,11 +295,8 @@ async fn plain_echo_and_ping_pong() {
         assert_eq!(next_data(&mut ws).await, Some("pong".into()));
         send_frame(&mut ws, "M 1 not parsed here".into()).await;
         assert_eq!(next_data(&mut ws).await, Some("M 1 not parsed here".into()));
-        send_frame(&mut ws, Payload::Binary(vec![1, 2, 3])).await;
-        assert_eq!(
-            next_data(&mut ws).await,
-            Some(Payload::Binary(vec![1, 2, 3]))
-        );
+        send_frame(&mut ws, Payload::from(vec![1, 2, 3])).await;
+        assert_eq!(next_data(&mut ws).await, Some(Payload::from(vec![1, 2, 3])));
         close(ws).await;
         server.shutdown().await;
     })

@@ -98,14 +98,14 @@ pub fn numbered_payload(tag: u8, number: u64, pad: usize, binary: bool) -> Paylo
         b.push(tag.to_ascii_uppercase());
         b.extend_from_slice(&number.to_be_bytes());
         b.extend((0..pad).map(|i| (i as u8).wrapping_mul(31)));
-        Payload::Binary(b)
+        Payload::from(b)
     } else {
         let mut s = format!("{}{number}", char::from(tag));
         if pad > 0 {
             s.push(' ');
             s.extend(std::iter::repeat_n('x', pad - 1));
         }
-        Payload::Text(s)
+        Payload::from(s)
     }
 }
 

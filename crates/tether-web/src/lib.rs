@@ -47,7 +47,7 @@
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is the
 //!   core's ([`SendError`], [`TerminalReason`]).
 //! - Re-exported from the core: [`Config`] and its builder with every option type,
-//!   [`Event`], [`State`], [`Payload`], [`Metrics`], [`Quality`], [`Token`], [`Hint`],
+//!   [`Event`], [`State`], [`Payload`] (its [`Text`] and [`Bytes`]), [`Metrics`], [`Quality`], [`Token`], [`Hint`],
 //!   the errors; the rest (close codes, backoff and quality policies, the protocol)
 //!   under [`core`].
 //!
@@ -90,11 +90,12 @@ pub use tether_core as core;
 pub use tether_dispatch as dispatch;
 // What a client's user names: configuration, events, states, payloads, errors.
 pub use tether_core::{
-    AuthConfig, BackoffConfig, Cause, CloseClass, CloseRule, Config, ConfigBuilder, ConfigError,
-    ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event, FallbackConfig,
-    HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, OverflowPolicy, Payload,
-    ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig, SendError, State,
-    TerminalReason, TetherError, Token, TokenPlacement, TransportFailure, WireMode,
+    AuthConfig, BackoffConfig, Bytes, Cause, CloseClass, CloseRule, Config, ConfigBuilder,
+    ConfigError, ConfigField, ConfigProblem, DeliveryError, DropReason, Duration, Event,
+    FallbackConfig, HeartbeatConfig, Hint, Instant, Jitter, MessageId, Metrics, NotUtf8,
+    OverflowPolicy, Payload, ProtocolViolation, Quality, QualityBound, QualityConfig, QueueConfig,
+    SendError, State, TerminalReason, TetherError, Text, Token, TokenPlacement, TransportFailure,
+    WireMode,
 };
 
 // The README's example compiles with the crate's tests.

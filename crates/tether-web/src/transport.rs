@@ -201,7 +201,7 @@ impl SocketWriter for WebSocketWriter {
         // until it is written, and wasm memory moves.
         let data = match frame {
             Payload::Text(text) => JsValue::from_str(&text),
-            Payload::Binary(bytes) => Uint8Array::from(bytes.as_slice()).into(),
+            Payload::Binary(bytes) => Uint8Array::from(&bytes[..]).into(),
         };
         ready(if self.socket.0.send(&data) {
             Ok(())
@@ -252,10 +252,10 @@ impl SocketReader for WebSocketReader {
 /// `{ end, code, reason }`.
 fn socket_event(item: &JsValue) -> SocketEvent {
     if let Some(text) = item.as_string() {
-        return SocketEvent::Frame(Payload::Text(text));
+        return SocketEvent::Frame(Payload::from(text));
     }
     if let Some(bytes) = item.dyn_ref::<Uint8Array>() {
-        return SocketEvent::Frame(Payload::Binary(bytes.to_vec()));
+        return SocketEvent::Frame(Payload::from(bytes.to_vec()));
     }
     if field(item, "pong").is_truthy() {
         return SocketEvent::Pong;

@@ -1270,7 +1270,7 @@ fn garbage_gaps_and_bogus_acks_replace_the_socket() {
         Payload::Text("Z nonsense".into()),
         msg(5, "gap").encode(),
         Envelope::Ack { seq: 9 }.encode(),
-        Payload::Binary(vec![1, 2]),
+        Payload::from(vec![1, 2]),
     ] {
         let mut h = Harness::new(protocol());
         h.connect();

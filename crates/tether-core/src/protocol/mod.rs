@@ -50,7 +50,9 @@ pub const SESSION_HEADER: &str = "Tether-Session";
 
 use core::fmt;
 
-use crate::payload::Payload;
+use crate::payload::{Bytes, Payload, Text};
+#[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
+use bytes::Buf as _;
 
 /// One protocol message, carried in one WebSocket frame or one record of a poll batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -285,12 +287,13 @@ impl Envelope {
     /// let text = Envelope::Msg { seq: 7, payload: Payload::Text("hi there".into()) };
     /// assert_eq!(text.encode(), Payload::Text("M 7 hi there".into()));
     ///
-    /// let binary = Envelope::Msg { seq: 1, payload: Payload::Binary(vec![0xff]) };
-    /// assert_eq!(binary.encode(), Payload::Binary(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 0xff]));
+    /// let binary = Envelope::Msg { seq: 1, payload: Payload::from(vec![0xff]) };
+    /// assert_eq!(binary.encode(), Payload::from(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 0xff]));
     /// ```
     #[must_use]
     pub fn encode(&self) -> Payload {
-        match self {
+        // Every text frame becomes a Payload in one place (smaller in the browser build).
+        let frame = match self {
             Envelope::Msg {
                 seq,
                 payload: Payload::Binary(bytes),
@@ -299,24 +302,26 @@ impl Envelope {
                 frame.push(b'M');
                 frame.extend_from_slice(&seq.to_be_bytes());
                 frame.extend_from_slice(bytes);
-                Payload::Binary(frame)
+                return Payload::Binary(frame.into());
             }
             Envelope::Msg {
                 seq,
                 payload: Payload::Text(text),
             } => {
-                let mut frame = String::with_capacity(3 + MAX_DEC_DIGITS + text.len());
+                // Exactly the frame's length: a `Bytes` made from a full `Vec` needs no
+                // second allocation.
+                let mut frame = String::with_capacity(3 + dec_digits(*seq) + text.len());
                 frame.push_str("M ");
                 push_dec(&mut frame, *seq);
                 frame.push(' ');
                 frame.push_str(text);
-                Payload::Text(frame)
+                frame
             }
             Envelope::Auth { token } => {
                 let mut frame = String::with_capacity(2 + token.len());
                 frame.push_str("T ");
                 frame.push_str(token);
-                Payload::Text(frame)
+                frame
             }
             Envelope::Hello {
                 client_id,
@@ -341,7 +346,7 @@ impl Envelope {
                     Some(secret) => frame.push_str(&secret.to_hex()),
                     None => frame.push('-'),
                 }
-                Payload::Text(frame)
+                frame
             }
             Envelope::Welcome {
                 session,
@@ -357,7 +362,7 @@ impl Envelope {
                 push_dec(&mut frame, *recv_seq);
                 frame.push_str(if *resumed { " 1 " } else { " 0 " });
                 frame.push_str(&secret.to_hex());
-                Payload::Text(frame)
+                frame
             }
             Envelope::Ack { seq: n }
             | Envelope::Ping { id: n }
@@ -367,13 +372,14 @@ impl Envelope {
                 frame.push(char::from(self.kind().tag()));
                 frame.push(' ');
                 push_dec(&mut frame, *n);
-                Payload::Text(frame)
+                frame
             }
-        }
+        };
+        Payload::Text(frame.into())
     }
 
     /// Parses one WebSocket frame. Takes the frame by value so a message's payload
-    /// reuses the frame's allocation.
+    /// shares the frame's buffer (no copy).
     ///
     /// ```
     /// use tether_core::protocol::{DecodeError, Envelope};
@@ -394,7 +400,7 @@ impl Envelope {
     }
 }
 
-fn decode_binary(mut bytes: Vec<u8>) -> Result<Envelope, DecodeError> {
+fn decode_binary(bytes: Bytes) -> Result<Envelope, DecodeError> {
     let Some(&tag) = bytes.first() else {
         return Err(DecodeError::Empty);
     };
@@ -410,14 +416,15 @@ fn decode_binary(mut bytes: Vec<u8>) -> Result<Envelope, DecodeError> {
     let mut seq = [0u8; 8];
     seq.copy_from_slice(seq_bytes);
     let seq = nonzero_seq(u64::from_be_bytes(seq))?;
-    bytes.drain(..BINARY_HEADER);
+    let mut bytes = bytes;
+    bytes.advance(BINARY_HEADER);
     Ok(Envelope::Msg {
         seq,
         payload: Payload::Binary(bytes),
     })
 }
 
-fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
+fn decode_text(text: Text) -> Result<Envelope, DecodeError> {
     let bytes = text.as_bytes();
     let Some(&tag) = bytes.first() else {
         return Err(DecodeError::Empty);
@@ -431,10 +438,10 @@ fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
             // byte before it is ASCII, so the offset is a char boundary.
             fields.space("payload")?;
             let start = bytes.len() - fields.rest.len();
-            text.drain(..start);
+            let payload = text.skip(start).ok_or(DecodeError::Truncated)?;
             return Ok(Envelope::Msg {
                 seq,
-                payload: Payload::Text(text),
+                payload: Payload::Text(payload),
             });
         }
         EnvelopeKind::Auth => {
@@ -443,8 +450,9 @@ fn decode_text(mut text: String) -> Result<Envelope, DecodeError> {
                 return Err(DecodeError::MissingField("token"));
             }
             // "T " is ASCII: byte 2 is a char boundary.
-            text.drain(..2);
-            return Ok(Envelope::Auth { token: text });
+            return Ok(Envelope::Auth {
+                token: text[2..].to_owned(),
+            });
         }
         EnvelopeKind::Hello => {
             // The version comes first: the rest of a Hello of another version may not
@@ -570,6 +578,11 @@ fn parse_u64(field: &[u8], radix: u32, name: &'static str) -> Result<u64, Decode
 const MAX_DEC_DIGITS: usize = 20;
 const MAX_HEX_DIGITS: usize = 16;
 
+/// Digits of `n` in decimal, as [`push_dec`] writes them.
+fn dec_digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 fn push_dec(out: &mut String, mut n: u64) {
     let mut buf = [0u8; MAX_DEC_DIGITS];
     let mut i = buf.len();
@@ -617,7 +630,7 @@ const RECORD_HEADER: usize = 5;
 /// use tether_core::protocol::encode_batch;
 /// use tether_core::Payload;
 ///
-/// let body = encode_batch(&[Payload::Text("A 1".into()), Payload::Binary(vec![7])]);
+/// let body = encode_batch(&[Payload::Text("A 1".into()), Payload::from(vec![7])]);
 /// assert_eq!(body, [0, 0, 0, 0, 3, b'A', b' ', b'1', 1, 0, 0, 0, 1, 7]);
 /// assert!(encode_batch(&[]).is_empty());
 /// ```
@@ -631,7 +644,7 @@ pub fn encode_batch(frames: &[Payload]) -> Vec<u8> {
     for frame in frames {
         let (kind, bytes) = match frame {
             Payload::Text(s) => (RECORD_TEXT, s.as_bytes()),
-            Payload::Binary(b) => (RECORD_BINARY, b.as_slice()),
+            Payload::Binary(b) => (RECORD_BINARY, &b[..]),
         };
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         body.push(kind);
@@ -666,12 +679,10 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Payload>, DecodeError> {
         }
         let (bytes, tail) = tail.split_at(len);
         frames.push(match kind {
-            RECORD_TEXT => Payload::Text(
-                core::str::from_utf8(bytes)
-                    .map_err(|_| DecodeError::InvalidUtf8)?
-                    .to_owned(),
-            ),
-            RECORD_BINARY => Payload::Binary(bytes.to_vec()),
+            RECORD_TEXT => {
+                Payload::from(core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)?)
+            }
+            RECORD_BINARY => Payload::from(bytes),
             other => return Err(DecodeError::UnknownRecordKind(other)),
         });
         rest = tail;
@@ -685,7 +696,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn text(s: &str) -> Payload {
-        Payload::Text(s.to_owned())
+        Payload::from(s.to_owned())
     }
 
     const SECRET: SessionSecret = SessionSecret::from_bytes([
@@ -810,8 +821,8 @@ mod tests {
             text("line\nbreak\r\n"),
             text("M 1 nested"),
             text("ünïcödé ✓"),
-            Payload::Binary(vec![]),
-            Payload::Binary(vec![b'M', 0, 1, 2, 255]),
+            Payload::from(vec![]),
+            Payload::from(vec![b'M', 0, 1, 2, 255]),
             Payload::Binary((0..=255).collect()),
         ];
         for payload in payloads {
@@ -832,11 +843,11 @@ mod tests {
     fn message_frame_types() {
         let bin = Envelope::Msg {
             seq: 258,
-            payload: Payload::Binary(vec![9, 8]),
+            payload: Payload::from(vec![9, 8]),
         };
         assert_eq!(
             bin.encode(),
-            Payload::Binary(vec![b'M', 0, 0, 0, 0, 0, 0, 1, 2, 9, 8])
+            Payload::from(vec![b'M', 0, 0, 0, 0, 0, 0, 1, 2, 9, 8])
         );
         assert_eq!(
             Envelope::Msg {
@@ -976,46 +987,46 @@ mod tests {
         ];
         for (frame, err) in cases {
             assert_eq!(
-                Envelope::decode(Payload::Binary(frame.to_vec())),
+                Envelope::decode(Payload::from(frame.to_vec())),
                 Err(err.clone()),
                 "frame {frame:?}"
             );
         }
         assert_eq!(
-            Envelope::decode(Payload::Binary(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1])),
+            Envelope::decode(Payload::from(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1])),
             Ok(Envelope::Msg {
                 seq: 1,
-                payload: Payload::Binary(vec![])
+                payload: Payload::from(vec![])
             })
         );
     }
 
     #[test]
-    fn decode_reuses_the_frame_allocation() {
+    fn decode_shares_the_frame_buffer() {
         let mut frame = String::with_capacity(64);
         frame.push_str("M 3 payload");
         let ptr = frame.as_ptr();
         let Ok(Envelope::Msg {
             payload: Payload::Text(s),
             ..
-        }) = Envelope::decode(Payload::Text(frame))
+        }) = Envelope::decode(Payload::from(frame))
         else {
             panic!("not a text message");
         };
         assert_eq!(s, "payload");
-        assert_eq!(s.as_ptr(), ptr);
+        assert_eq!(s.as_ptr(), ptr.wrapping_add(4));
 
         let frame = vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 7, 7];
         let ptr = frame.as_ptr();
         let Ok(Envelope::Msg {
             payload: Payload::Binary(b),
             ..
-        }) = Envelope::decode(Payload::Binary(frame))
+        }) = Envelope::decode(Payload::from(frame))
         else {
             panic!("not a binary message");
         };
-        assert_eq!(b, [7, 7]);
-        assert_eq!(b.as_ptr(), ptr);
+        assert_eq!(b[..], [7, 7]);
+        assert_eq!(b.as_ptr(), ptr.wrapping_add(9));
     }
 
     #[test]
@@ -1023,8 +1034,8 @@ mod tests {
         let frames = vec![
             text("H 1 0 0 1"),
             text(""),
-            Payload::Binary(vec![]),
-            Payload::Binary(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Payload::from(vec![]),
+            Payload::from(vec![b'M', 0, 0, 0, 0, 0, 0, 0, 1, 0]),
             text("M 2 ✓ with spaces\n"),
         ];
         let body = encode_batch(&frames);
@@ -1121,8 +1132,8 @@ mod tests {
 
     fn arb_payload() -> impl Strategy<Value = Payload> {
         prop_oneof![
-            any::<String>().prop_map(Payload::Text),
-            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Payload::Binary),
+            any::<String>().prop_map(Payload::from),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Payload::from),
         ]
     }
 
@@ -1174,7 +1185,7 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_text(s in any::<String>()) {
-            if let Ok(env) = Envelope::decode(Payload::Text(s)) {
+            if let Ok(env) = Envelope::decode(Payload::from(s)) {
                 // Whatever parses, re-encodes to something that parses the same way.
                 prop_assert_eq!(Envelope::decode(env.encode()), Ok(env));
             }
@@ -1182,14 +1193,14 @@ mod tests {
 
         #[test]
         fn decode_never_panics_on_near_misses(s in near_miss_frame()) {
-            if let Ok(env) = Envelope::decode(Payload::Text(s)) {
+            if let Ok(env) = Envelope::decode(Payload::from(s)) {
                 prop_assert_eq!(Envelope::decode(env.encode()), Ok(env));
             }
         }
 
         #[test]
         fn decode_never_panics_on_bytes(b in proptest::collection::vec(any::<u8>(), 0..32)) {
-            if let Ok(env) = Envelope::decode(Payload::Binary(b)) {
+            if let Ok(env) = Envelope::decode(Payload::from(b)) {
                 prop_assert_eq!(Envelope::decode(env.encode()), Ok(env));
             }
         }

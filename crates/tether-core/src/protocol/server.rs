@@ -938,10 +938,10 @@ mod tests {
             now,
             Envelope::Msg {
                 seq: 1,
-                payload: Payload::Binary(vec![1, 2]),
+                payload: Payload::from(vec![1, 2]),
             },
         );
-        assert_eq!(r.deliver, Some(Payload::Binary(vec![1, 2])));
+        assert_eq!(r.deliver, Some(Payload::from(vec![1, 2])));
     }
 
     #[test]

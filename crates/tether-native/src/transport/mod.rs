@@ -27,9 +27,10 @@ pub use ws::{WsReader, WsWriter};
 
 /// Read buffer of each socket. Small, because most clients are idle most of the time and
 /// tungstenite allocates it eagerly (its default, 128 KiB, would dominate the memory of an
-/// idle client); larger messages still arrive, in more reads. No smaller size saves
-/// memory: tungstenite keeps the buffer of its handshake, 4 KiB, as the read buffer.
-pub const DEFAULT_READ_BUFFER: usize = 4 * 1024;
+/// idle client); larger messages still arrive, in more reads. The driver does the
+/// upgrade itself so that this is the only read buffer a socket keeps (tungstenite's
+/// handshake would keep its own 4 KiB one).
+pub const DEFAULT_READ_BUFFER: usize = 1024;
 
 /// Bytes of frames buffered before they are written, when the driver writes a burst (its
 /// frames are flushed together once the burst is written; a single frame is flushed at
@@ -80,7 +81,7 @@ impl Default for NativeTransport {
 }
 
 impl NativeTransport {
-    /// A transport with the default settings: 4 KiB read buffer, 16 MiB messages, the
+    /// A transport with the default settings: 1 KiB read buffer, 16 MiB messages, the
     /// TLS the crate's features chose (the webpki roots by default).
     #[must_use]
     pub fn new() -> Self {
@@ -93,9 +94,11 @@ impl NativeTransport {
         Self::default().max_message_bytes(config.max_message_bytes)
     }
 
-    /// Bytes read from the socket at a time, allocated once per socket. Below 4 KiB this
-    /// only shortens each read: the socket keeps the 4 KiB buffer of its handshake, which
-    /// tungstenite makes its read buffer.
+    /// Bytes read from the socket at a time, allocated once per socket (1 KiB by default).
+    /// A larger buffer takes more of a burst of small messages per read (fewer system
+    /// calls) at this cost in memory per socket. Payloads of 1 KiB or more are handed to
+    /// the application in this buffer, uncopied (the socket then reads into a new one);
+    /// smaller ones are copied out.
     #[must_use]
     pub fn read_buffer_size(mut self, bytes: usize) -> Self {
         self.ws = self.ws.read_buffer_size(bytes.max(1));

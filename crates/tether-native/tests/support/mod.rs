@@ -223,8 +223,8 @@ impl ProtocolServer {
 
         fn frame(e: Envelope) -> Message {
             match e.encode() {
-                Payload::Text(t) => Message::Text(t.into()),
-                Payload::Binary(b) => Message::Binary(b.into()),
+                Payload::Text(t) => Message::Text(t.as_str().into()),
+                Payload::Binary(b) => Message::Binary(b),
             }
         }
 
@@ -269,8 +269,8 @@ impl ProtocolServer {
                             }
                         };
                         let payload = match msg {
-                            Message::Text(t) => Payload::Text(t.as_str().to_owned()),
-                            Message::Binary(b) => Payload::Binary(b.to_vec()),
+                            Message::Text(t) => Payload::from(t.as_str().to_owned()),
+                            Message::Binary(b) => Payload::from(b.to_vec()),
                             Message::Close(f) => {
                                 let _ =
                                     seen.send(Seen::Close(f.map(|f| {
@@ -324,8 +324,8 @@ impl ProtocolServer {
                         }
                         if let Some(p) = r.deliver {
                             let _ = seen.send(match &p {
-                                Payload::Text(t) => Seen::Text(t.clone()),
-                                Payload::Binary(b) => Seen::Binary(b.clone()),
+                                Payload::Text(t) => Seen::Text(t.to_string()),
+                                Payload::Binary(b) => Seen::Binary(b.to_vec()),
                             });
                             let _ = out_tx.send(frame(s.send(now, p)));
                         }

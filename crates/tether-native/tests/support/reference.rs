@@ -122,7 +122,7 @@ impl Tally {
         let Payload::Text(text) = payload else {
             panic!("a binary payload: {payload:?}")
         };
-        *self.0.entry(text.clone()).or_default() += 1;
+        *self.0.entry(text.to_string()).or_default() += 1;
     }
 
     /// Asserts that each of `expected` arrived exactly once, and nothing else did.

@@ -99,8 +99,8 @@ pub async fn refused(addr: SocketAddr, path: &str, bearer: Option<&str>) -> u16 
 
 pub async fn send_frame(ws: &mut Ws, frame: Payload) {
     let message = match frame {
-        Payload::Text(s) => Message::Text(s.into()),
-        Payload::Binary(b) => Message::Binary(b.into()),
+        Payload::Text(s) => Message::Text(s.as_str().into()),
+        Payload::Binary(b) => Message::Binary(b),
     };
     ws.send(message).await.expect("send");
 }
@@ -117,8 +117,8 @@ pub async fn next_data(ws: &mut Ws) -> Option<Payload> {
             .await
             .expect("read timed out");
         match next {
-            Some(Ok(Message::Text(t))) => return Some(Payload::Text(t.as_str().to_owned())),
-            Some(Ok(Message::Binary(b))) => return Some(Payload::Binary(b.to_vec())),
+            Some(Ok(Message::Text(t))) => return Some(Payload::from(t.as_str().to_owned())),
+            Some(Ok(Message::Binary(b))) => return Some(Payload::from(b.to_vec())),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
         }
@@ -321,7 +321,7 @@ pub fn texts(payloads: &[Payload]) -> Vec<String> {
     payloads
         .iter()
         .map(|p| match p {
-            Payload::Text(s) => s.clone(),
+            Payload::Text(s) => s.to_string(),
             Payload::Binary(b) => format!("<{} bytes>", b.len()),
         })
         .collect()
