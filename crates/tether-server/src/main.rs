@@ -124,6 +124,13 @@ struct Args {
     /// Largest WebSocket message accepted, in bytes (bigger: close 1009).
     #[arg(long, default_value_t = 1 << 20)]
     max_frame_bytes: usize,
+    /// Share sessions between instances through Redis, e.g. redis://127.0.0.1:6379
+    /// (default: in this process only).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// This instance's id (health, metrics, owner of its sessions in the store).
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
     /// Log filter, e.g. `info` or `tether_server=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -199,6 +206,8 @@ async fn main() -> ExitCode {
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.poll_hold = Duration::from_millis(args.poll_hold_ms);
     config.max_frame_bytes = args.max_frame_bytes;
+    config.store = args.store;
+    config.instance_id = args.instance_id;
 
     if args.admin.is_some_and(|a| !a.ip().is_loopback()) {
         return usage("--admin must be a loopback address");
@@ -209,7 +218,22 @@ async fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return usage(&e.to_string());
     }
-    let hub = Arc::new(Hub::new());
+    let hub = match &config.store {
+        None => Arc::new(Hub::new()),
+        Some(url) => {
+            let id = config
+                .instance_id
+                .clone()
+                .unwrap_or_else(|| Hub::new().instance());
+            match Hub::with_redis(url, &id).await {
+                Ok(hub) => hub,
+                Err(e) => {
+                    eprintln!("tether-server: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let server = match Server::start(config.clone(), Arc::clone(&hub)).await {
         Ok(s) => s,
         Err(e) => {

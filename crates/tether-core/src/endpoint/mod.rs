@@ -87,6 +87,7 @@
 //! # Ok::<(), tether_core::endpoint::HelloError>(())
 //! ```
 
+mod image;
 mod io;
 mod rules;
 mod store;
@@ -101,6 +102,7 @@ use crate::protocol::{Envelope, ProtocolError};
 use crate::time::{Duration, Instant};
 use crate::Payload;
 
+pub use image::{ImageError, SessionImage, MAX_IMAGE_ROOM_BYTES};
 pub use io::{
     ConnId, EndpointConfig, EndpointMemory, Greeting, HelloError, Output, Peer, PollError,
     PollExchange, PollRequest, RandomSource, ReceiveError, Reservation, TokenRefused,
@@ -199,6 +201,12 @@ impl<S: SessionStore> Endpoint<S> {
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
+    }
+
+    /// The store, for its own bookkeeping (a store that notes what changed, for a
+    /// shared store behind it). Records are changed only through the endpoint's rules.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
     }
 
     /// The configuration.
@@ -686,6 +694,109 @@ impl<S: SessionStore> Endpoint<S> {
         for conn in self.conns.values_mut() {
             conn.session = None;
         }
+    }
+
+    // ----- several instances (a shared store) -------------------------------------------
+
+    /// The session `key` as another server instance needs it to go on (see
+    /// [`SessionImage`]); what belongs to this instance (its transport, held client
+    /// messages, producers' reservations) is not in it.
+    #[must_use]
+    pub fn export_session(&self, key: &SessionKey) -> Option<SessionImage> {
+        let e = self.store.get(key)?;
+        let (session, latest_attempt, next_seq, recv_seq, greeted, buffer) =
+            e.session.export_parts();
+        Some(SessionImage {
+            session,
+            latest_attempt,
+            next_seq,
+            recv_seq,
+            greeted,
+            replaced: e.replaced,
+            room: e.room.clone(),
+            buffer,
+        })
+    }
+
+    /// Takes the session `key` as another instance left it (loaded from a shared store
+    /// before a Hello that proves its secret is decided): kept if this endpoint has no
+    /// such session, or only an older copy (a lower latest transport number: the client
+    /// moved on since, elsewhere), whose transport is then closed with 1000. Returns
+    /// whether it was taken. The rules then judge the Hello as if the session had been
+    /// here all along; the buffer is bounded by this endpoint's resume limits (past
+    /// them the oldest go, and the client gets a reset).
+    pub fn import_session(&mut self, now: Instant, key: &SessionKey, image: SessionImage) -> bool {
+        if let Some(local) = self.store.get(key) {
+            if local.session.latest_attempt() >= image.latest_attempt {
+                return false;
+            }
+            self.evict_session(now, key);
+        }
+        let session = crate::protocol::ServerSession::from_parts(
+            now,
+            key.secret,
+            self.config.resume_limits,
+            image.session,
+            image.latest_attempt,
+            image.next_seq,
+            image.recv_seq,
+            image.greeted,
+            image.buffer,
+        );
+        let mut record = SessionRecord::new(session, now);
+        record.replaced = image.replaced;
+        record.room = image.room.clone();
+        self.store.insert(key.clone(), record);
+        if let Some(room) = image.room {
+            self.rooms.entry(room).or_default().insert(key.clone());
+        }
+        self.account_key(key);
+        self.enforce_budget(now);
+        true
+    }
+
+    /// Forgets the session `key` because another instance has it now (a shared store
+    /// says so): its transport here, if any, is closed with 1000 (the client left it for
+    /// a newer one elsewhere). Not counted as dropped: the session lives on.
+    pub fn evict_session(&mut self, now: Instant, key: &SessionKey) {
+        let attached = self.store.get(key).and_then(|e| e.attached);
+        if let Some(conn) = attached {
+            self.detach(
+                conn,
+                codes::NORMAL,
+                "the session moved to another instance",
+                now,
+            );
+        }
+        self.forget_session(key);
+    }
+
+    /// Another instance attached a transport of `user`'s client `client_id`: the
+    /// user's current transport here is replaced (4409, or 409 on polling) if it is of
+    /// another client, detached (1000) if it is of the same one (PROTOCOL.md 3.4 and
+    /// section 13, across instances). Returns whether a transport was taken off.
+    pub fn claimed_elsewhere(&mut self, now: Instant, user: &str, client_id: u64) -> bool {
+        let Some(old) = self.users.get(user).copied() else {
+            return false;
+        };
+        let old_key = self.conns.get(&old).and_then(|c| c.session.clone());
+        self.users.remove(user);
+        if old_key.as_ref().map(|k| k.client_id) == Some(client_id) {
+            self.detach(
+                old,
+                codes::NORMAL,
+                "a newer transport of this client took over",
+                now,
+            );
+            return true;
+        }
+        if let Some(entry) = old_key.as_ref().and_then(|k| self.store.get_mut(k)) {
+            if entry.attached == Some(old) {
+                entry.replaced = true;
+            }
+        }
+        self.detach(old, codes::REPLACED, "replaced by a newer connection", now);
+        true
     }
 
     // ----- the application -----------------------------------------------------------

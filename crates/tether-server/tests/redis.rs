@@ -1,0 +1,221 @@
+//! Several server instances sharing their sessions through Redis (`--store redis://…`):
+//! a client whose instance dies resumes on another, every message exactly once, in
+//! order, both ways.
+//!
+//! Each test starts its own `redis-server` on a free loopback port (scripts/test.sh
+//! installs Debian's package) and kills it at the end. Without `redis-server` the tests
+//! fail: they do not skip.
+
+mod support;
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use tether_core::protocol::Envelope;
+use tether_core::Payload;
+use tether_server::{Delivered, Hub, RunningServer};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use support::{bounded, config, recv, send, start_with, token, Client};
+
+/// A `redis-server` of this test alone, on 127.0.0.1, without persistence.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port();
+        Redis::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> Redis {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): these tests need it \
+                     (Debian: apt-get install redis-server; scripts/test.sh installs it)"
+                )
+            });
+        // Ready when it says so (bounded: the test's own limit stops a silent one).
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.contains("Ready to accept connections") => break,
+                Ok(Some(_)) => {}
+                other => panic!("redis-server ended before it was ready: {other:?}"),
+            }
+        }
+        // Keep reading its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Redis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+/// One instance: its hub (on Redis) and its server.
+async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {
+    let hub = Hub::with_redis(&redis.url(), name)
+        .await
+        .expect("the hub connects to redis");
+    let mut c = config();
+    c.instance_id = Some(name.to_owned());
+    let server = start_with(c, Arc::clone(&hub)).await;
+    (hub, server)
+}
+
+/// What the taps got so far, without waiting.
+fn drain(tap: &mut UnboundedReceiver<Delivered>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(d) = tap.try_recv() {
+        out.push(text(&d.payload));
+    }
+    out
+}
+
+/// Waits until the two instances' taps hold `n` messages in all; returns A's then B's
+/// (and whatever else is already there: a duplicate shows).
+async fn delivered_in_all(
+    a: &mut UnboundedReceiver<Delivered>,
+    b: &mut UnboundedReceiver<Delivered>,
+    n: usize,
+) -> Vec<String> {
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    while from_a.len() + from_b.len() < n {
+        tokio::select! {
+            Some(d) = a.recv() => from_a.push(text(&d.payload)),
+            Some(d) = b.recv() => from_b.push(text(&d.payload)),
+        }
+    }
+    from_a.extend(drain(a));
+    from_a.extend(from_b);
+    from_a.extend(drain(b));
+    from_a
+}
+
+fn text(p: &Payload) -> String {
+    match p {
+        Payload::Text(t) => t.clone(),
+        Payload::Binary(b) => format!("{b:?}"),
+    }
+}
+
+/// Reads from `ws` until `client` has `n` server messages in all (checked in order by
+/// `Client::take`), returning the new ones, and the highest Ack seen.
+async fn read_until(
+    client: &mut Client,
+    ws: &mut support::Ws,
+    n: u64,
+    got: &mut Vec<String>,
+) -> u64 {
+    let mut acked = 0;
+    while client.recv_seq < n {
+        match recv(ws).await {
+            m @ Envelope::Msg { .. } => got.push(text(&client.take(&m))),
+            Envelope::Ack { seq } => acked = acked.max(seq),
+            _ => {}
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_another_instance_after_its_instance_dies() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let mut tap_a = hub_a.tap();
+        let mut tap_b = hub_b.tap();
+        let bearer = token("alice");
+
+        let mut client = Client::new(0x5e55);
+        let (mut ws, welcome) = client.open(a.addr(), "", Some(&bearer)).await;
+        assert!(matches!(welcome, Envelope::Welcome { resumed: false, .. }));
+        // 1..=10 echoed and acknowledged both ways on A.
+        let mut echoes = Vec::new();
+        for i in 1..=10 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        read_until(&mut client, &mut ws, 10, &mut echoes).await;
+        send(&mut ws, Envelope::Ack { seq: 10 }).await;
+        // 11..=20 sent, not read: some may be taken by A before it dies, some not.
+        for i in 11..=20 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        a.kill().await;
+        drop(ws);
+
+        // The client comes back through the balancer, to B.
+        let mut ws = support::connect(b.addr(), "/ws", Some(&bearer)).await;
+        send(&mut ws, client.hello()).await;
+        let welcome = recv(&mut ws).await;
+        let Envelope::Welcome {
+            resumed, recv_seq, ..
+        } = welcome
+        else {
+            panic!("expected Welcome, got {welcome:?}");
+        };
+        assert!(resumed, "B resumes the session A had");
+        assert!(
+            (10..=20).contains(&recv_seq),
+            "B knows what A received: {recv_seq}"
+        );
+        client.welcomed(&welcome);
+        // The client sends again what B has not received (PROTOCOL.md 6.2).
+        for i in recv_seq + 1..=20 {
+            send(
+                &mut ws,
+                Envelope::Msg {
+                    seq: i,
+                    payload: format!("m{i}").into(),
+                },
+            )
+            .await;
+        }
+        for i in 21..=25 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        let acked = read_until(&mut client, &mut ws, 25, &mut echoes).await;
+        let expected: Vec<String> = (1..=25).map(|i| format!("m{i}")).collect();
+        assert_eq!(
+            echoes, expected,
+            "every echo once, in order, across instances"
+        );
+        if acked < 25 {
+            assert_eq!(client.wait_ack(&mut ws, 25).await, Vec::<Payload>::new());
+        }
+        // The application saw every client message exactly once, in order: A's share,
+        // then B's.
+        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 25).await;
+        assert_eq!(delivered, expected, "delivered once each, in order");
+        assert_eq!(hub_b.sessions(), 1);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
