@@ -99,6 +99,8 @@ enum Io {
 struct Conn {
     /// For the logs and metrics (`dev-temp-…` for anonymous clients).
     user: String,
+    /// Has a token: takes part in one connection per user.
+    authenticated: bool,
     route: Route,
     opened: Instant,
     connected_at_ms: u64,
@@ -135,6 +137,12 @@ struct State {
     deferred: Vec<Deferred>,
     /// With a Redis store: batches handed to its writer.
     generation: u64,
+    /// With a Redis store: each user's current transport here and its claim's order
+    /// among the user's claims on every instance.
+    claims: HashMap<String, (ConnId, u64)>,
+    /// With a Redis store: the newest claim (order, client id) another instance made
+    /// for a user connected here.
+    remote_claims: HashMap<String, (u64, u64)>,
     /// Listeners to every delivered client message ([`Hub::tap`]).
     taps: Vec<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 }
@@ -274,6 +282,8 @@ impl Hub {
                 conns: HashMap::new(),
                 deferred: Vec::new(),
                 generation: 0,
+                claims: HashMap::new(),
+                remote_claims: HashMap::new(),
                 taps: Vec::new(),
             }),
             metrics: Metrics::new(),
@@ -296,6 +306,15 @@ impl Hub {
             TrackedStore::tracking(),
             Some(Arc::clone(&store)),
             instance.to_owned(),
+        ));
+        let pubsub = store
+            .subscribe()
+            .await
+            .map_err(|e| StoreError::new(e.to_string()))?;
+        tokio::spawn(crate::store::subscriber(
+            Arc::downgrade(&hub),
+            Arc::clone(&store),
+            pubsub,
         ));
         tokio::spawn(crate::store::writer(Arc::downgrade(&hub), store, rx));
         Ok(hub)
@@ -358,6 +377,8 @@ impl Hub {
                         link.close(code, reason);
                     }
                 }
+                // The writer sends these to the other instances itself.
+                Deferred::Publish { .. } | Deferred::Claim { .. } => {}
                 Deferred::Tap { key, delivered } => {
                     // Taken over before its state was written: the next instance
                     // delivers it (the client sends it again there).
@@ -415,6 +436,66 @@ impl Hub {
             Err(e) => warn!(error = %e, "session store: unreadable session ignored"),
         }
         self.apply(&mut st, now);
+    }
+
+    /// A notice from another instance (Redis pub/sub).
+    pub(crate) fn notice(&self, notice: crate::store::Notice) {
+        let now = Instant::now();
+        let me = self.instance();
+        let mut st = self.lock();
+        match notice {
+            crate::store::Notice::Room {
+                instance,
+                room,
+                payload,
+            } if instance != me => {
+                st.endpoint.broadcast(now, &room, &payload);
+            }
+            crate::store::Notice::Claim {
+                instance,
+                seq,
+                client_id,
+                user,
+            } if instance != me => {
+                if !st.conns.values().any(|c| c.authenticated && c.user == user) {
+                    return;
+                }
+                let newest = st
+                    .remote_claims
+                    .entry(user.clone())
+                    .or_insert((seq, client_id));
+                if seq >= newest.0 {
+                    *newest = (seq, client_id);
+                }
+                // A claim here not yet ordered waits for its order ([`Hub::claimed`]).
+                if st.claims.get(&user).is_some_and(|(_, mine)| *mine < seq) {
+                    st.claims.remove(&user);
+                    st.endpoint.claimed_elsewhere(now, &user, client_id);
+                }
+            }
+            _ => return,
+        }
+        self.apply(&mut st, now);
+        self.room_may_have_changed();
+    }
+
+    /// The claim of `user`'s transport `conn` here got its order `seq`: it stays the
+    /// user's current one unless another instance made a newer claim meanwhile.
+    pub(crate) fn claimed(&self, conn: ConnId, user: &str, seq: u64) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if !st.conns.contains_key(&conn) {
+            return;
+        }
+        match st.remote_claims.get(user).copied() {
+            Some((theirs, client_id)) if theirs > seq => {
+                st.endpoint.claimed_elsewhere(now, user, client_id);
+                self.apply(&mut st, now);
+            }
+            _ => {
+                st.claims.insert(user.to_owned(), (conn, seq));
+            }
+        }
     }
 
     /// Resolves once the state behind everything produced so far is in the store
@@ -577,6 +658,7 @@ impl Hub {
                         conn,
                         Conn {
                             user,
+                            authenticated: asking.is_some_and(|p| p.claims.is_some()),
                             route: Route::Poll,
                             opened: now,
                             connected_at_ms: unix_ms(),
@@ -598,6 +680,16 @@ impl Hub {
                 Output::Delivered {
                     conn, key, payload, ..
                 } => {
+                    if self.store.is_some() {
+                        if let Some(room) = st.endpoint.session(&key).and_then(|r| r.room()) {
+                            let room = room.to_owned();
+                            st.deferred.push(Deferred::Publish {
+                                key: Some(key.clone()),
+                                room,
+                                payload: payload.clone(),
+                            });
+                        }
+                    }
                     if let Some(c) = st.conns.get(&conn) {
                         c.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
@@ -623,6 +715,16 @@ impl Hub {
                     resent,
                     ..
                 } => {
+                    if self.store.is_some() {
+                        if let Some(c) = st.conns.get(&conn).filter(|c| c.authenticated) {
+                            let user = c.user.clone();
+                            st.deferred.push(Deferred::Claim {
+                                conn,
+                                user,
+                                client_id: key.client_id,
+                            });
+                        }
+                    }
                     let user = st.conns.get(&conn).map_or("", |c| c.user.as_str());
                     info!(
                         conn = conn.0,
@@ -669,6 +771,9 @@ impl Hub {
                     let Some(c) = st.conns.remove(&conn) else {
                         continue;
                     };
+                    if st.claims.get(&c.user).is_some_and(|(id, _)| *id == conn) {
+                        st.claims.remove(&c.user);
+                    }
                     if let Io::Poll(notify) = &c.io {
                         notify.notify_one();
                     }
@@ -796,8 +901,16 @@ impl Hub {
     /// ```
     pub fn broadcast(&self, room: &str, payload: impl Into<Payload>) -> usize {
         let now = Instant::now();
+        let payload = payload.into();
         let mut st = self.lock();
-        let count = st.endpoint.broadcast(now, room, &payload.into());
+        if self.store.is_some() {
+            st.deferred.push(Deferred::Publish {
+                key: None,
+                room: room.to_owned(),
+                payload: payload.clone(),
+            });
+        }
+        let count = st.endpoint.broadcast(now, room, &payload);
         self.apply(&mut st, now);
         count
     }
@@ -900,6 +1013,7 @@ impl Hub {
             id,
             Conn {
                 user: principal.user.clone(),
+                authenticated: principal.claims.is_some(),
                 route,
                 opened: now,
                 connected_at_ms: unix_ms(),
@@ -1036,6 +1150,15 @@ impl Hub {
         let now = Instant::now();
         let mut st = self.lock();
         st.endpoint.handle_sweep(now, idle_limit, session_ttl);
+        if !st.remote_claims.is_empty() {
+            let State {
+                conns,
+                remote_claims,
+                ..
+            } = &mut *st;
+            remote_claims
+                .retain(|user, _| conns.values().any(|c| c.authenticated && c.user == *user));
+        }
         self.apply(&mut st, now);
         self.room_may_have_changed();
     }

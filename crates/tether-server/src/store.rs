@@ -60,6 +60,12 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
+impl StoreError {
+    pub(crate) fn new(message: String) -> Self {
+        StoreError(message)
+    }
+}
+
 /// Write `d` under `KEYS[1]` unless another instance holds it for the same or a newer
 /// transport (it claimed or wrote it since): ARGV = attempt (20 digits), owner, image,
 /// ttl in ms. 1: written. The stored number never goes down (this instance's own claim
@@ -182,6 +188,19 @@ pub(crate) enum Deferred {
         code: u16,
         reason: &'static str,
     },
+    /// A message for `room`'s members on the other instances, from session `key`
+    /// (`None`: from the application).
+    Publish {
+        key: Option<SessionKey>,
+        room: String,
+        payload: tether_core::Payload,
+    },
+    /// `user`'s client attached transport `conn` here: the other instances hear of it.
+    Claim {
+        conn: ConnId,
+        user: String,
+        client_id: u64,
+    },
     /// A delivered client message for the taps, of session `key`.
     Tap {
         key: SessionKey,
@@ -202,6 +221,7 @@ pub(crate) struct Batch {
 #[derive(Debug)]
 pub(crate) struct RedisStore {
     pub(crate) instance: String,
+    client: redis::Client,
     conn: ConnectionManager,
     reachable: AtomicBool,
     tx: mpsc::UnboundedSender<Batch>,
@@ -284,7 +304,7 @@ impl RedisStore {
             .set_response_timeout(Some(OP_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -292,6 +312,7 @@ impl RedisStore {
         Ok((
             Arc::new(RedisStore {
                 instance,
+                client,
                 conn,
                 reachable: AtomicBool::new(true),
                 tx,
@@ -509,10 +530,38 @@ pub(crate) async fn writer(
             );
         }
         let last = batches.last().map(|b| b.generation);
-        hub.release(
-            &rejected,
-            batches.into_iter().flat_map(|b| b.deferred).collect(),
-        );
+        let mut deferred = Vec::new();
+        let mut rooms = Vec::new();
+        let mut claims = Vec::new();
+        for d in batches.into_iter().flat_map(|b| b.deferred) {
+            match d {
+                Deferred::Publish { key, .. }
+                    if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
+                Deferred::Publish { room, payload, .. } => rooms.push((room, payload)),
+                Deferred::Claim {
+                    conn,
+                    user,
+                    client_id,
+                } => claims.push((conn, user, client_id)),
+                d => deferred.push(d),
+            }
+        }
+        // A user's transports are ordered before their Welcomes leave: a client that
+        // connects after another got its Welcome has the newer claim.
+        let mut ordered = Vec::new();
+        for (conn, user, client_id) in claims {
+            if let Some(seq) = store.order(&user).await {
+                hub.claimed(conn, &user, seq);
+                ordered.push((user, client_id, seq));
+            }
+        }
+        hub.release(&rejected, deferred);
+        for (user, client_id, seq) in ordered {
+            store.announce(&user, client_id, seq).await;
+        }
+        for (room, payload) in rooms {
+            store.publish_room(&room, &payload).await;
+        }
         if let Some(g) = last {
             store.flushed.send_modify(|f| *f = (*f).max(g));
         }
@@ -523,5 +572,229 @@ fn set_reachable(store: &RedisStore, ok: bool) {
     let was = store.reachable.swap(ok, Ordering::Relaxed);
     if ok && !was {
         info!("session store reachable again");
+    }
+}
+
+/// The channel where instances tell each other a user's newest transport.
+const USERS: &str = "tether:users";
+/// The channel where instances fan room messages out to each other.
+const ROOMS: &str = "tether:rooms";
+/// Largest pub/sub message taken (a room message is bounded by the frame limit).
+const MAX_NOTICE_BYTES: usize = 64 << 20;
+
+/// A notice from another instance.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `user`'s client `client_id` attached a transport there; `seq` orders the claims of
+    /// one user across instances (Redis `INCR`): the highest wins.
+    Claim {
+        instance: String,
+        seq: u64,
+        client_id: u64,
+        user: String,
+    },
+    /// A message for every member of `room`.
+    Room {
+        instance: String,
+        room: String,
+        payload: tether_core::Payload,
+    },
+}
+
+fn encode_claim(instance: &str, seq: u64, client_id: u64, user: &str) -> Vec<u8> {
+    format!("{instance}\t{seq}\t{client_id:x}\t{user}").into_bytes()
+}
+
+fn encode_room(instance: &str, room: &str, payload: &tether_core::Payload) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + instance.len() + room.len() + payload.len());
+    out.push(u8::try_from(instance.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&instance.as_bytes()[..instance.len().min(255)]);
+    out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&room.as_bytes()[..room.len().min(usize::from(u16::MAX))]);
+    match payload {
+        tether_core::Payload::Text(t) => {
+            out.push(0);
+            out.extend_from_slice(t.as_bytes());
+        }
+        tether_core::Payload::Binary(b) => {
+            out.push(1);
+            out.extend_from_slice(b);
+        }
+    }
+    out
+}
+
+/// Reads a notice; `None` for anything malformed (logged by the caller).
+pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
+    if bytes.len() > MAX_NOTICE_BYTES {
+        return None;
+    }
+    match channel {
+        USERS => {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let mut parts = text.splitn(4, '\t');
+            let instance = parts.next()?.to_owned();
+            let seq = parts.next()?.parse().ok()?;
+            let client_id = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let user = parts.next()?.to_owned();
+            (!user.is_empty()).then_some(Notice::Claim {
+                instance,
+                seq,
+                client_id,
+                user,
+            })
+        }
+        ROOMS => {
+            let (&ilen, rest) = bytes.split_first()?;
+            let (instance, rest) = split(rest, usize::from(ilen))?;
+            let (rlen, rest) = split(rest, 2)?;
+            let rlen = usize::from(u16::from_be_bytes([rlen[0], rlen[1]]));
+            let (room, rest) = split(rest, rlen)?;
+            let (&kind, payload) = rest.split_first()?;
+            let payload = match kind {
+                0 => tether_core::Payload::Text(std::str::from_utf8(payload).ok()?.to_owned()),
+                1 => tether_core::Payload::Binary(payload.to_vec()),
+                _ => return None,
+            };
+            Some(Notice::Room {
+                instance: std::str::from_utf8(instance).ok()?.to_owned(),
+                room: std::str::from_utf8(room).ok()?.to_owned(),
+                payload,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn split(bytes: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    (bytes.len() >= n).then(|| bytes.split_at(n))
+}
+
+impl RedisStore {
+    /// A pub/sub connection subscribed to the instances' channels.
+    pub(crate) async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&[USERS, ROOMS]).await?;
+        Ok(pubsub)
+    }
+
+    /// The order of a new claim of `user`'s current connection among all instances'
+    /// (`None`: Redis did not answer).
+    pub(crate) async fn order(&self, user: &str) -> Option<u64> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("INCR")
+                .arg(format!("tether:claims:{user}"))
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()
+    }
+
+    /// Tells the other instances that `user`'s client `client_id` attached here, with
+    /// the claim's order `seq`.
+    pub(crate) async fn announce(&self, user: &str, client_id: u64, seq: u64) {
+        let mut conn = self.conn.clone();
+        let _: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(USERS)
+                .arg(encode_claim(&self.instance, seq, client_id, user))
+                .query_async(&mut conn),
+        )
+        .await;
+    }
+
+    /// Fans a room message out to the other instances.
+    pub(crate) async fn publish_room(&self, room: &str, payload: &tether_core::Payload) {
+        let mut conn = self.conn.clone();
+        let sent: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(ROOMS)
+                .arg(encode_room(&self.instance, room, payload))
+                .query_async(&mut conn),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(_))) {
+            warn!(
+                room,
+                "session store: a room message did not reach the other instances"
+            );
+        }
+    }
+}
+
+/// Takes the other instances' notices until the hub goes; reconnects (with a bounded
+/// backoff) when the connection breaks.
+pub(crate) async fn subscriber(hub: Weak<Hub>, store: Arc<RedisStore>, first: redis::aio::PubSub) {
+    use futures_util::StreamExt as _;
+    let mut pubsub = Some(first);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(mut ps) = pubsub.take() else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            if hub.strong_count() == 0 {
+                return;
+            }
+            match store.subscribe().await {
+                Ok(ps) => {
+                    info!("session store: subscribed again");
+                    backoff = Duration::from_millis(100);
+                    pubsub = Some(ps);
+                }
+                Err(e) => debug!(error = %e, "session store: subscribe failed"),
+            }
+            continue;
+        };
+        {
+            let mut messages = ps.on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(hub) = hub.upgrade() else { return };
+                match decode_notice(msg.get_channel_name(), msg.get_payload_bytes()) {
+                    Some(notice) => hub.notice(notice),
+                    None => warn!("session store: malformed notice ignored"),
+                }
+            }
+        }
+        warn!("session store: pub/sub connection lost; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_garbage_is_refused() {
+        let claim = encode_claim("a", 7, 0xbeef, "alice\twith tab");
+        assert_eq!(
+            decode_notice(USERS, &claim),
+            Some(Notice::Claim {
+                instance: "a".into(),
+                seq: 7,
+                client_id: 0xbeef,
+                user: "alice\twith tab".into()
+            })
+        );
+        let room = encode_room("b", "lobby", &"hi".into());
+        assert_eq!(
+            decode_notice(ROOMS, &room),
+            Some(Notice::Room {
+                instance: "b".into(),
+                room: "lobby".into(),
+                payload: "hi".into()
+            })
+        );
+        for cut in 0..room.len() {
+            let _ = decode_notice(ROOMS, &room[..cut]);
+        }
+        assert_eq!(decode_notice(ROOMS, &room[..3]), None);
+        assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
+        assert_eq!(decode_notice(USERS, b"\xff"), None);
+        assert_eq!(decode_notice("other", b"x"), None);
     }
 }

@@ -10,6 +10,7 @@ mod support;
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tether_core::protocol::Envelope;
 use tether_core::Payload;
@@ -214,6 +215,101 @@ async fn a_session_resumes_on_another_instance_after_its_instance_dies() {
         let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 25).await;
         assert_eq!(delivered, expected, "delivered once each, in order");
         assert_eq!(hub_b.sessions(), 1);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_user_across_instances_the_newer_wins() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("bob");
+
+        // Bob's laptop on A, then his phone on B: the laptop is replaced (4409).
+        let laptop = Client::new(0x1a);
+        let (mut on_a, _) = laptop.open(a.addr(), "", Some(&bearer)).await;
+        let mut phone = Client::new(0x2b);
+        let (mut on_b, _) = phone.open(b.addr(), "", Some(&bearer)).await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(4409),
+            "the older connection, on the other instance, is replaced"
+        );
+        // The phone goes on.
+        let m = phone.msg("still here");
+        send(&mut on_b, m).await;
+        let mut got = Vec::new();
+        read_until(&mut phone, &mut on_b, 1, &mut got).await;
+        assert_eq!(got, ["still here"]);
+
+        // The phone moves to A (B still up): B closes its old socket with 1000, as a
+        // newer transport of the same client does, and the session resumes on A.
+        let m = phone.msg("before the move");
+        send(&mut on_b, m).await;
+        read_until(&mut phone, &mut on_b, 2, &mut got).await;
+        let (mut moved, welcome) = phone.open(a.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 2,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        assert_eq!(
+            support::close_code_within(&mut on_b, Duration::from_secs(5)).await,
+            Some(1000)
+        );
+        let m = phone.msg("after the move");
+        send(&mut moved, m).await;
+        read_until(&mut phone, &mut moved, 3, &mut got).await;
+        assert_eq!(got, ["still here", "before the move", "after the move"]);
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_instances() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let mut p = Client::new(0x70);
+        let mut q = Client::new(0x71);
+        let (mut on_a, _) = p.open(a.addr(), "?room=lobby", Some(&token("p"))).await;
+        let (mut on_b, _) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+
+        let m = p.msg("from a");
+        send(&mut on_a, m).await;
+        let (mut got_p, mut got_q) = (Vec::new(), Vec::new());
+        read_until(&mut p, &mut on_a, 1, &mut got_p).await;
+        read_until(&mut q, &mut on_b, 1, &mut got_q).await;
+        let m = q.msg("from b");
+        send(&mut on_b, m).await;
+        read_until(&mut q, &mut on_b, 2, &mut got_q).await;
+        read_until(&mut p, &mut on_a, 2, &mut got_p).await;
+        // The application's broadcast on one instance reaches the members on both.
+        assert_eq!(hub_b.broadcast("lobby", "from the app"), 1);
+        read_until(&mut q, &mut on_b, 3, &mut got_q).await;
+        read_until(&mut p, &mut on_a, 3, &mut got_p).await;
+        let want = ["from a", "from b", "from the app"];
+        assert_eq!(got_p, want);
+        assert_eq!(got_q, want);
+        // Nothing more (a duplicate would be queued before the Pong).
+        send(&mut on_a, Envelope::Ping { id: 9 }).await;
+        let (extra, _) = support::read_to_pong(&mut p, &mut on_a, 9).await;
+        assert!(extra.is_empty(), "{extra:?}");
+        a.shutdown().await;
         b.shutdown().await;
         redis.stop().await;
     })
