@@ -462,7 +462,11 @@ pub(crate) async fn writer(
                 let pong: Result<Result<String, _>, _> =
                     tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
                         .await;
-                set_reachable(&store, matches!(pong, Ok(Ok(_))));
+                if set_reachable(&store, matches!(pong, Ok(Ok(_)))) {
+                    // Redis may have restarted empty: write every session again (the
+                    // sweeper touches them all each round).
+                    written.clear();
+                }
             }
         } else {
             let mut pipe = redis::pipe();
@@ -491,7 +495,9 @@ pub(crate) async fn writer(
                 tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn)).await;
             match result {
                 Ok(Ok(codes)) if codes.len() == writes.len() => {
-                    set_reachable(&store, true);
+                    if set_reachable(&store, true) {
+                        written.clear();
+                    }
                     for (w, code) in writes.into_iter().zip(codes) {
                         match (w.fingerprint, code) {
                             (Some(fp), 1) => {
@@ -568,11 +574,13 @@ pub(crate) async fn writer(
     }
 }
 
-fn set_reachable(store: &RedisStore, ok: bool) {
+/// Records whether Redis answered; `true` when it answers again after it did not.
+fn set_reachable(store: &RedisStore, ok: bool) -> bool {
     let was = store.reachable.swap(ok, Ordering::Relaxed);
     if ok && !was {
         info!("session store reachable again");
     }
+    ok && !was
 }
 
 /// The channel where instances tell each other a user's newest transport.

@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,6 +311,95 @@ async fn a_room_spans_instances() {
         let (extra, _) = support::read_to_pong(&mut p, &mut on_a, 9).await;
         assert!(extra.is_empty(), "{extra:?}");
         a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// `GET /api/health` of `addr`.
+async fn health(addr: SocketAddr) -> serde_json::Value {
+    support::get_json(addr, "/api/health").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_clients_are_served_health_degrades_and_recovers() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let port = redis.port;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let h = health(a.addr()).await;
+        assert_eq!(
+            (
+                &h["status"],
+                &h["store"],
+                &h["store_reachable"],
+                &h["instance"]
+            ),
+            (&"ok".into(), &"redis".into(), &true.into(), &"a".into())
+        );
+        let metrics = support::get_json(b.addr(), "/api/websocket/metrics").await;
+        assert_eq!(
+            metrics["instance"], "b",
+            "the metrics say which instance answered"
+        );
+
+        let bearer = token("carol");
+        let mut client = Client::new(0xca);
+        let (mut ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        let mut echoes = Vec::new();
+        let m = client.msg("m1");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 1, &mut echoes).await;
+
+        // Redis goes away: the connected client is still served.
+        redis.stop().await;
+        let m = client.msg("m2");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 2, &mut echoes).await;
+        // Its echo left after a write that failed: the store is known to be down.
+        assert_eq!(hub_a.store_reachable(), Some(false));
+        let h = health(a.addr()).await;
+        assert_eq!(
+            (&h["status"], &h["store_reachable"]),
+            (&"degraded".into(), &false.into())
+        );
+
+        // Redis is back (empty): health recovers and the session is written again.
+        let redis = Redis::start_on(port).await;
+        let mut recovered = false;
+        for _ in 0..100 {
+            if health(a.addr()).await["status"] == "ok" {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "health says ok again once Redis answers");
+        let m = client.msg("m3");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 3, &mut echoes).await;
+
+        // And a move to B still resumes, from what A wrote to the new Redis.
+        a.kill().await;
+        drop(ws);
+        let (mut ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 3,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        let m = client.msg("m4");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 4, &mut echoes).await;
+        assert_eq!(echoes, ["m1", "m2", "m3", "m4"]);
         b.shutdown().await;
         redis.stop().await;
     })
