@@ -13,11 +13,39 @@
 //!   proves it can name the key. Expires `session_ttl` after its last write; instances
 //!   rewrite the sessions they hold at least every third of that.
 //!
+//! - `tether:claims:<user>`: a counter (`INCR`) ordering the attaches of one user's
+//!   transports across instances, for one connection per user. No TTL (one small
+//!   integer per user who ever connected with a token).
+//! - channel `tether:users`: `<instance> TAB <order> TAB <client id hex> TAB <user>`,
+//!   published when a user's transport attaches; an instance whose current transport of
+//!   that user has an older order replaces it (4409/409, or 1000 for the same client).
+//!   The order is taken before the Welcome leaves, so of two clients the one welcomed
+//!   later wins.
+//! - channel `tether:rooms`: a room message (`u8` instance length, instance, `u16` room
+//!   length, room, `u8` kind 0 text / 1 binary, payload), published after the sender's
+//!   session is written; the other instances broadcast it to their members.
+//!
+//! Every byte read back (images, notices) is decoded bounded with typed errors; what
+//! does not decode is logged and ignored (a Hello then gets a fresh session).
+//!
 //! Writes are fenced by the transport number: an instance that loads a session for a
 //! Hello claims it (`a` := the Hello's transport number, `o` := itself) in the same
 //! atomic step as the read; a write by another instance with a number not above the
 //! stored one is then refused (Lua scripts), and the instance that tried forgets its
 //! copy and closes its transport (the client moved on, elsewhere).
+//!
+//! ## Limits
+//! An image holds at most the resume limits of the instance that wrote it (bytes and
+//! messages); an instance refuses to load one beyond its own limits (give instances
+//! sharing a Redis the same limits), and a loaded session counts against its resume
+//! budget like any other. Images carry no clocks: a loaded session's messages age from
+//! the load.
+//!
+//! ## Polling
+//! A poll request reaches a polling transport of the instance it lands on: one that
+//! lands elsewhere gets 503, and the client's next Hello (a new polling transport)
+//! resumes there from Redis. Correct with any balancer, but a round-robin one turns
+//! every instance switch into a new transport: prefer sticky routing for polling.
 //!
 //! ## Written before sent
 //! Frames produced for the clients (Welcome, messages, Acks) are released to the sockets

@@ -405,3 +405,183 @@ async fn redis_down_clients_are_served_health_degrades_and_recovers() {
     })
     .await;
 }
+
+/// Every stored session image's size in bytes.
+async fn stored_image_sizes(redis: &Redis) -> Vec<usize> {
+    let client = redis::Client::open(redis.url()).expect("a redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tether:session:*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut sizes = Vec::new();
+    for k in keys {
+        let n: usize = redis::cmd("HSTRLEN")
+            .arg(&k)
+            .arg("d")
+            .query_async(&mut conn)
+            .await
+            .expect("HSTRLEN");
+        sizes.push(n);
+    }
+    sizes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resume_buffer_is_bounded_in_bytes_in_redis_too() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let small = |name: &str, max_bytes: usize| {
+            let mut c = config();
+            c.instance_id = Some(name.to_owned());
+            c.resume_limits.max_bytes = max_bytes;
+            c
+        };
+        let hub_a = Hub::with_redis(&redis.url(), "a").await.expect("redis");
+        let a = start_with(small("a", 4096), Arc::clone(&hub_a)).await;
+        let hub_b = Hub::with_redis(&redis.url(), "b").await.expect("redis");
+        let b = start_with(small("b", 2048), Arc::clone(&hub_b)).await;
+        let bearer = token("dave");
+        let mut client = Client::new(0xda);
+        let (mut ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        // 10 KiB for a client that acknowledges none of it: A keeps the newest 4 KiB.
+        let kib = "x".repeat(1024);
+        for _ in 0..10 {
+            assert_eq!(hub_a.send_to_user("dave", kib.as_str()), 1);
+        }
+        let mut got = Vec::new();
+        read_until(&mut client, &mut ws, 10, &mut got).await;
+        // Each message left after the state behind it was written: Redis holds at
+        // most the 4 KiB A keeps (plus the image's framing).
+        let sizes = stored_image_sizes(&redis).await;
+        assert_eq!(sizes.len(), 1, "one session stored");
+        assert!(
+            sizes[0] <= 4096 + 64 + 5 * 4,
+            "stored image of {} bytes",
+            sizes[0]
+        );
+
+        // B keeps 2 KiB per session: an image beyond its own limits is refused (the
+        // client gets a fresh session, as after a trim), and B holds no more than that.
+        a.kill().await;
+        drop(ws);
+        let (_ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+            "{welcome:?}"
+        );
+        assert!(hub_b.memory().resume_bytes < 4096, "{:?}", hub_b.memory());
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// Takes the server messages of a poll answer (in order), returns the Welcome if any.
+fn take_polled(
+    client: &mut Client,
+    answer: &[Envelope],
+    got: &mut Vec<String>,
+) -> Option<Envelope> {
+    let mut welcome = None;
+    for e in answer {
+        match e {
+            Envelope::Msg { .. } => got.push(text(&client.take(e))),
+            w @ Envelope::Welcome { .. } => welcome = Some(w.clone()),
+            _ => {}
+        }
+    }
+    welcome
+}
+
+/// Polls `addr` (`op=recv`) until `client` has `n` server messages.
+async fn poll_until(
+    client: &mut Client,
+    addr: SocketAddr,
+    bearer: &str,
+    n: u64,
+    got: &mut Vec<String>,
+) {
+    for _ in 0..20 {
+        if client.recv_seq >= n {
+            return;
+        }
+        let (status, answer) = client.poll(addr, "recv", "&wait_ms=500", bearer, &[]).await;
+        assert_eq!(status, 200);
+        take_polled(client, &answer, got);
+    }
+    assert!(
+        client.recv_seq >= n,
+        "only {} of {n} messages",
+        client.recv_seq
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_moves_between_instances_with_a_new_hello() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("erin");
+        let mut c = Client::new(0x9011);
+        let mut got = Vec::new();
+
+        let hello = c.hello();
+        let m = c.msg("p1");
+        let (status, answer) = c.poll(a.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        take_polled(&mut c, &answer, &mut got);
+        poll_until(&mut c, a.addr(), &bearer, 1, &mut got).await;
+
+        // The balancer sends the next request to B: a new polling transport there.
+        let hello = c.hello();
+        let m = c.msg("p2");
+        let (status, answer) = c.poll(b.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        let welcome = take_polled(&mut c, &answer, &mut got);
+        assert!(
+            matches!(
+                welcome,
+                Some(Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                })
+            ),
+            "{welcome:?}"
+        );
+        poll_until(&mut c, b.addr(), &bearer, 2, &mut got).await;
+
+        // A request of that transport on A: A has no such transport (503)...
+        let (status, _) = c.poll(a.addr(), "recv", "&wait_ms=0", &bearer, &[]).await;
+        assert_eq!(status, 503);
+        // ... so the client starts one there, and resumes what B left.
+        let hello = c.hello();
+        let m = c.msg("p3");
+        let (status, answer) = c.poll(a.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        let welcome = take_polled(&mut c, &answer, &mut got);
+        assert!(
+            matches!(
+                welcome,
+                Some(Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 2,
+                    ..
+                })
+            ),
+            "{welcome:?}"
+        );
+        poll_until(&mut c, a.addr(), &bearer, 3, &mut got).await;
+        assert_eq!(got, ["p1", "p2", "p3"]);
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
