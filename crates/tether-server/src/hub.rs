@@ -299,13 +299,15 @@ impl Hub {
     /// (`redis://127.0.0.1:6379`), so that a client can resume on any instance with
     /// the same Redis: see the [`store`](crate::store) module for what is stored and
     /// when. `instance` names this instance (in the store, the health check and the
-    /// metrics). Needs a tokio runtime; fails if Redis does not answer now.
-    pub async fn with_redis(url: &str, instance: &str) -> Result<Arc<Hub>, StoreError> {
-        let (store, rx) = RedisStore::connect(url, instance.to_owned()).await?;
+    /// metrics; `None`: a random id). Needs a tokio runtime; fails if Redis does not
+    /// answer now.
+    pub async fn with_redis(url: &str, instance: Option<&str>) -> Result<Arc<Hub>, StoreError> {
+        let instance = instance.map_or_else(default_instance, str::to_owned);
+        let (store, rx) = RedisStore::connect(url, instance.clone()).await?;
         let hub = Arc::new(Hub::with_parts(
             TrackedStore::tracking(),
             Some(Arc::clone(&store)),
-            instance.to_owned(),
+            instance,
         ));
         let pubsub = store
             .subscribe()
@@ -408,6 +410,7 @@ impl Hub {
         let (Some(store), Some(secret)) = (&self.store, secret) else {
             return;
         };
+
         let key = SessionKey {
             user: match peer {
                 Peer::User(u) => u.clone(),
@@ -534,8 +537,16 @@ impl Hub {
     pub(crate) fn configure(&self, config: &ServerConfig) {
         if let Some(store) = &self.store {
             store.set_ttl(config.session_ttl);
-        } else if let Some(id) = &config.instance_id {
-            *self.instance.lock().unwrap_or_else(PoisonError::into_inner) = id.clone();
+        } else {
+            if let Some(id) = &config.instance_id {
+                *self.instance.lock().unwrap_or_else(PoisonError::into_inner) = id.clone();
+            }
+            if config.store.is_some() {
+                warn!(
+                    "ServerConfig::store is set but this hub keeps its sessions in memory: \
+                     make it with Hub::with_redis"
+                );
+            }
         }
         let now = Instant::now();
         let mut st = self.lock();

@@ -220,19 +220,13 @@ async fn main() -> ExitCode {
     }
     let hub = match &config.store {
         None => Arc::new(Hub::new()),
-        Some(url) => {
-            let id = config
-                .instance_id
-                .clone()
-                .unwrap_or_else(|| Hub::new().instance());
-            match Hub::with_redis(url, &id).await {
-                Ok(hub) => hub,
-                Err(e) => {
-                    eprintln!("tether-server: {e}");
-                    return ExitCode::FAILURE;
-                }
+        Some(url) => match Hub::with_redis(url, config.instance_id.as_deref()).await {
+            Ok(hub) => hub,
+            Err(e) => {
+                eprintln!("tether-server: {e}");
+                return ExitCode::FAILURE;
             }
-        }
+        },
     };
     let server = match Server::start(config.clone(), Arc::clone(&hub)).await {
         Ok(s) => s,

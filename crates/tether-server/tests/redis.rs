@@ -78,7 +78,7 @@ fn free_port() -> u16 {
 
 /// One instance: its hub (on Redis) and its server.
 async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {
-    let hub = Hub::with_redis(&redis.url(), name)
+    let hub = Hub::with_redis(&redis.url(), Some(name))
         .await
         .expect("the hub connects to redis");
     let mut c = config();
@@ -441,9 +441,13 @@ async fn the_resume_buffer_is_bounded_in_bytes_in_redis_too() {
             c.resume_limits.max_bytes = max_bytes;
             c
         };
-        let hub_a = Hub::with_redis(&redis.url(), "a").await.expect("redis");
+        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
         let a = start_with(small("a", 4096), Arc::clone(&hub_a)).await;
-        let hub_b = Hub::with_redis(&redis.url(), "b").await.expect("redis");
+        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
+            .await
+            .expect("redis");
         let b = start_with(small("b", 2048), Arc::clone(&hub_b)).await;
         let bearer = token("dave");
         let mut client = Client::new(0xda);
