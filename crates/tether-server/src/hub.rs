@@ -454,6 +454,13 @@ impl Hub {
             } if instance != me => {
                 st.endpoint.broadcast(now, &room, &payload);
             }
+            crate::store::Notice::ToUser {
+                instance,
+                user,
+                payload,
+            } if instance != me => {
+                st.endpoint.send_to_user(now, &user, &payload);
+            }
             crate::store::Notice::Claim {
                 instance,
                 seq,
@@ -698,6 +705,7 @@ impl Hub {
                                 key: Some(key.clone()),
                                 room,
                                 payload: payload.clone(),
+                                to_user: false,
                             });
                         }
                     }
@@ -843,7 +851,9 @@ impl Hub {
 
     /// Sends a server message to every session of `user` (not to anonymous clients);
     /// returns how many sessions got it. A session whose client is offline keeps it for
-    /// resend (within its resume limits).
+    /// resend (within its resume limits). With a Redis store ([`Hub::with_redis`]) the
+    /// user's sessions held by the other instances get it too (pub/sub, after this
+    /// instance's state is written); the count is this instance's alone.
     ///
     /// ```
     /// # use tether_server::Hub;
@@ -854,6 +864,14 @@ impl Hub {
         let payload = payload.into();
         let now = Instant::now();
         let mut st = self.lock();
+        if self.store.is_some() && !user.is_empty() {
+            st.deferred.push(Deferred::Publish {
+                key: None,
+                room: user.to_owned(),
+                payload: payload.clone(),
+                to_user: true,
+            });
+        }
         let count = st.endpoint.send_to_user(now, user, &payload);
         self.apply(&mut st, now);
         count
@@ -919,6 +937,7 @@ impl Hub {
                 key: None,
                 room: room.to_owned(),
                 payload: payload.clone(),
+                to_user: false,
             });
         }
         let count = st.endpoint.broadcast(now, room, &payload);

@@ -24,6 +24,15 @@
 //! - channel `tether:rooms`: a room message (`u8` instance length, instance, `u16` room
 //!   length, room, `u8` kind 0 text / 1 binary, payload), published after the sender's
 //!   session is written; the other instances broadcast it to their members.
+//! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
+//!   place of the room); the other instances send it to their sessions of the user.
+//!
+//! Fan-out across instances (rooms, messages to a user) is Redis pub/sub: fire and
+//! forget. A member whose session is held by no instance at that moment (its instance
+//! died and it has not reconnected yet) misses it, and one that moves at that very
+//! moment may get it from both its old instance's write and the new instance's
+//! broadcast. Each session's own traffic (its messages, their echoes, what is numbered
+//! in it) is exactly once across moves.
 //!
 //! Every byte read back (images, notices) is decoded bounded with typed errors; what
 //! does not decode is logged and ignored (a Hello then gets a fresh session).
@@ -222,6 +231,8 @@ pub(crate) enum Deferred {
         key: Option<SessionKey>,
         room: String,
         payload: tether_core::Payload,
+        /// `room` is a user: for every session of that user ([`crate::Hub::send_to_user`]).
+        to_user: bool,
     },
     /// `user`'s client attached transport `conn` here: the other instances hear of it.
     Claim {
@@ -571,7 +582,12 @@ pub(crate) async fn writer(
             match d {
                 Deferred::Publish { key, .. }
                     if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
-                Deferred::Publish { room, payload, .. } => rooms.push((room, payload)),
+                Deferred::Publish {
+                    room,
+                    payload,
+                    to_user,
+                    ..
+                } => rooms.push((if to_user { TO_USER } else { ROOMS }, room, payload)),
                 Deferred::Claim {
                     conn,
                     user,
@@ -593,8 +609,8 @@ pub(crate) async fn writer(
         for (user, client_id, seq) in ordered {
             store.announce(&user, client_id, seq).await;
         }
-        for (room, payload) in rooms {
-            store.publish_room(&room, &payload).await;
+        for (channel, room, payload) in rooms {
+            store.publish(channel, &room, &payload).await;
         }
         if let Some(g) = last {
             store.flushed.send_modify(|f| *f = (*f).max(g));
@@ -615,6 +631,8 @@ fn set_reachable(store: &RedisStore, ok: bool) -> bool {
 const USERS: &str = "tether:users";
 /// The channel where instances fan room messages out to each other.
 const ROOMS: &str = "tether:rooms";
+/// The channel where instances pass the application's messages for a user on.
+const TO_USER: &str = "tether:to-user";
 /// Largest pub/sub message taken (a room message is bounded by the frame limit).
 const MAX_NOTICE_BYTES: usize = 64 << 20;
 
@@ -633,6 +651,12 @@ pub(crate) enum Notice {
     Room {
         instance: String,
         room: String,
+        payload: tether_core::Payload,
+    },
+    /// A message of the application for every session of `user`.
+    ToUser {
+        instance: String,
+        user: String,
         payload: tether_core::Payload,
     },
 }
@@ -680,7 +704,7 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
                 user,
             })
         }
-        ROOMS => {
+        ROOMS | TO_USER => {
             let (&ilen, rest) = bytes.split_first()?;
             let (instance, rest) = split(rest, usize::from(ilen))?;
             let (rlen, rest) = split(rest, 2)?;
@@ -692,10 +716,20 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
                 1 => tether_core::Payload::Binary(payload.to_vec()),
                 _ => return None,
             };
-            Some(Notice::Room {
-                instance: std::str::from_utf8(instance).ok()?.to_owned(),
-                room: std::str::from_utf8(room).ok()?.to_owned(),
-                payload,
+            let instance = std::str::from_utf8(instance).ok()?.to_owned();
+            let name = std::str::from_utf8(room).ok()?.to_owned();
+            Some(if channel == ROOMS {
+                Notice::Room {
+                    instance,
+                    room: name,
+                    payload,
+                }
+            } else {
+                Notice::ToUser {
+                    instance,
+                    user: name,
+                    payload,
+                }
             })
         }
         _ => None,
@@ -710,7 +744,7 @@ impl RedisStore {
     /// A pub/sub connection subscribed to the instances' channels.
     pub(crate) async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
         let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(&[USERS, ROOMS]).await?;
+        pubsub.subscribe(&[USERS, ROOMS, TO_USER]).await?;
         Ok(pubsub)
     }
 
@@ -743,13 +777,13 @@ impl RedisStore {
         .await;
     }
 
-    /// Fans a room message out to the other instances.
-    pub(crate) async fn publish_room(&self, room: &str, payload: &tether_core::Payload) {
+    /// Fans a message for `room` (or a user, on `TO_USER`) out to the other instances.
+    async fn publish(&self, channel: &'static str, room: &str, payload: &tether_core::Payload) {
         let mut conn = self.conn.clone();
         let sent: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
             OP_TIMEOUT,
             redis::cmd("PUBLISH")
-                .arg(ROOMS)
+                .arg(channel)
                 .arg(encode_room(&self.instance, room, payload))
                 .query_async(&mut conn),
         )
@@ -829,6 +863,10 @@ mod tests {
             let _ = decode_notice(ROOMS, &room[..cut]);
         }
         assert_eq!(decode_notice(ROOMS, &room[..3]), None);
+        assert!(matches!(
+            decode_notice(TO_USER, &room),
+            Some(Notice::ToUser { user, .. }) if user == "lobby"
+        ));
         assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
         assert_eq!(decode_notice(USERS, b"\xff"), None);
         assert_eq!(decode_notice("other", b"x"), None);
