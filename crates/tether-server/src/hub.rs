@@ -419,7 +419,12 @@ impl Hub {
             client_id,
             secret,
         };
-        let Some((attempt, bytes)) = store.load(&key, attempt).await else {
+        let local = self
+            .lock()
+            .endpoint
+            .session(&key)
+            .map(|r| r.protocol().latest_attempt());
+        let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
             return;
         };
         let now = Instant::now();

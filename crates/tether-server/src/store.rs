@@ -122,11 +122,14 @@ return 1
 /// Read `KEYS[1]` for a Hello of transport ARGV[1] on instance ARGV[2], and claim it
 /// if that transport is newer than what is stored: from then on the instance that had
 /// the session cannot write it any more (its writes carry an older number), so nothing
-/// it does after this read can be lost or done twice. Returns {a, d} or nil.
+/// it does after this read can be lost or done twice. Returns {a, d} or nil; `d` is
+/// empty when the caller's own copy (transport number ARGV[3], empty if none) is as
+/// new, so a reconnect to the same instance does not fetch the image.
 const LOAD: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'a', 'd')
 if not cur[1] or not cur[2] then return false end
 if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
+if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
 return {cur[1], cur[2]}
 ";
 
@@ -386,7 +389,12 @@ impl RedisStore {
     /// transport number and image bytes, claimed for this instance if `attempt` is
     /// newer (see `LOAD`). `None` when there is none, Redis is unreachable, or what is
     /// there is not a session.
-    pub(crate) async fn load(&self, key: &SessionKey, attempt: u64) -> Option<(u64, Vec<u8>)> {
+    pub(crate) async fn load(
+        &self,
+        key: &SessionKey,
+        attempt: u64,
+        local: Option<u64>,
+    ) -> Option<(u64, Vec<u8>)> {
         let mut conn = self.conn.clone();
         let rkey = redis_key(key);
         let got: Result<redis::RedisResult<Stored>, _> = tokio::time::timeout(
@@ -397,10 +405,12 @@ impl RedisStore {
                 .arg(&rkey)
                 .arg(attempt_field(attempt))
                 .arg(&self.instance)
+                .arg(local.map(attempt_field).unwrap_or_default())
                 .query_async(&mut conn),
         )
         .await;
         match got {
+            Ok(Ok(Some((_, d)))) if d.is_empty() => None,
             Ok(Ok(Some((a, d)))) => match a.parse::<u64>() {
                 Ok(attempt) => Some((attempt, d)),
                 Err(_) => {
