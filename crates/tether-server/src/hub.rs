@@ -318,6 +318,11 @@ impl Hub {
             Arc::clone(&store),
             pubsub,
         ));
+        // Fan-outs are tagged per instance boot: a session that got one here and then
+        // moved does not get it again from another instance's copy.
+        hub.lock()
+            .endpoint
+            .set_fanout_origin(crate::rand::u64().max(1));
         tokio::spawn(crate::store::writer(Arc::downgrade(&hub), store, rx));
         Ok(hub)
     }
@@ -452,19 +457,14 @@ impl Hub {
         let me = self.instance();
         let mut st = self.lock();
         match notice {
-            crate::store::Notice::Room {
+            crate::store::Notice::FanOut {
                 instance,
-                room,
+                to,
                 payload,
+                origin,
+                seq,
             } if instance != me => {
-                st.endpoint.broadcast(now, &room, &payload);
-            }
-            crate::store::Notice::ToUser {
-                instance,
-                user,
-                payload,
-            } if instance != me => {
-                st.endpoint.send_to_user(now, &user, &payload);
+                st.endpoint.receive_fanout(now, &to, &payload, origin, seq);
             }
             crate::store::Notice::Claim {
                 instance,
@@ -703,17 +703,6 @@ impl Hub {
                 Output::Delivered {
                     conn, key, payload, ..
                 } => {
-                    if self.store.is_some() {
-                        if let Some(room) = st.endpoint.session(&key).and_then(|r| r.room()) {
-                            let room = room.to_owned();
-                            st.deferred.push(Deferred::Publish {
-                                key: Some(key.clone()),
-                                room,
-                                payload: payload.clone(),
-                                to_user: false,
-                            });
-                        }
-                    }
                     if let Some(c) = st.conns.get(&conn) {
                         c.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
@@ -820,6 +809,19 @@ impl Hub {
                         "connection closed"
                     );
                 }
+                Output::FannedOut {
+                    to,
+                    payload,
+                    from,
+                    origin,
+                    seq,
+                } => st.deferred.push(Deferred::Publish {
+                    key: from,
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                }),
                 other => debug!(?other, "endpoint output"),
             }
         }
@@ -869,14 +871,6 @@ impl Hub {
         let payload = payload.into();
         let now = Instant::now();
         let mut st = self.lock();
-        if self.store.is_some() && !user.is_empty() {
-            st.deferred.push(Deferred::Publish {
-                key: None,
-                room: user.to_owned(),
-                payload: payload.clone(),
-                to_user: true,
-            });
-        }
         let count = st.endpoint.send_to_user(now, user, &payload);
         self.apply(&mut st, now);
         count
@@ -937,14 +931,6 @@ impl Hub {
         let now = Instant::now();
         let payload = payload.into();
         let mut st = self.lock();
-        if self.store.is_some() {
-            st.deferred.push(Deferred::Publish {
-                key: None,
-                room: room.to_owned(),
-                payload: payload.clone(),
-                to_user: false,
-            });
-        }
         let count = st.endpoint.broadcast(now, room, &payload);
         self.apply(&mut st, now);
         count
