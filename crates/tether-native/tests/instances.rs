@@ -313,3 +313,68 @@ async fn twenty_clients_behind_a_round_robin_balancer_lose_nothing_when_an_insta
     }
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_instance_hands_its_client_to_another_through_redis() {
+    let (redis, url) = redis_server().await;
+    let config = reference::server_config();
+    let hub_a = Hub::with_redis(&url, Some("a")).await.expect("redis");
+    let hub_b = Hub::with_redis(&url, Some("b")).await.expect("redis");
+    let first = reference::start(&config, &hub_a).await;
+    let second = reference::start(&config, &hub_b).await;
+    // Only the first behind the balancer at first, so the client lands there.
+    let balancer = tether_testkit::Balancer::start([first.addr()])
+        .await
+        .unwrap();
+    let client = Tokens::new("drained", HOUR)
+        .protocol_client(balancer.addr())
+        .spawn()
+        .unwrap();
+    let mut events = reference::Recorder::new(client.events());
+    events.until_connected().await;
+    balancer.add(second.addr()).unwrap();
+    let mut tap_a = hub_a.tap();
+    let mut tap_b = hub_b.tap();
+    let mut at_servers = Tally::default();
+    for n in 1..=10 {
+        client.send(format!("m{n}")).unwrap();
+    }
+    reference::tap_until(&mut tap_a, &mut at_servers, "m10").await;
+    events.until_message("m10").await;
+
+    // A drains (1012 with a hint); the client comes back through the balancer to B,
+    // which has the session only from Redis.
+    let (all_gone, _) = tokio::join!(first.drain(Duration::from_millis(500)), async {
+        events
+            .until("the reconnect after the drain", |e| {
+                matches!(e, Event::ReconnectScheduled { .. })
+            })
+            .await
+    });
+    assert!(all_gone, "the client left the draining instance");
+    first.shutdown().await;
+    for n in 11..=20 {
+        client.send(format!("m{n}")).unwrap();
+    }
+    events.until_connected().await;
+    reference::tap_until(&mut tap_b, &mut at_servers, "m20").await;
+    events.until_message("m20").await;
+    while let Ok(d) = tap_a.try_recv() {
+        at_servers.add(&d.payload);
+    }
+    let expected: Vec<String> = (1..=20).map(|n| format!("m{n}")).collect();
+    at_servers.assert_exactly_once("at the servers", expected.iter().map(String::as_str));
+    events
+        .messages
+        .assert_exactly_once("echoes at the client", expected.iter().map(String::as_str));
+    assert!(
+        events
+            .logged(|e| matches!(e, Event::SessionReset { .. }))
+            .is_empty(),
+        "resumed on B, not reset"
+    );
+    within("close", client.close(1000, "done")).await;
+    second.shutdown().await;
+    balancer.stop().await;
+    drop(redis);
+}
