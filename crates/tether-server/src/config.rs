@@ -171,6 +171,14 @@ pub struct ServerConfig {
     /// How long a closing WebSocket may take to finish its close handshake, and how long
     /// [`crate::RunningServer::shutdown`] waits for connections. Default 2 s.
     pub close_grace: Duration,
+    /// Where sessions are shared between instances: `None` (the default) keeps them in
+    /// this process only; `redis://host:port` writes them through to Redis so a client
+    /// resumes on any instance with the same Redis (the binary's `--store`; a library
+    /// user passes the URL to [`crate::Hub::with_redis`]).
+    pub store: Option<String>,
+    /// This instance's id, in the health check and the metrics (and, with Redis, as the
+    /// owner of the sessions it writes). Default: random.
+    pub instance_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -190,6 +198,8 @@ impl Default for ServerConfig {
             max_token_ttl: Duration::from_secs(24 * 3600),
             dev_mode: false,
             idle_limit: Duration::from_secs(30),
+            store: None,
+            instance_id: None,
             sweep_interval: Duration::from_secs(1),
             session_ttl: Duration::from_secs(300),
             resume_limits: ResumeLimits::default(),

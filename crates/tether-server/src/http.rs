@@ -381,6 +381,18 @@ async fn poll(
         room,
         envelopes,
     };
+    if let Some(Envelope::Hello {
+        client_id,
+        attempt,
+        secret,
+        ..
+    }) = request.envelopes.first()
+    {
+        // With a shared store: the session may come from another instance.
+        app.hub
+            .load(&request.peer, *client_id, *attempt, *secret)
+            .await;
+    }
     let exchange = match app.hub.poll_exchange(&principal, request, &mut check) {
         Ok(x) => x,
         Err(e) => return poll_error(e),
@@ -401,6 +413,8 @@ async fn poll(
         // A freeze that began while the request was held still answers nothing.
         app.thawed().await;
     }
+    // With a shared store, nothing leaves before the state behind it is written.
+    app.hub.persisted().await;
     (
         [(header::CONTENT_TYPE, "application/octet-stream")],
         encode_batch(&frames),
@@ -521,14 +535,33 @@ async fn issue_token(State(app): State<AppState>, headers: HeaderMap, body: Body
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`, or `degraded` while the shared store does not answer (connected clients
+    /// are still served; a move to another instance may not resume).
     status: &'static str,
     uptime_secs: u64,
+    instance: String,
+    /// `memory` or `redis`.
+    store: &'static str,
+    /// Whether the store answered last time (always true in memory).
+    store_reachable: bool,
 }
 
 async fn health(State(app): State<AppState>) -> Json<Health> {
+    let reachable = app.hub.store_reachable();
     Json(Health {
-        status: "ok",
+        status: if reachable == Some(false) {
+            "degraded"
+        } else {
+            "ok"
+        },
         uptime_secs: app.started.elapsed().as_secs(),
+        instance: app.hub.instance(),
+        store: if reachable.is_some() {
+            "redis"
+        } else {
+            "memory"
+        },
+        store_reachable: reachable.unwrap_or(true),
     })
 }
 

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use tether_core::endpoint::{
     ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
-    ReceiveError, Reservation, SessionKey, TokenRefused,
+    ReceiveError, Reservation, SessionImage, SessionKey, TokenRefused,
 };
-use tether_core::protocol::Envelope;
+use tether_core::protocol::{Envelope, SessionSecret};
 use tether_core::Payload;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
@@ -26,6 +26,7 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::metrics::{ConnectionInfo, Metrics, MetricsSnapshot, Outcome};
 use crate::outbound::{OutQueue, Outbound, SocketLink};
+use crate::store::{Batch, Deferred, RedisStore, StoreError, TrackedStore};
 use crate::token::{unix_now, Claims};
 
 /// Which route a connection came through.
@@ -98,6 +99,8 @@ enum Io {
 struct Conn {
     /// For the logs and metrics (`dev-temp-…` for anonymous clients).
     user: String,
+    /// Has a token: takes part in one connection per user.
+    authenticated: bool,
     route: Route,
     opened: Instant,
     connected_at_ms: u64,
@@ -128,8 +131,18 @@ pub struct MemoryUsage {
 
 #[derive(Debug)]
 struct State {
-    endpoint: Endpoint,
+    endpoint: Endpoint<TrackedStore>,
     conns: HashMap<ConnId, Conn>,
+    /// With a Redis store: what waits for the state behind it to be written.
+    deferred: Vec<Deferred>,
+    /// With a Redis store: batches handed to its writer.
+    generation: u64,
+    /// With a Redis store: each user's current transport here and its claim's order
+    /// among the user's claims on every instance.
+    claims: HashMap<String, (ConnId, u64)>,
+    /// With a Redis store: the newest claim (order, client id) another instance made
+    /// for a user connected here.
+    remote_claims: HashMap<String, (u64, u64)>,
     /// Listeners to every delivered client message ([`Hub::tap`]).
     taps: Vec<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 }
@@ -216,6 +229,10 @@ pub struct Hub {
     room: Notify,
     /// Counts the changes [`Hub::changes`] tells about.
     changes: tokio::sync::watch::Sender<u64>,
+    /// The shared store of several instances, if any (see [`Hub::with_redis`]).
+    store: Option<Arc<RedisStore>>,
+    /// This instance's id (metrics, health, the store's owner field).
+    instance: Mutex<String>,
 }
 
 impl Default for Hub {
@@ -250,21 +267,258 @@ impl Hub {
     /// An empty hub.
     #[must_use]
     pub fn new() -> Self {
-        let endpoint = Endpoint::new(
+        Hub::with_parts(TrackedStore::default(), None, default_instance())
+    }
+
+    fn with_parts(store: TrackedStore, redis: Option<Arc<RedisStore>>, instance: String) -> Self {
+        let endpoint = Endpoint::with_store(
             endpoint_config(&ServerConfig::default()),
+            store,
             Box::new(|buf: &mut [u8]| crate::rand::fill(buf)),
         );
         Hub {
             state: Mutex::new(State {
                 endpoint,
                 conns: HashMap::new(),
+                deferred: Vec::new(),
+                generation: 0,
+                claims: HashMap::new(),
+                remote_claims: HashMap::new(),
                 taps: Vec::new(),
             }),
             metrics: Metrics::new(),
             outbound: Arc::new(AtomicUsize::new(0)),
             room: Notify::new(),
             changes: tokio::sync::watch::Sender::new(0),
+            store: redis,
+            instance: Mutex::new(instance),
         }
+    }
+
+    /// A hub whose sessions are written through to Redis at `url`
+    /// (`redis://127.0.0.1:6379`), so that a client can resume on any instance with
+    /// the same Redis: see the [`store`](crate::store) module for what is stored and
+    /// when. `instance` names this instance (in the store, the health check and the
+    /// metrics; `None`: a random id). Needs a tokio runtime; fails if Redis does not
+    /// answer now.
+    pub async fn with_redis(url: &str, instance: Option<&str>) -> Result<Arc<Hub>, StoreError> {
+        let instance = instance.map_or_else(default_instance, str::to_owned);
+        let (store, rx) = RedisStore::connect(url, instance.clone()).await?;
+        let hub = Arc::new(Hub::with_parts(
+            TrackedStore::tracking(),
+            Some(Arc::clone(&store)),
+            instance,
+        ));
+        let pubsub = store
+            .subscribe()
+            .await
+            .map_err(|e| StoreError::new(e.to_string()))?;
+        tokio::spawn(crate::store::subscriber(
+            Arc::downgrade(&hub),
+            Arc::clone(&store),
+            pubsub,
+        ));
+        // Fan-outs are tagged per instance boot: a session that got one here and then
+        // moved does not get it again from another instance's copy.
+        hub.lock()
+            .endpoint
+            .set_fanout_origin(crate::rand::u64().max(1));
+        tokio::spawn(crate::store::writer(Arc::downgrade(&hub), store, rx));
+        Ok(hub)
+    }
+
+    /// This instance's id.
+    #[must_use]
+    pub fn instance(&self) -> String {
+        self.instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The shared store's state: `None` without one (memory only), else whether it
+    /// answered last time it was asked.
+    #[must_use]
+    pub fn store_reachable(&self) -> Option<bool> {
+        self.store.as_ref().map(|s| s.reachable())
+    }
+
+    /// Runs `f` on the endpoint under the lock (the store's writer reads sessions).
+    pub(crate) fn with_endpoint<R>(&self, f: impl FnOnce(&Endpoint<TrackedStore>) -> R) -> R {
+        f(&self.lock().endpoint)
+    }
+
+    /// The writer wrote (or gave up on) a round: sessions another instance took over
+    /// are forgotten here (their sockets closed, what was held back for them dropped),
+    /// and the rest is released in order.
+    pub(crate) fn release(&self, taken_over: &[SessionKey], deferred: Vec<Deferred>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let mut gone: Vec<ConnId> = Vec::new();
+        for key in taken_over {
+            if let Some(conn) = st.endpoint.session(key).and_then(|r| r.attached()) {
+                gone.push(conn);
+            }
+            st.endpoint.evict_session(now, key);
+        }
+        for d in deferred {
+            match d {
+                Deferred::Frame {
+                    conn,
+                    frame,
+                    message,
+                } => {
+                    if gone.contains(&conn) {
+                        continue;
+                    }
+                    if let Some(Io::Socket(link)) = st.conns.get(&conn).map(|c| &c.io) {
+                        link.push(if message {
+                            Outbound::Msg(frame)
+                        } else {
+                            Outbound::Control(frame)
+                        });
+                    }
+                }
+                Deferred::Close { conn, code, reason } => {
+                    if let Some(Io::Socket(link)) = st.conns.get(&conn).map(|c| &c.io) {
+                        link.close(code, reason);
+                    }
+                }
+                // The writer sends these to the other instances itself.
+                Deferred::Publish { .. } | Deferred::Claim { .. } => {}
+                Deferred::Tap { key, delivered } => {
+                    // Taken over before its state was written: the next instance
+                    // delivers it (the client sends it again there).
+                    if !taken_over.contains(&key) {
+                        st.taps.retain(|tap| tap.send(delivered.clone()).is_ok());
+                    }
+                }
+            }
+        }
+        if !taken_over.is_empty() {
+            self.apply(&mut st, now);
+        }
+    }
+
+    /// Before a Hello that proves `secret` is decided: with a Redis store, loads the
+    /// session from it if this instance does not have it, or has an older copy (the
+    /// client moved on elsewhere since). The endpoint's rules then judge the Hello as
+    /// usual. Without a store, or with Redis unreachable, nothing happens (the Hello is
+    /// judged on what this instance has: a fresh session if nothing).
+    pub(crate) async fn load(
+        &self,
+        peer: &Peer,
+        client_id: u64,
+        attempt: u64,
+        secret: Option<SessionSecret>,
+    ) {
+        let (Some(store), Some(secret)) = (&self.store, secret) else {
+            return;
+        };
+
+        let key = SessionKey {
+            user: match peer {
+                Peer::User(u) => u.clone(),
+                Peer::Anonymous => String::new(),
+            },
+            client_id,
+            secret,
+        };
+        let local = self
+            .lock()
+            .endpoint
+            .session(&key)
+            .map(|r| r.protocol().latest_attempt());
+        let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
+            return;
+        };
+        let now = Instant::now();
+        let mut st = self.lock();
+        let local = st
+            .endpoint
+            .session(&key)
+            .map(|r| r.protocol().latest_attempt());
+        if local.is_some_and(|a| a >= attempt) {
+            return;
+        }
+        match SessionImage::decode(&bytes, st.endpoint.config().resume_limits) {
+            Ok(image) => {
+                st.endpoint.import_session(now, &key, image);
+                debug!(client_id = %format_args!("{client_id:x}"), "session loaded from the store");
+            }
+            Err(e) => warn!(error = %e, "session store: unreadable session ignored"),
+        }
+        self.apply(&mut st, now);
+    }
+
+    /// A notice from another instance (Redis pub/sub).
+    pub(crate) fn notice(&self, notice: crate::store::Notice) {
+        let now = Instant::now();
+        let me = self.instance();
+        let mut st = self.lock();
+        match notice {
+            crate::store::Notice::FanOut {
+                instance,
+                to,
+                payload,
+                origin,
+                seq,
+            } if instance != me => {
+                st.endpoint.receive_fanout(now, &to, &payload, origin, seq);
+            }
+            crate::store::Notice::Claim {
+                instance,
+                seq,
+                client_id,
+                user,
+            } if instance != me => {
+                if !st.conns.values().any(|c| c.authenticated && c.user == user) {
+                    return;
+                }
+                let newest = st
+                    .remote_claims
+                    .entry(user.clone())
+                    .or_insert((seq, client_id));
+                if seq >= newest.0 {
+                    *newest = (seq, client_id);
+                }
+                // A claim here not yet ordered waits for its order ([`Hub::claimed`]).
+                if st.claims.get(&user).is_some_and(|(_, mine)| *mine < seq) {
+                    st.claims.remove(&user);
+                    st.endpoint.claimed_elsewhere(now, &user, client_id);
+                }
+            }
+            _ => return,
+        }
+        self.apply(&mut st, now);
+        self.room_may_have_changed();
+    }
+
+    /// The claim of `user`'s transport `conn` here got its order `seq`: it stays the
+    /// user's current one unless another instance made a newer claim meanwhile.
+    pub(crate) fn claimed(&self, conn: ConnId, user: &str, seq: u64) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        if !st.conns.contains_key(&conn) {
+            return;
+        }
+        match st.remote_claims.get(user).copied() {
+            Some((theirs, client_id)) if theirs > seq => {
+                st.endpoint.claimed_elsewhere(now, user, client_id);
+                self.apply(&mut st, now);
+            }
+            _ => {
+                st.claims.insert(user.to_owned(), (conn, seq));
+            }
+        }
+    }
+
+    /// Resolves once the state behind everything produced so far is in the store
+    /// (at once without one): a poll response waits for it before it leaves.
+    pub(crate) async fn persisted(&self) {
+        let Some(store) = &self.store else { return };
+        let generation = self.lock().generation;
+        store.flushed(generation).await;
     }
 
     /// A receiver that sees a new value each time a connection opens or ends, or a
@@ -293,6 +547,19 @@ impl Hub {
 
     /// Takes the bounds of `config` (the server that starts with this hub calls it).
     pub(crate) fn configure(&self, config: &ServerConfig) {
+        if let Some(store) = &self.store {
+            store.set_ttl(config.session_ttl);
+        } else {
+            if let Some(id) = &config.instance_id {
+                *self.instance.lock().unwrap_or_else(PoisonError::into_inner) = id.clone();
+            }
+            if config.store.is_some() {
+                warn!(
+                    "ServerConfig::store is set but this hub keeps its sessions in memory: \
+                     make it with Hub::with_redis"
+                );
+            }
+        }
         let now = Instant::now();
         let mut st = self.lock();
         st.endpoint.set_config(now, endpoint_config(config));
@@ -370,6 +637,19 @@ impl Hub {
                     conn,
                     frame,
                     message,
+                } if self.store.is_some() => st.deferred.push(Deferred::Frame {
+                    conn,
+                    frame,
+                    message,
+                }),
+                Output::Close { conn, code, reason } if self.store.is_some() => {
+                    debug!(conn = conn.0, code, reason, "closing");
+                    st.deferred.push(Deferred::Close { conn, code, reason });
+                }
+                Output::Send {
+                    conn,
+                    frame,
+                    message,
                 } => {
                     if let Some(Io::Socket(link)) = st.conns.get(&conn).map(|c| &c.io) {
                         link.push(if message {
@@ -401,6 +681,7 @@ impl Hub {
                         conn,
                         Conn {
                             user,
+                            authenticated: asking.is_some_and(|p| p.claims.is_some()),
                             route: Route::Poll,
                             opened: now,
                             connected_at_ms: unix_ms(),
@@ -428,11 +709,15 @@ impl Hub {
                     self.metrics.messages(now, 1, 0);
                     if !st.taps.is_empty() {
                         let delivered = Delivered {
-                            user: key.user,
+                            user: key.user.clone(),
                             client_id: key.client_id,
                             payload,
                         };
-                        st.taps.retain(|tap| tap.send(delivered.clone()).is_ok());
+                        if self.store.is_some() {
+                            st.deferred.push(Deferred::Tap { key, delivered });
+                        } else {
+                            st.taps.retain(|tap| tap.send(delivered.clone()).is_ok());
+                        }
                     }
                 }
                 Output::Attached {
@@ -443,6 +728,16 @@ impl Hub {
                     resent,
                     ..
                 } => {
+                    if self.store.is_some() {
+                        if let Some(c) = st.conns.get(&conn).filter(|c| c.authenticated) {
+                            let user = c.user.clone();
+                            st.deferred.push(Deferred::Claim {
+                                conn,
+                                user,
+                                client_id: key.client_id,
+                            });
+                        }
+                    }
                     let user = st.conns.get(&conn).map_or("", |c| c.user.as_str());
                     info!(
                         conn = conn.0,
@@ -489,6 +784,9 @@ impl Hub {
                     let Some(c) = st.conns.remove(&conn) else {
                         continue;
                     };
+                    if st.claims.get(&c.user).is_some_and(|(id, _)| *id == conn) {
+                        st.claims.remove(&c.user);
+                    }
                     if let Io::Poll(notify) = &c.io {
                         notify.notify_one();
                     }
@@ -511,7 +809,32 @@ impl Hub {
                         "connection closed"
                     );
                 }
+                Output::FannedOut {
+                    to,
+                    payload,
+                    from,
+                    origin,
+                    seq,
+                } => st.deferred.push(Deferred::Publish {
+                    key: from,
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                }),
                 other => debug!(?other, "endpoint output"),
+            }
+        }
+        if let Some(store) = &self.store {
+            let (dirty, removed) = st.endpoint.store_mut().take_changes();
+            if !dirty.is_empty() || !removed.is_empty() || !st.deferred.is_empty() {
+                st.generation += 1;
+                store.send(Batch {
+                    generation: st.generation,
+                    dirty,
+                    removed,
+                    deferred: std::mem::take(&mut st.deferred),
+                });
             }
         }
     }
@@ -535,7 +858,9 @@ impl Hub {
 
     /// Sends a server message to every session of `user` (not to anonymous clients);
     /// returns how many sessions got it. A session whose client is offline keeps it for
-    /// resend (within its resume limits).
+    /// resend (within its resume limits). With a Redis store ([`Hub::with_redis`]) the
+    /// user's sessions held by the other instances get it too (pub/sub, after this
+    /// instance's state is written); the count is this instance's alone.
     ///
     /// ```
     /// # use tether_server::Hub;
@@ -604,8 +929,9 @@ impl Hub {
     /// ```
     pub fn broadcast(&self, room: &str, payload: impl Into<Payload>) -> usize {
         let now = Instant::now();
+        let payload = payload.into();
         let mut st = self.lock();
-        let count = st.endpoint.broadcast(now, room, &payload.into());
+        let count = st.endpoint.broadcast(now, room, &payload);
         self.apply(&mut st, now);
         count
     }
@@ -686,6 +1012,7 @@ impl Hub {
             messages_in_per_sec: totals.in_per_sec,
             messages_out_per_sec: totals.out_per_sec,
             sessions: st.endpoint.sessions(),
+            instance: self.instance(),
             connections,
         }
     }
@@ -707,6 +1034,7 @@ impl Hub {
             id,
             Conn {
                 user: principal.user.clone(),
+                authenticated: principal.claims.is_some(),
                 route,
                 opened: now,
                 connected_at_ms: unix_ms(),
@@ -843,6 +1171,15 @@ impl Hub {
         let now = Instant::now();
         let mut st = self.lock();
         st.endpoint.handle_sweep(now, idle_limit, session_ttl);
+        if !st.remote_claims.is_empty() {
+            let State {
+                conns,
+                remote_claims,
+                ..
+            } = &mut *st;
+            remote_claims
+                .retain(|user, _| conns.values().any(|c| c.authenticated && c.user == *user));
+        }
         self.apply(&mut st, now);
         self.room_may_have_changed();
     }
@@ -866,6 +1203,11 @@ impl Drop for Waiting<'_> {
         st.endpoint.stop_waiting(now, &mut self.reservation);
         hub.apply(&mut st, now);
     }
+}
+
+/// A random instance id, when none is configured.
+fn default_instance() -> String {
+    format!("{:08x}", crate::rand::u64() & 0xffff_ffff)
 }
 
 fn unix_ms() -> u64 {

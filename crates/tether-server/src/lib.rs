@@ -15,7 +15,7 @@
 //! | `GET /echo` | plain WebSocket echo; a text `ping` is answered with `pong` |
 //! | `POST /poll?client=HEX&op=send\|recv&t=N` | HTTP polling, same sessions as `/ws`; `t` is the polling transport's number, its Hello's `attempt` (`wait_ms` shortens the hold of `op=recv`; `room` as on `/ws`). A request of a stale transport gets 410 |
 //! | `POST /api/token` | only with [`ServerConfig::token_endpoint`] (else 404) and the admin credential (else 401): `{"user":"alice","ttl_secs":60}` → `{"token":"…","expires_in":60}` |
-//! | `GET /api/health` | `{"status":"ok","uptime_secs":12}` |
+//! | `GET /api/health` | `{"status":"ok","uptime_secs":12,"instance":"a","store":"memory","store_reachable":true}`; `status` is `degraded` while the Redis store ([`ServerConfig::store`]) does not answer |
 //! | `GET /api/websocket/metrics` | [`MetricsSnapshot`] as JSON; its per-connection list only with the admin credential |
 //!
 //! Every route but the token, health and metrics ones needs a token, a JWT (see
@@ -49,6 +49,14 @@
 //! - [`RunningServer::drain`] closes with 1012 after an `R <after_ms>` retry hint,
 //!   spread over the drain window; [`RunningServer::shutdown`] closes with 1001.
 //!
+//! ## Several instances
+//!
+//! [`Hub::with_redis`] (the binary's `--store redis://…`) writes every session through
+//! to Redis before anything it produced leaves the instance, so a client whose instance
+//! dies or drains resumes on another, every message exactly once; one connection per
+//! user, rooms and [`Hub::send_to_user`] span the instances. Keys, TTLs and what is
+//! written when: the [`store`] module and DEPLOYMENT.md.
+//!
 //! ## Running one
 //!
 //! ```
@@ -80,6 +88,7 @@ mod metrics;
 mod outbound;
 mod rand;
 mod server;
+pub mod store;
 pub mod token;
 mod ws;
 
@@ -87,6 +96,7 @@ pub use config::{ConfigError, Secret, ServerConfig};
 pub use hub::{Delivered, Hub, MemoryUsage};
 pub use metrics::{ConnectionInfo, MetricsSnapshot};
 pub use server::{RunningServer, Server, ServerError};
+pub use store::StoreError;
 pub use token::{Claims, KeyError, PublicKey, TokenAuthority, TokenError};
 
 /// `now + d`, or a time too far away to matter when that does not fit (a huge

@@ -129,6 +129,13 @@ struct Args {
     /// Largest WebSocket message accepted, in bytes (bigger: close 1009).
     #[arg(long, default_value_t = 1 << 20)]
     max_frame_bytes: usize,
+    /// Share sessions between instances through Redis, e.g. redis://127.0.0.1:6379
+    /// (default: in this process only).
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// This instance's id (health, metrics, owner of its sessions in the store).
+    #[arg(long, value_name = "ID")]
+    instance_id: Option<String>,
     /// On SIGTERM or Ctrl-C, the window over which clients are told to come back (to
     /// another instance behind the balancer): `500ms`, `10s`, `2m`, or plain seconds.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -208,6 +215,8 @@ async fn main() -> ExitCode {
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.poll_hold = Duration::from_millis(args.poll_hold_ms);
     config.max_frame_bytes = args.max_frame_bytes;
+    config.store = args.store;
+    config.instance_id = args.instance_id;
 
     if args.admin.is_some_and(|a| !a.ip().is_loopback()) {
         return usage("--admin must be a loopback address");
@@ -218,7 +227,16 @@ async fn main() -> ExitCode {
     if let Err(e) = config.validate() {
         return usage(&e.to_string());
     }
-    let hub = Arc::new(Hub::new());
+    let hub = match &config.store {
+        None => Arc::new(Hub::new()),
+        Some(url) => match Hub::with_redis(url, config.instance_id.as_deref()).await {
+            Ok(hub) => hub,
+            Err(e) => {
+                eprintln!("tether-server: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let server = match Server::start(config.clone(), Arc::clone(&hub)).await {
         Ok(s) => s,
         Err(e) => {

@@ -61,6 +61,9 @@ pub struct MetricsSnapshot {
     pub messages_out_per_sec: f64,
     /// Sessions the server keeps (attached to a transport or waiting for a resume).
     pub sessions: usize,
+    /// The instance that answered ([`crate::ServerConfig::instance_id`]): with several
+    /// instances behind a balancer, every figure here is this instance's alone.
+    pub instance: String,
     /// One entry per active connection. Over HTTP only for the admin credential
     /// (`Authorization: Bearer <admin token>`); empty for everyone else.
     pub connections: Vec<ConnectionInfo>,

@@ -317,7 +317,12 @@ impl Socket {
                 Some(req) = self.ctl.recv() => {
                     return self.close(req.code, req.reason).await;
                 }
-                next = self.stream.next() => self.on_read(next),
+                next = self.stream.next() => {
+                    if !self.greeted {
+                        self.load_session(&next).await;
+                    }
+                    self.on_read(next)
+                }
                 () = sleep_until(idle_at.into()) => {
                     return self.close(codes::IDLE_TIMEOUT, "idle timeout").await;
                 }
@@ -418,6 +423,30 @@ impl Socket {
         let data = self.probe_counter.to_be_bytes();
         self.probe_sent = Some((data, Instant::now()));
         self.link.push(Outbound::Ping(data.to_vec()));
+    }
+
+    /// With a shared store, before the socket's Hello is decided: the session it proves
+    /// is loaded from the store if this instance does not have it (the client comes
+    /// from another instance).
+    async fn load_session(&self, next: &Option<Result<Message, axum::Error>>) {
+        if self.app.hub.store_reachable().is_none() || !matches!(self.mode, Mode::Protocol { .. }) {
+            return;
+        }
+        let Some(Ok(Message::Text(text))) = next else {
+            return;
+        };
+        if let Ok(Envelope::Hello {
+            client_id,
+            attempt,
+            secret,
+            ..
+        }) = Envelope::decode(Payload::Text(text.as_str().to_owned()))
+        {
+            self.app
+                .hub
+                .load(&self.principal.peer(), client_id, attempt, secret)
+                .await;
+        }
     }
 
     fn on_read(&mut self, next: Option<Result<Message, axum::Error>>) -> Step {

@@ -680,3 +680,162 @@ mod sequences {
         }
     }
 }
+
+/// The frames queued for `conn`, decoded.
+fn frames_to(outs: &[Output], conn: ConnId) -> Vec<Envelope> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Send { conn: c, frame, .. } if *c == conn => {
+                Envelope::decode(frame.clone()).ok()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_exported_from_one_endpoint_resumes_on_another() {
+    let now = Instant::now();
+    let mut a = endpoint(EndpointConfig::default());
+    let conn = a.open_socket(Peer::User("ann".into()));
+    a.handle_socket_hello(now, conn, hello(7, 1, None), None)
+        .unwrap();
+    let secret = welcome_secret(&drain(&mut a));
+    let key = a.sessions_of("ann", 7).pop().unwrap();
+    // The client sent 2 messages (echoed: server messages 1 and 2) and read the first.
+    for n in 1..=2 {
+        let m = Envelope::Msg {
+            seq: n,
+            payload: format!("m{n}").into(),
+        };
+        a.handle_socket_envelope(now, conn, m, &mut no_token)
+            .unwrap();
+    }
+    drain(&mut a);
+    let session = a.session(&key).unwrap().protocol().session();
+    let image = a.export_session(&key).unwrap();
+    let bytes = image.encode();
+
+    let mut b = endpoint(EndpointConfig::default());
+    let image = SessionImage::decode(&bytes, ResumeLimits::default()).unwrap();
+    assert!(b.import_session(now, &key, image.clone()));
+    assert!(
+        !b.import_session(now, &key, image),
+        "an equal copy is not taken again"
+    );
+    let conn = b.open_socket(Peer::User("ann".into()));
+    let resume = Greeting {
+        client_id: 7,
+        recv_seq: 1,
+        session,
+        attempt: 2,
+        secret: Some(secret),
+    };
+    b.handle_socket_hello(now, conn, resume, None).unwrap();
+    let frames = frames_to(&drain(&mut b), conn);
+    assert_eq!(
+        frames,
+        [
+            Envelope::Welcome {
+                session,
+                recv_seq: 2,
+                resumed: true,
+                secret
+            },
+            Envelope::Msg {
+                seq: 2,
+                payload: "m2".into()
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_newer_image_replaces_an_older_local_copy_and_closes_its_transport() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let conn = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, conn, hello(7, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    let key = e.sessions_of("ann", 7).pop().unwrap();
+    let mut newer = e.export_session(&key).unwrap();
+    assert!(!e.import_session(now, &key, newer.clone()), "not newer");
+    newer.latest_attempt = 5;
+    assert!(e.import_session(now, &key, newer));
+    assert!(drain(&mut e).contains(&Output::Close {
+        conn,
+        code: 1000,
+        reason: "the session moved to another instance"
+    }));
+    assert_eq!(e.session(&key).unwrap().protocol().latest_attempt(), 5);
+    assert_eq!(e.session(&key).unwrap().attached(), None);
+}
+
+#[test]
+fn a_claim_on_another_instance_replaces_another_client_and_detaches_the_same_one() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    let conn = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, conn, hello(7, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    assert!(e.claimed_elsewhere(now, "ann", 8));
+    assert!(drain(&mut e).contains(&Output::Close {
+        conn,
+        code: 4409,
+        reason: "replaced by a newer connection"
+    }));
+    let key = e.sessions_of("ann", 7).pop().unwrap();
+    assert!(e.session(&key).unwrap().replaced());
+    assert!(
+        !e.claimed_elsewhere(now, "ann", 8),
+        "nobody current any more"
+    );
+
+    let again = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, again, hello(9, 1, None), None)
+        .unwrap();
+    drain(&mut e);
+    assert!(e.claimed_elsewhere(now, "ann", 9));
+    assert!(drain(&mut e).contains(&Output::Close {
+        conn: again,
+        code: 1000,
+        reason: "a newer transport of this client took over"
+    }));
+    assert!(!e.claimed_elsewhere(now, "bob", 1), "another user: nothing");
+}
+
+#[test]
+fn a_fan_out_a_session_had_before_it_moved_is_not_sent_again() {
+    let now = Instant::now();
+    let mut a = endpoint(EndpointConfig::default());
+    a.set_fanout_origin(0xa);
+    let conn = a.open_socket(Peer::User("ann".into()));
+    a.handle_socket_hello(now, conn, hello(7, 1, None), Some("lobby".into()))
+        .unwrap();
+    drain(&mut a);
+    assert_eq!(a.broadcast(now, "lobby", &"one".into()), 1);
+    let outs = drain(&mut a);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::FannedOut { to: FanOut::Room(r), origin: 0xa, seq: 1, .. } if r == "lobby"
+    )));
+    // The session moves to B; A's fan-out 1 reaches B as well: not sent twice.
+    let key = a.sessions_of("ann", 7).pop().unwrap();
+    let image = a.export_session(&key).unwrap();
+    assert_eq!(image.fanout, [(0xa, 1)]);
+    let mut b = endpoint(EndpointConfig::default());
+    b.set_fanout_origin(0xb);
+    assert!(b.import_session(now, &key, image));
+    let room = FanOut::Room("lobby".into());
+    assert_eq!(b.receive_fanout(now, &room, &"one".into(), 0xa, 1), 0);
+    assert_eq!(b.session(&key).unwrap().protocol().last_sent_seq(), 1);
+    // A's next one is new to it.
+    assert_eq!(b.receive_fanout(now, &room, &"two".into(), 0xa, 2), 1);
+    assert_eq!(b.session(&key).unwrap().protocol().last_sent_seq(), 2);
+    // Without an origin, nothing is tagged or reported.
+    let mut plain = endpoint(EndpointConfig::default());
+    plain.broadcast(now, "lobby", &"x".into());
+    assert!(drain(&mut plain).is_empty());
+}

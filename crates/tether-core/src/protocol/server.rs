@@ -795,6 +795,63 @@ impl ServerSession {
         }
     }
 
+    /// What another server instance needs to go on with this session (see
+    /// [`crate::endpoint::SessionImage`]): id, latest transport number, numbering both
+    /// ways, whether it was greeted, and the resume buffer (seq order, contiguous,
+    /// ending at `next_seq - 1`).
+    pub(crate) fn export_parts(&self) -> (u64, u64, u64, u64, bool, Vec<Payload>) {
+        (
+            self.session,
+            self.latest_attempt,
+            self.next_seq,
+            self.recv_seq,
+            self.greeted,
+            self.buffer.iter().map(|m| m.payload.clone()).collect(),
+        )
+    }
+
+    /// A session rebuilt from [`export_parts`](Self::export_parts) on another instance:
+    /// the buffered messages count as sent at `now` and the client as heard from at
+    /// `now` (clocks do not travel between processes). Past `limits`, the oldest are
+    /// dropped (counted as trimmed): the client then gets a reset, as it would have
+    /// from a buffer trimmed here. The caller validated the numbers (see
+    /// `SessionImage::decode`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        now: Instant,
+        secret: SessionSecret,
+        limits: ResumeLimits,
+        session: u64,
+        latest_attempt: u64,
+        next_seq: u64,
+        recv_seq: u64,
+        greeted: bool,
+        buffer: Vec<Payload>,
+    ) -> Self {
+        let mut s = ServerSession::new(session, secret, limits);
+        s.latest_attempt = latest_attempt;
+        s.next_seq = next_seq.max(1);
+        s.recv_seq = recv_seq;
+        s.greeted = greeted;
+        s.last_heard = Some(now);
+        let first = s.next_seq.saturating_sub(buffer.len() as u64);
+        for (i, payload) in buffer.into_iter().enumerate() {
+            s.buffer_bytes = s.buffer_bytes.saturating_add(payload.len());
+            s.buffer.push_back(Buffered {
+                seq: first.saturating_add(i as u64),
+                payload,
+                sent_at: now,
+            });
+        }
+        while s.buffer.len() > s.limits.max_messages || s.buffer_bytes > s.limits.max_bytes {
+            if s.pop_front().is_none() {
+                break;
+            }
+            s.trimmed += 1;
+        }
+        s
+    }
+
     /// Drops the oldest buffered message, keeping the byte count.
     fn pop_front(&mut self) -> Option<Buffered> {
         let m = self.buffer.pop_front()?;

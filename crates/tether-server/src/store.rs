@@ -1,0 +1,900 @@
+//! The Redis store: what lets a session move between server instances.
+//!
+//! The rules stay in tether-core's endpoint; each instance keeps the sessions it serves
+//! in the endpoint's memory, and this module writes through to Redis what another
+//! instance needs to resume them ([`SessionImage`](tether_core::endpoint::SessionImage)), and loads one before a Hello that
+//! proves a session this instance does not have (or has only an older copy of).
+//!
+//! ## Keys
+//! - `tether:session:<sha256(user, client id, secret) in hex>`: a hash with `a` (the
+//!   session's latest transport number, 20 zero-padded digits), `o` (the instance that
+//!   wrote it) and `d` (the [`SessionImage`](tether_core::endpoint::SessionImage) bytes: numbering, room, the resume buffer,
+//!   bounded by the resume limits). The secret itself is not stored: only a client that
+//!   proves it can name the key. Expires `session_ttl` after its last write; instances
+//!   rewrite the sessions they hold at least every third of that.
+//!
+//! - `tether:claims:<user>`: a counter (`INCR`) ordering the attaches of one user's
+//!   transports across instances, for one connection per user. No TTL (one small
+//!   integer per user who ever connected with a token).
+//! - channel `tether:users`: `<instance> TAB <order> TAB <client id hex> TAB <user>`,
+//!   published when a user's transport attaches; an instance whose current transport of
+//!   that user has an older order replaces it (4409/409, or 1000 for the same client).
+//!   The order is taken before the Welcome leaves, so of two clients the one welcomed
+//!   later wins.
+//! - channel `tether:rooms`: a room message (`u64` origin, `u64` seq, `u8` instance
+//!   length, instance, `u16` room length, room, `u8` kind 0 text / 1 binary, payload),
+//!   published after the sender's session is written; the other instances hand it to
+//!   their members (`Endpoint::receive_fanout`).
+//! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
+//!   place of the room); the other instances send it to their sessions of the user.
+//!
+//! Fan-out across instances (rooms, messages to a user) is Redis pub/sub: fire and
+//! forget. Each fan-out is numbered per instance boot (origin, seq), and each session
+//! remembers (in its image too) the newest it got per origin: a session that got one on
+//! its old instance and moved does not get it again from the new one. A member whose
+//! session is held by no instance at that moment (its instance died and it has not
+//! reconnected yet) misses it. Each session's own traffic (its messages, their echoes,
+//! what is numbered in it) is exactly once across moves.
+//!
+//! Every byte read back (images, notices) is decoded bounded with typed errors; what
+//! does not decode is logged and ignored (a Hello then gets a fresh session).
+//!
+//! Writes are fenced by the transport number: an instance that loads a session for a
+//! Hello claims it (`a` := the Hello's transport number, `o` := itself) in the same
+//! atomic step as the read; a write by another instance with a number not above the
+//! stored one is then refused (Lua scripts), and the instance that tried forgets its
+//! copy and closes its transport (the client moved on, elsewhere).
+//!
+//! ## Limits
+//! An image holds at most the resume limits of the instance that wrote it (bytes and
+//! messages); an instance refuses to load one beyond its own limits (give instances
+//! sharing a Redis the same limits), and a loaded session counts against its resume
+//! budget like any other. Images carry no clocks: a loaded session's messages age from
+//! the load.
+//!
+//! ## Polling
+//! A poll request reaches a polling transport of the instance it lands on: one that
+//! lands elsewhere gets 503, and the client's next Hello (a new polling transport)
+//! resumes there from Redis. Correct with any balancer, but a round-robin one turns
+//! every instance switch into a new transport: prefer sticky routing for polling.
+//!
+//! ## Written before sent
+//! Frames produced for the clients (Welcome, messages, Acks) are released to the sockets
+//! only once the session state that produced them is in Redis (a group commit: one
+//! pipeline for whatever piled up meanwhile); a poll response waits likewise. So an
+//! instance that dies has never told a client anything another instance would not know:
+//! every message exactly once, in order, both ways. While Redis is unreachable frames
+//! are released anyway after the write fails (the instance keeps serving its clients,
+//! health says degraded) and the writes are retried until Redis answers.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use sha2::{Digest, Sha256};
+use tether_core::endpoint::MemoryStore;
+use tether_core::endpoint::{ConnId, FanOut, SessionKey, SessionRecord, SessionStore};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::hub::Hub;
+
+/// How long one Redis round trip may take before the store counts as unreachable.
+const OP_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Batches taken into one group commit at most.
+const GROUP: usize = 256;
+
+/// Why the Redis store could not be opened.
+#[derive(Debug)]
+pub struct StoreError(String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl StoreError {
+    pub(crate) fn new(message: String) -> Self {
+        StoreError(message)
+    }
+}
+
+/// Write `d` under `KEYS[1]` unless another instance holds it for the same or a newer
+/// transport (it claimed or wrote it since): ARGV = attempt (20 digits), owner, image,
+/// ttl in ms. 1: written. The stored number never goes down (this instance's own claim
+/// for a newer Hello may be ahead of the image).
+const PUT: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'a', 'o')
+local a = ARGV[1]
+if cur[1] then
+  if cur[2] ~= ARGV[2] and cur[1] >= ARGV[1] then return 0 end
+  if cur[1] > a then a = cur[1] end
+end
+redis.call('HSET', KEYS[1], 'a', a, 'o', ARGV[2], 'd', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1
+";
+
+/// Read `KEYS[1]` for a Hello of transport ARGV[1] on instance ARGV[2], and claim it
+/// if that transport is newer than what is stored: from then on the instance that had
+/// the session cannot write it any more (its writes carry an older number), so nothing
+/// it does after this read can be lost or done twice. Returns {a, d} or nil; `d` is
+/// empty when the caller's own copy (transport number ARGV[3], empty if none) is as
+/// new, so a reconnect to the same instance does not fetch the image.
+const LOAD: &str = r"
+local cur = redis.call('HMGET', KEYS[1], 'a', 'd')
+if not cur[1] or not cur[2] then return false end
+if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
+if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
+return {cur[1], cur[2]}
+";
+
+/// Delete `KEYS[1]` if this instance (ARGV[1]) wrote it last.
+const DELETE: &str = r"
+if redis.call('HGET', KEYS[1], 'o') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
+/// The endpoint's store on an instance with Redis behind it: the in-memory store, which
+/// also notes which sessions changed (or went) since the shell last looked.
+#[derive(Debug, Default)]
+pub(crate) struct TrackedStore {
+    inner: MemoryStore,
+    tracking: bool,
+    dirty: Vec<SessionKey>,
+    removed: Vec<SessionKey>,
+}
+
+impl TrackedStore {
+    pub(crate) fn tracking() -> Self {
+        TrackedStore {
+            tracking: true,
+            ..TrackedStore::default()
+        }
+    }
+
+    /// What changed and what went since the last call.
+    pub(crate) fn take_changes(&mut self) -> (Vec<SessionKey>, Vec<SessionKey>) {
+        (
+            std::mem::take(&mut self.dirty),
+            std::mem::take(&mut self.removed),
+        )
+    }
+
+    fn touch(&mut self, key: &SessionKey) {
+        if self.tracking {
+            self.dirty.push(key.clone());
+        }
+    }
+}
+
+impl SessionStore for TrackedStore {
+    fn get(&self, key: &SessionKey) -> Option<&SessionRecord> {
+        self.inner.get(key)
+    }
+
+    fn get_mut(&mut self, key: &SessionKey) -> Option<&mut SessionRecord> {
+        if self.tracking && self.inner.get(key).is_some() {
+            self.dirty.push(key.clone());
+        }
+        self.inner.get_mut(key)
+    }
+
+    fn insert(&mut self, key: SessionKey, record: SessionRecord) {
+        self.touch(&key);
+        self.inner.insert(key, record);
+    }
+
+    fn remove(&mut self, key: &SessionKey) -> Option<SessionRecord> {
+        let r = self.inner.remove(key);
+        if self.tracking && r.is_some() {
+            self.removed.push(key.clone());
+        }
+        r
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = (&SessionKey, &SessionRecord)> + '_> {
+        self.inner.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn clear(&mut self) {
+        if self.tracking {
+            self.removed.extend(self.inner.keys());
+        }
+        self.inner.clear();
+    }
+}
+
+/// Something held back until the state that produced it is in Redis.
+#[derive(Debug)]
+pub(crate) enum Deferred {
+    /// A frame for a socket.
+    Frame {
+        conn: ConnId,
+        frame: tether_core::Payload,
+        message: bool,
+    },
+    /// A socket to close.
+    Close {
+        conn: ConnId,
+        code: u16,
+        reason: &'static str,
+    },
+    /// A message for `room`'s members on the other instances, from session `key`
+    /// (`None`: from the application).
+    Publish {
+        key: Option<SessionKey>,
+        to: FanOut,
+        payload: tether_core::Payload,
+        origin: u64,
+        seq: u64,
+    },
+    /// `user`'s client attached transport `conn` here: the other instances hear of it.
+    Claim {
+        conn: ConnId,
+        user: String,
+        client_id: u64,
+    },
+    /// A delivered client message for the taps, of session `key`.
+    Tap {
+        key: SessionKey,
+        delivered: crate::hub::Delivered,
+    },
+}
+
+/// One round of the hub's outputs, for the writer.
+#[derive(Debug)]
+pub(crate) struct Batch {
+    pub(crate) generation: u64,
+    pub(crate) dirty: Vec<SessionKey>,
+    pub(crate) removed: Vec<SessionKey>,
+    pub(crate) deferred: Vec<Deferred>,
+}
+
+/// The Redis side of a hub.
+#[derive(Debug)]
+pub(crate) struct RedisStore {
+    pub(crate) instance: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    reachable: AtomicBool,
+    tx: mpsc::UnboundedSender<Batch>,
+    /// The last generation whose state is written (or given up on: Redis down).
+    flushed: watch::Sender<u64>,
+    /// Session TTL in Redis, ms (the server's `session_ttl`).
+    ttl_ms: std::sync::atomic::AtomicU64,
+}
+
+/// The Redis key of a session: a hash of (user, client id, secret), so the secret
+/// never reaches Redis and only its holder can name the key.
+pub(crate) fn redis_key(key: &SessionKey) -> String {
+    let mut h = Sha256::new();
+    h.update((key.user.len() as u64).to_be_bytes());
+    h.update(key.user.as_bytes());
+    h.update(key.client_id.to_be_bytes());
+    h.update(key.secret.to_hex().as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(15 + 64);
+    out.push_str("tether:session:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// A stored session as `LOAD` answers: its transport number (text) and image.
+type Stored = Option<(String, Vec<u8>)>;
+
+fn attempt_field(attempt: u64) -> String {
+    format!("{attempt:020}")
+}
+
+/// What a written session looked like, to skip writing it again unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    session: u64,
+    attempt: u64,
+    last_sent: u64,
+    recv_seq: u64,
+    buffered: usize,
+    room: Option<String>,
+    replaced: bool,
+}
+
+fn fingerprint(r: &SessionRecord) -> Fingerprint {
+    let p = r.protocol();
+    Fingerprint {
+        session: p.session(),
+        attempt: p.latest_attempt(),
+        last_sent: p.last_sent_seq(),
+        recv_seq: p.recv_seq(),
+        buffered: p.buffered(),
+        room: r.room().map(str::to_owned),
+        replaced: r.replaced(),
+    }
+}
+
+enum Op {
+    Put { attempt: u64, image: Vec<u8> },
+    Delete,
+}
+
+struct Write {
+    key: SessionKey,
+    rkey: String,
+    op: Op,
+    fingerprint: Option<Fingerprint>,
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port[/db]`) and starts the writer of `hub`.
+    pub(crate) async fn connect(
+        url: &str,
+        instance: String,
+    ) -> Result<(Arc<RedisStore>, mpsc::UnboundedReceiver<Batch>), StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OP_TIMEOUT))
+            .set_response_timeout(Some(OP_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
+            .await
+            .map_err(|e| StoreError(e.to_string()))?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        info!(%instance, "session store: redis");
+        Ok((
+            Arc::new(RedisStore {
+                instance,
+                client,
+                conn,
+                reachable: AtomicBool::new(true),
+                tx,
+                flushed: watch::Sender::new(0),
+                ttl_ms: std::sync::atomic::AtomicU64::new(300_000),
+            }),
+            rx,
+        ))
+    }
+
+    pub(crate) fn reachable(&self) -> bool {
+        self.reachable.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_ttl(&self, ttl: Duration) {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.ttl_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn send(&self, batch: Batch) {
+        // The writer lives as long as the hub; a send fails only while it is dropped.
+        let _ = self.tx.send(batch);
+    }
+
+    /// Resolves once everything up to `generation` is written (or given up on).
+    pub(crate) async fn flushed(&self, generation: u64) {
+        let mut rx = self.flushed.subscribe();
+        let _ = rx.wait_for(|g| *g >= generation).await;
+    }
+
+    /// The stored session `key`, for a Hello of transport `attempt`: its latest
+    /// transport number and image bytes, claimed for this instance if `attempt` is
+    /// newer (see `LOAD`). `None` when there is none, Redis is unreachable, or what is
+    /// there is not a session.
+    pub(crate) async fn load(
+        &self,
+        key: &SessionKey,
+        attempt: u64,
+        local: Option<u64>,
+    ) -> Option<(u64, Vec<u8>)> {
+        let mut conn = self.conn.clone();
+        let rkey = redis_key(key);
+        let got: Result<redis::RedisResult<Stored>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("EVAL")
+                .arg(LOAD)
+                .arg(1)
+                .arg(&rkey)
+                .arg(attempt_field(attempt))
+                .arg(&self.instance)
+                .arg(local.map(attempt_field).unwrap_or_default())
+                .query_async(&mut conn),
+        )
+        .await;
+        match got {
+            Ok(Ok(Some((_, d)))) if d.is_empty() => None,
+            Ok(Ok(Some((a, d)))) => match a.parse::<u64>() {
+                Ok(attempt) => Some((attempt, d)),
+                Err(_) => {
+                    warn!("session store: a session whose transport number is not a number");
+                    None
+                }
+            },
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => {
+                self.reachable.store(false, Ordering::Relaxed);
+                warn!(error = %e, "session store: load failed");
+                None
+            }
+            Err(_) => {
+                self.reachable.store(false, Ordering::Relaxed);
+                warn!("session store: load timed out");
+                None
+            }
+        }
+    }
+}
+
+/// The writer: takes the hub's batches in order, writes the sessions they touched
+/// (one pipeline per round), then releases what waited for it.
+pub(crate) async fn writer(
+    hub: Weak<Hub>,
+    store: Arc<RedisStore>,
+    mut rx: mpsc::UnboundedReceiver<Batch>,
+) {
+    // What each session looked like when last written, and when.
+    let mut written: HashMap<SessionKey, (Fingerprint, Instant)> = HashMap::new();
+    // Writes that failed (Redis down), to try again; latest per key.
+    let mut retry: HashMap<SessionKey, bool> = HashMap::new();
+    let mut conn = store.conn.clone();
+    loop {
+        let first = tokio::select! {
+            b = rx.recv() => match b { Some(b) => Some(b), None => return },
+            () = tokio::time::sleep(Duration::from_millis(500)) => None,
+        };
+        let mut batches: Vec<Batch> = first.into_iter().collect();
+        while batches.len() < GROUP {
+            match rx.try_recv() {
+                Ok(b) => batches.push(b),
+                Err(_) => break,
+            }
+        }
+        let Some(hub) = hub.upgrade() else { return };
+        let ttl_ms = store.ttl_ms.load(Ordering::Relaxed);
+        let refresh = Duration::from_millis(ttl_ms / 3);
+        // Every key touched in this round (dirty: true; removed: false), plus retries.
+        let mut touched: HashMap<SessionKey, bool> = std::mem::take(&mut retry);
+        for b in &batches {
+            for k in &b.removed {
+                touched.insert(k.clone(), false);
+            }
+            for k in &b.dirty {
+                touched.insert(k.clone(), true);
+            }
+        }
+        let now = Instant::now();
+        let writes: Vec<Write> = hub.with_endpoint(|endpoint| {
+            touched
+                .keys()
+                .filter_map(|key| match endpoint.session(key) {
+                    Some(record) => {
+                        let fp = fingerprint(record);
+                        let fresh = written.get(key).is_some_and(|(f, at)| {
+                            *f == fp && now.saturating_duration_since(*at) < refresh
+                        });
+                        if fresh {
+                            return None;
+                        }
+                        let image = endpoint.export_session(key)?;
+                        Some(Write {
+                            rkey: redis_key(key),
+                            key: key.clone(),
+                            op: Op::Put {
+                                attempt: image.latest_attempt,
+                                image: image.encode(),
+                            },
+                            fingerprint: Some(fp),
+                        })
+                    }
+                    None if written.contains_key(key) => Some(Write {
+                        rkey: redis_key(key),
+                        key: key.clone(),
+                        op: Op::Delete,
+                        fingerprint: None,
+                    }),
+                    None => None,
+                })
+                .collect()
+        });
+        let mut rejected: Vec<SessionKey> = Vec::new();
+        if writes.is_empty() {
+            if batches.is_empty() {
+                // Idle: see whether Redis answers (health recovers without traffic).
+                let pong: Result<Result<String, _>, _> =
+                    tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
+                        .await;
+                if set_reachable(&store, matches!(pong, Ok(Ok(_)))) {
+                    // Redis may have restarted empty: write every session again (the
+                    // sweeper touches them all each round).
+                    written.clear();
+                }
+            }
+        } else {
+            let mut pipe = redis::pipe();
+            for w in &writes {
+                match &w.op {
+                    Op::Put { attempt, image } => {
+                        pipe.cmd("EVAL")
+                            .arg(PUT)
+                            .arg(1)
+                            .arg(&w.rkey)
+                            .arg(attempt_field(*attempt))
+                            .arg(&store.instance)
+                            .arg(image.as_slice())
+                            .arg(ttl_ms);
+                    }
+                    Op::Delete => {
+                        pipe.cmd("EVAL")
+                            .arg(DELETE)
+                            .arg(1)
+                            .arg(&w.rkey)
+                            .arg(&store.instance);
+                    }
+                }
+            }
+            let result: Result<Result<Vec<i64>, _>, _> =
+                tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn)).await;
+            match result {
+                Ok(Ok(codes)) if codes.len() == writes.len() => {
+                    if set_reachable(&store, true) {
+                        written.clear();
+                    }
+                    for (w, code) in writes.into_iter().zip(codes) {
+                        match (w.fingerprint, code) {
+                            (Some(fp), 1) => {
+                                written.insert(w.key, (fp, now));
+                            }
+                            (Some(_), _) => {
+                                written.remove(&w.key);
+                                rejected.push(w.key);
+                            }
+                            (None, _) => {
+                                written.remove(&w.key);
+                            }
+                        }
+                    }
+                }
+                other => {
+                    let why = match other {
+                        Ok(Ok(_)) => "unexpected answer".to_owned(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => "timed out".to_owned(),
+                    };
+                    if store.reachable() {
+                        warn!(error = %why, "session store unreachable: serving on, writes retried");
+                    }
+                    set_reachable(&store, false);
+                    for w in writes {
+                        retry.insert(w.key, w.fingerprint.is_some());
+                    }
+                }
+            }
+        }
+        if !rejected.is_empty() {
+            debug!(
+                sessions = rejected.len(),
+                "sessions taken over by another instance"
+            );
+        }
+        let last = batches.last().map(|b| b.generation);
+        let mut deferred = Vec::new();
+        let mut rooms = Vec::new();
+        let mut claims = Vec::new();
+        for d in batches.into_iter().flat_map(|b| b.deferred) {
+            match d {
+                Deferred::Publish { key, .. }
+                    if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
+                Deferred::Publish {
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                    ..
+                } => rooms.push((to, payload, origin, seq)),
+                Deferred::Claim {
+                    conn,
+                    user,
+                    client_id,
+                } => claims.push((conn, user, client_id)),
+                d => deferred.push(d),
+            }
+        }
+        // A user's transports are ordered before their Welcomes leave: a client that
+        // connects after another got its Welcome has the newer claim.
+        let mut ordered = Vec::new();
+        for (conn, user, client_id) in claims {
+            if let Some(seq) = store.order(&user).await {
+                hub.claimed(conn, &user, seq);
+                ordered.push((user, client_id, seq));
+            }
+        }
+        hub.release(&rejected, deferred);
+        for (user, client_id, seq) in ordered {
+            store.announce(&user, client_id, seq).await;
+        }
+        for (to, payload, origin, seq) in rooms {
+            store.publish(&to, &payload, origin, seq).await;
+        }
+        if let Some(g) = last {
+            store.flushed.send_modify(|f| *f = (*f).max(g));
+        }
+    }
+}
+
+/// Records whether Redis answered; `true` when it answers again after it did not.
+fn set_reachable(store: &RedisStore, ok: bool) -> bool {
+    let was = store.reachable.swap(ok, Ordering::Relaxed);
+    if ok && !was {
+        info!("session store reachable again");
+    }
+    ok && !was
+}
+
+/// The channel where instances tell each other a user's newest transport.
+const USERS: &str = "tether:users";
+/// The channel where instances fan room messages out to each other.
+const ROOMS: &str = "tether:rooms";
+/// The channel where instances pass the application's messages for a user on.
+const TO_USER: &str = "tether:to-user";
+/// Largest pub/sub message taken (a room message is bounded by the frame limit).
+const MAX_NOTICE_BYTES: usize = 64 << 20;
+
+/// A notice from another instance.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `user`'s client `client_id` attached a transport there; `seq` orders the claims of
+    /// one user across instances (Redis `INCR`): the highest wins.
+    Claim {
+        instance: String,
+        seq: u64,
+        client_id: u64,
+        user: String,
+    },
+    /// A message for every member of a room or every session of a user, numbered
+    /// `seq` among the fan-outs of `origin` (one boot of `instance`).
+    FanOut {
+        instance: String,
+        to: FanOut,
+        payload: tether_core::Payload,
+        origin: u64,
+        seq: u64,
+    },
+}
+
+fn encode_claim(instance: &str, seq: u64, client_id: u64, user: &str) -> Vec<u8> {
+    format!("{instance}\t{seq}\t{client_id:x}\t{user}").into_bytes()
+}
+
+fn encode_fanout(
+    instance: &str,
+    room: &str,
+    origin: u64,
+    seq: u64,
+    payload: &tether_core::Payload,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + instance.len() + room.len() + payload.len());
+    out.extend_from_slice(&origin.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.push(u8::try_from(instance.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(&instance.as_bytes()[..instance.len().min(255)]);
+    out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&room.as_bytes()[..room.len().min(usize::from(u16::MAX))]);
+    match payload {
+        tether_core::Payload::Text(t) => {
+            out.push(0);
+            out.extend_from_slice(t.as_bytes());
+        }
+        tether_core::Payload::Binary(b) => {
+            out.push(1);
+            out.extend_from_slice(b);
+        }
+    }
+    out
+}
+
+/// Reads a notice; `None` for anything malformed (logged by the caller).
+pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
+    if bytes.len() > MAX_NOTICE_BYTES {
+        return None;
+    }
+    match channel {
+        USERS => {
+            let text = std::str::from_utf8(bytes).ok()?;
+            let mut parts = text.splitn(4, '\t');
+            let instance = parts.next()?.to_owned();
+            let seq = parts.next()?.parse().ok()?;
+            let client_id = u64::from_str_radix(parts.next()?, 16).ok()?;
+            let user = parts.next()?.to_owned();
+            (!user.is_empty()).then_some(Notice::Claim {
+                instance,
+                seq,
+                client_id,
+                user,
+            })
+        }
+        ROOMS | TO_USER => {
+            let (origin, rest) = split(bytes, 8)?;
+            let (seq, rest) = split(rest, 8)?;
+            let origin = u64::from_be_bytes(origin.try_into().ok()?);
+            let seq = u64::from_be_bytes(seq.try_into().ok()?);
+            let (&ilen, rest) = rest.split_first()?;
+            let (instance, rest) = split(rest, usize::from(ilen))?;
+            let (rlen, rest) = split(rest, 2)?;
+            let rlen = usize::from(u16::from_be_bytes([rlen[0], rlen[1]]));
+            let (room, rest) = split(rest, rlen)?;
+            let (&kind, payload) = rest.split_first()?;
+            let payload = match kind {
+                0 => tether_core::Payload::Text(std::str::from_utf8(payload).ok()?.to_owned()),
+                1 => tether_core::Payload::Binary(payload.to_vec()),
+                _ => return None,
+            };
+            let instance = std::str::from_utf8(instance).ok()?.to_owned();
+            let name = std::str::from_utf8(room).ok()?.to_owned();
+            Some(Notice::FanOut {
+                instance,
+                to: if channel == ROOMS {
+                    FanOut::Room(name)
+                } else {
+                    FanOut::User(name)
+                },
+                payload,
+                origin,
+                seq,
+            })
+        }
+        _ => None,
+    }
+}
+
+fn split(bytes: &[u8], n: usize) -> Option<(&[u8], &[u8])> {
+    (bytes.len() >= n).then(|| bytes.split_at(n))
+}
+
+impl RedisStore {
+    /// A pub/sub connection subscribed to the instances' channels.
+    pub(crate) async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.subscribe(&[USERS, ROOMS, TO_USER]).await?;
+        Ok(pubsub)
+    }
+
+    /// The order of a new claim of `user`'s current connection among all instances'
+    /// (`None`: Redis did not answer).
+    pub(crate) async fn order(&self, user: &str) -> Option<u64> {
+        let mut conn = self.conn.clone();
+        tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("INCR")
+                .arg(format!("tether:claims:{user}"))
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()
+    }
+
+    /// Tells the other instances that `user`'s client `client_id` attached here, with
+    /// the claim's order `seq`.
+    pub(crate) async fn announce(&self, user: &str, client_id: u64, seq: u64) {
+        let mut conn = self.conn.clone();
+        let _: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(USERS)
+                .arg(encode_claim(&self.instance, seq, client_id, user))
+                .query_async(&mut conn),
+        )
+        .await;
+    }
+
+    /// Fans a message out to the other instances.
+    async fn publish(&self, to: &FanOut, payload: &tether_core::Payload, origin: u64, seq: u64) {
+        let (channel, room) = match to {
+            FanOut::Room(r) => (ROOMS, r.as_str()),
+            FanOut::User(u) => (TO_USER, u.as_str()),
+        };
+        let mut conn = self.conn.clone();
+        let sent: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(encode_fanout(&self.instance, room, origin, seq, payload))
+                .query_async(&mut conn),
+        )
+        .await;
+        if !matches!(sent, Ok(Ok(_))) {
+            warn!(
+                room,
+                "session store: a room message did not reach the other instances"
+            );
+        }
+    }
+}
+
+/// Takes the other instances' notices until the hub goes; reconnects (with a bounded
+/// backoff) when the connection breaks.
+pub(crate) async fn subscriber(hub: Weak<Hub>, store: Arc<RedisStore>, first: redis::aio::PubSub) {
+    use futures_util::StreamExt as _;
+    let mut pubsub = Some(first);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(mut ps) = pubsub.take() else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+            if hub.strong_count() == 0 {
+                return;
+            }
+            match store.subscribe().await {
+                Ok(ps) => {
+                    info!("session store: subscribed again");
+                    backoff = Duration::from_millis(100);
+                    pubsub = Some(ps);
+                }
+                Err(e) => debug!(error = %e, "session store: subscribe failed"),
+            }
+            continue;
+        };
+        {
+            let mut messages = ps.on_message();
+            while let Some(msg) = messages.next().await {
+                let Some(hub) = hub.upgrade() else { return };
+                match decode_notice(msg.get_channel_name(), msg.get_payload_bytes()) {
+                    Some(notice) => hub.notice(notice),
+                    None => warn!("session store: malformed notice ignored"),
+                }
+            }
+        }
+        warn!("session store: pub/sub connection lost; reconnecting");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notices_round_trip_and_garbage_is_refused() {
+        let claim = encode_claim("a", 7, 0xbeef, "alice\twith tab");
+        assert_eq!(
+            decode_notice(USERS, &claim),
+            Some(Notice::Claim {
+                instance: "a".into(),
+                seq: 7,
+                client_id: 0xbeef,
+                user: "alice\twith tab".into()
+            })
+        );
+        let room = encode_fanout("b", "lobby", 5, 6, &"hi".into());
+        assert_eq!(
+            decode_notice(ROOMS, &room),
+            Some(Notice::FanOut {
+                instance: "b".into(),
+                to: FanOut::Room("lobby".into()),
+                payload: "hi".into(),
+                origin: 5,
+                seq: 6,
+            })
+        );
+        for cut in 0..room.len() {
+            let _ = decode_notice(ROOMS, &room[..cut]);
+        }
+        assert_eq!(decode_notice(ROOMS, &room[..3]), None);
+        assert!(matches!(
+            decode_notice(TO_USER, &room),
+            Some(Notice::FanOut { to: FanOut::User(user), .. }) if user == "lobby"
+        ));
+        assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
+        assert_eq!(decode_notice(USERS, b"\xff"), None);
+        assert_eq!(decode_notice("other", b"x"), None);
+    }
+}

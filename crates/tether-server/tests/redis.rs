@@ -1,0 +1,618 @@
+//! Several server instances sharing their sessions through Redis (`--store redis://…`):
+//! a client whose instance dies resumes on another, every message exactly once, in
+//! order, both ways.
+//!
+//! Each test starts its own `redis-server` on a free loopback port (scripts/test.sh
+//! installs Debian's package) and kills it at the end. Without `redis-server` the tests
+//! fail: they do not skip.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_core::protocol::Envelope;
+use tether_core::Payload;
+use tether_server::{Delivered, Hub, RunningServer};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use support::{bounded, config, recv, send, start_with, token, Client};
+
+/// A `redis-server` of this test alone, on 127.0.0.1, without persistence.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = free_port();
+        Redis::start_on(port).await
+    }
+
+    async fn start_on(port: u16) -> Redis {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): these tests need it \
+                     (Debian: apt-get install redis-server; scripts/test.sh installs it)"
+                )
+            });
+        // Ready when it says so (bounded: the test's own limit stops a silent one).
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.contains("Ready to accept connections") => break,
+                Ok(Some(_)) => {}
+                other => panic!("redis-server ended before it was ready: {other:?}"),
+            }
+        }
+        // Keep reading its output so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Redis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    l.local_addr().expect("its address").port()
+}
+
+/// One instance: its hub (on Redis) and its server.
+async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {
+    let hub = Hub::with_redis(&redis.url(), Some(name))
+        .await
+        .expect("the hub connects to redis");
+    let mut c = config();
+    c.instance_id = Some(name.to_owned());
+    let server = start_with(c, Arc::clone(&hub)).await;
+    (hub, server)
+}
+
+/// What the taps got so far, without waiting.
+fn drain(tap: &mut UnboundedReceiver<Delivered>) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Ok(d) = tap.try_recv() {
+        out.push(text(&d.payload));
+    }
+    out
+}
+
+/// Waits until the two instances' taps hold `n` messages in all; returns A's then B's
+/// (and whatever else is already there: a duplicate shows).
+async fn delivered_in_all(
+    a: &mut UnboundedReceiver<Delivered>,
+    b: &mut UnboundedReceiver<Delivered>,
+    n: usize,
+) -> Vec<String> {
+    let (mut from_a, mut from_b) = (Vec::new(), Vec::new());
+    while from_a.len() + from_b.len() < n {
+        tokio::select! {
+            Some(d) = a.recv() => from_a.push(text(&d.payload)),
+            Some(d) = b.recv() => from_b.push(text(&d.payload)),
+        }
+    }
+    from_a.extend(drain(a));
+    from_a.extend(from_b);
+    from_a.extend(drain(b));
+    from_a
+}
+
+fn text(p: &Payload) -> String {
+    match p {
+        Payload::Text(t) => t.clone(),
+        Payload::Binary(b) => format!("{b:?}"),
+    }
+}
+
+/// Reads from `ws` until `client` has `n` server messages in all (checked in order by
+/// `Client::take`), returning the new ones, and the highest Ack seen.
+async fn read_until(
+    client: &mut Client,
+    ws: &mut support::Ws,
+    n: u64,
+    got: &mut Vec<String>,
+) -> u64 {
+    let mut acked = 0;
+    while client.recv_seq < n {
+        match recv(ws).await {
+            m @ Envelope::Msg { .. } => got.push(text(&client.take(&m))),
+            Envelope::Ack { seq } => acked = acked.max(seq),
+            _ => {}
+        }
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_resumes_on_another_instance_after_its_instance_dies() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let mut tap_a = hub_a.tap();
+        let mut tap_b = hub_b.tap();
+        let bearer = token("alice");
+
+        let mut client = Client::new(0x5e55);
+        let (mut ws, welcome) = client.open(a.addr(), "", Some(&bearer)).await;
+        assert!(matches!(welcome, Envelope::Welcome { resumed: false, .. }));
+        // 1..=10 echoed and acknowledged both ways on A.
+        let mut echoes = Vec::new();
+        for i in 1..=10 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        read_until(&mut client, &mut ws, 10, &mut echoes).await;
+        send(&mut ws, Envelope::Ack { seq: 10 }).await;
+        // 11..=20 sent, not read: some may be taken by A before it dies, some not.
+        for i in 11..=20 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        a.kill().await;
+        drop(ws);
+
+        // The client comes back through the balancer, to B.
+        let mut ws = support::connect(b.addr(), "/ws", Some(&bearer)).await;
+        send(&mut ws, client.hello()).await;
+        let welcome = recv(&mut ws).await;
+        let Envelope::Welcome {
+            resumed, recv_seq, ..
+        } = welcome
+        else {
+            panic!("expected Welcome, got {welcome:?}");
+        };
+        assert!(resumed, "B resumes the session A had");
+        assert!(
+            (10..=20).contains(&recv_seq),
+            "B knows what A received: {recv_seq}"
+        );
+        client.welcomed(&welcome);
+        // The client sends again what B has not received (PROTOCOL.md 6.2).
+        for i in recv_seq + 1..=20 {
+            send(
+                &mut ws,
+                Envelope::Msg {
+                    seq: i,
+                    payload: format!("m{i}").into(),
+                },
+            )
+            .await;
+        }
+        for i in 21..=25 {
+            let m = client.msg(&format!("m{i}"));
+            send(&mut ws, m).await;
+        }
+        let acked = read_until(&mut client, &mut ws, 25, &mut echoes).await;
+        let expected: Vec<String> = (1..=25).map(|i| format!("m{i}")).collect();
+        assert_eq!(
+            echoes, expected,
+            "every echo once, in order, across instances"
+        );
+        if acked < 25 {
+            assert_eq!(client.wait_ack(&mut ws, 25).await, Vec::<Payload>::new());
+        }
+        // The application saw every client message exactly once, in order: A's share,
+        // then B's.
+        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 25).await;
+        assert_eq!(delivered, expected, "delivered once each, in order");
+        assert_eq!(hub_b.sessions(), 1);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_user_across_instances_the_newer_wins() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("bob");
+
+        // Bob's laptop on A, then his phone on B: the laptop is replaced (4409).
+        let laptop = Client::new(0x1a);
+        let (mut on_a, _) = laptop.open(a.addr(), "", Some(&bearer)).await;
+        let mut phone = Client::new(0x2b);
+        let (mut on_b, _) = phone.open(b.addr(), "", Some(&bearer)).await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(4409),
+            "the older connection, on the other instance, is replaced"
+        );
+        // The phone goes on.
+        let m = phone.msg("still here");
+        send(&mut on_b, m).await;
+        let mut got = Vec::new();
+        read_until(&mut phone, &mut on_b, 1, &mut got).await;
+        assert_eq!(got, ["still here"]);
+
+        // The phone moves to A (B still up): B closes its old socket with 1000, as a
+        // newer transport of the same client does, and the session resumes on A.
+        let m = phone.msg("before the move");
+        send(&mut on_b, m).await;
+        read_until(&mut phone, &mut on_b, 2, &mut got).await;
+        let (mut moved, welcome) = phone.open(a.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 2,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        assert_eq!(
+            support::close_code_within(&mut on_b, Duration::from_secs(5)).await,
+            Some(1000)
+        );
+        let m = phone.msg("after the move");
+        send(&mut moved, m).await;
+        read_until(&mut phone, &mut moved, 3, &mut got).await;
+        assert_eq!(got, ["still here", "before the move", "after the move"]);
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_instances() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let mut p = Client::new(0x70);
+        let mut q = Client::new(0x71);
+        let (mut on_a, _) = p.open(a.addr(), "?room=lobby", Some(&token("p"))).await;
+        let (mut on_b, _) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+
+        let m = p.msg("from a");
+        send(&mut on_a, m).await;
+        let (mut got_p, mut got_q) = (Vec::new(), Vec::new());
+        read_until(&mut p, &mut on_a, 1, &mut got_p).await;
+        read_until(&mut q, &mut on_b, 1, &mut got_q).await;
+        let m = q.msg("from b");
+        send(&mut on_b, m).await;
+        read_until(&mut q, &mut on_b, 2, &mut got_q).await;
+        read_until(&mut p, &mut on_a, 2, &mut got_p).await;
+        // The application's broadcast on one instance reaches the members on both.
+        assert_eq!(hub_b.broadcast("lobby", "from the app"), 1);
+        read_until(&mut q, &mut on_b, 3, &mut got_q).await;
+        read_until(&mut p, &mut on_a, 3, &mut got_p).await;
+        let want = ["from a", "from b", "from the app"];
+        assert_eq!(got_p, want);
+        assert_eq!(got_q, want);
+        // Nothing more (a duplicate would be queued before the Pong).
+        send(&mut on_a, Envelope::Ping { id: 9 }).await;
+        let (extra, _) = support::read_to_pong(&mut p, &mut on_a, 9).await;
+        assert!(extra.is_empty(), "{extra:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// `GET /api/health` of `addr`.
+async fn health(addr: SocketAddr) -> serde_json::Value {
+    support::get_json(addr, "/api/health").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_clients_are_served_health_degrades_and_recovers() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let port = redis.port;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let h = health(a.addr()).await;
+        assert_eq!(
+            (
+                &h["status"],
+                &h["store"],
+                &h["store_reachable"],
+                &h["instance"]
+            ),
+            (&"ok".into(), &"redis".into(), &true.into(), &"a".into())
+        );
+        let metrics = support::get_json(b.addr(), "/api/websocket/metrics").await;
+        assert_eq!(
+            metrics["instance"], "b",
+            "the metrics say which instance answered"
+        );
+
+        let bearer = token("carol");
+        let mut client = Client::new(0xca);
+        let (mut ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        let mut echoes = Vec::new();
+        let m = client.msg("m1");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 1, &mut echoes).await;
+
+        // Redis goes away: the connected client is still served.
+        redis.stop().await;
+        let m = client.msg("m2");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 2, &mut echoes).await;
+        // Its echo left after a write that failed: the store is known to be down.
+        assert_eq!(hub_a.store_reachable(), Some(false));
+        let h = health(a.addr()).await;
+        assert_eq!(
+            (&h["status"], &h["store_reachable"]),
+            (&"degraded".into(), &false.into())
+        );
+
+        // Redis is back (empty): health recovers and the session is written again.
+        let redis = Redis::start_on(port).await;
+        let mut recovered = false;
+        for _ in 0..100 {
+            if health(a.addr()).await["status"] == "ok" {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(recovered, "health says ok again once Redis answers");
+        let m = client.msg("m3");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 3, &mut echoes).await;
+
+        // And a move to B still resumes, from what A wrote to the new Redis.
+        a.kill().await;
+        drop(ws);
+        let (mut ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 3,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        let m = client.msg("m4");
+        send(&mut ws, m).await;
+        read_until(&mut client, &mut ws, 4, &mut echoes).await;
+        assert_eq!(echoes, ["m1", "m2", "m3", "m4"]);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// Every stored session image's size in bytes.
+async fn stored_image_sizes(redis: &Redis) -> Vec<usize> {
+    let client = redis::Client::open(redis.url()).expect("a redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis answers");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("tether:session:*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut sizes = Vec::new();
+    for k in keys {
+        let n: usize = redis::cmd("HSTRLEN")
+            .arg(&k)
+            .arg("d")
+            .query_async(&mut conn)
+            .await
+            .expect("HSTRLEN");
+        sizes.push(n);
+    }
+    sizes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resume_buffer_is_bounded_in_bytes_in_redis_too() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let small = |name: &str, max_bytes: usize| {
+            let mut c = config();
+            c.instance_id = Some(name.to_owned());
+            c.resume_limits.max_bytes = max_bytes;
+            c
+        };
+        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
+        let a = start_with(small("a", 4096), Arc::clone(&hub_a)).await;
+        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
+            .await
+            .expect("redis");
+        let b = start_with(small("b", 2048), Arc::clone(&hub_b)).await;
+        let bearer = token("dave");
+        let mut client = Client::new(0xda);
+        let (mut ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        // 10 KiB for a client that acknowledges none of it: A keeps the newest 4 KiB.
+        let kib = "x".repeat(1024);
+        for _ in 0..10 {
+            assert_eq!(hub_a.send_to_user("dave", kib.as_str()), 1);
+        }
+        let mut got = Vec::new();
+        read_until(&mut client, &mut ws, 10, &mut got).await;
+        // Each message left after the state behind it was written: Redis holds at
+        // most the 4 KiB A keeps (plus the image's framing).
+        let sizes = stored_image_sizes(&redis).await;
+        assert_eq!(sizes.len(), 1, "one session stored");
+        assert!(
+            sizes[0] <= 4096 + 64 + 5 * 4,
+            "stored image of {} bytes",
+            sizes[0]
+        );
+
+        // B keeps 2 KiB per session: an image beyond its own limits is refused (the
+        // client gets a fresh session, as after a trim), and B holds no more than that.
+        a.kill().await;
+        drop(ws);
+        let (_ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+            "{welcome:?}"
+        );
+        assert!(hub_b.memory().resume_bytes < 4096, "{:?}", hub_b.memory());
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// Takes the server messages of a poll answer (in order), returns the Welcome if any.
+fn take_polled(
+    client: &mut Client,
+    answer: &[Envelope],
+    got: &mut Vec<String>,
+) -> Option<Envelope> {
+    let mut welcome = None;
+    for e in answer {
+        match e {
+            Envelope::Msg { .. } => got.push(text(&client.take(e))),
+            w @ Envelope::Welcome { .. } => welcome = Some(w.clone()),
+            _ => {}
+        }
+    }
+    welcome
+}
+
+/// Polls `addr` (`op=recv`) until `client` has `n` server messages.
+async fn poll_until(
+    client: &mut Client,
+    addr: SocketAddr,
+    bearer: &str,
+    n: u64,
+    got: &mut Vec<String>,
+) {
+    for _ in 0..20 {
+        if client.recv_seq >= n {
+            return;
+        }
+        let (status, answer) = client.poll(addr, "recv", "&wait_ms=500", bearer, &[]).await;
+        assert_eq!(status, 200);
+        take_polled(client, &answer, got);
+    }
+    assert!(
+        client.recv_seq >= n,
+        "only {} of {n} messages",
+        client.recv_seq
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_moves_between_instances_with_a_new_hello() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("erin");
+        let mut c = Client::new(0x9011);
+        let mut got = Vec::new();
+
+        let hello = c.hello();
+        let m = c.msg("p1");
+        let (status, answer) = c.poll(a.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        take_polled(&mut c, &answer, &mut got);
+        poll_until(&mut c, a.addr(), &bearer, 1, &mut got).await;
+
+        // The balancer sends the next request to B: a new polling transport there.
+        let hello = c.hello();
+        let m = c.msg("p2");
+        let (status, answer) = c.poll(b.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        let welcome = take_polled(&mut c, &answer, &mut got);
+        assert!(
+            matches!(
+                welcome,
+                Some(Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                })
+            ),
+            "{welcome:?}"
+        );
+        poll_until(&mut c, b.addr(), &bearer, 2, &mut got).await;
+
+        // A request of that transport on A: A has no such transport (503)...
+        let (status, _) = c.poll(a.addr(), "recv", "&wait_ms=0", &bearer, &[]).await;
+        assert_eq!(status, 503);
+        // ... so the client starts one there, and resumes what B left.
+        let hello = c.hello();
+        let m = c.msg("p3");
+        let (status, answer) = c.poll(a.addr(), "send", "", &bearer, &[hello, m]).await;
+        assert_eq!(status, 200);
+        let welcome = take_polled(&mut c, &answer, &mut got);
+        assert!(
+            matches!(
+                welcome,
+                Some(Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 2,
+                    ..
+                })
+            ),
+            "{welcome:?}"
+        );
+        poll_until(&mut c, a.addr(), &bearer, 3, &mut got).await;
+        assert_eq!(got, ["p1", "p2", "p3"]);
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_reaches_a_user_on_another_instance() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let mut client = Client::new(0xf4);
+        let (mut ws, _) = client.open(b.addr(), "", Some(&token("frank"))).await;
+        // Frank is on B; A's application sends to him.
+        assert_eq!(
+            hub_a.send_to_user("frank", "from a"),
+            0,
+            "nobody of his on A"
+        );
+        let mut got = Vec::new();
+        read_until(&mut client, &mut ws, 1, &mut got).await;
+        assert_eq!(got, ["from a"]);
+        send(&mut ws, Envelope::Ping { id: 3 }).await;
+        let (extra, _) = support::read_to_pong(&mut client, &mut ws, 3).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
