@@ -734,8 +734,8 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
             let (room, rest) = split(rest, rlen)?;
             let (&kind, payload) = rest.split_first()?;
             let payload = match kind {
-                0 => tether_core::Payload::Text(std::str::from_utf8(payload).ok()?.to_owned()),
-                1 => tether_core::Payload::Binary(payload.to_vec()),
+                0 => tether_core::Payload::from(std::str::from_utf8(payload).ok()?),
+                1 => tether_core::Payload::from(payload.to_vec()),
                 _ => return None,
             };
             let instance = std::str::from_utf8(instance).ok()?.to_owned();

@@ -440,7 +440,7 @@ impl Socket {
             attempt,
             secret,
             ..
-        }) = Envelope::decode(Payload::Text(text.as_str().to_owned()))
+        }) = Envelope::decode(Payload::from(text.as_str()))
         {
             self.app
                 .hub

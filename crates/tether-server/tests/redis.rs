@@ -118,7 +118,7 @@ async fn delivered_in_all(
 
 fn text(p: &Payload) -> String {
     match p {
-        Payload::Text(t) => t.clone(),
+        Payload::Text(t) => t.to_string(),
         Payload::Binary(b) => format!("{b:?}"),
     }
 }

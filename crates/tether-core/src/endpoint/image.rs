@@ -126,7 +126,7 @@ impl SessionImage {
         for p in &self.buffer {
             let (kind, bytes) = match p {
                 Payload::Text(t) => (0u8, t.as_bytes()),
-                Payload::Binary(b) => (1u8, b.as_slice()),
+                Payload::Binary(b) => (1u8, &b[..]),
             };
             out.push(kind);
             out.extend_from_slice(&len32(bytes.len()).to_be_bytes());
@@ -210,12 +210,12 @@ impl SessionImage {
             }
             let raw = r.take(len)?;
             buffer.push(match kind {
-                0 => Payload::Text(
+                0 => Payload::from(
                     std::str::from_utf8(raw)
                         .map_err(|_| ImageError::Invalid("text message not UTF-8"))?
                         .to_owned(),
                 ),
-                1 => Payload::Binary(raw.to_vec()),
+                1 => Payload::from(raw.to_vec()),
                 _ => return Err(ImageError::Invalid("message kind")),
             });
         }
@@ -297,7 +297,7 @@ mod tests {
             greeted: true,
             replaced: false,
             room: None,
-            buffer: vec![Payload::from("a"), Payload::Binary(vec![0, 1, 2])],
+            buffer: vec![Payload::from("a"), Payload::from(vec![0u8, 1, 2])],
             fanout: vec![(0xa, 3)],
         }
     }
