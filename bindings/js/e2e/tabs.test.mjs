@@ -81,9 +81,9 @@ async function openTab() {
 const isLeader = (page) => page.evaluate(() => window.client.isLeader);
 const received = (page) => page.evaluate(() => window.received);
 
-/** The one leader among `pages` (waits for the election). */
-async function leaderOf(pages) {
-  for (let i = 0; i < 200; i += 1) {
+/** The one leader among `pages` (waits for the election, up to `tries` × 25 ms). */
+async function leaderOf(pages, tries = 200) {
+  for (let i = 0; i < tries; i += 1) {
     const flags = await Promise.all(pages.map(isLeader));
     const leaders = pages.filter((_, j) => flags[j]);
     assert.ok(leaders.length <= 1, 'two leaders');
@@ -240,5 +240,50 @@ test('every tab reloaded in turn while the others send: nothing lost or duplicat
   for (const page of pages) await allReceive([page], sent.slice(since.get(page)));
   await noDuplicates(pages);
   oneSession();
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('a frozen leader is taken over, and steps down quietly once thawed: nothing lost or duplicated', async () => {
+  const pages = [await openTab(), await openTab(), await openTab()];
+  const sent = await sendFrom(pages, 10);
+  const old = await leaderOf(pages);
+  const rest = pages.filter((p) => p !== old);
+  await allReceive(pages, sent);
+  // Frozen: headless Chromium never hides a page, and Page.setWebLifecycleState freezes
+  // only hidden ones; the debugger stops the page's script the same way (its timers,
+  // channel messages and socket events wait until it goes on), the Web Lock stays held.
+  const cdp = await context.newCDPSession(old);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  // Sent while the leader is frozen: nothing takes them until a follower took over.
+  sent.push(...(await sendFrom(rest, 10)));
+  // A leader silent for 5 s is taken over (the followers beat every second).
+  const next = await leaderOf(rest, 600);
+  await oneConnection(next);
+  sent.push(...(await sendFrom(rest, 10)));
+  await allReceive(rest, sent);
+  // From now on the server must never see a second connection: the thawed leader neither
+  // reconnects nor writes.
+  peak = 0;
+  await cdp.send('Debugger.resume');
+  for (let i = 0; await isLeader(old); i += 1) {
+    assert.ok(i < 200, 'the thawed leader did not step down');
+    await old.waitForTimeout(25);
+  }
+  assert.equal(await leaderOf(pages), next, 'the new leader keeps the lead');
+  sent.push(...(await sendFrom(pages, 10)));
+  await allReceive(pages, sent);
+  await noDuplicates(pages);
+  const seen = await Promise.all(pages.map((p) => p.evaluate(() => [window.resets, window.stops, window.errors])));
+  assert.deepEqual(
+    seen,
+    pages.map(() => [0, [], []]),
+    'no session reset, no stop, no error in any tab',
+  );
+  assert.equal(peak, 1, 'one connection at the server once the takeover settled');
+  oneSession();
+  // The old leader follows: its sends go through the new one, which counts three tabs.
+  assert.equal(await old.evaluate(() => window.client.sendConfirmed('after')), 21);
+  assert.equal(await next.evaluate(() => window.client.tabs), 3);
   await Promise.all(pages.map((p) => p.close()));
 });

@@ -11,6 +11,17 @@
 // next resumes that session (`resume` option): the server resends what it has not taken,
 // it resends what the server lacks under the same numbers (the server drops repeats), and
 // sends again what a follower asked for that no session snapshot showed.
+//
+// A frozen leader keeps its lock. Every tab beats on the channel (BEAT_MS); a leader not
+// heard from for SILENT_MS is taken over by one follower (the one that gets the lock
+// `takeover|<epoch>`, asked for once per leadership) that steals the lock. Every message
+// carries the sender's epoch (leaderships counted), so what a stale leader says is ignored,
+// and it steps down, quietly, as soon as it hears of a newer epoch or loses the lock. A
+// leader that finds its clock jumped (it was frozen) holds what it would write or report
+// until it knows it still leads, so nothing the new leader took is sent or shown twice.
+// A tab stopped for a while misses what was posted meanwhile: the leader numbers its posts
+// (per leadership) and keeps the last RING of them, and a tab that sees a gap in the
+// numbers asks for the rest.
 import { TetherClient, ready, type TetherEventMap, type TetherOptions, type TetherSessionHandoff } from './index.js';
 
 type Events = TetherEventMap;
@@ -33,20 +44,43 @@ export interface SharedTetherOptions extends TetherOptions {
   shareKey?: string;
 }
 
+/** How often every tab says it is alive, and after how long a silent tab (or leader) is gone. */
+const BEAT_MS = 1000;
+const SILENT_MS = 5000;
+const RING = 1024;
+/** What a leader posts unnumbered: the next one says the same, newer. */
+const UNNUMBERED = ['beat', 'status', 'replayed'];
+
 /** Who sent a retained message: a tab, and the id that tab's `send` returned. */
 interface Owner {
   tab: string;
   id: number;
 }
 
-type Wire =
-  | { type: 'hello'; from: string }
-  | { type: 'bye'; from: string }
-  | { type: 'send'; from: string; id: number; data: Data }
+/** What a tab posts; `#post` adds who (`from`), its epoch (`e`) and whether it leads (`lead`). */
+type Body =
+  | { type: 'hello' }
+  | { type: 'beat' }
+  | { type: 'bye' }
+  | { type: 'send'; id: number; data: Data; wait?: boolean }
   | { type: 'accepted'; to: string; id: number }
+  | { type: 'refused'; to: string; id: number; kind: string; message: string }
   | { type: 'outcome'; to: string; id: number; event: 'delivered' | 'dropped'; value: Events['dropped'] }
   | { type: 'event'; event: keyof Events; value: unknown }
-  | { type: 'status'; status: Status; session: TetherSessionHandoff | null; owners: (Owner | null)[] };
+  | { type: 'status'; status: Status; session: TetherSessionHandoff | null; owners: (Owner | null)[] }
+  | { type: 'replay'; after: number }
+  | { type: 'replayed'; to: string; items: Wire[] };
+/** `n`: a leader's posts are numbered (a beat, a status or a replay carries the last number). */
+type Wire = Body & { from: string; e: number; lead: boolean; n: number };
+
+interface Waiter {
+  /** `accepted`: settles once a leader took the message; `outcome`: once it was delivered or dropped. */
+  on: 'accepted' | 'outcome';
+  resolve: (id: number) => void;
+  reject: (e: unknown) => void;
+}
+
+const fail = (message: string, fields: object) => Object.assign(new Error(message), fields);
 
 interface Status {
   state: TetherClient['state'];
@@ -118,18 +152,40 @@ const EVENTS_BROADCAST: (keyof Events)[] = [
 export class SharedTetherClient {
   readonly #url: string;
   readonly #options: TetherOptions;
+  readonly #name: string;
   readonly #tab = Math.random().toString(36).slice(2) + Date.now().toString(36);
   readonly #channel: BroadcastChannel;
   readonly #listeners = new Map<keyof Events, Set<(v: unknown) => void>>();
   #client: TetherClient | null = null;
+  /** Leader: what undoes its listeners on the client. */
+  #off: (() => void)[] = [];
   #closed = false;
+  /** Releases the lock this tab leads by; the lock `takeover|<epoch>` it holds. */
   #release: (() => void) | null = null;
+  #releases: (() => void)[] = [];
+  /** Whether this tab waits in line for the lock. */
+  #queued = false;
+  /** The newest leadership this tab heard of (or, leading, its own). */
+  #epoch = 0;
+  /** When this follower last heard its leader; when this leader's clock last ticked. */
+  #heard = Date.now();
+  #tick = Date.now();
+  readonly #timer: ReturnType<typeof setInterval>;
+  /** Leader in doubt (its clock jumped, or its socket was replaced): what it holds back meanwhile. */
+  #doubt: { held: (() => void)[]; replaced: boolean; timer: ReturnType<typeof setTimeout> } | null = null;
   #nextId = 0;
+  /** Leader: its last post's number and its last posts; every tab: the last leader post it took (epoch, number). */
+  #n = 0;
+  #ring: Wire[] = [];
+  #seen: { e: number; n: number } | null = null;
+  /** The last number a follower asked a replay after (once per beat), and the number the last status came after. */
+  #asked = -1;
+  #statusN = 0;
   /** Sends not yet taken by a leader (follower), or by this leader's client. */
-  #unaccepted = new Map<number, Data>();
-  /** Confirmations this tab waits for, by its own id. */
-  #confirm = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
-  /** Leader: who sent each message its client retains, by the client's id (in send order). */
+  #unaccepted = new Map<number, { data: Data; wait?: boolean }>();
+  /** This tab's messages whose outcome it waits for, and who waits. */
+  #open = new Map<number, Waiter[]>();
+  /** Leader: who sent each message its client retains, by the client's id. */
   #owners = new Map<number, Owner | null>();
   /** The last session snapshot a leader broadcast, and messages seen since. */
   #session: TetherSessionHandoff | null = null;
@@ -137,17 +193,17 @@ export class SharedTetherClient {
   #messagesSince = 0;
   #status: Status;
   #scheduled = false;
-  /** Other tabs in the group (as the leader knows them). */
-  #tabs = new Set<string>();
+  /** Other tabs in the group, and when each was last heard. */
+  #tabs = new Map<string, number>();
   /** Leader: the highest id accepted from each tab (a resent send is taken once). */
   #acceptedUpTo = new Map<string, number>();
-  #onPageHide = () => this.#post({ type: 'bye', from: this.#tab });
+  #onPageHide = () => this.#post({ type: 'bye' });
 
   constructor(url: string, options: SharedTetherOptions = {}) {
     const { shareAcrossTabs: _share, shareKey = '', ...rest } = options;
     this.#url = new URL(url, globalThis.location?.href).href;
     this.#options = rest;
-    const name = `tether:${globalThis.location?.origin ?? ''}|${this.#url}|${shareKey}`;
+    this.#name = `tether:${globalThis.location?.origin ?? ''}|${this.#url}|${shareKey}`;
     this.#status = {
       state: 'connecting',
       quality: null,
@@ -155,15 +211,12 @@ export class SharedTetherClient {
       health: { alerts: [], recommendations: [] } as Health,
       tabs: 1,
     };
-    this.#channel = new BroadcastChannel(name);
+    this.#channel = new BroadcastChannel(this.#name);
     this.#channel.onmessage = (e: MessageEvent<Wire>) => this.#receive(e.data);
-    this.#post({ type: 'hello', from: this.#tab });
+    this.#post({ type: 'hello' });
     globalThis.addEventListener?.('pagehide', this.#onPageHide);
-    void navigator.locks.request(name, () => {
-      if (this.#closed) return undefined;
-      this.#lead();
-      return new Promise<void>((resolve) => (this.#release = resolve));
-    });
+    this.#timer = setInterval(() => this.#beat(), BEAT_MS);
+    this.#request(false);
   }
 
   /** Whether this tab holds the connection. */
@@ -189,11 +242,14 @@ export class SharedTetherClient {
   }
   /** The leader's figures (a follower's are as of the leader's last status), with `sharedTabs`: how many tabs share the connection. */
   metrics(): Metrics & { sharedTabs: number } {
-    const tabs = this.#client ? this.#tabs.size + 1 : this.#status.tabs;
-    return { ...(this.#client?.metrics() ?? this.#status.metrics), sharedTabs: tabs };
+    return { ...(this.#client?.metrics() ?? this.#status.metrics), sharedTabs: this.tabs };
   }
   health(): Health {
     return this.#client?.health() ?? this.#status.health;
+  }
+  /** The leader's session (`TetherClient.handoff`); `null` in a follower. */
+  handoff(): TetherSessionHandoff | null {
+    return this.#client?.handoff() ?? null;
   }
 
   on<K extends keyof Events>(event: K, handler: Handler<K>): () => void {
@@ -204,21 +260,41 @@ export class SharedTetherClient {
     return () => set.delete(h);
   }
 
-  /** Sends `data` (through the leader tab when this one follows); returns this tab's id for it. */
+  /**
+   * Sends `data` (through the leader tab when this one follows); returns this tab's id for
+   * it. Throws as `TetherClient.send` in the leader; a follower learns of a refusal
+   * (`queue-full`, `too-large`) from the leader: `sendConfirmed`, `sendWait` and `flush`
+   * reject with that error, and a plain `send` reports it as an `error` event (with `id`).
+   */
   send(data: Data): number {
-    if (this.#closed) throw Object.assign(new Error('the client is closed'), { kind: 'stopped' });
-    const id = ++this.#nextId;
-    this.#unaccepted.set(id, data);
-    this.#forward(id, data);
-    return id;
+    return this.#send(data, false);
   }
 
   /** Resolves with this tab's id for `data` once the server acknowledged it (protocol mode), whichever tab wrote it. */
   sendConfirmed(data: Data): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const id = this.send(data);
-      this.#confirm.set(id, { resolve: () => resolve(id), reject });
-    });
+    if (this.#options.protocol !== true) {
+      return Promise.reject(fail('sendConfirmed needs protocol: true', { kind: 'unconfirmable' }));
+    }
+    try {
+      return this.#wait(this.#send(data, false), 'outcome');
+    } catch (e) {
+      return Promise.reject(fail((e as Error).message, { kind: 'rejected', cause: e }));
+    }
+  }
+
+  /** Sends `data` once the leader's queue has room (instead of `queue-full`); resolves with this tab's id once a leader took it. */
+  sendWait(data: Data): Promise<number> {
+    try {
+      return this.#wait(this.#send(data, true), 'accepted');
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Resolves once every message this tab sent so far is acknowledged (protocol mode) or taken by the leader (plain mode). */
+  async flush(): Promise<void> {
+    const on = this.#options.protocol === true ? 'outcome' : 'accepted';
+    await Promise.all([...this.#open.keys()].map((id) => this.#wait(id, on)));
   }
 
   reconnect(): void {
@@ -228,86 +304,305 @@ export class SharedTetherClient {
   /** Leaves the group: a leader hands the session to the next tab (its socket is dropped, the session kept). */
   async close(): Promise<void> {
     if (this.#closed) return;
-    this.#post({ type: 'bye', from: this.#tab });
+    this.#post({ type: 'bye' });
     this.#closed = true;
+    clearInterval(this.#timer);
     globalThis.removeEventListener?.('pagehide', this.#onPageHide);
     this.#channel.close();
-    const client = this.#client;
-    this.#client = null;
     // Closed at once, not lingering to deliver what it holds: that is the next leader's
     // now, and a client still trying would take the session back from it.
-    void client
-      ?.closeNow()
-      .catch(() => {})
-      .finally(() => client.free());
-    this.#release?.();
+    this.#stepDown();
+    for (const release of this.#releases) release();
+  }
+
+  /** As `close`: a shared client never lingers, the next tab delivers what it holds. */
+  closeNow(): Promise<void> {
+    return this.close();
+  }
+
+  free(): void {
+    void this.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.free();
+  }
+
+  #send(data: Data, wait: boolean): number {
+    if (this.#closed) throw fail('the client is closed', { kind: 'stopped' });
+    const id = ++this.#nextId;
+    this.#unaccepted.set(id, { data, wait });
+    this.#open.set(id, []);
+    if (!this.#client) this.#post({ type: 'send', id, data, wait });
+    else if (this.#doubt || wait) this.#when(() => this.#accept({ tab: this.#tab, id }, data, wait));
+    else this.#accept({ tab: this.#tab, id }, data, wait);
+    return id;
+  }
+
+  /** Settles with the first of `id`'s events `on` waits for (at once if it is past). */
+  #wait(id: number, on: Waiter['on']): Promise<number> {
+    const waiters = this.#open.get(id);
+    if (!waiters || (on === 'accepted' && !this.#unaccepted.has(id))) return Promise.resolve(id);
+    return new Promise((resolve, reject) => waiters.push({ on, resolve, reject }));
+  }
+
+  /** Ends `id`'s waits: `accepted` ones, or all (with `error`, or resolved). */
+  #settle(id: number, how: 'accepted' | 'done', error?: unknown): void {
+    if (how === 'accepted') this.#unaccepted.delete(id);
+    const waiters = this.#open.get(id);
+    if (!waiters) return;
+    const plainAccepted = how === 'accepted' && this.#options.protocol !== true;
+    if (how === 'done' || plainAccepted) this.#open.delete(id);
+    for (const w of waiters.filter((w) => how === 'done' || w.on === 'accepted')) {
+      if (error) w.reject(error);
+      else w.resolve(id);
+    }
+    if (how === 'accepted' && !plainAccepted)
+      this.#open.set(
+        id,
+        waiters.filter((w) => w.on !== 'accepted'),
+      );
   }
 
   #emit(event: keyof Events, value: unknown): void {
     for (const h of [...(this.#listeners.get(event) ?? [])]) h(value);
   }
 
-  #post(message: Wire): void {
-    if (!this.#closed) this.#channel.postMessage(message);
+  #post(body: Body): void {
+    if (this.#closed) return;
+    const lead = !!this.#client;
+    const numbered = lead && !UNNUMBERED.includes(body.type);
+    const wire = { ...body, from: this.#tab, e: this.#epoch, lead, n: numbered ? ++this.#n : this.#n } as Wire;
+    if (numbered) {
+      this.#seen = { e: this.#epoch, n: this.#n };
+      if (this.#ring.push(wire) > RING) this.#ring.shift();
+    }
+    this.#channel.postMessage(wire);
   }
 
-  #forward(id: number, data: Data): void {
+  /** Every BEAT_MS: says this tab lives, forgets silent tabs, takes over from a silent leader. */
+  #beat(): void {
+    const now = Date.now();
     if (this.#client) {
-      this.#accept({ tab: this.#tab, id }, data);
-    } else {
-      this.#post({ type: 'send', from: this.#tab, id, data });
+      if (now - this.#tick > SILENT_MS / 2) this.#suspect(false);
+      this.#tick = now;
+    }
+    this.#post({ type: 'beat' });
+    this.#asked = -1;
+    for (const [tab, heard] of this.#tabs) {
+      if (now - heard > SILENT_MS) {
+        this.#tabs.delete(tab);
+        this.#schedule();
+      }
+    }
+    if (!this.#client && !this.#closed && now - this.#heard > SILENT_MS) {
+      // One takeover per leadership: the first follower to get this lock keeps it.
+      const epoch = this.#epoch;
+      void navigator.locks.request(`${this.#name}|takeover|${epoch}`, { ifAvailable: true }, (lock) => {
+        if (!lock || this.#closed || this.#client || this.#epoch !== epoch || Date.now() - this.#heard < SILENT_MS) {
+          return undefined;
+        }
+        this.#request(true);
+        return new Promise<void>((resolve) => this.#releases.push(resolve));
+      });
+    }
+  }
+
+  /** Asks for the lock (waiting in line, or taking it from a silent leader); leads while this tab holds it. */
+  #request(steal: boolean): void {
+    if (!steal) this.#queued = true;
+    let mine: (() => void) | null = null;
+    navigator.locks
+      .request(this.#name, steal ? { steal: true } : {}, () => {
+        if (!steal) this.#queued = false;
+        if (this.#closed || this.#client) return undefined;
+        this.#lead();
+        return new Promise<void>((resolve) => (this.#release = mine = resolve));
+      })
+      .catch(() => {
+        // Stolen: another tab leads now.
+        if (mine && this.#release === mine) this.#stepDown();
+      });
+  }
+
+  /** Leader: runs `f` now, or once this tab knows it still leads. */
+  #when(f: () => void): void {
+    if (!this.#doubt && Date.now() - this.#tick > SILENT_MS / 2) this.#suspect(false);
+    if (this.#doubt) this.#doubt.held.push(f);
+    else f();
+  }
+
+  /**
+   * Leader: its clock jumped (it was frozen) or its socket was replaced, so another tab may
+   * lead now. What it would write or report waits: a newer leader's messages (queued while
+   * it was frozen) or the loss of its lock make it step down and drop it; else, after one
+   * beat and a half, it goes on (and a replaced socket connects again).
+   */
+  #suspect(replaced: boolean): void {
+    if (this.#doubt) {
+      this.#doubt.replaced ||= replaced;
+      return;
+    }
+    const timer = setTimeout(() => {
+      const doubt = this.#doubt;
+      this.#doubt = null;
+      this.#tick = Date.now();
+      if (!doubt || !this.#client) return;
+      if (doubt.replaced) this.#client.reconnect();
+      for (const f of doubt.held) f();
+    }, BEAT_MS * 1.5);
+    this.#doubt = { held: [], replaced, timer };
+  }
+
+  /** Leader no more (a newer leader, the lock stolen, or closing): drops the client quietly, keeps the session at the server. */
+  #stepDown(): void {
+    const client = this.#client;
+    if (!client) return;
+    this.#client = null;
+    for (const off of this.#off) off();
+    this.#off = [];
+    if (this.#doubt) clearTimeout(this.#doubt.timer);
+    this.#doubt = null;
+    this.#owners.clear();
+    this.#acceptedUpTo.clear();
+    this.#heard = Date.now();
+    void client
+      .closeNow()
+      .catch(() => {})
+      .finally(() => client.free());
+    this.#release?.();
+    this.#release = null;
+    if (this.#closed) return;
+    if (!this.#queued) this.#request(false);
+    // What this tab sent that its client did not take goes to the new leader.
+    this.#resend();
+  }
+
+  /** Follower: what this tab sent that no leader took, nor any session holds, goes out again. */
+  #resend(): void {
+    for (const [id, { data, wait }] of [...this.#unaccepted]) {
+      if (this.#inSession(id)) this.#settle(id, 'accepted');
+      else this.#post({ type: 'send', id, data, wait });
     }
   }
 
   /** Leader: writes a message for `owner` and remembers who it is for. */
-  #accept(owner: Owner, data: Data): void {
-    if ((this.#acceptedUpTo.get(owner.tab) ?? 0) >= owner.id) return;
+  #accept(owner: Owner, data: Data, wait?: boolean): void {
+    const client = this.#client;
+    if (!client || (this.#acceptedUpTo.get(owner.tab) ?? 0) >= owner.id) return;
     this.#acceptedUpTo.set(owner.tab, owner.id);
-    const client = this.#client!;
-    const id = client.send(data);
-    // Only protocol mode confirms (or drops) each message: the map forgets it then.
-    if (this.#options.protocol === true) this.#owners.set(id, owner);
-    if (owner.tab === this.#tab) this.#unaccepted.delete(owner.id);
-    else this.#post({ type: 'accepted', to: owner.tab, id: owner.id });
-    this.#schedule();
+    const mine = owner.tab === this.#tab;
+    const taken = (id: number) => {
+      // Only protocol mode confirms (or drops) each message: the map forgets it then.
+      if (this.#options.protocol === true) this.#owners.set(id, owner);
+      if (mine) this.#settle(owner.id, 'accepted');
+      else this.#post({ type: 'accepted', to: owner.tab, id: owner.id });
+      this.#schedule();
+    };
+    const refused = (e: unknown) => {
+      const { kind = 'rejected', message = String(e) } = e as { kind?: string; message?: string };
+      if (mine) this.#refused(owner.id, kind, message);
+      else this.#post({ type: 'refused', to: owner.tab, id: owner.id, kind, message });
+    };
+    if (wait) {
+      client.sendWait(data).then((id) => this.#client === client && taken(id), refused);
+      return;
+    }
+    let id: number;
+    try {
+      id = client.send(data);
+    } catch (e) {
+      if (mine && !this.#doubt) {
+        this.#unaccepted.delete(owner.id);
+        this.#open.delete(owner.id);
+        throw e;
+      }
+      return refused(e);
+    }
+    taken(id);
+  }
+
+  /** A leader refused this tab's message `id`: its waiters reject, else the app hears of it as an error. */
+  #refused(id: number, kind: string, message: string): void {
+    const error = fail(message, { kind, id });
+    const waited = !!this.#open.get(id)?.length;
+    this.#settle(id, 'accepted', error);
+    this.#settle(id, 'done', error);
+    if (!waited) this.#emit('error', error);
   }
 
   #receive(m: Wire): void {
     if (this.#closed) return;
+    if (m.e > this.#epoch) {
+      // A newer leadership: this tab, leading, is stale.
+      this.#epoch = m.e;
+      this.#stepDown();
+    }
+    if (m.lead) {
+      if (m.e < this.#epoch || this.#client) return; // a stale leader, thawed: not heard
+      this.#heard = Date.now();
+      if (m.type === 'replayed') {
+        if (m.to === this.#tab) for (const item of m.items) this.#inOrder(item);
+      } else this.#inOrder(m);
+    } else {
+      this.#tabs.set(m.from, Date.now());
+      this.#handle(m);
+    }
+  }
+
+  /** Follower: takes the leader's posts once each, in order; asks for what it missed. */
+  #inOrder(m: Wire): void {
+    // A tab that just came sees from here on; a tab that knew an older leader saw none of this one's.
+    const numbered = !UNNUMBERED.includes(m.type);
+    const seen = this.#seen ?? { e: m.e, n: numbered ? m.n - 1 : m.n };
+    const last = seen.e === m.e ? seen.n : 0;
+    this.#seen = { e: m.e, n: last };
+    if ((numbered ? m.n - 1 : m.n) > last && this.#asked !== last) {
+      this.#asked = last;
+      this.#post({ type: 'replay', after: last });
+    }
+    if (numbered ? m.n === last + 1 : m.type === 'status') {
+      if (numbered) this.#seen.n = m.n;
+      this.#handle(m);
+    }
+  }
+
+  #handle(m: Wire): void {
     switch (m.type) {
       case 'hello':
         // A tab joined (it learns the status at once), or took the lead: what this tab
         // sent that no leader took, nor any session holds, goes to it again.
-        this.#tabs.add(m.from);
-        if (this.#client) {
-          this.#schedule();
-          return;
-        }
-        for (const [id, data] of [...this.#unaccepted]) {
-          if (this.#inSession(id)) this.#unaccepted.delete(id);
-          else this.#post({ type: 'send', from: this.#tab, id, data });
-        }
+        if (this.#client) this.#schedule();
+        else if (m.lead) this.#resend();
         return;
       case 'bye':
         this.#tabs.delete(m.from);
         if (this.#client) this.#schedule();
         return;
+      case 'replay':
+        if (this.#client && m.e === this.#epoch) {
+          this.#post({ type: 'replayed', to: m.from, items: this.#ring.filter((w) => w.n > m.after) });
+        }
+        return;
       case 'send':
-        this.#tabs.add(m.from);
-        if (this.#client) this.#accept({ tab: m.from, id: m.id }, m.data);
+        if (this.#client) this.#when(() => this.#accept({ tab: m.from, id: m.id }, m.data, m.wait));
         return;
       case 'accepted':
-        if (m.to === this.#tab) this.#unaccepted.delete(m.id);
+        if (m.to === this.#tab) this.#settle(m.id, 'accepted');
+        return;
+      case 'refused':
+        if (m.to === this.#tab) this.#refused(m.id, m.kind, m.message);
         return;
       case 'outcome':
         if (m.to === this.#tab) this.#outcome(m.id, m.event, m.value);
         return;
       case 'event':
-        if (m.event === 'message') this.#messagesSince += 1;
+        if (m.event === 'message' && m.n > this.#statusN) this.#messagesSince += 1;
         if (m.event === 'state') this.#status.state = (m.value as Events['state']).to;
         this.#emit(m.event, m.value);
         return;
       case 'status':
+        this.#statusN = m.n;
         this.#status = m.status;
         if (m.session) {
           this.#session = m.session;
@@ -324,14 +619,15 @@ export class SharedTetherClient {
   }
 
   #outcome(id: number, event: 'delivered' | 'dropped', value: Events['dropped']): void {
-    const waiter = this.#confirm.get(id);
-    this.#confirm.delete(id);
     if (event === 'delivered') {
       this.#emit('delivered', { id });
-      waiter?.resolve();
+      this.#settle(id, 'accepted');
+      this.#settle(id, 'done');
     } else {
       this.#emit('dropped', { ...value, id });
-      waiter?.reject(Object.assign(new Error(`message ${id} dropped (${value.reason})`), { kind: value.reason }));
+      const error = fail(`message ${id} dropped (${value.reason})`, { kind: 'dropped', reason: value.reason });
+      this.#settle(id, 'accepted');
+      this.#settle(id, 'done', error);
     }
   }
 
@@ -349,10 +645,14 @@ export class SharedTetherClient {
     } catch (e) {
       // In a browser before `ready()`: lead once the WebAssembly is in.
       if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
-      void ready().then(() => !this.#closed && this.#lead());
+      void ready().then(() => !this.#closed && this.#release && !this.#client && this.#lead());
       return;
     }
     this.#client = client;
+    this.#epoch += 1;
+    this.#n = 0;
+    this.#ring = [];
+    this.#tick = Date.now();
     // The retained messages got ids 1, 2, … in the snapshot's order.
     if (resume) {
       this.#sessionOwners.forEach((owner, i) => {
@@ -360,21 +660,25 @@ export class SharedTetherClient {
         if (owner) this.#acceptedUpTo.set(owner.tab, Math.max(this.#acceptedUpTo.get(owner.tab) ?? 0, owner.id));
       });
     }
-    for (const event of EVENTS_BROADCAST) {
-      client.on(event, (value) => {
+    const on = <K extends keyof Events>(event: K, f: (value: Events[K]) => void) =>
+      this.#off.push(client.on(event, (value) => this.#client === client && this.#when(() => f(value))));
+    for (const event of [...EVENTS_BROADCAST, 'message' as const]) {
+      on(event, (value) => {
+        // Replaced at the server: by a tab that took over (this one steps down when it
+        // hears of it) or by a stale leader (this one connects again). Never the app's news.
+        const replaced =
+          (event === 'stopped' && (value as Events['stopped']).reason === 'replaced') ||
+          (event === 'disconnected' && (value as Events['disconnected']).code === 4409) ||
+          (event === 'state' && client.metrics().terminalReason?.reason === 'replaced');
+        if (replaced) return this.#suspect(true);
         if (event === 'state') this.#status.state = (value as Events['state']).to;
         this.#emit(event, value);
         this.#post({ type: 'event', event, value });
         this.#schedule();
       });
     }
-    client.on('message', (value) => {
-      this.#emit('message', value);
-      this.#post({ type: 'event', event: 'message', value });
-      this.#schedule();
-    });
     for (const event of ['delivered', 'dropped'] as const) {
-      client.on(event, (value) => {
+      on(event, (value) => {
         const owner = this.#owners.get(value.id);
         this.#owners.delete(value.id);
         this.#schedule();
@@ -385,14 +689,14 @@ export class SharedTetherClient {
       });
     }
     // Sends of this tab no leader took (and no snapshot holds) go now, in order.
-    for (const [id, data] of [...this.#unaccepted]) {
-      if (this.#inSession(id)) this.#unaccepted.delete(id);
-      else this.#accept({ tab: this.#tab, id }, data);
+    for (const [id, { data, wait }] of [...this.#unaccepted]) {
+      if (this.#inSession(id)) this.#settle(id, 'accepted');
+      else this.#accept({ tab: this.#tab, id }, data, wait);
     }
     // Followers' sends the old leader never took: they send them again on this hello.
     if (this.#status.state !== client.state) this.#emit('state', { from: this.#status.state, to: client.state });
     this.#status.state = client.state;
-    this.#post({ type: 'hello', from: this.#tab });
+    this.#post({ type: 'hello' });
     this.#schedule();
   }
 
@@ -412,7 +716,8 @@ export class SharedTetherClient {
         tabs: this.#tabs.size + 1,
       };
       const session = client.handoff();
-      this.#post({ type: 'status', status: this.#status, session, owners: [...this.#owners.values()] });
+      const owners = [...this.#owners].sort((a, b) => a[0] - b[0]).map(([, owner]) => owner);
+      this.#post({ type: 'status', status: this.#status, session, owners });
     });
   }
 }
