@@ -70,10 +70,11 @@ after(async () => {
   assert.deepEqual(pageErrors, [], 'errors in the pages');
 });
 
-async function openTab() {
+async function openTab(options = {}) {
   const page = await context.newPage();
   page.on('pageerror', (e) => pageErrors.push(e));
-  await page.goto(`${site.url}e2e/tabs.html?ws=${encodeURIComponent(server.ws)}`);
+  const query = new URLSearchParams({ ws: server.ws, options: JSON.stringify(options) });
+  await page.goto(`${site.url}e2e/tabs.html?${query}`);
   await page.waitForFunction(() => window.tabReady === true);
   return page;
 }
@@ -286,4 +287,74 @@ test('a frozen leader is taken over, and steps down quietly once thawed: nothing
   assert.equal(await old.evaluate(() => window.client.sendConfirmed('after')), 21);
   assert.equal(await next.evaluate(() => window.client.tabs), 3);
   await Promise.all(pages.map((p) => p.close()));
+});
+
+test("a follower has the leader client's API: refusals come back as its typed errors, sendWait, flush, closeNow; a silent tab stops counting", async () => {
+  // Another group (share key): what this test sends is its own.
+  const options = { shareKey: 'user-2', queue: { maxMessages: 4 }, maxMessageBytes: 64 };
+  const pages = [await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  const tried = (page) =>
+    page.evaluate(async () => {
+      const c = window.client;
+      const big = 'x'.repeat(100);
+      const confirm = await c.sendConfirmed(big).then(
+        () => 'sent',
+        (e) => [e.kind, e.cause?.kind],
+      );
+      const wait = await c.sendWait(big).then(
+        () => 'sent',
+        (e) => e.kind,
+      );
+      // Sent at once, more than the queue holds: some refused (thrown in the leader,
+      // an `error` event in a follower), then as many paced with sendWait, all delivered.
+      const thrown = [];
+      for (let i = 0; i < 20; i += 1) {
+        try {
+          c.send(`burst-${i}`);
+        } catch (e) {
+          thrown.push(e.kind);
+        }
+      }
+      const paced = await Promise.all(Array.from({ length: 20 }, (_, i) => c.sendWait(`paced-${i}`)));
+      await c.flush();
+      return { confirm, wait, thrown: [...new Set(thrown)], paced: paced.length, state: c.state };
+    });
+  const fromLeader = await tried(leader);
+  const fromFollower = await tried(follower);
+  assert.deepEqual(fromLeader.confirm, ['rejected', 'too-large']);
+  assert.deepEqual(fromFollower.confirm, fromLeader.confirm, 'sendConfirmed rejects alike');
+  assert.equal(fromLeader.wait, 'too-large');
+  assert.equal(fromFollower.wait, fromLeader.wait, 'sendWait rejects alike');
+  assert.deepEqual(fromLeader.thrown, ['queue-full']);
+  assert.deepEqual(fromFollower.thrown, [], 'a follower cannot throw what the leader refuses');
+  assert.deepEqual([...new Set(await follower.evaluate(() => window.errors))], ['queue-full']);
+  assert.deepEqual(await leader.evaluate(() => window.errors), []);
+  assert.equal(fromFollower.paced, 20);
+  await allReceive(
+    pages,
+    Array.from({ length: 20 }, (_, i) => `paced-${i}`),
+  );
+  // A tab that stops beating (as one killed without pagehide) stops counting, and counts
+  // again once it beats again.
+  const third = await openTab(options);
+  const count = () => leader.evaluate(() => window.client.tabs);
+  const until = async (n) => {
+    for (let i = 0; (await count()) !== n; i += 1) {
+      assert.ok(i < 400, `the leader counts ${await count()} tabs, not ${n}`);
+      await leader.waitForTimeout(25);
+    }
+  };
+  await until(3);
+  const cdp = await context.newCDPSession(third);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  await until(2);
+  await cdp.send('Debugger.resume');
+  await until(3);
+  // closeNow: the follower leaves at once, the leader counts it out.
+  await follower.evaluate(() => window.client.closeNow());
+  await until(2);
+  await Promise.all([...pages, third].map((p) => p.close()));
 });

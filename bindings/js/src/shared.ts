@@ -73,9 +73,9 @@ type Body =
 /** `n`: a leader's posts are numbered (a beat, a status or a replay carries the last number). */
 type Wire = Body & { from: string; e: number; lead: boolean; n: number };
 
+/** Who waits on a message: `sendConfirmed` (its outcome), `sendWait` (a leader took it), `flush` (its outcome, or taken in plain mode). */
 interface Waiter {
-  /** `accepted`: settles once a leader took the message; `outcome`: once it was delivered or dropped. */
-  on: 'accepted' | 'outcome';
+  by: 'confirm' | 'wait' | 'flush';
   resolve: (id: number) => void;
   reject: (e: unknown) => void;
 }
@@ -276,7 +276,7 @@ export class SharedTetherClient {
       return Promise.reject(fail('sendConfirmed needs protocol: true', { kind: 'unconfirmable' }));
     }
     try {
-      return this.#wait(this.#send(data, false), 'outcome');
+      return this.#wait(this.#send(data, false), 'confirm');
     } catch (e) {
       return Promise.reject(fail((e as Error).message, { kind: 'rejected', cause: e }));
     }
@@ -285,7 +285,7 @@ export class SharedTetherClient {
   /** Sends `data` once the leader's queue has room (instead of `queue-full`); resolves with this tab's id once a leader took it. */
   sendWait(data: Data): Promise<number> {
     try {
-      return this.#wait(this.#send(data, true), 'accepted');
+      return this.#wait(this.#send(data, true), 'wait');
     } catch (e) {
       return Promise.reject(e);
     }
@@ -293,8 +293,7 @@ export class SharedTetherClient {
 
   /** Resolves once every message this tab sent so far is acknowledged (protocol mode) or taken by the leader (plain mode). */
   async flush(): Promise<void> {
-    const on = this.#options.protocol === true ? 'outcome' : 'accepted';
-    await Promise.all([...this.#open.keys()].map((id) => this.#wait(id, on)));
+    await Promise.all([...this.#open.keys()].map((id) => this.#wait(id, 'flush')));
   }
 
   reconnect(): void {
@@ -339,29 +338,37 @@ export class SharedTetherClient {
     return id;
   }
 
-  /** Settles with the first of `id`'s events `on` waits for (at once if it is past). */
-  #wait(id: number, on: Waiter['on']): Promise<number> {
+  /** Settles when `id`'s event that `by` waits for comes (at once if it is past). */
+  #wait(id: number, by: Waiter['by']): Promise<number> {
     const waiters = this.#open.get(id);
-    if (!waiters || (on === 'accepted' && !this.#unaccepted.has(id))) return Promise.resolve(id);
-    return new Promise((resolve, reject) => waiters.push({ on, resolve, reject }));
+    if (!waiters || (by === 'wait' && !this.#unaccepted.has(id))) return Promise.resolve(id);
+    return new Promise((resolve, reject) => waiters.push({ by, resolve, reject }));
   }
 
-  /** Ends `id`'s waits: `accepted` ones, or all (with `error`, or resolved). */
-  #settle(id: number, how: 'accepted' | 'done', error?: unknown): void {
-    if (how === 'accepted') this.#unaccepted.delete(id);
-    const waiters = this.#open.get(id);
-    if (!waiters) return;
-    const plainAccepted = how === 'accepted' && this.#options.protocol !== true;
-    if (how === 'done' || plainAccepted) this.#open.delete(id);
-    for (const w of waiters.filter((w) => how === 'done' || w.on === 'accepted')) {
-      if (error) w.reject(error);
-      else w.resolve(id);
-    }
-    if (how === 'accepted' && !plainAccepted)
+  /**
+   * What became of this tab's message `id`: taken by a leader, delivered, dropped
+   * (`error`: kind `dropped`) or refused (`error`: the kind `send` throws). Rejects as
+   * TetherClient does: `sendConfirmed` with kind `rejected` (the refusal its `cause`) or
+   * `dropped`, `sendWait` with the refusal, `flush` with `dropped`.
+   */
+  #settle(id: number, event: 'accepted' | 'delivered' | 'dropped' | 'refused', error?: Error): void {
+    this.#unaccepted.delete(id);
+    const waiters = this.#open.get(id) ?? [];
+    const done = event !== 'accepted' || this.#options.protocol !== true;
+    if (done) this.#open.delete(id);
+    else
       this.#open.set(
         id,
-        waiters.filter((w) => w.on !== 'accepted'),
+        waiters.filter((w) => w.by !== 'wait'),
       );
+    if (event === 'refused' && !waiters.some((w) => w.by !== 'flush')) this.#emit('error', error);
+    for (const w of waiters) {
+      if (!done && w.by !== 'wait') continue;
+      if (event === 'refused' && w.by === 'confirm') {
+        w.reject(fail(`message refused: ${error!.message}`, { kind: 'rejected', cause: error }));
+      } else if ((event === 'refused' && w.by === 'wait') || (event === 'dropped' && w.by !== 'wait')) w.reject(error);
+      else w.resolve(id);
+    }
   }
 
   #emit(event: keyof Events, value: unknown): void {
@@ -522,13 +529,9 @@ export class SharedTetherClient {
     taken(id);
   }
 
-  /** A leader refused this tab's message `id`: its waiters reject, else the app hears of it as an error. */
+  /** A leader refused this tab's message `id`. */
   #refused(id: number, kind: string, message: string): void {
-    const error = fail(message, { kind, id });
-    const waited = !!this.#open.get(id)?.length;
-    this.#settle(id, 'accepted', error);
-    this.#settle(id, 'done', error);
-    if (!waited) this.#emit('error', error);
+    this.#settle(id, 'refused', fail(message, { kind, id }));
   }
 
   #receive(m: Wire): void {
@@ -621,13 +624,11 @@ export class SharedTetherClient {
   #outcome(id: number, event: 'delivered' | 'dropped', value: Events['dropped']): void {
     if (event === 'delivered') {
       this.#emit('delivered', { id });
-      this.#settle(id, 'accepted');
-      this.#settle(id, 'done');
+      this.#settle(id, 'delivered');
     } else {
       this.#emit('dropped', { ...value, id });
       const error = fail(`message ${id} dropped (${value.reason})`, { kind: 'dropped', reason: value.reason });
-      this.#settle(id, 'accepted');
-      this.#settle(id, 'done', error);
+      this.#settle(id, 'dropped', error);
     }
   }
 
