@@ -200,6 +200,11 @@ export class SharedTetherClient {
   #onPageHide = () => this.#post({ type: 'bye' });
 
   constructor(url: string, options: SharedTetherOptions = {}) {
+    if (!canShareAcrossTabs()) {
+      throw fail('tabs cannot share here: no Web Locks or BroadcastChannel (see canShareAcrossTabs)', {
+        kind: 'cannot-share',
+      });
+    }
     const { shareAcrossTabs: _share, shareKey = '', ...rest } = options;
     this.#url = new URL(url, globalThis.location?.href).href;
     this.#options = rest;
