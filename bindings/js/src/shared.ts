@@ -50,6 +50,7 @@ const SILENT_MS = 5000;
 const RING = 1024;
 /** What a leader posts unnumbered: the next one says the same, newer. */
 const UNNUMBERED = ['beat', 'status', 'replayed'];
+const FOLLOWERS_SAY = ['hello', 'bye', 'send', 'replay'];
 
 /** Who sent a retained message: a tab, and the id that tab's `send` returned. */
 interface Owner {
@@ -512,6 +513,8 @@ export class SharedTetherClient {
       this.#schedule();
     };
     const refused = (e: unknown) => {
+      // A client dropped since (this tab stepped down): the message goes to the new leader.
+      if (this.#client !== client) return;
       const { kind = 'rejected', message = String(e) } = e as { kind?: string; message?: string };
       if (mine) this.#refused(owner.id, kind, message);
       else this.#post({ type: 'refused', to: owner.tab, id: owner.id, kind, message });
@@ -554,7 +557,8 @@ export class SharedTetherClient {
       } else this.#inOrder(m);
     } else {
       this.#tabs.set(m.from, Date.now());
-      this.#handle(m);
+      // From a follower (or a leader that stepped down): only what followers say.
+      if (FOLLOWERS_SAY.includes(m.type)) this.#handle(m);
     }
   }
 
