@@ -173,7 +173,7 @@ export class SharedTetherClient {
   #tick = Date.now();
   readonly #timer: ReturnType<typeof setInterval>;
   /** Leader in doubt (its clock jumped, or its socket was replaced): what it holds back meanwhile. */
-  #doubt: { held: (() => void)[]; replaced: boolean; timer: ReturnType<typeof setTimeout> } | null = null;
+  #doubt: { held: (() => void)[]; timer: ReturnType<typeof setTimeout> } | null = null;
   #nextId = 0;
   /** Leader: its last post's number and its last posts; every tab: the last leader post it took (epoch, number). */
   #n = 0;
@@ -397,7 +397,7 @@ export class SharedTetherClient {
   #beat(): void {
     const now = Date.now();
     if (this.#client) {
-      if (now - this.#tick > SILENT_MS / 2) this.#suspect(false);
+      if (now - this.#tick > SILENT_MS / 2) this.#suspect();
       this.#tick = now;
     }
     this.#post({ type: 'beat' });
@@ -440,31 +440,33 @@ export class SharedTetherClient {
 
   /** Leader: runs `f` now, or once this tab knows it still leads. */
   #when(f: () => void): void {
-    if (!this.#doubt && Date.now() - this.#tick > SILENT_MS / 2) this.#suspect(false);
+    if (!this.#doubt && Date.now() - this.#tick > SILENT_MS / 2) this.#suspect();
     if (this.#doubt) this.#doubt.held.push(f);
     else f();
   }
 
   /**
-   * Leader: its clock jumped (it was frozen) or its socket was replaced, so another tab may
-   * lead now. What it would write or report waits: a newer leader's messages (queued while
-   * it was frozen) or the loss of its lock make it step down and drop it; else, after one
-   * beat and a half, it goes on (and a replaced socket connects again).
+   * Leader: its clock jumped (it was frozen) or its socket was replaced (close 4409), so
+   * another tab may lead now. What it would write or report waits: a newer leader's posts
+   * or the loss of its lock make it step down and drop it; else, after one beat and a
+   * half, it goes on (a replacement by another client of the user is then reported as
+   * TetherClient reports it: this tab does not fight it).
    */
-  #suspect(replaced: boolean): void {
-    if (this.#doubt) {
-      this.#doubt.replaced ||= replaced;
-      return;
-    }
+  #suspect(): void {
+    if (this.#doubt) return;
+    // A follower that took over from this leadership holds its takeover lock: step down
+    // at once, before this tab's client connects again and takes the session back.
+    const takeover = `${this.#name}|takeover|${this.#epoch}`;
+    void navigator.locks.query().then(({ held }) => {
+      if (this.#doubt && held?.some((lock) => lock.name === takeover)) this.#stepDown();
+    });
     const timer = setTimeout(() => {
       const doubt = this.#doubt;
       this.#doubt = null;
       this.#tick = Date.now();
-      if (!doubt || !this.#client) return;
-      if (doubt.replaced) this.#client.reconnect();
-      for (const f of doubt.held) f();
+      if (doubt && this.#client) for (const f of doubt.held) f();
     }, BEAT_MS * 1.5);
-    this.#doubt = { held: [], replaced, timer };
+    this.#doubt = { held: [], timer };
   }
 
   /** Leader no more (a newer leader, the lock stolen, or closing): drops the client quietly, keeps the session at the server. */
@@ -671,16 +673,22 @@ export class SharedTetherClient {
       });
     }
     const on = <K extends keyof Events>(event: K, f: (value: Events[K]) => void) =>
-      this.#off.push(client.on(event, (value) => this.#client === client && this.#when(() => f(value))));
+      this.#off.push(
+        client.on(event, (value) => {
+          if (this.#client !== client) return;
+          // Replaced at the server: by a tab that took over (this one steps down when it
+          // hears of it), or by another client of the user.
+          if (
+            (event === 'disconnected' && (value as Events['disconnected']).code === 4409) ||
+            client.metrics().terminalReason?.reason === 'replaced'
+          ) {
+            this.#suspect();
+          }
+          this.#when(() => f(value));
+        }),
+      );
     for (const event of [...EVENTS_BROADCAST, 'message' as const]) {
       on(event, (value) => {
-        // Replaced at the server: by a tab that took over (this one steps down when it
-        // hears of it) or by a stale leader (this one connects again). Never the app's news.
-        const replaced =
-          (event === 'stopped' && (value as Events['stopped']).reason === 'replaced') ||
-          (event === 'disconnected' && (value as Events['disconnected']).code === 4409) ||
-          (event === 'state' && client.metrics().terminalReason?.reason === 'replaced');
-        if (replaced) return this.#suspect(true);
         if (event === 'state') this.#status.state = (value as Events['state']).to;
         this.#emit(event, value);
         this.#post({ type: 'event', event, value });
