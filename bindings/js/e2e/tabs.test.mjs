@@ -358,3 +358,139 @@ test("a follower has the leader client's API: refusals come back as its typed er
   await until(2);
   await Promise.all([...pages, third].map((p) => p.close()));
 });
+
+/** The group's BroadcastChannel name, as SharedTetherClient makes it (for hostile code of the origin). */
+const channelName = (page, shareKey) =>
+  page.evaluate(({ ws, key }) => `tether:${location.origin}|${new URL(ws, location.href).href}|${key}`, {
+    ws: server.ws,
+    key: shareKey,
+  });
+
+test('malformed posts on the channel (code of the origin) are ignored: no tab throws, steps down or loses a message', async () => {
+  const options = { shareKey: 'user-3' };
+  const pages = [await openTab(options), await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  const errorsBefore = pageErrors.length;
+  const name = await channelName(follower, 'user-3');
+  // From the follower's page (a channel of its own): learn the leader's epoch, number and
+  // tab, then post what no tab would.
+  await follower.evaluate(async (name) => {
+    const channel = new BroadcastChannel(name);
+    const lead = await new Promise((resolve) => {
+      channel.onmessage = (e) => e.data?.lead && resolve(e.data);
+    });
+    const tabs = new Set();
+    channel.onmessage = (e) => tabs.add(e.data.from);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const as = { from: lead.from, e: lead.e, lead: true };
+    const posts = [
+      null,
+      42,
+      'hello',
+      [],
+      {},
+      { type: 'beat', from: 'evil', e: String(lead.e + 1), n: 0, lead: false },
+      { type: 'hello', from: 'evil', e: null, n: 0, lead: false },
+      { type: 'send', from: 'evil', e: lead.e, n: 0, lead: false, id: 'x', data: 'forged' },
+      // Numbered as the leader's next post, but no post a leader makes: it must not take that number.
+      { ...as, type: 'event', n: lead.n + 1, event: 'no-such-event', value: 1 },
+      { ...as, type: 'event', n: lead.n + 1, event: 'state', value: null },
+      ...[...tabs].flatMap((to) => [
+        { ...as, type: 'replayed', n: lead.n, to, items: 5 },
+        { ...as, type: 'replayed', n: lead.n, to, items: [null, 7, { type: 'event' }] },
+        { ...as, type: 'outcome', n: lead.n + 1, to, id: 1, event: 'dropped', value: null },
+      ]),
+      // A session no client can resume: the next leader must still lead.
+      {
+        ...as,
+        type: 'status',
+        n: lead.n,
+        status: {
+          state: 'connected',
+          quality: null,
+          metrics: {},
+          health: { alerts: [], recommendations: [] },
+          tabs: 3,
+        },
+        session: { clientId: 'not a number', recvSeq: 'x', sendSeq: 'y', unacknowledged: 5, unsent: null },
+        owners: 'none',
+      },
+    ];
+    for (const post of posts) channel.postMessage(post);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    channel.close();
+  }, name);
+  assert.deepEqual(pageErrors.slice(errorsBefore).map(String), [], 'a tab threw on a malformed post');
+  assert.equal(await leaderOf(pages), leader, 'the leader did not step down');
+  const ids = await Promise.all(pages.map((p) => p.evaluate(() => window.client.clientId)));
+  assert.ok(
+    ids.every((id) => id === ids[0] && /^[0-9a-f]+$/.test(id)),
+    `one client id in every tab: ${ids}`,
+  );
+  const sent = await sendFrom(pages, 5);
+  await allReceive(pages, sent);
+  // The leader goes: the next one resumes the session the real leader broadcast.
+  await leader.close();
+  const rest = pages.filter((p) => p !== leader);
+  await oneConnection(await leaderOf(rest));
+  const more = await sendFrom(rest, 5);
+  await allReceive(rest, [...sent, ...more]);
+  await noDuplicates(rest);
+  assert.deepEqual(pageErrors.slice(errorsBefore).map(String), [], 'a tab threw on a malformed post');
+  const seen = await Promise.all(rest.map((p) => p.evaluate(() => [window.resets, window.errors])));
+  assert.deepEqual(
+    seen,
+    rest.map(() => [0, []]),
+    'no session reset, no error',
+  );
+  await Promise.all(rest.map((p) => p.close()));
+});
+
+test('a tab stopped while more posts went out than the leader keeps is not deaf afterwards', async () => {
+  const options = { shareKey: 'user-4' };
+  const pages = [await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  await allReceive(pages, await sendFrom([leader], 1));
+  const cdp = await context.newCDPSession(follower);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  // More than the leader keeps (1024 posts), each message one post.
+  const burst = Array.from({ length: 1100 }, (_, i) => `burst-${i}`);
+  await leader.evaluate((texts) => Promise.all(texts.map((t) => window.client.sendWait(t))), burst);
+  await allReceive([leader], burst);
+  await cdp.send('Debugger.resume');
+  await cdp.detach();
+  const after = await sendFrom(pages, 5);
+  await allReceive(pages, after);
+  await noDuplicates(pages);
+  // It says that it missed some (an `error` of kind `missed`); the leader missed nothing.
+  assert.deepEqual(await follower.evaluate(() => [...new Set(window.errors)]), ['missed']);
+  assert.deepEqual(await leader.evaluate(() => window.errors), []);
+  await Promise.all(pages.map((p) => p.close()));
+});
+
+test('what the leader keeps for tabs that missed posts is bounded in bytes too', async () => {
+  const options = { shareKey: 'user-5' };
+  const pages = [await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  await allReceive(pages, await sendFrom([leader], 1));
+  const cdp = await context.newCDPSession(follower);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  // 40 messages of 256 kB: far fewer than 1024 posts, more than 8 MB.
+  const big = await leader.evaluate(async () => {
+    const texts = Array.from({ length: 40 }, (_, i) => `${i}-`.padEnd(256 * 1024, 'x'));
+    await Promise.all(texts.map((t) => window.client.sendWait(t)));
+    return texts.length;
+  });
+  await leader.waitForFunction((n) => window.received.length >= n + 1, big);
+  await cdp.send('Debugger.resume');
+  await cdp.detach();
+  const after = await sendFrom(pages, 5);
+  await allReceive(pages, after);
+  assert.deepEqual(await follower.evaluate(() => [...new Set(window.errors)]), ['missed']);
+  await Promise.all(pages.map((p) => p.close()));
+});

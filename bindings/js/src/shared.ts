@@ -48,9 +48,19 @@ export interface SharedTetherOptions extends TetherOptions {
 const BEAT_MS = 1000;
 const SILENT_MS = 5000;
 const RING = 1024;
+/** And at most about this many bytes of messages (a replay is one post of them all). */
+const RING_BYTES = 8 << 20;
 /** What a leader posts unnumbered: the next one says the same, newer. */
 const UNNUMBERED = ['beat', 'status', 'replayed'];
 const FOLLOWERS_SAY = ['hello', 'bye', 'send', 'replay'];
+
+/** About how much a kept post weighs: its message's bytes (UTF-16 for text), and a little. */
+function weight(w: Wire): number {
+  const v = w.type === 'event' ? w.value : undefined;
+  if (typeof v === 'string') return 64 + v.length * 2;
+  if (v instanceof ArrayBuffer || ArrayBuffer.isView(v)) return 64 + v.byteLength;
+  return 64;
+}
 
 /** Who sent a retained message: a tab, and the id that tab's `send` returned. */
 interface Owner {
@@ -138,6 +148,70 @@ const EVENTS_BROADCAST: (keyof Events)[] = [
   'tokenRefreshed',
 ];
 
+const isCount = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isText = (v: unknown): v is string => typeof v === 'string';
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+const isDigits = (v: unknown): boolean => isText(v) && /^[0-9]{1,20}$/.test(v);
+const isData = (v: unknown): boolean => isText(v) || v instanceof Uint8Array;
+
+/** A session another client could resume: a forged one would leave the next leader without a client. */
+function isSession(v: unknown): v is TetherSessionHandoff {
+  return (
+    isObject(v) &&
+    ['clientId', 'session', 'lastTransport', 'recvSeq', 'sendSeq'].every((k) => isDigits(v[k])) &&
+    isText(v.secret) &&
+    /^[0-9a-f]{32}$/i.test(v.secret) &&
+    Array.isArray(v.unacknowledged) &&
+    v.unacknowledged.every((u) => Array.isArray(u) && isDigits(u[0]) && isData(u[1])) &&
+    Array.isArray(v.unsent) &&
+    v.unsent.every(isData)
+  );
+}
+
+/**
+ * Whether `v` is a post some tab could have made. Any code of the origin can post on the
+ * channel: what is not well formed is ignored (it neither throws nor takes a number).
+ */
+function isWire(v: unknown): v is Wire {
+  if (!isObject(v) || !isText(v.from) || !isCount(v.e) || !isCount(v.n) || typeof v.lead !== 'boolean') return false;
+  switch (v.type) {
+    case 'hello':
+    case 'beat':
+    case 'bye':
+      return true;
+    case 'send':
+      return isCount(v.id) && (v.wait === undefined || typeof v.wait === 'boolean') && v.data !== undefined;
+    case 'accepted':
+      return isText(v.to) && isCount(v.id);
+    case 'refused':
+      return isText(v.to) && isCount(v.id) && isText(v.kind) && isText(v.message);
+    case 'outcome':
+      return isText(v.to) && isCount(v.id) && (v.event === 'delivered' || v.event === 'dropped') && isObject(v.value);
+    case 'event':
+      return (
+        (v.event === 'message' || EVENTS_BROADCAST.includes(v.event as keyof Events)) &&
+        (v.event !== 'state' || (isObject(v.value) && isText(v.value.to)))
+      );
+    case 'status':
+      return (
+        isObject(v.status) &&
+        isText(v.status.state) &&
+        isObject(v.status.metrics) &&
+        isObject(v.status.health) &&
+        isCount(v.status.tabs) &&
+        (v.session === null || isSession(v.session)) &&
+        Array.isArray(v.owners) &&
+        v.owners.every((o) => o === null || (isObject(o) && isText(o.tab) && isCount(o.id)))
+      );
+    case 'replay':
+      return isCount(v.after);
+    case 'replayed':
+      return isText(v.to) && Array.isArray(v.items);
+    default:
+      return false;
+  }
+}
+
 /**
  * A client with TetherClient's API whose connection is shared by the tabs of the origin
  * (see the package README, "One connection for every tab"). Message ids are this tab's:
@@ -178,6 +252,7 @@ export class SharedTetherClient {
   /** Leader: its last post's number and its last posts; every tab: the last leader post it took (epoch, number). */
   #n = 0;
   #ring: Wire[] = [];
+  #ringBytes = 0;
   #seen: { e: number; n: number } | null = null;
   /** The last number a follower asked a replay after (once per beat), and the number the last status came after. */
   #asked = -1;
@@ -218,7 +293,9 @@ export class SharedTetherClient {
       tabs: 1,
     };
     this.#channel = new BroadcastChannel(this.#name);
-    this.#channel.onmessage = (e: MessageEvent<Wire>) => this.#receive(e.data);
+    this.#channel.onmessage = (e: MessageEvent<unknown>) => {
+      if (isWire(e.data)) this.#receive(e.data);
+    };
     this.#post({ type: 'hello' });
     globalThis.addEventListener?.('pagehide', this.#onPageHide);
     this.#timer = setInterval(() => this.#beat(), BEAT_MS);
@@ -388,7 +465,11 @@ export class SharedTetherClient {
     const wire = { ...body, from: this.#tab, e: this.#epoch, lead, n: numbered ? ++this.#n : this.#n } as Wire;
     if (numbered) {
       this.#seen = { e: this.#epoch, n: this.#n };
-      if (this.#ring.push(wire) > RING) this.#ring.shift();
+      this.#ring.push(wire);
+      this.#ringBytes += weight(wire);
+      while (this.#ring.length > RING || (this.#ringBytes > RING_BYTES && this.#ring.length > 1)) {
+        this.#ringBytes -= weight(this.#ring.shift()!);
+      }
     }
     this.#channel.postMessage(wire);
   }
@@ -555,7 +636,31 @@ export class SharedTetherClient {
       if (m.e < this.#epoch || this.#client) return; // a stale leader, thawed: not heard
       this.#heard = Date.now();
       if (m.type === 'replayed') {
-        if (m.to === this.#tab) for (const item of m.items) this.#inOrder(item);
+        if (m.to !== this.#tab) return;
+        // The leader's own posts of this leadership, as it numbered them.
+        const items = m.items.filter(
+          (item) => isWire(item) && item.lead && item.e === m.e && item.from === m.from && item.type !== 'replayed',
+        ) as Wire[];
+        const last = this.#seen?.e === m.e ? this.#seen.n : 0;
+        const first = items.find((item) => !UNNUMBERED.includes(item.type));
+        if (first && first.n > last + 1) {
+          // The leader no longer keeps what this tab missed (it was stopped while more went
+          // out than the leader keeps): it goes on from what is kept, and says so, rather
+          // than wait for posts that will never come.
+          const missed = first.n - 1 - last;
+          this.#seen = { e: m.e, n: first.n - 1 };
+          this.#emit(
+            'error',
+            fail(
+              `this tab missed ${missed} posts of the leader tab while it was stopped; messages among them are lost to it`,
+              {
+                kind: 'missed',
+                missed,
+              },
+            ),
+          );
+        }
+        for (const item of items) this.#inOrder(item);
       } else this.#inOrder(m);
     } else {
       this.#tabs.set(m.from, Date.now());
@@ -664,6 +769,7 @@ export class SharedTetherClient {
     this.#epoch += 1;
     this.#n = 0;
     this.#ring = [];
+    this.#ringBytes = 0;
     this.#tick = Date.now();
     // The retained messages got ids 1, 2, … in the snapshot's order.
     if (resume) {
