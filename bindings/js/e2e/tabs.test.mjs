@@ -494,3 +494,34 @@ test('what the leader keeps for tabs that missed posts is bounded in bytes too',
   assert.deepEqual(await follower.evaluate(() => [...new Set(window.errors)]), ['missed']);
   await Promise.all(pages.map((p) => p.close()));
 });
+
+test('a tab that closes right after sending: what it sent is delivered, and its promises settle', async () => {
+  const options = { shareKey: 'user-6' };
+  const pages = [await openTab(options), await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const [follower, other] = pages.filter((p) => p !== leader);
+  await allReceive(pages, await sendFrom(pages, 1));
+  /** Sends (one plain, one confirmed) and closes in the same task; how the confirmed one settled. */
+  const sendAndClose = (page, tag) =>
+    page.evaluate(async (tag) => {
+      const c = window.client;
+      c.send(`${tag}-plain`);
+      const confirmed = c.sendConfirmed(`${tag}-confirmed`);
+      void c.close();
+      return Promise.race([
+        confirmed.then(
+          () => 'delivered',
+          (e) => `${e.kind}/${e.reason}`,
+        ),
+        new Promise((resolve) => setTimeout(() => resolve('never settled'), 10_000)),
+      ]);
+    }, tag);
+  const fromFollower = await sendAndClose(follower, 'follower');
+  assert.notEqual(fromFollower, 'never settled', 'a closed follower left its sendConfirmed pending');
+  const fromLeader = await sendAndClose(leader, 'leader');
+  assert.notEqual(fromLeader, 'never settled', 'a closed leader left its sendConfirmed pending');
+  // The next leader resumes the session with what the old one wrote last.
+  await allReceive([other], ['follower-plain', 'follower-confirmed', 'leader-plain', 'leader-confirmed']);
+  await noDuplicates([other]);
+  await Promise.all(pages.map((p) => p.close()));
+});

@@ -386,6 +386,8 @@ export class SharedTetherClient {
   /** Leaves the group: a leader hands the session to the next tab (its socket is dropped, the session kept). */
   async close(): Promise<void> {
     if (this.#closed) return;
+    // A leader's session as of now (what it wrote in this task too), for the next leader.
+    if (this.#client) this.#postStatus(this.#client);
     this.#post({ type: 'bye' });
     this.#closed = true;
     clearInterval(this.#timer);
@@ -395,6 +397,22 @@ export class SharedTetherClient {
     // now, and a client still trying would take the session back from it.
     this.#stepDown();
     for (const release of this.#releases) release();
+    // This tab no longer hears what becomes of its messages (the next leader may deliver
+    // them): as TetherClient.closeNow, what waits settles now.
+    const protocol = this.#options.protocol === true;
+    for (const [id, waiters] of [...this.#open]) {
+      this.#open.delete(id);
+      const taken = !this.#unaccepted.delete(id);
+      if (protocol) this.#emit('dropped', { id, reason: 'unconfirmed' });
+      const dropped = fail(`message ${id} dropped (unconfirmed)`, { kind: 'dropped', reason: 'unconfirmed' });
+      for (const w of waiters) {
+        if (w.by === 'wait') {
+          if (taken) w.resolve(id);
+          else w.reject(fail('the client is closed', { kind: 'stopped' }));
+        } else if (protocol) w.reject(dropped);
+        else w.resolve(id);
+      }
+    }
   }
 
   /** As `close`: a shared client never lingers, the next tab delivers what it holds. */
@@ -831,17 +849,21 @@ export class SharedTetherClient {
     queueMicrotask(() => {
       this.#scheduled = false;
       const client = this.#client;
-      if (!client || this.#closed) return;
-      this.#status = {
-        state: client.state,
-        quality: client.quality,
-        metrics: client.metrics(),
-        health: client.health(),
-        tabs: this.#tabs.size + 1,
-      };
-      const session = client.handoff();
-      const owners = [...this.#owners].sort((a, b) => a[0] - b[0]).map(([, owner]) => owner);
-      this.#post({ type: 'status', status: this.#status, session, owners });
+      if (client && !this.#closed) this.#postStatus(client);
     });
+  }
+
+  /** Leader: its status and session, with who sent each message the session retains. */
+  #postStatus(client: TetherClient): void {
+    this.#status = {
+      state: client.state,
+      quality: client.quality,
+      metrics: client.metrics(),
+      health: client.health(),
+      tabs: this.#tabs.size + 1,
+    };
+    const session = client.handoff();
+    const owners = [...this.#owners].sort((a, b) => a[0] - b[0]).map(([, owner]) => owner);
+    this.#post({ type: 'status', status: this.#status, session, owners });
   }
 }
