@@ -525,3 +525,31 @@ test('a tab that closes right after sending: what it sent is delivered, and its 
   await noDuplicates([other]);
   await Promise.all(pages.map((p) => p.close()));
 });
+
+test('options no client accepts: the tab says so, as new TetherClient() would, instead of waiting for ever', async () => {
+  const errorsBefore = pageErrors.length;
+  const page = await openTab({ shareKey: 'user-7', queue: { maxMessages: 'many' } });
+  const what = await page.evaluate(async (ws) => {
+    const { TetherClient } = await import('/dist/index.js');
+    let thrown;
+    try {
+      new TetherClient(ws, { protocol: true, queue: { maxMessages: 'many' } }).free();
+    } catch (e) {
+      thrown = e.name;
+    }
+    const c = window.client;
+    const confirmed = await Promise.race([
+      c.sendConfirmed('x').then(
+        () => 'delivered',
+        (e) => e.kind,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('never settled'), 5_000)),
+    ]);
+    return { thrown, confirmed, stops: window.stops, errors: window.errors, state: c.state };
+  }, server.ws);
+  assert.equal(what.thrown, 'TypeError');
+  assert.notEqual(what.confirmed, 'never settled', `the shared client: ${JSON.stringify(what)}`);
+  assert.deepEqual([what.state, what.stops, what.errors], ['error', ['fatal'], ['invalid-options']]);
+  assert.deepEqual(pageErrors.slice(errorsBefore).map(String), []);
+  await page.close();
+});

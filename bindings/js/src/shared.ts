@@ -396,6 +396,9 @@ export class SharedTetherClient {
     // Closed at once, not lingering to deliver what it holds: that is the next leader's
     // now, and a client still trying would take the session back from it.
     this.#stepDown();
+    // The lock too when it has no client yet (before `ready()`, or none could be made).
+    this.#release?.();
+    this.#release = null;
     for (const release of this.#releases) release();
     // This tab no longer hears what becomes of its messages (the next leader may deliver
     // them): as TetherClient.closeNow, what waits settles now.
@@ -529,6 +532,7 @@ export class SharedTetherClient {
         if (!steal) this.#queued = false;
         if (this.#closed || this.#client) return undefined;
         this.#lead();
+        if (this.#closed) return undefined;
         return new Promise<void>((resolve) => (this.#release = mine = resolve));
       })
       .catch(() => {
@@ -779,7 +783,7 @@ export class SharedTetherClient {
       client = new TetherClient(this.#url, resume ? { ...this.#options, resume } : this.#options);
     } catch (e) {
       // In a browser before `ready()`: lead once the WebAssembly is in.
-      if ((e as { kind?: unknown }).kind !== 'not-ready') throw e;
+      if ((e as { kind?: unknown }).kind !== 'not-ready') return this.#cannotLead(e);
       void ready().then(() => !this.#closed && this.#release && !this.#client && this.#lead());
       return;
     }
@@ -840,6 +844,24 @@ export class SharedTetherClient {
     this.#status.state = client.state;
     this.#post({ type: 'hello' });
     this.#schedule();
+  }
+
+  /**
+   * No client can be made with these options (`new TetherClient()` throws a TypeError or
+   * a RangeError): this tab stops as a TetherClient would, and says why, instead of
+   * holding the lock with no connection while every tab waits.
+   */
+  #cannotLead(e: unknown): void {
+    const { message = String(e) } = e as { message?: string };
+    this.#emit(
+      'error',
+      fail(`no client can be made with these options: ${message}`, { kind: 'invalid-options', cause: e }),
+    );
+    const from = this.#status.state;
+    this.#status.state = 'error';
+    if (from !== 'error') this.#emit('state', { from, to: 'error' });
+    this.#emit('stopped', { reason: 'fatal', message, code: null, status: null });
+    void this.close();
   }
 
   /** Leader: the status and the session go out once per task in which something happened. */
