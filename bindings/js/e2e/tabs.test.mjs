@@ -553,3 +553,36 @@ test('options no client accepts: the tab says so, as new TetherClient() would, i
   assert.deepEqual(pageErrors.slice(errorsBefore).map(String), []);
   await page.close();
 });
+
+test('a leader that closes while it doubts it still leads (its clock jumped): what it held is not lost', async () => {
+  const options = { shareKey: 'user-8' };
+  const pages = [await openTab(options), await openTab(options), await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const [extra, ...rest] = pages.filter((p) => p !== leader);
+  await allReceive(pages, await sendFrom(pages, 1));
+  const cdp = await context.newCDPSession(leader);
+  await cdp.send('Debugger.enable');
+  const paused = new Promise((resolve) => cdp.once('Debugger.paused', resolve));
+  // Sent, then the leader's script stops (3 s: its clock jumps, no follower takes over yet):
+  // the echoes wait, and on the first of them it doubts it leads and holds them.
+  const texts = ['held-1', 'held-2', 'held-3', 'held-4', 'held-5'];
+  const sending = leader.evaluate((ts) => {
+    ts.forEach((t) => window.client.send(t));
+    // eslint-disable-next-line no-debugger
+    debugger;
+  }, texts);
+  await paused;
+  await leader.waitForTimeout(3000);
+  await cdp.send('Debugger.resume');
+  await sending;
+  await cdp.detach();
+  // A tab leaves (the leader posts its status), then the leader closes, while it doubts:
+  // the next leader must resume from before what it held.
+  await extra.close();
+  await leader.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)).then(() => window.client.close()));
+  await leader.close();
+  await oneConnection(await leaderOf(rest));
+  await allReceive(rest, texts);
+  await noDuplicates(rest);
+  await Promise.all(rest.map((p) => p.close()));
+});

@@ -567,7 +567,10 @@ export class SharedTetherClient {
       const doubt = this.#doubt;
       this.#doubt = null;
       this.#tick = Date.now();
-      if (doubt && this.#client) for (const f of doubt.held) f();
+      if (doubt && this.#client) {
+        for (const f of doubt.held) f();
+        this.#schedule();
+      }
     }, BEAT_MS * 1.5);
     this.#doubt = { held: [], timer };
   }
@@ -877,6 +880,9 @@ export class SharedTetherClient {
 
   /** Leader: its status and session, with who sent each message the session retains. */
   #postStatus(client: TetherClient): void {
+    // In doubt it holds messages and outcomes its client has taken: a session covering
+    // them would have the next leader skip them. The status goes out once it knows.
+    if (this.#doubt) return;
     this.#status = {
       state: client.state,
       quality: client.quality,
