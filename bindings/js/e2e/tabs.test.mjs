@@ -586,3 +586,39 @@ test('a leader that closes while it doubts it still leads (its clock jumped): wh
   await noDuplicates(rest);
   await Promise.all(rest.map((p) => p.close()));
 });
+
+test('a follower that sent to a frozen leader, then to the next before it heard of it: the new leader takes both', async () => {
+  const options = { shareKey: 'user-9' };
+  const pages = [await openTab(options), await openTab(options), await openTab(options)];
+  const old = await leaderOf(pages);
+  const [sender, next] = pages.filter((p) => p !== old);
+  await allReceive(pages, await sendFrom(pages, 1));
+  const oldCdp = await context.newCDPSession(old);
+  await oldCdp.send('Debugger.enable');
+  await oldCdp.send('Debugger.pause');
+  // The sender posts 'first' (the frozen leader never takes it) and stops too, so that the
+  // other follower takes over.
+  const cdp = await context.newCDPSession(sender);
+  await cdp.send('Debugger.enable');
+  const paused = new Promise((resolve) => cdp.once('Debugger.paused', resolve));
+  const sending = sender.evaluate(() => {
+    window.client.send('first');
+    // eslint-disable-next-line no-debugger
+    debugger;
+  });
+  const { callFrames } = await paused;
+  assert.equal(await leaderOf([next], 600), next);
+  // Still stopped (the new leader's hello waits in its queue), the sender sends 'second'.
+  await cdp.send('Debugger.evaluateOnCallFrame', {
+    callFrameId: callFrames[0].callFrameId,
+    expression: "window.client.send('second')",
+  });
+  await cdp.send('Debugger.resume');
+  await sending;
+  await cdp.detach();
+  await allReceive([sender, next], ['first', 'second']);
+  await noDuplicates([sender, next]);
+  await oldCdp.send('Debugger.resume');
+  await oldCdp.detach();
+  await Promise.all(pages.map((p) => p.close()));
+});

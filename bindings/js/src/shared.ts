@@ -73,7 +73,7 @@ type Body =
   | { type: 'hello' }
   | { type: 'beat' }
   | { type: 'bye' }
-  | { type: 'send'; id: number; data: Data; wait?: boolean }
+  | { type: 'send'; id: number; data: Data; wait?: boolean; base?: number }
   | { type: 'accepted'; to: string; id: number }
   | { type: 'refused'; to: string; id: number; kind: string; message: string }
   | { type: 'outcome'; to: string; id: number; event: 'delivered' | 'dropped'; value: Events['dropped'] }
@@ -180,7 +180,12 @@ function isWire(v: unknown): v is Wire {
     case 'bye':
       return true;
     case 'send':
-      return isCount(v.id) && (v.wait === undefined || typeof v.wait === 'boolean') && v.data !== undefined;
+      return (
+        isCount(v.id) &&
+        (v.wait === undefined || typeof v.wait === 'boolean') &&
+        (v.base === undefined || isCount(v.base)) &&
+        v.data !== undefined
+      );
     case 'accepted':
       return isText(v.to) && isCount(v.id);
     case 'refused':
@@ -271,8 +276,13 @@ export class SharedTetherClient {
   #scheduled = false;
   /** Other tabs in the group, and when each was last heard. */
   #tabs = new Map<string, number>();
-  /** Leader: the highest id accepted from each tab (a resent send is taken once). */
-  #acceptedUpTo = new Map<string, number>();
+  /**
+   * Leader: what it took from each tab, so that a send posted again is taken once: every
+   * id up to `upTo` (below the lowest the tab still waits for), and those above it. A tab's
+   * sends may come out of order (one posted to a frozen leader, posted again after a later
+   * one reached the next leader): a single highest id would drop the older.
+   */
+  #accepted = new Map<string, { upTo: number; ids: Set<number> }>();
   #onPageHide = () => this.#post({ type: 'bye' });
 
   constructor(url: string, options: SharedTetherOptions = {}) {
@@ -436,7 +446,7 @@ export class SharedTetherClient {
     const id = ++this.#nextId;
     this.#unaccepted.set(id, { data, wait });
     this.#open.set(id, []);
-    if (!this.#client) this.#post({ type: 'send', id, data, wait });
+    if (!this.#client) this.#post({ type: 'send', id, data, wait, base: this.#base() });
     else if (this.#doubt || wait) this.#when(() => this.#accept({ tab: this.#tab, id }, data, wait));
     else this.#accept({ tab: this.#tab, id }, data, wait);
     return id;
@@ -585,7 +595,7 @@ export class SharedTetherClient {
     if (this.#doubt) clearTimeout(this.#doubt.timer);
     this.#doubt = null;
     this.#owners.clear();
-    this.#acceptedUpTo.clear();
+    this.#accepted.clear();
     this.#heard = Date.now();
     void client
       .closeNow()
@@ -603,16 +613,40 @@ export class SharedTetherClient {
   #resend(): void {
     for (const [id, { data, wait }] of [...this.#unaccepted]) {
       if (this.#inSession(id)) this.#settle(id, 'accepted');
-      else this.#post({ type: 'send', id, data, wait });
+      else this.#post({ type: 'send', id, data, wait, base: this.#base() });
     }
   }
 
+  /** The lowest id of this tab that no leader took yet: every lower one was taken. */
+  #base(): number {
+    return this.#unaccepted.keys().next().value ?? this.#nextId + 1;
+  }
+
+  /** Leader: whether `owner`'s message is new (it is noted as taken then); `base`: as the tab says. */
+  #isNew(owner: Owner, base: number): boolean {
+    let seen = this.#accepted.get(owner.tab);
+    if (!seen) this.#accepted.set(owner.tab, (seen = { upTo: 0, ids: new Set() }));
+    if (base - 1 > seen.upTo) {
+      seen.upTo = base - 1;
+      for (const id of seen.ids) if (id <= seen.upTo) seen.ids.delete(id);
+    }
+    if (owner.id <= seen.upTo || seen.ids.has(owner.id)) return false;
+    seen.ids.add(owner.id);
+    // Bounded whatever a tab says: the oldest are taken as done.
+    if (seen.ids.size > RING) {
+      const oldest = Math.min(...seen.ids);
+      seen.ids.delete(oldest);
+      seen.upTo = Math.max(seen.upTo, oldest);
+    }
+    return true;
+  }
+
   /** Leader: writes a message for `owner` and remembers who it is for. */
-  #accept(owner: Owner, data: Data, wait?: boolean): void {
+  #accept(owner: Owner, data: Data, wait?: boolean, base?: number): void {
     const client = this.#client;
-    if (!client || (this.#acceptedUpTo.get(owner.tab) ?? 0) >= owner.id) return;
-    this.#acceptedUpTo.set(owner.tab, owner.id);
     const mine = owner.tab === this.#tab;
+    // A tab that does not say its base (an older version): every lower id was taken.
+    if (!client || !this.#isNew(owner, mine ? this.#base() : (base ?? owner.id))) return;
     const taken = (id: number) => {
       // Only protocol mode confirms (or drops) each message: the map forgets it then.
       if (this.#options.protocol === true) this.#owners.set(id, owner);
@@ -729,7 +763,7 @@ export class SharedTetherClient {
         }
         return;
       case 'send':
-        if (this.#client) this.#when(() => this.#accept({ tab: m.from, id: m.id }, m.data, m.wait));
+        if (this.#client) this.#when(() => this.#accept({ tab: m.from, id: m.id }, m.data, m.wait, m.base));
         return;
       case 'accepted':
         if (m.to === this.#tab) this.#settle(m.id, 'accepted');
@@ -800,7 +834,7 @@ export class SharedTetherClient {
     if (resume) {
       this.#sessionOwners.forEach((owner, i) => {
         this.#owners.set(i + 1, owner);
-        if (owner) this.#acceptedUpTo.set(owner.tab, Math.max(this.#acceptedUpTo.get(owner.tab) ?? 0, owner.id));
+        if (owner) this.#isNew(owner, 0);
       });
     }
     const on = <K extends keyof Events>(event: K, f: (value: Events[K]) => void) =>
