@@ -622,3 +622,26 @@ test('a follower that sent to a frozen leader, then to the next before it heard 
   await oldCdp.detach();
   await Promise.all(pages.map((p) => p.close()));
 });
+
+test('a follower thawed after more than 5 s does not take over from a leader that is alive', async () => {
+  const options = { shareKey: 'user-10' };
+  const pages = [await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  await allReceive(pages, await sendFrom(pages, 1));
+  const cdp = await context.newCDPSession(follower);
+  await cdp.send('Debugger.enable');
+  await cdp.send('Debugger.pause');
+  await leader.waitForTimeout(7000);
+  await cdp.send('Debugger.resume');
+  await cdp.detach();
+  // It beats again (the leader counts it), and hears the leader: no takeover follows.
+  for (let i = 0; (await leader.evaluate(() => window.client.tabs)) !== 2; i += 1) {
+    assert.ok(i < 400, 'the thawed follower is not counted again');
+    await leader.waitForTimeout(25);
+  }
+  await leader.waitForTimeout(2000);
+  assert.equal(await isLeader(leader), true, 'the live leader lost the lead');
+  assert.equal(await isLeader(follower), false);
+  await Promise.all(pages.map((p) => p.close()));
+});
