@@ -361,7 +361,7 @@ test("a follower has the leader client's API: refusals come back as its typed er
 
 /** The group's BroadcastChannel name, as SharedTetherClient makes it (for hostile code of the origin). */
 const channelName = (page, shareKey) =>
-  page.evaluate(({ ws, key }) => `tether:${location.origin}|${new URL(ws, location.href).href}|${key}`, {
+  page.evaluate(({ ws, key }) => `tether:${location.origin}|${new URL(ws, location.href).href}|${key}|protocol`, {
     ws: server.ws,
     key: shareKey,
   });
@@ -644,4 +644,21 @@ test('a follower thawed after more than 5 s does not take over from a leader tha
   assert.equal(await isLeader(leader), true, 'the live leader lost the lead');
   assert.equal(await isLeader(follower), false);
   await Promise.all(pages.map((p) => p.close()));
+});
+
+test('tabs of one key but not one protocol mode do not share: a sendConfirmed in protocol mode settles', async () => {
+  const plain = await openTab({ shareKey: 'user-11', protocol: false });
+  await plain.waitForFunction(() => window.client.isLeader);
+  const confirming = await openTab({ shareKey: 'user-11', protocol: true });
+  const outcome = await confirming.evaluate(() =>
+    Promise.race([
+      window.client.sendConfirmed('confirm-me').then(
+        () => 'delivered',
+        (e) => e.kind,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('never settled'), 10_000)),
+    ]),
+  );
+  assert.equal(outcome, 'delivered');
+  await Promise.all([plain.close(), confirming.close()]);
 });

@@ -294,7 +294,10 @@ export class SharedTetherClient {
     const { shareAcrossTabs: _share, shareKey = '', ...rest } = options;
     this.#url = new URL(url, globalThis.location?.href).href;
     this.#options = rest;
-    this.#name = `tether:${globalThis.location?.origin ?? ''}|${this.#url}|${shareKey}`;
+    // Tabs in protocol mode and tabs without it do not share: a follower's sendConfirmed
+    // waits for an acknowledgement that a plain leader never gets.
+    const mode = rest.protocol === true ? 'protocol' : 'plain';
+    this.#name = `tether:${globalThis.location?.origin ?? ''}|${this.#url}|${shareKey}|${mode}`;
     this.#status = {
       state: 'connecting',
       quality: null,
