@@ -662,3 +662,21 @@ test('tabs of one key but not one protocol mode do not share: a sendConfirmed in
   assert.equal(outcome, 'delivered');
   await Promise.all([plain.close(), confirming.close()]);
 });
+
+test("a follower's send of data no client can send is refused through the leader, not left pending", async () => {
+  const options = { shareKey: 'user-12' };
+  const pages = [await openTab(options), await openTab(options)];
+  const leader = await leaderOf(pages);
+  const follower = pages.find((p) => p !== leader);
+  const outcome = await follower.evaluate(() =>
+    Promise.race([
+      window.client.sendConfirmed(undefined).then(
+        () => 'delivered',
+        (e) => e.kind,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve('never settled'), 10_000)),
+    ]),
+  );
+  assert.equal(outcome, 'rejected');
+  await Promise.all(pages.map((p) => p.close()));
+});

@@ -183,8 +183,7 @@ function isWire(v: unknown): v is Wire {
       return (
         isCount(v.id) &&
         (v.wait === undefined || typeof v.wait === 'boolean') &&
-        (v.base === undefined || isCount(v.base)) &&
-        v.data !== undefined
+        (v.base === undefined || isCount(v.base))
       );
     case 'accepted':
       return isText(v.to) && isCount(v.id);
