@@ -60,6 +60,9 @@ pub mod codes {
     pub const NORMAL: u16 = 1000;
     /// Going away (server shutting down, page navigating).
     pub const GOING_AWAY: u16 = 1001;
+    /// Service restart: the server is draining; reconnect, honouring the `R` retry hint
+    /// sent before the close (it spreads the clients over the drain window).
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Policy violation, used by many servers for auth failures.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// Message too big.

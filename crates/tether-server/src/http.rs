@@ -263,6 +263,9 @@ fn upgrade_socket(
     mode: Mode,
     slot: Option<ConnSlot>,
 ) -> Response {
+    if let Some(refused) = draining(&app) {
+        return refused;
+    }
     app.hub.metrics.attempt();
     let principal = match authenticate(&app, headers, query_token.as_deref()) {
         Ok(p) => p,
@@ -307,6 +310,9 @@ async fn poll(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refused) = draining(&app) {
+        return refused;
+    }
     let Some(client_id) = q
         .client
         .as_deref()
@@ -427,15 +433,36 @@ async fn hold_for_messages(
     let deadline = crate::after(Instant::now(), hold);
     loop {
         let pending = app.hub.take_pending(conn, key)?;
-        if !pending.is_empty() || Instant::now() >= deadline || app.shutdown.get() {
+        if !pending.is_empty()
+            || Instant::now() >= deadline
+            || app.shutdown.get()
+            || app.draining.get()
+        {
             return Ok(pending);
         }
         tokio::select! {
             () = notify.notified() => {}
             () = tokio::time::sleep_until(deadline.into()) => {}
             () = app.shutdown.wait(true) => {}
+            () = app.draining.wait(true) => {}
         }
     }
+}
+
+/// While the server drains, a request still arriving on an open HTTP connection gets
+/// 503 with the client's share of the drain window as `Retry-After` (whole seconds,
+/// rounded up): the client comes back later, through the balancer, to another instance.
+fn draining(app: &App) -> Option<Response> {
+    if !app.draining.get() {
+        return None;
+    }
+    let delay = app.drain_delay().unwrap_or_default();
+    let secs = delay.as_millis().div_ceil(1000);
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, "service restart");
+    if let Ok(value) = HeaderValue::from_str(&secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    Some(response)
 }
 
 fn poll_error(e: PollError) -> Response {

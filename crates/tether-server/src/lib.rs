@@ -46,7 +46,8 @@
 //!   transport of the same client closes it with 1000;
 //! - a Hello from a transport older than one the session has seen (a lower `attempt`:
 //!   the client abandoned it) closes with 1000 `stale transport`, changing nothing;
-//! - [`RunningServer::shutdown`] closes with 1001.
+//! - [`RunningServer::drain`] closes with 1012 after an `R <after_ms>` retry hint,
+//!   spread over the drain window; [`RunningServer::shutdown`] closes with 1001.
 //!
 //! ## Running one
 //!
@@ -72,6 +73,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod drain;
 mod http;
 mod hub;
 mod metrics;

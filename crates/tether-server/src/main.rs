@@ -1,7 +1,11 @@
 //! `tether-server`: the reference server from the command line.
 //!
 //! Prints `listening on ADDR` on stdout (one line, flushed) as soon as it listens; logs
-//! go to stderr. Ctrl-C or SIGTERM stops it gracefully (WebSockets closed with 1001).
+//! go to stderr. Ctrl-C or SIGTERM drains it: it stops listening, closes every
+//! WebSocket with 1012 after a retry hint spread over `--drain-window` (default 10s),
+//! answers polls with 503 and `Retry-After`, and exits once every client is gone or the
+//! window (plus `close_grace`) is over. A second Ctrl-C or SIGTERM during the drain
+//! stops it at once (every socket dropped).
 //!
 //! With `--admin ADDR` (a loopback address; for tests and demos only; it needs
 //! `--admin-token`) it also prints `admin listening on ADDR` and serves there, to
@@ -33,6 +37,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tether_core::Payload;
 use tether_server::{Hub, PublicKey, RunningServer, Secret, Server, ServerConfig, ServerError};
+use tracing::warn;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
@@ -131,6 +136,10 @@ struct Args {
     /// This instance's id (health, metrics, owner of its sessions in the store).
     #[arg(long, value_name = "ID")]
     instance_id: Option<String>,
+    /// On SIGTERM or Ctrl-C, the window over which clients are told to come back (to
+    /// another instance behind the balancer): `500ms`, `10s`, `2m`, or plain seconds.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    drain_window: Duration,
     /// Log filter, e.g. `info` or `tether_server=debug,info`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -239,7 +248,7 @@ async fn main() -> ExitCode {
 
     let Some(admin_addr) = args.admin else {
         stop_signal().await;
-        server.shutdown().await;
+        drain_then_stop(server, args.drain_window).await;
         return ExitCode::SUCCESS;
     };
     // A restart listens on the port the first start got.
@@ -276,9 +285,45 @@ async fn main() -> ExitCode {
         }
     }
     if let Some(server) = admin.server.lock().await.take() {
-        server.shutdown().await;
+        drain_then_stop(server, args.drain_window).await;
     }
     ExitCode::SUCCESS
+}
+
+/// After the first stop signal: drain over `window`, then stop; a second signal during
+/// the drain stops at once.
+async fn drain_then_stop(server: RunningServer, window: Duration) {
+    let interrupted = tokio::select! {
+        _ = server.drain(window) => false,
+        () = stop_signal() => true,
+    };
+    if interrupted {
+        warn!("second stop signal: stopping now");
+        server.kill().await;
+    } else {
+        server.shutdown().await;
+    }
+}
+
+/// `500ms`, `10s`, `2m`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as 500ms, 10s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => n
+            .checked_mul(60)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("`{text}` is too long")),
+        _ => Err(format!("`{text}`: the unit must be ms, s or m")),
+    }
 }
 
 fn usage(message: &str) -> ExitCode {
@@ -449,5 +494,23 @@ async fn stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_ms_s_m_or_plain_seconds() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration(&format!("{}m", u64::MAX)).is_err());
     }
 }

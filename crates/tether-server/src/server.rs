@@ -1,9 +1,9 @@
-//! Listening, serving, and the server's life: start, freeze/thaw, shutdown, kill.
+//! Listening, serving, and the server's life: start, freeze/thaw, drain, shutdown, kill.
 
 use core::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::config::{ConfigError, ServerConfig};
+use crate::drain::DrainPlan;
 use crate::hub::Hub;
 use crate::token::TokenAuthority;
 
@@ -127,6 +128,12 @@ pub(crate) struct App {
     pub(crate) killed: Flag,
     /// Frozen: read and answer nothing.
     pub(crate) frozen: Flag,
+    /// Draining: accept nothing new, send every client elsewhere ([`RunningServer::drain`]).
+    pub(crate) draining: Flag,
+    /// Set once, before `draining`.
+    drain_plan: OnceLock<DrainPlan>,
+    /// The listener is closed (the accept loop ended).
+    listener_closed: Flag,
     tracker: Tracker,
 }
 
@@ -140,6 +147,12 @@ impl App {
     /// Resolves when the server is not frozen.
     pub(crate) async fn thawed(&self) {
         self.frozen.wait(false).await;
+    }
+
+    /// While draining, the delay for the next client told to come back (spread over the
+    /// drain window, see [`crate::drain`]); `None` when not draining.
+    pub(crate) fn drain_delay(&self) -> Option<Duration> {
+        self.drain_plan.get().map(DrainPlan::next_delay)
     }
 }
 
@@ -201,6 +214,9 @@ impl Server {
             shutdown: Flag::new(),
             killed: Flag::new(),
             frozen: Flag::new(),
+            draining: Flag::new(),
+            drain_plan: OnceLock::new(),
+            listener_closed: Flag::new(),
             tracker: Tracker::default(),
         });
         app.hub.configure(&app.config);
@@ -282,6 +298,72 @@ impl RunningServer {
         self.app.frozen.get()
     }
 
+    /// Graceful drain, for a rolling restart behind a load balancer: the listener
+    /// closes (new connections are refused, so the balancer sends them to another
+    /// instance), every WebSocket is closed with 1012 "service restart" after an
+    /// `R <after_ms>` retry hint (protocol sockets that said Hello), held polls answer,
+    /// and every poll or upgrade request still arriving on an open HTTP connection gets
+    /// 503 with `Retry-After`. The hints are spread over `window` (see
+    /// PROTOCOL.md, section 10) so the clients come back to the other instances a few at
+    /// a time, not all at once. Sessions stay in the hub.
+    ///
+    /// Returns once every connection is gone, or after `window` plus
+    /// [`ServerConfig::close_grace`] and half a second at most; `true` when every
+    /// connection was gone. Then stop the server ([`shutdown`](Self::shutdown) closes
+    /// what is left with 1001). A second call only waits again; the first window holds.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tether_server::{Hub, Server, ServerConfig};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tether_server::ServerError> {
+    /// let mut config = ServerConfig::default();
+    /// config.bind = "127.0.0.1:0".parse().expect("an address");
+    /// let server = Server::start(config, Arc::new(Hub::new())).await?;
+    /// // On SIGTERM: clients are told to come back within 10 s, to another instance.
+    /// let all_gone = server.drain(Duration::from_secs(10)).await;
+    /// assert!(all_gone);
+    /// server.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn drain(&self, window: Duration) -> bool {
+        let window = self
+            .app
+            .drain_plan
+            .get_or_init(|| {
+                info!(addr = %self.addr, ?window, "draining");
+                DrainPlan::new(window, crate::rand::u64())
+            })
+            .window();
+        self.app.frozen.set(false);
+        self.app.draining.set(true);
+        let limit = window
+            .saturating_add(self.app.config.close_grace)
+            .saturating_add(Duration::from_millis(500));
+        let gone = tokio::time::timeout(limit, async {
+            // From here on connecting is refused: the balancer goes to the next instance.
+            self.app.listener_closed.wait(true).await;
+            self.app.tracker.wait_idle().await;
+        })
+        .await
+        .is_ok();
+        if gone {
+            info!(addr = %self.addr, "drained: every connection is gone");
+        } else {
+            warn!(addr = %self.addr, "connections still open at the end of the drain window");
+        }
+        gone
+    }
+
+    /// Whether [`drain`](Self::drain) was called.
+    #[must_use]
+    pub fn is_draining(&self) -> bool {
+        self.app.draining.get()
+    }
+
     /// Graceful stop: the listener closes, every WebSocket is closed with 1001, held
     /// polls answer, and connections get [`ServerConfig::close_grace`] to finish before
     /// the rest is dropped. Sessions stay in the hub.
@@ -333,11 +415,18 @@ impl Drop for RunningServer {
 }
 
 async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router) {
+    serve_listener(&app, listener, router).await;
+    app.listener_closed.set(true);
+}
+
+/// Accepts until the server stops or drains; the listener is closed on return.
+async fn serve_listener(app: &Arc<App>, listener: TcpListener, router: axum::Router) {
     loop {
         let accepted = tokio::select! {
             biased;
             () = app.killed.wait(true) => break,
             () = app.shutdown.wait(true) => break,
+            () = app.draining.wait(true) => break,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -358,7 +447,7 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router)
         };
         let _ = stream.set_nodelay(true);
         let guard = app.track();
-        let app = Arc::clone(&app);
+        let app = Arc::clone(app);
         // The permit lives as long as the connection, an upgraded WebSocket included:
         // each request carries it to its handler.
         let slot = ConnSlot(Arc::new(permit));
@@ -387,6 +476,9 @@ async fn accept_loop(app: Arc<App>, listener: TcpListener, router: axum::Router)
                     return;
                 }
                 () = app.shutdown.wait(true) => conn.as_mut().graceful_shutdown(),
+                // Keep-alive connections end after their current request, so the
+                // client's next one goes through the balancer to another instance.
+                () = app.draining.wait(true) => conn.as_mut().graceful_shutdown(),
             }
             tokio::select! {
                 biased;

@@ -12,7 +12,7 @@
 //!        ▼ (Welcome + resend queued)                │ 4400 4401 4403 4408 4409
 //!   ┌─────────┐ ────────────────────────────────────┘ 1000 (detached) 1001 (shutdown)
 //!   │  open   │                                       1009 (too big) 1013 (too slow)
-//!   └─────────┘ ── client's close frame or lost connection ──► gone
+//!   └─────────┘ ── client's close frame or lost connection ──► gone    1012 (drain)
 //! ```
 //!
 //! `/echo` sockets start in `open`. A kill drops a socket in any state at once.
@@ -311,6 +311,7 @@ impl Socket {
                 () = app.shutdown.wait(true) => {
                     return self.close(codes::GOING_AWAY, "server shutting down").await;
                 }
+                () = app.draining.wait(true) => return self.come_back_later().await,
                 Some(req) = self.ctl.recv() => {
                     return self.close(req.code, req.reason).await;
                 }
@@ -379,6 +380,19 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// The server is draining: a client that said Hello gets its retry hint (its share
+    /// of the drain window), then every socket is closed with 1012.
+    async fn come_back_later(&mut self) -> End {
+        if self.greeted {
+            if let Some(delay) = self.app.drain_delay() {
+                let after_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+                self.link
+                    .push(Outbound::Control(Envelope::Retry { after_ms }.encode()));
+            }
+        }
+        self.close(codes::SERVICE_RESTART, "service restart").await
     }
 
     /// Sends a close frame and waits (bounded) for the client's.

@@ -5,6 +5,7 @@ mod support;
 use std::process::Stdio;
 
 use support::*;
+use tether_core::protocol::Envelope;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -138,6 +139,58 @@ async fn admin_routes_need_the_admin_token_in_a_header() {
         );
         child.start_kill().unwrap();
         child.wait().await.unwrap();
+    })
+    .await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_drains_clients_away_with_1012_and_exits() {
+    bounded(30, async {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--drain-window",
+                "3s",
+                "--log",
+                "warn",
+            ])
+            .env("TETHER_SECRET", SECRET)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .await
+            .unwrap();
+        let addr: std::net::SocketAddr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        let c = Client::new(5);
+        let (mut ws, _) = c.open(addr, "", Some(&token("sam"))).await;
+
+        let pid = child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        assert!(sent.success());
+        match recv(&mut ws).await {
+            Envelope::Retry { after_ms } => assert!(after_ms < 3000, "{after_ms}"),
+            other => panic!("expected a retry hint, got {other:?}"),
+        }
+        assert_eq!(close_code(&mut ws).await, Some(1012));
+        drop(ws);
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "{status}");
     })
     .await;
 }

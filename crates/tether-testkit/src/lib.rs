@@ -1,5 +1,6 @@
 //! Test support for Tether: [`FaultProxy`], a loopback TCP proxy that injects
-//! network faults on command.
+//! network faults on command, and [`Balancer`], a round-robin loopback TCP load
+//! balancer over several server instances.
 //!
 //! The proxy sits between a client and a server, both on loopback, and treats
 //! every connection according to its current [`Mode`], which the test may change
@@ -43,11 +44,13 @@
 //! # }
 //! ```
 
+mod balancer;
 mod connection;
 mod proxy;
 
 use std::time::Duration;
 
+pub use balancer::{Balancer, Upstream};
 pub use proxy::FaultProxy;
 
 /// How a [`FaultProxy`] treats its connections; set with [`FaultProxy::set_mode`].

@@ -673,6 +673,46 @@ fn server_retry_hint_wins() {
     assert_eq!(h.scheduled(), vec![(1, Duration::from_secs(7), true)]);
 }
 
+/// A draining server (PROTOCOL.md 9 and 10): `R <after_ms>`, then close 1012. The client
+/// waits the hint, not its backoff, for that one attempt; two clients given different
+/// shares of the drain window come back at different times; the attempt after that
+/// one uses the backoff again.
+#[test]
+fn a_service_restart_close_waits_the_spread_hint_once() {
+    let mut come_back = Vec::new();
+    for hint_ms in [1250u64, 6375] {
+        let mut h = Harness::new(protocol().backoff(fixed_backoff()));
+        h.connect();
+        let (id, _) = h.welcome(1, 0, false);
+        h.frame(id, &format!("R {hint_ms}"));
+        h.closed(id, Some(crate::close::codes::SERVICE_RESTART));
+        let hinted = Duration::from_millis(hint_ms);
+        assert_eq!(h.scheduled(), vec![(1, hinted, true)]);
+        assert!(matches!(h.states().last(), Some(State::Reconnecting)));
+        h.take_actions();
+        h.advance(hinted - Duration::from_millis(1));
+        assert!(
+            !h.take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::Open { .. })),
+            "nothing before the hint"
+        );
+        h.advance(Duration::from_millis(1));
+        come_back.push(hinted);
+        // That attempt fails: the next delay is the backoff's, the hint was used up.
+        let id = h.last_open();
+        h.closed(id, None);
+        let (_, delay, hinted) = *h.scheduled().last().unwrap();
+        assert!(!hinted);
+        assert_eq!(
+            delay,
+            Duration::from_millis(750),
+            "500 ms × 1.5: the second failure"
+        );
+    }
+    assert_ne!(come_back[0], come_back[1]);
+}
+
 /// A server cannot park a client for good: a `Retry-After` of 2^64 − 1 seconds (which
 /// panicked the native driver's task with an Instant overflow) waits `max_retry_hint`.
 #[test]
