@@ -318,6 +318,11 @@ impl Hub {
             Arc::clone(&store),
             pubsub,
         ));
+        // Fan-outs are tagged per instance boot: a session that got one here and then
+        // moved does not get it again from another instance's copy.
+        hub.lock()
+            .endpoint
+            .set_fanout_origin(crate::rand::u64().max(1));
         tokio::spawn(crate::store::writer(Arc::downgrade(&hub), store, rx));
         Ok(hub)
     }
@@ -419,7 +424,12 @@ impl Hub {
             client_id,
             secret,
         };
-        let Some((attempt, bytes)) = store.load(&key, attempt).await else {
+        let local = self
+            .lock()
+            .endpoint
+            .session(&key)
+            .map(|r| r.protocol().latest_attempt());
+        let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
             return;
         };
         let now = Instant::now();
@@ -447,12 +457,14 @@ impl Hub {
         let me = self.instance();
         let mut st = self.lock();
         match notice {
-            crate::store::Notice::Room {
+            crate::store::Notice::FanOut {
                 instance,
-                room,
+                to,
                 payload,
+                origin,
+                seq,
             } if instance != me => {
-                st.endpoint.broadcast(now, &room, &payload);
+                st.endpoint.receive_fanout(now, &to, &payload, origin, seq);
             }
             crate::store::Notice::Claim {
                 instance,
@@ -691,16 +703,6 @@ impl Hub {
                 Output::Delivered {
                     conn, key, payload, ..
                 } => {
-                    if self.store.is_some() {
-                        if let Some(room) = st.endpoint.session(&key).and_then(|r| r.room()) {
-                            let room = room.to_owned();
-                            st.deferred.push(Deferred::Publish {
-                                key: Some(key.clone()),
-                                room,
-                                payload: payload.clone(),
-                            });
-                        }
-                    }
                     if let Some(c) = st.conns.get(&conn) {
                         c.stats.messages_in.fetch_add(1, Ordering::Relaxed);
                     }
@@ -807,6 +809,19 @@ impl Hub {
                         "connection closed"
                     );
                 }
+                Output::FannedOut {
+                    to,
+                    payload,
+                    from,
+                    origin,
+                    seq,
+                } => st.deferred.push(Deferred::Publish {
+                    key: from,
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                }),
                 other => debug!(?other, "endpoint output"),
             }
         }
@@ -843,7 +858,9 @@ impl Hub {
 
     /// Sends a server message to every session of `user` (not to anonymous clients);
     /// returns how many sessions got it. A session whose client is offline keeps it for
-    /// resend (within its resume limits).
+    /// resend (within its resume limits). With a Redis store ([`Hub::with_redis`]) the
+    /// user's sessions held by the other instances get it too (pub/sub, after this
+    /// instance's state is written); the count is this instance's alone.
     ///
     /// ```
     /// # use tether_server::Hub;
@@ -914,13 +931,6 @@ impl Hub {
         let now = Instant::now();
         let payload = payload.into();
         let mut st = self.lock();
-        if self.store.is_some() {
-            st.deferred.push(Deferred::Publish {
-                key: None,
-                room: room.to_owned(),
-                payload: payload.clone(),
-            });
-        }
         let count = st.endpoint.broadcast(now, room, &payload);
         self.apply(&mut st, now);
         count

@@ -21,9 +21,20 @@
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
 //!   later wins.
-//! - channel `tether:rooms`: a room message (`u8` instance length, instance, `u16` room
-//!   length, room, `u8` kind 0 text / 1 binary, payload), published after the sender's
-//!   session is written; the other instances broadcast it to their members.
+//! - channel `tether:rooms`: a room message (`u64` origin, `u64` seq, `u8` instance
+//!   length, instance, `u16` room length, room, `u8` kind 0 text / 1 binary, payload),
+//!   published after the sender's session is written; the other instances hand it to
+//!   their members (`Endpoint::receive_fanout`).
+//! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
+//!   place of the room); the other instances send it to their sessions of the user.
+//!
+//! Fan-out across instances (rooms, messages to a user) is Redis pub/sub: fire and
+//! forget. Each fan-out is numbered per instance boot (origin, seq), and each session
+//! remembers (in its image too) the newest it got per origin: a session that got one on
+//! its old instance and moved does not get it again from the new one. A member whose
+//! session is held by no instance at that moment (its instance died and it has not
+//! reconnected yet) misses it. Each session's own traffic (its messages, their echoes,
+//! what is numbered in it) is exactly once across moves.
 //!
 //! Every byte read back (images, notices) is decoded bounded with typed errors; what
 //! does not decode is logged and ignored (a Hello then gets a fresh session).
@@ -65,7 +76,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tether_core::endpoint::MemoryStore;
-use tether_core::endpoint::{ConnId, SessionKey, SessionRecord, SessionStore};
+use tether_core::endpoint::{ConnId, FanOut, SessionKey, SessionRecord, SessionStore};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
@@ -113,11 +124,14 @@ return 1
 /// Read `KEYS[1]` for a Hello of transport ARGV[1] on instance ARGV[2], and claim it
 /// if that transport is newer than what is stored: from then on the instance that had
 /// the session cannot write it any more (its writes carry an older number), so nothing
-/// it does after this read can be lost or done twice. Returns {a, d} or nil.
+/// it does after this read can be lost or done twice. Returns {a, d} or nil; `d` is
+/// empty when the caller's own copy (transport number ARGV[3], empty if none) is as
+/// new, so a reconnect to the same instance does not fetch the image.
 const LOAD: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'a', 'd')
 if not cur[1] or not cur[2] then return false end
 if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
+if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
 return {cur[1], cur[2]}
 ";
 
@@ -220,8 +234,10 @@ pub(crate) enum Deferred {
     /// (`None`: from the application).
     Publish {
         key: Option<SessionKey>,
-        room: String,
+        to: FanOut,
         payload: tether_core::Payload,
+        origin: u64,
+        seq: u64,
     },
     /// `user`'s client attached transport `conn` here: the other instances hear of it.
     Claim {
@@ -375,7 +391,12 @@ impl RedisStore {
     /// transport number and image bytes, claimed for this instance if `attempt` is
     /// newer (see `LOAD`). `None` when there is none, Redis is unreachable, or what is
     /// there is not a session.
-    pub(crate) async fn load(&self, key: &SessionKey, attempt: u64) -> Option<(u64, Vec<u8>)> {
+    pub(crate) async fn load(
+        &self,
+        key: &SessionKey,
+        attempt: u64,
+        local: Option<u64>,
+    ) -> Option<(u64, Vec<u8>)> {
         let mut conn = self.conn.clone();
         let rkey = redis_key(key);
         let got: Result<redis::RedisResult<Stored>, _> = tokio::time::timeout(
@@ -386,10 +407,12 @@ impl RedisStore {
                 .arg(&rkey)
                 .arg(attempt_field(attempt))
                 .arg(&self.instance)
+                .arg(local.map(attempt_field).unwrap_or_default())
                 .query_async(&mut conn),
         )
         .await;
         match got {
+            Ok(Ok(Some((_, d)))) if d.is_empty() => None,
             Ok(Ok(Some((a, d)))) => match a.parse::<u64>() {
                 Ok(attempt) => Some((attempt, d)),
                 Err(_) => {
@@ -571,7 +594,13 @@ pub(crate) async fn writer(
             match d {
                 Deferred::Publish { key, .. }
                     if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
-                Deferred::Publish { room, payload, .. } => rooms.push((room, payload)),
+                Deferred::Publish {
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                    ..
+                } => rooms.push((to, payload, origin, seq)),
                 Deferred::Claim {
                     conn,
                     user,
@@ -593,8 +622,8 @@ pub(crate) async fn writer(
         for (user, client_id, seq) in ordered {
             store.announce(&user, client_id, seq).await;
         }
-        for (room, payload) in rooms {
-            store.publish_room(&room, &payload).await;
+        for (to, payload, origin, seq) in rooms {
+            store.publish(&to, &payload, origin, seq).await;
         }
         if let Some(g) = last {
             store.flushed.send_modify(|f| *f = (*f).max(g));
@@ -615,6 +644,8 @@ fn set_reachable(store: &RedisStore, ok: bool) -> bool {
 const USERS: &str = "tether:users";
 /// The channel where instances fan room messages out to each other.
 const ROOMS: &str = "tether:rooms";
+/// The channel where instances pass the application's messages for a user on.
+const TO_USER: &str = "tether:to-user";
 /// Largest pub/sub message taken (a room message is bounded by the frame limit).
 const MAX_NOTICE_BYTES: usize = 64 << 20;
 
@@ -629,11 +660,14 @@ pub(crate) enum Notice {
         client_id: u64,
         user: String,
     },
-    /// A message for every member of `room`.
-    Room {
+    /// A message for every member of a room or every session of a user, numbered
+    /// `seq` among the fan-outs of `origin` (one boot of `instance`).
+    FanOut {
         instance: String,
-        room: String,
+        to: FanOut,
         payload: tether_core::Payload,
+        origin: u64,
+        seq: u64,
     },
 }
 
@@ -641,8 +675,16 @@ fn encode_claim(instance: &str, seq: u64, client_id: u64, user: &str) -> Vec<u8>
     format!("{instance}\t{seq}\t{client_id:x}\t{user}").into_bytes()
 }
 
-fn encode_room(instance: &str, room: &str, payload: &tether_core::Payload) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + instance.len() + room.len() + payload.len());
+fn encode_fanout(
+    instance: &str,
+    room: &str,
+    origin: u64,
+    seq: u64,
+    payload: &tether_core::Payload,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + instance.len() + room.len() + payload.len());
+    out.extend_from_slice(&origin.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
     out.push(u8::try_from(instance.len()).unwrap_or(u8::MAX));
     out.extend_from_slice(&instance.as_bytes()[..instance.len().min(255)]);
     out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
@@ -680,8 +722,12 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
                 user,
             })
         }
-        ROOMS => {
-            let (&ilen, rest) = bytes.split_first()?;
+        ROOMS | TO_USER => {
+            let (origin, rest) = split(bytes, 8)?;
+            let (seq, rest) = split(rest, 8)?;
+            let origin = u64::from_be_bytes(origin.try_into().ok()?);
+            let seq = u64::from_be_bytes(seq.try_into().ok()?);
+            let (&ilen, rest) = rest.split_first()?;
             let (instance, rest) = split(rest, usize::from(ilen))?;
             let (rlen, rest) = split(rest, 2)?;
             let rlen = usize::from(u16::from_be_bytes([rlen[0], rlen[1]]));
@@ -692,10 +738,18 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
                 1 => tether_core::Payload::Binary(payload.to_vec()),
                 _ => return None,
             };
-            Some(Notice::Room {
-                instance: std::str::from_utf8(instance).ok()?.to_owned(),
-                room: std::str::from_utf8(room).ok()?.to_owned(),
+            let instance = std::str::from_utf8(instance).ok()?.to_owned();
+            let name = std::str::from_utf8(room).ok()?.to_owned();
+            Some(Notice::FanOut {
+                instance,
+                to: if channel == ROOMS {
+                    FanOut::Room(name)
+                } else {
+                    FanOut::User(name)
+                },
                 payload,
+                origin,
+                seq,
             })
         }
         _ => None,
@@ -710,7 +764,7 @@ impl RedisStore {
     /// A pub/sub connection subscribed to the instances' channels.
     pub(crate) async fn subscribe(&self) -> redis::RedisResult<redis::aio::PubSub> {
         let mut pubsub = self.client.get_async_pubsub().await?;
-        pubsub.subscribe(&[USERS, ROOMS]).await?;
+        pubsub.subscribe(&[USERS, ROOMS, TO_USER]).await?;
         Ok(pubsub)
     }
 
@@ -743,14 +797,18 @@ impl RedisStore {
         .await;
     }
 
-    /// Fans a room message out to the other instances.
-    pub(crate) async fn publish_room(&self, room: &str, payload: &tether_core::Payload) {
+    /// Fans a message out to the other instances.
+    async fn publish(&self, to: &FanOut, payload: &tether_core::Payload, origin: u64, seq: u64) {
+        let (channel, room) = match to {
+            FanOut::Room(r) => (ROOMS, r.as_str()),
+            FanOut::User(u) => (TO_USER, u.as_str()),
+        };
         let mut conn = self.conn.clone();
         let sent: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
             OP_TIMEOUT,
             redis::cmd("PUBLISH")
-                .arg(ROOMS)
-                .arg(encode_room(&self.instance, room, payload))
+                .arg(channel)
+                .arg(encode_fanout(&self.instance, room, origin, seq, payload))
                 .query_async(&mut conn),
         )
         .await;
@@ -816,19 +874,25 @@ mod tests {
                 user: "alice\twith tab".into()
             })
         );
-        let room = encode_room("b", "lobby", &"hi".into());
+        let room = encode_fanout("b", "lobby", 5, 6, &"hi".into());
         assert_eq!(
             decode_notice(ROOMS, &room),
-            Some(Notice::Room {
+            Some(Notice::FanOut {
                 instance: "b".into(),
-                room: "lobby".into(),
-                payload: "hi".into()
+                to: FanOut::Room("lobby".into()),
+                payload: "hi".into(),
+                origin: 5,
+                seq: 6,
             })
         );
         for cut in 0..room.len() {
             let _ = decode_notice(ROOMS, &room[..cut]);
         }
         assert_eq!(decode_notice(ROOMS, &room[..3]), None);
+        assert!(matches!(
+            decode_notice(TO_USER, &room),
+            Some(Notice::FanOut { to: FanOut::User(user), .. }) if user == "lobby"
+        ));
         assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
         assert_eq!(decode_notice(USERS, b"\xff"), None);
         assert_eq!(decode_notice("other", b"x"), None);

@@ -589,3 +589,30 @@ async fn polling_moves_between_instances_with_a_new_hello() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_application_reaches_a_user_on_another_instance() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let mut client = Client::new(0xf4);
+        let (mut ws, _) = client.open(b.addr(), "", Some(&token("frank"))).await;
+        // Frank is on B; A's application sends to him.
+        assert_eq!(
+            hub_a.send_to_user("frank", "from a"),
+            0,
+            "nobody of his on A"
+        );
+        let mut got = Vec::new();
+        read_until(&mut client, &mut ws, 1, &mut got).await;
+        assert_eq!(got, ["from a"]);
+        send(&mut ws, Envelope::Ping { id: 3 }).await;
+        let (extra, _) = support::read_to_pong(&mut client, &mut ws, 3).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}

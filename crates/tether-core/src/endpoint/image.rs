@@ -43,7 +43,13 @@ pub struct SessionImage {
     pub room: Option<String>,
     /// Unacknowledged server messages, oldest first; the last is `next_seq - 1`.
     pub buffer: Vec<Payload>,
+    /// The newest fan-out it got from each origin instance: (origin, seq), at most
+    /// [`MAX_IMAGE_FANOUT`] (see [`Endpoint::set_fanout_origin`](super::Endpoint::set_fanout_origin)).
+    pub fanout: Vec<(u64, u64)>,
 }
+
+/// The most fan-out origins an image may carry.
+pub const MAX_IMAGE_FANOUT: usize = 64;
 
 /// Why bytes are not a [`SessionImage`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,6 +92,7 @@ impl SessionImage {
     /// "TSI1"  session u64  latest_attempt u64  next_seq u64  recv_seq u64  (big-endian)
     /// flags u8 (1 greeted, 2 replaced, 4 room)   [room: u32 len, UTF-8]
     /// count u32, then per message: kind u8 (0 text, 1 binary), len u32, bytes
+    /// fan-outs u16, then per origin: origin u64, seq u64
     /// ```
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
@@ -125,6 +132,12 @@ impl SessionImage {
             out.extend_from_slice(&len32(bytes.len()).to_be_bytes());
             out.extend_from_slice(bytes);
         }
+        let fanout = &self.fanout[..self.fanout.len().min(MAX_IMAGE_FANOUT)];
+        out.extend_from_slice(&(fanout.len() as u16).to_be_bytes());
+        for (origin, seq) in fanout {
+            out.extend_from_slice(&origin.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
         out
     }
 
@@ -139,6 +152,7 @@ impl SessionImage {
     /// let image = SessionImage {
     ///     session: 7, latest_attempt: 3, next_seq: 3, recv_seq: 5, greeted: true,
     ///     replaced: false, room: Some("lobby".into()), buffer: vec!["b".into()],
+    ///     fanout: vec![(9, 4)],
     /// };
     /// let bytes = image.encode();
     /// assert_eq!(SessionImage::decode(&bytes, ResumeLimits::default()), Ok(image));
@@ -205,6 +219,14 @@ impl SessionImage {
                 _ => return Err(ImageError::Invalid("message kind")),
             });
         }
+        let origins = usize::from(r.u16()?);
+        if origins > MAX_IMAGE_FANOUT {
+            return Err(ImageError::TooLarge);
+        }
+        let mut fanout = Vec::with_capacity(origins);
+        for _ in 0..origins {
+            fanout.push((r.u64()?, r.u64()?));
+        }
         if !r.0.is_empty() {
             return Err(ImageError::Trailing);
         }
@@ -217,6 +239,7 @@ impl SessionImage {
             replaced: flags & FLAG_REPLACED != 0,
             room,
             buffer,
+            fanout,
         })
     }
 }
@@ -240,6 +263,12 @@ impl<'a> Reader<'a> {
 
     fn u8(&mut self) -> Result<u8, ImageError> {
         Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, ImageError> {
+        let mut b = [0u8; 2];
+        b.copy_from_slice(self.take(2)?);
+        Ok(u16::from_be_bytes(b))
     }
 
     fn u32(&mut self) -> Result<u32, ImageError> {
@@ -269,6 +298,7 @@ mod tests {
             replaced: false,
             room: None,
             buffer: vec![Payload::from("a"), Payload::Binary(vec![0, 1, 2])],
+            fanout: vec![(0xa, 3)],
         }
     }
 
@@ -315,9 +345,11 @@ mod tests {
         // A count of 2^32-1 messages claimed by a few bytes: refused before allocating.
         let mut huge = image();
         huge.buffer.clear();
+        huge.fanout.clear();
         let mut bytes = huge.encode();
         let n = bytes.len();
-        bytes[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
+        // The message count sits before the (empty) fan-out list's u16 count.
+        bytes[n - 6..n - 2].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             SessionImage::decode(&bytes, ResumeLimits::default()),
             Err(ImageError::TooLarge)

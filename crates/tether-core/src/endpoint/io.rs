@@ -104,6 +104,15 @@ impl Default for EndpointConfig {
 /// What one session costs beyond its buffered payloads, for the resume budget.
 pub const SESSION_COST: usize = 512;
 
+/// Whom a fanned-out message is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FanOut {
+    /// Every session in the room.
+    Room(String),
+    /// Every session of the user.
+    User(String),
+}
+
 /// What the endpoint asks its shell to do, or tells it. Drain with
 /// [`Endpoint::poll_output`] after every input.
 #[derive(Clone, Debug, PartialEq)]
@@ -211,6 +220,22 @@ pub enum Output {
         key: SessionKey,
         /// Messages it held unacknowledged.
         unacked: usize,
+    },
+    /// A message this endpoint fanned out (a room's, or the application's to a user),
+    /// tagged for other instances (only with [`Endpoint::set_fanout_origin`]): pass it
+    /// on to them, and they hand it to [`Endpoint::receive_fanout`]; a session that had
+    /// it here already, and moved there since, does not get it twice.
+    FannedOut {
+        /// To whom.
+        to: FanOut,
+        /// The message.
+        payload: Payload,
+        /// The session whose client sent it (a room message), if any.
+        from: Option<SessionKey>,
+        /// This endpoint's origin.
+        origin: u64,
+        /// Its number among this endpoint's fan-outs.
+        seq: u64,
     },
     /// A transport is gone from the endpoint (closed, detached, idle).
     Ended {

@@ -102,9 +102,9 @@ use crate::protocol::{Envelope, ProtocolError};
 use crate::time::{Duration, Instant};
 use crate::Payload;
 
-pub use image::{ImageError, SessionImage, MAX_IMAGE_ROOM_BYTES};
+pub use image::{ImageError, SessionImage, MAX_IMAGE_FANOUT, MAX_IMAGE_ROOM_BYTES};
 pub use io::{
-    ConnId, EndpointConfig, EndpointMemory, Greeting, HelloError, Output, Peer, PollError,
+    ConnId, EndpointConfig, EndpointMemory, FanOut, Greeting, HelloError, Output, Peer, PollError,
     PollExchange, PollRequest, RandomSource, ReceiveError, Reservation, TokenRefused,
     TransportView, SESSION_COST,
 };
@@ -155,6 +155,9 @@ pub struct Endpoint<S: SessionStore = MemoryStore> {
     resume_bytes: usize,
     sessions_dropped: u64,
     outputs: VecDeque<Output>,
+    /// Tags fan-outs for other instances (0: off).
+    fanout_origin: u64,
+    fanout_seq: u64,
 }
 
 impl<S: SessionStore> fmt::Debug for Endpoint<S> {
@@ -194,6 +197,8 @@ impl<S: SessionStore> Endpoint<S> {
             resume_bytes: 0,
             sessions_dropped: 0,
             outputs: VecDeque::new(),
+            fanout_origin: 0,
+            fanout_seq: 0,
         }
     }
 
@@ -715,6 +720,7 @@ impl<S: SessionStore> Endpoint<S> {
             replaced: e.replaced,
             room: e.room.clone(),
             buffer,
+            fanout: e.fanout.clone(),
         })
     }
 
@@ -746,6 +752,12 @@ impl<S: SessionStore> Endpoint<S> {
         let mut record = SessionRecord::new(session, now);
         record.replaced = image.replaced;
         record.room = image.room.clone();
+        record.fanout = image.fanout;
+        let extra = record
+            .fanout
+            .len()
+            .saturating_sub(store::MAX_FANOUT_ORIGINS);
+        record.fanout.drain(..extra);
         self.store.insert(key.clone(), record);
         if let Some(room) = image.room {
             self.rooms.entry(room).or_default().insert(key.clone());
@@ -769,6 +781,92 @@ impl<S: SessionStore> Endpoint<S> {
             );
         }
         self.forget_session(key);
+    }
+
+    /// Tags every message this endpoint fans out (room broadcasts, messages to a user)
+    /// with `origin` (non-zero, unique per instance and boot) and a number, noted in
+    /// each session that gets it and in its [`SessionImage`], and reported as
+    /// [`Output::FannedOut`] for the other instances.
+    pub fn set_fanout_origin(&mut self, origin: u64) {
+        self.fanout_origin = origin;
+    }
+
+    /// A message another instance fanned out ([`Output::FannedOut`] there): sent to the
+    /// sessions here it is for, but not to one that already had it (its session moved
+    /// here after it got it there). Returns how many got it.
+    pub fn receive_fanout(
+        &mut self,
+        now: Instant,
+        to: &FanOut,
+        payload: &Payload,
+        origin: u64,
+        seq: u64,
+    ) -> usize {
+        let keys = self.fanout_targets(to);
+        let mut count = 0;
+        for key in keys {
+            let fresh = self
+                .store
+                .get_mut(&key)
+                .is_some_and(|e| e.take_fanout(origin, seq));
+            if fresh && self.send_one(now, &key, payload.clone()) {
+                count += 1;
+            }
+        }
+        self.enforce_budget(now);
+        count
+    }
+
+    fn fanout_targets(&self, to: &FanOut) -> Vec<SessionKey> {
+        match to {
+            FanOut::Room(room) => self
+                .rooms
+                .get(room)
+                .map(|m| m.iter().cloned().collect())
+                .unwrap_or_default(),
+            FanOut::User(user) if user.is_empty() => Vec::new(),
+            FanOut::User(user) => self
+                .store
+                .iter()
+                .filter(|(k, _)| k.user == *user)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        }
+    }
+
+    /// Sends a fan-out of this endpoint to its sessions here, tagged when tagging is on.
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        to: FanOut,
+        payload: &Payload,
+        from: Option<SessionKey>,
+    ) -> usize {
+        let keys = self.fanout_targets(&to);
+        let tag = (self.fanout_origin != 0).then(|| {
+            self.fanout_seq += 1;
+            (self.fanout_origin, self.fanout_seq)
+        });
+        let mut count = 0;
+        for key in &keys {
+            if let (Some((origin, seq)), Some(e)) = (tag, self.store.get_mut(key)) {
+                e.take_fanout(origin, seq);
+            }
+            if self.send_one(now, key, payload.clone()) {
+                count += 1;
+            }
+        }
+        if let Some((origin, seq)) = tag {
+            self.outputs.push_back(Output::FannedOut {
+                to,
+                payload: payload.clone(),
+                from,
+                origin,
+                seq,
+            });
+        }
+        self.enforce_budget(now);
+        count
     }
 
     /// Another instance attached a transport of `user`'s client `client_id`: the
@@ -808,17 +906,7 @@ impl<S: SessionStore> Endpoint<S> {
         if user.is_empty() {
             return 0;
         }
-        let keys: Vec<SessionKey> = self
-            .store
-            .iter()
-            .filter(|(k, _)| k.user == user)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in &keys {
-            self.send_one(now, key, payload.clone());
-        }
-        self.enforce_budget(now);
-        keys.len()
+        self.fan_out(now, FanOut::User(user.to_owned()), payload, None)
     }
 
     /// Sends a server message to the session `key`: written on its transport, or kept
@@ -897,17 +985,22 @@ impl<S: SessionStore> Endpoint<S> {
     /// is bounded by the member's own limits (its resume buffer and its transport's
     /// queue), and all of them together by the resume budget.
     pub fn broadcast(&mut self, now: Instant, room: &str, payload: &Payload) -> usize {
-        let Some(members) = self.rooms.get(room) else {
-            return 0;
-        };
-        let members: Vec<SessionKey> = members.iter().cloned().collect();
-        let mut count = 0;
-        for key in &members {
-            if self.send_one(now, key, payload.clone()) {
-                count += 1;
-            }
-        }
-        self.enforce_budget(now);
-        count
+        self.fan_out(now, FanOut::Room(room.to_owned()), payload, None)
+    }
+
+    /// [`broadcast`](Self::broadcast) of a message the client of `from` sent.
+    pub(crate) fn broadcast_from(
+        &mut self,
+        now: Instant,
+        room: &str,
+        payload: &Payload,
+        from: &SessionKey,
+    ) -> usize {
+        self.fan_out(
+            now,
+            FanOut::Room(room.to_owned()),
+            payload,
+            Some(from.clone()),
+        )
     }
 }

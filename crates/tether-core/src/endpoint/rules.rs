@@ -611,7 +611,7 @@ impl<S: SessionStore> Endpoint<S> {
             });
             match room {
                 Some(room) => {
-                    self.broadcast(now, &room, &payload);
+                    self.broadcast_from(now, &room, &payload, key);
                 }
                 None if self.config.echo => {
                     self.send_to_session(now, key, payload);

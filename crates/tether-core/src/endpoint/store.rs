@@ -74,7 +74,12 @@ pub struct SessionRecord {
     /// echoes take only the room beyond it, so a client that keeps sending cannot starve
     /// a producer.
     pub(crate) reserved: Reserved,
+    /// The newest fan-out taken per origin instance (most recently updated last).
+    pub(crate) fanout: Vec<(u64, u64)>,
 }
+
+/// Origins a session remembers fan-outs of (each instance boot is one).
+pub(crate) const MAX_FANOUT_ORIGINS: usize = 16;
 
 impl SessionRecord {
     pub(crate) fn new(session: ServerSession, now: Instant) -> Self {
@@ -87,7 +92,22 @@ impl SessionRecord {
             bytes: 0,
             held: Held::default(),
             reserved: Reserved::default(),
+            fanout: Vec::new(),
         }
+    }
+
+    /// Whether fan-out `seq` of `origin` is new to this session; if so it is noted.
+    pub(crate) fn take_fanout(&mut self, origin: u64, seq: u64) -> bool {
+        if let Some(i) = self.fanout.iter().position(|(o, _)| *o == origin) {
+            let (_, seen) = self.fanout.remove(i);
+            self.fanout.push((origin, seen.max(seq)));
+            return seq > seen;
+        }
+        if self.fanout.len() >= MAX_FANOUT_ORIGINS {
+            self.fanout.remove(0);
+        }
+        self.fanout.push((origin, seq));
+        true
     }
 
     /// The protocol state: numbering, resume buffer, limits.

@@ -805,3 +805,37 @@ fn a_claim_on_another_instance_replaces_another_client_and_detaches_the_same_one
     }));
     assert!(!e.claimed_elsewhere(now, "bob", 1), "another user: nothing");
 }
+
+#[test]
+fn a_fan_out_a_session_had_before_it_moved_is_not_sent_again() {
+    let now = Instant::now();
+    let mut a = endpoint(EndpointConfig::default());
+    a.set_fanout_origin(0xa);
+    let conn = a.open_socket(Peer::User("ann".into()));
+    a.handle_socket_hello(now, conn, hello(7, 1, None), Some("lobby".into()))
+        .unwrap();
+    drain(&mut a);
+    assert_eq!(a.broadcast(now, "lobby", &"one".into()), 1);
+    let outs = drain(&mut a);
+    assert!(outs.iter().any(|o| matches!(
+        o,
+        Output::FannedOut { to: FanOut::Room(r), origin: 0xa, seq: 1, .. } if r == "lobby"
+    )));
+    // The session moves to B; A's fan-out 1 reaches B as well: not sent twice.
+    let key = a.sessions_of("ann", 7).pop().unwrap();
+    let image = a.export_session(&key).unwrap();
+    assert_eq!(image.fanout, [(0xa, 1)]);
+    let mut b = endpoint(EndpointConfig::default());
+    b.set_fanout_origin(0xb);
+    assert!(b.import_session(now, &key, image));
+    let room = FanOut::Room("lobby".into());
+    assert_eq!(b.receive_fanout(now, &room, &"one".into(), 0xa, 1), 0);
+    assert_eq!(b.session(&key).unwrap().protocol().last_sent_seq(), 1);
+    // A's next one is new to it.
+    assert_eq!(b.receive_fanout(now, &room, &"two".into(), 0xa, 2), 1);
+    assert_eq!(b.session(&key).unwrap().protocol().last_sent_seq(), 2);
+    // Without an origin, nothing is tagged or reported.
+    let mut plain = endpoint(EndpointConfig::default());
+    plain.broadcast(now, "lobby", &"x".into());
+    assert!(drain(&mut plain).is_empty());
+}
