@@ -171,3 +171,180 @@ async fn a_client_whose_instance_dies_resumes_on_another_and_loses_nothing() {
     b.shutdown().await;
     drop(redis);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_clients_behind_a_round_robin_balancer_lose_nothing_when_an_instance_dies() {
+    const CLIENTS: usize = 20;
+    const EACH: usize = 20;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let config = reference::server_config();
+    let mut hubs = Vec::new();
+    let mut servers = Vec::new();
+    for name in ["a", "b", "c"] {
+        let hub = Hub::with_redis(&url, Some(name)).await.expect("redis");
+        servers.push(Some(reference::start(&config, &hub).await));
+        hubs.push(hub);
+    }
+    let addrs: Vec<SocketAddr> = servers.iter().flatten().map(|s| s.addr()).collect();
+    let balancer = tether_testkit::Balancer::start(addrs.clone())
+        .await
+        .unwrap();
+    let taps: Vec<_> = hubs.iter().map(|h| h.tap()).collect();
+
+    let (half_tx, mut half_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for k in 0..CLIENTS {
+        let user: &'static str = Box::leak(format!("user{k}").into_boxed_str());
+        let client = Tokens::new(user, HOUR)
+            .protocol_client(balancer.addr())
+            .spawn()
+            .unwrap();
+        let half_tx = half_tx.clone();
+        let mut killed = killed_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut events = client.events();
+            support::wait_state(&client, State::Connected).await;
+            let text = |n: usize| format!("{user}-{n}");
+            for n in 1..=EACH / 2 {
+                client.send(text(n)).expect("queued");
+            }
+            half_tx.send(()).unwrap();
+            killed.wait_for(|k| *k).await.unwrap();
+            for n in EACH / 2 + 1..=EACH {
+                client.send(text(n)).expect("queued");
+            }
+            let mut got = Tally::default();
+            let mut seen = 0;
+            while seen < EACH {
+                match events.recv().await {
+                    Some(Event::Message(p)) => {
+                        got.add(&p);
+                        seen += 1;
+                    }
+                    Some(Event::SessionReset { .. }) => panic!("{user}: session reset"),
+                    Some(_) => {}
+                    None => panic!("{user}: event stream ended"),
+                }
+            }
+            let want: Vec<String> = (1..=EACH).map(text).collect();
+            got.assert_exactly_once(user, want.iter().map(String::as_str));
+            client.close(1000, "done").await;
+        }));
+    }
+    within("every client's first half", async {
+        for _ in 0..CLIENTS {
+            half_rx.recv().await.unwrap();
+        }
+    })
+    .await;
+    // Instance a dies; its clients (round robin: a third) reconnect through the
+    // balancer to b or c.
+    assert!(hubs[0].connections() > 0, "some clients are on a");
+    if let Some(a) = servers[0].take() {
+        a.kill().await;
+    }
+    killed_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        for t in tasks {
+            t.await.expect("a client task");
+        }
+    })
+    .await
+    .expect("every client done");
+    // At the servers, together: every message delivered exactly once.
+    let mut delivered = Tally::default();
+    let [mut ta, mut tb, mut tc]: [_; 3] = taps.try_into().expect("three taps");
+    within("every message at the servers", async {
+        for _ in 0..CLIENTS * EACH {
+            let d = tokio::select! {
+                Some(d) = ta.recv() => d,
+                Some(d) = tb.recv() => d,
+                Some(d) = tc.recv() => d,
+            };
+            delivered.add(&d.payload);
+        }
+    })
+    .await;
+    for tap in [&mut ta, &mut tb, &mut tc] {
+        while let Ok(d) = tap.try_recv() {
+            delivered.add(&d.payload);
+        }
+    }
+    let want: Vec<String> = (0..CLIENTS)
+        .flat_map(|k| (1..=EACH).map(move |n| format!("user{k}-{n}")))
+        .collect();
+    delivered.assert_exactly_once("at the servers", want.iter().map(String::as_str));
+    balancer.stop().await;
+    for s in servers.into_iter().flatten() {
+        s.shutdown().await;
+    }
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_instance_hands_its_client_to_another_through_redis() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let config = reference::server_config();
+    let hub_a = Hub::with_redis(&url, Some("a")).await.expect("redis");
+    let hub_b = Hub::with_redis(&url, Some("b")).await.expect("redis");
+    let first = reference::start(&config, &hub_a).await;
+    let second = reference::start(&config, &hub_b).await;
+    // Only the first behind the balancer at first, so the client lands there.
+    let balancer = tether_testkit::Balancer::start([first.addr()])
+        .await
+        .unwrap();
+    let client = Tokens::new("drained", HOUR)
+        .protocol_client(balancer.addr())
+        .spawn()
+        .unwrap();
+    let mut events = reference::Recorder::new(client.events());
+    events.until_connected().await;
+    balancer.add(second.addr()).unwrap();
+    let mut tap_a = hub_a.tap();
+    let mut tap_b = hub_b.tap();
+    let mut at_servers = Tally::default();
+    for n in 1..=10 {
+        client.send(format!("m{n}")).unwrap();
+    }
+    reference::tap_until(&mut tap_a, &mut at_servers, "m10").await;
+    events.until_message("m10").await;
+
+    // A drains (1012 with a hint); the client comes back through the balancer to B,
+    // which has the session only from Redis.
+    let (all_gone, _) = tokio::join!(first.drain(Duration::from_millis(500)), async {
+        events
+            .until("the reconnect after the drain", |e| {
+                matches!(e, Event::ReconnectScheduled { .. })
+            })
+            .await
+    });
+    assert!(all_gone, "the client left the draining instance");
+    first.shutdown().await;
+    for n in 11..=20 {
+        client.send(format!("m{n}")).unwrap();
+    }
+    events.until_connected().await;
+    reference::tap_until(&mut tap_b, &mut at_servers, "m20").await;
+    events.until_message("m20").await;
+    while let Ok(d) = tap_a.try_recv() {
+        at_servers.add(&d.payload);
+    }
+    let expected: Vec<String> = (1..=20).map(|n| format!("m{n}")).collect();
+    at_servers.assert_exactly_once("at the servers", expected.iter().map(String::as_str));
+    events
+        .messages
+        .assert_exactly_once("echoes at the client", expected.iter().map(String::as_str));
+    assert!(
+        events
+            .logged(|e| matches!(e, Event::SessionReset { .. }))
+            .is_empty(),
+        "resumed on B, not reset"
+    );
+    within("close", client.close(1000, "done")).await;
+    second.shutdown().await;
+    balancer.stop().await;
+    drop(redis);
+}

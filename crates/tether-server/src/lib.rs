@@ -49,6 +49,14 @@
 //! - [`RunningServer::drain`] closes with 1012 after an `R <after_ms>` retry hint,
 //!   spread over the drain window; [`RunningServer::shutdown`] closes with 1001.
 //!
+//! ## Several instances
+//!
+//! [`Hub::with_redis`] (the binary's `--store redis://…`) writes every session through
+//! to Redis before anything it produced leaves the instance, so a client whose instance
+//! dies or drains resumes on another, every message exactly once; one connection per
+//! user, rooms and [`Hub::send_to_user`] span the instances. Keys, TTLs and what is
+//! written when: the [`store`] module and DEPLOYMENT.md.
+//!
 //! ## Running one
 //!
 //! ```
