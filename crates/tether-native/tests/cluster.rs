@@ -738,7 +738,7 @@ async fn redis_restarted_mid_traffic() {
 /// older stops for good), and the newest is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_user_through_several_instances_the_newest_wins() {
-    let cluster = Cluster::start().await;
+    let mut cluster = Cluster::start().await;
     let url = format!("ws://{}/ws", cluster.balancer.addr());
     let mut clients: Vec<(Client, tether_native::Events)> = Vec::new();
     for n in 0..3u64 {
@@ -787,6 +787,12 @@ async fn one_user_through_several_instances_the_newest_wins() {
             .sum::<u64>(),
         3,
         "no new attempt by the replaced clients"
+    );
+    let mut at_servers = Tally::default();
+    delivered(&mut cluster, 4, &mut at_servers).await;
+    at_servers.assert_exactly_once(
+        "at the servers",
+        ["from 0", "from 1", "from 2", "still here"],
     );
     bounded("close", newest.close(1000, "done")).await;
     cluster.stop().await;
