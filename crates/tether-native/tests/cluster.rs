@@ -6,7 +6,8 @@
 //!   rolling restart (drain) of all three;
 //! - a room whose members are on all three instances;
 //! - Redis itself restarted mid-traffic;
-//! - one user connecting through two (then three) instances.
+//! - one user connecting through two (then three) instances;
+//! - clients on HTTP polling whose requests land on every instance, through a kill.
 //!
 //! Each instance is a [`tether_server::Server`] of this process with its own [`Hub`]
 //! on Redis (its own sessions, writer and subscriber: only Redis is shared) and its own
@@ -25,7 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::{
-    AuthConfig, BackoffConfig, Config, Event, Jitter, MessageId, State, TerminalReason,
+    AuthConfig, BackoffConfig, Config, Event, FallbackConfig, Jitter, MessageId, State,
+    TerminalReason,
 };
 use tether_native::Client;
 use tether_server::{Delivered, Hub, RunningServer, ServerConfig};
@@ -292,6 +294,16 @@ struct Fleet {
 
 /// A protocol-mode client of `url` with `user`'s tokens (the tests' fast backoff).
 fn client(url: &str, user: &'static str, seed: Option<u64>) -> Client {
+    client_with(url, user, seed, None)
+}
+
+/// [`client`], with an HTTP polling fallback if given.
+fn client_with(
+    url: &str,
+    user: &'static str,
+    seed: Option<u64>,
+    fallback: Option<FallbackConfig>,
+) -> Client {
     let mut config = Config::builder(url)
         .backoff(BackoffConfig {
             initial_delay: Duration::from_millis(20),
@@ -305,6 +317,9 @@ fn client(url: &str, user: &'static str, seed: Option<u64>) -> Client {
     if let Some(seed) = seed {
         config = config.seed(seed);
     }
+    if let Some(fallback) = fallback {
+        config = config.fallback(fallback);
+    }
     Client::builder(config.build().unwrap())
         .token_provider(Tokens::new(user, HOUR).provider())
         .event_buffer(8192)
@@ -315,11 +330,16 @@ fn client(url: &str, user: &'static str, seed: Option<u64>) -> Client {
 impl Fleet {
     /// `users` clients of `url` (`ws://…/ws[?room=…]`), each of its own user.
     fn spawn(url: &str, users: Vec<&'static str>) -> Fleet {
+        Fleet::spawn_with(users, |user| client(url, user, None))
+    }
+
+    /// Clients made by `make`, one per user.
+    fn spawn_with(users: Vec<&'static str>, make: impl Fn(&'static str) -> Client) -> Fleet {
         let (tx, events) = mpsc::unbounded_channel();
         let mut clients = Vec::new();
         let mut readers = Vec::new();
         for (i, user) in users.iter().enumerate() {
-            let c = client(url, user, None);
+            let c = make(user);
             let mut ev = c.events();
             let tx = tx.clone();
             readers.push(tokio::spawn(async move {
@@ -795,5 +815,75 @@ async fn one_user_through_several_instances_the_newest_wins() {
         ["from 0", "from 1", "from 2", "still here"],
     );
     bounded("close", newest.close(1000, "done")).await;
+    cluster.stop().await;
+}
+
+/// Clients on HTTP polling (their WebSockets go to a middlebox that drops every
+/// connection) through the round-robin balancer: a poll request that lands on an
+/// instance without the client's polling transport gets 503 and the next Hello resumes
+/// the session there from Redis. Through a kill of one instance, every message once
+/// both ways, no reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_clients_move_between_instances() {
+    const CLIENTS: usize = 6;
+    let mut cluster = Cluster::start().await;
+    let middlebox = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let nowhere = middlebox.local_addr().expect("address");
+    let dropper = tokio::spawn(async move {
+        while let Ok((stream, _)) = middlebox.accept().await {
+            drop(stream);
+        }
+    });
+    let poll_url = format!("http://{}/poll", cluster.balancer.addr());
+    let users: Vec<&'static str> = (0..CLIENTS).map(|i| leak(format!("p{i}"))).collect();
+    let mut fleet = Fleet::spawn_with(users.clone(), |user| {
+        let mut fallback = FallbackConfig::new(poll_url.clone());
+        fallback.after_failures = 1;
+        client_with(&format!("ws://{nowhere}/ws"), user, None, Some(fallback))
+    });
+    fleet.until_connected().await;
+    for c in &fleet.clients {
+        assert!(c.metrics().fallback_active, "{:?}", c.metrics());
+    }
+    for round in 0..3 {
+        for (i, user) in users.iter().enumerate() {
+            for j in 0..5 {
+                fleet.send(i, format!("{user}/{round}.{j}"));
+            }
+        }
+        if round == 1 {
+            cluster.kill(0).await;
+        }
+        fleet.until_settled("the echoes").await;
+    }
+    let mut at_servers = Tally::default();
+    delivered(&mut cluster, CLIENTS * 15, &mut at_servers).await;
+    let want: Vec<String> = users
+        .iter()
+        .flat_map(|u| (0..3).flat_map(move |r| (0..5).map(move |j| format!("{u}/{r}.{j}"))))
+        .collect();
+    at_servers.assert_exactly_once("at the servers", want.iter().map(String::as_str));
+    // The requests went to every instance.
+    for u in cluster.balancer.upstreams() {
+        assert!(u.connections >= 1, "{u:?}");
+    }
+    for c in &fleet.clients {
+        assert!(
+            c.metrics().fallback_active,
+            "still polling: {:?}",
+            c.metrics()
+        );
+    }
+    fleet
+        .assert_exactly_once(|i| {
+            let u = users[i];
+            (0..3)
+                .flat_map(|r| (0..5).map(move |j| format!("{u}/{r}.{j}")))
+                .collect()
+        })
+        .await;
+    dropper.abort();
     cluster.stop().await;
 }
