@@ -34,14 +34,17 @@ step "publishable: cargo publish --dry-run of tether-core, tether-dispatch, teth
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/tether-*
 cargo publish --workspace --dry-run --locked --allow-dirty --quiet
 
-# The reference server's multi-instance tests (crates/tether-server/tests/redis.rs) start
-# their own redis-server on a loopback port; they fail without it.
+# The multi-instance tests (crates/tether-server/tests/redis.rs, and
+# crates/tether-native/tests/instances.rs and cluster.rs: three instances behind the
+# testkit's balancer) start their own redis-server on a loopback port; they fail, not
+# skip, without it.
 step "redis-server (Debian's package) for the multi-instance tests"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 if ! command -v redis-server >/dev/null 2>&1; then
   as_root apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get -o DPkg::Lock::Timeout=600 install -y -qq redis-server
 fi
+redis-server --version
 
 step "unit, property, integration and doc tests"
 cargo test --workspace --locked --exclude tether-sim

@@ -9,51 +9,18 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tether_core::{Event, State};
 use tether_server::Hub;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::{Child, Command};
 
+use support::redis::RedisServer;
 use support::reference::{self, Tally, Tokens};
 use support::within;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// `redis-server` on a free loopback port, without persistence; killed when dropped.
-async fn redis_server() -> (Child, String) {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        l.local_addr().expect("its address").port()
-    };
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start redis-server ({e}): install it (Debian: redis-server)")
-        });
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    within("redis-server to be ready", async {
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) if line.contains("Ready to accept connections") => break,
-                Ok(Some(_)) => {}
-                other => panic!("redis-server ended before it was ready: {other:?}"),
-            }
-        }
-    })
-    .await;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("redis://127.0.0.1:{port}"))
-}
 
 /// A TCP balancer with one upstream at a time: new connections go to the current one.
 struct Balancer {
@@ -99,7 +66,8 @@ impl Drop for Balancer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_whose_instance_dies_resumes_on_another_and_loses_nothing() {
     const N: usize = 200;
-    let (redis, url) = redis_server().await;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
     let hub_a = Hub::with_redis(&url, Some("a")).await.expect("redis");
     let hub_b = Hub::with_redis(&url, Some("b")).await.expect("redis");
     let config = reference::server_config();
@@ -208,7 +176,8 @@ async fn a_client_whose_instance_dies_resumes_on_another_and_loses_nothing() {
 async fn twenty_clients_behind_a_round_robin_balancer_lose_nothing_when_an_instance_dies() {
     const CLIENTS: usize = 20;
     const EACH: usize = 20;
-    let (redis, url) = redis_server().await;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
     let config = reference::server_config();
     let mut hubs = Vec::new();
     let mut servers = Vec::new();
@@ -316,7 +285,8 @@ async fn twenty_clients_behind_a_round_robin_balancer_lose_nothing_when_an_insta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_instance_hands_its_client_to_another_through_redis() {
-    let (redis, url) = redis_server().await;
+    let redis = RedisServer::start().await;
+    let url = redis.url();
     let config = reference::server_config();
     let hub_a = Hub::with_redis(&url, Some("a")).await.expect("redis");
     let hub_b = Hub::with_redis(&url, Some("b")).await.expect("redis");

@@ -4,6 +4,7 @@
 //! that breaks the protocol on purpose.
 #![allow(dead_code, clippy::result_large_err)]
 
+pub mod redis;
 pub mod reference;
 pub mod rogue;
 
