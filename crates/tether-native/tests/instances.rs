@@ -101,7 +101,7 @@ async fn a_client_whose_instance_dies_resumes_on_another_and_loses_nothing() {
         while seen < 2 * N {
             // The application's own messages: half on A, the rest once the client
             // is on B.
-            if from_server < N / 2 {
+            if !moved && from_server < N / 2 {
                 from_server += 1;
                 hub_a.send_to_user("mover", format!("s{from_server}"));
             } else if moved && from_server < N && hub_b.sessions() > 0 {
@@ -118,6 +118,9 @@ async fn a_client_whose_instance_dies_resumes_on_another_and_loses_nothing() {
                     seen += 1;
                     if seen == N / 2 && !moved {
                         // Mid-traffic: A dies; the balancer sends new connections to B.
+                        // What the application handed to A is in Redis first (the
+                        // application's sends return before it is: `Hub::persisted`).
+                        hub_a.persisted().await;
                         balancer.route_to(b.addr());
                         // (its hub lives on: a late write of its is refused by Redis).
                         if let Some(a) = a.take() {

@@ -514,8 +514,20 @@ impl Hub {
     }
 
     /// Resolves once the state behind everything produced so far is in the store
-    /// (at once without one): a poll response waits for it before it leaves.
-    pub(crate) async fn persisted(&self) {
+    /// (at once without one, or when Redis did not answer within its timeout): a poll
+    /// response waits for it before it leaves, and an application that must not lose
+    /// what it handed to [`send_to_user`](Self::send_to_user) or
+    /// [`broadcast`](Self::broadcast) if this instance dies right after awaits it.
+    ///
+    /// ```
+    /// # use tether_server::Hub;
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let hub = Hub::new();
+    /// hub.send_to_user("bob", "news");
+    /// hub.persisted().await; // in memory: at once
+    /// # });
+    /// ```
+    pub async fn persisted(&self) {
         let Some(store) = &self.store else { return };
         let generation = self.lock().generation;
         store.flushed(generation).await;

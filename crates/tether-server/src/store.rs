@@ -84,8 +84,6 @@ use crate::hub::Hub;
 
 /// How long one Redis round trip may take before the store counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Batches taken into one group commit at most.
-const GROUP: usize = 256;
 
 /// Why the Redis store could not be opened.
 #[derive(Debug)]
@@ -453,27 +451,31 @@ pub(crate) async fn writer(
             () = tokio::time::sleep(Duration::from_millis(500)) => None,
         };
         let mut batches: Vec<Batch> = first.into_iter().collect();
-        while batches.len() < GROUP {
-            match rx.try_recv() {
-                Ok(b) => batches.push(b),
-                Err(_) => break,
-            }
-        }
         let Some(hub) = hub.upgrade() else { return };
         let ttl_ms = store.ttl_ms.load(Ordering::Relaxed);
         let refresh = Duration::from_millis(ttl_ms / 3);
-        // Every key touched in this round (dirty: true; removed: false), plus retries.
-        let mut touched: HashMap<SessionKey, bool> = std::mem::take(&mut retry);
-        for b in &batches {
-            for k in &b.removed {
-                touched.insert(k.clone(), false);
-            }
-            for k in &b.dirty {
-                touched.insert(k.clone(), true);
-            }
-        }
         let now = Instant::now();
         let writes: Vec<Write> = hub.with_endpoint(|endpoint| {
+            // The hub sends its batches under the lock held here: taking every batch
+            // made so far now makes what this round writes (the state read below) and
+            // what it releases the same. A batch left for the next round while its
+            // state went out in this one would be dropped there if that round's write
+            // were refused (the session moved on meanwhile): a message the new
+            // instance counts as received, never handed to the application.
+            while let Ok(b) = rx.try_recv() {
+                batches.push(b);
+            }
+            // Every key touched in this round (dirty: true; removed: false), plus
+            // retries.
+            let mut touched: HashMap<SessionKey, bool> = std::mem::take(&mut retry);
+            for b in &batches {
+                for k in &b.removed {
+                    touched.insert(k.clone(), false);
+                }
+                for k in &b.dirty {
+                    touched.insert(k.clone(), true);
+                }
+            }
             touched
                 .keys()
                 .filter_map(|key| match endpoint.session(key) {
