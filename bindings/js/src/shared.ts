@@ -14,7 +14,9 @@
 // overtake the old leader's last posts: the next tab leads once it read them (up to the
 // old leader's bye), or once that leader was silent for SILENT_MS (gone without a bye).
 //
-// A frozen leader keeps its lock. Every tab beats on the channel (BEAT_MS); a leader not
+// A leader told it is about to be frozen (page lifecycle `freeze` on the document) hands
+// off as a close does and follows; on `resume` it joins again as a follower. A frozen
+// leader that was not told keeps its lock. Every tab beats on the channel (BEAT_MS); a leader not
 // heard from for SILENT_MS is taken over by one follower (the one that gets the lock
 // `takeover|<epoch>`, asked for once per leadership) that steals the lock. Every message
 // carries the sender's epoch (leaderships counted), so what a stale leader says is ignored,
@@ -312,6 +314,27 @@ export class SharedTetherClient {
    */
   #accepted = new Map<string, { upTo: number; ids: Set<number> }>();
   #onPageHide = () => this.#post({ type: 'bye' });
+  /** Frozen (page lifecycle `freeze`, until `resume`): it neither leads nor waits in line for the lock. */
+  #frozen = false;
+  /** A leader about to be frozen hands off as a close does, and follows from then on. */
+  #onFreeze = () => {
+    this.#frozen = true;
+    const client = this.#client;
+    if (!client || this.#closed) return;
+    this.#postStatus(client);
+    this.#post({ type: 'bye' });
+    this.#stepDown();
+  };
+  /** Thawed: it joins again as a follower (what it sent that no leader took goes again). */
+  #onResume = () => {
+    if (!this.#frozen) return;
+    this.#frozen = false;
+    if (this.#closed || this.#client) return;
+    this.#heard = Date.now();
+    this.#post({ type: 'hello' });
+    if (!this.#queued && !this.#release) this.#request(false);
+    this.#resend();
+  };
 
   constructor(url: string, options: SharedTetherOptions = {}) {
     if (!canShareAcrossTabs()) {
@@ -339,6 +362,8 @@ export class SharedTetherClient {
     };
     this.#post({ type: 'hello' });
     globalThis.addEventListener?.('pagehide', this.#onPageHide);
+    globalThis.document?.addEventListener?.('freeze', this.#onFreeze);
+    globalThis.document?.addEventListener?.('resume', this.#onResume);
     this.#timer = setInterval(() => this.#beat(), BEAT_MS);
     this.#request(false);
   }
@@ -436,6 +461,8 @@ export class SharedTetherClient {
     this.#closed = true;
     clearInterval(this.#timer);
     globalThis.removeEventListener?.('pagehide', this.#onPageHide);
+    globalThis.document?.removeEventListener?.('freeze', this.#onFreeze);
+    globalThis.document?.removeEventListener?.('resume', this.#onResume);
     this.#channel.close();
     // Closed at once, not lingering to deliver what it holds: that is the next leader's
     // now, and a client still trying would take the session back from it.
@@ -555,7 +582,7 @@ export class SharedTetherClient {
       }
     }
     if (this.#granted && now - this.#heard > SILENT_MS) this.#granted();
-    if (!this.#client && !this.#closed && !this.#release && now - this.#heard > SILENT_MS) {
+    if (!this.#client && !this.#closed && !this.#frozen && !this.#release && now - this.#heard > SILENT_MS) {
       // One takeover per leadership: the first follower to get this lock keeps it.
       const epoch = this.#epoch;
       void navigator.locks.request(`${this.#name}|takeover|${epoch}`, { ifAvailable: true }, (lock) => {
@@ -598,7 +625,7 @@ export class SharedTetherClient {
         // Stolen while it waited for the old leader's bye: back in line.
         this.#release = null;
         this.#granted = null;
-        if (!this.#closed && !this.#queued) this.#request(false);
+        if (!this.#closed && !this.#queued && !this.#frozen) this.#request(false);
       });
   }
 
@@ -655,7 +682,7 @@ export class SharedTetherClient {
     this.#release?.();
     this.#release = null;
     if (this.#closed) return;
-    if (!this.#queued) this.#request(false);
+    if (!this.#queued && !this.#frozen) this.#request(false);
     // What this tab sent that its client did not take goes to the new leader.
     this.#resend();
   }
