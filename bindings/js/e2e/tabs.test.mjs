@@ -70,8 +70,9 @@ after(async () => {
   assert.deepEqual(pageErrors, [], 'errors in the pages');
 });
 
-async function openTab(options = {}) {
+async function openTab(options = {}, init = undefined) {
   const page = await context.newPage();
+  if (init) await page.addInitScript(init);
   page.on('pageerror', (e) => pageErrors.push(e));
   const query = new URLSearchParams({ ws: server.ws, options: JSON.stringify(options) });
   await page.goto(`${site.url}e2e/tabs.html?${query}`);
@@ -735,4 +736,43 @@ test('a leader about to be frozen (page lifecycle freeze) hands off at once, and
   assert.equal(typeof (await old.evaluate(() => window.client.sendConfirmed('after-resume'))), 'number');
   assert.equal(await next.evaluate(() => window.client.tabs), 3);
   await Promise.all(pages.map((p) => p.close()));
+});
+
+/**
+ * Init script of a tab whose channel delivers late (`window.channelDelay` ms, in order):
+ * what a busy machine can do, where a Web Lock grant then overtakes the channel's posts.
+ */
+function slowChannel() {
+  const plain = Object.getOwnPropertyDescriptor(BroadcastChannel.prototype, 'onmessage');
+  Object.defineProperty(BroadcastChannel.prototype, 'onmessage', {
+    configurable: true,
+    get() {
+      return plain.get.call(this);
+    },
+    set(f) {
+      plain.set.call(this, (e) => (window.channelDelay ? setTimeout(() => f(e), window.channelDelay) : f(e)));
+    },
+  });
+}
+
+test("the lock reaches the next tab before the old leader's last posts: it leads from them, nothing lost", async () => {
+  const options = { shareKey: 'user-13' };
+  const leader = await openTab(options);
+  await leaderOf([leader]);
+  const next = await openTab(options, slowChannel);
+  assert.equal(await leaderOf([leader, next]), leader);
+  await allReceive([leader, next], await sendFrom([leader, next], 1));
+  // From now on the next tab reads the channel half a second late; the lock is not late.
+  await next.evaluate(() => (window.channelDelay = 500));
+  await leader.evaluate(() => {
+    const c = window.client;
+    c.send('last-plain');
+    void c.sendConfirmed('last-confirmed').catch(() => {});
+    void c.close();
+  });
+  await allReceive([next], ['last-plain', 'last-confirmed']);
+  await noDuplicates([next]);
+  assert.ok(await isLeader(next));
+  await oneConnection(next);
+  await Promise.all([leader, next].map((p) => p.close()));
 });
