@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
+import { after, afterEach, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { chromium } from 'playwright-core';
@@ -70,8 +70,20 @@ after(async () => {
   assert.deepEqual(pageErrors, [], 'errors in the pages');
 });
 
+/**
+ * Every page a test opened and did not close. A test that fails leaves its pages open (it
+ * never reaches its own close): a leader among them would keep a connection at the server
+ * and fail the next test's count of connections, so they are closed after each test.
+ */
+const openPages = new Set();
+afterEach(async () => {
+  await Promise.all([...openPages].map((page) => page.close()));
+});
+
 async function openTab(options = {}, init = undefined) {
   const page = await context.newPage();
+  openPages.add(page);
+  page.on('close', () => openPages.delete(page));
   if (init) await page.addInitScript(init);
   page.on('pageerror', (e) => pageErrors.push(e));
   const query = new URLSearchParams({ ws: server.ws, options: JSON.stringify(options) });
