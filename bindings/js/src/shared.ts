@@ -10,9 +10,13 @@
 // unacknowledged and unsent messages, and which tab sent each). The tab that gets the lock
 // next resumes that session (`resume` option): the server resends what it has not taken,
 // it resends what the server lacks under the same numbers (the server drops repeats), and
-// sends again what a follower asked for that no session snapshot showed.
+// sends again what a follower asked for that no session snapshot showed. A lock grant can
+// overtake the old leader's last posts: the next tab leads once it read them (up to the
+// old leader's bye), or once that leader was silent for SILENT_MS (gone without a bye).
 //
-// A frozen leader keeps its lock. Every tab beats on the channel (BEAT_MS); a leader not
+// A leader told it is about to be frozen (page lifecycle `freeze` on the document) hands
+// off as a close does and follows; on `resume` it joins again as a follower. A frozen
+// leader that was not told keeps its lock. Every tab beats on the channel (BEAT_MS); a leader not
 // heard from for SILENT_MS is taken over by one follower (the one that gets the lock
 // `takeover|<epoch>`, asked for once per leadership) that steals the lock. Every message
 // carries the sender's epoch (leaderships counted), so what a stale leader says is ignored,
@@ -62,6 +66,13 @@ function weight(w: Wire): number {
   return 64;
 }
 
+/** A leader's own send its client had not taken when it left (it held it, in doubt): the next leader writes it. */
+interface Held {
+  id: number;
+  data: Data;
+  wait?: boolean;
+}
+
 /** Who sent a retained message: a tab, and the id that tab's `send` returned. */
 interface Owner {
   tab: string;
@@ -72,7 +83,7 @@ interface Owner {
 type Body =
   | { type: 'hello' }
   | { type: 'beat' }
-  | { type: 'bye' }
+  | { type: 'bye'; sends?: Held[]; base?: number }
   | { type: 'send'; id: number; data: Data; wait?: boolean; base?: number }
   | { type: 'accepted'; to: string; id: number }
   | { type: 'refused'; to: string; id: number; kind: string; message: string }
@@ -177,8 +188,16 @@ function isWire(v: unknown): v is Wire {
   switch (v.type) {
     case 'hello':
     case 'beat':
-    case 'bye':
       return true;
+    case 'bye':
+      return (
+        (v.base === undefined || isCount(v.base)) &&
+        (v.sends === undefined ||
+          (Array.isArray(v.sends) &&
+            v.sends.every(
+              (h) => isObject(h) && isCount(h.id) && (h.wait === undefined || typeof h.wait === 'boolean'),
+            )))
+      );
     case 'send':
       return (
         isCount(v.id) &&
@@ -244,6 +263,18 @@ export class SharedTetherClient {
   #releases: (() => void)[] = [];
   /** Whether this tab waits in line for the lock. */
   #queued = false;
+  /**
+   * The tab that leads the newest leadership this tab heard of, and whether it said bye.
+   * A lock granted by a leader that left can overtake its last posts on the channel (its
+   * last status, with what it wrote in its last task): the tab the lock goes to leads once
+   * it has read them, up to its bye (`#granted`: leads then), or once that leader was
+   * silent for SILENT_MS (it was gone without a bye).
+   */
+  #leader: string | null = null;
+  #leaderGone = false;
+  #granted: (() => void) | null = null;
+  /** The sends a leader of this tab's epoch left with (its bye), for whichever tab leads next. */
+  #orphans: { tab: string; base?: number; sends: Held[] } | null = null;
   /** The newest leadership this tab heard of (or, leading, its own). */
   #epoch = 0;
   /** When this follower last heard its leader; when this leader's clock last ticked. */
@@ -283,6 +314,27 @@ export class SharedTetherClient {
    */
   #accepted = new Map<string, { upTo: number; ids: Set<number> }>();
   #onPageHide = () => this.#post({ type: 'bye' });
+  /** Frozen (page lifecycle `freeze`, until `resume`): it neither leads nor waits in line for the lock. */
+  #frozen = false;
+  /** A leader about to be frozen hands off as a close does, and follows from then on. */
+  #onFreeze = () => {
+    this.#frozen = true;
+    const client = this.#client;
+    if (!client || this.#closed) return;
+    this.#postStatus(client);
+    this.#post({ type: 'bye' });
+    this.#stepDown();
+  };
+  /** Thawed: it joins again as a follower (what it sent that no leader took goes again). */
+  #onResume = () => {
+    if (!this.#frozen) return;
+    this.#frozen = false;
+    if (this.#closed || this.#client) return;
+    this.#heard = Date.now();
+    this.#post({ type: 'hello' });
+    if (!this.#queued && !this.#release) this.#request(false);
+    this.#resend();
+  };
 
   constructor(url: string, options: SharedTetherOptions = {}) {
     if (!canShareAcrossTabs()) {
@@ -310,6 +362,8 @@ export class SharedTetherClient {
     };
     this.#post({ type: 'hello' });
     globalThis.addEventListener?.('pagehide', this.#onPageHide);
+    globalThis.document?.addEventListener?.('freeze', this.#onFreeze);
+    globalThis.document?.addEventListener?.('resume', this.#onResume);
     this.#timer = setInterval(() => this.#beat(), BEAT_MS);
     this.#request(false);
   }
@@ -400,10 +454,15 @@ export class SharedTetherClient {
     if (this.#closed) return;
     // A leader's session as of now (what it wrote in this task too), for the next leader.
     if (this.#client) this.#postStatus(this.#client);
-    this.#post({ type: 'bye' });
+    // Its own sends its client did not take (held while it doubted it leads, or waiting
+    // for room): never written, they go with its bye to the next leader.
+    const sends = this.#client ? [...this.#unaccepted].map(([id, { data, wait }]) => ({ id, data, wait })) : [];
+    this.#post(sends.length ? { type: 'bye', sends, base: this.#base() } : { type: 'bye' });
     this.#closed = true;
     clearInterval(this.#timer);
     globalThis.removeEventListener?.('pagehide', this.#onPageHide);
+    globalThis.document?.removeEventListener?.('freeze', this.#onFreeze);
+    globalThis.document?.removeEventListener?.('resume', this.#onResume);
     this.#channel.close();
     // Closed at once, not lingering to deliver what it holds: that is the next leader's
     // now, and a client still trying would take the session back from it.
@@ -522,7 +581,8 @@ export class SharedTetherClient {
         this.#schedule();
       }
     }
-    if (!this.#client && !this.#closed && now - this.#heard > SILENT_MS) {
+    if (this.#granted && now - this.#heard > SILENT_MS) this.#granted();
+    if (!this.#client && !this.#closed && !this.#frozen && !this.#release && now - this.#heard > SILENT_MS) {
       // One takeover per leadership: the first follower to get this lock keeps it.
       const epoch = this.#epoch;
       void navigator.locks.request(`${this.#name}|takeover|${epoch}`, { ifAvailable: true }, (lock) => {
@@ -543,13 +603,29 @@ export class SharedTetherClient {
       .request(this.#name, steal ? { steal: true } : {}, () => {
         if (!steal) this.#queued = false;
         if (this.#closed || this.#client) return undefined;
-        this.#lead();
-        if (this.#closed) return undefined;
-        return new Promise<void>((resolve) => (this.#release = mine = resolve));
+        return new Promise<void>((resolve) => {
+          this.#release = mine = resolve;
+          const lead = () => {
+            this.#granted = null;
+            if (this.#closed || this.#client || this.#release !== mine) return;
+            this.#leader = this.#tab;
+            this.#leaderGone = false;
+            this.#lead();
+          };
+          // Taking over from a silent leader, or none known, or it said bye: lead now. Else
+          // its last posts (its session as it left) are still on their way: lead on its bye.
+          if (steal || this.#leader === null || this.#leader === this.#tab || this.#leaderGone) lead();
+          else this.#granted = lead;
+        });
       })
       .catch(() => {
         // Stolen: another tab leads now.
-        if (mine && this.#release === mine) this.#stepDown();
+        if (!mine || this.#release !== mine) return;
+        if (this.#client) return this.#stepDown();
+        // Stolen while it waited for the old leader's bye: back in line.
+        this.#release = null;
+        this.#granted = null;
+        if (!this.#closed && !this.#queued && !this.#frozen) this.#request(false);
       });
   }
 
@@ -606,7 +682,7 @@ export class SharedTetherClient {
     this.#release?.();
     this.#release = null;
     if (this.#closed) return;
-    if (!this.#queued) this.#request(false);
+    if (!this.#queued && !this.#frozen) this.#request(false);
     // What this tab sent that its client did not take goes to the new leader.
     this.#resend();
   }
@@ -689,13 +765,24 @@ export class SharedTetherClient {
   #receive(m: Wire): void {
     if (this.#closed) return;
     if (m.e > this.#epoch) {
-      // A newer leadership: this tab, leading, is stale.
+      // A newer leadership: this tab, leading, is stale (and a newer leader took what an older one left).
       this.#epoch = m.e;
+      this.#orphans = null;
       this.#stepDown();
+    }
+    if (m.type === 'bye' && m.sends) {
+      // A leader's sends that no client took: written once, by whoever leads (now or next).
+      const { from: tab, base, sends } = m;
+      if (this.#client) for (const h of sends) this.#when(() => this.#accept({ tab, id: h.id }, h.data, h.wait, base));
+      else if (m.e === this.#epoch) this.#orphans = { tab, base, sends };
     }
     if (m.lead) {
       if (m.e < this.#epoch || this.#client) return; // a stale leader, thawed: not heard
       this.#heard = Date.now();
+      if (m.from !== this.#leader) {
+        this.#leader = m.from;
+        this.#leaderGone = false;
+      }
       if (m.type === 'replayed') {
         if (m.to !== this.#tab) return;
         // The leader's own posts of this leadership, as it numbered them.
@@ -723,6 +810,11 @@ export class SharedTetherClient {
         }
         for (const item of items) this.#inOrder(item);
       } else this.#inOrder(m);
+      if (m.type === 'bye') {
+        // Its last post: everything it said is read (posts of one tab come in order).
+        this.#leaderGone = true;
+        this.#granted?.();
+      }
     } else {
       this.#tabs.set(m.from, Date.now());
       // From a follower (or a leader that stepped down): only what followers say.
@@ -878,6 +970,10 @@ export class SharedTetherClient {
       if (this.#inSession(id)) this.#settle(id, 'accepted');
       else this.#accept({ tab: this.#tab, id }, data, wait);
     }
+    // What the old leader left with, unwritten.
+    const orphans = this.#orphans;
+    this.#orphans = null;
+    for (const h of orphans?.sends ?? []) this.#accept({ tab: orphans!.tab, id: h.id }, h.data, h.wait, orphans!.base);
     // Followers' sends the old leader never took: they send them again on this hello.
     if (this.#status.state !== client.state) this.#emit('state', { from: this.#status.state, to: client.state });
     this.#status.state = client.state;
