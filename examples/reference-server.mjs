@@ -28,7 +28,7 @@ export async function startReferenceServer({ binary = serverBinary, log = 'warn'
   const adminToken = randomBytes(24).toString('hex');
   const child = spawn(
     binary,
-    ['--bind', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dev-allow-anonymous', '--log', log],
+    ['--bind', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dev-allow-anonymous', '--drain-window', '0s', '--log', log],
     { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TETHER_ADMIN_TOKEN: adminToken } },
   );
   const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -49,7 +49,7 @@ export async function startReferenceServer({ binary = serverBinary, log = 'warn'
     ws: `ws://${found.server}/ws`,
     admin: `http://${found.admin}`,
     adminToken,
-    /** Stops it (SIGTERM: WebSockets are closed with 1001) and resolves once it exited. */
+    /** Stops it (SIGTERM with a drain window of 0 s: WebSockets are closed with 1012 and told to come back at once) and resolves once it exited. */
     stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       return exited;

@@ -489,6 +489,18 @@ export class SharedTetherClient {
     }
   }
 
+  /** This tab's messages a leader took whose outcome it may have missed: dropped as unconfirmed (they may have arrived). */
+  #unsure(): void {
+    if (this.#options.protocol !== true) return;
+    for (const [id, waiters] of [...this.#open]) {
+      if (this.#unaccepted.has(id)) continue;
+      this.#open.delete(id);
+      this.#emit('dropped', { id, reason: 'unconfirmed' });
+      const dropped = fail(`message ${id} dropped (unconfirmed)`, { kind: 'dropped', reason: 'unconfirmed' });
+      for (const w of waiters) if (w.by !== 'wait') w.reject(dropped);
+    }
+  }
+
   /** As `close`: a shared client never lingers, the next tab delivers what it holds. */
   closeNow(): Promise<void> {
     return this.close();
@@ -807,6 +819,9 @@ export class SharedTetherClient {
               },
             ),
           );
+          // What became of its messages a leader already took may have been among them:
+          // those settle now, as unconfirmed (they may have arrived), not never.
+          this.#unsure();
         }
         for (const item of items) this.#inOrder(item);
       } else this.#inOrder(m);
