@@ -42,7 +42,17 @@ export async function startServer(): Promise<Server> {
   const adminToken = randomBytes(24).toString('hex');
   const child = spawn(
     binary,
-    ['--bind', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dev-allow-anonymous', '--drain-window', '0s', '--log', 'error'],
+    [
+      '--bind',
+      '127.0.0.1:0',
+      '--admin',
+      '127.0.0.1:0',
+      '--dev-allow-anonymous',
+      '--drain-window',
+      '0s',
+      '--log',
+      'error',
+    ],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, TETHER_ADMIN_TOKEN: adminToken },
