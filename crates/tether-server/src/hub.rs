@@ -145,7 +145,18 @@ struct State {
     remote_claims: HashMap<String, (u64, u64)>,
     /// Listeners to every delivered client message ([`Hub::tap`]).
     taps: Vec<tokio::sync::mpsc::UnboundedSender<Delivered>>,
+    /// With a Redis store: the newest fan-outs taken from the log's subscription, in
+    /// log order (at most [`RECENT_FANOUTS`] and [`RECENT_FANOUT_BYTES`]), to hand a
+    /// session being loaded what this instance took between its reading of the log and
+    /// its import.
+    recent: std::collections::VecDeque<((u64, u64), crate::store::Missed)>,
+    recent_bytes: usize,
 }
+
+/// Fan-outs [`State::recent`] keeps at most.
+const RECENT_FANOUTS: usize = 4096;
+/// Message bytes [`State::recent`] keeps at most (the newest is kept whatever its size).
+const RECENT_FANOUT_BYTES: usize = 8 << 20;
 
 /// One client message the server delivered to its application, in delivery order:
 /// exactly once per message the client sent, unless the session was lost.
@@ -285,6 +296,8 @@ impl Hub {
                 claims: HashMap::new(),
                 remote_claims: HashMap::new(),
                 taps: Vec::new(),
+                recent: std::collections::VecDeque::new(),
+                recent_bytes: 0,
             }),
             metrics: Metrics::new(),
             outbound: Arc::new(AtomicUsize::new(0)),
@@ -323,6 +336,13 @@ impl Hub {
         hub.lock()
             .endpoint
             .set_fanout_origin(crate::rand::u64().max(1));
+        // Sessions made here have had nothing of the fan-out log before its end now
+        // (what comes after arrives through the subscription taken above).
+        let end = store
+            .log_end()
+            .await
+            .ok_or_else(|| StoreError::new("the fan-out log did not answer".to_owned()))?;
+        hub.lock().endpoint.fanout_seen(end);
         tokio::spawn(crate::store::writer(Arc::downgrade(&hub), store, rx));
         Ok(hub)
     }
@@ -432,23 +452,79 @@ impl Hub {
         let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
             return;
         };
-        let now = Instant::now();
-        let mut st = self.lock();
-        let local = st
-            .endpoint
-            .session(&key)
-            .map(|r| r.protocol().latest_attempt());
-        if local.is_some_and(|a| a >= attempt) {
+        let limits = self.lock().endpoint.config().resume_limits;
+        let image = match SessionImage::decode(&bytes, limits) {
+            Ok(image) => image,
+            Err(e) => {
+                warn!(error = %e, "session store: unreadable session ignored");
+                return;
+            }
+        };
+        // What the session missed while no instance held it: the fan-out log after its
+        // mark, read until this instance's own mark is covered (past it, the
+        // subscription here brings the rest). Bounded: a few rounds at most.
+        let mut missed = Vec::new();
+        let mut upto = image.mark;
+        let mut gap = false;
+        let mut image = Some(image);
+        for round in 0..8 {
+            if !gap {
+                match store.missed(upto).await {
+                    Some((more, end, trimmed)) => {
+                        gap |= trimmed;
+                        missed.extend(more);
+                        upto = end;
+                    }
+                    None => {
+                        warn!("session store: the fan-out log did not answer; the session gets a reset");
+                        gap = true;
+                    }
+                }
+            }
+            let now = Instant::now();
+            let mut st = self.lock();
+            if st.endpoint.fanout_mark() > upto && !gap {
+                // The subscription here went past what was read: what it took since is
+                // in `recent` if that reaches back to what was read.
+                if st.recent.front().is_some_and(|(m, _)| *m <= upto) {
+                    let more: Vec<_> = st
+                        .recent
+                        .iter()
+                        .filter(|(m, _)| *m > upto)
+                        .map(|(_, f)| f.clone())
+                        .collect();
+                    missed.extend(more);
+                    upto = st.endpoint.fanout_mark();
+                } else if round < 7 {
+                    // Read on.
+                    continue;
+                } else {
+                    // The log moves faster than it is read: what lies between cannot
+                    // be vouched for.
+                    gap = true;
+                }
+            }
+            let local = st
+                .endpoint
+                .session(&key)
+                .map(|r| r.protocol().latest_attempt());
+            if local.is_some_and(|a| a >= attempt) {
+                return;
+            }
+            let replayed = missed.len();
+            let Some(image) = image.take() else { return };
+            st.endpoint.import_session_replaying(
+                now,
+                &key,
+                image,
+                std::mem::take(&mut missed),
+                upto,
+                gap,
+            );
+            debug!(client_id = %format_args!("{client_id:x}"), replayed, gap, "session loaded from the store");
+            self.apply(&mut st, now);
             return;
         }
-        match SessionImage::decode(&bytes, st.endpoint.config().resume_limits) {
-            Ok(image) => {
-                st.endpoint.import_session(now, &key, image);
-                debug!(client_id = %format_args!("{client_id:x}"), "session loaded from the store");
-            }
-            Err(e) => warn!(error = %e, "session store: unreadable session ignored"),
-        }
-        self.apply(&mut st, now);
     }
 
     /// A notice from another instance (Redis pub/sub).
@@ -458,13 +534,27 @@ impl Hub {
         let mut st = self.lock();
         match notice {
             crate::store::Notice::FanOut {
-                instance,
+                instance: _,
                 to,
                 payload,
                 origin,
                 seq,
-            } if instance != me => {
+                mark,
+            } => {
+                // Its own too: a session loaded here after this instance made it and
+                // before the log held it gets it now (the endpoint decides).
                 st.endpoint.receive_fanout(now, &to, &payload, origin, seq);
+                // Every session here has had what is for it up to there.
+                st.endpoint.fanout_seen(mark);
+                st.recent_bytes += payload.len();
+                st.recent.push_back((mark, (to, payload, origin, seq)));
+                while st.recent.len() > RECENT_FANOUTS
+                    || (st.recent.len() > 1 && st.recent_bytes > RECENT_FANOUT_BYTES)
+                {
+                    if let Some((_, (_, p, _, _))) = st.recent.pop_front() {
+                        st.recent_bytes -= p.len();
+                    }
+                }
             }
             crate::store::Notice::Claim {
                 instance,

@@ -21,20 +21,27 @@
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
 //!   later wins.
-//! - channel `tether:rooms`: a room message (`u64` origin, `u64` seq, `u8` instance
-//!   length, instance, `u16` room length, room, `u8` kind 0 text / 1 binary, payload),
-//!   published after the sender's session is written; the other instances hand it to
+//! - stream `tether:fanout` (the fan-out log): one entry per room message or message
+//!   to a user, `c` the channel below, `d` its bytes; at most [`FANOUT_LOG_MAX`] entries
+//!   and [`FANOUT_LOG_MAX_BYTES`] bytes of `d` (`tether:fanout:bytes`), the oldest
+//!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
+//! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
+//!   `u64` seq, `u8` instance length, instance, `u16` room length, room, `u8` kind 0
+//!   text / 1 binary, payload; appended to the log and published in one step (a Lua
+//!   script) after the sender's session is written; the other instances hand it to
 //!   their members (`Endpoint::receive_fanout`).
 //! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
 //!   place of the room); the other instances send it to their sessions of the user.
 //!
-//! Fan-out across instances (rooms, messages to a user) is Redis pub/sub: fire and
-//! forget. Each fan-out is numbered per instance boot (origin, seq), and each session
-//! remembers (in its image too) the newest it got per origin: a session that got one on
-//! its old instance and moved does not get it again from the new one. A member whose
-//! session is held by no instance at that moment (its instance died and it has not
-//! reconnected yet) misses it. Each session's own traffic (its messages, their echoes,
-//! what is numbered in it) is exactly once across moves.
+//! Fan-out across instances (rooms, messages to a user): each is numbered per instance
+//! boot (origin, seq), and each session remembers (in its image too) the newest it got
+//! per origin: a session that got one on its old instance and moved does not get it
+//! again from the new one. Each image also records the newest log entry its session
+//! has had what was for it of; an instance loading it reads the log after that entry
+//! and hands the session what it missed while no instance held it
+//! (`Endpoint::import_session_replaying`), or, if the log no longer reaches back that
+//! far, a reset. Each session's own traffic (its messages, their echoes, what is
+//! numbered in it) is exactly once across moves.
 //!
 //! Every byte read back (images, notices) is decoded bounded with typed errors; what
 //! does not decode is logged and ignored (a Hello then gets a fresh session).
@@ -650,6 +657,60 @@ const ROOMS: &str = "tether:rooms";
 const TO_USER: &str = "tether:to-user";
 /// Largest pub/sub message taken (a room message is bounded by the frame limit).
 const MAX_NOTICE_BYTES: usize = 64 << 20;
+/// The stream every room message and message to a user is appended to before it is
+/// published, so that a session no instance held at that moment gets it when one
+/// takes it over.
+const FANOUT_LOG: &str = "tether:fanout";
+/// The bytes of the entries in the fan-out log (kept by [`FANOUT`]).
+const FANOUT_LOG_BYTES: &str = "tether:fanout:bytes";
+/// The id of the newest entry trimmed off the fan-out log.
+const FANOUT_LOG_TRIMMED: &str = "tether:fanout:trimmed";
+/// Entries the fan-out log keeps at most: past them (or past [`FANOUT_LOG_MAX_BYTES`])
+/// the oldest go, and a session whose mark is older than the newest one gone gets a
+/// reset on its next instance.
+pub(crate) const FANOUT_LOG_MAX: usize = 10_000;
+/// Bytes (of encoded entries) the fan-out log keeps at most; the newest entry is kept
+/// whatever its size (one message: at most the frame limit).
+pub(crate) const FANOUT_LOG_MAX_BYTES: usize = 64 << 20;
+
+/// Appends a fan-out to the log, trims the oldest past the bounds (noting the newest
+/// trimmed id), and publishes it with its entry id, in one atomic step: the instances
+/// take the notices in log order.
+/// KEYS: log, its bytes, its newest trimmed id; ARGV: max entries, max bytes, channel,
+/// entry bytes.
+const FANOUT: &str = r"
+local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 'd', ARGV[4])
+local n = redis.call('XLEN', KEYS[1])
+local bytes
+if n == 1 then
+  redis.call('SET', KEYS[2], #ARGV[4])
+  bytes = #ARGV[4]
+else
+  bytes = redis.call('INCRBY', KEYS[2], #ARGV[4])
+end
+while n > tonumber(ARGV[1]) or (n > 1 and bytes > tonumber(ARGV[2])) do
+  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
+  redis.call('XDEL', KEYS[1], old[1])
+  redis.call('SET', KEYS[3], old[1])
+  bytes = redis.call('DECRBY', KEYS[2], #old[2][4])
+  n = n - 1
+end
+redis.call('PUBLISH', ARGV[3], id .. '\n' .. ARGV[4])
+return id
+";
+
+/// A fan-out log entry id (`<ms>-<seq>`).
+fn parse_mark(id: &[u8]) -> Option<(u64, u64)> {
+    let id = std::str::from_utf8(id).ok()?;
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Fan-out log entries as Redis answers them: id, flat field/value list.
+type LogEntries = Vec<(String, Vec<Vec<u8>>)>;
+
+/// A fan-out the log holds: to whom, the message, its origin tag.
+pub(crate) type Missed = (FanOut, tether_core::Payload, u64, u64);
 
 /// A notice from another instance.
 #[derive(Debug, PartialEq, Eq)]
@@ -670,6 +731,8 @@ pub(crate) enum Notice {
         payload: tether_core::Payload,
         origin: u64,
         seq: u64,
+        /// Its entry in the fan-out log.
+        mark: (u64, u64),
     },
 }
 
@@ -725,6 +788,9 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
             })
         }
         ROOMS | TO_USER => {
+            let cut = bytes.iter().position(|b| *b == b'\n')?;
+            let mark = parse_mark(&bytes[..cut])?;
+            let bytes = &bytes[cut + 1..];
             let (origin, rest) = split(bytes, 8)?;
             let (seq, rest) = split(rest, 8)?;
             let origin = u64::from_be_bytes(origin.try_into().ok()?);
@@ -752,6 +818,7 @@ pub(crate) fn decode_notice(channel: &str, bytes: &[u8]) -> Option<Notice> {
                 payload,
                 origin,
                 seq,
+                mark,
             })
         }
         _ => None,
@@ -799,16 +866,24 @@ impl RedisStore {
         .await;
     }
 
-    /// Fans a message out to the other instances.
+    /// Fans a message out to the other instances: appended to the fan-out log, and
+    /// published with its entry id.
     async fn publish(&self, to: &FanOut, payload: &tether_core::Payload, origin: u64, seq: u64) {
         let (channel, room) = match to {
             FanOut::Room(r) => (ROOMS, r.as_str()),
             FanOut::User(u) => (TO_USER, u.as_str()),
         };
         let mut conn = self.conn.clone();
-        let sent: Result<redis::RedisResult<i64>, _> = tokio::time::timeout(
+        let sent: Result<redis::RedisResult<String>, _> = tokio::time::timeout(
             OP_TIMEOUT,
-            redis::cmd("PUBLISH")
+            redis::cmd("EVAL")
+                .arg(FANOUT)
+                .arg(3)
+                .arg(FANOUT_LOG)
+                .arg(FANOUT_LOG_BYTES)
+                .arg(FANOUT_LOG_TRIMMED)
+                .arg(FANOUT_LOG_MAX)
+                .arg(FANOUT_LOG_MAX_BYTES)
                 .arg(channel)
                 .arg(encode_fanout(&self.instance, room, origin, seq, payload))
                 .query_async(&mut conn),
@@ -820,6 +895,90 @@ impl RedisStore {
                 "session store: a room message did not reach the other instances"
             );
         }
+    }
+}
+
+impl RedisStore {
+    /// The fan-out log's newest entry (`(0, 0)` when it is empty); `None`: Redis did
+    /// not answer.
+    pub(crate) async fn log_end(&self) -> Option<(u64, u64)> {
+        let mut conn = self.conn.clone();
+        let got: LogEntries = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("XREVRANGE")
+                .arg(FANOUT_LOG)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        match got.first() {
+            Some((id, _)) => parse_mark(id.as_bytes()),
+            None => Some((0, 0)),
+        }
+    }
+
+    /// The fan-outs the log holds after `mark`, in log order, the newest entry read
+    /// (`mark` if none), and whether some after `mark` are gone (trimmed past
+    /// [`FANOUT_LOG_MAX`]). `None`: Redis did not answer, or the log holds garbage.
+    pub(crate) async fn missed(&self, mark: (u64, u64)) -> Option<(Vec<Missed>, (u64, u64), bool)> {
+        let mut conn = self.conn.clone();
+        // The entries first, then the newest trimmed: one trimmed after the mark before
+        // the read shows there.
+        let (got, trimmed): (LogEntries, Option<String>) = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::pipe()
+                .atomic()
+                .cmd("XRANGE")
+                .arg(FANOUT_LOG)
+                .arg(format!("{}-{}", mark.0, mark.1))
+                .arg("+")
+                .arg("COUNT")
+                .arg(FANOUT_LOG_MAX + 1)
+                .cmd("GET")
+                .arg(FANOUT_LOG_TRIMMED)
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let gap = match trimmed {
+            Some(id) => parse_mark(id.as_bytes())? > mark,
+            None => false,
+        };
+        let mut upto = mark;
+        let mut out = Vec::with_capacity(got.len());
+        for (id, fields) in got {
+            let id = parse_mark(id.as_bytes())?;
+            if id <= mark {
+                continue;
+            }
+            upto = id;
+            let [c, ck, d, dv] = &fields[..] else {
+                return None;
+            };
+            if c != b"c" || d != b"d" {
+                return None;
+            }
+            let channel = std::str::from_utf8(ck).ok()?;
+            let mut notice = format!("{}-{}\n", id.0, id.1).into_bytes();
+            notice.extend_from_slice(dv);
+            match decode_notice(channel, &notice)? {
+                Notice::FanOut {
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                    ..
+                } => out.push((to, payload, origin, seq)),
+                Notice::Claim { .. } => return None,
+            }
+        }
+        Some((out, upto, gap))
     }
 }
 
@@ -876,7 +1035,8 @@ mod tests {
                 user: "alice\twith tab".into()
             })
         );
-        let room = encode_fanout("b", "lobby", 5, 6, &"hi".into());
+        let mut room = b"1700-3\n".to_vec();
+        room.extend(encode_fanout("b", "lobby", 5, 6, &"hi".into()));
         assert_eq!(
             decode_notice(ROOMS, &room),
             Some(Notice::FanOut {
@@ -885,8 +1045,11 @@ mod tests {
                 payload: "hi".into(),
                 origin: 5,
                 seq: 6,
+                mark: (1700, 3),
             })
         );
+        assert_eq!(parse_mark(b"12-0"), Some((12, 0)));
+        assert_eq!(parse_mark(b"12"), None);
         for cut in 0..room.len() {
             let _ = decode_notice(ROOMS, &room[..cut]);
         }

@@ -464,7 +464,7 @@ async fn the_resume_buffer_is_bounded_in_bytes_in_redis_too() {
         let sizes = stored_image_sizes(&redis).await;
         assert_eq!(sizes.len(), 1, "one session stored");
         assert!(
-            sizes[0] <= 4096 + 64 + 5 * 4,
+            sizes[0] <= 4096 + 80 + 5 * 4,
             "stored image of {} bytes",
             sizes[0]
         );
@@ -611,6 +611,63 @@ async fn the_application_reaches_a_user_on_another_instance() {
         let (extra, _) = support::read_to_pong(&mut client, &mut ws, 3).await;
         assert!(extra.is_empty(), "once: {extra:?}");
         a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_no_instance_holds_gets_what_was_fanned_out_meanwhile() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("mia");
+        let mut client = Client::new(0x3e3);
+        let (mut ws, _) = client.open(a.addr(), "?room=lobby", Some(&bearer)).await;
+        // One before A dies, through pub/sub to A.
+        assert_eq!(hub_b.broadcast("lobby", "r0"), 0, "nobody in the room on B");
+        let mut got = Vec::new();
+        read_until(&mut client, &mut ws, 1, &mut got).await;
+        a.kill().await;
+        // A's process is gone: its hub too (nothing of it takes the fan-out below).
+        let gone = Arc::downgrade(&hub_a);
+        drop(hub_a);
+        // Its aborted tasks (and the writer's round in flight) let go of it shortly.
+        for _ in 0..500 {
+            if gone.strong_count() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gone.strong_count(), 0, "nothing holds A's hub any more");
+        drop(ws);
+        // No instance holds Mia's session now: B's application goes on.
+        hub_b.broadcast("lobby", "r1");
+        hub_b.send_to_user("mia", "u1");
+        hub_b.broadcast("lobby", "r2");
+        hub_b.send_to_user("mia", "u2");
+        hub_b.persisted().await;
+
+        let mut ws = support::connect(b.addr(), "/ws?room=lobby", Some(&bearer)).await;
+        send(&mut ws, client.hello()).await;
+        let welcome = recv(&mut ws).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: true, .. }),
+            "B resumes the session A had: {welcome:?}"
+        );
+        client.welcomed(&welcome);
+        read_until(&mut client, &mut ws, 5, &mut got).await;
+        assert_eq!(got, ["r0", "r1", "u1", "r2", "u2"], "each once, in order");
+        // Nothing more (a duplicate would be queued before the Pong).
+        send(&mut ws, Envelope::Ping { id: 4 }).await;
+        let (extra, _) = support::read_to_pong(&mut client, &mut ws, 4).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+        // And live fan-out goes on, once.
+        hub_b.broadcast("lobby", "r3");
+        read_until(&mut client, &mut ws, 6, &mut got).await;
+        assert_eq!(got.last().map(String::as_str), Some("r3"));
         b.shutdown().await;
         redis.stop().await;
     })

@@ -18,7 +18,7 @@ use crate::Payload;
 /// The longest room name an image may carry.
 pub const MAX_IMAGE_ROOM_BYTES: usize = 1024;
 
-const MAGIC: &[u8; 4] = b"TSI1";
+const MAGIC: &[u8; 4] = b"TSI2";
 const FLAG_GREETED: u8 = 1;
 const FLAG_REPLACED: u8 = 2;
 const FLAG_ROOM: u8 = 4;
@@ -46,6 +46,12 @@ pub struct SessionImage {
     /// The newest fan-out it got from each origin instance: (origin, seq), at most
     /// [`MAX_IMAGE_FANOUT`] (see [`Endpoint::set_fanout_origin`](super::Endpoint::set_fanout_origin)).
     pub fanout: Vec<(u64, u64)>,
+    /// The newest entry of the shared fan-out log (a Redis stream id: milliseconds,
+    /// sequence) whose fan-outs it has had, or that its instance had taken when the
+    /// image was made: an instance that takes the session over replays what came after
+    /// it (see [`Endpoint::import_session_replaying`](super::Endpoint::import_session_replaying)).
+    /// `(0, 0)`: from the start of the log.
+    pub mark: (u64, u64),
 }
 
 /// The most fan-out origins an image may carry.
@@ -86,13 +92,14 @@ impl fmt::Display for ImageError {
 impl std::error::Error for ImageError {}
 
 impl SessionImage {
-    /// The image as bytes (version 1):
+    /// The image as bytes (version 2):
     ///
     /// ```text
-    /// "TSI1"  session u64  latest_attempt u64  next_seq u64  recv_seq u64  (big-endian)
+    /// "TSI2"  session u64  latest_attempt u64  next_seq u64  recv_seq u64  (big-endian)
     /// flags u8 (1 greeted, 2 replaced, 4 room)   [room: u32 len, UTF-8]
     /// count u32, then per message: kind u8 (0 text, 1 binary), len u32, bytes
     /// fan-outs u16, then per origin: origin u64, seq u64
+    /// mark: milliseconds u64, sequence u64
     /// ```
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
@@ -138,6 +145,8 @@ impl SessionImage {
             out.extend_from_slice(&origin.to_be_bytes());
             out.extend_from_slice(&seq.to_be_bytes());
         }
+        out.extend_from_slice(&self.mark.0.to_be_bytes());
+        out.extend_from_slice(&self.mark.1.to_be_bytes());
         out
     }
 
@@ -153,6 +162,7 @@ impl SessionImage {
     ///     session: 7, latest_attempt: 3, next_seq: 3, recv_seq: 5, greeted: true,
     ///     replaced: false, room: Some("lobby".into()), buffer: vec!["b".into()],
     ///     fanout: vec![(9, 4)],
+    ///     mark: (1_700_000_000_000, 0),
     /// };
     /// let bytes = image.encode();
     /// assert_eq!(SessionImage::decode(&bytes, ResumeLimits::default()), Ok(image));
@@ -227,6 +237,7 @@ impl SessionImage {
         for _ in 0..origins {
             fanout.push((r.u64()?, r.u64()?));
         }
+        let mark = (r.u64()?, r.u64()?);
         if !r.0.is_empty() {
             return Err(ImageError::Trailing);
         }
@@ -240,6 +251,7 @@ impl SessionImage {
             room,
             buffer,
             fanout,
+            mark,
         })
     }
 }
@@ -299,6 +311,7 @@ mod tests {
             room: None,
             buffer: vec![Payload::from("a"), Payload::from(vec![0u8, 1, 2])],
             fanout: vec![(0xa, 3)],
+            mark: (5, 6),
         }
     }
 
@@ -348,8 +361,9 @@ mod tests {
         huge.fanout.clear();
         let mut bytes = huge.encode();
         let n = bytes.len();
-        // The message count sits before the (empty) fan-out list's u16 count.
-        bytes[n - 6..n - 2].copy_from_slice(&u32::MAX.to_be_bytes());
+        // The message count sits before the (empty) fan-out list's u16 count and the
+        // 16-byte mark.
+        bytes[n - 22..n - 18].copy_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(
             SessionImage::decode(&bytes, ResumeLimits::default()),
             Err(ImageError::TooLarge)

@@ -158,6 +158,8 @@ pub struct Endpoint<S: SessionStore = MemoryStore> {
     /// Tags fan-outs for other instances (0: off).
     fanout_origin: u64,
     fanout_seq: u64,
+    /// The newest fan-out log entry this endpoint has taken (see [`Endpoint::fanout_seen`]).
+    fanout_mark: (u64, u64),
 }
 
 impl<S: SessionStore> fmt::Debug for Endpoint<S> {
@@ -199,6 +201,7 @@ impl<S: SessionStore> Endpoint<S> {
             outputs: VecDeque::new(),
             fanout_origin: 0,
             fanout_seq: 0,
+            fanout_mark: (0, 0),
         }
     }
 
@@ -721,6 +724,8 @@ impl<S: SessionStore> Endpoint<S> {
             room: e.room.clone(),
             buffer,
             fanout: e.fanout.clone(),
+            // Held here, it has had everything this endpoint took.
+            mark: e.mark.max(self.fanout_mark),
         })
     }
 
@@ -758,6 +763,8 @@ impl<S: SessionStore> Endpoint<S> {
             .len()
             .saturating_sub(store::MAX_FANOUT_ORIGINS);
         record.fanout.drain(..extra);
+        record.mark = image.mark;
+        record.own_before = self.fanout_seq;
         self.store.insert(key.clone(), record);
         if let Some(room) = image.room {
             self.rooms.entry(room).or_default().insert(key.clone());
@@ -765,6 +772,64 @@ impl<S: SessionStore> Endpoint<S> {
         self.account_key(key);
         self.enforce_budget(now);
         true
+    }
+
+    /// [`import_session`](Self::import_session), then the fan-outs the session missed
+    /// while no instance held it: `missed` are the shared log's entries after the
+    /// image's [`mark`](SessionImage::mark) up to `upto`, in log order (to, message,
+    /// origin, seq). Each is sent to the session if it is for it (its room, its user)
+    /// and new to it (the per-origin tags: one it had before it moved is not sent
+    /// again), before the Hello is judged, so the client gets them in order after what
+    /// it had. `gap`: the log no longer holds everything after the mark (trimmed past
+    /// its bound): the session then cannot be complete, and the client's Hello gets a
+    /// reset (its buffer is dropped and one message counted missing, as when the resume
+    /// limits trim it) rather than a silent loss. Returns whether it was taken.
+    pub fn import_session_replaying(
+        &mut self,
+        now: Instant,
+        key: &SessionKey,
+        mut image: SessionImage,
+        missed: Vec<(FanOut, Payload, u64, u64)>,
+        upto: (u64, u64),
+        gap: bool,
+    ) -> bool {
+        if gap {
+            image.buffer.clear();
+            image.next_seq = image.next_seq.saturating_add(1);
+        }
+        if !self.import_session(now, key, image) {
+            return false;
+        }
+        for (to, payload, origin, seq) in missed {
+            if !self.fanout_targets(&to).contains(key) {
+                continue;
+            }
+            let fresh = self
+                .store
+                .get_mut(key)
+                .is_some_and(|e| e.take_fanout(origin, seq));
+            if fresh {
+                self.send_one(now, key, payload);
+            }
+        }
+        if let Some(e) = self.store.get_mut(key) {
+            e.mark = e.mark.max(upto);
+        }
+        self.enforce_budget(now);
+        true
+    }
+
+    /// The newest shared fan-out log entry this endpoint has taken (handed to
+    /// [`receive_fanout`](Self::receive_fanout), or its own, or the log's end when it
+    /// started): every session held here has had what was for it up to there.
+    pub fn fanout_seen(&mut self, mark: (u64, u64)) {
+        self.fanout_mark = self.fanout_mark.max(mark);
+    }
+
+    /// See [`fanout_seen`](Self::fanout_seen).
+    #[must_use]
+    pub fn fanout_mark(&self) -> (u64, u64) {
+        self.fanout_mark
     }
 
     /// Forgets the session `key` because another instance has it now (a shared store
@@ -794,6 +859,10 @@ impl<S: SessionStore> Endpoint<S> {
     /// A message another instance fanned out ([`Output::FannedOut`] there): sent to the
     /// sessions here it is for, but not to one that already had it (its session moved
     /// here after it got it there). Returns how many got it.
+    ///
+    /// One of this endpoint's own (its origin) coming back through the shared log is
+    /// sent only to a session imported after this endpoint made it and before the log
+    /// held it (it was not here to get it, and not yet in the log it replayed).
     pub fn receive_fanout(
         &mut self,
         now: Instant,
@@ -803,12 +872,13 @@ impl<S: SessionStore> Endpoint<S> {
         seq: u64,
     ) -> usize {
         let keys = self.fanout_targets(to);
+        let own = origin == self.fanout_origin;
         let mut count = 0;
         for key in keys {
             let fresh = self
                 .store
                 .get_mut(&key)
-                .is_some_and(|e| e.take_fanout(origin, seq));
+                .is_some_and(|e| (!own || seq <= e.own_before) && e.take_fanout(origin, seq));
             if fresh && self.send_one(now, &key, payload.clone()) {
                 count += 1;
             }

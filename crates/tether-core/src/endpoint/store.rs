@@ -76,6 +76,13 @@ pub struct SessionRecord {
     pub(crate) reserved: Reserved,
     /// The newest fan-out taken per origin instance (most recently updated last).
     pub(crate) fanout: Vec<(u64, u64)>,
+    /// The newest fan-out log entry it has had what was for it of (see
+    /// [`SessionImage::mark`](super::SessionImage::mark)); the endpoint's own mark
+    /// covers it from then on while it is held here.
+    pub(crate) mark: (u64, u64),
+    /// Imported: this endpoint's own fan-outs up to this number were made before the
+    /// session was here (see [`Endpoint::receive_fanout`](super::Endpoint::receive_fanout)).
+    pub(crate) own_before: u64,
 }
 
 /// Origins a session remembers fan-outs of (each instance boot is one).
@@ -93,6 +100,8 @@ impl SessionRecord {
             held: Held::default(),
             reserved: Reserved::default(),
             fanout: Vec::new(),
+            mark: (0, 0),
+            own_before: 0,
         }
     }
 

@@ -839,3 +839,79 @@ fn a_fan_out_a_session_had_before_it_moved_is_not_sent_again() {
     plain.broadcast(now, "lobby", &"x".into());
     assert!(drain(&mut plain).is_empty());
 }
+
+#[test]
+fn a_session_taken_over_gets_what_it_missed_once_or_a_reset_past_the_log() {
+    let now = Instant::now();
+    let mut a = endpoint(EndpointConfig::default());
+    a.set_fanout_origin(0xa);
+    a.fanout_seen((100, 0));
+    let conn = a.open_socket(Peer::User("ann".into()));
+    a.handle_socket_hello(now, conn, hello(7, 1, None), Some("lobby".into()))
+        .unwrap();
+    drain(&mut a);
+    assert_eq!(a.broadcast(now, "lobby", &"one".into()), 1);
+    let key = a.sessions_of("ann", 7).pop().unwrap();
+    // Held by A, the session has had everything A took.
+    a.fanout_seen((105, 0));
+    let image = a.export_session(&key).unwrap();
+    assert_eq!(image.mark, (105, 0));
+    let room = FanOut::Room("lobby".into());
+    // What the log holds after the mark: A's own "one" (had already), then B's to the
+    // room, another room's, and one to the user: two are for it.
+    let missed = vec![
+        (room.clone(), Payload::from("one"), 0xa, 1),
+        (room.clone(), Payload::from("two"), 0xb, 1),
+        (FanOut::Room("other".into()), Payload::from("no"), 0xb, 2),
+        (FanOut::User("ann".into()), Payload::from("three"), 0xb, 3),
+    ];
+    let mut b = endpoint(EndpointConfig::default());
+    b.set_fanout_origin(0xb);
+    assert!(b.import_session_replaying(now, &key, image.clone(), missed, (110, 0), false));
+    let s = b.session(&key).unwrap().protocol();
+    assert_eq!(s.last_sent_seq(), 3, "one, then two and three");
+    assert_eq!(b.export_session(&key).unwrap().mark, (110, 0));
+    // B's own broadcast made before the session was here, back through the log after
+    // it was read: sent to the imported session, once; not to one made here since.
+    let mut d = endpoint(EndpointConfig::default());
+    d.set_fanout_origin(0xd);
+    assert_eq!(d.broadcast(now, "lobby", &"late".into()), 0);
+    assert!(d.import_session_replaying(now, &key, image.clone(), Vec::new(), (105, 0), false));
+    let fresh = d.open_socket(Peer::User("bo".into()));
+    d.handle_socket_hello(now, fresh, hello(8, 1, None), Some("lobby".into()))
+        .unwrap();
+    assert_eq!(d.receive_fanout(now, &room, &"late".into(), 0xd, 1), 1);
+    assert_eq!(d.receive_fanout(now, &room, &"late".into(), 0xd, 1), 0);
+    // Live again: B's fan-out 3 arriving through the subscription is not sent twice.
+    assert_eq!(
+        b.receive_fanout(now, &FanOut::User("ann".into()), &"three".into(), 0xb, 3),
+        0
+    );
+
+    // Past the log's bound: the client's next Hello resets rather than losing silently.
+    let old = image.session;
+    let mut c = endpoint(EndpointConfig::default());
+    assert!(c.import_session_replaying(now, &key, image, Vec::new(), (110, 0), true));
+    let conn = c.open_socket(Peer::User("ann".into()));
+    let resume = Greeting {
+        client_id: 7,
+        recv_seq: 1,
+        session: old,
+        attempt: 2,
+        secret: Some(key.secret),
+    };
+    c.handle_socket_hello(now, conn, resume, Some("lobby".into()))
+        .unwrap();
+    let outs = drain(&mut c);
+    let welcome = outs.iter().find_map(|o| match o {
+        Output::Send { frame, .. } => match Envelope::decode(frame.clone()) {
+            Ok(Envelope::Welcome {
+                session, resumed, ..
+            }) => Some((session, resumed)),
+            _ => None,
+        },
+        _ => None,
+    });
+    let (session, resumed) = welcome.expect("a Welcome");
+    assert!(!resumed && session != old, "a reset: {outs:?}");
+}
