@@ -22,8 +22,8 @@
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
 //!   later wins.
 //! - stream `tether:fanout` (the fan-out log): one entry per room message or message
-//!   to a user, `c` the channel below, `d` its bytes; at most [`FANOUT_LOG_MAX`] entries
-//!   and [`FANOUT_LOG_MAX_BYTES`] bytes of `d` (`tether:fanout:bytes`), the oldest
+//!   to a user, `c` the channel below, `d` its bytes; at most 10,000 entries
+//!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
 //!   `u64` seq, `u8` instance length, instance, `u16` room length, room, `u8` kind 0
