@@ -12,17 +12,14 @@
 
 use std::error::Error;
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tether_core::{Config, Event, State};
 use tether_native::Client;
 use tether_server::{Hub, RunningServer, Server, ServerConfig};
+use tether_testkit::redis::RedisServer as Redis;
 use tether_testkit::Balancer;
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpStream;
-use tokio::process::{Child, Command};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -57,89 +54,6 @@ async fn bounded<T>(what: &str, fut: impl std::future::Future<Output = T>) -> Re
     timeout(WAIT, fut)
         .await
         .map_err(|_| format!("timed out: {what}").into())
-}
-
-struct Redis {
-    port: u16,
-    _child: Child,
-}
-
-async fn redis() -> Result<Redis> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            format!("cannot start redis-server ({e}): install it (Debian: redis-server)")
-        })?;
-    let mut lines = BufReader::new(child.stdout.take().ok_or("no stdout")?).lines();
-    bounded("redis-server to be ready", async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("Ready to accept connections") {
-                return Ok(());
-            }
-        }
-        Err("redis-server ended")
-    })
-    .await??;
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Redis {
-        port,
-        _child: child,
-    })
-}
-
-impl Redis {
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// One command in RESP, its raw answer.
-    async fn command(&self, args: &[&str]) -> Result<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).await?;
-        let mut req = Vec::new();
-        for cmd in [args, &["QUIT"][..]] {
-            req.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
-            for a in cmd {
-                req.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-            }
-        }
-        s.write_all(&req).await?;
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).await?;
-        Ok(String::from_utf8_lossy(&out).into_owned())
-    }
-
-    async fn used_memory(&self) -> Result<u64> {
-        let info = self.command(&["INFO", "memory"]).await?;
-        Ok(info
-            .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .ok_or("no used_memory")?
-            .trim()
-            .parse()?)
-    }
-
-    async fn sessions(&self) -> Result<u64> {
-        let a = self
-            .command(&[
-                "EVAL",
-                "return #redis.call('KEYS', 'tether:session:*')",
-                "0",
-            ])
-            .await?;
-        Ok(a.lines()
-            .next()
-            .and_then(|l| l.strip_prefix(':'))
-            .ok_or("not an integer")?
-            .parse()?)
-    }
 }
 
 /// Instances on the server runtime: with Redis at `url` (each its own hub), or one in
@@ -299,17 +213,17 @@ async fn round_trips(url: &str) -> Result<(u128, u128)> {
 
 /// Bytes of Redis memory per idle session (connected, nothing unacknowledged).
 async fn idle_session_bytes(redis: &Redis, url: &str) -> Result<(u64, u64)> {
-    let before = redis.used_memory().await?;
-    let stored_before = redis.sessions().await?;
+    let before = redis.used_memory().await;
+    let stored_before = redis.sessions().await;
     let (clients, _arrivals) = clients(url, IDLE).await?;
     bounded("every session in redis", async {
-        while redis.sessions().await? < stored_before + IDLE as u64 {
+        while redis.sessions().await < stored_before + IDLE as u64 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok::<_, Box<dyn Error + Send + Sync>>(())
     })
     .await??;
-    let after = redis.used_memory().await?;
+    let after = redis.used_memory().await;
     close(clients).await?;
     Ok((after.saturating_sub(before) / IDLE as u64, after - before))
 }
@@ -318,7 +232,7 @@ fn main() -> Result<()> {
     let server_rt = runtime()?;
     let client_rt = runtime()?;
     client_rt.block_on(async {
-        let redis = redis().await?;
+        let redis = Redis::start().await;
         let url = |addr: SocketAddr| format!("ws://{addr}/ws");
 
         // In memory, one instance.

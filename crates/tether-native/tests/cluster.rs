@@ -37,8 +37,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
-use support::redis::RedisServer;
 use support::reference::{self, Tally, Tokens};
+use tether_testkit::redis::RedisServer;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Bound of each wait here: 200 clients moving at once on a shared 2-core machine take

@@ -16,9 +16,9 @@ use tether_core::{Event, State};
 use tether_server::Hub;
 use tokio::net::{TcpListener, TcpStream};
 
-use support::redis::RedisServer;
 use support::reference::{self, Tally, Tokens};
 use support::within;
+use tether_testkit::redis::RedisServer;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

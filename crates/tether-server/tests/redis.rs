@@ -9,72 +9,16 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::protocol::Envelope;
 use tether_core::Payload;
 use tether_server::{Delivered, Hub, RunningServer};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use support::{bounded, config, recv, send, start_with, token, Client};
-
-/// A `redis-server` of this test alone, on 127.0.0.1, without persistence.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = free_port();
-        Redis::start_on(port).await
-    }
-
-    async fn start_on(port: u16) -> Redis {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): these tests need it \
-                     (Debian: apt-get install redis-server; scripts/test.sh installs it)"
-                )
-            });
-        // Ready when it says so (bounded: the test's own limit stops a silent one).
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        loop {
-            match lines.next_line().await {
-                Ok(Some(line)) if line.contains("Ready to accept connections") => break,
-                Ok(Some(_)) => {}
-                other => panic!("redis-server ended before it was ready: {other:?}"),
-            }
-        }
-        // Keep reading its output so it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Redis { port, child }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address").port()
-}
+use tether_testkit::redis::RedisServer as Redis;
 
 /// One instance: its hub (on Redis) and its server.
 async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {

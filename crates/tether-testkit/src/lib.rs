@@ -47,6 +47,7 @@
 mod balancer;
 mod connection;
 mod proxy;
+pub mod redis;
 
 use std::time::Duration;
 

@@ -4,7 +4,6 @@
 //! that breaks the protocol on purpose.
 #![allow(dead_code, clippy::result_large_err)]
 
-pub mod redis;
 pub mod reference;
 pub mod rogue;
 

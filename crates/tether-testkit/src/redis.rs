@@ -1,5 +1,5 @@
-//! A `redis-server` of one test, on a free loopback port, without persistence; and a
-//! few commands sent to it in RESP by hand (no Redis client in these tests' deps).
+//! A `redis-server` of one test or bench, on a free loopback port, without persistence;
+//! and a few commands sent to it in RESP by hand (no Redis client needed).
 //!
 //! scripts/test.sh installs Debian's `redis-server`; without it a test that needs it
 //! fails (it does not skip).
@@ -10,7 +10,14 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use super::within;
+/// How long starting Redis or one command may take.
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
 
 /// A running `redis-server`, killed by [`stop`](Self::stop) or when dropped.
 pub struct RedisServer {
@@ -39,7 +46,7 @@ impl RedisServer {
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
-                    "cannot start redis-server ({e}): this test needs it \
+                    "cannot start redis-server ({e}): Redis is needed here \
                      (Debian: apt-get install redis-server; scripts/test.sh installs it)"
                 )
             });
