@@ -467,14 +467,23 @@ test('malformed posts on the channel (code of the origin) are ignored: no tab th
   await Promise.all(rest.map((p) => p.close()));
 });
 
-test('a tab stopped while more posts went out than the leader keeps is not deaf afterwards', async () => {
-  const options = { shareKey: 'user-4' };
+/**
+ * Two tabs of `shareKey` past their first message: the leader, the follower, and a
+ * debugger session on the follower (to stop its script).
+ */
+async function leaderAndFollower(shareKey) {
+  const options = { shareKey };
   const pages = [await openTab(options), await openTab(options)];
   const leader = await leaderOf(pages);
   const follower = pages.find((p) => p !== leader);
   await allReceive(pages, await sendFrom([leader], 1));
   const cdp = await context.newCDPSession(follower);
   await cdp.send('Debugger.enable');
+  return { pages, leader, follower, cdp };
+}
+
+test('a tab stopped while more posts went out than the leader keeps is not deaf afterwards', async () => {
+  const { pages, leader, follower, cdp } = await leaderAndFollower('user-4');
   // A message of its own whose outcome the leader posts while it is stopped.
   await follower.evaluate(() => {
     window.unsure = 'pending';
@@ -505,13 +514,7 @@ test('a tab stopped while more posts went out than the leader keeps is not deaf 
 });
 
 test('what the leader keeps for tabs that missed posts is bounded in bytes too', async () => {
-  const options = { shareKey: 'user-5' };
-  const pages = [await openTab(options), await openTab(options)];
-  const leader = await leaderOf(pages);
-  const follower = pages.find((p) => p !== leader);
-  await allReceive(pages, await sendFrom([leader], 1));
-  const cdp = await context.newCDPSession(follower);
-  await cdp.send('Debugger.enable');
+  const { pages, leader, follower, cdp } = await leaderAndFollower('user-5');
   await cdp.send('Debugger.pause');
   // 40 messages of 256 kB: far fewer than 1024 posts, more than 8 MB.
   const big = await leader.evaluate(async () => {
