@@ -472,7 +472,7 @@ impl Hub {
                 match store.missed(upto).await {
                     Some((more, end, trimmed)) => {
                         gap |= trimmed;
-                        missed.extend(more);
+                        missed.extend(more.into_iter().map(|(_, m)| m));
                         upto = end;
                     }
                     None => {
@@ -525,6 +525,76 @@ impl Hub {
             self.apply(&mut st, now);
             return;
         }
+    }
+
+    /// After this instance's subscription to the others broke and was taken again,
+    /// before the new subscription's notices are read: what was published meanwhile.
+    /// The fan-outs are read from the shared log after this instance's mark and handed
+    /// on as their notices would have been (the new subscription's first ones repeat
+    /// some: no session gets one twice); if the log was trimmed past the mark, the
+    /// sessions they could reach get a reset ([`Endpoint::fanout_lost`]). Each user
+    /// this instance holds the current transport of is checked against the newest
+    /// claim in Redis: a newer one elsewhere replaces it as its notice would have.
+    /// `false`: Redis did not answer; the caller subscribes again and retries, or, with
+    /// `give_up`, this has counted what it could not read as lost (a reset for the
+    /// sessions a fan-out could reach).
+    ///
+    /// [`Endpoint::fanout_lost`]: tether_core::endpoint::Endpoint::fanout_lost
+    pub(crate) async fn catch_up(&self, store: &RedisStore, give_up: bool) -> bool {
+        let mark = self.lock().endpoint.fanout_mark();
+        let (entries, upto, gap) = match store.missed(mark).await {
+            Some(read) => read,
+            None if give_up => (Vec::new(), mark, true),
+            None => return false,
+        };
+        let caught = entries.len();
+        for (mark, (to, payload, origin, seq)) in entries {
+            self.notice(crate::store::Notice::FanOut {
+                instance: String::new(),
+                to,
+                payload,
+                origin,
+                seq,
+                mark,
+            });
+        }
+        if gap {
+            let now = Instant::now();
+            let mut st = self.lock();
+            let reset = st.endpoint.fanout_lost(now, upto);
+            warn!(
+                reset,
+                "session store: fan-outs were trimmed off the shared log while this instance was cut off; its sessions they could reach get a reset"
+            );
+            self.apply(&mut st, now);
+        }
+        let mine: Vec<(String, u64)> = self
+            .lock()
+            .claims
+            .iter()
+            .map(|(user, (_, seq))| (user.clone(), *seq))
+            .collect();
+        let users: Vec<String> = mine.iter().map(|(u, _)| u.clone()).collect();
+        let Some(latest) = store.latest_claims(&users).await else {
+            return give_up;
+        };
+        let mut replaced = 0;
+        for ((user, seq), newest) in mine.into_iter().zip(latest) {
+            if let Some((theirs, client_id, instance)) = newest.filter(|(n, ..)| *n > seq) {
+                replaced += 1;
+                self.notice(crate::store::Notice::Claim {
+                    instance,
+                    seq: theirs,
+                    client_id,
+                    user,
+                });
+            }
+        }
+        info!(
+            caught,
+            gap, replaced, "session store: caught up after the subscription broke"
+        );
+        true
     }
 
     /// A notice from another instance (Redis pub/sub).

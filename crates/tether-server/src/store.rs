@@ -13,9 +13,11 @@
 //!   proves it can name the key. Expires `session_ttl` after its last write; instances
 //!   rewrite the sessions they hold at least every third of that.
 //!
-//! - `tether:claims:<user>`: a counter (`INCR`) ordering the attaches of one user's
-//!   transports across instances, for one connection per user. No TTL (one small
-//!   integer per user who ever connected with a token).
+//! - `tether:claims:<user>`: a hash: `n` a counter (`HINCRBY`) ordering the attaches
+//!   of one user's transports across instances, for one connection per user, and `c`,
+//!   `i` the newest claim's client id (hex) and instance, read by an instance whose
+//!   subscription broke and may have missed its notice. No TTL (one small hash per
+//!   user who ever connected with a token).
 //! - channel `tether:users`: `<instance> TAB <order> TAB <client id hex> TAB <user>`,
 //!   published when a user's transport attaches; an instance whose current transport of
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
@@ -42,6 +44,11 @@
 //! (`Endpoint::import_session_replaying`), or, if the log no longer reaches back that
 //! far, a reset. Each session's own traffic (its messages, their echoes, what is
 //! numbered in it) is exactly once across moves.
+//!
+//! An instance whose subscription breaks subscribes again and, before it reads the new
+//! one, catches up ([`Hub::catch_up`](crate::hub::Hub)): the log after its own mark
+//! (a reset for the sessions a fan-out could reach if the log no longer reaches back
+//! that far), and the newest claim of each user it holds the current transport of.
 //!
 //! Every byte read back (images, notices) is decoded bounded with typed errors; what
 //! does not decode is logged and ignored (a Hello then gets a fresh session).
@@ -139,6 +146,20 @@ if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2])
 if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
 return {cur[1], cur[2]}
 ";
+
+/// A new claim of a user's current connection: the user's order counter `n` goes up
+/// by one, and the claim's client id (`c`, ARGV[1]) and instance (`i`, ARGV[2]) are
+/// kept with it. Returns the new order.
+const CLAIM: &str = r"
+local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
+redis.call('HSET', KEYS[1], 'c', ARGV[1], 'i', ARGV[2])
+return n
+";
+
+/// The key of `user`'s claims (see [`CLAIM`]).
+fn claims_key(user: &str) -> String {
+    format!("tether:claims:{user}")
+}
 
 /// Delete `KEYS[1]` if this instance (ARGV[1]) wrote it last.
 const DELETE: &str = r"
@@ -622,7 +643,7 @@ pub(crate) async fn writer(
         // connects after another got its Welcome has the newer claim.
         let mut ordered = Vec::new();
         for (conn, user, client_id) in claims {
-            if let Some(seq) = store.order(&user).await {
+            if let Some(seq) = store.order(&user, client_id).await {
                 hub.claimed(conn, &user, seq);
                 ordered.push((user, client_id, seq));
             }
@@ -657,6 +678,12 @@ const ROOMS: &str = "tether:rooms";
 const TO_USER: &str = "tether:to-user";
 /// Largest pub/sub message taken (a room message is bounded by the frame limit).
 const MAX_NOTICE_BYTES: usize = 64 << 20;
+/// Longest instance name read back from a claim record (a fan-out notice holds at most
+/// 255 bytes of it too).
+const MAX_INSTANCE_BYTES: usize = 255;
+/// Catch-ups tried after a subscription is taken again before the instance gives up
+/// on what it could not read (see [`subscriber`]).
+const CATCH_UP_TRIES: u32 = 3;
 /// The stream every room message and message to a user is appended to before it is
 /// published, so that a session no instance held at that moment gets it when one
 /// takes it over.
@@ -711,6 +738,9 @@ type LogEntries = Vec<(String, Vec<Vec<u8>>)>;
 
 /// A fan-out the log holds: to whom, the message, its origin tag.
 pub(crate) type Missed = (FanOut, tether_core::Payload, u64, u64);
+
+/// A fan-out log entry id, `(ms, seq)`.
+pub(crate) type Mark = (u64, u64);
 
 /// A notice from another instance.
 #[derive(Debug, PartialEq, Eq)]
@@ -838,18 +868,55 @@ impl RedisStore {
     }
 
     /// The order of a new claim of `user`'s current connection among all instances'
-    /// (`None`: Redis did not answer).
-    pub(crate) async fn order(&self, user: &str) -> Option<u64> {
+    /// (`None`: Redis did not answer). The newest claim's client and instance are kept
+    /// with it, for an instance that missed its notice ([`Self::latest_claims`]).
+    pub(crate) async fn order(&self, user: &str, client_id: u64) -> Option<u64> {
         let mut conn = self.conn.clone();
         tokio::time::timeout(
             OP_TIMEOUT,
-            redis::cmd("INCR")
-                .arg(format!("tether:claims:{user}"))
+            redis::cmd("EVAL")
+                .arg(CLAIM)
+                .arg(1)
+                .arg(claims_key(user))
+                .arg(format!("{client_id:x}"))
+                .arg(&self.instance)
                 .query_async(&mut conn),
         )
         .await
         .ok()?
         .ok()
+    }
+
+    /// The newest claim of each of `users` (its order, client id and instance), as
+    /// [`Self::order`] recorded it; `None` for a user without one or a record that does
+    /// not read. `None` in all: Redis did not answer.
+    pub(crate) async fn latest_claims(
+        &self,
+        users: &[String],
+    ) -> Option<Vec<Option<(u64, u64, String)>>> {
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(256) {
+            let mut pipe = redis::pipe();
+            for user in chunk {
+                pipe.cmd("HMGET")
+                    .arg(claims_key(user))
+                    .arg("n")
+                    .arg("c")
+                    .arg("i");
+            }
+            let mut conn = self.conn.clone();
+            let got: Vec<(Option<u64>, Option<String>, Option<String>)> =
+                tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn))
+                    .await
+                    .ok()?
+                    .ok()?;
+            out.extend(got.into_iter().map(|(n, c, i)| {
+                let client_id = u64::from_str_radix(&c?, 16).ok()?;
+                let instance = i.filter(|i| i.len() <= MAX_INSTANCE_BYTES)?;
+                Some((n?, client_id, instance))
+            }));
+        }
+        Some(out)
     }
 
     /// Tells the other instances that `user`'s client `client_id` attached here, with
@@ -924,8 +991,9 @@ impl RedisStore {
 
     /// The fan-outs the log holds after `mark`, in log order, the newest entry read
     /// (`mark` if none), and whether some after `mark` are gone (trimmed past
-    /// [`FANOUT_LOG_MAX`]). `None`: Redis did not answer, or the log holds garbage.
-    pub(crate) async fn missed(&self, mark: (u64, u64)) -> Option<(Vec<Missed>, (u64, u64), bool)> {
+    /// [`FANOUT_LOG_MAX`], or an entry that does not read: logged, and counted as
+    /// gone). `None`: Redis did not answer (or answered with the wrong types).
+    pub(crate) async fn missed(&self, mark: Mark) -> Option<(Vec<(Mark, Missed)>, Mark, bool)> {
         let mut conn = self.conn.clone();
         // The entries first, then the newest trimmed: one trimmed after the mark before
         // the read shows there.
@@ -946,48 +1014,69 @@ impl RedisStore {
         .await
         .ok()?
         .ok()?;
-        let gap = match trimmed {
-            Some(id) => parse_mark(id.as_bytes())? > mark,
+        let mut gap = match trimmed {
+            Some(id) => parse_mark(id.as_bytes()).is_none_or(|t| t > mark),
             None => false,
         };
         let mut upto = mark;
         let mut out = Vec::with_capacity(got.len());
         for (id, fields) in got {
-            let id = parse_mark(id.as_bytes())?;
+            let Some(id) = parse_mark(id.as_bytes()) else {
+                gap = true;
+                continue;
+            };
             if id <= mark {
                 continue;
             }
             upto = id;
-            let [c, ck, d, dv] = &fields[..] else {
-                return None;
-            };
-            if c != b"c" || d != b"d" {
-                return None;
-            }
-            let channel = std::str::from_utf8(ck).ok()?;
-            let mut notice = format!("{}-{}\n", id.0, id.1).into_bytes();
-            notice.extend_from_slice(dv);
-            match decode_notice(channel, &notice)? {
-                Notice::FanOut {
-                    to,
-                    payload,
-                    origin,
-                    seq,
-                    ..
-                } => out.push((to, payload, origin, seq)),
-                Notice::Claim { .. } => return None,
+            match log_entry(id, &fields) {
+                Some(entry) => out.push((id, entry)),
+                None => {
+                    warn!(entry = %format_args!("{}-{}", id.0, id.1), "session store: a fan-out log entry that does not read counts as lost");
+                    gap = true;
+                }
             }
         }
         Some((out, upto, gap))
     }
 }
 
+/// One fan-out log entry's fields (`c` channel, `d` bytes) read as its fan-out; `None`
+/// for anything else.
+fn log_entry(id: Mark, fields: &[Vec<u8>]) -> Option<Missed> {
+    let [c, ck, d, dv] = fields else {
+        return None;
+    };
+    if c != b"c" || d != b"d" {
+        return None;
+    }
+    let channel = std::str::from_utf8(ck).ok()?;
+    let mut notice = format!("{}-{}\n", id.0, id.1).into_bytes();
+    notice.extend_from_slice(dv);
+    match decode_notice(channel, &notice)? {
+        Notice::FanOut {
+            to,
+            payload,
+            origin,
+            seq,
+            ..
+        } => Some((to, payload, origin, seq)),
+        Notice::Claim { .. } => None,
+    }
+}
+
 /// Takes the other instances' notices until the hub goes; reconnects (with a bounded
-/// backoff) when the connection breaks.
+/// backoff) when the connection breaks, and catches up on what it missed meanwhile
+/// before it reads the new subscription ([`Hub::catch_up`]). A notice that does not
+/// read is not simply dropped either: the instance catches up from the log and the
+/// claims, which hold what it said. Catching up that fails [`CATCH_UP_TRIES`] times in
+/// a row (Redis answers the subscription but not the reads) gives up on what it
+/// could not read: the sessions a fan-out could reach get a reset.
 pub(crate) async fn subscriber(hub: Weak<Hub>, store: Arc<RedisStore>, first: redis::aio::PubSub) {
     use futures_util::StreamExt as _;
     let mut pubsub = Some(first);
     let mut backoff = Duration::from_millis(100);
+    let mut failed = 0;
     loop {
         let Some(mut ps) = pubsub.take() else {
             tokio::time::sleep(backoff).await;
@@ -997,9 +1086,18 @@ pub(crate) async fn subscriber(hub: Weak<Hub>, store: Arc<RedisStore>, first: re
             }
             match store.subscribe().await {
                 Ok(ps) => {
-                    info!("session store: subscribed again");
-                    backoff = Duration::from_millis(100);
-                    pubsub = Some(ps);
+                    // What was published while no subscription was there, before what
+                    // the new one brings (it waits in its connection meanwhile).
+                    let Some(h) = hub.upgrade() else { return };
+                    failed += 1;
+                    if h.catch_up(&store, failed >= CATCH_UP_TRIES).await {
+                        info!("session store: subscribed again");
+                        backoff = Duration::from_millis(100);
+                        failed = 0;
+                        pubsub = Some(ps);
+                    } else {
+                        debug!("session store: catching up failed; subscribing again");
+                    }
                 }
                 Err(e) => debug!(error = %e, "session store: subscribe failed"),
             }
@@ -1011,7 +1109,12 @@ pub(crate) async fn subscriber(hub: Weak<Hub>, store: Arc<RedisStore>, first: re
                 let Some(hub) = hub.upgrade() else { return };
                 match decode_notice(msg.get_channel_name(), msg.get_payload_bytes()) {
                     Some(notice) => hub.notice(notice),
-                    None => warn!("session store: malformed notice ignored"),
+                    None => {
+                        warn!(
+                            "session store: a notice that does not read; catching up from the log"
+                        );
+                        hub.catch_up(&store, true).await;
+                    }
                 }
             }
         }

@@ -617,3 +617,228 @@ async fn a_member_no_instance_holds_gets_what_was_fanned_out_meanwhile() {
     })
     .await;
 }
+
+/// Cuts every instance off the pub/sub channels (their subscriptions killed, new ones
+/// refused) until [`restore_subscriptions`].
+async fn cut_subscriptions(redis: &Redis) {
+    let ok = redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "default",
+            "-subscribe",
+            "-psubscribe",
+            "-ssubscribe",
+        ])
+        .await;
+    assert!(ok.starts_with("+OK"), "{ok}");
+    let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+    assert!(
+        tether_testkit::redis::integer(&killed) >= 2,
+        "both instances' subscriptions: {killed}"
+    );
+}
+
+async fn restore_subscriptions(redis: &Redis) {
+    let ok = redis
+        .command(&[
+            "ACL",
+            "SETUSER",
+            "default",
+            "+subscribe",
+            "+psubscribe",
+            "+ssubscribe",
+        ])
+        .await;
+    assert!(ok.starts_with("+OK"), "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_the_others_catches_up_when_it_subscribes_again() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let mut p = Client::new(0x80);
+        let mut q = Client::new(0x81);
+        let (mut on_a, _) = p.open(a.addr(), "?room=lobby", Some(&token("p"))).await;
+        let (mut on_b, _) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+        let laptop = Client::new(0x1a);
+        let (mut laptop_ws, _) = laptop.open(b.addr(), "", Some(&token("bob"))).await;
+        let (mut got_p, mut got_q) = (Vec::new(), Vec::new());
+        let m = p.msg("before");
+        send(&mut on_a, m).await;
+        read_until(&mut p, &mut on_a, 1, &mut got_p).await;
+        read_until(&mut q, &mut on_b, 1, &mut got_q).await;
+
+        cut_subscriptions(&redis).await;
+        // While B hears nothing from A: room messages, the application's message to Q,
+        // and Bob's phone on A (his laptop on B is the older connection).
+        for n in 1..=5 {
+            let m = p.msg(&format!("cut {n}"));
+            send(&mut on_a, m).await;
+        }
+        read_until(&mut p, &mut on_a, 6, &mut got_p).await;
+        hub_a.send_to_user("q", "direct");
+        let phone = Client::new(0x2b);
+        let (_phone_ws, _) = phone.open(a.addr(), "", Some(&token("bob"))).await;
+        // Everything A did is in Redis (the room log, the claim) and published.
+        hub_a.persisted().await;
+        restore_subscriptions(&redis).await;
+
+        read_until(&mut q, &mut on_b, 7, &mut got_q).await;
+        assert_eq!(
+            got_q,
+            ["before", "cut 1", "cut 2", "cut 3", "cut 4", "cut 5", "direct"]
+        );
+        assert_eq!(
+            support::close_code_within(&mut laptop_ws, Duration::from_secs(10)).await,
+            Some(4409),
+            "the newer connection, made while B was cut off, replaces the laptop"
+        );
+        // Nothing twice, on either side (a duplicate would be queued before the Pong).
+        send(&mut on_b, Envelope::Ping { id: 5 }).await;
+        let (extra, _) = support::read_to_pong(&mut q, &mut on_b, 5).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+        send(&mut on_a, Envelope::Ping { id: 6 }).await;
+        let (extra, _) = support::read_to_pong(&mut p, &mut on_a, 6).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+        // And live fan-out goes on, once.
+        let m = p.msg("after");
+        send(&mut on_a, m).await;
+        read_until(&mut q, &mut on_b, 8, &mut got_q).await;
+        assert_eq!(got_q.last().map(String::as_str), Some("after"));
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_instance_cut_off_can_no_longer_read_resets_its_members_instead_of_vanishing() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let mut q = Client::new(0x91);
+        let (mut on_b, first) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+        let Envelope::Welcome { session, .. } = first else {
+            panic!("{first:?}")
+        };
+
+        cut_subscriptions(&redis).await;
+        assert_eq!(hub_a.broadcast("lobby", "lost"), 0, "nobody on A");
+        hub_a.persisted().await;
+        // The log no longer reaches back there (as past its bound: the entry trimmed,
+        // its id noted as the newest trimmed).
+        let entries = redis.command(&["XRANGE", "tether:fanout", "-", "+"]).await;
+        let id = entries
+            .lines()
+            .find(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+            .expect("the entry's id")
+            .to_owned();
+        redis.command(&["XDEL", "tether:fanout", &id]).await;
+        redis.command(&["SET", "tether:fanout:trimmed", &id]).await;
+        restore_subscriptions(&redis).await;
+
+        assert_eq!(
+            support::close_code_within(&mut on_b, Duration::from_secs(10)).await,
+            Some(1012),
+            "Q's transport is closed so that its client comes back"
+        );
+        let (mut back, welcome) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, session: s, .. } if s != session),
+            "a reset, not a silent loss: {welcome:?}"
+        );
+        q.recv_seq = 0;
+        // And the room goes on.
+        assert_eq!(hub_a.broadcast("lobby", "next"), 0);
+        let mut got = Vec::new();
+        read_until(&mut q, &mut back, 1, &mut got).await;
+        assert_eq!(got, ["next"]);
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// A fan-out log entry's `d` as an instance writes it: origin, number, instance, room,
+/// a text message (every byte below 0x80, so it travels as a `&str`).
+fn log_entry(origin: u64, seq: u64, instance: &str, room: &str, text: &str) -> String {
+    let mut d = Vec::new();
+    d.extend_from_slice(&origin.to_be_bytes());
+    d.extend_from_slice(&seq.to_be_bytes());
+    d.push(u8::try_from(instance.len()).unwrap());
+    d.extend_from_slice(instance.as_bytes());
+    d.extend_from_slice(&u16::try_from(room.len()).unwrap().to_be_bytes());
+    d.extend_from_slice(room.as_bytes());
+    d.push(0);
+    d.extend_from_slice(text.as_bytes());
+    String::from_utf8(d).expect("ASCII")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_that_does_not_read_is_caught_up_from_the_log_and_a_bad_entry_resets() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let mut q = Client::new(0xa1);
+        let (mut on_b, first) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+        let Envelope::Welcome { session, .. } = first else {
+            panic!("{first:?}")
+        };
+        // A message in the log whose notice arrives garbled.
+        let entry = log_entry(0x4142_4344_4546_4748, 1, "x", "lobby", "from the log");
+        redis
+            .command(&[
+                "XADD",
+                "tether:fanout",
+                "*",
+                "c",
+                "tether:rooms",
+                "d",
+                &entry,
+            ])
+            .await;
+        redis
+            .command(&["PUBLISH", "tether:rooms", "not a notice"])
+            .await;
+        let mut got = Vec::new();
+        read_until(&mut q, &mut on_b, 1, &mut got).await;
+        assert_eq!(got, ["from the log"]);
+        send(&mut on_b, Envelope::Ping { id: 1 }).await;
+        let (extra, _) = support::read_to_pong(&mut q, &mut on_b, 1).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+
+        // An entry that does not read either: what it held is lost, and Q is told.
+        redis
+            .command(&[
+                "XADD",
+                "tether:fanout",
+                "*",
+                "c",
+                "tether:rooms",
+                "d",
+                "junk",
+            ])
+            .await;
+        redis
+            .command(&["PUBLISH", "tether:rooms", "not a notice"])
+            .await;
+        assert_eq!(
+            support::close_code_within(&mut on_b, Duration::from_secs(10)).await,
+            Some(1012)
+        );
+        let (_back, welcome) = q.open(b.addr(), "?room=lobby", Some(&token("q"))).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, session: s, .. } if s != session),
+            "a reset: {welcome:?}"
+        );
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}

@@ -832,6 +832,46 @@ impl<S: SessionStore> Endpoint<S> {
         self.fanout_mark
     }
 
+    /// Fan-outs up to the shared log's entry `upto` are lost to this endpoint: it was
+    /// cut off from the other instances (its subscription broke) and the log was
+    /// trimmed past [`fanout_mark`](Self::fanout_mark) before it could read what it
+    /// missed. Every session here a fan-out could have reached (a room's member, a
+    /// user's session) may miss a message and cannot be told which, so each gets a
+    /// reset rather than a silent loss, as a session imported across such a gap does
+    /// ([`import_session_replaying`](Self::import_session_replaying)): its buffer is
+    /// dropped, one message is counted missing, and its transport is closed with 1012
+    /// so that its client comes back at once and is told. Anonymous sessions in no room
+    /// are untouched. Returns how many sessions were reset.
+    pub fn fanout_lost(&mut self, now: Instant, upto: (u64, u64)) -> usize {
+        let keys: Vec<SessionKey> = self
+            .store
+            .iter()
+            .filter(|(k, e)| e.room.is_some() || !k.user.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            let attached = match self.store.get_mut(key) {
+                Some(e) => {
+                    e.session.skip();
+                    e.mark = e.mark.max(upto);
+                    e.attached
+                }
+                None => None,
+            };
+            self.account_key(key);
+            if let Some(conn) = attached {
+                self.detach(
+                    conn,
+                    codes::SERVICE_RESTART,
+                    "messages for this session were lost between instances",
+                    now,
+                );
+            }
+        }
+        self.fanout_seen(upto);
+        keys.len()
+    }
+
     /// Forgets the session `key` because another instance has it now (a shared store
     /// says so): its transport here, if any, is closed with 1000 (the client left it for
     /// a newer one elsewhere). Not counted as dropped: the session lives on.

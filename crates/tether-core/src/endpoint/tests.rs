@@ -915,3 +915,65 @@ fn a_session_taken_over_gets_what_it_missed_once_or_a_reset_past_the_log() {
     let (session, resumed) = welcome.expect("a Welcome");
     assert!(!resumed && session != old, "a reset: {outs:?}");
 }
+
+#[test]
+fn fan_outs_lost_to_an_endpoint_reset_the_sessions_they_could_reach_and_only_those() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    e.set_fanout_origin(0xe);
+    // Ann in a room, and her session has one message unacknowledged; Bob (a user, no
+    // room); an anonymous client in no room.
+    let ann = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, ann, hello(7, 1, None), Some("lobby".into()))
+        .unwrap();
+    let bob = e.open_socket(Peer::User("bob".into()));
+    e.handle_socket_hello(now, bob, hello(8, 1, None), None)
+        .unwrap();
+    let anon = e.open_socket(Peer::Anonymous);
+    e.handle_socket_hello(now, anon, hello(9, 1, None), None)
+        .unwrap();
+    let outs = drain(&mut e);
+    let ann_secret = frames_to(&outs, ann)
+        .into_iter()
+        .find_map(|f| match f {
+            Envelope::Welcome { secret, .. } => Some(secret),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(e.broadcast(now, "lobby", &"held".into()), 1);
+    drain(&mut e);
+    let key = e.sessions_of("ann", 7).pop().unwrap();
+    let session = e.session(&key).unwrap().protocol().session();
+
+    assert_eq!(e.fanout_lost(now, (50, 1)), 2, "ann's and bob's");
+    assert_eq!(e.fanout_mark(), (50, 1));
+    let mut closes: Vec<_> = drain(&mut e)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Close { conn, code, .. } => Some((conn, code)),
+            _ => None,
+        })
+        .collect();
+    closes.sort_by_key(|(conn, _)| *conn);
+    assert_eq!(closes, [(ann, 1012), (bob, 1012)]);
+    let s = e.session(&key).unwrap().protocol();
+    assert_eq!((s.buffered(), s.buffered_bytes()), (0, 0));
+    assert_eq!(e.export_session(&key).unwrap().mark, (50, 1));
+
+    // Ann's client comes back having read nothing: it cannot resume, it is told.
+    e.handle_closed(now, ann, Some(1012), "");
+    let back = e.open_socket(Peer::User("ann".into()));
+    let resume = Greeting {
+        client_id: 7,
+        recv_seq: 0,
+        session,
+        attempt: 2,
+        secret: Some(ann_secret),
+    };
+    e.handle_socket_hello(now, back, resume, None).unwrap();
+    let frames = frames_to(&drain(&mut e), back);
+    assert!(
+        matches!(frames.first(), Some(Envelope::Welcome { resumed: false, session: s, .. }) if *s != session),
+        "{frames:?}"
+    );
+}

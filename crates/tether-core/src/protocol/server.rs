@@ -853,6 +853,18 @@ impl ServerSession {
     }
 
     /// Drops the oldest buffered message, keeping the byte count.
+    /// Gives up on bringing the client up to date: the resume buffer is dropped
+    /// (counted as trimmed) and one seq is skipped, so the client's next Hello, whatever
+    /// it names, cannot resume and gets a reset (section 6.1, step 7). For a message
+    /// the session missed and cannot get any more (the endpoint's
+    /// [`fanout_lost`](crate::endpoint::Endpoint::fanout_lost)).
+    pub(crate) fn skip(&mut self) {
+        self.trimmed = self.trimmed.saturating_add(self.buffer.len() as u64);
+        self.buffer.clear();
+        self.buffer_bytes = 0;
+        self.next_seq = self.next_seq.saturating_add(1);
+    }
+
     fn pop_front(&mut self) -> Option<Buffered> {
         let m = self.buffer.pop_front()?;
         self.buffer_bytes = self.buffer_bytes.saturating_sub(m.payload.len());
