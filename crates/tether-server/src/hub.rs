@@ -383,20 +383,11 @@ impl Hub {
         }
         for d in deferred {
             match d {
-                Deferred::Frame {
-                    conn,
-                    frame,
-                    message,
-                } => {
-                    if gone.contains(&conn) {
-                        continue;
-                    }
-                    if let Some(Io::Socket(link)) = st.conns.get(&conn).map(|c| &c.io) {
-                        link.push(if message {
-                            Outbound::Msg(frame)
-                        } else {
-                            Outbound::Control(frame)
-                        });
+                Deferred::Frame { conn, frame, link } => {
+                    if gone.contains(&conn) || !st.conns.contains_key(&conn) {
+                        link.queue.taken(&frame);
+                    } else {
+                        link.push_reserved(frame);
                     }
                 }
                 Deferred::Close { conn, code, reason } => {
@@ -809,11 +800,19 @@ impl Hub {
                     conn,
                     frame,
                     message,
-                } if self.store.is_some() => st.deferred.push(Deferred::Frame {
-                    conn,
-                    frame,
-                    message,
-                }),
+                } if self.store.is_some() => {
+                    if let Some(Io::Socket(link)) = st.conns.get(&conn).map(|c| &c.io) {
+                        let frame = if message {
+                            Outbound::Msg(frame)
+                        } else {
+                            Outbound::Control(frame)
+                        };
+                        if link.reserve(&frame) {
+                            let link = link.clone();
+                            st.deferred.push(Deferred::Frame { conn, frame, link });
+                        }
+                    }
+                }
                 Output::Close { conn, code, reason } if self.store.is_some() => {
                     debug!(conn = conn.0, code, reason, "closing");
                     st.deferred.push(Deferred::Close { conn, code, reason });

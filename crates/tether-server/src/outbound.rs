@@ -93,10 +93,20 @@ impl SocketLink {
     /// slowly and the socket is asked to close (1013).
     /// Its messages stay in the session's resume buffer for the client's next Hello.
     pub(crate) fn push(&self, frame: Outbound) {
+        if self.reserve(&frame) {
+            self.push_reserved(frame);
+        }
+    }
+
+    /// Counts `frame` in the queue as [`push`](Self::push) does, without sending it yet:
+    /// a frame held until the session state behind it is in the shared store is
+    /// bounded like one queued. `false`: it does not fit (the socket is asked to close
+    /// as too slow, as by `push`); it must not be sent.
+    pub(crate) fn reserve(&self, frame: &Outbound) -> bool {
         let q = &self.queue;
         let closing = matches!(frame, Outbound::Close(..));
         if q.overflowed() && !closing {
-            return;
+            return false;
         }
         let size = frame.size();
         let frames = q.frames.load(Ordering::Relaxed);
@@ -111,13 +121,23 @@ impl SocketLink {
                     reason: "client too slow",
                 });
             }
-            return;
+            return false;
         }
         q.frames.fetch_add(1, Ordering::Relaxed);
         q.bytes.fetch_add(size, Ordering::Relaxed);
         q.total.fetch_add(size, Ordering::Relaxed);
+        true
+    }
+
+    /// Sends a frame [`reserve`](Self::reserve) counted (given back if the socket is
+    /// gone, or overflowed meanwhile and the frame is not its close).
+    pub(crate) fn push_reserved(&self, frame: Outbound) {
+        if self.queue.overflowed() && !matches!(frame, Outbound::Close(..)) {
+            self.queue.taken(&frame);
+            return;
+        }
         if let Err(unsent) = self.out.send(frame) {
-            q.taken(&unsent.0);
+            self.queue.taken(&unsent.0);
         }
     }
 
@@ -161,6 +181,22 @@ mod tests {
         // The close frame itself still goes through.
         link.push(Outbound::Close(1013, "client too slow".into()));
         assert!(matches!(out.try_recv(), Ok(Outbound::Close(1013, _))));
+    }
+
+    #[test]
+    fn frames_held_for_the_store_count_in_the_queue_and_are_given_back_if_dropped() {
+        let (link, mut out, mut ctl) = link(1000, 10);
+        let held = Outbound::Msg(Payload::from("0123456789"));
+        assert!(link.reserve(&held));
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 10);
+        // Held frames count: one more does not fit, whether queued or held.
+        assert!(!link.reserve(&Outbound::Msg(Payload::from("x"))));
+        assert_eq!(ctl.try_recv().map(|r| r.code), Ok(1013));
+        // Overflowed meanwhile: the held frame is not sent, and its bytes come back.
+        link.push_reserved(held);
+        assert!(out.try_recv().is_err());
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 0);
+        assert_eq!(link.queue.frames.load(Ordering::Relaxed), 0);
     }
 
     #[test]

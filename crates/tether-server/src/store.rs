@@ -244,11 +244,12 @@ impl SessionStore for TrackedStore {
 /// Something held back until the state that produced it is in Redis.
 #[derive(Debug)]
 pub(crate) enum Deferred {
-    /// A frame for a socket.
+    /// A frame for a socket, counted in its queue already (bytes and frames: held
+    /// frames are bounded like queued ones).
     Frame {
         conn: ConnId,
-        frame: tether_core::Payload,
-        message: bool,
+        frame: crate::outbound::Outbound,
+        link: crate::outbound::SocketLink,
     },
     /// A socket to close.
     Close {

@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use tether_core::protocol::Envelope;
 use tether_core::Payload;
 use tether_server::{Delivered, Hub, RunningServer};
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_tungstenite::tungstenite::Message;
 
 use support::{bounded, config, recv, send, start_with, token, Client};
 use tether_testkit::redis::RedisServer as Redis;
@@ -838,6 +840,65 @@ async fn a_notice_that_does_not_read_is_caught_up_from_the_log_and_a_bad_entry_r
             "a reset: {welcome:?}"
         );
         b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_held_for_a_stalled_redis_are_bounded_like_queued_ones() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let hub = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("the hub connects to redis");
+        let mut c = config();
+        c.max_queued_bytes = 4096;
+        let server = start_with(c, Arc::clone(&hub)).await;
+        let mut client = Client::new(0xb1);
+        let (mut ws, _) = client.open(server.addr(), "", Some(&token("s"))).await;
+
+        // Redis stalls (its writes paused): a message's echo and Ack wait for the write
+        // of its session (up to the store's 1 s timeout), and what comes after them
+        // waits behind that write.
+        let paused = redis.command(&["CLIENT", "PAUSE", "20000", "WRITE"]).await;
+        assert!(paused.starts_with("+OK"), "{paused}");
+        let m = client.msg("held");
+        send(&mut ws, m).await;
+        // Pings (their Pongs are not limited by any window), 22 kB of Pongs for a 4 kB
+        // queue.
+        for id in 0..1000 {
+            send(&mut ws, Envelope::Ping { id: u64::MAX - id }).await;
+        }
+        // The socket is closed as too slow while they are all still held, and nothing
+        // of them reaches the client before the close. (Were the held frames not
+        // counted, the socket would overflow only once the write timed out and they
+        // were released: Redis would count as unreachable by then.)
+        let mut before = Vec::new();
+        let code = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                    Some(Ok(other)) => before.push(other),
+                    Some(Err(_)) | None => return None,
+                }
+            }
+        })
+        .await
+        .expect("closed");
+        assert_eq!(code, Some(1013));
+        assert!(
+            before.is_empty(),
+            "{} frames before the close",
+            before.len()
+        );
+        assert_eq!(
+            hub.store_reachable(),
+            Some(true),
+            "closed before the held write timed out"
+        );
+        redis.command(&["CLIENT", "UNPAUSE"]).await;
+        server.shutdown().await;
         redis.stop().await;
     })
     .await;
