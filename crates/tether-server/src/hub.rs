@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tether_core::endpoint::{
-    ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
-    ReceiveError, Reservation, SessionImage, SessionKey, TokenRefused,
+    ConnId, Endpoint, EndpointConfig, FanOut, Greeting, HelloError, Output, Peer, PollError,
+    PollRequest, ReceiveError, Reservation, SessionImage, SessionKey, TokenRefused,
 };
 use tether_core::protocol::{Envelope, SessionSecret};
 use tether_core::Payload;
@@ -454,16 +454,24 @@ impl Hub {
         // What the session missed while no instance held it: the fan-out log after its
         // mark, read until this instance's own mark is covered (past it, the
         // subscription here brings the rest). Bounded: a few rounds at most.
+        // Only what is for it is kept, within its resume limits (past them it could
+        // not hold them all: a reset), and a few loads read the log at a time.
+        let room = image.room.clone();
+        let user = key.user.clone();
+        let keep = move |to: &FanOut| match to {
+            FanOut::Room(r) => room.as_deref() == Some(r.as_str()),
+            FanOut::User(u) => !u.is_empty() && *u == user,
+        };
+        let _reading = store.log_readers.acquire().await;
         let mut missed = Vec::new();
         let mut upto = image.mark;
         let mut gap = false;
         let mut image = Some(image);
         for round in 0..8 {
             if !gap {
-                match store.missed(upto).await {
-                    Some((more, end, trimmed)) => {
+                match read_log(store, upto, &keep, limits, &mut missed).await {
+                    Some((end, trimmed)) => {
                         gap |= trimmed;
-                        missed.extend(more.into_iter().map(|(_, m)| m));
                         upto = end;
                     }
                     None => {
@@ -481,7 +489,7 @@ impl Hub {
                     let more: Vec<_> = st
                         .recent
                         .iter()
-                        .filter(|(m, _)| *m > upto)
+                        .filter(|(m, f)| *m > upto && keep(&f.0))
                         .map(|(_, f)| f.clone())
                         .collect();
                     missed.extend(more);
@@ -532,22 +540,39 @@ impl Hub {
     ///
     /// [`Endpoint::fanout_lost`]: tether_core::endpoint::Endpoint::fanout_lost
     pub(crate) async fn catch_up(&self, store: &RedisStore, give_up: bool) -> bool {
-        let mark = self.lock().endpoint.fanout_mark();
-        let (entries, upto, gap) = match store.missed(mark).await {
-            Some(read) => read,
-            None if give_up => (Vec::new(), mark, true),
-            None => return false,
-        };
-        let caught = entries.len();
-        for (mark, (to, payload, origin, seq)) in entries {
-            self.notice(crate::store::Notice::FanOut {
-                instance: String::new(),
-                to,
-                payload,
-                origin,
-                seq,
-                mark,
-            });
+        let _reading = store.log_readers.acquire().await;
+        let mut upto = self.lock().endpoint.fanout_mark();
+        let mut gap = false;
+        let mut caught = 0;
+        // Page by page, each handed on before the next is read.
+        for page in 0.. {
+            if page == crate::store::LOG_PAGES {
+                gap = true;
+                break;
+            }
+            let Some(read) = store.log_page(upto).await else {
+                if give_up {
+                    gap = true;
+                    break;
+                }
+                return false;
+            };
+            gap |= read.gap;
+            upto = read.upto;
+            caught += read.entries.len();
+            for (mark, (to, payload, origin, seq)) in read.entries {
+                self.notice(crate::store::Notice::FanOut {
+                    instance: String::new(),
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                    mark,
+                });
+            }
+            if read.end {
+                break;
+            }
         }
         if gap {
             let now = Instant::now();
@@ -1354,6 +1379,39 @@ impl Hub {
         self.apply(&mut st, now);
         self.room_may_have_changed();
     }
+}
+
+/// Reads the fan-out log after `from` page by page into `kept`, keeping the entries
+/// `keep` says are for the reader, until the log's end. Stops early with a gap past
+/// `limits` (what is kept, in messages and bytes: a session could not hold more) or
+/// past [`crate::store::LOG_PAGES`] pages. Returns the newest entry read and whether
+/// some are missing; `None`: Redis did not answer.
+async fn read_log(
+    store: &RedisStore,
+    from: crate::store::Mark,
+    keep: &impl Fn(&FanOut) -> bool,
+    limits: tether_core::protocol::ResumeLimits,
+    kept: &mut Vec<crate::store::Missed>,
+) -> Option<(crate::store::Mark, bool)> {
+    let mut upto = from;
+    let mut bytes: usize = kept.iter().map(|m| m.1.len()).sum();
+    for _ in 0..crate::store::LOG_PAGES {
+        let page = store.log_page(upto).await?;
+        upto = page.upto;
+        for (_, entry) in page.entries {
+            if keep(&entry.0) {
+                bytes = bytes.saturating_add(entry.1.len());
+                kept.push(entry);
+            }
+        }
+        if page.gap || kept.len() > limits.max_messages || bytes > limits.max_bytes {
+            return Some((upto, true));
+        }
+        if page.end {
+            return Some((upto, false));
+        }
+    }
+    Some((upto, true))
 }
 
 /// The room one [`Hub::send_to_user_wait`] keeps; dropped, it stops waiting, also when

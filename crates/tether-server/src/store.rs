@@ -300,6 +300,9 @@ pub(crate) struct RedisStore {
     flushed: watch::Sender<u64>,
     /// Session TTL in Redis, ms (the server's `session_ttl`).
     ttl_ms: std::sync::atomic::AtomicU64,
+    /// Reads of the fan-out log under way (loads, catch-ups), at most
+    /// [`LOG_READERS`]: with [`LOG_PAGE`] they bound the memory reading takes.
+    pub(crate) log_readers: tokio::sync::Semaphore,
 }
 
 /// The Redis key of a session: a hash of (user, client id, secret), so the secret
@@ -389,6 +392,7 @@ impl RedisStore {
                 tx,
                 flushed: watch::Sender::new(0),
                 ttl_ms: std::sync::atomic::AtomicU64::new(300_000),
+                log_readers: tokio::sync::Semaphore::new(LOG_READERS),
             }),
             rx,
         ))
@@ -682,6 +686,17 @@ const MAX_NOTICE_BYTES: usize = 64 << 20;
 /// Longest instance name read back from a claim record (a fan-out notice holds at most
 /// 255 bytes of it too).
 const MAX_INSTANCE_BYTES: usize = 255;
+/// Entries of the fan-out log read at a time: a reader holds at most one page beyond
+/// what it keeps (each entry at most the frame limit).
+pub(crate) const LOG_PAGE: usize = 64;
+/// Readers of the fan-out log at once per instance (a burst of sessions moving here
+/// after another instance died waits its turn rather than reading the log all at
+/// once).
+const LOG_READERS: usize = 4;
+/// Pages one reading goes through at most (the whole log is fewer; a log growing as
+/// fast as it is read is not followed further: what comes after reaches the reader
+/// through the subscription, or the reader counts it as lost).
+pub(crate) const LOG_PAGES: usize = 2 * FANOUT_LOG_MAX / LOG_PAGE + 2;
 /// Catch-ups tried after a subscription is taken again before the instance gives up
 /// on what it could not read (see [`subscriber`]).
 const CATCH_UP_TRIES: u32 = 3;
@@ -990,11 +1005,12 @@ impl RedisStore {
         }
     }
 
-    /// The fan-outs the log holds after `mark`, in log order, the newest entry read
-    /// (`mark` if none), and whether some after `mark` are gone (trimmed past
-    /// [`FANOUT_LOG_MAX`], or an entry that does not read: logged, and counted as
-    /// gone). `None`: Redis did not answer (or answered with the wrong types).
-    pub(crate) async fn missed(&self, mark: Mark) -> Option<(Vec<(Mark, Missed)>, Mark, bool)> {
+    /// One page of the fan-outs the log holds after `mark` (at most [`LOG_PAGE`]), in
+    /// log order: the entries, the newest entry read (`mark` if none), whether some
+    /// after `mark` are gone (trimmed past [`FANOUT_LOG_MAX`], or an entry that does
+    /// not read: logged, and counted as gone), and whether the page reached the log's
+    /// end. `None`: Redis did not answer (or answered with the wrong types).
+    pub(crate) async fn log_page(&self, mark: Mark) -> Option<LogPage> {
         let mut conn = self.conn.clone();
         // The entries first, then the newest trimmed: one trimmed after the mark before
         // the read shows there.
@@ -1007,7 +1023,7 @@ impl RedisStore {
                 .arg(format!("{}-{}", mark.0, mark.1))
                 .arg("+")
                 .arg("COUNT")
-                .arg(FANOUT_LOG_MAX + 1)
+                .arg(LOG_PAGE)
                 .cmd("GET")
                 .arg(FANOUT_LOG_TRIMMED)
                 .query_async(&mut conn),
@@ -1019,6 +1035,7 @@ impl RedisStore {
             Some(id) => parse_mark(id.as_bytes()).is_none_or(|t| t > mark),
             None => false,
         };
+        let end = got.len() < LOG_PAGE;
         let mut upto = mark;
         let mut out = Vec::with_capacity(got.len());
         for (id, fields) in got {
@@ -1038,8 +1055,21 @@ impl RedisStore {
                 }
             }
         }
-        Some((out, upto, gap))
+        Some(LogPage {
+            entries: out,
+            upto,
+            gap,
+            end,
+        })
     }
+}
+
+/// A page of the fan-out log ([`RedisStore::log_page`]).
+pub(crate) struct LogPage {
+    pub(crate) entries: Vec<(Mark, Missed)>,
+    pub(crate) upto: Mark,
+    pub(crate) gap: bool,
+    pub(crate) end: bool,
 }
 
 /// One fan-out log entry's fields (`c` channel, `d` bytes) read as its fan-out; `None`

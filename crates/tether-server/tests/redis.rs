@@ -576,18 +576,8 @@ async fn a_member_no_instance_holds_gets_what_was_fanned_out_meanwhile() {
         assert_eq!(hub_b.broadcast("lobby", "r0"), 0, "nobody in the room on B");
         let mut got = Vec::new();
         read_until(&mut client, &mut ws, 1, &mut got).await;
-        a.kill().await;
         // A's process is gone: its hub too (nothing of it takes the fan-out below).
-        let gone = Arc::downgrade(&hub_a);
-        drop(hub_a);
-        // Its aborted tasks (and the writer's round in flight) let go of it shortly.
-        for _ in 0..500 {
-            if gone.strong_count() == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(gone.strong_count(), 0, "nothing holds A's hub any more");
+        kill(a, hub_a).await;
         drop(ws);
         // No instance holds Mia's session now: B's application goes on.
         hub_b.broadcast("lobby", "r1");
@@ -899,6 +889,90 @@ async fn frames_held_for_a_stalled_redis_are_bounded_like_queued_ones() {
         );
         redis.command(&["CLIENT", "UNPAUSE"]).await;
         server.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// One instance with `max_messages` as its resume limit.
+async fn instance_limited(
+    redis: &Redis,
+    name: &str,
+    max_messages: usize,
+) -> (Arc<Hub>, RunningServer) {
+    let hub = Hub::with_redis(&redis.url(), Some(name))
+        .await
+        .expect("the hub connects to redis");
+    let mut c = config();
+    c.instance_id = Some(name.to_owned());
+    c.resume_limits.max_messages = max_messages;
+    let server = start_with(c, Arc::clone(&hub)).await;
+    (hub, server)
+}
+
+/// Kills `server` and waits until nothing holds its hub any more (its aborted tasks let
+/// go of it shortly).
+async fn kill(server: RunningServer, hub: Arc<Hub>) {
+    server.kill().await;
+    let gone = Arc::downgrade(&hub);
+    drop(hub);
+    for _ in 0..500 {
+        if gone.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("something still holds the killed instance's hub");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_session_reads_the_log_page_by_page_and_past_its_limits_gets_a_reset() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance_limited(&redis, "a", 200).await;
+        let (hub_b, b) = instance_limited(&redis, "b", 200).await;
+        let (bearer_m, bearer_n) = (token("mia"), token("ned"));
+        let mut mia = Client::new(0x3e4);
+        let ned = Client::new(0x3e5);
+        let (_mia_ws, _) = mia.open(a.addr(), "?room=lobby", Some(&bearer_m)).await;
+        let (_ned_ws, _) = ned.open(a.addr(), "?room=hall", Some(&bearer_n)).await;
+        kill(a, hub_a).await;
+        // Nobody holds them: B's application goes on. Lobby gets 150 (more than two
+        // pages of the log), interleaved with 150 for another room; the hall 250
+        // (more than Ned's session may hold).
+        for n in 1..=150 {
+            hub_b.broadcast("lobby", format!("l{n}"));
+            hub_b.broadcast("elsewhere", format!("e{n}"));
+        }
+        for n in 1..=250 {
+            hub_b.broadcast("hall", format!("h{n}"));
+        }
+        hub_b.persisted().await;
+
+        let mut ws = support::connect(b.addr(), "/ws?room=lobby", Some(&bearer_m)).await;
+        send(&mut ws, mia.hello()).await;
+        let welcome = recv(&mut ws).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: true, .. }),
+            "{welcome:?}"
+        );
+        mia.welcomed(&welcome);
+        let mut got = Vec::new();
+        read_until(&mut mia, &mut ws, 150, &mut got).await;
+        let want: Vec<String> = (1..=150).map(|n| format!("l{n}")).collect();
+        assert_eq!(got, want, "each once, in order");
+        send(&mut ws, Envelope::Ping { id: 8 }).await;
+        let (extra, _) = support::read_to_pong(&mut mia, &mut ws, 8).await;
+        assert!(extra.is_empty(), "once: {extra:?}");
+
+        let mut ws = support::connect(b.addr(), "/ws?room=hall", Some(&bearer_n)).await;
+        send(&mut ws, ned.hello()).await;
+        let welcome = recv(&mut ws).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+            "250 missed with room for 200: a reset, not a silent loss: {welcome:?}"
+        );
+        b.shutdown().await;
         redis.stop().await;
     })
     .await;
