@@ -530,7 +530,7 @@ impl Hub {
     /// A notice from another instance (Redis pub/sub).
     pub(crate) fn notice(&self, notice: crate::store::Notice) {
         let now = Instant::now();
-        let me = self.instance();
+        let me = self.store.as_ref().map(|s| s.owner.as_str());
         let mut st = self.lock();
         match notice {
             crate::store::Notice::FanOut {
@@ -561,7 +561,7 @@ impl Hub {
                 seq,
                 client_id,
                 user,
-            } if instance != me => {
+            } if Some(instance.as_str()) != me => {
                 if !st.conns.values().any(|c| c.authenticated && c.user == user) {
                     return;
                 }

@@ -7,16 +7,18 @@
 //!
 //! ## Keys
 //! - `tether:session:<sha256(user, client id, secret) in hex>`: a hash with `a` (the
-//!   session's latest transport number, 20 zero-padded digits), `o` (the instance that
-//!   wrote it) and `d` (the [`SessionImage`](tether_core::endpoint::SessionImage) bytes: numbering, room, the resume buffer,
+//!   session's latest transport number, 20 zero-padded digits), `o` (the owner that
+//!   wrote or claimed it: the instance's id and a number drawn at its boot, so two
+//!   processes given the same id still fence each other) and `d` (the [`SessionImage`](tether_core::endpoint::SessionImage) bytes: numbering, room, the resume buffer,
 //!   bounded by the resume limits). The secret itself is not stored: only a client that
 //!   proves it can name the key. Expires `session_ttl` after its last write; instances
 //!   rewrite the sessions they hold at least every third of that.
 //!
 //! - `tether:claims:<user>`: a counter (`INCR`) ordering the attaches of one user's
-//!   transports across instances, for one connection per user. No TTL (one small
-//!   integer per user who ever connected with a token).
-//! - channel `tether:users`: `<instance> TAB <order> TAB <client id hex> TAB <user>`,
+//!   transports across instances, for one connection per user; started from Redis's
+//!   clock in microseconds when missing, so it never goes back when it expires
+//!   (`session_ttl` after the user's last attach) or Redis loses its data.
+//! - channel `tether:users`: `<owner> TAB <order> TAB <client id hex> TAB <user>`,
 //!   published when a user's transport attaches; an instance whose current transport of
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
@@ -138,6 +140,23 @@ if not cur[1] or not cur[2] then return false end
 if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
 if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
 return {cur[1], cur[2]}
+";
+
+/// The order of a new claim of a user's current connection (`KEYS[1]`, the user's
+/// counter): one more than the last, and, when the counter is missing (never made,
+/// expired after ARGV[1] ms unused, or lost with Redis's data), Redis's clock in
+/// microseconds. So an order taken after the counter went is still above every order
+/// taken before (one connection per user holds across a Redis restart), and the
+/// counter can expire: Redis keeps one per user active within the TTL, not one per
+/// user ever seen.
+const ORDER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local t = redis.call('TIME')
+  redis.call('SET', KEYS[1], t[1] .. string.sub('00000' .. t[2], -6))
+end
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return n
 ";
 
 /// Delete `KEYS[1]` if this instance (ARGV[1]) wrote it last.
@@ -269,7 +288,9 @@ pub(crate) struct Batch {
 /// The Redis side of a hub.
 #[derive(Debug)]
 pub(crate) struct RedisStore {
-    pub(crate) instance: String,
+    /// Who writes and claims here, in the store and in notices: the instance's id and
+    /// a number drawn at each boot (see [`owner_id`]).
+    pub(crate) owner: String,
     client: redis::Client,
     conn: ConnectionManager,
     reachable: AtomicBool,
@@ -295,6 +316,26 @@ pub(crate) fn redis_key(key: &SessionKey) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// The owner of this instance's writes and claims: its id (at most
+/// [`MAX_OWNER_NAME_BYTES`] of it, cut on a character) and `boot` in hex. Unique per
+/// boot even when two instances are given the same id (or one restarts under its id
+/// while its previous process still drains): the fence and the claims tell them apart.
+fn owner_id(instance: &str, boot: u64) -> String {
+    format!("{}/{boot:016x}", prefix(instance, MAX_OWNER_NAME_BYTES))
+}
+
+/// The part of an instance id an owner keeps: an owner fits a notice's `u8` length.
+const MAX_OWNER_NAME_BYTES: usize = 200;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A stored session as `LOAD` answers: its transport number (text) and image.
@@ -357,10 +398,11 @@ impl RedisStore {
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        info!(%instance, "session store: redis");
+        let owner = owner_id(&instance, crate::rand::u64());
+        info!(%instance, %owner, "session store: redis");
         Ok((
             Arc::new(RedisStore {
-                instance,
+                owner,
                 client,
                 conn,
                 reachable: AtomicBool::new(true),
@@ -411,7 +453,7 @@ impl RedisStore {
                 .arg(1)
                 .arg(&rkey)
                 .arg(attempt_field(attempt))
-                .arg(&self.instance)
+                .arg(&self.owner)
                 .arg(local.map(attempt_field).unwrap_or_default())
                 .query_async(&mut conn),
         )
@@ -538,7 +580,7 @@ pub(crate) async fn writer(
                             .arg(1)
                             .arg(&w.rkey)
                             .arg(attempt_field(*attempt))
-                            .arg(&store.instance)
+                            .arg(&store.owner)
                             .arg(image.as_slice())
                             .arg(ttl_ms);
                     }
@@ -547,7 +589,7 @@ pub(crate) async fn writer(
                             .arg(DELETE)
                             .arg(1)
                             .arg(&w.rkey)
-                            .arg(&store.instance);
+                            .arg(&store.owner);
                     }
                 }
             }
@@ -750,10 +792,13 @@ fn encode_fanout(
     let mut out = Vec::with_capacity(20 + instance.len() + room.len() + payload.len());
     out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
+    // Cut on a character, so that what is cut still decodes.
+    let instance = prefix(instance, usize::from(u8::MAX));
+    let room = prefix(room, usize::from(u16::MAX));
     out.push(u8::try_from(instance.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(&instance.as_bytes()[..instance.len().min(255)]);
+    out.extend_from_slice(instance.as_bytes());
     out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(&room.as_bytes()[..room.len().min(usize::from(u16::MAX))]);
+    out.extend_from_slice(room.as_bytes());
     match payload {
         tether_core::Payload::Text(t) => {
             out.push(0);
@@ -843,8 +888,11 @@ impl RedisStore {
         let mut conn = self.conn.clone();
         tokio::time::timeout(
             OP_TIMEOUT,
-            redis::cmd("INCR")
+            redis::cmd("EVAL")
+                .arg(ORDER)
+                .arg(1)
                 .arg(format!("tether:claims:{user}"))
+                .arg(self.ttl_ms.load(Ordering::Relaxed))
                 .query_async(&mut conn),
         )
         .await
@@ -860,7 +908,7 @@ impl RedisStore {
             OP_TIMEOUT,
             redis::cmd("PUBLISH")
                 .arg(USERS)
-                .arg(encode_claim(&self.instance, seq, client_id, user))
+                .arg(encode_claim(&self.owner, seq, client_id, user))
                 .query_async(&mut conn),
         )
         .await;
@@ -885,7 +933,7 @@ impl RedisStore {
                 .arg(FANOUT_LOG_MAX)
                 .arg(FANOUT_LOG_MAX_BYTES)
                 .arg(channel)
-                .arg(encode_fanout(&self.instance, room, origin, seq, payload))
+                .arg(encode_fanout(&self.owner, room, origin, seq, payload))
                 .query_async(&mut conn),
         )
         .await;
@@ -1058,6 +1106,22 @@ mod tests {
             decode_notice(TO_USER, &room),
             Some(Notice::FanOut { to: FanOut::User(user), .. }) if user == "lobby"
         ));
+        // Names past their length fields are cut on a character: what is cut still
+        // decodes (a notice that did not would be lost, and its log entry would reset
+        // every session loaded while the log holds it).
+        let long = "é".repeat(200);
+        let mut cut = b"1700-4\n".to_vec();
+        cut.extend(encode_fanout(&long, &long, 5, 7, &"hi".into()));
+        assert!(matches!(
+            decode_notice(ROOMS, &cut),
+            Some(Notice::FanOut { instance, to: FanOut::Room(room), .. })
+                if long.starts_with(&instance) && instance.len() == 254 && room == long
+        ));
+        // An owner is unique per boot and fits a notice whatever the instance id.
+        let owner = owner_id(&long, 0xab);
+        assert!(owner.len() <= usize::from(u8::MAX));
+        assert!(owner.ends_with("/00000000000000ab"));
+        assert_ne!(owner_id("web", 1), owner_id("web", 2));
         assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
         assert_eq!(decode_notice(USERS, b"\xff"), None);
         assert_eq!(decode_notice("other", b"x"), None);
