@@ -28,10 +28,11 @@
 //!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
-//!   `u64` seq, `u8` instance length, instance, `u16` room length, room, `u8` kind 0
+//!   `u64` seq, `u8` owner length, owner, `u16` room length, room, `u8` kind 0
 //!   text / 1 binary, payload; appended to the log and published in one step (a Lua
-//!   script) after the sender's session is written; the other instances hand it to
-//!   their members (`Endpoint::receive_fanout`).
+//!   script), in the same transaction (`MULTI`/`EXEC`) as the sender's session write,
+//!   and only if that session is still this instance's; the other instances hand it
+//!   to their members (`Endpoint::receive_fanout`).
 //! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
 //!   place of the room); the other instances send it to their sessions of the user.
 //!
@@ -70,9 +71,10 @@
 //! ## Written before sent
 //! Frames produced for the clients (Welcome, messages, Acks) are released to the sockets
 //! only once the session state that produced them is in Redis (a group commit: one
-//! pipeline for whatever piled up meanwhile); a poll response waits likewise. So an
-//! instance that dies has never told a client anything another instance would not know:
-//! every message exactly once, in order, both ways. While Redis is unreachable frames
+//! transaction for whatever piled up meanwhile, the fan-outs it made included); a poll
+//! response waits likewise. So an instance that dies has never told a client anything
+//! another instance would not know, and has not recorded a message as received without
+//! its fan-out: every message exactly once, in order, both ways. While Redis is unreachable frames
 //! are released anyway after the write fails (the instance keeps serving its clients,
 //! health says degraded) and the writes are retried until Redis answers.
 
@@ -557,8 +559,34 @@ pub(crate) async fn writer(
                 })
                 .collect()
         });
+        // What the round holds back, and the fan-outs it makes: appended to the log
+        // (and published) in the same transaction as the writes, each only if its
+        // sender's session is still this instance's. An instance that dies between the
+        // two would otherwise have recorded a message as received (its client does not
+        // send it again) that no other instance ever fans out.
+        let last = batches.last().map(|b| b.generation);
+        let mut deferred = Vec::new();
+        let mut fanouts = Vec::new();
+        let mut claims = Vec::new();
+        for d in batches.iter_mut().flat_map(|b| b.deferred.drain(..)) {
+            match d {
+                Deferred::Publish {
+                    key,
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                } => fanouts.push((key, to, payload, origin, seq)),
+                Deferred::Claim {
+                    conn,
+                    user,
+                    client_id,
+                } => claims.push((conn, user, client_id)),
+                d => deferred.push(d),
+            }
+        }
         let mut rejected: Vec<SessionKey> = Vec::new();
-        if writes.is_empty() {
+        if writes.is_empty() && fanouts.is_empty() {
             if batches.is_empty() {
                 // Idle: see whether Redis answers (health recovers without traffic).
                 let pong: Result<Result<String, _>, _> =
@@ -572,6 +600,7 @@ pub(crate) async fn writer(
             }
         } else {
             let mut pipe = redis::pipe();
+            pipe.atomic();
             for w in &writes {
                 match &w.op {
                     Op::Put { attempt, image } => {
@@ -593,16 +622,19 @@ pub(crate) async fn writer(
                     }
                 }
             }
-            let result: Result<Result<Vec<i64>, _>, _> =
+            for (key, to, payload, origin, seq) in &fanouts {
+                store.push_fanout(&mut pipe, key.as_ref(), to, payload, *origin, *seq);
+            }
+            let result: Result<Result<Vec<redis::Value>, _>, _> =
                 tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn)).await;
             match result {
-                Ok(Ok(codes)) if codes.len() == writes.len() => {
+                Ok(Ok(codes)) if codes.len() == writes.len() + fanouts.len() => {
                     if set_reachable(&store, true) {
                         written.clear();
                     }
-                    for (w, code) in writes.into_iter().zip(codes) {
+                    for (w, code) in writes.into_iter().zip(&codes) {
                         match (w.fingerprint, code) {
-                            (Some(fp), 1) => {
+                            (Some(fp), redis::Value::Int(1)) => {
                                 written.insert(w.key, (fp, now));
                             }
                             (Some(_), _) => {
@@ -624,6 +656,12 @@ pub(crate) async fn writer(
                     if store.reachable() {
                         warn!(error = %why, "session store unreachable: serving on, writes retried");
                     }
+                    if !fanouts.is_empty() {
+                        warn!(
+                            lost = fanouts.len(),
+                            "session store: fan-outs did not reach the other instances"
+                        );
+                    }
                     set_reachable(&store, false);
                     for w in writes {
                         retry.insert(w.key, w.fingerprint.is_some());
@@ -637,29 +675,6 @@ pub(crate) async fn writer(
                 "sessions taken over by another instance"
             );
         }
-        let last = batches.last().map(|b| b.generation);
-        let mut deferred = Vec::new();
-        let mut rooms = Vec::new();
-        let mut claims = Vec::new();
-        for d in batches.into_iter().flat_map(|b| b.deferred) {
-            match d {
-                Deferred::Publish { key, .. }
-                    if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
-                Deferred::Publish {
-                    to,
-                    payload,
-                    origin,
-                    seq,
-                    ..
-                } => rooms.push((to, payload, origin, seq)),
-                Deferred::Claim {
-                    conn,
-                    user,
-                    client_id,
-                } => claims.push((conn, user, client_id)),
-                d => deferred.push(d),
-            }
-        }
         // A user's transports are ordered before their Welcomes leave: a client that
         // connects after another got its Welcome has the newer claim.
         let mut ordered = Vec::new();
@@ -672,9 +687,6 @@ pub(crate) async fn writer(
         hub.release(&rejected, deferred);
         for (user, client_id, seq) in ordered {
             store.announce(&user, client_id, seq).await;
-        }
-        for (to, payload, origin, seq) in rooms {
-            store.publish(&to, &payload, origin, seq).await;
         }
         if let Some(g) = last {
             store.flushed.send_modify(|f| *f = (*f).max(g));
@@ -718,9 +730,14 @@ pub(crate) const FANOUT_LOG_MAX_BYTES: usize = 64 << 20;
 /// Appends a fan-out to the log, trims the oldest past the bounds (noting the newest
 /// trimmed id), and publishes it with its entry id, in one atomic step: the instances
 /// take the notices in log order.
-/// KEYS: log, its bytes, its newest trimmed id; ARGV: max entries, max bytes, channel,
-/// entry bytes.
+/// KEYS: log, its bytes, its newest trimmed id, [the sender's session]; ARGV: max
+/// entries, max bytes, channel, entry bytes, this instance's owner id. Nothing (nil)
+/// when the sender's session is another instance's.
 const FANOUT: &str = r"
+if KEYS[4] then
+  local o = redis.call('HGET', KEYS[4], 'o')
+  if o and o ~= ARGV[5] then return false end
+end
 local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 'd', ARGV[4])
 local n = redis.call('XLEN', KEYS[1])
 local bytes
@@ -914,35 +931,38 @@ impl RedisStore {
         .await;
     }
 
-    /// Fans a message out to the other instances: appended to the fan-out log, and
-    /// published with its entry id.
-    async fn publish(&self, to: &FanOut, payload: &tether_core::Payload, origin: u64, seq: u64) {
+    /// Adds to `pipe` a fan-out to the other instances: appended to the fan-out log,
+    /// and published with its entry id; unless it comes from session `key` and that
+    /// session is another instance's now (its write in the same transaction was
+    /// refused: the client sends the message again there).
+    fn push_fanout(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: Option<&SessionKey>,
+        to: &FanOut,
+        payload: &tether_core::Payload,
+        origin: u64,
+        seq: u64,
+    ) {
         let (channel, room) = match to {
             FanOut::Room(r) => (ROOMS, r.as_str()),
             FanOut::User(u) => (TO_USER, u.as_str()),
         };
-        let mut conn = self.conn.clone();
-        let sent: Result<redis::RedisResult<String>, _> = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("EVAL")
-                .arg(FANOUT)
-                .arg(3)
-                .arg(FANOUT_LOG)
-                .arg(FANOUT_LOG_BYTES)
-                .arg(FANOUT_LOG_TRIMMED)
-                .arg(FANOUT_LOG_MAX)
-                .arg(FANOUT_LOG_MAX_BYTES)
-                .arg(channel)
-                .arg(encode_fanout(&self.owner, room, origin, seq, payload))
-                .query_async(&mut conn),
-        )
-        .await;
-        if !matches!(sent, Ok(Ok(_))) {
-            warn!(
-                room,
-                "session store: a room message did not reach the other instances"
-            );
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(FANOUT)
+            .arg(if key.is_some() { 4 } else { 3 })
+            .arg(FANOUT_LOG)
+            .arg(FANOUT_LOG_BYTES)
+            .arg(FANOUT_LOG_TRIMMED);
+        if let Some(key) = key {
+            cmd.arg(redis_key(key));
         }
+        cmd.arg(FANOUT_LOG_MAX)
+            .arg(FANOUT_LOG_MAX_BYTES)
+            .arg(channel)
+            .arg(encode_fanout(&self.owner, room, origin, seq, payload))
+            .arg(&self.owner);
     }
 }
 
