@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tether_core::endpoint::{
     ConnId, Endpoint, EndpointConfig, Greeting, HelloError, Output, Peer, PollError, PollRequest,
-    ReceiveError, Reservation, SessionImage, SessionKey, TokenRefused,
+    ReceiveError, Reservation, SessionImage, SessionKey, SessionStore as _, TokenRefused,
 };
 use tether_core::protocol::{Envelope, SessionSecret};
 use tether_core::Payload;
@@ -366,6 +366,12 @@ impl Hub {
     /// Runs `f` on the endpoint under the lock (the store's writer reads sessions).
     pub(crate) fn with_endpoint<R>(&self, f: impl FnOnce(&Endpoint<TrackedStore>) -> R) -> R {
         f(&self.lock().endpoint)
+    }
+
+    /// Every session held here (the store's writer writes them all again when Redis
+    /// lost its data).
+    pub(crate) fn session_keys(&self) -> Vec<SessionKey> {
+        self.lock().endpoint.store_mut().keys()
     }
 
     /// The writer wrote (or gave up on) a round: sessions another instance took over

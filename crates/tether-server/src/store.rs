@@ -18,6 +18,10 @@
 //!   transports across instances, for one connection per user; started from Redis's
 //!   clock in microseconds when missing, so it never goes back when it expires
 //!   (`session_ttl` after the user's last attach) or Redis loses its data.
+//! - `tether:epoch:<owner>`: how many write rounds the instance made (`INCR` with each,
+//!   expires `session_ttl` after the last). When Redis answers another count than the
+//!   instance expects, Redis lost data since (a flush, a restart, a failover, an older
+//!   snapshot brought back): the instance writes every session it holds again.
 //! - channel `tether:users`: `<owner> TAB <order> TAB <client id hex> TAB <user>`,
 //!   published when a user's transport attaches; an instance whose current transport of
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
@@ -160,6 +164,9 @@ local n = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n
 ";
+
+/// Prefix of the key counting an instance's write rounds (then its owner id).
+const EPOCH: &str = "tether:epoch:";
 
 /// Delete `KEYS[1]` if this instance (ARGV[1]) wrote it last.
 const DELETE: &str = r"
@@ -496,6 +503,11 @@ pub(crate) async fn writer(
     // Writes that failed (Redis down), to try again; latest per key.
     let mut retry: HashMap<SessionKey, bool> = HashMap::new();
     let mut conn = store.conn.clone();
+    // The write rounds this instance made, counted in Redis too (`EPOCH`): when Redis
+    // answers another count, it lost data since (a flush, a restart, a failover, an
+    // older snapshot brought back) and every session held here is written again.
+    let epoch_key = format!("{EPOCH}{}", store.owner);
+    let mut epoch: u64 = 0;
     loop {
         let first = tokio::select! {
             b = rx.recv() => match b { Some(b) => Some(b), None => return },
@@ -588,14 +600,22 @@ pub(crate) async fn writer(
         let mut rejected: Vec<SessionKey> = Vec::new();
         if writes.is_empty() && fanouts.is_empty() {
             if batches.is_empty() {
-                // Idle: see whether Redis answers (health recovers without traffic).
-                let pong: Result<Result<String, _>, _> =
-                    tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
-                        .await;
-                if set_reachable(&store, matches!(pong, Ok(Ok(_)))) {
-                    // Redis may have restarted empty: write every session again (the
-                    // sweeper touches them all each round).
+                // Idle: see whether Redis answers (health recovers without traffic),
+                // and still has what was written.
+                let got: Result<Result<Option<u64>, _>, _> = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    redis::cmd("GET").arg(&epoch_key).query_async(&mut conn),
+                )
+                .await;
+                let back = set_reachable(&store, matches!(got, Ok(Ok(_))));
+                let lost = matches!(got, Ok(Ok(n)) if n.unwrap_or(0) != epoch);
+                if let Ok(Ok(n)) = got {
+                    epoch = n.unwrap_or(0);
+                }
+                if back || lost {
+                    // Redis may have restarted empty: write every session again.
                     written.clear();
+                    retry.extend(hub.session_keys().into_iter().map(|k| (k, true)));
                 }
             }
         } else {
@@ -625,12 +645,24 @@ pub(crate) async fn writer(
             for (key, to, payload, origin, seq) in &fanouts {
                 store.push_fanout(&mut pipe, key.as_ref(), to, payload, *origin, *seq);
             }
+            pipe.cmd("INCR").arg(&epoch_key);
+            pipe.cmd("PEXPIRE").arg(&epoch_key).arg(ttl_ms).ignore();
             let result: Result<Result<Vec<redis::Value>, _>, _> =
                 tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn)).await;
             match result {
-                Ok(Ok(codes)) if codes.len() == writes.len() + fanouts.len() => {
-                    if set_reachable(&store, true) {
+                Ok(Ok(codes)) if codes.len() == writes.len() + fanouts.len() + 1 => {
+                    let counted = match codes.last() {
+                        Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                        _ => 0,
+                    };
+                    let lost = counted != epoch + 1;
+                    epoch = counted;
+                    if set_reachable(&store, true) || lost {
+                        if lost {
+                            warn!("session store: Redis lost data; writing every session again");
+                        }
                         written.clear();
+                        retry.extend(hub.session_keys().into_iter().map(|k| (k, true)));
                     }
                     for (w, code) in writes.into_iter().zip(&codes) {
                         match (w.fingerprint, code) {

@@ -714,3 +714,64 @@ async fn instances_given_the_same_id_still_fence_each_other() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_written_again_when_redis_loses_its_data() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("erin");
+        // An idle client on A: its session is written once, then left alone.
+        let mut idle = Client::new(0xe1);
+        let (mut ws_idle, _) = idle.open(a.addr(), "", Some(&bearer)).await;
+        let m = idle.msg("before");
+        send(&mut ws_idle, m).await;
+        let mut got = Vec::new();
+        read_until(&mut idle, &mut ws_idle, 1, &mut got).await;
+        let mut busy = Client::new(0xe2);
+        let (mut ws_busy, _) = busy.open(a.addr(), "", Some(&token("frank"))).await;
+        assert_eq!(redis.sessions().await, 2);
+
+        // Redis loses its data under A's open connection (a flush; a restart or a
+        // failover does the same, or brings back an older snapshot).
+        redis.command(&["FLUSHALL"]).await;
+        // A's next write round notices, and writes every session it holds again.
+        let m = busy.msg("x");
+        send(&mut ws_busy, m).await;
+        read_until(&mut busy, &mut ws_busy, 1, &mut Vec::new()).await;
+        let mut stored = 0;
+        for _ in 0..100 {
+            stored = redis.sessions().await;
+            if stored == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stored, 2, "A wrote its idle session again");
+
+        // A dies: the idle client resumes on B with what it had.
+        a.kill().await;
+        drop(hub_a);
+        drop(ws_idle);
+        let (mut ws, welcome) = idle.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        let m = idle.msg("after");
+        send(&mut ws, m).await;
+        read_until(&mut idle, &mut ws, 2, &mut got).await;
+        assert_eq!(got, ["before", "after"]);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
