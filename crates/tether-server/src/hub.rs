@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use tether_core::endpoint::{
     ConnId, Endpoint, EndpointConfig, FanOut, Greeting, HelloError, Output, Peer, PollError,
-    PollRequest, ReceiveError, Reservation, SessionImage, SessionKey, TokenRefused,
+    PollRequest, ReceiveError, Reservation, SessionImage, SessionKey, SessionStore as _,
+    TokenRefused,
 };
 use tether_core::protocol::{Envelope, SessionSecret};
 use tether_core::Payload;
@@ -368,6 +369,12 @@ impl Hub {
         f(&self.lock().endpoint)
     }
 
+    /// Every session held here (the store's writer writes them all again when Redis
+    /// lost its data).
+    pub(crate) fn session_keys(&self) -> Vec<SessionKey> {
+        self.lock().endpoint.store_mut().keys()
+    }
+
     /// The writer wrote (or gave up on) a round: sessions another instance took over
     /// are forgotten here (their sockets closed, what was held back for them dropped),
     /// and the rest is released in order.
@@ -616,7 +623,7 @@ impl Hub {
     /// A notice from another instance (Redis pub/sub).
     pub(crate) fn notice(&self, notice: crate::store::Notice) {
         let now = Instant::now();
-        let me = self.instance();
+        let me = self.store.as_ref().map(|s| s.owner.as_str());
         let mut st = self.lock();
         match notice {
             crate::store::Notice::FanOut {
@@ -647,7 +654,7 @@ impl Hub {
                 seq,
                 client_id,
                 user,
-            } if instance != me => {
+            } if Some(instance.as_str()) != me => {
                 if !st.conns.values().any(|c| c.authenticated && c.user == user) {
                     return;
                 }

@@ -7,18 +7,24 @@
 //!
 //! ## Keys
 //! - `tether:session:<sha256(user, client id, secret) in hex>`: a hash with `a` (the
-//!   session's latest transport number, 20 zero-padded digits), `o` (the instance that
-//!   wrote it) and `d` (the [`SessionImage`](tether_core::endpoint::SessionImage) bytes: numbering, room, the resume buffer,
+//!   session's latest transport number, 20 zero-padded digits), `o` (the owner that
+//!   wrote or claimed it: the instance's id and a number drawn at its boot, so two
+//!   processes given the same id still fence each other) and `d` (the [`SessionImage`](tether_core::endpoint::SessionImage) bytes: numbering, room, the resume buffer,
 //!   bounded by the resume limits). The secret itself is not stored: only a client that
 //!   proves it can name the key. Expires `session_ttl` after its last write; instances
 //!   rewrite the sessions they hold at least every third of that.
 //!
 //! - `tether:claims:<user>`: a hash: `n` a counter (`HINCRBY`) ordering the attaches
-//!   of one user's transports across instances, for one connection per user, and `c`,
-//!   `i` the newest claim's client id (hex) and instance, read by an instance whose
-//!   subscription broke and may have missed its notice. No TTL (one small hash per
-//!   user who ever connected with a token).
-//! - channel `tether:users`: `<instance> TAB <order> TAB <client id hex> TAB <user>`,
+//!   of one user's transports across instances, for one connection per user, started
+//!   from Redis's clock in microseconds when missing, so it never goes back when it
+//!   expires (`session_ttl` after the user's last attach) or Redis loses its data; `c`,
+//!   `i` the newest claim's client id (hex) and owner, read by an instance whose
+//!   subscription broke and may have missed its notice.
+//! - `tether:epoch:<owner>`: how many write rounds the instance made (`INCR` with each,
+//!   expires `session_ttl` after the last). When Redis answers another count than the
+//!   instance expects, Redis lost data since (a flush, a restart, a failover, an older
+//!   snapshot brought back): the instance writes every session it holds again.
+//! - channel `tether:users`: `<owner> TAB <order> TAB <client id hex> TAB <user>`,
 //!   published when a user's transport attaches; an instance whose current transport of
 //!   that user has an older order replaces it (4409/409, or 1000 for the same client).
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
@@ -28,10 +34,11 @@
 //!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
-//!   `u64` seq, `u8` instance length, instance, `u16` room length, room, `u8` kind 0
+//!   `u64` seq, `u8` owner length, owner, `u16` room length, room, `u8` kind 0
 //!   text / 1 binary, payload; appended to the log and published in one step (a Lua
-//!   script) after the sender's session is written; the other instances hand it to
-//!   their members (`Endpoint::receive_fanout`).
+//!   script), in the same transaction (`MULTI`/`EXEC`) as the sender's session write,
+//!   and only if that session is still this instance's; the other instances hand it
+//!   to their members (`Endpoint::receive_fanout`).
 //! - channel `tether:to-user`: the same for [`crate::Hub::send_to_user`] (the user in
 //!   place of the room); the other instances send it to their sessions of the user.
 //!
@@ -75,9 +82,10 @@
 //! ## Written before sent
 //! Frames produced for the clients (Welcome, messages, Acks) are released to the sockets
 //! only once the session state that produced them is in Redis (a group commit: one
-//! pipeline for whatever piled up meanwhile); a poll response waits likewise. So an
-//! instance that dies has never told a client anything another instance would not know:
-//! every message exactly once, in order, both ways. While Redis is unreachable frames
+//! transaction for whatever piled up meanwhile, the fan-outs it made included); a poll
+//! response waits likewise. So an instance that dies has never told a client anything
+//! another instance would not know, and has not recorded a message as received without
+//! its fan-out: every message exactly once, in order, both ways. While Redis is unreachable frames
 //! are released anyway after the write fails (the instance keeps serving its clients,
 //! health says degraded) and the writes are retried until Redis answers.
 
@@ -147,12 +155,22 @@ if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
 return {cur[1], cur[2]}
 ";
 
-/// A new claim of a user's current connection: the user's order counter `n` goes up
-/// by one, and the claim's client id (`c`, ARGV[1]) and instance (`i`, ARGV[2]) are
-/// kept with it. Returns the new order.
+/// A new claim of a user's current connection (`KEYS[1]`, the user's claims): its
+/// order `n` is one more than the last, and, when missing (never made, expired after
+/// ARGV[1] ms unused, or lost with Redis's data), Redis's clock in microseconds. So an
+/// order taken after the record went is still above every order taken before (one
+/// connection per user holds across a Redis restart), and the record can expire:
+/// Redis keeps one per user active within the TTL, not one per user ever seen. The
+/// claim's client id (`c`, ARGV[2]) and owner (`i`, ARGV[3]) are kept with it.
+/// Returns the new order.
 const CLAIM: &str = r"
+if redis.call('HEXISTS', KEYS[1], 'n') == 0 then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 'n', t[1] .. string.sub('00000' .. t[2], -6))
+end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
-redis.call('HSET', KEYS[1], 'c', ARGV[1], 'i', ARGV[2])
+redis.call('HSET', KEYS[1], 'c', ARGV[2], 'i', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return n
 ";
 
@@ -160,6 +178,9 @@ return n
 fn claims_key(user: &str) -> String {
     format!("tether:claims:{user}")
 }
+
+/// Prefix of the key counting an instance's write rounds (then its owner id).
+const EPOCH: &str = "tether:epoch:";
 
 /// Delete `KEYS[1]` if this instance (ARGV[1]) wrote it last.
 const DELETE: &str = r"
@@ -291,7 +312,9 @@ pub(crate) struct Batch {
 /// The Redis side of a hub.
 #[derive(Debug)]
 pub(crate) struct RedisStore {
-    pub(crate) instance: String,
+    /// Who writes and claims here, in the store and in notices: the instance's id and
+    /// a number drawn at each boot (see [`owner_id`]).
+    pub(crate) owner: String,
     client: redis::Client,
     conn: ConnectionManager,
     reachable: AtomicBool,
@@ -320,6 +343,26 @@ pub(crate) fn redis_key(key: &SessionKey) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// The owner of this instance's writes and claims: its id (at most
+/// [`MAX_OWNER_NAME_BYTES`] of it, cut on a character) and `boot` in hex. Unique per
+/// boot even when two instances are given the same id (or one restarts under its id
+/// while its previous process still drains): the fence and the claims tell them apart.
+fn owner_id(instance: &str, boot: u64) -> String {
+    format!("{}/{boot:016x}", prefix(instance, MAX_OWNER_NAME_BYTES))
+}
+
+/// The part of an instance id an owner keeps: an owner fits a notice's `u8` length.
+const MAX_OWNER_NAME_BYTES: usize = 200;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character.
+fn prefix(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// A stored session as `LOAD` answers: its transport number (text) and image.
@@ -382,10 +425,11 @@ impl RedisStore {
             .await
             .map_err(|e| StoreError(e.to_string()))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        info!(%instance, "session store: redis");
+        let owner = owner_id(&instance, crate::rand::u64());
+        info!(%instance, %owner, "session store: redis");
         Ok((
             Arc::new(RedisStore {
-                instance,
+                owner,
                 client,
                 conn,
                 reachable: AtomicBool::new(true),
@@ -437,7 +481,7 @@ impl RedisStore {
                 .arg(1)
                 .arg(&rkey)
                 .arg(attempt_field(attempt))
-                .arg(&self.instance)
+                .arg(&self.owner)
                 .arg(local.map(attempt_field).unwrap_or_default())
                 .query_async(&mut conn),
         )
@@ -478,6 +522,11 @@ pub(crate) async fn writer(
     // Writes that failed (Redis down), to try again; latest per key.
     let mut retry: HashMap<SessionKey, bool> = HashMap::new();
     let mut conn = store.conn.clone();
+    // The write rounds this instance made, counted in Redis too (`EPOCH`): when Redis
+    // answers another count, it lost data since (a flush, a restart, a failover, an
+    // older snapshot brought back) and every session held here is written again.
+    let epoch_key = format!("{EPOCH}{}", store.owner);
+    let mut epoch: u64 = 0;
     loop {
         let first = tokio::select! {
             b = rx.recv() => match b { Some(b) => Some(b), None => return },
@@ -541,21 +590,56 @@ pub(crate) async fn writer(
                 })
                 .collect()
         });
+        // What the round holds back, and the fan-outs it makes: appended to the log
+        // (and published) in the same transaction as the writes, each only if its
+        // sender's session is still this instance's. An instance that dies between the
+        // two would otherwise have recorded a message as received (its client does not
+        // send it again) that no other instance ever fans out.
+        let last = batches.last().map(|b| b.generation);
+        let mut deferred = Vec::new();
+        let mut fanouts = Vec::new();
+        let mut claims = Vec::new();
+        for d in batches.iter_mut().flat_map(|b| b.deferred.drain(..)) {
+            match d {
+                Deferred::Publish {
+                    key,
+                    to,
+                    payload,
+                    origin,
+                    seq,
+                } => fanouts.push((key, to, payload, origin, seq)),
+                Deferred::Claim {
+                    conn,
+                    user,
+                    client_id,
+                } => claims.push((conn, user, client_id)),
+                d => deferred.push(d),
+            }
+        }
         let mut rejected: Vec<SessionKey> = Vec::new();
-        if writes.is_empty() {
+        if writes.is_empty() && fanouts.is_empty() {
             if batches.is_empty() {
-                // Idle: see whether Redis answers (health recovers without traffic).
-                let pong: Result<Result<String, _>, _> =
-                    tokio::time::timeout(OP_TIMEOUT, redis::cmd("PING").query_async(&mut conn))
-                        .await;
-                if set_reachable(&store, matches!(pong, Ok(Ok(_)))) {
-                    // Redis may have restarted empty: write every session again (the
-                    // sweeper touches them all each round).
+                // Idle: see whether Redis answers (health recovers without traffic),
+                // and still has what was written.
+                let got: Result<Result<Option<u64>, _>, _> = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    redis::cmd("GET").arg(&epoch_key).query_async(&mut conn),
+                )
+                .await;
+                let back = set_reachable(&store, matches!(got, Ok(Ok(_))));
+                let lost = matches!(got, Ok(Ok(n)) if n.unwrap_or(0) != epoch);
+                if let Ok(Ok(n)) = got {
+                    epoch = n.unwrap_or(0);
+                }
+                if back || lost {
+                    // Redis may have restarted empty: write every session again.
                     written.clear();
+                    retry.extend(hub.session_keys().into_iter().map(|k| (k, true)));
                 }
             }
         } else {
             let mut pipe = redis::pipe();
+            pipe.atomic();
             for w in &writes {
                 match &w.op {
                     Op::Put { attempt, image } => {
@@ -564,7 +648,7 @@ pub(crate) async fn writer(
                             .arg(1)
                             .arg(&w.rkey)
                             .arg(attempt_field(*attempt))
-                            .arg(&store.instance)
+                            .arg(&store.owner)
                             .arg(image.as_slice())
                             .arg(ttl_ms);
                     }
@@ -573,20 +657,35 @@ pub(crate) async fn writer(
                             .arg(DELETE)
                             .arg(1)
                             .arg(&w.rkey)
-                            .arg(&store.instance);
+                            .arg(&store.owner);
                     }
                 }
             }
-            let result: Result<Result<Vec<i64>, _>, _> =
+            for (key, to, payload, origin, seq) in &fanouts {
+                store.push_fanout(&mut pipe, key.as_ref(), to, payload, *origin, *seq);
+            }
+            pipe.cmd("INCR").arg(&epoch_key);
+            pipe.cmd("PEXPIRE").arg(&epoch_key).arg(ttl_ms).ignore();
+            let result: Result<Result<Vec<redis::Value>, _>, _> =
                 tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn)).await;
             match result {
-                Ok(Ok(codes)) if codes.len() == writes.len() => {
-                    if set_reachable(&store, true) {
+                Ok(Ok(codes)) if codes.len() == writes.len() + fanouts.len() + 1 => {
+                    let counted = match codes.last() {
+                        Some(redis::Value::Int(n)) => u64::try_from(*n).unwrap_or(0),
+                        _ => 0,
+                    };
+                    let lost = counted != epoch + 1;
+                    epoch = counted;
+                    if set_reachable(&store, true) || lost {
+                        if lost {
+                            warn!("session store: Redis lost data; writing every session again");
+                        }
                         written.clear();
+                        retry.extend(hub.session_keys().into_iter().map(|k| (k, true)));
                     }
-                    for (w, code) in writes.into_iter().zip(codes) {
+                    for (w, code) in writes.into_iter().zip(&codes) {
                         match (w.fingerprint, code) {
-                            (Some(fp), 1) => {
+                            (Some(fp), redis::Value::Int(1)) => {
                                 written.insert(w.key, (fp, now));
                             }
                             (Some(_), _) => {
@@ -608,6 +707,12 @@ pub(crate) async fn writer(
                     if store.reachable() {
                         warn!(error = %why, "session store unreachable: serving on, writes retried");
                     }
+                    if !fanouts.is_empty() {
+                        warn!(
+                            lost = fanouts.len(),
+                            "session store: fan-outs did not reach the other instances"
+                        );
+                    }
                     set_reachable(&store, false);
                     for w in writes {
                         retry.insert(w.key, w.fingerprint.is_some());
@@ -621,29 +726,6 @@ pub(crate) async fn writer(
                 "sessions taken over by another instance"
             );
         }
-        let last = batches.last().map(|b| b.generation);
-        let mut deferred = Vec::new();
-        let mut rooms = Vec::new();
-        let mut claims = Vec::new();
-        for d in batches.into_iter().flat_map(|b| b.deferred) {
-            match d {
-                Deferred::Publish { key, .. }
-                    if key.as_ref().is_some_and(|k| rejected.contains(k)) => {}
-                Deferred::Publish {
-                    to,
-                    payload,
-                    origin,
-                    seq,
-                    ..
-                } => rooms.push((to, payload, origin, seq)),
-                Deferred::Claim {
-                    conn,
-                    user,
-                    client_id,
-                } => claims.push((conn, user, client_id)),
-                d => deferred.push(d),
-            }
-        }
         // A user's transports are ordered before their Welcomes leave: a client that
         // connects after another got its Welcome has the newer claim.
         let mut ordered = Vec::new();
@@ -656,9 +738,6 @@ pub(crate) async fn writer(
         hub.release(&rejected, deferred);
         for (user, client_id, seq) in ordered {
             store.announce(&user, client_id, seq).await;
-        }
-        for (to, payload, origin, seq) in rooms {
-            store.publish(&to, &payload, origin, seq).await;
         }
         if let Some(g) = last {
             store.flushed.send_modify(|f| *f = (*f).max(g));
@@ -719,9 +798,14 @@ pub(crate) const FANOUT_LOG_MAX_BYTES: usize = 64 << 20;
 /// Appends a fan-out to the log, trims the oldest past the bounds (noting the newest
 /// trimmed id), and publishes it with its entry id, in one atomic step: the instances
 /// take the notices in log order.
-/// KEYS: log, its bytes, its newest trimmed id; ARGV: max entries, max bytes, channel,
-/// entry bytes.
+/// KEYS: log, its bytes, its newest trimmed id, [the sender's session]; ARGV: max
+/// entries, max bytes, channel, entry bytes, this instance's owner id. Nothing (nil)
+/// when the sender's session is another instance's.
 const FANOUT: &str = r"
+if KEYS[4] then
+  local o = redis.call('HGET', KEYS[4], 'o')
+  if o and o ~= ARGV[5] then return false end
+end
 local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 'd', ARGV[4])
 local n = redis.call('XLEN', KEYS[1])
 local bytes
@@ -796,10 +880,13 @@ fn encode_fanout(
     let mut out = Vec::with_capacity(20 + instance.len() + room.len() + payload.len());
     out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
+    // Cut on a character, so that what is cut still decodes.
+    let instance = prefix(instance, usize::from(u8::MAX));
+    let room = prefix(room, usize::from(u16::MAX));
     out.push(u8::try_from(instance.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(&instance.as_bytes()[..instance.len().min(255)]);
+    out.extend_from_slice(instance.as_bytes());
     out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(&room.as_bytes()[..room.len().min(usize::from(u16::MAX))]);
+    out.extend_from_slice(room.as_bytes());
     match payload {
         tether_core::Payload::Text(t) => {
             out.push(0);
@@ -894,8 +981,9 @@ impl RedisStore {
                 .arg(CLAIM)
                 .arg(1)
                 .arg(claims_key(user))
+                .arg(self.ttl_ms.load(Ordering::Relaxed))
                 .arg(format!("{client_id:x}"))
-                .arg(&self.instance)
+                .arg(&self.owner)
                 .query_async(&mut conn),
         )
         .await
@@ -943,41 +1031,44 @@ impl RedisStore {
             OP_TIMEOUT,
             redis::cmd("PUBLISH")
                 .arg(USERS)
-                .arg(encode_claim(&self.instance, seq, client_id, user))
+                .arg(encode_claim(&self.owner, seq, client_id, user))
                 .query_async(&mut conn),
         )
         .await;
     }
 
-    /// Fans a message out to the other instances: appended to the fan-out log, and
-    /// published with its entry id.
-    async fn publish(&self, to: &FanOut, payload: &tether_core::Payload, origin: u64, seq: u64) {
+    /// Adds to `pipe` a fan-out to the other instances: appended to the fan-out log,
+    /// and published with its entry id; unless it comes from session `key` and that
+    /// session is another instance's now (its write in the same transaction was
+    /// refused: the client sends the message again there).
+    fn push_fanout(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: Option<&SessionKey>,
+        to: &FanOut,
+        payload: &tether_core::Payload,
+        origin: u64,
+        seq: u64,
+    ) {
         let (channel, room) = match to {
             FanOut::Room(r) => (ROOMS, r.as_str()),
             FanOut::User(u) => (TO_USER, u.as_str()),
         };
-        let mut conn = self.conn.clone();
-        let sent: Result<redis::RedisResult<String>, _> = tokio::time::timeout(
-            OP_TIMEOUT,
-            redis::cmd("EVAL")
-                .arg(FANOUT)
-                .arg(3)
-                .arg(FANOUT_LOG)
-                .arg(FANOUT_LOG_BYTES)
-                .arg(FANOUT_LOG_TRIMMED)
-                .arg(FANOUT_LOG_MAX)
-                .arg(FANOUT_LOG_MAX_BYTES)
-                .arg(channel)
-                .arg(encode_fanout(&self.instance, room, origin, seq, payload))
-                .query_async(&mut conn),
-        )
-        .await;
-        if !matches!(sent, Ok(Ok(_))) {
-            warn!(
-                room,
-                "session store: a room message did not reach the other instances"
-            );
+        let cmd = pipe
+            .cmd("EVAL")
+            .arg(FANOUT)
+            .arg(if key.is_some() { 4 } else { 3 })
+            .arg(FANOUT_LOG)
+            .arg(FANOUT_LOG_BYTES)
+            .arg(FANOUT_LOG_TRIMMED);
+        if let Some(key) = key {
+            cmd.arg(redis_key(key));
         }
+        cmd.arg(FANOUT_LOG_MAX)
+            .arg(FANOUT_LOG_MAX_BYTES)
+            .arg(channel)
+            .arg(encode_fanout(&self.owner, room, origin, seq, payload))
+            .arg(&self.owner);
     }
 }
 
@@ -1192,6 +1283,22 @@ mod tests {
             decode_notice(TO_USER, &room),
             Some(Notice::FanOut { to: FanOut::User(user), .. }) if user == "lobby"
         ));
+        // Names past their length fields are cut on a character: what is cut still
+        // decodes (a notice that did not would be lost, and its log entry would reset
+        // every session loaded while the log holds it).
+        let long = "é".repeat(200);
+        let mut cut = b"1700-4\n".to_vec();
+        cut.extend(encode_fanout(&long, &long, 5, 7, &"hi".into()));
+        assert!(matches!(
+            decode_notice(ROOMS, &cut),
+            Some(Notice::FanOut { instance, to: FanOut::Room(room), .. })
+                if long.starts_with(&instance) && instance.len() == 254 && room == long
+        ));
+        // An owner is unique per boot and fits a notice whatever the instance id.
+        let owner = owner_id(&long, 0xab);
+        assert!(owner.len() <= usize::from(u8::MAX));
+        assert!(owner.ends_with("/00000000000000ab"));
+        assert_ne!(owner_id("web", 1), owner_id("web", 2));
         assert_eq!(decode_notice(USERS, b"a\tx\t1\tu"), None);
         assert_eq!(decode_notice(USERS, b"\xff"), None);
         assert_eq!(decode_notice("other", b"x"), None);

@@ -977,3 +977,161 @@ async fn a_moved_session_reads_the_log_page_by_page_and_past_its_limits_gets_a_r
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newer_connection_of_a_user_still_wins_after_redis_lost_its_data() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("carol");
+
+        // Carol's laptop on A: its claim is ordered before its Welcome leaves.
+        let laptop = Client::new(0x1a);
+        let (mut on_a, _) = laptop.open(a.addr(), "", Some(&bearer)).await;
+        let ttl = redis.command(&["PTTL", "tether:claims:carol"]).await;
+        assert!(
+            ttl.trim()
+                .strip_prefix(':')
+                .and_then(|v| v.parse::<i64>().ok())
+                > Some(0),
+            "a user's claim counter expires (Redis keeps one per active user): {ttl:?}"
+        );
+        // Redis loses its data (a restart without persistence, a failover to an empty
+        // replica): the claim counters start again.
+        redis.command(&["FLUSHALL"]).await;
+        // Her phone on B is still the newer connection: the laptop is replaced.
+        let phone = Client::new(0x2b);
+        let (_on_b, _) = phone.open(b.addr(), "", Some(&bearer)).await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(4409),
+            "the older connection is replaced after Redis lost the counters"
+        );
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_given_the_same_id_still_fence_each_other() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        // A configuration mistake (or a restarted instance whose previous process still
+        // drains): two processes under one id.
+        let (hub_a, a) = instance(&redis, "web").await;
+        let (hub_b, b) = instance(&redis, "web").await;
+        let mut tap_a = hub_a.tap();
+        let mut tap_b = hub_b.tap();
+        let bearer = token("dave");
+
+        let mut client = Client::new(0xd);
+        let (mut on_a, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        let m = client.msg("m1");
+        send(&mut on_a, m).await;
+        let mut got = Vec::new();
+        read_until(&mut client, &mut on_a, 1, &mut got).await;
+
+        // The client moves to B while its socket to A is still open (half-open, say).
+        let (mut on_b, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        // Something still reaches A's stale copy (a frame that was in flight): A must
+        // learn that B has the session, not overwrite B's state with its own.
+        send(
+            &mut on_a,
+            Envelope::Msg {
+                seq: 2,
+                payload: "stale".into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(1000),
+            "A gives the session up to B"
+        );
+        let m = client.msg("m2");
+        send(&mut on_b, m).await;
+        read_until(&mut client, &mut on_b, 2, &mut got).await;
+        assert_eq!(got, ["m1", "m2"]);
+        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
+        assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_written_again_when_redis_loses_its_data() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("erin");
+        // An idle client on A: its session is written once, then left alone.
+        let mut idle = Client::new(0xe1);
+        let (mut ws_idle, _) = idle.open(a.addr(), "", Some(&bearer)).await;
+        let m = idle.msg("before");
+        send(&mut ws_idle, m).await;
+        let mut got = Vec::new();
+        read_until(&mut idle, &mut ws_idle, 1, &mut got).await;
+        let mut busy = Client::new(0xe2);
+        let (mut ws_busy, _) = busy.open(a.addr(), "", Some(&token("frank"))).await;
+        assert_eq!(redis.sessions().await, 2);
+
+        // Redis loses its data under A's open connection (a flush; a restart or a
+        // failover does the same, or brings back an older snapshot).
+        redis.command(&["FLUSHALL"]).await;
+        // A's next write round notices, and writes every session it holds again.
+        let m = busy.msg("x");
+        send(&mut ws_busy, m).await;
+        read_until(&mut busy, &mut ws_busy, 1, &mut Vec::new()).await;
+        let mut stored = 0;
+        for _ in 0..100 {
+            stored = redis.sessions().await;
+            if stored == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(stored, 2, "A wrote its idle session again");
+
+        // A dies: the idle client resumes on B with what it had.
+        a.kill().await;
+        drop(hub_a);
+        drop(ws_idle);
+        let (mut ws, welcome) = idle.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        let m = idle.msg("after");
+        send(&mut ws, m).await;
+        read_until(&mut idle, &mut ws, 2, &mut got).await;
+        assert_eq!(got, ["before", "after"]);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}

@@ -1,0 +1,151 @@
+//! Instances as real processes: the `tether-server` binary with `--store redis://…`,
+//! killed with SIGKILL while it works. An in-process kill lets the instance's store
+//! writer finish its round; a dead process stops wherever it is, between any two of its
+//! steps.
+//!
+//! Each test starts its own `redis-server` on a free loopback port and kills every
+//! process it started. Without `redis-server` the tests fail: they do not skip.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use tether_core::protocol::Envelope;
+use tether_core::Payload;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+use support::{bounded, send, token, Client, Ws, SECRET};
+use tether_testkit::redis::RedisServer as Redis;
+
+/// One instance: the binary on a free port, sharing `redis`.
+async fn spawn(redis: &Redis, id: &str) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--log",
+            "error",
+            "--instance-id",
+            id,
+        ])
+        .args(["--store", &redis.url()])
+        .env("TETHER_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .await
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (child, addr)
+}
+
+/// Reads `client`'s server messages (in order) until it has `n` in all or `limit`
+/// passes without one; returns the new ones as text.
+async fn read_up_to(client: &mut Client, ws: &mut Ws, n: u64, limit: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    while client.recv_seq < n {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(limit, ws.next()).await else {
+            break;
+        };
+        let frame = match frame {
+            Message::Text(t) => Payload::from(t.as_str().to_owned()),
+            Message::Binary(b) => Payload::from(b.to_vec()),
+            _ => continue,
+        };
+        if let m @ Envelope::Msg { .. } = Envelope::decode(frame).expect("an envelope") {
+            match client.take(&m) {
+                Payload::Text(t) => got.push(t.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    got
+}
+
+/// Says Hello on a new socket to `addr` and sends again what the Welcome says the
+/// session has not received (PROTOCOL.md 6.2); returns the socket and that number.
+async fn resume(client: &Client, addr: SocketAddr, query: &str, bearer: &str) -> (Ws, u64) {
+    let (mut ws, welcome) = client.open(addr, query, Some(bearer)).await;
+    let Envelope::Welcome { recv_seq, .. } = welcome else {
+        unreachable!()
+    };
+    for i in recv_seq + 1..=client.send_seq {
+        send(
+            &mut ws,
+            Envelope::Msg {
+                seq: i,
+                payload: format!("p{i}").into(),
+            },
+        )
+        .await;
+    }
+    (ws, recv_seq)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_survive_sigkills_of_their_senders_instance() {
+    bounded(120, async {
+        let redis = Redis::start().await;
+        let (mut b, b_addr) = spawn(&redis, "b").await;
+        // Q listens in the room on B; P talks in it on A, which is killed again and again
+        // while P's messages go through it.
+        let mut q = Client::new(0x51);
+        let (mut on_b, _) = q.open(b_addr, "?room=lobby", Some(&token("q"))).await;
+        let p_bearer = token("p");
+        let mut p = Client::new(0x50);
+        const ROUNDS: usize = 6;
+        const BURST: u64 = 40;
+        let mut p_got = Vec::new();
+        for round in 0..ROUNDS {
+            let (mut a, a_addr) = spawn(&redis, "a").await;
+            let (mut on_a, had) = resume(&p, a_addr, "?room=lobby", &p_bearer).await;
+            for _ in 0..BURST {
+                let m = p.msg(&format!("p{}", p.send_seq + 1));
+                send(&mut on_a, m).await;
+            }
+            // Kill A while it works: once it echoed five messages it had not had. (P's
+            // messages are all the room has: P's n-th server message is the echo of its
+            // n-th.)
+            p_got.extend(read_up_to(&mut p, &mut on_a, had + 5, support::STEP).await);
+            assert!(p.recv_seq >= had + 5, "round {round}: A echoes nothing new");
+            a.start_kill().unwrap();
+            a.wait().await.unwrap();
+        }
+        // P comes back to B, which has the room's other member.
+        let (mut p_on_b, _) = resume(&p, b_addr, "?room=lobby", &p_bearer).await;
+        let total = p.send_seq;
+        let want: Vec<String> = (1..=total).map(|i| format!("p{i}")).collect();
+        p_got.extend(read_up_to(&mut p, &mut p_on_b, total, support::STEP).await);
+        assert_eq!(p_got, want, "P's room echoes: each once, in order");
+        let q_got = read_up_to(&mut q, &mut on_b, total, support::STEP).await;
+        let missing: Vec<&String> = want.iter().filter(|m| !q_got.contains(m)).collect();
+        assert!(
+            missing.is_empty(),
+            "Q, on the other instance, never got {missing:?} (of {total})"
+        );
+        assert_eq!(q_got, want, "Q got each once, in order");
+        // Nothing more for Q (a duplicate would be queued before the Pong).
+        send(&mut on_b, Envelope::Ping { id: 7 }).await;
+        let (extra, _) = support::read_to_pong(&mut q, &mut on_b, 7).await;
+        assert!(extra.is_empty(), "{extra:?}");
+        b.start_kill().unwrap();
+        b.wait().await.unwrap();
+        redis.stop().await;
+    })
+    .await;
+}
