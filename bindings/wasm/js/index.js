@@ -20,6 +20,7 @@ import init, {
 // tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
 import { abandonAll } from 'tether-web-shim';
 import { dead, died, isTrap, onDeath } from './guard.js';
+import { configError, criteriaError, criteriaObject, packCriteria, packOptions } from './options.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -211,8 +212,14 @@ export class TetherClient extends Raw {
       e.kind = 'no-websocket';
       throw e;
     }
+    // Read and type-checked here (js/options.js); the core checks the values.
+    const packed = packOptions(url, options);
     call(() => {
-      super(url, options);
+      try {
+        super(url, packed);
+      } catch (e) {
+        throw Array.isArray(e) ? configError(e) : e;
+      }
       this.#emitter = super.__emitter;
       this.#id = super.clientId;
       this.#metrics = fast(super.metrics());
@@ -337,11 +344,22 @@ export function __tetherTrap(place) {
  */
 export function selfTestCriteria(criteria) {
   loadSync();
-  return call(() => rawCriteria(criteria));
+  const packed = packCriteria(criteria);
+  return criteriaObject(checked(() => rawCriteria(packed)));
 }
 
 /** For the package's `selfTest`, not part of the API: the core's verdict on a check. */
 export function __selfTestPasses(criteria, check, measured) {
   loadSync();
-  return call(() => rawPasses(criteria, check, measured));
+  const packed = packCriteria(criteria);
+  return checked(() => rawPasses(packed, check, measured));
+}
+
+/** A call with criteria: one out of the core's range is thrown as its index. */
+function checked(f) {
+  try {
+    return call(f);
+  } catch (e) {
+    throw typeof e === 'number' ? criteriaError(e) : e;
+  }
 }

@@ -83,12 +83,14 @@ impl TetherClient {
     /// `RangeError` when its value is unacceptable; the message names the option. Throws
     /// an `Error` of kind `no-websocket` when there is neither a global `WebSocket` nor
     /// the `WebSocket` option.
+    // The wrapper (js/index.js) reads the options and passes them as `packOptions`
+    // (js/options.js) packs them; the declared types are the user's.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "TetherOptions")] options: JsValue,
     ) -> Result<TetherClient, JsValue> {
-        let o = options::read(&url, options)?;
+        let o = options::read(&url, &options)?;
         let transport = WebTransport::new()
             .websocket_constructor(o.websocket)
             .fetch(o.fetch)

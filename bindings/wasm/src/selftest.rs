@@ -7,30 +7,34 @@ use tether_core::selftest::{Check, Criteria, Measurement};
 use tether_core::Duration;
 use wasm_bindgen::prelude::*;
 
-use crate::convert::{ms, Obj};
+use crate::convert::ms;
 use crate::errors::type_error;
 
+/// The criteria in the order of CRITERIA in js/options.js (`criteriaObject` names them).
 fn js_criteria(c: &Criteria) -> JsValue {
-    Obj::new()
-        .set("connectWithinMs", ms(c.connect_within))
-        .set("roundTrips", c.round_trips)
-        .set("latencyBelowMs", ms(c.latency_below))
-        .set("burst", c.burst)
-        .set("burstWithinMs", ms(c.burst_within))
-        .set("stableForMs", ms(c.stable_for))
-        .set("reconnectWithinMs", ms(c.reconnect_within))
-        .js()
+    let values = [
+        ms(c.connect_within),
+        f64::from(c.round_trips),
+        ms(c.latency_below),
+        f64::from(c.burst),
+        ms(c.burst_within),
+        ms(c.stable_for),
+        ms(c.reconnect_within),
+    ];
+    js_sys::Float64Array::from(&values[..]).into()
 }
 
 /// The self-test's criteria: the defaults with what `criteria` overrides, checked. A key
 /// that is not a criterion or a value of the wrong type throws a `TypeError`; a count
 /// outside 1 to 10000 or a duration outside 1 ms to 10 minutes a `RangeError`.
+// The wrapper (js/index.js) passes `criteria` as `packCriteria` (js/options.js) packs it
+// and names what this returns.
 #[wasm_bindgen(js_name = selfTestCriteria, unchecked_return_type = "TetherSelfTestCriteria")]
 pub fn self_test_criteria(
     #[wasm_bindgen(unchecked_optional_param_type = "Partial<TetherSelfTestCriteria>")]
     criteria: JsValue,
 ) -> Result<JsValue, JsValue> {
-    crate::options::criteria(criteria).map(|c| js_criteria(&c))
+    crate::options::criteria(&criteria).map(|c| js_criteria(&c))
 }
 
 fn number(object: &JsValue, key: &str) -> Option<f64> {
@@ -61,7 +65,7 @@ pub fn self_test_passes(
     check: &str,
     measured: JsValue,
 ) -> Result<bool, JsValue> {
-    let criteria = crate::options::criteria(criteria)?;
+    let criteria = crate::options::criteria(&criteria)?;
     let check = match check {
         "connectivity" => Check::Connectivity,
         "latency" => Check::Latency,
