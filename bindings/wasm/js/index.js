@@ -20,7 +20,7 @@ import init, {
 // tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
 import { abandonAll } from 'tether-web-shim';
 import { dead, died, isTrap, onDeath } from './guard.js';
-import { configError, criteriaError, criteriaObject, packCriteria, packOptions } from './options.js';
+import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -253,15 +253,15 @@ export class TetherClient extends Raw {
   }
 
   send(data) {
-    const id = call(() => super.send(data));
+    const id = call(() => super.send(message(data, 'send(data)')));
     this.#retained?.add(id);
     return id;
   }
   sendConfirmed(data) {
-    return pending(() => super.sendConfirmed(data));
+    return pending(() => super.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => super.sendWait(data));
+    return pending(() => super.sendWait(message(data, 'sendWait(data)')));
   }
   flush() {
     return pending(() => super.flush());

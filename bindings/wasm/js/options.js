@@ -92,6 +92,62 @@ class Reader {
 
 const payload = (v) => typeof v === 'string' || v instanceof ArrayBuffer || ArrayBuffer.isView(v);
 
+/** A message as the WebAssembly takes it: a string, or bytes as a Uint8Array. */
+const binary = (v) =>
+  typeof v === 'string' || v instanceof Uint8Array
+    ? v
+    : v instanceof ArrayBuffer
+      ? new Uint8Array(v)
+      : ArrayBuffer.isView(v)
+        ? new Uint8Array(v.buffer, v.byteOffset, v.byteLength)
+        : undefined;
+
+/** The message of a thrown value. */
+const text = (e) => (typeof e === 'string' ? e : typeof e?.message === 'string' ? e.message : 'unknown error');
+
+/**
+ * What `send` sends for `data`: a string as text, a Uint8Array, ArrayBuffer or other view
+ * as binary, anything else as its JSON text; `what` names the method in a `TypeError`.
+ */
+export function message(data, what) {
+  const t = typeof data;
+  const wrong = () => new TypeError(`${what}: data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value`);
+  const bytes = binary(data);
+  if (bytes !== undefined) return bytes;
+  if (data == null || t === 'function' || t === 'symbol' || t === 'bigint') throw wrong();
+  let json;
+  try {
+    json = JSON.stringify(data);
+  } catch (e) {
+    throw new TypeError(`${what}: data is not JSON-serialisable: ${text(e)}`);
+  }
+  if (typeof json !== 'string') throw wrong();
+  return json;
+}
+
+const SHAPE = 'tokenProvider must resolve to { token: string, expiresAt?: number | Date } or a string';
+
+/**
+ * The token provider as the WebAssembly calls it: resolves to `[token, milliseconds until
+ * it expires or NaN]`, rejects with the message of what went wrong.
+ */
+const tokens = (provider) => async () => {
+  let v;
+  try {
+    v = await provider();
+  } catch (e) {
+    throw text(e);
+  }
+  if (typeof v === 'string') return [v, NaN];
+  const token = v?.token;
+  if (typeof token !== 'string' || token === '') throw SHAPE;
+  let at = v.expiresAt;
+  if (at == null) return [token, NaN];
+  if (at instanceof Date) at = at.getTime();
+  if (typeof at !== 'number' || !Number.isFinite(at)) throw SHAPE;
+  return [token, Math.max(0, at - Date.now())];
+};
+
 const TOP = [
   'protocol',
   'protocols',
@@ -224,7 +280,18 @@ export function packOptions(url, options) {
   n.push((o.bool('pageHints') ?? true) ? 1 : 0);
   const resume = o.o.resume;
   for (const rule of rules) n.push(...rule);
-  return [new Float64Array(n), protocols, pollUrl, ping, pong, tokenProvider, queryParam, WebSocket ?? undefined, fetch, resume];
+  return [
+    new Float64Array(n),
+    protocols,
+    pollUrl,
+    binary(ping),
+    binary(pong),
+    tokenProvider && tokens(tokenProvider),
+    queryParam,
+    WebSocket ?? undefined,
+    fetch,
+    resume,
+  ];
 }
 
 // How the core's configuration fields are spelled in JavaScript: the index is the code

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use js_sys::{Date, Function, Promise, JSON};
+use js_sys::{Array, Function, Promise};
 use tether_core::{Duration, Instant, Payload, Token};
 use tether_web::{Client, Subscription, WebTransport};
 use wasm_bindgen::prelude::*;
@@ -137,7 +137,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<f64, JsValue> {
-        let payload = payload_from(&data, "send(data)")?;
+        let payload = payload_from(&data)?;
         self.client
             .send(payload)
             .map(|id| id.0 as f64)
@@ -157,7 +157,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<Promise, JsValue> {
-        let payload = payload_from(&data, "sendConfirmed(data)")?;
+        let payload = payload_from(&data)?;
         let confirmed = self.client.send_confirmed(payload);
         Ok(promise(async move {
             confirmed
@@ -179,7 +179,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<Promise, JsValue> {
-        let payload = payload_from(&data, "sendWait(data)")?;
+        let payload = payload_from(&data)?;
         let sent = self.client.send_wait(payload);
         Ok(promise(async move {
             sent.await
@@ -398,90 +398,30 @@ fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> 
     future_to_promise(future)
 }
 
-/// What `send` sends for `data`.
-fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
-    if let Some(p) = convert::payload_of(data) {
-        return Ok(p);
-    }
-    let wrong = || {
-        let mut message = what.to_owned();
-        message.push_str(
-            ": data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value",
-        );
-        type_error(&message)
-    };
-    if data.is_undefined()
-        || data.is_null()
-        || data.is_function()
-        || data.is_symbol()
-        || data.is_bigint()
-    {
-        return Err(wrong());
-    }
-    match JSON::stringify(data) {
-        Ok(text) => text.as_string().map(Payload::from).ok_or_else(wrong),
-        Err(e) => {
-            let mut message = what.to_owned();
-            message.push_str(": data is not JSON-serialisable: ");
-            message.push_str(&error_text(&e));
-            Err(type_error(&message))
-        }
-    }
+/// What `send` sends for `data`, which the wrapper (js/index.js) made a string or a
+/// Uint8Array (and whose messages name the method).
+fn payload_from(data: &JsValue) -> Result<Payload, JsValue> {
+    convert::payload_of(data).ok_or_else(|| type_error("data must be a string or a Uint8Array"))
 }
 
-/// The message of a thrown value.
-fn error_text(e: &JsValue) -> String {
-    if let Some(text) = e.as_string() {
-        return text;
-    }
-    crate::convert::field(e, "message")
-        .as_string()
-        .unwrap_or_else(|| "unknown error".to_owned())
-}
-
-/// Asks the JavaScript provider for a token: `{ token, expiresAt? }` (ms since the epoch,
-/// or a Date) or a plain string, returned or resolved.
+/// Asks for a token: `provider` is the user's, wrapped by `tokens` (js/options.js), which
+/// resolves to `[token, milliseconds until it expires or NaN]` and rejects with the
+/// message of what went wrong.
 async fn token_from(provider: Function) -> Result<Token, String> {
-    const SHAPE: &str =
-        "tokenProvider must resolve to { token: string, expiresAt?: number | Date } or a string";
-    let value = provider
-        .call0(&JsValue::UNDEFINED)
-        .map_err(|e| error_text(&e))?;
-    let value = JsFuture::from(Promise::resolve(&value))
+    let text = |e: JsValue| e.as_string().unwrap_or_default();
+    let promise = provider.call0(&JsValue::UNDEFINED).map_err(text)?;
+    let answer: JsValue = JsFuture::from(Promise::unchecked_from_js(promise))
         .await
-        .map_err(|e| error_text(&e))?;
-    if let Some(token) = value.as_string() {
-        return Ok(Token {
-            value: token,
-            expires_at: None,
-        });
-    }
-    let token = crate::convert::field(&value, "token")
-        .as_string()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| SHAPE.to_owned())?;
-    let expires = crate::convert::field(&value, "expiresAt");
-    let expires_ms = if expires.is_undefined() || expires.is_null() {
-        None
-    } else if let Some(date) = expires.dyn_ref::<Date>() {
-        Some(date.get_time())
-    } else {
-        Some(expires.as_f64().ok_or_else(|| SHAPE.to_owned())?)
-    };
-    let expires_at = match expires_ms {
-        Some(ms) if ms.is_finite() => {
-            let left = (ms - Date::now()).max(0.0);
-            // `expiresAt: 1e300` is "never", not an overflow.
-            Some(tether_core::time::later(
-                Instant::now(),
-                Duration::from_millis(left as u64),
-            ))
-        }
-        Some(_) => return Err(SHAPE.to_owned()),
-        None => None,
-    };
+        .map_err(text)?;
+    let answer: &Array = answer.unchecked_ref();
+    // `expiresAt: 1e300` is "never", not an overflow.
+    let expires_at = answer
+        .get(1)
+        .as_f64()
+        .filter(|left| !left.is_nan())
+        .map(|left| tether_core::time::later(Instant::now(), Duration::from_millis(left as u64)));
     Ok(Token {
-        value: token,
+        value: answer.get(0).as_string().unwrap_or_default(),
         expires_at,
     })
 }
