@@ -164,6 +164,18 @@ function pending(f) {
   });
 }
 
+/** The code and reason of `close` and `closeNow`, checked, with their defaults. */
+function closeArgs(what, code = 1000, reason = '') {
+  const wrong = (Type, rest) => new Type(`${what}(code, reason): ${rest}`);
+  if (typeof code !== 'number') throw wrong(TypeError, 'code must be a number');
+  if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+    throw wrong(RangeError, 'code must be 1000 or a whole number from 3000 to 4999');
+  }
+  if (typeof reason !== 'string') throw wrong(TypeError, 'reason must be a string');
+  if (new TextEncoder().encode(reason).length > 123) throw wrong(RangeError, 'reason must be at most 123 UTF-8 bytes');
+  return [code, reason];
+}
+
 // The live clients, weakly: the ones to fail when the instance dies.
 const clients = new Set();
 const collected = new FinalizationRegistry((ref) => clients.delete(ref));
@@ -267,10 +279,10 @@ export class TetherClient extends Raw {
     return pending(() => super.flush());
   }
   close(code, reason) {
-    return pending(() => super.close(code, reason));
+    return pending(() => super.close(...closeArgs('close', code, reason)));
   }
   closeNow(code, reason) {
-    return pending(() => super.closeNow(code, reason));
+    return pending(() => super.closeNow(...closeArgs('closeNow', code, reason)));
   }
   reconnect() {
     call(() => super.reconnect());
@@ -318,17 +330,21 @@ onDeath(() => {
   clients.clear();
 });
 
+const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
+
 export function setLogLevel(level) {
+  // The WebAssembly takes the level's index.
+  const i = LEVELS.indexOf(level);
+  if (i < 0) {
+    throw new RangeError("setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'");
+  }
   if (!loaded && !nodeFs(wasmUrl())) {
     // A browser before `ready()`: kept, and set once the instance is loaded.
-    if (!['off', 'error', 'warn', 'info', 'debug', 'trace'].includes(level)) {
-      throw new RangeError("setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'");
-    }
-    logLevel = level;
+    logLevel = i;
     return;
   }
   loadSync();
-  call(() => rawSetLogLevel(level));
+  call(() => rawSetLogLevel(i));
 }
 
 /** Test seam, not part of the API: traps the instance (see `trap` in exports.rs). */

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert;
-use crate::errors::{delivery_error, range_error, send_error, type_error};
+use crate::errors::{delivery_error, send_error, type_error};
 use crate::options;
 
 #[wasm_bindgen(module = "/src/emitter.js")]
@@ -218,13 +218,13 @@ impl TetherClient {
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
-    ) -> Result<Promise, JsValue> {
-        let (code, reason) = close_args(&code, &reason, "close")?;
+    ) -> Promise {
+        let (code, reason) = close_args(&code, &reason);
         let closed = self.client.close(code, &reason);
-        Ok(promise(async move {
+        promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
-        }))
+        })
     }
 
     /// Closes the connection at once (default code 1000, reason "") and resolves once the
@@ -234,13 +234,13 @@ impl TetherClient {
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
-    ) -> Result<Promise, JsValue> {
-        let (code, reason) = close_args(&code, &reason, "closeNow")?;
+    ) -> Promise {
+        let (code, reason) = close_args(&code, &reason);
         let closed = self.client.close_now(code, &reason);
-        Ok(promise(async move {
+        promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
-        }))
+        })
     }
 
     /// The listeners (`emitter.js`). The wrapper (`js/index.js`) implements `on()` with
@@ -337,62 +337,30 @@ extern "C" {
 pub fn set_log_level(
     #[wasm_bindgen(unchecked_param_type = "'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'")]
     level: JsValue,
-) -> Result<(), JsValue> {
+) {
     use tracing::Level;
-    let level = match level.as_string().as_deref() {
-        Some("off") => None,
-        Some("error") => Some(Level::ERROR),
-        Some("warn") => Some(Level::WARN),
-        Some("info") => Some(Level::INFO),
-        Some("debug") => Some(Level::DEBUG),
-        Some("trace") => Some(Level::TRACE),
-        _ => {
-            return Err(range_error(
-                "setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'",
-            ))
-        }
+    // The wrapper (js/index.js) checked the name and passes its index.
+    let level = match level.as_f64().map(|i| i as u8) {
+        Some(1) => Some(Level::ERROR),
+        Some(2) => Some(Level::WARN),
+        Some(3) => Some(Level::INFO),
+        Some(4) => Some(Level::DEBUG),
+        Some(5) => Some(Level::TRACE),
+        _ => None,
     };
     tether_web::log::set_level(level);
-    Ok(())
+}
+
+/// The `code` and `reason` of `close` and `closeNow`, which the wrapper (js/index.js)
+/// checked and gave their defaults.
+fn close_args(code: &JsValue, reason: &JsValue) -> (u16, String) {
+    (
+        code.as_f64().map_or(1000, |n| n as u16),
+        reason.as_string().unwrap_or_default(),
+    )
 }
 
 /// The promise of `future`. Boxed, so that `future_to_promise` is compiled once.
-/// The `code` and `reason` of `close` and `closeNow`, checked.
-fn close_args(code: &JsValue, reason: &JsValue, what: &str) -> Result<(u16, String), JsValue> {
-    let message = |rest: &str| {
-        let mut m = what.to_owned();
-        m.push_str("(code, reason): ");
-        m.push_str(rest);
-        m
-    };
-    let code = if code.is_undefined() {
-        1000
-    } else {
-        let n = code
-            .as_f64()
-            .ok_or_else(|| type_error(&message("code must be a number")))?;
-        if n != 1000.0 && !(n.fract() == 0.0 && (3000.0..=4999.0).contains(&n)) {
-            return Err(range_error(&message(
-                "code must be 1000 or a whole number from 3000 to 4999",
-            )));
-        }
-        n as u16
-    };
-    let reason = if reason.is_undefined() {
-        String::new()
-    } else {
-        reason
-            .as_string()
-            .ok_or_else(|| type_error(&message("reason must be a string")))?
-    };
-    if reason.len() > 123 {
-        return Err(range_error(&message(
-            "reason must be at most 123 UTF-8 bytes",
-        )));
-    }
-    Ok((code, reason))
-}
-
 fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
     let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
     future_to_promise(future)
