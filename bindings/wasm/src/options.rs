@@ -189,7 +189,10 @@ pub(crate) fn read(url: &JsValue, packed: &JsValue) -> Result<Options, JsValue> 
     n.set_ms(QUALITY + 1, &mut c.max_age);
     n.set_count(QUALITY + 2, &mut c.hysteresis);
     b = b.quality(c);
-    let token_provider = p.get(5).dyn_into::<Function>().ok();
+    // js/options.js passes the provider it wrapped (`tokens`), or undefined.
+    let token_provider = Some(p.get(5))
+        .filter(|f| !f.is_undefined())
+        .map(JsCast::unchecked_into::<Function>);
     if token_provider.is_some() {
         let mut c = AuthConfig {
             // null: an Authorization header.
