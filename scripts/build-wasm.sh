@@ -3,7 +3,7 @@
 # wasm-bindgen (--target web), then (release) wasm-opt -Oz from the npm package
 # `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output) and short import
 # names (scripts/minify-wasm-names.mjs), then the wrapper
-# (js/index.js), bundled with wasm-bindgen's glue and snippets into one ES module by
+# (js/index.js, with js/options.js and js/guard.js), bundled with wasm-bindgen's glue and snippets into one ES module by
 # esbuild, minified in release.
 # Release builds use a pinned nightly toolchain (installed here when missing, with
 # rust-src): the standard library is rebuilt for size (`build-std`, `optimize_for_size`)
@@ -74,6 +74,7 @@ minify=()
 [ "$mode" = release ] && minify=(--minify)
 cp bindings/wasm/js/index.js "$out/wrapper.js"
 cp bindings/wasm/js/guard.js "$out/guard.js"
+cp bindings/wasm/js/options.js "$out/options.js"
 # guard.js stands in for the globals `queueMicrotask`, `setTimeout` and `clearTimeout`
 # in the whole bundle (wasm-bindgen's glue included): it notices a trap of the instance
 # wherever JavaScript calls into it on its own. The wrapper reaches tether-web's shim.js
@@ -84,6 +85,6 @@ node_modules/.bin/esbuild "$out/wrapper.js" --bundle --format=esm --target=es202
     --inject:"$out/guard.js" --alias:tether-web-shim="./$shim" \
     --outfile="$out/index.js"
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
-rm -rf "$out/wrapper.js" "$out/guard.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
+rm -rf "$out/wrapper.js" "$out/guard.js" "$out/options.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
 cp bindings/wasm/js/index.d.ts "$out/"
 echo "built $out ($mode)"

@@ -20,6 +20,7 @@ import init, {
 // tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
 import { abandonAll } from 'tether-web-shim';
 import { dead, died, isTrap, onDeath } from './guard.js';
+import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -163,6 +164,18 @@ function pending(f) {
   });
 }
 
+/** The code and reason of `close` and `closeNow`, checked, with their defaults. */
+function closeArgs(what, code = 1000, reason = '') {
+  const wrong = (Type, rest) => new Type(`${what}(code, reason): ${rest}`);
+  if (typeof code !== 'number') throw wrong(TypeError, 'code must be a number');
+  if (code !== 1000 && !(Number.isInteger(code) && code >= 3000 && code <= 4999)) {
+    throw wrong(RangeError, 'code must be 1000 or a whole number from 3000 to 4999');
+  }
+  if (typeof reason !== 'string') throw wrong(TypeError, 'reason must be a string');
+  if (new TextEncoder().encode(reason).length > 123) throw wrong(RangeError, 'reason must be at most 123 UTF-8 bytes');
+  return [code, reason];
+}
+
 // The live clients, weakly: the ones to fail when the instance dies.
 const clients = new Set();
 const collected = new FinalizationRegistry((ref) => clients.delete(ref));
@@ -211,8 +224,14 @@ export class TetherClient extends Raw {
       e.kind = 'no-websocket';
       throw e;
     }
+    // Read and type-checked here (js/options.js); the core checks the values.
+    const packed = packOptions(url, options);
     call(() => {
-      super(url, options);
+      try {
+        super(url, packed);
+      } catch (e) {
+        throw Array.isArray(e) ? configError(e) : e;
+      }
       this.#emitter = super.__emitter;
       this.#id = super.clientId;
       this.#metrics = fast(super.metrics());
@@ -246,24 +265,24 @@ export class TetherClient extends Raw {
   }
 
   send(data) {
-    const id = call(() => super.send(data));
+    const id = call(() => super.send(message(data, 'send(data)')));
     this.#retained?.add(id);
     return id;
   }
   sendConfirmed(data) {
-    return pending(() => super.sendConfirmed(data));
+    return pending(() => super.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => super.sendWait(data));
+    return pending(() => super.sendWait(message(data, 'sendWait(data)')));
   }
   flush() {
     return pending(() => super.flush());
   }
   close(code, reason) {
-    return pending(() => super.close(code, reason));
+    return pending(() => super.close(...closeArgs('close', code, reason)));
   }
   closeNow(code, reason) {
-    return pending(() => super.closeNow(code, reason));
+    return pending(() => super.closeNow(...closeArgs('closeNow', code, reason)));
   }
   reconnect() {
     call(() => super.reconnect());
@@ -311,17 +330,21 @@ onDeath(() => {
   clients.clear();
 });
 
+const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
+
 export function setLogLevel(level) {
+  // The WebAssembly takes the level's index.
+  const i = LEVELS.indexOf(level);
+  if (i < 0) {
+    throw new RangeError("setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'");
+  }
   if (!loaded && !nodeFs(wasmUrl())) {
     // A browser before `ready()`: kept, and set once the instance is loaded.
-    if (!['off', 'error', 'warn', 'info', 'debug', 'trace'].includes(level)) {
-      throw new RangeError("setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'");
-    }
-    logLevel = level;
+    logLevel = i;
     return;
   }
   loadSync();
-  call(() => rawSetLogLevel(level));
+  call(() => rawSetLogLevel(i));
 }
 
 /** Test seam, not part of the API: traps the instance (see `trap` in exports.rs). */
@@ -337,11 +360,32 @@ export function __tetherTrap(place) {
  */
 export function selfTestCriteria(criteria) {
   loadSync();
-  return call(() => rawCriteria(criteria));
+  const packed = packCriteria(criteria);
+  return criteriaObject(checked(() => rawCriteria(packed)));
 }
 
 /** For the package's `selfTest`, not part of the API: the core's verdict on a check. */
 export function __selfTestPasses(criteria, check, measured) {
   loadSync();
-  return call(() => rawPasses(criteria, check, measured));
+  const packed = packCriteria(criteria);
+  // The WebAssembly takes the check's index and the figures (see selftest.rs).
+  const i = CHECKS.indexOf(check);
+  if (i < 0) throw new TypeError("check must be a self-test check's name");
+  const figures = MEASURED.map((key) => {
+    const v = measured?.[key];
+    return typeof v === 'number' ? v : NaN;
+  });
+  return checked(() => rawPasses(packed, i, new Float64Array(figures)));
+}
+
+const CHECKS = ['connectivity', 'latency', 'high-frequency', 'stability', 'reconnection'];
+const MEASURED = ['ms', 'drops', 'sent', 'inOrder', 'misordered', 'tookMs'];
+
+/** A call with criteria: one out of the core's range is thrown as its index. */
+function checked(f) {
+  try {
+    return call(f);
+  } catch (e) {
+    throw typeof e === 'number' ? criteriaError(e) : e;
+  }
 }

@@ -1,7 +1,7 @@
 //! Rust values as JavaScript ones: payloads, events, metrics. Plain objects, camelCase
 //! keys, durations as milliseconds, `null` for "not known".
 
-use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
+use js_sys::{Object, Reflect, Uint8Array};
 use tether_core::{Cause, Duration, Event, Metrics, Payload, TerminalReason};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -42,26 +42,15 @@ fn opt<T: Into<JsValue>>(v: Option<T>) -> JsValue {
     v.map_or(JsValue::NULL, Into::into)
 }
 
-/// A string (text), or bytes from a Uint8Array, an ArrayBuffer or another view (binary).
+/// A string (text) or a Uint8Array (binary): what the wrapper (js/index.js) makes of
+/// what `send` is given, and what a handoff holds.
 pub(crate) fn payload_of(value: &JsValue) -> Option<Payload> {
     if let Some(text) = value.as_string() {
         return Some(Payload::from(text));
     }
-    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-        return Some(Payload::from(bytes.to_vec()));
-    }
-    if let Some(buffer) = value.dyn_ref::<ArrayBuffer>() {
-        return Some(Payload::from(Uint8Array::new(buffer).to_vec()));
-    }
-    if ArrayBuffer::is_view(value) {
-        let buffer = Reflect::get(value, &"buffer".into()).ok()?;
-        let offset = Reflect::get(value, &"byteOffset".into()).ok()?.as_f64()?;
-        let length = Reflect::get(value, &"byteLength".into()).ok()?.as_f64()?;
-        let view =
-            Uint8Array::new_with_byte_offset_and_length(&buffer, offset as u32, length as u32);
-        return Some(Payload::from(view.to_vec()));
-    }
-    None
+    value
+        .dyn_ref::<Uint8Array>()
+        .map(|bytes| Payload::from(bytes.to_vec()))
 }
 
 /// A message as JavaScript sees it: a string, or a Uint8Array of its own.

@@ -1,7 +1,7 @@
 //! The JavaScript errors the exports throw or reject with. Each `Error` carries a `kind`
 //! (a stable, lowercase name) besides its message.
 
-use js_sys::{Error, RangeError, Reflect, TypeError};
+use js_sys::{Error, Reflect, TypeError};
 use tether_core::{DropReason, SendError, TetherError};
 use tether_web::DeliveryError;
 use wasm_bindgen::JsValue;
@@ -9,11 +9,6 @@ use wasm_bindgen::JsValue;
 /// A `TypeError`: an argument or option of the wrong type.
 pub(crate) fn type_error(message: &str) -> JsValue {
     TypeError::new(message).into()
-}
-
-/// A `RangeError`: an argument or option of the right type but an unacceptable value.
-pub(crate) fn range_error(message: &str) -> JsValue {
-    RangeError::new(message).into()
 }
 
 /// An `Error` with a `kind` property.

@@ -3,14 +3,14 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use js_sys::{Date, Function, Promise, JSON};
+use js_sys::{Array, Function, Promise};
 use tether_core::{Duration, Instant, Payload, Token};
 use tether_web::{Client, Subscription, WebTransport};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert;
-use crate::errors::{delivery_error, range_error, send_error, type_error};
+use crate::errors::{delivery_error, send_error, type_error};
 use crate::options;
 
 #[wasm_bindgen(module = "/src/emitter.js")]
@@ -83,12 +83,14 @@ impl TetherClient {
     /// `RangeError` when its value is unacceptable; the message names the option. Throws
     /// an `Error` of kind `no-websocket` when there is neither a global `WebSocket` nor
     /// the `WebSocket` option.
+    // The wrapper (js/index.js) reads the options and passes them as `packOptions`
+    // (js/options.js) packs them; the declared types are the user's.
     #[wasm_bindgen(constructor)]
     pub fn new(
         #[wasm_bindgen(unchecked_param_type = "string")] url: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "TetherOptions")] options: JsValue,
     ) -> Result<TetherClient, JsValue> {
-        let o = options::read(&url, options)?;
+        let o = options::read(&url, &options)?;
         let transport = WebTransport::new()
             .websocket_constructor(o.websocket)
             .fetch(o.fetch)
@@ -135,7 +137,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<f64, JsValue> {
-        let payload = payload_from(&data, "send(data)")?;
+        let payload = payload_from(&data)?;
         self.client
             .send(payload)
             .map(|id| id.0 as f64)
@@ -155,7 +157,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<Promise, JsValue> {
-        let payload = payload_from(&data, "sendConfirmed(data)")?;
+        let payload = payload_from(&data)?;
         let confirmed = self.client.send_confirmed(payload);
         Ok(promise(async move {
             confirmed
@@ -177,7 +179,7 @@ impl TetherClient {
         )]
         data: JsValue,
     ) -> Result<Promise, JsValue> {
-        let payload = payload_from(&data, "sendWait(data)")?;
+        let payload = payload_from(&data)?;
         let sent = self.client.send_wait(payload);
         Ok(promise(async move {
             sent.await
@@ -216,13 +218,13 @@ impl TetherClient {
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
-    ) -> Result<Promise, JsValue> {
-        let (code, reason) = close_args(&code, &reason, "close")?;
+    ) -> Promise {
+        let (code, reason) = close_args(&code, &reason);
         let closed = self.client.close(code, &reason);
-        Ok(promise(async move {
+        promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
-        }))
+        })
     }
 
     /// Closes the connection at once (default code 1000, reason "") and resolves once the
@@ -232,13 +234,13 @@ impl TetherClient {
         &self,
         #[wasm_bindgen(unchecked_optional_param_type = "number")] code: JsValue,
         #[wasm_bindgen(unchecked_optional_param_type = "string")] reason: JsValue,
-    ) -> Result<Promise, JsValue> {
-        let (code, reason) = close_args(&code, &reason, "closeNow")?;
+    ) -> Promise {
+        let (code, reason) = close_args(&code, &reason);
         let closed = self.client.close_now(code, &reason);
-        Ok(promise(async move {
+        promise(async move {
             closed.await;
             Ok(JsValue::UNDEFINED)
-        }))
+        })
     }
 
     /// The listeners (`emitter.js`). The wrapper (`js/index.js`) implements `on()` with
@@ -335,151 +337,59 @@ extern "C" {
 pub fn set_log_level(
     #[wasm_bindgen(unchecked_param_type = "'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'")]
     level: JsValue,
-) -> Result<(), JsValue> {
+) {
     use tracing::Level;
-    let level = match level.as_string().as_deref() {
-        Some("off") => None,
-        Some("error") => Some(Level::ERROR),
-        Some("warn") => Some(Level::WARN),
-        Some("info") => Some(Level::INFO),
-        Some("debug") => Some(Level::DEBUG),
-        Some("trace") => Some(Level::TRACE),
-        _ => {
-            return Err(range_error(
-                "setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'",
-            ))
-        }
+    // The wrapper (js/index.js) checked the name and passes its index.
+    let level = match level.as_f64().map(|i| i as u8) {
+        Some(1) => Some(Level::ERROR),
+        Some(2) => Some(Level::WARN),
+        Some(3) => Some(Level::INFO),
+        Some(4) => Some(Level::DEBUG),
+        Some(5) => Some(Level::TRACE),
+        _ => None,
     };
     tether_web::log::set_level(level);
-    Ok(())
+}
+
+/// The `code` and `reason` of `close` and `closeNow`, which the wrapper (js/index.js)
+/// checked and gave their defaults.
+fn close_args(code: &JsValue, reason: &JsValue) -> (u16, String) {
+    (
+        code.as_f64().map_or(1000, |n| n as u16),
+        reason.as_string().unwrap_or_default(),
+    )
 }
 
 /// The promise of `future`. Boxed, so that `future_to_promise` is compiled once.
-/// The `code` and `reason` of `close` and `closeNow`, checked.
-fn close_args(code: &JsValue, reason: &JsValue, what: &str) -> Result<(u16, String), JsValue> {
-    let message = |rest: &str| {
-        let mut m = what.to_owned();
-        m.push_str("(code, reason): ");
-        m.push_str(rest);
-        m
-    };
-    let code = if code.is_undefined() {
-        1000
-    } else {
-        let n = code
-            .as_f64()
-            .ok_or_else(|| type_error(&message("code must be a number")))?;
-        if n != 1000.0 && !(n.fract() == 0.0 && (3000.0..=4999.0).contains(&n)) {
-            return Err(range_error(&message(
-                "code must be 1000 or a whole number from 3000 to 4999",
-            )));
-        }
-        n as u16
-    };
-    let reason = if reason.is_undefined() {
-        String::new()
-    } else {
-        reason
-            .as_string()
-            .ok_or_else(|| type_error(&message("reason must be a string")))?
-    };
-    if reason.len() > 123 {
-        return Err(range_error(&message(
-            "reason must be at most 123 UTF-8 bytes",
-        )));
-    }
-    Ok((code, reason))
-}
-
 fn promise(future: impl Future<Output = Result<JsValue, JsValue>> + 'static) -> Promise {
     let future: Pin<Box<dyn Future<Output = Result<JsValue, JsValue>>>> = Box::pin(future);
     future_to_promise(future)
 }
 
-/// What `send` sends for `data`.
-fn payload_from(data: &JsValue, what: &str) -> Result<Payload, JsValue> {
-    if let Some(p) = convert::payload_of(data) {
-        return Ok(p);
-    }
-    let wrong = || {
-        let mut message = what.to_owned();
-        message.push_str(
-            ": data must be a string, a Uint8Array, an ArrayBuffer or a JSON-serialisable value",
-        );
-        type_error(&message)
-    };
-    if data.is_undefined()
-        || data.is_null()
-        || data.is_function()
-        || data.is_symbol()
-        || data.is_bigint()
-    {
-        return Err(wrong());
-    }
-    match JSON::stringify(data) {
-        Ok(text) => text.as_string().map(Payload::from).ok_or_else(wrong),
-        Err(e) => {
-            let mut message = what.to_owned();
-            message.push_str(": data is not JSON-serialisable: ");
-            message.push_str(&error_text(&e));
-            Err(type_error(&message))
-        }
-    }
+/// What `send` sends for `data`, which the wrapper (js/index.js) made a string or a
+/// Uint8Array (and whose messages name the method).
+fn payload_from(data: &JsValue) -> Result<Payload, JsValue> {
+    convert::payload_of(data).ok_or_else(|| type_error("data must be a string or a Uint8Array"))
 }
 
-/// The message of a thrown value.
-fn error_text(e: &JsValue) -> String {
-    if let Some(text) = e.as_string() {
-        return text;
-    }
-    crate::convert::field(e, "message")
-        .as_string()
-        .unwrap_or_else(|| "unknown error".to_owned())
-}
-
-/// Asks the JavaScript provider for a token: `{ token, expiresAt? }` (ms since the epoch,
-/// or a Date) or a plain string, returned or resolved.
+/// Asks for a token: `provider` is the user's, wrapped by `tokens` (js/options.js), which
+/// resolves to `[token, milliseconds until it expires or NaN]` and rejects with the
+/// message of what went wrong.
 async fn token_from(provider: Function) -> Result<Token, String> {
-    const SHAPE: &str =
-        "tokenProvider must resolve to { token: string, expiresAt?: number | Date } or a string";
-    let value = provider
-        .call0(&JsValue::UNDEFINED)
-        .map_err(|e| error_text(&e))?;
-    let value = JsFuture::from(Promise::resolve(&value))
+    let text = |e: JsValue| e.as_string().unwrap_or_default();
+    let promise = provider.call0(&JsValue::UNDEFINED).map_err(text)?;
+    let answer: JsValue = JsFuture::from(Promise::unchecked_from_js(promise))
         .await
-        .map_err(|e| error_text(&e))?;
-    if let Some(token) = value.as_string() {
-        return Ok(Token {
-            value: token,
-            expires_at: None,
-        });
-    }
-    let token = crate::convert::field(&value, "token")
-        .as_string()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| SHAPE.to_owned())?;
-    let expires = crate::convert::field(&value, "expiresAt");
-    let expires_ms = if expires.is_undefined() || expires.is_null() {
-        None
-    } else if let Some(date) = expires.dyn_ref::<Date>() {
-        Some(date.get_time())
-    } else {
-        Some(expires.as_f64().ok_or_else(|| SHAPE.to_owned())?)
-    };
-    let expires_at = match expires_ms {
-        Some(ms) if ms.is_finite() => {
-            let left = (ms - Date::now()).max(0.0);
-            // `expiresAt: 1e300` is "never", not an overflow.
-            Some(tether_core::time::later(
-                Instant::now(),
-                Duration::from_millis(left as u64),
-            ))
-        }
-        Some(_) => return Err(SHAPE.to_owned()),
-        None => None,
-    };
+        .map_err(text)?;
+    let answer: &Array = answer.unchecked_ref();
+    // `expiresAt: 1e300` is "never", not an overflow.
+    let expires_at = answer
+        .get(1)
+        .as_f64()
+        .filter(|left| !left.is_nan())
+        .map(|left| tether_core::time::later(Instant::now(), Duration::from_millis(left as u64)));
     Ok(Token {
-        value: token,
+        value: answer.get(0).as_string().unwrap_or_default(),
         expires_at,
     })
 }

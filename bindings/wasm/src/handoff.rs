@@ -6,7 +6,7 @@
 use js_sys::{Array, Reflect};
 use tether_core::protocol::SessionSecret;
 use tether_core::SessionHandoff;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use crate::convert::{field, payload, payload_of};
 use crate::errors::type_error;
@@ -51,9 +51,7 @@ fn number(value: &JsValue) -> Result<u64, JsValue> {
 /// The object [`to_js`] made (as cloned by a BroadcastChannel); anything else is a
 /// `TypeError`.
 pub(crate) fn from_js(value: &JsValue) -> Result<SessionHandoff, JsValue> {
-    if !value.is_object() {
-        return Err(type_error(WRONG));
-    }
+    // Not an object: no secret (`field` reads undefined), so a `TypeError` below.
     let secret = field(value, "secret")
         .as_string()
         .and_then(|s| SessionSecret::from_hex(s.as_bytes()))
@@ -61,7 +59,7 @@ pub(crate) fn from_js(value: &JsValue) -> Result<SessionHandoff, JsValue> {
     let list = |key: &str| -> Result<Array, JsValue> {
         let v = field(value, key);
         if Array::is_array(&v) {
-            Ok(Array::from(&v))
+            Ok(v.unchecked_into())
         } else {
             Err(type_error(WRONG))
         }
@@ -71,7 +69,7 @@ pub(crate) fn from_js(value: &JsValue) -> Result<SessionHandoff, JsValue> {
         if !Array::is_array(&pair) {
             return Err(type_error(WRONG));
         }
-        let pair = Array::from(&pair);
+        let pair: Array = pair.unchecked_into();
         let data = payload_of(&pair.get(1)).ok_or_else(|| type_error(WRONG))?;
         unacknowledged.push((number(&pair.get(0))?, data));
     }

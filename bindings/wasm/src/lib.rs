@@ -2,9 +2,11 @@
 //!
 //! The wasm-bindgen exports of Tether for JavaScript (browsers and Node): the
 //! `TetherClient` class over [`tether_web::Client`], `setLogLevel`, and the self-test's
-//! criteria and verdicts (the npm package's `selfTest` measures, the core judges). Options are read
-//! into a [`tether_core::Config`] and checked; a wrong type throws a `TypeError`, an
-//! unacceptable value a `RangeError`, each naming the option. Nothing here unwraps:
+//! criteria and verdicts (the npm package's `selfTest` measures, the core judges). The
+//! wrapper (`js/options.js`) reads the options, checks their types and packs them into
+//! numbers; they are made into a [`tether_core::Config`] here and checked by the core. A
+//! wrong type throws a `TypeError`, an unacceptable value a `RangeError`, each naming the
+//! option (the core's violations are put in words by the wrapper). Nothing here unwraps:
 //! every export returns a `Result`, so no input reaches a panic.
 //!
 //! The TypeScript declarations (`TetherOptions`, `TetherEventMap`, `TetherMetrics`, ...)

@@ -1,136 +1,123 @@
-//! How the core's configuration fields are spelled in JavaScript, so that a
-//! [`ConfigError`] names the option the user actually wrote.
+//! The core's configuration fields by number, for `js/options.js`, which spells each as
+//! the option the user wrote (`backoff.initial_delay` → `options.backoff.initialDelayMs`)
+//! in the `RangeError` of a [`tether_core::ConfigError`].
 
-use tether_core::{ConfigError, ConfigField, ConfigProblem};
+use tether_core::ConfigField;
 
-/// The JavaScript option for a core field (`backoff.initial_delay` →
-/// `options.backoff.initialDelayMs`). Every field has its arm: a field the core adds
-/// fails this build until it is spelled here. The few the JavaScript options cannot set
-/// (their defaults are valid) are spelled as they would be.
-pub fn js_option(field: ConfigField) -> &'static str {
+/// The index of `field` in `FIELDS` of `js/options.js`. Every field has its arm: a field
+/// the core adds fails this build until it has a number (and a spelling there).
+pub fn field_code(field: ConfigField) -> u8 {
     match field {
-        ConfigField::Url => "url",
-        ConfigField::Protocols => "options.protocols",
-        ConfigField::ConnectTimeout => "options.connectTimeoutMs",
-        ConfigField::MaxRetryHint => "options.maxRetryHintMs",
-        ConfigField::BackoffInitialDelay => "options.backoff.initialDelayMs",
-        ConfigField::BackoffMaxDelay => "options.backoff.maxDelayMs",
-        ConfigField::BackoffFactor => "options.backoff.factor",
-        ConfigField::BackoffMaxAttempts => "options.backoff.maxAttempts",
-        ConfigField::HeartbeatInterval => "options.heartbeat.intervalMs",
-        ConfigField::HeartbeatTimeout => "options.heartbeat.timeoutMs",
-        ConfigField::HeartbeatMaxMissed => "options.heartbeat.maxMissed",
-        ConfigField::WireHeartbeat => "options.heartbeat.ping",
-        ConfigField::QualityWindow => "options.quality.window",
-        ConfigField::QualityMaxAge => "options.quality.maxAgeMs",
-        ConfigField::QualityHysteresis => "options.quality.hysteresis",
-        ConfigField::QualityLevels => "options.quality.levels",
-        ConfigField::QueueMaxMessages => "options.queue.maxMessages",
-        ConfigField::QueueMaxBytes => "options.queue.maxBytes",
-        ConfigField::QueueMaxAge => "options.queue.maxAgeMs",
-        ConfigField::Fallback | ConfigField::FallbackPollUrl => "options.pollUrl",
-        ConfigField::FallbackAfterFailures => "options.fallback.afterFailures",
-        ConfigField::FallbackMinInterval => "options.fallback.minIntervalMs",
-        ConfigField::FallbackMaxInterval => "options.fallback.maxIntervalMs",
-        ConfigField::FallbackProbeInterval => "options.fallback.probeIntervalMs",
-        ConfigField::FallbackProbeTimeout => "options.fallback.probeTimeoutMs",
-        ConfigField::FallbackRequestTimeout => "options.fallback.requestTimeoutMs",
-        ConfigField::AuthFetchTimeout => "options.auth.fetchTimeoutMs",
-        ConfigField::AuthPlacement => "options.auth.queryParam",
-        ConfigField::CloseRules => "options.closeRules",
-        ConfigField::ResumeGap => "options.resumeGapMs",
-        ConfigField::LivenessTimeout => "options.livenessTimeoutMs",
-        ConfigField::CloseLinger => "options.closeLingerMs",
-        ConfigField::MaxUnreadBytes => "options.maxUnreadBytes",
-        ConfigField::MaxUnreadMessages => "options.maxUnreadMessages",
-        ConfigField::MaxMessageBytes => "options.maxMessageBytes",
-        ConfigField::AckEvery => "options.ack.every",
-        ConfigField::AckDelay => "options.ack.delayMs",
+        ConfigField::Url => 0,
+        ConfigField::Protocols => 1,
+        ConfigField::ConnectTimeout => 2,
+        ConfigField::MaxRetryHint => 3,
+        ConfigField::BackoffInitialDelay => 4,
+        ConfigField::BackoffMaxDelay => 5,
+        ConfigField::BackoffFactor => 6,
+        ConfigField::BackoffMaxAttempts => 7,
+        ConfigField::HeartbeatInterval => 8,
+        ConfigField::HeartbeatTimeout => 9,
+        ConfigField::HeartbeatMaxMissed => 10,
+        ConfigField::WireHeartbeat => 11,
+        ConfigField::QualityWindow => 12,
+        ConfigField::QualityMaxAge => 13,
+        ConfigField::QualityHysteresis => 14,
+        ConfigField::QualityLevels => 15,
+        ConfigField::QueueMaxMessages => 16,
+        ConfigField::QueueMaxBytes => 17,
+        ConfigField::QueueMaxAge => 18,
+        ConfigField::Fallback | ConfigField::FallbackPollUrl => 19,
+        ConfigField::FallbackAfterFailures => 20,
+        ConfigField::FallbackMinInterval => 21,
+        ConfigField::FallbackMaxInterval => 22,
+        ConfigField::FallbackProbeInterval => 23,
+        ConfigField::FallbackProbeTimeout => 24,
+        ConfigField::FallbackRequestTimeout => 25,
+        ConfigField::AuthFetchTimeout => 26,
+        ConfigField::AuthPlacement => 27,
+        ConfigField::CloseRules => 28,
+        ConfigField::ResumeGap => 29,
+        ConfigField::LivenessTimeout => 30,
+        ConfigField::CloseLinger => 31,
+        ConfigField::MaxUnreadBytes => 32,
+        ConfigField::MaxUnreadMessages => 33,
+        ConfigField::MaxMessageBytes => 34,
+        ConfigField::AckEvery => 35,
+        ConfigField::AckDelay => 36,
     }
-}
-
-/// The message of the `RangeError` thrown for `error`, naming JavaScript options. Built
-/// with `push_str`: a `format!` per message costs more wasm than the message.
-pub fn config_message(error: &ConfigError) -> String {
-    let mut message = js_option(error.field).to_owned();
-    message.push(' ');
-    let problem = match &error.problem {
-        ConfigProblem::Zero => "must be greater than zero",
-        ConfigProblem::Empty => "must not be empty",
-        ConfigProblem::MustNotExceed { other } => {
-            message.push_str("must not exceed ");
-            message.push_str(js_option(*other));
-            return message;
-        }
-        ConfigProblem::OutOfRange { expected } => {
-            message.push_str("must be ");
-            expected
-        }
-        ConfigProblem::OutOfOrder => "must be in increasing order",
-        ConfigProblem::NotWebSocketUrl => "must be a ws://, wss://, http:// or https:// URL",
-        ConfigProblem::NotHttpUrl => "must be an http:// or https:// URL",
-        ConfigProblem::MalformedUrl => "is not a valid URL (no host, or white space)",
-        ConfigProblem::InvalidSubprotocol => "must hold valid subprotocol names (HTTP tokens)",
-        ConfigProblem::InvalidQueryName => "must be a valid query parameter name (an HTTP token)",
-        ConfigProblem::NeedsProtocol => "needs protocol: true (the Tether protocol)",
-        _ => "is invalid",
-    };
-    message.push_str(problem);
-    message
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::{BackoffConfig, Config, Duration, FallbackConfig, HeartbeatConfig};
+
+    /// `FIELDS` of js/options.js, in order.
+    fn js_fields() -> Vec<&'static str> {
+        let source = include_str!("../js/options.js");
+        let start = source
+            .find("const FIELDS = [")
+            .expect("FIELDS in js/options.js");
+        let end = start + source[start..].find("];").expect("the end of FIELDS");
+        source[start..end]
+            .lines()
+            .skip(1)
+            .map(|line| line.trim().trim_end_matches(',').trim_matches('\''))
+            .collect()
+    }
 
     #[test]
     fn every_field_the_core_names_has_a_javascript_spelling() {
-        let cases: Vec<(Result<Config, ConfigError>, &str)> = vec![
-            (
-                Config::builder("ftp://x").build(),
-                "url must be a ws://, wss://, http:// or https:// URL",
-            ),
-            (
-                Config::builder("ws://x")
-                    .connect_timeout(Duration::ZERO)
-                    .build(),
-                "options.connectTimeoutMs must be greater than zero",
-            ),
-            (
-                Config::builder("ws://x")
-                    .backoff(BackoffConfig {
-                        initial_delay: Duration::from_secs(20),
-                        ..BackoffConfig::default()
-                    })
-                    .build(),
-                "options.backoff.initialDelayMs must not exceed options.backoff.maxDelayMs",
-            ),
-            (
-                Config::builder("ws://x")
-                    .heartbeat(Some(HeartbeatConfig {
-                        max_missed: 0,
-                        ..HeartbeatConfig::default()
-                    }))
-                    .build(),
-                "options.heartbeat.maxMissed must be greater than zero",
-            ),
-            (
-                Config::builder("ws://x")
-                    .fallback(FallbackConfig::new("http://x/poll"))
-                    .build(),
-                "options.pollUrl needs protocol: true (the Tether protocol)",
-            ),
-            (
-                Config::builder("ws://x")
-                    .protocol()
-                    .fallback(FallbackConfig::new("ws://x/poll"))
-                    .build(),
-                "options.pollUrl must be an http:// or https:// URL",
-            ),
+        use ConfigField::*;
+        let spellings = [
+            (Url, "url"),
+            (Protocols, "options.protocols"),
+            (ConnectTimeout, "options.connectTimeoutMs"),
+            (MaxRetryHint, "options.maxRetryHintMs"),
+            (BackoffInitialDelay, "options.backoff.initialDelayMs"),
+            (BackoffMaxDelay, "options.backoff.maxDelayMs"),
+            (BackoffFactor, "options.backoff.factor"),
+            (BackoffMaxAttempts, "options.backoff.maxAttempts"),
+            (HeartbeatInterval, "options.heartbeat.intervalMs"),
+            (HeartbeatTimeout, "options.heartbeat.timeoutMs"),
+            (HeartbeatMaxMissed, "options.heartbeat.maxMissed"),
+            (WireHeartbeat, "options.heartbeat.ping"),
+            (QualityWindow, "options.quality.window"),
+            (QualityMaxAge, "options.quality.maxAgeMs"),
+            (QualityHysteresis, "options.quality.hysteresis"),
+            (QualityLevels, "options.quality.levels"),
+            (QueueMaxMessages, "options.queue.maxMessages"),
+            (QueueMaxBytes, "options.queue.maxBytes"),
+            (QueueMaxAge, "options.queue.maxAgeMs"),
+            (Fallback, "options.pollUrl"),
+            (FallbackPollUrl, "options.pollUrl"),
+            (FallbackAfterFailures, "options.fallback.afterFailures"),
+            (FallbackMinInterval, "options.fallback.minIntervalMs"),
+            (FallbackMaxInterval, "options.fallback.maxIntervalMs"),
+            (FallbackProbeInterval, "options.fallback.probeIntervalMs"),
+            (FallbackProbeTimeout, "options.fallback.probeTimeoutMs"),
+            (FallbackRequestTimeout, "options.fallback.requestTimeoutMs"),
+            (AuthFetchTimeout, "options.auth.fetchTimeoutMs"),
+            (AuthPlacement, "options.auth.queryParam"),
+            (CloseRules, "options.closeRules"),
+            (ResumeGap, "options.resumeGapMs"),
+            (LivenessTimeout, "options.livenessTimeoutMs"),
+            (CloseLinger, "options.closeLingerMs"),
+            (MaxUnreadBytes, "options.maxUnreadBytes"),
+            (MaxUnreadMessages, "options.maxUnreadMessages"),
+            (MaxMessageBytes, "options.maxMessageBytes"),
+            (AckEvery, "options.ack.every"),
+            (AckDelay, "options.ack.delayMs"),
         ];
-        for (result, message) in cases {
-            assert_eq!(config_message(&result.unwrap_err()), message);
+        let fields = js_fields();
+        for (field, spelling) in spellings {
+            assert_eq!(
+                fields.get(usize::from(field_code(field))),
+                Some(&spelling),
+                "{field}"
+            );
         }
+        // One spelling per number, none left over.
+        assert_eq!(fields.len(), usize::from(field_code(AckDelay)) + 1);
     }
 }

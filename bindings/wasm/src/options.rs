@@ -1,18 +1,18 @@
-//! `new TetherClient(url, options)`: the options object, read and checked into a core
-//! [`Config`]. A value of the wrong type is a `TypeError`, a value out of range a
-//! `RangeError`, and either names the option as the user wrote it.
+//! `new TetherClient(url, options)`: the options as `js/options.js` packs them (read and
+//! type-checked there: a number per slot, then the strings, functions and payloads), made
+//! into a core [`Config`] and checked by the core. A violation of the core's rules is
+//! thrown as numbers (see [`violation`]); `js/options.js` puts it in words.
 
-use js_sys::{Array, Function, Reflect};
+use js_sys::{Array, Float64Array, Function};
 use tether_core::selftest::{Criteria, CriteriaField};
 use tether_core::{
-    AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigBuilder, Duration,
-    FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, Payload, QualityBound, QualityConfig,
+    AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigError, ConfigProblem, Duration,
+    FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig,
     QueueConfig, TokenPlacement,
 };
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::errors::{range_error, type_error};
-use crate::names::config_message;
+use crate::names::field_code;
 
 /// What the options say beyond the core's configuration.
 pub(crate) struct Options {
@@ -25,635 +25,266 @@ pub(crate) struct Options {
     pub(crate) resume: Option<tether_core::SessionHandoff>,
 }
 
-/// Which error a wrong option is.
-#[derive(Clone, Copy)]
-enum Wrong {
-    /// Of the wrong type.
-    Type,
-    /// Of the right type, but unacceptable.
-    Range,
-}
+// The slots of the numbers, in the order `packOptions` (js/options.js) pushes them.
+const PROTOCOL: usize = 0;
+const CONNECT_TIMEOUT: usize = 1;
+const MAX_RETRY_HINT: usize = 2;
+const FALLBACK: usize = 3; // afterFailures, minIntervalMs, maxIntervalMs, probeIntervalMs, requestTimeoutMs
+const HEARTBEAT: usize = 8; // 0 default, 1 off, 2 given; intervalMs, timeoutMs, maxMissed
+const BACKOFF: usize = 12; // initialDelayMs, maxDelayMs, factor, jitter, maxAttempts
+const QUEUE: usize = 17; // maxMessages, maxBytes, maxAgeMs, overflow
+const LEVELS: usize = 21; // rttMs and loss of 4 levels
+const QUALITY: usize = 29; // window, maxAgeMs, hysteresis
+const AUTH: usize = 32; // refreshLeadMs, fetchTimeoutMs
+const RESUME_GAP: usize = 34;
+const LIVENESS_TIMEOUT: usize = 35;
+const CLOSE_LINGER: usize = 36;
+const MAX_MESSAGE_BYTES: usize = 37;
+const ACK: usize = 38; // every, delayMs
+const SEED: usize = 40; // high and low 32 bits
+const PAGE_HINTS: usize = 42;
+/// Then three per close rule: first, last, action.
+const RULES: usize = 43;
 
-/// `<name> <what>`, as a `TypeError` or a `RangeError`. One builder for every message
-/// keeps the wasm small: a `format!` per message costs more than the message.
-fn wrong(kind: Wrong, name: &str, what: &str) -> JsValue {
-    let mut message = String::with_capacity(name.len() + 1 + what.len());
-    message.push_str(name);
-    message.push(' ');
-    message.push_str(what);
-    match kind {
-        Wrong::Type => type_error(&message),
-        Wrong::Range => range_error(&message),
-    }
-}
+/// The numbers of a pack: each `None` when not given (NaN, or missing).
+struct Numbers(Vec<f64>);
 
-const WHOLE_U32: &str = "must be a whole number from 0 to 4294967295";
-
-/// One level of the options object, and its path for messages.
-struct Reader {
-    object: JsValue,
-    path: String,
-}
-
-impl Reader {
-    fn new(object: JsValue, path: String, allowed: &[&str]) -> Result<Reader, JsValue> {
-        if !object.is_object() || object.is_function() || Array::is_array(&object) {
-            return Err(wrong(Wrong::Type, &path, "must be an object"));
-        }
-        for key in js_sys::Object::keys(object.unchecked_ref::<js_sys::Object>()).iter() {
-            let key = key.as_string().unwrap_or_default();
-            if !allowed.contains(&key.as_str()) {
-                let mut known = String::from("is not an option; known: ");
-                for (i, name) in allowed.iter().enumerate() {
-                    if i > 0 {
-                        known.push_str(", ");
-                    }
-                    known.push_str(name);
-                }
-                return Err(wrong(Wrong::Type, &join(&path, &key), &known));
-            }
-        }
-        Ok(Reader { object, path })
+impl Numbers {
+    fn of(value: &JsValue) -> Numbers {
+        Numbers(value.unchecked_ref::<Float64Array>().to_vec())
     }
 
-    fn fail(&self, kind: Wrong, key: &str, what: &str) -> JsValue {
-        wrong(kind, &join(&self.path, key), what)
+    fn get(&self, slot: usize) -> Option<f64> {
+        self.0.get(slot).copied().filter(|n| !n.is_nan())
     }
 
-    /// The value, or `None` when it is `undefined`.
-    fn get(&self, key: &str) -> Option<JsValue> {
-        let value = Reflect::get(&self.object, &JsValue::from_str(key)).ok()?;
-        (!value.is_undefined()).then_some(value)
+    /// Milliseconds (js/options.js checked them: from 0 to 1e15).
+    fn ms(&self, slot: usize) -> Option<Duration> {
+        self.get(slot)
+            .map(|n| Duration::from_micros((n * 1000.0).round() as u64))
     }
 
-    fn nested(&self, key: &str, allowed: &[&str]) -> Result<Option<Reader>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => Reader::new(v, join(&self.path, key), allowed).map(Some),
+    /// A whole number (js/options.js checked its range).
+    fn count(&self, slot: usize) -> Option<u32> {
+        self.get(slot).map(|n| n as u32)
+    }
+
+    fn set_ms(&self, slot: usize, to: &mut Duration) {
+        if let Some(d) = self.ms(slot) {
+            *to = d;
         }
     }
 
-    fn bool(&self, key: &str) -> Result<Option<bool>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_bool()
-                .map(Some)
-                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a boolean")),
+    fn set_count(&self, slot: usize, to: &mut u32) {
+        if let Some(n) = self.count(slot) {
+            *to = n;
         }
     }
 
-    fn number(&self, key: &str) -> Result<Option<f64>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => match v.as_f64() {
-                Some(n) if n.is_nan() => Err(self.fail(Wrong::Range, key, "must not be NaN")),
-                Some(n) => Ok(Some(n)),
-                None => Err(self.fail(Wrong::Type, key, "must be a number")),
-            },
-        }
-    }
-
-    /// A whole number from 0 to `max`; `range` says so in words.
-    fn integer(&self, key: &str, max: u32, range: &str) -> Result<Option<f64>, JsValue> {
-        match self.number(key)? {
-            Some(n) if n.fract() != 0.0 || n < 0.0 || n > f64::from(max) => {
-                Err(self.fail(Wrong::Range, key, range))
-            }
-            other => Ok(other),
-        }
-    }
-
-    fn count(&self, key: &str) -> Result<Option<usize>, JsValue> {
-        Ok(self.integer(key, u32::MAX, WHOLE_U32)?.map(|n| n as usize))
-    }
-
-    fn count_u32(&self, key: &str) -> Result<Option<u32>, JsValue> {
-        Ok(self.integer(key, u32::MAX, WHOLE_U32)?.map(|n| n as u32))
-    }
-
-    /// Milliseconds: a finite number ≥ 0.
-    fn ms(&self, key: &str) -> Result<Option<Duration>, JsValue> {
-        match self.number(key)? {
-            Some(n) if !(0.0..=1e15).contains(&n) => Err(self.fail(
-                Wrong::Range,
-                key,
-                "must be a number of milliseconds from 0 to 1e15",
-            )),
-            Some(n) => Ok(Some(Duration::from_micros((n * 1000.0).round() as u64))),
-            None => Ok(None),
-        }
-    }
-
-    fn string(&self, key: &str) -> Result<Option<String>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => v
-                .as_string()
-                .map(Some)
-                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a string")),
-        }
-    }
-
-    /// The index in `names` of the value; `listed` is "must be one of …".
-    fn choice(&self, key: &str, names: &[&str], listed: &str) -> Result<Option<usize>, JsValue> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
-        let text = value
-            .as_string()
-            .ok_or_else(|| self.fail(Wrong::Type, key, listed))?;
-        names
-            .iter()
-            .position(|n| *n == text)
-            .map(Some)
-            .ok_or_else(|| self.fail(Wrong::Range, key, listed))
-    }
-
-    fn function(&self, key: &str) -> Result<Option<Function>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) if v.is_null() => Ok(None),
-            Some(v) => v
-                .dyn_into::<Function>()
-                .map(Some)
-                .map_err(|_| self.fail(Wrong::Type, key, "must be a function")),
-        }
-    }
-
-    fn array(&self, key: &str) -> Result<Option<Array>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) if Array::is_array(&v) => Ok(Some(v.unchecked_into())),
-            Some(_) => Err(self.fail(Wrong::Type, key, "must be an array")),
-        }
-    }
-
-    /// A payload: a string or a Uint8Array.
-    fn payload(&self, key: &str) -> Result<Option<Payload>, JsValue> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(v) => crate::convert::payload_of(&v)
-                .map(Some)
-                .ok_or_else(|| self.fail(Wrong::Type, key, "must be a string or a Uint8Array")),
+    fn set_usize(&self, slot: usize, to: &mut usize) {
+        if let Some(n) = self.count(slot) {
+            *to = n as usize;
         }
     }
 }
 
-fn join(path: &str, key: &str) -> String {
-    let mut name = String::with_capacity(path.len() + 1 + key.len());
-    name.push_str(path);
-    name.push('.');
-    name.push_str(key);
-    name
-}
-
-const CRITERIA: &[&str] = &[
-    "connectWithinMs",
-    "roundTrips",
-    "latencyBelowMs",
-    "burst",
-    "burstWithinMs",
-    "stableForMs",
-    "reconnectWithinMs",
-];
-
-/// The self-test's criteria: the core's defaults, overridden by what `value` gives
-/// (`undefined` and `null` give none), then checked by the core's
-/// [`Criteria::validate`]. A key that is not a criterion, or a value of the wrong type,
-/// is a `TypeError`; a value out of range a `RangeError` naming it.
-pub(crate) fn criteria(value: JsValue) -> Result<Criteria, JsValue> {
-    let mut c = Criteria::default();
-    if value.is_undefined() || value.is_null() {
-        return Ok(c);
-    }
-    let r = Reader::new(value, "criteria".into(), CRITERIA)?;
-    let set = |d: &mut Duration, v: Option<Duration>| {
-        if let Some(v) = v {
-            *d = v;
-        }
+/// A core violation as js/options.js's `configError` takes it: `[field | problem << 6 |
+/// other field << 12, expected range in words]`.
+pub(crate) fn violation(e: &ConfigError) -> JsValue {
+    let (problem, other, expected) = match &e.problem {
+        ConfigProblem::Zero => (0, 0, ""),
+        ConfigProblem::Empty => (1, 0, ""),
+        ConfigProblem::MustNotExceed { other } => (2, field_code(*other), ""),
+        ConfigProblem::OutOfRange { expected } => (3, 0, *expected),
+        ConfigProblem::OutOfOrder => (4, 0, ""),
+        ConfigProblem::NotWebSocketUrl => (5, 0, ""),
+        ConfigProblem::NotHttpUrl => (6, 0, ""),
+        ConfigProblem::MalformedUrl => (7, 0, ""),
+        ConfigProblem::InvalidSubprotocol => (8, 0, ""),
+        ConfigProblem::InvalidQueryName => (9, 0, ""),
+        ConfigProblem::NeedsProtocol => (10, 0, ""),
+        _ => (11, 0, ""),
     };
-    set(&mut c.connect_within, r.ms("connectWithinMs")?);
-    set(&mut c.latency_below, r.ms("latencyBelowMs")?);
-    set(&mut c.burst_within, r.ms("burstWithinMs")?);
-    set(&mut c.stable_for, r.ms("stableForMs")?);
-    set(&mut c.reconnect_within, r.ms("reconnectWithinMs")?);
-    c.round_trips = r.count_u32("roundTrips")?.unwrap_or(c.round_trips);
-    c.burst = r.count_u32("burst")?.unwrap_or(c.burst);
-    c.validate().map_err(|field| {
-        let (key, what) = match field {
-            CriteriaField::RoundTrips => ("roundTrips", COUNT_RANGE),
-            CriteriaField::Burst => ("burst", COUNT_RANGE),
-            CriteriaField::ConnectWithin => ("connectWithinMs", WAIT_RANGE),
-            CriteriaField::LatencyBelow => ("latencyBelowMs", WAIT_RANGE),
-            CriteriaField::BurstWithin => ("burstWithinMs", WAIT_RANGE),
-            CriteriaField::StableFor => ("stableForMs", WAIT_RANGE),
-            _ => ("reconnectWithinMs", WAIT_RANGE),
-        };
-        r.fail(Wrong::Range, key, what)
-    })?;
-    Ok(c)
+    let code = u32::from(field_code(e.field)) | problem << 6 | u32::from(other) << 12;
+    Array::of2(&code.into(), &expected.into()).into()
 }
 
-// The core's bounds (Criteria::MAX_COUNT, Criteria::MAX_WAIT), in words; a test in the
-// package checks them against the core's.
-const COUNT_RANGE: &str = "must be a whole number from 1 to 10000";
-const WAIT_RANGE: &str = "must be from 1 to 600000 milliseconds";
-
-const TOP: &[&str] = &[
-    "protocol",
-    "protocols",
-    "connectTimeoutMs",
-    "maxRetryHintMs",
-    "pollUrl",
-    "fallback",
-    "heartbeat",
-    "backoff",
-    "queue",
-    "quality",
-    "auth",
-    "tokenProvider",
-    "closeRules",
-    "resumeGapMs",
-    "livenessTimeoutMs",
-    "closeLingerMs",
-    "maxMessageBytes",
-    "ack",
-    "seed",
-    "WebSocket",
-    "fetch",
-    "pageHints",
-    "resume",
-];
-
-/// Reads `new TetherClient(url, options)`'s arguments.
-pub(crate) fn read(url: &JsValue, options: JsValue) -> Result<Options, JsValue> {
-    let url = url.as_string().ok_or_else(|| {
-        type_error("url must be a string (a ws://, wss://, http:// or https:// URL)")
-    })?;
-    let options = if options.is_undefined() || options.is_null() {
-        js_sys::Object::new().into()
-    } else {
-        options
-    };
-    let o = Reader::new(options, "options".to_owned(), TOP)?;
-    let mut b = Config::builder(url);
-    let protocol = o.bool("protocol")?.unwrap_or(false);
+/// Reads `new TetherClient(url, options)`'s arguments, `options` as `packOptions` packs
+/// them.
+pub(crate) fn read(url: &JsValue, packed: &JsValue) -> Result<Options, JsValue> {
+    let p: &Array = packed.unchecked_ref();
+    let n = Numbers::of(&p.get(0));
+    let mut b = Config::builder(url.as_string().unwrap_or_default());
+    let protocol = n.count(PROTOCOL) == Some(1);
     if protocol {
         b = b.protocol();
     }
-    if let Some(list) = o.array("protocols")? {
-        let mut protocols = Vec::new();
-        for p in list.iter() {
-            protocols.push(
-                p.as_string()
-                    .ok_or_else(|| type_error("options.protocols must be an array of strings"))?,
-            );
-        }
-        b = b.protocols(protocols);
+    let protocols = p.get(1);
+    if Array::is_array(&protocols) {
+        b = b.protocols(
+            protocols
+                .unchecked_ref::<Array>()
+                .iter()
+                .map(|p| p.as_string().unwrap_or_default()),
+        );
     }
-    if let Some(t) = o.ms("connectTimeoutMs")? {
+    if let Some(t) = n.ms(CONNECT_TIMEOUT) {
         b = b.connect_timeout(t);
     }
-    if let Some(t) = o.ms("maxRetryHintMs")? {
+    if let Some(t) = n.ms(MAX_RETRY_HINT) {
         b = b.max_retry_hint(t);
     }
-    b = fallback(&o, b)?;
-    b = heartbeat(&o, b, protocol)?;
-    b = backoff(&o, b)?;
-    b = queue(&o, b)?;
-    b = quality(&o, b)?;
-    let token_provider = o.function("tokenProvider")?;
-    b = auth(&o, b, token_provider.is_some())?;
-    b = close_rules(&o, b)?;
-    if let Some(d) = o.ms("resumeGapMs")? {
+    if let Some(url) = p.get(2).as_string() {
+        let mut f = FallbackConfig::new(url);
+        n.set_count(FALLBACK, &mut f.after_failures);
+        n.set_ms(FALLBACK + 1, &mut f.min_interval);
+        n.set_ms(FALLBACK + 2, &mut f.max_interval);
+        n.set_ms(FALLBACK + 3, &mut f.probe_interval);
+        n.set_ms(FALLBACK + 4, &mut f.request_timeout);
+        b = b.fallback(f);
+    }
+    match n.count(HEARTBEAT) {
+        Some(1) => b = b.heartbeat(None),
+        Some(2) => {
+            let mut c = HeartbeatConfig::default();
+            n.set_ms(HEARTBEAT + 1, &mut c.interval);
+            n.set_ms(HEARTBEAT + 2, &mut c.timeout);
+            n.set_count(HEARTBEAT + 3, &mut c.max_missed);
+            b = b.heartbeat(Some(c));
+            let (ping, pong) = (p.get(3), p.get(4));
+            if let (Some(ping), Some(pong)) = (payload(&ping), payload(&pong)) {
+                b = b.plain_heartbeat(ping, pong);
+            }
+        }
+        _ => {}
+    }
+    // One bound given alone bends the other's default (the core's rule).
+    let mut c = BackoffConfig::with_delays(n.ms(BACKOFF), n.ms(BACKOFF + 1));
+    if let Some(f) = n.get(BACKOFF + 2) {
+        c.factor = f;
+    }
+    c.jitter = match n.count(BACKOFF + 3) {
+        Some(1) => Jitter::Decorrelated,
+        Some(2) => Jitter::None,
+        _ => c.jitter,
+    };
+    c.max_attempts = n.count(BACKOFF + 4);
+    b = b.backoff(c);
+    let mut c = QueueConfig::default();
+    n.set_usize(QUEUE, &mut c.max_messages);
+    n.set_usize(QUEUE + 1, &mut c.max_bytes);
+    c.max_age = n.ms(QUEUE + 2);
+    if n.count(QUEUE + 3) == Some(1) {
+        c.overflow = OverflowPolicy::DropOldest;
+    }
+    b = b.queue(c);
+    let mut c = QualityConfig::default();
+    for (i, level) in c.levels.iter_mut().enumerate() {
+        *level = QualityBound {
+            rtt: n.ms(LEVELS + 2 * i).unwrap_or(level.rtt),
+            loss: n.get(LEVELS + 2 * i + 1).unwrap_or(level.loss),
+        };
+    }
+    n.set_usize(QUALITY, &mut c.window);
+    n.set_ms(QUALITY + 1, &mut c.max_age);
+    n.set_count(QUALITY + 2, &mut c.hysteresis);
+    b = b.quality(c);
+    // js/options.js passes the provider it wrapped (`tokens`), or undefined.
+    let token_provider = Some(p.get(5))
+        .filter(|f| !f.is_undefined())
+        .map(JsCast::unchecked_into::<Function>);
+    if token_provider.is_some() {
+        let mut c = AuthConfig {
+            // null: an Authorization header.
+            placement: p
+                .get(6)
+                .as_string()
+                .map_or(TokenPlacement::Header, TokenPlacement::Query),
+            ..AuthConfig::default()
+        };
+        n.set_ms(AUTH, &mut c.refresh_lead);
+        n.set_ms(AUTH + 1, &mut c.fetch_timeout);
+        b = b.auth(c);
+    }
+    // The builder checks the rule added last first; the array's first rule wins.
+    let rules = n.0.get(RULES..).unwrap_or_default();
+    for rule in rules.chunks_exact(3).rev() {
+        let class = match rule[2] as u32 {
+            0 => CloseClass::Retry,
+            1 => CloseClass::AuthRejected,
+            2 => CloseClass::Replaced,
+            _ => CloseClass::Fatal,
+        };
+        b = b.close_rule(CloseRule::range(rule[0] as u16, rule[1] as u16, class));
+    }
+    if let Some(d) = n.ms(RESUME_GAP) {
         b = b.resume_gap(d);
     }
-    if let Some(d) = o.ms("livenessTimeoutMs")? {
+    if let Some(d) = n.ms(LIVENESS_TIMEOUT) {
         b = b.liveness_timeout(d);
     }
-    if let Some(d) = o.ms("closeLingerMs")? {
+    if let Some(d) = n.ms(CLOSE_LINGER) {
         b = b.close_linger(d);
     }
-    if let Some(n) = o.count("maxMessageBytes")? {
-        b = b.max_message_bytes(n);
+    if let Some(bytes) = n.count(MAX_MESSAGE_BYTES) {
+        b = b.max_message_bytes(bytes as usize);
     }
     // Unless told to replay a seed, the driver draws each client's own from the platform.
-    if let Some(seed) = o.get("seed") {
-        b = b.seed(seed_of(&seed)?);
+    if let (Some(high), Some(low)) = (n.get(SEED), n.get(SEED + 1)) {
+        b = b.seed(((high as u64) << 32) | low as u64);
     }
-    let websocket =
-        match o.get("WebSocket") {
-            None => JsValue::UNDEFINED,
-            Some(v) if v.is_null() => JsValue::UNDEFINED,
-            Some(v) if v.is_function() => v,
-            Some(_) => return Err(type_error(
-                "options.WebSocket must be a WebSocket constructor (for example the ws package's)",
-            )),
-        };
-    let fetch = o
-        .function("fetch")?
-        .map_or(JsValue::UNDEFINED, JsValue::from);
-    let page_hints = o.bool("pageHints")?.unwrap_or(true);
-    let resume = match o.get("resume") {
-        Some(value) => Some(crate::handoff::from_js(&value)?),
-        None => None,
+    let resume = match p.get(9) {
+        value if value.is_undefined() => None,
+        value => Some(crate::handoff::from_js(&value)?),
     };
-    let mut config = b.build().map_err(|e| range_error(&config_message(&e)))?;
-    if let Some(ack) = o.nested("ack", &["every", "delayMs"])? {
-        if let Some(every) = ack.count_u32("every")? {
-            config.ack_every = every;
-        }
-        if let Some(delay) = ack.ms("delayMs")? {
-            config.ack_delay = delay;
-        }
-        config
-            .validate()
-            .map_err(|e| range_error(&config_message(&e)))?;
+    let mut config = b.build().map_err(|e| violation(&e))?;
+    if n.get(ACK).is_some() || n.get(ACK + 1).is_some() {
+        n.set_count(ACK, &mut config.ack_every);
+        n.set_ms(ACK + 1, &mut config.ack_delay);
+        config.validate().map_err(|e| violation(&e))?;
     }
     Ok(Options {
         config,
-        websocket,
-        fetch,
+        websocket: p.get(7),
+        fetch: p.get(8),
         token_provider,
-        page_hints,
+        page_hints: n.count(PAGE_HINTS) != Some(0),
         resume,
     })
 }
 
-fn seed_of(value: &JsValue) -> Result<u64, JsValue> {
-    const WRONG: &str =
-        "options.seed must be a whole number from 0 to 2^53, or a bigint below 2^64";
-    if let Some(n) = value.as_f64() {
-        if n.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(&n) {
-            return Ok(n as u64);
-        }
-        return Err(range_error(WRONG));
+/// A payload js/options.js let through (a string or bytes).
+fn payload(value: &JsValue) -> Option<tether_core::Payload> {
+    if value.is_undefined() {
+        return None;
     }
-    if value.is_bigint() {
-        return u64::try_from(value.clone()).map_err(|_| range_error(WRONG));
-    }
-    Err(type_error(WRONG))
+    crate::convert::payload_of(value)
 }
 
-fn fallback(o: &Reader, mut b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let url = o.string("pollUrl")?;
-    let knobs = o.nested(
-        "fallback",
-        &[
-            "afterFailures",
-            "minIntervalMs",
-            "maxIntervalMs",
-            "probeIntervalMs",
-            "requestTimeoutMs",
-        ],
-    )?;
-    let Some(url) = url else {
-        if knobs.is_some() {
-            return Err(type_error("options.fallback needs options.pollUrl"));
-        }
-        return Ok(b);
-    };
-    let mut f = FallbackConfig::new(url);
-    if let Some(k) = knobs {
-        if let Some(n) = k.count_u32("afterFailures")? {
-            f.after_failures = n;
-        }
-        if let Some(d) = k.ms("minIntervalMs")? {
-            f.min_interval = d;
-        }
-        if let Some(d) = k.ms("maxIntervalMs")? {
-            f.max_interval = d;
-        }
-        if let Some(d) = k.ms("probeIntervalMs")? {
-            f.probe_interval = d;
-        }
-        if let Some(d) = k.ms("requestTimeoutMs")? {
-            f.request_timeout = d;
-        }
-    }
-    b = b.fallback(f);
-    Ok(b)
-}
-
-fn heartbeat(o: &Reader, b: ConfigBuilder, protocol: bool) -> Result<ConfigBuilder, JsValue> {
-    match o.get("heartbeat") {
-        None => Ok(b),
-        Some(v) if v.is_null() || v.as_bool() == Some(false) => Ok(b.heartbeat(None)),
-        Some(v) if v.as_bool() == Some(true) => Ok(b),
-        Some(v) => {
-            let h = Reader::new(
-                v,
-                "options.heartbeat".to_owned(),
-                &["intervalMs", "timeoutMs", "maxMissed", "ping", "pong"],
-            )?;
-            let mut c = HeartbeatConfig::default();
-            if let Some(d) = h.ms("intervalMs")? {
-                c.interval = d;
-            }
-            if let Some(d) = h.ms("timeoutMs")? {
-                c.timeout = d;
-            }
-            if let Some(n) = h.count_u32("maxMissed")? {
-                c.max_missed = n;
-            }
-            let mut b = b.heartbeat(Some(c));
-            match (h.payload("ping")?, h.payload("pong")?) {
-                (None, None) => {}
-                (Some(_), Some(_)) if protocol => {
-                    return Err(type_error(
-                        "options.heartbeat.ping and .pong are for plain mode: the Tether protocol has its own ping",
-                    ))
-                }
-                (Some(ping), Some(pong)) => b = b.plain_heartbeat(ping, pong),
-                _ => {
-                    return Err(type_error(
-                        "options.heartbeat.ping and options.heartbeat.pong go together",
-                    ))
-                }
-            }
-            Ok(b)
-        }
-    }
-}
-
-fn backoff(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let Some(k) = o.nested(
-        "backoff",
-        &[
-            "initialDelayMs",
-            "factor",
-            "maxDelayMs",
-            "jitter",
-            "maxAttempts",
-        ],
-    )?
-    else {
-        return Ok(b);
-    };
-    // One bound given alone bends the other's default (the core's rule).
-    let mut c = BackoffConfig::with_delays(k.ms("initialDelayMs")?, k.ms("maxDelayMs")?);
-    if let Some(f) = k.number("factor")? {
-        c.factor = f;
-    }
-    if let Some(i) = k.choice(
-        "jitter",
-        &["full", "decorrelated", "none"],
-        "must be one of 'full', 'decorrelated', 'none'",
-    )? {
-        c.jitter = [Jitter::Full, Jitter::Decorrelated, Jitter::None][i];
-    }
-    match k.get("maxAttempts") {
-        None => {}
-        Some(v) if v.is_null() || v.as_f64() == Some(f64::INFINITY) => c.max_attempts = None,
-        Some(_) => c.max_attempts = k.count_u32("maxAttempts")?,
-    }
-    Ok(b.backoff(c))
-}
-
-fn queue(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let Some(k) = o.nested(
-        "queue",
-        &["maxMessages", "maxBytes", "maxAgeMs", "overflow"],
-    )?
-    else {
-        return Ok(b);
-    };
-    let mut c = QueueConfig::default();
-    if let Some(n) = k.count("maxMessages")? {
-        c.max_messages = n;
-    }
-    if let Some(n) = k.count("maxBytes")? {
-        c.max_bytes = n;
-    }
-    match k.get("maxAgeMs") {
-        Some(v) if v.is_null() => c.max_age = None,
-        _ => c.max_age = k.ms("maxAgeMs")?,
-    }
-    if let Some(i) = k.choice(
-        "overflow",
-        &["reject-new", "drop-oldest"],
-        "must be one of 'reject-new', 'drop-oldest'",
-    )? {
-        c.overflow = [OverflowPolicy::RejectNew, OverflowPolicy::DropOldest][i];
-    }
-    Ok(b.queue(c))
-}
-
-fn quality(o: &Reader, b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let Some(k) = o.nested("quality", &["levels", "window", "maxAgeMs", "hysteresis"])? else {
-        return Ok(b);
-    };
-    let mut c = QualityConfig::default();
-    if let Some(levels) = k.array("levels")? {
-        if levels.length() != 4 {
-            return Err(range_error(
-                "options.quality.levels must hold 4 levels (excellent, good, fair, poor)",
-            ));
-        }
-        for (i, level) in levels.iter().enumerate() {
-            let l = Reader::new(
-                level,
-                format!("options.quality.levels[{i}]"),
-                &["rttMs", "loss"],
-            )?;
-            c.levels[i] = QualityBound {
-                rtt: l.ms("rttMs")?.unwrap_or(c.levels[i].rtt),
-                loss: l.number("loss")?.unwrap_or(c.levels[i].loss),
-            };
-        }
-    }
-    if let Some(n) = k.count("window")? {
-        c.window = n;
-    }
-    if let Some(d) = k.ms("maxAgeMs")? {
-        c.max_age = d;
-    }
-    if let Some(n) = k.count_u32("hysteresis")? {
-        c.hysteresis = n;
-    }
-    Ok(b.quality(c))
-}
-
-fn auth(o: &Reader, b: ConfigBuilder, has_provider: bool) -> Result<ConfigBuilder, JsValue> {
-    let knobs = o.nested("auth", &["refreshLeadMs", "fetchTimeoutMs", "queryParam"])?;
-    if !has_provider {
-        if knobs.is_some() {
-            return Err(type_error("options.auth needs options.tokenProvider"));
-        }
-        return Ok(b);
-    }
-    // Browsers cannot set headers on a WebSocket: the token travels in the query.
-    let mut c = AuthConfig {
-        placement: TokenPlacement::Query("access_token".to_owned()),
-        ..AuthConfig::default()
-    };
-    if let Some(k) = knobs {
-        if let Some(d) = k.ms("refreshLeadMs")? {
-            c.refresh_lead = d;
-        }
-        if let Some(d) = k.ms("fetchTimeoutMs")? {
-            c.fetch_timeout = d;
-        }
-        match k.get("queryParam") {
-            None => {}
-            Some(v) if v.is_null() => c.placement = TokenPlacement::Header,
-            Some(_) => {
-                if let Some(name) = k.string("queryParam")? {
-                    c.placement = TokenPlacement::Query(name);
-                }
-            }
-        }
-    }
-    Ok(b.auth(c))
-}
-
-fn close_rules(o: &Reader, mut b: ConfigBuilder) -> Result<ConfigBuilder, JsValue> {
-    let Some(rules) = o.array("closeRules")? else {
-        return Ok(b);
-    };
-    let mut parsed = Vec::new();
-    for (i, rule) in rules.iter().enumerate() {
-        let r = Reader::new(
-            rule,
-            format!("options.closeRules[{i}]"),
-            &["code", "first", "last", "action"],
-        )?;
-        let class = r
-            .choice(
-                "action",
-                &["retry", "auth-rejected", "replaced", "fatal"],
-                "must be one of 'retry', 'auth-rejected', 'replaced', 'fatal'",
-            )?
-            .map(|i| {
-                [
-                    CloseClass::Retry,
-                    CloseClass::AuthRejected,
-                    CloseClass::Replaced,
-                    CloseClass::Fatal,
-                ][i]
-            })
-            .ok_or_else(|| r.fail(Wrong::Type, "action", "is required"))?;
-        let code = |key| {
-            r.integer(key, 65535, "must be a whole number from 0 to 65535")
-                .map(|n| n.map(|n| n as u16))
-        };
-        let rule = match (code("code")?, code("first")?, code("last")?) {
-            (Some(c), None, None) => CloseRule::code(c, class),
-            (None, Some(first), Some(last)) => CloseRule::range(first, last, class),
-            _ => {
-                return Err(wrong(
-                    Wrong::Type,
-                    &r.path,
-                    "needs either code, or first and last",
-                ))
-            }
-        };
-        parsed.push(rule);
-    }
-    // The builder checks the rule added last first; the array's first rule wins.
-    for rule in parsed.into_iter().rev() {
-        b = b.close_rule(rule);
-    }
-    Ok(b)
+/// The self-test's criteria: the core's defaults, overridden by what `packCriteria`
+/// (js/options.js) gives, then checked by the core's [`Criteria::validate`]. A criterion
+/// out of range is thrown as its index (`criteriaError` puts it in words).
+pub(crate) fn criteria(value: &JsValue) -> Result<Criteria, JsValue> {
+    let n = Numbers::of(value);
+    let mut c = Criteria::default();
+    n.set_ms(0, &mut c.connect_within);
+    n.set_count(1, &mut c.round_trips);
+    n.set_ms(2, &mut c.latency_below);
+    n.set_count(3, &mut c.burst);
+    n.set_ms(4, &mut c.burst_within);
+    n.set_ms(5, &mut c.stable_for);
+    n.set_ms(6, &mut c.reconnect_within);
+    c.validate().map_err(|field| {
+        // The order of CRITERIA in js/options.js.
+        JsValue::from(match field {
+            CriteriaField::ConnectWithin => 0,
+            CriteriaField::RoundTrips => 1,
+            CriteriaField::LatencyBelow => 2,
+            CriteriaField::Burst => 3,
+            CriteriaField::BurstWithin => 4,
+            CriteriaField::StableFor => 5,
+            _ => 6,
+        })
+    })?;
+    Ok(c)
 }

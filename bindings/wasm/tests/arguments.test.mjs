@@ -105,6 +105,42 @@ test('options out of range are RangeErrors naming the option', () => {
   }
 });
 
+// The wrapper packs the options into numbers by slot (js/options.js, options.rs): each
+// number must reach its own field of the core's configuration, which names it back.
+test('each number reaches the core as the option it was given as', () => {
+  const polling = { protocol: true, pollUrl: 'http://127.0.0.1:1/poll' };
+  const token = { tokenProvider: () => 't' };
+  const cases = [
+    [{ connectTimeoutMs: 0 }, 'connectTimeoutMs'],
+    [{ maxRetryHintMs: 0 }, 'maxRetryHintMs'],
+    ...['afterFailures', 'minIntervalMs', 'maxIntervalMs', 'probeIntervalMs', 'requestTimeoutMs'].map((k) => [
+      { ...polling, fallback: { [k]: 0 } },
+      `fallback.${k}`,
+    ]),
+    ...['intervalMs', 'timeoutMs', 'maxMissed'].map((k) => [{ heartbeat: { [k]: 0 } }, `heartbeat.${k}`]),
+    [{ backoff: { initialDelayMs: 0 } }, 'backoff.initialDelayMs'],
+    [{ backoff: { initialDelayMs: 5, maxDelayMs: 0 } }, 'backoff.maxDelayMs'],
+    ...['maxMessages', 'maxBytes', 'maxAgeMs'].map((k) => [{ queue: { [k]: 0 } }, `queue.${k}`]),
+    ...['window', 'maxAgeMs', 'hysteresis'].map((k) => [{ quality: { [k]: 0 } }, `quality.${k}`]),
+    [{ ...token, auth: { fetchTimeoutMs: 0 } }, 'auth.fetchTimeoutMs'],
+    [{ resumeGapMs: 0 }, 'resumeGapMs'],
+    [{ livenessTimeoutMs: 0 }, 'livenessTimeoutMs'],
+    [{ closeLingerMs: 0 }, 'closeLingerMs'],
+    [{ maxMessageBytes: 0 }, 'maxMessageBytes'],
+    [{ ack: { every: 0 } }, 'ack.every'],
+    [{ ack: { delayMs: 0 } }, 'ack.delayMs'],
+  ];
+  for (const [options, name] of cases) {
+    throwsWith(() => make(options), RangeError, new RegExp(`^options\\.${escape(name)} must be greater than zero$`));
+  }
+  throwsWith(
+    () => make({ quality: { levels: [{}, {}, { loss: 0.01 }, {}] } }),
+    RangeError,
+    /^options\.quality\.levels must be in increasing order$/,
+  );
+  throwsWith(() => make({ backoff: { factor: 101 } }), RangeError, /^options\.backoff\.factor must be a number from 1\.0 to 100\.0$/);
+});
+
 test('every documented option is accepted', () => {
   make({
     protocol: true,
