@@ -336,14 +336,14 @@ pub fn set_log_level(
     #[wasm_bindgen(unchecked_param_type = "'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'")]
     level: JsValue,
 ) -> Result<(), JsValue> {
-    use tracing::Level;
+    use tether_web::log::Level;
     let level = match level.as_string().as_deref() {
         Some("off") => None,
-        Some("error") => Some(Level::ERROR),
-        Some("warn") => Some(Level::WARN),
-        Some("info") => Some(Level::INFO),
-        Some("debug") => Some(Level::DEBUG),
-        Some("trace") => Some(Level::TRACE),
+        Some("error") => Some(Level::Error),
+        Some("warn") => Some(Level::Warn),
+        Some("info") => Some(Level::Info),
+        Some("debug") => Some(Level::Debug),
+        Some("trace") => Some(Level::Trace),
         _ => {
             return Err(range_error(
                 "setLogLevel(level): level must be one of 'off', 'error', 'warn', 'info', 'debug', 'trace'",
