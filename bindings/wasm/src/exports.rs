@@ -277,7 +277,7 @@ impl TetherClient {
     /// The id this client presents to a Tether server, in hexadecimal (for logs).
     #[wasm_bindgen(getter, js_name = clientId)]
     pub fn client_id(&self) -> String {
-        format!("{:x}", self.client.client_id())
+        tether_core::text::hex(self.client.client_id())
     }
 
     /// A snapshot of every figure (see `TetherMetrics`): state, attempts, reconnects,

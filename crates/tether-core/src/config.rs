@@ -801,12 +801,21 @@ pub enum ConfigProblem {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid config `{}`: ", self.field)?;
+        f.write_str("invalid config `")?;
+        f.write_str(self.field.as_str())?;
+        f.write_str("`: ")?;
         match &self.problem {
             ConfigProblem::Zero => f.write_str("must not be zero"),
             ConfigProblem::Empty => f.write_str("must not be empty"),
-            ConfigProblem::MustNotExceed { other } => write!(f, "must not exceed `{other}`"),
-            ConfigProblem::OutOfRange { expected } => write!(f, "expected {expected}"),
+            ConfigProblem::MustNotExceed { other } => {
+                f.write_str("must not exceed `")?;
+                f.write_str(other.as_str())?;
+                f.write_str("`")
+            }
+            ConfigProblem::OutOfRange { expected } => {
+                f.write_str("expected ")?;
+                f.write_str(expected)
+            }
             ConfigProblem::OutOfOrder => f.write_str("values out of order"),
             ConfigProblem::NotWebSocketUrl => {
                 f.write_str("must be a ws://, wss://, http:// or https:// URL")

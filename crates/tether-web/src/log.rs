@@ -82,14 +82,8 @@ pub(crate) fn line(
         text.push_str(key);
         text.push('=');
         match *value {
-            Value::Number(n) => push_decimal(&mut text, u128::from(n)),
-            Value::Hex(n) => {
-                let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
-                for i in (0..digits).rev() {
-                    let d = ((n >> (i * 4)) & 0xf) as u8;
-                    text.push(char::from(if d < 10 { b'0' + d } else { b'a' + d - 10 }));
-                }
-            }
+            Value::Number(n) => tether_core::text::push_decimal(&mut text, n),
+            Value::Hex(n) => tether_core::text::push_hex(&mut text, n),
             Value::Bool(b) => text.push_str(if b { "true" } else { "false" }),
             Value::Text(t) => text.push_str(t),
             _ => text.push('?'),
@@ -98,7 +92,8 @@ pub(crate) fn line(
     write(level, &text);
 }
 
-/// `value` in decimal.
+/// `value` in decimal (128 bits: what `tracing` may record).
+#[cfg(feature = "tracing")]
 fn push_decimal(out: &mut String, mut value: u128) {
     let mut digits = [0u8; 39];
     let mut start = digits.len();
@@ -233,7 +228,7 @@ mod traced {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "tracing"))]
 mod tests {
     use wasm_bindgen_test::wasm_bindgen_test;
 
