@@ -155,9 +155,11 @@ impl Backoff {
             return initial.min(max);
         }
         let max_nanos = max.as_nanos();
-        // powf stays well-behaved for huge exponents: it saturates to +inf, which the
-        // comparison below turns into `max`.
-        let raw = initial.as_nanos() as f64 * factor.powf(f64::from(exponent));
+        // powi (repeated squaring) stays well-behaved for huge exponents: it saturates to
+        // +inf, which the comparison below turns into `max`. Not powf: libm's `pow` is
+        // 2 kB of the browser build, for an integer exponent.
+        let exponent = i32::try_from(exponent).unwrap_or(i32::MAX);
+        let raw = initial.as_nanos() as f64 * factor.powi(exponent);
         if raw < max_nanos as f64 {
             // `as` saturates; the `min` catches rounding of `max_nanos` to f64.
             duration_from_nanos((raw as u128).min(max_nanos))
