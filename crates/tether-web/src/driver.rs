@@ -168,8 +168,13 @@ fn spawn(task: impl Future<Output = ()> + 'static) {
 
 fn ms_between(now: Instant, deadline: Instant) -> f64 {
     let wait = deadline.saturating_duration_since(now);
-    // Round up: a timer that fires a hair early finds nothing due and re-arms.
-    (wait.as_micros().div_ceil(1000) as f64).min(MAX_TIMEOUT_MS)
+    // Round up: a timer that fires a hair early finds nothing due and re-arms. In u64
+    // (not `as_micros`' u128, whose division is 1 kB of wasm), saturating.
+    let micros = wait
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(wait.subsec_micros()));
+    (micros.div_ceil(1000) as f64).min(MAX_TIMEOUT_MS)
 }
 
 impl<T> Inner<T>
