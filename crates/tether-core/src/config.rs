@@ -603,10 +603,14 @@ fn check_url(
         return malformed;
     }
     // An explicit port must be a number from 1 to 65535 (`[::1]:80` keeps its colons).
-    let authority = host.rsplit('@').next().unwrap_or(host);
-    let port = match authority.rfind(']') {
+    // Searched from the end byte by byte: `rfind`/`rsplit` bring `memrchr` into the wasm.
+    let last = |s: &str, b: u8| s.bytes().rposition(|c| c == b);
+    let authority = last(host, b'@')
+        .and_then(|at| host.get(at + 1..))
+        .unwrap_or(host);
+    let port = match last(authority, b']') {
         Some(end) => authority.get(end + 1..).and_then(|a| a.strip_prefix(':')),
-        None => authority.rsplit_once(':').map(|(_, p)| p),
+        None => last(authority, b':').and_then(|colon| authority.get(colon + 1..)),
     };
     if let Some(port) = port {
         if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
