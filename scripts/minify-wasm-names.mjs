@@ -1,5 +1,7 @@
 // Shortens the names wasm-bindgen gives the imports of the .wasm (`__wbg_get_2080c49015e35254`)
-// and its hashed exports (`wasm_bindgen__convert__closures_____invoke__h47dc…`), in the
+// and its hashed exports (`wasm_bindgen__convert__closures_____invoke__h47dc…`, or since
+// 0.2.10x `wasm_bindgen_f81a…___convert__closures_____invoke___<argument types>_true_`,
+// up to 330 bytes each), in the
 // .wasm and in its JavaScript glue alike: they are spelled out in both files, and their
 // hashes do not compress (about 3 kB gzip in all). Release builds only, after wasm-opt.
 // Usage: node scripts/minify-wasm-names.mjs <dir holding tether_wasm_bg.wasm and tether_wasm.js>
@@ -97,7 +99,7 @@ while (at < wasm.length) {
     for (let i = 0; i < count; i++) {
       const [name, afterName] = readName(body, p);
       const [, afterIndex] = readU32(body, afterName + 1);
-      const hashed = /_h[0-9a-f]{16}$/.test(name);
+      const hashed = /_h[0-9a-f]{16}$/.test(name) || /^wasm_bindgen_[0-9a-f]{16}_/.test(name);
       parts.push(nameBytes(hashed ? rename(name) : name), body.subarray(afterName, afterIndex));
       p = afterIndex;
     }

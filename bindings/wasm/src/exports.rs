@@ -279,7 +279,7 @@ impl TetherClient {
     /// The id this client presents to a Tether server, in hexadecimal (for logs).
     #[wasm_bindgen(getter, js_name = clientId)]
     pub fn client_id(&self) -> String {
-        format!("{:x}", self.client.client_id())
+        tether_core::text::hex(self.client.client_id())
     }
 
     /// A snapshot of every figure (see `TetherMetrics`): state, attempts, reconnects,
@@ -338,14 +338,14 @@ pub fn set_log_level(
     #[wasm_bindgen(unchecked_param_type = "'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'")]
     level: JsValue,
 ) {
-    use tracing::Level;
+    use tether_web::log::Level;
     // The wrapper (js/index.js) checked the name and passes its index.
     let level = match level.as_f64().map(|i| i as u8) {
-        Some(1) => Some(Level::ERROR),
-        Some(2) => Some(Level::WARN),
-        Some(3) => Some(Level::INFO),
-        Some(4) => Some(Level::DEBUG),
-        Some(5) => Some(Level::TRACE),
+        Some(1) => Some(Level::Error),
+        Some(2) => Some(Level::Warn),
+        Some(3) => Some(Level::Info),
+        Some(4) => Some(Level::Debug),
+        Some(5) => Some(Level::Trace),
         _ => None,
     };
     tether_web::log::set_level(level);

@@ -21,7 +21,7 @@ fn set(object: &JsValue, key: &str, value: &JsValue) {
 /// [[seq, data]…], unsent: [data…] }`.
 pub(crate) fn to_js(h: &SessionHandoff) -> JsValue {
     let object: JsValue = js_sys::Object::new().into();
-    let number = |n: u64| JsValue::from_str(&n.to_string());
+    let number = |n: u64| JsValue::from_str(tether_core::text::Decimal::new(n).as_str());
     set(&object, "clientId", &number(h.client_id));
     set(&object, "session", &number(h.session));
     set(&object, "secret", &JsValue::from_str(&h.secret.to_hex()));

@@ -27,7 +27,7 @@
 
 use crate::config::{BackoffConfig, Jitter};
 use crate::rng::Rng;
-use crate::stats::duration_from_nanos;
+use crate::stats::nanos;
 use crate::time::Duration;
 
 /// Delays between connection attempts.
@@ -154,13 +154,17 @@ impl Backoff {
         if exponent == 0 || initial.is_zero() || factor.is_nan() || factor <= 1.0 {
             return initial.min(max);
         }
-        let max_nanos = max.as_nanos();
-        // powf stays well-behaved for huge exponents: it saturates to +inf, which the
-        // comparison below turns into `max`.
-        let raw = initial.as_nanos() as f64 * factor.powf(f64::from(exponent));
+        // In nanoseconds up to 584 years; a longer `max` (saturated here) is reached
+        // through the `else` below.
+        let max_nanos = nanos(max);
+        // powi (repeated squaring) stays well-behaved for huge exponents: it saturates to
+        // +inf, which the comparison below turns into `max`. Not powf: libm's `pow` is
+        // 2 kB of the browser build, for an integer exponent.
+        let exponent = i32::try_from(exponent).unwrap_or(i32::MAX);
+        let raw = nanos(initial) as f64 * factor.powi(exponent);
         if raw < max_nanos as f64 {
             // `as` saturates; the `min` catches rounding of `max_nanos` to f64.
-            duration_from_nanos((raw as u128).min(max_nanos))
+            Duration::from_nanos((raw as u64).min(max_nanos))
         } else {
             max
         }
@@ -172,13 +176,14 @@ fn uniform(rng: &mut Rng, lo: Duration, hi: Duration) -> Duration {
     let Some(span) = hi.checked_sub(lo) else {
         return lo;
     };
-    let span = span.as_nanos();
-    let offset = match u64::try_from(span) {
-        Ok(span) if span < u64::MAX => u128::from(rng.below(span + 1)),
-        // Spans beyond u64 nanoseconds (585 years) lose sub-nanosecond exactness only.
-        _ => ((span as f64 * rng.next_f64()) as u128).min(span),
+    let span = nanos(span);
+    let offset = if span < u64::MAX {
+        rng.below(span + 1)
+    } else {
+        // Spans of 584 years and more: anywhere in their first 584 years.
+        (span as f64 * rng.next_f64()) as u64
     };
-    duration_from_nanos(lo.as_nanos().saturating_add(offset))
+    lo.saturating_add(Duration::from_nanos(offset))
 }
 
 #[cfg(test)]

@@ -603,10 +603,14 @@ fn check_url(
         return malformed;
     }
     // An explicit port must be a number from 1 to 65535 (`[::1]:80` keeps its colons).
-    let authority = host.rsplit('@').next().unwrap_or(host);
-    let port = match authority.rfind(']') {
+    // Searched from the end byte by byte: `rfind`/`rsplit` bring `memrchr` into the wasm.
+    let last = |s: &str, b: u8| s.bytes().rposition(|c| c == b);
+    let authority = last(host, b'@')
+        .and_then(|at| host.get(at + 1..))
+        .unwrap_or(host);
+    let port = match last(authority, b']') {
         Some(end) => authority.get(end + 1..).and_then(|a| a.strip_prefix(':')),
-        None => authority.rsplit_once(':').map(|(_, p)| p),
+        None => last(authority, b':').and_then(|colon| authority.get(colon + 1..)),
     };
     if let Some(port) = port {
         if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
@@ -801,12 +805,21 @@ pub enum ConfigProblem {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid config `{}`: ", self.field)?;
+        f.write_str("invalid config `")?;
+        f.write_str(self.field.as_str())?;
+        f.write_str("`: ")?;
         match &self.problem {
             ConfigProblem::Zero => f.write_str("must not be zero"),
             ConfigProblem::Empty => f.write_str("must not be empty"),
-            ConfigProblem::MustNotExceed { other } => write!(f, "must not exceed `{other}`"),
-            ConfigProblem::OutOfRange { expected } => write!(f, "expected {expected}"),
+            ConfigProblem::MustNotExceed { other } => {
+                f.write_str("must not exceed `")?;
+                f.write_str(other.as_str())?;
+                f.write_str("`")
+            }
+            ConfigProblem::OutOfRange { expected } => {
+                f.write_str("expected ")?;
+                f.write_str(expected)
+            }
             ConfigProblem::OutOfOrder => f.write_str("values out of order"),
             ConfigProblem::NotWebSocketUrl => {
                 f.write_str("must be a ws://, wss://, http:// or https:// URL")

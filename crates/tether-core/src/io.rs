@@ -7,6 +7,7 @@ use crate::payload::Payload;
 use crate::protocol::DecodeError;
 use crate::quality::Quality;
 use crate::state::State;
+use crate::text::Decimal;
 use crate::time::{Duration, Instant};
 
 /// Names one WebSocket or one HTTP polling session the core asked the driver to open.
@@ -116,13 +117,24 @@ impl fmt::Display for TransportFailure {
             {
                 f.write_str("network error")
             }
-            TransportFailure::Network(e) => write!(f, "network error: {e}"),
-            TransportFailure::Http { status, .. } => write!(f, "HTTP {status}"),
-            TransportFailure::Tls(e) => write!(f, "TLS error: {e}"),
+            TransportFailure::Network(e) => {
+                f.write_str("network error: ")?;
+                f.write_str(e)
+            }
+            TransportFailure::Http { status, .. } => {
+                f.write_str("HTTP ")?;
+                f.write_str(Decimal::new(u64::from(*status)).as_str())
+            }
+            TransportFailure::Tls(e) => {
+                f.write_str("TLS error: ")?;
+                f.write_str(e)
+            }
             TransportFailure::Blocked => f.write_str("WebSockets are blocked here"),
             TransportFailure::Timeout => f.write_str("timed out"),
             TransportFailure::MessageTooLarge { size } => {
-                write!(f, "an inbound message of {size} bytes is over the limit")
+                f.write_str("an inbound message of ")?;
+                f.write_str(Decimal::new(*size as u64).as_str())?;
+                f.write_str(" bytes is over the limit")
             }
         }
     }
@@ -246,17 +258,26 @@ pub struct Cause {
 
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let head = match (self.code, self.status) {
-            (Some(c), _) => format!("close {c}"),
-            (None, Some(s)) => format!("HTTP {s}"),
+        let mut head = String::new();
+        match (self.code, self.status) {
+            (Some(c), _) => {
+                head.push_str("close ");
+                crate::text::push_decimal(&mut head, u64::from(c));
+            }
+            (None, Some(s)) => {
+                head.push_str("HTTP ");
+                crate::text::push_decimal(&mut head, u64::from(s));
+            }
             // Nothing but the reason: say only that.
             (None, None) if !self.reason.is_empty() => return f.write_str(&self.reason),
-            (None, None) => "no code".to_owned(),
-        };
+            (None, None) => head.push_str("no code"),
+        }
         f.write_str(&head)?;
         // A reason that only repeats the code ("HTTP 401 (HTTP 401)") says nothing.
         if !self.reason.is_empty() && self.reason != head {
-            write!(f, " ({})", self.reason)?;
+            f.write_str(" (")?;
+            f.write_str(&self.reason)?;
+            f.write_str(")")?;
         }
         Ok(())
     }
@@ -317,17 +338,34 @@ impl fmt::Display for TerminalReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TerminalReason::UserClosed { code, reason } => {
-                write!(f, "closed by the user (code {code}, \"{reason}\")")
+                f.write_str("closed by the user (code ")?;
+                f.write_str(Decimal::new(u64::from(*code)).as_str())?;
+                f.write_str(", \"")?;
+                f.write_str(reason)?;
+                f.write_str("\")")
             }
-            TerminalReason::AuthRejected(c) => write!(f, "authentication rejected: {c}"),
+            TerminalReason::AuthRejected(c) => {
+                f.write_str("authentication rejected: ")?;
+                fmt::Display::fmt(c, f)
+            }
             TerminalReason::Replaced(c) => {
-                write!(f, "replaced by a newer connection of the same user: {c}")
+                f.write_str("replaced by a newer connection of the same user: ")?;
+                fmt::Display::fmt(c, f)
             }
-            TerminalReason::Fatal(c) => write!(f, "fatal: {c}"),
+            TerminalReason::Fatal(c) => {
+                f.write_str("fatal: ")?;
+                fmt::Display::fmt(c, f)
+            }
             TerminalReason::GaveUp { attempts, last } => {
-                write!(f, "gave up after {attempts} failed attempts; last: {last}")
+                f.write_str("gave up after ")?;
+                f.write_str(Decimal::new(u64::from(*attempts)).as_str())?;
+                f.write_str(" failed attempts; last: ")?;
+                fmt::Display::fmt(last, f)
             }
-            TerminalReason::DriverFailed(why) => write!(f, "the driver failed: {why}"),
+            TerminalReason::DriverFailed(why) => {
+                f.write_str("the driver failed: ")?;
+                f.write_str(why)
+            }
         }
     }
 }
@@ -361,12 +399,22 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SendError::QueueFull { messages, bytes } => {
-                write!(f, "queue full ({messages} messages, {bytes} bytes)")
+                f.write_str("queue full (")?;
+                f.write_str(Decimal::new(*messages as u64).as_str())?;
+                f.write_str(" messages, ")?;
+                f.write_str(Decimal::new(*bytes as u64).as_str())?;
+                f.write_str(" bytes)")
             }
             SendError::TooLarge { size, max } => {
-                write!(f, "message of {size} bytes exceeds the limit of {max}")
+                f.write_str("message of ")?;
+                f.write_str(Decimal::new(*size as u64).as_str())?;
+                f.write_str(" bytes exceeds the limit of ")?;
+                f.write_str(Decimal::new(*max as u64).as_str())
             }
-            SendError::Stopped(s) => write!(f, "connection is {s}"),
+            SendError::Stopped(s) => {
+                f.write_str("connection is ")?;
+                fmt::Display::fmt(s, f)
+            }
             SendError::Closing => f.write_str("the connection is closing"),
         }
     }
@@ -426,12 +474,21 @@ pub enum DeliveryError {
 impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DeliveryError::Rejected(e) => write!(f, "message refused: {e}"),
+            DeliveryError::Rejected(e) => {
+                f.write_str("message refused: ")?;
+                fmt::Display::fmt(e, f)
+            }
             DeliveryError::Unconfirmable => {
                 f.write_str("plain mode: the server acknowledges nothing")
             }
-            DeliveryError::Dropped(reason) => write!(f, "message dropped: {reason}"),
-            DeliveryError::Stopped(reason) => write!(f, "connection stopped: {reason}"),
+            DeliveryError::Dropped(reason) => {
+                f.write_str("message dropped: ")?;
+                fmt::Display::fmt(reason, f)
+            }
+            DeliveryError::Stopped(reason) => {
+                f.write_str("connection stopped: ")?;
+                fmt::Display::fmt(reason, f)
+            }
             DeliveryError::ClientGone => f.write_str("the client is gone"),
         }
     }
@@ -497,14 +554,31 @@ impl TetherError {
 impl fmt::Display for TetherError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TetherError::Protocol(e) => write!(f, "invalid frame from the server: {e}"),
-            TetherError::ProtocolViolation(what) => write!(f, "protocol violation: {what}"),
-            TetherError::MessageTooLarge { size } => {
-                write!(f, "discarded an inbound message of {size} bytes")
+            TetherError::Protocol(e) => {
+                f.write_str("invalid frame from the server: ")?;
+                fmt::Display::fmt(e, f)
             }
-            TetherError::TokenUnavailable(e) => write!(f, "token provider failed: {e}"),
-            TetherError::AttemptFailed(e) => write!(f, "connection attempt failed: {e}"),
-            TetherError::PollBody(e) => write!(f, "invalid polling body: {e}"),
+            TetherError::ProtocolViolation(what) => {
+                f.write_str("protocol violation: ")?;
+                f.write_str(what.as_str())
+            }
+            TetherError::MessageTooLarge { size } => {
+                f.write_str("discarded an inbound message of ")?;
+                f.write_str(Decimal::new(*size as u64).as_str())?;
+                f.write_str(" bytes")
+            }
+            TetherError::TokenUnavailable(e) => {
+                f.write_str("token provider failed: ")?;
+                f.write_str(e)
+            }
+            TetherError::AttemptFailed(e) => {
+                f.write_str("connection attempt failed: ")?;
+                fmt::Display::fmt(e, f)
+            }
+            TetherError::PollBody(e) => {
+                f.write_str("invalid polling body: ")?;
+                fmt::Display::fmt(e, f)
+            }
         }
     }
 }

@@ -73,6 +73,7 @@
 //! - [`endpoint`]: the server's side for every session at once (sans-IO), which the
 //!   reference server and the simulation both run.
 //! - [`backoff`], [`quality`], [`stats`], [`close`]: the policies, each testable alone.
+//! - [`text`]: numbers as text without `core::fmt` (for builds that count their bytes).
 // One `unsafe` block: `Text::as_str` (payload.rs), which reads bytes checked as UTF-8.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -93,6 +94,7 @@ pub mod rng;
 pub mod selftest;
 mod state;
 pub mod stats;
+pub mod text;
 pub mod time;
 mod timer;
 

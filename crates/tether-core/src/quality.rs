@@ -227,9 +227,10 @@ pub fn reliability_score(
 /// Most recent drops [`reliability_score`] tells apart: more cost no more.
 pub const DROPS_COUNTED: u32 = 5;
 
-/// Milliseconds as f64; monotonic in `d` (u128 → f64 rounding preserves order).
+/// Milliseconds as f64; monotonic in `d` (saturating at 584 years, and u64 → f64
+/// rounding preserves order).
 fn millis(d: Duration) -> f64 {
-    d.as_nanos() as f64 / 1e6
+    crate::stats::nanos(d) as f64 / 1e6
 }
 
 /// 1.0 up to 50 ms, linear to 0.5 at 500 ms, linear to 0.3 at 2000 ms, then 0.3.

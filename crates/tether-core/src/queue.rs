@@ -81,7 +81,10 @@ impl Outbox {
         if !(count < limits.max_messages && bytes + size <= limits.max_bytes) {
             return Err(full(self));
         }
-        let dropped: Vec<Retained> = self.pending.drain(..needed).collect();
+        // `pop_front`, not `drain`: `Drain`'s drop is 1.2 kB of the browser build.
+        let dropped: Vec<Retained> = (0..needed)
+            .map_while(|_| self.pending.pop_front())
+            .collect();
         self.bytes = bytes;
         Ok(dropped)
     }
@@ -167,10 +170,14 @@ impl Outbox {
     /// Empties everything, oldest first.
     pub(crate) fn drain_all(&mut self) -> Vec<Retained> {
         self.bytes = 0;
-        self.inflight
-            .drain(..)
-            .chain(self.pending.drain(..))
-            .collect()
+        let mut all = Vec::with_capacity(self.inflight.len() + self.pending.len());
+        while let Some(r) = self.inflight.pop_front() {
+            all.push(r);
+        }
+        while let Some(r) = self.pending.pop_front() {
+            all.push(r);
+        }
+        all
     }
 }
 

@@ -19,13 +19,12 @@
 //! only once nothing is left open. A report for a socket, request or fetch the core has
 //! forgotten is ignored here, once for every driver.
 
+use crate::log::{Level, Value};
+use crate::transport::{http_request_headers, redact, SocketEvent};
 use tether_core::{
     Action, Connection, DeliveryError, DropReason, Event, HttpRequestKind, Instant, MessageId,
     Payload, RequestId, State, Token, TransportFailure, TransportId,
 };
-use tracing::{debug, info, trace, warn};
-
-use crate::transport::{http_request_headers, redact, SocketEvent};
 
 /// The driver's own types the dispatcher keeps for it: handles of running work and the
 /// waiters of its callers. The dispatcher never looks inside them; it hands them back in
@@ -58,6 +57,21 @@ pub trait Handles {
     type Flushed;
     /// A `close` caller ([`Completion::Closed`]).
     type Closed;
+
+    /// Whether lines at `level` are wanted by [`log`](Self::log). Consulted only when
+    /// this crate is built without its `tracing` feature (see [`crate::log`]); by
+    /// default, none are.
+    fn logs(level: Level) -> bool {
+        let _ = level;
+        false
+    }
+
+    /// One line of the dispatcher's log: `message` and its named `fields`, at `level`
+    /// (asked of [`logs`](Self::logs) first). Called only when this crate is built
+    /// without its `tracing` feature, which otherwise gets the lines (see [`crate::log`]).
+    fn log(level: Level, message: &'static str, fields: &[(&'static str, Value<'_>)]) {
+        let _ = (level, message, fields);
+    }
 }
 
 /// What the driver does next, from [`Dispatcher::poll_command`].

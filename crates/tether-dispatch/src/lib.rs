@@ -30,6 +30,8 @@
 #![warn(missing_docs)]
 
 pub mod close;
+#[macro_use]
+pub mod log;
 mod dispatcher;
 pub mod transport;
 

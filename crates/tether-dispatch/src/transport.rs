@@ -332,7 +332,12 @@ pub fn redact(url: &str) -> String {
     };
     let (scheme, rest) = url.split_at_checked(scheme_end + 3).unwrap_or((url, ""));
     let authority = rest.split('/').next().unwrap_or(rest);
-    match authority.rfind('@').and_then(|at| rest.get(at + 1..)) {
+    // Byte by byte from the end: `rfind` brings `memrchr` into the wasm.
+    match authority
+        .bytes()
+        .rposition(|b| b == b'@')
+        .and_then(|at| rest.get(at + 1..))
+    {
         Some(after) => {
             let mut out = String::with_capacity(scheme.len() + after.len());
             out.push_str(scheme);

@@ -523,7 +523,17 @@ impl<T> ClientBuilder<T> {
             None => Connection::new(self.config, now, crate::sys::entropy())?,
         };
         conn.use_control_pings(self.transport.can_ping());
+        #[cfg(feature = "tracing")]
         tracing::info!(client = %format_args!("{:x}", conn.client_id()), "client started");
+        #[cfg(not(feature = "tracing"))]
+        if crate::log::enabled(crate::log::Level::Info) {
+            let client = tether_dispatch::log::Value::Hex(conn.client_id());
+            crate::log::line(
+                crate::log::Level::Info,
+                "client started",
+                &[("client", client)],
+            );
+        }
         conn.connect(now);
         let inner = Inner::start(conn, self.transport, self.tokens, self.page_hints);
         // The state is Connecting now; its events (and the first attempt's) are published

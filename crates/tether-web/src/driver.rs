@@ -32,7 +32,6 @@ use tether_core::{
 };
 use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_dispatch::{Command, Completion, Dispatcher, Handles};
-use tracing::debug;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -50,6 +49,20 @@ impl Handles for Web {
     type Sent = Answer<Result<MessageId, DeliveryError>>;
     type Flushed = Answer<Result<(), DeliveryError>>;
     type Closed = Answer<()>;
+
+    #[cfg(not(feature = "tracing"))]
+    fn logs(level: tether_dispatch::log::Level) -> bool {
+        crate::log::enabled(level)
+    }
+
+    #[cfg(not(feature = "tracing"))]
+    fn log(
+        level: tether_dispatch::log::Level,
+        message: &'static str,
+        fields: &[(&'static str, tether_dispatch::log::Value<'_>)],
+    ) {
+        crate::log::line(level, message, fields);
+    }
 }
 
 /// Answers a caller.
@@ -155,8 +168,13 @@ fn spawn(task: impl Future<Output = ()> + 'static) {
 
 fn ms_between(now: Instant, deadline: Instant) -> f64 {
     let wait = deadline.saturating_duration_since(now);
-    // Round up: a timer that fires a hair early finds nothing due and re-arms.
-    (wait.as_micros().div_ceil(1000) as f64).min(MAX_TIMEOUT_MS)
+    // Round up: a timer that fires a hair early finds nothing due and re-arms. In u64
+    // (not `as_micros`' u128, whose division is 1 kB of wasm), saturating.
+    let micros = wait
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(wait.subsec_micros()));
+    (micros.div_ceil(1000) as f64).min(MAX_TIMEOUT_MS)
 }
 
 impl<T> Inner<T>
@@ -214,15 +232,22 @@ where
                     return;
                 };
                 for hint in batch.iter() {
-                    let hint = match hint.as_string().as_deref() {
-                        Some("online") => Hint::Online,
-                        Some("offline") => Hint::Offline,
-                        Some("visible") => Hint::Visible,
-                        Some("hidden") => Hint::Hidden,
-                        Some("resumed") => Hint::Resumed,
+                    let name = hint.as_string().unwrap_or_default();
+                    let hint = match name.as_str() {
+                        "online" => Hint::Online,
+                        "offline" => Hint::Offline,
+                        "visible" => Hint::Visible,
+                        "hidden" => Hint::Hidden,
+                        "resumed" => Hint::Resumed,
                         _ => continue,
                     };
-                    debug!(?hint, "page hint");
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(?hint, "page hint");
+                    #[cfg(not(feature = "tracing"))]
+                    if cfg!(debug_assertions) && crate::log::enabled(crate::log::Level::Debug) {
+                        let name = tether_dispatch::log::Value::Text(&name);
+                        crate::log::line(crate::log::Level::Debug, "page hint", &[("hint", name)]);
+                    }
                     inner.input(|conn, now| conn.handle_hint(now, hint));
                 }
             }
@@ -425,7 +450,10 @@ where
                     .track_http_request(request, abort);
                 spawn(task);
             }
-            _ => debug!("a command this driver does not know"),
+            _ => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!("a command this driver does not know");
+            }
         }
     }
 

@@ -43,7 +43,8 @@
 //!   [`Subscription`]: its events, as a stream or through a listener.
 //! - [`TokenProvider`]: the application's async token source.
 //! - [`WebTransport`]: the [`dispatch::transport::Transport`] of this target.
-//! - [`log`]: forwards the driver's `tracing` logs to the console.
+//! - [`log`]: forwards the driver's logs to the console (through `tracing` with the
+//!   default `tracing` feature; without it, static lines with no `core::fmt`).
 //! - [`BuildError`], [`DeliveryError`]: what can go wrong here; everything else is the
 //!   core's ([`SendError`], [`TerminalReason`]).
 //! - Re-exported from the core: [`Config`] and its builder with every option type,

@@ -109,7 +109,7 @@ impl Connection {
                     self.auth.token = None;
                     let cause = Cause {
                         kind: crate::io::CauseKind::TokenUnavailable,
-                        reason: format!("token unavailable: {e}"),
+                        reason: ["token unavailable: ", e.as_str()].concat(),
                         ..Cause::default()
                     };
                     self.attempt_failed(now, cause, CloseClass::Retry, WsVerdict::NotWs);
@@ -143,7 +143,7 @@ impl Connection {
             TokenPlacement::Header => {
                 vec![(
                     "Authorization".to_owned(),
-                    format!("Bearer {}", token.value),
+                    ["Bearer ", token.value.as_str()].concat(),
                 )]
             }
             TokenPlacement::Query(name) => {

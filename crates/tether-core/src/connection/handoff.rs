@@ -64,7 +64,10 @@ pub enum HandoffError {
 impl core::fmt::Display for HandoffError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            HandoffError::Config(e) => write!(f, "invalid configuration: {e}"),
+            HandoffError::Config(e) => {
+                f.write_str("invalid configuration: ")?;
+                core::fmt::Display::fmt(e, f)
+            }
             HandoffError::NotProtocol => f.write_str("a session handoff needs protocol mode"),
             HandoffError::NoSession => f.write_str("a session handoff names no session"),
             HandoffError::Numbering => {

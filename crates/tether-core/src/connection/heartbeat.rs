@@ -146,7 +146,12 @@ impl Connection {
                 now,
                 crate::io::Cause {
                     kind: crate::io::CauseKind::Liveness,
-                    reason: format!("no answer to {max} pings (half-open)"),
+                    reason: {
+                        let mut reason = String::from("no answer to ");
+                        crate::text::push_decimal(&mut reason, u64::from(max));
+                        reason.push_str(" pings (half-open)");
+                        reason
+                    },
                     ..crate::io::Cause::default()
                 },
                 crate::close::CloseClass::Retry,

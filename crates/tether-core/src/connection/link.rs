@@ -277,7 +277,8 @@ pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             url.push(char::from(b));
         } else {
-            url.push_str(&format!("%{b:02X}"));
+            url.push('%');
+            crate::text::push_hex_byte(url, b, true);
         }
     }
 }
@@ -462,11 +463,15 @@ impl Connection {
         let fallback = self.config.fallback.as_ref()?;
         let id = self.link.id()?;
         let mut url = fallback.poll_url.clone();
-        push_query(&mut url, "client", &format!("{:x}", self.proto.client_id()));
+        push_query(
+            &mut url,
+            "client",
+            &crate::text::hex(self.proto.client_id()),
+        );
         push_query(&mut url, "op", kind.as_str());
         // The transport's number, as in its Hello: the server tells a request of an
         // abandoned polling transport from one of the current one.
-        push_query(&mut url, "t", &id.0.to_string());
+        push_query(&mut url, "t", crate::text::Decimal::new(id.0).as_str());
         let headers = self.authorize(&mut url);
         let request = RequestId(self.next_id());
         Some(Action::HttpRequest {

@@ -51,6 +51,7 @@ pub const SESSION_HEADER: &str = "Tether-Session";
 use core::fmt;
 
 use crate::payload::{Bytes, Payload, Text};
+use crate::text::{push_decimal, push_hex, Decimal};
 #[cfg(not(all(target_arch = "wasm32", target_os = "unknown")))]
 use bytes::Buf as _;
 
@@ -230,19 +231,37 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Empty => f.write_str("empty frame"),
-            DecodeError::UnknownTag(t) => write!(f, "unknown envelope tag 0x{t:02x}"),
-            DecodeError::MissingField(n) => write!(f, "missing field `{n}`"),
-            DecodeError::BadNumber(n) => write!(f, "field `{n}` is not a valid number"),
+            DecodeError::UnknownTag(t) => {
+                let mut text = String::from("unknown envelope tag 0x");
+                crate::text::push_hex_byte(&mut text, *t, false);
+                f.write_str(&text)
+            }
+            DecodeError::MissingField(n) => {
+                f.write_str("missing field `")?;
+                f.write_str(n)?;
+                f.write_str("`")
+            }
+            DecodeError::BadNumber(n) => {
+                f.write_str("field `")?;
+                f.write_str(n)?;
+                f.write_str("` is not a valid number")
+            }
             DecodeError::Truncated => f.write_str("truncated frame or batch"),
             DecodeError::WrongFrameType => f.write_str("control envelope in a binary frame"),
             DecodeError::ZeroSeq => f.write_str("message sequence number 0"),
             DecodeError::TrailingData => f.write_str("unexpected data after the fields"),
-            DecodeError::UnknownRecordKind(k) => write!(f, "unknown batch record kind {k}"),
+            DecodeError::UnknownRecordKind(k) => {
+                f.write_str("unknown batch record kind ")?;
+                f.write_str(Decimal::new(u64::from(*k)).as_str())
+            }
             DecodeError::InvalidUtf8 => f.write_str("text record is not UTF-8"),
-            DecodeError::UnsupportedVersion(v) => write!(
-                f,
-                "protocol version {v} is not supported (this is version {PROTOCOL_VERSION})"
-            ),
+            DecodeError::UnsupportedVersion(v) => {
+                f.write_str("protocol version ")?;
+                f.write_str(Decimal::new(*v).as_str())?;
+                f.write_str(" is not supported (this is version ")?;
+                f.write_str(Decimal::new(PROTOCOL_VERSION).as_str())?;
+                f.write_str(")")
+            }
             DecodeError::BadSecret => f.write_str("field `secret` is not 32 hexadecimal digits"),
         }
     }
@@ -312,7 +331,7 @@ impl Envelope {
                 // second allocation.
                 let mut frame = String::with_capacity(3 + dec_digits(*seq) + text.len());
                 frame.push_str("M ");
-                push_dec(&mut frame, *seq);
+                push_decimal(&mut frame, *seq);
                 frame.push(' ');
                 frame.push_str(text);
                 frame
@@ -334,12 +353,12 @@ impl Envelope {
                     9 + MAX_HEX_DIGITS + 4 * MAX_DEC_DIGITS + SessionSecret::HEX_DIGITS,
                 );
                 frame.push_str("H ");
-                push_dec(&mut frame, PROTOCOL_VERSION);
+                push_decimal(&mut frame, PROTOCOL_VERSION);
                 frame.push(' ');
                 push_hex(&mut frame, *client_id);
                 for n in [recv_seq, session, attempt] {
                     frame.push(' ');
-                    push_dec(&mut frame, *n);
+                    push_decimal(&mut frame, *n);
                 }
                 frame.push(' ');
                 match secret {
@@ -357,9 +376,9 @@ impl Envelope {
                 let mut frame =
                     String::with_capacity(7 + 2 * MAX_DEC_DIGITS + SessionSecret::HEX_DIGITS);
                 frame.push_str("W ");
-                push_dec(&mut frame, *session);
+                push_decimal(&mut frame, *session);
                 frame.push(' ');
-                push_dec(&mut frame, *recv_seq);
+                push_decimal(&mut frame, *recv_seq);
                 frame.push_str(if *resumed { " 1 " } else { " 0 " });
                 frame.push_str(&secret.to_hex());
                 frame
@@ -371,7 +390,7 @@ impl Envelope {
                 let mut frame = String::with_capacity(2 + MAX_DEC_DIGITS);
                 frame.push(char::from(self.kind().tag()));
                 frame.push(' ');
-                push_dec(&mut frame, *n);
+                push_decimal(&mut frame, *n);
                 frame
             }
         };
@@ -578,38 +597,9 @@ fn parse_u64(field: &[u8], radix: u32, name: &'static str) -> Result<u64, Decode
 const MAX_DEC_DIGITS: usize = 20;
 const MAX_HEX_DIGITS: usize = 16;
 
-/// Digits of `n` in decimal, as [`push_dec`] writes them.
+/// Digits of `n` in decimal, as [`push_decimal`] writes them.
 fn dec_digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-fn push_dec(out: &mut String, mut n: u64) {
-    let mut buf = [0u8; MAX_DEC_DIGITS];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
-}
-
-fn push_hex(out: &mut String, mut n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; MAX_HEX_DIGITS];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(n & 0xf) as usize];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 /// Record kind of a text frame in a poll batch.
