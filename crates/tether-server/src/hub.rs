@@ -471,11 +471,12 @@ impl Hub {
         // subscription here brings the rest). Bounded: a few rounds at most.
         let mut missed = Vec::new();
         let mut upto = image.mark;
+        let room = image.room.clone();
         let mut gap = false;
         let mut image = Some(image);
         for round in 0..8 {
             if !gap {
-                match store.missed(upto).await {
+                match store.missed(upto, room.as_deref(), &key.user).await {
                     Some((more, end, trimmed)) => {
                         gap |= trimmed;
                         missed.extend(more);

@@ -28,7 +28,7 @@
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
 //!   later wins.
 //! - stream `tether:fanout` (the fan-out log): one entry per room message or message
-//!   to a user, `c` the channel below, `d` its bytes; at most 10,000 entries
+//!   to a user, `c` the channel below, `t` the room or user, `d` its bytes; at most 10,000 entries
 //!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
@@ -763,14 +763,15 @@ pub(crate) const FANOUT_LOG_MAX_BYTES: usize = 64 << 20;
 /// trimmed id), and publishes it with its entry id, in one atomic step: the instances
 /// take the notices in log order.
 /// KEYS: log, its bytes, its newest trimmed id, [the sender's session]; ARGV: max
-/// entries, max bytes, channel, entry bytes, this instance's owner id. Nothing (nil)
+/// entries, max bytes, channel, entry bytes, this instance's owner id, the room or user
+/// (`t`, for [`MISSED`] to pick a session's entries out in Redis). Nothing (nil)
 /// when the sender's session is another instance's.
 const FANOUT: &str = r"
 if KEYS[4] then
   local o = redis.call('HGET', KEYS[4], 'o')
   if o and o ~= ARGV[5] then return false end
 end
-local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 't', ARGV[6], 'd', ARGV[4])
 local n = redis.call('XLEN', KEYS[1])
 local bytes
 if n == 1 then
@@ -783,11 +784,40 @@ while n > tonumber(ARGV[1]) or (n > 1 and bytes > tonumber(ARGV[2])) do
   local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
   redis.call('XDEL', KEYS[1], old[1])
   redis.call('SET', KEYS[3], old[1])
-  bytes = redis.call('DECRBY', KEYS[2], #old[2][4])
+  local f = old[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'd' then bytes = redis.call('DECRBY', KEYS[2], #f[i + 1]) end
+  end
   n = n - 1
 end
 redis.call('PUBLISH', ARGV[3], id .. '\n' .. ARGV[4])
 return id
+";
+
+/// The log entries after ARGV[1] (a mark, inclusive: skipped by the caller) that are
+/// for one session, picked out in Redis so that an instance loading many sessions at
+/// once (its neighbour died) reads a few entries for each, not the whole log each time:
+/// those for its room (channel ARGV[3], room ARGV[4]) or its user (channel ARGV[5],
+/// user ARGV[6]); a channel `-` matches none. At most ARGV[2] entries are looked at.
+/// KEYS: the log, its newest trimmed id. Returns {the newest id looked at (ARGV[1] if
+/// none), the newest trimmed id ('' if none), {{id, channel, bytes}, ...}}; the newest
+/// trimmed is read after the entries: one trimmed after the mark before the read
+/// shows there.
+const MISSED: &str = r"
+local last = ARGV[1]
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  last = e[1]
+  local f = e[2]
+  local c, t, d = '', nil, ''
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'c' then c = f[i + 1] elseif f[i] == 't' then t = f[i + 1] elseif f[i] == 'd' then d = f[i + 1] end
+  end
+  if t == nil or (c == ARGV[3] and t == ARGV[4]) or (c == ARGV[5] and t == ARGV[6]) then
+    table.insert(out, {e[1], c, d})
+  end
+end
+return {last, redis.call('GET', KEYS[2]) or '', out}
 ";
 
 /// A fan-out log entry id (`<ms>-<seq>`).
@@ -799,6 +829,10 @@ fn parse_mark(id: &[u8]) -> Option<(u64, u64)> {
 
 /// Fan-out log entries as Redis answers them: id, flat field/value list.
 type LogEntries = Vec<(String, Vec<Vec<u8>>)>;
+
+/// What [`MISSED`] answers: the newest id looked at, the newest trimmed id, and the
+/// session's entries (id, channel, bytes).
+type LogTail = (String, String, Vec<(String, String, Vec<u8>)>);
 
 /// A fan-out the log holds: to whom, the message, its origin tag.
 pub(crate) type Missed = (FanOut, tether_core::Payload, u64, u64);
@@ -994,7 +1028,8 @@ impl RedisStore {
             .arg(FANOUT_LOG_MAX_BYTES)
             .arg(channel)
             .arg(encode_fanout(&self.owner, room, origin, seq, payload))
-            .arg(&self.owner);
+            .arg(&self.owner)
+            .arg(room);
     }
 }
 
@@ -1022,52 +1057,48 @@ impl RedisStore {
         }
     }
 
-    /// The fan-outs the log holds after `mark`, in log order, the newest entry read
-    /// (`mark` if none), and whether some after `mark` are gone (trimmed past
-    /// [`FANOUT_LOG_MAX`]). `None`: Redis did not answer, or the log holds garbage.
-    pub(crate) async fn missed(&self, mark: (u64, u64)) -> Option<(Vec<Missed>, (u64, u64), bool)> {
+    /// The fan-outs the log holds after `mark` for a session in `room` (if any) of
+    /// `user`, in log order, the newest entry looked at (`mark` if none), and whether
+    /// some after `mark` are gone (trimmed past [`FANOUT_LOG_MAX`]). `None`: Redis did
+    /// not answer, or the log holds garbage.
+    pub(crate) async fn missed(
+        &self,
+        mark: (u64, u64),
+        room: Option<&str>,
+        user: &str,
+    ) -> Option<(Vec<Missed>, (u64, u64), bool)> {
         let mut conn = self.conn.clone();
-        // The entries first, then the newest trimmed: one trimmed after the mark before
-        // the read shows there.
-        let (got, trimmed): (LogEntries, Option<String>) = tokio::time::timeout(
+        let (room_channel, room) = room.map_or(("-", ""), |r| (ROOMS, r));
+        let user_channel = if user.is_empty() { "-" } else { TO_USER };
+        let (last, trimmed, got): LogTail = tokio::time::timeout(
             OP_TIMEOUT,
-            redis::pipe()
-                .atomic()
-                .cmd("XRANGE")
+            redis::cmd("EVAL")
+                .arg(MISSED)
+                .arg(2)
                 .arg(FANOUT_LOG)
-                .arg(format!("{}-{}", mark.0, mark.1))
-                .arg("+")
-                .arg("COUNT")
-                .arg(FANOUT_LOG_MAX + 1)
-                .cmd("GET")
                 .arg(FANOUT_LOG_TRIMMED)
+                .arg(format!("{}-{}", mark.0, mark.1))
+                .arg(FANOUT_LOG_MAX + 1)
+                .arg(room_channel)
+                .arg(room)
+                .arg(user_channel)
+                .arg(user)
                 .query_async(&mut conn),
         )
         .await
         .ok()?
         .ok()?;
-        let gap = match trimmed {
-            Some(id) => parse_mark(id.as_bytes())? > mark,
-            None => false,
-        };
-        let mut upto = mark;
+        let gap = !trimmed.is_empty() && parse_mark(trimmed.as_bytes())? > mark;
+        let upto = parse_mark(last.as_bytes())?.max(mark);
         let mut out = Vec::with_capacity(got.len());
-        for (id, fields) in got {
+        for (id, channel, bytes) in got {
             let id = parse_mark(id.as_bytes())?;
             if id <= mark {
                 continue;
             }
-            upto = id;
-            let [c, ck, d, dv] = &fields[..] else {
-                return None;
-            };
-            if c != b"c" || d != b"d" {
-                return None;
-            }
-            let channel = std::str::from_utf8(ck).ok()?;
             let mut notice = format!("{}-{}\n", id.0, id.1).into_bytes();
-            notice.extend_from_slice(dv);
-            match decode_notice(channel, &notice)? {
+            notice.extend_from_slice(&bytes);
+            match decode_notice(&channel, &notice)? {
                 Notice::FanOut {
                     to,
                     payload,
