@@ -100,6 +100,10 @@ use crate::hub::Hub;
 /// How long one Redis round trip may take before the store counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// The longest expiry the store gives a key, in ms (about 139 years): Redis refuses an
+/// expiry whose deadline overflows its clock.
+const MAX_TTL_MS: u64 = 1 << 42;
+
 /// Why the Redis store could not be opened.
 #[derive(Debug)]
 pub struct StoreError(String);
@@ -427,8 +431,13 @@ impl RedisStore {
         self.reachable.load(Ordering::Relaxed)
     }
 
+    /// Keys expire `ttl` after their last write, at most [`MAX_TTL_MS`]: a longer
+    /// `session_ttl` (valid for the server: "keep sessions for good") would make
+    /// Redis refuse every `PEXPIRE`, and with it every write round.
     pub(crate) fn set_ttl(&self, ttl: Duration) {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TTL_MS);
         self.ttl_ms.store(ms, Ordering::Relaxed);
     }
 

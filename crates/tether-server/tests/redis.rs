@@ -775,3 +775,28 @@ async fn sessions_are_written_again_when_redis_loses_its_data() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ttl_past_what_redis_takes_still_stores_sessions() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let hub = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
+        let mut c = config();
+        c.instance_id = Some("a".to_owned());
+        // Valid for the server ("keep sessions for good"), far past Redis's expire
+        // times (`PEXPIRE` refuses what overflows its clock).
+        c.session_ttl = Duration::from_secs(u64::MAX / 1000);
+        let a = start_with(c, Arc::clone(&hub)).await;
+        let client = Client::new(0x77);
+        let (_ws, _) = client.open(a.addr(), "", Some(&token("gus"))).await;
+        assert_eq!(redis.sessions().await, 1, "the session is in Redis");
+        assert_eq!(hub.store_reachable(), Some(true));
+        let ttl = redis.command(&["PTTL", "tether:claims:gus"]).await;
+        assert!(ttl.starts_with(':'), "{ttl:?}");
+        a.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
