@@ -29,7 +29,7 @@
 //!   later wins.
 //! - stream `tether:fanout` (the fan-out log): one entry per room message or message
 //!   to a user, `c` the channel below, `t` the room or user, `d` its bytes; at most 10,000 entries
-//!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
+//!   and 64 MiB of `t` and `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
 //!   `u64` seq, `u8` owner length, owner, `u16` room length, room, `u8` kind 0
@@ -782,12 +782,11 @@ if KEYS[4] then
 end
 local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 't', ARGV[6], 'd', ARGV[4])
 local n = redis.call('XLEN', KEYS[1])
-local bytes
+local bytes = #ARGV[4] + #ARGV[6]
 if n == 1 then
-  redis.call('SET', KEYS[2], #ARGV[4])
-  bytes = #ARGV[4]
+  redis.call('SET', KEYS[2], bytes)
 else
-  bytes = redis.call('INCRBY', KEYS[2], #ARGV[4])
+  bytes = redis.call('INCRBY', KEYS[2], bytes)
 end
 while n > tonumber(ARGV[1]) or (n > 1 and bytes > tonumber(ARGV[2])) do
   local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
@@ -795,7 +794,7 @@ while n > tonumber(ARGV[1]) or (n > 1 and bytes > tonumber(ARGV[2])) do
   redis.call('SET', KEYS[3], old[1])
   local f = old[2]
   for i = 1, #f - 1, 2 do
-    if f[i] == 'd' then bytes = redis.call('DECRBY', KEYS[2], #f[i + 1]) end
+    if f[i] == 'd' or f[i] == 't' then bytes = redis.call('DECRBY', KEYS[2], #f[i + 1]) end
   end
   n = n - 1
 end
