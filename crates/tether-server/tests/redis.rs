@@ -800,3 +800,72 @@ async fn a_session_ttl_past_what_redis_takes_still_stores_sessions() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_instance_cannot_overwrite_a_session_another_took_over() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        // Anonymous clients (dev mode) take no part in one connection per user: only
+        // the fence (the transport number in Redis) keeps A from writing over B.
+        let dev = |name: &str| {
+            let mut c = config();
+            c.instance_id = Some(name.to_owned());
+            c.dev_mode = true;
+            c
+        };
+        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
+        let a = start_with(dev("a"), Arc::clone(&hub_a)).await;
+        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
+            .await
+            .expect("redis");
+        let b = start_with(dev("b"), Arc::clone(&hub_b)).await;
+        let mut tap_a = hub_a.tap();
+        let mut tap_b = hub_b.tap();
+
+        let mut client = Client::new(0xa0);
+        let (mut on_a, _) = client.open(a.addr(), "", None).await;
+        let m = client.msg("m1");
+        send(&mut on_a, m).await;
+        let mut got = Vec::new();
+        read_until(&mut client, &mut on_a, 1, &mut got).await;
+        // The client moves to B; its socket to A stays open (half-open, say), and a
+        // frame still reaches A on it.
+        let (mut on_b, welcome) = client.open(b.addr(), "", None).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        send(
+            &mut on_a,
+            Envelope::Msg {
+                seq: 2,
+                payload: "stale".into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(1000),
+            "A's write is refused: it gives the session up"
+        );
+        let m = client.msg("m2");
+        send(&mut on_b, m).await;
+        read_until(&mut client, &mut on_b, 2, &mut got).await;
+        assert_eq!(got, ["m1", "m2"]);
+        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
+        assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
