@@ -455,10 +455,11 @@ impl Hub {
             .endpoint
             .session(&key)
             .map(|r| r.protocol().latest_attempt());
-        let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
+        let limits = self.lock().endpoint.config().resume_limits;
+        let max_len = SessionImage::max_len(limits);
+        let Some((attempt, bytes)) = store.load(&key, attempt, local, max_len).await else {
             return;
         };
-        let limits = self.lock().endpoint.config().resume_limits;
         let image = match SessionImage::decode(&bytes, limits) {
             Ok(image) => image,
             Err(e) => {

@@ -141,15 +141,18 @@ return 1
 /// Read `KEYS[1]` for a Hello of transport ARGV[1] on instance ARGV[2], and claim it
 /// if that transport is newer than what is stored: from then on the instance that had
 /// the session cannot write it any more (its writes carry an older number), so nothing
-/// it does after this read can be lost or done twice. Returns {a, d} or nil; `d` is
-/// empty when the caller's own copy (transport number ARGV[3], empty if none) is as
-/// new, so a reconnect to the same instance does not fetch the image.
+/// it does after this read can be lost or done twice. Returns {a, d, ''} or nil; `d`
+/// is empty when the caller's own copy (transport number ARGV[3], empty if none) is as
+/// new, so a reconnect to the same instance does not fetch the image; {a, '', 'large'}
+/// when `d` is longer than ARGV[4] (more than the caller's resume limits allow: it is
+/// not sent, whatever someone with access to Redis put there).
 const LOAD: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'a', 'd')
 if not cur[1] or not cur[2] then return false end
 if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
-if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
-return {cur[1], cur[2]}
+if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], '', ''} end
+if #cur[2] > tonumber(ARGV[4]) then return {cur[1], '', 'large'} end
+return {cur[1], cur[2], ''}
 ";
 
 /// The order of a new claim of a user's current connection (`KEYS[1]`, the user's
@@ -351,8 +354,8 @@ fn prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// A stored session as `LOAD` answers: its transport number (text) and image.
-type Stored = Option<(String, Vec<u8>)>;
+/// A stored session as `LOAD` answers: its transport number (text), image, refusal.
+type Stored = Option<(String, Vec<u8>, String)>;
 
 fn attempt_field(attempt: u64) -> String {
     format!("{attempt:020}")
@@ -455,12 +458,13 @@ impl RedisStore {
     /// The stored session `key`, for a Hello of transport `attempt`: its latest
     /// transport number and image bytes, claimed for this instance if `attempt` is
     /// newer (see `LOAD`). `None` when there is none, Redis is unreachable, or what is
-    /// there is not a session.
+    /// there is not a session or is longer than `max_len` (refused in Redis, not read).
     pub(crate) async fn load(
         &self,
         key: &SessionKey,
         attempt: u64,
         local: Option<u64>,
+        max_len: usize,
     ) -> Option<(u64, Vec<u8>)> {
         let mut conn = self.conn.clone();
         let rkey = redis_key(key);
@@ -473,12 +477,20 @@ impl RedisStore {
                 .arg(attempt_field(attempt))
                 .arg(&self.owner)
                 .arg(local.map(attempt_field).unwrap_or_default())
+                .arg(max_len)
                 .query_async(&mut conn),
         )
         .await;
         match got {
-            Ok(Ok(Some((_, d)))) if d.is_empty() => None,
-            Ok(Ok(Some((a, d)))) => match a.parse::<u64>() {
+            Ok(Ok(Some((_, _, refused)))) if !refused.is_empty() => {
+                warn!(
+                    error = %tether_core::endpoint::ImageError::TooLarge,
+                    "session store: unreadable session ignored"
+                );
+                None
+            }
+            Ok(Ok(Some((_, d, _)))) if d.is_empty() => None,
+            Ok(Ok(Some((a, d, _)))) => match a.parse::<u64>() {
                 Ok(attempt) => Some((attempt, d)),
                 Err(_) => {
                     warn!("session store: a session whose transport number is not a number");

@@ -869,3 +869,53 @@ async fn a_stale_instance_cannot_overwrite_a_session_another_took_over() {
     })
     .await;
 }
+
+/// `total_net_output_bytes` of `INFO stats`: what Redis has sent its clients.
+async fn redis_output_bytes(redis: &Redis) -> u64 {
+    let answer = redis.command(&["INFO", "stats"]).await;
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_net_output_bytes in {answer:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_image_planted_in_redis_is_refused_unread() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("hal");
+        let client = Client::new(0x4a1);
+        let (ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        a.kill().await;
+        drop(ws);
+        // Someone with access to Redis plants 8 MiB in the session's image: far past
+        // what the resume limits let an image hold.
+        let keys = redis
+            .command(&["KEYS", "tether:session:*"])
+            .await
+            .lines()
+            .filter(|l| l.starts_with("tether:session:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let huge = "x".repeat(8 << 20);
+        redis.command(&["HSET", &keys[0], "d", &huge]).await;
+        let before = redis_output_bytes(&redis).await;
+        // The client comes back on B: a fresh session (the image is refused, typed),
+        // and B never read the 8 MiB.
+        let (_ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+            "{welcome:?}"
+        );
+        let sent = redis_output_bytes(&redis).await - before;
+        assert!(sent < 1 << 20, "Redis sent {sent} bytes for one Hello");
+        assert!(hub_b.memory().resume_bytes < 1 << 20);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
