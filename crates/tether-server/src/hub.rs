@@ -447,10 +447,11 @@ impl Hub {
             .endpoint
             .session(&key)
             .map(|r| r.protocol().latest_attempt());
-        let Some((attempt, bytes)) = store.load(&key, attempt, local).await else {
+        let limits = self.lock().endpoint.config().resume_limits;
+        let max_len = SessionImage::max_len(limits);
+        let Some((attempt, bytes)) = store.load(&key, attempt, local, max_len).await else {
             return;
         };
-        let limits = self.lock().endpoint.config().resume_limits;
         let image = match SessionImage::decode(&bytes, limits) {
             Ok(image) => image,
             Err(e) => {
@@ -460,15 +461,17 @@ impl Hub {
         };
         // What the session missed while no instance held it: the fan-out log after its
         // mark, read until this instance's own mark is covered (past it, the
-        // subscription here brings the rest). Bounded: a few rounds at most.
-        // Only what is for it is kept, within its resume limits (past them it could
-        // not hold them all: a reset), and a few loads read the log at a time.
+        // subscription here brings the rest). Bounded: a few rounds at most. Only the
+        // entries for it leave Redis (picked out there), within its resume limits
+        // (past them it could not hold them all: a reset), and a few loads read the
+        // log at a time.
         let room = image.room.clone();
         let user = key.user.clone();
         let keep = move |to: &FanOut| match to {
             FanOut::Room(r) => room.as_deref() == Some(r.as_str()),
             FanOut::User(u) => !u.is_empty() && *u == user,
         };
+        let room = image.room.clone();
         let _reading = store.log_readers.acquire().await;
         let mut missed = Vec::new();
         let mut upto = image.mark;
@@ -476,7 +479,7 @@ impl Hub {
         let mut image = Some(image);
         for round in 0..8 {
             if !gap {
-                match read_log(store, upto, &keep, limits, &mut missed).await {
+                match read_log(store, upto, room.as_deref(), &key.user, limits, &mut missed).await {
                     Some((end, trimmed)) => {
                         gap |= trimmed;
                         upto = end;
@@ -1388,28 +1391,30 @@ impl Hub {
     }
 }
 
-/// Reads the fan-out log after `from` page by page into `kept`, keeping the entries
-/// `keep` says are for the reader, until the log's end. Stops early with a gap past
-/// `limits` (what is kept, in messages and bytes: a session could not hold more) or
-/// past [`crate::store::LOG_PAGES`] pages. Returns the newest entry read and whether
+/// Reads what the fan-out log holds after `from` for a session in `room` of `user`
+/// into `kept`, [`crate::store::LOG_LOOK`] entries looked at (in Redis) at a time,
+/// until the log's end. Stops early with a gap past `limits` (what is kept, in
+/// messages and bytes: a session could not hold more) or past
+/// [`crate::store::LOG_PAGES`] reads. Returns the newest entry looked at and whether
 /// some are missing; `None`: Redis did not answer.
 async fn read_log(
     store: &RedisStore,
     from: crate::store::Mark,
-    keep: &impl Fn(&FanOut) -> bool,
+    room: Option<&str>,
+    user: &str,
     limits: tether_core::protocol::ResumeLimits,
     kept: &mut Vec<crate::store::Missed>,
 ) -> Option<(crate::store::Mark, bool)> {
     let mut upto = from;
     let mut bytes: usize = kept.iter().map(|m| m.1.len()).sum();
     for _ in 0..crate::store::LOG_PAGES {
-        let page = store.log_page(upto).await?;
+        let page = store
+            .missed(upto, room, user, crate::store::LOG_LOOK)
+            .await?;
         upto = page.upto;
         for (_, entry) in page.entries {
-            if keep(&entry.0) {
-                bytes = bytes.saturating_add(entry.1.len());
-                kept.push(entry);
-            }
+            bytes = bytes.saturating_add(entry.1.len());
+            kept.push(entry);
         }
         if page.gap || kept.len() > limits.max_messages || bytes > limits.max_bytes {
             return Some((upto, true));

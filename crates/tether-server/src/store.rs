@@ -30,8 +30,8 @@
 //!   The order is taken before the Welcome leaves, so of two clients the one welcomed
 //!   later wins.
 //! - stream `tether:fanout` (the fan-out log): one entry per room message or message
-//!   to a user, `c` the channel below, `d` its bytes; at most 10,000 entries
-//!   and 64 MiB of `d` (`tether:fanout:bytes`), the oldest
+//!   to a user, `c` the channel below, `t` the room or user, `d` its bytes; at most 10,000 entries
+//!   and 64 MiB of `t` and `d` (`tether:fanout:bytes`), the oldest
 //!   trimmed past either (the newest trimmed id in `tether:fanout:trimmed`).
 //! - channel `tether:rooms`: a room message: `<log entry id> LF` then `u64` origin,
 //!   `u64` seq, `u8` owner length, owner, `u16` room length, room, `u8` kind 0
@@ -107,6 +107,10 @@ use crate::hub::Hub;
 /// How long one Redis round trip may take before the store counts as unreachable.
 const OP_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// The longest expiry the store gives a key, in ms (about 139 years): Redis refuses an
+/// expiry whose deadline overflows its clock.
+const MAX_TTL_MS: u64 = 1 << 42;
+
 /// Why the Redis store could not be opened.
 #[derive(Debug)]
 pub struct StoreError(String);
@@ -144,15 +148,18 @@ return 1
 /// Read `KEYS[1]` for a Hello of transport ARGV[1] on instance ARGV[2], and claim it
 /// if that transport is newer than what is stored: from then on the instance that had
 /// the session cannot write it any more (its writes carry an older number), so nothing
-/// it does after this read can be lost or done twice. Returns {a, d} or nil; `d` is
-/// empty when the caller's own copy (transport number ARGV[3], empty if none) is as
-/// new, so a reconnect to the same instance does not fetch the image.
+/// it does after this read can be lost or done twice. Returns {a, d, ''} or nil; `d`
+/// is empty when the caller's own copy (transport number ARGV[3], empty if none) is as
+/// new, so a reconnect to the same instance does not fetch the image; {a, '', 'large'}
+/// when `d` is longer than ARGV[4] (more than the caller's resume limits allow: it is
+/// not sent, whatever someone with access to Redis put there).
 const LOAD: &str = r"
 local cur = redis.call('HMGET', KEYS[1], 'a', 'd')
 if not cur[1] or not cur[2] then return false end
 if ARGV[1] > cur[1] then redis.call('HSET', KEYS[1], 'a', ARGV[1], 'o', ARGV[2]) end
-if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], ''} end
-return {cur[1], cur[2]}
+if ARGV[3] ~= '' and cur[1] <= ARGV[3] then return {cur[1], '', ''} end
+if #cur[2] > tonumber(ARGV[4]) then return {cur[1], '', 'large'} end
+return {cur[1], cur[2], ''}
 ";
 
 /// A new claim of a user's current connection (`KEYS[1]`, the user's claims): its
@@ -365,8 +372,8 @@ fn prefix(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// A stored session as `LOAD` answers: its transport number (text) and image.
-type Stored = Option<(String, Vec<u8>)>;
+/// A stored session as `LOAD` answers: its transport number (text), image, refusal.
+type Stored = Option<(String, Vec<u8>, String)>;
 
 fn attempt_field(attempt: u64) -> String {
     format!("{attempt:020}")
@@ -446,8 +453,13 @@ impl RedisStore {
         self.reachable.load(Ordering::Relaxed)
     }
 
+    /// Keys expire `ttl` after their last write, at most [`MAX_TTL_MS`]: a longer
+    /// `session_ttl` (valid for the server: "keep sessions for good") would make
+    /// Redis refuse every `PEXPIRE`, and with it every write round.
     pub(crate) fn set_ttl(&self, ttl: Duration) {
-        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_TTL_MS);
         self.ttl_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -465,12 +477,13 @@ impl RedisStore {
     /// The stored session `key`, for a Hello of transport `attempt`: its latest
     /// transport number and image bytes, claimed for this instance if `attempt` is
     /// newer (see `LOAD`). `None` when there is none, Redis is unreachable, or what is
-    /// there is not a session.
+    /// there is not a session or is longer than `max_len` (refused in Redis, not read).
     pub(crate) async fn load(
         &self,
         key: &SessionKey,
         attempt: u64,
         local: Option<u64>,
+        max_len: usize,
     ) -> Option<(u64, Vec<u8>)> {
         let mut conn = self.conn.clone();
         let rkey = redis_key(key);
@@ -483,12 +496,20 @@ impl RedisStore {
                 .arg(attempt_field(attempt))
                 .arg(&self.owner)
                 .arg(local.map(attempt_field).unwrap_or_default())
+                .arg(max_len)
                 .query_async(&mut conn),
         )
         .await;
         match got {
-            Ok(Ok(Some((_, d)))) if d.is_empty() => None,
-            Ok(Ok(Some((a, d)))) => match a.parse::<u64>() {
+            Ok(Ok(Some((_, _, refused)))) if !refused.is_empty() => {
+                warn!(
+                    error = %tether_core::endpoint::ImageError::TooLarge,
+                    "session store: unreadable session ignored"
+                );
+                None
+            }
+            Ok(Ok(Some((_, d, _)))) if d.is_empty() => None,
+            Ok(Ok(Some((a, d, _)))) => match a.parse::<u64>() {
                 Ok(attempt) => Some((attempt, d)),
                 Err(_) => {
                     warn!("session store: a session whose transport number is not a number");
@@ -768,6 +789,9 @@ const MAX_INSTANCE_BYTES: usize = 255;
 /// Entries of the fan-out log read at a time: a reader holds at most one page beyond
 /// what it keeps (each entry at most the frame limit).
 pub(crate) const LOG_PAGE: usize = 64;
+/// Entries of the fan-out log a load looks at per read, in Redis ([`MISSED`] keeps
+/// only the session's): bounds what one read sends back and how long it runs there.
+pub(crate) const LOG_LOOK: usize = 1024;
 /// Readers of the fan-out log at once per instance (a burst of sessions moving here
 /// after another instance died waits its turn rather than reading the log all at
 /// once).
@@ -776,6 +800,9 @@ const LOG_READERS: usize = 4;
 /// fast as it is read is not followed further: what comes after reaches the reader
 /// through the subscription, or the reader counts it as lost).
 pub(crate) const LOG_PAGES: usize = 2 * FANOUT_LOG_MAX / LOG_PAGE + 2;
+// A load's reads go by LOG_LOOK entries, more than a catch-up's pages: LOG_PAGES
+// bounds both.
+const _: () = assert!(LOG_LOOK >= LOG_PAGE);
 /// Catch-ups tried after a subscription is taken again before the instance gives up
 /// on what it could not read (see [`subscriber`]).
 const CATCH_UP_TRIES: u32 = 3;
@@ -799,31 +826,62 @@ pub(crate) const FANOUT_LOG_MAX_BYTES: usize = 64 << 20;
 /// trimmed id), and publishes it with its entry id, in one atomic step: the instances
 /// take the notices in log order.
 /// KEYS: log, its bytes, its newest trimmed id, [the sender's session]; ARGV: max
-/// entries, max bytes, channel, entry bytes, this instance's owner id. Nothing (nil)
+/// entries, max bytes, channel, entry bytes, this instance's owner id, the room or user
+/// (`t`, for [`MISSED`] to pick a session's entries out in Redis). Nothing (nil)
 /// when the sender's session is another instance's.
 const FANOUT: &str = r"
 if KEYS[4] then
   local o = redis.call('HGET', KEYS[4], 'o')
   if o and o ~= ARGV[5] then return false end
 end
-local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 'd', ARGV[4])
+local id = redis.call('XADD', KEYS[1], '*', 'c', ARGV[3], 't', ARGV[6], 'd', ARGV[4])
 local n = redis.call('XLEN', KEYS[1])
-local bytes
+local bytes = #ARGV[4] + #ARGV[6]
 if n == 1 then
-  redis.call('SET', KEYS[2], #ARGV[4])
-  bytes = #ARGV[4]
+  redis.call('SET', KEYS[2], bytes)
 else
-  bytes = redis.call('INCRBY', KEYS[2], #ARGV[4])
+  bytes = redis.call('INCRBY', KEYS[2], bytes)
 end
 while n > tonumber(ARGV[1]) or (n > 1 and bytes > tonumber(ARGV[2])) do
   local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1]
   redis.call('XDEL', KEYS[1], old[1])
   redis.call('SET', KEYS[3], old[1])
-  bytes = redis.call('DECRBY', KEYS[2], #old[2][4])
+  local f = old[2]
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'd' or f[i] == 't' then bytes = redis.call('DECRBY', KEYS[2], #f[i + 1]) end
+  end
   n = n - 1
 end
 redis.call('PUBLISH', ARGV[3], id .. '\n' .. ARGV[4])
 return id
+";
+
+/// The log entries after ARGV[1] (a mark, inclusive: skipped by the caller) that are
+/// for one session, picked out in Redis so that an instance loading many sessions at
+/// once (its neighbour died) reads a few entries for each, not the whole log each time:
+/// those for its room (channel ARGV[3], room ARGV[4]) or its user (channel ARGV[5],
+/// user ARGV[6]); a channel `-` matches none. At most ARGV[2] entries are looked at.
+/// KEYS: the log, its newest trimmed id. Returns {the newest id looked at (ARGV[1] if
+/// none), the newest trimmed id ('' if none), {{id, channel, bytes}, ...}, how many
+/// entries were looked at}; the newest trimmed is read after the entries: one trimmed
+/// after the mark before the read shows there.
+const MISSED: &str = r"
+local last = ARGV[1]
+local out = {}
+local looked = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  looked = looked + 1
+  last = e[1]
+  local f = e[2]
+  local c, t, d = '', nil, ''
+  for i = 1, #f - 1, 2 do
+    if f[i] == 'c' then c = f[i + 1] elseif f[i] == 't' then t = f[i + 1] elseif f[i] == 'd' then d = f[i + 1] end
+  end
+  if t == nil or (c == ARGV[3] and t == ARGV[4]) or (c == ARGV[5] and t == ARGV[6]) then
+    table.insert(out, {e[1], c, d})
+  end
+end
+return {last, redis.call('GET', KEYS[2]) or '', out, looked}
 ";
 
 /// A fan-out log entry id (`<ms>-<seq>`).
@@ -835,6 +893,10 @@ fn parse_mark(id: &[u8]) -> Option<(u64, u64)> {
 
 /// Fan-out log entries as Redis answers them: id, flat field/value list.
 type LogEntries = Vec<(String, Vec<Vec<u8>>)>;
+
+/// What [`MISSED`] answers: the newest id looked at, the newest trimmed id, the
+/// session's entries (id, channel, bytes), and how many entries were looked at.
+type LogTail = (String, String, Vec<(String, String, Vec<u8>)>, usize);
 
 /// A fan-out the log holds: to whom, the message, its origin tag.
 pub(crate) type Missed = (FanOut, tether_core::Payload, u64, u64);
@@ -1068,7 +1130,8 @@ impl RedisStore {
             .arg(FANOUT_LOG_MAX_BYTES)
             .arg(channel)
             .arg(encode_fanout(&self.owner, room, origin, seq, payload))
-            .arg(&self.owner);
+            .arg(&self.owner)
+            .arg(room);
     }
 }
 
@@ -1097,10 +1160,11 @@ impl RedisStore {
     }
 
     /// One page of the fan-outs the log holds after `mark` (at most [`LOG_PAGE`]), in
-    /// log order: the entries, the newest entry read (`mark` if none), whether some
-    /// after `mark` are gone (trimmed past [`FANOUT_LOG_MAX`], or an entry that does
-    /// not read: logged, and counted as gone), and whether the page reached the log's
-    /// end. `None`: Redis did not answer (or answered with the wrong types).
+    /// log order, whoever they are for (a catch-up: every session here may be): the
+    /// entries, the newest entry read (`mark` if none), whether some after `mark` are
+    /// gone (trimmed past [`FANOUT_LOG_MAX`], or an entry that does not read: logged,
+    /// and counted as gone), and whether the page reached the log's end. `None`: Redis
+    /// did not answer (or answered with the wrong types).
     pub(crate) async fn log_page(&self, mark: Mark) -> Option<LogPage> {
         let mut conn = self.conn.clone();
         // The entries first, then the newest trimmed: one trimmed after the mark before
@@ -1122,40 +1186,103 @@ impl RedisStore {
         .await
         .ok()?
         .ok()?;
-        let mut gap = match trimmed {
-            Some(id) => parse_mark(id.as_bytes()).is_none_or(|t| t > mark),
-            None => false,
-        };
         let end = got.len() < LOG_PAGE;
-        let mut upto = mark;
-        let mut out = Vec::with_capacity(got.len());
-        for (id, fields) in got {
-            let Some(id) = parse_mark(id.as_bytes()) else {
-                gap = true;
-                continue;
+        let entries = got.into_iter().map(|(id, fields)| {
+            let field = |name: &[u8]| {
+                fields
+                    .chunks_exact(2)
+                    .find(|kv| kv[0] == name)
+                    .map(|kv| kv[1].clone())
             };
-            if id <= mark {
-                continue;
-            }
-            upto = id;
-            match log_entry(id, &fields) {
-                Some(entry) => out.push((id, entry)),
-                None => {
-                    warn!(entry = %format_args!("{}-{}", id.0, id.1), "session store: a fan-out log entry that does not read counts as lost");
-                    gap = true;
-                }
-            }
+            let channel = field(b"c").and_then(|c| String::from_utf8(c).ok());
+            (id, channel.zip(field(b"d")))
+        });
+        Some(read_page(mark, trimmed, entries, end))
+    }
+
+    /// The fan-outs the log holds after `mark` for a session in `room` (if any) of
+    /// `user`, picked out in Redis ([`MISSED`]) among at most `look` entries: the
+    /// entries, the newest entry looked at (`mark` if none), whether some after `mark`
+    /// are gone (as [`Self::log_page`]), and whether the log's end was reached. `None`:
+    /// Redis did not answer (or answered with the wrong types).
+    pub(crate) async fn missed(
+        &self,
+        mark: Mark,
+        room: Option<&str>,
+        user: &str,
+        look: usize,
+    ) -> Option<LogPage> {
+        let mut conn = self.conn.clone();
+        let (room_channel, room) = room.map_or(("-", ""), |r| (ROOMS, r));
+        let user_channel = if user.is_empty() { "-" } else { TO_USER };
+        let (last, trimmed, got, looked): LogTail = tokio::time::timeout(
+            OP_TIMEOUT,
+            redis::cmd("EVAL")
+                .arg(MISSED)
+                .arg(2)
+                .arg(FANOUT_LOG)
+                .arg(FANOUT_LOG_TRIMMED)
+                .arg(format!("{}-{}", mark.0, mark.1))
+                .arg(look)
+                .arg(room_channel)
+                .arg(room)
+                .arg(user_channel)
+                .arg(user)
+                .query_async(&mut conn),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let trimmed = (!trimmed.is_empty()).then_some(trimmed);
+        let entries = got
+            .into_iter()
+            .map(|(id, channel, bytes)| (id, Some((channel, bytes))));
+        let mut page = read_page(mark, trimmed, entries, looked < look);
+        if let Some(last) = parse_mark(last.as_bytes()) {
+            page.upto = page.upto.max(last);
         }
-        Some(LogPage {
-            entries: out,
-            upto,
-            gap,
-            end,
-        })
+        Some(page)
     }
 }
 
-/// A page of the fan-out log ([`RedisStore::log_page`]).
+/// Reads log entries (id, and channel and bytes if they were there) after `mark` as a
+/// [`LogPage`]: one that does not read is logged and counted as gone, as is anything
+/// trimmed after `mark`.
+fn read_page(
+    mark: Mark,
+    trimmed: Option<String>,
+    got: impl Iterator<Item = (String, Option<(String, Vec<u8>)>)>,
+    end: bool,
+) -> LogPage {
+    let mut gap = trimmed.is_some_and(|id| parse_mark(id.as_bytes()).is_none_or(|t| t > mark));
+    let mut upto = mark;
+    let mut entries = Vec::new();
+    for (id, fields) in got {
+        let Some(id) = parse_mark(id.as_bytes()) else {
+            gap = true;
+            continue;
+        };
+        if id <= mark {
+            continue;
+        }
+        upto = id;
+        match fields.and_then(|(channel, bytes)| log_entry(id, &channel, &bytes)) {
+            Some(entry) => entries.push((id, entry)),
+            None => {
+                warn!(entry = %format_args!("{}-{}", id.0, id.1), "session store: a fan-out log entry that does not read counts as lost");
+                gap = true;
+            }
+        }
+    }
+    LogPage {
+        entries,
+        upto,
+        gap,
+        end,
+    }
+}
+
+/// A page of the fan-out log ([`RedisStore::log_page`], [`RedisStore::missed`]).
 pub(crate) struct LogPage {
     pub(crate) entries: Vec<(Mark, Missed)>,
     pub(crate) upto: Mark,
@@ -1163,18 +1290,11 @@ pub(crate) struct LogPage {
     pub(crate) end: bool,
 }
 
-/// One fan-out log entry's fields (`c` channel, `d` bytes) read as its fan-out; `None`
-/// for anything else.
-fn log_entry(id: Mark, fields: &[Vec<u8>]) -> Option<Missed> {
-    let [c, ck, d, dv] = fields else {
-        return None;
-    };
-    if c != b"c" || d != b"d" {
-        return None;
-    }
-    let channel = std::str::from_utf8(ck).ok()?;
+/// One fan-out log entry (its channel and bytes) read as its fan-out; `None` for
+/// anything else.
+fn log_entry(id: Mark, channel: &str, bytes: &[u8]) -> Option<Missed> {
     let mut notice = format!("{}-{}\n", id.0, id.1).into_bytes();
-    notice.extend_from_slice(dv);
+    notice.extend_from_slice(bytes);
     match decode_notice(channel, &notice)? {
         Notice::FanOut {
             to,

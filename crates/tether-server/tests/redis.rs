@@ -1135,3 +1135,147 @@ async fn sessions_are_written_again_when_redis_loses_its_data() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_ttl_past_what_redis_takes_still_stores_sessions() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let hub = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
+        let mut c = config();
+        c.instance_id = Some("a".to_owned());
+        // Valid for the server ("keep sessions for good"), far past Redis's expire
+        // times (`PEXPIRE` refuses what overflows its clock).
+        c.session_ttl = Duration::from_secs(u64::MAX / 1000);
+        let a = start_with(c, Arc::clone(&hub)).await;
+        let client = Client::new(0x77);
+        let (_ws, _) = client.open(a.addr(), "", Some(&token("gus"))).await;
+        assert_eq!(redis.sessions().await, 1, "the session is in Redis");
+        assert_eq!(hub.store_reachable(), Some(true));
+        let ttl = redis.command(&["PTTL", "tether:claims:gus"]).await;
+        assert!(ttl.starts_with(':'), "{ttl:?}");
+        a.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_instance_cannot_overwrite_a_session_another_took_over() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        // Anonymous clients (dev mode) take no part in one connection per user: only
+        // the fence (the transport number in Redis) keeps A from writing over B.
+        let dev = |name: &str| {
+            let mut c = config();
+            c.instance_id = Some(name.to_owned());
+            c.dev_mode = true;
+            c
+        };
+        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
+            .await
+            .expect("redis");
+        let a = start_with(dev("a"), Arc::clone(&hub_a)).await;
+        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
+            .await
+            .expect("redis");
+        let b = start_with(dev("b"), Arc::clone(&hub_b)).await;
+        let mut tap_a = hub_a.tap();
+        let mut tap_b = hub_b.tap();
+
+        let mut client = Client::new(0xa0);
+        let (mut on_a, _) = client.open(a.addr(), "", None).await;
+        let m = client.msg("m1");
+        send(&mut on_a, m).await;
+        let mut got = Vec::new();
+        read_until(&mut client, &mut on_a, 1, &mut got).await;
+        // The client moves to B; its socket to A stays open (half-open, say), and a
+        // frame still reaches A on it.
+        let (mut on_b, welcome) = client.open(b.addr(), "", None).await;
+        assert!(
+            matches!(
+                welcome,
+                Envelope::Welcome {
+                    resumed: true,
+                    recv_seq: 1,
+                    ..
+                }
+            ),
+            "{welcome:?}"
+        );
+        send(
+            &mut on_a,
+            Envelope::Msg {
+                seq: 2,
+                payload: "stale".into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+            Some(1000),
+            "A's write is refused: it gives the session up"
+        );
+        let m = client.msg("m2");
+        send(&mut on_b, m).await;
+        read_until(&mut client, &mut on_b, 2, &mut got).await;
+        assert_eq!(got, ["m1", "m2"]);
+        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
+        assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
+
+/// `total_net_output_bytes` of `INFO stats`: what Redis has sent its clients.
+async fn redis_output_bytes(redis: &Redis) -> u64 {
+    let answer = redis.command(&["INFO", "stats"]).await;
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("total_net_output_bytes:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no total_net_output_bytes in {answer:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_image_planted_in_redis_is_refused_unread() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (hub_b, b) = instance(&redis, "b").await;
+        let bearer = token("hal");
+        let client = Client::new(0x4a1);
+        let (ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
+        a.kill().await;
+        drop(ws);
+        // Someone with access to Redis plants 8 MiB in the session's image: far past
+        // what the resume limits let an image hold.
+        let keys = redis
+            .command(&["KEYS", "tether:session:*"])
+            .await
+            .lines()
+            .filter(|l| l.starts_with("tether:session:"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        assert_eq!(keys.len(), 1, "{keys:?}");
+        let huge = "x".repeat(8 << 20);
+        redis.command(&["HSET", &keys[0], "d", &huge]).await;
+        let before = redis_output_bytes(&redis).await;
+        // The client comes back on B: a fresh session (the image is refused, typed),
+        // and B never read the 8 MiB.
+        let (_ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
+        assert!(
+            matches!(welcome, Envelope::Welcome { resumed: false, .. }),
+            "{welcome:?}"
+        );
+        let sent = redis_output_bytes(&redis).await - before;
+        assert!(sent < 1 << 20, "Redis sent {sent} bytes for one Hello");
+        assert!(hub_b.memory().resume_bytes < 1 << 20);
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}

@@ -32,6 +32,8 @@ async fn spawn(redis: &Redis, id: &str) -> (Child, SocketAddr) {
             "error",
             "--instance-id",
             id,
+            "--drain-window",
+            "200ms",
         ])
         .args(["--store", &redis.url()])
         .env("TETHER_SECRET", SECRET)
@@ -97,34 +99,74 @@ async fn resume(client: &Client, addr: SocketAddr, query: &str, bearer: &str) ->
     (ws, recv_seq)
 }
 
+/// How the sender's instance goes.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGKILL: it dies wherever it is.
+    Kill,
+    /// SIGTERM: it drains (1012 and a retry hint to each client) and exits.
+    Term,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_messages_survive_sigkills_of_their_senders_instance() {
+    room_messages_survive(Stop::Kill, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_survive_drains_of_their_senders_instance() {
+    room_messages_survive(Stop::Term, 3).await;
+}
+
+/// Q listens in a room on B; P talks in it on A, which is stopped `rounds` times (a
+/// new A each time) while P's messages go through it. Every message reaches both,
+/// once, in order.
+async fn room_messages_survive(stop: Stop, rounds: usize) {
     bounded(120, async {
         let redis = Redis::start().await;
         let (mut b, b_addr) = spawn(&redis, "b").await;
-        // Q listens in the room on B; P talks in it on A, which is killed again and again
-        // while P's messages go through it.
         let mut q = Client::new(0x51);
         let (mut on_b, _) = q.open(b_addr, "?room=lobby", Some(&token("q"))).await;
         let p_bearer = token("p");
         let mut p = Client::new(0x50);
-        const ROUNDS: usize = 6;
         const BURST: u64 = 40;
         let mut p_got = Vec::new();
-        for round in 0..ROUNDS {
+        for round in 0..rounds {
             let (mut a, a_addr) = spawn(&redis, "a").await;
             let (mut on_a, had) = resume(&p, a_addr, "?room=lobby", &p_bearer).await;
             for _ in 0..BURST {
                 let m = p.msg(&format!("p{}", p.send_seq + 1));
                 send(&mut on_a, m).await;
             }
-            // Kill A while it works: once it echoed five messages it had not had. (P's
+            // Stop A while it works: once it echoed five messages it had not had. (P's
             // messages are all the room has: P's n-th server message is the echo of its
             // n-th.)
             p_got.extend(read_up_to(&mut p, &mut on_a, had + 5, support::STEP).await);
             assert!(p.recv_seq >= had + 5, "round {round}: A echoes nothing new");
-            a.start_kill().unwrap();
-            a.wait().await.unwrap();
+            match stop {
+                Stop::Kill => a.start_kill().unwrap(),
+                Stop::Term => {
+                    let pid = a.id().expect("running").to_string();
+                    let sent = Command::new("kill")
+                        .args(["-TERM", &pid])
+                        .status()
+                        .await
+                        .unwrap();
+                    assert!(sent.success());
+                    // What A sends until it closes the socket (1012) is P's too.
+                    p_got.extend(read_up_to(&mut p, &mut on_a, u64::MAX, support::STEP).await);
+                }
+            }
+            let status = tokio::time::timeout(support::STEP, a.wait())
+                .await
+                .expect("A exits")
+                .unwrap();
+            if matches!(stop, Stop::Term) {
+                assert!(
+                    status.success(),
+                    "a drained instance exits cleanly: {status}"
+                );
+            }
         }
         // P comes back to B, which has the room's other member.
         let (mut p_on_b, _) = resume(&p, b_addr, "?room=lobby", &p_bearer).await;

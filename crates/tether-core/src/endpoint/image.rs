@@ -150,6 +150,28 @@ impl SessionImage {
         out
     }
 
+    /// The most bytes an image [`decode`](Self::decode) takes under `limits` can have: a
+    /// store holding a longer one can refuse it before sending it
+    /// ([`ImageError::TooLarge`]).
+    ///
+    /// ```
+    /// use tether_core::endpoint::SessionImage;
+    /// use tether_core::protocol::ResumeLimits;
+    ///
+    /// let limits = ResumeLimits::default();
+    /// assert!(SessionImage::max_len(limits) >= limits.max_bytes);
+    /// ```
+    #[must_use]
+    pub fn max_len(limits: ResumeLimits) -> usize {
+        let fixed =
+            MAGIC.len() + 4 * 8 + 1 + 4 + MAX_IMAGE_ROOM_BYTES + 4 + 2 + 16 * MAX_IMAGE_FANOUT + 16;
+        limits
+            .max_messages
+            .saturating_mul(5)
+            .saturating_add(limits.max_bytes)
+            .saturating_add(fixed)
+    }
+
     /// Reads an image written by [`encode`](Self::encode), refusing one beyond
     /// `limits` (more messages than `max_messages`, more payload bytes than
     /// `max_bytes`) before allocating for it.
@@ -331,6 +353,28 @@ mod tests {
             SessionImage::decode(&longer, ResumeLimits::default()),
             Err(ImageError::Trailing)
         );
+    }
+
+    #[test]
+    fn the_longest_image_the_limits_allow_fits_max_len() {
+        let limits = ResumeLimits {
+            max_messages: 3,
+            max_bytes: 10,
+            ..ResumeLimits::default()
+        };
+        let full = SessionImage {
+            room: Some("r".repeat(MAX_IMAGE_ROOM_BYTES)),
+            buffer: vec![
+                Payload::from("aaaa"),
+                Payload::from("bbb"),
+                Payload::from("ccc"),
+            ],
+            fanout: vec![(1, 1); MAX_IMAGE_FANOUT],
+            ..image()
+        };
+        let bytes = full.encode();
+        assert!(SessionImage::decode(&bytes, limits).is_ok());
+        assert_eq!(bytes.len(), SessionImage::max_len(limits));
     }
 
     #[test]
