@@ -1135,3 +1135,47 @@ async fn sessions_are_written_again_when_redis_loses_its_data() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claims_counter_left_by_the_previous_version_breaks_no_user() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        // The version before the claims hash counted a user's claims in a string
+        // (`INCR`, never expiring): Dave connected under it.
+        redis.command(&["SET", "tether:claims:dave", "41"]).await;
+        let (_hub_a, a) = instance(&redis, "a").await;
+        let (_hub_b, b) = instance(&redis, "b").await;
+        let laptop = Client::new(0x1a);
+        let (mut laptop_ws, _) = laptop.open(a.addr(), "", Some(&token("dave"))).await;
+        let phone = Client::new(0x2b);
+        let (_phone_ws, _) = phone.open(b.addr(), "", Some(&token("dave"))).await;
+        assert_eq!(
+            support::close_code_within(&mut laptop_ws, Duration::from_secs(5)).await,
+            Some(4409),
+            "the older connection is replaced though the counter was the old kind"
+        );
+        let kind = redis.command(&["TYPE", "tether:claims:dave"]).await;
+        assert!(kind.starts_with("+hash"), "{kind}");
+
+        // One user's record of another kind (an instance of the previous version
+        // counted on it once it expired) does not keep an instance that was cut off
+        // from checking the others' claims.
+        let erin_laptop = Client::new(0x3c);
+        let (mut erin_on_b, _) = erin_laptop.open(b.addr(), "", Some(&token("erin"))).await;
+        cut_subscriptions(&redis).await;
+        redis.command(&["DEL", "tether:claims:dave"]).await;
+        redis.command(&["SET", "tether:claims:dave", "7"]).await;
+        let erin_phone = Client::new(0x4d);
+        let (_erin_on_a, _) = erin_phone.open(a.addr(), "", Some(&token("erin"))).await;
+        restore_subscriptions(&redis).await;
+        assert_eq!(
+            support::close_code_within(&mut erin_on_b, Duration::from_secs(10)).await,
+            Some(4409),
+            "Erin's phone, connected while B was cut off, replaces her laptop"
+        );
+        a.shutdown().await;
+        b.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
