@@ -1179,3 +1179,31 @@ async fn a_claims_counter_left_by_the_previous_version_breaks_no_user() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_still_queued_when_the_server_dies_are_given_back() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub, server) = instance(&redis, "a").await;
+        let fay = Client::new(0xfa);
+        let (_ws, _) = fay.open(server.addr(), "", Some(&token("fay"))).await;
+        // Nothing is written to the socket any more: the frames below are held for
+        // their write to Redis, then queued for the socket.
+        server.freeze();
+        for n in 0..5 {
+            hub.send_to_user("fay", format!("news {n}").as_str());
+        }
+        hub.persisted().await;
+        assert!(hub.memory().outbound_bytes > 0, "queued");
+        // The server dies with them queued: the hub (kept, as for a restart keeping
+        // state) no longer counts them.
+        server.kill().await;
+        assert_eq!(
+            hub.memory().outbound_bytes,
+            0,
+            "bytes still counted for a socket that is gone"
+        );
+        redis.stop().await;
+    })
+    .await;
+}
