@@ -1286,3 +1286,35 @@ async fn a_room_message_whose_sender_moved_before_its_write_reaches_a_member_onc
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_woken_by_a_change_finds_it_counted() {
+    bounded(60, async {
+        let redis = Redis::start().await;
+        let (hub, server) = instance(&redis, "a").await;
+        let mut client = Client::new(0xc4);
+        let (mut ws, _) = client.open(server.addr(), "", Some(&token("w"))).await;
+        let mut changes = hub.changes();
+        // Each message counted is announced (Hub::changes); a watcher that looks at the
+        // metrics when woken must find it there, not wait for a next change that may
+        // never come.
+        for n in 1..=300u64 {
+            let m = client.msg("m");
+            send(&mut ws, m).await;
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    changes.borrow_and_update();
+                    if hub.metrics().messages_in_total >= n {
+                        return;
+                    }
+                    changes.changed().await.expect("hub alive");
+                }
+            })
+            .await
+            .unwrap_or_else(|_| panic!("message {n} counted but the watcher missed it"));
+        }
+        server.shutdown().await;
+        redis.stop().await;
+    })
+    .await;
+}
