@@ -163,8 +163,9 @@ return {cur[1], cur[2]}
 /// Redis keeps one per user active within the TTL, not one per user ever seen. The
 /// claim's client id (`c`, ARGV[2]) and owner (`i`, ARGV[3]) are kept with it.
 /// A record of another kind (the plain `INCR` counter of earlier versions, which
-/// never expired) is replaced, its count carried over if it is above the clock: it
-/// would otherwise fail every claim of its user (WRONGTYPE), for good.
+/// never expired) is replaced, its count carried over if it is above the clock and
+/// below 2^53 (exact as a Lua number): it would otherwise fail every claim of its user
+/// (WRONGTYPE), for good.
 /// Returns the new order.
 const CLAIM: &str = r"
 local kind = redis.call('TYPE', KEYS[1])['ok']
@@ -176,7 +177,7 @@ end
 if redis.call('HEXISTS', KEYS[1], 'n') == 0 then
   local t = redis.call('TIME')
   local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if before > n then n = before end
+  if before > n and before < 2^53 then n = before end
   redis.call('HSET', KEYS[1], 'n', string.format('%.0f', n))
 end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)

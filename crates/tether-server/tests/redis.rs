@@ -1156,6 +1156,20 @@ async fn a_claims_counter_left_by_the_previous_version_breaks_no_user() {
         );
         let kind = redis.command(&["TYPE", "tether:claims:dave"]).await;
         assert!(kind.starts_with("+hash"), "{kind}");
+        // A count no claim order can carry on from is not carried over.
+        redis
+            .command(&["SET", "tether:claims:gus", "99999999999999999999"])
+            .await;
+        let (mut gus_laptop, _) = Client::new(0x1a)
+            .open(a.addr(), "", Some(&token("gus")))
+            .await;
+        let (_gus_phone, _) = Client::new(0x2b)
+            .open(b.addr(), "", Some(&token("gus")))
+            .await;
+        assert_eq!(
+            support::close_code_within(&mut gus_laptop, Duration::from_secs(5)).await,
+            Some(4409)
+        );
 
         // One user's record of another kind (an instance of the previous version
         // counted on it once it expired) does not keep an instance that was cut off
