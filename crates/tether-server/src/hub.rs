@@ -820,16 +820,17 @@ impl Hub {
     /// [`apply`](Self::apply) for a poll request by `asking`, whose Hello may open a
     /// polling transport.
     fn apply_poll(&self, st: &mut State, now: Instant, asking: Option<&Principal>) {
+        // Told once what changed is counted (after the loop): a watcher woken by it
+        // then finds it in the metrics.
+        let mut changed = false;
         while let Some(out) = st.endpoint.poll_output() {
-            if matches!(
+            changed |= matches!(
                 out,
                 Output::Opened { .. }
                     | Output::Ended { .. }
                     | Output::Acknowledged { .. }
                     | Output::Delivered { .. }
-            ) {
-                self.changes.send_modify(|n| *n += 1);
-            }
+            );
             match out {
                 Output::Send {
                     conn,
@@ -1030,6 +1031,9 @@ impl Hub {
                 }),
                 other => debug!(?other, "endpoint output"),
             }
+        }
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
         }
         if let Some(store) = &self.store {
             let (dirty, removed) = st.endpoint.store_mut().take_changes();

@@ -146,6 +146,40 @@ impl SocketLink {
     }
 }
 
+/// The writer's end of a socket's queue. When it goes (the socket failed, the server
+/// was killed, the writer's task aborted), whatever is still queued is given back to
+/// the counts, and frames queued or released after it are refused and given back
+/// too: a socket that is gone counts for nothing in [`crate::Hub::memory`].
+#[derive(Debug)]
+pub(crate) struct QueueReader {
+    rx: mpsc::UnboundedReceiver<Outbound>,
+    queue: Arc<OutQueue>,
+}
+
+impl QueueReader {
+    pub(crate) fn new(rx: mpsc::UnboundedReceiver<Outbound>, queue: Arc<OutQueue>) -> Self {
+        QueueReader { rx, queue }
+    }
+
+    /// The next frame (still counted: the caller calls [`OutQueue::taken`]).
+    pub(crate) async fn recv(&mut self) -> Option<Outbound> {
+        self.rx.recv().await
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+}
+
+impl Drop for QueueReader {
+    fn drop(&mut self) {
+        self.rx.close();
+        while let Ok(frame) = self.rx.try_recv() {
+            self.queue.taken(&frame);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +229,26 @@ mod tests {
         // Overflowed meanwhile: the held frame is not sent, and its bytes come back.
         link.push_reserved(held);
         assert!(out.try_recv().is_err());
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 0);
+        assert_eq!(link.queue.frames.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn what_is_queued_when_the_writer_goes_is_given_back() {
+        let (link, out, _ctl) = link(1000, 1 << 20);
+        link.push(Outbound::Msg(Payload::from("queued")));
+        let held = Outbound::Msg(Payload::from("held"));
+        assert!(link.reserve(&held));
+        assert_eq!(link.queue.total.load(Ordering::Relaxed), 10);
+        drop(QueueReader::new(out, Arc::clone(&link.queue)));
+        assert_eq!(
+            link.queue.total.load(Ordering::Relaxed),
+            4,
+            "only the held one"
+        );
+        // Released after the writer went: refused, and given back.
+        link.push_reserved(held);
+        link.push(Outbound::Msg(Payload::from("late")));
         assert_eq!(link.queue.total.load(Ordering::Relaxed), 0);
         assert_eq!(link.queue.frames.load(Ordering::Relaxed), 0);
     }

@@ -169,11 +169,23 @@ return {cur[1], cur[2], ''}
 /// connection per user holds across a Redis restart), and the record can expire:
 /// Redis keeps one per user active within the TTL, not one per user ever seen. The
 /// claim's client id (`c`, ARGV[2]) and owner (`i`, ARGV[3]) are kept with it.
+/// A record of another kind (the plain `INCR` counter of earlier versions, which
+/// never expired) is replaced, its count carried over if it is above the clock and
+/// below 2^53 (exact as a Lua number): it would otherwise fail every claim of its user
+/// (WRONGTYPE), for good.
 /// Returns the new order.
 const CLAIM: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+local before = 0
+if kind ~= 'hash' and kind ~= 'none' then
+  if kind == 'string' then before = tonumber(redis.call('GET', KEYS[1])) or 0 end
+  redis.call('DEL', KEYS[1])
+end
 if redis.call('HEXISTS', KEYS[1], 'n') == 0 then
   local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 'n', t[1] .. string.sub('00000' .. t[2], -6))
+  local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if before > n and before < 2^53 then n = before end
+  redis.call('HSET', KEYS[1], 'n', string.format('%.0f', n))
 end
 local n = redis.call('HINCRBY', KEYS[1], 'n', 1)
 redis.call('HSET', KEYS[1], 'c', ARGV[2], 'i', ARGV[3])
@@ -1055,14 +1067,17 @@ impl RedisStore {
 
     /// The newest claim of each of `users` (its order, client id and instance), as
     /// [`Self::order`] recorded it; `None` for a user without one or a record that does
-    /// not read. `None` in all: Redis did not answer.
+    /// not read (of another kind included: one user's does not hide the others'). `None`
+    /// in all: Redis did not answer.
     pub(crate) async fn latest_claims(
         &self,
         users: &[String],
     ) -> Option<Vec<Option<(u64, u64, String)>>> {
+        type Claim = (Option<u64>, Option<String>, Option<String>);
         let mut out = Vec::with_capacity(users.len());
         for chunk in users.chunks(256) {
             let mut pipe = redis::pipe();
+            pipe.ignore_errors();
             for user in chunk {
                 pipe.cmd("HMGET")
                     .arg(claims_key(user))
@@ -1071,12 +1086,16 @@ impl RedisStore {
                     .arg("i");
             }
             let mut conn = self.conn.clone();
-            let got: Vec<(Option<u64>, Option<String>, Option<String>)> =
+            let got: Vec<redis::RedisResult<Claim>> =
                 tokio::time::timeout(OP_TIMEOUT, pipe.query_async(&mut conn))
                     .await
                     .ok()?
                     .ok()?;
-            out.extend(got.into_iter().map(|(n, c, i)| {
+            if got.len() != chunk.len() {
+                return None;
+            }
+            out.extend(got.into_iter().map(|claim| {
+                let (n, c, i) = claim.ok()?;
                 let client_id = u64::from_str_radix(&c?, 16).ok()?;
                 let instance = i.filter(|i| i.len() <= MAX_INSTANCE_BYTES)?;
                 Some((n?, client_id, instance))

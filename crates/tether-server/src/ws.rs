@@ -39,7 +39,7 @@ use tracing::debug;
 use tether_core::endpoint::{ConnId, Greeting, TokenRefused};
 
 use crate::hub::{ConnStats, Principal, Route};
-use crate::outbound::{CloseRequest, OutQueue, Outbound, SocketLink};
+use crate::outbound::{CloseRequest, OutQueue, Outbound, QueueReader, SocketLink};
 use crate::server::App;
 use crate::server::ConnSlot;
 
@@ -157,11 +157,14 @@ fn deadline_of(claims: &crate::token::Claims) -> Instant {
 async fn write_loop(
     app: Arc<App>,
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    rx: mpsc::UnboundedReceiver<Outbound>,
     queue: Arc<OutQueue>,
     plain: Option<Arc<ConnStats>>,
 ) {
     let _guard = app.track();
+    // Whatever way this ends, what is still queued stops counting (before the tracker
+    // says the connection is gone).
+    let mut rx = QueueReader::new(rx, Arc::clone(&queue));
     while let Some(item) = rx.recv().await {
         queue.taken(&item);
         // Closing as too slow: what is queued is dropped (the session's resume buffer
