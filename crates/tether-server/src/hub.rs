@@ -623,6 +623,20 @@ impl Hub {
         true
     }
 
+    /// This instance's own fan-outs whose write to the shared log failed (Redis did
+    /// not answer): handed to the sessions here, which otherwise get them when they
+    /// come back through the log. The other instances do not get them.
+    pub(crate) fn fan_out_here(&self, fanouts: Vec<crate::store::Missed>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        for (to, payload, origin, seq) in fanouts {
+            st.endpoint.receive_fanout(now, &to, &payload, origin, seq);
+        }
+        self.apply(&mut st, now);
+        drop(st);
+        self.room_may_have_changed();
+    }
+
     /// A notice from another instance (Redis pub/sub).
     pub(crate) fn notice(&self, notice: crate::store::Notice) {
         let now = Instant::now();

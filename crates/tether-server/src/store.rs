@@ -745,6 +745,15 @@ pub(crate) async fn writer(
                             lost = fanouts.len(),
                             "session store: fan-outs did not reach the other instances"
                         );
+                        // Its own members get them from here (their sessions take
+                        // them once, should the transaction have gone through after
+                        // all and its notices come back).
+                        hub.fan_out_here(
+                            fanouts
+                                .drain(..)
+                                .map(|(_, to, payload, origin, seq)| (to, payload, origin, seq))
+                                .collect(),
+                        );
                     }
                     set_reachable(&store, false);
                     for w in writes {

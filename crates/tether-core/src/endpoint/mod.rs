@@ -155,9 +155,12 @@ pub struct Endpoint<S: SessionStore = MemoryStore> {
     resume_bytes: usize,
     sessions_dropped: u64,
     outputs: VecDeque<Output>,
-    /// Tags fan-outs for other instances (0: off).
+    /// Tags fan-outs for other instances (0: off): the application's (sent here at
+    /// once) under `fanout_origin`, the clients' room messages (sent here through the
+    /// shared log, see [`Endpoint::fan_out`]) under [`relayed_origin`].
     fanout_origin: u64,
     fanout_seq: u64,
+    relayed_seq: u64,
     /// The newest fan-out log entry this endpoint has taken (see [`Endpoint::fanout_seen`]).
     fanout_mark: (u64, u64),
 }
@@ -201,6 +204,7 @@ impl<S: SessionStore> Endpoint<S> {
             outputs: VecDeque::new(),
             fanout_origin: 0,
             fanout_seq: 0,
+            relayed_seq: 0,
             fanout_mark: (0, 0),
         }
     }
@@ -891,7 +895,9 @@ impl<S: SessionStore> Endpoint<S> {
     /// Tags every message this endpoint fans out (room broadcasts, messages to a user)
     /// with `origin` (non-zero, unique per instance and boot) and a number, noted in
     /// each session that gets it and in its [`SessionImage`], and reported as
-    /// [`Output::FannedOut`] for the other instances.
+    /// [`Output::FannedOut`] for the other instances. The clients' room messages are
+    /// numbered apart, under a second origin derived from `origin` (see
+    /// [`fan_out`](Self::fan_out)).
     pub fn set_fanout_origin(&mut self, origin: u64) {
         self.fanout_origin = origin;
     }
@@ -900,9 +906,12 @@ impl<S: SessionStore> Endpoint<S> {
     /// sessions here it is for, but not to one that already had it (its session moved
     /// here after it got it there). Returns how many got it.
     ///
-    /// One of this endpoint's own (its origin) coming back through the shared log is
-    /// sent only to a session imported after this endpoint made it and before the log
-    /// held it (it was not here to get it, and not yet in the log it replayed).
+    /// This endpoint's own fan-outs come back through the shared log too. The
+    /// application's were sent here at once: one goes only to a session imported after
+    /// it was made and before the log held it (it was not here to get it, and not yet
+    /// in the log it replayed). The clients' room messages were sent here to no one
+    /// ([`fan_out`](Self::fan_out)): one goes to every session here it is for that had
+    /// not got it, except one made here after it (sent before that session was).
     pub fn receive_fanout(
         &mut self,
         now: Instant,
@@ -912,13 +921,20 @@ impl<S: SessionStore> Endpoint<S> {
         seq: u64,
     ) -> usize {
         let keys = self.fanout_targets(to);
-        let own = origin == self.fanout_origin;
+        let app = self.fanout_origin != 0 && origin == self.fanout_origin;
+        let relayed = self.fanout_origin != 0 && origin == relayed_origin(self.fanout_origin);
         let mut count = 0;
         for key in keys {
-            let fresh = self
-                .store
-                .get_mut(&key)
-                .is_some_and(|e| (!own || seq <= e.own_before) && e.take_fanout(origin, seq));
+            let fresh = self.store.get_mut(&key).is_some_and(|e| {
+                let for_it = if app {
+                    seq <= e.own_before
+                } else if relayed {
+                    seq > e.own_after
+                } else {
+                    true
+                };
+                for_it && e.take_fanout(origin, seq)
+            });
             if fresh && self.send_one(now, &key, payload.clone()) {
                 count += 1;
             }
@@ -944,7 +960,18 @@ impl<S: SessionStore> Endpoint<S> {
         }
     }
 
-    /// Sends a fan-out of this endpoint to its sessions here, tagged when tagging is on.
+    /// Sends a fan-out of this endpoint to its sessions here, tagged when tagging is on;
+    /// returns how many it is for.
+    ///
+    /// With tagging on (a shared store), a room message of a client (`from`) is only
+    /// reported ([`Output::FannedOut`], under the second origin): the sessions here get
+    /// it as the other instances do, when it comes back through the shared log
+    /// ([`receive_fanout`](Self::receive_fanout)). So a message whose sender's session
+    /// moved to another instance before its fan-out was written (the fan-out is then
+    /// refused, and the client sends the message again there) reaches no one here
+    /// either. The caller delivers them here itself when the log cannot be written
+    /// ([`receive_fanout`](Self::receive_fanout) as well). The application's fan-outs
+    /// (no sender that could move) are sent here at once.
     fn fan_out(
         &mut self,
         now: Instant,
@@ -953,6 +980,17 @@ impl<S: SessionStore> Endpoint<S> {
         from: Option<SessionKey>,
     ) -> usize {
         let keys = self.fanout_targets(&to);
+        if self.fanout_origin != 0 && from.is_some() {
+            self.relayed_seq += 1;
+            self.outputs.push_back(Output::FannedOut {
+                to,
+                payload: payload.clone(),
+                from,
+                origin: relayed_origin(self.fanout_origin),
+                seq: self.relayed_seq,
+            });
+            return keys.len();
+        }
         let tag = (self.fanout_origin != 0).then(|| {
             self.fanout_seq += 1;
             (self.fanout_origin, self.fanout_seq)
@@ -1113,4 +1151,11 @@ impl<S: SessionStore> Endpoint<S> {
             Some(from.clone()),
         )
     }
+}
+
+/// The origin a clients' room messages are numbered under, apart from the
+/// application's fan-outs of the same endpoint (`origin`): each stream reaches a
+/// session in the order of its numbers.
+fn relayed_origin(origin: u64) -> u64 {
+    origin ^ 1
 }

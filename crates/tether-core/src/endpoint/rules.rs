@@ -336,8 +336,11 @@ impl<S: SessionStore> Endpoint<S> {
                 key.secret,
                 self.config.resume_limits,
             );
-            self.store
-                .insert(key.clone(), SessionRecord::new(session, now));
+            self.store.insert(key.clone(), {
+                let mut record = SessionRecord::new(session, now);
+                record.own_after = self.relayed_seq;
+                record
+            });
             self.outputs.push_back(Output::SessionCreated {
                 conn,
                 key: key.clone(),

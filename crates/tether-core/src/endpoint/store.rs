@@ -80,9 +80,13 @@ pub struct SessionRecord {
     /// [`SessionImage::mark`](super::SessionImage::mark)); the endpoint's own mark
     /// covers it from then on while it is held here.
     pub(crate) mark: (u64, u64),
-    /// Imported: this endpoint's own fan-outs up to this number were made before the
-    /// session was here (see [`Endpoint::receive_fanout`](super::Endpoint::receive_fanout)).
+    /// Imported: this endpoint's own application fan-outs up to this number were made
+    /// before the session was here (see
+    /// [`Endpoint::receive_fanout`](super::Endpoint::receive_fanout)).
     pub(crate) own_before: u64,
+    /// Made here: this endpoint's clients' room messages up to this number were fanned
+    /// out before the session was (0 for one imported: it may have missed any of them).
+    pub(crate) own_after: u64,
 }
 
 /// Origins a session remembers fan-outs of (each instance boot is one).
@@ -102,6 +106,7 @@ impl SessionRecord {
             fanout: Vec::new(),
             mark: (0, 0),
             own_before: 0,
+            own_after: 0,
         }
     }
 

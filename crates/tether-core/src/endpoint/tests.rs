@@ -977,3 +977,72 @@ fn fan_outs_lost_to_an_endpoint_reset_the_sessions_they_could_reach_and_only_tho
         "{frames:?}"
     );
 }
+
+#[test]
+fn with_a_shared_log_a_clients_room_message_reaches_the_members_here_only_through_it() {
+    let now = Instant::now();
+    let mut e = endpoint(EndpointConfig::default());
+    e.set_fanout_origin(0xe0);
+    let ann = e.open_socket(Peer::User("ann".into()));
+    e.handle_socket_hello(now, ann, hello(7, 1, None), Some("lobby".into()))
+        .unwrap();
+    let bob = e.open_socket(Peer::User("bob".into()));
+    e.handle_socket_hello(now, bob, hello(8, 1, None), Some("lobby".into()))
+        .unwrap();
+    drain(&mut e);
+    let m = Envelope::Msg {
+        seq: 1,
+        payload: "hi".into(),
+    };
+    e.handle_socket_envelope(now, ann, m, &mut no_token)
+        .unwrap();
+    let outs = drain(&mut e);
+    // Reported under the clients' origin, sent to no one yet (Ann's Ack aside).
+    let (origin, seq) = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::FannedOut {
+                origin,
+                seq,
+                from: Some(_),
+                ..
+            } => Some((*origin, *seq)),
+            _ => None,
+        })
+        .expect("reported");
+    assert_ne!(origin, 0xe0, "apart from the application's");
+    for conn in [ann, bob] {
+        assert!(
+            !frames_to(&outs, conn)
+                .iter()
+                .any(|f| matches!(f, Envelope::Msg { .. })),
+            "{outs:?}"
+        );
+    }
+    // Carl joins before it comes back through the log: it was sent before he was.
+    let carl = e.open_socket(Peer::User("carl".into()));
+    e.handle_socket_hello(now, carl, hello(9, 1, None), Some("lobby".into()))
+        .unwrap();
+    drain(&mut e);
+    let room = FanOut::Room("lobby".into());
+    assert_eq!(
+        e.receive_fanout(now, &room, &"hi".into(), origin, seq),
+        2,
+        "Ann and Bob"
+    );
+    assert_eq!(
+        e.receive_fanout(now, &room, &"hi".into(), origin, seq),
+        0,
+        "once"
+    );
+    // The application's broadcasts still go out at once.
+    assert_eq!(e.broadcast(now, "lobby", &"news".into()), 3);
+    let outs = drain(&mut e);
+    assert_eq!(
+        frames_to(&outs, carl),
+        [Envelope::Msg {
+            seq: 1,
+            payload: "news".into()
+        }]
+    );
+}
