@@ -20,6 +20,7 @@
 )]
 
 pub mod names;
+pub mod texts;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod convert;
