@@ -5,7 +5,7 @@ use js_sys::{Object, Reflect, Uint8Array};
 use tether_core::{Cause, Duration, Event, Metrics, Payload, TerminalReason};
 use wasm_bindgen::{JsCast, JsValue};
 
-use crate::errors::{drop_reason, tether_error};
+use crate::errors::{drop_reason, terminal_text, tether_error};
 
 /// A plain object under construction.
 pub(crate) struct Obj(Object);
@@ -89,7 +89,7 @@ pub(crate) fn terminal(reason: &TerminalReason) -> JsValue {
     };
     // `reason` is the stop's kind; the cause's own kind, if any, stays `kind`.
     obj.set("reason", reason.kind())
-        .set("message", reason.to_string())
+        .set("message", terminal_text(reason))
         .js()
 }
 

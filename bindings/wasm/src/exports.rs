@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
 use crate::convert;
-use crate::errors::{delivery_error, send_error, type_error};
+use crate::errors::{build_error, delivery_error, send_error, type_error};
 use crate::options;
 
 #[wasm_bindgen(module = "/src/emitter.js")]
@@ -104,7 +104,7 @@ impl TetherClient {
         if let Some(provider) = o.token_provider {
             builder = builder.token_provider(move || token_from(provider.clone()));
         }
-        let client = builder.spawn().map_err(|e| type_error(&e.to_string()))?;
+        let client = builder.spawn().map_err(|e| build_error(&e))?;
         let emitter = Emitter::new();
         let sink = emitter.clone();
         let listener = client.on_event(move |event| {

@@ -21,6 +21,13 @@
 
 pub mod names;
 
+/// talc in place of the standard library's dlmalloc: smaller code, the same memory per
+/// idle client (BENCHMARKS.md, "Size of the npm package").
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[global_allocator]
+static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+pub mod texts;
+
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod convert;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

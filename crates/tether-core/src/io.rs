@@ -107,36 +107,47 @@ impl TransportFailure {
     }
 }
 
-impl fmt::Display for TransportFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TransportFailure {
+    /// The failure in words: its `Display`, and the `reason` of the [`Cause`] it ends
+    /// in. Written without `core::fmt` (the wasm build ships none).
+    #[must_use]
+    pub fn text(&self) -> String {
+        let mut out = String::new();
         match self {
-            TransportFailure::Refused => f.write_str("connection refused"),
+            TransportFailure::Refused => out.push_str("connection refused"),
             // A platform that knows nothing more says "network error" itself.
             TransportFailure::Network(e)
                 if e.is_empty() || e.trim().eq_ignore_ascii_case("network error") =>
             {
-                f.write_str("network error")
+                out.push_str("network error");
             }
             TransportFailure::Network(e) => {
-                f.write_str("network error: ")?;
-                f.write_str(e)
+                out.push_str("network error: ");
+                out.push_str(e);
             }
             TransportFailure::Http { status, .. } => {
-                f.write_str("HTTP ")?;
-                f.write_str(Decimal::new(u64::from(*status)).as_str())
+                out.push_str("HTTP ");
+                crate::text::push_decimal(&mut out, u64::from(*status));
             }
             TransportFailure::Tls(e) => {
-                f.write_str("TLS error: ")?;
-                f.write_str(e)
+                out.push_str("TLS error: ");
+                out.push_str(e);
             }
-            TransportFailure::Blocked => f.write_str("WebSockets are blocked here"),
-            TransportFailure::Timeout => f.write_str("timed out"),
+            TransportFailure::Blocked => out.push_str("WebSockets are blocked here"),
+            TransportFailure::Timeout => out.push_str("timed out"),
             TransportFailure::MessageTooLarge { size } => {
-                f.write_str("an inbound message of ")?;
-                f.write_str(Decimal::new(*size as u64).as_str())?;
-                f.write_str(" bytes is over the limit")
+                out.push_str("an inbound message of ");
+                crate::text::push_decimal(&mut out, *size as u64);
+                out.push_str(" bytes is over the limit");
             }
         }
+        out
+    }
+}
+
+impl fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text())
     }
 }
 

@@ -1038,7 +1038,7 @@ impl Connection {
                 kind: failure.kind(),
                 code: None,
                 status,
-                reason: failure.to_string(),
+                reason: failure.text(),
             },
             class,
             Some(&failure),
