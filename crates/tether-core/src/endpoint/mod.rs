@@ -896,8 +896,13 @@ impl<S: SessionStore> Endpoint<S> {
     /// with `origin` (non-zero, unique per instance and boot) and a number, noted in
     /// each session that gets it and in its [`SessionImage`], and reported as
     /// [`Output::FannedOut`] for the other instances. The clients' room messages are
-    /// numbered apart, under a second origin derived from `origin` (see
-    /// [`fan_out`](Self::fan_out)).
+    /// numbered apart, under a second origin derived from `origin`, and only reported:
+    /// the sessions here get them when they come back through the shared log
+    /// ([`receive_fanout`](Self::receive_fanout)), so that a message whose sender's
+    /// session moved to another instance before its fan-out was written (the fan-out
+    /// is then refused, and the client sends the message again there) reaches no one
+    /// twice. The caller hands them to the sessions here itself when the log cannot be
+    /// written.
     pub fn set_fanout_origin(&mut self, origin: u64) {
         self.fanout_origin = origin;
     }
@@ -910,7 +915,7 @@ impl<S: SessionStore> Endpoint<S> {
     /// application's were sent here at once: one goes only to a session imported after
     /// it was made and before the log held it (it was not here to get it, and not yet
     /// in the log it replayed). The clients' room messages were sent here to no one
-    /// ([`fan_out`](Self::fan_out)): one goes to every session here it is for that had
+    /// ([`set_fanout_origin`](Self::set_fanout_origin)): one goes to every session here it is for that had
     /// not got it, except one made here after it (sent before that session was).
     pub fn receive_fanout(
         &mut self,
