@@ -12,29 +12,8 @@ use tokio::process::Command;
 #[tokio::test]
 async fn binary_prints_its_address_and_serves() {
     bounded(30, async {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--dev-allow-anonymous",
-                "--log",
-                "warn",
-            ])
-            .env("TETHER_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).await.unwrap();
-        let addr: std::net::SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        let (mut child, addr) =
+            support::spawn_binary(&["--dev-allow-anonymous", "--log", "warn"], true).await;
 
         assert_eq!(get_json(addr, "/api/health").await["status"], "ok");
         // The secret came from the environment; dev mode lets anonymous clients in.
@@ -147,32 +126,8 @@ async fn admin_routes_need_the_admin_token_in_a_header() {
 #[tokio::test]
 async fn sigterm_drains_clients_away_with_1012_and_exits() {
     bounded(30, async {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--drain-window",
-                "3s",
-                "--log",
-                "warn",
-            ])
-            .env("TETHER_SECRET", SECRET)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .await
-            .unwrap();
-        let addr: std::net::SocketAddr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
+        let (mut child, addr) =
+            support::spawn_binary(&["--drain-window", "3s", "--log", "warn"], false).await;
         let c = Client::new(5);
         let (mut ws, _) = c.open(addr, "", Some(&token("sam"))).await;
 

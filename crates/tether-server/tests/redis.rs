@@ -1029,6 +1029,57 @@ async fn the_newer_connection_of_a_user_still_wins_after_redis_lost_its_data() {
     .await;
 }
 
+/// A client of `bearer` (anonymous: `None`) talks on A, then moves to B while its
+/// socket to A stays open (half-open, say) and a frame still reaches A on it: A must
+/// learn that B has the session (its write is refused) and give it up (1000), not
+/// write over B's state or deliver the stale frame.
+async fn a_stale_copy_gives_the_session_up(
+    (hub_a, a): (&Arc<Hub>, &RunningServer),
+    (hub_b, b): (&Arc<Hub>, &RunningServer),
+    client_id: u64,
+    bearer: Option<&str>,
+) {
+    let mut tap_a = hub_a.tap();
+    let mut tap_b = hub_b.tap();
+    let mut client = Client::new(client_id);
+    let (mut on_a, _) = client.open(a.addr(), "", bearer).await;
+    let m = client.msg("m1");
+    send(&mut on_a, m).await;
+    let mut got = Vec::new();
+    read_until(&mut client, &mut on_a, 1, &mut got).await;
+    let (mut on_b, welcome) = client.open(b.addr(), "", bearer).await;
+    assert!(
+        matches!(
+            welcome,
+            Envelope::Welcome {
+                resumed: true,
+                recv_seq: 1,
+                ..
+            }
+        ),
+        "{welcome:?}"
+    );
+    send(
+        &mut on_a,
+        Envelope::Msg {
+            seq: 2,
+            payload: "stale".into(),
+        },
+    )
+    .await;
+    assert_eq!(
+        support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
+        Some(1000),
+        "A gives the session up to B"
+    );
+    let m = client.msg("m2");
+    send(&mut on_b, m).await;
+    read_until(&mut client, &mut on_b, 2, &mut got).await;
+    assert_eq!(got, ["m1", "m2"]);
+    let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
+    assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_given_the_same_id_still_fence_each_other() {
     bounded(60, async {
@@ -1037,51 +1088,8 @@ async fn instances_given_the_same_id_still_fence_each_other() {
         // drains): two processes under one id.
         let (hub_a, a) = instance(&redis, "web").await;
         let (hub_b, b) = instance(&redis, "web").await;
-        let mut tap_a = hub_a.tap();
-        let mut tap_b = hub_b.tap();
         let bearer = token("dave");
-
-        let mut client = Client::new(0xd);
-        let (mut on_a, _) = client.open(a.addr(), "", Some(&bearer)).await;
-        let m = client.msg("m1");
-        send(&mut on_a, m).await;
-        let mut got = Vec::new();
-        read_until(&mut client, &mut on_a, 1, &mut got).await;
-
-        // The client moves to B while its socket to A is still open (half-open, say).
-        let (mut on_b, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
-        assert!(
-            matches!(
-                welcome,
-                Envelope::Welcome {
-                    resumed: true,
-                    recv_seq: 1,
-                    ..
-                }
-            ),
-            "{welcome:?}"
-        );
-        // Something still reaches A's stale copy (a frame that was in flight): A must
-        // learn that B has the session, not overwrite B's state with its own.
-        send(
-            &mut on_a,
-            Envelope::Msg {
-                seq: 2,
-                payload: "stale".into(),
-            },
-        )
-        .await;
-        assert_eq!(
-            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
-            Some(1000),
-            "A gives the session up to B"
-        );
-        let m = client.msg("m2");
-        send(&mut on_b, m).await;
-        read_until(&mut client, &mut on_b, 2, &mut got).await;
-        assert_eq!(got, ["m1", "m2"]);
-        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
-        assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+        a_stale_copy_gives_the_session_up((&hub_a, &a), (&hub_b, &b), 0xd, Some(&bearer)).await;
         a.shutdown().await;
         b.shutdown().await;
         redis.stop().await;
@@ -1195,48 +1203,7 @@ async fn a_stale_instance_cannot_overwrite_a_session_another_took_over() {
             .await
             .expect("redis");
         let b = start_with(dev("b"), Arc::clone(&hub_b)).await;
-        let mut tap_a = hub_a.tap();
-        let mut tap_b = hub_b.tap();
-
-        let mut client = Client::new(0xa0);
-        let (mut on_a, _) = client.open(a.addr(), "", None).await;
-        let m = client.msg("m1");
-        send(&mut on_a, m).await;
-        let mut got = Vec::new();
-        read_until(&mut client, &mut on_a, 1, &mut got).await;
-        // The client moves to B; its socket to A stays open (half-open, say), and a
-        // frame still reaches A on it.
-        let (mut on_b, welcome) = client.open(b.addr(), "", None).await;
-        assert!(
-            matches!(
-                welcome,
-                Envelope::Welcome {
-                    resumed: true,
-                    recv_seq: 1,
-                    ..
-                }
-            ),
-            "{welcome:?}"
-        );
-        send(
-            &mut on_a,
-            Envelope::Msg {
-                seq: 2,
-                payload: "stale".into(),
-            },
-        )
-        .await;
-        assert_eq!(
-            support::close_code_within(&mut on_a, Duration::from_secs(5)).await,
-            Some(1000),
-            "A's write is refused: it gives the session up"
-        );
-        let m = client.msg("m2");
-        send(&mut on_b, m).await;
-        read_until(&mut client, &mut on_b, 2, &mut got).await;
-        assert_eq!(got, ["m1", "m2"]);
-        let delivered = delivered_in_all(&mut tap_a, &mut tap_b, 2).await;
-        assert_eq!(delivered, ["m1", "m2"], "the stale frame is not delivered");
+        a_stale_copy_gives_the_session_up((&hub_a, &a), (&hub_b, &b), 0xa0, None).await;
         a.shutdown().await;
         b.shutdown().await;
         redis.stop().await;

@@ -9,51 +9,34 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use tether_core::protocol::Envelope;
 use tether_core::Payload;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
-use support::{bounded, send, token, Client, Ws, SECRET};
+use support::{bounded, send, token, Client, Ws};
 use tether_testkit::redis::RedisServer as Redis;
 
 /// One instance: the binary on a free port, sharing `redis`.
 async fn spawn(redis: &Redis, id: &str) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether-server"))
-        .args([
-            "--bind",
-            "127.0.0.1:0",
+    let url = redis.url();
+    support::spawn_binary(
+        &[
             "--log",
             "error",
             "--instance-id",
             id,
             "--drain-window",
             "200ms",
-        ])
-        .args(["--store", &redis.url()])
-        .env("TETHER_SECRET", SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the binary starts");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .await
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+            "--store",
+            &url,
+        ],
+        false,
+    )
+    .await
 }
 
 /// Reads `client`'s server messages (in order) until it has `n` in all or `limit`

@@ -436,3 +436,38 @@ pub async fn poll_with(
         .collect();
     (status, envelopes)
 }
+
+/// Starts the `tether-server` binary on a free loopback port with `args` (the test
+/// secret in its environment; its stderr piped if `stderr`, else dropped) and waits
+/// for the line that names its address. Killed when the [`Child`] is dropped.
+///
+/// [`Child`]: tokio::process::Child
+pub async fn spawn_binary(args: &[&str], stderr: bool) -> (tokio::process::Child, SocketAddr) {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tether-server"))
+        .args(["--bind", "127.0.0.1:0"])
+        .args(args)
+        .env("TETHER_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(if stderr {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .await
+        .expect("its first line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .expect("an address");
+    (child, addr)
+}
