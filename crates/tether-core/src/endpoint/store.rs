@@ -89,8 +89,11 @@ pub struct SessionRecord {
     pub(crate) own_after: u64,
 }
 
-/// Origins a session remembers fan-outs of (each instance boot is one).
-pub(crate) const MAX_FANOUT_ORIGINS: usize = 16;
+/// Origins a session remembers fan-outs of (each instance boot is two: its
+/// application's fan-outs and its clients' room messages), the least recently used
+/// forgotten first: 16 instance boots, at most 512 bytes of a session.
+pub(crate) const MAX_FANOUT_ORIGINS: usize = 32;
+const _: () = assert!(MAX_FANOUT_ORIGINS <= super::image::MAX_IMAGE_FANOUT);
 
 impl SessionRecord {
     pub(crate) fn new(session: ServerSession, now: Instant) -> Self {
