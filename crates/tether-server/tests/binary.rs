@@ -131,13 +131,7 @@ async fn sigterm_drains_clients_away_with_1012_and_exits() {
         let c = Client::new(5);
         let (mut ws, _) = c.open(addr, "", Some(&token("sam"))).await;
 
-        let pid = child.id().expect("running").to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .await
-            .unwrap();
-        assert!(sent.success());
+        support::sigterm(&child).await;
         match recv(&mut ws).await {
             Envelope::Retry { after_ms } => assert!(after_ms < 3000, "{after_ms}"),
             other => panic!("expected a retry hint, got {other:?}"),

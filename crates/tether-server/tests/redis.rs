@@ -33,6 +33,23 @@ async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {
     (hub, server)
 }
 
+/// Opens `/ws` on `addr` for `client` and checks that its session resumed with
+/// `recv_seq` (what the server says it has of the client's messages).
+async fn resumes(
+    client: &Client,
+    addr: SocketAddr,
+    query: &str,
+    bearer: Option<&str>,
+    recv_seq: u64,
+) -> support::Ws {
+    let (ws, welcome) = client.open(addr, query, bearer).await;
+    assert!(
+        matches!(welcome, Envelope::Welcome { resumed: true, recv_seq: r, .. } if r == recv_seq),
+        "resumed with {recv_seq}: {welcome:?}"
+    );
+    ws
+}
+
 /// What the taps got so far, without waiting.
 fn drain(tap: &mut UnboundedReceiver<Delivered>) -> Vec<String> {
     let mut out = Vec::new();
@@ -198,18 +215,7 @@ async fn one_connection_per_user_across_instances_the_newer_wins() {
         let m = phone.msg("before the move");
         send(&mut on_b, m).await;
         read_until(&mut phone, &mut on_b, 2, &mut got).await;
-        let (mut moved, welcome) = phone.open(a.addr(), "", Some(&bearer)).await;
-        assert!(
-            matches!(
-                welcome,
-                Envelope::Welcome {
-                    resumed: true,
-                    recv_seq: 2,
-                    ..
-                }
-            ),
-            "{welcome:?}"
-        );
+        let mut moved = resumes(&phone, a.addr(), "", Some(&bearer), 2).await;
         assert_eq!(
             support::close_code_within(&mut on_b, Duration::from_secs(5)).await,
             Some(1000)
@@ -330,18 +336,7 @@ async fn redis_down_clients_are_served_health_degrades_and_recovers() {
         // And a move to B still resumes, from what A wrote to the new Redis.
         a.kill().await;
         drop(ws);
-        let (mut ws, welcome) = client.open(b.addr(), "", Some(&bearer)).await;
-        assert!(
-            matches!(
-                welcome,
-                Envelope::Welcome {
-                    resumed: true,
-                    recv_seq: 3,
-                    ..
-                }
-            ),
-            "{welcome:?}"
-        );
+        let mut ws = resumes(&client, b.addr(), "", Some(&bearer), 3).await;
         let m = client.msg("m4");
         send(&mut ws, m).await;
         read_until(&mut client, &mut ws, 4, &mut echoes).await;
@@ -610,20 +605,24 @@ async fn a_member_no_instance_holds_gets_what_was_fanned_out_meanwhile() {
     .await;
 }
 
+/// Sets whether the default Redis user may subscribe (an ACL on every kind of
+/// SUBSCRIBE).
+async fn allow_subscriptions(redis: &Redis, allowed: bool) {
+    let sign = if allowed { "+" } else { "-" };
+    let rules: Vec<String> = ["subscribe", "psubscribe", "ssubscribe"]
+        .iter()
+        .map(|c| format!("{sign}{c}"))
+        .collect();
+    let mut args = vec!["ACL", "SETUSER", "default"];
+    args.extend(rules.iter().map(String::as_str));
+    let ok = redis.command(&args).await;
+    assert!(ok.starts_with("+OK"), "{ok}");
+}
+
 /// Cuts every instance off the pub/sub channels (their subscriptions killed, new ones
 /// refused) until [`restore_subscriptions`].
 async fn cut_subscriptions(redis: &Redis) {
-    let ok = redis
-        .command(&[
-            "ACL",
-            "SETUSER",
-            "default",
-            "-subscribe",
-            "-psubscribe",
-            "-ssubscribe",
-        ])
-        .await;
-    assert!(ok.starts_with("+OK"), "{ok}");
+    allow_subscriptions(redis, false).await;
     let killed = redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
     assert!(
         tether_testkit::redis::integer(&killed) >= 2,
@@ -632,17 +631,7 @@ async fn cut_subscriptions(redis: &Redis) {
 }
 
 async fn restore_subscriptions(redis: &Redis) {
-    let ok = redis
-        .command(&[
-            "ACL",
-            "SETUSER",
-            "default",
-            "+subscribe",
-            "+psubscribe",
-            "+ssubscribe",
-        ])
-        .await;
-    assert!(ok.starts_with("+OK"), "{ok}");
+    allow_subscriptions(redis, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1047,18 +1036,7 @@ async fn a_stale_copy_gives_the_session_up(
     send(&mut on_a, m).await;
     let mut got = Vec::new();
     read_until(&mut client, &mut on_a, 1, &mut got).await;
-    let (mut on_b, welcome) = client.open(b.addr(), "", bearer).await;
-    assert!(
-        matches!(
-            welcome,
-            Envelope::Welcome {
-                resumed: true,
-                recv_seq: 1,
-                ..
-            }
-        ),
-        "{welcome:?}"
-    );
+    let mut on_b = resumes(&client, b.addr(), "", bearer, 1).await;
     send(
         &mut on_a,
         Envelope::Msg {
@@ -1136,18 +1114,7 @@ async fn sessions_are_written_again_when_redis_loses_its_data() {
         a.kill().await;
         drop(hub_a);
         drop(ws_idle);
-        let (mut ws, welcome) = idle.open(b.addr(), "", Some(&bearer)).await;
-        assert!(
-            matches!(
-                welcome,
-                Envelope::Welcome {
-                    resumed: true,
-                    recv_seq: 1,
-                    ..
-                }
-            ),
-            "{welcome:?}"
-        );
+        let mut ws = resumes(&idle, b.addr(), "", Some(&bearer), 1).await;
         let m = idle.msg("after");
         send(&mut ws, m).await;
         read_until(&mut idle, &mut ws, 2, &mut got).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use tether_core::protocol::Envelope;
 use tether_core::Payload;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio_tungstenite::tungstenite::Message;
 
 use support::{bounded, send, token, Client, Ws};
@@ -129,13 +129,7 @@ async fn room_messages_survive(stop: Stop, rounds: usize) {
             match stop {
                 Stop::Kill => a.start_kill().unwrap(),
                 Stop::Term => {
-                    let pid = a.id().expect("running").to_string();
-                    let sent = Command::new("kill")
-                        .args(["-TERM", &pid])
-                        .status()
-                        .await
-                        .unwrap();
-                    assert!(sent.success());
+                    support::sigterm(&a).await;
                     // What A sends until it closes the socket (1012) is P's too.
                     p_got.extend(read_up_to(&mut p, &mut on_a, u64::MAX, support::STEP).await);
                 }

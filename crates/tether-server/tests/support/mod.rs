@@ -471,3 +471,15 @@ pub async fn spawn_binary(args: &[&str], stderr: bool) -> (tokio::process::Child
         .expect("an address");
     (child, addr)
 }
+
+/// Sends SIGTERM to `child` (the `kill` command: no signal crate needed).
+#[cfg(unix)]
+pub async fn sigterm(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let sent = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill runs");
+    assert!(sent.success(), "SIGTERM sent");
+}
