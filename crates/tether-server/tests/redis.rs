@@ -24,11 +24,21 @@ use tether_testkit::redis::RedisServer as Redis;
 
 /// One instance: its hub (on Redis) and its server.
 async fn instance(redis: &Redis, name: &str) -> (Arc<Hub>, RunningServer) {
+    instance_with(redis, name, |_| {}).await
+}
+
+/// One instance whose test configuration `configure` changes.
+async fn instance_with(
+    redis: &Redis,
+    name: &str,
+    configure: impl FnOnce(&mut tether_server::ServerConfig),
+) -> (Arc<Hub>, RunningServer) {
     let hub = Hub::with_redis(&redis.url(), Some(name))
         .await
         .expect("the hub connects to redis");
     let mut c = config();
     c.instance_id = Some(name.to_owned());
+    configure(&mut c);
     let server = start_with(c, Arc::clone(&hub)).await;
     (hub, server)
 }
@@ -376,20 +386,8 @@ async fn stored_image_sizes(redis: &Redis) -> Vec<usize> {
 async fn the_resume_buffer_is_bounded_in_bytes_in_redis_too() {
     bounded(60, async {
         let redis = Redis::start().await;
-        let small = |name: &str, max_bytes: usize| {
-            let mut c = config();
-            c.instance_id = Some(name.to_owned());
-            c.resume_limits.max_bytes = max_bytes;
-            c
-        };
-        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
-            .await
-            .expect("redis");
-        let a = start_with(small("a", 4096), Arc::clone(&hub_a)).await;
-        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
-            .await
-            .expect("redis");
-        let b = start_with(small("b", 2048), Arc::clone(&hub_b)).await;
+        let (hub_a, a) = instance_with(&redis, "a", |c| c.resume_limits.max_bytes = 4096).await;
+        let (hub_b, b) = instance_with(&redis, "b", |c| c.resume_limits.max_bytes = 2048).await;
         let bearer = token("dave");
         let mut client = Client::new(0xda);
         let (mut ws, _) = client.open(a.addr(), "", Some(&bearer)).await;
@@ -842,12 +840,7 @@ async fn a_notice_that_does_not_read_is_caught_up_from_the_log_and_a_bad_entry_r
 async fn frames_held_for_a_stalled_redis_are_bounded_like_queued_ones() {
     bounded(60, async {
         let redis = Redis::start().await;
-        let hub = Hub::with_redis(&redis.url(), Some("a"))
-            .await
-            .expect("the hub connects to redis");
-        let mut c = config();
-        c.max_queued_bytes = 4096;
-        let server = start_with(c, Arc::clone(&hub)).await;
+        let (hub, server) = instance_with(&redis, "a", |c| c.max_queued_bytes = 4096).await;
         let mut client = Client::new(0xb1);
         let (mut ws, _) = client.open(server.addr(), "", Some(&token("s"))).await;
 
@@ -897,22 +890,6 @@ async fn frames_held_for_a_stalled_redis_are_bounded_like_queued_ones() {
     .await;
 }
 
-/// One instance with `max_messages` as its resume limit.
-async fn instance_limited(
-    redis: &Redis,
-    name: &str,
-    max_messages: usize,
-) -> (Arc<Hub>, RunningServer) {
-    let hub = Hub::with_redis(&redis.url(), Some(name))
-        .await
-        .expect("the hub connects to redis");
-    let mut c = config();
-    c.instance_id = Some(name.to_owned());
-    c.resume_limits.max_messages = max_messages;
-    let server = start_with(c, Arc::clone(&hub)).await;
-    (hub, server)
-}
-
 /// Kills `server` and waits until nothing holds its hub any more (its aborted tasks let
 /// go of it shortly).
 async fn kill(server: RunningServer, hub: Arc<Hub>) {
@@ -932,8 +909,8 @@ async fn kill(server: RunningServer, hub: Arc<Hub>) {
 async fn a_moved_session_reads_the_log_page_by_page_and_past_its_limits_gets_a_reset() {
     bounded(60, async {
         let redis = Redis::start().await;
-        let (hub_a, a) = instance_limited(&redis, "a", 200).await;
-        let (hub_b, b) = instance_limited(&redis, "b", 200).await;
+        let (hub_a, a) = instance_with(&redis, "a", |c| c.resume_limits.max_messages = 200).await;
+        let (hub_b, b) = instance_with(&redis, "b", |c| c.resume_limits.max_messages = 200).await;
         let (bearer_m, bearer_n) = (token("mia"), token("ned"));
         let mut mia = Client::new(0x3e4);
         let ned = Client::new(0x3e5);
@@ -1129,15 +1106,12 @@ async fn sessions_are_written_again_when_redis_loses_its_data() {
 async fn a_session_ttl_past_what_redis_takes_still_stores_sessions() {
     bounded(60, async {
         let redis = Redis::start().await;
-        let hub = Hub::with_redis(&redis.url(), Some("a"))
-            .await
-            .expect("redis");
-        let mut c = config();
-        c.instance_id = Some("a".to_owned());
         // Valid for the server ("keep sessions for good"), far past Redis's expire
         // times (`PEXPIRE` refuses what overflows its clock).
-        c.session_ttl = Duration::from_secs(u64::MAX / 1000);
-        let a = start_with(c, Arc::clone(&hub)).await;
+        let (hub, a) = instance_with(&redis, "a", |c| {
+            c.session_ttl = Duration::from_secs(u64::MAX / 1000);
+        })
+        .await;
         let client = Client::new(0x77);
         let (_ws, _) = client.open(a.addr(), "", Some(&token("gus"))).await;
         assert_eq!(redis.sessions().await, 1, "the session is in Redis");
@@ -1156,20 +1130,8 @@ async fn a_stale_instance_cannot_overwrite_a_session_another_took_over() {
         let redis = Redis::start().await;
         // Anonymous clients (dev mode) take no part in one connection per user: only
         // the fence (the transport number in Redis) keeps A from writing over B.
-        let dev = |name: &str| {
-            let mut c = config();
-            c.instance_id = Some(name.to_owned());
-            c.dev_mode = true;
-            c
-        };
-        let hub_a = Hub::with_redis(&redis.url(), Some("a"))
-            .await
-            .expect("redis");
-        let a = start_with(dev("a"), Arc::clone(&hub_a)).await;
-        let hub_b = Hub::with_redis(&redis.url(), Some("b"))
-            .await
-            .expect("redis");
-        let b = start_with(dev("b"), Arc::clone(&hub_b)).await;
+        let (hub_a, a) = instance_with(&redis, "a", |c| c.dev_mode = true).await;
+        let (hub_b, b) = instance_with(&redis, "b", |c| c.dev_mode = true).await;
         a_stale_copy_gives_the_session_up((&hub_a, &a), (&hub_b, &b), 0xa0, None).await;
         a.shutdown().await;
         b.shutdown().await;
