@@ -60,6 +60,18 @@ async fn resumes(
     ws
 }
 
+/// Waits until `hub` has counted `n` client messages in all, on `changes` (taken
+/// before they were sent, so that none is missed).
+async fn received(hub: &Hub, changes: &mut tokio::sync::watch::Receiver<u64>, n: u64) {
+    loop {
+        changes.borrow_and_update();
+        if hub.metrics().messages_in_total == n {
+            return;
+        }
+        changes.changed().await.expect("hub alive");
+    }
+}
+
 /// What the taps got so far, without waiting.
 fn drain(tap: &mut UnboundedReceiver<Delivered>) -> Vec<String> {
     let mut out = Vec::new();
@@ -660,13 +672,7 @@ async fn an_instance_cut_off_from_the_others_catches_up_when_it_subscribes_again
         }
         // (P's own echoes come back to it through the log too: not before A catches
         // up.)
-        loop {
-            changes.borrow_and_update();
-            if hub_a.metrics().messages_in_total == 6 {
-                break;
-            }
-            changes.changed().await.expect("hub alive");
-        }
+        received(hub_a.as_ref(), &mut changes, 6).await;
         hub_a.send_to_user("q", "direct");
         let phone = Client::new(0x2b);
         let (_phone_ws, _) = phone.open(a.addr(), "", Some(&token("bob"))).await;
@@ -1312,13 +1318,7 @@ async fn a_room_message_whose_sender_moved_before_its_write_reaches_a_member_onc
         let mut changes = hub_a.changes();
         let x = s.msg("x");
         send(&mut s_on_a, x).await;
-        loop {
-            changes.borrow_and_update();
-            if hub_a.metrics().messages_in_total == 1 {
-                break;
-            }
-            changes.changed().await.expect("hub alive");
-        }
+        received(hub_a.as_ref(), &mut changes, 1).await;
         // S's client moves to B before A wrote it: B has it without the message, and
         // the client sends it again there.
         drop(s_on_a);
