@@ -95,12 +95,18 @@ impl RedisServer {
 
     /// `used_memory` of `INFO memory`, in bytes.
     pub async fn used_memory(&self) -> u64 {
-        let answer = self.command(&["INFO", "memory"]).await;
+        self.info("memory", "used_memory").await
+    }
+
+    /// The number `field` of `INFO <section>` (`INFO stats`'s
+    /// `total_net_output_bytes`, say).
+    pub async fn info(&self, section: &str, field: &str) -> u64 {
+        let answer = self.command(&["INFO", section]).await;
         answer
             .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no used_memory in {answer:?}"))
+            .unwrap_or_else(|| panic!("no {field} in {answer:?}"))
     }
 }
 
