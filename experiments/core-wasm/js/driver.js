@@ -102,6 +102,12 @@ export class Writer {
   }
 }
 
+/// The answer of a call whose length is not returned (an error after -1).
+function rest() {
+  const ptr = wasm.tw_out();
+  return new Reader(ptr, wasm.memory.buffer.byteLength - ptr);
+}
+
 /// Only a string or bytes: what `send` and a frame carry.
 function input(data) {
   const bytes = typeof data === 'string' ? encoder.encode(data) : data;
@@ -287,7 +293,7 @@ export class Driver {
   }
 
   buildError() {
-    const r = new Reader(wasm.tw_out(), 64);
+    const r = rest();
     if (r.u8() === 1) return fail('config', 0, [r.u32(), r.str()]);
     return new TypeError(text(5, r.u8()));
   }
@@ -564,7 +570,7 @@ export class Driver {
   send(data) {
     input(data);
     const id = wasm.tw_send(this.c, performance.now(), typeof data !== 'string');
-    if (id < 0) throw new Reader(wasm.tw_out(), 64).sendError();
+    if (id < 0) throw rest().sendError();
     this.drive();
     return id;
   }
@@ -574,7 +580,7 @@ export class Driver {
     input(data);
     const id = wasm.tw_send_confirmed(this.c, performance.now(), typeof data !== 'string', n);
     if (id < 0) {
-      const r = new Reader(wasm.tw_out(), 1 << 16);
+      const r = rest();
       r.u8();
       this.complete(r);
     }

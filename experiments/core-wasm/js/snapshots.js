@@ -10,7 +10,8 @@ const RECOMMENDATIONS = [
 const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
 
 export function metrics(d, Reader, wasm, STATES, QUALITIES) {
-  const r = new Reader(wasm.tw_out(), wasm.tw_metrics(d.c, performance.now()));
+  const len = wasm.tw_metrics(d.c, performance.now());
+  const r = new Reader(wasm.tw_out(), len);
   const m = {
     state: STATES[r.u8()],
     attempt: r.u32(),
@@ -41,7 +42,8 @@ export function metrics(d, Reader, wasm, STATES, QUALITIES) {
 }
 
 export function health(d, Reader, wasm) {
-  const r = new Reader(wasm.tw_out(), wasm.tw_health(d.c, performance.now()));
+  const len = wasm.tw_health(d.c, performance.now());
+  const r = new Reader(wasm.tw_out(), len);
   const alerts = Array.from({ length: r.u32() }, () => {
     const severity = SEVERITIES[r.u8()];
     const kind = ALERTS[r.u8()];

@@ -203,6 +203,12 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The whole input as text: what one string (a frame, a reason, a token) is sent as.
+fn input_text() -> String {
+    // TextEncoder wrote it: valid UTF-8 (anything else reads as "").
+    String::from_utf8(IN.get().clone()).unwrap_or_default()
+}
+
 /// Writes an answer.
 struct Writer(Vec<u8>);
 
@@ -637,12 +643,12 @@ pub extern "C" fn tw_free(c: u32) {
 fn failure(kind: u32, a: f64, b: f64) -> TransportFailure {
     match kind {
         0 => TransportFailure::Refused,
-        1 => TransportFailure::Network(Reader::input().string()),
+        1 => TransportFailure::Network(input_text()),
         2 => TransportFailure::Http {
             status: a as u16,
             retry_after: (!b.is_nan()).then(|| Duration::from_micros((b * 1000.0) as u64)),
         },
-        3 => TransportFailure::Tls(Reader::input().string()),
+        3 => TransportFailure::Tls(input_text()),
         4 => TransportFailure::Blocked,
         6 => TransportFailure::MessageTooLarge { size: a as usize },
         _ => TransportFailure::Timeout,
@@ -687,12 +693,12 @@ pub extern "C" fn tw_connect_failed(c: u32, now: f64, id: f64, kind: u32, a: f64
 pub extern "C" fn tw_socket(c: u32, now: f64, id: f64, what: u32, a: f64, b: f64) -> i64 {
     let Some(d) = client(c) else { return -1 };
     let event = match what {
-        0 => SocketEvent::Frame(Payload::from(Reader::input().string())),
+        0 => SocketEvent::Frame(Payload::from(input_text())),
         1 => SocketEvent::Frame(Payload::from(IN.get().clone())),
         2 => SocketEvent::Pong,
         3 => SocketEvent::Closed {
             code: (!a.is_nan()).then_some(a as u16),
-            reason: Reader::input().string(),
+            reason: input_text(),
         },
         _ => SocketEvent::Failed(failure(a as u32, b, f64::NAN)),
     };
@@ -729,7 +735,7 @@ pub extern "C" fn tw_http_response(c: u32, now: f64, request: f64, ok: bool, kin
 #[no_mangle]
 pub extern "C" fn tw_token(c: u32, now: f64, request: f64, ok: bool, expires_ms: f64) {
     if let Some(d) = client(c) {
-        let text = Reader::input().string();
+        let text = input_text();
         let now = at(now);
         let result = if ok {
             Ok(Token {
@@ -788,7 +794,7 @@ pub extern "C" fn tw_client_dropped(c: u32, now: f64) {
 #[no_mangle]
 pub extern "C" fn tw_driver_failure(c: u32, now: f64) {
     if let Some(d) = client(c) {
-        d.handle_driver_failure(at(now), &Reader::input().string());
+        d.handle_driver_failure(at(now), &input_text());
     }
 }
 
@@ -813,7 +819,7 @@ fn user_payload(binary: bool) -> Payload {
     if binary {
         Payload::from(IN.get().clone())
     } else {
-        Payload::from(Reader::input().string())
+        Payload::from(input_text())
     }
 }
 
@@ -865,7 +871,7 @@ pub extern "C" fn tw_flush(c: u32, waiter: u32) -> usize {
 #[no_mangle]
 pub extern "C" fn tw_close(c: u32, now: f64, code: u32, at_once: bool, waiter: u32) {
     if let Some(d) = client(c) {
-        let reason = Reader::input().string();
+        let reason = input_text();
         d.close(at(now), code as u16, &reason, at_once, waiter);
     }
 }
@@ -923,6 +929,12 @@ fn headers(w: &mut Writer, headers: &[(String, String)]) {
 }
 
 fn command_record(w: &mut Writer, command: Command<Js>) {
+    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    if cfg!(feature = "measure-no-encoding") {
+        w.u8(9);
+        drop(command);
+        return;
+    }
     match command {
         Command::Connect {
             id: i,
@@ -1170,6 +1182,12 @@ fn tether_error(w: &mut Writer, e: &TetherError) {
 
 /// Every event, every field the npm package's events carry.
 fn event_record(w: &mut Writer, e: &Event) {
+    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    if cfg!(feature = "measure-no-encoding") {
+        w.u8(13);
+        let _ = e;
+        return;
+    }
     use tether_core::AttemptKind;
     match e {
         Event::StateChanged { from, to } => {
@@ -1292,6 +1310,12 @@ fn delivery_error(w: &mut Writer, e: &DeliveryError) {
 /// 3, then 0 sent (waiter, 1 and the id, or 0 and the error), 1 flushed (waiter, 1, or
 /// 0 and the error), 2 closed (waiter).
 fn completion_record(w: &mut Writer, completion: Completion<Js>) {
+    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    if cfg!(feature = "measure-no-encoding") {
+        w.u8(3);
+        drop(completion);
+        return;
+    }
     w.u8(3);
     match completion {
         Completion::Sent { waiter, result } => {
