@@ -134,11 +134,12 @@ impl Link {
 /// Whether the HTTP polling fallback carries the session.
 ///
 /// ```text
-///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed ──► On
-///    ▲ ▲                                               │                            │
-///    │ └──────────── polling failed too ───────────────┘                            │
-///    ├──── the platform blocks WebSockets: On at once ─────────────────────────────►│
-///    └──────────────────── a WebSocket (probe) connected ◄──────────────────────────┘
+///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed, ──► On
+///    ▲ ▲ ▲                                              │  │   then its WebSocket      │
+///    │ │ └──────────── polling failed too ──────────────┘  │   probe failed            │
+///    │ └──── polling welcomed, then its probe connected ───┘                           │
+///    ├──── the platform blocks WebSockets: On at once ────────────────────────────────►│
+///    └──────────────────── a WebSocket (probe) connected ◄─────────────────────────────┘
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -146,8 +147,10 @@ enum Mode {
     Off,
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
-    /// not help. Not reported as a fallback yet; a failed trial goes back to the
-    /// WebSocket.
+    /// not help; and once it answers, the server may only have been restarting, so the
+    /// WebSocket is probed at once (as soon as polling is idle). Not reported as a
+    /// fallback yet: a failed trial goes back to the WebSocket, a welcomed probe ends it
+    /// on the WebSocket, and only a failed probe turns it `On`.
     Trial,
     /// Polling carries the session, reported as a fallback.
     On,
@@ -285,8 +288,9 @@ pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
 
 impl Connection {
     /// The current transport connected (opened, and welcomed in protocol mode): the
-    /// WebSocket ends the fallback and starts the heartbeat; polling starts polling
-    /// and the wait for the probe back to the WebSocket.
+    /// WebSocket ends the fallback and starts the heartbeat; polling on trial probes the
+    /// WebSocket first, other polling starts polling and the wait for the probe back to
+    /// the WebSocket.
     pub(super) fn link_connected(&mut self, now: Instant) {
         if self.link.is_ws() {
             self.close_parked(1000, "upgraded to WebSocket");
@@ -302,14 +306,17 @@ impl Connection {
             }
             self.heartbeat.start(now, &self.config, &mut self.timers);
         } else {
-            if self.fallback.mode == Mode::Trial {
-                // The polling endpoint answers where the WebSocket did not: a fallback.
-                self.events
-                    .push_back(Event::FallbackChanged { active: true });
-                self.fallback.mode = Mode::On;
-            }
             if let Some(f) = &self.config.fallback {
                 self.fallback.poll_interval = f.min_interval;
+            }
+            if self.fallback.mode == Mode::Trial {
+                // The polling endpoint answers where the WebSocket did not. That may only
+                // mean the server is back from a restart (a browser cannot tell a refused
+                // connect from a blocked WebSocket): the WebSocket is probed first, as
+                // soon as polling is idle, and the fallback is reported only if the probe
+                // fails (`resume_polling`). No receive poll until then.
+                self.fallback.probe_due = true;
+                return;
             }
             let wait = self.probe_wait();
             self.timers.set(Timer::UpgradeProbe, later(now, wait));
@@ -417,6 +424,13 @@ impl Connection {
     /// The WebSocket probe failed: polling goes on, on the transport it had (the
     /// server still knows it), or on a new one if there is none.
     pub(super) fn resume_polling(&mut self, now: Instant) {
+        if self.fallback.mode == Mode::Trial {
+            // The probe after the polling trial's Welcome failed: the WebSocket does not
+            // work where polling does, a fallback.
+            self.fallback.mode = Mode::On;
+            self.events
+                .push_back(Event::FallbackChanged { active: true });
+        }
         let Some(p) = self.fallback.parked.take() else {
             self.announce_attempt(false);
             self.open_link(now, false);

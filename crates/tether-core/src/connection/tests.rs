@@ -1471,11 +1471,16 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
-    assert!(h.conn.metrics(h.now).fallback_active);
-    // The queued message went out in a send poll; a receive poll starts at once.
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "not before a probe of the WebSocket failed"
+    );
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    // The queued message went out in a send poll; no receive poll while the probe is due.
     let actions = h.take_actions();
-    let (mut send, mut recv) = (None, None);
+    let mut send = None;
     for a in actions {
         if let Action::HttpRequest {
             id,
@@ -1495,7 +1500,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
             assert!(url.ends_with(&format!("&t={}", poller.0)), "{url}");
             match kind {
                 HttpRequestKind::Send => send = Some((request, body)),
-                HttpRequestKind::Receive => recv = Some(request),
+                HttpRequestKind::Receive => panic!("a receive poll before the probe"),
             }
         }
     }
@@ -1509,7 +1514,27 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     );
     h.drain();
     assert_eq!(h.delivered(), vec![early]);
-    let recv = recv.unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
+    // Polling is idle: the WebSocket is probed at once. It fails (the proxy again): now
+    // polling is a fallback, and goes on on its transport with a receive poll.
+    let probe = h.last_open();
+    assert_eq!(h.attempts().last(), Some(&(1, AttemptKind::Probe)));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
+    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
+    assert!(h.conn.metrics(h.now).fallback_active);
+    let recv = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::HttpRequest {
+                id,
+                request,
+                kind: HttpRequestKind::Receive,
+                ..
+            } if id == poller => Some(request),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
     h.conn
         .handle_http_response(h.now, recv, Ok(encode_batch(&[msg(1, "polled").encode()])));
     h.drain();
@@ -3379,4 +3404,366 @@ fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes
     assert!(acked, "the message went on the polling transport");
     assert!(h.delivered().contains(&m));
     assert_all_closed(&mut h, &mut seen);
+}
+
+/// The polling trial of a brief server restart, up to its WebSocket probe: a session on
+/// the WebSocket (session 3: "a" delivered, "x" received); the server goes away and the
+/// next two attempts fail as a browser sees them (no status: it cannot tell a refused
+/// connect from a blocked WebSocket), three WebSocket failures with the lost connection,
+/// while "during" is sent. The polling trial's Hello is answered (the server is back,
+/// resuming the session with "y"), "during" goes out on it, and once polling is idle the
+/// WebSocket probe opens. Returns the polling transport, the probe, the id of "during",
+/// and the send poll that carried it.
+fn restart_until_the_trial_probe(
+    h: &mut Harness,
+) -> (TransportId, TransportId, MessageId, RequestId) {
+    h.connect();
+    let a = h.conn.send(h.now, "a").unwrap();
+    let (ws, frames) = h.welcome(3, 0, false);
+    assert_eq!(frames[1..], [msg(1, "a")]);
+    h.envelope(ws, Envelope::Ack { seq: 1 });
+    h.envelope(ws, msg(1, "x"));
+    h.advance(Duration::from_millis(20));
+    assert_eq!(h.delivered(), [a]);
+    h.closed(ws, None);
+    h.take_actions();
+    let during = h.conn.send(h.now, "during").unwrap();
+    for _ in 0..2 {
+        h.advance(Duration::from_secs(10));
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Network("connection failed".into()));
+    }
+    assert_eq!(
+        h.attempts()[1..],
+        [
+            (2, AttemptKind::WebSocket),
+            (3, AttemptKind::WebSocket),
+            (4, AttemptKind::Polling)
+        ]
+    );
+    let Some(Action::HttpRequest {
+        id: poller,
+        request: hello,
+        body,
+        session,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("the polling trial's Hello")
+    };
+    assert_eq!(session, Some(SECRET), "it proves the session");
+    assert!(
+        matches!(
+            decode_batch(&body)
+                .unwrap()
+                .iter()
+                .map(env)
+                .collect::<Vec<_>>()[..],
+            [Envelope::Hello {
+                session: 3,
+                recv_seq: 1,
+                ..
+            }]
+        ),
+        "the trial resumes the session"
+    );
+    let welcome = Envelope::Welcome {
+        session: 3,
+        recv_seq: 1,
+        resumed: true,
+        secret: SECRET,
+    };
+    h.conn.handle_http_response(
+        h.now,
+        hello,
+        Ok(encode_batch(&[welcome.encode(), msg(2, "y").encode()])),
+    );
+    h.drain();
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.events.contains(&Event::Message(text("y"))));
+    // "during" goes out on the trial's transport; no receive poll, no probe while a
+    // request is in flight.
+    let Some(Action::HttpRequest {
+        id,
+        request: carried,
+        kind: HttpRequestKind::Send,
+        body,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("a send poll with the queued message")
+    };
+    assert_eq!(id, poller);
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [msg(2, "during")]
+    );
+    // The server has not acknowledged it yet; the client owes an Ack for "y", which goes
+    // first (a failed probe takes polling up again without a Hello).
+    h.conn.handle_http_response(h.now, carried, Ok(Vec::new()));
+    h.drain();
+    assert!(h.take_actions().is_empty(), "nothing before the Ack is due");
+    h.advance(Duration::from_millis(20));
+    let Some(Action::HttpRequest {
+        request: ack,
+        kind: HttpRequestKind::Send,
+        body,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("a send poll with the Ack")
+    };
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [Envelope::Ack { seq: 2 }]
+    );
+    h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
+    h.drain();
+    // Polling is idle: the WebSocket is probed at once, and nothing reported polling yet.
+    let actions = h.take_actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::HttpRequest { .. })),
+        "no poll while the probe is out: {actions:?}"
+    );
+    let probe = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Open { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("a WebSocket probe");
+    assert_eq!(h.attempts().last(), Some(&(1, AttemptKind::Probe)));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    (poller, probe, during, carried)
+}
+
+fn messages(h: &Harness) -> Vec<Payload> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The e2e test's 2 s server restart, deterministic: the polling trial's first request
+/// is answered, the WebSocket probe then opens and is welcomed, and the session goes on
+/// on the WebSocket; the fallback is never reported, and nothing is lost or repeated,
+/// whether or not the server got what the trial poll carried.
+#[test]
+fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
+    for server_got_during in [true, false] {
+        let mut h = fallback_harness();
+        let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+        h.open(probe);
+        let hello: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
+        assert!(
+            matches!(
+                hello[..],
+                [Envelope::Hello {
+                    session: 3,
+                    recv_seq: 2,
+                    ..
+                }]
+            ),
+            "{hello:?}"
+        );
+        let recv_seq = if server_got_during { 2 } else { 1 };
+        h.envelope(
+            probe,
+            Envelope::Welcome {
+                session: 3,
+                recv_seq,
+                resumed: true,
+                secret: SECRET,
+            },
+        );
+        let mut closed = Vec::new();
+        let mut resent = Vec::new();
+        for a in h.take_actions() {
+            match a {
+                Action::Close { id, .. } => closed.push(id),
+                Action::Send { id, frame } if id == probe => resent.push(env(&frame)),
+                a => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(closed, [poller], "the trial's transport is closed");
+        if server_got_during {
+            assert!(resent.is_empty(), "{resent:?}");
+            assert_eq!(h.delivered().last(), Some(&during));
+        } else {
+            assert_eq!(resent, [msg(2, "during")], "resent once, same number");
+            h.envelope(probe, Envelope::Ack { seq: 2 });
+        }
+        // The session goes on on the WebSocket.
+        let after = h.conn.send(h.now, "after").unwrap();
+        h.drain();
+        assert_eq!(
+            h.sent_frames().iter().map(env).collect::<Vec<_>>(),
+            [msg(3, "after")]
+        );
+        h.envelope(probe, Envelope::Ack { seq: 3 });
+        h.envelope(probe, msg(3, "z"));
+        assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+        let delivered = h.delivered();
+        assert_eq!(delivered[1..], [during, after], "{delivered:?}");
+        assert!(!h
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })));
+        assert!(!h.conn.metrics(h.now).fallback_active);
+        assert_eq!(
+            h.states(),
+            [
+                State::Connecting,
+                State::Connected,
+                State::Disconnected,
+                State::Reconnecting,
+                State::Connected
+            ]
+        );
+        // Back to the WebSocket for good: a later loss tries the WebSocket again.
+        h.closed(probe, None);
+        h.advance(Duration::from_secs(10));
+        assert_eq!(
+            h.attempts().last().map(|a| a.1),
+            Some(AttemptKind::WebSocket)
+        );
+    }
+}
+
+/// The same restart with WebSockets really blocked: the probe hangs, and the fallback
+/// is reported once it has not opened within `probe_timeout`; polling goes on on the
+/// trial's transport, without a new Hello, and delivers.
+#[test]
+fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
+    let mut h = fallback_harness();
+    let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+    let probe_timeout = FallbackConfig::new("http://x/").probe_timeout;
+    h.advance(probe_timeout - Duration::from_millis(1));
+    assert!(
+        !h.conn.metrics(h.now).fallback_active,
+        "not before the probe's deadline"
+    );
+    h.advance(Duration::from_millis(1));
+    let fallback_at = h
+        .events
+        .iter()
+        .position(|e| *e == Event::FallbackChanged { active: true })
+        .expect("the fallback reported");
+    let probe_at = h
+        .events
+        .iter()
+        .rposition(|e| {
+            matches!(
+                e,
+                Event::AttemptStarted {
+                    kind: AttemptKind::Probe,
+                    ..
+                }
+            )
+        })
+        .expect("the probe announced");
+    assert!(probe_at < fallback_at);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    let mut recv = None;
+    for a in h.take_actions() {
+        match a {
+            Action::Close { id, .. } => assert_eq!(id, probe, "the hung probe is closed"),
+            Action::HttpRequest {
+                id,
+                request,
+                kind: HttpRequestKind::Receive,
+                ..
+            } => {
+                assert_eq!(id, poller, "polling goes on on the trial's transport");
+                recv = Some(request);
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    let recv = recv.expect("a receive poll");
+    h.conn.handle_http_response(
+        h.now,
+        recv,
+        Ok(encode_batch(&[
+            Envelope::Ack { seq: 2 }.encode(),
+            msg(3, "z").encode(),
+        ])),
+    );
+    h.drain();
+    assert_eq!(h.delivered().last(), Some(&during));
+    assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+    assert_eq!(
+        h.events
+            .iter()
+            .filter(|e| matches!(e, Event::FallbackChanged { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        h.states(),
+        [
+            State::Connecting,
+            State::Connected,
+            State::Disconnected,
+            State::Reconnecting,
+            State::Connected
+        ],
+        "the probe is no disconnect"
+    );
+    for a in h.take_actions() {
+        if let Action::HttpRequest { id, body, .. } = a {
+            assert_eq!(id, poller);
+            assert!(!has_hello(&body), "no new Hello");
+        }
+    }
+}
+
+/// `close_now()` while the trial's probe is out closes both transports, and the
+/// fallback is never reported.
+#[test]
+fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
+    let mut h = fallback_harness();
+    let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+    h.conn.close_now(h.now, 1000, "bye");
+    h.drain();
+    let closes: Vec<TransportId> = h
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Close { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        closes.contains(&poller) && closes.contains(&probe),
+        "{closes:?}"
+    );
+    assert!(h.events.contains(&Event::Dropped {
+        id: during,
+        reason: DropReason::Unconfirmed
+    }));
+    h.advance(Duration::from_secs(60));
+    assert!(h.take_actions().is_empty());
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
 }
