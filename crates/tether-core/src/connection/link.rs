@@ -148,9 +148,10 @@ enum Mode {
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
     /// not help; and once it answers, the server may only have been restarting, so the
-    /// WebSocket is probed at once (as soon as polling is idle). Not reported as a
-    /// fallback yet: a failed trial goes back to the WebSocket, a welcomed probe ends it
-    /// on the WebSocket, and only a failed probe turns it `On`.
+    /// WebSocket is probed at once (as soon as polling is idle), the connection still
+    /// reconnecting. Not reported as a fallback: a failed trial goes back to the
+    /// WebSocket, a welcomed probe ends it on the WebSocket, and only a failed probe
+    /// turns it `On`.
     Trial,
     /// Polling carries the session, reported as a fallback.
     On,
@@ -288,10 +289,11 @@ pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
 
 impl Connection {
     /// The current transport connected (opened, and welcomed in protocol mode): the
-    /// WebSocket ends the fallback and starts the heartbeat; polling on trial probes the
-    /// WebSocket first, other polling starts polling and the wait for the probe back to
-    /// the WebSocket.
-    pub(super) fn link_connected(&mut self, now: Instant) {
+    /// WebSocket ends the fallback and starts the heartbeat; polling starts polling and
+    /// the wait for the probe back to the WebSocket. Polling on trial instead probes the
+    /// WebSocket first, and the connection is not connected until the probe ends
+    /// (returns `false`).
+    pub(super) fn link_connected(&mut self, now: Instant) -> bool {
         if self.link.is_ws() {
             self.close_parked(1000, "upgraded to WebSocket");
             self.fallback.ws_failures = 0;
@@ -305,6 +307,7 @@ impl Connection {
                 self.fallback.mode = Mode::Off;
             }
             self.heartbeat.start(now, &self.config, &mut self.timers);
+            true
         } else {
             if let Some(f) = &self.config.fallback {
                 self.fallback.poll_interval = f.min_interval;
@@ -313,14 +316,17 @@ impl Connection {
                 // The polling endpoint answers where the WebSocket did not. That may only
                 // mean the server is back from a restart (a browser cannot tell a refused
                 // connect from a blocked WebSocket): the WebSocket is probed first, as
-                // soon as polling is idle, and the fallback is reported only if the probe
-                // fails (`resume_polling`). No receive poll until then.
+                // soon as polling is idle (what the Welcome resent and the Ack owed gone
+                // out), no receive poll meanwhile. Still reconnecting: the probe welcomed
+                // connects on the WebSocket, a failed one reports the fallback and
+                // connects on polling (`resume_polling`).
                 self.fallback.probe_due = true;
-                return;
+                return false;
             }
             let wait = self.probe_wait();
             self.timers.set(Timer::UpgradeProbe, later(now, wait));
             self.issue_poll_receive(now);
+            true
         }
     }
 
@@ -438,6 +444,8 @@ impl Connection {
         };
         debug_assert!(self.link.is_none(), "one transport at a time");
         self.link = Link::Poll(p);
+        // After the trial's probe: connected now, on polling.
+        self.mark_connected(now);
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
@@ -663,8 +671,11 @@ impl Connection {
         }
         self.clear_link_timers();
         // Probes start from a working (polling) connection: each counts from 1, so the
-        // number does not climb for as long as the fallback lasts.
-        self.attempts = 0;
+        // number does not climb for as long as the fallback lasts. The polling trial's
+        // probe is one more attempt of the reconnect.
+        if self.state() == State::Connected {
+            self.attempts = 0;
+        }
         self.announce_attempt(true);
         self.open_link(now, true);
     }

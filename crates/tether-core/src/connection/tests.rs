@@ -1470,7 +1470,11 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
-    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!(
+        h.conn.state(),
+        State::Reconnecting,
+        "not connected before the WebSocket is probed"
+    );
     assert!(
         !h.events
             .iter()
@@ -1478,10 +1482,53 @@ fn polling_fallback_after_failures_and_upgrade_back() {
         "not before a probe of the WebSocket failed"
     );
     assert!(!h.conn.metrics(h.now).fallback_active);
-    // The queued message went out in a send poll; no receive poll while the probe is due.
+    // Polling is idle: the WebSocket is probed at once, no poll meanwhile, the queued
+    // message waiting for the outcome.
     let actions = h.take_actions();
-    let mut send = None;
-    for a in actions {
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::HttpRequest { .. })),
+        "{actions:?}"
+    );
+    let Some(Action::Open { id: probe, .. }) = actions.last().cloned() else {
+        panic!("a WebSocket probe: {actions:?}")
+    };
+    assert_eq!(h.attempts().last(), Some(&(4, AttemptKind::Probe)));
+    // It fails (the proxy again): now polling is a fallback, connected on the trial's
+    // transport.
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+    // The fallback first, then connected on polling (as when polling connects at once).
+    let tail: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::FallbackChanged { .. } | Event::StateChanged { .. }
+            )
+        })
+        .rev()
+        .take(2)
+        .collect();
+    assert!(
+        matches!(
+            tail[..],
+            [
+                Event::StateChanged {
+                    to: State::Connected,
+                    ..
+                },
+                Event::FallbackChanged { active: true }
+            ]
+        ),
+        "{tail:?}"
+    );
+    // The queued message goes out in a send poll; a receive poll starts at once.
+    let (mut send, mut recv) = (None, None);
+    for a in h.take_actions() {
         if let Action::HttpRequest {
             id,
             request,
@@ -1500,7 +1547,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
             assert!(url.ends_with(&format!("&t={}", poller.0)), "{url}");
             match kind {
                 HttpRequestKind::Send => send = Some((request, body)),
-                HttpRequestKind::Receive => panic!("a receive poll before the probe"),
+                HttpRequestKind::Receive => recv = Some(request),
             }
         }
     }
@@ -1514,27 +1561,7 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     );
     h.drain();
     assert_eq!(h.delivered(), vec![early]);
-    // Polling is idle: the WebSocket is probed at once. It fails (the proxy again): now
-    // polling is a fallback, and goes on on its transport with a receive poll.
-    let probe = h.last_open();
-    assert_eq!(h.attempts().last(), Some(&(1, AttemptKind::Probe)));
-    assert!(!h.conn.metrics(h.now).fallback_active);
-    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
-    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
-    assert!(h.conn.metrics(h.now).fallback_active);
-    let recv = h
-        .take_actions()
-        .into_iter()
-        .find_map(|a| match a {
-            Action::HttpRequest {
-                id,
-                request,
-                kind: HttpRequestKind::Receive,
-                ..
-            } if id == poller => Some(request),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
+    let recv = recv.unwrap_or_else(|| panic!("a receive poll: {:?}", h.events));
     h.conn
         .handle_http_response(h.now, recv, Ok(encode_batch(&[msg(1, "polled").encode()])));
     h.drain();
@@ -2130,6 +2157,9 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
     let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
+    // The trial's WebSocket probe fails: polling carries the session.
+    let probe = h.last_open();
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
     assert_eq!(h.conn.state(), State::Connected);
     // Answer every poll with nothing: the interval doubles from Duration::MAX.
     for _ in 0..4 {
@@ -3407,16 +3437,17 @@ fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes
 }
 
 /// The polling trial of a brief server restart, up to its WebSocket probe: a session on
-/// the WebSocket (session 3: "a" delivered, "x" received); the server goes away and the
-/// next two attempts fail as a browser sees them (no status: it cannot tell a refused
-/// connect from a blocked WebSocket), three WebSocket failures with the lost connection,
-/// while "during" is sent. The polling trial's Hello is answered (the server is back,
-/// resuming the session with "y"), "during" goes out on it, and once polling is idle the
-/// WebSocket probe opens. Returns the polling transport, the probe, the id of "during",
-/// and the send poll that carried it.
+/// the WebSocket (session 3: "a" delivered, "x" received, "b" written and not
+/// acknowledged); the server goes away and the next two attempts fail as a browser sees
+/// them (no status: it cannot tell a refused connect from a blocked WebSocket), three
+/// WebSocket failures with the lost connection, while "during" is sent. The polling
+/// trial's Hello is answered (the server is back, resuming the session with "y"): "b" is
+/// resent on the trial's transport, the Ack for "y" follows, and once polling is idle
+/// the WebSocket probe opens, "during" still queued. Returns the polling transport, the
+/// probe, and the ids of "b" and "during".
 fn restart_until_the_trial_probe(
     h: &mut Harness,
-) -> (TransportId, TransportId, MessageId, RequestId) {
+) -> (TransportId, TransportId, MessageId, MessageId) {
     h.connect();
     let a = h.conn.send(h.now, "a").unwrap();
     let (ws, frames) = h.welcome(3, 0, false);
@@ -3425,6 +3456,8 @@ fn restart_until_the_trial_probe(
     h.envelope(ws, msg(1, "x"));
     h.advance(Duration::from_millis(20));
     assert_eq!(h.delivered(), [a]);
+    let b = h.conn.send(h.now, "b").unwrap();
+    h.drain();
     h.closed(ws, None);
     h.take_actions();
     let during = h.conn.send(h.now, "during").unwrap();
@@ -3479,10 +3512,14 @@ fn restart_until_the_trial_probe(
         Ok(encode_batch(&[welcome.encode(), msg(2, "y").encode()])),
     );
     h.drain();
-    assert_eq!(h.conn.state(), State::Connected);
+    assert_eq!(
+        h.conn.state(),
+        State::Reconnecting,
+        "not connected before the WebSocket is probed"
+    );
     assert!(h.events.contains(&Event::Message(text("y"))));
-    // "during" goes out on the trial's transport; no receive poll, no probe while a
-    // request is in flight.
+    // "b" is resent on the trial's transport (the Welcome said the server lacks it); no
+    // receive poll, and no probe while a request is in flight.
     let Some(Action::HttpRequest {
         id,
         request: carried,
@@ -3491,7 +3528,7 @@ fn restart_until_the_trial_probe(
         ..
     }) = h.take_actions().pop()
     else {
-        panic!("a send poll with the queued message")
+        panic!("a send poll with the resent message")
     };
     assert_eq!(id, poller);
     assert_eq!(
@@ -3500,10 +3537,10 @@ fn restart_until_the_trial_probe(
             .iter()
             .map(env)
             .collect::<Vec<_>>(),
-        [msg(2, "during")]
+        [msg(2, "b")]
     );
-    // The server has not acknowledged it yet; the client owes an Ack for "y", which goes
-    // first (a failed probe takes polling up again without a Hello).
+    // Answered with no Ack; the client owes one for "y", which goes first (a failed
+    // probe takes polling up again without a Hello).
     h.conn.handle_http_response(h.now, carried, Ok(Vec::new()));
     h.drain();
     assert!(h.take_actions().is_empty(), "nothing before the Ack is due");
@@ -3527,28 +3564,23 @@ fn restart_until_the_trial_probe(
     );
     h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
     h.drain();
-    // Polling is idle: the WebSocket is probed at once, and nothing reported polling yet.
+    // Polling is idle: the WebSocket is probed at once, and nothing reported polling.
     let actions = h.take_actions();
-    assert!(
-        !actions
-            .iter()
-            .any(|a| matches!(a, Action::HttpRequest { .. })),
-        "no poll while the probe is out: {actions:?}"
+    let [Action::Open { id: probe, .. }] = actions[..] else {
+        panic!("a WebSocket probe alone: {actions:?}")
+    };
+    assert_eq!(
+        h.attempts().last(),
+        Some(&(5, AttemptKind::Probe)),
+        "one more attempt of the reconnect"
     );
-    let probe = actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Open { id, .. } => Some(*id),
-            _ => None,
-        })
-        .expect("a WebSocket probe");
-    assert_eq!(h.attempts().last(), Some(&(1, AttemptKind::Probe)));
+    assert_eq!(h.conn.state(), State::Reconnecting);
     assert!(!h
         .events
         .iter()
         .any(|e| matches!(e, Event::FallbackChanged { .. })));
     assert!(!h.conn.metrics(h.now).fallback_active);
-    (poller, probe, during, carried)
+    (poller, probe, b, during)
 }
 
 fn messages(h: &Harness) -> Vec<Payload> {
@@ -3564,12 +3596,12 @@ fn messages(h: &Harness) -> Vec<Payload> {
 /// The e2e test's 2 s server restart, deterministic: the polling trial's first request
 /// is answered, the WebSocket probe then opens and is welcomed, and the session goes on
 /// on the WebSocket; the fallback is never reported, and nothing is lost or repeated,
-/// whether or not the server got what the trial poll carried.
+/// whether or not the server got what the trial's transport carried.
 #[test]
 fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
-    for server_got_during in [true, false] {
+    for server_got_b in [true, false] {
         let mut h = fallback_harness();
-        let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+        let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
         h.open(probe);
         let hello: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
         assert!(
@@ -3583,7 +3615,7 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
             ),
             "{hello:?}"
         );
-        let recv_seq = if server_got_during { 2 } else { 1 };
+        let recv_seq = if server_got_b { 2 } else { 1 };
         h.envelope(
             probe,
             Envelope::Welcome {
@@ -3593,35 +3625,39 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
                 secret: SECRET,
             },
         );
+        assert_eq!(h.conn.state(), State::Connected);
         let mut closed = Vec::new();
-        let mut resent = Vec::new();
+        let mut written = Vec::new();
         for a in h.take_actions() {
             match a {
                 Action::Close { id, .. } => closed.push(id),
-                Action::Send { id, frame } if id == probe => resent.push(env(&frame)),
+                Action::Send { id, frame } if id == probe => written.push(env(&frame)),
                 a => panic!("{a:?}"),
             }
         }
         assert_eq!(closed, [poller], "the trial's transport is closed");
-        if server_got_during {
-            assert!(resent.is_empty(), "{resent:?}");
-            assert_eq!(h.delivered().last(), Some(&during));
+        if server_got_b {
+            assert_eq!(written, [msg(3, "during")], "nothing resent");
         } else {
-            assert_eq!(resent, [msg(2, "during")], "resent once, same number");
-            h.envelope(probe, Envelope::Ack { seq: 2 });
+            assert_eq!(
+                written,
+                [msg(2, "b"), msg(3, "during")],
+                "resent once, same number"
+            );
         }
+        h.envelope(probe, Envelope::Ack { seq: 3 });
         // The session goes on on the WebSocket.
         let after = h.conn.send(h.now, "after").unwrap();
         h.drain();
         assert_eq!(
             h.sent_frames().iter().map(env).collect::<Vec<_>>(),
-            [msg(3, "after")]
+            [msg(4, "after")]
         );
-        h.envelope(probe, Envelope::Ack { seq: 3 });
+        h.envelope(probe, Envelope::Ack { seq: 4 });
         h.envelope(probe, msg(3, "z"));
         assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
         let delivered = h.delivered();
-        assert_eq!(delivered[1..], [during, after], "{delivered:?}");
+        assert_eq!(delivered[1..], [b, during, after], "{delivered:?}");
         assert!(!h
             .events
             .iter()
@@ -3647,67 +3683,96 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
     }
 }
 
-/// The same restart with WebSockets really blocked: the probe hangs, and the fallback
-/// is reported once it has not opened within `probe_timeout`; polling goes on on the
-/// trial's transport, without a new Hello, and delivers.
+/// The same restart with WebSockets really blocked: the probe hangs, and once it has
+/// not opened within `probe_timeout` the fallback is reported, then the connection
+/// connects on the trial's transport (no new Hello) and delivers.
 #[test]
 fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
     let mut h = fallback_harness();
-    let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
     let probe_timeout = FallbackConfig::new("http://x/").probe_timeout;
     h.advance(probe_timeout - Duration::from_millis(1));
     assert!(
         !h.conn.metrics(h.now).fallback_active,
         "not before the probe's deadline"
     );
+    assert_eq!(h.conn.state(), State::Reconnecting);
     h.advance(Duration::from_millis(1));
-    let fallback_at = h
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+    let tail: Vec<&Event> = h
         .events
         .iter()
-        .position(|e| *e == Event::FallbackChanged { active: true })
-        .expect("the fallback reported");
-    let probe_at = h
-        .events
-        .iter()
-        .rposition(|e| {
+        .filter(|e| {
             matches!(
                 e,
+                Event::FallbackChanged { .. }
+                    | Event::StateChanged { .. }
+                    | Event::AttemptStarted { .. }
+            )
+        })
+        .rev()
+        .take(3)
+        .collect();
+    assert!(
+        matches!(
+            tail[..],
+            [
+                Event::StateChanged {
+                    to: State::Connected,
+                    ..
+                },
+                Event::FallbackChanged { active: true },
                 Event::AttemptStarted {
                     kind: AttemptKind::Probe,
                     ..
                 }
-            )
-        })
-        .expect("the probe announced");
-    assert!(probe_at < fallback_at);
-    assert!(h.conn.metrics(h.now).fallback_active);
-    let mut recv = None;
+            ]
+        ),
+        "the probe, the fallback, connected: {tail:?}"
+    );
+    let (mut send, mut recv) = (None, None);
     for a in h.take_actions() {
         match a {
             Action::Close { id, .. } => assert_eq!(id, probe, "the hung probe is closed"),
             Action::HttpRequest {
                 id,
                 request,
-                kind: HttpRequestKind::Receive,
+                kind,
+                body,
                 ..
             } => {
                 assert_eq!(id, poller, "polling goes on on the trial's transport");
-                recv = Some(request);
+                match kind {
+                    HttpRequestKind::Send => send = Some((request, body)),
+                    HttpRequestKind::Receive => recv = Some(request),
+                }
             }
             a => panic!("{a:?}"),
         }
     }
+    let (send, body) = send.expect("a send poll with the queued message");
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [msg(3, "during")]
+    );
+    h.conn.handle_http_response(h.now, send, Ok(Vec::new()));
     let recv = recv.expect("a receive poll");
     h.conn.handle_http_response(
         h.now,
         recv,
         Ok(encode_batch(&[
-            Envelope::Ack { seq: 2 }.encode(),
+            Envelope::Ack { seq: 3 }.encode(),
             msg(3, "z").encode(),
         ])),
     );
     h.drain();
-    assert_eq!(h.delivered().last(), Some(&during));
+    let delivered = h.delivered();
+    assert_eq!(delivered[1..], [b, during], "{delivered:?}");
     assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
     assert_eq!(
         h.events
@@ -3724,8 +3789,7 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
             State::Disconnected,
             State::Reconnecting,
             State::Connected
-        ],
-        "the probe is no disconnect"
+        ]
     );
     for a in h.take_actions() {
         if let Action::HttpRequest { id, body, .. } = a {
@@ -3735,12 +3799,12 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
     }
 }
 
-/// `close_now()` while the trial's probe is out closes both transports, and the
-/// fallback is never reported.
+/// `close_now()` while the trial's probe is out closes both transports, reports what
+/// was not delivered, and the fallback is never reported.
 #[test]
 fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
     let mut h = fallback_harness();
-    let (poller, probe, during, _) = restart_until_the_trial_probe(&mut h);
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
     h.conn.close_now(h.now, 1000, "bye");
     h.drain();
     let closes: Vec<TransportId> = h
@@ -3755,10 +3819,9 @@ fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
         closes.contains(&poller) && closes.contains(&probe),
         "{closes:?}"
     );
-    assert!(h.events.contains(&Event::Dropped {
-        id: during,
-        reason: DropReason::Unconfirmed
-    }));
+    for (id, reason) in [(b, DropReason::Unconfirmed), (during, DropReason::Stopped)] {
+        assert!(h.events.contains(&Event::Dropped { id, reason }), "{id:?}");
+    }
     h.advance(Duration::from_secs(60));
     assert!(h.take_actions().is_empty());
     assert_eq!(h.conn.state(), State::Closed);
