@@ -3830,3 +3830,112 @@ fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
         .iter()
         .any(|e| matches!(e, Event::FallbackChanged { .. })));
 }
+
+/// `close()` while the trial's probe is out: the close waits for it; welcomed, the
+/// WebSocket delivers what was retained, then everything is closed, and the fallback
+/// was never reported.
+#[test]
+fn a_lingering_close_during_the_trial_probe_delivers_on_the_websocket() {
+    let mut h = fallback_harness();
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 1,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    let mut closed = Vec::new();
+    let mut written = Vec::new();
+    for a in h.take_actions() {
+        match a {
+            Action::Close { id, .. } => closed.push(id),
+            Action::Send { frame, .. } => written.push(env(&frame)),
+            _ => {}
+        }
+    }
+    assert_eq!(closed, [poller]);
+    assert!(
+        written.ends_with(&[msg(2, "b"), msg(3, "during")]),
+        "{written:?}"
+    );
+    h.envelope(probe, Envelope::Ack { seq: 3 });
+    assert_eq!(h.conn.state(), State::Closed);
+    let delivered = h.delivered();
+    assert_eq!(delivered[1..], [b, during]);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == probe)));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+}
+
+/// The trial's transport fails before its probe goes (the server went away again): the
+/// trial ends, with backoff, on the WebSocket, and no fallback is reported.
+#[test]
+fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    h.conn.send(h.now, "queued").unwrap();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("connection failed".into()));
+    let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
+        panic!("the trial's Hello")
+    };
+    // Welcomed with a message, so an Ack is owed: the probe waits for it.
+    h.conn.handle_http_response(
+        h.now,
+        request,
+        Ok(encode_batch(&[
+            Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: false,
+                secret: SECRET,
+            }
+            .encode(),
+            msg(1, "y").encode(),
+        ])),
+    );
+    h.drain();
+    assert!(h.take_actions().is_empty(), "the Ack is not due yet");
+    h.advance(Duration::from_millis(20));
+    let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
+        panic!("the Ack")
+    };
+    h.conn.handle_http_response(
+        h.now,
+        ack,
+        Err(TransportFailure::Network("connection reset".into())),
+    );
+    h.drain();
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert_eq!(h.scheduled().len(), 1, "a backoff wait");
+    h.advance(Duration::from_secs(10));
+    assert_eq!(
+        h.attempts().iter().map(|a| a.1).collect::<Vec<_>>(),
+        [
+            AttemptKind::WebSocket,
+            AttemptKind::Polling,
+            AttemptKind::WebSocket
+        ]
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+}
