@@ -37,7 +37,7 @@ export interface TetherOptions {
   pollUrl?: string;
   /** Polling fallback tuning (needs `pollUrl`). */
   fallback?: {
-    /** Switch to polling after this many consecutive WebSocket failures. Default 3. */
+    /** Switch to polling after this many consecutive WebSocket failures. Default 3. Once polling answers, the WebSocket is probed once more first (up to 2 s): only if that fails is the fallback reported, so a server back from a restart is not one. */
     afterFailures?: number;
     /** Poll interval while messages flow. Default 100. */
     minIntervalMs?: number;

@@ -193,7 +193,16 @@ impl Default for QueueConfig {
 pub struct FallbackConfig {
     /// The polling endpoint, `http://` or `https://`.
     pub poll_url: String,
-    /// Switch to polling after this many consecutive WebSocket failures.
+    /// Try polling after this many consecutive WebSocket failures (a refused connect
+    /// does not count: nothing listens, polling would fail too). Polling is on trial
+    /// until it answers; then, since the failures may only have been a server restart
+    /// (a browser cannot tell a refused connect from a blocked WebSocket), the WebSocket
+    /// is probed once more, the connection still reconnecting: a welcomed probe connects
+    /// on the WebSocket and the fallback is never reported; a failed one (or one not
+    /// welcomed within `probe_timeout`) reports it and connects on polling. WebSockets
+    /// really blocked so cost that one probe before polling is reported. A platform that
+    /// says WebSockets are blocked ([`TransportFailure::Blocked`](crate::TransportFailure))
+    /// switches at once, without trial or probe.
     pub after_failures: u32,
     /// Poll interval while messages flow.
     pub min_interval: Duration,
@@ -202,9 +211,10 @@ pub struct FallbackConfig {
     /// While polling, try the WebSocket again this often (upgrade back), give or take
     /// a fifth at random; the interval does not grow after failed probes.
     pub probe_interval: Duration,
-    /// A probe must open (and be welcomed) within this; polling waits meanwhile, its
-    /// transport kept, and goes on with it when the probe fails (no new Hello, no new
-    /// transport at the server).
+    /// A probe must open (and be welcomed) within this (and within `connect_timeout`);
+    /// polling waits meanwhile, its transport kept, and goes on with it when the probe
+    /// fails (no new Hello, no new transport at the server). This bounds too how long
+    /// the polling trial's probe can hold back the fallback (see `after_failures`).
     pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,

@@ -662,8 +662,9 @@ pub enum AttemptKind {
     WebSocket,
     /// A polling session (the HTTP fallback carries the connection).
     Polling,
-    /// A WebSocket tried while polling carries the session; its failure is not a
-    /// connection failure (polling goes on).
+    /// A WebSocket tried while polling carries the session, or once the polling trial
+    /// answered (before the fallback is reported); its failure is not a connection
+    /// failure (polling goes on, or after the trial, connects).
     Probe,
 }
 
@@ -805,6 +806,9 @@ pub enum Event {
         reliability: u8,
     },
     /// The HTTP polling fallback took over (`true`) or the WebSocket is back (`false`).
+    /// After WebSocket failures, `true` comes only once polling answered and a WebSocket
+    /// probe then failed (a server back from a restart is not a fallback); before the
+    /// `StateChanged` to `Connected` on polling.
     FallbackChanged {
         /// Whether polling now carries the session.
         active: bool,

@@ -158,6 +158,11 @@ struct World {
     state: State,
     /// Transports the core opened and has not closed, nor we reported gone.
     live: BTreeSet<TransportId>,
+    /// Transports that carried polling requests.
+    polling: BTreeSet<TransportId>,
+    /// The polling transport waiting, idle, while a WebSocket probe is out: not open,
+    /// and taken up again by its next request.
+    parked: Option<TransportId>,
     known: Vec<TransportId>,
     requests: Vec<RequestId>,
     /// Token fetches asked for, oldest first.
@@ -171,19 +176,34 @@ impl World {
         while let Some(action) = self.conn.poll_action() {
             match action {
                 Action::Open { id, .. } => {
+                    // A WebSocket probe: the polling transport waits meanwhile.
+                    if let Some(&other) = self.live.iter().next() {
+                        if self.polling.contains(&other) && self.parked.is_none() {
+                            self.live.remove(&other);
+                            self.parked = Some(other);
+                        }
+                    }
                     self.live.insert(id);
                     self.known.push(id);
                 }
                 Action::FetchToken { request } => self.fetches.push(request),
                 Action::HttpRequest { id, request, .. } => {
-                    if !self.known.contains(&id) {
+                    self.polling.insert(id);
+                    if self.parked == Some(id) {
+                        self.parked = None;
+                        self.live.insert(id);
+                    } else if !self.known.contains(&id) {
                         self.live.insert(id);
                         self.known.push(id);
                     }
                     self.requests.push(request);
                 }
                 Action::Close { id, .. } => {
-                    self.live.remove(&id);
+                    if self.parked == Some(id) {
+                        self.parked = None;
+                    } else {
+                        self.live.remove(&id);
+                    }
                 }
                 _ => {}
             }
@@ -226,6 +246,8 @@ proptest! {
             now,
             state: State::Disconnected,
             live: BTreeSet::new(),
+            polling: BTreeSet::new(),
+            parked: None,
             known: Vec::new(),
             requests: Vec::new(),
             fetches: Vec::new(),

@@ -29,7 +29,9 @@
 //! faults: refused and hanging connects, server drops and network resets, half-open
 //! stalls, latency spikes, server restarts that keep or lose sessions, auth outages and
 //! revoked tokens, a failing token provider, offline/online and visibility hints,
-//! process sleeps, and networks where only polling works; the user closes and
+//! process sleeps, and networks where only polling works; half the runs are a browser,
+//! whose connects to a server that is down fail like any other failure (not as refused),
+//! so that a restart's failures count toward the fallback; the user closes and
 //! reconnects now and then; in protocol mode an adversary forges Hellos (the client's
 //! id, its session id, transport number `u64::MAX`, no secret or a wrong one) and
 //! polling requests (guessed `t`) at random times, and must read none of the client's

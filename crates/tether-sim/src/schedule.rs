@@ -137,6 +137,14 @@ fn delivery_factors(seed: u64, mut config: Config, mut params: Params) -> (Confi
     (config, params)
 }
 
+/// The platform's knobs, from a generator of their own (as `delivery_factors`): half the
+/// runs are a browser, which cannot tell a refused connect from another failure.
+fn platform_factors(seed: u64, mut params: Params) -> Params {
+    let mut rng = Rng::new(seed.wrapping_mul(0xA24B_AED4_963E_E407) ^ 0xb4_0e5e);
+    params.browser = rng.chance(0.5);
+    params
+}
+
 impl Plan {
     /// The schedule of `seed`.
     #[must_use]
@@ -155,6 +163,7 @@ impl Plan {
             ..Params::default()
         };
         let (config, params) = delivery_factors(seed, config, params);
+        let params = platform_factors(seed, params);
         let mut script = Vec::new();
         let at = |rng: &mut Rng| ms(rng.range(0, duration.as_millis() as u64));
 

@@ -249,6 +249,10 @@ pub struct Params {
     /// before it sends (as `Hub::send_to_user_wait` does); `None`: limits so large that
     /// only a lost session resets the numbering, and an application that never waits.
     pub server_limits: Option<tether_core::protocol::ResumeLimits>,
+    /// The platform cannot tell a refused connect from a failure on the way (a browser
+    /// cannot): a WebSocket or polling request to a server that is down fails as
+    /// `Network`, not `Refused`, so the failures of a restart count toward the fallback.
+    pub browser: bool,
 }
 
 impl Default for Params {
@@ -268,6 +272,7 @@ impl Default for Params {
             slow_reader: None,
             seed: 1,
             server_limits: None,
+            browser: false,
         }
     }
 }
@@ -977,6 +982,15 @@ impl Sim {
 
     // ----- the world: agenda items -----------------------------------------------------
 
+    /// How the platform reports a connect nothing listens to.
+    fn refused(&self) -> TransportFailure {
+        if self.params.browser {
+            TransportFailure::Network("connection failed".into())
+        } else {
+            TransportFailure::Refused
+        }
+    }
+
     fn apply(&mut self, event: SimEvent) -> Result<(), Violation> {
         let now = self.clock.now();
         let at = self.clock.elapsed();
@@ -1000,7 +1014,7 @@ impl Sim {
                 } else if let Some(f) = c.ws_blocked {
                     Some(f)
                 } else if c.refuse || !self.server.up {
-                    Some(TransportFailure::Refused)
+                    Some(self.refused())
                 } else {
                     match self
                         .server
@@ -1087,7 +1101,7 @@ impl Sim {
                 body,
             } => {
                 let result = if !self.server.up || self.net.conditions.refuse {
-                    Err(TransportFailure::Refused)
+                    Err(self.refused())
                 } else {
                     let (result, outs) = self.server.poll(PollArrival {
                         now,

@@ -3,7 +3,7 @@
 //! (counts, states, virtual times). No real sleeping anywhere.
 
 use tether_core::{
-    AuthConfig, BackoffConfig, Config, ConfigBuilder, Duration, Event, FallbackConfig,
+    AttemptKind, AuthConfig, BackoffConfig, Config, ConfigBuilder, Duration, Event, FallbackConfig,
     HeartbeatConfig, Jitter, OverflowPolicy, QueueConfig, SendError, State, TerminalReason,
     TransportFailure,
 };
@@ -549,4 +549,88 @@ fn a_reader_taking_50ms_per_message_sees_every_message_of_a_10000_burst_through_
         sim.counters.steps
     );
     quiesce(&mut sim);
+}
+
+/// The React example's 2 s server restart, in a browser (which cannot tell a refused
+/// connect from a blocked WebSocket), with the default backoff and fallback: the
+/// attempts may fail `after_failures` times within the 2 s and start the polling trial,
+/// but once polling answers the WebSocket is probed first, so the fallback is never
+/// reported, the session comes back on the WebSocket, and nothing is lost or repeated.
+/// Over many seeds of jitter and latency, some of which reach the trial.
+#[test]
+fn a_brief_server_restart_in_a_browser_never_reports_the_fallback() {
+    let mut trials = 0;
+    for seed in 0..300 {
+        let config = Config::builder("ws://sim.invalid/ws")
+            .protocol()
+            .seed(seed)
+            .fallback(FallbackConfig::new("http://sim.invalid/poll"));
+        let params = Params {
+            browser: true,
+            seed,
+            record: true,
+            trace: true,
+            trace_lines: 300,
+            ..Params::default()
+        };
+        let mut sim = Sim::new(config.build().expect("valid config"), params).expect("sim");
+        run!(sim, sim.connect());
+        run!(sim, sim.run_until_true(secs(5), "connected", connected));
+        for _ in 0..5 {
+            run!(sim, sim.send_one()).expect("accepted");
+            run!(sim, sim.server_send());
+        }
+        run!(sim, sim.run_for(secs(1)));
+        let restart = sim.now();
+        run!(
+            sim,
+            sim.inject(Fault::Restart {
+                downtime: secs(2),
+                lose_state: false,
+                graceful: false,
+            })
+        );
+        for _ in 0..5 {
+            run!(sim, sim.send_one()).expect("queued");
+            run!(sim, sim.server_send());
+        }
+        run!(
+            sim,
+            sim.run_until_true(secs(30), "reconnected", |s| {
+                connected(s) && s.now() > restart + secs(2)
+            })
+        );
+        quiesce(&mut sim);
+        let polled = count(&sim, |e| {
+            matches!(
+                e,
+                Event::AttemptStarted {
+                    kind: AttemptKind::Polling,
+                    ..
+                }
+            )
+        });
+        trials += usize::from(polled > 0);
+        assert_eq!(
+            count(&sim, |e| matches!(e, Event::FallbackChanged { .. })),
+            0,
+            "seed {seed}: the fallback reported\n{}",
+            sim.trace.tail(60)
+        );
+        let last = sim.events.iter().rev().find_map(|(_, e)| match e {
+            Event::AttemptStarted { kind, .. } => Some(*kind),
+            _ => None,
+        });
+        assert_ne!(last, Some(AttemptKind::Polling), "seed {seed}: on polling");
+        assert!(connected(&sim), "seed {seed}");
+        assert_eq!(
+            sim.server.app.received,
+            (1..=10).collect::<Vec<_>>(),
+            "seed {seed}: in order, once"
+        );
+        assert_eq!(count(&sim, |e| matches!(e, Event::Delivered { .. })), 10);
+        assert_eq!(count(&sim, |e| matches!(e, Event::Message(_))), 10);
+    }
+    assert!(trials > 0, "no run reached the polling trial");
+    println!("{trials} of 300 runs went through the polling trial");
 }

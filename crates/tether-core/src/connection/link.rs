@@ -134,11 +134,12 @@ impl Link {
 /// Whether the HTTP polling fallback carries the session.
 ///
 /// ```text
-///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed ──► On
-///    ▲ ▲                                               │                            │
-///    │ └──────────── polling failed too ───────────────┘                            │
-///    ├──── the platform blocks WebSockets: On at once ─────────────────────────────►│
-///    └──────────────────── a WebSocket (probe) connected ◄──────────────────────────┘
+///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed, ──► On
+///    ▲ ▲ ▲                                              │  │   then its WebSocket      │
+///    │ │ └──────────── polling failed too ──────────────┘  │   probe failed            │
+///    │ └──── polling welcomed, then its probe connected ───┘                           │
+///    ├──── the platform blocks WebSockets: On at once ────────────────────────────────►│
+///    └──────────────────── a WebSocket (probe) connected ◄─────────────────────────────┘
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -146,8 +147,11 @@ enum Mode {
     Off,
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
-    /// not help. Not reported as a fallback yet; a failed trial goes back to the
-    /// WebSocket.
+    /// not help; and once it answers, the server may only have been restarting, so the
+    /// WebSocket is probed at once (as soon as polling is idle), the connection still
+    /// reconnecting. Not reported as a fallback: a failed trial goes back to the
+    /// WebSocket, a welcomed probe ends it on the WebSocket, and only a failed probe
+    /// turns it `On`.
     Trial,
     /// Polling carries the session, reported as a fallback.
     On,
@@ -285,9 +289,11 @@ pub(super) fn push_query(url: &mut String, key: &str, value: &str) {
 
 impl Connection {
     /// The current transport connected (opened, and welcomed in protocol mode): the
-    /// WebSocket ends the fallback and starts the heartbeat; polling starts polling
-    /// and the wait for the probe back to the WebSocket.
-    pub(super) fn link_connected(&mut self, now: Instant) {
+    /// WebSocket ends the fallback and starts the heartbeat; polling starts polling and
+    /// the wait for the probe back to the WebSocket. Polling on trial instead probes the
+    /// WebSocket first, and the connection is not connected until the probe ends
+    /// (returns `false`).
+    pub(super) fn link_connected(&mut self, now: Instant) -> bool {
         if self.link.is_ws() {
             self.close_parked(1000, "upgraded to WebSocket");
             self.fallback.ws_failures = 0;
@@ -301,19 +307,26 @@ impl Connection {
                 self.fallback.mode = Mode::Off;
             }
             self.heartbeat.start(now, &self.config, &mut self.timers);
+            true
         } else {
-            if self.fallback.mode == Mode::Trial {
-                // The polling endpoint answers where the WebSocket did not: a fallback.
-                self.events
-                    .push_back(Event::FallbackChanged { active: true });
-                self.fallback.mode = Mode::On;
-            }
             if let Some(f) = &self.config.fallback {
                 self.fallback.poll_interval = f.min_interval;
+            }
+            if self.fallback.mode == Mode::Trial {
+                // The polling endpoint answers where the WebSocket did not. That may only
+                // mean the server is back from a restart (a browser cannot tell a refused
+                // connect from a blocked WebSocket): the WebSocket is probed first, as
+                // soon as polling is idle (what the Welcome resent and the Ack owed gone
+                // out), no receive poll meanwhile. Still reconnecting: the probe welcomed
+                // connects on the WebSocket, a failed one reports the fallback and
+                // connects on polling (`resume_polling`).
+                self.fallback.probe_due = true;
+                return false;
             }
             let wait = self.probe_wait();
             self.timers.set(Timer::UpgradeProbe, later(now, wait));
             self.issue_poll_receive(now);
+            true
         }
     }
 
@@ -417,6 +430,13 @@ impl Connection {
     /// The WebSocket probe failed: polling goes on, on the transport it had (the
     /// server still knows it), or on a new one if there is none.
     pub(super) fn resume_polling(&mut self, now: Instant) {
+        if self.fallback.mode == Mode::Trial {
+            // The probe after the polling trial's Welcome failed: the WebSocket does not
+            // work where polling does, a fallback.
+            self.fallback.mode = Mode::On;
+            self.events
+                .push_back(Event::FallbackChanged { active: true });
+        }
         let Some(p) = self.fallback.parked.take() else {
             self.announce_attempt(false);
             self.open_link(now, false);
@@ -424,6 +444,8 @@ impl Connection {
         };
         debug_assert!(self.link.is_none(), "one transport at a time");
         self.link = Link::Poll(p);
+        // After the trial's probe: connected now, on polling.
+        self.mark_connected(now);
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
@@ -649,8 +671,11 @@ impl Connection {
         }
         self.clear_link_timers();
         // Probes start from a working (polling) connection: each counts from 1, so the
-        // number does not climb for as long as the fallback lasts.
-        self.attempts = 0;
+        // number does not climb for as long as the fallback lasts. The polling trial's
+        // probe is one more attempt of the reconnect.
+        if self.state() == State::Connected {
+            self.attempts = 0;
+        }
         self.announce_attempt(true);
         self.open_link(now, true);
     }

@@ -863,13 +863,21 @@ impl Connection {
         self.timers.stop(Timer::ConnectTimeout);
         // A hint belongs to the close that follows it, not to some later failure.
         self.retry_hint = None;
-        self.link_connected(now);
+        if !self.link_connected(now) {
+            // The polling trial waits for its WebSocket probe (`link.rs`).
+            return;
+        }
+        self.mark_connected(now);
+        self.flush_pending(now);
+    }
+
+    /// The session has its transport: `Connected`, if it was not.
+    fn mark_connected(&mut self, now: Instant) {
         if self.state() != State::Connected {
             self.tally.connected();
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
             self.set_step(Step::Connected { since: now });
         }
-        self.flush_pending(now);
     }
 
     /// The transport is gone (its closing was reported or decided); what next.

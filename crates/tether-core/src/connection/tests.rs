@@ -1470,13 +1470,65 @@ fn polling_fallback_after_failures_and_upgrade_back() {
     let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
-    assert_eq!(h.conn.state(), State::Connected);
-    assert!(h.events.contains(&Event::FallbackChanged { active: true }));
-    assert!(h.conn.metrics(h.now).fallback_active);
-    // The queued message went out in a send poll; a receive poll starts at once.
+    assert_eq!(
+        h.conn.state(),
+        State::Reconnecting,
+        "not connected before the WebSocket is probed"
+    );
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "not before a probe of the WebSocket failed"
+    );
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    // Polling is idle: the WebSocket is probed at once, no poll meanwhile, the queued
+    // message waiting for the outcome.
     let actions = h.take_actions();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::HttpRequest { .. })),
+        "{actions:?}"
+    );
+    let Some(Action::Open { id: probe, .. }) = actions.last().cloned() else {
+        panic!("a WebSocket probe: {actions:?}")
+    };
+    assert_eq!(h.attempts().last(), Some(&(4, AttemptKind::Probe)));
+    // It fails (the proxy again): now polling is a fallback, connected on the trial's
+    // transport.
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+    // The fallback first, then connected on polling (as when polling connects at once).
+    let tail: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::FallbackChanged { .. } | Event::StateChanged { .. }
+            )
+        })
+        .rev()
+        .take(2)
+        .collect();
+    assert!(
+        matches!(
+            tail[..],
+            [
+                Event::StateChanged {
+                    to: State::Connected,
+                    ..
+                },
+                Event::FallbackChanged { active: true }
+            ]
+        ),
+        "{tail:?}"
+    );
+    // The queued message goes out in a send poll; a receive poll starts at once.
     let (mut send, mut recv) = (None, None);
-    for a in actions {
+    for a in h.take_actions() {
         if let Action::HttpRequest {
             id,
             request,
@@ -2105,6 +2157,9 @@ fn polling_with_durations_at_the_edge_of_the_type_does_not_overflow() {
     let answer = poll_welcome();
     h.conn.handle_http_response(h.now, request, Ok(answer));
     h.drain();
+    // The trial's WebSocket probe fails: polling carries the session.
+    let probe = h.last_open();
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
     assert_eq!(h.conn.state(), State::Connected);
     // Answer every poll with nothing: the interval doubles from Duration::MAX.
     for _ in 0..4 {
@@ -3379,4 +3434,508 @@ fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes
     assert!(acked, "the message went on the polling transport");
     assert!(h.delivered().contains(&m));
     assert_all_closed(&mut h, &mut seen);
+}
+
+/// The polling trial of a brief server restart, up to its WebSocket probe: a session on
+/// the WebSocket (session 3: "a" delivered, "x" received, "b" written and not
+/// acknowledged); the server goes away and the next two attempts fail as a browser sees
+/// them (no status: it cannot tell a refused connect from a blocked WebSocket), three
+/// WebSocket failures with the lost connection, while "during" is sent. The polling
+/// trial's Hello is answered (the server is back, resuming the session with "y"): "b" is
+/// resent on the trial's transport, the Ack for "y" follows, and once polling is idle
+/// the WebSocket probe opens, "during" still queued. Returns the polling transport, the
+/// probe, and the ids of "b" and "during".
+fn restart_until_the_trial_probe(
+    h: &mut Harness,
+) -> (TransportId, TransportId, MessageId, MessageId) {
+    h.connect();
+    let a = h.conn.send(h.now, "a").unwrap();
+    let (ws, frames) = h.welcome(3, 0, false);
+    assert_eq!(frames[1..], [msg(1, "a")]);
+    h.envelope(ws, Envelope::Ack { seq: 1 });
+    h.envelope(ws, msg(1, "x"));
+    h.advance(Duration::from_millis(20));
+    assert_eq!(h.delivered(), [a]);
+    let b = h.conn.send(h.now, "b").unwrap();
+    h.drain();
+    h.closed(ws, None);
+    h.take_actions();
+    let during = h.conn.send(h.now, "during").unwrap();
+    for _ in 0..2 {
+        h.advance(Duration::from_secs(10));
+        let id = h.last_open();
+        h.failed(id, TransportFailure::Network("connection failed".into()));
+    }
+    assert_eq!(
+        h.attempts()[1..],
+        [
+            (2, AttemptKind::WebSocket),
+            (3, AttemptKind::WebSocket),
+            (4, AttemptKind::Polling)
+        ]
+    );
+    let Some(Action::HttpRequest {
+        id: poller,
+        request: hello,
+        body,
+        session,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("the polling trial's Hello")
+    };
+    assert_eq!(session, Some(SECRET), "it proves the session");
+    assert!(
+        matches!(
+            decode_batch(&body)
+                .unwrap()
+                .iter()
+                .map(env)
+                .collect::<Vec<_>>()[..],
+            [Envelope::Hello {
+                session: 3,
+                recv_seq: 1,
+                ..
+            }]
+        ),
+        "the trial resumes the session"
+    );
+    let welcome = Envelope::Welcome {
+        session: 3,
+        recv_seq: 1,
+        resumed: true,
+        secret: SECRET,
+    };
+    h.conn.handle_http_response(
+        h.now,
+        hello,
+        Ok(encode_batch(&[welcome.encode(), msg(2, "y").encode()])),
+    );
+    h.drain();
+    assert_eq!(
+        h.conn.state(),
+        State::Reconnecting,
+        "not connected before the WebSocket is probed"
+    );
+    assert!(h.events.contains(&Event::Message(text("y"))));
+    // "b" is resent on the trial's transport (the Welcome said the server lacks it); no
+    // receive poll, and no probe while a request is in flight.
+    let Some(Action::HttpRequest {
+        id,
+        request: carried,
+        kind: HttpRequestKind::Send,
+        body,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("a send poll with the resent message")
+    };
+    assert_eq!(id, poller);
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [msg(2, "b")]
+    );
+    // Answered with no Ack; the client owes one for "y", which goes first (a failed
+    // probe takes polling up again without a Hello).
+    h.conn.handle_http_response(h.now, carried, Ok(Vec::new()));
+    h.drain();
+    assert!(h.take_actions().is_empty(), "nothing before the Ack is due");
+    h.advance(Duration::from_millis(20));
+    let Some(Action::HttpRequest {
+        request: ack,
+        kind: HttpRequestKind::Send,
+        body,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("a send poll with the Ack")
+    };
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [Envelope::Ack { seq: 2 }]
+    );
+    h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
+    h.drain();
+    // Polling is idle: the WebSocket is probed at once, and nothing reported polling.
+    let actions = h.take_actions();
+    let [Action::Open { id: probe, .. }] = actions[..] else {
+        panic!("a WebSocket probe alone: {actions:?}")
+    };
+    assert_eq!(
+        h.attempts().last(),
+        Some(&(5, AttemptKind::Probe)),
+        "one more attempt of the reconnect"
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    (poller, probe, b, during)
+}
+
+fn messages(h: &Harness) -> Vec<Payload> {
+    h.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The e2e test's 2 s server restart, deterministic: the polling trial's first request
+/// is answered, the WebSocket probe then opens and is welcomed, and the session goes on
+/// on the WebSocket; the fallback is never reported, and nothing is lost or repeated,
+/// whether or not the server got what the trial's transport carried.
+#[test]
+fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
+    for server_got_b in [true, false] {
+        let mut h = fallback_harness();
+        let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
+        h.open(probe);
+        let hello: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
+        assert!(
+            matches!(
+                hello[..],
+                [Envelope::Hello {
+                    session: 3,
+                    recv_seq: 2,
+                    ..
+                }]
+            ),
+            "{hello:?}"
+        );
+        let recv_seq = if server_got_b { 2 } else { 1 };
+        h.envelope(
+            probe,
+            Envelope::Welcome {
+                session: 3,
+                recv_seq,
+                resumed: true,
+                secret: SECRET,
+            },
+        );
+        assert_eq!(h.conn.state(), State::Connected);
+        let mut closed = Vec::new();
+        let mut written = Vec::new();
+        for a in h.take_actions() {
+            match a {
+                Action::Close { id, .. } => closed.push(id),
+                Action::Send { id, frame } if id == probe => written.push(env(&frame)),
+                a => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(closed, [poller], "the trial's transport is closed");
+        if server_got_b {
+            assert_eq!(written, [msg(3, "during")], "nothing resent");
+        } else {
+            assert_eq!(
+                written,
+                [msg(2, "b"), msg(3, "during")],
+                "resent once, same number"
+            );
+        }
+        h.envelope(probe, Envelope::Ack { seq: 3 });
+        // The session goes on on the WebSocket.
+        let after = h.conn.send(h.now, "after").unwrap();
+        h.drain();
+        assert_eq!(
+            h.sent_frames().iter().map(env).collect::<Vec<_>>(),
+            [msg(4, "after")]
+        );
+        h.envelope(probe, Envelope::Ack { seq: 4 });
+        h.envelope(probe, msg(3, "z"));
+        assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+        let delivered = h.delivered();
+        assert_eq!(delivered[1..], [b, during, after], "{delivered:?}");
+        assert!(!h
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })));
+        assert!(!h.conn.metrics(h.now).fallback_active);
+        assert_eq!(
+            h.states(),
+            [
+                State::Connecting,
+                State::Connected,
+                State::Disconnected,
+                State::Reconnecting,
+                State::Connected
+            ]
+        );
+        // Back to the WebSocket for good: a later loss tries the WebSocket again.
+        h.closed(probe, None);
+        h.advance(Duration::from_secs(10));
+        assert_eq!(
+            h.attempts().last().map(|a| a.1),
+            Some(AttemptKind::WebSocket)
+        );
+    }
+}
+
+/// The same restart with WebSockets really blocked: the probe hangs, and once it has
+/// not opened within `probe_timeout` the fallback is reported, then the connection
+/// connects on the trial's transport (no new Hello) and delivers.
+#[test]
+fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
+    let mut h = fallback_harness();
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
+    let probe_timeout = FallbackConfig::new("http://x/").probe_timeout;
+    h.advance(probe_timeout - Duration::from_millis(1));
+    assert!(
+        !h.conn.metrics(h.now).fallback_active,
+        "not before the probe's deadline"
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.advance(Duration::from_millis(1));
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+    let tail: Vec<&Event> = h
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                Event::FallbackChanged { .. }
+                    | Event::StateChanged { .. }
+                    | Event::AttemptStarted { .. }
+            )
+        })
+        .rev()
+        .take(3)
+        .collect();
+    assert!(
+        matches!(
+            tail[..],
+            [
+                Event::StateChanged {
+                    to: State::Connected,
+                    ..
+                },
+                Event::FallbackChanged { active: true },
+                Event::AttemptStarted {
+                    kind: AttemptKind::Probe,
+                    ..
+                }
+            ]
+        ),
+        "the probe, the fallback, connected: {tail:?}"
+    );
+    let (mut send, mut recv) = (None, None);
+    for a in h.take_actions() {
+        match a {
+            Action::Close { id, .. } => assert_eq!(id, probe, "the hung probe is closed"),
+            Action::HttpRequest {
+                id,
+                request,
+                kind,
+                body,
+                ..
+            } => {
+                assert_eq!(id, poller, "polling goes on on the trial's transport");
+                match kind {
+                    HttpRequestKind::Send => send = Some((request, body)),
+                    HttpRequestKind::Receive => recv = Some(request),
+                }
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+    let (send, body) = send.expect("a send poll with the queued message");
+    assert_eq!(
+        decode_batch(&body)
+            .unwrap()
+            .iter()
+            .map(env)
+            .collect::<Vec<_>>(),
+        [msg(3, "during")]
+    );
+    h.conn.handle_http_response(h.now, send, Ok(Vec::new()));
+    let recv = recv.expect("a receive poll");
+    h.conn.handle_http_response(
+        h.now,
+        recv,
+        Ok(encode_batch(&[
+            Envelope::Ack { seq: 3 }.encode(),
+            msg(3, "z").encode(),
+        ])),
+    );
+    h.drain();
+    let delivered = h.delivered();
+    assert_eq!(delivered[1..], [b, during], "{delivered:?}");
+    assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+    assert_eq!(
+        h.events
+            .iter()
+            .filter(|e| matches!(e, Event::FallbackChanged { .. }))
+            .count(),
+        1
+    );
+    assert_eq!(
+        h.states(),
+        [
+            State::Connecting,
+            State::Connected,
+            State::Disconnected,
+            State::Reconnecting,
+            State::Connected
+        ]
+    );
+    for a in h.take_actions() {
+        if let Action::HttpRequest { id, body, .. } = a {
+            assert_eq!(id, poller);
+            assert!(!has_hello(&body), "no new Hello");
+        }
+    }
+}
+
+/// `close_now()` while the trial's probe is out closes both transports, reports what
+/// was not delivered, and the fallback is never reported.
+#[test]
+fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
+    let mut h = fallback_harness();
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
+    h.conn.close_now(h.now, 1000, "bye");
+    h.drain();
+    let closes: Vec<TransportId> = h
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Close { id, .. } => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        closes.contains(&poller) && closes.contains(&probe),
+        "{closes:?}"
+    );
+    for (id, reason) in [(b, DropReason::Unconfirmed), (during, DropReason::Stopped)] {
+        assert!(h.events.contains(&Event::Dropped { id, reason }), "{id:?}");
+    }
+    h.advance(Duration::from_secs(60));
+    assert!(h.take_actions().is_empty());
+    assert_eq!(h.conn.state(), State::Closed);
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+}
+
+/// `close()` while the trial's probe is out: the close waits for it; welcomed, the
+/// WebSocket delivers what was retained, then everything is closed, and the fallback
+/// was never reported.
+#[test]
+fn a_lingering_close_during_the_trial_probe_delivers_on_the_websocket() {
+    let mut h = fallback_harness();
+    let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.is_closing());
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 1,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    let mut closed = Vec::new();
+    let mut written = Vec::new();
+    for a in h.take_actions() {
+        match a {
+            Action::Close { id, .. } => closed.push(id),
+            Action::Send { frame, .. } => written.push(env(&frame)),
+            _ => {}
+        }
+    }
+    assert_eq!(closed, [poller]);
+    assert!(
+        written.ends_with(&[msg(2, "b"), msg(3, "during")]),
+        "{written:?}"
+    );
+    h.envelope(probe, Envelope::Ack { seq: 3 });
+    assert_eq!(h.conn.state(), State::Closed);
+    let delivered = h.delivered();
+    assert_eq!(delivered[1..], [b, during]);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == probe)));
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+}
+
+/// The trial's transport fails before its probe goes (the server went away again): the
+/// trial ends, with backoff, on the WebSocket, and no fallback is reported.
+#[test]
+fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(protocol().fallback(fallback));
+    h.connect();
+    h.conn.send(h.now, "queued").unwrap();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("connection failed".into()));
+    let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
+        panic!("the trial's Hello")
+    };
+    // Welcomed with a message, so an Ack is owed: the probe waits for it.
+    h.conn.handle_http_response(
+        h.now,
+        request,
+        Ok(encode_batch(&[
+            Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: false,
+                secret: SECRET,
+            }
+            .encode(),
+            msg(1, "y").encode(),
+        ])),
+    );
+    h.drain();
+    assert!(h.take_actions().is_empty(), "the Ack is not due yet");
+    h.advance(Duration::from_millis(20));
+    let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
+        panic!("the Ack")
+    };
+    h.conn.handle_http_response(
+        h.now,
+        ack,
+        Err(TransportFailure::Network("connection reset".into())),
+    );
+    h.drain();
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert_eq!(h.scheduled().len(), 1, "a backoff wait");
+    h.advance(Duration::from_secs(10));
+    assert_eq!(
+        h.attempts().iter().map(|a| a.1).collect::<Vec<_>>(),
+        [
+            AttemptKind::WebSocket,
+            AttemptKind::Polling,
+            AttemptKind::WebSocket
+        ]
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.conn.metrics(h.now).fallback_active);
 }
