@@ -21,9 +21,10 @@
 //! connection is made here.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
+use std::task::Poll;
 
 use js_sys::Array;
 use tether_core::{
@@ -36,7 +37,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, Signal};
+use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, SharedTask, Signal};
 use crate::sys;
 use crate::token::TokenProvider;
 
@@ -45,7 +46,7 @@ pub(crate) struct Web;
 
 impl Handles for Web {
     type Task = AbortHandle;
-    type Socket = Rc<QueueSender<Write>>;
+    type Socket = Rc<Outbox>;
     type Sent = Answer<Result<MessageId, DeliveryError>>;
     type Flushed = Answer<Result<(), DeliveryError>>;
     type Closed = Answer<()>;
@@ -92,6 +93,47 @@ pub(crate) enum Write {
     Frame(Payload),
     Ping,
     Close(u16, String),
+}
+
+/// A socket's writes, in order: a queue and the writer task that empties it.
+pub(crate) struct Outbox {
+    writes: QueueSender<Write>,
+    writer: SharedTask,
+    /// Set while the socket's reader handles events that came together: their writes go
+    /// out after the last of them, together.
+    corked: Cell<bool>,
+}
+
+impl Outbox {
+    /// Queues `write`, and writes what is queued at once (within the caller's turn, not
+    /// in the executor's next microtask) unless corked. Dropping the outbox ends the
+    /// writer after what is queued.
+    fn send(&self, write: Write) {
+        self.writes.send_quiet(write);
+        if !self.corked.get() {
+            self.flush();
+        }
+    }
+
+    /// Runs the writer now if it is idle (waiting on the queue, so nothing is ahead of
+    /// what was just queued); behind a write still under way, what is queued waits its
+    /// turn.
+    fn flush(&self) {
+        if let Some(waker) = self.writes.take_waker() {
+            if !self.writer.run_now(&waker) {
+                waker.wake();
+            }
+        }
+    }
+
+    fn cork(this: &Weak<Self>, on: bool) {
+        if let Some(outbox) = this.upgrade() {
+            outbox.corked.set(on);
+            if !on {
+                outbox.flush();
+            }
+        }
+    }
 }
 
 /// The connection and everything waiting on it.
@@ -493,30 +535,10 @@ where
         id: TransportId,
         mut writer: T::Writer,
         mut reader: T::Reader,
-    ) -> Rc<QueueSender<Write>> {
-        let inner = self.clone();
-        spawn(async move {
-            loop {
-                // Paused by the core (the application is behind): the socket waits. (A
-                // browser's WebSocket has no backpressure of its own: what the server
-                // still sends waits in the transport's reader; the server stops once its
-                // unacknowledged window is full.)
-                while !inner.reading.get() {
-                    inner.read_again.notified().await;
-                }
-                let event = reader.next().await;
-                let end = event.is_end();
-                inner.socket_event(id, event);
-                if end {
-                    break;
-                }
-            }
-            drop(reader);
-            inner.socket_gone(id);
-        });
+    ) -> Rc<Outbox> {
         let (writes, mut queue) = queue();
         let inner = self.clone();
-        spawn(async move {
+        let writer = SharedTask::new(async move {
             while let Some(write) = queue.recv().await {
                 match write {
                     Write::Frame(frame) => {
@@ -538,7 +560,52 @@ where
                 }
             }
         });
-        Rc::new(writes)
+        let task = writer.clone();
+        let outbox = Rc::new(Outbox {
+            writes,
+            writer,
+            corked: Cell::new(false),
+        });
+        // Weak: the dispatcher's dropping the outbox ends the writer.
+        let written = Rc::downgrade(&outbox);
+        let inner = self.clone();
+        spawn(async move {
+            loop {
+                // Paused by the core (the application is behind): the socket waits. (A
+                // browser's WebSocket has no backpressure of its own: what the server
+                // still sends waits in the transport's reader; the server stops once its
+                // unacknowledged window is full.)
+                if !inner.reading.get() {
+                    Outbox::cork(&written, false);
+                    while !inner.reading.get() {
+                        inner.read_again.notified().await;
+                    }
+                }
+                // Events that came together (the next one is there at once) are handled
+                // with the writes they cause corked: those go out after the last one, as
+                // they would from a writer task run after the batch (so an end in the
+                // batch is handled before any write can fail on the closed socket).
+                let mut next = pin!(reader.next());
+                let event = match poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                    Poll::Ready(event) => event,
+                    Poll::Pending => {
+                        Outbox::cork(&written, false);
+                        next.await
+                    }
+                };
+                let end = event.is_end();
+                Outbox::cork(&written, true);
+                inner.socket_event(id, event);
+                if end {
+                    Outbox::cork(&written, false);
+                    break;
+                }
+            }
+            drop(reader);
+            inner.socket_gone(id);
+        });
+        spawn(poll_fn(move |cx| task.poll(cx)));
+        outbox
     }
 
     fn socket_event(self: &Rc<Self>, id: TransportId, event: SocketEvent) {
