@@ -1,10 +1,13 @@
 // The JavaScript half of the browser and Node driver.
 //
 // Every event handler a WebSocket, a fetch or the page can call lives here, as a plain
-// JavaScript function. Rust never hands a closure to a socket: it awaits promises that
-// these objects resolve, and promises here never reject. So a socket that fires after
-// Rust dropped it (Node's `ws` does, and has no `dispatchEvent` to detach from) only
-// reaches a handler that ignores it, and no rejection goes unhandled.
+// JavaScript function. Rust awaits promises that these objects resolve (promises here
+// never reject, so no rejection goes unhandled), except for a socket's frames: each
+// socket is given one Rust function, `notify`, that it calls when frames wait and Rust
+// asked for them, always from a microtask of its own (`queueMicrotask`, which the npm
+// package's guard.js wraps, as it wraps wasm-bindgen's) and never once abandoned. So a
+// socket that fires after Rust dropped it (Node's `ws` does, and has no `dispatchEvent`
+// to detach from) only reaches a handler that ignores it.
 
 const OPEN = 1;
 // How long a closing socket may take before it is dropped (the native driver's grace).
@@ -87,13 +90,17 @@ export function canPing(ctor) {
 }
 
 /// One WebSocket. `opened()` resolves with null once open, or with a failure;
-/// `next()` resolves with the events seen since the last call: a string (text frame),
+/// `take()` returns the events seen since the last call: a string (text frame),
 /// a Uint8Array (binary frame), { pong: true } (a pong frame, `ws` only) or
-/// { end: true, code, reason } (the end, reported once).
+/// { end: true, code, reason } (the end, reported once); or null when there are none
+/// yet, and then the next event calls `notify` (see `listen`).
 export class Sock {
   constructor(ctor, url, protocols, headers) {
     this.q = [];
-    this.wake = null;
+    // Rust's function, while Rust holds the socket; `armed` once Rust found nothing.
+    this.notify = null;
+    this.armed = false;
+    this.kick = null;
     this.done = false;
     this.error = null;
     this.grace = null;
@@ -159,26 +166,32 @@ export class Sock {
     if (waiter) waiter(outcome);
   }
 
-  next() {
+  // `notify` is called (in a microtask, with no argument) after `take()` returned null,
+  // once the next event is here.
+  listen(notify) {
+    this.notify = notify;
+    this.kick = () => {
+      const f = this.notify;
+      if (f) f();
+    };
+  }
+
+  take() {
     if (this.q.length > 0 || this.done) {
       const q = this.q;
       this.q = [];
-      return Promise.resolve(q);
+      return q;
     }
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
+    this.armed = true;
+    return null;
   }
 
   push(event) {
     if (this.done) return;
     this.q.push(event);
-    const wake = this.wake;
-    if (wake) {
-      this.wake = null;
-      const q = this.q;
-      this.q = [];
-      wake(q);
+    if (this.armed && this.kick) {
+      this.armed = false;
+      queueMicrotask(this.kick);
     }
   }
 
@@ -230,6 +243,12 @@ export class Sock {
       return;
     }
     this.grace = setTimeout(() => this.abandon(), CLOSE_GRACE_MS);
+  }
+
+  // Rust dropped the socket: its function is never called again, and the socket ends.
+  release() {
+    this.notify = null;
+    this.abandon();
   }
 
   // Ends the socket without waiting; its handlers stay attached and ignore everything.
