@@ -130,12 +130,24 @@ export class Sock {
     this.ws = ws;
     live.add((this.end = () => this.abandon()));
     ws.binaryType = 'arraybuffer';
-    ws.onopen = () => this.settle(null);
-    ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
-    ws.onerror = (e) => {
-      if (!this.error) this.error = failure(e && e.error);
+    const error = (e) => {
+      if (!this.error) this.error = failure(e);
     };
-    ws.onclose = (e) => this.closed(e.code, e.reason);
+    if (typeof ws.on === 'function' && typeof ws.terminate === 'function') {
+      // Node's `ws`: its own events, without the Event object (a MessageEvent per
+      // message) and the wrapper of each handler that its `on…` properties make. A text
+      // frame comes as a Buffer, a binary one as an ArrayBuffer (binaryType), a close
+      // reason as a Buffer.
+      ws.on('open', () => this.settle(null));
+      ws.on('message', (data, isBinary) => this.push(isBinary ? binary(data) : data.toString()));
+      ws.on('error', error);
+      ws.on('close', (code, reason) => this.closed(code, String(reason)));
+    } else {
+      ws.onopen = () => this.settle(null);
+      ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
+      ws.onerror = (e) => error(e && e.error);
+      ws.onclose = (e) => this.closed(e.code, e.reason);
+    }
     if (typeof ws.on === 'function') {
       // Node's `ws` tells the status of a refused upgrade, and its Retry-After.
       ws.on('unexpected-response', (req, res) => {
