@@ -298,11 +298,9 @@ where
 
     /// Feeds one input to the connection, then drains it.
     pub(crate) fn input<R>(self: &Rc<Self>, feed: impl FnOnce(&mut Connection, Instant) -> R) -> R {
-        let result = feed(
-            self.core.borrow_mut().dispatch.connection_mut(),
-            Instant::now(),
-        );
-        self.drive();
+        let now = Instant::now();
+        let result = feed(self.core.borrow_mut().dispatch.connection_mut(), now);
+        self.drive_from(now);
         result
     }
 
@@ -342,6 +340,13 @@ where
     /// Drains the connection until it is quiet, then arms the timer. Re-entrant calls
     /// (from listeners) return at once: the running loop drains what they fed.
     pub(crate) fn drive(self: &Rc<Self>) {
+        self.drive_from(Instant::now());
+    }
+
+    /// [`drive`](Self::drive), with the clock as the caller just read it: it is read
+    /// again only after listeners ran (`performance.now()` is not free, and an input
+    /// and its drain take microseconds).
+    fn drive_from(self: &Rc<Self>, mut now: Instant) {
         if self.driving.replace(true) {
             return;
         }
@@ -350,7 +355,7 @@ where
             self.core
                 .borrow_mut()
                 .dispatch
-                .handle_unread(Instant::now(), unread.0, unread.1);
+                .handle_unread(now, unread.0, unread.1);
             let mut busy = false;
             // One at a time: performing a command registers its task with the dispatcher.
             loop {
@@ -369,15 +374,18 @@ where
                     answer(completion);
                 }
                 if !busy && events.is_empty() {
-                    self.settle(&mut core);
+                    self.settle(&mut core, now);
                     break;
                 }
                 events
             };
             // Room in the outbound queue, for `send_wait`.
             self.room.notify();
-            for event in events {
-                self.publish(&event);
+            if !events.is_empty() {
+                for event in events {
+                    self.publish(&event);
+                }
+                now = Instant::now();
             }
         }
         self.driving.set(false);
@@ -398,7 +406,7 @@ where
     }
 
     /// The connection is quiet: let the sockets be read or not, and arm the timer.
-    fn settle(&self, core: &mut Core) {
+    fn settle(&self, core: &mut Core, now: Instant) {
         let wants_read = core.dispatch.connection().wants_read();
         if self.reading.replace(wants_read) != wants_read && wants_read {
             self.read_again.notify();
@@ -408,7 +416,7 @@ where
             core.armed = deadline;
             let mut timer = self.timer.borrow_mut();
             match deadline {
-                Some(at) => timer.arm(ms_between(Instant::now(), at)),
+                Some(at) => timer.arm(ms_between(now, at)),
                 None => timer.clear(),
             }
         }
@@ -609,14 +617,15 @@ where
     }
 
     fn socket_event(self: &Rc<Self>, id: TransportId, event: SocketEvent) {
+        let now = Instant::now();
         // At the end, dropping the writer's queue ends its task.
         drop(
             self.core
                 .borrow_mut()
                 .dispatch
-                .handle_socket(Instant::now(), id, event),
+                .handle_socket(now, id, event),
         );
-        self.drive();
+        self.drive_from(now);
     }
 
     fn socket_gone(self: &Rc<Self>, id: TransportId) {
