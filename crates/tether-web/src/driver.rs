@@ -24,7 +24,6 @@ use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
-use std::task::Poll;
 
 use js_sys::Array;
 use tether_core::{
@@ -594,13 +593,15 @@ where
                 // they would from a writer task run after the batch (so an end in the
                 // batch is handled before any write can fail on the closed socket).
                 let mut next = pin!(reader.next());
-                let event = match poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
-                    Poll::Ready(event) => event,
-                    Poll::Pending => {
+                let mut batch = true;
+                let event = poll_fn(|cx| {
+                    let event = next.as_mut().poll(cx);
+                    if event.is_pending() && std::mem::take(&mut batch) {
                         Outbox::cork(&written, false);
-                        next.await
                     }
-                };
+                    event
+                })
+                .await;
                 let end = event.is_end();
                 Outbox::cork(&written, true);
                 inner.socket_event(id, event);
