@@ -178,24 +178,29 @@ export class Sock {
     this.ws = ws;
     live.add(this);
     ws.binaryType = 'arraybuffer';
-    if (typeof ws.on === 'function') {
-      ws[SOCK] = this;
-      ws.on('unexpected-response', wsUnexpectedResponse);
-      if (typeof ws.ping === 'function') ws.on('pong', wsPong);
-    }
     if (typeof ws.on === 'function' && typeof ws.terminate === 'function') {
       // Node's `ws`: its own events, without the Event object (a MessageEvent per
       // message) and the wrapper of each handler that its `on…` properties make, and
       // with no function of this socket's own.
+      ws[SOCK] = this;
       ws.on('open', wsOpen);
       ws.on('message', wsMessage);
       ws.on('error', wsError);
       ws.on('close', wsClose);
+      ws.on('unexpected-response', wsUnexpectedResponse);
+      if (typeof ws.ping === 'function') ws.on('pong', wsPong);
     } else {
       ws.onopen = () => this.settle(null);
       ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
       ws.onerror = (e) => this.failed(e && e.error);
       ws.onclose = (e) => this.closed(e.code, e.reason);
+      // Another constructor with `on()`: the same two events as `ws`'s, with closures
+      // (its listeners may be called with another `this`).
+      if (typeof ws.on === 'function') {
+        ws[SOCK] = this;
+        ws.on('unexpected-response', (req, res) => wsUnexpectedResponse.call(ws, req, res));
+        if (typeof ws.ping === 'function') ws.on('pong', () => this.push(PONG));
+      }
     }
   }
 
