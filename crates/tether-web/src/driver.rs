@@ -21,8 +21,8 @@
 //! connection is made here.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::rc::{Rc, Weak};
 
 use js_sys::Array;
@@ -36,7 +36,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
-use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, Signal};
+use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, SharedTask, Signal};
 use crate::sys;
 use crate::token::TokenProvider;
 
@@ -45,7 +45,7 @@ pub(crate) struct Web;
 
 impl Handles for Web {
     type Task = AbortHandle;
-    type Socket = Rc<QueueSender<Write>>;
+    type Socket = Rc<Outbox>;
     type Sent = Answer<Result<MessageId, DeliveryError>>;
     type Flushed = Answer<Result<(), DeliveryError>>;
     type Closed = Answer<()>;
@@ -92,6 +92,47 @@ pub(crate) enum Write {
     Frame(Payload),
     Ping,
     Close(u16, String),
+}
+
+/// A socket's writes, in order: a queue and the writer task that empties it.
+pub(crate) struct Outbox {
+    writes: QueueSender<Write>,
+    writer: SharedTask,
+    /// Set while the socket's reader handles events that came together: their writes go
+    /// out after the last of them, together.
+    corked: Cell<bool>,
+}
+
+impl Outbox {
+    /// Queues `write`, and writes what is queued at once (within the caller's turn, not
+    /// in the executor's next microtask) unless corked. Dropping the outbox ends the
+    /// writer after what is queued.
+    fn send(&self, write: Write) {
+        self.writes.send_quiet(write);
+        if !self.corked.get() {
+            self.flush();
+        }
+    }
+
+    /// Runs the writer now if it is idle (waiting on the queue, so nothing is ahead of
+    /// what was just queued); behind a write still under way, what is queued waits its
+    /// turn.
+    fn flush(&self) {
+        if let Some(waker) = self.writes.take_waker() {
+            if !self.writer.run_now(&waker) {
+                waker.wake();
+            }
+        }
+    }
+
+    fn cork(this: &Weak<Self>, on: bool) {
+        if let Some(outbox) = this.upgrade() {
+            outbox.corked.set(on);
+            if !on {
+                outbox.flush();
+            }
+        }
+    }
 }
 
 /// The connection and everything waiting on it.
@@ -256,11 +297,9 @@ where
 
     /// Feeds one input to the connection, then drains it.
     pub(crate) fn input<R>(self: &Rc<Self>, feed: impl FnOnce(&mut Connection, Instant) -> R) -> R {
-        let result = feed(
-            self.core.borrow_mut().dispatch.connection_mut(),
-            Instant::now(),
-        );
-        self.drive();
+        let now = Instant::now();
+        let result = feed(self.core.borrow_mut().dispatch.connection_mut(), now);
+        self.drive_from(now);
         result
     }
 
@@ -300,6 +339,13 @@ where
     /// Drains the connection until it is quiet, then arms the timer. Re-entrant calls
     /// (from listeners) return at once: the running loop drains what they fed.
     pub(crate) fn drive(self: &Rc<Self>) {
+        self.drive_from(Instant::now());
+    }
+
+    /// [`drive`](Self::drive), with the clock as the caller just read it: it is read
+    /// again only after listeners ran (`performance.now()` is not free, and an input
+    /// and its drain take microseconds).
+    fn drive_from(self: &Rc<Self>, mut now: Instant) {
         if self.driving.replace(true) {
             return;
         }
@@ -308,7 +354,7 @@ where
             self.core
                 .borrow_mut()
                 .dispatch
-                .handle_unread(Instant::now(), unread.0, unread.1);
+                .handle_unread(now, unread.0, unread.1);
             let mut busy = false;
             // One at a time: performing a command registers its task with the dispatcher.
             loop {
@@ -327,15 +373,18 @@ where
                     answer(completion);
                 }
                 if !busy && events.is_empty() {
-                    self.settle(&mut core);
+                    self.settle(&mut core, now);
                     break;
                 }
                 events
             };
             // Room in the outbound queue, for `send_wait`.
             self.room.notify();
-            for event in events {
-                self.publish(&event);
+            if !events.is_empty() {
+                for event in events {
+                    self.publish(&event);
+                }
+                now = Instant::now();
             }
         }
         self.driving.set(false);
@@ -356,7 +405,7 @@ where
     }
 
     /// The connection is quiet: let the sockets be read or not, and arm the timer.
-    fn settle(&self, core: &mut Core) {
+    fn settle(&self, core: &mut Core, now: Instant) {
         let wants_read = core.dispatch.connection().wants_read();
         if self.reading.replace(wants_read) != wants_read && wants_read {
             self.read_again.notify();
@@ -366,7 +415,7 @@ where
             core.armed = deadline;
             let mut timer = self.timer.borrow_mut();
             match deadline {
-                Some(at) => timer.arm(ms_between(Instant::now(), at)),
+                Some(at) => timer.arm(ms_between(now, at)),
                 None => timer.clear(),
             }
         }
@@ -493,30 +542,10 @@ where
         id: TransportId,
         mut writer: T::Writer,
         mut reader: T::Reader,
-    ) -> Rc<QueueSender<Write>> {
-        let inner = self.clone();
-        spawn(async move {
-            loop {
-                // Paused by the core (the application is behind): the socket waits. (A
-                // browser's WebSocket has no backpressure of its own: what the server
-                // still sends waits in the transport's reader; the server stops once its
-                // unacknowledged window is full.)
-                while !inner.reading.get() {
-                    inner.read_again.notified().await;
-                }
-                let event = reader.next().await;
-                let end = event.is_end();
-                inner.socket_event(id, event);
-                if end {
-                    break;
-                }
-            }
-            drop(reader);
-            inner.socket_gone(id);
-        });
+    ) -> Rc<Outbox> {
         let (writes, mut queue) = queue();
         let inner = self.clone();
-        spawn(async move {
+        let writer = SharedTask::new(async move {
             while let Some(write) = queue.recv().await {
                 match write {
                     Write::Frame(frame) => {
@@ -538,18 +567,66 @@ where
                 }
             }
         });
-        Rc::new(writes)
+        let task = writer.clone();
+        let outbox = Rc::new(Outbox {
+            writes,
+            writer,
+            corked: Cell::new(false),
+        });
+        // Weak: the dispatcher's dropping the outbox ends the writer.
+        let written = Rc::downgrade(&outbox);
+        let inner = self.clone();
+        spawn(async move {
+            loop {
+                // Paused by the core (the application is behind): the socket waits. (A
+                // browser's WebSocket has no backpressure of its own: what the server
+                // still sends waits in the transport's reader; the server stops once its
+                // unacknowledged window is full.)
+                if !inner.reading.get() {
+                    Outbox::cork(&written, false);
+                    while !inner.reading.get() {
+                        inner.read_again.notified().await;
+                    }
+                }
+                // Events that came together (the next one is there at once) are handled
+                // with the writes they cause corked: those go out after the last one, as
+                // they would from a writer task run after the batch (so an end in the
+                // batch is handled before any write can fail on the closed socket).
+                let mut next = pin!(reader.next());
+                let mut batch = true;
+                let event = poll_fn(|cx| {
+                    let event = next.as_mut().poll(cx);
+                    if event.is_pending() && std::mem::take(&mut batch) {
+                        Outbox::cork(&written, false);
+                    }
+                    event
+                })
+                .await;
+                let end = event.is_end();
+                Outbox::cork(&written, true);
+                inner.socket_event(id, event);
+                if end {
+                    Outbox::cork(&written, false);
+                    break;
+                }
+            }
+            drop(reader);
+            inner.socket_gone(id);
+        });
+        spawn(poll_fn(move |cx| task.poll(cx)));
+        outbox
     }
 
     fn socket_event(self: &Rc<Self>, id: TransportId, event: SocketEvent) {
+        let now = Instant::now();
         // At the end, dropping the writer's queue ends its task.
         drop(
             self.core
                 .borrow_mut()
                 .dispatch
-                .handle_socket(Instant::now(), id, event),
+                .handle_socket(now, id, event),
         );
-        self.drive();
+        self.drive_from(now);
     }
 
     fn socket_gone(self: &Rc<Self>, id: TransportId) {

@@ -60,7 +60,11 @@
 //! invoked recursively or after being dropped") when the socket fires after the closure
 //! was dropped, which Node's `ws` sockets do. Here no Rust closure is ever given to a
 //! socket, a request or the page: their handlers are plain JavaScript in `shim.js`, and
-//! the driver awaits promises they resolve, which never reject.
+//! the driver awaits promises they resolve, which never reject. A socket's frames are
+//! the one exception to the promises (one per read would cost a promise and two
+//! closures per message): the shim holds one Rust function per socket, calls it from a
+//! microtask of its own when frames wait, and forgets it when Rust drops the socket,
+//! before the function is freed.
 #![warn(missing_docs)]
 // The docs link to items of the browser build; on other targets those do not exist.
 #![cfg_attr(

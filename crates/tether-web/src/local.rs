@@ -1,5 +1,5 @@
 //! Single-threaded plumbing for tasks on the JavaScript event loop: a one-shot answer,
-//! an unbounded queue and an abortable task. Nothing here is `Send`, and nothing needs
+//! an unbounded queue, a task its owner can run at once, and an abortable task. Nothing here is `Send`, and nothing needs
 //! to be: a page, a worker and Node each run one thread.
 
 use std::cell::{Cell, RefCell};
@@ -105,8 +105,15 @@ pub(crate) fn queue<T>() -> (QueueSender<T>, QueueReceiver<T>) {
 }
 
 impl<T> QueueSender<T> {
-    pub(crate) fn send(&self, item: T) {
-        push(&self.0, item);
+    /// Queues `item` without waking the receiver (see [`take_waker`](Self::take_waker)).
+    pub(crate) fn send_quiet(&self, item: T) {
+        self.0.borrow_mut().items.push_back(item);
+    }
+
+    /// The receiver's waker, if it waits on this queue, for the caller to wake or to run
+    /// the receiving task with at once.
+    pub(crate) fn take_waker(&self) -> Option<Waker> {
+        self.0.borrow_mut().waker.take()
     }
 }
 
@@ -120,6 +127,52 @@ impl<T> QueueReceiver<T> {
     /// The next item, or `None` once the sender is gone and the queue is empty.
     pub(crate) fn recv(&mut self) -> impl Future<Output = Option<T>> + '_ {
         std::future::poll_fn(|cx| poll_next(&self.0, cx))
+    }
+}
+
+/// A task its owner can also run at once: the executor polls it as any other (spawn
+/// [`SharedTask::poll`]), and [`SharedTask::run_now`] polls it right away with a waker
+/// it parked, so that what it waited for is handled within the caller's turn rather than
+/// in the executor's next microtask.
+#[derive(Clone)]
+pub(crate) struct SharedTask(Rc<RefCell<Option<Task>>>);
+
+/// A boxed task, so that its code is compiled once for every kind of task.
+type Task = Pin<Box<dyn Future<Output = ()>>>;
+
+impl SharedTask {
+    pub(crate) fn new(task: impl Future<Output = ()> + 'static) -> Self {
+        SharedTask(Rc::new(RefCell::new(Some(Box::pin(task)))))
+    }
+
+    /// Polls the task (once finished, it stays finished). A poll from within its own
+    /// poll (a re-entrant call) is left to a later wake.
+    pub(crate) fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(mut slot) = self.0.try_borrow_mut() else {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        };
+        let Some(task) = slot.as_mut() else {
+            return Poll::Ready(());
+        };
+        let poll = task.as_mut().poll(cx);
+        if poll.is_ready() {
+            *slot = None;
+        }
+        poll
+    }
+
+    /// Polls the task now with `waker`, one the task parked (its executor's). False when
+    /// the task is being polled already: the caller wakes `waker` instead.
+    pub(crate) fn run_now(&self, waker: &Waker) -> bool {
+        if self.0.try_borrow_mut().is_err() {
+            return false;
+        }
+        if self.poll(&mut Context::from_waker(waker)).is_ready() {
+            // The executor's poll finds it finished and ends.
+            waker.wake_by_ref();
+        }
+        true
     }
 }
 
@@ -198,8 +251,8 @@ mod tests {
     #[test]
     fn queue_keeps_order_and_ends_after_its_items() {
         let (tx, mut rx) = queue();
-        tx.send(1);
-        tx.send(2);
+        tx.send_quiet(1);
+        tx.send_quiet(2);
         drop(tx);
         let mut got = Vec::new();
         loop {
@@ -211,6 +264,34 @@ mod tests {
             }
         }
         assert_eq!(got, [1, 2]);
+    }
+
+    #[test]
+    fn a_shared_task_runs_now_with_the_waker_it_parked() {
+        let (tx, mut rx) = queue::<u32>();
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let seen = got.clone();
+        let task = SharedTask::new(async move {
+            while let Some(v) = rx.recv().await {
+                seen.borrow_mut().push(v);
+            }
+        });
+        // The executor's first poll parks it on the empty queue.
+        assert!(task
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_pending());
+        tx.send_quiet(1);
+        tx.send_quiet(2);
+        let waker = tx.take_waker().expect("the task waits on the queue");
+        assert!(tx.take_waker().is_none(), "taken once");
+        assert!(task.run_now(&waker));
+        assert_eq!(*got.borrow(), [1, 2]);
+        let waker = tx.take_waker().expect("parked again");
+        drop(tx);
+        assert!(task.run_now(&waker));
+        assert!(task
+            .poll(&mut Context::from_waker(Waker::noop()))
+            .is_ready());
     }
 
     #[test]

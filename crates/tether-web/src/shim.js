@@ -1,24 +1,39 @@
 // The JavaScript half of the browser and Node driver.
 //
 // Every event handler a WebSocket, a fetch or the page can call lives here, as a plain
-// JavaScript function. Rust never hands a closure to a socket: it awaits promises that
-// these objects resolve, and promises here never reject. So a socket that fires after
-// Rust dropped it (Node's `ws` does, and has no `dispatchEvent` to detach from) only
-// reaches a handler that ignores it, and no rejection goes unhandled.
+// JavaScript function. Rust awaits promises that these objects resolve (promises here
+// never reject, so no rejection goes unhandled), except for a socket's frames: each
+// socket is given one Rust function, `notify`, that it calls when frames wait and Rust
+// asked for them, always from a microtask of its own (`queueMicrotask`, which the npm
+// package's guard.js wraps, as it wraps wasm-bindgen's) and never once abandoned. So a
+// socket that fires after Rust dropped it (Node's `ws` does, and has no `dispatchEvent`
+// to detach from) only reaches a handler that ignores it.
 
 const OPEN = 1;
 // How long a closing socket may take before it is dropped (the native driver's grace).
 const CLOSE_GRACE_MS = 2000;
 
-// What ends each socket, request and page listener in use. Once the WebAssembly instance
-// has trapped it can end nothing itself: the wrapper of the npm package calls
+// Each socket, request and page listener in use (each has `end()`). Once the WebAssembly
+// instance has trapped it can end nothing itself: the wrapper of the npm package calls
 // `abandonAll` (see bindings/wasm/js/guard.js).
 const live = new Set();
 
 /// Ends every socket, request and page listener at once.
 export function abandonAll() {
-  for (const end of [...live]) end();
+  for (const item of [...live]) item.end();
   live.clear();
+}
+
+// The sockets whose Rust function is due, all called from one microtask.
+let due = [];
+
+function notifyDue() {
+  const sockets = due;
+  due = [];
+  for (const sock of sockets) {
+    const notify = sock.notify;
+    if (notify) notify();
+  }
 }
 
 // Why a connection attempt or a request failed: { kind, message?, status?, retryAfterMs? },
@@ -77,6 +92,43 @@ function binary(data) {
   return new Uint8Array(0);
 }
 
+// The handlers of a `ws` package socket: shared functions, called with the socket as
+// `this` (an EventEmitter's listeners are), which holds its Sock.
+const SOCK = Symbol('sock');
+const PONG = Object.freeze({ pong: true });
+
+function wsOpen() {
+  this[SOCK].settle(null);
+}
+
+// A text frame comes as a Buffer, a binary one as an ArrayBuffer (binaryType).
+function wsMessage(data, isBinary) {
+  this[SOCK].push(isBinary ? binary(data) : data.toString());
+}
+
+function wsError(error) {
+  this[SOCK].failed(error);
+}
+
+function wsClose(code, reason) {
+  this[SOCK].closed(code, String(reason));
+}
+
+function wsPong() {
+  this[SOCK].push(PONG);
+}
+
+// Node's `ws` tells the status of a refused upgrade, and its Retry-After.
+function wsUnexpectedResponse(req, res) {
+  this[SOCK].error = {
+    kind: 'http',
+    status: res.statusCode,
+    retryAfterMs: retryAfterMs(res.headers['retry-after']),
+  };
+  res.resume();
+  this.terminate();
+}
+
 /// Whether sockets made with `ctor` (or the global WebSocket) can send ping frames and
 /// report their pongs: the `ws` package's can (`ping()` and its 'pong' event); the
 /// WebSocket of browsers and of Node 22 cannot.
@@ -87,13 +139,16 @@ export function canPing(ctor) {
 }
 
 /// One WebSocket. `opened()` resolves with null once open, or with a failure;
-/// `next()` resolves with the events seen since the last call: a string (text frame),
+/// `take()` returns the events seen since the last call: a string (text frame),
 /// a Uint8Array (binary frame), { pong: true } (a pong frame, `ws` only) or
-/// { end: true, code, reason } (the end, reported once).
+/// { end: true, code, reason } (the end, reported once); or null when there are none
+/// yet, and then the next event calls `notify` (see `listen`).
 export class Sock {
   constructor(ctor, url, protocols, headers) {
     this.q = [];
-    this.wake = null;
+    // Rust's function, while Rust holds the socket; `armed` once Rust found nothing.
+    this.notify = null;
+    this.armed = false;
     this.done = false;
     this.error = null;
     this.grace = null;
@@ -121,27 +176,36 @@ export class Sock {
       return;
     }
     this.ws = ws;
-    live.add((this.end = () => this.abandon()));
+    live.add(this);
     ws.binaryType = 'arraybuffer';
-    ws.onopen = () => this.settle(null);
-    ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
-    ws.onerror = (e) => {
-      if (!this.error) this.error = failure(e && e.error);
-    };
-    ws.onclose = (e) => this.closed(e.code, e.reason);
-    if (typeof ws.on === 'function') {
-      // Node's `ws` tells the status of a refused upgrade, and its Retry-After.
-      ws.on('unexpected-response', (req, res) => {
-        this.error = {
-          kind: 'http',
-          status: res.statusCode,
-          retryAfterMs: retryAfterMs(res.headers['retry-after']),
-        };
-        res.resume();
-        ws.terminate();
-      });
-      if (typeof ws.ping === 'function') ws.on('pong', () => this.push({ pong: true }));
+    if (typeof ws.on === 'function' && typeof ws.terminate === 'function') {
+      // Node's `ws`: its own events, without the Event object (a MessageEvent per
+      // message) and the wrapper of each handler that its `on…` properties make, and
+      // with no function of this socket's own.
+      ws[SOCK] = this;
+      ws.on('open', wsOpen);
+      ws.on('message', wsMessage);
+      ws.on('error', wsError);
+      ws.on('close', wsClose);
+      ws.on('unexpected-response', wsUnexpectedResponse);
+      if (typeof ws.ping === 'function') ws.on('pong', wsPong);
+    } else {
+      ws.onopen = () => this.settle(null);
+      ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
+      ws.onerror = (e) => this.failed(e && e.error);
+      ws.onclose = (e) => this.closed(e.code, e.reason);
+      // Another constructor with `on()`: the same two events as `ws`'s, with closures
+      // (its listeners may be called with another `this`).
+      if (typeof ws.on === 'function') {
+        ws[SOCK] = this;
+        ws.on('unexpected-response', (req, res) => wsUnexpectedResponse.call(ws, req, res));
+        if (typeof ws.ping === 'function') ws.on('pong', () => this.push(PONG));
+      }
     }
+  }
+
+  failed(error) {
+    if (!this.error) this.error = failure(error);
   }
 
   opened() {
@@ -159,32 +223,34 @@ export class Sock {
     if (waiter) waiter(outcome);
   }
 
-  next() {
+  // `notify` is called (in a microtask, with no argument) after `take()` returned null,
+  // once the next event is here.
+  listen(notify) {
+    this.notify = notify;
+  }
+
+  take() {
     if (this.q.length > 0 || this.done) {
       const q = this.q;
       this.q = [];
-      return Promise.resolve(q);
+      return q;
     }
-    return new Promise((resolve) => {
-      this.wake = resolve;
-    });
+    this.armed = true;
+    return null;
   }
 
   push(event) {
     if (this.done) return;
     this.q.push(event);
-    const wake = this.wake;
-    if (wake) {
-      this.wake = null;
-      const q = this.q;
-      this.q = [];
-      wake(q);
+    if (this.armed && this.notify) {
+      this.armed = false;
+      if (due.push(this) === 1) queueMicrotask(notifyDue);
     }
   }
 
   closed(code, reason) {
     clearTimeout(this.grace);
-    live.delete(this.end);
+    live.delete(this);
     if (this.outcome === undefined) {
       // It never opened.
       this.settle(this.error || { kind: 'network', message: `connection failed (${code})` });
@@ -232,10 +298,20 @@ export class Sock {
     this.grace = setTimeout(() => this.abandon(), CLOSE_GRACE_MS);
   }
 
+  // Rust dropped the socket: its function is never called again, and the socket ends.
+  release() {
+    this.notify = null;
+    this.abandon();
+  }
+
+  end() {
+    this.abandon();
+  }
+
   // Ends the socket without waiting; its handlers stay attached and ignore everything.
   abandon() {
     clearTimeout(this.grace);
-    live.delete(this.end);
+    live.delete(this);
     const ws = this.ws;
     if (ws !== undefined) {
       try {
@@ -258,10 +334,13 @@ export class Req {
     const f = fetchFn == null ? globalThis.fetch : fetchFn;
     this.ctl = typeof AbortController === 'function' ? new AbortController() : null;
     this.max = maxBytes;
-    const end = () => this.abort();
-    live.add(end);
+    live.add(this);
     this.promise = this.run(f, url, headers, body);
-    this.promise.then(() => live.delete(end));
+    this.promise.then(() => live.delete(this));
+  }
+
+  end() {
+    this.abort();
   }
 
   // The body of a 2xx answer, read no further than `this.max` bytes: a longer one (by its
@@ -343,7 +422,7 @@ export class Hints {
     // Outside a page (Node, workers) there is nothing to listen to.
     this.active = Boolean(w && d && typeof w.addEventListener === 'function');
     if (!this.active) return;
-    live.add((this.end = () => this.stop()));
+    live.add(this);
     const on = (target, type, hint) => {
       const handler = (e) => {
         const h = hint(e);
@@ -386,9 +465,13 @@ export class Hints {
     }
   }
 
+  end() {
+    this.stop();
+  }
+
   stop() {
     this.stopped = true;
-    live.delete(this.end);
+    live.delete(this);
     for (const off of this.off) off();
     this.off = [];
     const wake = this.wake;

@@ -14,9 +14,12 @@ extern "C" {
     /// Resolves with null once open, or with a failure.
     #[wasm_bindgen(method)]
     pub(crate) fn opened(this: &Sock) -> Promise;
-    /// Resolves with the frames and the end seen since the last call.
+    /// Has `notify` called (from a microtask) when events come after a `take` found none.
     #[wasm_bindgen(method)]
-    pub(crate) fn next(this: &Sock) -> Promise;
+    pub(crate) fn listen(this: &Sock, notify: &js_sys::Function);
+    /// The frames and the end seen since the last call; `None` when there are none yet.
+    #[wasm_bindgen(method)]
+    pub(crate) fn take(this: &Sock) -> Option<Array>;
     /// False when the socket is not open.
     #[wasm_bindgen(method)]
     pub(crate) fn send(this: &Sock, data: &JsValue) -> bool;
@@ -29,8 +32,9 @@ extern "C" {
     /// and report pongs.
     #[wasm_bindgen(js_name = canPing)]
     pub(crate) fn can_ping(ctor: &JsValue) -> bool;
+    /// Ends the socket, and `notify` is never called again.
     #[wasm_bindgen(method)]
-    pub(crate) fn abandon(this: &Sock);
+    pub(crate) fn release(this: &Sock);
 
     /// One HTTP polling request.
     pub(crate) type Req;

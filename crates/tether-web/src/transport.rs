@@ -3,17 +3,21 @@
 //! package's) and `fetch`.
 //!
 //! The sockets' event handlers are plain JavaScript functions in `shim.js`; this side
-//! only awaits the promises they resolve. So a socket that fires after being dropped
-//! reaches nothing of Rust's, and a send on a socket that is not open fails instead of
-//! vanishing.
+//! awaits the promises they resolve, and takes a socket's frames when the one function
+//! it gave the socket (made once per socket, not per read) says some wait. So a socket
+//! that fires after being dropped reaches nothing of Rust's, and a send on a socket that
+//! is not open fails instead of vanishing.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
-use std::future::{ready, Future};
+use std::future::{poll_fn, ready, Future};
 use std::rc::Rc;
+use std::task::{Poll, Waker};
 
 use js_sys::{Array, Uint8Array};
 use tether_core::{Payload, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -83,12 +87,37 @@ impl WebTransport {
     }
 }
 
-/// The shim's socket; dropping the last half abandons it.
-struct Socket(sys::Sock);
+/// The shim's socket; dropping the last half ends it.
+struct Socket {
+    sock: sys::Sock,
+    /// The reader's waker, while it waits for frames.
+    reader: Rc<Cell<Option<Waker>>>,
+    /// The shim's `notify`: wakes the reader. The shim forgets it (`release`) before it
+    /// is dropped.
+    _notify: Closure<dyn FnMut()>,
+}
+
+impl Socket {
+    fn new(sock: sys::Sock) -> Self {
+        let reader: Rc<Cell<Option<Waker>>> = Rc::default();
+        let waiting = reader.clone();
+        let notify = Closure::<dyn FnMut()>::new(move || {
+            if let Some(waker) = waiting.take() {
+                waker.wake();
+            }
+        });
+        sock.listen(notify.as_ref().unchecked_ref());
+        Socket {
+            sock,
+            reader,
+            _notify: notify,
+        }
+    }
+}
 
 impl Drop for Socket {
     fn drop(&mut self) {
-        self.0.abandon();
+        self.sock.release();
     }
 }
 
@@ -148,8 +177,8 @@ impl Transport for WebTransport {
                 strings(protocols.iter().map(String::as_str)),
                 pairs(&headers),
             );
-            let socket = Rc::new(Socket(sock));
-            let outcome = JsFuture::from(socket.0.opened())
+            let socket = Rc::new(Socket::new(sock));
+            let outcome = JsFuture::from(socket.sock.opened())
                 .await
                 .unwrap_or_else(|e| e);
             if !outcome.is_null() {
@@ -203,7 +232,7 @@ impl SocketWriter for WebSocketWriter {
             Payload::Text(text) => JsValue::from_str(&text),
             Payload::Binary(bytes) => Uint8Array::from(&bytes[..]).into(),
         };
-        ready(if self.socket.0.send(&data) {
+        ready(if self.socket.sock.send(&data) {
             Ok(())
         } else {
             Err(TransportFailure::Network(
@@ -213,7 +242,7 @@ impl SocketWriter for WebSocketWriter {
     }
 
     fn ping(&mut self) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
-        ready(if self.socket.0.ping() {
+        ready(if self.socket.sock.ping() {
             Ok(())
         } else {
             Err(TransportFailure::Network(
@@ -224,7 +253,7 @@ impl SocketWriter for WebSocketWriter {
 
     fn close(&mut self, code: u16, reason: String) -> impl Future<Output = ()> + MaybeSend {
         let (code, reason) = tether_dispatch::close::sendable(code, &reason);
-        self.socket.0.close(code, reason);
+        self.socket.sock.close(code, reason);
         ready(())
     }
 }
@@ -232,13 +261,17 @@ impl SocketWriter for WebSocketWriter {
 impl SocketReader for WebSocketReader {
     async fn next(&mut self) -> SocketEvent {
         if self.pending.is_empty() {
-            let batch = JsFuture::from(self.socket.0.next())
-                .await
-                .unwrap_or(JsValue::UNDEFINED);
-            if let Some(batch) = batch.dyn_ref::<Array>() {
-                self.pending
-                    .extend(batch.iter().map(|item| socket_event(&item)));
-            }
+            let socket = &self.socket;
+            let batch = poll_fn(|cx| match socket.sock.take() {
+                Some(batch) => Poll::Ready(batch),
+                None => {
+                    socket.reader.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                }
+            })
+            .await;
+            self.pending
+                .extend(batch.iter().map(|item| socket_event(&item)));
         }
         // An empty batch: the end was reported already, or the socket was abandoned.
         self.pending.pop_front().unwrap_or(SocketEvent::Closed {

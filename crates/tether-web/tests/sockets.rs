@@ -1,0 +1,337 @@
+//! The driver's socket plumbing against a transport double the test plays the server of:
+//! the order of writes (written at once when the writer is idle, behind a write still
+//! under way otherwise), writes caused by events that came together, backpressure, and a
+//! socket that ends with a write pending. No network: these run anywhere the wasm tests
+//! run (scripts/test-wasm.sh runs them in Node and in headless Chromium).
+#![cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+
+#[allow(dead_code)]
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::{poll_fn, ready, Future};
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use support::{pause, until, within};
+use tether_core::{CauseKind, Config, Event, Payload, State, TransportFailure};
+use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
+use tether_web::{Client, Events};
+use wasm_bindgen_test::wasm_bindgen_test;
+
+/// One socket at a time, both ends in the test's hands.
+#[derive(Default)]
+struct Wire {
+    /// What the client wrote, in order: the text of each frame, `close <code>`.
+    written: RefCell<Vec<String>>,
+    /// While set, a write stays under way until it is cleared.
+    hold: Cell<bool>,
+    held: RefCell<Option<Waker>>,
+    /// What the server sends, handed to the client's reader one event at a time.
+    inbound: RefCell<VecDeque<SocketEvent>>,
+    reader: RefCell<Option<Waker>>,
+    /// Events the reader took.
+    reads: Cell<usize>,
+    /// The server closed the socket: writes fail, as on a closed WebSocket.
+    ended: Cell<bool>,
+    connects: Cell<u32>,
+}
+
+impl Wire {
+    fn written(&self) -> Vec<String> {
+        self.written.borrow().clone()
+    }
+
+    /// The server sends `events`, all at once. With an end among them the socket is
+    /// closed from now on, as a WebSocket is before its `close` event is handled.
+    fn deliver(&self, events: impl IntoIterator<Item = SocketEvent>) {
+        let mut inbound = self.inbound.borrow_mut();
+        for event in events {
+            if event.is_end() {
+                self.ended.set(true);
+            }
+            inbound.push_back(event);
+        }
+        drop(inbound);
+        if let Some(waker) = self.reader.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    fn release(&self) {
+        self.hold.set(false);
+        if let Some(waker) = self.held.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+struct Double(Rc<Wire>);
+struct Writer(Rc<Wire>);
+struct Reader(Rc<Wire>);
+
+impl Transport for Double {
+    type Writer = Writer;
+    type Reader = Reader;
+
+    fn connect(
+        &self,
+        _url: String,
+        _protocols: Vec<String>,
+        _headers: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<(Writer, Reader), TransportFailure>> + MaybeSend {
+        let wire = &self.0;
+        wire.connects.set(wire.connects.get() + 1);
+        wire.ended.set(false);
+        ready(Ok((Writer(wire.clone()), Reader(wire.clone()))))
+    }
+
+    fn post(
+        &self,
+        _url: String,
+        _headers: Vec<(String, String)>,
+        _body: Vec<u8>,
+    ) -> impl Future<Output = Result<Vec<u8>, TransportFailure>> + MaybeSend {
+        ready(Err(TransportFailure::Blocked))
+    }
+}
+
+impl SocketWriter for Writer {
+    fn send(
+        &mut self,
+        frame: Payload,
+    ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
+        let wire = self.0.clone();
+        let failed = wire.ended.get();
+        if !failed {
+            let text = match &frame {
+                Payload::Text(t) => t.to_string(),
+                Payload::Binary(b) => format!("{} bytes", b.len()),
+            };
+            wire.written.borrow_mut().push(text);
+        }
+        poll_fn(move |cx| {
+            if failed {
+                return Poll::Ready(Err(TransportFailure::Network("not open".to_owned())));
+            }
+            if wire.hold.get() {
+                *wire.held.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(()))
+        })
+    }
+
+    fn close(&mut self, code: u16, _reason: String) -> impl Future<Output = ()> + MaybeSend {
+        self.0.written.borrow_mut().push(format!("close {code}"));
+        ready(())
+    }
+}
+
+impl SocketReader for Reader {
+    fn next(&mut self) -> impl Future<Output = SocketEvent> + MaybeSend {
+        let wire = self.0.clone();
+        poll_fn(move |cx| {
+            let Some(event) = wire.inbound.borrow_mut().pop_front() else {
+                *wire.reader.borrow_mut() = Some(cx.waker().clone());
+                return Poll::Pending;
+            };
+            wire.reads.set(wire.reads.get() + 1);
+            Poll::Ready(event)
+        })
+    }
+}
+
+/// A plain-mode client on a new wire, connected.
+async fn connected(unread: Option<usize>) -> (Client<Double>, Events, Rc<Wire>) {
+    let mut config = support::config("ws://double.invalid/").heartbeat(None);
+    if let Some(messages) = unread {
+        config = config.unread_limits(messages, 1 << 20);
+    }
+    let config: Config = config.build().expect("config");
+    let wire = Rc::new(Wire::default());
+    let client = Client::builder(config)
+        .transport(Double(wire.clone()))
+        .page_hints(false)
+        .spawn()
+        .expect("client");
+    let mut events = client.events();
+    until(&mut events, 2000, "connected", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    // The socket's tasks have run once: its writer waits for writes.
+    pause(0).await;
+    (client, events, wire)
+}
+
+fn text(s: &str) -> SocketEvent {
+    SocketEvent::Frame(Payload::from(s.to_owned()))
+}
+
+fn texts(wire: &Wire) -> Vec<String> {
+    wire.written()
+}
+
+#[wasm_bindgen_test]
+async fn an_idle_writer_writes_within_send_and_a_busy_one_keeps_the_order() {
+    let (client, _events, wire) = connected(None).await;
+    client.send("a").expect("send");
+    assert_eq!(texts(&wire), ["a"], "written within send()");
+
+    // A write under way: what follows waits behind it, in order.
+    wire.hold.set(true);
+    client.send("b").expect("send");
+    client.send("c").expect("send");
+    client.send("d").expect("send");
+    assert_eq!(texts(&wire), ["a", "b"]);
+    pause(0).await;
+    assert_eq!(texts(&wire), ["a", "b"], "c and d wait for b's write");
+    wire.release();
+    within(2000, "c and d written", async {
+        while wire.written().len() < 4 {
+            pause(0).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&wire), ["a", "b", "c", "d"]);
+    client.send("e").expect("send");
+    assert_eq!(texts(&wire), ["a", "b", "c", "d", "e"], "idle again");
+}
+
+#[wasm_bindgen_test]
+async fn replies_to_events_that_came_together_go_out_in_order_after_them() {
+    let (client, mut events, wire) = connected(None).await;
+    let replier = client.clone();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let written_when = seen.clone();
+    let probe = wire.clone();
+    let _replies = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            // What was written when this message was handed out.
+            written_when.borrow_mut().push(probe.written().len());
+            replier.send(format!("re {t}")).expect("send");
+        }
+    });
+    wire.deliver([text("1"), text("2"), text("3")]);
+    let _ = until(
+        &mut events,
+        2000,
+        "the last message",
+        |e| matches!(e, Event::Message(Payload::Text(t)) if &**t == "3"),
+    )
+    .await;
+    assert_eq!(texts(&wire), ["re 1", "re 2", "re 3"]);
+    assert_eq!(*seen.borrow(), [0, 0, 0], "written after the batch");
+
+    // One at a time, each reply is written before the next message comes.
+    wire.deliver([text("4")]);
+    let _ = until(
+        &mut events,
+        2000,
+        "message 4",
+        |e| matches!(e, Event::Message(Payload::Text(t)) if &**t == "4"),
+    )
+    .await;
+    assert_eq!(texts(&wire).last().map(String::as_str), Some("re 4"));
+}
+
+#[wasm_bindgen_test]
+async fn a_reader_behind_stops_the_socket_being_read() {
+    let (_client, mut events, wire) = connected(Some(4)).await;
+    wire.deliver((0..20).map(|i| text(&i.to_string())));
+    // Everything the client would read now is read once the event loop turns.
+    pause(0).await;
+    let read = wire.reads.get();
+    assert!(
+        (4..20).contains(&read),
+        "reading stopped at the limit, read {read}"
+    );
+    let mut got = Vec::new();
+    within(2000, "all 20 messages", async {
+        while got.len() < 20 {
+            match events.recv().await {
+                Some(Event::Message(Payload::Text(t))) => got.push(t.to_string()),
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await;
+    let want: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "nothing lost, in order");
+    assert_eq!(wire.reads.get(), 20);
+}
+
+#[wasm_bindgen_test]
+async fn a_socket_ending_with_a_write_under_way_reports_its_close() {
+    let (client, mut events, wire) = connected(None).await;
+    wire.hold.set(true);
+    client.send("held").expect("send");
+    client.send("queued").expect("send");
+    wire.deliver([SocketEvent::Closed {
+        code: Some(4000),
+        reason: "bye".to_owned(),
+    }]);
+    let cause = match until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { cause, .. } => cause,
+        _ => unreachable!(),
+    };
+    assert_eq!((cause.kind, cause.code), (CauseKind::Closed, Some(4000)));
+    wire.release();
+    // The next socket writes at once again.
+    until(&mut events, 3000, "connected again", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    pause(0).await;
+    assert_eq!(wire.connects.get(), 2);
+    client.send("after").expect("send");
+    assert_eq!(texts(&wire).last().map(String::as_str), Some("after"));
+}
+
+#[wasm_bindgen_test]
+async fn an_end_that_came_with_messages_is_handled_before_their_replies_fail() {
+    let (client, mut events, wire) = connected(None).await;
+    let replier = client.clone();
+    let _replies = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = replier.send(format!("re {t}"));
+        }
+    });
+    wire.deliver([
+        text("1"),
+        SocketEvent::Closed {
+            code: Some(4000),
+            reason: "bye".to_owned(),
+        },
+    ]);
+    let cause = match until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { cause, .. } => cause,
+        _ => unreachable!(),
+    };
+    // Not a failed write on the closed socket: the close, with its code.
+    assert_eq!((cause.kind, cause.code), (CauseKind::Closed, Some(4000)));
+    assert_eq!(cause.reason, "bye");
+}
