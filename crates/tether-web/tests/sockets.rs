@@ -39,6 +39,10 @@ struct Wire {
     /// Each new socket's writes fail from the start (a socket closed before its `close`
     /// event is handled).
     dead_on_arrival: Cell<bool>,
+    /// The server answers a close at once (its close event comes on the socket).
+    echo_close: Cell<bool>,
+    /// Socket halves dropped (a WebSocket is released once both are).
+    halves_dropped: Cell<u32>,
 }
 
 impl Wire {
@@ -140,6 +144,12 @@ impl SocketWriter for Writer {
     fn close(&mut self, code: u16, _reason: String) -> impl Future<Output = ()> + MaybeSend {
         if self.0.connects.get() == self.1 {
             self.0.written.borrow_mut().push(format!("close {code}"));
+            if self.0.echo_close.get() {
+                self.0.deliver([SocketEvent::Closed {
+                    code: Some(code),
+                    reason: String::new(),
+                }]);
+            }
         } else {
             self.0
                 .written
@@ -147,6 +157,18 @@ impl SocketWriter for Writer {
                 .push(format!("close {code} (socket {})", self.1));
         }
         ready(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.halves_dropped.set(self.0.halves_dropped.get() + 1);
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.halves_dropped.set(self.0.halves_dropped.get() + 1);
     }
 }
 
@@ -569,4 +591,58 @@ async fn a_write_failing_within_send_from_a_listener_is_a_disconnect_not_a_panic
         }
     })
     .await;
+}
+
+#[wasm_bindgen_test]
+async fn close_now_from_a_listener_mid_batch_ends_the_socket_and_resolves() {
+    let (client, _events, wire) = connected(None).await;
+    wire.echo_close.set(true);
+    let actor = client.clone();
+    let closing = Rc::new(RefCell::new(None));
+    let close = closing.clone();
+    let _listener = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = actor.send(format!("re {t}"));
+            if &**t == "2" {
+                *close.borrow_mut() = Some(actor.close_now(4004, "now"));
+            }
+        }
+    });
+    wire.deliver([text("1"), text("2"), text("3")]);
+    pause(0).await;
+    let closing = closing.borrow_mut().take().expect("closing");
+    within(3000, "closed", closing).await;
+    assert_eq!(client.state(), State::Closed);
+    let written = texts(&wire);
+    assert_eq!(
+        written.last().map(String::as_str),
+        Some("close 4004"),
+        "{written:?}"
+    );
+    assert!(
+        !written.iter().any(|w| w == "re 3"),
+        "nothing after close_now: {written:?}"
+    );
+    // Both halves of the socket are let go (a WebSocket is released, its function freed).
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn a_closed_client_lets_its_socket_go() {
+    let (client, _events, wire) = connected(None).await;
+    wire.echo_close.set(true);
+    client.send("x").expect("send");
+    within(3000, "closed", client.close(1000, "bye")).await;
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&wire), ["x", "close 1000"]);
 }
