@@ -157,3 +157,56 @@ for (const [name, make] of [
     }
   });
 }
+
+// A socket that is closing before its close event came (`ws`: a close frame was read,
+// readyState is CLOSING, 'close' comes once the TCP connection ends): a send() finds it
+// not open, and the write fails within that send(), which is where the listeners of
+// what follows run. They may call the client again, or free it.
+async function failingWithinSend(act) {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  await reach(client, 'connected');
+  const log = [];
+  client.on('disconnected', (d) => {
+    log.push(`disconnected ${d.kind}`);
+    act(client, log);
+  });
+  sockets[0].readyState = 2;
+  const id = client.send('into a closing socket');
+  log.push(`send returned ${typeof id}`);
+  await new Promise((r) => setTimeout(r, 20));
+  sockets[0].closed(1000, '');
+  return { client, sockets, log };
+}
+
+const settle = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("a write failing within send(): a 'disconnected' listener that sends and closes", async () => {
+  const { client, log } = await failingWithinSend((c, log) => {
+    log.push(`send: ${typeof c.send('from the listener')}`);
+    c.close().then(() => log.push('closed'));
+  });
+  await settle(100);
+  assert.deepEqual(log, ['disconnected network', 'send: number', 'send returned number', 'closed']);
+  assert.equal(client.state, 'closed');
+  client.free();
+});
+
+test("a write failing within send(): a 'disconnected' listener that frees the client", async () => {
+  const { sockets, log } = await failingWithinSend((c, log) => {
+    try {
+      c.free();
+      log.push('freed');
+    } catch (e) {
+      log.push(`free threw: ${e && e.message}`);
+    }
+  });
+  assert.deepEqual(log, ['disconnected network', 'freed', 'send returned number']);
+  // Freed: the client stops; no socket is made again, every one is closed.
+  await settle(400);
+  assert.equal(sockets.length, 1, `${sockets.length} sockets made`);
+  assert.ok(
+    sockets.every((s) => s.readyState === 3),
+    sockets.map((s) => s.readyState).join(),
+  );
+});
