@@ -646,3 +646,28 @@ async fn a_closed_client_lets_its_socket_go() {
     .await;
     assert_eq!(texts(&wire), ["x", "close 1000"]);
 }
+
+#[wasm_bindgen_test]
+async fn a_write_failing_within_send_is_reported_after_send_returns() {
+    // The writer runs within send(); when the write fails there (the socket was closing,
+    // its close not read yet), no event may come from inside the call: listeners would
+    // run within the caller's send() (a WebSocket-like API never fires from send()).
+    let (client, mut events, wire) = connected(None).await;
+    let inside = Rc::new(Cell::new(false));
+    let heard = Rc::new(RefCell::new(Vec::new()));
+    let (during, log) = (inside.clone(), heard.clone());
+    let _listener = client.on_event(move |e| {
+        if let Event::Disconnected { .. } = e {
+            log.borrow_mut().push(during.get());
+        }
+    });
+    wire.ended.set(true);
+    inside.set(true);
+    client.send("into a closing socket").expect("send");
+    inside.set(false);
+    until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    assert_eq!(*heard.borrow(), [false], "not from inside send()");
+}
