@@ -546,17 +546,23 @@ where
         let (writes, mut queue) = queue();
         let inner = self.clone();
         let writer = SharedTask::new(async move {
+            // A failed write is reported from a task of its own: the writer may be running
+            // within the caller's `send()` (`Outbox::send`), and no event may come from
+            // inside a call (listeners would run within it, as a WebSocket's never do).
+            let failed = |failure| {
+                spawn(async move { inner.socket_event(id, SocketEvent::Failed(failure)) });
+            };
             while let Some(write) = queue.recv().await {
                 match write {
                     Write::Frame(frame) => {
                         if let Err(failure) = writer.send(frame).await {
-                            inner.socket_event(id, SocketEvent::Failed(failure));
+                            failed(failure);
                             return;
                         }
                     }
                     Write::Ping => {
                         if let Err(failure) = writer.ping().await {
-                            inner.socket_event(id, SocketEvent::Failed(failure));
+                            failed(failure);
                             return;
                         }
                     }
