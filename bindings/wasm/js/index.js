@@ -123,8 +123,8 @@ function failure() {
   return e;
 }
 
-// Calls into the instance under way (handlers run within them: a send() whose write
-// fails at once runs the `disconnected` handlers), and the frees asked for meanwhile: the
+// Calls into the instance under way (handlers run within some: reconnect() runs the
+// `state` handlers), and the frees asked for meanwhile: the
 // instance still holds its client there, so a handler's free() waits for the outermost
 // call to return.
 let depth = 0;

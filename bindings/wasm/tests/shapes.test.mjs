@@ -160,51 +160,53 @@ for (const [name, make] of [
 
 // A socket that is closing before its close event came (`ws`: a close frame was read,
 // readyState is CLOSING, 'close' comes once the TCP connection ends): a send() finds it
-// not open, and the write fails within that send(), which is where the listeners of
-// what follows run. They may call the client again, or free it.
-async function failingWithinSend(act) {
+// not open and its write fails at once, but nothing is emitted from inside send(); the
+// handlers of what follows run after it, and may call the client again.
+test("a write failing within send() is reported after send() returns", async () => {
   const { WebSocket, sockets } = wsLike(8);
   const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
   await reach(client, 'connected');
   const log = [];
   client.on('disconnected', (d) => {
     log.push(`disconnected ${d.kind}`);
-    act(client, log);
+    log.push(`send: ${typeof client.send('from the listener')}`);
+    client.close().then(() => log.push('closed'));
   });
   sockets[0].readyState = 2;
   const id = client.send('into a closing socket');
   log.push(`send returned ${typeof id}`);
   await new Promise((r) => setTimeout(r, 20));
   sockets[0].closed(1000, '');
-  return { client, sockets, log };
-}
-
-const settle = (ms) => new Promise((r) => setTimeout(r, ms));
-
-test("a write failing within send(): a 'disconnected' listener that sends and closes", async () => {
-  const { client, log } = await failingWithinSend((c, log) => {
-    log.push(`send: ${typeof c.send('from the listener')}`);
-    c.close().then(() => log.push('closed'));
-  });
-  await settle(100);
-  assert.deepEqual(log, ['disconnected network', 'send: number', 'send returned number', 'closed']);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(log, ['send returned number', 'disconnected network', 'send: number', 'closed']);
   assert.equal(client.state, 'closed');
   client.free();
 });
 
-test("a write failing within send(): a 'disconnected' listener that frees the client", async () => {
-  const { sockets, log } = await failingWithinSend((c, log) => {
+// Handlers run within some calls (reconnect() emits `state`), where the instance holds
+// the client: a handler's free() there must neither throw nor leave the client running.
+test('a state handler that frees the client within reconnect()', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  await reach(client, 'connected');
+  await client.close();
+  assert.equal(client.state, 'closed');
+  const log = [];
+  client.on('state', ({ to }) => {
+    if (to !== 'connecting') return;
     try {
-      c.free();
+      client.free();
       log.push('freed');
     } catch (e) {
       log.push(`free threw: ${e && e.message}`);
     }
   });
-  assert.deepEqual(log, ['disconnected network', 'freed', 'send returned number']);
-  // Freed: the client stops; no socket is made again, every one is closed.
-  await settle(400);
-  assert.equal(sockets.length, 1, `${sockets.length} sockets made`);
+  client.reconnect();
+  log.push('reconnect returned');
+  assert.deepEqual(log, ['freed', 'reconnect returned']);
+  // Freed: the client stops; its socket is closed and no other is made.
+  await new Promise((r) => setTimeout(r, 400));
+  assert.ok(sockets.length <= 2, `${sockets.length} sockets made`);
   assert.ok(
     sockets.every((s) => s.readyState === 3),
     sockets.map((s) => s.readyState).join(),
