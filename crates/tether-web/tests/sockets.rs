@@ -671,3 +671,23 @@ async fn a_write_failing_within_send_is_reported_after_send_returns() {
     .await;
     assert_eq!(*heard.borrow(), [false], "not from inside send()");
 }
+
+#[wasm_bindgen_test]
+async fn closing_while_reading_is_paused_ends_the_socket() {
+    // Reading paused (an events reader behind) when the client closes: the socket's end
+    // must still be read, or the close never completes and the socket is never let go.
+    let (client, _events, wire) = connected(Some(2)).await;
+    wire.deliver((0..10).map(|i| text(&i.to_string())));
+    pause(0).await;
+    pause(0).await;
+    assert!(wire.reads.get() < 10, "paused, read {}", wire.reads.get());
+    wire.echo_close.set(true);
+    within(3000, "closed now", client.close_now(1000, "bye")).await;
+    assert_eq!(client.state(), State::Closed);
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
+}
