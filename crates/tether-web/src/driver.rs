@@ -105,8 +105,9 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Queues `write`, and writes what is queued at once (within the caller's turn, not
-    /// in the executor's next microtask) unless corked. Dropping the outbox ends the
-    /// writer after what is queued.
+    /// in the executor's next microtask) unless corked; a write failing there is reported
+    /// later, from a task of its own. Dropping the outbox ends the writer after what is
+    /// queued.
     fn send(&self, write: Write) {
         self.writes.send_quiet(write);
         if !self.corked.get() {
