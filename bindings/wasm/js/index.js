@@ -123,15 +123,38 @@ function failure() {
   return e;
 }
 
+// Calls into the instance under way (handlers run within some: reconnect() runs the
+// `state` handlers), and the frees asked for meanwhile: the
+// instance still holds its client there, so a handler's free() waits for the outermost
+// call to return.
+let depth = 0;
+let frees = [];
+
 /** Calls into the instance: a trap kills it and is thrown as the failure. */
 function call(f) {
   if (dead()) throw failure();
+  depth += 1;
   try {
     return f();
   } catch (e) {
     if (!isTrap(e)) throw e;
     died(e);
     throw failure();
+  } finally {
+    depth -= 1;
+    if (depth === 0 && frees.length > 0) freeDeferred();
+  }
+}
+
+function freeDeferred() {
+  const due = frees;
+  frees = [];
+  for (const free of due) {
+    try {
+      call(free);
+    } catch {
+      // Dead meanwhile: nothing to free.
+    }
   }
 }
 
@@ -318,6 +341,7 @@ export class TetherClient extends Raw {
     clients.delete(this.#ref);
     collected.unregister(this);
     if (dead()) super.__destroy_into_raw();
+    else if (depth > 0) frees.push(() => super.free());
     else call(() => super.free());
   }
 }

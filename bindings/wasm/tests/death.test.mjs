@@ -35,6 +35,7 @@ for (const [place, where] of [
   [0, 'a call from JavaScript'],
   [1, "a task of wasm-bindgen-futures' queue"],
   [2, 'a timer callback'],
+  [3, "a socket's notify (the shim's microtask)"],
 ]) {
   test(`a trap in ${where} fails every client with driver-failed`, { timeout: 30_000 }, async () => {
     const { code, signal, stdout, stderr } = await run([tag('death'), String(place)]);

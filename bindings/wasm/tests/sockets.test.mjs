@@ -12,10 +12,10 @@ import { test } from 'node:test';
 
 import { tag } from './helpers.mjs';
 
-function run(fixture, args) {
+function run(fixture, args, node = []) {
   const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path, ...args], {
+    const child = spawn(process.execPath, [...node, path, ...args], {
       env: process.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -40,4 +40,13 @@ test('dropping sockets in every state never crashes Node', { timeout: 40_000 }, 
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   assert.match(stdout, /churned 4 ways/);
+});
+
+test('closed sockets are let go: each one the clients made is collected', async () => {
+  const { code, stdout, stderr } = await run('released.mjs', [], ['--expose-gc']);
+  assert.equal(code, 0, stderr);
+  const [, collected, made] = /collected (\d+) of (\d+)/.exec(stdout) ?? [];
+  assert.equal(Number(made), 20, stdout);
+  // One may still be referenced from the last stack frames.
+  assert.ok(Number(collected) >= 19, stdout);
 });

@@ -105,8 +105,9 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Queues `write`, and writes what is queued at once (within the caller's turn, not
-    /// in the executor's next microtask) unless corked. Dropping the outbox ends the
-    /// writer after what is queued.
+    /// in the executor's next microtask) unless corked; a write failing there is reported
+    /// later, from a task of its own. Dropping the outbox ends the writer after what is
+    /// queued.
     fn send(&self, write: Write) {
         self.writes.send_quiet(write);
         if !self.corked.get() {
@@ -546,17 +547,23 @@ where
         let (writes, mut queue) = queue();
         let inner = self.clone();
         let writer = SharedTask::new(async move {
+            // A failed write is reported from a task of its own: the writer may be running
+            // within the caller's `send()` (`Outbox::send`), and no event may come from
+            // inside a call (listeners would run within it, as a WebSocket's never do).
+            let failed = |failure| {
+                spawn(async move { inner.socket_event(id, SocketEvent::Failed(failure)) });
+            };
             while let Some(write) = queue.recv().await {
                 match write {
                     Write::Frame(frame) => {
                         if let Err(failure) = writer.send(frame).await {
-                            inner.socket_event(id, SocketEvent::Failed(failure));
+                            failed(failure);
                             return;
                         }
                     }
                     Write::Ping => {
                         if let Err(failure) = writer.ping().await {
-                            inner.socket_event(id, SocketEvent::Failed(failure));
+                            failed(failure);
                             return;
                         }
                     }

@@ -101,9 +101,12 @@ function wsOpen() {
   this[SOCK].settle(null);
 }
 
-// A text frame comes as a Buffer, a binary one as an ArrayBuffer (binaryType).
+// `ws` 8: a text frame comes as a Buffer, a binary one as an ArrayBuffer (binaryType),
+// told apart by `isBinary`. `ws` 7 passes no `isBinary`: a text frame is a string.
 function wsMessage(data, isBinary) {
-  this[SOCK].push(isBinary ? binary(data) : data.toString());
+  this[SOCK].push(
+    typeof data === 'string' ? data : isBinary === false ? data.toString() : binary(data),
+  );
 }
 
 function wsError(error) {

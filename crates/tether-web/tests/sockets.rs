@@ -36,6 +36,13 @@ struct Wire {
     /// The server closed the socket: writes fail, as on a closed WebSocket.
     ended: Cell<bool>,
     connects: Cell<u32>,
+    /// Each new socket's writes fail from the start (a socket closed before its `close`
+    /// event is handled).
+    dead_on_arrival: Cell<bool>,
+    /// The server answers a close at once (its close event comes on the socket).
+    echo_close: Cell<bool>,
+    /// Socket halves dropped (a WebSocket is released once both are).
+    halves_dropped: Cell<u32>,
 }
 
 impl Wire {
@@ -68,8 +75,10 @@ impl Wire {
 }
 
 struct Double(Rc<Wire>);
-struct Writer(Rc<Wire>);
-struct Reader(Rc<Wire>);
+/// A socket's halves, with the number of the connection they belong to: a replaced
+/// socket's writes fail and its reader ends.
+struct Writer(Rc<Wire>, u32);
+struct Reader(Rc<Wire>, u32);
 
 impl Transport for Double {
     type Writer = Writer;
@@ -83,8 +92,17 @@ impl Transport for Double {
     ) -> impl Future<Output = Result<(Writer, Reader), TransportFailure>> + MaybeSend {
         let wire = &self.0;
         wire.connects.set(wire.connects.get() + 1);
-        wire.ended.set(false);
-        ready(Ok((Writer(wire.clone()), Reader(wire.clone()))))
+        wire.ended.set(wire.dead_on_arrival.get());
+        // The previous socket's reader (if still reading) finds its socket gone.
+        wire.inbound.borrow_mut().clear();
+        if let Some(waker) = wire.reader.borrow_mut().take() {
+            waker.wake();
+        }
+        let socket = wire.connects.get();
+        ready(Ok((
+            Writer(wire.clone(), socket),
+            Reader(wire.clone(), socket),
+        )))
     }
 
     fn post(
@@ -103,7 +121,7 @@ impl SocketWriter for Writer {
         frame: Payload,
     ) -> impl Future<Output = Result<(), TransportFailure>> + MaybeSend {
         let wire = self.0.clone();
-        let failed = wire.ended.get();
+        let failed = wire.ended.get() || wire.connects.get() != self.1;
         if !failed {
             let text = match &frame {
                 Payload::Text(t) => t.to_string(),
@@ -124,15 +142,47 @@ impl SocketWriter for Writer {
     }
 
     fn close(&mut self, code: u16, _reason: String) -> impl Future<Output = ()> + MaybeSend {
-        self.0.written.borrow_mut().push(format!("close {code}"));
+        if self.0.connects.get() == self.1 {
+            self.0.written.borrow_mut().push(format!("close {code}"));
+            if self.0.echo_close.get() {
+                self.0.deliver([SocketEvent::Closed {
+                    code: Some(code),
+                    reason: String::new(),
+                }]);
+            }
+        } else {
+            self.0
+                .written
+                .borrow_mut()
+                .push(format!("close {code} (socket {})", self.1));
+        }
         ready(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.0.halves_dropped.set(self.0.halves_dropped.get() + 1);
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.0.halves_dropped.set(self.0.halves_dropped.get() + 1);
     }
 }
 
 impl SocketReader for Reader {
     fn next(&mut self) -> impl Future<Output = SocketEvent> + MaybeSend {
         let wire = self.0.clone();
+        let socket = self.1;
         poll_fn(move |cx| {
+            if wire.connects.get() != socket {
+                return Poll::Ready(SocketEvent::Closed {
+                    code: None,
+                    reason: "replaced".to_owned(),
+                });
+            }
             let Some(event) = wire.inbound.borrow_mut().pop_front() else {
                 *wire.reader.borrow_mut() = Some(cx.waker().clone());
                 return Poll::Pending;
@@ -334,4 +384,310 @@ async fn an_end_that_came_with_messages_is_handled_before_their_replies_fail() {
     // Not a failed write on the closed socket: the close, with its code.
     assert_eq!((cause.kind, cause.code), (CauseKind::Closed, Some(4000)));
     assert_eq!(cause.reason, "bye");
+}
+
+fn reply_to_messages(client: &Client<Double>) -> tether_web::Subscription {
+    let replier = client.clone();
+    client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = replier.send(format!("re {t}"));
+        }
+    })
+}
+
+#[wasm_bindgen_test]
+async fn replies_are_not_left_corked_while_reading_is_paused() {
+    // Reading stops in the middle of a batch (the events reader is behind): what the
+    // messages read so far caused must go out now, not when reading resumes.
+    let (client, mut events, wire) = connected(Some(3)).await;
+    let _replies = reply_to_messages(&client);
+    wire.deliver((0..12).map(|i| text(&i.to_string())));
+    pause(0).await;
+    pause(0).await;
+    let read = wire.reads.get();
+    assert!((3..12).contains(&read), "paused, read {read}");
+    let replies = texts(&wire).len();
+    assert_eq!(
+        replies,
+        read,
+        "a reply for every message read: {:?}",
+        texts(&wire)
+    );
+    // Resumed: the rest, and their replies, in order.
+    let mut got = 0;
+    within(2000, "all 12 messages", async {
+        while got < 12 {
+            if let Some(Event::Message(_)) = events.recv().await {
+                got += 1;
+            }
+        }
+    })
+    .await;
+    pause(0).await;
+    let want: Vec<String> = (0..12).map(|i| format!("re {i}")).collect();
+    assert_eq!(texts(&wire), want);
+}
+
+#[wasm_bindgen_test]
+async fn a_close_queued_behind_frames_goes_out_after_them() {
+    let (client, _events, wire) = connected(None).await;
+    wire.hold.set(true);
+    client.send("a").expect("send");
+    client.send("b").expect("send");
+    let closing = client.close(4001, "done");
+    client.send("late").expect_err("closing");
+    assert_eq!(texts(&wire), ["a"]);
+    wire.release();
+    within(2000, "the close", async {
+        while !texts(&wire).iter().any(|w| w.starts_with("close")) {
+            pause(0).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&wire), ["a", "b", "close 4001"]);
+    wire.deliver([SocketEvent::Closed {
+        code: Some(4001),
+        reason: "done".to_owned(),
+    }]);
+    within(2000, "closed", closing).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_close_from_a_listener_in_a_batch_goes_out_after_the_replies_before_it() {
+    let (client, mut events, wire) = connected(None).await;
+    let actor = client.clone();
+    let closing = Rc::new(RefCell::new(None));
+    let close = closing.clone();
+    let _listener = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = actor.send(format!("re {t}"));
+            if &**t == "2" {
+                *close.borrow_mut() = Some(actor.close(4002, "enough"));
+            }
+        }
+    });
+    wire.deliver([text("1"), text("2"), text("3")]);
+    within(2000, "the close", async {
+        while !texts(&wire).iter().any(|w| w.starts_with("close")) {
+            pause(0).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&wire), ["re 1", "re 2", "close 4002"]);
+    wire.deliver([SocketEvent::Closed {
+        code: Some(4002),
+        reason: "enough".to_owned(),
+    }]);
+    let closing = closing.borrow_mut().take().expect("closing");
+    within(2000, "closed", closing).await;
+    assert_eq!(client.state(), State::Closed);
+    client.reconnect();
+    until(&mut events, 3000, "connected again", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    pause(0).await;
+    assert_eq!(wire.connects.get(), 2);
+    client.send("new").expect("send");
+    assert_eq!(texts(&wire).last().map(String::as_str), Some("new"));
+}
+
+#[wasm_bindgen_test]
+async fn a_batch_ending_in_a_failure_reports_it_and_the_next_socket_writes() {
+    let (client, mut events, wire) = connected(None).await;
+    let _replies = reply_to_messages(&client);
+    wire.deliver([
+        text("1"),
+        text("2"),
+        SocketEvent::Failed(TransportFailure::Network("reset".to_owned())),
+    ]);
+    let cause = match until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { cause, .. } => cause,
+        _ => unreachable!(),
+    };
+    assert_eq!(cause.kind, CauseKind::Network, "{cause:?}");
+    until(&mut events, 3000, "connected again", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    pause(0).await;
+    client.send("after").expect("send");
+    assert_eq!(texts(&wire).last().map(String::as_str), Some("after"));
+}
+
+#[wasm_bindgen_test]
+async fn a_write_failing_within_send_from_a_listener_is_a_disconnect_not_a_panic() {
+    // The writer runs within the drain (from a listener's send) and fails at once: the
+    // failure re-enters the driver while it drains.
+    let (client, mut events, wire) = connected(None).await;
+    let sender = client.clone();
+    let _on_connect = client.on_event(move |e| {
+        if let Event::StateChanged {
+            to: State::Connected,
+            ..
+        } = e
+        {
+            let _ = sender.send("hello");
+        }
+    });
+    // Closed under the client, before the close event is read.
+    wire.ended.set(true);
+    client.send("into the void").expect("send");
+    let cause = match until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { cause, .. } => cause,
+        _ => unreachable!(),
+    };
+    assert_eq!(cause.kind, CauseKind::Network, "{cause:?}");
+    // The next sockets fail their first write (from the Connected listener) too, a few
+    // times; then one works.
+    wire.dead_on_arrival.set(true);
+    within(3000, "two more sockets", async {
+        while wire.connects.get() < 3 {
+            pause(5).await;
+        }
+    })
+    .await;
+    wire.dead_on_arrival.set(false);
+    until(&mut events, 5000, "connected and staying", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    // Still alive: sends and writes work.
+    within(3000, "a connected socket that writes", async {
+        loop {
+            if client.state() == State::Connected && client.send("alive").is_ok() {
+                pause(0).await;
+                if texts(&wire).last().map(String::as_str) == Some("alive") {
+                    break;
+                }
+            }
+            pause(5).await;
+        }
+    })
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn close_now_from_a_listener_mid_batch_ends_the_socket_and_resolves() {
+    let (client, _events, wire) = connected(None).await;
+    wire.echo_close.set(true);
+    let actor = client.clone();
+    let closing = Rc::new(RefCell::new(None));
+    let close = closing.clone();
+    let _listener = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = actor.send(format!("re {t}"));
+            if &**t == "2" {
+                *close.borrow_mut() = Some(actor.close_now(4004, "now"));
+            }
+        }
+    });
+    wire.deliver([text("1"), text("2"), text("3")]);
+    pause(0).await;
+    let closing = closing.borrow_mut().take().expect("closing");
+    within(3000, "closed", closing).await;
+    assert_eq!(client.state(), State::Closed);
+    let written = texts(&wire);
+    assert_eq!(
+        written.last().map(String::as_str),
+        Some("close 4004"),
+        "{written:?}"
+    );
+    assert!(
+        !written.iter().any(|w| w == "re 3"),
+        "nothing after close_now: {written:?}"
+    );
+    // Both halves of the socket are let go (a WebSocket is released, its function freed).
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
+}
+
+#[wasm_bindgen_test]
+async fn a_closed_client_lets_its_socket_go() {
+    let (client, _events, wire) = connected(None).await;
+    wire.echo_close.set(true);
+    client.send("x").expect("send");
+    within(3000, "closed", client.close(1000, "bye")).await;
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
+    assert_eq!(texts(&wire), ["x", "close 1000"]);
+}
+
+#[wasm_bindgen_test]
+async fn a_write_failing_within_send_is_reported_after_send_returns() {
+    // The writer runs within send(); when the write fails there (the socket was closing,
+    // its close not read yet), no event may come from inside the call: listeners would
+    // run within the caller's send() (a WebSocket-like API never fires from send()).
+    let (client, mut events, wire) = connected(None).await;
+    let inside = Rc::new(Cell::new(false));
+    let heard = Rc::new(RefCell::new(Vec::new()));
+    let (during, log) = (inside.clone(), heard.clone());
+    let _listener = client.on_event(move |e| {
+        if let Event::Disconnected { .. } = e {
+            log.borrow_mut().push(during.get());
+        }
+    });
+    wire.ended.set(true);
+    inside.set(true);
+    client.send("into a closing socket").expect("send");
+    inside.set(false);
+    until(&mut events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await;
+    assert_eq!(*heard.borrow(), [false], "not from inside send()");
+}
+
+#[wasm_bindgen_test]
+async fn closing_while_reading_is_paused_ends_the_socket() {
+    // Reading paused (an events reader behind) when the client closes: the socket's end
+    // must still be read, or the close never completes and the socket is never let go.
+    let (client, _events, wire) = connected(Some(2)).await;
+    wire.deliver((0..10).map(|i| text(&i.to_string())));
+    pause(0).await;
+    pause(0).await;
+    assert!(wire.reads.get() < 10, "paused, read {}", wire.reads.get());
+    wire.echo_close.set(true);
+    within(3000, "closed now", client.close_now(1000, "bye")).await;
+    assert_eq!(client.state(), State::Closed);
+    within(2000, "the socket released", async {
+        while wire.halves_dropped.get() < 2 {
+            pause(5).await;
+        }
+    })
+    .await;
 }

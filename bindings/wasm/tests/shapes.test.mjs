@@ -1,0 +1,214 @@
+// WebSocket constructors of other shapes than the `ws` 8 the other tests use, played by
+// the test (no network): `ws` 7 (a text frame's 'message' is a string, a binary one an
+// ArrayBuffer, and no `isBinary` argument), `ws` 8 (a Buffer or an ArrayBuffer, with
+// `isBinary`), and a browser-like WebSocket (`on…` properties): each must hand the
+// client the same frames, text as text and binary as binary, in order, and its close
+// code and reason.
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { test } from 'node:test';
+
+import { TetherClient } from 'tether-wasm';
+import { fast, next, reach } from './helpers.mjs';
+
+/** A `ws`-like socket (`on`, `terminate`, `ping`) of version `major`. */
+function wsLike(major) {
+  const sockets = [];
+  class FakeWs extends EventEmitter {
+    constructor(url, protocols) {
+      super();
+      this.url = url;
+      this.protocols = protocols;
+      this.readyState = 0;
+      this.binaryType = 'nodebuffer';
+      this.sent = [];
+      sockets.push(this);
+      setTimeout(() => {
+        this.readyState = 1;
+        this.emit('open');
+      }, 0);
+    }
+
+    send(data) {
+      this.sent.push(data);
+    }
+
+    ping() {}
+
+    close(code, reason) {
+      if (this.readyState >= 2) return;
+      this.readyState = 2;
+      setTimeout(() => this.closed(code, reason), 0);
+    }
+
+    terminate() {
+      if (this.readyState === 3) return;
+      this.readyState = 2;
+      setTimeout(() => this.closed(1006, ''), 0);
+    }
+
+    closed(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      this.emit('close', code, major >= 8 ? Buffer.from(reason) : reason);
+    }
+
+    /** The server sends a text frame. */
+    text(s) {
+      if (major >= 8) this.emit('message', Buffer.from(s), false);
+      else this.emit('message', s);
+    }
+
+    /** The server sends a binary frame (binaryType 'arraybuffer', as the shim sets). */
+    bytes(b) {
+      assert.equal(this.binaryType, 'arraybuffer');
+      const copy = new Uint8Array(b).buffer;
+      if (major >= 8) this.emit('message', copy, true);
+      else this.emit('message', copy);
+    }
+  }
+  return { WebSocket: FakeWs, sockets };
+}
+
+/** A browser-like socket: `on…` properties and event objects. */
+function browserLike() {
+  const sockets = [];
+  class FakeWebSocket {
+    constructor(url, protocols) {
+      this.url = url;
+      this.protocols = protocols;
+      this.readyState = 0;
+      this.binaryType = 'blob';
+      this.sent = [];
+      sockets.push(this);
+      setTimeout(() => {
+        this.readyState = 1;
+        this.onopen?.({ type: 'open' });
+      }, 0);
+    }
+
+    send(data) {
+      this.sent.push(data);
+    }
+
+    close(code, reason) {
+      if (this.readyState >= 2) return;
+      this.readyState = 2;
+      setTimeout(() => this.closed(code ?? 1005, reason ?? ''), 0);
+    }
+
+    closed(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      this.onclose?.({ type: 'close', code, reason });
+    }
+
+    text(s) {
+      this.onmessage?.({ type: 'message', data: s });
+    }
+
+    bytes(b) {
+      assert.equal(this.binaryType, 'arraybuffer');
+      this.onmessage?.({ type: 'message', data: new Uint8Array(b).buffer });
+    }
+  }
+  return { WebSocket: FakeWebSocket, sockets };
+}
+
+for (const [name, make] of [
+  ['ws 7', () => wsLike(7)],
+  ['ws 8', () => wsLike(8)],
+  ['a browser-like WebSocket', browserLike],
+]) {
+  test(`${name}: text and binary frames, in order, and the close's code and reason`, async () => {
+    const { WebSocket, sockets } = make();
+    const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+    try {
+      await reach(client, 'connected');
+      const [sock] = sockets;
+      const got = [];
+      client.on('message', (m) => got.push(m));
+      const third = next(client, 'message', { where: (m) => m === 'three' });
+      sock.text('one');
+      sock.bytes([1, 2, 3]);
+      sock.text('three');
+      await third;
+      assert.equal(got.length, 3);
+      assert.equal(got[0], 'one');
+      assert.ok(got[1] instanceof Uint8Array, `a binary frame is binary: ${String(got[1])}`);
+      assert.deepEqual([...got[1]], [1, 2, 3]);
+      assert.equal(got[2], 'three');
+
+      // What the client sends reaches the socket as it was given.
+      client.send('out');
+      client.send(new Uint8Array([9, 8]));
+      assert.equal(sock.sent.length, 2);
+      assert.equal(String(sock.sent[0]), 'out');
+      assert.deepEqual([...new Uint8Array(sock.sent[1])], [9, 8]);
+
+      const disconnected = next(client, 'disconnected');
+      sock.closed(4003, 'gone away');
+      const d = await disconnected;
+      assert.equal(d.code, 4003, JSON.stringify(d));
+      assert.equal(d.reason, 'gone away', JSON.stringify(d));
+    } finally {
+      await client.closeNow();
+      client.free();
+    }
+  });
+}
+
+// A socket that is closing before its close event came (`ws`: a close frame was read,
+// readyState is CLOSING, 'close' comes once the TCP connection ends): a send() finds it
+// not open and its write fails at once, but nothing is emitted from inside send(); the
+// handlers of what follows run after it, and may call the client again.
+test("a write failing within send() is reported after send() returns", async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  await reach(client, 'connected');
+  const log = [];
+  client.on('disconnected', (d) => {
+    log.push(`disconnected ${d.kind}`);
+    log.push(`send: ${typeof client.send('from the listener')}`);
+    client.close().then(() => log.push('closed'));
+  });
+  sockets[0].readyState = 2;
+  const id = client.send('into a closing socket');
+  log.push(`send returned ${typeof id}`);
+  await new Promise((r) => setTimeout(r, 20));
+  sockets[0].closed(1000, '');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(log, ['send returned number', 'disconnected network', 'send: number', 'closed']);
+  assert.equal(client.state, 'closed');
+  client.free();
+});
+
+// Handlers run within some calls (reconnect() emits `state`), where the instance holds
+// the client: a handler's free() there must neither throw nor leave the client running.
+test('a state handler that frees the client within reconnect()', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  await reach(client, 'connected');
+  await client.close();
+  assert.equal(client.state, 'closed');
+  const log = [];
+  client.on('state', ({ to }) => {
+    if (to !== 'connecting') return;
+    try {
+      client.free();
+      log.push('freed');
+    } catch (e) {
+      log.push(`free threw: ${e && e.message}`);
+    }
+  });
+  client.reconnect();
+  log.push('reconnect returned');
+  assert.deepEqual(log, ['freed', 'reconnect returned']);
+  // Freed: the client stops; its socket is closed and no other is made.
+  await new Promise((r) => setTimeout(r, 400));
+  assert.ok(sockets.length <= 2, `${sockets.length} sockets made`);
+  assert.ok(
+    sockets.every((s) => s.readyState === 3),
+    sockets.map((s) => s.readyState).join(),
+  );
+});
