@@ -1,9 +1,10 @@
 // WebSocket constructors of other shapes than the `ws` 8 the other tests use, played by
 // the test (no network): `ws` 7 (a text frame's 'message' is a string, a binary one an
 // ArrayBuffer, and no `isBinary` argument), `ws` 8 (a Buffer or an ArrayBuffer, with
-// `isBinary`), and a browser-like WebSocket (`on…` properties): each must hand the
-// client the same frames, text as text and binary as binary, in order, and its close
-// code and reason.
+// `isBinary`), a browser-like WebSocket (`on…` properties), and one that ignores
+// binaryType 'arraybuffer' and gives binary frames as Blobs: each must hand the client
+// the same frames, text as text and binary as binary, in order, and its close code and
+// reason.
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
@@ -70,8 +71,11 @@ function wsLike(major) {
   return { WebSocket: FakeWs, sockets };
 }
 
-/** A browser-like socket: `on…` properties and event objects. */
-function browserLike() {
+/**
+ * A browser-like socket: `on…` properties and event objects. With `blobs`, one that
+ * ignores binaryType 'arraybuffer' and gives binary frames as Blobs (a browser's default).
+ */
+function browserLike({ blobs = false } = {}) {
   const sockets = [];
   class FakeWebSocket {
     constructor(url, protocols) {
@@ -108,6 +112,10 @@ function browserLike() {
     }
 
     bytes(b) {
+      if (blobs) {
+        this.onmessage?.({ type: 'message', data: new Blob([new Uint8Array(b)]) });
+        return;
+      }
       assert.equal(this.binaryType, 'arraybuffer');
       this.onmessage?.({ type: 'message', data: new Uint8Array(b).buffer });
     }
@@ -119,6 +127,7 @@ for (const [name, make] of [
   ['ws 7', () => wsLike(7)],
   ['ws 8', () => wsLike(8)],
   ['a browser-like WebSocket', browserLike],
+  ['a WebSocket that gives binary frames as Blobs', () => browserLike({ blobs: true })],
 ]) {
   test(`${name}: text and binary frames, in order, and the close's code and reason`, async () => {
     const { WebSocket, sockets } = make();
@@ -157,6 +166,30 @@ for (const [name, make] of [
     }
   });
 }
+
+// A Blob is read asynchronously: the frames and the close that come right after it wait
+// for it, and the client sees them in the order the socket gave them.
+test('a WebSocket that gives Blobs: what follows a Blob waits for it, the close too', async () => {
+  const { WebSocket, sockets } = browserLike({ blobs: true });
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  try {
+    await reach(client, 'connected');
+    const [sock] = sockets;
+    const got = [];
+    client.on('message', (m) => got.push(m instanceof Uint8Array ? [...m] : m));
+    const disconnected = next(client, 'disconnected');
+    sock.bytes([1]);
+    sock.text('two');
+    sock.bytes([3, 3]);
+    sock.closed(4003, 'gone away');
+    const d = await disconnected;
+    assert.deepEqual(got, [[1], 'two', [3, 3]]);
+    assert.equal(d.code, 4003, JSON.stringify(d));
+  } finally {
+    await client.closeNow();
+    client.free();
+  }
+});
 
 // A socket that is closing before its close event came (`ws`: a close frame was read,
 // readyState is CLOSING, 'close' comes once the TCP connection ends): a send() finds it

@@ -158,6 +158,8 @@ export class Sock {
     // undefined while opening, null once open, else why it failed.
     this.outcome = undefined;
     this.waiter = null;
+    // The read of a Blob frame under way, behind which later events wait (`after`).
+    this.lag = null;
     const WebSocket = ctor == null ? globalThis.WebSocket : ctor;
     if (typeof WebSocket !== 'function') {
       this.outcome = { kind: 'blocked' };
@@ -194,9 +196,9 @@ export class Sock {
       if (typeof ws.ping === 'function') ws.on('pong', wsPong);
     } else {
       ws.onopen = () => this.settle(null);
-      ws.onmessage = (e) => this.push(typeof e.data === 'string' ? e.data : binary(e.data));
-      ws.onerror = (e) => this.failed(e && e.error);
-      ws.onclose = (e) => this.closed(e.code, e.reason);
+      ws.onmessage = (e) => this.frame(e.data);
+      ws.onerror = (e) => this.after(() => this.failed(e && e.error));
+      ws.onclose = (e) => this.after(() => this.closed(e.code, e.reason));
       // Another constructor with `on()`: the same two events as `ws`'s, with closures
       // (its listeners may be called with another `this`).
       if (typeof ws.on === 'function') {
@@ -209,6 +211,37 @@ export class Sock {
 
   failed(error) {
     if (!this.error) this.error = failure(error);
+  }
+
+  // A frame of an `on…` socket. One that ignores binaryType 'arraybuffer' gives binary
+  // frames as Blobs, which read asynchronously: the frame and every event after it wait
+  // their turn (`after`), so that nothing is reordered, lost or emptied.
+  frame(data) {
+    if (typeof Blob === 'function' && data instanceof Blob) {
+      this.after(() =>
+        data.arrayBuffer().then(
+          (bytes) => this.push(new Uint8Array(bytes)),
+          (e) => {
+            // Unreadable: the socket ends, and what it carried is resent on another.
+            this.failed(e);
+            this.abandon();
+          },
+        ),
+      );
+    } else {
+      this.after(() => this.push(typeof data === 'string' ? data : binary(data)));
+    }
+  }
+
+  // Runs `f` now, or once the Blobs being read (and what waits behind them) are done.
+  after(f) {
+    const p = this.lag ? this.lag.then(f) : f();
+    if (p && typeof p.then === 'function') {
+      this.lag = p;
+      p.then(() => {
+        if (this.lag === p) this.lag = null;
+      });
+    }
   }
 
   opened() {
