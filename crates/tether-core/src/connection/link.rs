@@ -35,6 +35,9 @@ pub(super) struct PollLink {
     recv: Option<(RequestId, Instant)>,
     /// Frames waiting for the next send request.
     outbox: Vec<Payload>,
+    /// Messages received and not acknowledged when the transport was parked for a
+    /// probe: owed again if polling goes on on it.
+    owed_acks: u32,
 }
 
 /// The transport that is open or being opened; never more than one.
@@ -377,6 +380,7 @@ impl Connection {
                 send: None,
                 recv: None,
                 outbox: Vec::new(),
+                owed_acks: 0,
             });
             let hello = self.proto.hello(id);
             self.transmit_envelope(now, hello);
@@ -443,9 +447,15 @@ impl Connection {
             return;
         };
         debug_assert!(self.link.is_none(), "one transport at a time");
+        let owed = p.owed_acks;
         self.link = Link::Poll(p);
         // After the trial's probe: connected now, on polling.
         self.mark_connected(now);
+        if owed > 0 {
+            // The same transport: the server still waits for that Ack.
+            self.proto.owe_acks(owed);
+            self.flush_ack(now);
+        }
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
@@ -655,18 +665,24 @@ impl Connection {
             self.fallback.probe_due = false;
             return;
         };
+        // The polling trial's probe of a paused reader waits only for the requests in
+        // flight: no send poll goes before the application reads, and the probe's Hello
+        // tells the server what was handed (what the Ack would); what waits to be sent
+        // stays with the parked transport. Otherwise the connection would stay
+        // reconnecting for as long as the application does not read.
+        let paused_trial = self.fallback.mode == Mode::Trial && self.inbound.is_paused();
         // Idle: nothing in flight, nothing to send, no Ack owed (the Ack goes first).
         if !p.welcomed
             || p.send.is_some()
             || p.recv.is_some()
-            || !p.outbox.is_empty()
-            || self.proto.owes_ack()
+            || (!paused_trial && (!p.outbox.is_empty() || self.proto.owes_ack()))
         {
             return;
         }
         self.fallback.probe_due = false;
         // Polling pauses (one transport at a time) but its transport is kept.
-        if let Link::Poll(p) = std::mem::take(&mut self.link) {
+        if let Link::Poll(mut p) = std::mem::take(&mut self.link) {
+            p.owed_acks = self.proto.owed_acks();
             self.fallback.parked = Some(p);
         }
         self.clear_link_timers();

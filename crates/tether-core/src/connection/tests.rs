@@ -3939,3 +3939,130 @@ fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
         .any(|e| matches!(e, Event::FallbackChanged { .. })));
     assert!(!h.conn.metrics(h.now).fallback_active);
 }
+
+// ----- attacks on the polling trial's probe ---------------------------------------------
+
+/// A polling trial after one WebSocket failure (`after_failures: 1`) of a session that
+/// delivered nothing yet, welcomed by a poll answer carrying `messages` server messages;
+/// returns the polling transport.
+fn trial_welcomed_with(h: &mut Harness, messages: &[&str]) -> TransportId {
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("connection failed".into()));
+    let Some(Action::HttpRequest {
+        id: poller,
+        request,
+        ..
+    }) = h.take_actions().pop()
+    else {
+        panic!("the trial's Hello")
+    };
+    let mut batch = vec![Envelope::Welcome {
+        session: 3,
+        recv_seq: 0,
+        resumed: false,
+        secret: SECRET,
+    }
+    .encode()];
+    for (i, m) in messages.iter().enumerate() {
+        batch.push(msg(i as u64 + 1, m).encode());
+    }
+    h.conn
+        .handle_http_response(h.now, request, Ok(encode_batch(&batch)));
+    h.drain();
+    poller
+}
+
+fn trial_config() -> ConfigBuilder {
+    protocol().fallback(FallbackConfig {
+        after_failures: 1,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    })
+}
+
+/// An application that is behind in reading when the trial's Welcome brings messages:
+/// reading pauses, so the Ack owed for them cannot go on polling (no send poll while
+/// paused). The probe must not wait for it (its Hello tells the server what was
+/// handed): the connection reaches `Connected` on the WebSocket, paused, instead of
+/// staying `Reconnecting` for as long as the application does not read.
+#[test]
+fn a_paused_reader_does_not_hold_the_trial_probe_back() {
+    let mut h = Harness::new(trial_config().unread_limits(1, 1000));
+    let poller = trial_welcomed_with(&mut h, &["a", "b"]);
+    assert!(!h.conn.wants_read(), "paused");
+    // The Ack would be due within `ack_delay`; the probe's timeout is 2 s.
+    h.advance(Duration::from_secs(1));
+    let actions = h.take_actions();
+    let Some(probe) = actions.iter().find_map(|a| match a {
+        Action::Open { id, .. } => Some(*id),
+        _ => None,
+    }) else {
+        panic!(
+            "no probe while the application does not read ({:?}): {actions:?}",
+            h.conn.state()
+        )
+    };
+    h.open(probe);
+    let hello: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
+    assert!(
+        matches!(hello[..], [Envelope::Hello { recv_seq: 2, .. }]),
+        "the Hello acknowledges what was handed: {hello:?}"
+    );
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert_eq!(messages(&h), [text("a"), text("b")]);
+}
+
+/// The same paused reader, and the probe fails: the fallback is reported, connected on
+/// the trial's transport, and the Ack owed for what the Welcome brought is not
+/// forgotten: it goes as soon as the application reads.
+#[test]
+fn a_failed_trial_probe_of_a_paused_reader_still_acknowledges_on_polling() {
+    // Two messages do not make an Ack due at once: the probe leaves before it.
+    let config = trial_config()
+        .unread_limits(1, 1000)
+        .ack(3, Duration::from_millis(20));
+    let mut h = Harness::new(config);
+    let poller = trial_welcomed_with(&mut h, &["a", "b"]);
+    h.advance(Duration::from_secs(1));
+    let probe = h.last_open();
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    h.take_actions();
+    h.conn.handle_app_read(h.now, 2, 2);
+    h.drain();
+    h.advance(Duration::from_secs(1));
+    let acks: Vec<u64> = h
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::HttpRequest {
+                id,
+                kind: HttpRequestKind::Send,
+                body,
+                ..
+            } if id == poller => Some(body),
+            _ => None,
+        })
+        .flat_map(|body| decode_batch(&body).unwrap())
+        .filter_map(|f| match env(&f) {
+            Envelope::Ack { seq } => Some(seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acks, [2], "the owed Ack goes on the polling transport");
+}
