@@ -895,6 +895,9 @@ impl Connection {
             return;
         }
         if kind == LinkKind::WsProbe {
+            // A hint that came with the probe's failure was about the probe: no attempt
+            // follows it, and a later failure must not wait for it.
+            self.retry_hint = None;
             // The WebSocket probe failed: polling goes on.
             self.resume_polling(now);
             return;

@@ -4066,3 +4066,46 @@ fn a_failed_trial_probe_of_a_paused_reader_still_acknowledges_on_polling() {
         .collect();
     assert_eq!(acks, [2], "the owed Ack goes on the polling transport");
 }
+
+/// A retry hint that came with the trial probe's failure (a 503 with `Retry-After` to
+/// the WebSocket upgrade) belongs to that probe: polling takes over at once, and a
+/// later, unrelated loss of the polling transport is retried with the usual backoff,
+/// not after the probe's stale hint.
+#[test]
+fn a_failed_probes_retry_hint_does_not_delay_a_later_reconnect() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.failed(
+        probe,
+        TransportFailure::Http {
+            status: 503,
+            retry_after: Some(Duration::from_secs(30)),
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    // Minutes later, the receive poll fails.
+    let recv = h
+        .take_actions()
+        .into_iter()
+        .find_map(|a| match a {
+            Action::HttpRequest {
+                id,
+                request,
+                kind: HttpRequestKind::Receive,
+                ..
+            } if id == poller => Some(request),
+            _ => None,
+        })
+        .expect("a receive poll");
+    h.now += Duration::from_secs(1);
+    h.conn
+        .handle_http_response(h.now, recv, Err(TransportFailure::Network("reset".into())));
+    h.drain();
+    let (_, delay, hinted) = *h.scheduled().last().expect("a backoff wait");
+    assert!(
+        !hinted && delay < Duration::from_secs(30),
+        "the probe's old hint was used: {delay:?}"
+    );
+}
