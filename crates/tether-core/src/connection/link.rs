@@ -232,6 +232,11 @@ impl Fallback {
         self.parked.is_some()
     }
 
+    /// Polling is on trial (not reported as a fallback yet).
+    pub(super) fn is_trial(&self) -> bool {
+        self.mode == Mode::Trial
+    }
+
     /// Polling carries the session and was reported so (not on trial).
     pub(super) fn is_reported(&self) -> bool {
         self.mode == Mode::On

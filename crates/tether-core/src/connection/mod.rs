@@ -886,7 +886,7 @@ impl Connection {
         now: Instant,
         kind: LinkKind,
         cause: Cause,
-        class: CloseClass,
+        mut class: CloseClass,
         failure: Option<&TransportFailure>,
     ) {
         self.clear_link_timers();
@@ -898,9 +898,18 @@ impl Connection {
             // A hint that came with the probe's failure was about the probe: no attempt
             // follows it, and a later failure must not wait for it.
             self.retry_hint = None;
-            // The WebSocket probe failed: polling goes on.
-            self.resume_polling(now);
-            return;
+            let down = !self.online || matches!(failure, Some(TransportFailure::Refused));
+            if !(self.fallback.is_trial() && down) {
+                // The WebSocket probe failed: polling goes on.
+                self.resume_polling(now);
+                return;
+            }
+            // The polling trial's probe failed because the device is offline or nothing
+            // listens any more: that says nothing of WebSockets being blocked. The trial
+            // ends as one whose polling failed (back to the WebSocket, with backoff),
+            // its transport closed; nothing is lost (the next Hello resumes).
+            self.close_parked(1000, "polling trial ended");
+            class = CloseClass::Retry;
         }
         self.tally.last_cause = Some(cause.clone());
         if let Some(since) = self.phase.connected_since() {

@@ -4109,3 +4109,69 @@ fn a_failed_probes_retry_hint_does_not_delay_a_later_reconnect() {
         "the probe's old hint was used: {delay:?}"
     );
 }
+
+/// The device goes offline while the trial's probe is out, and the probe fails: that
+/// says nothing about WebSockets being blocked. The fallback is not reported, the
+/// connection does not claim `Connected` on a polling transport while offline: the trial
+/// ends, and the connection waits for the network.
+#[test]
+fn a_trial_probe_failing_while_offline_reports_no_fallback() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.conn.handle_hint(h.now, Hint::Offline);
+    h.drain();
+    h.failed(
+        probe,
+        TransportFailure::Network("network is unreachable".into()),
+    );
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "{:?}",
+        h.events
+    );
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Disconnected);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    // Back online: the WebSocket is tried again.
+    h.conn.handle_hint(h.now, Hint::Online);
+    h.drain();
+    assert_eq!(
+        h.attempts().last().map(|a| a.1),
+        Some(AttemptKind::WebSocket)
+    );
+}
+
+/// A native platform tells a refused connect apart: the trial's probe refused means the
+/// server went down again (nothing listens), not that WebSockets are blocked. No
+/// fallback is reported; the trial ends and the WebSocket is retried with backoff.
+#[test]
+fn a_refused_trial_probe_means_the_server_is_down_not_a_fallback() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.failed(probe, TransportFailure::Refused);
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert_eq!(h.scheduled().len(), 1, "a backoff wait");
+    h.advance(Duration::from_secs(10));
+    assert_eq!(
+        h.attempts().last().map(|a| a.1),
+        Some(AttemptKind::WebSocket)
+    );
+}
