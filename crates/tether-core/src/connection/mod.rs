@@ -741,11 +741,14 @@ impl Connection {
                     self.token_answered(now, Err("token provider timed out".into()));
                 }
             }
-            Timer::TokenRefresh => {
-                if self.state() == State::Connected && !self.auth.is_fetching() {
-                    self.request_token(now);
-                }
-            }
+            Timer::TokenRefresh => match self.state() {
+                _ if self.auth.is_fetching() => {}
+                State::Connected => self.request_token(now),
+                // An attempt under way with the current token: the polling trial and its
+                // probe fetch none, so the refresh is made once it connects.
+                _ if !self.link.is_none() => self.auth.miss_refresh(),
+                _ => {}
+            },
             Timer::Heartbeat => self.send_ping(now),
             Timer::PongDeadline => self.on_pong_deadline(now),
             Timer::Liveness => {
@@ -877,6 +880,9 @@ impl Connection {
             self.tally.connected();
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
             self.set_step(Step::Connected { since: now });
+            if self.auth.take_missed_refresh() {
+                self.request_token(now);
+            }
         }
     }
 

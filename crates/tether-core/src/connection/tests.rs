@@ -4175,3 +4175,59 @@ fn a_refused_trial_probe_means_the_server_is_down_not_a_fallback() {
         Some(AttemptKind::WebSocket)
     );
 }
+
+/// The token's refresh falls due while the polling trial's probe is out (the
+/// connection is still reconnecting, and neither the trial nor its probe fetches a
+/// token): the refresh is not lost, it is made once the probe connects, before the
+/// token expires (a server closes a connection whose token expired, 4401).
+#[test]
+fn a_token_refresh_due_during_the_trial_probe_is_made_once_connected() {
+    let mut h = Harness::new(trial_config().auth(AuthConfig::default()));
+    h.connect();
+    let expires = h.now + Duration::from_secs(3);
+    h.token(Ok(Token {
+        value: "t1".into(),
+        expires_at: Some(expires),
+    }));
+    h.drain();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Network("connection failed".into()));
+    let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
+        panic!("the trial's Hello")
+    };
+    h.conn
+        .handle_http_response(h.now, request, Ok(poll_welcome()));
+    h.drain();
+    let probe = h.last_open();
+    // The refresh is due halfway to expiry, 1.5 s: the probe is still out.
+    h.advance(Duration::from_millis(1600));
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    h.advance(Duration::from_millis(500));
+    assert!(h.now < expires);
+    assert!(
+        h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::FetchToken { .. })),
+        "the refresh is made before the token expires"
+    );
+    h.token(Ok(Token {
+        value: "t2".into(),
+        expires_at: Some(h.now + Duration::from_secs(300)),
+    }));
+    h.drain();
+    assert!(h
+        .sent_frames()
+        .iter()
+        .any(|f| env(f) == Envelope::Auth { token: "t2".into() }));
+}
