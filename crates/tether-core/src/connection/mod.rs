@@ -377,7 +377,14 @@ impl Connection {
             enqueued: now,
             seq: 0,
         };
-        if protocol && self.link.is_ready() && self.outbox.pending_len() == 0 {
+        // Not while the polling trial waits for its probe (its transport is ready, the
+        // connection not connected): the message waits for the probe's outcome, and a
+        // steady sender cannot keep polling busy and the probe from ever going.
+        if protocol
+            && self.link.is_ready()
+            && self.state() == State::Connected
+            && self.outbox.pending_len() == 0
+        {
             self.write_message(now, retained);
         } else {
             self.outbox.push_pending(retained);

@@ -4231,3 +4231,69 @@ fn a_token_refresh_due_during_the_trial_probe_is_made_once_connected() {
         .iter()
         .any(|f| env(f) == Envelope::Auth { token: "t2".into() }));
 }
+
+/// An application that keeps sending while the polling trial waits to probe (every
+/// 10 ms, each send poll answered within 10 ms): what it sends waits for the probe's
+/// outcome (as PROTOCOL.md 3.5 says) instead of going on the trial's transport, where
+/// each send kept polling busy and the probe, waiting for polling to be idle, never
+/// went: the connection stayed `Reconnecting` while messages were delivered.
+#[test]
+fn a_steady_sender_does_not_hold_the_trial_probe_back() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &["y"]);
+    let mut probe = None;
+    let mut in_flight = Vec::new();
+    for i in 0..200 {
+        h.conn.send(h.now, format!("m{i}")).unwrap();
+        h.drain();
+        for request in std::mem::take(&mut in_flight) {
+            h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
+            h.drain();
+        }
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest { id, request, .. } if id == poller => in_flight.push(request),
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(10));
+    }
+    let Some(probe) = probe else {
+        panic!(
+            "no probe after 2 s of sending ({:?}, {} delivered)",
+            h.conn.state(),
+            h.delivered().len()
+        )
+    };
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.open(probe);
+    h.take_actions();
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    let written: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
+    let seqs: Vec<u64> = written
+        .iter()
+        .filter_map(|e| match e {
+            Envelope::Msg { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert!(!seqs.is_empty(), "{written:?}");
+    assert_eq!(
+        seqs[0], 1,
+        "everything sent goes on the WebSocket, in order"
+    );
+    assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+}
