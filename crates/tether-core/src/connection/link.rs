@@ -102,6 +102,11 @@ impl Link {
         }
     }
 
+    /// A WebSocket probe of the polling trial (before the fallback is reported).
+    pub(super) fn is_trial_probe(&self, fallback: &Fallback) -> bool {
+        matches!(self, Link::Ws { probe: true, .. }) && fallback.is_trial()
+    }
+
     pub(super) fn is_opening_ws(&self, want: TransportId) -> bool {
         matches!(self, Link::Ws { id, phase: WsPhase::Opening, .. } if *id == want)
     }
@@ -171,6 +176,8 @@ pub(super) struct Fallback {
     poll_interval: Duration,
     /// The WebSocket probe is due, once no polling request is in flight.
     probe_due: bool,
+    /// The probe out may get its time again once, after a sleep (the polling trial's).
+    probe_grace: bool,
     /// The polling transport, idle, while a WebSocket probe is out: taken up again if
     /// the probe fails (no new Hello, no new transport at the server), closed once the
     /// WebSocket is welcomed or the connection ends.
@@ -211,6 +218,7 @@ impl Fallback {
                 .as_ref()
                 .map_or(Duration::from_millis(100), |f| f.min_interval),
             probe_due: false,
+            probe_grace: false,
             parked: None,
         }
     }
@@ -224,6 +232,11 @@ impl Fallback {
     /// flight.
     pub(super) fn probe_due(&mut self) {
         self.probe_due = true;
+    }
+
+    /// Whether the probe out may get its time again after a sleep (once per probe).
+    pub(super) fn take_probe_grace(&mut self) -> bool {
+        std::mem::take(&mut self.probe_grace)
     }
 
     /// A polling transport is parked (a WebSocket probe is out).
@@ -372,12 +385,7 @@ impl Connection {
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
         let id = TransportId(self.next_id());
-        // A probe pauses polling (one transport at a time), so it gets little time.
-        let timeout = match (&self.config.fallback, probe) {
-            (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
-            _ => self.config.connect_timeout,
-        };
-        self.timers.set(Timer::ConnectTimeout, later(now, timeout));
+        self.arm_connect_timeout(now, probe);
         if self.fallback.is_active() && !probe {
             self.link = Link::Poll(PollLink {
                 id,
@@ -404,6 +412,16 @@ impl Connection {
             protocols: self.config.protocols.clone(),
             headers,
         });
+    }
+
+    /// The deadline of the attempt (or `probe`) opening now.
+    pub(super) fn arm_connect_timeout(&mut self, now: Instant, probe: bool) {
+        // A probe pauses polling (one transport at a time), so it gets little time.
+        let timeout = match (&self.config.fallback, probe) {
+            (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
+            _ => self.config.connect_timeout,
+        };
+        self.timers.set(Timer::ConnectTimeout, later(now, timeout));
     }
 
     /// Closes (or abandons) the transport ourselves; the driver reports nothing back.
@@ -685,6 +703,7 @@ impl Connection {
             return;
         }
         self.fallback.probe_due = false;
+        self.fallback.probe_grace = true;
         // Polling pauses (one transport at a time) but its transport is kept.
         if let Link::Poll(mut p) = std::mem::take(&mut self.link) {
             p.owed_acks = self.proto.owed_acks();

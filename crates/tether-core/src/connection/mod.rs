@@ -708,7 +708,7 @@ impl Connection {
                 continue;
             }
             self.timers.stop(timer);
-            self.on_timer(now, timer);
+            self.on_timer(now, timer, resumed);
         }
         if resumed {
             self.handle_hint(now, Hint::Resumed);
@@ -717,7 +717,8 @@ impl Connection {
 
     // ----- internals -----------------------------------------------------------------
 
-    fn on_timer(&mut self, now: Instant, timer: Timer) {
+    /// `timer` is due; `resumed`: served after the process slept (see `handle_timeout`).
+    fn on_timer(&mut self, now: Instant, timer: Timer, resumed: bool) {
         match timer {
             Timer::Backoff => {
                 if matches!(self.state(), State::Connecting | State::Reconnecting) && self.idle() {
@@ -725,7 +726,16 @@ impl Connection {
                 }
             }
             Timer::ConnectTimeout => {
-                if !self.link.is_none() {
+                if resumed
+                    && self.link.is_trial_probe(&self.fallback)
+                    && self.fallback.take_probe_grace()
+                {
+                    // The polling trial's probe ran out of time while the process slept:
+                    // that proves nothing about WebSockets (a failed probe reports the
+                    // fallback), so it gets its time again from the wake-up, once (a
+                    // throttled page's every timer is late).
+                    self.arm_connect_timeout(now, true);
+                } else if !self.link.is_none() {
                     // A failed attempt like any other: the app hears of it.
                     self.events
                         .push_back(Event::Error(TetherError::AttemptFailed(

@@ -4297,3 +4297,57 @@ fn a_steady_sender_does_not_hold_the_trial_probe_back() {
     );
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
 }
+
+/// The machine sleeps while the polling trial's probe is out: its deadline, served a
+/// minute late, proves nothing about WebSockets (as a ping's does not about the
+/// socket). The probe gets its time again from the wake-up: a WebSocket that works is
+/// welcomed then, and the fallback is never reported.
+#[test]
+fn a_sleep_during_the_trial_probe_is_not_a_failed_probe() {
+    let mut h = Harness::new(trial_config());
+    trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.now += Duration::from_secs(60);
+    h.conn.handle_timeout(h.now);
+    h.drain();
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.advance(Duration::from_millis(500));
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(!h.conn.metrics(h.now).fallback_active);
+    // A probe that still hangs after the wake-up fails as any other: the fallback.
+    let mut h = Harness::new(trial_config());
+    trial_welcomed_with(&mut h, &[]);
+    h.now += Duration::from_secs(60);
+    h.conn.handle_timeout(h.now);
+    h.drain();
+    h.advance(FallbackConfig::new("http://x/").probe_timeout);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+    // Once: a page whose every timer is late (throttled) still gets its verdict.
+    let mut h = Harness::new(trial_config());
+    trial_welcomed_with(&mut h, &[]);
+    for _ in 0..2 {
+        h.now += Duration::from_secs(60);
+        h.conn.handle_timeout(h.now);
+        h.drain();
+    }
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert_eq!(h.conn.state(), State::Connected);
+}
