@@ -216,7 +216,9 @@ pub struct FallbackConfig {
     /// A probe must open (and be welcomed) within this (and within `connect_timeout`);
     /// polling waits meanwhile, its transport kept, and goes on with it when the probe
     /// fails (no new Hello, no new transport at the server). This bounds too how long
-    /// the polling trial's probe can hold back the fallback (see `after_failures`).
+    /// the polling trial's probe can hold back the fallback (see `after_failures`); that
+    /// probe gets it once more if its deadline passed while the process slept
+    /// (`resume_gap`), since a late deadline proves nothing about WebSockets.
     pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,

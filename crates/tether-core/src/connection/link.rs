@@ -144,7 +144,8 @@ impl Link {
 /// ```text
 ///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed, ──► On
 ///    ▲ ▲ ▲                                              │  │   then its WebSocket      │
-///    │ │ └──────────── polling failed too ──────────────┘  │   probe failed            │
+///    │ │ └─ polling failed too, or its probe refused ───┘  │   probe failed            │
+///    │ │    or failing offline                             │                           │
 ///    │ └──── polling welcomed, then its probe connected ───┘                           │
 ///    ├──── the platform blocks WebSockets: On at once ────────────────────────────────►│
 ///    └──────────────────── a WebSocket (probe) connected ◄─────────────────────────────┘
@@ -156,10 +157,11 @@ enum Mode {
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
     /// not help; and once it answers, the server may only have been restarting, so the
-    /// WebSocket is probed at once (as soon as polling is idle), the connection still
-    /// reconnecting. Not reported as a fallback: a failed trial goes back to the
+    /// WebSocket is probed at once (as soon as polling is idle, or for a paused reader
+    /// once no request is in flight), the connection still reconnecting, messages sent
+    /// meanwhile queued. Not reported as a fallback: a failed trial goes back to the
     /// WebSocket, a welcomed probe ends it on the WebSocket, and only a failed probe
-    /// turns it `On`.
+    /// turns it `On` (a probe refused, or failing while offline, ends the trial).
     Trial,
     /// Polling carries the session, reported as a fallback.
     On,
