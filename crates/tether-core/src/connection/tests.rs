@@ -4351,3 +4351,28 @@ fn a_sleep_during_the_trial_probe_is_not_a_failed_probe() {
     assert!(h.conn.metrics(h.now).fallback_active);
     assert_eq!(h.conn.state(), State::Connected);
 }
+
+/// A careless application calls `reconnect()` and the page sends visibility and online
+/// hints while the polling trial's probe is out: nothing changes (no second transport,
+/// the parked one kept), and the probe's outcome decides as before.
+#[test]
+fn reconnect_and_hints_during_the_trial_probe_change_nothing() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.conn.reconnect(h.now);
+    for hint in [Hint::Hidden, Hint::Visible, Hint::Online, Hint::Resumed] {
+        h.conn.handle_hint(h.now, hint);
+    }
+    h.drain();
+    assert!(h.take_actions().is_empty(), "nothing opened or closed");
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h
+        .take_actions()
+        .iter()
+        .all(|a| matches!(a, Action::HttpRequest { id, .. } if *id == poller)));
+    assert_eq!(h.conn.metrics(h.now).reconnects, 0, "the first connection");
+}
