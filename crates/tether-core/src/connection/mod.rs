@@ -922,17 +922,23 @@ impl Connection {
             // follows it, and a later failure must not wait for it.
             self.retry_hint = None;
             let down = !self.online || matches!(failure, Some(TransportFailure::Refused));
-            if !(self.fallback.is_trial() && down) {
+            // Another client of the user took over: the server detached the polling
+            // transport too (its next request gets 409), so the connection ends here.
+            let replaced = class == CloseClass::Replaced;
+            let ends = replaced || (self.fallback.is_trial() && down);
+            if !ends {
                 // The WebSocket probe failed: polling goes on.
                 self.resume_polling(now);
                 return;
             }
-            // The polling trial's probe failed because the device is offline or nothing
-            // listens any more: that says nothing of WebSockets being blocked. The trial
-            // ends as one whose polling failed (back to the WebSocket, with backoff),
-            // its transport closed; nothing is lost (the next Hello resumes).
-            self.close_parked(1000, "polling trial ended");
-            class = CloseClass::Retry;
+            // Replaced, or the polling trial's probe failed because the device is offline
+            // or nothing listens any more: that says nothing of WebSockets being blocked.
+            // The trial ends as one whose polling failed (back to the WebSocket, with
+            // backoff), its transport closed; nothing is lost (the next Hello resumes).
+            self.close_parked(1000, "polling ended after the probe");
+            if !replaced {
+                class = CloseClass::Retry;
+            }
         }
         self.tally.last_cause = Some(cause.clone());
         if let Some(since) = self.phase.connected_since() {

@@ -4376,3 +4376,32 @@ fn reconnect_and_hints_during_the_trial_probe_change_nothing() {
         .all(|a| matches!(a, Action::HttpRequest { id, .. } if *id == poller)));
     assert_eq!(h.conn.metrics(h.now).reconnects, 0, "the first connection");
 }
+
+/// The trial's probe is closed by the server as replaced (4409: another client of the
+/// same user took over): polling is over too (the server detached it), so the connection
+/// stops as replaced, without first reporting a fallback and connecting on polling.
+#[test]
+fn a_trial_probe_closed_as_replaced_stops_without_reporting_a_fallback() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &[]);
+    let probe = h.last_open();
+    h.open(probe);
+    h.closed(probe, Some(codes::REPLACED));
+    assert_eq!(h.conn.state(), State::Error);
+    assert!(matches!(
+        h.conn.terminal_reason(),
+        Some(TerminalReason::Replaced(_))
+    ));
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. })),
+        "{:?}",
+        h.events
+    );
+    assert!(!h.states().contains(&State::Connected), "{:?}", h.states());
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+}
