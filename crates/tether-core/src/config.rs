@@ -199,10 +199,12 @@ pub struct FallbackConfig {
     /// (a browser cannot tell a refused connect from a blocked WebSocket), the WebSocket
     /// is probed once more, the connection still reconnecting: a welcomed probe connects
     /// on the WebSocket and the fallback is never reported; a failed one (or one not
-    /// welcomed within `probe_timeout`) reports it and connects on polling. WebSockets
-    /// really blocked so cost that one probe before polling is reported. A platform that
-    /// says WebSockets are blocked ([`TransportFailure::Blocked`](crate::TransportFailure))
-    /// switches at once, without trial or probe.
+    /// welcomed within `probe_timeout`) reports it and connects on polling; one refused
+    /// (nothing listens) or failing while the device is offline ends the trial instead,
+    /// back to the WebSocket with backoff. WebSockets really blocked so cost that one
+    /// probe before polling is reported. A platform that says WebSockets are blocked
+    /// ([`TransportFailure::Blocked`](crate::TransportFailure)) switches at once, without
+    /// trial or probe.
     pub after_failures: u32,
     /// Poll interval while messages flow.
     pub min_interval: Duration,
@@ -214,7 +216,9 @@ pub struct FallbackConfig {
     /// A probe must open (and be welcomed) within this (and within `connect_timeout`);
     /// polling waits meanwhile, its transport kept, and goes on with it when the probe
     /// fails (no new Hello, no new transport at the server). This bounds too how long
-    /// the polling trial's probe can hold back the fallback (see `after_failures`).
+    /// the polling trial's probe can hold back the fallback (see `after_failures`); that
+    /// probe gets it once more if its deadline passed while the process slept
+    /// (`resume_gap`), since a late deadline proves nothing about WebSockets.
     pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_core::{
-    AuthConfig, DropReason, Event, FallbackConfig, HeartbeatConfig, Instant, OverflowPolicy,
-    QueueConfig, SendError, State, TerminalReason, TetherError, TransportFailure,
+    AttemptKind, AuthConfig, DropReason, Event, FallbackConfig, HeartbeatConfig, Instant,
+    OverflowPolicy, QueueConfig, SendError, State, TerminalReason, TetherError, TransportFailure,
 };
 use tether_native::{Client, DeliveryError};
 use tether_server::Hub;
@@ -415,6 +415,104 @@ async fn blocked_websockets_fall_back_to_polling_and_upgrade_back_without_loss()
     assert_eq!(events.missed(), 0);
     within("close", client.close(1000, "done")).await;
     proxy.shutdown().await;
+    server.shutdown().await;
+}
+
+/// The server's WebSocket path fails for a moment (a proxy resets every WebSocket, as a
+/// browser sees a server restart), long enough for the polling trial; it is back by the
+/// time the trial's Hello is answered (polling goes through a proxy that delays it). The
+/// application sends every 10 ms throughout. The trial's WebSocket probe is welcomed
+/// (the steady sender does not keep it from going): the fallback is never reported, the
+/// session goes on on the WebSocket, the server ends the polling transport (one
+/// connection left), and every message arrives exactly once both ways.
+#[tokio::test]
+async fn a_polling_trial_whose_probe_is_welcomed_ends_on_the_websocket_without_loss() {
+    let hub = Arc::new(Hub::new());
+    let mut tap = hub.tap();
+    let server = reference::start(&reference::server_config(), &hub).await;
+    let ws_proxy = FaultProxy::start(server.addr()).unwrap();
+    let poll_proxy = FaultProxy::start(server.addr()).unwrap();
+    within(
+        "delay",
+        poll_proxy.set_mode(Mode::Delay(Duration::from_millis(300))),
+    )
+    .await
+    .unwrap();
+    let mut fallback = FallbackConfig::new(format!("http://{}/poll", poll_proxy.addr()));
+    fallback.after_failures = 2;
+    let config = protocol_config(ws_proxy.addr()).fallback(fallback);
+    let client = spawn(config, &Tokens::new("trial", HOUR));
+    let mut events = Recorder::new(client.events());
+    events.until_connected().await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let (stop, sender) = steady_sender(client.clone(), Duration::from_millis(10), sent.clone());
+    let soon = |n: u64| format!("c{}", sent.load(Ordering::SeqCst) + n);
+    events.until_message(&soon(5)).await;
+
+    within("reset", ws_proxy.set_mode(Mode::Reset))
+        .await
+        .unwrap();
+    events
+        .until("the polling trial", |e| {
+            matches!(
+                e,
+                Event::AttemptStarted {
+                    kind: AttemptKind::Polling,
+                    ..
+                }
+            )
+        })
+        .await;
+    // Back before the trial's Hello is answered; that answer resends what the server
+    // sent meanwhile, so an Ack is owed before the probe (and sends could have kept
+    // polling busy).
+    assert_eq!(hub.send_to_user("trial", "s1"), 1);
+    within("pass", ws_proxy.set_mode(Mode::Pass)).await.unwrap();
+    events.until_connected().await;
+    let probes = events.logged(|e| {
+        matches!(
+            e,
+            Event::AttemptStarted {
+                kind: AttemptKind::Probe,
+                ..
+            }
+        )
+    });
+    assert_eq!(probes.len(), 1, "the trial probed: {:?}", events.log);
+    assert!(!client.metrics().fallback_active);
+    // The server ended the trial's polling transport: the WebSocket is all that is left.
+    let mut changes = hub.changes();
+    within("one connection", async {
+        while hub.connections() != 1 {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await;
+    events.until_message(&soon(5)).await;
+
+    stop.send(()).unwrap();
+    let total = within("the sender", sender).await.unwrap();
+    client.send("end").unwrap();
+    let mut expected = texts("c", 1..=total);
+    expected.push("end".into());
+    let mut delivered = Tally::default();
+    tap_until(&mut tap, &mut delivered, "end").await;
+    delivered.assert_exactly_once("at the server", strs(&expected));
+    events.until_message("end").await;
+    expected.push("s1".into());
+    events
+        .messages
+        .assert_exactly_once("echoes and s1", strs(&expected));
+    assert!(events
+        .logged(|e| matches!(e, Event::FallbackChanged { .. }))
+        .is_empty());
+    assert!(events
+        .logged(|e| matches!(e, Event::SessionReset { .. }))
+        .is_empty());
+    assert_eq!(events.missed(), 0);
+    within("close", client.close(1000, "done")).await;
+    ws_proxy.shutdown().await;
+    poll_proxy.shutdown().await;
     server.shutdown().await;
 }
 

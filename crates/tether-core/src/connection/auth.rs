@@ -19,6 +19,9 @@ pub(super) struct Auth {
     /// The server rejected a token and the one retry with a fresh one was made; forgotten
     /// once a connection is stable.
     retry_used: bool,
+    /// The refresh fell due while an attempt was under way with the current token (the
+    /// polling trial and its probe fetch none): made once it connects.
+    refresh_missed: bool,
 }
 
 impl Auth {
@@ -29,6 +32,16 @@ impl Auth {
     /// No answer to the fetch in flight is awaited any more.
     pub(super) fn cancel_fetch(&mut self) {
         self.fetch = None;
+    }
+
+    /// The refresh fell due before the attempt under way connected.
+    pub(super) fn miss_refresh(&mut self) {
+        self.refresh_missed = true;
+    }
+
+    /// A refresh fell due meanwhile and no fetch is under way: make it now.
+    pub(super) fn take_missed_refresh(&mut self) -> bool {
+        std::mem::take(&mut self.refresh_missed) && self.fetch.is_none()
     }
 
     pub(super) fn forget_rejection(&mut self) {
@@ -64,6 +77,8 @@ impl Connection {
 
     pub(super) fn token_answered(&mut self, now: Instant, result: Result<Token, String>) {
         self.auth.fetch = None;
+        // Whatever came, the missed refresh is made (a failed one is retried on its timer).
+        self.auth.refresh_missed = false;
         self.timers.stop(Timer::TokenFetch);
         // A token that expired before it arrived (the process slept while the provider
         // answered) would only be rejected: treat it as a failed fetch.

@@ -35,6 +35,9 @@ pub(super) struct PollLink {
     recv: Option<(RequestId, Instant)>,
     /// Frames waiting for the next send request.
     outbox: Vec<Payload>,
+    /// Messages received and not acknowledged when the transport was parked for a
+    /// probe: owed again if polling goes on on it.
+    owed_acks: u32,
 }
 
 /// The transport that is open or being opened; never more than one.
@@ -99,6 +102,11 @@ impl Link {
         }
     }
 
+    /// A WebSocket probe of the polling trial (before the fallback is reported).
+    pub(super) fn is_trial_probe(&self, fallback: &Fallback) -> bool {
+        matches!(self, Link::Ws { probe: true, .. }) && fallback.is_trial()
+    }
+
     pub(super) fn is_opening_ws(&self, want: TransportId) -> bool {
         matches!(self, Link::Ws { id, phase: WsPhase::Opening, .. } if *id == want)
     }
@@ -136,7 +144,8 @@ impl Link {
 /// ```text
 ///   Off ── WebSocket failed `after_failures` times ──► Trial ── polling welcomed, ──► On
 ///    ▲ ▲ ▲                                              │  │   then its WebSocket      │
-///    │ │ └──────────── polling failed too ──────────────┘  │   probe failed            │
+///    │ │ └─ polling failed too, or its probe refused ───┘  │   probe failed            │
+///    │ │    or failing offline                             │                           │
 ///    │ └──── polling welcomed, then its probe connected ───┘                           │
 ///    ├──── the platform blocks WebSockets: On at once ────────────────────────────────►│
 ///    └──────────────────── a WebSocket (probe) connected ◄─────────────────────────────┘
@@ -148,10 +157,11 @@ enum Mode {
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
     /// not help; and once it answers, the server may only have been restarting, so the
-    /// WebSocket is probed at once (as soon as polling is idle), the connection still
-    /// reconnecting. Not reported as a fallback: a failed trial goes back to the
+    /// WebSocket is probed at once (as soon as polling is idle, or for a paused reader
+    /// once no request is in flight), the connection still reconnecting, messages sent
+    /// meanwhile queued. Not reported as a fallback: a failed trial goes back to the
     /// WebSocket, a welcomed probe ends it on the WebSocket, and only a failed probe
-    /// turns it `On`.
+    /// turns it `On` (a probe refused, or failing while offline, ends the trial).
     Trial,
     /// Polling carries the session, reported as a fallback.
     On,
@@ -168,6 +178,8 @@ pub(super) struct Fallback {
     poll_interval: Duration,
     /// The WebSocket probe is due, once no polling request is in flight.
     probe_due: bool,
+    /// The probe out may get its time again once, after a sleep (the polling trial's).
+    probe_grace: bool,
     /// The polling transport, idle, while a WebSocket probe is out: taken up again if
     /// the probe fails (no new Hello, no new transport at the server), closed once the
     /// WebSocket is welcomed or the connection ends.
@@ -208,6 +220,7 @@ impl Fallback {
                 .as_ref()
                 .map_or(Duration::from_millis(100), |f| f.min_interval),
             probe_due: false,
+            probe_grace: false,
             parked: None,
         }
     }
@@ -223,10 +236,20 @@ impl Fallback {
         self.probe_due = true;
     }
 
+    /// Whether the probe out may get its time again after a sleep (once per probe).
+    pub(super) fn take_probe_grace(&mut self) -> bool {
+        std::mem::take(&mut self.probe_grace)
+    }
+
     /// A polling transport is parked (a WebSocket probe is out).
     #[cfg(test)]
     pub(super) fn has_parked(&self) -> bool {
         self.parked.is_some()
+    }
+
+    /// Polling is on trial (not reported as a fallback yet).
+    pub(super) fn is_trial(&self) -> bool {
+        self.mode == Mode::Trial
     }
 
     /// Polling carries the session and was reported so (not on trial).
@@ -364,12 +387,7 @@ impl Connection {
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
         let id = TransportId(self.next_id());
-        // A probe pauses polling (one transport at a time), so it gets little time.
-        let timeout = match (&self.config.fallback, probe) {
-            (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
-            _ => self.config.connect_timeout,
-        };
-        self.timers.set(Timer::ConnectTimeout, later(now, timeout));
+        self.arm_connect_timeout(now, probe);
         if self.fallback.is_active() && !probe {
             self.link = Link::Poll(PollLink {
                 id,
@@ -377,6 +395,7 @@ impl Connection {
                 send: None,
                 recv: None,
                 outbox: Vec::new(),
+                owed_acks: 0,
             });
             let hello = self.proto.hello(id);
             self.transmit_envelope(now, hello);
@@ -395,6 +414,16 @@ impl Connection {
             protocols: self.config.protocols.clone(),
             headers,
         });
+    }
+
+    /// The deadline of the attempt (or `probe`) opening now.
+    pub(super) fn arm_connect_timeout(&mut self, now: Instant, probe: bool) {
+        // A probe pauses polling (one transport at a time), so it gets little time.
+        let timeout = match (&self.config.fallback, probe) {
+            (Some(f), true) => f.probe_timeout.min(self.config.connect_timeout),
+            _ => self.config.connect_timeout,
+        };
+        self.timers.set(Timer::ConnectTimeout, later(now, timeout));
     }
 
     /// Closes (or abandons) the transport ourselves; the driver reports nothing back.
@@ -443,9 +472,15 @@ impl Connection {
             return;
         };
         debug_assert!(self.link.is_none(), "one transport at a time");
+        let owed = p.owed_acks;
         self.link = Link::Poll(p);
         // After the trial's probe: connected now, on polling.
         self.mark_connected(now);
+        if owed > 0 {
+            // The same transport: the server still waits for that Ack.
+            self.proto.owe_acks(owed);
+            self.flush_ack(now);
+        }
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
@@ -655,18 +690,25 @@ impl Connection {
             self.fallback.probe_due = false;
             return;
         };
+        // The polling trial's probe of a paused reader waits only for the requests in
+        // flight: no send poll goes before the application reads, and the probe's Hello
+        // tells the server what was handed (what the Ack would); what waits to be sent
+        // stays with the parked transport. Otherwise the connection would stay
+        // reconnecting for as long as the application does not read.
+        let paused_trial = self.fallback.mode == Mode::Trial && self.inbound.is_paused();
         // Idle: nothing in flight, nothing to send, no Ack owed (the Ack goes first).
         if !p.welcomed
             || p.send.is_some()
             || p.recv.is_some()
-            || !p.outbox.is_empty()
-            || self.proto.owes_ack()
+            || (!paused_trial && (!p.outbox.is_empty() || self.proto.owes_ack()))
         {
             return;
         }
         self.fallback.probe_due = false;
+        self.fallback.probe_grace = true;
         // Polling pauses (one transport at a time) but its transport is kept.
-        if let Link::Poll(p) = std::mem::take(&mut self.link) {
+        if let Link::Poll(mut p) = std::mem::take(&mut self.link) {
+            p.owed_acks = self.proto.owed_acks();
             self.fallback.parked = Some(p);
         }
         self.clear_link_timers();

@@ -377,7 +377,14 @@ impl Connection {
             enqueued: now,
             seq: 0,
         };
-        if protocol && self.link.is_ready() && self.outbox.pending_len() == 0 {
+        // Not while the polling trial waits for its probe (its transport is ready, the
+        // connection not connected): the message waits for the probe's outcome, and a
+        // steady sender cannot keep polling busy and the probe from ever going.
+        if protocol
+            && self.link.is_ready()
+            && self.state() == State::Connected
+            && self.outbox.pending_len() == 0
+        {
             self.write_message(now, retained);
         } else {
             self.outbox.push_pending(retained);
@@ -701,7 +708,7 @@ impl Connection {
                 continue;
             }
             self.timers.stop(timer);
-            self.on_timer(now, timer);
+            self.on_timer(now, timer, resumed);
         }
         if resumed {
             self.handle_hint(now, Hint::Resumed);
@@ -710,7 +717,8 @@ impl Connection {
 
     // ----- internals -----------------------------------------------------------------
 
-    fn on_timer(&mut self, now: Instant, timer: Timer) {
+    /// `timer` is due; `resumed`: served after the process slept (see `handle_timeout`).
+    fn on_timer(&mut self, now: Instant, timer: Timer, resumed: bool) {
         match timer {
             Timer::Backoff => {
                 if matches!(self.state(), State::Connecting | State::Reconnecting) && self.idle() {
@@ -718,7 +726,16 @@ impl Connection {
                 }
             }
             Timer::ConnectTimeout => {
-                if !self.link.is_none() {
+                if resumed
+                    && self.link.is_trial_probe(&self.fallback)
+                    && self.fallback.take_probe_grace()
+                {
+                    // The polling trial's probe ran out of time while the process slept:
+                    // that proves nothing about WebSockets (a failed probe reports the
+                    // fallback), so it gets its time again from the wake-up, once (a
+                    // throttled page's every timer is late).
+                    self.arm_connect_timeout(now, true);
+                } else if !self.link.is_none() {
                     // A failed attempt like any other: the app hears of it.
                     self.events
                         .push_back(Event::Error(TetherError::AttemptFailed(
@@ -741,11 +758,14 @@ impl Connection {
                     self.token_answered(now, Err("token provider timed out".into()));
                 }
             }
-            Timer::TokenRefresh => {
-                if self.state() == State::Connected && !self.auth.is_fetching() {
-                    self.request_token(now);
-                }
-            }
+            Timer::TokenRefresh => match self.state() {
+                _ if self.auth.is_fetching() => {}
+                State::Connected => self.request_token(now),
+                // An attempt under way with the current token: the polling trial and its
+                // probe fetch none, so the refresh is made once it connects.
+                _ if !self.link.is_none() => self.auth.miss_refresh(),
+                _ => {}
+            },
             Timer::Heartbeat => self.send_ping(now),
             Timer::PongDeadline => self.on_pong_deadline(now),
             Timer::Liveness => {
@@ -877,6 +897,9 @@ impl Connection {
             self.tally.connected();
             self.timers.set(Timer::Stable, later(now, STABLE_AFTER));
             self.set_step(Step::Connected { since: now });
+            if self.auth.take_missed_refresh() {
+                self.request_token(now);
+            }
         }
     }
 
@@ -886,7 +909,7 @@ impl Connection {
         now: Instant,
         kind: LinkKind,
         cause: Cause,
-        class: CloseClass,
+        mut class: CloseClass,
         failure: Option<&TransportFailure>,
     ) {
         self.clear_link_timers();
@@ -895,9 +918,27 @@ impl Connection {
             return;
         }
         if kind == LinkKind::WsProbe {
-            // The WebSocket probe failed: polling goes on.
-            self.resume_polling(now);
-            return;
+            // A hint that came with the probe's failure was about the probe: no attempt
+            // follows it, and a later failure must not wait for it.
+            self.retry_hint = None;
+            let down = !self.online || matches!(failure, Some(TransportFailure::Refused));
+            // Another client of the user took over: the server detached the polling
+            // transport too (its next request gets 409), so the connection ends here.
+            let replaced = class == CloseClass::Replaced;
+            let ends = replaced || (self.fallback.is_trial() && down);
+            if !ends {
+                // The WebSocket probe failed: polling goes on.
+                self.resume_polling(now);
+                return;
+            }
+            // Replaced, or the polling trial's probe failed because the device is offline
+            // or nothing listens any more: that says nothing of WebSockets being blocked.
+            // The trial ends as one whose polling failed (back to the WebSocket, with
+            // backoff), its transport closed; nothing is lost (the next Hello resumes).
+            self.close_parked(1000, "polling ended after the probe");
+            if !replaced {
+                class = CloseClass::Retry;
+            }
         }
         self.tally.last_cause = Some(cause.clone());
         if let Some(since) = self.phase.connected_since() {

@@ -139,6 +139,17 @@ impl Reliable {
         self.unacked_in > 0
     }
 
+    /// Messages received since the last Ack (see [`Reliable::owe_acks`]).
+    pub(super) fn owed_acks(&self) -> u32 {
+        self.unacked_in
+    }
+
+    /// A parked polling transport is taken up again: the Ack it owed when it was
+    /// parked is owed again (the server did not hear of those messages on it).
+    pub(super) fn owe_acks(&mut self, count: u32) {
+        self.unacked_in = self.unacked_in.max(count);
+    }
+
     pub(super) fn on_link_lost(&mut self) {
         // The next Hello tells the server what arrived; no Ack is owed on a new link.
         self.unacked_in = 0;
