@@ -84,9 +84,16 @@ fn quiesce(sim: &mut Sim) {
     run!(sim, sim.check.finish());
 }
 
-#[test]
-fn reconnects_after_a_server_restart_and_resumes_the_session() {
-    let mut sim = world(protocol());
+/// Connects, exchanges five messages each way, then restarts the server (its sessions
+/// kept) for `downtime`; five more are sent meanwhile (and, with `server_sends`, five by
+/// the server), and the run goes on until the client is connected again after it.
+/// Returns when the restart began.
+fn restart_after_an_exchange(
+    sim: &mut Sim,
+    downtime: Duration,
+    graceful: bool,
+    server_sends: bool,
+) -> Duration {
     run!(sim, sim.connect());
     run!(sim, sim.run_until_true(secs(5), "connected", connected));
     for _ in 0..5 {
@@ -98,20 +105,30 @@ fn reconnects_after_a_server_restart_and_resumes_the_session() {
     run!(
         sim,
         sim.inject(Fault::Restart {
-            downtime: secs(3),
+            downtime,
             lose_state: false,
-            graceful: true,
+            graceful,
         })
     );
     for _ in 0..5 {
         run!(sim, sim.send_one()).expect("queued");
+        if server_sends {
+            run!(sim, sim.server_send());
+        }
     }
     run!(
         sim,
         sim.run_until_true(secs(30), "reconnected", |s| {
-            connected(s) && s.now() > restart + secs(3)
+            connected(s) && s.now() > restart + downtime
         })
     );
+    restart
+}
+
+#[test]
+fn reconnects_after_a_server_restart_and_resumes_the_session() {
+    let mut sim = world(protocol());
+    let restart = restart_after_an_exchange(&mut sim, secs(3), true, false);
     let back = sim.now();
     // Down for 3 s; then at most one more backoff (≤ 2 s) and a handshake.
     assert!(
@@ -574,32 +591,7 @@ fn a_brief_server_restart_in_a_browser_never_reports_the_fallback() {
             ..Params::default()
         };
         let mut sim = Sim::new(config.build().expect("valid config"), params).expect("sim");
-        run!(sim, sim.connect());
-        run!(sim, sim.run_until_true(secs(5), "connected", connected));
-        for _ in 0..5 {
-            run!(sim, sim.send_one()).expect("accepted");
-            run!(sim, sim.server_send());
-        }
-        run!(sim, sim.run_for(secs(1)));
-        let restart = sim.now();
-        run!(
-            sim,
-            sim.inject(Fault::Restart {
-                downtime: secs(2),
-                lose_state: false,
-                graceful: false,
-            })
-        );
-        for _ in 0..5 {
-            run!(sim, sim.send_one()).expect("queued");
-            run!(sim, sim.server_send());
-        }
-        run!(
-            sim,
-            sim.run_until_true(secs(30), "reconnected", |s| {
-                connected(s) && s.now() > restart + secs(2)
-            })
-        );
+        restart_after_an_exchange(&mut sim, secs(2), false, true);
         quiesce(&mut sim);
         let polled = count(&sim, |e| {
             matches!(

@@ -3583,16 +3583,6 @@ fn restart_until_the_trial_probe(
     (poller, probe, b, during)
 }
 
-fn messages(h: &Harness) -> Vec<Payload> {
-    h.events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The e2e test's 2 s server restart, deterministic: the polling trial's first request
 /// is answered, the WebSocket probe then opens and is welcomed, and the session goes on
 /// on the WebSocket; the fallback is never reported, and nothing is lost or repeated,
@@ -3655,7 +3645,7 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
         );
         h.envelope(probe, Envelope::Ack { seq: 4 });
         h.envelope(probe, msg(3, "z"));
-        assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+        assert_eq!(h.messages(), [text("x"), text("y"), text("z")]);
         let delivered = h.delivered();
         assert_eq!(delivered[1..], [b, during, after], "{delivered:?}");
         assert!(!h
@@ -3773,7 +3763,7 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
     h.drain();
     let delivered = h.delivered();
     assert_eq!(delivered[1..], [b, during], "{delivered:?}");
-    assert_eq!(messages(&h), [text("x"), text("y"), text("z")]);
+    assert_eq!(h.messages(), [text("x"), text("y"), text("z")]);
     assert_eq!(
         h.events
             .iter()
@@ -4023,7 +4013,7 @@ fn a_paused_reader_does_not_hold_the_trial_probe_back() {
         .iter()
         .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
     assert!(!h.conn.metrics(h.now).fallback_active);
-    assert_eq!(messages(&h), [text("a"), text("b")]);
+    assert_eq!(h.messages(), [text("a"), text("b")]);
 }
 
 /// The same paused reader, and the probe fails: the fallback is reported, connected on
