@@ -475,7 +475,11 @@ pub enum DeliveryError {
     /// The message will never be delivered.
     Dropped(DropReason),
     /// The connection stopped with an error before the acknowledgement. The message is
-    /// still retained and goes out if the connection is restarted with `reconnect()`.
+    /// still retained and goes out if the connection is restarted with `reconnect()`. A
+    /// message dropped in the same step as the stop (its `queue.max_age` passed while
+    /// the process slept, say) is answered `Dropped` instead, as its event says; one
+    /// retained past the stop still ages, and should `queue.max_age` pass before a
+    /// restart, only the events report it (`Dropped` with [`DropReason::Expired`]).
     Stopped(TerminalReason),
     /// The client went away (dropped, or its task ended with its runtime) before the
     /// message's fate was known.
