@@ -439,14 +439,15 @@ impl std::error::Error for SendError {}
 pub enum DropReason {
     /// Pushed out by a newer message under [`crate::OverflowPolicy::DropOldest`].
     Overflow,
-    /// Waited longer than `queue.max_age`.
+    /// Waited longer than `queue.max_age`, never written.
     Expired,
     /// The connection was closed (at once, or its `close_linger` passed) before the
     /// message was written.
     Stopped,
     /// The connection was closed (at once, or its `close_linger` passed) after the
     /// message was written but before the server acknowledged it: it may or may not have
-    /// arrived.
+    /// arrived. Also a message written before the server lost its session (a
+    /// `SessionReset`) that then waited longer than `queue.max_age` to go again.
     Unconfirmed,
 }
 

@@ -376,6 +376,7 @@ impl Connection {
             payload,
             enqueued: now,
             seq: 0,
+            written: false,
         };
         if protocol && self.link.is_ready() && self.outbox.pending_len() == 0 {
             self.write_message(now, retained);
@@ -800,10 +801,13 @@ impl Connection {
             Timer::QueueExpiry => {
                 if let Some(age) = self.config.queue.max_age {
                     for r in self.outbox.expire(now, age) {
-                        self.events.push_back(Event::Dropped {
-                            id: r.id,
-                            reason: DropReason::Expired,
-                        });
+                        // Written before the server lost its session, it may have arrived.
+                        let reason = if r.written {
+                            DropReason::Unconfirmed
+                        } else {
+                            DropReason::Expired
+                        };
+                        self.events.push_back(Event::Dropped { id: r.id, reason });
                     }
                 }
                 self.arm_queue_expiry();
@@ -1083,10 +1087,10 @@ impl Connection {
 
     fn drop_retained(&mut self) {
         for r in self.outbox.drain_all() {
-            let reason = if r.seq == 0 {
-                DropReason::Stopped
-            } else {
+            let reason = if r.written {
                 DropReason::Unconfirmed
+            } else {
+                DropReason::Stopped
             };
             self.events.push_back(Event::Dropped { id: r.id, reason });
         }
