@@ -439,14 +439,15 @@ impl std::error::Error for SendError {}
 pub enum DropReason {
     /// Pushed out by a newer message under [`crate::OverflowPolicy::DropOldest`].
     Overflow,
-    /// Waited longer than `queue.max_age`.
+    /// Waited longer than `queue.max_age`, never written.
     Expired,
     /// The connection was closed (at once, or its `close_linger` passed) before the
     /// message was written.
     Stopped,
     /// The connection was closed (at once, or its `close_linger` passed) after the
     /// message was written but before the server acknowledged it: it may or may not have
-    /// arrived.
+    /// arrived. Also a message written before the server lost its session (a
+    /// `SessionReset`) that then waited longer than `queue.max_age` to go again.
     Unconfirmed,
 }
 
@@ -475,7 +476,11 @@ pub enum DeliveryError {
     /// The message will never be delivered.
     Dropped(DropReason),
     /// The connection stopped with an error before the acknowledgement. The message is
-    /// still retained and goes out if the connection is restarted with `reconnect()`.
+    /// still retained and goes out if the connection is restarted with `reconnect()`. A
+    /// message dropped in the same step as the stop (its `queue.max_age` passed while
+    /// the process slept, say) is answered `Dropped` instead, as its event says; one
+    /// retained past the stop still ages, and should `queue.max_age` pass before a
+    /// restart, only the events report it (`Dropped` with [`DropReason::Expired`]).
     Stopped(TerminalReason),
     /// The client went away (dropped, or its task ended with its runtime) before the
     /// message's fate was known.

@@ -17,6 +17,9 @@ pub(crate) struct Retained {
     pub(crate) enqueued: Instant,
     /// Wire sequence number once written in protocol mode.
     pub(crate) seq: u64,
+    /// Written to a transport at least once (protocol mode): it may have arrived, even
+    /// when it waits to go again under a new number after a session reset.
+    pub(crate) written: bool,
 }
 
 #[derive(Debug, Default)]
@@ -238,7 +241,7 @@ mod tests {
                             Ok(gone) => {
                                 dropped += gone.len();
                                 accepted += 1;
-                                o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::from(vec![0; size]), enqueued: now, seq: 0 });
+                                o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::from(vec![0; size]), enqueued: now, seq: 0, written: false });
                             }
                             Err(SendError::QueueFull { messages, bytes }) => {
                                 prop_assert_eq!((messages, bytes), before);

@@ -885,8 +885,9 @@ impl<H: Handles> Dispatcher<H> {
         self.sockets.iter().position(|(s, _)| *s == id)
     }
 
-    /// The outputs are drained: answer flushes whose messages are all delivered, and
-    /// `close()` callers once the connection is closed and nothing is left open.
+    /// The outputs are drained: answer flushes whose messages are all delivered, the
+    /// callers still waiting when the connection stopped with an error, and `close()`
+    /// callers once the connection is closed and nothing is left open.
     fn settle(&mut self) {
         if !self.flushes.is_empty() {
             let oldest = self.conn.oldest_undelivered();
@@ -903,6 +904,31 @@ impl<H: Handles> Dispatcher<H> {
                     });
                 } else {
                     k += 1;
+                }
+            }
+        }
+        // Stopped with an error, the retained messages stay retained until a reconnect:
+        // their callers hear of the stop. Only now, once the step's events are drained: a
+        // message that same step dropped (a `max_age` that passed during a sleep, a driver
+        // that failed) was answered with its drop above, as its event says. (After a
+        // user close every retained message is reported Delivered or Dropped.)
+        if self.conn.state() == State::Error {
+            if let Some(reason) = self.conn.terminal_reason() {
+                let stopped = || DeliveryError::Stopped(reason.clone());
+                self.confirmed_from = 0;
+                let waiters = std::mem::take(&mut self.confirmations);
+                for waiter in waiters.into_iter().filter_map(|(_, w)| w) {
+                    self.completions.push(Completion::Sent {
+                        waiter,
+                        result: Err(stopped()),
+                    });
+                }
+                // A flush says the first reason something was not delivered.
+                for flush in self.flushes.drain(..) {
+                    self.completions.push(Completion::Flushed {
+                        waiter: flush.waiter,
+                        result: Err(flush.dropped.map_or_else(stopped, DeliveryError::Dropped)),
+                    });
                 }
             }
         }
@@ -961,25 +987,6 @@ impl<H: Handles> Dispatcher<H> {
                     if *id <= flush.through && flush.dropped.is_none() {
                         flush.dropped = Some(*reason);
                     }
-                }
-            }
-            // After a user close every retained message is reported Delivered or Dropped;
-            // after an error they stay retained, with no answer until a reconnect.
-            Event::Stopped(reason) if self.conn.state() == State::Error => {
-                let stopped = || Err(DeliveryError::Stopped(reason.clone()));
-                self.confirmed_from = 0;
-                let waiters = std::mem::take(&mut self.confirmations);
-                for waiter in waiters.into_iter().filter_map(|(_, w)| w) {
-                    self.completions.push(Completion::Sent {
-                        waiter,
-                        result: stopped(),
-                    });
-                }
-                for flush in self.flushes.drain(..) {
-                    self.completions.push(Completion::Flushed {
-                        waiter: flush.waiter,
-                        result: stopped().map(|_: MessageId| ()),
-                    });
                 }
             }
             _ => {}

@@ -1,7 +1,8 @@
 //! The dispatcher's tables and answers, driven by hand.
 
 use tether_core::{
-    Config, Connection, DeliveryError, Entropy, FallbackConfig, Instant, MessageId, Payload, State,
+    BackoffConfig, Config, Connection, DeliveryError, DropReason, Duration, Entropy, Event,
+    FallbackConfig, Instant, MessageId, Payload, QueueConfig, State, TerminalReason,
     TransportFailure, TransportId,
 };
 use tether_dispatch::transport::SocketEvent;
@@ -299,4 +300,150 @@ fn the_last_handle_dropped_closes_once() {
     assert!(d.connection().is_closing() || d.connection().state() == State::Closed);
     d.handle_client_dropped(now);
     assert!(d.client_dropped());
+}
+
+/// Drains the commands and the events, returning the events.
+fn events(d: &mut Dispatcher<Test>) -> Vec<Event> {
+    while d.poll_command().is_some() {}
+    std::iter::from_fn(|| d.poll_event()).collect()
+}
+
+/// A protocol-mode connection that gives up after one attempt of 2 s, whose queued
+/// messages expire after 10 s, with message 1 waiting for its confirmation (caller 1)
+/// and a flush (caller 2) behind it; its one attempt never opens.
+fn giving_up(now: Instant) -> (Dispatcher<Test>, MessageId) {
+    let config = Config::builder("ws://127.0.0.1:9/ws")
+        .protocol()
+        .connect_timeout(Duration::from_secs(2))
+        .backoff(BackoffConfig {
+            max_attempts: Some(1),
+            ..BackoffConfig::default()
+        })
+        .queue(QueueConfig {
+            max_age: Some(Duration::from_secs(10)),
+            ..QueueConfig::default()
+        })
+        .build()
+        .unwrap();
+    let mut d = dispatcher(config, now);
+    commands(&mut d, 1);
+    let id = d.send_confirmed(now, "m".into(), 1).unwrap();
+    assert!(d.flush(2).is_none(), "the message is queued");
+    (d, id)
+}
+
+/// The answers given: confirmed sends' and flushes', by caller.
+type Answers = (
+    Vec<(u32, Result<MessageId, DeliveryError>)>,
+    Vec<(u32, Result<(), DeliveryError>)>,
+);
+
+fn answers(d: &mut Dispatcher<Test>) -> Answers {
+    let (mut sent, mut flushed) = (Vec::new(), Vec::new());
+    for c in completions(d) {
+        match c {
+            Completion::Sent { waiter, result } => sent.push((waiter, result)),
+            Completion::Flushed { waiter, result } => flushed.push((waiter, result)),
+            other => panic!("{other:?}"),
+        }
+    }
+    (sent, flushed)
+}
+
+/// Stopped with an error, a message is still retained: its callers hear `Stopped` (it
+/// goes out after a `reconnect()`).
+#[test]
+fn callers_of_a_message_retained_past_a_stop_hear_the_stop() {
+    let now = Instant::now();
+    let (mut d, id) = giving_up(now);
+    d.handle_timeout(now + Duration::from_secs(2));
+    let seen = events(&mut d);
+    assert!(
+        seen.iter()
+            .any(|e| matches!(e, Event::Stopped(TerminalReason::GaveUp { .. }))),
+        "{seen:?}"
+    );
+    assert_eq!(d.connection().oldest_undelivered(), Some(id), "retained");
+    let (sent, flushed) = answers(&mut d);
+    assert!(
+        matches!(
+            sent[..],
+            [(
+                1,
+                Err(DeliveryError::Stopped(TerminalReason::GaveUp { .. }))
+            )]
+        ),
+        "{sent:?}"
+    );
+    assert!(
+        matches!(
+            flushed[..],
+            [(
+                2,
+                Err(DeliveryError::Stopped(TerminalReason::GaveUp { .. }))
+            )]
+        ),
+        "{flushed:?}"
+    );
+}
+
+/// Simulation seed 35847: the process slept through both the connect timeout (the last
+/// attempt: the connection gives up) and the queue's `max_age`. The one late timeout
+/// gives up, then expires the message: its callers hear what its event says, `Expired`,
+/// not a stop that would claim it still retained.
+#[test]
+fn callers_of_a_message_dropped_in_the_step_that_stopped_hear_the_drop() {
+    let now = Instant::now();
+    let (mut d, id) = giving_up(now);
+    d.handle_timeout(now + Duration::from_secs(60));
+    let seen = events(&mut d);
+    let stop = seen
+        .iter()
+        .position(|e| matches!(e, Event::Stopped(TerminalReason::GaveUp { .. })));
+    let drop = seen.iter().position(|e| {
+        *e == Event::Dropped {
+            id,
+            reason: DropReason::Expired,
+        }
+    });
+    assert!(
+        matches!((stop, drop), (Some(s), Some(d)) if s < d),
+        "gave up, then expired: {seen:?}"
+    );
+    let (sent, flushed) = answers(&mut d);
+    assert_eq!(
+        sent,
+        [(1, Err(DeliveryError::Dropped(DropReason::Expired)))]
+    );
+    assert_eq!(
+        flushed,
+        [(2, Err(DeliveryError::Dropped(DropReason::Expired)))]
+    );
+    assert!(completions(&mut d).is_empty(), "answered once");
+}
+
+/// A failed driver stops the connection and drops what it retained, in one step: the
+/// callers hear the drop (nothing will ever send it), as the events say.
+#[test]
+fn callers_of_a_driver_that_failed_hear_the_drop() {
+    let now = Instant::now();
+    let (mut d, id) = giving_up(now);
+    d.handle_driver_failure(now, "the task panicked");
+    let seen = events(&mut d);
+    assert!(
+        seen.contains(&Event::Dropped {
+            id,
+            reason: DropReason::Stopped
+        }),
+        "{seen:?}"
+    );
+    let (sent, flushed) = answers(&mut d);
+    assert_eq!(
+        sent,
+        [(1, Err(DeliveryError::Dropped(DropReason::Stopped)))]
+    );
+    assert_eq!(
+        flushed,
+        [(2, Err(DeliveryError::Dropped(DropReason::Stopped)))]
+    );
 }

@@ -532,7 +532,13 @@ impl Checker {
                 let legal = match reason {
                     DropReason::Overflow => self.queue.overflow == OverflowPolicy::DropOldest,
                     DropReason::Expired => self.queue.max_age.is_some(),
-                    DropReason::Stopped | DropReason::Unconfirmed => self.excuses.user_closed,
+                    DropReason::Stopped => self.excuses.user_closed,
+                    // Or written before the server lost the session, then past `max_age`
+                    // before it went again.
+                    DropReason::Unconfirmed => {
+                        self.excuses.user_closed
+                            || (self.queue.max_age.is_some() && self.session_resets > 0)
+                    }
                     _ => false,
                 };
                 if !legal {

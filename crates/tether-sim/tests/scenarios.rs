@@ -343,6 +343,63 @@ fn queue_overflow_with_drop_oldest() {
     assert_eq!(sim.server.app.received, vec![4, 5, 6, 7, 8]);
 }
 
+/// Seed 35847 of the simulation, its essential steps: the process sleeps through the
+/// last connect timeout (the connection gives up) and through the queue's `max_age`.
+/// The wake gives up, then expires the queue; the confirmed send (the fourth message)
+/// must hear `Dropped(Expired)` as its event says, not a stop claiming it retained (the
+/// harness checks every answer against the events).
+#[test]
+fn a_sleep_through_giving_up_and_max_age_answers_the_confirmed_send_with_the_expiry() {
+    let builder = protocol()
+        .connect_timeout(secs(2))
+        .backoff(BackoffConfig {
+            initial_delay: ms(200),
+            factor: 2.0,
+            max_delay: secs(2),
+            jitter: Jitter::Full,
+            max_attempts: Some(1),
+        })
+        .queue(QueueConfig {
+            max_age: Some(secs(10)),
+            ..QueueConfig::default()
+        });
+    let mut sim = world(builder);
+    run!(sim, sim.inject(Fault::Hang(true)));
+    run!(sim, sim.connect());
+    for _ in 0..4 {
+        run!(sim, sim.send_one()).expect("queued");
+    }
+    assert_eq!(
+        sim.waiting_callers(),
+        (1, 0),
+        "c4 waits for its confirmation"
+    );
+    run!(
+        sim,
+        sim.inject(Fault::Sleep {
+            duration: secs(60),
+            stall: false,
+        })
+    );
+    run!(sim, sim.run_for(secs(61)));
+    let gave_up = first_at(&sim, secs(0), |e| {
+        matches!(e, Event::Stopped(TerminalReason::GaveUp { .. }))
+    });
+    let expired = first_at(&sim, secs(0), |e| {
+        matches!(
+            e,
+            Event::Dropped {
+                reason: tether_core::DropReason::Expired,
+                ..
+            }
+        )
+    });
+    assert_eq!(gave_up, Some(secs(60)), "gave up at the wake");
+    assert_eq!(expired, gave_up, "and expired the queue in the same step");
+    assert_eq!(sim.waiting_callers(), (0, 0), "c4 was answered");
+    assert_eq!(sim.counters.answered, 1);
+}
+
 #[test]
 fn offline_stops_attempts_and_online_reconnects_at_once() {
     let mut sim = world(protocol());

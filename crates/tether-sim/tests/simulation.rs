@@ -17,6 +17,20 @@ fn env(name: &str, default: u64) -> u64 {
     }
 }
 
+/// Seeds outside the default range that once failed (a confirmed send answered
+/// `Stopped` for a message that step expired; a message written before a session reset
+/// reported `Expired`), replayed on every run.
+const REGRESSIONS: &[u64] = &[35847, 197861];
+
+#[test]
+fn regression_seeds() {
+    for &seed in REGRESSIONS {
+        if let Err(failure) = tether_sim::run_seed(seed, true) {
+            panic!("{failure}");
+        }
+    }
+}
+
 #[test]
 fn seeded_schedules() {
     let count = env("TETHER_SIM_SEEDS", 10_000);

@@ -190,6 +190,7 @@ impl Connection {
                 payload,
                 enqueued: now,
                 seq,
+                written: true,
             });
         }
         for payload in handoff.unsent {
@@ -199,6 +200,7 @@ impl Connection {
                 payload,
                 enqueued: now,
                 seq: 0,
+                written: false,
             });
         }
         conn.arm_queue_expiry();

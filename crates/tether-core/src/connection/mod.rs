@@ -376,6 +376,7 @@ impl Connection {
             payload,
             enqueued: now,
             seq: 0,
+            written: false,
         };
         // Not while the polling trial waits for its probe (its transport is ready, the
         // connection not connected): the message waits for the probe's outcome, and a
@@ -820,10 +821,13 @@ impl Connection {
             Timer::QueueExpiry => {
                 if let Some(age) = self.config.queue.max_age {
                     for r in self.outbox.expire(now, age) {
-                        self.events.push_back(Event::Dropped {
-                            id: r.id,
-                            reason: DropReason::Expired,
-                        });
+                        // Written before the server lost its session, it may have arrived.
+                        let reason = if r.written {
+                            DropReason::Unconfirmed
+                        } else {
+                            DropReason::Expired
+                        };
+                        self.events.push_back(Event::Dropped { id: r.id, reason });
                     }
                 }
                 self.arm_queue_expiry();
@@ -1124,10 +1128,10 @@ impl Connection {
 
     fn drop_retained(&mut self) {
         for r in self.outbox.drain_all() {
-            let reason = if r.seq == 0 {
-                DropReason::Stopped
-            } else {
+            let reason = if r.written {
                 DropReason::Unconfirmed
+            } else {
+                DropReason::Stopped
             };
             self.events.push_back(Event::Dropped { id: r.id, reason });
         }

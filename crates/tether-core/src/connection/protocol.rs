@@ -268,6 +268,7 @@ impl Connection {
     pub(super) fn write_message(&mut self, now: Instant, mut r: Retained) {
         self.proto.send_seq += 1;
         r.seq = self.proto.send_seq;
+        r.written = true;
         self.count_out(r.payload.len());
         let frame = Envelope::Msg {
             seq: r.seq,

@@ -4452,3 +4452,66 @@ fn a_steady_sender_on_polling_does_not_keep_the_websocket_probe_from_going() {
     }
     assert!(probed, "no probe in 30 s of steady sending");
 }
+
+/// Simulation seed 197861: a message written before the server lost its session waits
+/// again (the polling trial's Welcome reset the session while its WebSocket probe is
+/// out) and passes `queue.max_age`: it may have arrived, so it is dropped `Unconfirmed`,
+/// not `Expired` (which says it never went out).
+#[test]
+fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
+    let fallback = FallbackConfig {
+        after_failures: 1,
+        ..FallbackConfig::new("http://127.0.0.1:1/poll")
+    };
+    let mut h = Harness::new(
+        protocol()
+            .fallback(fallback)
+            .connect_timeout(Duration::from_secs(10))
+            .queue(QueueConfig {
+                max_age: Some(Duration::from_millis(300)),
+                ..QueueConfig::default()
+            }),
+    );
+    h.connect();
+    let (ws, _) = h.welcome(1, 0, false);
+    let written = h.conn.send(h.now, "a").unwrap();
+    // The WebSocket closes: polling's trial, whose Welcome starts a new session, then
+    // its probe of the WebSocket, which hangs.
+    h.closed(ws, None);
+    let mut probe = None;
+    for _ in 0..100 {
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest { request, body, .. } if has_hello(&body) => {
+                    h.conn
+                        .handle_http_response(h.now, request, Ok(poll_welcome()));
+                    h.drain();
+                }
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(10));
+    }
+    assert!(probe.is_some(), "the trial probes the WebSocket");
+    assert!(h.events.contains(&Event::SessionReset { resent: 1 }));
+    // The probe is still out when the message's age passes.
+    h.advance(Duration::from_millis(250));
+    let fresh = h.conn.send(h.now, "b").unwrap();
+    h.advance(Duration::from_millis(100));
+    assert!(
+        h.events.contains(&Event::Dropped {
+            id: written,
+            reason: DropReason::Unconfirmed
+        }),
+        "{:?}",
+        h.events
+    );
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Dropped { id, .. } if *id == fresh)));
+}
