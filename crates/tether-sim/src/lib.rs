@@ -70,13 +70,6 @@
 //!   after the polling trial was welcomed; the server attaches the session to it (a
 //!   newer transport number), answers the polling transport 410, and the client's next
 //!   Hello gets a fresh session: a `SessionReset` no lost server session explains.
-//! - seed 183115 ("stops have a cause"): the polling trial carries the session for 26 s
-//!   with the state still `Reconnecting` (its probe comes late); the token refresh timer
-//!   fires meanwhile and is ignored (it refreshes only when `Connected`), the token
-//!   expires, and the probe's and the polls' 401s stop the connection `AuthRejected`
-//!   with no refresh: the one retry after a rejection was used at 191.9 s and is
-//!   forgotten only once a connection is stable (`Timer::Stable`, armed on `Connected`),
-//!   which the trial never was.
 //!
 //! Replay a failing seed with its trace:
 //! `TETHER_SIM_SEED=<seed> TETHER_SIM_SEEDS=1 cargo test -p tether-sim --test simulation -- --nocapture`
