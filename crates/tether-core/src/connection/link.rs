@@ -341,6 +341,9 @@ impl Connection {
                 }
                 self.fallback.mode = Mode::Off;
             }
+            if let Some(token) = self.auth.take_auth_owed() {
+                self.transmit_envelope(now, Envelope::Auth { token });
+            }
             self.heartbeat.start(now, &self.config, &mut self.timers);
             true
         } else {
@@ -426,6 +429,7 @@ impl Connection {
         }
         let mut url = self.config.url.clone();
         let headers = self.authorize(&mut url);
+        self.auth.opening_with_current();
         self.link = Link::Ws {
             id,
             phase: WsPhase::Opening,

@@ -4592,3 +4592,124 @@ fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back()
         .collect();
     assert_eq!(h.messages(), expected);
 }
+
+/// The token's refresh falls due while the polling trial carries the session (welcomed,
+/// the probe waiting for the Ack owed to go): the trial's requests carry the token, so
+/// the refresh is made then, not once connected (in seed 183115 the token expired
+/// before). Its answer may come before the probe goes (the probe opens with it) or
+/// while the probe is opening with the token before (the probe, once welcomed, gets it
+/// in an Auth, or the server would close it when the old one expires).
+#[test]
+fn a_token_refresh_due_while_the_trial_polls_is_made_at_once() {
+    for answered_before_the_probe in [true, false] {
+        let mut h = Harness::new(trial_config().auth(AuthConfig::default()));
+        h.connect();
+        h.token(Ok(Token {
+            value: "t1".into(),
+            expires_at: Some(h.now + Duration::from_secs(1)),
+        }));
+        h.drain();
+        {
+            let id = h.last_open();
+            h.failed(id, TransportFailure::Network("connection failed".into()));
+            let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
+                panic!("the trial's Hello")
+            };
+            let welcome = Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: false,
+                secret: SECRET,
+            };
+            h.conn.handle_http_response(
+                h.now,
+                request,
+                Ok(encode_batch(&[welcome.encode(), msg(1, "y").encode()])),
+            );
+            h.drain();
+        }
+        // The Ack goes first; its request is left in flight, so the probe waits.
+        h.advance(Duration::from_millis(20));
+        let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
+            panic!("the Ack")
+        };
+        // The refresh is due halfway to expiry.
+        h.advance(Duration::from_millis(600));
+        assert_eq!(h.conn.state(), State::Reconnecting);
+        assert!(
+            h.take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::FetchToken { .. })),
+            "the refresh is made while the trial polls"
+        );
+        let t2 = Token {
+            value: "t2".into(),
+            expires_at: Some(h.now + Duration::from_secs(300)),
+        };
+        if answered_before_the_probe {
+            h.token(Ok(t2.clone()));
+            h.drain();
+        }
+        h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
+        h.drain();
+        // The Auth with the new token may go on polling first.
+        let mut opened = None;
+        for _ in 0..3 {
+            for a in h.take_actions() {
+                match a {
+                    Action::Open { id, headers, .. } => opened = Some((id, headers)),
+                    Action::HttpRequest {
+                        request,
+                        kind: HttpRequestKind::Send,
+                        ..
+                    } => {
+                        h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
+                        h.drain();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some((probe, headers)) = opened else {
+            panic!("no probe")
+        };
+        let bearer = |t: &str| ("Authorization".to_owned(), format!("Bearer {t}"));
+        if answered_before_the_probe {
+            assert_eq!(
+                headers,
+                [bearer("t2")],
+                "the probe opens with the new token"
+            );
+        } else {
+            assert_eq!(headers, [bearer("t1")]);
+            h.token(Ok(t2.clone()));
+            h.drain();
+        }
+        h.open(probe);
+        h.envelope(
+            probe,
+            Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: true,
+                secret: SECRET,
+            },
+        );
+        assert_eq!(h.conn.state(), State::Connected);
+        let auths: Vec<Envelope> = h
+            .sent_frames()
+            .iter()
+            .map(env)
+            .filter(|e| matches!(e, Envelope::Auth { .. }))
+            .collect();
+        let owed: &[Envelope] = if answered_before_the_probe {
+            &[]
+        } else {
+            &[Envelope::Auth { token: "t2".into() }]
+        };
+        assert_eq!(
+            auths, owed,
+            "answered before the probe: {answered_before_the_probe}"
+        );
+    }
+}
