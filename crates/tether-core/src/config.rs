@@ -218,7 +218,9 @@ pub struct FallbackConfig {
     /// fails (no new Hello, no new transport at the server). This bounds too how long
     /// the polling trial's probe can hold back the fallback (see `after_failures`); that
     /// probe gets it once more if its deadline passed while the process slept
-    /// (`resume_gap`), since a late deadline proves nothing about WebSockets.
+    /// (`resume_gap`), since a late deadline proves nothing about WebSockets. And how
+    /// long that probe waits for polling to be idle after the trial's Welcome: then it
+    /// goes once no request is in flight.
     pub probe_timeout: Duration,
     /// An HTTP request with no answer within this time has failed.
     pub request_timeout: Duration,

@@ -19,8 +19,9 @@ fn env(name: &str, default: u64) -> u64 {
 
 /// Seeds outside the default range that once failed (a confirmed send answered
 /// `Stopped` for a message that step expired; a message written before a session reset
-/// reported `Expired`), replayed on every run.
-const REGRESSIONS: &[u64] = &[35847, 197861];
+/// reported `Expired`; a polling trial kept busy by a backlog, its probe late and its
+/// token expired), replayed on every run.
+const REGRESSIONS: &[u64] = &[35847, 197861, 183115];
 
 #[test]
 fn regression_seeds() {

@@ -22,6 +22,10 @@ pub(super) struct Auth {
     /// The refresh fell due while an attempt was under way with the current token (the
     /// polling trial and its probe fetch none): made once it connects.
     refresh_missed: bool,
+    /// A refreshed token came while the WebSocket was opening with the one before (the
+    /// polling trial's probe): owed to it in an Auth once it is welcomed, or the server
+    /// closes it when the old one expires.
+    auth_owed: bool,
 }
 
 impl Auth {
@@ -37,6 +41,19 @@ impl Auth {
     /// The refresh fell due before the attempt under way connected.
     pub(super) fn miss_refresh(&mut self) {
         self.refresh_missed = true;
+    }
+
+    /// A WebSocket opens now, with the current token.
+    pub(super) fn opening_with_current(&mut self) {
+        self.auth_owed = false;
+    }
+
+    /// The WebSocket opened with an older token than the current one (see `auth_owed`).
+    pub(super) fn take_auth_owed(&mut self) -> Option<String> {
+        if !std::mem::take(&mut self.auth_owed) {
+            return None;
+        }
+        self.token.as_ref().map(|t| t.value.clone())
     }
 
     /// A refresh fell due meanwhile and no fetch is under way: make it now.
@@ -112,6 +129,9 @@ impl Connection {
                 } else {
                     if self.config.is_protocol() && self.link.is_ready() {
                         self.transmit_envelope(now, Envelope::Auth { token: value });
+                    } else if self.config.is_protocol() && self.link.is_ws() {
+                        // Opened with the token before: sent once it is welcomed.
+                        self.auth.auth_owed = true;
                     }
                     self.events.push_back(Event::TokenRefreshed);
                 }

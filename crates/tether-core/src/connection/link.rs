@@ -157,9 +157,9 @@ enum Mode {
     /// Polling is on trial: the WebSocket failed, but until the polling endpoint answers
     /// (a Welcome), that may only mean the server is down or frozen, and polling would
     /// not help; and once it answers, the server may only have been restarting, so the
-    /// WebSocket is probed at once (as soon as polling is idle, or for a paused reader
-    /// once no request is in flight), the connection still reconnecting, messages sent
-    /// meanwhile queued. Not reported as a fallback: a failed trial goes back to the
+    /// WebSocket is probed at once (as soon as polling is idle, or once no request is in
+    /// flight for a paused reader or after `probe_timeout`), the connection still
+    /// reconnecting, messages sent meanwhile queued. Not reported as a fallback: a failed trial goes back to the
     /// WebSocket, a welcomed probe ends it on the WebSocket, and only a failed probe
     /// turns it `On` (a probe refused, or failing while offline, ends the trial).
     Trial,
@@ -178,6 +178,9 @@ pub(super) struct Fallback {
     poll_interval: Duration,
     /// The WebSocket probe is due, once no polling request is in flight.
     probe_due: bool,
+    /// The polling trial's probe waited for polling to be idle for `probe_timeout`: it
+    /// goes once no request is in flight, and none starts meanwhile.
+    probe_overdue: bool,
     /// The probe out may get its time again once, after a sleep (the polling trial's).
     probe_grace: bool,
     /// The polling transport, idle, while a WebSocket probe is out: taken up again if
@@ -220,6 +223,7 @@ impl Fallback {
                 .as_ref()
                 .map_or(Duration::from_millis(100), |f| f.min_interval),
             probe_due: false,
+            probe_overdue: false,
             probe_grace: false,
             parked: None,
         }
@@ -231,9 +235,17 @@ impl Fallback {
     }
 
     /// The timer for the WebSocket probe fired: it goes once no polling request is in
-    /// flight.
+    /// flight. For the polling trial's probe, due since the Welcome, that is its bound:
+    /// it stops waiting for polling to be idle.
     pub(super) fn probe_due(&mut self) {
+        self.probe_overdue = self.mode == Mode::Trial && self.probe_due;
         self.probe_due = true;
+    }
+
+    /// The polling trial's probe is overdue: no send poll starts (the probe goes once
+    /// the one in flight is answered, and what waits stays with the parked transport).
+    fn holds_sends(&self) -> bool {
+        self.mode == Mode::Trial && self.probe_due && self.probe_overdue
     }
 
     /// Whether the probe out may get its time again after a sleep (once per probe).
@@ -329,6 +341,9 @@ impl Connection {
                 }
                 self.fallback.mode = Mode::Off;
             }
+            if let Some(token) = self.auth.take_auth_owed() {
+                self.transmit_envelope(now, Envelope::Auth { token });
+            }
             self.heartbeat.start(now, &self.config, &mut self.timers);
             true
         } else {
@@ -344,6 +359,17 @@ impl Connection {
                 // connects on the WebSocket, a failed one reports the fallback and
                 // connects on polling (`resume_polling`).
                 self.fallback.probe_due = true;
+                // Waiting for idle has a bound: a backlog the server hands out one
+                // message per answer keeps polling busy (each answer owes an Ack, whose
+                // answer brings the next), and the connection reconnecting meanwhile
+                // (its token not refreshed). Then the probe goes once no request is in
+                // flight, none starting meanwhile (`try_probe`).
+                let bound = self
+                    .config
+                    .fallback
+                    .as_ref()
+                    .map_or(Duration::ZERO, |f| f.probe_timeout);
+                self.timers.set(Timer::UpgradeProbe, later(now, bound));
                 return false;
             }
             let wait = self.probe_wait();
@@ -403,6 +429,7 @@ impl Connection {
         }
         let mut url = self.config.url.clone();
         let headers = self.authorize(&mut url);
+        self.auth.opening_with_current();
         self.link = Link::Ws {
             id,
             phase: WsPhase::Opening,
@@ -484,14 +511,17 @@ impl Connection {
         let wait = self.probe_wait();
         self.timers.set(Timer::UpgradeProbe, later(now, wait));
         self.issue_poll_receive(now);
-        // What was sent while the probe was out waited for a transport: it goes now
-        // (and a lingering close may end once it is acknowledged).
+        // What the parked transport held (the trial's Welcome's resends, an Ack) goes,
+        // and what was sent while the probe was out, which waited for a transport (a
+        // lingering close may end once it is acknowledged).
+        self.issue_poll_send(now);
         self.flush_pending(now);
     }
 
     pub(super) fn clear_link_timers(&mut self) {
         self.timers.stop_scope(Scope::Transport);
         self.fallback.probe_due = false;
+        self.fallback.probe_overdue = false;
         self.proto.on_link_lost();
     }
 
@@ -562,7 +592,12 @@ impl Connection {
         };
         // Paused by backpressure: a send poll's answer may bring messages too, so none
         // goes until the application reads (the Hello that opens a transport always does).
-        if p.send.is_some() || p.outbox.is_empty() || (p.welcomed && self.inbound.is_paused()) {
+        // Nor once the polling trial's probe is overdue: it goes when the request in
+        // flight is answered.
+        if p.send.is_some()
+            || p.outbox.is_empty()
+            || (p.welcomed && (self.inbound.is_paused() || self.fallback.holds_sends()))
+        {
             return;
         }
         let body = encode_batch(&p.outbox);
@@ -690,21 +725,25 @@ impl Connection {
             self.fallback.probe_due = false;
             return;
         };
-        // The polling trial's probe of a paused reader waits only for the requests in
-        // flight: no send poll goes before the application reads, and the probe's Hello
-        // tells the server what was handed (what the Ack would); what waits to be sent
-        // stays with the parked transport. Otherwise the connection would stay
-        // reconnecting for as long as the application does not read.
-        let paused_trial = self.fallback.mode == Mode::Trial && self.inbound.is_paused();
+        // The polling trial's probe of a paused reader, or past its wait for idle
+        // (`probe_timeout` after the Welcome), waits only for the requests in flight (no
+        // new one starts meanwhile, `holds_sends`): the probe's Hello tells the server
+        // what was handed (what the Ack would), and what waits to be sent stays with the
+        // parked transport. Otherwise the connection would stay reconnecting for as long
+        // as the application does not read, or a backlog comes one message per answer
+        // (each answer owing an Ack, whose answer brings the next).
+        let hurried = self.fallback.mode == Mode::Trial
+            && (self.inbound.is_paused() || self.fallback.probe_overdue);
         // Idle: nothing in flight, nothing to send, no Ack owed (the Ack goes first).
         if !p.welcomed
             || p.send.is_some()
             || p.recv.is_some()
-            || (!paused_trial && (!p.outbox.is_empty() || self.proto.owes_ack()))
+            || (!hurried && (!p.outbox.is_empty() || self.proto.owes_ack()))
         {
             return;
         }
         self.fallback.probe_due = false;
+        self.fallback.probe_overdue = false;
         self.fallback.probe_grace = true;
         // Polling pauses (one transport at a time) but its transport is kept.
         if let Link::Poll(mut p) = std::mem::take(&mut self.link) {

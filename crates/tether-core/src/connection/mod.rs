@@ -762,6 +762,10 @@ impl Connection {
             Timer::TokenRefresh => match self.state() {
                 _ if self.auth.is_fetching() => {}
                 State::Connected => self.request_token(now),
+                // The polling trial carries the session (welcomed, its probe not out yet),
+                // for up to `probe_timeout` and a request: its requests carry the token,
+                // refreshed now (a probe opening meanwhile gets it in an Auth).
+                _ if self.link.is_poll() && self.link.is_ready() => self.request_token(now),
                 // An attempt under way with the current token: the polling trial and its
                 // probe fetch none, so the refresh is made once it connects.
                 _ if !self.link.is_none() => self.auth.miss_refresh(),

@@ -4515,3 +4515,201 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
         .iter()
         .any(|e| matches!(e, Event::Dropped { id, .. } if *id == fresh)));
 }
+
+/// The server has a backlog for the session and hands it out one message per answer
+/// (seed 183115): each answer to the trial's polling brings a message, whose Ack goes
+/// on the next send poll, whose answer brings the next message. Polling is never idle:
+/// a probe that waits for idle never went, and the connection stayed `Reconnecting` for
+/// as long as the backlog lasted (26 s in the seed, the token's refresh missed, the
+/// token expired and the polls' 401 stopped it). Waiting for idle has a bound,
+/// `probe_timeout` (2 s): past it the probe goes once no request is in flight, and
+/// nothing is lost or repeated on the way to the WebSocket.
+#[test]
+fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back() {
+    let mut h = Harness::new(trial_config());
+    let poller = trial_welcomed_with(&mut h, &["s1"]);
+    let welcomed = h.now;
+    let mut next = 2u64;
+    let mut probe = None;
+    for _ in 0..3_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest {
+                    id,
+                    request,
+                    kind: HttpRequestKind::Send,
+                    ..
+                } if id == poller => {
+                    h.now += Duration::from_millis(80);
+                    let batch = encode_batch(&[msg(next, &format!("s{next}")).encode()]);
+                    next += 1;
+                    h.conn.handle_http_response(h.now, request, Ok(batch));
+                    h.drain();
+                }
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(10));
+    }
+    let Some(probe) = probe else {
+        panic!("no probe in 30 s of a backlog ({:?})", h.conn.state())
+    };
+    assert!(
+        h.now.saturating_duration_since(welcomed) < Duration::from_millis(2200),
+        "the probe went {:?} after the Welcome",
+        h.now.saturating_duration_since(welcomed)
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    h.open(probe);
+    let handed = next - 1;
+    let hello: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
+    assert!(
+        matches!(hello[..], [Envelope::Hello { recv_seq, .. }] if recv_seq == handed),
+        "the Hello acknowledges what was handed: {hello:?}"
+    );
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert_eq!(h.conn.state(), State::Connected);
+    assert!(h
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    h.envelope(probe, msg(next, "on the WebSocket"));
+    let expected: Vec<_> = (1..next)
+        .map(|i| text(&format!("s{i}")))
+        .chain([text("on the WebSocket")])
+        .collect();
+    assert_eq!(h.messages(), expected);
+}
+
+/// The token's refresh falls due while the polling trial carries the session (welcomed,
+/// the probe waiting for the Ack owed to go): the trial's requests carry the token, so
+/// the refresh is made then, not once connected (in seed 183115 the token expired
+/// before). Its answer may come before the probe goes (the probe opens with it) or
+/// while the probe is opening with the token before (the probe, once welcomed, gets it
+/// in an Auth, or the server would close it when the old one expires).
+#[test]
+fn a_token_refresh_due_while_the_trial_polls_is_made_at_once() {
+    for answered_before_the_probe in [true, false] {
+        let mut h = Harness::new(trial_config().auth(AuthConfig::default()));
+        h.connect();
+        h.token(Ok(Token {
+            value: "t1".into(),
+            expires_at: Some(h.now + Duration::from_secs(1)),
+        }));
+        h.drain();
+        {
+            let id = h.last_open();
+            h.failed(id, TransportFailure::Network("connection failed".into()));
+            let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
+                panic!("the trial's Hello")
+            };
+            let welcome = Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: false,
+                secret: SECRET,
+            };
+            h.conn.handle_http_response(
+                h.now,
+                request,
+                Ok(encode_batch(&[welcome.encode(), msg(1, "y").encode()])),
+            );
+            h.drain();
+        }
+        // The Ack goes first; its request is left in flight, so the probe waits.
+        h.advance(Duration::from_millis(20));
+        let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
+            panic!("the Ack")
+        };
+        // The refresh is due halfway to expiry.
+        h.advance(Duration::from_millis(600));
+        assert_eq!(h.conn.state(), State::Reconnecting);
+        assert!(
+            h.take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::FetchToken { .. })),
+            "the refresh is made while the trial polls"
+        );
+        let t2 = Token {
+            value: "t2".into(),
+            expires_at: Some(h.now + Duration::from_secs(300)),
+        };
+        if answered_before_the_probe {
+            h.token(Ok(t2.clone()));
+            h.drain();
+        }
+        h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
+        h.drain();
+        // The Auth with the new token may go on polling first.
+        let mut opened = None;
+        for _ in 0..3 {
+            for a in h.take_actions() {
+                match a {
+                    Action::Open { id, headers, .. } => opened = Some((id, headers)),
+                    Action::HttpRequest {
+                        request,
+                        kind: HttpRequestKind::Send,
+                        ..
+                    } => {
+                        h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
+                        h.drain();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let Some((probe, headers)) = opened else {
+            panic!("no probe")
+        };
+        let bearer = |t: &str| ("Authorization".to_owned(), format!("Bearer {t}"));
+        if answered_before_the_probe {
+            assert_eq!(
+                headers,
+                [bearer("t2")],
+                "the probe opens with the new token"
+            );
+        } else {
+            assert_eq!(headers, [bearer("t1")]);
+            h.token(Ok(t2.clone()));
+            h.drain();
+        }
+        h.open(probe);
+        h.envelope(
+            probe,
+            Envelope::Welcome {
+                session: 3,
+                recv_seq: 0,
+                resumed: true,
+                secret: SECRET,
+            },
+        );
+        assert_eq!(h.conn.state(), State::Connected);
+        let auths: Vec<Envelope> = h
+            .sent_frames()
+            .iter()
+            .map(env)
+            .filter(|e| matches!(e, Envelope::Auth { .. }))
+            .collect();
+        let owed: &[Envelope] = if answered_before_the_probe {
+            &[]
+        } else {
+            &[Envelope::Auth { token: "t2".into() }]
+        };
+        assert_eq!(
+            auths, owed,
+            "answered before the probe: {answered_before_the_probe}"
+        );
+    }
+}
