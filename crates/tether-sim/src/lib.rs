@@ -72,6 +72,12 @@
 //!   gets a fresh session: a `SessionReset` no lost server session explains. (Seed
 //!   130644 showed it too until the trial's wait for idle got its bound, which changed
 //!   that schedule; the cause stands. The sweep of 10000–249999 finds only 126039.)
+//!   The reset is reported (`SessionReset`, the server's `lost` count), not silent. A
+//!   server rule that refuses as stale a Hello naming the session with a `recv_seq`
+//!   behind what the client already acknowledged fixes the seed, but was not taken: a
+//!   client that resumes a handoff taken before its giver acknowledged more (a frozen
+//!   leader tab's) would be refused on every attempt, for ever, where today it resumes
+//!   with a reset.
 //!
 //! Replay a failing seed with its trace:
 //! `TETHER_SIM_SEED=<seed> TETHER_SIM_SEEDS=1 cargo test -p tether-sim --test simulation -- --nocapture`
