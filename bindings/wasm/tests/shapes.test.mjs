@@ -6,122 +6,11 @@
 // the same frames, text as text and binary as binary, in order, and its close code and
 // reason.
 import assert from 'node:assert/strict';
-import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 
 import { TetherClient } from 'tether-wasm';
+import { browserLike, wsLike } from './fakes.mjs';
 import { fast, next, reach } from './helpers.mjs';
-
-/** A `ws`-like socket (`on`, `terminate`, `ping`) of version `major`. */
-function wsLike(major) {
-  const sockets = [];
-  class FakeWs extends EventEmitter {
-    constructor(url, protocols) {
-      super();
-      this.url = url;
-      this.protocols = protocols;
-      this.readyState = 0;
-      this.binaryType = 'nodebuffer';
-      this.sent = [];
-      sockets.push(this);
-      setTimeout(() => {
-        this.readyState = 1;
-        this.emit('open');
-      }, 0);
-    }
-
-    send(data) {
-      this.sent.push(data);
-    }
-
-    ping() {}
-
-    close(code, reason) {
-      if (this.readyState >= 2) return;
-      this.readyState = 2;
-      setTimeout(() => this.closed(code, reason), 0);
-    }
-
-    terminate() {
-      if (this.readyState === 3) return;
-      this.readyState = 2;
-      setTimeout(() => this.closed(1006, ''), 0);
-    }
-
-    closed(code, reason) {
-      if (this.readyState === 3) return;
-      this.readyState = 3;
-      this.emit('close', code, major >= 8 ? Buffer.from(reason) : reason);
-    }
-
-    /** The server sends a text frame. */
-    text(s) {
-      if (major >= 8) this.emit('message', Buffer.from(s), false);
-      else this.emit('message', s);
-    }
-
-    /** The server sends a binary frame (binaryType 'arraybuffer', as the shim sets). */
-    bytes(b) {
-      assert.equal(this.binaryType, 'arraybuffer');
-      const copy = new Uint8Array(b).buffer;
-      if (major >= 8) this.emit('message', copy, true);
-      else this.emit('message', copy);
-    }
-  }
-  return { WebSocket: FakeWs, sockets };
-}
-
-/**
- * A browser-like socket: `on…` properties and event objects. With `blobs`, one that
- * ignores binaryType 'arraybuffer' and gives binary frames as Blobs (a browser's default).
- */
-function browserLike({ blobs = false } = {}) {
-  const sockets = [];
-  class FakeWebSocket {
-    constructor(url, protocols) {
-      this.url = url;
-      this.protocols = protocols;
-      this.readyState = 0;
-      this.binaryType = 'blob';
-      this.sent = [];
-      sockets.push(this);
-      setTimeout(() => {
-        this.readyState = 1;
-        this.onopen?.({ type: 'open' });
-      }, 0);
-    }
-
-    send(data) {
-      this.sent.push(data);
-    }
-
-    close(code, reason) {
-      if (this.readyState >= 2) return;
-      this.readyState = 2;
-      setTimeout(() => this.closed(code ?? 1005, reason ?? ''), 0);
-    }
-
-    closed(code, reason) {
-      if (this.readyState === 3) return;
-      this.readyState = 3;
-      this.onclose?.({ type: 'close', code, reason });
-    }
-
-    text(s) {
-      this.onmessage?.({ type: 'message', data: s });
-    }
-
-    bytes(b) {
-      if (blobs) {
-        this.onmessage?.({ type: 'message', data: new Blob([new Uint8Array(b)]) });
-        return;
-      }
-      assert.equal(this.binaryType, 'arraybuffer');
-      this.onmessage?.({ type: 'message', data: new Uint8Array(b).buffer });
-    }
-  }
-  return { WebSocket: FakeWebSocket, sockets };
-}
 
 for (const [name, make] of [
   ['ws 7', () => wsLike(7)],
@@ -200,17 +89,19 @@ test("a write failing within send() is reported after send() returns", async () 
   const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
   await reach(client, 'connected');
   const log = [];
+  let closing = null;
   client.on('disconnected', (d) => {
     log.push(`disconnected ${d.kind}`);
     log.push(`send: ${typeof client.send('from the listener')}`);
-    client.close().then(() => log.push('closed'));
+    closing = client.close().then(() => log.push('closed'));
   });
+  const disconnected = next(client, 'disconnected');
   sockets[0].readyState = 2;
   const id = client.send('into a closing socket');
   log.push(`send returned ${typeof id}`);
-  await new Promise((r) => setTimeout(r, 20));
+  await disconnected;
   sockets[0].closed(1000, '');
-  await new Promise((r) => setTimeout(r, 100));
+  await closing;
   assert.deepEqual(log, ['send returned number', 'disconnected network', 'send: number', 'closed']);
   assert.equal(client.state, 'closed');
   client.free();
@@ -237,8 +128,15 @@ test('a state handler that frees the client within reconnect()', async () => {
   client.reconnect();
   log.push('reconnect returned');
   assert.deepEqual(log, ['freed', 'reconnect returned']);
-  // Freed: the client stops; its socket is closed and no other is made.
-  await new Promise((r) => setTimeout(r, 400));
+  // Freed: the client stops; its socket is closed (told by its close event), and the
+  // client's timer went with it, so no other socket is made.
+  const last = sockets.at(-1);
+  if (last.readyState !== 3) {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the socket was not closed within 5 s')), 5000);
+      last.once('close', () => resolve(clearTimeout(timer)));
+    });
+  }
   assert.ok(sockets.length <= 2, `${sockets.length} sockets made`);
   assert.ok(
     sockets.every((s) => s.readyState === 3),
