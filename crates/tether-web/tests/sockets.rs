@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use support::{pause, until, within};
-use tether_core::{CauseKind, Config, Event, Payload, State, TransportFailure};
+use tether_core::{Cause, CauseKind, Config, Event, Payload, State, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_web::{Client, Events};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -230,6 +230,33 @@ fn texts(wire: &Wire) -> Vec<String> {
     wire.written()
 }
 
+/// The cause of the next `Disconnected`.
+async fn disconnected(events: &mut Events) -> Cause {
+    match until(events, 2000, "disconnected", |e| {
+        matches!(e, Event::Disconnected { .. })
+    })
+    .await
+    {
+        Event::Disconnected { cause, .. } => cause,
+        _ => unreachable!(),
+    }
+}
+
+/// Waits for the client to be connected again, then for what that set going.
+async fn connected_again(events: &mut Events) {
+    until(events, 3000, "connected again", |e| {
+        matches!(
+            e,
+            Event::StateChanged {
+                to: State::Connected,
+                ..
+            }
+        )
+    })
+    .await;
+    pause(0).await;
+}
+
 #[wasm_bindgen_test]
 async fn an_idle_writer_writes_within_send_and_a_busy_one_keeps_the_order() {
     let (client, _events, wire) = connected(None).await;
@@ -330,28 +357,11 @@ async fn a_socket_ending_with_a_write_under_way_reports_its_close() {
         code: Some(4000),
         reason: "bye".to_owned(),
     }]);
-    let cause = match until(&mut events, 2000, "disconnected", |e| {
-        matches!(e, Event::Disconnected { .. })
-    })
-    .await
-    {
-        Event::Disconnected { cause, .. } => cause,
-        _ => unreachable!(),
-    };
+    let cause = disconnected(&mut events).await;
     assert_eq!((cause.kind, cause.code), (CauseKind::Closed, Some(4000)));
     wire.release();
     // The next socket writes at once again.
-    until(&mut events, 3000, "connected again", |e| {
-        matches!(
-            e,
-            Event::StateChanged {
-                to: State::Connected,
-                ..
-            }
-        )
-    })
-    .await;
-    pause(0).await;
+    connected_again(&mut events).await;
     assert_eq!(wire.connects.get(), 2);
     client.send("after").expect("send");
     assert_eq!(texts(&wire).last().map(String::as_str), Some("after"));
@@ -373,14 +383,7 @@ async fn an_end_that_came_with_messages_is_handled_before_their_replies_fail() {
             reason: "bye".to_owned(),
         },
     ]);
-    let cause = match until(&mut events, 2000, "disconnected", |e| {
-        matches!(e, Event::Disconnected { .. })
-    })
-    .await
-    {
-        Event::Disconnected { cause, .. } => cause,
-        _ => unreachable!(),
-    };
+    let cause = disconnected(&mut events).await;
     // Not a failed write on the closed socket: the close, with its code.
     assert_eq!((cause.kind, cause.code), (CauseKind::Closed, Some(4000)));
     assert_eq!(cause.reason, "bye");
@@ -482,17 +485,7 @@ async fn a_close_from_a_listener_in_a_batch_goes_out_after_the_replies_before_it
     within(2000, "closed", closing).await;
     assert_eq!(client.state(), State::Closed);
     client.reconnect();
-    until(&mut events, 3000, "connected again", |e| {
-        matches!(
-            e,
-            Event::StateChanged {
-                to: State::Connected,
-                ..
-            }
-        )
-    })
-    .await;
-    pause(0).await;
+    connected_again(&mut events).await;
     assert_eq!(wire.connects.get(), 2);
     client.send("new").expect("send");
     assert_eq!(texts(&wire).last().map(String::as_str), Some("new"));
@@ -507,26 +500,9 @@ async fn a_batch_ending_in_a_failure_reports_it_and_the_next_socket_writes() {
         text("2"),
         SocketEvent::Failed(TransportFailure::Network("reset".to_owned())),
     ]);
-    let cause = match until(&mut events, 2000, "disconnected", |e| {
-        matches!(e, Event::Disconnected { .. })
-    })
-    .await
-    {
-        Event::Disconnected { cause, .. } => cause,
-        _ => unreachable!(),
-    };
+    let cause = disconnected(&mut events).await;
     assert_eq!(cause.kind, CauseKind::Network, "{cause:?}");
-    until(&mut events, 3000, "connected again", |e| {
-        matches!(
-            e,
-            Event::StateChanged {
-                to: State::Connected,
-                ..
-            }
-        )
-    })
-    .await;
-    pause(0).await;
+    connected_again(&mut events).await;
     client.send("after").expect("send");
     assert_eq!(texts(&wire).last().map(String::as_str), Some("after"));
 }
@@ -549,14 +525,7 @@ async fn a_write_failing_within_send_from_a_listener_is_a_disconnect_not_a_panic
     // Closed under the client, before the close event is read.
     wire.ended.set(true);
     client.send("into the void").expect("send");
-    let cause = match until(&mut events, 2000, "disconnected", |e| {
-        matches!(e, Event::Disconnected { .. })
-    })
-    .await
-    {
-        Event::Disconnected { cause, .. } => cause,
-        _ => unreachable!(),
-    };
+    let cause = disconnected(&mut events).await;
     assert_eq!(cause.kind, CauseKind::Network, "{cause:?}");
     // The next sockets fail their first write (from the Connected listener) too, a few
     // times; then one works.
