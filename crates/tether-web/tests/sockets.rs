@@ -398,6 +398,26 @@ fn reply_to_messages(client: &Client<Double>) -> tether_web::Subscription {
     })
 }
 
+/// A listener that replies `re <text>` to every message and, at the message "2", calls
+/// `close` on the client: what it returns is kept for the test to await.
+fn reply_then_close_at_2<C: 'static>(
+    client: &Client<Double>,
+    close: impl Fn(&Client<Double>) -> C + 'static,
+) -> (tether_web::Subscription, Rc<RefCell<Option<C>>>) {
+    let actor = client.clone();
+    let closing = Rc::new(RefCell::new(None));
+    let kept = closing.clone();
+    let listener = client.on_event(move |e| {
+        if let Event::Message(Payload::Text(t)) = e {
+            let _ = actor.send(format!("re {t}"));
+            if &**t == "2" {
+                *kept.borrow_mut() = Some(close(&actor));
+            }
+        }
+    });
+    (listener, closing)
+}
+
 #[wasm_bindgen_test]
 async fn replies_are_not_left_corked_while_reading_is_paused() {
     // Reading stops in the middle of a batch (the events reader is behind): what the
@@ -458,17 +478,7 @@ async fn a_close_queued_behind_frames_goes_out_after_them() {
 #[wasm_bindgen_test]
 async fn a_close_from_a_listener_in_a_batch_goes_out_after_the_replies_before_it() {
     let (client, mut events, wire) = connected(None).await;
-    let actor = client.clone();
-    let closing = Rc::new(RefCell::new(None));
-    let close = closing.clone();
-    let _listener = client.on_event(move |e| {
-        if let Event::Message(Payload::Text(t)) = e {
-            let _ = actor.send(format!("re {t}"));
-            if &**t == "2" {
-                *close.borrow_mut() = Some(actor.close(4002, "enough"));
-            }
-        }
-    });
+    let (_listener, closing) = reply_then_close_at_2(&client, |c| c.close(4002, "enough"));
     wire.deliver([text("1"), text("2"), text("3")]);
     within(2000, "the close", async {
         while !texts(&wire).iter().any(|w| w.starts_with("close")) {
@@ -566,17 +576,7 @@ async fn a_write_failing_within_send_from_a_listener_is_a_disconnect_not_a_panic
 async fn close_now_from_a_listener_mid_batch_ends_the_socket_and_resolves() {
     let (client, _events, wire) = connected(None).await;
     wire.echo_close.set(true);
-    let actor = client.clone();
-    let closing = Rc::new(RefCell::new(None));
-    let close = closing.clone();
-    let _listener = client.on_event(move |e| {
-        if let Event::Message(Payload::Text(t)) = e {
-            let _ = actor.send(format!("re {t}"));
-            if &**t == "2" {
-                *close.borrow_mut() = Some(actor.close_now(4004, "now"));
-            }
-        }
-    });
+    let (_listener, closing) = reply_then_close_at_2(&client, |c| c.close_now(4004, "now"));
     wire.deliver([text("1"), text("2"), text("3")]);
     pause(0).await;
     let closing = closing.borrow_mut().take().expect("closing");
