@@ -3460,6 +3460,22 @@ impl Harness {
             .any(|a| matches!(a, Action::Close { id, .. } if *id == transport))
     }
 
+    /// Takes the actions, the last of which must be a send poll (else panics with
+    /// `what`): its transport, request and body.
+    fn take_send_poll(&mut self, what: &str) -> (TransportId, RequestId, Vec<u8>) {
+        let Some(Action::HttpRequest {
+            id,
+            request,
+            kind: HttpRequestKind::Send,
+            body,
+            ..
+        }) = self.take_actions().pop()
+        else {
+            panic!("{what}")
+        };
+        (id, request, body)
+    }
+
     /// Opens the trial's WebSocket probe and welcomes it, resuming session 3 with the
     /// server's `recv_seq`.
     fn welcome_probe(&mut self, probe: TransportId, recv_seq: u64) {
@@ -3467,6 +3483,15 @@ impl Harness {
         self.envelope(probe, resumed_welcome(recv_seq));
     }
 }
+
+/// The states of a connection that was lost and connected again.
+const LOST_AND_CONNECTED_AGAIN: [State; 5] = [
+    State::Connecting,
+    State::Connected,
+    State::Disconnected,
+    State::Reconnecting,
+    State::Connected,
+];
 
 /// The Welcome that resumes session 3, the server having received up to `recv_seq`.
 fn resumed_welcome(recv_seq: u64) -> Envelope {
@@ -3582,16 +3607,7 @@ fn restart_until_the_trial_probe(
     assert!(h.events.contains(&Event::Message(text("y"))));
     // "b" is resent on the trial's transport (the Welcome said the server lacks it); no
     // receive poll, and no probe while a request is in flight.
-    let Some(Action::HttpRequest {
-        id,
-        request: carried,
-        kind: HttpRequestKind::Send,
-        body,
-        ..
-    }) = h.take_actions().pop()
-    else {
-        panic!("a send poll with the resent message")
-    };
+    let (id, carried, body) = h.take_send_poll("a send poll with the resent message");
     assert_eq!(id, poller);
     assert_eq!(envelopes(&body), [msg(2, "b")]);
     // Answered with no Ack; the client owes one for "y", which goes first (a failed
@@ -3600,15 +3616,7 @@ fn restart_until_the_trial_probe(
     h.drain();
     assert!(h.take_actions().is_empty(), "nothing before the Ack is due");
     h.advance(Duration::from_millis(20));
-    let Some(Action::HttpRequest {
-        request: ack,
-        kind: HttpRequestKind::Send,
-        body,
-        ..
-    }) = h.take_actions().pop()
-    else {
-        panic!("a send poll with the Ack")
-    };
+    let (_, ack, body) = h.take_send_poll("a send poll with the Ack");
     assert_eq!(envelopes(&body), [Envelope::Ack { seq: 2 }]);
     h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
     h.drain();
@@ -3687,16 +3695,7 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
         assert_eq!(delivered[1..], [b, during, after], "{delivered:?}");
         assert!(!h.fallback_reported());
         assert!(!h.fallback_active());
-        assert_eq!(
-            h.states(),
-            [
-                State::Connecting,
-                State::Connected,
-                State::Disconnected,
-                State::Reconnecting,
-                State::Connected
-            ]
-        );
+        assert_eq!(h.states(), LOST_AND_CONNECTED_AGAIN);
         // Back to the WebSocket for good: a later loss tries the WebSocket again.
         h.closed(probe, None);
         h.advance(Duration::from_secs(10));
@@ -3792,16 +3791,7 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
             .count(),
         1
     );
-    assert_eq!(
-        h.states(),
-        [
-            State::Connecting,
-            State::Connected,
-            State::Disconnected,
-            State::Reconnecting,
-            State::Connected
-        ]
-    );
+    assert_eq!(h.states(), LOST_AND_CONNECTED_AGAIN);
     for a in h.take_actions() {
         if let Action::HttpRequest { id, body, .. } = a {
             assert_eq!(id, poller);
