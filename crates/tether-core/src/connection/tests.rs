@@ -3436,6 +3436,102 @@ fn a_probe_failing_during_a_lingering_close_resumes_polling_delivers_then_closes
     assert_all_closed(&mut h, &mut seen);
 }
 
+/// Helpers of the polling trial's tests.
+impl Harness {
+    /// Whether a `FallbackChanged` was ever emitted.
+    fn fallback_reported(&self) -> bool {
+        self.events
+            .iter()
+            .any(|e| matches!(e, Event::FallbackChanged { .. }))
+    }
+
+    fn fallback_active(&self) -> bool {
+        self.conn.metrics(self.now).fallback_active
+    }
+
+    fn last_attempt_kind(&self) -> Option<AttemptKind> {
+        self.attempts().last().map(|a| a.1)
+    }
+
+    /// Takes the actions; whether one of them closes `transport`.
+    fn takes_close_of(&mut self, transport: TransportId) -> bool {
+        self.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Close { id, .. } if *id == transport))
+    }
+
+    /// Takes the actions, the last of which must be a send poll (else panics with
+    /// `what`): its transport, request and body.
+    fn take_send_poll(&mut self, what: &str) -> (TransportId, RequestId, Vec<u8>) {
+        let Some(Action::HttpRequest {
+            id,
+            request,
+            kind: HttpRequestKind::Send,
+            body,
+            ..
+        }) = self.take_actions().pop()
+        else {
+            panic!("{what}")
+        };
+        (id, request, body)
+    }
+
+    /// Opens the trial's WebSocket probe and welcomes it, resuming session 3 with the
+    /// server's `recv_seq`.
+    fn welcome_probe(&mut self, probe: TransportId, recv_seq: u64) {
+        self.open(probe);
+        self.envelope(probe, resumed_welcome(recv_seq));
+    }
+}
+
+/// The states of a connection that was lost and connected again.
+const LOST_AND_CONNECTED_AGAIN: [State; 5] = [
+    State::Connecting,
+    State::Connected,
+    State::Disconnected,
+    State::Reconnecting,
+    State::Connected,
+];
+
+/// The Welcome that resumes session 3, the server having received up to `recv_seq`.
+fn resumed_welcome(recv_seq: u64) -> Envelope {
+    Envelope::Welcome {
+        session: 3,
+        recv_seq,
+        resumed: true,
+        secret: SECRET,
+    }
+}
+
+/// The envelopes of a poll request's body.
+fn envelopes(body: &[u8]) -> Vec<Envelope> {
+    decode_batch(body).unwrap().iter().map(env).collect()
+}
+
+/// Serves the polling trial in rounds 10 ms apart (at most `rounds`) until its WebSocket
+/// probe opens: every action of a round but an `Open` goes to `answer`. Returns the
+/// probe, if one opened.
+fn until_the_probe(
+    h: &mut Harness,
+    rounds: usize,
+    mut answer: impl FnMut(&mut Harness, Action),
+) -> Option<TransportId> {
+    let mut probe = None;
+    for _ in 0..rounds {
+        for a in h.take_actions() {
+            match a {
+                Action::Open { id, .. } => probe = Some(id),
+                a => answer(h, a),
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(10));
+    }
+    probe
+}
+
 /// The polling trial of a brief server restart, up to its WebSocket probe: a session on
 /// the WebSocket (session 3: "a" delivered, "x" received, "b" written and not
 /// acknowledged); the server goes away and the next two attempts fail as a browser sees
@@ -3487,11 +3583,7 @@ fn restart_until_the_trial_probe(
     assert_eq!(session, Some(SECRET), "it proves the session");
     assert!(
         matches!(
-            decode_batch(&body)
-                .unwrap()
-                .iter()
-                .map(env)
-                .collect::<Vec<_>>()[..],
+            envelopes(&body)[..],
             [Envelope::Hello {
                 session: 3,
                 recv_seq: 1,
@@ -3500,12 +3592,7 @@ fn restart_until_the_trial_probe(
         ),
         "the trial resumes the session"
     );
-    let welcome = Envelope::Welcome {
-        session: 3,
-        recv_seq: 1,
-        resumed: true,
-        secret: SECRET,
-    };
+    let welcome = resumed_welcome(1);
     h.conn.handle_http_response(
         h.now,
         hello,
@@ -3520,48 +3607,17 @@ fn restart_until_the_trial_probe(
     assert!(h.events.contains(&Event::Message(text("y"))));
     // "b" is resent on the trial's transport (the Welcome said the server lacks it); no
     // receive poll, and no probe while a request is in flight.
-    let Some(Action::HttpRequest {
-        id,
-        request: carried,
-        kind: HttpRequestKind::Send,
-        body,
-        ..
-    }) = h.take_actions().pop()
-    else {
-        panic!("a send poll with the resent message")
-    };
+    let (id, carried, body) = h.take_send_poll("a send poll with the resent message");
     assert_eq!(id, poller);
-    assert_eq!(
-        decode_batch(&body)
-            .unwrap()
-            .iter()
-            .map(env)
-            .collect::<Vec<_>>(),
-        [msg(2, "b")]
-    );
+    assert_eq!(envelopes(&body), [msg(2, "b")]);
     // Answered with no Ack; the client owes one for "y", which goes first (a failed
     // probe takes polling up again without a Hello).
     h.conn.handle_http_response(h.now, carried, Ok(Vec::new()));
     h.drain();
     assert!(h.take_actions().is_empty(), "nothing before the Ack is due");
     h.advance(Duration::from_millis(20));
-    let Some(Action::HttpRequest {
-        request: ack,
-        kind: HttpRequestKind::Send,
-        body,
-        ..
-    }) = h.take_actions().pop()
-    else {
-        panic!("a send poll with the Ack")
-    };
-    assert_eq!(
-        decode_batch(&body)
-            .unwrap()
-            .iter()
-            .map(env)
-            .collect::<Vec<_>>(),
-        [Envelope::Ack { seq: 2 }]
-    );
+    let (_, ack, body) = h.take_send_poll("a send poll with the Ack");
+    assert_eq!(envelopes(&body), [Envelope::Ack { seq: 2 }]);
     h.conn.handle_http_response(h.now, ack, Ok(Vec::new()));
     h.drain();
     // Polling is idle: the WebSocket is probed at once, and nothing reported polling.
@@ -3575,11 +3631,8 @@ fn restart_until_the_trial_probe(
         "one more attempt of the reconnect"
     );
     assert_eq!(h.conn.state(), State::Reconnecting);
-    assert!(!h
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::FallbackChanged { .. })));
-    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert!(!h.fallback_reported());
+    assert!(!h.fallback_active());
     (poller, probe, b, during)
 }
 
@@ -3606,15 +3659,7 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
             "{hello:?}"
         );
         let recv_seq = if server_got_b { 2 } else { 1 };
-        h.envelope(
-            probe,
-            Envelope::Welcome {
-                session: 3,
-                recv_seq,
-                resumed: true,
-                secret: SECRET,
-            },
-        );
+        h.envelope(probe, resumed_welcome(recv_seq));
         assert_eq!(h.conn.state(), State::Connected);
         let mut closed = Vec::new();
         let mut written = Vec::new();
@@ -3648,28 +3693,13 @@ fn a_server_back_from_a_restart_is_probed_and_the_fallback_never_reported() {
         assert_eq!(h.messages(), [text("x"), text("y"), text("z")]);
         let delivered = h.delivered();
         assert_eq!(delivered[1..], [b, during, after], "{delivered:?}");
-        assert!(!h
-            .events
-            .iter()
-            .any(|e| matches!(e, Event::FallbackChanged { .. })));
-        assert!(!h.conn.metrics(h.now).fallback_active);
-        assert_eq!(
-            h.states(),
-            [
-                State::Connecting,
-                State::Connected,
-                State::Disconnected,
-                State::Reconnecting,
-                State::Connected
-            ]
-        );
+        assert!(!h.fallback_reported());
+        assert!(!h.fallback_active());
+        assert_eq!(h.states(), LOST_AND_CONNECTED_AGAIN);
         // Back to the WebSocket for good: a later loss tries the WebSocket again.
         h.closed(probe, None);
         h.advance(Duration::from_secs(10));
-        assert_eq!(
-            h.attempts().last().map(|a| a.1),
-            Some(AttemptKind::WebSocket)
-        );
+        assert_eq!(h.last_attempt_kind(), Some(AttemptKind::WebSocket));
     }
 }
 
@@ -3682,13 +3712,10 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
     let (poller, probe, b, during) = restart_until_the_trial_probe(&mut h);
     let probe_timeout = FallbackConfig::new("http://x/").probe_timeout;
     h.advance(probe_timeout - Duration::from_millis(1));
-    assert!(
-        !h.conn.metrics(h.now).fallback_active,
-        "not before the probe's deadline"
-    );
+    assert!(!h.fallback_active(), "not before the probe's deadline");
     assert_eq!(h.conn.state(), State::Reconnecting);
     h.advance(Duration::from_millis(1));
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     assert_eq!(h.conn.state(), State::Connected);
     let tail: Vec<&Event> = h
         .events
@@ -3742,14 +3769,7 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
         }
     }
     let (send, body) = send.expect("a send poll with the queued message");
-    assert_eq!(
-        decode_batch(&body)
-            .unwrap()
-            .iter()
-            .map(env)
-            .collect::<Vec<_>>(),
-        [msg(3, "during")]
-    );
+    assert_eq!(envelopes(&body), [msg(3, "during")]);
     h.conn.handle_http_response(h.now, send, Ok(Vec::new()));
     let recv = recv.expect("a receive poll");
     h.conn.handle_http_response(
@@ -3771,16 +3791,7 @@ fn blocked_websockets_report_the_fallback_once_the_trial_probe_fails() {
             .count(),
         1
     );
-    assert_eq!(
-        h.states(),
-        [
-            State::Connecting,
-            State::Connected,
-            State::Disconnected,
-            State::Reconnecting,
-            State::Connected
-        ]
-    );
+    assert_eq!(h.states(), LOST_AND_CONNECTED_AGAIN);
     for a in h.take_actions() {
         if let Action::HttpRequest { id, body, .. } = a {
             assert_eq!(id, poller);
@@ -3815,10 +3826,7 @@ fn close_now_during_the_trial_probe_closes_both_and_reports_no_fallback() {
     h.advance(Duration::from_secs(60));
     assert!(h.take_actions().is_empty());
     assert_eq!(h.conn.state(), State::Closed);
-    assert!(!h
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(!h.fallback_reported());
 }
 
 /// `close()` while the trial's probe is out: the close waits for it; welcomed, the
@@ -3831,16 +3839,7 @@ fn a_lingering_close_during_the_trial_probe_delivers_on_the_websocket() {
     h.conn.close(h.now, 1000, "bye");
     h.drain();
     assert!(h.conn.is_closing());
-    h.open(probe);
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 1,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.welcome_probe(probe, 1);
     let mut closed = Vec::new();
     let mut written = Vec::new();
     for a in h.take_actions() {
@@ -3859,48 +3858,19 @@ fn a_lingering_close_during_the_trial_probe_delivers_on_the_websocket() {
     assert_eq!(h.conn.state(), State::Closed);
     let delivered = h.delivered();
     assert_eq!(delivered[1..], [b, during]);
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == probe)));
-    assert!(!h
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::FallbackChanged { .. })));
+    assert!(h.takes_close_of(probe));
+    assert!(!h.fallback_reported());
 }
 
 /// The trial's transport fails before its probe goes (the server went away again): the
 /// trial ends, with backoff, on the WebSocket, and no fallback is reported.
 #[test]
 fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
-    let fallback = FallbackConfig {
-        after_failures: 1,
-        ..FallbackConfig::new("http://127.0.0.1:1/poll")
-    };
-    let mut h = Harness::new(protocol().fallback(fallback));
+    let mut h = Harness::new(trial_config());
     h.connect();
     h.conn.send(h.now, "queued").unwrap();
-    let id = h.last_open();
-    h.failed(id, TransportFailure::Network("connection failed".into()));
-    let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
-        panic!("the trial's Hello")
-    };
     // Welcomed with a message, so an Ack is owed: the probe waits for it.
-    h.conn.handle_http_response(
-        h.now,
-        request,
-        Ok(encode_batch(&[
-            Envelope::Welcome {
-                session: 3,
-                recv_seq: 0,
-                resumed: false,
-                secret: SECRET,
-            }
-            .encode(),
-            msg(1, "y").encode(),
-        ])),
-    );
-    h.drain();
+    welcome_the_trial(&mut h, &["y"]);
     assert!(h.take_actions().is_empty(), "the Ack is not due yet");
     h.advance(Duration::from_millis(20));
     let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
@@ -3923,11 +3893,8 @@ fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
             AttemptKind::WebSocket
         ]
     );
-    assert!(!h
-        .events
-        .iter()
-        .any(|e| matches!(e, Event::FallbackChanged { .. })));
-    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert!(!h.fallback_reported());
+    assert!(!h.fallback_active());
 }
 
 // ----- attacks on the polling trial's probe ---------------------------------------------
@@ -3937,6 +3904,13 @@ fn a_trial_transport_failing_before_its_probe_goes_back_to_the_websocket() {
 /// returns the polling transport.
 fn trial_welcomed_with(h: &mut Harness, messages: &[&str]) -> TransportId {
     h.connect();
+    welcome_the_trial(h, messages)
+}
+
+/// Fails the WebSocket attempt last opened (with `after_failures: 1`, the polling trial
+/// follows) and welcomes the trial's Hello, starting session 3, with `messages` server
+/// messages; returns the polling transport.
+fn welcome_the_trial(h: &mut Harness, messages: &[&str]) -> TransportId {
     let id = h.last_open();
     h.failed(id, TransportFailure::Network("connection failed".into()));
     let Some(Action::HttpRequest {
@@ -3998,21 +3972,10 @@ fn a_paused_reader_does_not_hold_the_trial_probe_back() {
         matches!(hello[..], [Envelope::Hello { recv_seq: 2, .. }]),
         "the Hello acknowledges what was handed: {hello:?}"
     );
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 0,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.envelope(probe, resumed_welcome(0));
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
-    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert!(h.takes_close_of(poller));
+    assert!(!h.fallback_active());
     assert_eq!(h.messages(), [text("a"), text("b")]);
 }
 
@@ -4031,7 +3994,7 @@ fn a_failed_trial_probe_of_a_paused_reader_still_acknowledges_on_polling() {
     let probe = h.last_open();
     h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     h.take_actions();
     h.conn.handle_app_read(h.now, 2, 2);
     h.drain();
@@ -4074,7 +4037,7 @@ fn a_failed_probes_retry_hint_does_not_delay_a_later_reconnect() {
         },
     );
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     // Minutes later, the receive poll fails.
     let recv = h
         .take_actions()
@@ -4115,26 +4078,14 @@ fn a_trial_probe_failing_while_offline_reports_no_fallback() {
         probe,
         TransportFailure::Network("network is unreachable".into()),
     );
-    assert!(
-        !h.events
-            .iter()
-            .any(|e| matches!(e, Event::FallbackChanged { .. })),
-        "{:?}",
-        h.events
-    );
-    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert!(!h.fallback_reported(), "{:?}", h.events);
+    assert!(!h.fallback_active());
     assert_eq!(h.conn.state(), State::Disconnected);
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert!(h.takes_close_of(poller));
     // Back online: the WebSocket is tried again.
     h.conn.handle_hint(h.now, Hint::Online);
     h.drain();
-    assert_eq!(
-        h.attempts().last().map(|a| a.1),
-        Some(AttemptKind::WebSocket)
-    );
+    assert_eq!(h.last_attempt_kind(), Some(AttemptKind::WebSocket));
 }
 
 /// A native platform tells a refused connect apart: the trial's probe refused means the
@@ -4146,24 +4097,12 @@ fn a_refused_trial_probe_means_the_server_is_down_not_a_fallback() {
     let poller = trial_welcomed_with(&mut h, &[]);
     let probe = h.last_open();
     h.failed(probe, TransportFailure::Refused);
-    assert!(
-        !h.events
-            .iter()
-            .any(|e| matches!(e, Event::FallbackChanged { .. })),
-        "{:?}",
-        h.events
-    );
+    assert!(!h.fallback_reported(), "{:?}", h.events);
     assert_eq!(h.conn.state(), State::Reconnecting);
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert!(h.takes_close_of(poller));
     assert_eq!(h.scheduled().len(), 1, "a backoff wait");
     h.advance(Duration::from_secs(10));
-    assert_eq!(
-        h.attempts().last().map(|a| a.1),
-        Some(AttemptKind::WebSocket)
-    );
+    assert_eq!(h.last_attempt_kind(), Some(AttemptKind::WebSocket));
 }
 
 /// The token's refresh falls due while the polling trial's probe is out (the
@@ -4180,28 +4119,12 @@ fn a_token_refresh_due_during_the_trial_probe_is_made_once_connected() {
         expires_at: Some(expires),
     }));
     h.drain();
-    let id = h.last_open();
-    h.failed(id, TransportFailure::Network("connection failed".into()));
-    let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
-        panic!("the trial's Hello")
-    };
-    h.conn
-        .handle_http_response(h.now, request, Ok(poll_welcome()));
-    h.drain();
+    welcome_the_trial(&mut h, &[]);
     let probe = h.last_open();
     // The refresh is due halfway to expiry, 1.5 s: the probe is still out.
     h.advance(Duration::from_millis(1600));
     assert_eq!(h.conn.state(), State::Reconnecting);
-    h.open(probe);
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 0,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.welcome_probe(probe, 0);
     assert_eq!(h.conn.state(), State::Connected);
     h.advance(Duration::from_millis(500));
     assert!(h.now < expires);
@@ -4262,15 +4185,7 @@ fn a_steady_sender_does_not_hold_the_trial_probe_back() {
     assert_eq!(h.conn.state(), State::Reconnecting);
     h.open(probe);
     h.take_actions();
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 0,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.envelope(probe, resumed_welcome(0));
     assert_eq!(h.conn.state(), State::Connected);
     let written: Vec<Envelope> = h.sent_frames().iter().map(env).collect();
     let seqs: Vec<u64> = written
@@ -4300,27 +4215,12 @@ fn a_sleep_during_the_trial_probe_is_not_a_failed_probe() {
     h.now += Duration::from_secs(60);
     h.conn.handle_timeout(h.now);
     h.drain();
-    assert!(
-        !h.events
-            .iter()
-            .any(|e| matches!(e, Event::FallbackChanged { .. })),
-        "{:?}",
-        h.events
-    );
+    assert!(!h.fallback_reported(), "{:?}", h.events);
     assert_eq!(h.conn.state(), State::Reconnecting);
     h.advance(Duration::from_millis(500));
-    h.open(probe);
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 0,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.welcome_probe(probe, 0);
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(!h.conn.metrics(h.now).fallback_active);
+    assert!(!h.fallback_active());
     // A probe that still hangs after the wake-up fails as any other: the fallback.
     let mut h = Harness::new(trial_config());
     trial_welcomed_with(&mut h, &[]);
@@ -4328,7 +4228,7 @@ fn a_sleep_during_the_trial_probe_is_not_a_failed_probe() {
     h.conn.handle_timeout(h.now);
     h.drain();
     h.advance(FallbackConfig::new("http://x/").probe_timeout);
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     assert_eq!(h.conn.state(), State::Connected);
     // Once: a page whose every timer is late (throttled) still gets its verdict.
     let mut h = Harness::new(trial_config());
@@ -4338,7 +4238,7 @@ fn a_sleep_during_the_trial_probe_is_not_a_failed_probe() {
         h.conn.handle_timeout(h.now);
         h.drain();
     }
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     assert_eq!(h.conn.state(), State::Connected);
 }
 
@@ -4359,7 +4259,7 @@ fn reconnect_and_hints_during_the_trial_probe_change_nothing() {
     assert_eq!(h.conn.state(), State::Reconnecting);
     h.failed(probe, TransportFailure::Network("reset by a proxy".into()));
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h.conn.metrics(h.now).fallback_active);
+    assert!(h.fallback_active());
     assert!(h
         .take_actions()
         .iter()
@@ -4382,18 +4282,9 @@ fn a_trial_probe_closed_as_replaced_stops_without_reporting_a_fallback() {
         h.conn.terminal_reason(),
         Some(TerminalReason::Replaced(_))
     ));
-    assert!(
-        !h.events
-            .iter()
-            .any(|e| matches!(e, Event::FallbackChanged { .. })),
-        "{:?}",
-        h.events
-    );
+    assert!(!h.fallback_reported(), "{:?}", h.events);
     assert!(!h.states().contains(&State::Connected), "{:?}", h.states());
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert!(h.takes_close_of(poller));
 }
 
 /// While polling carries the session (the fallback reported), an application that sends
@@ -4459,13 +4350,8 @@ fn a_steady_sender_on_polling_does_not_keep_the_websocket_probe_from_going() {
 /// not `Expired` (which says it never went out).
 #[test]
 fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
-    let fallback = FallbackConfig {
-        after_failures: 1,
-        ..FallbackConfig::new("http://127.0.0.1:1/poll")
-    };
     let mut h = Harness::new(
-        protocol()
-            .fallback(fallback)
+        trial_config()
             .connect_timeout(Duration::from_secs(10))
             .queue(QueueConfig {
                 max_age: Some(Duration::from_millis(300)),
@@ -4478,24 +4364,15 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
     // The WebSocket closes: polling's trial, whose Welcome starts a new session, then
     // its probe of the WebSocket, which hangs.
     h.closed(ws, None);
-    let mut probe = None;
-    for _ in 0..100 {
-        for a in h.take_actions() {
-            match a {
-                Action::HttpRequest { request, body, .. } if has_hello(&body) => {
-                    h.conn
-                        .handle_http_response(h.now, request, Ok(poll_welcome()));
-                    h.drain();
-                }
-                Action::Open { id, .. } => probe = Some(id),
-                _ => {}
+    let probe = until_the_probe(&mut h, 100, |h, a| {
+        if let Action::HttpRequest { request, body, .. } = a {
+            if has_hello(&body) {
+                h.conn
+                    .handle_http_response(h.now, request, Ok(poll_welcome()));
+                h.drain();
             }
         }
-        if probe.is_some() {
-            break;
-        }
-        h.advance(Duration::from_millis(10));
-    }
+    });
     assert!(probe.is_some(), "the trial probes the WebSocket");
     assert!(h.events.contains(&Event::SessionReset { resent: 1 }));
     // The probe is still out when the message's age passes.
@@ -4530,31 +4407,23 @@ fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back()
     let poller = trial_welcomed_with(&mut h, &["s1"]);
     let welcomed = h.now;
     let mut next = 2u64;
-    let mut probe = None;
-    for _ in 0..3_000 {
-        for a in h.take_actions() {
-            match a {
-                Action::HttpRequest {
-                    id,
-                    request,
-                    kind: HttpRequestKind::Send,
-                    ..
-                } if id == poller => {
-                    h.now += Duration::from_millis(80);
-                    let batch = encode_batch(&[msg(next, &format!("s{next}")).encode()]);
-                    next += 1;
-                    h.conn.handle_http_response(h.now, request, Ok(batch));
-                    h.drain();
-                }
-                Action::Open { id, .. } => probe = Some(id),
-                _ => {}
+    let probe = until_the_probe(&mut h, 3_000, |h, a| {
+        if let Action::HttpRequest {
+            id,
+            request,
+            kind: HttpRequestKind::Send,
+            ..
+        } = a
+        {
+            if id == poller {
+                h.now += Duration::from_millis(80);
+                let batch = encode_batch(&[msg(next, &format!("s{next}")).encode()]);
+                next += 1;
+                h.conn.handle_http_response(h.now, request, Ok(batch));
+                h.drain();
             }
         }
-        if probe.is_some() {
-            break;
-        }
-        h.advance(Duration::from_millis(10));
-    }
+    });
     let Some(probe) = probe else {
         panic!("no probe in 30 s of a backlog ({:?})", h.conn.state())
     };
@@ -4571,20 +4440,9 @@ fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back()
         matches!(hello[..], [Envelope::Hello { recv_seq, .. }] if recv_seq == handed),
         "the Hello acknowledges what was handed: {hello:?}"
     );
-    h.envelope(
-        probe,
-        Envelope::Welcome {
-            session: 3,
-            recv_seq: 0,
-            resumed: true,
-            secret: SECRET,
-        },
-    );
+    h.envelope(probe, resumed_welcome(0));
     assert_eq!(h.conn.state(), State::Connected);
-    assert!(h
-        .take_actions()
-        .iter()
-        .any(|a| matches!(a, Action::Close { id, .. } if *id == poller)));
+    assert!(h.takes_close_of(poller));
     h.envelope(probe, msg(next, "on the WebSocket"));
     let expected: Vec<_> = (1..next)
         .map(|i| text(&format!("s{i}")))
@@ -4609,25 +4467,7 @@ fn a_token_refresh_due_while_the_trial_polls_is_made_at_once() {
             expires_at: Some(h.now + Duration::from_secs(1)),
         }));
         h.drain();
-        {
-            let id = h.last_open();
-            h.failed(id, TransportFailure::Network("connection failed".into()));
-            let Some(Action::HttpRequest { request, .. }) = h.take_actions().pop() else {
-                panic!("the trial's Hello")
-            };
-            let welcome = Envelope::Welcome {
-                session: 3,
-                recv_seq: 0,
-                resumed: false,
-                secret: SECRET,
-            };
-            h.conn.handle_http_response(
-                h.now,
-                request,
-                Ok(encode_batch(&[welcome.encode(), msg(1, "y").encode()])),
-            );
-            h.drain();
-        }
+        welcome_the_trial(&mut h, &["y"]);
         // The Ack goes first; its request is left in flight, so the probe waits.
         h.advance(Duration::from_millis(20));
         let Some(Action::HttpRequest { request: ack, .. }) = h.take_actions().pop() else {
@@ -4685,16 +4525,7 @@ fn a_token_refresh_due_while_the_trial_polls_is_made_at_once() {
             h.token(Ok(t2.clone()));
             h.drain();
         }
-        h.open(probe);
-        h.envelope(
-            probe,
-            Envelope::Welcome {
-                session: 3,
-                recv_seq: 0,
-                resumed: true,
-                secret: SECRET,
-            },
-        );
+        h.welcome_probe(probe, 0);
         assert_eq!(h.conn.state(), State::Connected);
         let auths: Vec<Envelope> = h
             .sent_frames()
