@@ -1325,34 +1325,38 @@ fn completion_record(w: &mut Writer, completion: Completion<Js>) {
     match completion {
         Completion::Sent { waiter, result } => {
             w.u8(0);
-            w.u32(waiter);
-            match result {
-                Ok(id) => {
-                    w.u8(1);
-                    w.f64(id.0 as f64);
-                }
-                Err(e) => {
-                    w.u8(0);
-                    delivery_error(w, &e);
-                }
-            }
+            waited(w, waiter, result, |w, id| w.f64(id.0 as f64));
         }
         Completion::Flushed { waiter, result } => {
             w.u8(1);
-            w.u32(waiter);
-            match result {
-                Ok(()) => w.u8(1),
-                Err(e) => {
-                    w.u8(0);
-                    delivery_error(w, &e);
-                }
-            }
+            waited(w, waiter, result, |_, ()| {});
         }
         Completion::Closed { waiter } => {
             w.u8(2);
             w.u32(waiter);
         }
         _ => w.u8(3),
+    }
+}
+
+/// A waiter's completion after its kind: the waiter, then 1 and what `ok` writes of the
+/// value, or 0 and the error.
+fn waited<T>(
+    w: &mut Writer,
+    waiter: u32,
+    result: Result<T, DeliveryError>,
+    ok: impl FnOnce(&mut Writer, T),
+) {
+    w.u32(waiter);
+    match result {
+        Ok(v) => {
+            w.u8(1);
+            ok(w, v);
+        }
+        Err(e) => {
+            w.u8(0);
+            delivery_error(w, &e);
+        }
     }
 }
 
