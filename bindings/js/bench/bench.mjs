@@ -13,7 +13,9 @@
 // client and round (after 200 unmeasured), pooled over the rounds: p50 and p99. Memory:
 // each client kind in a fresh process (`node --expose-gc`), 200 connected idle clients,
 // heap + external (which includes the WebAssembly memory's growth) after gc, before and
-// after, divided by 200.
+// after, divided by 200. CPU: the client process's user + system time over a pipelined
+// run, per message, the best round (`js-cpu-ratio`, Tether plain ÷ raw): steadier than
+// the wall clock on a machine other work shares.
 //
 // Last line: `js-ratio throughput=… rtt_p50=… rtt_p99=… bytes_per_client=…` (Tether plain
 // ÷ raw; above 1 is better for throughput, worse for the others).
@@ -144,16 +146,23 @@ async function compare(variants) {
   for (const c of clients) await roundTrips(c, RTT_WARM);
   const best = variants.map(() => 0);
   const samples = variants.map(() => []);
+  // The client process's CPU time (user + system) over the pipelined runs: what a message
+  // costs the client, which other processes on the machine disturb far less than the
+  // wall-clock figures (the servers are child processes: not counted).
+  const cpu = variants.map(() => Infinity);
   for (let r = 0; r < ROUNDS; r++) {
     for (let i = 0; i < clients.length; i++) {
+      const before = process.cpuUsage();
       best[i] = Math.max(best[i], await throughput(clients[i]));
+      const used = process.cpuUsage(before);
+      cpu[i] = Math.min(cpu[i], (used.user + used.system) / TOTAL);
       await roundTrips(clients[i], RTT_N, samples[i]);
     }
   }
   for (const c of clients) await c.close();
   return variants.map(([name], i) => {
     const s = samples[i].sort((a, b) => a - b);
-    return { name, throughput: best[i], p50: pct(s, 50), p99: pct(s, 99) };
+    return { name, throughput: best[i], p50: pct(s, 50), p99: pct(s, 99), cpu: cpu[i] };
   });
 }
 
@@ -251,7 +260,7 @@ async function main() {
     const idlePlain = await runIdle('plain', echo.url);
     for (const r of rows) {
       console.log(
-        `${r.name.padEnd(32)} ${f(r.throughput, 0).padStart(8)} msg/s  rtt p50 ${f(r.p50, 1)} µs  p99 ${f(r.p99, 1)} µs`,
+        `${r.name.padEnd(32)} ${f(r.throughput, 0).padStart(8)} msg/s  rtt p50 ${f(r.p50, 1)} µs  p99 ${f(r.p99, 1)} µs  cpu ${f(r.cpu)} µs/msg`,
       );
     }
     const mem = (name, m) =>
@@ -267,6 +276,7 @@ async function main() {
       );
     }
     const [raw, plain] = rows;
+    console.log(`js-cpu-ratio pipelined=${f(plain.cpu / raw.cpu)} (client CPU per message, best round)`);
     console.log(
       `js-ratio throughput=${f(plain.throughput / raw.throughput)} rtt_p50=${f(plain.p50 / raw.p50)} rtt_p99=${f(plain.p99 / raw.p99)} bytes_per_client=${f(idlePlain.bytes / idleRaw.bytes)}`,
     );

@@ -52,10 +52,10 @@ export function wsLike(major, { echo = false, onSocket } = {}) {
       this.emit('close', code, major >= 8 ? Buffer.from(reason ?? '') : (reason ?? ''));
     }
 
-    /** The server sends a text frame. */
+    /** The server sends a text frame (a string, or its bytes as they came). */
     text(s) {
       if (major >= 8) this.emit('message', Buffer.from(s), false);
-      else this.emit('message', s);
+      else this.emit('message', typeof s === 'string' ? s : Buffer.from(s).toString());
     }
 
     /** The server sends a binary frame (binaryType 'arraybuffer', as the shim sets). */

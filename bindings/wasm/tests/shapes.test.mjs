@@ -41,7 +41,8 @@ for (const [name, make] of [
       client.send('out');
       client.send(new Uint8Array([9, 8]));
       assert.equal(sock.sent.length, 2);
-      assert.equal(String(sock.sent[0]), 'out');
+      assert.equal(sock.sent[0], 'out', 'a text frame goes out as text');
+      assert.ok(typeof sock.sent[1] !== 'string', 'a binary frame goes out as binary');
       assert.deepEqual([...new Uint8Array(sock.sent[1])], [9, 8]);
 
       const disconnected = next(client, 'disconnected');
@@ -49,6 +50,33 @@ for (const [name, make] of [
       const d = await disconnected;
       assert.equal(d.code, 4003, JSON.stringify(d));
       assert.equal(d.reason, 'gone away', JSON.stringify(d));
+    } finally {
+      await client.closeNow();
+      client.free();
+    }
+  });
+}
+
+// A text frame's bytes that are not UTF-8 (`ws` checks them; a constructor might not): the
+// client gets the text a string of them holds, each bad sequence replaced, as a browser's
+// socket would give it; and text of every width crosses whole, both ways.
+for (const major of [7, 8]) {
+  test(`ws ${major}: text frames that are not ASCII, or not UTF-8`, async () => {
+    const { WebSocket, sockets } = wsLike(major);
+    const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+    try {
+      await reach(client, 'connected');
+      const [sock] = sockets;
+      const got = [];
+      client.on('message', (m) => got.push(m));
+      const last = next(client, 'message', { where: (m) => m === 'end' });
+      sock.text(Uint8Array.of(0x61, 0xff, 0x62, 0xe2, 0x82));
+      sock.text('é€😀');
+      sock.text('end');
+      await last;
+      assert.deepEqual(got, ['a\uFFFDb\uFFFD', 'é€😀', 'end']);
+      client.send('é€😀');
+      assert.deepEqual(sock.sent, ['é€😀']);
     } finally {
       await client.closeNow();
       client.free();
