@@ -447,7 +447,8 @@ pub enum DropReason {
     /// The connection was closed (at once, or its `close_linger` passed) after the
     /// message was written but before the server acknowledged it: it may or may not have
     /// arrived. Also a message written before the server lost its session (a
-    /// `SessionReset`) that then waited longer than `queue.max_age` to go again.
+    /// `SessionReset`) that then waited longer than `queue.max_age` to go again, or was
+    /// pushed out of the full queue (`DropOldest`) before it went again.
     Unconfirmed,
 }
 

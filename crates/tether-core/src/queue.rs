@@ -69,7 +69,9 @@ impl Outbox {
         if limits.overflow == OverflowPolicy::RejectNew || size > limits.max_bytes {
             return Err(full(self));
         }
-        // DropOldest: only messages not yet written may go; first check it can work.
+        // DropOldest: only messages waiting to be written may go (in flight ones stay;
+        // one written before a session reset and waiting again may go, and its caller
+        // reports it unconfirmed); first check it can work.
         let mut count = self.len();
         let mut bytes = self.bytes;
         let mut needed = 0;

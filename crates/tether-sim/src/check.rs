@@ -534,10 +534,12 @@ impl Checker {
                     DropReason::Expired => self.queue.max_age.is_some(),
                     DropReason::Stopped => self.excuses.user_closed,
                     // Or written before the server lost the session, then past `max_age`
-                    // before it went again.
+                    // or pushed out of the full queue before it went again.
                     DropReason::Unconfirmed => {
                         self.excuses.user_closed
-                            || (self.queue.max_age.is_some() && self.session_resets > 0)
+                            || (self.session_resets > 0
+                                && (self.queue.max_age.is_some()
+                                    || self.queue.overflow == OverflowPolicy::DropOldest))
                     }
                     _ => false,
                 };

@@ -20,8 +20,9 @@ fn env(name: &str, default: u64) -> u64 {
 /// Seeds outside the default range that once failed (a confirmed send answered
 /// `Stopped` for a message that step expired; a message written before a session reset
 /// reported `Expired`; a polling trial kept busy by a backlog, its probe late and its
-/// token expired), replayed on every run.
-const REGRESSIONS: &[u64] = &[35847, 197861, 183115];
+/// token expired; the same written message pushed out of a full `DropOldest` queue
+/// reported `Overflow`), replayed on every run.
+const REGRESSIONS: &[u64] = &[35847, 197861, 183115, 266819];
 
 #[test]
 fn regression_seeds() {

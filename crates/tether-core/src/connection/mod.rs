@@ -364,10 +364,13 @@ impl Connection {
         }
         let dropped = self.outbox.admit(size, &self.config.queue)?;
         for r in dropped {
-            self.events.push_back(Event::Dropped {
-                id: r.id,
-                reason: DropReason::Overflow,
-            });
+            // Written before the server lost its session, it may have arrived.
+            let reason = if r.written {
+                DropReason::Unconfirmed
+            } else {
+                DropReason::Overflow
+            };
+            self.events.push_back(Event::Dropped { id: r.id, reason });
         }
         self.next_message += 1;
         let id = MessageId(self.next_message);

@@ -4393,6 +4393,60 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
         .any(|e| matches!(e, Event::Dropped { id, .. } if *id == fresh)));
 }
 
+/// Simulation seed 266819: the same after a session reset, under `DropOldest`: a message
+/// written before the server lost its session waits again (the trial's probe is out) and
+/// is the oldest when the queue fills. Pushed out, it may still have arrived: dropped
+/// `Unconfirmed`, not `Overflow` (which says it never went out); a message never written
+/// goes as `Overflow`.
+#[test]
+fn a_written_message_pushed_out_after_a_session_reset_is_unconfirmed() {
+    let mut h = Harness::new(
+        trial_config()
+            .connect_timeout(Duration::from_secs(10))
+            .queue(QueueConfig {
+                max_messages: 2,
+                overflow: OverflowPolicy::DropOldest,
+                ..QueueConfig::default()
+            }),
+    );
+    h.connect();
+    let (ws, _) = h.welcome(1, 0, false);
+    let written = h.conn.send(h.now, "a").unwrap();
+    h.closed(ws, None);
+    let probe = until_the_probe(&mut h, 100, |h, a| {
+        if let Action::HttpRequest { request, body, .. } = a {
+            if has_hello(&body) {
+                h.conn
+                    .handle_http_response(h.now, request, Ok(poll_welcome()));
+                h.drain();
+            }
+        }
+    });
+    assert!(probe.is_some(), "the trial probes the WebSocket");
+    assert!(h.events.contains(&Event::SessionReset { resent: 1 }));
+    let never = h.conn.send(h.now, "b").unwrap();
+    h.conn.send(h.now, "c").unwrap();
+    h.drain();
+    assert!(
+        h.events.contains(&Event::Dropped {
+            id: written,
+            reason: DropReason::Unconfirmed
+        }),
+        "{:?}",
+        h.events
+    );
+    h.conn.send(h.now, "d").unwrap();
+    h.drain();
+    assert!(
+        h.events.contains(&Event::Dropped {
+            id: never,
+            reason: DropReason::Overflow
+        }),
+        "{:?}",
+        h.events
+    );
+}
+
 /// The server has a backlog for the session and hands it out one message per answer
 /// (seed 183115): each answer to the trial's polling brings a message, whose Ack goes
 /// on the next send poll, whose answer brings the next message. Polling is never idle:
