@@ -62,22 +62,19 @@
 //! 435, 1778, 2189 of that time); its servers count the stale transports they refuse
 //! ([`Summary::stale_transports`]).
 //!
-//! ## Known issues
+//! ## Sweeps beyond the default range
 //!
-//! Found by a sweep of seeds 10000–249999 (2026-12-05), open:
-//! - seed 126039 ("sessions reset only when the server lost them"): a WebSocket probe
-//!   the client abandoned (its connect timeout) still delivers its Hello after the
-//!   polling trial was welcomed; the server attaches the session to it (a newer
-//!   transport number), answers the polling transport 410, and the client's next Hello
-//!   gets a fresh session: a `SessionReset` no lost server session explains. (Seed
-//!   130644 showed it too until the trial's wait for idle got its bound, which changed
-//!   that schedule; the cause stands. The sweep of 10000–249999 finds only 126039.)
-//!   The reset is reported (`SessionReset`, the server's `lost` count), not silent. A
-//!   server rule that refuses as stale a Hello naming the session with a `recv_seq`
-//!   behind what the client already acknowledged fixes the seed, but was not taken: a
-//!   client that resumes a handoff taken before its giver acknowledged more (a frozen
-//!   leader tab's) would be refused on every attempt, for ever, where today it resumes
-//!   with a reset.
+//! Seeds 10000–369999 were swept (2026-12-05). Their failures are fixed and replayed on
+//! every run (`REGRESSIONS` in `tests/simulation.rs`); among them seeds 126039, 346036
+//! and 366588 ("sessions reset only when the server lost them"): a WebSocket probe the
+//! client abandoned (its connect timeout) after writing its Hello; the client took the
+//! parked polling transport up again and acknowledged more on it, and the probe's Hello
+//! reached the server only then, behind that Ack, a client gone back in time: the server
+//! reset the session. Now a probe that wrote its Hello and failed leaves the parked
+//! transport for a new one numbered above it (PROTOCOL.md 3.5), and the late Hello is
+//! stale. (A server rule refusing such a Hello as stale was tried and not taken: a
+//! client resuming a handoff taken before its giver acknowledged more, a frozen leader
+//! tab's, would be refused for ever.)
 //!
 //! Replay a failing seed with its trace:
 //! `TETHER_SIM_SEED=<seed> TETHER_SIM_SEEDS=1 cargo test -p tether-sim --test simulation -- --nocapture`

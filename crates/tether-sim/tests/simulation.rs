@@ -21,8 +21,9 @@ fn env(name: &str, default: u64) -> u64 {
 /// `Stopped` for a message that step expired; a message written before a session reset
 /// reported `Expired`; a polling trial kept busy by a backlog, its probe late and its
 /// token expired; the same written message pushed out of a full `DropOldest` queue
-/// reported `Overflow`), replayed on every run.
-const REGRESSIONS: &[u64] = &[35847, 197861, 183115, 266819];
+/// reported `Overflow`; a failed probe's late Hello, behind an Ack the client sent on
+/// the polling transport it took up again, resetting the session), replayed on every run.
+const REGRESSIONS: &[u64] = &[35847, 197861, 183115, 266819, 126039, 346036, 366588];
 
 #[test]
 fn regression_seeds() {

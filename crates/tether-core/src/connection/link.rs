@@ -102,9 +102,14 @@ impl Link {
         }
     }
 
+    /// A WebSocket probe (opened while polling, to upgrade back).
+    pub(super) fn is_probe(&self) -> bool {
+        matches!(self, Link::Ws { probe: true, .. })
+    }
+
     /// A WebSocket probe of the polling trial (before the fallback is reported).
     pub(super) fn is_trial_probe(&self, fallback: &Fallback) -> bool {
-        matches!(self, Link::Ws { probe: true, .. }) && fallback.is_trial()
+        self.is_probe() && fallback.is_trial()
     }
 
     pub(super) fn is_opening_ws(&self, want: TransportId) -> bool {
@@ -187,6 +192,9 @@ pub(super) struct Fallback {
     /// the probe fails (no new Hello, no new transport at the server), closed once the
     /// WebSocket is welcomed or the connection ends.
     parked: Option<PollLink>,
+    /// The probe out wrote its Hello: should it fail, that Hello may still reach the
+    /// server, later than anything the client then sends on the parked transport.
+    probe_greeted: bool,
 }
 
 /// What a failed attempt leads to, as far as the fallback decides.
@@ -214,6 +222,11 @@ pub(super) enum WsVerdict {
 }
 
 impl Fallback {
+    /// The transport that wrote a Hello now is a probe (or not).
+    pub(super) fn greeted(&mut self, probe: bool) {
+        self.probe_greeted = probe;
+    }
+
     pub(super) fn new(config: &Config) -> Self {
         Fallback {
             mode: Mode::Off,
@@ -226,6 +239,7 @@ impl Fallback {
             probe_overdue: false,
             probe_grace: false,
             parked: None,
+            probe_greeted: false,
         }
     }
 
@@ -413,6 +427,7 @@ impl Connection {
     pub(super) fn open_link(&mut self, now: Instant, probe: bool) {
         debug_assert!(self.link.is_none(), "one transport at a time");
         let id = TransportId(self.next_id());
+        self.fallback.probe_greeted = false;
         self.arm_connect_timeout(now, probe);
         if self.fallback.is_active() && !probe {
             self.link = Link::Poll(PollLink {
@@ -484,7 +499,12 @@ impl Connection {
     }
 
     /// The WebSocket probe failed: polling goes on, on the transport it had (the
-    /// server still knows it), or on a new one if there is none.
+    /// server still knows it), or on a new one if there is none. Or if the probe wrote
+    /// its Hello: that Hello, numbered above the parked transport, may still reach the
+    /// server after what the client would send there (an Ack past the Hello's
+    /// `recv_seq`), and taken then it would look like a client gone back in time, which
+    /// resets the session (PROTOCOL.md 6.3). A new polling transport, numbered above the
+    /// probe, makes that Hello stale wherever it arrives (3.4).
     pub(super) fn resume_polling(&mut self, now: Instant) {
         if self.fallback.mode == Mode::Trial {
             // The probe after the polling trial's Welcome failed: the WebSocket does not
@@ -492,6 +512,9 @@ impl Connection {
             self.fallback.mode = Mode::On;
             self.events
                 .push_back(Event::FallbackChanged { active: true });
+        }
+        if std::mem::take(&mut self.fallback.probe_greeted) {
+            self.close_parked(1000, "the probe's Hello may still arrive");
         }
         let Some(p) = self.fallback.parked.take() else {
             self.announce_attempt(false);

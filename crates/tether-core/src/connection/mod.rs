@@ -545,6 +545,7 @@ impl Connection {
         }
         if self.config.is_protocol() {
             self.link.set_ws_welcoming();
+            self.fallback.greeted(self.link.is_probe());
             let hello = self.proto.hello(id);
             self.transmit_envelope(now, hello);
         } else {

@@ -2784,62 +2784,91 @@ fn a_failed_probe_goes_on_polling_on_the_same_transport() {
     assert!(!h.conn.metrics(h.now).fallback_active);
 }
 
-/// The probe's Hello reached the server, then the probe failed: the polling transport
-/// the client takes up again is stale at the server, whose 410 starts a new polling
-/// transport (with a Hello) instead of stopping the client (the simulation found it).
+/// The probe wrote its Hello, then failed: that Hello may still reach the server, later
+/// than what the client sends next. Taken after an Ack past its `recv_seq`, it looked
+/// like a client gone back in time and reset the session (simulation seeds 126039,
+/// 346036, 366588). Polling now goes on on a new transport, its Hello numbered above
+/// the probe's, so that the probe's Hello is stale wherever it arrives; the parked
+/// transport is closed. (A probe that fails before its Hello takes the parked transport
+/// up again: `a_failed_probe_goes_on_polling_on_the_same_transport`.)
 #[test]
-fn a_stale_polling_transport_after_a_probe_starts_a_new_one() {
+fn a_probe_that_wrote_its_hello_then_failed_goes_on_polling_on_a_new_transport() {
     let mut h = fallback_harness();
     h.connect();
     let id = h.last_open();
     h.failed(id, TransportFailure::Blocked);
     let welcome = poll_welcome();
     let step = Duration::from_millis(50);
-    let mut probed = false;
-    let mut stale_answered = false;
-    let mut new_hello = false;
+    let mut parked = None;
+    let mut probe = None;
+    let mut closed = Vec::new();
+    let mut after = None;
     for _ in 0..4_000 {
         for a in h.take_actions() {
             match a {
-                Action::HttpRequest { request, body, .. } => {
-                    let hello = has_hello(&body);
-                    if probed && !stale_answered {
-                        // The first request after the failed probe: stale at the server.
-                        assert!(!hello, "the parked transport is taken up without a Hello");
-                        stale_answered = true;
-                        h.conn.handle_http_response(
-                            h.now,
-                            request,
-                            Err(TransportFailure::Http {
-                                status: 410,
-                                retry_after: None,
-                            }),
-                        );
+                Action::HttpRequest {
+                    id, request, body, ..
+                } => {
+                    if probe.is_some() {
+                        after = Some((id, has_hello(&body), hello_attempt(&body)));
                     } else {
-                        new_hello |= stale_answered && hello;
-                        let answer = if hello { welcome.clone() } else { Vec::new() };
-                        h.conn.handle_http_response(h.now, request, Ok(answer));
+                        parked = Some(id);
                     }
+                    let answer = if has_hello(&body) {
+                        welcome.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
                     h.drain();
                 }
                 Action::Open { id, .. } => {
                     // The probe opens and its Hello goes out; then it breaks.
-                    probed = true;
+                    probe = Some(id);
                     h.open(id);
                     h.closed(id, None);
                 }
+                Action::Close { id, .. } => closed.push(id),
                 _ => {}
             }
         }
-        if new_hello {
+        if after.is_some() {
             break;
         }
         h.advance(step);
     }
-    assert!(stale_answered, "the parked transport polled again");
-    assert!(new_hello, "a new polling transport with a Hello");
-    assert_eq!(h.conn.state(), State::Connected);
+    let (parked, probe) = (parked.unwrap(), probe.expect("a probe"));
+    let (next, hello, attempt) = after.expect("polling went on");
+    assert!(hello, "the next polling request is a Hello");
+    assert_ne!(next, parked, "on a new transport");
+    assert!(
+        next.0 > probe.0 && attempt > Some(probe.0),
+        "numbered above the probe"
+    );
+    assert!(closed.contains(&parked), "the parked transport is closed");
     assert!(h.conn.metrics(h.now).fallback_active);
+    // Welcomed: connected on polling, and the probe comes back later.
+    for _ in 0..100 {
+        for a in h.take_actions() {
+            if let Action::HttpRequest { request, .. } = a {
+                h.conn.handle_http_response(h.now, request, Ok(Vec::new()));
+                h.drain();
+            }
+        }
+        h.advance(step);
+    }
+    assert_eq!(h.conn.state(), State::Connected);
+}
+
+/// The attempt number of the Hello in a polling request's body, if any.
+fn hello_attempt(body: &[u8]) -> Option<u64> {
+    decode_batch(body)
+        .unwrap()
+        .iter()
+        .find_map(|f| match env(f) {
+            Envelope::Hello { attempt, .. } => Some(attempt),
+            _ => None,
+        })
 }
 
 #[test]
