@@ -97,7 +97,12 @@ function binary(data) {
 const SOCK = Symbol('sock');
 const PONG = Object.freeze({ pong: true });
 
+// At most five listeners at once: a sixth makes the socket's `_events` (a dictionary)
+// grow from about 0.35 to 0.53 kB. 'open' is done with once open, and pongs come only
+// after it.
 function wsOpen() {
+  this.off('open', wsOpen);
+  if (typeof this.ping === 'function') this.on('pong', wsPong);
   this[SOCK].settle(null);
 }
 
@@ -193,7 +198,6 @@ export class Sock {
       ws.on('error', wsError);
       ws.on('close', wsClose);
       ws.on('unexpected-response', wsUnexpectedResponse);
-      if (typeof ws.ping === 'function') ws.on('pong', wsPong);
     } else {
       ws.onopen = () => this.settle(null);
       ws.onmessage = (e) => this.frame(e.data);
