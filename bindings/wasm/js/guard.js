@@ -36,10 +36,10 @@ export function died(e) {
   hook(e);
 }
 
-function run(f) {
+function run(f, arg) {
   if (trap) return;
   try {
-    f();
+    f(arg);
   } catch (e) {
     if (!isTrap(e)) throw e;
     died(e);
@@ -50,10 +50,11 @@ export function queueMicrotask(f) {
   globalThis.queueMicrotask(() => run(f));
 }
 
-export function setTimeout(f, ms) {
+// `f(arg)`: the driver's timer passes the client's key to a function shared by all.
+export function setTimeout(f, ms, arg) {
   const t = globalThis.setTimeout(() => {
     timers.delete(t);
-    run(f);
+    run(f, arg);
   }, ms);
   timers.add(t);
   return t;

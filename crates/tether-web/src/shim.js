@@ -3,8 +3,8 @@
 // Every event handler a WebSocket, a fetch or the page can call lives here, as a plain
 // JavaScript function. Rust awaits promises that these objects resolve (promises here
 // never reject, so no rejection goes unhandled), except for a socket's frames: each
-// socket is given one Rust function, `notify`, that it calls when frames wait and Rust
-// asked for them, always from a microtask of its own (`queueMicrotask`, which the npm
+// socket is given Rust's function `notify` (one for every socket) and its key, and calls
+// `notify(key)` when frames wait and Rust asked for them, always from a microtask of its own (`queueMicrotask`, which the npm
 // package's guard.js wraps, as it wraps wasm-bindgen's) and never once abandoned. So a
 // socket that fires after Rust dropped it (Node's `ws` does, and has no `dispatchEvent`
 // to detach from) only reaches a handler that ignores it.
@@ -32,7 +32,7 @@ function notifyDue() {
   due = [];
   for (const sock of sockets) {
     const notify = sock.notify;
-    if (notify) notify();
+    if (notify) notify(sock.key);
   }
 }
 
@@ -156,6 +156,7 @@ export class Sock {
     this.q = [];
     // Rust's function, while Rust holds the socket; `armed` once Rust found nothing.
     this.notify = null;
+    this.key = 0;
     this.armed = false;
     this.done = false;
     this.error = null;
@@ -263,10 +264,11 @@ export class Sock {
     if (waiter) waiter(outcome);
   }
 
-  // `notify` is called (in a microtask, with no argument) after `take()` returned null,
-  // once the next event is here.
-  listen(notify) {
+  // `notify` is called (in a microtask, with `key`) after `take()` returned null, once the
+  // next event is here. (One function for every socket: Rust tells them apart by `key`.)
+  listen(notify, key) {
     this.notify = notify;
+    this.key = key;
   }
 
   take() {

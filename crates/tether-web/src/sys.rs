@@ -14,9 +14,10 @@ extern "C" {
     /// Resolves with null once open, or with a failure.
     #[wasm_bindgen(method)]
     pub(crate) fn opened(this: &Sock) -> Promise;
-    /// Has `notify` called (from a microtask) when events come after a `take` found none.
+    /// Has `notify` called with `key` (from a microtask) when events come after a `take`
+    /// found none.
     #[wasm_bindgen(method)]
-    pub(crate) fn listen(this: &Sock, notify: &js_sys::Function);
+    pub(crate) fn listen(this: &Sock, notify: &js_sys::Function, key: u32);
     /// The frames and the end seen since the last call; `None` when there are none yet.
     #[wasm_bindgen(method)]
     pub(crate) fn take(this: &Sock) -> Option<Array>;
@@ -80,8 +81,9 @@ pub(crate) fn entropy() -> tether_core::Entropy {
 
 #[wasm_bindgen]
 extern "C" {
+    /// Calls `callback(key)` in `ms` milliseconds.
     #[wasm_bindgen(js_name = setTimeout)]
-    pub(crate) fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
+    pub(crate) fn set_timeout(callback: &js_sys::Function, ms: f64, key: u32) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     pub(crate) fn clear_timeout(handle: &JsValue);
 }
