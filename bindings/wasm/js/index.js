@@ -217,12 +217,12 @@ const collected = new FinalizationRegistry((live) => {
   }
 });
 
-// What a client's failure needs (the client itself must stay collectable): its emitter,
-// the state as of the last event, the ids it holds for delivery, and its Rust pointer.
+// What a client's failure needs (the client itself must stay collectable): its emitter
+// (which keeps the state as of the last event), the ids it holds for delivery, and its
+// Rust pointer.
 class Live {
-  constructor(emitter, state, ptr) {
+  constructor(emitter, ptr) {
     this.emitter = emitter;
-    this.state = state;
     this.retained = null;
     this.ptr = ptr;
   }
@@ -233,8 +233,8 @@ class Live {
   // dead instance: even its finalizer is unregistered.
   fail() {
     collected.unregister(this);
-    const from = this.state;
-    this.state = 'error';
+    const from = this.emitter.state;
+    this.emitter.state = 'error';
     if (from !== 'error') this.emitter.emit('state', { from, to: 'error' });
     this.emitter.emit('stopped', stopReason());
     const retained = [...(this.retained ?? [])];
@@ -243,13 +243,6 @@ class Live {
   }
 }
 
-// The state as of the last event, for a dead instance. Made out here: the emitter lives
-// as long as the client, and a closure made in the constructor would keep the client
-// (its `this`) from being garbage-collected.
-const tracker =
-  (seen) =>
-  ({ to }) =>
-    (seen.state = to);
 // The ids `send()` returned that are neither delivered nor dropped yet: what a dead
 // instance reports dropped, as the native client does. Protocol mode only: in plain mode
 // nothing announces that a message was written, so such a set would only grow.
@@ -308,8 +301,8 @@ export class TetherClient extends Raw {
     // `collected` frees it in place of wasm-bindgen's finalizer: one registration.
     const ptr = super.__destroy_into_raw();
     this.__wbg_ptr = ptr;
-    const live = (this.#live = new Live(emitter, this.#metrics.state, ptr));
-    emitter.on('state', tracker(live));
+    emitter.state = this.#metrics.state;
+    const live = (this.#live = new Live(emitter, ptr));
     if (options?.protocol === true) {
       live.retained = new Set();
       emitter.on('delivered', forget(live.retained));
@@ -346,7 +339,7 @@ export class TetherClient extends Raw {
     return this.#live.emitter.on(event, handler);
   }
   get state() {
-    return dead() ? this.#live.state : call(() => super.state);
+    return dead() ? this.#live.emitter.state : call(() => super.state);
   }
   get quality() {
     return dead() ? null : call(() => super.quality);
@@ -361,7 +354,7 @@ export class TetherClient extends Raw {
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
     if (!dead()) return (this.#metrics = fast(call(() => super.metrics())));
-    return { ...this.#metrics, state: this.#live.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
+    return { ...this.#metrics, state: this.#live.emitter.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
   /** Once dead: the client stopped, and nothing more can be said. */
   health() {

@@ -40,6 +40,9 @@ export class Emitter {
     // event becomes -1 (it is not called either). One small array, where a Map of Sets
     // took about 0.2 kB per client.
     this.entries = NONE;
+    // The state as of the last `state` event (set first by the wrapper, js/index.js):
+    // what it reports once the instance is dead. Kept here rather than by a listener.
+    this.state = null;
   }
 
   on(event, handler) {
@@ -63,15 +66,18 @@ export class Emitter {
     };
   }
 
-  // `event`: a name, or (from Rust) its index in EVENTS.
+  // `event`: a name, or (from Rust) its index in EVENTS. Always true for `state` (index
+  // 0), which `this.state` follows.
   has(event) {
     const index = typeof event === 'number' ? event : EVENTS.indexOf(event);
+    if (index === 0) return true;
     for (const entry of this.entries) if (entry.event === index) return true;
     return false;
   }
 
   emit(event, value) {
     const index = typeof event === 'number' ? event : EVENTS.indexOf(event);
+    if (index === 0) this.state = value.to;
     for (const entry of this.entries) {
       if (entry.event !== index) continue;
       try {
