@@ -36,10 +36,10 @@ export function died(e) {
   hook(e);
 }
 
-function run(f, arg) {
+function run(f) {
   if (trap) return;
   try {
-    f(arg);
+    f();
   } catch (e) {
     if (!isTrap(e)) throw e;
     died(e);
@@ -50,11 +50,10 @@ export function queueMicrotask(f) {
   globalThis.queueMicrotask(() => run(f));
 }
 
-// `f(arg)`: the driver's timer passes the client's key to a function shared by all.
-export function setTimeout(f, ms, arg) {
+export function setTimeout(f, ms) {
   const t = globalThis.setTimeout(() => {
     timers.delete(t);
-    run(f, arg);
+    run(f);
   }, ms);
   timers.add(t);
   return t;

@@ -1,5 +1,6 @@
-//! One JavaScript function for every client's timer and every socket's reader: `setTimeout`
-//! and the shim call it with a [`Key`], which names what to wake in a table. A wasm-bindgen
+//! One JavaScript function for every client's timer and every socket's reader: the shim
+//! (its timer queue, a socket with frames) calls it with a [`Key`], which names what to
+//! wake in a table. A wasm-bindgen
 //! closure each cost about 0.25 kB of JavaScript heap per client and per socket (the
 //! function, its state object, a second function and a finalizer entry; BENCHMARKS.md,
 //! "Idle memory"), where a key costs a slot of 8 bytes here.

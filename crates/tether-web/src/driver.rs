@@ -144,25 +144,26 @@ pub(crate) struct Core {
     armed: Option<Instant>,
 }
 
-/// The JavaScript timer of one client: `setTimeout` with the shared function
-/// ([`callback`](crate::callback)) and the client's key. Cleared before it is dropped, so
-/// the function is never called with its key after.
+/// The JavaScript timer of one client: its deadline in the shim's queue (one platform
+/// timer for every client's), which calls the shared function
+/// ([`callback`](crate::callback)) with the client's key. Cleared before it is dropped,
+/// so the function is never called with its key after.
 struct Timer {
     key: Key,
-    handle: Option<JsValue>,
+    armed: bool,
 }
 
 impl Timer {
     fn clear(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            sys::clear_timeout(&handle);
+        if std::mem::take(&mut self.armed) {
+            sys::disarm(self.key.get());
         }
     }
 
     fn arm(&mut self, ms: f64) {
-        self.clear();
         let key = self.key.get();
-        self.handle = Some(callback::with_function(|f| sys::set_timeout(f, ms, key)));
+        callback::with_function(|f| sys::arm(f, key, ms));
+        self.armed = true;
     }
 }
 
@@ -256,7 +257,7 @@ where
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(0),
                 driving: Cell::new(false),
-                timer: RefCell::new(Timer { key, handle: None }),
+                timer: RefCell::new(Timer { key, armed: false }),
                 hints: page_hints.then(sys::Hints::new).filter(sys::Hints::active),
                 reading: Cell::new(true),
                 read_again: Signal::default(),
@@ -324,7 +325,7 @@ where
         {
             let mut core = self.core.borrow_mut();
             core.armed = None;
-            self.timer.borrow_mut().handle = None;
+            self.timer.borrow_mut().armed = false;
             core.dispatch.handle_timeout(Instant::now());
         }
         self.drive();

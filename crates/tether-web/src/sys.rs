@@ -67,6 +67,12 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub(crate) fn stop(this: &Hints);
 
+    /// Calls `notify(key)` in `ms` milliseconds, in place of the key's earlier arm: one
+    /// platform timer for every client's.
+    pub(crate) fn arm(notify: &js_sys::Function, key: u32, ms: f64);
+    /// `notify(key)` will not be called (until the next `arm`).
+    pub(crate) fn disarm(key: u32);
+
     /// Fills `bytes` from `crypto.getRandomValues`.
     #[wasm_bindgen(js_name = fillRandom)]
     fn fill_random(bytes: &mut [u8]);
@@ -80,13 +86,7 @@ pub(crate) fn entropy() -> tether_core::Entropy {
 }
 
 #[wasm_bindgen]
-extern "C" {
-    /// Calls `callback(key)` in `ms` milliseconds.
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub(crate) fn set_timeout(callback: &js_sys::Function, ms: f64, key: u32) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub(crate) fn clear_timeout(handle: &JsValue);
-}
+extern "C" {}
 
 /// A property of a plain object (`undefined` when missing or not an object).
 pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {
