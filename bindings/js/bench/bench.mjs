@@ -19,6 +19,8 @@
 //
 // Last line: `js-ratio throughput=… rtt_p50=… rtt_p99=… bytes_per_client=…` (Tether plain
 // ÷ raw; above 1 is better for throughput, worse for the others).
+//
+// `node bindings/js/bench/bench.mjs --memory`: the idle clients' memory alone (plain mode).
 import { fork, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -234,6 +236,25 @@ async function startReference() {
 
 const f = (x, d = 2) => x.toFixed(d);
 
+const mem = (name, m) =>
+  console.log(
+    `idle ${name.padEnd(13)} ${f(m.bytes, 0)} B/client (heap ${f(m.heap, 0)} + external ${f(m.external, 0)}, of which wasm memory ${f(m.wasm, 0)}), rss ${f(m.rss, 0)} B/client`,
+  );
+
+/** `--memory`: only the idle clients' memory (deterministic enough on a loaded machine). */
+async function memoryOnly() {
+  const echo = await startEcho();
+  try {
+    const idleRaw = await runIdle('raw', echo.url);
+    const idlePlain = await runIdle('plain', echo.url);
+    mem('raw ws', idleRaw);
+    mem('tether plain', idlePlain);
+    console.log(`js-ratio bytes_per_client=${f(idlePlain.bytes / idleRaw.bytes)}`);
+  } finally {
+    echo.stop();
+  }
+}
+
 async function main() {
   setTimeout(() => {
     console.error(`bench: stopped after ${DEADLINE_MS} ms`);
@@ -263,10 +284,6 @@ async function main() {
         `${r.name.padEnd(32)} ${f(r.throughput, 0).padStart(8)} msg/s  rtt p50 ${f(r.p50, 1)} µs  p99 ${f(r.p99, 1)} µs  cpu ${f(r.cpu)} µs/msg`,
       );
     }
-    const mem = (name, m) =>
-      console.log(
-        `idle ${name.padEnd(13)} ${f(m.bytes, 0)} B/client (heap ${f(m.heap, 0)} + external ${f(m.external, 0)}, of which wasm memory ${f(m.wasm, 0)}), rss ${f(m.rss, 0)} B/client`,
-      );
     mem('raw ws', idleRaw);
     mem('tether plain', idlePlain);
     if (reference) {
@@ -299,7 +316,7 @@ if (process.argv[2] === '--idle') {
     },
   );
 } else {
-  main().then(
+  (process.argv[2] === '--memory' ? memoryOnly() : main()).then(
     () => process.exit(0),
     (e) => {
       console.error(e);

@@ -199,21 +199,50 @@ function closeArgs(what, code = 1000, reason = '') {
   return [code, reason];
 }
 
-// The live clients, weakly: the ones to fail when the instance dies.
+// The live clients, as what failing them needs (`Live`, below): the ones to fail when the
+// instance dies. Not the clients themselves, which stay collectable.
 const clients = new Set();
-const collected = new FinalizationRegistry((ref) => clients.delete(ref));
 
-// The method that fails a client (not private: the death hook below calls it, and class
-// static blocks are too recent for some browsers).
-const fail = Symbol('fail');
+// A client that was not freed is freed once collected. One registration per client does
+// it, in place of wasm-bindgen's own (unregistered in the constructor): it forgets the
+// client and frees its Rust side through a stand-in holding its pointer.
+const collected = new FinalizationRegistry((live) => {
+  clients.delete(live);
+  const husk = Object.create(Raw.prototype);
+  husk.__wbg_ptr = live.ptr;
+  try {
+    call(() => husk.free());
+  } catch {
+    // Dead meanwhile: nothing to free.
+  }
+});
 
-// The state as of the last event, for a dead instance. Made out here: the emitter lives
-// as long as the client, and a closure made in the constructor would keep the client
-// (its `this`) from being garbage-collected.
-const tracker =
-  (seen) =>
-  ({ to }) =>
-    (seen.state = to);
+// What a client's failure needs (the client itself must stay collectable): its emitter
+// (which keeps the state as of the last event), the ids it holds for delivery, and its
+// Rust pointer.
+class Live {
+  constructor(emitter, ptr) {
+    this.emitter = emitter;
+    this.retained = null;
+    this.ptr = ptr;
+  }
+
+  // As the native client's `handle_driver_failure`: the state becomes 'error', 'stopped'
+  // tells why, then every message `send()` accepted and not yet delivered is 'dropped'
+  // ('unconfirmed': it may or may not have reached the server). Nothing is called in the
+  // dead instance: even its finalizer is unregistered.
+  fail() {
+    collected.unregister(this);
+    const from = this.emitter.state;
+    this.emitter.state = 'error';
+    if (from !== 'error') this.emitter.emit('state', { from, to: 'error' });
+    this.emitter.emit('stopped', stopReason());
+    const retained = [...(this.retained ?? [])];
+    this.retained?.clear();
+    for (const id of retained) this.emitter.emit('dropped', { id, reason: 'unconfirmed' });
+  }
+}
+
 // The ids `send()` returned that are neither delivered nor dropped yet: what a dead
 // instance reports dropped, as the native client does. Protocol mode only: in plain mode
 // nothing announces that a message was written, so such a set would only grow.
@@ -227,13 +256,22 @@ const forget =
 // copy), and every client keeps its last snapshot (for a dead instance).
 const fast = (object) => ({ ...object });
 
+// The snapshot the constructor reads, shared with the previous client's when alike (in a
+// harness every client's is: connecting, nothing counted yet), rather than a copy each.
+// It is never handed out: `metrics()` returns a new one, or a copy of it once dead.
+let firstSnapshot = null;
+function first(object) {
+  const previous = firstSnapshot;
+  if (previous !== null && Object.keys(object).every((key) => Object.is(object[key], previous[key]))) {
+    return previous;
+  }
+  return (firstSnapshot = fast(object));
+}
+
 export class TetherClient extends Raw {
-  #emitter;
-  #ref;
-  #seen;
+  #live;
   #metrics;
   #id;
-  #retained = null;
 
   constructor(url, options) {
     loadSync();
@@ -249,47 +287,34 @@ export class TetherClient extends Raw {
     }
     // Read and type-checked here (js/options.js); the core checks the values.
     const packed = packOptions(url, options);
+    let emitter;
     call(() => {
       try {
         super(url, packed);
       } catch (e) {
         throw Array.isArray(e) ? configError(e) : e;
       }
-      this.#emitter = super.__emitter;
+      emitter = super.__emitter;
       this.#id = super.clientId;
-      this.#metrics = fast(super.metrics());
+      this.#metrics = first(super.metrics());
     });
-    this.#seen = { state: this.#metrics.state };
-    this.#emitter.on('state', tracker(this.#seen));
+    // `collected` frees it in place of wasm-bindgen's finalizer: one registration.
+    const ptr = super.__destroy_into_raw();
+    this.__wbg_ptr = ptr;
+    emitter.state = this.#metrics.state;
+    const live = (this.#live = new Live(emitter, ptr));
     if (options?.protocol === true) {
-      this.#retained = new Set();
-      this.#emitter.on('delivered', forget(this.#retained));
-      this.#emitter.on('dropped', forget(this.#retained));
+      live.retained = new Set();
+      emitter.on('delivered', forget(live.retained));
+      emitter.on('dropped', forget(live.retained));
     }
-    this.#ref = new WeakRef(this);
-    clients.add(this.#ref);
-    collected.register(this, this.#ref, this);
-  }
-
-  // As the native client's `handle_driver_failure`: the state becomes 'error', 'stopped'
-  // tells why, then every message `send()` accepted and not yet delivered is 'dropped'
-  // ('unconfirmed': it may or may not have reached the server). Nothing is called in the
-  // dead instance: even its finalizer is unregistered.
-  [fail]() {
-    super.__destroy_into_raw();
-    collected.unregister(this);
-    const from = this.#seen.state;
-    this.#seen.state = 'error';
-    if (from !== 'error') this.#emitter.emit('state', { from, to: 'error' });
-    this.#emitter.emit('stopped', stopReason());
-    const retained = [...(this.#retained ?? [])];
-    this.#retained?.clear();
-    for (const id of retained) this.#emitter.emit('dropped', { id, reason: 'unconfirmed' });
+    clients.add(live);
+    collected.register(this, live, live);
   }
 
   send(data) {
     const id = call(() => super.send(message(data, 'send(data)')));
-    this.#retained?.add(id);
+    this.#live.retained?.add(id);
     return id;
   }
   sendConfirmed(data) {
@@ -311,10 +336,10 @@ export class TetherClient extends Raw {
     call(() => super.reconnect());
   }
   on(event, handler) {
-    return this.#emitter.on(event, handler);
+    return this.#live.emitter.on(event, handler);
   }
   get state() {
-    return dead() ? this.#seen.state : call(() => super.state);
+    return dead() ? this.#live.emitter.state : call(() => super.state);
   }
   get quality() {
     return dead() ? null : call(() => super.quality);
@@ -329,7 +354,7 @@ export class TetherClient extends Raw {
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
     if (!dead()) return (this.#metrics = fast(call(() => super.metrics())));
-    return { ...this.#metrics, state: this.#seen.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
+    return { ...this.#metrics, state: this.#live.emitter.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
   /** Once dead: the client stopped, and nothing more can be said. */
   health() {
@@ -338,8 +363,8 @@ export class TetherClient extends Raw {
     return { alerts: [stopped], recommendations: [] };
   }
   free() {
-    clients.delete(this.#ref);
-    collected.unregister(this);
+    clients.delete(this.#live);
+    collected.unregister(this.#live);
     if (dead()) super.__destroy_into_raw();
     else if (depth > 0) frees.push(() => super.free());
     else call(() => super.free());
@@ -350,7 +375,7 @@ onDeath(() => {
   for (const reject of waiting) reject(failure());
   waiting.clear();
   abandonAll();
-  for (const ref of [...clients]) ref.deref()?.[fail]();
+  for (const live of [...clients]) live.fail();
   clients.clear();
 });
 

@@ -50,3 +50,10 @@ test('closed sockets are let go: each one the clients made is collected', async 
   // One may still be referenced from the last stack frames.
   assert.ok(Number(collected) >= 19, stdout);
 });
+
+test('no timer outlives the clients: closed and freed, they let the process exit', { timeout: 40_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('timers.mjs', []);
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /closed/);
+});

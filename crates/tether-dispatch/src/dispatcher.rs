@@ -346,10 +346,14 @@ impl<H: Handles> Dispatcher<H> {
     pub fn new(conn: Connection, now: Instant) -> Self {
         Dispatcher {
             conn,
-            sockets: Vec::new(),
+            // One socket, or two for a moment (one closing): room for one, not the first
+            // growth's four, which a Vec keeps for the client's life (an idle client's
+            // memory, BENCHMARKS.md).
+            sockets: Vec::with_capacity(1),
             polls: Vec::new(),
             token_fetch: None,
-            queued: Vec::new(),
+            // An action is usually one command: room for one, as for `sockets`.
+            queued: Vec::with_capacity(1),
             confirmations: Vec::new(),
             confirmed_from: 0,
             flushes: Vec::new(),

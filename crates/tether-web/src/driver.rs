@@ -32,10 +32,10 @@ use tether_core::{
 };
 use tether_dispatch::transport::{SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_dispatch::{Command, Completion, Dispatcher, Handles};
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use crate::callback::{self, Key, Wake};
 use crate::local::{abortable, queue, AbortHandle, Answer, QueueSender, SharedTask, Signal};
 use crate::sys;
 use crate::token::TokenProvider;
@@ -144,24 +144,26 @@ pub(crate) struct Core {
     armed: Option<Instant>,
 }
 
-/// The JavaScript timer of one client. Cleared before it is dropped, so its callback is
-/// never called after.
+/// The JavaScript timer of one client: its deadline in the shim's queue (one platform
+/// timer for every client's), which calls the shared function
+/// ([`callback`](crate::callback)) with the client's key. Cleared before it is dropped,
+/// so the function is never called with its key after.
 struct Timer {
-    callback: Closure<dyn FnMut()>,
-    handle: Option<JsValue>,
+    key: Key,
+    armed: bool,
 }
 
 impl Timer {
     fn clear(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            sys::clear_timeout(&handle);
+        if std::mem::take(&mut self.armed) {
+            sys::disarm(self.key.get());
         }
     }
 
     fn arm(&mut self, ms: f64) {
-        self.clear();
-        let callback = self.callback.as_ref().unchecked_ref();
-        self.handle = Some(sys::set_timeout(callback, ms));
+        let key = self.key.get();
+        callback::with_function(|f| sys::arm(f, key, ms));
+        self.armed = true;
     }
 }
 
@@ -208,6 +210,18 @@ fn spawn(task: impl Future<Output = ()> + 'static) {
     wasm_bindgen_futures::spawn_local(task);
 }
 
+/// The timer fired.
+impl<T> Wake for Inner<T>
+where
+    T: Transport + 'static,
+    T::Writer: 'static,
+    T::Reader: 'static,
+{
+    fn wake(self: Rc<Self>) {
+        self.on_timer();
+    }
+}
+
 fn ms_between(now: Instant, deadline: Instant) -> f64 {
     let wait = deadline.saturating_duration_since(now);
     // Round up: a timer that fires a hair early finds nothing due and re-arms. In u64
@@ -232,12 +246,7 @@ where
         page_hints: bool,
     ) -> Rc<Self> {
         let inner = Rc::new_cyclic(|weak: &Weak<Self>| {
-            let weak = weak.clone();
-            let callback = Closure::<dyn FnMut()>::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.on_timer();
-                }
-            });
+            let key = Key::new(weak.clone());
             Inner {
                 core: RefCell::new(Core {
                     dispatch: Dispatcher::new(conn, Instant::now()),
@@ -248,10 +257,7 @@ where
                 listeners: RefCell::new(Vec::new()),
                 next_listener: Cell::new(0),
                 driving: Cell::new(false),
-                timer: RefCell::new(Timer {
-                    callback,
-                    handle: None,
-                }),
+                timer: RefCell::new(Timer { key, armed: false }),
                 hints: page_hints.then(sys::Hints::new).filter(sys::Hints::active),
                 reading: Cell::new(true),
                 read_again: Signal::default(),
@@ -319,7 +325,7 @@ where
         {
             let mut core = self.core.borrow_mut();
             core.armed = None;
-            self.timer.borrow_mut().handle = None;
+            self.timer.borrow_mut().armed = false;
             core.dispatch.handle_timeout(Instant::now());
         }
         self.drive();

@@ -62,9 +62,10 @@
 //! socket, a request or the page: their handlers are plain JavaScript in `shim.js`, and
 //! the driver awaits promises they resolve, which never reject. A socket's frames are
 //! the one exception to the promises (one per read would cost a promise and two
-//! closures per message): the shim holds one Rust function per socket, calls it from a
-//! microtask of its own when frames wait, and forgets it when Rust drops the socket,
-//! before the function is freed.
+//! closures per message): the shim holds the socket's key and one Rust function shared
+//! by every socket and every client's timer (`callback.rs`), calls it with the key from
+//! a microtask of its own when frames wait, and forgets it when Rust drops the socket,
+//! before the key can name anything else.
 #![warn(missing_docs)]
 // The docs link to items of the browser build; on other targets those do not exist.
 #![cfg_attr(
@@ -108,6 +109,8 @@ pub use tether_core::{
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+mod callback;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod client;
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]

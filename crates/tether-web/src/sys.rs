@@ -14,9 +14,10 @@ extern "C" {
     /// Resolves with null once open, or with a failure.
     #[wasm_bindgen(method)]
     pub(crate) fn opened(this: &Sock) -> Promise;
-    /// Has `notify` called (from a microtask) when events come after a `take` found none.
+    /// Has `notify` called with `key` (from a microtask) when events come after a `take`
+    /// found none.
     #[wasm_bindgen(method)]
-    pub(crate) fn listen(this: &Sock, notify: &js_sys::Function);
+    pub(crate) fn listen(this: &Sock, notify: &js_sys::Function, key: u32);
     /// The frames and the end seen since the last call; `None` when there are none yet.
     #[wasm_bindgen(method)]
     pub(crate) fn take(this: &Sock) -> Option<Array>;
@@ -66,6 +67,12 @@ extern "C" {
     #[wasm_bindgen(method)]
     pub(crate) fn stop(this: &Hints);
 
+    /// Calls `notify(key)` in `ms` milliseconds, in place of the key's earlier arm: one
+    /// platform timer for every client's.
+    pub(crate) fn arm(notify: &js_sys::Function, key: u32, ms: f64);
+    /// `notify(key)` will not be called (until the next `arm`).
+    pub(crate) fn disarm(key: u32);
+
     /// Fills `bytes` from `crypto.getRandomValues`.
     #[wasm_bindgen(js_name = fillRandom)]
     fn fill_random(bytes: &mut [u8]);
@@ -79,12 +86,7 @@ pub(crate) fn entropy() -> tether_core::Entropy {
 }
 
 #[wasm_bindgen]
-extern "C" {
-    #[wasm_bindgen(js_name = setTimeout)]
-    pub(crate) fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
-    #[wasm_bindgen(js_name = clearTimeout)]
-    pub(crate) fn clear_timeout(handle: &JsValue);
-}
+extern "C" {}
 
 /// A property of a plain object (`undefined` when missing or not an object).
 pub(crate) fn field(object: &JsValue, name: &str) -> JsValue {

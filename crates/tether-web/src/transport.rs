@@ -3,24 +3,25 @@
 //! package's) and `fetch`.
 //!
 //! The sockets' event handlers are plain JavaScript functions in `shim.js`; this side
-//! awaits the promises they resolve, and takes a socket's frames when the one function
-//! it gave the socket (made once per socket, not per read) says some wait. So a socket
+//! awaits the promises they resolve, and takes a socket's frames when the socket calls
+//! the function shared by every socket with its key (`callback.rs`; nothing made per
+//! read or per socket) to say some wait. So a socket
 //! that fires after being dropped reaches nothing of Rust's, and a send on a socket that
 //! is not open fails instead of vanishing.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::future::{poll_fn, ready, Future};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::task::{Poll, Waker};
 
 use js_sys::{Array, Uint8Array};
 use tether_core::{Payload, TransportFailure};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
+use crate::callback::{self, Key, Wake};
 use crate::sys::{self, field};
 
 /// WebSockets through a `WebSocket` constructor, HTTP polling through `fetch`.
@@ -92,21 +93,16 @@ struct Socket {
     sock: sys::Sock,
     /// The reader's waker, while it waits for frames.
     reader: Rc<Cell<Option<Waker>>>,
-    /// The shim's `notify`: wakes the reader. The shim forgets it (`release`) before it
-    /// is dropped.
-    _notify: Closure<dyn FnMut()>,
+    /// The shim calls the shared function with it to wake the reader
+    /// ([`callback`](crate::callback)); it forgets it (`release`) before it is dropped.
+    _notify: Key,
 }
 
 impl Socket {
     fn new(sock: sys::Sock) -> Self {
         let reader: Rc<Cell<Option<Waker>>> = Rc::default();
-        let waiting = reader.clone();
-        let notify = Closure::<dyn FnMut()>::new(move || {
-            if let Some(waker) = waiting.take() {
-                waker.wake();
-            }
-        });
-        sock.listen(notify.as_ref().unchecked_ref());
+        let notify = Key::new(Rc::downgrade(&reader) as Weak<dyn Wake>);
+        callback::with_function(|f| sock.listen(f, notify.get()));
         Socket {
             sock,
             reader,

@@ -161,7 +161,9 @@ impl Connection {
             rng,
             phase: Phase::Unstarted,
             timers: TimerTable::default(),
-            actions: VecDeque::new(),
+            // Drained after every input, so usually one at a time; room for one (72 B in
+            // wasm) rather than the first growth's four, kept for the client's life.
+            actions: VecDeque::with_capacity(1),
             events: VecDeque::new(),
             next_id: 0,
             link: Link::None,
