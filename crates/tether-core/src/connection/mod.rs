@@ -44,7 +44,7 @@ use crate::queue::{Outbox, Retained};
 use crate::rng::{Entropy, Rng};
 use crate::state::State;
 use crate::time::{later, Duration, Instant};
-use crate::timer::{Scope, Timer, TimerTable};
+use crate::timer::{earliest, Scope, Timer, TimerTable};
 
 pub use handoff::{HandoffError, SessionHandoff};
 use link::{Fallback, FallbackStep, Link, LinkKind, WsVerdict};
@@ -694,16 +694,12 @@ impl Connection {
         if resumed {
             self.heartbeat.forget_ping(&mut self.timers);
         }
-        let mut due: Vec<(usize, Timer, Instant)> = Timer::ALL
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.timers.get(*t).map(|at| (i, *t, at)))
-            .filter(|(_, _, at)| *at <= now)
-            .collect();
-        // Ties in the table's order; an unstable sort, as elsewhere in the core, so that a
-        // wasm build carries one sort algorithm.
-        due.sort_unstable_by_key(|(i, _, at)| (*at, *i));
-        for (_, timer, at) in due {
+        // The timers due now, served earliest first, ties in `Timer::ALL`'s order: picked
+        // one by one from a copy of their deadlines (no vector, no sort in a wasm build).
+        let mut due = Timer::ALL.map(|t| self.timers.get(t).filter(|at| *at <= now));
+        while let Some((i, at)) = earliest(&due) {
+            due[i] = None;
+            let timer = Timer::ALL[i];
             // An earlier timer may have re-armed or stopped this one.
             if self.timers.get(timer) != Some(at) {
                 continue;
