@@ -128,7 +128,11 @@ impl RttStats {
     /// 0..=100 (NaN counts as 0); `None` when no sample was answered.
     #[must_use]
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        let mut sorted: Vec<Duration> = self.answered().collect();
+        // Pushed one by one: `collect` from the window's iterator is larger in a wasm build.
+        let mut sorted = Vec::new();
+        for sample in self.answered() {
+            sorted.push(sample);
+        }
         if sorted.is_empty() {
             return None;
         }
