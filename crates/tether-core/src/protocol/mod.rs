@@ -319,7 +319,7 @@ impl Envelope {
             } => {
                 let mut frame = Vec::with_capacity(BINARY_HEADER + bytes.len());
                 frame.push(b'M');
-                frame.extend_from_slice(&seq.to_be_bytes());
+                push_be(&mut frame, *seq, 8);
                 frame.extend_from_slice(bytes);
                 return Payload::Binary(frame.into());
             }
@@ -432,9 +432,7 @@ fn decode_binary(bytes: Bytes) -> Result<Envelope, DecodeError> {
     let Some(seq_bytes) = bytes.get(1..BINARY_HEADER) else {
         return Err(DecodeError::Truncated);
     };
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(seq_bytes);
-    let seq = nonzero_seq(u64::from_be_bytes(seq))?;
+    let seq = nonzero_seq(read_be(seq_bytes))?;
     let mut bytes = bytes;
     bytes.advance(BINARY_HEADER);
     Ok(Envelope::Msg {
@@ -594,6 +592,19 @@ fn parse_u64(field: &[u8], radix: u32, name: &'static str) -> Result<u64, Decode
     Ok(value)
 }
 
+/// `bytes` (at most 8) as a big-endian number. Byte by byte: wasm has no byte swap, and
+/// `from_be_bytes` expands to one.
+fn read_be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |n, &b| n << 8 | u64::from(b))
+}
+
+/// Appends the low `len` bytes of `n` (at most 8), big-endian (see [`read_be`]).
+fn push_be(out: &mut Vec<u8>, n: u64, len: u32) {
+    for i in (0..len).rev() {
+        out.push((n >> (8 * i)) as u8);
+    }
+}
+
 const MAX_DEC_DIGITS: usize = 20;
 const MAX_HEX_DIGITS: usize = 16;
 
@@ -638,7 +649,7 @@ pub fn encode_batch(frames: &[Payload]) -> Vec<u8> {
         };
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         body.push(kind);
-        body.extend_from_slice(&len.to_be_bytes());
+        push_be(&mut body, u64::from(len), 4);
         body.extend_from_slice(bytes.get(..len as usize).unwrap_or(bytes));
     }
     body
@@ -663,7 +674,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Payload>, DecodeError> {
         let (len, tail) = tail
             .split_first_chunk::<4>()
             .ok_or(DecodeError::Truncated)?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| DecodeError::Truncated)?;
+        let len = usize::try_from(read_be(len)).map_err(|_| DecodeError::Truncated)?;
         if tail.len() < len {
             return Err(DecodeError::Truncated);
         }
@@ -846,6 +857,27 @@ mod tests {
             }
             .encode(),
             text("M 3 ")
+        );
+    }
+
+    #[test]
+    fn big_endian_numbers_byte_by_byte() {
+        // Every byte of a binary message's seq in its place, each way.
+        let frame = Payload::from(vec![b'M', 1, 2, 3, 4, 5, 6, 7, 0xf8, 0xee]);
+        let msg = Envelope::Msg {
+            seq: 0x0102_0304_0506_07f8,
+            payload: Payload::from(vec![0xee]),
+        };
+        assert_eq!(Envelope::decode(frame.clone()), Ok(msg.clone()));
+        assert_eq!(msg.encode(), frame);
+        // A batch record's length over more than one byte: 0x0102 = 258.
+        let long = Payload::from(vec![7u8; 0x0102]);
+        let body = encode_batch(std::slice::from_ref(&long));
+        assert_eq!(body[..5], [1, 0, 0, 1, 2]);
+        assert_eq!(decode_batch(&body), Ok(vec![long]));
+        assert_eq!(
+            decode_batch(&[1, 0x80, 0, 0, 0]),
+            Err(DecodeError::Truncated)
         );
     }
 
