@@ -50,10 +50,8 @@ use crate::time::{Duration, Instant};
 pub struct RttStats {
     window: usize,
     max_age: Duration,
-    /// Oldest first; `None` is a loss.
-    samples: VecDeque<Option<Duration>>,
-    /// When each sample was recorded, in the same order.
-    taken: VecDeque<Instant>,
+    /// Oldest first: when each sample was recorded, and its RTT (`None` is a loss).
+    samples: VecDeque<(Instant, Option<Duration>)>,
     last: Option<Duration>,
 }
 
@@ -66,7 +64,6 @@ impl RttStats {
             window: window.max(1),
             max_age,
             samples: VecDeque::new(),
-            taken: VecDeque::new(),
             last: None,
         }
     }
@@ -86,26 +83,23 @@ impl RttStats {
         self.trim(now);
         if self.samples.len() >= self.window {
             self.samples.pop_front();
-            self.taken.pop_front();
         }
-        self.samples.push_back(sample);
-        self.taken.push_back(now);
+        self.samples.push_back((now, sample));
     }
 
     /// Drops the samples `max_age` old or older at `now`.
     pub fn trim(&mut self, now: Instant) {
         while self
-            .taken
+            .samples
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.max_age)
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= self.max_age)
         {
-            self.taken.pop_front();
             self.samples.pop_front();
         }
     }
 
     fn answered(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.samples.iter().flatten().copied()
+        self.samples.iter().filter_map(|(_, rtt)| *rtt)
     }
 
     /// Number of samples (answered and lost) in the window.
@@ -167,7 +161,7 @@ impl RttStats {
         if self.samples.is_empty() {
             return 0.0;
         }
-        let lost = self.samples.iter().filter(|s| s.is_none()).count();
+        let lost = self.samples.iter().filter(|(_, rtt)| rtt.is_none()).count();
         lost as f64 / self.samples.len() as f64
     }
 
@@ -181,7 +175,6 @@ impl RttStats {
     /// Forget everything (the window size stays).
     pub fn clear(&mut self) {
         self.samples.clear();
-        self.taken.clear();
         self.last = None;
     }
 }
@@ -241,7 +234,7 @@ mod tests {
         s.record_rtt(at(20), ms(2));
         s.record_rtt(at(35), ms(3));
         assert_eq!(s.samples(), 1);
-        assert_eq!(s.taken.len(), 1);
+        assert_eq!(s.samples.len(), 1);
         // A clock read out of order ages nothing.
         s.trim(at(0));
         assert_eq!(s.samples(), 1);
