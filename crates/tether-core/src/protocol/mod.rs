@@ -581,9 +581,7 @@ impl<'a> Fields<'a> {
 fn parse_u64(field: &[u8], radix: u32, name: &'static str) -> Result<u64, DecodeError> {
     let mut value: u64 = 0;
     for &b in field {
-        let digit = char::from(b)
-            .to_digit(radix)
-            .ok_or(DecodeError::BadNumber(name))?;
+        let digit = digit(b, radix).ok_or(DecodeError::BadNumber(name))?;
         value = value
             .checked_mul(u64::from(radix))
             .and_then(|v| v.checked_add(u64::from(digit)))
@@ -603,6 +601,13 @@ fn push_be(out: &mut Vec<u8>, n: u64, len: u32) {
     for i in (0..len).rev() {
         out.push((n >> (8 * i)) as u8);
     }
+}
+
+/// The value of ASCII digit `b` in `radix` (10 or 16; letters in either case), as
+/// `char::to_digit` reads it. One copy for every number and secret of the protocol.
+#[inline(never)]
+fn digit(b: u8, radix: u32) -> Option<u32> {
+    char::from(b).to_digit(radix)
 }
 
 const MAX_DEC_DIGITS: usize = 20;

@@ -61,11 +61,10 @@ impl SessionSecret {
             return None;
         }
         let mut bytes = [0u8; Self::BYTES];
-        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-            let hi = char::from(pair[0]).to_digit(16)?;
-            let lo = char::from(pair[1]).to_digit(16)?;
-            // Both digits are below 16.
-            *byte = (hi * 16 + lo) as u8;
+        for (i, &c) in text.iter().enumerate() {
+            // Below 16: the digit fits in the low half of the byte being shifted in.
+            let digit = super::digit(c, 16)? as u8;
+            bytes[i / 2] = bytes[i / 2] << 4 | digit;
         }
         Some(SessionSecret(bytes))
     }
