@@ -130,6 +130,11 @@ impl Outbox {
         self.inflight.iter()
     }
 
+    /// The `i`-th in-flight message, oldest first.
+    pub(crate) fn inflight_at(&self, i: usize) -> Option<&Retained> {
+        self.inflight.get(i)
+    }
+
     /// Releases every in-flight message with `seq <= acked`, calling `f` with each id.
     pub(crate) fn ack(&mut self, acked: u64, mut f: impl FnMut(MessageId)) {
         while let Some(front) = self.inflight.front() {
