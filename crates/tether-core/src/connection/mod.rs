@@ -362,13 +362,13 @@ impl Connection {
             self.actions.push_back(Action::Send { id, frame: payload });
             return Ok(MessageId(self.next_message));
         }
-        let dropped = self.outbox.admit(size, &self.config.queue)?;
-        for r in dropped {
-            self.events.push_back(Event::Dropped {
+        let events = &mut self.events;
+        self.outbox.admit(size, &self.config.queue, |r| {
+            events.push_back(Event::Dropped {
                 id: r.id,
                 reason: DropReason::Overflow,
             });
-        }
+        })?;
         self.next_message += 1;
         let id = MessageId(self.next_message);
         let retained = Retained {
@@ -820,15 +820,16 @@ impl Connection {
             Timer::CloseLinger => self.finish_close(now),
             Timer::QueueExpiry => {
                 if let Some(age) = self.config.queue.max_age {
-                    for r in self.outbox.expire(now, age) {
+                    let events = &mut self.events;
+                    self.outbox.expire(now, age, |r| {
                         // Written before the server lost its session, it may have arrived.
                         let reason = if r.written {
                             DropReason::Unconfirmed
                         } else {
                             DropReason::Expired
                         };
-                        self.events.push_back(Event::Dropped { id: r.id, reason });
-                    }
+                        events.push_back(Event::Dropped { id: r.id, reason });
+                    });
                 }
                 self.arm_queue_expiry();
             }
@@ -1127,14 +1128,15 @@ impl Connection {
     }
 
     fn drop_retained(&mut self) {
-        for r in self.outbox.drain_all() {
+        let events = &mut self.events;
+        self.outbox.drain_all(|r| {
             let reason = if r.written {
                 DropReason::Unconfirmed
             } else {
                 DropReason::Stopped
             };
-            self.events.push_back(Event::Dropped { id: r.id, reason });
-        }
+            events.push_back(Event::Dropped { id: r.id, reason });
+        });
     }
 
     /// Counts the uptime of a connection that ends now (its phase changes right after).
