@@ -98,10 +98,6 @@ impl RttStats {
         }
     }
 
-    fn answered(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.samples.iter().filter_map(|(_, rtt)| *rtt)
-    }
-
     /// Number of samples (answered and lost) in the window.
     #[must_use]
     pub fn samples(&self) -> usize {
@@ -122,8 +118,10 @@ impl RttStats {
     pub fn percentile(&self, p: f64) -> Option<Duration> {
         // Pushed one by one: `collect` from the window's iterator is larger in a wasm build.
         let mut sorted = Vec::new();
-        for sample in self.answered() {
-            sorted.push(sample);
+        for (_, sample) in &self.samples {
+            if let Some(rtt) = *sample {
+                sorted.push(rtt);
+            }
         }
         if sorted.is_empty() {
             return None;
