@@ -362,7 +362,7 @@ impl Envelope {
                 }
                 frame.push(' ');
                 match secret {
-                    Some(secret) => frame.push_str(&secret.to_hex()),
+                    Some(secret) => secret.push_hex(&mut frame),
                     None => frame.push('-'),
                 }
                 frame
@@ -380,7 +380,7 @@ impl Envelope {
                 frame.push(' ');
                 push_decimal(&mut frame, *recv_seq);
                 frame.push_str(if *resumed { " 1 " } else { " 0 " });
-                frame.push_str(&secret.to_hex());
+                secret.push_hex(&mut frame);
                 frame
             }
             Envelope::Ack { seq: n }

@@ -44,13 +44,19 @@ impl SessionSecret {
     /// the poll header only: never log it.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(Self::HEX_DIGITS);
+        self.push_hex(&mut out);
+        out
+    }
+
+    /// Appends [`to_hex`](Self::to_hex)'s digits to `out` (a frame being written: no
+    /// string of its own).
+    pub(crate) fn push_hex(&self, out: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for b in self.0 {
             out.push(char::from(DIGITS[usize::from(b >> 4)]));
             out.push(char::from(DIGITS[usize::from(b & 0xf)]));
         }
-        out
     }
 
     /// Parses the wire form: exactly 32 hexadecimal digits (either case); anything else
