@@ -207,9 +207,14 @@ struct Sums {
 /// the browser build. Sums of these saturate too (a mean of RTTs over 584 years in total
 /// reads low).
 pub(crate) fn nanos(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
+    // A bound in place of `saturating_mul`: wasm32 checks a 64-bit product for overflow
+    // with a 128-bit multiplication (`__multi3`).
+    const MAX_SECS: u64 = u64::MAX / 1_000_000_000;
+    let secs = d.as_secs();
+    if secs > MAX_SECS {
+        return u64::MAX;
+    }
+    (secs * 1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]
@@ -363,6 +368,18 @@ mod tests {
         assert_eq!(s.percentile(99.0), Some(Duration::MAX));
         assert!(s.jitter().is_some());
         assert_eq!(nanos(Duration::MAX), u64::MAX);
+        // Either side of the bound, as `as_nanos` saturated to `u64` reads them.
+        let most = u64::MAX / 1_000_000_000;
+        for d in [
+            Duration::new(most, 0),
+            Duration::new(most, 709_551_615),
+            Duration::new(most, 709_551_616),
+            Duration::new(most, 999_999_999),
+            Duration::new(most + 1, 0),
+        ] {
+            let expected = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            assert_eq!(nanos(d), expected, "{d:?}");
+        }
         assert_eq!(nanos(Duration::from_nanos(u64::MAX)), u64::MAX);
         assert_eq!(nanos(Duration::new(1, 500_000_001)), 1_500_000_001);
     }
