@@ -1,18 +1,11 @@
 //! Round-trip time, jitter and loss over a window of heartbeat samples.
 //!
 //! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
-//! last `window` samples count, and only those younger than `max_age`: older ones fall
-//! out whether or not new ones arrive (figures are read with `now`). Figures are
-//! computed on demand (at metrics time), so recording is O(1) amortised.
-
-//! Round-trip time, jitter and loss over a window of heartbeat samples.
-//!
-//! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
 //! last `window` samples are kept, and only those younger than `max_age`: older ones
 //! go when a sample is recorded and when [`RttStats::trim`] is called (the connection
 //! calls it whenever it serves a timer, the heartbeat's at least once an interval), so
 //! they go whether or not new ones arrive. Figures are computed on demand (at metrics
-//! time), so recording is O(1) amortised.
+//! time; the mean, the jitter and the loss in one pass), so recording is O(1) amortised.
 
 use std::collections::VecDeque;
 
