@@ -580,11 +580,7 @@ fn is_token(s: &str) -> bool {
 #[must_use]
 pub fn websocket_url(url: String) -> String {
     for (from, to) in [("http://", "ws://"), ("https://", "wss://")] {
-        // `get`: no slicing panic on a multi-byte character.
-        if url
-            .get(..from.len())
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(from))
-        {
+        if has_scheme(&url, from) {
             // Not `format!`: its machinery would weigh on the wasm build.
             let mut mapped = String::from(to);
             mapped.push_str(url.get(from.len()..).unwrap_or(""));
@@ -600,40 +596,54 @@ fn check_url(
     schemes: &[&str],
     wrong_scheme: ConfigProblem,
 ) -> Result<(), ConfigError> {
-    let lower = url.to_ascii_lowercase();
-    let Some(scheme) = schemes.iter().find(|s| lower.starts_with(**s)) else {
-        return Err(ConfigError {
-            field,
-            problem: wrong_scheme,
-        });
+    let error = |problem| Err(ConfigError { field, problem });
+    let Some(scheme) = schemes.iter().find(|s| has_scheme(url, s)) else {
+        return error(wrong_scheme);
     };
-    // `get`, not indexing: no slicing panic, whose message would bring `char`'s Debug
-    // and Unicode tables into a wasm build (3.6 kB gzip).
-    let rest = url.get(scheme.len()..).unwrap_or("");
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let malformed = Err(ConfigError {
-        field,
-        problem: ConfigProblem::MalformedUrl,
-    });
-    if host.is_empty() || host.starts_with(':') || url.chars().any(|c| c.is_whitespace()) {
-        return malformed;
+    // Bytes, not `str`: every split point is ASCII, and no slicing of a `str` can panic
+    // (its message would bring `char`'s Debug and Unicode tables into a wasm build).
+    let rest = url.as_bytes().get(scheme.len()..).unwrap_or_default();
+    let host_end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    if host.first().is_none_or(|&b| b == b':') || url.chars().any(|c| c.is_whitespace()) {
+        return error(ConfigProblem::MalformedUrl);
     }
     // An explicit port must be a number from 1 to 65535 (`[::1]:80` keeps its colons).
     // Searched from the end byte by byte: `rfind`/`rsplit` bring `memrchr` into the wasm.
-    let last = |s: &str, b: u8| s.bytes().rposition(|c| c == b);
-    let authority = last(host, b'@')
-        .and_then(|at| host.get(at + 1..))
-        .unwrap_or(host);
-    let port = match last(authority, b']') {
-        Some(end) => authority.get(end + 1..).and_then(|a| a.strip_prefix(':')),
-        None => last(authority, b':').and_then(|colon| authority.get(colon + 1..)),
+    let after = |s: &'_ [u8], b: u8| s.iter().rposition(|&c| c == b).map(|i| i + 1);
+    let authority = &host[after(host, b'@').unwrap_or(0)..];
+    let port = match after(authority, b']') {
+        Some(end) => authority[end..].strip_prefix(b":"),
+        None => after(authority, b':').map(|start| &authority[start..]),
     };
-    if let Some(port) = port {
-        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
-            return malformed;
-        }
+    if port.is_some_and(|port| !(1..=65535).contains(&parse_port(port))) {
+        return error(ConfigProblem::MalformedUrl);
     }
     Ok(())
+}
+
+/// A port as `u16::from_str` reads it (an optional `+`, then at least one ASCII digit), or
+/// 0 if it is not one or above 65535. Not `parse`: its generic code weighs on a wasm build.
+fn parse_port(port: &[u8]) -> u32 {
+    let digits = port.strip_prefix(b"+").unwrap_or(port);
+    let mut n = 0u32;
+    for &b in digits {
+        if !b.is_ascii_digit() || n > 65535 {
+            return 0;
+        }
+        n = n * 10 + u32::from(b - b'0');
+    }
+    n
+}
+
+/// Whether `url` starts with `scheme` (lower case, ASCII) in any case.
+fn has_scheme(url: &str, scheme: &str) -> bool {
+    url.as_bytes()
+        .get(..scheme.len())
+        .is_some_and(|s| s.eq_ignore_ascii_case(scheme.as_bytes()))
 }
 
 /// A field of [`Config`] that [`Config::validate`] can find wrong: what a [`ConfigError`]

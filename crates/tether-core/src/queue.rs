@@ -51,20 +51,21 @@ impl Outbox {
         self.inflight.len()
     }
 
-    /// Makes room for a message of `size` bytes. Returns the messages dropped to make it
-    /// (oldest first), or the refusal.
+    /// Makes room for a message of `size` bytes, handing each message dropped to make it
+    /// to `dropped` (oldest first), or refuses.
     pub(crate) fn admit(
         &mut self,
         size: usize,
         limits: &QueueConfig,
-    ) -> Result<Vec<Retained>, SendError> {
+        mut dropped: impl FnMut(Retained),
+    ) -> Result<(), SendError> {
         let fits = |o: &Outbox| o.len() < limits.max_messages && o.bytes + size <= limits.max_bytes;
         let full = |o: &Outbox| SendError::QueueFull {
             messages: o.len(),
             bytes: o.bytes,
         };
         if fits(self) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         if limits.overflow == OverflowPolicy::RejectNew || size > limits.max_bytes {
             return Err(full(self));
@@ -86,12 +87,15 @@ impl Outbox {
         if !(count < limits.max_messages && bytes + size <= limits.max_bytes) {
             return Err(full(self));
         }
-        // `pop_front`, not `drain`: `Drain`'s drop is 1.2 kB of the browser build.
-        let dropped: Vec<Retained> = (0..needed)
-            .map_while(|_| self.pending.pop_front())
-            .collect();
+        // `pop_front`, not `drain`: `Drain`'s drop is 1.2 kB of the browser build. Each
+        // handed over, not collected in a vector, for the same reason.
+        for _ in 0..needed {
+            if let Some(r) = self.pending.pop_front() {
+                dropped(r);
+            }
+        }
         self.bytes = bytes;
-        Ok(dropped)
+        Ok(())
     }
 
     /// Whether `admit(size, limits)` would succeed.
@@ -132,6 +136,11 @@ impl Outbox {
         self.inflight.iter()
     }
 
+    /// The `i`-th in-flight message, oldest first.
+    pub(crate) fn inflight_at(&self, i: usize) -> Option<&Retained> {
+        self.inflight.get(i)
+    }
+
     /// Releases every in-flight message with `seq <= acked`, calling `f` with each id.
     pub(crate) fn ack(&mut self, acked: u64, mut f: impl FnMut(MessageId)) {
         while let Some(front) = self.inflight.front() {
@@ -155,16 +164,22 @@ impl Outbox {
         n
     }
 
-    /// Removes pending messages enqueued before `now - max_age`.
-    pub(crate) fn expire(&mut self, now: Instant, max_age: Duration) -> Vec<Retained> {
-        let mut out = Vec::new();
+    /// Removes pending messages enqueued before `now - max_age`, handing each to
+    /// `expired` (oldest first).
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        max_age: Duration,
+        mut expired: impl FnMut(Retained),
+    ) {
         while let Some(front) = self.pending.front() {
             if now.saturating_duration_since(front.enqueued) < max_age {
                 break;
             }
-            out.extend(self.pop_pending());
+            if let Some(r) = self.pop_pending() {
+                expired(r);
+            }
         }
-        out
     }
 
     /// When the oldest pending message was enqueued.
@@ -172,17 +187,15 @@ impl Outbox {
         self.pending.front().map(|r| r.enqueued)
     }
 
-    /// Empties everything, oldest first.
-    pub(crate) fn drain_all(&mut self) -> Vec<Retained> {
+    /// Empties everything, handing each message to `f`, oldest first.
+    pub(crate) fn drain_all(&mut self, mut f: impl FnMut(Retained)) {
         self.bytes = 0;
-        let mut all = Vec::with_capacity(self.inflight.len() + self.pending.len());
         while let Some(r) = self.inflight.pop_front() {
-            all.push(r);
+            f(r);
         }
         while let Some(r) = self.pending.pop_front() {
-            all.push(r);
+            f(r);
         }
-        all
     }
 }
 
@@ -237,11 +250,12 @@ mod tests {
                     Op::Send(size) => {
                         let before = (o.len(), o.bytes());
                         let room = o.has_room(size, &limits);
-                        let admitted = o.admit(size, &limits);
+                        let mut gone = 0;
+                        let admitted = o.admit(size, &limits, |_| gone += 1);
                         prop_assert_eq!(room, admitted.is_ok(), "has_room foretells admit");
                         match admitted {
-                            Ok(gone) => {
-                                dropped += gone.len();
+                            Ok(()) => {
+                                dropped += gone;
                                 accepted += 1;
                                 o.push_pending(Retained { id: MessageId(i as u64), payload: Payload::from(vec![0; size]), enqueued: now, seq: 0, written: false });
                             }
@@ -264,7 +278,7 @@ mod tests {
                         o.ack(upto, |_| acked += 1);
                     }
                     Op::Unsend => { o.unsend_inflight(); }
-                    Op::Expire(age) => dropped += o.expire(now, Duration::from_millis(u64::from(age))).len(),
+                    Op::Expire(age) => o.expire(now, Duration::from_millis(u64::from(age)), |_| dropped += 1),
                 }
                 prop_assert!(o.len() <= max_messages);
                 prop_assert!(o.bytes() <= max_bytes);

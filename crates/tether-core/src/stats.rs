@@ -1,18 +1,11 @@
 //! Round-trip time, jitter and loss over a window of heartbeat samples.
 //!
 //! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
-//! last `window` samples count, and only those younger than `max_age`: older ones fall
-//! out whether or not new ones arrive (figures are read with `now`). Figures are
-//! computed on demand (at metrics time), so recording is O(1) amortised.
-
-//! Round-trip time, jitter and loss over a window of heartbeat samples.
-//!
-//! Each heartbeat adds one sample: the RTT of an answered ping, or a loss. Only the
 //! last `window` samples are kept, and only those younger than `max_age`: older ones
 //! go when a sample is recorded and when [`RttStats::trim`] is called (the connection
 //! calls it whenever it serves a timer, the heartbeat's at least once an interval), so
 //! they go whether or not new ones arrive. Figures are computed on demand (at metrics
-//! time), so recording is O(1) amortised.
+//! time; the mean, the jitter and the loss in one pass), so recording is O(1) amortised.
 
 use std::collections::VecDeque;
 
@@ -50,10 +43,8 @@ use crate::time::{Duration, Instant};
 pub struct RttStats {
     window: usize,
     max_age: Duration,
-    /// Oldest first; `None` is a loss.
-    samples: VecDeque<Option<Duration>>,
-    /// When each sample was recorded, in the same order.
-    taken: VecDeque<Instant>,
+    /// Oldest first: when each sample was recorded, and its RTT (`None` is a loss).
+    samples: VecDeque<(Instant, Option<Duration>)>,
     last: Option<Duration>,
 }
 
@@ -66,7 +57,6 @@ impl RttStats {
             window: window.max(1),
             max_age,
             samples: VecDeque::new(),
-            taken: VecDeque::new(),
             last: None,
         }
     }
@@ -86,26 +76,19 @@ impl RttStats {
         self.trim(now);
         if self.samples.len() >= self.window {
             self.samples.pop_front();
-            self.taken.pop_front();
         }
-        self.samples.push_back(sample);
-        self.taken.push_back(now);
+        self.samples.push_back((now, sample));
     }
 
     /// Drops the samples `max_age` old or older at `now`.
     pub fn trim(&mut self, now: Instant) {
         while self
-            .taken
+            .samples
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= self.max_age)
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) >= self.max_age)
         {
-            self.taken.pop_front();
             self.samples.pop_front();
         }
-    }
-
-    fn answered(&self) -> impl Iterator<Item = Duration> + '_ {
-        self.samples.iter().flatten().copied()
     }
 
     /// Number of samples (answered and lost) in the window.
@@ -117,10 +100,8 @@ impl RttStats {
     /// Mean RTT of the answered samples in the window; `None` when there are none.
     #[must_use]
     pub fn mean(&self) -> Option<Duration> {
-        let (count, sum) = self.answered().fold((0u64, 0u64), |(n, s), d| {
-            (n + 1, s.saturating_add(nanos(d)))
-        });
-        (count > 0).then(|| Duration::from_nanos(sum / count))
+        let s = self.sums();
+        (s.answered > 0).then(|| Duration::from_nanos(s.rtt / s.answered))
     }
 
     /// RTT percentile of the answered samples in the window, nearest-rank: the smallest
@@ -128,7 +109,13 @@ impl RttStats {
     /// 0..=100 (NaN counts as 0); `None` when no sample was answered.
     #[must_use]
     pub fn percentile(&self, p: f64) -> Option<Duration> {
-        let mut sorted: Vec<Duration> = self.answered().collect();
+        // Pushed one by one: `collect` from the window's iterator is larger in a wasm build.
+        let mut sorted = Vec::new();
+        for (_, sample) in &self.samples {
+            if let Some(rtt) = *sample {
+                sorted.push(rtt);
+            }
+        }
         if sorted.is_empty() {
             return None;
         }
@@ -145,16 +132,8 @@ impl RttStats {
     /// answered samples.
     #[must_use]
     pub fn jitter(&self) -> Option<Duration> {
-        let mut prev: Option<Duration> = None;
-        let (mut count, mut sum) = (0u64, 0u64);
-        for rtt in self.answered() {
-            if let Some(p) = prev {
-                count += 1;
-                sum = sum.saturating_add(nanos(rtt.abs_diff(p)));
-            }
-            prev = Some(rtt);
-        }
-        (count > 0).then(|| Duration::from_nanos(sum / count))
+        let s = self.sums();
+        (s.steps > 0).then(|| Duration::from_nanos(s.jitter / s.steps))
     }
 
     /// Fraction of the window's samples that were lost, 0.0–1.0 (0.0 when empty).
@@ -163,8 +142,29 @@ impl RttStats {
         if self.samples.is_empty() {
             return 0.0;
         }
-        let lost = self.samples.iter().filter(|s| s.is_none()).count();
-        lost as f64 / self.samples.len() as f64
+        self.sums().lost as f64 / self.samples.len() as f64
+    }
+
+    /// What the mean, the jitter and the loss are made of, in one pass over the window:
+    /// one loop in a wasm build for the three figures.
+    #[inline(never)]
+    fn sums(&self) -> Sums {
+        let mut s = Sums::default();
+        let mut prev: Option<Duration> = None;
+        for (_, sample) in &self.samples {
+            let Some(rtt) = *sample else {
+                s.lost += 1;
+                continue;
+            };
+            s.answered += 1;
+            s.rtt = s.rtt.saturating_add(nanos(rtt));
+            if let Some(p) = prev {
+                s.steps += 1;
+                s.jitter = s.jitter.saturating_add(nanos(rtt.abs_diff(p)));
+            }
+            prev = Some(rtt);
+        }
+        s
     }
 
     /// The latest RTT recorded since the last [`RttStats::clear`], even if losses have
@@ -177,9 +177,22 @@ impl RttStats {
     /// Forget everything (the window size stays).
     pub fn clear(&mut self) {
         self.samples.clear();
-        self.taken.clear();
         self.last = None;
     }
+}
+
+/// Counts and sums over a window (see [`RttStats::sums`]); sums in nanoseconds,
+/// saturating.
+#[derive(Default)]
+struct Sums {
+    /// Answered samples, and the sum of their RTTs.
+    answered: u64,
+    rtt: u64,
+    /// Pairs of consecutive answered samples, and the sum of their differences.
+    steps: u64,
+    jitter: u64,
+    /// Lost samples.
+    lost: usize,
 }
 
 /// `d` in nanoseconds, saturating at `u64::MAX` (584 years). `u64` arithmetic only:
@@ -187,9 +200,14 @@ impl RttStats {
 /// the browser build. Sums of these saturate too (a mean of RTTs over 584 years in total
 /// reads low).
 pub(crate) fn nanos(d: Duration) -> u64 {
-    d.as_secs()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::from(d.subsec_nanos()))
+    // A bound in place of `saturating_mul`: wasm32 checks a 64-bit product for overflow
+    // with a 128-bit multiplication (`__multi3`).
+    const MAX_SECS: u64 = u64::MAX / 1_000_000_000;
+    let secs = d.as_secs();
+    if secs > MAX_SECS {
+        return u64::MAX;
+    }
+    (secs * 1_000_000_000).saturating_add(u64::from(d.subsec_nanos()))
 }
 
 #[cfg(test)]
@@ -237,7 +255,7 @@ mod tests {
         s.record_rtt(at(20), ms(2));
         s.record_rtt(at(35), ms(3));
         assert_eq!(s.samples(), 1);
-        assert_eq!(s.taken.len(), 1);
+        assert_eq!(s.samples.len(), 1);
         // A clock read out of order ages nothing.
         s.trim(at(0));
         assert_eq!(s.samples(), 1);
@@ -343,6 +361,18 @@ mod tests {
         assert_eq!(s.percentile(99.0), Some(Duration::MAX));
         assert!(s.jitter().is_some());
         assert_eq!(nanos(Duration::MAX), u64::MAX);
+        // Either side of the bound, as `as_nanos` saturated to `u64` reads them.
+        let most = u64::MAX / 1_000_000_000;
+        for d in [
+            Duration::new(most, 0),
+            Duration::new(most, 709_551_615),
+            Duration::new(most, 709_551_616),
+            Duration::new(most, 999_999_999),
+            Duration::new(most + 1, 0),
+        ] {
+            let expected = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            assert_eq!(nanos(d), expected, "{d:?}");
+        }
         assert_eq!(nanos(Duration::from_nanos(u64::MAX)), u64::MAX);
         assert_eq!(nanos(Duration::new(1, 500_000_001)), 1_500_000_001);
     }

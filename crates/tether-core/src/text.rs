@@ -47,6 +47,15 @@ impl Decimal {
     }
 }
 
+/// `a` then `b`, as `[a, b].concat()` makes them (one allocation of exactly their length),
+/// without its generic code in a wasm build.
+pub(crate) fn concat(a: &str, b: &str) -> String {
+    let mut out = String::with_capacity(a.len() + b.len());
+    out.push_str(a);
+    out.push_str(b);
+    out
+}
+
 /// Appends `n` in decimal.
 pub fn push_decimal(out: &mut String, n: u64) {
     out.push_str(Decimal::new(n).as_str());

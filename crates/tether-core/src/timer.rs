@@ -148,8 +148,21 @@ impl TimerTable {
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.deadlines.iter().flatten().min().copied()
+        earliest(&self.deadlines).map(|(_, at)| at)
     }
+}
+
+/// The earliest of `deadlines` and its index, the first of equal ones.
+pub(crate) fn earliest(deadlines: &[Option<Instant>]) -> Option<(usize, Instant)> {
+    let mut first: Option<(usize, Instant)> = None;
+    for (i, at) in deadlines.iter().enumerate() {
+        if let Some(at) = *at {
+            if first.is_none_or(|(_, f)| f > at) {
+                first = Some((i, at));
+            }
+        }
+    }
+    first
 }
 
 #[cfg(test)]

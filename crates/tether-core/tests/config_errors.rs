@@ -108,6 +108,65 @@ fn urls() {
     );
 }
 
+/// Ports and schemes as `u16::from_str` and an ASCII-case-insensitive prefix read them.
+#[test]
+fn url_ports_and_schemes_spelled_every_way() {
+    for good in [
+        "ws://host:+80/",
+        "ws://host:00080/",
+        "ws://host:65535",
+        "ws://host:1?x=:0",
+        "ws://user:pw@host/",
+        "ws://user:pw@host:8080#:x",
+        "ws://[::1]/",
+        "ws://[::1]:+1/",
+        "Ws://host/",
+        "wSS://host/",
+        "ws://hôst:80/",
+        "ws://h@:80@host/",
+    ] {
+        Config::builder(good)
+            .build()
+            .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for bad in [
+        "ws://host:/",
+        "ws://host:+/",
+        "ws://host:++80/",
+        "ws://host:-80/",
+        "ws://host:65536/",
+        "ws://host:655350/",
+        "ws://host:99999999999999999999999/",
+        "ws://host:8 0/",
+        "ws://host:８０/",
+        "ws://[::1]:/",
+        "ws://[::1]:0/",
+        "ws://host/\u{a0}",
+        "ws://host/\u{3000}x",
+        "ws://host/\t",
+        "ws://?x",
+        "ws://#x",
+    ] {
+        check(
+            Config::builder(bad),
+            ConfigField::Url,
+            ConfigProblem::MalformedUrl,
+        );
+    }
+    check(
+        Config::builder("wś://host/"),
+        ConfigField::Url,
+        ConfigProblem::NotWebSocketUrl,
+    );
+    check(
+        base()
+            .protocol()
+            .fallback(FallbackConfig::new("HTTPS://host:0/")),
+        ConfigField::FallbackPollUrl,
+        ConfigProblem::MalformedUrl,
+    );
+}
+
 #[test]
 fn subprotocols_and_query_names() {
     check(

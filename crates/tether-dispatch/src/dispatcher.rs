@@ -337,7 +337,14 @@ impl<H: Handles> std::fmt::Debug for Dispatcher<H> {
 
 /// A duration as whole milliseconds, for logs (no float or `Debug` formatting in wasm).
 fn millis(d: tether_core::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    // `u64` arithmetic and a bound: `as_millis` is a `u128` (a 128-bit multiplication on
+    // wasm32), and so is `saturating_mul`'s overflow check.
+    const MAX_SECS: u64 = u64::MAX / 1000;
+    let secs = d.as_secs();
+    if secs > MAX_SECS {
+        return u64::MAX;
+    }
+    (secs * 1000).saturating_add(u64::from(d.subsec_millis()))
 }
 
 impl<H: Handles> Dispatcher<H> {
@@ -1034,6 +1041,36 @@ impl<H: Handles> Dispatcher<H> {
             Event::Delivered { id } => trace!(message = id.0, "delivered"),
             Event::Dropped { id, reason } => debug!(message = id.0, %reason, "message dropped"),
             _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::millis;
+    use tether_core::Duration;
+
+    /// `millis` reads as `as_millis` saturated to `u64`, at every edge of its bound.
+    #[test]
+    fn millis_is_as_millis_saturated() {
+        let most = u64::MAX / 1000;
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::new(1, 999_999_999),
+            Duration::new(most, 0),
+            Duration::new(most, 615_999_999),
+            Duration::new(most, 616_000_000),
+            Duration::new(most, 999_999_999),
+            Duration::new(most + 1, 0),
+            Duration::MAX,
+        ] {
+            assert_eq!(
+                millis(d),
+                u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                "{d:?}"
+            );
         }
     }
 }

@@ -144,7 +144,7 @@ impl Connection {
                     self.auth.token = None;
                     let cause = Cause {
                         kind: crate::io::CauseKind::TokenUnavailable,
-                        reason: ["token unavailable: ", e.as_str()].concat(),
+                        reason: crate::text::concat("token unavailable: ", &e),
                         ..Cause::default()
                     };
                     self.attempt_failed(now, cause, CloseClass::Retry, WsVerdict::NotWs);
@@ -178,7 +178,7 @@ impl Connection {
             TokenPlacement::Header => {
                 vec![(
                     "Authorization".to_owned(),
-                    ["Bearer ", token.value.as_str()].concat(),
+                    crate::text::concat("Bearer ", &token.value),
                 )]
             }
             TokenPlacement::Query(name) => {

@@ -105,6 +105,15 @@ impl Connection {
             return None;
         }
         let (session, secret, recv_seq, send_seq) = self.proto.position()?;
+        // Pushed one by one: `collect` from the queue's iterators is larger in a wasm build.
+        let mut unacknowledged = Vec::with_capacity(self.outbox.inflight_len());
+        for r in self.outbox.inflight() {
+            unacknowledged.push((r.seq, r.payload.clone()));
+        }
+        let mut unsent = Vec::with_capacity(self.outbox.pending_len());
+        for r in self.outbox.pending() {
+            unsent.push(r.payload.clone());
+        }
         Some(SessionHandoff {
             client_id: self.proto.client_id(),
             session,
@@ -112,12 +121,8 @@ impl Connection {
             last_transport: self.next_id,
             recv_seq,
             send_seq,
-            unacknowledged: self
-                .outbox
-                .inflight()
-                .map(|r| (r.seq, r.payload.clone()))
-                .collect(),
-            unsent: self.outbox.pending().map(|r| r.payload.clone()).collect(),
+            unacknowledged,
+            unsent,
         })
     }
 

@@ -42,11 +42,12 @@ impl Health {
     }
 
     pub(super) fn reliability(&self, now: Instant) -> u8 {
-        let recent = self
-            .drops
-            .iter()
-            .filter(|t| now.saturating_duration_since(**t) < DROP_WINDOW)
-            .count();
+        let mut recent = 0usize;
+        for t in &self.drops {
+            if now.saturating_duration_since(*t) < DROP_WINDOW {
+                recent += 1;
+            }
+        }
         reliability_score(
             self.stats.loss(),
             self.stats.mean(),

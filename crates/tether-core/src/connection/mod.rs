@@ -44,7 +44,7 @@ use crate::queue::{Outbox, Retained};
 use crate::rng::{Entropy, Rng};
 use crate::state::State;
 use crate::time::{later, Duration, Instant};
-use crate::timer::{Scope, Timer, TimerTable};
+use crate::timer::{earliest, Scope, Timer, TimerTable};
 
 pub use handoff::{HandoffError, SessionHandoff};
 use link::{Fallback, FallbackStep, Link, LinkKind, WsVerdict};
@@ -364,16 +364,16 @@ impl Connection {
             self.actions.push_back(Action::Send { id, frame: payload });
             return Ok(MessageId(self.next_message));
         }
-        let dropped = self.outbox.admit(size, &self.config.queue)?;
-        for r in dropped {
+        let events = &mut self.events;
+        self.outbox.admit(size, &self.config.queue, |r| {
             // Written before the server lost its session, it may have arrived.
             let reason = if r.written {
                 DropReason::Unconfirmed
             } else {
                 DropReason::Overflow
             };
-            self.events.push_back(Event::Dropped { id: r.id, reason });
-        }
+            events.push_back(Event::Dropped { id: r.id, reason });
+        })?;
         self.next_message += 1;
         let id = MessageId(self.next_message);
         let retained = Retained {
@@ -700,16 +700,12 @@ impl Connection {
         if resumed {
             self.heartbeat.forget_ping(&mut self.timers);
         }
-        let mut due: Vec<(usize, Timer, Instant)> = Timer::ALL
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| self.timers.get(*t).map(|at| (i, *t, at)))
-            .filter(|(_, _, at)| *at <= now)
-            .collect();
-        // Ties in the table's order; an unstable sort, as elsewhere in the core, so that a
-        // wasm build carries one sort algorithm.
-        due.sort_unstable_by_key(|(i, _, at)| (*at, *i));
-        for (_, timer, at) in due {
+        // The timers due now, served earliest first, ties in `Timer::ALL`'s order: picked
+        // one by one from a copy of their deadlines (no vector, no sort in a wasm build).
+        let mut due = Timer::ALL.map(|t| self.timers.get(t).filter(|at| *at <= now));
+        while let Some((i, at)) = earliest(&due) {
+            due[i] = None;
+            let timer = Timer::ALL[i];
             // An earlier timer may have re-armed or stopped this one.
             if self.timers.get(timer) != Some(at) {
                 continue;
@@ -830,15 +826,16 @@ impl Connection {
             Timer::CloseLinger => self.finish_close(now),
             Timer::QueueExpiry => {
                 if let Some(age) = self.config.queue.max_age {
-                    for r in self.outbox.expire(now, age) {
+                    let events = &mut self.events;
+                    self.outbox.expire(now, age, |r| {
                         // Written before the server lost its session, it may have arrived.
                         let reason = if r.written {
                             DropReason::Unconfirmed
                         } else {
                             DropReason::Expired
                         };
-                        self.events.push_back(Event::Dropped { id: r.id, reason });
-                    }
+                        events.push_back(Event::Dropped { id: r.id, reason });
+                    });
                 }
                 self.arm_queue_expiry();
             }
@@ -1137,14 +1134,15 @@ impl Connection {
     }
 
     fn drop_retained(&mut self) {
-        for r in self.outbox.drain_all() {
+        let events = &mut self.events;
+        self.outbox.drain_all(|r| {
             let reason = if r.written {
                 DropReason::Unconfirmed
             } else {
                 DropReason::Stopped
             };
-            self.events.push_back(Event::Dropped { id: r.id, reason });
-        }
+            events.push_back(Event::Dropped { id: r.id, reason });
+        });
     }
 
     /// Counts the uptime of a connection that ends now (its phase changes right after).

@@ -232,15 +232,16 @@ impl Connection {
                 self.proto.send_seq = recv_seq;
             }
             self.link.set_ws_open();
-            let resend: Vec<Envelope> = self
-                .outbox
-                .inflight()
-                .map(|r| Envelope::Msg {
+            // By index, not collected first: transmitting leaves the retained messages
+            // as they are.
+            for i in 0..self.outbox.inflight_len() {
+                let Some(r) = self.outbox.inflight_at(i) else {
+                    break;
+                };
+                let envelope = Envelope::Msg {
                     seq: r.seq,
                     payload: r.payload.clone(),
-                })
-                .collect();
-            for envelope in resend {
+                };
                 self.transmit_envelope(now, envelope);
             }
         } else {

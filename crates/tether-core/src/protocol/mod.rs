@@ -319,7 +319,7 @@ impl Envelope {
             } => {
                 let mut frame = Vec::with_capacity(BINARY_HEADER + bytes.len());
                 frame.push(b'M');
-                frame.extend_from_slice(&seq.to_be_bytes());
+                push_be(&mut frame, *seq, 8);
                 frame.extend_from_slice(bytes);
                 return Payload::Binary(frame.into());
             }
@@ -362,7 +362,7 @@ impl Envelope {
                 }
                 frame.push(' ');
                 match secret {
-                    Some(secret) => frame.push_str(&secret.to_hex()),
+                    Some(secret) => secret.push_hex(&mut frame),
                     None => frame.push('-'),
                 }
                 frame
@@ -380,7 +380,7 @@ impl Envelope {
                 frame.push(' ');
                 push_decimal(&mut frame, *recv_seq);
                 frame.push_str(if *resumed { " 1 " } else { " 0 " });
-                frame.push_str(&secret.to_hex());
+                secret.push_hex(&mut frame);
                 frame
             }
             Envelope::Ack { seq: n }
@@ -432,9 +432,7 @@ fn decode_binary(bytes: Bytes) -> Result<Envelope, DecodeError> {
     let Some(seq_bytes) = bytes.get(1..BINARY_HEADER) else {
         return Err(DecodeError::Truncated);
     };
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(seq_bytes);
-    let seq = nonzero_seq(u64::from_be_bytes(seq))?;
+    let seq = nonzero_seq(read_be(seq_bytes))?;
     let mut bytes = bytes;
     bytes.advance(BINARY_HEADER);
     Ok(Envelope::Msg {
@@ -583,15 +581,33 @@ impl<'a> Fields<'a> {
 fn parse_u64(field: &[u8], radix: u32, name: &'static str) -> Result<u64, DecodeError> {
     let mut value: u64 = 0;
     for &b in field {
-        let digit = char::from(b)
-            .to_digit(radix)
-            .ok_or(DecodeError::BadNumber(name))?;
+        let digit = digit(b, radix).ok_or(DecodeError::BadNumber(name))?;
         value = value
             .checked_mul(u64::from(radix))
             .and_then(|v| v.checked_add(u64::from(digit)))
             .ok_or(DecodeError::BadNumber(name))?;
     }
     Ok(value)
+}
+
+/// `bytes` (at most 8) as a big-endian number. Byte by byte: wasm has no byte swap, and
+/// `from_be_bytes` expands to one.
+fn read_be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |n, &b| n << 8 | u64::from(b))
+}
+
+/// Appends the low `len` bytes of `n` (at most 8), big-endian (see [`read_be`]).
+fn push_be(out: &mut Vec<u8>, n: u64, len: u32) {
+    for i in (0..len).rev() {
+        out.push((n >> (8 * i)) as u8);
+    }
+}
+
+/// The value of ASCII digit `b` in `radix` (10 or 16; letters in either case), as
+/// `char::to_digit` reads it. One copy for every number and secret of the protocol.
+#[inline(never)]
+fn digit(b: u8, radix: u32) -> Option<u32> {
+    char::from(b).to_digit(radix)
 }
 
 const MAX_DEC_DIGITS: usize = 20;
@@ -638,7 +654,7 @@ pub fn encode_batch(frames: &[Payload]) -> Vec<u8> {
         };
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         body.push(kind);
-        body.extend_from_slice(&len.to_be_bytes());
+        push_be(&mut body, u64::from(len), 4);
         body.extend_from_slice(bytes.get(..len as usize).unwrap_or(bytes));
     }
     body
@@ -663,7 +679,7 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Payload>, DecodeError> {
         let (len, tail) = tail
             .split_first_chunk::<4>()
             .ok_or(DecodeError::Truncated)?;
-        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| DecodeError::Truncated)?;
+        let len = usize::try_from(read_be(len)).map_err(|_| DecodeError::Truncated)?;
         if tail.len() < len {
             return Err(DecodeError::Truncated);
         }
@@ -846,6 +862,27 @@ mod tests {
             }
             .encode(),
             text("M 3 ")
+        );
+    }
+
+    #[test]
+    fn big_endian_numbers_byte_by_byte() {
+        // Every byte of a binary message's seq in its place, each way.
+        let frame = Payload::from(vec![b'M', 1, 2, 3, 4, 5, 6, 7, 0xf8, 0xee]);
+        let msg = Envelope::Msg {
+            seq: 0x0102_0304_0506_07f8,
+            payload: Payload::from(vec![0xee]),
+        };
+        assert_eq!(Envelope::decode(frame.clone()), Ok(msg.clone()));
+        assert_eq!(msg.encode(), frame);
+        // A batch record's length over more than one byte: 0x0102 = 258.
+        let long = Payload::from(vec![7u8; 0x0102]);
+        let body = encode_batch(std::slice::from_ref(&long));
+        assert_eq!(body[..5], [1, 0, 0, 1, 2]);
+        assert_eq!(decode_batch(&body), Ok(vec![long]));
+        assert_eq!(
+            decode_batch(&[1, 0x80, 0, 0, 0]),
+            Err(DecodeError::Truncated)
         );
     }
 

@@ -44,13 +44,19 @@ impl SessionSecret {
     /// the poll header only: never log it.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(Self::HEX_DIGITS);
+        self.push_hex(&mut out);
+        out
+    }
+
+    /// Appends [`to_hex`](Self::to_hex)'s digits to `out` (a frame being written: no
+    /// string of its own).
+    pub(crate) fn push_hex(&self, out: &mut String) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for b in self.0 {
             out.push(char::from(DIGITS[usize::from(b >> 4)]));
             out.push(char::from(DIGITS[usize::from(b & 0xf)]));
         }
-        out
     }
 
     /// Parses the wire form: exactly 32 hexadecimal digits (either case); anything else
@@ -61,11 +67,10 @@ impl SessionSecret {
             return None;
         }
         let mut bytes = [0u8; Self::BYTES];
-        for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
-            let hi = char::from(pair[0]).to_digit(16)?;
-            let lo = char::from(pair[1]).to_digit(16)?;
-            // Both digits are below 16.
-            *byte = (hi * 16 + lo) as u8;
+        for (i, &c) in text.iter().enumerate() {
+            // Below 16: the digit fits in the low half of the byte being shifted in.
+            let digit = super::digit(c, 16)? as u8;
+            bytes[i / 2] = bytes[i / 2] << 4 | digit;
         }
         Some(SessionSecret(bytes))
     }
