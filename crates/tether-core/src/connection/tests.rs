@@ -4534,6 +4534,58 @@ fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back()
     assert_eq!(h.messages(), expected);
 }
 
+/// The WebSocket attempt outlived its token (the process slept while it opened), then
+/// failed: the polling attempt that follows at once must not go with the token known to
+/// have expired. It did, got 401, and with the one retry after a rejection already spent
+/// (since the last stable connection) the client stopped, for a token that was only old
+/// (simulation seed 5011248).
+#[test]
+fn a_polling_attempt_does_not_go_with_an_expired_token() {
+    let mut h = Harness::new(
+        protocol()
+            .fallback(FallbackConfig::new("http://127.0.0.1:1/poll"))
+            .auth(AuthConfig::default()),
+    );
+    h.connect();
+    h.token(Ok(Token {
+        value: "t1".into(),
+        expires_at: Some(h.now + Duration::from_secs(60)),
+    }));
+    h.drain();
+    let id = h.last_open();
+    // Asleep for longer than the token lives; on waking the WebSocket is found blocked.
+    h.now += Duration::from_secs(61);
+    h.failed(id, TransportFailure::Blocked);
+    let actions = h.take_actions();
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::HttpRequest { headers, .. }
+                if headers.iter().any(|(_, v)| v == "Bearer t1")
+        )),
+        "a request with the expired token: {actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::FetchToken { .. })),
+        "a fresh token first: {actions:?}"
+    );
+    h.token(Ok(Token {
+        value: "t2".into(),
+        expires_at: Some(h.now + Duration::from_secs(60)),
+    }));
+    h.drain();
+    assert!(
+        h.take_actions().iter().any(|a| matches!(
+            a,
+            Action::HttpRequest { headers, .. }
+                if headers.iter().any(|(_, v)| v == "Bearer t2")
+        )),
+        "then polling, with it"
+    );
+}
+
 /// The token's refresh falls due while the polling trial carries the session (welcomed,
 /// the probe waiting for the Ack owed to go): the trial's requests carry the token, so
 /// the refresh is made then, not once connected (in seed 183115 the token expired
