@@ -2871,6 +2871,72 @@ fn hello_attempt(body: &[u8]) -> Option<u64> {
         })
 }
 
+/// A probe that was welcomed carries the session as any WebSocket: lost later, it is a
+/// lost connection (reported, then a retry after the backoff), not a failed probe. It
+/// was taken for one: a new transport opened at once, the state left `Connected`, no
+/// `Disconnected` reported.
+#[test]
+fn a_welcomed_probe_lost_later_is_a_lost_connection() {
+    let mut h = fallback_harness();
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    let welcome = poll_welcome();
+    let mut probe = None;
+    for _ in 0..4_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest { request, body, .. } => {
+                    let answer = if has_hello(&body) {
+                        welcome.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
+                    h.drain();
+                }
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(50));
+    }
+    let probe = probe.expect("a probe");
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert!(!h.conn.metrics(h.now).fallback_active, "upgraded");
+    h.advance(Duration::from_secs(10));
+    h.take_actions();
+    h.take_events();
+    h.closed(probe, Some(1006));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. })),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert_eq!(h.scheduled().len(), 1, "{:?}", h.events);
+    assert!(
+        !h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Open { .. } | Action::HttpRequest { .. })),
+        "no attempt before the backoff"
+    );
+}
+
 #[test]
 fn a_resumed_connection_proves_the_session_and_resends_only_what_the_server_lacks() {
     let mut old = Harness::new(protocol());
