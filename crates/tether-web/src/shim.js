@@ -82,18 +82,18 @@ function expired() {
   timerAt = Infinity;
   const t = now();
   const due = [];
-  let next = Infinity;
-  for (const [key, at] of deadlines) {
-    if (at <= t) due.push([at, key]);
-    else if (at < next) next = at;
-  }
+  for (const [key, at] of deadlines) if (at <= t) due.push([at, key]);
   due.sort((a, b) => a[0] - b[0]);
   for (const [at, key] of due) {
     if (deadlines.get(key) !== at) continue;
     deadlines.delete(key);
     fire(key);
   }
-  // Armed again meanwhile: `arm` scheduled what is earliest among those.
+  // What is left once the callbacks ran: they may have disarmed deadlines that were not
+  // due (a client closed from a listener), whose platform timer would keep Node alive
+  // until it fired. Armed again meanwhile: `arm` scheduled what is earliest among those.
+  let next = Infinity;
+  for (const at of deadlines.values()) if (at < next) next = at;
   if (next < timerAt) schedule(next);
 }
 
