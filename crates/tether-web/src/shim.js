@@ -162,7 +162,9 @@ const PONG = Object.freeze({ pong: true });
 // grow from about 0.35 to 0.53 kB. 'open' is done with once open, and pongs come only
 // after it.
 function wsOpen() {
-  this.off('open', wsOpen);
+  // A ws-like socket that is no EventEmitter may have no `off` (`on` and `terminate` tell
+  // a `ws` socket): its 'open' listener stays.
+  if (typeof this.off === 'function') this.off('open', wsOpen);
   if (typeof this.ping === 'function') this.on('pong', wsPong);
   this[SOCK].settle(null);
 }
