@@ -44,6 +44,9 @@ const deadlines = new Map();
 let fire = null;
 let timer = null;
 let timerAt = Infinity;
+// A deadline was disarmed since `expired` began (by a callback: a client closed from a
+// listener).
+let cleared = false;
 
 function now() {
   return Math.ceil(performance.now());
@@ -59,7 +62,7 @@ export function arm(notify, key, ms) {
 
 /// `notify(key)` will not be called (until the next `arm`).
 export function disarm(key) {
-  deadlines.delete(key);
+  if (deadlines.delete(key)) cleared = true;
   // With deadlines left the platform timer stays (it finds nothing due, or the next
   // one); with none, it goes, so that it keeps no event loop alive (Node's).
   if (deadlines.size === 0 && timer !== null) {
@@ -82,18 +85,25 @@ function expired() {
   timerAt = Infinity;
   const t = now();
   const due = [];
-  for (const [key, at] of deadlines) if (at <= t) due.push([at, key]);
+  let next = Infinity;
+  for (const [key, at] of deadlines) {
+    if (at <= t) due.push([at, key]);
+    else if (at < next) next = at;
+  }
+  cleared = false;
   due.sort((a, b) => a[0] - b[0]);
   for (const [at, key] of due) {
     if (deadlines.get(key) !== at) continue;
     deadlines.delete(key);
     fire(key);
   }
-  // What is left once the callbacks ran: they may have disarmed deadlines that were not
-  // due (a client closed from a listener), whose platform timer would keep Node alive
-  // until it fired. Armed again meanwhile: `arm` scheduled what is earliest among those.
-  let next = Infinity;
-  for (const at of deadlines.values()) if (at < next) next = at;
+  // A callback disarmed deadlines: the next one seen above may be gone, and a platform
+  // timer for it would keep Node alive until it fired. So the earliest of those left.
+  if (cleared) {
+    next = Infinity;
+    for (const at of deadlines.values()) if (at < next) next = at;
+  }
+  // Armed again meanwhile: `arm` scheduled what is earliest among those.
   if (next < timerAt) schedule(next);
 }
 
