@@ -624,12 +624,26 @@ fn check_url(
     let authority = last(host, b'@')
         .and_then(|at| host.get(at + 1..))
         .unwrap_or(host);
+    // As a browser's URL parser reads it (its WebSocket constructor would throw at every
+    // attempt): a host after the user info, only a port after an IPv6 address, and a
+    // port of digits only (`parse` takes a `+` too).
+    if authority.is_empty() || authority.starts_with(':') {
+        return malformed;
+    }
     let port = match last(authority, b']') {
-        Some(end) => authority.get(end + 1..).and_then(|a| a.strip_prefix(':')),
+        Some(end) => match authority.get(end + 1..).unwrap_or("") {
+            "" => None,
+            after => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return malformed,
+            },
+        },
         None => last(authority, b':').and_then(|colon| authority.get(colon + 1..)),
     };
     if let Some(port) = port {
-        if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        if !port.bytes().all(|b| b.is_ascii_digit())
+            || !matches!(port.parse::<u16>(), Ok(p) if p > 0)
+        {
             return malformed;
         }
     }
@@ -809,7 +823,8 @@ pub enum ConfigProblem {
     NotWebSocketUrl,
     /// Not an `http://` or `https://` URL.
     NotHttpUrl,
-    /// The right scheme but no host, or white space.
+    /// The right scheme but no host (or only user info), a port that is not 1 to 65535
+    /// in digits, text after an IPv6 address that is no port, or white space.
     MalformedUrl,
     /// A subprotocol that is not an HTTP token.
     InvalidSubprotocol,

@@ -87,6 +87,14 @@ fn urls() {
         "ws://host:0/",
         "ws://host:http/",
         "ws://[::1]:x/",
+        // What a browser's URL parser refuses too (its WebSocket constructor would throw
+        // at every attempt): a sign before the port, no host after the user info, text
+        // after an IPv6 address that is no port.
+        "ws://host:+80/",
+        "ws://@/",
+        "ws://user:pass@/",
+        "ws://user@:80/",
+        "ws://[::1]80/",
     ] {
         check(
             Config::builder(bad),
