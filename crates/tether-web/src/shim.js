@@ -56,6 +56,8 @@ function now() {
 export function arm(notify, key, ms) {
   fire = notify;
   const at = now() + Math.ceil(ms);
+  // Last in the map's order, which is the order of keys due together.
+  deadlines.delete(key);
   deadlines.set(key, at);
   if (at < timerAt) schedule(at);
 }
