@@ -171,3 +171,50 @@ test('a state handler that frees the client within reconnect()', async () => {
     sockets.map((s) => s.readyState).join(),
   );
 });
+
+// A `ws`-like socket of its own making: `on` and `terminate` (what tells a `ws` socket),
+// `ping`, and no `off` or `removeListener` (it is no EventEmitter). It connects, as it
+// did before the 'open' listener was removed once open: that threw, and the socket
+// never counted as open.
+test('a ws-like socket with on() and no off() connects', async () => {
+  class Minimal {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      this.listeners = {};
+      setTimeout(() => {
+        this.readyState = 1;
+        this.fire('open');
+      }, 0);
+    }
+
+    on(event, f) {
+      (this.listeners[event] ??= []).push(f);
+    }
+
+    fire(event, ...args) {
+      for (const f of this.listeners[event] ?? []) f.apply(this, args);
+    }
+
+    send() {}
+
+    ping() {}
+
+    close() {
+      this.terminate();
+    }
+
+    terminate() {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      setTimeout(() => this.fire('close', 1006, Buffer.from('')), 0);
+    }
+  }
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket: Minimal, backoff: fast });
+  try {
+    await reach(client, 'connected', 2000);
+  } finally {
+    await client.closeNow();
+    client.free();
+  }
+});

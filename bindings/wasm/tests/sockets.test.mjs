@@ -57,3 +57,10 @@ test('no timer outlives the clients: closed and freed, they let the process exit
   assert.equal(code, 0, stderr);
   assert.match(stdout, /closed/);
 });
+
+test('no timer outlives clients freed inside the shared timer\'s callback', { timeout: 40_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('timer-freed-in-callback.mjs', []);
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, `${stdout}\n${stderr}`);
+  assert.match(stdout, /closed/);
+});

@@ -615,8 +615,18 @@ fn check_url(
     // Searched from the end byte by byte: `rfind`/`rsplit` bring `memrchr` into the wasm.
     let after = |s: &'_ [u8], b: u8| s.iter().rposition(|&c| c == b).map(|i| i + 1);
     let authority = &host[after(host, b'@').unwrap_or(0)..];
+    // As a browser's URL parser reads it (its WebSocket constructor would throw at every
+    // attempt): a host after the user info, only a port after an IPv6 address, and a
+    // port of digits only.
+    if authority.first().is_none_or(|&b| b == b':') {
+        return error(ConfigProblem::MalformedUrl);
+    }
     let port = match after(authority, b']') {
-        Some(end) => authority[end..].strip_prefix(b":"),
+        Some(end) if end == authority.len() => None,
+        Some(end) => match authority[end..].strip_prefix(b":") {
+            Some(port) => Some(port),
+            None => return error(ConfigProblem::MalformedUrl),
+        },
         None => after(authority, b':').map(|start| &authority[start..]),
     };
     if port.is_some_and(|port| !(1..=65535).contains(&parse_port(port))) {
@@ -625,12 +635,11 @@ fn check_url(
     Ok(())
 }
 
-/// A port as `u16::from_str` reads it (an optional `+`, then at least one ASCII digit), or
-/// 0 if it is not one or above 65535. Not `parse`: its generic code weighs on a wasm build.
+/// A port of ASCII digits only (a browser's URL parser takes no sign), or 0 if it is not
+/// one, is empty or is above 65535. Not `parse`: its generic code weighs on a wasm build.
 fn parse_port(port: &[u8]) -> u32 {
-    let digits = port.strip_prefix(b"+").unwrap_or(port);
     let mut n = 0u32;
-    for &b in digits {
+    for &b in port {
         if !b.is_ascii_digit() || n > 65535 {
             return 0;
         }
@@ -819,7 +828,8 @@ pub enum ConfigProblem {
     NotWebSocketUrl,
     /// Not an `http://` or `https://` URL.
     NotHttpUrl,
-    /// The right scheme but no host, or white space.
+    /// The right scheme but no host (or only user info), a port that is not 1 to 65535
+    /// in digits, text after an IPv6 address that is no port, or white space.
     MalformedUrl,
     /// A subprotocol that is not an HTTP token.
     InvalidSubprotocol,

@@ -22,8 +22,12 @@ fn env(name: &str, default: u64) -> u64 {
 /// reported `Expired`; a polling trial kept busy by a backlog, its probe late and its
 /// token expired; the same written message pushed out of a full `DropOldest` queue
 /// reported `Overflow`; a failed probe's late Hello, behind an Ack the client sent on
-/// the polling transport it took up again, resetting the session), replayed on every run.
-const REGRESSIONS: &[u64] = &[35847, 197861, 183115, 266819, 126039, 346036, 366588];
+/// the polling transport it took up again, resetting the session; a polling attempt
+/// going with a token that expired while the process slept, its 401 stopping the client),
+/// replayed on every run.
+const REGRESSIONS: &[u64] = &[
+    35847, 197861, 183115, 266819, 126039, 346036, 366588, 5011248,
+];
 
 #[test]
 fn regression_seeds() {

@@ -44,6 +44,9 @@ const deadlines = new Map();
 let fire = null;
 let timer = null;
 let timerAt = Infinity;
+// A deadline was disarmed since `expired` began (by a callback: a client closed from a
+// listener).
+let cleared = false;
 
 function now() {
   return Math.ceil(performance.now());
@@ -53,13 +56,15 @@ function now() {
 export function arm(notify, key, ms) {
   fire = notify;
   const at = now() + Math.ceil(ms);
+  // Last in the map's order, which is the order of keys due together.
+  deadlines.delete(key);
   deadlines.set(key, at);
   if (at < timerAt) schedule(at);
 }
 
 /// `notify(key)` will not be called (until the next `arm`).
 export function disarm(key) {
-  deadlines.delete(key);
+  if (deadlines.delete(key)) cleared = true;
   // With deadlines left the platform timer stays (it finds nothing due, or the next
   // one); with none, it goes, so that it keeps no event loop alive (Node's).
   if (deadlines.size === 0 && timer !== null) {
@@ -87,11 +92,18 @@ function expired() {
     if (at <= t) due.push([at, key]);
     else if (at < next) next = at;
   }
+  cleared = false;
   due.sort((a, b) => a[0] - b[0]);
   for (const [at, key] of due) {
     if (deadlines.get(key) !== at) continue;
     deadlines.delete(key);
     fire(key);
+  }
+  // A callback disarmed deadlines: the next one seen above may be gone, and a platform
+  // timer for it would keep Node alive until it fired. So the earliest of those left.
+  if (cleared) {
+    next = Infinity;
+    for (const at of deadlines.values()) if (at < next) next = at;
   }
   // Armed again meanwhile: `arm` scheduled what is earliest among those.
   if (next < timerAt) schedule(next);
@@ -162,7 +174,9 @@ const PONG = Object.freeze({ pong: true });
 // grow from about 0.35 to 0.53 kB. 'open' is done with once open, and pongs come only
 // after it.
 function wsOpen() {
-  this.off('open', wsOpen);
+  // A ws-like socket that is no EventEmitter may have no `off` (`on` and `terminate` tell
+  // a `ws` socket): its 'open' listener stays.
+  if (typeof this.off === 'function') this.off('open', wsOpen);
   if (typeof this.ping === 'function') this.on('pong', wsPong);
   this[SOCK].settle(null);
 }

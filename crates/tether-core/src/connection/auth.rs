@@ -38,6 +38,13 @@ impl Auth {
         self.fetch = None;
     }
 
+    /// No token, or one that expired by `now`.
+    pub(super) fn lacks_token(&self, now: Instant) -> bool {
+        self.token
+            .as_ref()
+            .is_none_or(|t| t.expires_at.is_some_and(|at| at <= now))
+    }
+
     /// The refresh fell due before the attempt under way connected.
     pub(super) fn miss_refresh(&mut self) {
         self.refresh_missed = true;

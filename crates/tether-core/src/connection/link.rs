@@ -137,7 +137,12 @@ impl Link {
 
     pub(super) fn set_ws_open(&mut self) {
         match self {
-            Link::Ws { phase, .. } => *phase = WsPhase::Open,
+            Link::Ws { phase, probe, .. } => {
+                *phase = WsPhase::Open;
+                // Welcomed, a probe carries the session: lost later, it is a lost
+                // connection, not a failed probe.
+                *probe = false;
+            }
             Link::Poll(p) => p.welcomed = true,
             Link::None => {}
         }

@@ -1004,8 +1004,14 @@ impl Connection {
         {
             FallbackStep::Poll => {
                 self.enter_retrying();
-                self.announce_attempt(false);
-                self.open_link(now, false);
+                if self.config.auth.is_some() && self.auth.lacks_token(now) {
+                    // The token ran out while the WebSocket attempt was under way (the
+                    // process slept): a 401 would spend the one retry after a rejection.
+                    self.start_attempt(now);
+                } else {
+                    self.announce_attempt(false);
+                    self.open_link(now, false);
+                }
                 return;
             }
             FallbackStep::Unusable => return self.stop_with_error(TerminalReason::Fatal(cause)),

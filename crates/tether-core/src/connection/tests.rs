@@ -2871,6 +2871,72 @@ fn hello_attempt(body: &[u8]) -> Option<u64> {
         })
 }
 
+/// A probe that was welcomed carries the session as any WebSocket: lost later, it is a
+/// lost connection (reported, then a retry after the backoff), not a failed probe. It
+/// was taken for one: a new transport opened at once, the state left `Connected`, no
+/// `Disconnected` reported.
+#[test]
+fn a_welcomed_probe_lost_later_is_a_lost_connection() {
+    let mut h = fallback_harness();
+    h.connect();
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Blocked);
+    let welcome = poll_welcome();
+    let mut probe = None;
+    for _ in 0..4_000 {
+        for a in h.take_actions() {
+            match a {
+                Action::HttpRequest { request, body, .. } => {
+                    let answer = if has_hello(&body) {
+                        welcome.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    h.conn.handle_http_response(h.now, request, Ok(answer));
+                    h.drain();
+                }
+                Action::Open { id, .. } => probe = Some(id),
+                _ => {}
+            }
+        }
+        if probe.is_some() {
+            break;
+        }
+        h.advance(Duration::from_millis(50));
+    }
+    let probe = probe.expect("a probe");
+    h.open(probe);
+    h.envelope(
+        probe,
+        Envelope::Welcome {
+            session: 3,
+            recv_seq: 0,
+            resumed: true,
+            secret: SECRET,
+        },
+    );
+    assert!(!h.conn.metrics(h.now).fallback_active, "upgraded");
+    h.advance(Duration::from_secs(10));
+    h.take_actions();
+    h.take_events();
+    h.closed(probe, Some(1006));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::Disconnected { .. })),
+        "{:?}",
+        h.events
+    );
+    assert_eq!(h.conn.state(), State::Reconnecting);
+    assert_eq!(h.scheduled().len(), 1, "{:?}", h.events);
+    assert!(
+        !h.take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Open { .. } | Action::HttpRequest { .. })),
+        "no attempt before the backoff"
+    );
+}
+
 #[test]
 fn a_resumed_connection_proves_the_session_and_resends_only_what_the_server_lacks() {
     let mut old = Harness::new(protocol());
@@ -4532,6 +4598,58 @@ fn a_backlog_answered_one_message_at_a_time_does_not_hold_the_trial_probe_back()
         .chain([text("on the WebSocket")])
         .collect();
     assert_eq!(h.messages(), expected);
+}
+
+/// The WebSocket attempt outlived its token (the process slept while it opened), then
+/// failed: the polling attempt that follows at once must not go with the token known to
+/// have expired. It did, got 401, and with the one retry after a rejection already spent
+/// (since the last stable connection) the client stopped, for a token that was only old
+/// (simulation seed 5011248).
+#[test]
+fn a_polling_attempt_does_not_go_with_an_expired_token() {
+    let mut h = Harness::new(
+        protocol()
+            .fallback(FallbackConfig::new("http://127.0.0.1:1/poll"))
+            .auth(AuthConfig::default()),
+    );
+    h.connect();
+    h.token(Ok(Token {
+        value: "t1".into(),
+        expires_at: Some(h.now + Duration::from_secs(60)),
+    }));
+    h.drain();
+    let id = h.last_open();
+    // Asleep for longer than the token lives; on waking the WebSocket is found blocked.
+    h.now += Duration::from_secs(61);
+    h.failed(id, TransportFailure::Blocked);
+    let actions = h.take_actions();
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::HttpRequest { headers, .. }
+                if headers.iter().any(|(_, v)| v == "Bearer t1")
+        )),
+        "a request with the expired token: {actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::FetchToken { .. })),
+        "a fresh token first: {actions:?}"
+    );
+    h.token(Ok(Token {
+        value: "t2".into(),
+        expires_at: Some(h.now + Duration::from_secs(60)),
+    }));
+    h.drain();
+    assert!(
+        h.take_actions().iter().any(|a| matches!(
+            a,
+            Action::HttpRequest { headers, .. }
+                if headers.iter().any(|(_, v)| v == "Bearer t2")
+        )),
+        "then polling, with it"
+    );
 }
 
 /// The token's refresh falls due while the polling trial carries the session (welcomed,

@@ -1,0 +1,23 @@
+// tether-web's shim on its own: its queue of deadlines behind one platform timer, on a
+// clock played here. Keys due at the same time fire in the order they were armed, as a
+// `setTimeout` each did (a key armed again goes after those armed since).
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { arm, disarm } from '../../../crates/tether-web/src/shim.js';
+
+let clock = 1000;
+Object.defineProperty(globalThis, 'performance', { value: { now: () => clock }, configurable: true });
+
+test('deadlines due together fire in the order armed, a key armed again last', async () => {
+  const fired = [];
+  const fire = (key) => fired.push(key);
+  arm(fire, 1, 10);
+  arm(fire, 2, 10);
+  arm(fire, 3, 10);
+  arm(fire, 1, 10); // armed again: after 2 and 3
+  disarm(3);
+  clock += 10;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(fired, [2, 1]);
+});
