@@ -4439,25 +4439,18 @@ fn a_steady_sender_on_polling_does_not_keep_the_websocket_probe_from_going() {
     assert!(probed, "no probe in 30 s of steady sending");
 }
 
-/// Simulation seed 197861: a message written before the server lost its session waits
-/// again (the polling trial's Welcome reset the session while its WebSocket probe is
-/// out) and passes `queue.max_age`: it may have arrived, so it is dropped `Unconfirmed`,
-/// not `Expired` (which says it never went out).
-#[test]
-fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
+/// A message ("a") written on the WebSocket, which then closes: polling's trial, whose
+/// Welcome starts a new session (the message waits again, written once), then its probe
+/// of the WebSocket, which hangs. The harness and the message's id.
+fn written_then_reset_with_the_probe_out(queue: QueueConfig) -> (Harness, MessageId) {
     let mut h = Harness::new(
         trial_config()
             .connect_timeout(Duration::from_secs(10))
-            .queue(QueueConfig {
-                max_age: Some(Duration::from_millis(300)),
-                ..QueueConfig::default()
-            }),
+            .queue(queue),
     );
     h.connect();
     let (ws, _) = h.welcome(1, 0, false);
     let written = h.conn.send(h.now, "a").unwrap();
-    // The WebSocket closes: polling's trial, whose Welcome starts a new session, then
-    // its probe of the WebSocket, which hangs.
     h.closed(ws, None);
     let probe = until_the_probe(&mut h, 100, |h, a| {
         if let Action::HttpRequest { request, body, .. } = a {
@@ -4470,6 +4463,19 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
     });
     assert!(probe.is_some(), "the trial probes the WebSocket");
     assert!(h.events.contains(&Event::SessionReset { resent: 1 }));
+    (h, written)
+}
+
+/// Simulation seed 197861: a message written before the server lost its session waits
+/// again (the polling trial's Welcome reset the session while its WebSocket probe is
+/// out) and passes `queue.max_age`: it may have arrived, so it is dropped `Unconfirmed`,
+/// not `Expired` (which says it never went out).
+#[test]
+fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
+    let (mut h, written) = written_then_reset_with_the_probe_out(QueueConfig {
+        max_age: Some(Duration::from_millis(300)),
+        ..QueueConfig::default()
+    });
     // The probe is still out when the message's age passes.
     h.advance(Duration::from_millis(250));
     let fresh = h.conn.send(h.now, "b").unwrap();
@@ -4495,30 +4501,11 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
 /// goes as `Overflow`.
 #[test]
 fn a_written_message_pushed_out_after_a_session_reset_is_unconfirmed() {
-    let mut h = Harness::new(
-        trial_config()
-            .connect_timeout(Duration::from_secs(10))
-            .queue(QueueConfig {
-                max_messages: 2,
-                overflow: OverflowPolicy::DropOldest,
-                ..QueueConfig::default()
-            }),
-    );
-    h.connect();
-    let (ws, _) = h.welcome(1, 0, false);
-    let written = h.conn.send(h.now, "a").unwrap();
-    h.closed(ws, None);
-    let probe = until_the_probe(&mut h, 100, |h, a| {
-        if let Action::HttpRequest { request, body, .. } = a {
-            if has_hello(&body) {
-                h.conn
-                    .handle_http_response(h.now, request, Ok(poll_welcome()));
-                h.drain();
-            }
-        }
+    let (mut h, written) = written_then_reset_with_the_probe_out(QueueConfig {
+        max_messages: 2,
+        overflow: OverflowPolicy::DropOldest,
+        ..QueueConfig::default()
     });
-    assert!(probe.is_some(), "the trial probes the WebSocket");
-    assert!(h.events.contains(&Event::SessionReset { resent: 1 }));
     let never = h.conn.send(h.now, "b").unwrap();
     h.conn.send(h.now, "c").unwrap();
     h.drain();
