@@ -64,7 +64,7 @@
 //!
 //! ## Sweeps beyond the default range
 //!
-//! Seeds 10000–369999 were swept (2026-12-05). Their failures are fixed and replayed on
+//! Seeds 10000–1589999 were swept (2026-12-05). Their failures are fixed and replayed on
 //! every run (`REGRESSIONS` in `tests/simulation.rs`); among them seeds 126039, 346036
 //! and 366588 ("sessions reset only when the server lost them"): a WebSocket probe the
 //! client abandoned (its connect timeout) after writing its Hello; the client took the
