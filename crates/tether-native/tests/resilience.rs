@@ -43,6 +43,15 @@ fn protocol_config(addr: std::net::SocketAddr) -> tether_core::ConfigBuilder {
 }
 
 /// A client of `config` with `tokens`, and an event buffer no test here can overflow.
+/// A fault proxy to `to` that delays everything by `delay`.
+async fn delaying_proxy(to: std::net::SocketAddr, delay: Duration) -> FaultProxy {
+    let proxy = FaultProxy::start(to).unwrap();
+    within("delay", proxy.set_mode(Mode::Delay(delay)))
+        .await
+        .unwrap();
+    proxy
+}
+
 fn spawn(config: tether_core::ConfigBuilder, tokens: &Tokens) -> Client {
     Client::builder(config.build().unwrap())
         .token_provider(tokens.provider())
@@ -431,13 +440,7 @@ async fn a_polling_trial_whose_probe_is_welcomed_ends_on_the_websocket_without_l
     let mut tap = hub.tap();
     let server = reference::start(&reference::server_config(), &hub).await;
     let ws_proxy = FaultProxy::start(server.addr()).unwrap();
-    let poll_proxy = FaultProxy::start(server.addr()).unwrap();
-    within(
-        "delay",
-        poll_proxy.set_mode(Mode::Delay(Duration::from_millis(300))),
-    )
-    .await
-    .unwrap();
+    let poll_proxy = delaying_proxy(server.addr(), Duration::from_millis(300)).await;
     let mut fallback = FallbackConfig::new(format!("http://{}/poll", poll_proxy.addr()));
     fallback.after_failures = 2;
     let config = protocol_config(ws_proxy.addr()).fallback(fallback);
@@ -729,13 +732,7 @@ async fn close_resolves_after_every_message_sent_before_it_is_delivered() {
     let mut tap = hub.tap();
     let server = reference::start(&reference::server_config(), &hub).await;
     // Acknowledgements take a while: close has to wait for them.
-    let proxy = FaultProxy::start(server.addr()).unwrap();
-    within(
-        "delay",
-        proxy.set_mode(Mode::Delay(Duration::from_millis(50))),
-    )
-    .await
-    .unwrap();
+    let proxy = delaying_proxy(server.addr(), Duration::from_millis(50)).await;
     let client = spawn(protocol_config(proxy.addr()), &Tokens::new("closer", HOUR));
     let events = client.events();
     wait_state(&client, State::Connected).await;

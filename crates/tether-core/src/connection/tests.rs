@@ -4439,6 +4439,16 @@ fn a_steady_sender_on_polling_does_not_keep_the_websocket_probe_from_going() {
     assert!(probed, "no probe in 30 s of steady sending");
 }
 
+/// The harness's events say `id` was dropped for `reason`.
+#[track_caller]
+fn assert_dropped(h: &Harness, id: MessageId, reason: DropReason) {
+    assert!(
+        h.events.contains(&Event::Dropped { id, reason }),
+        "{:?}",
+        h.events
+    );
+}
+
 /// A message ("a") written on the WebSocket, which then closes: polling's trial, whose
 /// Welcome starts a new session (the message waits again, written once), then its probe
 /// of the WebSocket, which hangs. The harness and the message's id.
@@ -4480,14 +4490,7 @@ fn a_written_message_that_expires_after_a_session_reset_is_unconfirmed() {
     h.advance(Duration::from_millis(250));
     let fresh = h.conn.send(h.now, "b").unwrap();
     h.advance(Duration::from_millis(100));
-    assert!(
-        h.events.contains(&Event::Dropped {
-            id: written,
-            reason: DropReason::Unconfirmed
-        }),
-        "{:?}",
-        h.events
-    );
+    assert_dropped(&h, written, DropReason::Unconfirmed);
     assert!(!h
         .events
         .iter()
@@ -4509,24 +4512,10 @@ fn a_written_message_pushed_out_after_a_session_reset_is_unconfirmed() {
     let never = h.conn.send(h.now, "b").unwrap();
     h.conn.send(h.now, "c").unwrap();
     h.drain();
-    assert!(
-        h.events.contains(&Event::Dropped {
-            id: written,
-            reason: DropReason::Unconfirmed
-        }),
-        "{:?}",
-        h.events
-    );
+    assert_dropped(&h, written, DropReason::Unconfirmed);
     h.conn.send(h.now, "d").unwrap();
     h.drain();
-    assert!(
-        h.events.contains(&Event::Dropped {
-            id: never,
-            reason: DropReason::Overflow
-        }),
-        "{:?}",
-        h.events
-    );
+    assert_dropped(&h, never, DropReason::Overflow);
 }
 
 /// The server has a backlog for the session and hands it out one message per answer
