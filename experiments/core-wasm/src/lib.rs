@@ -143,6 +143,13 @@ pub extern "C" fn tw_in(len: usize) -> *mut u8 {
     input.as_mut_ptr()
 }
 
+/// The input is `len` bytes long (after `tw_in` made room for more: a string encoded
+/// into it in place).
+#[no_mangle]
+pub extern "C" fn tw_in_len(len: usize) {
+    IN.get().truncate(len);
+}
+
 /// Where the last answer is (its length is what the call returned).
 #[no_mangle]
 pub extern "C" fn tw_out() -> *const u8 {
