@@ -1,165 +1,129 @@
-// What stands in for wasm-bindgen's glue (`tether_wasm.js`) under the npm package's
-// wrapper (bindings/wasm/js/index.js) when the wasm holds only the core: the same exports,
-// over js/driver.js and js/snapshots.js, with tether-web's shim.js for fetch and page
-// hints. Only to measure the JavaScript of that design (bundled as the package is, see
-// estimate.sh); a real port would fold it into the wrapper.
-//
-// LITE is not a variable: estimate.sh bundles with `--define:LITE=false`, and
-// `estimate.sh lite` with `--define:LITE=true` for the lite build's bridge, without
-// health(), handoff(), the `resume` option, the self-test and log lines (which would load
-// the full build); esbuild then drops the branches and imports LITE leaves unused.
+// What the npm package's wrapper (bindings/wasm/js/index.js) imports as
+// `./tether_wasm.js`: the exports wasm-bindgen's glue gave it, over the JavaScript driver
+// (driver.js) and the core-only wasm. The wrapper's `TetherClient` extends `Raw` below,
+// takes its number with `__destroy_into_raw()` (its own finalizer frees it) and frees it
+// through a stand-in holding that number (`__wbg_ptr`), as it did wasm-bindgen's class.
 import { Emitter } from '../../../bindings/wasm/src/emitter.js';
-import { fail as failWith, text as textOf } from '../../../bindings/wasm/src/errors.js';
-import { Hints, Req, canPing } from 'tether-web-shim';
-import { Driver, load, wasmExports, Writer, Reader, STATES, QUALITIES } from './driver.js';
-import { criteria, handoff, health, logLine, metrics, passes, resume, setLog } from './snapshots.js';
+import { Driver } from './driver.js';
+import { exports, loadSync, onLog } from './wire.js';
+import { criteria, handoff, health, logLine, metrics, passes, setLog, writeResume } from './snapshots.js';
+import { STATES, QUALITIES } from './decode.js';
 
-const full = () => {
-  throw new Error('needs the full build');
+export default async function init({ module_or_path: module }) {
+  initSync({ module });
+}
+
+export function initSync({ module }) {
+  loadSync(module);
+  onLog(logLine);
+}
+
+/** The options as `packOptions` (js/options.js) packs them, written for `tw_new`. */
+const options = (url, p) => (w) => {
+  const numbers = p[0];
+  w.u32(numbers.length);
+  for (const n of numbers) w.f64(n);
+  w.str(url);
+  const protocols = Array.isArray(p[1]) ? p[1] : [];
+  w.u32(protocols.length);
+  for (const s of protocols) w.str(s);
+  if (typeof p[2] === 'string') w.u8(1).str(p[2]);
+  else w.u8(0);
+  w.payload(p[3]).payload(p[4]);
+  if (p[5] === undefined) w.u8(0);
+  else if (typeof p[6] === 'string') w.u8(2).str(p[6]);
+  else w.u8(1);
+  return w;
 };
 
-export default async function init(options) {
-  await load(options.module_or_path);
-}
+// The clients by the number the wrapper holds (never reused, unlike the instance's).
+const clients = new Map();
+let numbers = 0;
 
-export function initSync(options) {
-  load(options.module, true);
-}
-
-const HINTS = ['online', 'offline', 'visible', 'hidden', 'resumed'];
-
-/// The options as `packOptions` (js/options.js) packs them, written for `tw_new`.
-function writer(url, p) {
-  return (w) => {
-    const numbers = p[0];
-    w.u32(numbers.length);
-    for (const n of numbers) w.f64(n);
-    w.str(url);
-    const protocols = Array.isArray(p[1]) ? p[1] : [];
-    w.u32(protocols.length);
-    for (const s of protocols) w.str(s);
-    if (typeof p[2] === 'string') w.u8(1).str(p[2]);
-    else w.u8(0);
-    w.payload(p[3]).payload(p[4]);
-    if (p[5] === undefined) w.u8(0);
-    else if (typeof p[6] === 'string') w.u8(2).str(p[6]);
-    else w.u8(1);
-    return w;
-  };
-}
+const driver = (raw) => {
+  const d = clients.get(raw.__wbg_ptr);
+  if (!d) throw new Error('null pointer passed to rust');
+  return d;
+};
 
 export class TetherClient {
   constructor(url, p) {
     const emitter = new Emitter();
-    this.e = emitter;
-    this.d = new Driver(
-      {
-        pack: writer(url, p),
-        maxMessageBytes: p[0][37],
-        canPing: canPing(p[7]),
-        WebSocket: p[7],
-        tokenProvider: p[5],
-        resume: p[9] === undefined ? undefined : LITE ? full : (w) => resume(p[9], w),
-        post: (d, request, postUrl, headers, body) => {
-          const req = new Req(p[8], postUrl, headers, body, d.limit);
-          req.done().then((answer) => {
-            if (answer instanceof Uint8Array) {
-              d.input(answer);
-              wasmExports().tw_http_response(d.c, performance.now(), request, true, 0, NaN);
-            } else {
-              d.input(answer.message ?? '');
-              wasmExports().tw_http_response(d.c, performance.now(), request, false, 1, answer.status ?? NaN);
-            }
-            d.drive();
-          });
-          return () => req.abort();
-        },
-      },
-      (index, value) => {
-        if (emitter.has(index)) emitter.emit(index, value);
-      },
-    );
-    if (p[0][42] !== 0) {
-      const hints = new Hints();
-      if (hints.active) {
-        const watch = () =>
-          hints.next().then((batch) => {
-            if (!batch) return;
-            for (const h of batch) {
-              const i = HINTS.indexOf(h);
-              if (i >= 0) wasmExports().tw_hint(this.d.c, performance.now(), i);
-            }
-            this.d.drive();
-            watch();
-          });
-        watch();
-      }
-    }
+    const resume = p[9] === undefined ? undefined : (w) => writeResume(w, p[9]);
+    const d = new Driver(options(url, p), p, (i, value) => emitter.has(i) && emitter.emit(i, value), resume);
+    d.emitter = emitter;
+    this.__wbg_ptr = ++numbers;
+    clients.set(this.__wbg_ptr, d);
   }
   get __emitter() {
-    return this.e;
+    return driver(this).emitter;
   }
   __destroy_into_raw() {
-    this.d.free();
+    const ptr = this.__wbg_ptr;
+    this.__wbg_ptr = 0;
+    return ptr;
   }
   free() {
-    this.d.free();
+    const d = clients.get(this.__wbg_ptr);
+    clients.delete(this.__wbg_ptr);
+    this.__wbg_ptr = 0;
+    d?.drop();
   }
   send(data) {
-    return this.d.send(data);
+    return driver(this).send(data);
   }
   sendConfirmed(data) {
-    return this.d.sendConfirmed(data);
+    return driver(this).sendConfirmed(data);
   }
   sendWait(data) {
-    return this.d.sendWait(data);
+    return driver(this).sendWait(data);
   }
   flush() {
-    return this.d.flush();
+    return driver(this).flush();
   }
   close(code, reason) {
-    return this.d.close(code, reason, false);
+    return driver(this).close(code, reason, false);
   }
   closeNow(code, reason) {
-    return this.d.close(code, reason, true);
+    return driver(this).close(code, reason, true);
   }
   reconnect() {
-    this.d.reconnect();
+    driver(this).reconnect();
   }
   get state() {
-    return this.d.state;
+    return STATES[exports().tw_state(driver(this).c)];
   }
   get quality() {
-    return this.d.quality;
+    return QUALITIES[exports().tw_quality(driver(this).c)] ?? null;
   }
   get clientId() {
-    return this.d.clientId;
+    const d = driver(this);
+    const len = exports().tw_client_id(d.c);
+    return new DataView(exports().memory.buffer, exports().tw_out(), len).getBigUint64(0, true).toString(16);
   }
   metrics() {
-    return metrics(this.d, Reader, wasmExports(), STATES, QUALITIES);
+    return metrics(driver(this).c, performance.now());
   }
   health() {
-    return LITE ? full() : health(this.d, Reader, wasmExports());
+    return health(driver(this).c, performance.now());
   }
   handoff() {
-    return LITE ? full() : handoff(this.d, Reader, wasmExports());
+    return handoff(driver(this).c);
   }
 }
 
 export function setLogLevel(level) {
-  if (LITE) return;
   setLog(level);
-  wasmExports().tw_set_log_level(level);
+  exports().tw_set_log_level(level);
 }
 
-export function __tetherTrap() {
-  wasmExports().tw_trap();
+/** Test seam: traps the instance at once (0), in a microtask (1) or a timer (2). */
+export function __tetherTrap(place) {
+  const trap = () => exports().tw_trap();
+  if (place === 1) queueMicrotask(trap);
+  else if (place === 2) setTimeout(trap, 0);
+  else trap();
 }
 
-export const selfTestCriteria = LITE ? full : (packed) => criteria(packed, Writer, Reader, wasmExports());
-
-export const __selfTestPasses = LITE
-  ? full
-  : (packed, check, measured) => passes(packed, check, measured, Writer, wasmExports());
-
-export { failWith, textOf, logLine };
+export const selfTestCriteria = (packed) => criteria(packed);
+export const __selfTestPasses = (packed, check, measured) => passes(packed, check, measured);

@@ -1,425 +1,295 @@
-// A representative part of a JavaScript driver around the core-only wasm (src/lib.rs), to
-// measure what such a driver weighs minified and gzipped (BENCHMARKS.md, "The floor").
-// What is here: loading the instance, the input and answer buffers, the run loop (drain,
-// perform every command, answer the waiters, arm the timer), WebSockets (open, frames,
-// close, failures, reading paused), the token provider, and the decoding of every
-// command, event, completion and error into the objects the npm package gives today.
-// With js/snapshots.js (metrics, health, handoff, self-test, logs) and js/bridge.js (the
-// glue's exports over them, fetch and page hints from tether-web's shim.js), bundled
-// with the npm package's wrapper by estimate.sh.
+// The driver of one client in JavaScript, around the core-only wasm (src/lib.rs): it feeds
+// the core what happens (sockets, requests, tokens, the timer, the page, the user's calls),
+// drains it, and does what it says. It makes no decision about the connection: that is the
+// core's (tether-core) and the dispatcher's (tether-dispatch), as in tether-web's Rust
+// driver (crates/tether-web/src/driver.rs), whose behaviour this follows step by step.
+//
+// Every socket, request and page listener is tether-web's shim.js (`Sock`, `Req`,
+// `Hints`), and every client's timer is the shim's one deadline queue (`arm`). JavaScript
+// owns the handles: a task, a socket or a waiter is a number the core keeps.
+//
+// Calls into the instance from JavaScript's own callbacks (a socket's events, a promise's
+// answer) go through `guarded`: a trap there kills the instance (guard.js) and reaches no
+// caller. The bundle's `queueMicrotask` and `setTimeout` are guard.js's already.
 
-import { fail as errorOf, text as textOf } from '../../../bindings/wasm/src/errors.js';
-import { logLine } from './snapshots.js';
+import { Hints, Req, Sock, arm, canPing, disarm, fillRandom } from 'tether-web-shim';
+import { dead, died, isTrap } from 'tether-guard';
+import { Reader, Writer, exports, input } from './wire.js';
+import { completion, event, newError, sendError } from './decode.js';
 
-export const STATES = ['disconnected', 'connecting', 'connected', 'reconnecting', 'error', 'closed'];
-export const QUALITIES = ['excellent', 'good', 'fair', 'poor', 'critical'];
-const CAUSES = [
-  'closed', 'offline', 'refused', 'network', 'tls', 'blocked', 'timeout', 'liveness',
-  'auth-rejected', 'replaced', 'http-error', 'message-too-large', 'protocol-error',
-  'token-unavailable',
-];
-const FAILURES = ['refused', 'network', 'http', 'tls', 'blocked', 'timeout', 'message-too-large'];
-const STOPS = ['user-closed', 'auth-rejected', 'replaced', 'fatal', 'gave-up', 'driver-failed'];
-const DROPS = ['overflow', 'expired', 'stopped', 'unconfirmed'];
-const ERRORS = [
-  'protocol', 'protocol-violation', 'message-too-large', 'token-unavailable', 'attempt-failed',
-  'poll-body',
-];
-const SENDS = ['queue-full', 'too-large', 'stopped', 'closing'];
-const DELIVERIES = ['rejected', 'unconfirmable', 'dropped', 'stopped', 'client-gone'];
-const TRANSPORTS = ['websocket', 'polling', 'probe'];
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-let wasm;
-
-export function wasmExports() {
-  return wasm;
-}
-
-/// Instantiates the core from `source` (a Response, bytes or a Module), at once if `sync`.
-export async function load(source, sync) {
-  const imports = {
-    tether: {
-      tw_log: (level, ptr, len) => logLine(level, new Reader(ptr, len)),
-    },
-  };
-  if (sync) {
-    const module = source instanceof WebAssembly.Module ? source : new WebAssembly.Module(source);
-    wasm = new WebAssembly.Instance(module, imports).exports;
-    return;
-  }
-  const { instance } =
-    source instanceof WebAssembly.Module
-      ? { instance: await WebAssembly.instantiate(source, imports) }
-      : await WebAssembly.instantiateStreaming(source, imports);
-  wasm = instance.exports;
-}
-
-/// The input of the next call: numbers, strings and payloads, as src/lib.rs reads them.
-export class Writer {
-  constructor() {
-    this.parts = [];
-    this.size = 0;
-  }
-  push(bytes) {
-    this.parts.push(bytes);
-    this.size += bytes.length;
-    return this;
-  }
-  u8(n) {
-    return this.push(Uint8Array.of(n));
-  }
-  u32(n) {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, n, true);
-    return this.push(b);
-  }
-  f64(n) {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setFloat64(0, n, true);
-    return this.push(b);
-  }
-  bytes(b) {
-    return this.u32(b.length).push(b);
-  }
-  str(s) {
-    return this.bytes(encoder.encode(s));
-  }
-  payload(p) {
-    if (p === undefined) return this.u8(0);
-    return typeof p === 'string' ? this.u8(1).str(p) : this.u8(2).bytes(p);
-  }
-  commit() {
-    const at = wasm.tw_in(this.size);
-    const memory = new Uint8Array(wasm.memory.buffer, at, this.size);
-    let offset = 0;
-    for (const part of this.parts) {
-      memory.set(part, offset);
-      offset += part.length;
-    }
+/** Runs `f` unless the instance is dead; a trap in it kills the instance. */
+function run(f, ...args) {
+  if (dead()) return;
+  try {
+    f(...args);
+  } catch (e) {
+    if (!isTrap(e)) throw e;
+    died(e);
   }
 }
 
-/// The answer of a call whose length is not returned (an error after -1).
-function rest() {
-  const ptr = wasm.tw_out();
-  return new Reader(ptr, wasm.memory.buffer.byteLength - ptr);
+/** `f` as a callback of JavaScript's own (see `run`). */
+const guarded =
+  (f) =>
+  (...args) =>
+    run(f, ...args);
+
+// The clients by their number in the instance (their timer's key in the shim's queue).
+const drivers = new Map();
+const fire = guarded((c) => drivers.get(c)?.timeout());
+
+// The open sockets by their key (the number the core holds for them).
+const sockets = new Map();
+let nextKey = 1;
+const notify = guarded((key) => sockets.get(key)?.pump());
+
+const HINTS = ['online', 'offline', 'visible', 'hidden', 'resumed'];
+const FAILURES = { refused: 0, network: 1, http: 2, tls: 3, blocked: 4, timeout: 5, 'too-large': 6 };
+
+/** Feeds a failure of the shim (`{ kind, message?, status?, retryAfterMs?, size? }`): the
+ * text as the input, and [kind, a, b] as src/lib.rs's `failure` reads them. */
+function failure(f) {
+  const kind = FAILURES[f?.kind] ?? 1;
+  let a = NaN;
+  let b = NaN;
+  if (kind === 2) {
+    a = typeof f.status === 'number' ? Math.min(Math.max(f.status, 0), 999) : 0;
+    const ms = f.retryAfterMs;
+    if (typeof ms === 'number' && Number.isFinite(ms)) b = Math.max(0, ms);
+  } else if (kind === 6) {
+    a = typeof f.size === 'number' ? Math.max(0, f.size) : Infinity;
+  }
+  input(typeof f?.message === 'string' ? f.message : 'network error');
+  return [kind, a, b];
 }
 
-/// Only a string or bytes: what `send` and a frame carry.
-function input(data) {
-  const bytes = typeof data === 'string' ? encoder.encode(data) : data;
-  const at = wasm.tw_in(bytes.length);
-  new Uint8Array(wasm.memory.buffer, at, bytes.length).set(bytes);
-}
+const PING = 0;
 
-/// Reads an answer from the wasm's memory.
-export class Reader {
-  constructor(ptr, len) {
-    this.view = new DataView(wasm.memory.buffer, ptr, len);
-    this.at = 0;
-  }
-  more() {
-    return this.at < this.view.byteLength;
-  }
-  u8() {
-    return this.view.getUint8(this.at++);
-  }
-  u32() {
-    const n = this.view.getUint32(this.at, true);
-    this.at += 4;
-    return n;
-  }
-  u64() {
-    const n = this.view.getBigUint64(this.at, true);
-    this.at += 8;
-    return n;
-  }
-  f64() {
-    const n = this.view.getFloat64(this.at, true);
-    this.at += 8;
-    return n;
-  }
-  opt() {
-    const n = this.f64();
-    return Number.isNaN(n) ? null : n;
-  }
-  bytes() {
-    const n = this.u32();
-    const b = new Uint8Array(this.view.buffer, this.view.byteOffset + this.at, n).slice();
-    this.at += n;
-    return b;
-  }
-  str() {
-    return decoder.decode(this.bytes());
-  }
-  payload() {
-    return this.u8() === 1 ? this.str() : this.bytes();
-  }
-  cause() {
-    return { kind: CAUSES[this.u8()], code: this.opt(), status: this.opt(), reason: this.str() };
-  }
-  failure() {
-    const kind = this.u8();
-    const a = this.f64();
-    const b = this.f64();
-    return { kind: FAILURES[kind], value: a, retryAfterMs: Number.isNaN(b) ? null : b, text: this.str() };
-  }
-  terminal() {
-    const t = this.u8();
-    let value;
-    if (t === 0) value = { code: this.u32(), status: null, closeReason: this.str() };
-    else if (t === 4) value = { attempts: this.u32(), ...this.cause() };
-    else if (t === 5) value = { code: null, status: null, why: this.str() };
-    else value = this.cause();
-    value.reason = STOPS[t];
-    value.message = text(1, value);
-    return value;
-  }
-  decodeError() {
-    return { variant: this.u8(), value: this.u64(), name: this.str() };
-  }
-  tetherError() {
-    const t = this.u8();
-    let detail;
-    if (t === 0 || t === 5) detail = this.decodeError();
-    else if (t === 1) detail = this.u8();
-    else if (t === 2) detail = this.f64();
-    else if (t === 3) detail = this.str();
-    else if (t === 4) detail = this.failure();
-    const e = fail(ERRORS[t], 2, detail);
-    if (t === 4) e.failure = detail.kind;
-    return e;
-  }
-  sendError() {
-    const t = this.u8();
-    const detail = t < 2 ? [this.f64(), this.f64()] : t === 2 ? STATES[this.u8()] : null;
-    return fail(SENDS[t], 3, detail);
-  }
-  deliveryError() {
-    const t = this.u8();
-    if (t === 0) {
-      const cause = this.sendError();
-      const e = fail('rejected', 4, cause.message);
-      e.cause = cause;
-      return e;
-    }
-    if (t === 2) {
-      const reason = DROPS[this.u8()];
-      const e = fail('dropped', 4, reason);
-      e.reason = reason;
-      return e;
-    }
-    if (t === 3) return fail('stopped', 4, this.terminal().message);
-    return fail(DELIVERIES[t], 4);
-  }
-}
-
-// errors.js's texts and errors, from a template number and the error's values.
-function text(template, detail) {
-  return textOf(template, Number(detail?.value ?? detail?.[0] ?? 0), Number(detail?.[1] ?? 0), detail?.text ?? detail?.name ?? String(detail ?? ''));
-}
-function fail(kind, template, detail) {
-  return errorOf(kind, template, Number(detail?.value ?? detail?.[0] ?? 0), Number(detail?.[1] ?? 0), detail?.text ?? detail?.name ?? String(detail ?? ''));
-}
-
-/// Every event as the npm package's `on()` gives it: [index in EVENTS, value].
-function event(r) {
+/** A command (src/lib.rs's `command_record`) as what `perform` does: [0 connect, id,
+ * url, protocols, headers], [1 write, socket, frame, ping or close], [2 cancel, task],
+ * [3 post, request, url, headers, body], [4 token, request], or [-1] for nothing. */
+function command(r) {
+  const headers = () => Array.from({ length: r.u32() }, () => [r.str(), r.str()]);
   switch (r.u8()) {
-    case 0:
-      return [0, { from: STATES[r.u8()], to: STATES[r.u8()] }];
-    case 1:
-      return [1, r.payload()];
-    case 2: {
-      const cause = r.cause();
-      cause.connectedForMs = r.f64();
-      return [10, cause];
+    case 0: {
+      const id = r.f64();
+      const url = r.str();
+      const protocols = Array.from({ length: r.u32() }, () => r.str());
+      return [0, id, url, protocols, headers()];
     }
-    case 3:
-      return [3, { attempt: r.u32(), transport: TRANSPORTS[r.u8()] }];
+    case 1: {
+      const socket = r.u32();
+      r.f64();
+      return [1, socket, r.payload()];
+    }
+    case 2: {
+      const socket = r.u32();
+      r.f64();
+      return [1, socket, PING];
+    }
+    case 3: {
+      const socket = r.u32();
+      r.f64();
+      const code = r.u32();
+      return [1, socket, [code, r.str()]];
+    }
     case 4:
-      return [4, { attempt: r.u32(), delayMs: r.f64(), hinted: r.u8() === 1 }];
-    case 5:
-      return [2, { quality: QUALITIES[r.u8()], reliability: r.u8() }];
+      return [2, r.u32()];
+    case 5: {
+      r.f64();
+      const task = r.opt();
+      return task === null ? [-1] : [2, task];
+    }
     case 6:
-      return [5, { active: r.u8() === 1 }];
-    case 7:
-      return [7, { id: r.f64() }];
+      r.f64();
+      return [-1];
+    case 7: {
+      r.f64();
+      const request = r.f64();
+      r.u8();
+      const url = r.str();
+      const h = headers();
+      return [3, request, url, h, r.bytes()];
+    }
     case 8:
-      return [8, { id: r.f64(), reason: DROPS[r.u8()] }];
-    case 9:
-      return [11, { resent: r.f64() }];
-    case 10:
-      return [12, {}];
-    case 11:
-      return [6, r.tetherError()];
-    case 12:
-      return [9, r.terminal()];
+      return [4, r.f64()];
     default:
-      return null;
+      return [-1];
   }
 }
 
-const MAX_TIMEOUT_MS = 2147483647;
-const CLOSE_GRACE_MS = 2000;
-
-/// One client: the core's number, its sockets, tasks and waiters, its timer.
+/** One client: its number in the instance, its tasks, sockets and waiters, its timer. */
 export class Driver {
-  constructor(options, emit) {
-    this.o = options;
+  /**
+   * `packed`: the options as js/options.js packs them, written by `writeOptions`; `emit`
+   * is called with each event's index and value; `resume(w)` writes the session to resume.
+   */
+  constructor(writeOptions, packed, emit, resume) {
     this.emit = emit;
-    this.sockets = new Map(); // JavaScript's number → { ws, id, paused: [] }
-    this.tasks = new Map(); // number → cancel()
+    this.ws = packed[7];
+    this.fetch = packed[8];
+    this.tokens = packed[5];
+    // The poll body limit (tether_dispatch::transport::http_body_limit).
+    const max = packed[0][37];
+    this.limit = Math.max(4 * ((max === max ? max : 16 << 20) + 64), 1 << 20);
+    this.tasks = new Map(); // number → what cancels it
     this.waiters = new Map(); // number → [resolve, reject]
+    this.rooms = []; // sendWait's callers waiting for room
+    this.paused = new Set(); // sockets waiting for reading to resume
     this.next = 1;
-    this.timer = null;
     this.driving = false;
     this.reading = true;
-    this.unread = [0, 0];
-    // The poll body limit (tether_dispatch::transport::http_body_limit).
-    this.limit = Math.max(4 * ((options.maxMessageBytes || 16 << 20) + 64), 1 << 20);
-    const w = options.pack(new Writer());
+    this.armed = null;
+    this.gone = false;
+    const w = writeOptions(new Writer());
     const seed = new Uint8Array(16);
-    crypto.getRandomValues(seed);
-    w.push(seed).u8(options.canPing ? 1 : 0);
-    if (options.resume) options.resume(w.u8(1));
+    fillRandom(seed);
+    w.push(seed).u8(canPing(this.ws) ? 1 : 0);
+    if (resume) resume(w.u8(1));
     else w.u8(0);
     w.commit();
-    this.c = wasm.tw_new(performance.now());
-    if (this.c < 0) throw this.buildError();
-    this.drive();
-  }
-
-  buildError() {
-    const r = rest();
-    if (r.u8() === 1) return fail('config', 0, [r.u32(), r.str()]);
-    return new TypeError(text(5, r.u8()));
+    const c = exports().tw_new(performance.now());
+    if (c < 0) throw newError(Reader.rest());
+    this.c = c;
+    drivers.set(c, this);
+    if (packed[0][42] !== 0) {
+      const hints = new Hints();
+      if (hints.active) {
+        this.hints = hints;
+        this.watch();
+      }
+    }
+    // A microtask from now: what the caller does until then (adding listeners to the
+    // client just made) sees the events of this turn.
+    queueMicrotask(() => this.drive());
   }
 
   number() {
     return this.next++;
   }
 
+  /** A promise the core answers through the waiter's number. */
   waiter() {
     const n = this.number();
     return [n, new Promise((resolve, reject) => this.waiters.set(n, [resolve, reject]))];
   }
 
-  /// Drains the core until it has nothing left, then arms the timer.
-  drive() {
-    if (this.driving) return;
+  watch() {
+    this.hints.next().then(
+      guarded((batch) => {
+        if (!batch || this.gone) return;
+        const now = performance.now();
+        for (const h of batch) {
+          const i = HINTS.indexOf(h);
+          if (i >= 0) exports().tw_hint(this.c, now, i);
+        }
+        this.drive(now);
+        this.watch();
+      }),
+    );
+  }
+
+  timeout() {
+    if (this.gone) return;
+    this.armed = null;
+    const now = performance.now();
+    exports().tw_timeout(this.c, now);
+    this.drive(now);
+  }
+
+  /** Drains the core until it is quiet: performs its commands, answers the waiters,
+   * emits its events, then lets the sockets be read or not and arms the timer.
+   * Re-entrant calls (from listeners) return at once: the running loop drains what they
+   * fed. */
+  drive(now = performance.now()) {
+    if (this.driving || this.gone) return;
     this.driving = true;
     try {
       for (;;) {
-        const len = wasm.tw_drain(this.c, performance.now(), this.unread[0], this.unread[1]);
-        const r = new Reader(wasm.tw_out(), len);
-        const events = [];
-        let busy = false;
+        const wasm = exports();
+        const len = wasm.tw_drain(this.c, now, 0, 0);
+        const r = Reader.out(len);
+        // Everything is read before anything is done: doing it calls into the instance,
+        // which may write its answer buffer again or grow its memory.
+        const commands = [];
+        const completions = [];
+        let events = null;
         for (let tag = r.u8(); tag !== 0; tag = r.u8()) {
-          busy = true;
-          if (tag === 1) this.perform(r);
-          else if (tag === 2) events.push(event(r));
-          else this.complete(r);
+          if (tag === 1) commands.push(command(r));
+          else if (tag === 2) (events ??= []).push(event(r));
+          else completions.push(completion(r));
         }
-        this.arm(r.opt());
+        const busy = commands.length > 0 || completions.length > 0 || events !== null;
+        const deadline = r.opt();
         const reading = r.u8() === 1;
-        if (reading && !this.reading) this.resume();
-        this.reading = reading;
-        const room = this.room;
-        this.room = null;
-        if (room) room();
-        for (const e of events) if (e) this.emit(e[0], e[1]);
-        if (!busy) break;
+        const finished = r.u8() === 1;
+        if (!busy) {
+          this.settle(deadline, reading);
+          // Finished after the application let go of it: nothing will use it again.
+          if (finished && this.dropped) this.free();
+          break;
+        }
+        for (const c of commands) this.perform(c);
+        for (const c of completions) this.complete(c);
+        // Room in the outbound queue, for `sendWait`.
+        if (this.rooms.length > 0) {
+          const rooms = this.rooms;
+          this.rooms = [];
+          for (const room of rooms) room();
+        }
+        if (events !== null) {
+          for (const e of events) if (e !== null) this.emit(e[0], e[1]);
+          now = performance.now();
+        }
+        if (this.gone) break;
       }
     } finally {
       this.driving = false;
     }
   }
 
-  arm(deadline) {
-    clearTimeout(this.timer);
-    this.timer = null;
-    if (deadline === null) return;
-    const ms = Math.min(Math.max(0, Math.ceil(deadline - performance.now())), MAX_TIMEOUT_MS);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      wasm.tw_timeout(this.c, performance.now());
-      this.drive();
-    }, ms);
-  }
-
-  complete(r) {
-    const what = r.u8();
-    const waiter = this.waiters.get(r.u32());
-    let ok = true;
-    let value;
-    if (what === 0) {
-      ok = r.u8() === 1;
-      value = ok ? r.f64() : r.deliveryError();
-    } else if (what === 1) {
-      ok = r.u8() === 1;
-      value = ok ? undefined : r.deliveryError();
+  /** The core is quiet: reading on or off, and the timer armed for its deadline. */
+  settle(deadline, reading) {
+    if (this.reading !== reading) {
+      this.reading = reading;
+      if (reading && this.paused.size > 0) {
+        const paused = [...this.paused];
+        this.paused.clear();
+        queueMicrotask(() => {
+          for (const s of paused) s.pump();
+        });
+      }
     }
-    if (waiter) waiter[ok ? 0 : 1](value);
+    if (deadline !== this.armed) {
+      this.armed = deadline;
+      if (deadline === null) disarm(this.c);
+      else arm(fire, this.c, Math.min(Math.max(0, deadline - performance.now()), 2147483647));
+    }
   }
 
-  perform(r) {
-    switch (r.u8()) {
-      case 0: {
-        const id = r.f64();
-        const url = r.str();
-        const protocols = Array.from({ length: r.u32() }, () => r.str());
-        const headers = Array.from({ length: r.u32() }, () => [r.str(), r.str()]);
-        this.connect(id, url, protocols, headers);
+  complete({ waiter, ok, value }) {
+    const w = this.waiters.get(waiter);
+    if (!w) return;
+    this.waiters.delete(waiter);
+    w[ok ? 0 : 1](value);
+  }
+
+  perform(c) {
+    switch (c[0]) {
+      case 0:
+        this.connect(c[1], c[2], c[3], c[4]);
         break;
-      }
-      case 1: {
-        const s = this.sockets.get(r.u32());
-        r.f64();
-        const frame = r.payload();
-        if (s) this.write(s, () => s.ws.send(frame));
+      case 1:
+        sockets.get(c[1])?.write(c[2]);
         break;
-      }
-      case 2: {
-        const s = this.sockets.get(r.u32());
-        r.f64();
-        if (s) this.write(s, () => s.ws.ping());
+      case 2:
+        this.cancel(c[1]);
         break;
-      }
-      case 3: {
-        const n = r.u32();
-        const s = this.sockets.get(n);
-        const id = r.f64();
-        const code = r.u32();
-        const reason = r.str();
-        if (s) this.closeSocket(n, s, id, code, reason);
+      case 3:
+        this.post(c[1], c[2], c[3], c[4]);
         break;
-      }
       case 4:
-        this.cancel(r.u32());
-        break;
-      case 5: {
-        r.f64();
-        const task = r.opt();
-        if (task !== null) this.cancel(task);
-        break;
-      }
-      case 6:
-        r.f64();
-        break;
-      case 7: {
-        r.f64();
-        const request = r.f64();
-        r.u8();
-        const url = r.str();
-        const headers = Array.from({ length: r.u32() }, () => [r.str(), r.str()]);
-        this.post(request, url, headers, r.bytes());
-        break;
-      }
-      case 8:
-        this.token(r.f64());
+        this.token(c[1]);
         break;
     }
   }
@@ -430,179 +300,148 @@ export class Driver {
     if (cancel) cancel();
   }
 
-  connect(id, url, protocols, headers) {
-    const task = this.number();
-    const WebSocket = this.o.WebSocket ?? globalThis.WebSocket;
-    let ws;
-    try {
-      ws =
-        headers.length > 0
-          ? new WebSocket(url, protocols, { headers: Object.fromEntries(headers) })
-          : new WebSocket(url, protocols);
-    } catch (e) {
-      const blocked = typeof WebSocket !== 'function' || (e && e.name === 'SecurityError');
-      input(String(e && e.message));
-      wasm.tw_connect_failed(this.c, performance.now(), id, blocked ? 4 : 1, 0, NaN);
-      this.drive();
-      return;
-    }
-    ws.binaryType = 'arraybuffer';
-    const n = this.number();
-    const s = { ws, id, held: [], open: false };
-    let settled = false;
-    this.tasks.set(task, () => {
-      settled = true;
-      ws.close();
-    });
-    wasm.tw_track(this.c, 0, id, task);
-    ws.onopen = () => {
-      if (settled) return;
-      settled = true;
-      this.tasks.delete(task);
-      this.sockets.set(n, s);
-      s.open = true;
-      if (!wasm.tw_opened(this.c, performance.now(), id, n)) {
-        this.sockets.delete(n);
-        ws.close();
-      }
-      this.drive();
-    };
-    ws.onmessage = (m) => this.frame(s, n, m.data);
-    ws.onclose = (e) => {
-      if (!settled) {
-        settled = true;
-        this.tasks.delete(task);
-        wasm.tw_connect_failed(this.c, performance.now(), id, 1, 0, NaN);
-      } else {
-        this.socketEvent(s, n, 3, e.code === 1005 || e.code === 1006 ? NaN : e.code, e.reason);
-      }
-      this.drive();
-    };
-    if (typeof ws.on === 'function') {
-      ws.on('pong', () => this.socketEvent(s, n, 2));
-    }
-  }
-
-  frame(s, n, data) {
-    if (!this.reading) {
-      s.held.push(data);
-      return;
-    }
-    const text = typeof data === 'string';
-    input(text ? data : new Uint8Array(data));
-    this.socketEvent(s, n, text ? 0 : 1);
-  }
-
-  /// Reading resumed: what each socket held meanwhile, in order.
-  resume() {
-    for (const [n, s] of this.sockets) {
-      const held = s.held;
-      s.held = [];
-      for (const data of held) this.frame(s, n, data);
-    }
-  }
-
-  socketEvent(s, n, what, a = NaN, reason = '') {
-    if (what === 3) input(reason);
-    const released = wasm.tw_socket(this.c, performance.now(), s.id, what, a, NaN);
-    if (released >= 0) {
-      this.sockets.delete(n);
-      wasm.tw_socket_gone(this.c, s.id);
-    }
-    this.drive();
-  }
-
-  write(s, send) {
-    try {
-      send();
-    } catch (e) {
-      input(String(e && e.message));
-      this.socketEvent(s, -1, 4, 1);
-    }
-  }
-
-  closeSocket(n, s, id, code, reason) {
-    this.sockets.delete(n);
-    s.ws.close(code, reason);
-    const gone = () => {
-      clearTimeout(grace);
-      wasm.tw_socket_gone(this.c, id);
-      this.drive();
-    };
-    const grace = setTimeout(gone, CLOSE_GRACE_MS);
-    s.ws.onclose = gone;
-  }
-
-  token(request) {
-    const task = this.number();
+  /** Starts a task: `cancel` ends it; the core tracks it as `what` (0 connect, 1 poll
+   * request, 2 token) of `id`. Returns whether it is still live, as a function. */
+  task(what, id, cancel) {
+    const t = this.number();
     let live = true;
-    this.tasks.set(task, () => (live = false));
-    wasm.tw_track(this.c, 2, request, task);
-    Promise.resolve()
-      .then(() => this.o.tokenProvider())
-      .then(
-        (t) => {
-          const [value, expiresInMs] = typeof t === 'string' ? [t, NaN] : [t.token, t.expiresAt - Date.now()];
-          return [true, value, expiresInMs];
-        },
-        (e) => [false, String(e && e.message), NaN],
-      )
-      .then(([ok, value, expires]) => {
-        if (!live) return;
-        this.tasks.delete(task);
-        input(value);
-        wasm.tw_token(this.c, performance.now(), request, ok, expires);
-        this.drive();
-      });
+    this.tasks.set(t, () => {
+      live = false;
+      cancel?.();
+    });
+    exports().tw_track(this.c, what, id, t);
+    return () => {
+      if (!live || this.gone) return false;
+      this.tasks.delete(t);
+      live = false;
+      return true;
+    };
+  }
+
+  connect(id, url, protocols, headers) {
+    const sock = new Sock(this.ws, url, protocols, headers);
+    const settled = this.task(0, id, () => sock.release());
+    sock.opened().then(
+      guarded((outcome) => {
+        if (!settled()) return;
+        const now = performance.now();
+        if (outcome === null) {
+          const s = new Socket(this, id, sock);
+          if (exports().tw_opened(this.c, now, id, s.key)) s.pump();
+          else s.release();
+        } else {
+          sock.release();
+          const [kind, a, b] = failure(outcome);
+          exports().tw_connect_failed(this.c, now, id, kind, a, b);
+        }
+        this.drive(now);
+      }),
+    );
   }
 
   post(request, url, headers, body) {
-    // fetch with a streamed body limit: shim.js's `Req` (js/bridge.js).
-    const task = this.number();
-    this.tasks.set(task, this.o.post(this, request, url, headers, body));
-    wasm.tw_track(this.c, 1, request, task);
+    const req = new Req(this.fetch, url, headers, body, this.limit);
+    const settled = this.task(1, request, () => req.abort());
+    req.done().then(
+      guarded((answer) => {
+        if (!settled()) return;
+        const now = performance.now();
+        if (answer instanceof Uint8Array) {
+          input(answer);
+          exports().tw_http_response(this.c, now, request, true, 0, NaN, NaN);
+        } else {
+          const [kind, a, b] = failure(answer);
+          exports().tw_http_response(this.c, now, request, false, kind, a, b);
+        }
+        this.drive(now);
+      }),
+    );
   }
 
-  input(data) {
-    input(data);
+  /** Asks the token provider (js/options.js's `tokens`: `[token, ms left or NaN]`, or a
+   * rejection with the message). */
+  token(request) {
+    const settled = this.task(2, request);
+    const answer = guarded((ok, value, left) => {
+      if (!settled()) return;
+      const now = performance.now();
+      input(value);
+      exports().tw_token(this.c, now, request, ok, left);
+      this.drive(now);
+    });
+    // From a task of its own, as every other answer: never within a drain.
+    Promise.resolve()
+      .then(() => {
+        if (typeof this.tokens !== 'function') throw 'no token provider';
+        return this.tokens();
+      })
+      .then(
+      (t) => {
+        const left = Number(t?.[1]);
+        answer(true, String(t?.[0] ?? ''), Number.isNaN(left) ? NaN : left);
+      },
+      (e) => answer(false, typeof e === 'string' ? e : '', NaN),
+    );
   }
+
+  /** A socket's event for the core: `what` as `tw_socket` takes it. */
+  socketEvent(s, what, a = NaN, b = NaN) {
+    if (this.gone) return;
+    const now = performance.now();
+    const released = exports().tw_socket(this.c, now, s.id, what, a, b);
+    // The core let go of the socket at its end: its writes end after what is queued.
+    if (released >= 0) s.writable = false;
+    this.drive(now);
+  }
+
+  socketGone(s) {
+    if (this.gone) return;
+    exports().tw_socket_gone(this.c, s.id);
+    this.drive();
+  }
+
+  // The user's calls.
 
   send(data) {
     input(data);
-    const id = wasm.tw_send(this.c, performance.now(), typeof data !== 'string');
-    if (id < 0) throw rest().sendError();
-    this.drive();
+    const now = performance.now();
+    const id = exports().tw_send(this.c, now, typeof data !== 'string');
+    if (id < 0) throw sendError(Reader.rest());
+    this.drive(now);
     return id;
   }
 
   sendConfirmed(data) {
     const [n, promise] = this.waiter();
     input(data);
-    const id = wasm.tw_send_confirmed(this.c, performance.now(), typeof data !== 'string', n);
+    const now = performance.now();
+    const id = exports().tw_send_confirmed(this.c, now, typeof data !== 'string', n);
     if (id < 0) {
-      const r = rest();
+      const r = Reader.rest();
       r.u8();
-      this.complete(r);
+      this.complete(completion(r));
     }
-    this.drive();
+    this.drive(now);
     return promise;
   }
 
+  /** Sends once the queue has room (room comes as messages are acknowledged, written or
+   * dropped: each drain that did something gives the callers a look). */
   async sendWait(data) {
-    const size = typeof data === 'string' ? encoder.encode(data).length : data.length;
-    while (!wasm.tw_has_room(this.c, size)) {
-      await new Promise((resolve) => (this.room = resolve));
+    const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
+    while (!this.gone && !exports().tw_has_room(this.c, size)) {
+      await new Promise((resolve) => this.rooms.push(resolve));
     }
     return this.send(data);
   }
 
   flush() {
     const [n, promise] = this.waiter();
-    const len = wasm.tw_flush(this.c, n);
+    const len = exports().tw_flush(this.c, n);
     if (len > 0) {
-      const r = new Reader(wasm.tw_out(), len);
+      const r = Reader.out(len);
       r.u8();
-      this.complete(r);
+      this.complete(completion(r));
     }
     this.drive();
     return promise;
@@ -611,31 +450,145 @@ export class Driver {
   close(code, reason, now) {
     const [n, promise] = this.waiter();
     input(reason);
-    wasm.tw_close(this.c, performance.now(), code, now, n);
-    this.drive();
+    const t = performance.now();
+    exports().tw_close(this.c, t, code, now, n);
+    this.drive(t);
     return promise;
   }
 
   reconnect() {
-    wasm.tw_reconnect(this.c, performance.now());
-    this.drive();
+    const now = performance.now();
+    exports().tw_reconnect(this.c, now);
+    this.drive(now);
   }
 
-  get state() {
-    return STATES[wasm.tw_state(this.c)];
+  /** The application let go of the client: it closes, and is forgotten once finished. */
+  drop() {
+    if (this.gone) return;
+    this.dropped = true;
+    const now = performance.now();
+    exports().tw_client_dropped(this.c, now);
+    this.drive(now);
   }
 
-  get quality() {
-    return QUALITIES[wasm.tw_quality(this.c)] ?? null;
-  }
-
-  get clientId() {
-    wasm.tw_client_id(this.c);
-    return new Reader(wasm.tw_out(), 8).u64().toString(16);
-  }
-
+  /** Forgets the client: its number may be given to another. */
   free() {
-    wasm.tw_client_dropped(this.c, performance.now());
-    this.drive();
+    if (this.gone) return;
+    this.gone = true;
+    disarm(this.c);
+    this.hints?.stop();
+    drivers.delete(this.c);
+    for (const cancel of this.tasks.values()) cancel();
+    this.tasks.clear();
+    exports().tw_free(this.c);
+  }
+}
+
+/** An open socket: its reader (the shim's events, one at a time, fed to the core while
+ * it wants them read) and its writer (frames, pings and the close, in order). */
+class Socket {
+  constructor(driver, id, sock) {
+    this.d = driver;
+    this.id = id;
+    this.sock = sock;
+    this.key = nextKey++;
+    this.pending = [];
+    // Set while the reader handles events that came together: their writes go out after
+    // the last of them, together (so that an end in the batch is handled before any
+    // write can fail on the closed socket).
+    this.corked = false;
+    this.writes = [];
+    // False once the writer ended: after the close, a failed write, or the core letting
+    // go of the socket.
+    this.writable = true;
+    sockets.set(this.key, this);
+    sock.listen(notify, this.key);
+  }
+
+  write(w) {
+    if (!this.writable) return;
+    this.writes.push(w);
+    if (!this.corked) this.flush();
+  }
+
+  flush() {
+    const writes = this.writes;
+    this.writes = [];
+    for (const w of writes) {
+      if (!this.writable) return;
+      if (Array.isArray(w)) {
+        this.sock.close(w[0], w[1]);
+        this.writable = false;
+        return;
+      }
+      if (w === PING ? this.sock.ping() : this.sock.send(w)) continue;
+      // Reported from a task of its own: the write may be within the caller's `send()`,
+      // and no event may come from inside a call.
+      this.writable = false;
+      queueMicrotask(() => {
+        input('the socket is not open');
+        this.d.socketEvent(this, 4, 1);
+      });
+      return;
+    }
+  }
+
+  uncork() {
+    if (!this.corked) return;
+    this.corked = false;
+    this.flush();
+  }
+
+  /** Reads while the core wants the socket read, until nothing waits (the shim calls
+   * `notify` with the key when more comes) or the end. */
+  pump() {
+    for (;;) {
+      if (this.done) return;
+      const d = this.d;
+      if (d.gone) return this.release();
+      if (!d.reading) {
+        this.uncork();
+        d.paused.add(this);
+        return;
+      }
+      if (this.pending.length === 0) {
+        const batch = this.sock.take();
+        if (batch === null) {
+          this.uncork();
+          return;
+        }
+        // An empty batch: the end was reported already, or the socket was abandoned.
+        this.pending = batch.length > 0 ? batch : [{ end: true, code: undefined, reason: 'the socket ended' }];
+      }
+      const item = this.pending.shift();
+      this.corked = true;
+      if (typeof item === 'string') {
+        input(item);
+        d.socketEvent(this, 0);
+      } else if (item instanceof Uint8Array) {
+        input(item);
+        d.socketEvent(this, 1);
+      } else if (item.pong) {
+        d.socketEvent(this, 2);
+      } else {
+        input(typeof item.reason === 'string' ? item.reason : '');
+        const code = typeof item.code === 'number' && item.code >= 0 && item.code <= 65535 ? item.code : NaN;
+        d.socketEvent(this, 3, code);
+        this.uncork();
+        this.release();
+        d.socketGone(this);
+        return;
+      }
+    }
+  }
+
+  /** Ends the socket: nothing of it reaches the core again. */
+  release() {
+    if (this.done) return;
+    this.done = true;
+    this.writable = false;
+    this.d.paused.delete(this);
+    sockets.delete(this.key);
+    this.sock.release();
   }
 }

@@ -1,3 +1,5 @@
+import { Reader, Writer, exports } from './wire.js';
+import { STATES, QUALITIES, terminal } from './decode.js';
 // The rest of what a JavaScript driver decodes or encodes (with js/driver.js, measured in
 // BENCHMARKS.md): metrics(), health(), handoff() and the `resume` option, the self-test's
 // criteria and verdicts, log lines. Methods of the driver in js/driver.js.
@@ -9,8 +11,9 @@ const RECOMMENDATIONS = [
 ];
 const LEVELS = ['off', 'error', 'warn', 'info', 'debug', 'trace'];
 
-export function metrics(d, Reader, wasm, STATES, QUALITIES) {
-  const len = wasm.tw_metrics(d.c, performance.now());
+export function metrics(c, now) {
+  const wasm = exports();
+  const len = wasm.tw_metrics(c, now);
   const r = new Reader(wasm.tw_out(), len);
   const m = {
     state: STATES[r.u8()],
@@ -37,12 +40,13 @@ export function metrics(d, Reader, wasm, STATES, QUALITIES) {
   }
   m.readingPaused = r.u8() === 1;
   m.fallbackActive = r.u8() === 1;
-  m.terminalReason = r.u8() === 1 ? r.terminal() : null;
+  m.terminalReason = r.u8() === 1 ? terminal(r) : null;
   return m;
 }
 
-export function health(d, Reader, wasm) {
-  const len = wasm.tw_health(d.c, performance.now());
+export function health(c, now) {
+  const wasm = exports();
+  const len = wasm.tw_health(c, now);
   const r = new Reader(wasm.tw_out(), len);
   const alerts = Array.from({ length: r.u32() }, () => {
     const severity = SEVERITIES[r.u8()];
@@ -55,8 +59,9 @@ export function health(d, Reader, wasm) {
 
 /// `{ clientId, session, secret, lastTransport, recvSeq, sendSeq, unacknowledged, unsent }`,
 /// the numbers as decimal strings (as the npm package gives them today).
-export function handoff(d, Reader, wasm) {
-  const len = wasm.tw_handoff(d.c);
+export function handoff(c) {
+  const wasm = exports();
+  const len = wasm.tw_handoff(c);
   if (len === 0) return null;
   const r = new Reader(wasm.tw_out(), len);
   const n = () => r.u64().toString();
@@ -75,7 +80,7 @@ export function handoff(d, Reader, wasm) {
 const WRONG = 'options.resume must be a session from client.handoff()';
 
 /// Writes `session` (a `handoff()`, cloned by a BroadcastChannel) for `tw_new`.
-export function resume(session, w) {
+export function writeResume(w, session) {
   const n = (s) => {
     if (typeof s !== 'string' || !/^\d+$/.test(s)) throw new TypeError(WRONG);
     const b = new Uint8Array(8);
@@ -108,7 +113,8 @@ export function resume(session, w) {
 
 /// The criteria (packCriteria's numbers), checked by the core: 7 numbers, or throws the
 /// index of the criterion out of range.
-export function criteria(numbers, Writer, Reader, wasm) {
+export function criteria(numbers) {
+  const wasm = exports();
   const w = new Writer().u32(numbers.length);
   for (const x of numbers) w.f64(x);
   w.commit();
@@ -118,7 +124,8 @@ export function criteria(numbers, Writer, Reader, wasm) {
   return Array.from({ length: 7 }, () => r.f64());
 }
 
-export function passes(numbers, check, measured, Writer, wasm) {
+export function passes(numbers, check, measured) {
+  const wasm = exports();
   const w = new Writer().u32(numbers.length);
   for (const x of numbers) w.f64(x);
   w.u32(measured.length);

@@ -727,15 +727,23 @@ pub extern "C" fn tw_socket_gone(c: u32, id: f64) {
 }
 
 /// A poll request's answer: `ok` and the body (the input), or the failure (see
-/// `failure`).
+/// `failure`: its kind and two numbers).
 #[cfg(feature = "polling")]
 #[no_mangle]
-pub extern "C" fn tw_http_response(c: u32, now: f64, request: f64, ok: bool, kind: u32, a: f64) {
+pub extern "C" fn tw_http_response(
+    c: u32,
+    now: f64,
+    request: f64,
+    ok: bool,
+    kind: u32,
+    a: f64,
+    b: f64,
+) {
     if let Some(d) = client(c) {
         let result = if ok {
             Ok(IN.get().clone())
         } else {
-            Err(failure(kind, a, f64::NAN))
+            Err(failure(kind, a, b))
         };
         d.handle_http_response(at(now), RequestId(request as u64), result);
     }
@@ -984,11 +992,13 @@ fn command_record(w: &mut Writer, command: Command<Js>) {
             code,
             reason,
         } => {
+            // What every platform's WebSocket sends (tether_dispatch::close::sendable).
+            let (code, reason) = tether_dispatch::close::sendable(code, &reason);
             w.u8(3);
             w.u32(socket);
             id(w, i);
             w.u32(u32::from(code));
-            w.str(&reason);
+            w.str(reason);
         }
         Command::Cancel(task) => {
             w.u8(4);
@@ -1608,4 +1618,10 @@ pub extern "C" fn tw_selftest_passes(check: u32) -> i32 {
         Measurement::Nothing("")
     };
     i32::from(criteria.passes(check, &measured))
+}
+
+/// Test seam (the wrapper's `__tetherTrap`): traps the instance as a panic does.
+#[no_mangle]
+pub extern "C" fn tw_trap() {
+    core::arch::wasm32::unreachable()
 }
