@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Builds the npm package of the wasm bindings into bindings/wasm/pkg: cargo, then
-# wasm-bindgen (--target web), then (release) wasm-opt -Oz from the npm package
-# `binaryen` (Debian's wasm-opt 108 corrupts wasm-bindgen's output) and short import
-# names (scripts/minify-wasm-names.mjs), then the wrapper
-# (js/index.js, with js/options.js and js/guard.js), bundled with wasm-bindgen's glue and snippets into one ES module by
-# esbuild, minified in release.
+# Builds the npm package of the wasm bindings into bindings/wasm/pkg: the core-only wasm
+# (bindings/wasm: the core and its dispatcher behind plain `extern "C"` exports) by cargo,
+# what web-time's unused wasm-bindgen bindings left in it removed
+# (scripts/strip-wasm-imports.mjs), wasm-opt from the npm package `binaryen` (Debian's
+# wasm-opt 108 corrupts wasm output), then the JavaScript (js/index.js, the wrapper; its
+# driver js/driver.js over tether-web's shim.js; js/options.js, js/guard.js) bundled into
+# one ES module by esbuild, minified in release.
 # Release builds use a pinned nightly toolchain (installed here when missing, with
 # rust-src): the standard library is rebuilt for size (`build-std`, `optimize_for_size`)
 # and a panic aborts at once (`panic=immediate-abort`: no panic messages or formatting
 # in the binary; a panic still traps, see bindings/wasm/README.md), with no caller
 # locations either (`location-detail=none`). About 9.8 kB gzip less than stable
-# (BENCHMARKS.md). Dev builds use the default toolchain.
-# Usage: bash scripts/build-wasm.sh [release|dev]     (needs `npm ci`)
+# (BENCHMARKS.md). Dev builds use the default toolchain and keep the names.
+# Usage: bash scripts/build-wasm.sh [release|dev] [cargo arguments]     (needs `npm ci`)
+# The cargo arguments measure a build without some of tether-wasm's parts, e.g.
+# `release --no-default-features --features metrics,quality` (bindings/wasm/Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=${1:-release}
+shift || true
 target_dir=${CARGO_TARGET_DIR:-target}
 out=bindings/wasm/pkg
 
@@ -25,13 +29,6 @@ release)
     if ! rustup component list --toolchain "$nightly" --installed 2>/dev/null | grep -q '^rust-src'; then
         rustup toolchain install "$nightly" --profile minimal --component rust-src
     fi
-    # File names in the binary (log sites) name the crates.io sources by their path
-    # relative to the registry (`tracing-core-0.1.36/src/field.rs`), not the builder's
-    # home directory.
-    remap=""
-    for index in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/; do
-        remap+="${remap:+, }\"--remap-path-prefix=$index=\""
-    done
     # Profiles live in the root manifest only, and its release profile keeps debug info
     # for benchmarks: the size profile is defined here.
     cargo "+$nightly" build --locked -p tether-wasm --target wasm32-unknown-unknown --profile wasm-release \
@@ -43,11 +40,12 @@ release)
         --config 'profile.wasm-release.debug=0' \
         --config 'profile.wasm-release.strip=false' \
         --config 'profile.wasm-release.panic="abort"' \
-        --config "build.rustflags=[$remap${remap:+, }\"-Zunstable-options\", \"-Cpanic=immediate-abort\", \"-Zlocation-detail=none\"]"
+        --config 'build.rustflags=["-Zunstable-options", "-Cpanic=immediate-abort", "-Zlocation-detail=none"]' \
+        "$@"
     wasm=$target_dir/wasm32-unknown-unknown/wasm-release/tether_wasm.wasm
     ;;
 dev)
-    cargo build --locked -p tether-wasm --target wasm32-unknown-unknown
+    cargo build --locked -p tether-wasm --target wasm32-unknown-unknown "$@"
     wasm=$target_dir/wasm32-unknown-unknown/debug/tether_wasm.wasm
     ;;
 *)
@@ -57,34 +55,34 @@ dev)
 esac
 
 rm -rf "$out"
-wasm-bindgen --target web --out-dir "$out" --out-name tether_wasm "$wasm"
+mkdir -p "$out"
+node scripts/strip-wasm-imports.mjs "$wasm" "$out/stripped.wasm"
+features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+    --enable-mutable-globals --enable-reference-types --enable-multivalue)
 if [ "$mode" = release ]; then
-    # wasm-opt strips the names and debug info (strip=true above would drop the
-    # target_features section wasm-bindgen reads).
     # Identical and near-identical functions (monomorphised copies differing in constants)
-    # are merged first, then -Oz: about 0.5 kB gzip less than -Oz alone.
+    # are merged first, then -Oz: about 0.5 kB gzip less than -Oz alone. The names and
+    # debug info go.
     node_modules/.bin/wasm-opt --duplicate-function-elimination --merge-similar-functions \
-        -Oz --converge --strip-debug --strip-producers \
-        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-        --enable-mutable-globals --enable-reference-types --enable-multivalue \
-        "$out/tether_wasm_bg.wasm" -o "$out/tether_wasm_bg.wasm"
-    node scripts/minify-wasm-names.mjs "$out"
+        -Oz --converge --strip-debug --strip-producers "${features[@]}" \
+        "$out/stripped.wasm" -o "$out/tether_wasm_bg.wasm"
+else
+    # Only what the stripped exports alone kept (their imports among it).
+    node_modules/.bin/wasm-opt --remove-unused-module-elements "${features[@]}" \
+        "$out/stripped.wasm" -o "$out/tether_wasm_bg.wasm"
 fi
+rm "$out/stripped.wasm"
 minify=()
 [ "$mode" = release ] && minify=(--minify)
-cp bindings/wasm/js/index.js "$out/wrapper.js"
-cp bindings/wasm/js/guard.js "$out/guard.js"
-cp bindings/wasm/js/options.js "$out/options.js"
 # guard.js stands in for the globals `queueMicrotask`, `setTimeout` and `clearTimeout`
-# in the whole bundle (wasm-bindgen's glue included): it notices a trap of the instance
-# wherever JavaScript calls into it on its own. The wrapper reaches tether-web's shim.js
-# (to end its sockets once the instance is dead) as `tether-web-shim`.
-shim=$(echo "$out"/snippets/tether-web-*/src/shim.js)
-node_modules/.bin/esbuild "$out/wrapper.js" --bundle --format=esm --target=es2022 \
+# in the whole bundle (the driver and tether-web's shim included): it notices a trap of
+# the instance wherever JavaScript calls into it on its own. The wrapper and the driver
+# reach tether-web's shim.js (sockets, requests, page hints, the shared timer) as
+# `tether-web-shim`.
+node_modules/.bin/esbuild bindings/wasm/js/index.js --bundle --format=esm --target=es2022 \
     --platform=neutral --external:'node:*' --log-level=warning "${minify[@]}" \
-    --inject:"$out/guard.js" --alias:tether-web-shim="./$shim" \
+    --inject:bindings/wasm/js/guard.js --alias:tether-web-shim=./crates/tether-web/src/shim.js \
     --outfile="$out/index.js"
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
-rm -rf "$out/wrapper.js" "$out/guard.js" "$out/options.js" "$out/tether_wasm.js" "$out/snippets" "$out/tether_wasm_bg.wasm.d.ts"
-cp bindings/wasm/js/index.d.ts "$out/"
+cp bindings/wasm/js/index.d.ts bindings/wasm/js/tether_wasm.d.ts "$out/"
 echo "built $out ($mode)"

@@ -16,7 +16,7 @@ import init, {
   __tetherTrap as rawTrap,
   selfTestCriteria as rawCriteria,
   __selfTestPasses as rawPasses,
-} from './tether_wasm.js';
+} from './bridge.js';
 // tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
 import { abandonAll } from 'tether-web-shim';
 import { dead, died, isTrap, onDeath } from './guard.js';

@@ -1,47 +1,30 @@
 //! # tether-wasm
 //!
-//! The wasm-bindgen exports of Tether for JavaScript (browsers and Node): the
-//! `TetherClient` class over [`tether_web::Client`], `setLogLevel`, and the self-test's
-//! criteria and verdicts (the npm package's `selfTest` measures, the core judges). The
-//! wrapper (`js/options.js`) reads the options, checks their types and packs them into
-//! numbers; they are made into a [`tether_core::Config`] here and checked by the core. A
-//! wrong type throws a `TypeError`, an unacceptable value a `RangeError`, each naming the
-//! option (the core's violations are put in words by the wrapper). Nothing here unwraps:
-//! every export returns a `Result`, so no input reaches a panic.
+//! The WebAssembly of the npm package `tether-wasm` (and so of `@tether/client`): the
+//! Tether core ([`tether_core::Connection`]) and its dispatcher
+//! ([`tether_dispatch::Dispatcher`]) behind plain `extern "C"` exports of numbers and
+//! bytes (`tw_*`), for the package's driver written in JavaScript (`js/driver.js`: the
+//! sockets, requests, timers and promises). No wasm-bindgen, js-sys or web-sys: every
+//! decision about the connection is the core's, as in the native and Rust browser
+//! drivers; the JavaScript only does I/O and turns the answers into objects.
 //!
-//! The TypeScript declarations (`TetherOptions`, `TetherEventMap`, `TetherMetrics`, ...)
-//! are in this crate's `typescript_custom_section`, and the generated `.d.ts` carries
-//! every method's documentation.
+//! What crosses: the options (numbers in `f64` slots, strings and payloads as bytes,
+//! packed by `js/options.js` and checked by the core), every input a driver feeds the
+//! dispatcher, and every command, event and completion, drained into one byte buffer in
+//! the wasm's memory; JavaScript owns every handle (tasks, sockets, waiters) as a `u32`.
+//! `ffi.rs` documents each export; `js/wire.js` is the other side of the layout.
+//!
+//! [`names`] and [`texts`] are the numbers both sides agree on (the options' field codes
+//! and the error messages' templates), with tests against the core on every target.
 #![warn(missing_docs)]
-// The docs link to items of the browser build; on other targets those do not exist.
+// The docs link to items of the wasm build; on other targets those do not exist.
 #![cfg_attr(
     not(all(target_arch = "wasm32", target_os = "unknown")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 
 pub mod names;
-
-/// talc in place of the standard library's dlmalloc: smaller code, the same memory per
-/// idle client (BENCHMARKS.md, "Size of the npm package").
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-#[global_allocator]
-static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 pub mod texts;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod convert;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod errors;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod exports;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod handoff;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod options;
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-mod selftest;
-
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-pub use exports::{set_log_level, TetherClient};
-#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-pub use selftest::self_test_criteria;
+mod ffi;

@@ -3,7 +3,7 @@
 // (driver.js) and the core-only wasm. The wrapper's `TetherClient` extends `Raw` below,
 // takes its number with `__destroy_into_raw()` (its own finalizer frees it) and frees it
 // through a stand-in holding that number (`__wbg_ptr`), as it did wasm-bindgen's class.
-import { Emitter } from '../../../bindings/wasm/src/emitter.js';
+import { Emitter } from '../src/emitter.js';
 import { Driver } from './driver.js';
 import { exports, loadSync, onLog } from './wire.js';
 import { criteria, handoff, health, logLine, metrics, passes, setLog, writeResume } from './snapshots.js';
@@ -111,6 +111,9 @@ export class TetherClient {
     return handoff(driver(this).c);
   }
 }
+
+// As wasm-bindgen's class: `using client = new TetherClient(...)` frees it.
+if (Symbol.dispose) TetherClient.prototype[Symbol.dispose] = TetherClient.prototype.free;
 
 export function setLogLevel(level) {
   setLog(level);

@@ -1,3 +1,8 @@
+// The declarations of the client (`TetherClient`, `setLogLevel`, `selfTestCriteria`) and
+// of every type they take and give; js/index.d.ts re-exports them. Written by hand, in
+// step with js/bridge.js, js/decode.js and js/snapshots.js (the values) and js/options.js
+// (the options); bindings/wasm/tests/types.check.ts checks them against use.
+
 /** Where the connection is. */
 export type TetherState =
   | 'disconnected'
@@ -360,3 +365,143 @@ export interface TetherSelfTestCriteria {
   /** Reconnection: connected again within this after closing (default 5000). */
   reconnectWithinMs: number;
 }
+
+/**
+ * A reconnecting WebSocket client.
+ *
+ * It connects at once and keeps connecting: exponential backoff with jitter, heartbeats
+ * that catch dead sockets and measure latency, a bounded queue for messages sent while
+ * disconnected (flushed in order), and with `protocol: true` acknowledgements, resend
+ * and resume (no loss, no duplicates), an HTTP polling fallback and token refresh.
+ *
+ * ```js
+ * const client = new TetherClient('wss://example.com/ws', { protocol: true });
+ * const off = client.on('message', (data) => console.log(data));
+ * client.send({ hello: 'world' });   // JSON text; queued until connected
+ * await client.sendConfirmed('important'); // resolves on the server's ack
+ * await client.sendWait('paced');          // waits for room instead of queue-full
+ * await client.flush();                    // everything sent so far is acknowledged
+ * await client.close();                    // delivers what is queued first (closeNow: at once)
+ * ```
+ *
+ * Call `free()` on a client you no longer need (after `close()`): listeners that refer
+ * to the client keep it from being garbage-collected.
+ *
+ * Should the WebAssembly instance die (a trap: a bug), every client stops in `error`
+ * with reason `driver-failed`, its pending promises reject, and every later call throws
+ * or rejects with an `Error` of kind `driver-failed`.
+ */
+export class TetherClient {
+    free(): void;
+    [Symbol.dispose](): void;
+    /**
+     * Closes the connection at once (default code 1000, reason "") and resolves once the
+     * socket is closed: messages not yet delivered are `dropped`. Throws as `close`.
+     */
+    closeNow(code?: number, reason?: string): Promise<void>;
+    /**
+     * Closes the connection (default code 1000, reason "") once what was sent before is
+     * delivered, and resolves once the socket is closed: the client keeps reconnecting
+     * and flushing for up to `closeLingerMs` (default 5000) until every message is
+     * acknowledged (`protocol: true`) or written (plain mode); what is left then is
+     * `dropped` (reason `stopped` if never written, `unconfirmed` if not acknowledged).
+     * `send` throws `closing` meanwhile. `closeNow` closes at once.
+     *
+     * Throws a `TypeError` for a code that is not a number or a reason that is not a
+     * string, and a `RangeError` for a code other than 1000 or 3000–4999, or a reason
+     * longer than 123 UTF-8 bytes.
+     */
+    close(code?: number, reason?: string): Promise<void>;
+    /**
+     * Resolves once every message sent so far is acknowledged by the server
+     * (`protocol: true`) or written to the socket (plain mode). Rejects with an `Error`
+     * whose `kind` is `dropped` (with a `reason`) if one of them was dropped, or
+     * `stopped` if the connection stopped with an error first.
+     */
+    flush(): Promise<void>;
+    /**
+     * The protocol session, for another client to take over with the `resume` option
+     * (a tab handing its connection to another), or `null` before the server welcomed
+     * this one. It holds the session secret: never send it outside the origin.
+     */
+    handoff(): TetherSessionHandoff | null;
+    /**
+     * Alerts and recommendations for the connection now (see `TetherHealth`), by the
+     * core's documented thresholds: the same verdicts as `tether_core::advice` gives a
+     * Rust application.
+     */
+    health(): TetherHealth;
+    /**
+     * A snapshot of every figure (see `TetherMetrics`): state, attempts, reconnects,
+     * RTT (last, mean, p50, p99) and jitter in milliseconds, loss, quality, reliability,
+     * message and byte counts, queue depth, fallback, and why it stopped.
+     */
+    metrics(): TetherMetrics;
+    /**
+     * Makes a client for `url` and starts connecting: `ws://` or `wss://`, or `http://`
+     * or `https://` (taken as `ws://` or `wss://`), or relative to the page in a browser.
+     *
+     * Throws a `TypeError` when an option has the wrong type (or is unknown), and a
+     * `RangeError` when its value is unacceptable; the message names the option. Throws
+     * an `Error` of kind `no-websocket` when there is neither a global `WebSocket` nor
+     * the `WebSocket` option.
+     */
+    constructor(url: string, options?: TetherOptions);
+    /**
+     * Connects now: restarts after `error` or `closed` (forgetting past failures), or
+     * ends a backoff wait early.
+     */
+    reconnect(): void;
+    /**
+     * Sends a message and resolves with its id once the server acknowledges it
+     * (`protocol: true`). Rejects with an `Error` whose `kind` is `rejected` (refused
+     * at once), `unconfirmable` (plain mode), `dropped` (with a `reason`: overflow,
+     * expired, stopped, unconfirmed) or `stopped` (the connection stopped with an error).
+     * Throws a `TypeError` for data that cannot be sent.
+     */
+    sendConfirmed(data: string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean): Promise<number>;
+    /**
+     * Sends a message once the outbound queue has room, instead of throwing `queue-full`
+     * (room comes as messages are acknowledged, written or dropped); resolves with its
+     * id. Rejects with the other refusals of `send` (`too-large`, `stopped`, `closing`).
+     * Throws a `TypeError` for data that cannot be sent.
+     */
+    sendWait(data: string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean): Promise<number>;
+    /**
+     * Sends a message and returns its id. A string is sent as text, a `Uint8Array`,
+     * `ArrayBuffer` or other view as binary, anything else as its `JSON.stringify` text.
+     * Written at once when connected, queued otherwise (flushed in order on connect).
+     *
+     * Throws a `TypeError` for data that cannot be sent, and an `Error` whose `kind` is
+     * `queue-full`, `too-large` or `stopped` when the message is refused.
+     */
+    send(data: string | Uint8Array | ArrayBuffer | ArrayBufferView | object | number | boolean): number;
+    /**
+     * The id this client presents to a Tether server, in hexadecimal (for logs).
+     */
+    readonly clientId: string;
+    /**
+     * The quality level (`excellent`, `good`, `fair`, `poor`, `critical`), or `null`
+     * before it is measured.
+     */
+    readonly quality: TetherQuality | null;
+    /**
+     * The state: `disconnected`, `connecting`, `connected`, `reconnecting`, `error` or
+     * `closed`.
+     */
+    readonly state: TetherState;
+}
+
+/**
+ * The self-test's criteria: the defaults with what `criteria` overrides, checked. A key
+ * that is not a criterion or a value of the wrong type throws a `TypeError`; a count
+ * outside 1 to 10000 or a duration outside 1 ms to 10 minutes a `RangeError`.
+ */
+export function selfTestCriteria(criteria?: Partial<TetherSelfTestCriteria>): TetherSelfTestCriteria;
+
+/**
+ * Forwards the client's logs at `level` and above to the console: `off` (the default),
+ * `error`, `warn`, `info`, `debug` or `trace`. Tokens are never logged. Throws a
+ * `RangeError` for another level.
+ */
+export function setLogLevel(level: 'off' | 'error' | 'warn' | 'info' | 'debug' | 'trace'): void;

@@ -1,27 +1,19 @@
-//! An experiment, not shipped: the Tether core ([`tether_core::Connection`]) and its
-//! dispatcher ([`tether_dispatch::Dispatcher`]) alone in a wasm, behind plain
-//! `extern "C"` exports of numbers and bytes (no wasm-bindgen, no js-sys, no web-sys), for
-//! a driver written in JavaScript (sockets, timers, fetch, promises). It measures the
-//! floor of the npm package's wasm (BENCHMARKS.md, "The floor: a wasm with only the
-//! core"). See README.md for the interface.
-//!
-//! Everything a JavaScript driver needs crosses here: the options (numbers in `f64`
-//! slots, strings and payloads as bytes), every input the web driver feeds the
-//! dispatcher, and every command, event and completion, drained into one byte buffer in
-//! the wasm's memory (`tw_out`). JavaScript owns every handle (tasks, sockets, waiters):
-//! they are `u32`s here.
-#![allow(clippy::missing_safety_doc)]
+//! The exports (`tw_*`) the package's JavaScript driver calls, and the byte layout of
+//! what crosses (`js/wire.js` is the other side): JavaScript writes a call's input into
+//! `tw_in`'s buffer (little-endian numbers; a string or bytes as a `u32` length and its
+//! bytes), and reads its answer from `tw_out`'s (its length is what the call returned).
+//! Everything a driver needs crosses here: the options, every input a driver feeds the
+//! dispatcher (socket opened, connect failed, frames, pongs, closes, failures, poll
+//! responses, tokens, the timer, page hints, the user's calls), and a drain that writes
+//! every command, event and completion, then the next timeout, into one buffer.
+//! JavaScript owns every handle (tasks, sockets, waiters): they are `u32`s here.
 // Builds without some parts (to measure them) leave helpers and imports unused.
 #![cfg_attr(
     not(all(feature = "polling", feature = "token", feature = "metrics")),
     allow(unused_imports, dead_code)
 )]
+#![allow(clippy::missing_safety_doc)]
 
-extern crate alloc;
-
-use alloc::boxed::Box;
-use alloc::string::String;
-use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 
 use tether_core::{
@@ -34,9 +26,7 @@ use tether_core::{
 use tether_dispatch::transport::SocketEvent;
 use tether_dispatch::{Command, Completion, Dispatcher, Handles};
 
-#[path = "../../../bindings/wasm/src/names.rs"]
-#[allow(dead_code, unused_imports, missing_docs)]
-mod names;
+use crate::names;
 
 #[global_allocator]
 static TALC: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
@@ -288,10 +278,14 @@ fn answer(f: impl FnOnce(&mut Writer)) -> usize {
 // ---------------------------------------------------------------------------------------
 // Time: JavaScript's `performance.now()` milliseconds, as instants from its origin.
 
+// web_time's `Instant` (the core's on this target) is one `Duration` from the page's
+// time origin: checked here, so that a web-time whose layout changed does not build.
+const _: () = assert!(core::mem::size_of::<Instant>() == core::mem::size_of::<Duration>());
+
 fn origin() -> Instant {
-    // SAFETY: web_time's `Instant` is one `Duration` from the page's time origin, and a
-    // zero `Duration` is valid: this is that origin, without calling `performance.now()`
-    // through wasm-bindgen (the core itself never reads the clock).
+    // SAFETY: web_time's `Instant` is one `Duration` (asserted above) from the page's time
+    // origin, and a zero `Duration` is valid: this is that origin, without calling
+    // `performance.now()` through wasm-bindgen (the core itself never reads the clock).
     unsafe { core::mem::zeroed() }
 }
 

@@ -1,6 +1,6 @@
 // TEMPORARY (the lead's stand-in until the decode helper's version lands): the old
 // experiment's decoding, adapted.
-import { fail as errorOf, text as textOf } from '../../../bindings/wasm/src/errors.js';
+import { fail as errorOf, text as textOf } from '../src/errors.js';
 import { Reader } from './wire.js';
 
 export const STATES = ['disconnected', 'connecting', 'connected', 'reconnecting', 'error', 'closed'];

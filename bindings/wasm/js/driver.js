@@ -13,7 +13,7 @@
 // caller. The bundle's `queueMicrotask` and `setTimeout` are guard.js's already.
 
 import { Hints, Req, Sock, arm, canPing, disarm, fillRandom } from 'tether-web-shim';
-import { dead, died, isTrap } from 'tether-guard';
+import { dead, died, isTrap } from './guard.js';
 import { Reader, Writer, exports, input } from './wire.js';
 import { completion, event, newError, sendError } from './decode.js';
 
