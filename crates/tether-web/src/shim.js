@@ -1,4 +1,7 @@
-// The JavaScript half of the browser and Node driver.
+// The JavaScript half of the browser and Node driver. The npm package's driver, written
+// in JavaScript around the core-only wasm (bindings/wasm/js/driver.js), uses the same
+// sockets, requests, page listeners and timer queue: what is said of Rust below holds
+// for it too (its `notify` is a JavaScript function, one for every socket).
 //
 // Every event handler a WebSocket, a fetch or the page can call lives here, as a plain
 // JavaScript function. Rust awaits promises that these objects resolve (promises here
