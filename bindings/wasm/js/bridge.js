@@ -50,8 +50,7 @@ export class TetherClient {
   constructor(url, p) {
     const emitter = new Emitter();
     const resume = p[9] === undefined ? undefined : (w) => writeResume(w, p[9]);
-    const d = new Driver(options(url, p), p, (i, value) => emitter.has(i) && emitter.emit(i, value), resume);
-    d.emitter = emitter;
+    const d = new Driver(options(url, p), p, emitter, resume);
     this.__wbg_ptr = ++numbers;
     clients.set(this.__wbg_ptr, d);
   }

@@ -121,21 +121,22 @@ function command(r) {
 /** One client: its number in the instance, its tasks, sockets and waiters, its timer. */
 export class Driver {
   /**
-   * `packed`: the options as js/options.js packs them, written by `writeOptions`; `emit`
-   * is called with each event's index and value; `resume(w)` writes the session to resume.
+   * `packed`: the options as js/options.js packs them, written by `writeOptions`; the
+   * events go to `emitter` (src/emitter.js); `resume(w)` writes the session to resume.
    */
-  constructor(writeOptions, packed, emit, resume) {
-    this.emit = emit;
+  constructor(writeOptions, packed, emitter, resume) {
+    this.emitter = emitter;
     this.ws = packed[7];
     this.fetch = packed[8];
     this.tokens = packed[5];
     // The poll body limit (tether_dispatch::transport::http_body_limit).
     const max = packed[0][37];
     this.limit = Math.max(4 * ((max === max ? max : 16 << 20) + 64), 1 << 20);
-    this.tasks = new Map(); // number → what cancels it
-    this.waiters = new Map(); // number → [resolve, reject]
-    this.rooms = []; // sendWait's callers waiting for room
-    this.paused = new Set(); // sockets waiting for reading to resume
+    // Made when first needed (an idle client holds as little as it can): the tasks (a
+    // number → what cancels it) and the waiters (a number → [resolve, reject]), which
+    // share their numbers; sendWait's callers waiting for room.
+    this.pending = null;
+    this.rooms = null;
     this.next = 1;
     this.driving = false;
     this.reading = true;
@@ -171,7 +172,7 @@ export class Driver {
   /** A promise the core answers through the waiter's number. */
   waiter() {
     const n = this.number();
-    return [n, new Promise((resolve, reject) => this.waiters.set(n, [resolve, reject]))];
+    return [n, new Promise((resolve, reject) => (this.pending ??= new Map()).set(n, [resolve, reject]))];
   }
 
   watch() {
@@ -232,13 +233,14 @@ export class Driver {
         for (const c of commands) this.perform(c);
         for (const c of completions) this.complete(c);
         // Room in the outbound queue, for `sendWait`.
-        if (this.rooms.length > 0) {
+        if (this.rooms !== null) {
           const rooms = this.rooms;
-          this.rooms = [];
+          this.rooms = null;
           for (const room of rooms) room();
         }
         if (events !== null) {
-          for (const e of events) if (e !== null) this.emit(e[0], e[1]);
+          const emitter = this.emitter;
+          for (const e of events) if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
           now = performance.now();
         }
         if (this.gone) break;
@@ -252,12 +254,17 @@ export class Driver {
   settle(deadline, reading) {
     if (this.reading !== reading) {
       this.reading = reading;
-      if (reading && this.paused.size > 0) {
-        const paused = [...this.paused];
-        this.paused.clear();
-        queueMicrotask(() => {
-          for (const s of paused) s.pump();
-        });
+      if (reading) {
+        const paused = [];
+        for (const s of sockets.values()) if (s.d === this && s.paused) paused.push(s);
+        if (paused.length > 0) {
+          queueMicrotask(() => {
+            for (const s of paused) {
+              s.paused = false;
+              s.pump();
+            }
+          });
+        }
       }
     }
     if (deadline !== this.armed) {
@@ -268,9 +275,9 @@ export class Driver {
   }
 
   complete({ waiter, ok, value }) {
-    const w = this.waiters.get(waiter);
-    if (!w) return;
-    this.waiters.delete(waiter);
+    const w = this.pending?.get(waiter);
+    if (!Array.isArray(w)) return;
+    this.forget(waiter);
     w[ok ? 0 : 1](value);
   }
 
@@ -295,9 +302,16 @@ export class Driver {
   }
 
   cancel(task) {
-    const cancel = this.tasks.get(task);
-    this.tasks.delete(task);
-    if (cancel) cancel();
+    const cancel = this.pending?.get(task);
+    if (typeof cancel !== 'function') return;
+    this.forget(task);
+    cancel();
+  }
+
+  /** Forgets task or waiter `n`: the map goes with the last one. */
+  forget(n) {
+    this.pending.delete(n);
+    if (this.pending.size === 0) this.pending = null;
   }
 
   /** Starts a task: `cancel` ends it; the core tracks it as `what` (0 connect, 1 poll
@@ -305,14 +319,14 @@ export class Driver {
   task(what, id, cancel) {
     const t = this.number();
     let live = true;
-    this.tasks.set(t, () => {
+    (this.pending ??= new Map()).set(t, () => {
       live = false;
       cancel?.();
     });
     exports().tw_track(this.c, what, id, t);
     return () => {
       if (!live || this.gone) return false;
-      this.tasks.delete(t);
+      this.forget(t);
       live = false;
       return true;
     };
@@ -430,7 +444,7 @@ export class Driver {
   async sendWait(data) {
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
     while (!this.gone && !exports().tw_has_room(this.c, size)) {
-      await new Promise((resolve) => this.rooms.push(resolve));
+      await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
     return this.send(data);
   }
@@ -478,8 +492,10 @@ export class Driver {
     disarm(this.c);
     this.hints?.stop();
     drivers.delete(this.c);
-    for (const cancel of this.tasks.values()) cancel();
-    this.tasks.clear();
+    if (this.pending !== null) {
+      for (const p of this.pending.values()) if (typeof p === 'function') p();
+      this.pending = null;
+    }
     exports().tw_free(this.c);
   }
 }
@@ -492,28 +508,33 @@ class Socket {
     this.id = id;
     this.sock = sock;
     this.key = nextKey++;
-    this.pending = [];
+    // The events of the last batch not handled yet (from `at`), or null.
+    this.batch = null;
+    this.at = 0;
     // Set while the reader handles events that came together: their writes go out after
     // the last of them, together (so that an end in the batch is handled before any
     // write can fail on the closed socket).
     this.corked = false;
-    this.writes = [];
+    this.writes = null;
     // False once the writer ended: after the close, a failed write, or the core letting
     // go of the socket.
     this.writable = true;
+    // Waiting for the core to want the socket read again.
+    this.paused = false;
     sockets.set(this.key, this);
     sock.listen(notify, this.key);
   }
 
   write(w) {
     if (!this.writable) return;
-    this.writes.push(w);
+    (this.writes ??= []).push(w);
     if (!this.corked) this.flush();
   }
 
   flush() {
     const writes = this.writes;
-    this.writes = [];
+    if (writes === null) return;
+    this.writes = null;
     for (const w of writes) {
       if (!this.writable) return;
       if (Array.isArray(w)) {
@@ -548,19 +569,21 @@ class Socket {
       if (d.gone) return this.release();
       if (!d.reading) {
         this.uncork();
-        d.paused.add(this);
+        this.paused = true;
         return;
       }
-      if (this.pending.length === 0) {
+      if (this.batch === null) {
         const batch = this.sock.take();
         if (batch === null) {
           this.uncork();
           return;
         }
         // An empty batch: the end was reported already, or the socket was abandoned.
-        this.pending = batch.length > 0 ? batch : [{ end: true, code: undefined, reason: 'the socket ended' }];
+        this.batch = batch.length > 0 ? batch : [{ end: true, code: undefined, reason: 'the socket ended' }];
+        this.at = 0;
       }
-      const item = this.pending.shift();
+      const item = this.batch[this.at++];
+      if (this.at === this.batch.length) this.batch = null;
       this.corked = true;
       if (typeof item === 'string') {
         input(item);
@@ -587,7 +610,6 @@ class Socket {
     if (this.done) return;
     this.done = true;
     this.writable = false;
-    this.d.paused.delete(this);
     sockets.delete(this.key);
     this.sock.release();
   }
