@@ -4,7 +4,7 @@
 # Vitest suite (jsdom and Node, against the reference server on 127.0.0.1, started and
 # stopped by the tests themselves), its Jest test (jsdom, CommonJS: the README's recipe),
 # its CommonJS entries in plain Node, and prints its size.
-# Needs `npm ci` first; installs the wasm32 target and wasm-bindgen-cli when missing.
+# Needs `npm ci` first; installs the wasm32 target when missing.
 # Usage: bash scripts/test-js.sh            (scripts/test.sh calls it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,11 +14,6 @@ step() { printf '\n==> %s\n' "$*"; }
 step "wasm toolchain"
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
     rustup target add wasm32-unknown-unknown
-fi
-bindgen=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
-if [ "$(wasm-bindgen --version 2>/dev/null | awk '{ print $2 }')" != "$bindgen" ]; then
-    # No --locked: wasm-bindgen-cli's own lock file does not build with this toolchain.
-    cargo install wasm-bindgen-cli --version "$bindgen"
 fi
 
 step "reference server"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tests of the browser and Node side: the wasm-bindgen tests of tether-web in Node and in
+# Tests of the browser and Node side: the wasm-bindgen tests of tether-web (the Rust
+# browser driver) in Node and in
 # headless Chromium, the size of the npm package, and the JavaScript tests of the package
 # (node --test), all against the reference server behind the fault harness on 127.0.0.1.
 # Installs what is missing first: the wasm32 target, wasm-bindgen-cli (the version in
@@ -67,6 +68,9 @@ WASM_BINDGEN_USE_BROWSER=1 \
     CHROMEDRIVER="$(command -v chromedriver)" \
     WASM_BINDGEN_TEST_WEBDRIVER_JSON="$PWD/scripts/webdriver.json" \
     cargo test --locked -p tether-web --target wasm32-unknown-unknown
+
+step "the npm package's wasm (tether-wasm) linted for its own target"
+cargo clippy --locked -p tether-wasm --target wasm32-unknown-unknown -- -D warnings
 
 step "npm package (release build) and its size"
 bash scripts/build-wasm.sh release

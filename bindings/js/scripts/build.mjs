@@ -34,7 +34,7 @@ execFileSync(join(root, 'node_modules', '.bin', 'tsc'), ['-p', join(here, 'tscon
 
 // CommonJS. The client: the wasm package's module as one CommonJS file next to its .wasm,
 // `import.meta.url` standing for that file's URL. Jest's jsdom environment has no
-// `TextEncoder`/`TextDecoder` (wasm-bindgen's glue makes one of each): Node's stand in
+// `TextEncoder`/`TextDecoder` (js/wire.js makes one of each): Node's stand in
 // when the globals are missing.
 writeFileSync(
   join(dist, 'wasm', 'text.js'),

@@ -1,6 +1,6 @@
 // Prints the shipped size of the package, min+gz: each entry bundled by esbuild
 // (--minify, browser, ES2022) and compressed with `gzip -9`, as an app would ship it.
-//   core:  `@tether/client` (wrapper, wasm-bindgen glue, loader) and the .wasm
+//   core:  `@tether/client` (wrapper, JavaScript driver, loader) and the .wasm
 //   react: `@tether/client/react` alone (react and the core left out), and its provider
 //          and hooks without the two components
 //   socket: `@tether/client/socket` alone (TetherSocket; the core left out)
