@@ -5,22 +5,20 @@
 // fetched, so `await ready()` first (the React provider does): it is compiled while it
 // streams in (`WebAssembly.compileStreaming`) where the browser can.
 //
-// `TetherClient` here wraps the generated class so that a dead instance (a trap: a Rust
-// panic, see guard.js) fails every client from this side, as the native client does when
-// its task dies: state 'error', a `stopped` event with reason 'driver-failed', pending
-// promises rejected and every later call refused with an `Error` of kind 'driver-failed'.
-import init, {
-  initSync,
-  TetherClient as Raw,
-  setLogLevel as rawSetLogLevel,
-  __tetherTrap as rawTrap,
-  selfTestCriteria as rawCriteria,
-  __selfTestPasses as rawPasses,
-} from './bridge.js';
-// tether-web's shim.js, the module wasm-bindgen's glue imports (an esbuild alias).
+// `TetherClient` here is the client: its driver (driver.js) feeds the core in the
+// WebAssembly and does what it says. A dead instance (a trap: a Rust panic, see guard.js)
+// fails every client from this side, as the native client does when its task dies: state
+// 'error', a `stopped` event with reason 'driver-failed', pending promises rejected and
+// every later call refused with an `Error` of kind 'driver-failed'.
+// tether-web's shim.js (an esbuild alias): sockets, requests, page hints, timers.
 import { abandonAll } from 'tether-web-shim';
+import { Emitter } from '../src/emitter.js';
+import { QUALITIES, STATES } from './decode.js';
+import { Driver } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
+import { criteria, handoff, health, logLine, metrics, passes, setLog, writeResume } from './snapshots.js';
+import { exports, loadSync as instantiate, onLog } from './wire.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -39,9 +37,12 @@ let loaded = false;
 let loading = null;
 let logLevel = null;
 
-function loadedNow() {
+/** Instantiates the WebAssembly from its compiled module or its bytes. */
+function load(module) {
+  instantiate(module);
+  onLog(logLine);
   loaded = true;
-  if (logLevel !== null) rawSetLogLevel(logLevel);
+  if (logLevel !== null) setLevel(logLevel);
 }
 
 /**
@@ -53,10 +54,10 @@ export function ready() {
   loading ??= (async () => {
     const url = wasmUrl();
     const fs = nodeFs(url);
+    let module;
     if (fs) {
-      initSync({ module: await fs.promises.readFile(url) });
+      module = await fs.promises.readFile(url);
     } else {
-      let module;
       if (typeof WebAssembly.compileStreaming === 'function') {
         // Needs `Content-Type: application/wasm`; a server that sends another type gets
         // the plain fetch below.
@@ -67,9 +68,8 @@ export function ready() {
         if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status}`);
         module = await WebAssembly.compile(await response.arrayBuffer());
       }
-      await init({ module_or_path: module });
     }
-    if (!loaded) loadedNow();
+    if (!loaded) load(module);
   })().catch((e) => {
     loading = null;
     throw e;
@@ -108,8 +108,7 @@ function loadSync() {
     e.kind = 'not-ready';
     throw e;
   }
-  initSync({ module: fs.readFileSync(url) });
-  loadedNow();
+  load(fs.readFileSync(url));
 }
 
 const why = () => `the driver failed: the WebAssembly instance trapped (${dead().message})`;
@@ -163,13 +162,13 @@ function freeDeferred() {
 // against one shared promise: each race would stay attached to it for good.)
 const waiting = new Set();
 
-/** A call that returns a promise: rejects, rather than throws, once dead. */
+/** A call that returns a promise: rejects, rather than throws, once dead or freed. */
 function pending(f) {
   let p;
   try {
     p = call(f);
   } catch (e) {
-    if (e.kind === 'driver-failed') return Promise.reject(e);
+    if (e.kind === 'driver-failed' || e.kind === 'freed') return Promise.reject(e);
     throw e;
   }
   return new Promise((resolve, reject) => {
@@ -203,15 +202,12 @@ function closeArgs(what, code = 1000, reason = '') {
 // instance dies. Not the clients themselves, which stay collectable.
 const clients = new Set();
 
-// A client that was not freed is freed once collected. One registration per client does
-// it, in place of wasm-bindgen's own (unregistered in the constructor): it forgets the
-// client and frees its Rust side through a stand-in holding its pointer.
+// A client that was not freed is freed once collected: its driver is told the
+// application let go of it (it closes, and is forgotten once closed).
 const collected = new FinalizationRegistry((live) => {
   clients.delete(live);
-  const husk = Object.create(Raw.prototype);
-  husk.__wbg_ptr = live.ptr;
   try {
-    call(() => husk.free());
+    call(() => live.driver.drop());
   } catch {
     // Dead meanwhile: nothing to free.
   }
@@ -219,12 +215,12 @@ const collected = new FinalizationRegistry((live) => {
 
 // What a client's failure needs (the client itself must stay collectable): its emitter
 // (which keeps the state as of the last event), the ids it holds for delivery, and its
-// Rust pointer.
+// driver.
 class Live {
-  constructor(emitter, ptr) {
+  constructor(emitter, driver) {
     this.emitter = emitter;
     this.retained = null;
-    this.ptr = ptr;
+    this.driver = driver;
   }
 
   // As the native client's `handle_driver_failure`: the state becomes 'error', 'stopped'
@@ -251,11 +247,6 @@ const forget =
   ({ id }) =>
     retained.delete(id);
 
-// A copy of an object the WebAssembly built property by property: V8 keeps one with as
-// many properties as the metrics in dictionary mode (about 1.7 kB, against 0.3 kB for the
-// copy), and every client keeps its last snapshot (for a dead instance).
-const fast = (object) => ({ ...object });
-
 // The snapshot the constructor reads, shared with the previous client's when alike (in a
 // harness every client's is: connecting, nothing counted yet), rather than a copy each.
 // It is never handed out: `metrics()` returns a new one, or a copy of it once dead.
@@ -265,10 +256,35 @@ function first(object) {
   if (previous !== null && Object.keys(object).every((key) => Object.is(object[key], previous[key]))) {
     return previous;
   }
-  return (firstSnapshot = fast(object));
+  return (firstSnapshot = object);
 }
 
-export class TetherClient extends Raw {
+/** The options as `packOptions` (js/options.js) packs them, written for the core. */
+const writeOptions = (url, p) => (w) => {
+  const numbers = p[0];
+  w.u32(numbers.length);
+  for (const n of numbers) w.f64(n);
+  w.str(url);
+  const protocols = Array.isArray(p[1]) ? p[1] : [];
+  w.u32(protocols.length);
+  for (const s of protocols) w.str(s);
+  if (typeof p[2] === 'string') w.u8(1).str(p[2]);
+  else w.u8(0);
+  w.payload(p[3]).payload(p[4]);
+  if (p[5] === undefined) w.u8(0);
+  else if (typeof p[6] === 'string') w.u8(2).str(p[6]);
+  else w.u8(1);
+  return w;
+};
+
+/** What every call on a freed client throws or rejects with. */
+function freed() {
+  const e = new Error('the client was freed: make a new one');
+  e.kind = 'freed';
+  return e;
+}
+
+export class TetherClient {
   #live;
   #metrics;
   #id;
@@ -287,22 +303,20 @@ export class TetherClient extends Raw {
     }
     // Read and type-checked here (js/options.js); the core checks the values.
     const packed = packOptions(url, options);
-    let emitter;
+    const emitter = new Emitter();
+    const resume = packed[9] === undefined ? undefined : (w) => writeResume(w, packed[9]);
+    let driver;
     call(() => {
       try {
-        super(url, packed);
+        driver = new Driver(writeOptions(url, packed), packed, emitter, resume);
       } catch (e) {
         throw Array.isArray(e) ? configError(e) : e;
       }
-      emitter = super.__emitter;
-      this.#id = super.clientId;
-      this.#metrics = first(super.metrics());
+      this.#id = clientId(driver);
+      this.#metrics = first(metrics(driver.c, performance.now()));
     });
-    // `collected` frees it in place of wasm-bindgen's finalizer: one registration.
-    const ptr = super.__destroy_into_raw();
-    this.__wbg_ptr = ptr;
     emitter.state = this.#metrics.state;
-    const live = (this.#live = new Live(emitter, ptr));
+    const live = (this.#live = new Live(emitter, driver));
     if (options?.protocol === true) {
       live.retained = new Set();
       emitter.on('delivered', forget(live.retained));
@@ -312,63 +326,88 @@ export class TetherClient extends Raw {
     collected.register(this, live, live);
   }
 
+  /** The driver, or what a freed client throws. */
+  get #d() {
+    const d = this.#live.driver;
+    if (d === null) throw freed();
+    return d;
+  }
+
   send(data) {
-    const id = call(() => super.send(message(data, 'send(data)')));
+    const id = call(() => this.#d.send(message(data, 'send(data)')));
     this.#live.retained?.add(id);
     return id;
   }
   sendConfirmed(data) {
-    return pending(() => super.sendConfirmed(message(data, 'sendConfirmed(data)')));
+    return pending(() => this.#d.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => super.sendWait(message(data, 'sendWait(data)')));
+    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)')));
   }
   flush() {
-    return pending(() => super.flush());
+    return pending(() => this.#d.flush());
   }
   close(code, reason) {
-    return pending(() => super.close(...closeArgs('close', code, reason)));
+    return pending(() => this.#d.close(...closeArgs('close', code, reason), false));
   }
   closeNow(code, reason) {
-    return pending(() => super.closeNow(...closeArgs('closeNow', code, reason)));
+    return pending(() => this.#d.close(...closeArgs('closeNow', code, reason), true));
   }
   reconnect() {
-    call(() => super.reconnect());
+    call(() => this.#d.reconnect());
   }
   on(event, handler) {
     return this.#live.emitter.on(event, handler);
   }
+  /** The state: as of the last event once dead or freed. */
   get state() {
-    return dead() ? this.#live.emitter.state : call(() => super.state);
+    const d = this.#live.driver;
+    return dead() || d === null ? this.#live.emitter.state : call(() => STATES[exports().tw_state(d.c)]);
   }
   get quality() {
-    return dead() ? null : call(() => super.quality);
+    const d = this.#live.driver;
+    return dead() || d === null ? null : call(() => QUALITIES[exports().tw_quality(d.c)] ?? null);
   }
   get clientId() {
     return this.#id;
   }
   /** The protocol session for another client's `resume` option; null once dead. */
   handoff() {
-    return dead() ? null : call(() => super.handoff());
+    return dead() ? null : call(() => handoff(this.#d.c));
   }
   /** Once dead: the last snapshot read, as of the failure. */
   metrics() {
-    if (!dead()) return (this.#metrics = fast(call(() => super.metrics())));
+    if (!dead()) return (this.#metrics = call(() => metrics(this.#d.c, performance.now())));
     return { ...this.#metrics, state: this.#live.emitter.state, uptimeMs: null, quality: null, terminalReason: stopReason() };
   }
   /** Once dead: the client stopped, and nothing more can be said. */
   health() {
-    if (!dead()) return call(() => super.health());
+    if (!dead()) return call(() => health(this.#d.c, performance.now()));
     const stopped = { severity: 'critical', kind: 'stopped', value: null, threshold: null };
     return { alerts: [stopped], recommendations: [] };
   }
+  /** Lets go of the client: it closes, and every later call throws kind `freed`. */
   free() {
-    clients.delete(this.#live);
-    collected.unregister(this.#live);
-    if (dead()) super.__destroy_into_raw();
-    else if (depth > 0) frees.push(() => super.free());
-    else call(() => super.free());
+    const live = this.#live;
+    const d = live.driver;
+    if (d === null) return;
+    live.driver = null;
+    clients.delete(live);
+    collected.unregister(live);
+    if (dead()) return;
+    if (depth > 0) frees.push(() => d.drop());
+    else call(() => d.drop());
   }
+}
+
+// `using client = new TetherClient(...)` frees it.
+if (Symbol.dispose) TetherClient.prototype[Symbol.dispose] = TetherClient.prototype.free;
+
+/** The client's id in hexadecimal. */
+function clientId(d) {
+  const wasm = exports();
+  const len = wasm.tw_client_id(d.c);
+  return new DataView(wasm.memory.buffer, wasm.tw_out(), len).getBigUint64(0, true).toString(16);
 }
 
 onDeath(() => {
@@ -393,13 +432,22 @@ export function setLogLevel(level) {
     return;
   }
   loadSync();
-  call(() => rawSetLogLevel(i));
+  call(() => setLevel(i));
 }
 
-/** Test seam, not part of the API: traps the instance (see `trap` in exports.rs). */
+function setLevel(i) {
+  setLog(i);
+  exports().tw_set_log_level(i);
+}
+
+/** Test seam, not part of the API: traps the instance at once (0), in a microtask (1) or
+ * in a timer (2), as a panic would there (`tw_trap` in src/ffi.rs). */
 export function __tetherTrap(place) {
   loadSync();
-  call(() => rawTrap(place));
+  const trap = () => exports().tw_trap();
+  if (place === 1) queueMicrotask(trap);
+  else if (place === 2) setTimeout(trap, 0);
+  else call(trap);
 }
 
 /**
@@ -407,24 +455,24 @@ export function __tetherTrap(place) {
  * (a `TypeError` for an unknown key or a wrong type, a `RangeError` out of range). Needs
  * the WebAssembly: in a browser, `await ready()` first.
  */
-export function selfTestCriteria(criteria) {
+export function selfTestCriteria(given) {
   loadSync();
-  const packed = packCriteria(criteria);
-  return criteriaObject(checked(() => rawCriteria(packed)));
+  const packed = packCriteria(given);
+  return criteriaObject(checked(() => criteria(packed)));
 }
 
 /** For the package's `selfTest`, not part of the API: the core's verdict on a check. */
-export function __selfTestPasses(criteria, check, measured) {
+export function __selfTestPasses(given, check, measured) {
   loadSync();
-  const packed = packCriteria(criteria);
-  // The WebAssembly takes the check's index and the figures (see selftest.rs).
+  const packed = packCriteria(given);
+  // The WebAssembly takes the check's index and the figures.
   const i = CHECKS.indexOf(check);
   if (i < 0) throw new TypeError("check must be a self-test check's name");
   const figures = MEASURED.map((key) => {
     const v = measured?.[key];
     return typeof v === 'number' ? v : NaN;
   });
-  return checked(() => rawPasses(packed, i, new Float64Array(figures)));
+  return checked(() => passes(packed, i, new Float64Array(figures)));
 }
 
 const CHECKS = ['connectivity', 'latency', 'high-frequency', 'stability', 'reconnection'];

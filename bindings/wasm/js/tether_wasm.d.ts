@@ -197,7 +197,9 @@ export interface TetherStopReason {
  * An error with a stable `kind`. Besides the kinds each method names: `driver-failed`,
  * what every call throws (or, returning a promise, rejects with), and every pending
  * promise rejects with, once the WebAssembly instance has died (a trap: a bug). The
- * client's state is then `error` and `stopped` came with reason `driver-failed`. And what
+ * client's state is then `error` and `stopped` came with reason `driver-failed`. `freed`:
+ * what every call of a client throws (or rejects with) after its `free()`, except `on`,
+ * `free` and the getters. And what
  * `new TetherClient()` throws: `not-ready` in a browser before `await ready()`,
  * `no-websocket` with neither a global `WebSocket` nor the `WebSocket` option, and
  * `relative-url` (a `TypeError`) for a relative URL where there is no page to resolve it
@@ -392,6 +394,11 @@ export interface TetherSelfTestCriteria {
  * or rejects with an `Error` of kind `driver-failed`.
  */
 export class TetherClient {
+    /**
+     * Lets go of the client: it closes (as `close()`) and its resources go once closed;
+     * every later call but `on`, `free` and the getters throws (or rejects with) an `Error`
+     * of kind `freed`. `using` does it at the end of the scope.
+     */
     free(): void;
     [Symbol.dispose](): void;
     /**

@@ -247,3 +247,28 @@ test('random options never panic', () => {
 function escape(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test('a freed client: every call throws or rejects with kind freed, the getters still answer', async () => {
+  const client = new TetherClient(URL, { WebSocket, protocol: true });
+  const id = client.clientId;
+  client.free();
+  const freed = (e) => {
+    assert.equal(e.kind, 'freed', `${e.constructor.name}: ${e.message}`);
+    return true;
+  };
+  assert.throws(() => client.send('x'), freed);
+  assert.throws(() => client.reconnect(), freed);
+  assert.throws(() => client.metrics(), freed);
+  assert.throws(() => client.health(), freed);
+  assert.throws(() => client.handoff(), freed);
+  await assert.rejects(client.sendConfirmed('x'), freed);
+  await assert.rejects(client.sendWait('x'), freed);
+  await assert.rejects(client.flush(), freed);
+  await assert.rejects(client.close(), freed);
+  await assert.rejects(client.closeNow(), freed);
+  assert.equal(client.clientId, id);
+  assert.equal(typeof client.state, 'string');
+  assert.equal(client.quality, null);
+  assert.equal(typeof client.on('state', () => {}), 'function');
+  client.free(); // twice: nothing
+});
