@@ -65,6 +65,13 @@ function failure(f) {
 
 const PING = 0;
 
+/** What every call of a freed client throws or rejects with. */
+export function freed() {
+  const e = new Error('the client was freed: make a new one');
+  e.kind = 'freed';
+  return e;
+}
+
 /** A command (src/lib.rs's `command_record`) as what `perform` does: [0 connect, id,
  * url, protocols, headers], [1 write, socket, frame, ping or close], [2 cancel, task],
  * [3 post, request, url, headers, body], [4 token, request], or [-1] for nothing. */
@@ -414,9 +421,16 @@ export class Driver {
     this.drive();
   }
 
-  // The user's calls.
+  // The user's calls. The wrapper (index.js) makes none on a freed client; one waiting
+  // (`sendWait`) when its client is forgotten finds it gone.
+
+  /** Throws once the client is forgotten: its number may be another client's now. */
+  live() {
+    if (this.gone) throw freed();
+  }
 
   send(data) {
+    this.live();
     input(data);
     const now = performance.now();
     const id = exports().tw_send(this.c, now, typeof data !== 'string');
@@ -426,6 +440,7 @@ export class Driver {
   }
 
   sendConfirmed(data) {
+    this.live();
     const [n, promise] = this.waiter();
     input(data);
     const now = performance.now();
@@ -444,12 +459,14 @@ export class Driver {
   async sendWait(data) {
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
     while (!this.gone && !exports().tw_has_room(this.c, size)) {
+      // Woken after a drain that did something, or when the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
     return this.send(data);
   }
 
   flush() {
+    this.live();
     const [n, promise] = this.waiter();
     const len = exports().tw_flush(this.c, n);
     if (len > 0) {
@@ -462,6 +479,7 @@ export class Driver {
   }
 
   close(code, reason, now) {
+    this.live();
     const [n, promise] = this.waiter();
     input(reason);
     const t = performance.now();
@@ -471,6 +489,7 @@ export class Driver {
   }
 
   reconnect() {
+    this.live();
     const now = performance.now();
     exports().tw_reconnect(this.c, now);
     this.drive(now);
@@ -496,6 +515,9 @@ export class Driver {
       for (const p of this.pending.values()) if (typeof p === 'function') p();
       this.pending = null;
     }
+    const rooms = this.rooms ?? [];
+    this.rooms = null;
+    for (const room of rooms) room();
     exports().tw_free(this.c);
   }
 }

@@ -14,7 +14,7 @@
 import { abandonAll } from 'tether-web-shim';
 import { Emitter } from '../src/emitter.js';
 import { QUALITIES, STATES } from './decode.js';
-import { Driver } from './driver.js';
+import { Driver, freed } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 import { criteria, handoff, health, logLine, metrics, passes, setLog, writeResume } from './snapshots.js';
@@ -276,13 +276,6 @@ const writeOptions = (url, p) => (w) => {
   else w.u8(1);
   return w;
 };
-
-/** What every call on a freed client throws or rejects with. */
-function freed() {
-  const e = new Error('the client was freed: make a new one');
-  e.kind = 'freed';
-  return e;
-}
 
 export class TetherClient {
   #live;
