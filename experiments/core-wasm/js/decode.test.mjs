@@ -58,6 +58,15 @@ class FakeSocket {
     this.readyState = 3;
     this.onclose?.({ code, reason: '' });
   }
+  on(name, f) {
+    (this.handlers ??= {})[name] = f;
+  }
+  /** The upgrade refused with an HTTP status (as Node's `ws` tells it). */
+  refuse(status, retryAfter) {
+    this.terminate = () => this.fail();
+    const headers = retryAfter === undefined ? {} : { 'retry-after': retryAfter };
+    this.handlers['unexpected-response']({}, { statusCode: status, headers, resume() {} });
+  }
   close(code, reason) {
     if (this.readyState === 3) return;
     this.readyState = 3;
@@ -204,15 +213,24 @@ class Core {
     x.tw_socket(this.c, performance.now(), this.socket, 0, NaN, NaN);
     this.drain();
   }
-  /** The socket closed (as the shim reports a close without a code). */
-  lost() {
+  /** The socket closed (NaN: without a code). */
+  lost(code = NaN) {
     input('');
-    x.tw_socket(this.c, performance.now(), this.socket, 3, NaN, NaN);
+    x.tw_socket(this.c, performance.now(), this.socket, 3, code, NaN);
     this.drain();
   }
   failConnect(message) {
     input(message);
     x.tw_connect_failed(this.c, performance.now(), this.connecting, 1, 0, NaN);
+    this.drain();
+  }
+  refuse(status, retryAfterMs = NaN) {
+    x.tw_connect_failed(this.c, performance.now(), this.connecting, 2, status, retryAfterMs);
+    this.drain();
+  }
+  receiveBinary(bytes) {
+    input(bytes);
+    x.tw_socket(this.c, performance.now(), this.socket, 1, NaN, NaN);
     this.drain();
   }
   send(data) {
@@ -474,6 +492,37 @@ test('handoff() of a protocol client, a resume round trip, and protocol errors',
   assert.ok(errors(t.events).length >= 3);
   same(errors(c.events), errors(t.events), 'error events');
   same(c.events, t.events, 'every event');
+  c.free();
+  t.client.free();
+});
+
+test('refused upgrades (HTTP 503, then 401), binary messages', async () => {
+  const options = { backoff: { initialDelayMs: 1, maxDelayMs: 2 }, maxRetryHintMs: 5 };
+  const t = todays(options);
+  const c = new Core(options);
+  await settle();
+  t.socket().open();
+  c.open();
+  await settle();
+  t.socket().receive(new Uint8Array([1, 2, 3]).buffer);
+  c.receiveBinary(new Uint8Array([1, 2, 3]));
+  t.socket().fail(4000);
+  c.lost(4000);
+  await settle();
+  await settle();
+  c.tick();
+  t.socket().refuse(503, '0.002');
+  await settle();
+  c.refuse(503, 2);
+  await settle();
+  await settle();
+  c.tick();
+  t.socket().refuse(401);
+  await settle();
+  c.refuse(401);
+  same(c.events, t.events, 'events');
+  same(metrics(c.c, performance.now()), t.client.metrics(), 'metrics');
+  same(health(c.c, performance.now()), t.client.health(), 'health');
   c.free();
   t.client.free();
 });
