@@ -6,6 +6,8 @@
 // WebSocket driven by hand; the core-only wasm is driven through its tw_* exports with
 // the same inputs. Builds out/full.wasm first (build.sh). Usage:
 //   node --test experiments/core-wasm/js/decode.test.mjs
+// TETHER_TODAY names another build of today's package (its index.js): the one in
+// /work/main is replaced while the port is under way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -523,6 +525,35 @@ test('refused upgrades (HTTP 503, then 401), binary messages', async () => {
   same(c.events, t.events, 'events');
   same(metrics(c.c, performance.now()), t.client.metrics(), 'metrics');
   same(health(c.c, performance.now()), t.client.health(), 'health');
+  c.free();
+  t.client.free();
+});
+
+test('heartbeats answered: the quality event, and health with the figures', async () => {
+  const options = { protocol: true, heartbeat: { intervalMs: 5, timeoutMs: 5 } };
+  const t = todays(options);
+  const c = new Core(options);
+  await settle();
+  t.socket().open();
+  c.open();
+  await settle();
+  t.socket().receive(WELCOME);
+  c.receive(WELCOME);
+  // Each side's pings answered, until both have measured the quality (bounded).
+  const pongs = (sent, answer) => {
+    for (const frame of sent.splice(0)) if (typeof frame === 'string' && frame.startsWith('P ')) answer(`O ${frame.slice(2)}`);
+  };
+  const measured = (events) => events.some(([i]) => i === 2);
+  for (let i = 0; i < 100 && !(measured(t.events) && measured(c.events)); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    c.tick();
+    pongs(t.socket().sent, (f) => t.socket().receive(f));
+    pongs(c.sent ?? [], (f) => c.receive(f));
+  }
+  const quality = (events) => events.filter(([i]) => i === 2);
+  assert.ok(quality(t.events).length > 0);
+  same(quality(c.events).slice(0, 1), quality(t.events).slice(0, 1), 'the quality event');
+  same(QUALITIES[x.tw_quality(c.c)], t.client.quality, 'quality');
   c.free();
   t.client.free();
 });
