@@ -558,6 +558,34 @@ test('heartbeats answered: the quality event, and health with the figures', asyn
   t.client.free();
 });
 
+test('send() while close() waits for acknowledgements: closing', async () => {
+  const options = { protocol: true };
+  const t = todays(options);
+  const c = new Core(options);
+  await settle();
+  t.socket().open();
+  c.open();
+  await settle();
+  t.socket().receive(WELCOME);
+  c.receive(WELCOME);
+  t.client.send('a');
+  c.send('a');
+  const closing = settled(t.client.close(1000, ''));
+  c.close(1000, '', false, 1);
+  await settle();
+  const refused = thrown(() => c.send('b'));
+  assert.equal(refused?.kind, 'closing');
+  same(refused, thrown(() => t.client.send('b')), 'send while closing');
+  same(metrics(c.c, performance.now()), t.client.metrics(), 'metrics while closing');
+  t.socket().receive('A 1');
+  c.receive('A 1');
+  await settle();
+  same(c.done(1), await closing, 'close resolves once acknowledged');
+  same(c.events, t.events, 'events');
+  c.free();
+  t.client.free();
+});
+
 test("the constructor's errors for bad options and bad resume values", async () => {
   const good = todays({ protocol: true });
   await settle();
