@@ -192,6 +192,7 @@ class Core {
     // Sockets closed by the core are gone at once.
     for (const c of this.commands.splice(0)) {
       if (c.t === 0) this.connecting = c.id;
+      if (c.t === 8) this.tokenRequest = c.request;
       if (c.t === 1) (this.sent ??= []).push(c.frame);
       if (c.t === 3) {
         x.tw_socket_gone(this.c, c.id);
@@ -224,6 +225,12 @@ class Core {
   failConnect(message) {
     input(message);
     x.tw_connect_failed(this.c, performance.now(), this.connecting, 1, 0, NaN);
+    this.drain();
+  }
+  /** The token provider's answer: the token, or (not ok) why it failed. */
+  token(ok, text) {
+    input(text);
+    x.tw_token(this.c, performance.now(), this.tokenRequest, ok, NaN);
     this.drain();
   }
   refuse(status, retryAfterMs = NaN) {
@@ -582,6 +589,28 @@ test('send() while close() waits for acknowledgements: closing', async () => {
   await settle();
   same(c.done(1), await closing, 'close resolves once acknowledged');
   same(c.events, t.events, 'events');
+  c.free();
+  t.client.free();
+});
+
+test('a token provider that fails: token-unavailable', async () => {
+  let calls = 0;
+  const options = {
+    backoff: { maxAttempts: 1 },
+    tokenProvider: () => {
+      calls += 1;
+      throw new Error('no token here');
+    },
+  };
+  const t = todays(options);
+  const c = new Core(options);
+  await settle();
+  await settle();
+  assert.ok(calls >= 1);
+  c.token(false, 'no token here');
+  assert.ok(c.events.some(([i, v]) => i === 6 && v.kind === 'token-unavailable'));
+  same(c.events, t.events, 'events');
+  same(metrics(c.c, performance.now()), t.client.metrics(), 'metrics');
   c.free();
   t.client.free();
 });
