@@ -17,7 +17,7 @@ import { QUALITIES, STATES } from './decode.js';
 import { Driver, freed } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
-import { criteria, handoff, health, logLine, metrics, passes, setLog, writeResume } from './snapshots.js';
+import { criteria, handoff, health, logLine, metrics, passes, setLog, started, writeResume } from './snapshots.js';
 import { exports, loadSync as instantiate, onLog } from './wire.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
@@ -306,6 +306,8 @@ export class TetherClient {
         throw Array.isArray(e) ? configError(e) : e;
       }
       this.#id = clientId(driver);
+      // Before the first drain (a microtask away): the first line a client logs.
+      started(this.#id);
       this.#metrics = first(metrics(driver.c, performance.now()));
     });
     emitter.state = this.#metrics.state;
@@ -428,10 +430,8 @@ export function setLogLevel(level) {
   call(() => setLevel(i));
 }
 
-function setLevel(i) {
-  setLog(i);
-  exports().tw_set_log_level(i);
-}
+/** The level's index, to the instance and the log lines' printer (snapshots.js). */
+const setLevel = setLog;
 
 /** Test seam, not part of the API: traps the instance at once (0), in a microtask (1) or
  * in a timer (2), as a panic would there (`tw_trap` in src/ffi.rs). */

@@ -316,9 +316,10 @@ impl Numbers {
         self.0.get(slot).copied().filter(|n| !n.is_nan())
     }
 
+    /// Milliseconds, rounded to the microsecond as bindings/wasm/src/options.rs does.
     fn ms(&self, slot: usize) -> Option<Duration> {
         self.get(slot)
-            .map(|n| Duration::from_micros((n * 1000.0) as u64))
+            .map(|n| Duration::from_micros((n * 1000.0).round() as u64))
     }
 
     fn count(&self, slot: usize) -> Option<u32> {
@@ -1061,12 +1062,14 @@ fn drop_reason(r: DropReason) -> u8 {
     }
 }
 
-/// `{ kind, code, status, reason }`: the kind's index in `CauseKind::ALL`.
+/// A cause's kind: its index in `CauseKind::ALL`.
+fn cause_kind(w: &mut Writer, kind: CauseKind) {
+    w.u8(CauseKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u8);
+}
+
+/// `{ kind, code, status, reason }`: the kind (see `cause_kind`).
 fn cause(w: &mut Writer, c: &Cause) {
-    w.u8(CauseKind::ALL
-        .iter()
-        .position(|k| *k == c.kind)
-        .unwrap_or(0) as u8);
+    cause_kind(w, c.kind);
     w.opt(c.code.map(f64::from));
     w.opt(c.status.map(f64::from));
     w.str(&c.reason);
@@ -1109,32 +1112,15 @@ fn terminal(w: &mut Writer, t: &TerminalReason) {
     }
 }
 
-/// A failure: its kind as `failure` reads it, a number, the text.
+/// A failure as an `attempt-failed` error shows it: the kind of its cause (see `cause`),
+/// then its text.
 fn failure_record(w: &mut Writer, f: &TransportFailure) {
-    let (kind, a, b, text): (u8, f64, f64, &str) = match f {
-        TransportFailure::Refused => (0, 0.0, f64::NAN, ""),
-        TransportFailure::Network(t) => (1, 0.0, f64::NAN, t),
-        TransportFailure::Http {
-            status,
-            retry_after,
-        } => (
-            2,
-            f64::from(*status),
-            retry_after.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0),
-            "",
-        ),
-        TransportFailure::Tls(t) => (3, 0.0, f64::NAN, t),
-        TransportFailure::Blocked => (4, 0.0, f64::NAN, ""),
-        TransportFailure::MessageTooLarge { size } => (6, *size as f64, f64::NAN, ""),
-        _ => (5, 0.0, f64::NAN, ""),
-    };
-    w.u8(kind);
-    w.f64(a);
-    w.f64(b);
-    w.str(text);
+    cause_kind(w, f.kind());
+    w.str(&f.text());
 }
 
-/// A decode error: its variant's index, a number, a name.
+/// A decode error: its variant's index, a number, a name (for `UnsupportedVersion`, the
+/// version received, then this protocol's version).
 fn decode_error(w: &mut Writer, e: &tether_core::protocol::DecodeError) {
     use tether_core::protocol::DecodeError;
     let (t, a, name): (u8, u64, &str) = match e {
@@ -1154,6 +1140,9 @@ fn decode_error(w: &mut Writer, e: &tether_core::protocol::DecodeError) {
     w.u8(t);
     w.u64(a);
     w.str(name);
+    if t == 10 {
+        w.u64(tether_core::protocol::PROTOCOL_VERSION);
+    }
 }
 
 /// An `error` event: 0 protocol (a decode error), 1 violation (its index), 2 message too
@@ -1196,7 +1185,9 @@ fn tether_error(w: &mut Writer, e: &TetherError) {
     }
 }
 
-/// Every event, every field the npm package's events carry.
+/// Every event, every field the npm package's events carry. The tag is the event's index
+/// in `EVENTS` of bindings/wasm/src/emitter.js (as `event_index` of convert.rs), 13 for
+/// one the package does not export.
 fn event_record(w: &mut Writer, e: &Event) {
     // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
     if cfg!(feature = "measure-no-encoding") {
@@ -1219,7 +1210,7 @@ fn event_record(w: &mut Writer, e: &Event) {
             cause: c,
             connected_for,
         } => {
-            w.u8(2);
+            w.u8(10);
             cause(w, c);
             w.ms(*connected_for);
         }
@@ -1246,12 +1237,12 @@ fn event_record(w: &mut Writer, e: &Event) {
             quality: q,
             reliability,
         } => {
-            w.u8(5);
+            w.u8(2);
             w.u8(quality(*q));
             w.u8(*reliability);
         }
         Event::FallbackChanged { active } => {
-            w.u8(6);
+            w.u8(5);
             w.u8(u8::from(*active));
         }
         Event::Delivered { id } => {
@@ -1264,16 +1255,16 @@ fn event_record(w: &mut Writer, e: &Event) {
             w.u8(drop_reason(*reason));
         }
         Event::SessionReset { resent } => {
-            w.u8(9);
+            w.u8(11);
             w.f64(*resent as f64);
         }
-        Event::TokenRefreshed => w.u8(10),
+        Event::TokenRefreshed => w.u8(12),
         Event::Error(e) => {
-            w.u8(11);
+            w.u8(6);
             tether_error(w, e);
         }
         Event::Stopped(t) => {
-            w.u8(12);
+            w.u8(9);
             terminal(w, t);
         }
         _ => w.u8(13),
@@ -1491,7 +1482,9 @@ pub extern "C" fn tw_health(c: u32, now: f64) -> usize {
                 Recommendation::ConnectedElsewhere => 2,
                 Recommendation::CheckCredentials => 3,
                 Recommendation::CheckServer => 4,
-                _ => 5,
+                Recommendation::ReadFaster => 5,
+                Recommendation::MessagesWaiting => 6,
+                _ => 7,
             });
         }
     })
