@@ -140,7 +140,7 @@ function constructed(options, url) {
   }
 }
 
-/** A command of tw_drain (as lib.rs's `command_record` writes it), for the driving. */
+/** A command of tw_drain (as src/ffi/drain.rs's `command_record` writes it), for the driving. */
 function command(r) {
   const t = r.u8();
   const list = (f) => Array.from({ length: r.u32() }, f);

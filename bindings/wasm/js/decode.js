@@ -1,4 +1,4 @@
-// What the core-only wasm (src/lib.rs) answers, made into the values the npm package
+// What the core-only wasm (src/ffi) answers, made into the values the npm package
 // gives JavaScript today: its events (bindings/wasm/src/convert.rs), the resolutions of
 // its promises, and its errors (errors.rs: an `Error` with a `kind`, its message written
 // by errors.js from a template number and the error's values). Each reader takes a

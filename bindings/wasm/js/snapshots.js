@@ -1,4 +1,4 @@
-// The rest of what the JavaScript driver reads from the core-only wasm (src/lib.rs) or
+// The rest of what the JavaScript driver reads from the core-only wasm (src/ffi) or
 // writes for it, as the npm package gives or takes it today: metrics() and health()
 // (bindings/wasm/src/convert.rs), handoff() and the `resume` option (handoff.rs), the
 // self-test's criteria and verdicts (selftest.rs), and the log lines (tether-web's

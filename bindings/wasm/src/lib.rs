@@ -12,7 +12,7 @@
 //! packed by `js/options.js` and checked by the core), every input a driver feeds the
 //! dispatcher, and every command, event and completion, drained into one byte buffer in
 //! the wasm's memory; JavaScript owns every handle (tasks, sockets, waiters) as a `u32`.
-//! `ffi.rs` documents each export; `js/wire.js` is the other side of the layout.
+//! `src/ffi/` documents each export; `js/wire.js` is the other side of the layout.
 //!
 //! [`names`] and [`texts`] are the numbers both sides agree on (the options' field codes
 //! and the error messages' templates), with tests against the core on every target.
