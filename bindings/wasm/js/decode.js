@@ -6,7 +6,7 @@
 
 import { fail, text } from '../src/errors.js';
 
-// Names by the numbers lib.rs writes (`state`, `quality`, `cause`, `drop_reason`...).
+// Names by the numbers src/ffi/drain.rs writes (`state`, `quality`, `cause`, `drop_reason`...).
 export const STATES = ['disconnected', 'connecting', 'connected', 'reconnecting', 'error', 'closed'];
 export const QUALITIES = ['excellent', 'good', 'fair', 'poor', 'critical'];
 // `CauseKind::ALL`, by `as_str`.
@@ -106,7 +106,7 @@ function tetherError(r) {
 }
 
 /**
- * One event: `[its index in EVENTS of emitter.js, its value]` (lib.rs tags it by that
+ * One event: `[its index in EVENTS of emitter.js, its value]` (src/ffi/drain.rs tags it by that
  * index), or null for one the package does not export.
  */
 export function event(r) {
