@@ -321,16 +321,26 @@ export class Driver {
     if (this.pending.size === 0) this.pending = null;
   }
 
-  /** Starts a task: `cancel` ends it; the core tracks it as `what` (0 connect, 1 poll
-   * request, 2 token) of `id`. Returns whether it is still live, as a function. */
-  task(what, id, cancel) {
+  /** Starts a task: `start()` runs from a task of its own (a microtask) unless the task
+   * was cancelled first, and returns what cancels it once started; the core tracks it as
+   * `what` (0 connect, 1 poll request, 2 token) of `id`. Returns whether it is still live
+   * (forgetting it if so), as a function: its answer's guard.
+   *
+   * From a task of its own, as the Rust driver's tasks ran: a cancel within the drain that
+   * asked for the work (a client closed or freed at once) means it never starts, so no
+   * socket is opened, no request made and no token provider asked for nothing. */
+  task(what, id, start) {
     const t = this.number();
     let live = true;
+    let stop = null;
     (this.pending ??= new Map()).set(t, () => {
       live = false;
-      cancel?.();
+      stop?.();
     });
     exports().tw_track(this.c, what, id, t);
+    queueMicrotask(() => {
+      if (live && !this.gone) stop = start();
+    });
     return () => {
       if (!live || this.gone) return false;
       this.forget(t);
@@ -340,8 +350,14 @@ export class Driver {
   }
 
   connect(id, url, protocols, headers) {
-    const sock = new Sock(this.ws, url, protocols, headers);
-    const settled = this.task(0, id, () => sock.release());
+    const settled = this.task(0, id, () => {
+      const sock = new Sock(this.ws, url, protocols, headers);
+      this.opening(settled, id, sock);
+      return () => sock.release();
+    });
+  }
+
+  opening(settled, id, sock) {
     sock.opened().then(
       guarded((outcome) => {
         if (!settled()) return;
@@ -361,8 +377,14 @@ export class Driver {
   }
 
   post(request, url, headers, body) {
-    const req = new Req(this.fetch, url, headers, body, this.limit);
-    const settled = this.task(1, request, () => req.abort());
+    const settled = this.task(1, request, () => {
+      const req = new Req(this.fetch, url, headers, body, this.limit);
+      this.polled(settled, request, req);
+      return () => req.abort();
+    });
+  }
+
+  polled(settled, request, req) {
     req.done().then(
       guarded((answer) => {
         if (!settled()) return;
@@ -382,7 +404,13 @@ export class Driver {
   /** Asks the token provider (js/options.js's `tokens`: `[token, ms left or NaN]`, or a
    * rejection with the message). */
   token(request) {
-    const settled = this.task(2, request);
+    const settled = this.task(2, request, () => {
+      this.ask(settled, request);
+      return null;
+    });
+  }
+
+  ask(settled, request) {
     const answer = guarded((ok, value, left) => {
       if (!settled()) return;
       const now = performance.now();
@@ -390,13 +418,10 @@ export class Driver {
       exports().tw_token(this.c, now, request, ok, left);
       this.drive(now);
     });
-    // From a task of its own, as every other answer: never within a drain.
-    Promise.resolve()
-      .then(() => {
-        if (typeof this.tokens !== 'function') throw 'no token provider';
-        return this.tokens();
-      })
-      .then(
+    new Promise((resolve) => {
+      if (typeof this.tokens !== 'function') throw 'no token provider';
+      resolve(this.tokens());
+    }).then(
       (t) => {
         const left = Number(t?.[1]);
         answer(true, String(t?.[0] ?? ''), Number.isNaN(left) ? NaN : left);
