@@ -236,6 +236,9 @@ class Live {
     const retained = [...(this.retained ?? [])];
     this.retained?.clear();
     for (const id of retained) this.emitter.emit('dropped', { id, reason: 'unconfirmed' });
+    // Those were its last events: a listener that killed the instance while the driver
+    // emitted a batch sees no more of it.
+    this.emitter.halt();
   }
 }
 

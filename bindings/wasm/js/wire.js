@@ -3,14 +3,21 @@
 // (`Reader`, over `tw_out`). Little-endian numbers; a string or bytes is a `u32` length
 // and its bytes; an optional number is an f64, NaN for none.
 
+import { dead } from './guard.js';
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let wasm;
 let log = () => {};
 
-/** The instance's exports (after `load`). */
-export const exports = () => wasm;
+/** The instance's exports (after `load`). Once it is dead (guard.js) a call into it
+ * throws as a trap would, back to the guard of whatever JavaScript called in: a loop
+ * under way when a listener killed it (a drain, a socket's batch) goes no further. */
+export function exports() {
+  if (dead()) throw new WebAssembly.RuntimeError('the WebAssembly instance is dead');
+  return wasm;
+}
 
 /** Whether the instance is loaded. */
 export const loaded = () => wasm !== undefined;
@@ -66,6 +73,7 @@ export class Writer {
   }
   /** Writes everything into the instance's input buffer. */
   commit() {
+    const wasm = exports();
     const at = wasm.tw_in(this.size);
     const memory = new Uint8Array(wasm.memory.buffer, at, this.size);
     let offset = 0;
@@ -78,6 +86,7 @@ export class Writer {
 
 /** The input of the next call: one string (UTF-8) or bytes, alone. */
 export function input(data) {
+  const wasm = exports();
   if (typeof data === 'string') {
     // At most 3 bytes per UTF-16 unit: encoded straight into the instance's buffer.
     const room = data.length * 3;
@@ -98,11 +107,11 @@ export class Reader {
   }
   /** The answer of the last call, `len` bytes long. */
   static out(len) {
-    return new Reader(wasm.tw_out(), len);
+    return new Reader(exports().tw_out(), len);
   }
   /** The answer of the last call when its length was not returned (an error after -1). */
   static rest() {
-    const ptr = wasm.tw_out();
+    const ptr = exports().tw_out();
     return new Reader(ptr, wasm.memory.buffer.byteLength - ptr);
   }
   more() {

@@ -2,11 +2,34 @@
 // fake sockets of fakes.mjs (no network): what it must do as tether-web's Rust driver
 // (crates/tether-web/src/driver.rs) did.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
 import { TetherClient } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
 import { fast, reach } from './helpers.mjs';
+
+/** Runs `fixtures/<fixture>` in a Node of its own (one instance per process) and
+ * resolves with its exit and output, once it exited by itself. */
+function run(fixture) {
+  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${fixture} did not exit by itself within 20 s\n${stdout}\n${stderr}`));
+    }, 20_000);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
 
 /** Resolves after the turns of the event loop under way (their microtasks and timers of 0 ms). */
 const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
@@ -42,4 +65,19 @@ test('a client freed or closed at once opens no socket and asks for no token', a
   assert.equal(asked, 1);
   await client.closeNow();
   client.free();
+});
+
+// A listener that kills the instance (a panic in a call it makes) while the client handles
+// a batch of frames: the Rust driver stopped there (the trap unwound it). The JavaScript
+// one went on: the rest of the batch was fed to the dead instance and emitted after
+// `stopped` (messages, then 'disconnected' and 'reconnecting' from the sockets ended at
+// the death), so the state a dead client reports was 'reconnecting'.
+test('a listener that kills the instance mid-batch: nothing after stopped, no call into it', { timeout: 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('death-in-listener.mjs');
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  const { log, state, late } = JSON.parse(stdout);
+  assert.deepEqual(log, ['message one', 'state error', 'stopped driver-failed', 'trap: driver-failed']);
+  assert.equal(state, 'error');
+  assert.deepEqual(late, [], 'calls into the dead instance');
 });
