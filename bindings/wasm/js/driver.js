@@ -480,14 +480,16 @@ export class Driver {
   }
 
   /** Sends once the queue has room (room comes as messages are acknowledged, written or
-   * dropped: each drain that did something gives the callers a look). */
-  async sendWait(data) {
+   * dropped: each drain that did something gives the callers a look). `call` is the
+   * wrapper's guard (index.js): what runs after a wait is a call of JavaScript's own, out
+   * of every method, and a trap there must kill the instance as anywhere else. */
+  async sendWait(data, call) {
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
-    while (!this.gone && !exports().tw_has_room(this.c, size)) {
+    while (!this.gone && !call(() => exports().tw_has_room(this.c, size))) {
       // Woken after a drain that did something, or when the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
-    return this.send(data);
+    return call(() => this.send(data));
   }
 
   flush() {

@@ -340,7 +340,7 @@ export class TetherClient {
     return pending(() => this.#d.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)')));
+    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)'), call));
   }
   flush() {
     return pending(() => this.#d.flush());

@@ -81,3 +81,15 @@ test('a listener that kills the instance mid-batch: nothing after stopped, no ca
   assert.equal(state, 'error');
   assert.deepEqual(late, [], 'calls into the dead instance');
 });
+
+// sendWait looks for room again after each wait from a promise's continuation, outside
+// every method of the client: a trap there rejected its promise with the bare
+// RuntimeError, and the instance, broken, went on running every client.
+test('a trap while sendWait looks for room again kills the instance as anywhere else', { timeout: 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('panic-in-send-wait.mjs');
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  const { log, state } = JSON.parse(stdout);
+  assert.deepEqual(log, ['stopped driver-failed', 'sendWait rejected: driver-failed']);
+  assert.equal(state, 'error');
+});
