@@ -485,7 +485,14 @@ export class Driver {
    * of every method, and a trap there must kill the instance as anywhere else. */
   async sendWait(data, call) {
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
+    // Bytes are the caller's until sent: copied before a wait, so that what is sent is
+    // what was given, as send() takes it, though the caller reuses its buffer meanwhile.
+    let copied = typeof data === 'string';
     while (!this.gone && !call(() => exports().tw_has_room(this.c, size))) {
+      if (!copied) {
+        data = data.slice();
+        copied = true;
+      }
       // Woken after a drain that did something, or when the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }

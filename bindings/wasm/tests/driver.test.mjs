@@ -93,3 +93,28 @@ test('a trap while sendWait looks for room again kills the instance as anywhere 
   assert.deepEqual(log, ['stopped driver-failed', 'sendWait rejected: driver-failed']);
   assert.equal(state, 'error');
 });
+
+// sendWait takes the message when it is called, as send() does and as the Rust driver's
+// did (it copied the bytes into the payload at once): an application that reuses its
+// buffer while the call waits for room must not have the later bytes sent in its place.
+test('sendWait sends the bytes it was given, though the buffer is reused while it waits', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, queue: { maxMessages: 1 } });
+  try {
+    // Not connected yet: the first message fills the queue, the next ones wait.
+    client.send('first');
+    const buffer = new Uint8Array([1]);
+    const one = client.sendWait(buffer);
+    buffer[0] = 2;
+    const two = client.sendWait(buffer.buffer);
+    buffer[0] = 3;
+    await reach(client, 'connected');
+    await Promise.all([one, two]);
+    await client.flush();
+    const sent = sockets[0].sent.map((d) => (typeof d === 'string' ? d : [...new Uint8Array(d)]));
+    assert.deepEqual(sent, ['first', [1], [2]]);
+  } finally {
+    await client.closeNow();
+    client.free();
+  }
+});
