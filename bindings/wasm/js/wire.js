@@ -27,8 +27,27 @@ export function onLog(f) {
   log = f;
 }
 
+/** What a log line threw (a console that throws, as a test set-up may make it), reported
+ * as uncaught once the instance returned: an exception thrown into the instance would
+ * unwind it halfway through a call (its answer buffer taken, an action of the core half
+ * handled: a client's first drain lost, its attempt never made). */
+function report(error) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else
+    globalThis.queueMicrotask(() => {
+      throw error;
+    });
+}
+
 function imports() {
-  return { tether: { tw_log: (level, ptr, len) => log(level, new Reader(ptr, len)) } };
+  const tw_log = (level, ptr, len) => {
+    try {
+      log(level, new Reader(ptr, len));
+    } catch (e) {
+      report(e);
+    }
+  };
+  return { tether: { tw_log } };
 }
 
 /** Instantiates the core from a compiled `WebAssembly.Module`, at once. */

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-import { TetherClient } from 'tether-wasm';
+import { TetherClient, setLogLevel } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
 import { fast, reach } from './helpers.mjs';
 
@@ -116,5 +116,37 @@ test('sendWait sends the bytes it was given, though the buffer is reused while i
   } finally {
     await client.closeNow();
     client.free();
+  }
+});
+
+// A log line is written from inside the instance (an import it calls): a console that
+// throws (test set-ups make console output fail the test) threw through the instance,
+// which stopped halfway through the client's first drain: no state event, no socket, the
+// attempt never made. Now what it threw is reported once the instance returned.
+test('a console that throws on a log line neither stops the client nor is swallowed', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const { log } = console;
+  const reported = [];
+  globalThis.reportError = (e) => reported.push(e);
+  console.log = () => {
+    throw new Error('no console output in tests');
+  };
+  setLogLevel('info');
+  let client;
+  try {
+    client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+    const states = [];
+    client.on('state', ({ to }) => states.push(to));
+    await reach(client, 'connected', 2000);
+    assert.deepEqual(states, ['connecting', 'connected']);
+    assert.equal(sockets.length, 1);
+    assert.ok(reported.length > 0);
+    assert.ok(reported.every((e) => e.message === 'no console output in tests'));
+  } finally {
+    setLogLevel('off');
+    console.log = log;
+    delete globalThis.reportError;
+    await client?.closeNow();
+    client?.free();
   }
 });
