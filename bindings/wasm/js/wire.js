@@ -28,9 +28,7 @@ export function onLog(f) {
 }
 
 /** What a log line threw (a console that throws, as a test set-up may make it), reported
- * as uncaught once the instance returned: an exception thrown into the instance would
- * unwind it halfway through a call (its answer buffer taken, an action of the core half
- * handled: a client's first drain lost, its attempt never made). */
+ * as uncaught rather than lost. */
 function report(error) {
   if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
   else
@@ -39,13 +37,30 @@ function report(error) {
     });
 }
 
-function imports() {
-  const tw_log = (level, ptr, len) => {
+// The log lines not written yet: [level, a copy of the line].
+let lines = [];
+
+function writeLines() {
+  const due = lines;
+  lines = [];
+  for (const [level, line] of due) {
     try {
-      log(level, new Reader(ptr, len));
+      log(level, Reader.of(line));
     } catch (e) {
       report(e);
     }
+  }
+}
+
+function imports() {
+  // A line is written once the instance returned, from a microtask, in order: the console
+  // is the application's, and nothing of the application may run within a call of the
+  // instance (which holds its client then): a console that throws would unwind it
+  // halfway (its answer buffer taken, an action of the core half handled), and one that
+  // sends the line through a client would call into it again.
+  const tw_log = (level, ptr, len) => {
+    const line = new Uint8Array(wasm.memory.buffer, ptr, len).slice();
+    if (lines.push([level, line]) === 1) globalThis.queueMicrotask(writeLines);
   };
   return { tether: { tw_log } };
 }
@@ -123,6 +138,13 @@ export class Reader {
   constructor(ptr, len) {
     this.view = new DataView(wasm.memory.buffer, ptr, len);
     this.at = 0;
+  }
+  /** Over bytes of JavaScript's own. */
+  static of(bytes) {
+    const r = Object.create(Reader.prototype);
+    r.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    r.at = 0;
+    return r;
   }
   /** The answer of the last call, `len` bytes long. */
   static out(len) {

@@ -150,3 +150,17 @@ test('a console that throws on a log line neither stops the client nor is swallo
     client?.free();
   }
 });
+
+// The client's log lines go to the application's console, which may send them through a
+// client (logs shipped to the server): that ran within the call of the instance that
+// logged (a drain holding its client) and called into the instance again, which the
+// instance assumes never happens. Lines are written once it returned now.
+test('a console that sends log lines through the client does not call into the instance from within it', { timeout: 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('reentrant-log.mjs');
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  const { nested, shipped, sent } = JSON.parse(stdout);
+  assert.deepEqual(nested, [], 'calls made within another');
+  assert.ok(shipped > 0, 'no line was logged');
+  assert.equal(sent, shipped);
+});
