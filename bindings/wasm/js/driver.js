@@ -600,11 +600,16 @@ class Socket {
       }
       if (w === PING ? this.sock.ping() : this.sock.send(w)) continue;
       // Reported from a task of its own: the write may be within the caller's `send()`,
-      // and no event may come from inside a call.
+      // and no event may come from inside a call. The core lets go of the socket then, and
+      // it is ended here rather than left to end by itself: one whose closing handshake
+      // never finishes would hold the client's close (and its end) for good.
       this.writable = false;
       queueMicrotask(() => {
         input('the socket is not open');
         this.d.socketEvent(this, 4, 1);
+        if (this.done) return;
+        this.release();
+        this.d.socketGone(this);
       });
       return;
     }

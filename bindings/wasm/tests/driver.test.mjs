@@ -164,3 +164,29 @@ test('a console that sends log lines through the client does not call into the i
   assert.ok(shipped > 0, 'no line was logged');
   assert.equal(sent, shipped);
 });
+
+// A write that fails means the socket is broken: the core lets go of it at once, and the
+// driver ends it. It waited for the socket to end by itself instead (so did the Rust
+// driver), which one whose closing handshake never finishes (a server that never closes
+// the connection) does not: close() never settled and the client was never forgotten.
+test('a socket whose write failed is ended by the driver: close() does not wait for it', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  try {
+    await reach(client, 'connected');
+    const [stuck] = sockets;
+    // Closing, and it never closes by itself: close() is ignored from now on.
+    stuck.readyState = 2;
+    client.send('into a socket that is closing');
+    let timer;
+    const late = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error('closeNow() still pending after 3 s')), 3000);
+    });
+    await Promise.race([client.closeNow(), late]).finally(() => clearTimeout(timer));
+    assert.equal(client.state, 'closed');
+    await turn();
+    assert.equal(stuck.readyState, 3, 'the socket was ended');
+  } finally {
+    client.free();
+  }
+});
