@@ -247,7 +247,11 @@ export class Driver {
         }
         if (events !== null) {
           const emitter = this.emitter;
-          for (const e of events) if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
+          for (const e of events) {
+            // Killed by a listener: the rest of the batch is not the application's news.
+            if (dead()) break;
+            if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
+          }
           now = performance.now();
         }
         if (this.gone) break;

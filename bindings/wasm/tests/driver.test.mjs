@@ -12,10 +12,10 @@ import { fast, reach } from './helpers.mjs';
 
 /** Runs `fixtures/<fixture>` in a Node of its own (one instance per process) and
  * resolves with its exit and output, once it exited by itself. */
-function run(fixture) {
+function run(fixture, args = []) {
   const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path, ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -79,6 +79,18 @@ test('a listener that kills the instance mid-batch: nothing after stopped, no ca
   const { log, state, late } = JSON.parse(stdout);
   assert.deepEqual(log, ['message one', 'state error', 'stopped driver-failed', 'trap: driver-failed']);
   assert.equal(state, 'error');
+  assert.deepEqual(late, [], 'calls into the dead instance');
+});
+
+// The same in a client the application freed, which the instance's death fails no more
+// (it is closing on its own): its listener of the close's `state` kills the instance, and
+// the `stopped` of the same drain must not follow.
+test('a freed client whose listener kills the instance: the rest of the drain is not emitted', { timeout: 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await run('death-in-listener.mjs', ['freed']);
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  const { log, late } = JSON.parse(stdout);
+  assert.deepEqual(log, ['state closed', 'trap: driver-failed', 'free: driver-failed']);
   assert.deepEqual(late, [], 'calls into the dead instance');
 });
 
