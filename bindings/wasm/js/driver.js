@@ -343,7 +343,12 @@ export class Driver {
     });
     exports().tw_track(this.c, what, id, t);
     queueMicrotask(() => {
-      if (live && !this.gone) stop = start();
+      if (!live || this.gone) return;
+      const end = start();
+      // Cancelled while it started (the WebSocket constructor, `fetch` and the token
+      // provider are the application's, and may close or free the client): ended now.
+      if (live) stop = end;
+      else end?.();
     });
     return () => {
       if (!live || this.gone) return false;

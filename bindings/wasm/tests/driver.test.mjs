@@ -204,3 +204,27 @@ test('a socket whose write failed is ended by the driver: close() does not wait 
     client.free();
   }
 });
+
+// The WebSocket constructor is the application's, and may call the client: one that
+// closes it (too many attempts, say) cancels the very attempt it is making, before the
+// driver holds the socket it returns. That socket was left open for good.
+test('a WebSocket constructor that closes the client: the socket it made is ended', async () => {
+  const made = [];
+  let client = null;
+  class Closing extends wsLike(8, { onSocket: (s) => made.push(s) }).WebSocket {
+    constructor(...args) {
+      super(...args);
+      client.closeNow();
+    }
+  }
+  client = new TetherClient('ws://fake.invalid/ws', { WebSocket: Closing, backoff: fast });
+  try {
+    await turn();
+    assert.equal(client.state, 'closed');
+    assert.equal(made.length, 1);
+    if (made[0].readyState !== 3) await once(made[0], 'close');
+    assert.equal(made[0].readyState, 3);
+  } finally {
+    client.free();
+  }
+});
