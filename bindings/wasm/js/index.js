@@ -394,7 +394,16 @@ export class TetherClient {
     collected.unregister(live);
     if (dead()) return;
     if (depth > 0) frees.push(() => d.drop());
-    else call(() => d.drop());
+    else {
+      try {
+        call(() => d.drop());
+      } catch (e) {
+        // The instance died within it (a listener of the close's events): every client
+        // was failed with the events that say so, and this one is let go all the same.
+        // free() throws nothing, as once dead (a cleanup's `finally`, `using`).
+        if (e?.kind !== 'driver-failed') throw e;
+      }
+    }
   }
 }
 
