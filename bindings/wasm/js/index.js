@@ -18,7 +18,7 @@ import { Driver, freed } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 import { criteria, handoff, health, logLine, metrics, passes, setLog, started, writeResume } from './snapshots.js';
-import { exports, loadSync as instantiate, onLog } from './wire.js';
+import { exports, loadSync as instantiate, onLog, quietly } from './wire.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -308,10 +308,18 @@ export class TetherClient {
       } catch (e) {
         throw Array.isArray(e) ? configError(e) : e;
       }
-      this.#id = clientId(driver);
-      // Before the first drain (a microtask away): the first line a client logs.
-      started(this.#id);
-      this.#metrics = first(metrics(driver.c, performance.now()));
+      try {
+        this.#id = clientId(driver);
+        // Before the first drain (a microtask away): the first line a client logs. A
+        // console that throws (a test set-up's) does not fail the construction.
+        quietly(() => started(this.#id));
+        this.#metrics = first(metrics(driver.c, performance.now()));
+      } catch (e) {
+        // No client is handed out, so none would ever be freed: forgotten at once, before
+        // its first drain, rather than left running with nothing to stop it.
+        driver.free();
+        throw e;
+      }
     });
     emitter.state = this.#metrics.state;
     const live = (this.#live = new Live(emitter, driver));

@@ -37,19 +37,23 @@ function report(error) {
     });
 }
 
+/** Runs `write`, a write to the application's console: what it throws is reported, not
+ * thrown into the caller (the instance, or a client's constructor). */
+export function quietly(write) {
+  try {
+    write();
+  } catch (e) {
+    report(e);
+  }
+}
+
 // The log lines not written yet: [level, a copy of the line].
 let lines = [];
 
 function writeLines() {
   const due = lines;
   lines = [];
-  for (const [level, line] of due) {
-    try {
-      log(level, Reader.of(line));
-    } catch (e) {
-      report(e);
-    }
-  }
+  for (const [level, line] of due) quietly(() => log(level, Reader.of(line)));
 }
 
 function imports() {

@@ -139,12 +139,15 @@ test('sendWait sends the bytes it was given, though the buffer is reused while i
 // attempt never made. Now what it threw is reported once the instance returned.
 test('a console that throws on a log line neither stops the client nor is swallowed', async () => {
   const { WebSocket, sockets } = wsLike(8);
-  const { log } = console;
+  const METHODS = ['log', 'info', 'warn', 'error', 'debug'];
+  const saved = METHODS.map((m) => console[m]);
   const reported = [];
   globalThis.reportError = (e) => reported.push(e);
-  console.log = () => {
-    throw new Error('no console output in tests');
-  };
+  for (const m of METHODS) {
+    console[m] = () => {
+      throw new Error('no console output in tests');
+    };
+  }
   setLogLevel('info');
   let client;
   try {
@@ -158,7 +161,7 @@ test('a console that throws on a log line neither stops the client nor is swallo
     assert.ok(reported.every((e) => e.message === 'no console output in tests'));
   } finally {
     setLogLevel('off');
-    console.log = log;
+    METHODS.forEach((m, i) => (console[m] = saved[i]));
     delete globalThis.reportError;
     await client?.closeNow();
     client?.free();
