@@ -247,7 +247,11 @@ export class Driver {
         }
         if (events !== null) {
           const emitter = this.emitter;
-          for (const e of events) if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
+          for (const e of events) {
+            // Killed by a listener: the rest of the batch is not the application's news.
+            if (dead()) break;
+            if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
+          }
           now = performance.now();
         }
         if (this.gone) break;
@@ -321,16 +325,31 @@ export class Driver {
     if (this.pending.size === 0) this.pending = null;
   }
 
-  /** Starts a task: `cancel` ends it; the core tracks it as `what` (0 connect, 1 poll
-   * request, 2 token) of `id`. Returns whether it is still live, as a function. */
-  task(what, id, cancel) {
+  /** Starts a task: `start()` runs from a task of its own (a microtask) unless the task
+   * was cancelled first, and returns what cancels it once started; the core tracks it as
+   * `what` (0 connect, 1 poll request, 2 token) of `id`. Returns whether it is still live
+   * (forgetting it if so), as a function: its answer's guard.
+   *
+   * From a task of its own, as the Rust driver's tasks ran: a cancel within the drain that
+   * asked for the work (a client closed or freed at once) means it never starts, so no
+   * socket is opened, no request made and no token provider asked for nothing. */
+  task(what, id, start) {
     const t = this.number();
     let live = true;
+    let stop = null;
     (this.pending ??= new Map()).set(t, () => {
       live = false;
-      cancel?.();
+      stop?.();
     });
     exports().tw_track(this.c, what, id, t);
+    queueMicrotask(() => {
+      if (!live || this.gone) return;
+      const end = start();
+      // Cancelled while it started (the WebSocket constructor, `fetch` and the token
+      // provider are the application's, and may close or free the client): ended now.
+      if (live) stop = end;
+      else end?.();
+    });
     return () => {
       if (!live || this.gone) return false;
       this.forget(t);
@@ -340,8 +359,14 @@ export class Driver {
   }
 
   connect(id, url, protocols, headers) {
-    const sock = new Sock(this.ws, url, protocols, headers);
-    const settled = this.task(0, id, () => sock.release());
+    const settled = this.task(0, id, () => {
+      const sock = new Sock(this.ws, url, protocols, headers);
+      this.opening(settled, id, sock);
+      return () => sock.release();
+    });
+  }
+
+  opening(settled, id, sock) {
     sock.opened().then(
       guarded((outcome) => {
         if (!settled()) return;
@@ -361,8 +386,14 @@ export class Driver {
   }
 
   post(request, url, headers, body) {
-    const req = new Req(this.fetch, url, headers, body, this.limit);
-    const settled = this.task(1, request, () => req.abort());
+    const settled = this.task(1, request, () => {
+      const req = new Req(this.fetch, url, headers, body, this.limit);
+      this.polled(settled, request, req);
+      return () => req.abort();
+    });
+  }
+
+  polled(settled, request, req) {
     req.done().then(
       guarded((answer) => {
         if (!settled()) return;
@@ -382,7 +413,13 @@ export class Driver {
   /** Asks the token provider (js/options.js's `tokens`: `[token, ms left or NaN]`, or a
    * rejection with the message). */
   token(request) {
-    const settled = this.task(2, request);
+    const settled = this.task(2, request, () => {
+      this.ask(settled, request);
+      return null;
+    });
+  }
+
+  ask(settled, request) {
     const answer = guarded((ok, value, left) => {
       if (!settled()) return;
       const now = performance.now();
@@ -390,13 +427,10 @@ export class Driver {
       exports().tw_token(this.c, now, request, ok, left);
       this.drive(now);
     });
-    // From a task of its own, as every other answer: never within a drain.
-    Promise.resolve()
-      .then(() => {
-        if (typeof this.tokens !== 'function') throw 'no token provider';
-        return this.tokens();
-      })
-      .then(
+    new Promise((resolve) => {
+      if (typeof this.tokens !== 'function') throw 'no token provider';
+      resolve(this.tokens());
+    }).then(
       (t) => {
         const left = Number(t?.[1]);
         answer(true, String(t?.[0] ?? ''), Number.isNaN(left) ? NaN : left);
@@ -455,14 +489,23 @@ export class Driver {
   }
 
   /** Sends once the queue has room (room comes as messages are acknowledged, written or
-   * dropped: each drain that did something gives the callers a look). */
-  async sendWait(data) {
+   * dropped: each drain that did something gives the callers a look). `call` is the
+   * wrapper's guard (index.js): what runs after a wait is a call of JavaScript's own, out
+   * of every method, and a trap there must kill the instance as anywhere else. */
+  async sendWait(data, call) {
     const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
-    while (!this.gone && !exports().tw_has_room(this.c, size)) {
+    // Bytes are the caller's until sent: copied before a wait, so that what is sent is
+    // what was given, as send() takes it, though the caller reuses its buffer meanwhile.
+    let copied = typeof data === 'string';
+    while (!this.gone && !call(() => exports().tw_has_room(this.c, size))) {
+      if (!copied) {
+        data = data.slice();
+        copied = true;
+      }
       // Woken after a drain that did something, or when the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
-    return this.send(data);
+    return call(() => this.send(data));
   }
 
   flush() {
@@ -566,11 +609,16 @@ class Socket {
       }
       if (w === PING ? this.sock.ping() : this.sock.send(w)) continue;
       // Reported from a task of its own: the write may be within the caller's `send()`,
-      // and no event may come from inside a call.
+      // and no event may come from inside a call. The core lets go of the socket then, and
+      // it is ended here rather than left to end by itself: one whose closing handshake
+      // never finishes would hold the client's close (and its end) for good.
       this.writable = false;
       queueMicrotask(() => {
         input('the socket is not open');
         this.d.socketEvent(this, 4, 1);
+        if (this.done) return;
+        this.release();
+        this.d.socketGone(this);
       });
       return;
     }

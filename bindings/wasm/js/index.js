@@ -18,7 +18,7 @@ import { Driver, freed } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 import { criteria, handoff, health, logLine, metrics, passes, setLog, started, writeResume } from './snapshots.js';
-import { exports, loadSync as instantiate, onLog } from './wire.js';
+import { exports, loadSync as instantiate, onLog, quietly } from './wire.js';
 
 // Where the .wasm is: next to this module. A function, so that nothing is evaluated on
 // import (a server-side bundle may give `import.meta.url` a value no URL parses from).
@@ -236,6 +236,9 @@ class Live {
     const retained = [...(this.retained ?? [])];
     this.retained?.clear();
     for (const id of retained) this.emitter.emit('dropped', { id, reason: 'unconfirmed' });
+    // Those were its last events: a listener that killed the instance while the driver
+    // emitted a batch sees no more of it.
+    this.emitter.halt();
   }
 }
 
@@ -305,10 +308,18 @@ export class TetherClient {
       } catch (e) {
         throw Array.isArray(e) ? configError(e) : e;
       }
-      this.#id = clientId(driver);
-      // Before the first drain (a microtask away): the first line a client logs.
-      started(this.#id);
-      this.#metrics = first(metrics(driver.c, performance.now()));
+      try {
+        this.#id = clientId(driver);
+        // Before the first drain (a microtask away): the first line a client logs. A
+        // console that throws (a test set-up's) does not fail the construction.
+        quietly(() => started(this.#id));
+        this.#metrics = first(metrics(driver.c, performance.now()));
+      } catch (e) {
+        // No client is handed out, so none would ever be freed: forgotten at once, before
+        // its first drain, rather than left running with nothing to stop it.
+        driver.free();
+        throw e;
+      }
     });
     emitter.state = this.#metrics.state;
     const live = (this.#live = new Live(emitter, driver));
@@ -337,7 +348,7 @@ export class TetherClient {
     return pending(() => this.#d.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)')));
+    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)'), call));
   }
   flush() {
     return pending(() => this.#d.flush());
@@ -391,7 +402,16 @@ export class TetherClient {
     collected.unregister(live);
     if (dead()) return;
     if (depth > 0) frees.push(() => d.drop());
-    else call(() => d.drop());
+    else {
+      try {
+        call(() => d.drop());
+      } catch (e) {
+        // The instance died within it (a listener of the close's events): every client
+        // was failed with the events that say so, and this one is let go all the same.
+        // free() throws nothing, as once dead (a cleanup's `finally`, `using`).
+        if (e?.kind !== 'driver-failed') throw e;
+      }
+    }
   }
 }
 

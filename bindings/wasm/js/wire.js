@@ -3,14 +3,21 @@
 // (`Reader`, over `tw_out`). Little-endian numbers; a string or bytes is a `u32` length
 // and its bytes; an optional number is an f64, NaN for none.
 
+import { dead } from './guard.js';
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 let wasm;
 let log = () => {};
 
-/** The instance's exports (after `load`). */
-export const exports = () => wasm;
+/** The instance's exports (after `load`). Once it is dead (guard.js) a call into it
+ * throws as a trap would, back to the guard of whatever JavaScript called in: a loop
+ * under way when a listener killed it (a drain, a socket's batch) goes no further. */
+export function exports() {
+  if (dead()) throw new WebAssembly.RuntimeError('the WebAssembly instance is dead');
+  return wasm;
+}
 
 /** Whether the instance is loaded. */
 export const loaded = () => wasm !== undefined;
@@ -20,8 +27,46 @@ export function onLog(f) {
   log = f;
 }
 
+/** What a log line threw (a console that throws, as a test set-up may make it), reported
+ * as uncaught rather than lost. */
+function report(error) {
+  if (typeof globalThis.reportError === 'function') globalThis.reportError(error);
+  else
+    globalThis.queueMicrotask(() => {
+      throw error;
+    });
+}
+
+/** Runs `write`, a write to the application's console: what it throws is reported, not
+ * thrown into the caller (the instance, or a client's constructor). */
+export function quietly(write) {
+  try {
+    write();
+  } catch (e) {
+    report(e);
+  }
+}
+
+// The log lines not written yet: [level, a copy of the line].
+let lines = [];
+
+function writeLines() {
+  const due = lines;
+  lines = [];
+  for (const [level, line] of due) quietly(() => log(level, Reader.of(line)));
+}
+
 function imports() {
-  return { tether: { tw_log: (level, ptr, len) => log(level, new Reader(ptr, len)) } };
+  // A line is written once the instance returned, from a microtask, in order: the console
+  // is the application's, and nothing of the application may run within a call of the
+  // instance (which holds its client then): a console that throws would unwind it
+  // halfway (its answer buffer taken, an action of the core half handled), and one that
+  // sends the line through a client would call into it again.
+  const tw_log = (level, ptr, len) => {
+    const line = new Uint8Array(wasm.memory.buffer, ptr, len).slice();
+    if (lines.push([level, line]) === 1) globalThis.queueMicrotask(writeLines);
+  };
+  return { tether: { tw_log } };
 }
 
 /** Instantiates the core from a compiled `WebAssembly.Module`, at once. */
@@ -66,6 +111,7 @@ export class Writer {
   }
   /** Writes everything into the instance's input buffer. */
   commit() {
+    const wasm = exports();
     const at = wasm.tw_in(this.size);
     const memory = new Uint8Array(wasm.memory.buffer, at, this.size);
     let offset = 0;
@@ -78,6 +124,7 @@ export class Writer {
 
 /** The input of the next call: one string (UTF-8) or bytes, alone. */
 export function input(data) {
+  const wasm = exports();
   if (typeof data === 'string') {
     // At most 3 bytes per UTF-16 unit: encoded straight into the instance's buffer.
     const room = data.length * 3;
@@ -96,13 +143,20 @@ export class Reader {
     this.view = new DataView(wasm.memory.buffer, ptr, len);
     this.at = 0;
   }
+  /** Over bytes of JavaScript's own. */
+  static of(bytes) {
+    const r = Object.create(Reader.prototype);
+    r.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    r.at = 0;
+    return r;
+  }
   /** The answer of the last call, `len` bytes long. */
   static out(len) {
-    return new Reader(wasm.tw_out(), len);
+    return new Reader(exports().tw_out(), len);
   }
   /** The answer of the last call when its length was not returned (an error after -1). */
   static rest() {
-    const ptr = wasm.tw_out();
+    const ptr = exports().tw_out();
     return new Reader(ptr, wasm.memory.buffer.byteLength - ptr);
   }
   more() {

@@ -43,6 +43,14 @@ export class Emitter {
     // The state as of the last `state` event (set first by the wrapper, js/index.js):
     // what it reports once the instance is dead. Kept here rather than by a listener.
     this.state = null;
+    // Set once the client failed for good (a dead instance, js/index.js): nothing is
+    // emitted after its last events, not even to the rest of a listener list under way.
+    this.halted = false;
+  }
+
+  /** No event is emitted from now on. */
+  halt() {
+    this.halted = true;
   }
 
   on(event, handler) {
@@ -78,8 +86,10 @@ export class Emitter {
 
   emit(event, value) {
     const index = typeof event === 'number' ? event : EVENTS.indexOf(event);
+    if (this.halted) return;
     if (index === 0) this.state = value.to;
     for (const entry of this.entries) {
+      if (this.halted) return;
       if (entry.event !== index) continue;
       try {
         entry.handler(value);
