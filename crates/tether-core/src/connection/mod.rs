@@ -500,15 +500,17 @@ impl Connection {
         self.outbox.oldest_id()
     }
 
-    /// Whether [`Connection::send`] of a message of `size` bytes would find room in the
-    /// outbound queue now (under `DropOldest`, by dropping older queued messages). Any
-    /// other refusal (too large, stopped, closing) is `send`'s to report. A driver's
-    /// waiting send tries again when this turns true.
+    /// Whether [`Connection::send`] of a message of `size` bytes should be tried now: the
+    /// outbound queue has room for it (under `DropOldest`, by dropping older queued
+    /// messages), or `send` would refuse it whatever the queue holds (too large, stopped,
+    /// closing) and reports why. A driver's waiting send tries again when this turns true.
     #[must_use]
     pub fn has_room_for(&self, size: usize) -> bool {
         self.outbox.has_room(size, &self.config.queue)
             || size > self.config.queue.max_bytes
             || size > self.config.max_message_bytes
+            || self.state().is_stopped()
+            || self.is_closing()
     }
 
     /// Something sent is not delivered yet.

@@ -4721,3 +4721,52 @@ fn a_token_refresh_due_while_the_trial_polls_is_made_at_once() {
         );
     }
 }
+
+/// A driver's waiting send (`sendWait`, `send_wait`) tries again once `has_room_for` says
+/// yes: a connection that stopped or is closing with its queue full must say yes, so that
+/// `send` reports the refusal instead of the caller waiting for room that never comes.
+#[test]
+fn a_full_queue_has_room_once_send_would_refuse_anyway() {
+    let mut h = Harness::new(
+        plain()
+            .queue(QueueConfig {
+                max_messages: 1,
+                ..QueueConfig::default()
+            })
+            .backoff(BackoffConfig {
+                max_attempts: Some(1),
+                ..fixed_backoff()
+            }),
+    );
+    h.connect();
+    h.conn
+        .send(h.now, "queued")
+        .expect("queued while connecting");
+    assert!(
+        !h.conn.has_room_for(1),
+        "the queue is full while connecting"
+    );
+    let id = h.last_open();
+    h.failed(id, TransportFailure::Refused);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Error, "gave up after one attempt");
+    assert!(h.conn.has_room_for(1), "stopped: send refuses at once");
+    assert!(matches!(
+        h.conn.send(h.now, "x"),
+        Err(SendError::Stopped(_))
+    ));
+
+    // Closing, with the queue full: the same.
+    let mut h = Harness::new(plain().queue(QueueConfig {
+        max_messages: 1,
+        ..QueueConfig::default()
+    }));
+    h.connect();
+    h.conn
+        .send(h.now, "queued")
+        .expect("queued while connecting");
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.has_room_for(1), "closing: send refuses at once");
+    assert!(matches!(h.conn.send(h.now, "x"), Err(SendError::Closing)));
+}
