@@ -14,7 +14,7 @@
 
 import { Hints, Req, Sock, arm, canPing, disarm, fillRandom } from 'tether-web-shim';
 import { dead, died, isTrap } from './guard.js';
-import { Reader, Writer, exports, input } from './wire.js';
+import { Reader, Writer, byteLength, exports, input } from './wire.js';
 import { completion, event, newError, sendError } from './decode.js';
 
 /** Runs `f` unless the instance is dead; a trap in it kills the instance. */
@@ -64,6 +64,14 @@ function failure(f) {
 }
 
 const PING = 0;
+
+/** The size of `data` (a string or bytes) when it is over `max` bytes, else 0: a string's
+ * UTF-8 length is counted only when it may be over. */
+function over(data, max) {
+  if (typeof data === 'string' && data.length * 3 <= max) return 0;
+  const n = byteLength(data);
+  return n > max ? n : 0;
+}
 
 /** What every call of a freed client throws or rejects with. */
 export function freed() {
@@ -136,9 +144,6 @@ export class Driver {
     this.ws = packed[7];
     this.fetch = packed[8];
     this.tokens = packed[5];
-    // The poll body limit (tether_dispatch::transport::http_body_limit).
-    const max = packed[0][37];
-    this.limit = Math.max(4 * ((max === max ? max : 16 << 20) + 64), 1 << 20);
     // Made when first needed (an idle client holds as little as it can): the tasks (a
     // number → what cancels it) and the waiters (a number → [resolve, reject]), which
     // share their numbers; sendWait's callers waiting for room.
@@ -160,6 +165,13 @@ export class Driver {
     if (c < 0) throw newError(Reader.rest());
     this.c = c;
     drivers.set(c, this);
+    // What is checked before a message is copied in: the largest message sent or taken,
+    // the largest frame read (a larger one fails its socket, as on every platform) and
+    // the largest poll response body.
+    const limits = Reader.out(exports().tw_limits(c));
+    this.max = limits.f64();
+    this.frame = limits.f64();
+    this.limit = limits.f64();
     if (packed[0][42] !== 0) {
       const hints = new Hints();
       if (hints.active) {
@@ -465,6 +477,9 @@ export class Driver {
 
   send(data) {
     this.live();
+    const big = over(data, this.max);
+    // Refused whatever its bytes: nothing is copied in.
+    if (big) throw sendError(Reader.out(exports().tw_refusal(this.c, big, false, 0)));
     input(data);
     const now = performance.now();
     const id = exports().tw_send(this.c, now, typeof data !== 'string');
@@ -476,13 +491,21 @@ export class Driver {
   sendConfirmed(data) {
     this.live();
     const [n, promise] = this.waiter();
-    input(data);
     const now = performance.now();
-    const id = exports().tw_send_confirmed(this.c, now, typeof data !== 'string', n);
-    if (id < 0) {
-      const r = Reader.rest();
+    const big = over(data, this.max);
+    if (big) {
+      // Refused whatever its bytes: nothing is copied in.
+      const r = Reader.out(exports().tw_refusal(this.c, big, true, n));
       r.u8();
       this.complete(completion(r));
+    } else {
+      input(data);
+      const id = exports().tw_send_confirmed(this.c, now, typeof data !== 'string', n);
+      if (id < 0) {
+        const r = Reader.rest();
+        r.u8();
+        this.complete(completion(r));
+      }
     }
     this.drive(now);
     return promise;
@@ -493,7 +516,7 @@ export class Driver {
    * wrapper's guard (index.js): what runs after a wait is a call of JavaScript's own, out
    * of every method, and a trap there must kill the instance as anywhere else. */
   async sendWait(data, call) {
-    const size = typeof data === 'string' ? new TextEncoder().encode(data).length : data.length;
+    const size = byteLength(data);
     // Bytes are the caller's until sent: copied before a wait, so that what is sent is
     // what was given, as send() takes it, though the caller reuses its buffer meanwhile.
     let copied = typeof data === 'string';
@@ -655,12 +678,21 @@ class Socket {
       const item = this.batch[this.at++];
       if (this.at === this.batch.length) this.batch = null;
       this.corked = true;
-      if (typeof item === 'string') {
+      const text = typeof item === 'string';
+      if (text || item instanceof Uint8Array) {
+        const big = over(item, d.frame);
+        if (big) {
+          // Over the frame limit: the socket fails without the frame being copied in,
+          // as a native socket fails while reading it (TransportFailure::MessageTooLarge).
+          d.socketEvent(this, 4, 6, big);
+          this.uncork();
+          if (this.done) return;
+          this.release();
+          d.socketGone(this);
+          return;
+        }
         input(item);
-        d.socketEvent(this, 0);
-      } else if (item instanceof Uint8Array) {
-        input(item);
-        d.socketEvent(this, 1);
+        d.socketEvent(this, text ? 0 : 1);
       } else if (item.pong) {
         d.socketEvent(this, 2);
       } else {

@@ -126,8 +126,9 @@ export class Writer {
 export function input(data) {
   const wasm = exports();
   if (typeof data === 'string') {
-    // At most 3 bytes per UTF-16 unit: encoded straight into the instance's buffer.
-    const room = data.length * 3;
+    // Encoded straight into the instance's buffer: room for 3 bytes per UTF-16 unit, at
+    // most, or (a long string) its exact length.
+    const room = data.length <= 16384 ? data.length * 3 : byteLength(data);
     const at = wasm.tw_in(room);
     const { written } = encoder.encodeInto(data, new Uint8Array(wasm.memory.buffer, at, room));
     wasm.tw_in_len(written);
@@ -135,6 +136,27 @@ export function input(data) {
   }
   const at = wasm.tw_in(data.length);
   new Uint8Array(wasm.memory.buffer, at, data.length).set(data);
+}
+
+/** The UTF-8 length of a string (without encoding it), or the length of bytes. */
+export function byteLength(data) {
+  if (typeof data !== 'string') return data.length;
+  let n = data.length;
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i);
+    if (c < 0x80) continue;
+    // 2 bytes below U+0800, 3 above; a surrogate pair (4 bytes) is 2 units of 2 more
+    // each, and a lone surrogate is written as U+FFFD (3 bytes).
+    n += c < 0x800 ? 1 : 2;
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < data.length) {
+      const d = data.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n -= 1;
+        i += 1;
+      }
+    }
+  }
+  return n;
 }
 
 /** An answer in the instance's memory, read in order. */

@@ -257,3 +257,86 @@ test('sendWait on a client that gave up with a full queue rejects with kind stop
     client.free();
   }
 });
+
+// Every byte from the network is hostile: a frame over the client's frame limit
+// (maxMessageBytes and room for the envelope, tether_dispatch::transport::frame_limit)
+// fails its socket before it is copied into the instance, as a native socket fails while
+// reading it: an `error` of kind message-too-large, `disconnected`, and a new socket. (The
+// driver took it in whole and let the core discard it, so a server could make the
+// instance's memory grow by whatever it sent.)
+test('a frame over the frame limit fails its socket without being taken in', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, maxMessageBytes: 100 });
+  try {
+    await reach(client, 'connected');
+    const errors = [];
+    client.on('error', (e) => errors.push(e.kind));
+    const lost = new Promise((resolve) => client.on('disconnected', resolve));
+    const got = [];
+    client.on('message', (m) => got.push(m));
+    sockets[0].text('fits');
+    sockets[0].text('é'.repeat(83)); // 166 bytes: over 100 + 64
+    const cause = await lost;
+    assert.equal(cause.kind, 'message-too-large');
+    assert.deepEqual(errors, ['message-too-large']);
+    assert.deepEqual(got, ['fits']);
+    await reach(client, 'connected');
+    assert.equal(sockets.length, 2, 'a new socket');
+    sockets[1].bytes(new Uint8Array(165));
+    await new Promise((resolve) => client.on('disconnected', resolve));
+    assert.deepEqual(errors, ['message-too-large', 'message-too-large'], 'binary frames too');
+  } finally {
+    client.free();
+  }
+});
+
+// A careless caller: a message far over maxMessageBytes is refused as too-large without
+// being copied into the instance (copied, 4 GiB cannot fit in a 32-bit instance's memory:
+// the allocation traps and kills every client of it). Its refusal is the core's, with
+// the core's precedence (plain mode's sendConfirmed is unconfirmable first).
+test('a message over maxMessageBytes is refused without being copied in', async (t) => {
+  let huge;
+  try {
+    huge = new Uint8Array(2 ** 32 - 1);
+  } catch {
+    t.skip('this machine cannot reserve a 4 GiB buffer');
+    return;
+  }
+  const { WebSocket } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  const plain = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: false });
+  try {
+    const tooLarge = (e) => {
+      assert.equal(e.kind, 'too-large', e.message);
+      assert.equal(e.message, `message of ${2 ** 32 - 1} bytes exceeds the limit of ${16 * 2 ** 20}`);
+      return true;
+    };
+    assert.throws(() => client.send(huge), tooLarge);
+    await assert.rejects(client.sendWait(huge), tooLarge);
+    await assert.rejects(plain.sendConfirmed(huge), (e) => e.kind === 'unconfirmable');
+    // A string far over the limit: its UTF-8 length, counted, not encoded.
+    const text = 'é'.repeat(9 * 2 ** 20);
+    assert.throws(() => client.send(text), (e) => e.kind === 'too-large' && e.message.startsWith(`message of ${18 * 2 ** 20} bytes`));
+    // The instance lives: a message that fits is taken.
+    assert.equal(typeof client.send('fits'), 'number');
+    await reach(client, 'connected');
+  } finally {
+    client.free();
+    plain.free();
+  }
+});
+
+test('sendConfirmed of a message over maxMessageBytes is rejected with the too-large cause', async () => {
+  const { WebSocket } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: true, maxMessageBytes: 100 });
+  try {
+    await assert.rejects(client.sendConfirmed(new Uint8Array(101)), (e) => {
+      assert.equal(e.kind, 'rejected');
+      assert.equal(e.cause.kind, 'too-large');
+      assert.equal(e.message, 'message refused: message of 101 bytes exceeds the limit of 100');
+      return true;
+    });
+  } finally {
+    client.free();
+  }
+});

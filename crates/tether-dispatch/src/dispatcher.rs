@@ -764,18 +764,34 @@ impl<H: Handles> Dispatcher<H> {
         waiter: H::Sent,
     ) -> Result<MessageId, Completion<H>> {
         self.now = now;
-        let result = if self.conn.config().is_protocol() {
-            match self.conn.send(now, payload) {
-                Ok(id) => {
-                    self.confirmations.push((id, Some(waiter)));
-                    return Ok(id);
-                }
-                Err(e) => Err(DeliveryError::Rejected(e)),
+        let waiter = self.refuse_confirmed(payload.len(), waiter)?;
+        match self.conn.send(now, payload) {
+            Ok(id) => {
+                self.confirmations.push((id, Some(waiter)));
+                Ok(id)
             }
+            Err(e) => Err(Completion::Sent {
+                waiter,
+                result: Err(DeliveryError::Rejected(e)),
+            }),
+        }
+    }
+
+    /// What [`send_confirmed`](Self::send_confirmed) of a message of `size` bytes answers
+    /// whatever its bytes and the queue (plain mode, stopped, closing, too large), or the
+    /// waiter back. A driver that would copy a large payload to hand it over asks first.
+    pub fn refuse_confirmed(&self, size: usize, waiter: H::Sent) -> Result<H::Sent, Completion<H>> {
+        let refused = if !self.conn.config().is_protocol() {
+            DeliveryError::Unconfirmable
+        } else if let Some(e) = self.conn.refusal(size) {
+            DeliveryError::Rejected(e)
         } else {
-            Err(DeliveryError::Unconfirmable)
+            return Ok(waiter);
         };
-        Err(Completion::Sent { waiter, result })
+        Err(Completion::Sent {
+            waiter,
+            result: Err(refused),
+        })
     }
 
     /// `flush`: answers `waiter` once every message sent so far is delivered (or one of

@@ -378,6 +378,24 @@ pub fn http_request_headers(
     headers
 }
 
+/// The largest WebSocket message a transport reads, for a client whose largest message is
+/// `max_message_bytes`: that, with room for the Tether envelope around it. A larger one
+/// fails the socket with [`TransportFailure::MessageTooLarge`] before it is taken in
+/// whole. Every driver uses this one rule.
+///
+/// ```
+/// use tether_dispatch::transport::frame_limit;
+/// assert_eq!(frame_limit(16 << 20), (16 << 20) + 64);
+/// assert_eq!(frame_limit(usize::MAX), usize::MAX);
+/// ```
+#[must_use]
+pub fn frame_limit(max_message_bytes: usize) -> usize {
+    max_message_bytes.saturating_add(ENVELOPE_ROOM)
+}
+
+/// Room for the envelope around a payload (`M <seq> `, or the binary header).
+const ENVELOPE_ROOM: usize = 64;
+
 /// The largest poll response body a transport reads, for a client whose largest message
 /// is `max_message_bytes`: a batch of several messages, four times that (with room for
 /// each envelope), and at least 1 MiB. A longer body, or one that never ends, fails the
@@ -393,8 +411,6 @@ pub fn http_request_headers(
 /// ```
 #[must_use]
 pub fn http_body_limit(max_message_bytes: usize) -> usize {
-    /// Room for the envelope around a payload (`M <seq> `, or the binary header).
-    const ENVELOPE_ROOM: usize = 64;
     max_message_bytes
         .saturating_add(ENVELOPE_ROOM)
         .saturating_mul(4)

@@ -326,6 +326,42 @@ pub extern "C" fn tw_send_confirmed(c: u32, now: f64, binary: bool, waiter: u32)
     }
 }
 
+/// Before a message of `size` bytes is copied in (a large one): 0 when `send` (or, with
+/// `confirmed`, `sendConfirmed` for `waiter`) should be given it, else the length of its
+/// refusal in `tw_out` (`send`'s error, or the waiter's completion), whatever its bytes.
+#[no_mangle]
+pub extern "C" fn tw_refusal(c: u32, size: f64, confirmed: bool, waiter: u32) -> usize {
+    let Some(d) = client(c) else { return 0 };
+    let size = size as usize;
+    if confirmed {
+        match d.refuse_confirmed(size, waiter) {
+            Ok(_) => 0,
+            Err(completion) => answer(|w| completion_record(w, completion)),
+        }
+    } else {
+        match d.connection().refusal(size) {
+            Some(e) => answer(|w| send_error(w, &e)),
+            None => 0,
+        }
+    }
+}
+
+/// The limits JavaScript checks before it copies a message in: the largest message the
+/// client sends or takes (`maxMessageBytes`), the largest frame it reads and the largest
+/// poll response body (`tether_dispatch::transport::frame_limit`, `http_body_limit`), as
+/// three numbers in `tw_out`.
+#[no_mangle]
+pub extern "C" fn tw_limits(c: u32) -> usize {
+    answer(|w| {
+        if let Some(d) = client(c) {
+            let max = d.connection().config().max_message_bytes;
+            w.f64(max as f64);
+            w.f64(tether_dispatch::transport::frame_limit(max) as f64);
+            w.f64(tether_dispatch::transport::http_body_limit(max) as f64);
+        }
+    })
+}
+
 /// `flush`: returns 0 while it waits, or the length of its completion in `tw_out`.
 #[no_mangle]
 pub extern "C" fn tw_flush(c: u32, waiter: u32) -> usize {

@@ -342,19 +342,9 @@ impl Connection {
         payload: impl Into<Payload>,
     ) -> Result<MessageId, SendError> {
         let payload = payload.into();
-        let state = self.state();
-        if state.is_stopped() {
-            return Err(SendError::Stopped(state));
-        }
-        if self.is_closing() {
-            return Err(SendError::Closing);
-        }
         let size = payload.len();
-        if size > self.config.max_message_bytes {
-            return Err(SendError::TooLarge {
-                size,
-                max: self.config.max_message_bytes,
-            });
+        if let Some(refused) = self.refusal(size) {
+            return Err(refused);
         }
         let protocol = self.config.is_protocol();
         if !protocol && self.link.is_ready() {
@@ -498,6 +488,22 @@ impl Connection {
     #[must_use]
     pub fn oldest_undelivered(&self) -> Option<MessageId> {
         self.outbox.oldest_id()
+    }
+
+    /// What [`Connection::send`] of a message of `size` bytes is refused with whatever its
+    /// bytes and the queue (stopped, closing, too large), or `None`. A driver that would
+    /// copy a large payload to hand it over asks first, and copies nothing refused.
+    #[must_use]
+    pub fn refusal(&self, size: usize) -> Option<SendError> {
+        let state = self.state();
+        if state.is_stopped() {
+            return Some(SendError::Stopped(state));
+        }
+        if self.is_closing() {
+            return Some(SendError::Closing);
+        }
+        let max = self.config.max_message_bytes;
+        (size > max).then_some(SendError::TooLarge { size, max })
     }
 
     /// Whether [`Connection::send`] of a message of `size` bytes should be tried now: the

@@ -37,9 +37,6 @@ pub const DEFAULT_READ_BUFFER: usize = 1024;
 /// once). The buffer grows only as far as a burst needs.
 pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 
-/// Room for the Tether envelope around a payload of `max_message_bytes` (`M <seq> `).
-const ENVELOPE_ROOM: usize = 64;
-
 /// The native [`Transport`]: cheap to clone, and meant to be shared. Clients made from
 /// clones of one `NativeTransport` share its TLS configuration and its HTTP connection
 /// pool.
@@ -111,7 +108,7 @@ impl NativeTransport {
     /// [`TransportFailure::MessageTooLarge`] once it passes the limit.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
-        let frame = bytes.saturating_add(ENVELOPE_ROOM);
+        let frame = tether_dispatch::transport::frame_limit(bytes);
         self.ws = self
             .ws
             .max_message_size(Some(frame))
