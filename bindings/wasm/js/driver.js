@@ -1,4 +1,4 @@
-// The driver of one client in JavaScript, around the core-only wasm (src/lib.rs): it feeds
+// The driver of one client in JavaScript, around the core-only wasm (src/ffi): it feeds
 // the core what happens (sockets, requests, tokens, the timer, the page, the user's calls),
 // drains it, and does what it says. It makes no decision about the connection: that is the
 // core's (tether-core) and the dispatcher's (tether-dispatch), as in tether-web's Rust
@@ -47,7 +47,7 @@ const HINTS = ['online', 'offline', 'visible', 'hidden', 'resumed'];
 const FAILURES = { refused: 0, network: 1, http: 2, tls: 3, blocked: 4, timeout: 5, 'too-large': 6 };
 
 /** Feeds a failure of the shim (`{ kind, message?, status?, retryAfterMs?, size? }`): the
- * text as the input, and [kind, a, b] as src/lib.rs's `failure` reads them. */
+ * text as the input, and [kind, a, b] as src/ffi/client.rs's `failure` reads them. */
 function failure(f) {
   const kind = FAILURES[f?.kind] ?? 1;
   let a = NaN;
@@ -80,7 +80,7 @@ export function freed() {
   return e;
 }
 
-/** A command (src/lib.rs's `command_record`) as what `perform` does: [0 connect, id,
+/** A command (src/ffi/drain.rs's `command_record`) as what `perform` does: [0 connect, id,
  * url, protocols, headers], [1 write, socket, frame, ping or close], [2 cancel, task],
  * [3 post, request, url, headers, body], [4 token, request], or [-1] for nothing. */
 function command(r) {

@@ -3,13 +3,14 @@
 // in; the instance is then unusable (its stack pointer is not restored, its RefCells may
 // stay borrowed), so nothing may call into it again.
 //
-// JavaScript calls into the instance in four places: the wrapper's methods (index.js
-// guards them with `call`), wasm-bindgen-futures' task queue (a `queueMicrotask`
-// callback that polls every task of the driver), tether-web's shim telling a socket's
-// reader that frames wait (a `queueMicrotask` callback too) and the driver's timer (a
-// `setTimeout` callback). esbuild injects this module's `queueMicrotask`, `setTimeout` and
-// `clearTimeout` in place of the globals throughout the bundle (scripts/build-wasm.sh),
-// which guards the last three. Once dead, the callbacks do nothing and pending timers are
+// JavaScript calls into the instance from the wrapper's methods (index.js guards them with
+// `call`), from the driver's callbacks (a socket's events, a request's or the token
+// provider's answer, a page hint: js/driver.js runs each through `run`), and from what
+// `queueMicrotask` and `setTimeout` run (the driver's deferred work, tether-web's shim
+// telling a socket's reader that frames wait, the shared timer). esbuild injects this
+// module's `queueMicrotask`, `setTimeout` and `clearTimeout` in place of the globals
+// throughout the bundle (scripts/build-wasm.sh), which guards the last. Once dead, the
+// callbacks do nothing and pending timers are
 // cleared, so that nothing keeps Node's event loop alive.
 
 let trap = null;

@@ -1,4 +1,4 @@
-// The instance of the core-only wasm (src/lib.rs) and the byte layout both sides share:
+// The instance of the core-only wasm (src/ffi) and the byte layout both sides share:
 // what JavaScript writes before a call (`Writer`, into `tw_in`) and what a call answers
 // (`Reader`, over `tw_out`). Little-endian numbers; a string or bytes is a `u32` length
 // and its bytes; an optional number is an f64, NaN for none.
@@ -75,7 +75,7 @@ export function loadSync(module) {
   wasm = new WebAssembly.Instance(module, imports()).exports;
 }
 
-/** The input of the next call: numbers, strings and payloads, as src/lib.rs reads them. */
+/** The input of the next call: numbers, strings and payloads, as src/ffi reads them. */
 export class Writer {
   constructor() {
     this.parts = [];

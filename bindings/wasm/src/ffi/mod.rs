@@ -133,9 +133,21 @@ pub extern "C" fn tw_set_log_level(level: u32) {
 #[no_mangle]
 pub extern "C" fn tw_in(len: usize) -> *mut u8 {
     let input = IN.get();
+    shrink(input, len);
     input.clear();
     input.resize(len, 0);
     input.as_mut_ptr()
+}
+
+/// Above this, a buffer that held one large message is let go of once a much smaller one
+/// follows, rather than kept at the size of the largest message for good.
+const KEEP: usize = 64 * 1024;
+
+/// Lets `buffer` go when it is far larger than the `len` it is needed for now.
+fn shrink(buffer: &mut Vec<u8>, len: usize) {
+    if buffer.capacity() > KEEP && len < buffer.capacity() / 4 {
+        *buffer = Vec::new();
+    }
 }
 
 /// The input is `len` bytes long (after `tw_in` made room for more: a string encoded
@@ -273,6 +285,8 @@ impl Writer {
 /// Runs `f` with the answer buffer and returns the answer's length.
 fn answer(f: impl FnOnce(&mut Writer)) -> usize {
     let out = Writer::out();
+    // The last answer was read: a large one's room goes (a small answer needs little).
+    shrink(out, 0);
     let mut w = Writer(core::mem::take(out));
     f(&mut w);
     let len = w.0.len();
