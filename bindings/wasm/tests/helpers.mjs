@@ -2,6 +2,8 @@
 // waiting for events with deadlines. TETHER_HARNESS=127.0.0.1:PORT comes from
 // scripts/test-wasm.sh.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 
 export { WebSocket };
@@ -79,6 +81,33 @@ export function messages(client, n, timeoutMs = 5000) {
         off();
         resolve(got);
       }
+    });
+  });
+}
+
+/**
+ * Runs `fixtures/<fixture>` in a Node of its own (one WebAssembly instance per process),
+ * with `node`'s flags before it and `args` after, and resolves with its exit and output
+ * once it exits by itself; rejects (and kills it) if it has not within `timeoutMs`.
+ */
+export function runFixture(fixture, args = [], { node = [], timeoutMs = 30_000 } = {}) {
+  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...node, path, ...args], {
+      env: process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${fixture} did not exit by itself within ${timeoutMs / 1000} s\n${stdout}\n${stderr}`));
+    }, timeoutMs);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
     });
   });
 }

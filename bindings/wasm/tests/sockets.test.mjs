@@ -6,36 +6,12 @@
 // detach from. Here every handler is JavaScript, so the churn below must end with a
 // process that exits by itself, cleanly: no crash, no uncaught error, nothing left open.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-import { tag } from './helpers.mjs';
-
-function run(fixture, args, node = []) {
-  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...node, path, ...args], {
-      env: process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${fixture} did not exit by itself within 30 s\n${stdout}\n${stderr}`));
-    }, 30_000);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+import { runFixture, tag } from './helpers.mjs';
 
 test('dropping sockets in every state never crashes Node', { timeout: 40_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('churn.mjs', [tag('churn')]);
+  const { code, signal, stdout, stderr } = await runFixture('churn.mjs', [tag('churn')]);
   assert.doesNotMatch(stderr, /closure invoked|RuntimeError|unreachable|Uncaught|Unhandled/i);
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
@@ -43,7 +19,7 @@ test('dropping sockets in every state never crashes Node', { timeout: 40_000 }, 
 });
 
 test('closed sockets are let go: each one the clients made is collected', async () => {
-  const { code, stdout, stderr } = await run('released.mjs', [], ['--expose-gc']);
+  const { code, stdout, stderr } = await runFixture('released.mjs', [], { node: ['--expose-gc'] });
   assert.equal(code, 0, stderr);
   const [, collected, made] = /collected (\d+) of (\d+)/.exec(stdout) ?? [];
   assert.equal(Number(made), 20, stdout);
@@ -52,14 +28,14 @@ test('closed sockets are let go: each one the clients made is collected', async 
 });
 
 test('no timer outlives the clients: closed and freed, they let the process exit', { timeout: 40_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('timers.mjs', []);
+  const { code, signal, stdout, stderr } = await runFixture('timers.mjs', []);
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   assert.match(stdout, /closed/);
 });
 
 test('no timer outlives clients freed inside the shared timer\'s callback', { timeout: 40_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('timer-freed-in-callback.mjs', []);
+  const { code, signal, stdout, stderr } = await runFixture('timer-freed-in-callback.mjs', []);
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, `${stdout}\n${stderr}`);
   assert.match(stdout, /closed/);
