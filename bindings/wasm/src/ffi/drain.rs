@@ -62,7 +62,8 @@ fn headers(w: &mut Writer, headers: &[(String, String)]) {
 }
 
 fn command_record(w: &mut Writer, command: Command<Js>) {
-    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
+    // measure-no-encoding`: a package that does not work, for its size alone).
     if cfg!(feature = "measure-no-encoding") {
         w.u8(9);
         drop(command);
@@ -307,7 +308,8 @@ fn tether_error(w: &mut Writer, e: &TetherError) {
 /// in `EVENTS` of bindings/wasm/src/emitter.js (as `event_index` of convert.rs), 13 for
 /// one the package does not export.
 fn event_record(w: &mut Writer, e: &Event) {
-    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
+    // measure-no-encoding`: a package that does not work, for its size alone).
     if cfg!(feature = "measure-no-encoding") {
         w.u8(13);
         let _ = e;
@@ -435,7 +437,8 @@ fn delivery_error(w: &mut Writer, e: &DeliveryError) {
 /// 3, then 0 sent (waiter, 1 and the id, or 0 and the error), 1 flushed (waiter, 1, or
 /// 0 and the error), 2 closed (waiter).
 pub(super) fn completion_record(w: &mut Writer, completion: Completion<Js>) {
-    // Only to measure what the encoding costs (build.sh ... --features measure-no-encoding).
+    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
+    // measure-no-encoding`: a package that does not work, for its size alone).
     if cfg!(feature = "measure-no-encoding") {
         w.u8(3);
         drop(completion);
