@@ -340,3 +340,48 @@ test('sendConfirmed of a message over maxMessageBytes is rejected with the too-l
     client.free();
   }
 });
+
+// A long string (over 16384 UTF-16 units) is encoded into room of its exact UTF-8 length,
+// counted by the driver: a surrogate pair counted 3 bytes rather than 4 left too little
+// room, and TextEncoder's encodeInto stopped where it ran out, so a long message of emoji
+// was sent cut short without a word (every send of a chat's long paste, say).
+test('a long string of emoji is sent whole', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: false });
+  try {
+    await reach(client, 'connected');
+    const long = 'a'.repeat(16384) + '😀';
+    const emoji = '😀'.repeat(8193);
+    client.send(long);
+    client.send(emoji);
+    await client.flush();
+    assert.deepEqual(
+      sockets[0].sent.map((s) => s.length),
+      [long.length, emoji.length],
+    );
+    assert.ok(sockets[0].sent[0] === long && sockets[0].sent[1] === emoji, 'what was sent is what was given');
+  } finally {
+    await client.closeNow();
+    client.free();
+  }
+});
+
+// The frame limit is checked on the frame's UTF-8 length, as a native socket checks its
+// bytes: a text frame of emoji over the limit fails its socket too (counted 3 bytes per
+// emoji, it was taken in, and the core discarded the message with the socket kept).
+test('a text frame of emoji over the frame limit fails its socket', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: false, maxMessageBytes: 100 });
+  try {
+    await reach(client, 'connected');
+    const errors = [];
+    client.on('error', (e) => errors.push(e.kind));
+    const lost = new Promise((resolve) => client.on('disconnected', resolve));
+    sockets[0].text('😀'.repeat(42)); // 168 bytes: over 100 + 64
+    const cause = await lost;
+    assert.equal(cause.kind, 'message-too-large');
+    assert.deepEqual(errors, ['message-too-large']);
+  } finally {
+    client.free();
+  }
+});
