@@ -385,3 +385,38 @@ test('a text frame of emoji over the frame limit fails its socket', async () => 
     client.free();
   }
 });
+
+// sendWait rejects with send()'s other refusals, closing among them: one already waiting
+// for room when close() is called must be told at once, as the core's `has_room_for` says
+// yes from then on. The waiting sends looked again only after a drain that did something,
+// and the close's did nothing (its message still to deliver): it waited until the attempt
+// under way failed, or here until the linger ran out 5 s later, to reject with kind
+// stopped.
+test('a sendWait waiting for room when close() is called rejects with kind closing at once', async () => {
+  class Never {
+    close() {}
+  }
+  const client = new TetherClient('ws://fake.invalid/ws', {
+    WebSocket: Never,
+    connectTimeoutMs: 60_000,
+    queue: { maxMessages: 1 },
+  });
+  try {
+    client.send('fills the queue');
+    const order = [];
+    client.on('error', (e) => order.push(`error ${e.kind}`));
+    const waiting = client.sendWait('waits').then(
+      () => order.push('sent'),
+      (e) => order.push(`rejected ${e.kind}`),
+    );
+    await reach(client, 'connecting');
+    const closing = client.close();
+    await waiting;
+    // Before anything else happened (no attempt failed, the linger did not run out).
+    assert.deepEqual(order, ['rejected closing']);
+    await client.closeNow();
+    await closing;
+  } finally {
+    client.free();
+  }
+});
