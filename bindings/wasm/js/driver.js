@@ -252,11 +252,7 @@ export class Driver {
         for (const c of commands) this.perform(c);
         for (const c of completions) this.complete(c);
         // Room in the outbound queue, for `sendWait`.
-        if (this.rooms !== null) {
-          const rooms = this.rooms;
-          this.rooms = null;
-          for (const room of rooms) room();
-        }
+        this.wake();
         if (events !== null) {
           const emitter = this.emitter;
           for (const e of events) {
@@ -295,6 +291,14 @@ export class Driver {
       if (deadline === null) disarm(this.c);
       else arm(fire, this.c, Math.min(Math.max(0, deadline - performance.now()), 2147483647));
     }
+  }
+
+  /** The waiting sends (`sendWait`) look for room again. */
+  wake() {
+    if (this.rooms === null) return;
+    const rooms = this.rooms;
+    this.rooms = null;
+    for (const room of rooms) room();
   }
 
   complete({ waiter, ok, value }) {
@@ -550,6 +554,9 @@ export class Driver {
     input(reason);
     const t = performance.now();
     exports().tw_close(this.c, t, code, now, n);
+    // From now on send() refuses with closing, which a waiting send must be told though
+    // the close's drain does nothing (its messages are still being delivered).
+    this.wake();
     this.drive(t);
     return promise;
   }
@@ -581,9 +588,7 @@ export class Driver {
       for (const p of this.pending.values()) if (typeof p === 'function') p();
       this.pending = null;
     }
-    const rooms = this.rooms ?? [];
-    this.rooms = null;
-    for (const room of rooms) room();
+    this.wake();
     exports().tw_free(this.c);
   }
 }

@@ -145,15 +145,13 @@ export function byteLength(data) {
   for (let i = 0; i < data.length; i++) {
     const c = data.charCodeAt(i);
     if (c < 0x80) continue;
-    // 2 bytes below U+0800, 3 above; a surrogate pair (4 bytes) is 2 units of 2 more
-    // each, and a lone surrogate is written as U+FFFD (3 bytes).
+    // 2 bytes below U+0800, 3 above, and a lone surrogate is written as U+FFFD (3 bytes).
+    // A surrogate pair is 4 bytes for its 2 units: the 2 more counted for its first unit,
+    // and its second (counted 1 already) skipped.
     n += c < 0x800 ? 1 : 2;
     if (c >= 0xd800 && c <= 0xdbff && i + 1 < data.length) {
       const d = data.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n -= 1;
-        i += 1;
-      }
+      if (d >= 0xdc00 && d <= 0xdfff) i += 1;
     }
   }
   return n;

@@ -80,3 +80,39 @@ test('sendWait waits for room instead of throwing queue-full', async () => {
   await client.close();
   client.free();
 });
+
+// A message over the receiver's frame limit (protocol mode) fails its socket, as a native
+// socket fails while reading it; the server resends it after the resume, it fails again,
+// and the core gives it up then (refused twice at the same point), so that the next Hello
+// acknowledges it: what came before and after arrives once each, in order.
+test('a message over the frame limit is given up after its resend fails too; the rest arrives once', async () => {
+  const t = tag('frame-limit');
+  const sender = new TetherClient(wsUrl(t, '/ws?room=frames'), { WebSocket, protocol: true, backoff: fast });
+  const receiver = new TetherClient(wsUrl(t, '/ws?room=frames'), { WebSocket, protocol: true, backoff: fast, maxMessageBytes: 100 });
+  try {
+    await reach(sender, 'connected');
+    await reach(receiver, 'connected');
+    const log = [];
+    receiver.on('error', (e) => log.push(`error ${e.kind}`));
+    receiver.on('disconnected', (c) => log.push(`disconnected ${c.kind}`));
+    receiver.on('message', (m) => log.push(`message ${m}`));
+    const after = next(receiver, 'message', { where: (m) => m === 'after' });
+    sender.send('before');
+    sender.send('x'.repeat(300));
+    sender.send('after');
+    await after;
+    assert.deepEqual(log, [
+      'message before',
+      'error message-too-large',
+      'disconnected message-too-large',
+      'error message-too-large',
+      'disconnected message-too-large',
+      'message after',
+    ]);
+  } finally {
+    await sender.closeNow();
+    await receiver.closeNow();
+    sender.free();
+    receiver.free();
+  }
+});

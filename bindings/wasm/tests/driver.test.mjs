@@ -340,3 +340,83 @@ test('sendConfirmed of a message over maxMessageBytes is rejected with the too-l
     client.free();
   }
 });
+
+// A long string (over 16384 UTF-16 units) is encoded into room of its exact UTF-8 length,
+// counted by the driver: a surrogate pair counted 3 bytes rather than 4 left too little
+// room, and TextEncoder's encodeInto stopped where it ran out, so a long message of emoji
+// was sent cut short without a word (every send of a chat's long paste, say).
+test('a long string of emoji is sent whole', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: false });
+  try {
+    await reach(client, 'connected');
+    const long = 'a'.repeat(16384) + '😀';
+    const emoji = '😀'.repeat(8193);
+    client.send(long);
+    client.send(emoji);
+    await client.flush();
+    assert.deepEqual(
+      sockets[0].sent.map((s) => s.length),
+      [long.length, emoji.length],
+    );
+    assert.ok(sockets[0].sent[0] === long && sockets[0].sent[1] === emoji, 'what was sent is what was given');
+  } finally {
+    await client.closeNow();
+    client.free();
+  }
+});
+
+// The frame limit is checked on the frame's UTF-8 length, as a native socket checks its
+// bytes: a text frame of emoji over the limit fails its socket too (counted 3 bytes per
+// emoji, it was taken in, and the core discarded the message with the socket kept).
+test('a text frame of emoji over the frame limit fails its socket', async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast, protocol: false, maxMessageBytes: 100 });
+  try {
+    await reach(client, 'connected');
+    const errors = [];
+    client.on('error', (e) => errors.push(e.kind));
+    const lost = new Promise((resolve) => client.on('disconnected', resolve));
+    sockets[0].text('😀'.repeat(42)); // 168 bytes: over 100 + 64
+    const cause = await lost;
+    assert.equal(cause.kind, 'message-too-large');
+    assert.deepEqual(errors, ['message-too-large']);
+  } finally {
+    client.free();
+  }
+});
+
+// sendWait rejects with send()'s other refusals, closing among them: one already waiting
+// for room when close() is called must be told at once, as the core's `has_room_for` says
+// yes from then on. The waiting sends looked again only after a drain that did something,
+// and the close's did nothing (its message still to deliver): it waited until the attempt
+// under way failed, or here until the linger ran out 5 s later, to reject with kind
+// stopped.
+test('a sendWait waiting for room when close() is called rejects with kind closing at once', async () => {
+  class Never {
+    close() {}
+  }
+  const client = new TetherClient('ws://fake.invalid/ws', {
+    WebSocket: Never,
+    connectTimeoutMs: 60_000,
+    queue: { maxMessages: 1 },
+  });
+  try {
+    client.send('fills the queue');
+    const order = [];
+    client.on('error', (e) => order.push(`error ${e.kind}`));
+    const waiting = client.sendWait('waits').then(
+      () => order.push('sent'),
+      (e) => order.push(`rejected ${e.kind}`),
+    );
+    await reach(client, 'connecting');
+    const closing = client.close();
+    await waiting;
+    // Before anything else happened (no attempt failed, the linger did not run out).
+    assert.deepEqual(order, ['rejected closing']);
+    await client.closeNow();
+    await closing;
+  } finally {
+    client.free();
+  }
+});

@@ -313,3 +313,45 @@ async fn send_wait_waits_for_room_and_flush_for_the_acks() {
     within("close", client.close(1000, "done")).await;
     server.shutdown().await;
 }
+
+/// `send_wait` fails with `send`'s other refusals, closing among them: one already waiting
+/// for room when `close` is called is told at once, as `has_room_for` says yes from then
+/// on. The waiting sends looked again only after a step of the driver that did something,
+/// and the close's did nothing (its message still to deliver, the attempt under way): it
+/// waited until the attempt failed or the linger ran out.
+#[tokio::test]
+async fn a_send_wait_waiting_when_close_is_called_fails_with_closing_at_once() {
+    // Takes the connection and never answers the upgrade: the attempt stays under way.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = Client::builder(
+        config(listener.local_addr().unwrap())
+            .connect_timeout(Duration::from_secs(60))
+            .close_linger(Duration::from_secs(60))
+            .queue(tether_core::QueueConfig {
+                max_messages: 1,
+                ..Default::default()
+            })
+            .build()
+            .unwrap(),
+    )
+    .spawn()
+    .unwrap();
+    let (_held, _) = within("the attempt", listener.accept()).await.unwrap();
+    client.send("fills the queue").unwrap();
+    let mut waiting = Box::pin(client.send_wait("waits"));
+    tokio::select! {
+        biased;
+        r = &mut waiting => panic!("no room yet, and it did not wait: {r:?}"),
+        () = std::future::ready(()) => {}
+    }
+    let mut closing = Box::pin(client.close(1000, "bye"));
+    tokio::select! {
+        biased;
+        () = &mut closing => panic!("closed while its message waits"),
+        () = std::future::ready(()) => {}
+    }
+    let refused = within("the waiting send's refusal", waiting).await;
+    assert_eq!(refused, Err(tether_core::SendError::Closing));
+    within("close_now", client.close_now(1000, "bye")).await;
+    within("the close", closing).await;
+}

@@ -456,3 +456,42 @@ async fn confirmed_sends_fail_in_plain_mode_and_after_close_now_and_close_delive
     assert_eq!(flushed.await, Ok(()));
     assert_eq!(lingering.state(), tether_core::State::Closed);
 }
+
+/// `send_wait` fails with `send`'s other refusals, closing among them: one already waiting
+/// for room when `close` is called is told at once, as `has_room_for` says yes from then
+/// on. The waiting sends looked again only after a drain that did something, and the
+/// close's did nothing (its message unacknowledged on a stalled socket): it waited until
+/// the linger ran out or the dead socket was noticed.
+#[wasm_bindgen_test]
+async fn a_send_wait_waiting_when_close_is_called_fails_with_closing_at_once() {
+    let tag = tag("wait-close");
+    let config = config(&ws_url(&tag, "/ws"))
+        .protocol()
+        .close_linger(Duration::from_secs(60))
+        .queue(tether_core::QueueConfig {
+            max_messages: 1,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let client = Client::connect(config).unwrap();
+    let mut events = client.events();
+    until(&mut events, 5000, "connected", connected).await;
+    fault("stall", &tag).await;
+    client.send("never acknowledged").unwrap();
+    let mut waiting = std::pin::pin!(client.send_wait("waits"));
+    // Polled once: it finds no room and waits.
+    let first = std::future::poll_fn(|cx| {
+        std::task::Poll::Ready(std::future::Future::poll(waiting.as_mut(), cx))
+    })
+    .await;
+    assert!(
+        first.is_pending(),
+        "no room yet, and it did not wait: {first:?}"
+    );
+    let closing = client.close(1000, "bye");
+    let refused = within(3000, "the waiting send's refusal", waiting).await;
+    assert_eq!(refused, Err(tether_core::SendError::Closing));
+    client.close_now(1000, "bye").await;
+    closing.await;
+}

@@ -509,7 +509,9 @@ impl Connection {
     /// Whether [`Connection::send`] of a message of `size` bytes should be tried now: the
     /// outbound queue has room for it (under `DropOldest`, by dropping older queued
     /// messages), or `send` would refuse it whatever the queue holds (too large, stopped,
-    /// closing) and reports why. A driver's waiting send tries again when this turns true.
+    /// closing) and reports why. A driver's waiting send tries again when this may have
+    /// turned true: after each drain that did something, and after [`Connection::close`],
+    /// which may do nothing else at once (its messages still being delivered).
     #[must_use]
     pub fn has_room_for(&self, size: usize) -> bool {
         self.outbox.has_room(size, &self.config.queue)
