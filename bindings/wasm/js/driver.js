@@ -524,7 +524,9 @@ export class Driver {
     // Bytes are the caller's until sent: copied before a wait, so that what is sent is
     // what was given, as send() takes it, though the caller reuses its buffer meanwhile.
     let copied = typeof data === 'string';
-    while (!this.gone && !call(() => exports().tw_has_room(this.c, size))) {
+    // A size the instance's 32-bit numbers cannot hold is as over every limit as 2^32 − 1.
+    const asked = Math.min(size, 2 ** 32 - 1);
+    while (!this.gone && !call(() => exports().tw_has_room(this.c, asked))) {
       if (!copied) {
         data = data.slice();
         copied = true;
