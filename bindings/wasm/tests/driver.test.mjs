@@ -2,35 +2,12 @@
 // fake sockets of fakes.mjs (no network): what it must do as tether-web's Rust driver
 // (crates/tether-web/src/driver.rs) did.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
 import { TetherClient, setLogLevel } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
-import { fast, reach } from './helpers.mjs';
-
-/** Runs `fixtures/<fixture>` in a Node of its own (one instance per process) and
- * resolves with its exit and output, once it exited by itself. */
-function run(fixture, args = []) {
-  const path = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path, ...args], { env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${fixture} did not exit by itself within 20 s\n${stdout}\n${stderr}`));
-    }, 20_000);
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
-}
+import { fast, reach, runFixture } from './helpers.mjs';
 
 /** Resolves after the turns of the event loop under way (their microtasks and timers of 0 ms). */
 const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
@@ -74,7 +51,7 @@ test('a client freed or closed at once opens no socket and asks for no token', a
 // `stopped` (messages, then 'disconnected' and 'reconnecting' from the sockets ended at
 // the death), so the state a dead client reports was 'reconnecting'.
 test('a listener that kills the instance mid-batch: nothing after stopped, no call into it', { timeout: 30_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('death-in-listener.mjs');
+  const { code, signal, stdout, stderr } = await runFixture('death-in-listener.mjs');
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   const { log, state, late } = JSON.parse(stdout);
@@ -88,7 +65,7 @@ test('a listener that kills the instance mid-batch: nothing after stopped, no ca
 // the `stopped` of the same drain must not follow. free(), within which it died, throws
 // nothing (it threw the failure), as it throws nothing once the instance is dead.
 test('a freed client whose listener kills the instance: the rest of the drain is not emitted', { timeout: 30_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('death-in-listener.mjs', ['freed']);
+  const { code, signal, stdout, stderr } = await runFixture('death-in-listener.mjs', ['freed']);
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   const { log, late } = JSON.parse(stdout);
@@ -100,7 +77,7 @@ test('a freed client whose listener kills the instance: the rest of the drain is
 // every method of the client: a trap there rejected its promise with the bare
 // RuntimeError, and the instance, broken, went on running every client.
 test('a trap while sendWait looks for room again kills the instance as anywhere else', { timeout: 30_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('panic-in-send-wait.mjs');
+  const { code, signal, stdout, stderr } = await runFixture('panic-in-send-wait.mjs');
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   const { log, state } = JSON.parse(stdout);
@@ -173,7 +150,7 @@ test('a console that throws on a log line neither stops the client nor is swallo
 // logged (a drain holding its client) and called into the instance again, which the
 // instance assumes never happens. Lines are written once it returned now.
 test('a console that sends log lines through the client does not call into the instance from within it', { timeout: 30_000 }, async () => {
-  const { code, signal, stdout, stderr } = await run('reentrant-log.mjs');
+  const { code, signal, stdout, stderr } = await runFixture('reentrant-log.mjs');
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
   const { nested, shipped, sent } = JSON.parse(stdout);
