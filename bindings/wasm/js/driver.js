@@ -203,7 +203,7 @@ export class Driver {
           const i = HINTS.indexOf(h);
           if (i >= 0) exports().tw_hint(this.c, now, i);
         }
-        this.drive(now);
+        this.drive();
         this.watch();
       }),
     );
@@ -214,20 +214,20 @@ export class Driver {
     this.armed = null;
     const now = performance.now();
     exports().tw_timeout(this.c, now);
-    this.drive(now);
+    this.drive();
   }
 
   /** Drains the core until it is quiet: performs its commands, answers the waiters,
    * emits its events, then lets the sockets be read or not and arms the timer.
    * Re-entrant calls (from listeners) return at once: the running loop drains what they
    * fed. */
-  drive(now = performance.now()) {
+  drive() {
     if (this.driving || this.gone) return;
     this.driving = true;
     try {
       for (;;) {
         const wasm = exports();
-        const len = wasm.tw_drain(this.c, now, 0, 0);
+        const len = wasm.tw_drain(this.c);
         const r = Reader.out(len);
         // Everything is read before anything is done: doing it calls into the instance,
         // which may write its answer buffer again or grow its memory.
@@ -260,7 +260,6 @@ export class Driver {
             if (dead()) break;
             if (e !== null && emitter.has(e[0])) emitter.emit(e[0], e[1]);
           }
-          now = performance.now();
         }
         if (this.gone) break;
       }
@@ -396,7 +395,7 @@ export class Driver {
           const [kind, a, b] = failure(outcome);
           exports().tw_connect_failed(this.c, now, id, kind, a, b);
         }
-        this.drive(now);
+        this.drive();
       }),
     );
   }
@@ -421,7 +420,7 @@ export class Driver {
           const [kind, a, b] = failure(answer);
           exports().tw_http_response(this.c, now, request, false, kind, a, b);
         }
-        this.drive(now);
+        this.drive();
       }),
     );
   }
@@ -441,7 +440,7 @@ export class Driver {
       const now = performance.now();
       input(value);
       exports().tw_token(this.c, now, request, ok, left);
-      this.drive(now);
+      this.drive();
     });
     new Promise((resolve) => {
       if (typeof this.tokens !== 'function') throw 'no token provider';
@@ -462,7 +461,7 @@ export class Driver {
     const released = exports().tw_socket(this.c, now, s.id, what, a, b);
     // The core let go of the socket at its end: its writes end after what is queued.
     if (released >= 0) s.writable = false;
-    this.drive(now);
+    this.drive();
   }
 
   socketGone(s) {
@@ -488,7 +487,7 @@ export class Driver {
     const now = performance.now();
     const id = exports().tw_send(this.c, now, typeof data !== 'string');
     if (id < 0) throw sendError(Reader.rest());
-    this.drive(now);
+    this.drive();
     return id;
   }
 
@@ -511,7 +510,7 @@ export class Driver {
         this.complete(completion(r));
       }
     }
-    this.drive(now);
+    this.drive();
     return promise;
   }
 
@@ -559,7 +558,7 @@ export class Driver {
     // From now on send() refuses with closing, which a waiting send must be told though
     // the close's drain does nothing (its messages are still being delivered).
     this.wake();
-    this.drive(t);
+    this.drive();
     return promise;
   }
 
@@ -567,7 +566,7 @@ export class Driver {
     this.live();
     const now = performance.now();
     exports().tw_reconnect(this.c, now);
-    this.drive(now);
+    this.drive();
   }
 
   /** The application let go of the client: it closes, and is forgotten once finished. */
@@ -576,7 +575,7 @@ export class Driver {
     this.dropped = true;
     const now = performance.now();
     exports().tw_client_dropped(this.c, now);
-    this.drive(now);
+    this.drive();
   }
 
   /** Forgets the client: its number may be given to another. */

@@ -259,28 +259,6 @@ pub extern "C" fn tw_client_dropped(c: u32, now: f64) {
     }
 }
 
-/// The driver failed (the input: why): the client stops in `error`.
-#[no_mangle]
-pub extern "C" fn tw_driver_failure(c: u32, now: f64) {
-    if let Some(d) = client(c) {
-        d.handle_driver_failure(at(now), &input_text());
-    }
-}
-
-/// Gives every waiter its answer (`client-gone`) and forgets the work in flight (the
-/// instance is going away). Returns the length of the completions in `tw_out`.
-#[no_mangle]
-pub extern "C" fn tw_abandon(c: u32) -> usize {
-    answer(|w| {
-        if let Some(d) = client(c) {
-            for completion in d.abandon_waiters() {
-                completion_record(w, completion);
-            }
-            d.forget_work();
-        }
-    })
-}
-
 // ---------------------------------------------------------------------------------------
 // The user's calls.
 

@@ -12,16 +12,16 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 // Draining: commands, events, completions, then the timer.
 
-/// Drains everything the client has for JavaScript into `tw_out` (after telling the
-/// dispatcher what the application has not read yet) and returns its length. Records:
+/// Drains everything the client has for JavaScript into `tw_out` and returns its length
+/// (the package has listeners only, no readers of events that could fall behind: nothing
+/// unread to tell the dispatcher). Records:
 /// 1 a command, 2 an event, 3 a completion (each a tag, then its fields), then 0 and
 /// the trailer: the next timeout (ms, NaN: none), whether to read the sockets, whether
 /// the client is finished.
 #[no_mangle]
-pub extern "C" fn tw_drain(c: u32, now: f64, unread_messages: f64, unread_bytes: f64) -> usize {
+pub extern "C" fn tw_drain(c: u32) -> usize {
     answer(|w| {
         let Some(d) = client(c) else { return };
-        d.handle_unread(at(now), unread_messages as u64, unread_bytes as u64);
         loop {
             let mut busy = false;
             while let Some(command) = d.poll_command() {
@@ -62,13 +62,6 @@ fn headers(w: &mut Writer, headers: &[(String, String)]) {
 }
 
 fn command_record(w: &mut Writer, command: Command<Js>) {
-    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
-    // measure-no-encoding`: a package that does not work, for its size alone).
-    if cfg!(feature = "measure-no-encoding") {
-        w.u8(9);
-        drop(command);
-        return;
-    }
     match command {
         Command::Connect {
             id: i,
@@ -308,13 +301,6 @@ fn tether_error(w: &mut Writer, e: &TetherError) {
 /// in `EVENTS` of bindings/wasm/src/emitter.js (as `event_index` of convert.rs), 13 for
 /// one the package does not export.
 fn event_record(w: &mut Writer, e: &Event) {
-    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
-    // measure-no-encoding`: a package that does not work, for its size alone).
-    if cfg!(feature = "measure-no-encoding") {
-        w.u8(13);
-        let _ = e;
-        return;
-    }
     use tether_core::AttemptKind;
     match e {
         Event::StateChanged { from, to } => {
@@ -437,13 +423,6 @@ fn delivery_error(w: &mut Writer, e: &DeliveryError) {
 /// 3, then 0 sent (waiter, 1 and the id, or 0 and the error), 1 flushed (waiter, 1, or
 /// 0 and the error), 2 closed (waiter).
 pub(super) fn completion_record(w: &mut Writer, completion: Completion<Js>) {
-    // Only to measure what the encoding costs (`scripts/build-wasm.sh release --features
-    // measure-no-encoding`: a package that does not work, for its size alone).
-    if cfg!(feature = "measure-no-encoding") {
-        w.u8(3);
-        drop(completion);
-        return;
-    }
     w.u8(3);
     match completion {
         Completion::Sent { waiter, result } => {
