@@ -9,8 +9,9 @@ import { TetherClient, setLogLevel } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
 import { fast, reach, runFixture } from './helpers.mjs';
 
-/** Resolves after the turns of the event loop under way (their microtasks and timers of 0 ms). */
-const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
+/** Resolves once the event loop has run what is under way (its microtasks, where the
+ * driver starts its work) and come round to the check phase: no fixed delay. */
+const turn = () => new Promise((resolve) => setImmediate(resolve));
 
 // The client connects from a task of its own: freed or closed at once (React's strict mode
 // mounts, unmounts and mounts again), its attempt is abandoned before it started, so no
@@ -200,8 +201,7 @@ test('a WebSocket constructor that closes the client: the socket it made is ende
   }
   client = new TetherClient('ws://fake.invalid/ws', { WebSocket: Closing, backoff: fast });
   try {
-    await turn();
-    assert.equal(client.state, 'closed');
+    await reach(client, 'closed');
     assert.equal(made.length, 1);
     if (made[0].readyState !== 3) await once(made[0], 'close');
     assert.equal(made[0].readyState, 3);
