@@ -19,9 +19,6 @@ export function exports() {
   return wasm;
 }
 
-/** Whether the instance is loaded. */
-export const loaded = () => wasm !== undefined;
-
 /** Where the instance's log lines go: `f(level, reader)`. */
 export function onLog(f) {
   log = f;
@@ -178,9 +175,6 @@ export class Reader {
   static rest() {
     const ptr = exports().tw_out();
     return new Reader(ptr, wasm.memory.buffer.byteLength - ptr);
-  }
-  more() {
-    return this.at < this.view.byteLength;
   }
   u8() {
     return this.view.getUint8(this.at++);
