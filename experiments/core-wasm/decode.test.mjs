@@ -179,7 +179,7 @@ class Core {
     this.drain();
   }
   drain() {
-    const r = Reader.out(x.tw_drain(this.c));
+    const r = Reader.out(x.tw_drain(this.c, performance.now()));
     for (let tag = r.u8(); tag !== 0; tag = r.u8()) {
       if (tag === 1) this.commands.push(command(r));
       else if (tag === 2) {

@@ -227,7 +227,7 @@ export class Driver {
     try {
       for (;;) {
         const wasm = exports();
-        const len = wasm.tw_drain(this.c);
+        const len = wasm.tw_drain(this.c, performance.now());
         const r = Reader.out(len);
         // Everything is read before anything is done: doing it calls into the instance,
         // which may write its answer buffer again or grow its memory.

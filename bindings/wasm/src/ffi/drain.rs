@@ -12,16 +12,19 @@ use super::*;
 // ---------------------------------------------------------------------------------------
 // Draining: commands, events, completions, then the timer.
 
-/// Drains everything the client has for JavaScript into `tw_out` and returns its length
-/// (the package has listeners only, no readers of events that could fall behind: nothing
-/// unread to tell the dispatcher). Records:
+/// Drains everything the client has for JavaScript into `tw_out` and returns its length,
+/// after telling the dispatcher that every message it handed out is read: the package has
+/// listeners only, which take each message as it is emitted (no reader of events that
+/// could fall behind), and the core resumes reading and acknowledging on that report.
+/// Records:
 /// 1 a command, 2 an event, 3 a completion (each a tag, then its fields), then 0 and
 /// the trailer: the next timeout (ms, NaN: none), whether to read the sockets, whether
 /// the client is finished.
 #[no_mangle]
-pub extern "C" fn tw_drain(c: u32) -> usize {
+pub extern "C" fn tw_drain(c: u32, now: f64) -> usize {
     answer(|w| {
         let Some(d) = client(c) else { return };
+        d.handle_unread(at(now), 0, 0);
         loop {
             let mut busy = false;
             while let Some(command) = d.poll_command() {
