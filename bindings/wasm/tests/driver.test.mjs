@@ -7,7 +7,7 @@ import { test } from 'node:test';
 
 import { TetherClient, setLogLevel } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
-import { fast, reach, runFixture } from './helpers.mjs';
+import { fast, messages, reach, runFixture } from './helpers.mjs';
 
 /** Resolves once the event loop has run what is under way (its microtasks, where the
  * driver starts its work) and come round to the check phase: no fixed delay. */
@@ -394,6 +394,42 @@ test('a sendWait waiting for room when close() is called rejects with kind closi
     await client.closeNow();
     await closing;
   } finally {
+    client.free();
+  }
+});
+
+// The core reads a socket only while the application holds less than its read window
+// (1 MiB or 10,000 messages unread, by default). The package's listeners take each
+// message as it is emitted, and each drain reports what it handed out as read; without
+// that report the core stopped reading once the window was full, and the messages
+// behind it waited for ever (this test's timeout). Both limits are crossed here, by
+// bytes and by count, each in one batch of frames.
+test('more than the read window arrives whole, by bytes and by count', { timeout: 30_000 }, async () => {
+  const { WebSocket, sockets } = wsLike(8);
+  const client = new TetherClient('ws://fake.invalid/ws', { WebSocket, backoff: fast });
+  try {
+    await reach(client, 'connected');
+    const [socket] = sockets;
+    const big = 'x'.repeat(64 * 1024);
+    const frames = 40; // 2.5 MiB
+    const receiving = messages(client, frames, 10_000);
+    for (let i = 0; i < frames; i++) socket.text(`${i}${big}`);
+    const got = await receiving;
+    assert.deepEqual(
+      got.map((m) => Number.parseInt(m, 10)),
+      Array.from({ length: frames }, (_, i) => i),
+    );
+    assert.ok(got.every((m, i) => m.length === String(i).length + big.length));
+
+    const count = 12_000;
+    const small = messages(client, count, 10_000);
+    for (let i = 0; i < count; i++) socket.text(String(i));
+    const all = await small;
+    assert.equal(all.length, count);
+    assert.ok(all.every((m, i) => m === String(i)), 'out of order or changed');
+    assert.equal(client.state, 'connected');
+  } finally {
+    await client.closeNow();
     client.free();
   }
 });
