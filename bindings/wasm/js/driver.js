@@ -172,7 +172,7 @@ export class Driver {
     this.max = limits.f64();
     this.frame = limits.f64();
     this.limit = limits.f64();
-    if (packed[0][42] !== 0) {
+    if (packed[10]) {
       const hints = new Hints();
       if (hints.active) {
         this.hints = hints;

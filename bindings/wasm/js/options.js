@@ -178,7 +178,8 @@ const SEED = 'options.seed must be a whole number from 0 to 2^53, or a bigint be
 
 /**
  * `url` and `options` as the WebAssembly's constructor takes them: `[numbers, protocols,
- * pollUrl, ping, pong, tokenProvider, queryParam, WebSocket, fetch, resume]`. `numbers`,
+ * pollUrl, ping, pong, tokenProvider, queryParam, WebSocket, fetch, resume, pageHints]`
+ * (the last the driver's own: the core has no such option). `numbers`,
  * a Float64Array, holds every number in the order of the slots in options.rs (NaN: not
  * given, the core's default), then three per close rule (first, last, action).
  */
@@ -277,7 +278,7 @@ export function packOptions(url, options) {
     "must be a WebSocket constructor (for example the ws package's)",
   );
   const fetch = o.function('fetch');
-  n.push((o.bool('pageHints') ?? true) ? 1 : 0);
+  const pageHints = o.bool('pageHints') ?? true;
   const resume = o.o.resume;
   for (const rule of rules) n.push(...rule);
   return [
@@ -291,6 +292,7 @@ export function packOptions(url, options) {
     WebSocket ?? undefined,
     fetch,
     resume,
+    pageHints,
   ];
 }
 

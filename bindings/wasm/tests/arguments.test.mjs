@@ -272,3 +272,64 @@ test('a freed client: every call throws or rejects with kind freed, the getters 
   assert.equal(typeof client.on('state', () => {}), 'function');
   client.free(); // twice: nothing
 });
+
+// The slots of the packed numbers are agreed by js/options.js (which writes them) and
+// src/ffi/options.rs (whose constants read them): the test above sees the fields the core
+// names back, and this one every slot, the ones the core never names included (the
+// protocol flag, the heartbeat's form, the jitter, the attempts, the overflow, the
+// levels, the refresh lead, the seed, the close rules).
+test('every option is packed into the slot options.rs reads it from', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const { packOptions } = await import('../js/options.js');
+  const rust = await readFile(new globalThis.URL('../src/ffi/options.rs', import.meta.url), 'utf8');
+  const slot = Object.fromEntries([...rust.matchAll(/^const ([A-Z_]+): usize = (\d+);$/gm)].map(([, k, v]) => [k, Number(v)]));
+  const numbers = (options) => packOptions(URL, options)[0];
+  const at = (options, name, offset = 0) => numbers(options)[slot[name] + offset];
+
+  const unset = numbers({});
+  assert.equal(unset.length, slot.RULES, 'the numbers end where the close rules begin');
+  assert.equal(at({ protocol: true }, 'PROTOCOL'), 1);
+  assert.equal(at({}, 'PROTOCOL'), 0);
+  assert.equal(at({ connectTimeoutMs: 11 }, 'CONNECT_TIMEOUT'), 11);
+  assert.equal(at({ maxRetryHintMs: 12 }, 'MAX_RETRY_HINT'), 12);
+  const poll = { pollUrl: 'http://127.0.0.1:1/poll' };
+  ['afterFailures', 'minIntervalMs', 'maxIntervalMs', 'probeIntervalMs', 'requestTimeoutMs'].forEach((k, i) =>
+    assert.equal(at({ ...poll, fallback: { [k]: 20 + i } }, 'FALLBACK', i), 20 + i, k),
+  );
+  assert.equal(at({}, 'HEARTBEAT'), 0);
+  assert.equal(at({ heartbeat: false }, 'HEARTBEAT'), 1);
+  assert.equal(at({ heartbeat: {} }, 'HEARTBEAT'), 2);
+  ['intervalMs', 'timeoutMs', 'maxMissed'].forEach((k, i) =>
+    assert.equal(at({ heartbeat: { [k]: 30 + i } }, 'HEARTBEAT', 1 + i), 30 + i, k),
+  );
+  assert.equal(at({ backoff: { initialDelayMs: 40 } }, 'BACKOFF'), 40);
+  assert.equal(at({ backoff: { maxDelayMs: 41 } }, 'BACKOFF', 1), 41);
+  assert.equal(at({ backoff: { factor: 4.5 } }, 'BACKOFF', 2), 4.5);
+  assert.equal(at({ backoff: { jitter: 'decorrelated' } }, 'BACKOFF', 3), 1);
+  assert.equal(at({ backoff: { jitter: 'none' } }, 'BACKOFF', 3), 2);
+  assert.equal(at({ backoff: { maxAttempts: 43 } }, 'BACKOFF', 4), 43);
+  ['maxMessages', 'maxBytes', 'maxAgeMs'].forEach((k, i) => assert.equal(at({ queue: { [k]: 50 + i } }, 'QUEUE', i), 50 + i, k));
+  assert.equal(at({ queue: { overflow: 'drop-oldest' } }, 'QUEUE', 3), 1);
+  const levels = [0, 1, 2, 3].map((i) => ({ rttMs: 60 + i, loss: i / 10 }));
+  const packed = numbers({ quality: { levels } });
+  assert.deepEqual([...packed.slice(slot.LEVELS, slot.LEVELS + 8)], [60, 0, 61, 0.1, 62, 0.2, 63, 0.3]);
+  ['window', 'maxAgeMs', 'hysteresis'].forEach((k, i) => assert.equal(at({ quality: { [k]: 70 + i } }, 'QUALITY', i), 70 + i, k));
+  const token = { tokenProvider: () => 't' };
+  assert.equal(at({ ...token, auth: { refreshLeadMs: 80 } }, 'AUTH'), 80);
+  assert.equal(at({ ...token, auth: { fetchTimeoutMs: 81 } }, 'AUTH', 1), 81);
+  assert.equal(at({ resumeGapMs: 90 }, 'RESUME_GAP'), 90);
+  assert.equal(at({ livenessTimeoutMs: 91 }, 'LIVENESS_TIMEOUT'), 91);
+  assert.equal(at({ closeLingerMs: 92 }, 'CLOSE_LINGER'), 92);
+  assert.equal(at({ maxMessageBytes: 93 }, 'MAX_MESSAGE_BYTES'), 93);
+  assert.equal(at({ ack: { every: 94 } }, 'ACK'), 94);
+  assert.equal(at({ ack: { delayMs: 95 } }, 'ACK', 1), 95);
+  const seed = numbers({ seed: (5n << 32n) | 7n });
+  assert.deepEqual([seed[slot.SEED], seed[slot.SEED + 1]], [5, 7]);
+  const rules = numbers({ closeRules: [{ code: 4000, action: 'fatal' }, { first: 4100, last: 4199, action: 'replaced' }] });
+  assert.deepEqual([...rules.slice(slot.RULES)], [4000, 4000, 3, 4100, 4199, 2]);
+
+  // Every constant of options.rs was checked above.
+  const checked = ['PROTOCOL', 'CONNECT_TIMEOUT', 'MAX_RETRY_HINT', 'FALLBACK', 'HEARTBEAT', 'BACKOFF', 'QUEUE', 'LEVELS', 'QUALITY', 'AUTH'];
+  checked.push('RESUME_GAP', 'LIVENESS_TIMEOUT', 'CLOSE_LINGER', 'MAX_MESSAGE_BYTES', 'ACK', 'SEED', 'RULES');
+  assert.deepEqual(Object.keys(slot).sort(), checked.sort());
+});

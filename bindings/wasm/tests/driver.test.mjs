@@ -7,7 +7,7 @@ import { test } from 'node:test';
 
 import { TetherClient, setLogLevel } from 'tether-wasm';
 import { wsLike } from './fakes.mjs';
-import { fast, messages, reach, runFixture } from './helpers.mjs';
+import { fast, messages, next, reach, runFixture } from './helpers.mjs';
 
 /** Resolves once the event loop has run what is under way (its microtasks, where the
  * driver starts its work) and come round to the check phase: no fixed delay. */
@@ -431,5 +431,63 @@ test('more than the read window arrives whole, by bytes and by count', { timeout
   } finally {
     await client.closeNow();
     client.free();
+  }
+});
+
+// Page hints (online, offline, visibility) are the driver's own option: `pageHints: false`
+// must leave the page alone, and by default a page's `online` retries at once rather than
+// after the backoff (here a minute). A page is played by event targets on globalThis.
+test('pageHints: the page is listened to by default, and not at all when false', { timeout: 30_000 }, async () => {
+  const { EventEmitter } = await import('node:events');
+  const listened = [];
+  class Page extends EventTarget {
+    addEventListener(type, ...rest) {
+      listened.push(type);
+      super.addEventListener(type, ...rest);
+    }
+  }
+  const made = [];
+  // Every attempt is refused before it opens.
+  class Refused extends EventEmitter {
+    constructor() {
+      super();
+      made.push(this);
+      setTimeout(() => {
+        this.emit('error', Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }));
+        this.emit('close', 1006, Buffer.from(''));
+      }, 0);
+    }
+    send() {}
+    ping() {}
+    close() {}
+    terminate() {}
+  }
+  const backoff = { initialDelayMs: 60_000, maxDelayMs: 60_000, jitter: 'none' };
+  globalThis.window = new Page();
+  globalThis.document = Object.assign(new Page(), { visibilityState: 'visible' });
+  try {
+    const quiet = new TetherClient('ws://fake.invalid/ws', { WebSocket: Refused, backoff, pageHints: false });
+    await reach(quiet, 'reconnecting');
+    assert.deepEqual(listened, [], 'listened to the page with pageHints: false');
+    await quiet.closeNow();
+    quiet.free();
+
+    made.length = 0;
+    const client = new TetherClient('ws://fake.invalid/ws', { WebSocket: Refused, backoff });
+    try {
+      await reach(client, 'reconnecting');
+      assert.ok(listened.includes('online') && listened.includes('visibilitychange'), `listened to ${listened}`);
+      assert.equal(made.length, 1);
+      const retried = next(client, 'attempt');
+      globalThis.window.dispatchEvent(new Event('online'));
+      assert.equal((await retried).attempt, 1, 'the backoff started again from the first attempt');
+      assert.equal(made.length, 2);
+    } finally {
+      await client.closeNow();
+      client.free();
+    }
+  } finally {
+    delete globalThis.window;
+    delete globalThis.document;
   }
 });

@@ -71,7 +71,7 @@ const CLOSE_LINGER: usize = 36;
 const MAX_MESSAGE_BYTES: usize = 37;
 const ACK: usize = 38;
 const SEED: usize = 40;
-const RULES: usize = 43;
+const RULES: usize = 42;
 
 /// A violation of the core's rules: `field | problem << 6 | other << 12` and the
 /// expected range in words (as bindings/wasm/src/options.rs throws it).
