@@ -243,6 +243,9 @@ export class Driver {
         const deadline = r.opt();
         const reading = r.u8() === 1;
         const finished = r.u8() === 1;
+        // Room in the outbound queue, for `sendWait` (also when nothing else came: a close
+        // outputs nothing at once). The waiting sends look again from a promise's turn.
+        if (r.u8() === 1) this.wake();
         if (!busy) {
           this.settle(deadline, reading);
           // Finished after the application let go of it: nothing will use it again.
@@ -251,8 +254,6 @@ export class Driver {
         }
         for (const c of commands) this.perform(c);
         for (const c of completions) this.complete(c);
-        // Room in the outbound queue, for `sendWait`.
-        this.wake();
         if (events !== null) {
           const emitter = this.emitter;
           for (const e of events) {
@@ -530,7 +531,8 @@ export class Driver {
         data = data.slice();
         copied = true;
       }
-      // Woken after a drain that did something, or when the client is forgotten.
+      // Woken when the core says room may have come (its drain's `poll_room`), or when
+      // the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
     return call(() => this.send(data));
@@ -555,9 +557,6 @@ export class Driver {
     input(reason);
     const t = performance.now();
     exports().tw_close(this.c, t, code, now, n);
-    // From now on send() refuses with closing, which a waiting send must be told though
-    // the close's drain does nothing (its messages are still being delivered).
-    this.wake();
     this.drive();
     return promise;
   }

@@ -27,6 +27,12 @@ pub(crate) struct Outbox {
     pending: VecDeque<Retained>,
     inflight: VecDeque<Retained>,
     bytes: usize,
+    /// Counts the changes that can make room (a message leaving, or going back from in
+    /// flight to pending, where `DropOldest` may drop it): [`Connection::poll_room`]
+    /// compares it.
+    ///
+    /// [`Connection::poll_room`]: crate::Connection::poll_room
+    freed: u32,
 }
 
 impl Outbox {
@@ -36,6 +42,11 @@ impl Outbox {
 
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Changes so far that can have made room (wrapping).
+    pub(crate) fn freed(&self) -> u32 {
+        self.freed
     }
 
     /// The oldest message retained (in flight ones were sent first).
@@ -95,6 +106,7 @@ impl Outbox {
             }
         }
         self.bytes = bytes;
+        self.freed = self.freed.wrapping_add(1);
         Ok(())
     }
 
@@ -119,6 +131,7 @@ impl Outbox {
     pub(crate) fn pop_pending(&mut self) -> Option<Retained> {
         let r = self.pending.pop_front()?;
         self.bytes -= r.payload.len();
+        self.freed = self.freed.wrapping_add(1);
         Some(r)
     }
 
@@ -149,6 +162,7 @@ impl Outbox {
             }
             let r = self.inflight.pop_front().expect("front exists");
             self.bytes -= r.payload.len();
+            self.freed = self.freed.wrapping_add(1);
             f(r.id);
         }
     }
@@ -157,6 +171,7 @@ impl Outbox {
     /// (the server lost them: they will be sent again under new numbers).
     pub(crate) fn unsend_inflight(&mut self) -> usize {
         let n = self.inflight.len();
+        self.freed = self.freed.wrapping_add(1);
         while let Some(mut r) = self.inflight.pop_back() {
             r.seq = 0;
             self.pending.push_front(r);
@@ -190,6 +205,7 @@ impl Outbox {
     /// Empties everything, handing each message to `f`, oldest first.
     pub(crate) fn drain_all(&mut self, mut f: impl FnMut(Retained)) {
         self.bytes = 0;
+        self.freed = self.freed.wrapping_add(1);
         while let Some(r) = self.inflight.pop_front() {
             f(r);
         }

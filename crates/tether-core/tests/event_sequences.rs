@@ -254,8 +254,11 @@ proptest! {
             max_messages,
             max_bytes,
         };
+        // Sizes a waiting send may want room for (`poll_room`'s promise is checked for each).
+        let sizes = [0, 1, 8, 64, 1000, max_bytes / 2, max_bytes];
         for input in inputs {
             let now = w.now;
+            let room: Vec<bool> = sizes.iter().map(|&n| w.conn.has_room_for(n)).collect();
             match input {
                 Input::Connect => w.conn.connect(now),
                 Input::Reconnect => w.conn.reconnect(now),
@@ -340,6 +343,15 @@ proptest! {
                 }
             }
             w.drain()?;
+            // A driver's waiting sends look again when `poll_room` says so: it must say
+            // yes whenever room appeared for any size.
+            let polled = w.conn.poll_room();
+            for (&n, &before) in sizes.iter().zip(&room) {
+                prop_assert!(
+                    polled || before || !w.conn.has_room_for(n),
+                    "room for {} bytes appeared and poll_room said no", n
+                );
+            }
         }
     }
 }

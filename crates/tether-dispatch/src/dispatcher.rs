@@ -539,6 +539,14 @@ impl<H: Handles> Dispatcher<H> {
         self.completions.pop()
     }
 
+    /// Whether the driver's waiting sends (`send_wait`) should look for room again
+    /// ([`Connection::poll_room`]): ask after every drain, whether or not it did anything
+    /// (a `close` makes room for them, to be refused with `Closing`, while it outputs
+    /// nothing yet).
+    pub fn poll_room(&mut self) -> bool {
+        self.conn.poll_room()
+    }
+
     /// When to call [`handle_timeout`](Self::handle_timeout): the core's next deadline.
     /// Call after the outputs are drained.
     #[must_use]

@@ -471,11 +471,6 @@ impl Client {
             core.dispatch.close(Instant::now(), code, reason, now, tx);
             self.shared.kick(core);
         }
-        // From now on `send` refuses with closing, which a waiting `send_wait` must be
-        // told though the close may change nothing else yet (its messages still being
-        // delivered): the driver wakes the waiting sends only after a step that did
-        // something.
-        self.shared.room.notify_waiters();
         // An error means the task is gone, and with it every socket.
         let _ = done.await;
     }

@@ -461,13 +461,16 @@ where
                     busy = true;
                     answer(completion);
                 }
+                // Room in the outbound queue, for `send_wait` (also when nothing else
+                // came: a close outputs nothing at once).
+                if d.poll_room() {
+                    self.shared.room.notify_waiters();
+                }
                 if !busy && events.is_empty() {
                     return self.settle(&mut core);
                 }
                 events
             };
-            // Room in the outbound queue, for `send_wait`.
-            self.shared.room.notify_waiters();
             for event in &events {
                 if let Event::StateChanged { to, .. } = event {
                     self.shared.state.send_if_modified(|s| {

@@ -443,11 +443,6 @@ where
             .dispatch
             .close(Instant::now(), code, reason, at_once, tx);
         self.inner.drive();
-        // From now on `send` refuses with closing, which a waiting `send_wait` must be
-        // told though the close may change nothing else yet (its messages still being
-        // delivered): the driver wakes the waiting sends only after a drain that did
-        // something.
-        self.inner.room.notify();
         async move {
             let _ = done.await;
         }

@@ -379,14 +379,17 @@ where
                     busy = true;
                     answer(completion);
                 }
+                // Room in the outbound queue, for `send_wait` (also when nothing else
+                // came: a close outputs nothing at once). Its futures run later.
+                if d.poll_room() {
+                    self.room.notify();
+                }
                 if !busy && events.is_empty() {
                     self.settle(&mut core, now);
                     break;
                 }
                 events
             };
-            // Room in the outbound queue, for `send_wait`.
-            self.room.notify();
             if !events.is_empty() {
                 for event in events {
                     self.publish(&event);

@@ -19,7 +19,8 @@ use super::*;
 /// Records:
 /// 1 a command, 2 an event, 3 a completion (each a tag, then its fields), then 0 and
 /// the trailer: the next timeout (ms, NaN: none), whether to read the sockets, whether
-/// the client is finished.
+/// the client is finished, whether the waiting sends should look for room again
+/// (`Dispatcher::poll_room`).
 #[no_mangle]
 pub extern "C" fn tw_drain(c: u32, now: f64) -> usize {
     answer(|w| {
@@ -49,6 +50,7 @@ pub extern "C" fn tw_drain(c: u32, now: f64) -> usize {
         w.opt(d.poll_timeout().map(ms_of));
         w.u8(u8::from(d.connection().wants_read()));
         w.u8(u8::from(d.is_finished()));
+        w.u8(u8::from(d.poll_room()));
     })
 }
 

@@ -96,6 +96,9 @@ pub struct Connection {
     health: health::Health,
 
     outbox: Outbox,
+    /// What [`Connection::poll_room`] last saw: the outbox's count of changes that can
+    /// make room, and whether `send` refused whatever the queue held.
+    room_seen: (u32, bool),
     next_message: u64,
     proto: protocol::Reliable,
     inbound: inbound::Inbound,
@@ -172,6 +175,7 @@ impl Connection {
             auth: auth::Auth::default(),
             heartbeat: heartbeat::Heartbeat::default(),
             outbox: Outbox::default(),
+            room_seen: (0, false),
             next_message: 0,
             proto: protocol::Reliable::new(client_id),
             inbound: inbound::Inbound::default(),
@@ -509,16 +513,50 @@ impl Connection {
     /// Whether [`Connection::send`] of a message of `size` bytes should be tried now: the
     /// outbound queue has room for it (under `DropOldest`, by dropping older queued
     /// messages), or `send` would refuse it whatever the queue holds (too large, stopped,
-    /// closing) and reports why. A driver's waiting send tries again when this may have
-    /// turned true: after each drain that did something, and after [`Connection::close`],
-    /// which may do nothing else at once (its messages still being delivered).
+    /// closing) and reports why. A driver's waiting send tries again when
+    /// [`Connection::poll_room`] says this may have turned true.
     #[must_use]
     pub fn has_room_for(&self, size: usize) -> bool {
         self.outbox.has_room(size, &self.config.queue)
             || size > self.config.queue.max_bytes
             || size > self.config.max_message_bytes
-            || self.state().is_stopped()
-            || self.is_closing()
+            || self.refuses_all()
+    }
+
+    /// `send` refuses every message, whatever the queue holds.
+    fn refuses_all(&self) -> bool {
+        self.state().is_stopped() || self.is_closing()
+    }
+
+    /// Whether [`Connection::has_room_for`] may have turned true, for some size, since the
+    /// last call: a message left the queue (written in plain mode, acknowledged, expired,
+    /// dropped), messages in flight went back to waiting (where `DropOldest` may drop
+    /// them), or `send` began to refuse everything (closing, stopped), which may change
+    /// nothing else at once. A driver calls it after each drain (whether or not the drain
+    /// did anything) and wakes its waiting sends when it says yes; it may say yes when
+    /// there is no room yet (they look again), never no when there is.
+    ///
+    /// ```
+    /// use tether_core::{Config, Connection, Entropy, Instant, QueueConfig};
+    ///
+    /// let now = Instant::now();
+    /// let queue = QueueConfig { max_messages: 1, ..QueueConfig::default() };
+    /// let config = Config::builder("ws://127.0.0.1:9/ws").queue(queue).build()?;
+    /// let mut conn = Connection::new(config, now, Entropy::fixed(1))?;
+    /// conn.connect(now);
+    /// conn.send(now, "fills the queue").unwrap();
+    /// assert!(!conn.has_room_for(5));
+    /// assert!(!conn.poll_room());
+    /// conn.close(now, 1000, "bye"); // outputs nothing yet: still delivering
+    /// assert!(conn.poll_room() && conn.has_room_for(5)); // send now refuses with Closing
+    /// assert!(!conn.poll_room());
+    /// # Ok::<(), tether_core::ConfigError>(())
+    /// ```
+    pub fn poll_room(&mut self) -> bool {
+        let now = (self.outbox.freed(), self.refuses_all());
+        let changed = now != self.room_seen;
+        self.room_seen = now;
+        changed
     }
 
     /// Something sent is not delivered yet.

@@ -4770,3 +4770,53 @@ fn a_full_queue_has_room_once_send_would_refuse_anyway() {
     assert!(h.conn.has_room_for(1), "closing: send refuses at once");
     assert!(matches!(h.conn.send(h.now, "x"), Err(SendError::Closing)));
 }
+
+/// `poll_room` tells a driver when its waiting sends should look again: each way room
+/// comes to a full queue says yes once (an acknowledgement, a plain write, an expiry, a
+/// close), and nothing else does.
+#[test]
+fn poll_room_says_yes_once_for_each_way_room_comes() {
+    let one = QueueConfig {
+        max_messages: 1,
+        ..QueueConfig::default()
+    };
+    // Protocol mode: the message stays in flight until it is acknowledged.
+    let mut h = Harness::new(protocol().queue(one.clone()));
+    h.connect();
+    let (id, _) = h.welcome(7, 0, false);
+    h.conn.send(h.now, "a").unwrap();
+    h.drain();
+    assert!(!h.conn.has_room_for(1), "in flight, unacknowledged");
+    h.conn.poll_room();
+    h.envelope(id, Envelope::Ping { id: 1 });
+    assert!(!h.conn.poll_room(), "a ping makes no room");
+    h.envelope(id, Envelope::Ack { seq: 1 });
+    assert!(h.conn.has_room_for(1));
+    assert!(h.conn.poll_room(), "acknowledged");
+    assert!(!h.conn.poll_room(), "once");
+
+    // Plain mode: room once written.
+    let mut h = Harness::new(plain().queue(one.clone()));
+    h.connect();
+    h.conn.send(h.now, "a").unwrap();
+    h.drain();
+    assert!(!h.conn.has_room_for(1), "queued while connecting");
+    h.conn.poll_room();
+    let id = h.last_open();
+    h.open(id);
+    assert!(h.conn.has_room_for(1));
+    assert!(h.conn.poll_room(), "written");
+
+    // Expired while waiting for a connection.
+    let mut h = Harness::new(plain().queue(QueueConfig {
+        max_age: Some(Duration::from_secs(1)),
+        ..one
+    }));
+    h.connect();
+    h.conn.send(h.now, "a").unwrap();
+    h.drain();
+    h.conn.poll_room();
+    h.advance(Duration::from_secs(2));
+    assert!(h.conn.has_room_for(1));
+    assert!(h.conn.poll_room(), "expired");
+}
