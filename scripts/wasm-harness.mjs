@@ -138,11 +138,17 @@ function control(req, res, url) {
       );
     case '/__harness/idle': {
       if (t.sockets.size === 0) return reply(200, { open: 0 });
-      const timer = setTimeout(() => reply(504, { open: t.sockets.size }), 10_000);
-      t.idle.push(() => {
+      const wake = () => {
         clearTimeout(timer);
         reply(200, { open: 0 });
-      });
+      };
+      // Answered once: a wait that timed out is no longer woken (a second answer would
+      // throw, and the harness would die under every test after it).
+      const timer = setTimeout(() => {
+        t.idle.splice(t.idle.indexOf(wake), 1);
+        reply(504, { open: t.sockets.size });
+      }, 10_000);
+      t.idle.push(wake);
       return undefined;
     }
     case '/__harness/stats':

@@ -106,8 +106,8 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Queues `write`, and writes what is queued at once (within the caller's turn, not
     /// in the executor's next microtask) unless corked; a write failing there is reported
-    /// later, from a task of its own. Dropping the outbox ends the writer after what is
-    /// queued.
+    /// later, from a task of its own, which then ends the socket. Dropping the outbox ends
+    /// the writer after what is queued.
     fn send(&self, write: Write) {
         self.writes.send_quiet(write);
         if !self.corked.get() {
@@ -554,13 +554,24 @@ where
         mut reader: T::Reader,
     ) -> Rc<Outbox> {
         let (writes, mut queue) = queue();
+        // Stops the reader task (made below) once a write failed.
+        let stop_reading: Rc<Cell<Option<AbortHandle>>> = Rc::default();
+        let stop = stop_reading.clone();
         let inner = self.clone();
         let writer = SharedTask::new(async move {
             // A failed write is reported from a task of its own: the writer may be running
             // within the caller's `send()` (`Outbox::send`), and no event may come from
             // inside a call (listeners would run within it, as a WebSocket's never do).
+            // The core lets go of the socket then, and it is ended at once rather than left
+            // to end by itself (as native and the npm package's driver do): one whose
+            // closing handshake never finishes would hold the client's close for good.
             let failed = |failure| {
-                spawn(async move { inner.socket_event(id, SocketEvent::Failed(failure)) });
+                spawn(async move {
+                    inner.socket_event(id, SocketEvent::Failed(failure));
+                    if let Some(reading) = stop.take() {
+                        reading.abort();
+                    }
+                });
             };
             while let Some(write) = queue.recv().await {
                 match write {
@@ -592,7 +603,7 @@ where
         // Weak: the dispatcher's dropping the outbox ends the writer.
         let written = Rc::downgrade(&outbox);
         let inner = self.clone();
-        spawn(async move {
+        let (reading, stop) = abortable(async move {
             loop {
                 // Paused by the core (the application is behind): the socket waits. (A
                 // browser's WebSocket has no backpressure of its own: what the server
@@ -626,7 +637,13 @@ where
                     break;
                 }
             }
-            drop(reader);
+        });
+        stop_reading.set(Some(stop));
+        let inner = self.clone();
+        spawn(async move {
+            // At the end or stopped, the reader is dropped with the task, before the
+            // socket is reported gone.
+            reading.await;
             inner.socket_gone(id);
         });
         spawn(poll_fn(move |cx| task.poll(cx)));

@@ -36,6 +36,14 @@ extern "C" {
     /// Ends the socket, and `notify` is never called again.
     #[wasm_bindgen(method)]
     pub(crate) fn release(this: &Sock);
+    /// Ends the socket now, without waiting for a closing handshake; its end is the last
+    /// event `take` returns.
+    #[wasm_bindgen(method)]
+    pub(crate) fn end(this: &Sock);
+    /// The size of a frame `take` returned (a string's UTF-8 length, counted without
+    /// encoding it) when it is over `max` bytes, else 0 (and 0 for what is not a frame).
+    #[wasm_bindgen(js_name = frameOver)]
+    pub(crate) fn frame_over(item: &JsValue, max: f64) -> f64;
 
     /// One HTTP polling request.
     pub(crate) type Req;

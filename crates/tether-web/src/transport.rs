@@ -8,6 +8,12 @@
 //! read or per socket) to say some wait. So a socket
 //! that fires after being dropped reaches nothing of Rust's, and a send on a socket that
 //! is not open fails instead of vanishing.
+//!
+//! A frame over [`frame_limit`](tether_dispatch::transport::frame_limit) of
+//! `max_message_bytes` is measured where it is (a text frame's UTF-8 length is counted in
+//! JavaScript, without encoding it) and fails the socket with
+//! [`TransportFailure::MessageTooLarge`] before anything of it is copied into wasm
+//! memory; the socket is ended then, as a native socket fails while reading such a frame.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -39,6 +45,7 @@ use crate::sys::{self, field};
 pub struct WebTransport {
     websocket: JsValue,
     fetch: JsValue,
+    max_frame: usize,
     max_poll_body: usize,
 }
 
@@ -55,17 +62,24 @@ impl WebTransport {
         WebTransport {
             websocket: JsValue::UNDEFINED,
             fetch: JsValue::UNDEFINED,
+            max_frame: tether_dispatch::transport::frame_limit(16 << 20),
             max_poll_body: tether_dispatch::transport::http_body_limit(16 << 20),
         }
     }
 
     /// The largest message accepted from the server (the client sets it from its
-    /// config's `max_message_bytes`). Poll responses may be
+    /// config's `max_message_bytes`; 16 MiB by default). A WebSocket frame over
+    /// [`frame_limit`](tether_dispatch::transport::frame_limit) of it (a text frame by its
+    /// UTF-8 length) fails the socket with [`TransportFailure::MessageTooLarge`] without
+    /// being copied into wasm memory, and the socket is ended. Poll responses may be
     /// [`http_body_limit`](tether_dispatch::transport::http_body_limit) of it; a longer one,
     /// or one that never ends, fails the request with
-    /// [`TransportFailure::MessageTooLarge`], as on native.
+    /// [`TransportFailure::MessageTooLarge`]. Both as on native. A transport given to
+    /// [`ClientBuilder::transport`](crate::ClientBuilder::transport) keeps its own limit:
+    /// set it from the same config.
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame = tether_dispatch::transport::frame_limit(bytes);
         self.max_poll_body = tether_dispatch::transport::http_body_limit(bytes);
         self
     }
@@ -126,6 +140,8 @@ pub struct WebSocketWriter {
 pub struct WebSocketReader {
     socket: Rc<Socket>,
     pending: VecDeque<SocketEvent>,
+    /// The largest frame taken in ([`WebTransport::max_message_bytes`]).
+    max_frame: usize,
 }
 
 /// A polling request; dropping it aborts the request if it is still under way.
@@ -166,6 +182,7 @@ impl Transport for WebTransport {
     ) -> impl Future<Output = Result<(WebSocketWriter, WebSocketReader), TransportFailure>> + MaybeSend
     {
         let ctor = self.websocket.clone();
+        let max_frame = self.max_frame;
         async move {
             let sock = sys::Sock::new(
                 &ctor,
@@ -186,6 +203,7 @@ impl Transport for WebTransport {
             let reader = WebSocketReader {
                 socket,
                 pending: VecDeque::new(),
+                max_frame,
             };
             Ok((writer, reader))
         }
@@ -266,8 +284,19 @@ impl SocketReader for WebSocketReader {
                 }
             })
             .await;
-            self.pending
-                .extend(batch.iter().map(|item| socket_event(&item)));
+            for item in batch.iter() {
+                let event = socket_event(&item, self.max_frame);
+                let end = event.is_end();
+                self.pending.push_back(event);
+                if end {
+                    // Nothing after the end is taken in. A frame over the limit failed
+                    // the socket: it ends now, as a native socket does.
+                    if matches!(self.pending.back(), Some(SocketEvent::Failed(_))) {
+                        socket.sock.end();
+                    }
+                    break;
+                }
+            }
         }
         // An empty batch: the end was reported already, or the socket was abandoned.
         self.pending.pop_front().unwrap_or(SocketEvent::Closed {
@@ -278,8 +307,15 @@ impl SocketReader for WebSocketReader {
 }
 
 /// One item of the shim's batch: a string, a Uint8Array, `{ pong }` or
-/// `{ end, code, reason }`.
-fn socket_event(item: &JsValue) -> SocketEvent {
+/// `{ end, code, reason }`. A frame over `max_frame` bytes is the socket's failure, and
+/// is not copied in.
+fn socket_event(item: &JsValue, max_frame: usize) -> SocketEvent {
+    let over = sys::frame_over(item, max_frame as f64);
+    if over > 0.0 {
+        return SocketEvent::Failed(TransportFailure::MessageTooLarge {
+            size: over as usize,
+        });
+    }
     if let Some(text) = item.as_string() {
         return SocketEvent::Frame(Payload::from(text));
     }

@@ -15,7 +15,10 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use support::{pause, until, within};
-use tether_core::{Cause, CauseKind, Config, Event, Payload, State, TransportFailure};
+use tether_core::{
+    BackoffConfig, Cause, CauseKind, Config, ConfigBuilder, Duration, Event, Jitter, Payload,
+    State, TransportFailure,
+};
 use tether_dispatch::transport::{MaybeSend, SocketEvent, SocketReader, SocketWriter, Transport};
 use tether_web::{Client, Events};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -199,6 +202,11 @@ async fn connected(unread: Option<usize>) -> (Client<Double>, Events, Rc<Wire>) 
     if let Some(messages) = unread {
         config = config.unread_limits(messages, 1 << 20);
     }
+    connected_with(config).await
+}
+
+/// A client made with `config` on a new wire, connected.
+async fn connected_with(config: ConfigBuilder) -> (Client<Double>, Events, Rc<Wire>) {
     let config: Config = config.build().expect("config");
     let wire = Rc::new(Wire::default());
     let client = Client::builder(config)
@@ -659,4 +667,29 @@ async fn closing_while_reading_is_paused_ends_the_socket() {
         }
     })
     .await;
+}
+
+#[wasm_bindgen_test]
+async fn a_socket_whose_write_failed_is_let_go_at_once() {
+    // The write fails and the socket's end never comes (a WebSocket whose closing
+    // handshake never finishes): the socket is ended at once, as native and the npm
+    // package's driver end it, or it would hold the client's close for good.
+    let config = support::config("ws://double.invalid/")
+        .heartbeat(None)
+        .backoff(BackoffConfig {
+            // No second socket (whose connect would end the first one's reader) meanwhile.
+            initial_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(60),
+            jitter: Jitter::None,
+            ..BackoffConfig::default()
+        });
+    let (client, mut events, wire) = connected_with(config).await;
+    wire.ended.set(true);
+    client.send("into a closing socket").expect("send");
+    let cause = disconnected(&mut events).await;
+    assert_eq!(cause.kind, CauseKind::Network, "{cause:?}");
+    within(2000, "closed", client.close(1000, "bye")).await;
+    assert_eq!(client.state(), State::Closed);
+    assert_eq!(wire.connects.get(), 1);
+    assert_eq!(wire.halves_dropped.get(), 2, "the socket released");
 }

@@ -13,6 +13,7 @@ use tether_core::{
     Token, TokenPlacement,
 };
 use tether_web::{Client, DeliveryError, Events};
+use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 fn connected(e: &Event) -> bool {
@@ -99,6 +100,130 @@ async fn a_poll_body_that_never_ends_fails_at_the_limit_as_on_native() {
         pulled < 64.0,
         "read {pulled} chunks of 1024: not stopped at the limit"
     );
+}
+
+/// Waits (10 s at most) until the harness sees no open WebSocket of `tag`.
+async fn no_socket_open(tag: &str) {
+    let url = format!("http://{}/__harness/idle?tag={tag}", support::harness());
+    let answer = post_json(&url, "").await;
+    assert!(answer.contains("\"open\":0"), "still open: {answer}");
+}
+
+/// A frame over the limit native uses too (`frame_limit`: 1,088 bytes for 1 KiB messages;
+/// a text frame by its UTF-8 length, not its length in JavaScript: "é" is 2 bytes and 1
+/// unit, an emoji 4 bytes and 2 units) fails the socket with `MessageTooLarge`, and the
+/// socket is ended, as on native; frames at the limit are read.
+#[wasm_bindgen_test]
+async fn a_frame_over_the_limit_fails_the_socket_as_on_native() {
+    use tether_core::TransportFailure;
+    use tether_dispatch::transport::Transport;
+    use tether_dispatch::transport::{frame_limit, SocketEvent, SocketReader, SocketWriter};
+    let limit = frame_limit(1024);
+    let transport = tether_web::WebTransport::new().max_message_bytes(1024);
+    let at_limit = || {
+        [
+            Payload::from("é".repeat(limit / 2)),
+            Payload::from("😀".repeat(limit / 4)),
+            Payload::from(vec![7u8; limit]),
+        ]
+    };
+    let over = [
+        (Payload::from("é".repeat(limit / 2 + 1)), limit + 2),
+        (Payload::from("😀".repeat(limit / 4 + 1)), limit + 4),
+        (Payload::from(vec![7u8; limit + 1]), limit + 1),
+    ];
+    for (over, size) in over {
+        let tag = tag("frame-limit");
+        let (mut writer, mut reader) = within(
+            5000,
+            "the socket",
+            transport.connect(ws_url(&tag, "/echo"), vec![], vec![]),
+        )
+        .await
+        .expect("open");
+        for frame in at_limit() {
+            writer.send(frame.clone()).await.expect("sent");
+            let echo = within(5000, "the echo", reader.next()).await;
+            assert_eq!(echo, SocketEvent::Frame(frame), "at the limit: read");
+        }
+        writer.send(over).await.expect("sent");
+        let event = within(5000, "the echo over the limit", reader.next()).await;
+        assert_eq!(
+            event,
+            SocketEvent::Failed(TransportFailure::MessageTooLarge { size })
+        );
+        // Ended by the transport, its halves still held.
+        no_socket_open(&tag).await;
+    }
+}
+
+#[wasm_bindgen(inline_js = r#"
+// A WebSocket constructor whose sockets open, receive one binary frame of `bytes` bytes
+// and stay open; `ended` counts the sockets closed.
+export function oneFrameSocket(bytes) {
+  const ctor = class {
+    constructor() {
+      this.readyState = 0;
+      setTimeout(() => {
+        this.readyState = 1;
+        this.onopen({});
+        this.onmessage({ data: new ArrayBuffer(bytes) });
+      }, 0);
+    }
+    send() {}
+    close() {
+      if (this.readyState < 2) ctor.ended += 1;
+      this.readyState = 3;
+    }
+  };
+  ctor.ended = 0;
+  return ctor;
+}
+"#)]
+extern "C" {
+    #[wasm_bindgen(js_name = oneFrameSocket)]
+    fn one_frame_socket(bytes: u32) -> JsValue;
+}
+
+/// The frame over the limit is not copied into wasm memory on its way to being refused:
+/// a 48 MiB one grows the memory by far less than 48 MiB (wasm memory never shrinks, so
+/// a copy would show).
+#[wasm_bindgen_test]
+async fn a_frame_over_the_limit_is_not_copied_into_wasm_memory() {
+    use tether_core::TransportFailure;
+    use tether_dispatch::transport::{SocketEvent, SocketReader, Transport};
+    let memory = || {
+        wasm_bindgen::memory()
+            .unchecked_into::<js_sys::WebAssembly::Memory>()
+            .buffer()
+            .unchecked_into::<js_sys::ArrayBuffer>()
+            .byte_length()
+    };
+    let size = 48 << 20;
+    let ctor = one_frame_socket(size);
+    let transport = tether_web::WebTransport::new()
+        .websocket_constructor(ctor.clone())
+        .max_message_bytes(1024);
+    let before = memory();
+    let (_writer, mut reader) = within(
+        5000,
+        "the socket",
+        transport.connect("ws://one-frame.invalid/".to_owned(), vec![], vec![]),
+    )
+    .await
+    .expect("open");
+    match within(5000, "the frame", reader.next()).await {
+        SocketEvent::Failed(TransportFailure::MessageTooLarge { size: seen }) => {
+            assert_eq!(seen, size as usize);
+        }
+        // Not printed whole.
+        SocketEvent::Frame(frame) => panic!("taken in: a frame of {} bytes", frame.len()),
+        other => panic!("{other:?}"),
+    }
+    let grown = memory() - before;
+    assert!(grown < 8 << 20, "wasm memory grew by {grown} bytes");
+    let ended = js_sys::Reflect::get(&ctor, &"ended".into()).unwrap();
+    assert_eq!(ended.as_f64(), Some(1.0), "the socket was ended");
 }
 
 #[wasm_bindgen_test]
