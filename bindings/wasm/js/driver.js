@@ -12,9 +12,9 @@
 // answer) go through `guarded`: a trap there kills the instance (guard.js) and reaches no
 // caller. The bundle's `queueMicrotask` and `setTimeout` are guard.js's already.
 
-import { Hints, Req, Sock, arm, canPing, disarm, fillRandom } from 'tether-web-shim';
+import { Hints, Req, Sock, arm, byteLength, canPing, disarm, fillRandom, frameOver } from 'tether-web-shim';
 import { dead, died, isTrap } from './guard.js';
-import { Reader, Writer, byteLength, exports, input } from './wire.js';
+import { Reader, Writer, exports, input } from './wire.js';
 import { completion, event, newError, sendError } from './decode.js';
 
 /** Runs `f` unless the instance is dead; a trap in it kills the instance. */
@@ -64,14 +64,6 @@ function failure(f) {
 }
 
 const PING = 0;
-
-/** The size of `data` (a string or bytes) when it is over `max` bytes, else 0: a string's
- * UTF-8 length is counted only when it may be over. */
-function over(data, max) {
-  if (typeof data === 'string' && data.length * 3 <= max) return 0;
-  const n = byteLength(data);
-  return n > max ? n : 0;
-}
 
 /** What every call of a freed client throws or rejects with. */
 export function freed() {
@@ -481,7 +473,7 @@ export class Driver {
 
   send(data) {
     this.live();
-    const big = over(data, this.max);
+    const big = frameOver(data, this.max);
     // Refused whatever its bytes: nothing is copied in.
     if (big) throw sendError(Reader.out(exports().tw_refusal(this.c, big, false, 0)));
     input(data);
@@ -496,7 +488,7 @@ export class Driver {
     this.live();
     const [n, promise] = this.waiter();
     const now = performance.now();
-    const big = over(data, this.max);
+    const big = frameOver(data, this.max);
     if (big) {
       // Refused whatever its bytes: nothing is copied in.
       const r = Reader.out(exports().tw_refusal(this.c, big, true, n));
@@ -685,7 +677,7 @@ class Socket {
       this.corked = true;
       const text = typeof item === 'string';
       if (text || item instanceof Uint8Array) {
-        const big = over(item, d.frame);
+        const big = frameOver(item, d.frame);
         if (big) {
           // Over the frame limit: the socket fails without the frame being copied in,
           // as a native socket fails while reading it (TransportFailure::MessageTooLarge).

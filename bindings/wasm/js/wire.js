@@ -4,6 +4,7 @@
 // and its bytes; an optional number is an f64, NaN for none.
 
 import { dead } from './guard.js';
+import { byteLength } from 'tether-web-shim';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -133,25 +134,6 @@ export function input(data) {
   }
   const at = wasm.tw_in(data.length);
   new Uint8Array(wasm.memory.buffer, at, data.length).set(data);
-}
-
-/** The UTF-8 length of a string (without encoding it), or the length of bytes. */
-export function byteLength(data) {
-  if (typeof data !== 'string') return data.length;
-  let n = data.length;
-  for (let i = 0; i < data.length; i++) {
-    const c = data.charCodeAt(i);
-    if (c < 0x80) continue;
-    // 2 bytes below U+0800, 3 above, and a lone surrogate is written as U+FFFD (3 bytes).
-    // A surrogate pair is 4 bytes for its 2 units: the 2 more counted for its first unit,
-    // and its second (counted 1 already) skipped.
-    n += c < 0x800 ? 1 : 2;
-    if (c >= 0xd800 && c <= 0xdbff && i + 1 < data.length) {
-      const d = data.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) i += 1;
-    }
-  }
-  return n;
 }
 
 /** An answer in the instance's memory, read in order. */

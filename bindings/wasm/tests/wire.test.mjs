@@ -1,9 +1,10 @@
-// The byte layout's helpers (js/wire.js) on their own: what the driver measures before it
-// copies a message into the instance must be what TextEncoder writes.
+// The sizes the drivers measure (tether-web's shim.js, shared by the npm package's driver
+// and tether-web's) on their own: what is measured before a message is copied into the
+// instance, or a frame taken in, must be what TextEncoder writes.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { byteLength } from '../js/wire.js';
+import { byteLength, frameOver } from '../../../crates/tether-web/src/shim.js';
 
 const encoder = new TextEncoder();
 
@@ -42,4 +43,26 @@ test('byteLength is the length TextEncoder writes, surrogates included', () => {
     assert.equal(byteLength(s), encoder.encode(s).length, JSON.stringify(s.length > 12 ? `${s.length} units` : s));
   }
   assert.equal(byteLength(new Uint8Array(7)), 7);
+});
+
+// frameOver decides whether a message is refused before it is copied in and whether a
+// received frame fails its socket: over `max` by the bytes TextEncoder writes, the
+// shortcut for short strings (3 bytes a unit at most) never hiding one that is over.
+test('frameOver is the UTF-8 size over the limit, else 0', () => {
+  for (const [s, max] of [
+    ['a'.repeat(10), 10],
+    ['a'.repeat(11), 10],
+    ['é'.repeat(5), 10],
+    ['é'.repeat(6), 11],
+    ['😀'.repeat(3), 12],
+    ['😀'.repeat(4), 12],
+    ['😀'.repeat(4), 15],
+    ['\ud800'.repeat(4), 11],
+  ]) {
+    const n = encoder.encode(s).length;
+    assert.equal(frameOver(s, max), n > max ? n : 0, `${JSON.stringify(s)} against ${max}`);
+  }
+  assert.equal(frameOver(new Uint8Array(11), 10), 11);
+  assert.equal(frameOver(new Uint8Array(10), 10), 0);
+  assert.equal(frameOver({ end: true }, 0), 0, 'not a frame');
 });

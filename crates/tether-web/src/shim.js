@@ -168,30 +168,32 @@ function binary(data) {
   return new Uint8Array(0);
 }
 
-/// The size of a frame from `Sock.take()` (a string's UTF-8 length, counted without
-/// encoding it, or a Uint8Array's byteLength) when it is over `max` bytes, else 0; 0 for
-/// what is not a frame. A string is counted only when it may be over (3 bytes a unit at
-/// most). The npm package's driver counts with wire.js's `byteLength`, the same rule.
-export function frameOver(data, max) {
-  let n = 0;
-  if (typeof data === 'string') {
-    if (data.length * 3 <= max) return 0;
-    n = data.length;
-    for (let i = 0; i < data.length; i++) {
-      const c = data.charCodeAt(i);
-      if (c < 0x80) continue;
-      // 2 bytes below U+0800, 3 above, and a lone surrogate is written as U+FFFD (3 bytes).
-      // A surrogate pair is 4 bytes for its 2 units: the 2 more counted for its first unit,
-      // and its second (counted 1 already) skipped.
-      n += c < 0x800 ? 1 : 2;
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < data.length) {
-        const d = data.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) i += 1;
-      }
+/// The UTF-8 length of a string, counted without encoding it (what `TextEncoder` writes),
+/// or a Uint8Array's byteLength. The npm package's driver measures its messages with it too.
+export function byteLength(data) {
+  if (typeof data !== 'string') return data.byteLength;
+  let n = data.length;
+  for (let i = 0; i < data.length; i++) {
+    const c = data.charCodeAt(i);
+    if (c < 0x80) continue;
+    // 2 bytes below U+0800, 3 above, and a lone surrogate is written as U+FFFD (3 bytes).
+    // A surrogate pair is 4 bytes for its 2 units: the 2 more counted for its first unit,
+    // and its second (counted 1 already) skipped.
+    n += c < 0x800 ? 1 : 2;
+    if (c >= 0xd800 && c <= 0xdbff && i + 1 < data.length) {
+      const d = data.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i += 1;
     }
-  } else if (data instanceof Uint8Array) {
-    n = data.byteLength;
   }
+  return n;
+}
+
+/// The size of a frame from `Sock.take()` (a string's UTF-8 length or a Uint8Array's
+/// byteLength) when it is over `max` bytes, else 0; 0 for what is not a frame. A string
+/// is counted only when it may be over (3 bytes a unit at most).
+export function frameOver(data, max) {
+  if (typeof data === 'string' ? data.length * 3 <= max : !(data instanceof Uint8Array)) return 0;
+  const n = byteLength(data);
   return n > max ? n : 0;
 }
 
