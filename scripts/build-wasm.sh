@@ -61,10 +61,14 @@ features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-e
     --enable-mutable-globals --enable-reference-types --enable-multivalue)
 if [ "$mode" = release ]; then
     # Identical and near-identical functions (monomorphised copies differing in constants)
-    # are merged first, then -Oz: about 0.5 kB gzip less than -Oz alone. The names and
-    # debug info go.
+    # are merged first; the control flow is flattened and rebuilt (`--flatten --rereloop`),
+    # which leaves the functions more alike, then -Oz, a second merge of the near-identical
+    # ones and -Oz; last, the functions are ordered by name, which puts each module's
+    # together where gzip finds what they share. The names and debug info go then. Each
+    # step's figure is in BENCHMARKS.md ("wasm-opt's passes").
     node_modules/.bin/wasm-opt --duplicate-function-elimination --merge-similar-functions \
-        -Oz --converge --strip-debug --strip-producers "${features[@]}" \
+        --flatten --rereloop -Oz --converge --merge-similar-functions -Oz \
+        --reorder-functions-by-name --strip-debug --strip-producers "${features[@]}" \
         "$out/stripped.wasm" -o "$out/tether_wasm_bg.wasm"
 else
     # Only what the stripped exports alone kept (their imports among it).
