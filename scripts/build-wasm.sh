@@ -5,7 +5,7 @@
 # (scripts/strip-wasm-imports.mjs), wasm-opt from the npm package `binaryen` (Debian's
 # wasm-opt 108 corrupts wasm output), then the JavaScript (js/index.js, the wrapper; its
 # driver js/driver.js over tether-web's shim.js; js/options.js, js/guard.js) bundled into
-# one ES module by esbuild, minified in release.
+# one ES module by esbuild, minified in release (esbuild, then terser).
 # Release builds use a pinned nightly toolchain (installed here when missing, with
 # rust-src): the standard library is rebuilt for size (`build-std`, `optimize_for_size`)
 # and a panic aborts at once (`panic=immediate-abort`: no panic messages or formatting
@@ -87,6 +87,12 @@ node_modules/.bin/esbuild bindings/wasm/js/index.js --bundle --format=esm --targ
     --platform=neutral --external:'node:*' --log-level=warning "${minify[@]}" \
     --inject:bindings/wasm/js/guard.js --alias:tether-web-shim=./crates/tether-web/src/shim.js \
     --outfile="$out/index.js"
+if [ "$mode" = release ]; then
+    # terser after esbuild's minifier: three compression passes find what one leaves
+    # (0.5 kB gzip less, BENCHMARKS.md).
+    node_modules/.bin/terser "$out/index.js" --module --compress passes=3 --mangle \
+        --output "$out/index.js"
+fi
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
 cp bindings/wasm/js/index.d.ts bindings/wasm/js/tether_wasm.d.ts "$out/"
 echo "built $out ($mode)"
