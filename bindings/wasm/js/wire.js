@@ -4,7 +4,9 @@
 // and its bytes; an optional number is an f64, NaN for none.
 
 import { dead } from './guard.js';
-import { byteLength } from 'tether-web-shim';
+// By its path, not the alias the bundle gives it: wire.js loads in plain Node too (the
+// one-time comparison test of experiments/core-wasm imports it).
+import { byteLength } from '../../../crates/tether-web/src/shim.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
