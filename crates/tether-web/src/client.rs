@@ -115,11 +115,12 @@ impl Client<WebTransport> {
     ///     ..AuthConfig::default()
     /// };
     /// let config = Config::builder("wss://example.com/ws").auth(auth).build()?;
+    /// let transport = WebTransport::for_config(&config).websocket_constructor(ws);
     /// let client = Client::builder(config)
     ///     .token_provider(|| async {
     ///         Ok::<_, String>(Token { value: "secret".into(), expires_at: None })
     ///     })
-    ///     .transport(WebTransport::new().websocket_constructor(ws))
+    ///     .transport(transport)
     ///     .spawn()?;
     /// # drop(client);
     /// # Ok(())
@@ -127,7 +128,7 @@ impl Client<WebTransport> {
     /// ```
     pub fn builder(config: Config) -> ClientBuilder {
         ClientBuilder {
-            transport: WebTransport::new().max_message_bytes(config.max_message_bytes),
+            transport: WebTransport::for_config(&config),
             config,
             tokens: None,
             page_hints: true,

@@ -67,6 +67,15 @@ impl WebTransport {
         }
     }
 
+    /// A transport whose limits follow `config` (its `max_message_bytes`), as the client's
+    /// own default is: start from this when giving one to
+    /// [`ClientBuilder::transport`](crate::ClientBuilder::transport). As native's
+    /// `NativeTransport::for_config`.
+    #[must_use]
+    pub fn for_config(config: &tether_core::Config) -> Self {
+        Self::new().max_message_bytes(config.max_message_bytes)
+    }
+
     /// The largest message accepted from the server (the client sets it from its
     /// config's `max_message_bytes`; 16 MiB by default). A WebSocket frame over
     /// [`frame_limit`](tether_dispatch::transport::frame_limit) of it (a text frame by its
@@ -76,7 +85,7 @@ impl WebTransport {
     /// or one that never ends, fails the request with
     /// [`TransportFailure::MessageTooLarge`]. Both as on native. A transport given to
     /// [`ClientBuilder::transport`](crate::ClientBuilder::transport) keeps its own limit:
-    /// set it from the same config.
+    /// make it with [`WebTransport::for_config`].
     #[must_use]
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_frame = tether_dispatch::transport::frame_limit(bytes);

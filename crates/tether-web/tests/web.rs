@@ -119,7 +119,12 @@ async fn a_frame_over_the_limit_fails_the_socket_as_on_native() {
     use tether_dispatch::transport::Transport;
     use tether_dispatch::transport::{frame_limit, SocketEvent, SocketReader, SocketWriter};
     let limit = frame_limit(1024);
-    let transport = tether_web::WebTransport::new().max_message_bytes(1024);
+    // The limit from a config, as a transport given to the client should be made.
+    let limits = config("ws://127.0.0.1:1/ws")
+        .max_message_bytes(1024)
+        .build()
+        .unwrap();
+    let transport = tether_web::WebTransport::for_config(&limits);
     let at_limit = || {
         [
             Payload::from("é".repeat(limit / 2)),
