@@ -234,12 +234,16 @@ pub(super) fn session(r: &mut Reader<'_>) -> Option<tether_core::SessionHandoff>
     let (client_id, session) = (r.u64(), r.u64());
     let secret = tether_core::protocol::SessionSecret::from_hex(r.bytes())?;
     let (last_transport, recv_seq, send_seq) = (r.u64(), r.u64(), r.u64());
-    let unacknowledged = (0..r.u32())
-        .map(|_| Some((r.u64(), r.payload()?)))
-        .collect::<Option<Vec<_>>>()?;
-    let unsent = (0..r.u32())
-        .map(|_| r.payload())
-        .collect::<Option<Vec<_>>>()?;
+    // Loops, not `collect::<Option<Vec<_>>>()`: its adapter is code of its own per use.
+    let mut unacknowledged = Vec::new();
+    for _ in 0..r.u32() {
+        let seq = r.u64();
+        unacknowledged.push((seq, r.payload()?));
+    }
+    let mut unsent = Vec::new();
+    for _ in 0..r.u32() {
+        unsent.push(r.payload()?);
+    }
     Some(tether_core::SessionHandoff {
         client_id,
         session,
