@@ -331,11 +331,16 @@ pub fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let (scheme, rest) = url.split_at_checked(scheme_end + 3).unwrap_or((url, ""));
-    let authority = rest.split('/').next().unwrap_or(rest);
-    // Byte by byte from the end: `rfind` brings `memrchr` into the wasm.
+    // Byte by byte: a `char` pattern (`split('/')`, `rfind('@')`) brings `memchr` or
+    // `memrchr` into the wasm.
+    let authority = rest
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .next()
+        .unwrap_or_default();
     match authority
-        .bytes()
-        .rposition(|b| b == b'@')
+        .iter()
+        .rposition(|&b| b == b'@')
         .and_then(|at| rest.get(at + 1..))
     {
         Some(after) => {

@@ -183,19 +183,20 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> u32 {
-        let mut b = [0; 4];
-        for (to, from) in b.iter_mut().zip(self.take(4)) {
-            *to = *from;
-        }
-        u32::from_le_bytes(b)
+        self.le(4) as u32
     }
 
     fn u64(&mut self) -> u64 {
-        let mut b = [0; 8];
-        for (to, from) in b.iter_mut().zip(self.take(8)) {
-            *to = *from;
-        }
-        u64::from_le_bytes(b)
+        self.le(8)
+    }
+
+    /// A little-endian number of `n` bytes (at most 8; bytes past the input's end read as
+    /// zeros): one function for both sizes.
+    fn le(&mut self, n: usize) -> u64 {
+        self.take(n)
+            .iter()
+            .rev()
+            .fold(0, |v, &b| v << 8 | u64::from(b))
     }
 
     fn f64(&mut self) -> f64 {

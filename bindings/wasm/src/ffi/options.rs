@@ -4,8 +4,8 @@
 
 use tether_core::{
     AuthConfig, BackoffConfig, CloseClass, CloseRule, Config, ConfigError, ConfigProblem, Duration,
-    FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, QualityConfig,
-    QueueConfig, TokenPlacement,
+    FallbackConfig, HeartbeatConfig, Jitter, OverflowPolicy, QualityBound, TokenPlacement,
+    WireMode,
 };
 
 use super::*;
@@ -36,12 +36,16 @@ impl Numbers {
         }
     }
 
+    // `set_count` and `set_usize` out of line: inlined at each of their many slots, they
+    // were about 70 bytes more of gzipped wasm.
+    #[inline(never)]
     pub(super) fn set_count(&self, slot: usize, to: &mut u32) {
         if let Some(n) = self.count(slot) {
             *to = n;
         }
     }
 
+    #[inline(never)]
     fn set_usize(&self, slot: usize, to: &mut usize) {
         if let Some(n) = self.count(slot) {
             *to = n as usize;
@@ -99,22 +103,21 @@ pub(super) fn violation(w: &mut Writer, e: &ConfigError) {
 /// url, the subprotocols (a count, then each), the poll url (a flag, then it), the plain
 /// heartbeat's ping and pong (payloads), the token's placement (0 none, 1 header,
 /// 2 query + its name).
+///
+/// The fields are set on a `Config` built from the url alone, then the whole is checked
+/// once more: what the builder's setters would do, without moving the large `Config` from
+/// one setter to the next (code in the wasm). The url is the first thing `validate`
+/// checks and the defaults pass, so the first check fails exactly when the second would
+/// fail on the url.
 pub(super) fn config(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     let n = Numbers::read(r);
-    let mut b = Config::builder(r.string());
+    let mut c = Config::builder(r.string()).build()?;
     if n.count(PROTOCOL) == Some(1) {
-        b = b.protocol();
+        c.wire = WireMode::Protocol;
     }
-    let protocols: Vec<String> = (0..r.u32()).map(|_| r.string()).collect();
-    if !protocols.is_empty() {
-        b = b.protocols(protocols);
-    }
-    if let Some(t) = n.ms(CONNECT_TIMEOUT) {
-        b = b.connect_timeout(t);
-    }
-    if let Some(t) = n.ms(MAX_RETRY_HINT) {
-        b = b.max_retry_hint(t);
-    }
+    c.protocols = (0..r.u32()).map(|_| r.string()).collect();
+    n.set_ms(CONNECT_TIMEOUT, &mut c.connect_timeout);
+    n.set_ms(MAX_RETRY_HINT, &mut c.max_retry_hint);
     let poll = r.u8() == 1;
     let url = if poll { Some(r.string()) } else { None };
     #[cfg(feature = "polling")]
@@ -125,64 +128,60 @@ pub(super) fn config(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         n.set_ms(FALLBACK + 2, &mut f.max_interval);
         n.set_ms(FALLBACK + 3, &mut f.probe_interval);
         n.set_ms(FALLBACK + 4, &mut f.request_timeout);
-        b = b.fallback(f);
+        c.fallback = Some(f);
     }
     #[cfg(not(feature = "polling"))]
     let _ = (url, FALLBACK, core::marker::PhantomData::<FallbackConfig>);
     let (ping, pong) = (r.payload(), r.payload());
     match n.count(HEARTBEAT) {
-        Some(1) => b = b.heartbeat(None),
+        Some(1) => c.heartbeat = None,
         Some(2) => {
-            let mut c = HeartbeatConfig::default();
-            n.set_ms(HEARTBEAT + 1, &mut c.interval);
-            n.set_ms(HEARTBEAT + 2, &mut c.timeout);
-            n.set_count(HEARTBEAT + 3, &mut c.max_missed);
-            b = b.heartbeat(Some(c));
+            let mut h = HeartbeatConfig::default();
+            n.set_ms(HEARTBEAT + 1, &mut h.interval);
+            n.set_ms(HEARTBEAT + 2, &mut h.timeout);
+            n.set_count(HEARTBEAT + 3, &mut h.max_missed);
+            c.heartbeat = Some(h);
             if let (Some(ping), Some(pong)) = (ping, pong) {
-                b = b.plain_heartbeat(ping, pong);
+                c.wire = WireMode::Plain {
+                    heartbeat: Some((ping, pong)),
+                };
             }
         }
         _ => {}
     }
-    let mut c = BackoffConfig::with_delays(n.ms(BACKOFF), n.ms(BACKOFF + 1));
+    let b = &mut c.backoff;
+    *b = BackoffConfig::with_delays(n.ms(BACKOFF), n.ms(BACKOFF + 1));
     if let Some(f) = n.get(BACKOFF + 2) {
-        c.factor = f;
+        b.factor = f;
     }
-    c.jitter = match n.count(BACKOFF + 3) {
-        Some(1) => Jitter::Decorrelated,
-        Some(2) => Jitter::None,
-        _ => c.jitter,
-    };
-    c.max_attempts = n.count(BACKOFF + 4);
-    b = b.backoff(c);
-    let mut c = QueueConfig::default();
-    n.set_usize(QUEUE, &mut c.max_messages);
-    n.set_usize(QUEUE + 1, &mut c.max_bytes);
-    c.max_age = n.ms(QUEUE + 2);
+    match n.count(BACKOFF + 3) {
+        Some(1) => b.jitter = Jitter::Decorrelated,
+        Some(2) => b.jitter = Jitter::None,
+        _ => {}
+    }
+    b.max_attempts = n.count(BACKOFF + 4);
+    let q = &mut c.queue;
+    n.set_usize(QUEUE, &mut q.max_messages);
+    n.set_usize(QUEUE + 1, &mut q.max_bytes);
+    q.max_age = n.ms(QUEUE + 2);
     if n.count(QUEUE + 3) == Some(1) {
-        c.overflow = OverflowPolicy::DropOldest;
+        q.overflow = OverflowPolicy::DropOldest;
     }
-    b = b.queue(c);
     #[cfg(feature = "quality")]
     {
-        let mut c = QualityConfig::default();
-        for (i, level) in c.levels.iter_mut().enumerate() {
+        let q = &mut c.quality;
+        for (i, level) in q.levels.iter_mut().enumerate() {
             *level = QualityBound {
                 rtt: n.ms(LEVELS + 2 * i).unwrap_or(level.rtt),
                 loss: n.get(LEVELS + 2 * i + 1).unwrap_or(level.loss),
             };
         }
-        n.set_usize(QUALITY, &mut c.window);
-        n.set_ms(QUALITY + 1, &mut c.max_age);
-        n.set_count(QUALITY + 2, &mut c.hysteresis);
-        b = b.quality(c);
+        n.set_usize(QUALITY, &mut q.window);
+        n.set_ms(QUALITY + 1, &mut q.max_age);
+        n.set_count(QUALITY + 2, &mut q.hysteresis);
     }
     #[cfg(not(feature = "quality"))]
-    let _ = (
-        LEVELS,
-        QUALITY,
-        core::marker::PhantomData::<(QualityConfig, QualityBound)>,
-    );
+    let _ = (LEVELS, QUALITY, core::marker::PhantomData::<QualityBound>);
     let placement = r.u8();
     let query = if placement == 2 {
         Some(r.string())
@@ -191,13 +190,13 @@ pub(super) fn config(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
     };
     #[cfg(feature = "token")]
     if placement != 0 {
-        let mut c = AuthConfig {
+        let mut a = AuthConfig {
             placement: query.map_or(TokenPlacement::Header, TokenPlacement::Query),
             ..AuthConfig::default()
         };
-        n.set_ms(AUTH, &mut c.refresh_lead);
-        n.set_ms(AUTH + 1, &mut c.fetch_timeout);
-        b = b.auth(c);
+        n.set_ms(AUTH, &mut a.refresh_lead);
+        n.set_ms(AUTH + 1, &mut a.fetch_timeout);
+        c.auth = Some(a);
     }
     #[cfg(not(feature = "token"))]
     let _ = (
@@ -206,37 +205,31 @@ pub(super) fn config(r: &mut Reader<'_>) -> Result<Config, ConfigError> {
         core::marker::PhantomData::<(AuthConfig, TokenPlacement)>,
     );
     let rules = n.0.get(RULES..).unwrap_or_default();
-    for rule in rules.chunks_exact(3).rev() {
-        let class = match rule[2] as u32 {
-            0 => CloseClass::Retry,
-            1 => CloseClass::AuthRejected,
-            2 => CloseClass::Replaced,
-            _ => CloseClass::Fatal,
-        };
-        b = b.close_rule(CloseRule::range(rule[0] as u16, rule[1] as u16, class));
-    }
-    if let Some(d) = n.ms(RESUME_GAP) {
-        b = b.resume_gap(d);
-    }
-    if let Some(d) = n.ms(LIVENESS_TIMEOUT) {
-        b = b.liveness_timeout(d);
-    }
-    if let Some(d) = n.ms(CLOSE_LINGER) {
-        b = b.close_linger(d);
-    }
-    if let Some(bytes) = n.count(MAX_MESSAGE_BYTES) {
-        b = b.max_message_bytes(bytes as usize);
-    }
+    // In the order given: the first rule given is checked first, as `close_rule` called
+    // for the last rule first leaves them.
+    c.close_rules = rules
+        .chunks_exact(3)
+        .map(|rule| {
+            let class = match rule[2] as u32 {
+                0 => CloseClass::Retry,
+                1 => CloseClass::AuthRejected,
+                2 => CloseClass::Replaced,
+                _ => CloseClass::Fatal,
+            };
+            CloseRule::range(rule[0] as u16, rule[1] as u16, class)
+        })
+        .collect();
+    n.set_ms(RESUME_GAP, &mut c.resume_gap);
+    n.set_ms(LIVENESS_TIMEOUT, &mut c.liveness_timeout);
+    n.set_ms(CLOSE_LINGER, &mut c.close_linger);
+    n.set_usize(MAX_MESSAGE_BYTES, &mut c.max_message_bytes);
     if let (Some(high), Some(low)) = (n.get(SEED), n.get(SEED + 1)) {
-        b = b.seed(((high as u64) << 32) | low as u64);
+        c.seed = Some(((high as u64) << 32) | low as u64);
     }
-    let mut config = b.build()?;
-    if n.get(ACK).is_some() || n.get(ACK + 1).is_some() {
-        n.set_count(ACK, &mut config.ack_every);
-        n.set_ms(ACK + 1, &mut config.ack_delay);
-        config.validate()?;
-    }
-    Ok(config)
+    n.set_count(ACK, &mut c.ack_every);
+    n.set_ms(ACK + 1, &mut c.ack_delay);
+    c.validate()?;
+    Ok(c)
 }
 
 /// A session from the input, as `tw_handoff` writes it.
@@ -245,12 +238,16 @@ pub(super) fn session(r: &mut Reader<'_>) -> Option<tether_core::SessionHandoff>
     let (client_id, session) = (r.u64(), r.u64());
     let secret = tether_core::protocol::SessionSecret::from_hex(r.bytes())?;
     let (last_transport, recv_seq, send_seq) = (r.u64(), r.u64(), r.u64());
-    let unacknowledged = (0..r.u32())
-        .map(|_| Some((r.u64(), r.payload()?)))
-        .collect::<Option<Vec<_>>>()?;
-    let unsent = (0..r.u32())
-        .map(|_| r.payload())
-        .collect::<Option<Vec<_>>>()?;
+    // Loops, not `collect::<Option<Vec<_>>>()`: its adapter is code of its own per use.
+    let mut unacknowledged = Vec::new();
+    for _ in 0..r.u32() {
+        let seq = r.u64();
+        unacknowledged.push((seq, r.payload()?));
+    }
+    let mut unsent = Vec::new();
+    for _ in 0..r.u32() {
+        unsent.push(r.payload()?);
+    }
     Some(tether_core::SessionHandoff {
         client_id,
         session,
