@@ -96,6 +96,10 @@ if [ "$mode" = release ]; then
     # (0.5 kB gzip less, BENCHMARKS.md).
     node_modules/.bin/terser "$out/index.js" --module --compress passes=3 --mangle \
         --output "$out/index.js"
+    # The exports' short names, in the .wasm and the JavaScript alike.
+    node scripts/minify-wasm-exports.mjs "$out"
+else
+    rm -f bindings/wasm/exports.json
 fi
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
 cp bindings/wasm/js/index.d.ts bindings/wasm/js/tether_wasm.d.ts "$out/"
