@@ -64,7 +64,8 @@ if [ "$mode" = release ]; then
     # are merged first; the control flow is flattened and rebuilt (`--flatten --rereloop`),
     # which leaves the functions more alike, then -Oz, a second merge of the near-identical
     # ones and -Oz; last, the functions are ordered by name, which puts each module's
-    # together where gzip finds what they share. The names and debug info go then.
+    # together where gzip finds what they share. The names, debug info and the list of
+    # target features (for tools only) go then.
     # `--low-memory-unused`: no address below 1 KiB is used (Rust puts the 1 MiB stack
     # first, growing down: its last KiB is reached only on the brink of an overflow), so
     # constant offsets fold into loads and stores. Each step's figure is in
@@ -72,7 +73,8 @@ if [ "$mode" = release ]; then
     node_modules/.bin/wasm-opt --low-memory-unused \
         --duplicate-function-elimination --merge-similar-functions \
         --flatten --rereloop -Oz --converge --merge-similar-functions -Oz \
-        --reorder-functions-by-name --strip-debug --strip-producers "${features[@]}" \
+        --reorder-functions-by-name --strip-debug --strip-producers --strip-target-features \
+        "${features[@]}" \
         "$out/stripped.wasm" -o "$out/tether_wasm_bg.wasm"
 else
     # Only what the stripped exports alone kept (their imports among it).
