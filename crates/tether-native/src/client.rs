@@ -706,6 +706,40 @@ mod tests {
         client.close_now(1000, "done").await;
     }
 
+    /// A `send_wait` waiting for room when the task dies is told (refused: stopped), as
+    /// `send` is: the dead task drains nothing more, so no drain's `poll_room` can wake it.
+    #[tokio::test]
+    async fn a_send_wait_waiting_when_the_task_dies_is_refused() {
+        // Takes the connection and never answers the upgrade: the attempt stays under way.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::builder(format!("ws://{}/ws", listener.local_addr().unwrap()))
+            .connect_timeout(std::time::Duration::from_secs(60))
+            .queue(tether_core::QueueConfig {
+                max_messages: 1,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        let client = Client::connect(config).unwrap();
+        let _held = listener.accept().await.unwrap();
+        client.send("fills the queue").unwrap();
+        let mut waiting = Box::pin(client.send_wait("waits"));
+        tokio::select! {
+            biased;
+            r = &mut waiting => panic!("no room yet, and it did not wait: {r:?}"),
+            () = std::future::ready(()) => {}
+        }
+        driver::supervised(client.shared.clone(), async { panic!("boom") }).await;
+        // Polled before the real task may run again (this runtime has one thread, and
+        // nothing yielded): only the failure itself can have told it.
+        let refused = tokio::select! {
+            biased;
+            r = &mut waiting => r,
+            () = std::future::ready(()) => panic!("the waiting send was not told"),
+        };
+        assert_eq!(refused, Err(SendError::Stopped(State::Error)));
+    }
+
     /// A client whose task dies (a bug: here a panic injected in its place) stops in
     /// `Error` with the reason, its readers and waiters hear of it, and every later call
     /// fails or does nothing, rather than a client that hangs while `send` says `Ok`.

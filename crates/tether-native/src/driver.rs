@@ -354,6 +354,9 @@ pub(crate) async fn supervised(shared: Arc<Shared>, task: impl Future<Output = (
         events
     }));
     shared.state.send_replace(tether_core::State::Error);
+    // The waiting sends look again (`send` refuses now, stopped): no drain will ever
+    // follow to report it through `poll_room`.
+    shared.room.notify_waiters();
     if let Ok(events) = stopped {
         shared.events.publish(events);
     }
