@@ -189,7 +189,8 @@ impl Client {
     /// Sends a message, waiting for room in the outbound queue instead of failing with
     /// [`SendError::QueueFull`] (room comes as messages are acknowledged, written or
     /// dropped). Fails at once with the core's other refusals: too large (or larger than
-    /// the whole queue), stopped, closing.
+    /// the whole queue), stopped, closing. A client whose task is gone (its runtime shut
+    /// down) has nothing to make room: `QueueFull` then, as from [`Client::send`].
     ///
     /// ```no_run
     /// # async fn run(client: tether_native::Client) -> Result<(), tether_native::SendError> {
@@ -208,7 +209,9 @@ impl Client {
             {
                 let mut core = self.shared.lock();
                 let now = Instant::now();
-                if core.dispatch.connection_mut().has_room_for(payload.len()) {
+                // With the task gone (its runtime shut down) nothing will make room: the
+                // send is tried as `send` tries it (a full queue refuses it).
+                if core.dispatch.connection_mut().has_room_for(payload.len()) || !core.running {
                     let id = core.dispatch.connection_mut().send(now, payload)?;
                     self.shared.kick(core);
                     return Ok(id);

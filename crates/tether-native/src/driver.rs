@@ -320,12 +320,16 @@ impl Drop for Task {
         if self.ended {
             return;
         }
-        let mut core = self.shared.lock();
-        core.running = false;
-        core.dispatch.forget_work();
-        for completion in core.dispatch.abandon_waiters() {
-            answer(completion);
+        {
+            let mut core = self.shared.lock();
+            core.running = false;
+            core.dispatch.forget_work();
+            for completion in core.dispatch.abandon_waiters() {
+                answer(completion);
+            }
         }
+        // The waiting sends look again: with no task, none will make room (`send_wait`).
+        self.shared.room.notify_waiters();
     }
 }
 
