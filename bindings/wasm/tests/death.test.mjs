@@ -22,6 +22,18 @@ for (const [place, where] of [
   });
 }
 
+// The release build's panics are traps whatever its wasm-opt passes made of the code
+// (scripts/build-wasm.sh flattens and rebuilds the control flow): a real one, from the
+// standard library's own code, kills the instance as the test seam's `unreachable` does.
+test('a real Rust panic in the instance is a trap: every client fails with driver-failed', { timeout: 30_000 }, async () => {
+  const { code, signal, stdout, stderr } = await runFixture('real-panic.mjs');
+  assert.equal(signal, null, stderr);
+  assert.equal(code, 0, stderr);
+  const { log, state } = JSON.parse(stdout);
+  assert.deepEqual(log, ['state connecting', 'stopped driver-failed', 'state threw driver-failed', 'send threw driver-failed']);
+  assert.equal(state, 'error');
+});
+
 test('the wrapper keeps no client alive: dropped without free(), they are collected', async () => {
   const { code, stdout, stderr } = await runFixture('collect.mjs', [], { node: ['--expose-gc'] });
   assert.equal(code, 0, stderr);

@@ -81,6 +81,37 @@ test('sendWait waits for room instead of throwing queue-full', async () => {
   client.free();
 });
 
+// The waiting sends look for room again only when the core's drain says room may have
+// come (`poll_room`): on a one-message queue in protocol mode room comes only with each
+// acknowledgement, and a hundred sendWaits waiting together must all go, one per
+// acknowledgement, in the order they were called, none waiting for ever (under
+// drop-oldest too, where a message in flight cannot be dropped to make room).
+for (const overflow of ['reject-new', 'drop-oldest']) {
+  test(`a hundred sendWaits on a one-message queue all go, paced by the acks, in order (${overflow})`, { timeout: 30_000 }, async () => {
+    const t = tag(`paced-${overflow}`);
+    const client = new TetherClient(wsUrl(t, '/ws'), {
+      WebSocket,
+      protocol: true,
+      backoff: fast,
+      queue: { maxMessages: 1, overflow },
+    });
+    try {
+      await reach(client, 'connected');
+      const dropped = record(client, 'dropped');
+      const n = 100;
+      const sent = Array.from({ length: n }, (_, i) => `p${i}`);
+      const echoes = messages(client, n, 20_000);
+      const ids = await Promise.all(sent.map((m) => client.sendWait(m)));
+      assert.deepEqual(ids, sent.map((_, i) => i + 1));
+      assert.deepEqual(await echoes, sent);
+      assert.deepEqual(dropped.values, []);
+      await client.close();
+    } finally {
+      client.free();
+    }
+  });
+}
+
 // A message over the receiver's frame limit (protocol mode) fails its socket, as a native
 // socket fails while reading it; the server resends it after the resume, it fails again,
 // and the core gives it up then (refused twice at the same point), so that the next Hello

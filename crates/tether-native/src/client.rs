@@ -189,7 +189,8 @@ impl Client {
     /// Sends a message, waiting for room in the outbound queue instead of failing with
     /// [`SendError::QueueFull`] (room comes as messages are acknowledged, written or
     /// dropped). Fails at once with the core's other refusals: too large (or larger than
-    /// the whole queue), stopped, closing.
+    /// the whole queue), stopped, closing. A client whose task is gone (its runtime shut
+    /// down) has nothing to make room: `QueueFull` then, as from [`Client::send`].
     ///
     /// ```no_run
     /// # async fn run(client: tether_native::Client) -> Result<(), tether_native::SendError> {
@@ -208,7 +209,9 @@ impl Client {
             {
                 let mut core = self.shared.lock();
                 let now = Instant::now();
-                if core.dispatch.connection_mut().has_room_for(payload.len()) {
+                // With the task gone (its runtime shut down) nothing will make room: the
+                // send is tried as `send` tries it (a full queue refuses it).
+                if core.dispatch.connection_mut().has_room_for(payload.len()) || !core.running {
                     let id = core.dispatch.connection_mut().send(now, payload)?;
                     self.shared.kick(core);
                     return Ok(id);
@@ -704,6 +707,40 @@ mod tests {
             .spawn()
             .expect("TLS from the application");
         client.close_now(1000, "done").await;
+    }
+
+    /// A `send_wait` waiting for room when the task dies is told (refused: stopped), as
+    /// `send` is: the dead task drains nothing more, so no drain's `poll_room` can wake it.
+    #[tokio::test]
+    async fn a_send_wait_waiting_when_the_task_dies_is_refused() {
+        // Takes the connection and never answers the upgrade: the attempt stays under way.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config = Config::builder(format!("ws://{}/ws", listener.local_addr().unwrap()))
+            .connect_timeout(std::time::Duration::from_secs(60))
+            .queue(tether_core::QueueConfig {
+                max_messages: 1,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        let client = Client::connect(config).unwrap();
+        let _held = listener.accept().await.unwrap();
+        client.send("fills the queue").unwrap();
+        let mut waiting = Box::pin(client.send_wait("waits"));
+        tokio::select! {
+            biased;
+            r = &mut waiting => panic!("no room yet, and it did not wait: {r:?}"),
+            () = std::future::ready(()) => {}
+        }
+        driver::supervised(client.shared.clone(), async { panic!("boom") }).await;
+        // Polled before the real task may run again (this runtime has one thread, and
+        // nothing yielded): only the failure itself can have told it.
+        let refused = tokio::select! {
+            biased;
+            r = &mut waiting => r,
+            () = std::future::ready(()) => panic!("the waiting send was not told"),
+        };
+        assert_eq!(refused, Err(SendError::Stopped(State::Error)));
     }
 
     /// A client whose task dies (a bug: here a panic injected in its place) stops in

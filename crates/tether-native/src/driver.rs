@@ -320,12 +320,16 @@ impl Drop for Task {
         if self.ended {
             return;
         }
-        let mut core = self.shared.lock();
-        core.running = false;
-        core.dispatch.forget_work();
-        for completion in core.dispatch.abandon_waiters() {
-            answer(completion);
+        {
+            let mut core = self.shared.lock();
+            core.running = false;
+            core.dispatch.forget_work();
+            for completion in core.dispatch.abandon_waiters() {
+                answer(completion);
+            }
         }
+        // The waiting sends look again: with no task, none will make room (`send_wait`).
+        self.shared.room.notify_waiters();
     }
 }
 
@@ -354,6 +358,9 @@ pub(crate) async fn supervised(shared: Arc<Shared>, task: impl Future<Output = (
         events
     }));
     shared.state.send_replace(tether_core::State::Error);
+    // The waiting sends look again (`send` refuses now, stopped): no drain will ever
+    // follow to report it through `poll_room`.
+    shared.room.notify_waiters();
     if let Ok(events) = stopped {
         shared.events.publish(events);
     }

@@ -409,6 +409,43 @@ fn a_client_outliving_its_runtime_never_hangs() {
     });
 }
 
+/// A `send_wait` waiting for room in a client whose runtime is gone is told that none
+/// will come (`QueueFull`, what `send` says of a full queue), rather than waiting for a
+/// drain that no task will make: both one waiting when the task went and one called after.
+#[test]
+fn a_send_wait_on_a_client_outliving_its_runtime_never_hangs() {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let addr = "127.0.0.1:9".parse().unwrap();
+    let queue = tether_core::QueueConfig {
+        max_messages: 1,
+        ..Default::default()
+    };
+    let client = first
+        .block_on(async { Client::connect(config(addr).queue(queue).build().unwrap()) })
+        .unwrap();
+    client.send("fills the queue").unwrap();
+    let full = Err(SendError::QueueFull {
+        messages: 1,
+        bytes: 15,
+    });
+    // Waits on a thread of its own (a runtime that outlives the client's).
+    let waiting = std::thread::spawn({
+        let client = client.clone();
+        move || runtime().block_on(async { within("send_wait", client.send_wait("waits")).await })
+    });
+    drop(first);
+    assert_eq!(waiting.join().unwrap(), full);
+    runtime().block_on(async {
+        assert_eq!(within("send_wait", client.send_wait("later")).await, full);
+    });
+}
+
 /// A user's transport that panics (a bug in it) fails the attempt it was making, with a
 /// typed error event, and the client goes on retrying; it does not take the client down.
 #[tokio::test]

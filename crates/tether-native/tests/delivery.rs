@@ -355,3 +355,64 @@ async fn a_send_wait_waiting_when_close_is_called_fails_with_closing_at_once() {
     within("close_now", client.close_now(1000, "bye")).await;
     within("the close", closing).await;
 }
+
+/// `send_wait`s from many tasks at once, on two threads, on a one-message queue: room
+/// comes only with each acknowledgement (the driver wakes the waiting sends when the
+/// core's `poll_room` says so), and every one of them goes, none waiting for ever (each
+/// waiter registered before it looks, woken under the lock), nothing dropped, under both
+/// overflow policies (under `DropOldest` a message in flight cannot be dropped for room).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_waits_from_many_tasks_on_a_one_message_queue_all_go() {
+    use tether_core::{OverflowPolicy, QueueConfig};
+    for overflow in [OverflowPolicy::RejectNew, OverflowPolicy::DropOldest] {
+        let hub = Arc::new(Hub::new());
+        let server_config = reference::server_config();
+        let server = reference::start(&server_config, &hub).await;
+        let tokens = Tokens::new("many-waiters", HOUR);
+        let client = Client::builder(
+            config(server.addr())
+                .protocol()
+                .auth(AuthConfig::default())
+                .queue(QueueConfig {
+                    max_messages: 1,
+                    overflow,
+                    ..Default::default()
+                })
+                .build()
+                .unwrap(),
+        )
+        .token_provider(tokens.provider())
+        .spawn()
+        .unwrap();
+        let mut events = client.events();
+        support::wait_state(&client, tether_core::State::Connected).await;
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut ids = Vec::new();
+                    for n in 0..25 {
+                        let id = client.send_wait(format!("t{t}-{n}")).await;
+                        ids.push(id.expect("accepted"));
+                    }
+                    ids
+                })
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.extend(within("a task's sends", task).await.unwrap());
+        }
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 200, "{overflow:?}");
+        within("the flush", client.flush())
+            .await
+            .expect("all acknowledged");
+        while let Some(event) = events.try_recv() {
+            assert!(!matches!(event, Event::Dropped { .. }), "{event:?}");
+        }
+        within("close", client.close(1000, "done")).await;
+        server.shutdown().await;
+    }
+}
