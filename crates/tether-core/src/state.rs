@@ -54,7 +54,10 @@ impl State {
                 | (Connected, Disconnected | Error | Closed)
                 | (Reconnecting, Connected | Disconnected | Error | Closed)
                 | (Error, Connecting | Closed)
-                | (Closed, Connecting)
+                // `Error` from `Closed` only when the driver fails
+                // (`Connection::handle_driver_failure`): the client cannot be started
+                // again, which `Closed` would promise.
+                | (Closed, Connecting | Error)
         )
     }
 
@@ -103,7 +106,7 @@ mod tests {
             assert!(!s.can_become(s), "{s} -> {s}");
         }
         for to in ALL {
-            assert_eq!(Closed.can_become(to), to == Connecting);
+            assert_eq!(Closed.can_become(to), to == Connecting || to == Error);
         }
         assert!(Error.can_become(Connecting) && Error.can_become(Closed));
         assert!(!Error.can_become(Connected) && !Error.can_become(Reconnecting));

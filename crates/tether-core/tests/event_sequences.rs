@@ -278,10 +278,6 @@ proptest! {
                 }
                 Input::Close(code) => w.conn.close(now, code, "test"),
                 Input::CloseNow(code) => w.conn.close_now(now, code, "test"),
-                // Not once closed: there it makes the illegal transition Closed -> Error
-                // (a debug assertion's panic), which the drivers report too; left for the
-                // design to settle (allowed, or a closed client stays closed).
-                Input::DriverFailure if w.state == State::Closed => continue,
                 Input::DriverFailure => w.conn.handle_driver_failure(now, "test"),
                 Input::AppRead(bytes, count) => w.conn.handle_app_read(now, bytes, count),
                 Input::Advance(ms) => {

@@ -576,7 +576,9 @@ impl Connection {
     /// The driver can no longer run this connection (its task died): stop in `Error` with
     /// [`TerminalReason::DriverFailed`], report every message not yet acknowledged as
     /// `Dropped`, and stay stopped: `send` fails with `Stopped(Error)` from now on, and
-    /// `reconnect` does nothing.
+    /// `reconnect` does nothing. A closed connection becomes `Error` too (the one way out
+    /// of `Closed` but `Connecting`): `Closed` would promise a `reconnect()` that can no
+    /// longer work, and the drivers report that state already.
     pub fn handle_driver_failure(&mut self, now: Instant, why: &str) {
         if matches!(self.phase, Phase::Stopped(TerminalReason::DriverFailed(_))) {
             return;

@@ -4820,3 +4820,28 @@ fn poll_room_says_yes_once_for_each_way_room_comes() {
     assert!(h.conn.has_room_for(1));
     assert!(h.conn.poll_room(), "expired");
 }
+
+/// A driver that fails after the connection closed: the connection becomes `Error`
+/// (driver-failed), as every driver reports it, and `reconnect()` no longer starts it.
+#[test]
+fn a_driver_failure_after_closed_is_an_error_that_reconnect_cannot_leave() {
+    let mut h = Harness::new(plain());
+    h.connect();
+    h.conn.close_now(h.now, 1000, "bye");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Closed);
+    h.take_events();
+    h.conn.handle_driver_failure(h.now, "the task panicked");
+    h.drain();
+    assert_eq!(h.conn.state(), State::Error);
+    assert!(h.take_events().iter().any(|e| matches!(
+        e,
+        Event::StateChanged {
+            from: State::Closed,
+            to: State::Error
+        }
+    )));
+    h.conn.reconnect(h.now);
+    h.drain();
+    assert_eq!(h.conn.state(), State::Error, "reconnect does nothing");
+}
