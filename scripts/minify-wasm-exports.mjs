@@ -9,38 +9,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
+import { Cursor, encode, encodeName } from './wasm-bytes.mjs';
+
 const dir = process.argv[2] ?? 'bindings/wasm/pkg';
 const wasmPath = join(dir, 'tether_wasm_bg.wasm');
 const jsPath = join(dir, 'index.js');
 const bytes = readFileSync(wasmPath);
 
-let pos = 8;
-const leb = () => {
-  let n = 0, shift = 0, b;
-  do {
-    b = bytes[pos++];
-    n += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (b & 0x80);
-  return n;
-};
-const encode = (n) => {
-  const out = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return Buffer.from(out);
-};
-const name = () => {
-  const len = leb();
-  const s = bytes.toString('utf8', pos, pos + len);
-  pos += len;
-  return s;
-};
-const str = (s) => Buffer.concat([encode(Buffer.byteLength(s)), Buffer.from(s)]);
+const c = new Cursor(bytes);
 
 // a … z, A … Z, then two letters: as many as there are exports.
 const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
@@ -49,45 +25,45 @@ const short = (i) => (i < 52 ? LETTERS[i] : LETTERS[Math.floor(i / 52) - 1] + LE
 const map = {};
 const imports = new Set();
 const parts = [bytes.subarray(0, 8)];
-while (pos < bytes.length) {
-  const id = bytes[pos++];
-  const size = leb();
-  const start = pos;
+while (c.pos < bytes.length) {
+  const id = bytes[c.pos++];
+  const size = c.leb();
+  const start = c.pos;
   const end = start + size;
   if (id === 2) {
     // Only the names are wanted: each import's module, name, then its description.
-    const count = leb();
+    const count = c.leb();
     for (let i = 0; i < count; i++) {
-      name();
-      const n = name();
-      const kind = bytes[pos++];
+      c.name();
+      const n = c.name();
+      const kind = bytes[c.pos++];
       if (kind !== 0) throw new Error(`import ${n}: only functions are expected`);
-      leb();
+      c.leb();
       imports.add(n);
     }
-    pos = start;
+    c.pos = start;
   }
   if (id === 7) {
     const entries = [];
-    const count = leb();
+    const count = c.leb();
     for (let i = 0; i < count; i++) {
-      let n = name();
-      const rest = bytes.subarray(pos, pos + 1);
-      pos++; // kind
-      const index = encode(leb());
+      let n = c.name();
+      const kind = bytes.subarray(c.pos, c.pos + 1);
+      c.pos++;
+      const index = encode(c.leb());
       if (n.startsWith('tw_')) {
         map[n] = short(Object.keys(map).length);
         n = map[n];
       }
-      entries.push(str(n), rest, index);
+      entries.push(encodeName(n), kind, index);
     }
     const body = Buffer.concat([encode(count), ...entries]);
     parts.push(Buffer.from([id]), encode(body.length), body);
-    pos = end;
+    c.pos = end;
     continue;
   }
   parts.push(Buffer.from([id]), encode(size), bytes.subarray(start, end));
-  pos = end;
+  c.pos = end;
 }
 if (Object.keys(map).length === 0) throw new Error(`${wasmPath}: no tw_ exports`);
 

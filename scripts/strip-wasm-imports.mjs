@@ -6,63 +6,40 @@
 // only they kept (and the imports they used). Usage: node strip.mjs in.wasm out.wasm
 import { readFileSync, writeFileSync } from 'node:fs';
 
+import { Cursor, encode } from './wasm-bytes.mjs';
+
 const [, , input, output] = process.argv;
 const bytes = readFileSync(input);
-let pos = 8;
-const leb = () => {
-  let n = 0, shift = 0, b;
-  do {
-    b = bytes[pos++];
-    n += (b & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (b & 0x80);
-  return n;
-};
-const encode = (n) => {
-  const out = [];
-  do {
-    let b = n % 128;
-    n = Math.floor(n / 128);
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return Buffer.from(out);
-};
-const name = () => {
-  const len = leb();
-  const s = bytes.toString('utf8', pos, pos + len);
-  pos += len;
-  return s;
-};
+const c = new Cursor(bytes);
 const bindgen = (s) =>
   ['__wbindgen_', '__wbg_', '__externref_'].some((p) => s.startsWith(p)) ||
   ['__abort_handler', '__instance_terminated'].includes(s);
 const parts = [bytes.subarray(0, 8)];
-while (pos < bytes.length) {
-  const id = bytes[pos++];
-  const size = leb();
-  const start = pos;
+while (c.pos < bytes.length) {
+  const id = bytes[c.pos++];
+  const size = c.leb();
+  const start = c.pos;
   const end = start + size;
-  if (id === 0 && name() === '__wasm_bindgen_unstable') {
-    pos = end;
+  if (id === 0 && c.name() === '__wasm_bindgen_unstable') {
+    c.pos = end;
     continue;
   }
-  pos = start;
+  c.pos = start;
   if (id === 7) {
     const kept = [];
-    const count = leb();
+    const count = c.leb();
     for (let i = 0; i < count; i++) {
-      const from = pos;
-      const n = name();
-      pos++; // kind
-      leb(); // index
-      if (!bindgen(n)) kept.push(bytes.subarray(from, pos));
+      const from = c.pos;
+      const n = c.name();
+      c.pos++; // kind
+      c.leb(); // index
+      if (!bindgen(n)) kept.push(bytes.subarray(from, c.pos));
     }
     const body = Buffer.concat([encode(kept.length), ...kept]);
     parts.push(Buffer.from([7]), encode(body.length), body);
   } else {
     parts.push(Buffer.from([id]), encode(size), bytes.subarray(start, end));
   }
-  pos = end;
+  c.pos = end;
 }
 writeFileSync(output, Buffer.concat(parts));
