@@ -386,14 +386,16 @@ fn handles_are_send_and_sync() {
     send::<tether_native::Events>();
 }
 
+/// A runtime of its own, for the tests of a client that outlives the one it was made on.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_client_outliving_its_runtime_never_hangs() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let first = runtime();
     let addr = "127.0.0.1:9".parse().unwrap();
     let client = first
@@ -414,12 +416,6 @@ fn a_client_outliving_its_runtime_never_hangs() {
 /// drain that no task will make: both one waiting when the task went and one called after.
 #[test]
 fn a_send_wait_on_a_client_outliving_its_runtime_never_hangs() {
-    let runtime = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    };
     let first = runtime();
     let addr = "127.0.0.1:9".parse().unwrap();
     let queue = tether_core::QueueConfig {
