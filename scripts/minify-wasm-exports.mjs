@@ -9,14 +9,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
-import { Cursor, encode, encodeName } from './wasm-bytes.mjs';
+import { Cursor, encode, encodeName, sections } from './wasm-bytes.mjs';
 
 const dir = process.argv[2] ?? 'bindings/wasm/pkg';
 const wasmPath = join(dir, 'tether_wasm_bg.wasm');
 const jsPath = join(dir, 'index.js');
 const bytes = readFileSync(wasmPath);
-
-const c = new Cursor(bytes);
 
 // a … z, A … Z, then two letters: as many as there are exports.
 const LETTERS = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ';
@@ -25,11 +23,8 @@ const short = (i) => (i < 52 ? LETTERS[i] : LETTERS[Math.floor(i / 52) - 1] + LE
 const map = {};
 const imports = new Set();
 const parts = [bytes.subarray(0, 8)];
-while (c.pos < bytes.length) {
-  const id = bytes[c.pos++];
-  const size = c.leb();
-  const start = c.pos;
-  const end = start + size;
+for (const { id, start, end } of sections(bytes)) {
+  const c = new Cursor(bytes, start);
   if (id === 2) {
     // Only the names are wanted: each import's module, name, then its description.
     const count = c.leb();
@@ -41,7 +36,6 @@ while (c.pos < bytes.length) {
       c.leb();
       imports.add(n);
     }
-    c.pos = start;
   }
   if (id === 7) {
     const entries = [];
@@ -59,11 +53,9 @@ while (c.pos < bytes.length) {
     }
     const body = Buffer.concat([encode(count), ...entries]);
     parts.push(Buffer.from([id]), encode(body.length), body);
-    c.pos = end;
     continue;
   }
-  parts.push(Buffer.from([id]), encode(size), bytes.subarray(start, end));
-  c.pos = end;
+  parts.push(Buffer.from([id]), encode(end - start), bytes.subarray(start, end));
 }
 if (Object.keys(map).length === 0) throw new Error(`${wasmPath}: no tw_ exports`);
 

@@ -6,26 +6,19 @@
 // only they kept (and the imports they used). Usage: node strip.mjs in.wasm out.wasm
 import { readFileSync, writeFileSync } from 'node:fs';
 
-import { Cursor, encode } from './wasm-bytes.mjs';
+import { Cursor, encode, sections } from './wasm-bytes.mjs';
 
 const [, , input, output] = process.argv;
 const bytes = readFileSync(input);
-const c = new Cursor(bytes);
 const bindgen = (s) =>
   ['__wbindgen_', '__wbg_', '__externref_'].some((p) => s.startsWith(p)) ||
   ['__abort_handler', '__instance_terminated'].includes(s);
 const parts = [bytes.subarray(0, 8)];
-while (c.pos < bytes.length) {
-  const id = bytes[c.pos++];
-  const size = c.leb();
-  const start = c.pos;
-  const end = start + size;
-  if (id === 0 && c.name() === '__wasm_bindgen_unstable') {
-    c.pos = end;
-    continue;
-  }
-  c.pos = start;
+for (const { id, start, end } of sections(bytes)) {
+  const c = new Cursor(bytes, start);
+  if (id === 0 && c.name() === '__wasm_bindgen_unstable') continue;
   if (id === 7) {
+    c.pos = start;
     const kept = [];
     const count = c.leb();
     for (let i = 0; i < count; i++) {
@@ -38,8 +31,7 @@ while (c.pos < bytes.length) {
     const body = Buffer.concat([encode(kept.length), ...kept]);
     parts.push(Buffer.from([7]), encode(body.length), body);
   } else {
-    parts.push(Buffer.from([id]), encode(size), bytes.subarray(start, end));
+    parts.push(Buffer.from([id]), encode(end - start), bytes.subarray(start, end));
   }
-  c.pos = end;
 }
 writeFileSync(output, Buffer.concat(parts));

@@ -42,3 +42,15 @@ export function encode(n) {
 
 /** A name as the binary holds it. */
 export const encodeName = (s) => Buffer.concat([encode(Buffer.byteLength(s)), Buffer.from(s)]);
+
+/** Each section of the binary `bytes`: its id and where its contents start and end. */
+export function* sections(bytes) {
+  const c = new Cursor(bytes);
+  while (c.pos < bytes.length) {
+    const id = bytes[c.pos++];
+    const size = c.leb();
+    const start = c.pos;
+    c.pos += size;
+    yield { id, start, end: start + size };
+  }
+}
