@@ -4,8 +4,7 @@
 // and its bytes; an optional number is an f64, NaN for none.
 
 import { dead } from './guard.js';
-// By its path, not the alias the bundle gives it: wire.js loads in plain Node too (the
-// one-time comparison test of experiments/core-wasm imports it).
+// By its path, not the alias the bundle gives it: wire.js loads in plain Node too.
 import { byteLength } from '../../../crates/tether-web/src/shim.js';
 
 const encoder = new TextEncoder();
