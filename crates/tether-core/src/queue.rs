@@ -27,9 +27,11 @@ pub(crate) struct Outbox {
     pending: VecDeque<Retained>,
     inflight: VecDeque<Retained>,
     bytes: usize,
-    /// Counts the changes that can make room (a message leaving, or going back from in
-    /// flight to pending, where `DropOldest` may drop it): [`Connection::poll_room`]
-    /// compares it.
+    /// Counts the changes that can make room for another message: one leaving for good
+    /// (acknowledged, written in plain mode, expired, all given up) or in-flight ones going
+    /// back to pending, where `DropOldest` may drop them. A protocol-mode write (pending to
+    /// in flight) and the drops `admit` makes for its own message make none.
+    /// [`Connection::poll_room`] compares it.
     ///
     /// [`Connection::poll_room`]: crate::Connection::poll_room
     freed: u32,
@@ -106,7 +108,6 @@ impl Outbox {
             }
         }
         self.bytes = bytes;
-        self.freed = self.freed.wrapping_add(1);
         Ok(())
     }
 
@@ -131,6 +132,13 @@ impl Outbox {
     pub(crate) fn pop_pending(&mut self) -> Option<Retained> {
         let r = self.pending.pop_front()?;
         self.bytes -= r.payload.len();
+        Some(r)
+    }
+
+    /// The oldest pending message, leaving for good (written in plain mode: nothing to
+    /// wait for), which makes room.
+    pub(crate) fn pop_written(&mut self) -> Option<Retained> {
+        let r = self.pop_pending()?;
         self.freed = self.freed.wrapping_add(1);
         Some(r)
     }
@@ -171,7 +179,9 @@ impl Outbox {
     /// (the server lost them: they will be sent again under new numbers).
     pub(crate) fn unsend_inflight(&mut self) -> usize {
         let n = self.inflight.len();
-        self.freed = self.freed.wrapping_add(1);
+        if n > 0 {
+            self.freed = self.freed.wrapping_add(1);
+        }
         while let Some(mut r) = self.inflight.pop_back() {
             r.seq = 0;
             self.pending.push_front(r);
@@ -192,6 +202,7 @@ impl Outbox {
                 break;
             }
             if let Some(r) = self.pop_pending() {
+                self.freed = self.freed.wrapping_add(1);
                 expired(r);
             }
         }

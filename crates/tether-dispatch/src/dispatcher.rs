@@ -543,6 +543,7 @@ impl<H: Handles> Dispatcher<H> {
     /// ([`Connection::poll_room`]): ask after every drain, whether or not it did anything
     /// (a `close` makes room for them, to be refused with `Closing`, while it outputs
     /// nothing yet).
+    #[must_use]
     pub fn poll_room(&mut self) -> bool {
         self.conn.poll_room()
     }

@@ -552,6 +552,7 @@ impl Connection {
     /// assert!(!conn.poll_room());
     /// # Ok::<(), tether_core::ConfigError>(())
     /// ```
+    #[must_use]
     pub fn poll_room(&mut self) -> bool {
         let now = (self.outbox.freed(), self.refuses_all());
         let changed = now != self.room_seen;
@@ -1216,11 +1217,19 @@ impl Connection {
     }
 
     fn flush_pending(&mut self, now: Instant) {
+        let protocol = self.config.is_protocol();
         while self.link.is_ready() {
-            let Some(r) = self.outbox.pop_pending() else {
+            // Written in plain mode, a message leaves for good (room for another); in
+            // protocol mode it stays until acknowledged.
+            let next = if protocol {
+                self.outbox.pop_pending()
+            } else {
+                self.outbox.pop_written()
+            };
+            let Some(r) = next else {
                 break;
             };
-            if self.config.is_protocol() {
+            if protocol {
                 self.write_message(now, r);
             } else {
                 let id = self.link.id().expect("ready link has an id");

@@ -4783,11 +4783,12 @@ fn poll_room_says_yes_once_for_each_way_room_comes() {
     // Protocol mode: the message stays in flight until it is acknowledged.
     let mut h = Harness::new(protocol().queue(one.clone()));
     h.connect();
-    let (id, _) = h.welcome(7, 0, false);
     h.conn.send(h.now, "a").unwrap();
-    h.drain();
+    let (id, _) = h.welcome(7, 0, false);
     assert!(!h.conn.has_room_for(1), "in flight, unacknowledged");
-    h.conn.poll_room();
+    // Queued, then written once welcomed, it moved from pending to in flight: no room
+    // made, and no waiting send is woken for nothing.
+    assert!(!h.conn.poll_room(), "a protocol-mode write makes no room");
     h.envelope(id, Envelope::Ping { id: 1 });
     assert!(!h.conn.poll_room(), "a ping makes no room");
     h.envelope(id, Envelope::Ack { seq: 1 });
@@ -4801,7 +4802,7 @@ fn poll_room_says_yes_once_for_each_way_room_comes() {
     h.conn.send(h.now, "a").unwrap();
     h.drain();
     assert!(!h.conn.has_room_for(1), "queued while connecting");
-    h.conn.poll_room();
+    let _ = h.conn.poll_room();
     let id = h.last_open();
     h.open(id);
     assert!(h.conn.has_room_for(1));
@@ -4810,15 +4811,27 @@ fn poll_room_says_yes_once_for_each_way_room_comes() {
     // Expired while waiting for a connection.
     let mut h = Harness::new(plain().queue(QueueConfig {
         max_age: Some(Duration::from_secs(1)),
-        ..one
+        ..one.clone()
     }));
     h.connect();
     h.conn.send(h.now, "a").unwrap();
     h.drain();
-    h.conn.poll_room();
+    let _ = h.conn.poll_room();
     h.advance(Duration::from_secs(2));
     assert!(h.conn.has_room_for(1));
     assert!(h.conn.poll_room(), "expired");
+
+    // A close, which outputs nothing yet (its message still to deliver): `send` refuses
+    // from now on, which the waiting sends must hear.
+    let mut h = Harness::new(plain().queue(one));
+    h.connect();
+    h.conn.send(h.now, "a").unwrap();
+    h.drain();
+    let _ = h.conn.poll_room();
+    h.conn.close(h.now, 1000, "bye");
+    h.drain();
+    assert!(h.conn.has_room_for(1));
+    assert!(h.conn.poll_room(), "closing");
 }
 
 /// A driver that fails after the connection closed: the connection becomes `Error`
