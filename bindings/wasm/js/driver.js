@@ -65,6 +65,12 @@ function failure(f) {
 
 const PING = 0;
 
+/** The instance died: every client's waiting sends (`sendWait`) look again, and find it
+ * dead, rather than wait for ever holding what they would send. */
+export function wakeAll() {
+  for (const d of drivers.values()) d.wake();
+}
+
 /** What every call of a freed client throws or rejects with. */
 export function freed() {
   const e = new Error('the client was freed: make a new one');
@@ -120,8 +126,13 @@ function command(r) {
     }
     case 8:
       return [4, r.f64()];
-    default:
+    case 9:
+      // One the driver has nothing to do for (src/ffi/drain.rs writes no fields for it).
       return [-1];
+    default: {
+      // The two sides disagree: what follows cannot be read.
+      throw new Error(`tether: unknown command record ${r.view.getUint8(r.at - 1)}`);
+    }
   }
 }
 
@@ -176,8 +187,12 @@ export class Driver {
     queueMicrotask(() => this.drive());
   }
 
+  /** A number for a task or a waiter: the instance takes 32 bits (1 … 2^32 − 1, then 1
+   * again, long after the first is answered). */
   number() {
-    return this.next++;
+    const n = this.next;
+    this.next = n === 0xffffffff ? 1 : n + 1;
+    return n;
   }
 
   /** A promise the core answers through the waiter's number. */
@@ -507,11 +522,11 @@ export class Driver {
     return promise;
   }
 
-  /** Sends once the queue has room (room comes as messages are acknowledged, written or
-   * dropped: each drain that did something gives the callers a look). `call` is the
+  /** Sends with `send` once the queue has room (room comes as messages are acknowledged,
+   * written or dropped: the drain's `poll_room` says when to look). `call` is the
    * wrapper's guard (index.js): what runs after a wait is a call of JavaScript's own, out
    * of every method, and a trap there must kill the instance as anywhere else. */
-  async sendWait(data, call) {
+  async sendWait(data, call, send) {
     const size = byteLength(data);
     // Bytes are the caller's until sent: copied before a wait, so that what is sent is
     // what was given, as send() takes it, though the caller reuses its buffer meanwhile.
@@ -527,7 +542,7 @@ export class Driver {
       // the client is forgotten.
       await new Promise((resolve) => (this.rooms ??= []).push(resolve));
     }
-    return call(() => this.send(data));
+    return call(() => send(data));
   }
 
   flush() {

@@ -14,7 +14,7 @@
 import { abandonAll } from 'tether-web-shim';
 import { Emitter } from '../src/emitter.js';
 import { QUALITIES, STATES } from './decode.js';
-import { Driver, freed } from './driver.js';
+import { Driver, freed, wakeAll } from './driver.js';
 import { dead, died, isTrap, onDeath } from './guard.js';
 import { configError, criteriaError, criteriaObject, message, packCriteria, packOptions } from './options.js';
 import { criteria, handoff, health, logLine, metrics, passes, setLog, started, writeResume } from './snapshots.js';
@@ -340,7 +340,12 @@ export class TetherClient {
   }
 
   send(data) {
-    const id = call(() => this.#d.send(message(data, 'send(data)')));
+    return call(() => this.#send(message(data, 'send(data)')));
+  }
+  /** Sends what `message` made; the id is retained for delivery (a dead instance reports
+   * it dropped). Also sendWait's last step. */
+  #send(data) {
+    const id = this.#d.send(data);
     this.#live.retained?.add(id);
     return id;
   }
@@ -348,7 +353,7 @@ export class TetherClient {
     return pending(() => this.#d.sendConfirmed(message(data, 'sendConfirmed(data)')));
   }
   sendWait(data) {
-    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)'), call));
+    return pending(() => this.#d.sendWait(message(data, 'sendWait(data)'), call, (bytes) => this.#send(bytes)));
   }
   flush() {
     return pending(() => this.#d.flush());
@@ -429,6 +434,7 @@ onDeath(() => {
   for (const reject of waiting) reject(failure());
   waiting.clear();
   abandonAll();
+  wakeAll();
   for (const live of [...clients]) live.fail();
   clients.clear();
 });
