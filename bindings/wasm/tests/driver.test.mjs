@@ -55,8 +55,9 @@ test('a listener that kills the instance mid-batch: nothing after stopped, no ca
   const { code, signal, stdout, stderr } = await runFixture('death-in-listener.mjs');
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
-  const { log, state, late } = JSON.parse(stdout);
+  const { log, state, late, timers } = JSON.parse(stdout);
   assert.deepEqual(log, ['message one', 'state error', 'stopped driver-failed', 'trap: driver-failed']);
+  assert.equal(timers, 0, 'timers left pending after the death');
   assert.equal(state, 'error');
   assert.deepEqual(late, [], 'calls into the dead instance');
 });
@@ -69,8 +70,9 @@ test('a freed client whose listener kills the instance: the rest of the drain is
   const { code, signal, stdout, stderr } = await runFixture('death-in-listener.mjs', ['freed']);
   assert.equal(signal, null, stderr);
   assert.equal(code, 0, stderr);
-  const { log, late } = JSON.parse(stdout);
+  const { log, late, timers } = JSON.parse(stdout);
   assert.deepEqual(log, ['state closed', 'trap: driver-failed', 'free returned']);
+  assert.equal(timers, 0, 'timers left pending after the death');
   assert.deepEqual(late, [], 'calls into the dead instance');
 });
 
