@@ -425,16 +425,32 @@ fn a_send_wait_on_a_client_outliving_its_runtime_never_hangs() {
     let client = first
         .block_on(async { Client::connect(config(addr).queue(queue).build().unwrap()) })
         .unwrap();
-    client.send("fills the queue").unwrap();
+    let queued = "fills the queue";
+    client.send(queued).unwrap();
     let full = Err(SendError::QueueFull {
         messages: 1,
-        bytes: 15,
+        bytes: queued.len(),
     });
-    // Waits on a thread of its own (a runtime that outlives the client's).
+    // Waits on a thread of its own (a runtime that outlives the client's), and is waiting
+    // (polled once: no room) before the client's runtime goes.
+    let (polled, is_waiting) = std::sync::mpsc::channel();
     let waiting = std::thread::spawn({
         let client = client.clone();
-        move || runtime().block_on(async { within("send_wait", client.send_wait("waits")).await })
+        move || {
+            runtime().block_on(async {
+                let mut wait = Box::pin(client.send_wait("waits"));
+                std::future::poll_fn(|cx| {
+                    let poll = std::future::Future::poll(wait.as_mut(), cx);
+                    assert!(poll.is_pending(), "no room: it waits");
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                polled.send(()).unwrap();
+                within("send_wait", wait).await
+            })
+        }
     });
+    is_waiting.recv().unwrap();
     drop(first);
     assert_eq!(waiting.join().unwrap(), full);
     runtime().block_on(async {
