@@ -57,7 +57,8 @@ dev)
     ;;
 esac
 
-rm -rf "$out"
+# The export map of an earlier release build goes with it.
+rm -rf "$out" bindings/wasm/exports.json
 mkdir -p "$out"
 node scripts/strip-wasm-imports.mjs "$wasm" "$out/stripped.wasm"
 features=(--enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
@@ -104,11 +105,7 @@ if [ "$mode" = release ]; then
     # The exports' short names, in the .wasm and the JavaScript alike.
     if [ "$measuring" -eq 0 ]; then
         node scripts/minify-wasm-exports.mjs "$out"
-    else
-        rm -f bindings/wasm/exports.json
     fi
-else
-    rm -f bindings/wasm/exports.json
 fi
 # What is shipped: index.js (everything JavaScript), the .wasm, and the declarations.
 cp bindings/wasm/js/index.d.ts bindings/wasm/js/tether_wasm.d.ts "$out/"

@@ -3,7 +3,7 @@
 // `__instance_terminated` (wasm-bindgen's runtime) and the `__wasm_bindgen_unstable` custom
 // section. They come with web-time (the core's `Instant` on wasm32-unknown-unknown), whose
 // wasm-bindgen and js-sys nothing here calls; once they are gone, wasm-opt removes what
-// only they kept (and the imports they used). Usage: node strip.mjs in.wasm out.wasm
+// only they kept (and the imports they used). Usage: node scripts/strip-wasm-imports.mjs in.wasm out.wasm
 import { readFileSync, writeFileSync } from 'node:fs';
 
 import { Cursor, encode, sections } from './wasm-bytes.mjs';

@@ -1,7 +1,7 @@
 // What the core-only wasm (src/ffi) answers, made into the values the npm package
-// gives JavaScript today: its events (bindings/wasm/src/convert.rs), the resolutions of
-// its promises, and its errors (errors.rs: an `Error` with a `kind`, its message written
-// by errors.js from a template number and the error's values). Each reader takes a
+// gives JavaScript: its events, the resolutions of its promises, and its errors (an
+// `Error` with a `kind`, its message written by src/errors.js from a template number and
+// the error's values). Each reader takes a
 // `Reader` (wire.js) just past the record's tag and reads the record to its end.
 
 import { fail, text } from '../src/errors.js';
@@ -30,7 +30,8 @@ const VIOLATIONS = [
 const SENDS = ['queue-full', 'too-large', 'stopped', 'closing'];
 const DELIVERIES = ['rejected', 'unconfirmable', 'dropped', 'stopped', 'client-gone'];
 
-// The first template of each group in TEXTS of errors.js (texts.rs).
+// The first template of each group in TEXTS of errors.js (src/texts.rs, whose test checks
+// these).
 const T_SEND = 0;
 const T_DELIVERY = 4;
 const T_TERMINAL = 9;
@@ -40,7 +41,7 @@ const T_DROP = 22;
 const T_DECODE = 26;
 const T_BUILD = 38;
 
-/** What the constructor throws for a malformed `resume` option (handoff.rs). */
+/** What the constructor throws for a malformed `resume` option. */
 export const WRONG = 'options.resume must be a session from client.handoff()';
 
 /** `{ kind, code, status, reason }` (a `Cause`). */

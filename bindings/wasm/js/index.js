@@ -460,7 +460,7 @@ export function setLogLevel(level) {
 const setLevel = setLog;
 
 /** Test seam, not part of the API: traps the instance at once (0), in a microtask (1) or
- * in a timer (2), as a panic would there (`tw_trap` in src/ffi.rs). */
+ * in a timer (2), as a panic would there (`tw_trap` in src/ffi/mod.rs). */
 export function __tetherTrap(place) {
   loadSync();
   const trap = () => exports().tw_trap();

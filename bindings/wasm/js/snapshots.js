@@ -1,8 +1,7 @@
 // The rest of what the JavaScript driver reads from the core-only wasm (src/ffi) or
-// writes for it, as the npm package gives or takes it today: metrics() and health()
-// (bindings/wasm/src/convert.rs), handoff() and the `resume` option (handoff.rs), the
-// self-test's criteria and verdicts (selftest.rs), and the log lines (tether-web's
-// log.rs). `c` is a client's number, `now` performance.now()'s milliseconds.
+// writes for it, as the npm package gives or takes it: metrics() and health(), handoff()
+// and the `resume` option, the self-test's criteria and verdicts (src/ffi/snapshots.rs),
+// and the dispatcher's log lines. `c` is a client's number, `now` performance.now()'s milliseconds.
 
 import { exports, onLog, Reader, Writer } from './wire.js';
 import { QUALITIES, STATES, terminal, WRONG } from './decode.js';
@@ -83,7 +82,7 @@ export function handoff(c) {
 
 /**
  * Writes the `resume` option (what `handoff()` gave, cloned by a BroadcastChannel) as
- * tw_new reads it. Anything else throws the `TypeError` handoff.rs throws: the numbers
+ * tw_new reads it. Anything else throws a `TypeError`: the numbers
  * must be decimal strings of 64-bit numbers (as Rust parses them: a `+` may lead), the
  * secret 32 hexadecimal digits, the messages strings or Uint8Arrays.
  */

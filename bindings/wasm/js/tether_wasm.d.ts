@@ -1,6 +1,6 @@
 // The declarations of the client (`TetherClient`, `setLogLevel`, `selfTestCriteria`) and
 // of every type they take and give; js/index.d.ts re-exports them. Written by hand, in
-// step with js/bridge.js, js/decode.js and js/snapshots.js (the values) and js/options.js
+// step with js/driver.js, js/decode.js and js/snapshots.js (the values) and js/options.js
 // (the options); bindings/wasm/tests/types.check.ts checks them against use.
 
 /** Where the connection is. */
@@ -135,7 +135,8 @@ export interface TetherOptions {
   livenessTimeoutMs?: number;
   /** `close()` keeps delivering what was sent before it (reconnecting if need be) for at most this long; what is left is then `dropped`. Default 5000. */
   closeLingerMs?: number;
-  /** Largest message in or out. Default 16777216. */
+  /** Largest message in or out. Default 16777216. A received frame over it by more than 64
+   * bytes fails its socket (an `error` of kind `message-too-large`), before it is copied in. */
   maxMessageBytes?: number;
   /** Protocol acknowledgements: after this many messages, or this long after the first. */
   ack?: { every?: number; delayMs?: number };

@@ -2,7 +2,8 @@
 // plain unsubscribe function, and so that a throwing handler neither stops the others
 // nor the client: its exception is reported as uncaught, after the dispatch.
 
-// In the order of `event_index` (convert.rs): Rust names an event by its index here.
+// In the order of the event tags of src/ffi/drain.rs (`event_record`): Rust names an event
+// by its index here.
 const EVENTS = [
   'state',
   'message',

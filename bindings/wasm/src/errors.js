@@ -1,10 +1,10 @@
 // The messages of the errors the WebAssembly throws, rejects with or reports: the same
 // text as the core's `Display` impls (tether-core's io.rs (a transport's failure is its own `text()`), protocol/mod.rs,
 // connection/handoff.rs; tether-web's BuildError), written here from a template number
-// and its values (errors.rs), so that the WebAssembly holds neither the text nor
+// and its values (js/decode.js picks them), so that the WebAssembly holds neither the text nor
 // `core::fmt`. `$a`, `$b` are numbers, `$s` a string (or the text of an inner error).
 
-// Indexed by the numbers in errors.rs (`T_*`); keep the two in step.
+// Indexed by the numbers in src/texts.rs and js/decode.js (`T_*`; tests keep them in step).
 const TEXTS = [
   // SendError
   'queue full ($a messages, $b bytes)',

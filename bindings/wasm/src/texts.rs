@@ -1,6 +1,6 @@
 //! The numbers of the error message templates of `errors.js` (`TEXTS`): the first of
-//! each group. `errors.rs` names a message by them; a test checks the templates against
-//! the core's `Display` text.
+//! each group. js/decode.js names a message by them (a test checks its numbers are these);
+//! a test checks the templates against the core's `Display` text.
 
 /// `SendError`: queue full, too large, stopped, closing.
 pub const T_SEND: u32 = 0;
@@ -55,6 +55,25 @@ mod tests {
             .replace("$a", &a.to_string())
             .replace("$b", &b.to_string())
             .replace("$s", s)
+    }
+
+    /// js/decode.js names the groups by the same numbers (it picks the templates).
+    #[test]
+    fn the_javascript_decoder_numbers_the_groups_alike() {
+        let source = include_str!("../js/decode.js");
+        for (name, value) in [
+            ("T_SEND", T_SEND),
+            ("T_DELIVERY", T_DELIVERY),
+            ("T_TERMINAL", T_TERMINAL),
+            ("T_CAUSE", T_CAUSE),
+            ("T_TETHER", T_TETHER),
+            ("T_DROP", T_DROP),
+            ("T_DECODE", T_DECODE),
+            ("T_BUILD", T_BUILD),
+        ] {
+            let line = format!("const {name} = {value};");
+            assert!(source.contains(&line), "js/decode.js lacks `{line}`");
+        }
     }
 
     #[test]

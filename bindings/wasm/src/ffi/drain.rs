@@ -303,7 +303,7 @@ fn tether_error(w: &mut Writer, e: &TetherError) {
 }
 
 /// Every event, every field the npm package's events carry. The tag is the event's index
-/// in `EVENTS` of bindings/wasm/src/emitter.js (as `event_index` of convert.rs), 13 for
+/// in `EVENTS` of bindings/wasm/src/emitter.js, 13 for
 /// one the package does not export.
 fn event_record(w: &mut Writer, e: &Event) {
     use tether_core::AttemptKind;

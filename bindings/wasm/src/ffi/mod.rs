@@ -21,7 +21,6 @@
     )),
     allow(unused_imports, dead_code)
 )]
-#![allow(clippy::missing_safety_doc)]
 
 use core::cell::UnsafeCell;
 

@@ -20,7 +20,7 @@ impl Numbers {
         self.0.get(slot).copied().filter(|n| !n.is_nan())
     }
 
-    /// Milliseconds, rounded to the microsecond as bindings/wasm/src/options.rs does.
+    /// Milliseconds, rounded to the microsecond (js/options.js checked the range: 0 to 1e15).
     fn ms(&self, slot: usize) -> Option<Duration> {
         self.get(slot)
             .map(|n| Duration::from_micros((n * 1000.0).round() as u64))
@@ -78,7 +78,7 @@ const SEED: usize = 40;
 const RULES: usize = 42;
 
 /// A violation of the core's rules: `field | problem << 6 | other << 12` and the
-/// expected range in words (as bindings/wasm/src/options.rs throws it).
+/// expected range in words (js/options.js's `configError` puts it in words).
 pub(super) fn violation(w: &mut Writer, e: &ConfigError) {
     let (problem, other, expected) = match &e.problem {
         ConfigProblem::Zero => (0, 0, ""),
