@@ -296,7 +296,7 @@ export class Driver {
     if (deadline !== this.armed) {
       this.armed = deadline;
       if (deadline === null) disarm(this.c);
-      else arm(fire, this.c, Math.min(Math.max(0, deadline - performance.now()), 2147483647));
+      else arm(fire, this.c, deadline - performance.now());
     }
   }
 
@@ -450,16 +450,15 @@ export class Driver {
       exports().tw_token(this.c, now, request, ok, left);
       this.drive();
     });
-    new Promise((resolve) => {
-      if (typeof this.tokens !== 'function') throw 'no token provider';
-      resolve(this.tokens());
-    }).then(
-      (t) => {
-        const left = Number(t?.[1]);
-        answer(true, String(t?.[0] ?? ''), Number.isNaN(left) ? NaN : left);
-      },
-      (e) => answer(false, typeof e === 'string' ? e : '', NaN),
-    );
+    // `tokens` (js/options.js) resolves to [the token, milliseconds until it expires or
+    // NaN], or rejects with the message of what went wrong. The core asks only when the
+    // options gave a provider.
+    Promise.resolve()
+      .then(this.tokens)
+      .then(
+        ([token, left]) => answer(true, token, left),
+        (message) => answer(false, message, NaN),
+      );
   }
 
   /** A socket's event for the core: `what` as `tw_socket` takes it. */

@@ -333,3 +333,11 @@ test('every option is packed into the slot options.rs reads it from', async () =
   checked.push('RESUME_GAP', 'LIVENESS_TIMEOUT', 'CLOSE_LINGER', 'MAX_MESSAGE_BYTES', 'ACK', 'SEED', 'RULES');
   assert.deepEqual(Object.keys(slot).sort(), checked.sort());
 });
+
+// The README's `using client = new TetherClient(…)`: the scope's end frees the client
+// (Symbol.dispose is free), after which its calls throw kind freed.
+test('Symbol.dispose frees the client', { skip: typeof Symbol.dispose !== 'symbol' }, () => {
+  const client = new TetherClient(URL, { WebSocket });
+  client[Symbol.dispose]();
+  assert.throws(() => client.send('x'), (e) => e.kind === 'freed');
+});

@@ -21,3 +21,26 @@ test('deadlines due together fire in the order armed, a key armed again last', a
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(fired, [2, 1]);
 });
+
+// Both browser drivers arm the shared timer with the core's wait; the shim bounds it to
+// what setTimeout takes (Node and browsers fire a longer one at once, with a warning), and
+// a wait that is not a positive number is no wait.
+test('arm bounds the platform timer to what setTimeout takes', () => {
+  const delays = [];
+  const platform = globalThis.setTimeout;
+  globalThis.setTimeout = (f, ms) => {
+    delays.push(ms);
+    return platform(() => {}, 0);
+  };
+  try {
+    arm(() => {}, 9101, 1e15);
+    assert.ok(delays.length === 1 && delays[0] <= 2147483647 && delays[0] > 2147483000, `armed for ${delays}`);
+    arm(() => {}, 9102, Number.NaN);
+    assert.equal(delays.length, 2);
+    assert.ok(delays[1] <= 1, `a NaN wait armed for ${delays[1]}`);
+  } finally {
+    globalThis.setTimeout = platform;
+    disarm(9101);
+    disarm(9102);
+  }
+});

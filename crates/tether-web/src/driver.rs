@@ -173,9 +173,6 @@ impl Drop for Timer {
     }
 }
 
-/// Longest delay `setTimeout` takes (2^31 − 1 ms); a later deadline re-arms on firing.
-const MAX_TIMEOUT_MS: f64 = 2_147_483_647.0;
-
 pub(crate) struct Inner<T: Transport> {
     pub(crate) core: RefCell<Core>,
     transport: Rc<T>,
@@ -230,7 +227,8 @@ fn ms_between(now: Instant, deadline: Instant) -> f64 {
         .as_secs()
         .saturating_mul(1_000_000)
         .saturating_add(u64::from(wait.subsec_micros()));
-    (micros.div_ceil(1000) as f64).min(MAX_TIMEOUT_MS)
+    // The shim's `arm` bounds it to what `setTimeout` takes.
+    micros.div_ceil(1000) as f64
 }
 
 impl<T> Inner<T>

@@ -55,10 +55,12 @@ function now() {
   return Math.ceil(performance.now());
 }
 
-/// Calls `notify(key)` in `ms` milliseconds (rounded up), in place of an earlier arm.
+/// Calls `notify(key)` in `ms` milliseconds (rounded up; from 0 to 2^31 − 1, the longest
+/// delay `setTimeout` takes: a later deadline finds nothing due then and is armed again),
+/// in place of an earlier arm.
 export function arm(notify, key, ms) {
   fire = notify;
-  const at = now() + Math.ceil(ms);
+  const at = now() + Math.ceil(ms > 0 ? Math.min(ms, 2147483647) : 0);
   // Last in the map's order, which is the order of keys due together.
   deadlines.delete(key);
   deadlines.set(key, at);
